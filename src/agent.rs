@@ -1,0 +1,265 @@
+//! The agent sections ctrl prints: `<<<robotmk_daemon:sep(0)>>>` with the report as one JSON
+//! line, and `<<<local:sep(0)>>>` with one local check per job plus one for the daemon, so
+//! results show up in Checkmk with no plugin on the server.
+//!
+//! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
+//! WARN after an interrupted or killed run, UNKNOWN before its first result; a result older
+//! than twice the job's interval is at least WARN, older than three times CRIT.
+
+use crate::report::Report;
+use crate::state::record::{Outcome, RunRecord};
+use crate::state::status::JobStatus;
+use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
+
+pub const SECTION_HEADER: &str = "<<<robotmk_daemon:sep(0)>>>";
+pub const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
+
+/// Both sections, ready to print.
+pub fn render(report: &Report) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str(SECTION_HEADER);
+    out.push('\n');
+    out.push_str(
+        &serde_json::to_string(report)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}")),
+    );
+    out.push('\n');
+    out.push_str(LOCAL_HEADER);
+    out.push('\n');
+    let instance = report.instance.as_deref().unwrap_or("unknown");
+    out.push_str(&daemon_line(report, instance));
+    out.push('\n');
+    for job in &report.jobs {
+        out.push_str(&job_line(job, instance, report.generated));
+        out.push('\n');
+    }
+    out
+}
+
+fn state_word(state: u8) -> &'static str {
+    match state {
+        0 => "OK",
+        1 => "WARN",
+        2 => "CRIT",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A short human age: `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn daemon_line(r: &Report, instance: &str) -> String {
+    let d = &r.daemon;
+    let (state, text) = if let Some(e) = &r.config_error {
+        (2, format!("config error: {e}"))
+    } else if let Some(e) = r.ctrl.as_ref().and_then(|c| c.error.as_ref()) {
+        (2, format!("cannot start the daemon: {e}"))
+    } else if !d.running {
+        (2, "daemon not running".to_string())
+    } else if let Some(e) = &d.state_error {
+        (2, format!("cannot write state: {e}"))
+    } else if let Some(e) = &d.config_error {
+        (
+            1,
+            format!("config edit rejected, running the last good config: {e}"),
+        )
+    } else {
+        let mut t = format!(
+            "running, pid {}, up {}",
+            d.pid.map_or("?".into(), |p| p.to_string()),
+            human_age(d.uptime_s.unwrap_or(0.0))
+        );
+        if let Some(phase) = d.phase.as_deref().filter(|p| *p != "running") {
+            let _ = write!(t, ", {phase}");
+            if let Some(why) = &d.reason {
+                let _ = write!(t, " ({why})");
+            }
+        }
+        if let Some(c) = &r.ctrl {
+            if c.action == "started" {
+                let _ = write!(t, ", started now via {}", c.route.unwrap_or("?"));
+            }
+        }
+        (0, t)
+    };
+    let text = text.replace('\n', " ");
+    format!(
+        "{state} \"Robotmk {instance} daemon\" - {} - {text}",
+        state_word(state)
+    )
+}
+
+/// The state a job's last result deserves on its own (before staleness).
+fn outcome_state(o: Outcome) -> u8 {
+    match o {
+        Outcome::Success => 0,
+        Outcome::Failure | Outcome::Timeout | Outcome::Error => 2,
+        Outcome::Interrupted | Outcome::Killed | Outcome::Skipped => 1,
+    }
+}
+
+/// The local check line of one job at `now`.
+pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
+    let name = format!("Robotmk {instance} {}", job.name);
+    let Some(last) = &job.last else {
+        let next = job
+            .next_due
+            .map(|n| {
+                format!(
+                    ", first run due in {}",
+                    human_age((n - now).num_seconds() as f64)
+                )
+            })
+            .unwrap_or_default();
+        return format!("3 \"{name}\" - UNKNOWN - no result yet{next}");
+    };
+    let outcome = last.outcome.unwrap_or(Outcome::Interrupted);
+    let mut state = outcome_state(outcome);
+    let at = last.finished.unwrap_or(last.due);
+    let age = (now - at).num_milliseconds() as f64 / 1000.0;
+    let mut text = format!("last run {} ago: {}", human_age(age), outcome.as_str());
+    if let Some(t) = &last.tests {
+        let _ = write!(
+            text,
+            " ({} tests passed, {} failed, {} skipped)",
+            t.passed, t.failed, t.skipped
+        );
+    } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
+        let _ = write!(text, " (exit code {code})");
+    }
+    let interval = job.interval_s.max(1.0);
+    if age > 3.0 * interval {
+        state = 2;
+        let _ = write!(
+            text,
+            ", result stale (older than 3x the interval of {})",
+            human_age(interval)
+        );
+    } else if age > 2.0 * interval {
+        state = state.max(1);
+        let _ = write!(
+            text,
+            ", result stale (older than 2x the interval of {})",
+            human_age(interval)
+        );
+    }
+    if !job.running.is_empty() {
+        let _ = write!(text, ", {} run(s) in flight", job.running.len());
+    }
+    if let Some(note) = &last.note {
+        let _ = write!(text, "; {note}");
+    }
+    let text = text.replace('\n', " ");
+    format!(
+        "{state} \"{name}\" {} {} - {text}",
+        metrics(last),
+        state_word(state)
+    )
+}
+
+fn metrics(last: &RunRecord) -> String {
+    let mut m = Vec::new();
+    if let Some(d) = last.duration_s {
+        m.push(format!("runtime={d:.3}"));
+    }
+    if let Some(t) = &last.tests {
+        m.push(format!("tests_passed={}", t.passed));
+        m.push(format!("tests_failed={}", t.failed));
+        m.push(format!("tests_skipped={}", t.skipped));
+    }
+    if m.is_empty() {
+        "-".into()
+    } else {
+        m.join("|")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::record::{TestStats, Trigger, RECORD_VERSION};
+
+    fn job(last: Option<RunRecord>) -> JobStatus {
+        JobStatus {
+            name: "web".into(),
+            schedule: "every 1m".into(),
+            interval_s: 60.0,
+            timeout_s: 30.0,
+            next_due: None,
+            running: vec![],
+            queued: 0,
+            last,
+            last_skipped: None,
+            skipped_total: 0,
+        }
+    }
+
+    fn rec(outcome: Outcome, finished: DateTime<Utc>) -> RunRecord {
+        RunRecord {
+            version: RECORD_VERSION,
+            job: "web".into(),
+            run_id: "x-1".into(),
+            due: finished,
+            trigger: Trigger::Schedule,
+            started: Some(finished),
+            finished: Some(finished),
+            duration_s: Some(12.3),
+            exit_code: Some(0),
+            signal: None,
+            outcome: Some(outcome),
+            run_dir: "/r".into(),
+            pid: None,
+            pid_start: None,
+            timeout_s: 30.0,
+            note: None,
+            tests: Some(TestStats {
+                passed: 3,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn states_follow_outcome_and_age() {
+        let now = Utc::now();
+        let s = |l: String| l.chars().next().unwrap();
+        assert_eq!(s(job_line(&job(None), "i", now)), '3');
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Success, now))), "i", now)),
+            '0'
+        );
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Failure, now))), "i", now)),
+            '2'
+        );
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Timeout, now))), "i", now)),
+            '2'
+        );
+        let old = now - chrono::Duration::seconds(150);
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Success, old))), "i", now)),
+            '1'
+        );
+        let older = now - chrono::Duration::seconds(200);
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Success, older))), "i", now)),
+            '2'
+        );
+        let line = job_line(&job(Some(rec(Outcome::Success, now))), "sys", now);
+        assert!(
+            line.starts_with("0 \"Robotmk sys web\" runtime=12.300|tests_passed=3|"),
+            "{line}"
+        );
+        assert!(line.contains("3 tests passed"), "{line}");
+    }
+}

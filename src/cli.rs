@@ -1,0 +1,516 @@
+//! The command line: clap definitions and the commands that are not ctrl or the daemon
+//! (`start`, `stop`, `status`, `check-config`, `run-once`).
+
+use crate::config::{self, Config};
+use crate::report::{self, Report};
+use crate::state::record::{self, Outcome, Trigger};
+use crate::state::{self, Durability, StateDir, StopMode, StopRequest};
+use crate::{agent, ctrl, daemon, lock, run, sys};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Runs Robot Framework suites (or any command) on their own schedules, detached from the
+/// Checkmk agent. Copied or linked under a name ending in `ctrl` and run without arguments, it
+/// acts as `ctrl`.
+#[derive(Debug, Parser)]
+#[command(name = "robotmk-daemon", version = crate::BUILD_ID)]
+pub struct Cli {
+    /// Config file [default: $ROBOTMK_DAEMON_CONFIG, else $MK_CONFDIR/robotmk-daemon.toml, else
+    /// /etc/check_mk/robotmk-daemon.toml (Windows: C:\ProgramData\checkmk\agent\config\)]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// For the agent: refresh the heartbeat, start the daemon if none runs, print the agent
+    /// sections. Exit 0 whenever it printed them.
+    Ctrl,
+    /// Start the daemon detached (a no-op if it runs). Exit 0 started or running, 1 failed.
+    Start {
+        /// Run the daemon in this process, logging to stderr too.
+        #[arg(long)]
+        foreground: bool,
+        /// Exit when this file disappears (the Checkmk agent's extension contract).
+        #[arg(long, value_name = "FILE")]
+        run_flag: Option<PathBuf>,
+    },
+    /// Ask the daemon to stop: start no new run, wait for runs in flight. Exit 0 stopped or not
+    /// running, 1 still running after the timeout.
+    Stop {
+        /// End runs in flight (their whole process trees) instead of waiting for them.
+        #[arg(long)]
+        now: bool,
+        /// How long to wait for the daemon to exit.
+        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_dur)]
+        timeout: Duration,
+    },
+    /// Daemon and per-job state. Exit 0 running, 3 not running, 2 config error.
+    Status {
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and print the resolved jobs and their next due times. Exit 0 valid,
+    /// 2 invalid.
+    CheckConfig,
+    /// Run one job now in the foreground and record it like a scheduled run. Exit 0 success,
+    /// 1 failure, 2 config error, 3 timeout, 4 could not start.
+    RunOnce {
+        /// The job's name.
+        job: String,
+    },
+    /// The daemon itself, as launched by ctrl (use `start` instead).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, default_value = "manual")]
+        route: String,
+        #[arg(long, value_name = "FILE")]
+        run_flag: Option<PathBuf>,
+    },
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    config::duration::parse(s)
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    let path = config::absolute(&cli.config.unwrap_or_else(config::discover));
+    match cli.command {
+        Command::Ctrl => ctrl::run(&path),
+        Command::Start {
+            foreground: true,
+            run_flag,
+        } => daemon::run(daemon::Options {
+            config: path,
+            route: "foreground".into(),
+            run_flag,
+            foreground: true,
+        }),
+        Command::Start {
+            foreground: false,
+            run_flag,
+        } => start(&path, run_flag),
+        Command::Daemon { route, run_flag } => daemon::run(daemon::Options {
+            config: path,
+            route,
+            run_flag,
+            foreground: false,
+        }),
+        Command::Stop { now, timeout } => stop(&path, now, timeout),
+        Command::Status { json } => status(&path, json),
+        Command::CheckConfig => check_config(&path),
+        Command::RunOnce { job } => run_once(&path, &job),
+    }
+}
+
+fn load_or_report(path: &Path) -> Result<Config, i32> {
+    config::load(path).map_err(|e| {
+        eprintln!("robotmk-daemon: config error: {e}");
+        2
+    })
+}
+
+fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
+    if run_flag.is_some() {
+        eprintln!(
+            "robotmk-daemon: --run-flag needs --foreground (the agent starts extensions itself)"
+        );
+        return 1;
+    }
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let st = StateDir::new(&cfg.daemon.state_dir);
+    if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
+    match ctrl::ensure_daemon(&cfg, &st) {
+        Ok(e) => {
+            let r = report::build(
+                path.to_path_buf(),
+                &Ok(cfg.clone()),
+                Some((cfg.daemon.instance.clone(), cfg.daemon.state_dir.clone())),
+            );
+            let pid = r.daemon.pid.map_or("?".into(), |p| p.to_string());
+            if e.started {
+                println!(
+                    "daemon started for instance {} (pid {pid}, via {})",
+                    cfg.daemon.instance,
+                    e.route.unwrap_or("?")
+                );
+            } else {
+                println!(
+                    "daemon already running for instance {} (pid {pid})",
+                    cfg.daemon.instance
+                );
+            }
+            if let Some(n) = e.note {
+                eprintln!("robotmk-daemon: note: {n}");
+            }
+            if r.daemon.running {
+                0
+            } else {
+                eprintln!(
+                    "robotmk-daemon: the daemon is not running; see {}",
+                    st.log_file().display()
+                );
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("robotmk-daemon: cannot start the daemon: {e}");
+            1
+        }
+    }
+}
+
+fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
+    // A broken config must not keep an admin from stopping the daemon: find it leniently.
+    let located = match config::load(path) {
+        Ok(c) => Some((c.daemon.instance, c.daemon.state_dir)),
+        Err(e) => {
+            eprintln!("robotmk-daemon: warning: config error: {e}");
+            config::locate_daemon(path)
+        }
+    };
+    let Some((instance, dir)) = located else {
+        eprintln!(
+            "robotmk-daemon: cannot tell which state dir the config at {} uses",
+            path.display()
+        );
+        return 2;
+    };
+    let st = StateDir::new(dir);
+    if !lock::is_held(&st.lock_file()).unwrap_or(false) {
+        println!("no daemon running for instance {instance}");
+        return 0;
+    }
+    let req = StopRequest {
+        mode: if now { StopMode::Now } else { StopMode::Drain },
+        requested: Utc::now(),
+    };
+    if let Err(e) = state::write_json(&st.stop_file(), &req, Durability::NoSync) {
+        eprintln!("robotmk-daemon: cannot write the stop request: {e}");
+        return 1;
+    }
+    // Wake the daemon at once instead of at its next look at the stop file.
+    let status: Option<state::status::Status> = state::read_json(&st.status_file()).ok().flatten();
+    if let Some(d) = status.map(|s| s.daemon) {
+        let pid = sys::ProcessId {
+            pid: d.pid,
+            start: d.pid_start,
+        };
+        if pid.is_alive() {
+            let _ = sys::signal_stop(d.pid);
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    while lock::is_held(&st.lock_file()).unwrap_or(false) {
+        if Instant::now() >= deadline {
+            let r: Option<state::status::Status> =
+                state::read_json(&st.status_file()).ok().flatten();
+            let inflight: usize = r
+                .map(|s| s.jobs.iter().map(|j| j.running.len()).sum())
+                .unwrap_or(0);
+            eprintln!(
+                "robotmk-daemon: daemon for instance {instance} still running after {} ({inflight} run(s) in flight){}",
+                config::duration::format(timeout),
+                if now { "" } else { "; use --now to end them" }
+            );
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("daemon for instance {instance} stopped");
+    0
+}
+
+fn status(path: &Path, json: bool) -> i32 {
+    let cfg = config::load(path);
+    let located = match &cfg {
+        Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
+        Err(_) => config::locate_daemon(path),
+    };
+    let r = report::build(path.to_path_buf(), &cfg, located);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        print!("{}", table(&r));
+    }
+    if r.config_error.is_some() {
+        2
+    } else if r.daemon.running {
+        0
+    } else {
+        3
+    }
+}
+
+/// The status as a table for people.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let d = &r.daemon;
+    let _ = writeln!(o, "instance:   {}", r.instance.as_deref().unwrap_or("?"));
+    let _ = writeln!(o, "config:     {}", r.config.display());
+    if let Some(e) = &r.config_error {
+        let _ = writeln!(o, "CONFIG ERROR: {e}");
+    }
+    if let Some(sd) = &r.state_dir {
+        let _ = writeln!(o, "state dir:  {}", sd.display());
+    }
+    if d.running {
+        let _ = writeln!(
+            o,
+            "daemon:     running, pid {}, up {}, {} (via {})",
+            d.pid.map_or("?".into(), |p| p.to_string()),
+            agent::human_age(d.uptime_s.unwrap_or(0.0)),
+            d.phase.as_deref().unwrap_or("?"),
+            d.route.as_deref().unwrap_or("?")
+        );
+    } else {
+        let _ = writeln!(o, "daemon:     not running");
+    }
+    let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
+        (Some(a), Some(t)) => format!(
+            "{} ago (timeout {})",
+            agent::human_age(a),
+            agent::human_age(t)
+        ),
+        (Some(a), None) => format!("{} ago (switch off)", agent::human_age(a)),
+        (None, _) => "never".into(),
+    };
+    let _ = writeln!(o, "heartbeat:  {hb}");
+    if let Some(e) = &d.config_error {
+        let _ = writeln!(o, "daemon config error (running the last good config): {e}");
+    }
+    if let Some(e) = &d.state_error {
+        let _ = writeln!(o, "STATE ERROR: {e}");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} WHEN",
+        "JOB", "SCHEDULE", "NEXT DUE", "RUNNING", "LAST", "RUNTIME"
+    );
+    let now = Utc::now();
+    for j in &r.jobs {
+        let next = j.next_due.map_or("-".into(), |n| {
+            n.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        });
+        let (last, runtime, when) = match &j.last {
+            Some(l) => (
+                l.outcome.map_or("?", |o| o.as_str()).to_string(),
+                l.duration_s.map_or("-".into(), |d| format!("{d:.1}s")),
+                l.finished.map_or("-".into(), |f| {
+                    format!("{} ago", agent::human_age((now - f).num_seconds() as f64))
+                }),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            o,
+            "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} {}",
+            j.name,
+            j.schedule,
+            next,
+            j.running.len(),
+            last,
+            runtime,
+            when
+        );
+    }
+    o
+}
+
+fn check_config(path: &Path) -> i32 {
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let d = &cfg.daemon;
+    println!("config {} is valid", cfg.path.display());
+    println!("instance:          {}", d.instance);
+    println!("state_dir:         {}", d.state_dir.display());
+    println!(
+        "heartbeat_timeout: {}",
+        d.heartbeat_timeout
+            .map_or("off".into(), config::duration::format)
+    );
+    println!(
+        "max_parallel:      {}",
+        if d.max_parallel == 0 {
+            "no limit".into()
+        } else {
+            d.max_parallel.to_string()
+        }
+    );
+    println!("keep_runs:         {}", d.keep_runs);
+    println!(
+        "stop_grace:        {}",
+        config::duration::format(d.stop_grace)
+    );
+    println!("jobs:              {}", cfg.jobs.len());
+    let now = Utc::now();
+    for j in &cfg.jobs {
+        println!();
+        println!("job {}", j.name);
+        println!(
+            "  command:  {}",
+            j.command
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        println!("  schedule: {}", j.schedule);
+        println!("  timeout:  {}", config::duration::format(j.timeout));
+        println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+        if let Some(w) = &j.working_dir {
+            println!("  working_dir: {}", w.display());
+        }
+        let next: Vec<String> = j
+            .schedule
+            .upcoming(now, 3)
+            .into_iter()
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S %Z")
+                    .to_string()
+            })
+            .collect();
+        println!("  next due: {}", next.join(", "));
+    }
+    0
+}
+
+fn run_once(path: &Path, name: &str) -> i32 {
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(job) = cfg.jobs.iter().find(|j| j.name == name) else {
+        let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+        eprintln!(
+            "robotmk-daemon: no job {name:?} in {}; jobs: {}",
+            cfg.path.display(),
+            names.join(", ")
+        );
+        return 2;
+    };
+    sys::set_private_umask();
+    let st = StateDir::new(&cfg.daemon.state_dir);
+    if let Err(e) = st.ensure() {
+        eprintln!("robotmk-daemon: {e}");
+        return 4;
+    }
+    let due = Utc::now();
+    let (mut rec, spec) = match daemon::prepare(&st, job, due, Trigger::RunOnce) {
+        Ok(v) => v,
+        Err(daemon::PrepareError::NoFolder(msg)) => {
+            eprintln!("robotmk-daemon: {msg}");
+            return 4;
+        }
+        Err(daemon::PrepareError::Record(r, note)) => {
+            let mut r = *r;
+            r.note = Some(note);
+            return finish_once(&st, r, Outcome::Error, None);
+        }
+    };
+    println!(
+        "running job {} (run {}) in {}",
+        job.name,
+        rec.run_id,
+        rec.run_dir.display()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let argv0 = spec.argv.first().cloned().unwrap_or_default();
+    let pid = match run::spawn(spec, move |_, exit| {
+        let _ = tx.send(exit);
+    }) {
+        Ok(pid) => pid,
+        Err(e) => {
+            rec.started = Some(Utc::now());
+            rec.note = Some(format!("cannot start {argv0:?}: {e}"));
+            return finish_once(&st, rec, Outcome::Error, None);
+        }
+    };
+    rec.pid = Some(pid);
+    rec.pid_start = sys::process_start_time(pid);
+    rec.started = Some(Utc::now());
+    let _ = rec.save();
+    let mut ended_by = None;
+    let deadline = Instant::now() + job.timeout;
+    let exit = match rx.recv_timeout(job.timeout) {
+        Ok(exit) => exit,
+        Err(_) => {
+            ended_by = Some(Outcome::Timeout);
+            run::terminate_group(pid);
+            match rx.recv_timeout(cfg.daemon.stop_grace) {
+                Ok(exit) => exit,
+                Err(_) => {
+                    run::kill_group(pid);
+                    rx.recv().unwrap_or(run::ExitInfo {
+                        code: None,
+                        signal: None,
+                    })
+                }
+            }
+        }
+    };
+    let _ = deadline;
+    if run::group_alive(pid) {
+        run::terminate_group(pid);
+        std::thread::sleep(Duration::from_millis(100));
+        run::kill_group(pid);
+    }
+    let outcome = ended_by.unwrap_or(if exit.success() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    });
+    finish_once(&st, rec, outcome, Some(exit))
+}
+
+fn finish_once(
+    st: &StateDir,
+    mut rec: record::RunRecord,
+    outcome: Outcome,
+    exit: Option<run::ExitInfo>,
+) -> i32 {
+    daemon::complete(&mut rec, outcome, exit);
+    if let Err(e) = rec.save().and_then(|_| record::update_latest(st, &rec)) {
+        eprintln!("robotmk-daemon: cannot record the run: {e}");
+    }
+    // Tell a running daemon to pick the result up for status and ctrl.
+    if state::create_private_dir(&st.notify_dir()).is_ok() {
+        let _ = state::write_atomic(&st.notify_dir().join(&rec.job), b"", Durability::NoSync);
+    }
+    println!(
+        "{}: {}{}{}",
+        rec.run_id,
+        outcome.as_str(),
+        rec.exit_code
+            .map_or(String::new(), |c| format!(", exit code {c}")),
+        rec.note
+            .as_ref()
+            .map_or(String::new(), |n| format!(" ({n})"))
+    );
+    println!("output: {}", rec.run_dir.display());
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+        Outcome::Timeout => 3,
+        _ => 4,
+    }
+}

@@ -1,0 +1,800 @@
+//! The config file: where it is found, how it is parsed, and what it resolves to.
+//!
+//! Two stages, as in ripgrep's flags: `Raw*` types mirror the TOML exactly (serde with
+//! `deny_unknown_fields`, spans kept where validation needs them), then [`Config`] holds what
+//! the daemon acts on, with defaults applied and every cross-field rule checked. Every error
+//! names the file, line, column and field so an admin can fix it without guessing.
+
+pub mod duration;
+
+use crate::schedule::{self, Schedule};
+use duration::Dur;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The environment variable that names the config file, checked before `$MK_CONFDIR`.
+pub const CONFIG_ENV: &str = "ROBOTMK_DAEMON_CONFIG";
+/// The file name looked up in `$MK_CONFDIR` and the OS config folder.
+pub const CONFIG_FILE_NAME: &str = "robotmk-daemon.toml";
+/// Longest accepted job or instance name: names become file and unit names.
+const MAX_NAME_LEN: usize = 64;
+
+/// A config problem, located in the file where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based line and column, when the problem sits at a place in the file.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The offending field (`job[2].every`, `daemon.instance`), when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What a due run does while an earlier run of the same job is still in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    Skip,
+    Allow,
+}
+
+/// What happens to due times that passed while the daemon was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Run once soon after start, standing for the latest missed due time.
+    Once,
+    /// Wait for the next regular due time.
+    Skip,
+}
+
+/// The kind of runner a job describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Command,
+    Robot,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    job: Vec<Spanned<RawJob>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    instance: Option<Spanned<String>>,
+    state_dir: Option<PathBuf>,
+    heartbeat_timeout: Option<Dur>,
+    max_parallel: Option<usize>,
+    keep_runs: Option<Spanned<usize>>,
+    stop_grace: Option<Dur>,
+    log_max_size: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<String>,
+    kind: Option<Kind>,
+    command: Option<Spanned<Vec<String>>>,
+    suite: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    robot_args: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    robot: Option<PathBuf>,
+    python: Option<PathBuf>,
+    every: Option<Spanned<Dur>>,
+    offset: Option<Spanned<Dur>>,
+    cron: Option<Spanned<String>>,
+    timeout: Option<Spanned<Dur>>,
+    overlap: Option<Overlap>,
+    catch_up: Option<CatchUp>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    working_dir: Option<PathBuf>,
+}
+
+/// Daemon-wide settings, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    pub instance: String,
+    pub state_dir: PathBuf,
+    /// `None` when the dead man switch is off (`heartbeat_timeout = "0"`).
+    pub heartbeat_timeout: Option<Duration>,
+    /// 0 = no limit.
+    pub max_parallel: usize,
+    pub keep_runs: usize,
+    pub stop_grace: Duration,
+    pub log_max_bytes: u64,
+}
+
+/// One job, ready to schedule and run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    /// argv; may contain `{run_dir}`, `{job}`, `{run_id}`.
+    pub command: Vec<String>,
+    /// Set for `kind = "robot"` jobs: the run folder then holds Robot Framework's output.xml.
+    pub robot: bool,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub overlap: Overlap,
+    pub catch_up: CatchUp,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+}
+
+impl Job {
+    /// True when the two definitions run the same thing on the same schedule.
+    pub fn same_as(&self, other: &Job) -> bool {
+        self.name == other.name
+            && self.command == other.command
+            && self.schedule.to_string() == other.schedule.to_string()
+            && self.timeout == other.timeout
+            && self.overlap == other.overlap
+            && self.catch_up == other.catch_up
+            && self.env == other.env
+            && self.working_dir == other.working_dir
+    }
+}
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Absolute path of the file it was read from.
+    pub path: PathBuf,
+    pub daemon: DaemonSettings,
+    pub jobs: Vec<Job>,
+}
+
+/// Where the config is looked for, in order, when `--config` is not given.
+pub fn discover() -> PathBuf {
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::var_os("MK_CONFDIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(dir).join(CONFIG_FILE_NAME);
+    }
+    default_config_dir().join(CONFIG_FILE_NAME)
+}
+
+fn default_config_dir() -> PathBuf {
+    if cfg!(windows) {
+        PathBuf::from(r"C:\ProgramData\checkmk\agent\config")
+    } else {
+        PathBuf::from("/etc/check_mk")
+    }
+}
+
+/// The state dir used when the config names none.
+pub fn default_state_dir(instance: &str) -> PathBuf {
+    let base = match std::env::var_os("MK_VARDIR").filter(|p| !p.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None if cfg!(windows) => PathBuf::from(r"C:\ProgramData\checkmk\agent\state"),
+        None => PathBuf::from("/var/lib"),
+    };
+    base.join("robotmk-daemon").join(instance)
+}
+
+/// Makes `path` absolute without touching the file system beyond the current directory.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Reads and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let path = absolute(path);
+    let text = read(&path)?;
+    parse(&path, &text)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "; pass --config PATH, set ${CONFIG_ENV}, or create it (see examples/ for one to copy)"
+            )
+        } else {
+            String::new()
+        };
+        plain(path, format!("cannot read config: {e}{hint}"))
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        plain(
+            path,
+            format!(
+                "config is not valid UTF-8 (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+fn plain(path: &Path, message: String) -> ConfigError {
+    ConfigError {
+        path: path.to_path_buf(),
+        line: None,
+        column: None,
+        field: None,
+        message,
+    }
+}
+
+/// Locates errors in `text` by byte offset.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn at(&self, offset: usize, field: Option<String>, message: impl Into<String>) -> ConfigError {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The key written on the line at `offset` (`every` in `every = "5x"`), to name the field
+    /// in serde errors that only carry a span.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |i| offset + i);
+        let line = &self.text[line_start..line_end];
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        let valid = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        valid.then(|| key.to_string())
+    }
+}
+
+/// Parses and validates config text; `path` is used for messages and relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let loc = Locator { path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let start = e.span().map_or(0, |s| s.start);
+        let field = e.span().and_then(|s| loc.key_at(s.start));
+        loc.at(start, field, e.message().trim().to_string())
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let daemon = resolve_daemon(&loc, raw.daemon, base)?;
+    let mut jobs = Vec::with_capacity(raw.job.len());
+    let mut seen = HashSet::new();
+    for (i, job) in raw.job.into_iter().enumerate() {
+        let job = resolve_job(&loc, i, job, base)?;
+        jobs.push(job);
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        if !seen.insert(job.name.clone()) {
+            // Re-locate the duplicate: the resolved job no longer carries its span.
+            let offset = nth_name_offset(text, &job.name, 2).unwrap_or(0);
+            return Err(loc.at(
+                offset,
+                Some(format!("job[{i}].name")),
+                format!(
+                    "duplicate job name {:?}; job names must be unique",
+                    job.name
+                ),
+            ));
+        }
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        daemon,
+        jobs,
+    })
+}
+
+/// Byte offset of the `n`th `name = "<value>"` line (1-based `n`).
+fn nth_name_offset(text: &str, value: &str, n: usize) -> Option<usize> {
+    let mut count = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+            if k.trim() == "name" && v == value {
+                count += 1;
+                if count == n {
+                    return Some(offset + line.len() - line.trim_start().len());
+                }
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Checks a job or instance name: it becomes a folder and a systemd unit name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a usable name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "{name:?} contains {c:?}; use only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_daemon(
+    loc: &Locator,
+    raw: Option<Spanned<RawDaemon>>,
+    base: &Path,
+) -> Result<DaemonSettings, ConfigError> {
+    let (span, raw) = match raw {
+        Some(r) => (r.span(), r.into_inner()),
+        None => (0..0, RawDaemon::default()),
+    };
+    let instance = match raw.instance {
+        Some(i) => {
+            check_name(i.get_ref())
+                .map_err(|m| loc.at(i.span().start, Some("daemon.instance".into()), m))?;
+            i.into_inner()
+        }
+        None => "system".to_string(),
+    };
+    let state_dir = match raw.state_dir {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(loc.at(
+                span.start,
+                Some("daemon.state_dir".into()),
+                "must not be empty",
+            ))
+        }
+        Some(p) => absolute(&base.join(p)),
+        None => default_state_dir(&instance),
+    };
+    let keep_runs = match raw.keep_runs {
+        Some(k) if *k.get_ref() == 0 => {
+            return Err(loc.at(
+                k.span().start,
+                Some("daemon.keep_runs".into()),
+                "must be at least 1: a run's own folder must stay until it is recorded",
+            ))
+        }
+        Some(k) => k.into_inner(),
+        None => 20,
+    };
+    let log_max_bytes = match raw.log_max_size {
+        Some(s) => parse_size(s.get_ref())
+            .map_err(|m| loc.at(s.span().start, Some("daemon.log_max_size".into()), m))?,
+        None => 10 * 1024 * 1024,
+    };
+    Ok(DaemonSettings {
+        instance,
+        state_dir,
+        heartbeat_timeout: raw
+            .heartbeat_timeout
+            .map_or(Some(Duration::from_secs(300)), |d| {
+                (!d.0.is_zero()).then_some(d.0)
+            }),
+        max_parallel: raw.max_parallel.unwrap_or(4),
+        keep_runs,
+        stop_grace: raw.stop_grace.map_or(Duration::from_secs(10), |d| d.0),
+        log_max_bytes,
+    })
+}
+
+/// Parses `10MB`, `512KB`, `1GB` or a plain byte count.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}; write e.g. \"10MB\""))?;
+    let mult = match t[digits..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" | "KIB" => 1024,
+        "MB" | "M" | "MIB" => 1024 * 1024,
+        "GB" | "G" | "GIB" => 1024 * 1024 * 1024,
+        other => return Err(format!("invalid size unit {other:?}; use KB, MB or GB")),
+    };
+    let bytes = n.saturating_mul(mult);
+    if bytes < 4096 {
+        return Err(format!("size {s:?} is too small; at least 4KB"));
+    }
+    Ok(bytes)
+}
+
+fn resolve_job(
+    loc: &Locator,
+    index: usize,
+    raw: Spanned<RawJob>,
+    base: &Path,
+) -> Result<Job, ConfigError> {
+    let job_start = raw.span().start;
+    let raw = raw.into_inner();
+    let field = |f: &str| Some(format!("job[{index}].{f}"));
+    let name = raw.name.get_ref().clone();
+    check_name(&name).map_err(|m| loc.at(raw.name.span().start, field("name"), m))?;
+    let named = |m: String| format!("job {name:?}: {m}");
+
+    let schedule = match (&raw.every, &raw.cron) {
+        (Some(_), Some(c)) => {
+            return Err(loc.at(
+                c.span().start,
+                field("cron"),
+                named("set either `every` or `cron`, not both".into()),
+            ))
+        }
+        (None, None) => {
+            return Err(loc.at(
+                job_start,
+                field("every"),
+                named("needs a schedule: `every = \"5m\"` or `cron = \"*/5 * * * *\"`".into()),
+            ))
+        }
+        (Some(every), None) => {
+            let interval = every.get_ref().0;
+            if interval < Duration::from_secs(1) {
+                return Err(loc.at(
+                    every.span().start,
+                    field("every"),
+                    named("must be at least 1s".into()),
+                ));
+            }
+            if interval.subsec_millis() != 0 {
+                return Err(loc.at(
+                    every.span().start,
+                    field("every"),
+                    named("must be whole seconds".into()),
+                ));
+            }
+            let offset = raw
+                .offset
+                .as_ref()
+                .map_or(Duration::ZERO, |o| o.get_ref().0);
+            if offset >= interval {
+                let at = raw
+                    .offset
+                    .as_ref()
+                    .map_or(every.span().start, |o| o.span().start);
+                return Err(loc.at(
+                    at,
+                    field("offset"),
+                    named("must be shorter than `every`".into()),
+                ));
+            }
+            Schedule::Every { interval, offset }
+        }
+        (None, Some(c)) => {
+            if let Some(o) = &raw.offset {
+                return Err(loc.at(
+                    o.span().start,
+                    field("offset"),
+                    named("`offset` only applies to `every` schedules".into()),
+                ));
+            }
+            let cron = schedule::parse_cron(c.get_ref())
+                .map_err(|m| loc.at(c.span().start, field("cron"), named(m)))?;
+            Schedule::Cron {
+                text: c.get_ref().trim().to_string(),
+                cron: Box::new(cron),
+            }
+        }
+    };
+
+    let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
+        Kind::Robot
+    } else {
+        Kind::Command
+    });
+    let command = match kind {
+        Kind::Command => {
+            let Some(cmd) = raw.command else {
+                return Err(loc.at(
+                    job_start,
+                    field("command"),
+                    named("needs `command = [\"program\", \"arg\", …]` (or `kind = \"robot\"` with `suite`)".into()),
+                ));
+            };
+            if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() {
+                return Err(loc.at(
+                    cmd.span().start,
+                    field("command"),
+                    named("must name a program as its first element".into()),
+                ));
+            }
+            for (f, present) in [
+                ("suite", raw.suite.is_some()),
+                ("robot_args", !raw.robot_args.is_empty()),
+                ("variables", !raw.variables.is_empty()),
+                ("robot", raw.robot.is_some()),
+                ("python", raw.python.is_some()),
+            ] {
+                if present {
+                    return Err(loc.at(
+                        cmd.span().start,
+                        field(f),
+                        named(format!("`{f}` only applies to `kind = \"robot\"` jobs")),
+                    ));
+                }
+            }
+            cmd.into_inner()
+        }
+        Kind::Robot => {
+            if let Some(cmd) = &raw.command {
+                return Err(loc.at(
+                    cmd.span().start,
+                    field("command"),
+                    named(
+                        "a `kind = \"robot\"` job builds its command from `suite`; drop `command`"
+                            .into(),
+                    ),
+                ));
+            }
+            let Some(suite) = raw.suite else {
+                return Err(loc.at(
+                    job_start,
+                    field("suite"),
+                    named("a `kind = \"robot\"` job needs `suite = \"/path/to/suite\"`".into()),
+                ));
+            };
+            if raw.robot.is_some() && raw.python.is_some() {
+                return Err(loc.at(
+                    suite.span().start,
+                    field("python"),
+                    named("set either `robot` or `python`, not both".into()),
+                ));
+            }
+            let mut cmd: Vec<String> = match (&raw.python, &raw.robot) {
+                (Some(py), _) => vec![py.display().to_string(), "-m".into(), "robot".into()],
+                (None, Some(r)) => vec![r.display().to_string()],
+                (None, None) => vec!["robot".into()],
+            };
+            cmd.extend(["--outputdir".into(), "{run_dir}".into()]);
+            // Console colours and markers only clutter the captured stdout.
+            cmd.extend(["--consolecolors".into(), "off".into()]);
+            for (k, v) in &raw.variables {
+                cmd.push("--variable".into());
+                cmd.push(format!("{k}:{v}"));
+            }
+            cmd.extend(raw.robot_args.iter().cloned());
+            cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
+            cmd
+        }
+    };
+
+    let timeout = match &raw.timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            return Err(loc.at(
+                t.span().start,
+                field("timeout"),
+                named("must be longer than 0".into()),
+            ))
+        }
+        Some(t) => t.get_ref().0,
+        // Without a timeout a hanging runner would block its job forever; the interval is the
+        // natural bound since a run longer than it is already late for the next one.
+        None => schedule.nominal_interval(chrono::Utc::now()),
+    };
+
+    for key in raw.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(loc.at(
+                job_start,
+                field("env"),
+                named(format!("invalid environment variable name {key:?}")),
+            ));
+        }
+    }
+
+    Ok(Job {
+        name,
+        command,
+        robot: kind == Kind::Robot,
+        schedule,
+        timeout,
+        overlap: raw.overlap.unwrap_or(Overlap::Skip),
+        catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
+        env: raw.env,
+        working_dir: raw.working_dir.map(|w| absolute(&base.join(w))),
+    })
+}
+
+/// The instance and state dir of a config that may be broken elsewhere, so that ctrl can
+/// still find the daemon (and keep its heartbeat) while the admin fixes a typo in a job.
+pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
+    let path = absolute(path);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let table: toml::Table = toml::from_str(&text)
+        .ok()
+        .or_else(|| toml::from_str(&daemon_section(&text)).ok())?;
+    let daemon = table.get("daemon").and_then(|d| d.as_table());
+    let instance = daemon
+        .and_then(|d| d.get("instance"))
+        .and_then(|i| i.as_str())
+        .unwrap_or("system")
+        .to_string();
+    check_name(&instance).ok()?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let state_dir = match daemon
+        .and_then(|d| d.get("state_dir"))
+        .and_then(|s| s.as_str())
+    {
+        Some(s) if !s.is_empty() => absolute(&base.join(s)),
+        _ => default_state_dir(&instance),
+    };
+    Some((instance, state_dir))
+}
+
+/// The lines of the `[daemon]` table alone (from its header to the next table header).
+fn daemon_section(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            inside = t == "[daemon]";
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/t.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+instance = "system"
+state_dir = "/tmp/x"
+max_parallel = 2
+
+[[job]]
+name = "web"
+command = ["robot", "--outputdir", "{run_dir}", "/s"]
+every = "5m"
+timeout = "4m"
+
+[[job]]
+name = "nightly"
+command = ["true"]
+cron = "0 3 * * *"
+"#;
+
+    #[test]
+    fn good_config_resolves_with_defaults() {
+        let c = p(GOOD).unwrap();
+        assert_eq!(c.daemon.instance, "system");
+        assert_eq!(c.daemon.state_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.daemon.heartbeat_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.daemon.max_parallel, 2);
+        assert_eq!(c.daemon.keep_runs, 20);
+        assert_eq!(c.daemon.stop_grace, Duration::from_secs(10));
+        assert_eq!(c.jobs.len(), 2);
+        assert_eq!(c.jobs[0].timeout, Duration::from_secs(240));
+        assert_eq!(c.jobs[0].overlap, Overlap::Skip);
+        assert_eq!(c.jobs[1].timeout, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_field() {
+        let e = p("[daemon]\ninstance = \"a\"\nbogus = 1\n").unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
+        assert!(e.message.contains("unknown field `bogus`"), "{e}");
+
+        let e = p("[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5x\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert_eq!(e.field.as_deref(), Some("every"), "{e}");
+        assert!(e.to_string().contains("/etc/t.toml:4:"), "{e}");
+        assert!(e.message.contains("unknown unit"), "{e}");
+
+        let e = p("[daemon\n").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_second() {
+        let text = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\n\n[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\n";
+        let e = p(text).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("duplicate job name"), "{e}");
+    }
+
+    #[test]
+    fn schedule_rules() {
+        let both =
+            "[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\ncron = \"* * * * *\"\n";
+        assert!(p(both).unwrap_err().message.contains("not both"));
+        let none = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\n";
+        assert!(p(none).unwrap_err().message.contains("needs a schedule"));
+        let off = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\noffset = \"5s\"\n";
+        assert!(p(off).unwrap_err().message.contains("shorter"));
+        let cron = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\ncron = \"* * *\"\n";
+        let e = p(cron).unwrap_err();
+        assert_eq!(e.line, Some(4));
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        for bad in ["a/b", "..", "a\0b", "", &"x".repeat(65), "a b"] {
+            let text = format!("[[job]]\nname = {bad:?}\ncommand = [\"x\"]\nevery = \"5s\"\n");
+            assert!(p(&text).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn robot_jobs_build_their_command() {
+        let text = "[[job]]\nname = \"r\"\nsuite = \"suites/a.robot\"\nevery = \"1m\"\nvariables = { HOST = \"x\" }\nrobot_args = [\"--loglevel\", \"DEBUG\"]\n";
+        let c = p(text).unwrap();
+        let cmd = &c.jobs[0].command;
+        assert_eq!(cmd[0], "robot");
+        assert!(cmd.windows(2).any(|w| w == ["--outputdir", "{run_dir}"]));
+        assert!(cmd.windows(2).any(|w| w == ["--variable", "HOST:x"]));
+        assert_eq!(cmd.last().unwrap(), "/etc/suites/a.robot");
+        assert!(c.jobs[0].robot);
+    }
+
+    #[test]
+    fn locate_daemon_survives_a_broken_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\ninstance = \"u1\"\nstate_dir = \"st\"\n\n[[job]]\nname = \"a\"\nevery = \"5x\n",
+        )
+        .unwrap();
+        let (inst, sd) = locate_daemon(&path).unwrap();
+        assert_eq!(inst, "u1");
+        assert_eq!(sd, dir.path().join("st"));
+    }
+}

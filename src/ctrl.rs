@@ -1,0 +1,139 @@
+//! ctrl — what the agent runs every minute: refresh the heartbeat, make sure exactly one
+//! daemon runs for the instance, print the agent sections. It returns in milliseconds and
+//! never waits on a run.
+//!
+//! Exactly one daemon, even with 50 ctrls racing: the lock tells whether a daemon runs; if
+//! none does, a ctrl takes `start.lock`, looks again, launches, and keeps `start.lock` until
+//! the new daemon holds its lock, so the ctrls queued behind it find it running.
+
+use crate::config::{self, Config};
+use crate::report::{self, CtrlReport};
+use crate::state::StateDir;
+use crate::{agent, launch, lock};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a ctrl waits for another ctrl's launch, or for its own daemon to take the lock.
+const START_PATIENCE: Duration = Duration::from_secs(3);
+
+/// What [`ensure_daemon`] found or did.
+#[derive(Debug)]
+pub struct Ensured {
+    pub started: bool,
+    pub route: Option<&'static str>,
+    pub note: Option<String>,
+}
+
+/// Starts a detached daemon for `cfg` unless one runs.
+pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
+    let lock_file = st.lock_file();
+    let running = |_: ()| lock::is_held(&lock_file).map_err(|e| e.to_string());
+    if running(())? {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: None,
+        });
+    }
+    let guard = lock::acquire_within(&st.start_lock_file(), START_PATIENCE)
+        .map_err(|e| format!("cannot take {}: {e}", st.start_lock_file().display()))?;
+    if guard.is_none() {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: Some("another ctrl is starting the daemon".into()),
+        });
+    }
+    if running(())? {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: None,
+        });
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let args: Vec<OsString> = vec![
+        "--config".into(),
+        cfg.path.clone().into_os_string(),
+        "daemon".into(),
+    ];
+    let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
+    let deadline = Instant::now() + START_PATIENCE;
+    let mut note = launched.note.clone();
+    loop {
+        if running(())? {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let more = format!(
+                "the daemon did not take its lock within {}s; see {}",
+                START_PATIENCE.as_secs(),
+                st.log_file().display()
+            );
+            note = Some(match note {
+                Some(n) => format!("{n}; {more}"),
+                None => more,
+            });
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(guard);
+    Ok(Ensured {
+        started: !launched.already_running,
+        route: Some(launched.route),
+        note,
+    })
+}
+
+/// Runs ctrl and prints the sections; always exits 0 once it printed them.
+pub fn run(config_path: &Path) -> i32 {
+    let t0 = Instant::now();
+    let path = config::absolute(config_path);
+    let cfg = config::load(&path);
+    let located = match &cfg {
+        Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
+        Err(_) => config::locate_daemon(&path),
+    };
+    let mut ctrl = CtrlReport {
+        action: "running",
+        route: None,
+        note: None,
+        error: None,
+        duration_ms: 0.0,
+    };
+    if let Some((_, dir)) = &located {
+        let st = StateDir::new(dir);
+        // The heartbeat is kept even while the config is broken: a typo must not make the
+        // daemon think the agent is gone.
+        if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
+            ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
+        }
+        if let Ok(c) = &cfg {
+            match ensure_daemon(c, &st) {
+                Ok(e) => {
+                    ctrl.action = if e.started { "started" } else { "running" };
+                    ctrl.route = e.route;
+                    ctrl.note = e.note;
+                }
+                Err(e) => {
+                    ctrl.action = "error";
+                    ctrl.error = Some(e);
+                }
+            }
+        }
+    }
+    if cfg.is_err() {
+        ctrl.action = "config_error";
+    }
+    let mut report = report::build(path, &cfg, located);
+    ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    report.ctrl = Some(ctrl);
+    let out = agent::render(&report);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    0
+}

@@ -1,0 +1,248 @@
+//! What the daemon checks once a second: a stop request, the heartbeat (dead man switch), the
+//! run flag, edits of its config, and results recorded by `run-once`.
+//!
+//! The heartbeat is judged by when the daemon *saw its mtime change*, on the monotonic clock:
+//! any change counts as a beat, so a wall clock set forward or back neither kills a healthy
+//! daemon nor keeps an orphaned one alive.
+
+use super::{Daemon, Phase};
+use crate::config::{self, Config};
+use crate::state::record::RunRecord;
+use crate::state::{self, StateDir, StopMode, StopRequest};
+use chrono::Utc;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tracing::{info, warn};
+
+/// Identity of the config file's content as far as a cheap `stat` tells.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &std::path::Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+pub struct Control {
+    hb_mtime: Option<SystemTime>,
+    hb_seen: Instant,
+    config_stamp: Stamp,
+    run_flag: Option<PathBuf>,
+}
+
+impl Control {
+    pub fn new(cfg: &Config, st: &StateDir, run_flag: Option<PathBuf>) -> Control {
+        // A manual `start` has no ctrl before it: count the start as a beat.
+        if st.heartbeat_mtime().is_none() {
+            let _ = st.touch_heartbeat();
+        }
+        // A stop request from before this daemon existed was meant for its predecessor.
+        let _ = std::fs::remove_file(st.stop_file());
+        Control {
+            hb_mtime: st.heartbeat_mtime(),
+            hb_seen: Instant::now(),
+            config_stamp: stamp(&cfg.path),
+            run_flag,
+        }
+    }
+}
+
+impl Daemon {
+    pub(super) fn housekeeping(&mut self) {
+        self.check_stop_request();
+        self.check_heartbeat();
+        if let Some(flag) = &self.control.run_flag {
+            if !flag.exists() {
+                let why = format!("run flag {} is gone", flag.display());
+                self.drain(&why);
+            }
+        }
+        self.reload_config(false);
+        self.poll_adopted();
+        self.ingest_notifications();
+    }
+
+    fn check_heartbeat(&mut self) {
+        let Some(timeout) = self.cfg.daemon.heartbeat_timeout else {
+            return;
+        };
+        let m = self.state.heartbeat_mtime();
+        if m != self.control.hb_mtime {
+            self.control.hb_mtime = m;
+            self.control.hb_seen = Instant::now();
+            return;
+        }
+        if self.phase == Phase::Running && self.control.hb_seen.elapsed() > timeout {
+            let why = format!(
+                "heartbeat stale: no ctrl for {} (heartbeat_timeout)",
+                crate::config::duration::format(timeout)
+            );
+            self.drain(&why);
+        }
+    }
+
+    fn check_stop_request(&mut self) {
+        let path = self.state.stop_file();
+        let req: Option<StopRequest> = match state::read_json(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("ignoring unreadable stop request: {e}");
+                let _ = std::fs::remove_file(&path);
+                // Unreadable, but someone asked: stop politely.
+                Some(StopRequest {
+                    mode: StopMode::Drain,
+                    requested: Utc::now(),
+                })
+            }
+        };
+        let Some(req) = req else { return };
+        let _ = std::fs::remove_file(&path);
+        match req.mode {
+            StopMode::Drain => self.drain("stop requested"),
+            StopMode::Now => {
+                info!(
+                    "stop --now requested: ending {} runs in flight",
+                    self.active.len()
+                );
+                self.end_all_runs();
+                self.drain("stop --now requested");
+            }
+        }
+    }
+
+    /// SIGTERM: a stop request file says how; without one it is a polite stop.
+    pub(super) fn on_stop_signal(&mut self) {
+        if self.state.stop_file().exists() {
+            self.check_stop_request();
+        } else {
+            self.drain("SIGTERM received");
+        }
+    }
+
+    /// Re-reads the config when it changed (or when `force`d by SIGHUP). An invalid edit keeps
+    /// the running config and shows the error in the status.
+    pub(super) fn reload_config(&mut self, force: bool) {
+        let now_stamp = stamp(&self.cfg.path);
+        if !force && now_stamp == self.control.config_stamp {
+            return;
+        }
+        self.control.config_stamp = now_stamp;
+        let new = match config::load(&self.cfg.path) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                if self.info.config_error.as_deref() != Some(msg.as_str()) {
+                    warn!("config edit rejected, keeping the running config: {msg}");
+                }
+                self.info.config_error = Some(msg);
+                self.dirty = true;
+                return;
+            }
+        };
+        if new.daemon.instance != self.cfg.daemon.instance
+            || new.daemon.state_dir != self.cfg.daemon.state_dir
+        {
+            let msg = format!(
+                "{}: changing daemon.instance or daemon.state_dir needs a restart; run `robotmk-daemon stop` and the next ctrl starts the daemon with the new config",
+                new.path.display()
+            );
+            warn!("{msg}");
+            self.info.config_error = Some(msg);
+            self.dirty = true;
+            return;
+        }
+        self.apply_config(new);
+    }
+
+    fn apply_config(&mut self, new: Config) {
+        let now = Utc::now();
+        let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut jobs = std::collections::BTreeMap::new();
+        for job in &new.jobs {
+            let name = job.name.clone();
+            match self.jobs.remove(&name) {
+                Some(mut js) if js.job.same_as(job) => {
+                    js.job = Arc::new(job.clone());
+                    jobs.insert(name, js);
+                }
+                Some(mut js) => {
+                    js.job = Arc::new(job.clone());
+                    js.plan_after(now);
+                    changed.push(name.clone());
+                    jobs.insert(name, js);
+                }
+                None => {
+                    let last_due = crate::state::record::list_runs(&self.state, &name)
+                        .ok()
+                        .and_then(|runs| {
+                            runs.last()
+                                .and_then(|(id, _)| crate::state::record::due_of_run_id(id))
+                        });
+                    let last = state::read_json::<RunRecord>(&self.state.latest_file(&name))
+                        .ok()
+                        .flatten();
+                    let mut js = super::jobs::JobState::new(Arc::new(job.clone()), last_due, last);
+                    js.plan_after(now);
+                    js.running = self
+                        .active
+                        .values()
+                        .filter(|r| r.record.job == name)
+                        .map(|r| r.pgid)
+                        .collect();
+                    added.push(name.clone());
+                    jobs.insert(name, js);
+                }
+            }
+        }
+        removed.extend(self.jobs.keys().cloned());
+        self.jobs = jobs;
+        // Queued runs of removed jobs are dropped: recorded, not lost.
+        let (keep, dropped): (Vec<_>, Vec<_>) = self
+            .queue
+            .drain(..)
+            .partition(|p| self.jobs.contains_key(&p.job.name));
+        self.queue = keep.into();
+        for p in dropped {
+            self.record_skipped(
+                &p.job,
+                p.due,
+                p.trigger,
+                "the job was removed from the config",
+            );
+        }
+        self.info.heartbeat_timeout_s = new.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
+        self.cfg = new;
+        self.info.config_error = None;
+        self.dirty = true;
+        info!(
+            jobs = self.jobs.len(),
+            added = ?added, changed = ?changed, removed = ?removed,
+            "config reloaded"
+        );
+    }
+
+    /// `run-once` drops `notify/<job>` after recording a result; pick the result up.
+    fn ingest_notifications(&mut self) {
+        let dir = self.state.notify_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let latest = state::read_json::<RunRecord>(&self.state.latest_file(&name));
+            if let (Some(js), Ok(Some(rec))) = (self.jobs.get_mut(&name), latest) {
+                if js
+                    .last
+                    .as_ref()
+                    .is_none_or(|l| (l.finished, l.due) < (rec.finished, rec.due))
+                {
+                    js.last = Some(rec);
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! The daemon: one per instance, detached from the agent. It holds the instance lock for its
+//! whole life, starts runs on each job's schedule, bounds them, records them, and exits by
+//! itself when asked to stop, when the heartbeat goes stale, or when its run flag disappears.
+//!
+//! One loop on one thread owns all state. It sleeps in `recv_timeout` until the earliest of:
+//! a due time, a run deadline, the status flush, or the once-a-second housekeeping tick (stop
+//! request, heartbeat, run flag, config edits). Everything else arrives as an [`Event`] from
+//! small helper threads (a waiter per run, the signal thread).
+//!
+//! Each pass of the loop, in order:
+//! 1. housekeeping, when its tick is due (see [`control`]);
+//! 2. fire jobs whose time has come (overlap check, queue);
+//! 3. start queued runs while `max_parallel` allows;
+//! 4. enforce deadlines (timeout TERM, KILL after `stop_grace`, leftovers);
+//! 5. exit if draining and nothing is left in flight;
+//! 6. write `status.json` if something changed (at most every 100 ms).
+
+mod control;
+mod jobs;
+mod recover;
+mod runs;
+
+pub(crate) use runs::{complete, prepare, PrepareError};
+
+use crate::config::{self, Config, Overlap};
+use crate::lock;
+use crate::run::ExitInfo;
+use crate::state::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
+use crate::state::{self, Durability, StateDir};
+use crate::sys::{self, ControlSignal};
+use chrono::Utc;
+use jobs::JobState;
+use runs::{ActiveRun, Pending};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// Housekeeping period: heartbeat, run flag, stop request and config edits are looked at this
+/// often, and no more (idle wake-ups are the cost).
+const TICK: Duration = Duration::from_secs(1);
+/// Minimum gap between two writes of status.json under load.
+const STATUS_FLUSH_GAP: Duration = Duration::from_millis(100);
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    /// How it was launched (reported in the status): `systemd-run`, `fork`, `foreground`.
+    pub route: String,
+    /// Exit when this file disappears (the Checkmk Windows agent's extension contract).
+    pub run_flag: Option<PathBuf>,
+    /// Log to stderr as well; keep inherited descriptors.
+    pub foreground: bool,
+}
+
+/// What reaches the loop from other threads.
+#[derive(Debug)]
+pub enum Event {
+    Exited { pid: u32, exit: ExitInfo },
+    Control(ControlSignal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Draining,
+}
+
+/// The daemon's whole runtime state, owned by the loop thread.
+pub struct Daemon {
+    cfg: Config,
+    state: StateDir,
+    jobs: BTreeMap<String, JobState>,
+    active: HashMap<u32, ActiveRun>,
+    /// Process groups of finished runs that still had members: (pgid, when to SIGKILL).
+    lingering: Vec<(u32, Instant)>,
+    queue: VecDeque<Pending>,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    phase: Phase,
+    info: DaemonInfo,
+    dirty: bool,
+    last_flush: Option<Instant>,
+    control: control::Control,
+}
+
+/// Runs the daemon until it stops; returns the process exit code.
+pub fn run(opts: Options) -> i32 {
+    if !opts.foreground {
+        sys::close_inherited_fds();
+    }
+    sys::set_private_umask();
+    let cfg = match config::load(&opts.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("robotmk-daemon: config error: {e}");
+            if let Some((_, dir)) = config::locate_daemon(&opts.config) {
+                if state::create_private_dir(&dir).is_ok() {
+                    crate::logging::append_once(
+                        &StateDir::new(&dir).log_file(),
+                        &format!("daemon not started: config error: {e}"),
+                    );
+                }
+            }
+            return 2;
+        }
+    };
+    let st = StateDir::new(&cfg.daemon.state_dir);
+    if let Err(e) = st.ensure() {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
+    let held = match lock::acquire(&st.lock_file()) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            let msg = format!(
+                "another daemon holds {}; this one (pid {}) exits",
+                st.lock_file().display(),
+                std::process::id()
+            );
+            crate::logging::append_once(&st.log_file(), &msg);
+            if opts.foreground {
+                eprintln!("robotmk-daemon: {msg}");
+            }
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("robotmk-daemon: {e}");
+            return 1;
+        }
+    };
+    match crate::logging::RotatingLog::open(
+        &st.log_file(),
+        cfg.daemon.log_max_bytes,
+        opts.foreground,
+    ) {
+        Ok(log) => crate::logging::init(log),
+        Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
+    }
+    std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
+    let code = match Daemon::new(cfg, st, &opts) {
+        Ok(mut d) => d.run_loop(),
+        Err(e) => {
+            error!("daemon cannot start: {e}");
+            eprintln!("robotmk-daemon: {e}");
+            1
+        }
+    };
+    drop(held);
+    code
+}
+
+impl Daemon {
+    fn new(cfg: Config, state: StateDir, opts: &Options) -> Result<Daemon, String> {
+        let (tx, rx) = mpsc::channel();
+        let me = sys::ProcessId::current();
+        let info = DaemonInfo {
+            pid: me.pid,
+            pid_start: me.start,
+            started: Utc::now(),
+            build: crate::BUILD_ID.to_string(),
+            config: cfg.path.clone(),
+            route: opts.route.clone(),
+            phase: "running".into(),
+            reason: None,
+            config_error: None,
+            state_error: None,
+            heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
+        };
+        let control = control::Control::new(&cfg, &state, opts.run_flag.clone());
+        let mut d = Daemon {
+            cfg,
+            state,
+            jobs: BTreeMap::new(),
+            active: HashMap::new(),
+            lingering: Vec::new(),
+            queue: VecDeque::new(),
+            tx: tx.clone(),
+            rx,
+            phase: Phase::Running,
+            info,
+            dirty: true,
+            last_flush: None,
+            control,
+        };
+        info!(
+            pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
+            route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::BUILD_ID,
+            "daemon started"
+        );
+        let tx_sig = tx.clone();
+        sys::forward_control_signals(move |s| {
+            let _ = tx_sig.send(Event::Control(s));
+        })
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let recovered = d.recover();
+        let now = Utc::now();
+        for job in d.cfg.jobs.clone() {
+            let name = job.name.clone();
+            let (last_due, last) = recovered.get(&name).cloned().unwrap_or_default();
+            let mut js = JobState::new(Arc::new(job), last_due, last);
+            js.plan_initial(now);
+            js.running = d
+                .active
+                .values()
+                .filter(|r| r.record.job == name)
+                .map(|r| r.pgid)
+                .collect();
+            if let Some(n) = js.next {
+                info!(job = %name, next_due = %crate::state::record::ts(n.due), trigger = ?n.trigger, "scheduled");
+            }
+            d.jobs.insert(name, js);
+        }
+        Ok(d)
+    }
+
+    fn run_loop(&mut self) -> i32 {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            if Instant::now() >= next_tick {
+                self.housekeeping();
+                next_tick = Instant::now() + TICK;
+            }
+            self.fire_due();
+            self.dispatch();
+            self.enforce_deadlines();
+            if self.phase == Phase::Draining
+                && self.active.is_empty()
+                && self.queue.is_empty()
+                && self.lingering.is_empty()
+            {
+                break;
+            }
+            self.flush_status(false);
+            let wait = self.next_wake(next_tick);
+            match self.rx.recv_timeout(wait) {
+                Ok(ev) => {
+                    self.handle(ev);
+                    while let Ok(ev) = self.rx.try_recv() {
+                        self.handle(ev);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.info.phase = "stopped".into();
+        self.dirty = true;
+        self.flush_status(true);
+        info!(reason = ?self.info.reason, "daemon stopped");
+        0
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Exited { pid, exit } => self.on_exit(pid, exit),
+            Event::Control(ControlSignal::Stop) => self.on_stop_signal(),
+            Event::Control(ControlSignal::Reload) => self.reload_config(true),
+        }
+    }
+
+    /// How long the loop may sleep.
+    fn next_wake(&self, next_tick: Instant) -> Duration {
+        let now_i = Instant::now();
+        let mut wake = next_tick;
+        if self.phase == Phase::Running {
+            let now = Utc::now();
+            for js in self.jobs.values() {
+                if let Some(n) = js.next {
+                    let until = (n.fire_at - now).to_std().unwrap_or(Duration::ZERO);
+                    wake = wake.min(now_i + until);
+                }
+            }
+        }
+        for r in self.active.values() {
+            if r.ended_by.is_none() {
+                wake = wake.min(r.deadline);
+            }
+            if let Some(k) = r.kill_at {
+                wake = wake.min(k);
+            }
+        }
+        for &(_, k) in &self.lingering {
+            wake = wake.min(k);
+        }
+        if self.dirty {
+            let at = self.last_flush.map_or(now_i, |f| f + STATUS_FLUSH_GAP);
+            wake = wake.min(at);
+        }
+        wake.saturating_duration_since(now_i)
+    }
+
+    /// Fires every job whose time has come.
+    fn fire_due(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let now = Utc::now();
+        let mut due: Vec<(chrono::DateTime<Utc>, String)> = self
+            .jobs
+            .iter()
+            .filter_map(|(name, js)| {
+                js.next
+                    .filter(|n| n.fire_at <= now)
+                    .map(|n| (n.fire_at, name.clone()))
+            })
+            .collect();
+        due.sort();
+        for (_, name) in due {
+            let Some(js) = self.jobs.get_mut(&name) else {
+                continue;
+            };
+            let Some(next) = js.next else { continue };
+            let mut run_due = next.due;
+            if next.trigger == crate::state::record::Trigger::Schedule {
+                // Woken late (suspend, overload): run once for the latest slot, say so.
+                if let Some(latest) = js.job.schedule.last_at_or_before(now) {
+                    if latest > run_due {
+                        warn!(
+                            job = %name, missed_from = %crate::state::record::ts(run_due),
+                            running_for = %crate::state::record::ts(latest),
+                            "daemon woke late; due times in between are not run separately"
+                        );
+                        run_due = latest;
+                    }
+                }
+            }
+            js.last_due = Some(run_due);
+            js.plan_after(run_due.max(now));
+            let job = Arc::clone(&js.job);
+            let busy = !js.running.is_empty() || js.queued > 0;
+            if job.overlap == Overlap::Skip && busy {
+                self.record_skipped(
+                    &job,
+                    run_due,
+                    next.trigger,
+                    "the previous run is still in flight (overlap = \"skip\")",
+                );
+            } else {
+                js.queued += 1;
+                self.queue.push_back(Pending {
+                    job,
+                    due: run_due,
+                    trigger: next.trigger,
+                });
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// Starts queued runs while slots are free.
+    fn dispatch(&mut self) {
+        while !self.queue.is_empty() {
+            let max = self.cfg.daemon.max_parallel;
+            if max != 0 && self.active.len() >= max {
+                break;
+            }
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
+            if let Some(js) = self.jobs.get_mut(&p.job.name) {
+                js.queued = js.queued.saturating_sub(1);
+            }
+            self.start_run(p);
+        }
+    }
+
+    /// Stop starting runs; drop the queue (recorded as skipped); exit once runs are done.
+    fn drain(&mut self, reason: &str) {
+        if self.phase == Phase::Draining {
+            return;
+        }
+        info!(
+            runs_in_flight = self.active.len(),
+            "draining: {reason}; no new runs, waiting for runs in flight"
+        );
+        self.phase = Phase::Draining;
+        self.info.phase = "draining".into();
+        self.info.reason = Some(reason.to_string());
+        let queued: Vec<Pending> = self.queue.drain(..).collect();
+        for p in queued {
+            if let Some(js) = self.jobs.get_mut(&p.job.name) {
+                js.queued = js.queued.saturating_sub(1);
+            }
+            self.record_skipped(
+                &p.job,
+                p.due,
+                p.trigger,
+                &format!("the daemon stopped before a slot was free ({reason})"),
+            );
+        }
+        self.dirty = true;
+    }
+
+    fn build_status(&self) -> Status {
+        let now = Utc::now();
+        let jobs = self
+            .jobs
+            .values()
+            .map(|js| {
+                let mut running: Vec<RunningRun> = js
+                    .running
+                    .iter()
+                    .filter_map(|pid| self.active.get(pid))
+                    .map(|r| RunningRun {
+                        run_id: r.record.run_id.clone(),
+                        due: r.record.due,
+                        started: r.record.started,
+                        pid: r.record.pid,
+                    })
+                    .collect();
+                running.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+                JobStatus {
+                    name: js.job.name.clone(),
+                    schedule: js.job.schedule.to_string(),
+                    interval_s: js.job.schedule.nominal_interval(now).as_secs_f64(),
+                    timeout_s: js.job.timeout.as_secs_f64(),
+                    next_due: if self.phase == Phase::Running {
+                        js.next.map(|n| n.fire_at)
+                    } else {
+                        None
+                    },
+                    running,
+                    queued: js.queued,
+                    last: js.last.clone(),
+                    last_skipped: js.last_skipped,
+                    skipped_total: js.skipped_total,
+                }
+            })
+            .collect();
+        Status {
+            version: STATUS_VERSION,
+            instance: self.cfg.daemon.instance.clone(),
+            updated: now,
+            daemon: self.info.clone(),
+            jobs,
+        }
+    }
+
+    /// Writes status.json if it changed (and the flush gap has passed, unless `force`).
+    fn flush_status(&mut self, force: bool) {
+        if !self.dirty {
+            return;
+        }
+        let now = Instant::now();
+        if !force {
+            if let Some(last) = self.last_flush {
+                if now < last + STATUS_FLUSH_GAP {
+                    return;
+                }
+            }
+        }
+        let status = self.build_status();
+        match state::write_json(&self.state.status_file(), &status, Durability::NoSync) {
+            Ok(()) => {}
+            Err(e) => {
+                let msg = format!("cannot write status: {e}");
+                if self.info.state_error.as_deref() != Some(msg.as_str()) {
+                    error!("{msg}");
+                    self.info.state_error = Some(msg);
+                }
+            }
+        }
+        self.dirty = false;
+        self.last_flush = Some(now);
+    }
+}

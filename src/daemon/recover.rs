@@ -1,0 +1,200 @@
+//! Start-up recovery: finish the story of runs a previous daemon left in flight, and learn
+//! each job's last due time so that no due time is ever started twice.
+//!
+//! For every run folder without a final outcome: if its runner still runs (same PID *and*
+//! same start time) it is adopted and watched to its end (its timeout still applies);
+//! otherwise it is recorded `interrupted`. Corrupt records and results are moved aside with a
+//! warning naming the file, and the daemon carries on.
+
+use super::runs::ActiveRun;
+use super::Daemon;
+use crate::state::record::{self, Outcome, RunRecord, Trigger, RECORD_VERSION};
+use crate::state::{self, quarantine};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Per job: (latest due time found on disk, latest finished result).
+pub type Recovered = HashMap<String, (Option<DateTime<Utc>>, Option<RunRecord>)>;
+
+impl Daemon {
+    pub(super) fn recover(&mut self) -> Recovered {
+        let mut out = Recovered::new();
+        let Ok(entries) = std::fs::read_dir(self.state.jobs_dir()) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if crate::config::check_name(&name).is_err() || !e.path().is_dir() {
+                continue;
+            }
+            let runs = match record::list_runs(&self.state, &name) {
+                Ok(r) => r,
+                Err(err) => {
+                    warn!(job = %name, "cannot list runs: {err}");
+                    continue;
+                }
+            };
+            let mut last_due = None;
+            for (id, dir) in &runs {
+                last_due = last_due.max(record::due_of_run_id(id));
+                self.recover_run(&name, id, dir);
+            }
+            let latest = self.recover_latest(&name, &runs);
+            out.insert(name, (last_due, latest));
+        }
+        out
+    }
+
+    fn recover_run(&mut self, job: &str, id: &str, dir: &Path) {
+        let rec = match record::read_record(dir) {
+            Ok(Some(r)) if r.is_finished() => return,
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                // Crash between creating the folder and writing the journal: the runner was
+                // never started.
+                self.recovered_orphan_folder(
+                    job,
+                    id,
+                    dir,
+                    "the daemon died while preparing this run; the runner was not started".into(),
+                );
+                return;
+            }
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                let file = dir.join(record::RECORD_FILE);
+                let aside = quarantine(&file)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "(could not move it)".into());
+                warn!(
+                    job,
+                    "corrupt run record {}: {err}; moved to {aside}",
+                    file.display()
+                );
+                self.recovered_orphan_folder(
+                    job,
+                    id,
+                    dir,
+                    format!("the record was corrupt and was moved to {aside}"),
+                );
+                return;
+            }
+            Err(err) => {
+                warn!(job, "cannot read run record in {}: {err}", dir.display());
+                return;
+            }
+        };
+        let alive = rec.pid.is_some_and(|pid| {
+            rec.pid_start.is_some()
+                && crate::sys::ProcessId {
+                    pid,
+                    start: rec.pid_start,
+                }
+                .is_alive()
+        });
+        if alive {
+            let pid = rec.pid.unwrap_or_default();
+            let timeout = Duration::from_secs_f64(rec.timeout_s.max(0.0));
+            let elapsed = rec
+                .started
+                .and_then(|s| (Utc::now() - s).to_std().ok())
+                .unwrap_or_default();
+            info!(job, run_id = %rec.run_id, pid, "adopting a run still in flight from the previous daemon");
+            self.active.insert(
+                pid,
+                ActiveRun {
+                    pgid: pid,
+                    deadline: Instant::now() + timeout.saturating_sub(elapsed),
+                    kill_at: None,
+                    ended_by: None,
+                    adopted: true,
+                    record: rec,
+                },
+            );
+            return;
+        }
+        let note = if rec.pid.is_none() {
+            "the daemon died while starting this run; the runner may not have started"
+        } else {
+            "the daemon died while this run was in flight and the runner is gone; its end was not observed"
+        };
+        let mut rec = rec;
+        rec.note = Some(note.into());
+        info!(job, run_id = %rec.run_id, "recording a run the previous daemon left in flight as interrupted");
+        self.finish_recovered(rec, Outcome::Interrupted);
+    }
+
+    fn recovered_orphan_folder(&mut self, job: &str, id: &str, dir: &Path, note: String) {
+        let Some(due) = record::due_of_run_id(id) else {
+            return;
+        };
+        let rec = RunRecord {
+            version: RECORD_VERSION,
+            job: job.to_string(),
+            run_id: id.to_string(),
+            due,
+            trigger: Trigger::Schedule,
+            started: None,
+            finished: None,
+            duration_s: None,
+            exit_code: None,
+            signal: None,
+            outcome: None,
+            run_dir: dir.to_path_buf(),
+            pid: None,
+            pid_start: None,
+            timeout_s: 0.0,
+            note: Some(note),
+            tests: None,
+        };
+        self.finish_recovered(rec, Outcome::Interrupted);
+    }
+
+    fn finish_recovered(&mut self, mut rec: RunRecord, outcome: Outcome) {
+        rec.finished = Some(Utc::now());
+        rec.outcome = Some(outcome);
+        crate::robot::annotate(&mut rec);
+        if let Err(e) = rec
+            .save()
+            .and_then(|_| record::update_latest(&self.state, &rec))
+        {
+            self.state_failure(format!(
+                "cannot record recovered run {} of {}: {e}",
+                rec.run_id, rec.job
+            ));
+        }
+    }
+
+    /// The job's latest result; rebuilt from the run records if the file is corrupt.
+    fn recover_latest(
+        &mut self,
+        job: &str,
+        runs: &[(String, std::path::PathBuf)],
+    ) -> Option<RunRecord> {
+        let path = self.state.latest_file(job);
+        match state::read_json::<RunRecord>(&path) {
+            Ok(Some(r)) if r.version == RECORD_VERSION => return Some(r),
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => {
+                let aside = quarantine(&path)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "(could not move it)".into());
+                warn!(job, "corrupt latest result {}; moved to {aside}; rebuilding it from the run records", path.display());
+            }
+        }
+        let latest = runs
+            .iter()
+            .rev()
+            .filter_map(|(_, dir)| record::read_record(dir).ok().flatten())
+            .find(|r| r.is_finished() && r.outcome != Some(Outcome::Skipped))?;
+        if let Err(e) = record::update_latest(&self.state, &latest) {
+            warn!(job, "cannot rewrite {}: {e}", path.display());
+        }
+        Some(latest)
+    }
+}

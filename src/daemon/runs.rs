@@ -1,0 +1,400 @@
+//! Starting, bounding and recording runs: the journal written around each spawn, the timeout
+//! (TERM to the tree, KILL after `stop_grace`), and the final record.
+
+use super::{Daemon, Event};
+use crate::config::Job;
+use crate::run::{self, ExitInfo, RunSpec};
+use crate::state::private_file_options;
+use crate::state::record::{
+    self, Outcome, RunRecord, Trigger, RECORD_VERSION, STDERR_FILE, STDOUT_FILE,
+};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// A run the daemon watches.
+#[derive(Debug)]
+pub struct ActiveRun {
+    pub record: RunRecord,
+    /// Process group id (= the runner's PID).
+    pub pgid: u32,
+    pub deadline: Instant,
+    /// When SIGKILL follows the SIGTERM already sent.
+    pub kill_at: Option<Instant>,
+    /// Why the daemon ended it, if it did.
+    pub ended_by: Option<Outcome>,
+    /// Found running by a new daemon after a crash: not its child, so its end is seen by
+    /// polling its PID and start time, and its exit code is unknown.
+    pub adopted: bool,
+}
+
+/// A due run waiting for a free slot (`max_parallel`).
+#[derive(Debug)]
+pub struct Pending {
+    pub job: Arc<Job>,
+    pub due: DateTime<Utc>,
+    pub trigger: Trigger,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A fresh, not yet finished record for a run of `job` due at `due`.
+pub(crate) fn new_record(
+    job: &Job,
+    run_id: String,
+    run_dir: std::path::PathBuf,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> RunRecord {
+    RunRecord {
+        version: RECORD_VERSION,
+        job: job.name.clone(),
+        run_id,
+        due,
+        trigger,
+        started: None,
+        finished: None,
+        duration_s: None,
+        exit_code: None,
+        signal: None,
+        outcome: None,
+        run_dir,
+        pid: None,
+        pid_start: None,
+        timeout_s: secs(job.timeout),
+        note: None,
+        tests: None,
+    }
+}
+
+/// Why a run could not be prepared.
+pub(crate) enum PrepareError {
+    /// Nothing was written (no run folder): only a state error can tell.
+    NoFolder(String),
+    /// The run folder and journal exist; record the run as `error` with this note.
+    Record(Box<RunRecord>, String),
+}
+
+/// Creates the run folder, writes the journal record and opens the output files: everything
+/// up to the spawn, shared by the daemon and `run-once`.
+pub(crate) fn prepare(
+    st: &crate::state::StateDir,
+    job: &Job,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> Result<(RunRecord, RunSpec), PrepareError> {
+    let (run_id, run_dir) = record::allocate_run_dir(st, &job.name, due).map_err(|e| {
+        PrepareError::NoFolder(format!(
+            "job {}: run due {} not started: {e}",
+            job.name,
+            record::ts(due)
+        ))
+    })?;
+    let rec = new_record(job, run_id.clone(), run_dir.clone(), due, trigger);
+    if let Err(e) = rec.save() {
+        let _ = std::fs::remove_dir_all(&run_dir);
+        return Err(PrepareError::NoFolder(format!(
+            "job {}: run due {} not started, its record could not be written: {e}",
+            job.name,
+            record::ts(due)
+        )));
+    }
+    let files = private_file_options()
+        .open(run_dir.join(STDOUT_FILE))
+        .and_then(|o| Ok((o, private_file_options().open(run_dir.join(STDERR_FILE))?)));
+    let (stdout, stderr) = match files {
+        Ok(f) => f,
+        Err(e) => {
+            let note = format!("cannot create output files in {}: {e}", run_dir.display());
+            return Err(PrepareError::Record(Box::new(rec), note));
+        }
+    };
+    let run_dir_s = run_dir.display().to_string();
+    let mut env = job.env.clone();
+    env.insert("ROBOTMK_RUN_DIR".into(), run_dir_s.clone());
+    env.insert("ROBOTMK_JOB".into(), job.name.clone());
+    env.insert("ROBOTMK_RUN_ID".into(), run_id.clone());
+    let spec = RunSpec {
+        argv: run::expand(&job.command, &run_dir_s, &job.name, &run_id),
+        env,
+        working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
+        stdout,
+        stderr,
+    };
+    Ok((rec, spec))
+}
+
+/// Completes a record: end time, duration, exit, outcome, test statistics.
+pub(crate) fn complete(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
+    let now = Utc::now();
+    rec.finished = Some(now);
+    rec.duration_s = rec
+        .started
+        .map(|s| ((now - s).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0));
+    if let Some(exit) = exit {
+        rec.exit_code = exit.code;
+        rec.signal = exit.signal;
+    }
+    rec.outcome = Some(outcome);
+    crate::robot::annotate(rec);
+}
+
+impl Daemon {
+    /// Records a due run that was not started.
+    pub(super) fn record_skipped(
+        &mut self,
+        job: &Job,
+        due: DateTime<Utc>,
+        trigger: Trigger,
+        why: &str,
+    ) {
+        info!(job = %job.name, due = %record::ts(due), "run skipped: {why}");
+        match record::allocate_run_dir(&self.state, &job.name, due) {
+            Ok((run_id, run_dir)) => {
+                let mut rec = new_record(job, run_id, run_dir, due, trigger);
+                rec.outcome = Some(Outcome::Skipped);
+                rec.finished = Some(Utc::now());
+                rec.note = Some(why.to_string());
+                self.save_final(&rec);
+            }
+            Err(e) => {
+                self.state_failure(format!("cannot record a skipped run of {}: {e}", job.name))
+            }
+        }
+        if let Some(js) = self.jobs.get_mut(&job.name) {
+            js.last_skipped = Some(due);
+            js.skipped_total += 1;
+        }
+        self.dirty = true;
+    }
+
+    /// Starts one run now: journal, spawn, journal again.
+    pub(super) fn start_run(&mut self, p: Pending) {
+        let job = p.job;
+        let (mut rec, spec) = match prepare(&self.state, &job, p.due, p.trigger) {
+            Ok(v) => v,
+            Err(PrepareError::NoFolder(msg)) => {
+                // Without a run folder there is nowhere to put output or a record: report it
+                // where the admin looks (log, status, ctrl) and let the schedule go on.
+                self.state_failure(msg);
+                return;
+            }
+            Err(PrepareError::Record(rec, note)) => {
+                let mut rec = *rec;
+                rec.note = Some(note);
+                self.finish(rec, Outcome::Error, None);
+                return;
+            }
+        };
+        let run_id = rec.run_id.clone();
+        let argv0 = spec.argv.first().cloned().unwrap_or_default();
+        let tx = self.tx.clone();
+        let spawned = run::spawn(spec, move |pid, exit| {
+            let _ = tx.send(Event::Exited { pid, exit });
+        });
+        let started = Utc::now();
+        match spawned {
+            Ok(pid) => {
+                rec.pid = Some(pid);
+                rec.pid_start = crate::sys::process_start_time(pid);
+                rec.started = Some(started);
+                if let Err(e) = rec.save() {
+                    // The run goes on; only a crash before it ends would lose its PID.
+                    warn!(job = %job.name, "cannot update the record of run {run_id}: {e}");
+                }
+                info!(
+                    job = %job.name, run_id = %run_id, pid,
+                    late_ms = (started - p.due).num_milliseconds(),
+                    "run started"
+                );
+                self.active.insert(
+                    pid,
+                    ActiveRun {
+                        record: rec,
+                        pgid: pid,
+                        deadline: Instant::now() + job.timeout,
+                        kill_at: None,
+                        ended_by: None,
+                        adopted: false,
+                    },
+                );
+                if let Some(js) = self.jobs.get_mut(&job.name) {
+                    js.running.push(pid);
+                }
+            }
+            Err(e) => {
+                rec.started = Some(started);
+                rec.note = Some(format!("cannot start {argv0:?}: {e}"));
+                warn!(job = %job.name, "run {run_id} could not start: {e}");
+                self.finish(rec, Outcome::Error, None);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// A runner exited (reported by its waiter thread).
+    pub(super) fn on_exit(&mut self, pid: u32, exit: ExitInfo) {
+        let Some(run) = self.active.remove(&pid) else {
+            return;
+        };
+        let outcome = run.ended_by.unwrap_or(if exit.success() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        });
+        self.end_active(run, outcome, Some(exit));
+    }
+
+    /// Records the end of an active run and cleans up what its tree left behind.
+    pub(super) fn end_active(&mut self, run: ActiveRun, outcome: Outcome, exit: Option<ExitInfo>) {
+        if let Some(js) = self.jobs.get_mut(&run.record.job) {
+            js.running.retain(|p| *p != run.pgid);
+        }
+        // Processes the runner left in its group (a browser, a driver) must not outlive it.
+        if run::group_alive(run.pgid) {
+            run::terminate_group(run.pgid);
+            self.lingering
+                .push((run.pgid, Instant::now() + self.cfg.daemon.stop_grace));
+        }
+        let mut rec = run.record;
+        if run.adopted && rec.note.is_none() {
+            rec.note = Some(
+                "the daemon restarted while this run was in flight; it was watched to its end, but its exit code is unknown"
+                    .into(),
+            );
+        }
+        if outcome == Outcome::Timeout {
+            let note = format!(
+                "ended after its timeout of {}",
+                crate::config::duration::format(Duration::from_secs_f64(rec.timeout_s))
+            );
+            rec.note = Some(match rec.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+        self.finish(rec, outcome, exit);
+    }
+
+    /// Completes and saves a record, updates the job's latest result, prunes old runs.
+    pub(super) fn finish(&mut self, mut rec: RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
+        complete(&mut rec, outcome, exit);
+        info!(
+            job = %rec.job, run_id = %rec.run_id, outcome = outcome.as_str(),
+            exit_code = ?rec.exit_code, duration_s = ?rec.duration_s,
+            "run finished"
+        );
+        self.save_final(&rec);
+        let protect: Vec<String> = self
+            .active
+            .values()
+            .filter(|r| r.record.job == rec.job)
+            .map(|r| r.record.run_id.clone())
+            .collect();
+        if let Err(e) = record::prune(&self.state, &rec.job, self.cfg.daemon.keep_runs, &protect) {
+            warn!(job = %rec.job, "cannot remove old runs: {e}");
+        }
+        if let Some(js) = self.jobs.get_mut(&rec.job) {
+            js.last = Some(rec);
+        }
+        self.dirty = true;
+    }
+
+    /// Writes a final record and, unless skipped, the job's latest result.
+    fn save_final(&mut self, rec: &RunRecord) {
+        let mut result = rec.save();
+        if result.is_ok() && rec.outcome != Some(Outcome::Skipped) {
+            result = record::update_latest(&self.state, rec);
+        }
+        match result {
+            Ok(()) => self.state_ok(),
+            Err(e) => self.state_failure(format!(
+                "cannot record run {} of {}: {e}",
+                rec.run_id, rec.job
+            )),
+        }
+    }
+
+    /// Sends TERM at the timeout and KILL after the grace period; ends leftovers.
+    pub(super) fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let grace = self.cfg.daemon.stop_grace;
+        for run in self.active.values_mut() {
+            if run.ended_by.is_none() && now >= run.deadline {
+                warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
+                run.ended_by = Some(Outcome::Timeout);
+                run::terminate_group(run.pgid);
+                run.kill_at = Some(now + grace);
+            } else if let Some(k) = run.kill_at {
+                if now >= k {
+                    warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
+                    run::kill_group(run.pgid);
+                    run.kill_at = None;
+                }
+            }
+        }
+        self.lingering.retain(|&(pgid, kill_at)| {
+            if now >= kill_at {
+                if run::kill_group(pgid) {
+                    warn!(pgid, "killed processes a finished run left behind");
+                }
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// `stop --now`: end every run in flight.
+    pub(super) fn end_all_runs(&mut self) {
+        let kill_at = Instant::now() + self.cfg.daemon.stop_grace;
+        for run in self.active.values_mut() {
+            if run.ended_by != Some(Outcome::Killed) {
+                run.ended_by = Some(Outcome::Killed);
+                run::terminate_group(run.pgid);
+                run.kill_at = Some(kill_at);
+            }
+        }
+    }
+
+    /// Adopted runs are not our children: look whether they are still there.
+    pub(super) fn poll_adopted(&mut self) {
+        let gone: Vec<u32> = self
+            .active
+            .iter()
+            .filter(|(_, r)| r.adopted)
+            .filter(|(_, r)| {
+                !crate::sys::ProcessId {
+                    pid: r.pgid,
+                    start: r.record.pid_start,
+                }
+                .is_alive()
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            if let Some(run) = self.active.remove(&pid) {
+                let outcome = run.ended_by.unwrap_or(Outcome::Interrupted);
+                self.end_active(run, outcome, None);
+            }
+        }
+    }
+
+    pub(super) fn state_failure(&mut self, msg: String) {
+        if self.info.state_error.as_deref() != Some(msg.as_str()) {
+            error!("{msg}");
+        }
+        self.info.state_error = Some(msg);
+        self.dirty = true;
+    }
+
+    pub(super) fn state_ok(&mut self) {
+        if self.info.state_error.take().is_some() {
+            info!("state writes succeed again");
+            self.dirty = true;
+        }
+    }
+}

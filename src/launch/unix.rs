@@ -1,0 +1,127 @@
+//! Linux/Unix launch: a transient systemd unit when systemd is PID 1 (the agent's own unit
+//! kills everything left in its cgroup when it ends, double fork or not), otherwise a double
+//! fork with `setsid`. The daemon gets /dev/null as stdio in both cases and closes any other
+//! inherited descriptor first thing, so the agent reading ctrl's output sees EOF as soon as
+//! ctrl exits.
+
+use super::Launched;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Environment passed on to a daemon started by systemd-run, which otherwise starts it with
+/// systemd's own minimal environment: runners must find `robot` on the agent's PATH, and the
+/// default state dir depends on `MK_VARDIR`.
+const PASS_ENV: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "HOME",
+    "MK_CONFDIR",
+    "MK_VARDIR",
+    "MK_LOGDIR",
+    "ROBOTMK_DAEMON_LOG",
+];
+
+fn systemd_is_pid1() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Starts `exe args…` detached; `instance` names the systemd unit.
+pub fn launch(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, String> {
+    if systemd_is_pid1() && std::env::var_os("ROBOTMK_DAEMON_NO_SYSTEMD").is_none() {
+        match systemd_run(exe, args, instance) {
+            Ok(l) => return Ok(l),
+            Err(why) => {
+                // A forked daemon still works where the agent does not run in a unit (a shell,
+                // cron); under the agent's unit it would die with it, so say so loudly.
+                let mut l = fork(exe, args)?;
+                l.note = Some(format!(
+                    "systemd-run failed ({why}); started by fork instead, which the agent's systemd unit may kill when it ends"
+                ));
+                return Ok(l);
+            }
+        }
+    }
+    fork(exe, args)
+}
+
+fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, String> {
+    let unit = format!("robotmk-daemon-{instance}");
+    let mut cmd = Command::new("systemd-run");
+    cmd.arg(format!("--unit={unit}"))
+        .args(["--collect", "--quiet", "--service-type=simple"])
+        .arg(format!("--description=robotmk-daemon instance {instance}"));
+    for name in PASS_ENV {
+        if let Some(v) = std::env::var_os(name) {
+            let mut kv = OsString::from(format!("--setenv={name}="));
+            kv.push(v);
+            cmd.arg(kv);
+        }
+    }
+    cmd.arg("--")
+        .arg(exe)
+        .args(args)
+        .args(["--route", "systemd-run"]);
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run systemd-run: {e}"))?;
+    if out.status.success() {
+        return Ok(Launched {
+            route: "systemd-run",
+            already_running: false,
+            note: None,
+        });
+    }
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if err.contains("already loaded") || err.contains("already exists") {
+        return Ok(Launched {
+            route: "systemd-run",
+            already_running: true,
+            note: Some(format!("unit {unit}.service is already loaded")),
+        });
+    }
+    Err(format!("systemd-run exited with {}: {err}", out.status))
+}
+
+fn fork(exe: &Path, args: &[OsString]) -> Result<Launched, String> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .args(["--route", "fork"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/");
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (setsid, fork, _exit).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Second fork: the session leader exits at once, so the daemon can never acquire
+            // a controlling terminal and is re-parented to init (or a subreaper).
+            match libc::fork() {
+                -1 => Err(io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    // Reap the intermediate process (it exits right after the second fork).
+    let _ = child.wait();
+    Ok(Launched {
+        route: "fork",
+        already_running: false,
+        note: None,
+    })
+}

@@ -1,0 +1,155 @@
+//! The instance's state as ctrl and `status` show it: assembled from the config, the lock
+//! (running or not), the heartbeat's mtime and the daemon's `status.json` — small files only,
+//! never the run folders.
+
+use crate::config::{Config, ConfigError};
+use crate::lock;
+use crate::state::status::{JobStatus, Status};
+use crate::state::{self, StateDir};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// What ctrl did on this call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CtrlReport {
+    /// `started`, `running` or `config_error` (`error` if it could not start a daemon).
+    pub action: &'static str,
+    /// The launch route, when this ctrl launched the daemon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: f64,
+}
+
+/// The daemon as seen from outside.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DaemonReport {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub started: Option<DateTime<Utc>>,
+    pub uptime_s: Option<f64>,
+    pub heartbeat_age_s: Option<f64>,
+    pub heartbeat_timeout_s: Option<f64>,
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub route: Option<String>,
+    pub build: Option<String>,
+    /// The daemon's own view: an edit it rejected (it keeps running the last good config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
+}
+
+/// Everything `status --json` prints and ctrl's JSON section carries.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub instance: Option<String>,
+    pub config: PathBuf,
+    /// The config as read now (by ctrl or `status`), if it is broken.
+    pub config_error: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub daemon: DaemonReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctrl: Option<CtrlReport>,
+    pub jobs: Vec<JobStatus>,
+    pub generated: DateTime<Utc>,
+}
+
+fn age_s(now: DateTime<Utc>, t: DateTime<Utc>) -> f64 {
+    ((now - t).num_milliseconds() as f64 / 1000.0).max(0.0)
+}
+
+/// Builds the report. `located` is (instance, state dir) when known even with a broken config.
+pub fn build(
+    config_path: PathBuf,
+    cfg: &Result<Config, ConfigError>,
+    located: Option<(String, PathBuf)>,
+) -> Report {
+    let now = Utc::now();
+    let mut report = Report {
+        instance: located.as_ref().map(|l| l.0.clone()),
+        config: config_path,
+        config_error: cfg.as_ref().err().map(|e| e.to_string()),
+        state_dir: located.as_ref().map(|l| l.1.clone()),
+        daemon: DaemonReport::default(),
+        ctrl: None,
+        jobs: Vec::new(),
+        generated: now,
+    };
+    let Some((_, dir)) = located else {
+        return report;
+    };
+    let st = StateDir::new(dir);
+    report.daemon.running = lock::is_held(&st.lock_file()).unwrap_or(false);
+    report.daemon.heartbeat_age_s = st.heartbeat_mtime().and_then(|m| {
+        SystemTime::now()
+            .duration_since(m)
+            .ok()
+            .map(|d| d.as_secs_f64())
+            .or(Some(0.0))
+    });
+    let status: Option<Status> = state::read_json(&st.status_file()).ok().flatten();
+    if let Some(s) = &status {
+        let d = &s.daemon;
+        if report.daemon.running {
+            report.daemon.pid = Some(d.pid);
+            report.daemon.started = Some(d.started);
+            report.daemon.uptime_s = Some(age_s(now, d.started));
+            report.daemon.phase = Some(d.phase.clone());
+            report.daemon.reason = d.reason.clone();
+            report.daemon.route = Some(d.route.clone());
+            report.daemon.build = Some(d.build.clone());
+            report.daemon.config_error = d.config_error.clone();
+            report.daemon.state_error = d.state_error.clone();
+        } else {
+            report.daemon.phase = Some("stopped".into());
+            report.daemon.reason = d.reason.clone();
+        }
+        report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
+    }
+    if let Ok(c) = cfg {
+        report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
+    }
+    let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
+    report.jobs = match cfg {
+        // The config is the authority on which jobs exist; the status adds what the daemon
+        // knows about them.
+        Ok(c) => c
+            .jobs
+            .iter()
+            .map(|j| {
+                let mut js = known
+                    .iter()
+                    .find(|k| k.name == j.name)
+                    .cloned()
+                    .unwrap_or_else(|| JobStatus {
+                        name: j.name.clone(),
+                        schedule: j.schedule.to_string(),
+                        interval_s: j.schedule.nominal_interval(now).as_secs_f64(),
+                        timeout_s: j.timeout.as_secs_f64(),
+                        next_due: None,
+                        running: Vec::new(),
+                        queued: 0,
+                        last: state::read_json(&st.latest_file(&j.name)).ok().flatten(),
+                        last_skipped: None,
+                        skipped_total: 0,
+                    });
+                if !report.daemon.running {
+                    js.next_due = None;
+                    js.running.clear();
+                    js.queued = 0;
+                }
+                js
+            })
+            .collect(),
+        Err(_) => known,
+    };
+    report
+}

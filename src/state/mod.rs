@@ -1,0 +1,297 @@
+//! The state dir: its layout, and the one way files in it are written.
+//!
+//! ```text
+//! <state_dir>/                 mode 0700, created by whoever comes first (ctrl or daemon)
+//!   daemon.lock                held (OS file lock) by the daemon for its whole life
+//!   start.lock                 held briefly by a ctrl that launches a daemon, so 50 racing
+//!                              ctrls launch one daemon, not 50
+//!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
+//!   stop-request               written by `stop`, read and removed by the daemon
+//!   status.json                daemon + per-job summary, written only by the daemon
+//!   daemon.log[.1..]           the daemon's log, rotated by size, written only by the daemon
+//!   jobs/<job>/latest.json     the job's latest finished result
+//!   jobs/<job>/runs/<run_id>/  one folder per run: record.json, stdout.log, stderr.log, and
+//!                              whatever the runner writes to {run_dir}
+//! ```
+//!
+//! Every JSON file is replaced atomically (unique temp file in the same folder, optional
+//! fsync, rename), so a reader sees the old or the new document, never a torn one.
+
+pub mod record;
+pub mod status;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Paths inside one instance's state dir.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("daemon.lock")
+    }
+    pub fn start_lock_file(&self) -> PathBuf {
+        self.root.join("start.lock")
+    }
+    pub fn heartbeat_file(&self) -> PathBuf {
+        self.root.join("heartbeat")
+    }
+    pub fn stop_file(&self) -> PathBuf {
+        self.root.join("stop-request")
+    }
+    pub fn status_file(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("daemon.log")
+    }
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+    pub fn job_dir(&self, job: &str) -> PathBuf {
+        self.jobs_dir().join(job)
+    }
+    pub fn runs_dir(&self, job: &str) -> PathBuf {
+        self.job_dir(job).join("runs")
+    }
+    pub fn latest_file(&self, job: &str) -> PathBuf {
+        self.job_dir(job).join("latest.json")
+    }
+    /// Where `run-once` drops a note so a running daemon re-reads that job's latest result.
+    pub fn notify_dir(&self) -> PathBuf {
+        self.root.join("notify")
+    }
+
+    /// Creates the state dir (mode 0700) if missing and checks it is a directory.
+    pub fn ensure(&self) -> io::Result<()> {
+        create_private_dir(&self.root).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create state dir {}: {e}", self.root.display()),
+            )
+        })
+    }
+
+    /// Refreshes the heartbeat: sets the file's mtime to now (creating it if needed).
+    pub fn touch_heartbeat(&self) -> io::Result<()> {
+        let path = self.heartbeat_file();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        f.set_modified(SystemTime::now())
+    }
+
+    /// The heartbeat's mtime, if the file exists.
+    pub fn heartbeat_mtime(&self) -> Option<SystemTime> {
+        fs::metadata(self.heartbeat_file())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+}
+
+/// How a stop request wants the daemon to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// Start nothing new, let runs in flight finish, then exit.
+    Drain,
+    /// End runs in flight (whole process trees), then exit.
+    Now,
+}
+
+/// The content of `stop-request`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StopRequest {
+    pub mode: StopMode,
+    pub requested: chrono::DateTime<chrono::Utc>,
+}
+
+/// Creates `dir` and its parents; the last component gets mode 0700 on Unix.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Whether to force the data to disk before the rename. Final run records and latest results
+/// are synced (they must survive a power loss); frequently rewritten summaries are not, since
+/// the daemon rebuilds them from the records at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Sync,
+    NoSync,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `path` atomically with `data`.
+///
+/// The temp file is created with `create_new` (never follows a planted symlink and never
+/// shares a name with another writer), in the target's own folder (renames across file
+/// systems fail).
+pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = private_file_options().open(&tmp)?;
+        f.write_all(data)?;
+        if durability == Durability::Sync {
+            f.sync_all()?;
+        }
+        drop(f);
+        rename_replacing(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
+}
+
+/// Serializes `value` as JSON and replaces `path` atomically.
+pub fn write_json<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> io::Result<()> {
+    let mut data = serde_json::to_vec(value).map_err(io::Error::other)?;
+    data.push(b'\n');
+    write_atomic(path, &data, durability)
+}
+
+/// Reads and parses a JSON file. `Ok(None)` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a valid document: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Moves a corrupt file aside (to `<name>.corrupt-<unix time>`) so it is kept for inspection
+/// and no longer read; returns the new path.
+pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = path.with_file_name(format!("{name}.corrupt-{stamp}"));
+    fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
+/// Options for a new file only the owner can read (0600 on Unix).
+pub fn private_file_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Opens (creating) a file for appending, 0600.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+fn rename_replacing(from: &Path, to: &Path) -> io::Result<()> {
+    // On Windows a rename over a file a reader holds open fails with access denied; readers
+    // keep files open only for a moment, so retry briefly (platform.md, measured under Wine).
+    let mut tries = 0;
+    loop {
+        match fs::rename(from, to) {
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied && cfg!(windows) && tries < 50 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        write_atomic(&p, b"one", Durability::Sync).unwrap();
+        write_atomic(&p, b"two", Durability::NoSync).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_does_not_follow_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let p = dir.path().join("a.json");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        write_atomic(&p, b"new", Durability::NoSync).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(!fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn quarantine_moves_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        fs::write(&p, b"{garbage").unwrap();
+        assert!(read_json::<serde_json::Value>(&p).is_err());
+        let aside = quarantine(&p).unwrap();
+        assert!(!p.exists());
+        assert_eq!(fs::read(aside).unwrap(), b"{garbage");
+    }
+}

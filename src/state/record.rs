@@ -1,0 +1,318 @@
+//! Run records: one JSON document per run, in the run's own folder, plus the run folder's
+//! naming, allocation and retention.
+//!
+//! The record doubles as the daemon's journal: it is written (without outcome) *before* the
+//! runner is spawned, and again with the PID right after, so a daemon that died at any moment
+//! leaves enough behind for the next one to finish the story: the run's due time is taken, and
+//! its process can be found again by PID and start time.
+
+use super::{read_json, write_json, Durability, StateDir};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Format version of [`RunRecord`]; bumped on incompatible changes.
+pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_FILE: &str = "record.json";
+pub const STDOUT_FILE: &str = "stdout.log";
+pub const STDERR_FILE: &str = "stderr.log";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit (or ended by a signal it was not sent by us).
+    Failure,
+    /// Ended by the daemon because it ran longer than the job's timeout.
+    Timeout,
+    /// Ended by `stop --now`.
+    Killed,
+    /// Could not be started.
+    Error,
+    /// The daemon died while it ran; its end was not observed as a child.
+    Interrupted,
+    /// Not started: an earlier run of the job was still in flight (`overlap = "skip"`), or the
+    /// daemon stopped before a slot freed.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            Outcome::Killed => "killed",
+            Outcome::Error => "error",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    /// The single run standing for due times missed while the daemon was down.
+    CatchUp,
+    RunOnce,
+}
+
+/// Robot Framework's total statistics, read from output.xml.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestStats {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite_status: Option<String>,
+}
+
+/// One run's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub version: u32,
+    pub job: String,
+    pub run_id: String,
+    pub due: DateTime<Utc>,
+    pub trigger: Trigger,
+    #[serde(default)]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The signal that ended the runner (Unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// `None` while the run is in flight.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    pub run_dir: PathBuf,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The runner's process start time (OS ticks), to tell it from a later process that got
+    /// the same PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    pub timeout_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<TestStats>,
+}
+
+impl RunRecord {
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.run_dir.join(RECORD_FILE)
+    }
+
+    /// Writes the record into its run folder. Final records are synced to disk; the journal
+    /// entries written around the spawn are not (they only need to survive a daemon crash,
+    /// which the page cache does, and syncing them would delay every start).
+    pub fn save(&self) -> io::Result<()> {
+        let durability = if self.is_finished() {
+            Durability::Sync
+        } else {
+            Durability::NoSync
+        };
+        write_json(&self.record_path(), self, durability)
+    }
+}
+
+/// Run ids are `<due as 20261127T101500Z>-<n>`: sortable, unique per job, and they say which
+/// due time a run stands for even when its record is lost.
+pub fn run_id_prefix(due: DateTime<Utc>) -> String {
+    due.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Creates a fresh run folder for `job` and `due`; returns (run_id, run_dir).
+pub fn allocate_run_dir(
+    state: &StateDir,
+    job: &str,
+    due: DateTime<Utc>,
+) -> io::Result<(String, PathBuf)> {
+    let runs = state.runs_dir(job);
+    super::create_private_dir(&runs)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", runs.display())))?;
+    let prefix = run_id_prefix(due);
+    for n in 1..10_000 {
+        let id = format!("{prefix}-{n}");
+        let dir = runs.join(&id);
+        let mut b = fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        match b.create(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create run folder {}: {e}", dir.display()),
+                ))
+            }
+        }
+    }
+    Err(io::Error::other(format!(
+        "no free run id for job {job} at {prefix} in {}",
+        runs.display()
+    )))
+}
+
+/// Sort key of a run id: (due part, sequence number).
+fn run_id_key(id: &str) -> (String, u64) {
+    match id.rsplit_once('-') {
+        Some((due, n)) => (due.to_string(), n.parse().unwrap_or(0)),
+        None => (id.to_string(), 0),
+    }
+}
+
+/// Parses the due time out of a run id.
+pub fn due_of_run_id(id: &str) -> Option<DateTime<Utc>> {
+    let (due, _) = id.rsplit_once('-')?;
+    chrono::NaiveDateTime::parse_from_str(due, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+/// The run folders of `job`, oldest first (by due time, then sequence).
+pub fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, PathBuf)>> {
+    let dir = state.runs_dir(job);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot list {}: {e}", dir.display()),
+            ))
+        }
+    };
+    let mut runs: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            due_of_run_id(&name)?;
+            Some((name, e.path()))
+        })
+        .collect();
+    runs.sort_by_key(|(id, _)| run_id_key(id));
+    Ok(runs)
+}
+
+/// Reads a run record. A corrupt one is reported as `InvalidData` with the path.
+pub fn read_record(run_dir: &Path) -> io::Result<Option<RunRecord>> {
+    let rec: Option<RunRecord> = read_json(&run_dir.join(RECORD_FILE))?;
+    match rec {
+        Some(r) if r.version != RECORD_VERSION => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: record version {} is not {RECORD_VERSION}",
+                run_dir.join(RECORD_FILE).display(),
+                r.version
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Deletes the oldest run folders of `job` beyond `keep`, never one in `protect` (in flight).
+/// Returns how many were removed.
+pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io::Result<usize> {
+    let runs = list_runs(state, job)?;
+    if runs.len() <= keep {
+        return Ok(0);
+    }
+    let excess = runs.len() - keep;
+    let mut removed = 0;
+    for (id, dir) in runs.into_iter().take(excess) {
+        if protect.contains(&id) {
+            continue;
+        }
+        fs::remove_dir_all(&dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot remove {}: {e}", dir.display()))
+        })?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Replaces the job's `latest.json` with `rec` unless it already holds a newer run.
+///
+/// The daemon and `run-once` may both finish runs of one job; a per-job lock file orders them
+/// so an older result never overwrites a newer one.
+pub fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
+    let dir = state.job_dir(&rec.job);
+    super::create_private_dir(&dir)?;
+    let _guard =
+        crate::lock::acquire_within(&dir.join("latest.lock"), std::time::Duration::from_secs(5))?;
+    let path = state.latest_file(&rec.job);
+    if let Ok(Some(old)) = read_json::<RunRecord>(&path) {
+        let key = |r: &RunRecord| (r.finished, r.due);
+        if key(&old) > key(rec) {
+            return Ok(());
+        }
+    }
+    write_json(&path, rec, Durability::Sync)
+}
+
+/// RFC 3339 with milliseconds, the format of every timestamp the project prints.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn run_ids_sort_by_due_then_number_and_prune_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path());
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            for _ in 0..11 {
+                let (id, _) =
+                    allocate_run_dir(&st, "j", t0 + chrono::Duration::seconds(i)).unwrap();
+                ids.push(id);
+            }
+        }
+        let listed: Vec<String> = list_runs(&st, "j")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(listed, ids);
+        assert_eq!(due_of_run_id(&ids[0]), Some(t0));
+        let removed = prune(&st, "j", 5, &[ids[0].clone()]).unwrap();
+        assert_eq!(removed, 27);
+        let left: Vec<String> = list_runs(&st, "j")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(left.len(), 6);
+        assert_eq!(left[0], ids[0], "the protected in-flight run stays");
+        assert_eq!(&left[1..], &ids[28..]);
+    }
+}

@@ -1,0 +1,76 @@
+//! `status.json`: what the daemon knows, in one small file that ctrl and `status` read without
+//! walking run folders or talking to the daemon.
+
+use super::record::RunRecord;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const STATUS_VERSION: u32 = 1;
+
+/// The daemon's own state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    /// The daemon's process start time in OS ticks (with `pid`, identifies the process).
+    pub pid_start: Option<u64>,
+    pub started: DateTime<Utc>,
+    /// Build identity of the binary the daemon runs.
+    pub build: String,
+    pub config: PathBuf,
+    /// How ctrl launched it (`systemd-run`, `fork`, `foreground`, ...).
+    pub route: String,
+    /// `running`, `draining` (no new runs; waiting for runs in flight) or `stopped`.
+    pub phase: String,
+    /// Why it drains or stopped (`stop requested`, `heartbeat stale`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The last config reload error; the daemon keeps running its last good config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    /// A problem writing state (e.g. disk full); cleared when writes succeed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
+    pub heartbeat_timeout_s: Option<f64>,
+}
+
+/// A run in flight, as listed in the status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunningRun {
+    pub run_id: String,
+    pub due: DateTime<Utc>,
+    pub started: Option<DateTime<Utc>>,
+    pub pid: Option<u32>,
+}
+
+/// One job's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub schedule: String,
+    pub interval_s: f64,
+    pub timeout_s: f64,
+    pub next_due: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub running: Vec<RunningRun>,
+    /// Runs waiting for a free slot (`max_parallel`).
+    #[serde(default)]
+    pub queued: usize,
+    /// The latest finished run that was not skipped.
+    #[serde(default)]
+    pub last: Option<RunRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_skipped: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub skipped_total: u64,
+}
+
+/// The whole status document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: u32,
+    pub instance: String,
+    pub updated: DateTime<Utc>,
+    pub daemon: DaemonInfo,
+    pub jobs: Vec<JobStatus>,
+}
