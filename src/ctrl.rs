@@ -59,11 +59,21 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
         cfg.path.clone().into_os_string(),
         "daemon".into(),
     ];
+    let launch_time = chrono::Utc::now();
     let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
     let deadline = Instant::now() + START_PATIENCE;
     let mut note = launched.note.clone();
+    // Ready = holds the lock and has published its status, so this ctrl's report already
+    // shows the new daemon's PID. Judged by the start time inside the file: file mtimes come
+    // from the kernel's coarse clock and can lag the launch time.
+    let published = || {
+        crate::state::read_json::<crate::state::status::Status>(&st.status_file())
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.daemon.started >= launch_time)
+    };
     loop {
-        if running(())? {
+        if running(())? && published() {
             break;
         }
         if Instant::now() >= deadline {

@@ -97,6 +97,10 @@ pub fn build(
     });
     let status: Option<Status> = state::read_json(&st.status_file()).ok().flatten();
     if let Some(s) = &status {
+        if cfg.is_err() {
+            // The config cannot say for sure; the daemon's own word is better than a default.
+            report.instance = Some(s.instance.clone());
+        }
         let d = &s.daemon;
         if report.daemon.running {
             report.daemon.pid = Some(d.pid);

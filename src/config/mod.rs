@@ -649,7 +649,8 @@ pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
     let text = std::fs::read_to_string(&path).ok()?;
     let table: toml::Table = toml::from_str(&text)
         .ok()
-        .or_else(|| toml::from_str(&daemon_section(&text)).ok())?;
+        .or_else(|| toml::from_str(&daemon_section(&text)).ok())
+        .unwrap_or_else(|| daemon_lines(&text));
     let daemon = table.get("daemon").and_then(|d| d.as_table());
     let instance = daemon
         .and_then(|d| d.get("instance"))
@@ -666,6 +667,20 @@ pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
         _ => default_state_dir(&instance),
     };
     Some((instance, state_dir))
+}
+
+/// The `[daemon]` keys whose own line parses, when even the table does not: a typo on one
+/// line must not hide `state_dir` on the next.
+fn daemon_lines(text: &str) -> toml::Table {
+    let mut daemon = toml::Table::new();
+    for line in daemon_section(text).lines().skip(1) {
+        if let Ok(t) = toml::from_str::<toml::Table>(line) {
+            daemon.extend(t);
+        }
+    }
+    let mut root = toml::Table::new();
+    root.insert("daemon".into(), toml::Value::Table(daemon));
+    root
 }
 
 /// The lines of the `[daemon]` table alone (from its header to the next table header).

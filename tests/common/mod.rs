@@ -1,0 +1,308 @@
+//! Test harness: one instance per test (own temp dir, config and state dir), the real binary,
+//! polling with deadlines instead of sleeps, and a guard that ends every process the test
+//! started — by PID — also when the test panics.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_robotmk-daemon");
+
+static SUBREAPER: Once = Once::new();
+
+/// Detached daemons are re-parented to us instead of to PID 1 (which may not reap in a
+/// container), so the guard can reap what it killed and no zombie is left behind.
+fn become_subreaper() {
+    SUBREAPER.call_once(|| {
+        // SAFETY: prctl with one integer argument.
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+    });
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // A zombie has ended; it only waits to be reaped.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, r)| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn reap(pid: u32) {
+    let mut status = 0;
+    // SAFETY: waitpid on a specific pid with WNOHANG; fails harmlessly if not our child.
+    unsafe {
+        libc::waitpid(pid as i32, &mut status, libc::WNOHANG);
+    }
+}
+
+pub fn kill9(pid: u32) {
+    // SAFETY: kill on a PID this test started (found via its unique config path).
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_for(Duration::from_secs(5), || {
+        reap(pid);
+        !pid_alive(pid)
+    });
+}
+
+/// Live processes whose command line contains `needle` (our unique temp paths), with their
+/// command lines.
+pub fn processes_with(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) && pid_alive(pid) && pid != std::process::id() {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// Live processes whose command line or environment contains `needle`: runners inherit
+/// ROBOTMK_RUN_DIR, which lies in the test's temp dir, and pass it on to their children.
+pub fn processes_of(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || !pid_alive(pid) {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|r| String::from_utf8_lossy(&r).replace('\0', " "))
+            .unwrap_or_default();
+        let env = std::fs::read(format!("/proc/{pid}/environ"))
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .unwrap_or_default();
+        if cmd.contains(needle) || env.contains(needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// One instance: a temp dir with `config.toml` and `state/`.
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Instance {
+    /// A new instance whose config is `[daemon]` settings `daemon` plus `jobs` (TOML text).
+    pub fn new(daemon: &str, jobs: &str) -> Instance {
+        become_subreaper();
+        let dir = tempfile::Builder::new()
+            .prefix("rmkd-test-")
+            .tempdir()
+            .expect("tempdir");
+        let config = dir.path().join("config.toml");
+        let state = dir.path().join("state");
+        let inst = Instance { dir, config, state };
+        inst.write_config(daemon, jobs);
+        inst
+    }
+
+    pub fn write_config(&self, daemon: &str, jobs: &str) {
+        let text = format!(
+            "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nstop_grace = \"1s\"\n{daemon}\n\n{jobs}\n",
+            self.state.display()
+        );
+        self.write_raw_config(&text);
+    }
+
+    pub fn write_raw_config(&self, text: &str) {
+        // Replace atomically so a daemon never reads half a file.
+        let tmp = self.dir.path().join(".config.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("rename config");
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(&self.config);
+        c.env_remove("MK_CONFDIR")
+            .env_remove("MK_VARDIR")
+            .env_remove("ROBOTMK_DAEMON_CONFIG");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run robotmk-daemon")
+    }
+
+    pub fn ctrl(&self) -> Output {
+        self.run(&["ctrl"])
+    }
+
+    /// ctrl's JSON section, parsed.
+    pub fn ctrl_json(&self) -> Value {
+        let out = self.ctrl();
+        assert!(out.status.success(), "ctrl failed: {out:?}");
+        parse_section(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    pub fn status_json(&self) -> Value {
+        let out = self.run(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).expect("status --json output")
+    }
+
+    /// The daemon's PID as recorded by it, if a daemon runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let s = self.status_json();
+        if s["daemon"]["running"].as_bool() != Some(true) {
+            return None;
+        }
+        s["daemon"]["pid"].as_u64().map(|p| p as u32)
+    }
+
+    /// Live daemon processes of this instance (found by its unique config path).
+    pub fn daemon_processes(&self) -> Vec<u32> {
+        let needle = format!("{} daemon", self.config.display());
+        processes_with(&needle).into_iter().map(|p| p.0).collect()
+    }
+
+    pub fn wait_daemon_gone(&self, timeout: Duration) -> bool {
+        wait_for(timeout, || {
+            for p in self.daemon_processes() {
+                reap(p);
+            }
+            self.daemon_processes().is_empty()
+        })
+    }
+
+    /// Every run record of `job`, parsed, oldest first.
+    pub fn records(&self, job: &str) -> Vec<Value> {
+        let runs = self.state.join("jobs").join(job).join("runs");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.iter()
+            .filter_map(|d| std::fs::read(d.join("record.json")).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect()
+    }
+
+    pub fn finished_records(&self, job: &str) -> Vec<Value> {
+        self.records(job)
+            .into_iter()
+            .filter(|r| !r["outcome"].is_null())
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    /// Ends the daemon and every process whose command line names this instance's temp dir
+    /// (runners get it through {run_dir} or the config path), by PID.
+    fn drop(&mut self) {
+        let needle = self.dir.path().display().to_string();
+        for (pid, _) in processes_of(&needle) {
+            // Process groups first: runners' grandchildren.
+            // SAFETY: signalling processes this test started.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+            kill9(pid);
+        }
+    }
+}
+
+/// Extracts and parses the JSON line of the robotmk_daemon section.
+pub fn parse_section(out: &str) -> Value {
+    let mut lines = out.lines();
+    while let Some(l) = lines.next() {
+        if l == "<<<robotmk_daemon:sep(0)>>>" {
+            let json = lines.next().expect("JSON line after the header");
+            return serde_json::from_str(json).unwrap_or_else(|e| panic!("bad JSON {json}: {e}"));
+        }
+    }
+    panic!("no robotmk_daemon section in:\n{out}");
+}
+
+/// The local-check lines of ctrl's output.
+pub fn local_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .skip_while(|l| *l != "<<<local:sep(0)>>>")
+        .skip(1)
+        .take_while(|l| !l.starts_with("<<<"))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// CI installs every tool; a developer's machine may lack one: skip there, fail in CI.
+pub fn require_tool(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required in CI but missing");
+    }
+    eprintln!("SKIP: {what} is missing on this machine");
+    false
+}
+
+/// True while a live (non-zombie) process is in process group `pgid`.
+pub fn group_has_live_members(pgid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+    })
+}

@@ -1,0 +1,343 @@
+//! ctrl keeps exactly one detached daemon alive per instance: lock, heartbeat, start, stop,
+//! status, crash restart, broken configs (issue 2). Real binary, real processes.
+#![cfg(unix)]
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const IDLE_JOB: &str = "[[job]]\nname = \"idle\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+
+#[test]
+fn fifty_racing_ctrls_leave_exactly_one_daemon() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let mut cmd = inst.cmd();
+            cmd.arg("ctrl")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                let t = Instant::now();
+                let out = cmd.output().expect("ctrl");
+                (out, t.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut started = 0;
+    let mut slowest = Duration::ZERO;
+    for (out, took) in &results {
+        assert!(out.status.success(), "ctrl exit: {out:?}");
+        let j = parse_section(&String::from_utf8_lossy(&out.stdout));
+        if j["ctrl"]["action"] == "started" {
+            started += 1;
+        }
+        slowest = slowest.max(*took);
+    }
+    eprintln!("slowest of 50 concurrent ctrls: {slowest:?}");
+    assert_eq!(
+        started, 1,
+        "exactly one ctrl reports that it started the daemon"
+    );
+    assert!(slowest < Duration::from_secs(1), "a ctrl took {slowest:?}");
+    let pids = inst.daemon_processes();
+    assert_eq!(pids.len(), 1, "daemon processes: {pids:?}");
+    assert_eq!(inst.daemon_pid(), Some(pids[0]));
+}
+
+#[test]
+fn kill_9_then_the_next_ctrl_starts_exactly_one_new_daemon() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let first = inst.ctrl_json();
+    assert_eq!(first["ctrl"]["action"], "started");
+    let pid = first["daemon"]["pid"].as_u64().expect("pid") as u32;
+    let again = inst.ctrl_json();
+    assert_eq!(again["ctrl"]["action"], "running");
+    assert_eq!(again["daemon"]["pid"].as_u64(), Some(pid as u64));
+
+    kill9(pid);
+    let after = inst.ctrl_json();
+    assert_eq!(after["ctrl"]["action"], "started", "{after}");
+    let new_pid = after["daemon"]["pid"].as_u64().expect("new pid") as u32;
+    assert_ne!(new_pid, pid);
+    assert_eq!(inst.daemon_processes(), vec![new_pid]);
+    let local = local_lines(&String::from_utf8_lossy(&inst.ctrl().stdout));
+    assert!(local[0].starts_with("0 \"Robotmk t daemon\""), "{local:?}");
+}
+
+#[test]
+fn stale_heartbeat_makes_the_daemon_exit() {
+    let inst = Instance::new("heartbeat_timeout = \"3s\"", IDLE_JOB);
+    let j = inst.ctrl_json();
+    assert_eq!(j["ctrl"]["action"], "started");
+    // Keep it alive past its timeout with more ctrls...
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        assert!(inst.ctrl().status.success());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        inst.daemon_processes().len(),
+        1,
+        "ctrls keep the daemon alive"
+    );
+    // ...then fall silent.
+    let silent = Instant::now();
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(3 + 2)),
+        "daemon still alive {:?} after the last ctrl",
+        silent.elapsed()
+    );
+    eprintln!(
+        "daemon exited {:?} after the last ctrl (timeout 3s)",
+        silent.elapsed()
+    );
+    assert!(inst.log().contains("heartbeat stale"), "{}", inst.log());
+}
+
+#[test]
+fn heartbeat_timeout_zero_disables_the_switch() {
+    let inst = Instance::new("heartbeat_timeout = \"0\"", IDLE_JOB);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    std::thread::sleep(Duration::from_millis(2500)); // nothing to poll for: absence of an exit
+    assert_eq!(inst.daemon_processes().len(), 1);
+}
+
+fn time_to_eof(shell: &str) -> Duration {
+    let t = Instant::now();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(shell)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sh");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let took = t.elapsed();
+    child.wait().unwrap();
+    assert!(out.contains("<<<robotmk_daemon:sep(0)>>>"), "{out}");
+    took
+}
+
+#[test]
+fn the_agent_sees_eof_when_ctrl_exits_not_when_the_daemon_does() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let base = format!("'{BIN}' --config '{}' ctrl", inst.config.display());
+    // The first call starts the daemon: the pipe must not stay open with it.
+    let t1 = time_to_eof(&format!("{base} | cat"));
+    assert_eq!(inst.daemon_processes().len(), 1, "daemon keeps running");
+    let t2 = time_to_eof(&format!("{base} 2>&1 | cat"));
+    inst.run(&["stop"]);
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+    let t3 = time_to_eof(&format!("{base} 2>&1 | cat"));
+    eprintln!("EOF after {t1:?} / {t2:?} / {t3:?}");
+    for t in [t1, t2, t3] {
+        assert!(t < Duration::from_secs(2), "EOF took {t:?}");
+    }
+    assert_eq!(inst.daemon_processes().len(), 1);
+}
+
+#[test]
+fn broken_configs_are_reported_with_line_and_column_and_touch_nothing() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let pid = inst.ctrl_json()["daemon"]["pid"].as_u64().unwrap();
+    let state_dir = format!("state_dir = \"{}\"\n", inst.state.display());
+    let cases = [
+        ("syntax error", format!("[daemon]\n{state_dir}instance = \"t\n"), 3, ""),
+        ("unknown field", format!("[daemon]\n{state_dir}bogus = 1\n"), 3, "bogus"),
+        (
+            "bad duration",
+            format!("[daemon]\n{state_dir}\n[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"5x\"\n"),
+            7,
+            "every",
+        ),
+        (
+            "duplicate job",
+            format!("[daemon]\n{state_dir}\n[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"5s\"\n[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"5s\"\n"),
+            9,
+            "duplicate",
+        ),
+    ];
+    for (what, text, line, word) in cases {
+        inst.write_raw_config(&text);
+        let out = inst.run(&["check-config"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        let at = format!("{}:{line}:", inst.config.display());
+        assert!(err.contains(&at), "{what}: expected {at} in {err}");
+        assert!(err.contains(word), "{what}: expected {word} in {err}");
+
+        let ctrl = inst.ctrl();
+        assert!(ctrl.status.success(), "ctrl exits 0 with a config error");
+        let text = String::from_utf8_lossy(&ctrl.stdout);
+        let j = parse_section(&text);
+        assert_eq!(j["ctrl"]["action"], "config_error", "{what}");
+        assert!(
+            j["config_error"].as_str().unwrap().contains(&at),
+            "{what}: {j}"
+        );
+        let local = local_lines(&text);
+        assert!(
+            local[0].starts_with("2 \"Robotmk t daemon\""),
+            "{what}: {local:?}"
+        );
+        assert_eq!(inst.run(&["status"]).status.code(), Some(2), "{what}");
+        assert_eq!(
+            inst.daemon_processes(),
+            vec![pid as u32],
+            "{what}: daemon untouched"
+        );
+    }
+}
+
+#[test]
+fn stop_ends_the_daemon_and_frees_the_lock() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    assert_eq!(inst.run(&["status"]).status.code(), Some(0));
+    let t = Instant::now();
+    let out = inst.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    eprintln!("stop took {:?}", t.elapsed());
+    assert!(inst.wait_daemon_gone(Duration::from_secs(2)));
+    assert_eq!(inst.run(&["status"]).status.code(), Some(3));
+    let out = inst.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no daemon running"));
+    // The lock is free: a new daemon can start.
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+}
+
+#[test]
+fn stop_now_ends_runs_in_flight_with_their_children() {
+    let job = "[[job]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"sleep 300 & sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    inst.ctrl_json();
+    assert!(wait_for(Duration::from_secs(5), || !inst
+        .records("long")
+        .is_empty()
+        && inst.records("long")[0]["pid"].is_u64()));
+    let pgid = inst.records("long")[0]["pid"].as_u64().unwrap() as u32;
+    assert!(wait_for(Duration::from_secs(2), || processes_of(
+        &path_str(inst.dir.path())
+    )
+    .len()
+        >= 4));
+    // Polite stop waits for the run...
+    let out = inst.run(&["stop", "--timeout", "1s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "polite stop must wait for the run: {out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--now"));
+    // ...--now ends it and its children.
+    let out = inst.run(&["stop", "--now", "--timeout", "5s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let group_gone = wait_for(Duration::from_secs(3), || !group_has_live_members(pgid));
+    assert!(group_gone, "the run's process group outlived stop --now");
+    let recs = inst.finished_records("long");
+    assert_eq!(recs[0]["outcome"], "killed", "{recs:?}");
+}
+
+#[test]
+fn two_instances_run_side_by_side_in_their_own_state_dirs() {
+    let a = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let b = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let ja = a.ctrl_json();
+    let jb = b.ctrl_json();
+    assert_eq!(ja["ctrl"]["action"], "started");
+    assert_eq!(jb["ctrl"]["action"], "started");
+    assert_ne!(ja["daemon"]["pid"], jb["daemon"]["pid"]);
+    assert_eq!(a.run(&["stop"]).status.code(), Some(0));
+    assert!(a.wait_daemon_gone(Duration::from_secs(3)));
+    assert_eq!(
+        b.daemon_processes().len(),
+        1,
+        "stopping one instance leaves the other"
+    );
+    let mode = std::fs::metadata(&b.state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "state dir mode");
+    let log_mode = std::fs::metadata(b.state.join("daemon.log"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(log_mode, 0o600, "log mode");
+}
+
+#[test]
+fn a_binary_named_ctrl_acts_as_ctrl_without_arguments() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let link = inst.dir.path().join("robotmk_daemon_ctrl");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let out = Command::new(&link)
+        .env("ROBOTMK_DAEMON_CONFIG", &inst.config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let j = parse_section(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(j["ctrl"]["action"], "started");
+    // MK_CONFDIR is the agent's way: config found as $MK_CONFDIR/robotmk-daemon.toml.
+    std::fs::copy(&inst.config, inst.dir.path().join("robotmk-daemon.toml")).unwrap();
+    let out = Command::new(&link)
+        .env_remove("ROBOTMK_DAEMON_CONFIG")
+        .env("MK_CONFDIR", inst.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let j = parse_section(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(j["ctrl"]["action"], "running", "{j}");
+}
+
+#[test]
+fn run_flag_gone_makes_a_foreground_daemon_exit() {
+    let inst = Instance::new("heartbeat_timeout = \"0\"", IDLE_JOB);
+    let flag = inst.dir.path().join("robotmk.run");
+    std::fs::write(&flag, b"").unwrap();
+    let mut child = inst
+        .cmd()
+        .args(["start", "--foreground", "--run-flag"])
+        .arg(&flag)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_pid()
+        .is_some()));
+    assert_eq!(
+        inst.run(&["start"]).status.code(),
+        Some(0),
+        "start is a no-op when running"
+    );
+    std::fs::remove_file(&flag).unwrap();
+    let t = Instant::now();
+    let exited = wait_for(Duration::from_secs(3), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    assert!(
+        exited,
+        "daemon still running {:?} after its run flag vanished",
+        t.elapsed()
+    );
+}
