@@ -203,9 +203,22 @@ pub fn default_state_dir(instance: &str) -> PathBuf {
     base.join("robotmk-daemon").join(instance)
 }
 
-/// Makes `path` absolute without touching the file system beyond the current directory.
+/// Makes `path` absolute and drops `.`/`..` lexically (no symlinks are resolved), so paths in
+/// messages and records read as the admin expects.
 pub fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads and validates the config at `path`.
@@ -587,9 +600,17 @@ fn resolve_job(
                     named("set either `robot` or `python`, not both".into()),
                 ));
             }
+            // A bare name is looked up on PATH; a path is relative to the config file.
+            let exe = |p: &PathBuf| {
+                if p.components().count() > 1 {
+                    absolute(&base.join(p)).display().to_string()
+                } else {
+                    p.display().to_string()
+                }
+            };
             let mut cmd: Vec<String> = match (&raw.python, &raw.robot) {
-                (Some(py), _) => vec![py.display().to_string(), "-m".into(), "robot".into()],
-                (None, Some(r)) => vec![r.display().to_string()],
+                (Some(py), _) => vec![exe(py), "-m".into(), "robot".into()],
+                (None, Some(r)) => vec![exe(r)],
                 (None, None) => vec!["robot".into()],
             };
             cmd.extend(["--outputdir".into(), "{run_dir}".into()]);

@@ -122,14 +122,19 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
+    private_dir_builder().recursive(true).create(dir)
+}
+
+/// A `DirBuilder` for folders only the owner can enter (0700 on Unix).
+#[cfg_attr(not(unix), allow(unused_mut))]
+pub fn private_dir_builder() -> fs::DirBuilder {
     let mut b = fs::DirBuilder::new();
-    b.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
         b.mode(0o700);
     }
-    b.create(dir)
+    b
 }
 
 /// Whether to force the data to disk before the rename. Final run records and latest results

@@ -153,13 +153,7 @@ pub fn allocate_run_dir(
     for n in 1..10_000 {
         let id = format!("{prefix}-{n}");
         let dir = runs.join(&id);
-        let mut b = fs::DirBuilder::new();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        match b.create(&dir) {
+        match super::private_dir_builder().create(&dir) {
             Ok(()) => return Ok((id, dir)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need (Debian packages,
+# the Windows target, Robot Framework in a virtual environment), then runs lints and
+# `cargo test` (unit tests, integration tests with the real binary, the systemd sandbox test).
+# CI runs this same script (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '==> %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------
+pkgs=()
+command -v x86_64-w64-mingw32-gcc >/dev/null || pkgs+=(gcc-mingw-w64-x86-64)
+command -v systemd-nspawn >/dev/null || pkgs+=(systemd-container)
+command -v debootstrap >/dev/null || pkgs+=(debootstrap)
+if ((${#pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing ${pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  else
+    say "missing ${pkgs[*]} (not root: tests that need them will skip)"
+  fi
+fi
+
+# --- Rust targets ----------------------------------------------------------------------
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
+  say "adding the Windows target"
+  rustup target add x86_64-pc-windows-gnu
+fi
+
+# --- Robot Framework in a venv (the system Python refuses pip install) ---------------
+if [ ! -x .venv/bin/robot ]; then
+  say "creating .venv with Robot Framework"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check robotframework
+fi
+export ROBOTMK_TEST_ROBOT="$PWD/.venv/bin/robot"
+
+# --- lints -----------------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "clippy (linux)"
+cargo clippy --all-targets -- -D warnings
+say "clippy (windows)"
+cargo clippy --all-targets --target x86_64-pc-windows-gnu -- -D warnings
+
+# --- tests -----------------------------------------------------------------------------
+say "cargo test"
+cargo test --all-targets
