@@ -31,7 +31,8 @@ UNIT=robotmk-daemon-$INSTANCE.service
 STATEDIR=/var/lib/check_mk_agent/robotmk-daemon/$INSTANCE
 IN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CLIENT_LIMIT_MS=3000   # EOF must come well under 5 s
-UNIT_END_DEADLINE=15   # s, per-connection unit must have ended by then
+CLIENT_TIMEOUT=10     # s, the client gives up reading after this
+UNIT_END_DEADLINE=10   # s, per-connection unit must have ended by then
 RECORD_DEADLINE=15     # s, first job record (optional check)
 STOP_DEADLINE=15       # s, daemon unit gone after `stop --now`
 
@@ -343,7 +344,7 @@ ms_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%d", (b-a)*1000}
 # connect "label": one agent connection; sets OUT (agent output), CRC, CMS (client ms), JSON and J_*
 connect() {
   local raw
-  raw=$(inbox robotmk-sdtest-client 20)
+  raw=$(inbox robotmk-sdtest-client "$CLIENT_TIMEOUT")
   OUT=$(grep -v '^#CLIENT ' <<<"$raw")
   CRC=$(sed -n 's/^#CLIENT rc=\([^ ]*\) .*/\1/p' <<<"$raw")
   CMS=$(sed -n 's/^#CLIENT .* elapsed_ms=\([0-9]*\)$/\1/p' <<<"$raw")
@@ -386,7 +387,7 @@ unit_gone() {
 json_ok() { [ "$J_OK" = 1 ]; }
 is_active() { [ "$(inbox systemctl is-active "$1" 2>/dev/null)" = active ]; }
 mainpid_is() { local m; m=$(prop "$UNIT" MainPID); [ -n "$1" ] && [ "$m" = "$1" ] && alive "$m"; }
-in_unit_cgroup() { inbox grep -qx "0::/system.slice/$UNIT" "/proc/$1/cgroup"; }
+in_unit_cgroup() { [[ "${1:-}" =~ ^[1-9][0-9]*$ ]] && inbox grep -qx "0::/system.slice/$UNIT" "/proc/$1/cgroup" 2>/dev/null; }
 client_eof() { [ "$CRC" = 0 ]; }
 fast_eof() { [[ "$CMS" =~ ^[0-9]+$ ]] && [ "$CMS" -lt "$CLIENT_LIMIT_MS" ]; }
 none_in_agent_units() { local p; p=$(procs); ! grep -q 'check-mk-agent@' <<<"$p"; }
@@ -412,7 +413,8 @@ wait_for "$UNIT_END_DEADLINE" agent_units_gone
 check "b: the per-connection check-mk-agent@ unit ended (within ${WAITED}s of EOF; NAccepted=$(prop check-mk-agent.socket NAccepted))" agent_units_gone
 check "b: $UNIT is active" is_active "$UNIT"
 MP=$(prop "$UNIT" MainPID)
-echo "   $UNIT: MainPID=$MP ControlGroup=$(prop "$UNIT" ControlGroup) KillMode=$(prop "$UNIT" KillMode) ExecStart=$(prop "$UNIT" ExecStart | sed -n 's/.*argv\[\]=\([^;]*\);.*/\1/p')"
+echo "   $UNIT: MainPID=$MP ControlGroup=$(prop "$UNIT" ControlGroup) KillMode=$(prop "$UNIT" KillMode) Environment=$(prop "$UNIT" Environment)"
+echo "   ExecStart=$(prop "$UNIT" ExecStart | sed -n 's/.*argv\[\]=\([^;]*\);.*/\1/p')"
 check "b: MainPID ($MP) is alive and equals daemon.pid from the JSON ($PID1)" mainpid_is "$PID1"
 check "b: the daemon process sits in the cgroup of $UNIT" in_unit_cgroup "$PID1"
 
@@ -479,9 +481,9 @@ inbox cat /run/check_mk_agent-model.log 2>/dev/null | indent
 if [ "$FAIL" -gt 0 ]; then
   echo "== diagnostics"
   echo "   journal of robotmk-daemon-*.service:"
-  inbox journalctl --no-pager -o short-monotonic -u 'robotmk-daemon-*' | tail -40 | indent
+  inbox journalctl --no-pager -o short-monotonic -u 'robotmk-daemon-*' 2>&1 | tail -40 | indent
   echo "   journal of check-mk-agent@*.service:"
-  inbox journalctl --no-pager -o short-monotonic -u 'check-mk-agent@*' | tail -30 | indent
+  inbox journalctl --no-pager -o short-monotonic -u 'check-mk-agent@*' 2>&1 | tail -30 | indent
   echo "   units:"
   inbox systemctl list-units --all --no-legend --no-pager 'check-mk-agent*' 'robotmk*' | indent
 fi

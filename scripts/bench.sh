@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmarks with printed figures (no pass/fail thresholds: a busy machine must not fail CI).
+#   1. ctrl with a running daemon and 100 jobs that have results, paired with /bin/true
+#   2. the idle daemon (100 jobs due hourly): RSS and wake-ups (voluntary context switches)
+#   3. start lateness (spawn - due) with 100 and 1000 jobs due at the same instant, and the
+#      run starts per second the daemon sustained
+# Usage: scripts/bench.sh   (BENCH_IDLE_SECS=30 sets the idle measurement window)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+bin=$PWD/target/release/robotmk-daemon
+idle_secs=${BENCH_IDLE_SECS:-30}
+work=$(mktemp -d /tmp/rmkd-bench.XXXXXX)
+cfgs=()
+cleanup() {
+  for c in "${cfgs[@]}"; do "$bin" --config "$c" stop --now --timeout 10s >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+unset RUST_BACKTRACE   # backtrace capture inflates an idle Rust daemon's RSS
+
+mkcfg() {  # mkcfg NAME JOBS EVERY
+  local c=$work/$1.toml i
+  cfgs+=("$c")
+  { printf '[daemon]\ninstance = "%s"\nstate_dir = "%s"\nmax_parallel = 0\nheartbeat_timeout = "10m"\n' "$1" "$work/$1"
+    for ((i = 0; i < $2; i++)); do
+      printf '[[job]]\nname = "job%04d"\ncommand = ["true"]\nevery = "%s"\n' "$i" "$3"
+    done; } > "$c"
+  echo "$c"
+}
+
+daemon_pid() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["daemon"]["pid"])' "$1/status.json"; }
+
+echo "== 1. ctrl vs /bin/true (100 jobs with results, daemon running)"
+c=$(mkcfg ctrl 100 1h)
+for i in $(seq 0 99); do "$bin" --config "$c" run-once "$(printf job%04d "$i")" >/dev/null; done
+"$bin" --config "$c" ctrl >/dev/null
+python3 - "$bin" "$c" <<'PY'
+import subprocess, sys, time, statistics
+bin, cfg = sys.argv[1], sys.argv[2]
+def t(cmd):
+    s = time.perf_counter(); subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True); return time.perf_counter() - s
+ctrl, true = [], []
+for _ in range(20): t([bin, "--config", cfg, "ctrl"]); t(["/bin/true"])
+for _ in range(300):   # paired: alternate, so both see the same machine
+    ctrl.append(t([bin, "--config", cfg, "ctrl"])); true.append(t(["/bin/true"]))
+mc, mt = statistics.median(ctrl), statistics.median(true)
+print(f"ctrl median {mc*1e3:.2f} ms (p90 {sorted(ctrl)[270]*1e3:.2f}), /bin/true median {mt*1e3:.2f} ms -> ratio {mc/mt:.2f}x (target <= 3x)")
+out = subprocess.run([bin, "--config", cfg, "ctrl"], capture_output=True, text=True).stdout
+print(f"ctrl output: {len(out)} bytes, {out.count(chr(10))} lines")
+PY
+"$bin" --config "$c" stop >/dev/null
+
+echo "== 2. idle daemon, 100 jobs due hourly, ${idle_secs}s"
+c=$(mkcfg idle 100 1h)
+"$bin" --config "$c" ctrl >/dev/null
+pid=$(daemon_pid "$work/idle")
+sleep 2
+csw() { cat /proc/"$pid"/task/*/status | awk '/^voluntary_ctxt_switches/ {s+=$2} END {print s}'; }
+a=$(csw); sleep "$idle_secs"; b=$(csw)
+echo "RSS $(awk '/VmRSS/ {print $2, $3}' /proc/"$pid"/status) (target <= 5 MiB), threads $(ls /proc/"$pid"/task | wc -l), wake-ups in ${idle_secs}s: $((b - a)) (housekeeping tick 1/s)"
+"$bin" --config "$c" stop >/dev/null
+
+for n in 100 1000; do
+  echo "== 3. start lateness, $n jobs due at the same instant"
+  c=$(mkcfg "late$n" "$n" 10s)
+  "$bin" --config "$c" ctrl >/dev/null
+  python3 - "$work/late$n" "$n" <<'PY'
+import json, sys, time, glob, datetime as dt
+state, n = sys.argv[1], int(sys.argv[2])
+def recs():
+    out = []
+    for p in glob.glob(f"{state}/jobs/*/runs/*/record.json"):
+        try: r = json.load(open(p))
+        except Exception: continue
+        if r.get("started") and r.get("trigger") == "schedule": out.append(r)
+    return out
+deadline = time.time() + 60
+while time.time() < deadline:
+    rs = recs()
+    dues = {}
+    for r in rs: dues.setdefault(r["due"], []).append(r)
+    full = [d for d, v in dues.items() if len(v) == n]
+    if full: break
+    time.sleep(0.5)
+else:
+    sys.exit(f"only {len(rs)} runs recorded")
+p = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+batch = dues[sorted(full)[0]]
+late = sorted((p(r["started"]) - p(r["due"])).total_seconds() * 1000 for r in batch)
+span = (max(p(r["started"]) for r in batch) - min(p(r["started"]) for r in batch)).total_seconds()
+q = lambda f: late[min(len(late) - 1, int(f * len(late)))]
+print(f"lateness p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {late[-1]:.1f} ms; "
+      f"{n} starts in {span*1000:.0f} ms = {n/span if span else float('inf'):.0f} starts/s")
+PY
+  "$bin" --config "$c" stop --now >/dev/null
+done
