@@ -341,3 +341,51 @@ fn run_flag_gone_makes_a_foreground_daemon_exit() {
         t.elapsed()
     );
 }
+
+#[test]
+fn daemons_started_at_once_leave_one_and_the_losers_say_why() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let mut children: Vec<_> = (0..5)
+        .map(|_| {
+            inst.cmd()
+                .args(["start", "--foreground"])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start --foreground")
+        })
+        .collect();
+    // Four lose the lock and exit 0 by themselves; one keeps running.
+    let settled = wait_for(Duration::from_secs(5), || {
+        children
+            .iter_mut()
+            .map(|c| c.try_wait())
+            .filter(|r| matches!(r, Ok(Some(_))))
+            .count()
+            == 4
+    });
+    let mut losers_ok = 0;
+    for c in children.iter_mut() {
+        if let Ok(Some(status)) = c.try_wait() {
+            if status.success() {
+                losers_ok += 1;
+            }
+        }
+    }
+    let running: Vec<u32> = children
+        .iter_mut()
+        .filter_map(|c| matches!(c.try_wait(), Ok(None)).then(|| c.id()))
+        .collect();
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(settled, "expected 4 of 5 daemons to give up");
+    assert_eq!(losers_ok, 4, "losers exit 0");
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        inst.log().matches("another daemon holds").count(),
+        4,
+        "{}",
+        inst.log()
+    );
+}
