@@ -193,11 +193,17 @@ fn default_config_dir() -> PathBuf {
     }
 }
 
-/// The state dir used when the config names none.
+/// The Checkmk agent's var dir on Linux: ctrl sees it as `$MK_VARDIR`; an admin's shell does
+/// not, and must still find the same state dir.
+const AGENT_VARDIR: &str = "/var/lib/check_mk_agent";
+
+/// The state dir used when the config names none: `$MK_VARDIR/robotmk-daemon/<instance>`, else
+/// the agent's var dir if the agent is installed, else an OS default.
 pub fn default_state_dir(instance: &str) -> PathBuf {
     let base = match std::env::var_os("MK_VARDIR").filter(|p| !p.is_empty()) {
         Some(v) => PathBuf::from(v),
         None if cfg!(windows) => PathBuf::from(r"C:\ProgramData\checkmk\agent\state"),
+        None if Path::new(AGENT_VARDIR).is_dir() => PathBuf::from(AGENT_VARDIR),
         None => PathBuf::from("/var/lib"),
     };
     base.join("robotmk-daemon").join(instance)

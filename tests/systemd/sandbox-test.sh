@@ -458,6 +458,7 @@ fi
 # ---------------------------------------------------------------- g) stop --now
 echo "== g) robotmk-daemon --config $CONFIG stop --now"
 TS=$(date +%s.%N)
+# run like an admin would from a root shell: no MK_* variables, only PATH and LC_ALL (see inbox)
 STOP_OUT=$(inbox timeout 30 "$DAEMON_BIN" --config "$CONFIG" stop --now 2>&1); STOP_RC=$?
 echo "   exit $STOP_RC after $(ms_since "$TS") ms; output:"; indent '> ' <<<"${STOP_OUT:-(none)}"
 check "g: stop --now exits 0 (got $STOP_RC)" [ "$STOP_RC" = 0 ]
@@ -467,6 +468,10 @@ gone() { ! alive "$PID1" && [ -z "$(procs)" ]; }
 wait_for 5 gone
 check "g: daemon pid $PID1 is gone and no robotmk process is left" gone
 procs | indent
+if ! unit_gone; then
+  echo "   hint: stop ran like an admin's shell, without MK_* variables (env: PATH LC_ALL only);"
+  echo "   the daemon's unit has Environment=$(prop "$UNIT" Environment)"
+fi
 
 # ---------------------------------------------------------------- h) restart after stop
 echo "== h) next agent connection after the stop starts a fresh daemon (unit name reusable)"
