@@ -18,6 +18,14 @@ fn started(r: &Value) -> DateTime<Utc> {
     r["started"].as_str().unwrap().parse().unwrap()
 }
 
+/// Waits until each `(job, n)` has at least n finished records.
+fn wait_records(inst: &Instance, timeout: Duration, want: &[(&str, usize)]) -> bool {
+    wait_for(timeout, || {
+        want.iter()
+            .all(|(j, n)| inst.finished_records(j).len() >= *n)
+    })
+}
+
 /// No due time of a job was started twice.
 fn assert_unique_dues(inst: &Instance, job: &str) {
     let recs = inst.records(job);
@@ -39,11 +47,11 @@ fn two_jobs_run_in_parallel_on_their_own_aligned_schedules() {
                 [[job]]\nname = \"two\"\ncommand = [\"sh\", \"-c\", \"echo out-$ROBOTMK_JOB; echo err >&2; sleep 0.5\"]\nevery = \"2s\"\n";
     let inst = Instance::new("heartbeat_timeout = \"1m\"", jobs);
     inst.ctrl_json();
-    assert!(wait_for(Duration::from_secs(10), || inst
-        .finished_records("one")
-        .len()
-        >= 4
-        && inst.finished_records("two").len() >= 2));
+    assert!(wait_records(
+        &inst,
+        Duration::from_secs(10),
+        &[("one", 4), ("two", 2)]
+    ));
     for (job, every) in [("one", 1), ("two", 2)] {
         let recs = inst.finished_records(job);
         for r in &recs {
@@ -200,11 +208,11 @@ fn missing_runner_is_an_error_and_other_jobs_go_on() {
                 [[job]]\nname = \"fine\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
     let inst = Instance::new("heartbeat_timeout = \"1m\"", jobs);
     inst.ctrl_json();
-    assert!(wait_for(Duration::from_secs(6), || inst
-        .finished_records("broken")
-        .len()
-        >= 2
-        && inst.finished_records("fine").len() >= 2));
+    assert!(wait_records(
+        &inst,
+        Duration::from_secs(6),
+        &[("broken", 2), ("fine", 2)]
+    ));
     let b = &inst.finished_records("broken")[0];
     assert_eq!(b["outcome"], "error");
     let note = b["note"].as_str().unwrap();

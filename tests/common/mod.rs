@@ -68,31 +68,18 @@ pub fn kill9(pid: u32) {
     });
 }
 
-/// Live processes whose command line contains `needle` (our unique temp paths), with their
-/// command lines.
+/// Live processes whose command line contains `needle` (our unique temp paths).
 pub fn processes_with(needle: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) && pid_alive(pid) && pid != std::process::id() {
-            out.push((pid, cmd));
-        }
-    }
-    out
+    live_processes(needle, false)
 }
 
 /// Live processes whose command line or environment contains `needle`: runners inherit
 /// ROBOTMK_RUN_DIR, which lies in the test's temp dir, and pass it on to their children.
 pub fn processes_of(needle: &str) -> Vec<(u32, String)> {
+    live_processes(needle, true)
+}
+
+fn live_processes(needle: &str, with_env: bool) -> Vec<(u32, String)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -107,9 +94,13 @@ pub fn processes_of(needle: &str) -> Vec<(u32, String)> {
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|r| String::from_utf8_lossy(&r).replace('\0', " "))
             .unwrap_or_default();
-        let env = std::fs::read(format!("/proc/{pid}/environ"))
-            .map(|r| String::from_utf8_lossy(&r).into_owned())
-            .unwrap_or_default();
+        let env = if !with_env {
+            String::new()
+        } else {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|r| String::from_utf8_lossy(&r).into_owned())
+                .unwrap_or_default()
+        };
         if cmd.contains(needle) || env.contains(needle) {
             out.push((pid, cmd));
         }
