@@ -450,7 +450,6 @@ fn run_once(path: &Path, name: &str) -> i32 {
     rec.started = Some(Utc::now());
     let _ = rec.save();
     let mut ended_by = None;
-    let deadline = Instant::now() + job.timeout;
     let exit = match rx.recv_timeout(job.timeout) {
         Ok(exit) => exit,
         Err(_) => {
@@ -468,7 +467,6 @@ fn run_once(path: &Path, name: &str) -> i32 {
             }
         }
     };
-    let _ = deadline;
     if run::group_alive(pid) {
         run::terminate_group(pid);
         std::thread::sleep(Duration::from_millis(100));

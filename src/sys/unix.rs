@@ -73,12 +73,6 @@ pub fn close_inherited_fds() {
     }
 }
 
-/// True if we run as root (controls defaults such as whether systemd-run can be used).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to `f`, from a thread that sleeps in a
 /// blocking read until a signal arrives (no periodic wake-ups).
 pub fn forward_control_signals(

@@ -19,10 +19,6 @@ pub fn set_private_umask() {}
 
 pub fn close_inherited_fds() {}
 
-pub fn is_root() -> bool {
-    false
-}
-
 /// The named stop event arrives with the Windows issue; the daemon's once-a-second look at
 /// the stop-request file already stops it meanwhile.
 pub fn forward_control_signals(
