@@ -81,12 +81,13 @@ while time.time() < deadline:
     dues = {}
     for r in rs: dues.setdefault(r["due"], []).append(r)
     full = [d for d, v in dues.items() if len(v) == n]
-    if full: break
+    if len(full) >= 2: break
     time.sleep(0.5)
 else:
     sys.exit(f"only {len(rs)} runs recorded")
 p = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-batch = dues[sorted(full)[0]]
+# The second batch: the first one after a start cannot have been prepared ahead.
+batch = dues[sorted(full)[1]]
 late = sorted((p(r["started"]) - p(r["due"])).total_seconds() * 1000 for r in batch)
 span = (max(p(r["started"]) for r in batch) - min(p(r["started"]) for r in batch)).total_seconds()
 q = lambda f: late[min(len(late) - 1, int(f * len(late)))]

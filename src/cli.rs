@@ -462,6 +462,7 @@ fn run_once(path: &Path, name: &str) -> i32 {
                     rx.recv().unwrap_or(run::ExitInfo {
                         code: None,
                         signal: None,
+                        spawn_error: None,
                     })
                 }
             }
@@ -472,11 +473,16 @@ fn run_once(path: &Path, name: &str) -> i32 {
         std::thread::sleep(Duration::from_millis(100));
         run::kill_group(pid);
     }
-    let outcome = ended_by.unwrap_or(if exit.success() {
-        Outcome::Success
+    let outcome = if let Some(e) = &exit.spawn_error {
+        rec.note = Some(format!("cannot start {argv0:?}: {e}"));
+        Outcome::Error
     } else {
-        Outcome::Failure
-    });
+        ended_by.unwrap_or(if exit.success() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        })
+    };
     finish_once(&st, rec, outcome, Some(exit))
 }
 

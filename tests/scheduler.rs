@@ -91,6 +91,20 @@ fn two_jobs_run_in_parallel_on_their_own_aligned_schedules() {
     let s = inst.status_json();
     assert_eq!(s["jobs"].as_array().unwrap().len(), 2);
     assert!(s["jobs"][0]["next_due"].is_string());
+    // Run folders are prepared ahead of their due time; a stop removes those not yet due, so
+    // every folder left holds a finished record.
+    assert_eq!(inst.run(&["stop"]).status.code(), Some(0));
+    for job in ["one", "two"] {
+        let all = inst.records(job);
+        assert!(
+            all.iter().all(|r| !r["outcome"].is_null()),
+            "{job}: unfinished records after stop: {all:?}"
+        );
+        let dirs = std::fs::read_dir(inst.state.join("jobs").join(job).join("runs"))
+            .unwrap()
+            .count();
+        assert_eq!(dirs, all.len(), "{job}: a run folder without a record");
+    }
 }
 
 #[test]
@@ -226,6 +240,22 @@ fn missing_runner_is_an_error_and_other_jobs_go_on() {
         .finished_records("fine")
         .iter()
         .all(|r| r["outcome"] == "success"));
+
+    // A runner that exists but cannot be executed (its interpreter is missing) fails after
+    // the fork: the error still reaches the record.
+    let script = inst.dir.path().join("bad-interp.sh");
+    std::fs::write(&script, "#!/nonexistent/interpreter\necho never\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let jobs = format!(
+        "[[job]]\nname = \"interp\"\ncommand = [\"{}\"]\nevery = \"1h\"\n",
+        script.display()
+    );
+    inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
+    let out = inst.run(&["run-once", "interp"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let r = &inst.finished_records("interp")[0];
+    assert_eq!(r["outcome"], "error");
+    assert!(r["note"].as_str().unwrap().contains("No such file"), "{r}");
     assert_eq!(inst.daemon_processes().len(), 1);
 }
 

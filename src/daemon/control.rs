@@ -158,6 +158,7 @@ impl Daemon {
         let now = Utc::now();
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
         let mut jobs = std::collections::BTreeMap::new();
+        let mut stale = Vec::new();
         for job in &new.jobs {
             let name = job.name.clone();
             match self.jobs.remove(&name) {
@@ -167,6 +168,7 @@ impl Daemon {
                 }
                 Some(mut js) => {
                     js.job = Arc::new(job.clone());
+                    stale.push(js.prepared.take());
                     js.plan_after(now);
                     changed.push(name.clone());
                     jobs.insert(name, js);
@@ -195,6 +197,10 @@ impl Daemon {
             }
         }
         removed.extend(self.jobs.keys().cloned());
+        stale.extend(self.jobs.values_mut().map(|js| js.prepared.take()));
+        for rec in stale {
+            self.discard_prepared(rec);
+        }
         self.jobs = jobs;
         // Queued runs of removed jobs are dropped: recorded, not lost.
         let (keep, dropped): (Vec<_>, Vec<_>) = self
@@ -208,6 +214,7 @@ impl Daemon {
                 p.due,
                 p.trigger,
                 "the job was removed from the config",
+                p.prepared,
             );
         }
         self.info.heartbeat_timeout_s = new.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());

@@ -31,6 +31,10 @@ pub struct JobState {
     pub last: Option<RunRecord>,
     pub last_skipped: Option<DateTime<Utc>>,
     pub skipped_total: u64,
+    /// The run folder and journal for `next`, created ahead of its due time.
+    pub prepared: Option<RunRecord>,
+    /// A due time whose preparation failed (full disk): not retried before it fires.
+    pub prepare_failed: Option<DateTime<Utc>>,
 }
 
 impl JobState {
@@ -44,6 +48,8 @@ impl JobState {
             last,
             last_skipped: None,
             skipped_total: 0,
+            prepared: None,
+            prepare_failed: None,
         }
     }
 

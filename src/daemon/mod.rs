@@ -10,10 +10,11 @@
 //! Each pass of the loop, in order:
 //! 1. housekeeping, when its tick is due (see [`control`]);
 //! 2. fire jobs whose time has come (overlap check, queue);
-//! 3. start queued runs while `max_parallel` allows;
+//! 3. start queued runs while `max_parallel` allows, then journal their PIDs;
 //! 4. enforce deadlines (timeout TERM, KILL after `stop_grace`, leftovers);
 //! 5. exit if draining and nothing is left in flight;
-//! 6. write `status.json` if something changed (at most every 100 ms).
+//! 6. prepare the run folders of runs due within 2 s (never past a due time);
+//! 7. write `status.json` if something changed (at most every 100 ms).
 
 mod control;
 mod jobs;
@@ -43,6 +44,11 @@ use tracing::{error, info, warn};
 const TICK: Duration = Duration::from_secs(1);
 /// Minimum gap between two writes of status.json under load.
 const STATUS_FLUSH_GAP: Duration = Duration::from_millis(100);
+/// How long before its due time a run's folder and journal are created, so that at the due
+/// instant only the spawn is left to do.
+const PREPARE_AHEAD: Duration = Duration::from_secs(2);
+/// Preparation stops when a due time is this close: it must never delay a start.
+const PREPARE_MARGIN: chrono::Duration = chrono::Duration::milliseconds(3);
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -85,6 +91,8 @@ pub struct Daemon {
     dirty: bool,
     last_flush: Option<Instant>,
     control: control::Control,
+    /// PIDs spawned in this pass of the loop, journalled once the batch is out.
+    just_started: Vec<u32>,
 }
 
 /// Runs the daemon until it stops; returns the process exit code.
@@ -185,6 +193,7 @@ impl Daemon {
             dirty: true,
             last_flush: None,
             control,
+            just_started: Vec::new(),
         };
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
@@ -226,6 +235,7 @@ impl Daemon {
             }
             self.fire_due();
             self.dispatch();
+            self.after_spawns();
             self.enforce_deadlines();
             if self.phase == Phase::Draining
                 && self.active.is_empty()
@@ -234,6 +244,7 @@ impl Daemon {
             {
                 break;
             }
+            self.prepare_upcoming();
             self.flush_status(false);
             let wait = self.next_wake(next_tick);
             match self.rx.recv_timeout(wait) {
@@ -272,6 +283,10 @@ impl Daemon {
                 if let Some(n) = js.next {
                     let until = (n.fire_at - now).to_std().unwrap_or(Duration::ZERO);
                     wake = wake.min(now_i + until);
+                    if js.prepared.is_none() && js.prepare_failed != Some(n.due) {
+                        wake =
+                            wake.min((now_i + until).checked_sub(PREPARE_AHEAD).unwrap_or(now_i));
+                    }
                 }
             }
         }
@@ -330,21 +345,36 @@ impl Daemon {
             }
             js.last_due = Some(run_due);
             js.plan_after(run_due.max(now));
+            js.prepare_failed = None;
+            let prepared = js.prepared.take();
+            // Prepared for the slot planned; a late wake-up runs a later slot instead.
+            let (prepared, stale) = match prepared {
+                Some(r) if r.due == run_due && r.trigger == next.trigger => (Some(r), None),
+                other => (None, other),
+            };
             let job = Arc::clone(&js.job);
-            let busy = !js.running.is_empty() || js.queued > 0;
+            self.discard_prepared(stale);
+            let busy = self
+                .jobs
+                .get(&name)
+                .is_some_and(|js| !js.running.is_empty() || js.queued > 0);
             if job.overlap == Overlap::Skip && busy {
                 self.record_skipped(
                     &job,
                     run_due,
                     next.trigger,
                     "the previous run is still in flight (overlap = \"skip\")",
+                    prepared,
                 );
             } else {
-                js.queued += 1;
+                if let Some(js) = self.jobs.get_mut(&name) {
+                    js.queued += 1;
+                }
                 self.queue.push_back(Pending {
                     job,
                     due: run_due,
                     trigger: next.trigger,
+                    prepared,
                 });
             }
             self.dirty = true;
@@ -377,6 +407,14 @@ impl Daemon {
             runs_in_flight = self.active.len(),
             "draining: {reason}; no new runs, waiting for runs in flight"
         );
+        let prepared: Vec<_> = self
+            .jobs
+            .values_mut()
+            .filter_map(|js| js.prepared.take())
+            .collect();
+        for rec in prepared {
+            self.discard_prepared(Some(rec));
+        }
         self.phase = Phase::Draining;
         self.info.phase = "draining".into();
         self.info.reason = Some(reason.to_string());
@@ -390,9 +428,59 @@ impl Daemon {
                 p.due,
                 p.trigger,
                 &format!("the daemon stopped before a slot was free ({reason})"),
+                p.prepared,
             );
         }
         self.dirty = true;
+    }
+
+    /// Creates the run folders and journals of runs due soon, earliest first, stopping as soon
+    /// as a due time is near: a start never waits for preparation.
+    fn prepare_upcoming(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let now = Utc::now();
+        let horizon = now + chrono::Duration::from_std(PREPARE_AHEAD).unwrap_or_default();
+        let earliest = self
+            .jobs
+            .values()
+            .filter_map(|js| js.next.map(|n| n.fire_at))
+            .min();
+        let mut todo: Vec<(chrono::DateTime<Utc>, String)> = self
+            .jobs
+            .iter()
+            .filter_map(|(name, js)| {
+                let n = js.next?;
+                let wanted = js.prepared.is_none() && js.prepare_failed != Some(n.due);
+                (wanted && n.fire_at <= horizon && n.fire_at > now)
+                    .then(|| (n.fire_at, name.clone()))
+            })
+            .collect();
+        todo.sort();
+        for (_, name) in todo {
+            if earliest.is_some_and(|e| Utc::now() + PREPARE_MARGIN >= e) {
+                break;
+            }
+            let Some(js) = self.jobs.get(&name) else {
+                continue;
+            };
+            let Some(n) = js.next else { continue };
+            let job = Arc::clone(&js.job);
+            match runs::prepare_folder(&self.state, &job, n.due, n.trigger) {
+                Ok(rec) => {
+                    if let Some(js) = self.jobs.get_mut(&name) {
+                        js.prepared = Some(rec);
+                    }
+                }
+                Err(msg) => {
+                    if let Some(js) = self.jobs.get_mut(&name) {
+                        js.prepare_failed = Some(n.due);
+                    }
+                    self.state_failure(msg);
+                }
+            }
+        }
     }
 
     fn build_status(&self) -> Status {

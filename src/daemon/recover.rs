@@ -42,8 +42,9 @@ impl Daemon {
             };
             let mut last_due = None;
             for (id, dir) in &runs {
-                last_due = last_due.max(record::due_of_run_id(id));
-                self.recover_run(&name, id, dir);
+                if self.recover_run(&name, id, dir) {
+                    last_due = last_due.max(record::due_of_run_id(id));
+                }
             }
             let latest = self.recover_latest(&name, &runs);
             out.insert(name, (last_due, latest));
@@ -51,9 +52,11 @@ impl Daemon {
         out
     }
 
-    fn recover_run(&mut self, job: &str, id: &str, dir: &Path) {
+    /// Finishes the story of one run folder; false if the folder was removed (prepared for a
+    /// due time that has not come, so it takes no due time).
+    fn recover_run(&mut self, job: &str, id: &str, dir: &Path) -> bool {
         let rec = match record::read_record(dir) {
-            Ok(Some(r)) if r.is_finished() => return,
+            Ok(Some(r)) if r.is_finished() => return true,
             Ok(Some(r)) => r,
             Ok(None) => {
                 // Crash between creating the folder and writing the journal: the runner was
@@ -64,7 +67,7 @@ impl Daemon {
                     dir,
                     "the daemon died while preparing this run; the runner was not started".into(),
                 );
-                return;
+                return true;
             }
             Err(err) if err.kind() == io::ErrorKind::InvalidData => {
                 let file = dir.join(record::RECORD_FILE);
@@ -82,13 +85,24 @@ impl Daemon {
                     dir,
                     format!("the record was corrupt and was moved to {aside}"),
                 );
-                return;
+                return true;
             }
             Err(err) => {
                 warn!(job, "cannot read run record in {}: {err}", dir.display());
-                return;
+                return true;
             }
         };
+        if rec.pid.is_none() && rec.started.is_none() && rec.due > Utc::now() {
+            // Prepared ahead by the previous daemon for a due time that has not come.
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                warn!(
+                    job,
+                    "cannot remove the prepared run folder {}: {e}",
+                    dir.display()
+                );
+            }
+            return false;
+        }
         let alive = rec.pid.is_some_and(|pid| {
             rec.pid_start.is_some()
                 && crate::sys::ProcessId {
@@ -116,7 +130,7 @@ impl Daemon {
                     record: rec,
                 },
             );
-            return;
+            return true;
         }
         let note = if rec.pid.is_none() {
             "the daemon died while starting this run; the runner may not have started"
@@ -127,6 +141,7 @@ impl Daemon {
         rec.note = Some(note.into());
         info!(job, run_id = %rec.run_id, "recording a run the previous daemon left in flight as interrupted");
         self.finish_recovered(rec, Outcome::Interrupted);
+        true
     }
 
     fn recovered_orphan_folder(&mut self, job: &str, id: &str, dir: &Path, note: String) {

@@ -35,6 +35,8 @@ pub struct Pending {
     pub job: Arc<Job>,
     pub due: DateTime<Utc>,
     pub trigger: Trigger,
+    /// The run folder and journal, if prepared ahead of the due time.
+    pub prepared: Option<RunRecord>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -78,53 +80,70 @@ pub(crate) enum PrepareError {
     Record(Box<RunRecord>, String),
 }
 
-/// Creates the run folder, writes the journal record and opens the output files: everything
-/// up to the spawn, shared by the daemon and `run-once`.
+/// Creates the run folder and writes the journal record: the slow, file-system part of a
+/// start, which the daemon does ahead of the due time.
+pub(crate) fn prepare_folder(
+    st: &crate::state::StateDir,
+    job: &Job,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> Result<RunRecord, String> {
+    let (run_id, run_dir) = record::allocate_run_dir(st, &job.name, due).map_err(|e| {
+        format!(
+            "job {}: run due {} not started: {e}",
+            job.name,
+            record::ts(due)
+        )
+    })?;
+    let rec = new_record(job, run_id, run_dir.clone(), due, trigger);
+    // The output files too: creating a file costs far more than opening one, and this runs
+    // ahead of the due time.
+    let created = rec.save().and_then(|_| {
+        private_file_options().open(run_dir.join(STDOUT_FILE))?;
+        private_file_options().open(run_dir.join(STDERR_FILE))?;
+        Ok(())
+    });
+    if let Err(e) = created {
+        let _ = std::fs::remove_dir_all(&run_dir);
+        return Err(format!(
+            "job {}: run due {} not started, its record could not be written: {e}",
+            job.name,
+            record::ts(due)
+        ));
+    }
+    Ok(rec)
+}
+
+/// Builds the command line, environment and output paths of a prepared run.
+pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
+    let run_dir = &rec.run_dir;
+    let (stdout, stderr) = (run_dir.join(STDOUT_FILE), run_dir.join(STDERR_FILE));
+    let run_dir_s = run_dir.display().to_string();
+    let mut env = job.env.clone();
+    env.insert("ROBOTMK_RUN_DIR".into(), run_dir_s.clone());
+    env.insert("ROBOTMK_JOB".into(), job.name.clone());
+    env.insert("ROBOTMK_RUN_ID".into(), rec.run_id.clone());
+    Ok(RunSpec {
+        argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
+        env,
+        working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
+        stdout,
+        stderr,
+    })
+}
+
+/// Everything up to the spawn, at once (for `run-once`).
 pub(crate) fn prepare(
     st: &crate::state::StateDir,
     job: &Job,
     due: DateTime<Utc>,
     trigger: Trigger,
 ) -> Result<(RunRecord, RunSpec), PrepareError> {
-    let (run_id, run_dir) = record::allocate_run_dir(st, &job.name, due).map_err(|e| {
-        PrepareError::NoFolder(format!(
-            "job {}: run due {} not started: {e}",
-            job.name,
-            record::ts(due)
-        ))
-    })?;
-    let rec = new_record(job, run_id.clone(), run_dir.clone(), due, trigger);
-    if let Err(e) = rec.save() {
-        let _ = std::fs::remove_dir_all(&run_dir);
-        return Err(PrepareError::NoFolder(format!(
-            "job {}: run due {} not started, its record could not be written: {e}",
-            job.name,
-            record::ts(due)
-        )));
+    let rec = prepare_folder(st, job, due, trigger).map_err(PrepareError::NoFolder)?;
+    match open_spec(job, &rec) {
+        Ok(spec) => Ok((rec, spec)),
+        Err(note) => Err(PrepareError::Record(Box::new(rec), note)),
     }
-    let files = private_file_options()
-        .open(run_dir.join(STDOUT_FILE))
-        .and_then(|o| Ok((o, private_file_options().open(run_dir.join(STDERR_FILE))?)));
-    let (stdout, stderr) = match files {
-        Ok(f) => f,
-        Err(e) => {
-            let note = format!("cannot create output files in {}: {e}", run_dir.display());
-            return Err(PrepareError::Record(Box::new(rec), note));
-        }
-    };
-    let run_dir_s = run_dir.display().to_string();
-    let mut env = job.env.clone();
-    env.insert("ROBOTMK_RUN_DIR".into(), run_dir_s.clone());
-    env.insert("ROBOTMK_JOB".into(), job.name.clone());
-    env.insert("ROBOTMK_RUN_ID".into(), run_id.clone());
-    let spec = RunSpec {
-        argv: run::expand(&job.command, &run_dir_s, &job.name, &run_id),
-        env,
-        working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
-        stdout,
-        stderr,
-    };
-    Ok((rec, spec))
 }
 
 /// Completes a record: end time, duration, exit, outcome, test statistics.
@@ -143,6 +162,16 @@ pub(crate) fn complete(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitI
 }
 
 impl Daemon {
+    /// Removes a run folder prepared for a due time that has not come (the job changed, or the
+    /// daemon stops): nothing was due, so nothing is lost.
+    pub(super) fn discard_prepared(&mut self, rec: Option<RunRecord>) {
+        if let Some(rec) = rec {
+            if let Err(e) = std::fs::remove_dir_all(&rec.run_dir) {
+                warn!(job = %rec.job, "cannot remove the prepared run folder {}: {e}", rec.run_dir.display());
+            }
+        }
+    }
+
     /// Records a due run that was not started.
     pub(super) fn record_skipped(
         &mut self,
@@ -150,11 +179,16 @@ impl Daemon {
         due: DateTime<Utc>,
         trigger: Trigger,
         why: &str,
+        prepared: Option<RunRecord>,
     ) {
         info!(job = %job.name, due = %record::ts(due), "run skipped: {why}");
-        match record::allocate_run_dir(&self.state, &job.name, due) {
-            Ok((run_id, run_dir)) => {
-                let mut rec = new_record(job, run_id, run_dir, due, trigger);
+        let folder = match prepared {
+            Some(rec) => Ok(rec),
+            None => record::allocate_run_dir(&self.state, &job.name, due)
+                .map(|(run_id, run_dir)| new_record(job, run_id, run_dir, due, trigger)),
+        };
+        match folder {
+            Ok(mut rec) => {
                 rec.outcome = Some(Outcome::Skipped);
                 rec.finished = Some(Utc::now());
                 rec.note = Some(why.to_string());
@@ -171,45 +205,41 @@ impl Daemon {
         self.dirty = true;
     }
 
-    /// Starts one run now: journal, spawn, journal again.
+    /// Starts one run now. The post-spawn journal entry and log line are left to
+    /// [`Daemon::after_spawns`], so that a batch of due runs is spawned back to back.
     pub(super) fn start_run(&mut self, p: Pending) {
         let job = p.job;
-        let (mut rec, spec) = match prepare(&self.state, &job, p.due, p.trigger) {
-            Ok(v) => v,
-            Err(PrepareError::NoFolder(msg)) => {
-                // Without a run folder there is nowhere to put output or a record: report it
-                // where the admin looks (log, status, ctrl) and let the schedule go on.
-                self.state_failure(msg);
-                return;
-            }
-            Err(PrepareError::Record(rec, note)) => {
-                let mut rec = *rec;
+        let rec = match p.prepared {
+            Some(rec) => rec,
+            None => match prepare_folder(&self.state, &job, p.due, p.trigger) {
+                Ok(rec) => rec,
+                Err(msg) => {
+                    // Without a run folder there is nowhere to put output or a record: report
+                    // it where the admin looks (log, status, ctrl) and let the schedule go on.
+                    self.state_failure(msg);
+                    return;
+                }
+            },
+        };
+        let mut rec = rec;
+        let spec = match open_spec(&job, &rec) {
+            Ok(spec) => spec,
+            Err(note) => {
                 rec.note = Some(note);
                 self.finish(rec, Outcome::Error, None);
                 return;
             }
         };
-        let run_id = rec.run_id.clone();
         let argv0 = spec.argv.first().cloned().unwrap_or_default();
         let tx = self.tx.clone();
         let spawned = run::spawn(spec, move |pid, exit| {
             let _ = tx.send(Event::Exited { pid, exit });
         });
         let started = Utc::now();
+        rec.started = Some(started);
         match spawned {
             Ok(pid) => {
                 rec.pid = Some(pid);
-                rec.pid_start = crate::sys::process_start_time(pid);
-                rec.started = Some(started);
-                if let Err(e) = rec.save() {
-                    // The run goes on; only a crash before it ends would lose its PID.
-                    warn!(job = %job.name, "cannot update the record of run {run_id}: {e}");
-                }
-                info!(
-                    job = %job.name, run_id = %run_id, pid,
-                    late_ms = (started - p.due).num_milliseconds(),
-                    "run started"
-                );
                 self.active.insert(
                     pid,
                     ActiveRun {
@@ -224,15 +254,36 @@ impl Daemon {
                 if let Some(js) = self.jobs.get_mut(&job.name) {
                     js.running.push(pid);
                 }
+                self.just_started.push(pid);
             }
             Err(e) => {
-                rec.started = Some(started);
                 rec.note = Some(format!("cannot start {argv0:?}: {e}"));
-                warn!(job = %job.name, "run {run_id} could not start: {e}");
+                warn!(job = %job.name, "run {} could not start: {e}", rec.run_id);
                 self.finish(rec, Outcome::Error, None);
             }
         }
         self.dirty = true;
+    }
+
+    /// Journals the PIDs of the runs just spawned (so a new daemon can find them after a
+    /// crash) and logs them.
+    pub(super) fn after_spawns(&mut self) {
+        for pid in std::mem::take(&mut self.just_started) {
+            let Some(run) = self.active.get_mut(&pid) else {
+                continue;
+            };
+            let rec = &mut run.record;
+            rec.pid_start = crate::sys::process_start_time(pid);
+            if let Err(e) = rec.save() {
+                // The run goes on; only a crash before it ends would lose its PID.
+                warn!(job = %rec.job, "cannot update the record of run {}: {e}", rec.run_id);
+            }
+            let late = rec
+                .started
+                .map(|s| (s - rec.due).num_milliseconds())
+                .unwrap_or(0);
+            info!(job = %rec.job, run_id = %rec.run_id, pid, late_ms = late, "run started");
+        }
     }
 
     /// A runner exited (reported by its waiter thread).
@@ -240,11 +291,17 @@ impl Daemon {
         let Some(run) = self.active.remove(&pid) else {
             return;
         };
-        let outcome = run.ended_by.unwrap_or(if exit.success() {
-            Outcome::Success
+        let mut run = run;
+        let outcome = if let Some(e) = &exit.spawn_error {
+            run.record.note = Some(format!("cannot start the runner: {e}"));
+            Outcome::Error
         } else {
-            Outcome::Failure
-        });
+            run.ended_by.unwrap_or(if exit.success() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            })
+        };
         self.end_active(run, outcome, Some(exit));
     }
 

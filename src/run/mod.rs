@@ -2,10 +2,8 @@
 //!
 //! A run is spawned with its stdout and stderr going straight to files in its run folder (the
 //! daemon never buffers runner output), in a process group of its own (Unix) so that a timeout
-//! reaches every process it started. Each run gets a small waiter thread that blocks in std's
-//! `Child::wait` and reports the exit through a callback, so the daemon's loop never blocks on
-//! a child. (A single `waitpid(-1)` reaper would race std, which reaps a child whose exec
-//! failed itself and asserts that this succeeds.)
+//! reaches every process it started. Exits are reported through a callback from a reaper
+//! thread, so the daemon's loop never blocks on a child.
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -17,7 +15,6 @@ mod platform;
 pub use platform::{group_alive, kill_group, spawn, terminate_group};
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::PathBuf;
 
 /// Everything needed to start one runner.
@@ -26,21 +23,25 @@ pub struct RunSpec {
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub working_dir: PathBuf,
-    pub stdout: File,
-    pub stderr: File,
+    /// Files the runner's stdout and stderr go to (created if missing, never truncated). The
+    /// spawner opens them itself: on Unix in the child, off the daemon's critical path.
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
     pub code: Option<i32>,
     /// The signal that ended it (Unix).
     pub signal: Option<i32>,
+    /// The runner could not be executed (reported after the fork, e.g. a bad interpreter).
+    pub spawn_error: Option<String>,
 }
 
 impl ExitInfo {
     pub fn success(&self) -> bool {
-        self.code == Some(0)
+        self.code == Some(0) && self.spawn_error.is_none()
     }
 }
 
