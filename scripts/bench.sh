@@ -7,8 +7,7 @@
 # Usage: scripts/bench.sh   (BENCH_IDLE_SECS=30 sets the idle measurement window)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/robotmk-daemon
+bin=$(scripts/build-release.sh)
 idle_secs=${BENCH_IDLE_SECS:-30}
 work=$(mktemp -d /tmp/rmkd-bench.XXXXXX)
 cfgs=()

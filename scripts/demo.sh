@@ -8,8 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-65}
 cfg=examples/demo/robotmk-daemon.toml
 echo "==> building"
-cargo build --release -q
-bin=target/release/robotmk-daemon
+bin=$(scripts/build-release.sh)
 if [ ! -x .venv/bin/robot ]; then
   echo "==> installing Robot Framework into .venv"
   python3 -m venv .venv

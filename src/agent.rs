@@ -7,8 +7,8 @@
 //! than twice the job's interval is at least WARN, older than three times CRIT.
 
 use crate::report::Report;
-use crate::state::record::{Outcome, RunRecord};
-use crate::state::status::JobStatus;
+use crate::state::record::Outcome;
+use crate::state::status::{JobStatus, LastRun};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
@@ -166,7 +166,7 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     )
 }
 
-fn metrics(last: &RunRecord) -> String {
+fn metrics(last: &LastRun) -> String {
     let mut m = Vec::new();
     if let Some(d) = last.duration_s {
         m.push(format!("runtime={d:.3}"));
@@ -186,7 +186,7 @@ fn metrics(last: &RunRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::record::{TestStats, Trigger, RECORD_VERSION};
+    use crate::state::record::{RunRecord, TestStats, Trigger, RECORD_VERSION};
 
     fn job(last: Option<RunRecord>) -> JobStatus {
         JobStatus {
@@ -197,7 +197,7 @@ mod tests {
             next_due: None,
             running: vec![],
             queued: 0,
-            last,
+            last: last.as_ref().map(Into::into),
             last_skipped: None,
             skipped_total: 0,
         }

@@ -136,7 +136,7 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
         Ok(e) => {
             let r = report::build(
                 path.to_path_buf(),
-                &Ok(cfg.clone()),
+                report::ConfigView::Loaded(&cfg),
                 Some((cfg.daemon.instance.clone(), cfg.daemon.state_dir.clone())),
             );
             let pid = r.daemon.pid.map_or("?".into(), |p| p.to_string());
@@ -239,7 +239,7 @@ fn status(path: &Path, json: bool) -> i32 {
         Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
         Err(_) => config::locate_daemon(path),
     };
-    let r = report::build(path.to_path_buf(), &cfg, located);
+    let r = report::build(path.to_path_buf(), (&cfg).into(), located);
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {

@@ -66,17 +66,61 @@ fn age_s(now: DateTime<Utc>, t: DateTime<Utc>) -> f64 {
     ((now - t).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
+/// How the config stands, as far as the report is concerned.
+#[derive(Clone, Copy)]
+pub enum ConfigView<'a> {
+    Loaded(&'a Config),
+    Broken(&'a ConfigError),
+    /// Not parsed here: the running daemon validated this very file (same stamp), so its
+    /// status is the authority on the jobs.
+    VouchedByDaemon,
+}
+
+impl<'a> From<&'a Result<Config, ConfigError>> for ConfigView<'a> {
+    fn from(r: &'a Result<Config, ConfigError>) -> Self {
+        match r {
+            Ok(c) => ConfigView::Loaded(c),
+            Err(e) => ConfigView::Broken(e),
+        }
+    }
+}
+
+/// The daemon's `status.json`, if there is a readable one.
+pub fn read_status(st: &StateDir) -> Option<Status> {
+    state::read_json(&st.status_file()).ok().flatten()
+}
+
 /// Builds the report. `located` is (instance, state dir) when known even with a broken config.
-pub fn build(
+pub fn build(config_path: PathBuf, cfg: ConfigView, located: Option<(String, PathBuf)>) -> Report {
+    let (running, status) = match &located {
+        Some((_, dir)) => {
+            let st = StateDir::new(dir);
+            (
+                lock::is_held(&st.lock_file()).unwrap_or(false),
+                read_status(&st),
+            )
+        }
+        None => (false, None),
+    };
+    build_from(config_path, cfg, located, running, status)
+}
+
+/// Builds the report from a lock probe and status the caller already has.
+pub fn build_from(
     config_path: PathBuf,
-    cfg: &Result<Config, ConfigError>,
+    cfg: ConfigView,
     located: Option<(String, PathBuf)>,
+    running: bool,
+    status: Option<Status>,
 ) -> Report {
     let now = Utc::now();
     let mut report = Report {
         instance: located.as_ref().map(|l| l.0.clone()),
         config: config_path,
-        config_error: cfg.as_ref().err().map(|e| e.to_string()),
+        config_error: match cfg {
+            ConfigView::Broken(e) => Some(e.to_string()),
+            _ => None,
+        },
         state_dir: located.as_ref().map(|l| l.1.clone()),
         daemon: DaemonReport::default(),
         ctrl: None,
@@ -87,7 +131,7 @@ pub fn build(
         return report;
     };
     let st = StateDir::new(dir);
-    report.daemon.running = lock::is_held(&st.lock_file()).unwrap_or(false);
+    report.daemon.running = running;
     report.daemon.heartbeat_age_s = st.heartbeat_mtime().and_then(|m| {
         SystemTime::now()
             .duration_since(m)
@@ -95,9 +139,8 @@ pub fn build(
             .map(|d| d.as_secs_f64())
             .or(Some(0.0))
     });
-    let status: Option<Status> = state::read_json(&st.status_file()).ok().flatten();
     if let Some(s) = &status {
-        if cfg.is_err() {
+        if matches!(cfg, ConfigView::Broken(_)) {
             // The config cannot say for sure; the daemon's own word is better than a default.
             report.instance = Some(s.instance.clone());
         }
@@ -118,14 +161,14 @@ pub fn build(
         }
         report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
     }
-    if let Ok(c) = cfg {
+    if let ConfigView::Loaded(c) = cfg {
         report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
     }
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {
         // The config is the authority on which jobs exist; the status adds what the daemon
         // knows about them.
-        Ok(c) => c
+        ConfigView::Loaded(c) => c
             .jobs
             .iter()
             .map(|j| {
@@ -141,7 +184,13 @@ pub fn build(
                         next_due: None,
                         running: Vec::new(),
                         queued: 0,
-                        last: state::read_json(&st.latest_file(&j.name)).ok().flatten(),
+                        last: state::read_json::<crate::state::record::RunRecord>(
+                            &st.latest_file(&j.name),
+                        )
+                        .ok()
+                        .flatten()
+                        .as_ref()
+                        .map(Into::into),
                         last_skipped: None,
                         skipped_total: 0,
                     });
@@ -153,7 +202,7 @@ pub fn build(
                 js
             })
             .collect(),
-        Err(_) => known,
+        _ => known,
     };
     report
 }

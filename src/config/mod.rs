@@ -669,6 +669,30 @@ fn resolve_job(
     })
 }
 
+/// What a cheap `stat` tells about the config file's content: `<mtime ns>:<size>`. The
+/// daemon records the stamp of the file it validated; ctrl compares it with the file's.
+pub fn stamp(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{}:{}", t.as_nanos(), m.len()))
+}
+
+/// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
+/// ctrl's fast path, taken only when the running daemon vouches for the whole file.
+pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let section = daemon_section(&text);
+    if section.is_empty() {
+        return None;
+    }
+    let table: toml::Table = toml::from_str(&section).ok()?;
+    daemon_location(path, &table)
+}
+
 /// The instance and state dir of a config that may be broken elsewhere, so that ctrl can
 /// still find the daemon (and keep its heartbeat) while the admin fixes a typo in a job.
 pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
@@ -678,6 +702,10 @@ pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
         .ok()
         .or_else(|| toml::from_str(&daemon_section(&text)).ok())
         .unwrap_or_else(|| daemon_lines(&text));
+    daemon_location(&path, &table)
+}
+
+fn daemon_location(path: &Path, table: &toml::Table) -> Option<(String, PathBuf)> {
     let daemon = table.get("daemon").and_then(|d| d.as_table());
     let instance = daemon
         .and_then(|d| d.get("instance"))

@@ -16,12 +16,7 @@ use std::time::{Instant, SystemTime};
 use tracing::{info, warn};
 
 /// Identity of the config file's content as far as a cheap `stat` tells.
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamp(path: &std::path::Path) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
+type Stamp = Option<String>;
 
 pub struct Control {
     hb_mtime: Option<SystemTime>,
@@ -41,9 +36,16 @@ impl Control {
         Control {
             hb_mtime: st.heartbeat_mtime(),
             hb_seen: Instant::now(),
-            config_stamp: stamp(&cfg.path),
+            config_stamp: config::stamp(&cfg.path),
             run_flag,
         }
+    }
+}
+
+impl Control {
+    /// The stamp taken before the daemon's first read of its config.
+    pub fn set_config_stamp(&mut self, stamp: Stamp) {
+        self.config_stamp = stamp;
     }
 }
 
@@ -122,11 +124,13 @@ impl Daemon {
     /// Re-reads the config when it changed (or when `force`d by SIGHUP). An invalid edit keeps
     /// the running config and shows the error in the status.
     pub(super) fn reload_config(&mut self, force: bool) {
-        let now_stamp = stamp(&self.cfg.path);
+        let now_stamp = config::stamp(&self.cfg.path);
         if !force && now_stamp == self.control.config_stamp {
             return;
         }
-        self.control.config_stamp = now_stamp;
+        self.control.config_stamp = now_stamp.clone();
+        self.info.config_stamp = now_stamp;
+        self.dirty = true;
         let new = match config::load(&self.cfg.path) {
             Ok(c) => c,
             Err(e) => {

@@ -101,6 +101,8 @@ pub fn run(opts: Options) -> i32 {
         sys::close_inherited_fds();
     }
     sys::set_private_umask();
+    // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
+    let stamp = config::stamp(&config::absolute(&opts.config));
     let cfg = match config::load(&opts.config) {
         Ok(c) => c,
         Err(e) => {
@@ -150,7 +152,11 @@ pub fn run(opts: Options) -> i32 {
     }
     std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
     let code = match Daemon::new(cfg, st, &opts) {
-        Ok(mut d) => d.run_loop(),
+        Ok(mut d) => {
+            d.info.config_stamp = stamp;
+            d.control.set_config_stamp(d.info.config_stamp.clone());
+            d.run_loop()
+        }
         Err(e) => {
             error!("daemon cannot start: {e}");
             eprintln!("robotmk-daemon: {e}");
@@ -171,6 +177,7 @@ impl Daemon {
             started: Utc::now(),
             build: crate::BUILD_ID.to_string(),
             config: cfg.path.clone(),
+            config_stamp: None,
             route: opts.route.clone(),
             phase: "running".into(),
             reason: None,
@@ -513,7 +520,7 @@ impl Daemon {
                     },
                     running,
                     queued: js.queued,
-                    last: js.last.clone(),
+                    last: js.last.as_ref().map(Into::into),
                     last_skipped: js.last_skipped,
                     skipped_total: js.skipped_total,
                 }

@@ -1,7 +1,7 @@
 //! `status.json`: what the daemon knows, in one small file that ctrl and `status` read without
 //! walking run folders or talking to the daemon.
 
-use super::record::RunRecord;
+use super::record::{Outcome, RunRecord, TestStats};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -18,6 +18,9 @@ pub struct DaemonInfo {
     /// Build identity of the binary the daemon runs.
     pub build: String,
     pub config: PathBuf,
+    /// `config::stamp` of the config file as the daemon last read it (valid or not).
+    #[serde(default)]
+    pub config_stamp: Option<String>,
     /// How ctrl launched it (`systemd-run`, `fork`, `foreground`, ...).
     pub route: String,
     /// `running`, `draining` (no new runs; waiting for runs in flight) or `stopped`.
@@ -43,6 +46,44 @@ pub struct RunningRun {
     pub pid: Option<u32>,
 }
 
+/// The summary of a job's latest finished run that status and ctrl show; the full record stays
+/// in the run folder and `latest.json` (ctrl reads this file on every agent call: small is fast).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub run_id: String,
+    pub due: DateTime<Utc>,
+    #[serde(default)]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<TestStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<&RunRecord> for LastRun {
+    fn from(r: &RunRecord) -> Self {
+        LastRun {
+            run_id: r.run_id.clone(),
+            due: r.due,
+            started: r.started,
+            finished: r.finished,
+            duration_s: r.duration_s,
+            exit_code: r.exit_code,
+            outcome: r.outcome,
+            tests: r.tests.clone(),
+            note: r.note.clone(),
+        }
+    }
+}
+
 /// One job's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobStatus {
@@ -58,7 +99,7 @@ pub struct JobStatus {
     pub queued: usize,
     /// The latest finished run that was not skipped.
     #[serde(default)]
-    pub last: Option<RunRecord>,
+    pub last: Option<LastRun>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_skipped: Option<DateTime<Utc>>,
     #[serde(default)]

@@ -125,7 +125,11 @@ pub fn set_private_umask() {}
 pub fn close_inherited_fds() {
     use std::os::windows::io::IntoRawHandle;
     for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
-        let Ok(nul) = std::fs::OpenOptions::new().read(true).write(true).open("NUL") else {
+        let Ok(nul) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("NUL")
+        else {
             return;
         };
         // SAFETY: the NUL handle is given up by its File and lives for the rest of the process.
@@ -200,13 +204,16 @@ pub fn forward_control_signals(
     std::thread::Builder::new()
         .name("stop-event".into())
         .stack_size(64 * 1024)
-        .spawn(move || loop {
-            // SAFETY: a valid event handle owned by this thread for the life of the process.
-            let r = unsafe { WaitForSingleObject(ev.0, INFINITE) };
-            if r != WAIT_OBJECT_0 {
-                return;
+        .spawn(move || {
+            let ev = ev;
+            loop {
+                // SAFETY: a valid event handle owned by this thread for the life of the process.
+                let r = unsafe { WaitForSingleObject(ev.0, INFINITE) };
+                if r != WAIT_OBJECT_0 {
+                    return;
+                }
+                f(super::ControlSignal::Stop);
             }
-            f(super::ControlSignal::Stop);
         })?;
     Ok(())
 }

@@ -1,0 +1,486 @@
+//! The Windows build under Wine, driven from the Linux host (issue 5).
+//!
+//! `tests/windows/harness.exe` models the Checkmk Windows agent: it runs ctrl in a job object
+//! (without BREAKAWAY_OK, with it, or in none), reads ctrl's stdout to EOF, then terminates the
+//! job. Checked here: the daemon survives that and a second ctrl finds it; EOF comes when ctrl
+//! exits; 20 concurrent ctrls start exactly one daemon; a run's grandchild dies at the run's
+//! timeout; `stop` ends a daemon within a second and `stop --now` ends its runs too.
+//!
+//! Needs `wine`, `x86_64-w64-mingw32-gcc` and the `x86_64-pc-windows-gnu` Rust target: without
+//! them the test skips with a message, and fails when `CI=true`. The Windows binary is taken
+//! from `$ROBOTMK_WINDOWS_EXE` (scripts/test.sh builds it) or built here into a target dir of
+//! its own. Everything runs in a private WINEPREFIX with one persistent wineserver, every wine
+//! call is under `timeout`, and the guard ends the wineserver (`wineserver -k` on that prefix)
+//! however the test ends.
+#![cfg(target_os = "linux")]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Skips (or fails under CI) when the Wine tool chain is missing.
+fn skip(why: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("Windows tests cannot run: {why}");
+    }
+    eprintln!("SKIPPED windows_wine: {why} (install wine64 and gcc-mingw-w64-x86-64, rustup target add x86_64-pc-windows-gnu)");
+    true
+}
+
+/// The Windows robotmk-daemon.exe: given, or built here.
+fn windows_exe() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ROBOTMK_WINDOWS_EXE") {
+        return Ok(PathBuf::from(p));
+    }
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wine-target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "x86_64-pc-windows-gnu",
+            "--bin",
+        ])
+        .arg("robotmk-daemon")
+        .arg("--manifest-path")
+        .arg(Path::new(MANIFEST_DIR).join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build --target x86_64-pc-windows-gnu failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(target_dir.join("x86_64-pc-windows-gnu/debug/robotmk-daemon.exe"))
+}
+
+/// A private Wine prefix with the binaries in `C:\rmk\bin`; ends its wineserver on drop.
+struct Wine {
+    _dir: tempfile::TempDir,
+    prefix: PathBuf,
+    /// Unix path of `C:\rmk`.
+    root: PathBuf,
+    /// Numbers the output files of harness calls.
+    calls: std::cell::Cell<u32>,
+}
+
+impl Drop for Wine {
+    fn drop(&mut self) {
+        let _ = Command::new("timeout")
+            .args(["30", "wineserver", "-k"])
+            .env("WINEPREFIX", &self.prefix)
+            .status();
+        let _ = Command::new("timeout")
+            .args(["30", "wineserver", "-w"])
+            .env("WINEPREFIX", &self.prefix)
+            .status();
+    }
+}
+
+/// What one harness `agent` child reported.
+#[derive(Debug, Default)]
+struct Child {
+    fields: HashMap<String, i64>,
+    /// ctrl's stdout as the harness read it.
+    out: String,
+}
+
+impl Child {
+    fn get(&self, k: &str) -> i64 {
+        self.fields[k]
+    }
+
+    /// The JSON section ctrl printed.
+    fn section(&self) -> Value {
+        let line = self
+            .out
+            .lines()
+            .skip_while(|l| !l.starts_with("<<<robotmk_daemon"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no robotmk_daemon section in {:?}", self.out));
+        serde_json::from_str(line).unwrap()
+    }
+
+    fn daemon_pid(&self) -> u64 {
+        self.section()["daemon"]["pid"].as_u64().unwrap()
+    }
+}
+
+impl Wine {
+    fn new(exe: &Path) -> Wine {
+        let dir = tempfile::Builder::new()
+            .prefix("wine-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let prefix = dir.path().join("prefix");
+        std::fs::create_dir_all(&prefix).unwrap();
+        let w = Wine {
+            root: prefix.join("drive_c/rmk"),
+            prefix,
+            _dir: dir,
+            calls: Default::default(),
+        };
+        let t = Instant::now();
+        let ok = w
+            .cmd(&["120", "wineboot", "-i"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "wineboot failed");
+        // One wineserver for the whole test: no 2.5 s cold start per call.
+        let _ = w.cmd(&["10", "wineserver", "-p", "900"]).status();
+        eprintln!("wine prefix ready in {:.1}s", t.elapsed().as_secs_f64());
+        let bin = w.root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(exe, bin.join("robotmk-daemon.exe")).unwrap();
+        let src = Path::new(MANIFEST_DIR).join("tests/windows");
+        let gcc = |args: &[&str]| {
+            let out = Command::new("x86_64-w64-mingw32-gcc")
+                .args(args)
+                .current_dir(&src)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "mingw failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let dll = bin.join("bcryptprimitives.dll");
+        let harness = bin.join("harness.exe");
+        gcc(&[
+            "-shared",
+            "-O2",
+            "-o",
+            dll.to_str().unwrap(),
+            "bcryptprimitives.c",
+            "bcryptprimitives.def",
+            "-ladvapi32",
+        ]);
+        gcc(&[
+            "-O2",
+            "-municode",
+            "-o",
+            harness.to_str().unwrap(),
+            "harness.c",
+        ]);
+        w
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("timeout");
+        c.args(args)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a Windows program; returns (exit code, stdout). Output goes through files: a Wine
+    /// child keeps its creator's Unix descriptors, so a pipe might never see EOF.
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        let out = self.root.join(format!("call-{n}.out"));
+        let err = self.root.join(format!("call-{n}.err"));
+        let mut full = vec!["60", "wine"];
+        full.extend_from_slice(args);
+        let status = self
+            .cmd(&full)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        (status.code().unwrap_or(-1), text.replace('\r', ""))
+    }
+
+    /// Writes an instance's config; returns its Windows path.
+    fn instance(&self, name: &str, jobs: &str) -> String {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = format!(
+            "[daemon]\ninstance = \"{name}\"\nstate_dir = 'C:\\rmk\\{name}\\state'\nstop_grace = \"1s\"\n\n{jobs}"
+        );
+        std::fs::write(dir.join("robotmk.toml"), cfg).unwrap();
+        format!("C:\\rmk\\{name}\\robotmk.toml")
+    }
+
+    /// The harness's agent model: `count` concurrent children, each in a job per `mode`.
+    fn agent(&self, mode: &str, count: usize, tag: &str, cmd: &[&str]) -> Vec<Child> {
+        let prefix = format!("C:\\rmk\\{tag}");
+        let count_s = count.to_string();
+        let mut args = vec![
+            "C:\\rmk\\bin\\harness.exe",
+            "agent",
+            mode,
+            &count_s,
+            &prefix,
+            "C:\\rmk\\bin\\robotmk-daemon.exe",
+        ];
+        args.extend_from_slice(cmd);
+        let (code, text) = self.run(&args);
+        assert_eq!(code, 0, "harness failed: {text}");
+        let mut kids: Vec<Child> = text
+            .lines()
+            .filter(|l| l.starts_with("child="))
+            .map(|l| {
+                let fields = l
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+                    .collect::<HashMap<_, _>>();
+                let i = fields["child"];
+                let out = std::fs::read_to_string(self.root.join(format!("{tag}.{i}.out")))
+                    .unwrap_or_default()
+                    .replace('\r', "");
+                Child { fields, out }
+            })
+            .collect();
+        kids.sort_by_key(|c| c.get("child"));
+        assert_eq!(kids.len(), count, "harness output: {text}");
+        kids
+    }
+
+    fn alive(&self, pid: u64) -> bool {
+        self.run(&["C:\\rmk\\bin\\harness.exe", "alive", &pid.to_string()])
+            .0
+            == 0
+    }
+
+    fn count(&self, exe: &str) -> usize {
+        let (_, text) = self.run(&["C:\\rmk\\bin\\harness.exe", "count", exe]);
+        text.trim().parse().unwrap()
+    }
+
+    /// Runs `robotmk-daemon <args>` outside any job; returns (duration inside Windows in ms,
+    /// exit code, stdout).
+    fn daemon_cmd(&self, tag: &str, args: &[&str]) -> (i64, i64, String) {
+        let kids = self.agent("nojob", 1, tag, args);
+        let k = &kids[0];
+        (k.get("exit_ms"), k.get("exit_code"), k.out.clone())
+    }
+
+    fn state(&self, name: &str) -> PathBuf {
+        self.root.join(name).join("state")
+    }
+}
+
+fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Run folders of `job` with their parsed record.
+fn runs(state: &Path, job: &str) -> Vec<(PathBuf, Value)> {
+    let Ok(dir) = std::fs::read_dir(state.join("jobs").join(job).join("runs")) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(PathBuf, Value)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let rec = std::fs::read_to_string(e.path().join("record.json")).ok()?;
+            Some((e.path(), serde_json::from_str(&rec).ok()?))
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn read_pid(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// ctrl under the agent model with `mode`; checks route, EOF timing, survival, the second ctrl,
+/// and that `stop` ends the detached daemon within a second.
+fn survives_the_agent(w: &Wine, mode: &str, route: &str) {
+    let cfg = w.instance(mode, "[[job]]\nname = \"idle\"\ncommand = ['C:\\rmk\\bin\\harness.exe', \"sleep\", \"{run_dir}\\\\x.pid\", \"1\"]\nevery = \"1h\"\n");
+    let ctrl = ["--config", cfg.as_str(), "ctrl"];
+    let first = &w.agent(mode, 1, &format!("{mode}-1"), &ctrl)[0];
+    let sec = first.section();
+    eprintln!(
+        "[{mode}] first ctrl: action={} route={} ran {} ms, EOF {} ms after its exit, daemon pid {}",
+        sec["ctrl"]["action"],
+        sec["ctrl"]["route"],
+        first.get("exit_ms"),
+        first.get("eof_after_exit_ms"),
+        first.daemon_pid()
+    );
+    assert_eq!(sec["ctrl"]["action"], "started", "{}", first.out);
+    assert_eq!(sec["ctrl"]["route"], route, "{}", first.out);
+    assert_eq!(sec["daemon"]["route"], route, "{}", first.out);
+    assert!(
+        first.get("eof_ms") >= 0,
+        "no EOF within 20 s: the daemon holds ctrl's stdout"
+    );
+    assert!(
+        first.get("eof_after_exit_ms") < 500,
+        "EOF came {} ms after ctrl exited",
+        first.get("eof_after_exit_ms")
+    );
+    let pid = first.daemon_pid();
+    // The harness has terminated ctrl's job by now.
+    assert!(
+        w.alive(pid),
+        "[{mode}] the daemon died with the agent's job"
+    );
+    let second = &w.agent(mode, 1, &format!("{mode}-2"), &ctrl)[0];
+    assert_eq!(
+        second.section()["ctrl"]["action"],
+        "running",
+        "{}",
+        second.out
+    );
+    assert_eq!(second.daemon_pid(), pid);
+    assert!(w.alive(pid));
+    eprintln!(
+        "[{mode}] daemon {pid} alive after the job was terminated; second ctrl found it running"
+    );
+
+    let (ms, code, out) = w.daemon_cmd(&format!("{mode}-stop"), &["--config", &cfg, "stop"]);
+    eprintln!("[{mode}] stop took {ms} ms (exit {code}): {}", out.trim());
+    assert_eq!(code, 0, "{out}");
+    assert!(ms < 1000, "stop took {ms} ms");
+    assert!(!w.alive(pid), "daemon {pid} still alive after stop");
+}
+
+#[test]
+fn windows_under_wine() {
+    for tool in [
+        "wine",
+        "wineserver",
+        "wineboot",
+        "x86_64-w64-mingw32-gcc",
+        "timeout",
+    ] {
+        if !have(tool) && skip(&format!("{tool} not found")) {
+            return;
+        }
+    }
+    let exe = match windows_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            skip(&e);
+            return;
+        }
+    };
+    let w = Wine::new(&exe);
+
+    // The agent's case (no breakaway), a job that allows breakaway, and no job at all.
+    survives_the_agent(&w, "job", "parent-process");
+    survives_the_agent(&w, "breakaway", "breakaway");
+    survives_the_agent(&w, "nojob", "no-job");
+
+    // 20 concurrent ctrls, each in its own agent job: exactly one daemon.
+    let cfg = w.instance("race", "");
+    let kids = w.agent("job", 20, "race", &["--config", &cfg, "ctrl"]);
+    let started = kids
+        .iter()
+        .filter(|k| k.section()["ctrl"]["action"] == "started")
+        .count();
+    let pids: std::collections::BTreeSet<u64> = kids.iter().map(|k| k.daemon_pid()).collect();
+    let slowest = kids.iter().map(|k| k.get("exit_ms")).max().unwrap();
+    let latest_eof = kids
+        .iter()
+        .map(|k| k.get("eof_after_exit_ms"))
+        .max()
+        .unwrap();
+    eprintln!(
+        "[race] 20 ctrls: {started} started, daemon pids {pids:?}, slowest ctrl {slowest} ms, latest EOF {latest_eof} ms after exit"
+    );
+    assert_eq!(started, 1);
+    assert_eq!(pids.len(), 1, "ctrls saw different daemons: {pids:?}");
+    assert!(latest_eof < 1000);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        w.count("robotmk-daemon.exe"),
+        1,
+        "not exactly one daemon process"
+    );
+    let pid = *pids.iter().next().unwrap();
+    assert!(w.alive(pid));
+    let (_, code, _) = w.daemon_cmd("race-stop", &["--config", &cfg, "stop"]);
+    assert_eq!(code, 0);
+
+    // Runs whose runner starts a grandchild: ended entirely at the timeout, and by stop --now.
+    let jobs = "[[job]]\nname = \"short\"\ncommand = ['C:\\rmk\\bin\\harness.exe', \"tree\", \"{run_dir}\", \"600\"]\nevery = \"5s\"\ntimeout = \"2s\"\n\n\
+                [[job]]\nname = \"long\"\ncommand = ['C:\\rmk\\bin\\harness.exe', \"tree\", \"{run_dir}\", \"600\"]\nevery = \"5s\"\ntimeout = \"10m\"\n";
+    let cfg = w.instance("runs", jobs);
+    let first = &w.agent("job", 1, "runs-1", &["--config", &cfg, "ctrl"])[0];
+    let daemon = first.daemon_pid();
+    let st = w.state("runs");
+    let timed_out = || {
+        runs(&st, "short")
+            .into_iter()
+            .find(|(_, r)| r["outcome"] == "timeout")
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || timed_out().is_some()),
+        "no run of `short` timed out: {:?}",
+        runs(&st, "short")
+    );
+    let (dir, rec) = timed_out().unwrap();
+    let runner = read_pid(&dir.join("runner.pid")).expect("the runner wrote its pid");
+    let grandchild = read_pid(&dir.join("grandchild.pid")).expect("the grandchild wrote its pid");
+    eprintln!(
+        "[runs] `short` timed out after {}s; runner {runner} alive: {}, grandchild {grandchild} alive: {}",
+        rec["duration_s"],
+        w.alive(runner),
+        w.alive(grandchild)
+    );
+    assert!(!w.alive(runner), "runner {runner} survived its timeout");
+    assert!(
+        !w.alive(grandchild),
+        "grandchild {grandchild} survived the run's timeout"
+    );
+
+    // `long` is running with its grandchild: stop --now ends both and the daemon.
+    let in_flight = || {
+        runs(&st, "long").into_iter().find(|(d, r)| {
+            r["outcome"].is_null()
+                && d.join("grandchild.pid").exists()
+                && d.join("runner.pid").exists()
+        })
+    };
+    assert!(wait_for(Duration::from_secs(20), || in_flight().is_some()));
+    let (dir, _) = in_flight().unwrap();
+    let runner = read_pid(&dir.join("runner.pid")).unwrap();
+    let grandchild = read_pid(&dir.join("grandchild.pid")).unwrap();
+    assert!(w.alive(runner) && w.alive(grandchild));
+    let (ms, code, out) = w.daemon_cmd("runs-stop", &["--config", &cfg, "stop", "--now"]);
+    eprintln!(
+        "[runs] stop --now took {ms} ms (exit {code}): {}",
+        out.trim()
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(ms < 1000, "stop --now took {ms} ms");
+    assert!(!w.alive(daemon), "daemon survived stop --now");
+    assert!(!w.alive(runner), "runner survived stop --now");
+    assert!(!w.alive(grandchild), "grandchild survived stop --now");
+    let rec: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("record.json")).unwrap()).unwrap();
+    assert_eq!(rec["outcome"], "killed", "{rec}");
+    eprintln!("[runs] stop --now: run recorded as {}", rec["outcome"]);
+}
