@@ -28,6 +28,28 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x
   rustup target add x86_64-pc-windows-gnu
 fi
 
+# --- Windows under Wine (issue 5) ------------------------------------------------------
+# tests/windows_wine.rs runs the Windows build under Wine: wine + wine64 here (as root); the
+# test itself builds the agent-model harness and the bcryptprimitives.dll shim Rust's std
+# needs under Wine 8 (tests/windows/, with mingw), uses a private WINEPREFIX, `timeout` on
+# every wine call and `wineserver -k` on that prefix at the end. The Windows binary is built
+# here once and handed over, so the test does not build it again in a target dir of its own.
+if ! command -v wine >/dev/null || ! command -v wineserver >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing wine wine64"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wine wine64 >/dev/null
+  else
+    say "missing wine (not root: the Windows tests will skip)"
+  fi
+fi
+if command -v x86_64-w64-mingw32-gcc >/dev/null && rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+  say "building the Windows binary for the Wine tests"
+  cargo build --quiet --target x86_64-pc-windows-gnu --bin robotmk-daemon
+  export ROBOTMK_WINDOWS_EXE="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-pc-windows-gnu/debug/robotmk-daemon.exe"
+fi
+# --- end of the Wine section -------------------------------------------------------------
+
 # --- Robot Framework in a venv (the system Python refuses pip install) ---------------
 if [ ! -x .venv/bin/robot ]; then
   say "creating .venv with Robot Framework"

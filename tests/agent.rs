@@ -1,0 +1,161 @@
+//! What Checkmk receives (issue 4): real Robot Framework suites scheduled by the daemon, the
+//! agent sections ctrl prints, local-check states and metrics, broken output.xml, staleness.
+#![cfg(unix)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Robot Framework from `$ROBOTMK_TEST_ROBOT` or the project's `.venv` (scripts/test.sh).
+fn robot() -> Option<PathBuf> {
+    let p = std::env::var_os("ROBOTMK_TEST_ROBOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot")));
+    p.is_file().then_some(p)
+}
+
+fn suite(name: &str) -> String {
+    format!("{}/examples/demo/suites/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Checks the agent output is well-formed: the two sections, one JSON line, and local-check
+/// lines `STATE "NAME" METRICS TEXT` with metrics `name=value|…` or `-`.
+fn assert_valid_agent_output(out: &str) -> (Value, Vec<String>) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "<<<robotmk_daemon:sep(0)>>>", "{out}");
+    let json: Value = serde_json::from_str(lines[1]).expect("one line of JSON");
+    assert_eq!(lines[2], "<<<local:sep(0)>>>", "{out}");
+    let local: Vec<String> = lines[3..].iter().map(|l| l.to_string()).collect();
+    for l in &local {
+        let (state, rest) = l.split_once(' ').unwrap();
+        assert!(["0", "1", "2", "3"].contains(&state), "bad state: {l}");
+        assert!(rest.starts_with('"'), "service name not quoted: {l}");
+        let after = &rest[1..];
+        let (_name, rest) = after.split_once("\" ").expect("closing quote");
+        let metrics = rest.split(' ').next().unwrap();
+        if metrics != "-" {
+            for m in metrics.split('|') {
+                let (k, v) = m.split_once('=').unwrap_or_else(|| panic!("bad metric {m} in {l}"));
+                assert!(!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{l}");
+                v.split(';').next().unwrap().parse::<f64>().unwrap_or_else(|_| panic!("bad value {v} in {l}"));
+            }
+        }
+    }
+    (json, local)
+}
+
+fn line_of<'a>(local: &'a [String], name: &str) -> &'a str {
+    let quoted = format!("\"{name}\"");
+    local.iter().find(|l| l.contains(&quoted)).unwrap_or_else(|| panic!("no line for {name}: {local:?}"))
+}
+
+#[test]
+fn robot_suites_scheduled_by_the_daemon_show_up_as_local_checks() {
+    let Some(robot) = robot() else {
+        require_tool(false, "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)");
+        return;
+    };
+    let r = robot.display();
+    let jobs = format!(
+        "[[job]]\nname = \"pass\"\nkind = \"robot\"\nsuite = \"{}\"\nrobot = \"{r}\"\nevery = \"2s\"\ntimeout = \"30s\"\n\n\
+         [[job]]\nname = \"fail\"\nkind = \"robot\"\nsuite = \"{}\"\nrobot = \"{r}\"\nevery = \"2s\"\ntimeout = \"30s\"\n\n\
+         [[job]]\nname = \"slow\"\nkind = \"robot\"\nsuite = \"{}\"\nrobot = \"{r}\"\nevery = \"1h\"\ntimeout = \"2s\"\n\n\
+         [[job]]\nname = \"never\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+        suite("passing.robot"),
+        suite("failing.robot"),
+        suite("slow.robot"),
+    );
+    let inst = Instance::new("heartbeat_timeout = \"1m\"\nmax_parallel = 0", &jobs);
+    // The slow suite runs once now, through run-once, and times out.
+    let out = inst.run(&["run-once", "slow"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    inst.ctrl_json();
+    // Wait for what the agent sees, not for the files: status.json follows the records.
+    let mut out = String::new();
+    let shown = wait_for(Duration::from_secs(30), || {
+        out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+        let j = parse_section(&out);
+        let has = |n: &str| {
+            j["jobs"].as_array().unwrap().iter().any(|x| x["name"] == n && x["last"]["outcome"].is_string())
+        };
+        has("pass") && has("fail") && has("slow")
+    });
+    assert!(shown, "no robot results in ctrl's output: {out}\n{}", inst.log());
+    let (json, local) = assert_valid_agent_output(&out);
+    assert_eq!(json["instance"], "t");
+    assert_eq!(json["daemon"]["running"], true);
+    assert!(json["daemon"]["uptime_s"].is_number() && json["daemon"]["heartbeat_age_s"].is_number());
+    assert_eq!(json["ctrl"]["action"], "running");
+    let jobs = json["jobs"].as_array().unwrap();
+    let pass = jobs.iter().find(|j| j["name"] == "pass").unwrap();
+    assert_eq!(pass["last"]["outcome"], "success");
+    assert_eq!(pass["last"]["exit_code"], 0);
+    assert_eq!(pass["last"]["tests"]["passed"], 3);
+    assert!(pass["next_due"].is_string() && pass["schedule"] == "every 2s");
+
+    assert!(local[0].starts_with("0 \"Robotmk t daemon\""), "{local:?}");
+    let p = line_of(&local, "Robotmk t pass");
+    assert!(p.starts_with("0 ") && p.contains("tests_passed=3|tests_failed=0|tests_skipped=0"), "{p}");
+    let f = line_of(&local, "Robotmk t fail");
+    assert!(f.starts_with("2 ") && f.contains("tests_passed=1|tests_failed=1"), "{f}");
+    assert!(f.contains("failure (1 tests passed, 1 failed"), "{f}");
+    let s = line_of(&local, "Robotmk t slow");
+    assert!(s.starts_with("2 ") && s.contains("timeout"), "{s}");
+    let n = line_of(&local, "Robotmk t never");
+    assert!(n.starts_with("3 ") && n.contains("no result yet"), "{n}");
+    // Robot's exit code 1 = one test failed, as robot defines it.
+    let fail_rec = &inst.finished_records("fail")[0];
+    assert_eq!(fail_rec["exit_code"], 1);
+    assert_eq!(fail_rec["tests"]["suite"], "Failing");
+}
+
+#[test]
+fn a_broken_output_xml_is_noted_and_ctrl_still_prints() {
+    let job = "[[job]]\nname = \"killed\"\ncommand = [\"sh\", \"-c\", \"printf '<?xml version=\\\"1.0\\\"?><robot><suite name=\\\"x\\\"><test' > $ROBOTMK_RUN_DIR/output.xml; exit 253\"]\nevery = \"1h\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    let out = inst.run(&["run-once", "killed"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let rec = &inst.finished_records("killed")[0];
+    assert_eq!(rec["outcome"], "failure");
+    assert_eq!(rec["exit_code"], 253);
+    let note = rec["note"].as_str().unwrap();
+    assert!(note.contains("output.xml unreadable"), "{note}");
+    assert!(note.contains("stopped by the user"), "robot's exit code 253 explained: {note}");
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+    let (_, local) = assert_valid_agent_output(&out);
+    let l = line_of(&local, "Robotmk t killed");
+    assert!(l.starts_with("2 ") && l.contains("output.xml unreadable"), "{l}");
+}
+
+#[test]
+fn results_turn_warn_then_crit_as_they_age() {
+    // Succeeds until the flag exists, then hangs: the last result ages by the second.
+    let flag = "hang.flag";
+    let job = format!(
+        "[[job]]\nname = \"ager\"\ncommand = [\"sh\", \"-c\", \"test -e ../../../../{flag} && exec sleep 60; exit 0\"]\nevery = \"1s\"\ntimeout = \"1m\"\n"
+    );
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", &job);
+    inst.ctrl_json();
+    assert!(wait_for(Duration::from_secs(5), || !inst.finished_records("ager").is_empty()));
+    std::fs::write(inst.state.join(flag), b"").unwrap();
+    let state_of = || {
+        let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+        let (_, local) = assert_valid_agent_output(&out);
+        line_of(&local, "Robotmk t ager").to_string()
+    };
+    let mut seen = Vec::new();
+    let reached_crit = wait_for(Duration::from_secs(10), || {
+        let l = state_of();
+        let s = l.chars().next().unwrap();
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        s == '2'
+    });
+    assert!(reached_crit, "states seen: {seen:?}; last line: {}", state_of());
+    assert!(seen.contains(&'1'), "WARN before CRIT: {seen:?}");
+    assert!(state_of().contains("result stale"));
+}
