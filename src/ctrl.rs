@@ -37,6 +37,8 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
             note: None,
         });
     }
+    // Say it here, at once, rather than launch a daemon that refuses and leaves ctrl waiting.
+    crate::security::check(cfg)?;
     let guard = lock::acquire_within(&st.start_lock_file(), START_PATIENCE)
         .map_err(|e| format!("cannot take {}: {e}", st.start_lock_file().display()))?;
     if guard.is_none() {

@@ -18,6 +18,7 @@ pub mod report;
 pub mod robot;
 pub mod run;
 pub mod schedule;
+pub mod security;
 pub mod state;
 pub mod sys;
 

@@ -123,6 +123,11 @@ pub fn run(opts: Options) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 1;
     }
+    if let Err(e) = crate::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        crate::logging::append_once(&st.log_file(), &format!("daemon not started: {e}"));
+        return 1;
+    }
     let held = match lock::acquire(&st.lock_file()) {
         Ok(Some(l)) => l,
         Ok(None) => {
