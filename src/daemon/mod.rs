@@ -95,7 +95,8 @@ pub struct Daemon {
     just_started: Vec<u32>,
 }
 
-/// Runs the daemon until it stops; returns the process exit code.
+/// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
+/// holds the instance lock it ends the process itself.
 pub fn run(opts: Options) -> i32 {
     if !opts.foreground {
         sys::close_inherited_fds();
@@ -168,8 +169,10 @@ pub fn run(opts: Options) -> i32 {
             1
         }
     };
-    drop(held);
-    code
+    // Exit while still holding the lock: the kernel releases it only when the process is
+    // gone, so a new daemon never overlaps with this one exiting.
+    let _held = held;
+    std::process::exit(code)
 }
 
 impl Daemon {

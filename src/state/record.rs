@@ -259,11 +259,22 @@ pub fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
     let _guard =
         crate::lock::acquire_within(&dir.join("latest.lock"), std::time::Duration::from_secs(5))?;
     let path = state.latest_file(&rec.job);
-    if let Ok(Some(old)) = read_json::<RunRecord>(&path) {
-        let key = |r: &RunRecord| (r.finished, r.due);
-        if key(&old) > key(rec) {
-            return Ok(());
+    match read_json::<RunRecord>(&path) {
+        Ok(Some(old)) => {
+            let key = |r: &RunRecord| (r.finished, r.due);
+            if key(&old) > key(rec) {
+                return Ok(());
+            }
         }
+        Ok(None) => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            // Keep the damaged file for inspection rather than overwrite it unseen.
+            let aside = super::quarantine(&path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "(could not move it)".into());
+            tracing::warn!(job = %rec.job, "corrupt latest result {}: {e}; moved to {aside}", path.display());
+        }
+        Err(e) => return Err(e),
     }
     write_json(&path, rec, Durability::Sync)
 }

@@ -1,0 +1,377 @@
+//! The torture suite (issue 6): racing ctrls, a crash storm with a reader in a tight loop, and
+//! corrupt state. CI-sized by default; longer runs:
+//!   ROBOTMK_TORTURE_KILLS=1000 ROBOTMK_TORTURE_ROUNDS=20 cargo test --release --test torture -- --nocapture
+//! Each test prints its figures (kept in docs/RELIABILITY.md).
+#![cfg(unix)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Every JSON file under `dir` (records, latest results, status).
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A thread that parses every result file it can find, continuously; counts torn documents.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    reads: Arc<AtomicU64>,
+    torn: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reader {
+    fn start(state: PathBuf) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicU64::new(0));
+        let torn = Arc::new(AtomicU64::new(0));
+        let (s, r, t) = (stop.clone(), reads.clone(), torn.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for f in json_files(&state) {
+                    if let Ok(bytes) = std::fs::read(&f) {
+                        r.fetch_add(1, Ordering::Relaxed);
+                        if serde_json::from_slice::<Value>(&bytes).is_err() {
+                            eprintln!("TORN: {}", f.display());
+                            t.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        Reader {
+            stop,
+            reads,
+            torn,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.torn.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A cheap deterministic pseudo-random sequence (no dependency, reproducible runs).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn crash_storm_loses_nothing_and_runs_nothing_twice() {
+    let kills_wanted = knob("ROBOTMK_TORTURE_KILLS", 100);
+    let jobs = "[[job]]\nname = \"quick\"\ncommand = [\"sleep\", \"0.2\"]\nevery = \"1s\"\n\n\
+                [[job]]\nname = \"overlapping\"\ncommand = [\"sleep\", \"1.5\"]\nevery = \"1s\"\noverlap = \"allow\"\ntimeout = \"5s\"\n\n\
+                [[job]]\nname = \"timing-out\"\ncommand = [\"sh\", \"-c\", \"sleep 30 & sleep 30\"]\nevery = \"2s\"\ntimeout = \"1s\"\n";
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nmax_parallel = 0\nkeep_runs = 1000",
+        jobs,
+    );
+    let reader = Reader::start(inst.state.clone());
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let t0 = Instant::now();
+    let mut kills = 0;
+    while kills < kills_wanted {
+        let j = inst.ctrl_json();
+        let Some(pid) = j["daemon"]["pid"].as_u64() else {
+            continue;
+        };
+        match rng.next(10) {
+            // During shutdown: a stop request, then the kill while it drains.
+            0 => {
+                let _ = std::fs::write(
+                    inst.state.join("stop-request"),
+                    br#"{"mode":"drain","requested":"2026-01-01T00:00:00Z"}"#,
+                );
+                // SAFETY: SIGTERM to the daemon this test started.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                std::thread::sleep(Duration::from_millis(rng.next(20)));
+            }
+            // Right after the start: recovery and the first runs' journal writes.
+            1..=3 => std::thread::sleep(Duration::from_millis(rng.next(30))),
+            // Anywhere in the schedule: runs starting, ending, timing out.
+            _ => std::thread::sleep(Duration::from_millis(100 + rng.next(700))),
+        }
+        kill9(pid as u32);
+        kills += 1;
+    }
+    let storm = t0.elapsed();
+    // Let the last daemon finish the story, then stop it politely (it waits for its runs).
+    inst.ctrl_json();
+    std::thread::sleep(Duration::from_secs(1)); // a last regular run or two
+    let out = inst.run(&["stop", "--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let (reads, torn) = reader.finish();
+
+    let mut records = 0;
+    let mut by_outcome: HashMap<String, usize> = HashMap::new();
+    for job in ["quick", "overlapping", "timing-out"] {
+        let recs = inst.records(job);
+        let dirs = std::fs::read_dir(inst.state.join("jobs").join(job).join("runs"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            recs.len(),
+            dirs,
+            "{job}: a run folder without a readable record"
+        );
+        let mut dues = HashSet::new();
+        for r in &recs {
+            let outcome = r["outcome"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{job}: run without outcome: {r}"));
+            *by_outcome.entry(outcome.to_string()).or_default() += 1;
+            assert!(
+                dues.insert(r["due"].as_str().unwrap().to_string()),
+                "{job}: due time run twice: {r}"
+            );
+        }
+        records += recs.len();
+    }
+    // No runner outlives its timeout: nothing of this instance is left running.
+    let left = processes_of(&path_str(inst.dir.path()));
+    assert!(left.is_empty(), "processes left after the storm: {left:?}");
+    eprintln!(
+        "crash storm: {kills} kills in {storm:.1?}, {records} runs recorded {by_outcome:?}, duplicates 0, \
+         runs without outcome 0, reader: {reads} reads, {torn} torn"
+    );
+    assert_eq!(torn, 0);
+    assert!(
+        records > kills as usize / 4,
+        "too few runs recorded: {records}"
+    );
+}
+
+#[test]
+fn racing_ctrls_never_leave_two_daemons_or_none() {
+    let rounds = knob("ROBOTMK_TORTURE_ROUNDS", 3);
+    let per_round = knob("ROBOTMK_TORTURE_CTRLS", 200) as usize;
+    let job = "[[job]]\nname = \"long\"\ncommand = [\"sleep\", \"2\"]\nevery = \"1s\"\ntimeout = \"10s\"\n";
+    let inst = Arc::new(Instance::new("heartbeat_timeout = \"1m\"", job));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (inst, max_seen, stop) = (inst.clone(), max_seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut samples = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                max_seen.fetch_max(inst.daemon_processes().len(), Ordering::Relaxed);
+                samples += 1;
+            }
+            samples
+        })
+    };
+    let mut total = 0;
+    for round in 0..rounds {
+        // Every other round races against a daemon that drains after a polite stop.
+        let stopper = (round % 2 == 1).then(|| {
+            let mut c = inst.cmd();
+            c.args(["stop", "--timeout", "30s"])
+                .stdout(std::process::Stdio::null());
+            std::thread::spawn(move || c.output())
+        });
+        let barrier = Arc::new(std::sync::Barrier::new(per_round));
+        let handles: Vec<_> = (0..per_round)
+            .map(|_| {
+                let mut c = inst.cmd();
+                c.arg("ctrl").stdout(std::process::Stdio::null());
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    b.wait();
+                    c.status().map(|s| s.success()).unwrap_or(false)
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap(), "a ctrl failed");
+        }
+        total += per_round;
+        if let Some(s) = stopper {
+            let _ = s.join();
+        }
+        // After the round: the next ctrl finds or starts exactly one.
+        inst.ctrl_json();
+        assert!(
+            wait_for(Duration::from_secs(5), || inst.daemon_processes().len()
+                == 1),
+            "round {round}: {:?}",
+            inst.daemon_processes()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let samples = monitor.join().unwrap();
+    let max = max_seen.load(Ordering::Relaxed);
+    eprintln!("racing ctrls: {rounds} rounds x {per_round} = {total} ctrls; {samples} samples, at most {max} daemon(s) at once");
+    assert_eq!(max, 1, "two daemons of one instance were alive at once");
+}
+
+#[test]
+fn corrupt_state_files_are_moved_aside_and_the_daemon_carries_on() {
+    let job = "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    for _ in 0..4 {
+        assert!(inst.run(&["run-once", "j"]).status.success());
+    }
+    let runs: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(inst.state.join("jobs/j/runs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    };
+    // As after a power loss: empty, truncated, garbage, wrong version.
+    let damage: [(&PathBuf, &[u8]); 4] = [
+        (&runs[0], b""),
+        (&runs[1], b"{\"version\":1,\"job\":\"j\",\"run_"),
+        (&runs[2], b"\x00\xff\xfe garbage"),
+        (&runs[3], b"{\"version\":99,\"job\":\"j\",\"run_id\":\"x\",\"due\":\"2026-01-01T00:00:00Z\",\"trigger\":\"schedule\",\"run_dir\":\"/x\",\"timeout_s\":1}"),
+    ];
+    for (dir, bytes) in damage {
+        std::fs::write(dir.join("record.json"), bytes).unwrap();
+    }
+    std::fs::write(inst.state.join("jobs/j/latest.json"), b"{\"trunc").unwrap();
+    std::fs::write(inst.state.join("status.json"), b"garbage").unwrap();
+    std::fs::write(inst.state.join("heartbeat"), b"\x00\x01").unwrap();
+    let j = inst.ctrl_json();
+    assert_eq!(j["ctrl"]["action"], "started", "{j}");
+    assert!(
+        wait_for(Duration::from_secs(5), || inst.finished_records("j").len()
+            >= 6),
+        "the daemon does not carry on"
+    );
+    let log = inst.log();
+    for dir in &runs {
+        let name = dir.join("record.json").display().to_string();
+        assert!(
+            log.contains(&format!("corrupt run record {name}")),
+            "no warning naming {name}:\n{log}"
+        );
+        let aside = std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("record.json.corrupt-")
+        });
+        assert!(aside, "{name} not moved aside");
+    }
+    assert!(log.contains("corrupt latest result"), "{log}");
+    // The damaged runs are recorded again (interrupted, with a note), and latest is whole.
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(inst.state.join("jobs/j/latest.json")).unwrap())
+            .unwrap();
+    assert!(latest["outcome"].is_string());
+    eprintln!("corrupt state: 4 records, 1 latest result, status and heartbeat damaged; all moved aside or rebuilt");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn bad_runners_are_handled_with_bounded_memory() {
+    let jobs = "[[job]]\nname = \"flood\"\ncommand = [\"sh\", \"-c\", \"head -c 100000000 /dev/zero; head -c 1000000 /dev/urandom >&2\"]\nevery = \"1h\"\ntimeout = \"1m\"\n\n\
+                [[job]]\nname = \"forker\"\ncommand = [\"sh\", \"-c\", \"i=0; while [ $i -lt 1000 ]; do sleep 60 & i=$((i+1)); done; wait\"]\nevery = \"1h\"\ntimeout = \"3s\"\n\n\
+                [[job]]\nname = \"deaf\"\ncommand = [\"sh\", \"-c\", \"exec >&- 2>&- </dev/null; sleep 60\"]\nevery = \"1h\"\ntimeout = \"1s\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"\nmax_parallel = 0", jobs);
+    let pid = inst.ctrl_json()["daemon"]["pid"].as_u64().unwrap() as u32;
+    let before = rss_kib(pid);
+    // Make all three due now: fake a missed slot for each (the daemon catches up at once).
+    for j in ["flood", "forker", "deaf"] {
+        let runs = inst.state.join("jobs").join(j).join("runs");
+        std::fs::create_dir_all(runs.join("20200101T000000Z-1")).unwrap();
+        std::fs::write(
+            runs.join("20200101T000000Z-1/record.json"),
+            format!("{{\"version\":1,\"job\":\"{j}\",\"run_id\":\"20200101T000000Z-1\",\"due\":\"2020-01-01T00:00:00Z\",\"trigger\":\"schedule\",\"outcome\":\"success\",\"run_dir\":\"/x\",\"timeout_s\":1}}"),
+        )
+        .unwrap();
+    }
+    assert_eq!(inst.run(&["stop"]).status.code(), Some(0));
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+    let pid = inst.ctrl_json()["daemon"]["pid"].as_u64().unwrap() as u32;
+    let mut peak = rss_kib(pid).max(before);
+    let done = wait_for(Duration::from_secs(40), || {
+        peak = peak.max(rss_kib(pid));
+        ["flood", "forker", "deaf"].iter().all(|j| {
+            inst.finished_records(j)
+                .iter()
+                .any(|r| r["trigger"] == "catch_up")
+        })
+    });
+    assert!(done, "{}", inst.log());
+    let rec = |j: &str| {
+        inst.finished_records(j)
+            .into_iter()
+            .find(|r| r["trigger"] == "catch_up")
+            .unwrap()
+    };
+    let flood = rec("flood");
+    assert_eq!(flood["outcome"], "success");
+    let rd = PathBuf::from(flood["run_dir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(rd.join("stdout.log")).unwrap().len(),
+        100_000_000
+    );
+    assert_eq!(
+        std::fs::metadata(rd.join("stderr.log")).unwrap().len(),
+        1_000_000
+    );
+    assert_eq!(rec("forker")["outcome"], "timeout");
+    assert_eq!(rec("deaf")["outcome"], "timeout");
+    let pgid = rec("forker")["pid"].as_u64().unwrap() as u32;
+    assert!(
+        wait_for(Duration::from_secs(5), || !group_has_live_members(pgid)),
+        "children of the forker survived"
+    );
+    eprintln!("bad runners: 100 MB + 1 MB of garbage captured, 1000 children ended, a deaf runner ended; daemon RSS {before} KiB before, peak {peak} KiB");
+    assert!(peak < 16 * 1024, "daemon RSS grew to {peak} KiB");
+}
