@@ -38,9 +38,18 @@ fn assert_valid_agent_output(out: &str) -> (Value, Vec<String>) {
         let metrics = rest.split(' ').next().unwrap();
         if metrics != "-" {
             for m in metrics.split('|') {
-                let (k, v) = m.split_once('=').unwrap_or_else(|| panic!("bad metric {m} in {l}"));
-                assert!(!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{l}");
-                v.split(';').next().unwrap().parse::<f64>().unwrap_or_else(|_| panic!("bad value {v} in {l}"));
+                let (k, v) = m
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad metric {m} in {l}"));
+                assert!(
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{l}"
+                );
+                v.split(';')
+                    .next()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap_or_else(|_| panic!("bad value {v} in {l}"));
             }
         }
     }
@@ -49,13 +58,19 @@ fn assert_valid_agent_output(out: &str) -> (Value, Vec<String>) {
 
 fn line_of<'a>(local: &'a [String], name: &str) -> &'a str {
     let quoted = format!("\"{name}\"");
-    local.iter().find(|l| l.contains(&quoted)).unwrap_or_else(|| panic!("no line for {name}: {local:?}"))
+    local
+        .iter()
+        .find(|l| l.contains(&quoted))
+        .unwrap_or_else(|| panic!("no line for {name}: {local:?}"))
 }
 
 #[test]
 fn robot_suites_scheduled_by_the_daemon_show_up_as_local_checks() {
     let Some(robot) = robot() else {
-        require_tool(false, "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)");
+        require_tool(
+            false,
+            "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)",
+        );
         return;
     };
     let r = robot.display();
@@ -79,15 +94,25 @@ fn robot_suites_scheduled_by_the_daemon_show_up_as_local_checks() {
         out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
         let j = parse_section(&out);
         let has = |n: &str| {
-            j["jobs"].as_array().unwrap().iter().any(|x| x["name"] == n && x["last"]["outcome"].is_string())
+            j["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == n && x["last"]["outcome"].is_string())
         };
         has("pass") && has("fail") && has("slow")
     });
-    assert!(shown, "no robot results in ctrl's output: {out}\n{}", inst.log());
+    assert!(
+        shown,
+        "no robot results in ctrl's output: {out}\n{}",
+        inst.log()
+    );
     let (json, local) = assert_valid_agent_output(&out);
     assert_eq!(json["instance"], "t");
     assert_eq!(json["daemon"]["running"], true);
-    assert!(json["daemon"]["uptime_s"].is_number() && json["daemon"]["heartbeat_age_s"].is_number());
+    assert!(
+        json["daemon"]["uptime_s"].is_number() && json["daemon"]["heartbeat_age_s"].is_number()
+    );
     assert_eq!(json["ctrl"]["action"], "running");
     let jobs = json["jobs"].as_array().unwrap();
     let pass = jobs.iter().find(|j| j["name"] == "pass").unwrap();
@@ -98,9 +123,15 @@ fn robot_suites_scheduled_by_the_daemon_show_up_as_local_checks() {
 
     assert!(local[0].starts_with("0 \"Robotmk t daemon\""), "{local:?}");
     let p = line_of(&local, "Robotmk t pass");
-    assert!(p.starts_with("0 ") && p.contains("tests_passed=3|tests_failed=0|tests_skipped=0"), "{p}");
+    assert!(
+        p.starts_with("0 ") && p.contains("tests_passed=3|tests_failed=0|tests_skipped=0"),
+        "{p}"
+    );
     let f = line_of(&local, "Robotmk t fail");
-    assert!(f.starts_with("2 ") && f.contains("tests_passed=1|tests_failed=1"), "{f}");
+    assert!(
+        f.starts_with("2 ") && f.contains("tests_passed=1|tests_failed=1"),
+        "{f}"
+    );
     assert!(f.contains("failure (1 tests passed, 1 failed"), "{f}");
     let s = line_of(&local, "Robotmk t slow");
     assert!(s.starts_with("2 ") && s.contains("timeout"), "{s}");
@@ -123,11 +154,17 @@ fn a_broken_output_xml_is_noted_and_ctrl_still_prints() {
     assert_eq!(rec["exit_code"], 253);
     let note = rec["note"].as_str().unwrap();
     assert!(note.contains("output.xml unreadable"), "{note}");
-    assert!(note.contains("stopped by the user"), "robot's exit code 253 explained: {note}");
+    assert!(
+        note.contains("stopped by the user"),
+        "robot's exit code 253 explained: {note}"
+    );
     let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
     let (_, local) = assert_valid_agent_output(&out);
     let l = line_of(&local, "Robotmk t killed");
-    assert!(l.starts_with("2 ") && l.contains("output.xml unreadable"), "{l}");
+    assert!(
+        l.starts_with("2 ") && l.contains("output.xml unreadable"),
+        "{l}"
+    );
 }
 
 #[test]
@@ -139,7 +176,9 @@ fn results_turn_warn_then_crit_as_they_age() {
     );
     let inst = Instance::new("heartbeat_timeout = \"1m\"", &job);
     inst.ctrl_json();
-    assert!(wait_for(Duration::from_secs(5), || !inst.finished_records("ager").is_empty()));
+    assert!(wait_for(Duration::from_secs(5), || !inst
+        .finished_records("ager")
+        .is_empty()));
     std::fs::write(inst.state.join(flag), b"").unwrap();
     let state_of = || {
         let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
@@ -155,7 +194,11 @@ fn results_turn_warn_then_crit_as_they_age() {
         }
         s == '2'
     });
-    assert!(reached_crit, "states seen: {seen:?}; last line: {}", state_of());
+    assert!(
+        reached_crit,
+        "states seen: {seen:?}; last line: {}",
+        state_of()
+    );
     assert!(seen.contains(&'1'), "WARN before CRIT: {seen:?}");
     assert!(state_of().contains("result stale"));
 }
