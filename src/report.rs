@@ -154,7 +154,8 @@ pub fn build_from(
             report.daemon.route = Some(d.route.clone());
             report.daemon.build = Some(d.build.clone());
             report.daemon.config_error = d.config_error.clone();
-            report.daemon.state_error = d.state_error.clone();
+            // The alert file carries a write failure that status.json itself could not.
+            report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
         } else {
             report.daemon.phase = Some("stopped".into());
             report.daemon.reason = d.reason.clone();

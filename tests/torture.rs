@@ -375,3 +375,117 @@ fn bad_runners_are_handled_with_bounded_memory() {
     eprintln!("bad runners: 100 MB + 1 MB of garbage captured, 1000 children ended, a deaf runner ended; daemon RSS {before} KiB before, peak {peak} KiB");
     assert!(peak < 16 * 1024, "daemon RSS grew to {peak} KiB");
 }
+
+/// Unmounts the test's tmpfs when dropped (declared before the instance, so it drops after
+/// the instance has ended its processes).
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
+    let root = tempfile::Builder::new()
+        .prefix("rmkd-fs-")
+        .tempdir()
+        .unwrap();
+    let fs = root.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs"])
+        .arg(&fs)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require_tool(mounted, "mounting a tmpfs (root)") {
+        return;
+    }
+    let _mount = Mount(fs.clone());
+    let job = "[[job]]\nname = \"j\"\ncommand = [\"sh\", \"-c\", \"echo some output; sleep 0.3\"]\nevery = \"1s\"\noverlap = \"allow\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    inst.write_raw_config(&std::fs::read_to_string(&inst.config).unwrap().replace(
+        &format!("state_dir = \"{}\"", inst.state.display()),
+        &format!("state_dir = \"{}\"", fs.join("state").display()),
+    ));
+    let state = fs.join("state");
+    let records = |st: &Path| -> Vec<Value> {
+        let runs = st.join("jobs/j/runs");
+        std::fs::read_dir(runs)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path().join("record.json")).ok())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .iter()
+            .map(|b| serde_json::from_slice::<Value>(b).expect("no record may be corrupt"))
+            .collect()
+    };
+    let pid = inst.ctrl_json()["daemon"]["pid"].as_u64().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || records(&state).len() >= 2));
+    // Fill the disk.
+    let filler = fs.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let mut line = String::new();
+    let reported = wait_for(Duration::from_secs(10), || {
+        let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+        line = local_lines(&out).first().cloned().unwrap_or_default();
+        line.starts_with("2 ") && line.contains("No space left")
+    });
+    assert!(reported, "daemon line: {line}");
+    // Runs prepared before the disk filled still start and end; their final records cannot be
+    // written yet. Wait until two such runs exist (no outcome on disk).
+    let unrecorded = || {
+        records(&state)
+            .iter()
+            .filter(|r| r["outcome"].is_null())
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(6), || unrecorded() >= 2),
+        "no run ended while the disk was full"
+    );
+    let stuck = records(&state).len();
+    assert_eq!(
+        inst.ctrl_json()["daemon"]["pid"].as_u64(),
+        Some(pid),
+        "no crash loop: same daemon"
+    );
+    // Space returns: recording resumes by itself and the error clears.
+    std::fs::remove_file(&filler).unwrap();
+    let resumed = wait_for(Duration::from_secs(10), || {
+        let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+        records(&state).len() > stuck + 1
+            && local_lines(&out)
+                .first()
+                .is_some_and(|l| l.starts_with("0 "))
+    });
+    assert!(
+        resumed,
+        "recording did not resume: {} records",
+        records(&state).len()
+    );
+    assert!(records(&state).iter().all(|r| r["version"] == 1));
+    // Records that failed to be written while the disk was full are written now: at most the
+    // run in flight has no outcome.
+    assert!(
+        wait_for(Duration::from_secs(3), || records(&state)
+            .iter()
+            .filter(|r| r["outcome"].is_null())
+            .count()
+            <= 1),
+        "runs left without outcome: {:?}",
+        records(&state)
+            .iter()
+            .filter(|r| r["outcome"].is_null())
+            .collect::<Vec<_>>()
+    );
+    eprintln!("full disk: reported as `{line}`; {stuck} records before, recording resumed after space returned; all records whole");
+}

@@ -61,6 +61,7 @@ impl Daemon {
         }
         self.reload_config(false);
         self.poll_adopted();
+        self.retry_unsaved();
         self.ingest_notifications();
     }
 

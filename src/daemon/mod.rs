@@ -93,6 +93,8 @@ pub struct Daemon {
     control: control::Control,
     /// PIDs spawned in this pass of the loop, journalled once the batch is out.
     just_started: Vec<u32>,
+    /// Final records that could not be written yet (full disk), retried every tick.
+    unsaved: Vec<crate::state::record::RunRecord>,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -157,6 +159,12 @@ pub fn run(opts: Options) -> i32 {
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
     }
     std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
+    if let Err(e) = state::reserve_alert(&st) {
+        error!(
+            "cannot reserve {}: {e}; a full disk may go unreported",
+            st.alert_file().display()
+        );
+    }
     let code = match Daemon::new(cfg, st, &opts) {
         Ok(mut d) => {
             d.info.config_stamp = stamp;
@@ -209,6 +217,7 @@ impl Daemon {
             last_flush: None,
             control,
             just_started: Vec::new(),
+            unsaved: Vec::new(),
         };
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
@@ -558,14 +567,17 @@ impl Daemon {
         }
         let status = self.build_status();
         match state::write_json(&self.state.status_file(), &status, Durability::NoSync) {
-            Ok(()) => {}
-            Err(e) => {
-                let msg = format!("cannot write status: {e}");
-                if self.info.state_error.as_deref() != Some(msg.as_str()) {
-                    error!("{msg}");
-                    self.info.state_error = Some(msg);
+            Ok(()) => {
+                if self
+                    .info
+                    .state_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("cannot write status"))
+                {
+                    self.state_ok();
                 }
             }
+            Err(e) => self.state_failure(format!("cannot write status: {e}")),
         }
         self.dirty = false;
         self.last_flush = Some(now);

@@ -146,6 +146,14 @@ pub(crate) fn prepare(
     }
 }
 
+fn write_final(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
+    rec.save()?;
+    if rec.outcome != Some(Outcome::Skipped) {
+        record::update_latest(st, rec)?;
+    }
+    Ok(())
+}
+
 /// Completes a record: end time, duration, exit, outcome, test statistics.
 pub(crate) fn complete(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
     let now = Utc::now();
@@ -360,18 +368,42 @@ impl Daemon {
         self.dirty = true;
     }
 
-    /// Writes a final record and, unless skipped, the job's latest result.
+    /// Writes a final record and, unless skipped, the job's latest result. A record that cannot
+    /// be written (full disk) is kept and retried by housekeeping: nothing is lost.
     fn save_final(&mut self, rec: &RunRecord) {
-        let mut result = rec.save();
-        if result.is_ok() && rec.outcome != Some(Outcome::Skipped) {
-            result = record::update_latest(&self.state, rec);
-        }
-        match result {
+        match write_final(&self.state, rec) {
             Ok(()) => self.state_ok(),
-            Err(e) => self.state_failure(format!(
-                "cannot record run {} of {}: {e}",
-                rec.run_id, rec.job
-            )),
+            Err(e) => {
+                self.unsaved.push(rec.clone());
+                self.state_failure(format!(
+                    "cannot record run {} of {}: {e}",
+                    rec.run_id, rec.job
+                ))
+            }
+        }
+    }
+
+    /// Retries the final records that could not be written.
+    pub(super) fn retry_unsaved(&mut self) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.unsaved);
+        let before = pending.len();
+        for rec in pending {
+            if write_final(&self.state, &rec).is_err() {
+                self.unsaved.push(rec);
+            }
+        }
+        if self.unsaved.len() < before {
+            info!(
+                written = before - self.unsaved.len(),
+                left = self.unsaved.len(),
+                "wrote records that had failed"
+            );
+        }
+        if self.unsaved.is_empty() {
+            self.state_ok();
         }
     }
 
@@ -443,6 +475,8 @@ impl Daemon {
     pub(super) fn state_failure(&mut self, msg: String) {
         if self.info.state_error.as_deref() != Some(msg.as_str()) {
             error!("{msg}");
+            // status.json may not be writable now; the reserved alert file always is.
+            let _ = crate::state::write_alert(&self.state, Some(&msg));
         }
         self.info.state_error = Some(msg);
         self.dirty = true;
@@ -451,6 +485,7 @@ impl Daemon {
     pub(super) fn state_ok(&mut self) {
         if self.info.state_error.take().is_some() {
             info!("state writes succeed again");
+            let _ = crate::state::write_alert(&self.state, None);
             self.dirty = true;
         }
     }

@@ -8,6 +8,8 @@
 //!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
 //!   stop-request               written by `stop`, read and removed by the daemon
 //!   status.json                daemon + per-job summary, written only by the daemon
+//!   state-error                4 KiB reserved at start; overwritten in place with the
+//!                              message when state cannot be written (a full disk)
 //!   daemon.log[.1..]           the daemon's log, rotated by size, written only by the daemon
 //!   jobs/<job>/latest.json     the job's latest finished result
 //!   jobs/<job>/runs/<run_id>/  one folder per run: record.json, stdout.log, stderr.log, and
@@ -50,6 +52,9 @@ impl StateDir {
     }
     pub fn status_file(&self) -> PathBuf {
         self.root.join("status.json")
+    }
+    pub fn alert_file(&self) -> PathBuf {
+        self.root.join("state-error")
     }
     pub fn log_file(&self) -> PathBuf {
         self.root.join("daemon.log")
@@ -98,6 +103,44 @@ impl StateDir {
             .and_then(|m| m.modified())
             .ok()
     }
+}
+
+/// Size of the reserved `state-error` file.
+const ALERT_SIZE: usize = 4096;
+
+/// Reserves the `state-error` file (blank, with its blocks written) while there is space, so a
+/// full disk can still be reported: overwriting written blocks needs no new ones.
+pub fn reserve_alert(st: &StateDir) -> io::Result<()> {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(st.alert_file())?;
+    f.write_all(&[b'\n'; ALERT_SIZE])?;
+    f.sync_all()
+}
+
+/// Overwrites the reserved `state-error` file in place with `msg` (blank to clear it). Not
+/// atomic, unlike every other file here: it is the one write that must work without space.
+pub fn write_alert(st: &StateDir, msg: Option<&str>) -> io::Result<()> {
+    let mut buf = vec![b'\n'; ALERT_SIZE];
+    if let Some(m) = msg {
+        let m = m.as_bytes();
+        let n = m.len().min(ALERT_SIZE - 1);
+        buf[..n].copy_from_slice(&m[..n]);
+    }
+    let mut f = OpenOptions::new().write(true).open(st.alert_file())?;
+    f.write_all(&buf)
+}
+
+/// The message in the `state-error` file, if any.
+pub fn read_alert(st: &StateDir) -> Option<String> {
+    let text = fs::read_to_string(st.alert_file()).ok()?;
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.to_string())
 }
 
 /// How a stop request wants the daemon to stop.
