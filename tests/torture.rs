@@ -489,3 +489,48 @@ fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
     );
     eprintln!("full disk: reported as `{line}`; {stuck} records before, recording resumed after space returned; all records whole");
 }
+
+#[test]
+fn wall_clock_jumps_neither_kill_a_healthy_daemon_nor_keep_an_orphan_alive() {
+    let job = "[[job]]\nname = \"idle\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"3s\"", job);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    let hb = inst.state.join("heartbeat");
+    let set = |offset_s: i64| {
+        let now = std::time::SystemTime::now();
+        let t = if offset_s >= 0 {
+            now + Duration::from_secs(offset_s as u64)
+        } else {
+            now - Duration::from_secs((-offset_s) as u64)
+        };
+        std::fs::File::options()
+            .write(true)
+            .open(&hb)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    // ctrls whose wall clock was set back an hour, then forward an hour, for longer than the
+    // timeout: every change of the heartbeat is a beat, whatever time it shows.
+    let t0 = Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < Duration::from_secs(5) {
+        set(if i % 2 == 0 { -3600 } else { 3600 + i });
+        i += 1;
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            inst.daemon_processes().len(),
+            1,
+            "a healthy daemon exited after {:?}",
+            t0.elapsed()
+        );
+    }
+    // The agent falls silent with the heartbeat an hour in the future: still an orphan.
+    let silent = Instant::now();
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(3 + 2)),
+        "orphan still alive {:?} after the last beat",
+        silent.elapsed()
+    );
+    eprintln!("clock jumps: {i} beats at -1h/+1h kept the daemon alive for 5 s; it exited {:?} after they stopped (timeout 3 s)", silent.elapsed());
+}
