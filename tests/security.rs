@@ -68,3 +68,27 @@ fn a_world_writable_config_or_state_dir_is_refused() {
     chmod(&inst.config, 0o600);
     assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
 }
+
+#[test]
+fn a_config_owned_by_another_user_is_refused() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        require_tool(false, "root (to give the config to another user)");
+        return;
+    }
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", JOB);
+    std::os::unix::fs::chown(&inst.config, Some(65534), None).unwrap();
+    let out = inst
+        .cmd()
+        .args(["start", "--foreground"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("belongs to uid 65534") && err.contains("chown"),
+        "{err}"
+    );
+    assert!(inst.daemon_processes().is_empty());
+}
