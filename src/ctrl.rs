@@ -34,7 +34,7 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
         return Ok(Ensured {
             started: false,
             route: None,
-            note: None,
+            note: retire_older_build(st),
         });
     }
     // Say it here, at once, rather than launch a daemon that refuses and leaves ctrl waiting.
@@ -56,6 +56,7 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
         });
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let exe = launch::daemon_exe(&exe, &cfg.daemon.state_dir)?;
     let args: Vec<OsString> = vec![
         "--config".into(),
         cfg.path.clone().into_os_string(),
@@ -100,6 +101,58 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
     })
 }
 
+/// Upgrades: a running daemon of an older build is asked to stop politely (no new runs; it
+/// exits once its runs are done), and the first ctrl after that starts this build (from a
+/// fresh copy on Windows, see [`launch::daemon_exe`]). Returns a note for ctrl's section.
+fn retire_older_build(st: &StateDir) -> Option<String> {
+    let d = report::read_status(st)?.daemon;
+    if !older_build(&d.build, crate::BUILD_ID) {
+        return None;
+    }
+    let me = crate::BUILD_ID;
+    if d.phase != "running" {
+        return Some(format!(
+            "the daemon (build {}) is stopping; build {me} starts after it",
+            d.build
+        ));
+    }
+    let req = crate::state::StopRequest {
+        mode: crate::state::StopMode::Drain,
+        requested: chrono::Utc::now(),
+    };
+    let written = crate::state::write_json(&st.stop_file(), &req, crate::state::Durability::NoSync);
+    let pid = crate::sys::ProcessId {
+        pid: d.pid,
+        start: d.pid_start,
+    };
+    if written.is_ok() && pid.is_alive() {
+        let _ = crate::sys::signal_stop(d.pid);
+    }
+    Some(match written {
+        Ok(()) => format!(
+            "the daemon runs build {}, this ctrl is build {me}: asked it to stop after its runs; the next ctrl starts {me}",
+            d.build
+        ),
+        Err(e) => format!("the daemon runs older build {}, but the stop request failed: {e}", d.build),
+    })
+}
+
+/// True if build `a` is older than `b` (numeric dotted versions; a build suffix after `-` or
+/// `+` is ignored). Unparsable and different counts as older, so an odd build is replaced.
+fn older_build(a: &str, b: &str) -> bool {
+    fn parse(v: &str) -> Option<Vec<u64>> {
+        let core = v.split(['-', '+']).next()?;
+        core.split('.').map(|p| p.parse().ok()).collect()
+    }
+    if a == b {
+        return false;
+    }
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => x < y,
+        _ => true,
+    }
+}
+
 /// ctrl's fast path: the daemon runs and has validated exactly this config file (same
 /// stamp, no error), so ctrl reads only the `[daemon]` table and trusts the daemon's status
 /// instead of parsing every job (most of ctrl's work with 100 jobs). Anything unusual — no
@@ -117,6 +170,7 @@ fn fast_report(path: &Path) -> Option<report::Report> {
     let vouched = d.config == path
         && d.config_stamp.as_deref() == Some(stamp.as_str())
         && d.config_error.is_none()
+        && d.build == crate::BUILD_ID
         && status.instance == instance;
     if !vouched {
         return None;
@@ -199,4 +253,19 @@ fn full(path: &Path, t0: Instant) -> i32 {
     ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
     report.ctrl = Some(ctrl);
     print_report(&report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older_build;
+
+    #[test]
+    fn only_an_older_build_is_retired() {
+        assert!(older_build("0.1.0", "0.2.0"));
+        assert!(older_build("0.9.9", "0.10.0"));
+        assert!(!older_build("0.2.0", "0.1.0"));
+        assert!(!older_build("0.1.0", "0.1.0"));
+        assert!(!older_build("0.1.0-rc1", "0.1.0"));
+        assert!(older_build("weird", "0.1.0"));
+    }
 }

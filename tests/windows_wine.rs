@@ -178,6 +178,13 @@ impl Wine {
             harness.to_str().unwrap(),
             "harness.c",
         ]);
+        // The daemon runs from a copy in its state dir: the shim must be found from there too.
+        std::fs::copy(
+            &dll,
+            w.prefix
+                .join("drive_c/windows/system32/bcryptprimitives.dll"),
+        )
+        .unwrap();
         w
     }
 
@@ -413,16 +420,135 @@ fn windows_under_wine() {
     assert_eq!(started, 1);
     assert_eq!(pids.len(), 1, "ctrls saw different daemons: {pids:?}");
     assert!(latest_eof < 1000);
+    // Where the daemon runs from: a copy in its state dir, so the plugin's .exe can be
+    // replaced while it runs (the running copy itself cannot: sharing violation, as on Windows).
+    let copies = |st: &Path| -> Vec<String> {
+        std::fs::read_dir(st.join("bin"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        w.count("robotmk-daemon.exe"),
-        1,
-        "not exactly one daemon process"
-    );
+    // The daemon runs from its copy in the state dir (see the upgrade below).
+    let daemon_exe = copies(&w.state("race"));
+    assert_eq!(daemon_exe.len(), 1, "{daemon_exe:?}");
+    assert_eq!(w.count(&daemon_exe[0]), 1, "not exactly one daemon process");
     let pid = *pids.iter().next().unwrap();
+    assert!(w.alive(pid));
+
+    // Upgrade: replace the plugin's .exe while the daemon runs.
+    let old = copies(&w.state("race"));
+    assert_eq!(old.len(), 1, "{old:?}");
+    let running_copy = format!("C:\\rmk\\race\\state\\bin\\{}", old[0]);
+    let new_build = w.root.join("bin/new/robotmk-daemon.exe");
+    std::fs::create_dir_all(new_build.parent().unwrap()).unwrap();
+    std::fs::copy(&exe, &new_build).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&new_build)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let harness = "C:\\rmk\\bin\\harness.exe";
+    let new_win = "C:\\rmk\\bin\\new\\robotmk-daemon.exe";
+    let (code, out) = w.run(&[harness, "copy", new_win, &running_copy]);
+    eprintln!(
+        "[upgrade] overwriting the daemon's running copy: {}",
+        out.trim()
+    );
+    assert_ne!(code, 0, "the running copy was overwritten?");
+    let (code, out) = w.run(&[harness, "copy", new_win, "C:\\rmk\\bin\\robotmk-daemon.exe"]);
+    eprintln!(
+        "[upgrade] replacing the plugin's .exe while the daemon runs: {}",
+        out.trim()
+    );
+    assert_eq!(code, 0, "replacing the plugin .exe failed: {out}");
     assert!(w.alive(pid));
     let (_, code, _) = w.daemon_cmd("race-stop", &["--config", &cfg, "stop"]);
     assert_eq!(code, 0);
+    let next = &w.agent("job", 1, "race-next", &["--config", &cfg, "ctrl"])[0];
+    assert_eq!(next.section()["ctrl"]["action"], "started", "{}", next.out);
+    let new = copies(&w.state("race"));
+    eprintln!("[upgrade] daemon copies before {old:?}, after {new:?}");
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_ne!(new, old, "the new build was not copied");
+
+    // A daemon of an older build is asked to stop by the next ctrl and replaced by the one
+    // after it. The old build is simulated by its status (the daemon is idle: no rewrite).
+    let old_pid = next.daemon_pid();
+    let status = w.state("race").join("status.json");
+    let text = std::fs::read_to_string(&status).unwrap();
+    let build = serde_json::from_str::<Value>(&text).unwrap()["daemon"]["build"].clone();
+    let faked = text.replace(&format!("\"build\":{build}"), "\"build\":\"0.0.1\"");
+    assert_ne!(faked, text);
+    std::fs::write(&status, faked).unwrap();
+    let asked = &w.agent("job", 1, "race-old", &["--config", &cfg, "ctrl"])[0];
+    let note = asked.section()["ctrl"]["note"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    eprintln!("[upgrade] ctrl next to a daemon of build 0.0.1: {note}");
+    assert!(note.contains("asked it to stop"), "{}", asked.out);
+    assert!(wait_for(Duration::from_secs(5), || !w.alive(old_pid)));
+    let newer = &w.agent("job", 1, "race-new", &["--config", &cfg, "ctrl"])[0];
+    assert_eq!(
+        newer.section()["ctrl"]["action"],
+        "started",
+        "{}",
+        newer.out
+    );
+    assert_eq!(newer.section()["daemon"]["build"], build);
+    eprintln!(
+        "[upgrade] old daemon {old_pid} gone, new daemon {} of build {build}",
+        newer.daemon_pid()
+    );
+    let (_, code, _) = w.daemon_cmd("race-stop2", &["--config", &cfg, "stop"]);
+    assert_eq!(code, 0);
+
+    // As an agent extension: `start --foreground --run-flag FILE` exits when FILE disappears.
+    let cfg = w.instance("ext", "");
+    let flag = w.root.join("ext/run.flag");
+    std::fs::write(&flag, "").unwrap();
+    let log = std::fs::File::create(w.root.join("ext/foreground.log")).unwrap();
+    let mut ext = w
+        .cmd(&[
+            "60",
+            "wine",
+            "C:\\rmk\\bin\\robotmk-daemon.exe",
+            "--config",
+            &cfg,
+            "start",
+            "--foreground",
+            "--run-flag",
+            "C:\\rmk\\ext\\run.flag",
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let status = w.state("ext").join("status.json");
+    assert!(
+        wait_for(Duration::from_secs(20), || status.exists()),
+        "the extension daemon did not start"
+    );
+    std::fs::remove_file(&flag).unwrap();
+    let t = Instant::now();
+    let exited = wait_for(Duration::from_secs(10), || {
+        ext.try_wait().ok().flatten().is_some()
+    });
+    eprintln!(
+        "[extension] run flag removed: daemon exited after {} ms",
+        t.elapsed().as_millis()
+    );
+    if !exited {
+        let _ = ext.kill();
+    }
+    let _ = ext.wait();
+    assert!(exited, "the extension daemon ignored the removed run flag");
 
     // Runs whose runner starts a grandchild: ended entirely at the timeout, and by stop --now.
     let jobs = "[[job]]\nname = \"short\"\ncommand = ['C:\\rmk\\bin\\harness.exe', \"tree\", \"{run_dir}\", \"600\"]\nevery = \"5s\"\ntimeout = \"2s\"\n\n\

@@ -11,7 +11,7 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::launch;
+pub use platform::{daemon_exe, launch};
 
 /// What a launch did.
 #[derive(Debug, Clone, PartialEq, Eq)]

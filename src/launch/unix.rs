@@ -26,6 +26,12 @@ const PASS_ENV: &[&str] = &[
     "ROBOTMK_DAEMON_LOG",
 ];
 
+/// The executable the daemon runs from: ctrl's own. Replacing a running binary is fine on
+/// Unix (the old inode lives on), so no copy is needed (Windows makes one).
+pub fn daemon_exe(exe: &Path, _state_dir: &Path) -> Result<std::path::PathBuf, String> {
+    Ok(exe.to_path_buf())
+}
+
 fn systemd_is_pid1() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }

@@ -14,12 +14,15 @@
 //! std handles are made non-inheritable first, so the agent reading ctrl's stdout sees EOF as
 //! soon as ctrl exits. If no route leaves the job, the launch fails loudly and names the fix:
 //! run the daemon as an agent extension (`start --run-flag`).
+//!
+//! [`daemon_exe`] gives the daemon a copy of the binary to run from, so that the plugin's .exe
+//! stays replaceable while the daemon runs.
 
 use super::Launched;
 use crate::sys::{handle_start_time, wide, OwnedHandle};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use windows_sys::Win32::Foundation::{
     SetHandleInformation, ERROR_ACCESS_DENIED, HANDLE, HANDLE_FLAG_INHERIT,
 };
@@ -78,6 +81,47 @@ pub fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<Launched
     }
 }
 
+/// The executable the daemon runs from: a copy of ctrl's own in `<state_dir>\bin`, because a
+/// running .exe cannot be overwritten on Windows and a daemon running the plugin's .exe would
+/// block the plugin's update. The copy's name carries the source's version, size and mtime: a
+/// new build gets a new copy, an unchanged one is reused. Older copies are deleted where no
+/// process runs them (deleting a running .exe fails and is left for a later launch).
+pub fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String> {
+    let m = std::fs::metadata(exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let name = format!("robotmk-daemon-{}-{}-{mtime}.exe", crate::BUILD_ID, m.len());
+    let dir = state_dir.join("bin");
+    let dst = dir.join(&name);
+    if !dst.metadata().is_ok_and(|d| d.len() == m.len()) {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+        std::fs::copy(exe, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &dst))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!(
+                    "cannot copy {} to {} to run the daemon from: {e}",
+                    exe.display(),
+                    dst.display()
+                )
+            })?;
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.starts_with("robotmk-daemon-") && n != name {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(dst)
+}
+
 fn launched(route: &'static str, note: Option<String>) -> Launched {
     Launched {
         route,
@@ -116,8 +160,9 @@ fn in_any_job(process: HANDLE) -> bool {
 /// The PIDs in ctrl's own job, where Windows tells (`QueryInformationJobObject(NULL, …)`; Wine
 /// refuses it with error 6). Without it, "outside the job" means "in no job at all".
 fn my_job_pids() -> Option<Vec<u32>> {
-    // Header: two u32 counts, then ULONG_PTR ids.
-    let mut buf = vec![0usize; 2 + 4096];
+    // Header: two u32 counts (8 bytes), then ULONG_PTR ids.
+    let first = 8 / std::mem::size_of::<usize>();
+    let mut buf = vec![0usize; first + 4096];
     // SAFETY: NULL = the caller's job; the buffer is writable and its size is passed.
     let ok = unsafe {
         QueryInformationJobObject(
@@ -134,9 +179,9 @@ fn my_job_pids() -> Option<Vec<u32>> {
     // SAFETY: the buffer starts with JOBOBJECT_BASIC_PROCESS_ID_LIST's two u32 fields.
     let listed = unsafe { *(buf.as_ptr().cast::<u32>().add(1)) } as usize;
     Some(
-        buf[1..]
+        buf[first..]
             .iter()
-            .take(listed.min(buf.len() - 1))
+            .take(listed)
             .map(|&p| p as u32)
             .collect(),
     )

@@ -15,6 +15,7 @@
  * harness tree <dir> <secs>  a runner: writes <dir>\runner.pid, starts
  *                            "harness sleep <dir>\grandchild.pid <secs>", sleeps <secs>
  * harness sleep <file> <secs> writes its PID to <file>, sleeps <secs>
+ * harness copy <from> <to>   CopyFileW over an existing file; exit 0, or the Win32 error
  *
  * Build: x86_64-w64-mingw32-gcc -O2 -municode -o harness.exe harness.c
  */
@@ -241,6 +242,15 @@ int wmain(int argc, wchar_t **argv)
         write_pid(argv[2]);
         Sleep((DWORD)_wtoi(argv[3]) * 1000);
         return 0;
+    }
+    if (argc == 4 && wcscmp(argv[1], L"copy") == 0) {
+        if (CopyFileW(argv[2], argv[3], FALSE)) {
+            wprintf(L"copied\n");
+            return 0;
+        }
+        DWORD e = GetLastError();
+        wprintf(L"error %lu\n", e);
+        return (int)e;
     }
     fwprintf(stderr, L"usage: see harness.c\n");
     return 2;
