@@ -160,12 +160,39 @@ pub struct StopRequest {
     pub requested: chrono::DateTime<chrono::Utc>,
 }
 
-/// Creates `dir` and its parents; the last component gets mode 0700 on Unix.
+/// Creates `dir` and its parents; the last component gets mode 0700 on Unix. For the state
+/// dir itself, which an admin may place behind a symlink (its owner and mode are checked).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     private_dir_builder().recursive(true).create(dir)
+}
+
+/// Creates the folders `rel` below the state dir one level at a time, refusing any level that
+/// is a symlink: a link planted in the state dir must not redirect the daemon's writes.
+pub fn create_state_subdirs(root: &Path, rel: &[&str]) -> io::Result<PathBuf> {
+    let mut dir = root.to_path_buf();
+    for part in rel {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symlink; refusing to write through it (remove it)",
+                        dir.display()
+                    ),
+                ))
+            }
+            Ok(m) if m.is_dir() => {}
+            _ => match private_dir_builder().create(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            },
+        }
+    }
+    Ok(dir)
 }
 
 /// A `DirBuilder` for folders only the owner can enter (0700 on Unix).
@@ -330,6 +357,25 @@ mod tests {
         write_atomic(&p, b"new", Durability::NoSync).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
         assert!(!fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_directory_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        fs::create_dir(st.jobs_dir()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, st.job_dir("j")).unwrap();
+        let e = crate::state::record::allocate_run_dir(&st, "j", chrono::Utc::now()).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "wrote through the link"
+        );
     }
 
     #[test]

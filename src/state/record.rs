@@ -147,7 +147,7 @@ pub fn allocate_run_dir(
     due: DateTime<Utc>,
 ) -> io::Result<(String, PathBuf)> {
     let runs = state.runs_dir(job);
-    super::create_private_dir(&runs)
+    super::create_state_subdirs(&state.root, &["jobs", job, "runs"])
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", runs.display())))?;
     let prefix = run_id_prefix(due);
     for n in 1..10_000 {
@@ -254,8 +254,7 @@ pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io
 /// The daemon and `run-once` may both finish runs of one job; a per-job lock file orders them
 /// so an older result never overwrites a newer one.
 pub fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
-    let dir = state.job_dir(&rec.job);
-    super::create_private_dir(&dir)?;
+    let dir = super::create_state_subdirs(&state.root, &["jobs", &rec.job])?;
     let _guard =
         crate::lock::acquire_within(&dir.join("latest.lock"), std::time::Duration::from_secs(5))?;
     let path = state.latest_file(&rec.job);
