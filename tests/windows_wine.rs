@@ -14,6 +14,8 @@
 //! however the test ends.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -287,17 +289,9 @@ impl Wine {
     }
 }
 
-fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Each look under Wine starts a Wine process: poll every 100 ms, not every 10 ms.
+fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    common::wait_for_every(timeout, Duration::from_millis(100), cond)
 }
 
 /// Run folders of `job` with their parsed record.

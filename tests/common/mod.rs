@@ -25,7 +25,13 @@ fn become_subreaper() {
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    wait_for_every(timeout, Duration::from_millis(10), cond)
+}
+
+/// Polls `cond` every `every` until it holds or `timeout` passes (a slower poll where each
+/// look is expensive, as under Wine); returns whether it held.
+pub fn wait_for_every(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -34,7 +40,7 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(every);
     }
 }
 
