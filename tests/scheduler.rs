@@ -441,3 +441,57 @@ fn catch_up_once_runs_a_missed_slot_soon_after_start_and_skip_does_not() {
     std::thread::sleep(Duration::from_millis(500)); // "skip" must stay at one record: absence
     assert_eq!(inst.finished_records("skip").len(), 1);
 }
+
+#[test]
+fn a_run_spawned_but_not_journalled_is_found_and_bounded() {
+    use std::os::unix::process::CommandExt;
+    // As if the previous daemon died between the spawn and journalling the PID: a journal
+    // without PID, and a runner (in its own group) carrying the run folder in its environment.
+    let job =
+        "[[job]]\nname = \"j\"\ncommand = [\"sleep\", \"60\"]\nevery = \"1h\"\ntimeout = \"2s\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    let due = Utc::now() - chrono::Duration::seconds(1);
+    let id = format!("{}-1", due.format("%Y%m%dT%H%M%SZ"));
+    let run_dir = inst.state.join("jobs/j/runs").join(&id);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let journal = serde_json::json!({
+        "version": 1, "job": "j", "run_id": id, "due": due.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "trigger": "schedule", "run_dir": run_dir, "timeout_s": 2.0
+    });
+    std::fs::write(run_dir.join("record.json"), journal.to_string()).unwrap();
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("60")
+        .env("ROBOTMK_RUN_DIR", &run_dir)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let opid = orphan.id();
+    inst.ctrl_json();
+    let ended = wait_for(Duration::from_secs(8), || {
+        matches!(orphan.try_wait(), Ok(Some(_)))
+    });
+    if !ended {
+        let _ = orphan.kill();
+    }
+    let _ = orphan.wait();
+    assert!(
+        ended,
+        "the unjournalled runner {opid} outlived its timeout: {}",
+        inst.log()
+    );
+    assert!(inst.log().contains("did not journal"), "{}", inst.log());
+    let find = || {
+        inst.finished_records("j")
+            .into_iter()
+            .find(|r| r["run_id"] == id.as_str())
+    };
+    // The daemon sees an adopted run end at its next once-a-second look.
+    assert!(
+        wait_for(Duration::from_secs(3), || find().is_some()),
+        "{:?}",
+        inst.records("j")
+    );
+    let rec = find().unwrap();
+    assert_eq!(rec["outcome"], "timeout", "{rec}");
+    assert_eq!(rec["pid"].as_u64(), Some(opid as u64));
+}

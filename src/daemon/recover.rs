@@ -17,6 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+/// True once the run's due time has come (a folder prepared for a later one never ran).
+fn due_passed(rec: &RunRecord) -> bool {
+    rec.due <= Utc::now()
+}
+
 /// Per job: (latest due time found on disk, latest finished result).
 pub type Recovered = HashMap<String, (Option<DateTime<Utc>>, Option<RunRecord>)>;
 
@@ -103,6 +108,33 @@ impl Daemon {
             }
             return false;
         }
+        let mut rec = rec;
+        if rec.pid.is_none() && due_passed(&rec) {
+            // Spawned, maybe, but the PID never reached the journal: look for the runner.
+            let run_dir = rec.run_dir.display().to_string();
+            if let Some((pgid, start)) = crate::sys::find_run_by_env("ROBOTMK_RUN_DIR", &run_dir) {
+                info!(job, run_id = %rec.run_id, pgid, "found a run the previous daemon started but did not journal");
+                rec.pid = Some(pgid);
+                rec.pid_start = start;
+                // It started at its due time (runs are prepared ahead): bound it from there.
+                let timeout = Duration::from_secs_f64(rec.timeout_s.max(0.0));
+                let elapsed = (Utc::now() - rec.due).to_std().unwrap_or_default();
+                rec.started = Some(rec.due);
+                rec.note = Some("the previous daemon died right after starting this run; it was found by its run folder".into());
+                self.active.insert(
+                    pgid,
+                    ActiveRun {
+                        pgid,
+                        deadline: Instant::now() + timeout.saturating_sub(elapsed),
+                        kill_at: None,
+                        ended_by: None,
+                        adopted: true,
+                        record: rec,
+                    },
+                );
+                return true;
+            }
+        }
         let alive = rec.pid.is_some_and(|pid| {
             rec.pid_start.is_some()
                 && crate::sys::ProcessId {
@@ -137,7 +169,6 @@ impl Daemon {
         } else {
             "the daemon died while this run was in flight and the runner is gone; its end was not observed"
         };
-        let mut rec = rec;
         rec.note = Some(note.into());
         info!(job, run_id = %rec.run_id, "recording a run the previous daemon left in flight as interrupted");
         self.finish_recovered(rec, Outcome::Interrupted);

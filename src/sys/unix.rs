@@ -94,3 +94,37 @@ pub fn forward_control_signals(
         })?;
     Ok(())
 }
+
+/// The process group of a runner whose environment holds `key=value` (its ROBOTMK_RUN_DIR),
+/// with the leader's start time: finds a run the previous daemon spawned but died before
+/// journalling its PID. A `/proc` scan, done only in that rare case at start-up.
+pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
+    let needle = format!("{key}={value}");
+    let mut found: Option<(u32, Option<u64>)> = None;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let Some(pgid) = fields.get(2).and_then(|g| g.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pgid == pid {
+            return Some((pid, process_start_time(pid)));
+        }
+        found.get_or_insert((pgid, None));
+    }
+    found
+}

@@ -217,3 +217,9 @@ pub fn forward_control_signals(
         })?;
     Ok(())
 }
+
+/// Finding a run by its environment is not implemented on Windows: a run the previous daemon
+/// started but never journalled is recorded `interrupted` (docs/WINDOWS.md).
+pub fn find_run_by_env(_key: &str, _value: &str) -> Option<(u32, Option<u64>)> {
+    None
+}
