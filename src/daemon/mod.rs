@@ -509,9 +509,12 @@ impl Daemon {
 
     fn build_status(&self) -> Status {
         let now = Utc::now();
+        // In config order, as ctrl shows them when it parses the config itself.
         let jobs = self
+            .cfg
             .jobs
-            .values()
+            .iter()
+            .filter_map(|j| self.jobs.get(&j.name))
             .map(|js| {
                 let mut running: Vec<RunningRun> = js
                     .running
