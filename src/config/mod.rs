@@ -785,7 +785,8 @@ cron = "0 3 * * *"
     fn good_config_resolves_with_defaults() {
         let c = p(GOOD).unwrap();
         assert_eq!(c.daemon.instance, "system");
-        assert_eq!(c.daemon.state_dir, PathBuf::from("/tmp/x"));
+        // absolute(): on Windows "/tmp/x" resolves against the current drive.
+        assert_eq!(c.daemon.state_dir, absolute(Path::new("/tmp/x")));
         assert_eq!(c.daemon.heartbeat_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.daemon.max_parallel, 2);
         assert_eq!(c.daemon.keep_runs, 20);
@@ -850,7 +851,8 @@ cron = "0 3 * * *"
         assert_eq!(cmd[0], "robot");
         assert!(cmd.windows(2).any(|w| w == ["--outputdir", "{run_dir}"]));
         assert!(cmd.windows(2).any(|w| w == ["--variable", "HOST:x"]));
-        assert_eq!(cmd.last().unwrap(), "/etc/suites/a.robot");
+        let suite = absolute(Path::new("/etc/suites/a.robot"));
+        assert_eq!(cmd.last().unwrap(), &suite.display().to_string());
         assert!(c.jobs[0].robot);
     }
 
