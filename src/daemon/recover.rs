@@ -117,21 +117,9 @@ impl Daemon {
                 rec.pid = Some(pgid);
                 rec.pid_start = start;
                 // It started at its due time (runs are prepared ahead): bound it from there.
-                let timeout = Duration::from_secs_f64(rec.timeout_s.max(0.0));
-                let elapsed = (Utc::now() - rec.due).to_std().unwrap_or_default();
                 rec.started = Some(rec.due);
                 rec.note = Some("the previous daemon died right after starting this run; it was found by its run folder".into());
-                self.active.insert(
-                    pgid,
-                    ActiveRun {
-                        pgid,
-                        deadline: Instant::now() + timeout.saturating_sub(elapsed),
-                        kill_at: None,
-                        ended_by: None,
-                        adopted: true,
-                        record: rec,
-                    },
-                );
+                self.adopt(rec, pgid);
                 return true;
             }
         }
@@ -145,23 +133,8 @@ impl Daemon {
         });
         if alive {
             let pid = rec.pid.unwrap_or_default();
-            let timeout = Duration::from_secs_f64(rec.timeout_s.max(0.0));
-            let elapsed = rec
-                .started
-                .and_then(|s| (Utc::now() - s).to_std().ok())
-                .unwrap_or_default();
             info!(job, run_id = %rec.run_id, pid, "adopting a run still in flight from the previous daemon");
-            self.active.insert(
-                pid,
-                ActiveRun {
-                    pgid: pid,
-                    deadline: Instant::now() + timeout.saturating_sub(elapsed),
-                    kill_at: None,
-                    ended_by: None,
-                    adopted: true,
-                    record: rec,
-                },
-            );
+            self.adopt(rec, pid);
             return true;
         }
         let note = if rec.pid.is_none() {
@@ -173,6 +146,26 @@ impl Daemon {
         info!(job, run_id = %rec.run_id, "recording a run the previous daemon left in flight as interrupted");
         self.finish_recovered(rec, Outcome::Interrupted);
         true
+    }
+
+    /// Watches a run the previous daemon left running; its timeout counts from its start.
+    fn adopt(&mut self, rec: RunRecord, pgid: u32) {
+        let timeout = Duration::from_secs_f64(rec.timeout_s.max(0.0));
+        let elapsed = rec
+            .started
+            .and_then(|s| (Utc::now() - s).to_std().ok())
+            .unwrap_or_default();
+        self.active.insert(
+            pgid,
+            ActiveRun {
+                pgid,
+                deadline: Instant::now() + timeout.saturating_sub(elapsed),
+                kill_at: None,
+                ended_by: None,
+                adopted: true,
+                record: rec,
+            },
+        );
     }
 
     fn recovered_orphan_folder(&mut self, job: &str, id: &str, dir: &Path, note: String) {
