@@ -1,0 +1,248 @@
+//! One `[[job]]` table: its raw form, the `kind = "robot"` shorthand, and every rule a job
+//! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
+
+use super::duration::Dur;
+use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap};
+use crate::schedule::{self, Schedule};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The kind of runner a job describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Command,
+    Robot,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJob {
+    name: Spanned<String>,
+    kind: Option<Kind>,
+    command: Option<Spanned<Vec<String>>>,
+    suite: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    robot_args: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    robot: Option<PathBuf>,
+    python: Option<PathBuf>,
+    every: Option<Spanned<Dur>>,
+    offset: Option<Spanned<Dur>>,
+    cron: Option<Spanned<String>>,
+    timeout: Option<Spanned<Dur>>,
+    overlap: Option<Overlap>,
+    catch_up: Option<CatchUp>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    working_dir: Option<PathBuf>,
+}
+
+/// Resolves and validates the `index`th job.
+pub(super) fn resolve(
+    loc: &Locator,
+    index: usize,
+    raw: Spanned<RawJob>,
+    base: &Path,
+) -> Result<Job, ConfigError> {
+    let job_start = raw.span().start;
+    let raw = raw.into_inner();
+    let field = |f: &str| Some(format!("job[{index}].{f}"));
+    let name = raw.name.get_ref().clone();
+    check_name(&name).map_err(|m| loc.at(raw.name.span().start, field("name"), m))?;
+    let named = |m: String| format!("job {name:?}: {m}");
+
+    let schedule = match (&raw.every, &raw.cron) {
+        (Some(_), Some(c)) => {
+            return Err(loc.at(
+                c.span().start,
+                field("cron"),
+                named("set either `every` or `cron`, not both".into()),
+            ))
+        }
+        (None, None) => {
+            return Err(loc.at(
+                job_start,
+                field("every"),
+                named("needs a schedule: `every = \"5m\"` or `cron = \"*/5 * * * *\"`".into()),
+            ))
+        }
+        (Some(every), None) => {
+            let interval = every.get_ref().0;
+            if interval < Duration::from_secs(1) {
+                return Err(loc.at(
+                    every.span().start,
+                    field("every"),
+                    named("must be at least 1s".into()),
+                ));
+            }
+            if interval.subsec_millis() != 0 {
+                return Err(loc.at(
+                    every.span().start,
+                    field("every"),
+                    named("must be whole seconds".into()),
+                ));
+            }
+            let offset = raw
+                .offset
+                .as_ref()
+                .map_or(Duration::ZERO, |o| o.get_ref().0);
+            if offset >= interval {
+                let at = raw
+                    .offset
+                    .as_ref()
+                    .map_or(every.span().start, |o| o.span().start);
+                return Err(loc.at(
+                    at,
+                    field("offset"),
+                    named("must be shorter than `every`".into()),
+                ));
+            }
+            Schedule::Every { interval, offset }
+        }
+        (None, Some(c)) => {
+            if let Some(o) = &raw.offset {
+                return Err(loc.at(
+                    o.span().start,
+                    field("offset"),
+                    named("`offset` only applies to `every` schedules".into()),
+                ));
+            }
+            let cron = schedule::parse_cron(c.get_ref())
+                .map_err(|m| loc.at(c.span().start, field("cron"), named(m)))?;
+            Schedule::Cron {
+                text: c.get_ref().trim().to_string(),
+                cron: Box::new(cron),
+            }
+        }
+    };
+
+    let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
+        Kind::Robot
+    } else {
+        Kind::Command
+    });
+    let command = match kind {
+        Kind::Command => {
+            let Some(cmd) = raw.command else {
+                return Err(loc.at(
+                    job_start,
+                    field("command"),
+                    named("needs `command = [\"program\", \"arg\", …]` (or `kind = \"robot\"` with `suite`)".into()),
+                ));
+            };
+            if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() {
+                return Err(loc.at(
+                    cmd.span().start,
+                    field("command"),
+                    named("must name a program as its first element".into()),
+                ));
+            }
+            for (f, present) in [
+                ("suite", raw.suite.is_some()),
+                ("robot_args", !raw.robot_args.is_empty()),
+                ("variables", !raw.variables.is_empty()),
+                ("robot", raw.robot.is_some()),
+                ("python", raw.python.is_some()),
+            ] {
+                if present {
+                    return Err(loc.at(
+                        cmd.span().start,
+                        field(f),
+                        named(format!("`{f}` only applies to `kind = \"robot\"` jobs")),
+                    ));
+                }
+            }
+            cmd.into_inner()
+        }
+        Kind::Robot => {
+            if let Some(cmd) = &raw.command {
+                return Err(loc.at(
+                    cmd.span().start,
+                    field("command"),
+                    named(
+                        "a `kind = \"robot\"` job builds its command from `suite`; drop `command`"
+                            .into(),
+                    ),
+                ));
+            }
+            let Some(suite) = raw.suite else {
+                return Err(loc.at(
+                    job_start,
+                    field("suite"),
+                    named("a `kind = \"robot\"` job needs `suite = \"/path/to/suite\"`".into()),
+                ));
+            };
+            if raw.robot.is_some() && raw.python.is_some() {
+                return Err(loc.at(
+                    suite.span().start,
+                    field("python"),
+                    named("set either `robot` or `python`, not both".into()),
+                ));
+            }
+            // A bare name is looked up on PATH; a path is relative to the config file.
+            let exe = |p: &PathBuf| {
+                if p.components().count() > 1 {
+                    absolute(&base.join(p)).display().to_string()
+                } else {
+                    p.display().to_string()
+                }
+            };
+            let mut cmd: Vec<String> = match (&raw.python, &raw.robot) {
+                (Some(py), _) => vec![exe(py), "-m".into(), "robot".into()],
+                (None, Some(r)) => vec![exe(r)],
+                (None, None) => vec!["robot".into()],
+            };
+            cmd.extend(["--outputdir".into(), "{run_dir}".into()]);
+            // Console colours and markers only clutter the captured stdout.
+            cmd.extend(["--consolecolors".into(), "off".into()]);
+            for (k, v) in &raw.variables {
+                cmd.push("--variable".into());
+                cmd.push(format!("{k}:{v}"));
+            }
+            cmd.extend(raw.robot_args.iter().cloned());
+            cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
+            cmd
+        }
+    };
+
+    let timeout = match &raw.timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            return Err(loc.at(
+                t.span().start,
+                field("timeout"),
+                named("must be longer than 0".into()),
+            ))
+        }
+        Some(t) => t.get_ref().0,
+        // Without a timeout a hanging runner would block its job forever; the interval is the
+        // natural bound since a run longer than it is already late for the next one.
+        None => schedule.nominal_interval(chrono::Utc::now()),
+    };
+
+    for key in raw.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(loc.at(
+                job_start,
+                field("env"),
+                named(format!("invalid environment variable name {key:?}")),
+            ));
+        }
+    }
+
+    Ok(Job {
+        name,
+        command,
+        robot: kind == Kind::Robot,
+        schedule,
+        timeout,
+        overlap: raw.overlap.unwrap_or(Overlap::Skip),
+        catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
+        env: raw.env,
+        working_dir: raw.working_dir.map(|w| absolute(&base.join(w))),
+    })
+}
