@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// How long a ctrl waits for another ctrl's launch, or for its own daemon to take the lock.
 const START_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a launch counts as in progress (the `starting` marker): past this the daemon is
+/// taken to have died while starting, and the next ctrl launches again.
+const LAUNCH_GRACE: Duration = Duration::from_secs(30);
 
 /// What [`ensure_daemon`] found or did.
 #[derive(Debug)]
@@ -55,6 +58,16 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
             note: None,
         });
     }
+    if let Some(age) = launch_in_progress(st) {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: Some(format!(
+                "a daemon launched {:.1}s ago is still starting",
+                age.as_secs_f64()
+            )),
+        });
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
     let exe = launch::daemon_exe(&exe, &cfg.daemon.state_dir)?;
     let args: Vec<OsString> = vec![
@@ -63,6 +76,10 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
         "daemon".into(),
     ];
     let launch_time = chrono::Utc::now();
+    // Written before the launch: a ctrl that finds start.lock free next must not launch again
+    // while this daemon is still coming up.
+    std::fs::write(st.starting_file(), b"")
+        .map_err(|e| format!("cannot write {}: {e}", st.starting_file().display()))?;
     let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
     let deadline = Instant::now() + START_PATIENCE;
     let mut note = launched.note.clone();
@@ -99,6 +116,18 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
         route: Some(launched.route),
         note,
     })
+}
+
+/// How long ago a launch that has not reached its lock yet began, if within the grace time.
+fn launch_in_progress(st: &StateDir) -> Option<Duration> {
+    let m = std::fs::metadata(st.starting_file())
+        .ok()?
+        .modified()
+        .ok()?;
+    let age = std::time::SystemTime::now()
+        .duration_since(m)
+        .unwrap_or_default();
+    (age < LAUNCH_GRACE).then_some(age)
 }
 
 /// Upgrades: a running daemon of an older build is asked to stop politely (no new runs; it

@@ -389,3 +389,38 @@ fn daemons_started_at_once_leave_one_and_the_losers_say_why() {
         inst.log()
     );
 }
+
+#[test]
+fn a_daemon_slow_to_start_is_not_launched_twice() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    std::fs::create_dir_all(&inst.state).unwrap();
+    // As left by a ctrl whose daemon is still coming up (past ctrl's own 3 s wait).
+    let marker = inst.state.join("starting");
+    std::fs::write(&marker, b"").unwrap();
+    let j = inst.ctrl_json();
+    assert_eq!(j["ctrl"]["action"], "running", "{j}");
+    assert!(
+        j["ctrl"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("still starting"),
+        "{j}"
+    );
+    assert!(
+        inst.daemon_processes().is_empty(),
+        "launched a second daemon"
+    );
+    // A launch that never reached its lock expires: the next ctrl launches again.
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    assert!(
+        !marker.exists(),
+        "the daemon removes the marker once it holds its lock"
+    );
+}

@@ -150,6 +150,8 @@ pub fn run(opts: Options) -> i32 {
             return 1;
         }
     };
+    // The launch this daemon came from is over: ctrls may launch again if it dies.
+    let _ = std::fs::remove_file(st.starting_file());
     match crate::logging::RotatingLog::open(
         &st.log_file(),
         cfg.daemon.log_max_bytes,

@@ -5,6 +5,7 @@
 //!   daemon.lock                held (OS file lock) by the daemon for its whole life
 //!   start.lock                 held briefly by a ctrl that launches a daemon, so 50 racing
 //!                              ctrls launch one daemon, not 50
+//!   starting                   from a launch until the new daemon holds its lock
 //!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
 //!   stop-request               written by `stop`, read and removed by the daemon
 //!   status.json                daemon + per-job summary, written only by the daemon
@@ -40,6 +41,11 @@ impl StateDir {
     }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("daemon.lock")
+    }
+    /// Left by the ctrl that launched a daemon until that daemon holds its lock: a daemon slow
+    /// to come up (a cold binary, a virus scanner) is not launched a second time.
+    pub fn starting_file(&self) -> PathBuf {
+        self.root.join("starting")
     }
     pub fn start_lock_file(&self) -> PathBuf {
         self.root.join("start.lock")
