@@ -38,23 +38,7 @@ fn open(path: &Path) -> io::Result<File> {
 
 /// Takes the exclusive lock, retrying briefly; `Ok(None)` if another process holds it.
 pub fn acquire(path: &Path) -> io::Result<Option<InstanceLock>> {
-    let file = open(path)?;
-    let deadline = Instant::now() + ACQUIRE_PATIENCE;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(InstanceLock { _file: file })),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot lock {}: {e}", path.display()),
-                ))
-            }
-        }
-    }
+    acquire_within(path, ACQUIRE_PATIENCE)
 }
 
 /// True if some process holds the exclusive lock (a daemon is running).
@@ -73,7 +57,8 @@ pub fn is_held(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// A short-lived exclusive lock (ctrl's `start.lock`), polled until `patience` runs out.
+/// Takes an exclusive lock, polled until `patience` runs out; `Ok(None)` if another process
+/// holds it all that time.
 pub fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<InstanceLock>> {
     let file = open(path)?;
     let deadline = Instant::now() + patience;
@@ -84,7 +69,12 @@ pub fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<Inst
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => return Err(e),
+            Err(TryLockError::Error(e)) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot lock {}: {e}", path.display()),
+                ))
+            }
         }
     }
 }
