@@ -15,18 +15,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::{info, warn};
 
-/// Identity of the config file's content as far as a cheap `stat` tells.
-type Stamp = Option<String>;
-
 pub struct Control {
     hb_mtime: Option<SystemTime>,
     hb_seen: Instant,
-    config_stamp: Stamp,
     run_flag: Option<PathBuf>,
 }
 
 impl Control {
-    pub fn new(cfg: &Config, st: &StateDir, run_flag: Option<PathBuf>) -> Control {
+    pub fn new(st: &StateDir, run_flag: Option<PathBuf>) -> Control {
         // A manual `start` has no ctrl before it: count the start as a beat.
         if st.heartbeat_mtime().is_none() {
             let _ = st.touch_heartbeat();
@@ -36,16 +32,8 @@ impl Control {
         Control {
             hb_mtime: st.heartbeat_mtime(),
             hb_seen: Instant::now(),
-            config_stamp: config::stamp(&cfg.path),
             run_flag,
         }
-    }
-}
-
-impl Control {
-    /// The stamp taken before the daemon's first read of its config.
-    pub fn set_config_stamp(&mut self, stamp: Stamp) {
-        self.config_stamp = stamp;
     }
 }
 
@@ -125,11 +113,12 @@ impl Daemon {
     /// Re-reads the config when it changed (or when `force`d by SIGHUP). An invalid edit keeps
     /// the running config and shows the error in the status.
     pub(super) fn reload_config(&mut self, force: bool) {
+        // The stamp the daemon publishes is also the one it compares with: taken before each
+        // read, so an edit during a read shows as a newer stamp next time.
         let now_stamp = config::stamp(&self.cfg.path);
-        if !force && now_stamp == self.control.config_stamp {
+        if !force && now_stamp == self.info.config_stamp {
             return;
         }
-        self.control.config_stamp = now_stamp.clone();
         self.info.config_stamp = now_stamp;
         self.dirty = true;
         let new = match config::load(&self.cfg.path) {

@@ -167,12 +167,8 @@ pub fn run(opts: Options) -> i32 {
             st.alert_file().display()
         );
     }
-    let code = match Daemon::new(cfg, st, &opts) {
-        Ok(mut d) => {
-            d.info.config_stamp = stamp;
-            d.control.set_config_stamp(d.info.config_stamp.clone());
-            d.run_loop()
-        }
+    let code = match Daemon::new(cfg, st, &opts, stamp) {
+        Ok(mut d) => d.run_loop(),
         Err(e) => {
             error!("daemon cannot start: {e}");
             eprintln!("robotmk-daemon: {e}");
@@ -186,7 +182,13 @@ pub fn run(opts: Options) -> i32 {
 }
 
 impl Daemon {
-    fn new(cfg: Config, state: StateDir, opts: &Options) -> Result<Daemon, String> {
+    /// `config_stamp`: the config file's stamp, taken before it was read.
+    fn new(
+        cfg: Config,
+        state: StateDir,
+        opts: &Options,
+        config_stamp: Option<String>,
+    ) -> Result<Daemon, String> {
         let (tx, rx) = mpsc::channel();
         let me = sys::ProcessId::current();
         let info = DaemonInfo {
@@ -195,7 +197,7 @@ impl Daemon {
             started: Utc::now(),
             build: crate::BUILD_ID.to_string(),
             config: cfg.path.clone(),
-            config_stamp: None,
+            config_stamp,
             route: opts.route.clone(),
             phase: "running".into(),
             reason: None,
@@ -203,7 +205,7 @@ impl Daemon {
             state_error: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
         };
-        let control = control::Control::new(&cfg, &state, opts.run_flag.clone());
+        let control = control::Control::new(&state, opts.run_flag.clone());
         let mut d = Daemon {
             cfg,
             state,
