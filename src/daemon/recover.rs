@@ -172,25 +172,15 @@ impl Daemon {
         let Some(due) = record::due_of_run_id(id) else {
             return;
         };
-        let rec = RunRecord {
-            version: RECORD_VERSION,
-            job: job.to_string(),
-            run_id: id.to_string(),
+        let mut rec = RunRecord::journal(
+            job,
+            id.to_string(),
+            dir.to_path_buf(),
             due,
-            trigger: Trigger::Schedule,
-            started: None,
-            finished: None,
-            duration_s: None,
-            exit_code: None,
-            signal: None,
-            outcome: None,
-            run_dir: dir.to_path_buf(),
-            pid: None,
-            pid_start: None,
-            timeout_s: 0.0,
-            note: Some(note),
-            tests: None,
-        };
+            Trigger::Schedule,
+            0.0,
+        );
+        rec.note = Some(note);
         self.finish_recovered(rec, Outcome::Interrupted);
     }
 

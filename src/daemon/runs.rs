@@ -5,9 +5,7 @@ use super::{Daemon, Event};
 use crate::config::Job;
 use crate::run::{self, ExitInfo, RunSpec};
 use crate::state::private_file_options;
-use crate::state::record::{
-    self, Outcome, RunRecord, Trigger, RECORD_VERSION, STDERR_FILE, STDOUT_FILE,
-};
+use crate::state::record::{self, Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,32 +42,14 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// A fresh, not yet finished record for a run of `job` due at `due`.
-pub(crate) fn new_record(
+fn new_record(
     job: &Job,
     run_id: String,
     run_dir: std::path::PathBuf,
     due: DateTime<Utc>,
     trigger: Trigger,
 ) -> RunRecord {
-    RunRecord {
-        version: RECORD_VERSION,
-        job: job.name.clone(),
-        run_id,
-        due,
-        trigger,
-        started: None,
-        finished: None,
-        duration_s: None,
-        exit_code: None,
-        signal: None,
-        outcome: None,
-        run_dir,
-        pid: None,
-        pid_start: None,
-        timeout_s: secs(job.timeout),
-        note: None,
-        tests: None,
-    }
+    RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout))
 }
 
 /// Why a run could not be prepared.

@@ -113,6 +113,36 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A journal entry: a run of `job` due at `due`, not started yet.
+    pub fn journal(
+        job: &str,
+        run_id: String,
+        run_dir: PathBuf,
+        due: DateTime<Utc>,
+        trigger: Trigger,
+        timeout_s: f64,
+    ) -> RunRecord {
+        RunRecord {
+            version: RECORD_VERSION,
+            job: job.to_string(),
+            run_id,
+            due,
+            trigger,
+            started: None,
+            finished: None,
+            duration_s: None,
+            exit_code: None,
+            signal: None,
+            outcome: None,
+            run_dir,
+            pid: None,
+            pid_start: None,
+            timeout_s,
+            note: None,
+            tests: None,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.outcome.is_some()
     }
