@@ -115,6 +115,9 @@ fn robot_suites_scheduled_by_the_daemon_show_up_as_local_checks() {
     );
     assert_eq!(json["ctrl"]["action"], "running");
     let jobs = json["jobs"].as_array().unwrap();
+    // In config order (the daemon's status, which this ctrl read, keeps it).
+    let names: Vec<&str> = jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pass", "fail", "slow", "never"]);
     let pass = jobs.iter().find(|j| j["name"] == "pass").unwrap();
     assert_eq!(pass["last"]["outcome"], "success");
     assert_eq!(pass["last"]["exit_code"], 0);
