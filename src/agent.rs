@@ -15,22 +15,37 @@ use std::fmt::Write as _;
 pub const SECTION_HEADER: &str = "<<<robotmk_daemon:sep(0)>>>";
 pub const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
 
+/// The most the JSON section may carry. Every string in it is already capped
+/// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
+pub const MAX_SECTION: usize = 16 * 1024 * 1024;
+
 /// Both sections, ready to print.
 pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
     out.push('\n');
-    out.push_str(
-        &serde_json::to_string(report)
-            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}")),
-    );
+    let mut json = serde_json::to_string(report)
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}"));
+    let mut jobs = &report.jobs[..];
+    if json.len() > MAX_SECTION {
+        let mut small = report.clone();
+        small.jobs.truncate(MAX_SECTION / 4096);
+        jobs = &report.jobs[..small.jobs.len()];
+        small.config_error = Some(format!(
+            "the section was cut to the first {} of {} jobs (over {MAX_SECTION} bytes)",
+            small.jobs.len(),
+            report.jobs.len()
+        ));
+        json = serde_json::to_string(&small).unwrap_or_default();
+    }
+    out.push_str(&json);
     out.push('\n');
     out.push_str(LOCAL_HEADER);
     out.push('\n');
     let instance = report.instance.as_deref().unwrap_or("unknown");
     out.push_str(&daemon_line(report, instance));
     out.push('\n');
-    for job in &report.jobs {
+    for job in jobs {
         out.push_str(&job_line(job, instance, report.generated));
         out.push('\n');
     }
@@ -62,7 +77,11 @@ fn daemon_line(r: &Report, instance: &str) -> String {
     let (state, text) = if let Some(e) = &r.config_error {
         (2, format!("config error: {e}"))
     } else if let Some(e) = r.ctrl.as_ref().and_then(|c| c.error.as_ref()) {
-        (2, format!("cannot start the daemon: {e}"))
+        if e.starts_with("refusing to run") {
+            (2, e.clone())
+        } else {
+            (2, format!("cannot start the daemon: {e}"))
+        }
     } else if !d.running {
         (2, "daemon not running".to_string())
     } else if let Some(e) = &d.state_error {

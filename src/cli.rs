@@ -127,6 +127,10 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = crate::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
         eprintln!("robotmk-daemon: {e}");
@@ -188,10 +192,23 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
         );
         return 2;
     };
+    // A config or state dir another user could change may name another instance, hold a
+    // forged status (a PID to signal) or links to redirect the stop request: do not act on it.
+    if let Err(e) = crate::security::check_config(path).and_then(|_| crate::security::check_state_dir(&dir)) {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
     let st = StateDir::new(dir);
-    if !lock::is_held(&st.lock_file()).unwrap_or(false) {
-        println!("no daemon running for instance {instance}");
-        return 0;
+    match lock::is_held(&st.lock_file()) {
+        Ok(false) => {
+            println!("no daemon running for instance {instance}");
+            return 0;
+        }
+        Ok(true) => {}
+        Err(e) => {
+            eprintln!("robotmk-daemon: cannot tell whether a daemon runs: {e}");
+            return 1;
+        }
     }
     let req = StopRequest {
         mode: if now { StopMode::Now } else { StopMode::Drain },
@@ -204,11 +221,7 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     // Wake the daemon at once instead of at its next look at the stop file.
     let status: Option<state::status::Status> = state::read_json(&st.status_file()).ok().flatten();
     if let Some(d) = status.map(|s| s.daemon) {
-        let pid = sys::ProcessId {
-            pid: d.pid,
-            start: d.pid_start,
-        };
-        if pid.is_alive() {
+        if sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
             let _ = sys::signal_stop(d.pid);
         }
     }
@@ -239,6 +252,14 @@ fn status(path: &Path, json: bool) -> i32 {
         Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
         Err(_) => config::locate_daemon(path),
     };
+    let trust = crate::security::check_config(path).and_then(|_| match &located {
+        Some((_, dir)) => crate::security::check_state_dir(dir),
+        None => Ok(()),
+    });
+    if let Err(e) = trust {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
     let r = report::build(path.to_path_buf(), (&cfg).into(), located);
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -338,6 +359,10 @@ fn check_config(path: &Path) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = crate::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
     let d = &cfg.daemon;
     println!("config {} is valid", cfg.path.display());
     println!("instance:          {}", d.instance);
@@ -408,6 +433,11 @@ fn run_once(path: &Path, name: &str) -> i32 {
         );
         return 2;
     };
+    // Runs the config's command as this (root) user: the same check as the daemon's.
+    if let Err(e) = crate::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
     sys::set_private_umask();
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure() {

@@ -78,8 +78,8 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
     let launch_time = chrono::Utc::now();
     // Written before the launch: a ctrl that finds start.lock free next must not launch again
     // while this daemon is still coming up.
-    std::fs::write(st.starting_file(), b"")
-        .map_err(|e| format!("cannot write {}: {e}", st.starting_file().display()))?;
+    crate::state::write_atomic(&st.starting_file(), b"", crate::state::Durability::NoSync)
+        .map_err(|e| e.to_string())?;
     let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
     let deadline = Instant::now() + START_PATIENCE;
     let mut note = launched.note.clone();
@@ -120,8 +120,7 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
 
 /// How long ago a launch that has not reached its lock yet began, if within the grace time.
 fn launch_in_progress(st: &StateDir) -> Option<Duration> {
-    let m = std::fs::metadata(st.starting_file())
-        .ok()?
+    let m = crate::state::file::plain_metadata(&st.starting_file())?
         .modified()
         .ok()?;
     let age = std::time::SystemTime::now()
@@ -150,11 +149,9 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
         requested: chrono::Utc::now(),
     };
     let written = crate::state::write_json(&st.stop_file(), &req, crate::state::Durability::NoSync);
-    let pid = crate::sys::ProcessId {
-        pid: d.pid,
-        start: d.pid_start,
-    };
-    if written.is_ok() && pid.is_alive() {
+    // The PID comes from a file: signal it only if that process is this program holding this
+    // instance's lock (the stop request file alone is read by the daemon within a second).
+    if written.is_ok() && crate::sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
         let _ = crate::sys::signal_stop(d.pid);
     }
     Some(match written {
@@ -187,8 +184,11 @@ fn older_build(a: &str, b: &str) -> bool {
 /// instead of parsing every job (most of ctrl's work with 100 jobs). Anything unusual — no
 /// daemon, an edit the daemon has not seen, a config error — takes the full path.
 fn fast_report(path: &Path) -> Option<report::Report> {
+    // Untrusted paths take the full path, which says why and touches nothing.
+    crate::security::check_config(path).ok()?;
     let stamp = config::stamp(path)?;
     let (instance, dir) = config::locate_daemon_quick(path)?;
+    crate::security::check_state_dir(&dir).ok()?;
     let st = StateDir::new(&dir);
     st.touch_heartbeat().ok()?;
     if !lock::is_held(&st.lock_file()).ok()? {
@@ -254,6 +254,24 @@ fn full(path: &Path, t0: Instant) -> i32 {
         error: None,
         duration_ms: 0.0,
     };
+    // A config or state dir that another user could change is not acted on at all: no
+    // heartbeat, no launch, no read of the state dir (whose files that user may have forged).
+    let trust = crate::security::check_config(&path).and_then(|_| match &located {
+        Some((_, dir)) => crate::security::check_state_dir(dir),
+        None => Ok(()),
+    });
+    if let Err(e) = trust {
+        ctrl.action = "error";
+        ctrl.error = Some(e);
+        let mut report = report::build_from(path, (&cfg).into(), None, false, None);
+        if let Some((instance, dir)) = located {
+            report.instance = Some(instance);
+            report.state_dir = Some(dir);
+        }
+        ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        report.ctrl = Some(ctrl);
+        return print_report(&report);
+    }
     if let Some((_, dir)) = &located {
         let st = StateDir::new(dir);
         // The heartbeat is kept even while the config is broken: a typo must not make the

@@ -6,7 +6,7 @@
 //! of a daemon taking the lock, the daemon retries for a short while before concluding that
 //! another daemon owns the instance.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,14 +21,7 @@ pub struct InstanceLock {
 }
 
 fn open(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path).map_err(|e| {
+    crate::state::file::open_or_create(path).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot open lock file {}: {e}", path.display()),

@@ -85,6 +85,66 @@ impl<'a> From<&'a Result<Config, ConfigError>> for ConfigView<'a> {
     }
 }
 
+/// Longest text (an error, a note, a name) passed on to the agent: enough for any real
+/// message, and a file someone filled with megabytes cannot flood the agent's output.
+pub const MAX_TEXT: usize = 1024;
+/// Longest name-like value (job, schedule, run id, suite).
+pub const MAX_NAME: usize = 256;
+
+/// Cuts `s` to at most `max` bytes (at a character boundary), marking the cut.
+pub fn clip(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+}
+
+fn clip_opt(s: &mut Option<String>, max: usize) {
+    if let Some(s) = s {
+        clip(s, max);
+    }
+}
+
+impl Report {
+    /// Applies the length caps to every string that came from a file or the config, so
+    /// what reaches the agent stays small whatever those files hold.
+    pub fn clip(&mut self) {
+        clip_opt(&mut self.instance, MAX_NAME);
+        clip_opt(&mut self.config_error, MAX_TEXT);
+        let d = &mut self.daemon;
+        for s in [&mut d.phase, &mut d.route, &mut d.build] {
+            clip_opt(s, MAX_NAME);
+        }
+        for s in [&mut d.reason, &mut d.config_error, &mut d.state_error] {
+            clip_opt(s, MAX_TEXT);
+        }
+        if let Some(c) = &mut self.ctrl {
+            clip_opt(&mut c.note, MAX_TEXT);
+            clip_opt(&mut c.error, MAX_TEXT);
+        }
+        for j in &mut self.jobs {
+            clip(&mut j.name, MAX_NAME);
+            clip(&mut j.schedule, MAX_NAME);
+            for r in &mut j.running {
+                clip(&mut r.run_id, MAX_NAME);
+            }
+            if let Some(l) = &mut j.last {
+                clip(&mut l.run_id, MAX_NAME);
+                clip_opt(&mut l.note, MAX_TEXT);
+                if let Some(t) = &mut l.tests {
+                    clip_opt(&mut t.suite, MAX_NAME);
+                    clip_opt(&mut t.suite_status, MAX_NAME);
+                }
+            }
+        }
+    }
+}
+
 /// The daemon's `status.json`, if there is a readable one.
 pub fn read_status(st: &StateDir) -> Option<Status> {
     state::read_json(&st.status_file()).ok().flatten()
@@ -128,6 +188,7 @@ pub fn build_from(
         generated: now,
     };
     let Some((_, dir)) = located else {
+        report.clip();
         return report;
     };
     let st = StateDir::new(dir);
@@ -205,5 +266,6 @@ pub fn build_from(
             .collect(),
         _ => known,
     };
+    report.clip();
     report
 }

@@ -55,12 +55,23 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
             "invalid cron expression {text:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
         ));
     }
-    CronParser::builder()
+    let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(text)
-        .map_err(|e| format!("invalid cron expression {text:?}: {e}"))
+        .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
+    // A valid expression may still name a date that never comes (`31 2`: February 31st): the
+    // job would silently never run.
+    if cron
+        .find_next_occurrence(&Local::now(), false)
+        .is_err()
+    {
+        return Err(format!(
+            "cron expression {text:?} never fires (no such date); check the day-of-month and month fields"
+        ));
+    }
+    Ok(cron)
 }
 
 impl Schedule {
@@ -138,6 +149,17 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cron_that_never_fires_is_an_error() {
+        let t = std::time::Instant::now();
+        for never in ["59 23 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+            let e = super::parse_cron(never).unwrap_err();
+            assert!(e.contains("never fires"), "{never}: {e}");
+        }
+        assert!(super::parse_cron("0 0 29 2 *").is_ok(), "leap days come");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -121,6 +121,7 @@ pub(super) fn resolve(
         }
     };
 
+    let mut argument_file = None;
     let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
         Kind::Robot
     } else {
@@ -200,9 +201,17 @@ pub(super) fn resolve(
             cmd.extend(["--outputdir".into(), "{run_dir}".into()]);
             // Console colours and markers only clutter the captured stdout.
             cmd.extend(["--consolecolors".into(), "off".into()]);
-            for (k, v) in &raw.variables {
-                cmd.push("--variable".into());
-                cmd.push(format!("{k}:{v}"));
+            // Variables often hold secrets (passwords): argv is visible to every local user
+            // in `ps`, so they go to a 0600 argument file in the run folder instead.
+            if !raw.variables.is_empty() {
+                let mut text = String::new();
+                for (k, v) in &raw.variables {
+                    variable_line(k, v, &mut text)
+                        .map_err(|m| loc.at(job_start, field("variables"), named(m)))?;
+                }
+                argument_file = Some(text);
+                cmd.push("--argumentfile".into());
+                cmd.push(format!("{{run_dir}}/{}", super::VARIABLES_FILE));
             }
             cmd.extend(raw.robot_args.iter().cloned());
             cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
@@ -244,5 +253,26 @@ pub(super) fn resolve(
         catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
         env: raw.env,
         working_dir: raw.working_dir.map(|w| absolute(&base.join(w))),
+        argument_file,
     })
+}
+
+/// One `--variable NAME:value` line of robot's argument file. Robot reads such a file line
+/// by line and strips each value, so a value with a line break or surrounding spaces could not
+/// arrive as written: that is a config error rather than a silently changed value.
+fn variable_line(name: &str, value: &str, out: &mut String) -> Result<(), String> {
+    if name.is_empty() || name.contains([':', '\n', '\r']) || name.trim() != name {
+        return Err(format!("invalid variable name {name:?}"));
+    }
+    if value.contains(['\n', '\r']) || value.trim() != value {
+        return Err(format!(
+            "variable {name:?}: a value cannot contain line breaks or start or end with spaces (robot's argument file strips them)"
+        ));
+    }
+    out.push_str("--variable ");
+    out.push_str(name);
+    out.push(':');
+    out.push_str(value);
+    out.push('\n');
+    Ok(())
 }

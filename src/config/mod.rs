@@ -21,6 +21,9 @@ use toml::Spanned;
 pub const CONFIG_ENV: &str = "ROBOTMK_DAEMON_CONFIG";
 /// The file name looked up in `$MK_CONFDIR` and the OS config folder.
 pub const CONFIG_FILE_NAME: &str = "robotmk-daemon.toml";
+/// The file in a robot job's run folder that carries its `variables` (robot's
+/// `--argumentfile`), written 0600 when the run is prepared.
+pub const VARIABLES_FILE: &str = "robotmk-variables.args";
 /// Longest accepted job or instance name: names become file and unit names.
 const MAX_NAME_LEN: usize = 64;
 
@@ -118,6 +121,8 @@ pub struct Job {
     pub catch_up: CatchUp,
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
+    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
+    pub argument_file: Option<String>,
 }
 
 impl Job {
@@ -131,6 +136,7 @@ impl Job {
             && self.catch_up == other.catch_up
             && self.env == other.env
             && self.working_dir == other.working_dir
+            && self.argument_file == other.argument_file
     }
 }
 
@@ -168,14 +174,23 @@ const AGENT_VARDIR: &str = "/var/lib/check_mk_agent";
 
 /// The state dir used when the config names none: `$MK_VARDIR/robotmk-daemon/<instance>`, else
 /// the agent's var dir if the agent is installed, else an OS default.
-pub fn default_state_dir(instance: &str) -> PathBuf {
+///
+/// A relative `$MK_VARDIR` is an error: ctrl and the daemon it launches run in different
+/// working directories and would resolve it to different state dirs.
+pub fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
     let base = match std::env::var_os("MK_VARDIR").filter(|p| !p.is_empty()) {
+        Some(v) if !Path::new(&v).is_absolute() => {
+            return Err(format!(
+                "the environment variable MK_VARDIR={:?} is a relative path; set it to an absolute path, or set daemon.state_dir",
+                v
+            ))
+        }
         Some(v) => PathBuf::from(v),
         None if cfg!(windows) => PathBuf::from(r"C:\ProgramData\checkmk\agent\state"),
         None if Path::new(AGENT_VARDIR).is_dir() => PathBuf::from(AGENT_VARDIR),
         None => PathBuf::from("/var/lib"),
     };
-    base.join("robotmk-daemon").join(instance)
+    Ok(base.join("robotmk-daemon").join(instance))
 }
 
 /// Makes `path` absolute and drops `.`/`..` lexically (no symlinks are resolved), so paths in
@@ -204,7 +219,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    use crate::state::file;
+    // Follows a symlink (an admin may link the config), but never blocks on a FIFO and never
+    // reads more than the cap.
+    let bytes = file::read(path, file::cap::CONFIG, file::Links::Follow).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "; pass --config PATH, set ${CONFIG_ENV}, or create it (see examples/ for one to copy)"
@@ -380,7 +398,10 @@ fn resolve_daemon(
             ))
         }
         Some(p) => absolute(&base.join(p)),
-        None => default_state_dir(&instance),
+        None => default_state_dir(&instance).map_err(|m| ConfigError {
+            field: Some("daemon.state_dir".into()),
+            ..plain(loc.path, m)
+        })?,
     };
     let keep_runs = match raw.keep_runs {
         Some(k) if *k.get_ref() == 0 => {
@@ -434,8 +455,10 @@ fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// What a cheap `stat` tells about the config file's content: `<mtime ns>:<size>`. The
-/// daemon records the stamp of the file it validated; ctrl compares it with the file's.
+/// What a cheap `stat` tells about the config file: `<mtime ns>:<size>:<identity>`, where the
+/// identity (inode and ctime on Unix) changes when the file is replaced or re-permissioned,
+/// even by an `mv` that keeps the mtime. The daemon records the stamp of the file it
+/// validated; ctrl compares it with the file's.
 pub fn stamp(path: &Path) -> Option<String> {
     let m = std::fs::metadata(path).ok()?;
     let t = m
@@ -443,13 +466,23 @@ pub fn stamp(path: &Path) -> Option<String> {
         .ok()?
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
-    Some(format!("{}:{}", t.as_nanos(), m.len()))
+    Some(format!(
+        "{}:{}:{}",
+        t.as_nanos(),
+        m.len(),
+        crate::sys::change_stamp(&m)
+    ))
+}
+
+fn read_text(path: &Path) -> Option<String> {
+    use crate::state::file;
+    file::read_string(path, file::cap::CONFIG, file::Links::Follow).ok()
 }
 
 /// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
 /// ctrl's fast path, taken only when the running daemon vouches for the whole file.
 pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = read_text(path)?;
     let section = daemon_section(&text);
     if section.is_empty() {
         return None;
@@ -462,7 +495,7 @@ pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
 /// still find the daemon (and keep its heartbeat) while the admin fixes a typo in a job.
 pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
     let path = absolute(path);
-    let text = std::fs::read_to_string(&path).ok()?;
+    let text = read_text(&path)?;
     let table: toml::Table = toml::from_str(&text)
         .ok()
         .or_else(|| toml::from_str(&daemon_section(&text)).ok())
@@ -484,7 +517,7 @@ fn daemon_location(path: &Path, table: &toml::Table) -> Option<(String, PathBuf)
         .and_then(|s| s.as_str())
     {
         Some(s) if !s.is_empty() => absolute(&base.join(s)),
-        _ => default_state_dir(&instance),
+        _ => default_state_dir(&instance).ok()?,
     };
     Some((instance, state_dir))
 }
@@ -615,7 +648,17 @@ cron = "0 3 * * *"
         let cmd = &c.jobs[0].command;
         assert_eq!(cmd[0], "robot");
         assert!(cmd.windows(2).any(|w| w == ["--outputdir", "{run_dir}"]));
-        assert!(cmd.windows(2).any(|w| w == ["--variable", "HOST:x"]));
+        // Secrets stay off the command line: they are in the 0600 argument file.
+        assert!(!cmd.iter().any(|a| a.contains("HOST")), "{cmd:?}");
+        assert!(cmd
+            .windows(2)
+            .any(|w| w == ["--argumentfile", "{run_dir}/robotmk-variables.args"]));
+        assert_eq!(
+            c.jobs[0].argument_file.as_deref(),
+            Some("--variable HOST:x\n")
+        );
+        let bad = text.replace("\"x\"", "\"a\\nb\"");
+        assert!(p(&bad).unwrap_err().message.contains("line breaks"));
         let suite = absolute(Path::new("/etc/suites/a.robot"));
         assert_eq!(cmd.last().unwrap(), &suite.display().to_string());
         assert!(c.jobs[0].robot);

@@ -19,6 +19,9 @@ pub struct Control {
     hb_mtime: Option<SystemTime>,
     hb_seen: Instant,
     run_flag: Option<PathBuf>,
+    /// Why the config file is not trusted now (another user could change it); reloads wait
+    /// until it is trusted again.
+    untrusted: Option<String>,
 }
 
 impl Control {
@@ -33,12 +36,14 @@ impl Control {
             hb_mtime: st.heartbeat_mtime(),
             hb_seen: Instant::now(),
             run_flag,
+            untrusted: None,
         }
     }
 }
 
 impl Daemon {
     pub(super) fn housekeeping(&mut self) {
+        self.check_state_dir_trust();
         self.check_stop_request();
         self.check_heartbeat();
         if let Some(flag) = &self.control.run_flag {
@@ -51,6 +56,22 @@ impl Daemon {
         self.poll_adopted();
         self.retry_unsaved();
         self.ingest_notifications();
+    }
+
+    /// The state dir was trusted at start; if someone made it (or a directory above it)
+    /// writable for others since, files in it may be replaced by links at any moment, and no
+    /// write there is safe any more. End every run (whole trees) and exit without writing:
+    /// their journals stay, and the next daemon records them as interrupted once the admin
+    /// has fixed the permissions (ctrl refuses to start one before, and says why).
+    fn check_state_dir_trust(&mut self) {
+        let Err(e) = crate::security::check_state_dir(&self.cfg.daemon.state_dir) else {
+            return;
+        };
+        tracing::error!("{e}; ending {} run(s) and exiting", self.active.len());
+        for run in self.active.values() {
+            crate::run::kill_group(run.pgid);
+        }
+        std::process::exit(1);
     }
 
     fn check_heartbeat(&mut self) {
@@ -113,6 +134,20 @@ impl Daemon {
     /// Re-reads the config when it changed (or when `force`d by SIGHUP). An invalid edit keeps
     /// the running config and shows the error in the status.
     pub(super) fn reload_config(&mut self, force: bool) {
+        // A config another user could have written is never read: the running config stays.
+        if let Err(e) = crate::security::check_config(&self.cfg.path) {
+            if self.control.untrusted.as_deref() != Some(e.as_str()) {
+                warn!("config not reloaded, keeping the running config: {e}");
+                self.control.untrusted = Some(e.clone());
+            }
+            if self.info.config_error.as_deref() != Some(e.as_str()) {
+                self.info.config_error = Some(e);
+                self.dirty = true;
+            }
+            return;
+        }
+        // Trusted again: read it whatever its stamp, to clear or replace the error.
+        let force = force || self.control.untrusted.take().is_some();
         // The stamp the daemon publishes is also the one it compares with: taken before each
         // read, so an edit during a read shows as a newer stamp next time.
         let now_stamp = config::stamp(&self.cfg.path);

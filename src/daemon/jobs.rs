@@ -130,6 +130,7 @@ mod tests {
             catch_up,
             env: Default::default(),
             working_dir: None,
+            argument_file: None,
         })
     }
 

@@ -110,8 +110,11 @@ pub fn run(opts: Options) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("robotmk-daemon: config error: {e}");
+            // Logged in the state dir only when nobody else could have planted a link there.
             if let Some((_, dir)) = config::locate_daemon(&opts.config) {
-                if state::create_private_dir(&dir).is_ok() {
+                let trusted = crate::security::check_config(&opts.config)
+                    .and_then(|_| crate::security::check_state_dir(&dir));
+                if trusted.is_ok() && state::create_private_dir(&dir).is_ok() {
                     crate::logging::append_once(
                         &StateDir::new(&dir).log_file(),
                         &format!("daemon not started: config error: {e}"),
@@ -121,14 +124,20 @@ pub fn run(opts: Options) -> i32 {
             return 2;
         }
     };
+    // Refused before anything is created or written: the refusal goes to stderr (and ctrl
+    // reports it), never into a state dir another user controls.
+    if let Err(e) = crate::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure() {
         eprintln!("robotmk-daemon: {e}");
         return 1;
     }
-    if let Err(e) = crate::security::check(&cfg) {
+    // Again now that the state dir exists (it may have been created just now).
+    if let Err(e) = crate::security::check_state_dir(&cfg.daemon.state_dir) {
         eprintln!("robotmk-daemon: {e}");
-        crate::logging::append_once(&st.log_file(), &format!("daemon not started: {e}"));
         return 1;
     }
     let held = match lock::acquire(&st.lock_file()) {

@@ -81,6 +81,11 @@ pub(crate) fn prepare_folder(
     let created = rec.save().and_then(|_| {
         private_file_options().open(run_dir.join(STDOUT_FILE))?;
         private_file_options().open(run_dir.join(STDERR_FILE))?;
+        if let Some(text) = &job.argument_file {
+            use std::io::Write;
+            crate::state::file::create_new(&run_dir.join(crate::config::VARIABLES_FILE))?
+                .write_all(text.as_bytes())?;
+        }
         Ok(())
     });
     if let Err(e) = created {

@@ -20,6 +20,7 @@
 //! Every JSON file is replaced atomically (unique temp file in the same folder, optional
 //! fsync, rename), so a reader sees the old or the new document, never a torn one.
 
+pub mod file;
 pub mod record;
 pub mod status;
 
@@ -92,22 +93,14 @@ impl StateDir {
         })
     }
 
-    /// Refreshes the heartbeat: sets the file's mtime to now (creating it if needed).
+    /// Refreshes the heartbeat: sets the file's mtime to now (creating it, 0600, if needed).
     pub fn touch_heartbeat(&self) -> io::Result<()> {
-        let path = self.heartbeat_file();
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        f.set_modified(SystemTime::now())
+        file::open_or_create(&self.heartbeat_file())?.set_modified(SystemTime::now())
     }
 
-    /// The heartbeat's mtime, if the file exists.
+    /// The heartbeat's mtime, if it is a regular file.
     pub fn heartbeat_mtime(&self) -> Option<SystemTime> {
-        fs::metadata(self.heartbeat_file())
-            .and_then(|m| m.modified())
-            .ok()
+        file::plain_metadata(&self.heartbeat_file())?.modified().ok()
     }
 }
 
@@ -117,14 +110,7 @@ const ALERT_SIZE: usize = 4096;
 /// Reserves the `state-error` file (blank, with its blocks written) while there is space, so a
 /// full disk can still be reported: overwriting written blocks needs no new ones.
 pub fn reserve_alert(st: &StateDir) -> io::Result<()> {
-    let mut o = OpenOptions::new();
-    o.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(st.alert_file())?;
+    let mut f = file::open_or_create(&st.alert_file())?;
     f.write_all(&[b'\n'; ALERT_SIZE])?;
     f.sync_all()
 }
@@ -138,13 +124,17 @@ pub fn write_alert(st: &StateDir, msg: Option<&str>) -> io::Result<()> {
         let n = m.len().min(ALERT_SIZE - 1);
         buf[..n].copy_from_slice(&m[..n]);
     }
-    let mut f = OpenOptions::new().write(true).open(st.alert_file())?;
-    f.write_all(&buf)
+    file::open_write(&st.alert_file())?.write_all(&buf)
 }
 
 /// The message in the `state-error` file, if any.
 pub fn read_alert(st: &StateDir) -> Option<String> {
-    let text = fs::read_to_string(st.alert_file()).ok()?;
+    let text = match file::read_string(&st.alert_file(), ALERT_SIZE as u64, file::Links::Refuse) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        // Not the daemon's reserved file: say so, without passing its content on.
+        Err(e) => return Some(e.to_string()),
+    };
     let t = text.trim();
     (!t.is_empty()).then(|| t.to_string())
 }
@@ -263,9 +253,10 @@ pub fn write_json<T: serde::Serialize>(
     write_atomic(path, &data, durability)
 }
 
-/// Reads and parses a JSON file. `Ok(None)` when it does not exist.
+/// Reads and parses a JSON file in the state dir (see [`file`]: no symlink, no FIFO, at most
+/// [`file::cap::STATUS`] bytes). `Ok(None)` when it does not exist.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
-    match fs::read(path) {
+    match file::read(path, file::cap::STATUS, file::Links::Refuse) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -308,16 +299,9 @@ pub fn private_file_options() -> OpenOptions {
     o
 }
 
-/// Opens (creating) a file for appending, 0600.
+/// Opens (creating) a file for appending, 0600; never through a symlink or into a FIFO.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
+    file::open_append(path)
 }
 
 fn rename_replacing(from: &Path, to: &Path) -> io::Result<()> {

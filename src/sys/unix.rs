@@ -128,3 +128,192 @@ pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
     }
     found
 }
+
+/// Open flags for [`crate::state::file`]: never block (a FIFO opens at once and is then
+/// refused), and refuse a symlink at the last component unless `follow`.
+pub fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    o.custom_flags(libc::O_NONBLOCK | nofollow);
+}
+
+/// True for a regular file (checked on the open descriptor, so nothing can be swapped in
+/// between the check and the use).
+pub fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
+    Ok(f.metadata()?.file_type().is_file())
+}
+
+/// What changes whenever the file is replaced or its owner or mode change: inode and ctime.
+/// (`mv` keeps the mtime; a user cannot set the ctime.)
+pub fn change_stamp(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{}:{}.{}", m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+/// The trust check of [`crate::security`]: `path`, every directory above it and every
+/// symlink on the way (resolved one component at a time, as the kernel does) must belong to
+/// root or to this process's user, and none may be writable by group or others — except a
+/// sticky directory (like `/tmp`) above the target, where only an entry's owner may replace
+/// it. `may_be_missing`: the path (a state dir) need not exist yet; the part that exists is
+/// checked, and what is missing is created by this process, 0700.
+pub fn check_path_trust(
+    path: &std::path::Path,
+    what: &str,
+    may_be_missing: bool,
+) -> Result<(), String> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Component, Path, PathBuf};
+
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let shown = path.display();
+    let refuse = |entry: &Path, why: String, fix: String| {
+        let at = if entry == path {
+            format!("{what} {shown}")
+        } else {
+            format!("{what} {shown}: {}", entry.display())
+        };
+        Err(format!(
+            "refusing to run: {at} {why}; another user could steer the daemon. Fix: {fix}"
+        ))
+    };
+    if !path.is_absolute() {
+        return Err(format!("refusing to run: {what} {shown} is a relative path"));
+    }
+    let parts = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(s.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo: VecDeque<OsString> = parts(path).into();
+    let mut at = PathBuf::from("/");
+    let mut entry = at.clone();
+    let mut links = 0;
+    loop {
+        let last = todo.is_empty();
+        let m = match std::fs::symlink_metadata(&entry) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && may_be_missing => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "{what} {shown}: cannot check {}: {e}",
+                    entry.display()
+                ))
+            }
+        };
+        if m.uid() != 0 && m.uid() != me {
+            return refuse(
+                &entry,
+                format!(
+                    "belongs to uid {}, not to this user (uid {me}) or root",
+                    m.uid()
+                ),
+                format!("chown root {}", entry.display()),
+            );
+        }
+        if m.file_type().is_symlink() {
+            // The link's directory is checked and its owner is trusted; walk on to where it
+            // points, from that directory (`at`), one component at a time.
+            links += 1;
+            if links > 40 {
+                return Err(format!("{what} {shown}: too many levels of symlinks"));
+            }
+            let target = std::fs::read_link(&entry).map_err(|e| {
+                format!("{what} {shown}: cannot read link {}: {e}", entry.display())
+            })?;
+            if target.is_absolute() {
+                at = PathBuf::from("/");
+            }
+            for c in parts(&target).into_iter().rev() {
+                todo.push_front(c);
+            }
+        } else {
+            let mode = m.mode() & 0o7777;
+            let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
+            if mode & 0o022 != 0 && (last || !sticky_dir) {
+                return refuse(
+                    &entry,
+                    format!(
+                        "is writable by group or others (mode {:03o})",
+                        mode & 0o777
+                    ),
+                    format!("chmod go-w {}", entry.display()),
+                );
+            }
+            if !last && !m.is_dir() {
+                return Err(format!(
+                    "{what} {shown}: {} is not a directory",
+                    entry.display()
+                ));
+            }
+            at = entry.clone();
+        }
+        // The next component to look at; `..` climbs from a real (resolved) directory.
+        loop {
+            match todo.pop_front() {
+                None => return Ok(()),
+                Some(c) if c == ".." => {
+                    at.pop();
+                }
+                Some(c) => {
+                    entry = at.join(c);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// True if process `pid` is this program serving this instance: it started at
+/// `start` (PID reuse), runs this program's executable (or an older copy of it, replaced on
+/// disk by an upgrade), and holds the exclusive lock on `lock_file`. A PID read from a file
+/// alone is never signalled.
+pub fn is_instance_daemon(pid: u32, start: Option<u64>, lock_file: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if start.is_none() || process_start_time(pid) != start {
+        return false;
+    }
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let exe = exe.to_string_lossy();
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
+    let mine = std::env::current_exe().ok();
+    let same_name = |a: &std::path::Path| {
+        mine.as_ref()
+            .is_some_and(|m| m == a || m.file_name() == a.file_name())
+    };
+    if !same_name(std::path::Path::new(exe)) {
+        return false;
+    }
+    let Ok(m) = std::fs::symlink_metadata(lock_file) else {
+        return false;
+    };
+    holds_flock(pid, m.ino())
+}
+
+/// Whether `/proc/locks` lists an exclusive flock by `pid` on inode `ino`.
+fn holds_flock(pid: u32, ino: u64) -> bool {
+    let Ok(locks) = crate::state::file::read_string(
+        std::path::Path::new("/proc/locks"),
+        crate::state::file::cap::STATUS,
+        crate::state::file::Links::Refuse,
+    ) else {
+        return false;
+    };
+    // "1: FLOCK  ADVISORY  WRITE 4711 fd:01:1234567 0 EOF"
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 6
+            && f[1] == "FLOCK"
+            && f[3] == "WRITE"
+            && f[4].parse() == Ok(pid)
+            && f[5].rsplit(':').next().and_then(|i| i.parse().ok()) == Some(ino)
+    })
+}
