@@ -77,11 +77,7 @@ fn daemon_line(r: &Report, instance: &str) -> String {
     let (state, text) = if let Some(e) = &r.config_error {
         (2, format!("config error: {e}"))
     } else if let Some(e) = r.ctrl.as_ref().and_then(|c| c.error.as_ref()) {
-        if e.starts_with("refusing to run") {
-            (2, e.clone())
-        } else {
-            (2, format!("cannot start the daemon: {e}"))
-        }
+        (2, e.clone())
     } else if !d.running {
         (2, "daemon not running".to_string())
     } else if let Some(e) = &d.state_error {

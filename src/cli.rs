@@ -194,7 +194,9 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     };
     // A config or state dir another user could change may name another instance, hold a
     // forged status (a PID to signal) or links to redirect the stop request: do not act on it.
-    if let Err(e) = crate::security::check_config(path).and_then(|_| crate::security::check_state_dir(&dir)) {
+    if let Err(e) =
+        crate::security::check_config(path).and_then(|_| crate::security::check_state_dir(&dir))
+    {
         eprintln!("robotmk-daemon: {e}");
         return 1;
     }

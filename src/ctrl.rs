@@ -286,9 +286,13 @@ fn full(path: &Path, t0: Instant) -> i32 {
                     ctrl.route = e.route;
                     ctrl.note = e.note;
                 }
-                Err(e) => {
+                Err(e) if e.starts_with("refusing") => {
                     ctrl.action = "error";
                     ctrl.error = Some(e);
+                }
+                Err(e) => {
+                    ctrl.action = "error";
+                    ctrl.error = Some(format!("cannot start the daemon: {e}"));
                 }
             }
         }

@@ -63,10 +63,7 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
         .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
     // A valid expression may still name a date that never comes (`31 2`: February 31st): the
     // job would silently never run.
-    if cron
-        .find_next_occurrence(&Local::now(), false)
-        .is_err()
-    {
+    if cron.find_next_occurrence(&Local::now(), false).is_err() {
         return Err(format!(
             "cron expression {text:?} never fires (no such date); check the day-of-month and month fields"
         ));
@@ -157,7 +154,11 @@ mod tests {
             assert!(e.contains("never fires"), "{never}: {e}");
         }
         assert!(super::parse_cron("0 0 29 2 *").is_ok(), "leap days come");
-        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     use super::*;

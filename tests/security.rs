@@ -1,28 +1,882 @@
-//! No one else can steer the daemon (issue 6, security): a config or state dir that another
-//! user could write makes the daemon refuse to start, with a message naming the path and fix.
+//! The threat model, as tests (issue 9; docs/SECURITY.md explains it). The daemon runs as
+//! root and runs what its config says; the attacker is a real unprivileged local user,
+//! created by the test (CI runs as root; elsewhere these tests skip with a reason). Each test
+//! is one finding of the attack run: the attacker's move, then what must hold.
+//!
+//! - F1 a config the attacker can replace (their directory, a link they own, a mode opened
+//!   after start) is never loaded, at start or on reload;
+//! - F2 `run-once` applies the same check;
+//! - F3 a state dir the attacker prepared (links, a forged status, a lock they hold) is not
+//!   acted on, and no PID from a file is signalled unverified;
+//! - F4 a state dir whose parent becomes writable, or that is the attacker's symlink, is not
+//!   written to;
+//! - F5 FIFOs planted anywhere never hang ctrl or the daemon;
+//! - F6 nothing unbounded reaches the agent;
+//! - F7 a relative `MK_VARDIR` is an error, not a second state dir;
+//! - F8 robot variables (secrets) never appear in `ps`;
+//! - F9 the heartbeat is private, and a cron expression that never fires is an error.
 #![cfg(unix)]
 
 mod common;
 
 use common::*;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::{chown, lchown, symlink, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const JOB: &str = "[[job]]\nname = \"idle\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+const IDLE_JOB: &str = "[[job]]\nname = \"idle\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
 
-fn chmod(p: &std::path::Path, mode: u32) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The attacker: an unprivileged user of this machine.
+struct Attacker {
+    uid: u32,
+    gid: u32,
+}
+
+const ATTACKER: &str = "rmkd-attacker";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The attacker user, created once per test binary (and kept: other test binaries of the
+/// same run may use it). `None` (skip) where this process is not root.
+fn attacker() -> Option<&'static Attacker> {
+    static A: OnceLock<Option<Attacker>> = OnceLock::new();
+    let a = A.get_or_init(|| {
+        if !is_root() {
+            return None;
+        }
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, ATTACKER]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        if id("-u").is_none() {
+            let out = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    ATTACKER,
+                ])
+                .output()
+                .expect("useradd");
+            assert!(
+                out.status.success() || id("-u").is_some(),
+                "useradd {ATTACKER}: {out:?}"
+            );
+        }
+        Some(Attacker {
+            uid: id("-u")?,
+            gid: id("-g")?,
+        })
+    });
+    if a.is_none() {
+        require_tool(false, "root (to create an unprivileged attacker user)");
+    }
+    a.as_ref()
+}
+
+impl Attacker {
+    /// `sh -c script` as the attacker; panics unless it succeeds.
+    fn sh(&self, script: &str) {
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "attacker's `{script}`: {out:?}");
+    }
+
+    fn owns(&self, p: &Path) {
+        chown(p, Some(self.uid), Some(self.gid)).unwrap();
+    }
+}
+
+/// A playground: the test's temp dir opened up (0755) so the attacker can reach what the
+/// test gives them, plus a config with a daemon table and jobs of the test's choosing.
+fn open_instance(jobs: &str) -> Instance {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", jobs);
+    chmod(inst.dir.path(), 0o755);
+    chmod(&inst.config, 0o644);
+    inst
+}
+
+/// The binary with `config`, the environment cleaned as in [`Instance::cmd`].
+fn bin(config: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--config")
+        .arg(config)
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .env_remove("ROBOTMK_DAEMON_CONFIG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd`, killing it (and failing the test) if it takes longer than `limit`: a hang is
+/// a monitoring blackout, and the agent would kill ctrl the same way.
+fn within(limit: Duration, cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let out = std::thread::spawn(move || {
+        let o = child.wait_with_output();
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        o
+    });
+    if !wait_for(limit, || done.load(std::sync::atomic::Ordering::SeqCst)) {
+        kill9(pid);
+        panic!("{cmd:?} hung for {:?}", t.elapsed());
+    }
+    out.join().unwrap().unwrap()
+}
+
+fn ctrl_at(config: &Path) -> String {
+    let out = within(Duration::from_secs(10), &mut bin(config).arg("ctrl"));
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The daemon line of ctrl's output.
+fn daemon_line(out: &str) -> String {
+    local_lines(out)
+        .into_iter()
+        .find(|l| l.contains(" daemon\""))
+        .unwrap_or_else(|| panic!("no daemon line in {out}"))
+}
+
+/// The daemon's own status file, read directly (the test is root).
+fn status_file(inst: &Instance) -> Option<Value> {
+    serde_json::from_slice(&fs::read(inst.state.join("status.json")).ok()?).ok()
+}
+
+/// A process the attacker would like root to kill; ended by PID when the test ends.
+struct Victim(Child);
+
+impl Victim {
+    fn new() -> Victim {
+        Victim(
+            Command::new("sleep")
+                .arg("600")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_time(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+// ---- F1: the config ------------------------------------------------------------------------
+
+#[test]
+fn f1_a_config_in_the_attackers_directory_is_refused_at_start() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance(IDLE_JOB);
+    let theirs = inst.dir.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    a.owns(&theirs);
+    let config = theirs.join("robotmk-daemon.toml");
+    fs::copy(&inst.config, &config).unwrap();
+    chmod(&config, 0o644);
+    let out = ctrl_at(&config);
+    let line = daemon_line(&out);
+    assert!(
+        line.starts_with("2 ") && line.contains("belongs to uid") && line.contains("theirs"),
+        "{line}"
+    );
+    assert!(!inst.state.exists(), "ctrl created the state dir");
+    assert!(inst.daemon_processes().is_empty());
+    // The same for a link the attacker owns, even in a directory of root's.
+    let link = inst.dir.path().join("link.toml");
+    symlink(&inst.config, &link).unwrap();
+    lchown(&link, Some(a.uid), Some(a.gid)).unwrap();
+    let line = daemon_line(&ctrl_at(&link));
+    assert!(
+        line.starts_with("2 ") && line.contains("link.toml belongs to uid"),
+        "{line}"
+    );
+    assert!(!inst.state.exists());
+}
+
+/// Starts the daemon with a job that runs every second, and waits for its first record.
+fn running_ticker(inst: &Instance) {
+    let out = ctrl_at(&inst.config);
+    assert!(daemon_line(&out).starts_with("0 "), "{out}");
+    assert!(
+        wait_for(Duration::from_secs(10), || !inst
+            .finished_records("tick")
+            .is_empty()),
+        "the ticker never ran"
+    );
+}
+
+/// Waits until the daemon publishes a config error containing `what`, then until the ticker
+/// ran twice more (the running config goes on), and checks the attacker's command never ran.
+fn rejected_and_still_running(inst: &Instance, what: &str, marker: &Path) {
+    let err =
+        || status_file(inst).and_then(|s| s["daemon"]["config_error"].as_str().map(str::to_string));
+    assert!(
+        wait_for(Duration::from_secs(10), || err()
+            .is_some_and(|e| e.contains(what))),
+        "no config error with {what:?}: {:?}",
+        err()
+    );
+    let n = inst.finished_records("tick").len();
+    assert!(
+        wait_for(Duration::from_secs(10), || inst
+            .finished_records("tick")
+            .len()
+            >= n + 2),
+        "the last good config stopped running"
+    );
+    assert!(!marker.exists(), "the attacker's command ran as root");
+    assert!(inst.log().contains("config not reloaded"), "{}", inst.log());
+}
+
+fn ticker_and_evil(marker: &Path) -> (String, String) {
+    let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n".to_string();
+    let evil = format!(
+        "{tick}\n[[job]]\nname = \"evil\"\ncommand = [\"touch\", \"{}\"]\nevery = \"1s\"\n",
+        marker.display()
+    );
+    (tick, evil)
 }
 
 #[test]
+fn f1_a_config_replaced_after_start_through_a_directory_the_attacker_got_is_not_reloaded() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance("");
+    let marker = inst.dir.path().join("pwned");
+    let (tick, evil) = ticker_and_evil(&marker);
+    let conf_dir = inst.dir.path().join("conf");
+    fs::create_dir(&conf_dir).unwrap();
+    chmod(&conf_dir, 0o755);
+    let config = conf_dir.join("robotmk-daemon.toml");
+    let head = format!(
+        "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"1m\"\n",
+        inst.state.display()
+    );
+    fs::write(&config, format!("{head}{tick}")).unwrap();
+    chmod(&config, 0o644);
+    // `daemon_processes` looks for the instance's own config path: point it there.
+    fs::remove_file(&inst.config).unwrap();
+    symlink(&config, &inst.config).unwrap();
+    running_ticker(&inst);
+    // An admin's mistake: the directory goes to the attacker, who swaps the file.
+    a.owns(&conf_dir);
+    let new = conf_dir.join("new");
+    fs::write(&new, format!("{head}{evil}")).unwrap();
+    a.owns(&new);
+    a.sh(&format!("mv -f {} {}", new.display(), config.display()));
+    rejected_and_still_running(&inst, "belongs to uid", &marker);
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(
+        line.starts_with("2 ") && line.contains("refusing"),
+        "{line}"
+    );
+}
+
+#[test]
+fn f1_a_config_opened_to_others_after_start_is_not_reloaded() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance("");
+    let marker = inst.dir.path().join("pwned");
+    let (tick, evil) = ticker_and_evil(&marker);
+    inst.write_config("heartbeat_timeout = \"1m\"", &tick);
+    chmod(&inst.config, 0o644);
+    running_ticker(&inst);
+    chmod(&inst.config, 0o666);
+    let text = fs::read_to_string(&inst.config)
+        .unwrap()
+        .replace(&tick, &evil);
+    let staged = inst.dir.path().join("staged");
+    fs::write(&staged, text).unwrap();
+    chmod(&staged, 0o644);
+    a.sh(&format!(
+        "cat {} > {}",
+        staged.display(),
+        inst.config.display()
+    ));
+    rejected_and_still_running(&inst, "writable by group or others", &marker);
+}
+
+// ---- F2: run-once --------------------------------------------------------------------------
+
+#[test]
+fn f2_run_once_refuses_a_config_another_user_can_write() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance("");
+    let marker = inst.dir.path().join("pwned");
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"evil\"\ncommand = [\"touch\", \"{}\"]\nevery = \"1h\"\n",
+            marker.display()
+        ),
+    );
+    a.owns(&inst.config);
+    chmod(&inst.config, 0o666);
+    let out = within(
+        Duration::from_secs(10),
+        &mut inst.cmd().args(["run-once", "evil"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refusing to run"), "{err}");
+    assert!(
+        !marker.exists(),
+        "run-once ran the attacker's command as root"
+    );
+}
+
+// ---- F3: a state dir the attacker prepared -------------------------------------------------
+
+#[test]
+fn f3_a_state_dir_prepared_by_the_attacker_is_not_touched() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance(IDLE_JOB);
+    // A root-owned place the attacker would like root to create or append to.
+    let victim = inst.dir.path().join("victim");
+    fs::write(&victim, "keep\n").unwrap();
+    chmod(&victim, 0o640);
+    let absent = inst.dir.path().join("created-by-root");
+    fs::create_dir(&inst.state).unwrap();
+    a.owns(&inst.state);
+    a.sh(&format!(
+        "cd {s} && ln -s {absent} heartbeat && ln -s {v} daemon.log && ln -s {v} state-error",
+        s = inst.state.display(),
+        absent = absent.display(),
+        v = victim.display()
+    ));
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(
+        line.starts_with("2 ") && line.contains("state dir") && line.contains("belongs to uid"),
+        "{line}"
+    );
+    assert!(!absent.exists(), "ctrl followed the heartbeat link");
+    let out = within(
+        Duration::from_secs(10),
+        &mut inst.cmd().args(["start", "--foreground"]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
+    assert!(inst.daemon_processes().is_empty());
+}
+
+/// A forged status naming an older build and a PID of the attacker's choice, with the lock
+/// held by the attacker's `flock`: ctrl must neither show the forged results nor signal.
+#[test]
+fn f3_a_forged_status_and_a_held_lock_steer_nothing() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance(IDLE_JOB);
+    let mut victim = Victim::new();
+    let vpid = victim.0.id();
+    fs::create_dir(&inst.state).unwrap();
+    a.owns(&inst.state);
+    let forged = serde_json::json!({
+        "version": 1, "instance": "t", "updated": "2026-01-01T00:00:00Z",
+        "daemon": {"pid": vpid, "pid_start": start_time(vpid), "started": "2026-01-01T00:00:00Z",
+                   "build": "0.0.1", "config": inst.config, "route": "fork", "phase": "running",
+                   "heartbeat_timeout_s": 60.0},
+        "jobs": [{"name": "idle", "schedule": "every 1h", "interval_s": 3600.0, "timeout_s": 60.0,
+                  "next_due": null, "last": {"run_id": "x-1", "due": "2026-01-01T00:00:00Z",
+                  "outcome": "success", "note": "FORGED"}}]
+    });
+    let staged = inst.dir.path().join("forged.json");
+    fs::write(&staged, forged.to_string()).unwrap();
+    a.owns(&staged);
+    a.sh(&format!(
+        "cp {} {s}/status.json && touch {s}/daemon.lock",
+        staged.display(),
+        s = inst.state.display()
+    ));
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(inst.state.join("daemon.lock"))
+        .args(["sleep", "600"])
+        .uid(a.uid)
+        .gid(a.gid)
+        .spawn()
+        .unwrap();
+    let _holder_guard = KillOnDrop(holder.id());
+    assert!(wait_for(Duration::from_secs(5), || fs::read_to_string(
+        "/proc/locks"
+    )
+    .unwrap_or_default()
+    .contains(&format!(" {} ", holder.id()))));
+    let out = ctrl_at(&inst.config);
+    assert!(!out.contains("FORGED"), "forged results shown: {out}");
+    assert!(daemon_line(&out).starts_with("2 "), "{out}");
+    assert!(victim.alive(), "ctrl signalled the attacker's PID");
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+/// Even where the state dir is root's, a PID from `status.json` is signalled only if that
+/// process is this program and holds the instance's lock.
+#[test]
+fn f3_a_pid_in_the_status_is_verified_before_it_is_signalled() {
+    if !require_tool(
+        Command::new("flock").arg("-V").output().is_ok(),
+        "flock (util-linux)",
+    ) {
+        return;
+    }
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let mut victim = Victim::new();
+    let vpid = victim.0.id();
+    fs::create_dir(&inst.state).unwrap();
+    chmod(&inst.state, 0o700);
+    let forged = serde_json::json!({
+        "version": 1, "instance": "t", "updated": "2026-01-01T00:00:00Z",
+        "daemon": {"pid": vpid, "pid_start": start_time(vpid), "started": "2026-01-01T00:00:00Z",
+                   "build": "0.0.1", "config": inst.config, "route": "fork", "phase": "running",
+                   "heartbeat_timeout_s": 60.0},
+        "jobs": []
+    });
+    fs::write(inst.state.join("status.json"), forged.to_string()).unwrap();
+    fs::write(inst.state.join("daemon.lock"), "").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(inst.state.join("daemon.lock"))
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(holder.id());
+    assert!(wait_for(Duration::from_secs(5), || fs::read_to_string(
+        "/proc/locks"
+    )
+    .unwrap_or_default()
+    .contains(&format!(" {} ", holder.id()))));
+    ctrl_at(&inst.config);
+    let out = within(
+        Duration::from_secs(10),
+        &mut inst.cmd().args(["stop", "--timeout", "200ms"]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(victim.alive(), "a PID read from status.json was signalled");
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(self.0);
+    }
+}
+
+// ---- F4: the state dir's parent ------------------------------------------------------------
+
+#[test]
+fn f4_a_state_dir_whose_parent_turns_writable_is_abandoned_not_written() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance("");
+    let parent = inst.dir.path().join("p");
+    fs::create_dir(&parent).unwrap();
+    chmod(&parent, 0o755);
+    let state = parent.join("state");
+    let text = format!(
+        "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"1m\"\n\n[[job]]\nname = \"tick\"\ncommand = [\"sleep\", \"30\"]\nevery = \"1s\"\n",
+        state.display()
+    );
+    inst.write_raw_config(&text);
+    chmod(&inst.config, 0o644);
+    let out = ctrl_at(&inst.config);
+    assert!(daemon_line(&out).starts_with("0 "), "{out}");
+    let in_flight = || {
+        processes_of(&state.display().to_string())
+            .iter()
+            .any(|(_, c)| c.starts_with("sleep 30"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), in_flight),
+        "no run started"
+    );
+    let victim = inst.dir.path().join("victim");
+    fs::write(&victim, "keep\n").unwrap();
+    chmod(&victim, 0o640);
+    a.owns(&parent);
+    a.sh(&format!(
+        "cd {p} && mv state old && mkdir state && ln -s {v} state/state-error && ln -s {v} state/status.json && ln -s {v} state/daemon.log",
+        p = parent.display(),
+        v = victim.display()
+    ));
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(10)),
+        "the daemon kept running in an untrusted state dir"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || processes_of(
+            &state.display().to_string()
+        )
+        .is_empty()),
+        "runs were left behind"
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(
+        line.starts_with("2 ") && line.contains("belongs to uid"),
+        "{line}"
+    );
+    assert!(
+        inst.daemon_processes().is_empty(),
+        "ctrl started a new daemon"
+    );
+}
+
+#[test]
+fn f4_a_state_dir_that_is_the_attackers_link_to_a_root_dir_is_refused() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance(IDLE_JOB);
+    let real = inst.dir.path().join("real-state");
+    fs::create_dir(&real).unwrap();
+    chmod(&real, 0o700);
+    symlink(&real, &inst.state).unwrap();
+    lchown(&inst.state, Some(a.uid), Some(a.gid)).unwrap();
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(
+        line.starts_with("2 ") && line.contains("state dir") && line.contains("belongs to uid"),
+        "{line}"
+    );
+    assert_eq!(
+        fs::read_dir(&real).unwrap().count(),
+        0,
+        "ctrl wrote through the link"
+    );
+}
+
+// ---- F5: FIFOs -----------------------------------------------------------------------------
+
+fn mkfifo(p: &Path) {
+    let _ = fs::remove_file(p);
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {p:?}"
+    );
+}
+
+#[test]
+fn f5_fifos_in_the_state_dir_or_as_the_config_never_hang_ctrl() {
+    for name in ["heartbeat", "status.json", "state-error", "daemon.lock"] {
+        let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+        fs::create_dir(&inst.state).unwrap();
+        chmod(&inst.state, 0o700);
+        mkfifo(&inst.state.join(name));
+        let out = ctrl_at(&inst.config);
+        let j = parse_section(&out);
+        assert!(j["generated"].is_string(), "{name}: {out}");
+        if name != "status.json" && name != "state-error" {
+            assert!(daemon_line(&out).starts_with("2 "), "{name}: {out}");
+            assert!(out.contains("not a regular file"), "{name}: {out}");
+        }
+        let _ = within(
+            Duration::from_secs(40),
+            &mut inst.cmd().args(["stop", "--now"]),
+        );
+    }
+    let inst = Instance::new("", IDLE_JOB);
+    mkfifo(&inst.config);
+    let out = ctrl_at(&inst.config);
+    assert!(
+        daemon_line(&out).starts_with("2 ") && out.contains("not a regular file"),
+        "{out}"
+    );
+}
+
+#[test]
+fn f5_a_runner_that_plants_fifos_does_not_block_the_daemon() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    let s = inst.state.display();
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        &format!(
+            "[[job]]\nname = \"plant\"\ncommand = [\"sh\", \"-c\", \"rm -f {s}/jobs/plant/latest.json; mkfifo {s}/jobs/plant/latest.json\"]\nevery = \"1s\"\n\n\
+             [[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n"
+        ),
+    );
+    let out = ctrl_at(&inst.config);
+    assert!(daemon_line(&out).starts_with("0 "), "{out}");
+    assert!(wait_for(Duration::from_secs(10), || inst
+        .finished_records("plant")
+        .len()
+        >= 2));
+    // The loop goes on: the ticker keeps running and the status keeps being written.
+    let n = inst.finished_records("tick").len();
+    assert!(
+        wait_for(Duration::from_secs(10), || inst
+            .finished_records("tick")
+            .len()
+            >= n + 3),
+        "the daemon's loop is stuck"
+    );
+    let out = ctrl_at(&inst.config);
+    assert!(out.contains("Robotmk t tick"), "{out}");
+    // A stop request that is a FIFO: read at once (refused), never waited on.
+    mkfifo(&inst.state.join("stop-request"));
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(10)),
+        "a FIFO stop request blocked the daemon"
+    );
+}
+
+// ---- F6: sizes -----------------------------------------------------------------------------
+
+#[test]
+fn f6_huge_files_and_names_do_not_reach_the_agent() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    let script = inst.dir.path().join("write-xml.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nname=$(head -c 50000000 /dev/zero | tr '\\0' 'S')\nprintf '<?xml version=\"1.0\"?><robot><suite name=\"%s\"><status status=\"PASS\"/></suite><statistics><total><stat pass=\"1\" fail=\"0\" skip=\"0\">All Tests</stat></total></statistics></robot>' \"$name\" > \"$ROBOTMK_RUN_DIR/output.xml\"\n",
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        &format!(
+            "[[job]]\nname = \"big\"\ncommand = [\"{}\"]\nevery = \"1h\"\n",
+            script.display()
+        ),
+    );
+    let out = within(
+        Duration::from_secs(60),
+        &mut inst.cmd().args(["run-once", "big"]),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = ctrl_at(&inst.config);
+    assert!(out.len() < 256 * 1024, "ctrl printed {} bytes", out.len());
+    assert!(
+        out.contains("SSSS"),
+        "the suite name is still shown, cut: {}",
+        &out[..out.len().min(2000)]
+    );
+    // A state-error file someone filled with 100 MB.
+    let f = fs::File::create(inst.state.join("state-error")).unwrap();
+    f.set_len(100 << 20).unwrap();
+    let out = ctrl_at(&inst.config);
+    assert!(out.len() < 256 * 1024, "ctrl printed {} bytes", out.len());
+    assert!(out.contains("larger than"), "{out}");
+    let _ = within(
+        Duration::from_secs(40),
+        &mut inst.cmd().args(["stop", "--now"]),
+    );
+    // status.json pointing at /dev/zero.
+    assert!(inst.wait_daemon_gone(Duration::from_secs(20)));
+    fs::remove_file(inst.state.join("status.json")).unwrap();
+    symlink("/dev/zero", inst.state.join("status.json")).unwrap();
+    let out = within(
+        Duration::from_secs(20),
+        &mut bin(&inst.config).args(["status", "--json"]),
+    );
+    assert!(
+        out.stdout.len() < 256 * 1024,
+        "status printed {} bytes",
+        out.stdout.len()
+    );
+}
+
+// ---- F7: a relative MK_VARDIR ---------------------------------------------------------------
+
+#[test]
+fn f7_a_relative_mk_vardir_is_a_config_error() {
+    let inst = Instance::new("", IDLE_JOB);
+    // No state_dir in the config: the default comes from MK_VARDIR.
+    inst.write_raw_config(&format!("[daemon]\ninstance = \"t\"\n\n{IDLE_JOB}"));
+    let cwd = inst.dir.path().join("cwd");
+    fs::create_dir(&cwd).unwrap();
+    let out = within(
+        Duration::from_secs(10),
+        bin(&inst.config)
+            .arg("ctrl")
+            .env("MK_VARDIR", "rel/var")
+            .current_dir(&cwd),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = daemon_line(&text);
+    assert!(
+        line.starts_with("2 ") && line.contains("MK_VARDIR"),
+        "{line}"
+    );
+    assert_eq!(
+        fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "created dirs under the cwd"
+    );
+    assert!(inst.daemon_processes().is_empty());
+}
+
+// ---- F8: secrets ---------------------------------------------------------------------------
+
+#[test]
+fn f8_robot_variables_never_appear_on_a_command_line() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    // A stand-in for robot that keeps running with the argv it was given (no exec), so `ps`
+    // can be searched meanwhile.
+    let fake = inst.dir.path().join("fake-robot");
+    fs::write(&fake, "#!/bin/sh\nsleep 30\n").unwrap();
+    chmod(&fake, 0o755);
+    let suite = inst.dir.path().join("s.robot");
+    fs::write(&suite, "").unwrap();
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        &format!(
+            "[[job]]\nname = \"secret\"\nkind = \"robot\"\nsuite = \"{}\"\nrobot = \"{}\"\nvariables = {{ PASSWORD = \"s3cret-4711\" }}\nevery = \"1h\"\n",
+            suite.display(),
+            fake.display()
+        ),
+    );
+    let mut child = inst
+        .cmd()
+        .args(["run-once", "secret"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child.id());
+    let runs = inst.state.join("jobs/secret/runs");
+    let argfile = || -> Option<PathBuf> {
+        let d = fs::read_dir(&runs).ok()?.flatten().next()?.path();
+        Some(d.join("robotmk-variables.args"))
+    };
+    let needle = inst.dir.path().display().to_string();
+    assert!(
+        wait_for(Duration::from_secs(10), || processes_of(&needle)
+            .iter()
+            .any(|(_, c)| c.starts_with("sleep"))),
+        "the fake robot never started"
+    );
+    for (pid, cmd) in processes_with("") {
+        assert!(
+            !cmd.contains("s3cret-4711"),
+            "pid {pid} shows the secret: {cmd}"
+        );
+    }
+    let f = argfile().expect("argument file");
+    assert_eq!(
+        fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(fs::read_to_string(&f)
+        .unwrap()
+        .contains("--variable PASSWORD:s3cret-4711"));
+    kill9(child.id());
+    let _ = child.wait();
+}
+
+#[test]
+fn f8_robot_receives_the_variables_from_the_argument_file() {
+    let robot = std::env::var_os("ROBOTMK_TEST_ROBOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot")));
+    if !require_tool(
+        robot.exists(),
+        "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)",
+    ) {
+        return;
+    }
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    let suite = inst.dir.path().join("vars.robot");
+    fs::write(
+        &suite,
+        "*** Test Cases ***\nSecret Arrives\n    Should Be Equal    ${PASSWORD}    pa ss:w=rd#1\n",
+    )
+    .unwrap();
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        &format!(
+            "[[job]]\nname = \"vars\"\nkind = \"robot\"\nsuite = \"{}\"\nrobot = \"{}\"\nvariables = {{ PASSWORD = \"pa ss:w=rd#1\" }}\nevery = \"1h\"\ntimeout = \"60s\"\n",
+            suite.display(),
+            robot.display()
+        ),
+    );
+    let out = within(
+        Duration::from_secs(90),
+        &mut inst.cmd().args(["run-once", "vars"]),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{out:?}\n{:?}",
+        inst.finished_records("vars")
+    );
+}
+
+// ---- F9: small things ----------------------------------------------------------------------
+
+#[test]
+fn f9_the_heartbeat_is_private_and_a_cron_that_never_fires_is_an_error() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    ctrl_at(&inst.config);
+    let mode = fs::metadata(inst.state.join("heartbeat"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    inst.write_config(
+        "",
+        "[[job]]\nname = \"never\"\ncommand = [\"true\"]\ncron = \"59 23 31 2 *\"\n",
+    );
+    let out = within(Duration::from_secs(10), &mut inst.cmd().arg("check-config"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("job[0].cron") && err.contains("never fires"),
+        "{err}"
+    );
+    let _ = within(
+        Duration::from_secs(40),
+        &mut inst.cmd().args(["stop", "--now"]),
+    );
+}
+
+// ---- the basics this builds on ---------------------------------------------------------------
+
+#[test]
 fn a_world_writable_config_or_state_dir_is_refused() {
-    let inst = Instance::new("heartbeat_timeout = \"1m\"", JOB);
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
     for (what, path) in [
         ("config file", inst.config.clone()),
         ("state dir", inst.state.clone()),
     ] {
-        std::fs::create_dir_all(&inst.state).unwrap();
+        fs::create_dir_all(&inst.state).unwrap();
         chmod(&inst.state, 0o700);
         chmod(&inst.config, 0o644);
         chmod(&path, if what == "state dir" { 0o777 } else { 0o666 });
@@ -71,13 +925,9 @@ fn a_world_writable_config_or_state_dir_is_refused() {
 
 #[test]
 fn a_config_owned_by_another_user_is_refused() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        require_tool(false, "root (to give the config to another user)");
-        return;
-    }
-    let inst = Instance::new("heartbeat_timeout = \"1m\"", JOB);
-    std::os::unix::fs::chown(&inst.config, Some(65534), None).unwrap();
+    let Some(a) = attacker() else { return };
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    a.owns(&inst.config);
     let out = inst
         .cmd()
         .args(["start", "--foreground"])
@@ -87,7 +937,7 @@ fn a_config_owned_by_another_user_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("belongs to uid 65534") && err.contains("chown"),
+        err.contains(&format!("belongs to uid {}", a.uid)) && err.contains("chown"),
         "{err}"
     );
     assert!(inst.daemon_processes().is_empty());

@@ -188,6 +188,7 @@ impl Daemon {
         rec.finished = Some(Utc::now());
         rec.outcome = Some(outcome);
         crate::robot::annotate(&mut rec);
+        rec.clip();
         if let Err(e) = rec
             .save()
             .and_then(|_| record::update_latest(&self.state, &rec))

@@ -152,6 +152,7 @@ pub(crate) fn complete(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitI
     }
     rec.outcome = Some(outcome);
     crate::robot::annotate(rec);
+    rec.clip();
 }
 
 impl Daemon {

@@ -100,7 +100,9 @@ impl StateDir {
 
     /// The heartbeat's mtime, if it is a regular file.
     pub fn heartbeat_mtime(&self) -> Option<SystemTime> {
-        file::plain_metadata(&self.heartbeat_file())?.modified().ok()
+        file::plain_metadata(&self.heartbeat_file())?
+            .modified()
+            .ok()
     }
 }
 

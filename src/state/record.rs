@@ -143,6 +143,20 @@ impl RunRecord {
         }
     }
 
+    /// Caps the texts that come from the runner's files (robot's suite name, notes quoting
+    /// its output), so a record, `status.json` and the agent output stay small.
+    pub fn clip(&mut self) {
+        use crate::report::{clip, MAX_NAME, MAX_TEXT};
+        if let Some(n) = &mut self.note {
+            clip(n, MAX_TEXT);
+        }
+        if let Some(t) = &mut self.tests {
+            for s in [&mut t.suite, &mut t.suite_status].into_iter().flatten() {
+                clip(s, MAX_NAME);
+            }
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.outcome.is_some()
     }
@@ -296,8 +310,14 @@ pub fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
             }
         }
         Ok(None) => {}
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            // Keep the damaged file for inspection rather than overwrite it unseen.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            // Keep the damaged (or planted: a FIFO, a link) file for inspection rather than
+            // overwrite it unseen.
             let aside = super::quarantine(&path)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "(could not move it)".into());

@@ -180,7 +180,9 @@ pub fn check_path_trust(
         ))
     };
     if !path.is_absolute() {
-        return Err(format!("refusing to run: {what} {shown} is a relative path"));
+        return Err(format!(
+            "refusing to run: {what} {shown} is a relative path"
+        ));
     }
     let parts = |p: &Path| -> Vec<OsString> {
         p.components()
@@ -239,10 +241,7 @@ pub fn check_path_trust(
             if mode & 0o022 != 0 && (last || !sticky_dir) {
                 return refuse(
                     &entry,
-                    format!(
-                        "is writable by group or others (mode {:03o})",
-                        mode & 0o777
-                    ),
+                    format!("is writable by group or others (mode {:03o})", mode & 0o777),
                     format!("chmod go-w {}", entry.display()),
                 );
             }
