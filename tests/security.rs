@@ -151,7 +151,7 @@ fn within(limit: Duration, cmd: &mut Command) -> Output {
 }
 
 fn ctrl_at(config: &Path) -> String {
-    let out = within(Duration::from_secs(10), &mut bin(config).arg("ctrl"));
+    let out = within(Duration::from_secs(10), bin(config).arg("ctrl"));
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -352,7 +352,7 @@ fn f2_run_once_refuses_a_config_another_user_can_write() {
     chmod(&inst.config, 0o666);
     let out = within(
         Duration::from_secs(10),
-        &mut inst.cmd().args(["run-once", "evil"]),
+        inst.cmd().args(["run-once", "evil"]),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -390,7 +390,7 @@ fn f3_a_state_dir_prepared_by_the_attacker_is_not_touched() {
     assert!(!absent.exists(), "ctrl followed the heartbeat link");
     let out = within(
         Duration::from_secs(10),
-        &mut inst.cmd().args(["start", "--foreground"]),
+        inst.cmd().args(["start", "--foreground"]),
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
@@ -485,7 +485,7 @@ fn f3_a_pid_in_the_status_is_verified_before_it_is_signalled() {
     ctrl_at(&inst.config);
     let out = within(
         Duration::from_secs(10),
-        &mut inst.cmd().args(["stop", "--timeout", "200ms"]),
+        inst.cmd().args(["stop", "--timeout", "200ms"]),
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(victim.alive(), "a PID read from status.json was signalled");
@@ -608,10 +608,7 @@ fn f5_fifos_in_the_state_dir_or_as_the_config_never_hang_ctrl() {
             assert!(daemon_line(&out).starts_with("2 "), "{name}: {out}");
             assert!(out.contains("not a regular file"), "{name}: {out}");
         }
-        let _ = within(
-            Duration::from_secs(40),
-            &mut inst.cmd().args(["stop", "--now"]),
-        );
+        let _ = within(Duration::from_secs(40), inst.cmd().args(["stop", "--now"]));
     }
     let inst = Instance::new("", IDLE_JOB);
     mkfifo(&inst.config);
@@ -679,7 +676,7 @@ fn f6_huge_files_and_names_do_not_reach_the_agent() {
     );
     let out = within(
         Duration::from_secs(60),
-        &mut inst.cmd().args(["run-once", "big"]),
+        inst.cmd().args(["run-once", "big"]),
     );
     assert!(out.status.success(), "{out:?}");
     let out = ctrl_at(&inst.config);
@@ -695,17 +692,14 @@ fn f6_huge_files_and_names_do_not_reach_the_agent() {
     let out = ctrl_at(&inst.config);
     assert!(out.len() < 256 * 1024, "ctrl printed {} bytes", out.len());
     assert!(out.contains("larger than"), "{out}");
-    let _ = within(
-        Duration::from_secs(40),
-        &mut inst.cmd().args(["stop", "--now"]),
-    );
+    let _ = within(Duration::from_secs(40), inst.cmd().args(["stop", "--now"]));
     // status.json pointing at /dev/zero.
     assert!(inst.wait_daemon_gone(Duration::from_secs(20)));
     fs::remove_file(inst.state.join("status.json")).unwrap();
     symlink("/dev/zero", inst.state.join("status.json")).unwrap();
     let out = within(
         Duration::from_secs(20),
-        &mut bin(&inst.config).args(["status", "--json"]),
+        bin(&inst.config).args(["status", "--json"]),
     );
     assert!(
         out.stdout.len() < 256 * 1024,
@@ -829,7 +823,7 @@ fn f8_robot_receives_the_variables_from_the_argument_file() {
     );
     let out = within(
         Duration::from_secs(90),
-        &mut inst.cmd().args(["run-once", "vars"]),
+        inst.cmd().args(["run-once", "vars"]),
     );
     assert_eq!(
         out.status.code(),
@@ -854,17 +848,14 @@ fn f9_the_heartbeat_is_private_and_a_cron_that_never_fires_is_an_error() {
         "",
         "[[job]]\nname = \"never\"\ncommand = [\"true\"]\ncron = \"59 23 31 2 *\"\n",
     );
-    let out = within(Duration::from_secs(10), &mut inst.cmd().arg("check-config"));
+    let out = within(Duration::from_secs(10), inst.cmd().arg("check-config"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("job[0].cron") && err.contains("never fires"),
         "{err}"
     );
-    let _ = within(
-        Duration::from_secs(40),
-        &mut inst.cmd().args(["stop", "--now"]),
-    );
+    let _ = within(Duration::from_secs(40), inst.cmd().args(["stop", "--now"]));
 }
 
 // ---- the basics this builds on ---------------------------------------------------------------

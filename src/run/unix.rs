@@ -259,7 +259,8 @@ pub fn spawn(
             // Rust ignores SIGPIPE; a runner must get the default back.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::dup2(null.as_raw_fd(), 0);
-            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND;
+            // Never through a link planted in the run folder.
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_NOFOLLOW;
             let out = libc::open(out_path.as_ptr(), flags, 0o600 as libc::c_uint);
             let err = libc::open(err_path.as_ptr(), flags, 0o600 as libc::c_uint);
             if out >= 0

@@ -264,10 +264,38 @@ pub fn check_path_trust(
     Ok(())
 }
 
-/// True if process `pid` started at `start` (PID reuse) and runs this program's executable.
+/// True if process `pid` started at `start` (PID reuse) and runs this program (the daemon
+/// runs from a copy named `robotmk-daemon-<build>-….exe`, see `launch::daemon_exe`).
 /// Windows cannot list who holds a lock, so the lock is not part of the check here.
 pub fn is_instance_daemon(pid: u32, start: Option<u64>, _lock_file: &std::path::Path) -> bool {
-    start.is_some() && process_start_time(pid) == start
+    use windows_sys::Win32::System::Threading::{QueryFullProcessImageNameW, PROCESS_NAME_WIN32};
+    if start.is_none() || process_start_time(pid) != start {
+        return false;
+    }
+    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
+    let Some(h) =
+        OwnedHandle::new(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })
+    else {
+        return false;
+    };
+    let mut buf = vec![0u16; 1024];
+    let mut len = buf.len() as u32;
+    // SAFETY: a valid process handle, a buffer of `len` UTF-16 units and its length.
+    if unsafe { QueryFullProcessImageNameW(h.0, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len) }
+        == 0
+    {
+        return false;
+    }
+    let image = String::from_utf16_lossy(&buf[..len as usize]);
+    let name = std::path::Path::new(&image)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mine = std::env::current_exe().ok().and_then(|p| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+    });
+    name.starts_with("robotmk-daemon") || mine.is_some_and(|m| m == name)
 }
 
 // TEMPORARY until the win-acl branch lands: placeholders with the same names.
