@@ -17,7 +17,14 @@ const ACQUIRE_PATIENCE: Duration = Duration::from_millis(500);
 /// The held singleton lock; dropping it releases the instance.
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    file: File,
+}
+
+impl InstanceLock {
+    /// The locked file (to tell whether the path still names it).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
 }
 
 fn open(path: &Path) -> io::Result<File> {
@@ -36,8 +43,17 @@ pub fn acquire(path: &Path) -> io::Result<Option<InstanceLock>> {
 
 /// True if some process holds the exclusive lock (a daemon is running).
 pub fn is_held(path: &Path) -> io::Result<bool> {
-    if !path.exists() {
-        return Ok(false);
+    // Only a lock file that is not there means "no daemon"; one this user may not see (a
+    // state dir of root's) is an error, not a wrong answer.
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot look at {}: {e}", path.display()),
+            ))
+        }
+        Ok(_) => {}
     }
     let file = open(path)?;
     match file.try_lock_shared() {
@@ -57,7 +73,7 @@ pub fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<Inst
     let deadline = Instant::now() + patience;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(Some(InstanceLock { _file: file })),
+            Ok(()) => return Ok(Some(InstanceLock { file })),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }

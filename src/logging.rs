@@ -60,6 +60,25 @@ impl Inner {
         if self.size + buf.len() as u64 > self.max_bytes && self.size > 0 {
             self.rotate();
         }
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|f| !crate::sys::same_file(f, &self.path))
+        {
+            // Deleted or moved away under us (the state dir removed by hand): write where an
+            // admin looks, not into an unlinked file.
+            self.file = None;
+        }
+        if self.file.is_none() {
+            // A reopen after rotation failed (a full disk, say): try again with every line,
+            // or the log would stay silent for good.
+            self.file = crate::state::open_append(&self.path).ok();
+            self.size = self
+                .file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
+        }
         if let Some(f) = self.file.as_mut() {
             // A full disk must not take the daemon down; the state error is reported through
             // status.json by the code that failed to write its records.
@@ -138,6 +157,18 @@ pub fn append_once(path: &Path, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_reopen_after_rotation_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("daemon.log");
+        let log = RotatingLog::open(&p, 1000, false).unwrap();
+        // As after a rotation whose reopen failed (a full disk): no file.
+        log.inner.lock().unwrap().file = None;
+        writeln!(log.make_writer(), "after the failure").unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(text.contains("after the failure"), "{text:?}");
+    }
 
     #[test]
     fn rotates_by_size_and_keeps_three() {

@@ -536,14 +536,32 @@ fn daemon_lines(text: &str) -> toml::Table {
     root
 }
 
+/// The table a header line opens (`[daemon]`, `[ daemon ]  # x`, `[[job]]` → `job`), if the
+/// line is one: the name between the brackets, spaces and a trailing comment ignored.
+fn table_header(line: &str) -> Option<String> {
+    let t = line.trim_start();
+    let rest = t.strip_prefix('[')?;
+    let (array, rest) = match rest.strip_prefix('[') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let close = if array { "]]" } else { "]" };
+    let end = rest.find(close)?;
+    let after = rest[end + close.len()..].trim_start();
+    if !(after.is_empty() || after.starts_with('#')) {
+        return None;
+    }
+    let name = rest[..end].trim();
+    Some(name.trim_matches('"').to_string())
+}
+
 /// The lines of the `[daemon]` table alone (from its header to the next table header).
 fn daemon_section(text: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            inside = t == "[daemon]";
+        if let Some(header) = table_header(line) {
+            inside = header == "daemon";
         }
         if inside {
             out.push_str(line);
@@ -662,6 +680,25 @@ cron = "0 3 * * *"
         let suite = absolute(Path::new("/etc/suites/a.robot"));
         assert_eq!(cmd.last().unwrap(), &suite.display().to_string());
         assert!(c.jobs[0].robot);
+    }
+
+    #[test]
+    fn the_daemon_table_is_found_however_its_header_is_written() {
+        for header in [
+            "[daemon]",
+            "[daemon]  # settings",
+            "[ daemon ]",
+            "  [\"daemon\"]",
+        ] {
+            let text = format!(
+                "{header}\ninstance = \"u2\"\nstate_dir = \"/st\"\n\n[[job]]\nname = \"a\"\nevery = \"5x\n"
+            );
+            let section = daemon_section(&text);
+            assert!(section.contains("u2"), "{header}: {section:?}");
+            assert!(!section.contains("[[job]]"), "{header}: {section:?}");
+        }
+        assert_eq!(table_header("[[job]] # x").as_deref(), Some("job"));
+        assert_eq!(table_header("x = [1]"), None);
     }
 
     #[test]

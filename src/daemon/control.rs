@@ -22,21 +22,26 @@ pub struct Control {
     /// Why the config file is not trusted now (another user could change it); reloads wait
     /// until it is trusted again.
     untrusted: Option<String>,
+    /// When this daemon took the instance lock: older stop requests were not meant for it.
+    locked_at: chrono::DateTime<Utc>,
 }
 
 impl Control {
-    pub fn new(st: &StateDir, run_flag: Option<PathBuf>) -> Control {
+    pub fn new(
+        st: &StateDir,
+        run_flag: Option<PathBuf>,
+        locked_at: chrono::DateTime<Utc>,
+    ) -> Control {
         // A manual `start` has no ctrl before it: count the start as a beat.
         if st.heartbeat_mtime().is_none() {
             let _ = st.touch_heartbeat();
         }
-        // A stop request from before this daemon existed was meant for its predecessor.
-        let _ = std::fs::remove_file(st.stop_file());
         Control {
             hb_mtime: st.heartbeat_mtime(),
             hb_seen: Instant::now(),
             run_flag,
             untrusted: None,
+            locked_at,
         }
     }
 }
@@ -44,6 +49,7 @@ impl Control {
 impl Daemon {
     pub(super) fn housekeeping(&mut self) {
         self.check_state_dir_trust();
+        self.check_lock_file();
         self.check_stop_request();
         self.check_heartbeat();
         if let Some(flag) = &self.control.run_flag {
@@ -93,22 +99,44 @@ impl Daemon {
         }
     }
 
-    fn check_stop_request(&mut self) {
+    /// Claims a stop request atomically (renames it to a name only this process uses, then
+    /// reads it), so a request written meanwhile is a new file seen next time, never lost.
+    /// A request from before this daemon took its lock was meant for a predecessor: ignored
+    /// (and removed, being claimed). Returns whether a request was acted on.
+    fn check_stop_request(&mut self) -> bool {
         let path = self.state.stop_file();
-        let req: Option<StopRequest> = match state::read_json(&path) {
-            Ok(r) => r,
+        let claimed = self
+            .state
+            .root
+            .join(format!(".stop-request.claimed.{}", std::process::id()));
+        match std::fs::rename(&path, &claimed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
             Err(e) => {
-                warn!("ignoring unreadable stop request: {e}");
-                let _ = std::fs::remove_file(&path);
-                // Unreadable, but someone asked: stop politely.
-                Some(StopRequest {
+                warn!("cannot claim the stop request {}: {e}", path.display());
+                return false;
+            }
+        }
+        let read = state::read_json::<StopRequest>(&claimed);
+        let _ = std::fs::remove_file(&claimed);
+        let req = match read {
+            Ok(Some(r)) if r.requested < self.control.locked_at => {
+                info!(
+                    requested = %crate::state::record::ts(r.requested),
+                    "ignoring a stop request from before this daemon started"
+                );
+                return false;
+            }
+            Ok(Some(r)) => r,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!("unreadable stop request: {e}; stopping politely");
+                StopRequest {
                     mode: StopMode::Drain,
                     requested: Utc::now(),
-                })
+                }
             }
         };
-        let Some(req) = req else { return };
-        let _ = std::fs::remove_file(&path);
         match req.mode {
             StopMode::Drain => self.drain("stop requested"),
             StopMode::Now => {
@@ -120,14 +148,46 @@ impl Daemon {
                 self.drain("stop --now requested");
             }
         }
+        true
     }
 
     /// SIGTERM: a stop request file says how; without one it is a polite stop.
     pub(super) fn on_stop_signal(&mut self) {
-        if self.state.stop_file().exists() {
-            self.check_stop_request();
-        } else {
+        if !self.check_stop_request() {
             self.drain("SIGTERM received");
+        }
+    }
+
+    /// The instance is guarded by the lock on `daemon.lock`; if that file was removed or
+    /// replaced (the state dir deleted, say), the next ctrl would find no lock and start a
+    /// second daemon. Take the lock on the file now at that path if nobody holds it (the
+    /// instance stays guarded by this daemon); if another daemon already does, hand over:
+    /// drain and exit.
+    fn check_lock_file(&mut self) {
+        if crate::sys::same_file(self.lock.file(), &self.state.lock_file()) {
+            return;
+        }
+        if let Err(e) = self.state.ensure() {
+            warn!("the lock file is gone and the state dir cannot be made again: {e}");
+        }
+        match crate::lock::acquire_within(&self.state.lock_file(), std::time::Duration::ZERO) {
+            Ok(Some(new)) => {
+                warn!(
+                    "{} was removed or replaced; locked the new file, this daemon still guards the instance",
+                    self.state.lock_file().display()
+                );
+                self.lock = new;
+            }
+            Ok(None) if self.phase == Phase::Running => {
+                self.drain("the lock file was replaced and another daemon holds it now");
+            }
+            Ok(None) => {}
+            Err(e) if self.phase == Phase::Running => {
+                self.drain(&format!(
+                    "the instance lock file cannot be taken again: {e}"
+                ));
+            }
+            Err(_) => {}
         }
     }
 
@@ -171,13 +231,16 @@ impl Daemon {
         if new.daemon.instance != self.cfg.daemon.instance
             || new.daemon.state_dir != self.cfg.daemon.state_dir
         {
-            let msg = format!(
-                "{}: changing daemon.instance or daemon.state_dir needs a restart; run `robotmk-daemon stop` and the next ctrl starts the daemon with the new config",
-                new.path.display()
-            );
-            warn!("{msg}");
-            self.info.config_error = Some(msg);
-            self.dirty = true;
+            // The next ctrl looks for the daemon where the config now points and starts one
+            // there; this one must not go on running the same jobs beside it.
+            if self.phase == Phase::Running {
+                let why = format!(
+                    "the config now names instance {} with state dir {}; handing over to a daemon there",
+                    new.daemon.instance,
+                    new.daemon.state_dir.display()
+                );
+                self.drain(&why);
+            }
             return;
         }
         self.apply_config(new);

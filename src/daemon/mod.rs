@@ -95,6 +95,11 @@ pub struct Daemon {
     just_started: Vec<u32>,
     /// Final records that could not be written yet (full disk), retried every tick.
     unsaved: Vec<crate::state::record::RunRecord>,
+    /// What cannot be written now, by cause (see [`Daemon::state_failure`]).
+    state_errors: BTreeMap<String, String>,
+    /// The instance lock, held for the daemon's whole life (and retaken if its file is
+    /// replaced, see `control`).
+    lock: lock::InstanceLock,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -140,6 +145,7 @@ pub fn run(opts: Options) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 1;
     }
+    let locked_at = Utc::now();
     let held = match lock::acquire(&st.lock_file()) {
         Ok(Some(l)) => l,
         Ok(None) => {
@@ -176,17 +182,17 @@ pub fn run(opts: Options) -> i32 {
             st.alert_file().display()
         );
     }
-    let code = match Daemon::new(cfg, st, &opts, stamp) {
-        Ok(mut d) => d.run_loop(),
+    let mut daemon = match Daemon::new(cfg, st, &opts, stamp, held, locked_at) {
+        Ok(d) => d,
         Err(e) => {
             error!("daemon cannot start: {e}");
             eprintln!("robotmk-daemon: {e}");
-            1
+            std::process::exit(1)
         }
     };
-    // Exit while still holding the lock: the kernel releases it only when the process is
-    // gone, so a new daemon never overlaps with this one exiting.
-    let _held = held;
+    let code = daemon.run_loop();
+    // Exit while `daemon` (and so the lock) is still alive: the kernel releases the lock only
+    // when the process is gone, so a new daemon never overlaps this one exiting.
     std::process::exit(code)
 }
 
@@ -197,6 +203,8 @@ impl Daemon {
         state: StateDir,
         opts: &Options,
         config_stamp: Option<String>,
+        lock: lock::InstanceLock,
+        locked_at: chrono::DateTime<Utc>,
     ) -> Result<Daemon, String> {
         let (tx, rx) = mpsc::channel();
         let me = sys::ProcessId::current();
@@ -214,7 +222,7 @@ impl Daemon {
             state_error: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
         };
-        let control = control::Control::new(&state, opts.run_flag.clone());
+        let control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
         let mut d = Daemon {
             cfg,
             state,
@@ -231,6 +239,8 @@ impl Daemon {
             control,
             just_started: Vec::new(),
             unsaved: Vec::new(),
+            state_errors: BTreeMap::new(),
+            lock,
         };
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
@@ -509,12 +519,13 @@ impl Daemon {
                     if let Some(js) = self.jobs.get_mut(&name) {
                         js.prepared = Some(rec);
                     }
+                    self.state_ok(&format!("prepare:{name}"));
                 }
                 Err(msg) => {
                     if let Some(js) = self.jobs.get_mut(&name) {
                         js.prepare_failed = Some(n.due);
                     }
-                    self.state_failure(msg);
+                    self.state_failure(format!("prepare:{name}"), msg);
                 }
             }
         }
@@ -583,17 +594,8 @@ impl Daemon {
         }
         let status = self.build_status();
         match state::write_json(&self.state.status_file(), &status, Durability::NoSync) {
-            Ok(()) => {
-                if self
-                    .info
-                    .state_error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("cannot write status"))
-                {
-                    self.state_ok();
-                }
-            }
-            Err(e) => self.state_failure(format!("cannot write status: {e}")),
+            Ok(()) => self.state_ok("status"),
+            Err(e) => self.state_failure("status", format!("cannot write status: {e}")),
         }
         self.dirty = false;
         self.last_flush = Some(now);

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{info, warn};
 
 /// True once the run's due time has come (a folder prepared for a later one never ran).
@@ -150,7 +150,7 @@ impl Daemon {
 
     /// Watches a run the previous daemon left running; its timeout counts from its start.
     fn adopt(&mut self, rec: RunRecord, pgid: u32) {
-        let timeout = Duration::from_secs_f64(rec.timeout_s.max(0.0));
+        let timeout = rec.timeout();
         let elapsed = rec
             .started
             .and_then(|s| (Utc::now() - s).to_std().ok())
@@ -193,10 +193,14 @@ impl Daemon {
             .save()
             .and_then(|_| record::update_latest(&self.state, &rec))
         {
-            self.state_failure(format!(
-                "cannot record recovered run {} of {}: {e}",
-                rec.run_id, rec.job
-            ));
+            self.state_failure(
+                super::runs::record_cause(&rec),
+                format!(
+                    "cannot record recovered run {} of {}: {e}",
+                    rec.run_id, rec.job
+                ),
+            );
+            self.unsaved.push(rec);
         }
     }
 

@@ -131,8 +131,31 @@ pub(crate) fn prepare(
     }
 }
 
+/// The state-error cause of one record: it clears only when that record is written.
+pub(super) fn record_cause(rec: &RunRecord) -> String {
+    format!("record:{}/{}", rec.job, rec.run_id)
+}
+
 fn write_final(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
-    rec.save()?;
+    if let Err(e) = rec.save() {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        // The runner removed its own run folder: make a new one, so the record (at least)
+        // is kept, and say what happened.
+        let mut rec = rec.clone();
+        crate::state::create_state_subdirs(&st.root, &["jobs", &rec.job, "runs", &rec.run_id])?;
+        let note = "the run folder had disappeared (removed by the runner?); its output is lost";
+        rec.note = Some(match rec.note.take() {
+            Some(n) => format!("{n}; {note}"),
+            None => note.to_string(),
+        });
+        rec.save()?;
+        if rec.outcome != Some(Outcome::Skipped) {
+            record::update_latest(st, &rec)?;
+        }
+        return Ok(());
+    }
     if rec.outcome != Some(Outcome::Skipped) {
         record::update_latest(st, rec)?;
     }
@@ -188,9 +211,10 @@ impl Daemon {
                 rec.note = Some(why.to_string());
                 self.save_final(&rec);
             }
-            Err(e) => {
-                self.state_failure(format!("cannot record a skipped run of {}: {e}", job.name))
-            }
+            Err(e) => self.state_failure(
+                format!("skip:{}", job.name),
+                format!("cannot record a skipped run of {}: {e}", job.name),
+            ),
         }
         if let Some(js) = self.jobs.get_mut(&job.name) {
             js.last_skipped = Some(due);
@@ -210,7 +234,7 @@ impl Daemon {
                 Err(msg) => {
                     // Without a run folder there is nowhere to put output or a record: report
                     // it where the admin looks (log, status, ctrl) and let the schedule go on.
-                    self.state_failure(msg);
+                    self.state_failure(format!("prepare:{}", job.name), msg);
                     return;
                 }
             },
@@ -320,7 +344,7 @@ impl Daemon {
         if outcome == Outcome::Timeout {
             let note = format!(
                 "ended after its timeout of {}",
-                crate::config::duration::format(Duration::from_secs_f64(rec.timeout_s))
+                crate::config::duration::format(rec.timeout())
             );
             rec.note = Some(match rec.note.take() {
                 Some(n) => format!("{n}; {note}"),
@@ -358,13 +382,13 @@ impl Daemon {
     /// be written (full disk) is kept and retried by housekeeping: nothing is lost.
     fn save_final(&mut self, rec: &RunRecord) {
         match write_final(&self.state, rec) {
-            Ok(()) => self.state_ok(),
+            Ok(()) => {}
             Err(e) => {
                 self.unsaved.push(rec.clone());
-                self.state_failure(format!(
-                    "cannot record run {} of {}: {e}",
-                    rec.run_id, rec.job
-                ))
+                self.state_failure(
+                    record_cause(rec),
+                    format!("cannot record run {} of {}: {e}", rec.run_id, rec.job),
+                )
             }
         }
     }
@@ -379,6 +403,8 @@ impl Daemon {
         for rec in pending {
             if write_final(&self.state, &rec).is_err() {
                 self.unsaved.push(rec);
+            } else {
+                self.state_ok(&record_cause(&rec));
             }
         }
         if self.unsaved.len() < before {
@@ -387,9 +413,6 @@ impl Daemon {
                 left = self.unsaved.len(),
                 "wrote records that had failed"
             );
-        }
-        if self.unsaved.is_empty() {
-            self.state_ok();
         }
     }
 
@@ -458,20 +481,40 @@ impl Daemon {
         }
     }
 
-    pub(super) fn state_failure(&mut self, msg: String) {
-        if self.info.state_error.as_deref() != Some(msg.as_str()) {
+    /// Something could not be written. Errors are kept per `cause` (the status file, one
+    /// job's preparation, one record), so a good write of something else never hides a
+    /// record that is still unwritten: each clears only with its own cause.
+    pub(super) fn state_failure(&mut self, cause: impl Into<String>, msg: String) {
+        let cause = cause.into();
+        if self.state_errors.get(&cause) != Some(&msg) {
             error!("{msg}");
-            // status.json may not be writable now; the reserved alert file always is.
-            let _ = crate::state::write_alert(&self.state, Some(&msg));
+            self.state_errors.insert(cause, msg);
+            self.publish_state_errors();
         }
-        self.info.state_error = Some(msg);
-        self.dirty = true;
     }
 
-    pub(super) fn state_ok(&mut self) {
-        if self.info.state_error.take().is_some() {
-            info!("state writes succeed again");
-            let _ = crate::state::write_alert(&self.state, None);
+    pub(super) fn state_ok(&mut self, cause: &str) {
+        if self.state_errors.remove(cause).is_some() {
+            if self.state_errors.is_empty() {
+                info!("state writes succeed again");
+            }
+            self.publish_state_errors();
+        }
+    }
+
+    fn publish_state_errors(&mut self) {
+        let msg = self
+            .state_errors
+            .values()
+            .next()
+            .map(|first| match self.state_errors.len() {
+                1 => first.clone(),
+                n => format!("{first} (and {} more)", n - 1),
+            });
+        if msg != self.info.state_error {
+            // status.json may not be writable now; the reserved alert file always is.
+            let _ = crate::state::write_alert(&self.state, msg.as_deref());
+            self.info.state_error = msg;
             self.dirty = true;
         }
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Format version of [`RunRecord`]; bumped on incompatible changes.
 pub const RECORD_VERSION: u32 = 1;
@@ -154,6 +155,18 @@ impl RunRecord {
             for s in [&mut t.suite, &mut t.suite_status].into_iter().flatten() {
                 clip(s, MAX_NAME);
             }
+        }
+    }
+
+    /// The run's timeout as recorded. The file may have been damaged or written by someone
+    /// else: a value that is not a sane duration (negative, NaN, infinite, absurdly large)
+    /// is bounded instead of crashing the daemon that recovers the run.
+    pub fn timeout(&self) -> Duration {
+        const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+        match Duration::try_from_secs_f64(self.timeout_s) {
+            Ok(d) => d.min(MAX),
+            Err(_) if self.timeout_s > 0.0 => MAX,
+            Err(_) => Duration::ZERO,
         }
     }
 

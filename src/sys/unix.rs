@@ -316,3 +316,13 @@ fn holds_flock(pid: u32, ino: u64) -> bool {
             && f[5].rsplit(':').next().and_then(|i| i.parse().ok()) == Some(ino)
     })
 }
+
+/// True if `path` still names the open file `f` (same device and inode): a file that was
+/// deleted or replaced by another is no longer what the path opens.
+pub fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}

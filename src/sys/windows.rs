@@ -298,6 +298,12 @@ pub fn is_instance_daemon(pid: u32, start: Option<u64>, _lock_file: &std::path::
     name.starts_with("robotmk-daemon") || mine.is_some_and(|m| m == name)
 }
 
+/// True if `path` still exists (Windows: std cannot compare file identities yet; a locked
+/// file cannot be replaced while it is open, only deleted).
+pub fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
+    path.exists()
+}
+
 // TEMPORARY until the win-acl branch lands: placeholders with the same names.
 const NOFOLLOW_FLAGS: u32 = 0x0020_0000; // FILE_FLAG_OPEN_REPARSE_POINT
 pub fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
