@@ -773,6 +773,11 @@ mod tests {
         for up in dir.path().ancestors().skip(1) {
             check_path_acl(up, false).unwrap();
         }
+        // A canonical path (`\\?\C:\…`, what std::fs::canonicalize returns) works too.
+        let canonical = std::fs::canonicalize(&file).unwrap();
+        for (i, up) in canonical.ancestors().enumerate() {
+            check_path_acl(up, i == 0).unwrap_or_else(|e| panic!("{}: {e}", up.display()));
+        }
     }
 
     #[test]
@@ -1008,6 +1013,25 @@ mod tests {
             "O:BAD:(D;;FA;;;BU)(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;{TRUSTED_INSTALLER})(A;;FA;;;CO)(A;;FA;;;OW)(A;;FA;;;{{me}})"
         );
         judge_sddl(&sddl, CONFIG, true, false).unwrap();
+    }
+
+    #[test]
+    fn acl_sddl_conditional_allow_ace_counts_as_a_grant() {
+        // SDDL parsers (Wine's among them) may not know conditional ACEs: turn a plain allow
+        // ACE into ACCESS_ALLOWED_CALLBACK_ACE_TYPE in place (same header, mask, SID layout;
+        // no condition data).
+        let sd = Sddl::new(&format!("O:SYD:{OURS}(A;;0x2;;;BU)"));
+        let dacl = sd.dacl();
+        let mut ace: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: a valid ACL with four ACEs, a valid out pointer.
+        assert!(unsafe { GetAce(dacl, 3, &mut ace) } != 0);
+        // SAFETY: the ACE lives in the descriptor this test owns; only its type byte changes.
+        unsafe { (*ace.cast::<ACE_HEADER>()).AceType = ACCESS_ALLOWED_CALLBACK_ACE_TYPE };
+        let e = check_descriptor(sd.owner(), dacl, Path::new(CONFIG), true, false).unwrap_err();
+        assert!(
+            e.contains("writable by BUILTIN\\Users (FILE_WRITE_DATA)"),
+            "{e}"
+        );
     }
 
     #[test]
