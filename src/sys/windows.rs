@@ -1047,6 +1047,33 @@ mod tests {
     }
 
     #[test]
+    fn plain_file_rejects_a_symlink_opened_without_following() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("target"), "x").unwrap();
+        let link = dir.path().join("status.json");
+        // Needs SeCreateSymbolicLinkPrivilege or developer mode on Windows. Wine 8 reports
+        // success without creating anything (and follows Unix symlinks even with
+        // FILE_FLAG_OPEN_REPARSE_POINT): nothing to assert there.
+        if let Err(e) = std::os::windows::fs::symlink_file("target", &link) {
+            eprintln!("no symlink ({e}); reparse-point rule not exercised here");
+            return;
+        }
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(NOFOLLOW_FLAGS)
+            .open(&link)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("symlink not there ({e}, Wine?); reparse-point rule not exercised here");
+                return;
+            }
+        };
+        assert!(!is_plain_file(&f).unwrap());
+    }
+
+    #[test]
     fn plain_file_is_plain_and_a_directory_or_device_is_not() {
         use std::os::windows::fs::OpenOptionsExt;
         use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_BACKUP_SEMANTICS;
