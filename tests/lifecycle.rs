@@ -107,6 +107,18 @@ fn stale_heartbeat_makes_the_daemon_exit() {
 fn heartbeat_timeout_zero_disables_the_switch() {
     let inst = Instance::new("heartbeat_timeout = \"0\"", IDLE_JOB);
     assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    // The daemon's own word that the switch is off: a "0" that fell back to the default
+    // would show 300 here (waiting 5 minutes for an exit that must not come is no test).
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(inst.state.join("status.json")).unwrap()).unwrap();
+    assert!(
+        st["daemon"]["heartbeat_timeout_s"].is_null(),
+        "{}",
+        st["daemon"]
+    );
+    assert!(inst.status_json()["daemon"]["heartbeat_timeout_s"].is_null());
+    let table = String::from_utf8_lossy(&inst.run(&["status"]).stdout).to_string();
+    assert!(table.contains("switch off"), "{table}");
     std::thread::sleep(Duration::from_millis(2500)); // nothing to poll for: absence of an exit
     assert_eq!(inst.daemon_processes().len(), 1);
 }

@@ -372,35 +372,41 @@ fn a_broken_config_edit_keeps_the_old_jobs_running_and_shows_the_error() {
 
 #[test]
 fn max_parallel_queues_due_runs_and_starts_them_as_slots_free() {
+    // Four jobs due at the very same instants (every 4 s, aligned to the clock), each running
+    // 1.5 s: without the limit all four overlap; with max_parallel = 2, two run and two wait
+    // for a free slot.
     let mut jobs = String::new();
     for i in 0..4 {
         jobs.push_str(&format!(
-            "[[job]]\nname = \"j{i}\"\ncommand = [\"sleep\", \"1\"]\nevery = \"1h\"\n\n"
+            "[[job]]\nname = \"j{i}\"\ncommand = [\"sleep\", \"1.5\"]\nevery = \"4s\"\n\n"
         ));
     }
     let inst = Instance::new("heartbeat_timeout = \"1m\"\nmax_parallel = 2", &jobs);
-    for i in 0..4 {
-        // Run them all at once through the scheduler: a catch-up for each.
-        let name = format!("j{i}");
-        let out = inst.run(&["run-once", &name]);
-        assert!(out.status.success());
-    }
-    // Fake a missed slot: the next daemon catches up all four at (almost) the same time.
-    for i in 0..4 {
-        let runs = inst.state.join(format!("jobs/j{i}/runs"));
-        for e in std::fs::read_dir(&runs).unwrap().flatten() {
-            let old = e.path().with_file_name("20200101T000000Z-1");
-            std::fs::rename(e.path(), old).unwrap();
-        }
-    }
     inst.ctrl_json();
-    assert!(wait_for(Duration::from_secs(20), || (0..4).all(|i| inst
-        .finished_records(&format!("j{i}"))
-        .iter()
-        .any(|r| r["trigger"] == "catch_up"))));
+    // One due time that all four ran for.
+    let common_due = || -> Option<String> {
+        let per_job: Vec<Vec<String>> = (0..4)
+            .map(|i| {
+                inst.finished_records(&format!("j{i}"))
+                    .iter()
+                    .filter(|r| r["trigger"] == "schedule")
+                    .filter_map(|r| r["due"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .collect();
+        per_job[0]
+            .iter()
+            .find(|d| per_job.iter().all(|p| p.contains(d)))
+            .cloned()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || common_due().is_some()),
+        "no due time run by all four jobs"
+    );
+    let due = common_due().unwrap();
     let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = (0..4)
         .flat_map(|i| inst.finished_records(&format!("j{i}")))
-        .filter(|r| r["trigger"] == "catch_up")
+        .filter(|r| r["due"] == due.as_str())
         .map(|r| {
             (
                 started(&r),
@@ -409,13 +415,20 @@ fn max_parallel_queues_due_runs_and_starts_them_as_slots_free() {
         })
         .collect();
     spans.sort();
-    for (i, (s, _)) in spans.iter().enumerate() {
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    let mut most = 0;
+    for (s, _) in &spans {
         let concurrent = spans.iter().filter(|(a, b)| a <= s && s < b).count();
-        assert!(
-            concurrent <= 2,
-            "run {i} started with {concurrent} runs in flight: {spans:?}"
-        );
+        most = most.max(concurrent);
     }
+    assert_eq!(most, 2, "runs in flight at once (limit 2): {spans:?}");
+    // The two that waited started only when a slot was free, about 1.5 s after the due time.
+    let due: DateTime<Utc> = due.parse().unwrap();
+    let late = spans
+        .iter()
+        .filter(|(s, _)| (*s - due).num_milliseconds() >= 1000)
+        .count();
+    assert_eq!(late, 2, "queued runs: {spans:?}");
 }
 
 #[test]
