@@ -441,6 +441,9 @@ fn run_once(path: &Path, name: &str) -> i32 {
         return 2;
     }
     sys::set_private_umask();
+    // As the daemon does: descendants that leave the run's process group become our children
+    // when their parents die, so the run's end still reaches them.
+    run::become_subreaper();
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure() {
         eprintln!("robotmk-daemon: {e}");
@@ -481,16 +484,22 @@ fn run_once(path: &Path, name: &str) -> i32 {
     rec.pid_start = sys::process_start_time(pid);
     rec.started = Some(Utc::now());
     let _ = rec.save();
+    let dir = rec.run_dir.display().to_string();
     let mut ended_by = None;
     let exit = match rx.recv_timeout(job.timeout) {
         Ok(exit) => exit,
         Err(_) => {
             ended_by = Some(Outcome::Timeout);
-            run::terminate_group(pid);
+            let note = format!(
+                "ended after its timeout of {}",
+                config::duration::format(job.timeout)
+            );
+            rec.note = Some(note);
+            run::terminate_tree(pid, &dir);
             match rx.recv_timeout(cfg.daemon.stop_grace) {
                 Ok(exit) => exit,
                 Err(_) => {
-                    run::kill_group(pid);
+                    run::kill_tree(pid, &dir);
                     rx.recv().unwrap_or(run::ExitInfo {
                         code: None,
                         signal: None,
@@ -500,10 +509,15 @@ fn run_once(path: &Path, name: &str) -> i32 {
             }
         }
     };
-    if run::group_alive(pid) {
-        run::terminate_group(pid);
-        std::thread::sleep(Duration::from_millis(100));
-        run::kill_group(pid);
+    // What the runner left behind (in its group, or escaped from it) gets the same grace as
+    // in the daemon: TERM, `stop_grace`, KILL.
+    if run::tree_alive(pid, &dir) {
+        run::terminate_tree(pid, &dir);
+        let deadline = Instant::now() + cfg.daemon.stop_grace;
+        while run::tree_alive(pid, &dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run::kill_tree(pid, &dir);
     }
     let outcome = if let Some(e) = &exit.spawn_error {
         rec.note = Some(format!("cannot start {argv0:?}: {e}"));

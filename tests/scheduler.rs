@@ -152,6 +152,80 @@ fn overlap_skip_records_skipped_and_allow_runs_side_by_side() {
     assert_unique_dues(&inst, "allower");
 }
 
+/// Descendants that leave the run's process group (`setsid`, a double fork, `setpgid`) are
+/// still part of the run: a timeout ends them, and so does the end of a runner that left them
+/// behind. Through run-once and through the scheduler.
+#[test]
+fn descendants_that_leave_the_process_group_do_not_escape() {
+    let escape = "setsid sh -c 'echo $$ > $ROBOTMK_RUN_DIR/a.pid; exec sleep 3011' & \
+                  ( setsid sh -c 'echo $$ > $ROBOTMK_RUN_DIR/b.pid; exec sleep 3012' & ) ; \
+                  python3 -c 'import os,time; os.setpgid(0,0); open(os.environ[\"ROBOTMK_RUN_DIR\"]+\"/c.pid\",\"w\").write(str(os.getpid())); time.sleep(3013)' & ";
+    let hang = format!("{escape} sleep 600");
+    let leave =
+        format!("{escape} while [ ! -s $ROBOTMK_RUN_DIR/c.pid ]; do sleep 0.05; done; exit 0");
+    let jobs = format!(
+        "[[job]]\nname = \"hang\"\ncommand = [\"sh\", \"-c\", {hang:?}]\nevery = \"1h\"\ntimeout = \"2s\"\n\n\
+         [[job]]\nname = \"leave\"\ncommand = [\"sh\", \"-c\", {leave:?}]\nevery = \"1h\"\ntimeout = \"20s\"\n"
+    );
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", &jobs);
+    let escapees = |rec: &serde_json::Value| -> Vec<u32> {
+        let rd = rec["run_dir"].as_str().unwrap().to_string();
+        ["a", "b", "c"]
+            .iter()
+            .filter_map(|n| std::fs::read_to_string(format!("{rd}/{n}.pid")).ok())
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
+    };
+    let check = |job: &str, trigger_once: bool| {
+        let recs = inst.finished_records(job);
+        let rec = recs
+            .iter()
+            .rev()
+            .find(|r| (r["trigger"] == "run_once") == trigger_once && r["outcome"] != "skipped")
+            .unwrap_or_else(|| panic!("{job}: no run ({trigger_once}): {recs:?}"))
+            .clone();
+        let pids = escapees(&rec);
+        assert_eq!(pids.len(), 3, "{job}: the escapees did not start: {rec}");
+        assert!(
+            wait_for(Duration::from_secs(5), || pids
+                .iter()
+                .all(|p| !pid_alive(*p))),
+            "{job}: escaped descendants survived the run: {:?}",
+            pids.iter().filter(|p| pid_alive(**p)).collect::<Vec<_>>()
+        );
+        rec
+    };
+    let out = inst.run(&["run-once", "hang"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let rec = check("hang", true);
+    assert_eq!(rec["outcome"], "timeout");
+    assert!(
+        rec["note"].as_str().unwrap_or("").contains("timeout"),
+        "{rec}"
+    );
+    let out = inst.run(&["run-once", "leave"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    check("leave", true);
+
+    // The same through the daemon's scheduler.
+    let jobs = jobs.replace("every = \"1h\"", "every = \"3s\"");
+    inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
+    inst.ctrl_json();
+    for job in ["hang", "leave"] {
+        assert!(
+            wait_for(Duration::from_secs(20), || inst
+                .finished_records(job)
+                .iter()
+                .any(|r| r["trigger"] != "run_once" && r["outcome"] != "skipped")),
+            "{job}: the daemon ran nothing"
+        );
+        let rec = check(job, false);
+        if job == "hang" {
+            assert_eq!(rec["outcome"], "timeout");
+        }
+    }
+}
+
 #[test]
 fn timeout_ends_the_runner_and_a_grandchild_that_ignores_sigterm() {
     // The grandchild ignores SIGTERM and lives on; only SIGKILL after stop_grace ends it.

@@ -82,7 +82,7 @@ pub struct Daemon {
     jobs: BTreeMap<String, JobState>,
     active: HashMap<u32, ActiveRun>,
     /// Process groups of finished runs that still had members: (pgid, when to SIGKILL).
-    lingering: Vec<(u32, Instant)>,
+    lingering: Vec<(u32, String, Instant)>,
     queue: VecDeque<Pending>,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -109,6 +109,9 @@ pub fn run(opts: Options) -> i32 {
         sys::close_inherited_fds();
     }
     sys::set_private_umask();
+    // Descendants of runs that leave their process group become our children when their
+    // parents die, so a timeout can still find and end them.
+    crate::run::become_subreaper();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
     let cfg = match config::load(&opts.config) {
@@ -345,8 +348,8 @@ impl Daemon {
                 wake = wake.min(k);
             }
         }
-        for &(_, k) in &self.lingering {
-            wake = wake.min(k);
+        for (_, _, k) in &self.lingering {
+            wake = wake.min(*k);
         }
         if self.dirty {
             let at = self.last_flush.map_or(now_i, |f| f + STATUS_FLUSH_GAP);

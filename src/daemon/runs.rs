@@ -328,11 +328,13 @@ impl Daemon {
         if let Some(js) = self.jobs.get_mut(&run.record.job) {
             js.running.retain(|p| *p != run.pgid);
         }
-        // Processes the runner left in its group (a browser, a driver) must not outlive it.
-        if run::group_alive(run.pgid) {
-            run::terminate_group(run.pgid);
+        // Processes the runner left behind (a browser, a driver, a daemonized helper that
+        // left the group) must not outlive it.
+        let dir = run.record.run_dir.display().to_string();
+        if run::tree_alive(run.pgid, &dir) {
+            run::terminate_tree(run.pgid, &dir);
             self.lingering
-                .push((run.pgid, Instant::now() + self.cfg.daemon.stop_grace));
+                .push((run.pgid, dir, Instant::now() + self.cfg.daemon.stop_grace));
         }
         let mut rec = run.record;
         if run.adopted && rec.note.is_none() {
@@ -424,19 +426,19 @@ impl Daemon {
             if run.ended_by.is_none() && now >= run.deadline {
                 warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
                 run.ended_by = Some(Outcome::Timeout);
-                run::terminate_group(run.pgid);
+                run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
                 run.kill_at = Some(now + grace);
             } else if let Some(k) = run.kill_at {
                 if now >= k {
                     warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
-                    run::kill_group(run.pgid);
+                    run::kill_tree(run.pgid, &run.record.run_dir.display().to_string());
                     run.kill_at = None;
                 }
             }
         }
-        self.lingering.retain(|&(pgid, kill_at)| {
-            if now >= kill_at {
-                if run::kill_group(pgid) {
+        self.lingering.retain(|(pgid, dir, kill_at)| {
+            if now >= *kill_at {
+                if run::kill_tree(*pgid, dir) {
                     warn!(pgid, "killed processes a finished run left behind");
                 }
                 false
@@ -452,7 +454,7 @@ impl Daemon {
         for run in self.active.values_mut() {
             if run.ended_by != Some(Outcome::Killed) {
                 run.ended_by = Some(Outcome::Killed);
-                run::terminate_group(run.pgid);
+                run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
                 run.kill_at = Some(kill_at);
             }
         }

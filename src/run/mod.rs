@@ -12,7 +12,10 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::{group_alive, kill_group, spawn, terminate_group};
+pub use platform::{
+    become_subreaper, group_alive, kill_group, kill_tree, spawn, terminate_group, terminate_tree,
+    tree_alive, TAG,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -6,6 +6,14 @@
 //! child calls only async-signal-safe functions. An exec error travels back through a
 //! close-on-exec pipe and is reported with the exit.
 //!
+//! A process group does not hold a run: a descendant may call `setsid` or `setpgid` and leave
+//! it. Every descendant carries the run's tag in its environment (`ROBOTMK_RUN_DIR=<run
+//! folder>`, set for the runner and inherited), and the supervising process is a *child
+//! subreaper*, so escaped descendants whose parents die become its children instead of
+//! init's. Ending a run's tree = its group plus every process carrying its tag; telling
+//! whether anything is left = its group, or a child of ours that is no runner and carries
+//! the tag (cheap: our own children list, no scan of all processes).
+//!
 //! One reaper thread collects every child with `waitpid(-1)`. That is only sound because this
 //! process starts children through this module alone: a process that uses the reaper must not
 //! also wait on children started with `std::process` (ctrl's launcher runs in another process).
@@ -291,6 +299,107 @@ pub fn spawn(
     *r.spawned.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     r.wake.notify_all();
     Ok(pid as u32)
+}
+
+/// The environment variable that tags every process of a run.
+pub const TAG: &str = "ROBOTMK_RUN_DIR";
+
+/// Makes this process the reaper of its orphaned descendants (Linux `PR_SET_CHILD_SUBREAPER`),
+/// so a runner's descendant that left its process group is still found (as our child) once
+/// its parents are gone, and reaped.
+pub fn become_subreaper() {
+    // SAFETY: prctl with one integer argument.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Whether the process carries `TAG=<run_dir>` in its environment.
+fn tagged(pid: u32, needle: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle))
+}
+
+fn needle(run_dir: &str) -> Vec<u8> {
+    format!("{TAG}={run_dir}").into_bytes()
+}
+
+/// Every live process carrying the run's tag (a scan of /proc: for ending a tree, which is
+/// rare, not for polling).
+fn tagged_processes(run_dir: &str) -> Vec<u32> {
+    let needle = needle(run_dir);
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && tagged(pid, &needle))
+        .collect()
+}
+
+/// Our children that are no runner of ours: descendants of runs whose parents died (we are
+/// their subreaper).
+fn adopted_children() -> Vec<u32> {
+    let known: Vec<u32> = match reaper() {
+        Ok(r) => r
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(t.path().join("children")) else {
+            continue;
+        };
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .filter(|p| !known.contains(p)),
+        );
+    }
+    out
+}
+
+fn signal_tree(pgid: u32, run_dir: &str, sig: i32) -> bool {
+    let mut any = signal_group(pgid, sig);
+    for pid in tagged_processes(run_dir) {
+        // SAFETY: kill on a process that carries this run's tag (checked just before).
+        if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
+            any = true;
+        }
+    }
+    any
+}
+
+/// Asks the run's whole tree to end (SIGTERM): its group and every process carrying its tag.
+pub fn terminate_tree(pgid: u32, run_dir: &str) -> bool {
+    signal_tree(pgid, run_dir, libc::SIGTERM)
+}
+
+/// Ends the run's whole tree (SIGKILL).
+pub fn kill_tree(pgid: u32, run_dir: &str) -> bool {
+    signal_tree(pgid, run_dir, libc::SIGKILL)
+}
+
+/// True while anything of the run is left: a member of its group, or an orphaned descendant
+/// (now our child) that carries its tag.
+pub fn tree_alive(pgid: u32, run_dir: &str) -> bool {
+    if group_alive(pgid) {
+        return true;
+    }
+    let needle = needle(run_dir);
+    adopted_children().into_iter().any(|pid| {
+        // A zombie is gone already; the reaper collects it.
+        crate::sys::process_start_time(pid).is_some() && tagged(pid, &needle)
+    })
 }
 
 fn signal_group(pgid: u32, sig: i32) -> bool {

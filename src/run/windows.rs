@@ -282,3 +282,25 @@ pub fn group_alive(pid: u32) -> bool {
     }
     false
 }
+
+/// The environment variable that tags every process of a run (kept for parity: on Windows the
+/// run's job object already holds every descendant).
+pub const TAG: &str = "ROBOTMK_RUN_DIR";
+
+/// Nothing to do on Windows: a job object holds every descendant, whatever it does.
+pub fn become_subreaper() {}
+
+/// [`terminate_group`]: the job holds the whole tree.
+pub fn terminate_tree(pid: u32, _run_dir: &str) -> bool {
+    terminate_group(pid)
+}
+
+/// [`kill_group`]: the job holds the whole tree.
+pub fn kill_tree(pid: u32, _run_dir: &str) -> bool {
+    kill_group(pid)
+}
+
+/// [`group_alive`]: the job holds the whole tree.
+pub fn tree_alive(pid: u32, _run_dir: &str) -> bool {
+    group_alive(pid)
+}
