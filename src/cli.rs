@@ -470,6 +470,8 @@ fn run_once(path: &Path, name: &str) -> i32 {
     );
     let (tx, rx) = std::sync::mpsc::channel();
     let argv0 = spec.argv.first().cloned().unwrap_or_default();
+    // Before the fork, as in the daemon: the duration must not come out shorter than the run.
+    let started = Utc::now();
     let pid = match run::spawn(spec, move |_, exit| {
         let _ = tx.send(exit);
     }) {
@@ -482,7 +484,7 @@ fn run_once(path: &Path, name: &str) -> i32 {
     };
     rec.pid = Some(pid);
     rec.pid_start = sys::process_start_time(pid);
-    rec.started = Some(Utc::now());
+    rec.started = Some(started);
     let _ = rec.save();
     let dir = rec.run_dir.display().to_string();
     let mut ended_by = None;

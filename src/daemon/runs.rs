@@ -250,10 +250,13 @@ impl Daemon {
         };
         let argv0 = spec.argv.first().cloned().unwrap_or_default();
         let tx = self.tx.clone();
+        // Taken before the fork: on a busy machine the daemon may be descheduled right after
+        // it while the runner already runs, and a start time taken then would shorten the
+        // recorded duration below what the runner really took.
+        let started = Utc::now();
         let spawned = run::spawn(spec, move |pid, exit| {
             let _ = tx.send(Event::Exited { pid, exit });
         });
-        let started = Utc::now();
         rec.started = Some(started);
         match spawned {
             Ok(pid) => {
