@@ -421,7 +421,10 @@ impl Daemon {
     pub(super) fn end_all_runs(&mut self) {
         let kill_at = Instant::now() + self.cfg.daemon.stop_grace;
         for run in self.active.values_mut() {
-            if run.ended_by != Some(Outcome::Killed) {
+            // One polite signal per run: a run already told to end (its timeout) is in its
+            // grace period, and a second SIGTERM makes robot quit at once with a broken
+            // result. It stays `timeout`: that is why it ended.
+            if run.ended_by.is_none() {
                 run.ended_by = Some(Outcome::Killed);
                 run::terminate_group(run.pgid);
                 run.kill_at = Some(kill_at);
