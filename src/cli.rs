@@ -64,6 +64,26 @@ pub enum Command {
         /// The job's name.
         job: String,
     },
+    /// A robot job's runner when it has `attempts` > 1: runs the attempts and merges them.
+    #[command(hide = true)]
+    RobotAttempts {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        attempts: u32,
+        #[arg(long, value_parser = parse_retry)]
+        retry: crate::robot::attempts::Retry,
+        /// rebot's argv as a JSON array.
+        #[arg(long)]
+        rebot_json: String,
+        /// robot's argv.
+        #[arg(last = true, required = true)]
+        robot: Vec<String>,
+    },
+    /// Reads a Robot Framework result (output.xml or output.json) the way the daemon does and
+    /// prints what it found as JSON (for checks and benchmarks).
+    #[command(hide = true)]
+    ParseResult { file: PathBuf },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -76,6 +96,14 @@ pub enum Command {
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
     config::duration::parse(s)
+}
+
+fn parse_retry(s: &str) -> Result<crate::robot::attempts::Retry, String> {
+    match s {
+        "failed" => Ok(crate::robot::attempts::Retry::Failed),
+        "all" => Ok(crate::robot::attempts::Retry::All),
+        _ => Err(format!("{s:?}: use \"failed\" or \"all\"")),
+    }
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -106,6 +134,35 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Status { json } => status(&path, json),
         Command::CheckConfig => check_config(&path),
         Command::RunOnce { job } => run_once(&path, &job),
+        Command::RobotAttempts {
+            run_dir,
+            attempts,
+            retry,
+            rebot_json,
+            robot,
+        } => {
+            let Ok(rebot) = serde_json::from_str::<Vec<String>>(&rebot_json) else {
+                eprintln!("robotmk-daemon: --rebot-json is not a JSON array of strings");
+                return 252;
+            };
+            crate::robot::attempts::run(&crate::robot::attempts::Plan {
+                run_dir,
+                attempts,
+                retry,
+                rebot,
+                robot,
+            })
+        }
+        Command::ParseResult { file } => match crate::robot::read_result(&file) {
+            Ok(t) => {
+                println!("{}", serde_json::to_string(&t).unwrap_or_default());
+                0
+            }
+            Err(e) => {
+                eprintln!("robotmk-daemon: {}: {e}", file.display());
+                1
+            }
+        },
     }
 }
 
@@ -493,6 +550,8 @@ fn finish_once(
     exit: Option<run::ExitInfo>,
 ) -> i32 {
     daemon::complete(&mut rec, outcome, exit);
+    // The result may change it: a failed test fails a run that exited 0.
+    let outcome = rec.outcome.unwrap_or(outcome);
     if let Err(e) = rec.save().and_then(|_| record::update_latest(st, &rec)) {
         eprintln!("robotmk-daemon: cannot record the run: {e}");
     }

@@ -70,6 +70,17 @@ pub enum CatchUp {
     Skip,
 }
 
+/// Which local checks a Robot Framework job gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Services {
+    /// One per job.
+    #[default]
+    Job,
+    /// One per job, plus one per test of its latest result.
+    PerTest,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -118,6 +129,14 @@ pub struct Job {
     pub catch_up: CatchUp,
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
+    /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for
+    /// robot jobs, what `result` says for command jobs.
+    pub result: Option<String>,
+    /// Robot runs per run at most (1 = no retries); see `robot::attempts`.
+    pub attempts: u32,
+    pub services: Services,
+    pub test_runtime_warn: Option<Duration>,
+    pub test_runtime_crit: Option<Duration>,
 }
 
 impl Job {
@@ -131,6 +150,10 @@ impl Job {
             && self.catch_up == other.catch_up
             && self.env == other.env
             && self.working_dir == other.working_dir
+            && self.result == other.result
+            && self.services == other.services
+            && self.test_runtime_warn == other.test_runtime_warn
+            && self.test_runtime_crit == other.test_runtime_crit
     }
 }
 

@@ -130,6 +130,11 @@ mod tests {
             catch_up,
             env: Default::default(),
             working_dir: None,
+            result: None,
+            attempts: 1,
+            services: crate::config::Services::Job,
+            test_runtime_warn: None,
+            test_runtime_crit: None,
         })
     }
 

@@ -49,7 +49,18 @@ fn new_record(
     due: DateTime<Utc>,
     trigger: Trigger,
 ) -> RunRecord {
-    RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout))
+    let mut rec = RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout));
+    let dir = rec.run_dir.display().to_string();
+    rec.result = job.result.as_ref().map(|r| {
+        let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
+        // A relative result is where the runner writes it: in its working directory.
+        let wd = job
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| rec.run_dir.clone());
+        wd.join(r)
+    });
+    rec
 }
 
 /// Why a run could not be prepared.

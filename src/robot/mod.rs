@@ -1,31 +1,86 @@
-//! Robot Framework awareness: test statistics from `output.xml`, and what robot's exit codes
-//! mean. output.xml can be hundreds of MB, so it is read with a streaming parser and only the
-//! root suite's status and the total statistics are kept.
+//! Robot Framework awareness: the result robot wrote (output.xml or Robot 7's output.json,
+//! streamed with bounded memory: [`xml`], [`json`]), what its exit codes mean, and how a
+//! finished run's record is completed from them: counts, per-test detail, robot's own
+//! elapsed time, the outcome (a failed test fails the run whatever the exit code), the
+//! attempts of a job with retries, and where log.html and report.html are.
 
-use crate::state::record::{RunRecord, TestStats};
-use quick_xml::events::Event;
-use quick_xml::Reader;
-use std::path::Path;
+pub mod attempts;
+pub mod collect;
+pub mod json;
+pub mod xml;
 
-/// Adds test statistics and an explanation of robot's exit code to a finished record, when
-/// the run folder holds an output.xml. A broken file adds a note; it never fails the record.
-pub fn annotate(rec: &mut RunRecord) {
-    let xml = rec.run_dir.join("output.xml");
-    if !xml.is_file() {
-        return;
+use crate::state::record::{Attempt, Outcome, RunRecord, TestStats, STDERR_FILE, STDOUT_FILE};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use collect::{MAX_TESTS, MAX_TEXT};
+
+/// The file the wrapper of a job with retries writes its attempts to, in the run folder.
+pub const ATTEMPTS_FILE: &str = "attempts.json";
+
+/// Reads a result file: JSON when it is named `*.json` or starts with `{`, else XML.
+pub fn read_result(path: &Path) -> Result<TestStats, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
     }
-    match read_stats(&xml) {
-        Ok(stats) => rec.tests = Some(stats),
-        Err(e) => add_note(
-            rec,
-            format!("output.xml unreadable ({e}); test counts unknown"),
-        ),
+    if meta.len() == 0 {
+        return Err("the file is empty: robot was killed before it wrote anything".into());
     }
-    if let Some(code) = rec.exit_code {
-        if let Some(meaning) = exit_meaning(code) {
-            add_note(rec, format!("robot exit code {code}: {meaning}"));
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut first = [0u8; 1];
+    let mut head = Vec::new();
+    // The first non-blank byte tells JSON from XML when the name does not.
+    while head.len() < 4096 {
+        match f.read(&mut first) {
+            Ok(0) => break,
+            Ok(_) => {
+                head.push(first[0]);
+                if !first[0].is_ascii_whitespace() {
+                    break;
+                }
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
+    let is_json = path.extension().is_some_and(|e| e == "json") || head.last() == Some(&b'{');
+    let r = head.as_slice().chain(f);
+    let parsed = if is_json { json::read(r) } else { xml::read(r) }?;
+    parsed.ok_or_else(|| "it holds no suite".to_string())
+}
+
+/// What robot's exit code `code` means.
+pub fn exit_meaning(code: i32) -> String {
+    match code {
+        0 => "all tests passed".into(),
+        1 => "1 test failed".into(),
+        2..=249 => format!("{code} tests failed"),
+        250 => "250 or more tests failed".into(),
+        251 => "help or version printed, no tests run".into(),
+        252 => "invalid test data or command line options, no tests run".into(),
+        253 => "execution stopped by the user (a signal)".into(),
+        255 => "unexpected internal error".into(),
+        _ => "not one of Robot Framework's exit codes".into(),
+    }
+}
+
+/// The first `[ ERROR ]` line robot printed (stdout, then stderr), cut to [`MAX_TEXT`].
+pub fn first_error_line(run_dir: &Path) -> Option<String> {
+    for name in [STDOUT_FILE, STDERR_FILE] {
+        let Ok(f) = std::fs::File::open(run_dir.join(name)) else {
+            continue;
+        };
+        // Robot prints its reason at once; the first MiB is plenty and bounds the read.
+        let mut text = Vec::new();
+        if f.take(1 << 20).read_to_end(&mut text).is_err() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&text);
+        if let Some(l) = text.lines().find(|l| l.contains("[ ERROR ]")) {
+            return Some(collect::cap(l.trim()));
+        }
+    }
+    None
 }
 
 fn add_note(rec: &mut RunRecord, note: String) {
@@ -35,127 +90,138 @@ fn add_note(rec: &mut RunRecord, note: String) {
     });
 }
 
-/// Robot Framework's exit codes above "n tests failed".
-pub fn exit_meaning(code: i32) -> Option<&'static str> {
-    match code {
-        250 => Some("250 or more tests failed"),
-        251 => Some("help or version printed"),
-        252 => Some("invalid test data or command line options"),
-        253 => Some("execution stopped by the user"),
-        255 => Some("unexpected internal error"),
-        _ => None,
+/// The result file of a finished run: the one its job names, else an output.xml a command
+/// job left in its run folder.
+fn result_file(rec: &RunRecord) -> Option<PathBuf> {
+    if let Some(r) = &rec.result {
+        return Some(r.clone());
     }
+    let xml = rec.run_dir.join("output.xml");
+    xml.is_file().then_some(xml)
 }
 
-/// Reads the total statistics and root suite of an output.xml.
-pub fn read_stats(path: &Path) -> Result<TestStats, String> {
-    let mut reader = Reader::from_file(path).map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut stack: Vec<Vec<u8>> = Vec::new();
-    let mut stats = TestStats::default();
-    let mut have_total = false;
-    let mut in_total_stat = false;
-    loop {
-        let ev = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?;
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let name = e.name().0.as_bytes().to_vec();
-                let empty = matches!(ev, Event::Empty(_));
-                let path: Vec<&[u8]> = stack.iter().map(|v| v.as_slice()).collect();
-                if name == b"suite" && path == [b"robot".as_slice()] {
-                    stats.suite = attr(e, b"name");
-                } else if name == b"status" && path == [b"robot".as_slice(), b"suite"] {
-                    stats.suite_status = attr(e, b"status");
-                } else if name == b"stat"
-                    && !have_total
-                    && path == [b"robot".as_slice(), b"statistics", b"total"]
-                {
-                    let n = |k: &[u8]| attr(e, k).and_then(|v| v.parse().ok()).unwrap_or(0);
-                    stats.passed = n(b"pass");
-                    stats.failed = n(b"fail");
-                    stats.skipped = n(b"skip");
-                    have_total = true;
-                    in_total_stat = !empty;
-                }
-                if !empty {
-                    stack.push(name);
-                }
+/// Completes a finished record from what robot left behind. Never fails the record: a
+/// missing or broken result is a note.
+pub fn annotate(rec: &mut RunRecord) {
+    let Some(result) = result_file(rec) else {
+        return;
+    };
+    let name = result
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    read_attempts(rec);
+    let mut have_result = false;
+    if !result.exists() {
+        add_note(rec, format!("robot wrote no result ({name})"));
+    } else {
+        match read_result(&result) {
+            Ok(stats) => {
+                have_result = true;
+                rec.tests = Some(stats);
             }
-            Event::End(_) => {
-                stack.pop();
-                if in_total_stat {
-                    in_total_stat = false;
-                }
-            }
-            Event::Eof => break,
-            _ => {}
+            Err(e) => add_note(rec, format!("{name} unreadable ({e}); test counts unknown")),
         }
-        buf.clear();
     }
-    if !stack.is_empty() {
-        return Err("file ends early (truncated: was robot killed?)".into());
+    if let Some(code) = rec.exit_code.filter(|c| *c != 0) {
+        // With a result, the counts already say how many failed.
+        if !(have_result && (1..=250).contains(&code)) {
+            add_note(
+                rec,
+                format!("robot exit code {code}: {}", exit_meaning(code)),
+            );
+        }
     }
-    if !have_total {
-        return Err("no <statistics><total> in it".into());
+    if let Some(sig) = rec.signal {
+        add_note(rec, format!("robot was ended by signal {sig}"));
     }
-    Ok(stats)
+    if !have_result {
+        if let Some(line) = first_error_line(&rec.run_dir) {
+            add_note(rec, format!("robot said: {line}"));
+        }
+    }
+    // The suite decides: a failed test fails the run even when robot exited 0
+    // (`--nostatusrc`, or a wrapper that hides the code).
+    if let Some(t) = &rec.tests {
+        let failed = t.failed > 0 || t.suite_status.as_deref() == Some("FAIL");
+        if failed && rec.outcome == Some(Outcome::Success) {
+            rec.outcome = Some(Outcome::Failure);
+            add_note(
+                rec,
+                format!(
+                    "{} failed although robot exited {}",
+                    plural(t.failed, "test"),
+                    rec.exit_code.unwrap_or(0)
+                ),
+            );
+        }
+    }
+    let dir = result.parent().unwrap_or(&rec.run_dir);
+    let existing = |f: &str| Some(dir.join(f)).filter(|p| p.is_file());
+    rec.log = existing("log.html");
+    rec.report = existing("report.html");
 }
 
-fn attr(e: &quick_xml::events::BytesStart, key: &[u8]) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.0.as_bytes() == key)
-        .and_then(|a| {
-            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .ok()
-                .map(|v| v.into_owned())
-        })
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Reads the attempts the retry wrapper recorded, and each one's counts from its own result.
+fn read_attempts(rec: &mut RunRecord) {
+    let path = rec.run_dir.join(ATTEMPTS_FILE);
+    let Ok(f) = std::fs::File::open(&path) else {
+        return;
+    };
+    let mut bytes = Vec::new();
+    // A handful of small entries; the cap only guards against a file that is not ours.
+    if f.take(1 << 20).read_to_end(&mut bytes).is_err() {
+        return;
+    }
+    let Ok(mut attempts) = serde_json::from_slice::<Vec<Attempt>>(&bytes) else {
+        add_note(rec, format!("{ATTEMPTS_FILE} unreadable"));
+        return;
+    };
+    for a in &mut attempts {
+        match read_result(&a.output) {
+            Ok(t) => {
+                a.passed = t.passed;
+                a.failed = t.failed;
+                a.skipped = t.skipped;
+                a.outcome = if t.failed > 0 { "failed" } else { "passed" }.into();
+            }
+            Err(e) => {
+                a.outcome = "no result".into();
+                a.note = Some(collect::cap(&e));
+            }
+        }
+    }
+    rec.attempts = attempts;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<robot generator="Robot 7.1" generated="2026-11-27T10:00:00" rpa="false" schemaversion="5">
-<suite id="s1" name="Web &amp; Login" source="/s">
-<test id="s1-t1" name="A"><status status="PASS" start="x" elapsed="0.1"/></test>
-<test id="s1-t2" name="B"><status status="FAIL" start="x" elapsed="0.1">boom</status></test>
-<status status="FAIL" start="x" elapsed="0.2"/>
-</suite>
-<statistics>
-<total>
-<stat pass="1" fail="1" skip="2">All Tests</stat>
-</total>
-<tag></tag>
-<suite><stat pass="9" fail="9" skip="9" id="s1" name="W">W</stat></suite>
-</statistics>
-<errors></errors>
-</robot>
-"#;
-
     #[test]
-    fn reads_totals_and_root_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("output.xml");
-        std::fs::write(&p, XML).unwrap();
-        let s = read_stats(&p).unwrap();
-        assert_eq!((s.passed, s.failed, s.skipped), (1, 1, 2));
-        assert_eq!(s.suite.as_deref(), Some("Web & Login"));
-        assert_eq!(s.suite_status.as_deref(), Some("FAIL"));
+    fn every_exit_code_has_a_meaning() {
+        assert_eq!(exit_meaning(3), "3 tests failed");
+        assert!(exit_meaning(252).contains("invalid"));
+        assert!(exit_meaning(254).contains("not one of"));
     }
 
     #[test]
-    fn truncated_and_garbage_files_are_errors_not_panics() {
+    fn an_empty_result_says_robot_was_killed_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("output.xml");
-        for cut in [0, 10, 100, 300, XML.len() - 20] {
-            std::fs::write(&p, &XML[..cut]).unwrap();
-            assert!(read_stats(&p).is_err(), "cut at {cut}");
-        }
-        std::fs::write(&p, b"\x00\xff<<<>>>garbage").unwrap();
-        assert!(read_stats(&p).is_err());
+        std::fs::write(&p, b"").unwrap();
+        let e = read_result(&p).unwrap_err();
+        assert!(e.contains("killed before it wrote anything"), "{e}");
+        let j = dir.path().join("r.json");
+        std::fs::write(&j, br#" {"suite":{"name":"S","tests":[]}}"#).unwrap();
+        assert_eq!(read_result(&j).unwrap().suite.as_deref(), Some("S"));
     }
 }

@@ -1,0 +1,261 @@
+//! What the XML and JSON readers have in common: the result they build while streaming
+//! (suites, tests, statistics) and the caps that keep it small whatever the file holds.
+//!
+//! The readers report what they meet (a suite starts, a test has this status, …) and this
+//! collector keeps only bounded pieces: strings are cut to [`MAX_TEXT`] characters (a
+//! message to its first line), at most [`MAX_TESTS`] tests are kept (failed ones win a place
+//! over passed ones), and nesting deeper than [`MAX_DEPTH`] is an error.
+
+use crate::state::record::{TestResult, TestStats};
+
+/// Longest name, status, tag or message head kept, in characters.
+pub const MAX_TEXT: usize = 200;
+/// Tests kept per result; the rest are counted in `results_omitted`.
+pub const MAX_TESTS: usize = 1000;
+/// Tags kept per test.
+pub const MAX_TAGS: usize = 20;
+/// Deepest nesting accepted. Robot itself stops far earlier (its keyword recursion limit); a
+/// file nested deeper is not robot's and is reported, not followed.
+pub const MAX_DEPTH: usize = 10_000;
+
+/// A string that grows only up to its first line and [`MAX_TEXT`] characters.
+#[derive(Debug, Default, Clone)]
+pub struct Head {
+    text: String,
+    chars: usize,
+    done: bool,
+}
+
+impl Head {
+    pub fn push_str(&mut self, s: &str) {
+        for c in s.chars() {
+            if self.done {
+                return;
+            }
+            self.push(c);
+        }
+    }
+
+    pub fn push(&mut self, c: char) {
+        if self.done {
+            return;
+        }
+        if c == '\n' || c == '\r' {
+            // Leading blank lines say nothing; the first line with text is the head.
+            if !self.text.trim().is_empty() {
+                self.done = true;
+            }
+            return;
+        }
+        if self.chars >= MAX_TEXT {
+            self.text.push('…');
+            self.done = true;
+            return;
+        }
+        self.text.push(c);
+        self.chars += 1;
+    }
+
+    pub fn take(&mut self) -> String {
+        let t = std::mem::take(&mut self.text);
+        self.chars = 0;
+        self.done = false;
+        t.trim().to_string()
+    }
+}
+
+/// A test being read.
+#[derive(Debug, Default)]
+pub struct TestBuilder {
+    pub name: Head,
+    pub status: Option<String>,
+    pub elapsed_s: Option<f64>,
+    pub message: Head,
+    pub tags: Vec<String>,
+}
+
+/// A suite around the current point.
+#[derive(Debug, Default)]
+struct Frame {
+    name: String,
+    /// Index of the first kept test read inside this suite.
+    first: usize,
+}
+
+/// The result being built.
+#[derive(Debug, Default)]
+pub struct Collector {
+    /// The suites around the current point, outermost first.
+    suites: Vec<Frame>,
+    root: Option<String>,
+    root_status: Option<String>,
+    root_elapsed: Option<f64>,
+    counted: [u64; 3],
+    total: Option<[u64; 3]>,
+    tests: Vec<TestResult>,
+    omitted: u64,
+    pub test: Option<TestBuilder>,
+}
+
+/// Cuts `s` to [`MAX_TEXT`] characters.
+pub fn cap(s: &str) -> String {
+    let mut h = Head::default();
+    h.push_str(s);
+    h.take()
+}
+
+impl Collector {
+    pub fn enter_suite(&mut self, name: &str) {
+        self.suites.push(Frame {
+            name: cap(name),
+            first: self.tests.len(),
+        });
+    }
+
+    /// Names the innermost suite (Robot's JSON gives the name after the suite's tests).
+    pub fn name_suite(&mut self, name: &str) {
+        if let Some(s) = self.suites.last_mut() {
+            s.name = cap(name);
+        }
+    }
+
+    /// Ends the innermost suite. Its name is certain only now, so the suite path of every
+    /// test kept inside it is completed from the inside out, a name per closing suite.
+    pub fn leave_suite(&mut self) {
+        let Some(f) = self.suites.pop() else {
+            return;
+        };
+        for t in self.tests.iter_mut().skip(f.first) {
+            let path = if t.suite.is_empty() {
+                f.name.clone()
+            } else {
+                format!("{}.{}", f.name, t.suite)
+            };
+            t.suite = path.chars().take(MAX_TEXT).collect();
+        }
+        if self.suites.is_empty() && self.root.is_none() {
+            self.root = Some(f.name);
+        }
+    }
+
+    /// The status of the innermost suite; kept for the root suite only.
+    pub fn suite_status(&mut self, status: Option<String>, elapsed: Option<f64>) {
+        if self.suites.len() == 1 {
+            if status.is_some() {
+                self.root_status = status;
+            }
+            if elapsed.is_some() {
+                self.root_elapsed = elapsed;
+            }
+        }
+    }
+
+    pub fn start_test(&mut self, name: &str) {
+        let mut t = TestBuilder::default();
+        t.name.push_str(name);
+        self.test = Some(t);
+    }
+
+    pub fn end_test(&mut self) {
+        let Some(mut t) = self.test.take() else {
+            return;
+        };
+        let status = t.status.take().unwrap_or_else(|| "NOT RUN".into());
+        match status.as_str() {
+            "PASS" => self.counted[0] += 1,
+            "FAIL" => self.counted[1] += 1,
+            "SKIP" => self.counted[2] += 1,
+            _ => {}
+        }
+        let r = TestResult {
+            suite: String::new(),
+            name: t.name.take(),
+            message: Some(t.message.take()).filter(|m| !m.is_empty()),
+            status,
+            elapsed_s: t.elapsed_s,
+            tags: t.tags,
+        };
+        if self.tests.len() < MAX_TESTS {
+            self.tests.push(r);
+            return;
+        }
+        self.omitted += 1;
+        // A failure says more than a pass: it takes the place of the last passed test kept.
+        if r.status == "FAIL" {
+            if let Some(i) = self.tests.iter().rposition(|k| k.status != "FAIL") {
+                self.tests.remove(i);
+                self.tests.push(r);
+                for f in &mut self.suites {
+                    if f.first > i {
+                        f.first -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn add_tag(&mut self, tag: &str) {
+        if let Some(t) = &mut self.test {
+            if t.tags.len() < MAX_TAGS {
+                t.tags.push(cap(tag));
+            }
+        }
+    }
+
+    pub fn set_total(&mut self, pass: u64, fail: u64, skip: u64) {
+        if self.total.is_none() {
+            self.total = Some([pass, fail, skip]);
+        }
+    }
+
+    /// The result; `None` when the file held no suite at all.
+    pub fn finish(self) -> Option<TestStats> {
+        let root = self.root?;
+        let [passed, failed, skipped] = self.total.unwrap_or(self.counted);
+        Some(TestStats {
+            passed,
+            failed,
+            skipped,
+            suite: Some(root),
+            suite_status: self.root_status,
+            elapsed_s: self.root_elapsed,
+            results: self.tests,
+            results_omitted: self.omitted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_keeps_the_first_line_cut_to_the_cap() {
+        let mut h = Head::default();
+        h.push_str("\n  first line\nsecond");
+        assert_eq!(h.take(), "first line");
+        h.push_str(&"x".repeat(500));
+        let t = h.take();
+        assert_eq!(t.chars().count(), MAX_TEXT + 1);
+        assert!(t.ends_with('…'));
+    }
+
+    #[test]
+    fn failures_displace_passes_beyond_the_cap() {
+        let mut c = Collector::default();
+        c.enter_suite("S");
+        for i in 0..MAX_TESTS + 5 {
+            c.start_test(&format!("t{i}"));
+            if let Some(t) = &mut c.test {
+                t.status = Some(if i == MAX_TESTS + 2 { "FAIL" } else { "PASS" }.into());
+            }
+            c.end_test();
+        }
+        c.leave_suite();
+        let s = c.finish().unwrap();
+        assert_eq!((s.passed, s.failed), (MAX_TESTS as u64 + 4, 1));
+        assert_eq!(s.results.len(), MAX_TESTS);
+        assert_eq!(s.results_omitted, 5);
+        assert!(s.results.iter().any(|t| t.status == "FAIL"));
+    }
+}
