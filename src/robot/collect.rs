@@ -18,13 +18,20 @@ pub const MAX_TAGS: usize = 20;
 /// file nested deeper is not robot's and is reported, not followed.
 pub const MAX_DEPTH: usize = 10_000;
 
-/// A string that grows only up to its first line and [`MAX_TEXT`] characters.
+/// A string that grows only up to its first line and [`MAX_TEXT`] characters. Robot's HTML
+/// messages (`*HTML* …`, e.g. what `rebot --merge` writes) are kept as their text: the marker
+/// and the tags are dropped, a tag becomes a space.
 #[derive(Debug, Default, Clone)]
 pub struct Head {
     text: String,
     chars: usize,
     done: bool,
+    /// None until it is known whether the text starts with `*HTML*`.
+    html: Option<bool>,
+    in_tag: bool,
 }
+
+const HTML_MARK: &str = "*HTML*";
 
 impl Head {
     pub fn push_str(&mut self, s: &str) {
@@ -47,19 +54,45 @@ impl Head {
             }
             return;
         }
+        if self.html == Some(true) {
+            if self.in_tag {
+                self.in_tag = c != '>';
+                return;
+            }
+            if c == '<' {
+                self.in_tag = true;
+                if !self.text.ends_with(' ') {
+                    self.text.push(' ');
+                    self.chars += 1;
+                }
+                return;
+            }
+        }
         if self.chars >= MAX_TEXT {
             self.text.push('…');
             self.done = true;
             return;
         }
+        if c == ' ' && self.text.ends_with(' ') && self.html == Some(true) {
+            return;
+        }
         self.text.push(c);
         self.chars += 1;
+        if self.html.is_none() {
+            let t = self.text.trim_start();
+            if t == HTML_MARK {
+                self.html = Some(true);
+                self.text.clear();
+                self.chars = 0;
+            } else if !HTML_MARK.starts_with(t) {
+                self.html = Some(false);
+            }
+        }
     }
 
     pub fn take(&mut self) -> String {
         let t = std::mem::take(&mut self.text);
-        self.chars = 0;
-        self.done = false;
+        *self = Head::default();
         t.trim().to_string()
     }
 }
@@ -238,6 +271,18 @@ mod tests {
         let t = h.take();
         assert_eq!(t.chars().count(), MAX_TEXT + 1);
         assert!(t.ends_with('…'));
+    }
+
+    #[test]
+    fn html_messages_keep_their_text() {
+        let mut h = Head::default();
+        h.push_str("*HTML* <span class=\"merge\">Test has been re-executed and results merged.</span><hr><span>New status:</span> <span class=\"pass\">PASS</span>");
+        assert_eq!(
+            h.take(),
+            "Test has been re-executed and results merged. New status: PASS"
+        );
+        h.push_str("*HTM is not a marker");
+        assert_eq!(h.take(), "*HTM is not a marker");
     }
 
     #[test]
