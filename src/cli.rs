@@ -83,7 +83,12 @@ pub enum Command {
     /// Reads a Robot Framework result (output.xml or output.json) the way the daemon does and
     /// prints what it found as JSON (for checks and benchmarks).
     #[command(hide = true)]
-    ParseResult { file: PathBuf },
+    ParseResult {
+        file: PathBuf,
+        /// Print this process's peak RSS (`peak_rss_kib=N`, Linux) to stderr at the end.
+        #[arg(long)]
+        peak_rss: bool,
+    },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -153,16 +158,31 @@ pub fn dispatch(cli: Cli) -> i32 {
                 robot,
             })
         }
-        Command::ParseResult { file } => match crate::robot::read_result(&file) {
-            Ok(t) => {
-                println!("{}", serde_json::to_string(&t).unwrap_or_default());
-                0
+        Command::ParseResult { file, peak_rss } => {
+            let code = match crate::robot::read_result(&file) {
+                Ok(t) => {
+                    println!("{}", serde_json::to_string(&t).unwrap_or_default());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("robotmk-daemon: {}: {e}", file.display());
+                    1
+                }
+            };
+            if peak_rss {
+                // The kernel's high-water mark of this process alone: a parent's rusage would
+                // also count what the forking parent held before exec.
+                let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+                {
+                    eprintln!("peak_rss_kib={kib}");
+                }
             }
-            Err(e) => {
-                eprintln!("robotmk-daemon: {}: {e}", file.display());
-                1
-            }
-        },
+            code
+        }
     }
 }
 

@@ -428,26 +428,21 @@ fn retries_rerun_the_failed_test_and_merge_with_rebot() {
     );
 }
 
-/// Runs `parse-result` on `file`; returns (exit success, peak RSS in KiB) of that process
-/// alone (wait4 reports the child's own rusage, unlike RUSAGE_CHILDREN).
+/// Runs `parse-result` on `file`; returns (exit success, its own peak RSS in KiB, as the
+/// kernel's VmHWM of that process reports it).
 fn parse_peak_kib(file: &Path) -> (bool, i64) {
-    let child = Command::new(BIN)
-        .arg("parse-result")
+    let out = Command::new(BIN)
+        .args(["parse-result", "--peak-rss"])
         .arg(file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn parse-result");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 on our own child fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for the child just spawned, with valid out pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    (
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        usage.ru_maxrss,
-    )
+        .output()
+        .expect("run parse-result");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kib="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
+    (out.status.success(), kib)
 }
 
 /// Writes `parts` to `path` through a buffer (the big part repeated `times`).
