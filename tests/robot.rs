@@ -504,3 +504,38 @@ fn hostile_result_files_stay_within_8_mib_of_idle() {
         std::fs::remove_file(&p).unwrap();
     }
 }
+
+#[test]
+fn retries_stay_within_the_jobs_timeout() {
+    let Some(robot) = need_robot() else { return };
+    let r = robot.display();
+    let inst = Instance::new("", "");
+    let s = suite(
+        &inst,
+        "always.robot",
+        "*** Test Cases ***\nAlways Fails\n    Sleep    0.5s\n    Fail    never passes\n",
+    );
+    inst.write_config(
+        "",
+        &format!("[[job]]\nname = \"bounded\"\nkind = \"robot\"\nrobot = \"{r}\"\nsuite = \"{s}\"\nevery = \"1h\"\ntimeout = \"3s\"\nattempts = 10\nretry = \"all\"\n"),
+    );
+    let out = inst.run(&["run-once", "bounded"]);
+    assert_eq!(out.status.code(), Some(3), "timeout: {out:?}");
+    let rec = &inst.finished_records("bounded")[0];
+    assert_eq!(rec["outcome"], "timeout", "{rec}");
+    let attempts = rec["attempts"].as_array().unwrap();
+    assert!(
+        !attempts.is_empty() && attempts.len() < 10,
+        "the timeout ended the attempts: {rec}"
+    );
+    assert!(attempts.iter().all(|a| a["ran"] == "all"), "{rec}");
+    // Timeout plus the test config's 1s grace, and some slack for a busy machine.
+    assert!(rec["duration_s"].as_f64().unwrap() < 8.0, "{rec}");
+    // Nothing of the run is left behind.
+    let run_dir = rec["run_dir"].as_str().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || processes_of(run_dir).is_empty()),
+        "{:?}",
+        processes_of(run_dir)
+    );
+}

@@ -50,9 +50,10 @@ pub(super) struct RawJob {
 }
 
 /// robot options that would send its results somewhere the daemon does not look, with the
-/// shortest prefix robot accepts for each (robot takes unambiguous prefixes of long options).
+/// shortest prefix rejected for each (robot takes unambiguous prefixes of long options;
+/// `--outp` is ambiguous to robot too, but says more as a config error than as exit 252).
 const RESULT_OPTIONS: &[(&str, usize, char)] = &[
-    ("output", 6, 'o'),
+    ("output", 4, 'o'),
     ("outputdir", 7, 'd'),
     ("log", 3, 'l'),
     ("report", 6, 'r'),

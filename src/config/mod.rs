@@ -645,6 +645,50 @@ cron = "0 3 * * *"
     }
 
     #[test]
+    fn robot_result_options_and_retry_keys() {
+        let robot = |extra: &str| {
+            p(&format!(
+                "[[job]]\nname = \"r\"\nsuite = \"s.robot\"\nevery = \"1m\"\n{extra}\n"
+            ))
+        };
+        for bad in [
+            "[\"--output\", \"x.xml\"]",
+            "[\"--outp\", \"x.xml\"]",
+            "[\"--OUTPUTDIR=/x\"]",
+            "[\"-o\", \"x.xml\"]",
+            "[\"-d/x\"]",
+            "[\"--xu\", \"x.xml\"]",
+            "[\"--report\", \"r.html\"]",
+        ] {
+            let e = robot(&format!("robot_args = {bad}")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("job[0].robot_args"), "{bad}: {e}");
+        }
+        for good in [
+            "[\"--loglevel\", \"DEBUG\"]",
+            "[\"-L\", \"TRACE\"]",
+            "[\"--log\", \"NONE\", \"-r\", \"none\"]",
+            "[\"--nostatusrc\", \"--exclude\", \"wip\"]",
+        ] {
+            assert!(robot(&format!("robot_args = {good}")).is_ok(), "{good}");
+        }
+        let c = robot("attempts = 3\nretry = \"all\"").unwrap();
+        assert_eq!(c.jobs[0].attempts, 3);
+        let cmd = &c.jobs[0].command;
+        assert_eq!(cmd[1], "robot-attempts");
+        assert!(cmd.windows(2).any(|w| w == ["--rebot-json", "[\"rebot\"]"]));
+        assert_eq!(c.jobs[0].result.as_deref(), Some("{run_dir}/output.xml"));
+        assert!(robot("attempts = 0").is_err());
+        assert!(robot("retry = \"failed\"").is_err());
+        assert!(robot("result = \"x.xml\"").is_err());
+        assert!(robot("test_runtime_warn = \"2s\"\ntest_runtime_crit = \"1s\"").is_err());
+        let cmd = p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nresult = \"{run_dir}/o.json\"\n").unwrap();
+        assert_eq!(cmd.jobs[0].result.as_deref(), Some("{run_dir}/o.json"));
+        assert!(
+            p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nattempts = 2\n").is_err()
+        );
+    }
+
+    #[test]
     fn locate_daemon_survives_a_broken_job() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
