@@ -103,7 +103,8 @@ pub fn run(plan: &Plan) -> i32 {
         let (code, signal) = match status {
             Ok(s) => (s.code(), exit_signal(&s)),
             Err(e) => {
-                eprintln!("robotmk-daemon: cannot start {:?}: {e}", opts[0]);
+                // In robot's own form, so the run's note quotes it (robot::first_error_line).
+                eprintln!("[ ERROR ] robotmk-daemon: cannot start {:?}: {e}", opts[0]);
                 (None, None)
             }
         };
@@ -173,7 +174,7 @@ fn merge(plan: &Plan, attempts: &[Attempt]) -> Option<i32> {
     match status {
         Ok(s) => s.code(),
         Err(e) => {
-            eprintln!("robotmk-daemon: cannot start rebot {prog:?}: {e}");
+            eprintln!("[ ERROR ] robotmk-daemon: cannot start rebot {prog:?}: {e}; the attempts' own results are in attempt-*/");
             None
         }
     }
