@@ -4,7 +4,10 @@
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
 //! WARN after an interrupted or killed run, UNKNOWN before its first result; a result older
-//! than twice the job's interval is at least WARN, older than three times CRIT.
+//! than twice the job's interval is at least WARN, older than three times CRIT. A Robot
+//! Framework job with `services = "per-test"` adds a check per test of its latest result:
+//! PASS and SKIP OK, FAIL CRIT, raised to its runtime levels and by staleness like the job's.
+//! Everything from a result that reaches these lines is cut to a bounded length.
 
 use crate::config::Services;
 use crate::report::Report;
