@@ -3,8 +3,9 @@
 //!
 //! The readers report what they meet (a suite starts, a test has this status, …) and this
 //! collector keeps only bounded pieces: strings are cut to [`MAX_TEXT`] characters (a
-//! message to its first line), at most [`MAX_TESTS`] tests are kept (failed ones win a place
-//! over passed ones), and nesting deeper than [`MAX_DEPTH`] is an error.
+//! message to its first line), at most [`MAX_TESTS`] tests and [`MAX_RESULTS_BYTES`] of them
+//! are kept (failed ones win a place over passed ones), and nesting deeper than
+//! [`MAX_DEPTH`] is an error.
 
 use crate::state::record::{TestResult, TestStats};
 
@@ -12,8 +13,11 @@ use crate::state::record::{TestResult, TestStats};
 pub const MAX_TEXT: usize = 200;
 /// Tests kept per result; the rest are counted in `results_omitted`.
 pub const MAX_TESTS: usize = 1000;
+/// Serialized bytes of per-test detail kept per result: the record and `latest.json` must
+/// stay far below the 1 MiB a state file may have, and status.json holds one per job.
+pub const MAX_RESULTS_BYTES: usize = 512 * 1024;
 /// Tags kept per test.
-pub const MAX_TAGS: usize = 20;
+pub const MAX_TAGS: usize = 10;
 /// Deepest nesting accepted. Robot itself stops far earlier (its keyword recursion limit); a
 /// file nested deeper is not robot's and is reported, not followed.
 pub const MAX_DEPTH: usize = 10_000;
@@ -126,8 +130,16 @@ pub struct Collector {
     counted: [u64; 3],
     total: Option<[u64; 3]>,
     tests: Vec<TestResult>,
+    /// Estimated serialized size of `tests`.
+    bytes: usize,
     omitted: u64,
     pub test: Option<TestBuilder>,
+}
+
+/// What a kept test adds to a record: its JSON (the suite path, filled in as its suites
+/// close, is added to the count then).
+fn size_of(t: &TestResult) -> usize {
+    serde_json::to_vec(t).map_or(0, |v| v.len())
 }
 
 /// Cuts `s` to [`MAX_TEXT`] characters.
@@ -164,7 +176,9 @@ impl Collector {
             } else {
                 format!("{}.{}", f.name, t.suite)
             };
+            let before = t.suite.len();
             t.suite = path.chars().take(MAX_TEXT).collect();
+            self.bytes += t.suite.len().saturating_sub(before);
         }
         if self.suites.is_empty() && self.root.is_none() {
             self.root = Some(f.name);
@@ -208,14 +222,20 @@ impl Collector {
             elapsed_s: t.elapsed_s,
             tags: t.tags,
         };
-        if self.tests.len() < MAX_TESTS {
+        let size = size_of(&r);
+        if self.tests.len() < MAX_TESTS && self.bytes + size <= MAX_RESULTS_BYTES {
+            self.bytes += size;
             self.tests.push(r);
             return;
         }
         self.omitted += 1;
         // A failure says more than a pass: it takes the place of the last passed test kept.
         if r.status == "FAIL" {
-            if let Some(i) = self.tests.iter().rposition(|k| k.status != "FAIL") {
+            let passed = self.tests.iter().rposition(|k| k.status != "FAIL");
+            if let Some(i) =
+                passed.filter(|&i| self.bytes - size_of(&self.tests[i]) + size <= MAX_RESULTS_BYTES)
+            {
+                self.bytes = self.bytes - size_of(&self.tests[i]) + size;
                 self.tests.remove(i);
                 self.tests.push(r);
                 for f in &mut self.suites {
@@ -242,7 +262,19 @@ impl Collector {
     }
 
     /// The result; `None` when the file held no suite at all.
-    pub fn finish(self) -> Option<TestStats> {
+    pub fn finish(mut self) -> Option<TestStats> {
+        // Suite paths grew the kept tests after they were admitted: passed tests, then the
+        // latest ones, make room until the detail fits its budget again.
+        while self.bytes > MAX_RESULTS_BYTES && !self.tests.is_empty() {
+            let i = self
+                .tests
+                .iter()
+                .rposition(|t| t.status != "FAIL")
+                .unwrap_or(self.tests.len() - 1);
+            let t = self.tests.remove(i);
+            self.bytes = self.bytes.saturating_sub(size_of(&t));
+            self.omitted += 1;
+        }
         let root = self.root?;
         let [passed, failed, skipped] = self.total.unwrap_or(self.counted);
         Some(TestStats {
@@ -302,5 +334,28 @@ mod tests {
         assert_eq!(s.results.len(), MAX_TESTS);
         assert_eq!(s.results_omitted, 5);
         assert!(s.results.iter().any(|t| t.status == "FAIL"));
+    }
+
+    #[test]
+    fn per_test_detail_stays_within_its_byte_budget() {
+        let mut c = Collector::default();
+        let long = "ü".repeat(400);
+        c.enter_suite(&long);
+        for _ in 0..MAX_TESTS {
+            c.start_test(&long);
+            if let Some(t) = &mut c.test {
+                t.status = Some("FAIL".into());
+                t.message.push_str(&long);
+            }
+            for _ in 0..50 {
+                c.add_tag(&long);
+            }
+            c.end_test();
+        }
+        c.leave_suite();
+        let s = c.finish().unwrap();
+        let bytes = serde_json::to_vec(&s).unwrap().len();
+        assert!(bytes <= MAX_RESULTS_BYTES + 1024, "{bytes}");
+        assert!(s.results_omitted > 0 && s.results[0].tags.len() == MAX_TAGS);
     }
 }
