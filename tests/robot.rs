@@ -157,10 +157,16 @@ fn command_jobs_name_their_result_xml_or_json() {
     let s = suite(&inst, "mixed.robot", MIXED);
     let jobs = format!(
         "[[job]]\nname = \"xml\"\ncommand = [\"{r}\", \"--outputdir\", \"{{run_dir}}/out\", \"--output\", \"custom.xml\", \"{s}\"]\nresult = \"{{run_dir}}/out/custom.xml\"\nevery = \"1h\"\ntimeout = \"60s\"\n\n\
-         [[job]]\nname = \"json\"\ncommand = [\"{r}\", \"--outputdir\", \"{{run_dir}}\", \"--output\", \"output.json\", \"{s}\"]\nresult = \"{{run_dir}}/output.json\"\nevery = \"1h\"\ntimeout = \"60s\"\n"
+         [[job]]\nname = \"json\"\ncommand = [\"{r}\", \"--outputdir\", \"{{run_dir}}\", \"--output\", \"output.json\", \"{s}\"]\nresult = \"{{run_dir}}/output.json\"\nevery = \"1h\"\ntimeout = \"60s\"\n\n\
+         [[job]]\nname = \"inferred\"\ncommand = [\"{r}\", \"--outputdir\", \"{{run_dir}}\", \"--output\", \"custom.xml\", \"{s}\"]\nevery = \"1h\"\ntimeout = \"60s\"\n"
     );
     inst.write_config("", &jobs);
-    for (job, file) in [("xml", "out/custom.xml"), ("json", "output.json")] {
+    // `inferred` names no result: robot's own options say where it went.
+    for (job, file) in [
+        ("xml", "out/custom.xml"),
+        ("json", "output.json"),
+        ("inferred", "custom.xml"),
+    ] {
         let out = inst.run(&["run-once", job]);
         assert_eq!(out.status.code(), Some(1), "{job}: {out:?}");
         let rec = &inst.finished_records(job)[0];

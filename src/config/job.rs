@@ -81,6 +81,56 @@ fn result_option(arg: &str) -> Option<(&'static str, Option<&str>)> {
         .find(|(_, _, s)| *s == c)
         .map(|(full, _, _)| (*full, Some(&short[1..]).filter(|v| !v.is_empty())))
 }
+/// Where a command job that runs robot itself (`robot …`, `python -m robot …`) writes its
+/// result, read from its options as robot reads them (the last one wins; relative to
+/// `--outputdir`, which is relative to the working directory). `None` for other commands
+/// and for `--output NONE`.
+fn robot_result_of(argv: &[String]) -> Option<String> {
+    let stem = |a: &String| {
+        Path::new(a)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let program = argv.first()?;
+    let args = if stem(program) == "robot" {
+        &argv[1..]
+    } else if stem(program).starts_with("python") {
+        let m = argv
+            .windows(2)
+            .position(|w| w[0] == "-m" && w[1] == "robot")?;
+        &argv[m + 2..]
+    } else {
+        return None;
+    };
+    let (mut dir, mut out) = (None::<String>, "output.xml".to_string());
+    let mut i = 0;
+    while i < args.len() {
+        if let Some((opt, inline)) = result_option(&args[i]) {
+            let value = match inline {
+                Some(v) => Some(v.to_string()),
+                None => {
+                    i += 1;
+                    args.get(i).cloned()
+                }
+            };
+            match (opt, value) {
+                ("output", Some(v)) => out = v,
+                ("outputdir", Some(v)) => dir = Some(v),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if out.eq_ignore_ascii_case("NONE") {
+        return None;
+    }
+    Some(match dir {
+        Some(d) if !Path::new(&out).is_absolute() => format!("{d}/{out}"),
+        _ => out,
+    })
+}
+
 /// Resolves and validates the `index`th job.
 pub(super) fn resolve(
     loc: &Locator,
@@ -337,7 +387,8 @@ pub(super) fn resolve(
         (Kind::Command, Some(r)) if r.get_ref().trim().is_empty() => {
             return Err(loc.at(r.span().start, field("result"), named("must not be empty".into())))
         }
-        (Kind::Command, r) => r.as_ref().map(|r| r.get_ref().clone()),
+        (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
+        (Kind::Command, None) => robot_result_of(&command),
     };
     if let (Some(w), Some(c)) = (&raw.test_runtime_warn, &raw.test_runtime_crit) {
         if w.0 > c.0 {

@@ -681,6 +681,26 @@ cron = "0 3 * * *"
         assert!(robot("retry = \"failed\"").is_err());
         assert!(robot("result = \"x.xml\"").is_err());
         assert!(robot("test_runtime_warn = \"2s\"\ntest_runtime_crit = \"1s\"").is_err());
+        // A command job running robot itself: its result is found from its options.
+        for (argv, result) in [
+            ("\"robot\", \"s\"", Some("output.xml")),
+            (
+                "\"/v/bin/robot\", \"--outputdir\", \"{run_dir}/o\", \"-o\", \"x.json\", \"s\"",
+                Some("{run_dir}/o/x.json"),
+            ),
+            (
+                "\"python3\", \"-m\", \"robot\", \"--output=/abs/o.xml\", \"-d\", \"d\", \"s\"",
+                Some("/abs/o.xml"),
+            ),
+            ("\"robot\", \"--output\", \"NONE\", \"s\"", None),
+            ("\"sh\", \"-c\", \"robot s\"", None),
+        ] {
+            let c = p(&format!(
+                "[[job]]\nname = \"c\"\ncommand = [{argv}]\nevery = \"1m\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.jobs[0].result.as_deref(), result, "{argv}");
+        }
         let cmd = p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nresult = \"{run_dir}/o.json\"\n").unwrap();
         assert_eq!(cmd.jobs[0].result.as_deref(), Some("{run_dir}/o.json"));
         assert!(
