@@ -174,6 +174,9 @@ fn command_jobs_name_their_result_xml_or_json() {
         let api = api(&robot, &run_dir.join(file));
         assert_eq!(counts(rec), api.counts, "{job}: {rec}");
         assert_eq!(rec["outcome"], "failure");
+        let note = rec["note"].as_str().unwrap_or_default();
+        let rc = format!("robot exit code {0}: {0} test", api.counts.1);
+        assert!(note.contains(&rc), "every exit code explained: {note}");
         let results = rec["tests"]["results"].as_array().unwrap();
         assert_eq!(results.len(), api.tests.len(), "{job}");
         for (got, want) in results.iter().zip(&api.tests) {

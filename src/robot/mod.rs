@@ -124,13 +124,10 @@ pub fn annotate(rec: &mut RunRecord) {
         }
     }
     if let Some(code) = rec.exit_code.filter(|c| *c != 0) {
-        // With a result, the counts already say how many failed.
-        if !(have_result && (1..=250).contains(&code)) {
-            add_note(
-                rec,
-                format!("robot exit code {code}: {}", exit_meaning(code)),
-            );
-        }
+        add_note(
+            rec,
+            format!("robot exit code {code}: {}", exit_meaning(code)),
+        );
     }
     if let Some(sig) = rec.signal {
         add_note(rec, format!("robot was ended by signal {sig}"));
