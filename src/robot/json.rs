@@ -236,7 +236,42 @@ impl<R: BufRead> Tokenizer<R> {
                 }
             }
         }
+        // Decodes the complete characters of `raw`, keeping a character split by a buffer
+        // boundary for the next call.
+        fn flush(out: &mut String, raw: &mut Vec<u8>, kept: &mut usize) {
+            let valid = match std::str::from_utf8(raw) {
+                Ok(s) => s.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => raw.len(),
+            };
+            let tail = raw.split_off(valid);
+            push(out, raw, kept, None);
+            *raw = tail;
+        }
         loop {
+            // The plain bytes up to the next quote, backslash or control byte, in bulk: a
+            // message of many megabytes is scanned, not decoded, past what is kept.
+            let scanned = loop {
+                match self.r.fill_buf() {
+                    Ok(buf) => {
+                        let n = buf
+                            .iter()
+                            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                            .unwrap_or(buf.len());
+                        if kept < KEEP {
+                            raw.extend_from_slice(&buf[..n.min(4 * KEEP)]);
+                        }
+                        break n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(err(self.offset, e)),
+                }
+            };
+            self.r.consume(scanned);
+            self.offset += scanned as u64;
+            if !raw.is_empty() {
+                flush(&mut out, &mut raw, &mut kept);
+            }
             let Some(b) = self.bump()? else {
                 return Err(err(
                     self.offset,
@@ -248,6 +283,7 @@ impl<R: BufRead> Tokenizer<R> {
                     push(&mut out, &mut raw, &mut kept, None);
                     return Ok(out);
                 }
+                _ if b < 0x20 => return Err(err(self.offset, "a control character in a string")),
                 b'\\' => {
                     push(&mut out, &mut raw, &mut kept, None);
                     let e = self
@@ -272,16 +308,10 @@ impl<R: BufRead> Tokenizer<R> {
                     };
                     push(&mut out, &mut raw, &mut kept, Some(c));
                 }
-                _ if b < 0x20 => return Err(err(self.offset, "a control character in a string")),
+                // The first byte of a buffer refill: plain, the bulk scan goes on.
                 _ => {
                     if kept < KEEP {
                         raw.push(b);
-                        // Decode in small steps so a long string never piles up here.
-                        if raw.len() >= 256
-                            || (raw.len() >= 64 && std::str::from_utf8(&raw).is_ok())
-                        {
-                            push(&mut out, &mut raw, &mut kept, None);
-                        }
                     }
                 }
             }
@@ -447,6 +477,33 @@ mod tests {
         assert_eq!(s.results[0].tags, ["smoke", "a\"b"]);
         assert_eq!(s.results[0].elapsed_s, Some(0.125));
         assert_eq!(s.results[1].message.as_deref(), Some("boom é"));
+    }
+
+    /// A reader that hands out one byte per read: every character is split by a refill.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), out.first_mut()) {
+                (Some((b, rest)), Some(o)) => {
+                    *o = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn characters_split_by_buffer_refills_stay_whole() {
+        let whole = read(JSON.as_bytes()).unwrap().unwrap();
+        let trickled = read(Trickle(JSON.as_bytes())).unwrap().unwrap();
+        assert_eq!(whole, trickled);
+        assert_eq!(trickled.results[1].message.as_deref(), Some("boom é"));
+        let j = r#"{"suite":{"name":"Ünï €𝄞","tests":[]}}"#;
+        let s = read(Trickle(j.as_bytes())).unwrap().unwrap();
+        assert_eq!(s.suite.as_deref(), Some("Ünï €𝄞"));
     }
 
     #[test]

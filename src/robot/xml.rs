@@ -386,6 +386,30 @@ second line</status></test>
         assert_eq!(s.results[1].message.as_deref(), Some("boom <1>"));
     }
 
+    /// A reader that hands out one byte per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), out.first_mut()) {
+                (Some((b, rest)), Some(o)) => {
+                    *o = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn a_trickling_reader_reads_the_same() {
+        let xml = XML.replace("Sub", "Süb €𝄞");
+        let whole = read(xml.as_bytes()).unwrap().unwrap();
+        assert_eq!(read(Trickle(xml.as_bytes())).unwrap().unwrap(), whole);
+        assert_eq!(whole.results[0].suite, "Web & Login.Süb €𝄞");
+    }
+
     #[test]
     fn robot6_times_and_tags() {
         let xml = r#"<robot><suite name="S"><test name="T"><tags><tag>t1</tag></tags>
@@ -417,6 +441,17 @@ second line</status></test>
         assert_eq!(s.failed, 1);
         assert!(s.results[0].message.as_ref().unwrap().starts_with("a&a&"));
         assert!(s.suite.unwrap().chars().count() <= super::super::collect::MAX_TEXT + 1);
+        // The cut falls inside a two-byte character: it is finished, the parser sees UTF-8.
+        for filler in ["aé", "aaé", "a€", "𝄞"] {
+            let xml = format!(
+                "<robot><suite name=\"S\"><test name=\"{0}\"><status status=\"FAIL\">{0}</status></test></suite></robot>",
+                filler.repeat(KEEP)
+            );
+            let s = read(xml.as_bytes())
+                .unwrap_or_else(|e| panic!("{filler}: {e}"))
+                .unwrap();
+            assert_eq!(s.failed, 1);
+        }
     }
 
     #[test]
