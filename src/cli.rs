@@ -456,6 +456,20 @@ fn check_config(path: &Path) -> i32 {
         if let Some(w) = &j.working_dir {
             println!("  working_dir: {}", w.display());
         }
+        if let Some(r) = &j.result {
+            println!("  result:   {r}");
+        }
+        if j.attempts > 1 {
+            println!("  attempts: {} (merged with rebot)", j.attempts);
+        }
+        if j.services == config::Services::PerTest {
+            let lvl = |d: Option<Duration>| d.map_or("-".into(), config::duration::format);
+            println!(
+                "  services: per-test (runtime levels {} / {})",
+                lvl(j.test_runtime_warn),
+                lvl(j.test_runtime_crit)
+            );
+        }
         let next: Vec<String> = j
             .schedule
             .upcoming(now, 3)
