@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 triple=x86_64-unknown-linux-gnu
 if [ "$(uname -m)" != x86_64 ]; then
   cargo build --release -q   # other architectures: the ordinary (dynamic) build
-  echo "$PWD/target/release/robotmk-daemon"
+  echo "${CARGO_TARGET_DIR:-$PWD/target}/release/robotmk-daemon"
   exit 0
 fi
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q --target "$triple"
-echo "$PWD/target/$triple/release/robotmk-daemon"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/$triple/release/robotmk-daemon"

@@ -4,8 +4,12 @@
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
 //! WARN after an interrupted or killed run, UNKNOWN before its first result; a result older
-//! than twice the job's interval is at least WARN, older than three times CRIT.
+//! than twice the job's interval is at least WARN, older than three times CRIT. A Robot
+//! Framework job with `services = "per-test"` adds a check per test of its latest result:
+//! PASS and SKIP OK, FAIL CRIT, raised to its runtime levels and by staleness like the job's.
+//! Everything from a result that reaches these lines is cut to a bounded length.
 
+use crate::config::Services;
 use crate::report::Report;
 use crate::state::record::Outcome;
 use crate::state::status::{JobStatus, LastRun};
@@ -48,8 +52,123 @@ pub fn render(report: &Report) -> String {
     for job in jobs {
         out.push_str(&job_line(job, instance, report.generated));
         out.push('\n');
+        if job.services == Services::PerTest {
+            for l in test_lines(job, instance, report.generated) {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
     }
     out
+}
+
+/// Longest note shown in a local check's text (the record keeps it whole).
+const MAX_NOTE: usize = 500;
+
+/// `s` cut to `max` characters, on one line, without the quote that ends a service name.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// How stale the last result is at `now`: (state floor, text to add).
+fn staleness(job: &JobStatus, last: &LastRun, now: DateTime<Utc>) -> (u8, Option<String>) {
+    let at = last.finished.unwrap_or(last.due);
+    let age = (now - at).num_milliseconds() as f64 / 1000.0;
+    let interval = job.interval_s.max(1.0);
+    if age > 3.0 * interval {
+        (
+            2,
+            Some(format!(
+                "result stale (older than 3x the interval of {})",
+                human_age(interval)
+            )),
+        )
+    } else if age > 2.0 * interval {
+        (
+            1,
+            Some(format!(
+                "result stale (older than 2x the interval of {})",
+                human_age(interval)
+            )),
+        )
+    } else {
+        (0, None)
+    }
+}
+
+/// One local check per test of the job's latest result (`services = "per-test"`), named
+/// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name).
+pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<String> {
+    let Some(last) = &job.last else {
+        return Vec::new();
+    };
+    let Some(t) = &last.tests else {
+        return Vec::new();
+    };
+    let (stale_state, stale_text) = staleness(job, last, now);
+    let mut seen = std::collections::HashMap::new();
+    for r in &t.results {
+        *seen.entry(r.name.as_str()).or_insert(0u32) += 1;
+    }
+    let level = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    t.results
+        .iter()
+        .map(|r| {
+            let name = if seen.get(r.name.as_str()).copied().unwrap_or(0) > 1 {
+                format!("{}.{}", r.suite, r.name)
+            } else {
+                r.name.clone()
+            };
+            let name = one_line(&name.replace('"', "'"), crate::robot::MAX_TEXT);
+            let mut state = match r.status.as_str() {
+                "PASS" | "SKIP" => 0,
+                "FAIL" => 2,
+                _ => 1,
+            };
+            let mut text = r.status.clone();
+            if let Some(e) = r.elapsed_s {
+                let _ = write!(text, " in {e:.2}s");
+                if job.test_runtime_crit_s.is_some_and(|c| e >= c) {
+                    state = state.max(2);
+                    text.push_str(" (runtime at or above its critical level)");
+                } else if job.test_runtime_warn_s.is_some_and(|w| e >= w) {
+                    state = state.max(1);
+                    text.push_str(" (runtime at or above its warning level)");
+                }
+            }
+            if let Some(m) = &r.message {
+                let _ = write!(text, ": {}", one_line(m, crate::robot::MAX_TEXT));
+            }
+            if let Some(s) = &stale_text {
+                state = state.max(stale_state);
+                let _ = write!(text, ", {s}");
+            }
+            let metrics = r.elapsed_s.map_or("-".into(), |e| {
+                let (w, c) = (
+                    level(job.test_runtime_warn_s),
+                    level(job.test_runtime_crit_s),
+                );
+                if w.is_empty() && c.is_empty() {
+                    format!("runtime={e:.3}")
+                } else {
+                    format!("runtime={e:.3};{w};{c}")
+                }
+            });
+            format!(
+                "{state} \"Robotmk {instance} {} {name}\" {metrics} {} - {text}",
+                job.name,
+                state_word(state)
+            )
+        })
+        .collect()
 }
 
 fn state_word(state: u8) -> &'static str {
@@ -148,30 +267,34 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
             " ({} tests passed, {} failed, {} skipped)",
             t.passed, t.failed, t.skipped
         );
+        if t.results_omitted > 0 {
+            let _ = write!(
+                text,
+                ", per-test detail for {} of {} tests",
+                t.results.len(),
+                t.results.len() as u64 + t.results_omitted
+            );
+        }
     } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
         let _ = write!(text, " (exit code {code})");
     }
-    let interval = job.interval_s.max(1.0);
-    if age > 3.0 * interval {
-        state = 2;
-        let _ = write!(
-            text,
-            ", result stale (older than 3x the interval of {})",
-            human_age(interval)
-        );
-    } else if age > 2.0 * interval {
-        state = state.max(1);
-        let _ = write!(
-            text,
-            ", result stale (older than 2x the interval of {})",
-            human_age(interval)
-        );
+    if let Some(n) = last.attempts.filter(|n| *n > 1) {
+        let _ = write!(text, " after {n} attempts");
+    }
+    let (stale_state, stale_text) = staleness(job, last, now);
+    state = state.max(stale_state);
+    if let Some(s) = stale_text {
+        let _ = write!(text, ", {s}");
     }
     if !job.running.is_empty() {
         let _ = write!(text, ", {} run(s) in flight", job.running.len());
     }
     if let Some(note) = &last.note {
-        let _ = write!(text, "; {note}");
+        let _ = write!(text, "; {}", one_line(note, MAX_NOTE));
+    }
+    // Last, so it is easy to find and to copy.
+    if let Some(log) = &last.log {
+        let _ = write!(text, "; log: {}", log.display());
     }
     let text = text.replace('\n', " ");
     format!(
@@ -185,6 +308,12 @@ fn metrics(last: &LastRun) -> String {
     let mut m = Vec::new();
     if let Some(d) = last.duration_s {
         m.push(format!("runtime={d:.3}"));
+    }
+    if let Some(e) = last.tests.as_ref().and_then(|t| t.elapsed_s) {
+        m.push(format!("suite_runtime={e:.3}"));
+    }
+    if let Some(n) = last.attempts {
+        m.push(format!("attempts={n}"));
     }
     if let Some(t) = &last.tests {
         m.push(format!("tests_passed={}", t.passed));
@@ -215,6 +344,9 @@ mod tests {
             last: last.as_ref().map(Into::into),
             last_skipped: None,
             skipped_total: 0,
+            services: Services::Job,
+            test_runtime_warn_s: None,
+            test_runtime_crit_s: None,
         }
     }
 
@@ -240,6 +372,10 @@ mod tests {
                 passed: 3,
                 ..Default::default()
             }),
+            result: None,
+            log: None,
+            report: None,
+            attempts: Vec::new(),
         }
     }
 

@@ -64,6 +64,31 @@ pub enum Command {
         /// The job's name.
         job: String,
     },
+    /// A robot job's runner when it has `attempts` > 1: runs the attempts and merges them.
+    #[command(hide = true)]
+    RobotAttempts {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        attempts: u32,
+        #[arg(long, value_parser = parse_retry)]
+        retry: crate::robot::attempts::Retry,
+        /// rebot's argv as a JSON array.
+        #[arg(long)]
+        rebot_json: String,
+        /// robot's argv.
+        #[arg(last = true, required = true)]
+        robot: Vec<String>,
+    },
+    /// Reads a Robot Framework result (output.xml or output.json) the way the daemon does and
+    /// prints what it found as JSON (for checks and benchmarks).
+    #[command(hide = true)]
+    ParseResult {
+        file: PathBuf,
+        /// Print this process's peak RSS (`peak_rss_kib=N`, Linux) to stderr at the end.
+        #[arg(long)]
+        peak_rss: bool,
+    },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -76,6 +101,14 @@ pub enum Command {
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
     config::duration::parse(s)
+}
+
+fn parse_retry(s: &str) -> Result<crate::robot::attempts::Retry, String> {
+    match s {
+        "failed" => Ok(crate::robot::attempts::Retry::Failed),
+        "all" => Ok(crate::robot::attempts::Retry::All),
+        _ => Err(format!("{s:?}: use \"failed\" or \"all\"")),
+    }
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -106,6 +139,50 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Status { json } => status(&path, json),
         Command::CheckConfig => check_config(&path),
         Command::RunOnce { job } => run_once(&path, &job),
+        Command::RobotAttempts {
+            run_dir,
+            attempts,
+            retry,
+            rebot_json,
+            robot,
+        } => {
+            let Ok(rebot) = serde_json::from_str::<Vec<String>>(&rebot_json) else {
+                eprintln!("robotmk-daemon: --rebot-json is not a JSON array of strings");
+                return 252;
+            };
+            crate::robot::attempts::run(&crate::robot::attempts::Plan {
+                run_dir,
+                attempts,
+                retry,
+                rebot,
+                robot,
+            })
+        }
+        Command::ParseResult { file, peak_rss } => {
+            let code = match crate::robot::read_result(&file) {
+                Ok(t) => {
+                    println!("{}", serde_json::to_string(&t).unwrap_or_default());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("robotmk-daemon: {}: {e}", file.display());
+                    1
+                }
+            };
+            if peak_rss {
+                // The kernel's high-water mark of this process alone: a parent's rusage would
+                // also count what the forking parent held before exec.
+                let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+                {
+                    eprintln!("peak_rss_kib={kib}");
+                }
+            }
+            code
+        }
     }
 }
 
@@ -406,6 +483,20 @@ fn check_config(path: &Path) -> i32 {
         if let Some(w) = &j.working_dir {
             println!("  working_dir: {}", w.display());
         }
+        if let Some(r) = &j.result {
+            println!("  result:   {r}");
+        }
+        if j.attempts > 1 {
+            println!("  attempts: {} (merged with rebot)", j.attempts);
+        }
+        if j.services == config::Services::PerTest {
+            let lvl = |d: Option<Duration>| d.map_or("-".into(), config::duration::format);
+            println!(
+                "  services: per-test (runtime levels {} / {})",
+                lvl(j.test_runtime_warn),
+                lvl(j.test_runtime_crit)
+            );
+        }
         let next: Vec<String> = j
             .schedule
             .upcoming(now, 3)
@@ -541,6 +632,8 @@ fn finish_once(
     exit: Option<run::ExitInfo>,
 ) -> i32 {
     daemon::complete(&mut rec, outcome, exit);
+    // The result may change it: a failed test fails a run that exited 0.
+    let outcome = rec.outcome.unwrap_or(outcome);
     if let Err(e) = rec.save().and_then(|_| record::update_latest(st, &rec)) {
         eprintln!("robotmk-daemon: cannot record the run: {e}");
     }

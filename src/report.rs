@@ -255,6 +255,9 @@ pub fn build_from(
                         .map(Into::into),
                         last_skipped: None,
                         skipped_total: 0,
+                        services: j.services,
+                        test_runtime_warn_s: j.test_runtime_warn.map(|d| d.as_secs_f64()),
+                        test_runtime_crit_s: j.test_runtime_crit.map(|d| d.as_secs_f64()),
                     });
                 if !report.daemon.running {
                     js.next_due = None;

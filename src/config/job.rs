@@ -2,7 +2,8 @@
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
 use super::duration::Dur;
-use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap};
+use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap, Services};
+use crate::robot::attempts::Retry;
 use crate::schedule::{self, Schedule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -40,6 +41,94 @@ pub(super) struct RawJob {
     #[serde(default)]
     env: BTreeMap<String, String>,
     working_dir: Option<PathBuf>,
+    result: Option<Spanned<String>>,
+    attempts: Option<Spanned<u32>>,
+    retry: Option<Retry>,
+    services: Option<Services>,
+    test_runtime_warn: Option<Dur>,
+    test_runtime_crit: Option<Dur>,
+}
+
+/// robot options that would send its results somewhere the daemon does not look, with the
+/// shortest prefix rejected for each (robot takes unambiguous prefixes of long options;
+/// `--outp` is ambiguous to robot too, but says more as a config error than as exit 252).
+const RESULT_OPTIONS: &[(&str, usize, char)] = &[
+    ("output", 4, 'o'),
+    ("outputdir", 7, 'd'),
+    ("log", 3, 'l'),
+    ("report", 6, 'r'),
+    ("xunit", 2, 'x'),
+];
+
+/// The result option `arg` sets, if any (`--output`, `--outputd=x`, `-d`, `-ofile`), and
+/// the value it was given inline.
+fn result_option(arg: &str) -> Option<(&'static str, Option<&str>)> {
+    if let Some(long) = arg.strip_prefix("--") {
+        let (name, value) = match long.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (long, None),
+        };
+        let name = name.to_ascii_lowercase();
+        return RESULT_OPTIONS
+            .iter()
+            .find(|(full, min, _)| name.len() >= *min && full.starts_with(name.as_str()))
+            .map(|(full, _, _)| (*full, value));
+    }
+    let short = arg.strip_prefix('-')?;
+    let c = short.chars().next()?;
+    RESULT_OPTIONS
+        .iter()
+        .find(|(_, _, s)| *s == c)
+        .map(|(full, _, _)| (*full, Some(&short[1..]).filter(|v| !v.is_empty())))
+}
+/// Where a command job that runs robot itself (`robot …`, `python -m robot …`) writes its
+/// result, read from its options as robot reads them (the last one wins; relative to
+/// `--outputdir`, which is relative to the working directory). `None` for other commands
+/// and for `--output NONE`.
+fn robot_result_of(argv: &[String]) -> Option<String> {
+    let stem = |a: &String| {
+        Path::new(a)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let program = argv.first()?;
+    let args = if stem(program) == "robot" {
+        &argv[1..]
+    } else if stem(program).starts_with("python") {
+        let m = argv
+            .windows(2)
+            .position(|w| w[0] == "-m" && w[1] == "robot")?;
+        &argv[m + 2..]
+    } else {
+        return None;
+    };
+    let (mut dir, mut out) = (None::<String>, "output.xml".to_string());
+    let mut i = 0;
+    while i < args.len() {
+        if let Some((opt, inline)) = result_option(&args[i]) {
+            let value = match inline {
+                Some(v) => Some(v.to_string()),
+                None => {
+                    i += 1;
+                    args.get(i).cloned()
+                }
+            };
+            match (opt, value) {
+                ("output", Some(v)) => out = v,
+                ("outputdir", Some(v)) => dir = Some(v),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if out.eq_ignore_ascii_case("NONE") {
+        return None;
+    }
+    Some(match dir {
+        Some(d) if !Path::new(&out).is_absolute() => format!("{d}/{out}"),
+        _ => out,
+    })
 }
 
 /// Resolves and validates the `index`th job.
@@ -213,11 +302,112 @@ pub(super) fn resolve(
                 cmd.push("--argumentfile".into());
                 cmd.push(format!("{{run_dir}}/{}", super::VARIABLES_FILE));
             }
+            for (i, arg) in raw.robot_args.iter().enumerate() {
+                let Some((opt, inline)) = result_option(arg) else {
+                    continue;
+                };
+                let value = inline.or(raw.robot_args.get(i + 1).map(String::as_str));
+                // Not writing a log, report or xunit file sends nothing elsewhere.
+                if opt != "output"
+                    && opt != "outputdir"
+                    && value.is_some_and(|v| v.eq_ignore_ascii_case("NONE"))
+                {
+                    continue;
+                }
+                return Err(loc.at(
+                    suite.span().start,
+                    field("robot_args"),
+                    named(format!(
+                        "`{arg}` (robot's --{opt}) would send results where the daemon does not read them; a `kind = \"robot\"` job writes them to its run folder ({{run_dir}}/output.xml, log.html, report.html). Use a `command` job with `result = \"…\"` to place them yourself"
+                    )),
+                ));
+            }
             cmd.extend(raw.robot_args.iter().cloned());
             cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
+            let attempts = raw.attempts.as_ref().map_or(1, |a| *a.get_ref());
+            if attempts > 1 {
+                // The retry wrapper (this binary) runs robot and rebot; see robot::attempts.
+                let rebot: Vec<String> = match (&raw.python, &raw.robot) {
+                    (Some(py), _) => vec![exe(py), "-m".into(), "robot.rebot".into()],
+                    (None, Some(r)) if r.components().count() > 1 => {
+                        let r = PathBuf::from(exe(r));
+                        vec![r
+                            .with_file_name(if cfg!(windows) { "rebot.exe" } else { "rebot" })
+                            .display()
+                            .to_string()]
+                    }
+                    _ => vec!["rebot".into()],
+                };
+                let me = std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "robotmk-daemon".into());
+                let mut wrapped = vec![
+                    me,
+                    "robot-attempts".into(),
+                    "--run-dir".into(),
+                    "{run_dir}".into(),
+                    "--attempts".into(),
+                    attempts.to_string(),
+                    "--retry".into(),
+                    raw.retry.unwrap_or(Retry::Failed).as_str().into(),
+                    "--rebot-json".into(),
+                    serde_json::to_string(&rebot).unwrap_or_default(),
+                    "--".into(),
+                ];
+                wrapped.extend(cmd);
+                cmd = wrapped;
+            }
             cmd
         }
     };
+
+    if let Some(a) = &raw.attempts {
+        if kind != Kind::Robot {
+            return Err(loc.at(
+                a.span().start,
+                field("attempts"),
+                named("`attempts` only applies to `kind = \"robot\"` jobs".into()),
+            ));
+        }
+        if !(1..=10).contains(a.get_ref()) {
+            return Err(loc.at(
+                a.span().start,
+                field("attempts"),
+                named("must be between 1 and 10".into()),
+            ));
+        }
+    }
+    if raw.retry.is_some() && raw.attempts.is_none() {
+        return Err(loc.at(
+            job_start,
+            field("retry"),
+            named("`retry` needs `attempts = N` (N > 1)".into()),
+        ));
+    }
+    let result = match (kind, &raw.result) {
+        (Kind::Robot, Some(r)) => {
+            return Err(loc.at(
+                r.span().start,
+                field("result"),
+                named("a `kind = \"robot\"` job always writes {run_dir}/output.xml; `result` is for `command` jobs".into()),
+            ))
+        }
+        (Kind::Robot, None) => Some("{run_dir}/output.xml".to_string()),
+        (Kind::Command, Some(r)) if r.get_ref().trim().is_empty() => {
+            return Err(loc.at(r.span().start, field("result"), named("must not be empty".into())))
+        }
+        (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
+        (Kind::Command, None) => robot_result_of(&command),
+    };
+    if let (Some(w), Some(c)) = (&raw.test_runtime_warn, &raw.test_runtime_crit) {
+        if w.0 > c.0 {
+            return Err(loc.at(
+                job_start,
+                field("test_runtime_warn"),
+                named("must not be longer than `test_runtime_crit`".into()),
+            ));
+        }
+    }
 
     let timeout = match &raw.timeout {
         Some(t) if t.get_ref().0.is_zero() => {
@@ -254,6 +444,11 @@ pub(super) fn resolve(
         env: raw.env,
         working_dir: raw.working_dir.map(|w| absolute(&base.join(w))),
         argument_file,
+        result,
+        attempts: raw.attempts.map_or(1, |a| a.into_inner()),
+        services: raw.services.unwrap_or(Services::Job),
+        test_runtime_warn: raw.test_runtime_warn.map(|d| d.0),
+        test_runtime_crit: raw.test_runtime_crit.map(|d| d.0),
     })
 }
 

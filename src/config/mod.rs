@@ -73,6 +73,17 @@ pub enum CatchUp {
     Skip,
 }
 
+/// Which local checks a Robot Framework job gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Services {
+    /// One per job.
+    #[default]
+    Job,
+    /// One per job, plus one per test of its latest result.
+    PerTest,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -123,6 +134,14 @@ pub struct Job {
     pub working_dir: Option<PathBuf>,
     /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
     pub argument_file: Option<String>,
+    /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for
+    /// robot jobs, what `result` says for command jobs.
+    pub result: Option<String>,
+    /// Robot runs per run at most (1 = no retries); see `robot::attempts`.
+    pub attempts: u32,
+    pub services: Services,
+    pub test_runtime_warn: Option<Duration>,
+    pub test_runtime_crit: Option<Duration>,
 }
 
 impl Job {
@@ -137,6 +156,10 @@ impl Job {
             && self.env == other.env
             && self.working_dir == other.working_dir
             && self.argument_file == other.argument_file
+            && self.result == other.result
+            && self.services == other.services
+            && self.test_runtime_warn == other.test_runtime_warn
+            && self.test_runtime_crit == other.test_runtime_crit
     }
 }
 
@@ -699,6 +722,70 @@ cron = "0 3 * * *"
         }
         assert_eq!(table_header("[[job]] # x").as_deref(), Some("job"));
         assert_eq!(table_header("x = [1]"), None);
+    }
+
+    #[test]
+    fn robot_result_options_and_retry_keys() {
+        let robot = |extra: &str| {
+            p(&format!(
+                "[[job]]\nname = \"r\"\nsuite = \"s.robot\"\nevery = \"1m\"\n{extra}\n"
+            ))
+        };
+        for bad in [
+            "[\"--output\", \"x.xml\"]",
+            "[\"--outp\", \"x.xml\"]",
+            "[\"--OUTPUTDIR=/x\"]",
+            "[\"-o\", \"x.xml\"]",
+            "[\"-d/x\"]",
+            "[\"--xu\", \"x.xml\"]",
+            "[\"--report\", \"r.html\"]",
+        ] {
+            let e = robot(&format!("robot_args = {bad}")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("job[0].robot_args"), "{bad}: {e}");
+        }
+        for good in [
+            "[\"--loglevel\", \"DEBUG\"]",
+            "[\"-L\", \"TRACE\"]",
+            "[\"--log\", \"NONE\", \"-r\", \"none\"]",
+            "[\"--nostatusrc\", \"--exclude\", \"wip\"]",
+        ] {
+            assert!(robot(&format!("robot_args = {good}")).is_ok(), "{good}");
+        }
+        let c = robot("attempts = 3\nretry = \"all\"").unwrap();
+        assert_eq!(c.jobs[0].attempts, 3);
+        let cmd = &c.jobs[0].command;
+        assert_eq!(cmd[1], "robot-attempts");
+        assert!(cmd.windows(2).any(|w| w == ["--rebot-json", "[\"rebot\"]"]));
+        assert_eq!(c.jobs[0].result.as_deref(), Some("{run_dir}/output.xml"));
+        assert!(robot("attempts = 0").is_err());
+        assert!(robot("retry = \"failed\"").is_err());
+        assert!(robot("result = \"x.xml\"").is_err());
+        assert!(robot("test_runtime_warn = \"2s\"\ntest_runtime_crit = \"1s\"").is_err());
+        // A command job running robot itself: its result is found from its options.
+        for (argv, result) in [
+            ("\"robot\", \"s\"", Some("output.xml")),
+            (
+                "\"/v/bin/robot\", \"--outputdir\", \"{run_dir}/o\", \"-o\", \"x.json\", \"s\"",
+                Some("{run_dir}/o/x.json"),
+            ),
+            (
+                "\"python3\", \"-m\", \"robot\", \"--output=/abs/o.xml\", \"-d\", \"d\", \"s\"",
+                Some("/abs/o.xml"),
+            ),
+            ("\"robot\", \"--output\", \"NONE\", \"s\"", None),
+            ("\"sh\", \"-c\", \"robot s\"", None),
+        ] {
+            let c = p(&format!(
+                "[[job]]\nname = \"c\"\ncommand = [{argv}]\nevery = \"1m\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.jobs[0].result.as_deref(), result, "{argv}");
+        }
+        let cmd = p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nresult = \"{run_dir}/o.json\"\n").unwrap();
+        assert_eq!(cmd.jobs[0].result.as_deref(), Some("{run_dir}/o.json"));
+        assert!(
+            p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nattempts = 2\n").is_err()
+        );
     }
 
     #[test]

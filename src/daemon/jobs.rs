@@ -131,6 +131,11 @@ mod tests {
             env: Default::default(),
             working_dir: None,
             argument_file: None,
+            result: None,
+            attempts: 1,
+            services: crate::config::Services::Job,
+            test_runtime_warn: None,
+            test_runtime_crit: None,
         })
     }
 

@@ -570,6 +570,9 @@ impl Daemon {
                     last: js.last.as_ref().map(Into::into),
                     last_skipped: js.last_skipped,
                     skipped_total: js.skipped_total,
+                    services: js.job.services,
+                    test_runtime_warn_s: js.job.test_runtime_warn.map(|d| d.as_secs_f64()),
+                    test_runtime_crit_s: js.job.test_runtime_crit.map(|d| d.as_secs_f64()),
                 }
             })
             .collect();

@@ -49,7 +49,18 @@ fn new_record(
     due: DateTime<Utc>,
     trigger: Trigger,
 ) -> RunRecord {
-    RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout))
+    let mut rec = RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout));
+    let dir = rec.run_dir.display().to_string();
+    rec.result = job.result.as_ref().map(|r| {
+        let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
+        // A relative result is where the runner writes it: in its working directory.
+        let wd = job
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| rec.run_dir.clone());
+        wd.join(r)
+    });
+    rec
 }
 
 /// Why a run could not be prepared.
@@ -455,7 +466,10 @@ impl Daemon {
     pub(super) fn end_all_runs(&mut self) {
         let kill_at = Instant::now() + self.cfg.daemon.stop_grace;
         for run in self.active.values_mut() {
-            if run.ended_by != Some(Outcome::Killed) {
+            // One polite signal per run: a run already told to end (its timeout) is in its
+            // grace period, and a second SIGTERM makes robot quit at once with a broken
+            // result. It stays `timeout`: that is why it ended.
+            if run.ended_by.is_none() {
                 run.ended_by = Some(Outcome::Killed);
                 run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
                 run.kill_at = Some(kill_at);

@@ -65,8 +65,9 @@ pub enum Trigger {
     RunOnce,
 }
 
-/// Robot Framework's total statistics, read from output.xml.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Robot Framework's result: the total statistics, the root suite, and each test (capped),
+/// read from output.xml or Robot 7's output.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TestStats {
     pub passed: u64,
     pub failed: u64,
@@ -75,6 +76,63 @@ pub struct TestStats {
     pub suite: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite_status: Option<String>,
+    /// Robot's own elapsed time of the root suite (the process runtime adds Python's start-up
+    /// and the writing of log and report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+    /// Per-test detail, at most `robot::MAX_TESTS` of them (failed tests first kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<TestResult>,
+    /// Tests left out of `results` by the cap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub results_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One test (or RPA task) of a Robot Framework result, every string cut to a sane length.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The suite's full name, `Top.Sub`.
+    pub suite: String,
+    pub name: String,
+    /// `PASS`, `FAIL`, `SKIP` or `NOT RUN`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+    /// The first line of the test's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// One attempt of a job with `attempts` > 1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub attempt: u32,
+    /// `all` or `failed` (what this attempt ran); the first one runs everything.
+    pub ran: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// `passed`, `failed`, or `no result`.
+    pub outcome: String,
+    #[serde(default)]
+    pub passed: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub skipped: u64,
+    pub output: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One run's record.
@@ -111,6 +169,18 @@ pub struct RunRecord {
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<TestStats>,
+    /// Where the runner's Robot Framework result goes (robot jobs, and command jobs that name
+    /// a `result`), placeholders expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<PathBuf>,
+    /// The run's log.html and report.html, when robot wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    /// Every attempt of a job with retries, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
 }
 
 impl RunRecord {
@@ -141,6 +211,10 @@ impl RunRecord {
             timeout_s,
             note: None,
             tests: None,
+            result: None,
+            log: None,
+            report: None,
+            attempts: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! walking run folders or talking to the daemon.
 
 use super::record::{Outcome, RunRecord, TestStats};
+use crate::config::Services;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -66,6 +67,13 @@ pub struct LastRun {
     pub tests: Option<TestStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    /// How many robot attempts the run took (jobs with retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 impl From<&RunRecord> for LastRun {
@@ -80,6 +88,9 @@ impl From<&RunRecord> for LastRun {
             outcome: r.outcome,
             tests: r.tests.clone(),
             note: r.note.clone(),
+            log: r.log.clone(),
+            report: r.report.clone(),
+            attempts: (!r.attempts.is_empty()).then_some(r.attempts.len() as u32),
         }
     }
 }
@@ -104,6 +115,17 @@ pub struct JobStatus {
     pub last_skipped: Option<DateTime<Utc>>,
     #[serde(default)]
     pub skipped_total: u64,
+    /// `per-test`: one local check per test besides the job's.
+    #[serde(default, skip_serializing_if = "is_job")]
+    pub services: Services,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_runtime_warn_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_runtime_crit_s: Option<f64>,
+}
+
+fn is_job(s: &Services) -> bool {
+    *s == Services::Job
 }
 
 /// The whole status document.
