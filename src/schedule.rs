@@ -63,12 +63,44 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
         .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
     // A valid expression may still name a date that never comes (`31 2`: February 31st): the
     // job would silently never run.
-    if cron.find_next_occurrence(&Local::now(), false).is_err() {
+    if never_fires(&cron) {
         return Err(format!(
             "cron expression {text:?} never fires (no such date); check the day-of-month and month fields"
         ));
     }
     Ok(cron)
+}
+
+/// True if the day-of-month and month fields name no date that exists (February 30th, April
+/// 31st), so the expression never fires. Read from the parsed fields, not by searching the
+/// calendar, which walks years ahead (seconds under Wine) before it gives up.
+fn never_fires(cron: &Cron) -> bool {
+    // croner's component bits: 1 = the value itself; 64 = `L` (last), 128 = `W` (weekday).
+    const VALUE: u8 = 1;
+    const SPECIAL: [u8; 2] = [64, 128];
+    const DAYS_IN_MONTH: [u16; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let p = &cron.pattern;
+    if p.is_dom_wildcard() {
+        return false;
+    }
+    if !p.is_dow_wildcard() {
+        if !p.matches_dom_and_dow() {
+            return false; // either field may match: the weekdays come every week
+        }
+        // Both must match (a `+` pattern): rare enough to ask the calendar.
+        return cron.find_next_occurrence(&Local::now(), false).is_err();
+    }
+    let set = |d: u16, bit: u8| p.days.is_bit_set(d, bit).unwrap_or(false);
+    // `L` is a component-wide feature; `15W` a bit on its day.
+    if SPECIAL.iter().any(|b| p.days.is_feature_enabled(*b))
+        || (1..=31).any(|d| SPECIAL.iter().any(|b| set(d, *b)))
+    {
+        return false; // always some day of every month
+    }
+    !(1..=12u16).any(|m| {
+        p.month_match(u32::from(m)).unwrap_or(false)
+            && (1..=DAYS_IN_MONTH[usize::from(m - 1)]).any(|d| set(d, VALUE))
+    })
 }
 
 impl Schedule {
@@ -153,7 +185,16 @@ mod tests {
             let e = super::parse_cron(never).unwrap_err();
             assert!(e.contains("never fires"), "{never}: {e}");
         }
-        assert!(super::parse_cron("0 0 29 2 *").is_ok(), "leap days come");
+        for ok in [
+            "0 0 29 2 *",
+            "0 0 31 1-12 *",
+            "0 0 31 2 1",
+            "0 0 L 2 *",
+            "0 0 * 2 *",
+        ] {
+            let r = super::parse_cron(ok);
+            assert!(r.is_ok(), "{ok} fires: {:?}", r.err());
+        }
         assert!(
             t.elapsed() < std::time::Duration::from_secs(2),
             "{:?}",

@@ -769,8 +769,17 @@ cron = "0 3 * * *"
                 Some("{run_dir}/o/x.json"),
             ),
             (
-                "\"python3\", \"-m\", \"robot\", \"--output=/abs/o.xml\", \"-d\", \"d\", \"s\"",
-                Some("/abs/o.xml"),
+                // An absolute path is one on this OS.
+                if cfg!(windows) {
+                    "\"python3\", \"-m\", \"robot\", \"--output=C:/abs/o.xml\", \"-d\", \"d\", \"s\""
+                } else {
+                    "\"python3\", \"-m\", \"robot\", \"--output=/abs/o.xml\", \"-d\", \"d\", \"s\""
+                },
+                Some(if cfg!(windows) {
+                    "C:/abs/o.xml"
+                } else {
+                    "/abs/o.xml"
+                }),
             ),
             ("\"robot\", \"--output\", \"NONE\", \"s\"", None),
             ("\"sh\", \"-c\", \"robot s\"", None),
