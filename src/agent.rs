@@ -376,6 +376,7 @@ mod tests {
             log: None,
             report: None,
             attempts: Vec::new(),
+            request: None,
         }
     }
 

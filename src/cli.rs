@@ -3,7 +3,6 @@
 
 use crate::config::{self, Config};
 use crate::report::{self, Report};
-use crate::state::record::{self, Outcome, Trigger};
 use crate::state::{self, Durability, StateDir, StopMode, StopRequest};
 use crate::{agent, ctrl, daemon, lock, run, sys};
 use chrono::Utc;
@@ -124,6 +123,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             route: "foreground".into(),
             run_flag,
             foreground: true,
+            oneshot: None,
         }),
         Command::Start {
             foreground: false,
@@ -134,6 +134,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             route,
             run_flag,
             foreground: false,
+            oneshot: None,
         }),
         Command::Stop { now, timeout } => stop(&path, now, timeout),
         Command::Status { json } => status(&path, json),
@@ -532,130 +533,8 @@ fn run_once(path: &Path, name: &str) -> i32 {
         return 2;
     }
     sys::set_private_umask();
-    // As the daemon does: descendants that leave the run's process group become our children
+    // As a daemon is: descendants that leave the run's process group become our children
     // when their parents die, so the run's end still reaches them.
     run::become_subreaper();
-    let st = StateDir::new(&cfg.daemon.state_dir);
-    if let Err(e) = st.ensure() {
-        eprintln!("robotmk-daemon: {e}");
-        return 4;
-    }
-    let due = Utc::now();
-    let (mut rec, spec) = match daemon::prepare(&st, job, due, Trigger::RunOnce) {
-        Ok(v) => v,
-        Err(daemon::PrepareError::NoFolder(msg)) => {
-            eprintln!("robotmk-daemon: {msg}");
-            return 4;
-        }
-        Err(daemon::PrepareError::Record(r, note)) => {
-            let mut r = *r;
-            r.note = Some(note);
-            return finish_once(&st, r, Outcome::Error, None);
-        }
-    };
-    println!(
-        "running job {} (run {}) in {}",
-        job.name,
-        rec.run_id,
-        rec.run_dir.display()
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let argv0 = spec.argv.first().cloned().unwrap_or_default();
-    // Before the fork, as in the daemon: the duration must not come out shorter than the run.
-    let started = Utc::now();
-    let pid = match run::spawn(spec, move |_, exit| {
-        let _ = tx.send(exit);
-    }) {
-        Ok(pid) => pid,
-        Err(e) => {
-            rec.started = Some(Utc::now());
-            rec.note = Some(format!("cannot start {argv0:?}: {e}"));
-            return finish_once(&st, rec, Outcome::Error, None);
-        }
-    };
-    rec.pid = Some(pid);
-    rec.pid_start = sys::process_start_time(pid);
-    rec.started = Some(started);
-    let _ = rec.save();
-    let dir = rec.run_dir.display().to_string();
-    let mut ended_by = None;
-    let exit = match rx.recv_timeout(job.timeout) {
-        Ok(exit) => exit,
-        Err(_) => {
-            ended_by = Some(Outcome::Timeout);
-            let note = format!(
-                "ended after its timeout of {}",
-                config::duration::format(job.timeout)
-            );
-            rec.note = Some(note);
-            run::terminate_tree(pid, &dir);
-            match rx.recv_timeout(cfg.daemon.stop_grace) {
-                Ok(exit) => exit,
-                Err(_) => {
-                    run::kill_tree(pid, &dir);
-                    rx.recv().unwrap_or(run::ExitInfo {
-                        code: None,
-                        signal: None,
-                        spawn_error: None,
-                    })
-                }
-            }
-        }
-    };
-    // What the runner left behind (in its group, or escaped from it) gets the same grace as
-    // in the daemon: TERM, `stop_grace`, KILL.
-    if run::tree_alive(pid, &dir) {
-        run::terminate_tree(pid, &dir);
-        let deadline = Instant::now() + cfg.daemon.stop_grace;
-        while run::tree_alive(pid, &dir) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        run::kill_tree(pid, &dir);
-    }
-    let outcome = if let Some(e) = &exit.spawn_error {
-        rec.note = Some(format!("cannot start {argv0:?}: {e}"));
-        Outcome::Error
-    } else {
-        ended_by.unwrap_or(if exit.success() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        })
-    };
-    finish_once(&st, rec, outcome, Some(exit))
-}
-
-fn finish_once(
-    st: &StateDir,
-    mut rec: record::RunRecord,
-    outcome: Outcome,
-    exit: Option<run::ExitInfo>,
-) -> i32 {
-    daemon::complete(&mut rec, outcome, exit);
-    // The result may change it: a failed test fails a run that exited 0.
-    let outcome = rec.outcome.unwrap_or(outcome);
-    if let Err(e) = rec.save().and_then(|_| record::update_latest(st, &rec)) {
-        eprintln!("robotmk-daemon: cannot record the run: {e}");
-    }
-    // Tell a running daemon to pick the result up for status and ctrl.
-    if state::create_private_dir(&st.notify_dir()).is_ok() {
-        let _ = state::write_atomic(&st.notify_dir().join(&rec.job), b"", Durability::NoSync);
-    }
-    println!(
-        "{}: {}{}{}",
-        rec.run_id,
-        outcome.as_str(),
-        rec.exit_code
-            .map_or(String::new(), |c| format!(", exit code {c}")),
-        rec.note
-            .as_ref()
-            .map_or(String::new(), |n| format!(" ({n})"))
-    );
-    println!("output: {}", rec.run_dir.display());
-    match outcome {
-        Outcome::Success => 0,
-        Outcome::Failure => 1,
-        Outcome::Timeout => 3,
-        _ => 4,
-    }
+    crate::once::run(&cfg, &job.name, path)
 }

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod launch;
 pub mod lock;
 pub mod logging;
+pub mod once;
 pub mod report;
 pub mod robot;
 pub mod run;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a starting daemon keeps trying to take the lock.
-const ACQUIRE_PATIENCE: Duration = Duration::from_millis(500);
+pub const ACQUIRE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The held singleton lock; dropping it releases the instance.
 #[derive(Debug)]

@@ -58,10 +58,12 @@ impl Daemon {
                 self.drain(&why);
             }
         }
-        self.reload_config(false);
+        if !self.oneshot {
+            self.reload_config(false);
+            self.ingest_requests();
+        }
         self.poll_adopted();
         self.retry_unsaved();
-        self.ingest_notifications();
     }
 
     /// The state dir was trusted at start; if someone made it (or a directory above it)
@@ -81,7 +83,8 @@ impl Daemon {
     }
 
     fn check_heartbeat(&mut self) {
-        let Some(timeout) = self.cfg.daemon.heartbeat_timeout else {
+        // A one-shot run (`run-once` without a daemon) ends by itself; no agent feeds it.
+        let Some(timeout) = self.cfg.daemon.heartbeat_timeout.filter(|_| !self.oneshot) else {
             return;
         };
         let m = self.state.heartbeat_mtime();
@@ -153,6 +156,10 @@ impl Daemon {
 
     /// SIGTERM: a stop request file says how; without one it is a polite stop.
     pub(super) fn on_stop_signal(&mut self) {
+        if self.oneshot {
+            // Ctrl-C on `run-once`: end the run (its whole tree), record it, exit.
+            self.end_all_runs();
+        }
         if !self.check_stop_request() {
             self.drain("SIGTERM received");
         }
@@ -320,27 +327,67 @@ impl Daemon {
         );
     }
 
-    /// `run-once` drops `notify/<job>` after recording a result; pick the result up.
-    fn ingest_notifications(&mut self) {
-        let dir = self.state.notify_dir();
+    /// Takes the `run-once` requests waiting in `requests/`: each is claimed by rename (so
+    /// it is taken once), then queued like a due run, ignoring `overlap` (an admin asked for
+    /// it) but not `max_parallel`. A request the daemon cannot serve gets `<id>.rejected`
+    /// with the reason, which the waiting command shows.
+    pub(super) fn ingest_requests(&mut self) {
+        let dir = self.state.requests_dir();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
         };
         for e in entries.flatten() {
-            let _ = std::fs::remove_file(e.path());
-            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
-            let latest = state::read_json::<RunRecord>(&self.state.latest_file(&name));
-            if let (Some(js), Ok(Some(rec))) = (self.jobs.get_mut(&name), latest) {
-                if js
-                    .last
-                    .as_ref()
-                    .is_none_or(|l| (l.finished, l.due) < (rec.finished, rec.due))
-                {
-                    js.last = Some(rec);
-                    self.dirty = true;
+            if !state::valid_request_id(id) {
+                continue;
+            }
+            let claimed = dir.join(format!(".{id}.claimed"));
+            if std::fs::rename(e.path(), &claimed).is_err() {
+                continue;
+            }
+            let req = state::read_json::<state::RunRequest>(&claimed);
+            let _ = std::fs::remove_file(&claimed);
+            let why = match req {
+                Ok(Some(r)) if r.id == id => {
+                    if !self.jobs.contains_key(&r.job) {
+                        // The config may have been edited just before `run-once` read it.
+                        self.reload_config(false);
+                    }
+                    if self.phase != Phase::Running {
+                        Some("the daemon is stopping; run it again once a daemon runs".to_string())
+                    } else if let Some(js) = self.jobs.get_mut(&r.job) {
+                        js.queued += 1;
+                        let job = Arc::clone(&js.job);
+                        info!(job = %r.job, request = id, "run-once requested");
+                        self.queue.push_back(super::runs::Pending {
+                            job,
+                            due: Utc::now(),
+                            trigger: crate::state::record::Trigger::RunOnce,
+                            prepared: None,
+                            request: Some(id.to_string()),
+                        });
+                        self.dirty = true;
+                        None
+                    } else {
+                        Some(format!(
+                            "the running daemon has no job {:?} (it runs its last good config)",
+                            r.job
+                        ))
+                    }
                 }
+                Ok(_) => Some("the request could not be read".to_string()),
+                Err(e) => Some(format!("the request could not be read: {e}")),
+            };
+            if let Some(why) = why {
+                warn!(request = id, "run-once request declined: {why}");
+                let _ = state::write_atomic(
+                    &dir.join(format!("{id}.rejected")),
+                    why.as_bytes(),
+                    state::Durability::NoSync,
+                );
             }
         }
     }

@@ -21,8 +21,6 @@ mod jobs;
 mod recover;
 mod runs;
 
-pub(crate) use runs::{complete, prepare, PrepareError};
-
 use crate::config::{self, Config, Overlap};
 use crate::lock;
 use crate::run::ExitInfo;
@@ -60,7 +58,21 @@ pub struct Options {
     pub run_flag: Option<PathBuf>,
     /// Log to stderr as well; keep inherited descriptors.
     pub foreground: bool,
+    /// `run-once` with no daemon running: hold the instance, run this one request of one job,
+    /// exit. The same supervisor and writer as a daemon's runs.
+    pub oneshot: Option<OneShot>,
 }
+
+/// The one run of a one-shot instance.
+#[derive(Debug, Clone)]
+pub struct OneShot {
+    pub job: String,
+    pub request: String,
+}
+
+/// [`setup`] could not take the instance lock: another process holds it (a daemon started
+/// meanwhile): a one-shot then hands its request to that daemon instead.
+pub const LOCK_TAKEN: i32 = -1;
 
 /// What reaches the loop from other threads.
 #[derive(Debug)]
@@ -100,11 +112,42 @@ pub struct Daemon {
     /// The instance lock, held for the daemon's whole life (and retaken if its file is
     /// replaced, see `control`).
     lock: lock::InstanceLock,
+    /// A one-shot instance (`run-once` with no daemon): no schedule, no heartbeat, no reload;
+    /// it exits once its run is recorded.
+    oneshot: bool,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
 /// holds the instance lock it ends the process itself.
 pub fn run(opts: Options) -> i32 {
+    let mut daemon = match setup(&opts) {
+        Ok(d) => d,
+        Err(code) => return code.max(0),
+    };
+    let code = daemon.run_loop();
+    // Exit while `daemon` (and so the lock) is still alive: the kernel releases the lock only
+    // when the process is gone, so a new daemon never overlaps this one exiting.
+    std::process::exit(code)
+}
+
+/// `run-once` with no daemon running: takes the instance like a daemon, runs the one
+/// requested run of `opts.oneshot` with the daemon's own run code, and returns its final
+/// record. `Err(LOCK_TAKEN)` if a daemon holds the instance (hand the request to it).
+pub fn run_oneshot(opts: Options) -> Result<Option<crate::state::record::RunRecord>, i32> {
+    let request = opts.oneshot.as_ref().map(|o| o.request.clone());
+    let mut daemon = setup(&opts)?;
+    daemon.run_loop();
+    let rec = daemon
+        .jobs
+        .values()
+        .filter_map(|js| js.last.as_ref())
+        .find(|r| r.request.is_some() && r.request == request)
+        .cloned();
+    Ok(rec)
+}
+
+/// Everything from reading the config to a daemon that holds the instance lock.
+fn setup(opts: &Options) -> Result<Daemon, i32> {
     if !opts.foreground {
         sys::close_inherited_fds();
     }
@@ -129,28 +172,34 @@ pub fn run(opts: Options) -> i32 {
                     );
                 }
             }
-            return 2;
+            return Err(2);
         }
     };
     // Refused before anything is created or written: the refusal goes to stderr (and ctrl
     // reports it), never into a state dir another user controls.
     if let Err(e) = crate::security::check(&cfg) {
         eprintln!("robotmk-daemon: {e}");
-        return 1;
+        return Err(1);
     }
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure() {
         eprintln!("robotmk-daemon: {e}");
-        return 1;
+        return Err(1);
     }
     // Again now that the state dir exists (it may have been created just now).
     if let Err(e) = crate::security::check_state_dir(&cfg.daemon.state_dir) {
         eprintln!("robotmk-daemon: {e}");
-        return 1;
+        return Err(1);
     }
     let locked_at = Utc::now();
-    let held = match lock::acquire(&st.lock_file()) {
+    let patience = if opts.oneshot.is_some() {
+        std::time::Duration::ZERO
+    } else {
+        lock::ACQUIRE_PATIENCE
+    };
+    let held = match lock::acquire_within(&st.lock_file(), patience) {
         Ok(Some(l)) => l,
+        Ok(None) if opts.oneshot.is_some() => return Err(LOCK_TAKEN),
         Ok(None) => {
             let msg = format!(
                 "another daemon holds {}; this one (pid {}) exits",
@@ -161,15 +210,17 @@ pub fn run(opts: Options) -> i32 {
             if opts.foreground {
                 eprintln!("robotmk-daemon: {msg}");
             }
-            return 0;
+            return Err(0);
         }
         Err(e) => {
             eprintln!("robotmk-daemon: {e}");
-            return 1;
+            return Err(1);
         }
     };
     // The launch this daemon came from is over: ctrls may launch again if it dies.
-    let _ = std::fs::remove_file(st.starting_file());
+    if opts.oneshot.is_none() {
+        let _ = std::fs::remove_file(st.starting_file());
+    }
     match crate::logging::RotatingLog::open(
         &st.log_file(),
         cfg.daemon.log_max_bytes,
@@ -185,18 +236,11 @@ pub fn run(opts: Options) -> i32 {
             st.alert_file().display()
         );
     }
-    let mut daemon = match Daemon::new(cfg, st, &opts, stamp, held, locked_at) {
-        Ok(d) => d,
-        Err(e) => {
-            error!("daemon cannot start: {e}");
-            eprintln!("robotmk-daemon: {e}");
-            std::process::exit(1)
-        }
-    };
-    let code = daemon.run_loop();
-    // Exit while `daemon` (and so the lock) is still alive: the kernel releases the lock only
-    // when the process is gone, so a new daemon never overlaps this one exiting.
-    std::process::exit(code)
+    Daemon::new(cfg, st, opts, stamp, held, locked_at).map_err(|e| {
+        error!("daemon cannot start: {e}");
+        eprintln!("robotmk-daemon: {e}");
+        1
+    })
 }
 
 impl Daemon {
@@ -244,6 +288,7 @@ impl Daemon {
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
             lock,
+            oneshot: opts.oneshot.is_some(),
         };
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
@@ -261,7 +306,11 @@ impl Daemon {
             let name = job.name.clone();
             let (last_due, last) = recovered.get(&name).cloned().unwrap_or_default();
             let mut js = JobState::new(Arc::new(job), last_due, last);
-            js.plan_initial(now);
+            if d.oneshot {
+                js.next = None; // a one-shot runs its request, nothing on schedule
+            } else {
+                js.plan_initial(now);
+            }
             js.running = d
                 .active
                 .values()
@@ -272,6 +321,20 @@ impl Daemon {
                 info!(job = %name, next_due = %crate::state::record::ts(n.due), trigger = ?n.trigger, "scheduled");
             }
             d.jobs.insert(name, js);
+        }
+        if let Some(os) = &opts.oneshot {
+            let Some(js) = d.jobs.get_mut(&os.job) else {
+                return Err(format!("no job {:?} in {}", os.job, d.cfg.path.display()));
+            };
+            js.queued += 1;
+            let job = Arc::clone(&js.job);
+            d.queue.push_back(Pending {
+                job,
+                due: now,
+                trigger: crate::state::record::Trigger::RunOnce,
+                prepared: None,
+                request: Some(os.request.clone()),
+            });
         }
         Ok(d)
     }
@@ -287,7 +350,7 @@ impl Daemon {
             self.dispatch();
             self.after_spawns();
             self.enforce_deadlines();
-            if self.phase == Phase::Draining
+            if (self.phase == Phase::Draining || self.oneshot)
                 && self.active.is_empty()
                 && self.queue.is_empty()
                 && self.lingering.is_empty()
@@ -320,6 +383,7 @@ impl Daemon {
             Event::Exited { pid, exit } => self.on_exit(pid, exit),
             Event::Control(ControlSignal::Stop) => self.on_stop_signal(),
             Event::Control(ControlSignal::Reload) => self.reload_config(true),
+            Event::Control(ControlSignal::Requests) => self.ingest_requests(),
         }
     }
 
@@ -425,6 +489,7 @@ impl Daemon {
                     due: run_due,
                     trigger: next.trigger,
                     prepared,
+                    request: None,
                 });
             }
             self.dirty = true;

@@ -35,6 +35,8 @@ pub struct Pending {
     pub trigger: Trigger,
     /// The run folder and journal, if prepared ahead of the due time.
     pub prepared: Option<RunRecord>,
+    /// The `run-once` request it answers, if any.
+    pub request: Option<String>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -61,14 +63,6 @@ fn new_record(
         wd.join(r)
     });
     rec
-}
-
-/// Why a run could not be prepared.
-pub(crate) enum PrepareError {
-    /// Nothing was written (no run folder): only a state error can tell.
-    NoFolder(String),
-    /// The run folder and journal exist; record the run as `error` with this note.
-    Record(Box<RunRecord>, String),
 }
 
 /// Creates the run folder and writes the journal record: the slow, file-system part of a
@@ -126,20 +120,6 @@ pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
         stdout,
         stderr,
     })
-}
-
-/// Everything up to the spawn, at once (for `run-once`).
-pub(crate) fn prepare(
-    st: &crate::state::StateDir,
-    job: &Job,
-    due: DateTime<Utc>,
-    trigger: Trigger,
-) -> Result<(RunRecord, RunSpec), PrepareError> {
-    let rec = prepare_folder(st, job, due, trigger).map_err(PrepareError::NoFolder)?;
-    match open_spec(job, &rec) {
-        Ok(spec) => Ok((rec, spec)),
-        Err(note) => Err(PrepareError::Record(Box::new(rec), note)),
-    }
 }
 
 /// The state-error cause of one record: it clears only when that record is written.
@@ -251,6 +231,7 @@ impl Daemon {
             },
         };
         let mut rec = rec;
+        rec.request = p.request.clone();
         let spec = match open_spec(&job, &rec) {
             Ok(spec) => spec,
             Err(note) => {

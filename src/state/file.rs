@@ -132,6 +132,13 @@ fn private(o: &mut OpenOptions) {
     let _ = o;
 }
 
+/// Opens an existing regular file for reading (a run's output, followed as it grows).
+pub fn open_read(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Refuse);
+    o.read(true);
+    open_plain(path, &o, Links::Refuse)
+}
+
 /// Opens for appending, creating it (0600) if missing.
 pub fn open_append(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);

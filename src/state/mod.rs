@@ -7,7 +7,9 @@
 //!                              ctrls launch one daemon, not 50
 //!   starting                   from a launch until the new daemon holds its lock
 //!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
-//!   stop-request               written by `stop`, read and removed by the daemon
+//!   stop-request               written by `stop`, claimed (renamed, then read) by the daemon
+//!   requests/<id>.json         `run-once` asking the daemon to run a job now; the daemon
+//!                              claims it, or answers `<id>.rejected` with the reason
 //!   status.json                daemon + per-job summary, written only by the daemon
 //!   state-error                4 KiB reserved at start; overwritten in place with the
 //!                              message when state cannot be written (a full disk)
@@ -78,9 +80,10 @@ impl StateDir {
     pub fn latest_file(&self, job: &str) -> PathBuf {
         self.job_dir(job).join("latest.json")
     }
-    /// Where `run-once` drops a note so a running daemon re-reads that job's latest result.
-    pub fn notify_dir(&self) -> PathBuf {
-        self.root.join("notify")
+    /// Where `run-once` leaves a request for the daemon to run a job now
+    /// (`<id>.json`), and where the daemon says why it declined one (`<id>.rejected`).
+    pub fn requests_dir(&self) -> PathBuf {
+        self.root.join("requests")
     }
 
     /// Creates the state dir (mode 0700) if missing and checks it is a directory.
@@ -149,6 +152,24 @@ pub enum StopMode {
     Drain,
     /// End runs in flight (whole process trees), then exit.
     Now,
+}
+
+/// A `run-once` request: run `job` now, on behalf of the command waiting for it (which finds
+/// its run by `id` in the run records).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunRequest {
+    pub id: String,
+    pub job: String,
+    pub requested: chrono::DateTime<chrono::Utc>,
+}
+
+/// True for an id `run-once` makes: it becomes a file name.
+pub fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The content of `stop-request`.

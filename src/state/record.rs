@@ -181,6 +181,9 @@ pub struct RunRecord {
     /// Every attempt of a job with retries, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// The `run-once` request this run answers (how the waiting command finds its run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl RunRecord {
@@ -215,6 +218,7 @@ impl RunRecord {
             log: None,
             report: None,
             attempts: Vec::new(),
+            request: None,
         }
     }
 
@@ -385,9 +389,9 @@ pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io
 /// The daemon and `run-once` may both finish runs of one job; a per-job lock file orders them
 /// so an older result never overwrites a newer one.
 pub fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
-    let dir = super::create_state_subdirs(&state.root, &["jobs", &rec.job])?;
-    let _guard =
-        crate::lock::acquire_within(&dir.join("latest.lock"), std::time::Duration::from_secs(5))?;
+    // Only the instance's lock holder writes here (a daemon, or run-once as a one-shot
+    // daemon), so no lock of its own is needed.
+    super::create_state_subdirs(&state.root, &["jobs", &rec.job])?;
     let path = state.latest_file(&rec.job);
     match read_json::<RunRecord>(&path) {
         Ok(Some(old)) => {

@@ -45,4 +45,6 @@ pub enum ControlSignal {
     Stop,
     /// SIGHUP: re-read the config now.
     Reload,
+    /// SIGUSR1: a `run-once` request waits in the state dir.
+    Requests,
 }

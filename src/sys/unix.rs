@@ -40,6 +40,15 @@ pub fn signal_stop(pid: u32) -> io::Result<()> {
     }
 }
 
+/// Tells the daemon with this (verified) PID that a `run-once` request waits (SIGUSR1), so
+/// it starts the run at once instead of at its next look.
+pub fn signal_requests(pid: u32) {
+    // SAFETY: plain kill(2) on a PID the caller verified with `is_instance_daemon`.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGUSR1);
+    }
+}
+
 /// Files the daemon creates are private to its user (0700 dirs, 0600 files).
 pub fn set_private_umask() {
     // SAFETY: umask cannot fail.
@@ -78,17 +87,17 @@ pub fn close_inherited_fds() {
 pub fn forward_control_signals(
     f: impl Fn(super::ControlSignal) + Send + 'static,
 ) -> io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             for sig in signals.forever() {
-                f(if sig == SIGHUP {
-                    super::ControlSignal::Reload
-                } else {
-                    super::ControlSignal::Stop
+                f(match sig {
+                    SIGHUP => super::ControlSignal::Reload,
+                    SIGUSR1 => super::ControlSignal::Requests,
+                    _ => super::ControlSignal::Stop,
                 });
             }
         })?;

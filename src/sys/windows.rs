@@ -135,6 +135,10 @@ pub fn signal_stop(pid: u32) -> io::Result<()> {
 /// `C:\ProgramData\checkmk\agent\` only administrators and SYSTEM may write).
 pub fn set_private_umask() {}
 
+/// Windows has no such signal: the daemon finds a `run-once` request at its next look (within
+/// a second).
+pub fn signal_requests(_pid: u32) {}
+
 /// The daemon is created without handle inheritance, so nothing of the agent's can reach it;
 /// its std handles are pointed at NUL anyway, so that no stray handle value is ever written to.
 pub fn close_inherited_fds() {

@@ -1,0 +1,206 @@
+//! `run-once` (issue 10, finding 3): one supervisor and one writer. With a daemon running, the
+//! daemon runs the job (its child, its record); with none, `run-once` holds the instance
+//! itself, so no daemon can start beside it and adopt the run a second time. Either way the
+//! output shows up live and the run is recorded once.
+#![cfg(unix)]
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const TALK: &str = "[[job]]\nname = \"talk\"\ncommand = [\"sh\", \"-c\", \"echo first; echo oops >&2; sleep 2; echo second\"]\nevery = \"1h\"\ntimeout = \"30s\"\n";
+
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Starts `run-once talk` with piped output and returns the child, a reader thread's shared
+/// buffer of stdout, and when "first" showed up (if before the end).
+fn spawn_run_once(
+    inst: &Instance,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    let mut child = inst
+        .cmd()
+        .args(["run-once", "talk"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    (child, buf)
+}
+
+fn finish(mut child: std::process::Child) -> (i32, String) {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    (code, err)
+}
+
+#[test]
+fn with_no_daemon_run_once_holds_the_instance_and_shows_output_live() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", TALK);
+    let t0 = Instant::now();
+    let (child, buf) = spawn_run_once(&inst);
+    let guard = child.id();
+    assert!(
+        wait_for(Duration::from_secs(10), || buf
+            .lock()
+            .unwrap()
+            .contains("first")),
+        "no live output: {:?}",
+        buf.lock().unwrap()
+    );
+    let live_at = t0.elapsed();
+    assert!(
+        !buf.lock().unwrap().contains("second"),
+        "output arrived only at the end"
+    );
+    // Meanwhile the instance is held: ctrl finds it running and starts no daemon.
+    let j = inst.ctrl_json();
+    assert_eq!(j["ctrl"]["action"], "running", "{j}");
+    assert!(
+        inst.daemon_processes().is_empty(),
+        "a daemon started beside run-once"
+    );
+    let (code, err) = finish(child);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("oops"), "stderr is shown too: {err}");
+    let out = buf.lock().unwrap().clone();
+    assert!(out.contains("second") && out.contains(": success"), "{out}");
+    eprintln!(
+        "first output line after {live_at:?}; run took {:?}",
+        t0.elapsed()
+    );
+    // Recorded once, as run_once; the next ctrl starts a daemon that does not record it again.
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    assert!(wait_for(Duration::from_secs(3), || inst
+        .daemon_pid()
+        .is_some()));
+    let recs = inst.finished_records("talk");
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["trigger"], "run_once");
+    kill9(guard);
+}
+
+#[test]
+fn with_a_daemon_running_the_daemon_runs_it_and_run_once_follows() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", TALK);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    let daemon = inst.daemon_pid().expect("daemon pid");
+    let (child, buf) = spawn_run_once(&inst);
+    let guard = child.id();
+    assert!(
+        wait_for(Duration::from_secs(10), || buf
+            .lock()
+            .unwrap()
+            .contains("first")),
+        "no live output: {:?}",
+        buf.lock().unwrap()
+    );
+    // The runner is the daemon's child, not run-once's: one supervisor.
+    let rec = inst
+        .records("talk")
+        .into_iter()
+        .find(|r| r["pid"].is_u64())
+        .expect("a journalled run");
+    let runner = rec["pid"].as_u64().unwrap() as u32;
+    assert_eq!(ppid(runner), Some(daemon), "runner {runner}'s parent");
+    assert!(!buf.lock().unwrap().contains("second"));
+    let (code, err) = finish(child);
+    assert_eq!(code, 0, "{err}");
+    assert!(buf.lock().unwrap().contains(": success"));
+    // One record, and the daemon's status knows it at once (no back channel needed).
+    let recs = inst.finished_records("talk");
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(wait_for(Duration::from_secs(3), || {
+        inst.status_json()["jobs"][0]["last"]["run_id"] == recs[0]["run_id"]
+    }));
+    kill9(guard);
+}
+
+#[test]
+fn exit_codes_follow_outcomes_with_and_without_a_daemon() {
+    let jobs = format!(
+        "{TALK}\n[[job]]\nname = \"fail\"\ncommand = [\"false\"]\nevery = \"1h\"\n\n[[job]]\nname = \"slow\"\ncommand = [\"sleep\", \"30\"]\nevery = \"1h\"\ntimeout = \"1s\"\n"
+    );
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", &jobs);
+    assert_eq!(inst.run(&["run-once", "fail"]).status.code(), Some(1));
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    assert_eq!(inst.run(&["run-once", "fail"]).status.code(), Some(1));
+    let t = Instant::now();
+    let out = inst.run(&["run-once", "slow"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("timeout") && text.contains("ended after its timeout"),
+        "{text}"
+    );
+    let out = inst.run(&["run-once", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn ctrl_c_on_a_one_shot_run_ends_its_tree_and_records_it() {
+    let job = "[[job]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"echo started; sleep 300\"]\nevery = \"1h\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    let mut child = inst
+        .cmd()
+        .args(["run-once", "long"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = out.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("running job long"));
+    assert!(wait_for(Duration::from_secs(10), || processes_of(
+        &inst.state.display().to_string()
+    )
+    .iter()
+    .any(|(_, c)| c.starts_with("sleep 300"))));
+    // SAFETY: SIGINT to the run-once process this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(status.code(), Some(4), "killed runs exit 4");
+    let recs = inst.finished_records("long");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["outcome"], "killed");
+    assert!(processes_of(&inst.state.display().to_string()).is_empty());
+}
