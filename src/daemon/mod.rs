@@ -17,6 +17,7 @@
 //! 7. write `status.json` if something changed (at most every 100 ms).
 
 mod control;
+mod finish;
 mod jobs;
 mod recover;
 mod runs;
@@ -77,8 +78,16 @@ pub const LOCK_TAKEN: i32 = -1;
 /// What reaches the loop from other threads.
 #[derive(Debug)]
 pub enum Event {
-    Exited { pid: u32, exit: ExitInfo },
+    Exited {
+        pid: u32,
+        exit: ExitInfo,
+    },
     Control(ControlSignal),
+    /// The finisher wrote a record (or could not: `error`).
+    Finished {
+        rec: Box<crate::state::record::RunRecord>,
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +124,10 @@ pub struct Daemon {
     /// A one-shot instance (`run-once` with no daemon): no schedule, no heartbeat, no reload;
     /// it exits once its run is recorded.
     oneshot: bool,
+    /// Completes and writes records off this thread (see `finish`).
+    finisher: Option<finish::Finisher>,
+    /// Records handed to the finisher and not written yet: the loop exits only at 0.
+    finishing: usize,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -289,12 +302,19 @@ impl Daemon {
             state_errors: BTreeMap::new(),
             lock,
             oneshot: opts.oneshot.is_some(),
+            finisher: None,
+            finishing: 0,
         };
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
             route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::BUILD_ID,
             "daemon started"
         );
+        match finish::Finisher::start(d.state.clone(), tx.clone()) {
+            Ok(f) => d.finisher = Some(f),
+            // Records are then finished on this thread: slower starts, nothing lost.
+            Err(e) => warn!("cannot start the finisher thread: {e}; finishing runs inline"),
+        }
         let tx_sig = tx.clone();
         sys::forward_control_signals(move |s| {
             let _ = tx_sig.send(Event::Control(s));
@@ -354,6 +374,7 @@ impl Daemon {
                 && self.active.is_empty()
                 && self.queue.is_empty()
                 && self.lingering.is_empty()
+                && self.finishing == 0
             {
                 break;
             }
@@ -384,6 +405,7 @@ impl Daemon {
             Event::Control(ControlSignal::Stop) => self.on_stop_signal(),
             Event::Control(ControlSignal::Reload) => self.reload_config(true),
             Event::Control(ControlSignal::Requests) => self.ingest_requests(),
+            Event::Finished { rec, error } => self.on_finished(*rec, error),
         }
     }
 

@@ -127,7 +127,7 @@ pub(super) fn record_cause(rec: &RunRecord) -> String {
     format!("record:{}/{}", rec.job, rec.run_id)
 }
 
-fn write_final(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
+pub(super) fn write_final(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
     if let Err(e) = rec.save() {
         if e.kind() != std::io::ErrorKind::NotFound {
             return Err(e);
@@ -154,7 +154,9 @@ fn write_final(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<
 }
 
 /// Completes a record: end time, duration, exit, outcome, test statistics.
-pub(crate) fn complete(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
+/// Marks a record ended now: end time, duration, exit, outcome. Done when the loop learns of
+/// the end, so the times are the run's own, not when the finisher got to it.
+pub(crate) fn mark_ended(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
     let now = Utc::now();
     rec.finished = Some(now);
     rec.duration_s = rec
@@ -165,6 +167,11 @@ pub(crate) fn complete(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitI
         rec.signal = exit.signal;
     }
     rec.outcome = Some(outcome);
+}
+
+/// What the finisher adds to an ended record: robot's result (which may turn the outcome
+/// into a failure), then the caps on its texts.
+pub(crate) fn complete(rec: &mut RunRecord) {
     crate::robot::annotate(rec);
     rec.clip();
 }
@@ -351,43 +358,61 @@ impl Daemon {
         self.finish(rec, outcome, exit);
     }
 
-    /// Completes and saves a record, updates the job's latest result, prunes old runs.
+    /// Hands an ended run to the finisher: it completes the record (robot's result), writes
+    /// it and the job's latest result, and prunes old runs, off this thread.
     pub(super) fn finish(&mut self, mut rec: RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
-        complete(&mut rec, outcome, exit);
-        info!(
-            job = %rec.job, run_id = %rec.run_id, outcome = outcome.as_str(),
-            exit_code = ?rec.exit_code, duration_s = ?rec.duration_s,
-            "run finished"
-        );
-        self.save_final(&rec);
+        mark_ended(&mut rec, outcome, exit);
         let protect: Vec<String> = self
             .active
             .values()
             .filter(|r| r.record.job == rec.job)
             .map(|r| r.record.run_id.clone())
             .collect();
-        if let Err(e) = record::prune(&self.state, &rec.job, self.cfg.daemon.keep_runs, &protect) {
-            warn!(job = %rec.job, "cannot remove old runs: {e}");
-        }
-        if let Some(js) = self.jobs.get_mut(&rec.job) {
-            js.last = Some(rec);
-        }
-        self.dirty = true;
+        self.hand_over(super::finish::Work::Finish {
+            rec: Box::new(rec),
+            keep: self.cfg.daemon.keep_runs,
+            protect,
+        });
     }
 
-    /// Writes a final record and, unless skipped, the job's latest result. A record that cannot
-    /// be written (full disk) is kept and retried by housekeeping: nothing is lost.
+    /// Writes a record that is complete already (a skipped run), off this thread.
     fn save_final(&mut self, rec: &RunRecord) {
-        match write_final(&self.state, rec) {
-            Ok(()) => {}
-            Err(e) => {
+        self.hand_over(super::finish::Work::Save(Box::new(rec.clone())));
+    }
+
+    fn hand_over(&mut self, work: super::finish::Work) {
+        self.finishing += 1;
+        let work = match &self.finisher {
+            Some(f) => match f.send(work) {
+                Ok(()) => return,
+                Err(back) => back,
+            },
+            None => work,
+        };
+        let (rec, error) = super::finish::do_work(&self.state, work);
+        self.on_finished(*rec, error);
+    }
+
+    /// A record is written (or failed to be: kept and retried, its error shown until then).
+    pub(super) fn on_finished(&mut self, rec: RunRecord, error: Option<String>) {
+        self.finishing = self.finishing.saturating_sub(1);
+        let cause = record_cause(&rec);
+        match error {
+            None => self.state_ok(&cause),
+            Some(e) => {
                 self.unsaved.push(rec.clone());
                 self.state_failure(
-                    record_cause(rec),
+                    cause,
                     format!("cannot record run {} of {}: {e}", rec.run_id, rec.job),
-                )
+                );
             }
         }
+        if rec.outcome != Some(Outcome::Skipped) {
+            if let Some(js) = self.jobs.get_mut(&rec.job) {
+                js.last = Some(rec);
+            }
+        }
+        self.dirty = true;
     }
 
     /// Retries the final records that could not be written.

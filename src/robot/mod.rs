@@ -20,14 +20,12 @@ pub const ATTEMPTS_FILE: &str = "attempts.json";
 
 /// Reads a result file: JSON when it is named `*.json` or starts with `{`, else XML.
 pub fn read_result(path: &Path) -> Result<TestStats, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
+    // The one safe open (no link, no FIFO: a runner's leftovers must not hang the daemon).
+    let mut f = crate::state::file::open_read(path).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
     if meta.len() == 0 {
         return Err("the file is empty: robot was killed before it wrote anything".into());
     }
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut first = [0u8; 1];
     let mut head = Vec::new();
     // The first non-blank byte tells JSON from XML when the name does not.
@@ -67,7 +65,7 @@ pub fn exit_meaning(code: i32) -> String {
 /// The first `[ ERROR ]` line robot printed (stdout, then stderr), cut to [`MAX_TEXT`].
 pub fn first_error_line(run_dir: &Path) -> Option<String> {
     for name in [STDOUT_FILE, STDERR_FILE] {
-        let Ok(f) = std::fs::File::open(run_dir.join(name)) else {
+        let Ok(f) = crate::state::file::open_read(&run_dir.join(name)) else {
             continue;
         };
         // Robot prints its reason at once; the first MiB is plenty and bounds the read.
@@ -170,7 +168,7 @@ fn plural(n: u64, what: &str) -> String {
 /// Reads the attempts the retry wrapper recorded, and each one's counts from its own result.
 fn read_attempts(rec: &mut RunRecord) {
     let path = rec.run_dir.join(ATTEMPTS_FILE);
-    let Ok(f) = std::fs::File::open(&path) else {
+    let Ok(f) = crate::state::file::open_read(&path) else {
         return;
     };
     let mut bytes = Vec::new();

@@ -368,9 +368,25 @@ fn adopted_children() -> Vec<u32> {
     out
 }
 
+/// The process group of `pid`, from `/proc/PID/stat` (field 5).
+fn pgid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 fn signal_tree(pgid: u32, run_dir: &str, sig: i32) -> bool {
     let mut any = signal_group(pgid, sig);
-    for pid in tagged_processes(run_dir) {
+    // Only those outside the group: one polite signal each, never two (robot quits at once,
+    // without writing its result, on a second one).
+    for pid in tagged_processes(run_dir)
+        .into_iter()
+        .filter(|p| pgid_of(*p) != Some(pgid))
+    {
         // SAFETY: kill on a process that carries this run's tag (checked just before).
         if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
             any = true;

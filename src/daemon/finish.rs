@@ -1,0 +1,83 @@
+//! Finishing runs off the loop thread. Reading robot's result (hundreds of MB at worst),
+//! writing the final record and latest result (each fsynced) and pruning old run folders can
+//! take long; on the loop thread they would delay due starts and timeouts. The loop decides a
+//! run's outcome and hands the record here; one worker thread (so records of a job land in
+//! the order they finished) completes and writes it, then posts [`Event::Finished`] back.
+//!
+//! The loop counts the records in flight here and does not exit before they are written.
+
+use super::runs::write_final;
+use super::Event;
+use crate::state::record::{self, RunRecord};
+use crate::state::StateDir;
+use std::sync::mpsc::{self, Sender};
+use tracing::{info, warn};
+
+/// What the worker does with one record.
+pub(super) enum Work {
+    /// A run ended (its record marked so): add robot's result, write it, prune the job's
+    /// old run folders, keeping `keep` and never those in `protect` (runs in flight).
+    Finish {
+        rec: Box<RunRecord>,
+        keep: usize,
+        protect: Vec<String>,
+    },
+    /// A record that is complete already (a skipped run): just write it.
+    Save(Box<RunRecord>),
+}
+
+/// The handle the loop sends work through.
+pub(super) struct Finisher {
+    tx: Sender<Work>,
+}
+
+impl Finisher {
+    /// Starts the worker; it posts each written record back through `events`.
+    pub(super) fn start(state: StateDir, events: Sender<Event>) -> std::io::Result<Finisher> {
+        let (tx, rx) = mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("finisher".into())
+            .spawn(move || {
+                for work in rx {
+                    let (rec, error) = do_work(&state, work);
+                    if events.send(Event::Finished { rec, error }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Finisher { tx })
+    }
+
+    /// Queues work; false if the worker is gone (then the caller does it itself).
+    pub(super) fn send(&self, work: Work) -> Result<(), Work> {
+        self.tx.send(work).map_err(|e| e.0)
+    }
+}
+
+/// Completes and writes one record; returns it with the write error, if any.
+pub(super) fn do_work(state: &StateDir, work: Work) -> (Box<RunRecord>, Option<String>) {
+    match work {
+        Work::Finish {
+            mut rec,
+            keep,
+            protect,
+        } => {
+            super::runs::complete(&mut rec);
+            info!(
+                job = %rec.job, run_id = %rec.run_id,
+                outcome = rec.outcome.map_or("?", |o| o.as_str()),
+                exit_code = ?rec.exit_code, duration_s = ?rec.duration_s,
+                "run finished"
+            );
+            let error = write_final(state, &rec).err().map(|e| e.to_string());
+            if let Err(e) = record::prune(state, &rec.job, keep, &protect) {
+                warn!(job = %rec.job, "cannot remove old runs: {e}");
+            }
+            (rec, error)
+        }
+        Work::Save(rec) => {
+            let error = write_final(state, &rec).err().map(|e| e.to_string());
+            (rec, error)
+        }
+    }
+}
