@@ -140,3 +140,80 @@ fn a_ten_megabyte_config_is_an_error_not_a_hang() {
     eprintln!("10 MB config rejected in {:?}: {e}", t.elapsed());
     assert_eq!(e.line, Some(4));
 }
+
+// ---- state files (issue 10): what the daemon and ctrl read back from disk -------------------
+
+use robotmk_daemon::agent;
+use robotmk_daemon::report::{self, ConfigView};
+use robotmk_daemon::state::record::RunRecord;
+use robotmk_daemon::state::status::Status;
+use robotmk_daemon::state::{RunRequest, StopRequest};
+
+const STATUS: &str = r#"{"version":1,"instance":"t","updated":"2026-01-01T00:00:00Z","daemon":{"pid":4711,"pid_start":5,"started":"2026-01-01T00:00:00Z","build":"0.1.0","config":"/c","config_stamp":"1:2:3","route":"fork","phase":"running","reason":"r","state_error":"e","heartbeat_timeout_s":60.0},"jobs":[{"name":"j","schedule":"every 1m","interval_s":60.0,"timeout_s":30.0,"next_due":"2026-01-01T00:01:00Z","running":[{"run_id":"20260101T000000Z-1","due":"2026-01-01T00:00:00Z","started":null,"pid":7}],"queued":1,"last":{"run_id":"x-1","due":"2026-01-01T00:00:00Z","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","duration_s":1.5,"exit_code":0,"outcome":"success","tests":{"passed":1,"failed":0,"skipped":0},"note":"n"},"skipped_total":3}]}"#;
+const RECORD: &str = r#"{"version":1,"job":"j","run_id":"20260101T000000Z-1","due":"2026-01-01T00:00:00Z","trigger":"schedule","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","duration_s":1.0,"exit_code":1,"signal":null,"outcome":"failure","run_dir":"/r","pid":7,"pid_start":9,"timeout_s":30.0,"note":"n","request":"1-2"}"#;
+
+/// What ctrl does with a status file it read: build the report and print the sections.
+fn print_status(s: Status) -> String {
+    let r = report::build_from(
+        "/c".into(),
+        ConfigView::VouchedByDaemon,
+        Some(("t".into(), "/nonexistent/rmkd-fuzz".into())),
+        true,
+        Some(s),
+    );
+    agent::render(&r)
+}
+
+proptest! {
+    #[test]
+    fn mutated_status_files_never_panic_ctrl(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..24)
+    ) {
+        let bytes = mutate(STATUS, &edits);
+        if let Ok(s) = serde_json::from_slice::<Status>(&bytes) {
+            let out = print_status(s);
+            prop_assert!(out.starts_with(agent::SECTION_HEADER));
+        }
+    }
+
+    #[test]
+    fn mutated_records_and_requests_never_panic(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..24)
+    ) {
+        let bytes = mutate(RECORD, &edits);
+        if let Ok(r) = serde_json::from_slice::<RunRecord>(&bytes) {
+            let _ = r.timeout();
+            let mut s: Status = serde_json::from_str(STATUS).unwrap();
+            s.jobs[0].last = Some((&r).into());
+            let _ = print_status(s);
+        }
+        let _ = serde_json::from_slice::<StopRequest>(&bytes);
+        let _ = serde_json::from_slice::<RunRequest>(&bytes);
+    }
+
+    /// Any number where a file holds one: timeouts, durations, intervals, dates far off.
+    #[test]
+    fn absurd_numbers_in_state_files_never_panic(
+        timeout in any::<f64>(), duration in any::<f64>(), interval in any::<f64>(),
+        secs in -8_000_000_000_000i64..8_000_000_000_000, pid in any::<u32>(),
+    ) {
+        let mut r: RunRecord = serde_json::from_str(RECORD).unwrap();
+        r.timeout_s = timeout;
+        r.duration_s = Some(duration);
+        let t = r.timeout();
+        prop_assert!(t <= Duration::from_secs(366 * 86400));
+        if let Some(d) = chrono::DateTime::from_timestamp(secs, 0) {
+            r.due = d;
+            r.finished = Some(d);
+            r.started = Some(d);
+        }
+        let mut s: Status = serde_json::from_str(STATUS).unwrap();
+        s.daemon.pid = pid;
+        s.daemon.started = r.due;
+        s.jobs[0].interval_s = interval;
+        s.jobs[0].timeout_s = timeout;
+        s.jobs[0].next_due = Some(r.due);
+        s.jobs[0].last = Some((&r).into());
+        let _ = print_status(s);
+    }
+}
