@@ -301,6 +301,13 @@ pub fn spawn(
     Ok(pid as u32)
 }
 
+/// Takes over a run the previous daemon left running. Nothing to open on Unix: its process
+/// group stays reserved while any member lives, and the caller checked the runner's start
+/// time (PID reuse) just before.
+pub fn adopt(_pid: u32, _start: Option<u64>) -> bool {
+    true
+}
+
 /// The environment variable that tags every process of a run.
 pub const TAG: &str = "ROBOTMK_RUN_DIR";
 

@@ -105,23 +105,40 @@ fn open_process(pid: u32) -> Option<OwnedHandle> {
     OwnedHandle::new(unsafe { OpenProcess(access, 0, pid) })
 }
 
-/// The run with this PID: ours from the registry, or (after a daemon restart) the runner and
-/// the job it was put in, found by name while the runner is alive.
+/// The run with this PID, from the registry: spawned by us, or adopted ([`adopt`]). A bare
+/// PID is never opened here: it may belong to another process by now.
 fn lookup(pid: u32) -> Option<Arc<Tracked>> {
-    let mut runs = registry().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(t) = runs.get(&pid) {
-        return Some(t.clone());
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&pid)
+        .cloned()
+}
+
+/// Takes over a run the previous daemon left running: opens the runner, checks it is the
+/// process that started at `start` (PIDs are reused), and opens the job it was put in, by
+/// name. The handle then pins that process: later calls can no longer reach another one.
+/// False if the runner is gone or the PID names another process now.
+pub fn adopt(pid: u32, start: Option<u64>) -> bool {
+    let Some(process) = open_process(pid) else {
+        return false;
+    };
+    let Some(actual) = handle_start_time(process.0) else {
+        return false;
+    };
+    if start.is_some_and(|s| s != actual) {
+        return false;
     }
-    let process = open_process(pid)?;
-    let start = handle_start_time(process.0)?;
-    let name = job_name(pid, start);
+    let name = job_name(pid, actual);
     // SAFETY: OpenJobObjectW with a NUL-terminated name; the result is checked and owned.
     let job = OwnedHandle::new(unsafe {
         OpenJobObjectW(JOB_OBJECT_QUERY | JOB_OBJECT_TERMINATE, 0, name.as_ptr())
     });
-    let t = Arc::new(Tracked { job, process });
-    runs.insert(pid, t.clone());
-    Some(t)
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid, Arc::new(Tracked { job, process }));
+    true
 }
 
 fn forget(pid: u32) {
