@@ -248,7 +248,7 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
             }
         }
         Err(e) => {
-            eprintln!("robotmk-daemon: cannot start the daemon: {e}");
+            eprintln!("robotmk-daemon: {e}");
             1
         }
     }

@@ -29,10 +29,27 @@ pub struct Ensured {
     pub note: Option<String>,
 }
 
+/// Why [`ensure_daemon`] did not make sure a daemon runs.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or state dir could be changed by another user (see `security`): the
+    /// message says which path and the fix.
+    #[error("{0}")]
+    Untrusted(String),
+    #[error("cannot start the daemon: {0}")]
+    Failed(String),
+}
+
+impl From<String> for StartError {
+    fn from(e: String) -> Self {
+        StartError::Failed(e)
+    }
+}
+
 /// Starts a detached daemon for `cfg` unless one runs.
-pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
+pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError> {
     let lock_file = st.lock_file();
-    let running = |_: ()| lock::is_held(&lock_file).map_err(|e| e.to_string());
+    let running = |_: ()| lock::is_held(&lock_file).map_err(|e| StartError::Failed(e.to_string()));
     if running(())? {
         return Ok(Ensured {
             started: false,
@@ -41,7 +58,7 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, String> {
         });
     }
     // Say it here, at once, rather than launch a daemon that refuses and leaves ctrl waiting.
-    crate::security::check(cfg)?;
+    crate::security::check(cfg).map_err(StartError::Untrusted)?;
     let guard = lock::acquire_within(&st.start_lock_file(), START_PATIENCE)
         .map_err(|e| format!("cannot take {}: {e}", st.start_lock_file().display()))?;
     if guard.is_none() {
@@ -286,13 +303,9 @@ fn full(path: &Path, t0: Instant) -> i32 {
                     ctrl.route = e.route;
                     ctrl.note = e.note;
                 }
-                Err(e) if e.starts_with("refusing") => {
-                    ctrl.action = "error";
-                    ctrl.error = Some(e);
-                }
                 Err(e) => {
                     ctrl.action = "error";
-                    ctrl.error = Some(format!("cannot start the daemon: {e}"));
+                    ctrl.error = Some(e.to_string());
                 }
             }
         }

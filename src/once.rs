@@ -65,12 +65,12 @@ pub fn run(cfg: &Config, job: &str, config_path: &Path) -> i32 {
             4
         }
         // A daemon took the instance meanwhile: it serves the request instead.
-        Err(daemon::LOCK_TAKEN) => {
+        Err(daemon::SetupError::LockTaken) => {
             let code = through_daemon(&st, job, &id);
             let _ = follower.join();
             code
         }
-        Err(code) => code,
+        Err(daemon::SetupError::Exit(code)) => code,
     }
 }
 

@@ -23,13 +23,14 @@ fn ppid(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// Starts `run-once talk` with piped output and returns the child, a reader thread's shared
-/// buffer of stdout, and when "first" showed up (if before the end).
+/// Starts `run-once talk` with piped output; returns the child, the buffer a reader thread
+/// fills with its stdout as it comes, and that reader.
 fn spawn_run_once(
     inst: &Instance,
 ) -> (
     std::process::Child,
     std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
 ) {
     let mut child = inst
         .cmd()
@@ -41,7 +42,7 @@ fn spawn_run_once(
     let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut out = child.stdout.take().unwrap();
     let b = buf.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut chunk = [0u8; 4096];
         while let Ok(n) = out.read(&mut chunk) {
             if n == 0 {
@@ -52,18 +53,17 @@ fn spawn_run_once(
                 .push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
     });
-    (child, buf)
+    (child, buf, reader)
 }
 
-fn finish(mut child: std::process::Child) -> (i32, String) {
+/// Waits for run-once and for the reader to have taken all of its output.
+fn finish(mut child: std::process::Child, reader: std::thread::JoinHandle<()>) -> (i32, String) {
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
     let code = child.wait().unwrap().code().unwrap_or(-1);
+    reader.join().unwrap();
     (code, err)
 }
 
@@ -71,7 +71,7 @@ fn finish(mut child: std::process::Child) -> (i32, String) {
 fn with_no_daemon_run_once_holds_the_instance_and_shows_output_live() {
     let inst = Instance::new("heartbeat_timeout = \"1m\"", TALK);
     let t0 = Instant::now();
-    let (child, buf) = spawn_run_once(&inst);
+    let (child, buf, reader) = spawn_run_once(&inst);
     let guard = child.id();
     assert!(
         wait_for(Duration::from_secs(10), || buf
@@ -93,7 +93,7 @@ fn with_no_daemon_run_once_holds_the_instance_and_shows_output_live() {
         inst.daemon_processes().is_empty(),
         "a daemon started beside run-once"
     );
-    let (code, err) = finish(child);
+    let (code, err) = finish(child, reader);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("oops"), "stderr is shown too: {err}");
     let out = buf.lock().unwrap().clone();
@@ -118,7 +118,7 @@ fn with_a_daemon_running_the_daemon_runs_it_and_run_once_follows() {
     let inst = Instance::new("heartbeat_timeout = \"1m\"", TALK);
     assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
     let daemon = inst.daemon_pid().expect("daemon pid");
-    let (child, buf) = spawn_run_once(&inst);
+    let (child, buf, reader) = spawn_run_once(&inst);
     let guard = child.id();
     assert!(
         wait_for(Duration::from_secs(10), || buf
@@ -137,7 +137,7 @@ fn with_a_daemon_running_the_daemon_runs_it_and_run_once_follows() {
     let runner = rec["pid"].as_u64().unwrap() as u32;
     assert_eq!(ppid(runner), Some(daemon), "runner {runner}'s parent");
     assert!(!buf.lock().unwrap().contains("second"));
-    let (code, err) = finish(child);
+    let (code, err) = finish(child, reader);
     assert_eq!(code, 0, "{err}");
     assert!(buf.lock().unwrap().contains(": success"));
     // One record, and the daemon's status knows it at once (no back channel needed).

@@ -332,7 +332,7 @@ pub(super) fn resolve(
                     (None, Some(r)) if r.components().count() > 1 => {
                         let r = PathBuf::from(exe(r));
                         vec![r
-                            .with_file_name(if cfg!(windows) { "rebot.exe" } else { "rebot" })
+                            .with_file_name(format!("rebot{}", std::env::consts::EXE_SUFFIX))
                             .display()
                             .to_string()]
                     }

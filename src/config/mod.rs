@@ -184,16 +184,8 @@ pub fn discover() -> PathBuf {
 }
 
 fn default_config_dir() -> PathBuf {
-    if cfg!(windows) {
-        PathBuf::from(r"C:\ProgramData\checkmk\agent\config")
-    } else {
-        PathBuf::from("/etc/check_mk")
-    }
+    PathBuf::from(crate::sys::DEFAULT_CONFIG_DIR)
 }
-
-/// The Checkmk agent's var dir on Linux: ctrl sees it as `$MK_VARDIR`; an admin's shell does
-/// not, and must still find the same state dir.
-const AGENT_VARDIR: &str = "/var/lib/check_mk_agent";
 
 /// The state dir used when the config names none: `$MK_VARDIR/robotmk-daemon/<instance>`, else
 /// the agent's var dir if the agent is installed, else an OS default.
@@ -209,9 +201,7 @@ pub fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
             ))
         }
         Some(v) => PathBuf::from(v),
-        None if cfg!(windows) => PathBuf::from(r"C:\ProgramData\checkmk\agent\state"),
-        None if Path::new(AGENT_VARDIR).is_dir() => PathBuf::from(AGENT_VARDIR),
-        None => PathBuf::from("/var/lib"),
+        None => crate::sys::default_state_base(),
     };
     Ok(base.join("robotmk-daemon").join(instance))
 }

@@ -71,9 +71,15 @@ pub struct OneShot {
     pub request: String,
 }
 
-/// [`setup`] could not take the instance lock: another process holds it (a daemon started
-/// meanwhile): a one-shot then hands its request to that daemon instead.
-pub const LOCK_TAKEN: i32 = -1;
+/// Why [`setup`] gave no daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupError {
+    /// Another process holds the instance lock (a daemon started meanwhile): a one-shot then
+    /// hands its request to that daemon instead.
+    LockTaken,
+    /// Could not start; the process exits with this code (the reason went to stderr).
+    Exit(i32),
+}
 
 /// What reaches the loop from other threads.
 #[derive(Debug)]
@@ -135,7 +141,8 @@ pub struct Daemon {
 pub fn run(opts: Options) -> i32 {
     let mut daemon = match setup(&opts) {
         Ok(d) => d,
-        Err(code) => return code.max(0),
+        Err(SetupError::Exit(code)) => return code,
+        Err(SetupError::LockTaken) => return 0,
     };
     let code = daemon.run_loop();
     // Exit while `daemon` (and so the lock) is still alive: the kernel releases the lock only
@@ -145,8 +152,9 @@ pub fn run(opts: Options) -> i32 {
 
 /// `run-once` with no daemon running: takes the instance like a daemon, runs the one
 /// requested run of `opts.oneshot` with the daemon's own run code, and returns its final
-/// record. `Err(LOCK_TAKEN)` if a daemon holds the instance (hand the request to it).
-pub fn run_oneshot(opts: Options) -> Result<Option<crate::state::record::RunRecord>, i32> {
+/// record. `Err(SetupError::LockTaken)` if a daemon holds the instance (hand the request to
+/// it).
+pub fn run_oneshot(opts: Options) -> Result<Option<crate::state::record::RunRecord>, SetupError> {
     let request = opts.oneshot.as_ref().map(|o| o.request.clone());
     let mut daemon = setup(&opts)?;
     daemon.run_loop();
@@ -160,7 +168,7 @@ pub fn run_oneshot(opts: Options) -> Result<Option<crate::state::record::RunReco
 }
 
 /// Everything from reading the config to a daemon that holds the instance lock.
-fn setup(opts: &Options) -> Result<Daemon, i32> {
+fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     if !opts.foreground {
         sys::close_inherited_fds();
     }
@@ -185,24 +193,24 @@ fn setup(opts: &Options) -> Result<Daemon, i32> {
                     );
                 }
             }
-            return Err(2);
+            return Err(SetupError::Exit(2));
         }
     };
     // Refused before anything is created or written: the refusal goes to stderr (and ctrl
     // reports it), never into a state dir another user controls.
     if let Err(e) = crate::security::check(&cfg) {
         eprintln!("robotmk-daemon: {e}");
-        return Err(1);
+        return Err(SetupError::Exit(1));
     }
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure() {
         eprintln!("robotmk-daemon: {e}");
-        return Err(1);
+        return Err(SetupError::Exit(1));
     }
     // Again now that the state dir exists (it may have been created just now).
     if let Err(e) = crate::security::check_state_dir(&cfg.daemon.state_dir) {
         eprintln!("robotmk-daemon: {e}");
-        return Err(1);
+        return Err(SetupError::Exit(1));
     }
     let locked_at = Utc::now();
     let patience = if opts.oneshot.is_some() {
@@ -212,7 +220,7 @@ fn setup(opts: &Options) -> Result<Daemon, i32> {
     };
     let held = match lock::acquire_within(&st.lock_file(), patience) {
         Ok(Some(l)) => l,
-        Ok(None) if opts.oneshot.is_some() => return Err(LOCK_TAKEN),
+        Ok(None) if opts.oneshot.is_some() => return Err(SetupError::LockTaken),
         Ok(None) => {
             let msg = format!(
                 "another daemon holds {}; this one (pid {}) exits",
@@ -223,11 +231,11 @@ fn setup(opts: &Options) -> Result<Daemon, i32> {
             if opts.foreground {
                 eprintln!("robotmk-daemon: {msg}");
             }
-            return Err(0);
+            return Err(SetupError::Exit(0));
         }
         Err(e) => {
             eprintln!("robotmk-daemon: {e}");
-            return Err(1);
+            return Err(SetupError::Exit(1));
         }
     };
     // The launch this daemon came from is over: ctrls may launch again if it dies.
@@ -252,7 +260,7 @@ fn setup(opts: &Options) -> Result<Daemon, i32> {
     Daemon::new(cfg, st, opts, stamp, held, locked_at).map_err(|e| {
         error!("daemon cannot start: {e}");
         eprintln!("robotmk-daemon: {e}");
-        1
+        SetupError::Exit(1)
     })
 }
 

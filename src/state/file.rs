@@ -123,13 +123,7 @@ pub fn read_string(path: &Path, cap: u64, links: Links) -> io::Result<String> {
 }
 
 fn private(o: &mut OpenOptions) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = o;
+    sys::private_file(o);
 }
 
 /// Opens an existing regular file for reading (a run's output, followed as it grows).

@@ -215,14 +215,9 @@ pub fn create_state_subdirs(root: &Path, rel: &[&str]) -> io::Result<PathBuf> {
 }
 
 /// A `DirBuilder` for folders only the owner can enter (0700 on Unix).
-#[cfg_attr(not(unix), allow(unused_mut))]
 pub fn private_dir_builder() -> fs::DirBuilder {
     let mut b = fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
+    crate::sys::private_dir(&mut b);
     b
 }
 
@@ -314,11 +309,7 @@ pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
 pub fn private_file_options() -> OpenOptions {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
+    crate::sys::private_file(&mut o);
     o
 }
 
@@ -328,13 +319,13 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 }
 
 fn rename_replacing(from: &Path, to: &Path) -> io::Result<()> {
-    // On Windows a rename over a file a reader holds open fails with access denied; readers
-    // keep files open only for a moment, so retry briefly (platform.md, measured under Wine).
     let mut tries = 0;
     loop {
         match fs::rename(from, to) {
             Err(e)
-                if e.kind() == io::ErrorKind::PermissionDenied && cfg!(windows) && tries < 50 =>
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && crate::sys::rename_denied_is_transient()
+                    && tries < 50 =>
             {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));

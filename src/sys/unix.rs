@@ -335,3 +335,37 @@ pub fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
         _ => false,
     }
 }
+
+// ---- Paths and file modes (config, state) ---------------------------------------------------
+
+/// Where the config is looked for when nothing names it.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";
+
+/// The base of the default state dir when `$MK_VARDIR` is not set: the Checkmk agent's var
+/// dir if the agent is installed (an admin's shell lacks `$MK_VARDIR` but must find the state
+/// dir ctrl used), else `/var/lib`.
+pub fn default_state_base() -> std::path::PathBuf {
+    const AGENT_VARDIR: &str = "/var/lib/check_mk_agent";
+    if std::path::Path::new(AGENT_VARDIR).is_dir() {
+        AGENT_VARDIR.into()
+    } else {
+        "/var/lib".into()
+    }
+}
+
+/// New files only the owner can read: 0600.
+pub fn private_file(o: &mut std::fs::OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    o.mode(0o600);
+}
+
+/// New folders only the owner can enter: 0700.
+pub fn private_dir(b: &mut std::fs::DirBuilder) {
+    use std::os::unix::fs::DirBuilderExt;
+    b.mode(0o700);
+}
+
+/// Whether a rename that failed with `PermissionDenied` is worth retrying: never on Unix.
+pub fn rename_denied_is_transient() -> bool {
+    false
+}

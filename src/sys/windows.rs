@@ -703,6 +703,29 @@ pub fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
     check_descriptor(owner, dacl, path, target, is_dir)
 }
 
+// ---- Paths and file modes (config, state) ---------------------------------------------------
+
+/// Where the config is looked for when nothing names it (the agent's config folder).
+pub const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
+
+/// The base of the default state dir when `$MK_VARDIR` is not set: the agent's state folder.
+pub fn default_state_base() -> std::path::PathBuf {
+    r"C:\ProgramData\checkmk\agent\state".into()
+}
+
+/// Windows has no mode bits: access comes from the folder's ACL (checked by `security`).
+pub fn private_file(_o: &mut std::fs::OpenOptions) {}
+
+/// See [`private_file`].
+pub fn private_dir(_b: &mut std::fs::DirBuilder) {}
+
+/// A rename over a file a reader holds open fails with access denied; readers keep files
+/// open only for a moment, so the rename is retried briefly (platform.md, measured under
+/// Wine).
+pub fn rename_denied_is_transient() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
