@@ -3,10 +3,16 @@
 //! results show up in Checkmk with no plugin on the server.
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
-//! WARN after an interrupted or killed run, UNKNOWN before its first result; a result older
-//! than twice the job's interval is at least WARN, older than three times CRIT.
+//! WARN after an interrupted or killed run, UNKNOWN before its first result; a result is at
+//! least WARN once the next due run is overdue and CRIT once the one after it is too (see
+//! [`crate::staleness`]), and WARN or CRIT when its runtime reaches the job's levels.
+//!
+//! A job with `host = "…"` reports to that Checkmk host: its local check, and a section with
+//! its JSON, go between the piggyback markers `<<<<host>>>>` and `<<<<>>>>` after the agent
+//! host's own sections (the daemon's line stays on the agent's host).
 
 use crate::report::Report;
+use crate::staleness::{self, Staleness};
 use crate::state::record::Outcome;
 use crate::state::status::{JobStatus, LastRun};
 use chrono::{DateTime, Utc};
@@ -14,6 +20,8 @@ use std::fmt::Write as _;
 
 pub const SECTION_HEADER: &str = "<<<robotmk_daemon:sep(0)>>>";
 pub const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
+/// The section of one piggybacked job: `{"instance":…,"job":{…}}`, one line per job.
+pub const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
 
 /// The most the JSON section may carry. Every string in it is already capped
 /// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
@@ -45,9 +53,47 @@ pub fn render(report: &Report) -> String {
     let instance = report.instance.as_deref().unwrap_or("unknown");
     out.push_str(&daemon_line(report, instance));
     out.push('\n');
-    for job in jobs {
+    for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
         out.push_str(&job_line(job, instance, report.generated));
         out.push('\n');
+    }
+    out.push_str(&piggyback(jobs, instance, report.generated));
+    out
+}
+
+/// The host a job reports to, if it is another one and a valid name (a status file is only
+/// trusted so far: a name that could break the markers stays on the agent's host).
+fn piggyback_host(job: &JobStatus) -> Option<&str> {
+    job.checkmk
+        .host
+        .as_deref()
+        .filter(|h| crate::config::check_host(h).is_ok())
+}
+
+/// The piggyback blocks, one per host, in the order the jobs come.
+fn piggyback(jobs: &[JobStatus], instance: &str, now: DateTime<Utc>) -> String {
+    let mut hosts: Vec<&str> = Vec::new();
+    for h in jobs.iter().filter_map(piggyback_host) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    let mut out = String::new();
+    for host in hosts {
+        let mine: Vec<&JobStatus> = jobs
+            .iter()
+            .filter(|j| piggyback_host(j) == Some(host))
+            .collect();
+        let _ = writeln!(out, "<<<<{host}>>>>\n{JOB_SECTION_HEADER}");
+        for job in &mine {
+            let doc = serde_json::json!({ "instance": instance, "job": job });
+            let _ = writeln!(out, "{doc}");
+        }
+        let _ = writeln!(out, "{LOCAL_HEADER}");
+        for job in &mine {
+            let _ = writeln!(out, "{}", job_line(job, instance, now));
+        }
+        out.push_str("<<<<>>>>\n");
     }
     out
 }
@@ -151,21 +197,30 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
         let _ = write!(text, " (exit code {code})");
     }
-    let interval = job.interval_s.max(1.0);
-    if age > 3.0 * interval {
-        state = 2;
-        let _ = write!(
-            text,
-            ", result stale (older than 3x the interval of {})",
-            human_age(interval)
-        );
-    } else if age > 2.0 * interval {
-        state = state.max(1);
-        let _ = write!(
-            text,
-            ", result stale (older than 2x the interval of {})",
-            human_age(interval)
-        );
+    let (runtime_state, runtime_text) = runtime_levels(job, last);
+    state = state.max(runtime_state);
+    text.push_str(&runtime_text);
+    if let Some(d) = job.checkmk.deadlines() {
+        let late = |t: DateTime<Utc>| human_age((now - t).num_seconds() as f64);
+        match staleness::judge(&d, now) {
+            Staleness::Fresh => {}
+            Staleness::Overdue => {
+                state = state.max(1);
+                let _ = write!(
+                    text,
+                    ", result stale: the next due run has not reported (expected {} ago)",
+                    late(d.expected_by)
+                );
+            }
+            Staleness::MissedTwice => {
+                state = 2;
+                let _ = write!(
+                    text,
+                    ", result stale: two due runs have not reported (the first was expected {} ago)",
+                    late(d.expected_by)
+                );
+            }
+        }
     }
     if !job.running.is_empty() {
         let _ = write!(text, ", {} run(s) in flight", job.running.len());
@@ -176,15 +231,41 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     let text = text.replace('\n', " ");
     format!(
         "{state} \"{name}\" {} {} - {text}",
-        metrics(last),
+        metrics(job, last),
         state_word(state)
     )
 }
 
-fn metrics(last: &LastRun) -> String {
+/// The state the runtime levels give `last`, and a note when it reaches one.
+fn runtime_levels(job: &JobStatus, last: &LastRun) -> (u8, String) {
+    let Some(d) = last.duration_s else {
+        return (0, String::new());
+    };
+    let c = &job.checkmk;
+    let (state, level) = match (c.runtime_warn_s, c.runtime_crit_s) {
+        (_, Some(crit)) if d >= crit => (2, crit),
+        (Some(warn), _) if d >= warn => (1, warn),
+        _ => return (0, String::new()),
+    };
+    let which = if state == 2 { "critical" } else { "warning" };
+    (
+        state,
+        format!(
+            ", runtime {d:.1}s reached the {which} level of {}",
+            crate::config::duration::format(std::time::Duration::from_secs_f64(level))
+        ),
+    )
+}
+
+fn metrics(job: &JobStatus, last: &LastRun) -> String {
     let mut m = Vec::new();
     if let Some(d) = last.duration_s {
-        m.push(format!("runtime={d:.3}"));
+        let c = &job.checkmk;
+        let level = |l: Option<f64>| l.map(|v| v.to_string()).unwrap_or_default();
+        match (c.runtime_warn_s, c.runtime_crit_s) {
+            (None, None) => m.push(format!("runtime={d:.3}")),
+            (w, c) => m.push(format!("runtime={d:.3};{};{}", level(w), level(c))),
+        }
     }
     if let Some(t) = &last.tests {
         m.push(format!("tests_passed={}", t.passed));
@@ -215,6 +296,7 @@ mod tests {
             last: last.as_ref().map(Into::into),
             last_skipped: None,
             skipped_total: 0,
+            checkmk: Default::default(),
         }
     }
 
@@ -260,21 +342,105 @@ mod tests {
             s(job_line(&job(Some(rec(Outcome::Timeout, now))), "i", now)),
             '2'
         );
-        let old = now - chrono::Duration::seconds(150);
-        assert_eq!(
-            s(job_line(&job(Some(rec(Outcome::Success, old))), "i", now)),
-            '1'
-        );
-        let older = now - chrono::Duration::seconds(200);
-        assert_eq!(
-            s(job_line(&job(Some(rec(Outcome::Success, older))), "i", now)),
-            '2'
-        );
+        // Age alone never alarms (a nightly gap is not an outage) ...
+        let old = now - chrono::Duration::days(3);
+        let mut j = job(Some(rec(Outcome::Success, old)));
+        assert_eq!(s(job_line(&j, "i", now)), '0');
+        // ... a due run that has not reported does.
+        let secs = chrono::Duration::seconds;
+        j.checkmk.expected_by = Some(now - secs(1));
+        j.checkmk.crit_after = Some(now + secs(60));
+        let l = job_line(&j, "i", now);
+        assert!(l.starts_with("1 ") && l.contains("result stale"), "{l}");
+        j.checkmk.crit_after = Some(now - secs(1));
+        let l = job_line(&j, "i", now);
+        assert!(l.starts_with("2 ") && l.contains("two due runs"), "{l}");
+        j.checkmk.expected_by = Some(now);
+        j.checkmk.crit_after = Some(now + secs(60));
+        assert_eq!(s(job_line(&j, "i", now)), '0', "on the deadline");
         let line = job_line(&job(Some(rec(Outcome::Success, now))), "sys", now);
         assert!(
             line.starts_with("0 \"Robotmk sys web\" runtime=12.300|tests_passed=3|"),
             "{line}"
         );
         assert!(line.contains("3 tests passed"), "{line}");
+    }
+
+    #[test]
+    fn runtime_levels_set_the_metric_and_the_state() {
+        let now = Utc::now();
+        let mut j = job(Some(rec(Outcome::Success, now)));
+        j.checkmk.runtime_warn_s = Some(10.0);
+        j.checkmk.runtime_crit_s = Some(90.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("1 \"Robotmk i web\" runtime=12.300;10;90|"),
+            "{l}"
+        );
+        assert!(l.contains("reached the warning level of 10s"), "{l}");
+        j.checkmk.runtime_crit_s = Some(12.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("2 ") && l.contains("critical level of 12s"),
+            "{l}"
+        );
+        j.checkmk.runtime_warn_s = None;
+        j.checkmk.runtime_crit_s = Some(60.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("0 \"Robotmk i web\" runtime=12.300;;60|"),
+            "{l}"
+        );
+        // A failure stays CRIT whatever the runtime.
+        let mut f = job(Some(rec(Outcome::Failure, now)));
+        f.checkmk.runtime_warn_s = Some(100.0);
+        assert!(job_line(&f, "i", now).starts_with("2 "));
+    }
+
+    #[test]
+    fn piggybacked_jobs_go_between_the_markers() {
+        let now = Utc::now();
+        let mut shop = job(Some(rec(Outcome::Success, now)));
+        shop.name = "shop".into();
+        shop.checkmk.host = Some("shop.example.com".into());
+        let mut bad = job(None);
+        bad.name = "bad".into();
+        bad.checkmk.host = Some("x>>>>\n<<<evil>>>".into());
+        let report = Report {
+            instance: Some("sys".into()),
+            config: "/c".into(),
+            config_error: None,
+            state_dir: None,
+            daemon: Default::default(),
+            ctrl: None,
+            jobs: vec![job(None), shop, bad],
+            generated: now,
+        };
+        let out = render(&report);
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == "<<<<shop.example.com>>>>")
+            .unwrap();
+        assert_eq!(lines[at + 1], JOB_SECTION_HEADER);
+        let doc: serde_json::Value = serde_json::from_str(lines[at + 2]).unwrap();
+        assert_eq!(doc["job"]["name"], "shop");
+        assert_eq!(doc["job"]["host"], "shop.example.com");
+        assert_eq!(lines[at + 3], LOCAL_HEADER);
+        assert!(lines[at + 4].starts_with("0 \"Robotmk sys shop\""), "{out}");
+        assert_eq!(lines[at + 5], "<<<<>>>>");
+        assert_eq!(lines.len(), at + 6, "{out}");
+        // The daemon line and the agent host's jobs come first; a host name that could break
+        // the markers keeps its job on the agent's host.
+        assert!(lines[3].contains("daemon"), "{out}");
+        assert!(
+            lines[..at].iter().any(|l| l.contains("Robotmk sys bad")),
+            "{out}"
+        );
+        assert!(
+            !lines[at..].iter().any(|l| l.contains("Robotmk sys web")),
+            "{out}"
+        );
+        assert!(!out.contains("<<<evil>>>\n"), "{out}");
     }
 }

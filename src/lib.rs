@@ -19,6 +19,7 @@ pub mod robot;
 pub mod run;
 pub mod schedule;
 pub mod security;
+pub mod staleness;
 pub mod state;
 pub mod sys;
 

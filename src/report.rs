@@ -255,7 +255,15 @@ pub fn build_from(
                         .map(Into::into),
                         last_skipped: None,
                         skipped_total: 0,
+                        checkmk: Default::default(),
                     });
+                // The config is the authority on schedules and levels, also for a status
+                // written by a daemon that has not seen the latest edit.
+                js.checkmk = crate::state::status::CheckmkView::of(
+                    j,
+                    &c.daemon,
+                    js.last.as_ref().map(|l| l.due),
+                );
                 if !report.daemon.running {
                     js.next_due = None;
                     js.running.clear();

@@ -131,6 +131,9 @@ mod tests {
             env: Default::default(),
             working_dir: None,
             argument_file: None,
+            host: None,
+            runtime_warn: None,
+            runtime_crit: None,
         })
     }
 

@@ -26,7 +26,9 @@ pub(crate) use runs::{complete, prepare, PrepareError};
 use crate::config::{self, Config, Overlap};
 use crate::lock;
 use crate::run::ExitInfo;
-use crate::state::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
+use crate::state::status::{
+    CheckmkView, DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION,
+};
 use crate::state::{self, Durability, StateDir};
 use crate::sys::{self, ControlSignal};
 use chrono::Utc;
@@ -556,6 +558,11 @@ impl Daemon {
                     last: js.last.as_ref().map(Into::into),
                     last_skipped: js.last_skipped,
                     skipped_total: js.skipped_total,
+                    checkmk: CheckmkView::of(
+                        &js.job,
+                        &self.cfg.daemon,
+                        js.last.as_ref().map(|l| l.due),
+                    ),
                 }
             })
             .collect();
