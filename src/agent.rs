@@ -139,6 +139,12 @@ fn daemon_line(r: &Report, instance: &str) -> String {
             d.pid.map_or("?".into(), |p| p.to_string()),
             human_age(d.uptime_s.unwrap_or(0.0))
         );
+        if let Some(mode) = &d.agent_mode {
+            let _ = write!(t, ", mode: {mode}");
+            if let (true, Some(hb)) = (mode.starts_with("cached"), d.heartbeat_timeout_s) {
+                let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
+            }
+        }
         if let Some(phase) = d.phase.as_deref().filter(|p| *p != "running") {
             let _ = write!(t, ", {phase}");
             if let Some(why) = &d.reason {

@@ -16,6 +16,9 @@ use std::time::SystemTime;
 pub struct CtrlReport {
     /// `started`, `running` or `config_error` (`error` if it could not start a daemon).
     pub action: &'static str,
+    /// How the agent runs this ctrl, as it saw it: `sync` or `cached 300s (plugins/300/)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The launch route, when this ctrl launched the daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<&'static str>,
@@ -35,6 +38,9 @@ pub struct DaemonReport {
     pub uptime_s: Option<f64>,
     pub heartbeat_age_s: Option<f64>,
     pub heartbeat_timeout_s: Option<f64>,
+    /// How the agent runs ctrl, as the daemon last saw it (`sync`, `cached 300s (…)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_mode: Option<String>,
     pub phase: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -215,6 +221,7 @@ pub fn build_from(
             report.daemon.route = Some(d.route.clone());
             report.daemon.build = Some(d.build.clone());
             report.daemon.config_error = d.config_error.clone();
+            report.daemon.agent_mode = d.agent_mode.clone();
             // The alert file carries a write failure that status.json itself could not.
             report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
         } else {
@@ -224,7 +231,10 @@ pub fn build_from(
         report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
     }
     if let ConfigView::Loaded(c) = cfg {
-        report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
+        // A running daemon's own figure is the one in force (raised for the cached mode).
+        if !(report.daemon.running && status.is_some()) {
+            report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
+        }
     }
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {

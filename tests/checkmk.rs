@@ -209,3 +209,122 @@ fn bad_hosts_and_levels_are_config_errors() {
         assert!(err.contains(word), "{bad}: {err}");
     }
 }
+
+/// Runs ctrl as the Linux agent runs a plugin: from `<dir>/plugins`, as `./NAME` (sync) or
+/// `<seconds>/NAME` (cached), without arguments; the config comes from the environment.
+fn agent_runs_ctrl(inst: &Instance, folder: Option<u64>) -> (String, checkmk::AgentOutput) {
+    use std::os::unix::process::CommandExt;
+    let plugins = inst.dir.path().join("plugins");
+    let rel = match folder {
+        Some(n) => format!("{n}/robotmk_daemon_ctrl"),
+        None => "robotmk_daemon_ctrl".to_string(),
+    };
+    let link = plugins.join(&rel);
+    if !link.exists() {
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(BIN, &link).unwrap();
+    }
+    let argv0 = if folder.is_some() {
+        rel
+    } else {
+        format!("./{rel}")
+    };
+    let out = std::process::Command::new(&link)
+        .arg0(&argv0)
+        .current_dir(&plugins)
+        .env("ROBOTMK_DAEMON_CONFIG", &inst.config)
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let parsed = checkmk::parse_ok(&text);
+    (text, parsed)
+}
+
+#[test]
+fn cached_mode_keeps_one_daemon_between_refreshes() {
+    // Problem 2: the agent runs a plugin in plugins/3/ only every 3 s or more; with
+    // heartbeat_timeout = "2s" the daemon exited between refreshes and came back with a new
+    // PID each time. Now its dead man timeout is 2 x 3s + 60s.
+    let inst = Instance::new(
+        "heartbeat_timeout = \"2s\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    let j = json_of(&a);
+    assert_eq!(j["ctrl"]["action"], "started", "{text}");
+    assert_eq!(j["ctrl"]["mode"], "cached 3s (plugins/3/)", "{text}");
+    let pid = j["daemon"]["pid"].as_u64().unwrap();
+    let status = inst.status_json();
+    assert_eq!(
+        status["daemon"]["agent_mode"], "cached 3s (plugins/3/)",
+        "{status}"
+    );
+    assert_eq!(status["daemon"]["heartbeat_timeout_s"], 66.0, "{status}");
+    // No ctrl for longer than heartbeat_timeout (and a refresh): the daemon stays.
+    let died = wait_for(Duration::from_secs(5), || {
+        inst.daemon_processes().is_empty()
+    });
+    assert!(
+        !died,
+        "the daemon exited between refreshes:\n{}",
+        inst.log()
+    );
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    let j = json_of(&a);
+    assert_eq!(j["ctrl"]["action"], "running", "{text}");
+    assert_eq!(
+        j["daemon"]["pid"].as_u64(),
+        Some(pid),
+        "one daemon throughout: {text}"
+    );
+    let daemon = a.check(None, "Robotmk t daemon");
+    assert_eq!(daemon.state_num(), 0, "{text}");
+    assert!(
+        daemon
+            .text
+            .contains("mode: cached 3s (plugins/3/), heartbeat timeout 66s"),
+        "{text}"
+    );
+    assert_eq!(inst.daemon_processes(), [pid as u32], "exactly one daemon");
+
+    // Moved to the synchronous plugins folder: the configured timeout applies again.
+    let (text, a) = agent_runs_ctrl(&inst, None);
+    assert_eq!(json_of(&a)["ctrl"]["mode"], "sync", "{text}");
+    assert!(
+        wait_for(Duration::from_secs(3), || inst.status_json()["daemon"]
+            ["agent_mode"]
+            == "sync"),
+        "{}",
+        inst.status_json()
+    );
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(10)),
+        "the dead man switch still ends an orphan in sync mode"
+    );
+    assert!(inst.log().contains("agent mode sync"), "{}", inst.log());
+}
+
+#[test]
+fn agent_cache_age_covers_the_windows_agent() {
+    // The Windows agent passes nothing to an async plugin: the admin repeats its cache_age.
+    let inst = Instance::new(
+        "heartbeat_timeout = \"2s\"\nagent_cache_age = \"2m\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let (text, a) = agent_runs_ctrl(&inst, None);
+    assert_eq!(json_of(&a)["ctrl"]["action"], "started", "{text}");
+    let status = inst.status_json();
+    assert_eq!(
+        status["daemon"]["agent_mode"], "cached 120s (agent_cache_age)",
+        "{status}"
+    );
+    assert_eq!(status["daemon"]["heartbeat_timeout_s"], 300.0, "{status}");
+    let died = wait_for(Duration::from_secs(4), || {
+        inst.daemon_processes().is_empty()
+    });
+    assert!(!died, "{}", inst.log());
+}

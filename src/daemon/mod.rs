@@ -215,6 +215,7 @@ impl Daemon {
             config_error: None,
             state_error: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
+            agent_mode: None,
         };
         let control = control::Control::new(&state, opts.run_flag.clone());
         let mut d = Daemon {
@@ -234,6 +235,7 @@ impl Daemon {
             just_started: Vec::new(),
             unsaved: Vec::new(),
         };
+        d.publish_agent_mode();
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
             route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::BUILD_ID,

@@ -34,7 +34,11 @@ pub struct DaemonInfo {
     /// A problem writing state (e.g. disk full); cleared when writes succeed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
+    /// The dead man timeout in force: `heartbeat_timeout`, raised for the agent's cached mode.
     pub heartbeat_timeout_s: Option<f64>,
+    /// How the agent runs ctrl, as ctrl last recorded it: `sync` or `cached 300s (…)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_mode: Option<String>,
 }
 
 /// A run in flight, as listed in the status.
