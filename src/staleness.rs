@@ -89,7 +89,6 @@ pub fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
 mod tests {
     use super::*;
     use crate::schedule::{parse_cron, Schedule};
-    use chrono::TimeZone;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -241,8 +240,7 @@ mod tests {
             deadlines(|t| s.next_after(t), at(last_due), TIMEOUT + MARGIN).unwrap()
         };
         assert_eq!(
-            chrono::Local
-                .with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Local, 2026, 7, 1, 12, 0, 0)
                 .unwrap()
                 .offset()
                 .to_string(),
