@@ -242,36 +242,60 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     )
 }
 
+/// Runtime levels (seconds), for a job's run and — with the same rules — for anything else
+/// with a runtime (a Robot Framework test's check).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Levels {
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+}
+
+impl Levels {
+    /// The state `value` gets (Checkmk's rule: at or above a level), and a note when it
+    /// reaches one.
+    pub fn judge(&self, value: f64) -> (u8, String) {
+        let (state, level) = match (self.warn, self.crit) {
+            (_, Some(crit)) if value >= crit => (2, crit),
+            (Some(warn), _) if value >= warn => (1, warn),
+            _ => return (0, String::new()),
+        };
+        let which = if state == 2 { "critical" } else { "warning" };
+        let level = crate::config::duration::format(std::time::Duration::from_secs_f64(level));
+        (
+            state,
+            format!(", runtime {value:.1}s reached the {which} level of {level}"),
+        )
+    }
+
+    /// The metric `name=value;warn;crit` (just `name=value` without levels).
+    pub fn metric(&self, name: &str, value: f64) -> String {
+        let level = |l: Option<f64>| l.map(|v| v.to_string()).unwrap_or_default();
+        match (self.warn, self.crit) {
+            (None, None) => format!("{name}={value:.3}"),
+            (w, c) => format!("{name}={value:.3};{};{}", level(w), level(c)),
+        }
+    }
+}
+
+fn job_levels(job: &JobStatus) -> Levels {
+    Levels {
+        warn: job.checkmk.runtime_warn_s,
+        crit: job.checkmk.runtime_crit_s,
+    }
+}
+
 /// The state the runtime levels give `last`, and a note when it reaches one.
 fn runtime_levels(job: &JobStatus, last: &LastRun) -> (u8, String) {
-    let Some(d) = last.duration_s else {
-        return (0, String::new());
-    };
-    let c = &job.checkmk;
-    let (state, level) = match (c.runtime_warn_s, c.runtime_crit_s) {
-        (_, Some(crit)) if d >= crit => (2, crit),
-        (Some(warn), _) if d >= warn => (1, warn),
-        _ => return (0, String::new()),
-    };
-    let which = if state == 2 { "critical" } else { "warning" };
-    (
-        state,
-        format!(
-            ", runtime {d:.1}s reached the {which} level of {}",
-            crate::config::duration::format(std::time::Duration::from_secs_f64(level))
-        ),
-    )
+    match last.duration_s {
+        Some(d) => job_levels(job).judge(d),
+        None => (0, String::new()),
+    }
 }
 
 fn metrics(job: &JobStatus, last: &LastRun) -> String {
     let mut m = Vec::new();
     if let Some(d) = last.duration_s {
-        let c = &job.checkmk;
-        let level = |l: Option<f64>| l.map(|v| v.to_string()).unwrap_or_default();
-        match (c.runtime_warn_s, c.runtime_crit_s) {
-            (None, None) => m.push(format!("runtime={d:.3}")),
-            (w, c) => m.push(format!("runtime={d:.3};{};{}", level(w), level(c))),
-        }
+        m.push(job_levels(job).metric("runtime", d));
     }
     if let Some(t) = &last.tests {
         m.push(format!("tests_passed={}", t.passed));
