@@ -158,4 +158,24 @@ mod tests {
         );
         assert_eq!(describe(&interval(&Beat::default(), None)), "sync");
     }
+
+    #[test]
+    fn ctrl_records_the_mode_in_the_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = crate::state::StateDir::new(dir.path());
+        assert_eq!(st.read_beat(), Beat::default(), "no heartbeat: sync");
+        let cached = detect(OsStr::new("300/robotmk_daemon_ctrl"));
+        st.beat(&cached).unwrap();
+        assert_eq!(st.read_beat(), cached);
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let before = ino(&st.heartbeat_file());
+        std::thread::sleep(Duration::from_millis(20));
+        st.beat(&cached).unwrap();
+        assert!(ino(&st.heartbeat_file()) > before, "a beat moves the mtime");
+        st.beat(&Beat::default()).unwrap();
+        assert_eq!(st.read_beat(), Beat::default(), "moved back to sync");
+        // A heartbeat touched by an older ctrl (empty) reads as sync.
+        std::fs::write(st.heartbeat_file(), b"").unwrap();
+        assert_eq!(st.read_beat(), Beat::default());
+    }
 }
