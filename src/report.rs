@@ -129,6 +129,7 @@ impl Report {
         for s in [&mut d.reason, &mut d.config_error, &mut d.state_error] {
             clip_opt(s, MAX_TEXT);
         }
+        clip_opt(&mut d.agent_mode, MAX_NAME);
         if let Some(c) = &mut self.ctrl {
             clip_opt(&mut c.note, MAX_TEXT);
             clip_opt(&mut c.error, MAX_TEXT);
@@ -136,6 +137,7 @@ impl Report {
         for j in &mut self.jobs {
             clip(&mut j.name, MAX_NAME);
             clip(&mut j.schedule, MAX_NAME);
+            clip_opt(&mut j.checkmk.host, MAX_NAME);
             for r in &mut j.running {
                 clip(&mut r.run_id, MAX_NAME);
             }
