@@ -3,14 +3,21 @@
 //! results show up in Checkmk with no plugin on the server.
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
-//! WARN after an interrupted or killed run, UNKNOWN before its first result; a result older
-//! than twice the job's interval is at least WARN, older than three times CRIT. A Robot
-//! Framework job with `services = "per-test"` adds a check per test of its latest result:
-//! PASS and SKIP OK, FAIL CRIT, raised to its runtime levels and by staleness like the job's.
-//! Everything from a result that reaches these lines is cut to a bounded length.
+//! WARN after an interrupted or killed run, UNKNOWN before its first result; a result is at
+//! least WARN once the next due run is overdue and CRIT once the one after it is too (see
+//! [`crate::staleness`]), and WARN or CRIT when its runtime reaches the job's levels.
+//!
+//! A job with `host = "…"` reports to that Checkmk host: its local check, and a section with
+//! its JSON, go between the piggyback markers `<<<<host>>>>` and `<<<<>>>>` after the agent
+//! host's own sections (the daemon's line stays on the agent's host).
+//!
+//! A Robot Framework job with `services = "per-test"` adds a check per test of its latest
+//! result: PASS and SKIP OK, FAIL CRIT, raised to its runtime levels and by staleness like the
+//! job's. Everything from a result that reaches these lines is cut to a bounded length.
 
 use crate::config::Services;
 use crate::report::Report;
+use crate::staleness::{self, Staleness};
 use crate::state::record::Outcome;
 use crate::state::status::{JobStatus, LastRun};
 use chrono::{DateTime, Utc};
@@ -18,6 +25,8 @@ use std::fmt::Write as _;
 
 pub const SECTION_HEADER: &str = "<<<robotmk_daemon:sep(0)>>>";
 pub const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
+/// The section of one piggybacked job: `{"instance":…,"job":{…}}`, one line per job.
+pub const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
 
 /// The most the JSON section may carry. Every string in it is already capped
 /// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
@@ -49,7 +58,7 @@ pub fn render(report: &Report) -> String {
     let instance = report.instance.as_deref().unwrap_or("unknown");
     out.push_str(&daemon_line(report, instance));
     out.push('\n');
-    for job in jobs {
+    for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
         out.push_str(&job_line(job, instance, report.generated));
         out.push('\n');
         if job.services == Services::PerTest {
@@ -58,6 +67,44 @@ pub fn render(report: &Report) -> String {
                 out.push('\n');
             }
         }
+    }
+    out.push_str(&piggyback(jobs, instance, report.generated));
+    out
+}
+
+/// The host a job reports to, if it is another one and a valid name (a status file is only
+/// trusted so far: a name that could break the markers stays on the agent's host).
+fn piggyback_host(job: &JobStatus) -> Option<&str> {
+    job.checkmk
+        .host
+        .as_deref()
+        .filter(|h| crate::config::check_host(h).is_ok())
+}
+
+/// The piggyback blocks, one per host, in the order the jobs come.
+fn piggyback(jobs: &[JobStatus], instance: &str, now: DateTime<Utc>) -> String {
+    let mut hosts: Vec<&str> = Vec::new();
+    for h in jobs.iter().filter_map(piggyback_host) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    let mut out = String::new();
+    for host in hosts {
+        let mine: Vec<&JobStatus> = jobs
+            .iter()
+            .filter(|j| piggyback_host(j) == Some(host))
+            .collect();
+        let _ = writeln!(out, "<<<<{host}>>>>\n{JOB_SECTION_HEADER}");
+        for job in &mine {
+            let doc = serde_json::json!({ "instance": instance, "job": job });
+            let _ = writeln!(out, "{doc}");
+        }
+        let _ = writeln!(out, "{LOCAL_HEADER}");
+        for job in &mine {
+            let _ = writeln!(out, "{}", job_line(job, instance, now));
+        }
+        out.push_str("<<<<>>>>\n");
     }
     out
 }
@@ -79,28 +126,30 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 /// How stale the last result is at `now`: (state floor, text to add).
-fn staleness(job: &JobStatus, last: &LastRun, now: DateTime<Utc>) -> (u8, Option<String>) {
-    let at = last.finished.unwrap_or(last.due);
-    let age = (now - at).num_milliseconds() as f64 / 1000.0;
-    let interval = job.interval_s.max(1.0);
-    if age > 3.0 * interval {
-        (
-            2,
-            Some(format!(
-                "result stale (older than 3x the interval of {})",
-                human_age(interval)
-            )),
-        )
-    } else if age > 2.0 * interval {
-        (
+/// How stale the job's latest result is at `now`, from the deadlines the daemon (or ctrl,
+/// from the config) worked out for it (see [`crate::staleness`]): the state it forces and
+/// the words for it. Shared by the job's check and its per-test checks.
+fn staleness(job: &JobStatus, now: DateTime<Utc>) -> (u8, Option<String>) {
+    let Some(d) = job.checkmk.deadlines() else {
+        return (0, None);
+    };
+    let late = |t: DateTime<Utc>| human_age((now - t).num_seconds() as f64);
+    match staleness::judge(&d, now) {
+        Staleness::Fresh => (0, None),
+        Staleness::Overdue => (
             1,
             Some(format!(
-                "result stale (older than 2x the interval of {})",
-                human_age(interval)
+                "result stale: the next due run has not reported (expected {} ago)",
+                late(d.expected_by)
             )),
-        )
-    } else {
-        (0, None)
+        ),
+        Staleness::MissedTwice => (
+            2,
+            Some(format!(
+                "result stale: two due runs have not reported (the first was expected {} ago)",
+                late(d.expected_by)
+            )),
+        ),
     }
 }
 
@@ -113,7 +162,7 @@ pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<St
     let Some(t) = &last.tests else {
         return Vec::new();
     };
-    let (stale_state, stale_text) = staleness(job, last, now);
+    let (stale_state, stale_text) = staleness(job, now);
     let mut seen = std::collections::HashMap::new();
     for r in &t.results {
         *seen.entry(r.name.as_str()).or_insert(0u32) += 1;
@@ -212,6 +261,12 @@ fn daemon_line(r: &Report, instance: &str) -> String {
             d.pid.map_or("?".into(), |p| p.to_string()),
             human_age(d.uptime_s.unwrap_or(0.0))
         );
+        if let Some(mode) = &d.agent_mode {
+            let _ = write!(t, ", mode: {mode}");
+            if let (true, Some(hb)) = (mode.starts_with("cached"), d.heartbeat_timeout_s) {
+                let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
+            }
+        }
         if let Some(phase) = d.phase.as_deref().filter(|p| *p != "running") {
             let _ = write!(t, ", {phase}");
             if let Some(why) = &d.reason {
@@ -281,7 +336,10 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     if let Some(n) = last.attempts.filter(|n| *n > 1) {
         let _ = write!(text, " after {n} attempts");
     }
-    let (stale_state, stale_text) = staleness(job, last, now);
+    let (runtime_state, runtime_text) = runtime_levels(job, last);
+    state = state.max(runtime_state);
+    text.push_str(&runtime_text);
+    let (stale_state, stale_text) = staleness(job, now);
     state = state.max(stale_state);
     if let Some(s) = stale_text {
         let _ = write!(text, ", {s}");
@@ -299,15 +357,65 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     let text = text.replace('\n', " ");
     format!(
         "{state} \"{name}\" {} {} - {text}",
-        metrics(last),
+        metrics(job, last),
         state_word(state)
     )
 }
 
-fn metrics(last: &LastRun) -> String {
+/// Runtime levels (seconds), for a job's run and — with the same rules — for anything else
+/// with a runtime (a Robot Framework test's check).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Levels {
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+}
+
+impl Levels {
+    /// The state `value` gets (Checkmk's rule: at or above a level), and a note when it
+    /// reaches one.
+    pub fn judge(&self, value: f64) -> (u8, String) {
+        let (state, level) = match (self.warn, self.crit) {
+            (_, Some(crit)) if value >= crit => (2, crit),
+            (Some(warn), _) if value >= warn => (1, warn),
+            _ => return (0, String::new()),
+        };
+        let which = if state == 2 { "critical" } else { "warning" };
+        let level = crate::config::duration::format(std::time::Duration::from_secs_f64(level));
+        (
+            state,
+            format!(", runtime {value:.1}s reached the {which} level of {level}"),
+        )
+    }
+
+    /// The metric `name=value;warn;crit` (just `name=value` without levels).
+    pub fn metric(&self, name: &str, value: f64) -> String {
+        let level = |l: Option<f64>| l.map(|v| v.to_string()).unwrap_or_default();
+        match (self.warn, self.crit) {
+            (None, None) => format!("{name}={value:.3}"),
+            (w, c) => format!("{name}={value:.3};{};{}", level(w), level(c)),
+        }
+    }
+}
+
+fn job_levels(job: &JobStatus) -> Levels {
+    Levels {
+        warn: job.checkmk.runtime_warn_s,
+        crit: job.checkmk.runtime_crit_s,
+    }
+}
+
+/// The state the runtime levels give `last`, and a note when it reaches one.
+fn runtime_levels(job: &JobStatus, last: &LastRun) -> (u8, String) {
+    match last.duration_s {
+        Some(d) => job_levels(job).judge(d),
+        None => (0, String::new()),
+    }
+}
+
+fn metrics(job: &JobStatus, last: &LastRun) -> String {
     let mut m = Vec::new();
     if let Some(d) = last.duration_s {
-        m.push(format!("runtime={d:.3}"));
+        m.push(job_levels(job).metric("runtime", d));
     }
     if let Some(e) = last.tests.as_ref().and_then(|t| t.elapsed_s) {
         m.push(format!("suite_runtime={e:.3}"));
@@ -347,6 +455,7 @@ mod tests {
             services: Services::Job,
             test_runtime_warn_s: None,
             test_runtime_crit_s: None,
+            checkmk: Default::default(),
         }
     }
 
@@ -397,21 +506,105 @@ mod tests {
             s(job_line(&job(Some(rec(Outcome::Timeout, now))), "i", now)),
             '2'
         );
-        let old = now - chrono::Duration::seconds(150);
-        assert_eq!(
-            s(job_line(&job(Some(rec(Outcome::Success, old))), "i", now)),
-            '1'
-        );
-        let older = now - chrono::Duration::seconds(200);
-        assert_eq!(
-            s(job_line(&job(Some(rec(Outcome::Success, older))), "i", now)),
-            '2'
-        );
+        // Age alone never alarms (a nightly gap is not an outage) ...
+        let old = now - chrono::Duration::days(3);
+        let mut j = job(Some(rec(Outcome::Success, old)));
+        assert_eq!(s(job_line(&j, "i", now)), '0');
+        // ... a due run that has not reported does.
+        let secs = chrono::Duration::seconds;
+        j.checkmk.expected_by = Some(now - secs(1));
+        j.checkmk.crit_after = Some(now + secs(60));
+        let l = job_line(&j, "i", now);
+        assert!(l.starts_with("1 ") && l.contains("result stale"), "{l}");
+        j.checkmk.crit_after = Some(now - secs(1));
+        let l = job_line(&j, "i", now);
+        assert!(l.starts_with("2 ") && l.contains("two due runs"), "{l}");
+        j.checkmk.expected_by = Some(now);
+        j.checkmk.crit_after = Some(now + secs(60));
+        assert_eq!(s(job_line(&j, "i", now)), '0', "on the deadline");
         let line = job_line(&job(Some(rec(Outcome::Success, now))), "sys", now);
         assert!(
             line.starts_with("0 \"Robotmk sys web\" runtime=12.300|tests_passed=3|"),
             "{line}"
         );
         assert!(line.contains("3 tests passed"), "{line}");
+    }
+
+    #[test]
+    fn runtime_levels_set_the_metric_and_the_state() {
+        let now = Utc::now();
+        let mut j = job(Some(rec(Outcome::Success, now)));
+        j.checkmk.runtime_warn_s = Some(10.0);
+        j.checkmk.runtime_crit_s = Some(90.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("1 \"Robotmk i web\" runtime=12.300;10;90|"),
+            "{l}"
+        );
+        assert!(l.contains("reached the warning level of 10s"), "{l}");
+        j.checkmk.runtime_crit_s = Some(12.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("2 ") && l.contains("critical level of 12s"),
+            "{l}"
+        );
+        j.checkmk.runtime_warn_s = None;
+        j.checkmk.runtime_crit_s = Some(60.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("0 \"Robotmk i web\" runtime=12.300;;60|"),
+            "{l}"
+        );
+        // A failure stays CRIT whatever the runtime.
+        let mut f = job(Some(rec(Outcome::Failure, now)));
+        f.checkmk.runtime_warn_s = Some(100.0);
+        assert!(job_line(&f, "i", now).starts_with("2 "));
+    }
+
+    #[test]
+    fn piggybacked_jobs_go_between_the_markers() {
+        let now = Utc::now();
+        let mut shop = job(Some(rec(Outcome::Success, now)));
+        shop.name = "shop".into();
+        shop.checkmk.host = Some("shop.example.com".into());
+        let mut bad = job(None);
+        bad.name = "bad".into();
+        bad.checkmk.host = Some("x>>>>\n<<<evil>>>".into());
+        let report = Report {
+            instance: Some("sys".into()),
+            config: "/c".into(),
+            config_error: None,
+            state_dir: None,
+            daemon: Default::default(),
+            ctrl: None,
+            jobs: vec![job(None), shop, bad],
+            generated: now,
+        };
+        let out = render(&report);
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == "<<<<shop.example.com>>>>")
+            .unwrap();
+        assert_eq!(lines[at + 1], JOB_SECTION_HEADER);
+        let doc: serde_json::Value = serde_json::from_str(lines[at + 2]).unwrap();
+        assert_eq!(doc["job"]["name"], "shop");
+        assert_eq!(doc["job"]["host"], "shop.example.com");
+        assert_eq!(lines[at + 3], LOCAL_HEADER);
+        assert!(lines[at + 4].starts_with("0 \"Robotmk sys shop\""), "{out}");
+        assert_eq!(lines[at + 5], "<<<<>>>>");
+        assert_eq!(lines.len(), at + 6, "{out}");
+        // The daemon line and the agent host's jobs come first; a host name that could break
+        // the markers keeps its job on the agent's host.
+        assert!(lines[3].contains("daemon"), "{out}");
+        assert!(
+            lines[..at].iter().any(|l| l.contains("Robotmk sys bad")),
+            "{out}"
+        );
+        assert!(
+            !lines[at..].iter().any(|l| l.contains("Robotmk sys web")),
+            "{out}"
+        );
+        assert!(!out.contains("<<<evil>>>\n"), "{out}");
     }
 }

@@ -6,6 +6,7 @@
 //! none does, a ctrl takes `start.lock`, looks again, launches, and keeps `start.lock` until
 //! the new daemon holds its lock, so the ctrls queued behind it find it running.
 
+use crate::agent_mode::{self, Beat};
 use crate::config::{self, Config};
 use crate::report::{self, CtrlReport};
 use crate::state::StateDir;
@@ -200,14 +201,14 @@ fn older_build(a: &str, b: &str) -> bool {
 /// stamp, no error), so ctrl reads only the `[daemon]` table and trusts the daemon's status
 /// instead of parsing every job (most of ctrl's work with 100 jobs). Anything unusual — no
 /// daemon, an edit the daemon has not seen, a config error — takes the full path.
-fn fast_report(path: &Path) -> Option<report::Report> {
+fn fast_report(path: &Path, beat: &Beat) -> Option<report::Report> {
     // Untrusted paths take the full path, which says why and touches nothing.
     crate::security::check_config(path).ok()?;
     let stamp = config::stamp(path)?;
     let (instance, dir) = config::locate_daemon_quick(path)?;
     crate::security::check_state_dir(&dir).ok()?;
     let st = StateDir::new(&dir);
-    st.touch_heartbeat().ok()?;
+    st.beat(beat).ok()?;
     if !lock::is_held(&st.lock_file()).ok()? {
         return None;
     }
@@ -235,9 +236,12 @@ fn fast_report(path: &Path) -> Option<report::Report> {
 pub fn run(config_path: &Path) -> i32 {
     let t0 = Instant::now();
     let path = config::absolute(config_path);
-    if let Some(mut report) = fast_report(&path) {
+    // The agent tells a cached plugin its interval only by the folder it runs it from.
+    let beat = agent_mode::of_this_process();
+    if let Some(mut report) = fast_report(&path, &beat) {
         report.ctrl = Some(CtrlReport {
             action: "running",
+            mode: Some(agent_mode::describe(&agent_mode::interval(&beat, None))),
             route: None,
             note: None,
             error: None,
@@ -245,7 +249,7 @@ pub fn run(config_path: &Path) -> i32 {
         });
         return print_report(&report);
     }
-    full(&path, t0)
+    full(&path, t0, &beat)
 }
 
 fn print_report(report: &report::Report) -> i32 {
@@ -257,7 +261,7 @@ fn print_report(report: &report::Report) -> i32 {
 }
 
 /// The full path: parse the whole config, start a daemon if needed.
-fn full(path: &Path, t0: Instant) -> i32 {
+fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     let path = path.to_path_buf();
     let cfg = config::load(&path);
     let located = match &cfg {
@@ -266,6 +270,7 @@ fn full(path: &Path, t0: Instant) -> i32 {
     };
     let mut ctrl = CtrlReport {
         action: "running",
+        mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
         route: None,
         note: None,
         error: None,
@@ -293,7 +298,7 @@ fn full(path: &Path, t0: Instant) -> i32 {
         let st = StateDir::new(dir);
         // The heartbeat is kept even while the config is broken: a typo must not make the
         // daemon think the agent is gone.
-        if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
+        if let Err(e) = st.ensure().and_then(|_| st.beat(beat)) {
             ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
         }
         if let Ok(c) = &cfg {

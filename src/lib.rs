@@ -7,6 +7,7 @@
 //! ([`state`]). The binary in `main.rs` only parses the command line ([`cli`]).
 
 pub mod agent;
+pub mod agent_mode;
 pub mod cli;
 pub mod config;
 pub mod ctrl;
@@ -20,6 +21,7 @@ pub mod robot;
 pub mod run;
 pub mod schedule;
 pub mod security;
+pub mod staleness;
 pub mod state;
 pub mod sys;
 

@@ -16,6 +16,9 @@ use std::time::SystemTime;
 pub struct CtrlReport {
     /// `started`, `running` or `config_error` (`error` if it could not start a daemon).
     pub action: &'static str,
+    /// How the agent runs this ctrl, as it saw it: `sync` or `cached 300s (plugins/300/)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The launch route, when this ctrl launched the daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<&'static str>,
@@ -35,6 +38,9 @@ pub struct DaemonReport {
     pub uptime_s: Option<f64>,
     pub heartbeat_age_s: Option<f64>,
     pub heartbeat_timeout_s: Option<f64>,
+    /// How the agent runs ctrl, as the daemon last saw it (`sync`, `cached 300s (…)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_mode: Option<String>,
     pub phase: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -123,6 +129,7 @@ impl Report {
         for s in [&mut d.reason, &mut d.config_error, &mut d.state_error] {
             clip_opt(s, MAX_TEXT);
         }
+        clip_opt(&mut d.agent_mode, MAX_NAME);
         if let Some(c) = &mut self.ctrl {
             clip_opt(&mut c.note, MAX_TEXT);
             clip_opt(&mut c.error, MAX_TEXT);
@@ -130,6 +137,7 @@ impl Report {
         for j in &mut self.jobs {
             clip(&mut j.name, MAX_NAME);
             clip(&mut j.schedule, MAX_NAME);
+            clip_opt(&mut j.checkmk.host, MAX_NAME);
             for r in &mut j.running {
                 clip(&mut r.run_id, MAX_NAME);
             }
@@ -215,6 +223,7 @@ pub fn build_from(
             report.daemon.route = Some(d.route.clone());
             report.daemon.build = Some(d.build.clone());
             report.daemon.config_error = d.config_error.clone();
+            report.daemon.agent_mode = d.agent_mode.clone();
             // The alert file carries a write failure that status.json itself could not.
             report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
         } else {
@@ -224,7 +233,10 @@ pub fn build_from(
         report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
     }
     if let ConfigView::Loaded(c) = cfg {
-        report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
+        // A running daemon's own figure is the one in force (raised for the cached mode).
+        if !(report.daemon.running && status.is_some()) {
+            report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
+        }
     }
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {
@@ -258,7 +270,15 @@ pub fn build_from(
                         services: j.services,
                         test_runtime_warn_s: j.test_runtime_warn.map(|d| d.as_secs_f64()),
                         test_runtime_crit_s: j.test_runtime_crit.map(|d| d.as_secs_f64()),
+                        checkmk: Default::default(),
                     });
+                // The config is the authority on schedules and levels, also for a status
+                // written by a daemon that has not seen the latest edit.
+                js.checkmk = crate::state::status::CheckmkView::of(
+                    j,
+                    &c.daemon,
+                    js.last.as_ref().map(|l| l.due),
+                );
                 if !report.daemon.running {
                     js.next_due = None;
                     js.running.clear();

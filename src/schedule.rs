@@ -106,6 +106,12 @@ fn never_fires(cron: &Cron) -> bool {
 impl Schedule {
     /// The first due time strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_after_in(t, &Local)
+    }
+
+    /// [`Schedule::next_after`] with cron evaluated in `tz` instead of local time, so that
+    /// calendars can be tested in a fixed time zone.
+    pub fn next_after_in<Tz: TimeZone>(&self, t: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every { interval, offset } => {
                 let i = interval.as_millis() as i64;
@@ -118,7 +124,7 @@ impl Schedule {
                 Utc.timestamp_millis_opt(k * i + o).single()
             }
             Schedule::Cron { cron, .. } => cron
-                .find_next_occurrence(&t.with_timezone(&Local), false)
+                .find_next_occurrence(&t.with_timezone(tz), false)
                 .ok()
                 .map(|d| d.with_timezone(&Utc)),
         }

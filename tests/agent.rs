@@ -21,39 +21,18 @@ fn suite(name: &str) -> String {
     format!("{}/examples/demo/suites/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Checks the agent output is well-formed: the two sections, one JSON line, and local-check
-/// lines `STATE "NAME" METRICS TEXT` with metrics `name=value|…` or `-`.
+/// Checks the agent output against Checkmk's grammar (tests/common/checkmk.rs): the two
+/// sections of the agent's own host, one JSON line, and well-formed local checks.
 fn assert_valid_agent_output(out: &str) -> (Value, Vec<String>) {
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "<<<robotmk_daemon:sep(0)>>>", "{out}");
-    let json: Value = serde_json::from_str(lines[1]).expect("one line of JSON");
-    assert_eq!(lines[2], "<<<local:sep(0)>>>", "{out}");
-    let local: Vec<String> = lines[3..].iter().map(|l| l.to_string()).collect();
-    for l in &local {
-        let (state, rest) = l.split_once(' ').unwrap();
-        assert!(["0", "1", "2", "3"].contains(&state), "bad state: {l}");
-        assert!(rest.starts_with('"'), "service name not quoted: {l}");
-        let after = &rest[1..];
-        let (_name, rest) = after.split_once("\" ").expect("closing quote");
-        let metrics = rest.split(' ').next().unwrap();
-        if metrics != "-" {
-            for m in metrics.split('|') {
-                let (k, v) = m
-                    .split_once('=')
-                    .unwrap_or_else(|| panic!("bad metric {m} in {l}"));
-                assert!(
-                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                    "{l}"
-                );
-                v.split(';')
-                    .next()
-                    .unwrap()
-                    .parse::<f64>()
-                    .unwrap_or_else(|_| panic!("bad value {v} in {l}"));
-            }
-        }
-    }
-    (json, local)
+    let a = checkmk::parse_ok(out);
+    assert_eq!(a.sections[0].name, "robotmk_daemon", "{out}");
+    assert_eq!(a.sections[0].sep, Some(0), "{out}");
+    assert_eq!(a.sections[0].lines.len(), 1, "one line of JSON: {out}");
+    let json: Value = serde_json::from_str(&a.sections[0].lines[0]).expect("one line of JSON");
+    let local = a.section("local").expect("a local section");
+    assert_eq!(local.sep, Some(0), "{out}");
+    assert_eq!(a.local(None).len(), local.lines.len());
+    (json, local.lines.clone())
 }
 
 fn line_of<'a>(local: &'a [String], name: &str) -> &'a str {
@@ -171,13 +150,18 @@ fn a_broken_output_xml_is_noted_and_ctrl_still_prints() {
 }
 
 #[test]
-fn results_turn_warn_then_crit_as_they_age() {
-    // Succeeds until the flag exists, then hangs: the last result ages by the second.
+fn results_turn_warn_then_crit_when_due_runs_do_not_report() {
+    // One slot (max_parallel = 1): once the flag exists, "hog" holds it for a minute and the
+    // due runs of "ager" wait in the queue, so its last result ages while its runs are due.
     let flag = "hang.flag";
-    let job = format!(
-        "[[job]]\nname = \"ager\"\ncommand = [\"sh\", \"-c\", \"test -e ../../../../{flag} && exec sleep 60; exit 0\"]\nevery = \"1s\"\ntimeout = \"1m\"\n"
+    let jobs = format!(
+        "[[job]]\nname = \"ager\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"1s\"\n\n\
+         [[job]]\nname = \"hog\"\ncommand = [\"sh\", \"-c\", \"test -e ../../../../{flag} && exec sleep 60; exit 0\"]\nevery = \"1s\"\ntimeout = \"1m\"\n"
     );
-    let inst = Instance::new("heartbeat_timeout = \"1m\"", &job);
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nmax_parallel = 1\nstale_margin = \"1s\"",
+        &jobs,
+    );
     inst.ctrl_json();
     assert!(wait_for(Duration::from_secs(5), || !inst
         .finished_records("ager")
@@ -185,23 +169,39 @@ fn results_turn_warn_then_crit_as_they_age() {
     std::fs::write(inst.state.join(flag), b"").unwrap();
     let state_of = || {
         let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
-        let (_, local) = assert_valid_agent_output(&out);
-        line_of(&local, "Robotmk t ager").to_string()
+        let (json, local) = assert_valid_agent_output(&out);
+        let ager = json["jobs"][0].clone();
+        (line_of(&local, "Robotmk t ager").to_string(), ager)
     };
     let mut seen = Vec::new();
-    let reached_crit = wait_for(Duration::from_secs(10), || {
-        let l = state_of();
+    let reached_crit = wait_for(Duration::from_secs(15), || {
+        let (l, _) = state_of();
         let s = l.chars().next().unwrap();
         if seen.last() != Some(&s) {
             seen.push(s);
         }
         s == '2'
     });
-    assert!(
-        reached_crit,
-        "states seen: {seen:?}; last line: {}",
-        state_of()
-    );
+    let (line, ager) = state_of();
+    assert!(reached_crit, "states seen: {seen:?}; last line: {line}");
     assert!(seen.contains(&'1'), "WARN before CRIT: {seen:?}");
-    assert!(state_of().contains("result stale"));
+    assert!(line.contains("result stale"), "{line}");
+    // The daemon published the deadlines ctrl judged by (its fast path parses no schedule).
+    assert_eq!(ager["name"], "ager");
+    let t = |v: &Value| {
+        let s = v.as_str().unwrap_or_else(|| panic!("not a time: {ager}"));
+        chrono::DateTime::parse_from_rfc3339(s).unwrap()
+    };
+    // Due every 1s, timeout 1s, stop_grace 1s, stale_margin 1s.
+    let due = t(&ager["last"]["due"]);
+    assert_eq!(
+        t(&ager["expected_by"]) - due,
+        chrono::Duration::seconds(4),
+        "{ager}"
+    );
+    assert_eq!(
+        t(&ager["crit_after"]) - due,
+        chrono::Duration::seconds(5),
+        "{ager}"
+    );
 }

@@ -143,6 +143,7 @@ fn time_to_eof(shell: &str) -> Duration {
     let took = t.elapsed();
     child.wait().unwrap();
     assert!(out.contains("<<<robotmk_daemon:sep(0)>>>"), "{out}");
+    checkmk::parse_ok(&out);
     took
 }
 

@@ -107,8 +107,9 @@ impl Child {
         self.fields[k]
     }
 
-    /// The JSON section ctrl printed.
+    /// The JSON section ctrl printed (the whole output checked against Checkmk's grammar).
     fn section(&self) -> Value {
+        common::checkmk::parse_ok(&self.out);
         let line = self
             .out
             .lines()

@@ -47,6 +47,9 @@ pub(super) struct RawJob {
     services: Option<Services>,
     test_runtime_warn: Option<Dur>,
     test_runtime_crit: Option<Dur>,
+    host: Option<Spanned<String>>,
+    runtime_warn: Option<Spanned<Dur>>,
+    runtime_crit: Option<Spanned<Dur>>,
 }
 
 /// robot options that would send its results somewhere the daemon does not look, with the
@@ -144,6 +147,7 @@ pub(super) fn resolve(
     let name = raw.name.get_ref().clone();
     check_name(&name).map_err(|m| loc.at(raw.name.span().start, field("name"), m))?;
     let named = |m: String| format!("job {name:?}: {m}");
+    let (host, runtime_warn, runtime_crit) = checkmk_settings(loc, index, &name, &raw)?;
 
     let schedule = match (&raw.every, &raw.cron) {
         (Some(_), Some(c)) => {
@@ -449,7 +453,79 @@ pub(super) fn resolve(
         services: raw.services.unwrap_or(Services::Job),
         test_runtime_warn: raw.test_runtime_warn.map(|d| d.0),
         test_runtime_crit: raw.test_runtime_crit.map(|d| d.0),
+        host,
+        runtime_warn,
+        runtime_crit,
     })
+}
+
+/// Longest piggyback host name (a DNS name's limit).
+const MAX_HOST_LEN: usize = 253;
+
+/// The Checkmk side of a job: its piggyback host and runtime levels.
+#[allow(clippy::type_complexity)]
+fn checkmk_settings(
+    loc: &Locator,
+    index: usize,
+    name: &str,
+    raw: &RawJob,
+) -> Result<(Option<String>, Option<Duration>, Option<Duration>), ConfigError> {
+    let field = |f: &str| Some(format!("job[{index}].{f}"));
+    let named = |m: String| format!("job {name:?}: {m}");
+    let host = match &raw.host {
+        Some(h) => {
+            let v = h.get_ref();
+            check_host(v).map_err(|m| loc.at(h.span().start, field("host"), named(m)))?;
+            Some(v.clone())
+        }
+        None => None,
+    };
+    let level = |l: &Option<Spanned<Dur>>, f: &str| match l {
+        Some(d) if d.get_ref().0.is_zero() => Err(loc.at(
+            d.span().start,
+            field(f),
+            named("must be longer than 0".into()),
+        )),
+        Some(d) => Ok(Some(d.get_ref().0)),
+        None => Ok(None),
+    };
+    let warn = level(&raw.runtime_warn, "runtime_warn")?;
+    let crit = level(&raw.runtime_crit, "runtime_crit")?;
+    if let (Some(w), Some(c), Some(at)) = (warn, crit, &raw.runtime_crit) {
+        if w > c {
+            return Err(loc.at(
+                at.span().start,
+                field("runtime_crit"),
+                named("must not be shorter than `runtime_warn`".into()),
+            ));
+        }
+    }
+    Ok((host, warn, crit))
+}
+
+/// A piggyback host name goes verbatim into `<<<<NAME>>>>`: Checkmk's host name characters
+/// only, so that no value can end the marker early or inject a section.
+pub fn check_host(h: &str) -> Result<(), String> {
+    if h.is_empty() {
+        return Err("`host` must not be empty (leave it out for the agent's own host)".into());
+    }
+    if h.len() > MAX_HOST_LEN {
+        return Err(format!("`host` is longer than {MAX_HOST_LEN} characters"));
+    }
+    if let Some(c) = h
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "`host` {h:?} contains {c:?}; a Checkmk host name has only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    if h.starts_with(['.', '-']) {
+        return Err(format!(
+            "`host` {h:?} must start with a letter, digit or '_'"
+        ));
+    }
+    Ok(())
 }
 
 /// One `--variable NAME:value` line of robot's argument file. Robot reads such a file line

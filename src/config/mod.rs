@@ -8,6 +8,8 @@
 pub mod duration;
 mod job;
 
+pub use job::check_host;
+
 use crate::schedule::Schedule;
 use duration::Dur;
 use serde::Deserialize;
@@ -102,6 +104,8 @@ struct RawDaemon {
     keep_runs: Option<Spanned<usize>>,
     stop_grace: Option<Dur>,
     log_max_size: Option<Spanned<String>>,
+    stale_margin: Option<Dur>,
+    agent_cache_age: Option<Spanned<Dur>>,
 }
 
 /// Daemon-wide settings, defaults applied.
@@ -116,6 +120,12 @@ pub struct DaemonSettings {
     pub keep_runs: usize,
     pub stop_grace: Duration,
     pub log_max_bytes: u64,
+    /// Added (with `stop_grace`) to a run's timeout before its missing result is stale
+    /// (see [`crate::staleness`]).
+    pub stale_margin: Duration,
+    /// The agent runs ctrl as a cached plugin with this interval (needed on Windows, where
+    /// the agent does not tell the plugin; Linux ctrl sees it in its `plugins/<seconds>/`).
+    pub agent_cache_age: Option<Duration>,
 }
 
 /// One job, ready to schedule and run.
@@ -142,6 +152,11 @@ pub struct Job {
     pub services: Services,
     pub test_runtime_warn: Option<Duration>,
     pub test_runtime_crit: Option<Duration>,
+    /// The Checkmk host whose piggyback data carries this job's check (`host = "…"`).
+    pub host: Option<String>,
+    /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
+    pub runtime_warn: Option<Duration>,
+    pub runtime_crit: Option<Duration>,
 }
 
 impl Job {
@@ -432,6 +447,17 @@ fn resolve_daemon(
             .map_err(|m| loc.at(s.span().start, Some("daemon.log_max_size".into()), m))?,
         None => 10 * 1024 * 1024,
     };
+    let agent_cache_age = match raw.agent_cache_age {
+        Some(a) if a.get_ref().0 < Duration::from_secs(1) => {
+            return Err(loc.at(
+                a.span().start,
+                Some("daemon.agent_cache_age".into()),
+                "must be at least 1s (leave it out when the agent runs ctrl on every call)",
+            ))
+        }
+        Some(a) => Some(a.into_inner().0),
+        None => None,
+    };
     Ok(DaemonSettings {
         instance,
         state_dir,
@@ -444,6 +470,10 @@ fn resolve_daemon(
         keep_runs,
         stop_grace: raw.stop_grace.map_or(Duration::from_secs(10), |d| d.0),
         log_max_bytes,
+        stale_margin: raw
+            .stale_margin
+            .map_or(crate::staleness::DEFAULT_STALE_MARGIN, |d| d.0),
+        agent_cache_age,
     })
 }
 

@@ -6,13 +6,14 @@
 //! daemon nor keeps an orphaned one alive.
 
 use super::{Daemon, Phase};
+use crate::agent_mode::{self, Beat};
 use crate::config::{self, Config};
 use crate::state::record::RunRecord;
 use crate::state::{self, StateDir, StopMode, StopRequest};
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 pub struct Control {
@@ -24,6 +25,8 @@ pub struct Control {
     untrusted: Option<String>,
     /// When this daemon took the instance lock: older stop requests were not meant for it.
     locked_at: chrono::DateTime<Utc>,
+    /// What the last ctrl saw of the agent: the cached mode stretches the dead man timeout.
+    beat: Beat,
 }
 
 impl Control {
@@ -42,6 +45,7 @@ impl Control {
             run_flag,
             untrusted: None,
             locked_at,
+            beat: st.read_beat(),
         }
     }
 }
@@ -83,23 +87,58 @@ impl Daemon {
     }
 
     fn check_heartbeat(&mut self) {
-        // A one-shot run (`run-once` without a daemon) ends by itself; no agent feeds it.
-        let Some(timeout) = self.cfg.daemon.heartbeat_timeout.filter(|_| !self.oneshot) else {
-            return;
-        };
         let m = self.state.heartbeat_mtime();
         if m != self.control.hb_mtime {
             self.control.hb_mtime = m;
             self.control.hb_seen = Instant::now();
+            // Read only when it changed: a ctrl moved between sync and cached mode.
+            let beat = self.state.read_beat();
+            if beat != self.control.beat {
+                self.control.beat = beat;
+                self.publish_agent_mode();
+            }
             return;
         }
+        // A one-shot run (`run-once` without a daemon) ends by itself; no agent feeds it.
+        let Some(timeout) = self.dead_man_timeout().filter(|_| !self.oneshot) else {
+            return;
+        };
         if self.phase == Phase::Running && self.control.hb_seen.elapsed() > timeout {
             let why = format!(
-                "heartbeat stale: no ctrl for {} (heartbeat_timeout)",
-                crate::config::duration::format(timeout)
+                "heartbeat stale: no ctrl for {} (heartbeat_timeout, agent mode {})",
+                crate::config::duration::format(timeout),
+                self.info.agent_mode.as_deref().unwrap_or("sync")
             );
             self.drain(&why);
         }
+    }
+
+    /// The cache interval in force, from ctrl's beat and the config's `agent_cache_age`.
+    fn agent_interval(&self) -> Option<(Duration, String)> {
+        agent_mode::interval(&self.control.beat, self.cfg.daemon.agent_cache_age)
+    }
+
+    /// `heartbeat_timeout`, raised to allow for the agent's cached mode.
+    fn dead_man_timeout(&self) -> Option<Duration> {
+        agent_mode::dead_man_timeout(
+            self.cfg.daemon.heartbeat_timeout,
+            self.agent_interval().map(|i| i.0),
+        )
+    }
+
+    /// Puts the agent mode and the timeout in force into the status (and the log on a change).
+    pub(super) fn publish_agent_mode(&mut self) {
+        let mode = agent_mode::describe(&self.agent_interval());
+        let timeout = self.dead_man_timeout();
+        if self.info.agent_mode.as_deref() != Some(mode.as_str()) {
+            info!(
+                heartbeat_timeout = %timeout.map_or("off".into(), crate::config::duration::format),
+                "agent mode: {mode}"
+            );
+        }
+        self.info.agent_mode = Some(mode);
+        self.info.heartbeat_timeout_s = timeout.map(|d| d.as_secs_f64());
+        self.dirty = true;
     }
 
     /// Claims a stop request atomically (renames it to a name only this process uses, then
@@ -316,8 +355,8 @@ impl Daemon {
                 p.prepared,
             );
         }
-        self.info.heartbeat_timeout_s = new.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
         self.cfg = new;
+        self.publish_agent_mode();
         self.info.config_error = None;
         self.dirty = true;
         info!(

@@ -136,6 +136,9 @@ mod tests {
             services: crate::config::Services::Job,
             test_runtime_warn: None,
             test_runtime_crit: None,
+            host: None,
+            runtime_warn: None,
+            runtime_crit: None,
         })
     }
 

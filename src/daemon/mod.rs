@@ -25,7 +25,9 @@ mod runs;
 use crate::config::{self, Config, Overlap};
 use crate::lock;
 use crate::run::ExitInfo;
-use crate::state::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
+use crate::state::status::{
+    CheckmkView, DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION,
+};
 use crate::state::{self, Durability, StateDir};
 use crate::sys::{self, ControlSignal};
 use chrono::Utc;
@@ -289,6 +291,7 @@ impl Daemon {
             config_error: None,
             state_error: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
+            agent_mode: None,
         };
         let control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
         let mut d = Daemon {
@@ -313,6 +316,7 @@ impl Daemon {
             finisher: None,
             finishing: 0,
         };
+        d.publish_agent_mode();
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
             route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::BUILD_ID,
@@ -668,6 +672,11 @@ impl Daemon {
                     services: js.job.services,
                     test_runtime_warn_s: js.job.test_runtime_warn.map(|d| d.as_secs_f64()),
                     test_runtime_crit_s: js.job.test_runtime_crit.map(|d| d.as_secs_f64()),
+                    checkmk: CheckmkView::of(
+                        &js.job,
+                        &self.cfg.daemon,
+                        js.last.as_ref().map(|l| l.due),
+                    ),
                 }
             })
             .collect();

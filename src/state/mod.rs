@@ -107,6 +107,36 @@ impl StateDir {
             .modified()
             .ok()
     }
+
+    /// Refreshes the heartbeat and records in its content what ctrl saw of the agent (see
+    /// [`crate::agent_mode`]). The content is replaced, atomically, only when it changes;
+    /// otherwise only the mtime is set, as for every beat: ctrl stays one small read slower.
+    pub fn beat(&self, beat: &crate::agent_mode::Beat) -> io::Result<()> {
+        let mut data = serde_json::to_vec(beat).map_err(io::Error::other)?;
+        data.push(b'\n');
+        let path = self.heartbeat_file();
+        match file::read(&path, file::cap::SMALL, file::Links::Refuse) {
+            Ok(old) if old == data => self.touch_heartbeat(),
+            Ok(_) => write_atomic(&path, &data, Durability::NoSync),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_atomic(&path, &data, Durability::NoSync)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the last ctrl recorded in the heartbeat (the synchronous mode when it says
+    /// nothing readable, as a heartbeat touched by an older ctrl or by `start`).
+    pub fn read_beat(&self) -> crate::agent_mode::Beat {
+        file::read(
+            &self.heartbeat_file(),
+            file::cap::SMALL,
+            file::Links::Refuse,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+    }
 }
 
 /// Size of the reserved `state-error` file.

@@ -35,7 +35,11 @@ pub struct DaemonInfo {
     /// A problem writing state (e.g. disk full); cleared when writes succeed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
+    /// The dead man timeout in force: `heartbeat_timeout`, raised for the agent's cached mode.
     pub heartbeat_timeout_s: Option<f64>,
+    /// How the agent runs ctrl, as ctrl last recorded it: `sync` or `cached 300s (…)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_mode: Option<String>,
 }
 
 /// A run in flight, as listed in the status.
@@ -122,10 +126,58 @@ pub struct JobStatus {
     pub test_runtime_warn_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_runtime_crit_s: Option<f64>,
+    /// Piggyback host, levels and staleness deadlines (flattened into the job's JSON).
+    #[serde(flatten)]
+    pub checkmk: CheckmkView,
 }
 
 fn is_job(s: &Services) -> bool {
     *s == Services::Job
+}
+
+/// What ctrl needs to place and judge a job's local check without parsing the config (its
+/// fast path): the piggyback host, the runtime levels, and when the latest result turns
+/// stale (see [`crate::staleness`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckmkView {
+    /// The Checkmk host the job's check belongs to (piggyback), if not the agent's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_warn_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_crit_s: Option<f64>,
+    /// No newer result after this instant: stale, WARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_by: Option<DateTime<Utc>>,
+    /// No newer result after this instant either: CRIT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit_after: Option<DateTime<Utc>>,
+}
+
+impl CheckmkView {
+    /// The view of `job` whose latest result was due at `last_due`.
+    pub fn of(
+        job: &crate::config::Job,
+        daemon: &crate::config::DaemonSettings,
+        last_due: Option<DateTime<Utc>>,
+    ) -> CheckmkView {
+        let d = last_due.and_then(|due| crate::staleness::for_job(job, daemon, due));
+        CheckmkView {
+            host: job.host.clone(),
+            runtime_warn_s: job.runtime_warn.map(|d| d.as_secs_f64()),
+            runtime_crit_s: job.runtime_crit.map(|d| d.as_secs_f64()),
+            expected_by: d.map(|d| d.expected_by),
+            crit_after: d.map(|d| d.crit_after),
+        }
+    }
+
+    pub fn deadlines(&self) -> Option<crate::staleness::Deadlines> {
+        Some(crate::staleness::Deadlines {
+            expected_by: self.expected_by?,
+            crit_after: self.crit_after?,
+        })
+    }
 }
 
 /// The whole status document.

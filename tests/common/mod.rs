@@ -3,6 +3,8 @@
 //! started — by PID — also when the test panics.
 #![allow(dead_code)]
 
+pub mod checkmk;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -246,8 +248,10 @@ impl Drop for Instance {
     }
 }
 
-/// Extracts and parses the JSON line of the robotmk_daemon section.
+/// Extracts and parses the JSON line of the robotmk_daemon section (after checking the whole
+/// output against Checkmk's grammar, see [`checkmk`]).
 pub fn parse_section(out: &str) -> Value {
+    checkmk::parse_ok(out);
     let mut lines = out.lines();
     while let Some(l) = lines.next() {
         if l == "<<<robotmk_daemon:sep(0)>>>" {
@@ -258,8 +262,10 @@ pub fn parse_section(out: &str) -> Value {
     panic!("no robotmk_daemon section in:\n{out}");
 }
 
-/// The local-check lines of ctrl's output.
+/// The local-check lines of ctrl's output for the agent's own host (the whole output checked
+/// against Checkmk's grammar first, see [`checkmk`]).
 pub fn local_lines(out: &str) -> Vec<String> {
+    checkmk::parse_ok(out);
     out.lines()
         .skip_while(|l| *l != "<<<local:sep(0)>>>")
         .skip(1)

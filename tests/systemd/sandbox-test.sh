@@ -24,6 +24,11 @@ SUITE=bookworm
 MARKER=.robotmk-sdroot-complete
 # paths inside the sandbox
 PLUGIN=/usr/lib/check_mk_agent/plugins/robotmk_daemon_ctrl
+# cached mode (phase i): the same plugin in a numeric folder, run by the async service
+ASYNC_SECS=4           # plugins/<seconds>/ (the real agent: 60, 300, ...)
+ASYNC_LOOP=3           # the async service's MK_LOOP_INTERVAL (the real unit: 60)
+ASYNC_PLUGIN=/usr/lib/check_mk_agent/plugins/$ASYNC_SECS/robotmk_daemon_ctrl
+ASYNC_OBSERVE=30       # s the cached mode is watched (several refreshes)
 DAEMON_BIN=/usr/local/bin/robotmk-daemon
 CONFIG=/etc/check_mk/robotmk-daemon.toml
 INSTANCE=system
@@ -170,6 +175,7 @@ ln -sf /dev/null "$ROOT/etc/systemd/system/console-getty.service"   # no login p
 install -d "$ROOT/etc/check_mk" "$ROOT/var/lib/check_mk_agent" "$ROOT/usr/local/bin" "$ROOT/usr/local/sbin" \
            "$ROOT/usr/lib/check_mk_agent/plugins" "$ROOT/usr/lib/check_mk_agent/local"
 find "$ROOT/usr/lib/check_mk_agent/plugins" -mindepth 1 -delete   # only the bind-mounted ctrl runs
+install -d "$ROOT${ASYNC_PLUGIN%/*}"
 rm -rf "$ROOT/var/lib/check_mk_agent/robotmk-daemon"
 cat > "$ROOT$CONFIG" <<'EOF'
 [daemon]
@@ -183,13 +189,22 @@ timeout = "4s"
 EOF
 
 # A model of /usr/bin/check_mk_agent (Checkmk 2.x, Linux), reduced to what matters for a plugin,
-# modelled on the real agent's main_setup/run_plugins: stdin is /dev/null, stderr goes to
-# /dev/null while fd 9 keeps the original stderr (= the connection's socket) open and is inherited
-# by plugins, cwd is the plugins dir and a plugin is run as ./NAME, in the foreground, no timeout,
-# its stdout is a pipe into the agent's output filter (cat), which writes to the socket.
+# modelled on the real agent's main/main_setup/run_plugins/run_cached: stdin is /dev/null, stderr
+# goes to /dev/null while fd 9 keeps the original stderr (= the connection's socket) open and is
+# inherited by plugins, cwd is the plugins dir and a plugin is run as ./NAME, in the foreground,
+# no timeout, its stdout is a pipe into the agent's output filter (cat), which writes to the socket.
+# Cached plugins (plugins/<seconds>/NAME) as the real run_cached: with MK_RUN_SYNC_PARTS the cache
+# file is printed with ":cached(MTIME,<seconds>)" added to its section headers; with
+# MK_RUN_ASYNC_PARTS the plugin is started in the background (nohup, run as <seconds>/NAME from the
+# plugins dir, output to CACHE.new.PID, then renamed) when the cache is older than <seconds> (whole
+# seconds, -gt) and no refresh runs; a refresh older than 2 x <seconds> is killed (kill -9, one PID).
+# The per-connection unit sets MK_RUN_ASYNC_PARTS=false, the async unit MK_RUN_SYNC_PARTS=false and
+# MK_LOOP_INTERVAL (it loops: one pass, then sleep).
 cat > "$ROOT/usr/bin/check_mk_agent" <<'EOF'
 #!/bin/bash
 # Model of the Checkmk agent for robotmk-daemon's tests/systemd/sandbox-test.sh
+[ "${MK_RUN_SYNC_PARTS}" = false ] || MK_RUN_SYNC_PARTS=true
+[ "${MK_RUN_ASYNC_PARTS}" = false ] || MK_RUN_ASYNC_PARTS=true
 exec </dev/null 9>&2 2>/dev/null
 export MK_LIBDIR=/usr/lib/check_mk_agent MK_CONFDIR=/etc/check_mk MK_VARDIR=/var/lib/check_mk_agent
 export MK_LOGDIR=/var/log/check_mk_agent MK_BIN=/usr/bin
@@ -197,26 +212,66 @@ case ":$PATH:" in *:/usr/local/bin:*) ;; *) PATH=$PATH:/usr/local/bin ;; esac
 export LC_ALL=C.UTF-8 REMOTE=${REMOTE_ADDR:-}
 LOG=/run/check_mk_agent-model.log
 us() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }
-T0=$(us)
-echo "$(date +%T.%3N) agent pid=$$ start unit=$(sed -n 's/^0:://p' /proc/self/cgroup)" >> "$LOG"
-(
-  echo '<<<check_mk>>>'
-  echo 'Version: robotmk-sandbox-model'
-  echo 'AgentOS: linux'
-  echo "Hostname: $(uname -n)"
-  echo "AgentDirectory: $MK_CONFDIR"
-  echo "DataDirectory: $MK_VARDIR"
-  cd "$MK_LIBDIR/plugins" || exit 0
-  for script in ./*; do
-    case "$script" in *.dpkg-new|*.dpkg-old|*.dpkg-temp) continue ;; esac
-    [ -f "$script" ] && [ -x "$script" ] || continue
-    t=$(us)
-    "$script"
-    rc=$?
-    echo "$(date +%T.%3N) agent pid=$$ plugin=$script rc=$rc took_ms=$(( ($(us) - t) / 1000 ))" >> "$LOG"
+run_cached() {  # NAME MAXAGE REFRESH_INTERVAL COMMAND...
+  local NAME=$1 MAXAGE=$2 REFRESH_INTERVAL=$3 TIMEOUT CACHEFILE NOW MTIME cfile inuse
+  shift 3
+  TIMEOUT=$((MAXAGE * 2))
+  mkdir -p "$MK_VARDIR/cache"
+  CACHEFILE=$MK_VARDIR/cache/$NAME.cache
+  NOW=$(date +%s)
+  MTIME=$(stat -c %Y "$CACHEFILE" 2>/dev/null) || MTIME=0
+  if $MK_RUN_SYNC_PARTS && [ -s "$CACHEFILE" ]; then
+    sed -e '/^<<<.*\(:cached(\).*>>>/{p;d;}' -e 's/^<<<\([^>]*\)>>>$/<<<\1:'"cached($MTIME,$MAXAGE)"'>>>/' "$CACHEFILE"
+  fi
+  $MK_RUN_ASYNC_PARTS || return 0
+  for cfile in "$CACHEFILE.new."*; do
+    [ -e "$cfile" ] || break
+    if [ $((NOW - $(stat -c %X "$cfile"))) -ge "$TIMEOUT" ]; then
+      kill -9 "${cfile##*.new.}"; rm -f "$cfile" "$CACHEFILE"
+    fi
   done
-) | cat
-echo "$(date +%T.%3N) agent pid=$$ done took_ms=$(( ($(us) - T0) / 1000 ))" >> "$LOG"
+  inuse=; for cfile in "$CACHEFILE.new."*; do [ -e "$cfile" ] && inuse=1; break; done
+  if [ $((NOW - MTIME)) -gt "$REFRESH_INTERVAL" ] && [ -z "$inuse" ]; then
+    echo "$(date +%T.%3N) agent pid=$$ refresh $NAME cache_age=$((NOW - MTIME))s" >> "$LOG"
+    cat <<HERE | nohup bash >/dev/null 2>&1 &
+exec > "$CACHEFILE.new.\$\$" || exit 1
+$* && mv -f "$CACHEFILE.new.\$\$" "$CACHEFILE" || rm -f "$CACHEFILE" "$CACHEFILE.new.\$\$"
+HERE
+  fi
+}
+while :; do
+  T0=$(us)
+  echo "$(date +%T.%3N) agent pid=$$ start sync=$MK_RUN_SYNC_PARTS async=$MK_RUN_ASYNC_PARTS unit=$(sed -n 's/^0:://p' /proc/self/cgroup)" >> "$LOG"
+  (
+    if $MK_RUN_SYNC_PARTS; then
+      echo '<<<check_mk>>>'
+      echo 'Version: robotmk-sandbox-model'
+      echo 'AgentOS: linux'
+      echo "Hostname: $(uname -n)"
+      echo "AgentDirectory: $MK_CONFDIR"
+      echo "DataDirectory: $MK_VARDIR"
+    fi
+    cd "$MK_LIBDIR/plugins" || exit 0
+    if $MK_RUN_SYNC_PARTS; then
+      for script in ./*; do
+        case "$script" in *.dpkg-new|*.dpkg-old|*.dpkg-temp) continue ;; esac
+        [ -f "$script" ] && [ -x "$script" ] || continue
+        t=$(us)
+        "$script"
+        rc=$?
+        echo "$(date +%T.%3N) agent pid=$$ plugin=$script rc=$rc took_ms=$(( ($(us) - t) / 1000 ))" >> "$LOG"
+      done
+    fi
+    for script in [1-9]*/*; do
+      [ -f "$script" ] && [ -x "$script" ] || continue
+      interval=${script%/*}
+      run_cached "plugins_${script##*/}" "$interval" "$interval" "$script"
+    done
+  ) | cat
+  echo "$(date +%T.%3N) agent pid=$$ done took_ms=$(( ($(us) - T0) / 1000 ))" >> "$LOG"
+  [ "${MK_LOOP_INTERVAL:-0}" -gt 0 ] 2>/dev/null || exit 0
+  sleep "$MK_LOOP_INTERVAL"
+done
 EOF
 chmod 755 "$ROOT/usr/bin/check_mk_agent"
 
@@ -236,9 +291,21 @@ Description=Checkmk agent (model) %i
 [Service]
 # as the real unit: no KillMode, i.e. control-group: everything left in this unit dies with it
 ExecStart=-/usr/bin/check_mk_agent
+Environment='MK_RUN_ASYNC_PARTS=false'
 Type=simple
 User=root
 StandardInput=socket
+EOF
+# as the real check-mk-agent-async.service (MK_LOOP_INTERVAL=60 there); started in phase i only
+cat > "$U/check-mk-agent-async.service" <<EOF
+[Unit]
+Description=Checkmk agent - Asynchronous background tasks (model)
+[Service]
+ExecStart=/usr/bin/check_mk_agent
+Environment='MK_RUN_SYNC_PARTS=false'
+Environment='MK_LOOP_INTERVAL=$ASYNC_LOOP'
+Type=simple
+User=root
 EOF
 install -d "$U/sockets.target.wants"
 ln -sf ../check-mk-agent.socket "$U/sockets.target.wants/check-mk-agent.socket"
@@ -269,7 +336,7 @@ for d in /proc/[0-9]*; do
   elif [ "\$(stat -L -c %s "\$d/exe" 2>/dev/null)" = "\$size" ] && cmp -s "\$d/exe" $DAEMON_BIN; then hit=copy
   else
     for a in "\${argv[@]:0:2}"; do
-      case "\$a" in $DAEMON_BIN|$PLUGIN|./${PLUGIN##*/}) hit=argv ;; esac
+      case "\$a" in $DAEMON_BIN|$PLUGIN|./${PLUGIN##*/}|$ASYNC_SECS/${PLUGIN##*/}) hit=argv ;; esac
     done
   fi
   [ -n "\$hit" ] || continue
@@ -286,7 +353,7 @@ for d in ${CG_DIRS[*]}; do echo \$\$ > \$d/cgroup.procs; done
 export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1   # pure cgroup2 inside, whatever the host has
 exec systemd-nspawn -D "$ROOT" -M $MACHINE --boot --register=no --keep-unit \\
      --private-network --console=read-only --volatile=overlay \\
-     --bind-ro="$BIN:$PLUGIN" --bind-ro="$BIN:$DAEMON_BIN"
+     --bind-ro="$BIN:$PLUGIN" --bind-ro="$BIN:$DAEMON_BIN" --bind-ro="$BIN:$ASYNC_PLUGIN"
 EOF
 chmod 755 "$STATE/launch.sh"
 
@@ -330,7 +397,8 @@ case "$ST" in
 esac
 
 # ---------------------------------------------------------------- helpers
-PASS=0 FAIL=0 SKIPPED=0
+PASS=0 FAIL=0 SKIPPED=0 N_OUT=0
+rm -rf "$STATE/outputs"; mkdir -p "$STATE/outputs"
 check() {  # check "description" command...
   local d=$1; shift
   if "$@"; then PASS=$((PASS+1)); echo "PASS: $d"; else FAIL=$((FAIL+1)); echo "FAIL: $d"; fi
@@ -348,7 +416,8 @@ connect() {
   OUT=$(grep -v '^#CLIENT ' <<<"$raw")
   CRC=$(sed -n 's/^#CLIENT rc=\([^ ]*\) .*/\1/p' <<<"$raw")
   CMS=$(sed -n 's/^#CLIENT .* elapsed_ms=\([0-9]*\)$/\1/p' <<<"$raw")
-  JSON=$(awk 'f {print; exit} $0 == "<<<robotmk_daemon:sep(0)>>>" {f=1}' <<<"$OUT")
+  JSON=$(awk 'f {print; exit} /^<<<robotmk_daemon:sep\(0\)(:cached\([0-9]+,[0-9]+\))?>>>$/ {f=1}' <<<"$OUT")
+  N_OUT=$((N_OUT + 1)); printf '%s\n' "$OUT" > "$STATE/outputs/$N_OUT.txt"   # parsed by tests/systemd_sandbox.rs
   J_OK=0 J_ACTION= J_PID= J_ROUTE= J_INSTANCE=
   if [ -n "$JSON" ] && jq -e 'type == "object"' >/dev/null 2>&1 <<<"$JSON"; then
     J_OK=1
@@ -479,6 +548,54 @@ connect
 check "h: ctrl.action is \"started\" (got '$J_ACTION'), new pid $J_PID is MainPID of active $UNIT" \
   eval '[ "$J_ACTION" = started ] && [ "$J_PID" != "$PID1" ] && is_active "$UNIT" && mainpid_is "$J_PID"'
 check "h: client read until EOF (rc=$CRC) in ${CMS:-?} ms (< $CLIENT_LIMIT_MS ms)" eval 'client_eof && fast_eof'
+
+# ---------------------------------------------------------------- i) cached (asynchronous) mode
+echo "== i) cached mode: the plugin moves to plugins/$ASYNC_SECS/; only check-mk-agent-async.service runs it"
+inbox timeout 30 "$DAEMON_BIN" --config "$CONFIG" stop --now >/dev/null 2>&1
+wait_for "$STOP_DEADLINE" unit_gone
+# As an admin moves the plugin: out of plugins/ (the bind mount undone, the file removed) ...
+inbox umount "$PLUGIN" && inbox rm -f "$PLUGIN"
+# ... with the agent and the dead man switch scaled down alike: refreshes every ~6 s (cache older
+# than 4 s, checked every 3 s) against heartbeat_timeout = "5s", as plugins/300/ (every ~360 s)
+# against the default 5m. The daemon must allow 2 x 4 s + 60 s by itself.
+inbox sed -i 's/^heartbeat_timeout = .*/heartbeat_timeout = "5s"/' "$CONFIG"
+inbox systemctl start check-mk-agent-async.service
+check "i: check-mk-agent-async.service is active" is_active check-mk-agent-async.service
+sj() { jq -r "$1" "/proc/$CPID/root$STATEDIR/status.json" 2>/dev/null; }
+refreshes() { inbox grep -c "refresh plugins_${PLUGIN##*/}" /run/check_mk_agent-model.log 2>/dev/null; }
+daemon_up() { local p; p=$(sj '.daemon.pid // empty'); [ -n "$p" ] && mainpid_is "$p"; }
+R0=$(refreshes)
+wait_for 20 daemon_up
+check "i: the first refresh started the daemon in $UNIT (after ${WAITED}s)" daemon_up
+PID_A=$(sj .daemon.pid)
+echo "   daemon pid $PID_A; watching ${ASYNC_OBSERVE}s of refreshes"
+PIDS_SEEN=" $PID_A " MAX_DAEMONS=0 T_OBS=$(date +%s.%N)
+while awk -v a="$T_OBS" -v b="$(date +%s.%N)" -v l="$ASYNC_OBSERVE" 'BEGIN{exit !(b-a < l)}'; do
+  p=$(sj '.daemon.pid // empty')
+  [ -n "$p" ] && case "$PIDS_SEEN" in *" $p "*) ;; *) PIDS_SEEN="$PIDS_SEEN$p " ;; esac
+  n=$(procs | grep -c "/system.slice/$UNIT ")
+  [ "$n" -gt "$MAX_DAEMONS" ] && MAX_DAEMONS=$n
+  sleep 0.5
+done
+N_REFRESH=$(( $(refreshes) - R0 ))
+inbox grep "refresh plugins_" /run/check_mk_agent-model.log | tail -8 | indent
+check "i: the async service refreshed the plugin $N_REFRESH times (>= 4)" [ "$N_REFRESH" -ge 4 ]
+check "i: one daemon throughout (pids seen:$PIDS_SEEN), still MainPID of $UNIT" \
+  eval '[ "$(wc -w <<<"$PIDS_SEEN")" = 1 ] && mainpid_is "$PID_A"'
+check "i: never more than one process in $UNIT (max $MAX_DAEMONS)" [ "$MAX_DAEMONS" = 1 ]
+MODE=$(sj .daemon.agent_mode) HB=$(sj .daemon.heartbeat_timeout_s)
+check "i: the daemon saw mode '$MODE' and stretched its dead man to ${HB}s (2 x $ASYNC_SECS + 60)" \
+  eval '[ "$MODE" = "cached ${ASYNC_SECS}s (plugins/$ASYNC_SECS/)" ] && [ "${HB%.*}" = $((2 * ASYNC_SECS + 60)) ]'
+connect
+check "i: a connection gets the cached sections (<<<robotmk_daemon:sep(0):cached(MTIME,$ASYNC_SECS)>>>)" \
+  eval 'grep -Eq "^<<<robotmk_daemon:sep\(0\):cached\([0-9]+,$ASYNC_SECS\)>>>$" <<<"$OUT" && json_ok'
+check "i: they name the same daemon ($J_PID = $PID_A), running, in cached mode" \
+  eval '[ "$J_PID" = "$PID_A" ] && grep -q "^0 \"Robotmk $INSTANCE daemon\" - OK - running, .*mode: cached ${ASYNC_SECS}s" <<<"$OUT"'
+check "i: client read until EOF (rc=$CRC) in ${CMS:-?} ms (< $CLIENT_LIMIT_MS ms)" eval 'client_eof && fast_eof'
+inbox systemctl stop check-mk-agent-async.service
+inbox timeout 30 "$DAEMON_BIN" --config "$CONFIG" stop --now >/dev/null 2>&1
+wait_for "$STOP_DEADLINE" unit_gone
+check "i: stop --now ends the daemon of the cached mode too" unit_gone
 T_TESTS=$(since "$T0")
 
 echo "== agent model log (/run/check_mk_agent-model.log)"
@@ -487,6 +604,8 @@ if [ "$FAIL" -gt 0 ]; then
   echo "== diagnostics"
   echo "   journal of robotmk-daemon-*.service:"
   inbox journalctl --no-pager -o short-monotonic -u 'robotmk-daemon-*' 2>&1 | tail -40 | indent
+  echo "   journal of check-mk-agent-async.service:"
+  inbox journalctl --no-pager -o short-monotonic -u check-mk-agent-async.service 2>&1 | tail -20 | indent
   echo "   journal of check-mk-agent@*.service:"
   inbox journalctl --no-pager -o short-monotonic -u 'check-mk-agent@*' 2>&1 | tail -30 | indent
   echo "   units:"

@@ -1,0 +1,330 @@
+//! What Checkmk sees (issue 12): no false alarms for crons with gaps, the agent's cached
+//! (asynchronous) plugin mode, piggyback hosts and runtime levels — each checked on the real
+//! binary's output with a parser that follows Checkmk's grammar (tests/common/checkmk.rs).
+#![cfg(unix)]
+
+mod common;
+
+use chrono::{DateTime, Datelike, Local, TimeZone, Timelike, Utc};
+use common::checkmk::{self, parse, parse_ok, Level};
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+#[test]
+fn the_parser_follows_the_grammar() {
+    let out = "<<<check_mk>>>\nVersion: 2.4\n<<<local:sep(0):cached(1700000000,300)>>>\n\
+               0 \"My service\" runtime=12.3s;60;90;0;|x=1 OK - fine\n\
+               P \"Levels\" t=5;3:7;2:8 from levels\n\
+               cached(1700000000,60) 2 plain - CRIT\n\
+               <<<<shop.example.com>>>>\n<<<local:sep(0)>>>\n1 \"Robotmk a b\" - WARN\n<<<<>>>>\n";
+    let a = parse_ok(out);
+    let l = a.local(None);
+    assert_eq!(l[0].name, "My service");
+    assert_eq!(l[0].cached, Some((1_700_000_000, 300)));
+    let m = l[0].metric("runtime").unwrap();
+    assert_eq!((m.value, m.unit.as_str()), (12.3, "s"));
+    assert_eq!(
+        (m.warn, m.crit, m.min, m.max),
+        (
+            Some(Level::Upper(60.0)),
+            Some(Level::Upper(90.0)),
+            Some(0.0),
+            None
+        )
+    );
+    assert_eq!(l[1].state_num(), 0);
+    assert_eq!(l[2].cached, Some((1_700_000_000, 60)));
+    assert_eq!(a.piggyback_hosts(), ["shop.example.com"]);
+    assert_eq!(
+        a.check(Some("shop.example.com"), "Robotmk a b").state_num(),
+        1
+    );
+    for bad in [
+        "x\n",
+        "<<<local>>>\n4 \"a\" - t\n",
+        "<<<local>>>\n0 \"a - t\n",
+        "<<<local>>>\n0 \"a\" r=x t\n",
+        "<<<local>>>\n0 \"a\" r=1;2;3;4;5;6 t\n",
+        "<<<a:sep(x)>>>\n",
+        "<<<a:bogus>>>\n",
+        "<<<<h>>>>\n<<<a>>>\n",
+        "<<<<h x>>>>\n<<<<>>>>\n",
+        "<<<a b>>>\n",
+    ] {
+        assert!(parse(bad).is_err(), "accepted {bad:?}");
+    }
+}
+
+/// Plants a finished, successful run of `job` due at `due` (as if an earlier daemon ran it).
+fn plant_result(inst: &Instance, job: &str, due: DateTime<Utc>) {
+    use std::os::unix::fs::DirBuilderExt;
+    let id = format!("{}-1", due.format("%Y%m%dT%H%M%SZ"));
+    let dir = inst.state.join("jobs").join(job).join("runs").join(&id);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .unwrap();
+    let finished = due + chrono::Duration::seconds(2);
+    let rec = serde_json::json!({
+        "version": 1, "job": job, "run_id": id, "due": due, "trigger": "schedule",
+        "started": due, "finished": finished, "duration_s": 2.0, "exit_code": 0,
+        "outcome": "success", "run_dir": dir, "pid": null, "timeout_s": 60.0,
+    });
+    let text = serde_json::to_vec(&rec).unwrap();
+    std::fs::write(dir.join("record.json"), &text).unwrap();
+    std::fs::write(inst.state.join("jobs").join(job).join("latest.json"), &text).unwrap();
+}
+
+fn ctrl_output(inst: &Instance) -> (String, checkmk::AgentOutput) {
+    let out = inst.ctrl();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let parsed = checkmk::parse_ok(&text);
+    (text, parsed)
+}
+
+fn json_of(a: &checkmk::AgentOutput) -> Value {
+    serde_json::from_str(&a.section("robotmk_daemon").unwrap().lines[0]).unwrap()
+}
+
+#[test]
+fn a_cron_with_a_gap_is_not_stale_in_the_gap() {
+    // Problem 1: a job that runs every minute during one hour of the day. Its last result is
+    // from that hour (an hour or two ago); the next run is due tomorrow. The old rule (age
+    // against the gap between the next two due times, 1 minute) was CRIT all night.
+    let window = Local::now() - chrono::Duration::hours(2);
+    let hour = window.hour();
+    let last_due = Local
+        .with_ymd_and_hms(window.year(), window.month(), window.day(), hour, 59, 0)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    let job = format!("[[job]]\nname = \"office\"\ncommand = [\"true\"]\ncron = \"* {hour} * * *\"\ntimeout = \"30s\"\n");
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", &job);
+    std::fs::create_dir_all(&inst.state).unwrap();
+    plant_result(&inst, "office", last_due);
+    // The first ctrl judges from the config (no daemon yet), the next ones from the
+    // deadlines the daemon publishes (ctrl's fast path).
+    for round in ["from the config", "from the daemon's status"] {
+        let (text, a) = ctrl_output(&inst);
+        let c = a.check(None, "Robotmk t office");
+        assert_eq!(c.state_num(), 0, "{round}: {text}");
+        assert!(!c.text.contains("stale"), "{round}: {text}");
+        let j = json_of(&a);
+        let office = &j["jobs"][0];
+        assert_eq!(office["last"]["outcome"], "success", "{round}: {office}");
+        let expected: DateTime<Utc> = office["expected_by"].as_str().unwrap().parse().unwrap();
+        let next = last_due + chrono::Duration::hours(23) + chrono::Duration::minutes(1);
+        // Tomorrow's first slot + 30s timeout + 10s stop_grace... (Instance: 1s) + 30s margin,
+        // give or take a DST change tonight.
+        let off = (expected - next).num_seconds() - 61;
+        assert!(
+            off.abs() <= 3600,
+            "{round}: expected_by {expected}, next due {next}"
+        );
+        assert!(office["crit_after"].is_string(), "{round}: {office}");
+        assert!(wait_for(Duration::from_secs(5), || inst
+            .daemon_pid()
+            .is_some()));
+    }
+}
+
+#[test]
+fn piggyback_hosts_and_runtime_levels() {
+    let jobs = "[[job]]\nname = \"shop\"\ncommand = [\"sh\", \"-c\", \"sleep 0.3\"]\nevery = \"1h\"\nhost = \"shop.example.com\"\nruntime_warn = \"100ms\"\nruntime_crit = \"1m\"\n\n\
+                [[job]]\nname = \"crm\"\ncommand = [\"true\"]\nevery = \"1h\"\nhost = \"crm.example.com\"\n\n\
+                [[job]]\nname = \"local\"\ncommand = [\"true\"]\nevery = \"1h\"\nruntime_crit = \"5m\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", jobs);
+    for j in ["shop", "crm", "local"] {
+        assert!(inst.run(&["run-once", j]).status.success(), "{j}");
+    }
+    let (text, a) = ctrl_output(&inst);
+    assert_eq!(
+        a.piggyback_hosts(),
+        ["shop.example.com", "crm.example.com"],
+        "{text}"
+    );
+    // The daemon line and the agent's own jobs stay on the agent's host.
+    let own: Vec<String> = a.local(None).into_iter().map(|c| c.name).collect();
+    assert_eq!(own, ["Robotmk t daemon", "Robotmk t local"], "{text}");
+    let shop = a.check(Some("shop.example.com"), "Robotmk t shop");
+    assert_eq!(shop.state_num(), 1, "runtime above 100ms: {text}");
+    let rt = shop.metric("runtime").unwrap();
+    assert!(rt.value >= 0.3, "{text}");
+    assert_eq!(
+        (rt.warn, rt.crit),
+        (Some(Level::Upper(0.1)), Some(Level::Upper(60.0)))
+    );
+    assert!(shop.text.contains("warning level of 100ms"), "{text}");
+    let crm = a.check(Some("crm.example.com"), "Robotmk t crm");
+    assert_eq!(crm.state_num(), 0, "{text}");
+    assert_eq!(crm.metric("runtime").unwrap().warn, None);
+    let local = a.check(None, "Robotmk t local");
+    assert_eq!(
+        local.metric("runtime").unwrap().crit,
+        Some(Level::Upper(300.0))
+    );
+    // Each piggybacked job has its JSON on its host too; the agent's section lists them all.
+    let s = a.sections(Some("shop.example.com"), "robotmk_daemon_job");
+    let doc: Value = serde_json::from_str(&s[0].lines[0]).unwrap();
+    assert_eq!(doc["instance"], "t");
+    assert_eq!(doc["job"]["name"], "shop");
+    assert_eq!(doc["job"]["runtime_warn_s"], 0.1);
+    assert_eq!(json_of(&a)["jobs"].as_array().unwrap().len(), 3);
+    // The same from the daemon's status (fast path) once it runs.
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_pid()
+        .is_some()));
+    let (text, a) = ctrl_output(&inst);
+    assert_eq!(json_of(&a)["ctrl"]["action"], "running", "{text}");
+    assert_eq!(
+        a.check(Some("shop.example.com"), "Robotmk t shop")
+            .state_num(),
+        1,
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_hosts_and_levels_are_config_errors() {
+    for (bad, word) in [
+        ("host = \"shop example\"", "contains ' '"),
+        ("host = \"<<<<x>>>>\"", "contains '<'"),
+        ("host = \"\"", "must not be empty"),
+        (
+            "runtime_warn = \"2m\"\nruntime_crit = \"1m\"",
+            "must not be shorter",
+        ),
+        ("runtime_crit = \"0s\"", "longer than 0"),
+    ] {
+        let inst = Instance::new(
+            "",
+            &format!("[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n{bad}\n"),
+        );
+        let out = inst.run(&["check-config"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(word), "{bad}: {err}");
+    }
+}
+
+/// Runs ctrl as the Linux agent runs a plugin: from `<dir>/plugins`, as `./NAME` (sync) or
+/// `<seconds>/NAME` (cached), without arguments; the config comes from the environment.
+fn agent_runs_ctrl(inst: &Instance, folder: Option<u64>) -> (String, checkmk::AgentOutput) {
+    use std::os::unix::process::CommandExt;
+    let plugins = inst.dir.path().join("plugins");
+    let rel = match folder {
+        Some(n) => format!("{n}/robotmk_daemon_ctrl"),
+        None => "robotmk_daemon_ctrl".to_string(),
+    };
+    let link = plugins.join(&rel);
+    if !link.exists() {
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(BIN, &link).unwrap();
+    }
+    let argv0 = if folder.is_some() {
+        rel
+    } else {
+        format!("./{rel}")
+    };
+    let out = std::process::Command::new(&link)
+        .arg0(&argv0)
+        .current_dir(&plugins)
+        .env("ROBOTMK_DAEMON_CONFIG", &inst.config)
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let parsed = checkmk::parse_ok(&text);
+    (text, parsed)
+}
+
+#[test]
+fn cached_mode_keeps_one_daemon_between_refreshes() {
+    // Problem 2: the agent runs a plugin in plugins/3/ only every 3 s or more; with
+    // heartbeat_timeout = "2s" the daemon exited between refreshes and came back with a new
+    // PID each time. Now its dead man timeout is 2 x 3s + 60s.
+    let inst = Instance::new(
+        "heartbeat_timeout = \"2s\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    let j = json_of(&a);
+    assert_eq!(j["ctrl"]["action"], "started", "{text}");
+    assert_eq!(j["ctrl"]["mode"], "cached 3s (plugins/3/)", "{text}");
+    let pid = j["daemon"]["pid"].as_u64().unwrap();
+    let status = inst.status_json();
+    assert_eq!(
+        status["daemon"]["agent_mode"], "cached 3s (plugins/3/)",
+        "{status}"
+    );
+    assert_eq!(status["daemon"]["heartbeat_timeout_s"], 66.0, "{status}");
+    // No ctrl for longer than heartbeat_timeout (and a refresh): the daemon stays.
+    let died = wait_for(Duration::from_secs(5), || {
+        inst.daemon_processes().is_empty()
+    });
+    assert!(
+        !died,
+        "the daemon exited between refreshes:\n{}",
+        inst.log()
+    );
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    let j = json_of(&a);
+    assert_eq!(j["ctrl"]["action"], "running", "{text}");
+    assert_eq!(
+        j["daemon"]["pid"].as_u64(),
+        Some(pid),
+        "one daemon throughout: {text}"
+    );
+    let daemon = a.check(None, "Robotmk t daemon");
+    assert_eq!(daemon.state_num(), 0, "{text}");
+    assert!(
+        daemon
+            .text
+            .contains("mode: cached 3s (plugins/3/), heartbeat timeout 66s"),
+        "{text}"
+    );
+    assert_eq!(inst.daemon_processes(), [pid as u32], "exactly one daemon");
+
+    // Moved to the synchronous plugins folder: the configured timeout applies again.
+    let (text, a) = agent_runs_ctrl(&inst, None);
+    assert_eq!(json_of(&a)["ctrl"]["mode"], "sync", "{text}");
+    assert!(
+        wait_for(Duration::from_secs(3), || inst.status_json()["daemon"]
+            ["agent_mode"]
+            == "sync"),
+        "{}",
+        inst.status_json()
+    );
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(10)),
+        "the dead man switch still ends an orphan in sync mode"
+    );
+    assert!(inst.log().contains("agent mode sync"), "{}", inst.log());
+}
+
+#[test]
+fn agent_cache_age_covers_the_windows_agent() {
+    // The Windows agent passes nothing to an async plugin: the admin repeats its cache_age.
+    let inst = Instance::new(
+        "heartbeat_timeout = \"2s\"\nagent_cache_age = \"2m\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let (text, a) = agent_runs_ctrl(&inst, None);
+    assert_eq!(json_of(&a)["ctrl"]["action"], "started", "{text}");
+    let status = inst.status_json();
+    assert_eq!(
+        status["daemon"]["agent_mode"], "cached 120s (agent_cache_age)",
+        "{status}"
+    );
+    assert_eq!(status["daemon"]["heartbeat_timeout_s"], 300.0, "{status}");
+    let died = wait_for(Duration::from_secs(4), || {
+        inst.daemon_processes().is_empty()
+    });
+    assert!(!died, "{}", inst.log());
+}
