@@ -223,6 +223,14 @@ fn descendants_that_leave_the_process_group_do_not_escape() {
         if job == "hang" {
             assert_eq!(rec["outcome"], "timeout");
         }
+        // The daemon, their subreaper, collected them: no zombie is left behind.
+        let pids = escapees(&rec);
+        assert!(
+            wait_for(Duration::from_secs(5), || pids
+                .iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())),
+            "{job}: escaped descendants left as zombies: {pids:?}"
+        );
     }
 }
 

@@ -14,9 +14,12 @@
 //! whether anything is left = its group, or a child of ours that is no runner and carries
 //! the tag (cheap: our own children list, no scan of all processes).
 //!
-//! One reaper thread collects every child with `waitpid(-1)`. That is only sound because this
-//! process starts children through this module alone: a process that uses the reaper must not
-//! also wait on children started with `std::process` (ctrl's launcher runs in another process).
+//! Each child is waited for by its own PID, never with `waitpid(-1)`: a global reap would
+//! steal the exit of any child this process starts another way (`std::process::Command`). One
+//! reaper thread polls a pidfd per child (Linux 5.3+) plus a wake pipe, and collects exactly
+//! the children that became readable. The orphans this subreaper inherits from runs are
+//! collected the same way once they are known (see [`tree_alive`], [`kill_tree`]). On a kernel
+//! without pidfds the reaper falls back to `waitpid(-1)` (documented in docs/RELIABILITY.md).
 
 use super::{ExitInfo, RunSpec};
 use std::collections::HashMap;
@@ -25,26 +28,68 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 type OnExit = Box<dyn FnOnce(u32, ExitInfo) + Send>;
 
-/// Children in flight: what to call when each exits, and its exec-error pipe.
+/// A runner in flight: what to call when it exits, its exec-error pipe, its pidfd.
+struct Runner {
+    on_exit: OnExit,
+    err_pipe: OwnedFd,
+    pidfd: Option<OwnedFd>,
+}
+
+/// Children in flight, and the pipe that tells the reaper the set changed.
 struct Reaper {
-    children: Mutex<HashMap<u32, (OnExit, OwnedFd)>>,
-    /// Counts spawns, so a reaper that found no children sleeps until there is one.
-    spawned: Mutex<u64>,
-    wake: Condvar,
+    children: Mutex<HashMap<u32, Runner>>,
+    /// Descendants of runs to collect once they are our children and have exited (we are
+    /// their subreaper): a pidfd each, and whether it is parked (exited, but still its old
+    /// parent's child: retried every second until it is ours or gone).
+    orphans: Mutex<HashMap<u32, (OwnedFd, bool)>>,
+    wake_r: OwnedFd,
+    wake_w: OwnedFd,
+    /// pidfd_open works here; without it the reaper uses `waitpid(-1)`.
+    pidfds: bool,
+}
+
+/// A pidfd for `pid` (a child of ours), or `None` where the kernel has none.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) with a PID and no flags; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a new descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 fn reaper() -> io::Result<&'static Reaper> {
-    static REAPER: OnceLock<Reaper> = OnceLock::new();
+    static REAPER: OnceLock<io::Result<Reaper>> = OnceLock::new();
     static STARTED: OnceLock<io::Result<()>> = OnceLock::new();
-    let r = REAPER.get_or_init(|| Reaper {
-        children: Mutex::new(HashMap::new()),
-        spawned: Mutex::new(0),
-        wake: Condvar::new(),
-    });
+    let r = match REAPER.get_or_init(|| {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 with a valid array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 just created these descriptors.
+        let (wake_r, wake_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // pidfd_open on ourselves tells whether the kernel has it.
+        let pidfds = pidfd_open(std::process::id()).is_some();
+        Ok(Reaper {
+            children: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(HashMap::new()),
+            wake_r,
+            wake_w,
+            pidfds,
+        })
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create the reaper's pipe: {e}"),
+            ))
+        }
+    };
     let started = STARTED.get_or_init(|| {
         raise_fd_limit();
         std::thread::Builder::new()
@@ -62,8 +107,114 @@ fn reaper() -> io::Result<&'static Reaper> {
     }
 }
 
-/// Each run in flight holds a descriptor (its exec-error pipe) until it is reaped: lift the
-/// soft limit to the hard one, so 1000 parallel runs do not hit a default of 1024.
+impl Reaper {
+    fn wake(&self) {
+        // SAFETY: writing one byte to our own non-blocking pipe; a full pipe is fine (the
+        // reaper wakes anyway).
+        unsafe {
+            libc::write(self.wake_w.as_raw_fd(), [1u8].as_ptr().cast(), 1);
+        }
+    }
+
+    /// Collects `pid` if it has exited (never blocks, never touches another child).
+    fn try_reap(pid: u32) -> Option<libc::c_int> {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid on one specific PID, WNOHANG, valid out pointer.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        (r == pid as libc::pid_t).then_some(status)
+    }
+
+    fn finish_runner(&self, pid: u32, status: libc::c_int) {
+        let entry = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
+        if let Some(run) = entry {
+            let mut exit = decode(status);
+            exit.spawn_error = read_exec_error(&run.err_pipe);
+            (run.on_exit)(pid, exit);
+        }
+    }
+
+    /// Descendants of a run to collect from now on (they carry its tag, or were in its group):
+    /// whether they are our children yet or not, the pidfd names exactly that process.
+    fn adopt_orphans(&self, pids: impl IntoIterator<Item = u32>) {
+        if !self.pidfds {
+            return; // the waitpid(-1) fallback collects them anyway
+        }
+        let runners: Vec<u32> = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut added = false;
+        for pid in pids.into_iter().filter(|p| !runners.contains(p)) {
+            if let std::collections::hash_map::Entry::Vacant(v) = orphans.entry(pid) {
+                if let Some(fd) = pidfd_open(pid) {
+                    v.insert((fd, false));
+                    added = true;
+                }
+            }
+        }
+        drop(orphans);
+        if added {
+            self.wake();
+        }
+    }
+}
+
+/// What became of a watched orphan.
+enum Orphan {
+    /// Collected (it was our child and had exited).
+    Reaped,
+    /// Exited, but still another process's child: try again later.
+    NotOurs,
+    /// Gone: its parent collected it.
+    Gone,
+}
+
+/// Tries to collect the process `fd` names (exactly that one: no PID reuse can mislead it).
+fn reap_pidfd(fd: &OwnedFd) -> Orphan {
+    // SAFETY: zero is a valid siginfo_t; waitid(P_PIDFD) with a valid descriptor and flags.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            fd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: si_pid is set by a successful waitid that found a child.
+    if r == 0 && unsafe { info.si_pid() } != 0 {
+        return Orphan::Reaped;
+    }
+    // Signal 0 through the pidfd: ESRCH once the process is fully gone.
+    // SAFETY: pidfd_send_signal with a valid descriptor, signal 0, no info, no flags.
+    let alive = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    } == 0
+        || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    if alive {
+        Orphan::NotOurs
+    } else {
+        Orphan::Gone
+    }
+}
+
+/// Each run in flight holds two descriptors (its exec-error pipe and its pidfd) until it is
+/// reaped: lift the soft limit to the hard one, so 1000 parallel runs do not hit a default of
+/// 1024.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -79,34 +230,106 @@ fn raise_fd_limit() {
 }
 
 fn reap_forever(r: &'static Reaper) {
+    if !r.pidfds {
+        return reap_all_forever(r);
+    }
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut who: Vec<(u32, bool)> = Vec::new(); // (pid, is a runner)
     loop {
-        // Read the spawn count before waiting: a child spawned after an ECHILD then changes it.
-        let seen = *r.spawned.lock().unwrap_or_else(|e| e.into_inner());
+        fds.clear();
+        who.clear();
+        let poll = |fd: &OwnedFd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        fds.push(poll(&r.wake_r));
+        for (pid, run) in r.children.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if let Some(fd) = &run.pidfd {
+                fds.push(poll(fd));
+                who.push((*pid, true));
+            }
+        }
+        let mut parked = false;
+        for (pid, (fd, is_parked)) in r.orphans.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if *is_parked {
+                parked = true;
+            } else {
+                fds.push(poll(fd));
+                who.push((*pid, false));
+            }
+        }
+        // Parked orphans are retried every second; otherwise sleep until something happens.
+        let timeout = if parked { 1000 } else { -1 };
+        // SAFETY: poll on a valid array of pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; 256];
+            // SAFETY: draining our own non-blocking pipe into a local buffer.
+            while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+        }
+        for (i, &(pid, runner)) in who.iter().enumerate() {
+            if fds[i + 1].revents != 0 && runner {
+                if let Some(status) = Reaper::try_reap(pid) {
+                    r.finish_runner(pid, status);
+                }
+            }
+        }
+        // Orphans that exited (readable) and parked ones: collect, park, or forget.
+        let mut orphans = r.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let ready: Vec<u32> = who
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, runner))| !runner && fds[i + 1].revents != 0)
+            .map(|(_, (pid, _))| *pid)
+            .chain(orphans.iter().filter(|(_, o)| o.1).map(|(p, _)| *p))
+            .collect();
+        for pid in ready {
+            let Some((fd, _)) = orphans.get(&pid) else {
+                continue;
+            };
+            match reap_pidfd(fd) {
+                Orphan::Reaped | Orphan::Gone => {
+                    orphans.remove(&pid);
+                }
+                Orphan::NotOurs => {
+                    if let Some(o) = orphans.get_mut(&pid) {
+                        o.1 = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fallback without pidfds: collect every child with `waitpid(-1)` (then this process
+/// must start children through this module alone).
+fn reap_all_forever(r: &'static Reaper) {
+    loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid with a valid out pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
         if pid > 0 {
-            // The spawner holds this lock from fork to registration: an instant exit waits here
-            // until its entry exists.
-            let entry = r
-                .children
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(pid as u32));
-            if let Some((on_exit, err_pipe)) = entry {
-                let mut exit = decode(status);
-                exit.spawn_error = read_exec_error(&err_pipe);
-                on_exit(pid as u32, exit);
-            }
+            r.finish_runner(pid as u32, status);
             continue;
         }
         if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
-        let mut count = r.spawned.lock().unwrap_or_else(|e| e.into_inner());
-        while *count == seen {
-            count = r.wake.wait(count).unwrap_or_else(|e| e.into_inner());
-        }
+        // No children: sleep until a spawn writes to the wake pipe.
+        let mut fd = libc::pollfd {
+            fd: r.wake_r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        unsafe { libc::poll(&mut fd, 1, -1) };
+        let mut buf = [0u8; 256];
+        // SAFETY: draining our own non-blocking pipe.
+        while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
     }
 }
 
@@ -294,10 +517,22 @@ pub fn spawn(
         return Err(io::Error::last_os_error());
     }
     drop(err_w);
-    children.insert(pid as u32, (Box::new(on_exit), err_r));
+    // Works on a child that already exited (a zombie): its pidfd is readable at once.
+    let pidfd = if r.pidfds {
+        pidfd_open(pid as u32)
+    } else {
+        None
+    };
+    children.insert(
+        pid as u32,
+        Runner {
+            on_exit: Box::new(on_exit),
+            err_pipe: err_r,
+            pidfd,
+        },
+    );
     drop(children);
-    *r.spawned.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-    r.wake.notify_all();
+    r.wake();
     Ok(pid as u32)
 }
 
@@ -386,10 +621,26 @@ fn pgid_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// Our children (we are their subreaper) that belong to the run: they carry its tag, or are
+/// in its group (a zombie's environment is gone, its group is not). Each is handed to the
+/// reaper, which collects it once it exits, so escaped descendants leave no zombies.
+fn run_orphans(pgid: u32, run_dir: &str) -> Vec<u32> {
+    let needle = needle(run_dir);
+    let orphans: Vec<u32> = adopted_children()
+        .into_iter()
+        .filter(|&pid| pgid_of(pid) == Some(pgid) || tagged(pid, &needle))
+        .collect();
+    if let Ok(r) = reaper() {
+        r.adopt_orphans(orphans.iter().copied());
+    }
+    orphans
+}
+
 fn signal_tree(pgid: u32, run_dir: &str, sig: i32) -> bool {
     let mut any = signal_group(pgid, sig);
     // Only those outside the group: one polite signal each, never two (robot quits at once,
     // without writing its result, on a second one).
+    let mut escaped = Vec::new();
     for pid in tagged_processes(run_dir)
         .into_iter()
         .filter(|p| pgid_of(*p) != Some(pgid))
@@ -398,7 +649,13 @@ fn signal_tree(pgid: u32, run_dir: &str, sig: i32) -> bool {
         if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
             any = true;
         }
+        escaped.push(pid);
     }
+    // Collected when they die, once they are our children (their parents may still live).
+    if let Ok(r) = reaper() {
+        r.adopt_orphans(escaped);
+    }
+    run_orphans(pgid, run_dir);
     any
 }
 
@@ -415,14 +672,14 @@ pub fn kill_tree(pgid: u32, run_dir: &str) -> bool {
 /// True while anything of the run is left: a member of its group, or an orphaned descendant
 /// (now our child) that carries its tag.
 pub fn tree_alive(pgid: u32, run_dir: &str) -> bool {
+    let orphans = run_orphans(pgid, run_dir);
     if group_alive(pgid) {
         return true;
     }
-    let needle = needle(run_dir);
-    adopted_children().into_iter().any(|pid| {
-        // A zombie is gone already; the reaper collects it.
-        crate::sys::process_start_time(pid).is_some() && tagged(pid, &needle)
-    })
+    // A zombie is gone already; the reaper collects it.
+    orphans
+        .into_iter()
+        .any(|pid| crate::sys::process_start_time(pid).is_some())
 }
 
 fn signal_group(pgid: u32, sig: i32) -> bool {
@@ -451,4 +708,39 @@ pub fn group_alive(pgid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     let r = unsafe { libc::killpg(pgid as libc::pid_t, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The reaper collects its own children only: a child started with std's Command
+    /// while a run is in flight is still there for Command's own wait.
+    #[test]
+    fn the_reaper_never_takes_a_child_it_did_not_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spec = RunSpec {
+            argv: vec!["sleep".into(), "2".into()],
+            env: BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
+            working_dir: dir.path().to_path_buf(),
+            stdout: dir.path().join("out"),
+            stderr: dir.path().join("err"),
+        };
+        let pid = spawn(spec, move |_, exit| {
+            let _ = tx.send(exit);
+        })
+        .unwrap();
+        for _ in 0..20 {
+            let status = std::process::Command::new("true")
+                .status()
+                .expect("Command's own wait must find its child");
+            assert!(status.success());
+        }
+        let exit = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the runner's exit is still reported");
+        assert_eq!(exit.code, Some(0), "runner {pid}");
+    }
 }
