@@ -4,6 +4,8 @@
 #   2. the idle daemon (100 jobs due hourly): RSS and wake-ups (voluntary context switches)
 #   3. start lateness (spawn - due) with 100 and 1000 jobs due at the same instant, and the
 #      run starts per second the daemon sustained
+#   4. lateness of a job due every second, alone and while another job leaves a 200 MB
+#      output.xml every 10 s (finishing runs happens off the loop: the two should match)
 # Usage: scripts/bench.sh   (BENCH_IDLE_SECS=30 sets the idle measurement window)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,4 +96,44 @@ print(f"lateness p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {late[-1]:.1f} m
       f"{n} starts in {span*1000:.0f} ms = {n/span if span else float('inf'):.0f} starts/s")
 PY
   "$bin" --config "$c" stop --now >/dev/null
+done
+
+echo "== 4. a 1 s job alone, and beside a job with a 200 MB output.xml every 10 s (${BENCH_BIG_SECS:-30}s each)"
+python3 - "$work/big.xml" <<'PY'
+import sys
+msg = "y" * 10000
+with open(sys.argv[1], "w") as f:
+    f.write('<robot><suite name="Big">')
+    for _ in range(10000):
+        f.write('<test name="t"><kw name="Log"><msg level="INFO">' + msg + '</msg><status status="PASS"/></kw>'
+                '<status status="FAIL">' + msg + '</status></test>\n')
+    f.write('<status status="FAIL"/></suite><statistics><total><stat pass="0" fail="10000" skip="0">All Tests</stat></total></statistics></robot>')
+PY
+for mode in alone beside; do
+  c=$work/$mode.toml
+  cfgs+=("$c")
+  { printf '[daemon]\ninstance = "%s"\nstate_dir = "%s"\nmax_parallel = 0\nheartbeat_timeout = "10m"\nkeep_runs = 3\n' "$mode" "$work/$mode"
+    printf '[[job]]\nname = "tick"\ncommand = ["true"]\nevery = "1s"\n'
+    if [ "$mode" = beside ]; then
+      printf '[[job]]\nname = "big"\ncommand = ["ln", "%s", "{run_dir}/output.xml"]\nevery = "10s"\n' "$work/big.xml"
+    fi; } > "$c"
+  "$bin" --config "$c" ctrl >/dev/null
+  sleep "${BENCH_BIG_SECS:-30}"
+  "$bin" --config "$c" stop --now >/dev/null
+  python3 - "$work/$mode" "$mode" <<'PY'
+import json, sys, glob, datetime as dt
+state, mode = sys.argv[1], sys.argv[2]
+p = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+# keep_runs prunes old folders: the daemon's log has every start ("run started ... late_ms").
+late, bigs = [], 0
+for line in open(f"{state}/daemon.log"):
+    if "job=tick" in line and "late_ms=" in line:
+        late.append(float(line.split("late_ms=")[1].split()[0]))
+    if "job=big" in line and "run finished" in line:
+        bigs += 1
+late.sort()
+q = lambda f: late[min(len(late) - 1, int(f * len(late)))]
+print(f"{mode:>6}: {len(late)} starts of the 1 s job, lateness p50 {q(0.5):.2f} ms, p99 {q(0.99):.2f} ms, max {late[-1]:.2f} ms"
+      + (f"; {bigs} runs with a 200 MB result finished meanwhile" if mode == "beside" else ""))
+PY
 done

@@ -300,8 +300,8 @@ impl Daemon {
             }
             let late = rec
                 .started
-                .map(|s| (s - rec.due).num_milliseconds())
-                .unwrap_or(0);
+                .and_then(|s| (s - rec.due).num_microseconds())
+                .map_or(0.0, |us| us as f64 / 1000.0);
             info!(job = %rec.job, run_id = %rec.run_id, pid, late_ms = late, "run started");
         }
     }
