@@ -1,5 +1,7 @@
 //! The command line: clap definitions and the commands that are not ctrl or the daemon
-//! (`start`, `stop`, `status`, `check-config`, `run-once`).
+//! (`start`, `stop`, `status`, `check-config`, `run-once`; `history`, `show` and `logs` live
+//! in [`crate::history`] and [`crate::logs`], completions and the man page in
+//! [`crate::completions`]).
 
 use crate::config::{self, Config};
 use crate::report::{self, Report};

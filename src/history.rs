@@ -548,9 +548,9 @@ pub fn show_text(job: &str, r: &Run, lines: usize, s: Style) -> String {
             Ok(t) => {
                 let _ = writeln!(
                     o,
-                    "{} ({}last {} line(s)):",
+                    "{} ({} {} line(s)):",
                     p.display(),
-                    if t.more_before { "" } else { "all, " },
+                    if t.more_before { "last" } else { "all" },
                     t.lines.len()
                 );
                 for l in &t.lines {

@@ -294,10 +294,7 @@ fn show_tells_one_run_in_words_with_the_tail_of_its_output() {
         !t.contains('\x1b'),
         "a runner's escapes reach the terminal: {t:?}"
     );
-    assert!(
-        t.contains("stderr.log (all, last 1 line(s)):\n  oops\n"),
-        "{t}"
-    );
+    assert!(t.contains("stderr.log (all 1 line(s)):\n  oops\n"), "{t}");
 
     let out = run(&mut cmd(&inst, &["show", "noisy", &id[..10], "-n", "2"]));
     assert_eq!(out.status.code(), Some(0), "a unique prefix: {out:?}");
