@@ -222,6 +222,14 @@ fn follow_log(log: &Path, out: &mut impl Write) -> io::Result<()> {
             if replaced(&c.file, log) {
                 // Rotated: the daemon wrote its last lines to the old file before the rename.
                 c.finish(out)?;
+                let first_rotated = numbered(log, 1);
+                if !crate::sys::same_file(&c.file, &first_rotated) && first_rotated.exists() {
+                    // Two rotations between two looks: say so rather than skip lines unseen.
+                    eprintln!(
+                        "robotmk-daemon: the log was rotated more than once meanwhile; see {}",
+                        first_rotated.display()
+                    );
+                }
                 cur = None;
             }
         }

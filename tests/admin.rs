@@ -335,7 +335,11 @@ struct Follower {
 
 impl Follower {
     fn start(inst: &Instance) -> Follower {
-        let mut child = cmd(inst, &["logs", "-f", "-n", "1"])
+        Follower::start_with(inst, &["logs", "-f", "-n", "1"])
+    }
+
+    fn start_with(inst: &Instance, args: &[&str]) -> Follower {
+        let mut child = cmd(inst, args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn logs -f");
@@ -410,6 +414,70 @@ fn logs_follow_keeps_printing_after_the_log_is_rotated() {
             "second after rotation"
         ],
         "each line once, in order ({n})"
+    );
+}
+
+/// The lines of the daemon's log files, oldest first (`.3`, `.2`, `.1`, the current one).
+fn all_log_lines(inst: &Instance) -> Vec<String> {
+    let mut lines = Vec::new();
+    for name in ["daemon.log.3", "daemon.log.2", "daemon.log.1", "daemon.log"] {
+        let t = std::fs::read_to_string(inst.state.join(name)).unwrap_or_default();
+        lines.extend(t.lines().map(str::to_string));
+    }
+    lines
+}
+
+fn inode(p: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.ino())
+}
+
+#[test]
+fn logs_follow_misses_no_line_of_a_real_daemon_rotating_its_log() {
+    // A 4 KB log (the smallest allowed) and six jobs every second: a rotation every few
+    // seconds.
+    let jobs: String = (0..6)
+        .map(|i| format!("[[job]]\nname = \"tick{i}\"\ncommand = [\"true\"]\nevery = \"1s\"\n"))
+        .collect();
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"\nlog_max_size = \"4KB\"\nmax_parallel = 0",
+        &jobs,
+    );
+    assert_eq!(inst.run(&["start"]).status.code(), Some(0));
+    let log = inst.state.join("daemon.log");
+    assert!(wait_for(Duration::from_secs(10), || log.exists()));
+    let mut f = Follower::start_with(&inst, &["logs", "-f", "-n", "0"]);
+    // Two rotations while the follower runs.
+    let mut seen_inodes = vec![inode(&log)];
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            let i = inode(&log);
+            if i.is_some() && !seen_inodes.contains(&i) {
+                seen_inodes.push(i);
+            }
+            seen_inodes.len() >= 3
+        }),
+        "the daemon did not rotate its log twice"
+    );
+    assert_eq!(inst.run(&["stop", "--now"]).status.code(), Some(0));
+    // Its last line is written before it exits: read the files once it is gone.
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)));
+    let all = all_log_lines(&inst);
+    let last = all.last().expect("log lines").clone();
+    assert!(
+        f.saw(&last),
+        "the follower missed the end: {:?}",
+        f.seen.last()
+    );
+    let first = &f.seen[0];
+    let start = all
+        .iter()
+        .position(|l| l == first)
+        .expect("the follower's first line is in the log");
+    assert_eq!(
+        f.seen,
+        all[start..],
+        "the follower's lines are the log's, each once, in order, across two rotations"
     );
 }
 
