@@ -573,3 +573,30 @@ fn completions_and_the_man_page_come_from_the_clap_definitions() {
     assert!(t.contains(".TH robotmk-daemon 1"), "{t}");
     assert!(t.contains("history") && t.contains("check\\-config"), "{t}");
 }
+
+#[test]
+fn the_read_only_commands_check_trust_and_survive_a_broken_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let inst = three_runs();
+    // A broken config: the state dir is still found (as by `status`), the job by its folder.
+    let good = std::fs::read_to_string(&inst.config).unwrap();
+    inst.write_raw_config(&format!("{good}\n[[job]]\nname = "));
+    let out = run(&mut cmd(&inst, &["history", "flaky"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stderr).contains("config error"), "{out:?}");
+    assert!(text(&out.stdout).contains("3 of 3 run(s)"), "{out:?}");
+    assert_eq!(
+        run(&mut cmd(&inst, &["show", "nosuchjob"])).status.code(),
+        Some(2)
+    );
+    inst.write_raw_config(&good);
+    // A state dir others may write could hold planted records: refused, as by `status`.
+    std::fs::set_permissions(&inst.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [&["history", "flaky"][..], &["show", "flaky"], &["logs"]] {
+        let out = run(&mut cmd(&inst, args));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(text(&out.stderr).contains("writable"), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+    std::fs::set_permissions(&inst.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
