@@ -65,6 +65,31 @@ pub enum Command {
         /// The job's name.
         job: String,
     },
+    /// A robot job's runner when it has `attempts` > 1: runs the attempts and merges them.
+    #[command(hide = true)]
+    RobotAttempts {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        attempts: u32,
+        #[arg(long, value_parser = parse_retry)]
+        retry: crate::robot::attempts::Retry,
+        /// rebot's argv as a JSON array.
+        #[arg(long)]
+        rebot_json: String,
+        /// robot's argv.
+        #[arg(last = true, required = true)]
+        robot: Vec<String>,
+    },
+    /// Reads a Robot Framework result (output.xml or output.json) the way the daemon does and
+    /// prints what it found as JSON (for checks and benchmarks).
+    #[command(hide = true)]
+    ParseResult {
+        file: PathBuf,
+        /// Print this process's peak RSS (`peak_rss_kib=N`, Linux) to stderr at the end.
+        #[arg(long)]
+        peak_rss: bool,
+    },
     /// A job's recent runs, newest first: due, start, outcome, runtime, tests, attempts, run
     /// id, with a strip of outcomes and a sparkline of runtimes. Exit 0, 2 unknown job.
     History {
@@ -105,31 +130,6 @@ pub enum Command {
     /// Print the man page (roff) to stdout; the packages install it.
     #[command(hide = true)]
     Man,
-    /// A robot job's runner when it has `attempts` > 1: runs the attempts and merges them.
-    #[command(hide = true)]
-    RobotAttempts {
-        #[arg(long)]
-        run_dir: PathBuf,
-        #[arg(long)]
-        attempts: u32,
-        #[arg(long, value_parser = parse_retry)]
-        retry: crate::robot::attempts::Retry,
-        /// rebot's argv as a JSON array.
-        #[arg(long)]
-        rebot_json: String,
-        /// robot's argv.
-        #[arg(last = true, required = true)]
-        robot: Vec<String>,
-    },
-    /// Reads a Robot Framework result (output.xml or output.json) the way the daemon does and
-    /// prints what it found as JSON (for checks and benchmarks).
-    #[command(hide = true)]
-    ParseResult {
-        file: PathBuf,
-        /// Print this process's peak RSS (`peak_rss_kib=N`, Linux) to stderr at the end.
-        #[arg(long)]
-        peak_rss: bool,
-    },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -157,6 +157,11 @@ pub fn dispatch(cli: Cli) -> i32 {
     let path = config::absolute(&cli.config.unwrap_or_else(config::discover));
     match cli.command {
         Command::Ctrl => ctrl::run(&path),
+        Command::History { job, n, json } => crate::history::history(&path, &job, n, json),
+        Command::Show { job, run, n } => crate::history::show(&path, &job, run.as_deref(), n),
+        Command::Logs { follow, n } => crate::logs::logs(&path, follow, n),
+        Command::Completions { shell } => crate::completions::completions(shell),
+        Command::Man => crate::completions::man(),
         Command::Start {
             foreground: true,
             run_flag,
@@ -182,11 +187,6 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Status { json } => status(&path, json),
         Command::CheckConfig => check_config(&path),
         Command::RunOnce { job } => run_once(&path, &job),
-        Command::History { job, n, json } => crate::history::history(&path, &job, n, json),
-        Command::Show { job, run, n } => crate::history::show(&path, &job, run.as_deref(), n),
-        Command::Logs { follow, n } => crate::logs::logs(&path, follow, n),
-        Command::Completions { shell } => crate::completions::completions(shell),
-        Command::Man => crate::completions::man(),
         Command::RobotAttempts {
             run_dir,
             attempts,
