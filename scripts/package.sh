@@ -51,7 +51,7 @@ if [ "$what" != zip ]; then
     triple=()
   fi
   say "building the .deb"
-  deb=$(cargo deb --no-build --no-strip "${triple[@]}" --output "$out/" 2>/dev/null | tail -1)
+  deb=$(cargo deb --no-build --no-strip "${triple[@]}" --output "$out/" | tail -1)
   [ -f "$deb" ] || { echo "cargo deb made no package" >&2; exit 1; }
   echo "$deb"
 fi
