@@ -600,3 +600,79 @@ fn the_read_only_commands_check_trust_and_survive_a_broken_config() {
     }
     std::fs::set_permissions(&inst.state, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+/// Robot Framework from `$ROBOTMK_TEST_ROBOT` or the project's `.venv` (scripts/test.sh).
+fn robot() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("ROBOTMK_TEST_ROBOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot"))
+        });
+    let found = p.is_file();
+    common::require_tool(
+        found,
+        "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)",
+    )
+    .then_some(p)
+}
+
+#[test]
+fn a_robot_run_shows_its_tests_attempts_and_log_html() {
+    let Some(robot) = robot() else { return };
+    let inst = Instance::new("", "");
+    let suite = inst.dir.path().join("shop.robot");
+    std::fs::write(
+        &suite,
+        "*** Test Cases ***\nLogin Works\n    Log    fine\nCheckout Works\n    Should Be Equal    1    2\n",
+    )
+    .unwrap();
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"shop\"\nkind = \"robot\"\nrobot = \"{}\"\nsuite = \"{}\"\nevery = \"1h\"\ntimeout = \"2m\"\nattempts = 2\nretry = \"failed\"\n",
+            robot.display(),
+            suite.display()
+        ),
+    );
+    let out = inst.run(&["run-once", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let id = run_ids(&inst, "shop").pop().unwrap();
+    let run_dir = inst.state.join("jobs/shop/runs").join(&id);
+
+    let t = text(&run(&mut cmd(&inst, &["history", "shop"])).stdout);
+    let row = t.lines().find(|l| l.ends_with(&id)).expect("the run's row");
+    let f: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&f[3..], ["failure", f[4], "1/1/0", "2", id.as_str()], "{t}");
+
+    let t = text(&run(&mut cmd(&inst, &["show", "shop"])).stdout);
+    assert!(
+        t.contains("tests:     1 passed, 1 failed, 0 skipped; suite Shop: FAIL; robot's own time "),
+        "{t}"
+    );
+    // The merged result's message (rebot's "re-executed" text) quoting robot's own.
+    let fail = t
+        .lines()
+        .find(|l| l.starts_with("  FAIL Shop.Checkout Works: "))
+        .expect("the failed test");
+    assert!(fail.contains("1 != 2"), "{t}");
+    assert!(
+        !t.contains("Login Works"),
+        "only failed tests are listed: {t}"
+    );
+    assert!(
+        t.contains("attempt 1: ran all: failed (1 passed, 1 failed, 0 skipped)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("attempt 2: ran failed: failed (0 passed, 1 failed, 0 skipped)"),
+        "{t}"
+    );
+    for (key, file) in [("log:       ", "log.html"), ("report:    ", "report.html")] {
+        let p = run_dir.join(file);
+        assert!(
+            t.contains(&format!("{key}{}\n", p.display())),
+            "{file}: {t}"
+        );
+        assert!(p.is_file(), "{}", p.display());
+    }
+}
