@@ -37,7 +37,9 @@ for sh in bash zsh fish powershell; do
   esac
   "$bin" completions "$sh" > "$gen/$f"
 done
-"$bin" man | gzip -9n > "$gen/robotmk-daemon.1.gz"
+rm -rf "$gen/man" && mkdir -p "$gen/man"
+"$bin" man --dir "$gen/man"      # robotmk-daemon.1 and one page per command
+gzip -9n "$gen"/man/*.1
 
 if [ "$what" != zip ]; then
   if ! command -v cargo-deb >/dev/null; then

@@ -127,9 +127,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout; the packages install it.
+    /// Print the man page (roff) to stdout, or write one page per command into a folder; the
+    /// packages install them.
     #[command(hide = true)]
-    Man,
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -161,7 +165,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Show { job, run, n } => crate::history::show(&path, &job, run.as_deref(), n),
         Command::Logs { follow, n } => crate::logs::logs(&path, follow, n),
         Command::Completions { shell } => crate::completions::completions(shell),
-        Command::Man => crate::completions::man(),
+        Command::Man { dir } => crate::completions::man(dir.as_deref()),
         Command::Start {
             foreground: true,
             run_flag,

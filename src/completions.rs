@@ -5,6 +5,7 @@
 
 use clap::CommandFactory;
 use std::io::{self, Write};
+use std::path::Path;
 
 /// Prints the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell) -> i32 {
@@ -21,14 +22,22 @@ pub fn completions(shell: clap_complete::Shell) -> i32 {
     }
 }
 
-/// Prints the man page (roff, section 1).
-pub fn man() -> i32 {
-    let cmd = crate::cli::Cli::command();
-    let mut out = io::stdout().lock();
-    match clap_mangen::Man::new(cmd)
-        .render(&mut out)
-        .and_then(|_| out.flush())
-    {
+/// Prints the man page (roff, section 1), or with `dir` writes one page per visible command
+/// into it (`robotmk-daemon.1`, `robotmk-daemon-history.1`, …: the main page refers to them).
+pub fn man(dir: Option<&Path>) -> i32 {
+    // `help` is clap's, not ours: no page for it.
+    let cmd = crate::cli::Cli::command().disable_help_subcommand(true);
+    let result = match dir {
+        Some(d) => clap_mangen::generate_to(cmd, d)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", d.display()))),
+        None => {
+            let mut out = io::stdout().lock();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .and_then(|_| out.flush())
+        }
+    };
+    match result {
         Ok(()) => 0,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Err(e) => {

@@ -572,6 +572,28 @@ fn completions_and_the_man_page_come_from_the_clap_definitions() {
     let t = text(&out.stdout);
     assert!(t.contains(".TH robotmk-daemon 1"), "{t}");
     assert!(t.contains("history") && t.contains("check\\-config"), "{t}");
+    // One page per command, as the main page's SUBCOMMANDS section refers to them.
+    let dir = inst.dir.path().join("man");
+    std::fs::create_dir(&dir).unwrap();
+    assert_eq!(
+        run(&mut cmd(&inst, &["man", "--dir", dir.to_str().unwrap()]))
+            .status
+            .code(),
+        Some(0)
+    );
+    for page in [
+        "robotmk-daemon.1",
+        "robotmk-daemon-history.1",
+        "robotmk-daemon-logs.1",
+    ] {
+        let t = std::fs::read_to_string(dir.join(page)).unwrap_or_default();
+        assert!(t.contains(".TH "), "{page}: {t}");
+    }
+    assert!(
+        !dir.join("robotmk-daemon-daemon.1").exists(),
+        "hidden commands get no page"
+    );
+    assert!(!dir.join("robotmk-daemon-help.1").exists());
 }
 
 #[test]

@@ -287,8 +287,8 @@ M=$(mode_of "$CONFIG")
 check "a: $CONFIG was installed with mode 600, root:root (got '${M:-missing}')" [ "$M" = "600 root root" ]
 check "a: check-config accepts the starter config" inbox "$BIN" --config "$CONFIG" check-config
 FILES=$(inbox dpkg -L robotmk-daemon)
-check "a: bash, zsh, fish completions and the man page are installed" eval \
-  'for f in /usr/share/bash-completion/completions/robotmk-daemon /usr/share/zsh/vendor-completions/_robotmk-daemon /usr/share/fish/vendor_completions.d/robotmk-daemon.fish /usr/share/man/man1/robotmk-daemon.1.gz; do grep -qx "$f" <<<"$FILES" && inbox test -s "$f" || exit 1; done'
+check "a: bash, zsh, fish completions and the man pages are installed" eval \
+  'for f in /usr/share/bash-completion/completions/robotmk-daemon /usr/share/zsh/vendor-completions/_robotmk-daemon /usr/share/fish/vendor_completions.d/robotmk-daemon.fish /usr/share/man/man1/robotmk-daemon.1.gz /usr/share/man/man1/robotmk-daemon-history.1.gz; do grep -qx "$f" <<<"$FILES" && inbox test -s "$f" || exit 1; done'
 check "a: the package installs no systemd unit and none is loaded" eval \
   '! grep -q "systemd\|\.service$\|\.timer$" <<<"$FILES" && [ -z "$(inbox systemctl list-unit-files --no-legend "robotmk*")" ]'
 
