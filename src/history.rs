@@ -61,11 +61,24 @@ pub fn locate(path: &Path) -> Result<Target, i32> {
     })
 }
 
-/// Checks that `job` is a job of the target: one the config names, or, with a broken config,
-/// one with a folder in the state dir. The name never leaves the job's folder (no `..`).
+/// Checks that `job` is a job of the target: one the config names, or one with a folder in
+/// the state dir (a job removed from the config, or any with a broken config). The name never
+/// leaves the job's folder (no `..`, no separators).
 fn check_job(t: &Target, job: &str) -> Result<(), i32> {
+    let plain = !job.is_empty()
+        && job != "."
+        && job != ".."
+        && job
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if let Some(cfg) = &t.config {
         if cfg.jobs.iter().any(|j| j.name == job) {
+            return Ok(());
+        }
+        // A job removed from the config keeps its runs until the folder is deleted: what it
+        // did last is still worth seeing.
+        if plain && t.state.runs_dir(job).is_dir() {
+            eprintln!("robotmk-daemon: note: job {job:?} is not in the config any more");
             return Ok(());
         }
         let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -80,12 +93,6 @@ fn check_job(t: &Target, job: &str) -> Result<(), i32> {
         );
         return Err(2);
     }
-    let plain = !job.is_empty()
-        && job != "."
-        && job != ".."
-        && job
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if plain && t.state.job_dir(job).is_dir() {
         return Ok(());
     }

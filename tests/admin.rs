@@ -611,6 +611,18 @@ fn the_read_only_commands_check_trust_and_survive_a_broken_config() {
         run(&mut cmd(&inst, &["show", "nosuchjob"])).status.code(),
         Some(2)
     );
+    // A job removed from the config: its runs are still there to see.
+    inst.write_config("", "");
+    let out = run(&mut cmd(&inst, &["history", "flaky"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("not in the config any more"),
+        "{out:?}"
+    );
+    assert_eq!(
+        run(&mut cmd(&inst, &["history", "other"])).status.code(),
+        Some(2)
+    );
     inst.write_raw_config(&good);
     // A state dir others may write could hold planted records: refused, as by `status`.
     std::fs::set_permissions(&inst.state, std::fs::Permissions::from_mode(0o777)).unwrap();
