@@ -58,6 +58,14 @@ if [ ! -x .venv/bin/robot ]; then
 fi
 export ROBOTMK_TEST_ROBOT="$PWD/.venv/bin/robot"
 
+# --- the .deb for tests/systemd_deb.rs (a release build; cargo-deb installed once) -----
+# The sandbox test installs, upgrades and removes it with dpkg under a real systemd.
+if [ "$(id -u)" = 0 ] && command -v systemd-nspawn >/dev/null; then
+  say "building the .deb (scripts/package.sh deb)"
+  ROBOTMK_TEST_DEB=$(scripts/package.sh deb)
+  export ROBOTMK_TEST_DEB
+fi
+
 # --- lints -----------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check

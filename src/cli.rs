@@ -1,5 +1,7 @@
 //! The command line: clap definitions and the commands that are not ctrl or the daemon
-//! (`start`, `stop`, `status`, `check-config`, `run-once`).
+//! (`start`, `stop`, `status`, `check-config`, `run-once`; `history`, `show` and `logs` live
+//! in [`crate::history`] and [`crate::logs`], completions and the man page in
+//! [`crate::completions`]).
 
 use crate::config::{self, Config};
 use crate::report::{self, Report};
@@ -88,6 +90,50 @@ pub enum Command {
         #[arg(long)]
         peak_rss: bool,
     },
+    /// A job's recent runs, newest first: due, start, outcome, runtime, tests, attempts, run
+    /// id, with a strip of outcomes and a sparkline of runtimes. Exit 0, 2 unknown job.
+    History {
+        /// The job's name.
+        job: String,
+        /// How many runs to show.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        n: usize,
+        /// Print the records as JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run of a job (default: the last) in words, the tail of its output, and where its
+    /// log.html and report.html are. Exit 0, 2 unknown job or run.
+    Show {
+        /// The job's name.
+        job: String,
+        /// The run id (or a unique start of it), as `history` lists them.
+        run: Option<String>,
+        /// Lines of stdout and stderr to show.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        n: usize,
+    },
+    /// The daemon's log (daemon.log in the state dir, and its rotated files).
+    Logs {
+        /// Keep printing new lines as the daemon writes them, across rotations (Ctrl-C ends).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print first.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        n: usize,
+    },
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per command into a folder; the
+    /// packages install them.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -115,6 +161,11 @@ pub fn dispatch(cli: Cli) -> i32 {
     let path = config::absolute(&cli.config.unwrap_or_else(config::discover));
     match cli.command {
         Command::Ctrl => ctrl::run(&path),
+        Command::History { job, n, json } => crate::history::history(&path, &job, n, json),
+        Command::Show { job, run, n } => crate::history::show(&path, &job, run.as_deref(), n),
+        Command::Logs { follow, n } => crate::logs::logs(&path, follow, n),
+        Command::Completions { shell } => crate::completions::completions(shell),
+        Command::Man { dir } => crate::completions::man(dir.as_deref()),
         Command::Start {
             foreground: true,
             run_flag,
@@ -306,8 +357,13 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
         }
     }
     let deadline = Instant::now() + timeout;
+    let mut progress = crate::term::Progress::stderr();
     while lock::is_held(&st.lock_file()).unwrap_or(false) {
+        if progress.due() {
+            progress.draw(&stop_progress(&st, &instance));
+        }
         if Instant::now() >= deadline {
+            progress.finish();
             let r: Option<state::status::Status> =
                 state::read_json(&st.status_file()).ok().flatten();
             let inflight: usize = r
@@ -322,8 +378,18 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    progress.finish();
     println!("daemon for instance {instance} stopped");
     0
+}
+
+/// The progress line of `stop` on a terminal: what the daemon still waits for.
+fn stop_progress(st: &StateDir, instance: &str) -> String {
+    let s: Option<state::status::Status> = state::read_json(&st.status_file()).ok().flatten();
+    let inflight: usize = s
+        .map(|s| s.jobs.iter().map(|j| j.running.len()).sum())
+        .unwrap_or(0);
+    format!("waiting for the daemon of instance {instance} to stop: {inflight} run(s) in flight")
 }
 
 fn status(path: &Path, json: bool) -> i32 {
@@ -345,6 +411,10 @@ fn status(path: &Path, json: bool) -> i32 {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         print!("{}", table(&r));
+        if let Some(dir) = &r.state_dir {
+            // As `systemctl status` does: the last problems under the state, for context.
+            print!("{}", crate::logs::problems_block(dir));
+        }
     }
     if r.config_error.is_some() {
         2

@@ -9,12 +9,15 @@
 pub mod agent;
 pub mod agent_mode;
 pub mod cli;
+pub mod completions;
 pub mod config;
 pub mod ctrl;
 pub mod daemon;
+pub mod history;
 pub mod launch;
 pub mod lock;
 pub mod logging;
+pub mod logs;
 pub mod once;
 pub mod report;
 pub mod robot;
@@ -24,6 +27,7 @@ pub mod security;
 pub mod staleness;
 pub mod state;
 pub mod sys;
+pub mod term;
 
 /// Identifies the build a daemon runs (shown in status; compared by ctrl on upgrades).
 pub const BUILD_ID: &str = env!("CARGO_PKG_VERSION");
