@@ -253,6 +253,14 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
     }
     std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
+    if opts.route == "systemd-run" {
+        match crate::run::enable_cgroups() {
+            Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
+            Err(why) => warn!(
+                "runs get no cgroup of their own ({why}); process groups and the run tag hold them"
+            ),
+        }
+    }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
             "cannot reserve {}: {e}; a full disk may go unreported",

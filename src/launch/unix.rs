@@ -60,6 +60,9 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
     let mut cmd = Command::new("systemd-run");
     cmd.arg(format!("--unit={unit}"))
         .args(["--collect", "--quiet", "--service-type=simple"])
+        // The unit's cgroup becomes the daemon's to manage: one cgroup per run, which no
+        // descendant can leave (run::cgroup).
+        .arg("--property=Delegate=yes")
         .arg(format!("--description=robotmk-daemon instance {instance}"));
     for name in PASS_ENV {
         if let Some(v) = std::env::var_os(name) {

@@ -21,6 +21,9 @@
 //! collected the same way once they are known (see [`tree_alive`], [`kill_tree`]). On a kernel
 //! without pidfds the reaper falls back to `waitpid(-1)` (documented in docs/RELIABILITY.md).
 
+#[path = "cgroup.rs"]
+mod cgroup;
+
 use super::{ExitInfo, RunSpec};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -165,6 +168,26 @@ impl Reaper {
             self.wake();
         }
     }
+}
+
+/// The cgroup of each run that has one, by its process group id.
+fn run_cgroups() -> &'static Mutex<HashMap<u32, PathBuf>> {
+    static CGROUPS: OnceLock<Mutex<HashMap<u32, PathBuf>>> = OnceLock::new();
+    CGROUPS.get_or_init(Default::default)
+}
+
+fn cgroup_of(pgid: u32) -> Option<PathBuf> {
+    run_cgroups()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&pgid)
+        .cloned()
+}
+
+/// Runs get a cgroup each from now on, if this process sits in a cgroup systemd delegated to
+/// it (the daemon's transient unit). Returns where, or why not.
+pub fn enable_cgroups() -> Result<PathBuf, String> {
+    cgroup::enable()
 }
 
 /// What became of a watched orphan.
@@ -475,6 +498,9 @@ pub fn spawn(
     // SAFETY: pipe2 just created these descriptors and nothing else owns them.
     let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let r = reaper()?;
+    // Its cgroup exists before the fork: the child joins it before it execs, so nothing it
+    // starts is ever outside.
+    let cg = cgroup::create();
     let mut children = r.children.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: after fork the child only calls async-signal-safe functions (setpgid,
     // pthread_sigmask, signal, open, dup2, close, chdir, execve, write, _exit) on memory
@@ -484,6 +510,13 @@ pub fn spawn(
         // SAFETY: see above; the child never returns from this block.
         unsafe {
             libc::setpgid(0, 0);
+            if let Some(cg) = &cg {
+                let fd = libc::open(cg.procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+            }
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
@@ -514,7 +547,16 @@ pub fn spawn(
         }
     }
     if pid < 0 {
+        if let Some(cg) = &cg {
+            cgroup::remove(&cg.dir);
+        }
         return Err(io::Error::last_os_error());
+    }
+    if let Some(cg) = cg {
+        run_cgroups()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid as u32, cg.dir);
     }
     drop(err_w);
     // Works on a child that already exited (a zombie): its pidfd is readable at once.
@@ -651,6 +693,23 @@ fn signal_tree(pgid: u32, run_dir: &str, sig: i32) -> bool {
         }
         escaped.push(pid);
     }
+    // The run's cgroup holds even those that cleared their environment.
+    if let Some(dir) = cgroup_of(pgid) {
+        if sig == libc::SIGKILL {
+            any |= cgroup::kill(&dir);
+        } else {
+            for pid in cgroup::members(&dir) {
+                if pgid_of(pid) == Some(pgid) || escaped.contains(&pid) {
+                    continue;
+                }
+                // SAFETY: kill on a member of the run's own cgroup.
+                if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
+                    any = true;
+                }
+                escaped.push(pid);
+            }
+        }
+    }
     // Collected when they die, once they are our children (their parents may still live).
     if let Ok(r) = reaper() {
         r.adopt_orphans(escaped);
@@ -673,13 +732,26 @@ pub fn kill_tree(pgid: u32, run_dir: &str) -> bool {
 /// (now our child) that carries its tag.
 pub fn tree_alive(pgid: u32, run_dir: &str) -> bool {
     let orphans = run_orphans(pgid, run_dir);
-    if group_alive(pgid) {
+    let cg = cgroup_of(pgid);
+    if group_alive(pgid) || cg.as_deref().is_some_and(cgroup::populated) {
         return true;
     }
     // A zombie is gone already; the reaper collects it.
-    orphans
+    let alive = orphans
         .into_iter()
-        .any(|pid| crate::sys::process_start_time(pid).is_some())
+        .any(|pid| crate::sys::process_start_time(pid).is_some());
+    if !alive {
+        // The run is over: its cgroup goes (empty now; kept, and retried, if not).
+        if let Some(dir) = cg {
+            if cgroup::remove(&dir) {
+                run_cgroups()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pgid);
+            }
+        }
+    }
+    alive
 }
 
 fn signal_group(pgid: u32, sig: i32) -> bool {

@@ -321,3 +321,8 @@ pub fn kill_tree(pid: u32, _run_dir: &str) -> bool {
 pub fn tree_alive(pid: u32, _run_dir: &str) -> bool {
     group_alive(pid)
 }
+
+/// Runs live in job objects on Windows; there are no cgroups to enable.
+pub fn enable_cgroups() -> Result<std::path::PathBuf, String> {
+    Err("Windows holds runs in job objects".into())
+}

@@ -549,6 +549,29 @@ check "h: ctrl.action is \"started\" (got '$J_ACTION'), new pid $J_PID is MainPI
   eval '[ "$J_ACTION" = started ] && [ "$J_PID" != "$PID1" ] && is_active "$UNIT" && mainpid_is "$J_PID"'
 check "h: client read until EOF (rc=$CRC) in ${CMS:-?} ms (< $CLIENT_LIMIT_MS ms)" eval 'client_eof && fast_eof'
 
+# ---------------------------------------------------------------- h2) a run's cgroup
+echo "== h2) a run's cgroup holds a descendant that clears its environment and leaves its group"
+# The daemon's unit is started with Delegate=yes: each run gets a cgroup of its own, which no
+# descendant can leave. This one drops the run's tag (env -i) and its process group (setsid):
+# only the cgroup still holds it when the run times out.
+inbox cp "$CONFIG" /run/robotmk-config.bak
+inbox sh -c "cat >> '$CONFIG'" <<'EOF'
+[[job]]
+name = "escape"
+command = ["/bin/sh", "-c", "env -i setsid /bin/sleep 3011 & exec /bin/sleep 600"]
+every = "1h"
+timeout = "2s"
+EOF
+ESC_OUT=$(inbox timeout 60 "$DAEMON_BIN" --config "$CONFIG" run-once escape 2>&1); ESC_RC=$?
+tail -3 <<<"$ESC_OUT" | indent '> '
+check "h2: run-once escape, run by the daemon, ends as a timeout (exit $ESC_RC, want 3)" [ "$ESC_RC" = 3 ]
+no_escapee() { ! inbox pgrep -f 'sleep 3011' >/dev/null; }
+wait_for 15 no_escapee
+check "h2: the descendant that left its group and cleared its environment is gone (after ${WAITED}s)" no_escapee
+inbox pkill -9 -f 'sleep 3011' 2>/dev/null
+check "h2: the daemon put runs in cgroups of their own" inbox grep -q "runs get a cgroup each" "$STATEDIR/daemon.log"
+inbox cp /run/robotmk-config.bak "$CONFIG"
+
 # ---------------------------------------------------------------- i) cached (asynchronous) mode
 echo "== i) cached mode: the plugin moves to plugins/$ASYNC_SECS/; only check-mk-agent-async.service runs it"
 inbox timeout 30 "$DAEMON_BIN" --config "$CONFIG" stop --now >/dev/null 2>&1
