@@ -600,8 +600,7 @@ pub fn become_subreaper() {
 
 /// Whether the process carries `TAG=<run_dir>` in its environment.
 fn tagged(pid: u32, needle: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle))
+    crate::sys::has_env(pid, needle)
 }
 
 fn needle(run_dir: &str) -> Vec<u8> {
@@ -611,15 +610,7 @@ fn needle(run_dir: &str) -> Vec<u8> {
 /// Every live process carrying the run's tag (a scan of /proc: for ending a tree, which is
 /// rare, not for polling).
 fn tagged_processes(run_dir: &str) -> Vec<u32> {
-    let needle = needle(run_dir);
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me && tagged(pid, &needle))
-        .collect()
+    crate::sys::processes_with_env(TAG, run_dir)
 }
 
 /// Our children that are no runner of ours: descendants of runs whose parents died (we are
@@ -652,15 +643,8 @@ fn adopted_children() -> Vec<u32> {
     out
 }
 
-/// The process group of `pid`, from `/proc/PID/stat` (field 5).
 fn pgid_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
+    crate::sys::process_group(pid)
 }
 
 /// Our children (we are their subreaper) that belong to the run: they carry its tag, or are

@@ -108,26 +108,9 @@ pub fn forward_control_signals(
 /// with the leader's start time: finds a run the previous daemon spawned but died before
 /// journalling its PID. A `/proc` scan, done only in that rare case at start-up.
 pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
-    let needle = format!("{key}={value}");
     let mut found: Option<(u32, Option<u64>)> = None;
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if !env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let Some(pgid) = fields.get(2).and_then(|g| g.parse::<u32>().ok()) else {
+    for pid in processes_with_env(key, value) {
+        let Some(pgid) = process_group(pid) else {
             continue;
         };
         if pgid == pid {
@@ -136,6 +119,37 @@ pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
         found.get_or_insert((pgid, None));
     }
     found
+}
+
+/// Every live process (but this one) whose environment holds `key=value`: a scan of /proc,
+/// for rare moments (ending a run's tree, recovery), never for polling.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
+    let needle = format!("{key}={value}").into_bytes();
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && has_env(pid, &needle))
+        .collect()
+}
+
+/// Whether process `pid` has `needle` (`KEY=value`) in its environment.
+pub fn has_env(pid: u32, needle: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle))
+}
+
+/// The process group of `pid` (`/proc/PID/stat` field 5; also for a zombie).
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// Open flags for [`crate::state::file`]: never block (a FIFO opens at once and is then
