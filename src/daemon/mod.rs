@@ -244,10 +244,12 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     if opts.oneshot.is_none() {
         let _ = std::fs::remove_file(st.starting_file());
     }
+    // `start --foreground` mirrors its log to stderr; a one-shot (`run-once`) does not: its
+    // terminal shows the run's own output.
     match crate::logging::RotatingLog::open(
         &st.log_file(),
         cfg.daemon.log_max_bytes,
-        opts.foreground,
+        opts.foreground && opts.oneshot.is_none(),
     ) {
         Ok(log) => crate::logging::init(log),
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),

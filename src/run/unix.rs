@@ -53,6 +53,9 @@ struct Reaper {
     wake_w: OwnedFd,
     /// pidfd_open works here; without it the reaper uses `waitpid(-1)`.
     pidfds: bool,
+    /// A wake-up is already on its way: a burst of 1000 spawns wakes the reaper once, not
+    /// 1000 times (each wake-up competes with the spawning thread for the CPU and the lock).
+    wake_pending: std::sync::atomic::AtomicBool,
 }
 
 /// A pidfd for `pid` (a child of ours), or `None` where the kernel has none.
@@ -83,6 +86,7 @@ fn reaper() -> io::Result<&'static Reaper> {
             wake_r,
             wake_w,
             pidfds,
+            wake_pending: std::sync::atomic::AtomicBool::new(false),
         })
     }) {
         Ok(r) => r,
@@ -112,6 +116,10 @@ fn reaper() -> io::Result<&'static Reaper> {
 
 impl Reaper {
     fn wake(&self) {
+        use std::sync::atomic::Ordering;
+        if self.wake_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         // SAFETY: writing one byte to our own non-blocking pipe; a full pipe is fine (the
         // reaper wakes anyway).
         unsafe {
@@ -290,6 +298,10 @@ fn reap_forever(r: &'static Reaper) {
             continue; // EINTR
         }
         if fds[0].revents != 0 {
+            // Cleared before the drain: a wake-up asked for after this is written anew, and
+            // the next pass (which re-reads the sets) sees what it was for.
+            r.wake_pending
+                .store(false, std::sync::atomic::Ordering::Release);
             let mut buf = [0u8; 256];
             // SAFETY: draining our own non-blocking pipe into a local buffer.
             while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
@@ -350,6 +362,8 @@ fn reap_all_forever(r: &'static Reaper) {
         };
         // SAFETY: poll on one valid pollfd.
         unsafe { libc::poll(&mut fd, 1, -1) };
+        r.wake_pending
+            .store(false, std::sync::atomic::Ordering::Release);
         let mut buf = [0u8; 256];
         // SAFETY: draining our own non-blocking pipe.
         while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
@@ -501,7 +515,10 @@ pub fn spawn(
     // Its cgroup exists before the fork: the child joins it before it execs, so nothing it
     // starts is ever outside.
     let cg = cgroup::create();
-    let mut children = r.children.lock().unwrap_or_else(|e| e.into_inner());
+    // Without pidfds the waitpid(-1) reaper could collect an instant exit before the child is
+    // registered: hold the lock from the fork to the registration then. With pidfds the reaper
+    // learns of a child only through its registered pidfd, so the lock is taken just to insert.
+    let held = (!r.pidfds).then(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
     // SAFETY: after fork the child only calls async-signal-safe functions (setpgid,
     // pthread_sigmask, signal, open, dup2, close, chdir, execve, write, _exit) on memory
     // prepared above.
@@ -559,6 +576,7 @@ pub fn spawn(
             .insert(pid as u32, cg.dir);
     }
     drop(err_w);
+    let mut children = held.unwrap_or_else(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
     // Works on a child that already exited (a zombie): its pidfd is readable at once.
     let pidfd = if r.pidfds {
         pidfd_open(pid as u32)
