@@ -294,6 +294,7 @@ impl Daemon {
             config: cfg.path.clone(),
             config_stamp,
             route: opts.route.clone(),
+            acks_heartbeat: true,
             phase: "running".into(),
             reason: None,
             config_error: None,

@@ -7,6 +7,8 @@
 //!                              ctrls launch one daemon, not 50
 //!   starting                   from a launch until the new daemon holds its lock
 //!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
+//!   heartbeat-ack              its mtime is set by the daemon to the heartbeat mtime it saw
+//!                              last: ctrl's proof that the daemon still answers (liveness)
 //!   stop-request               written by `stop`, claimed (renamed, then read) by the daemon
 //!   requests/<id>.json         `run-once` asking the daemon to run a job now; the daemon
 //!                              claims it, or answers `<id>.rejected` with the reason
@@ -56,6 +58,9 @@ impl StateDir {
     pub fn heartbeat_file(&self) -> PathBuf {
         self.root.join("heartbeat")
     }
+    pub fn heartbeat_ack_file(&self) -> PathBuf {
+        self.root.join("heartbeat-ack")
+    }
     pub fn stop_file(&self) -> PathBuf {
         self.root.join("stop-request")
     }
@@ -99,6 +104,20 @@ impl StateDir {
     /// Refreshes the heartbeat: sets the file's mtime to now (creating it, 0600, if needed).
     pub fn touch_heartbeat(&self) -> io::Result<()> {
         file::open_or_create(&self.heartbeat_file())?.set_modified(SystemTime::now())
+    }
+
+    /// The daemon's answer to the heartbeat: gives the ack file the heartbeat mtime `seen`.
+    /// An mtime, not content: setting it is one atomic metadata update that needs no free
+    /// space, and ctrl reads it with a single `stat`.
+    pub fn ack_heartbeat(&self, seen: SystemTime) -> io::Result<()> {
+        file::open_or_create(&self.heartbeat_ack_file())?.set_modified(seen)
+    }
+
+    /// The heartbeat mtime the daemon answered last, if the ack is a regular file.
+    pub fn heartbeat_ack(&self) -> Option<SystemTime> {
+        file::plain_metadata(&self.heartbeat_ack_file())?
+            .modified()
+            .ok()
     }
 
     /// The heartbeat's mtime, if it is a regular file.
