@@ -261,6 +261,14 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
             ),
         }
     }
+    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
+    let note = st.restart_note_file();
+    if let Ok(why) =
+        state::file::read_string(&note, state::file::cap::SMALL, state::file::Links::Refuse)
+    {
+        warn!("replacing the previous daemon: {}", why.trim());
+        let _ = std::fs::remove_file(&note);
+    }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
             "cannot reserve {}: {e}; a full disk may go unreported",

@@ -9,6 +9,8 @@
 //!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
 //!   heartbeat-ack              its mtime is set by the daemon to the heartbeat mtime it saw
 //!                              last: ctrl's proof that the daemon still answers (liveness)
+//!   restart-note               why ctrl ended the previous daemon; logged and removed by
+//!                              the next one
 //!   stop-request               written by `stop`, claimed (renamed, then read) by the daemon
 //!   requests/<id>.json         `run-once` asking the daemon to run a job now; the daemon
 //!                              claims it, or answers `<id>.rejected` with the reason
@@ -60,6 +62,9 @@ impl StateDir {
     }
     pub fn heartbeat_ack_file(&self) -> PathBuf {
         self.root.join("heartbeat-ack")
+    }
+    pub fn restart_note_file(&self) -> PathBuf {
+        self.root.join("restart-note")
     }
     pub fn stop_file(&self) -> PathBuf {
         self.root.join("stop-request")
