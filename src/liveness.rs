@@ -127,6 +127,9 @@ pub fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement {
             );
             Judgement::Ended(why)
         }
+        // A ctrl racing this one ended it first: start a new daemon as usual (start.lock
+        // lets one of them launch it).
+        Err(_) if !lock::is_held(&st.lock_file()).unwrap_or(true) => Judgement::Answering,
         Err(e) => Judgement::Silent(Some(format!("{silent}; past hang_timeout, but {e}"))),
     }
 }

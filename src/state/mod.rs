@@ -6,7 +6,8 @@
 //!   start.lock                 held briefly by a ctrl that launches a daemon, so 50 racing
 //!                              ctrls launch one daemon, not 50
 //!   starting                   from a launch until the new daemon holds its lock
-//!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
+//!   heartbeat                  its mtime is touched by every ctrl whose previous beat the
+//!                              daemon answered (the dead man switch)
 //!   heartbeat-ack              its mtime is set by the daemon to the heartbeat mtime it saw
 //!                              last: ctrl's proof that the daemon still answers (liveness)
 //!   restart-note               why ctrl ended the previous daemon; logged and removed by
