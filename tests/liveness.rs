@@ -247,3 +247,60 @@ fn an_idle_daemon_polled_every_second_is_never_called_unresponsive() {
     eprintln!("{calls} ctrl calls in {:?}, all OK", t0.elapsed());
     assert_eq!(inst.daemon_processes(), vec![pid]);
 }
+
+#[test]
+fn ctrls_racing_past_hang_timeout_leave_exactly_one_daemon() {
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nhang_timeout = \"10s\"",
+        IDLE_JOB,
+    );
+    let old = started(&inst);
+    let _stopped = Stopped::new(old);
+    // The first call beats (the beat before it was answered); the daemon never answers it.
+    assert!(ctrl(&inst).1.starts_with("0 "));
+    let beat_age = || {
+        std::fs::metadata(inst.state.join("heartbeat"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default()
+    };
+    assert!(wait_for_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || beat_age() > Duration::from_secs(10)
+    ));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let mut cmd = inst.cmd();
+            cmd.arg("ctrl");
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                cmd.output().expect("ctrl")
+            })
+        })
+        .collect();
+    let actions: Vec<String> = handles
+        .into_iter()
+        .map(|h| {
+            let out = h.join().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let j = parse_section(&String::from_utf8_lossy(&out.stdout));
+            j["ctrl"]["action"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    eprintln!("actions of 8 racing ctrls: {actions:?}");
+    let launched = actions
+        .iter()
+        .filter(|a| *a == "restarted" || *a == "started")
+        .count();
+    assert_eq!(launched, 1, "{actions:?}");
+    assert!(wait_for(Duration::from_secs(5), || !pid_alive(old)));
+    let (j, line) = ctrl(&inst);
+    assert!(line.starts_with("0 "), "{line}");
+    let new = j["daemon"]["pid"].as_u64().expect("pid") as u32;
+    assert_ne!(new, old);
+    assert_eq!(inst.daemon_processes(), vec![new], "exactly one daemon");
+}
