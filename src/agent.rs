@@ -292,10 +292,10 @@ fn daemon_line(r: &Report, instance: &str) -> String {
                 // WARN once: where the agent caches ctrl's output, the call that ends a hung
                 // daemon may be the first to notice it, and the event must not go unseen.
                 state = 1;
+                let via = c.route.map(|r| format!(" via {r}")).unwrap_or_default();
                 let _ = write!(
                     t,
-                    ", restarted now via {}: {}",
-                    c.route.unwrap_or("?"),
+                    ", restarted now{via}: {}",
                     c.note
                         .as_deref()
                         .unwrap_or("the previous daemon did not answer")

@@ -337,7 +337,9 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         }
     }
     if let Some(why) = ended {
-        if ctrl.action == "started" {
+        // Also when a racing ctrl launched the new daemon: this one ended the old, and
+        // says so (once) even though it did not start the new one.
+        if matches!(ctrl.action, "started" | "running") {
             ctrl.action = "restarted";
         }
         ctrl.note = Some(match ctrl.note.take() {

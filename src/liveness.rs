@@ -16,8 +16,10 @@
 //! An unanswered beat older than [`ANSWER_GRACE`] makes the daemon line CRIT, "not responding
 //! since …". Older than `hang_timeout`, ctrl ends the daemon, as systemd's watchdog would:
 //! after one last look ([`CONFIRM`]), by SIGKILL / TerminateProcess to a PID that
-//! [`crate::sys::is_instance_daemon`] verified (never a PID from a file alone), waits for the
-//! kernel to free the lock, and starts a new daemon as usual (`ctrl.action` = `restarted`).
+//! [`crate::sys::is_instance_daemon`] verified (never a PID from a file alone), waits until
+//! that process (and with it its lock) is gone, and starts a new daemon as usual
+//! (`ctrl.action` = `restarted`). Racing ctrls end it one at a time under `start.lock`, so
+//! one ends it and the others find it gone.
 //!
 //! Not judged: a daemon that does not say it answers (older builds), and one that reports a
 //! state error (it may be alive but unable to write the ack; the error is shown instead).
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// The last look before a daemon is ended: a daemon that was only slow answers within it.
 const CONFIRM: Duration = Duration::from_secs(2);
-/// How long ctrl waits for the kernel to free the lock of the daemon it ended.
+/// How long ctrl waits for the daemon it ended to be gone.
 const RELEASE_PATIENCE: Duration = Duration::from_secs(3);
 
 /// The beat the daemon `d` has not answered (when ctrl wrote it) and its age; `None` when it
@@ -112,8 +114,8 @@ pub fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement {
         )));
     }
     match end(st, d, beat) {
-        Ok(false) => Judgement::Answering,
-        Ok(true) => {
+        Ok(Ending::Answered | Ending::Gone) => Judgement::Answering,
+        Ok(Ending::Ended) => {
             let why = format!(
                 "the daemon (pid {}) did not answer the heartbeat of {since} for {} (hang_timeout {limit_text}); ctrl ended it",
                 d.pid,
@@ -127,18 +129,42 @@ pub fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement {
             );
             Judgement::Ended(why)
         }
-        // A ctrl racing this one ended it first: start a new daemon as usual (start.lock
-        // lets one of them launch it).
-        Err(_) if !lock::is_held(&st.lock_file()).unwrap_or(true) => Judgement::Answering,
         Err(e) => Judgement::Silent(Some(format!("{silent}; past hang_timeout, but {e}"))),
     }
 }
 
-/// Ends the daemon `d` that leaves `beat` unanswered. `Ok(false)`: it answered at the last
-/// look and lives on; `Ok(true)`: ended and its lock is free.
-fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<bool, String> {
+/// What [`end`] found or did.
+enum Ending {
+    /// It answered at the last look and lives on.
+    Answered,
+    /// A ctrl racing this one ended it first; the next daemon is started as usual.
+    Gone,
+    /// Ended by this ctrl, and gone with its lock.
+    Ended,
+}
+
+/// Ends the daemon `d` that leaves `beat` unanswered.
+fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<Ending, String> {
     if poll(CONFIRM, || st.heartbeat_ack() == Some(beat)) {
-        return Ok(false);
+        return Ok(Ending::Answered);
+    }
+    // One ctrl at a time, so that racing ctrls do not all end (and report) the same daemon:
+    // the others find it gone. Released before the launch, which takes it again.
+    let patience = CONFIRM + RELEASE_PATIENCE + Duration::from_secs(1);
+    let guard = lock::acquire_within(&st.start_lock_file(), patience)
+        .map_err(|e| format!("cannot take {}: {e}", st.start_lock_file().display()))?;
+    if guard.is_none() {
+        return Err("another ctrl holds start.lock; not ended".into());
+    }
+    let old = sys::ProcessId {
+        pid: d.pid,
+        start: d.pid_start,
+    };
+    if !old.is_alive() {
+        return Ok(Ending::Gone);
+    }
+    if st.heartbeat_ack() == Some(beat) {
+        return Ok(Ending::Answered);
     }
     if !sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
         return Err(format!(
@@ -148,17 +174,15 @@ fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<bool, String> 
     }
     sys::kill_process(d.pid, d.pid_start)
         .map_err(|e| format!("ending pid {} failed: {e}", d.pid))?;
-    // The kernel frees the lock once the process is gone, stopped or not.
-    if !poll(RELEASE_PATIENCE, || {
-        !lock::is_held(&st.lock_file()).unwrap_or(true)
-    }) {
+    // Its lock goes with the process.
+    if !poll(RELEASE_PATIENCE, || !old.is_alive()) {
         return Err(format!(
-            "pid {} was ended and still holds the lock after {}s",
+            "pid {} was sent the kill and still runs after {}s",
             d.pid,
             RELEASE_PATIENCE.as_secs()
         ));
     }
-    Ok(true)
+    Ok(Ending::Ended)
 }
 
 /// Polls `cond` every 20 ms until it holds (true) or `within` passes (false).

@@ -292,11 +292,10 @@ fn ctrls_racing_past_hang_timeout_leave_exactly_one_daemon() {
         })
         .collect();
     eprintln!("actions of 8 racing ctrls: {actions:?}");
-    let launched = actions
-        .iter()
-        .filter(|a| *a == "restarted" || *a == "started")
-        .count();
-    assert_eq!(launched, 1, "{actions:?}");
+    // The ctrl that ended the daemon says so; a racing ctrl may have launched the new one.
+    let count = |what: &str| actions.iter().filter(|a| *a == what).count();
+    assert_eq!(count("restarted"), 1, "{actions:?}");
+    assert!(count("started") <= 1, "{actions:?}");
     assert!(wait_for(Duration::from_secs(5), || !pid_alive(old)));
     let (j, line) = ctrl(&inst);
     assert!(line.starts_with("0 "), "{line}");
