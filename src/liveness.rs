@@ -64,7 +64,14 @@ pub fn not_responding_since(
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     unanswered(st, d, state_error)
         .filter(|(_, age)| *age > ANSWER_GRACE)
-        .map(|(beat, _)| beat.into())
+        .map(|(beat, _)| utc(beat).unwrap_or(chrono::DateTime::UNIX_EPOCH))
+}
+
+/// `t` as a date, if chrono can hold it: a file's mtime may be anything, and chrono's own
+/// conversion panics outside its range.
+fn utc(t: SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())
 }
 
 /// What ctrl found before its beat, and what it did about it.
@@ -96,7 +103,7 @@ pub fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement {
     if age <= ANSWER_GRACE {
         return Judgement::Silent(None);
     }
-    let since = state::record::ts(beat.into());
+    let since = utc(beat).map_or_else(|| "an absurd time".into(), state::record::ts);
     let silent = format!(
         "the daemon (pid {}) has not answered the heartbeat of {since} for {}",
         d.pid,
@@ -232,6 +239,22 @@ mod tests {
 
         st.ack_heartbeat(st.heartbeat_mtime().unwrap()).unwrap();
         assert!(unanswered(&st, &d, false).is_none(), "answered");
+
+        // An mtime older than any date chrono can hold is a beat long past, not a panic.
+        // (tmpfs stores any mtime; ext4 and NTFS clamp it, and SystemTime may not reach it.)
+        let shm = tempfile::tempdir_in("/dev/shm").ok();
+        let st = shm.as_ref().map_or(st, |d| StateDir::new(d.path()));
+        let ancient = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(1 << 60));
+        let set = ancient.filter(|t| {
+            let f = crate::state::file::open_or_create(&st.heartbeat_file());
+            f.and_then(|f| f.set_modified(*t)).is_ok() && st.heartbeat_mtime() == Some(*t)
+        });
+        if set.is_some() {
+            let since = not_responding_since(&st, &d, false).expect("long past");
+            assert_eq!(since, chrono::DateTime::UNIX_EPOCH);
+        } else {
+            eprintln!("SKIP: this file system cannot store an mtime before year -262000");
+        }
 
         st.touch_heartbeat().unwrap();
         let (_, age) = unanswered(&st, &d, false).expect("a new beat");
