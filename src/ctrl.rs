@@ -226,7 +226,7 @@ fn fast_report(path: &Path, beat: &Beat) -> Option<report::Report> {
     // the grace is judged, and maybe ended, on the full path.
     match liveness::unanswered(&st, d, d.state_error.is_some()) {
         None => st.beat(beat).ok()?,
-        Some((_, age)) if age <= liveness::ANSWER_GRACE => {}
+        Some((_, age)) if age <= liveness::ANSWER_GRACE => st.note_beat(beat).ok()?,
         Some(_) => return None,
     }
     let located = Some((instance, dir));
@@ -311,6 +311,10 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
             Judgement::Silent(note) => {
                 silent = true;
                 ctrl.note = note;
+                // No beat, but a change of the agent's mode still reaches the daemon.
+                if let Err(e) = StateDir::new(dir).note_beat(beat) {
+                    ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
+                }
             }
             Judgement::Ended(why) => ended = Some(why),
         }

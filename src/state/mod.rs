@@ -150,6 +150,25 @@ impl StateDir {
         }
     }
 
+    /// Records what ctrl saw of the agent without beating: the content is replaced when it
+    /// changed, and the mtime is set back to the beat the daemon has not answered yet (see
+    /// [`crate::liveness`]). The daemon reads the content when it sees that beat.
+    pub fn note_beat(&self, beat: &crate::agent_mode::Beat) -> io::Result<()> {
+        let Some(unanswered) = self.heartbeat_mtime() else {
+            return self.beat(beat);
+        };
+        let mut data = serde_json::to_vec(beat).map_err(io::Error::other)?;
+        data.push(b'\n');
+        let path = self.heartbeat_file();
+        match file::read(&path, file::cap::SMALL, file::Links::Refuse) {
+            Ok(old) if old == data => Ok(()),
+            _ => {
+                write_atomic(&path, &data, Durability::NoSync)?;
+                file::open_or_create(&path)?.set_modified(unanswered)
+            }
+        }
+    }
+
     /// What the last ctrl recorded in the heartbeat (the synchronous mode when it says
     /// nothing readable, as a heartbeat touched by an older ctrl or by `start`).
     pub fn read_beat(&self) -> crate::agent_mode::Beat {
