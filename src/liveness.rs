@@ -181,10 +181,13 @@ fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<Ending, String
     }
     sys::kill_process(d.pid, d.pid_start)
         .map_err(|e| format!("ending pid {} failed: {e}", d.pid))?;
-    // Its lock goes with the process.
-    if !poll(RELEASE_PATIENCE, || !old.is_alive()) {
+    // Gone, and its lock free: the leader of a multi-threaded process is a zombie while
+    // its other threads still hold the files. start.lock, held here, keeps any other ctrl
+    // from starting the next daemon meanwhile, so a held lock is still the old one's.
+    let gone = || !old.is_alive() && !lock::is_held(&st.lock_file()).unwrap_or(true);
+    if !poll(RELEASE_PATIENCE, gone) {
         return Err(format!(
-            "pid {} was sent the kill and still runs after {}s",
+            "pid {} was sent the kill and still runs or holds the lock after {}s",
             d.pid,
             RELEASE_PATIENCE.as_secs()
         ));
