@@ -248,6 +248,16 @@ fn daemon_line(r: &Report, instance: &str) -> String {
         (2, e.clone())
     } else if !d.running {
         (2, "daemon not running".to_string())
+    } else if let Some(since) = d.not_responding_since {
+        (
+            2,
+            format!(
+                "not responding since {} ({} without an answer to ctrl's heartbeat), pid {}",
+                crate::state::record::ts(since),
+                human_age((r.generated - since).num_milliseconds() as f64 / 1000.0),
+                d.pid.map_or("?".into(), |p| p.to_string()),
+            ),
+        )
     } else if let Some(e) = &d.state_error {
         (2, format!("cannot write state: {e}"))
     } else if let Some(e) = &d.config_error {
@@ -273,12 +283,26 @@ fn daemon_line(r: &Report, instance: &str) -> String {
                 let _ = write!(t, " ({why})");
             }
         }
+        let mut state = 0;
         if let Some(c) = &r.ctrl {
             if c.action == "started" {
                 let _ = write!(t, ", started now via {}", c.route.unwrap_or("?"));
             }
+            if c.action == "restarted" {
+                // WARN once: where the agent caches ctrl's output, the call that ends a hung
+                // daemon may be the first to notice it, and the event must not go unseen.
+                state = 1;
+                let via = c.route.map(|r| format!(" via {r}")).unwrap_or_default();
+                let _ = write!(
+                    t,
+                    ", restarted now{via}: {}",
+                    c.note
+                        .as_deref()
+                        .unwrap_or("the previous daemon did not answer")
+                );
+            }
         }
-        (0, t)
+        (state, t)
     };
     let text = text.replace('\n', " ");
     format!(

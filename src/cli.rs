@@ -466,6 +466,13 @@ pub fn table(r: &Report) -> String {
     if let Some(e) = &d.state_error {
         let _ = writeln!(o, "STATE ERROR: {e}");
     }
+    if let Some(t) = d.not_responding_since {
+        let _ = writeln!(
+            o,
+            "NOT RESPONDING: no answer to ctrl's heartbeat of {} (stopped or hung)",
+            crate::state::record::ts(t)
+        );
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,

@@ -8,6 +8,7 @@
 
 use crate::agent_mode::{self, Beat};
 use crate::config::{self, Config};
+use crate::liveness::{self, Judgement};
 use crate::report::{self, CtrlReport};
 use crate::state::StateDir;
 use crate::{agent, launch, lock};
@@ -208,7 +209,6 @@ fn fast_report(path: &Path, beat: &Beat) -> Option<report::Report> {
     let (instance, dir) = config::locate_daemon_quick(path)?;
     crate::security::check_state_dir(&dir).ok()?;
     let st = StateDir::new(&dir);
-    st.beat(beat).ok()?;
     if !lock::is_held(&st.lock_file()).ok()? {
         return None;
     }
@@ -221,6 +221,13 @@ fn fast_report(path: &Path, beat: &Beat) -> Option<report::Report> {
         && status.instance == instance;
     if !vouched {
         return None;
+    }
+    // No beat while the previous one is unanswered (see `liveness`); a daemon silent past
+    // the grace is judged, and maybe ended, on the full path.
+    match liveness::unanswered(&st, d, d.state_error.is_some()) {
+        None => st.beat(beat).ok()?,
+        Some((_, age)) if age <= liveness::ANSWER_GRACE => st.note_beat(beat).ok()?,
+        Some(_) => return None,
     }
     let located = Some((instance, dir));
     Some(report::build_from(
@@ -294,7 +301,25 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         report.ctrl = Some(ctrl);
         return print_report(&report);
     }
+    // Judged before this ctrl's beat, while the heartbeat still holds the previous one.
+    let mut silent = false;
+    let mut ended = None;
     if let Some((_, dir)) = &located {
+        let hang_timeout = cfg.as_ref().ok().and_then(|c| c.daemon.hang_timeout);
+        match liveness::judge(&StateDir::new(dir), hang_timeout) {
+            Judgement::Answering => {}
+            Judgement::Silent(note) => {
+                silent = true;
+                ctrl.note = note;
+                // No beat, but a change of the agent's mode still reaches the daemon.
+                if let Err(e) = StateDir::new(dir).note_beat(beat) {
+                    ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
+                }
+            }
+            Judgement::Ended(why) => ended = Some(why),
+        }
+    }
+    if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
         let st = StateDir::new(dir);
         // The heartbeat is kept even while the config is broken: a typo must not make the
         // daemon think the agent is gone.
@@ -314,6 +339,17 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
                 }
             }
         }
+    }
+    if let Some(why) = ended {
+        // Also when a racing ctrl launched the new daemon: this one ended the old, and
+        // says so (once) even though it did not start the new one.
+        if matches!(ctrl.action, "started" | "running") {
+            ctrl.action = "restarted";
+        }
+        ctrl.note = Some(match ctrl.note.take() {
+            Some(n) => format!("{why}; {n}"),
+            None => why,
+        });
     }
     if cfg.is_err() {
         ctrl.action = "config_error";

@@ -15,6 +15,7 @@ pub mod ctrl;
 pub mod daemon;
 pub mod history;
 pub mod launch;
+pub mod liveness;
 pub mod lock;
 pub mod logging;
 pub mod logs;

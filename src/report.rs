@@ -14,7 +14,8 @@ use std::time::SystemTime;
 /// What ctrl did on this call.
 #[derive(Debug, Clone, Serialize)]
 pub struct CtrlReport {
-    /// `started`, `running` or `config_error` (`error` if it could not start a daemon).
+    /// `started`, `running` or `config_error` (`error` if it could not start a daemon;
+    /// `restarted` when it ended a daemon that did not answer past `hang_timeout`).
     pub action: &'static str,
     /// How the agent runs this ctrl, as it saw it: `sync` or `cached 300s (plugins/300/)`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +47,10 @@ pub struct DaemonReport {
     pub reason: Option<String>,
     pub route: Option<String>,
     pub build: Option<String>,
+    /// The daemon holds the lock but has not answered ctrl's heartbeat written at this
+    /// time (stopped, hung: see [`crate::liveness`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_responding_since: Option<DateTime<Utc>>,
     /// The daemon's own view: an edit it rejected (it keeps running the last good config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
@@ -226,6 +231,8 @@ pub fn build_from(
             report.daemon.agent_mode = d.agent_mode.clone();
             // The alert file carries a write failure that status.json itself could not.
             report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
+            report.daemon.not_responding_since =
+                crate::liveness::not_responding_since(&st, d, report.daemon.state_error.is_some());
         } else {
             report.daemon.phase = Some("stopped".into());
             report.daemon.reason = d.reason.clone();

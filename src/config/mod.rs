@@ -26,6 +26,9 @@ pub const CONFIG_FILE_NAME: &str = "robotmk-daemon.toml";
 /// The file in a robot job's run folder that carries its `variables` (robot's
 /// `--argumentfile`), written 0600 when the run is prepared.
 pub const VARIABLES_FILE: &str = "robotmk-variables.args";
+/// The shortest `hang_timeout`: ctrl calls a daemon unresponsive only after 5 s without an
+/// answer, and confirms for 2 s more before it ends one.
+const MIN_HANG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest accepted job or instance name: names become file and unit names.
 const MAX_NAME_LEN: usize = 64;
 
@@ -100,6 +103,7 @@ struct RawDaemon {
     instance: Option<Spanned<String>>,
     state_dir: Option<PathBuf>,
     heartbeat_timeout: Option<Dur>,
+    hang_timeout: Option<Spanned<Dur>>,
     max_parallel: Option<usize>,
     keep_runs: Option<Spanned<usize>>,
     stop_grace: Option<Dur>,
@@ -115,6 +119,9 @@ pub struct DaemonSettings {
     pub state_dir: PathBuf,
     /// `None` when the dead man switch is off (`heartbeat_timeout = "0"`).
     pub heartbeat_timeout: Option<Duration>,
+    /// How long the daemon may leave ctrl's heartbeat unanswered (stopped, hung) before
+    /// ctrl ends it and starts a new one; `None` = never (`hang_timeout = "0"`).
+    pub hang_timeout: Option<Duration>,
     /// 0 = no limit.
     pub max_parallel: usize,
     pub keep_runs: usize,
@@ -442,6 +449,21 @@ fn resolve_daemon(
         Some(k) => k.into_inner(),
         None => 20,
     };
+    let hang_timeout = match raw.hang_timeout {
+        Some(h) if h.get_ref().0.is_zero() => None,
+        Some(h) if h.get_ref().0 < MIN_HANG_TIMEOUT => {
+            return Err(loc.at(
+                h.span().start,
+                Some("daemon.hang_timeout".into()),
+                format!(
+                    "must be at least {}s: the daemon answers the heartbeat within a second or two, and a shorter limit would end a daemon that is only busy (\"0\" = never end it)",
+                    MIN_HANG_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+        Some(h) => Some(h.into_inner().0),
+        None => Some(Duration::from_secs(300)),
+    };
     let log_max_bytes = match raw.log_max_size {
         Some(s) => parse_size(s.get_ref())
             .map_err(|m| loc.at(s.span().start, Some("daemon.log_max_size".into()), m))?,
@@ -466,6 +488,7 @@ fn resolve_daemon(
             .map_or(Some(Duration::from_secs(300)), |d| {
                 (!d.0.is_zero()).then_some(d.0)
             }),
+        hang_timeout,
         max_parallel: raw.max_parallel.unwrap_or(4),
         keep_runs,
         stop_grace: raw.stop_grace.map_or(Duration::from_secs(10), |d| d.0),
@@ -647,6 +670,7 @@ cron = "0 3 * * *"
         // absolute(): on Windows "/tmp/x" resolves against the current drive.
         assert_eq!(c.daemon.state_dir, absolute(Path::new("/tmp/x")));
         assert_eq!(c.daemon.heartbeat_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.daemon.hang_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.daemon.max_parallel, 2);
         assert_eq!(c.daemon.keep_runs, 20);
         assert_eq!(c.daemon.stop_grace, Duration::from_secs(10));
@@ -670,6 +694,21 @@ cron = "0 3 * * *"
 
         let e = p("[daemon\n").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn hang_timeout_is_off_at_zero_and_never_shorter_than_the_answer_window() {
+        let c = |v: &str| p(&format!("[daemon]\nhang_timeout = \"{v}\"\n"));
+        assert_eq!(c("0").unwrap().daemon.hang_timeout, None);
+        assert_eq!(
+            c("10s").unwrap().daemon.hang_timeout,
+            Some(Duration::from_secs(10))
+        );
+        let e = c("5s").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("daemon.hang_timeout"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("at least 10s"), "{e}");
+        assert!(c("5x").unwrap_err().to_string().contains(":2:"));
     }
 
     #[test]

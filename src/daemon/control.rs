@@ -4,6 +4,10 @@
 //! The heartbeat is judged by when the daemon *saw its mtime change*, on the monotonic clock:
 //! any change counts as a beat, so a wall clock set forward or back neither kills a healthy
 //! daemon nor keeps an orphaned one alive.
+//!
+//! The same look answers ctrl: a new heartbeat mtime is copied to `heartbeat-ack` (see
+//! [`crate::liveness`]). It is written from this loop, so a daemon whose loop is stopped or
+//! stuck stops answering, and only when the heartbeat changed: one write per ctrl call.
 
 use super::{Daemon, Phase};
 use crate::agent_mode::{self, Beat};
@@ -19,6 +23,8 @@ use tracing::{info, warn};
 pub struct Control {
     hb_mtime: Option<SystemTime>,
     hb_seen: Instant,
+    /// The heartbeat mtime last copied to `heartbeat-ack` (retried every tick until it is).
+    acked: Option<SystemTime>,
     run_flag: Option<PathBuf>,
     /// Why the config file is not trusted now (another user could change it); reloads wait
     /// until it is trusted again.
@@ -39,9 +45,14 @@ impl Control {
         if st.heartbeat_mtime().is_none() {
             let _ = st.touch_heartbeat();
         }
+        let hb_mtime = st.heartbeat_mtime();
+        // Answered at once: the ctrl that launched this daemon beat just before, and the
+        // first tick is a second away (more after a slow recovery of many runs).
+        let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
         Control {
-            hb_mtime: st.heartbeat_mtime(),
+            hb_mtime,
             hb_seen: Instant::now(),
+            acked,
             run_flag,
             untrusted: None,
             locked_at,
@@ -88,6 +99,7 @@ impl Daemon {
 
     fn check_heartbeat(&mut self) {
         let m = self.state.heartbeat_mtime();
+        self.answer_heartbeat(m);
         if m != self.control.hb_mtime {
             self.control.hb_mtime = m;
             self.control.hb_seen = Instant::now();
@@ -139,6 +151,24 @@ impl Daemon {
         self.info.agent_mode = Some(mode);
         self.info.heartbeat_timeout_s = timeout.map(|d| d.as_secs_f64());
         self.dirty = true;
+    }
+
+    /// Tells ctrl that this loop still runs: copies a heartbeat mtime not answered yet to
+    /// `heartbeat-ack`. A failure is a state error (ctrl then shows it instead of calling
+    /// the daemon unresponsive) and is retried on the next tick.
+    fn answer_heartbeat(&mut self, seen: Option<SystemTime>) {
+        let Some(m) = seen.filter(|m| Some(*m) != self.control.acked) else {
+            return;
+        };
+        match self.state.ack_heartbeat(m) {
+            Ok(()) => {
+                self.control.acked = Some(m);
+                self.state_ok("heartbeat-ack");
+            }
+            Err(e) => {
+                self.state_failure("heartbeat-ack", format!("cannot answer the heartbeat: {e}"))
+            }
+        }
     }
 
     /// Claims a stop request atomically (renames it to a name only this process uses, then

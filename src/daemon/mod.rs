@@ -263,6 +263,14 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
             ),
         }
     }
+    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
+    let note = st.restart_note_file();
+    if let Ok(why) =
+        state::file::read_string(&note, state::file::cap::SMALL, state::file::Links::Refuse)
+    {
+        warn!("replacing the previous daemon: {}", why.trim());
+        let _ = std::fs::remove_file(&note);
+    }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
             "cannot reserve {}: {e}; a full disk may go unreported",
@@ -296,6 +304,7 @@ impl Daemon {
             config: cfg.path.clone(),
             config_stamp,
             route: opts.route.clone(),
+            acks_heartbeat: true,
             phase: "running".into(),
             reason: None,
             config_error: None,

@@ -6,7 +6,12 @@
 //!   start.lock                 held briefly by a ctrl that launches a daemon, so 50 racing
 //!                              ctrls launch one daemon, not 50
 //!   starting                   from a launch until the new daemon holds its lock
-//!   heartbeat                  its mtime is touched by every ctrl (the dead man switch)
+//!   heartbeat                  its mtime is touched by every ctrl whose previous beat the
+//!                              daemon answered (the dead man switch)
+//!   heartbeat-ack              its mtime is set by the daemon to the heartbeat mtime it saw
+//!                              last: ctrl's proof that the daemon still answers (liveness)
+//!   restart-note               why ctrl ended the previous daemon; logged and removed by
+//!                              the next one
 //!   stop-request               written by `stop`, claimed (renamed, then read) by the daemon
 //!   requests/<id>.json         `run-once` asking the daemon to run a job now; the daemon
 //!                              claims it, or answers `<id>.rejected` with the reason
@@ -56,6 +61,12 @@ impl StateDir {
     pub fn heartbeat_file(&self) -> PathBuf {
         self.root.join("heartbeat")
     }
+    pub fn heartbeat_ack_file(&self) -> PathBuf {
+        self.root.join("heartbeat-ack")
+    }
+    pub fn restart_note_file(&self) -> PathBuf {
+        self.root.join("restart-note")
+    }
     pub fn stop_file(&self) -> PathBuf {
         self.root.join("stop-request")
     }
@@ -101,6 +112,20 @@ impl StateDir {
         file::open_or_create(&self.heartbeat_file())?.set_modified(SystemTime::now())
     }
 
+    /// The daemon's answer to the heartbeat: gives the ack file the heartbeat mtime `seen`.
+    /// An mtime, not content: setting it is one atomic metadata update that needs no free
+    /// space, and ctrl reads it with a single `stat`.
+    pub fn ack_heartbeat(&self, seen: SystemTime) -> io::Result<()> {
+        file::open_or_create(&self.heartbeat_ack_file())?.set_modified(seen)
+    }
+
+    /// The heartbeat mtime the daemon answered last, if the ack is a regular file.
+    pub fn heartbeat_ack(&self) -> Option<SystemTime> {
+        file::plain_metadata(&self.heartbeat_ack_file())?
+            .modified()
+            .ok()
+    }
+
     /// The heartbeat's mtime, if it is a regular file.
     pub fn heartbeat_mtime(&self) -> Option<SystemTime> {
         file::plain_metadata(&self.heartbeat_file())?
@@ -122,6 +147,25 @@ impl StateDir {
                 write_atomic(&path, &data, Durability::NoSync)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Records what ctrl saw of the agent without beating: the content is replaced when it
+    /// changed, and the mtime is set back to the beat the daemon has not answered yet (see
+    /// [`crate::liveness`]). The daemon reads the content when it sees that beat.
+    pub fn note_beat(&self, beat: &crate::agent_mode::Beat) -> io::Result<()> {
+        let Some(unanswered) = self.heartbeat_mtime() else {
+            return self.beat(beat);
+        };
+        let mut data = serde_json::to_vec(beat).map_err(io::Error::other)?;
+        data.push(b'\n');
+        let path = self.heartbeat_file();
+        match file::read(&path, file::cap::SMALL, file::Links::Refuse) {
+            Ok(old) if old == data => Ok(()),
+            _ => {
+                write_atomic(&path, &data, Durability::NoSync)?;
+                file::open_or_create(&path)?.set_modified(unanswered)
+            }
         }
     }
 

@@ -24,6 +24,10 @@ pub struct DaemonInfo {
     pub config_stamp: Option<String>,
     /// How ctrl launched it (`systemd-run`, `fork`, `foreground`, ...).
     pub route: String,
+    /// It answers ctrl's heartbeat in `heartbeat-ack` (older builds do not, and ctrl judges
+    /// them by the lock alone).
+    #[serde(default)]
+    pub acks_heartbeat: bool,
     /// `running`, `draining` (no new runs; waiting for runs in flight) or `stopped`.
     pub phase: String,
     /// Why it drains or stopped (`stop requested`, `heartbeat stale`, ...).

@@ -49,6 +49,56 @@ pub fn signal_requests(pid: u32) {
     }
 }
 
+/// Ends the process `pid` at once (SIGKILL: a stopped or hung process cannot ignore it), if
+/// it still is the one that started at `start`. The start time is checked through a pidfd
+/// taken first, so a PID recycled between the caller's check and the kill is never hit.
+pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
+    let not_it = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} has exited or is another process now"),
+        )
+    };
+    // SAFETY: pidfd_open(2) with a PID and no flags returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(e);
+        }
+        // Kernels before 5.3: the check and the kill are microseconds apart.
+        if start.is_none() || process_start_time(pid) != start {
+            return Err(not_it());
+        }
+        // SAFETY: plain kill(2) on the PID just verified.
+        return match unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        };
+    }
+    // SAFETY: the descriptor was just returned by pidfd_open and is owned here alone.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    if start.is_none() || process_start_time(pid) != start {
+        return Err(not_it());
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal(2) on a live pidfd, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Files the daemon creates are private to its user (0700 dirs, 0600 files).
 pub fn set_private_umask() {
     // SAFETY: umask cannot fail.

@@ -131,6 +131,33 @@ pub fn signal_stop(pid: u32) -> io::Result<()> {
     Err(last)
 }
 
+/// Ends the process `pid` at once (TerminateProcess), if it still is the one that started
+/// at `start`. The start time is checked on the same handle that terminates, so a PID
+/// recycled between the caller's check and the kill is never hit.
+pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
+    use windows_sys::Win32::System::Threading::{TerminateProcess, PROCESS_TERMINATE};
+    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
+    let h = OwnedHandle::new(unsafe {
+        OpenProcess(
+            PROCESS_TERMINATE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            pid,
+        )
+    })
+    .ok_or_else(io::Error::last_os_error)?;
+    if start.is_none() || handle_start_time(h.0) != start {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} has exited or is another process now"),
+        ));
+    }
+    // SAFETY: a valid process handle opened with PROCESS_TERMINATE.
+    if unsafe { TerminateProcess(h.0, 1) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Nothing to do: files the daemon creates inherit the ACL of the state dir (under
 /// `C:\ProgramData\checkmk\agent\` only administrators and SYSTEM may write).
 pub fn set_private_umask() {}
