@@ -6,10 +6,15 @@
 #      run starts per second the daemon sustained
 #   4. lateness of a job due every second, alone and while another job leaves a 200 MB
 #      output.xml every 10 s (finishing runs happens off the loop: the two should match)
-# Usage: scripts/bench.sh   (BENCH_IDLE_SECS=30 sets the idle measurement window)
+# Usage: scripts/bench.sh   (BENCH_IDLE_SECS=30 sets the idle measurement window;
+#        BENCH_BIN=path measures another build, e.g. an older one, with the same script;
+#        BENCH_ONLY="3 4" runs only those sections)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(scripts/build-release.sh)
+bin=${BENCH_BIN:-$(scripts/build-release.sh)}
+only=" ${BENCH_ONLY:-1 2 3 4} "
+want() { [[ "$only" == *" $1 "* ]]; }
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $bin"
 idle_secs=${BENCH_IDLE_SECS:-30}
 work=$(mktemp -d /tmp/rmkd-bench.XXXXXX)
 cfgs=()
@@ -32,6 +37,7 @@ mkcfg() {  # mkcfg NAME JOBS EVERY
 
 daemon_pid() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["daemon"]["pid"])' "$1/status.json"; }
 
+if want 1; then
 echo "== 1. ctrl vs /bin/true (100 jobs with results, daemon running)"
 c=$(mkcfg ctrl 100 1h)
 for i in $(seq 0 99); do "$bin" --config "$c" run-once "$(printf job%04d "$i")" >/dev/null; done
@@ -51,7 +57,9 @@ out = subprocess.run([bin, "--config", cfg, "ctrl"], capture_output=True, text=T
 print(f"ctrl output: {len(out)} bytes, {out.count(chr(10))} lines")
 PY
 "$bin" --config "$c" stop >/dev/null
+fi
 
+if want 2; then
 echo "== 2. idle daemon, 100 jobs due hourly, ${idle_secs}s"
 c=$(mkcfg idle 100 1h)
 "$bin" --config "$c" ctrl >/dev/null
@@ -61,8 +69,9 @@ csw() { cat /proc/"$pid"/task/*/status | awk '/^voluntary_ctxt_switches/ {s+=$2}
 a=$(csw); sleep "$idle_secs"; b=$(csw)
 echo "RSS $(awk '/VmRSS/ {print $2, $3}' /proc/"$pid"/status) (target <= 5 MiB), threads $(ls /proc/"$pid"/task | wc -l), wake-ups in ${idle_secs}s: $((b - a)) (housekeeping tick 1/s)"
 "$bin" --config "$c" stop >/dev/null
+fi
 
-for n in 100 1000; do
+want 3 && for n in 100 1000; do
   echo "== 3. start lateness, $n jobs due at the same instant"
   c=$(mkcfg "late$n" "$n" 10s)
   "$bin" --config "$c" ctrl >/dev/null
@@ -98,6 +107,7 @@ PY
   "$bin" --config "$c" stop --now >/dev/null
 done
 
+want 4 || exit 0
 echo "== 4. a 1 s job alone, and beside a job with a 200 MB output.xml every 10 s (${BENCH_BIG_SECS:-30}s each)"
 python3 - "$work/big.xml" <<'PY'
 import sys
