@@ -16,6 +16,7 @@ pub mod launch;
 pub mod lock;
 pub mod logging;
 pub mod once;
+pub mod pyenv;
 pub mod report;
 pub mod robot;
 pub mod run;

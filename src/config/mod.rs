@@ -106,6 +106,9 @@ struct RawDaemon {
     log_max_size: Option<Spanned<String>>,
     stale_margin: Option<Dur>,
     agent_cache_age: Option<Spanned<Dur>>,
+    env_build_timeout: Option<Spanned<Dur>>,
+    start_delay: Option<Dur>,
+    uv: Option<Spanned<String>>,
 }
 
 /// Daemon-wide settings, defaults applied.
@@ -126,6 +129,14 @@ pub struct DaemonSettings {
     /// The agent runs ctrl as a cached plugin with this interval (needed on Windows, where
     /// the agent does not tell the plugin; Linux ctrl sees it in its `plugins/<seconds>/`).
     pub agent_cache_age: Option<Duration>,
+    /// Bound on one Python environment build (`env_build_timeout`, default 10m).
+    pub env_build_timeout: Duration,
+    /// No run starts before the system has been up this long (`start_delay`; Robotmk's
+    /// grace period: after boot the desktop or the network may not be ready).
+    pub start_delay: Duration,
+    /// uv, when environments are built with it (`uv = "…"`, else found on PATH; `"off"`:
+    /// always `python -m venv` + pip).
+    pub uv: Option<PathBuf>,
 }
 
 /// One job, ready to schedule and run.
@@ -157,6 +168,8 @@ pub struct Job {
     /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
     pub runtime_warn: Option<Duration>,
     pub runtime_crit: Option<Duration>,
+    /// The Python environment its runs use (`requirements` or `pyproject`).
+    pub pyenv: Option<crate::pyenv::EnvSpec>,
 }
 
 impl Job {
@@ -175,6 +188,7 @@ impl Job {
             && self.services == other.services
             && self.test_runtime_warn == other.test_runtime_warn
             && self.test_runtime_crit == other.test_runtime_crit
+            && self.pyenv == other.pyenv
     }
 }
 
@@ -458,7 +472,47 @@ fn resolve_daemon(
         Some(a) => Some(a.into_inner().0),
         None => None,
     };
+    let env_build_timeout = match raw.env_build_timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            return Err(loc.at(
+                t.span().start,
+                Some("daemon.env_build_timeout".into()),
+                "must be longer than 0",
+            ))
+        }
+        Some(t) => t.into_inner().0,
+        None => Duration::from_secs(600),
+    };
+    let uv = match raw.uv {
+        Some(u) if u.get_ref() == "off" => None,
+        Some(u) => {
+            let p = Path::new(u.get_ref());
+            let p = if p.components().count() > 1 {
+                absolute(&base.join(p))
+            } else {
+                p.to_path_buf()
+            };
+            match crate::pyenv::which(&p.display().to_string()) {
+                Some(found) => Some(found),
+                None => {
+                    return Err(loc.at(
+                        u.span().start,
+                        Some("daemon.uv".into()),
+                        format!(
+                            "{} not found; name the uv program, or \"off\" to build with pip",
+                            p.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        // Much faster than pip when the host has it.
+        None => crate::pyenv::which("uv"),
+    };
     Ok(DaemonSettings {
+        env_build_timeout,
+        start_delay: raw.start_delay.map_or(Duration::ZERO, |d| d.0),
+        uv,
         instance,
         state_dir,
         heartbeat_timeout: raw

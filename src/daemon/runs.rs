@@ -239,8 +239,16 @@ impl Daemon {
         };
         let mut rec = rec;
         rec.request = p.request.clone();
-        let spec = match open_spec(&job, &rec) {
+        let mut spec = match open_spec(&job, &rec) {
             Ok(spec) => spec,
+            Err(note) => {
+                rec.note = Some(note);
+                self.finish(rec, Outcome::Error, None);
+                return;
+            }
+        };
+        let env_key = match self.apply_env(&job, &mut spec) {
+            Ok(k) => k,
             Err(note) => {
                 rec.note = Some(note);
                 self.finish(rec, Outcome::Error, None);
@@ -275,6 +283,7 @@ impl Daemon {
                     js.running.push(pid);
                 }
                 self.just_started.push(pid);
+                self.env_run_started(pid, env_key);
             }
             Err(e) => {
                 rec.note = Some(format!("cannot start {argv0:?}: {e}"));
@@ -330,6 +339,7 @@ impl Daemon {
         if let Some(js) = self.jobs.get_mut(&run.record.job) {
             js.running.retain(|p| *p != run.pgid);
         }
+        self.env_run_ended(run.pgid);
         // Processes the runner left behind (a browser, a driver, a daemonized helper that
         // left the group) must not outlive it.
         let dir = run.record.run_dir.display().to_string();

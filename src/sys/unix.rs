@@ -369,3 +369,20 @@ pub fn private_dir(b: &mut std::fs::DirBuilder) {
 pub fn rename_denied_is_transient() -> bool {
     false
 }
+
+/// How long the system has been up (`CLOCK_BOOTTIME`: counts suspended time too), for
+/// `start_delay`.
+pub fn uptime() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}

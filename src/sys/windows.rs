@@ -726,6 +726,13 @@ pub fn rename_denied_is_transient() -> bool {
     true
 }
 
+/// How long the system has been up, for `start_delay`.
+pub fn uptime() -> Option<std::time::Duration> {
+    // SAFETY: GetTickCount64 takes no arguments and cannot fail.
+    let ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };
+    Some(std::time::Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

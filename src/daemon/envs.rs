@@ -1,0 +1,708 @@
+//! Python environments in the daemon (see [`crate::pyenv`] for what one is).
+//!
+//! One worker thread (`envs`) does all the file and process work, so the loop never waits for
+//! it: it hashes the jobs' requirements files (and looks at their stamps once a second, so an
+//! edited file is noticed without a config reload), starts a build for every key that has no
+//! ready environment, ends a build that outlives `env_build_timeout` (its whole tree, like a
+//! run), writes each environment's `state.json`, and removes environments that no job and no
+//! run in flight uses. It tells the loop what each job's runs use as [`Event::Envs`].
+//!
+//! A job switches environments atomically: its runs keep the environment they have until the
+//! new one is ready, then every later run takes the new one. Runs of a job whose first
+//! environment is still building wait in the queue; if its build failed they are recorded as
+//! `error` with the build's last lines.
+
+use super::{Daemon, Event};
+use crate::pyenv::{self, EnvSpec, EnvState, Phase};
+use crate::run::{self, ExitInfo, RunSpec};
+use crate::state::{self, Durability, StateDir};
+use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How often the worker looks at the source files' stamps.
+const WATCH: Duration = Duration::from_secs(1);
+
+/// What a job's runs get.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEnv {
+    /// Its environment is being built and it has none ready: runs wait.
+    Waiting,
+    Ready {
+        key: String,
+        venv: PathBuf,
+    },
+    /// The build failed (or the file cannot be read): runs are recorded as `error`.
+    Failed(String),
+}
+
+/// The worker's news for the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub envs: Vec<EnvState>,
+    pub jobs: BTreeMap<String, JobEnv>,
+}
+
+enum Msg {
+    Config {
+        jobs: Vec<(String, EnvSpec)>,
+        timeout: Duration,
+        uv: Option<PathBuf>,
+    },
+    /// Keys of the runs in flight (never removed under them); `None` while runs adopted after
+    /// a restart are in flight (their environment is unknown): remove nothing.
+    InUse(Option<BTreeSet<String>>),
+    Exited {
+        key: String,
+        exit: ExitInfo,
+    },
+}
+
+/// Builds in flight, by key: process group and folder (the loop ends them when it exits).
+type Builds = Arc<Mutex<BTreeMap<String, (u32, String)>>>;
+
+/// The loop's side: the worker's handle and what it last reported.
+#[derive(Default)]
+pub(super) struct Side {
+    tx: Option<Sender<Msg>>,
+    builds: Builds,
+    pub(super) jobs: BTreeMap<String, JobEnv>,
+    pub(super) views: Vec<EnvState>,
+    /// The environment key of each run in flight, by PID.
+    runs: HashMap<u32, String>,
+    sent_in_use: Option<Option<BTreeSet<String>>>,
+    /// No scheduled run starts before this (`start_delay` after boot).
+    pub(super) hold_until: Option<Instant>,
+}
+
+impl Daemon {
+    /// Tells the worker the jobs' environments (at start and after every reload), starting it
+    /// on first use.
+    pub(super) fn envs_configure(&mut self) {
+        if self.envs.hold_until.is_none() {
+            let up = crate::sys::uptime().unwrap_or(Duration::MAX);
+            let left = self.cfg.daemon.start_delay.saturating_sub(up);
+            self.envs.hold_until = Some(Instant::now() + left);
+            if !left.is_zero() {
+                info!(
+                    start_delay_s = self.cfg.daemon.start_delay.as_secs(),
+                    "the system booted recently: no scheduled run starts for {}s",
+                    left.as_secs()
+                );
+            }
+        }
+        let jobs: Vec<(String, EnvSpec)> = self
+            .cfg
+            .jobs
+            .iter()
+            .filter_map(|j| j.pyenv.clone().map(|e| (j.name.clone(), e)))
+            .collect();
+        if jobs.is_empty() && self.envs.tx.is_none() {
+            return;
+        }
+        if self.envs.tx.is_none() {
+            match start_worker(
+                self.state.clone(),
+                self.tx.clone(),
+                Arc::clone(&self.envs.builds),
+            ) {
+                Ok(tx) => self.envs.tx = Some(tx),
+                Err(e) => {
+                    let msg = format!("cannot start the environment thread: {e}");
+                    warn!("{msg}");
+                    for (name, _) in &jobs {
+                        self.envs
+                            .jobs
+                            .insert(name.clone(), JobEnv::Failed(msg.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        // Until the worker answers, runs of jobs with an environment wait.
+        for (name, _) in &jobs {
+            self.envs
+                .jobs
+                .entry(name.clone())
+                .or_insert(JobEnv::Waiting);
+        }
+        self.envs
+            .jobs
+            .retain(|n, _| jobs.iter().any(|(j, _)| j == n));
+        self.envs_send(Msg::Config {
+            jobs,
+            timeout: self.cfg.daemon.env_build_timeout,
+            uv: self.cfg.daemon.uv.clone(),
+        });
+        self.envs_runs_changed();
+    }
+
+    fn envs_send(&mut self, msg: Msg) {
+        if let Some(tx) = &self.envs.tx {
+            if tx.send(msg).is_err() {
+                warn!("the environment thread is gone");
+                self.envs.tx = None;
+            }
+        }
+    }
+
+    pub(super) fn on_envs(&mut self, u: Update) {
+        for (name, now) in &u.jobs {
+            if self.envs.jobs.get(name) != Some(now) {
+                match now {
+                    JobEnv::Ready { key, .. } => {
+                        info!(job = %name, env = %key, "environment ready")
+                    }
+                    JobEnv::Failed(e) => warn!(job = %name, "environment failed: {e}"),
+                    JobEnv::Waiting => info!(job = %name, "waiting for its environment"),
+                }
+            }
+        }
+        // Jobs the worker does not know yet (just configured) keep waiting.
+        for (name, state) in u.jobs {
+            if self
+                .jobs
+                .get(&name)
+                .is_some_and(|js| js.job.pyenv.is_some())
+            {
+                self.envs.jobs.insert(name, state);
+            }
+        }
+        self.envs.views = u.envs;
+        self.dirty = true;
+    }
+
+    /// True while a run of `job` must wait: for its environment, or for `start_delay`.
+    pub(super) fn must_wait(&self, p: &super::runs::Pending) -> bool {
+        let held = p.request.is_none() && self.envs.hold_until.is_some_and(|h| Instant::now() < h);
+        held || (p.job.pyenv.is_some()
+            && !matches!(
+                self.envs.jobs.get(&p.job.name),
+                Some(JobEnv::Ready { .. } | JobEnv::Failed(_))
+            ))
+    }
+
+    /// Puts the job's environment in front of the runner's PATH. `Err`: the run cannot start
+    /// (its note says why).
+    pub(super) fn apply_env(
+        &self,
+        job: &crate::config::Job,
+        spec: &mut RunSpec,
+    ) -> Result<Option<String>, String> {
+        if job.pyenv.is_none() {
+            return Ok(None);
+        }
+        match self.envs.jobs.get(&job.name) {
+            Some(JobEnv::Ready { key, venv }) => {
+                let bin = pyenv::bin_dir(venv);
+                let mut paths = vec![bin];
+                let inherited = spec
+                    .env
+                    .get("PATH")
+                    .map(std::ffi::OsString::from)
+                    .or_else(|| std::env::var_os("PATH"));
+                if let Some(p) = inherited {
+                    paths.extend(std::env::split_paths(&p));
+                }
+                let path = std::env::join_paths(paths)
+                    .map_err(|e| format!("cannot put the environment on PATH: {e}"))?;
+                spec.env
+                    .insert("PATH".into(), path.to_string_lossy().into_owned());
+                spec.env
+                    .insert("VIRTUAL_ENV".into(), venv.display().to_string());
+                // robot and rebot are the environment's, found on PATH: a bare name resolved
+                // with the run's own PATH.
+                Ok(Some(key.clone()))
+            }
+            Some(JobEnv::Failed(e)) => Err(e.clone()),
+            _ => Err("its Python environment is not ready".into()),
+        }
+    }
+
+    pub(super) fn env_run_started(&mut self, pid: u32, key: Option<String>) {
+        if let Some(k) = key {
+            self.envs.runs.insert(pid, k);
+            self.envs_runs_changed();
+        }
+    }
+
+    pub(super) fn env_run_ended(&mut self, pid: u32) {
+        if self.envs.runs.remove(&pid).is_some() {
+            self.envs_runs_changed();
+        }
+    }
+
+    fn envs_runs_changed(&mut self) {
+        let adopted = self.active.values().any(|r| r.adopted);
+        let now = (!adopted).then(|| self.envs.runs.values().cloned().collect::<BTreeSet<_>>());
+        if self.envs.sent_in_use.as_ref() != Some(&now) {
+            self.envs.sent_in_use = Some(now.clone());
+            self.envs_send(Msg::InUse(now));
+        }
+    }
+
+    /// Ends the builds in flight when the daemon exits: a next daemon builds again.
+    pub(super) fn envs_stop(&mut self) {
+        let builds =
+            std::mem::take(&mut *self.envs.builds.lock().unwrap_or_else(|e| e.into_inner()));
+        for (key, (pgid, dir)) in builds {
+            info!(env = %key, "ending the environment build in flight");
+            run::kill_tree(pgid, &dir);
+        }
+    }
+}
+
+/// One environment the worker tracks.
+struct Tracked {
+    spec: EnvSpec,
+    stamp: Option<String>,
+    key: Option<Result<String, String>>,
+    /// The environment its runs use now (kept until the next one is ready).
+    in_use: Option<String>,
+}
+
+struct Build {
+    pgid: u32,
+    deadline: Instant,
+    timed_out: bool,
+}
+
+struct Worker {
+    root: PathBuf,
+    state: StateDir,
+    events: Sender<Event>,
+    me: Sender<Msg>,
+    jobs: BTreeMap<String, Tracked>,
+    envs: BTreeMap<String, EnvState>,
+    builds: BTreeMap<String, Build>,
+    shared: Builds,
+    timeout: Duration,
+    uv: Option<PathBuf>,
+    runs_use: Option<BTreeSet<String>>,
+    last: Option<Update>,
+}
+
+fn start_worker(
+    state: StateDir,
+    events: Sender<Event>,
+    shared: Builds,
+) -> std::io::Result<Sender<Msg>> {
+    let (tx, rx) = mpsc::channel();
+    let mut w = Worker {
+        root: state.root.join("envs"),
+        state,
+        events,
+        me: tx.clone(),
+        jobs: BTreeMap::new(),
+        envs: BTreeMap::new(),
+        builds: BTreeMap::new(),
+        shared,
+        timeout: Duration::from_secs(600),
+        uv: None,
+        runs_use: None,
+        last: None,
+    };
+    std::thread::Builder::new()
+        .name("envs".into())
+        .spawn(move || w.serve(rx))?;
+    Ok(tx)
+}
+
+impl Worker {
+    fn serve(&mut self, rx: Receiver<Msg>) {
+        let mut configured = false;
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .builds
+                .values()
+                .filter(|b| !b.timed_out)
+                .map(|b| b.deadline.saturating_duration_since(now))
+                .fold(WATCH, Duration::min);
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Config { jobs, timeout, uv }) => {
+                    self.configure(jobs);
+                    self.timeout = timeout;
+                    self.uv = uv;
+                    configured = true;
+                }
+                Ok(Msg::InUse(keys)) => self.runs_use = keys,
+                Ok(Msg::Exited { key, exit }) => self.finish(&key, exit),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.enforce_timeouts();
+            if configured {
+                self.refresh();
+                self.collect_garbage();
+                if !self.publish() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn configure(&mut self, jobs: Vec<(String, EnvSpec)>) {
+        let mut next = BTreeMap::new();
+        for (name, spec) in jobs {
+            let t = match self.jobs.remove(&name) {
+                Some(mut t) if t.spec == spec => {
+                    // A reload retries a failed build (the admin may have fixed the index).
+                    if let Some(Ok(k)) = &t.key {
+                        if self.envs.get(k).is_some_and(|e| e.state == Phase::Failed) {
+                            self.envs.remove(k);
+                        }
+                    }
+                    t.stamp = None;
+                    t
+                }
+                old => Tracked {
+                    in_use: old
+                        .and_then(|o| o.in_use)
+                        .or_else(|| self.previous_ready(&spec)),
+                    spec,
+                    stamp: None,
+                    key: None,
+                },
+            };
+            next.insert(name, t);
+        }
+        self.jobs = next;
+    }
+
+    /// A ready environment built from the same file and interpreter (the newest): what the
+    /// job used before a restart, used again until the current content's one is ready.
+    fn previous_ready(&self, spec: &EnvSpec) -> Option<String> {
+        let dir = std::fs::read_dir(&self.root).ok()?;
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| pyenv::is_key(n))
+            .filter_map(|n| self.load(&n))
+            .filter(|s| s.source == spec.source && s.python == spec.python && s.kind == spec.kind)
+            .max_by_key(|s| s.built)
+            .map(|s| s.key)
+    }
+
+    /// A ready environment's state from its folder, if it is usable.
+    fn load(&self, key: &str) -> Option<EnvState> {
+        let dir = self.root.join(key);
+        let st: EnvState = state::read_json(&dir.join("state.json")).ok().flatten()?;
+        (st.state == Phase::Ready && st.key == key && pyenv::venv_usable(&dir)).then_some(st)
+    }
+
+    fn refresh(&mut self) {
+        let mut wanted: Vec<(String, EnvSpec)> = Vec::new();
+        for t in self.jobs.values_mut() {
+            let stamp = crate::config::stamp(&t.spec.source);
+            if t.key.is_none() || stamp != t.stamp {
+                t.stamp = stamp;
+                t.key = Some(
+                    pyenv::key_of(&t.spec)
+                        .map_err(|e| format!("cannot read {}: {e}", t.spec.source.display())),
+                );
+            }
+            if let Some(Ok(k)) = &t.key {
+                wanted.push((k.clone(), t.spec.clone()));
+            }
+        }
+        for (key, spec) in wanted {
+            if self.envs.contains_key(&key) {
+                continue;
+            }
+            match self.load(&key) {
+                Some(st) => {
+                    self.envs.insert(key, st);
+                }
+                None => self.start_build(&key, &spec),
+            }
+        }
+    }
+
+    fn start_build(&mut self, key: &str, spec: &EnvSpec) {
+        let mut st = EnvState {
+            key: key.to_string(),
+            source: spec.source.clone(),
+            kind: spec.kind,
+            python: spec.python.clone(),
+            state: Phase::Building,
+            tool: Some(if self.uv.is_some() { "uv" } else { "pip" }.into()),
+            python_version: None,
+            started: Some(Utc::now()),
+            built: None,
+            duration_s: None,
+            error: None,
+            jobs: Vec::new(),
+        };
+        let dir = match state::create_state_subdirs(&self.state.root, &["envs", key]) {
+            Ok(d) => d,
+            Err(e) => {
+                st.state = Phase::Failed;
+                st.error = Some(format!("cannot create the environment folder: {e}"));
+                self.envs.insert(key.to_string(), st);
+                return;
+            }
+        };
+        let log = dir.join("build.log");
+        // A new build, a new log (an older failed build's log went into its error).
+        for f in ["build.log", "build-info.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        self.save(&dir, &st);
+        let dir_s = dir.display().to_string();
+        let me = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "robotmk-daemon".into());
+        let mut argv = vec![
+            me,
+            "env-build".into(),
+            "--dir".into(),
+            dir_s.clone(),
+            "--source".into(),
+            spec.source.display().to_string(),
+            "--kind".into(),
+            spec.kind.as_str().into(),
+            "--python".into(),
+            spec.python.clone(),
+        ];
+        if let Some(uv) = &self.uv {
+            argv.extend(["--uv".into(), uv.display().to_string()]);
+        }
+        let mut env = BTreeMap::new();
+        // The run tag: a timeout ends every process of the build, also those that left its
+        // process group.
+        env.insert(run::TAG.to_string(), dir_s.clone());
+        let spec_run = RunSpec {
+            argv,
+            env,
+            working_dir: dir.clone(),
+            stdout: log.clone(),
+            stderr: log,
+        };
+        let tx = self.me.clone();
+        let k = key.to_string();
+        match run::spawn(spec_run, move |_, exit| {
+            let _ = tx.send(Msg::Exited { key: k, exit });
+        }) {
+            Ok(pgid) => {
+                info!(env = %key, source = %spec.source.display(), tool = ?st.tool, "building a Python environment");
+                self.builds.insert(
+                    key.to_string(),
+                    Build {
+                        pgid,
+                        deadline: Instant::now() + self.timeout,
+                        timed_out: false,
+                    },
+                );
+                self.shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.to_string(), (pgid, dir_s));
+            }
+            Err(e) => {
+                st.state = Phase::Failed;
+                st.error = Some(format!("cannot start the build: {e}"));
+                self.save(&dir, &st);
+            }
+        }
+        self.envs.insert(key.to_string(), st);
+    }
+
+    fn enforce_timeouts(&mut self) {
+        let now = Instant::now();
+        for (key, b) in self.builds.iter_mut() {
+            if !b.timed_out && now >= b.deadline {
+                warn!(env = %key, "environment build timed out; ending its process tree");
+                b.timed_out = true;
+                run::kill_tree(b.pgid, &self.root.join(key).display().to_string());
+            }
+        }
+    }
+
+    fn finish(&mut self, key: &str, exit: ExitInfo) {
+        let Some(b) = self.builds.remove(key) else {
+            return;
+        };
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let dir = self.root.join(key);
+        let dir_s = dir.display().to_string();
+        if run::tree_alive(b.pgid, &dir_s) {
+            run::kill_tree(b.pgid, &dir_s);
+        }
+        let Some(mut st) = self.envs.remove(key) else {
+            return;
+        };
+        let now = Utc::now();
+        st.built = Some(now);
+        st.duration_s = st
+            .started
+            .map(|s| ((now - s).num_milliseconds() as f64 / 1e3).max(0.0));
+        if exit.success() && !b.timed_out && pyenv::venv_usable(&dir) {
+            let bi: Option<pyenv::BuildInfo> = state::read_json(&dir.join("build-info.json"))
+                .ok()
+                .flatten();
+            if let Some(bi) = bi {
+                st.tool = Some(bi.tool);
+                st.python_version = bi.python_version;
+            }
+            st.state = Phase::Ready;
+            info!(env = %key, duration_s = ?st.duration_s, tool = ?st.tool, "environment built");
+        } else {
+            let why = if b.timed_out {
+                format!(
+                    "the build did not finish within env_build_timeout ({})",
+                    crate::config::duration::format(self.timeout)
+                )
+            } else if let Some(e) = &exit.spawn_error {
+                format!("the build could not start: {e}")
+            } else {
+                match (exit.code, exit.signal) {
+                    (Some(c), _) => format!("the build failed (exit code {c})"),
+                    (None, Some(s)) => format!("the build was ended by signal {s}"),
+                    _ => "the build failed".into(),
+                }
+            };
+            let tail = pyenv::log_tail(&dir.join("build.log"));
+            let mut error = format!("{why}; log {}", dir.join("build.log").display());
+            if !tail.is_empty() {
+                error.push_str(":\n");
+                error.push_str(&tail);
+            }
+            warn!(env = %key, "environment build failed: {why}");
+            st.state = Phase::Failed;
+            st.error = Some(error);
+        }
+        self.save(&dir, &st);
+        self.envs.insert(key.to_string(), st);
+    }
+
+    fn save(&self, dir: &std::path::Path, st: &EnvState) {
+        if let Err(e) = state::write_json(&dir.join("state.json"), st, Durability::Sync) {
+            warn!(env = %st.key, "cannot write the environment's state: {e}");
+        }
+    }
+
+    /// What each job's runs use now, switching to a job's current key once it is ready.
+    fn job_states(&mut self) -> BTreeMap<String, JobEnv> {
+        let mut out = BTreeMap::new();
+        for (name, t) in self.jobs.iter_mut() {
+            let ready = |k: &str| {
+                (self.envs.get(k).is_some_and(|e| e.state == Phase::Ready)).then(|| JobEnv::Ready {
+                    key: k.to_string(),
+                    venv: pyenv::venv_dir(&self.root.join(k)),
+                })
+            };
+            let state = match &t.key {
+                None => JobEnv::Waiting,
+                Some(Err(e)) => {
+                    t.in_use = None;
+                    JobEnv::Failed(e.clone())
+                }
+                Some(Ok(k)) => match self.envs.get(k).map(|e| e.state) {
+                    Some(Phase::Ready) => {
+                        t.in_use = Some(k.clone());
+                        ready(k).unwrap_or(JobEnv::Waiting)
+                    }
+                    Some(Phase::Failed) => {
+                        t.in_use = None;
+                        let err = self
+                            .envs
+                            .get(k)
+                            .and_then(|e| e.error.clone())
+                            .unwrap_or_default();
+                        JobEnv::Failed(format!(
+                            "its Python environment {k} could not be built: {err}"
+                        ))
+                    }
+                    _ => t
+                        .in_use
+                        .as_deref()
+                        .and_then(|old| {
+                            // The old one may have been loaded at start only by key.
+                            if !self.envs.contains_key(old) {
+                                return None;
+                            }
+                            ready(old)
+                        })
+                        .unwrap_or(JobEnv::Waiting),
+                },
+            };
+            out.insert(name.clone(), state);
+        }
+        out
+    }
+
+    /// Removes environments that no job uses (now or until its next one is ready) and no run
+    /// in flight runs in.
+    fn collect_garbage(&mut self) {
+        // An environment a job used before a restart is tracked again while in use.
+        let olds: Vec<String> = self
+            .jobs
+            .values()
+            .filter_map(|t| t.in_use.clone())
+            .collect();
+        for k in olds {
+            if !self.envs.contains_key(&k) {
+                if let Some(st) = self.load(&k) {
+                    self.envs.insert(k, st);
+                }
+            }
+        }
+        let _ = self.job_states();
+        let Some(runs) = &self.runs_use else {
+            return;
+        };
+        let mut keep: BTreeSet<String> = runs.clone();
+        for t in self.jobs.values() {
+            if let Some(Ok(k)) = &t.key {
+                keep.insert(k.clone());
+            }
+            if let Some(k) = &t.in_use {
+                keep.insert(k.clone());
+            }
+        }
+        keep.extend(self.builds.keys().cloned());
+        self.envs.retain(|k, _| keep.contains(k));
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if pyenv::is_key(&name) && !keep.contains(&name) {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => info!(env = %name, "removed an environment no job uses"),
+                    Err(err) => warn!(env = %name, "cannot remove an unused environment: {err}"),
+                }
+            }
+        }
+    }
+
+    /// Sends the news to the loop if anything changed; false once the loop is gone.
+    fn publish(&mut self) -> bool {
+        let jobs = self.job_states();
+        let mut envs: Vec<EnvState> = self.envs.values().cloned().collect();
+        for e in &mut envs {
+            e.jobs = self
+                .jobs
+                .iter()
+                .filter(|(_, t)| {
+                    matches!(&t.key, Some(Ok(k)) if *k == e.key)
+                        || t.in_use.as_deref() == Some(&e.key)
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+        }
+        let u = Update { envs, jobs };
+        if self.last.as_ref() == Some(&u) {
+            return true;
+        }
+        self.last = Some(u.clone());
+        self.events.send(Event::Envs(Box::new(u))).is_ok()
+    }
+}
