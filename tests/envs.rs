@@ -1,0 +1,500 @@
+//! Python environments per job (issue 13) with the real robot and real venvs: jobs with
+//! clashing versions of a library, jobs sharing one environment, a changed requirements file
+//! switching atomically, a failing build reported with its error, a hanging build ended at
+//! `env_build_timeout`, `start_delay`, and the build time with uv and with pip.
+//!
+//! No network is needed by the daemon's builds: the library (`mypkg`, versions 1.0 and 2.0)
+//! is a wheel the test writes, and Robot Framework's wheel is downloaded once per target dir
+//! (`pip download`, done by the test, not by the daemon); every requirements file says
+//! `--no-index --find-links <that folder>`.
+#![cfg(unix)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The venv with Robot Framework the tests use as tools (scripts/test.sh creates it).
+fn venv_bin() -> Option<PathBuf> {
+    let robot = std::env::var_os("ROBOTMK_TEST_ROBOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot")));
+    robot
+        .is_file()
+        .then(|| robot.parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+/// The venv's uv, if installed (scripts/test.sh installs it).
+fn uv(bin: &Path) -> Option<PathBuf> {
+    let p = bin.join("uv");
+    p.is_file().then_some(p)
+}
+
+const MKWHEEL: &str = r#"
+import sys, zipfile, hashlib, base64, os
+name, version, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
+files = {
+    f"{name}.py": f"VERSION = {version!r}\n",
+    f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: robotmk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = f"{name}-{version}.dist-info/RECORD"
+lines = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    lines.append(f"{path},sha256={digest},{len(text.encode())}")
+lines.append(f"{record},,")
+files[record] = "\n".join(lines) + "\n"
+os.makedirs(outdir, exist_ok=True)
+tmp = os.path.join(outdir, f".{name}-{version}.tmp")
+with zipfile.ZipFile(tmp, "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+os.replace(tmp, os.path.join(outdir, f"{name}-{version}-py3-none-any.whl"))
+"#;
+
+/// The tools and the wheel folder, or `None` (a skip; a failure in CI).
+struct Kit {
+    bin: PathBuf,
+    wheels: PathBuf,
+}
+
+fn kit() -> Option<Kit> {
+    static ONCE: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+    let Some(bin) = venv_bin() else {
+        require_tool(
+            false,
+            "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)",
+        );
+        return None;
+    };
+    let mut once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    if once.is_none() {
+        let wheels = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("env-wheels");
+        let made = (|| {
+            for v in ["1.0", "2.0"] {
+                let out = Command::new(bin.join("python"))
+                    .args(["-c", MKWHEEL, "mypkg", v])
+                    .arg(&wheels)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(format!("cannot build the test wheel: {out:?}"));
+                }
+            }
+            let have_robot = std::fs::read_dir(&wheels)
+                .map_err(|e| e.to_string())?
+                .flatten()
+                .any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("robotframework-")
+                });
+            if !have_robot {
+                // The version the tools venv has: the one the tests know works.
+                let out = Command::new(bin.join("pip"))
+                    .args([
+                        "download",
+                        "-q",
+                        "--disable-pip-version-check",
+                        "--only-binary=:all:",
+                        "--no-deps",
+                        "-d",
+                    ])
+                    .arg(&wheels)
+                    .arg("robotframework")
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "cannot download robotframework's wheel: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
+            }
+            Ok(wheels)
+        })();
+        *once = Some(made);
+    }
+    match once.as_ref() {
+        Some(Ok(w)) => Some(Kit {
+            bin,
+            wheels: w.clone(),
+        }),
+        Some(Err(e)) => {
+            require_tool(false, e);
+            None
+        }
+        None => None,
+    }
+}
+
+/// A suite that writes the version of `mypkg` it imported to version.txt in its run folder.
+const SUITE: &str = "*** Settings ***\nLibrary    OperatingSystem\n\n*** Test Cases ***\nVersion\n    ${v}=    Evaluate    __import__('mypkg').VERSION\n    Create File    ${OUTPUT DIR}/version.txt    ${v}\n";
+
+fn requirements(kit: &Kit, line: &str) -> String {
+    format!(
+        "--no-index\n--find-links {}\nrobotframework\n{line}\n",
+        kit.wheels.display()
+    )
+}
+
+/// Writes `text` to `path` by rename (a reader never sees half a file).
+fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn setup(inst: &Instance) {
+    std::fs::write(inst.dir.path().join("v.robot"), SUITE).unwrap();
+}
+
+/// `[daemon]` lines choosing the build tool.
+fn tool_line(kit: &Kit, with_uv: bool) -> String {
+    match (with_uv, uv(&kit.bin)) {
+        (true, Some(u)) => format!("uv = \"{}\"", u.display()),
+        _ => "uv = \"off\"".into(),
+    }
+}
+
+fn job(name: &str, req: &str, every: &str) -> String {
+    format!(
+        "[[job]]\nname = \"{name}\"\nsuite = \"v.robot\"\nevery = \"{every}\"\ntimeout = \"60s\"\nrequirements = \"{req}\"\n"
+    )
+}
+
+fn python_line(kit: &Kit) -> String {
+    format!("python = \"{}\"\n", kit.bin.join("python3").display())
+}
+
+fn start(inst: &Instance) {
+    let out = inst.run(&["start"]);
+    assert!(out.status.success(), "start: {out:?}");
+}
+
+fn version_of(rec: &Value) -> Option<String> {
+    let dir = PathBuf::from(rec["run_dir"].as_str()?);
+    std::fs::read_to_string(dir.join("version.txt")).ok()
+}
+
+/// The records of runs that ran (or were meant to and could not): not the skipped ones.
+fn ran(inst: &Instance, job: &str) -> Vec<Value> {
+    inst.finished_records(job)
+        .into_iter()
+        .filter(|r| r["outcome"] != "skipped")
+        .collect()
+}
+
+fn ts(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).expect("a timestamp")
+}
+
+fn envs(inst: &Instance) -> Vec<Value> {
+    inst.status_json()["envs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn env_dirs(inst: &Instance) -> Vec<String> {
+    std::fs::read_dir(inst.state.join("envs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.len() == 32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn jobs_get_their_own_environments_and_share_equal_ones() {
+    let Some(kit) = kit() else { return };
+    let inst = Instance::new(&tool_line(&kit, true), "");
+    setup(&inst);
+    let d = inst.dir.path();
+    std::fs::write(d.join("one.txt"), requirements(&kit, "mypkg==1.0")).unwrap();
+    // Same content, another file: the same environment.
+    std::fs::write(d.join("one-again.txt"), requirements(&kit, "mypkg==1.0")).unwrap();
+    std::fs::write(d.join("two.txt"), requirements(&kit, "mypkg==2.0")).unwrap();
+    let py = python_line(&kit);
+    let jobs = format!(
+        "{}{py}\n{}{py}\n{}{py}",
+        job("a", "one.txt", "2s"),
+        job("b", "two.txt", "2s"),
+        job("c", "one-again.txt", "2s")
+    );
+    inst.write_config(&tool_line(&kit, true), &jobs);
+    let check = inst.run(&["check-config"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("environment ") && l.ends_with("jobs: a, c")),
+        "check-config lists the shared environment:\n{text}"
+    );
+    start(&inst);
+    for (job, want) in [("a", "1.0"), ("b", "2.0"), ("c", "1.0")] {
+        assert!(
+            wait_for(Duration::from_secs(120), || ran(&inst, job)
+                .iter()
+                .any(|r| r["outcome"] == "success")),
+            "job {job} never succeeded: {:?}\n{}",
+            ran(&inst, job),
+            inst.log()
+        );
+        for r in ran(&inst, job) {
+            assert_eq!(r["outcome"], "success", "{r}");
+            assert_eq!(version_of(&r).as_deref(), Some(want), "{job}: {r}");
+        }
+    }
+    let envs = envs(&inst);
+    assert_eq!(envs.len(), 2, "{envs:?}");
+    for e in &envs {
+        assert_eq!(e["state"], "ready", "{e}");
+        assert!(e["duration_s"].as_f64().is_some(), "{e}");
+        assert!(e["built"].is_string(), "{e}");
+        assert!(e["tool"].is_string(), "{e}");
+    }
+    let mut users: Vec<String> = envs.iter().map(|e| e["jobs"].to_string()).collect();
+    users.sort();
+    assert_eq!(users, ["[\"a\",\"c\"]", "[\"b\"]"]);
+    assert_eq!(env_dirs(&inst).len(), 2);
+    // ctrl's section carries them too.
+    let section = inst.ctrl_json();
+    assert_eq!(
+        section["envs"].as_array().map(Vec::len),
+        Some(2),
+        "{section}"
+    );
+}
+
+#[test]
+fn a_changed_file_switches_atomically_once_the_new_environment_is_ready() {
+    let Some(kit) = kit() else { return };
+    // pip: slow enough that runs go on while the new environment builds.
+    let daemon = tool_line(&kit, false);
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let req = inst.dir.path().join("req.txt");
+    std::fs::write(&req, requirements(&kit, "mypkg==1.0")).unwrap();
+    inst.write_config(
+        &daemon,
+        &format!("{}{}", job("a", "req.txt", "1s"), python_line(&kit)),
+    );
+    start(&inst);
+    let v1 = |inst: &Instance| {
+        ran(inst, "a")
+            .iter()
+            .any(|r| version_of(r).as_deref() == Some("1.0"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(120), || v1(&inst)),
+        "{}",
+        inst.log()
+    );
+    let first = env_dirs(&inst);
+    assert_eq!(first.len(), 1);
+    write_atomic(&req, &requirements(&kit, "mypkg==2.0"));
+    assert!(
+        wait_for(Duration::from_secs(120), || ran(&inst, "a")
+            .iter()
+            .any(|r| version_of(r).as_deref() == Some("2.0"))),
+        "never switched: {}",
+        inst.log()
+    );
+    // The old one goes once no run uses it.
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let now = env_dirs(&inst);
+            now.len() == 1 && now != first
+        }),
+        "{:?}",
+        env_dirs(&inst)
+    );
+    let new = envs(&inst)
+        .into_iter()
+        .find(|e| e["state"] == "ready")
+        .expect("the new environment");
+    let (started, built) = (ts(&new["started"]), ts(&new["built"]));
+    let recs = ran(&inst, "a");
+    let mut seen_two = false;
+    let mut during_build = 0;
+    for r in &recs {
+        // Every run had one environment or the other, never a broken one; once a run had the
+        // new one, no later run had the old one.
+        assert_eq!(r["outcome"], "success", "{r}");
+        let v = version_of(r).unwrap_or_default();
+        if v == "2.0" {
+            seen_two = true;
+        } else {
+            assert_eq!(v, "1.0", "{r}");
+            assert!(!seen_two, "went back to the old environment: {recs:?}");
+        }
+        let s = ts(&r["started"]);
+        if s > started && s < built {
+            assert_eq!(v, "1.0", "a run during the build used the old one: {r}");
+            during_build += 1;
+        }
+    }
+    assert!(
+        during_build > 0,
+        "no run started while the new environment was built ({started} .. {built}): {recs:?}"
+    );
+}
+
+#[test]
+fn a_failing_build_is_reported_with_its_error() {
+    let Some(kit) = kit() else { return };
+    let daemon = tool_line(&kit, true);
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    std::fs::write(
+        inst.dir.path().join("bad.txt"),
+        requirements(&kit, "nosuchpkg==9.9"),
+    )
+    .unwrap();
+    inst.write_config(
+        &daemon,
+        &format!("{}{}", job("bad", "bad.txt", "1s"), python_line(&kit)),
+    );
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(120), || !ran(&inst, "bad").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "bad")[0];
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    let note = rec["note"].as_str().unwrap_or_default();
+    assert!(note.contains("could not be built"), "{note}");
+    assert!(note.contains("nosuchpkg"), "the build's last lines: {note}");
+    let envs = envs(&inst);
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    assert_eq!(envs[0]["state"], "failed");
+    assert!(
+        envs[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nosuchpkg")),
+        "{envs:?}"
+    );
+    let table = String::from_utf8_lossy(&inst.run(&["status"]).stdout).into_owned();
+    assert!(table.contains("failed"), "{table}");
+}
+
+#[test]
+fn a_hanging_build_is_ended_at_env_build_timeout() {
+    // No real Python needed: the "interpreter" hangs, so does the build.
+    let inst = Instance::new("uv = \"off\"\nenv_build_timeout = \"2s\"", "");
+    let d = inst.dir.path();
+    let fake = d.join("hangs-python");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 300\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("r.txt"), "x\n").unwrap();
+    std::fs::write(d.join("v.robot"), SUITE).unwrap();
+    inst.write_config(
+        "uv = \"off\"\nenv_build_timeout = \"2s\"",
+        &format!(
+            "{}python = \"{}\"\n",
+            job("h", "r.txt", "1s"),
+            fake.display()
+        ),
+    );
+    let t0 = Instant::now();
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !ran(&inst, "h").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "h")[0];
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    assert!(
+        rec["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("env_build_timeout")),
+        "{rec}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    // The whole build tree is gone (the sleep too).
+    let envs_dir = inst.state.join("envs").display().to_string();
+    assert!(
+        wait_for(Duration::from_secs(5), || processes_of(&envs_dir)
+            .is_empty()),
+        "{:?}",
+        processes_of(&envs_dir)
+    );
+}
+
+#[test]
+fn start_delay_holds_runs_after_boot() {
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/uptime");
+    // As if the machine had booted just now: runs wait 3 more seconds.
+    let delay = up.ceil() as u64 + 3;
+    let daemon = format!("start_delay = \"{delay}s\"");
+    let inst = Instance::new(
+        &daemon,
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1s\"\n",
+    );
+    let t0 = Instant::now();
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(20), || !ran(&inst, "j").is_empty()),
+        "{}",
+        inst.log()
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "ran {:?} after start",
+        t0.elapsed()
+    );
+}
+
+/// Builds one environment with each tool through the daemon and prints the times the daemon
+/// recorded (the closing note of issue 13 quotes them).
+#[test]
+fn build_time_with_uv_and_with_pip() {
+    let Some(kit) = kit() else { return };
+    if !require_tool(uv(&kit.bin).is_some(), "uv in the tools venv") {
+        return;
+    }
+    let mut figures = Vec::new();
+    for with_uv in [true, false] {
+        let daemon = tool_line(&kit, with_uv);
+        let inst = Instance::new(&daemon, "");
+        setup(&inst);
+        std::fs::write(
+            inst.dir.path().join("r.txt"),
+            requirements(&kit, "mypkg==1.0"),
+        )
+        .unwrap();
+        inst.write_config(
+            &daemon,
+            &format!("{}{}", job("t", "r.txt", "1h"), python_line(&kit)),
+        );
+        start(&inst);
+        let mut ready = None;
+        assert!(
+            wait_for(Duration::from_secs(180), || {
+                ready = envs(&inst).into_iter().find(|e| e["state"] == "ready");
+                ready.is_some()
+            }),
+            "{}",
+            inst.log()
+        );
+        let e = ready.unwrap();
+        assert_eq!(e["tool"], if with_uv { "uv" } else { "pip" }, "{e}");
+        figures.push((e["tool"].clone(), e["duration_s"].as_f64().unwrap()));
+    }
+    eprintln!("environment build time (robotframework + one local wheel, offline): {figures:?}");
+}
