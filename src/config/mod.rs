@@ -872,6 +872,50 @@ cron = "0 3 * * *"
     }
 
     #[test]
+    fn environment_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("req.txt"), "robotframework\n").unwrap();
+        let path = dir.path().join("c.toml");
+        let job = |extra: &str| {
+            parse(
+                &path,
+                &format!("[[job]]\nname = \"r\"\nsuite = \"s.robot\"\nevery = \"1m\"\n{extra}\n"),
+            )
+        };
+        let c = job("requirements = \"req.txt\"\npython = \"/usr/bin/python3\"").unwrap();
+        let e = c.jobs[0].pyenv.as_ref().unwrap();
+        assert_eq!(e.source, dir.path().join("req.txt"));
+        assert_eq!(
+            e.python,
+            absolute(Path::new("/usr/bin/python3"))
+                .display()
+                .to_string()
+        );
+        // The environment's robot, found on the run's PATH.
+        assert_eq!(c.jobs[0].command[0], "robot");
+        let e = job("requirements = \"missing.txt\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].requirements"), "{e}");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = job("requirements = \"req.txt\"\nrobot = \"/x/robot\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].robot"), "{e}");
+        let e = job("requirements = \"req.txt\"\npyproject = \"req.txt\"").unwrap_err();
+        assert!(e.message.contains("not both"), "{e}");
+        let cmd = parse(
+            &path,
+            "[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nrequirements = \"req.txt\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(cmd.field.as_deref(), Some("job[0].requirements"), "{cmd}");
+        let d = |extra: &str| parse(&path, &format!("[daemon]\n{extra}\n"));
+        assert!(d("env_build_timeout = \"0s\"").is_err());
+        assert!(d("uv = \"/no/such/uv\"").is_err());
+        let c = d("uv = \"off\"\nstart_delay = \"2m\"").unwrap();
+        assert_eq!(c.daemon.uv, None);
+        assert_eq!(c.daemon.start_delay, Duration::from_secs(120));
+        assert_eq!(c.daemon.env_build_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
     fn locate_daemon_survives_a_broken_job() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
