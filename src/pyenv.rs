@@ -50,6 +50,8 @@ pub struct EnvSpec {
     pub kind: SourceKind,
     /// The base interpreter (`python = "…"`, else `python3`; `python` on Windows).
     pub python: String,
+    /// For a job with a `user`: built where that user can read it (see `daemon::workdir`).
+    pub shared: bool,
 }
 
 /// Where a build stands.
@@ -68,6 +70,9 @@ pub struct EnvState {
     pub source: PathBuf,
     pub kind: SourceKind,
     pub python: String,
+    /// Readable by jobs' users (in `<state_dir>.users/envs/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
     pub state: Phase,
     /// `uv` or `pip`, once the build said which it used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +168,11 @@ pub fn key_of(spec: &EnvSpec) -> std::io::Result<String> {
     data.extend_from_slice(b"robotmk-env-1\0");
     data.extend_from_slice(spec.kind.as_str().as_bytes());
     data.push(0);
+    data.extend_from_slice(if spec.shared {
+        b"shared\0"
+    } else {
+        b"private\0"
+    });
     data.extend_from_slice(python_identity(&spec.python).as_bytes());
     data.push(0);
     data.extend_from_slice(&content);
@@ -233,6 +243,9 @@ pub fn build(plan: &BuildPlan) -> i32 {
 }
 
 fn build_steps(plan: &BuildPlan) -> Result<(), String> {
+    // Readable by a job's user where the folders above let them in (shared environments);
+    // a private one is still behind the 0700 state dir.
+    crate::sys::set_shared_umask();
     let venv = venv_dir(&plan.dir);
     // A build interrupted before (daemon killed, timeout) may have left half a venv.
     if venv.exists() {
@@ -291,6 +304,10 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
             "pip"
         }
     };
+    // Installers copy or hard-link files from their caches with the cache's modes, which the
+    // daemon's umask made private: a job's user must read (not write) all of it.
+    crate::sys::make_readable_tree(&venv)
+        .map_err(|e| format!("cannot make {} readable: {e}", venv.display()))?;
     let version = Command::new(&py)
         .args(["-c", "import sys; print(sys.version.split()[0])"])
         .output()
@@ -419,6 +436,7 @@ mod tests {
             source: p.to_path_buf(),
             kind,
             python: "python3".into(),
+            shared: false,
         };
         let ka = key_of(&spec(&a, SourceKind::Requirements)).unwrap();
         // Same content elsewhere: the same environment.

@@ -375,9 +375,15 @@ fn a_failing_build_is_reported_with_its_error() {
     let note = rec["note"].as_str().unwrap_or_default();
     assert!(note.contains("could not be built"), "{note}");
     assert!(note.contains("nosuchpkg"), "the build's last lines: {note}");
-    let envs = envs(&inst);
-    assert_eq!(envs.len(), 1, "{envs:?}");
-    assert_eq!(envs[0]["state"], "failed");
+    // status.json follows within its flush gap.
+    let mut envs = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            envs = self::envs(&inst);
+            envs.len() == 1 && envs[0]["state"] == "failed"
+        }),
+        "{envs:?}"
+    );
     assert!(
         envs[0]["error"]
             .as_str()
@@ -497,4 +503,198 @@ fn build_time_with_uv_and_with_pip() {
         figures.push((e["tool"].clone(), e["duration_s"].as_f64().unwrap()));
     }
     eprintln!("environment build time (robotframework + one local wheel, offline): {figures:?}");
+}
+
+const RUNNER: &str = "rmkd-runner";
+
+/// The unprivileged user jobs run as, created once (and kept, like tests/security.rs's
+/// attacker). `None` (a skip; a failure in CI) where this process is not root.
+fn runner_user() -> Option<(u32, u32)> {
+    static U: Mutex<Option<Option<(u32, u32)>>> = Mutex::new(None);
+    let mut u = U.lock().unwrap_or_else(|e| e.into_inner());
+    if u.is_none() {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, RUNNER]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root && id("-u").is_none() {
+            let out = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+                .args(["--shell", "/usr/sbin/nologin", RUNNER])
+                .output()
+                .expect("useradd");
+            assert!(
+                out.status.success() || id("-u").is_some(),
+                "useradd: {out:?}"
+            );
+        }
+        *u = Some(if root { id("-u").zip(id("-g")) } else { None });
+    }
+    let got = *u.as_ref().unwrap();
+    if got.is_none() {
+        require_tool(false, "root (to create the user a job runs as)");
+    }
+    got
+}
+
+fn owner(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+fn uid_of(pid: u64) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_job_runs_as_its_user_who_cannot_touch_the_daemons_files() {
+    let Some((uid, gid)) = runner_user() else {
+        return;
+    };
+    let inst = Instance::new("", "");
+    // The user must reach the users' tree beside the state dir: the temp dir is 0700.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = inst.state.display().to_string();
+    let script = format!(
+        "id -u > uid; id -G > groups; echo \"$HOME $USER $LOGNAME\" > env; pwd > cwd; \
+         touch {state}/intruder 2>/dev/null; touch \"$ROBOTMK_RUN_DIR/record.json\" 2>/dev/null; \
+         ls {state} >/dev/null 2>&1 && echo listed > listed; sleep 3"
+    );
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"u\"\ncommand = [\"sh\", \"-c\", {script:?}]\nevery = \"1h\"\nuser = \"{RUNNER}\"\n"
+        ),
+    );
+    // run-once (no daemon running) runs it with the daemon's own code and waits for it.
+    let out = inst.run(&["run-once", "u"]);
+    assert!(out.status.success(), "{out:?}");
+    let recs = ran(&inst, "u");
+    assert_eq!(recs.len(), 1, "{recs:?}\n{}", inst.log());
+    let rec = &recs[0];
+    assert_eq!(rec["outcome"], "success", "{rec}");
+    let run_dir = PathBuf::from(rec["run_dir"].as_str().unwrap());
+    let work = PathBuf::from(format!("{}.users", state))
+        .join("jobs/u")
+        .join(run_dir.file_name().unwrap());
+    let read = |f: &str| std::fs::read_to_string(work.join(f)).unwrap_or_default();
+    assert_eq!(read("uid").trim(), uid.to_string());
+    assert!(
+        read("groups")
+            .split_whitespace()
+            .any(|g| g == gid.to_string()),
+        "{}",
+        read("groups")
+    );
+    assert_eq!(
+        read("env").trim(),
+        format!("/nonexistent {RUNNER} {RUNNER}")
+    );
+    assert_eq!(read("cwd").trim(), work.display().to_string());
+    // Its folder is its own; the record, the output files and the state dir stay root's.
+    assert_eq!(owner(&work), uid);
+    assert_eq!(owner(&run_dir.join("record.json")), 0);
+    assert_eq!(owner(&run_dir.join("stdout.log")), 0);
+    assert!(!inst.state.join("intruder").exists());
+    assert!(
+        !work.join("listed").exists(),
+        "the user listed the state dir"
+    );
+    let rec_text = std::fs::read_to_string(run_dir.join("record.json")).unwrap();
+    assert!(rec_text.contains("\"outcome\""), "{rec_text}");
+}
+
+#[test]
+fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
+    let Some((uid, _)) = runner_user() else {
+        return;
+    };
+    let Some(kit) = kit() else { return };
+    // The user must be able to run the interpreter the environment is built from.
+    let py = Path::new("/usr/bin/python3");
+    if !require_tool(py.is_file(), "/usr/bin/python3") {
+        return;
+    }
+    let daemon = tool_line(&kit, true);
+    let inst = Instance::new(&daemon, "");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    setup(&inst);
+    std::fs::write(
+        inst.dir.path().join("r.txt"),
+        requirements(&kit, "mypkg==2.0"),
+    )
+    .unwrap();
+    let slow_suite = SUITE.to_string() + "    Sleep    2s\n";
+    std::fs::write(inst.dir.path().join("v.robot"), slow_suite).unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}python = \"/usr/bin/python3\"\nuser = \"{RUNNER}\"\n",
+            job("r", "r.txt", "3s")
+        ),
+    );
+    start(&inst);
+    // Its processes are the user's while it runs.
+    let mut pid = None;
+    assert!(
+        wait_for(Duration::from_secs(120), || {
+            pid = inst.status_json()["jobs"][0]["running"][0]["pid"].as_u64();
+            pid.is_some()
+        }),
+        "{}",
+        inst.log()
+    );
+    assert_eq!(uid_of(pid.unwrap()), Some(uid));
+    assert!(
+        wait_for(Duration::from_secs(60), || !ran(&inst, "r").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "r")[0];
+    let stderr =
+        std::fs::read_to_string(PathBuf::from(rec["run_dir"].as_str().unwrap()).join("stderr.log"))
+            .unwrap_or_default();
+    assert_eq!(rec["outcome"], "success", "{rec}\n{stderr}");
+    // The result was read from the user's folder, where robot wrote it.
+    let result = PathBuf::from(rec["result"].as_str().unwrap());
+    assert!(
+        result.starts_with(format!("{}.users", inst.state.display())),
+        "{rec}"
+    );
+    assert_eq!(owner(&result), uid);
+    assert_eq!(
+        std::fs::read_to_string(result.with_file_name("version.txt")).unwrap(),
+        "2.0"
+    );
+    let envs = envs(&inst);
+    assert_eq!(envs[0]["shared"], true, "{envs:?}");
+    // The environment is readable, not writable, by the user.
+    let key = envs[0]["key"].as_str().unwrap();
+    let env_dir = PathBuf::from(format!("{}.users/envs/{key}", inst.state.display()));
+    assert_eq!(owner(&env_dir), 0);
+}
+
+#[test]
+fn an_unknown_user_is_a_config_error() {
+    let inst = Instance::new(
+        "",
+        "[[job]]\nname = \"x\"\ncommand = [\"true\"]\nevery = \"1h\"\nuser = \"no-such-user-rmkd\"\n",
+    );
+    let out = inst.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("job[0].user"), "{err}");
+    assert!(err.contains("no user \"no-such-user-rmkd\""), "{err}");
 }

@@ -52,6 +52,7 @@ pub(super) struct RawJob {
     runtime_crit: Option<Spanned<Dur>>,
     requirements: Option<Spanned<PathBuf>>,
     pyproject: Option<Spanned<PathBuf>>,
+    user: Option<Spanned<String>>,
 }
 
 /// robot options that would send its results somewhere the daemon does not look, with the
@@ -216,7 +217,21 @@ pub(super) fn resolve(
         }
     };
 
-    let pyenv = python_env(loc, index, &name, &raw, base)?;
+    let user = match &raw.user {
+        None => None,
+        Some(u) => {
+            let at = |m: String| loc.at(u.span().start, field("user"), named(m));
+            let info = crate::sys::lookup_user(u.get_ref()).map_err(at)?;
+            if !crate::sys::is_root() {
+                return Err(at(format!(
+                    "running a job as {:?} needs the daemon to run as root",
+                    u.get_ref()
+                )));
+            }
+            Some(info)
+        }
+    };
+    let pyenv = python_env(loc, index, &name, &raw, base, user.is_some())?;
     let mut argument_file = None;
     let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
         Kind::Robot
@@ -468,6 +483,7 @@ pub(super) fn resolve(
         runtime_warn,
         runtime_crit,
         pyenv,
+        user,
     })
 }
 
@@ -480,6 +496,7 @@ fn python_env(
     name: &str,
     raw: &RawJob,
     base: &Path,
+    shared: bool,
 ) -> Result<Option<crate::pyenv::EnvSpec>, ConfigError> {
     use crate::pyenv::{EnvSpec, SourceKind};
     let field = |f: &str| Some(format!("job[{index}].{f}"));
@@ -527,6 +544,7 @@ fn python_env(
         source,
         kind,
         python,
+        shared,
     }))
 }
 

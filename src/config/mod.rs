@@ -170,6 +170,8 @@ pub struct Job {
     pub runtime_crit: Option<Duration>,
     /// The Python environment its runs use (`requirements` or `pyproject`).
     pub pyenv: Option<crate::pyenv::EnvSpec>,
+    /// The user its runner runs as (`user = "…"`; Unix, daemon as root).
+    pub user: Option<crate::sys::UserInfo>,
 }
 
 impl Job {
@@ -189,6 +191,7 @@ impl Job {
             && self.test_runtime_warn == other.test_runtime_warn
             && self.test_runtime_crit == other.test_runtime_crit
             && self.pyenv == other.pyenv
+            && self.user == other.user
     }
 }
 

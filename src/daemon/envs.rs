@@ -45,6 +45,8 @@ pub enum JobEnv {
 pub struct Update {
     pub envs: Vec<EnvState>,
     pub jobs: BTreeMap<String, JobEnv>,
+    /// Counts the updates: the loop echoes the last it has seen (see [`Msg::InUse`]).
+    pub seq: u64,
 }
 
 enum Msg {
@@ -54,8 +56,11 @@ enum Msg {
         uv: Option<PathBuf>,
     },
     /// Keys of the runs in flight (never removed under them); `None` while runs adopted after
-    /// a restart are in flight (their environment is unknown): remove nothing.
-    InUse(Option<BTreeSet<String>>),
+    /// a restart are in flight (their environment is unknown): remove nothing. With the last
+    /// update the loop had seen when it sent this: an environment no job uses any more is
+    /// removed only once the loop has seen that (a run it started just before would be in
+    /// these keys then), never while a start with it may be on its way.
+    InUse(Option<BTreeSet<String>>, u64),
     Exited {
         key: String,
         exit: ExitInfo,
@@ -74,7 +79,9 @@ pub(super) struct Side {
     pub(super) views: Vec<EnvState>,
     /// The environment key of each run in flight, by PID.
     runs: HashMap<u32, String>,
-    sent_in_use: Option<Option<BTreeSet<String>>>,
+    sent_in_use: Option<(Option<BTreeSet<String>>, u64)>,
+    /// The last update seen.
+    seen: u64,
     /// No scheduled run starts before this (`start_delay` after boot).
     pub(super) hold_until: Option<Instant>,
 }
@@ -173,7 +180,9 @@ impl Daemon {
             }
         }
         self.envs.views = u.envs;
+        self.envs.seen = u.seq;
         self.dirty = true;
+        self.envs_runs_changed();
     }
 
     /// True while a run of `job` must wait: for its environment, or for `start_delay`.
@@ -238,10 +247,11 @@ impl Daemon {
 
     fn envs_runs_changed(&mut self) {
         let adopted = self.active.values().any(|r| r.adopted);
-        let now = (!adopted).then(|| self.envs.runs.values().cloned().collect::<BTreeSet<_>>());
+        let keys = (!adopted).then(|| self.envs.runs.values().cloned().collect::<BTreeSet<_>>());
+        let now = (keys, self.envs.seen);
         if self.envs.sent_in_use.as_ref() != Some(&now) {
             self.envs.sent_in_use = Some(now.clone());
-            self.envs_send(Msg::InUse(now));
+            self.envs_send(Msg::InUse(now.0, now.1));
         }
     }
 
@@ -266,6 +276,7 @@ struct Tracked {
 }
 
 struct Build {
+    dir: PathBuf,
     pgid: u32,
     deadline: Instant,
     timed_out: bool,
@@ -284,6 +295,11 @@ struct Worker {
     uv: Option<PathBuf>,
     runs_use: Option<BTreeSet<String>>,
     last: Option<Update>,
+    /// Updates sent, and the last the loop has seen.
+    seq: u64,
+    loop_seen: u64,
+    /// Environments no job uses, by the first update that said so.
+    retired: BTreeMap<String, u64>,
 }
 
 fn start_worker(
@@ -305,6 +321,9 @@ fn start_worker(
         uv: None,
         runs_use: None,
         last: None,
+        seq: 0,
+        loop_seen: 0,
+        retired: BTreeMap::new(),
     };
     std::thread::Builder::new()
         .name("envs".into())
@@ -330,7 +349,10 @@ impl Worker {
                     self.uv = uv;
                     configured = true;
                 }
-                Ok(Msg::InUse(keys)) => self.runs_use = keys,
+                Ok(Msg::InUse(keys, seen)) => {
+                    self.runs_use = keys;
+                    self.loop_seen = seen;
+                }
                 Ok(Msg::Exited { key, exit }) => self.finish(&key, exit),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -377,19 +399,32 @@ impl Worker {
     /// A ready environment built from the same file and interpreter (the newest): what the
     /// job used before a restart, used again until the current content's one is ready.
     fn previous_ready(&self, spec: &EnvSpec) -> Option<String> {
-        let dir = std::fs::read_dir(&self.root).ok()?;
+        let parent = self.dir_of("", spec.shared);
+        let dir = std::fs::read_dir(&parent).ok()?;
         dir.flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .filter(|n| pyenv::is_key(n))
-            .filter_map(|n| self.load(&n))
+            .filter_map(|n| self.load(&n, spec.shared))
             .filter(|s| s.source == spec.source && s.python == spec.python && s.kind == spec.kind)
             .max_by_key(|s| s.built)
             .map(|s| s.key)
     }
 
     /// A ready environment's state from its folder, if it is usable.
-    fn load(&self, key: &str) -> Option<EnvState> {
-        let dir = self.root.join(key);
+    /// Where the environment `key` lives: behind the state dir, or where jobs' users can read
+    /// it (`shared`, see `workdir`).
+    fn dir_of(&self, key: &str, shared: bool) -> PathBuf {
+        if shared {
+            super::workdir::users_root(&self.state.root)
+                .join("envs")
+                .join(key)
+        } else {
+            self.root.join(key)
+        }
+    }
+
+    fn load(&self, key: &str, shared: bool) -> Option<EnvState> {
+        let dir = self.dir_of(key, shared);
         let st: EnvState = state::read_json(&dir.join("state.json")).ok().flatten()?;
         (st.state == Phase::Ready && st.key == key && pyenv::venv_usable(&dir)).then_some(st)
     }
@@ -413,7 +448,7 @@ impl Worker {
             if self.envs.contains_key(&key) {
                 continue;
             }
-            match self.load(&key) {
+            match self.load(&key, spec.shared) {
                 Some(st) => {
                     self.envs.insert(key, st);
                 }
@@ -428,6 +463,7 @@ impl Worker {
             source: spec.source.clone(),
             kind: spec.kind,
             python: spec.python.clone(),
+            shared: spec.shared,
             state: Phase::Building,
             tool: Some(if self.uv.is_some() { "uv" } else { "pip" }.into()),
             python_version: None,
@@ -437,7 +473,12 @@ impl Worker {
             error: None,
             jobs: Vec::new(),
         };
-        let dir = match state::create_state_subdirs(&self.state.root, &["envs", key]) {
+        let made = if spec.shared {
+            super::workdir::public_dirs(&self.state.root, &["envs", key], true)
+        } else {
+            state::create_state_subdirs(&self.state.root, &["envs", key])
+        };
+        let dir = match made {
             Ok(d) => d,
             Err(e) => {
                 st.state = Phase::Failed;
@@ -481,6 +522,7 @@ impl Worker {
             working_dir: dir.clone(),
             stdout: log.clone(),
             stderr: log,
+            user: None,
         };
         let tx = self.me.clone();
         let k = key.to_string();
@@ -492,6 +534,7 @@ impl Worker {
                 self.builds.insert(
                     key.to_string(),
                     Build {
+                        dir: dir.clone(),
                         pgid,
                         deadline: Instant::now() + self.timeout,
                         timed_out: false,
@@ -517,7 +560,7 @@ impl Worker {
             if !b.timed_out && now >= b.deadline {
                 warn!(env = %key, "environment build timed out; ending its process tree");
                 b.timed_out = true;
-                run::kill_tree(b.pgid, &self.root.join(key).display().to_string());
+                run::kill_tree(b.pgid, &b.dir.display().to_string());
             }
         }
     }
@@ -530,7 +573,7 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        let dir = self.root.join(key);
+        let dir = b.dir.clone();
         let dir_s = dir.display().to_string();
         if run::tree_alive(b.pgid, &dir_s) {
             run::kill_tree(b.pgid, &dir_s);
@@ -593,9 +636,17 @@ impl Worker {
         let mut out = BTreeMap::new();
         for (name, t) in self.jobs.iter_mut() {
             let ready = |k: &str| {
-                (self.envs.get(k).is_some_and(|e| e.state == Phase::Ready)).then(|| JobEnv::Ready {
+                let e = self.envs.get(k).filter(|e| e.state == Phase::Ready)?;
+                let dir = if e.shared {
+                    super::workdir::users_root(&self.state.root)
+                        .join("envs")
+                        .join(k)
+                } else {
+                    self.root.join(k)
+                };
+                Some(JobEnv::Ready {
                     key: k.to_string(),
-                    venv: pyenv::venv_dir(&self.root.join(k)),
+                    venv: pyenv::venv_dir(&dir),
                 })
             };
             let state = match &t.key {
@@ -642,14 +693,14 @@ impl Worker {
     /// in flight runs in.
     fn collect_garbage(&mut self) {
         // An environment a job used before a restart is tracked again while in use.
-        let olds: Vec<String> = self
+        let olds: Vec<(String, bool)> = self
             .jobs
             .values()
-            .filter_map(|t| t.in_use.clone())
+            .filter_map(|t| t.in_use.clone().map(|k| (k, t.spec.shared)))
             .collect();
-        for k in olds {
+        for (k, shared) in olds {
             if !self.envs.contains_key(&k) {
-                if let Some(st) = self.load(&k) {
+                if let Some(st) = self.load(&k, shared) {
                     self.envs.insert(k, st);
                 }
             }
@@ -669,12 +720,25 @@ impl Worker {
         }
         keep.extend(self.builds.keys().cloned());
         self.envs.retain(|k, _| keep.contains(k));
-        let Ok(dir) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        for e in dir.flatten() {
+        self.retired.retain(|k, _| !keep.contains(k));
+        let roots = [self.dir_of("", false), self.dir_of("", true)];
+        for e in roots
+            .iter()
+            .filter_map(|r| std::fs::read_dir(r).ok())
+            .flat_map(|d| d.flatten())
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if pyenv::is_key(&name) && !keep.contains(&name) {
+                // The next update is the first without it: wait until the loop has seen it.
+                let next = self.seq + 1;
+                let since = *self.retired.entry(name.clone()).or_insert(next);
+                if since == next {
+                    self.last = None; // publish that update even if nothing else changed
+                }
+                if self.loop_seen < since {
+                    continue;
+                }
+                self.retired.remove(&name);
                 match std::fs::remove_dir_all(e.path()) {
                     Ok(()) => info!(env = %name, "removed an environment no job uses"),
                     Err(err) => warn!(env = %name, "cannot remove an unused environment: {err}"),
@@ -698,10 +762,16 @@ impl Worker {
                 .map(|(n, _)| n.clone())
                 .collect();
         }
-        let u = Update { envs, jobs };
+        let mut u = Update {
+            envs,
+            jobs,
+            seq: self.seq,
+        };
         if self.last.as_ref() == Some(&u) {
             return true;
         }
+        self.seq += 1;
+        u.seq = self.seq;
         self.last = Some(u.clone());
         self.events.send(Event::Envs(Box::new(u))).is_ok()
     }

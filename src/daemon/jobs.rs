@@ -140,6 +140,7 @@ mod tests {
             runtime_warn: None,
             runtime_crit: None,
             pyenv: None,
+            user: None,
         })
     }
 

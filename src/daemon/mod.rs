@@ -22,6 +22,7 @@ mod finish;
 mod jobs;
 mod recover;
 mod runs;
+mod workdir;
 
 use crate::config::{self, Config, Overlap};
 use crate::lock;
