@@ -641,7 +641,8 @@ fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
     inst.write_config(
         &daemon,
         &format!(
-            "{}python = \"/usr/bin/python3\"\nuser = \"{RUNNER}\"\n",
+            // With the retry wrapper: its attempts.json is found in the user's folder too.
+            "{}python = \"/usr/bin/python3\"\nuser = \"{RUNNER}\"\nattempts = 2\n",
             job("r", "r.txt", "3s")
         ),
     );
@@ -674,10 +675,16 @@ fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
         "{rec}"
     );
     assert_eq!(owner(&result), uid);
-    assert_eq!(
-        std::fs::read_to_string(result.with_file_name("version.txt")).unwrap(),
-        "2.0"
-    );
+    assert_eq!(rec["attempts"].as_array().map(Vec::len), Some(1), "{rec}");
+    // Each attempt has its own output dir.
+    let attempt = PathBuf::from(rec["attempts"][0]["output"].as_str().unwrap_or_default());
+    let version = [
+        attempt.with_file_name("version.txt"),
+        result.with_file_name("version.txt"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok());
+    assert_eq!(version.as_deref(), Some("2.0"), "{rec}");
     let envs = envs(&inst);
     assert_eq!(envs[0]["shared"], true, "{envs:?}");
     // The environment is readable, not writable, by the user.
