@@ -246,7 +246,8 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
     // Readable by a job's user where the folders above let them in (shared environments);
     // a private one is still behind the 0700 state dir.
     crate::sys::set_shared_umask();
-    let venv = venv_dir(&plan.dir);
+    // The install step runs in the project's folder: a relative --dir would then miss.
+    let venv = venv_dir(&crate::config::absolute(&plan.dir));
     // A build interrupted before (daemon killed, timeout) may have left half a venv.
     if venv.exists() {
         std::fs::remove_dir_all(&venv)

@@ -87,16 +87,16 @@ fn kit() -> Option<Kit> {
                     return Err(format!("cannot build the test wheel: {out:?}"));
                 }
             }
-            let have_robot = std::fs::read_dir(&wheels)
-                .map_err(|e| e.to_string())?
-                .flatten()
-                .any(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with("robotframework-")
-                });
-            if !have_robot {
-                // The version the tools venv has: the one the tests know works.
+            // robotframework for every environment, setuptools to build a pyproject project.
+            for dist in ["robotframework", "setuptools"] {
+                let prefix = format!("{dist}-");
+                let have = std::fs::read_dir(&wheels)
+                    .map_err(|e| e.to_string())?
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+                if have {
+                    continue;
+                }
                 let out = Command::new(bin.join("pip"))
                     .args([
                         "download",
@@ -107,12 +107,12 @@ fn kit() -> Option<Kit> {
                         "-d",
                     ])
                     .arg(&wheels)
-                    .arg("robotframework")
+                    .arg(dist)
                     .output()
                     .map_err(|e| e.to_string())?;
                 if !out.status.success() {
                     return Err(format!(
-                        "cannot download robotframework's wheel: {}",
+                        "cannot download {dist}'s wheel: {}",
                         String::from_utf8_lossy(&out.stderr)
                     ));
                 }
@@ -704,4 +704,63 @@ fn an_unknown_user_is_a_config_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("job[0].user"), "{err}");
     assert!(err.contains("no user \"no-such-user-rmkd\""), "{err}");
+}
+
+#[test]
+fn a_pyproject_names_the_environment_too() {
+    let Some(kit) = kit() else { return };
+    // The index options of a pyproject live in its [tool.uv] table (pip reads them from its
+    // own config or environment instead).
+    if !require_tool(uv(&kit.bin).is_some(), "uv in the tools venv") {
+        return;
+    }
+    let daemon = tool_line(&kit, true);
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let proj = inst.dir.path().join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(
+        proj.join("pyproject.toml"),
+        format!(
+            "[project]\nname = \"shop-suite\"\nversion = \"0.1\"\n\
+             dependencies = [\"robotframework\", \"mypkg==2.0\"]\n\n\
+             [build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+             [tool.setuptools]\npy-modules = []\n\n\
+             [tool.uv]\nno-index = true\nfind-links = [\"{}\"]\n",
+            kit.wheels.display()
+        ),
+    )
+    .unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "[[job]]\nname = \"p\"\nsuite = \"v.robot\"\nevery = \"1s\"\ntimeout = \"60s\"\npyproject = \"proj/pyproject.toml\"\n{}",
+            python_line(&kit)
+        ),
+    );
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(120), || !ran(&inst, "p").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "p")[0];
+    assert_eq!(rec["outcome"], "success", "{rec}");
+    assert_eq!(version_of(rec).as_deref(), Some("2.0"), "{rec}");
+    let envs = envs(&inst);
+    assert_eq!(envs[0]["kind"], "pyproject", "{envs:?}");
+    // The project itself is installed (it may carry the suite's own keyword libraries), not
+    // only its dependencies.
+    let key = envs[0]["key"].as_str().unwrap();
+    let lib = inst.state.join("envs").join(key).join("venv/lib");
+    let installed = std::fs::read_dir(&lib).unwrap().flatten().any(|py| {
+        py.path()
+            .join("site-packages/shop_suite-0.1.dist-info")
+            .is_dir()
+    });
+    assert!(
+        installed,
+        "shop-suite is not installed in {}",
+        lib.display()
+    );
 }
