@@ -764,3 +764,40 @@ fn a_pyproject_names_the_environment_too() {
         lib.display()
     );
 }
+
+#[test]
+fn a_requirements_file_others_can_write_is_not_built_until_fixed() {
+    // The installer runs as root on the file's say: like the config, no one else may change
+    // it. No Python needed: nothing is built while it is writable.
+    let inst = Instance::new("uv = \"off\"", "");
+    let d = inst.dir.path();
+    std::fs::write(d.join("v.robot"), SUITE).unwrap();
+    let req = d.join("r.txt");
+    // Offline: once fixed, the build fails quickly on the missing package.
+    std::fs::write(&req, "--no-index\nnosuchpkg\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&req, std::fs::Permissions::from_mode(0o666)).unwrap();
+    inst.write_config("uv = \"off\"", &job("w", "r.txt", "1s"));
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !ran(&inst, "w").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "w")[0];
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    let note = rec["note"].as_str().unwrap_or_default();
+    assert!(note.contains("writable"), "{note}");
+    assert!(!inst.state.join("envs").exists() || env_dirs(&inst).is_empty());
+    // Fixed (chmod): tried again at once, without a reload.
+    std::fs::set_permissions(&req, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || envs(&inst)
+            .iter()
+            .any(|e| e["error"]
+                .as_str()
+                .is_some_and(|e| !e.contains("writable")))),
+        "{:?}",
+        envs(&inst)
+    );
+}

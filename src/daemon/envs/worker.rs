@@ -181,17 +181,29 @@ impl Worker {
 
     fn refresh(&mut self) {
         let mut wanted: Vec<(String, EnvSpec)> = Vec::new();
+        let mut touched = Vec::new();
         for t in self.jobs.values_mut() {
             let stamp = crate::config::stamp(&t.spec.source);
             if t.key.is_none() || stamp != t.stamp {
+                let seen_before = t.key.is_some();
                 t.stamp = stamp;
                 t.key = Some(
                     pyenv::key_of(&t.spec)
                         .map_err(|e| format!("cannot read {}: {e}", t.spec.source.display())),
                 );
+                if let (true, Some(Ok(k))) = (seen_before, &t.key) {
+                    touched.push(k.clone());
+                }
             }
             if let Some(Ok(k)) = &t.key {
                 wanted.push((k.clone(), t.spec.clone()));
+            }
+        }
+        // A touched file (its owner or mode fixed, the same content saved again) retries a
+        // failed build.
+        for k in touched {
+            if self.envs.get(&k).is_some_and(|e| e.state == Phase::Failed) {
+                self.envs.remove(&k);
             }
         }
         for (key, spec) in wanted {
@@ -223,6 +235,13 @@ impl Worker {
             error: None,
             jobs: Vec::new(),
         };
+        if let Err(e) = crate::security::check_env_source(&spec.source) {
+            warn!(env = %key, "not building: {e}");
+            st.state = Phase::Failed;
+            st.error = Some(format!("not built: {e}"));
+            self.envs.insert(key.to_string(), st);
+            return;
+        }
         let made = if spec.shared {
             crate::daemon::workdir::public_dirs(&self.state.root, &["envs", key], true)
         } else {
