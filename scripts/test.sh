@@ -56,6 +56,12 @@ if [ ! -x .venv/bin/robot ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check robotframework
 fi
+# uv builds the jobs' Python environments when the host has it; tests/envs.rs compares it
+# with pip, so both must be there.
+if [ ! -x .venv/bin/uv ]; then
+  say "installing uv into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check uv
+fi
 export ROBOTMK_TEST_ROBOT="$PWD/.venv/bin/robot"
 
 # --- the .deb for tests/systemd_deb.rs (a release build; cargo-deb installed once) -----

@@ -602,6 +602,7 @@ mod tests {
             daemon: Default::default(),
             ctrl: None,
             jobs: vec![job(None), shop, bad],
+            envs: Vec::new(),
             generated: now,
         };
         let out = render(&report);

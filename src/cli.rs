@@ -134,6 +134,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Builds one Python environment (started by the daemon; output goes to its build.log).
+    #[command(hide = true)]
+    EnvBuild {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        source: PathBuf,
+        /// `requirements` or `pyproject`.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        python: String,
+        /// Build with this uv; without it, `python -m venv` and pip.
+        #[arg(long)]
+        uv: Option<PathBuf>,
+    },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
     Daemon {
@@ -191,6 +207,29 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Status { json } => status(&path, json),
         Command::CheckConfig => check_config(&path),
         Command::RunOnce { job } => run_once(&path, &job),
+        Command::EnvBuild {
+            dir,
+            source,
+            kind,
+            python,
+            uv,
+        } => {
+            let kind = match kind.as_str() {
+                "requirements" => crate::pyenv::SourceKind::Requirements,
+                "pyproject" => crate::pyenv::SourceKind::Pyproject,
+                _ => {
+                    eprintln!("robotmk-daemon: --kind must be requirements or pyproject");
+                    return 2;
+                }
+            };
+            crate::pyenv::build(&crate::pyenv::BuildPlan {
+                dir,
+                source,
+                kind,
+                python,
+                uv,
+            })
+        }
         Command::RobotAttempts {
             run_dir,
             attempts,
@@ -508,7 +547,47 @@ pub fn table(r: &Report) -> String {
             when
         );
     }
+    envs_table(&mut o, &r.envs);
     o
+}
+
+/// The Python environments under the jobs' table.
+fn envs_table(o: &mut String, envs: &[crate::pyenv::EnvState]) {
+    use std::fmt::Write as _;
+    if envs.is_empty() {
+        return;
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<34} {:<9} {:<5} {:>8} {:<20} JOBS",
+        "ENVIRONMENT", "STATE", "TOOL", "BUILD", "BUILT"
+    );
+    for e in envs {
+        let state = serde_json::to_value(e.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{:<34} {:<9} {:<5} {:>8} {:<20} {}",
+            e.key,
+            state,
+            e.tool.as_deref().unwrap_or("-"),
+            e.duration_s.map_or("-".into(), |d| format!("{d:.1}s")),
+            e.built.map_or("-".into(), |b| b
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()),
+            e.jobs.join(", ")
+        );
+        let _ = writeln!(o, "  from {}", e.source.display());
+        if let Some(err) = &e.error {
+            for line in err.lines() {
+                let _ = writeln!(o, "  {line}");
+            }
+        }
+    }
 }
 
 fn check_config(path: &Path) -> i32 {
@@ -542,7 +621,37 @@ fn check_config(path: &Path) -> i32 {
         "stop_grace:        {}",
         config::duration::format(d.stop_grace)
     );
+    println!(
+        "environments:      built with {}, env_build_timeout {}",
+        d.uv.as_ref()
+            .map_or("python -m venv + pip".into(), |u| format!(
+                "uv ({})",
+                u.display()
+            )),
+        config::duration::format(d.env_build_timeout)
+    );
+    if !d.start_delay.is_zero() {
+        println!(
+            "start_delay:       {} after boot",
+            config::duration::format(d.start_delay)
+        );
+    }
     println!("jobs:              {}", cfg.jobs.len());
+    // Which jobs share which environment: same file content and interpreter, one build.
+    let mut shared: std::collections::BTreeMap<String, (String, Vec<&str>)> = Default::default();
+    for j in &cfg.jobs {
+        if let Some(e) = &j.pyenv {
+            let key = crate::pyenv::key_of(e).unwrap_or_else(|err| format!("unreadable ({err})"));
+            shared
+                .entry(key)
+                .or_insert_with(|| (format!("{} ({})", e.source.display(), e.python), Vec::new()))
+                .1
+                .push(&j.name);
+        }
+    }
+    for (key, (from, jobs)) in &shared {
+        println!("environment {key}: {from}; jobs: {}", jobs.join(", "));
+    }
     let now = Utc::now();
     for j in &cfg.jobs {
         println!();
@@ -563,6 +672,14 @@ fn check_config(path: &Path) -> i32 {
         }
         if let Some(r) = &j.result {
             println!("  result:   {r}");
+        }
+        if let Some(e) = &j.pyenv {
+            println!(
+                "  {}: {} (python {})",
+                e.kind.as_str(),
+                e.source.display(),
+                e.python
+            );
         }
         if j.attempts > 1 {
             println!("  attempts: {} (merged with rebot)", j.attempts);

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod logging;
 pub mod logs;
 pub mod once;
+pub mod pyenv;
 pub mod report;
 pub mod robot;
 pub mod run;

@@ -70,6 +70,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ctrl: Option<CtrlReport>,
     pub jobs: Vec<JobStatus>,
+    /// The jobs' Python environments, as the daemon last reported them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub envs: Vec<crate::pyenv::EnvState>,
     pub generated: DateTime<Utc>,
 }
 
@@ -139,6 +142,16 @@ impl Report {
             clip_opt(&mut c.note, MAX_TEXT);
             clip_opt(&mut c.error, MAX_TEXT);
         }
+        for e in &mut self.envs {
+            clip(&mut e.key, MAX_NAME);
+            clip(&mut e.python, MAX_NAME);
+            clip_opt(&mut e.tool, MAX_NAME);
+            clip_opt(&mut e.python_version, MAX_NAME);
+            clip_opt(&mut e.error, MAX_TEXT);
+            for j in &mut e.jobs {
+                clip(j, MAX_NAME);
+            }
+        }
         for j in &mut self.jobs {
             clip(&mut j.name, MAX_NAME);
             clip(&mut j.schedule, MAX_NAME);
@@ -198,6 +211,7 @@ pub fn build_from(
         daemon: DaemonReport::default(),
         ctrl: None,
         jobs: Vec::new(),
+        envs: Vec::new(),
         generated: now,
     };
     let Some((_, dir)) = located else {
@@ -245,6 +259,7 @@ pub fn build_from(
             report.daemon.heartbeat_timeout_s = c.daemon.heartbeat_timeout.map(|d| d.as_secs_f64());
         }
     }
+    report.envs = status.as_ref().map(|s| s.envs.clone()).unwrap_or_default();
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {
         // The config is the authority on which jobs exist; the status adds what the daemon

@@ -27,6 +27,13 @@ pub fn check_state_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Both paths of a loaded config; the error names the path, what is wrong and the fix.
+/// A job's requirements or pyproject file: the daemon runs an installer on it as its own
+/// user (root), which may run code the file names (a local project's build), so it must be
+/// as safe from other users as the config itself.
+pub fn check_env_source(path: &Path) -> Result<(), String> {
+    crate::sys::check_path_trust(path, "environment file", false)
+}
+
 pub fn check(cfg: &Config) -> Result<(), String> {
     check_config(&cfg.path)?;
     check_state_dir(&cfg.daemon.state_dir)

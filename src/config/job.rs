@@ -50,6 +50,9 @@ pub(super) struct RawJob {
     host: Option<Spanned<String>>,
     runtime_warn: Option<Spanned<Dur>>,
     runtime_crit: Option<Spanned<Dur>>,
+    requirements: Option<Spanned<PathBuf>>,
+    pyproject: Option<Spanned<PathBuf>>,
+    user: Option<Spanned<String>>,
 }
 
 /// robot options that would send its results somewhere the daemon does not look, with the
@@ -214,6 +217,21 @@ pub(super) fn resolve(
         }
     };
 
+    let user = match &raw.user {
+        None => None,
+        Some(u) => {
+            let at = |m: String| loc.at(u.span().start, field("user"), named(m));
+            let info = crate::sys::lookup_user(u.get_ref()).map_err(at)?;
+            if !crate::sys::is_root() {
+                return Err(at(format!(
+                    "running a job as {:?} needs the daemon to run as root",
+                    u.get_ref()
+                )));
+            }
+            Some(info)
+        }
+    };
+    let pyenv = python_env(loc, index, &name, &raw, base, user.is_some())?;
     let mut argument_file = None;
     let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
         Kind::Robot
@@ -242,6 +260,8 @@ pub(super) fn resolve(
                 ("variables", !raw.variables.is_empty()),
                 ("robot", raw.robot.is_some()),
                 ("python", raw.python.is_some()),
+                ("requirements", raw.requirements.is_some()),
+                ("pyproject", raw.pyproject.is_some()),
             ] {
                 if present {
                     return Err(loc.at(
@@ -286,7 +306,13 @@ pub(super) fn resolve(
                     p.display().to_string()
                 }
             };
-            let mut cmd: Vec<String> = match (&raw.python, &raw.robot) {
+            // With an environment, `python` is only its base interpreter: the runs find
+            // `robot` and `rebot` in the environment (its bin folder leads their PATH).
+            let (py_cmd, robot_cmd) = match pyenv {
+                Some(_) => (None, None),
+                None => (raw.python.clone(), raw.robot.clone()),
+            };
+            let mut cmd: Vec<String> = match (&py_cmd, &robot_cmd) {
                 (Some(py), _) => vec![exe(py), "-m".into(), "robot".into()],
                 (None, Some(r)) => vec![exe(r)],
                 (None, None) => vec!["robot".into()],
@@ -331,7 +357,7 @@ pub(super) fn resolve(
             let attempts = raw.attempts.as_ref().map_or(1, |a| *a.get_ref());
             if attempts > 1 {
                 // The retry wrapper (this binary) runs robot and rebot; see robot::attempts.
-                let rebot: Vec<String> = match (&raw.python, &raw.robot) {
+                let rebot: Vec<String> = match (&py_cmd, &robot_cmd) {
                     (Some(py), _) => vec![exe(py), "-m".into(), "robot.rebot".into()],
                     (None, Some(r)) if r.components().count() > 1 => {
                         let r = PathBuf::from(exe(r));
@@ -456,7 +482,70 @@ pub(super) fn resolve(
         host,
         runtime_warn,
         runtime_crit,
+        pyenv,
+        user,
     })
+}
+
+/// The Python environment of a robot job (`requirements` or `pyproject`), checked: the file
+/// must be readable now (a typo is a config error, not a failed build at 3 am), and `robot`
+/// cannot name another runner.
+fn python_env(
+    loc: &Locator,
+    index: usize,
+    name: &str,
+    raw: &RawJob,
+    base: &Path,
+    shared: bool,
+) -> Result<Option<crate::pyenv::EnvSpec>, ConfigError> {
+    use crate::pyenv::{EnvSpec, SourceKind};
+    let field = |f: &str| Some(format!("job[{index}].{f}"));
+    let named = |m: String| format!("job {name:?}: {m}");
+    let (file, kind, key) = match (&raw.requirements, &raw.pyproject) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(p)) => {
+            return Err(loc.at(
+                p.span().start,
+                field("pyproject"),
+                named("set either `requirements` or `pyproject`, not both".into()),
+            ))
+        }
+        (Some(r), None) => (r, SourceKind::Requirements, "requirements"),
+        (None, Some(p)) => (p, SourceKind::Pyproject, "pyproject"),
+    };
+    if raw.robot.is_some() {
+        return Err(loc.at(
+            file.span().start,
+            field("robot"),
+            named(format!(
+                "`robot` cannot be combined with `{key}`: the job runs the environment's robot (`python` names the interpreter the environment is built from)"
+            )),
+        ));
+    }
+    let source = absolute(&base.join(file.get_ref()));
+    if let Err(e) = crate::state::file::read(
+        &source,
+        crate::pyenv::SOURCE_CAP,
+        crate::state::file::Links::Follow,
+    ) {
+        return Err(loc.at(
+            file.span().start,
+            field(key),
+            named(format!("cannot read {}: {e}", source.display())),
+        ));
+    }
+    let python = match &raw.python {
+        Some(p) if p.components().count() > 1 => absolute(&base.join(p)).display().to_string(),
+        Some(p) => p.display().to_string(),
+        None if cfg!(windows) => "python".into(),
+        None => "python3".into(),
+    };
+    Ok(Some(EnvSpec {
+        source,
+        kind,
+        python,
+        shared,
+    }))
 }
 
 /// Longest piggyback host name (a DNS name's limit).

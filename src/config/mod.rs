@@ -110,6 +110,9 @@ struct RawDaemon {
     log_max_size: Option<Spanned<String>>,
     stale_margin: Option<Dur>,
     agent_cache_age: Option<Spanned<Dur>>,
+    env_build_timeout: Option<Spanned<Dur>>,
+    start_delay: Option<Dur>,
+    uv: Option<Spanned<String>>,
 }
 
 /// Daemon-wide settings, defaults applied.
@@ -133,6 +136,14 @@ pub struct DaemonSettings {
     /// The agent runs ctrl as a cached plugin with this interval (needed on Windows, where
     /// the agent does not tell the plugin; Linux ctrl sees it in its `plugins/<seconds>/`).
     pub agent_cache_age: Option<Duration>,
+    /// Bound on one Python environment build (`env_build_timeout`, default 10m).
+    pub env_build_timeout: Duration,
+    /// No run starts before the system has been up this long (`start_delay`; Robotmk's
+    /// grace period: after boot the desktop or the network may not be ready).
+    pub start_delay: Duration,
+    /// uv, when environments are built with it (`uv = "…"`, else found on PATH; `"off"`:
+    /// always `python -m venv` + pip).
+    pub uv: Option<PathBuf>,
 }
 
 /// One job, ready to schedule and run.
@@ -164,6 +175,10 @@ pub struct Job {
     /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
     pub runtime_warn: Option<Duration>,
     pub runtime_crit: Option<Duration>,
+    /// The Python environment its runs use (`requirements` or `pyproject`).
+    pub pyenv: Option<crate::pyenv::EnvSpec>,
+    /// The user its runner runs as (`user = "…"`; Unix, daemon as root).
+    pub user: Option<crate::sys::UserInfo>,
 }
 
 impl Job {
@@ -182,6 +197,8 @@ impl Job {
             && self.services == other.services
             && self.test_runtime_warn == other.test_runtime_warn
             && self.test_runtime_crit == other.test_runtime_crit
+            && self.pyenv == other.pyenv
+            && self.user == other.user
     }
 }
 
@@ -480,7 +497,47 @@ fn resolve_daemon(
         Some(a) => Some(a.into_inner().0),
         None => None,
     };
+    let env_build_timeout = match raw.env_build_timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            return Err(loc.at(
+                t.span().start,
+                Some("daemon.env_build_timeout".into()),
+                "must be longer than 0",
+            ))
+        }
+        Some(t) => t.into_inner().0,
+        None => Duration::from_secs(600),
+    };
+    let uv = match raw.uv {
+        Some(u) if u.get_ref() == "off" => None,
+        Some(u) => {
+            let p = Path::new(u.get_ref());
+            let p = if p.components().count() > 1 {
+                absolute(&base.join(p))
+            } else {
+                p.to_path_buf()
+            };
+            match crate::pyenv::which(&p.display().to_string()) {
+                Some(found) => Some(found),
+                None => {
+                    return Err(loc.at(
+                        u.span().start,
+                        Some("daemon.uv".into()),
+                        format!(
+                            "{} not found; name the uv program, or \"off\" to build with pip",
+                            p.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        // Much faster than pip when the host has it.
+        None => crate::pyenv::which("uv"),
+    };
     Ok(DaemonSettings {
+        env_build_timeout,
+        start_delay: raw.start_delay.map_or(Duration::ZERO, |d| d.0),
+        uv,
         instance,
         state_dir,
         heartbeat_timeout: raw
@@ -854,6 +911,50 @@ cron = "0 3 * * *"
         assert!(
             p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nattempts = 2\n").is_err()
         );
+    }
+
+    #[test]
+    fn environment_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("req.txt"), "robotframework\n").unwrap();
+        let path = dir.path().join("c.toml");
+        let job = |extra: &str| {
+            parse(
+                &path,
+                &format!("[[job]]\nname = \"r\"\nsuite = \"s.robot\"\nevery = \"1m\"\n{extra}\n"),
+            )
+        };
+        let c = job("requirements = \"req.txt\"\npython = \"/usr/bin/python3\"").unwrap();
+        let e = c.jobs[0].pyenv.as_ref().unwrap();
+        assert_eq!(e.source, dir.path().join("req.txt"));
+        assert_eq!(
+            e.python,
+            absolute(Path::new("/usr/bin/python3"))
+                .display()
+                .to_string()
+        );
+        // The environment's robot, found on the run's PATH.
+        assert_eq!(c.jobs[0].command[0], "robot");
+        let e = job("requirements = \"missing.txt\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].requirements"), "{e}");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = job("requirements = \"req.txt\"\nrobot = \"/x/robot\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].robot"), "{e}");
+        let e = job("requirements = \"req.txt\"\npyproject = \"req.txt\"").unwrap_err();
+        assert!(e.message.contains("not both"), "{e}");
+        let cmd = parse(
+            &path,
+            "[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nrequirements = \"req.txt\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(cmd.field.as_deref(), Some("job[0].requirements"), "{cmd}");
+        let d = |extra: &str| parse(&path, &format!("[daemon]\n{extra}\n"));
+        assert!(d("env_build_timeout = \"0s\"").is_err());
+        assert!(d("uv = \"/no/such/uv\"").is_err());
+        let c = d("uv = \"off\"\nstart_delay = \"2m\"").unwrap();
+        assert_eq!(c.daemon.uv, None);
+        assert_eq!(c.daemon.start_delay, Duration::from_secs(120));
+        assert_eq!(c.daemon.env_build_timeout, Duration::from_secs(600));
     }
 
     #[test]

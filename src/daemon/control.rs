@@ -386,6 +386,7 @@ impl Daemon {
             );
         }
         self.cfg = new;
+        self.envs_configure();
         self.publish_agent_mode();
         self.info.config_error = None;
         self.dirty = true;

@@ -73,6 +73,7 @@ pub(super) fn do_work(state: &StateDir, work: Work) -> (Box<RunRecord>, Option<S
             if let Err(e) = record::prune(state, &rec.job, keep, &protect) {
                 warn!(job = %rec.job, "cannot remove old runs: {e}");
             }
+            super::workdir::prune(state, &rec.job);
             (rec, error)
         }
         Work::Save(rec) => {

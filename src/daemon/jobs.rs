@@ -139,6 +139,8 @@ mod tests {
             host: None,
             runtime_warn: None,
             runtime_crit: None,
+            pyenv: None,
+            user: None,
         })
     }
 

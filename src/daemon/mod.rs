@@ -17,10 +17,12 @@
 //! 7. write `status.json` if something changed (at most every 100 ms).
 
 mod control;
+mod envs;
 mod finish;
 mod jobs;
 mod recover;
 mod runs;
+mod workdir;
 
 use crate::config::{self, Config, Overlap};
 use crate::lock;
@@ -96,6 +98,8 @@ pub enum Event {
         rec: Box<crate::state::record::RunRecord>,
         error: Option<String>,
     },
+    /// The environment thread's news: which environment each job's runs use.
+    Envs(Box<envs::Update>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +140,8 @@ pub struct Daemon {
     finisher: Option<finish::Finisher>,
     /// Records handed to the finisher and not written yet: the loop exits only at 0.
     finishing: usize,
+    /// Python environments and `start_delay` (see `envs`).
+    envs: envs::Side,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -334,6 +340,7 @@ impl Daemon {
             oneshot: opts.oneshot.is_some(),
             finisher: None,
             finishing: 0,
+            envs: envs::Side::default(),
         };
         d.publish_agent_mode();
         info!(
@@ -373,6 +380,7 @@ impl Daemon {
             }
             d.jobs.insert(name, js);
         }
+        d.envs_configure();
         if let Some(os) = &opts.oneshot {
             let Some(js) = d.jobs.get_mut(&os.job) else {
                 return Err(format!("no job {:?} in {}", os.job, d.cfg.path.display()));
@@ -423,6 +431,7 @@ impl Daemon {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.envs_stop();
         self.info.phase = "stopped".into();
         self.dirty = true;
         self.flush_status(true);
@@ -437,6 +446,7 @@ impl Daemon {
             Event::Control(ControlSignal::Reload) => self.reload_config(true),
             Event::Control(ControlSignal::Requests) => self.ingest_requests(),
             Event::Finished { rec, error } => self.on_finished(*rec, error),
+            Event::Envs(u) => self.on_envs(*u),
         }
     }
 
@@ -467,6 +477,11 @@ impl Daemon {
         }
         for (_, _, k) in &self.lingering {
             wake = wake.min(*k);
+        }
+        if let Some(h) = self.envs.hold_until.filter(|h| *h > now_i) {
+            if !self.queue.is_empty() {
+                wake = wake.min(h);
+            }
         }
         if self.dirty {
             let at = self.last_flush.map_or(now_i, |f| f + STATUS_FLUSH_GAP);
@@ -556,7 +571,13 @@ impl Daemon {
             if max != 0 && self.active.len() >= max {
                 break;
             }
-            let Some(p) = self.queue.pop_front() else {
+            // Runs waiting for their environment (or `start_delay`) stay queued, in order.
+            let Some(p) = self
+                .queue
+                .iter()
+                .position(|p| !self.must_wait(p))
+                .and_then(|i| self.queue.remove(i))
+            else {
                 break;
             };
             if let Some(js) = self.jobs.get_mut(&p.job.name) {
@@ -705,6 +726,7 @@ impl Daemon {
             updated: now,
             daemon: self.info.clone(),
             jobs,
+            envs: self.envs.views.clone(),
         }
     }
 

@@ -52,17 +52,26 @@ fn new_record(
     trigger: Trigger,
 ) -> RunRecord {
     let mut rec = RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout));
-    let dir = rec.run_dir.display().to_string();
+    let dir = runner_dir(job, &rec.run_dir).display().to_string();
     rec.result = job.result.as_ref().map(|r| {
         let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
         // A relative result is where the runner writes it: in its working directory.
         let wd = job
             .working_dir
             .clone()
-            .unwrap_or_else(|| rec.run_dir.clone());
+            .unwrap_or_else(|| runner_dir(job, &rec.run_dir));
         wd.join(r)
     });
     rec
+}
+
+/// The runner's `{run_dir}`: the run folder, or for a job with a `user` that user's folder
+/// beside the state dir (see `workdir`).
+fn runner_dir(job: &Job, run_dir: &std::path::Path) -> std::path::PathBuf {
+    match &job.user {
+        Some(_) => super::workdir::work_dir_of(run_dir).unwrap_or_else(|| run_dir.to_path_buf()),
+        None => run_dir.to_path_buf(),
+    }
 }
 
 /// Creates the run folder and writes the journal record: the slow, file-system part of a
@@ -86,7 +95,9 @@ pub(crate) fn prepare_folder(
     let created = rec.save().and_then(|_| {
         private_file_options().open(run_dir.join(STDOUT_FILE))?;
         private_file_options().open(run_dir.join(STDERR_FILE))?;
-        if let Some(text) = &job.argument_file {
+        if let Some(user) = &job.user {
+            super::workdir::prepare(&run_dir, &job.name, user, job.argument_file.as_deref())?;
+        } else if let Some(text) = &job.argument_file {
             use std::io::Write;
             crate::state::file::create_new(&run_dir.join(crate::config::VARIABLES_FILE))?
                 .write_all(text.as_bytes())?;
@@ -106,11 +117,18 @@ pub(crate) fn prepare_folder(
 
 /// Builds the command line, environment and output paths of a prepared run.
 pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
-    let run_dir = &rec.run_dir;
-    let (stdout, stderr) = (run_dir.join(STDOUT_FILE), run_dir.join(STDERR_FILE));
+    let run_dir = &runner_dir(job, &rec.run_dir);
+    // Output files stay in the record's folder: root's, opened before a `user` is taken.
+    let (stdout, stderr) = (rec.run_dir.join(STDOUT_FILE), rec.run_dir.join(STDERR_FILE));
     let run_dir_s = run_dir.display().to_string();
     let mut env = job.env.clone();
-    env.insert("ROBOTMK_RUN_DIR".into(), run_dir_s.clone());
+    // The run's tag (see `run`): the record's folder, whoever the runner is.
+    env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
+    if let Some(u) = &job.user {
+        env.insert("HOME".into(), u.home.display().to_string());
+        env.insert("USER".into(), u.name.clone());
+        env.insert("LOGNAME".into(), u.name.clone());
+    }
     env.insert("ROBOTMK_JOB".into(), job.name.clone());
     env.insert("ROBOTMK_RUN_ID".into(), rec.run_id.clone());
     Ok(RunSpec {
@@ -119,6 +137,11 @@ pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
         working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
         stdout,
         stderr,
+        user: job.user.as_ref().map(|u| run::RunAs {
+            uid: u.uid,
+            gid: u.gid,
+            groups: u.groups.clone(),
+        }),
     })
 }
 
@@ -239,8 +262,16 @@ impl Daemon {
         };
         let mut rec = rec;
         rec.request = p.request.clone();
-        let spec = match open_spec(&job, &rec) {
+        let mut spec = match open_spec(&job, &rec) {
             Ok(spec) => spec,
+            Err(note) => {
+                rec.note = Some(note);
+                self.finish(rec, Outcome::Error, None);
+                return;
+            }
+        };
+        let env_key = match self.apply_env(&job, &mut spec) {
+            Ok(k) => k,
             Err(note) => {
                 rec.note = Some(note);
                 self.finish(rec, Outcome::Error, None);
@@ -275,6 +306,7 @@ impl Daemon {
                     js.running.push(pid);
                 }
                 self.just_started.push(pid);
+                self.env_run_started(pid, env_key);
             }
             Err(e) => {
                 rec.note = Some(format!("cannot start {argv0:?}: {e}"));
@@ -330,6 +362,7 @@ impl Daemon {
         if let Some(js) = self.jobs.get_mut(&run.record.job) {
             js.running.retain(|p| *p != run.pgid);
         }
+        self.env_run_ended(run.pgid);
         // Processes the runner left behind (a browser, a driver, a daemonized helper that
         // left the group) must not outlive it.
         let dir = run.record.run_dir.display().to_string();

@@ -167,7 +167,13 @@ fn plural(n: u64, what: &str) -> String {
 
 /// Reads the attempts the retry wrapper recorded, and each one's counts from its own result.
 fn read_attempts(rec: &mut RunRecord) {
-    let path = rec.run_dir.join(ATTEMPTS_FILE);
+    // The wrapper writes it beside the result: the run folder, or a `user` job's own folder.
+    let dir = rec
+        .result
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(&rec.run_dir);
+    let path = dir.join(ATTEMPTS_FILE);
     let Ok(f) = crate::state::file::open_read(&path) else {
         return;
     };

@@ -30,6 +30,17 @@ pub struct RunSpec {
     /// spawner opens them itself: on Unix in the child, off the daemon's critical path.
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// Run as this user instead of the daemon's (Unix, daemon as root; a job's `user`).
+    pub user: Option<RunAs>,
+}
+
+/// The identity a runner takes before it executes (resolved when the config is loaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the user's, as `initgroups` would set them).
+    pub groups: Vec<u32>,
 }
 
 /// How a process ended.

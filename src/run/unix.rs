@@ -511,6 +511,16 @@ pub fn spawn(
     }
     // SAFETY: pipe2 just created these descriptors and nothing else owns them.
     let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // A job's `user`: the identity is dropped in the child, from values prepared here.
+    let run_as = spec
+        .user
+        .as_ref()
+        .map(|u| (u.uid as libc::uid_t, u.gid as libc::gid_t));
+    let groups: Vec<libc::gid_t> = spec
+        .user
+        .as_ref()
+        .map(|u| u.groups.iter().map(|g| *g as libc::gid_t).collect())
+        .unwrap_or_default();
     let r = reaper()?;
     // Its cgroup exists before the fork: the child joins it before it execs, so nothing it
     // starts is ever outside.
@@ -520,8 +530,8 @@ pub fn spawn(
     // learns of a child only through its registered pidfd, so the lock is taken just to insert.
     let held = (!r.pidfds).then(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
     // SAFETY: after fork the child only calls async-signal-safe functions (setpgid,
-    // pthread_sigmask, signal, open, dup2, close, chdir, execve, write, _exit) on memory
-    // prepared above.
+    // pthread_sigmask, signal, open, dup2, close, setgroups, setgid, setuid, chdir, execve,
+    // write, _exit) on memory prepared above.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: see above; the child never returns from this block.
@@ -548,6 +558,13 @@ pub fn spawn(
                 && err >= 0
                 && libc::dup2(out, 1) >= 0
                 && libc::dup2(err, 2) >= 0
+                // Output files first (root's, in the daemon's own folder), then the identity:
+                // groups before gid before uid, each checked, so a failure never execs as root.
+                && run_as.is_none_or(|(uid, gid)| {
+                    libc::setgroups(groups.len() as _, groups.as_ptr()) == 0
+                        && libc::setgid(gid) == 0
+                        && libc::setuid(uid) == 0
+                })
                 && libc::chdir(cwd.as_ptr()) == 0
             {
                 if out > 2 {
@@ -801,6 +818,7 @@ mod tests {
             working_dir: dir.path().to_path_buf(),
             stdout: dir.path().join("out"),
             stderr: dir.path().join("err"),
+            user: None,
         };
         let pid = spawn(spec, move |_, exit| {
             let _ = tx.send(exit);

@@ -192,4 +192,7 @@ pub struct Status {
     pub updated: DateTime<Utc>,
     pub daemon: DaemonInfo,
     pub jobs: Vec<JobStatus>,
+    /// The jobs' Python environments (state, build time, error, which jobs use each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envs: Vec<crate::pyenv::EnvState>,
 }

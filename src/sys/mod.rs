@@ -48,3 +48,14 @@ pub enum ControlSignal {
     /// SIGUSR1: a `run-once` request waits in the state dir.
     Requests,
 }
+
+/// A local user a job runs as (`user = "…"`), looked up when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: std::path::PathBuf,
+    /// Supplementary groups, primary group included.
+    pub groups: Vec<u32>,
+}

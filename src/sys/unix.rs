@@ -433,3 +433,161 @@ pub fn private_dir(b: &mut std::fs::DirBuilder) {
 pub fn rename_denied_is_transient() -> bool {
     false
 }
+
+/// How long the system has been up (`CLOCK_BOOTTIME`: counts suspended time too), for
+/// `start_delay`.
+pub fn uptime() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}
+
+/// Looks a user up (`getpwnam_r`) with their groups (`getgrouplist`): done when the config is
+/// loaded, because nothing of this may run between fork and exec.
+pub fn lookup_user(name: &str) -> Result<super::UserInfo, String> {
+    use std::ffi::{CStr, CString};
+    let cname = CString::new(name).map_err(|_| format!("user {name:?} contains a NUL byte"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-parameter for getpwnam_r.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    loop {
+        // SAFETY: getpwnam_r with valid pointers and the buffer's true length.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1024 * 1024 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(format!(
+                "cannot look up user {name:?}: {}",
+                io::Error::from_raw_os_error(rc)
+            ));
+        }
+        break;
+    }
+    if found.is_null() {
+        return Err(format!("no user {name:?} on this host"));
+    }
+    // SAFETY: getpwnam_r succeeded: pw_dir points into buf, NUL-terminated.
+    let home = unsafe { CStr::from_ptr(pw.pw_dir) }
+        .to_string_lossy()
+        .into_owned();
+    let (uid, gid) = (pw.pw_uid, pw.pw_gid);
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut n = groups.len() as libc::c_int;
+        // SAFETY: getgrouplist writes at most n entries and sets n to the count.
+        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+        if rc >= 0 {
+            groups.truncate(n.max(0) as usize);
+            break;
+        }
+        if groups.len() >= 65536 {
+            return Err(format!("user {name:?} is in too many groups"));
+        }
+        let want = (n.max(0) as usize).max(groups.len() * 2);
+        groups.resize(want, 0);
+    }
+    Ok(super::UserInfo {
+        name: name.to_string(),
+        uid,
+        gid,
+        home: home.into(),
+        groups,
+    })
+}
+
+/// True when this process runs as root (only root can run a job as another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Files an environment build creates must be readable by a job's user: 022 instead of the
+/// daemon's 077 (the folders above decide who can reach them).
+pub fn set_shared_umask() {
+    // SAFETY: umask cannot fail.
+    unsafe {
+        libc::umask(0o022);
+    }
+}
+
+/// Creates (or checks) a folder a job's user may pass through (`0711`) or read (`0755`):
+/// never a link, and only the daemon's own and not writable by others, so what the daemon
+/// writes below it cannot be redirected.
+pub fn public_dir(path: &std::path::Path, readable: bool) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let mode = if readable { 0o755 } else { 0o711 };
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let m = std::fs::symlink_metadata(path)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a folder of uid {me} writable only by it (a link, or someone else's); remove it",
+                path.display()
+            ),
+        ));
+    }
+    if m.mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Hands a file or folder the daemon just created to a job's user (never through a link).
+pub fn give_to(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+}
+
+/// Adds read (and, where the owner may, execute) permission for everyone to every file and
+/// folder below `root`, never following links: an environment a job's user runs from.
+pub fn make_readable_tree(root: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p)?;
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        let mode = m.permissions().mode() & 0o7777;
+        let exec = if m.is_dir() || mode & 0o100 != 0 {
+            0o011
+        } else {
+            0
+        };
+        let want = mode | 0o044 | exec;
+        if want != mode {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want))?;
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                todo.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}

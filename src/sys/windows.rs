@@ -753,6 +753,44 @@ pub fn rename_denied_is_transient() -> bool {
     true
 }
 
+/// How long the system has been up, for `start_delay`.
+pub fn uptime() -> Option<std::time::Duration> {
+    // SAFETY: GetTickCount64 takes no arguments and cannot fail.
+    let ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };
+    Some(std::time::Duration::from_millis(ms))
+}
+
+/// Windows runs no job as another user: a suite that needs a desktop session runs in a
+/// daemon instance started in that user's session (docs/WINDOWS.md).
+pub fn lookup_user(name: &str) -> Result<super::UserInfo, String> {
+    Err(format!(
+        "`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")"
+    ))
+}
+
+/// Only Unix root may run a job as another user.
+pub fn is_root() -> bool {
+    false
+}
+
+/// Nothing to do: environments get the ACLs of their folder.
+pub fn set_shared_umask() {}
+
+/// Windows runs no job as another user (see [`lookup_user`]): a plain folder.
+pub fn public_dir(path: &std::path::Path, _readable: bool) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
+/// Windows runs no job as another user (see [`lookup_user`]).
+pub fn give_to(_path: &std::path::Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Nothing to do: files inherit their folder's ACL.
+pub fn make_readable_tree(_root: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

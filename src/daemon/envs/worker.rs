@@ -1,0 +1,547 @@
+//! The environment worker thread: hashing, builds, timeouts, state files, garbage; see the
+//! parent module for what it does and why it runs off the loop.
+
+use super::{Builds, JobEnv, Msg, Update};
+use crate::daemon::Event;
+use crate::pyenv::{self, EnvSpec, EnvState, Phase};
+use crate::run::{self, ExitInfo, RunSpec};
+use crate::state::{self, Durability, StateDir};
+use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How often the worker looks at the source files' stamps.
+const WATCH: Duration = Duration::from_secs(1);
+
+/// One environment the worker tracks.
+struct Tracked {
+    spec: EnvSpec,
+    stamp: Option<String>,
+    key: Option<Result<String, String>>,
+    /// The environment its runs use now (kept until the next one is ready).
+    in_use: Option<String>,
+}
+
+struct Build {
+    dir: PathBuf,
+    pgid: u32,
+    deadline: Instant,
+    timed_out: bool,
+}
+
+struct Worker {
+    root: PathBuf,
+    state: StateDir,
+    events: Sender<Event>,
+    me: Sender<Msg>,
+    jobs: BTreeMap<String, Tracked>,
+    envs: BTreeMap<String, EnvState>,
+    builds: BTreeMap<String, Build>,
+    shared: Builds,
+    timeout: Duration,
+    uv: Option<PathBuf>,
+    runs_use: Option<BTreeSet<String>>,
+    last: Option<Update>,
+    /// Updates sent, and the last the loop has seen.
+    seq: u64,
+    loop_seen: u64,
+    /// Environments no job uses, by the first update that said so.
+    retired: BTreeMap<String, u64>,
+}
+
+pub(super) fn start_worker(
+    state: StateDir,
+    events: Sender<Event>,
+    shared: Builds,
+) -> std::io::Result<Sender<Msg>> {
+    let (tx, rx) = mpsc::channel();
+    let mut w = Worker {
+        root: state.root.join("envs"),
+        state,
+        events,
+        me: tx.clone(),
+        jobs: BTreeMap::new(),
+        envs: BTreeMap::new(),
+        builds: BTreeMap::new(),
+        shared,
+        timeout: Duration::from_secs(600),
+        uv: None,
+        runs_use: None,
+        last: None,
+        seq: 0,
+        loop_seen: 0,
+        retired: BTreeMap::new(),
+    };
+    std::thread::Builder::new()
+        .name("envs".into())
+        .spawn(move || w.serve(rx))?;
+    Ok(tx)
+}
+
+impl Worker {
+    fn serve(&mut self, rx: Receiver<Msg>) {
+        let mut configured = false;
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .builds
+                .values()
+                .filter(|b| !b.timed_out)
+                .map(|b| b.deadline.saturating_duration_since(now))
+                .fold(WATCH, Duration::min);
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Config { jobs, timeout, uv }) => {
+                    self.configure(jobs);
+                    self.timeout = timeout;
+                    self.uv = uv;
+                    configured = true;
+                }
+                Ok(Msg::InUse(keys, seen)) => {
+                    self.runs_use = keys;
+                    self.loop_seen = seen;
+                }
+                Ok(Msg::Exited { key, exit }) => self.finish(&key, exit),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.enforce_timeouts();
+            if configured {
+                self.refresh();
+                self.collect_garbage();
+                if !self.publish() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn configure(&mut self, jobs: Vec<(String, EnvSpec)>) {
+        let mut next = BTreeMap::new();
+        for (name, spec) in jobs {
+            let t = match self.jobs.remove(&name) {
+                Some(mut t) if t.spec == spec => {
+                    // A reload retries a failed build (the admin may have fixed the index).
+                    if let Some(Ok(k)) = &t.key {
+                        if self.envs.get(k).is_some_and(|e| e.state == Phase::Failed) {
+                            self.envs.remove(k);
+                        }
+                    }
+                    t.stamp = None;
+                    t
+                }
+                old => Tracked {
+                    in_use: old
+                        .and_then(|o| o.in_use)
+                        .or_else(|| self.previous_ready(&spec)),
+                    spec,
+                    stamp: None,
+                    key: None,
+                },
+            };
+            next.insert(name, t);
+        }
+        self.jobs = next;
+    }
+
+    /// A ready environment built from the same file and interpreter (the newest): what the
+    /// job used before a restart, used again until the current content's one is ready.
+    fn previous_ready(&self, spec: &EnvSpec) -> Option<String> {
+        let parent = self.dir_of("", spec.shared);
+        let dir = std::fs::read_dir(&parent).ok()?;
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| pyenv::is_key(n))
+            .filter_map(|n| self.load(&n, spec.shared))
+            .filter(|s| s.source == spec.source && s.python == spec.python && s.kind == spec.kind)
+            .max_by_key(|s| s.built)
+            .map(|s| s.key)
+    }
+
+    /// A ready environment's state from its folder, if it is usable.
+    /// Where the environment `key` lives: behind the state dir, or where jobs' users can read
+    /// it (`shared`, see `workdir`).
+    fn dir_of(&self, key: &str, shared: bool) -> PathBuf {
+        if shared {
+            crate::daemon::workdir::users_root(&self.state.root)
+                .join("envs")
+                .join(key)
+        } else {
+            self.root.join(key)
+        }
+    }
+
+    fn load(&self, key: &str, shared: bool) -> Option<EnvState> {
+        let dir = self.dir_of(key, shared);
+        let st: EnvState = state::read_json(&dir.join("state.json")).ok().flatten()?;
+        (st.state == Phase::Ready && st.key == key && pyenv::venv_usable(&dir)).then_some(st)
+    }
+
+    fn refresh(&mut self) {
+        let mut wanted: Vec<(String, EnvSpec)> = Vec::new();
+        let mut touched = Vec::new();
+        for t in self.jobs.values_mut() {
+            let stamp = crate::config::stamp(&t.spec.source);
+            if t.key.is_none() || stamp != t.stamp {
+                let seen_before = t.key.is_some();
+                t.stamp = stamp;
+                t.key = Some(
+                    pyenv::key_of(&t.spec)
+                        .map_err(|e| format!("cannot read {}: {e}", t.spec.source.display())),
+                );
+                if let (true, Some(Ok(k))) = (seen_before, &t.key) {
+                    touched.push(k.clone());
+                }
+            }
+            if let Some(Ok(k)) = &t.key {
+                wanted.push((k.clone(), t.spec.clone()));
+            }
+        }
+        // A touched file (its owner or mode fixed, the same content saved again) retries a
+        // failed build.
+        for k in touched {
+            if self.envs.get(&k).is_some_and(|e| e.state == Phase::Failed) {
+                self.envs.remove(&k);
+            }
+        }
+        for (key, spec) in wanted {
+            if self.envs.contains_key(&key) {
+                continue;
+            }
+            match self.load(&key, spec.shared) {
+                Some(st) => {
+                    self.envs.insert(key, st);
+                }
+                None => self.start_build(&key, &spec),
+            }
+        }
+    }
+
+    fn start_build(&mut self, key: &str, spec: &EnvSpec) {
+        let mut st = EnvState {
+            key: key.to_string(),
+            source: spec.source.clone(),
+            kind: spec.kind,
+            python: spec.python.clone(),
+            shared: spec.shared,
+            state: Phase::Building,
+            tool: Some(if self.uv.is_some() { "uv" } else { "pip" }.into()),
+            python_version: None,
+            started: Some(Utc::now()),
+            built: None,
+            duration_s: None,
+            error: None,
+            jobs: Vec::new(),
+        };
+        if let Err(e) = crate::security::check_env_source(&spec.source) {
+            warn!(env = %key, "not building: {e}");
+            st.state = Phase::Failed;
+            st.error = Some(format!("not built: {e}"));
+            self.envs.insert(key.to_string(), st);
+            return;
+        }
+        let made = if spec.shared {
+            crate::daemon::workdir::public_dirs(&self.state.root, &["envs", key], true)
+        } else {
+            state::create_state_subdirs(&self.state.root, &["envs", key])
+        };
+        let dir = match made {
+            Ok(d) => d,
+            Err(e) => {
+                st.state = Phase::Failed;
+                st.error = Some(format!("cannot create the environment folder: {e}"));
+                self.envs.insert(key.to_string(), st);
+                return;
+            }
+        };
+        let log = dir.join("build.log");
+        // A new build, a new log (an older failed build's log went into its error).
+        for f in ["build.log", "build-info.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        self.save(&dir, &st);
+        let dir_s = dir.display().to_string();
+        let me = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "robotmk-daemon".into());
+        let mut argv = vec![
+            me,
+            "env-build".into(),
+            "--dir".into(),
+            dir_s.clone(),
+            "--source".into(),
+            spec.source.display().to_string(),
+            "--kind".into(),
+            spec.kind.as_str().into(),
+            "--python".into(),
+            spec.python.clone(),
+        ];
+        if let Some(uv) = &self.uv {
+            argv.extend(["--uv".into(), uv.display().to_string()]);
+        }
+        let mut env = BTreeMap::new();
+        // The run tag: a timeout ends every process of the build, also those that left its
+        // process group.
+        env.insert(run::TAG.to_string(), dir_s.clone());
+        let spec_run = RunSpec {
+            argv,
+            env,
+            working_dir: dir.clone(),
+            stdout: log.clone(),
+            stderr: log,
+            user: None,
+        };
+        let tx = self.me.clone();
+        let k = key.to_string();
+        match run::spawn(spec_run, move |_, exit| {
+            let _ = tx.send(Msg::Exited { key: k, exit });
+        }) {
+            Ok(pgid) => {
+                info!(env = %key, source = %spec.source.display(), tool = ?st.tool, "building a Python environment");
+                self.builds.insert(
+                    key.to_string(),
+                    Build {
+                        dir: dir.clone(),
+                        pgid,
+                        deadline: Instant::now() + self.timeout,
+                        timed_out: false,
+                    },
+                );
+                self.shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.to_string(), (pgid, dir_s));
+            }
+            Err(e) => {
+                st.state = Phase::Failed;
+                st.error = Some(format!("cannot start the build: {e}"));
+                self.save(&dir, &st);
+            }
+        }
+        self.envs.insert(key.to_string(), st);
+    }
+
+    fn enforce_timeouts(&mut self) {
+        let now = Instant::now();
+        for (key, b) in self.builds.iter_mut() {
+            if !b.timed_out && now >= b.deadline {
+                warn!(env = %key, "environment build timed out; ending its process tree");
+                b.timed_out = true;
+                run::kill_tree(b.pgid, &b.dir.display().to_string());
+            }
+        }
+    }
+
+    fn finish(&mut self, key: &str, exit: ExitInfo) {
+        let Some(b) = self.builds.remove(key) else {
+            return;
+        };
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let dir = b.dir.clone();
+        let dir_s = dir.display().to_string();
+        if run::tree_alive(b.pgid, &dir_s) {
+            run::kill_tree(b.pgid, &dir_s);
+        }
+        let Some(mut st) = self.envs.remove(key) else {
+            return;
+        };
+        let now = Utc::now();
+        st.built = Some(now);
+        st.duration_s = st
+            .started
+            .map(|s| ((now - s).num_milliseconds() as f64 / 1e3).max(0.0));
+        if exit.success() && !b.timed_out && pyenv::venv_usable(&dir) {
+            let bi: Option<pyenv::BuildInfo> = state::read_json(&dir.join("build-info.json"))
+                .ok()
+                .flatten();
+            if let Some(bi) = bi {
+                st.tool = Some(bi.tool);
+                st.python_version = bi.python_version;
+            }
+            st.state = Phase::Ready;
+            info!(env = %key, duration_s = ?st.duration_s, tool = ?st.tool, "environment built");
+        } else {
+            let why = if b.timed_out {
+                format!(
+                    "the build did not finish within env_build_timeout ({})",
+                    crate::config::duration::format(self.timeout)
+                )
+            } else if let Some(e) = &exit.spawn_error {
+                format!("the build could not start: {e}")
+            } else {
+                match (exit.code, exit.signal) {
+                    (Some(c), _) => format!("the build failed (exit code {c})"),
+                    (None, Some(s)) => format!("the build was ended by signal {s}"),
+                    _ => "the build failed".into(),
+                }
+            };
+            let tail = pyenv::log_tail(&dir.join("build.log"));
+            let mut error = format!("{why}; log {}", dir.join("build.log").display());
+            if !tail.is_empty() {
+                error.push_str(":\n");
+                error.push_str(&tail);
+            }
+            warn!(env = %key, "environment build failed: {why}");
+            st.state = Phase::Failed;
+            st.error = Some(error);
+        }
+        self.save(&dir, &st);
+        self.envs.insert(key.to_string(), st);
+    }
+
+    fn save(&self, dir: &std::path::Path, st: &EnvState) {
+        if let Err(e) = state::write_json(&dir.join("state.json"), st, Durability::Sync) {
+            warn!(env = %st.key, "cannot write the environment's state: {e}");
+        }
+    }
+
+    /// What each job's runs use now, switching to a job's current key once it is ready.
+    fn job_states(&mut self) -> BTreeMap<String, JobEnv> {
+        let mut out = BTreeMap::new();
+        for (name, t) in self.jobs.iter_mut() {
+            let ready = |k: &str| {
+                let e = self.envs.get(k).filter(|e| e.state == Phase::Ready)?;
+                let dir = if e.shared {
+                    crate::daemon::workdir::users_root(&self.state.root)
+                        .join("envs")
+                        .join(k)
+                } else {
+                    self.root.join(k)
+                };
+                Some(JobEnv::Ready {
+                    key: k.to_string(),
+                    venv: pyenv::venv_dir(&dir),
+                })
+            };
+            let state = match &t.key {
+                None => JobEnv::Waiting,
+                Some(Err(e)) => {
+                    t.in_use = None;
+                    JobEnv::Failed(e.clone())
+                }
+                Some(Ok(k)) => match self.envs.get(k).map(|e| e.state) {
+                    Some(Phase::Ready) => {
+                        t.in_use = Some(k.clone());
+                        ready(k).unwrap_or(JobEnv::Waiting)
+                    }
+                    Some(Phase::Failed) => {
+                        t.in_use = None;
+                        let err = self
+                            .envs
+                            .get(k)
+                            .and_then(|e| e.error.clone())
+                            .unwrap_or_default();
+                        JobEnv::Failed(format!(
+                            "its Python environment {k} could not be built: {err}"
+                        ))
+                    }
+                    _ => t
+                        .in_use
+                        .as_deref()
+                        .and_then(|old| {
+                            // The old one may have been loaded at start only by key.
+                            if !self.envs.contains_key(old) {
+                                return None;
+                            }
+                            ready(old)
+                        })
+                        .unwrap_or(JobEnv::Waiting),
+                },
+            };
+            out.insert(name.clone(), state);
+        }
+        out
+    }
+
+    /// Removes environments that no job uses (now or until its next one is ready) and no run
+    /// in flight runs in.
+    fn collect_garbage(&mut self) {
+        // An environment a job used before a restart is tracked again while in use.
+        let olds: Vec<(String, bool)> = self
+            .jobs
+            .values()
+            .filter_map(|t| t.in_use.clone().map(|k| (k, t.spec.shared)))
+            .collect();
+        for (k, shared) in olds {
+            if !self.envs.contains_key(&k) {
+                if let Some(st) = self.load(&k, shared) {
+                    self.envs.insert(k, st);
+                }
+            }
+        }
+        let _ = self.job_states();
+        let Some(runs) = &self.runs_use else {
+            return;
+        };
+        let mut keep: BTreeSet<String> = runs.clone();
+        for t in self.jobs.values() {
+            if let Some(Ok(k)) = &t.key {
+                keep.insert(k.clone());
+            }
+            if let Some(k) = &t.in_use {
+                keep.insert(k.clone());
+            }
+        }
+        keep.extend(self.builds.keys().cloned());
+        self.envs.retain(|k, _| keep.contains(k));
+        self.retired.retain(|k, _| !keep.contains(k));
+        let roots = [self.dir_of("", false), self.dir_of("", true)];
+        for e in roots
+            .iter()
+            .filter_map(|r| std::fs::read_dir(r).ok())
+            .flat_map(|d| d.flatten())
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if pyenv::is_key(&name) && !keep.contains(&name) {
+                // The next update is the first without it: wait until the loop has seen it.
+                let next = self.seq + 1;
+                let since = *self.retired.entry(name.clone()).or_insert(next);
+                if since == next {
+                    self.last = None; // publish that update even if nothing else changed
+                }
+                if self.loop_seen < since {
+                    continue;
+                }
+                self.retired.remove(&name);
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => info!(env = %name, "removed an environment no job uses"),
+                    Err(err) => warn!(env = %name, "cannot remove an unused environment: {err}"),
+                }
+            }
+        }
+    }
+
+    /// Sends the news to the loop if anything changed; false once the loop is gone.
+    fn publish(&mut self) -> bool {
+        let jobs = self.job_states();
+        let mut envs: Vec<EnvState> = self.envs.values().cloned().collect();
+        for e in &mut envs {
+            e.jobs = self
+                .jobs
+                .iter()
+                .filter(|(_, t)| {
+                    matches!(&t.key, Some(Ok(k)) if *k == e.key)
+                        || t.in_use.as_deref() == Some(&e.key)
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+        }
+        let mut u = Update {
+            envs,
+            jobs,
+            seq: self.seq,
+        };
+        if self.last.as_ref() == Some(&u) {
+            return true;
+        }
+        self.seq += 1;
+        u.seq = self.seq;
+        self.last = Some(u.clone());
+        self.events.send(Event::Envs(Box::new(u))).is_ok()
+    }
+}
