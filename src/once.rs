@@ -101,6 +101,8 @@ fn through_daemon(st: &StateDir, job: &str, id: &str) -> i32 {
 /// one-shot in this process).
 fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
     let t0 = Instant::now();
+    // On a terminal, a line says what the run waits for, then that it runs (with the time).
+    let mut progress = crate::term::Progress::stderr();
     let rec = loop {
         if let Some(dir) = requests {
             let rejected = dir.join(format!("{id}.rejected"));
@@ -130,8 +132,12 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
         if let Some(r) = find_run(st, job, id) {
             break r;
         }
+        if progress.due() {
+            progress.draw(&waiting_for(st, job));
+        }
         std::thread::sleep(POLL);
     };
+    progress.finish();
     println!(
         "running job {job} (run {}) in {}",
         rec.run_id,
@@ -139,9 +145,16 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
     );
     let mut out = Tail::new(rec.run_dir.join(record::STDOUT_FILE));
     let mut err = Tail::new(rec.run_dir.join(record::STDERR_FILE));
+    let running = format!("job {job} runs");
     let finished = loop {
+        if out.pending() || err.pending() {
+            progress.finish();
+        }
         out.copy_to(&mut std::io::stdout());
         err.copy_to(&mut std::io::stderr());
+        if progress.due() {
+            progress.draw(&running);
+        }
         match record::read_record(&rec.run_dir) {
             Ok(Some(r)) if r.is_finished() => break r,
             _ => {}
@@ -158,9 +171,29 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
         }
         std::thread::sleep(POLL);
     };
+    progress.finish();
     out.copy_to(&mut std::io::stdout());
     err.copy_to(&mut std::io::stderr());
     report(&finished)
+}
+
+/// What a requested run waits for, from the daemon's status: its Python environment being
+/// built, a free slot (`max_parallel`), or the daemon's next look.
+fn waiting_for(st: &StateDir, job: &str) -> String {
+    let Some(s) = crate::report::read_status(st) else {
+        return format!("waiting for the daemon to start job {job}");
+    };
+    let building = s
+        .envs
+        .iter()
+        .any(|e| e.state == crate::pyenv::Phase::Building && e.jobs.iter().any(|j| j == job));
+    if building {
+        return format!("waiting for the Python environment of job {job} to be built");
+    }
+    if s.jobs.iter().any(|j| j.name == job && j.queued > 0) {
+        return format!("job {job} is queued: waiting for a free run slot (max_parallel)");
+    }
+    format!("waiting for the daemon to start job {job}")
 }
 
 /// The run that answers request `id`, once its folder and record exist.
@@ -199,11 +232,21 @@ fn report(rec: &RunRecord) -> i32 {
 struct Tail {
     path: PathBuf,
     file: Option<std::fs::File>,
+    pos: u64,
 }
 
 impl Tail {
     fn new(path: PathBuf) -> Tail {
-        Tail { path, file: None }
+        Tail {
+            path,
+            file: None,
+            pos: 0,
+        }
+    }
+
+    /// Whether the file holds more than was copied (a progress line is cleared first).
+    fn pending(&self) -> bool {
+        file::plain_metadata(&self.path).is_some_and(|m| m.len() > self.pos)
     }
 
     /// Copies what was appended since the last call.
@@ -218,6 +261,7 @@ impl Tail {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let _ = to.write_all(&buf[..n]);
+                    self.pos += n as u64;
                 }
             }
         }

@@ -204,3 +204,43 @@ fn ctrl_c_on_a_one_shot_run_ends_its_tree_and_records_it() {
     assert_eq!(recs[0]["outcome"], "killed");
     assert!(processes_of(&inst.state.display().to_string()).is_empty());
 }
+
+#[test]
+fn on_a_terminal_run_once_says_what_the_run_waits_for() {
+    let jobs = format!(
+        "{TALK}\n[[job]]\nname = \"block\"\ncommand = [\"sleep\", \"3\"]\nevery = \"1h\"\n"
+    );
+    let inst = Instance::new("heartbeat_timeout = \"1m\"\nmax_parallel = 1", &jobs);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    let mut block = inst
+        .cmd()
+        .args(["run-once", "block"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = block.id();
+    assert!(wait_for(Duration::from_secs(10), || inst
+        .records("block")
+        .iter()
+        .any(|r| r["pid"].is_u64())));
+    // The only slot is taken: talk waits in the queue, and a terminal is told so.
+    let out = inst
+        .cmd()
+        .args(["run-once", "talk"])
+        .env("ROBOTMK_DAEMON_TTY", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("job talk is queued: waiting for a free run slot"),
+        "{err}"
+    );
+    assert!(err.contains("job talk runs ("), "{err}");
+    // Piped (no terminal): the output alone, no progress line.
+    let out = inst.run(&["run-once", "talk"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("waiting") && !err.contains("runs ("), "{err}");
+    let _ = block.wait();
+    kill9(guard);
+}
