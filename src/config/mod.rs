@@ -927,9 +927,11 @@ cron = "0 3 * * *"
         let c = job("requirements = \"req.txt\"\npython = \"/usr/bin/python3\"").unwrap();
         let e = c.jobs[0].pyenv.as_ref().unwrap();
         assert_eq!(e.source, dir.path().join("req.txt"));
+        // Resolved as the config resolves paths: against its folder (on Windows a rooted path
+        // takes that folder's drive).
         assert_eq!(
             e.python,
-            absolute(Path::new("/usr/bin/python3"))
+            absolute(&dir.path().join("/usr/bin/python3"))
                 .display()
                 .to_string()
         );
