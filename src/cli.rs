@@ -622,6 +622,16 @@ fn check_config(path: &Path) -> i32 {
         config::duration::format(d.stop_grace)
     );
     println!(
+        "hang_timeout:      {}",
+        d.hang_timeout.map_or(
+            "off (a hung daemon is reported, never replaced)".into(),
+            |t| format!(
+                "{} (a daemon not answering this long is replaced)",
+                config::duration::format(t)
+            )
+        )
+    );
+    println!(
         "environments:      built with {}, env_build_timeout {}",
         d.uv.as_ref()
             .map_or("python -m venv + pip".into(), |u| format!(

@@ -303,3 +303,24 @@ fn ctrls_racing_past_hang_timeout_leave_exactly_one_daemon() {
     assert_ne!(new, old);
     assert_eq!(inst.daemon_processes(), vec![new], "exactly one daemon");
 }
+
+#[test]
+fn check_config_says_what_hang_timeout_does() {
+    for (setting, want) in [
+        (
+            "hang_timeout = \"10s\"",
+            "hang_timeout:      10s (a daemon not answering",
+        ),
+        (
+            "hang_timeout = \"0\"",
+            "hang_timeout:      off (a hung daemon is reported",
+        ),
+        ("", "hang_timeout:      5m (a daemon not answering"),
+    ] {
+        let inst = Instance::new(setting, IDLE_JOB);
+        let out = inst.run(&["check-config"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(text.contains(want), "{setting:?}: {text}");
+    }
+}
