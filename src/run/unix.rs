@@ -298,13 +298,15 @@ fn reap_forever(r: &'static Reaper) {
             continue; // EINTR
         }
         if fds[0].revents != 0 {
-            // Cleared before the drain: a wake-up asked for after this is written anew, and
-            // the next pass (which re-reads the sets) sees what it was for.
-            r.wake_pending
-                .store(false, std::sync::atomic::Ordering::Release);
             let mut buf = [0u8; 256];
             // SAFETY: draining our own non-blocking pipe into a local buffer.
             while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+            // Cleared after the drain, never before: a spawner that saw the flag set skipped
+            // its byte, and one cleared before the drain would lose the byte of the next
+            // spawner with it, leaving the flag set and every later child unwatched. Any
+            // child registered before this point is in the set the next pass builds.
+            r.wake_pending
+                .store(false, std::sync::atomic::Ordering::Release);
         }
         for (i, &(pid, runner)) in who.iter().enumerate() {
             if fds[i + 1].revents != 0 && runner {
@@ -362,11 +364,12 @@ fn reap_all_forever(r: &'static Reaper) {
         };
         // SAFETY: poll on one valid pollfd.
         unsafe { libc::poll(&mut fd, 1, -1) };
-        r.wake_pending
-            .store(false, std::sync::atomic::Ordering::Release);
         let mut buf = [0u8; 256];
         // SAFETY: draining our own non-blocking pipe.
         while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+        // After the drain (see reap_forever).
+        r.wake_pending
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -805,6 +808,39 @@ pub fn group_alive(pgid: u32) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// A burst of spawns (as when hundreds of jobs are due at once) loses no exit: every
+    /// child is watched and reported, however the reaper's wake-ups interleave with them.
+    #[test]
+    fn every_exit_of_a_burst_of_spawns_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = 2000;
+        for i in 0..n {
+            let tx = tx.clone();
+            let spec = RunSpec {
+                argv: vec!["true".into()],
+                env: BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
+                working_dir: dir.path().to_path_buf(),
+                stdout: dir.path().join(format!("out{i}")),
+                stderr: dir.path().join(format!("err{i}")),
+                user: None,
+            };
+            spawn(spec, move |pid, _| {
+                let _ = tx.send(pid);
+            })
+            .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut got = 0;
+        while got < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(_) => got += 1,
+                Err(_) => panic!("only {got} of {n} exits reported"),
+            }
+        }
+    }
 
     /// The reaper collects its own children only: a child started with std's Command
     /// while a run is in flight is still there for Command's own wait.
