@@ -637,17 +637,13 @@ fn the_read_only_commands_check_trust_and_survive_a_broken_config() {
 
 /// Robot Framework from `$ROBOTMK_TEST_ROBOT` or the project's `.venv` (scripts/test.sh).
 fn robot() -> Option<std::path::PathBuf> {
-    let p = std::env::var_os("ROBOTMK_TEST_ROBOT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot"))
-        });
-    let found = p.is_file();
+    let p = common::test_robot();
     common::require_tool(
-        found,
+        p.is_some(),
         "Robot Framework (.venv/bin/robot or $ROBOTMK_TEST_ROBOT)",
     )
     .then_some(p)
+    .flatten()
 }
 
 #[test]

@@ -9,12 +9,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Robot Framework from `$ROBOTMK_TEST_ROBOT` or the project's `.venv` (scripts/test.sh).
+/// Robot Framework (see `common::test_robot`).
 fn robot() -> Option<PathBuf> {
-    let p = std::env::var_os("ROBOTMK_TEST_ROBOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot")));
-    p.is_file().then_some(p)
+    test_robot()
 }
 
 fn suite(name: &str) -> String {

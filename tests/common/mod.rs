@@ -278,6 +278,15 @@ pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Robot Framework from `$ROBOTMK_TEST_ROBOT` or the project's `.venv` (scripts/test.sh), if
+/// it is there (callers skip, or fail in CI, through [`require_tool`]).
+pub fn test_robot() -> Option<PathBuf> {
+    let p = std::env::var_os("ROBOTMK_TEST_ROBOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/robot")));
+    p.is_file().then_some(p)
+}
+
 /// CI installs every tool; a developer's machine may lack one: skip there, fail in CI.
 pub fn require_tool(ok: bool, what: &str) -> bool {
     if ok {
