@@ -58,17 +58,66 @@ pub fn render(report: &Report) -> String {
     let instance = report.instance.as_deref().unwrap_or("unknown");
     out.push_str(&daemon_line(report, instance));
     out.push('\n');
-    for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
-        out.push_str(&job_line(job, instance, report.generated));
+    for line in body(jobs, instance) {
+        line.render_into(&mut out, report.generated);
         out.push('\n');
-        if job.services == Services::PerTest {
-            for l in test_lines(job, instance, report.generated) {
-                out.push_str(&l);
-                out.push('\n');
-            }
+    }
+    out
+}
+
+/// A line after the daemon's local check: fixed, or a local check open in `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyLine {
+    Fixed(String),
+    Check(LineTemplate),
+}
+
+impl BodyLine {
+    pub fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+        match self {
+            BodyLine::Fixed(l) => out.push_str(l),
+            BodyLine::Check(t) => t.render_into(out, now),
         }
     }
-    out.push_str(&piggyback(jobs, instance, report.generated));
+}
+
+/// Everything after the daemon line: the agent host's job checks (and per-test checks),
+/// then the piggyback blocks, one per host in the order the jobs come.
+pub fn body(jobs: &[JobStatus], instance: &str) -> Vec<BodyLine> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
+        out.push(BodyLine::Check(job_template(job, instance)));
+        if job.services == Services::PerTest {
+            out.extend(
+                test_templates(job, instance)
+                    .into_iter()
+                    .map(BodyLine::Check),
+            );
+        }
+    }
+    let mut hosts: Vec<&str> = Vec::new();
+    for h in jobs.iter().filter_map(piggyback_host) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    for host in hosts {
+        let mine: Vec<&JobStatus> = jobs
+            .iter()
+            .filter(|j| piggyback_host(j) == Some(host))
+            .collect();
+        out.push(BodyLine::Fixed(format!("<<<<{host}>>>>")));
+        out.push(BodyLine::Fixed(JOB_SECTION_HEADER.into()));
+        for job in &mine {
+            let doc = serde_json::json!({ "instance": instance, "job": job });
+            out.push(BodyLine::Fixed(doc.to_string()));
+        }
+        out.push(BodyLine::Fixed(LOCAL_HEADER.into()));
+        for job in &mine {
+            out.push(BodyLine::Check(job_template(job, instance)));
+        }
+        out.push(BodyLine::Fixed("<<<<>>>>".into()));
+    }
     out
 }
 
@@ -79,34 +128,6 @@ fn piggyback_host(job: &JobStatus) -> Option<&str> {
         .host
         .as_deref()
         .filter(|h| crate::config::check_host(h).is_ok())
-}
-
-/// The piggyback blocks, one per host, in the order the jobs come.
-fn piggyback(jobs: &[JobStatus], instance: &str, now: DateTime<Utc>) -> String {
-    let mut hosts: Vec<&str> = Vec::new();
-    for h in jobs.iter().filter_map(piggyback_host) {
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
-    let mut out = String::new();
-    for host in hosts {
-        let mine: Vec<&JobStatus> = jobs
-            .iter()
-            .filter(|j| piggyback_host(j) == Some(host))
-            .collect();
-        let _ = writeln!(out, "<<<<{host}>>>>\n{JOB_SECTION_HEADER}");
-        for job in &mine {
-            let doc = serde_json::json!({ "instance": instance, "job": job });
-            let _ = writeln!(out, "{doc}");
-        }
-        let _ = writeln!(out, "{LOCAL_HEADER}");
-        for job in &mine {
-            let _ = writeln!(out, "{}", job_line(job, instance, now));
-        }
-        out.push_str("<<<<>>>>\n");
-    }
-    out
 }
 
 /// Longest note shown in a local check's text (the record keeps it whole).
@@ -125,16 +146,15 @@ fn one_line(s: &str, max: usize) -> String {
     out
 }
 
-/// How stale the last result is at `now`: (state floor, text to add).
 /// How stale the job's latest result is at `now`, from the deadlines the daemon (or ctrl,
 /// from the config) worked out for it (see [`crate::staleness`]): the state it forces and
 /// the words for it. Shared by the job's check and its per-test checks.
-fn staleness(job: &JobStatus, now: DateTime<Utc>) -> (u8, Option<String>) {
-    let Some(d) = job.checkmk.deadlines() else {
+fn stale_words(d: Option<&staleness::Deadlines>, now: DateTime<Utc>) -> (u8, Option<String>) {
+    let Some(d) = d else {
         return (0, None);
     };
     let late = |t: DateTime<Utc>| human_age((now - t).num_seconds() as f64);
-    match staleness::judge(&d, now) {
+    match staleness::judge(d, now) {
         Staleness::Fresh => (0, None),
         Staleness::Overdue => (
             1,
@@ -153,16 +173,114 @@ fn staleness(job: &JobStatus, now: DateTime<Utc>) -> (u8, Option<String>) {
     }
 }
 
+/// A [`LineTemplate`] borrowed (from the daemon's pre-rendered view, see
+/// [`crate::ctrl_view`]).
+pub struct CheckParts<'a> {
+    pub base: u8,
+    pub clock: Clock,
+    pub deadlines: Option<&'a staleness::Deadlines>,
+    pub name_metrics: &'a str,
+    pub head: &'a str,
+    pub mid: &'a str,
+    pub tail: &'a str,
+}
+
+/// A local check line at `now`.
+pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
+    let (stale_state, stale_text) = stale_words(c.deadlines, now);
+    let state = c.base.max(stale_state);
+    let _ = write!(
+        out,
+        "{state} {} {} - {}",
+        c.name_metrics,
+        state_word(state),
+        c.head
+    );
+    match c.clock {
+        Clock::None => {}
+        Clock::Since(t) => {
+            out.push_str(&human_age((now - t).num_milliseconds() as f64 / 1000.0));
+        }
+        Clock::Until(t) => out.push_str(&human_age((t - now).num_seconds() as f64)),
+    }
+    out.push_str(c.mid);
+    if let Some(s) = stale_text {
+        let _ = write!(out, ", {s}");
+    }
+    out.push_str(c.tail);
+}
+
+/// The part of a line that depends on `now` besides staleness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clock {
+    None,
+    /// `human_age(now - t)`: how long ago the result came.
+    Since(DateTime<Utc>),
+    /// `human_age(t - now)`: how long until the first run.
+    Until(DateTime<Utc>),
+}
+
+/// A local check line with its `now`-dependent parts left open: everything else is worked
+/// out once (by the daemon, when its status changes: see [`crate::ctrl_view`]), and ctrl only
+/// fills in the age and the staleness at the time of the agent's call.
+///
+/// The line is `STATE "NAME" METRICS WORD - HEAD[CLOCK]MID[, STALE]TAIL`, with STATE the
+/// worse of `base` and the staleness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineTemplate {
+    pub base: u8,
+    pub clock: Clock,
+    pub deadlines: Option<staleness::Deadlines>,
+    /// `"NAME" METRICS` (the name quoted).
+    pub name_metrics: String,
+    pub head: String,
+    pub mid: String,
+    pub tail: String,
+}
+
+impl LineTemplate {
+    /// The line at `now`.
+    pub fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+        render_check(
+            out,
+            CheckParts {
+                base: self.base,
+                clock: self.clock,
+                deadlines: self.deadlines.as_ref(),
+                name_metrics: &self.name_metrics,
+                head: &self.head,
+                mid: &self.mid,
+                tail: &self.tail,
+            },
+            now,
+        );
+    }
+
+    pub fn render(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out, now);
+        out
+    }
+}
+
 /// One local check per test of the job's latest result (`services = "per-test"`), named
 /// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name).
 pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<String> {
+    test_templates(job, instance)
+        .iter()
+        .map(|t| t.render(now))
+        .collect()
+}
+
+/// [`test_lines`] with the staleness left open.
+pub fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
     let Some(last) = &job.last else {
         return Vec::new();
     };
     let Some(t) = &last.tests else {
         return Vec::new();
     };
-    let (stale_state, stale_text) = staleness(job, now);
+    let deadlines = job.checkmk.deadlines();
     let mut seen = std::collections::HashMap::new();
     for r in &t.results {
         *seen.entry(r.name.as_str()).or_insert(0u32) += 1;
@@ -196,10 +314,6 @@ pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<St
             if let Some(m) = &r.message {
                 let _ = write!(text, ": {}", one_line(m, crate::robot::MAX_TEXT));
             }
-            if let Some(s) = &stale_text {
-                state = state.max(stale_state);
-                let _ = write!(text, ", {s}");
-            }
             let metrics = r.elapsed_s.map_or("-".into(), |e| {
                 let (w, c) = (
                     level(job.test_runtime_warn_s),
@@ -211,11 +325,15 @@ pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<St
                     format!("runtime={e:.3};{w};{c}")
                 }
             });
-            format!(
-                "{state} \"Robotmk {instance} {} {name}\" {metrics} {} - {text}",
-                job.name,
-                state_word(state)
-            )
+            LineTemplate {
+                base: state,
+                clock: Clock::None,
+                deadlines,
+                name_metrics: format!("\"Robotmk {instance} {} {name}\" {metrics}", job.name),
+                head: text,
+                mid: String::new(),
+                tail: String::new(),
+            }
         })
         .collect()
 }
@@ -240,7 +358,7 @@ pub fn human_age(secs: f64) -> String {
     }
 }
 
-fn daemon_line(r: &Report, instance: &str) -> String {
+pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     let d = &r.daemon;
     let (state, text) = if let Some(e) = &r.config_error {
         (2, format!("config error: {e}"))
@@ -322,24 +440,31 @@ fn outcome_state(o: Outcome) -> u8 {
 
 /// The local check line of one job at `now`.
 pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
+    job_template(job, instance).render(now)
+}
+
+/// [`job_line`] with the age and the staleness left open.
+pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     let name = format!("Robotmk {instance} {}", job.name);
     let Some(last) = &job.last else {
-        let next = job
-            .next_due
-            .map(|n| {
-                format!(
-                    ", first run due in {}",
-                    human_age((n - now).num_seconds() as f64)
-                )
-            })
-            .unwrap_or_default();
-        return format!("3 \"{name}\" - UNKNOWN - no result yet{next}");
+        let (head, clock) = match job.next_due {
+            Some(n) => ("no result yet, first run due in ", Clock::Until(n)),
+            None => ("no result yet", Clock::None),
+        };
+        return LineTemplate {
+            base: 3,
+            clock,
+            deadlines: None,
+            name_metrics: format!("\"{name}\" -"),
+            head: head.into(),
+            mid: String::new(),
+            tail: String::new(),
+        };
     };
     let outcome = last.outcome.unwrap_or(Outcome::Interrupted);
     let mut state = outcome_state(outcome);
     let at = last.finished.unwrap_or(last.due);
-    let age = (now - at).num_milliseconds() as f64 / 1000.0;
-    let mut text = format!("last run {} ago: {}", human_age(age), outcome.as_str());
+    let mut text = format!(" ago: {}", outcome.as_str());
     if let Some(t) = &last.tests {
         let _ = write!(
             text,
@@ -363,27 +488,26 @@ pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     let (runtime_state, runtime_text) = runtime_levels(job, last);
     state = state.max(runtime_state);
     text.push_str(&runtime_text);
-    let (stale_state, stale_text) = staleness(job, now);
-    state = state.max(stale_state);
-    if let Some(s) = stale_text {
-        let _ = write!(text, ", {s}");
-    }
+    let mut tail = String::new();
     if !job.running.is_empty() {
-        let _ = write!(text, ", {} run(s) in flight", job.running.len());
+        let _ = write!(tail, ", {} run(s) in flight", job.running.len());
     }
     if let Some(note) = &last.note {
-        let _ = write!(text, "; {}", one_line(note, MAX_NOTE));
+        let _ = write!(tail, "; {}", one_line(note, MAX_NOTE));
     }
     // Last, so it is easy to find and to copy.
     if let Some(log) = &last.log {
-        let _ = write!(text, "; log: {}", log.display());
+        let _ = write!(tail, "; log: {}", log.display());
     }
-    let text = text.replace('\n', " ");
-    format!(
-        "{state} \"{name}\" {} {} - {text}",
-        metrics(job, last),
-        state_word(state)
-    )
+    LineTemplate {
+        base: state,
+        clock: Clock::Since(at),
+        deadlines: job.checkmk.deadlines(),
+        name_metrics: format!("\"{name}\" {}", metrics(job, last)),
+        head: "last run ".into(),
+        mid: text.replace('\n', " "),
+        tail: tail.replace('\n', " "),
+    }
 }
 
 /// Runtime levels (seconds), for a job's run and — with the same rules — for anything else

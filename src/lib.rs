@@ -12,6 +12,7 @@ pub mod cli;
 pub mod completions;
 pub mod config;
 pub mod ctrl;
+pub mod ctrl_view;
 pub mod daemon;
 pub mod history;
 pub mod launch;

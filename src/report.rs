@@ -142,31 +142,37 @@ impl Report {
             clip_opt(&mut c.note, MAX_TEXT);
             clip_opt(&mut c.error, MAX_TEXT);
         }
-        for e in &mut self.envs {
-            clip(&mut e.key, MAX_NAME);
-            clip(&mut e.python, MAX_NAME);
-            clip_opt(&mut e.tool, MAX_NAME);
-            clip_opt(&mut e.python_version, MAX_NAME);
-            clip_opt(&mut e.error, MAX_TEXT);
-            for j in &mut e.jobs {
-                clip(j, MAX_NAME);
-            }
-        }
-        for j in &mut self.jobs {
-            clip(&mut j.name, MAX_NAME);
-            clip(&mut j.schedule, MAX_NAME);
-            clip_opt(&mut j.checkmk.host, MAX_NAME);
-            for r in &mut j.running {
-                clip(&mut r.run_id, MAX_NAME);
-            }
-            if let Some(l) = &mut j.last {
-                clip(&mut l.run_id, MAX_NAME);
-                clip_opt(&mut l.note, MAX_TEXT);
-                if let Some(t) = &mut l.tests {
-                    clip_opt(&mut t.suite, MAX_NAME);
-                    clip_opt(&mut t.suite_status, MAX_NAME);
-                }
-            }
+        self.envs.iter_mut().for_each(clip_env);
+        self.jobs.iter_mut().for_each(clip_job);
+    }
+}
+
+/// [`Report::clip`] for one environment.
+pub fn clip_env(e: &mut crate::pyenv::EnvState) {
+    clip(&mut e.key, MAX_NAME);
+    clip(&mut e.python, MAX_NAME);
+    clip_opt(&mut e.tool, MAX_NAME);
+    clip_opt(&mut e.python_version, MAX_NAME);
+    clip_opt(&mut e.error, MAX_TEXT);
+    for j in &mut e.jobs {
+        clip(j, MAX_NAME);
+    }
+}
+
+/// [`Report::clip`] for one job.
+pub fn clip_job(j: &mut JobStatus) {
+    clip(&mut j.name, MAX_NAME);
+    clip(&mut j.schedule, MAX_NAME);
+    clip_opt(&mut j.checkmk.host, MAX_NAME);
+    for r in &mut j.running {
+        clip(&mut r.run_id, MAX_NAME);
+    }
+    if let Some(l) = &mut j.last {
+        clip(&mut l.run_id, MAX_NAME);
+        clip_opt(&mut l.note, MAX_TEXT);
+        if let Some(t) = &mut l.tests {
+            clip_opt(&mut t.suite, MAX_NAME);
+            clip_opt(&mut t.suite_status, MAX_NAME);
         }
     }
 }

@@ -748,7 +748,17 @@ impl Daemon {
             Ok(()) => self.state_ok("status"),
             Err(e) => self.state_failure("status", format!("cannot write status: {e}")),
         }
+        self.write_ctrl_view(status);
         self.dirty = false;
         self.last_flush = Some(now);
+    }
+
+    /// The agent output ctrl prints, pre-rendered with the status (see `ctrl_view`).
+    fn write_ctrl_view(&mut self, status: Status) {
+        let view = crate::ctrl_view::render(status);
+        match state::write_atomic(&self.state.ctrl_view_file(), &view, Durability::NoSync) {
+            Ok(()) => self.state_ok("ctrl view"),
+            Err(e) => self.state_failure("ctrl view", format!("cannot write the ctrl view: {e}")),
+        }
     }
 }

@@ -103,10 +103,13 @@ pub fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
             ),
         )
     };
-    if f.metadata().map(|m| m.len()).unwrap_or(0) > cap {
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > cap {
         return Err(too_big());
     }
-    let mut buf = Vec::new();
+    // Sized from the start: one read for a file that does not grow meanwhile, not a dozen
+    // doubling ones (ctrl reads the daemon's view on every agent call).
+    let mut buf = Vec::with_capacity(len as usize + 1);
     f.take(cap + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > cap {
         return Err(too_big());

@@ -73,6 +73,10 @@ impl StateDir {
     pub fn status_file(&self) -> PathBuf {
         self.root.join("status.json")
     }
+    /// The agent output pre-rendered by the daemon for ctrl's fast path ([`crate::ctrl_view`]).
+    pub fn ctrl_view_file(&self) -> PathBuf {
+        self.root.join("ctrl-view")
+    }
     pub fn alert_file(&self) -> PathBuf {
         self.root.join("state-error")
     }

@@ -1,0 +1,447 @@
+//! `ctrl-view`: the agent output, pre-rendered by the daemon whenever its status changes, so
+//! that ctrl's fast path copies bytes instead of parsing `status.json` and formatting every
+//! job on each agent call (issue 14: at 1,000 jobs that was 7× the cost of `/bin/true`).
+//!
+//! Only what depends on the time of the agent's call is left to ctrl: the JSON section's
+//! `daemon` and `ctrl` parts and `generated` (small), the daemon's line, and in each local
+//! check the age of the result ("last run 2m ago"), the time to a first run, and the
+//! staleness (WARN/CRIT once a due run has not reported: see [`crate::staleness`]). The output
+//! is the same, byte for byte, as [`crate::agent::render`] of the same status at the same
+//! instant (a unit test holds it to that).
+//!
+//! The file (replaced atomically, written only by the daemon, read with the state dir's cap):
+//!
+//! ```text
+//! robotmk-ctrl-view 1
+//! {"status":{…status.json without jobs and envs…},"cut":null}
+//! [ …the jobs, as the JSON section carries them… ]
+//! [ …the environments… ]            (an empty line when there are none)
+//! =<a line printed as it is>        (piggyback markers, section headers, job JSON)
+//! L<template of a local check>      (see `encode_check`)
+//! ```
+
+use crate::agent::{self, BodyLine, Clock, LineTemplate};
+use crate::report::Report;
+use crate::staleness::Deadlines;
+use crate::state::status::Status;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+const MAGIC: &str = "robotmk-ctrl-view 1";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    /// The status with no jobs and no environments (those follow, pre-rendered).
+    status: Status,
+    /// Set when the jobs were cut to keep the section under [`agent::MAX_SECTION`].
+    cut: Option<String>,
+}
+
+/// The view of `status` (the daemon's, as it writes `status.json`).
+pub fn render(mut status: Status) -> Vec<u8> {
+    status.jobs.iter_mut().for_each(crate::report::clip_job);
+    status.envs.iter_mut().for_each(crate::report::clip_env);
+    let mut jobs = std::mem::take(&mut status.jobs);
+    let envs = std::mem::take(&mut status.envs);
+    let envs_json = if envs.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&envs).unwrap_or_else(|_| "[]".into())
+    };
+    let mut jobs_json = serde_json::to_string(&jobs).unwrap_or_else(|_| "[]".into());
+    let mut cut = None;
+    // The rest of the section (daemon, ctrl) is a few KiB at most.
+    if jobs_json.len() + envs_json.len() > agent::MAX_SECTION - 64 * 1024 {
+        let all = jobs.len();
+        jobs.truncate(agent::MAX_SECTION / 4096);
+        cut = Some(format!(
+            "the section was cut to the first {} of {all} jobs (over {} bytes)",
+            jobs.len(),
+            agent::MAX_SECTION
+        ));
+        jobs_json = serde_json::to_string(&jobs).unwrap_or_else(|_| "[]".into());
+    }
+    let instance = status.instance.clone();
+    let mut out = String::with_capacity(jobs_json.len() * 2 + 4096);
+    out.push_str(MAGIC);
+    out.push('\n');
+    let header = Header { status, cut };
+    out.push_str(&serde_json::to_string(&header).unwrap_or_default());
+    out.push('\n');
+    out.push_str(&jobs_json);
+    out.push('\n');
+    out.push_str(&envs_json);
+    out.push('\n');
+    for line in agent::body(&jobs, &instance) {
+        match line {
+            BodyLine::Fixed(l) => {
+                out.push('=');
+                out.push_str(&l.replace(['\n', '\r'], " "));
+                out.push('\n');
+            }
+            BodyLine::Check(t) => encode_check(&mut out, &t),
+        }
+    }
+    out.into_bytes()
+}
+
+fn encode_time(out: &mut String, t: DateTime<Utc>) {
+    let _ = write!(out, "{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+}
+
+fn decode_time(s: &str) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = s.split_once('.')?;
+    DateTime::from_timestamp(secs.parse().ok()?, nanos.parse().ok()?)
+}
+
+/// `L<base> <clock> <deadlines> <n1> <n2> <n3> <n4> <the four strings>\n`: clock `-`,
+/// `s<time>` (since) or `u<time>` (until); deadlines `-` or `<expected_by>,<crit_after>`;
+/// times `<unix seconds>.<nanoseconds>`; the strings (name and metrics, head, mid, tail) one
+/// after the other, `n1`…`n4` bytes long, newlines made spaces.
+fn encode_check(out: &mut String, t: &LineTemplate) {
+    let _ = write!(out, "L{} ", t.base);
+    match t.clock {
+        Clock::None => out.push('-'),
+        Clock::Since(at) => {
+            out.push('s');
+            encode_time(out, at);
+        }
+        Clock::Until(at) => {
+            out.push('u');
+            encode_time(out, at);
+        }
+    }
+    out.push(' ');
+    match &t.deadlines {
+        None => out.push('-'),
+        Some(d) => {
+            encode_time(out, d.expected_by);
+            out.push(',');
+            encode_time(out, d.crit_after);
+        }
+    }
+    let parts = [&t.name_metrics, &t.head, &t.mid, &t.tail].map(|s| s.replace(['\n', '\r'], " "));
+    for p in &parts {
+        let _ = write!(out, " {}", p.len());
+    }
+    out.push(' ');
+    for p in &parts {
+        out.push_str(p);
+    }
+    out.push('\n');
+}
+
+/// A view as ctrl reads it: the header parsed, the rest borrowed from the file's text.
+pub struct View<'a> {
+    pub status: Status,
+    cut: Option<String>,
+    jobs: &'a str,
+    envs: &'a str,
+    body: &'a str,
+}
+
+/// Parses the parts of a view; `None` if it is not one (ctrl then takes its other paths).
+pub fn parse(text: &str) -> Option<View<'_>> {
+    let mut parts = text.splitn(5, '\n');
+    if parts.next()? != MAGIC {
+        return None;
+    }
+    let header: Header = serde_json::from_str(parts.next()?).ok()?;
+    let jobs = parts.next()?;
+    let envs = parts.next()?;
+    let body = parts.next().unwrap_or_default();
+    let array = |s: &str| s.starts_with('[') && s.ends_with(']');
+    if !array(jobs) || !(envs.is_empty() || array(envs)) {
+        return None;
+    }
+    Some(View {
+        status: header.status,
+        cut: header.cut,
+        jobs,
+        envs,
+        body,
+    })
+}
+
+impl View<'_> {
+    /// Carries the cut note (if any) into `report`, as [`agent::render`] does.
+    pub fn annotate(&self, report: &mut Report) {
+        if self.cut.is_some() {
+            report.config_error.clone_from(&self.cut);
+        }
+    }
+
+    /// Both sections at `report.generated`; `report` has no jobs (they are in the view).
+    /// `None` when the body is malformed.
+    pub fn render(&self, report: &Report) -> Option<String> {
+        let now = report.generated;
+        let mut out = String::with_capacity(self.jobs.len() + self.body.len() * 2 + 4096);
+        out.push_str(agent::SECTION_HEADER);
+        out.push('\n');
+        let json = serde_json::to_string(report).ok()?;
+        // Serialized strings escape their quotes, so this key occurs once, at the top level.
+        const EMPTY: &str = "\"jobs\":[]";
+        let at = json.rfind(EMPTY)?;
+        out.push_str(&json[..at]);
+        out.push_str("\"jobs\":");
+        out.push_str(self.jobs);
+        if !self.envs.is_empty() {
+            out.push_str(",\"envs\":");
+            out.push_str(self.envs);
+        }
+        out.push_str(&json[at + EMPTY.len()..]);
+        out.push('\n');
+        out.push_str(agent::LOCAL_HEADER);
+        out.push('\n');
+        let instance = report.instance.as_deref().unwrap_or("unknown");
+        out.push_str(&agent::daemon_line(report, instance));
+        out.push('\n');
+        let mut rest = self.body;
+        while !rest.is_empty() {
+            rest = match rest.as_bytes()[0] {
+                b'=' => {
+                    let (line, next) = rest[1..].split_once('\n')?;
+                    out.push_str(line);
+                    next
+                }
+                b'L' => decode_check(&rest[1..], &mut out, now)?,
+                _ => return None,
+            };
+            out.push('\n');
+        }
+        Some(out)
+    }
+}
+
+/// Renders one encoded check into `out`; returns the text after it.
+fn decode_check<'a>(s: &'a str, out: &mut String, now: DateTime<Utc>) -> Option<&'a str> {
+    let mut fields = s.splitn(8, ' ');
+    let base: u8 = fields.next()?.parse().ok()?;
+    let clock = match fields.next()? {
+        "-" => Clock::None,
+        c if c.starts_with('s') => Clock::Since(decode_time(&c[1..])?),
+        c if c.starts_with('u') => Clock::Until(decode_time(&c[1..])?),
+        _ => return None,
+    };
+    let deadlines = match fields.next()? {
+        "-" => None,
+        d => {
+            let (e, c) = d.split_once(',')?;
+            Some(Deadlines {
+                expected_by: decode_time(e)?,
+                crit_after: decode_time(c)?,
+            })
+        }
+    };
+    let mut lens = [0usize; 4];
+    for l in &mut lens {
+        *l = fields.next()?.parse().ok()?;
+    }
+    let data = fields.next()?;
+    let mut strs = [""; 4];
+    let mut at = 0usize;
+    for (i, l) in lens.iter().enumerate() {
+        strs[i] = data.get(at..at.checked_add(*l)?)?;
+        at += l;
+    }
+    let rest = data.get(at..)?.strip_prefix('\n')?;
+    agent::render_check(
+        out,
+        agent::CheckParts {
+            base,
+            clock,
+            deadlines: deadlines.as_ref(),
+            name_metrics: strs[0],
+            head: strs[1],
+            mid: strs[2],
+            tail: strs[3],
+        },
+        now,
+    );
+    Some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Services;
+    use crate::report::{build_from, ConfigView, CtrlReport};
+    use crate::state::record::{Outcome, TestResult, TestStats};
+    use crate::state::status::{CheckmkView, DaemonInfo, JobStatus, LastRun, RunningRun};
+
+    fn jobs_of(view: &View) -> Vec<JobStatus> {
+        serde_json::from_str(view.jobs).unwrap()
+    }
+
+    fn status(now: DateTime<Utc>) -> Status {
+        let secs = chrono::Duration::seconds;
+        let last = |outcome, ago: i64| LastRun {
+            run_id: "r-1".into(),
+            due: now - secs(ago + 3),
+            started: Some(now - secs(ago + 3)),
+            finished: Some(now - secs(ago)),
+            duration_s: Some(3.25),
+            exit_code: Some(1),
+            outcome: Some(outcome),
+            tests: None,
+            note: Some("a note\nwith\r\na newline \"quoted\"".into()),
+            log: Some("/r/log.html".into()),
+            report: None,
+            attempts: Some(2),
+        };
+        let job = |name: &str, last: Option<LastRun>| JobStatus {
+            name: name.into(),
+            schedule: "every 1m".into(),
+            interval_s: 60.0,
+            timeout_s: 30.0,
+            next_due: Some(now + secs(95)),
+            running: vec![],
+            queued: 0,
+            last,
+            last_skipped: None,
+            skipped_total: 0,
+            services: Services::Job,
+            test_runtime_warn_s: None,
+            test_runtime_crit_s: None,
+            checkmk: CheckmkView::default(),
+        };
+        let mut fresh = job("fresh", Some(last(Outcome::Success, 5)));
+        fresh.checkmk.expected_by = Some(now + secs(10));
+        fresh.checkmk.crit_after = Some(now + secs(70));
+        fresh.checkmk.runtime_warn_s = Some(3.0);
+        let mut warn = job("warn", Some(last(Outcome::Failure, 200)));
+        warn.checkmk.expected_by = Some(now - secs(100));
+        warn.checkmk.crit_after = Some(now + secs(70));
+        warn.running.push(RunningRun {
+            run_id: "x".into(),
+            due: now,
+            started: None,
+            pid: Some(7),
+        });
+        let mut crit = job("crit", Some(last(Outcome::Success, 9000)));
+        crit.checkmk.expected_by = Some(now - secs(8000));
+        crit.checkmk.crit_after = Some(now - secs(1));
+        crit.services = Services::PerTest;
+        crit.test_runtime_warn_s = Some(1.0);
+        crit.last.as_mut().unwrap().tests = Some(TestStats {
+            passed: 1,
+            failed: 1,
+            results: vec![
+                TestResult {
+                    name: "Login".into(),
+                    suite: "S".into(),
+                    status: "PASS".into(),
+                    elapsed_s: Some(1.5),
+                    message: None,
+                    ..Default::default()
+                },
+                TestResult {
+                    name: "Pay \"now\"".into(),
+                    suite: "S".into(),
+                    status: "FAIL".into(),
+                    elapsed_s: None,
+                    message: Some("boom\nbang".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let mut shop = job("shop", Some(last(Outcome::Success, 30)));
+        shop.checkmk.host = Some("shop.example.com".into());
+        let mut never = job("never", None);
+        never.next_due = Some(now + secs(3 * 3600));
+        let mut unscheduled = job("unscheduled", None);
+        unscheduled.next_due = None;
+        Status {
+            version: crate::state::status::STATUS_VERSION,
+            instance: "sys".into(),
+            updated: now,
+            daemon: DaemonInfo {
+                pid: 42,
+                pid_start: Some(1),
+                started: now - secs(600),
+                build: crate::BUILD_ID.into(),
+                config: "/c.toml".into(),
+                config_stamp: Some("1:2:3".into()),
+                route: "fork".into(),
+                acks_heartbeat: true,
+                phase: "running".into(),
+                reason: None,
+                config_error: None,
+                state_error: None,
+                heartbeat_timeout_s: Some(300.0),
+                agent_mode: Some("sync".into()),
+            },
+            jobs: vec![fresh, warn, crit, shop, never, unscheduled],
+            envs: Vec::new(),
+        }
+    }
+
+    fn report(status: Option<Status>, now: DateTime<Utc>) -> Report {
+        let dir = std::env::temp_dir();
+        let mut r = build_from(
+            "/c.toml".into(),
+            ConfigView::VouchedByDaemon,
+            Some(("sys".into(), dir)),
+            true,
+            status,
+        );
+        // The parts ctrl works out from the clock, fixed: the two sides are built apart.
+        r.generated = now;
+        r.daemon.heartbeat_age_s = Some(1.0);
+        r.daemon.uptime_s = Some(600.0);
+        r.ctrl = Some(CtrlReport {
+            action: "running",
+            mode: Some("sync".into()),
+            route: None,
+            note: None,
+            error: None,
+            duration_ms: 1.5,
+        });
+        r
+    }
+
+    #[test]
+    fn the_view_prints_what_render_prints() {
+        let now = Utc::now();
+        let s = status(now);
+        let bytes = render(s.clone());
+        let text = String::from_utf8(bytes).unwrap();
+        // At the time of writing, and later, when ages grew and results went stale.
+        for later in [0, 7, 65, 4000, 90_000] {
+            let at = now + chrono::Duration::seconds(later);
+            let expected = agent::render(&report(Some(s.clone()), at));
+            let view = parse(&text).expect("a view");
+            assert_eq!(view.status.daemon.pid, 42);
+            let mut r = report(Some(view.status.clone()), at);
+            view.annotate(&mut r);
+            let got = view.render(&r).expect("renders");
+            assert_eq!(got, expected, "{later}s later");
+        }
+        assert!(text.contains("\nL"), "{text}");
+        assert_eq!(jobs_of(&parse(&text).unwrap()).len(), 6);
+    }
+
+    #[test]
+    fn a_damaged_view_is_refused() {
+        let now = Utc::now();
+        let text = String::from_utf8(render(status(now))).unwrap();
+        let r = report(None, now);
+        for bad in [
+            text.replacen(MAGIC, "robotmk-ctrl-view 0", 1),
+            text.replacen("\n[", "\n{", 1),
+        ] {
+            assert!(parse(&bad).is_none());
+        }
+        // A check cut short, a length past the end, an unknown line kind.
+        let at = text.find("\nL").unwrap() + 1;
+        for bad in [
+            text[..text.len() - 3].to_string(),
+            format!("{}L0 - - 999 0 0 0 x\n", &text[..at]),
+            format!("{}?x\n", &text[..at]),
+        ] {
+            assert!(parse(&bad).unwrap().render(&r).is_none(), "{bad}");
+        }
+    }
+}
