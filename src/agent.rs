@@ -189,13 +189,14 @@ pub struct CheckParts<'a> {
 pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
     let (stale_state, stale_text) = stale_words(c.deadlines, now);
     let state = c.base.max(stale_state);
-    let _ = write!(
-        out,
-        "{state} {} {} - {}",
-        c.name_metrics,
-        state_word(state),
-        c.head
-    );
+    // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
+    out.push(char::from(b'0' + state.min(9)));
+    out.push(' ');
+    out.push_str(c.name_metrics);
+    out.push(' ');
+    out.push_str(state_word(state));
+    out.push_str(" - ");
+    out.push_str(c.head);
     match c.clock {
         Clock::None => {}
         Clock::Since(t) => {
@@ -205,7 +206,8 @@ pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
     }
     out.push_str(c.mid);
     if let Some(s) = stale_text {
-        let _ = write!(out, ", {s}");
+        out.push_str(", ");
+        out.push_str(&s);
     }
     out.push_str(c.tail);
 }

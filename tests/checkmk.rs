@@ -328,3 +328,85 @@ fn agent_cache_age_covers_the_windows_agent() {
     });
     assert!(!died, "{}", inst.log());
 }
+
+/// The output with what depends on the instant of the call blanked: ages, durations, times.
+fn timeless(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = match line.split_once(" ago: ") {
+            Some((head, tail)) => format!("{}<age> ago: {tail}", head.rsplit_once(' ').unwrap().0),
+            None => line.to_string(),
+        };
+        let line = if line.starts_with('{') {
+            let mut v: Value = serde_json::from_str(&line).unwrap();
+            for k in ["uptime_s", "heartbeat_age_s"] {
+                v["daemon"][k] = Value::Null;
+            }
+            v["ctrl"]["duration_ms"] = Value::Null;
+            v["generated"] = Value::Null;
+            v.to_string()
+        } else {
+            line.replace(|c: char| c.is_ascii_digit(), "#")
+                .split(", up ")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn ctrl_prints_the_daemons_view_and_the_same_without_it() {
+    // Issue 14: with a daemon running, ctrl prints what the daemon pre-rendered (ctrl-view)
+    // and adds only ages and staleness; a damaged or missing view takes the full path, which
+    // prints the same sections.
+    let jobs = "[[job]]\nname = \"ok\"\ncommand = [\"true\"]\nevery = \"1h\"\nruntime_crit = \"5m\"\n\n\
+                [[job]]\nname = \"bad\"\ncommand = [\"false\"]\nevery = \"1h\"\n\n\
+                [[job]]\nname = \"shop\"\ncommand = [\"true\"]\nevery = \"1h\"\nhost = \"shop.example.com\"\n\n\
+                [[job]]\nname = \"never\"\ncommand = [\"true\"]\ncron = \"0 0 1 1 *\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", jobs);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    for j in ["ok", "bad", "shop"] {
+        inst.run(&["run-once", j]);
+    }
+    let view = inst.state.join("ctrl-view");
+    let has_results = || {
+        std::fs::read_to_string(&view).is_ok_and(|v| {
+            ["\"ok\"", "\"bad\"", "\"shop\""]
+                .iter()
+                .all(|n| v.contains(&format!("{{\"name\":{n},")))
+                && v.matches("\"outcome\":").count() >= 3
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), has_results),
+        "no view with the results: {:?}\n{}",
+        std::fs::read_to_string(&view),
+        inst.log()
+    );
+    let (fast, a) = ctrl_output(&inst);
+    assert_eq!(json_of(&a)["ctrl"]["action"], "running", "{fast}");
+    assert_eq!(a.check(None, "Robotmk t ok").state_num(), 0, "{fast}");
+    assert_eq!(a.check(None, "Robotmk t bad").state_num(), 2, "{fast}");
+    assert_eq!(a.check(None, "Robotmk t never").state_num(), 3, "{fast}");
+    assert_eq!(
+        a.check(Some("shop.example.com"), "Robotmk t shop")
+            .state_num(),
+        0,
+        "{fast}"
+    );
+    // Damaged (cut short in a check line), then missing: the same sections from status.json.
+    let text = std::fs::read_to_string(&view).unwrap();
+    let cut = text.rfind("\nL").unwrap() + 12;
+    for (what, damaged) in [("damaged", Some(&text[..cut])), ("missing", None)] {
+        match damaged {
+            Some(d) => std::fs::write(&view, d).unwrap(),
+            None => std::fs::remove_file(&view).unwrap(),
+        }
+        let (full, _) = ctrl_output(&inst);
+        assert_eq!(timeless(&full), timeless(&fast), "{what} view");
+    }
+}

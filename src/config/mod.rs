@@ -606,12 +606,34 @@ fn read_text(path: &Path) -> Option<String> {
 /// ctrl's fast path, taken only when the running daemon vouches for the whole file.
 pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
     let text = read_text(path)?;
-    let section = daemon_section(&text);
+    let section = daemon_block(&text);
     if section.is_empty() {
         return None;
     }
-    let table: toml::Table = toml::from_str(&section).ok()?;
+    let table: toml::Table = toml::from_str(section).ok()?;
     daemon_location(path, &table)
+}
+
+/// The `[daemon]` table of a file the daemon validated, up to the next table header: there
+/// it is defined once and has no sub-tables (`deny_unknown_fields`, no table-valued field),
+/// so the jobs after it need not be scanned (ctrl's fast path, on every agent call).
+fn daemon_block(text: &str) -> &str {
+    let mut start = None;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let header = if line.trim_start().starts_with('[') {
+            table_header(line)
+        } else {
+            None
+        };
+        match (start, header) {
+            (None, Some(h)) if h == "daemon" => start = Some(pos),
+            (Some(s), Some(_)) => return &text[s..pos],
+            _ => {}
+        }
+        pos += line.len();
+    }
+    start.map_or("", |s| &text[s..])
 }
 
 /// The instance and state dir of a config that may be broken elsewhere, so that ctrl can
@@ -700,6 +722,28 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("/etc/t.toml"), text)
+    }
+
+    #[test]
+    fn the_quick_path_reads_the_daemon_table_alone() {
+        let b = daemon_block;
+        let first = "[daemon] # here\r\ninstance = \"a\"\r\n\r\n[[job]]\nname = \"x\"\n";
+        assert_eq!(b(first), "[daemon] # here\r\ninstance = \"a\"\r\n\r\n");
+        let later = "# c\n[[job]]\nname = \"x\"\n[ daemon ]\nstate_dir = \"/s\"";
+        assert_eq!(b(later), "[ daemon ]\nstate_dir = \"/s\"");
+        assert_eq!(b("[[job]]\nname = \"x\"\n"), "");
+        assert_eq!(
+            b("daemon.instance = \"a\"\n"),
+            "",
+            "dotted keys: the full path"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("{GOOD}\n[[job]]\nname = \"late\"\n")).unwrap();
+        assert_eq!(
+            locate_daemon_quick(&path),
+            Some(("system".to_string(), PathBuf::from("/tmp/x")))
+        );
     }
 
     const GOOD: &str = r#"
