@@ -85,14 +85,18 @@ impl BodyLine {
 /// then the piggyback blocks, one per host in the order the jobs come.
 pub fn body(jobs: &[JobStatus], instance: &str) -> Vec<BodyLine> {
     let mut out = Vec::with_capacity(jobs.len());
+    body_each(jobs, instance, &mut |l| out.push(l));
+    out
+}
+
+/// [`body`], one line at a time (the daemon writes them out as they come).
+pub fn body_each(jobs: &[JobStatus], instance: &str, f: &mut dyn FnMut(BodyLine)) {
     for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
-        out.push(BodyLine::Check(job_template(job, instance)));
+        f(BodyLine::Check(job_template(job, instance)));
         if job.services == Services::PerTest {
-            out.extend(
-                test_templates(job, instance)
-                    .into_iter()
-                    .map(BodyLine::Check),
-            );
+            test_templates(job, instance)
+                .into_iter()
+                .for_each(|t| f(BodyLine::Check(t)));
         }
     }
     let mut hosts: Vec<&str> = Vec::new();
@@ -106,19 +110,18 @@ pub fn body(jobs: &[JobStatus], instance: &str) -> Vec<BodyLine> {
             .iter()
             .filter(|j| piggyback_host(j) == Some(host))
             .collect();
-        out.push(BodyLine::Fixed(format!("<<<<{host}>>>>")));
-        out.push(BodyLine::Fixed(JOB_SECTION_HEADER.into()));
+        f(BodyLine::Fixed(format!("<<<<{host}>>>>")));
+        f(BodyLine::Fixed(JOB_SECTION_HEADER.into()));
         for job in &mine {
             let doc = serde_json::json!({ "instance": instance, "job": job });
-            out.push(BodyLine::Fixed(doc.to_string()));
+            f(BodyLine::Fixed(doc.to_string()));
         }
-        out.push(BodyLine::Fixed(LOCAL_HEADER.into()));
+        f(BodyLine::Fixed(LOCAL_HEADER.into()));
         for job in &mine {
-            out.push(BodyLine::Check(job_template(job, instance)));
+            f(BodyLine::Check(job_template(job, instance)));
         }
-        out.push(BodyLine::Fixed("<<<<>>>>".into()));
+        f(BodyLine::Fixed("<<<<>>>>".into()));
     }
-    out
 }
 
 /// The host a job reports to, if it is another one and a valid name (a status file is only

@@ -27,6 +27,7 @@ use crate::state::status::Status;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
+use std::io::{self, Write};
 
 const MAGIC: &str = "robotmk-ctrl-view 1";
 
@@ -38,52 +39,113 @@ struct Header {
     cut: Option<String>,
 }
 
-/// The view of `status` (the daemon's, as it writes `status.json`).
-pub fn render(mut status: Status) -> Vec<u8> {
+/// Writes the view of `status` (the daemon's, as it writes `status.json`) to `w`, one line
+/// at a time: the daemon never holds the whole file (as large as `status.json`). The strings
+/// of `status` are cut to the agent's lengths ([`crate::report::clip_job`]) on the way.
+pub fn write(status: &mut Status, w: &mut dyn Write) -> io::Result<()> {
+    write_cut(status, None, w)
+}
+
+/// [`write`] to `path` (the state dir's `ctrl-view`), replaced atomically.
+pub fn save(mut status: Status, path: &std::path::Path) -> io::Result<()> {
+    let durability = crate::state::Durability::NoSync;
+    match crate::state::write_atomic_with(path, durability, |w| write(&mut status, w)) {
+        // The section must stay under its cap: the jobs that fit, and a note (a status of
+        // absurdly many or large jobs). The file starts over.
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+            let keep = Some(agent::MAX_SECTION / 4096);
+            crate::state::write_atomic_with(path, durability, |w| write_cut(&mut status, keep, w))
+        }
+        r => r,
+    }
+}
+
+/// Counts what passes, and refuses past `left` bytes (`FileTooLarge`).
+struct Capped<'a> {
+    inner: &'a mut dyn Write,
+    left: usize,
+}
+
+impl Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "the section would be over its cap",
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn write_cut(status: &mut Status, keep: Option<usize>, w: &mut dyn Write) -> io::Result<()> {
+    let all = status.jobs.len();
     status.jobs.iter_mut().for_each(crate::report::clip_job);
     status.envs.iter_mut().for_each(crate::report::clip_env);
-    let mut jobs = std::mem::take(&mut status.jobs);
-    let envs = std::mem::take(&mut status.envs);
-    let envs_json = if envs.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(&envs).unwrap_or_else(|_| "[]".into())
-    };
-    let mut jobs_json = serde_json::to_string(&jobs).unwrap_or_else(|_| "[]".into());
-    let mut cut = None;
-    // The rest of the section (daemon, ctrl) is a few KiB at most.
-    if jobs_json.len() + envs_json.len() > agent::MAX_SECTION - 64 * 1024 {
-        let all = jobs.len();
-        jobs.truncate(agent::MAX_SECTION / 4096);
-        cut = Some(format!(
+    let jobs = &status.jobs[..keep.unwrap_or(all).min(all)];
+    let cut = keep.map(|_| {
+        format!(
             "the section was cut to the first {} of {all} jobs (over {} bytes)",
             jobs.len(),
             agent::MAX_SECTION
-        ));
-        jobs_json = serde_json::to_string(&jobs).unwrap_or_else(|_| "[]".into());
+        )
+    });
+    let header = Header {
+        status: Status {
+            version: status.version,
+            instance: status.instance.clone(),
+            updated: status.updated,
+            daemon: status.daemon.clone(),
+            jobs: Vec::new(),
+            envs: Vec::new(),
+        },
+        cut,
+    };
+    writeln!(w, "{MAGIC}")?;
+    serde_json::to_writer(&mut *w, &header)?;
+    w.write_all(b"\n")?;
+    // The rest of the section (daemon, ctrl) is a few KiB at most.
+    let mut capped = Capped {
+        inner: &mut *w,
+        left: agent::MAX_SECTION - 64 * 1024,
+    };
+    serde_json::to_writer(&mut capped, jobs).map_err(io::Error::from)?;
+    capped.write_all(b"\n")?;
+    if !status.envs.is_empty() {
+        serde_json::to_writer(&mut capped, &status.envs).map_err(io::Error::from)?;
     }
-    let instance = status.instance.clone();
-    let mut out = String::with_capacity(jobs_json.len() * 2 + 4096);
-    out.push_str(MAGIC);
-    out.push('\n');
-    let header = Header { status, cut };
-    out.push_str(&serde_json::to_string(&header).unwrap_or_default());
-    out.push('\n');
-    out.push_str(&jobs_json);
-    out.push('\n');
-    out.push_str(&envs_json);
-    out.push('\n');
-    for line in agent::body(&jobs, &instance) {
-        match line {
-            BodyLine::Fixed(l) => {
-                out.push('=');
-                out.push_str(&l.replace(['\n', '\r'], " "));
-                out.push('\n');
-            }
-            BodyLine::Check(t) => encode_check(&mut out, &t),
+    w.write_all(b"\n")?;
+    let mut line = String::new();
+    let mut result = Ok(());
+    agent::body_each(jobs, &status.instance, &mut |l| {
+        if result.is_err() {
+            return;
         }
-    }
-    out.into_bytes()
+        line.clear();
+        match l {
+            BodyLine::Fixed(l) => {
+                line.push('=');
+                line.push_str(&l.replace(['\n', '\r'], " "));
+                line.push('\n');
+            }
+            BodyLine::Check(t) => encode_check(&mut line, &t),
+        }
+        result = w.write_all(line.as_bytes());
+    });
+    result
+}
+
+/// The view of `status` in memory (tests).
+#[cfg(test)]
+pub fn render(mut status: Status) -> Vec<u8> {
+    let mut out = Vec::new();
+    write(&mut status, &mut out).unwrap();
+    out
 }
 
 fn encode_time(out: &mut String, t: DateTime<Utc>) {
@@ -421,6 +483,45 @@ mod tests {
         }
         assert!(text.contains("\nL"), "{text}");
         assert_eq!(jobs_of(&parse(&text).unwrap()).len(), 6);
+    }
+
+    #[test]
+    fn the_section_stays_under_its_cap() {
+        let now = Utc::now();
+        let mut s = status(now);
+        let one = s.jobs[1].clone();
+        s.jobs = (0..14_000)
+            .map(|i| {
+                let mut j = one.clone();
+                j.name = format!("job{i:05}");
+                // Cut to MAX_TEXT (1 KiB) in the section: about 1.5 KiB per job.
+                j.last.as_mut().unwrap().note = Some("x".repeat(5000));
+                j
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctrl-view");
+        save(s, &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let view = parse(&text).unwrap();
+        assert!(view.jobs.len() < agent::MAX_SECTION, "{}", view.jobs.len());
+        assert_eq!(jobs_of(&view).len(), agent::MAX_SECTION / 4096);
+        let mut r = report(Some(view.status.clone()), now);
+        view.annotate(&mut r);
+        let out = view.render(&r).unwrap();
+        assert!(
+            out.len() < agent::MAX_SECTION + 4 * 1024 * 1024,
+            "{}",
+            out.len()
+        );
+        assert!(
+            out.contains(
+                "CRIT - config error: the section was cut to the first 4096 of 14000 jobs"
+            ),
+            "{}",
+            &out[out.len() - 500..]
+        );
+        assert_eq!(out.matches("\"Robotmk sys job").count(), 4096);
     }
 
     #[test]

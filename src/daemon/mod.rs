@@ -755,8 +755,7 @@ impl Daemon {
 
     /// The agent output ctrl prints, pre-rendered with the status (see `ctrl_view`).
     fn write_ctrl_view(&mut self, status: Status) {
-        let view = crate::ctrl_view::render(status);
-        match state::write_atomic(&self.state.ctrl_view_file(), &view, Durability::NoSync) {
+        match crate::ctrl_view::save(status, &self.state.ctrl_view_file()) {
             Ok(()) => self.state_ok("ctrl view"),
             Err(e) => self.state_failure("ctrl view", format!("cannot write the ctrl view: {e}")),
         }

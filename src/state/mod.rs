@@ -316,6 +316,28 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// shares a name with another writer), in the target's own folder (renames across file
 /// systems fail).
 pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
+    replace(path, durability, |f| f.write_all(data))
+}
+
+/// [`write_atomic`] with the content written by `fill` (buffered), so a large file is never
+/// held in memory whole. An error from `fill` leaves `path` as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    replace(path, durability, |f| {
+        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+        fill(&mut w)?;
+        w.flush()
+    })
+}
+
+fn replace(
+    path: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(
@@ -325,7 +347,7 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Res
     ));
     let result = (|| {
         let mut f = private_file_options().open(&tmp)?;
-        f.write_all(data)?;
+        fill(&mut f)?;
         if durability == Durability::Sync {
             f.sync_all()?;
         }
