@@ -152,9 +152,32 @@ fn encode_time(out: &mut String, t: DateTime<Utc>) {
     let _ = write!(out, "{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
 }
 
+/// `<seconds>.<nanoseconds>`, parsed by hand: three per job on every agent call.
 fn decode_time(s: &str) -> Option<DateTime<Utc>> {
-    let (secs, nanos) = s.split_once('.')?;
-    DateTime::from_timestamp(secs.parse().ok()?, nanos.parse().ok()?)
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let mut secs: i64 = 0;
+    let mut nanos: u32 = 0;
+    let mut frac = None;
+    for b in digits.bytes() {
+        match (b, frac) {
+            (b'0'..=b'9', None) => {
+                secs = secs.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+            }
+            (b'0'..=b'9', Some(n)) if n < 9 => {
+                nanos = nanos * 10 + u32::from(b - b'0');
+                frac = Some(n + 1);
+            }
+            (b'.', None) => frac = Some(0),
+            _ => return None,
+        }
+    }
+    if frac != Some(9) {
+        return None;
+    }
+    DateTime::from_timestamp(if neg { -secs } else { secs }, nanos)
 }
 
 /// `L<base> <clock> <deadlines> <n1> <n2> <n3> <n4> <the four strings>\n`: clock `-`,
@@ -522,6 +545,33 @@ mod tests {
             &out[out.len() - 500..]
         );
         assert_eq!(out.matches("\"Robotmk sys job").count(), 4096);
+    }
+
+    #[test]
+    fn times_survive_the_round_trip() {
+        let epoch = DateTime::UNIX_EPOCH;
+        for t in [
+            Utc::now(),
+            epoch,
+            epoch - chrono::Duration::nanoseconds(1),
+            epoch - chrono::Duration::days(40_000) + chrono::Duration::nanoseconds(7),
+            DateTime::from_timestamp(253_402_300_799, 999_999_999).unwrap(),
+        ] {
+            let mut s = String::new();
+            encode_time(&mut s, t);
+            assert_eq!(decode_time(&s), Some(t), "{s}");
+        }
+        for bad in [
+            "",
+            "1",
+            "1.",
+            "1.12345678",
+            "1.1234567890",
+            "x.000000000",
+            "1.00000000x",
+        ] {
+            assert_eq!(decode_time(bad), None, "{bad}");
+        }
     }
 
     #[test]
