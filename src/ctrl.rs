@@ -204,7 +204,8 @@ fn older_build(a: &str, b: &str) -> bool {
 /// on the time of this call. Its cost grows with the bytes it prints, not with parsing and
 /// formatting every job. Anything unusual — no daemon, an edit the daemon has not seen, a
 /// config error, no view — takes the full path.
-fn fast_output(path: &Path, beat: &Beat, t0: Instant) -> Option<String> {
+/// Returns `None`, having printed nothing, when it does not apply.
+fn fast_output(path: &Path, beat: &Beat, t0: Instant) -> Option<()> {
     // Untrusted paths take the full path, which says why and touches nothing.
     crate::security::check_config(path).ok()?;
     let stamp = config::stamp(path)?;
@@ -255,7 +256,12 @@ fn fast_output(path: &Path, beat: &Beat, t0: Instant) -> Option<String> {
         error: None,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
     });
-    view.render(&report)
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    // A failed write (the agent went away) is not a reason to print the sections again.
+    let _ = view
+        .write_to(&report, &mut stdout)?
+        .and_then(|_| stdout.flush());
+    Some(())
 }
 
 /// Runs ctrl and prints the sections; always exits 0 once it printed them.
@@ -264,21 +270,18 @@ pub fn run(config_path: &Path) -> i32 {
     let path = config::absolute(config_path);
     // The agent tells a cached plugin its interval only by the folder it runs it from.
     let beat = agent_mode::of_this_process();
-    if let Some(out) = fast_output(&path, &beat, t0) {
-        return print(&out);
+    if fast_output(&path, &beat, t0).is_some() {
+        return 0;
     }
     full(&path, t0, &beat)
 }
 
-fn print(out: &str) -> i32 {
+fn print_report(report: &report::Report) -> i32 {
+    let out = agent::render(report);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
     0
-}
-
-fn print_report(report: &report::Report) -> i32 {
-    print(&agent::render(report))
 }
 
 /// The full path: parse the whole config, start a daemon if needed.

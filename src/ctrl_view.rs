@@ -257,45 +257,56 @@ impl View<'_> {
         }
     }
 
-    /// Both sections at `report.generated`; `report` has no jobs (they are in the view).
-    /// `None` when the body is malformed.
-    pub fn render(&self, report: &Report) -> Option<String> {
+    /// Writes both sections at `report.generated` to `w`; `report` has no jobs (they are in
+    /// the view). `None`, with nothing written, when the body is malformed. The jobs' JSON
+    /// goes from the file's text to `w` as it is, without a copy.
+    pub fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
         let now = report.generated;
-        let mut out = String::with_capacity(self.jobs.len() + self.body.len() * 2 + 4096);
-        out.push_str(agent::SECTION_HEADER);
-        out.push('\n');
         let json = serde_json::to_string(report).ok()?;
         // Serialized strings escape their quotes, so this key occurs once, at the top level.
         const EMPTY: &str = "\"jobs\":[]";
         let at = json.rfind(EMPTY)?;
-        out.push_str(&json[..at]);
-        out.push_str("\"jobs\":");
-        out.push_str(self.jobs);
-        if !self.envs.is_empty() {
-            out.push_str(",\"envs\":");
-            out.push_str(self.envs);
-        }
-        out.push_str(&json[at + EMPTY.len()..]);
-        out.push('\n');
-        out.push_str(agent::LOCAL_HEADER);
-        out.push('\n');
+        let mut lines = String::with_capacity(self.body.len() + 4096);
+        lines.push('\n');
+        lines.push_str(agent::LOCAL_HEADER);
+        lines.push('\n');
         let instance = report.instance.as_deref().unwrap_or("unknown");
-        out.push_str(&agent::daemon_line(report, instance));
-        out.push('\n');
+        lines.push_str(&agent::daemon_line(report, instance));
+        lines.push('\n');
         let mut rest = self.body;
         while !rest.is_empty() {
             rest = match rest.as_bytes()[0] {
                 b'=' => {
                     let (line, next) = rest[1..].split_once('\n')?;
-                    out.push_str(line);
+                    lines.push_str(line);
                     next
                 }
-                b'L' => decode_check(&rest[1..], &mut out, now)?,
+                b'L' => decode_check(&rest[1..], &mut lines, now)?,
                 _ => return None,
             };
-            out.push('\n');
+            lines.push('\n');
         }
-        Some(out)
+        let mut write = || {
+            w.write_all(agent::SECTION_HEADER.as_bytes())?;
+            w.write_all(b"\n")?;
+            w.write_all(&json.as_bytes()[..at])?;
+            w.write_all(b"\"jobs\":")?;
+            w.write_all(self.jobs.as_bytes())?;
+            if !self.envs.is_empty() {
+                w.write_all(b",\"envs\":")?;
+                w.write_all(self.envs.as_bytes())?;
+            }
+            w.write_all(&json.as_bytes()[at + EMPTY.len()..])?;
+            w.write_all(lines.as_bytes())
+        };
+        Some(write())
+    }
+
+    /// [`View::write_to`] in memory.
+    pub fn render(&self, report: &Report) -> Option<String> {
+        let mut out = Vec::new();
+        self.write_to(report, &mut out)?.ok()?;
+        String::from_utf8(out).ok()
     }
 }
 
