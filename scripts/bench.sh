@@ -45,7 +45,11 @@ cfgs=()   # daemon configs: stopped through `stop`
 pids=()   # cron and pueued processes this script started: stopped by PID
 cleanup() {
   local c p
-  for c in "${cfgs[@]}"; do "$bin" --config "$c" stop --now --timeout 10s >/dev/null 2>&1 || true; done
+  for c in "${cfgs[@]}"; do   # a daemon `stop` could not end is killed by its verified PID
+    p=$(daemon_pid "${c%.toml}" 2>/dev/null) || p=""
+    "$bin" --config "$c" stop --now --timeout 10s >/dev/null 2>&1 || true
+    if [ -n "$p" ] && grep -qaF "$c" "/proc/$p/cmdline" 2>/dev/null; then kill -9 "$p" 2>/dev/null || true; fi
+  done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -81,8 +85,47 @@ helper() {  # helper SCRIPT LABEL
     echo "$1 failed (exit $rc)"
     summary_row "$2" "$1 failed (exit $rc)" "" "" "" "not measured"
   elif ! grep -q '^SUMMARY|' "$out"; then
-    summary_row "$2" "see $1 output above" "" "" "" "?"
+    parse_helper "$1" "$out" "$2"
+  elif [ -n "${PUEUE_CMP:-}" ]; then
+    summary_row "1. pueue status / true (100 tasks)" "" "$PUEUE_CMP" "" "(comparison)" "-"
   fi
+}
+# Without SUMMARY lines: the figures from the lines these scripts print today, else a pointer.
+parse_helper() {  # parse_helper SCRIPT OUTPUT LABEL
+  python3 - "$@" "$summary" <<'PY'
+import os, re, sys
+script, out, label, summary = sys.argv[1:]
+text = open(out, encoding="utf-8", errors="replace").read()
+rows = []
+met = lambda ok: "met" if ok else "NOT met"
+if script.endswith("bench-ctrl.sh"):
+    for n, c, t, r in re.findall(r"(\d+) jobs with results: median ([\d.]+) ms vs ([\d.]+) ms \S+ ([\d.]+)", text):
+        lim = 2 if int(n) <= 100 else 3
+        pueue = os.environ.get("PUEUE_CMP", "")
+        rows.append([f"1. ctrl / true, {n} jobs", f"{c} ms", f"/bin/true {t} ms" + (f"; {pueue}" if pueue and int(n) == 100 else ""),
+                     f"{r}x", f"<= {lim}x", met(float(r) <= lim)])
+elif script.endswith("bench-memory.sh"):
+    m = re.search(r"idle RSS, 100 hourly jobs: (\d+) KiB \(anon (\d+), file (\d+)\)", text)
+    if m:
+        rows.append(["2. idle RSS, 100 hourly jobs (bench-memory.sh)", f"{m[1]} KiB (anon {m[2]}, file {m[3]})", "", "",
+                     "<= 2560 KiB", met(int(m[1]) <= 2560)])
+    m = re.search(r"RSS with 10,000 jobs: (\d+) KiB \(([\d.]+) KiB/job\)", text)
+    if m:
+        rows.append(["3. RSS, 10,000 jobs", f"{m[1]} KiB ({m[2]} KiB/job)", "", "", "<= 12288 KiB", met(int(m[1]) <= 12288)])
+elif script.endswith("bench-lateness.sh"):
+    for part in re.split(r"(?m)^== ", text)[1:]:
+        n = re.match(r"start lateness, (\d+) jobs", part)
+        d = re.search(r"(?m)^\s*daemon: p50\s+([\d.]+) ms, p99\s+([\d.]+) ms", part)
+        f = re.search(r"(?m)^\s*floor: p50\s+([\d.]+) ms, p99\s+([\d.]+) ms", part)
+        r = re.search(r"(?m)^\s*daemon / floor: p50 ([\d.]+)x.*p99 ([\d.]+)x", part)
+        if n and d and f and r:
+            rows.append([f"5. lateness / floor, {n[1]} jobs", f"p50/p99 {d[1]}/{d[2]} ms", f"floor {f[1]}/{f[2]} ms",
+                         f"{r[1]}x/{r[2]}x", "p50 <= 1.1x, p99 <= 1.2x", met(float(r[1]) <= 1.1 and float(r[2]) <= 1.2)])
+if not rows:
+    rows.append([label, f"see {script} output above", "", "", "", "?"])
+with open(summary, "a") as s:
+    for r in rows: s.write("|".join(r) + "\n")
+PY
 }
 
 mkcfg() {  # mkcfg NAME JOBS EVERY [OFFSET [COMMAND_TOML]]: prints the config's path
@@ -223,12 +266,11 @@ if want 1; then
     pueue_done 100
     read -r pm pp pt pr < <(paired 200 "$pueue_dir/bin/pueue" -c "$pq_cfg" status)
     echo "pueue status (100 finished tasks): median $pm ms (p90 $pp), /bin/true $pt ms -> ${pr}x"
-    pueue_cmp="pueue status ${pm} ms = ${pr}x"
+    pueue_cmp="pueue status ${pm} ms (${pr}x true)"
     stop_pid "$pq_pid"
   fi
   if [ -x scripts/bench-ctrl.sh ]; then
-    helper scripts/bench-ctrl.sh "1. ctrl / true"
-    summary_row "1. pueue status / true (100 tasks)" "-" "$pueue_cmp" "" "(comparison)" "-"
+    PUEUE_CMP=$pueue_cmp helper scripts/bench-ctrl.sh "1. ctrl / true"
   else
     mkcfg ctrl 100 1h "${slot_min}m"
     c=$work/ctrl.toml
@@ -332,6 +374,11 @@ fi
 if want 4; then
   start_cron_late
   echo; echo "== 4. start lateness, 20 jobs due together (load $(load))"
+  # cron's batch, if it came during sections 2-3: stop cron now, before it disturbs the others.
+  c="" cn=$cron_note
+  if [ -z "$cron_note" ] && c=$(late period "$work/late20-cron.txt" 20 0 60 "$cron_late_t0" 0 1 2>/dev/null); then
+    stop_cron_late
+  fi
   # The daemon: 20 jobs every 10 s; three batches, skipping the first after its start.
   mkcfg late20 20 10s "" "[\"sh\", \"-c\", \"date +%s.%N >> $work/late20-daemon.txt\"]"
   t0=$(date +%s.%N)
@@ -353,10 +400,9 @@ if want 4; then
     stop_pid "$pq_pid"
     echo "pueue:          ${p:-$pn}"
   fi
-  # cron: started before section 2 when that ran; the first full minute after its start.
-  c="" cn=$cron_note
+  # cron: started before section 2 when that ran; its first full minute after the start.
   if [ -z "$cron_note" ]; then
-    c=$(late period "$work/late20-cron.txt" 20 75 60 "$cron_late_t0" 0 1) || cn="cron: failed"
+    [ -n "$c" ] || c=$(late period "$work/late20-cron.txt" 20 75 60 "$cron_late_t0" 0 1) || cn="cron: failed"
     echo "cron:           ${c:-$cn}"
   fi
   stop_cron_late
@@ -460,7 +506,7 @@ late.sort()
 q = lambda f: late[min(len(late) - 1, int(f * len(late)))]
 print(f"{mode:>6}: {len(late)} starts of the 1 s job, lateness p50 {q(0.5):.2f} ms, p99 {q(0.99):.2f} ms, max {late[-1]:.2f} ms"
       + (f"; {bigs} runs with a 200 MB result finished meanwhile" if mode == "beside" else ""))
-open(f"{summary}.{mode}", "w").write(f"{q(0.5):.2f} {q(0.99):.2f}")
+open(f"{summary}.{mode}", "w").write(f"{q(0.5):.2f} {q(0.99):.2f}\n")
 PY
   done
   read -r a50 a99 < "$summary.alone"; read -r b50 b99 < "$summary.beside"
