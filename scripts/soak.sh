@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Soak run (issue 14): 50 jobs every 1-5 s for SOAK_SECS with the torture reader running, and a
+# 64 KiB log limit so the log rotates many times. Every 30 s it samples the daemon: RSS (VmRSS,
+# RssAnon), open fds, threads, zombies among its children, daemon.log's size. At the end it
+# prints the series and one verdict line per property:
+#   no lost record  every run dir has a finished record.json; every start in the retained log
+#                   has one; every job's due times have no gap (keep_runs is large: no pruning)
+#   RSS flat, fds flat  last sample - first sample after the warm-up within a small bound
+#   no zombie       no child of the daemon left in state Z (seen twice, 1 s apart)
+#   log limit       daemon.log and each rotated file never above log_max_size
+#   reader          the torture reader saw no torn JSON and no failed ctrl
+# The jobs: succeeding, failing, printing output, leaving a small Robot Framework output.xml,
+# and running into their timeout (the runner is killed).
+# Usage: scripts/soak.sh   (SOAK_SECS=1800; SOAK_WARMUP=seconds before the flat-line baseline,
+#        default a sixth of the run within 30..300; SOAK_BIN=path, else BENCH_BIN, else the
+#        release build; SOAK_RSS_SLACK_KIB=512, SOAK_FD_SLACK=16 bound "flat"; SOAK_KEEP_RUNS
+#        prunes old runs, e.g. to tell a leak from the cost of many run folders)
+# Exit code: 0 when every verdict is PASS, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${SOAK_BIN:-${BENCH_BIN:-$(scripts/build-release.sh)}}
+secs=${SOAK_SECS:-1800}
+warmup=${SOAK_WARMUP:-$(( secs / 6 < 30 ? 30 : (secs / 6 > 300 ? 300 : secs / 6) ))}
+log_max=65536
+keep_runs=${SOAK_KEEP_RUNS:-1000000}   # large: every run's record stays for the checks
+work=$(mktemp -d /tmp/rmkd-soak.XXXXXX)
+cfg=$work/soak.toml
+state=$work/state
+reader_pid=""
+cleanup() {
+  [ -n "$reader_pid" ] && { kill "$reader_pid" 2>/dev/null || true; wait "$reader_pid" 2>/dev/null || true; }
+  "$bin" --config "$cfg" stop --now --timeout 20s >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+unset RUST_BACKTRACE
+
+# A small Robot Framework result: two tests, one failing.
+cat > "$work/output.xml" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<robot generator="Robot 7.0" generated="2026-01-01T00:00:00.000000" rpa="false" schemaversion="5">
+<suite id="s1" name="Soak" source="/soak.robot">
+<test id="s1-t1" name="Passes" line="2"><kw name="Log" owner="BuiltIn"><msg time="2026-01-01T00:00:00.100000" level="INFO">hello</msg><arg>hello</arg><status status="PASS" start="2026-01-01T00:00:00.100000" elapsed="0.001"/></kw><status status="PASS" start="2026-01-01T00:00:00.100000" elapsed="0.002"/></test>
+<test id="s1-t2" name="Fails" line="5"><kw name="Fail" owner="BuiltIn"><msg time="2026-01-01T00:00:00.200000" level="FAIL">boom</msg><arg>boom</arg><status status="FAIL" start="2026-01-01T00:00:00.200000" elapsed="0.001"/></kw><status status="FAIL" start="2026-01-01T00:00:00.200000" elapsed="0.002">boom</status></test>
+<status status="FAIL" start="2026-01-01T00:00:00.000000" elapsed="0.300"/>
+</suite>
+<statistics><total><stat pass="1" fail="1" skip="0">All Tests</stat></total><tag/><suite><stat pass="1" fail="1" skip="0" id="s1" name="Soak">Soak</stat></suite></statistics>
+<errors/>
+</robot>
+XML
+
+{ printf '[daemon]\ninstance = "soak"\nstate_dir = "%s"\nmax_parallel = 8\nheartbeat_timeout = "10m"\n' "$state"
+  printf 'keep_runs = %s\nlog_max_size = "%s"\n' "$keep_runs" "$log_max"
+  for i in $(seq 0 49); do
+    printf '[[job]]\nname = "job%02d"\nevery = "%ss"\n' "$i" $(( 1 + i % 5 ))
+    case $(( i / 5 % 5 )) in
+      0) printf 'command = ["true"]\n' ;;
+      1) printf 'command = ["sh", "-c", "echo failing; exit 3"]\n' ;;
+      2) printf 'command = ["sh", "-c", "seq 1 300; echo on stderr >&2"]\n' ;;
+      3) printf 'command = ["cp", "%s", "{run_dir}/output.xml"]\nresult = "{run_dir}/output.xml"\n' "$work/output.xml" ;;
+      4) printf 'command = ["sleep", "3"]\ntimeout = "1s"\n' ;;
+    esac
+  done; } > "$cfg"
+"$bin" --config "$cfg" check-config >/dev/null
+"$bin" --config "$cfg" ctrl >/dev/null
+echo "soak: 50 jobs every 1-5 s for ${secs}s (warm-up ${warmup}s), log_max_size ${log_max} B; load $(cut -d' ' -f1-3 /proc/loadavg); $bin"
+
+# The torture reader: ctrl and status.json / latest.json parses in a tight loop.
+python3 - "$bin" "$cfg" "$state" "$work/reader" <<'PY' &
+import glob, json, signal, subprocess, sys
+bin, cfg, state, out = sys.argv[1:]
+n = {"ctrl": 0, "ctrl_failed": 0, "reads": 0, "torn": 0}
+def done(*_):
+    json.dump(n, open(out, "w")); sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    r = subprocess.run([bin, "--config", cfg, "ctrl"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    n["ctrl"] += 1
+    if r.returncode != 0:
+        n["ctrl_failed"] += 1
+        print("ctrl failed:", r.stderr.decode(errors="replace")[:200], file=sys.stderr)
+    for f in [f"{state}/status.json"] + glob.glob(f"{state}/jobs/*/latest.json"):
+        try: b = open(f, "rb").read()
+        except FileNotFoundError: continue
+        n["reads"] += 1
+        try: json.loads(b)
+        except ValueError:
+            n["torn"] += 1; print("TORN:", f, file=sys.stderr)
+PY
+reader_pid=$!
+
+date +%s.%N > "$work/t0"
+python3 - "$state" "$secs" "$warmup" "$log_max" "$work/samples" <<'PY'
+import json, os, sys, time
+state, secs, warmup, log_max, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+pid0 = json.load(open(f"{state}/status.json"))["daemon"]["pid"]
+def stat_fields(pid):
+    s = open(f"/proc/{pid}/stat").read()
+    rest = s[s.rindex(")") + 2:].split()
+    return rest[0], int(rest[1])   # state, ppid
+def zombies(pid):
+    z = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st, ppid = stat_fields(d)
+            except (FileNotFoundError, ProcessLookupError, ValueError): continue
+            if st == "Z" and ppid == pid: z.add(int(d))
+    return z
+samples, t0 = [], time.time()
+while True:
+    el = time.time() - t0
+    pid = json.load(open(f"{state}/status.json"))["daemon"]["pid"]
+    s = {k: (v.split() or [""])[0] for k, _, v in (l.partition(":") for l in open(f"/proc/{pid}/status"))}
+    z = zombies(pid)
+    if z:
+        time.sleep(1)
+        z &= zombies(pid)   # still there a second later: not merely between exit and reap
+    logs = {n: os.path.getsize(f"{state}/{n}") for n in ["daemon.log", "daemon.log.1", "daemon.log.2", "daemon.log.3"]
+            if os.path.exists(f"{state}/{n}")}
+    x = dict(t=round(el), pid=pid, rss=int(s["VmRSS"]), anon=int(s["RssAnon"]), fds=len(os.listdir(f"/proc/{pid}/fd")),
+             threads=int(s["Threads"]), zombies=len(z), log=logs.get("daemon.log", 0), rotated=len(logs) - 1,
+             log_max_seen=max(logs.values()))
+    samples.append(x)
+    print("  t={t:>5}s  RSS {rss} KiB (anon {anon})  fds {fds}  threads {threads}  zombies {zombies}  "
+          "daemon.log {log} B (+{rotated} rotated)".format(**x), flush=True)
+    json.dump(samples, open(out, "w"))
+    if el >= secs: break
+    time.sleep(min(30, max(0, secs - (time.time() - t0))))
+PY
+
+date +%s.%N > "$work/t1"
+kill "$reader_pid"; wait "$reader_pid" || true; reader_pid=""
+"$bin" --config "$cfg" stop --timeout 30s >/dev/null   # lets runs in flight finish and be recorded
+python3 - "$state" "$warmup" "$log_max" "$work/samples" "$work/reader" "$cfg" "${SOAK_RSS_SLACK_KIB:-512}" "${SOAK_FD_SLACK:-16}" "$keep_runs" <<'PY'
+import glob, json, os, re, sys, datetime as dt
+state, warmup, log_max, samples, reader, cfg = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+rss_slack, fd_slack, keep_runs = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+S = json.load(open(samples))
+R = json.load(open(reader)) if os.path.exists(reader) else None
+ok = True
+def verdict(name, good, detail):
+    global ok
+    ok &= good
+    print(f"{'PASS' if good else 'FAIL'}  {name}: {detail}")
+p = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+every = {m[0]: int(m[1]) for m in re.findall(r'name = "(job\d+)"\nevery = "(\d+)s"', open(cfg).read())}
+
+# Records: every run dir finished and recorded; due times without a gap.
+runs = glob.glob(f"{state}/jobs/*/runs/*")
+unrecorded, unfinished, dues, outcomes = [], [], {}, {}
+for d in runs:
+    try: r = json.load(open(f"{d}/record.json"))
+    except (FileNotFoundError, ValueError): unrecorded.append(d); continue
+    if r.get("outcome") is None: unfinished.append(d); continue
+    outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    if r.get("trigger") == "schedule": dues.setdefault(r["job"], []).append(p(r["due"]))
+started, woke_late = set(), 0
+for f in glob.glob(f"{state}/daemon.log*"):
+    for l in open(f, errors="replace"):
+        if "run started" in l:
+            m = re.search(r"job=(\S+) run_id=(\S+)", l)
+            if m: started.add(m.groups())
+        woke_late += "daemon woke late" in l
+no_rec = [s for s in started if not os.path.exists(f"{state}/jobs/{s[0]}/runs/{s[1]}/record.json")]
+gaps, expected, stalled = 0, 0, []
+t0, t1 = (float(open(f"{os.path.dirname(samples)}/{n}").read()) for n in ("t0", "t1"))
+for job, e in every.items():
+    ds = sorted(dues.get(job, []))
+    if not ds: gaps += 1; stalled.append(job); continue
+    pruned = len(ds) >= keep_runs   # SOAK_KEEP_RUNS small: the oldest records are gone by design
+    if (ds[0] > t0 + e + 10 and not pruned) or ds[-1] < t1 - e - 10:   # started late, or stalled
+        stalled.append(job)
+    slots = round((ds[-1] - ds[0]) / e) + 1
+    expected += slots
+    gaps += slots - len(set(ds))
+total = sum(len(v) for v in dues.values())
+print(f"records: {len(runs)} run dirs, {total} scheduled; outcomes {outcomes}; {len(started)} starts in the retained log")
+if keep_runs < 100000:   # pruning removes records the checks below would miss
+    print(f"SKIP  no lost record: keep_runs = {keep_runs} prunes records (SOAK_KEEP_RUNS); {len(unrecorded)} run dirs "
+          f"without record.json, {len(unfinished)} unfinished, {gaps} due times missing among those kept")
+else: verdict("no lost record", not unrecorded and not unfinished and not no_rec and gaps == 0 and not stalled,
+        f"{len(unrecorded)} run dirs without record.json, {len(unfinished)} unfinished, "
+        f"{len(stalled)} jobs whose due times do not span the soak {stalled[:5]}, "
+        f"{len(no_rec)} logged starts without a record, {gaps} due times missing of {expected} "
+        f"({woke_late} 'daemon woke late' warnings in the retained log)")
+
+# Flat lines, from the first sample after the warm-up.
+base = next((s for s in S if s["t"] >= warmup), S[-1])
+last = S[-1]
+series = lambda k: " ".join(str(s[k]) for s in S)
+print(f"RSS KiB:  {series('rss')}\nanon KiB: {series('anon')}\nfds:      {series('fds')}\nthreads:  {series('threads')}")
+print(f"log B:    {series('log')}")
+post = [s for s in S if s["t"] >= base["t"]]
+def slope(k):   # least squares, KiB per hour
+    if len(post) < 2: return 0.0
+    mt, mv = sum(s["t"] for s in post) / len(post), sum(s[k] for s in post) / len(post)
+    den = sum((s["t"] - mt) ** 2 for s in post)
+    return sum((s["t"] - mt) * (s[k] - mv) for s in post) / den * 3600 if den else 0.0
+verdict("RSS flat", last["rss"] - base["rss"] <= rss_slack and last["anon"] - base["anon"] <= rss_slack,
+        f"{base['rss']} -> {last['rss']} KiB (anon {base['anon']} -> {last['anon']}) from t={base['t']}s to t={last['t']}s; bound +{rss_slack} KiB; "
+        f"trend {slope('rss'):+.0f} KiB/h (anon {slope('anon'):+.0f})")
+verdict("fds flat", last["fds"] - base["fds"] <= fd_slack,
+        f"{base['fds']} -> {last['fds']} (max {max(s['fds'] for s in S)}); bound +{fd_slack}")
+verdict("one daemon", len({s['pid'] for s in S}) == 1, f"daemon PIDs {sorted({s['pid'] for s in S})}")
+verdict("no zombie", all(s["zombies"] == 0 for s in S), f"lingering zombies per sample: {series('zombies')}")
+logs = {os.path.basename(f): os.path.getsize(f) for f in glob.glob(f"{state}/daemon.log*")}
+biggest = max(max(s["log_max_seen"] for s in S), max(logs.values()))
+verdict("log under its limit", biggest <= log_max and len(logs) <= 4 and "daemon.log.1" in logs,
+        f"largest log file seen {biggest} B, limit {log_max} B; files now {logs}"
+        + ("" if "daemon.log.1" in logs else " (it never rotated)"))
+if R is None: verdict("torture reader", False, "no report from the reader")
+else: verdict("torture reader", R["torn"] == 0 and R["ctrl_failed"] == 0 and R["ctrl"] > 0,
+              f"{R['ctrl']} ctrl calls ({R['ctrl_failed']} failed), {R['reads']} JSON reads ({R['torn']} torn)")
+sys.exit(0 if ok else 1)
+PY
