@@ -62,6 +62,9 @@ enum Msg {
         key: String,
         exit: ExitInfo,
     },
+    /// Something the daemon watches changed (an environment's source file among them): look
+    /// at the sources' stamps.
+    Look,
 }
 
 /// Builds in flight, by key: process group and folder (the loop ends them when it exits).
@@ -143,6 +146,19 @@ impl Daemon {
             uv: self.cfg.daemon.uv.clone(),
         });
         self.envs_runs_changed();
+    }
+
+    /// Passes a look on to the worker (it watches no file itself).
+    pub(super) fn envs_look(&mut self) {
+        self.envs_send(Msg::Look);
+    }
+
+    /// The environments' source files, for the watches.
+    pub(super) fn envs_sources(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.cfg
+            .jobs
+            .iter()
+            .filter_map(|j| j.pyenv.as_ref().map(|e| e.source.as_path()))
     }
 
     fn envs_send(&mut self, msg: Msg) {
