@@ -3,9 +3,11 @@
 //! no ctrl — and waits (with a deadline of [`QUICK`]) for the daemon to act on it; with the
 //! watch missing, the daemon would only notice on its fallback look minutes later.
 //!
-//! Instances live under the target dir, not /tmp: the daemon watches every directory above
-//! its config and state dir for changes of their mode (inotify reports those together with
-//! attribute changes of their entries), and /tmp is where other tests chmod their own dirs.
+//! Instances live under the target dir, not /tmp, and the tests here run one at a time: the
+//! daemon watches every directory above its config and state dir for changes of their mode,
+//! and inotify reports those together with attribute changes of their entries (a sibling
+//! temp dir chmodded or removed). The watcher thread filters those out without waking the
+//! loop, but it does wake, and the idle test counts every thread's wake-ups.
 
 #![cfg(unix)]
 
@@ -23,6 +25,12 @@ use std::time::{Duration, Instant};
 const QUICK: Duration = Duration::from_secs(2);
 
 const HOURLY: &str = "[[job]]\nname = \"hourly\"\ncommand = [\"true\"]\ncron = \"0 0 1 1 *\"\n";
+
+/// Held by each test for its whole run (see the module doc).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn instance(daemon: &str, jobs: &str) -> Instance {
     instance_in("", daemon, jobs)
@@ -120,6 +128,7 @@ fn quickly(what: &str, cond: impl FnMut() -> bool) {
 
 #[test]
 fn an_idle_daemon_does_not_wake_and_a_ctrl_call_wakes_its_loop_once() {
+    let _serial = serial();
     let jobs: String = (0..20)
         .map(|i| format!("[[job]]\nname = \"j{i}\"\ncommand = [\"true\"]\ncron = \"0 0 1 1 *\"\n"))
         .collect();
@@ -168,6 +177,7 @@ fn an_idle_daemon_does_not_wake_and_a_ctrl_call_wakes_its_loop_once() {
 
 #[test]
 fn a_touched_heartbeat_is_answered_at_once() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"10m\"", HOURLY);
     start(&inst);
     assert!(wait_for(Duration::from_secs(5), || answered(&inst)));
@@ -184,6 +194,7 @@ fn a_touched_heartbeat_is_answered_at_once() {
 
 #[test]
 fn a_stop_request_file_alone_stops_the_daemon() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"10m\"", HOURLY);
     start(&inst);
     let req = format!(
@@ -198,6 +209,7 @@ fn a_stop_request_file_alone_stops_the_daemon() {
 
 #[test]
 fn a_config_edited_in_place_or_replaced_is_reloaded_at_once() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"10m\"", HOURLY);
     start(&inst);
     assert!(wait_for(Duration::from_secs(5), || has_job(
@@ -223,6 +235,7 @@ fn a_config_edited_in_place_or_replaced_is_reloaded_at_once() {
 
 #[test]
 fn a_config_opened_to_others_or_under_a_directory_opened_to_others_is_refused_at_once() {
+    let _serial = serial();
     // The config in a directory of its own: not above the state dir (that would end the
     // daemon, see the last test).
     let inst = instance_in("etc", "heartbeat_timeout = \"10m\"", HOURLY);
@@ -251,6 +264,7 @@ fn a_config_opened_to_others_or_under_a_directory_opened_to_others_is_refused_at
 
 #[test]
 fn a_symlink_on_the_config_path_re_pointed_reloads_at_once() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"10m\"", HOURLY);
     let root = inst.dir.path();
     // config at <root>/conf/config.toml, with conf -> a (then b).
@@ -291,6 +305,7 @@ fn a_symlink_on_the_config_path_re_pointed_reloads_at_once() {
 
 #[test]
 fn a_run_once_request_file_alone_is_picked_up_even_in_a_requests_dir_made_later() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"10m\"", HOURLY);
     start(&inst);
     let dir = inst.state.join("requests");
@@ -314,6 +329,7 @@ fn a_run_once_request_file_alone_is_picked_up_even_in_a_requests_dir_made_later(
 
 #[test]
 fn the_dead_man_fires_at_its_deadline() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"2s\"", HOURLY);
     start(&inst);
     let last_beat = mtime(&inst.state.join("heartbeat")).unwrap();
@@ -329,6 +345,7 @@ fn the_dead_man_fires_at_its_deadline() {
 
 #[test]
 fn a_directory_above_the_state_dir_opened_to_others_ends_the_daemon_at_once() {
+    let _serial = serial();
     let inst = instance("", "");
     let parent = inst.dir.path().join("p");
     fs::create_dir(&parent).unwrap();
@@ -354,6 +371,7 @@ fn a_directory_above_the_state_dir_opened_to_others_ends_the_daemon_at_once() {
 
 #[test]
 fn a_deleted_lock_file_is_locked_again_at_once() {
+    let _serial = serial();
     let inst = instance("heartbeat_timeout = \"10m\"", HOURLY);
     start(&inst);
     let lock = inst.state.join("daemon.lock");
