@@ -81,8 +81,8 @@ impl Control {
             let _ = st.touch_heartbeat();
         }
         let hb_mtime = st.heartbeat_mtime();
-        // Answered at once: the ctrl that launched this daemon beat just before, and the
-        // first tick is a second away (more after a slow recovery of many runs).
+        // Answered at once: the ctrl that launched this daemon beat just before the watches
+        // were set up, and the first look comes only after recovery (slow with many runs).
         let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
         Control {
             hb_mtime,

@@ -186,3 +186,72 @@ pub struct UserInfo {
     /// Supplementary groups, primary group included.
     pub groups: Vec<u32>,
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn every_directory_and_symlink_hop_on_a_path_is_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real/etc")).unwrap();
+        std::fs::write(root.join("real/etc/target.toml"), "").unwrap();
+        // root/link -> real; root/real/etc/config.toml -> target.toml (relative hops)
+        symlink("real", root.join("link")).unwrap();
+        symlink("target.toml", root.join("real/etc/config.toml")).unwrap();
+        let mut w = Vec::new();
+        assert!(path_watches(
+            &root.join("link/etc/config.toml"),
+            Child::Content,
+            &mut w
+        ));
+        let has = |dir: &std::path::Path, name: Option<&str>, how: Child| {
+            w.iter().any(|x| {
+                x.dir == dir
+                    && match name {
+                        None => x.itself,
+                        Some(n) => x.children.iter().any(|(c, h)| c == n && *h == how),
+                    }
+            })
+        };
+        assert!(has(std::path::Path::new("/"), None, Child::Entry), "{w:?}");
+        assert!(has(&root, None, Child::Entry), "{w:?}");
+        assert!(
+            has(&root, Some("link"), Child::Entry),
+            "the hop, by name: {w:?}"
+        );
+        assert!(has(&root.join("real"), None, Child::Entry), "{w:?}");
+        assert!(has(&root.join("real/etc"), None, Child::Entry), "{w:?}");
+        assert!(
+            has(&root.join("real/etc"), Some("config.toml"), Child::Entry),
+            "the link itself: {w:?}"
+        );
+        assert!(
+            has(&root.join("real/etc"), Some("target.toml"), Child::Content),
+            "the file it names: {w:?}"
+        );
+        // Never the link's own path as a directory (that would follow it).
+        assert!(!w.iter().any(|x| x.dir == root.join("link")), "{w:?}");
+
+        // A part that does not exist yet is watched for by name where the path stops.
+        let mut w = Vec::new();
+        assert!(path_watches(
+            &root.join("new/dir/x.toml"),
+            Child::Content,
+            &mut w
+        ));
+        assert!(w
+            .iter()
+            .any(|x| x.dir == root && x.children.iter().any(|(c, _)| c == "new")));
+
+        // A loop is reported, not followed forever.
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(!path_watches(
+            &root.join("loop/x"),
+            Child::Content,
+            &mut Vec::new()
+        ));
+    }
+}

@@ -1,7 +1,7 @@
 //! Python environments in the daemon (see [`crate::pyenv`] for what one is).
 //!
 //! One worker thread (`envs`) does all the file and process work, so the loop never waits for
-//! it: it hashes the jobs' requirements files (and looks at their stamps once a second, so an
+//! it: it hashes the jobs' requirements files (and looks at their stamps whenever the daemon's watches see a change, so an
 //! edited file is noticed without a config reload), starts a build for every key that has no
 //! ready environment, ends a build that outlives `env_build_timeout` (its whole tree, like a
 //! run), writes each environment's `state.json`, and removes environments that no job and no
