@@ -124,11 +124,11 @@ impl Control {
 impl Daemon {
     /// Whether a look is due now: a watched path changed, or a deadline passed.
     pub(super) fn look_due(&self, now: Instant) -> bool {
-        self.control.changed || self.next_look().is_some_and(|t| now >= t)
+        self.control.changed || now >= self.next_look()
     }
 
     /// The earliest deadline of a look that no change announces (see the module doc).
-    pub(super) fn next_look(&self) -> Option<Instant> {
+    pub(super) fn next_look(&self) -> Instant {
         let c = &self.control;
         let mut at = c.last_look + SAFETY_LOOK;
         if c.degraded.is_some() {
@@ -147,7 +147,7 @@ impl Daemon {
         if self.active.values().any(|r| r.adopted) {
             at = at.min(c.last_look + ADOPTED_POLL);
         }
-        Some(at)
+        at
     }
 
     /// What the daemon watches, from the config it runs now.

@@ -467,7 +467,7 @@ impl Daemon {
         if self.control.changed {
             return Duration::ZERO;
         }
-        let mut wake = self.next_look().unwrap_or(now_i + CLOCK_CAP);
+        let mut wake = self.next_look();
         if !self.control.sees_clock_changes() {
             wake = wake.min(now_i + CLOCK_CAP);
         }
