@@ -127,7 +127,7 @@ fn quickly(what: &str, cond: impl FnMut() -> bool) {
 }
 
 #[test]
-fn an_idle_daemon_does_not_wake_and_a_ctrl_call_wakes_its_loop_once() {
+fn an_idle_daemon_does_not_wake_and_a_ctrl_call_wakes_each_thread_once_at_most() {
     let _serial = serial();
     let jobs: String = (0..20)
         .map(|i| format!("[[job]]\nname = \"j{i}\"\ncommand = [\"true\"]\ncron = \"0 0 1 1 *\"\n"))
@@ -173,6 +173,12 @@ fn an_idle_daemon_does_not_wake_and_a_ctrl_call_wakes_its_loop_once() {
         calls,
         "the loop should wake once per ctrl call: {before:?} -> {after:?}"
     );
+    // And the watcher thread once (the beat; the daemon's own answer is not reported to it).
+    assert_eq!(
+        total(&after) - total(&before),
+        2 * calls,
+        "two switches per ctrl call (watcher, loop): {before:?} -> {after:?}"
+    );
 }
 
 #[test]
@@ -190,6 +196,20 @@ fn a_touched_heartbeat_is_answered_at_once() {
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(7))
         .unwrap();
     quickly("heartbeat answered", || answered(&inst));
+    // Replaced by rename (ctrl does that when the agent's mode changes), then touched: the
+    // new file is watched too.
+    let tmp = inst.state.join(".hb.tmp");
+    fs::write(&tmp, "{}\n").unwrap();
+    fs::rename(&tmp, &hb).unwrap();
+    quickly("replaced heartbeat answered", || answered(&inst));
+    std::thread::sleep(Duration::from_millis(50));
+    fs::File::options()
+        .write(true)
+        .open(&hb)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3))
+        .unwrap();
+    quickly("touched after replacement, answered", || answered(&inst));
 }
 
 #[test]

@@ -37,13 +37,19 @@ pub struct Watcher {
 
 const SELF_EVENTS: u32 = libc::IN_ATTRIB | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF;
 const ENTRY: u32 = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+/// A [`Child::Meta`] file is watched itself: setting its mtime alone (ctrl's beat, utimensat
+/// with UTIME_OMIT for the atime) is reported as IN_MODIFY, both times or its mode as
+/// IN_ATTRIB. Asked of the directory, IN_MODIFY would also report the daemon's own answer
+/// (`heartbeat-ack`, the same kind of write) and its log: a second wake of this thread per
+/// ctrl call, and one per log line.
+const FILE_META: u32 = libc::IN_MODIFY | libc::IN_ATTRIB;
 
 fn child_mask(how: Child) -> u32 {
     match how {
         Child::Content => ENTRY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE,
-        // Setting the mtime alone (ctrl's beat: utimensat with UTIME_OMIT for the atime) is
-        // reported as IN_MODIFY, both times as IN_ATTRIB.
-        Child::Meta => ENTRY | libc::IN_ATTRIB | libc::IN_MODIFY,
+        // In its directory only replaced, created or removed; the rest on the file itself
+        // (see FILE_META).
+        Child::Meta => ENTRY,
         Child::Entry => ENTRY,
     }
 }
@@ -88,12 +94,13 @@ impl Watcher {
     pub fn arm(&self, watches: &[Watch]) -> Vec<String> {
         let mut problems = Vec::new();
         // Merged per directory: one descriptor per inode, whose mask is replaced, not added.
-        let mut per_dir: Vec<(&std::path::Path, u32, Filter)> = Vec::new();
+        let mut per_dir: Vec<(std::path::PathBuf, u32, Filter)> = Vec::new();
+        let mut files: Vec<std::path::PathBuf> = Vec::new();
         for w in watches {
-            let i = match per_dir.iter().position(|(d, _, _)| *d == w.dir.as_path()) {
+            let i = match per_dir.iter().position(|(d, _, _)| *d == w.dir) {
                 Some(i) => i,
                 None => {
-                    per_dir.push((&w.dir, 0, Filter::default()));
+                    per_dir.push((w.dir.clone(), 0, Filter::default()));
                     per_dir.len() - 1
                 }
             };
@@ -103,6 +110,9 @@ impl Watcher {
                 f.itself = true;
             }
             for (name, how) in &w.children {
+                if *how == Child::Meta {
+                    files.push(w.dir.join(name));
+                }
                 *mask |= child_mask(*how);
                 match f.children.iter_mut().find(|(n, _)| n == name) {
                     Some((_, m)) => *m |= child_mask(*how),
@@ -116,11 +126,21 @@ impl Watcher {
         }
         let mut table = self.inner.table.lock().unwrap_or_else(|e| e.into_inner());
         let mut next: HashMap<i32, Filter> = HashMap::new();
-        for (dir, mask, f) in per_dir {
+        let files = files.into_iter().map(|p| {
+            let f = Filter {
+                itself: true,
+                ..Filter::default()
+            };
+            (p, FILE_META, f)
+        });
+        let per_dir = per_dir
+            .into_iter()
+            .map(|(d, m, f)| (d, m | libc::IN_ONLYDIR, f));
+        for (dir, mask, f) in per_dir.chain(files) {
             let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
                 continue;
             };
-            let mut flags = mask | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW;
+            let mut flags = mask | libc::IN_DONT_FOLLOW;
             // SAFETY: a valid C string and our inotify descriptor.
             let mut wd =
                 unsafe { libc::inotify_add_watch(self.inner.ino.as_raw_fd(), c.as_ptr(), flags) };
@@ -134,6 +154,9 @@ impl Watcher {
             }
             if wd < 0 {
                 let e = io::Error::last_os_error();
+                if mask & libc::IN_ONLYDIR == 0 && e.kind() == io::ErrorKind::NotFound {
+                    continue; // a file not there yet: its directory reports its creation
+                }
                 let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
                     " (fs.inotify.max_user_watches reached)"
                 } else {
