@@ -2,9 +2,10 @@
 //!
 //! The lock proves that a daemon process exists, not that it works: a stopped (`SIGSTOP`) or
 //! hung daemon keeps it, and ctrl would report it healthy forever. So each ctrl beat is a
-//! question the daemon answers: its loop looks at the heartbeat once a second anyway, and
-//! copies an mtime it has not answered yet to the mtime of `heartbeat-ack`
-//! (`daemon::control`). No new periodic work: one small write per ctrl call.
+//! question the daemon answers: its loop is woken by each change of the heartbeat (it watches
+//! the file), and copies an mtime it has not answered yet to the mtime of `heartbeat-ack`
+//! (`daemon::control`). No periodic work: one wake of the loop and one small write per ctrl
+//! call.
 //!
 //! Before it beats, ctrl compares the two mtimes (two `stat`s):
 //! - equal: the previous beat was answered; ctrl beats again;
@@ -29,8 +30,9 @@ use crate::state::{self, StateDir};
 use crate::{lock, report, sys};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long a beat may wait for its answer: the daemon looks once a second, plus a busy pass
-/// of its loop and the scheduler's delays.
+/// How long a beat may wait for its answer: the daemon answers when its watch reports the beat
+/// (at once, or within its 30 s fallback look where no watch could be set up — the admin
+/// sees why in its log), plus a busy pass of its loop and the scheduler's delays.
 pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// The last look before a daemon is ended: a daemon that was only slow answers within it.
 const CONFIRM: Duration = Duration::from_secs(2);

@@ -7,7 +7,7 @@
 //! (a sticky directory such as `/tmp` may be above an entry that belongs to one of them).
 //! On Windows: no write access for Users, Authenticated Users or Everyone.
 //!
-//! The check runs at start, on every config reload and once a second in the daemon, in
+//! The check runs at start, on every config reload and whenever a watched path changes in the daemon, in
 //! `run-once`, and in ctrl before it reads or writes anything in the state dir. Files inside a
 //! trusted state dir are then opened by [`crate::state::file`] (no symlinks, no FIFOs, capped
 //! reads).

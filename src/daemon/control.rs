@@ -1,5 +1,18 @@
-//! What the daemon checks once a second: a stop request, the heartbeat (dead man switch), the
-//! run flag, edits of its config, and results recorded by `run-once`.
+//! What the daemon looks at when something it watches changes: a stop request, the heartbeat
+//! (dead man switch), the run flag, edits of its config, the trust of its config and state
+//! dir, its lock file, and `run-once` requests.
+//!
+//! There is no periodic tick. A [`crate::sys::Watcher`] (inotify on Linux, change
+//! notifications on Windows) wakes the loop when one of these paths changes, and the loop then
+//! *looks* ([`Daemon::housekeeping`]): it re-arms the watches (a directory replaced since is
+//! watched anew) and runs every check. The watches are [`Daemon::watch_list`]: the state dir
+//! (heartbeat, stop request, lock file, the dir itself), `requests/`, the config file in its
+//! directory, and every directory and symlink on the way to the config and to the state dir
+//! (a chmod of any of them must reach the trust check at once). What is not a change of a file
+//! is a deadline instead ([`Daemon::next_look`]): the dead man switch fires at the last beat
+//! plus its timeout; records that could not be written are retried with a backoff; runs
+//! adopted from a previous daemon are looked for once a second while there are any. Where a
+//! watch cannot be set up, the daemon says why once and looks every [`FALLBACK_POLL`].
 //!
 //! The heartbeat is judged by when the daemon *saw its mtime change*, on the monotonic clock:
 //! any change counts as a beat, so a wall clock set forward or back neither kills a healthy
@@ -20,6 +33,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
+/// How often the daemon looks when a watch could not be set up (or on a platform without
+/// one): long, since the watches are the normal way.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(30);
+/// How often runs adopted from a previous daemon (not our children: no exit event) are
+/// looked for while there are any.
+const ADOPTED_POLL: Duration = Duration::from_secs(1);
+/// First retry of a record that could not be written; doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A look even when nothing changed, as a safety net for a change the watches missed; rare
+/// enough to cost nothing (cron wakes every minute).
+const SAFETY_LOOK: Duration = Duration::from_secs(600);
+
 pub struct Control {
     hb_mtime: Option<SystemTime>,
     hb_seen: Instant,
@@ -33,6 +59,15 @@ pub struct Control {
     locked_at: chrono::DateTime<Utc>,
     /// What the last ctrl saw of the agent: the cached mode stretches the dead man timeout.
     beat: Beat,
+    /// Wakes the loop on changes of the watched paths; `None` if it could not start.
+    watcher: Option<crate::sys::Watcher>,
+    /// A watched path changed since the last look.
+    pub(super) changed: bool,
+    pub(super) last_look: Instant,
+    /// Why the watches are incomplete (then the daemon polls), as last logged.
+    degraded: Option<String>,
+    /// When to retry unsaved records, and the delay after that.
+    retry: Option<(Instant, Duration)>,
 }
 
 impl Control {
@@ -46,8 +81,8 @@ impl Control {
             let _ = st.touch_heartbeat();
         }
         let hb_mtime = st.heartbeat_mtime();
-        // Answered at once: the ctrl that launched this daemon beat just before, and the
-        // first tick is a second away (more after a slow recovery of many runs).
+        // Answered at once: the ctrl that launched this daemon beat just before the watches
+        // were set up, and the first look comes only after recovery (slow with many runs).
         let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
         Control {
             hb_mtime,
@@ -57,12 +92,133 @@ impl Control {
             untrusted: None,
             locked_at,
             beat: st.read_beat(),
+            watcher: None,
+            // The first pass looks (and arms the watches).
+            changed: true,
+            last_look: Instant::now(),
+            degraded: None,
+            retry: None,
         }
+    }
+
+    /// Starts the watcher thread; its changes reach the loop as `wake` calls.
+    pub fn watch(&mut self, wake: impl Fn() + Send + 'static) {
+        match crate::sys::Watcher::start(wake) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                let why = format!("cannot watch files ({e})");
+                warn!("{why}; looking every {}s instead", FALLBACK_POLL.as_secs());
+                self.degraded = Some(why);
+            }
+        }
+    }
+
+    /// Whether a sleep may be long: a set wall clock wakes the loop.
+    pub fn sees_clock_changes(&self) -> bool {
+        self.watcher
+            .as_ref()
+            .is_some_and(|w| w.sees_clock_changes())
     }
 }
 
 impl Daemon {
+    /// Whether a look is due now: a watched path changed, or a deadline passed.
+    pub(super) fn look_due(&self, now: Instant) -> bool {
+        self.control.changed || now >= self.next_look()
+    }
+
+    /// The earliest deadline of a look that no change announces (see the module doc).
+    pub(super) fn next_look(&self) -> Instant {
+        let c = &self.control;
+        let mut at = c.last_look + SAFETY_LOOK;
+        if c.degraded.is_some() {
+            at = at.min(c.last_look + FALLBACK_POLL);
+        }
+        if self.phase == Phase::Running && !self.oneshot {
+            if let Some(t) = self.dead_man_timeout() {
+                // Just past the timeout: the check is "more than `timeout` ago".
+                at = at.min(c.hb_seen + t + Duration::from_millis(1));
+            }
+        }
+        if !self.unsaved.is_empty() {
+            // Not retried yet: at once (then with the backoff).
+            at = at.min(c.retry.map_or(c.last_look, |(t, _)| t));
+        }
+        if self.active.values().any(|r| r.adopted) {
+            at = at.min(c.last_look + ADOPTED_POLL);
+        }
+        at
+    }
+
+    /// What the daemon watches, from the config it runs now.
+    fn watch_list(&self) -> (Vec<crate::sys::Watch>, bool) {
+        use crate::sys::{path_watches, Child, Watch};
+        let mut w = Vec::new();
+        let mut ok = true;
+        if !self.oneshot {
+            ok &= path_watches(&self.cfg.path, Child::Content, &mut w);
+        }
+        let root = &self.state.root;
+        ok &= path_watches(root, Child::Entry, &mut w);
+        let name = |p: PathBuf| p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        w.push(Watch {
+            dir: root.clone(),
+            itself: true,
+            children: vec![
+                (name(self.state.heartbeat_file()), Child::Meta),
+                (name(self.state.stop_file()), Child::Entry),
+                (name(self.state.lock_file()), Child::Entry),
+                (name(self.state.requests_dir()), Child::Entry),
+            ],
+            new_json: false,
+        });
+        let requests = self.state.requests_dir();
+        if requests.is_dir() && !self.oneshot {
+            w.push(Watch {
+                dir: requests,
+                itself: false,
+                children: Vec::new(),
+                new_json: true,
+            });
+        }
+        if let Some(flag) = &self.control.run_flag {
+            ok &= path_watches(flag, Child::Content, &mut w);
+        }
+        for source in self.envs_sources() {
+            ok &= path_watches(source, Child::Content, &mut w);
+        }
+        (w, ok)
+    }
+
+    /// Watches what [`Daemon::watch_list`] names now; logs once why not all of it can be.
+    fn arm_watches(&mut self) {
+        let Some(watcher) = &self.control.watcher else {
+            return;
+        };
+        let (list, ok) = self.watch_list();
+        let mut problems = watcher.arm(&list);
+        if !ok {
+            problems.push("a watched path cannot be followed (a symlink loop?)".into());
+        }
+        let why = (!problems.is_empty()).then(|| problems.join("; "));
+        if why != self.control.degraded {
+            match &why {
+                Some(w) => warn!(
+                    "{w}; looking every {}s besides the watches",
+                    FALLBACK_POLL.as_secs()
+                ),
+                None if self.control.degraded.is_some() => info!("all watches are set up again"),
+                None => {}
+            }
+            self.control.degraded = why;
+        }
+    }
+
     pub(super) fn housekeeping(&mut self) {
+        self.control.changed = false;
+        self.control.last_look = Instant::now();
+        // Armed before the checks: a change during them wakes the loop again.
+        self.arm_watches();
         self.check_state_dir_trust();
         self.check_lock_file();
         self.check_stop_request();
@@ -76,9 +232,20 @@ impl Daemon {
         if !self.oneshot {
             self.reload_config(false);
             self.ingest_requests();
+            self.envs_look();
         }
         self.poll_adopted();
-        self.retry_unsaved();
+        if self.control.retry.is_none_or(|(t, _)| Instant::now() >= t) {
+            self.retry_unsaved();
+            self.control.retry = match self.control.retry {
+                _ if self.unsaved.is_empty() => None,
+                None => Some((Instant::now() + RETRY_FIRST, RETRY_FIRST)),
+                Some((_, d)) => {
+                    let d = (d * 2).min(RETRY_MAX);
+                    Some((Instant::now() + d, d))
+                }
+            };
+        }
     }
 
     /// The state dir was trusted at start; if someone made it (or a directory above it)

@@ -2,13 +2,20 @@
 //! whole life, starts runs on each job's schedule, bounds them, records them, and exits by
 //! itself when asked to stop, when the heartbeat goes stale, or when its run flag disappears.
 //!
-//! One loop on one thread owns all state. It sleeps in `recv_timeout` until the earliest of:
-//! a due time, a run deadline, the status flush, or the once-a-second housekeeping tick (stop
-//! request, heartbeat, run flag, config edits). Everything else arrives as an [`Event`] from
-//! small helper threads (a waiter per run, the signal thread).
+//! One loop on one thread owns all state. There is no periodic tick: it sleeps in
+//! `recv_timeout` until the earliest of a due time (or the preparation ahead of one), a run
+//! deadline, the status flush while something is unwritten, or a deadline of [`control`] (the
+//! dead man switch, a retry of an unsaved record, adopted runs). Everything else arrives as an
+//! [`Event`] from small helper threads that sleep until they have news: the reaper (a run's
+//! exit), the signal thread, the finisher, the environment worker, and the watcher, which
+//! reports changes of the heartbeat, the stop request, the config, `requests/` and the trust
+//! of the paths (see [`control`]), and a wall clock that was set. An idle daemon therefore
+//! does not wake at all until its next due time. Where the wall clock cannot be watched
+//! (Windows), sleeps are capped at [`CLOCK_CAP`] so that a clock set forward is noticed.
 //!
 //! Each pass of the loop, in order:
-//! 1. housekeeping, when its tick is due (see [`control`]);
+//! 1. housekeeping, when something watched changed or a deadline of it passed (see
+//!    [`control`]);
 //! 2. fire jobs whose time has come (overlap check, queue);
 //! 3. start queued runs while `max_parallel` allows, then journal their PIDs;
 //! 4. enforce deadlines (timeout TERM, KILL after `stop_grace`, leftovers);
@@ -42,9 +49,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
-/// Housekeeping period: heartbeat, run flag, stop request and config edits are looked at this
-/// often, and no more (idle wake-ups are the cost).
-const TICK: Duration = Duration::from_secs(1);
+/// The longest sleep where a set wall clock does not wake the loop: due times are wall-clock
+/// times, and a sleep computed from one must not run an hour past it (cron wakes every minute
+/// for the same reason).
+const CLOCK_CAP: Duration = Duration::from_secs(60);
 /// Minimum gap between two writes of status.json under load.
 const STATUS_FLUSH_GAP: Duration = Duration::from_millis(100);
 /// How long before its due time a run's folder and journal are created, so that at the due
@@ -318,7 +326,11 @@ impl Daemon {
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
             agent_mode: None,
         };
-        let control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
+        let mut control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
+        let tx_watch = tx.clone();
+        control.watch(move || {
+            let _ = tx_watch.send(Event::Control(ControlSignal::Changed));
+        });
         let mut d = Daemon {
             cfg,
             state,
@@ -399,11 +411,9 @@ impl Daemon {
     }
 
     fn run_loop(&mut self) -> i32 {
-        let mut next_tick = Instant::now() + TICK;
         loop {
-            if Instant::now() >= next_tick {
+            if self.look_due(Instant::now()) {
                 self.housekeeping();
-                next_tick = Instant::now() + TICK;
             }
             self.fire_due();
             self.dispatch();
@@ -419,7 +429,7 @@ impl Daemon {
             }
             self.prepare_upcoming();
             self.flush_status(false);
-            let wait = self.next_wake(next_tick);
+            let wait = self.next_wake();
             match self.rx.recv_timeout(wait) {
                 Ok(ev) => {
                     self.handle(ev);
@@ -445,15 +455,22 @@ impl Daemon {
             Event::Control(ControlSignal::Stop) => self.on_stop_signal(),
             Event::Control(ControlSignal::Reload) => self.reload_config(true),
             Event::Control(ControlSignal::Requests) => self.ingest_requests(),
+            Event::Control(ControlSignal::Changed) => self.control.changed = true,
             Event::Finished { rec, error } => self.on_finished(*rec, error),
             Event::Envs(u) => self.on_envs(*u),
         }
     }
 
     /// How long the loop may sleep.
-    fn next_wake(&self, next_tick: Instant) -> Duration {
+    fn next_wake(&self) -> Duration {
         let now_i = Instant::now();
-        let mut wake = next_tick;
+        if self.control.changed {
+            return Duration::ZERO;
+        }
+        let mut wake = self.next_look();
+        if !self.control.sees_clock_changes() {
+            wake = wake.min(now_i + CLOCK_CAP);
+        }
         if self.phase == Phase::Running {
             let now = Utc::now();
             for js in self.jobs.values() {

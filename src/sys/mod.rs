@@ -11,6 +11,15 @@ mod platform;
 
 pub use platform::*;
 
+#[cfg(unix)]
+#[path = "watch_linux.rs"]
+mod watch;
+#[cfg(windows)]
+#[path = "watch_windows.rs"]
+mod watch;
+
+pub use watch::Watcher;
+
 /// A process identified by PID *and* start time, so a recycled PID is never mistaken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessId {
@@ -47,6 +56,124 @@ pub enum ControlSignal {
     Reload,
     /// SIGUSR1: a `run-once` request waits in the state dir.
     Requests,
+    /// Something a [`Watcher`] watches changed, or the wall clock was set: look again.
+    Changed,
+}
+
+/// One directory a [`Watcher`] watches, and which of its changes wake the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    pub dir: std::path::PathBuf,
+    /// Changes of the directory itself: its mode or owner, moved, deleted.
+    pub itself: bool,
+    /// Entries of the directory whose changes wake, by name.
+    pub children: Vec<(std::ffi::OsString, Child)>,
+    /// New `*.json` files (by rename or a finished write) wake; names starting with `.` (the
+    /// daemon's own claims and temporary files) do not.
+    pub new_json: bool,
+}
+
+/// What changes of a named entry wake the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    /// Written, replaced, its mode, owner or mtime changed, created or removed (the config).
+    Content,
+    /// Its mtime, mode or owner set, replaced, created or removed (the heartbeat: one beat,
+    /// one wake; its content is only ever replaced by rename).
+    Meta,
+    /// Created, removed or renamed only (the lock file, the stop request, which is written by
+    /// rename, a symlink on a watched path).
+    Entry,
+}
+
+impl Watch {
+    pub fn itself(dir: impl Into<std::path::PathBuf>) -> Watch {
+        Watch {
+            dir: dir.into(),
+            itself: true,
+            children: Vec::new(),
+            new_json: false,
+        }
+    }
+
+    pub fn child(
+        dir: impl Into<std::path::PathBuf>,
+        name: impl Into<std::ffi::OsString>,
+        how: Child,
+    ) -> Watch {
+        Watch {
+            dir: dir.into(),
+            itself: false,
+            children: vec![(name.into(), how)],
+            new_json: false,
+        }
+    }
+}
+
+/// The watches that see every change that can alter what `path` is: the file (or directory)
+/// itself by name in its directory, every directory on the way (its mode, owner, a move), and
+/// every symlink on the way by name in its directory (re-pointed or replaced). Symlinks are
+/// resolved one component at a time, as the trust check does. `how` is the filter for the
+/// last component. A part of the path that does not exist is watched for by name in the
+/// deepest directory that does. Returns false if the path cannot be followed (a symlink loop,
+/// a directory that cannot be read).
+pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) -> bool {
+    use std::path::{Component, PathBuf};
+    let mut resolved = PathBuf::new();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let push_rest =
+        |rest: &mut Vec<std::ffi::OsString>, resolved: &mut PathBuf, p: &std::path::Path| {
+            let mut parts = Vec::new();
+            for c in p.components() {
+                match c {
+                    Component::Prefix(_) | Component::RootDir => {
+                        // An absolute target starts again from its root.
+                        *resolved = PathBuf::new();
+                        resolved.push(c.as_os_str());
+                        parts.clear();
+                    }
+                    Component::CurDir => {}
+                    other => parts.push(other.as_os_str().to_os_string()),
+                }
+            }
+            rest.extend(parts.into_iter().rev());
+        };
+    push_rest(&mut rest, &mut resolved, path);
+    if !resolved.as_os_str().is_empty() {
+        out.push(Watch::itself(resolved.clone()));
+    }
+    let mut hops = 0;
+    while let Some(name) = rest.pop() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let last = rest.is_empty();
+        let next = resolved.join(&name);
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => {
+                out.push(Watch::child(resolved.clone(), name, Child::Entry));
+                hops += 1;
+                let Some(target) = std::fs::read_link(&next).ok().filter(|_| hops <= 40) else {
+                    return false;
+                };
+                push_rest(&mut rest, &mut resolved, &target);
+            }
+            Ok(_) if last => out.push(Watch::child(resolved.clone(), name, how)),
+            Ok(_) => {
+                resolved = next;
+                out.push(Watch::itself(resolved.clone()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Watched by name in the deepest directory that exists: its creation wakes,
+                // and the next arming goes deeper.
+                out.push(Watch::child(resolved.clone(), name, how));
+                return true;
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// A local user a job runs as (`user = "…"`), looked up when the config is loaded.
@@ -58,4 +185,73 @@ pub struct UserInfo {
     pub home: std::path::PathBuf,
     /// Supplementary groups, primary group included.
     pub groups: Vec<u32>,
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn every_directory_and_symlink_hop_on_a_path_is_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real/etc")).unwrap();
+        std::fs::write(root.join("real/etc/target.toml"), "").unwrap();
+        // root/link -> real; root/real/etc/config.toml -> target.toml (relative hops)
+        symlink("real", root.join("link")).unwrap();
+        symlink("target.toml", root.join("real/etc/config.toml")).unwrap();
+        let mut w = Vec::new();
+        assert!(path_watches(
+            &root.join("link/etc/config.toml"),
+            Child::Content,
+            &mut w
+        ));
+        let has = |dir: &std::path::Path, name: Option<&str>, how: Child| {
+            w.iter().any(|x| {
+                x.dir == dir
+                    && match name {
+                        None => x.itself,
+                        Some(n) => x.children.iter().any(|(c, h)| c == n && *h == how),
+                    }
+            })
+        };
+        assert!(has(std::path::Path::new("/"), None, Child::Entry), "{w:?}");
+        assert!(has(&root, None, Child::Entry), "{w:?}");
+        assert!(
+            has(&root, Some("link"), Child::Entry),
+            "the hop, by name: {w:?}"
+        );
+        assert!(has(&root.join("real"), None, Child::Entry), "{w:?}");
+        assert!(has(&root.join("real/etc"), None, Child::Entry), "{w:?}");
+        assert!(
+            has(&root.join("real/etc"), Some("config.toml"), Child::Entry),
+            "the link itself: {w:?}"
+        );
+        assert!(
+            has(&root.join("real/etc"), Some("target.toml"), Child::Content),
+            "the file it names: {w:?}"
+        );
+        // Never the link's own path as a directory (that would follow it).
+        assert!(!w.iter().any(|x| x.dir == root.join("link")), "{w:?}");
+
+        // A part that does not exist yet is watched for by name where the path stops.
+        let mut w = Vec::new();
+        assert!(path_watches(
+            &root.join("new/dir/x.toml"),
+            Child::Content,
+            &mut w
+        ));
+        assert!(w
+            .iter()
+            .any(|x| x.dir == root && x.children.iter().any(|(c, _)| c == "new")));
+
+        // A loop is reported, not followed forever.
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(!path_watches(
+            &root.join("loop/x"),
+            Child::Content,
+            &mut Vec::new()
+        ));
+    }
 }

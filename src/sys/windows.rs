@@ -7,8 +7,9 @@
 //! already knows that PID from the status file and verifies it by creation time before
 //! signalling, so no other name has to be shared between the two sides. The daemon creates it
 //! in the `Global\` namespace when it may (SYSTEM, administrators: reachable from an admin's
-//! session), else in its session's `Local\` namespace; `stop` tries both. The stop file, read
-//! once a second, remains the fallback when the event cannot be reached.
+//! session), else in its session's `Local\` namespace; `stop` tries both. The stop file, which
+//! the daemon watches (a change notification on the state dir), remains the fallback when the
+//! event cannot be reached.
 
 use std::io;
 use std::os::windows::ffi::OsStrExt;
@@ -162,8 +163,7 @@ pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
 /// `C:\ProgramData\checkmk\agent\` only administrators and SYSTEM may write).
 pub fn set_private_umask() {}
 
-/// Windows has no such signal: the daemon finds a `run-once` request at its next look (within
-/// a second).
+/// Windows has no such signal: the daemon's change notification on `requests\` wakes it.
 pub fn signal_requests(_pid: u32) {}
 
 /// The daemon is created without handle inheritance, so nothing of the agent's can reach it;
@@ -242,8 +242,10 @@ pub fn forward_control_signals(
     let ev = match create_stop_event(std::process::id()) {
         Ok(ev) => ev,
         Err(e) => {
-            // Not fatal: the daemon reads the stop file once a second anyway.
-            tracing::warn!("cannot create the stop event ({e}); stop requests take up to a second");
+            // Not fatal: the daemon watches the stop file anyway.
+            tracing::warn!(
+                "cannot create the stop event ({e}); stop requests go by the stop file only"
+            );
             return Ok(());
         }
     };

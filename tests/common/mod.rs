@@ -47,12 +47,19 @@ pub fn wait_for_every(timeout: Duration, every: Duration, mut cond: impl FnMut()
 }
 
 pub fn pid_alive(pid: u32) -> bool {
-    // A zombie has ended; it only waits to be reaped.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, r)| !r.trim_start().starts_with('Z'))
-            .unwrap_or(false),
+    // A zombie has ended; it only waits to be reaped. But the main thread of a killed process
+    // shows as a zombie while its other threads are still exiting, and the process's files
+    // (its locks) are released only when the last one is gone: the daemon's inotify
+    // descriptor takes milliseconds to tear down. So: alive while any thread is not a zombie.
+    let zombie = |stat: &str| {
+        stat.rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true)
+    };
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks
+            .flatten()
+            .any(|t| std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| !zombie(&s))),
         Err(_) => false,
     }
 }

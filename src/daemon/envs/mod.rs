@@ -1,7 +1,7 @@
 //! Python environments in the daemon (see [`crate::pyenv`] for what one is).
 //!
 //! One worker thread (`envs`) does all the file and process work, so the loop never waits for
-//! it: it hashes the jobs' requirements files (and looks at their stamps once a second, so an
+//! it: it hashes the jobs' requirements files (and looks at their stamps whenever the daemon's watches see a change, so an
 //! edited file is noticed without a config reload), starts a build for every key that has no
 //! ready environment, ends a build that outlives `env_build_timeout` (its whole tree, like a
 //! run), writes each environment's `state.json`, and removes environments that no job and no
@@ -62,6 +62,9 @@ enum Msg {
         key: String,
         exit: ExitInfo,
     },
+    /// Something the daemon watches changed (an environment's source file among them): look
+    /// at the sources' stamps.
+    Look,
 }
 
 /// Builds in flight, by key: process group and folder (the loop ends them when it exits).
@@ -143,6 +146,19 @@ impl Daemon {
             uv: self.cfg.daemon.uv.clone(),
         });
         self.envs_runs_changed();
+    }
+
+    /// Passes a look on to the worker (it watches no file itself).
+    pub(super) fn envs_look(&mut self) {
+        self.envs_send(Msg::Look);
+    }
+
+    /// The environments' source files, for the watches.
+    pub(super) fn envs_sources(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.cfg
+            .jobs
+            .iter()
+            .filter_map(|j| j.pyenv.as_ref().map(|e| e.source.as_path()))
     }
 
     fn envs_send(&mut self, msg: Msg) {

@@ -13,8 +13,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-/// How often the worker looks at the source files' stamps.
-const WATCH: Duration = Duration::from_secs(1);
+/// How often the worker looks at the source files' stamps by itself: rarely, as a safety
+/// net; the loop's watches send it a [`Msg::Look`] when one changes.
+const WATCH: Duration = Duration::from_secs(600);
 
 /// One environment the worker tracks.
 struct Tracked {
@@ -104,6 +105,7 @@ impl Worker {
                     self.loop_seen = seen;
                 }
                 Ok(Msg::Exited { key, exit }) => self.finish(&key, exit),
+                Ok(Msg::Look) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
