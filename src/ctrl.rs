@@ -169,7 +169,7 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
     };
     let written = crate::state::write_json(&st.stop_file(), &req, crate::state::Durability::NoSync);
     // The PID comes from a file: signal it only if that process is this program holding this
-    // instance's lock (the stop request file alone is read by the daemon within a second).
+    // instance's lock (the daemon also watches for the stop request file and reads it at once).
     if written.is_ok() && crate::sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
         let _ = crate::sys::signal_stop(d.pid);
     }
