@@ -83,13 +83,14 @@ stop big
 
 if [ "$soak" -gt 0 ]; then
   pid=$(start soak 50 1s)
-  samples=()
+  samples=() detail=()
   for ((t = 0; t <= soak; t += 10)); do
     read -r r a f < <(mem "$pid")
-    samples+=("$r")
+    samples+=("$r") detail+=("$r($a/$f)")
     [ "$t" -lt "$soak" ] && sleep 10
   done
-  echo "RSS over ${soak}s, 50 jobs every 1 s, every 10 s (KiB): ${samples[*]}"
+  runs=$(grep -c "run finished" "$work/soak/daemon.log" || true)
+  echo "RSS over ${soak}s, 50 jobs every 1 s ($runs runs), every 10 s, KiB total(anon/file): ${detail[*]}"
   echo "  first minute max $(printf '%s\n' "${samples[@]:0:7}" | sort -n | tail -1), last minute max $(printf '%s\n' "${samples[@]: -6}" | sort -n | tail -1)"
   stop soak
 fi

@@ -11,15 +11,16 @@ use crate::config::{self, Config, ConfigError, Job};
 use chrono::Utc;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Released only before a quiet spell at least this long: the pages come back (minor faults)
-/// on the next pass that uses them, so releasing between closely spaced runs would only trade
-/// them back and forth.
-const IDLE: Duration = Duration::from_secs(10);
-/// New page faults since the last release that make another one worth it. An idle pass after
-/// a release maps a few dozen pages again; a run (fork, record, result) many more.
-const MIN_NEW_FAULTS: u64 = 256;
+/// Released only before a quiet spell at least this long, and at most once per spell this
+/// long: the pages come back (minor faults) on the next pass that uses them, so releasing
+/// between closely spaced runs would only trade them back and forth.
+const IDLE: Duration = Duration::from_secs(30);
+/// New page faults since the last release that make another one worth it: one wake-up for a
+/// heartbeat maps a few dozen pages of code again, a run many more; a loop that only sleeps
+/// maps none.
+const MIN_NEW_FAULTS: u64 = 16;
 
 impl Daemon {
     /// Called before the loop sleeps.
@@ -29,11 +30,10 @@ impl Daemon {
         }
         let faults = crate::sys::memory::page_faults();
         // The first quiet spell always releases: start-up touched most of the program.
-        if self
-            .released_at_faults
-            .is_some_and(|at| faults < at.saturating_add(MIN_NEW_FAULTS))
-        {
-            return;
+        if let Some((at, when)) = self.released {
+            if faults < at.saturating_add(MIN_NEW_FAULTS) || when.elapsed() < IDLE {
+                return;
+            }
         }
         if !self.active.is_empty()
             || !self.queue.is_empty()
@@ -51,7 +51,7 @@ impl Daemon {
             return;
         }
         crate::sys::memory::release_unused();
-        self.released_at_faults = Some(crate::sys::memory::page_faults());
+        self.released = Some((crate::sys::memory::page_faults(), Instant::now()));
     }
 }
 

@@ -143,9 +143,9 @@ pub struct Daemon {
     finishing: usize,
     /// Python environments and `start_delay` (see `envs`).
     envs: envs::Side,
-    /// Page faults when memory was last handed back (see `memory`); `None` before the first
-    /// time.
-    released_at_faults: Option<u64>,
+    /// Page faults and time when memory was last handed back (see `memory`); `None` before
+    /// the first time.
+    released: Option<(u64, Instant)>,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -345,7 +345,7 @@ impl Daemon {
             finisher: None,
             finishing: 0,
             envs: envs::Side::default(),
-            released_at_faults: None,
+            released: None,
         };
         d.publish_agent_mode();
         info!(
