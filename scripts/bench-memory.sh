@@ -7,12 +7,16 @@
 #   (without BIN: the static release build, scripts/build-release.sh)
 #   BENCH_MEM_SETTLE_SECS=5 how long the daemon runs before it is measured;
 #   BENCH_MEM_SOAK_SECS=0 (default) skips the flat-over-time section, e.g. 180 runs it 3 min;
+#   BENCH_MEM_STEADY_JOBS=0 (default) skips the steady state: e.g. 10000 starts that many jobs
+#     due every minute and measures them fresh and after two rounds ran (each job then holds
+#     its latest result; a daemon with hourly jobs looks like this after two hours);
 #   BENCH_MEM_DETAIL=1 also prints the daemon's largest mappings (smaps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-$(scripts/build-release.sh)}
 settle=${BENCH_MEM_SETTLE_SECS:-5}
 soak=${BENCH_MEM_SOAK_SECS:-0}
+steady=${BENCH_MEM_STEADY_JOBS:-0}
 work=$(mktemp -d /tmp/rmkd-bench-mem.XXXXXX)
 cfgs=()
 cleanup() {
@@ -93,4 +97,19 @@ if [ "$soak" -gt 0 ]; then
   echo "RSS over ${soak}s, 50 jobs every 1 s ($runs runs), every 10 s, KiB total(anon/file): ${detail[*]}"
   echo "  first minute max $(printf '%s\n' "${samples[@]:0:7}" | sort -n | tail -1), last minute max $(printf '%s\n' "${samples[@]: -6}" | sort -n | tail -1)"
   stop soak
+fi
+
+if [ "$steady" -gt 0 ]; then
+  pid=$(start steady "$steady" 1m)
+  sleep "$settle"
+  read -r r0 a0 f0 < <(mem "$pid")
+  for ((i = 0; i < 60; i++)); do
+    [ "$(grep -c "run finished" "$work/steady/daemon.log" || true)" -ge $((2 * steady)) ] && break
+    sleep 5
+  done
+  sleep "$settle"
+  read -r r a f < <(mem "$pid")
+  echo "RSS with $steady jobs every minute: fresh $r0 KiB (anon $a0, file $f0), after $(grep -c "run finished" "$work/steady/daemon.log" || true) runs $r KiB (anon $a, file $f)"
+  detail "$pid"
+  stop steady
 fi

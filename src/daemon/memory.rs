@@ -50,6 +50,15 @@ impl Daemon {
         {
             return;
         }
+        // A burst of runs leaves its high-water capacity behind (a slot of `active` or `queue`
+        // holds a whole run record): nothing is in flight now, so it goes.
+        self.active.shrink_to_fit();
+        self.queue.shrink_to_fit();
+        self.lingering.shrink_to_fit();
+        self.just_started.shrink_to_fit();
+        for js in self.jobs.values_mut() {
+            js.running.shrink_to_fit();
+        }
         crate::sys::memory::release_unused();
         self.released = Some((crate::sys::memory::page_faults(), Instant::now()));
     }
