@@ -482,8 +482,8 @@ pub(super) fn resolve(
         host,
         runtime_warn,
         runtime_crit,
-        pyenv,
-        user,
+        pyenv: pyenv.map(Box::new),
+        user: user.map(Box::new),
     })
 }
 

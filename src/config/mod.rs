@@ -16,6 +16,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -175,10 +176,11 @@ pub struct Job {
     /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
     pub runtime_warn: Option<Duration>,
     pub runtime_crit: Option<Duration>,
-    /// The Python environment its runs use (`requirements` or `pyproject`).
-    pub pyenv: Option<crate::pyenv::EnvSpec>,
+    /// The Python environment its runs use (`requirements` or `pyproject`). Boxed, like
+    /// `user`: few jobs set it, and every job is held for the daemon's life.
+    pub pyenv: Option<Box<crate::pyenv::EnvSpec>>,
     /// The user its runner runs as (`user = "…"`; Unix, daemon as root).
-    pub user: Option<crate::sys::UserInfo>,
+    pub user: Option<Box<crate::sys::UserInfo>>,
 }
 
 impl Job {
@@ -208,7 +210,8 @@ pub struct Config {
     /// Absolute path of the file it was read from.
     pub path: PathBuf,
     pub daemon: DaemonSettings,
-    pub jobs: Vec<Job>,
+    /// Shared with the daemon's per-job state: one copy of each job, however many holders.
+    pub jobs: Vec<Arc<Job>>,
 }
 
 /// Where the config is looked for, in order, when `--config` is not given.
@@ -360,7 +363,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut seen = HashSet::new();
     for (i, job) in raw.job.into_iter().enumerate() {
         let job = job::resolve(&loc, i, job, base)?;
-        jobs.push(job);
+        jobs.push(Arc::new(job));
     }
     for (i, job) in jobs.iter().enumerate() {
         if !seen.insert(job.name.clone()) {

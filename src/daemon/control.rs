@@ -459,7 +459,7 @@ impl Daemon {
         }
         self.info.config_stamp = now_stamp;
         self.dirty = true;
-        let new = match config::load(&self.cfg.path) {
+        let new = match super::memory::load_config(&self.cfg.path) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();
@@ -492,21 +492,22 @@ impl Daemon {
     fn apply_config(&mut self, new: Config) {
         let now = Utc::now();
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-        let mut jobs = std::collections::BTreeMap::new();
+        // Collected, then built whole (see `Daemon::new`).
+        let mut jobs = Vec::with_capacity(new.jobs.len());
         let mut stale = Vec::new();
         for job in &new.jobs {
             let name = job.name.clone();
             match self.jobs.remove(&name) {
                 Some(mut js) if js.job.same_as(job) => {
-                    js.job = Arc::new(job.clone());
-                    jobs.insert(name, js);
+                    js.job = Arc::clone(job);
+                    jobs.push((name, js));
                 }
                 Some(mut js) => {
-                    js.job = Arc::new(job.clone());
-                    stale.push(js.prepared.take());
+                    js.job = Arc::clone(job);
+                    stale.push(js.prepared.take().map(|r| *r));
                     js.plan_after(now);
                     changed.push(name.clone());
-                    jobs.insert(name, js);
+                    jobs.push((name, js));
                 }
                 None => {
                     let last_due = crate::state::record::list_runs(&self.state, &name)
@@ -518,7 +519,7 @@ impl Daemon {
                     let last = state::read_json::<RunRecord>(&self.state.latest_file(&name))
                         .ok()
                         .flatten();
-                    let mut js = super::jobs::JobState::new(Arc::new(job.clone()), last_due, last);
+                    let mut js = super::jobs::JobState::new(Arc::clone(job), last_due, last);
                     js.plan_after(now);
                     js.running = self
                         .active
@@ -527,16 +528,20 @@ impl Daemon {
                         .map(|r| r.pgid)
                         .collect();
                     added.push(name.clone());
-                    jobs.insert(name, js);
+                    jobs.push((name, js));
                 }
             }
         }
         removed.extend(self.jobs.keys().cloned());
-        stale.extend(self.jobs.values_mut().map(|js| js.prepared.take()));
+        stale.extend(
+            self.jobs
+                .values_mut()
+                .map(|js| js.prepared.take().map(|r| *r)),
+        );
         for rec in stale {
             self.discard_prepared(rec);
         }
-        self.jobs = jobs;
+        self.jobs = jobs.into_iter().collect();
         // Queued runs of removed jobs are dropped: recorded, not lost.
         let (keep, dropped): (Vec<_>, Vec<_>) = self
             .queue

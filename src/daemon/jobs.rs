@@ -3,6 +3,7 @@
 
 use crate::config::{CatchUp, Job};
 use crate::state::record::{RunRecord, Trigger};
+use crate::state::status::LastRun;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,10 @@ pub struct Next {
 }
 
 /// What the daemon tracks per configured job.
+///
+/// One per job for the daemon's whole life, so kept small (10,000 jobs are 10,000 of these):
+/// what most jobs lack most of the time (a prepared run, a result) is boxed, and the latest
+/// result is kept as the summary the status shows, not as the whole record.
 #[derive(Debug)]
 pub struct JobState {
     pub job: Arc<Job>,
@@ -28,11 +33,14 @@ pub struct JobState {
     pub running: Vec<u32>,
     pub queued: usize,
     /// Latest finished, not skipped run.
-    pub last: Option<RunRecord>,
+    pub last: Option<Box<LastRun>>,
+    /// The final record of the run a one-shot instance (`run-once` without a daemon) was
+    /// started for; `run_oneshot` returns it. Never set in a daemon.
+    pub answered: Option<Box<RunRecord>>,
     pub last_skipped: Option<DateTime<Utc>>,
     pub skipped_total: u64,
     /// The run folder and journal for `next`, created ahead of its due time.
-    pub prepared: Option<RunRecord>,
+    pub prepared: Option<Box<RunRecord>>,
     /// A due time whose preparation failed (full disk): not retried before it fires.
     pub prepare_failed: Option<DateTime<Utc>>,
 }
@@ -45,7 +53,8 @@ impl JobState {
             last_due,
             running: Vec::new(),
             queued: 0,
-            last,
+            last: last.as_ref().map(|r| Box::new(LastRun::from(r))),
+            answered: None,
             last_skipped: None,
             skipped_total: 0,
             prepared: None,
@@ -178,6 +187,21 @@ mod tests {
         // Clock set back an hour: the next due time is still after the last one run.
         js.plan_after(t(9, 0, 30));
         assert_eq!(js.next.unwrap().due, t(10, 1, 0));
+    }
+
+    /// The daemon holds one `Job` and one `JobState` per configured job for its whole life:
+    /// what most jobs lack most of the time (a prepared run, a result, an environment, a user)
+    /// must stay boxed, or 10,000 jobs no longer fit in 12 MiB (issue 14). Counted in bytes,
+    /// not timed; both were over 400 bytes more before.
+    #[test]
+    fn the_per_job_state_stays_small() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<JobState>() <= 192,
+            "JobState is {} bytes",
+            size_of::<JobState>()
+        );
+        assert!(size_of::<Job>() <= 320, "Job is {} bytes", size_of::<Job>());
     }
 
     #[test]

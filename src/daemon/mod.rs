@@ -27,6 +27,7 @@ mod control;
 mod envs;
 mod finish;
 mod jobs;
+mod memory;
 mod recover;
 mod runs;
 mod workdir;
@@ -150,6 +151,9 @@ pub struct Daemon {
     finishing: usize,
     /// Python environments and `start_delay` (see `envs`).
     envs: envs::Side,
+    /// Page faults and time when memory was last handed back (see `memory`); `None` before
+    /// the first time.
+    released: Option<(u64, Instant)>,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -176,11 +180,10 @@ pub fn run_oneshot(opts: Options) -> Result<Option<crate::state::record::RunReco
     daemon.run_loop();
     let rec = daemon
         .jobs
-        .values()
-        .filter_map(|js| js.last.as_ref())
-        .find(|r| r.request.is_some() && r.request == request)
-        .cloned();
-    Ok(rec)
+        .values_mut()
+        .filter_map(|js| js.answered.take())
+        .find(|r| r.request.is_some() && r.request == request);
+    Ok(rec.map(|r| *r))
 }
 
 /// Everything from reading the config to a daemon that holds the instance lock.
@@ -189,12 +192,13 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         sys::close_inherited_fds();
     }
     sys::set_private_umask();
+    sys::memory::tune_allocator();
     // Descendants of runs that leave their process group become our children when their
     // parents die, so a timeout can still find and end them.
     crate::run::become_subreaper();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
-    let cfg = match config::load(&opts.config) {
+    let cfg = match memory::load_config(&opts.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("robotmk-daemon: config error: {e}");
@@ -353,6 +357,7 @@ impl Daemon {
             finisher: None,
             finishing: 0,
             envs: envs::Side::default(),
+            released: None,
         };
         d.publish_agent_mode();
         info!(
@@ -370,12 +375,15 @@ impl Daemon {
             let _ = tx_sig.send(Event::Control(s));
         })
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        let recovered = d.recover();
+        let mut recovered = d.recover();
         let now = Utc::now();
+        // Built whole from sorted entries: a map filled one insert at a time leaves its nodes
+        // a third empty, for the daemon's life.
+        let mut entries = Vec::with_capacity(d.cfg.jobs.len());
         for job in d.cfg.jobs.clone() {
             let name = job.name.clone();
-            let (last_due, last) = recovered.get(&name).cloned().unwrap_or_default();
-            let mut js = JobState::new(Arc::new(job), last_due, last);
+            let (last_due, last) = recovered.remove(&name).unwrap_or_default();
+            let mut js = JobState::new(job, last_due, last);
             if d.oneshot {
                 js.next = None; // a one-shot runs its request, nothing on schedule
             } else {
@@ -390,8 +398,9 @@ impl Daemon {
             if let Some(n) = js.next {
                 info!(job = %name, next_due = %crate::state::record::ts(n.due), trigger = ?n.trigger, "scheduled");
             }
-            d.jobs.insert(name, js);
+            entries.push((name, js));
         }
+        d.jobs = entries.into_iter().collect();
         d.envs_configure();
         if let Some(os) = &opts.oneshot {
             let Some(js) = d.jobs.get_mut(&os.job) else {
@@ -429,6 +438,7 @@ impl Daemon {
             }
             self.prepare_upcoming();
             self.flush_status(false);
+            self.release_when_idle();
             let wait = self.next_wake();
             match self.rx.recv_timeout(wait) {
                 Ok(ev) => {
@@ -545,7 +555,7 @@ impl Daemon {
             js.last_due = Some(run_due);
             js.plan_after(run_due.max(now));
             js.prepare_failed = None;
-            let prepared = js.prepared.take();
+            let prepared = js.prepared.take().map(|r| *r);
             // Prepared for the slot planned; a late wake-up runs a later slot instead.
             let (prepared, stale) = match prepared {
                 Some(r) if r.due == run_due && r.trigger == next.trigger => (Some(r), None),
@@ -616,7 +626,7 @@ impl Daemon {
         let prepared: Vec<_> = self
             .jobs
             .values_mut()
-            .filter_map(|js| js.prepared.take())
+            .filter_map(|js| js.prepared.take().map(|r| *r))
             .collect();
         for rec in prepared {
             self.discard_prepared(Some(rec));
@@ -676,7 +686,7 @@ impl Daemon {
             match runs::prepare_folder(&self.state, &job, n.due, n.trigger) {
                 Ok(rec) => {
                     if let Some(js) = self.jobs.get_mut(&name) {
-                        js.prepared = Some(rec);
+                        js.prepared = Some(Box::new(rec));
                     }
                     self.state_ok(&format!("prepare:{name}"));
                 }
@@ -723,7 +733,7 @@ impl Daemon {
                     },
                     running,
                     queued: js.queued,
-                    last: js.last.as_ref().map(Into::into),
+                    last: js.last.as_deref().cloned(),
                     last_skipped: js.last_skipped,
                     skipped_total: js.skipped_total,
                     services: js.job.services,

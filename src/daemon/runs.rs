@@ -442,7 +442,10 @@ impl Daemon {
         }
         if rec.outcome != Some(Outcome::Skipped) {
             if let Some(js) = self.jobs.get_mut(&rec.job) {
-                js.last = Some(rec);
+                js.last = Some(Box::new((&rec).into()));
+                if self.oneshot && rec.request.is_some() {
+                    js.answered = Some(Box::new(rec));
+                }
             }
         }
         self.dirty = true;

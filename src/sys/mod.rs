@@ -2,6 +2,8 @@
 //! names: process identity (PID + start time), asking a daemon to stop, and process hygiene
 //! for a freshly detached daemon.
 
+pub mod memory;
+
 #[cfg(unix)]
 #[path = "unix.rs"]
 mod platform;

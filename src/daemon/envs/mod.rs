@@ -106,7 +106,7 @@ impl Daemon {
             .cfg
             .jobs
             .iter()
-            .filter_map(|j| j.pyenv.clone().map(|e| (j.name.clone(), e)))
+            .filter_map(|j| j.pyenv.as_deref().map(|e| (j.name.clone(), e.clone())))
             .collect();
         if jobs.is_empty() && self.envs.tx.is_none() {
             return;
