@@ -167,16 +167,15 @@ impl Reaper {
         if !self.pidfds {
             return; // the waitpid(-1) fallback collects them anyway
         }
-        let runners: Vec<u32> = self
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let pids: Vec<u32> = {
+            let runners = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            pids.into_iter()
+                .filter(|p| !runners.contains_key(p))
+                .collect()
+        };
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         let mut added = false;
-        for pid in pids.into_iter().filter(|p| !runners.contains(p)) {
+        for pid in pids {
             if let std::collections::hash_map::Entry::Vacant(v) = orphans.entry(pid) {
                 if let Some(fd) = pidfd_open(pid) {
                     v.insert((fd, false));
@@ -842,16 +841,6 @@ fn tagged_processes(run_dir: &str) -> Vec<u32> {
 /// Our children that are no runner of ours: descendants of runs whose parents died (we are
 /// their subreaper).
 fn adopted_children() -> Vec<u32> {
-    let known: Vec<u32> = match reaper() {
-        Ok(r) => r
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect(),
-        Err(_) => Vec::new(),
-    };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -862,9 +851,15 @@ fn adopted_children() -> Vec<u32> {
         };
         out.extend(
             list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .filter(|p| !known.contains(p)),
+                .filter_map(|p| p.parse::<u32>().ok()),
         );
+    }
+    // Runners are looked up in the reaper's map: this runs at every run's end, and with 1000
+    // runs in flight a list compared against every child was a million comparisons each time.
+    // (Spawns happen on the caller's thread: no runner can appear between the read and here.)
+    if let Ok(r) = reaper() {
+        let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
+        out.retain(|p| !runners.contains_key(p));
     }
     out
 }
