@@ -56,7 +56,9 @@ PY
 floor() {
   local n=$1 out=$2 due
   due=$(( $(date +%s) + 2 ))
-  "$work/floor" "$n" "$due" sh -c "date +%s.%N >> $out"
+  # sh by its full path, as the daemon execs it (it resolves PATH once and caches): execvp's
+  # walk through PATH would cost the floor failed execs the daemon does not pay.
+  "$work/floor" "$n" "$due" "$(command -v sh)" -c "date +%s.%N >> $out"
   echo "$due" > "$out.due"
 }
 
