@@ -24,6 +24,11 @@ pub(super) enum Work {
     },
     /// A record that is complete already (a skipped run): just write it.
     Save(Box<RunRecord>),
+    /// The journal of a run just started, now with its PID: written here, after the batch it
+    /// belongs to is out, and before the same run's `Finish` (one queue, in order). Nothing
+    /// is posted back. A crash before it is written loses nothing: recovery finds the run by
+    /// its tag (see `recover`).
+    Journal(Box<RunRecord>),
 }
 
 /// The handle the loop sends work through.
@@ -38,7 +43,15 @@ impl Finisher {
         std::thread::Builder::new()
             .name("finisher".into())
             .spawn(move || {
+                crate::run::background_thread();
                 for work in rx {
+                    let work = match work {
+                        Work::Journal(rec) => {
+                            journal(&rec);
+                            continue;
+                        }
+                        w => w,
+                    };
                     let (rec, error) = do_work(&state, work);
                     if events.send(Event::Finished { rec, error }).is_err() {
                         break;
@@ -51,6 +64,14 @@ impl Finisher {
     /// Queues work; false if the worker is gone (then the caller does it itself).
     pub(super) fn send(&self, work: Work) -> Result<(), Work> {
         self.tx.send(work).map_err(|e| e.0)
+    }
+}
+
+/// Writes the journal of a run in flight (its PID); a failure is logged, the run goes on.
+pub(super) fn journal(rec: &RunRecord) {
+    if let Err(e) = rec.save() {
+        // The run goes on; only a crash before it ends would lose its PID.
+        warn!(job = %rec.job, "cannot update the record of run {}: {e}", rec.run_id);
     }
 }
 
@@ -79,6 +100,10 @@ pub(super) fn do_work(state: &StateDir, work: Work) -> (Box<RunRecord>, Option<S
         Work::Save(rec) => {
             let error = write_final(state, &rec).err().map(|e| e.to_string());
             (rec, error)
+        }
+        Work::Journal(rec) => {
+            journal(&rec);
+            (rec, None)
         }
     }
 }

@@ -318,7 +318,8 @@ impl Daemon {
     }
 
     /// Journals the PIDs of the runs just spawned (so a new daemon can find them after a
-    /// crash) and logs them.
+    /// crash) and logs them. The writes go to the finisher, whose thread yields to this one
+    /// and to the runners: at a due instant the CPU is theirs first.
     pub(super) fn after_spawns(&mut self) {
         for pid in std::mem::take(&mut self.just_started) {
             let Some(run) = self.active.get_mut(&pid) else {
@@ -326,15 +327,22 @@ impl Daemon {
             };
             let rec = &mut run.record;
             rec.pid_start = crate::sys::process_start_time(pid);
-            if let Err(e) = rec.save() {
-                // The run goes on; only a crash before it ends would lose its PID.
-                warn!(job = %rec.job, "cannot update the record of run {}: {e}", rec.run_id);
-            }
             let late = rec
                 .started
                 .and_then(|s| (s - rec.due).num_microseconds())
                 .map_or(0.0, |us| us as f64 / 1000.0);
             info!(job = %rec.job, run_id = %rec.run_id, pid, late_ms = late, "run started");
+            let journal = Box::new(rec.clone());
+            match &self.finisher {
+                Some(f) => {
+                    if let Err(super::finish::Work::Journal(rec)) =
+                        f.send(super::finish::Work::Journal(journal))
+                    {
+                        super::finish::journal(&rec);
+                    }
+                }
+                None => super::finish::journal(&journal),
+            }
         }
     }
 
@@ -395,12 +403,23 @@ impl Daemon {
     /// it and the job's latest result, and prunes old runs, off this thread.
     pub(super) fn finish(&mut self, mut rec: RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
         mark_ended(&mut rec, outcome, exit);
-        let protect: Vec<String> = self
-            .active
-            .values()
-            .filter(|r| r.record.job == rec.job)
-            .map(|r| r.record.run_id.clone())
-            .collect();
+        // Through the job's own list of runs in flight, not a scan of every active run: each
+        // of 1000 runs ending together would otherwise scan the other 999. A job gone from
+        // the config (runs still in flight) has no list: scanned then.
+        let protect: Vec<String> = match self.jobs.get(&rec.job) {
+            Some(js) => js
+                .running
+                .iter()
+                .filter_map(|pid| self.active.get(pid))
+                .map(|r| r.record.run_id.clone())
+                .collect(),
+            None => self
+                .active
+                .values()
+                .filter(|r| r.record.job == rec.job)
+                .map(|r| r.record.run_id.clone())
+                .collect(),
+        };
         self.hand_over(super::finish::Work::Finish {
             rec: Box::new(rec),
             keep: self.cfg.daemon.keep_runs,

@@ -13,8 +13,8 @@ mod platform;
 mod platform;
 
 pub use platform::{
-    adopt, become_subreaper, enable_cgroups, group_alive, kill_group, kill_tree, spawn,
-    terminate_group, terminate_tree, tree_alive, TAG,
+    adopt, background_thread, become_subreaper, enable_cgroups, group_alive, kill_group, kill_tree,
+    spawn, terminate_group, terminate_tree, tree_alive, TAG,
 };
 
 use std::collections::BTreeMap;

@@ -38,8 +38,15 @@ type OnExit = Box<dyn FnOnce(u32, ExitInfo) + Send>;
 /// A runner in flight: what to call when it exits, its exec-error pipe, its pidfd.
 struct Runner {
     on_exit: OnExit,
-    err_pipe: OwnedFd,
+    exec_error: ExecError,
     pidfd: Option<OwnedFd>,
+}
+
+/// How a runner's exec error is learnt: known when a `CLONE_VFORK` spawn returns, or read
+/// from a close-on-exec pipe once a forked child is gone.
+enum ExecError {
+    Known(Option<String>),
+    Pipe(OwnedFd),
 }
 
 /// Children in flight, and the pipe that tells the reaper the set changed.
@@ -102,7 +109,10 @@ fn reaper() -> io::Result<&'static Reaper> {
         std::thread::Builder::new()
             .name("reaper".into())
             .stack_size(64 * 1024)
-            .spawn(move || reap_forever(r))
+            .spawn(move || {
+                background_thread();
+                reap_forever(r)
+            })
             .map(|_| ())
     });
     match started {
@@ -143,7 +153,10 @@ impl Reaper {
             .remove(&pid);
         if let Some(run) = entry {
             let mut exit = decode(status);
-            exit.spawn_error = read_exec_error(&run.err_pipe);
+            exit.spawn_error = match run.exec_error {
+                ExecError::Known(e) => e,
+                ExecError::Pipe(p) => read_exec_error(&p),
+            };
             (run.on_exit)(pid, exit);
         }
     }
@@ -154,16 +167,15 @@ impl Reaper {
         if !self.pidfds {
             return; // the waitpid(-1) fallback collects them anyway
         }
-        let runners: Vec<u32> = self
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let pids: Vec<u32> = {
+            let runners = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            pids.into_iter()
+                .filter(|p| !runners.contains_key(p))
+                .collect()
+        };
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         let mut added = false;
-        for pid in pids.into_iter().filter(|p| !runners.contains(p)) {
+        for pid in pids {
             if let std::collections::hash_map::Entry::Vacant(v) = orphans.entry(pid) {
                 if let Some(fd) = pidfd_open(pid) {
                     v.insert((fd, false));
@@ -458,6 +470,174 @@ fn resolve(program: &str, path_var: Option<&OsStr>, cwd: &Path) -> io::Result<Pa
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
+/// The daemon's own environment, read once: every runner gets it plus its job's variables.
+/// Nothing in this process changes its environment after start.
+fn base_env() -> &'static [(OsString, OsString)] {
+    static ENV: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
+    ENV.get_or_init(|| std::env::vars_os().collect())
+}
+
+/// The signals whose disposition a runner must not inherit: those with a handler of the
+/// daemon's, and SIGPIPE, which Rust ignores (ignored ones stay ignored, as across any exec).
+/// Looked up once, at the first spawn (64 syscalls each time would cost more than the rest of
+/// a spawn's preparation): the daemon installs its handlers before it starts any run.
+fn signals_to_reset() -> &'static [libc::c_int] {
+    static RESET: OnceLock<Vec<libc::c_int>> = OnceLock::new();
+    RESET.get_or_init(|| {
+        (1..=libc::SIGRTMAX())
+            .filter(|&sig| {
+                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                    return false;
+                }
+                // SAFETY: a query only (null new action), into a zeroed local struct.
+                let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+                if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+                    return false;
+                }
+                old.sa_sigaction != libc::SIG_DFL
+                    && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+            })
+            .collect()
+    })
+}
+
+/// Everything the child does between the fork (or clone) and exec, prepared in the parent as
+/// raw pointers into memory that outlives the child's use of it.
+struct ChildPlan {
+    exe: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    stdout: *const libc::c_char,
+    stderr: *const libc::c_char,
+    null_fd: libc::c_int,
+    /// `cgroup.procs` of the run's cgroup, or null.
+    cg_procs: *const libc::c_char,
+    /// Signals to set back to their default action (see [`signals_to_reset`]).
+    reset: *const libc::c_int,
+    reset_len: usize,
+    /// (uid, gid, groups) to take, for a job's `user`.
+    run_as: Option<(libc::uid_t, libc::gid_t, *const libc::gid_t, usize)>,
+}
+
+/// The child's side: returns only if exec failed, with the errno.
+///
+/// # Safety
+/// Called only in a new child (forked, or cloned with `CLONE_VM | CLONE_VFORK` while every
+/// signal is blocked). It calls async-signal-safe functions only and never allocates: a
+/// `CLONE_VM` child shares the parent's memory, where a lock may be held.
+unsafe fn exec_child(p: &ChildPlan) -> libc::c_int {
+    libc::setpgid(0, 0);
+    if !p.cg_procs.is_null() {
+        let fd = libc::open(p.cg_procs, libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+    // Handlers are the daemon's (signal-hook's forwarders): a signal that reached the child
+    // before exec must not run them here. Then unmask.
+    for i in 0..p.reset_len {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(*p.reset.add(i), &dfl, std::ptr::null_mut());
+    }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    libc::dup2(p.null_fd, 0);
+    // Never through a link planted in the run folder.
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_NOFOLLOW;
+    let out = libc::open(p.stdout, flags, 0o600 as libc::c_uint);
+    let err = libc::open(p.stderr, flags, 0o600 as libc::c_uint);
+    if out >= 0
+        && err >= 0
+        && libc::dup2(out, 1) >= 0
+        && libc::dup2(err, 2) >= 0
+        // Output files first (root's, in the daemon's own folder), then the identity: groups
+        // before gid before uid, each checked, so a failure never execs as root.
+        && p.run_as.is_none_or(|(uid, gid, groups, n)| {
+            libc::setgroups(n as _, groups) == 0 && libc::setgid(gid) == 0 && libc::setuid(uid) == 0
+        })
+        && libc::chdir(p.cwd) == 0
+    {
+        if out > 2 {
+            libc::close(out);
+        }
+        if err > 2 {
+            libc::close(err);
+        }
+        libc::execve(p.exe, p.argv, p.envp);
+    }
+    *libc::__errno_location()
+}
+
+/// A `CLONE_VM` child's plan and what it reports back (shared memory: the parent is
+/// suspended until the child has exec'd or exited).
+struct VforkChild {
+    plan: ChildPlan,
+    errno: libc::c_int,
+}
+
+extern "C" fn vfork_child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's VforkChild, alive while the parent waits (CLONE_VFORK);
+    // exec_child's contract holds (see spawn).
+    unsafe {
+        let c = arg.cast::<VforkChild>();
+        let errno = exec_child(&(*c).plan);
+        std::ptr::write_volatile(std::ptr::addr_of_mut!((*c).errno), errno);
+        libc::_exit(127)
+    }
+}
+
+/// The stack `CLONE_VM` children run on until they exec: one, reused (the parent waits for
+/// each child to exec before it spawns the next).
+const VFORK_STACK: usize = 64 * 1024;
+
+/// Starts the child with `clone(CLONE_VM | CLONE_VFORK)`: no copy of the daemon's page tables
+/// and no copy-on-write faults and TLB shootdowns in the daemon afterwards, which is what a
+/// fork of a multi-threaded daemon costs per start (perf: most of the spawning thread's time
+/// at 1000 runs due at once). Returns the PID and the exec error, known at return.
+fn spawn_vfork(plan: ChildPlan) -> io::Result<(u32, Option<String>)> {
+    static STACK: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    let mut stack = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    if stack.is_empty() {
+        stack.resize(VFORK_STACK, 0);
+    }
+    // The stack grows down from its (16-byte aligned) end.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let mut child = VforkChild { plan, errno: 0 };
+    // Every signal blocked across the clone: a handler must never run in the child while it
+    // shares our memory. The child resets dispositions, then unmasks.
+    // SAFETY: sigfillset/pthread_sigmask on local sets; clone with a valid function, stack
+    // and argument that all outlive the child's use of them (CLONE_VFORK suspends this
+    // thread until the child execs or exits).
+    let (pid, errno) = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            vfork_child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(child).cast(),
+        );
+        let clone_err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_err);
+        }
+        (
+            pid,
+            std::ptr::read_volatile(std::ptr::addr_of!(child.errno)),
+        )
+    };
+    drop(stack);
+    let exec_error = (errno != 0).then(|| io::Error::from_raw_os_error(errno).to_string());
+    Ok((pid as u32, exec_error))
+}
+
 /// Starts the runner in its own process group; `on_exit` is called (on the reaper thread) when
 /// it exits. Returns its PID, which is also the group id.
 pub fn spawn(
@@ -468,29 +648,32 @@ pub fn spawn(
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
     // Everything the child touches is built here: it may not allocate after the fork.
-    let mut env: HashMap<OsString, OsString> = std::env::vars_os().collect();
-    for (k, v) in &spec.env {
-        env.insert(k.into(), v.into());
-    }
-    let exe = resolve_cached(
-        program,
-        env.get(OsStr::new("PATH")).map(OsString::as_os_str),
-        &spec.working_dir,
-    )?;
+    let own = |k: &OsStr| spec.env.contains_key(k.to_str().unwrap_or_default());
+    let envp: Vec<CString> = base_env()
+        .iter()
+        .filter(|(k, _)| !own(k))
+        .map(|(k, v)| {
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(kv)
+        })
+        .chain(spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}"))))
+        .collect::<io::Result<_>>()?;
+    let path_var = match spec.env.get("PATH") {
+        Some(p) => Some(OsStr::new(p.as_str())),
+        None => base_env()
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str()),
+    };
+    let exe = resolve_cached(program, path_var, &spec.working_dir)?;
     let exe = cstring(exe.into_os_string().into_vec())?;
     let argv: Vec<CString> = spec
         .argv
         .iter()
         .map(|a| cstring(a.as_bytes()))
-        .collect::<io::Result<_>>()?;
-    let envp: Vec<CString> = env
-        .into_iter()
-        .map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend(v.into_vec());
-            cstring(kv)
-        })
         .collect::<io::Result<_>>()?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -507,6 +690,83 @@ pub fn spawn(
     };
     let out_path = cstring(spec.stdout.as_os_str().as_bytes())?;
     let err_path = cstring(spec.stderr.as_os_str().as_bytes())?;
+    // A job's `user`: the identity is dropped in the child, from values prepared here.
+    let groups: Vec<libc::gid_t> = spec
+        .user
+        .as_ref()
+        .map(|u| u.groups.iter().map(|g| *g as libc::gid_t).collect())
+        .unwrap_or_default();
+    let run_as = spec.user.as_ref().map(|u| {
+        (
+            u.uid as libc::uid_t,
+            u.gid as libc::gid_t,
+            groups.as_ptr(),
+            groups.len(),
+        )
+    });
+    let r = reaper()?;
+    // Its cgroup exists before the fork: the child joins it before it execs, so nothing it
+    // starts is ever outside.
+    let cg = cgroup::create();
+    let plan = ChildPlan {
+        exe: exe.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        cwd: cwd.as_ptr(),
+        stdout: out_path.as_ptr(),
+        stderr: err_path.as_ptr(),
+        null_fd: null.as_raw_fd(),
+        cg_procs: cg.as_ref().map_or(std::ptr::null(), |c| c.procs.as_ptr()),
+        reset: signals_to_reset().as_ptr(),
+        reset_len: signals_to_reset().len(),
+        run_as,
+    };
+    // A user's identity is taken with glibc's setuid, which signals every thread of the
+    // process (setxid broadcast): only safe in a real fork. A cgroup join from a child that
+    // shares our memory is untested under systemd: a fork too. Both keep the old path.
+    let vfork = spec.user.is_none() && cg.is_none() && r.pidfds;
+    // Without pidfds the waitpid(-1) reaper could collect an instant exit before the child is
+    // registered: hold the lock from the fork to the registration then. With pidfds the reaper
+    // learns of a child only through its registered pidfd, so the lock is taken just to insert.
+    let held = (!r.pidfds).then(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
+    let spawned = if vfork {
+        spawn_vfork(plan).map(|(pid, e)| (pid, ExecError::Known(e)))
+    } else {
+        spawn_fork(&plan).map(|(pid, pipe)| (pid, ExecError::Pipe(pipe)))
+    };
+    let (pid, exec_error) = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(cg) = &cg {
+                cgroup::remove(&cg.dir);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(cg) = cg {
+        run_cgroups()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid, cg.dir);
+    }
+    let mut children = held.unwrap_or_else(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
+    // Works on a child that already exited (a zombie): its pidfd is readable at once.
+    let pidfd = if r.pidfds { pidfd_open(pid) } else { None };
+    children.insert(
+        pid,
+        Runner {
+            on_exit: Box::new(on_exit),
+            exec_error,
+            pidfd,
+        },
+    );
+    drop(children);
+    r.wake();
+    Ok(pid)
+}
+
+/// Starts the child with `fork`; the exec error comes back through the returned pipe.
+fn spawn_fork(plan: &ChildPlan) -> io::Result<(u32, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 fills two descriptors, both close-on-exec.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -514,106 +774,21 @@ pub fn spawn(
     }
     // SAFETY: pipe2 just created these descriptors and nothing else owns them.
     let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // A job's `user`: the identity is dropped in the child, from values prepared here.
-    let run_as = spec
-        .user
-        .as_ref()
-        .map(|u| (u.uid as libc::uid_t, u.gid as libc::gid_t));
-    let groups: Vec<libc::gid_t> = spec
-        .user
-        .as_ref()
-        .map(|u| u.groups.iter().map(|g| *g as libc::gid_t).collect())
-        .unwrap_or_default();
-    let r = reaper()?;
-    // Its cgroup exists before the fork: the child joins it before it execs, so nothing it
-    // starts is ever outside.
-    let cg = cgroup::create();
-    // Without pidfds the waitpid(-1) reaper could collect an instant exit before the child is
-    // registered: hold the lock from the fork to the registration then. With pidfds the reaper
-    // learns of a child only through its registered pidfd, so the lock is taken just to insert.
-    let held = (!r.pidfds).then(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
-    // SAFETY: after fork the child only calls async-signal-safe functions (setpgid,
-    // pthread_sigmask, signal, open, dup2, close, setgroups, setgid, setuid, chdir, execve,
-    // write, _exit) on memory prepared above.
+    // SAFETY: after fork the child only runs exec_child (async-signal-safe calls on memory
+    // prepared before), write and _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: see above; the child never returns from this block.
         unsafe {
-            libc::setpgid(0, 0);
-            if let Some(cg) = &cg {
-                let fd = libc::open(cg.procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd >= 0 {
-                    libc::write(fd, b"0".as_ptr().cast(), 1);
-                    libc::close(fd);
-                }
-            }
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            // Rust ignores SIGPIPE; a runner must get the default back.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::dup2(null.as_raw_fd(), 0);
-            // Never through a link planted in the run folder.
-            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_NOFOLLOW;
-            let out = libc::open(out_path.as_ptr(), flags, 0o600 as libc::c_uint);
-            let err = libc::open(err_path.as_ptr(), flags, 0o600 as libc::c_uint);
-            if out >= 0
-                && err >= 0
-                && libc::dup2(out, 1) >= 0
-                && libc::dup2(err, 2) >= 0
-                // Output files first (root's, in the daemon's own folder), then the identity:
-                // groups before gid before uid, each checked, so a failure never execs as root.
-                && run_as.is_none_or(|(uid, gid)| {
-                    libc::setgroups(groups.len() as _, groups.as_ptr()) == 0
-                        && libc::setgid(gid) == 0
-                        && libc::setuid(uid) == 0
-                })
-                && libc::chdir(cwd.as_ptr()) == 0
-            {
-                if out > 2 {
-                    libc::close(out);
-                }
-                if err > 2 {
-                    libc::close(err);
-                }
-                libc::execve(exe.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            }
-            let errno = *libc::__errno_location();
+            let errno = exec_child(plan);
             libc::write(err_w.as_raw_fd(), (&errno as *const libc::c_int).cast(), 4);
             libc::_exit(127);
         }
     }
     if pid < 0 {
-        if let Some(cg) = &cg {
-            cgroup::remove(&cg.dir);
-        }
         return Err(io::Error::last_os_error());
     }
-    if let Some(cg) = cg {
-        run_cgroups()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pid as u32, cg.dir);
-    }
-    drop(err_w);
-    let mut children = held.unwrap_or_else(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
-    // Works on a child that already exited (a zombie): its pidfd is readable at once.
-    let pidfd = if r.pidfds {
-        pidfd_open(pid as u32)
-    } else {
-        None
-    };
-    children.insert(
-        pid as u32,
-        Runner {
-            on_exit: Box::new(on_exit),
-            err_pipe: err_r,
-            pidfd,
-        },
-    );
-    drop(children);
-    r.wake();
-    Ok(pid as u32)
+    Ok((pid as u32, err_r))
 }
 
 /// Takes over a run the previous daemon left running. Nothing to open on Unix: its process
@@ -621,6 +796,18 @@ pub fn spawn(
 /// time (PID reuse) just before.
 pub fn adopt(_pid: u32, _start: Option<u64>) -> bool {
     true
+}
+
+/// Lowers the calling thread below the loop thread (nice 10): the finisher's writes and
+/// fsyncs and the reaper's collecting then yield the CPU to the loop and to runners
+/// just started when a batch of runs is due, and take what is left (nice 10 still gets about a
+/// tenth of a busy CPU: delayed, never starved). Best effort: a failure changes nothing else.
+pub fn background_thread() {
+    // SAFETY: gettid and setpriority on this thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 /// The environment variable that tags every process of a run.
@@ -654,16 +841,6 @@ fn tagged_processes(run_dir: &str) -> Vec<u32> {
 /// Our children that are no runner of ours: descendants of runs whose parents died (we are
 /// their subreaper).
 fn adopted_children() -> Vec<u32> {
-    let known: Vec<u32> = match reaper() {
-        Ok(r) => r
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect(),
-        Err(_) => Vec::new(),
-    };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -674,9 +851,15 @@ fn adopted_children() -> Vec<u32> {
         };
         out.extend(
             list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .filter(|p| !known.contains(p)),
+                .filter_map(|p| p.parse::<u32>().ok()),
         );
+    }
+    // Runners are looked up in the reaper's map: this runs at every run's end, and with 1000
+    // runs in flight a list compared against every child was a million comparisons each time.
+    // (Spawns happen on the caller's thread: no runner can appear between the read and here.)
+    if let Ok(r) = reaper() {
+        let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
+        out.retain(|p| !runners.contains_key(p));
     }
     out
 }
@@ -837,5 +1020,68 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the runner's exit is still reported");
         assert_eq!(exit.code, Some(0), "runner {pid}");
+    }
+
+    fn run_to_end(argv: &[&str], dir: &Path) -> (u32, ExitInfo) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spec = RunSpec {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            env: BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
+            working_dir: dir.to_path_buf(),
+            stdout: dir.join("out"),
+            stderr: dir.join("err"),
+            user: None,
+        };
+        let pid = spawn(spec, move |_, exit| {
+            let _ = tx.send(exit);
+        })
+        .unwrap();
+        let exit = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the runner's exit is reported");
+        (pid, exit)
+    }
+
+    /// The spawner blocks every signal around its clone: the runner must not inherit that
+    /// mask, nor the SIGPIPE Rust ignores, and it leads a process group of its own.
+    #[test]
+    fn a_runner_starts_with_no_signal_blocked_sigpipe_default_in_its_own_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pid, exit) = run_to_end(&["cat", "/proc/self/status", "/proc/self/stat"], dir.path());
+        assert!(exit.success(), "{exit:?}");
+        let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+                .unwrap()
+        };
+        assert_eq!(field("SigBlk:"), 0, "blocked signals in the runner:\n{out}");
+        let pipe_bit = 1u64 << (libc::SIGPIPE - 1);
+        assert_eq!(
+            field("SigIgn:") & pipe_bit,
+            0,
+            "SIGPIPE ignored in the runner"
+        );
+        // /proc/self/stat: "pid (comm) state ppid pgrp ..."
+        let stat = out.lines().last().unwrap();
+        let after = stat.rsplit_once(") ").unwrap().1;
+        let pgrp: u32 = after.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(pgrp, pid, "the runner leads its own process group");
+    }
+
+    /// A runner that cannot be executed (its interpreter is missing) is reported as such with
+    /// its exit, not as an ordinary failure.
+    #[test]
+    fn an_exec_error_is_reported_with_the_exit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("runner");
+        std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (_, exit) = run_to_end(&[script.to_str().unwrap()], dir.path());
+        assert_eq!(exit.code, Some(127), "{exit:?}");
+        let e = exit.spawn_error.expect("the exec error is reported");
+        assert!(e.contains("No such file"), "{e}");
     }
 }

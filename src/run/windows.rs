@@ -326,3 +326,15 @@ pub fn tree_alive(pid: u32, _run_dir: &str) -> bool {
 pub fn enable_cgroups() -> Result<std::path::PathBuf, String> {
     Err("Windows holds runs in job objects".into())
 }
+
+/// Lowers the calling thread below the loop thread: the finisher's writes then yield the CPU to
+/// the loop and to runners just started when a batch of runs is due. Best effort.
+pub fn background_thread() {
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_BELOW_NORMAL,
+    };
+    // SAFETY: the pseudo handle of the calling thread, a documented priority.
+    unsafe {
+        SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
+    }
+}
