@@ -39,6 +39,9 @@ idle_secs=${BENCH_IDLE_SECS:-30}
 pueue_dir=${BENCH_PUEUE_DIR:-$HOME/.cache/robotmk-bench/pueue-4.0.4}
 t_start=$(date +%s)
 work=$(mktemp -d /tmp/rmkd-bench.XXXXXX)
+# What the jobs of cron, pueue and the daemon write goes to a folder of its own: beside the
+# daemons' configs it would wake their config watch (a file changing next to the config).
+mkdir "$work/out"
 summary=$work/summary
 : > "$summary"
 cfgs=()   # daemon configs: stopped through `stop`
@@ -197,7 +200,7 @@ start_cron_late() {
   [ -z "$cron_note" ] && [ -z "$cron_late_pid" ] || return 0
   local i
   cron_late_t0=$(date +%s.%N)
-  for i in $(seq 20); do echo "* * * * * root date +\%s.\%N >> $work/late20-cron.txt"; done > "$work/cron-late.lines"
+  for i in $(seq 20); do echo "* * * * * root date +\%s.\%N >> $work/out/late20-cron.txt"; done > "$work/cron-late.lines"
   start_cron late
   cron_late_pid=$cron_pid
 }
@@ -376,14 +379,14 @@ if want 4; then
   echo; echo "== 4. start lateness, 20 jobs due together (load $(load))"
   # cron's batch, if it came during sections 2-3: stop cron now, before it disturbs the others.
   c="" cn=$cron_note
-  if [ -z "$cron_note" ] && c=$(late period "$work/late20-cron.txt" 20 0 60 "$cron_late_t0" 0 1 2>/dev/null); then
+  if [ -z "$cron_note" ] && c=$(late period "$work/out/late20-cron.txt" 20 0 60 "$cron_late_t0" 0 1 2>/dev/null); then
     stop_cron_late
   fi
   # The daemon: 20 jobs every 10 s; three batches, skipping the first after its start.
-  mkcfg late20 20 10s "" "[\"sh\", \"-c\", \"date +%s.%N >> $work/late20-daemon.txt\"]"
+  mkcfg late20 20 10s "" "[\"sh\", \"-c\", \"date +%s.%N >> $work/out/late20-daemon.txt\"]"
   t0=$(date +%s.%N)
   "$bin" --config "$work/late20.toml" ctrl >/dev/null
-  d=$(late period "$work/late20-daemon.txt" 20 60 10 "$t0" 1 3) || d=""
+  d=$(late period "$work/out/late20-daemon.txt" 20 60 10 "$t0" 1 3) || d=""
   "$bin" --config "$work/late20.toml" stop --now >/dev/null
   echo "robotmk-daemon: ${d:-failed} (p50 p99 max ms, starts)"
   # pueue: 3 batches of 20 tasks delayed to the same instant.
@@ -393,16 +396,16 @@ if want 4; then
     base=$(( $(date +%s) + 8 ))
     for j in 0 3 6; do
       at=$(date -d "@$((base + j))" '+%Y-%m-%d %H:%M:%S')
-      for i in $(seq 20); do pq add --delay "$at" -- "date +%s.%N >> $work/late20-pueue.txt" >/dev/null; done
+      for i in $(seq 20); do pq add --delay "$at" -- "date +%s.%N >> $work/out/late20-pueue.txt" >/dev/null; done
     done
     [ "$(date +%s)" -ge "$base" ] && echo "(pueue: adding the tasks took past the first instant)"
-    p=$(late instants "$work/late20-pueue.txt" 20 30 "$base,$((base + 3)),$((base + 6))") || pn="pueue: failed"
+    p=$(late instants "$work/out/late20-pueue.txt" 20 30 "$base,$((base + 3)),$((base + 6))") || pn="pueue: failed"
     stop_pid "$pq_pid"
     echo "pueue:          ${p:-$pn}"
   fi
   # cron: started before section 2 when that ran; its first full minute after the start.
   if [ -z "$cron_note" ]; then
-    [ -n "$c" ] || c=$(late period "$work/late20-cron.txt" 20 75 60 "$cron_late_t0" 0 1) || cn="cron: failed"
+    [ -n "$c" ] || c=$(late period "$work/out/late20-cron.txt" 20 75 60 "$cron_late_t0" 0 1) || cn="cron: failed"
     echo "cron:           ${c:-$cn}"
   fi
   stop_cron_late
