@@ -499,14 +499,18 @@ fn windows_under_wine() {
     assert_ne!(new, old, "the new build was not copied");
 
     // A daemon of an older build is asked to stop by the next ctrl and replaced by the one
-    // after it. The old build is simulated by its status (the daemon is idle: no rewrite).
+    // after it. The old build is simulated by its status and by the agent output it
+    // pre-rendered, `ctrl-view`, which ctrl's fast path reads (the daemon is idle: no rewrite).
     let old_pid = next.daemon_pid();
     let status = w.state("race").join("status.json");
     let text = std::fs::read_to_string(&status).unwrap();
     let build = serde_json::from_str::<Value>(&text).unwrap()["daemon"]["build"].clone();
-    let faked = text.replace(&format!("\"build\":{build}"), "\"build\":\"0.0.1\"");
-    assert_ne!(faked, text);
-    std::fs::write(&status, faked).unwrap();
+    for file in [status, w.state("race").join("ctrl-view")] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let faked = text.replace(&format!("\"build\":{build}"), "\"build\":\"0.0.1\"");
+        assert_ne!(faked, text, "{}", file.display());
+        std::fs::write(&file, faked).unwrap();
+    }
     let asked = &w.agent("job", 1, "race-old", &["--config", &cfg, "ctrl"])[0];
     let note = asked.section()["ctrl"]["note"]
         .as_str()
@@ -569,7 +573,11 @@ fn windows_under_wine() {
         let _ = ext.kill();
     }
     let _ = ext.wait();
-    assert!(exited, "the extension daemon ignored the removed run flag");
+    assert!(
+        exited,
+        "the extension daemon ignored the removed run flag; its output:\n{}",
+        std::fs::read_to_string(w.root.join("ext/foreground.log")).unwrap_or_default()
+    );
 
     // Runs whose runner starts a grandchild: ended entirely at the timeout, and by stop --now.
     let jobs = "[[job]]\nname = \"short\"\ncommand = ['C:\\rmk\\bin\\harness.exe', \"tree\", \"{run_dir}\", \"600\"]\nevery = \"5s\"\ntimeout = \"2s\"\n\n\

@@ -126,10 +126,18 @@ pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) ->
     let push_rest =
         |rest: &mut Vec<std::ffi::OsString>, resolved: &mut PathBuf, p: &std::path::Path| {
             let mut parts = Vec::new();
+            let mut after_prefix = false;
             for c in p.components() {
                 match c {
+                    // An absolute target starts again from its root. On Windows that is a
+                    // drive (`C:`) and then its root (`\`): the root joins the drive, else
+                    // `C:\rmk\x` would be watched as `\rmk\x`, on whatever the current
+                    // drive is (Wine showed the run flag's folder never watched).
+                    Component::RootDir if after_prefix => {
+                        resolved.push(c.as_os_str());
+                        parts.clear();
+                    }
                     Component::Prefix(_) | Component::RootDir => {
-                        // An absolute target starts again from its root.
                         *resolved = PathBuf::new();
                         resolved.push(c.as_os_str());
                         parts.clear();
@@ -137,6 +145,7 @@ pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) ->
                     Component::CurDir => {}
                     other => parts.push(other.as_os_str().to_os_string()),
                 }
+                after_prefix = matches!(c, Component::Prefix(_));
             }
             rest.extend(parts.into_iter().rev());
         };
@@ -255,5 +264,49 @@ mod tests {
             Child::Content,
             &mut Vec::new()
         ));
+    }
+}
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+    use std::path::{Component, PathBuf};
+
+    /// A folder right under the drive: no symlink of the test host on the way.
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_path_on_a_drive_is_watched_on_that_drive() {
+        let dir = Dir(PathBuf::from(format!(
+            "C:\\rmkd-watch-test-{}",
+            std::process::id()
+        )));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let flag = dir.0.join("run.flag");
+        std::fs::write(&flag, "").unwrap();
+        let mut w = Vec::new();
+        assert!(path_watches(&flag, Child::Content, &mut w));
+        for watch in &w {
+            assert!(
+                matches!(watch.dir.components().next(), Some(Component::Prefix(_))),
+                "watched without its drive: {} in {w:?}",
+                watch.dir.display()
+            );
+        }
+        assert!(
+            w.iter()
+                .any(|x| x.dir == std::path::Path::new("C:\\") && x.itself),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|x| x.dir == dir.0 && x.children.iter().any(|(n, _)| n == "run.flag")),
+            "the flag's folder is not watched: {w:?}"
+        );
     }
 }
