@@ -68,11 +68,15 @@ echo "soak: 50 jobs every 1-5 s for ${secs}s (warm-up ${warmup}s), log_max_size 
 
 # The torture reader: ctrl and status.json / latest.json parses in a tight loop.
 python3 - "$bin" "$cfg" "$state" "$work/reader" <<'PY' &
-import glob, json, signal, subprocess, sys
+import glob, json, os, signal, subprocess, sys
 bin, cfg, state, out = sys.argv[1:]
 n = {"ctrl": 0, "ctrl_failed": 0, "reads": 0, "torn": 0}
 def done(*_):
-    json.dump(n, open(out, "w")); sys.exit(0)
+    # os._exit, not sys.exit: a SystemExit raised where Python ignores exceptions (a
+    # finalizer) was swallowed once, and the reader ran on with the script waiting for it.
+    with open(out, "w") as f:
+        json.dump(n, f)
+    os._exit(0)
 signal.signal(signal.SIGTERM, done)
 while True:
     r = subprocess.run([bin, "--config", cfg, "ctrl"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
