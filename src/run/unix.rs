@@ -546,10 +546,8 @@ unsafe fn exec_child(p: &ChildPlan) -> libc::c_int {
     libc::sigemptyset(&mut set);
     libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     libc::dup2(p.null_fd, 0);
-    // Never through a link planted in the run folder.
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_NOFOLLOW;
-    let out = libc::open(p.stdout, flags, 0o600 as libc::c_uint);
-    let err = libc::open(p.stderr, flags, 0o600 as libc::c_uint);
+    let out = open_output(p.stdout);
+    let err = open_output(p.stderr);
     if out >= 0
         && err >= 0
         && libc::dup2(out, 1) >= 0
@@ -570,6 +568,33 @@ unsafe fn exec_child(p: &ChildPlan) -> libc::c_int {
         libc::execve(p.exe, p.argv, p.envp);
     }
     *libc::__errno_location()
+}
+
+/// Opens a runner's output file in the child: never through a link planted in the run folder,
+/// and a regular file only. A FIFO would block the open until some reader came, and with
+/// `CLONE_VFORK` the daemon's loop waits for this child: `O_NONBLOCK` turns that into an error
+/// (ENXIO without a reader; EINVAL for any other kind of file), then is cleared again.
+///
+/// # Safety
+/// As [`exec_child`]: async-signal-safe calls only, no allocation.
+unsafe fn open_output(path: *const libc::c_char) -> libc::c_int {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_NOFOLLOW;
+    let fd = libc::open(path, flags | libc::O_NONBLOCK, 0o600 as libc::c_uint);
+    if fd < 0 {
+        return fd;
+    }
+    let mut st: libc::stat = std::mem::zeroed();
+    if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        libc::close(fd);
+        *libc::__errno_location() = libc::EINVAL;
+        return -1;
+    }
+    libc::fcntl(
+        fd,
+        libc::F_SETFL,
+        flags & !libc::O_CREAT & !libc::O_NOFOLLOW,
+    );
+    fd
 }
 
 /// A `CLONE_VM` child's plan and what it reports back (shared memory: the parent is
@@ -1072,6 +1097,40 @@ mod tests {
 
     /// A runner that cannot be executed (its interpreter is missing) is reported as such with
     /// its exit, not as an ordinary failure.
+    /// A FIFO where the runner's output goes must not block the spawn: with `CLONE_VFORK` that
+    /// would stop the daemon's loop until some reader opened it.
+    #[test]
+    fn a_fifo_as_the_output_file_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo =
+            std::ffi::CString::new(dir.path().join("out").into_os_string().into_vec()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        // On a thread of its own: a spawn that hangs must fail the test, not hang it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(run_to_end(&["true"], &d).1);
+        });
+        let exit = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if exit.is_err() {
+            // Release the child blocked in its open (it then runs `true`), leaving nothing.
+            let _reader = std::fs::File::open(dir.path().join("out"));
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
+            panic!("the spawn hung on a FIFO");
+        }
+        let exit = exit.unwrap();
+        assert_eq!(exit.code, Some(127), "{exit:?}");
+        assert!(exit.spawn_error.is_some(), "{exit:?}");
+        // A regular file still works, with no O_NONBLOCK left on the runner's stdout.
+        std::fs::remove_file(dir.path().join("out")).unwrap();
+        let (_, exit) = run_to_end(&["sh", "-c", "grep flags /proc/self/fdinfo/1"], dir.path());
+        assert!(exit.success(), "{exit:?}");
+        let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
+        let flags = u32::from_str_radix(out.split_whitespace().nth(1).unwrap(), 8).unwrap();
+        assert_eq!(flags & libc::O_NONBLOCK as u32, 0, "{out}");
+    }
+
     #[test]
     fn an_exec_error_is_reported_with_the_exit() {
         use std::os::unix::fs::PermissionsExt;
