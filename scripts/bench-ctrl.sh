@@ -14,14 +14,8 @@ cd "$(dirname "$0")/.."
 bin=${BIN:-$(scripts/build-release.sh)}
 counts=${BENCH_CTRL_JOBS:-100 1000}
 rounds=${BENCH_CTRL_ROUNDS:-300}
-work=$(mktemp -d /tmp/rmkd-bench-ctrl.XXXXXX)
-cfgs=()
-cleanup() {
-  for c in "${cfgs[@]}"; do "$bin" --config "$c" stop --now --timeout 10s >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-unset RUST_BACKTRACE
+. scripts/bench-lib.sh
+bench_init rmkd-bench-ctrl
 
 mkcfg() {  # mkcfg FILE NAME JOBS: hourly jobs, all due 5 s from now
   local i offset=$(( ($(date +%s) + 5) % 3600 ))

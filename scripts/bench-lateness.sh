@@ -16,14 +16,8 @@ bin=${BIN:-${BENCH_BIN:-$(scripts/build-release.sh)}}
 old=${BENCH_BIN_OLD:-}
 sizes=${LATENESS_N:-100 1000}
 rounds=${LATENESS_ROUNDS:-3}
-work=$(mktemp -d /tmp/rmkd-lateness.XXXXXX)
-cfgs=()
-cleanup() {
-  for c in "${cfgs[@]}"; do "${c%%|*}" --config "${c#*|}" stop --now --timeout 10s >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-unset RUST_BACKTRACE
+. scripts/bench-lib.sh
+bench_init rmkd-lateness
 cc -O2 -o "$work/floor" bench/floor.c
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $bin${old:+ (old: $old)}"
 

@@ -17,14 +17,8 @@ bin=${BIN:-$(scripts/build-release.sh)}
 settle=${BENCH_MEM_SETTLE_SECS:-5}
 soak=${BENCH_MEM_SOAK_SECS:-0}
 steady=${BENCH_MEM_STEADY_JOBS:-0}
-work=$(mktemp -d /tmp/rmkd-bench-mem.XXXXXX)
-cfgs=()
-cleanup() {
-  for c in "${cfgs[@]}"; do "$bin" --config "$c" stop --now --timeout 10s >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-unset RUST_BACKTRACE   # backtrace capture inflates an idle Rust daemon's RSS
+. scripts/bench-lib.sh
+bench_init rmkd-bench-mem
 
 mkcfg() {  # mkcfg NAME JOBS EVERY
   local c=$work/$1.toml i
