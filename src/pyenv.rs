@@ -354,6 +354,13 @@ fn whoami() -> String {
 /// in the builder's own folder. Nothing else of root's: no HOME or caches of root's, no
 /// `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials' sockets.
 pub fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
+    build_env_from(std::env::vars_os(), home)
+}
+
+fn build_env_from(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+    home: &Path,
+) -> Vec<(OsString, OsString)> {
     let keep = |k: &str| {
         let upper = k.to_ascii_uppercase();
         matches!(
@@ -376,9 +383,8 @@ pub fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
             // an install dir): the builder has its own.
             || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
     };
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k.to_str().is_some_and(keep))
-        .collect();
+    let mut env: Vec<(OsString, OsString)> =
+        vars.filter(|(k, _)| k.to_str().is_some_and(keep)).collect();
     env.extend([
         ("HOME".into(), home.as_os_str().to_owned()),
         (
@@ -750,13 +756,124 @@ mod tests {
             python: "python3".into(),
             shared: false,
         };
-        let ka = key_of(&spec(&a, SourceKind::Requirements)).unwrap();
+        let ka = key_of(&spec(&a, SourceKind::Requirements), None).unwrap();
         // Same content elsewhere: the same environment.
-        assert_eq!(ka, key_of(&spec(&b, SourceKind::Requirements)).unwrap());
+        assert_eq!(
+            ka,
+            key_of(&spec(&b, SourceKind::Requirements), None).unwrap()
+        );
         assert!(is_key(&ka), "{ka}");
-        assert_ne!(ka, key_of(&spec(&a, SourceKind::Pyproject)).unwrap());
+        assert_ne!(ka, key_of(&spec(&a, SourceKind::Pyproject), None).unwrap());
         std::fs::write(&b, "x==2\n").unwrap();
-        assert_ne!(ka, key_of(&spec(&b, SourceKind::Requirements)).unwrap());
+        assert_ne!(
+            ka,
+            key_of(&spec(&b, SourceKind::Requirements), None).unwrap()
+        );
+    }
+
+    #[test]
+    fn builders_never_share_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, "x==1\n").unwrap();
+        let spec = EnvSpec {
+            source: a,
+            kind: SourceKind::Requirements,
+            python: "python3".into(),
+            shared: false,
+        };
+        let own = key_of(&spec, None).unwrap();
+        let one = key_of(&spec, Some(1000)).unwrap();
+        let two = key_of(&spec, Some(1001)).unwrap();
+        assert!(own != one && one != two && own != two);
+        assert_eq!(one, key_of(&spec, Some(1000)).unwrap());
+    }
+
+    #[test]
+    fn a_build_as_another_user_gets_nothing_of_roots_environment() {
+        let vars = [
+            ("HOME", "/root"),
+            ("USER", "root"),
+            ("XDG_CACHE_HOME", "/root/.cache"),
+            ("PYTHONPATH", "/root/lib"),
+            ("VIRTUAL_ENV", "/root/venv"),
+            ("SSH_AUTH_SOCK", "/tmp/ssh-x/agent.1"),
+            ("UV_CACHE_DIR", "/root/.cache/uv"),
+            ("PIP_CACHE_DIR", "/root/.cache/pip"),
+            ("TMPDIR", "/root/tmp"),
+            ("PATH", "/usr/bin:/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C.UTF-8"),
+            ("https_proxy", "http://proxy:3128"),
+            ("PIP_INDEX_URL", "https://pypi.example/simple"),
+            ("UV_INDEX_URL", "https://pypi.example/simple"),
+            (crate::run::TAG, "/var/lib/x.users/envs/k"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env: std::collections::BTreeMap<String, String> = build_env_from(
+            vars.into_iter(),
+            Path::new("/var/lib/x.users/build-homes/997"),
+        )
+        .into_iter()
+        .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+        .collect();
+        let home = "/var/lib/x.users/build-homes/997";
+        assert_eq!(env["HOME"], home);
+        assert_eq!(env["XDG_CACHE_HOME"], format!("{home}/.cache"));
+        assert_eq!(env["TMPDIR"], format!("{home}/tmp"));
+        for gone in [
+            "USER",
+            "PYTHONPATH",
+            "VIRTUAL_ENV",
+            "SSH_AUTH_SOCK",
+            "UV_CACHE_DIR",
+        ] {
+            assert!(!env.contains_key(gone), "{gone} leaked: {env:?}");
+        }
+        assert!(!env.contains_key("PIP_CACHE_DIR"), "{env:?}");
+        for kept in [
+            "PATH",
+            "LANG",
+            "LC_ALL",
+            "https_proxy",
+            "PIP_INDEX_URL",
+            "UV_INDEX_URL",
+        ] {
+            assert!(env.contains_key(kept), "{kept} dropped: {env:?}");
+        }
+        assert_eq!(env[crate::run::TAG], "/var/lib/x.users/envs/k");
+        assert!(!env.values().any(|v| v.starts_with("/root")), "{env:?}");
+    }
+
+    #[test]
+    fn a_copied_project_leaves_out_vcs_venvs_and_build_output() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("proj");
+        for sub in [
+            ".git/objects",
+            "venv/bin",
+            "build/lib",
+            "x.egg-info",
+            "src/pkg",
+        ] {
+            std::fs::create_dir_all(p.join(sub)).unwrap();
+        }
+        std::fs::write(p.join("pyproject.toml"), "[project]\n").unwrap();
+        std::fs::write(p.join("src/pkg/__init__.py"), "").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc/hostname", p.join("link")).unwrap();
+        let to = d.path().join("copy");
+        copy_project(&p, &to).unwrap();
+        assert!(to.join("pyproject.toml").is_file());
+        assert!(to.join("src/pkg/__init__.py").is_file());
+        for gone in [".git", "venv", "build", "x.egg-info"] {
+            assert!(!to.join(gone).exists(), "{gone}");
+        }
+        #[cfg(unix)]
+        assert_eq!(
+            std::fs::read_link(to.join("link")).unwrap(),
+            Path::new("/etc/hostname")
+        );
     }
 
     #[test]

@@ -310,7 +310,7 @@ mod tests {
         symlink("bin", from.join("lib64")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &from.join("fifo"),
+            from.join("fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
