@@ -265,6 +265,39 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The first folder above `path` that a process of `uid` (in `groups`) cannot pass through
+/// (no search permission for it), as `<folder> (mode 0700, owner uid 0)`; `Ok` when it can
+/// reach `path`. Checked before a build starts as that user, so a folder an admin (or an
+/// older version) closed is named, instead of the build's bare "Permission denied".
+pub fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        let Ok(m) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let bit = if m.uid() == uid {
+            0o100
+        } else if groups.contains(&m.gid()) {
+            0o010
+        } else {
+            0o001
+        };
+        if m.mode() & bit == 0 {
+            return Err(format!(
+                "{} (mode {:04o}, owner uid {})",
+                dir.display(),
+                m.mode() & 0o7777,
+                m.uid()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The mode of a sealed environment's own folder (the daemon's): `0755` when jobs' users run
 /// it, else `0700`.
 pub fn seal_dir_mode(dir: &Path, readable: bool) -> io::Result<()> {
@@ -357,6 +390,27 @@ mod tests {
             matches!(e, SealError::Owner { owner, .. } if owner == me()),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_closed_folder_on_the_way_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let closed = d.path().join("closed");
+        std::fs::create_dir_all(closed.join("inner")).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = closed.join("inner/venv");
+        // Someone else (not the owner, in none of its groups) is stopped at `closed`...
+        let e = check_passable(&target, 4242, &[4242]).unwrap_err();
+        assert!(
+            e.starts_with(&format!("{} (mode 0700", closed.display())),
+            "{e}"
+        );
+        // ...its owner is not, nor is anyone once it lets others pass.
+        check_passable(&target, me(), &[]).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+        check_passable(&target, 4242, &[4242]).unwrap();
     }
 
     #[test]

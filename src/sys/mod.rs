@@ -29,7 +29,9 @@ mod build_tree;
 #[path = "build_tree_windows.rs"]
 mod build_tree;
 
-pub use build_tree::{copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError};
+pub use build_tree::{
+    check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError,
+};
 
 /// A process identified by PID *and* start time, so a recycled PID is never mistaken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

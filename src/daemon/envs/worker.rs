@@ -304,15 +304,18 @@ impl Worker {
         } else {
             state::create_state_subdirs(&self.state.root, &["envs", key])
         };
-        let prepared = made.and_then(|dir| {
-            let home = prepare_build(&self.state.root, &dir, builder)?;
-            Ok((dir, home))
-        });
+        let prepared = made
+            .map_err(|e| format!("cannot create the environment folder: {e}"))
+            .and_then(|dir| {
+                let home = prepare_build(&self.state.root, &dir, builder)?;
+                Ok((dir, home))
+            });
         let (dir, home) = match prepared {
             Ok(d) => d,
             Err(e) => {
+                warn!(env = %key, "not building: {e}");
                 st.state = Phase::Failed;
-                st.error = Some(format!("cannot create the environment folder: {e}"));
+                st.error = Some(e);
                 self.envs.insert(key.to_string(), st);
                 return;
             }
@@ -645,22 +648,39 @@ fn prepare_build(
     state_root: &std::path::Path,
     dir: &std::path::Path,
     builder: Option<&UserInfo>,
-) -> std::io::Result<Option<PathBuf>> {
+) -> Result<Option<PathBuf>, String> {
+    let at = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| format!("cannot prepare {}: {e}", p.display())
+    };
     for old in [VENV_BUILT, VENV_SEALING, "venv"] {
         let p = dir.join(old);
         match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p)?,
-            Ok(_) => std::fs::remove_file(&p)?,
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).map_err(at(&p))?,
+            Ok(_) => std::fs::remove_file(&p).map_err(at(&p))?,
             Err(_) => {}
         }
     }
     let Some(u) = builder else {
         return Ok(None);
     };
-    crate::sys::hand_dir(&pyenv::venv_dir(dir), u.uid, u.gid)?;
-    let homes = crate::daemon::workdir::public_dirs(state_root, &["build-homes"], false)?;
+    let venv = pyenv::venv_dir(dir);
+    crate::sys::hand_dir(&venv, u.uid, u.gid).map_err(at(&venv))?;
+    let homes = crate::daemon::workdir::public_dirs(state_root, &["build-homes"], false)
+        .map_err(at(state_root))?;
     let home = homes.join(u.uid.to_string());
-    crate::sys::hand_dir(&home, u.uid, u.gid)?;
+    crate::sys::hand_dir(&home, u.uid, u.gid).map_err(at(&home))?;
+    for p in [&venv, &home] {
+        crate::sys::check_passable(p, u.uid, &u.groups).map_err(|closed| {
+            format!(
+                "not built: the build runs as {}, which cannot pass through {closed} on the \
+                 way to {}; let other users pass through that folder (chmod o+x: nothing in \
+                 it becomes listable or readable), or put state_dir below folders they can",
+                pyenv::builder_label(u),
+                p.display()
+            )
+        })?;
+    }
     Ok(Some(home))
 }
 
