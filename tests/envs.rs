@@ -1307,3 +1307,38 @@ fn a_missing_build_user_fails_the_build_with_the_fix() {
     assert!(note.contains("build_user"), "{note}");
     assert!(env_dirs(&inst).is_empty(), "{:?}", env_dirs(&inst));
 }
+
+/// A folder above the state dir that other users cannot pass (the default layout of older
+/// versions made `robotmk-daemon/` 0700) stops the build user: the build is not started, and
+/// the error names the folder and the fix.
+#[test]
+fn a_closed_folder_above_the_environments_is_named() {
+    let Some(_) = system_user(BUILDER) else {
+        return;
+    };
+    let daemon = format!("uv = \"off\"\n{}", build_user_line());
+    let inst = Instance::new(&daemon, "");
+    // A temp dir of 0700: the build user cannot reach the users' tree in it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(inst.dir.path().join("r.txt"), "--no-index\nnosuchpkg\n").unwrap();
+    std::fs::write(inst.dir.path().join("v.robot"), SUITE).unwrap();
+    inst.write_config(&daemon, &job("c", "r.txt", "1s"));
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !ran(&inst, "c").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "c")[0];
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    let note = rec["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "cannot pass through {} (mode 0700",
+            inst.dir.path().display()
+        )),
+        "{note}"
+    );
+    assert!(note.contains("chmod o+x"), "{note}");
+}
