@@ -587,7 +587,14 @@ fn envs_table(o: &mut String, envs: &[crate::pyenv::EnvState]) {
                 .to_string()),
             e.jobs.join(", ")
         );
-        let _ = writeln!(o, "  from {}", e.source.display());
+        match &e.builder {
+            Some(b) => {
+                let _ = writeln!(o, "  from {}, built as {b}", e.source.display());
+            }
+            None => {
+                let _ = writeln!(o, "  from {}", e.source.display());
+            }
+        }
         if let Some(err) = &e.error {
             for line in err.lines() {
                 let _ = writeln!(o, "  {line}");
