@@ -357,34 +357,39 @@ pub fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
     build_env_from(std::env::vars_os(), home)
 }
 
+/// Whether a variable of the daemon's environment reaches a build as another user (see
+/// [`build_env`]).
+pub fn build_env_keeps(k: &str) -> bool {
+    let upper = k.to_ascii_uppercase();
+    matches!(
+        k,
+        "PATH"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "SSL_CERT_FILE"
+            | "SSL_CERT_DIR"
+            | "REQUESTS_CA_BUNDLE"
+            | "CURL_CA_BUNDLE"
+    ) || k == crate::run::TAG
+        || k.starts_with("LC_")
+        || matches!(
+            upper.as_str(),
+            "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
+        )
+        // The installers' own settings, but none naming a folder of root's (a cache, an
+        // install dir): the builder has its own.
+        || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
+}
+
 fn build_env_from(
     vars: impl Iterator<Item = (OsString, OsString)>,
     home: &Path,
 ) -> Vec<(OsString, OsString)> {
-    let keep = |k: &str| {
-        let upper = k.to_ascii_uppercase();
-        matches!(
-            k,
-            "PATH"
-                | "LANG"
-                | "LANGUAGE"
-                | "TZ"
-                | "SSL_CERT_FILE"
-                | "SSL_CERT_DIR"
-                | "REQUESTS_CA_BUNDLE"
-                | "CURL_CA_BUNDLE"
-        ) || k == crate::run::TAG
-            || k.starts_with("LC_")
-            || matches!(
-                upper.as_str(),
-                "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
-            )
-            // The installers' own settings, but none naming a folder of root's (a cache,
-            // an install dir): the builder has its own.
-            || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
-    };
-    let mut env: Vec<(OsString, OsString)> =
-        vars.filter(|(k, _)| k.to_str().is_some_and(keep)).collect();
+    // Blanked variables (see the daemon's side) are no settings.
+    let mut env: Vec<(OsString, OsString)> = vars
+        .filter(|(k, v)| k.to_str().is_some_and(build_env_keeps) && !v.is_empty())
+        .collect();
     env.extend([
         ("HOME".into(), home.as_os_str().to_owned()),
         (

@@ -1095,6 +1095,9 @@ while time.time() < end:
     time.sleep(0.05)
 "#;
 
+/// A value only the daemon's (root's) environment carries.
+const SECRET: &str = "rmkd-i20-secret-of-root";
+
 /// Ends the lingering process (by the PID it recorded) also when the test fails.
 struct LingerGuard(PathBuf);
 
@@ -1172,6 +1175,17 @@ fn a_sealed_environment_is_roots_and_a_lingering_build_process_cannot_change_it(
                  first = True\n\
              except FileExistsError:\n    \
                  first = False\n\
+             seen = []\n\
+             pid = os.getpid()\n\
+             while pid > 1:\n    \
+                 try:\n        \
+                     env = open('/proc/%d/environ' % pid, 'rb').read()\n    \
+                 except OSError:\n        \
+                     break\n    \
+                 seen.append((pid, {SECRET:?}.encode() in env))\n    \
+                 pid = int(open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[1])\n\
+             with open(os.path.join(marks, 'environ-%d' % os.getpid()), 'w') as f:\n    \
+                 f.write(repr(seen))\n\
              if tag and first:\n    \
                  pid = os.fork()\n    \
                  if pid == 0:\n        \
@@ -1198,11 +1212,23 @@ fn a_sealed_environment_is_roots_and_a_lingering_build_process_cannot_change_it(
     inst.write_config(
         &daemon,
         &format!(
-            "[[job]]\nname = \"p\"\nsuite = \"ok.robot\"\nevery = \"1h\"\ntimeout = \"60s\"\npyproject = \"proj/pyproject.toml\"\n{}",
+            "[[job]]\nname = \"p\"\nsuite = \"ok.robot\"\nevery = \"2s\"\ntimeout = \"60s\"\npyproject = \"proj/pyproject.toml\"\n{}",
             python_line(&kit)
         ),
     );
-    start(&inst);
+    let out = inst
+        .cmd()
+        .env("RMKD_I20_SECRET", SECRET)
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    let daemon = inst.daemon_pid().expect("the daemon's pid");
+    let environ = std::fs::read(format!("/proc/{daemon}/environ")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&environ).contains(SECRET),
+        "the daemon did not get the variable the test gave it"
+    );
     let mut env = Value::Null;
     assert!(
         wait_for(Duration::from_secs(180), || {
@@ -1228,6 +1254,23 @@ fn a_sealed_environment_is_roots_and_a_lingering_build_process_cannot_change_it(
         "{:?}",
         linger_log(&log)
     );
+    // None of root's environment reached the build: not setup.py's, nor that of any process
+    // above it it could read (the installer, the env-build process).
+    let looks: Vec<String> = std::fs::read_dir(&marks)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("environ-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert!(!looks.is_empty(), "setup.py recorded no environment");
+    for l in &looks {
+        assert!(
+            !l.contains("True"),
+            "a build process carried the daemon's variable (pid, found): {l}"
+        );
+        // It saw its chain up to the env-build process (3 or more readable processes).
+        assert!(l.matches("False").count() >= 3, "{l}");
+    }
     // Sealed: root's, nothing writable by others, the key folder closed to all but root
     // (only root runs this environment).
     assert_sealed(&venv, 0o022);

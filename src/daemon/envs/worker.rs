@@ -351,8 +351,15 @@ impl Worker {
         env.insert(run::TAG.to_string(), dir_s.clone());
         if let (Some(u), Some(h)) = (builder, &home) {
             argv.extend(["--home".into(), h.display().to_string()]);
-            // The build process itself runs with the builder's names (the installers get a
-            // scrubbed environment from it, see `pyenv::build_env`).
+            // Its /proc/PID/environ is the builder's to read: every variable of the daemon's
+            // that the installers would not get (`pyenv::build_env`) is blanked here (a
+            // runner's environment is the daemon's plus its own), so none of root's values
+            // reaches the build's processes. It runs with the builder's names.
+            for (k, _) in std::env::vars_os() {
+                if let Some(k) = k.to_str().filter(|k| !pyenv::build_env_keeps(k)) {
+                    env.insert(k.to_string(), String::new());
+                }
+            }
             env.insert("HOME".into(), h.display().to_string());
             env.insert("USER".into(), u.name.clone());
             env.insert("LOGNAME".into(), u.name.clone());
