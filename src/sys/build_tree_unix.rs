@@ -55,17 +55,21 @@ fn std_io_at(path: &Path) -> impl FnOnce(io::Error) -> SealError + '_ {
     }
 }
 
-struct Budget {
-    entries: u64,
-    bytes: u64,
+/// What a seal copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealStats {
+    pub entries: u64,
+    pub bytes: u64,
 }
+
+type Budget = SealStats;
 
 /// Copies the tree at `from` (a folder of `builder`'s) to `to`, which must not exist and
 /// whose parent must be the daemon's: folders `0755`, files `0755` when the builder made them
 /// executable and `0644` otherwise (no set-id bits, nothing writable by others), links as
 /// links. Special files (FIFOs, sockets, devices) are left out. Everything is synced before
 /// it returns.
-pub fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<(), SealError> {
+pub fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStats, SealError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let src = rustix::fs::open(from, dir_flags, Mode::empty()).map_err(io_at(from))?;
     let st = rustix::fs::fstat(&src).map_err(io_at(from))?;
@@ -78,16 +82,13 @@ pub fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<(), SealError> 
     }
     rustix::fs::mkdir(to, Mode::from_raw_mode(0o700)).map_err(io_at(to))?;
     let dst = rustix::fs::open(to, dir_flags, Mode::empty()).map_err(io_at(to))?;
-    let mut budget = Budget {
-        entries: 0,
-        bytes: 0,
-    };
+    let mut budget = Budget::default();
     copy_dir(&src, &dst, from, builder, 0, &mut budget)?;
     rustix::fs::fchmod(&dst, Mode::from_raw_mode(0o755)).map_err(io_at(to))?;
     // One flush of the file system instead of an fsync per file: a state that says "ready"
     // (written durably after this) never names a tree that a power cut could leave empty.
     rustix::fs::syncfs(&dst).map_err(io_at(to))?;
-    Ok(())
+    Ok(budget)
 }
 
 fn copy_dir(

@@ -23,7 +23,14 @@ fn unsupported(path: &Path) -> io::Error {
     )
 }
 
-pub fn seal_copy(from: &Path, _to: &Path, _builder: u32) -> Result<(), SealError> {
+/// What a seal copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealStats {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+pub fn seal_copy(from: &Path, _to: &Path, _builder: u32) -> Result<SealStats, SealError> {
     Err(SealError::Io {
         path: from.to_path_buf(),
         source: unsupported(from),

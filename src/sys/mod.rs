@@ -31,6 +31,7 @@ mod build_tree;
 
 pub use build_tree::{
     check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError,
+    SealStats,
 };
 
 /// A process identified by PID *and* start time, so a recycled PID is never mistaken for it.

@@ -439,11 +439,6 @@ impl Worker {
         let Some(mut st) = self.envs.remove(key) else {
             return;
         };
-        let now = Utc::now();
-        st.built = Some(now);
-        st.duration_s = st
-            .started
-            .map(|s| ((now - s).num_milliseconds() as f64 / 1e3).max(0.0));
         let mut outcome = if b.timed_out {
             Err(format!(
                 "the build did not finish within env_build_timeout ({})",
@@ -470,6 +465,12 @@ impl Worker {
                 pyenv::venv_dir(&dir).display()
             ));
         }
+        // Built (ready or failed) once sealed: the seal is part of what a job waits for.
+        let now = Utc::now();
+        st.built = Some(now);
+        st.duration_s = st
+            .started
+            .map(|s| ((now - s).num_milliseconds() as f64 / 1e3).max(0.0));
         match outcome {
             Ok(()) => {
                 if let Some(bi) = pyenv::read_build_info(&pyenv::venv_dir(&dir)) {
@@ -711,7 +712,15 @@ fn seal(dir: &std::path::Path, builder: u32, shared: bool) -> Result<(), String>
         }
     }
     std::fs::rename(&venv, &built).map_err(|e| format!("{}: {e}", venv.display()))?;
-    crate::sys::seal_copy(&built, &sealing, builder).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let copied = crate::sys::seal_copy(&built, &sealing, builder).map_err(|e| e.to_string())?;
+    info!(
+        files = copied.entries,
+        bytes = copied.bytes,
+        ms = t0.elapsed().as_millis() as u64,
+        "sealed the built environment {}",
+        venv.display()
+    );
     std::fs::rename(&sealing, &venv).map_err(|e| format!("{}: {e}", sealing.display()))?;
     // A process of the builder's that escaped may still write in it: it is no one's now and
     // goes with the next build or the environment, if not now.
