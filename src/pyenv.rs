@@ -794,6 +794,8 @@ mod tests {
         assert_eq!(one, key_of(&spec, Some(1000)).unwrap());
     }
 
+    // Builds as another user are Unix's (Windows builds as the daemon, with its environment).
+    #[cfg(unix)]
     #[test]
     fn a_build_as_another_user_gets_nothing_of_roots_environment() {
         let vars = [
