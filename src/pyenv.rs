@@ -140,7 +140,8 @@ pub fn resolve_build_user(name: &str) -> Result<UserInfo, String> {
             "environments of jobs without a `user` are built as the unprivileged user {name:?} \
              ([daemon] build_user), never as root: {e}. Create it (the .deb does: useradd \
              --system --user-group --no-create-home --home-dir /nonexistent --shell \
-             /usr/sbin/nologin {name}) or name another unprivileged user in [daemon] build_user"
+             /usr/sbin/nologin {name}) or name another unprivileged user in [daemon] build_user; \
+             a config reload (SIGHUP, or an edit of the config) tries again"
         )
     })?;
     if u.uid == 0 {
