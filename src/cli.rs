@@ -149,6 +149,10 @@ pub enum Command {
         /// Build with this uv; without it, `python -m venv` and pip.
         #[arg(long)]
         uv: Option<PathBuf>,
+        /// The builder's own folder (a build as another user than the daemon's): the
+        /// installers' HOME, caches and TMPDIR, and a scrubbed environment.
+        #[arg(long)]
+        home: Option<PathBuf>,
     },
     /// The daemon itself, as launched by ctrl (use `start` instead).
     #[command(hide = true)]
@@ -213,6 +217,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             kind,
             python,
             uv,
+            home,
         } => {
             let kind = match kind.as_str() {
                 "requirements" => crate::pyenv::SourceKind::Requirements,
@@ -228,6 +233,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 kind,
                 python,
                 uv,
+                home,
             })
         }
         Command::RobotAttempts {
@@ -581,7 +587,14 @@ fn envs_table(o: &mut String, envs: &[crate::pyenv::EnvState]) {
                 .to_string()),
             e.jobs.join(", ")
         );
-        let _ = writeln!(o, "  from {}", e.source.display());
+        match &e.builder {
+            Some(b) => {
+                let _ = writeln!(o, "  from {}, built as {b}", e.source.display());
+            }
+            None => {
+                let _ = writeln!(o, "  from {}", e.source.display());
+            }
+        }
         if let Some(err) = &e.error {
             for line in err.lines() {
                 let _ = writeln!(o, "  {line}");
@@ -640,6 +653,29 @@ fn check_config(path: &Path) -> i32 {
             )),
         config::duration::format(d.env_build_timeout)
     );
+    // Who builds them: looked up only when some job's environment needs the build user.
+    let needs_build_user = sys::is_root()
+        && cfg
+            .jobs
+            .iter()
+            .any(|j| j.pyenv.is_some() && j.user.is_none());
+    let build_user = if needs_build_user {
+        crate::pyenv::resolve_build_user(&d.build_user)
+    } else {
+        Err(String::new())
+    };
+    if needs_build_user {
+        match &build_user {
+            Ok(u) => println!(
+                "build_user:        {} (environments of jobs without a `user` are built as it)",
+                crate::pyenv::builder_label(u)
+            ),
+            Err(e) => {
+                println!("build_user:        {} (missing)", d.build_user);
+                eprintln!("robotmk-daemon: warning: {e}");
+            }
+        }
+    }
     if !d.start_delay.is_zero() {
         println!(
             "start_delay:       {} after boot",
@@ -651,7 +687,12 @@ fn check_config(path: &Path) -> i32 {
     let mut shared: std::collections::BTreeMap<String, (String, Vec<&str>)> = Default::default();
     for j in &cfg.jobs {
         if let Some(e) = &j.pyenv {
-            let key = crate::pyenv::key_of(e).unwrap_or_else(|err| format!("unreadable ({err})"));
+            let builder = crate::pyenv::builder_for(j.user.as_deref(), &build_user);
+            let key = match builder {
+                Ok(b) => crate::pyenv::key_of(e, b.map(|u| u.uid))
+                    .unwrap_or_else(|err| format!("unreadable ({err})")),
+                Err(_) => "(no build user)".into(),
+            };
             shared
                 .entry(key)
                 .or_insert_with(|| (format!("{} ({})", e.source.display(), e.python), Vec::new()))

@@ -152,6 +152,7 @@ pub fn clip_env(e: &mut crate::pyenv::EnvState) {
     clip(&mut e.key, MAX_NAME);
     clip(&mut e.python, MAX_NAME);
     clip_opt(&mut e.tool, MAX_NAME);
+    clip_opt(&mut e.builder, MAX_NAME);
     clip_opt(&mut e.python_version, MAX_NAME);
     clip_opt(&mut e.error, MAX_TEXT);
     for j in &mut e.jobs {

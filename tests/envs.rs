@@ -3,6 +3,11 @@
 //! switching atomically, a failing build reported with its error, a hanging build ended at
 //! `env_build_timeout`, `start_delay`, and the build time with uv and with pip.
 //!
+//! As root (issue 20) the daemon builds as an unprivileged user: the tests name one they create
+//! (`build_user`), open their temp dir to it, and build from /usr/bin/python3 (the tools venv's
+//! interpreter lives under root's private home). Attacks through a requirements file that
+//! reaches another user's files, and a build process that outlives its build, are below.
+//!
 //! No network is needed by the daemon's builds: the library (`mypkg`, versions 1.0 and 2.0)
 //! is a wheel the test writes, and Robot Framework's wheel is downloaded once per target dir
 //! (`pip download`, done by the test, not by the daemon); every requirements file says
@@ -152,14 +157,53 @@ fn write_atomic(path: &Path, text: &str) {
 }
 
 fn setup(inst: &Instance) {
+    open_to_builders(inst);
     std::fs::write(inst.dir.path().join("v.robot"), SUITE).unwrap();
 }
 
-/// `[daemon]` lines choosing the build tool.
+/// As root, builds run as another user, who must reach the users' tree beside the state dir
+/// and read the requirements: the temp dir is 0700.
+fn open_to_builders(inst: &Instance) {
+    use std::os::unix::fs::PermissionsExt;
+    if is_root() {
+        std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `[daemon]` lines choosing the build tool (and, as root, the build user).
 fn tool_line(kit: &Kit, with_uv: bool) -> String {
-    match (with_uv, uv(&kit.bin)) {
+    let tool = match (with_uv, uv(&kit.bin)) {
         (true, Some(u)) => format!("uv = \"{}\"", u.display()),
         _ => "uv = \"off\"".into(),
+    };
+    format!("{tool}\n{}", build_user_line())
+}
+
+/// The unprivileged user this file's builds run as (created once, kept).
+const BUILDER: &str = "rmkd-i20-build";
+/// The local user whose files a requirements file reaches (created once, kept).
+const ATTACKER: &str = "rmkd-i20-attacker";
+
+/// `build_user = "…"` as root (the daemon never builds as root); nothing otherwise.
+fn build_user_line() -> String {
+    if is_root() && system_user(BUILDER).is_some() {
+        format!("build_user = \"{BUILDER}\"\n")
+    } else {
+        String::new()
+    }
+}
+
+/// Where the environments are: in the users' tree when another user builds them (root).
+fn envs_root(inst: &Instance) -> PathBuf {
+    if is_root() {
+        PathBuf::from(format!("{}.users/envs", inst.state.display()))
+    } else {
+        inst.state.join("envs")
     }
 }
 
@@ -169,8 +213,14 @@ fn job(name: &str, req: &str, every: &str) -> String {
     )
 }
 
+/// The base interpreter: the build user cannot reach the tools venv's (under /root).
 fn python_line(kit: &Kit) -> String {
-    format!("python = \"{}\"\n", kit.bin.join("python3").display())
+    let py = if is_root() {
+        PathBuf::from("/usr/bin/python3")
+    } else {
+        kit.bin.join("python3")
+    };
+    format!("python = \"{}\"\n", py.display())
 }
 
 fn start(inst: &Instance) {
@@ -203,7 +253,7 @@ fn envs(inst: &Instance) -> Vec<Value> {
 }
 
 fn env_dirs(inst: &Instance) -> Vec<String> {
-    std::fs::read_dir(inst.state.join("envs"))
+    std::fs::read_dir(envs_root(inst))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -397,7 +447,12 @@ fn a_failing_build_is_reported_with_its_error() {
 #[test]
 fn a_hanging_build_is_ended_at_env_build_timeout() {
     // No real Python needed: the "interpreter" hangs, so does the build.
-    let inst = Instance::new("uv = \"off\"\nenv_build_timeout = \"2s\"", "");
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"2s\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    open_to_builders(&inst);
     let d = inst.dir.path();
     let fake = d.join("hangs-python");
     std::fs::write(&fake, "#!/bin/sh\nsleep 300\n").unwrap();
@@ -406,7 +461,7 @@ fn a_hanging_build_is_ended_at_env_build_timeout() {
     std::fs::write(d.join("r.txt"), "x\n").unwrap();
     std::fs::write(d.join("v.robot"), SUITE).unwrap();
     inst.write_config(
-        "uv = \"off\"\nenv_build_timeout = \"2s\"",
+        &daemon,
         &format!(
             "{}python = \"{}\"\n",
             job("h", "r.txt", "1s"),
@@ -430,7 +485,7 @@ fn a_hanging_build_is_ended_at_env_build_timeout() {
     );
     assert!(t0.elapsed() < Duration::from_secs(20));
     // The whole build tree is gone (the sleep too).
-    let envs_dir = inst.state.join("envs").display().to_string();
+    let envs_dir = envs_root(&inst).display().to_string();
     assert!(
         wait_for(Duration::from_secs(5), || processes_of(&envs_dir)
             .is_empty()),
@@ -507,34 +562,49 @@ fn build_time_with_uv_and_with_pip() {
 
 const RUNNER: &str = "rmkd-runner";
 
-/// The unprivileged user jobs run as, created once (and kept, like tests/security.rs's
-/// attacker). `None` (a skip; a failure in CI) where this process is not root.
+/// The unprivileged user jobs run as.
 fn runner_user() -> Option<(u32, u32)> {
-    static U: Mutex<Option<Option<(u32, u32)>>> = Mutex::new(None);
-    let mut u = U.lock().unwrap_or_else(|e| e.into_inner());
-    if u.is_none() {
+    system_user(RUNNER)
+}
+
+/// A system user (uid, gid), created once (and kept, like tests/security.rs's attacker).
+/// `None` (a skip; a failure in CI) where this process is not root.
+fn system_user(name: &str) -> Option<(u32, u32)> {
+    type Users = std::collections::BTreeMap<String, Option<(u32, u32)>>;
+    static U: Mutex<Users> = Mutex::new(Users::new());
+    let mut users = U.lock().unwrap_or_else(|e| e.into_inner());
+    if !users.contains_key(name) {
         let id = |flag: &str| -> Option<u32> {
-            let out = Command::new("id").args([flag, RUNNER]).output().ok()?;
+            let out = Command::new("id").args([flag, name]).output().ok()?;
             String::from_utf8_lossy(&out.stdout).trim().parse().ok()
         };
-        // SAFETY: geteuid cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = is_root();
         if root && id("-u").is_none() {
             let out = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
-                .args(["--shell", "/usr/sbin/nologin", RUNNER])
+                .args(["--system", "--user-group", "--no-create-home"])
+                .args([
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ])
                 .output()
                 .expect("useradd");
+            // Another test binary may have created it in between.
             assert!(
                 out.status.success() || id("-u").is_some(),
-                "useradd: {out:?}"
+                "useradd {name}: {out:?}"
             );
         }
-        *u = Some(if root { id("-u").zip(id("-g")) } else { None });
+        users.insert(
+            name.to_string(),
+            if root { id("-u").zip(id("-g")) } else { None },
+        );
     }
-    let got = *u.as_ref().unwrap();
+    let got = users[name];
     if got.is_none() {
-        require_tool(false, "root (to create the user a job runs as)");
+        require_tool(false, &format!("root (to create the user {name})"));
     }
     got
 }
@@ -687,10 +757,43 @@ fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
     assert_eq!(version.as_deref(), Some("2.0"), "{rec}");
     let envs = envs(&inst);
     assert_eq!(envs[0]["shared"], true, "{envs:?}");
-    // The environment is readable, not writable, by the user.
+    // Built as the job's user (never as root), then sealed: readable, not writable, by it.
+    assert_eq!(
+        envs[0]["builder"].as_str(),
+        Some(format!("{RUNNER} (uid {uid})").as_str()),
+        "{envs:?}"
+    );
     let key = envs[0]["key"].as_str().unwrap();
     let env_dir = PathBuf::from(format!("{}.users/envs/{key}", inst.state.display()));
     assert_eq!(owner(&env_dir), 0);
+    assert_sealed(&env_dir.join("venv"), 0o022);
+}
+
+/// Every entry below `dir` is root's, and none is writable by anyone covered by `others`
+/// (`0o022`: group and others).
+fn assert_sealed(dir: &Path, others: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let mut todo = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        seen += 1;
+        assert_eq!(m.uid(), 0, "{} is not root's", p.display());
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        assert_eq!(
+            m.mode() & others,
+            0,
+            "{} is writable by others: {:o}",
+            p.display(),
+            m.mode()
+        );
+        if m.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    assert!(seen > 10, "{} holds almost nothing", dir.display());
 }
 
 #[test]
@@ -752,7 +855,7 @@ fn a_pyproject_names_the_environment_too() {
     // The project itself is installed (it may carry the suite's own keyword libraries), not
     // only its dependencies.
     let key = envs[0]["key"].as_str().unwrap();
-    let lib = inst.state.join("envs").join(key).join("venv/lib");
+    let lib = envs_root(&inst).join(key).join("venv/lib");
     let installed = std::fs::read_dir(&lib).unwrap().flatten().any(|py| {
         py.path()
             .join("site-packages/shop_suite-0.1.dist-info")
@@ -769,7 +872,9 @@ fn a_pyproject_names_the_environment_too() {
 fn a_requirements_file_others_can_write_is_not_built_until_fixed() {
     // The installer runs as root on the file's say: like the config, no one else may change
     // it. No Python needed: nothing is built while it is writable.
-    let inst = Instance::new("uv = \"off\"", "");
+    let daemon = format!("uv = \"off\"\n{}", build_user_line());
+    let inst = Instance::new(&daemon, "");
+    open_to_builders(&inst);
     let d = inst.dir.path();
     std::fs::write(d.join("v.robot"), SUITE).unwrap();
     let req = d.join("r.txt");
@@ -777,7 +882,7 @@ fn a_requirements_file_others_can_write_is_not_built_until_fixed() {
     std::fs::write(&req, "--no-index\nnosuchpkg\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&req, std::fs::Permissions::from_mode(0o666)).unwrap();
-    inst.write_config("uv = \"off\"", &job("w", "r.txt", "1s"));
+    inst.write_config(&daemon, &job("w", "r.txt", "1s"));
     start(&inst);
     assert!(
         wait_for(Duration::from_secs(30), || !ran(&inst, "w").is_empty()),
@@ -800,4 +905,483 @@ fn a_requirements_file_others_can_write_is_not_built_until_fixed() {
         "{:?}",
         envs(&inst)
     );
+}
+
+/// A package whose setup.py records, in `markers`, the uid it ran as.
+fn marker_package(dir: &Path, name: &str, markers: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("setup.py"),
+        format!(
+            "import os\n\
+             with open(os.path.join({markers:?}, 'ran-%d' % os.getpid()), 'w') as f:\n    \
+                 f.write(str(os.getuid()))\n\
+             from setuptools import setup\n\
+             setup(name={name:?}, version='1.0', py_modules=[])\n",
+            markers = markers.display().to_string()
+        ),
+    )
+    .unwrap();
+}
+
+/// A folder anyone may write (sticky, like /tmp): whoever runs a package's code leaves its mark.
+fn marker_dir(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o1777)).unwrap();
+}
+
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    let out = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The uids the markers in `dir` recorded.
+fn marks(dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ran-"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 20, finding 2: a root-owned 0644 requirements file that reaches another user's files
+/// (`-r other.txt` naming an editable package of theirs; `-e ./local`, a folder of theirs)
+/// ran that user's setup.py as uid 0 during the build. Now their code never runs as root:
+/// it runs as the build user, or the build fails before it runs. With uv and with pip.
+#[test]
+fn an_attackers_package_reached_by_requirements_never_runs_as_root() {
+    let Some((builder, _)) = system_user(BUILDER) else {
+        return;
+    };
+    let Some((attacker, attacker_gid)) = system_user(ATTACKER) else {
+        return;
+    };
+    let Some(kit) = kit() else { return };
+    if !require_tool(Path::new("/usr/bin/python3").is_file(), "/usr/bin/python3")
+        || !require_tool(uv(&kit.bin).is_some(), "uv in the tools venv")
+    {
+        return;
+    }
+    for with_uv in [true, false] {
+        let daemon = tool_line(&kit, with_uv);
+        let inst = Instance::new(&daemon, "");
+        setup(&inst);
+        let d = inst.dir.path();
+        let head = format!(
+            "--no-index\n--find-links {}\nrobotframework\n",
+            kit.wheels.display()
+        );
+        // Case 1: `-r other.txt`, other.txt the attacker's, naming their editable package.
+        let (marks_r, marks_e) = (d.join("marks-r"), d.join("marks-e"));
+        marker_dir(&marks_r);
+        marker_dir(&marks_e);
+        let theirs = d.join("theirs");
+        marker_package(&theirs.join("evil_r"), "evil-r", &marks_r);
+        std::fs::write(
+            theirs.join("other.txt"),
+            format!("-e {}\n", theirs.join("evil_r").display()),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("req-r.txt"),
+            format!("{head}-r {}\n", theirs.join("other.txt").display()),
+        )
+        .unwrap();
+        chown_tree(&theirs, attacker, attacker_gid);
+        // Case 2: `-e ./local`, a folder of the attacker's beside the requirements file.
+        marker_package(&d.join("local"), "evil-e", &marks_e);
+        chown_tree(&d.join("local"), attacker, attacker_gid);
+        std::fs::write(d.join("req-e.txt"), format!("{head}-e ./local\n")).unwrap();
+        let py = python_line(&kit);
+        inst.write_config(
+            &daemon,
+            &format!(
+                "{}{py}\n{}{py}",
+                job("r", "req-r.txt", "1h"),
+                job("e", "req-e.txt", "1h")
+            ),
+        );
+        start(&inst);
+        let mut done = Vec::new();
+        assert!(
+            wait_for(Duration::from_secs(180), || {
+                done = envs(&inst)
+                    .into_iter()
+                    .filter(|e| e["state"] == "ready" || e["state"] == "failed")
+                    .collect();
+                done.len() == 2
+            }),
+            "uv {with_uv}: {:?}\n{}",
+            envs(&inst),
+            inst.log()
+        );
+        for (case, marks_dir, source) in [
+            ("-r other.txt", &marks_r, "req-r.txt"),
+            ("-e ./local", &marks_e, "req-e.txt"),
+        ] {
+            let env = done
+                .iter()
+                .find(|e| e["source"].as_str().is_some_and(|s| s.ends_with(source)))
+                .expect("its environment");
+            let uids = marks(marks_dir);
+            let error = env["error"].as_str().unwrap_or_default();
+            eprintln!(
+                "uv {with_uv}, {case}: {} (setup.py ran as uids {uids:?}) {}",
+                env["state"],
+                &error[error.len().saturating_sub(400)..]
+            );
+            assert!(
+                !uids.contains(&0),
+                "uv {with_uv}, {case}: the attacker's setup.py ran as root: {env}"
+            );
+            assert!(
+                uids.iter().all(|&u| u == builder),
+                "uv {with_uv}, {case}: ran as {uids:?}, not as the build user {builder}"
+            );
+            // Ready means their code ran (as the build user); failed, that it may not have.
+            if env["state"] == "ready" {
+                assert!(!uids.is_empty(), "uv {with_uv}, {case}: {env}");
+            }
+            assert_eq!(
+                env["builder"].as_str(),
+                Some(format!("{BUILDER} (uid {builder})").as_str()),
+                "{env}"
+            );
+        }
+    }
+}
+
+/// The lingering process a build's setup.py leaves behind: it left the build's process group
+/// (setsid) and its environment (no run tag), and keeps writing into the venv through a
+/// handle it opened during the build, and by path.
+const LINGER: &str = r#"
+import os, sys, time
+venv, marks = sys.argv[1], sys.argv[2]
+with open(os.path.join(marks, "lingering.pid"), "w") as f:
+    f.write(str(os.getpid()))
+held = None
+n = 0
+end = time.time() + 600
+while time.time() < end:
+    n += 1
+    if held is None:
+        try:
+            held = open(os.path.join(venv, "pyvenv.cfg"), "a")
+        except OSError:
+            pass
+    if held is not None:
+        try:
+            held.write("tampered %d\n" % n)
+            held.flush()
+        except OSError:
+            pass
+    try:
+        with open(os.path.join(venv, "tampered-%d" % n), "w") as g:
+            g.write("x")
+        by_path = "created"
+    except OSError:
+        by_path = "denied"
+    with open(os.path.join(marks, "lingering.log"), "a") as log:
+        log.write("%d %d %s\n" % (n, os.getuid(), by_path))
+    time.sleep(0.05)
+"#;
+
+/// A value only the daemon's (root's) environment carries.
+const SECRET: &str = "rmkd-i20-secret-of-root";
+
+/// Ends the lingering process (by the PID it recorded) also when the test fails.
+struct LingerGuard(PathBuf);
+
+impl Drop for LingerGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            kill9(pid);
+        }
+    }
+}
+
+fn linger_log(p: &Path) -> Vec<(u64, u32, String)> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Issue 20, finding 2: what a build as the build user made becomes root's and read-only
+/// before a root runner uses it, and a process of the build that outlived it (out of its
+/// process group, without its tag: no kill finds it without a cgroup) changes nothing in the
+/// sealed venv, neither through a handle it held nor by path. The job then runs in it (a
+/// pyproject, whose folder is copied for the build: its backend writes into it).
+#[test]
+fn a_sealed_environment_is_roots_and_a_lingering_build_process_cannot_change_it() {
+    let Some((builder, _)) = system_user(BUILDER) else {
+        return;
+    };
+    let Some(kit) = kit() else { return };
+    if !require_tool(Path::new("/usr/bin/python3").is_file(), "/usr/bin/python3")
+        || !require_tool(uv(&kit.bin).is_some(), "uv in the tools venv")
+    {
+        return;
+    }
+    let daemon = tool_line(&kit, true);
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    let marks = d.join("marks");
+    marker_dir(&marks);
+    let _guard = LingerGuard(marks.join("lingering.pid"));
+    let proj = d.join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(
+        proj.join("pyproject.toml"),
+        format!(
+            "[project]\nname = \"lingerpkg\"\nversion = \"1.0\"\n\
+             dependencies = [\"robotframework\"]\n\n\
+             [build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+             [tool.uv]\nno-index = true\nfind-links = [\"{}\"]\n",
+            kit.wheels.display()
+        ),
+    )
+    .unwrap();
+    // Spawned once, whichever backend hook runs setup.py first.
+    std::fs::write(
+        proj.join("setup.py"),
+        format!(
+            "import os, sys\n\
+             tag = os.environ.get('ROBOTMK_RUN_DIR')\n\
+             marks = {marks:?}\n\
+             try:\n    \
+                 os.close(os.open(os.path.join(marks, 'spawned'), os.O_CREAT | os.O_EXCL | os.O_WRONLY))\n    \
+                 first = True\n\
+             except FileExistsError:\n    \
+                 first = False\n\
+             seen = []\n\
+             pid = os.getpid()\n\
+             while pid > 1:\n    \
+                 try:\n        \
+                     env = open('/proc/%d/environ' % pid, 'rb').read()\n    \
+                 except OSError:\n        \
+                     break\n    \
+                 seen.append((pid, {SECRET:?}.encode() in env))\n    \
+                 pid = int(open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[1])\n\
+             with open(os.path.join(marks, 'environ-%d' % os.getpid()), 'w') as f:\n    \
+                 f.write(repr(seen))\n\
+             if tag and first:\n    \
+                 pid = os.fork()\n    \
+                 if pid == 0:\n        \
+                     os.setsid()\n        \
+                     if os.fork() == 0:\n            \
+                         null = os.open(os.devnull, os.O_RDWR)\n            \
+                         for fd in (0, 1, 2):\n                \
+                             os.dup2(null, fd)\n            \
+                         os.closerange(3, 65536)\n            \
+                         os.execve(sys.executable, [sys.executable, '-c', {LINGER:?}, os.path.join(tag, 'venv'), marks], {{}})\n        \
+                     os._exit(0)\n    \
+                 os.waitpid(pid, 0)\n\
+             from setuptools import setup\n\
+             setup(py_modules=[])\n",
+            marks = marks.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ok.robot"),
+        "*** Test Cases ***\nOk\n    Log    in the sealed environment\n",
+    )
+    .unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "[[job]]\nname = \"p\"\nsuite = \"ok.robot\"\nevery = \"2s\"\ntimeout = \"60s\"\npyproject = \"proj/pyproject.toml\"\n{}",
+            python_line(&kit)
+        ),
+    );
+    let out = inst
+        .cmd()
+        .env("RMKD_I20_SECRET", SECRET)
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    let daemon = inst.daemon_pid().expect("the daemon's pid");
+    let environ = std::fs::read(format!("/proc/{daemon}/environ")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&environ).contains(SECRET),
+        "the daemon did not get the variable the test gave it"
+    );
+    let mut env = Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(180), || {
+            env = envs(&inst).into_iter().next().unwrap_or(Value::Null);
+            env["state"] == "ready" || env["state"] == "failed"
+        }),
+        "{:?}\n{}",
+        envs(&inst),
+        inst.log()
+    );
+    assert_eq!(env["state"], "ready", "{env}");
+    let key = env["key"].as_str().unwrap();
+    let env_dir = envs_root(&inst).join(key);
+    let venv = env_dir.join("venv");
+    // The build ran as the build user, and left its process behind.
+    let log = marks.join("lingering.log");
+    assert!(
+        wait_for(Duration::from_secs(10), || !linger_log(&log).is_empty()),
+        "setup.py spawned nothing"
+    );
+    assert!(
+        linger_log(&log).iter().all(|(_, uid, _)| *uid == builder),
+        "{:?}",
+        linger_log(&log)
+    );
+    // None of root's environment reached the build: not setup.py's, nor that of any process
+    // above it it could read (the installer, the env-build process).
+    let looks: Vec<String> = std::fs::read_dir(&marks)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("environ-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert!(!looks.is_empty(), "setup.py recorded no environment");
+    for l in &looks {
+        assert!(
+            !l.contains("True"),
+            "a build process carried the daemon's variable (pid, found): {l}"
+        );
+        // It saw its chain up to the env-build process (3 or more readable processes).
+        assert!(l.matches("False").count() >= 3, "{l}");
+    }
+    // Sealed: root's, nothing writable by others, the key folder closed to all but root
+    // (only root runs this environment).
+    assert_sealed(&venv, 0o022);
+    use std::os::unix::fs::MetadataExt;
+    let key_mode = std::fs::metadata(&env_dir).unwrap().mode() & 0o777;
+    assert_eq!(key_mode, 0o700, "{}", env_dir.display());
+    assert_eq!(owner(&env_dir), 0);
+    let sealed_cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
+    let seen = linger_log(&log).last().map_or(0, |l| l.0);
+    let alive = std::fs::read_to_string(marks.join("lingering.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_some_and(pid_alive);
+    if alive {
+        // Five more rounds of writes after the environment was ready.
+        assert!(
+            wait_for(Duration::from_secs(30), || linger_log(&log)
+                .last()
+                .is_some_and(|l| l.0 >= seen + 5)),
+            "{:?}",
+            linger_log(&log)
+        );
+        assert_eq!(
+            std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap(),
+            sealed_cfg,
+            "the lingering build process changed the sealed venv through its handle"
+        );
+        let later: Vec<_> = linger_log(&log)
+            .into_iter()
+            .filter(|l| l.0 > seen)
+            .collect();
+        assert!(
+            later.iter().all(|l| l.2 == "denied"),
+            "the lingering build process created files in the sealed venv: {later:?}"
+        );
+    } else {
+        eprintln!("the lingering process was ended with the build (a cgroup held it)");
+    }
+    // The job runs in it.
+    assert!(
+        wait_for(Duration::from_secs(60), || !ran(&inst, "p").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "p")[0];
+    assert_eq!(rec["outcome"], "success", "{rec}");
+}
+
+/// The daemon never builds as root: without the build user on the host, the build fails and
+/// says how to fix it; the daemon keeps running.
+#[test]
+fn a_missing_build_user_fails_the_build_with_the_fix() {
+    if !is_root() {
+        // Builds as the daemon's own user then: nothing to refuse.
+        require_tool(false, "root (builds as another user)");
+        return;
+    }
+    let daemon = "uv = \"off\"\nbuild_user = \"rmkd-no-such-builder\"\n";
+    let inst = Instance::new(daemon, "");
+    setup(&inst);
+    std::fs::write(inst.dir.path().join("r.txt"), "--no-index\nnosuchpkg\n").unwrap();
+    inst.write_config(daemon, &job("m", "r.txt", "1s"));
+    let check = inst.run(&["check-config"]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains("rmkd-no-such-builder"), "{check:?}");
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !ran(&inst, "m").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "m")[0];
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    let note = rec["note"].as_str().unwrap_or_default();
+    assert!(note.contains("rmkd-no-such-builder"), "{note}");
+    assert!(note.contains("never as root"), "{note}");
+    assert!(note.contains("build_user"), "{note}");
+    assert!(env_dirs(&inst).is_empty(), "{:?}", env_dirs(&inst));
+}
+
+/// A folder above the state dir that other users cannot pass (the default layout of older
+/// versions made `robotmk-daemon/` 0700) stops the build user: the build is not started, and
+/// the error names the folder and the fix.
+#[test]
+fn a_closed_folder_above_the_environments_is_named() {
+    let Some(_) = system_user(BUILDER) else {
+        return;
+    };
+    let daemon = format!("uv = \"off\"\n{}", build_user_line());
+    let inst = Instance::new(&daemon, "");
+    // A temp dir of 0700: the build user cannot reach the users' tree in it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(inst.dir.path().join("r.txt"), "--no-index\nnosuchpkg\n").unwrap();
+    std::fs::write(inst.dir.path().join("v.robot"), SUITE).unwrap();
+    inst.write_config(&daemon, &job("c", "r.txt", "1s"));
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !ran(&inst, "c").is_empty()),
+        "{}",
+        inst.log()
+    );
+    let rec = &ran(&inst, "c")[0];
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    let note = rec["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "cannot pass through {} (mode 0700",
+            inst.dir.path().display()
+        )),
+        "{note}"
+    );
+    assert!(note.contains("chmod o+x"), "{note}");
 }

@@ -114,6 +114,7 @@ struct RawDaemon {
     env_build_timeout: Option<Spanned<Dur>>,
     start_delay: Option<Dur>,
     uv: Option<Spanned<String>>,
+    build_user: Option<Spanned<String>>,
 }
 
 /// Daemon-wide settings, defaults applied.
@@ -145,6 +146,11 @@ pub struct DaemonSettings {
     /// uv, when environments are built with it (`uv = "…"`, else found on PATH; `"off"`:
     /// always `python -m venv` + pip).
     pub uv: Option<PathBuf>,
+    /// The unprivileged user the environments of jobs without a `user` are built as when the
+    /// daemon is root (`build_user`, default [`crate::pyenv::DEFAULT_BUILD_USER`]). Looked up
+    /// by the daemon when it builds, not here: a missing user fails those builds, with the
+    /// fix, and nothing else.
+    pub build_user: String,
 }
 
 /// One job, ready to schedule and run.
@@ -537,7 +543,22 @@ fn resolve_daemon(
         // Much faster than pip when the host has it.
         None => crate::pyenv::which("uv"),
     };
+    let build_user = match raw.build_user {
+        Some(u) => {
+            let name = u.get_ref().trim();
+            if name.is_empty() || name == "root" {
+                return Err(loc.at(
+                    u.span().start,
+                    Some("daemon.build_user".into()),
+                    "must name an unprivileged user: environments are never built as root",
+                ));
+            }
+            name.to_string()
+        }
+        None => crate::pyenv::DEFAULT_BUILD_USER.to_string(),
+    };
     Ok(DaemonSettings {
+        build_user,
         env_build_timeout,
         start_delay: raw.start_delay.map_or(Duration::ZERO, |d| d.0),
         uv,
@@ -1004,6 +1025,18 @@ cron = "0 3 * * *"
         assert_eq!(c.daemon.uv, None);
         assert_eq!(c.daemon.start_delay, Duration::from_secs(120));
         assert_eq!(c.daemon.env_build_timeout, Duration::from_secs(600));
+        assert_eq!(c.daemon.build_user, "robotmk");
+        assert_eq!(
+            d("build_user = \"robot-builder\"")
+                .unwrap()
+                .daemon
+                .build_user,
+            "robot-builder"
+        );
+        for bad in ["\"root\"", "\"\"", "\" \""] {
+            let e = d(&format!("build_user = {bad}")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("daemon.build_user"), "{e}");
+        }
     }
 
     #[test]

@@ -259,11 +259,27 @@ pub struct StopRequest {
 
 /// Creates `dir` and its parents; the last component gets mode 0700 on Unix. For the state
 /// dir itself, which an admin may place behind a symlink (its owner and mode are checked).
+///
+/// Parents it creates let others pass, not list (0711): the users' tree beside the state dir
+/// (`<state_dir>.users`, see `daemon::workdir`) must be reachable by the users that jobs and
+/// environment builds run as, and a 0700 parent (what `recursive(true)` made) shut them out of
+/// the default layout. Parents that exist are the admin's and keep their modes.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    private_dir_builder().recursive(true).create(dir)
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err())
+        .collect();
+    for p in missing.into_iter().rev() {
+        crate::sys::public_dir(p, false)?;
+    }
+    match private_dir_builder().create(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        r => r,
+    }
 }
 
 /// Creates the folders `rel` below the state dir one level at a time, refusing any level that
@@ -438,6 +454,24 @@ fn rename_replacing(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_parents_of_a_new_state_dir_let_others_pass() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let state = dir.path().join("base/robotmk-daemon/system");
+        create_private_dir(&state).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("base")), 0o711);
+        assert_eq!(mode(&dir.path().join("base/robotmk-daemon")), 0o711);
+        assert_eq!(mode(&state), 0o700);
+        // An existing parent is the admin's: left as it is.
+        fs::set_permissions(dir.path().join("base"), fs::Permissions::from_mode(0o750)).unwrap();
+        create_private_dir(&dir.path().join("base/other")).unwrap();
+        assert_eq!(mode(&dir.path().join("base")), 0o750);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_files() {

@@ -22,6 +22,18 @@ mod watch;
 
 pub use watch::Watcher;
 
+#[cfg(unix)]
+#[path = "build_tree_unix.rs"]
+mod build_tree;
+#[cfg(windows)]
+#[path = "build_tree_windows.rs"]
+mod build_tree;
+
+pub use build_tree::{
+    check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError,
+    SealStats,
+};
+
 /// A process identified by PID *and* start time, so a recycled PID is never mistaken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessId {

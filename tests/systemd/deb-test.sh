@@ -286,6 +286,9 @@ check "a: the plugin $PLUGIN links to $BIN" link_ok
 M=$(mode_of "$CONFIG")
 check "a: $CONFIG was installed with mode 600, root:root (got '${M:-missing}')" [ "$M" = "600 root root" ]
 check "a: check-config accepts the starter config" inbox "$BIN" --config "$CONFIG" check-config
+BUILDER_UID=$(inbox id -u robotmk 2>/dev/null || true)
+check "a: postinst created the system user robotmk that builds environments (uid '${BUILDER_UID:-none}', no login)" \
+  eval '[ -n "$BUILDER_UID" ] && [ "$BUILDER_UID" -lt 1000 ] && [ "$(inbox getent passwd robotmk | cut -d: -f7)" = /usr/sbin/nologin ]'
 FILES=$(inbox dpkg -L robotmk-daemon)
 check "a: bash, zsh, fish completions and the man pages are installed" eval \
   'for f in /usr/share/bash-completion/completions/robotmk-daemon /usr/share/zsh/vendor-completions/_robotmk-daemon /usr/share/fish/vendor_completions.d/robotmk-daemon.fish /usr/share/man/man1/robotmk-daemon.1.gz /usr/share/man/man1/robotmk-daemon-history.1.gz; do grep -qx "$f" <<<"$FILES" && inbox test -s "$f" || exit 1; done'
@@ -298,6 +301,8 @@ connect
 check "b: the agent output has the robotmk_daemon section; ctrl.action is started (got '$J_ACTION')" \
   eval 'has_section && [ "$J_ACTION" = started ]'
 PID1=$J_PID
+M=$(inbox stat -c %a "$STATEDIR" 2>/dev/null || true)
+check "b: the state dirs' parent $STATEDIR lets builds and jobs' users pass, not list (mode '${M:-missing}')" [ "$M" = 711 ]
 check "b: $UNIT is active with the daemon (pid $PID1) after the agent's unit ended" \
   wait_for 10 eval 'unit_active && [ "$(inbox systemctl show -P MainPID $UNIT)" = "$PID1" ]'
 
@@ -314,6 +319,7 @@ check "c: dpkg reports version $V2" eval '[ "$(inbox dpkg-query -W -f "\${Versio
 check "c: the config is unchanged after the upgrade, still 600 root root" \
   eval '[ "$(inbox sha256sum "$CONFIG")" = "$SUM" ] && [ "$(mode_of "$CONFIG")" = "600 root root" ]'
 check "c: the plugin link is still there" link_ok
+check "c: the upgrade kept the user robotmk (uid $BUILDER_UID)" eval '[ "$(inbox id -u robotmk)" = "$BUILDER_UID" ]'
 connect
 check "c: after the upgrade the agent output still has the section (ctrl.action '$J_ACTION')" \
   eval 'has_section && [ -n "$J_ACTION" ]'

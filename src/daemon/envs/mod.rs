@@ -7,6 +7,14 @@
 //! run), writes each environment's `state.json`, and removes environments that no job and no
 //! run in flight uses. It tells the loop what each job's runs use as [`Event::Envs`].
 //!
+//! A daemon that is root never builds as root (see [`crate::pyenv`]): the build runs as the
+//! job's `user` or the build user, in `<state_dir>.users/envs/<key>/venv` handed to that user
+//! (`<key>/` itself stays root's), with a HOME of its own in `<state_dir>.users/build-homes/`.
+//! When it exits, its whole tree is ended, and the worker seals the venv: renamed aside (only
+//! root can, in `<key>/`), copied by handle into a new tree of root's, which is renamed into
+//! place before the environment is called ready; the built tree is removed. A process of the
+//! builder that escaped the kill holds only the discarded tree.
+//!
 //! A job switches environments atomically: its runs keep the environment they have until the
 //! new one is ready, then every later run takes the new one. Runs of a job whose first
 //! environment is still building wait in the queue; if its build failed they are recorded as
@@ -17,6 +25,7 @@ mod worker;
 use super::Daemon;
 use crate::pyenv::{self, EnvSpec, EnvState};
 use crate::run::{self, ExitInfo, RunSpec};
+use crate::sys::UserInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
@@ -48,9 +57,13 @@ pub struct Update {
 
 enum Msg {
     Config {
-        jobs: Vec<(String, EnvSpec)>,
+        /// Each job with an environment, with its `user` (who builds it, when the daemon is
+        /// root).
+        jobs: Vec<(String, EnvSpec, Option<UserInfo>)>,
         timeout: Duration,
         uv: Option<PathBuf>,
+        /// `[daemon] build_user`, looked up by the worker (never on the loop).
+        build_user: String,
     },
     /// Keys of the runs in flight (never removed under them); `None` while runs adopted after
     /// a restart are in flight (their environment is unknown): remove nothing. With the last
@@ -102,11 +115,15 @@ impl Daemon {
                 );
             }
         }
-        let jobs: Vec<(String, EnvSpec)> = self
+        let jobs: Vec<(String, EnvSpec, Option<UserInfo>)> = self
             .cfg
             .jobs
             .iter()
-            .filter_map(|j| j.pyenv.as_deref().map(|e| (j.name.clone(), e.clone())))
+            .filter_map(|j| {
+                j.pyenv
+                    .as_deref()
+                    .map(|e| (j.name.clone(), e.clone(), j.user.as_deref().cloned()))
+            })
             .collect();
         if jobs.is_empty() && self.envs.tx.is_none() {
             return;
@@ -121,7 +138,7 @@ impl Daemon {
                 Err(e) => {
                     let msg = format!("cannot start the environment thread: {e}");
                     warn!("{msg}");
-                    for (name, _) in &jobs {
+                    for (name, _, _) in &jobs {
                         self.envs
                             .jobs
                             .insert(name.clone(), JobEnv::Failed(msg.clone()));
@@ -131,7 +148,7 @@ impl Daemon {
             }
         }
         // Until the worker answers, runs of jobs with an environment wait.
-        for (name, _) in &jobs {
+        for (name, _, _) in &jobs {
             self.envs
                 .jobs
                 .entry(name.clone())
@@ -139,11 +156,12 @@ impl Daemon {
         }
         self.envs
             .jobs
-            .retain(|n, _| jobs.iter().any(|(j, _)| j == n));
+            .retain(|n, _| jobs.iter().any(|(j, _, _)| j == n));
         self.envs_send(Msg::Config {
             jobs,
             timeout: self.cfg.daemon.env_build_timeout,
             uv: self.cfg.daemon.uv.clone(),
+            build_user: self.cfg.daemon.build_user.clone(),
         });
         self.envs_runs_changed();
     }

@@ -6,6 +6,7 @@ use crate::daemon::Event;
 use crate::pyenv::{self, EnvSpec, EnvState, Phase};
 use crate::run::{self, ExitInfo, RunSpec};
 use crate::state::{self, Durability, StateDir};
+use crate::sys::UserInfo;
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -20,10 +21,28 @@ const WATCH: Duration = Duration::from_secs(600);
 /// One environment the worker tracks.
 struct Tracked {
     spec: EnvSpec,
+    /// The job's `user`.
+    user: Option<UserInfo>,
+    /// Who builds it (`None`: the daemon itself), or why no one can.
+    builder: Result<Option<UserInfo>, String>,
     stamp: Option<String>,
     key: Option<Result<String, String>>,
     /// The environment its runs use now (kept until the next one is ready).
     in_use: Option<String>,
+}
+
+impl Tracked {
+    /// Lives in the users' tree: readable by jobs' users, or built by another user.
+    fn public(&self) -> bool {
+        self.spec.shared || matches!(self.builder, Ok(Some(_)))
+    }
+
+    fn builder_label(&self) -> Option<String> {
+        match &self.builder {
+            Ok(Some(u)) => Some(pyenv::builder_label(u)),
+            _ => None,
+        }
+    }
 }
 
 struct Build {
@@ -31,6 +50,10 @@ struct Build {
     pgid: u32,
     deadline: Instant,
     timed_out: bool,
+    /// The uid it runs as, when not the daemon's: what it built is sealed before use.
+    builder: Option<u32>,
+    /// Readable by jobs' users once sealed.
+    shared: bool,
 }
 
 struct Worker {
@@ -94,8 +117,13 @@ impl Worker {
                 .map(|b| b.deadline.saturating_duration_since(now))
                 .fold(WATCH, Duration::min);
             match rx.recv_timeout(wait) {
-                Ok(Msg::Config { jobs, timeout, uv }) => {
-                    self.configure(jobs);
+                Ok(Msg::Config {
+                    jobs,
+                    timeout,
+                    uv,
+                    build_user,
+                }) => {
+                    self.configure(jobs, &build_user);
                     self.timeout = timeout;
                     self.uv = uv;
                     configured = true;
@@ -120,11 +148,24 @@ impl Worker {
         }
     }
 
-    fn configure(&mut self, jobs: Vec<(String, EnvSpec)>) {
+    fn configure(&mut self, jobs: Vec<(String, EnvSpec, Option<UserInfo>)>, build_user: &str) {
+        // Looked up once per config, and only when some build needs it (every reload looks
+        // again: an admin who created the user reloads).
+        let needed = crate::sys::is_root() && jobs.iter().any(|(_, _, u)| u.is_none());
+        let build_user = if needed {
+            pyenv::resolve_build_user(build_user)
+        } else {
+            Err(format!("no build needs the build user {build_user:?}"))
+        };
+        if let (true, Err(e)) = (needed, &build_user) {
+            warn!("{e}");
+        }
         let mut next = BTreeMap::new();
-        for (name, spec) in jobs {
+        for (name, spec, user) in jobs {
+            let builder = pyenv::builder_for(user.as_ref(), &build_user);
             let t = match self.jobs.remove(&name) {
-                Some(mut t) if t.spec == spec => {
+                Some(mut t) if t.spec == spec && t.user == user => {
+                    t.builder = builder;
                     // A reload retries a failed build (the admin may have fixed the index).
                     if let Some(Ok(k)) = &t.key {
                         if self.envs.get(k).is_some_and(|e| e.state == Phase::Failed) {
@@ -134,39 +175,48 @@ impl Worker {
                     t.stamp = None;
                     t
                 }
-                old => Tracked {
-                    in_use: old
+                old => {
+                    let mut t = Tracked {
+                        spec,
+                        user,
+                        builder,
+                        stamp: None,
+                        key: None,
+                        in_use: None,
+                    };
+                    t.in_use = old
                         .and_then(|o| o.in_use)
-                        .or_else(|| self.previous_ready(&spec)),
-                    spec,
-                    stamp: None,
-                    key: None,
-                },
+                        .or_else(|| self.previous_ready(&t));
+                    t
+                }
             };
             next.insert(name, t);
         }
         self.jobs = next;
     }
 
-    /// A ready environment built from the same file and interpreter (the newest): what the
-    /// job used before a restart, used again until the current content's one is ready.
-    fn previous_ready(&self, spec: &EnvSpec) -> Option<String> {
-        let parent = self.dir_of("", spec.shared);
+    /// A ready environment built from the same file and interpreter by the same builder (the
+    /// newest): what the job used before a restart, used again until the current content's
+    /// one is ready. (One built by root before builders existed is never taken up again.)
+    fn previous_ready(&self, t: &Tracked) -> Option<String> {
+        let spec = &t.spec;
+        let builder = t.builder_label();
+        let parent = self.dir_of("", t.public());
         let dir = std::fs::read_dir(&parent).ok()?;
         dir.flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .filter(|n| pyenv::is_key(n))
-            .filter_map(|n| self.load(&n, spec.shared))
+            .filter_map(|n| self.load(&n, t.public()))
             .filter(|s| s.source == spec.source && s.python == spec.python && s.kind == spec.kind)
+            .filter(|s| s.builder == builder)
             .max_by_key(|s| s.built)
             .map(|s| s.key)
     }
 
-    /// A ready environment's state from its folder, if it is usable.
-    /// Where the environment `key` lives: behind the state dir, or where jobs' users can read
-    /// it (`shared`, see `workdir`).
-    fn dir_of(&self, key: &str, shared: bool) -> PathBuf {
-        if shared {
+    /// Where the environment `key` lives: behind the state dir, or in the users' tree
+    /// (`public`: jobs' users read it, or another user builds it; see `workdir`).
+    fn dir_of(&self, key: &str, public: bool) -> PathBuf {
+        if public {
             crate::daemon::workdir::users_root(&self.state.root)
                 .join("envs")
                 .join(key)
@@ -175,30 +225,31 @@ impl Worker {
         }
     }
 
-    fn load(&self, key: &str, shared: bool) -> Option<EnvState> {
-        let dir = self.dir_of(key, shared);
+    /// A ready environment's state from its folder, if it is usable.
+    fn load(&self, key: &str, public: bool) -> Option<EnvState> {
+        let dir = self.dir_of(key, public);
         let st: EnvState = state::read_json(&dir.join("state.json")).ok().flatten()?;
         (st.state == Phase::Ready && st.key == key && pyenv::venv_usable(&dir)).then_some(st)
     }
 
     fn refresh(&mut self) {
-        let mut wanted: Vec<(String, EnvSpec)> = Vec::new();
+        let mut wanted: Vec<(String, EnvSpec, Option<UserInfo>)> = Vec::new();
         let mut touched = Vec::new();
         for t in self.jobs.values_mut() {
             let stamp = crate::config::stamp(&t.spec.source);
             if t.key.is_none() || stamp != t.stamp {
                 let seen_before = t.key.is_some();
                 t.stamp = stamp;
-                t.key = Some(
-                    pyenv::key_of(&t.spec)
-                        .map_err(|e| format!("cannot read {}: {e}", t.spec.source.display())),
-                );
+                t.key = Some(t.builder.clone().and_then(|b| {
+                    pyenv::key_of(&t.spec, b.map(|u| u.uid))
+                        .map_err(|e| format!("cannot read {}: {e}", t.spec.source.display()))
+                }));
                 if let (true, Some(Ok(k))) = (seen_before, &t.key) {
                     touched.push(k.clone());
                 }
             }
-            if let Some(Ok(k)) = &t.key {
-                wanted.push((k.clone(), t.spec.clone()));
+            if let (Some(Ok(k)), Ok(b)) = (&t.key, &t.builder) {
+                wanted.push((k.clone(), t.spec.clone(), b.clone()));
             }
         }
         // A touched file (its owner or mode fixed, the same content saved again) retries a
@@ -208,26 +259,27 @@ impl Worker {
                 self.envs.remove(&k);
             }
         }
-        for (key, spec) in wanted {
+        for (key, spec, builder) in wanted {
             if self.envs.contains_key(&key) {
                 continue;
             }
-            match self.load(&key, spec.shared) {
+            match self.load(&key, spec.shared || builder.is_some()) {
                 Some(st) => {
                     self.envs.insert(key, st);
                 }
-                None => self.start_build(&key, &spec),
+                None => self.start_build(&key, &spec, builder.as_ref()),
             }
         }
     }
 
-    fn start_build(&mut self, key: &str, spec: &EnvSpec) {
+    fn start_build(&mut self, key: &str, spec: &EnvSpec, builder: Option<&UserInfo>) {
         let mut st = EnvState {
             key: key.to_string(),
             source: spec.source.clone(),
             kind: spec.kind,
             python: spec.python.clone(),
             shared: spec.shared,
+            builder: builder.map(pyenv::builder_label),
             state: Phase::Building,
             tool: Some(if self.uv.is_some() { "uv" } else { "pip" }.into()),
             python_version: None,
@@ -244,16 +296,26 @@ impl Worker {
             self.envs.insert(key.to_string(), st);
             return;
         }
-        let made = if spec.shared {
-            crate::daemon::workdir::public_dirs(&self.state.root, &["envs", key], true)
+        // Built by another user: below the users' tree, which it can pass through, in a
+        // `<key>/` of root's that it can pass through only (listed by jobs' users once sealed
+        // when they run it, closed again when only root runs it).
+        let made = if spec.shared || builder.is_some() {
+            crate::daemon::workdir::public_dirs(&self.state.root, &["envs", key], spec.shared)
         } else {
             state::create_state_subdirs(&self.state.root, &["envs", key])
         };
-        let dir = match made {
+        let prepared = made
+            .map_err(|e| format!("cannot create the environment folder: {e}"))
+            .and_then(|dir| {
+                let home = prepare_build(&self.state.root, &dir, builder)?;
+                Ok((dir, home))
+            });
+        let (dir, home) = match prepared {
             Ok(d) => d,
             Err(e) => {
+                warn!(env = %key, "not building: {e}");
                 st.state = Phase::Failed;
-                st.error = Some(format!("cannot create the environment folder: {e}"));
+                st.error = Some(e);
                 self.envs.insert(key.to_string(), st);
                 return;
             }
@@ -287,13 +349,34 @@ impl Worker {
         // The run tag: a timeout ends every process of the build, also those that left its
         // process group.
         env.insert(run::TAG.to_string(), dir_s.clone());
+        if let (Some(u), Some(h)) = (builder, &home) {
+            argv.extend(["--home".into(), h.display().to_string()]);
+            // Its /proc/PID/environ is the builder's to read: every variable of the daemon's
+            // that the installers would not get (`pyenv::build_env`) is blanked here (a
+            // runner's environment is the daemon's plus its own), so none of root's values
+            // reaches the build's processes. It runs with the builder's names.
+            for (k, _) in std::env::vars_os() {
+                if let Some(k) = k.to_str().filter(|k| !pyenv::build_env_keeps(k)) {
+                    env.insert(k.to_string(), String::new());
+                }
+            }
+            env.insert("HOME".into(), h.display().to_string());
+            env.insert("USER".into(), u.name.clone());
+            env.insert("LOGNAME".into(), u.name.clone());
+            env.insert("TMPDIR".into(), h.join("tmp").display().to_string());
+        }
         let spec_run = RunSpec {
             argv,
             env,
-            working_dir: dir.clone(),
+            // A folder the builder may enter (it drops root before the chdir).
+            working_dir: home.clone().unwrap_or_else(|| dir.clone()),
             stdout: log.clone(),
             stderr: log,
-            user: None,
+            user: builder.map(|u| run::RunAs {
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.groups.clone(),
+            }),
         };
         let tx = self.me.clone();
         let k = key.to_string();
@@ -301,7 +384,7 @@ impl Worker {
             let _ = tx.send(Msg::Exited { key: k, exit });
         }) {
             Ok(pgid) => {
-                info!(env = %key, source = %spec.source.display(), tool = ?st.tool, "building a Python environment");
+                info!(env = %key, source = %spec.source.display(), tool = ?st.tool, builder = ?st.builder, "building a Python environment");
                 self.builds.insert(
                     key.to_string(),
                     Build {
@@ -309,6 +392,8 @@ impl Worker {
                         pgid,
                         deadline: Instant::now() + self.timeout,
                         timed_out: false,
+                        builder: builder.map(|u| u.uid),
+                        shared: spec.shared,
                     },
                 );
                 self.shared
@@ -346,51 +431,66 @@ impl Worker {
             .remove(key);
         let dir = b.dir.clone();
         let dir_s = dir.display().to_string();
+        // Whatever of the build is left goes before its venv is looked at (what escapes the
+        // kill keeps only the tree the seal discards).
         if run::tree_alive(b.pgid, &dir_s) {
             run::kill_tree(b.pgid, &dir_s);
         }
         let Some(mut st) = self.envs.remove(key) else {
             return;
         };
+        let mut outcome = if b.timed_out {
+            Err(format!(
+                "the build did not finish within env_build_timeout ({})",
+                crate::config::duration::format(self.timeout)
+            ))
+        } else if let Some(e) = &exit.spawn_error {
+            Err(format!("the build could not start: {e}"))
+        } else if !exit.success() {
+            Err(match (exit.code, exit.signal) {
+                (Some(c), _) => format!("the build failed (exit code {c})"),
+                (None, Some(s)) => format!("the build was ended by signal {s}"),
+                _ => "the build failed".into(),
+            })
+        } else {
+            Ok(())
+        };
+        if let (Ok(()), Some(uid)) = (&outcome, b.builder) {
+            outcome = seal(&dir, uid, b.shared)
+                .map_err(|e| format!("the built environment could not be sealed: {e}"));
+        }
+        if outcome.is_ok() && !pyenv::venv_usable(&dir) {
+            outcome = Err(format!(
+                "the build left no interpreter in {}",
+                pyenv::venv_dir(&dir).display()
+            ));
+        }
+        // Built (ready or failed) once sealed: the seal is part of what a job waits for.
         let now = Utc::now();
         st.built = Some(now);
         st.duration_s = st
             .started
             .map(|s| ((now - s).num_milliseconds() as f64 / 1e3).max(0.0));
-        if exit.success() && !b.timed_out && pyenv::venv_usable(&dir) {
-            let bi: Option<pyenv::BuildInfo> = state::read_json(&dir.join("build-info.json"))
-                .ok()
-                .flatten();
-            if let Some(bi) = bi {
-                st.tool = Some(bi.tool);
-                st.python_version = bi.python_version;
-            }
-            st.state = Phase::Ready;
-            info!(env = %key, duration_s = ?st.duration_s, tool = ?st.tool, "environment built");
-        } else {
-            let why = if b.timed_out {
-                format!(
-                    "the build did not finish within env_build_timeout ({})",
-                    crate::config::duration::format(self.timeout)
-                )
-            } else if let Some(e) = &exit.spawn_error {
-                format!("the build could not start: {e}")
-            } else {
-                match (exit.code, exit.signal) {
-                    (Some(c), _) => format!("the build failed (exit code {c})"),
-                    (None, Some(s)) => format!("the build was ended by signal {s}"),
-                    _ => "the build failed".into(),
+        match outcome {
+            Ok(()) => {
+                if let Some(bi) = pyenv::read_build_info(&pyenv::venv_dir(&dir)) {
+                    st.tool = Some(bi.tool);
+                    st.python_version = bi.python_version;
                 }
-            };
-            let tail = pyenv::log_tail(&dir.join("build.log"));
-            let mut error = format!("{why}; log {}", dir.join("build.log").display());
-            if !tail.is_empty() {
-                error.push_str(":\n");
-                error.push_str(&tail);
+                st.state = Phase::Ready;
+                info!(env = %key, duration_s = ?st.duration_s, tool = ?st.tool, "environment built");
             }
-            warn!(env = %key, "environment build failed: {why}");
-            st.state = Phase::Failed;
-            st.error = Some(error);
+            Err(why) => {
+                let tail = pyenv::log_tail(&dir.join("build.log"));
+                let mut error = format!("{why}; log {}", dir.join("build.log").display());
+                if !tail.is_empty() {
+                    error.push_str(":\n");
+                    error.push_str(&tail);
+                }
+                warn!(env = %key, "environment build failed: {why}");
+                st.state = Phase::Failed;
+                st.error = Some(error);
+            }
         }
         self.save(&dir, &st);
         self.envs.insert(key.to_string(), st);
@@ -408,7 +508,7 @@ impl Worker {
         for (name, t) in self.jobs.iter_mut() {
             let ready = |k: &str| {
                 let e = self.envs.get(k).filter(|e| e.state == Phase::Ready)?;
-                let dir = if e.shared {
+                let dir = if e.in_users_tree() {
                     crate::daemon::workdir::users_root(&self.state.root)
                         .join("envs")
                         .join(k)
@@ -467,11 +567,11 @@ impl Worker {
         let olds: Vec<(String, bool)> = self
             .jobs
             .values()
-            .filter_map(|t| t.in_use.clone().map(|k| (k, t.spec.shared)))
+            .filter_map(|t| t.in_use.clone().map(|k| (k, t.public())))
             .collect();
-        for (k, shared) in olds {
+        for (k, public) in olds {
             if !self.envs.contains_key(&k) {
-                if let Some(st) = self.load(&k, shared) {
+                if let Some(st) = self.load(&k, public) {
                     self.envs.insert(k, st);
                 }
             }
@@ -546,4 +646,86 @@ impl Worker {
         self.last = Some(u.clone());
         self.events.send(Event::Envs(Box::new(u))).is_ok()
     }
+}
+
+/// Makes `<key>/venv` ready for a build: whatever an earlier build left there goes (as root,
+/// without following links: `remove_dir_all` opens each level by handle); for a build as
+/// another user the venv folder is handed to it, and so is its HOME
+/// (`<state_dir>.users/build-homes/<uid>/`, kept for its caches), which is returned.
+fn prepare_build(
+    state_root: &std::path::Path,
+    dir: &std::path::Path,
+    builder: Option<&UserInfo>,
+) -> Result<Option<PathBuf>, String> {
+    let at = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| format!("cannot prepare {}: {e}", p.display())
+    };
+    for old in [VENV_BUILT, VENV_SEALING, "venv"] {
+        let p = dir.join(old);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).map_err(at(&p))?,
+            Ok(_) => std::fs::remove_file(&p).map_err(at(&p))?,
+            Err(_) => {}
+        }
+    }
+    let Some(u) = builder else {
+        return Ok(None);
+    };
+    let venv = pyenv::venv_dir(dir);
+    crate::sys::hand_dir(&venv, u.uid, u.gid).map_err(at(&venv))?;
+    let homes = crate::daemon::workdir::public_dirs(state_root, &["build-homes"], false)
+        .map_err(at(state_root))?;
+    let home = homes.join(u.uid.to_string());
+    crate::sys::hand_dir(&home, u.uid, u.gid).map_err(at(&home))?;
+    for p in [&venv, &home] {
+        crate::sys::check_passable(p, u.uid, &u.groups).map_err(|closed| {
+            format!(
+                "not built: the build runs as {}, which cannot pass through {closed} on the \
+                 way to {}; let other users pass through that folder (chmod o+x: nothing in \
+                 it becomes listable or readable), or put state_dir below folders they can",
+                pyenv::builder_label(u),
+                p.display()
+            )
+        })?;
+    }
+    Ok(Some(home))
+}
+
+/// Where a finished build's venv goes while it is copied (only root can rename in `<key>/`).
+const VENV_BUILT: &str = "venv.built";
+/// The sealed copy until it is renamed into place.
+const VENV_SEALING: &str = "venv.sealing";
+
+/// Turns what `builder` built in `<key>/venv` into a tree of the daemon's: the venv is renamed
+/// aside, copied by handle into a new folder of root's (see [`crate::sys::seal_copy`]: links
+/// not followed, every entry the builder's, no inode shared), which is renamed into place;
+/// then the built tree goes. `<key>/` is opened to jobs' users (`shared`) or closed to all
+/// but root. The venv keeps its path: its scripts name their interpreter by it.
+fn seal(dir: &std::path::Path, builder: u32, shared: bool) -> Result<(), String> {
+    let venv = pyenv::venv_dir(dir);
+    let built = dir.join(VENV_BUILT);
+    let sealing = dir.join(VENV_SEALING);
+    for p in [&built, &sealing] {
+        if std::fs::symlink_metadata(p).is_ok() {
+            std::fs::remove_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
+    std::fs::rename(&venv, &built).map_err(|e| format!("{}: {e}", venv.display()))?;
+    let t0 = Instant::now();
+    let copied = crate::sys::seal_copy(&built, &sealing, builder).map_err(|e| e.to_string())?;
+    info!(
+        files = copied.entries,
+        bytes = copied.bytes,
+        ms = t0.elapsed().as_millis() as u64,
+        "sealed the built environment {}",
+        venv.display()
+    );
+    std::fs::rename(&sealing, &venv).map_err(|e| format!("{}: {e}", sealing.display()))?;
+    // A process of the builder's that escaped may still write in it: it is no one's now and
+    // goes with the next build or the environment, if not now.
+    if let Err(e) = std::fs::remove_dir_all(&built) {
+        warn!("cannot remove the built tree {}: {e}", built.display());
+    }
+    crate::sys::seal_dir_mode(dir, shared).map_err(|e| format!("{}: {e}", dir.display()))
 }

@@ -1,0 +1,431 @@
+//! The folders of an environment build that runs as another user, and the seal that makes
+//! what it built the daemon's own.
+//!
+//! A build as an unprivileged user writes only into folders handed to that user
+//! ([`hand_dir`]). When it has ended, [`seal_copy`] copies its tree into a new folder of the
+//! daemon's, by handle: every entry is opened relative to its parent's descriptor with
+//! `O_NOFOLLOW`, must belong to the builder, and is created afresh, so the sealed tree shares no
+//! inode with the built one. A process of the builder that outlived the build (escaped its
+//! process group, cleared its environment, and no cgroup held it) keeps writable descriptors
+//! only to the discarded tree; hard links into the builder's cache (uv links from it) stay
+//! behind too; and a link the builder planted to a file it does not own is refused rather
+//! than read as root.
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use std::ffi::{CStr, OsStr};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Nesting a venv never reaches (pip's own tree is about 10 deep).
+const MAX_DEPTH: usize = 64;
+/// Entries and bytes a sealed tree may hold: a venv with Robot Framework's browser library
+/// and its node modules is tens of thousands of files and a few hundred MB.
+const MAX_ENTRIES: u64 = 1_000_000;
+const MAX_BYTES: u64 = 32 * 1024 * 1024 * 1024;
+
+/// Why a built tree could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} belongs to uid {owner}, not to the build's user (uid {builder}): not sealed")]
+    Owner {
+        path: PathBuf,
+        owner: u32,
+        builder: u32,
+    },
+    #[error("{path}: the built tree is larger than a venv can be ({what}): not sealed")]
+    TooLarge { path: PathBuf, what: &'static str },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(rustix::io::Errno) -> SealError + '_ {
+    move |e| SealError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+fn std_io_at(path: &Path) -> impl FnOnce(io::Error) -> SealError + '_ {
+    move |source| SealError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a seal copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealStats {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+type Budget = SealStats;
+
+/// Copies the tree at `from` (a folder of `builder`'s) to `to`, which must not exist and
+/// whose parent must be the daemon's: folders `0755`, files `0755` when the builder made them
+/// executable and `0644` otherwise (no set-id bits, nothing writable by others), links as
+/// links. Special files (FIFOs, sockets, devices) are left out. Everything is synced before
+/// it returns.
+pub fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStats, SealError> {
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let src = rustix::fs::open(from, dir_flags, Mode::empty()).map_err(io_at(from))?;
+    let st = rustix::fs::fstat(&src).map_err(io_at(from))?;
+    if st.st_uid != builder {
+        return Err(SealError::Owner {
+            path: from.to_path_buf(),
+            owner: st.st_uid,
+            builder,
+        });
+    }
+    rustix::fs::mkdir(to, Mode::from_raw_mode(0o700)).map_err(io_at(to))?;
+    let dst = rustix::fs::open(to, dir_flags, Mode::empty()).map_err(io_at(to))?;
+    let mut budget = Budget::default();
+    copy_dir(&src, &dst, from, builder, 0, &mut budget)?;
+    rustix::fs::fchmod(&dst, Mode::from_raw_mode(0o755)).map_err(io_at(to))?;
+    // One flush of the file system instead of an fsync per file: a state that says "ready"
+    // (written durably after this) never names a tree that a power cut could leave empty.
+    rustix::fs::syncfs(&dst).map_err(io_at(to))?;
+    Ok(budget)
+}
+
+fn copy_dir(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    at: &Path,
+    builder: u32,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<(), SealError> {
+    if depth > MAX_DEPTH {
+        return Err(SealError::TooLarge {
+            path: at.to_path_buf(),
+            what: "too deep",
+        });
+    }
+    let entries = Dir::read_from(src).map_err(io_at(at))?;
+    for entry in entries {
+        let entry = entry.map_err(io_at(at))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let path = at.join(OsStr::from_bytes(name.to_bytes()));
+        budget.entries += 1;
+        if budget.entries > MAX_ENTRIES {
+            return Err(SealError::TooLarge {
+                path,
+                what: "too many files",
+            });
+        }
+        let st = rustix::fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_at(&path))?;
+        if st.st_uid != builder {
+            return Err(SealError::Owner {
+                path,
+                owner: st.st_uid,
+                builder,
+            });
+        }
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let child =
+                    rustix::fs::openat(src, name, flags, Mode::empty()).map_err(io_at(&path))?;
+                // Swapped since the look: the handle is what counts.
+                let cst = rustix::fs::fstat(&child).map_err(io_at(&path))?;
+                if cst.st_uid != builder {
+                    return Err(SealError::Owner {
+                        path,
+                        owner: cst.st_uid,
+                        builder,
+                    });
+                }
+                rustix::fs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(io_at(&path))?;
+                let out =
+                    rustix::fs::openat(dst, name, flags, Mode::empty()).map_err(io_at(&path))?;
+                copy_dir(&child, &out, &path, builder, depth + 1, budget)?;
+                rustix::fs::fchmod(&out, Mode::from_raw_mode(0o755)).map_err(io_at(&path))?;
+            }
+            FileType::RegularFile => copy_file(src, dst, name, &path, builder, budget)?,
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(src, name, Vec::new()).map_err(io_at(&path))?;
+                rustix::fs::symlinkat(target.as_c_str(), dst, name).map_err(io_at(&path))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    name: &CStr,
+    path: &Path,
+    builder: u32,
+    budget: &mut Budget,
+) -> Result<(), SealError> {
+    // Non-blocking: a FIFO swapped in since the look must not hang the open.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(src, name, flags, Mode::empty()).map_err(io_at(path))?;
+    let st = rustix::fs::fstat(&fd).map_err(io_at(path))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(());
+    }
+    if st.st_uid != builder {
+        // A hard link to someone else's file: never read it as root.
+        return Err(SealError::Owner {
+            path: path.to_path_buf(),
+            owner: st.st_uid,
+            builder,
+        });
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    budget.bytes = budget.bytes.saturating_add(size);
+    if budget.bytes > MAX_BYTES {
+        return Err(SealError::TooLarge {
+            path: path.to_path_buf(),
+            what: "too many bytes",
+        });
+    }
+    let mode = if st.st_mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    let out_flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let out = rustix::fs::openat(dst, name, out_flags, Mode::from_raw_mode(0o600))
+        .map_err(io_at(path))?;
+    let mut reader = File::from(fd).take(size);
+    let mut writer = File::from(out);
+    // A file that grows while it is copied is cut at the size it had: the budget holds.
+    io::copy(&mut reader, &mut writer).map_err(std_io_at(path))?;
+    writer.flush().map_err(std_io_at(path))?;
+    rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode)).map_err(io_at(path))?;
+    Ok(())
+}
+
+/// Creates `path` (its parent is the daemon's) as a folder of `uid`:`gid`, mode `0700`, or
+/// keeps the one there if it is already exactly that; anything else in its place (a file, a
+/// link, someone else's folder) is removed first.
+pub fn hand_dir(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for attempt in 0..2 {
+        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            // A link or a file: not ours to keep.
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) if attempt == 0 => {
+                std::fs::remove_file(path)?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        let mine = euid();
+        if st.st_uid == uid && st.st_gid == gid {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700))?;
+            return Ok(());
+        }
+        if st.st_uid == mine {
+            // Just made (or left by a daemon that died before handing it over): empty or ours.
+            give(fd.as_fd(), uid, gid)?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700))?;
+            return Ok(());
+        }
+        if attempt == 0 {
+            // Another user's (the build user was changed): its content is no one's now.
+            drop(fd);
+            std::fs::remove_dir_all(path)?;
+            continue;
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} keeps changing while it is created for uid {uid}",
+            path.display()
+        ),
+    ))
+}
+
+fn give(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    use rustix::fs::{Gid, Uid};
+    rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+    Ok(())
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The first folder above `path` that a process of `uid` (in `groups`) cannot pass through
+/// (no search permission for it), as `<folder> (mode 0700, owner uid 0)`; `Ok` when it can
+/// reach `path`. Checked before a build starts as that user, so a folder an admin (or an
+/// older version) closed is named, instead of the build's bare "Permission denied".
+pub fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        let Ok(m) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let bit = if m.uid() == uid {
+            0o100
+        } else if groups.contains(&m.gid()) {
+            0o010
+        } else {
+            0o001
+        };
+        if m.mode() & bit == 0 {
+            return Err(format!(
+                "{} (mode {:04o}, owner uid {})",
+                dir.display(),
+                m.mode() & 0o7777,
+                m.uid()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The mode of a sealed environment's own folder (the daemon's): `0755` when jobs' users run
+/// it, else `0700`.
+pub fn seal_dir_mode(dir: &Path, readable: bool) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if readable { 0o755 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// This process's effective uid (for a build's messages).
+pub fn current_uid() -> u32 {
+    euid()
+}
+
+/// Creates the link `link` pointing at `target`, as it was (a copied project's links).
+pub fn copy_link(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    fn me() -> u32 {
+        euid()
+    }
+
+    #[test]
+    fn a_sealed_copy_keeps_content_and_links_and_drops_special_bits() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("built");
+        std::fs::create_dir_all(from.join("bin")).unwrap();
+        std::fs::write(from.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            from.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o4777),
+        )
+        .unwrap();
+        std::fs::write(from.join("data"), "x").unwrap();
+        std::fs::set_permissions(from.join("data"), std::fs::Permissions::from_mode(0o666))
+            .unwrap();
+        symlink("/usr/bin/python3", from.join("bin/python")).unwrap();
+        symlink("bin", from.join("lib64")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            from.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let to = d.path().join("sealed");
+        seal_copy(&from, &to, me()).unwrap();
+        let mode = |p: &str| std::fs::symlink_metadata(to.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(
+            std::fs::read_to_string(to.join("bin/tool")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        assert_eq!(mode("bin/tool"), 0o755);
+        assert_eq!(mode("data"), 0o644);
+        assert_eq!(mode("bin"), 0o755);
+        assert_eq!(mode(""), 0o755);
+        assert_eq!(
+            std::fs::read_link(to.join("bin/python")).unwrap(),
+            Path::new("/usr/bin/python3")
+        );
+        assert_eq!(
+            std::fs::read_link(to.join("lib64")).unwrap(),
+            Path::new("bin")
+        );
+        assert!(!to.join("fifo").exists());
+        // Fresh inodes: a writer holding the built file changes nothing sealed.
+        let mut held = std::fs::OpenOptions::new()
+            .append(true)
+            .open(from.join("data"))
+            .unwrap();
+        held.write_all(b"tampered").unwrap();
+        assert_eq!(std::fs::read_to_string(to.join("data")).unwrap(), "x");
+    }
+
+    #[test]
+    fn a_tree_with_someone_elses_file_is_not_sealed() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("built");
+        std::fs::create_dir(&from).unwrap();
+        std::fs::write(from.join("f"), "x").unwrap();
+        // Whoever we are, uid 4242 is not the owner of what we just wrote.
+        let e = seal_copy(&from, &d.path().join("sealed"), 4242).unwrap_err();
+        assert!(
+            matches!(e, SealError::Owner { owner, .. } if owner == me()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_closed_folder_on_the_way_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let closed = d.path().join("closed");
+        std::fs::create_dir_all(closed.join("inner")).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = closed.join("inner/venv");
+        // Someone else (not the owner, in none of its groups) is stopped at `closed`...
+        let e = check_passable(&target, 4242, &[4242]).unwrap_err();
+        assert!(
+            e.starts_with(&format!("{} (mode 0700", closed.display())),
+            "{e}"
+        );
+        // ...its owner is not, nor is anyone once it lets others pass.
+        check_passable(&target, me(), &[]).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+        check_passable(&target, 4242, &[4242]).unwrap();
+    }
+
+    #[test]
+    fn a_handed_dir_replaces_a_planted_link() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("elsewhere");
+        std::fs::create_dir(&target).unwrap();
+        let p = d.path().join("home");
+        symlink(&target, &p).unwrap();
+        let gid = std::fs::metadata(d.path()).unwrap().gid();
+        hand_dir(&p, me(), gid).unwrap();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o777, 0o700);
+        assert!(target.is_dir(), "the link's target is left alone");
+    }
+}
