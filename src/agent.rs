@@ -32,7 +32,7 @@ pub const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
 /// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
 pub const MAX_SECTION: usize = 16 * 1024 * 1024;
 
-/// Both sections, ready to print.
+/// Both sections, ready to print: every byte printable ([`crate::printable`]).
 pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
@@ -62,7 +62,8 @@ pub fn render(report: &Report) -> String {
         line.render_into(&mut out, report.generated);
         out.push('\n');
     }
-    out
+    // The one gate to the agent (the fast path passes it too: `ctrl_view`).
+    crate::printable::string(out)
 }
 
 /// A line after the daemon's local check: fixed, or a local check open in `now`.
