@@ -388,6 +388,7 @@ mod tests {
             log: Some("/r/log.html".into()),
             report: None,
             attempts: Some(2),
+            output_lost: false,
         };
         let job = |name: &str, last: Option<LastRun>| JobStatus {
             name: name.into(),

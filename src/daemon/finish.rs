@@ -90,15 +90,15 @@ pub(super) fn do_work(state: &StateDir, work: Work) -> (Box<RunRecord>, Option<S
                 exit_code = ?rec.exit_code, duration_s = ?rec.duration_s,
                 "run finished"
             );
-            let error = write_final(state, &rec).err().map(|e| e.to_string());
+            let error = write_final(state, &mut rec).err().map(|e| e.to_string());
             if let Err(e) = record::prune(state, &rec.job, keep, &protect) {
                 warn!(job = %rec.job, "cannot remove old runs: {e}");
             }
             super::workdir::prune(state, &rec.job);
             (rec, error)
         }
-        Work::Save(rec) => {
-            let error = write_final(state, &rec).err().map(|e| e.to_string());
+        Work::Save(mut rec) => {
+            let error = write_final(state, &mut rec).err().map(|e| e.to_string());
             (rec, error)
         }
         Work::Journal(rec) => {
