@@ -193,8 +193,17 @@ impl Daemon {
     fn finish_recovered(&mut self, mut rec: RunRecord, outcome: Outcome) {
         rec.finished = Some(Utc::now());
         rec.outcome = Some(outcome);
-        crate::robot::annotate(&mut rec);
-        rec.clip();
+        let read = super::finish::ReadSpec {
+            attempts: self
+                .cfg
+                .jobs
+                .iter()
+                .find(|j| j.name == rec.job)
+                .map_or(1, |j| j.attempts),
+            limits: self.cfg.daemon.result_limits,
+        };
+        let stopping = self.finisher.as_ref().map(|f| f.stopping());
+        super::finish::complete(&mut rec, read, stopping);
         if let Err(e) = rec
             .save()
             .and_then(|_| record::update_latest(&self.state, &rec))

@@ -197,10 +197,10 @@ pub(crate) fn mark_ended(rec: &mut RunRecord, outcome: Outcome, exit: Option<Exi
     rec.outcome = Some(outcome);
 }
 
-/// What the finisher adds to an ended record: robot's result (which may turn the outcome
-/// into a failure), then the caps on its texts.
-pub(crate) fn complete(rec: &mut RunRecord) {
-    crate::robot::annotate(rec);
+/// What the finisher adds to an ended record: robot's result, read as `how` says (which may
+/// turn the outcome into a failure), then the caps on its texts.
+pub(crate) fn complete(rec: &mut RunRecord, how: &crate::robot::Reading) {
+    crate::robot::annotate(rec, how);
     rec.clip();
 }
 
@@ -425,10 +425,15 @@ impl Daemon {
                 .map(|r| r.record.run_id.clone())
                 .collect(),
         };
+        let read = super::finish::ReadSpec {
+            attempts: self.jobs.get(&rec.job).map_or(1, |js| js.job.attempts),
+            limits: self.cfg.daemon.result_limits,
+        };
         self.hand_over(super::finish::Work::Finish {
             rec: Box::new(rec),
             keep: self.cfg.daemon.keep_runs,
             protect,
+            read,
         });
     }
 
@@ -446,7 +451,8 @@ impl Daemon {
             },
             None => work,
         };
-        let (rec, error) = super::finish::do_work(&self.state, work);
+        let stopping = self.finisher.as_ref().map(|f| f.stopping());
+        let (rec, error) = super::finish::do_work(&self.state, work, stopping);
         self.on_finished(*rec, error);
     }
 
