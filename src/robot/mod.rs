@@ -422,12 +422,12 @@ mod tests {
         std::fs::write(d.join("elsewhere.xml"), PASS.replace("PASS", "FAIL")).unwrap();
         // The paths in the list are ignored: the second attempt has no result where the
         // wrapper would have put it, whatever the list says.
-        let list = format!(
-            r#"[{{"attempt":1,"ran":"all","exit_code":0,"output":"/etc/passwd"}},
-               {{"attempt":2,"ran":"failed","exit_code":0,"output":"{}","passed":99}}]"#,
-            d.join("elsewhere.xml").display()
-        );
-        std::fs::write(d.join(ATTEMPTS_FILE), &list).unwrap();
+        let list = serde_json::json!([
+            {"attempt": 1, "ran": "all", "exit_code": 0, "output": "/etc/passwd"},
+            {"attempt": 2, "ran": "failed", "exit_code": 0, "passed": 99,
+             "output": d.join("elsewhere.xml")},
+        ]);
+        std::fs::write(d.join(ATTEMPTS_FILE), list.to_string()).unwrap();
         let rec = annotated(d, 1, LIMITS);
         assert!(rec.attempts.is_empty() && rec.note.is_none(), "{rec:?}");
         let rec = annotated(d, 3, LIMITS);
