@@ -3,10 +3,11 @@
 //! they would delay due starts and timeouts. The loop decides a run's outcome and hands the
 //! record here; a worker completes and writes it, then posts [`Event::Finished`] back.
 //!
-//! One worker per job with work queued, so that a job's records land in the order its runs
-//! finished while one job's slow result (a huge or hostile file, read up to the daemon's
-//! `result_parse_timeout`) never holds up another job's records: their results would go
-//! stale in Checkmk for no fault of theirs. A worker ends when its job's queue is empty.
+//! Each job's work is queued apart and taken by one worker at a time, so a job's records land
+//! in the order its runs finished, while one job's slow result (a huge or hostile file, read
+//! up to the daemon's `result_parse_timeout`) holds up only that job: the others' results
+//! would otherwise go stale in Checkmk for no fault of theirs. Workers start as work comes,
+//! up to [`MAX_WORKERS`], and end after [`IDLE`] without work.
 //!
 //! What a run leaves in its folder is untrusted (a `user` job's folder is that user's):
 //! results are read through [`Folder`], which opens nothing outside the runner's folder and
@@ -22,14 +23,14 @@ use crate::robot::budget::{Limits, Stopping};
 use crate::robot::{Reading, RunFolder};
 use crate::state::record::{self, RunRecord};
 use crate::state::StateDir;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// A result this large gets a log line before it is read.
 const LARGE_RESULT: u64 = 16 * 1024 * 1024;
@@ -62,24 +63,50 @@ pub(super) enum Work {
 }
 
 impl Work {
-    fn job(&self) -> &str {
+    fn record(&self) -> &RunRecord {
         match self {
-            Work::Finish { rec, .. } | Work::Save(rec) | Work::Journal(rec) => &rec.job,
+            Work::Finish { rec, .. } | Work::Save(rec) | Work::Journal(rec) => rec,
         }
     }
+
+    fn job(&self) -> &str {
+        &self.record().job
+    }
+}
+
+/// Workers at most: as many jobs' results are read at once. A 33rd job's record waits for
+/// one of them, each bounded by `result_parse_timeout`; memory stays bounded (each read
+/// holds a few MiB at most).
+const MAX_WORKERS: usize = 32;
+/// An idle worker waits this long for more work before it ends: a burst of runs (journals at
+/// their start, records at their end) reuses threads instead of starting one per record.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// The work not yet taken, and who takes it.
+#[derive(Default)]
+struct Queues {
+    /// Each job's work, in order.
+    pending: HashMap<String, VecDeque<Work>>,
+    /// Jobs with pending work that no worker holds, each once, in the order they came.
+    ready: VecDeque<String>,
+    /// Jobs in `ready` or held by a worker: one worker per job at a time keeps its order.
+    scheduled: HashSet<String>,
+    workers: usize,
+    idle: usize,
 }
 
 struct Shared {
     state: StateDir,
     events: Sender<Event>,
-    /// Each job's queue; a job is here exactly while its worker runs.
-    queues: Mutex<HashMap<String, VecDeque<Work>>>,
+    queues: Mutex<Queues>,
+    wake: Condvar,
     stopping: Stopping,
 }
 
 impl Shared {
-    fn queues(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Work>>> {
-        // A worker that panicked left the map as it was: still usable.
+    fn queues(&self) -> MutexGuard<'_, Queues> {
+        // A worker that panicked left the queues consistent (they change only under the
+        // lock, never across a record's work): still usable.
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -97,35 +124,51 @@ impl Finisher {
             shared: Arc::new(Shared {
                 state,
                 events,
-                queues: Mutex::new(HashMap::new()),
+                queues: Mutex::new(Queues::default()),
+                wake: Condvar::new(),
                 stopping: Stopping::default(),
             }),
         }
     }
 
-    /// Queues work behind the job's earlier work; false if no worker could be started for
-    /// it (then the caller does it itself).
+    /// Queues work behind the job's earlier work; gives it back if no worker exists or can
+    /// be started for it (then the caller does it itself).
     pub(super) fn send(&self, work: Work) -> Result<(), Work> {
-        let mut queues = self.shared.queues();
-        if let Some(q) = queues.get_mut(work.job()) {
-            q.push_back(work);
+        let mut q = self.shared.queues();
+        let job = work.job().to_string();
+        q.pending.entry(job.clone()).or_default().push_back(work);
+        if !q.scheduled.insert(job.clone()) {
+            // Its worker, or its place in `ready`, takes this too, in order.
             return Ok(());
         }
-        let job = work.job().to_string();
-        queues.insert(job.clone(), VecDeque::from([work]));
+        q.ready.push_back(job.clone());
+        if q.idle > 0 {
+            self.shared.wake.notify_one();
+            return Ok(());
+        }
+        if q.workers >= MAX_WORKERS {
+            return Ok(());
+        }
+        q.workers += 1;
         let shared = Arc::clone(&self.shared);
-        let name = job.clone();
-        // Spawned under the lock: the worker waits for it, and a failed spawn takes its
-        // work back before anyone else sees the queue.
+        // Spawned under the lock: a failed spawn takes its work back before a worker sees it.
         match std::thread::Builder::new()
             .name("finisher".into())
-            .spawn(move || worker(&shared, &name))
+            .spawn(move || worker(&shared))
         {
             Ok(_) => Ok(()),
             Err(e) => {
+                q.workers -= 1;
+                if q.workers > 0 {
+                    // A running worker will come to it.
+                    return Ok(());
+                }
                 warn!(job = %job, "cannot start a finisher thread: {e}; finishing inline");
-                let mut back = queues.remove(&job).unwrap_or_default();
-                back.pop_front().map_or(Ok(()), Err)
+                q.ready.retain(|j| *j != job);
+                q.scheduled.remove(&job);
+                // Not scheduled before: this work was its only one.
+                let back = q.pending.remove(&job).and_then(|mut p| p.pop_front());
+                back.map_or(Ok(()), Err)
             }
         }
     }
@@ -140,26 +183,65 @@ impl Finisher {
     }
 }
 
-/// One job's worker: its queue in order, then it ends.
-fn worker(shared: &Shared, job: &str) {
+/// [`do_work`], and should it panic (a bug met by a hostile file), the record as it came,
+/// written with a note: the worker, its job's queue and the loop's count of records in
+/// flight go on, so the daemon can still stop.
+fn guarded(shared: &Shared, work: Work) -> (Box<RunRecord>, Option<String>) {
+    let mut fallback = work.record().clone();
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        do_work(&shared.state, work, Some(&shared.stopping))
+    }));
+    done.unwrap_or_else(|_| {
+        error!(job = %fallback.job, "reading the result of run {} failed (a bug); recorded without it", fallback.run_id);
+        let note = "the daemon failed while reading its result (see daemon.log)";
+        fallback.note = Some(match fallback.note.take() {
+            Some(n) => format!("{n}; {note}"),
+            None => note.to_string(),
+        });
+        let error = write_final(&shared.state, &mut fallback)
+            .err()
+            .map(|e| e.to_string());
+        (Box::new(fallback), error)
+    })
+}
+
+/// A worker: takes a ready job's next work, does it, and puts the job back while it has
+/// more; ends after [`IDLE`] without work.
+fn worker(shared: &Shared) {
     crate::run::background_thread();
+    let mut q = shared.queues();
     loop {
-        let work = {
-            let mut queues = shared.queues();
-            match queues.get_mut(job).and_then(VecDeque::pop_front) {
-                Some(w) => w,
-                None => {
-                    queues.remove(job);
-                    return;
+        if let Some(job) = q.ready.pop_front() {
+            let work = q.pending.get_mut(&job).and_then(VecDeque::pop_front);
+            drop(q);
+            match work {
+                Some(Work::Journal(rec)) => journal(&rec),
+                Some(work) => {
+                    let (rec, error) = guarded(shared, work);
+                    // A loop that is gone has nothing to learn; the record is written.
+                    let _ = shared.events.send(Event::Finished { rec, error });
                 }
+                None => {}
             }
-        };
-        if let Work::Journal(rec) = &work {
-            journal(rec);
+            q = shared.queues();
+            if q.pending.get(&job).is_some_and(|p| !p.is_empty()) {
+                // Behind the other ready jobs: one job's backlog does not starve the rest.
+                q.ready.push_back(job);
+            } else {
+                q.pending.remove(&job);
+                q.scheduled.remove(&job);
+            }
             continue;
         }
-        let (rec, error) = do_work(&shared.state, work, Some(&shared.stopping));
-        if shared.events.send(Event::Finished { rec, error }).is_err() {
+        q.idle += 1;
+        let (guard, waited) = shared
+            .wake
+            .wait_timeout(q, IDLE)
+            .unwrap_or_else(|e| e.into_inner());
+        q = guard;
+        q.idle -= 1;
+        if waited.timed_out() && q.ready.is_empty() {
+            q.workers -= 1;
             return;
         }
     }
@@ -277,6 +359,60 @@ pub(super) fn do_work(
         Work::Journal(rec) => {
             journal(&rec);
             (rec, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::record::{Outcome, Trigger};
+    use std::sync::mpsc;
+
+    fn record(st: &StateDir, job: &str) -> Box<RunRecord> {
+        let due = chrono::Utc::now();
+        let (run_id, run_dir) = record::allocate_run_dir(st, job, due).unwrap();
+        let mut rec = RunRecord::journal(job, run_id, run_dir, due, Trigger::Schedule, 60.0);
+        rec.outcome = Some(Outcome::Skipped);
+        Box::new(rec)
+    }
+
+    #[test]
+    fn each_jobs_records_come_back_in_the_order_they_were_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let f = Finisher::new(st.clone(), tx);
+        let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+        for i in 0..60 {
+            let job = format!("job{}", i % 7);
+            let rec = record(&st, &job);
+            sent.entry(job).or_default().push(rec.run_id.clone());
+            assert!(f.send(Work::Save(rec)).is_ok());
+        }
+        let mut got: HashMap<String, Vec<String>> = HashMap::new();
+        for _ in 0..60 {
+            match rx.recv_timeout(Duration::from_secs(20)).unwrap() {
+                Event::Finished { rec, error } => {
+                    assert!(error.is_none(), "{error:?}");
+                    got.entry(rec.job.clone()).or_default().push(rec.run_id);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, sent);
+        // Each worker lets go of its job just after posting its last record.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let q = f.shared.queues();
+            if q.pending.is_empty() && q.ready.is_empty() && q.scheduled.is_empty() {
+                assert!(q.workers <= MAX_WORKERS);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "work left behind");
+            drop(q);
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
