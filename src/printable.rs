@@ -102,16 +102,22 @@ impl<W: Write> Printable<W> {
             i = take;
         }
         let mut clean = i;
-        while i < buf.len() {
+        if self.line_start && i < buf.len() {
+            self.line_start = false;
+            self.json = is_json_start(buf[i]);
+        }
+        // Clean runs are skipped in one tight scan; only the bytes that may need a look stop
+        // it (the line ends, controls, and the lead bytes of C1 and U+2028/9).
+        while let Some(off) = buf[i..].iter().position(|&b| LOOK[usize::from(b)]) {
+            i += off;
             let b = buf[i];
-            if self.line_start {
-                self.line_start = false;
-                self.json = b == b'{' || b == b'[';
-            }
             match b {
                 b'\n' => {
-                    self.line_start = true;
                     i += 1;
+                    match buf.get(i) {
+                        Some(&next) => self.json = is_json_start(next),
+                        None => self.line_start = true,
+                    }
                 }
                 0xC2 | 0xE2 => {
                     let len = lead_len(b);
@@ -129,17 +135,36 @@ impl<W: Write> Printable<W> {
                     }
                     i += len;
                 }
-                0..=0x1F | 0x7F => {
+                _ => {
                     self.inner.write_all(&buf[clean..i])?;
                     self.replacement(u32::from(b))?;
                     i += 1;
                     clean = i;
                 }
-                _ => i += 1,
             }
         }
         self.inner.write_all(&buf[clean..])
     }
+}
+
+/// The bytes that stop the scan: C0 (the line ends among them), DEL, and the lead bytes of
+/// C1 (C2) and of U+2028/9 (E2). A table: one load per byte, the scan's whole cost.
+static LOOK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0x7F] = true;
+    t[0xC2] = true;
+    t[0xE2] = true;
+    t
+};
+
+/// A JSON line starts with its document.
+fn is_json_start(b: u8) -> bool {
+    b == b'{' || b == b'['
 }
 
 /// Bytes of a character led by C2 (2) or E2 (3).
@@ -151,9 +176,14 @@ fn lead_len(b: u8) -> usize {
     }
 }
 
-/// The code point of a 2- or 3-byte sequence, if it is well-formed.
+/// The code point of a 2- or 3-byte sequence led by C2 or E2 if it is one that is replaced
+/// (C1: C2 80–9F; U+2028/9: E2 80 A8/A9), without decoding any other.
 fn decode(seq: &[u8]) -> Option<u32> {
-    std::str::from_utf8(seq).ok()?.chars().next().map(u32::from)
+    match *seq {
+        [0xC2, b @ 0x80..=0x9F] => Some(u32::from(b)),
+        [0xE2, 0x80, b @ (0xA8 | 0xA9)] => Some(0x2000 | u32::from(b - 0x80)),
+        _ => None,
+    }
 }
 
 impl<W: Write> Write for Printable<W> {
