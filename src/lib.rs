@@ -21,7 +21,7 @@ pub mod lock;
 pub mod logging;
 pub mod logs;
 pub mod once;
-pub mod printable;
+pub(crate) mod printable;
 pub mod pyenv;
 pub mod report;
 pub mod robot;

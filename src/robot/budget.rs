@@ -32,7 +32,7 @@ impl Limits {
 /// (counted from the stop or from its own start, whichever is later), so that `stop` and
 /// SIGTERM end the daemon within its grace whatever a parse is doing.
 #[derive(Debug, Default)]
-pub struct Stopping {
+pub(crate) struct Stopping {
     at: OnceLock<(Instant, Duration)>,
 }
 
@@ -45,7 +45,7 @@ impl Stopping {
 
 /// Why a result was not read (the run's note says so, with the file's name).
 #[derive(Debug, thiserror::Error)]
-pub enum ResultError {
+pub(crate) enum ResultError {
     /// The file is not there.
     #[error("robot wrote no result")]
     Missing,
@@ -88,7 +88,7 @@ impl ResultError {
 }
 
 /// The time of one run's reading, shared by its files, and what tripped it.
-pub struct Clock<'a> {
+pub(crate) struct Clock<'a> {
     start: Instant,
     limits: Limits,
     stopping: Option<&'a Stopping>,
@@ -167,7 +167,7 @@ impl<'a> Clock<'a> {
 
 /// A reader that stops at the clock's bounds and at the size cap (a file that grows while
 /// it is read).
-pub struct Budget<'c, 'a, R> {
+pub(crate) struct Budget<'c, 'a, R> {
     inner: R,
     clock: &'c Clock<'a>,
     read: u64,

@@ -28,7 +28,7 @@ const MAX_ATTEMPTS_FILE: u64 = 64 * 1024;
 /// `user` job's own folder, which that user fills as they like — as the daemon opens files
 /// in it (by handle, no links, regular files of the folder's owner: see
 /// `sys::open_beneath`).
-pub trait RunFolder {
+pub(crate) trait RunFolder {
     /// Where the folder is; every path the readers build is in it.
     fn path(&self) -> &Path;
     /// Opens `path` (one the record names, or one built from [`RunFolder::path`]) for
@@ -39,7 +39,7 @@ pub trait RunFolder {
 
 /// How one run's results are read: from where, how many attempts its job has, and within
 /// what bounds.
-pub struct Reading<'a> {
+pub(crate) struct Reading<'a> {
     pub folder: &'a dyn RunFolder,
     /// The job's `attempts` (1: no retries, and no attempts list is read).
     pub attempts: u32,
@@ -157,7 +157,7 @@ fn result_file(rec: &RunRecord, folder: &dyn RunFolder) -> Option<(PathBuf, io::
 
 /// Completes a finished record from what robot left behind, read as `how` says. Never fails
 /// the record: a missing, refused, oversized or broken result is a note.
-pub fn annotate(rec: &mut RunRecord, how: &Reading) {
+pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
     let Some((result, opened)) = result_file(rec, how.folder) else {
         return;
     };

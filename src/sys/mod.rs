@@ -5,7 +5,7 @@
 mod beneath;
 pub mod memory;
 
-pub use beneath::open_beneath;
+pub(crate) use beneath::open_beneath;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
