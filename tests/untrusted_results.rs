@@ -558,6 +558,65 @@ fn f2_stop_now_and_sigterm_end_the_daemon_within_the_grace_whatever_a_parse_does
     );
 }
 
+#[test]
+fn f2_a_slow_result_of_a_run_interrupted_by_a_crash_holds_up_the_restart_briefly_only() {
+    // The daemon dies while the run is in flight; the next one records it as interrupted,
+    // reading its result before its loop starts: briefly, whatever the file.
+    let job = "[[job]]\nname = \"slowrun\"\ncommand = [\"sh\", \"-c\", \"printf '<robot><suite name=\\\"S\\\"><test name=\\\"T\\\">' > \\\"$ROBOTMK_RUN_DIR/output.xml\\\"; truncate -s 900G \\\"$ROBOTMK_RUN_DIR/output.xml\\\"; exec sleep 300\"]\nresult = \"{run_dir}/output.xml\"\nevery = \"1h\"\n";
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nresult_max_size = \"1000GB\"\nresult_parse_timeout = \"10m\"",
+        &format!("{TICK}\n{job}"),
+    );
+    start_daemon_with_tick(&inst);
+    let _once = run_once_bg(&inst, "slowrun");
+    let mut runner = None;
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let s = inst.status_json();
+            runner = s["jobs"]
+                .as_array()
+                .and_then(|j| j.iter().find(|j| j["name"] == "slowrun"))
+                .and_then(|j| j["running"][0]["pid"].as_u64());
+            runner.is_some()
+        }),
+        "{}",
+        inst.log()
+    );
+    let runner = runner.unwrap() as i32;
+    let daemon = inst.daemon_pid().expect("a daemon");
+    kill9(daemon);
+    assert!(inst.wait_daemon_gone(Duration::from_secs(20)));
+    // SAFETY: the run's process group, started by this test's daemon.
+    unsafe {
+        libc::kill(-runner, libc::SIGKILL);
+    }
+    assert!(wait_for(Duration::from_secs(10), || !pid_alive(
+        runner as u32
+    )));
+    let t = Instant::now();
+    let out = ctrl_text(&inst);
+    assert!(out.contains("\"action\":\"started\""), "{out}");
+    let mut rec = None;
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            rec = inst.finished_records("slowrun").into_iter().next();
+            rec.is_some()
+        }),
+        "{}",
+        inst.log()
+    );
+    let rec = rec.unwrap();
+    assert_eq!(rec["outcome"], "interrupted", "{rec}");
+    assert!(
+        rec["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("reading it took longer than 10s")),
+        "{rec}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    tick_keeps_reporting(&inst, "after the restart");
+}
+
 // ---- finding 8 ------------------------------------------------------------------------------
 
 /// Every character a line splitter (Python's `splitlines`, what Checkmk uses) or a `sep(0)`

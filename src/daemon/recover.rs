@@ -17,6 +17,9 @@ use std::path::Path;
 use std::time::Instant;
 use tracing::{info, warn};
 
+/// Longest reading of an interrupted run's results at start-up (see `finish_recovered`).
+const RECOVERY_READ_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// True once the run's due time has come (a folder prepared for a later one never ran).
 fn due_passed(rec: &RunRecord) -> bool {
     rec.due <= Utc::now()
@@ -200,7 +203,17 @@ impl Daemon {
                 .iter()
                 .find(|j| j.name == rec.job)
                 .map_or(1, |j| j.attempts),
-            limits: self.cfg.daemon.result_limits,
+            // Read on the loop thread before the first due time: a short bound (the run
+            // was cut short anyway, its result most likely with it).
+            limits: crate::robot::budget::Limits {
+                max_time: self
+                    .cfg
+                    .daemon
+                    .result_limits
+                    .max_time
+                    .min(RECOVERY_READ_TIME),
+                ..self.cfg.daemon.result_limits
+            },
         };
         let stopping = self.finisher.as_ref().map(|f| f.stopping());
         super::finish::complete(&mut rec, read, stopping);
