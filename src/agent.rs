@@ -3,8 +3,9 @@
 //! results show up in Checkmk with no plugin on the server.
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
-//! WARN after an interrupted or killed run, UNKNOWN before its first result; a result is at
-//! least WARN once the next due run is overdue and CRIT once the one after it is too (see
+//! WARN after an interrupted or killed run, UNKNOWN before its first result; a run whose
+//! output is lost (the runner removed its folder) is at least WARN; a result is at least WARN
+//! once the next due run is overdue and CRIT once the one after it is too (see
 //! [`crate::staleness`]), and WARN or CRIT when its runtime reaches the job's levels.
 //!
 //! A job with `host = "…"` reports to that Checkmk host: its local check, and a section with
@@ -13,7 +14,8 @@
 //!
 //! A Robot Framework job with `services = "per-test"` adds a check per test of its latest
 //! result: PASS and SKIP OK, FAIL CRIT, raised to its runtime levels and by staleness like the
-//! job's. Everything from a result that reaches these lines is cut to a bounded length.
+//! job's. Everything from a result that reaches these lines is cut to a bounded length, and
+//! every byte of the output is printable ([`crate::printable`]).
 
 use crate::config::Services;
 use crate::report::Report;
@@ -32,7 +34,7 @@ pub const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
 /// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
 pub const MAX_SECTION: usize = 16 * 1024 * 1024;
 
-/// Both sections, ready to print.
+/// Both sections, ready to print: every byte printable ([`crate::printable`]).
 pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
@@ -62,7 +64,8 @@ pub fn render(report: &Report) -> String {
         line.render_into(&mut out, report.generated);
         out.push('\n');
     }
-    out
+    // The one gate to the agent (the fast path passes it too: `ctrl_view`).
+    crate::printable::string(out)
 }
 
 /// A line after the daemon's local check: fixed, or a local check open in `now`.
@@ -468,6 +471,10 @@ pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     };
     let outcome = last.outcome.unwrap_or(Outcome::Interrupted);
     let mut state = outcome_state(outcome);
+    if last.output_lost {
+        // Whatever the exit code said, nothing of the run can be looked at.
+        state = state.max(1);
+    }
     let at = last.finished.unwrap_or(last.due);
     let mut text = format!(" ago: {}", outcome.as_str());
     if let Some(t) = &last.tests {
@@ -639,6 +646,7 @@ mod tests {
             report: None,
             attempts: Vec::new(),
             request: None,
+            output_lost: false,
         }
     }
 
@@ -681,6 +689,16 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("3 tests passed"), "{line}");
+    }
+
+    #[test]
+    fn a_lost_output_is_at_least_warn() {
+        let now = Utc::now();
+        let mut r = rec(Outcome::Success, now);
+        r.output_lost = true;
+        assert!(job_line(&job(Some(r.clone())), "i", now).starts_with("1 "));
+        r.outcome = Some(Outcome::Failure);
+        assert!(job_line(&job(Some(r)), "i", now).starts_with("2 "));
     }
 
     #[test]

@@ -676,6 +676,11 @@ fn check_config(path: &Path) -> i32 {
             }
         }
     }
+    println!(
+        "results:           read up to {} bytes each, within {} per run",
+        d.result_limits.max_bytes,
+        config::duration::format(d.result_limits.max_time)
+    );
     if !d.start_delay.is_zero() {
         println!(
             "start_delay:       {} after boot",

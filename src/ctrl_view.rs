@@ -257,9 +257,10 @@ impl View<'_> {
         }
     }
 
-    /// Writes both sections at `report.generated` to `w`; `report` has no jobs (they are in
-    /// the view). `None`, with nothing written, when the body is malformed. The jobs' JSON
-    /// goes from the file's text to `w` as it is, without a copy.
+    /// Writes both sections at `report.generated` to `w`, every byte printable
+    /// ([`crate::printable`]); `report` has no jobs (they are in the view). `None`, with
+    /// nothing written, when the body is malformed. The jobs' JSON goes from the file's text
+    /// to `w` as it is (through the printable filter), without a copy.
     pub fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
         let now = report.generated;
         let json = serde_json::to_string(report).ok()?;
@@ -286,6 +287,8 @@ impl View<'_> {
             };
             lines.push('\n');
         }
+        // The one gate to the agent, as on the full path (`agent::render`).
+        let mut w = crate::printable::Printable::new(w);
         let mut write = || {
             w.write_all(agent::SECTION_HEADER.as_bytes())?;
             w.write_all(b"\n")?;
@@ -299,7 +302,7 @@ impl View<'_> {
             w.write_all(&json.as_bytes()[at + EMPTY.len()..])?;
             w.write_all(lines.as_bytes())
         };
-        Some(write())
+        Some(write().and_then(|_| w.finish().map(drop)))
     }
 
     /// [`View::write_to`] in memory.
@@ -385,6 +388,7 @@ mod tests {
             log: Some("/r/log.html".into()),
             report: None,
             attempts: Some(2),
+            output_lost: false,
         };
         let job = |name: &str, last: Option<LastRun>| JobStatus {
             name: name.into(),

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod logging;
 pub mod logs;
 pub mod once;
+pub(crate) mod printable;
 pub mod pyenv;
 pub mod report;
 pub mod robot;

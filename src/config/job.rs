@@ -55,6 +55,27 @@ pub(super) struct RawJob {
     user: Option<Spanned<String>>,
 }
 
+/// Whether a result template stays inside the runner's `{run_dir}`: below it, or relative
+/// (to the working directory, which is `{run_dir}` unless `working_dir` is set), and no `..`.
+fn inside_run_dir(r: &str, has_working_dir: bool) -> bool {
+    let rest = match r.strip_prefix("{run_dir}") {
+        Some(rest) => match rest.strip_prefix(['/', '\\']) {
+            Some(rest) => rest,
+            None => return false,
+        },
+        None if has_working_dir || r.contains("{run_dir}") => return false,
+        None => r,
+    };
+    let p = Path::new(rest);
+    !rest.is_empty()
+        && p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
 /// robot options that would send its results somewhere the daemon does not look, with the
 /// shortest prefix rejected for each (robot takes unambiguous prefixes of long options;
 /// `--outp` is ambiguous to robot too, but says more as a config error than as exit 252).
@@ -429,6 +450,25 @@ pub(super) fn resolve(
         (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
         (Kind::Command, None) => robot_result_of(&command),
     };
+    // The daemon reads a `user` job's results only inside that user's {run_dir}: anywhere
+    // else the user could point root at any file (see `robot::RunFolder`).
+    if let (Some(_), Some(r)) = (&user, &result) {
+        if !inside_run_dir(r, raw.working_dir.is_some()) {
+            let at = raw.result.as_ref().map_or(job_start, |r| r.span().start);
+            let which = if raw.result.is_some() {
+                "result"
+            } else {
+                "command"
+            };
+            return Err(loc.at(
+                at,
+                field(which),
+                named(format!(
+                    "the result {r:?} is outside {{run_dir}}: a job with `user` must write its result inside its run folder (e.g. \"{{run_dir}}/output.xml\"); the daemon reads nothing else the user writes"
+                )),
+            ));
+        }
+    }
     if let (Some(w), Some(c)) = (&raw.test_runtime_warn, &raw.test_runtime_crit) {
         if w.0 > c.0 {
             return Err(loc.at(
@@ -635,4 +675,29 @@ fn variable_line(name: &str, value: &str, out: &mut String) -> Result<(), String
     out.push_str(value);
     out.push('\n');
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inside_run_dir;
+
+    #[test]
+    fn a_result_inside_run_dir_is_told_from_one_outside() {
+        for (r, wd, inside) in [
+            ("{run_dir}/output.xml", false, true),
+            ("{run_dir}/out/./o.json", true, true),
+            ("{run_dir}\\o.xml", false, true),
+            ("output.xml", false, true),
+            // Relative to a working directory that is not the run folder.
+            ("output.xml", true, false),
+            ("{run_dir}/../x.xml", false, false),
+            ("{run_dir}", false, false),
+            ("{run_dir}x/o.xml", false, false),
+            ("/abs/o.xml", false, false),
+            ("../o.xml", false, false),
+            ("/x/{run_dir}/o.xml", false, false),
+        ] {
+            assert_eq!(inside_run_dir(r, wd), inside, "{r} (working_dir: {wd})");
+        }
+    }
 }

@@ -115,6 +115,8 @@ struct RawDaemon {
     start_delay: Option<Dur>,
     uv: Option<Spanned<String>>,
     build_user: Option<Spanned<String>>,
+    result_max_size: Option<Spanned<String>>,
+    result_parse_timeout: Option<Spanned<Dur>>,
 }
 
 /// Daemon-wide settings, defaults applied.
@@ -140,6 +142,10 @@ pub struct DaemonSettings {
     pub agent_cache_age: Option<Duration>,
     /// Bound on one Python environment build (`env_build_timeout`, default 10m).
     pub env_build_timeout: Duration,
+    /// Bounds on reading a run's Robot Framework results (`result_max_size`, default 1GB;
+    /// `result_parse_timeout`, default 2m): what a run leaves is untrusted, and a sparse file
+    /// of a terabyte costs it nothing.
+    pub result_limits: crate::robot::budget::Limits,
     /// No run starts before the system has been up this long (`start_delay`; Robotmk's
     /// grace period: after boot the desktop or the network may not be ready).
     pub start_delay: Duration,
@@ -517,6 +523,22 @@ fn resolve_daemon(
         Some(t) => t.into_inner().0,
         None => Duration::from_secs(600),
     };
+    let max_bytes = match raw.result_max_size {
+        Some(s) => parse_size(s.get_ref())
+            .map_err(|m| loc.at(s.span().start, Some("daemon.result_max_size".into()), m))?,
+        None => DEFAULT_RESULT_MAX_BYTES,
+    };
+    let max_time = match raw.result_parse_timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            return Err(loc.at(
+                t.span().start,
+                Some("daemon.result_parse_timeout".into()),
+                "must be longer than 0",
+            ))
+        }
+        Some(t) => t.into_inner().0,
+        None => DEFAULT_RESULT_PARSE_TIMEOUT,
+    };
     let uv = match raw.uv {
         Some(u) if u.get_ref() == "off" => None,
         Some(u) => {
@@ -560,6 +582,10 @@ fn resolve_daemon(
     Ok(DaemonSettings {
         build_user,
         env_build_timeout,
+        result_limits: crate::robot::budget::Limits {
+            max_bytes,
+            max_time,
+        },
         start_delay: raw.start_delay.map_or(Duration::ZERO, |d| d.0),
         uv,
         instance,
@@ -580,6 +606,12 @@ fn resolve_daemon(
         agent_cache_age,
     })
 }
+
+/// Largest Robot Framework result read by default: far above what robot itself can still
+/// handle (rebot loads a result whole), far below what a sparse file can claim.
+pub const DEFAULT_RESULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// Longest a run's results may take to read by default: 1 GB takes seconds to a minute.
+pub const DEFAULT_RESULT_PARSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Parses `10MB`, `512KB`, `1GB` or a plain byte count.
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -1021,7 +1053,19 @@ cron = "0 3 * * *"
         let d = |extra: &str| parse(&path, &format!("[daemon]\n{extra}\n"));
         assert!(d("env_build_timeout = \"0s\"").is_err());
         assert!(d("uv = \"/no/such/uv\"").is_err());
+        assert!(d("result_parse_timeout = \"0s\"").is_err());
+        let e = d("result_max_size = \"1TB\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("daemon.result_max_size"), "{e}");
+        let c =
+            d("uv = \"off\"\nresult_max_size = \"2GB\"\nresult_parse_timeout = \"10s\"").unwrap();
+        assert_eq!(c.daemon.result_limits.max_bytes, 2 << 30);
+        assert_eq!(c.daemon.result_limits.max_time, Duration::from_secs(10));
         let c = d("uv = \"off\"\nstart_delay = \"2m\"").unwrap();
+        assert_eq!(c.daemon.result_limits.max_bytes, DEFAULT_RESULT_MAX_BYTES);
+        assert_eq!(
+            c.daemon.result_limits.max_time,
+            DEFAULT_RESULT_PARSE_TIMEOUT
+        );
         assert_eq!(c.daemon.uv, None);
         assert_eq!(c.daemon.start_delay, Duration::from_secs(120));
         assert_eq!(c.daemon.env_build_timeout, Duration::from_secs(600));

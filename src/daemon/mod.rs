@@ -365,11 +365,7 @@ impl Daemon {
             route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::BUILD_ID,
             "daemon started"
         );
-        match finish::Finisher::start(d.state.clone(), tx.clone()) {
-            Ok(f) => d.finisher = Some(f),
-            // Records are then finished on this thread: slower starts, nothing lost.
-            Err(e) => warn!("cannot start the finisher thread: {e}; finishing runs inline"),
-        }
+        d.finisher = Some(finish::Finisher::new(d.state.clone(), tx.clone()));
         let tx_sig = tx.clone();
         sys::forward_control_signals(move |s| {
             let _ = tx_sig.send(Event::Control(s));
@@ -632,6 +628,11 @@ impl Daemon {
             self.discard_prepared(Some(rec));
         }
         self.phase = Phase::Draining;
+        // A result being read, or read later, gets no more than the grace: a stop must not
+        // wait on a parse.
+        if let Some(f) = &self.finisher {
+            f.begin_stop(self.cfg.daemon.stop_grace);
+        }
         self.info.phase = "draining".into();
         self.info.reason = Some(reason.to_string());
         let queued: Vec<Pending> = self.queue.drain(..).collect();

@@ -17,6 +17,9 @@ use std::path::Path;
 use std::time::Instant;
 use tracing::{info, warn};
 
+/// Longest reading of an interrupted run's results at start-up (see `finish_recovered`).
+const RECOVERY_READ_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// True once the run's due time has come (a folder prepared for a later one never ran).
 fn due_passed(rec: &RunRecord) -> bool {
     rec.due <= Utc::now()
@@ -193,8 +196,27 @@ impl Daemon {
     fn finish_recovered(&mut self, mut rec: RunRecord, outcome: Outcome) {
         rec.finished = Some(Utc::now());
         rec.outcome = Some(outcome);
-        crate::robot::annotate(&mut rec);
-        rec.clip();
+        let read = super::finish::ReadSpec {
+            attempts: self
+                .cfg
+                .jobs
+                .iter()
+                .find(|j| j.name == rec.job)
+                .map_or(1, |j| j.attempts),
+            // Read on the loop thread before the first due time: a short bound (the run
+            // was cut short anyway, its result most likely with it).
+            limits: crate::robot::budget::Limits {
+                max_time: self
+                    .cfg
+                    .daemon
+                    .result_limits
+                    .max_time
+                    .min(RECOVERY_READ_TIME),
+                ..self.cfg.daemon.result_limits
+            },
+        };
+        let stopping = self.finisher.as_ref().map(|f| f.stopping());
+        super::finish::complete(&mut rec, read, stopping);
         if let Err(e) = rec
             .save()
             .and_then(|_| record::update_latest(&self.state, &rec))

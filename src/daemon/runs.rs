@@ -150,23 +150,28 @@ pub(super) fn record_cause(rec: &RunRecord) -> String {
     format!("record:{}/{}", rec.job, rec.run_id)
 }
 
-pub(super) fn write_final(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
+/// Writes a final record and the job's latest result. `rec` is the caller's: what is learnt
+/// on the way (the run folder was gone) goes into the record the loop then publishes.
+pub(super) fn write_final(st: &crate::state::StateDir, rec: &mut RunRecord) -> std::io::Result<()> {
     if let Err(e) = rec.save() {
         if e.kind() != std::io::ErrorKind::NotFound {
             return Err(e);
         }
         // The runner removed its own run folder: make a new one, so the record (at least)
         // is kept, and say what happened.
-        let mut rec = rec.clone();
         crate::state::create_state_subdirs(&st.root, &["jobs", &rec.job, "runs", &rec.run_id])?;
-        let note = "the run folder had disappeared (removed by the runner?); its output is lost";
-        rec.note = Some(match rec.note.take() {
-            Some(n) => format!("{n}; {note}"),
-            None => note.to_string(),
-        });
+        if !rec.output_lost {
+            rec.output_lost = true;
+            let note =
+                "the run folder had disappeared (removed by the runner?); its output is lost";
+            rec.note = Some(match rec.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note.to_string(),
+            });
+        }
         rec.save()?;
         if rec.outcome != Some(Outcome::Skipped) {
-            record::update_latest(st, &rec)?;
+            record::update_latest(st, rec)?;
         }
         return Ok(());
     }
@@ -192,10 +197,10 @@ pub(crate) fn mark_ended(rec: &mut RunRecord, outcome: Outcome, exit: Option<Exi
     rec.outcome = Some(outcome);
 }
 
-/// What the finisher adds to an ended record: robot's result (which may turn the outcome
-/// into a failure), then the caps on its texts.
-pub(crate) fn complete(rec: &mut RunRecord) {
-    crate::robot::annotate(rec);
+/// What the finisher adds to an ended record: robot's result, read as `how` says (which may
+/// turn the outcome into a failure), then the caps on its texts.
+pub(crate) fn complete(rec: &mut RunRecord, how: &crate::robot::Reading) {
+    crate::robot::annotate(rec, how);
     rec.clip();
 }
 
@@ -420,10 +425,15 @@ impl Daemon {
                 .map(|r| r.record.run_id.clone())
                 .collect(),
         };
+        let read = super::finish::ReadSpec {
+            attempts: self.jobs.get(&rec.job).map_or(1, |js| js.job.attempts),
+            limits: self.cfg.daemon.result_limits,
+        };
         self.hand_over(super::finish::Work::Finish {
             rec: Box::new(rec),
             keep: self.cfg.daemon.keep_runs,
             protect,
+            read,
         });
     }
 
@@ -441,7 +451,8 @@ impl Daemon {
             },
             None => work,
         };
-        let (rec, error) = super::finish::do_work(&self.state, work);
+        let stopping = self.finisher.as_ref().map(|f| f.stopping());
+        let (rec, error) = super::finish::do_work(&self.state, work, stopping);
         self.on_finished(*rec, error);
     }
 
@@ -477,11 +488,17 @@ impl Daemon {
         }
         let pending = std::mem::take(&mut self.unsaved);
         let before = pending.len();
-        for rec in pending {
-            if write_final(&self.state, &rec).is_err() {
+        for mut rec in pending {
+            if write_final(&self.state, &mut rec).is_err() {
                 self.unsaved.push(rec);
             } else {
                 self.state_ok(&record_cause(&rec));
+                // Written only now, it may have learnt something (its output lost).
+                if let Some(js) = self.jobs.get_mut(&rec.job) {
+                    if js.last.as_ref().is_some_and(|l| l.run_id == rec.run_id) {
+                        js.last = Some(Box::new((&rec).into()));
+                    }
+                }
             }
         }
         if self.unsaved.len() < before {

@@ -184,6 +184,10 @@ pub struct RunRecord {
     /// The `run-once` request this run answers (how the waiting command finds its run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// The run folder was gone when the run ended (the runner removed it): its output and
+    /// result are lost, whatever the exit code said.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_lost: bool,
 }
 
 impl RunRecord {
@@ -219,6 +223,7 @@ impl RunRecord {
             report: None,
             attempts: Vec::new(),
             request: None,
+            output_lost: false,
         }
     }
 

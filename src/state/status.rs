@@ -82,6 +82,9 @@ pub struct LastRun {
     /// How many robot attempts the run took (jobs with retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// Its run folder was gone at its end: the output is lost (at least WARN).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_lost: bool,
 }
 
 impl From<&RunRecord> for LastRun {
@@ -99,6 +102,7 @@ impl From<&RunRecord> for LastRun {
             log: r.log.clone(),
             report: r.report.clone(),
             attempts: (!r.attempts.is_empty()).then_some(r.attempts.len() as u32),
+            output_lost: r.output_lost,
         }
     }
 }

@@ -2,7 +2,10 @@
 //! names: process identity (PID + start time), asking a daemon to stop, and process hygiene
 //! for a freshly detached daemon.
 
+mod beneath;
 pub mod memory;
+
+pub(crate) use beneath::open_beneath;
 
 #[cfg(unix)]
 #[path = "unix.rs"]

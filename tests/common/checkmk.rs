@@ -171,6 +171,17 @@ pub fn parse(out: &str) -> Result<AgentOutput, ParseError> {
             text: line.to_string(),
             why: why.to_string(),
         };
+        // Checkmk splits with Python's splitlines() (VT, FF, FS, GS, RS, NEL, U+2028/9 break a
+        // line too) and a sep(0) section at NUL: a text must hold none of them.
+        if let Some(c) = line
+            .chars()
+            .find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            return Err(err(&format!(
+                "U+{:04X} in a line: Checkmk would split the line there or show garbage",
+                c as u32
+            )));
+        }
         if line.starts_with("<<<<") {
             let inner = line
                 .strip_prefix("<<<<")
