@@ -276,12 +276,11 @@ fn inherited_children_are_reaped(mode: Mode) {
     // Crashpad's way: a helper that outlives its parents and exits while the run goes on. With
     // a cgroup, the daemon inherits it at once and must collect it while the run still runs
     // (the runner waits for that, up to 5 s); without, the runner holds it until it ends.
-    let wait = if mode == Mode::Cgroup { "5" } else { "0.3" };
-    let job = format!(
-        "python3 {esc} $ROBOTMK_RUN_DIR/helper.pid 0.2 {wait} $ROBOTMK_RUN_DIR/report; sleep 0.3"
-    );
+    // The runner is the model itself, which collects no child it did not start (as robot, a
+    // shell would collect the zombie below it).
+    let wait = if mode == Mode::Cgroup { "5" } else { "0.5" };
     let jobs = format!(
-        "[[job]]\nname = \"crashpad\"\ncommand = [\"sh\", \"-c\", {job:?}]\nevery = \"1s\"\noverlap = \"skip\"\ntimeout = \"30s\"\n"
+        "[[job]]\nname = \"crashpad\"\ncommand = [\"python3\", {esc:?}, \"{{run_dir}}/helper.pid\", \"0.2\", \"{wait}\", \"{{run_dir}}/report\"]\nevery = \"1s\"\noverlap = \"skip\"\ntimeout = \"30s\"\n"
     );
     inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
     let mut helpers = Helpers(Vec::new());
