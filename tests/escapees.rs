@@ -491,3 +491,132 @@ fn an_orphan_of_a_run_in_flight_lives_on_in_a_cgroup() {
 fn an_orphan_of_a_run_in_flight_lives_on_without_a_cgroup() {
     an_orphan_of_a_run_in_flight_is_not_ended_with_another_run(Mode::NoCgroup);
 }
+
+/// The flags of the issue's browser suite, with the profile in the run folder.
+const CHROMIUM_FLAGS: &str = "--headless --no-sandbox --disable-gpu --disable-background-networking \
+     --disable-component-update --disable-sync --no-first-run --user-data-dir=$ROBOTMK_RUN_DIR/profile";
+
+/// Chromium's processes (`comm` chromium, chrome, chrome_crashpad…), zombies included, with
+/// their state.
+fn chromium_processes() -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let state = rest.split_whitespace().next()?;
+            comm.starts_with("chrom")
+                .then(|| (pid, format!("{comm} {state}")))
+        })
+        .collect()
+}
+
+/// Ends the Chromium processes a test started (those not there before it), also when it fails.
+struct Browsers(Vec<u32>);
+
+impl Browsers {
+    fn new_ones(&self) -> Vec<(u32, String)> {
+        chromium_processes()
+            .into_iter()
+            .filter(|(p, _)| !self.0.contains(p))
+            .collect()
+    }
+}
+
+impl Drop for Browsers {
+    fn drop(&mut self) {
+        for (pid, _) in self.new_ones() {
+            kill9(pid);
+        }
+    }
+}
+
+/// One browser test at a time: each counts every Chromium process that was not there before
+/// it began as its own.
+static ONE_BROWSER_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn a_real_browser_leaves_nothing(mode: Mode) {
+    let _one = ONE_BROWSER_TEST.lock().unwrap_or_else(|e| e.into_inner());
+    let have = std::process::Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require_tool(have, "chromium (apt-get install chromium chromium-driver)") {
+        return;
+    }
+    // `dump` ends normally (the browser exits by itself); `left` starts a browser, waits until
+    // it listens, and ends, leaving it running.
+    let dump =
+        format!("chromium {CHROMIUM_FLAGS} --dump-dom about:blank > $ROBOTMK_RUN_DIR/dom.html");
+    let left = format!(
+        "chromium {CHROMIUM_FLAGS} --remote-debugging-port=0 about:blank & \
+         for i in $(seq 600); do [ -s $ROBOTMK_RUN_DIR/profile/DevToolsActivePort ] && exit 0; sleep 0.1; done; exit 1"
+    );
+    let jobs = format!(
+        "[[job]]\nname = \"dump\"\ncommand = [\"sh\", \"-c\", {dump:?}]\nevery = \"1h\"\ntimeout = \"2m\"\n\n\
+         [[job]]\nname = \"left\"\ncommand = [\"sh\", \"-c\", {left:?}]\nevery = \"1h\"\ntimeout = \"2m\"\n"
+    );
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", &jobs);
+    let browsers = Browsers(chromium_processes().into_iter().map(|p| p.0).collect());
+    let nothing_left = |what: &str| {
+        assert!(
+            wait_for(Duration::from_secs(20), || browsers.new_ones().is_empty()),
+            "{mode:?}, {what}: Chromium processes left (pid, comm state): {:?}",
+            browsers.new_ones()
+        );
+    };
+    for job in ["dump", "left"] {
+        let out = run(&inst, mode, &["run-once", job]);
+        assert_eq!(out.status.code(), Some(0), "{job}: {out:?}");
+        nothing_left(&format!("run-once {job}"));
+    }
+    let rec = last_run(&inst, "dump", true);
+    let dom = Path::new(rec["run_dir"].as_str().unwrap()).join("dom.html");
+    assert!(
+        std::fs::read_to_string(&dom).is_ok_and(|d| d.contains("<html")),
+        "the browser did not run: {rec}"
+    );
+    // Through the daemon, whose zombies are there to see.
+    let out = run(&inst, mode, &["ctrl"]);
+    assert!(out.status.success(), "{out:?}");
+    for job in ["dump", "left"] {
+        let out = run(&inst, mode, &["run-once", job]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{job} through the daemon: {out:?}"
+        );
+        nothing_left(&format!("{job} through the daemon"));
+        let daemon = inst.daemon_pid().expect("the daemon runs");
+        assert!(
+            wait_for(Duration::from_secs(5), || zombie_children(daemon)
+                .is_empty()),
+            "{mode:?}, {job}: zombies under the daemon: {:?}",
+            zombie_children(daemon)
+        );
+    }
+    assert!(
+        inst.finished_records("left")
+            .iter()
+            .all(|r| r["outcome"] == "success"),
+        "{:?}",
+        inst.finished_records("left")
+    );
+    mode_in_effect(&inst, mode);
+}
+
+/// Findings 5 and 6 with a real headless Chromium (the issue's browser suite): a run that
+/// ends normally leaves no zombie and no process behind.
+#[test]
+fn a_real_browser_leaves_nothing_in_a_cgroup() {
+    a_real_browser_leaves_nothing(Mode::Cgroup);
+}
+
+#[test]
+fn a_real_browser_leaves_nothing_without_a_cgroup() {
+    a_real_browser_leaves_nothing(Mode::NoCgroup);
+}
