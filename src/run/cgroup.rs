@@ -199,15 +199,24 @@ pub struct RunCgroup {
     pub procs: CString,
 }
 
-/// A new cgroup for a run about to start, if run cgroups are on.
+/// A new cgroup for a run about to start, if run cgroups are on. A name taken already (a run
+/// of an earlier daemon in the same unit, still alive) is skipped.
 pub fn create() -> Option<RunCgroup> {
     let base = BASE.get()?;
-    let dir = base
-        .dir
-        .join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-    std::fs::create_dir(&dir).ok()?;
-    let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()?;
-    Some(RunCgroup { dir, procs })
+    for _ in 0..100 {
+        let dir = base
+            .dir
+            .join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()?;
+                return Some(RunCgroup { dir, procs });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// The cgroup folder of process `pid`, if run cgroups are on and it can be read.

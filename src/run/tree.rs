@@ -184,19 +184,26 @@ fn inherited() -> Vec<u32> {
 }
 
 /// Claims for the run of group `pgid` every orphan nobody claimed yet that no live run holds
-/// (see the module doc). Zombies are left to the reaper.
-fn claim(pgid: u32, live_cgroups: &[PathBuf]) {
+/// (see the module doc). Zombies are left to the reaper. Only in a process that inherits
+/// orphans: elsewhere a child that is no runner is someone's own.
+fn claim(pgid: u32) {
+    if !super::INHERITS.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     let Ok(r) = reaper() else { return };
     // No runner can be registered meanwhile: one spawned an instant ago is never an orphan.
     let _gate = r.gate.lock().unwrap_or_else(|e| e.into_inner());
-    let kids = inherited();
     let mut claims = claims().lock().unwrap_or_else(|e| e.into_inner());
-    for pid in kids {
-        if claims.contains_key(&pid) || crate::sys::process_start_time(pid).is_none() {
-            continue;
-        }
-        let held = !live_cgroups.is_empty()
-            && cgroup::of_process(pid).is_some_and(|cg| live_cgroups.contains(&cg));
+    let new: Vec<u32> = inherited()
+        .into_iter()
+        .filter(|p| !claims.contains_key(p) && crate::sys::process_start_time(*p).is_some())
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    let live = super::live_cgroups();
+    for pid in new {
+        let held = !live.is_empty() && cgroup::of_process(pid).is_some_and(|cg| live.contains(&cg));
         if !held {
             claims.insert(pid, pgid);
         }
@@ -229,13 +236,11 @@ pub(super) struct Run<'a> {
     pub cgroup: Option<PathBuf>,
     /// The runner is our child and has not exited.
     pub runner_alive: bool,
-    /// The cgroups of runs whose runners live (their orphans are theirs, not this run's).
-    pub live_cgroups: Vec<PathBuf>,
 }
 
 /// Whether anything of the run is left (claiming its orphans first).
 pub(super) fn alive(run: &Run) -> bool {
-    claim(run.pgid, &run.live_cgroups);
+    claim(run.pgid);
     if run.runner_alive || super::group_alive(run.pgid) {
         return true;
     }
@@ -251,7 +256,7 @@ pub(super) fn alive(run: &Run) -> bool {
 
 /// Sends `sig` (SIGTERM or SIGKILL) to everything of the run; true if anything was there.
 pub(super) fn signal(run: &Run, sig: i32) -> bool {
-    claim(run.pgid, &run.live_cgroups);
+    claim(run.pgid);
     let pgid = run.pgid;
     let outside = |pid: u32| pgid_of(pid) != Some(pgid);
     let mut any = false;

@@ -582,6 +582,10 @@ unsafe fn exec_child(p: &ChildPlan) -> libc::c_int {
 /// The cost of the subreaper: zombies of the run's orphans wait below the runner (which
 /// rarely collects children it did not start) until it ends; the daemon collects them then.
 ///
+/// With std's `Command` this would be a `pre_exec` step (std then forks instead of using
+/// `posix_spawn`); `clone3(CLONE_INTO_CGROUP)` (Linux 5.7) could join the cgroup without one,
+/// but not become a subreaper.
+///
 /// # Safety
 /// As [`exec_child`]: async-signal-safe calls only, no allocation; `cg_procs` is null or a
 /// valid C string.
@@ -909,30 +913,25 @@ pub fn become_subreaper() {
 
 /// What is known of the run of group `pgid` (see `tree`).
 fn run_of(pgid: u32, run_dir: &str) -> tree::Run<'_> {
-    let cgroup = cgroup_of(pgid);
-    let (runner_alive, live_cgroups) = match reaper() {
-        Ok(r) => {
-            let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
-            let cgroups = run_cgroups().lock().unwrap_or_else(|e| e.into_inner());
-            let live = if cgroups.is_empty() {
-                Vec::new()
-            } else {
-                runners
-                    .keys()
-                    .filter_map(|p| cgroups.get(p).cloned())
-                    .collect()
-            };
-            (runners.contains_key(&pgid), live)
-        }
-        Err(_) => (false, Vec::new()),
-    };
     tree::Run {
         pgid,
         run_dir,
-        cgroup,
-        runner_alive,
-        live_cgroups,
+        cgroup: cgroup_of(pgid),
+        runner_alive: reaper().is_ok_and(|r| r.is_runner(pgid)),
     }
+}
+
+/// The cgroups of the runs whose runners live: an orphan in one of them is that run's.
+fn live_cgroups() -> Vec<PathBuf> {
+    let Ok(r) = reaper() else {
+        return Vec::new();
+    };
+    let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
+    let cgroups = run_cgroups().lock().unwrap_or_else(|e| e.into_inner());
+    runners
+        .keys()
+        .filter_map(|p| cgroups.get(p).cloned())
+        .collect()
 }
 
 /// Asks the run's whole tree to end (SIGTERM, once per process): see `tree`.
