@@ -265,10 +265,11 @@ pub(super) fn signal(run: &Run, sig: i32) -> bool {
     if run.runner_alive {
         let rounds = if sig == libc::SIGKILL { KILL_ROUNDS } else { 1 };
         for _ in 0..rounds {
+            // Zombies are done: a round with only those left is the last.
             let procs: Vec<Proc> = tree_of(pgid)
                 .into_iter()
                 .skip(1)
-                .filter(|p| outside(p.pid))
+                .filter(|p| outside(p.pid) && crate::sys::process_start_time(p.pid).is_some())
                 .collect();
             if procs.is_empty() {
                 break;
@@ -280,8 +281,8 @@ pub(super) fn signal(run: &Run, sig: i32) -> bool {
     }
     any |= signal_group(pgid, sig);
     // Those that left the group but kept the tag.
+    let needle = format!("{}={}", super::TAG, run.run_dir).into_bytes();
     for pid in crate::sys::processes_with_env(super::TAG, run.run_dir) {
-        let needle = format!("{}={}", super::TAG, run.run_dir).into_bytes();
         if let Some(p) = Proc::open(pid, |p| outside(p) && crate::sys::has_env(p, &needle)) {
             any |= p.tell(sig);
         }
