@@ -109,11 +109,23 @@ fn mode_in_effect(inst: &Instance, mode: Mode) -> bool {
     }
 }
 
-/// Ends the helpers a test's runs started (found by their PID files, and only while they still
-/// run as the model: a PID reused since is left alone), also when the test fails.
-struct Helpers(Vec<PathBuf>);
+/// Ends the helpers of a test's runs, also when the test fails: first the daemon's own
+/// `stop --now` (runs still in flight end whole, their helpers too), then every helper whose
+/// PID file is in a run folder of the instance, as long as it still runs as the model (a PID
+/// reused since is left alone). Declared after the instance, so dropped before it.
+struct Helpers {
+    config: PathBuf,
+    state: PathBuf,
+}
 
 impl Helpers {
+    fn new(inst: &Instance) -> Helpers {
+        Helpers {
+            config: inst.config.clone(),
+            state: inst.state.clone(),
+        }
+    }
+
     fn pid(file: &Path) -> Option<u32> {
         std::fs::read_to_string(file).ok()?.trim().parse().ok()
     }
@@ -121,11 +133,26 @@ impl Helpers {
 
 impl Drop for Helpers {
     fn drop(&mut self) {
-        for f in &self.0 {
-            let Some(pid) = Helpers::pid(f) else { continue };
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmd.starts_with(b"chrome_crashpad_model") {
-                kill9(pid);
+        let _ = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["stop", "--now", "--timeout", "20s"])
+            .output();
+        let Ok(jobs) = std::fs::read_dir(self.state.join("jobs")) else {
+            return;
+        };
+        for job in jobs.flatten() {
+            let Ok(runs) = std::fs::read_dir(job.path().join("runs")) else {
+                continue;
+            };
+            for run in runs.flatten() {
+                let Some(pid) = Helpers::pid(&run.path().join("helper.pid")) else {
+                    continue;
+                };
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmd.starts_with(b"chrome_crashpad_model") {
+                    kill9(pid);
+                }
             }
         }
     }
@@ -194,11 +221,10 @@ fn escapes_end_with_their_run(mode: Mode) {
          [[job]]\nname = \"leave\"\ncommand = [\"sh\", \"-c\", {leave:?}]\nevery = \"1h\"\ntimeout = \"30s\"\n"
     );
     inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
-    let mut helpers = Helpers(Vec::new());
-    let mut check = |job: &str, once: bool| {
+    let _helpers = Helpers::new(&inst);
+    let check = |job: &str, once: bool| {
         let rec = last_run(&inst, job, once);
         let file = Path::new(rec["run_dir"].as_str().unwrap()).join("helper.pid");
-        helpers.0.push(file.clone());
         let pid = Helpers::pid(&file).unwrap_or_else(|| panic!("{job}: no helper started: {rec}"));
         assert!(
             wait_for(Duration::from_secs(10), || gone(pid)),
@@ -283,7 +309,7 @@ fn inherited_children_are_reaped(mode: Mode) {
         "[[job]]\nname = \"crashpad\"\ncommand = [\"python3\", {esc:?}, \"{{run_dir}}/helper.pid\", \"0.2\", \"{wait}\", \"{{run_dir}}/report\"]\nevery = \"1s\"\noverlap = \"skip\"\ntimeout = \"30s\"\n"
     );
     inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
-    let mut helpers = Helpers(Vec::new());
+    let _helpers = Helpers::new(&inst);
     let out = run(&inst, mode, &["ctrl"]);
     assert!(out.status.success(), "{out:?}");
     let done = |inst: &Instance| {
@@ -299,12 +325,13 @@ fn inherited_children_are_reaped(mode: Mode) {
     );
     let daemon = inst.daemon_pid().expect("the daemon runs");
     let runs = done(&inst);
-    for rec in &runs {
-        assert_eq!(rec["outcome"], "success", "{rec}");
-        let dir = Path::new(rec["run_dir"].as_str().unwrap());
-        helpers.0.push(dir.join("helper.pid"));
-    }
-    let pids: Vec<u32> = helpers.0.iter().filter_map(|f| Helpers::pid(f)).collect();
+    let pids: Vec<u32> = runs
+        .iter()
+        .inspect(|rec| assert_eq!(rec["outcome"], "success", "{rec}"))
+        .filter_map(|rec| {
+            Helpers::pid(&Path::new(rec["run_dir"].as_str().unwrap()).join("helper.pid"))
+        })
+        .collect();
     assert_eq!(pids.len(), runs.len(), "a run did not start its helper");
     assert!(
         wait_for(Duration::from_secs(5), || pids.iter().all(|p| gone(*p))
@@ -435,7 +462,7 @@ fn an_orphan_of_a_run_in_flight_is_not_ended_with_another_run(mode: Mode) {
          [[job]]\nname = \"quick\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"10s\"\n"
     );
     inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
-    let mut helpers = Helpers(Vec::new());
+    let _helpers = Helpers::new(&inst);
     let out = run(&inst, mode, &["ctrl"]);
     assert!(out.status.success(), "{out:?}");
     let mut file = None;
@@ -453,7 +480,6 @@ fn an_orphan_of_a_run_in_flight_is_not_ended_with_another_run(mode: Mode) {
         inst.records("keeper")
     );
     let file = file.unwrap();
-    helpers.0.push(file.clone());
     let pid = Helpers::pid(&file).unwrap();
     let quick_done = || {
         inst.finished_records("quick")
