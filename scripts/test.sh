@@ -12,6 +12,9 @@ pkgs=()
 command -v x86_64-w64-mingw32-gcc >/dev/null || pkgs+=(gcc-mingw-w64-x86-64)
 command -v systemd-nspawn >/dev/null || pkgs+=(systemd-container)
 command -v debootstrap >/dev/null || pkgs+=(debootstrap)
+# A real headless browser for tests/escapees.rs (its helpers leave their run the way nothing
+# else does: double fork, setsid, rewritten environment).
+command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 if ((${#pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${pkgs[*]}"

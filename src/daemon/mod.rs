@@ -59,6 +59,8 @@ const STATUS_FLUSH_GAP: Duration = Duration::from_millis(100);
 /// How long before its due time a run's folder and journal are created, so that at the due
 /// instant only the spawn is left to do.
 const PREPARE_AHEAD: Duration = Duration::from_secs(2);
+/// How often the loop looks whether a finished run's leftovers are gone, while there are any.
+const LINGER_LOOK: Duration = Duration::from_millis(250);
 /// Preparation stops when a due time is this close: it must never delay a start.
 const PREPARE_MARGIN: chrono::Duration = chrono::Duration::milliseconds(3);
 
@@ -109,6 +111,9 @@ pub enum Event {
     },
     /// The environment thread's news: which environment each job's runs use.
     Envs(Box<envs::Update>),
+    /// An orphan the daemon inherited exited and was collected: what a finished run left
+    /// may all be gone now.
+    Inherited,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +128,8 @@ pub struct Daemon {
     state: StateDir,
     jobs: BTreeMap<String, JobState>,
     active: HashMap<u32, ActiveRun>,
-    /// Process groups of finished runs that still had members: (pgid, when to SIGKILL).
+    /// Finished runs that left processes behind: (pgid, run folder, when to SIGKILL). Each
+    /// is dropped as soon as nothing of it is left.
     lingering: Vec<(u32, String, Instant)>,
     queue: VecDeque<Pending>,
     tx: Sender<Event>,
@@ -273,13 +279,11 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
     }
     std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
-    if opts.route == "systemd-run" {
-        match crate::run::enable_cgroups() {
-            Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
-            Err(why) => warn!(
-                "runs get no cgroup of their own ({why}); process groups and the run tag hold them"
-            ),
-        }
+    match crate::run::enable_cgroups() {
+        Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
+        Err(why) => warn!(
+            "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
+        ),
     }
     // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
     let note = st.restart_note_file();
@@ -331,6 +335,13 @@ impl Daemon {
             agent_mode: None,
         };
         let mut control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
+        let tx_inherited = std::sync::Mutex::new(tx.clone());
+        crate::run::on_inherited_exit(move || {
+            let _ = tx_inherited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(Event::Inherited);
+        });
         let tx_watch = tx.clone();
         control.watch(move || {
             let _ = tx_watch.send(Event::Control(ControlSignal::Changed));
@@ -448,6 +459,7 @@ impl Daemon {
             }
         }
         self.envs_stop();
+        crate::run::cleanup();
         self.info.phase = "stopped".into();
         self.dirty = true;
         self.flush_status(true);
@@ -464,6 +476,8 @@ impl Daemon {
             Event::Control(ControlSignal::Changed) => self.control.changed = true,
             Event::Finished { rec, error } => self.on_finished(*rec, error),
             Event::Envs(u) => self.on_envs(*u),
+            // The pass of the loop that follows looks at the lingering runs.
+            Event::Inherited => {}
         }
     }
 
@@ -500,6 +514,11 @@ impl Daemon {
         }
         for (_, _, k) in &self.lingering {
             wake = wake.min(*k);
+        }
+        // Their ends are seen at once where the last of them is a child of ours (collected:
+        // `Event::Inherited`); a look now and then catches the rest (an adopted run's).
+        if !self.lingering.is_empty() {
+            wake = wake.min(now_i + LINGER_LOOK);
         }
         if let Some(h) = self.envs.hold_until.filter(|h| *h > now_i) {
             if !self.queue.is_empty() {

@@ -380,9 +380,14 @@ impl Daemon {
         // left the group) must not outlive it.
         let dir = run.record.run_dir.display().to_string();
         if run::tree_alive(run.pgid, &dir) {
+            // Told once per process: those told at a timeout or a stop keep the SIGKILL
+            // planned then; what is new (an orphan found now) is told now.
             run::terminate_tree(run.pgid, &dir);
-            self.lingering
-                .push((run.pgid, dir, Instant::now() + self.cfg.daemon.stop_grace));
+            let kill_at = match (run.ended_by, run.kill_at) {
+                (Some(_), Some(k)) => k,
+                _ => Instant::now() + self.cfg.daemon.stop_grace,
+            };
+            self.lingering.push((run.pgid, dir, kill_at));
         }
         let mut rec = run.record;
         if run.adopted && rec.note.is_none() {
@@ -529,6 +534,10 @@ impl Daemon {
             }
         }
         self.lingering.retain(|(pgid, dir, kill_at)| {
+            // Gone: nothing to wait for (`run-once` and `stop --now` end at once then).
+            if !run::tree_alive(*pgid, dir) {
+                return false;
+            }
             if now >= *kill_at {
                 if run::kill_tree(*pgid, dir) {
                     warn!(pgid, "killed processes a finished run left behind");

@@ -1,9 +1,11 @@
 //! Starting a runner and ending its whole process tree, behind one interface per OS.
 //!
 //! A run is spawned with its stdout and stderr going straight to files in its run folder (the
-//! daemon never buffers runner output), in a process group of its own (Unix) so that a timeout
-//! reaches every process it started. Exits are reported through a callback from a reaper
-//! thread, so the daemon's loop never blocks on a child.
+//! daemon never buffers runner output), held so that a timeout reaches every process it
+//! started: on Unix in a process group of its own, plus its cgroup or, without one, its runner
+//! as the subreaper of its descendants; on Windows in a job object. Exits are reported through
+//! a callback from a reaper thread, so the daemon's loop never blocks on a child; orphans the
+//! daemon inherits are collected there too.
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -13,8 +15,8 @@ mod platform;
 mod platform;
 
 pub use platform::{
-    adopt, background_thread, become_subreaper, enable_cgroups, group_alive, kill_group, kill_tree,
-    spawn, terminate_group, terminate_tree, tree_alive, TAG,
+    adopt, background_thread, become_subreaper, cleanup, enable_cgroups, group_alive, kill_group,
+    kill_tree, on_inherited_exit, spawn, terminate_group, terminate_tree, tree_alive, TAG,
 };
 
 use std::collections::BTreeMap;

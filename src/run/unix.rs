@@ -1,4 +1,4 @@
-//! Unix runs: each runner leads a new process group; SIGTERM then SIGKILL go to the group.
+//! Unix runs: each runner leads a new process group; SIGTERM then SIGKILL go to its tree.
 //!
 //! Spawning is a plain `fork` + `execve` that returns as soon as the child exists, instead of
 //! std's spawn, which blocks until the child has exec'd (~0.5 ms each here: 100 runs due at once
@@ -7,22 +7,26 @@
 //! close-on-exec pipe and is reported with the exit.
 //!
 //! A process group does not hold a run: a descendant may call `setsid` or `setpgid` and leave
-//! it. Every descendant carries the run's tag in its environment (`ROBOTMK_RUN_DIR=<run
-//! folder>`, set for the runner and inherited), and the supervising process is a *child
-//! subreaper*, so escaped descendants whose parents die become its children instead of
-//! init's. Ending a run's tree = its group plus every process carrying its tag; telling
-//! whether anything is left = its group, or a child of ours that is no runner and carries
-//! the tag (cheap: our own children list, no scan of all processes).
+//! it. So each run is *held* by one step the child takes before it execs ([`hold`]): it joins
+//! the run's cgroup where there is one (see `cgroup`), else it becomes the subreaper of its own
+//! descendants, so none of them leaves its tree while it lives. What belongs to a run and how
+//! it is ended is `tree`'s.
 //!
-//! Each child is waited for by its own PID, never with `waitpid(-1)`: a global reap would
-//! steal the exit of any child this process starts another way (`std::process::Command`). One
-//! reaper thread polls a pidfd per child (Linux 5.3+) plus a wake pipe, and collects exactly
-//! the children that became readable. The orphans this subreaper inherits from runs are
-//! collected the same way once they are known (see [`tree_alive`], [`kill_tree`]). On a kernel
-//! without pidfds the reaper falls back to `waitpid(-1)` (documented in docs/RELIABILITY.md).
+//! Each runner is waited for by its own PID. One reaper thread polls a pidfd per runner
+//! (Linux 5.3+) plus a wake pipe, and collects exactly the runners that became readable. A
+//! process that inherits orphans ([`become_subreaper`]: the daemon, a one-shot `run-once`)
+//! collects them too, whatever they are, as soon as they exit: a SIGCHLD handler wakes the
+//! reaper, which peeks at the exited child with `waitid(WNOWAIT)` before it collects it, and
+//! collects it as an orphan only if it is no runner — a spawn holds the `gate` from before its
+//! clone until its runner is registered, and the reaper takes it before it decides. Such a
+//! process must therefore start every child of its own through [`spawn`]: any other child's
+//! exit would be collected as an orphan's. On a kernel without pidfds the reaper falls back to
+//! `waitpid(-1)` (documented in docs/RELIABILITY.md).
 
 #[path = "cgroup.rs"]
 mod cgroup;
+#[path = "tree.rs"]
+mod tree;
 
 use super::{ExitInfo, RunSpec};
 use std::collections::HashMap;
@@ -31,6 +35,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 type OnExit = Box<dyn FnOnce(u32, ExitInfo) + Send>;
@@ -52,20 +57,46 @@ enum ExecError {
 /// Children in flight, and the pipe that tells the reaper the set changed.
 struct Reaper {
     children: Mutex<HashMap<u32, Runner>>,
-    /// Descendants of runs to collect once they are our children and have exited (we are
-    /// their subreaper): a pidfd each, and whether it is parked (exited, but still its old
-    /// parent's child: retried every second until it is ours or gone).
-    orphans: Mutex<HashMap<u32, (OwnedFd, bool)>>,
+    /// Held by a spawn from before its clone until its runner is registered, and by whoever
+    /// decides that a child of ours is no runner (to collect it or to claim it as an orphan):
+    /// a runner spawned an instant ago is never taken for an orphan.
+    gate: Mutex<()>,
     wake_r: OwnedFd,
     wake_w: OwnedFd,
     /// pidfd_open works here; without it the reaper uses `waitpid(-1)`.
     pidfds: bool,
     /// A wake-up is already on its way: a burst of 1000 spawns wakes the reaper once, not
     /// 1000 times (each wake-up competes with the spawning thread for the CPU and the lock).
-    wake_pending: std::sync::atomic::AtomicBool,
+    wake_pending: AtomicBool,
 }
 
-/// A pidfd for `pid` (a child of ours), or `None` where the kernel has none.
+/// This process inherits orphans (it is a subreaper): every child that is no runner is one.
+static INHERITS: AtomicBool = AtomicBool::new(false);
+
+/// The read end of the pipe SIGCHLD's handler writes to, once this process inherits orphans.
+static SIGCHLD_PIPE: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Told whenever an inherited child was collected (the daemon's loop then looks whether
+/// a finished run has anything left).
+type OnInherited = Box<dyn Fn() + Send>;
+static ON_INHERITED: Mutex<Option<OnInherited>> = Mutex::new(None);
+
+/// Calls `f` (on the reaper thread) each time orphans this process inherited were collected.
+pub fn on_inherited_exit(f: impl Fn() + Send + 'static) {
+    *ON_INHERITED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+}
+
+fn inherited_exited() {
+    if let Some(f) = ON_INHERITED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        f();
+    }
+}
+
+/// A pidfd for `pid`, or `None` where the kernel has none.
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open(2) with a PID and no flags; the result is checked.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -77,23 +108,16 @@ fn reaper() -> io::Result<&'static Reaper> {
     static REAPER: OnceLock<io::Result<Reaper>> = OnceLock::new();
     static STARTED: OnceLock<io::Result<()>> = OnceLock::new();
     let r = match REAPER.get_or_init(|| {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 with a valid array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 just created these descriptors.
-        let (wake_r, wake_w) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (wake_r, wake_w) = pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
         // pidfd_open on ourselves tells whether the kernel has it.
         let pidfds = pidfd_open(std::process::id()).is_some();
         Ok(Reaper {
             children: Mutex::new(HashMap::new()),
-            orphans: Mutex::new(HashMap::new()),
+            gate: Mutex::new(()),
             wake_r,
             wake_w,
             pidfds,
-            wake_pending: std::sync::atomic::AtomicBool::new(false),
+            wake_pending: AtomicBool::new(false),
         })
     }) {
         Ok(r) => r,
@@ -124,9 +148,19 @@ fn reaper() -> io::Result<&'static Reaper> {
     }
 }
 
+/// A new pipe (read end, write end) with `flags` on both ends.
+fn pipe(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 with a valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just created these descriptors and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 impl Reaper {
     fn wake(&self) {
-        use std::sync::atomic::Ordering;
         if self.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -137,12 +171,30 @@ impl Reaper {
         }
     }
 
+    fn is_runner(&self, pid: u32) -> bool {
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&pid)
+    }
+
     /// Collects `pid` if it has exited (never blocks, never touches another child).
     fn try_reap(pid: u32) -> Option<libc::c_int> {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid on one specific PID, WNOHANG, valid out pointer.
         let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
         (r == pid as libc::pid_t).then_some(status)
+    }
+
+    /// Collects the runner `pid` if it has exited, and reports its exit; false if it had not.
+    fn reap_runner(&self, pid: u32) -> bool {
+        match Reaper::try_reap(pid) {
+            Some(status) => {
+                self.finish_runner(pid, status);
+                true
+            }
+            None => false,
+        }
     }
 
     fn finish_runner(&self, pid: u32, status: libc::c_int) {
@@ -161,31 +213,47 @@ impl Reaper {
         }
     }
 
-    /// Descendants of a run to collect from now on (they carry its tag, or were in its group):
-    /// whether they are our children yet or not, the pidfd names exactly that process.
-    fn adopt_orphans(&self, pids: impl IntoIterator<Item = u32>) {
-        if !self.pidfds {
-            return; // the waitpid(-1) fallback collects them anyway
-        }
-        let pids: Vec<u32> = {
-            let runners = self.children.lock().unwrap_or_else(|e| e.into_inner());
-            pids.into_iter()
-                .filter(|p| !runners.contains_key(p))
-                .collect()
-        };
-        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        let mut added = false;
-        for pid in pids {
-            if let std::collections::hash_map::Entry::Vacant(v) = orphans.entry(pid) {
-                if let Some(fd) = pidfd_open(pid) {
-                    v.insert((fd, false));
-                    added = true;
+    /// Collects every child that has exited: runners (reported) and inherited orphans. Each is
+    /// looked at first without being collected (`WNOWAIT`), so a runner's exit status is never
+    /// taken for an orphan's.
+    fn collect_exited(&self) {
+        let mut inherited = false;
+        // Bounded: a child that cannot be collected must not spin this thread.
+        for _ in 0..100_000 {
+            // SAFETY: zero is a valid siginfo_t; waitid(P_ALL) with a valid out pointer.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            // SAFETY: si_pid is set (or left 0) by a successful waitid.
+            let pid = unsafe { info.si_pid() };
+            if r != 0 || pid <= 0 {
+                break;
+            }
+            let pid = pid as u32;
+            let collected = if self.is_runner(pid) {
+                self.reap_runner(pid)
+            } else {
+                let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+                if self.is_runner(pid) {
+                    drop(_gate);
+                    self.reap_runner(pid)
+                } else {
+                    inherited = true;
+                    tree::collect_inherited(pid)
                 }
+            };
+            if !collected {
+                break;
             }
         }
-        drop(orphans);
-        if added {
-            self.wake();
+        if inherited {
+            inherited_exited();
         }
     }
 }
@@ -204,55 +272,15 @@ fn cgroup_of(pgid: u32) -> Option<PathBuf> {
         .cloned()
 }
 
-/// Runs get a cgroup each from now on, if this process sits in a cgroup systemd delegated to
-/// it (the daemon's transient unit). Returns where, or why not.
+/// Runs get a cgroup each from now on, where one can be had (see `cgroup`). Returns where, or
+/// why not.
 pub fn enable_cgroups() -> Result<PathBuf, String> {
     cgroup::enable()
 }
 
-/// What became of a watched orphan.
-enum Orphan {
-    /// Collected (it was our child and had exited).
-    Reaped,
-    /// Exited, but still another process's child: try again later.
-    NotOurs,
-    /// Gone: its parent collected it.
-    Gone,
-}
-
-/// Tries to collect the process `fd` names (exactly that one: no PID reuse can mislead it).
-fn reap_pidfd(fd: &OwnedFd) -> Orphan {
-    // SAFETY: zero is a valid siginfo_t; waitid(P_PIDFD) with a valid descriptor and flags.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            fd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        )
-    };
-    // SAFETY: si_pid is set by a successful waitid that found a child.
-    if r == 0 && unsafe { info.si_pid() } != 0 {
-        return Orphan::Reaped;
-    }
-    // Signal 0 through the pidfd: ESRCH once the process is fully gone.
-    // SAFETY: pidfd_send_signal with a valid descriptor, signal 0, no info, no flags.
-    let alive = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            0,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    } == 0
-        || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
-    if alive {
-        Orphan::NotOurs
-    } else {
-        Orphan::Gone
-    }
+/// At exit: removes this process's own cgroup subtree, where empty.
+pub fn cleanup() {
+    cgroup::cleanup();
 }
 
 /// Each run in flight holds two descriptors (its exec-error pipe and its pidfd) until it is
@@ -272,84 +300,63 @@ fn raise_fd_limit() {
     }
 }
 
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 256];
+    // SAFETY: draining our own non-blocking pipe into a local buffer.
+    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+}
+
 fn reap_forever(r: &'static Reaper) {
     if !r.pidfds {
         return reap_all_forever(r);
     }
     let mut fds: Vec<libc::pollfd> = Vec::new();
-    let mut who: Vec<(u32, bool)> = Vec::new(); // (pid, is a runner)
+    let mut who: Vec<u32> = Vec::new();
+    let poll = |fd: &OwnedFd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
         fds.clear();
         who.clear();
-        let poll = |fd: &OwnedFd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         fds.push(poll(&r.wake_r));
+        let sigchld = SIGCHLD_PIPE.get();
+        fds.push(sigchld.map_or(
+            libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0,
+            },
+            poll,
+        ));
         for (pid, run) in r.children.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             if let Some(fd) = &run.pidfd {
                 fds.push(poll(fd));
-                who.push((*pid, true));
+                who.push(*pid);
             }
         }
-        let mut parked = false;
-        for (pid, (fd, is_parked)) in r.orphans.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if *is_parked {
-                parked = true;
-            } else {
-                fds.push(poll(fd));
-                who.push((*pid, false));
-            }
-        }
-        // Parked orphans are retried every second; otherwise sleep until something happens.
-        let timeout = if parked { 1000 } else { -1 };
-        // SAFETY: poll on a valid array of pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        // SAFETY: poll on a valid array of pollfds (a negative fd is ignored).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
             continue; // EINTR
         }
         if fds[0].revents != 0 {
-            let mut buf = [0u8; 256];
-            // SAFETY: draining our own non-blocking pipe into a local buffer.
-            while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+            drain(&r.wake_r);
             // Cleared after the drain, never before: a spawner that saw the flag set skipped
             // its byte, and one cleared before the drain would lose the byte of the next
             // spawner with it, leaving the flag set and every later child unwatched. Any
             // child registered before this point is in the set the next pass builds.
-            r.wake_pending
-                .store(false, std::sync::atomic::Ordering::Release);
+            r.wake_pending.store(false, Ordering::Release);
         }
-        for (i, &(pid, runner)) in who.iter().enumerate() {
-            if fds[i + 1].revents != 0 && runner {
-                if let Some(status) = Reaper::try_reap(pid) {
-                    r.finish_runner(pid, status);
-                }
+        for (i, &pid) in who.iter().enumerate() {
+            if fds[i + 2].revents != 0 {
+                r.reap_runner(pid);
             }
         }
-        // Orphans that exited (readable) and parked ones: collect, park, or forget.
-        let mut orphans = r.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        let ready: Vec<u32> = who
-            .iter()
-            .enumerate()
-            .filter(|(i, (_, runner))| !runner && fds[i + 1].revents != 0)
-            .map(|(_, (pid, _))| *pid)
-            .chain(orphans.iter().filter(|(_, o)| o.1).map(|(p, _)| *p))
-            .collect();
-        for pid in ready {
-            let Some((fd, _)) = orphans.get(&pid) else {
-                continue;
-            };
-            match reap_pidfd(fd) {
-                Orphan::Reaped | Orphan::Gone => {
-                    orphans.remove(&pid);
-                }
-                Orphan::NotOurs => {
-                    if let Some(o) = orphans.get_mut(&pid) {
-                        o.1 = true;
-                    }
-                }
-            }
+        if let Some(p) = sigchld.filter(|_| fds[1].revents != 0) {
+            drain(p);
+            r.collect_exited();
         }
     }
 }
@@ -362,7 +369,11 @@ fn reap_all_forever(r: &'static Reaper) {
         // SAFETY: waitpid with a valid out pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
         if pid > 0 {
-            r.finish_runner(pid as u32, status);
+            if r.is_runner(pid as u32) {
+                r.finish_runner(pid as u32, status);
+            } else {
+                inherited_exited();
+            }
             continue;
         }
         if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -376,12 +387,9 @@ fn reap_all_forever(r: &'static Reaper) {
         };
         // SAFETY: poll on one valid pollfd.
         unsafe { libc::poll(&mut fd, 1, -1) };
-        let mut buf = [0u8; 256];
-        // SAFETY: draining our own non-blocking pipe.
-        while unsafe { libc::read(r.wake_r.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+        drain(&r.wake_r);
         // After the drain (see reap_forever).
-        r.wake_pending
-            .store(false, std::sync::atomic::Ordering::Release);
+        r.wake_pending.store(false, Ordering::Release);
     }
 }
 
@@ -511,7 +519,7 @@ struct ChildPlan {
     stdout: *const libc::c_char,
     stderr: *const libc::c_char,
     null_fd: libc::c_int,
-    /// `cgroup.procs` of the run's cgroup, or null.
+    /// How the run is held (see [`hold`]): `cgroup.procs` of the run's cgroup, or null.
     cg_procs: *const libc::c_char,
     /// Signals to set back to their default action (see [`signals_to_reset`]).
     reset: *const libc::c_int,
@@ -528,13 +536,7 @@ struct ChildPlan {
 /// `CLONE_VM` child shares the parent's memory, where a lock may be held.
 unsafe fn exec_child(p: &ChildPlan) -> libc::c_int {
     libc::setpgid(0, 0);
-    if !p.cg_procs.is_null() {
-        let fd = libc::open(p.cg_procs, libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-        }
-    }
+    hold(p.cg_procs);
     // Handlers are the daemon's (signal-hook's forwarders): a signal that reached the child
     // before exec must not run them here. Then unmask.
     for i in 0..p.reset_len {
@@ -568,6 +570,37 @@ unsafe fn exec_child(p: &ChildPlan) -> libc::c_int {
         libc::execve(p.exe, p.argv, p.envp);
     }
     *libc::__errno_location()
+}
+
+/// The one step that holds a run's processes together, taken in the child before it execs
+/// (and before it drops root for a job's `user`): it joins the run's cgroup (`cg_procs`, the
+/// cgroup's `cgroup.procs`); where there is none, or joining failed, it becomes the subreaper
+/// of its own descendants (`PR_SET_CHILD_SUBREAPER` survives `execve`), so that an orphan
+/// among them stays below the runner while it lives, in reach of a timeout, and comes to the
+/// daemon only when the runner has ended.
+///
+/// The cost of the subreaper: zombies of the run's orphans wait below the runner (which
+/// rarely collects children it did not start) until it ends; the daemon collects them then.
+///
+/// With std's `Command` this would be a `pre_exec` step (std then forks instead of using
+/// `posix_spawn`); `clone3(CLONE_INTO_CGROUP)` (Linux 5.7) could join the cgroup without one,
+/// but not become a subreaper.
+///
+/// # Safety
+/// As [`exec_child`]: async-signal-safe calls only, no allocation; `cg_procs` is null or a
+/// valid C string.
+unsafe fn hold(cg_procs: *const libc::c_char) {
+    if !cg_procs.is_null() {
+        let fd = libc::open(cg_procs, libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            let joined = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if joined {
+                return;
+            }
+        }
+    }
+    libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
 /// Opens a runner's output file in the child: never through a link planted in the run folder,
@@ -747,12 +780,13 @@ pub fn spawn(
         run_as,
     };
     // A user's identity is taken with glibc's setuid, which signals every thread of the
-    // process (setxid broadcast): only safe in a real fork. A cgroup join from a child that
-    // shares our memory is untested under systemd: a fork too. Both keep the old path.
-    let vfork = spec.user.is_none() && cg.is_none() && r.pidfds;
-    // Without pidfds the waitpid(-1) reaper could collect an instant exit before the child is
-    // registered: hold the lock from the fork to the registration then. With pidfds the reaper
-    // learns of a child only through its registered pidfd, so the lock is taken just to insert.
+    // process (setxid broadcast): only safe in a real fork.
+    let vfork = spec.user.is_none() && r.pidfds;
+    // From the clone to the registration, no exited child is taken for an orphan (see
+    // `Reaper::gate`). Without pidfds the waitpid(-1) reaper could collect an instant exit
+    // before the child is registered: hold the map's lock as well then. With pidfds the reaper
+    // learns of a runner only through its registered pidfd, or under the gate.
+    let gate = r.gate.lock().unwrap_or_else(|e| e.into_inner());
     let held = (!r.pidfds).then(|| r.children.lock().unwrap_or_else(|e| e.into_inner()));
     let spawned = if vfork {
         spawn_vfork(plan).map(|(pid, e)| (pid, ExecError::Known(e)))
@@ -786,6 +820,8 @@ pub fn spawn(
         },
     );
     drop(children);
+    drop(gate);
+    tree::new_group(pid);
     r.wake();
     Ok(pid)
 }
@@ -818,8 +854,14 @@ fn spawn_fork(plan: &ChildPlan) -> io::Result<(u32, OwnedFd)> {
 
 /// Takes over a run the previous daemon left running. Nothing to open on Unix: its process
 /// group stays reserved while any member lives, and the caller checked the runner's start
-/// time (PID reuse) just before.
-pub fn adopt(_pid: u32, _start: Option<u64>) -> bool {
+/// time (PID reuse) just before. Its cgroup, if it has a run cgroup, holds it from now on.
+pub fn adopt(pid: u32, _start: Option<u64>) -> bool {
+    if let Some(dir) = cgroup::of_adopted(pid) {
+        run_cgroups()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid, dir);
+    }
     true
 }
 
@@ -839,140 +881,76 @@ pub fn background_thread() {
 pub const TAG: &str = "ROBOTMK_RUN_DIR";
 
 /// Makes this process the reaper of its orphaned descendants (Linux `PR_SET_CHILD_SUBREAPER`),
-/// so a runner's descendant that left its process group is still found (as our child) once
-/// its parents are gone, and reaped.
+/// so what a run leaves behind becomes its child instead of init's: still in reach, and
+/// collected once it exits (a SIGCHLD handler wakes the reaper). From now on every child of
+/// this process that is no runner is taken for such an orphan (see the module doc).
 pub fn become_subreaper() {
     // SAFETY: prctl with one integer argument.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
-}
-
-/// Whether the process carries `TAG=<run_dir>` in its environment.
-fn tagged(pid: u32, needle: &[u8]) -> bool {
-    crate::sys::has_env(pid, needle)
-}
-
-fn needle(run_dir: &str) -> Vec<u8> {
-    format!("{TAG}={run_dir}").into_bytes()
-}
-
-/// Every live process carrying the run's tag (a scan of /proc: for ending a tree, which is
-/// rare, not for polling).
-fn tagged_processes(run_dir: &str) -> Vec<u32> {
-    crate::sys::processes_with_env(TAG, run_dir)
-}
-
-/// Our children that are no runner of ours: descendants of runs whose parents died (we are
-/// their subreaper).
-fn adopted_children() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for t in tasks.flatten() {
-        let Ok(list) = std::fs::read_to_string(t.path().join("children")) else {
-            continue;
-        };
-        out.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
+    if INHERITS.swap(true, Ordering::AcqRel) {
+        return;
     }
-    // Runners are looked up in the reaper's map: this runs at every run's end, and with 1000
-    // runs in flight a list compared against every child was a million comparisons each time.
-    // (Spawns happen on the caller's thread: no runner can appear between the read and here.)
-    if let Ok(r) = reaper() {
-        let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
-        out.retain(|p| !runners.contains_key(p));
-    }
-    out
-}
-
-fn pgid_of(pid: u32) -> Option<u32> {
-    crate::sys::process_group(pid)
-}
-
-/// Our children (we are their subreaper) that belong to the run: they carry its tag, or are
-/// in its group (a zombie's environment is gone, its group is not). Each is handed to the
-/// reaper, which collects it once it exits, so escaped descendants leave no zombies.
-fn run_orphans(pgid: u32, run_dir: &str) -> Vec<u32> {
-    let needle = needle(run_dir);
-    let orphans: Vec<u32> = adopted_children()
-        .into_iter()
-        .filter(|&pid| pgid_of(pid) == Some(pgid) || tagged(pid, &needle))
-        .collect();
-    if let Ok(r) = reaper() {
-        r.adopt_orphans(orphans.iter().copied());
-    }
-    orphans
-}
-
-fn signal_tree(pgid: u32, run_dir: &str, sig: i32) -> bool {
-    let mut any = signal_group(pgid, sig);
-    // Only those outside the group: one polite signal each, never two (robot quits at once,
-    // without writing its result, on a second one).
-    let mut escaped = Vec::new();
-    for pid in tagged_processes(run_dir)
-        .into_iter()
-        .filter(|p| pgid_of(*p) != Some(pgid))
-    {
-        // SAFETY: kill on a process that carries this run's tag (checked just before).
-        if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
-            any = true;
-        }
-        escaped.push(pid);
-    }
-    // The run's cgroup holds even those that cleared their environment.
-    if let Some(dir) = cgroup_of(pgid) {
-        if sig == libc::SIGKILL {
-            any |= cgroup::kill(&dir);
-        } else {
-            for pid in cgroup::members(&dir) {
-                if pgid_of(pid) == Some(pgid) || escaped.contains(&pid) {
-                    continue;
-                }
-                // SAFETY: kill on a member of the run's own cgroup.
-                if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
-                    any = true;
-                }
-                escaped.push(pid);
+    match pipe(libc::O_CLOEXEC | libc::O_NONBLOCK) {
+        Ok((read, write)) => {
+            // The handler writes a byte to the pipe (non-blocking, so a full pipe just drops
+            // it: the reaper is woken already); installed before any run is spawned, so the
+            // spawner resets it in its children (see `signals_to_reset`).
+            if signal_hook::low_level::pipe::register(libc::SIGCHLD, write).is_ok() {
+                let _ = SIGCHLD_PIPE.set(read);
             }
         }
+        Err(e) => tracing::warn!(
+            "cannot create the SIGCHLD pipe: {e}; orphans are collected only when a run ends"
+        ),
     }
-    // Collected when they die, once they are our children (their parents may still live).
+    // Started now, so that it polls the pipe from the first SIGCHLD on.
     if let Ok(r) = reaper() {
-        r.adopt_orphans(escaped);
+        r.wake();
     }
-    run_orphans(pgid, run_dir);
-    any
 }
 
-/// Asks the run's whole tree to end (SIGTERM): its group and every process carrying its tag.
+/// What is known of the run of group `pgid` (see `tree`).
+fn run_of(pgid: u32, run_dir: &str) -> tree::Run<'_> {
+    tree::Run {
+        pgid,
+        run_dir,
+        cgroup: cgroup_of(pgid),
+        runner_alive: reaper().is_ok_and(|r| r.is_runner(pgid)),
+    }
+}
+
+/// The cgroups of the runs whose runners live: an orphan in one of them is that run's.
+fn live_cgroups() -> Vec<PathBuf> {
+    let Ok(r) = reaper() else {
+        return Vec::new();
+    };
+    let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
+    let cgroups = run_cgroups().lock().unwrap_or_else(|e| e.into_inner());
+    runners
+        .keys()
+        .filter_map(|p| cgroups.get(p).cloned())
+        .collect()
+}
+
+/// Asks the run's whole tree to end (SIGTERM, once per process): see `tree`.
 pub fn terminate_tree(pgid: u32, run_dir: &str) -> bool {
-    signal_tree(pgid, run_dir, libc::SIGTERM)
+    tree::signal(&run_of(pgid, run_dir), libc::SIGTERM)
 }
 
 /// Ends the run's whole tree (SIGKILL).
 pub fn kill_tree(pgid: u32, run_dir: &str) -> bool {
-    signal_tree(pgid, run_dir, libc::SIGKILL)
+    tree::signal(&run_of(pgid, run_dir), libc::SIGKILL)
 }
 
-/// True while anything of the run is left: a member of its group, or an orphaned descendant
-/// (now our child) that carries its tag.
+/// True while anything of the run is left. Once nothing is, its cgroup is removed.
 pub fn tree_alive(pgid: u32, run_dir: &str) -> bool {
-    let orphans = run_orphans(pgid, run_dir);
-    let cg = cgroup_of(pgid);
-    if group_alive(pgid) || cg.as_deref().is_some_and(cgroup::populated) {
-        return true;
-    }
-    // A zombie is gone already; the reaper collects it.
-    let alive = orphans
-        .into_iter()
-        .any(|pid| crate::sys::process_start_time(pid).is_some());
+    let run = run_of(pgid, run_dir);
+    let alive = tree::alive(&run);
     if !alive {
-        // The run is over: its cgroup goes (empty now; kept, and retried, if not).
-        if let Some(dir) = cg {
+        if let Some(dir) = run.cgroup {
+            // Empty now; kept, and retried, if not.
             if cgroup::remove(&dir) {
                 run_cgroups()
                     .lock()

@@ -322,6 +322,13 @@ pub fn tree_alive(pid: u32, _run_dir: &str) -> bool {
     group_alive(pid)
 }
 
+/// Orphans are not inherited on Windows (a job object holds them, and ends them with the
+/// run): `f` is never called.
+pub fn on_inherited_exit(_f: impl Fn() + Send + 'static) {}
+
+/// Nothing to remove at exit on Windows (job objects go with their last handle).
+pub fn cleanup() {}
+
 /// Runs live in job objects on Windows; there are no cgroups to enable.
 pub fn enable_cgroups() -> Result<std::path::PathBuf, String> {
     Err("Windows holds runs in job objects".into())

@@ -550,26 +550,42 @@ check "h: ctrl.action is \"started\" (got '$J_ACTION'), new pid $J_PID is MainPI
 check "h: client read until EOF (rc=$CRC) in ${CMS:-?} ms (< $CLIENT_LIMIT_MS ms)" eval 'client_eof && fast_eof'
 
 # ---------------------------------------------------------------- h2) a run's cgroup
-echo "== h2) a run's cgroup holds a descendant that clears its environment and leaves its group"
+echo "== h2) a run's cgroup holds a descendant that leaves the run the way Chromium's helpers do"
 # The daemon's unit is started with Delegate=yes: each run gets a cgroup of its own, which no
-# descendant can leave. This one drops the run's tag (env -i) and its process group (setsid):
-# only the cgroup still holds it when the run times out.
+# descendant can leave. This one leaves every other way (issue 19, finding 6): a double fork,
+# its own session (setsid), an empty environment (env -i: no run tag) and a new argv (exec -a),
+# like Chromium's crashpad handler and zygote. Only the cgroup still holds it, when the run
+# times out (`escape`) and when its runner ends normally and leaves it behind (`escape_leave`).
 inbox cp "$CONFIG" /run/robotmk-config.bak
 inbox sh -c "cat >> '$CONFIG'" <<'EOF'
 [[job]]
 name = "escape"
-command = ["/bin/sh", "-c", "env -i setsid /bin/sleep 3011 & exec /bin/sleep 600"]
+command = ["/bin/bash", "-c", 'cat /proc/self/cgroup > $ROBOTMK_RUN_DIR/cgroup; ( setsid /usr/bin/env -i /bin/bash -c "echo \$\$ > $ROBOTMK_RUN_DIR/escapee.pid; exec -a chrome_crashpad_model /bin/sleep 3011" & ); exec /bin/sleep 600']
 every = "1h"
 timeout = "2s"
+
+[[job]]
+name = "escape_leave"
+command = ["/bin/bash", "-c", '( setsid /usr/bin/env -i /bin/bash -c "echo \$\$ > $ROBOTMK_RUN_DIR/escapee.pid; exec -a chrome_crashpad_model /bin/sleep 3012" & ); for i in $(seq 100); do [ -s $ROBOTMK_RUN_DIR/escapee.pid ] && exit 0; sleep 0.1; done; exit 1']
+every = "1h"
+timeout = "30s"
 EOF
+no_escapee() { ! inbox pgrep -f "chrome_crashpad_model $1" >/dev/null; }
 ESC_OUT=$(inbox timeout 60 "$DAEMON_BIN" --config "$CONFIG" run-once escape 2>&1); ESC_RC=$?
 tail -3 <<<"$ESC_OUT" | indent '> '
 check "h2: run-once escape, run by the daemon, ends as a timeout (exit $ESC_RC, want 3)" [ "$ESC_RC" = 3 ]
-no_escapee() { ! inbox pgrep -f 'sleep 3011' >/dev/null; }
-wait_for 15 no_escapee
-check "h2: the descendant that left its group and cleared its environment is gone (after ${WAITED}s)" no_escapee
-inbox pkill -9 -f 'sleep 3011' 2>/dev/null
+wait_for 15 no_escapee 3011
+check "h2: the timed-out run's helper that left its session, environment and argv is gone (after ${WAITED}s)" no_escapee 3011
+ESC_OUT=$(inbox timeout 60 "$DAEMON_BIN" --config "$CONFIG" run-once escape_leave 2>&1); ESC_RC=$?
+tail -3 <<<"$ESC_OUT" | indent '> '
+check "h2: run-once escape_leave, run by the daemon, succeeds (exit $ESC_RC, want 0)" [ "$ESC_RC" = 0 ]
+wait_for 15 no_escapee 3012
+check "h2: the helper a normally ended run left behind is gone (after ${WAITED}s)" no_escapee 3012
+inbox pkill -9 -f 'chrome_crashpad_model 301[12]' 2>/dev/null
 check "h2: the daemon put runs in cgroups of their own" inbox grep -q "runs get a cgroup each" "$STATEDIR/daemon.log"
+ESC_CG=$(inbox sh -c "cat $STATEDIR/jobs/escape/runs/*/cgroup" 2>/dev/null | sed -n 's/^0:://p' | tail -1)
+check "h2: the runner sat in a run cgroup of the unit (${ESC_CG:-none})" \
+  eval '[[ "$ESC_CG" == "/system.slice/$UNIT/run-"* ]]'
 inbox cp /run/robotmk-config.bak "$CONFIG"
 
 # ---------------------------------------------------------------- i) cached (asynchronous) mode
