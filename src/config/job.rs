@@ -356,7 +356,8 @@ pub(super) fn resolve(
             cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
             let attempts = raw.attempts.as_ref().map_or(1, |a| *a.get_ref());
             if attempts > 1 {
-                // The retry wrapper (this binary) runs robot and rebot; see robot::attempts.
+                // The retry wrapper (this very build, see `sys::self_exe`) runs robot and
+                // rebot; see robot::attempts.
                 let rebot: Vec<String> = match (&py_cmd, &robot_cmd) {
                     (Some(py), _) => vec![exe(py), "-m".into(), "robot.rebot".into()],
                     (None, Some(r)) if r.components().count() > 1 => {
@@ -368,7 +369,7 @@ pub(super) fn resolve(
                     }
                     _ => vec!["rebot".into()],
                 };
-                let me = std::env::current_exe()
+                let me = crate::sys::self_exe()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "robotmk-daemon".into());
                 let mut wrapped = vec![

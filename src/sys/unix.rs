@@ -342,6 +342,21 @@ pub fn check_path_trust(
     }
 }
 
+/// The program to start when the daemon runs a helper of its own (the retry wrapper of
+/// `attempts`, an environment build): `/proc/self/exe`, the very file this process runs,
+/// whatever happened to its name. An upgrade renames a new binary over the old one (dpkg
+/// does), after which [`std::env::current_exe`] names `… (deleted)`, which cannot be started;
+/// this path still can (the kernel resolves it in the starting process, before and after the
+/// fork alike), and the helper is always the daemon's own version. Without `/proc` (not
+/// mounted), the path the binary was started from.
+pub fn self_exe() -> io::Result<std::path::PathBuf> {
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    if proc_exe.exists() {
+        return Ok(proc_exe.to_path_buf());
+    }
+    std::env::current_exe()
+}
+
 /// True if process `pid` is this program serving this instance: it started at
 /// `start` (PID reuse), runs this program's executable (or an older copy of it, replaced on
 /// disk by an upgrade), and holds the exclusive lock on `lock_file`. A PID read from a file
