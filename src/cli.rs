@@ -345,8 +345,9 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
 }
 
 fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
-    // A broken config must not keep an admin from stopping the daemon: find it leniently.
-    let located = match config::load(path) {
+    // A broken config must not keep an admin from stopping the daemon: find it leniently
+    // (nor a user that is gone: no lookups).
+    let located = match config::load_with(path, config::Users::NamesOnly) {
         Ok(c) => Some((c.daemon.instance, c.daemon.state_dir)),
         Err(e) => {
             eprintln!("robotmk-daemon: warning: config error: {e}");

@@ -2,7 +2,7 @@
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
 use super::duration::Dur;
-use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap, Services};
+use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap, Services, Users};
 use crate::robot::attempts::Retry;
 use crate::schedule::{self, Schedule};
 use serde::Deserialize;
@@ -143,6 +143,7 @@ pub(super) fn resolve(
     index: usize,
     raw: Spanned<RawJob>,
     base: &Path,
+    users: Users,
 ) -> Result<Job, ConfigError> {
     let job_start = raw.span().start;
     let raw = raw.into_inner();
@@ -221,17 +222,22 @@ pub(super) fn resolve(
         None => None,
         Some(u) => {
             let at = |m: String| loc.at(u.span().start, field("user"), named(m));
-            let info = crate::sys::lookup_user(u.get_ref()).map_err(at)?;
+            let info = match users {
+                Users::LookUp => {
+                    Some(crate::sys::lookup_user(u.get_ref()).map_err(|e| at(e.to_string()))?)
+                }
+                Users::NamesOnly => None,
+            };
             if !crate::sys::is_root() {
                 return Err(at(format!(
                     "running a job as {:?} needs the daemon to run as root",
                     u.get_ref()
                 )));
             }
-            Some(info)
+            info
         }
     };
-    let pyenv = python_env(loc, index, &name, &raw, base, user.is_some())?;
+    let pyenv = python_env(loc, index, &name, &raw, base, raw.user.is_some())?;
     let mut argument_file = None;
     let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
         Kind::Robot
@@ -485,6 +491,7 @@ pub(super) fn resolve(
         runtime_crit,
         pyenv: pyenv.map(Box::new),
         user: user.map(Box::new),
+        user_name: raw.user.map(Spanned::into_inner),
     })
 }
 

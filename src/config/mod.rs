@@ -179,8 +179,12 @@ pub struct Job {
     /// The Python environment its runs use (`requirements` or `pyproject`). Boxed, like
     /// `user`: few jobs set it, and every job is held for the daemon's life.
     pub pyenv: Option<Box<crate::pyenv::EnvSpec>>,
-    /// The user its runner runs as (`user = "…"`; Unix, daemon as root).
+    /// The user its runner runs as (`user = "…"`; Unix, daemon as root), as looked up when
+    /// the config was loaded. `None` with a [`Job::user_name`] in a config loaded with
+    /// [`Users::NamesOnly`] (ctrl's): such a job must never run.
     pub user: Option<Box<crate::sys::UserInfo>>,
+    /// The `user` the config names.
+    pub user_name: Option<String>,
 }
 
 impl Job {
@@ -201,6 +205,7 @@ impl Job {
             && self.test_runtime_crit == other.test_runtime_crit
             && self.pyenv == other.pyenv
             && self.user == other.user
+            && self.user_name == other.user_name
     }
 }
 
@@ -266,11 +271,28 @@ pub fn absolute(path: &Path) -> PathBuf {
     out
 }
 
-/// Reads and validates the config at `path`.
+/// Whether loading a config looks up the users its jobs run as (`user = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Users {
+    /// Each user is looked up (see [`crate::sys::lookup_user`]); one that is not there is a
+    /// config error naming it. The daemon, `check-config`, `status`, `run-once`.
+    LookUp,
+    /// Not looked up ([`Job::user`] stays `None`): ctrl, which never runs a job and prints
+    /// its sections without calling into the host's user database (the daemon looks the
+    /// users up, and reports one that is missing); `stop`, `history`, `show`.
+    NamesOnly,
+}
+
+/// Reads and validates the config at `path`, looking up its jobs' users.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, Users::LookUp)
+}
+
+/// [`load`], with or without looking up the jobs' users.
+pub fn load_with(path: &Path, users: Users) -> Result<Config, ConfigError> {
     let path = absolute(path);
     let text = read(&path)?;
-    parse(&path, &text)
+    parse_with(&path, &text, users)
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -351,6 +373,11 @@ impl Locator<'_> {
 
 /// Parses and validates config text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, Users::LookUp)
+}
+
+/// [`parse`], with or without looking up the jobs' users.
+pub fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, ConfigError> {
     let loc = Locator { path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);
@@ -362,7 +389,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut jobs = Vec::with_capacity(raw.job.len());
     let mut seen = HashSet::new();
     for (i, job) in raw.job.into_iter().enumerate() {
-        let job = job::resolve(&loc, i, job, base)?;
+        let job = job::resolve(&loc, i, job, base, users)?;
         jobs.push(Arc::new(job));
     }
     for (i, job) in jobs.iter().enumerate() {

@@ -772,10 +772,10 @@ pub fn self_exe() -> std::io::Result<std::path::PathBuf> {
 
 /// Windows runs no job as another user: a suite that needs a desktop session runs in a
 /// daemon instance started in that user's session (docs/WINDOWS.md).
-pub fn lookup_user(name: &str) -> Result<super::UserInfo, String> {
-    Err(format!(
-        "`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")"
-    ))
+pub fn lookup_user(name: &str) -> Result<super::UserInfo, super::UserLookupError> {
+    Err(super::UserLookupError::Unsupported {
+        name: name.to_string(),
+    })
 }
 
 /// Only Unix root may run a job as another user.
