@@ -506,6 +506,20 @@ pub fn table(r: &Report) -> String {
     if let Some(e) = &d.state_error {
         let _ = writeln!(o, "STATE ERROR: {e}");
     }
+    if let Some(why) = &d.unstable {
+        let _ = writeln!(o, "UNSTABLE: {why}");
+    } else if let Some(c) = &d.previous_crash {
+        let _ = writeln!(
+            o,
+            "previous:   the daemon before this one (pid {}, started {}) did not exit cleanly{}: {}",
+            c.pid,
+            crate::state::record::ts(c.started),
+            c.died
+                .map(|t| format!(", died {}", crate::state::record::ts(t)))
+                .unwrap_or_default(),
+            c.cause
+        );
+    }
     if let Some(t) = d.not_responding_since {
         let _ = writeln!(
             o,

@@ -2,6 +2,7 @@
 //! names: process identity (PID + start time), asking a daemon to stop, and process hygiene
 //! for a freshly detached daemon.
 
+pub mod fatal;
 pub mod memory;
 
 #[cfg(unix)]
