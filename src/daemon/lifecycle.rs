@@ -72,8 +72,10 @@ pub(super) struct Begun {
 }
 
 /// Records this daemon's start (see the module doc); `redirect`: send stderr to
-/// `daemon.stderr` (not for `start --foreground`, whose stderr is a terminal).
-pub(super) fn begin(st: &StateDir, redirect: bool) -> Begun {
+/// `daemon.stderr` (not for `start --foreground`, whose stderr is a terminal). `ended_by_ctrl`:
+/// why ctrl ended the previous daemon (`restart-note`: it did not answer past
+/// `hang_timeout`), the cause of its end.
+pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>) -> Begun {
     let now = Utc::now();
     let me = std::process::id();
     let mut starts = match state::read_json::<Starts>(&st.starts_file()) {
@@ -112,7 +114,11 @@ pub(super) fn begin(st: &StateDir, redirect: bool) -> Begun {
             Some(e) => Some(crash(format!("exited with code {}", e.code), Some(e.at))),
             None => {
                 let l = left(prev.pid);
-                Some(crash(l.cause(), l.died))
+                let cause = match (&ended_by_ctrl, l.report.is_some() || l.signal.is_some()) {
+                    (Some(why), false) => why.clone(),
+                    _ => l.cause(),
+                };
+                Some(crash(cause, l.died))
             }
         }
     });
@@ -373,25 +379,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = StateDir::new(dir.path());
         // None before: nothing to judge.
-        let first = begin(&st, false);
+        let first = begin(&st, false, None);
         assert!(first.previous_crash.is_none());
         assert_eq!(first.starts.len(), 1);
         // The same process again stands for a successor: its predecessor has no end.
         let mut starts: Starts = state::read_json(&st.starts_file()).unwrap().unwrap();
         starts.starts[0].pid = 1;
         state::write_json(&st.starts_file(), &starts, Durability::NoSync).unwrap();
-        let second = begin(&st, false);
+        let second = begin(&st, false, None);
         let crash = second.previous_crash.expect("no end recorded: a crash");
         assert_eq!(crash.pid, 1);
         assert!(crash.cause.contains("left no cause"), "{}", crash.cause);
         assert_eq!(second.starts.len(), 2);
         // A clean end: the next start judges nothing.
         end(&st, 0);
-        let third = begin(&st, false);
+        let third = begin(&st, false, None);
         assert!(third.previous_crash.is_none());
         // An exit code is a crash too.
         end(&st, 3);
-        let fourth = begin(&st, false);
+        let fourth = begin(&st, false, None);
         assert_eq!(
             fourth.previous_crash.map(|c| c.cause),
             Some("exited with code 3".into())
@@ -402,6 +408,6 @@ mod tests {
         last.boot = Some("another boot".into());
         last.booted = Some(Utc::now() - chrono::Duration::days(3));
         state::write_json(&st.starts_file(), &starts, Durability::NoSync).unwrap();
-        assert!(begin(&st, false).previous_crash.is_none());
+        assert!(begin(&st, false, None).previous_crash.is_none());
     }
 }

@@ -289,11 +289,21 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         Ok(log) => crate::logging::init(log),
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
     }
+    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
+    let note = st.restart_note_file();
+    let ended_by_ctrl =
+        state::file::read_string(&note, state::file::cap::SMALL, state::file::Links::Refuse)
+            .ok()
+            .map(|why| why.trim().to_string());
+    if let Some(why) = &ended_by_ctrl {
+        warn!("replacing the previous daemon: {why}");
+        let _ = std::fs::remove_file(&note);
+    }
     // A daemon records its start and sends its stderr where the next one can read it (what a
     // crash leaves); a one-shot's stderr is the admin's terminal.
     let begun = if opts.oneshot.is_none() {
         std::panic::set_hook(Box::new(lifecycle::note_panic));
-        lifecycle::begin(&st, !opts.foreground)
+        lifecycle::begin(&st, !opts.foreground, ended_by_ctrl)
     } else {
         std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
         lifecycle::Begun::default()
@@ -305,14 +315,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
                 "runs get no cgroup of their own ({why}); process groups and the run tag hold them"
             ),
         }
-    }
-    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
-    let note = st.restart_note_file();
-    if let Ok(why) =
-        state::file::read_string(&note, state::file::cap::SMALL, state::file::Links::Refuse)
-    {
-        warn!("replacing the previous daemon: {}", why.trim());
-        let _ = std::fs::remove_file(&note);
     }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
