@@ -61,7 +61,11 @@ const MISSING: &str = "robotmk-i20-no-such-user";
 #[test]
 fn the_static_build_reports_a_missing_user_as_a_config_error_and_never_crashes() {
     let Some(bin) = static_bin() else { return };
-    assert!(is_static(&bin), "{} is not statically linked", bin.display());
+    assert!(
+        is_static(&bin),
+        "{} is not statically linked",
+        bin.display()
+    );
     let job = format!(
         "[[job]]\nname = \"as-nobody-known\"\ncommand = [\"true\"]\nevery = \"1h\"\nuser = \"{MISSING}\"\n"
     );
@@ -131,10 +135,9 @@ fn the_static_build_runs_a_job_as_a_user_that_is_there() {
     );
     let rec = &inst.finished_records("who")[0];
     assert_eq!(rec["outcome"], "success", "{rec}");
-    let out = std::fs::read_to_string(
-        Path::new(rec["run_dir"].as_str().unwrap()).join("stdout.log"),
-    )
-    .unwrap();
+    let out =
+        std::fs::read_to_string(Path::new(rec["run_dir"].as_str().unwrap()).join("stdout.log"))
+            .unwrap();
     let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
     assert_eq!(out.trim(), String::from_utf8_lossy(&nobody.stdout).trim());
     let stop = run(&bin, &inst, &["stop", "--now"]);
