@@ -491,7 +491,7 @@ pub(super) fn resolve(
         runtime_crit,
         pyenv: pyenv.map(Box::new),
         user: user.map(Box::new),
-        user_name: raw.user.map(Spanned::into_inner),
+        user_deferred: raw.user.is_some() && users == Users::NamesOnly,
     })
 }
 

@@ -180,11 +180,12 @@ pub struct Job {
     /// `user`: few jobs set it, and every job is held for the daemon's life.
     pub pyenv: Option<Box<crate::pyenv::EnvSpec>>,
     /// The user its runner runs as (`user = "…"`; Unix, daemon as root), as looked up when
-    /// the config was loaded. `None` with a [`Job::user_name`] in a config loaded with
-    /// [`Users::NamesOnly`] (ctrl's): such a job must never run.
+    /// the config was loaded.
     pub user: Option<Box<crate::sys::UserInfo>>,
-    /// The `user` the config names.
-    pub user_name: Option<String>,
+    /// The config names a `user` that was not looked up (a config loaded with
+    /// [`Users::NamesOnly`], ctrl's): such a job must never run. (A flag, not the name: it
+    /// fits in padding, and every job is held for the daemon's life.)
+    pub user_deferred: bool,
 }
 
 impl Job {
@@ -205,7 +206,7 @@ impl Job {
             && self.test_runtime_crit == other.test_runtime_crit
             && self.pyenv == other.pyenv
             && self.user == other.user
-            && self.user_name == other.user_name
+            && self.user_deferred == other.user_deferred
     }
 }
 
@@ -1031,6 +1032,23 @@ cron = "0 3 * * *"
         assert_eq!(c.daemon.uv, None);
         assert_eq!(c.daemon.start_delay, Duration::from_secs(120));
         assert_eq!(c.daemon.env_build_timeout, Duration::from_secs(600));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_read_without_user_lookups_names_no_user_and_marks_the_job() {
+        let text = "[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"1m\"\nuser = \"robotmk-no-such-user-cfg\"\n";
+        let path = Path::new("/etc/x.toml");
+        if !crate::sys::is_root() {
+            // Not root: `user` is refused either way (only root runs jobs as others).
+            assert!(parse_with(path, text, Users::NamesOnly).is_err());
+            return;
+        }
+        let c = parse_with(path, text, Users::NamesOnly).expect("no lookup, no error");
+        assert!(c.jobs[0].user.is_none() && c.jobs[0].user_deferred);
+        let e = parse(path, text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].user"));
+        assert!(e.message.contains("robotmk-no-such-user-cfg"), "{e}");
     }
 
     #[test]

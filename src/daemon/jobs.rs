@@ -150,7 +150,7 @@ mod tests {
             runtime_crit: None,
             pyenv: None,
             user: None,
-            user_name: None,
+            user_deferred: false,
         })
     }
 

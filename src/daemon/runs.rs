@@ -119,9 +119,9 @@ pub(crate) fn prepare_folder(
 pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
     // A config loaded without looking its users up (ctrl's) never runs a job: the run would
     // otherwise start as root.
-    if let (Some(name), None) = (&job.user_name, &job.user) {
+    if job.user_deferred {
         return Err(format!(
-            "job {}: its user {name:?} was not looked up; not run",
+            "job {}: its user was not looked up; not run",
             job.name
         ));
     }
