@@ -101,7 +101,11 @@ pub fn unstable(d: &DaemonInfo, now: chrono::DateTime<chrono::Utc>) -> Option<St
     let within =
         |t: chrono::DateTime<chrono::Utc>| (now - t).to_std().map_or(true, |age| age < window);
     let count = d.starts.iter().filter(|t| within(**t)).count();
-    let crashed = d.previous_crash.as_ref().filter(|_| within(d.started));
+    // A daemon ctrl ended for not answering was CRIT while silent and WARN when replaced.
+    let crashed = d
+        .previous_crash
+        .as_ref()
+        .filter(|c| !c.ended_by_ctrl && within(d.started));
     let too_many = count > MAX_STARTS;
     if crashed.is_none() && !too_many {
         return None;
@@ -290,6 +294,7 @@ mod tests {
             started: min(3),
             died: Some(min(2)),
             cause: "fatal signal 11 (SIGSEGV)".into(),
+            ended_by_ctrl: false,
         });
         let text = unstable(&d, now).expect("a crash a minute ago");
         assert!(
@@ -297,6 +302,10 @@ mod tests {
                 && text.ends_with("fatal signal 11 (SIGSEGV)"),
             "{text}"
         );
+        // Ended by ctrl past hang_timeout: reported while silent and at the restart already.
+        d.previous_crash.as_mut().unwrap().ended_by_ctrl = true;
+        assert_eq!(unstable(&d, now), None);
+        d.previous_crash.as_mut().unwrap().ended_by_ctrl = false;
         // Long after the restart, one crash no longer makes it CRIT.
         d.started = min(60);
         d.starts = vec![min(60)];

@@ -103,22 +103,28 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
         if !same_boot {
             return None;
         }
-        let crash = |cause: String, died| Crash {
+        let crash = |cause: String, died, ended_by_ctrl| Crash {
             pid: prev.pid,
             started: prev.started,
             died,
             cause,
+            ended_by_ctrl,
         };
         match &prev.ended {
             Some(e) if e.code == 0 => None,
-            Some(e) => Some(crash(format!("exited with code {}", e.code), Some(e.at))),
+            Some(e) => Some(crash(
+                format!("exited with code {}", e.code),
+                Some(e.at),
+                false,
+            )),
             None => {
                 let l = left(prev.pid);
-                let cause = match (&ended_by_ctrl, l.report.is_some() || l.signal.is_some()) {
-                    (Some(why), false) => why.clone(),
-                    _ => l.cause(),
-                };
-                Some(crash(cause, l.died))
+                Some(
+                    match (&ended_by_ctrl, l.report.is_some() || l.signal.is_some()) {
+                        (Some(why), false) => crash(why.clone(), None, true),
+                        _ => crash(l.cause(), l.died, false),
+                    },
+                )
             }
         }
     });

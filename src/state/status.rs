@@ -68,6 +68,10 @@ pub struct Crash {
     /// What it left: the panic or abort message, the fatal signal, an exit code, or that it
     /// left nothing (SIGKILL, the OOM killer, a power cut).
     pub cause: String,
+    /// ctrl ended it because it no longer answered (`hang_timeout`): its daemon line was CRIT
+    /// while it was silent and WARN when it was replaced, so the restart alone is no crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended_by_ctrl: bool,
 }
 
 /// A run in flight, as listed in the status.
