@@ -692,6 +692,18 @@ fn check_config(path: &Path) -> i32 {
         println!("  schedule: {}", j.schedule);
         println!("  timeout:  {}", config::duration::format(j.timeout));
         println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+        if let Some(u) = &j.user {
+            // As looked up by this build (see docs/SECURITY.md): what the runs will get.
+            let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
+            println!(
+                "  user:     {} (uid {}, gid {}, groups {}, home {})",
+                u.name,
+                u.uid,
+                u.gid,
+                groups.join(","),
+                u.home.display()
+            );
+        }
         if let Some(w) = &j.working_dir {
             println!("  working_dir: {}", w.display());
         }

@@ -124,6 +124,16 @@ fn the_static_build_runs_a_job_as_a_user_that_is_there() {
     std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let check = run(&bin, &inst, &["check-config"]);
     assert!(check.status.success(), "{check:?}");
+    let id = |flag: &str| {
+        let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let shown = String::from_utf8_lossy(&check.stdout);
+    let want = format!("user:     nobody (uid {}, gid {}", id("-u"), id("-g"));
+    assert!(
+        shown.contains(&want),
+        "check-config shows the ids the host gives: {want}\n{shown}"
+    );
     let ctrl = run(&bin, &inst, &["ctrl"]);
     assert!(ctrl.status.success(), "{ctrl:?}");
     assert!(

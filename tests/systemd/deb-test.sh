@@ -381,7 +381,8 @@ ORIG_CONF=$(inbox cat "$CONFIG")
 { printf '%s\n' "$ORIG_CONF"
   printf '[[job]]\nname = "dyn"\ncommand = ["sh", "-c", "id -un; id -u"]\nevery = "3s"\ntimeout = "30s"\nuser = "%s"\n' "$DYN"
 } | cp_conf
-check "f: check-config resolves $DYN" inbox "$BIN" --config "$CONFIG" check-config
+CC=$(inbox "$BIN" --config "$CONFIG" check-config 2>&1)
+check "f: check-config resolves $DYN ($(grep -o "user: .*" <<<"$CC"))" eval 'grep -q "^  user:  *$DYN (uid [0-9]" <<<"$CC"' 
 dyn_ok() {
   connect >/dev/null
   grep -q '^0 "Robotmk system dyn" .*success' <<<"$OUT"
@@ -391,8 +392,9 @@ grep '"Robotmk system' <<<"$OUT" | cut -c1-200 | indent '< '
 RUN_OUT=$(inbox sh -c "cat $STATEDIR/system/jobs/dyn/runs/*/stdout.log 2>/dev/null | head -2")
 check "f: the run's output is $DYN's (got '$(tr '\n' ' ' <<<"$RUN_OUT")')" eval 'grep -qx "$DYN" <<<"$RUN_OUT"'
 if [ -n "$STATIC" ]; then
-  check "f: the static build resolves $DYN too (getent in a process of its own; no NSS in-process)" \
-    inbox /debs/robotmk-daemon-static --config "$CONFIG" check-config
+  SCC=$(inbox /debs/robotmk-daemon-static --config "$CONFIG" check-config 2>&1)
+  check "f: the static build resolves $DYN too, to the same ids (getent in a process of its own; no NSS in-process)" \
+    eval '[ -n "$(grep "^  user: " <<<"$SCC")" ] && [ "$(grep "^  user: " <<<"$SCC")" = "$(grep "^  user: " <<<"$CC")" ]' 
 else
   echo "   (no ROBOTMK_TEST_STATIC_BIN: the static build is not checked here)"
 fi
