@@ -4,7 +4,7 @@
 #   10,000 jobs due hourly: RSS and what each job costs beyond the 100-job daemon
 #   flat (BENCH_MEM_SOAK_SECS > 0): 50 jobs every 1 s, RSS sampled every 10 s
 # Usage: BIN=path/to/robotmk-daemon scripts/bench-memory.sh
-#   (without BIN: the static release build, scripts/build-release.sh)
+#   (without BIN: the .deb's release build, scripts/build-release.sh)
 #   BENCH_MEM_SETTLE_SECS=5 how long the daemon runs before it is measured;
 #   BENCH_MEM_SOAK_SECS=0 (default) skips the flat-over-time section, e.g. 180 runs it 3 min;
 #   BENCH_MEM_STEADY_JOBS=0 (default) skips the steady state: e.g. 10000 starts that many jobs

@@ -15,7 +15,8 @@
 # `sh -c 'date +%s.%N >> FILE'`, and lateness = the time written - the due instant.
 #
 # Usage: scripts/bench.sh
-#   BENCH_BIN=path       measure another build (default: scripts/build-release.sh)
+#   BENCH_BIN=path       measure another build (default: the .deb's build, scripts/build-release.sh;
+#                        `BENCH_BIN=$(scripts/build-release.sh --static)` measures the tarball's)
 #   BENCH_ONLY="2 4"     run only those sections
 #   BENCH_IDLE_SECS=30   the idle window of section 2 (wake-ups are scaled to 30 s)
 #   BENCH_BIG_SECS=30    each half of section 6

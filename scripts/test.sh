@@ -75,6 +75,13 @@ if [ "$(id -u)" = 0 ] && command -v systemd-nspawn >/dev/null; then
   export ROBOTMK_TEST_DEB
 fi
 
+# --- the static tarball build for tests/static_build.rs (and the sandbox's NSS checks) ---
+# The static binary never loads NSS (issue 20): those tests run it against a user that is
+# not there, and against a user only systemd's NSS module knows.
+say "building the static binary (scripts/build-release.sh --static)"
+ROBOTMK_TEST_STATIC_BIN=$(scripts/build-release.sh --static)
+export ROBOTMK_TEST_STATIC_BIN
+
 # --- lints -----------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -386,6 +386,16 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
         )
     } else if let Some(e) = &d.state_error {
         (2, format!("cannot write state: {e}"))
+    } else if let Some(why) = &d.unstable {
+        // A daemon that crashed or keeps restarting is not fine just because one runs now.
+        (
+            2,
+            format!(
+                "running, pid {}, up {}, {why}",
+                d.pid.map_or("?".into(), |p| p.to_string()),
+                human_age(d.uptime_s.unwrap_or(0.0))
+            ),
+        )
     } else if let Some(e) = &d.config_error {
         (
             1,

@@ -351,8 +351,9 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
 }
 
 fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
-    // A broken config must not keep an admin from stopping the daemon: find it leniently.
-    let located = match config::load(path) {
+    // A broken config must not keep an admin from stopping the daemon: find it leniently
+    // (nor a user that is gone: no lookups).
+    let located = match config::load_with(path, config::Users::NamesOnly) {
         Ok(c) => Some((c.daemon.instance, c.daemon.state_dir)),
         Err(e) => {
             eprintln!("robotmk-daemon: warning: config error: {e}");
@@ -510,6 +511,20 @@ pub fn table(r: &Report) -> String {
     }
     if let Some(e) = &d.state_error {
         let _ = writeln!(o, "STATE ERROR: {e}");
+    }
+    if let Some(why) = &d.unstable {
+        let _ = writeln!(o, "UNSTABLE: {why}");
+    } else if let Some(c) = &d.previous_crash {
+        let _ = writeln!(
+            o,
+            "previous:   the daemon before this one (pid {}, started {}) did not exit cleanly{}: {}",
+            c.pid,
+            crate::state::record::ts(c.started),
+            c.died
+                .map(|t| format!(", died {}", crate::state::record::ts(t)))
+                .unwrap_or_default(),
+            c.cause
+        );
     }
     if let Some(t) = d.not_responding_since {
         let _ = writeln!(
@@ -723,6 +738,18 @@ fn check_config(path: &Path) -> i32 {
         println!("  schedule: {}", j.schedule);
         println!("  timeout:  {}", config::duration::format(j.timeout));
         println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+        if let Some(u) = &j.user {
+            // As looked up by this build (see docs/SECURITY.md): what the runs will get.
+            let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
+            println!(
+                "  user:     {} (uid {}, gid {}, groups {}, home {})",
+                u.name,
+                u.uid,
+                u.gid,
+                groups.join(","),
+                u.home.display()
+            );
+        }
         if let Some(w) = &j.working_dir {
             println!("  working_dir: {}", w.display());
         }

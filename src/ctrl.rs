@@ -40,6 +40,10 @@ pub enum StartError {
     Untrusted(String),
     #[error("cannot start the daemon: {0}")]
     Failed(String),
+    /// The daemon launched refused its config (a user that is not there: ctrl does not look
+    /// users up, the daemon does).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<String> for StartError {
@@ -111,9 +115,19 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError>
             .flatten()
             .is_some_and(|s| s.daemon.started >= launch_time)
     };
+    // A daemon that refused its config says why in `start-error` (and exits).
+    let refused = || {
+        crate::state::read_json::<crate::state::StartFailure>(&st.start_error_file())
+            .ok()
+            .flatten()
+            .filter(|f| f.at >= launch_time)
+    };
     loop {
         if running(())? && published() {
             break;
+        }
+        if let Some(f) = refused() {
+            return Err(StartError::Config(f.error));
         }
         if Instant::now() >= deadline {
             let more = format!(
@@ -205,11 +219,16 @@ fn older_build(a: &str, b: &str) -> bool {
 /// formatting every job. Anything unusual — no daemon, an edit the daemon has not seen, a
 /// config error, no view — takes the full path.
 /// Returns `None`, having printed nothing, when it does not apply.
-fn fast_output(path: &Path, beat: &Beat, t0: Instant) -> Option<()> {
+fn fast_output(
+    path: &Path,
+    quick: Option<(String, std::path::PathBuf)>,
+    beat: &Beat,
+    t0: Instant,
+) -> Option<()> {
     // Untrusted paths take the full path, which says why and touches nothing.
     crate::security::check_config(path).ok()?;
     let stamp = config::stamp(path)?;
-    let (instance, dir) = config::locate_daemon_quick(path)?;
+    let (instance, dir) = quick?;
     crate::security::check_state_dir(&dir).ok()?;
     let st = StateDir::new(&dir);
     if !lock::is_held(&st.lock_file()).ok()? {
@@ -270,10 +289,47 @@ pub fn run(config_path: &Path) -> i32 {
     let path = config::absolute(config_path);
     // The agent tells a cached plugin its interval only by the folder it runs it from.
     let beat = agent_mode::of_this_process();
-    if fast_output(&path, &beat, t0).is_some() {
+    let quick = config::locate_daemon_quick(&path);
+    install_safety_net(quick.as_ref().map_or("system", |q| q.0.as_str()));
+    crate::daemon::lifecycle::test_crash("ctrl");
+    if fast_output(&path, quick, &beat, t0).is_some() {
         return 0;
     }
     full(&path, t0, &beat)
+}
+
+/// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a
+/// library) — the agent still gets a CRIT line for the daemon's service saying so, never an
+/// empty output (issue 20: a crash in glibc's NSS left Checkmk with no section at all).
+fn install_safety_net(instance: &str) {
+    // The local section starts on a line of its own, whatever was printed before.
+    let head = format!(
+        "\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
+    );
+    let _ = crate::sys::fatal::note_fatal_signals(
+        crate::sys::fatal::Stream::Stdout,
+        head.clone().into_bytes(),
+        false,
+    );
+    std::panic::set_hook(Box::new(move |p| {
+        crate::sys::fatal::mark_fatal_noted();
+        // One printable line, as every text that reaches the agent.
+        let mut what: String = p
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        crate::report::clip(&mut what, crate::report::MAX_TEXT);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{head}{what}");
+        let _ = out.flush();
+    }));
 }
 
 fn print_report(report: &report::Report) -> i32 {
@@ -287,7 +343,9 @@ fn print_report(report: &report::Report) -> i32 {
 /// The full path: parse the whole config, start a daemon if needed.
 fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     let path = path.to_path_buf();
-    let cfg = config::load(&path);
+    // No user lookups: the daemon does them and reports a user that is not there, and ctrl
+    // prints its sections whatever the host's user database does.
+    let cfg = config::load_with(&path, config::Users::NamesOnly);
     let located = match &cfg {
         Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
         Err(_) => config::locate_daemon(&path),
@@ -321,6 +379,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     // Judged before this ctrl's beat, while the heartbeat still holds the previous one.
     let mut silent = false;
     let mut ended = None;
+    let mut refused = None;
     if let Some((_, dir)) = &located {
         let hang_timeout = cfg.as_ref().ok().and_then(|c| c.daemon.hang_timeout);
         match liveness::judge(&StateDir::new(dir), hang_timeout) {
@@ -350,6 +409,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
                     ctrl.route = e.route;
                     ctrl.note = e.note;
                 }
+                Err(StartError::Config(e)) => refused = Some(e),
                 Err(e) => {
                     ctrl.action = "error";
                     ctrl.error = Some(e.to_string());
@@ -368,10 +428,14 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
             None => why,
         });
     }
-    if cfg.is_err() {
+    if cfg.is_err() || refused.is_some() {
         ctrl.action = "config_error";
     }
     let mut report = report::build(path, (&cfg).into(), located);
+    if let Some(e) = refused {
+        report.config_error = Some(e);
+        report.clip();
+    }
     ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
     report.ctrl = Some(ctrl);
     print_report(&report)

@@ -472,6 +472,8 @@ mod tests {
                 state_error: None,
                 heartbeat_timeout_s: Some(300.0),
                 agent_mode: Some("sync".into()),
+                starts: Vec::new(),
+                previous_crash: None,
             },
             jobs: vec![fresh, warn, crit, shop, never, unscheduled],
             envs: Vec::new(),

@@ -29,7 +29,8 @@ pub struct Target {
 /// Finds the instance of the config at `path` and checks that its config and state dir may be
 /// trusted. On failure, the message has been printed; the error is the exit code.
 pub fn locate(path: &Path) -> Result<Target, i32> {
-    let (config, located) = match config::load(path) {
+    // Only shown, never run: the jobs' users need no lookup.
+    let (config, located) = match config::load_with(path, config::Users::NamesOnly) {
         Ok(c) => {
             let l = (c.daemon.instance.clone(), c.daemon.state_dir.clone());
             (Some(c), Some(l))

@@ -76,6 +76,61 @@ fn utc(t: SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())
 }
 
+/// More daemon starts than this within [`restart_window`] make the daemon line CRIT (a daemon
+/// that keeps restarting, whatever the reason: each crash, or each clean exit, restarted by
+/// the next ctrl).
+pub const MAX_STARTS: usize = 3;
+
+/// A few heartbeat periods: how long a crash keeps the daemon line CRIT after the restart, and
+/// the window in which starts are counted. Twice the dead man timeout in force (raised for the
+/// agent's cached mode, so it scales with how often ctrl runs), at least 10 minutes.
+pub fn restart_window(heartbeat_timeout_s: Option<f64>) -> Duration {
+    let floor = Duration::from_secs(600);
+    heartbeat_timeout_s
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(floor, |s| {
+            floor.max(Duration::from_secs_f64((2.0 * s).min(1e9)))
+        })
+}
+
+/// Why the daemon line is CRIT though the daemon `d` runs: it restarted after a crash within
+/// [`restart_window`], or started more than [`MAX_STARTS`] times in it (see
+/// `daemon::lifecycle`). `None` when neither.
+pub fn unstable(d: &DaemonInfo, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    let window = restart_window(d.heartbeat_timeout_s);
+    let within =
+        |t: chrono::DateTime<chrono::Utc>| (now - t).to_std().map_or(true, |age| age < window);
+    let count = d.starts.iter().filter(|t| within(**t)).count();
+    // A daemon ctrl ended for not answering was CRIT while silent and WARN when replaced.
+    let crashed = d
+        .previous_crash
+        .as_ref()
+        .filter(|c| !c.ended_by_ctrl && within(d.started));
+    let too_many = count > MAX_STARTS;
+    if crashed.is_none() && !too_many {
+        return None;
+    }
+    let window_text = crate::agent::human_age(window.as_secs_f64());
+    let crash = d.previous_crash.as_ref().map(|c| {
+        let died = c
+            .died
+            .map(|t| format!(" at {}", state::record::ts(t)))
+            .unwrap_or_default();
+        format!(
+            "the daemon before it (pid {}, started {}) died{died}: {}",
+            c.pid,
+            state::record::ts(c.started),
+            c.cause
+        )
+    });
+    Some(match (too_many, crash) {
+        (true, Some(c)) => format!("started {count} times in the last {window_text}; {c}"),
+        (true, None) => format!("started {count} times in the last {window_text}"),
+        (false, Some(c)) => format!("restarted after a crash: {c}"),
+        (false, None) => return None,
+    })
+}
+
 /// What ctrl found before its beat, and what it did about it.
 #[derive(Debug)]
 pub enum Judgement {
@@ -223,6 +278,50 @@ mod tests {
             "heartbeat_timeout_s": null,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_recent_crash_or_too_many_starts_make_the_daemon_unstable() {
+        use crate::state::status::Crash;
+        let now = chrono::Utc::now();
+        let min = |m: i64| now - chrono::Duration::minutes(m);
+        let mut d = info(true);
+        d.started = min(1);
+        d.starts = vec![min(1)];
+        assert_eq!(unstable(&d, now), None, "one clean start");
+        d.previous_crash = Some(Crash {
+            pid: 42,
+            started: min(3),
+            died: Some(min(2)),
+            cause: "fatal signal 11 (SIGSEGV)".into(),
+            ended_by_ctrl: false,
+        });
+        let text = unstable(&d, now).expect("a crash a minute ago");
+        assert!(
+            text.starts_with("restarted after a crash: the daemon before it (pid 42,")
+                && text.ends_with("fatal signal 11 (SIGSEGV)"),
+            "{text}"
+        );
+        // Ended by ctrl past hang_timeout: reported while silent and at the restart already.
+        d.previous_crash.as_mut().unwrap().ended_by_ctrl = true;
+        assert_eq!(unstable(&d, now), None);
+        d.previous_crash.as_mut().unwrap().ended_by_ctrl = false;
+        // Long after the restart, one crash no longer makes it CRIT.
+        d.started = min(60);
+        d.starts = vec![min(60)];
+        assert_eq!(unstable(&d, now), None);
+        // Four starts in the window, clean or not: CRIT.
+        d.previous_crash = None;
+        d.starts = vec![min(9), min(6), min(4), min(1)];
+        d.started = min(1);
+        assert_eq!(
+            unstable(&d, now).as_deref(),
+            Some("started 4 times in the last 10m")
+        );
+        // A cached agent (raised dead man timeout) widens the window.
+        d.heartbeat_timeout_s = Some(3600.0);
+        d.starts = vec![min(100), min(70), min(40), min(1)];
+        assert!(unstable(&d, now).is_some_and(|t| t.contains("4 times in the last 2h")));
     }
 
     #[test]

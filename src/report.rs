@@ -56,6 +56,13 @@ pub struct DaemonReport {
     pub config_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
+    /// How the daemon before this one ended, when not cleanly (see `daemon::lifecycle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_crash: Option<crate::state::status::Crash>,
+    /// Why the daemon line is CRIT though it runs: a recent crash, or too many restarts
+    /// ([`crate::liveness::unstable`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unstable: Option<String>,
 }
 
 /// Everything `status --json` prints and ctrl's JSON section carries.
@@ -134,8 +141,16 @@ impl Report {
         for s in [&mut d.phase, &mut d.route, &mut d.build] {
             clip_opt(s, MAX_NAME);
         }
-        for s in [&mut d.reason, &mut d.config_error, &mut d.state_error] {
+        for s in [
+            &mut d.reason,
+            &mut d.config_error,
+            &mut d.state_error,
+            &mut d.unstable,
+        ] {
             clip_opt(s, MAX_TEXT);
+        }
+        if let Some(c) = &mut d.previous_crash {
+            clip(&mut c.cause, MAX_TEXT);
         }
         clip_opt(&mut d.agent_mode, MAX_NAME);
         if let Some(c) = &mut self.ctrl {
@@ -254,6 +269,8 @@ pub fn build_from(
             report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
             report.daemon.not_responding_since =
                 crate::liveness::not_responding_since(&st, d, report.daemon.state_error.is_some());
+            report.daemon.previous_crash = d.previous_crash.clone();
+            report.daemon.unstable = crate::liveness::unstable(d, now);
         } else {
             report.daemon.phase = Some("stopped".into());
             report.daemon.reason = d.reason.clone();

@@ -69,8 +69,12 @@ fn kill_9_then_the_next_ctrl_starts_exactly_one_new_daemon() {
     let new_pid = after["daemon"]["pid"].as_u64().expect("new pid") as u32;
     assert_ne!(new_pid, pid);
     assert_eq!(inst.daemon_processes(), vec![new_pid]);
+    // The new daemon runs, and says that the one before it did not exit cleanly (issue 19.4).
     let local = local_lines(&String::from_utf8_lossy(&inst.ctrl().stdout));
-    assert!(local[0].starts_with("0 \"Robotmk t daemon\""), "{local:?}");
+    assert!(
+        local[0].starts_with("2 \"Robotmk t daemon\"") && local[0].contains("SIGKILL"),
+        "{local:?}"
+    );
 }
 
 #[test]

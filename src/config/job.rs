@@ -2,7 +2,7 @@
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
 use super::duration::Dur;
-use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap, Services};
+use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap, Services, Users};
 use crate::robot::attempts::Retry;
 use crate::schedule::{self, Schedule};
 use serde::Deserialize;
@@ -164,6 +164,7 @@ pub(super) fn resolve(
     index: usize,
     raw: Spanned<RawJob>,
     base: &Path,
+    users: Users,
 ) -> Result<Job, ConfigError> {
     let job_start = raw.span().start;
     let raw = raw.into_inner();
@@ -242,17 +243,22 @@ pub(super) fn resolve(
         None => None,
         Some(u) => {
             let at = |m: String| loc.at(u.span().start, field("user"), named(m));
-            let info = crate::sys::lookup_user(u.get_ref()).map_err(at)?;
+            let info = match users {
+                Users::LookUp => {
+                    Some(crate::sys::lookup_user(u.get_ref()).map_err(|e| at(e.to_string()))?)
+                }
+                Users::NamesOnly => None,
+            };
             if !crate::sys::is_root() {
                 return Err(at(format!(
                     "running a job as {:?} needs the daemon to run as root",
                     u.get_ref()
                 )));
             }
-            Some(info)
+            info
         }
     };
-    let pyenv = python_env(loc, index, &name, &raw, base, user.is_some())?;
+    let pyenv = python_env(loc, index, &name, &raw, base, raw.user.is_some())?;
     let mut argument_file = None;
     let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
         Kind::Robot
@@ -377,7 +383,8 @@ pub(super) fn resolve(
             cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
             let attempts = raw.attempts.as_ref().map_or(1, |a| *a.get_ref());
             if attempts > 1 {
-                // The retry wrapper (this binary) runs robot and rebot; see robot::attempts.
+                // The retry wrapper (this very build, see `sys::self_exe`) runs robot and
+                // rebot; see robot::attempts.
                 let rebot: Vec<String> = match (&py_cmd, &robot_cmd) {
                     (Some(py), _) => vec![exe(py), "-m".into(), "robot.rebot".into()],
                     (None, Some(r)) if r.components().count() > 1 => {
@@ -389,7 +396,7 @@ pub(super) fn resolve(
                     }
                     _ => vec!["rebot".into()],
                 };
-                let me = std::env::current_exe()
+                let me = crate::sys::self_exe()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "robotmk-daemon".into());
                 let mut wrapped = vec![
@@ -524,6 +531,7 @@ pub(super) fn resolve(
         runtime_crit,
         pyenv: pyenv.map(Box::new),
         user: user.map(Box::new),
+        user_deferred: raw.user.is_some() && users == Users::NamesOnly,
     })
 }
 

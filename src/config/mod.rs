@@ -191,8 +191,13 @@ pub struct Job {
     /// The Python environment its runs use (`requirements` or `pyproject`). Boxed, like
     /// `user`: few jobs set it, and every job is held for the daemon's life.
     pub pyenv: Option<Box<crate::pyenv::EnvSpec>>,
-    /// The user its runner runs as (`user = "…"`; Unix, daemon as root).
+    /// The user its runner runs as (`user = "…"`; Unix, daemon as root), as looked up when
+    /// the config was loaded.
     pub user: Option<Box<crate::sys::UserInfo>>,
+    /// The config names a `user` that was not looked up (a config loaded with
+    /// [`Users::NamesOnly`], ctrl's): such a job must never run. (A flag, not the name: it
+    /// fits in padding, and every job is held for the daemon's life.)
+    pub user_deferred: bool,
 }
 
 impl Job {
@@ -213,6 +218,7 @@ impl Job {
             && self.test_runtime_crit == other.test_runtime_crit
             && self.pyenv == other.pyenv
             && self.user == other.user
+            && self.user_deferred == other.user_deferred
     }
 }
 
@@ -278,11 +284,28 @@ pub fn absolute(path: &Path) -> PathBuf {
     out
 }
 
-/// Reads and validates the config at `path`.
+/// Whether loading a config looks up the users its jobs run as (`user = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Users {
+    /// Each user is looked up (see [`crate::sys::lookup_user`]); one that is not there is a
+    /// config error naming it. The daemon, `check-config`, `status`, `run-once`.
+    LookUp,
+    /// Not looked up ([`Job::user`] stays `None`): ctrl, which never runs a job and prints
+    /// its sections without calling into the host's user database (the daemon looks the
+    /// users up, and reports one that is missing); `stop`, `history`, `show`.
+    NamesOnly,
+}
+
+/// Reads and validates the config at `path`, looking up its jobs' users.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, Users::LookUp)
+}
+
+/// [`load`], with or without looking up the jobs' users.
+pub fn load_with(path: &Path, users: Users) -> Result<Config, ConfigError> {
     let path = absolute(path);
     let text = read(&path)?;
-    parse(&path, &text)
+    parse_with(&path, &text, users)
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -363,6 +386,11 @@ impl Locator<'_> {
 
 /// Parses and validates config text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, Users::LookUp)
+}
+
+/// [`parse`], with or without looking up the jobs' users.
+pub fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, ConfigError> {
     let loc = Locator { path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);
@@ -374,7 +402,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut jobs = Vec::with_capacity(raw.job.len());
     let mut seen = HashSet::new();
     for (i, job) in raw.job.into_iter().enumerate() {
-        let job = job::resolve(&loc, i, job, base)?;
+        let job = job::resolve(&loc, i, job, base, users)?;
         jobs.push(Arc::new(job));
     }
     for (i, job) in jobs.iter().enumerate() {
@@ -1081,6 +1109,23 @@ cron = "0 3 * * *"
             let e = d(&format!("build_user = {bad}")).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("daemon.build_user"), "{e}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_read_without_user_lookups_names_no_user_and_marks_the_job() {
+        let text = "[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"1m\"\nuser = \"robotmk-no-such-user-cfg\"\n";
+        let path = Path::new("/etc/x.toml");
+        if !crate::sys::is_root() {
+            // Not root: `user` is refused either way (only root runs jobs as others).
+            assert!(parse_with(path, text, Users::NamesOnly).is_err());
+            return;
+        }
+        let c = parse_with(path, text, Users::NamesOnly).expect("no lookup, no error");
+        assert!(c.jobs[0].user.is_none() && c.jobs[0].user_deferred);
+        let e = parse(path, text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].user"));
+        assert!(e.message.contains("robotmk-no-such-user-cfg"), "{e}");
     }
 
     #[test]

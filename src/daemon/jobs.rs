@@ -150,6 +150,7 @@ mod tests {
             runtime_crit: None,
             pyenv: None,
             user: None,
+            user_deferred: false,
         })
     }
 

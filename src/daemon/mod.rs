@@ -27,6 +27,7 @@ mod control;
 mod envs;
 mod finish;
 mod jobs;
+pub mod lifecycle;
 mod memory;
 mod recover;
 mod runs;
@@ -171,6 +172,9 @@ pub fn run(opts: Options) -> i32 {
         Err(SetupError::LockTaken) => return 0,
     };
     let code = daemon.run_loop();
+    if !daemon.oneshot {
+        lifecycle::end(&daemon.state, code);
+    }
     // Exit while `daemon` (and so the lock) is still alive: the kernel releases the lock only
     // when the process is gone, so a new daemon never overlaps this one exiting.
     std::process::exit(code)
@@ -213,10 +217,22 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
                 let trusted = crate::security::check_config(&opts.config)
                     .and_then(|_| crate::security::check_state_dir(&dir));
                 if trusted.is_ok() && state::create_private_dir(&dir).is_ok() {
+                    let st = StateDir::new(&dir);
                     crate::logging::append_once(
-                        &StateDir::new(&dir).log_file(),
+                        &st.log_file(),
                         &format!("daemon not started: config error: {e}"),
                     );
+                    // For the ctrl that launched this daemon: it does not look users up, so
+                    // it learns of a user that is not there from here.
+                    let failure = state::StartFailure {
+                        at: Utc::now(),
+                        error: e.to_string(),
+                    };
+                    let _ = state::write_json(&st.start_error_file(), &failure, Durability::NoSync);
+                    // The launch is over: the next ctrl launches again (and learns why).
+                    if opts.oneshot.is_none() {
+                        let _ = std::fs::remove_file(st.starting_file());
+                    }
                 }
             }
             return Err(SetupError::Exit(2));
@@ -267,6 +283,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     // The launch this daemon came from is over: ctrls may launch again if it dies.
     if opts.oneshot.is_none() {
         let _ = std::fs::remove_file(st.starting_file());
+        let _ = std::fs::remove_file(st.start_error_file());
     }
     // `start --foreground` mirrors its log to stderr; a one-shot (`run-once`) does not: its
     // terminal shows the run's own output.
@@ -278,20 +295,30 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         Ok(log) => crate::logging::init(log),
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
     }
-    std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
+    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
+    let note = st.restart_note_file();
+    let ended_by_ctrl =
+        state::file::read_string(&note, state::file::cap::SMALL, state::file::Links::Refuse)
+            .ok()
+            .map(|why| why.trim().to_string());
+    if let Some(why) = &ended_by_ctrl {
+        warn!("replacing the previous daemon: {why}");
+        let _ = std::fs::remove_file(&note);
+    }
+    // A daemon records its start and sends its stderr where the next one can read it (what a
+    // crash leaves); a one-shot's stderr is the admin's terminal.
+    let begun = if opts.oneshot.is_none() {
+        std::panic::set_hook(Box::new(lifecycle::note_panic));
+        lifecycle::begin(&st, !opts.foreground, ended_by_ctrl)
+    } else {
+        std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
+        lifecycle::Begun::default()
+    };
     match crate::run::enable_cgroups() {
         Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
         Err(why) => warn!(
             "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
         ),
-    }
-    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
-    let note = st.restart_note_file();
-    if let Ok(why) =
-        state::file::read_string(&note, state::file::cap::SMALL, state::file::Links::Refuse)
-    {
-        warn!("replacing the previous daemon: {}", why.trim());
-        let _ = std::fs::remove_file(&note);
     }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
@@ -299,9 +326,13 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
             st.alert_file().display()
         );
     }
-    Daemon::new(cfg, st, opts, stamp, held, locked_at).map_err(|e| {
+    let st_kept = st.clone();
+    Daemon::new(cfg, st, opts, stamp, held, locked_at, begun).map_err(|e| {
         error!("daemon cannot start: {e}");
         eprintln!("robotmk-daemon: {e}");
+        if opts.oneshot.is_none() {
+            lifecycle::end(&st_kept, 1);
+        }
         SetupError::Exit(1)
     })
 }
@@ -315,6 +346,7 @@ impl Daemon {
         config_stamp: Option<String>,
         lock: lock::InstanceLock,
         locked_at: chrono::DateTime<Utc>,
+        begun: lifecycle::Begun,
     ) -> Result<Daemon, String> {
         let (tx, rx) = mpsc::channel();
         let me = sys::ProcessId::current();
@@ -333,6 +365,8 @@ impl Daemon {
             state_error: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
             agent_mode: None,
+            starts: begun.starts,
+            previous_crash: begun.previous_crash,
         };
         let mut control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
         let tx_inherited = std::sync::Mutex::new(tx.clone());

@@ -117,6 +117,14 @@ pub(crate) fn prepare_folder(
 
 /// Builds the command line, environment and output paths of a prepared run.
 pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
+    // A config loaded without looking its users up (ctrl's) never runs a job: the run would
+    // otherwise start as root.
+    if job.user_deferred {
+        return Err(format!(
+            "job {}: its user was not looked up; not run",
+            job.name
+        ));
+    }
     let run_dir = &runner_dir(job, &rec.run_dir);
     // Output files stay in the record's folder: root's, opened before a `user` is taken.
     let (stdout, stderr) = (rec.run_dir.join(STDOUT_FILE), rec.run_dir.join(STDERR_FILE));

@@ -12,6 +12,13 @@
 //!                              last: ctrl's proof that the daemon still answers (liveness)
 //!   restart-note               why ctrl ended the previous daemon; logged and removed by
 //!                              the next one
+//!   start-error                why the last daemon launched did not start (its config:
+//!                              a user that is not there); read by the ctrl that launched
+//!                              it, removed by a daemon that starts
+//!   starts.json                the daemons of this instance: when each started and how it
+//!                              ended (`daemon::lifecycle`), written only by the daemon
+//!   daemon.stderr              the daemon's stderr: what a panic, an abort, a stack
+//!                              overflow or a fatal signal leaves, read by the next daemon
 //!   stop-request               written by `stop`, claimed (renamed, then read) by the daemon
 //!   requests/<id>.json         `run-once` asking the daemon to run a job now; the daemon
 //!                              claims it, or answers `<id>.rejected` with the reason
@@ -36,6 +43,14 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+
+/// Why a daemon could not start, for the ctrl that launched it (`start-error`): a config
+/// the daemon rejects though ctrl could not tell (ctrl does not look users up).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StartFailure {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub error: String,
+}
 
 /// Paths inside one instance's state dir.
 #[derive(Debug, Clone)]
@@ -66,6 +81,18 @@ impl StateDir {
     }
     pub fn restart_note_file(&self) -> PathBuf {
         self.root.join("restart-note")
+    }
+    /// Why the last daemon launched could not start ([`StartFailure`]).
+    pub fn start_error_file(&self) -> PathBuf {
+        self.root.join("start-error")
+    }
+    /// The daemons of this instance and how each ended (`daemon::lifecycle`).
+    pub fn starts_file(&self) -> PathBuf {
+        self.root.join("starts.json")
+    }
+    /// The daemon's stderr (a detached daemon's; see `daemon::lifecycle`).
+    pub fn daemon_stderr_file(&self) -> PathBuf {
+        self.root.join("daemon.stderr")
     }
     pub fn stop_file(&self) -> PathBuf {
         self.root.join("stop-request")

@@ -44,6 +44,34 @@ pub struct DaemonInfo {
     /// How the agent runs ctrl, as ctrl last recorded it: `sync` or `cached 300s (…)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_mode: Option<String>,
+    /// When this instance's daemons started over the last day, this one's last (at most
+    /// [`MAX_STARTS_KEPT`]): a daemon that restarts again and again shows in the count (see
+    /// `daemon::lifecycle`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub starts: Vec<DateTime<Utc>>,
+    /// How the daemon before this one ended, when it was not a clean exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_crash: Option<Crash>,
+}
+
+/// How many daemon starts [`DaemonInfo::starts`] keeps.
+pub const MAX_STARTS_KEPT: usize = 20;
+
+/// A daemon that did not end by a clean exit, as the next daemon found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crash {
+    pub pid: u32,
+    pub started: DateTime<Utc>,
+    /// When it died, where it said (a fatal signal's note, a panic's); else unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub died: Option<DateTime<Utc>>,
+    /// What it left: the panic or abort message, the fatal signal, an exit code, or that it
+    /// left nothing (SIGKILL, the OOM killer, a power cut).
+    pub cause: String,
+    /// ctrl ended it because it no longer answered (`hang_timeout`): its daemon line was CRIT
+    /// while it was silent and WARN when it was replaced, so the restart alone is no crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended_by_ctrl: bool,
 }
 
 /// A run in flight, as listed in the status.

@@ -3,6 +3,7 @@
 //! for a freshly detached daemon.
 
 mod beneath;
+pub mod fatal;
 pub mod memory;
 
 pub(crate) use beneath::open_beneath;
@@ -15,6 +16,11 @@ mod platform;
 mod platform;
 
 pub use platform::*;
+
+#[cfg(unix)]
+mod users;
+#[cfg(unix)]
+pub use users::lookup_user;
 
 #[cfg(unix)]
 #[path = "watch_linux.rs"]
@@ -202,7 +208,8 @@ pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) ->
     true
 }
 
-/// A local user a job runs as (`user = "…"`), looked up when the config is loaded.
+/// A local user a job runs as (`user = "…"`), looked up when the config is loaded
+/// ([`lookup_user`]; how depends on the build, see `users`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
@@ -211,6 +218,29 @@ pub struct UserInfo {
     pub home: std::path::PathBuf,
     /// Supplementary groups, primary group included.
     pub groups: Vec<u32>,
+}
+
+/// Why a job's user could not be looked up. Each names the user; the config reports it as
+/// the error of the job's `user` field.
+#[derive(Debug, thiserror::Error)]
+pub enum UserLookupError {
+    /// No such user where this build looks (`looked` says where).
+    #[error("no user {name:?} on this host (looked up in {looked})")]
+    NotFound { name: String, looked: String },
+    /// The name cannot be a user's.
+    #[error("{name:?} is not a user name: {why}")]
+    InvalidName { name: String, why: &'static str },
+    /// The lookup itself failed (the user database did not answer).
+    #[error("cannot look up user {name:?} in {looked}: {source}")]
+    Failed {
+        name: String,
+        looked: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not on this OS.
+    #[error("`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")")]
+    Unsupported { name: String },
 }
 
 #[cfg(all(test, unix))]

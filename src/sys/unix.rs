@@ -342,6 +342,21 @@ pub fn check_path_trust(
     }
 }
 
+/// The program to start when the daemon runs a helper of its own (the retry wrapper of
+/// `attempts`, an environment build): `/proc/self/exe`, the very file this process runs,
+/// whatever happened to its name. An upgrade renames a new binary over the old one (dpkg
+/// does), after which [`std::env::current_exe`] names `… (deleted)`, which cannot be started;
+/// this path still can (the kernel resolves it in the starting process, before and after the
+/// fork alike), and the helper is always the daemon's own version. Without `/proc` (not
+/// mounted), the path the binary was started from.
+pub fn self_exe() -> io::Result<std::path::PathBuf> {
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    if proc_exe.exists() {
+        return Ok(proc_exe.to_path_buf());
+    }
+    std::env::current_exe()
+}
+
 /// True if process `pid` is this program serving this instance: it started at
 /// `start` (PID reuse), runs this program's executable (or an older copy of it, replaced on
 /// disk by an upgrade), and holds the exclusive lock on `lock_file`. A PID read from a file
@@ -449,70 +464,6 @@ pub fn uptime() -> Option<std::time::Duration> {
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
     ))
-}
-
-/// Looks a user up (`getpwnam_r`) with their groups (`getgrouplist`): done when the config is
-/// loaded, because nothing of this may run between fork and exec.
-pub fn lookup_user(name: &str) -> Result<super::UserInfo, String> {
-    use std::ffi::{CStr, CString};
-    let cname = CString::new(name).map_err(|_| format!("user {name:?} contains a NUL byte"))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: a zeroed passwd is a valid out-parameter for getpwnam_r.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    loop {
-        // SAFETY: getpwnam_r with valid pointers and the buffer's true length.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1024 * 1024 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(format!(
-                "cannot look up user {name:?}: {}",
-                io::Error::from_raw_os_error(rc)
-            ));
-        }
-        break;
-    }
-    if found.is_null() {
-        return Err(format!("no user {name:?} on this host"));
-    }
-    // SAFETY: getpwnam_r succeeded: pw_dir points into buf, NUL-terminated.
-    let home = unsafe { CStr::from_ptr(pw.pw_dir) }
-        .to_string_lossy()
-        .into_owned();
-    let (uid, gid) = (pw.pw_uid, pw.pw_gid);
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
-    loop {
-        let mut n = groups.len() as libc::c_int;
-        // SAFETY: getgrouplist writes at most n entries and sets n to the count.
-        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-        if rc >= 0 {
-            groups.truncate(n.max(0) as usize);
-            break;
-        }
-        if groups.len() >= 65536 {
-            return Err(format!("user {name:?} is in too many groups"));
-        }
-        let want = (n.max(0) as usize).max(groups.len() * 2);
-        groups.resize(want, 0);
-    }
-    Ok(super::UserInfo {
-        name: name.to_string(),
-        uid,
-        gid,
-        home: home.into(),
-        groups,
-    })
 }
 
 /// True when this process runs as root (only root can run a job as another user).

@@ -762,12 +762,20 @@ pub fn uptime() -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ms))
 }
 
+/// The program to start when the daemon runs a helper of its own (the retry wrapper of
+/// `attempts`, an environment build): the daemon's own copy of the binary
+/// ([`crate::launch::daemon_exe`] starts it from a copy in the state dir, which no upgrade
+/// replaces while it runs), so the helper is always the daemon's own version.
+pub fn self_exe() -> std::io::Result<std::path::PathBuf> {
+    std::env::current_exe()
+}
+
 /// Windows runs no job as another user: a suite that needs a desktop session runs in a
 /// daemon instance started in that user's session (docs/WINDOWS.md).
-pub fn lookup_user(name: &str) -> Result<super::UserInfo, String> {
-    Err(format!(
-        "`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")"
-    ))
+pub fn lookup_user(name: &str) -> Result<super::UserInfo, super::UserLookupError> {
+    Err(super::UserLookupError::Unsupported {
+        name: name.to_string(),
+    })
 }
 
 /// Only Unix root may run a job as another user.

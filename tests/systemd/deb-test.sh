@@ -4,6 +4,10 @@
 # package promises: the binary, the agent plugin link, a starter config (mode 0600, never
 # overwritten), completions and man page, no service; the agent's query through the installed
 # plugin prints the sections and starts the daemon; `dpkg -r` stops it cleanly; `dpkg -P` purges.
+# Also (issue 20): the folders the package needs keep an admin's mode (/etc/check_mk 0700 stays
+# 0700), and with `passwd: files systemd` (libnss-systemd, as on a default Debian 12) a job runs
+# as a user only systemd's NSS module knows (a DynamicUser of a unit started here), and a user
+# that is not there is a CRIT config error in the agent's output, never a crash.
 #
 # Usage: tests/systemd/deb-test.sh [--keep] /path/to/robotmk-daemon_VERSION_amd64.deb
 #        tests/systemd/deb-test.sh --stop
@@ -12,6 +16,8 @@
 # Env: ROBOTMK_SDROOT   rootfs cache, shared with sandbox-test.sh (default /var/tmp/robotmk-sdroot)
 #      ROBOTMK_SDSTATE  its lock is shared too, so the two never boot at once (default /tmp/robotmk-sdtest)
 #      ROBOTMK_DEBSTATE logs, pid files, the packages under test (default /tmp/robotmk-debtest)
+#      ROBOTMK_TEST_STATIC_BIN  the static tarball build (scripts/build-release.sh --static):
+#                       also checked against the systemd-only user (getent, no NSS in-process)
 # Exit: 0 all passed, 1 a check failed or the sandbox did not boot, 2 usage,
 #       77 skipped (not root, host tools not installable, rootfs not buildable).
 #
@@ -112,6 +118,7 @@ NEED=()
 command -v debootstrap >/dev/null || NEED+=(debootstrap)
 command -v systemd-nspawn >/dev/null || NEED+=(systemd-container)
 command -v jq >/dev/null || NEED+=(jq)
+command -v file >/dev/null || NEED+=(file)
 if [ "${#NEED[@]}" -gt 0 ]; then
   log "installing host packages: ${NEED[*]}"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${NEED[@]}"; } \
@@ -147,6 +154,23 @@ sed -i "s/^Version: .*/Version: $V2/" "$STATE/repack/DEBIAN/control"
 dpkg-deb -b --root-owner-group "$STATE/repack" "$STATE/debs/v2.deb" >/dev/null \
   || { echo "cannot repack the .deb as $V2" >&2; exit 1; }
 log "package under test: $DEB_ARG (version $V1; upgrade to $V2)"
+# libnss-systemd of the sandbox's own systemd version (bookworm's minbase has none): the NSS
+# module that crashed the static build. Fetched on the host with apt (the sandbox has no
+# network); without it the NSS checks fail rather than pass unseen.
+SD_VERSION=$(awk '/^Package: systemd$/{f=1} f&&/^Version:/{print $2; exit}' "$ROOT/var/lib/dpkg/status")
+NSS_DEB=
+if [ -n "$SD_VERSION" ]; then
+  if (cd "$STATE/debs" && apt-get download -q "libnss-systemd=$SD_VERSION") > "$STATE/apt-nss.log" 2>&1; then
+    NSS_DEB=$(cd "$STATE/debs" && ls libnss-systemd_*.deb 2>/dev/null | head -1)
+  fi
+fi
+log "libnss-systemd for systemd $SD_VERSION: ${NSS_DEB:-not available (see $STATE/apt-nss.log)}"
+STATIC=${ROBOTMK_TEST_STATIC_BIN:-}
+if [ -n "$STATIC" ] && [ -f "$STATIC" ]; then
+  cp "$STATIC" "$STATE/debs/robotmk-daemon-static"
+else
+  STATIC=
+fi
 
 # ---------------------------------------------------------------- boot
 for d in "${CG_DIRS[@]}"; do mkdir -p "$d"; done
@@ -198,6 +222,10 @@ case "$ST" in running|degraded) ;; *) log "sandbox did not boot"; tail -30 "$STA
 inbox rm -rf /etc/check_mk/robotmk-daemon.toml /usr/lib/check_mk_agent/plugins "$STATEDIR" \
   /usr/local/bin/robotmk-daemon 2>/dev/null
 inbox mkdir -p /etc/check_mk /var/lib/check_mk_agent /usr/local/sbin
+# An admin's modes, which the package must keep (issue 20.4): /etc/check_mk private, the
+# plugins folder readable by root's group only.
+inbox chmod 700 /etc/check_mk
+inbox install -d -m 750 /usr/lib/check_mk_agent/plugins
 # The same model as sandbox-test.sh: stdin /dev/null, stderr to /dev/null with fd 9 = the
 # socket inherited by plugins, plugins run as ./NAME from the plugins dir, stdout a pipe.
 inbox sh -c 'cat > /usr/bin/check_mk_agent && chmod 755 /usr/bin/check_mk_agent' <<'EOF'
@@ -289,6 +317,12 @@ check "a: check-config accepts the starter config" inbox "$BIN" --config "$CONFI
 BUILDER_UID=$(inbox id -u robotmk 2>/dev/null || true)
 check "a: postinst created the system user robotmk that builds environments (uid '${BUILDER_UID:-none}', no login)" \
   eval '[ -n "$BUILDER_UID" ] && [ "$BUILDER_UID" -lt 1000 ] && [ "$(inbox getent passwd robotmk | cut -d: -f7)" = /usr/sbin/nologin ]'
+check "a: /etc/check_mk keeps the admin's mode 700 (got '$(mode_of /etc/check_mk)')" \
+  eval '[ "$(mode_of /etc/check_mk)" = "700 root root" ]'
+check "a: the plugins folder keeps the admin's mode 750 (got '$(mode_of /usr/lib/check_mk_agent/plugins)')" \
+  eval '[ "$(mode_of /usr/lib/check_mk_agent/plugins)" = "750 root root" ]'
+check "a: the .deb's binary is dynamically linked, so it uses the host's NSS ($(file -b "/proc/$CPID/root$BIN" | cut -d, -f1-5))" \
+  eval 'file -b "/proc/$CPID/root$BIN" | grep -q "dynamically linked"' 
 FILES=$(inbox dpkg -L robotmk-daemon)
 check "a: bash, zsh, fish completions and the man pages are installed" eval \
   'for f in /usr/share/bash-completion/completions/robotmk-daemon /usr/share/zsh/vendor-completions/_robotmk-daemon /usr/share/fish/vendor_completions.d/robotmk-daemon.fish /usr/share/man/man1/robotmk-daemon.1.gz /usr/share/man/man1/robotmk-daemon-history.1.gz; do grep -qx "$f" <<<"$FILES" && inbox test -s "$f" || exit 1; done'
@@ -320,10 +354,82 @@ check "c: the config is unchanged after the upgrade, still 600 root root" \
   eval '[ "$(inbox sha256sum "$CONFIG")" = "$SUM" ] && [ "$(mode_of "$CONFIG")" = "600 root root" ]'
 check "c: the plugin link is still there" link_ok
 check "c: the upgrade kept the user robotmk (uid $BUILDER_UID)" eval '[ "$(inbox id -u robotmk)" = "$BUILDER_UID" ]'
+check "c: /etc/check_mk still has mode 700 after the upgrade (got '$(mode_of /etc/check_mk)')" \
+  eval '[ "$(mode_of /etc/check_mk)" = "700 root root" ]' 
 connect
 check "c: after the upgrade the agent output still has the section (ctrl.action '$J_ACTION')" \
   eval 'has_section && [ -n "$J_ACTION" ]'
 check "c: a daemon runs" wait_for 10 unit_active
+
+# ---------------------------------------------------------------- f) users only systemd knows
+echo "== f) passwd: files systemd; a job runs as a DynamicUser only systemd's NSS module knows"
+DYN=rmkdyn20
+if [ -n "$NSS_DEB" ]; then
+  dpkg_in -i "/debs/$NSS_DEB"
+  check "f: libnss-systemd installs (got $RC)" [ "$RC" = 0 ]
+else
+  check "f: libnss-systemd is available for systemd $SD_VERSION (see $STATE/apt-nss.log)" false
+fi
+inbox sed -i -e 's/^passwd:.*/passwd:         files systemd/' -e 's/^group:.*/group:          files systemd/' /etc/nsswitch.conf
+inbox grep '^passwd\|^group' /etc/nsswitch.conf | indent
+inbox systemctl stop rmk-dyn20.service 2>/dev/null
+inbox systemd-run --unit=rmk-dyn20 --quiet -p DynamicUser=yes -p User=$DYN sleep infinity
+check "f: $DYN is known through NSS (getent) and not in /etc/passwd" \
+  wait_for 10 eval 'inbox getent passwd $DYN >/dev/null && ! inbox grep -q "^$DYN:" /etc/passwd'
+inbox getent passwd $DYN | indent
+# A job's user reaches its folder in <state>.users beside the state dir: the daemon created
+# the state dir's parent ($STATEDIR) passable (0711, checked in b), so nothing is opened here.
+cp_conf() { inbox sh -c "cat > $CONFIG.tmp && chmod 600 $CONFIG.tmp && mv $CONFIG.tmp $CONFIG"; }
+ORIG_CONF=$(inbox cat "$CONFIG")
+{ printf '%s\n' "$ORIG_CONF"
+  printf '[[job]]\nname = "dyn"\ncommand = ["sh", "-c", "id -un; id -u"]\nevery = "3s"\ntimeout = "30s"\nuser = "%s"\n' "$DYN"
+} | cp_conf
+CC=$(inbox "$BIN" --config "$CONFIG" check-config 2>&1)
+check "f: check-config resolves $DYN ($(grep -o "user: .*" <<<"$CC"))" eval 'grep -q "^  user:  *$DYN (uid [0-9]" <<<"$CC"' 
+dyn_ok() {
+  connect >/dev/null
+  grep -q '^0 "Robotmk system dyn" .*success' <<<"$OUT"
+}
+check "f: the agent's output shows the job run as $DYN: OK, success" wait_for 30 dyn_ok
+grep '"Robotmk system' <<<"$OUT" | cut -c1-200 | indent '< '
+RUN_OUT=$(inbox sh -c "cat $STATEDIR/system/jobs/dyn/runs/*/stdout.log 2>/dev/null | head -2")
+check "f: the run's output is $DYN's (got '$(tr '\n' ' ' <<<"$RUN_OUT")')" eval 'grep -qx "$DYN" <<<"$RUN_OUT"'
+if [ -n "$STATIC" ]; then
+  SCC=$(inbox /debs/robotmk-daemon-static --config "$CONFIG" check-config 2>&1)
+  check "f: the static build resolves $DYN too, to the same ids (getent in a process of its own; no NSS in-process)" \
+    eval '[ -n "$(grep "^  user: " <<<"$SCC")" ] && [ "$(grep "^  user: " <<<"$SCC")" = "$(grep "^  user: " <<<"$CC")" ]' 
+else
+  echo "   (no ROBOTMK_TEST_STATIC_BIN: the static build is not checked here)"
+fi
+# A user that is not there: a CRIT config error naming it, from the installed plugin.
+MISSING=rmk-missing-20
+{ printf '%s\n' "$ORIG_CONF"
+  printf '[[job]]\nname = "ghost"\ncommand = ["true"]\nevery = "1h"\nuser = "%s"\n' "$MISSING"
+} | cp_conf
+CC=$(inbox "$BIN" --config "$CONFIG" check-config 2>&1); CC_RC=$?
+check "f: check-config says the user $MISSING is not there (exit $CC_RC)" \
+  eval '[ "$CC_RC" = 2 ] && grep -q "$MISSING" <<<"$CC"'
+ghost_crit() {
+  connect >/dev/null
+  grep -q "^[12] \"Robotmk system daemon\" - .*$MISSING" <<<"$OUT"
+}
+check "f: the agent's output names $MISSING on the daemon line (the running daemon rejects the edit)" wait_for 15 ghost_crit
+grep '"Robotmk system daemon"' <<<"$OUT" | cut -c1-240 | indent '< '
+# With no daemon running, the one ctrl launches refuses the config: a CRIT config error.
+inbox "$BIN" --config "$CONFIG" stop --now >/dev/null 2>&1
+check "f: the daemon stopped" wait_for 15 unit_gone
+connect
+check "f: then the agent's output is a CRIT config error naming $MISSING" \
+  eval 'has_section && grep -q "^2 \"Robotmk system daemon\" - CRIT - config error: .*$MISSING" <<<"$OUT"'
+if [ -n "$STATIC" ]; then
+  SOUT=$(inbox /debs/robotmk-daemon-static --config "$CONFIG" ctrl 2>&1); SRC=$?
+  check "f: the static build's ctrl prints the CRIT config error too, no crash (exit $SRC)" \
+    eval '[ "$SRC" = 0 ] && grep -q "^2 \"Robotmk system daemon\" - CRIT - config error: .*$MISSING" <<<"$SOUT"'
+fi
+printf '%s\n' "$ORIG_CONF" | cp_conf
+inbox systemctl stop rmk-dyn20.service 2>/dev/null
+connect >/dev/null
+check "f: with the starter config back, a daemon runs again" wait_for 10 unit_active
 
 # ---------------------------------------------------------------- d) remove
 echo "== d) dpkg -r stops the daemon cleanly"

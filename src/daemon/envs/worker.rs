@@ -327,7 +327,7 @@ impl Worker {
         }
         self.save(&dir, &st);
         let dir_s = dir.display().to_string();
-        let me = std::env::current_exe()
+        let me = crate::sys::self_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "robotmk-daemon".into());
         let mut argv = vec![

@@ -1,0 +1,397 @@
+//! Looking up the user a job runs as (`user = "…"`): its uid, gid, home and groups.
+//!
+//! Which way depends on how the binary was linked, decided at build time
+//! (`target_feature = "crt-static"`), never at run time:
+//!
+//! - **Dynamically linked** (the .deb's build): the host's own user database through glibc's
+//!   NSS (`getpwnam_r`, `getgrouplist`, by the `nix` crate), so users from LDAP, sssd or
+//!   systemd (`DynamicUser`, systemd-homed) work as they do for `id` or `ls`.
+//! - **Statically linked** (the tarball's build): glibc's NSS must never run in a static
+//!   binary. It loads the host's modules (`libnss_systemd.so.2`, `libnss_sss.so.2`) built
+//!   against the host's shared glibc into a process that has its own copy of glibc, and
+//!   crashes (SIGSEGV in `libnss_systemd.so.2` with Debian's `passwd: files systemd`: ctrl
+//!   printed nothing, a config edit killed the daemon). So the static build asks the host's
+//!   own `getent passwd NAME` and `getent initgroups NAME`, which use the host's NSS safely
+//!   in a process of their own (bounded in time and output), and where the host has no
+//!   trusted `getent`, reads `/etc/passwd` and `/etc/group` itself.
+//!
+//! Either way, a user that is not there is an error naming the user and where it was looked
+//! for, which the config reports as its own.
+
+use super::{UserInfo, UserLookupError};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Looks `name` up (done when the config is loaded: nothing of this may run between fork and
+/// exec).
+pub fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
+    check_name(name)?;
+    #[cfg(not(target_feature = "crt-static"))]
+    {
+        nss::lookup(name)
+    }
+    #[cfg(target_feature = "crt-static")]
+    {
+        without_nss(name)
+    }
+}
+
+/// Refuses what no user database holds, and what `getent` would take for an option or a uid.
+fn check_name(name: &str) -> Result<(), UserLookupError> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 256 {
+        "it is longer than 256 bytes"
+    } else if name.starts_with('-') {
+        "it starts with '-'"
+    } else if name
+        .chars()
+        .any(|c| c == ':' || c == ',' || c.is_whitespace() || c.is_control())
+    {
+        "it contains ':', ',', a space or a control character"
+    } else {
+        return Ok(());
+    };
+    Err(UserLookupError::InvalidName {
+        name: name.to_string(),
+        why,
+    })
+}
+
+#[cfg(not(target_feature = "crt-static"))]
+mod nss {
+    use super::super::{UserInfo, UserLookupError};
+    use nix::unistd::{getgrouplist, User};
+
+    const HOW: &str = "the host's user database (NSS)";
+
+    pub(super) fn lookup(name: &str) -> Result<UserInfo, UserLookupError> {
+        let failed = |e: nix::Error| UserLookupError::Failed {
+            name: name.to_string(),
+            looked: HOW.into(),
+            source: e.into(),
+        };
+        let Some(u) = User::from_name(name).map_err(failed)? else {
+            return Err(UserLookupError::NotFound {
+                name: name.to_string(),
+                looked: HOW.into(),
+            });
+        };
+        let cname = std::ffi::CString::new(name).map_err(|_| UserLookupError::InvalidName {
+            name: name.to_string(),
+            why: "it contains a NUL byte",
+        })?;
+        let groups = getgrouplist(&cname, u.gid).map_err(failed)?;
+        Ok(UserInfo {
+            name: name.to_string(),
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir,
+            groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+        })
+    }
+}
+
+/// Where a static build finds `getent`: only these, and only when root owns them and the
+/// folders above (the daemon runs it as root).
+const GETENT: [&str; 2] = ["/usr/bin/getent", "/bin/getent"];
+/// How long one `getent` may take: an LDAP server that does not answer must not hold a
+/// config load for long.
+const GETENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of `getent`'s output read, and of `/etc/passwd` or `/etc/group`.
+const READ_CAP: u64 = 16 * 1024 * 1024;
+
+/// The static build's lookup: `getent` where the host has a trusted one, else the files.
+#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+fn without_nss(name: &str) -> Result<UserInfo, UserLookupError> {
+    let getent = GETENT
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file() && super::check_path_trust(p, "getent", false).is_ok());
+    match getent {
+        Some(g) => via_getent(g, name),
+        None => in_files(Path::new("/etc/passwd"), Path::new("/etc/group"), name),
+    }
+}
+
+/// Asks the host's `getent` (its own process, the host's NSS).
+#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+fn via_getent(getent: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
+    let looked = format!(
+        "`{} passwd`: the host's user database; this static build does not load NSS modules itself",
+        getent.display()
+    );
+    let failed = |source: io::Error| UserLookupError::Failed {
+        name: name.to_string(),
+        looked: looked.clone(),
+        source,
+    };
+    // Found or not is told by the output, not the exit status: a matching line is the user.
+    let out = run_bounded(getent, &["passwd", name]).map_err(failed)?;
+    let entry = out
+        .lines()
+        .filter_map(parse_passwd_line)
+        .find(|e| e.name == name);
+    let Some(e) = entry else {
+        return Err(UserLookupError::NotFound {
+            name: name.to_string(),
+            looked,
+        });
+    };
+    // `NAME gid gid…`: the supplementary groups, without the primary one.
+    let out = run_bounded(getent, &["initgroups", name]).map_err(failed)?;
+    let mut groups = vec![e.gid];
+    for line in out.lines() {
+        let mut f = line.split_whitespace();
+        if f.next() != Some(name) {
+            continue;
+        }
+        for g in f {
+            let gid = g.parse().map_err(|_| {
+                failed(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("`getent initgroups {name}` printed {g:?} for a group id"),
+                ))
+            })?;
+            if !groups.contains(&gid) {
+                groups.push(gid);
+            }
+        }
+    }
+    Ok(UserInfo {
+        name: name.to_string(),
+        uid: e.uid,
+        gid: e.gid,
+        home: e.home,
+        groups,
+    })
+}
+
+/// Reads `passwd` and `group` (the format of `/etc/passwd` and `/etc/group`).
+#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+fn in_files(passwd: &Path, group: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
+    let looked = format!(
+        "{}; this static build reads only {} and {} (the host has no getent to ask its user database): users from LDAP, sssd or systemd need the .deb's build",
+        passwd.display(),
+        passwd.display(),
+        group.display()
+    );
+    let read = |p: &Path| {
+        read_capped(p).map_err(|e| UserLookupError::Failed {
+            name: name.to_string(),
+            looked: looked.clone(),
+            source: io::Error::new(e.kind(), format!("{}: {e}", p.display())),
+        })
+    };
+    let entry = read(passwd)?
+        .lines()
+        .filter_map(parse_passwd_line)
+        .find(|e| e.name == name);
+    let Some(e) = entry else {
+        return Err(UserLookupError::NotFound {
+            name: name.to_string(),
+            looked,
+        });
+    };
+    let mut groups = vec![e.gid];
+    for line in read(group)?.lines() {
+        // name:password:gid:member,member
+        let f: Vec<&str> = line.split(':').collect();
+        let (Some(gid), Some(members)) = (f.get(2), f.get(3)) else {
+            continue;
+        };
+        let Ok(gid) = gid.parse::<u32>() else {
+            continue;
+        };
+        if members.split(',').any(|m| m.trim() == name) && !groups.contains(&gid) {
+            groups.push(gid);
+        }
+    }
+    Ok(UserInfo {
+        name: name.to_string(),
+        uid: e.uid,
+        gid: e.gid,
+        home: e.home,
+        groups,
+    })
+}
+
+/// One line of `/etc/passwd` (or of `getent passwd`).
+#[derive(Debug, PartialEq, Eq)]
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+/// `name:password:uid:gid:gecos:home:shell`; `None` for a comment, a NIS `+`/`-` line or
+/// anything malformed.
+fn parse_passwd_line(line: &str) -> Option<PasswdEntry> {
+    let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
+    if f.len() != 7 || f[0].is_empty() || f[0].starts_with(['#', '+', '-']) {
+        return None;
+    }
+    Some(PasswdEntry {
+        name: f[0].to_string(),
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        home: PathBuf::from(f[5]),
+    })
+}
+
+fn read_capped(path: &Path) -> io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(READ_CAP)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Runs `program args…` with an empty environment and returns its stdout, at most
+/// [`READ_CAP`] bytes, ending it after [`GETENT_TIMEOUT`].
+fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start it: {e}")))?;
+    let Some(stdout) = child.stdout.take() else {
+        return Err(io::Error::other("no pipe from it"));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("getent".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            let r = stdout.take(READ_CAP).read_to_end(&mut out).map(|_| out);
+            let _ = tx.send(r);
+        })?;
+    let out = match rx.recv_timeout(GETENT_TIMEOUT) {
+        Ok(r) => r,
+        Err(_) => {
+            // Our own child, not reaped yet: the PID is still its.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {}s", GETENT_TIMEOUT.as_secs()),
+            ));
+        }
+    };
+    // The status only explains: whether the user exists is told by the output. (Waited for
+    // by its PID; should anything else have collected it, the output still stands.)
+    let status = child.wait().ok();
+    let out = out?;
+    if out.is_empty() {
+        if let Some(code) = status
+            .and_then(|s| s.code())
+            .filter(|c| ![0, 2].contains(c))
+        {
+            return Err(io::Error::other(format!("it exited with code {code}")));
+        }
+        if let Some(sig) = status.and_then(|s| {
+            use std::os::unix::process::ExitStatusExt;
+            s.signal()
+        }) {
+            return Err(io::Error::other(format!("it was killed by signal {sig}")));
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passwd_line_is_read_and_odd_ones_are_skipped() {
+        assert_eq!(
+            parse_passwd_line("robot:x:1001:1002:Robot,,,:/home/robot:/bin/bash"),
+            Some(PasswdEntry {
+                name: "robot".into(),
+                uid: 1001,
+                gid: 1002,
+                home: "/home/robot".into()
+            })
+        );
+        for odd in [
+            "# a comment",
+            "+@netgroup::::::",
+            "-baduser:x:1:1::/:/bin/sh",
+            "short:x:1:1",
+            "nouid:x:abc:1::/:/bin/sh",
+            "",
+        ] {
+            assert_eq!(parse_passwd_line(odd), None, "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_no_database_holds_are_refused_before_any_lookup() {
+        for bad in ["", "-x", "a:b", "a b", "a,b", "a\nb", "a\0b"] {
+            assert!(
+                matches!(check_name(bad), Err(UserLookupError::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        check_name("robot-1.test_user$").unwrap();
+    }
+
+    #[test]
+    fn the_files_give_the_user_with_the_groups_that_list_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, g) = (d.path().join("passwd"), d.path().join("group"));
+        std::fs::write(
+            &p,
+            "root:x:0:0:root:/root:/bin/bash\nrobot:x:1001:1002::/home/robot:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &g,
+            "root:x:0:\nrobot:x:1002:\naudio:x:29:pulse,robot\nrobots:x:1003:robotic\nweird\n",
+        )
+        .unwrap();
+        let u = in_files(&p, &g, "robot").unwrap();
+        assert_eq!((u.uid, u.gid), (1001, 1002));
+        assert_eq!(u.home, Path::new("/home/robot"));
+        assert_eq!(u.groups, [1002, 29], "primary first, then those listing it");
+        let missing = in_files(&p, &g, "ghost").unwrap_err().to_string();
+        assert!(
+            missing.contains("\"ghost\"") && missing.contains("passwd"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn getent_answers_like_nss_and_a_uid_is_not_a_name() {
+        let Some(getent) = GETENT.iter().map(Path::new).find(|p| p.is_file()) else {
+            eprintln!("SKIP: no getent on this host");
+            return;
+        };
+        let root = via_getent(getent, "root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(root.groups.first(), Some(&0));
+        let err = via_getent(getent, "robotmk-no-such-user-x").unwrap_err();
+        assert!(
+            matches!(err, UserLookupError::NotFound { .. }),
+            "{err}: {err:?}"
+        );
+        // `getent passwd 0` finds root by uid: a name that is a number is not taken for it.
+        assert!(matches!(
+            via_getent(getent, "0"),
+            Err(UserLookupError::NotFound { .. })
+        ));
+        #[cfg(not(target_feature = "crt-static"))]
+        {
+            let nss = nss::lookup("root").unwrap();
+            assert_eq!((nss.uid, nss.gid, &nss.home), (0, 0, &root.home));
+        }
+    }
+}
