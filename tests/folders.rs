@@ -1,0 +1,534 @@
+//! What a run leaves in its folders (issue 19, findings 3 and 7), as tests with real users,
+//! real trees and a real daemon.
+//!
+//! - F3 a tree a runner built in its run folder — 81,000 levels deep, wide, full of links to
+//!   root's files and folders, with folders it locked (mode 0000, 0500), a mount point — is
+//!   removed when the run is pruned, without crashing the daemon, without blocking it, and
+//!   without touching anything outside the tree; for a `user` job and for a root job;
+//! - F7 each run has its own `TMPDIR` (`TEMP`, `TMP`) inside its run folder, the user's for a
+//!   `user` job (0700), and it is gone when the run has ended; a job's own `env` names wins.
+//!
+//! The user is created by the test (`rmkd-folders`; as root, kept for later runs; elsewhere the
+//! tests skip with a reason, and fail when `CI=true`).
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const USER: &str = "rmkd-folders";
+
+/// The unprivileged user of these tests, created once (and kept, like the other test files'
+/// users). `None` (a skip; a failure in CI) where this process is not root.
+fn user() -> Option<(u32, u32)> {
+    static U: Mutex<Option<Option<(u32, u32)>>> = Mutex::new(None);
+    let mut u = U.lock().unwrap_or_else(|e| e.into_inner());
+    if u.is_none() {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, USER]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root && id("-u").is_none() {
+            let out = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+                .args(["--shell", "/usr/sbin/nologin", USER])
+                .output()
+                .expect("useradd");
+            assert!(
+                out.status.success() || id("-u").is_some(),
+                "useradd: {out:?}"
+            );
+        }
+        *u = Some(if root { id("-u").zip(id("-g")) } else { None });
+    }
+    let got = *u.as_ref().unwrap();
+    if got.is_none() {
+        require_tool(false, "root (to create the user a job runs as)");
+    }
+    got
+}
+
+fn python() -> bool {
+    require_tool(Path::new("/usr/bin/python3").is_file(), "/usr/bin/python3")
+}
+
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn start(inst: &Instance) -> u32 {
+    let out = inst.run(&["start"]);
+    assert!(out.status.success(), "start: {out:?}");
+    let mut pid = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            pid = inst.daemon_pid();
+            pid.is_some()
+        }),
+        "no daemon: {}",
+        inst.log()
+    );
+    pid.unwrap()
+}
+
+/// Removes what the test made that the temp dir's own removal (recursive) cannot: deep
+/// trees, and a mount (unmounted first, so nothing is removed through it). Runs before the
+/// instance's guard, also on panic.
+struct Cleanup {
+    mounts: Vec<PathBuf>,
+    trees: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        for t in &self.trees {
+            // GNU rm walks any depth and stays on one file system.
+            let _ = Command::new("rm")
+                .args(["-rf", "--one-file-system"])
+                .arg(t)
+                .status();
+        }
+    }
+}
+
+/// Root's files outside the run folder, which links in the tree point at.
+struct Bait {
+    dir: PathBuf,
+}
+
+impl Bait {
+    fn new(under: &Path) -> Bait {
+        let dir = under.join("bait");
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("file"), "root's file").unwrap();
+        fs::write(dir.join("sub/file"), "root's other file").unwrap();
+        chmod(&dir, 0o755);
+        chmod(&dir.join("sub"), 0o755);
+        Bait { dir }
+    }
+
+    fn assert_intact(&self) {
+        assert_eq!(
+            fs::read_to_string(self.dir.join("file")).ok().as_deref(),
+            Some("root's file"),
+            "root's file outside the tree was touched"
+        );
+        assert_eq!(
+            fs::read_to_string(self.dir.join("sub/file"))
+                .ok()
+                .as_deref(),
+            Some("root's other file"),
+            "root's folder outside the tree was touched"
+        );
+        let m = fs::metadata(&self.dir).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o755), "bait changed");
+    }
+}
+
+/// Builds, in the folder given as the first argument: an 81,000-level chain with links at
+/// its bottom; a wide folder; links to the bait (a folder, a file, `/`); a folder locked
+/// with mode 0000 and one with 0500 (a user's ways to stall a removal that runs with its
+/// rights).
+const BUILDER: &str = r#"
+import os, sys
+top, bait, depth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.chdir(top)
+os.mkdir("deep"); os.chdir("deep")
+for i in range(depth):
+    os.mkdir("d"); os.chdir("d")
+open("bottom", "w").write("x")
+os.symlink(bait, "bait-dir"); os.symlink(os.path.join(bait, "file"), "bait-file")
+os.chdir(top)
+os.mkdir("wide")
+for i in range(20000):
+    open("wide/f%d" % i, "w").close()
+for d in range(300):
+    os.mkdir("wide/d%d" % d)
+    for i in range(20):
+        open("wide/d%d/f%d" % (d, i), "w").close()
+os.mkdir("links")
+os.symlink(bait, "links/dir"); os.symlink(os.path.join(bait, "file"), "links/file")
+os.symlink("/", "links/root"); os.symlink("..", "links/up")
+os.mkdir("locked"); os.mkdir("locked/inner"); open("locked/inner/f", "w").close()
+os.chmod("locked/inner", 0); os.chmod("locked", 0)
+os.mkdir("readonly"); open("readonly/f", "w").close(); os.chmod("readonly", 0o500)
+"#;
+
+/// A job whose first run builds the trees in its `{run_dir}` (and says where in
+/// `<ctl>/built`); every run writes `done`.
+fn tree_job(name: &str, ctl: &Path, builder: &Path, bait: &Path, user: Option<&str>) -> String {
+    let script = format!(
+        "if mkdir {ctl}/first 2>/dev/null; then python3 {b} \"$1\" {bait} 81000 || exit 1; \
+         echo \"$1\" > {ctl}/built; fi; echo ok > \"$1/done\"",
+        ctl = ctl.display(),
+        b = builder.display(),
+        bait = bait.display(),
+    );
+    let user = user
+        .map(|u| format!("user = \"{u}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[[job]]\nname = \"{name}\"\ncommand = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{run_dir}}\"]\n\
+         every = \"2s\"\ntimeout = \"5m\"\n{user}"
+    )
+}
+
+/// The daemon line of ctrl's output, and its state.
+fn daemon_state(inst: &Instance) -> (u64, String) {
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let line = local_lines(&out)
+        .into_iter()
+        .find(|l| l.contains(" daemon\""))
+        .unwrap_or_else(|| panic!("no daemon line in {out}"));
+    (line[..1].parse().unwrap_or(9), line)
+}
+
+/// Waits for the first run's tree, then for its removal, with the daemon alive throughout
+/// (the same PID: a crash and a restart by ctrl would be another), and runs going on.
+fn pruned_without_crash(inst: &Instance, ctl: &Path, pid: u32, job: &str) -> PathBuf {
+    let built = ctl.join("built");
+    assert!(
+        wait_for(Duration::from_secs(300), || built.exists()),
+        "the runner did not build its tree: {}",
+        inst.log()
+    );
+    let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
+    assert!(tree.join("deep/d/d/d").is_dir(), "{}", tree.display());
+    let gone = wait_for(Duration::from_secs(300), || {
+        assert!(
+            pid_alive(pid),
+            "the daemon died while pruning the tree:\n{}",
+            inst.log()
+        );
+        fs::symlink_metadata(&tree).is_err()
+    });
+    assert!(
+        gone,
+        "the tree {} is still there:\n{}",
+        tree.display(),
+        inst.log()
+    );
+    assert_eq!(inst.daemon_pid(), Some(pid), "{}", inst.log());
+    // It keeps reporting: a run finishes after the removal, and the daemon line is OK.
+    let after = chrono::Utc::now();
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            inst.finished_records(job).iter().any(|r| {
+                r["outcome"] == "success"
+                    && r["finished"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t > after)
+            })
+        }),
+        "no run finished after the removal:\n{}",
+        inst.log()
+    );
+    let (state, line) = daemon_state(inst);
+    assert_eq!(state, 0, "{line}\n{}", inst.log());
+    assert_eq!(inst.daemon_pid(), Some(pid), "{}", inst.log());
+    tree
+}
+
+#[test]
+fn f3_a_users_deep_wide_linked_and_locked_trees_are_pruned_without_a_crash() {
+    let Some((uid, gid)) = user() else { return };
+    if !python() {
+        return;
+    }
+    let inst = Instance::new("keep_runs = 1", "");
+    chmod(inst.dir.path(), 0o755);
+    let bait = Bait::new(inst.dir.path());
+    let ctl = inst.dir.path().join("ctl");
+    fs::create_dir(&ctl).unwrap();
+    chown(&ctl, Some(uid), Some(gid)).unwrap();
+    let builder = inst.dir.path().join("build.py");
+    fs::write(&builder, BUILDER).unwrap();
+    chmod(&builder, 0o644);
+    let _cleanup = Cleanup {
+        mounts: vec![],
+        trees: vec![users_tree(&inst), inst.state.clone()],
+    };
+    inst.write_config(
+        "keep_runs = 1",
+        &tree_job("deep", &ctl, &builder, &bait.dir, Some(USER)),
+    );
+    let pid = start(&inst);
+    let tree = pruned_without_crash(&inst, &ctl, pid, "deep");
+    assert!(
+        tree.starts_with(users_tree(&inst)),
+        "not in the user's folder: {}",
+        tree.display()
+    );
+    bait.assert_intact();
+    assert!(Path::new("/").join("etc/passwd").is_file());
+}
+
+#[test]
+fn f3_a_root_jobs_deep_tree_is_pruned_without_a_crash() {
+    if !python() {
+        return;
+    }
+    let inst = Instance::new("keep_runs = 1", "");
+    let bait = Bait::new(inst.dir.path());
+    let ctl = inst.dir.path().join("ctl");
+    fs::create_dir(&ctl).unwrap();
+    let builder = inst.dir.path().join("build.py");
+    fs::write(&builder, BUILDER).unwrap();
+    let _cleanup = Cleanup {
+        mounts: vec![],
+        trees: vec![inst.state.clone()],
+    };
+    inst.write_config(
+        "keep_runs = 1",
+        &tree_job("deep", &ctl, &builder, &bait.dir, None),
+    );
+    let pid = start(&inst);
+    let tree = pruned_without_crash(&inst, &ctl, pid, "deep");
+    assert!(tree.starts_with(&inst.state), "{}", tree.display());
+    bait.assert_intact();
+}
+
+fn users_tree(inst: &Instance) -> PathBuf {
+    PathBuf::from(format!("{}.users", inst.state.display()))
+}
+
+/// Whether this host lets root bind-mount (a container may not).
+fn can_mount(dir: &Path) -> bool {
+    let (a, b) = (dir.join("probe-a"), dir.join("probe-b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let ok = Command::new("mount")
+        .arg("--bind")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        let _ = Command::new("umount").arg(&b).status();
+    }
+    let _ = fs::remove_dir(&a);
+    let _ = fs::remove_dir(&b);
+    ok
+}
+
+#[test]
+fn f3_a_mount_point_in_a_users_folder_is_left_alone_and_what_it_shows_untouched() {
+    let Some((uid, gid)) = user() else { return };
+    let inst = Instance::new("keep_runs = 1", "");
+    chmod(inst.dir.path(), 0o755);
+    if !can_mount(inst.dir.path()) {
+        // Not a missing tool: the host (a container without CAP_SYS_ADMIN) forbids it.
+        eprintln!("SKIP: this host does not let root bind-mount");
+        return;
+    }
+    let bait = Bait::new(inst.dir.path());
+    let ctl = inst.dir.path().join("ctl");
+    fs::create_dir(&ctl).unwrap();
+    chown(&ctl, Some(uid), Some(gid)).unwrap();
+    // The first run makes `mnt`, says so, and waits until the test has mounted root's
+    // folder there; later runs end at once.
+    let script = format!(
+        "if mkdir {ctl}/first 2>/dev/null; then mkdir \"$1/mnt\"; echo x > \"$1/mine\"; \
+         echo \"$1\" > {ctl}/built; i=0; while [ ! -e {ctl}/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi",
+        ctl = ctl.display()
+    );
+    inst.write_config(
+        "keep_runs = 1",
+        &format!(
+            "[[job]]\nname = \"m\"\ncommand = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{run_dir}}\"]\n\
+             every = \"2s\"\nuser = \"{USER}\"\n"
+        ),
+    );
+    let built = ctl.join("built");
+    let mut cleanup = Cleanup {
+        mounts: vec![],
+        trees: vec![],
+    };
+    let pid = start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(60), || built.exists()),
+        "{}",
+        inst.log()
+    );
+    let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
+    let mnt = tree.join("mnt");
+    let out = Command::new("mount")
+        .arg("--bind")
+        .arg(&bait.dir)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    cleanup.mounts.push(mnt.clone());
+    fs::write(ctl.join("go"), "").unwrap();
+    // Pruned: everything of the folder but the mount point goes; root's folder shown
+    // through it is untouched, and the daemon says why the folder stays.
+    assert!(
+        wait_for(Duration::from_secs(60), || !tree.join("mine").exists()),
+        "{}",
+        inst.log()
+    );
+    assert!(pid_alive(pid));
+    bait.assert_intact();
+    assert!(mnt.join("file").is_file(), "the mount was emptied");
+    assert!(
+        wait_for(Duration::from_secs(60), || inst
+            .log()
+            .contains("mount point")),
+        "the log does not say why the folder stays:\n{}",
+        inst.log()
+    );
+    // Once unmounted, the next look removes the rest.
+    let out = Command::new("umount").arg(&mnt).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    cleanup.mounts.clear();
+    assert!(
+        wait_for(Duration::from_secs(60), || fs::symlink_metadata(&tree)
+            .is_err()),
+        "{}",
+        inst.log()
+    );
+    bait.assert_intact();
+    assert_eq!(inst.daemon_pid(), Some(pid));
+}
+
+// ---- F7: a temp folder per run --------------------------------------------------------
+
+/// A runner that reports its temp variables and the owner and mode of `$TMPDIR`, and leaves
+/// files there (by `mktemp`, Python's `tempfile`, and by hand).
+const TMP_SCRIPT: &str =
+    "echo \"$TMPDIR|$TEMP|$TMP\" > \"$1/vars\"; stat -c '%u %a' \"$TMPDIR\" > \"$1/owner\"; \
+    f=$(mktemp); d=$(mktemp -d); p=$(python3 -c 'import tempfile; print(tempfile.mkstemp()[1])'); \
+    mkdir -p \"$TMPDIR/a/b\"; echo x > \"$TMPDIR/a/b/c\"; echo \"$f $d $p\" > \"$1/made\"";
+
+fn tmp_job(name: &str, extra: &str) -> String {
+    format!(
+        "[[job]]\nname = \"{name}\"\ncommand = [\"sh\", \"-c\", {TMP_SCRIPT:?}, \"sh\", \"{{run_dir}}\"]\n\
+         every = \"1h\"\n{extra}"
+    )
+}
+
+/// Runs `job` once (run-once, which runs it with the daemon's own code) and returns its
+/// runner's folder and what the runner wrote there.
+fn run_tmp_job(
+    inst: &Instance,
+    job: &str,
+    runner_dir: impl Fn(&Path) -> PathBuf,
+) -> (PathBuf, Vec<String>, String) {
+    let out = inst.run(&["run-once", job]);
+    assert!(out.status.success(), "{out:?}\n{}", inst.log());
+    let recs = inst.finished_records(job);
+    let rec = recs.last().expect("a record");
+    assert_eq!(rec["outcome"], "success", "{rec}");
+    let dir = runner_dir(Path::new(rec["run_dir"].as_str().unwrap()));
+    let read = |f: &str| {
+        fs::read_to_string(dir.join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let vars: Vec<String> = read("vars").split('|').map(str::to_string).collect();
+    let made = read("made");
+    (dir, vars, made)
+}
+
+fn assert_tmp_used_and_gone(dir: &Path, vars: &[String], made: &str) {
+    let tmp = dir.join("tmp");
+    assert_eq!(
+        vars,
+        vec![tmp.display().to_string(); 3],
+        "TMPDIR, TEMP, TMP"
+    );
+    let made: Vec<&str> = made.split_whitespace().collect();
+    assert_eq!(made.len(), 3, "{made:?}");
+    for m in &made {
+        assert!(
+            m.starts_with(&*tmp.display().to_string()),
+            "{m} is not in {}",
+            tmp.display()
+        );
+        let name = Path::new(m).file_name().unwrap();
+        assert!(
+            !Path::new("/tmp").join(name).exists(),
+            "{} was created in /tmp",
+            name.to_string_lossy()
+        );
+    }
+    assert!(
+        fs::symlink_metadata(&tmp).is_err(),
+        "the run's temp folder {} is still there after the run",
+        tmp.display()
+    );
+    // The rest of the run folder stays.
+    assert!(dir.join("made").is_file());
+}
+
+#[test]
+fn f7_a_run_has_its_own_tmpdir_which_is_gone_when_it_ends() {
+    if !python() {
+        return;
+    }
+    let inst = Instance::new("", &tmp_job("t", ""));
+    let (dir, vars, made) = run_tmp_job(&inst, "t", Path::to_path_buf);
+    assert_eq!(
+        fs::read_to_string(dir.join("owner")).unwrap().trim(),
+        "0 700"
+    );
+    assert_tmp_used_and_gone(&dir, &vars, &made);
+}
+
+#[test]
+fn f7_a_user_jobs_tmpdir_is_the_users_own_and_gone_when_the_run_ends() {
+    let Some((uid, _)) = user() else { return };
+    if !python() {
+        return;
+    }
+    let inst = Instance::new("", &tmp_job("t", &format!("user = \"{USER}\"\n")));
+    chmod(inst.dir.path(), 0o755);
+    let users = users_tree(&inst);
+    let (dir, vars, made) = run_tmp_job(&inst, "t", |run_dir| {
+        users.join("jobs/t").join(run_dir.file_name().unwrap())
+    });
+    assert_eq!(
+        fs::read_to_string(dir.join("owner")).unwrap().trim(),
+        format!("{uid} 700")
+    );
+    assert_tmp_used_and_gone(&dir, &vars, &made);
+}
+
+#[test]
+fn f7_a_jobs_own_tmpdir_wins_and_the_others_still_point_into_the_run() {
+    if !python() {
+        return;
+    }
+    let inst = Instance::new("", "");
+    let own = inst.dir.path().join("own-tmp");
+    fs::create_dir(&own).unwrap();
+    inst.write_config(
+        "",
+        &tmp_job(
+            "t",
+            &format!("env = {{ TMPDIR = \"{}\" }}\n", own.display()),
+        ),
+    );
+    let (dir, vars, made) = run_tmp_job(&inst, "t", Path::to_path_buf);
+    let tmp = dir.join("tmp").display().to_string();
+    assert_eq!(vars, [own.display().to_string(), tmp.clone(), tmp]);
+    // The job's folder is the job's: the daemon neither removes it nor what is in it.
+    let first = made.split_whitespace().next().unwrap().to_string();
+    assert!(first.starts_with(&*own.display().to_string()), "{made}");
+    assert!(Path::new(&first).exists());
+    assert!(fs::symlink_metadata(dir.join("tmp")).is_err());
+}
