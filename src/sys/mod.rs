@@ -3,6 +3,7 @@
 //! for a freshly detached daemon.
 
 pub mod memory;
+pub mod tree;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
