@@ -8,7 +8,7 @@
 
 use super::runs::write_final;
 use super::Event;
-use crate::state::record::{self, RunRecord};
+use crate::state::record::RunRecord;
 use crate::state::StateDir;
 use std::sync::mpsc::{self, Sender};
 use tracing::{info, warn};
@@ -44,7 +44,24 @@ impl Finisher {
             .name("finisher".into())
             .spawn(move || {
                 crate::run::background_thread();
-                for work in rx {
+                super::workdir::look_again_at_all(&state);
+                loop {
+                    // Folders a look left to remove are removed further while idle.
+                    let work = if super::workdir::removal_pending() {
+                        match rx.recv_timeout(super::workdir::IDLE) {
+                            Ok(w) => w,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                super::workdir::go_on(&state);
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    } else {
+                        match rx.recv() {
+                            Ok(w) => w,
+                            Err(_) => break,
+                        }
+                    };
                     let work = match work {
                         Work::Journal(rec) => {
                             journal(&rec);
@@ -91,10 +108,7 @@ pub(super) fn do_work(state: &StateDir, work: Work) -> (Box<RunRecord>, Option<S
                 "run finished"
             );
             let error = write_final(state, &rec).err().map(|e| e.to_string());
-            if let Err(e) = record::prune(state, &rec.job, keep, &protect) {
-                warn!(job = %rec.job, "cannot remove old runs: {e}");
-            }
-            super::workdir::prune(state, &rec.job);
+            super::workdir::after_run(state, &rec, keep, &protect);
             (rec, error)
         }
         Work::Save(rec) => {

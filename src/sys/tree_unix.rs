@@ -150,8 +150,9 @@ struct Level {
     name: Name,
     /// Where the next pass over this folder goes on (a `getdents` cookie).
     resume: u64,
-    /// This pass met an entry: the folder is empty only after a pass that met none.
-    saw: bool,
+    /// This pass removed something: another pass follows. A pass that removes nothing ends
+    /// the folder: it is empty, or what is left cannot be removed (see [`Walk::first`]).
+    progress: bool,
     /// Its mode was set to 0700 already (owner mode), not again.
     opened_up: bool,
 }
@@ -160,7 +161,7 @@ impl Level {
     const NEW: Level = Level {
         name: Name::EMPTY,
         resume: 0,
-        saw: false,
+        progress: false,
         opened_up: false,
     };
 }
@@ -181,6 +182,8 @@ struct Walk<'a> {
     depth: usize,
     buf: [MaybeUninit<u8>; DIR_BUF],
     found: Name,
+    /// The first entry that could not be removed, and why: the walk goes on with the rest.
+    first: Option<Fail>,
     failed: Name,
     as_owner: bool,
     root_dev: u64,
@@ -191,6 +194,14 @@ struct Walk<'a> {
     entries: u64,
     max_entries: u64,
     deadline: Instant,
+}
+
+/// Keeps the first failure of a walk, with the entry's name.
+fn note(first: &mut Option<Fail>, failed: &mut Name, f: Fail, name: &CStr) {
+    if first.is_none() {
+        *first = Some(f);
+        failed.set(name);
+    }
 }
 
 fn fail(op: Op, e: Errno, depth: usize) -> Fail {
@@ -238,6 +249,7 @@ impl<'a> Walk<'a> {
             depth: 0,
             buf: [MaybeUninit::uninit(); DIR_BUF],
             found: Name::EMPTY,
+            first: None,
             failed: Name::EMPTY,
             as_owner: false,
             root_dev,
@@ -261,7 +273,9 @@ impl<'a> Walk<'a> {
         self.entries >= self.max_entries || Instant::now() >= self.deadline
     }
 
-    /// Empties the root folder, or as much of it as the budget allows.
+    /// Empties the root folder, or as much of it as the budget allows. What cannot be removed
+    /// (a mount point, an entry the owner may not remove) is left, the rest removed, and the
+    /// first such entry reported once the walk is through.
     fn run(&mut self) -> Result<Removal, Fail> {
         loop {
             if self.spent() {
@@ -270,20 +284,20 @@ impl<'a> Walk<'a> {
             let d = self.depth;
             match self.scan(d)? {
                 Found::Spent => return Ok(Removal::More),
-                Found::End if self.levels[d].saw => {
-                    // Another pass from the start: only one that meets nothing means empty.
-                    self.levels[d].saw = false;
+                Found::End if self.levels[d].progress => {
+                    // Another pass from the start: entries moved here meanwhile are met too.
+                    self.levels[d].progress = false;
                     self.levels[d].resume = 0;
                 }
-                Found::End if d == 0 => return Ok(Removal::Gone),
+                Found::End if d == 0 => return self.first.map_or(Ok(Removal::Gone), Err),
                 Found::End => {
                     self.fds[d] = None;
                     self.depth = d - 1;
-                    self.remove_dir(d - 1)?;
+                    self.remove_dir(d - 1);
                 }
-                Found::Dir if d + 1 >= MAX_DEPTH => self.move_to_root(d)?,
+                Found::Dir if d + 1 >= MAX_DEPTH => self.move_to_root(d),
                 Found::Dir => {
-                    if let Some(fd) = self.open_dir(d)? {
+                    if let Some(fd) = self.open_dir(d) {
                         self.fds[d + 1] = Some(fd);
                         self.levels[d + 1] = Level {
                             name: self.found,
@@ -296,6 +310,10 @@ impl<'a> Walk<'a> {
         }
     }
 
+    fn stuck(&mut self, op: Op, e: Errno, d: usize, name: &Name) {
+        note(&mut self.first, &mut self.failed, fail(op, e, d), name.c());
+    }
+
     /// One pass over level `d` from where it stopped: unlinks what is not a folder, stops at
     /// a folder, at the end, or when the budget is spent.
     fn scan(&mut self, d: usize) -> Result<Found, Fail> {
@@ -305,6 +323,7 @@ impl<'a> Walk<'a> {
             levels,
             buf,
             found,
+            first,
             failed,
             as_owner,
             entries,
@@ -329,26 +348,27 @@ impl<'a> Walk<'a> {
             if name == c"." || name == c".." {
                 continue;
             }
-            level.saw = true;
             *entries += 1;
             let cookie = ent.next_entry_cookie();
             let mut is_dir = ent.file_type() == FileType::Directory;
             if !is_dir {
-                is_dir = match unlink(fd, name, level, *as_owner) {
-                    Ok(removed) => !removed,
-                    Err(e) => {
-                        failed.set(name);
-                        return Err(fail(Op::Unlink, e, d));
-                    }
-                };
+                match unlink(fd, name, level, *as_owner) {
+                    Ok(Some(removed)) => level.progress |= removed,
+                    Ok(None) => is_dir = true,
+                    Err(e) => note(first, failed, fail(Op::Unlink, e, d), name),
+                }
             }
             if is_dir {
-                if !found.set(name) {
-                    failed.set(c"(a name too long)");
-                    return Err(fail(Op::Open, Errno::NAMETOOLONG, d));
+                if found.set(name) {
+                    level.resume = cookie;
+                    return Ok(Found::Dir);
                 }
-                level.resume = cookie;
-                return Ok(Found::Dir);
+                note(
+                    first,
+                    failed,
+                    fail(Op::Open, Errno::NAMETOOLONG, d),
+                    c"(too long)",
+                );
             }
             if *entries >= *max_entries || Instant::now() >= *deadline {
                 level.resume = cookie;
@@ -358,9 +378,9 @@ impl<'a> Walk<'a> {
         Ok(Found::End)
     }
 
-    /// Opens the folder [`Walk::found`] of level `d`; `None` if it is gone or no folder now
-    /// (a link or file swapped in: unlinked as such).
-    fn open_dir(&mut self, d: usize) -> Result<Option<OwnedFd>, Fail> {
+    /// Opens the folder [`Walk::found`] of level `d`; `None` if it is gone, no folder now (a
+    /// link or file swapped in: unlinked as such), or cannot be entered (noted).
+    fn open_dir(&mut self, d: usize) -> Option<OwnedFd> {
         let name = self.found;
         let mut opened_up = false;
         for _ in 0..8 {
@@ -368,13 +388,15 @@ impl<'a> Walk<'a> {
             let r = open_dir_at(self.fd(d), name.c(), self.root_dev, &mut no_openat2);
             self.no_openat2 = no_openat2;
             match r {
-                Ok(fd) => return Ok(Some(fd)),
+                Ok(fd) => return Some(fd),
                 // A rename raced the lookup (RESOLVE_BENEATH): again.
                 Err(Errno::AGAIN) => {}
-                Err(Errno::NOENT) => return Ok(None),
+                Err(Errno::NOENT) => return None,
                 Err(Errno::NOTDIR | Errno::LOOP) => {
-                    let _ = rfs::unlinkat(self.fd(d), name.c(), AtFlags::empty());
-                    return Ok(None);
+                    if rfs::unlinkat(self.fd(d), name.c(), AtFlags::empty()).is_ok() {
+                        self.levels[d].progress = true;
+                    }
+                    return None;
                 }
                 Err(Errno::ACCESS) if self.as_owner && !opened_up => {
                     // Locked by its owner (us, now): open it up, and its parent too (a
@@ -384,44 +406,44 @@ impl<'a> Walk<'a> {
                     let _ = rfs::chmodat(self.fd(d), name.c(), Mode::RWXU, AtFlags::empty());
                 }
                 Err(e) => {
-                    self.failed = name;
                     let op = if e == Errno::XDEV {
                         Op::Mount
                     } else {
                         Op::Open
                     };
-                    return Err(fail(op, e, d));
+                    self.stuck(op, e, d, &name);
+                    return None;
                 }
             }
         }
-        self.failed = name;
-        Err(fail(Op::Open, Errno::AGAIN, d))
+        self.stuck(Op::Open, Errno::AGAIN, d, &name);
+        None
     }
 
-    /// Removes level `d + 1`'s folder (emptied, closed) from level `d`.
-    fn remove_dir(&mut self, d: usize) -> Result<(), Fail> {
+    /// Removes level `d + 1`'s folder (emptied as far as it goes, closed) from level `d`.
+    fn remove_dir(&mut self, d: usize) {
         let name = self.levels[d + 1].name;
         loop {
             match rfs::unlinkat(self.fd(d), name.c(), AtFlags::REMOVEDIR) {
-                Ok(()) | Err(Errno::NOENT) => return Ok(()),
-                // Filled again meanwhile (a process still writes there): its parent's next
-                // pass meets it again.
-                Err(Errno::NOTEMPTY | Errno::EXIST) => {
-                    self.levels[d].saw = true;
-                    return Ok(());
+                Ok(()) => {
+                    self.levels[d].progress = true;
+                    return;
                 }
+                // Gone, or not empty: what is left in it was noted, or was put there since
+                // (a process still writes there; a later look).
+                Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => return,
                 Err(Errno::ACCESS | Errno::PERM) if self.as_owner && !self.levels[d].opened_up => {
                     self.levels[d].opened_up = true;
                     let _ = rfs::fchmod(self.fd(d), Mode::RWXU);
                 }
                 Err(e) => {
-                    self.failed = name;
                     let op = if e == Errno::BUSY {
                         Op::Mount
                     } else {
                         Op::Rmdir
                     };
-                    return Err(fail(op, e, d));
+                    self.stuck(op, e, d, &name);
+                    return;
                 }
             }
         }
@@ -429,7 +451,7 @@ impl<'a> Walk<'a> {
 
     /// Moves the folder [`Walk::found`] of the deepest level up into the root, to be walked
     /// from there.
-    fn move_to_root(&mut self, d: usize) -> Result<(), Fail> {
+    fn move_to_root(&mut self, d: usize) {
         let name = self.found;
         let mut opened_up = false;
         for _ in 0..64 {
@@ -449,44 +471,46 @@ impl<'a> Walk<'a> {
             }
             match r {
                 Ok(()) => {
-                    self.levels[0].saw = true;
+                    self.levels[d].progress = true;
+                    self.levels[0].progress = true;
                     self.entries += 1;
-                    return Ok(());
+                    return;
                 }
                 Err(Errno::EXIST | Errno::NOTEMPTY) => {}
-                Err(Errno::NOENT) => return Ok(()),
+                Err(Errno::NOENT) => return,
                 Err(Errno::ACCESS | Errno::PERM) if self.as_owner && !opened_up => {
                     opened_up = true;
                     let _ = rfs::fchmod(self.fd(d), Mode::RWXU);
                     let _ = rfs::fchmod(self.root, Mode::RWXU);
                 }
                 Err(e) => {
-                    self.failed = name;
                     let op = if e == Errno::BUSY {
                         Op::Mount
                     } else {
                         Op::Move
                     };
-                    return Err(fail(op, e, d));
+                    self.stuck(op, e, d, &name);
+                    return;
                 }
             }
         }
-        self.failed = name;
-        Err(fail(Op::Move, Errno::EXIST, d))
+        self.stuck(Op::Move, Errno::EXIST, d, &name);
     }
 }
 
-/// Unlinks an entry that is not a folder; `Ok(false)` when it is one after all.
+/// Unlinks an entry that is not a folder: whether it was removed (not gone already), or
+/// `None` when it is a folder after all.
 fn unlink(
     fd: BorrowedFd<'_>,
     name: &CStr,
     level: &mut Level,
     as_owner: bool,
-) -> Result<bool, Errno> {
+) -> Result<Option<bool>, Errno> {
     loop {
         match rfs::unlinkat(fd, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => return Ok(true),
-            Err(Errno::ISDIR) => return Ok(false),
+            Ok(()) => return Ok(Some(true)),
+            Err(Errno::NOENT) => return Ok(Some(false)),
+            Err(Errno::ISDIR) => return Ok(None),
             Err(Errno::ACCESS | Errno::PERM) if as_owner && !level.opened_up => {
                 // Locked by its owner (us, now): open it up, once, and try again.
                 level.opened_up = true;
@@ -1048,8 +1072,13 @@ mod tests {
             "root's"
         );
         assert_eq!(std::fs::metadata(top.join("roots")).unwrap().uid(), 0);
+        // The rest went all the same, locked folders opened up by their owner.
+        let left: Vec<_> = std::fs::read_dir(&top)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["roots"]);
         std::fs::remove_dir_all(top.join("roots")).unwrap();
-        // The rest: locked folders opened up and removed by their owner.
         assert_eq!(
             remove_tree(&top, Rights::Owner, &mut budget()).unwrap(),
             Removal::Gone
