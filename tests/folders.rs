@@ -83,14 +83,17 @@ fn start(inst: &Instance) -> u32 {
 /// trees, and a mount (unmounted first, so nothing is removed through it). Runs before the
 /// instance's guard, also on panic.
 struct Cleanup {
-    mounts: Vec<PathBuf>,
+    /// Every mount below this folder is unmounted (wherever pruning moved it).
+    mounts_under: Option<PathBuf>,
     trees: Vec<PathBuf>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for m in &self.mounts {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
+        if let Some(dir) = &self.mounts_under {
+            for m in mounts_under(dir).iter().rev() {
+                let _ = Command::new("umount").arg("-l").arg(m).status();
+            }
         }
         for t in &self.trees {
             // GNU rm walks any depth and stays on one file system.
@@ -100,6 +103,18 @@ impl Drop for Cleanup {
                 .status();
         }
     }
+}
+
+/// The mount points below `dir` (from /proc/self/mountinfo; the test's paths have no
+/// characters that file escapes).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir) && m != dir)
+        .collect()
 }
 
 /// Root's files outside the run folder, which links in the tree point at.
@@ -205,6 +220,9 @@ fn pruned_without_crash(inst: &Instance, ctl: &Path, pid: u32, job: &str) -> Pat
     );
     let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
     assert!(tree.join("deep/d/d/d").is_dir(), "{}", tree.display());
+    // A pruned run folder is moved into the job's `removing` folder first: gone means gone
+    // from there too.
+    let removing = inst.state.join("jobs").join(job).join("removing");
     let gone = wait_for(Duration::from_secs(300), || {
         assert!(
             pid_alive(pid),
@@ -212,6 +230,7 @@ fn pruned_without_crash(inst: &Instance, ctl: &Path, pid: u32, job: &str) -> Pat
             inst.log()
         );
         fs::symlink_metadata(&tree).is_err()
+            && fs::read_dir(&removing).map_or(true, |mut d| d.next().is_none())
     });
     assert!(
         gone,
@@ -257,7 +276,7 @@ fn f3_a_users_deep_wide_linked_and_locked_trees_are_pruned_without_a_crash() {
     fs::write(&builder, BUILDER).unwrap();
     chmod(&builder, 0o644);
     let _cleanup = Cleanup {
-        mounts: vec![],
+        mounts_under: None,
         trees: vec![users_tree(&inst), inst.state.clone()],
     };
     inst.write_config(
@@ -287,7 +306,7 @@ fn f3_a_root_jobs_deep_tree_is_pruned_without_a_crash() {
     let builder = inst.dir.path().join("build.py");
     fs::write(&builder, BUILDER).unwrap();
     let _cleanup = Cleanup {
-        mounts: vec![],
+        mounts_under: None,
         trees: vec![inst.state.clone()],
     };
     inst.write_config(
@@ -325,7 +344,19 @@ fn can_mount(dir: &Path) -> bool {
 
 #[test]
 fn f3_a_mount_point_in_a_users_folder_is_left_alone_and_what_it_shows_untouched() {
-    let Some((uid, gid)) = user() else { return };
+    let Some(ids) = user() else { return };
+    mount_point_left_alone(Some(ids));
+}
+
+#[test]
+fn f3_a_mount_point_in_a_root_jobs_folder_is_left_alone_and_what_it_shows_untouched() {
+    mount_point_left_alone(None);
+}
+
+/// Root's folder bind-mounted into a run folder (by the test: a root runner could, a user
+/// cannot) is neither entered nor emptied when the folder is pruned; the rest of the folder
+/// goes, and once unmounted, the folder too.
+fn mount_point_left_alone(user: Option<(u32, u32)>) {
     let inst = Instance::new("keep_runs = 1", "");
     chmod(inst.dir.path(), 0o755);
     if !can_mount(inst.dir.path()) {
@@ -336,7 +367,9 @@ fn f3_a_mount_point_in_a_users_folder_is_left_alone_and_what_it_shows_untouched(
     let bait = Bait::new(inst.dir.path());
     let ctl = inst.dir.path().join("ctl");
     fs::create_dir(&ctl).unwrap();
-    chown(&ctl, Some(uid), Some(gid)).unwrap();
+    if let Some((uid, gid)) = user {
+        chown(&ctl, Some(uid), Some(gid)).unwrap();
+    }
     // The first run makes `mnt`, says so, and waits until the test has mounted root's
     // folder there; later runs end at once.
     let script = format!(
@@ -348,12 +381,13 @@ fn f3_a_mount_point_in_a_users_folder_is_left_alone_and_what_it_shows_untouched(
         "keep_runs = 1",
         &format!(
             "[[job]]\nname = \"m\"\ncommand = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{run_dir}}\"]\n\
-             every = \"2s\"\nuser = \"{USER}\"\n"
+             every = \"2s\"\n{}",
+            if user.is_some() { format!("user = \"{USER}\"\n") } else { String::new() }
         ),
     );
     let built = ctl.join("built");
-    let mut cleanup = Cleanup {
-        mounts: vec![],
+    let _cleanup = Cleanup {
+        mounts_under: Some(inst.dir.path().to_path_buf()),
         trees: vec![],
     };
     let pid = start(&inst);
@@ -371,18 +405,32 @@ fn f3_a_mount_point_in_a_users_folder_is_left_alone_and_what_it_shows_untouched(
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    cleanup.mounts.push(mnt.clone());
     fs::write(ctl.join("go"), "").unwrap();
-    // Pruned: everything of the folder but the mount point goes; root's folder shown
-    // through it is untouched, and the daemon says why the folder stays.
+    // Pruned: everything of the folder but the mount point goes (a root job's folder is
+    // moved aside first, the mount with it); root's folder shown through it is untouched,
+    // and the daemon says why the folder stays.
+    let mut now = mnt.clone();
+    let only_mnt = |now: &mut PathBuf| {
+        let Some(m) = mounts_under(inst.dir.path()).into_iter().next() else {
+            return false;
+        };
+        *now = m;
+        let left: Vec<_> = fs::read_dir(now.parent().unwrap())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        left == ["mnt"]
+    };
     assert!(
-        wait_for(Duration::from_secs(60), || !tree.join("mine").exists()),
-        "{}",
+        wait_for(Duration::from_secs(60), || only_mnt(&mut now)),
+        "{}: {:?}\n{}",
+        now.display(),
+        fs::read_dir(now.parent().unwrap())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
         inst.log()
     );
     assert!(pid_alive(pid));
     bait.assert_intact();
-    assert!(mnt.join("file").is_file(), "the mount was emptied");
+    assert!(now.join("file").is_file(), "the mount was emptied");
     assert!(
         wait_for(Duration::from_secs(60), || inst
             .log()
@@ -391,17 +439,76 @@ fn f3_a_mount_point_in_a_users_folder_is_left_alone_and_what_it_shows_untouched(
         inst.log()
     );
     // Once unmounted, the next look removes the rest.
-    let out = Command::new("umount").arg(&mnt).output().unwrap();
+    let out = Command::new("umount").arg(&now).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    cleanup.mounts.clear();
+    let folder = now.parent().unwrap().to_path_buf();
     assert!(
-        wait_for(Duration::from_secs(60), || fs::symlink_metadata(&tree)
+        wait_for(Duration::from_secs(60), || fs::symlink_metadata(&folder)
             .is_err()),
         "{}",
         inst.log()
     );
     bait.assert_intact();
     assert_eq!(inst.daemon_pid(), Some(pid));
+}
+
+#[test]
+fn f3_a_users_folder_is_removed_with_that_users_rights_only() {
+    let Some((uid, gid)) = user() else { return };
+    let inst = Instance::new("keep_runs = 1", "");
+    chmod(inst.dir.path(), 0o755);
+    let ctl = inst.dir.path().join("ctl");
+    fs::create_dir(&ctl).unwrap();
+    chown(&ctl, Some(uid), Some(gid)).unwrap();
+    // The first run leaves files and waits until the test has put root's folder among them
+    // (as a root process might: a tool of the admin's, a package hook).
+    let script = format!(
+        "if mkdir {ctl}/first 2>/dev/null; then mkdir \"$1/a\"; echo x > \"$1/a/f\"; \
+         echo \"$1\" > {ctl}/built; i=0; while [ ! -e {ctl}/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi",
+        ctl = ctl.display()
+    );
+    inst.write_config(
+        "keep_runs = 1",
+        &format!(
+            "[[job]]\nname = \"r\"\ncommand = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{run_dir}}\"]\n\
+             every = \"2s\"\nuser = \"{USER}\"\n"
+        ),
+    );
+    let built = ctl.join("built");
+    let pid = start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(60), || built.exists()),
+        "{}",
+        inst.log()
+    );
+    let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
+    let roots = tree.join("roots");
+    fs::create_dir(&roots).unwrap();
+    fs::write(roots.join("f"), "root's").unwrap();
+    chmod(&roots, 0o755);
+    fs::write(ctl.join("go"), "").unwrap();
+    // The user's own files go; root's folder, which the user may not empty, stays, and the
+    // log says why.
+    assert!(
+        wait_for(Duration::from_secs(60), || !tree.join("a").exists()),
+        "{}",
+        inst.log()
+    );
+    assert_eq!(
+        fs::read_to_string(roots.join("f")).ok().as_deref(),
+        Some("root's"),
+        "root's file in the user's folder was removed with root's rights:\n{}",
+        inst.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || inst
+            .log()
+            .contains("Permission denied")),
+        "{}",
+        inst.log()
+    );
+    assert_eq!(inst.daemon_pid(), Some(pid));
+    let _ = fs::remove_dir_all(&roots);
 }
 
 // ---- F7: a temp folder per run --------------------------------------------------------

@@ -12,15 +12,18 @@
 //!   and walked from there later. Depth costs nothing, and every look makes progress: a chain
 //!   deeper than one look's budget is cut into pieces that later looks remove in turn;
 //! - reads each folder with `getdents` into one fixed buffer; after a subfolder is removed it
-//!   goes on at the entry after it (the seek cookie), and takes a folder for empty only after a
-//!   pass that met no entry (entries moved in meanwhile are not missed);
+//!   goes on at the entry after it (the seek cookie), and passes over a folder again from its
+//!   start while a pass removed something (entries moved in meanwhile are not missed);
 //! - never follows a link: an entry is unlinked first (a link, file or FIFO is just a name
 //!   there); a folder is opened with `openat2` (`RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV |
 //!   RESOLVE_BENEATH`) and `O_NOFOLLOW | O_DIRECTORY`, so a folder swapped for a link between
 //!   the listing and the open is refused, and a mount point (a bind mount of the same file
-//!   system too) is never entered: the walk stops there with an error that names it. On a
-//!   kernel without `openat2` (before 5.6): `openat` with `O_NOFOLLOW` and a device check,
-//!   which cannot see a bind mount of the same file system;
+//!   system too) is never entered;
+//! - leaves what it cannot remove (a mount point, what the owner may not remove) and removes
+//!   the rest: a folder is done after a pass that removed nothing, and the first entry left
+//!   is reported, by name, once the walk is through. On a kernel without `openat2` (before
+//!   5.6): `openat` with `O_NOFOLLOW` and a device check, which cannot see a bind mount of
+//!   the same file system;
 //! - allocates nothing and makes only system calls, so it can run in a forked child.
 //!
 //! With [`Rights::Owner`] the daemon (root) opens the tree's parent and the tree by handle,
