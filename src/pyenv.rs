@@ -250,8 +250,22 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
     let venv = venv_dir(&crate::config::absolute(&plan.dir));
     // A build interrupted before (daemon killed, timeout) may have left half a venv.
     if venv.exists() {
-        std::fs::remove_dir_all(&venv)
-            .map_err(|e| format!("cannot remove the old {}: {e}", venv.display()))?;
+        // Without recursion, by handle (sys::tree): an installer shaped that tree.
+        let removed = crate::sys::tree::remove_tree_fully(
+            &venv,
+            crate::sys::tree::Rights::Daemon,
+            std::time::Duration::from_secs(300),
+        );
+        match removed {
+            Ok(crate::sys::tree::Removal::Gone) => {}
+            Ok(crate::sys::tree::Removal::More) => {
+                return Err(format!(
+                    "cannot remove the old {} within 5 minutes",
+                    venv.display()
+                ))
+            }
+            Err(e) => return Err(format!("cannot remove the old {}: {e}", venv.display())),
+        }
     }
     let project_dir = plan
         .source
