@@ -665,7 +665,13 @@ pub(super) fn remove_tree(
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let (result, entries, failed) = if rights == Rights::Owner && root && st.st_uid != 0 {
-        as_owner(&mut walk, st.st_uid, st.st_gid, path)?
+        if is_empty(tree.as_fd()) {
+            // Never walked as root: filled meanwhile, the rmdir below fails, the next look
+            // forks the child.
+            (Ok(Removal::Gone), 0, Name::EMPTY)
+        } else {
+            as_owner(&mut walk, st.st_uid, st.st_gid, path)?
+        }
     } else {
         let r = walk.run();
         (r, walk.entries, walk.failed)
@@ -708,6 +714,21 @@ pub(super) fn remove_tree(
             })
         }
     }
+}
+
+/// Whether a folder holds nothing (then there is nothing to remove with the owner's rights,
+/// and no child to fork: a run's temp folder is mostly empty). Reading a listing by handle
+/// follows nothing; an error answers "not empty", so the child looks.
+fn is_empty(dir: BorrowedFd<'_>) -> bool {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+    let mut it = RawDir::new(dir, &mut buf);
+    while let Some(ent) = it.next() {
+        match ent {
+            Ok(e) if e.file_name() == c"." || e.file_name() == c".." => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Runs the walk in a child that took the tree owner's identity; returns what it reported.
