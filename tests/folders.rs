@@ -513,12 +513,18 @@ fn f3_a_users_folder_is_removed_with_that_users_rights_only() {
 
 // ---- F7: a temp folder per run --------------------------------------------------------
 
-/// A runner that reports its temp variables and the owner and mode of `$TMPDIR`, and leaves
-/// files there (by `mktemp`, Python's `tempfile`, and by hand).
+/// A runner that reports its temp variables, where `$TMPDIR` really is (its owner and mode),
+/// leaves files there (by `mktemp`, Python's `tempfile`, and by hand), and binds a Unix socket
+/// the way Chromium does at every start (`$TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket`:
+/// a socket path has at most 107 bytes, and Chromium aborts when it does not fit).
 const TMP_SCRIPT: &str =
-    "echo \"$TMPDIR|$TEMP|$TMP\" > \"$1/vars\"; stat -c '%u %a' \"$TMPDIR\" > \"$1/owner\"; \
+    "echo \"$TMPDIR|$TEMP|$TMP\" > \"$1/vars\"; readlink -f \"$TMPDIR\" > \"$1/real\"; \
+    stat -L -c '%u %a' \"$TMPDIR\" > \"$1/owner\"; \
     f=$(mktemp); d=$(mktemp -d); p=$(python3 -c 'import tempfile; print(tempfile.mkstemp()[1])'); \
-    mkdir -p \"$TMPDIR/a/b\"; echo x > \"$TMPDIR/a/b/c\"; echo \"$f $d $p\" > \"$1/made\"";
+    mkdir -p \"$TMPDIR/a/b\"; echo x > \"$TMPDIR/a/b/c\"; echo \"$f $d $p\" > \"$1/made\"; \
+    readlink -f \"$f\" > \"$1/made_real\"; \
+    python3 -c 'import os, socket, tempfile; d = tempfile.mkdtemp(prefix=\"org.chromium.Chromium.\"); \
+    socket.socket(socket.AF_UNIX).bind(os.path.join(d, \"SingletonSocket\")); print(\"ok\")' > \"$1/socket\" 2>&1; true";
 
 fn tmp_job(name: &str, extra: &str) -> String {
     format!(
@@ -527,59 +533,74 @@ fn tmp_job(name: &str, extra: &str) -> String {
     )
 }
 
-/// Runs `job` once (run-once, which runs it with the daemon's own code) and returns its
-/// runner's folder and what the runner wrote there.
-fn run_tmp_job(
-    inst: &Instance,
-    job: &str,
-    runner_dir: impl Fn(&Path) -> PathBuf,
-) -> (PathBuf, Vec<String>, String) {
+/// What a run of [`TMP_SCRIPT`] reported.
+struct TmpRun {
+    /// The runner's `{run_dir}`.
+    dir: PathBuf,
+    vars: Vec<String>,
+    read: std::collections::HashMap<&'static str, String>,
+}
+
+/// Runs `job` once (run-once, which runs it with the daemon's own code) and returns what its
+/// runner reported.
+fn run_tmp_job(inst: &Instance, job: &str, runner_dir: impl Fn(&Path) -> PathBuf) -> TmpRun {
     let out = inst.run(&["run-once", job]);
     assert!(out.status.success(), "{out:?}\n{}", inst.log());
     let recs = inst.finished_records(job);
     let rec = recs.last().expect("a record");
     assert_eq!(rec["outcome"], "success", "{rec}");
     let dir = runner_dir(Path::new(rec["run_dir"].as_str().unwrap()));
-    let read = |f: &str| {
-        fs::read_to_string(dir.join(f))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let vars: Vec<String> = read("vars").split('|').map(str::to_string).collect();
-    let made = read("made");
-    (dir, vars, made)
+    let mut read = std::collections::HashMap::new();
+    for f in ["vars", "real", "owner", "made", "made_real", "socket"] {
+        let text = fs::read_to_string(dir.join(f)).unwrap_or_default();
+        read.insert(f, text.trim().to_string());
+    }
+    let vars = read["vars"].split('|').map(str::to_string).collect();
+    TmpRun { dir, vars, read }
 }
 
-fn assert_tmp_used_and_gone(dir: &Path, vars: &[String], made: &str) {
-    let tmp = dir.join("tmp");
+/// The temp variables name one folder, which is the run's `tmp/` (reached by a short name),
+/// took what the runner left, fits Chromium's socket, and is gone after the run; nothing of
+/// it is left in /tmp.
+fn assert_tmp_used_and_gone(run: &TmpRun, owner: &str) {
+    let tmp = run.dir.join("tmp");
+    let name = run.vars[0].clone();
+    assert_eq!(run.vars, vec![name.clone(); 3], "TMPDIR, TEMP, TMP");
     assert_eq!(
-        vars,
-        vec![tmp.display().to_string(); 3],
-        "TMPDIR, TEMP, TMP"
+        run.read["real"],
+        tmp.display().to_string(),
+        "where $TMPDIR is"
     );
-    let made: Vec<&str> = made.split_whitespace().collect();
+    assert_eq!(run.read["owner"], owner, "owner and mode of $TMPDIR");
+    assert_eq!(
+        run.read["socket"], "ok",
+        "Chromium's socket under $TMPDIR ({name})"
+    );
+    let made: Vec<&str> = run.read["made"].split_whitespace().collect();
     assert_eq!(made.len(), 3, "{made:?}");
     for m in &made {
+        assert!(m.starts_with(&format!("{name}/")), "{m} is not in {name}");
+        let file = Path::new(m).file_name().unwrap();
         assert!(
-            m.starts_with(&*tmp.display().to_string()),
-            "{m} is not in {}",
-            tmp.display()
-        );
-        let name = Path::new(m).file_name().unwrap();
-        assert!(
-            !Path::new("/tmp").join(name).exists(),
+            !Path::new("/tmp").join(file).exists(),
             "{} was created in /tmp",
-            name.to_string_lossy()
+            file.to_string_lossy()
         );
     }
     assert!(
-        fs::symlink_metadata(&tmp).is_err(),
-        "the run's temp folder {} is still there after the run",
-        tmp.display()
+        run.read["made_real"].starts_with(&tmp.display().to_string()),
+        "{} is not in the run folder",
+        run.read["made_real"]
     );
+    for gone in [Path::new(&name), tmp.as_path()] {
+        assert!(
+            fs::symlink_metadata(gone).is_err(),
+            "the run's temp folder {} is still there after the run",
+            gone.display()
+        );
+    }
     // The rest of the run folder stays.
-    assert!(dir.join("made").is_file());
+    assert!(run.dir.join("made").is_file());
 }
 
 #[test]
@@ -588,12 +609,8 @@ fn f7_a_run_has_its_own_tmpdir_which_is_gone_when_it_ends() {
         return;
     }
     let inst = Instance::new("", &tmp_job("t", ""));
-    let (dir, vars, made) = run_tmp_job(&inst, "t", Path::to_path_buf);
-    assert_eq!(
-        fs::read_to_string(dir.join("owner")).unwrap().trim(),
-        "0 700"
-    );
-    assert_tmp_used_and_gone(&dir, &vars, &made);
+    let run = run_tmp_job(&inst, "t", Path::to_path_buf);
+    assert_tmp_used_and_gone(&run, "0 700");
 }
 
 #[test]
@@ -605,18 +622,14 @@ fn f7_a_user_jobs_tmpdir_is_the_users_own_and_gone_when_the_run_ends() {
     let inst = Instance::new("", &tmp_job("t", &format!("user = \"{USER}\"\n")));
     chmod(inst.dir.path(), 0o755);
     let users = users_tree(&inst);
-    let (dir, vars, made) = run_tmp_job(&inst, "t", |run_dir| {
+    let run = run_tmp_job(&inst, "t", |run_dir| {
         users.join("jobs/t").join(run_dir.file_name().unwrap())
     });
-    assert_eq!(
-        fs::read_to_string(dir.join("owner")).unwrap().trim(),
-        format!("{uid} 700")
-    );
-    assert_tmp_used_and_gone(&dir, &vars, &made);
+    assert_tmp_used_and_gone(&run, &format!("{uid} 700"));
 }
 
 #[test]
-fn f7_a_jobs_own_tmpdir_wins_and_the_others_still_point_into_the_run() {
+fn f7_a_jobs_own_tmpdir_wins_and_the_others_still_name_the_runs() {
     if !python() {
         return;
     }
@@ -630,12 +643,21 @@ fn f7_a_jobs_own_tmpdir_wins_and_the_others_still_point_into_the_run() {
             &format!("env = {{ TMPDIR = \"{}\" }}\n", own.display()),
         ),
     );
-    let (dir, vars, made) = run_tmp_job(&inst, "t", Path::to_path_buf);
-    let tmp = dir.join("tmp").display().to_string();
-    assert_eq!(vars, [own.display().to_string(), tmp.clone(), tmp]);
+    let run = run_tmp_job(&inst, "t", Path::to_path_buf);
+    let ours = run.vars[1].clone();
+    assert_eq!(
+        run.vars,
+        [own.display().to_string(), ours.clone(), ours.clone()]
+    );
+    assert_ne!(ours, "");
     // The job's folder is the job's: the daemon neither removes it nor what is in it.
-    let first = made.split_whitespace().next().unwrap().to_string();
-    assert!(first.starts_with(&*own.display().to_string()), "{made}");
+    let first = run.read["made"]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(first.starts_with(&*own.display().to_string()), "{first}");
     assert!(Path::new(&first).exists());
-    assert!(fs::symlink_metadata(dir.join("tmp")).is_err());
+    assert!(fs::symlink_metadata(&ours).is_err());
+    assert!(fs::symlink_metadata(run.dir.join("tmp")).is_err());
 }
