@@ -639,6 +639,7 @@ mod tests {
             report: None,
             attempts: Vec::new(),
             request: None,
+            tmp: None,
         }
     }
 

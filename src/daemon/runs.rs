@@ -89,7 +89,11 @@ pub(crate) fn prepare_folder(
             record::ts(due)
         )
     })?;
-    let rec = new_record(job, run_id, run_dir.clone(), due, trigger);
+    let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
+    // A short name for the run's temp folder (made just below): sockets under TMPDIR must
+    // fit 107 bytes. Without one, the folder is named directly.
+    let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
+    rec.tmp = crate::sys::tmp_link::create(&tmp).ok();
     // The output files too: creating a file costs far more than opening one, and this runs
     // ahead of the due time.
     let created = rec.save().and_then(|_| {
@@ -108,6 +112,9 @@ pub(crate) fn prepare_folder(
         Ok(())
     });
     if let Err(e) = created {
+        if let Some(link) = &rec.tmp {
+            let _ = crate::sys::tmp_link::remove(link);
+        }
         let _ = record::discard(st, &job.name, &run_dir);
         return Err(format!(
             "job {}: run due {} not started, its record could not be written: {e}",
@@ -127,8 +134,14 @@ pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
     let mut env = job.env.clone();
     // The run's tag (see `run`): the record's folder, whoever the runner is.
     env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
-    // The run's own temp folder, unless the job names its own (the admin's choice wins).
-    let tmp = run_dir.join(super::workdir::TMP_DIR).display().to_string();
+    // The run's own temp folder (by its short name), unless the job names its own (the
+    // admin's choice wins).
+    let tmp = rec
+        .tmp
+        .clone()
+        .unwrap_or_else(|| run_dir.join(super::workdir::TMP_DIR))
+        .display()
+        .to_string();
     for var in super::workdir::TMP_VARS {
         env.entry(var.into()).or_insert_with(|| tmp.clone());
     }

@@ -18,7 +18,9 @@
 //! Each run has a temp folder of its own (`tmp/` in the runner's `{run_dir}`, the user's for
 //! a `user` job), named by `TMPDIR`, `TEMP` and `TMP` unless the job's `env` names them: a
 //! browser's profiles and `org.chromium.*` folders go there instead of piling up in `/tmp`,
-//! and the folder is removed when the run has ended.
+//! and the folder is removed when the run has ended. The variables name it by a short link
+//! in `/tmp` (`sys::tmp_link`: Chromium's socket below `$TMPDIR` must fit 107 bytes), which
+//! goes with it.
 //!
 //! Removal ([`after_run`], [`go_on`]) uses [`crate::sys::tree`]: no recursion, by handle,
 //! never through a link or into a mount, a user's folders with that user's rights, and a
@@ -183,6 +185,11 @@ pub(crate) fn after_run(state: &StateDir, rec: &RunRecord, keep: usize, protect:
     let job = rec.job.as_str();
     let mut budget = Budget::new(LOOK, LOOK_ENTRIES);
     let mut more = false;
+    if let Some(link) = &rec.tmp {
+        if let Err(e) = crate::sys::tmp_link::remove(link) {
+            tracing::warn!(job, "cannot remove {}: {e}", link.display());
+        }
+    }
     let tmps = [
         (rec.run_dir.join(TMP_DIR), Rights::Daemon),
         (

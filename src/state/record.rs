@@ -185,6 +185,10 @@ pub struct RunRecord {
     /// The `run-once` request this run answers (how the waiting command finds its run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// The short name (a link, see `sys::tmp_link`) of the run's temp folder, which its
+    /// `TMPDIR`, `TEMP` and `TMP` name; removed with the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<PathBuf>,
 }
 
 impl RunRecord {
@@ -220,6 +224,7 @@ impl RunRecord {
             report: None,
             attempts: Vec::new(),
             request: None,
+            tmp: None,
         }
     }
 
@@ -391,8 +396,18 @@ pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io
     Ok(moved)
 }
 
-/// Moves a run folder of `job` into [`removing_dir`] (a rename: at once, whatever is in it).
+/// Moves a run folder of `job` into [`removing_dir`] (a rename: at once, whatever is in it),
+/// and removes the short name of its temp folder (a run that ended while no daemon watched
+/// still has it).
 pub fn discard(state: &StateDir, job: &str, dir: &Path) -> io::Result<()> {
+    if let Ok(Some(RunRecord {
+        tmp: Some(link), ..
+    })) = read_record(dir)
+    {
+        if let Err(e) = crate::sys::tmp_link::remove(&link) {
+            tracing::warn!(job, "cannot remove {}: {e}", link.display());
+        }
+    }
     let removing =
         super::create_state_subdirs(&state.root, &["jobs", job, "removing"]).map_err(|e| {
             io::Error::new(

@@ -3,6 +3,7 @@
 //! for a freshly detached daemon.
 
 pub mod memory;
+pub mod tmp_link;
 pub mod tree;
 
 #[cfg(unix)]

@@ -1,0 +1,175 @@
+//! Short names for runs' temp folders. A run's temp folder lies in its run folder, whose path
+//! is long (`/var/lib/robotmk-daemon/system/jobs/<job>/runs/<run_id>/tmp`, 75 bytes and
+//! more), but programs bind Unix sockets below `$TMPDIR`, and a socket path has at most 107
+//! bytes: Chromium binds `$TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket` (46 more) at
+//! every start and aborts when it does not fit; Python's multiprocessing fails the same way.
+//! So `TMPDIR` names a link `/tmp/rmkd-<12 random characters>` to the folder (22 bytes): what
+//! the run writes lands in its run folder, under a name short enough for any socket.
+//!
+//! The link is root's (the daemon's), in root's sticky `/tmp`: no other user can replace or
+//! remove it, and every user may follow it there (`fs.protected_symlinks` lets anyone follow
+//! a link whose owner owns the sticky folder). It is created with `symlinkat` (never over an
+//! existing name: a name someone took is skipped), and removed only if it still is such a
+//! link of the daemon's user. Without a root-owned sticky `/tmp`, or on Windows (no such
+//! socket limit there), there is no link and the run's folder is named directly.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The prefix of every link's name.
+#[cfg(unix)]
+const PREFIX: &str = "rmkd-";
+
+/// Creates a link to `target` with a short name; its path.
+pub fn create(target: &Path) -> io::Result<PathBuf> {
+    imp::create(target)
+}
+
+/// Removes a link [`create`] made (a missing one is fine).
+pub fn remove(link: &Path) -> io::Result<()> {
+    imp::remove(link)
+}
+
+#[cfg(unix)]
+mod imp {
+    use super::PREFIX;
+    use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+    use rustix::io::Errno;
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::path::{Path, PathBuf};
+
+    const TMP: &str = "/tmp";
+
+    /// `/tmp`, by handle, when it is root's sticky folder (else a link there could be
+    /// replaced by whoever owns it).
+    fn tmp_dir() -> io::Result<OwnedFd> {
+        let fd = rfs::open(
+            TMP,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rfs::fstat(&fd)?;
+        if st.st_uid != 0 || st.st_mode & libc::S_ISVTX == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "/tmp is not root's sticky folder",
+            ));
+        }
+        Ok(fd)
+    }
+
+    /// 12 characters of [a-z2-7] from the kernel's random bytes (60 bits).
+    fn random_name() -> io::Result<String> {
+        let mut b = [0u8; 8];
+        // SAFETY: getrandom into our buffer of 8 bytes.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        if n != b.len() as isize {
+            return Err(io::Error::last_os_error());
+        }
+        let mut v = u64::from_le_bytes(b);
+        let mut name = String::from(PREFIX);
+        for _ in 0..12 {
+            name.push(b"abcdefghijklmnopqrstuvwxyz234567"[(v & 31) as usize] as char);
+            v >>= 5;
+        }
+        Ok(name)
+    }
+
+    pub(super) fn create(target: &Path) -> io::Result<PathBuf> {
+        let dir = tmp_dir()?;
+        for _ in 0..16 {
+            let name = random_name()?;
+            match rfs::symlinkat(target, &dir, name.as_str()) {
+                Ok(()) => return Ok(Path::new(TMP).join(name)),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free name in /tmp",
+        ))
+    }
+
+    pub(super) fn remove(link: &Path) -> io::Result<()> {
+        let name = match (link.parent(), link.file_name().and_then(|n| n.to_str())) {
+            (Some(p), Some(n)) if p == Path::new(TMP) && n.starts_with(PREFIX) => n,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is no temp folder link of ours", link.display()),
+                ))
+            }
+        };
+        let dir = tmp_dir()?;
+        let st = match rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink || st.st_uid != me {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is no link of the daemon's any more; left alone",
+                    link.display()
+                ),
+            ));
+        }
+        // Only root (the owner) can replace a root-owned entry of the sticky /tmp: still ours.
+        match rfs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_short_link_names_the_folder_and_goes_again() {
+            let t = tempfile::tempdir().unwrap();
+            let link = match create(t.path()) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => return,
+                Err(e) => panic!("{e}"),
+            };
+            assert!(link.as_os_str().len() <= 22, "{}", link.display());
+            assert_eq!(std::fs::read_link(&link).unwrap(), t.path());
+            std::fs::write(link.join("f"), "x").unwrap();
+            assert!(t.path().join("f").is_file());
+            remove(&link).unwrap();
+            assert!(std::fs::symlink_metadata(&link).is_err());
+            remove(&link).unwrap();
+            // Nothing but our own links.
+            assert!(remove(Path::new("/tmp/other")).is_err());
+            assert!(remove(Path::new("/etc/rmkd-x")).is_err());
+            let plain = Path::new("/tmp").join(format!("rmkd-test-{}", std::process::id()));
+            std::fs::create_dir(&plain).unwrap();
+            assert!(remove(&plain).is_err());
+            assert!(plain.is_dir());
+            std::fs::remove_dir(&plain).unwrap();
+        }
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    pub(super) fn create(_target: &Path) -> io::Result<PathBuf> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no socket path limit to work around",
+        ))
+    }
+
+    pub(super) fn remove(_link: &Path) -> io::Result<()> {
+        Ok(())
+    }
+}
