@@ -661,3 +661,72 @@ fn f7_a_jobs_own_tmpdir_wins_and_the_others_still_name_the_runs() {
     assert!(fs::symlink_metadata(&ours).is_err());
     assert!(fs::symlink_metadata(run.dir.join("tmp")).is_err());
 }
+
+/// The real thing: headless Chromium (Debian's `chromium`) as a run's runner, with a state dir
+/// as long as a real one: it starts (its socket below `$TMPDIR` fits), and a browser ended by
+/// the run's timeout with its profile in `$TMPDIR` (as chromedriver makes it) leaves nothing
+/// behind: no `org.chromium.*` in /tmp, no profile. Not run by default: CI does not install
+/// Chromium (`cargo test --test folders -- --ignored` where it is there).
+#[test]
+#[ignore = "needs Debian's chromium"]
+fn f7_chromium_starts_with_the_runs_tmpdir_and_leaves_nothing_in_tmp() {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !require_tool(chromium.is_file(), "/usr/bin/chromium") {
+        return;
+    }
+    let inst = Instance::new("", "");
+    // As long as `/var/lib/check_mk_agent/robotmk-daemon/system` and more.
+    let state = inst
+        .dir
+        .path()
+        .join("var/lib/check_mk_agent/robotmk-daemon/system");
+    let script = "chromium --headless --no-sandbox --disable-gpu --dump-dom about:blank \
+                  > \"$1/dom\" 2> \"$1/chromium.err\"; echo \"$TMPDIR\" > \"$1/tmpdir\"; \
+                  d=$(mktemp -d -t .org.chromium.Chromium.XXXXXX); echo \"$d\" > \"$1/profile\"; \
+                  chromium --headless --no-sandbox --disable-gpu --user-data-dir=\"$d\" \
+                  --remote-debugging-port=0 about:blank 2>> \"$1/chromium.err\" & \
+                  while [ ! -e \"$d/Default\" ]; do sleep 0.2; done; sleep 600";
+    inst.write_raw_config(&format!(
+        "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nstop_grace = \"2s\"\n\n[[job]]\nname = \"browser\"\n\
+         command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{run_dir}}\"]\nevery = \"1h\"\ntimeout = \"20s\"\n",
+        state.display()
+    ));
+    let chromium_tmp = || -> std::collections::BTreeSet<std::ffi::OsString> {
+        fs::read_dir("/tmp")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| n.to_string_lossy().contains("org.chromium."))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = chromium_tmp();
+    let out = inst.run(&["run-once", "browser"]);
+    let runs = state.join("jobs/browser/runs");
+    let run = fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let err = fs::read_to_string(run.join("chromium.err")).unwrap_or_default();
+    let rec = fs::read_to_string(run.join("record.json")).unwrap_or_default();
+    assert!(
+        rec.contains("\"outcome\":\"timeout\""),
+        "{out:?}\n{rec}\n{err}"
+    );
+    let dom = fs::read_to_string(run.join("dom")).unwrap_or_default();
+    assert!(dom.contains("<body>"), "{dom}\n{err}");
+    assert!(!err.contains("Socket path too long"), "{err}");
+    let tmpdir = fs::read_to_string(run.join("tmpdir")).unwrap();
+    let profile = fs::read_to_string(run.join("profile")).unwrap();
+    assert!(profile.starts_with(tmpdir.trim()), "{profile} {tmpdir}");
+    for gone in [tmpdir.trim(), profile.trim()] {
+        assert!(fs::symlink_metadata(gone).is_err(), "{gone} is left");
+    }
+    assert!(!run.join("tmp").exists());
+    // Other processes of this host may start Chromium meanwhile: only new entries count.
+    let new: Vec<_> = chromium_tmp().difference(&before).cloned().collect();
+    assert!(new.is_empty(), "left in /tmp: {new:?}");
+}
