@@ -180,3 +180,30 @@ mod imp {
         }
     }
 }
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_a_file_and_nothing_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("tree");
+        let mut deep = top.clone();
+        for _ in 0..50 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), "x").unwrap();
+        let file = t.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let mut budget = Budget::new(Duration::from_secs(60), u64::MAX);
+        for p in [&top, &file, &top] {
+            assert_eq!(
+                remove_tree(p, Rights::Owner, &mut budget).unwrap(),
+                Removal::Gone
+            );
+            assert!(std::fs::symlink_metadata(p).is_err());
+        }
+    }
+}
