@@ -774,6 +774,12 @@ fn as_owner(
         pid
     };
     drop(report_w);
+    // The child's own handle, for the signal below: it names that process even if something
+    // else collected it meanwhile (a PID could be another process's by then).
+    // SAFETY: pidfd_open(2) with a PID and no flags; the result is checked.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new descriptor owned by nobody else.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
     let until = walk.deadline + CHILD_GRACE;
     let mut buf = [0u8; REPORT];
     let mut got = 0;
@@ -781,8 +787,6 @@ fn as_owner(
     loop {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            // SAFETY: our own child, not yet collected (its pipe is still open).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
             killed = true;
             break;
         }
@@ -814,7 +818,25 @@ fn as_owner(
         }
         break;
     }
-    collect(pid, killed);
+    // Its work is done (or its time is up): ended for sure, since its user may have stopped
+    // it (SIGSTOP) between its report and its exit, and a stopped child is never collected.
+    match &pidfd {
+        // SAFETY: pidfd_send_signal on our own pidfd, no info, no flags.
+        Some(fd) => unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        },
+        // SAFETY: our own child, not collected by us yet.
+        None => unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        },
+    }
+    collect(pid, pidfd.as_ref());
     if killed {
         return Err(err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -832,22 +854,31 @@ fn as_owner(
     }
 }
 
-/// Collects the child. After its report it is exiting; one that was killed may hang in the
-/// kernel a while (an NFS or FUSE wait): collected by a thread then, not by the finisher.
-fn collect(pid: libc::pid_t, killed: bool) {
-    let wait = move || {
+/// Collects the child (SIGKILLed: ending). One that hangs in the kernel a while (an NFS or
+/// FUSE wait) is collected by a thread of its own, not by the finisher.
+fn collect(pid: libc::pid_t, pidfd: Option<&OwnedFd>) {
+    if let Some(fd) = pidfd {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let mut status = 0;
-        // SAFETY: waitpid on our own child; ECHILD (collected elsewhere) is harmless.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-    };
-    if killed {
-        let _ = std::thread::Builder::new()
-            .name("tree-child".into())
-            .stack_size(64 * 1024)
-            .spawn(wait);
-    } else {
-        wait();
+        // SAFETY: one valid pollfd; then waitpid on our own child, without blocking.
+        if unsafe { libc::poll(&mut pfd, 1, 1000) } > 0
+            && unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != 0
+        {
+            return;
+        }
     }
+    let _ = std::thread::Builder::new()
+        .name("tree-child".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child; ECHILD (collected elsewhere) is harmless.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        });
 }
 
 /// The child's side: takes the owner's identity, walks, reports, exits.
