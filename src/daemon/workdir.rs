@@ -190,13 +190,11 @@ pub(crate) fn after_run(state: &StateDir, rec: &RunRecord, keep: usize, protect:
             tracing::warn!(job, "cannot remove {}: {e}", link.display());
         }
     }
-    let tmps = [
-        (rec.run_dir.join(TMP_DIR), Rights::Daemon),
-        (
-            work_dir_of(&rec.run_dir).unwrap_or_default().join(TMP_DIR),
-            Rights::Owner,
-        ),
-    ];
+    // A root job's temp folder is in its record's folder, a user job's in the user's.
+    let mut tmps = vec![(rec.run_dir.join(TMP_DIR), Rights::Daemon)];
+    if let Some(work) = work_dir_of(&rec.run_dir) {
+        tmps.push((work.join(TMP_DIR), Rights::Owner));
+    }
     for (tmp, rights) in tmps {
         match remove_tree(&tmp, rights, &mut budget) {
             Ok(Removal::Gone) => {}
