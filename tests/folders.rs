@@ -603,6 +603,18 @@ fn assert_tmp_used_and_gone(run: &TmpRun, owner: &str) {
     assert!(run.dir.join("made").is_file());
 }
 
+/// Links in /tmp that name something below `dir`.
+fn links_into(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir("/tmp")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn f7_a_run_has_its_own_tmpdir_which_is_gone_when_it_ends() {
     if !python() {
@@ -611,6 +623,40 @@ fn f7_a_run_has_its_own_tmpdir_which_is_gone_when_it_ends() {
     let inst = Instance::new("", &tmp_job("t", ""));
     let run = run_tmp_job(&inst, "t", Path::to_path_buf);
     assert_tmp_used_and_gone(&run, "0 700");
+    assert_eq!(links_into(inst.dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn f7_a_killed_daemons_temp_links_go_when_their_runs_are_gone() {
+    // Runs prepared ahead and in flight when the daemon is killed keep their short names;
+    // the next daemon removes those whose run folder is gone (here: the whole state dir).
+    let inst = Instance::new(
+        "",
+        "[[job]]\nname = \"s\"\ncommand = [\"sleep\", \"600\"]\nevery = \"1s\"\n",
+    );
+    let pid = start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !links_into(inst.dir.path())
+            .is_empty()
+            && inst.status_json()["jobs"][0]["running"][0]["pid"].is_u64()),
+        "{}",
+        inst.log()
+    );
+    kill9(pid);
+    for (p, _) in processes_of(&inst.dir.path().display().to_string()) {
+        kill9(p);
+    }
+    assert!(!links_into(inst.dir.path()).is_empty());
+    let _ = fs::remove_dir_all(&inst.state);
+    // Another instance's daemon starts: it sweeps them.
+    let other = Instance::new("", "");
+    start(&other);
+    assert!(
+        wait_for(Duration::from_secs(30), || links_into(inst.dir.path())
+            .is_empty()),
+        "{:?}",
+        links_into(inst.dir.path())
+    );
 }
 
 #[test]

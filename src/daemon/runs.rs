@@ -90,10 +90,6 @@ pub(crate) fn prepare_folder(
         )
     })?;
     let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
-    // A short name for the run's temp folder (made just below): sockets under TMPDIR must
-    // fit 107 bytes. Without one, the folder is named directly.
-    let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
-    rec.tmp = crate::sys::tmp_link::create(&tmp).ok();
     // The output files too: creating a file costs far more than opening one, and this runs
     // ahead of the due time.
     let created = rec.save().and_then(|_| {
@@ -112,15 +108,25 @@ pub(crate) fn prepare_folder(
         Ok(())
     });
     if let Err(e) = created {
-        if let Some(link) = &rec.tmp {
-            let _ = crate::sys::tmp_link::remove(link);
-        }
         let _ = record::discard(st, &job.name, &run_dir);
         return Err(format!(
             "job {}: run due {} not started, its record could not be written: {e}",
             job.name,
             record::ts(due)
         ));
+    }
+    // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
+    // once the folder is there (a link whose run folder is gone is swept away), and kept in
+    // the journal, which removes it with the folder. Without one, the folder is named
+    // directly.
+    let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
+    if let Ok(link) = crate::sys::tmp_link::create(&tmp) {
+        rec.tmp = Some(link);
+        if rec.save().is_err() {
+            if let Some(link) = rec.tmp.take() {
+                let _ = crate::sys::tmp_link::remove(&link);
+            }
+        }
     }
     Ok(rec)
 }

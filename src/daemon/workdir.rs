@@ -163,8 +163,13 @@ pub(crate) fn removal_pending() -> bool {
     !pending().is_empty()
 }
 
-/// At start: what an earlier daemon left to remove (every job is looked at once).
+/// At start: what an earlier daemon left to remove (every job is looked at once), and short
+/// names of temp folders whose run folder is gone (a killed daemon's, a deleted state dir's).
 pub(crate) fn look_again_at_all(state: &StateDir) {
+    let swept = crate::sys::tmp_link::sweep();
+    if swept > 0 {
+        tracing::info!(swept, "removed links to temp folders of runs that are gone");
+    }
     let Ok(list) = std::fs::read_dir(state.jobs_dir()) else {
         return;
     };

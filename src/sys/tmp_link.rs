@@ -30,6 +30,14 @@ pub fn remove(link: &Path) -> io::Result<()> {
     imp::remove(link)
 }
 
+/// Removes the links of the daemon's user whose run folder (the folder above the one they
+/// name) is gone: left by a daemon that was killed, or whose state dir was deleted. Returns
+/// how many. A link is made only once its run folder exists, so a run being prepared loses
+/// nothing.
+pub fn sweep() -> usize {
+    imp::sweep()
+}
+
 #[cfg(unix)]
 mod imp {
     use super::PREFIX;
@@ -37,6 +45,7 @@ mod imp {
     use rustix::io::Errno;
     use std::io;
     use std::os::fd::OwnedFd;
+    use std::os::unix::ffi::OsStrExt;
     use std::path::{Path, PathBuf};
 
     const TMP: &str = "/tmp";
@@ -90,6 +99,56 @@ mod imp {
             io::ErrorKind::AlreadyExists,
             "no free name in /tmp",
         ))
+    }
+
+    /// `rmkd-` and 12 characters of [a-z2-7]: a name [`create`] makes.
+    fn is_ours(name: &str) -> bool {
+        name.strip_prefix(PREFIX).is_some_and(|r| {
+            r.len() == 12
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        })
+    }
+
+    pub(super) fn sweep() -> usize {
+        let Ok(dir) = tmp_dir() else {
+            return 0;
+        };
+        let Ok(list) = std::fs::read_dir(TMP) else {
+            return 0;
+        };
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let mut removed = 0;
+        for e in list.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !is_ours(&name) {
+                continue;
+            }
+            let Ok(st) = rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            if FileType::from_raw_mode(st.st_mode) != FileType::Symlink || st.st_uid != me {
+                continue;
+            }
+            let Ok(target) = rfs::readlinkat(&dir, name.as_str(), Vec::new()) else {
+                continue;
+            };
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            // The run folder, not the temp folder in it: that one is its runner's (a user's),
+            // and looking at it could follow what the user put there.
+            let Some(run_folder) = target.parent().filter(|p| p.is_absolute()) else {
+                continue;
+            };
+            if matches!(std::fs::symlink_metadata(run_folder), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                && rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     pub(super) fn remove(link: &Path) -> io::Result<()> {
@@ -161,6 +220,36 @@ mod imp {
             assert!(remove(&plain).is_err());
             assert!(plain.is_dir());
             std::fs::remove_dir(&plain).unwrap();
+            assert!(is_ours(link.file_name().unwrap().to_str().unwrap()));
+            assert!(!is_ours("rmkd-sandbox.lock") && !is_ours("rmkd-ABCDEFGHIJKL"));
+        }
+
+        #[test]
+        fn a_link_whose_run_folder_is_gone_is_swept_and_only_that() {
+            let t = tempfile::tempdir().unwrap();
+            let (gone, kept) = (t.path().join("gone"), t.path().join("kept"));
+            std::fs::create_dir_all(kept.join("tmp")).unwrap();
+            std::fs::create_dir_all(&gone).unwrap();
+            let Ok(a) = create(&gone.join("tmp")) else {
+                return;
+            };
+            let b = create(&kept.join("tmp")).unwrap();
+            struct Gone(Vec<PathBuf>);
+            impl Drop for Gone {
+                fn drop(&mut self) {
+                    for p in &self.0 {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+            }
+            let _gone = Gone(vec![a.clone(), b.clone()]);
+            // The run folder is there, its temp folder not (yet): kept.
+            sweep();
+            assert!(std::fs::symlink_metadata(&a).is_ok());
+            std::fs::remove_dir(&gone).unwrap();
+            sweep();
+            assert!(std::fs::symlink_metadata(&a).is_err(), "not swept");
+            assert!(std::fs::symlink_metadata(&b).is_ok(), "swept a live one");
         }
     }
 }
@@ -179,5 +268,9 @@ mod imp {
 
     pub(super) fn remove(_link: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    pub(super) fn sweep() -> usize {
+        0
     }
 }
