@@ -657,6 +657,7 @@ mod tests {
             attempts: Vec::new(),
             request: None,
             output_lost: false,
+            tmp: None,
         }
     }
 

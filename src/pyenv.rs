@@ -429,7 +429,20 @@ fn empty_dir(dir: &Path) -> Result<(), String> {
         let e = e.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         let p = e.path();
         let gone = match e.file_type() {
-            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
+            // Without recursion, by handle (sys::tree): an installer shaped that tree.
+            Ok(t) if t.is_dir() => {
+                match crate::sys::tree::remove_tree_fully(
+                    &p,
+                    crate::sys::tree::Rights::Daemon,
+                    std::time::Duration::from_secs(300),
+                ) {
+                    Ok(crate::sys::tree::Removal::Gone) => Ok(()),
+                    Ok(crate::sys::tree::Removal::More) => Err(std::io::Error::other(
+                        "not gone within 5 minutes",
+                    )),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                }
+            }
             _ => std::fs::remove_file(&p),
         };
         gone.map_err(|e| format!("cannot remove the old {}: {e}", p.display()))?;

@@ -638,4 +638,47 @@ fn windows_under_wine() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("record.json")).unwrap()).unwrap();
     assert_eq!(rec["outcome"], "killed", "{rec}");
     eprintln!("[runs] stop --now: run recorded as {}", rec["outcome"]);
+
+    // Each run has its own temp folder (TEMP, TMP, TMPDIR), in its run folder, removed when
+    // the run has ended (issue 19, finding 7).
+    let script = "echo %TEMP%> {run_dir}\\temp.txt & echo %TMP%> {run_dir}\\tmp.txt & \
+                  echo %TMPDIR%> {run_dir}\\tmpdir.txt & echo x> %TEMP%\\left.txt & \
+                  mkdir %TMP%\\sub & echo y> %TMP%\\sub\\f";
+    let cfg = w.instance(
+        "tmp",
+        &format!(
+            "[[job]]\nname = \"t\"\ncommand = ['C:\\windows\\system32\\cmd.exe', '/c', '{script}']\nevery = \"1h\"\n"
+        ),
+    );
+    let (_, code, out) = w.daemon_cmd("tmp-once", &["--config", &cfg, "run-once", "t"]);
+    assert_eq!(code, 0, "{out}");
+    let st = w.state("tmp");
+    let (dir, rec) = runs(&st, "t").pop().expect("a run of t");
+    assert_eq!(rec["outcome"], "success", "{rec}");
+    let win_dir = rec["run_dir"].as_str().unwrap().to_string();
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let tmp = format!("{win_dir}\\tmp");
+    eprintln!(
+        "[tmp] TEMP={} TMP={} TMPDIR={}",
+        read("temp.txt"),
+        read("tmp.txt"),
+        read("tmpdir.txt")
+    );
+    assert_eq!(
+        [read("temp.txt"), read("tmp.txt"), read("tmpdir.txt")],
+        [tmp.clone(), tmp.clone(), tmp],
+        "the run's temp variables"
+    );
+    assert!(
+        !dir.join("tmp").exists(),
+        "the run's temp folder is still there: {:?}",
+        std::fs::read_dir(dir.join("tmp"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    assert!(dir.join("temp.txt").exists());
 }

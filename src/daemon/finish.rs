@@ -21,7 +21,7 @@ use super::runs::write_final;
 use super::Event;
 use crate::robot::budget::{Limits, Stopping};
 use crate::robot::{Reading, RunFolder};
-use crate::state::record::{self, RunRecord};
+use crate::state::record::RunRecord;
 use crate::state::StateDir;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -120,7 +120,9 @@ impl Finisher {
     /// A finisher that posts each written record back through `events`; workers start as
     /// work comes.
     pub(super) fn new(state: StateDir, events: Sender<Event>) -> Finisher {
-        Finisher {
+        // What an earlier daemon left to remove is removed while the workers are idle.
+        super::workdir::look_again_at_all(&state);
+        let f = Finisher {
             shared: Arc::new(Shared {
                 state,
                 events,
@@ -128,7 +130,25 @@ impl Finisher {
                 wake: Condvar::new(),
                 stopping: Stopping::default(),
             }),
+        };
+        if super::workdir::removal_pending() {
+            let mut q = f.shared.queues();
+            if let Err(e) = f.start_worker(&mut q) {
+                warn!("cannot start a finisher thread: {e}; old run folders are removed after the next run");
+            }
         }
+        f
+    }
+
+    /// Starts one more worker (the caller holds the queues' lock and checked the bound).
+    fn start_worker(&self, q: &mut Queues) -> io::Result<()> {
+        q.workers += 1;
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("finisher".into())
+            .spawn(move || worker(&shared))
+            .map(drop)
+            .inspect_err(|_| q.workers -= 1)
     }
 
     /// Queues work behind the job's earlier work; gives it back if no worker exists or can
@@ -149,16 +169,10 @@ impl Finisher {
         if q.workers >= MAX_WORKERS {
             return Ok(());
         }
-        q.workers += 1;
-        let shared = Arc::clone(&self.shared);
         // Spawned under the lock: a failed spawn takes its work back before a worker sees it.
-        match std::thread::Builder::new()
-            .name("finisher".into())
-            .spawn(move || worker(&shared))
-        {
-            Ok(_) => Ok(()),
+        match self.start_worker(&mut q) {
+            Ok(()) => Ok(()),
             Err(e) => {
-                q.workers -= 1;
                 if q.workers > 0 {
                     // A running worker will come to it.
                     return Ok(());
@@ -224,26 +238,43 @@ fn worker(shared: &Shared) {
                 None => {}
             }
             q = shared.queues();
-            if q.pending.get(&job).is_some_and(|p| !p.is_empty()) {
-                // Behind the other ready jobs: one job's backlog does not starve the rest.
-                q.ready.push_back(job);
-            } else {
-                q.pending.remove(&job);
-                q.scheduled.remove(&job);
-            }
+            release(&mut q, job);
             continue;
         }
+        // Idle: old run folders a look could not finish are removed further, one job's at a
+        // time and never beside that job's own work (it holds the job like its records do).
+        if let Some(job) = super::workdir::next_pending(|j| !q.scheduled.contains(j)) {
+            q.scheduled.insert(job.clone());
+            drop(q);
+            super::workdir::go_on(&shared.state, &job);
+            q = shared.queues();
+            release(&mut q, job);
+        }
+        let removing = super::workdir::removal_pending();
         q.idle += 1;
+        let wait = if removing { super::workdir::IDLE } else { IDLE };
         let (guard, waited) = shared
             .wake
-            .wait_timeout(q, IDLE)
+            .wait_timeout(q, wait)
             .unwrap_or_else(|e| e.into_inner());
         q = guard;
         q.idle -= 1;
-        if waited.timed_out() && q.ready.is_empty() {
+        // The last worker stays while folders are left to remove.
+        if waited.timed_out() && q.ready.is_empty() && !(removing && q.workers == 1) {
             q.workers -= 1;
             return;
         }
+    }
+}
+
+/// A worker is done with `job` for now: back in line behind the other ready jobs while it has
+/// more work (one job's backlog does not starve the rest), else free.
+fn release(q: &mut Queues, job: String) {
+    if q.pending.get(&job).is_some_and(|p| !p.is_empty()) {
+        q.ready.push_back(job);
+    } else {
+        q.pending.remove(&job);
+        q.scheduled.remove(&job);
     }
 }
 
@@ -346,10 +377,7 @@ pub(super) fn do_work(
                 "run finished"
             );
             let error = write_final(state, &mut rec).err().map(|e| e.to_string());
-            if let Err(e) = record::prune(state, &rec.job, keep, &protect) {
-                warn!(job = %rec.job, "cannot remove old runs: {e}");
-            }
-            super::workdir::prune(state, &rec.job);
+            super::workdir::after_run(state, &rec, keep, &protect);
             (rec, error)
         }
         Work::Save(mut rec) => {
@@ -366,7 +394,7 @@ pub(super) fn do_work(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::record::{Outcome, Trigger};
+    use crate::state::record::{self, Outcome, Trigger};
     use std::sync::mpsc;
 
     fn record(st: &StateDir, job: &str) -> Box<RunRecord> {

@@ -101,8 +101,9 @@ impl Daemon {
             }
         };
         if rec.pid.is_none() && rec.started.is_none() && rec.due > Utc::now() {
-            // Prepared ahead by the previous daemon for a due time that has not come.
-            if let Err(e) = std::fs::remove_dir_all(dir) {
+            // Prepared ahead by the previous daemon for a due time that has not come. Moved
+            // into the job's `removing` folder; the finisher removes it from there.
+            if let Err(e) = record::discard(&self.state, job, dir) {
                 warn!(
                     job,
                     "cannot remove the prepared run folder {}: {e}",

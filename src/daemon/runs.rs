@@ -89,7 +89,7 @@ pub(crate) fn prepare_folder(
             record::ts(due)
         )
     })?;
-    let rec = new_record(job, run_id, run_dir.clone(), due, trigger);
+    let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
     // The output files too: creating a file costs far more than opening one, and this runs
     // ahead of the due time.
     let created = rec.save().and_then(|_| {
@@ -97,20 +97,36 @@ pub(crate) fn prepare_folder(
         private_file_options().open(run_dir.join(STDERR_FILE))?;
         if let Some(user) = &job.user {
             super::workdir::prepare(&run_dir, &job.name, user, job.argument_file.as_deref())?;
-        } else if let Some(text) = &job.argument_file {
-            use std::io::Write;
-            crate::state::file::create_new(&run_dir.join(crate::config::VARIABLES_FILE))?
-                .write_all(text.as_bytes())?;
+        } else {
+            super::workdir::make_tmp(&run_dir)?;
+            if let Some(text) = &job.argument_file {
+                use std::io::Write;
+                crate::state::file::create_new(&run_dir.join(crate::config::VARIABLES_FILE))?
+                    .write_all(text.as_bytes())?;
+            }
         }
         Ok(())
     });
     if let Err(e) = created {
-        let _ = std::fs::remove_dir_all(&run_dir);
+        let _ = record::discard(st, &job.name, &run_dir);
         return Err(format!(
             "job {}: run due {} not started, its record could not be written: {e}",
             job.name,
             record::ts(due)
         ));
+    }
+    // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
+    // once the folder is there (a link whose run folder is gone is swept away), and kept in
+    // the journal, which removes it with the folder. Without one, the folder is named
+    // directly.
+    let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
+    if let Ok(link) = crate::sys::tmp_link::create(&tmp) {
+        rec.tmp = Some(link);
+        if rec.save().is_err() {
+            if let Some(link) = rec.tmp.take() {
+                let _ = crate::sys::tmp_link::remove(&link);
+            }
+        }
     }
     Ok(rec)
 }
@@ -132,6 +148,17 @@ pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
     let mut env = job.env.clone();
     // The run's tag (see `run`): the record's folder, whoever the runner is.
     env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
+    // The run's own temp folder (by its short name), unless the job names its own (the
+    // admin's choice wins).
+    let tmp = rec
+        .tmp
+        .clone()
+        .unwrap_or_else(|| run_dir.join(super::workdir::TMP_DIR))
+        .display()
+        .to_string();
+    for var in super::workdir::TMP_VARS {
+        env.entry(var.into()).or_insert_with(|| tmp.clone());
+    }
     if let Some(u) = &job.user {
         env.insert("HOME".into(), u.home.display().to_string());
         env.insert("USER".into(), u.name.clone());
@@ -217,8 +244,12 @@ impl Daemon {
     /// daemon stops): nothing was due, so nothing is lost.
     pub(super) fn discard_prepared(&mut self, rec: Option<RunRecord>) {
         if let Some(rec) = rec {
-            if let Err(e) = std::fs::remove_dir_all(&rec.run_dir) {
-                warn!(job = %rec.job, "cannot remove the prepared run folder {}: {e}", rec.run_dir.display());
+            // Moved into the job's `removing` folder; the finisher removes it from there.
+            match record::discard(&self.state, &rec.job, &rec.run_dir) {
+                Ok(()) => super::workdir::removal_due(&rec.job),
+                Err(e) => {
+                    warn!(job = %rec.job, "cannot remove the prepared run folder {}: {e}", rec.run_dir.display())
+                }
             }
         }
     }

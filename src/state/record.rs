@@ -7,6 +7,7 @@
 //! its process can be found again by PID and start time.
 
 use super::{read_json, write_json, Durability, StateDir};
+use crate::sys::tree::{remove_tree, Budget, Removal, RemoveError, Rights};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -188,6 +189,10 @@ pub struct RunRecord {
     /// result are lost, whatever the exit code said.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub output_lost: bool,
+    /// The short name (a link, see `sys::tmp_link`) of the run's temp folder, which its
+    /// `TMPDIR`, `TEMP` and `TMP` name; removed with the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<PathBuf>,
 }
 
 impl RunRecord {
@@ -224,6 +229,7 @@ impl RunRecord {
             attempts: Vec::new(),
             request: None,
             output_lost: false,
+            tmp: None,
         }
     }
 
@@ -368,25 +374,105 @@ pub fn read_record(run_dir: &Path) -> io::Result<Option<RunRecord>> {
     }
 }
 
-/// Deletes the oldest run folders of `job` beyond `keep`, never one in `protect` (in flight).
-/// Returns how many were removed.
+/// The folder run folders are moved into to be removed: `jobs/<job>/removing/`. A folder
+/// there is no run any more for any reader, however long its removal takes (a tree a runner
+/// left may take many looks, see [`remove_discarded`]).
+pub fn removing_dir(state: &StateDir, job: &str) -> PathBuf {
+    state.job_dir(job).join("removing")
+}
+
+/// Moves the oldest run folders of `job` beyond `keep` out of the runs (never one in
+/// `protect`: in flight) into [`removing_dir`], where [`remove_discarded`] removes them.
+/// Returns how many were moved.
 pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io::Result<usize> {
     let runs = list_runs(state, job)?;
     if runs.len() <= keep {
         return Ok(0);
     }
     let excess = runs.len() - keep;
-    let mut removed = 0;
+    let mut moved = 0;
     for (id, dir) in runs.into_iter().take(excess) {
         if protect.contains(&id) {
             continue;
         }
-        fs::remove_dir_all(&dir).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot remove {}: {e}", dir.display()))
-        })?;
-        removed += 1;
+        discard(state, job, &dir)?;
+        moved += 1;
     }
-    Ok(removed)
+    Ok(moved)
+}
+
+/// Moves a run folder of `job` into [`removing_dir`] (a rename: at once, whatever is in it),
+/// and removes the short name of its temp folder (a run that ended while no daemon watched
+/// still has it).
+pub fn discard(state: &StateDir, job: &str, dir: &Path) -> io::Result<()> {
+    if let Ok(Some(RunRecord {
+        tmp: Some(link), ..
+    })) = read_record(dir)
+    {
+        if let Err(e) = crate::sys::tmp_link::remove(&link) {
+            tracing::warn!(job, "cannot remove {}: {e}", link.display());
+        }
+    }
+    let removing =
+        super::create_state_subdirs(&state.root, &["jobs", job, "removing"]).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", removing_dir(state, job).display()),
+            )
+        })?;
+    let name = dir.file_name().unwrap_or_default().to_os_string();
+    for n in 0..100 {
+        let mut to = name.clone();
+        if n > 0 {
+            to.push(format!(".{n}"));
+        }
+        let to = removing.join(to);
+        if fs::symlink_metadata(&to).is_ok() {
+            continue;
+        }
+        return match fs::rename(dir, &to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot move {} to {} to remove it: {e}",
+                    dir.display(),
+                    to.display()
+                ),
+            )),
+        };
+    }
+    Err(io::Error::other(format!(
+        "cannot move {} aside: {} is full of its names",
+        dir.display(),
+        removing.display()
+    )))
+}
+
+/// Removes what is in `job`'s [`removing_dir`], within `budget`: `More` when the budget ran
+/// out first. Errors (one per folder that could not be removed) are returned, not fatal: the
+/// other folders are removed still.
+pub fn remove_discarded(
+    state: &StateDir,
+    job: &str,
+    budget: &mut Budget,
+) -> (Removal, Vec<RemoveError>) {
+    let mut errors = Vec::new();
+    let Ok(list) = fs::read_dir(removing_dir(state, job)) else {
+        return (Removal::Gone, errors);
+    };
+    for e in list.flatten() {
+        if budget.spent() {
+            return (Removal::More, errors);
+        }
+        match remove_tree(&e.path(), Rights::Daemon, budget) {
+            Ok(Removal::Gone) => {}
+            Ok(Removal::More) => return (Removal::More, errors),
+            Err(err) => errors.push(err),
+        }
+    }
+    (Removal::Gone, errors)
 }
 
 /// Replaces the job's `latest.json` with `rec` unless it already holds a newer run.
@@ -456,6 +542,11 @@ mod tests {
         assert_eq!(due_of_run_id(&ids[0]), Some(t0));
         let removed = prune(&st, "j", 5, &[ids[0].clone()]).unwrap();
         assert_eq!(removed, 27);
+        assert_eq!(fs::read_dir(removing_dir(&st, "j")).unwrap().count(), 27);
+        let mut budget = Budget::new(Duration::from_secs(60), u64::MAX);
+        let (r, errors) = remove_discarded(&st, "j", &mut budget);
+        assert_eq!((r, errors.len()), (Removal::Gone, 0));
+        assert_eq!(fs::read_dir(removing_dir(&st, "j")).unwrap().count(), 0);
         let left: Vec<String> = list_runs(&st, "j")
             .unwrap()
             .into_iter()

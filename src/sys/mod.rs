@@ -5,6 +5,8 @@
 mod beneath;
 pub mod fatal;
 pub mod memory;
+pub mod tmp_link;
+pub mod tree;
 
 pub(crate) use beneath::open_beneath;
 

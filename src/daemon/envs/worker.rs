@@ -610,8 +610,14 @@ impl Worker {
                     continue;
                 }
                 self.retired.remove(&name);
-                match std::fs::remove_dir_all(e.path()) {
-                    Ok(()) => info!(env = %name, "removed an environment no job uses"),
+                // Its builds' tree (installers and a project's build ran in it): removed
+                // without recursion, by handle, with its owner's rights (sys::tree).
+                use crate::sys::tree::{remove_tree_fully, Removal, Rights};
+                match remove_tree_fully(&e.path(), Rights::Owner, Duration::from_secs(60)) {
+                    Ok(Removal::Gone) => info!(env = %name, "removed an environment no job uses"),
+                    Ok(Removal::More) => {
+                        warn!(env = %name, "an unused environment is not removed yet (too big for a minute)")
+                    }
                     Err(err) => warn!(env = %name, "cannot remove an unused environment: {err}"),
                 }
             }
