@@ -437,9 +437,9 @@ fn empty_dir(dir: &Path) -> Result<(), String> {
                     std::time::Duration::from_secs(300),
                 ) {
                     Ok(crate::sys::tree::Removal::Gone) => Ok(()),
-                    Ok(crate::sys::tree::Removal::More) => Err(std::io::Error::other(
-                        "not gone within 5 minutes",
-                    )),
+                    Ok(crate::sys::tree::Removal::More) => {
+                        Err(std::io::Error::other("not gone within 5 minutes"))
+                    }
                     Err(e) => Err(std::io::Error::other(e.to_string())),
                 }
             }
