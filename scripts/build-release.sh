@@ -10,7 +10,7 @@
 #                                       with an older glibc; ctrl starts faster without the
 #                                       dynamic loader). It never loads NSS modules: it asks
 #                                       the host's `getent` or reads /etc/passwd and /etc/group
-#                                       (src/sys/users.rs), since glibc's NSS crashes a static
+#                                       (src/service/sys/users.rs), since glibc's NSS crashes a static
 #                                       binary (issue 20).
 #
 # `--target` keeps the static flag off build-time artifacts (proc-macros cannot be static).

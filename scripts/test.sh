@@ -95,7 +95,7 @@ say "cargo test"
 cargo test --all-targets
 
 # --- the library's unit tests for Windows, under Wine --------------------------------------
-# (path trust by ACL, safe opens, process identity: src/sys/windows.rs and the OS-neutral
+# (path trust by ACL, safe opens, process identity: src/service/sys/windows.rs and the OS-neutral
 # modules). The shim Rust's std needs under Wine 8 goes next to the test .exe; output goes to
 # a file, since a Wine child keeps its creator's descriptors and a pipe might never close.
 if [ -n "${ROBOTMK_WINDOWS_EXE:-}" ] && command -v wine >/dev/null; then

@@ -6,32 +6,11 @@
 //! which starts the **runners** ([`run`]) on schedule ([`schedule`]) and records every run
 //! ([`state`]). The binary in `main.rs` only parses the command line ([`cli`]).
 
-pub mod agent;
-pub mod agent_mode;
+pub mod app;
 pub mod cli;
-pub mod completions;
-pub mod config;
-pub mod ctrl;
-pub mod ctrl_view;
-pub mod daemon;
-pub mod history;
-pub mod launch;
-pub mod liveness;
-pub mod lock;
-pub mod logging;
-pub mod logs;
-pub mod once;
-pub(crate) mod printable;
-pub mod pyenv;
-pub mod report;
-pub mod robot;
-pub mod run;
-pub mod schedule;
-pub mod security;
-pub mod staleness;
-pub mod state;
-pub mod sys;
-pub mod term;
+pub mod logic;
+pub mod model;
+pub mod service;
 
 /// Identifies the build a daemon runs (shown in status; compared by ctrl on upgrades).
 pub const BUILD_ID: &str = env!("CARGO_PKG_VERSION");

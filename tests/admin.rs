@@ -4,7 +4,7 @@
 //! `status`, `stop`'s progress line, and the generated completions and man page.
 //!
 //! Runs are real: `run-once` runs real commands and records them. Tests run with piped output,
-//! so they see the ASCII path by default; `ROBOTMK_DAEMON_TTY=1` (src/term.rs) makes stdout
+//! so they see the ASCII path by default; `ROBOTMK_DAEMON_TTY=1` (src/app/term.rs) makes stdout
 //! and stderr count as a terminal to check the other path.
 #![cfg(unix)]
 

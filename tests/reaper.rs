@@ -4,7 +4,7 @@
 //! unit tests would hold other tests' lock files open in the children for a moment.
 #![cfg(unix)]
 
-use robotmk_daemon::run::{spawn, RunSpec};
+use robotmk_daemon::service::run::{spawn, RunSpec};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ fn children() -> Vec<(u32, String)> {
 /// exit with a code of their own.
 #[test]
 fn orphans_are_collected_and_no_runner_exit_is_taken_for_one() {
-    robotmk_daemon::run::become_subreaper();
+    robotmk_daemon::service::run::become_subreaper();
     let dir = tempfile::tempdir().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let n = 400;

@@ -1,0 +1,470 @@
+//! ctrl — what the agent runs every minute: refresh the heartbeat, make sure exactly one
+//! daemon runs for the instance, print the agent sections. It returns in milliseconds and
+//! never waits on a run.
+//!
+//! Exactly one daemon, even with 50 ctrls racing: the lock tells whether a daemon runs; if
+//! none does, a ctrl takes `start.lock`, looks again, launches, and keeps `start.lock` until
+//! the new daemon holds its lock, so the ctrls queued behind it find it running.
+
+use crate::logic::agent;
+use crate::logic::agent_mode::{self, Beat};
+use crate::logic::config::{self, Config};
+use crate::logic::liveness::{self, Judgement};
+use crate::model::report::{self, CtrlReport};
+use crate::service::state::StateDir;
+use crate::service::{launch, lock};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a ctrl waits for another ctrl's launch, or for its own daemon to take the lock.
+const START_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a launch counts as in progress (the `starting` marker): past this the daemon is
+/// taken to have died while starting, and the next ctrl launches again.
+const LAUNCH_GRACE: Duration = Duration::from_secs(30);
+
+/// What [`ensure_daemon`] found or did.
+#[derive(Debug)]
+pub struct Ensured {
+    pub started: bool,
+    pub route: Option<&'static str>,
+    pub note: Option<String>,
+}
+
+/// Why [`ensure_daemon`] did not make sure a daemon runs.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or state dir could be changed by another user (see `security`): the
+    /// message says which path and the fix.
+    #[error("{0}")]
+    Untrusted(String),
+    #[error("cannot start the daemon: {0}")]
+    Failed(String),
+    /// The daemon launched refused its config (a user that is not there: ctrl does not look
+    /// users up, the daemon does).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<String> for StartError {
+    fn from(e: String) -> Self {
+        StartError::Failed(e)
+    }
+}
+
+/// Starts a detached daemon for `cfg` unless one runs.
+pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError> {
+    let lock_file = st.lock_file();
+    let running = |_: ()| lock::is_held(&lock_file).map_err(|e| StartError::Failed(e.to_string()));
+    if running(())? {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: retire_older_build(st),
+        });
+    }
+    // Say it here, at once, rather than launch a daemon that refuses and leaves ctrl waiting.
+    crate::service::security::check(cfg).map_err(StartError::Untrusted)?;
+    let guard = lock::acquire_within(&st.start_lock_file(), START_PATIENCE)
+        .map_err(|e| format!("cannot take {}: {e}", st.start_lock_file().display()))?;
+    if guard.is_none() {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: Some("another ctrl is starting the daemon".into()),
+        });
+    }
+    if running(())? {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: None,
+        });
+    }
+    if let Some(age) = launch_in_progress(st) {
+        return Ok(Ensured {
+            started: false,
+            route: None,
+            note: Some(format!(
+                "a daemon launched {:.1}s ago is still starting",
+                age.as_secs_f64()
+            )),
+        });
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let exe = launch::daemon_exe(&exe, &cfg.daemon.state_dir)?;
+    let args: Vec<OsString> = vec![
+        "--config".into(),
+        cfg.path.clone().into_os_string(),
+        "daemon".into(),
+    ];
+    let launch_time = chrono::Utc::now();
+    // Written before the launch: a ctrl that finds start.lock free next must not launch again
+    // while this daemon is still coming up.
+    crate::service::state::write_atomic(
+        &st.starting_file(),
+        b"",
+        crate::service::state::Durability::NoSync,
+    )
+    .map_err(|e| e.to_string())?;
+    let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
+    let deadline = Instant::now() + START_PATIENCE;
+    let mut note = launched.note.clone();
+    // Ready = holds the lock and has published its status, so this ctrl's report already
+    // shows the new daemon's PID. Judged by the start time inside the file: file mtimes come
+    // from the kernel's coarse clock and can lag the launch time.
+    let published = || {
+        crate::service::state::read_json::<crate::model::status::Status>(&st.status_file())
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.daemon.started >= launch_time)
+    };
+    // A daemon that refused its config says why in `start-error` (and exits).
+    let refused = || {
+        crate::service::state::read_json::<crate::service::state::StartFailure>(
+            &st.start_error_file(),
+        )
+        .ok()
+        .flatten()
+        .filter(|f| f.at >= launch_time)
+    };
+    loop {
+        if running(())? && published() {
+            break;
+        }
+        if let Some(f) = refused() {
+            return Err(StartError::Config(f.error));
+        }
+        if Instant::now() >= deadline {
+            let more = format!(
+                "the daemon did not take its lock within {}s; see {}",
+                START_PATIENCE.as_secs(),
+                st.log_file().display()
+            );
+            note = Some(match note {
+                Some(n) => format!("{n}; {more}"),
+                None => more,
+            });
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(guard);
+    Ok(Ensured {
+        started: !launched.already_running,
+        route: Some(launched.route),
+        note,
+    })
+}
+
+/// How long ago a launch that has not reached its lock yet began, if within the grace time.
+fn launch_in_progress(st: &StateDir) -> Option<Duration> {
+    let m = crate::service::sys::file::plain_metadata(&st.starting_file())?
+        .modified()
+        .ok()?;
+    let age = std::time::SystemTime::now()
+        .duration_since(m)
+        .unwrap_or_default();
+    (age < LAUNCH_GRACE).then_some(age)
+}
+
+/// Upgrades: a running daemon of an older build is asked to stop politely (no new runs; it
+/// exits once its runs are done), and the first ctrl after that starts this build (from a
+/// fresh copy on Windows, see [`launch::daemon_exe`]). Returns a note for ctrl's section.
+fn retire_older_build(st: &StateDir) -> Option<String> {
+    let d = report::read_status(st)?.daemon;
+    if !older_build(&d.build, crate::BUILD_ID) {
+        return None;
+    }
+    let me = crate::BUILD_ID;
+    if d.phase != "running" {
+        return Some(format!(
+            "the daemon (build {}) is stopping; build {me} starts after it",
+            d.build
+        ));
+    }
+    let req = crate::service::state::StopRequest {
+        mode: crate::service::state::StopMode::Drain,
+        requested: chrono::Utc::now(),
+    };
+    let written = crate::service::state::write_json(
+        &st.stop_file(),
+        &req,
+        crate::service::state::Durability::NoSync,
+    );
+    // The PID comes from a file: signal it only if that process is this program holding this
+    // instance's lock (the daemon also watches for the stop request file and reads it at once).
+    if written.is_ok()
+        && crate::service::sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file())
+    {
+        let _ = crate::service::sys::signal_stop(d.pid);
+    }
+    Some(match written {
+        Ok(()) => format!(
+            "the daemon runs build {}, this ctrl is build {me}: asked it to stop after its runs; the next ctrl starts {me}",
+            d.build
+        ),
+        Err(e) => format!("the daemon runs older build {}, but the stop request failed: {e}", d.build),
+    })
+}
+
+/// True if build `a` is older than `b` (numeric dotted versions; a build suffix after `-` or
+/// `+` is ignored). Unparsable and different counts as older, so an odd build is replaced.
+fn older_build(a: &str, b: &str) -> bool {
+    fn parse(v: &str) -> Option<Vec<u64>> {
+        let core = v.split(['-', '+']).next()?;
+        core.split('.').map(|p| p.parse().ok()).collect()
+    }
+    if a == b {
+        return false;
+    }
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => x < y,
+        _ => true,
+    }
+}
+
+/// ctrl's fast path: the daemon runs and has validated exactly this config file (same
+/// stamp, no error), so ctrl reads only the `[daemon]` table and prints the output the daemon
+/// pre-rendered when its status last changed ([`crate::logic::ctrl_view`]), adding only what depends
+/// on the time of this call. Its cost grows with the bytes it prints, not with parsing and
+/// formatting every job. Anything unusual — no daemon, an edit the daemon has not seen, a
+/// config error, no view — takes the full path.
+/// Returns `None`, having printed nothing, when it does not apply.
+fn fast_output(
+    path: &Path,
+    quick: Option<(String, std::path::PathBuf)>,
+    beat: &Beat,
+    t0: Instant,
+) -> Option<()> {
+    // Untrusted paths take the full path, which says why and touches nothing.
+    crate::service::security::check_config(path).ok()?;
+    let stamp = config::stamp(path)?;
+    let (instance, dir) = quick?;
+    crate::service::security::check_state_dir(&dir).ok()?;
+    let st = StateDir::new(&dir);
+    if !lock::is_held(&st.lock_file()).ok()? {
+        return None;
+    }
+    let text = crate::service::sys::file::read_string(
+        &st.ctrl_view_file(),
+        crate::service::sys::file::cap::STATUS,
+        crate::service::sys::file::Links::Refuse,
+    )
+    .ok()?;
+    let view = crate::logic::ctrl_view::parse(&text)?;
+    let status = view.status.clone();
+    let d = &status.daemon;
+    let vouched = d.config == path
+        && d.config_stamp.as_deref() == Some(stamp.as_str())
+        && d.config_error.is_none()
+        && d.build == crate::BUILD_ID
+        && status.instance == instance;
+    if !vouched {
+        return None;
+    }
+    // No beat while the previous one is unanswered (see `liveness`); a daemon silent past
+    // the grace is judged, and maybe ended, on the full path.
+    match liveness::unanswered(&st, d, d.state_error.is_some()) {
+        None => st.beat(beat).ok()?,
+        Some((_, age)) if age <= liveness::ANSWER_GRACE => st.note_beat(beat).ok()?,
+        Some(_) => return None,
+    }
+    let located = Some((instance, dir));
+    let mut report = report::build_from(
+        path.to_path_buf(),
+        report::ConfigView::VouchedByDaemon,
+        located,
+        true,
+        Some(status),
+    );
+    view.annotate(&mut report);
+    report.ctrl = Some(CtrlReport {
+        action: "running",
+        mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
+        route: None,
+        note: None,
+        error: None,
+        duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+    });
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    // A failed write (the agent went away) is not a reason to print the sections again.
+    let _ = view
+        .write_to(&report, &mut stdout)?
+        .and_then(|_| stdout.flush());
+    Some(())
+}
+
+/// Runs ctrl and prints the sections; always exits 0 once it printed them.
+pub fn run(config_path: &Path) -> i32 {
+    let t0 = Instant::now();
+    let path = config::absolute(config_path);
+    // The agent tells a cached plugin its interval only by the folder it runs it from.
+    let beat = agent_mode::of_this_process();
+    let quick = config::locate_daemon_quick(&path);
+    install_safety_net(quick.as_ref().map_or("system", |q| q.0.as_str()));
+    crate::app::daemon::lifecycle::test_crash("ctrl");
+    if fast_output(&path, quick, &beat, t0).is_some() {
+        return 0;
+    }
+    full(&path, t0, &beat)
+}
+
+/// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a
+/// library) — the agent still gets a CRIT line for the daemon's service saying so, never an
+/// empty output (issue 20: a crash in glibc's NSS left Checkmk with no section at all).
+fn install_safety_net(instance: &str) {
+    // The local section starts on a line of its own, whatever was printed before.
+    let head = format!(
+        "\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
+    );
+    let _ = crate::service::sys::fatal::note_fatal_signals(
+        crate::service::sys::fatal::Stream::Stdout,
+        head.clone().into_bytes(),
+        false,
+    );
+    std::panic::set_hook(Box::new(move |p| {
+        crate::service::sys::fatal::mark_fatal_noted();
+        // One printable line, as every text that reaches the agent.
+        let mut what: String = p
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        crate::model::report::clip(&mut what, crate::model::report::MAX_TEXT);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{head}{what}");
+        let _ = out.flush();
+    }));
+}
+
+fn print_report(report: &report::Report) -> i32 {
+    let out = agent::render(report);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    0
+}
+
+/// The full path: parse the whole config, start a daemon if needed.
+fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
+    let path = path.to_path_buf();
+    // No user lookups: the daemon does them and reports a user that is not there, and ctrl
+    // prints its sections whatever the host's user database does.
+    let cfg = config::load_with(&path, config::Users::NamesOnly);
+    let located = match &cfg {
+        Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
+        Err(_) => config::locate_daemon(&path),
+    };
+    let mut ctrl = CtrlReport {
+        action: "running",
+        mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
+        route: None,
+        note: None,
+        error: None,
+        duration_ms: 0.0,
+    };
+    // A config or state dir that another user could change is not acted on at all: no
+    // heartbeat, no launch, no read of the state dir (whose files that user may have forged).
+    let trust = crate::service::security::check_config(&path).and_then(|_| match &located {
+        Some((_, dir)) => crate::service::security::check_state_dir(dir),
+        None => Ok(()),
+    });
+    if let Err(e) = trust {
+        ctrl.action = "error";
+        ctrl.error = Some(e);
+        let mut report = report::build_from(path, (&cfg).into(), None, false, None);
+        if let Some((instance, dir)) = located {
+            report.instance = Some(instance);
+            report.state_dir = Some(dir);
+        }
+        ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        report.ctrl = Some(ctrl);
+        return print_report(&report);
+    }
+    // Judged before this ctrl's beat, while the heartbeat still holds the previous one.
+    let mut silent = false;
+    let mut ended = None;
+    let mut refused = None;
+    if let Some((_, dir)) = &located {
+        let hang_timeout = cfg.as_ref().ok().and_then(|c| c.daemon.hang_timeout);
+        match liveness::judge(&StateDir::new(dir), hang_timeout) {
+            Judgement::Answering => {}
+            Judgement::Silent(note) => {
+                silent = true;
+                ctrl.note = note;
+                // No beat, but a change of the agent's mode still reaches the daemon.
+                if let Err(e) = StateDir::new(dir).note_beat(beat) {
+                    ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
+                }
+            }
+            Judgement::Ended(why) => ended = Some(why),
+        }
+    }
+    if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
+        let st = StateDir::new(dir);
+        // The heartbeat is kept even while the config is broken: a typo must not make the
+        // daemon think the agent is gone.
+        if let Err(e) = st.ensure().and_then(|_| st.beat(beat)) {
+            ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
+        }
+        if let Ok(c) = &cfg {
+            match ensure_daemon(c, &st) {
+                Ok(e) => {
+                    ctrl.action = if e.started { "started" } else { "running" };
+                    ctrl.route = e.route;
+                    ctrl.note = e.note;
+                }
+                Err(StartError::Config(e)) => refused = Some(e),
+                Err(e) => {
+                    ctrl.action = "error";
+                    ctrl.error = Some(e.to_string());
+                }
+            }
+        }
+    }
+    if let Some(why) = ended {
+        // Also when a racing ctrl launched the new daemon: this one ended the old, and
+        // says so (once) even though it did not start the new one.
+        if matches!(ctrl.action, "started" | "running") {
+            ctrl.action = "restarted";
+        }
+        ctrl.note = Some(match ctrl.note.take() {
+            Some(n) => format!("{why}; {n}"),
+            None => why,
+        });
+    }
+    if cfg.is_err() || refused.is_some() {
+        ctrl.action = "config_error";
+    }
+    let mut report = report::build(path, (&cfg).into(), located);
+    if let Some(e) = refused {
+        report.config_error = Some(e);
+        report.clip();
+    }
+    ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    report.ctrl = Some(ctrl);
+    print_report(&report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older_build;
+
+    #[test]
+    fn only_an_older_build_is_retired() {
+        assert!(older_build("0.1.0", "0.2.0"));
+        assert!(older_build("0.9.9", "0.10.0"));
+        assert!(!older_build("0.2.0", "0.1.0"));
+        assert!(!older_build("0.1.0", "0.1.0"));
+        assert!(!older_build("0.1.0-rc1", "0.1.0"));
+        assert!(older_build("weird", "0.1.0"));
+    }
+}

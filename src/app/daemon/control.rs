@@ -1,0 +1,641 @@
+//! What the daemon looks at when something it watches changes: a stop request, the heartbeat
+//! (dead man switch), the run flag, edits of its config, the trust of its config and state
+//! dir, its lock file, and `run-once` requests.
+//!
+//! There is no periodic tick. A [`crate::service::sys::Watcher`] (inotify on Linux, change
+//! notifications on Windows) wakes the loop when one of these paths changes, and the loop then
+//! *looks* ([`Daemon::housekeeping`]): it re-arms the watches (a directory replaced since is
+//! watched anew) and runs every check. The watches are [`Daemon::watch_list`]: the state dir
+//! (heartbeat, stop request, lock file, the dir itself), `requests/`, the config file in its
+//! directory, and every directory and symlink on the way to the config and to the state dir
+//! (a chmod of any of them must reach the trust check at once). What is not a change of a file
+//! is a deadline instead ([`Daemon::next_look`]): the dead man switch fires at the last beat
+//! plus its timeout; records that could not be written are retried with a backoff; runs
+//! adopted from a previous daemon are looked for once a second while there are any. Where a
+//! watch cannot be set up, the daemon says why once and looks every [`FALLBACK_POLL`].
+//!
+//! The heartbeat is judged by when the daemon *saw its mtime change*, on the monotonic clock:
+//! any change counts as a beat, so a wall clock set forward or back neither kills a healthy
+//! daemon nor keeps an orphaned one alive.
+//!
+//! The same look answers ctrl: a new heartbeat mtime is copied to `heartbeat-ack` (see
+//! [`crate::logic::liveness`]). It is written from this loop, so a daemon whose loop is stopped or
+//! stuck stops answering, and only when the heartbeat changed: one write per ctrl call.
+
+use super::{Daemon, Phase};
+use crate::logic::agent_mode::{self, Beat};
+use crate::logic::config::{self, Config};
+use crate::service::state::record::RunRecord;
+use crate::service::state::{self, StateDir, StopMode, StopRequest};
+use chrono::Utc;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{info, warn};
+
+/// How often the daemon looks when a watch could not be set up (or on a platform without
+/// one): long, since the watches are the normal way.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(30);
+/// How often runs adopted from a previous daemon (not our children: no exit event) are
+/// looked for while there are any.
+const ADOPTED_POLL: Duration = Duration::from_secs(1);
+/// First retry of a record that could not be written; doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A look even when nothing changed, as a safety net for a change the watches missed; rare
+/// enough to cost nothing (cron wakes every minute).
+const SAFETY_LOOK: Duration = Duration::from_secs(600);
+
+pub struct Control {
+    hb_mtime: Option<SystemTime>,
+    hb_seen: Instant,
+    /// The heartbeat mtime last copied to `heartbeat-ack` (retried every tick until it is).
+    acked: Option<SystemTime>,
+    run_flag: Option<PathBuf>,
+    /// Why the config file is not trusted now (another user could change it); reloads wait
+    /// until it is trusted again.
+    untrusted: Option<String>,
+    /// When this daemon took the instance lock: older stop requests were not meant for it.
+    locked_at: chrono::DateTime<Utc>,
+    /// What the last ctrl saw of the agent: the cached mode stretches the dead man timeout.
+    beat: Beat,
+    /// Wakes the loop on changes of the watched paths; `None` if it could not start.
+    watcher: Option<crate::service::sys::Watcher>,
+    /// A watched path changed since the last look.
+    pub(super) changed: bool,
+    pub(super) last_look: Instant,
+    /// Why the watches are incomplete (then the daemon polls), as last logged.
+    degraded: Option<String>,
+    /// When to retry unsaved records, and the delay after that.
+    retry: Option<(Instant, Duration)>,
+}
+
+impl Control {
+    pub fn new(
+        st: &StateDir,
+        run_flag: Option<PathBuf>,
+        locked_at: chrono::DateTime<Utc>,
+    ) -> Control {
+        // A manual `start` has no ctrl before it: count the start as a beat.
+        if st.heartbeat_mtime().is_none() {
+            let _ = st.touch_heartbeat();
+        }
+        let hb_mtime = st.heartbeat_mtime();
+        // Answered at once: the ctrl that launched this daemon beat just before the watches
+        // were set up, and the first look comes only after recovery (slow with many runs).
+        let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
+        Control {
+            hb_mtime,
+            hb_seen: Instant::now(),
+            acked,
+            run_flag,
+            untrusted: None,
+            locked_at,
+            beat: st.read_beat(),
+            watcher: None,
+            // The first pass looks (and arms the watches).
+            changed: true,
+            last_look: Instant::now(),
+            degraded: None,
+            retry: None,
+        }
+    }
+
+    /// Starts the watcher thread; its changes reach the loop as `wake` calls.
+    pub fn watch(&mut self, wake: impl Fn() + Send + 'static) {
+        match crate::service::sys::Watcher::start(wake) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                let why = format!("cannot watch files ({e})");
+                warn!("{why}; looking every {}s instead", FALLBACK_POLL.as_secs());
+                self.degraded = Some(why);
+            }
+        }
+    }
+
+    /// Whether a sleep may be long: a set wall clock wakes the loop.
+    pub fn sees_clock_changes(&self) -> bool {
+        self.watcher
+            .as_ref()
+            .is_some_and(|w| w.sees_clock_changes())
+    }
+}
+
+impl Daemon {
+    /// Whether a look is due now: a watched path changed, or a deadline passed.
+    pub(super) fn look_due(&self, now: Instant) -> bool {
+        self.control.changed || now >= self.next_look()
+    }
+
+    /// The earliest deadline of a look that no change announces (see the module doc).
+    pub(super) fn next_look(&self) -> Instant {
+        let c = &self.control;
+        let mut at = c.last_look + SAFETY_LOOK;
+        if c.degraded.is_some() {
+            at = at.min(c.last_look + FALLBACK_POLL);
+        }
+        if self.phase == Phase::Running && !self.oneshot {
+            if let Some(t) = self.dead_man_timeout() {
+                // Just past the timeout: the check is "more than `timeout` ago".
+                at = at.min(c.hb_seen + t + Duration::from_millis(1));
+            }
+        }
+        if !self.unsaved.is_empty() {
+            // Not retried yet: at once (then with the backoff).
+            at = at.min(c.retry.map_or(c.last_look, |(t, _)| t));
+        }
+        if self.active.values().any(|r| r.adopted) {
+            at = at.min(c.last_look + ADOPTED_POLL);
+        }
+        at
+    }
+
+    /// What the daemon watches, from the config it runs now.
+    fn watch_list(&self) -> (Vec<crate::service::sys::Watch>, bool) {
+        use crate::service::sys::{path_watches, Child, Watch};
+        let mut w = Vec::new();
+        let mut ok = true;
+        if !self.oneshot {
+            ok &= path_watches(&self.cfg.path, Child::Content, &mut w);
+        }
+        let root = &self.state.root;
+        ok &= path_watches(root, Child::Entry, &mut w);
+        let name = |p: PathBuf| p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        w.push(Watch {
+            dir: root.clone(),
+            itself: true,
+            children: vec![
+                (name(self.state.heartbeat_file()), Child::Meta),
+                (name(self.state.stop_file()), Child::Entry),
+                (name(self.state.lock_file()), Child::Entry),
+                (name(self.state.requests_dir()), Child::Entry),
+            ],
+            new_json: false,
+        });
+        let requests = self.state.requests_dir();
+        if requests.is_dir() && !self.oneshot {
+            w.push(Watch {
+                dir: requests,
+                itself: false,
+                children: Vec::new(),
+                new_json: true,
+            });
+        }
+        if let Some(flag) = &self.control.run_flag {
+            ok &= path_watches(flag, Child::Content, &mut w);
+        }
+        for source in self.envs_sources() {
+            ok &= path_watches(source, Child::Content, &mut w);
+        }
+        (w, ok)
+    }
+
+    /// Watches what [`Daemon::watch_list`] names now; logs once why not all of it can be.
+    fn arm_watches(&mut self) {
+        let Some(watcher) = &self.control.watcher else {
+            return;
+        };
+        let (list, ok) = self.watch_list();
+        let mut problems = watcher.arm(&list);
+        if !ok {
+            problems.push("a watched path cannot be followed (a symlink loop?)".into());
+        }
+        let why = (!problems.is_empty()).then(|| problems.join("; "));
+        if why != self.control.degraded {
+            match &why {
+                Some(w) => warn!(
+                    "{w}; looking every {}s besides the watches",
+                    FALLBACK_POLL.as_secs()
+                ),
+                None if self.control.degraded.is_some() => info!("all watches are set up again"),
+                None => {}
+            }
+            self.control.degraded = why;
+        }
+    }
+
+    pub(super) fn housekeeping(&mut self) {
+        self.control.changed = false;
+        self.control.last_look = Instant::now();
+        // Armed before the checks: a change during them wakes the loop again.
+        self.arm_watches();
+        self.check_state_dir_trust();
+        self.check_lock_file();
+        self.check_stop_request();
+        self.check_heartbeat();
+        if let Some(flag) = &self.control.run_flag {
+            if !flag.exists() {
+                let why = format!("run flag {} is gone", flag.display());
+                self.drain(&why);
+            }
+        }
+        if !self.oneshot {
+            self.reload_config(false);
+            self.ingest_requests();
+            self.envs_look();
+        }
+        self.poll_adopted();
+        if self.control.retry.is_none_or(|(t, _)| Instant::now() >= t) {
+            self.retry_unsaved();
+            self.control.retry = match self.control.retry {
+                _ if self.unsaved.is_empty() => None,
+                None => Some((Instant::now() + RETRY_FIRST, RETRY_FIRST)),
+                Some((_, d)) => {
+                    let d = (d * 2).min(RETRY_MAX);
+                    Some((Instant::now() + d, d))
+                }
+            };
+        }
+    }
+
+    /// The state dir was trusted at start; if someone made it (or a directory above it)
+    /// writable for others since, files in it may be replaced by links at any moment, and no
+    /// write there is safe any more. End every run (whole trees) and exit without writing:
+    /// their journals stay, and the next daemon records them as interrupted once the admin
+    /// has fixed the permissions (ctrl refuses to start one before, and says why).
+    fn check_state_dir_trust(&mut self) {
+        let Err(e) = crate::service::security::check_state_dir(&self.cfg.daemon.state_dir) else {
+            return;
+        };
+        tracing::error!("{e}; ending {} run(s) and exiting", self.active.len());
+        for run in self.active.values() {
+            crate::service::run::kill_tree(run.pgid, &run.record.run_dir.display().to_string());
+        }
+        std::process::exit(1);
+    }
+
+    fn check_heartbeat(&mut self) {
+        let m = self.state.heartbeat_mtime();
+        self.answer_heartbeat(m);
+        if m != self.control.hb_mtime {
+            self.control.hb_mtime = m;
+            self.control.hb_seen = Instant::now();
+            // Read only when it changed: a ctrl moved between sync and cached mode.
+            let beat = self.state.read_beat();
+            if beat != self.control.beat {
+                self.control.beat = beat;
+                self.publish_agent_mode();
+            }
+            return;
+        }
+        // A one-shot run (`run-once` without a daemon) ends by itself; no agent feeds it.
+        let Some(timeout) = self.dead_man_timeout().filter(|_| !self.oneshot) else {
+            return;
+        };
+        if self.phase == Phase::Running && self.control.hb_seen.elapsed() > timeout {
+            let why = format!(
+                "heartbeat stale: no ctrl for {} (heartbeat_timeout, agent mode {})",
+                crate::model::duration::format(timeout),
+                self.info.agent_mode.as_deref().unwrap_or("sync")
+            );
+            self.drain(&why);
+        }
+    }
+
+    /// The cache interval in force, from ctrl's beat and the config's `agent_cache_age`.
+    fn agent_interval(&self) -> Option<(Duration, String)> {
+        agent_mode::interval(&self.control.beat, self.cfg.daemon.agent_cache_age)
+    }
+
+    /// `heartbeat_timeout`, raised to allow for the agent's cached mode.
+    fn dead_man_timeout(&self) -> Option<Duration> {
+        agent_mode::dead_man_timeout(
+            self.cfg.daemon.heartbeat_timeout,
+            self.agent_interval().map(|i| i.0),
+        )
+    }
+
+    /// Puts the agent mode and the timeout in force into the status (and the log on a change).
+    pub(super) fn publish_agent_mode(&mut self) {
+        let mode = agent_mode::describe(&self.agent_interval());
+        let timeout = self.dead_man_timeout();
+        if self.info.agent_mode.as_deref() != Some(mode.as_str()) {
+            info!(
+                heartbeat_timeout = %timeout.map_or("off".into(), crate::model::duration::format),
+                "agent mode: {mode}"
+            );
+        }
+        self.info.agent_mode = Some(mode);
+        self.info.heartbeat_timeout_s = timeout.map(|d| d.as_secs_f64());
+        self.dirty = true;
+    }
+
+    /// Tells ctrl that this loop still runs: copies a heartbeat mtime not answered yet to
+    /// `heartbeat-ack`. A failure is a state error (ctrl then shows it instead of calling
+    /// the daemon unresponsive) and is retried on the next tick.
+    fn answer_heartbeat(&mut self, seen: Option<SystemTime>) {
+        let Some(m) = seen.filter(|m| Some(*m) != self.control.acked) else {
+            return;
+        };
+        match self.state.ack_heartbeat(m) {
+            Ok(()) => {
+                self.control.acked = Some(m);
+                self.state_ok("heartbeat-ack");
+            }
+            Err(e) => {
+                self.state_failure("heartbeat-ack", format!("cannot answer the heartbeat: {e}"))
+            }
+        }
+    }
+
+    /// Claims a stop request atomically (renames it to a name only this process uses, then
+    /// reads it), so a request written meanwhile is a new file seen next time, never lost.
+    /// A request from before this daemon took its lock was meant for a predecessor: ignored
+    /// (and removed, being claimed). Returns whether a request was acted on.
+    fn check_stop_request(&mut self) -> bool {
+        let path = self.state.stop_file();
+        let claimed = self
+            .state
+            .root
+            .join(format!(".stop-request.claimed.{}", std::process::id()));
+        match std::fs::rename(&path, &claimed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(e) => {
+                warn!("cannot claim the stop request {}: {e}", path.display());
+                return false;
+            }
+        }
+        let read = state::read_json::<StopRequest>(&claimed);
+        let _ = std::fs::remove_file(&claimed);
+        let req = match read {
+            Ok(Some(r)) if r.requested < self.control.locked_at => {
+                info!(
+                    requested = %crate::service::state::record::ts(r.requested),
+                    "ignoring a stop request from before this daemon started"
+                );
+                return false;
+            }
+            Ok(Some(r)) => r,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!("unreadable stop request: {e}; stopping politely");
+                StopRequest {
+                    mode: StopMode::Drain,
+                    requested: Utc::now(),
+                }
+            }
+        };
+        match req.mode {
+            StopMode::Drain => self.drain("stop requested"),
+            StopMode::Now => {
+                info!(
+                    "stop --now requested: ending {} runs in flight",
+                    self.active.len()
+                );
+                self.end_all_runs();
+                self.drain("stop --now requested");
+            }
+        }
+        true
+    }
+
+    /// SIGTERM: a stop request file says how; without one it is a polite stop.
+    pub(super) fn on_stop_signal(&mut self) {
+        if self.oneshot {
+            // Ctrl-C on `run-once`: end the run (its whole tree), record it, exit.
+            self.end_all_runs();
+        }
+        if !self.check_stop_request() {
+            self.drain("SIGTERM received");
+        }
+    }
+
+    /// The instance is guarded by the lock on `daemon.lock`; if that file was removed or
+    /// replaced (the state dir deleted, say), the next ctrl would find no lock and start a
+    /// second daemon. Take the lock on the file now at that path if nobody holds it (the
+    /// instance stays guarded by this daemon); if another daemon already does, hand over:
+    /// drain and exit.
+    fn check_lock_file(&mut self) {
+        if crate::service::sys::same_file(self.lock.file(), &self.state.lock_file()) {
+            return;
+        }
+        if let Err(e) = self.state.ensure() {
+            warn!("the lock file is gone and the state dir cannot be made again: {e}");
+        }
+        match crate::service::lock::acquire_within(
+            &self.state.lock_file(),
+            std::time::Duration::ZERO,
+        ) {
+            Ok(Some(new)) => {
+                warn!(
+                    "{} was removed or replaced; locked the new file, this daemon still guards the instance",
+                    self.state.lock_file().display()
+                );
+                self.lock = new;
+            }
+            Ok(None) if self.phase == Phase::Running => {
+                self.drain("the lock file was replaced and another daemon holds it now");
+            }
+            Ok(None) => {}
+            Err(e) if self.phase == Phase::Running => {
+                self.drain(&format!(
+                    "the instance lock file cannot be taken again: {e}"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Re-reads the config when it changed (or when `force`d by SIGHUP). An invalid edit keeps
+    /// the running config and shows the error in the status.
+    pub(super) fn reload_config(&mut self, force: bool) {
+        // A config another user could have written is never read: the running config stays.
+        if let Err(e) = crate::service::security::check_config(&self.cfg.path) {
+            if self.control.untrusted.as_deref() != Some(e.as_str()) {
+                warn!("config not reloaded, keeping the running config: {e}");
+                self.control.untrusted = Some(e.clone());
+            }
+            if self.info.config_error.as_deref() != Some(e.as_str()) {
+                self.info.config_error = Some(e);
+                self.dirty = true;
+            }
+            return;
+        }
+        // Trusted again: read it whatever its stamp, to clear or replace the error.
+        let force = force || self.control.untrusted.take().is_some();
+        // The stamp the daemon publishes is also the one it compares with: taken before each
+        // read, so an edit during a read shows as a newer stamp next time.
+        let now_stamp = config::stamp(&self.cfg.path);
+        if !force && now_stamp == self.info.config_stamp {
+            return;
+        }
+        self.info.config_stamp = now_stamp;
+        self.dirty = true;
+        super::lifecycle::test_crash("reload");
+        let new = match super::memory::load_config(&self.cfg.path) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                if self.info.config_error.as_deref() != Some(msg.as_str()) {
+                    warn!("config edit rejected, keeping the running config: {msg}");
+                }
+                self.info.config_error = Some(msg);
+                self.dirty = true;
+                return;
+            }
+        };
+        if new.daemon.instance != self.cfg.daemon.instance
+            || new.daemon.state_dir != self.cfg.daemon.state_dir
+        {
+            // The next ctrl looks for the daemon where the config now points and starts one
+            // there; this one must not go on running the same jobs beside it.
+            if self.phase == Phase::Running {
+                let why = format!(
+                    "the config now names instance {} with state dir {}; handing over to a daemon there",
+                    new.daemon.instance,
+                    new.daemon.state_dir.display()
+                );
+                self.drain(&why);
+            }
+            return;
+        }
+        self.apply_config(new);
+    }
+
+    fn apply_config(&mut self, new: Config) {
+        let now = Utc::now();
+        let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        // Collected, then built whole (see `Daemon::new`).
+        let mut jobs = Vec::with_capacity(new.jobs.len());
+        let mut stale = Vec::new();
+        for job in &new.jobs {
+            let name = job.name.clone();
+            match self.jobs.remove(&name) {
+                Some(mut js) if js.job.same_as(job) => {
+                    js.job = Arc::clone(job);
+                    jobs.push((name, js));
+                }
+                Some(mut js) => {
+                    js.job = Arc::clone(job);
+                    stale.push(js.prepared.take().map(|r| *r));
+                    js.plan_after(now);
+                    changed.push(name.clone());
+                    jobs.push((name, js));
+                }
+                None => {
+                    let last_due = crate::service::state::record::list_runs(&self.state, &name)
+                        .ok()
+                        .and_then(|runs| {
+                            runs.last().and_then(|(id, _)| {
+                                crate::service::state::record::due_of_run_id(id)
+                            })
+                        });
+                    let last = state::read_json::<RunRecord>(&self.state.latest_file(&name))
+                        .ok()
+                        .flatten();
+                    let mut js = super::jobs::JobState::new(Arc::clone(job), last_due, last);
+                    js.plan_after(now);
+                    js.running = self
+                        .active
+                        .values()
+                        .filter(|r| r.record.job == name)
+                        .map(|r| r.pgid)
+                        .collect();
+                    added.push(name.clone());
+                    jobs.push((name, js));
+                }
+            }
+        }
+        removed.extend(self.jobs.keys().cloned());
+        stale.extend(
+            self.jobs
+                .values_mut()
+                .map(|js| js.prepared.take().map(|r| *r)),
+        );
+        for rec in stale {
+            self.discard_prepared(rec);
+        }
+        self.jobs = jobs.into_iter().collect();
+        // Queued runs of removed jobs are dropped: recorded, not lost.
+        let (keep, dropped): (Vec<_>, Vec<_>) = self
+            .queue
+            .drain(..)
+            .partition(|p| self.jobs.contains_key(&p.job.name));
+        self.queue = keep.into();
+        for p in dropped {
+            self.record_skipped(
+                &p.job,
+                p.due,
+                p.trigger,
+                "the job was removed from the config",
+                p.prepared,
+            );
+        }
+        self.cfg = new;
+        self.envs_configure();
+        self.publish_agent_mode();
+        self.info.config_error = None;
+        self.dirty = true;
+        info!(
+            jobs = self.jobs.len(),
+            added = ?added, changed = ?changed, removed = ?removed,
+            "config reloaded"
+        );
+    }
+
+    /// Takes the `run-once` requests waiting in `requests/`: each is claimed by rename (so
+    /// it is taken once), then queued like a due run, ignoring `overlap` (an admin asked for
+    /// it) but not `max_parallel`. A request the daemon cannot serve gets `<id>.rejected`
+    /// with the reason, which the waiting command shows.
+    pub(super) fn ingest_requests(&mut self) {
+        let dir = self.state.requests_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if !state::valid_request_id(id) {
+                continue;
+            }
+            let claimed = dir.join(format!(".{id}.claimed"));
+            if std::fs::rename(e.path(), &claimed).is_err() {
+                continue;
+            }
+            let req = state::read_json::<state::RunRequest>(&claimed);
+            let _ = std::fs::remove_file(&claimed);
+            let why = match req {
+                Ok(Some(r)) if r.id == id => {
+                    if !self.jobs.contains_key(&r.job) {
+                        // The config may have been edited just before `run-once` read it.
+                        self.reload_config(false);
+                    }
+                    if self.phase != Phase::Running {
+                        Some("the daemon is stopping; run it again once a daemon runs".to_string())
+                    } else if let Some(js) = self.jobs.get_mut(&r.job) {
+                        js.queued += 1;
+                        let job = Arc::clone(&js.job);
+                        info!(job = %r.job, request = id, "run-once requested");
+                        self.queue.push_back(super::runs::Pending {
+                            job,
+                            due: Utc::now(),
+                            trigger: crate::service::state::record::Trigger::RunOnce,
+                            prepared: None,
+                            request: Some(id.to_string()),
+                        });
+                        self.dirty = true;
+                        None
+                    } else {
+                        Some(format!(
+                            "the running daemon has no job {:?} (it runs its last good config)",
+                            r.job
+                        ))
+                    }
+                }
+                Ok(_) => Some("the request could not be read".to_string()),
+                Err(e) => Some(format!("the request could not be read: {e}")),
+            };
+            if let Some(why) = why {
+                warn!(request = id, "run-once request declined: {why}");
+                let _ = state::write_atomic(
+                    &dir.join(format!("{id}.rejected")),
+                    why.as_bytes(),
+                    state::Durability::NoSync,
+                );
+            }
+        }
+    }
+}

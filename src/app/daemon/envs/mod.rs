@@ -1,0 +1,298 @@
+//! Python environments in the daemon (see [`crate::service::pyenv`] for what one is).
+//!
+//! One worker thread (`envs`) does all the file and process work, so the loop never waits for
+//! it: it hashes the jobs' requirements files (and looks at their stamps whenever the daemon's watches see a change, so an
+//! edited file is noticed without a config reload), starts a build for every key that has no
+//! ready environment, ends a build that outlives `env_build_timeout` (its whole tree, like a
+//! run), writes each environment's `state.json`, and removes environments that no job and no
+//! run in flight uses. It tells the loop what each job's runs use as [`Event::Envs`].
+//!
+//! A daemon that is root never builds as root (see [`crate::service::pyenv`]): the build runs as the
+//! job's `user` or the build user, in `<state_dir>.users/envs/<key>/venv` handed to that user
+//! (`<key>/` itself stays root's), with a HOME of its own in `<state_dir>.users/build-homes/`.
+//! When it exits, its whole tree is ended, and the worker seals the venv: renamed aside (only
+//! root can, in `<key>/`), copied by handle into a new tree of root's, which is renamed into
+//! place before the environment is called ready; the built tree is removed. A process of the
+//! builder that escaped the kill holds only the discarded tree.
+//!
+//! A job switches environments atomically: its runs keep the environment they have until the
+//! new one is ready, then every later run takes the new one. Runs of a job whose first
+//! environment is still building wait in the queue; if its build failed they are recorded as
+//! `error` with the build's last lines.
+
+mod worker;
+
+use super::Daemon;
+use crate::service::pyenv::{self, EnvSpec, EnvState};
+use crate::service::run::{self, ExitInfo, RunSpec};
+use crate::service::sys::UserInfo;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// What a job's runs get.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEnv {
+    /// Its environment is being built and it has none ready: runs wait.
+    Waiting,
+    Ready {
+        key: String,
+        venv: PathBuf,
+    },
+    /// The build failed (or the file cannot be read): runs are recorded as `error`.
+    Failed(String),
+}
+
+/// The worker's news for the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub envs: Vec<EnvState>,
+    pub jobs: BTreeMap<String, JobEnv>,
+    /// Counts the updates: the loop echoes the last it has seen (see [`Msg::InUse`]).
+    pub seq: u64,
+}
+
+enum Msg {
+    Config {
+        /// Each job with an environment, with its `user` (who builds it, when the daemon is
+        /// root).
+        jobs: Vec<(String, EnvSpec, Option<UserInfo>)>,
+        timeout: Duration,
+        uv: Option<PathBuf>,
+        /// `[daemon] build_user`, looked up by the worker (never on the loop).
+        build_user: String,
+    },
+    /// Keys of the runs in flight (never removed under them); `None` while runs adopted after
+    /// a restart are in flight (their environment is unknown): remove nothing. With the last
+    /// update the loop had seen when it sent this: an environment no job uses any more is
+    /// removed only once the loop has seen that (a run it started just before would be in
+    /// these keys then), never while a start with it may be on its way.
+    InUse(Option<BTreeSet<String>>, u64),
+    Exited {
+        key: String,
+        exit: ExitInfo,
+    },
+    /// Something the daemon watches changed (an environment's source file among them): look
+    /// at the sources' stamps.
+    Look,
+}
+
+/// Builds in flight, by key: process group and folder (the loop ends them when it exits).
+type Builds = Arc<Mutex<BTreeMap<String, (u32, String)>>>;
+
+/// The loop's side: the worker's handle and what it last reported.
+#[derive(Default)]
+pub(super) struct Side {
+    tx: Option<Sender<Msg>>,
+    builds: Builds,
+    pub(super) jobs: BTreeMap<String, JobEnv>,
+    pub(super) views: Vec<EnvState>,
+    /// The environment key of each run in flight, by PID.
+    runs: HashMap<u32, String>,
+    sent_in_use: Option<(Option<BTreeSet<String>>, u64)>,
+    /// The last update seen.
+    seen: u64,
+    /// No scheduled run starts before this (`start_delay` after boot).
+    pub(super) hold_until: Option<Instant>,
+}
+
+impl Daemon {
+    /// Tells the worker the jobs' environments (at start and after every reload), starting it
+    /// on first use.
+    pub(super) fn envs_configure(&mut self) {
+        if self.envs.hold_until.is_none() {
+            let up = crate::service::sys::uptime().unwrap_or(Duration::MAX);
+            let left = self.cfg.daemon.start_delay.saturating_sub(up);
+            self.envs.hold_until = Some(Instant::now() + left);
+            if !left.is_zero() {
+                info!(
+                    start_delay_s = self.cfg.daemon.start_delay.as_secs(),
+                    "the system booted recently: no scheduled run starts for {}s",
+                    left.as_secs()
+                );
+            }
+        }
+        let jobs: Vec<(String, EnvSpec, Option<UserInfo>)> = self
+            .cfg
+            .jobs
+            .iter()
+            .filter_map(|j| {
+                j.pyenv
+                    .as_deref()
+                    .map(|e| (j.name.clone(), e.clone(), j.user.as_deref().cloned()))
+            })
+            .collect();
+        if jobs.is_empty() && self.envs.tx.is_none() {
+            return;
+        }
+        if self.envs.tx.is_none() {
+            match worker::start_worker(
+                self.state.clone(),
+                self.tx.clone(),
+                Arc::clone(&self.envs.builds),
+            ) {
+                Ok(tx) => self.envs.tx = Some(tx),
+                Err(e) => {
+                    let msg = format!("cannot start the environment thread: {e}");
+                    warn!("{msg}");
+                    for (name, _, _) in &jobs {
+                        self.envs
+                            .jobs
+                            .insert(name.clone(), JobEnv::Failed(msg.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        // Until the worker answers, runs of jobs with an environment wait.
+        for (name, _, _) in &jobs {
+            self.envs
+                .jobs
+                .entry(name.clone())
+                .or_insert(JobEnv::Waiting);
+        }
+        self.envs
+            .jobs
+            .retain(|n, _| jobs.iter().any(|(j, _, _)| j == n));
+        self.envs_send(Msg::Config {
+            jobs,
+            timeout: self.cfg.daemon.env_build_timeout,
+            uv: self.cfg.daemon.uv.clone(),
+            build_user: self.cfg.daemon.build_user.clone(),
+        });
+        self.envs_runs_changed();
+    }
+
+    /// Passes a look on to the worker (it watches no file itself).
+    pub(super) fn envs_look(&mut self) {
+        self.envs_send(Msg::Look);
+    }
+
+    /// The environments' source files, for the watches.
+    pub(super) fn envs_sources(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.cfg
+            .jobs
+            .iter()
+            .filter_map(|j| j.pyenv.as_ref().map(|e| e.source.as_path()))
+    }
+
+    fn envs_send(&mut self, msg: Msg) {
+        if let Some(tx) = &self.envs.tx {
+            if tx.send(msg).is_err() {
+                warn!("the environment thread is gone");
+                self.envs.tx = None;
+            }
+        }
+    }
+
+    pub(super) fn on_envs(&mut self, u: Update) {
+        for (name, now) in &u.jobs {
+            if self.envs.jobs.get(name) != Some(now) {
+                match now {
+                    JobEnv::Ready { key, .. } => {
+                        info!(job = %name, env = %key, "environment ready")
+                    }
+                    JobEnv::Failed(e) => warn!(job = %name, "environment failed: {e}"),
+                    JobEnv::Waiting => info!(job = %name, "waiting for its environment"),
+                }
+            }
+        }
+        // Jobs the worker does not know yet (just configured) keep waiting.
+        for (name, state) in u.jobs {
+            if self
+                .jobs
+                .get(&name)
+                .is_some_and(|js| js.job.pyenv.is_some())
+            {
+                self.envs.jobs.insert(name, state);
+            }
+        }
+        self.envs.views = u.envs;
+        self.envs.seen = u.seq;
+        self.dirty = true;
+        self.envs_runs_changed();
+    }
+
+    /// True while a run of `job` must wait: for its environment, or for `start_delay`.
+    pub(super) fn must_wait(&self, p: &super::runs::Pending) -> bool {
+        let held = p.request.is_none() && self.envs.hold_until.is_some_and(|h| Instant::now() < h);
+        held || (p.job.pyenv.is_some()
+            && !matches!(
+                self.envs.jobs.get(&p.job.name),
+                Some(JobEnv::Ready { .. } | JobEnv::Failed(_))
+            ))
+    }
+
+    /// Puts the job's environment in front of the runner's PATH. `Err`: the run cannot start
+    /// (its note says why).
+    pub(super) fn apply_env(
+        &self,
+        job: &crate::logic::config::Job,
+        spec: &mut RunSpec,
+    ) -> Result<Option<String>, String> {
+        if job.pyenv.is_none() {
+            return Ok(None);
+        }
+        match self.envs.jobs.get(&job.name) {
+            Some(JobEnv::Ready { key, venv }) => {
+                let bin = pyenv::bin_dir(venv);
+                let mut paths = vec![bin];
+                let inherited = spec
+                    .env
+                    .get("PATH")
+                    .map(std::ffi::OsString::from)
+                    .or_else(|| std::env::var_os("PATH"));
+                if let Some(p) = inherited {
+                    paths.extend(std::env::split_paths(&p));
+                }
+                let path = std::env::join_paths(paths)
+                    .map_err(|e| format!("cannot put the environment on PATH: {e}"))?;
+                spec.env
+                    .insert("PATH".into(), path.to_string_lossy().into_owned());
+                spec.env
+                    .insert("VIRTUAL_ENV".into(), venv.display().to_string());
+                // robot and rebot are the environment's, found on PATH: a bare name resolved
+                // with the run's own PATH.
+                Ok(Some(key.clone()))
+            }
+            Some(JobEnv::Failed(e)) => Err(e.clone()),
+            _ => Err("its Python environment is not ready".into()),
+        }
+    }
+
+    pub(super) fn env_run_started(&mut self, pid: u32, key: Option<String>) {
+        if let Some(k) = key {
+            self.envs.runs.insert(pid, k);
+            self.envs_runs_changed();
+        }
+    }
+
+    pub(super) fn env_run_ended(&mut self, pid: u32) {
+        if self.envs.runs.remove(&pid).is_some() {
+            self.envs_runs_changed();
+        }
+    }
+
+    fn envs_runs_changed(&mut self) {
+        let adopted = self.active.values().any(|r| r.adopted);
+        let keys = (!adopted).then(|| self.envs.runs.values().cloned().collect::<BTreeSet<_>>());
+        let now = (keys, self.envs.seen);
+        if self.envs.sent_in_use.as_ref() != Some(&now) {
+            self.envs.sent_in_use = Some(now.clone());
+            self.envs_send(Msg::InUse(now.0, now.1));
+        }
+    }
+
+    /// Ends the builds in flight when the daemon exits: a next daemon builds again.
+    pub(super) fn envs_stop(&mut self) {
+        let builds =
+            std::mem::take(&mut *self.envs.builds.lock().unwrap_or_else(|e| e.into_inner()));
+        for (key, (pgid, dir)) in builds {
+            info!(env = %key, "ending the environment build in flight");
+            run::kill_tree(pgid, &dir);
+        }
+    }
+}

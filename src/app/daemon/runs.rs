@@ -1,0 +1,674 @@
+//! Starting, bounding and recording runs: the journal written around each spawn, the timeout
+//! (TERM to the tree, KILL after `stop_grace`), and the final record.
+
+use super::{Daemon, Event};
+use crate::logic::config::Job;
+use crate::service::run::{self, ExitInfo, RunSpec};
+use crate::service::state::private_file_options;
+use crate::service::state::record::{self, Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// A run the daemon watches.
+#[derive(Debug)]
+pub struct ActiveRun {
+    pub record: RunRecord,
+    /// Process group id (= the runner's PID).
+    pub pgid: u32,
+    pub deadline: Instant,
+    /// When SIGKILL follows the SIGTERM already sent.
+    pub kill_at: Option<Instant>,
+    /// Why the daemon ended it, if it did.
+    pub ended_by: Option<Outcome>,
+    /// Found running by a new daemon after a crash: not its child, so its end is seen by
+    /// polling its PID and start time, and its exit code is unknown.
+    pub adopted: bool,
+}
+
+/// A due run waiting for a free slot (`max_parallel`).
+#[derive(Debug)]
+pub struct Pending {
+    pub job: Arc<Job>,
+    pub due: DateTime<Utc>,
+    pub trigger: Trigger,
+    /// The run folder and journal, if prepared ahead of the due time.
+    pub prepared: Option<RunRecord>,
+    /// The `run-once` request it answers, if any.
+    pub request: Option<String>,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A fresh, not yet finished record for a run of `job` due at `due`.
+fn new_record(
+    job: &Job,
+    run_id: String,
+    run_dir: std::path::PathBuf,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> RunRecord {
+    let mut rec = RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout));
+    let dir = runner_dir(job, &rec.run_dir).display().to_string();
+    rec.result = job.result.as_ref().map(|r| {
+        let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
+        // A relative result is where the runner writes it: in its working directory.
+        let wd = job
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| runner_dir(job, &rec.run_dir));
+        wd.join(r)
+    });
+    rec
+}
+
+/// The runner's `{run_dir}`: the run folder, or for a job with a `user` that user's folder
+/// beside the state dir (see `workdir`).
+fn runner_dir(job: &Job, run_dir: &std::path::Path) -> std::path::PathBuf {
+    match &job.user {
+        Some(_) => super::workdir::work_dir_of(run_dir).unwrap_or_else(|| run_dir.to_path_buf()),
+        None => run_dir.to_path_buf(),
+    }
+}
+
+/// Creates the run folder and writes the journal record: the slow, file-system part of a
+/// start, which the daemon does ahead of the due time.
+pub(crate) fn prepare_folder(
+    st: &crate::service::state::StateDir,
+    job: &Job,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> Result<RunRecord, String> {
+    let (run_id, run_dir) = record::allocate_run_dir(st, &job.name, due).map_err(|e| {
+        format!(
+            "job {}: run due {} not started: {e}",
+            job.name,
+            record::ts(due)
+        )
+    })?;
+    let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
+    // The output files too: creating a file costs far more than opening one, and this runs
+    // ahead of the due time.
+    let created = rec.save().and_then(|_| {
+        private_file_options().open(run_dir.join(STDOUT_FILE))?;
+        private_file_options().open(run_dir.join(STDERR_FILE))?;
+        if let Some(user) = &job.user {
+            super::workdir::prepare(&run_dir, &job.name, user, job.argument_file.as_deref())?;
+        } else {
+            super::workdir::make_tmp(&run_dir)?;
+            if let Some(text) = &job.argument_file {
+                use std::io::Write;
+                crate::service::sys::file::create_new(
+                    &run_dir.join(crate::logic::config::VARIABLES_FILE),
+                )?
+                .write_all(text.as_bytes())?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = created {
+        let _ = record::discard(st, &job.name, &run_dir);
+        return Err(format!(
+            "job {}: run due {} not started, its record could not be written: {e}",
+            job.name,
+            record::ts(due)
+        ));
+    }
+    // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
+    // once the folder is there (a link whose run folder is gone is swept away), and kept in
+    // the journal, which removes it with the folder. Without one, the folder is named
+    // directly.
+    let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
+    if let Ok(link) = crate::service::sys::tmp_link::create(&tmp) {
+        rec.tmp = Some(link);
+        if rec.save().is_err() {
+            if let Some(link) = rec.tmp.take() {
+                let _ = crate::service::sys::tmp_link::remove(&link);
+            }
+        }
+    }
+    Ok(rec)
+}
+
+/// Builds the command line, environment and output paths of a prepared run.
+pub(crate) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
+    // A config loaded without looking its users up (ctrl's) never runs a job: the run would
+    // otherwise start as root.
+    if job.user_deferred {
+        return Err(format!(
+            "job {}: its user was not looked up; not run",
+            job.name
+        ));
+    }
+    let run_dir = &runner_dir(job, &rec.run_dir);
+    // Output files stay in the record's folder: root's, opened before a `user` is taken.
+    let (stdout, stderr) = (rec.run_dir.join(STDOUT_FILE), rec.run_dir.join(STDERR_FILE));
+    let run_dir_s = run_dir.display().to_string();
+    let mut env = job.env.clone();
+    // The run's tag (see `run`): the record's folder, whoever the runner is.
+    env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
+    // The run's own temp folder (by its short name), unless the job names its own (the
+    // admin's choice wins).
+    let tmp = rec
+        .tmp
+        .clone()
+        .unwrap_or_else(|| run_dir.join(super::workdir::TMP_DIR))
+        .display()
+        .to_string();
+    for var in super::workdir::TMP_VARS {
+        env.entry(var.into()).or_insert_with(|| tmp.clone());
+    }
+    if let Some(u) = &job.user {
+        env.insert("HOME".into(), u.home.display().to_string());
+        env.insert("USER".into(), u.name.clone());
+        env.insert("LOGNAME".into(), u.name.clone());
+    }
+    env.insert("ROBOTMK_JOB".into(), job.name.clone());
+    env.insert("ROBOTMK_RUN_ID".into(), rec.run_id.clone());
+    Ok(RunSpec {
+        argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
+        env,
+        working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
+        stdout,
+        stderr,
+        user: job.user.as_ref().map(|u| run::RunAs {
+            uid: u.uid,
+            gid: u.gid,
+            groups: u.groups.clone(),
+        }),
+    })
+}
+
+/// The state-error cause of one record: it clears only when that record is written.
+pub(super) fn record_cause(rec: &RunRecord) -> String {
+    format!("record:{}/{}", rec.job, rec.run_id)
+}
+
+/// Writes a final record and the job's latest result. `rec` is the caller's: what is learnt
+/// on the way (the run folder was gone) goes into the record the loop then publishes.
+pub(super) fn write_final(
+    st: &crate::service::state::StateDir,
+    rec: &mut RunRecord,
+) -> std::io::Result<()> {
+    if let Err(e) = rec.save() {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        // The runner removed its own run folder: make a new one, so the record (at least)
+        // is kept, and say what happened.
+        crate::service::state::create_state_subdirs(
+            &st.root,
+            &["jobs", &rec.job, "runs", &rec.run_id],
+        )?;
+        if !rec.output_lost {
+            rec.output_lost = true;
+            let note =
+                "the run folder had disappeared (removed by the runner?); its output is lost";
+            rec.note = Some(match rec.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note.to_string(),
+            });
+        }
+        rec.save()?;
+        if rec.outcome != Some(Outcome::Skipped) {
+            record::update_latest(st, rec)?;
+        }
+        return Ok(());
+    }
+    if rec.outcome != Some(Outcome::Skipped) {
+        record::update_latest(st, rec)?;
+    }
+    Ok(())
+}
+
+/// Completes a record: end time, duration, exit, outcome, test statistics.
+/// Marks a record ended now: end time, duration, exit, outcome. Done when the loop learns of
+/// the end, so the times are the run's own, not when the finisher got to it.
+pub(crate) fn mark_ended(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
+    let now = Utc::now();
+    rec.finished = Some(now);
+    rec.duration_s = rec
+        .started
+        .map(|s| ((now - s).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0));
+    if let Some(exit) = exit {
+        rec.exit_code = exit.code;
+        rec.signal = exit.signal;
+    }
+    rec.outcome = Some(outcome);
+}
+
+/// What the finisher adds to an ended record: robot's result, read as `how` says (which may
+/// turn the outcome into a failure), then the caps on its texts.
+pub(crate) fn complete(rec: &mut RunRecord, how: &crate::logic::robot::Reading) {
+    crate::logic::robot::annotate(rec, how);
+    rec.clip();
+}
+
+impl Daemon {
+    /// Removes a run folder prepared for a due time that has not come (the job changed, or the
+    /// daemon stops): nothing was due, so nothing is lost.
+    pub(super) fn discard_prepared(&mut self, rec: Option<RunRecord>) {
+        if let Some(rec) = rec {
+            // Moved into the job's `removing` folder; the finisher removes it from there.
+            match record::discard(&self.state, &rec.job, &rec.run_dir) {
+                Ok(()) => super::workdir::removal_due(&rec.job),
+                Err(e) => {
+                    warn!(job = %rec.job, "cannot remove the prepared run folder {}: {e}", rec.run_dir.display())
+                }
+            }
+        }
+    }
+
+    /// Records a due run that was not started.
+    pub(super) fn record_skipped(
+        &mut self,
+        job: &Job,
+        due: DateTime<Utc>,
+        trigger: Trigger,
+        why: &str,
+        prepared: Option<RunRecord>,
+    ) {
+        info!(job = %job.name, due = %record::ts(due), "run skipped: {why}");
+        let folder = match prepared {
+            Some(rec) => Ok(rec),
+            None => record::allocate_run_dir(&self.state, &job.name, due)
+                .map(|(run_id, run_dir)| new_record(job, run_id, run_dir, due, trigger)),
+        };
+        match folder {
+            Ok(mut rec) => {
+                rec.outcome = Some(Outcome::Skipped);
+                rec.finished = Some(Utc::now());
+                rec.note = Some(why.to_string());
+                self.save_final(&rec);
+            }
+            Err(e) => self.state_failure(
+                format!("skip:{}", job.name),
+                format!("cannot record a skipped run of {}: {e}", job.name),
+            ),
+        }
+        if let Some(js) = self.jobs.get_mut(&job.name) {
+            js.last_skipped = Some(due);
+            js.skipped_total += 1;
+        }
+        self.dirty = true;
+    }
+
+    /// Starts one run now. The post-spawn journal entry and log line are left to
+    /// [`Daemon::after_spawns`], so that a batch of due runs is spawned back to back.
+    pub(super) fn start_run(&mut self, p: Pending) {
+        let job = p.job;
+        let rec = match p.prepared {
+            Some(rec) => rec,
+            None => match prepare_folder(&self.state, &job, p.due, p.trigger) {
+                Ok(rec) => rec,
+                Err(msg) => {
+                    // Without a run folder there is nowhere to put output or a record: report
+                    // it where the admin looks (log, status, ctrl) and let the schedule go on.
+                    self.state_failure(format!("prepare:{}", job.name), msg);
+                    return;
+                }
+            },
+        };
+        let mut rec = rec;
+        rec.request = p.request.clone();
+        let mut spec = match open_spec(&job, &rec) {
+            Ok(spec) => spec,
+            Err(note) => {
+                rec.note = Some(note);
+                self.finish(rec, Outcome::Error, None);
+                return;
+            }
+        };
+        let env_key = match self.apply_env(&job, &mut spec) {
+            Ok(k) => k,
+            Err(note) => {
+                rec.note = Some(note);
+                self.finish(rec, Outcome::Error, None);
+                return;
+            }
+        };
+        let argv0 = spec.argv.first().cloned().unwrap_or_default();
+        let tx = self.tx.clone();
+        // Taken before the fork: on a busy machine the daemon may be descheduled right after
+        // it while the runner already runs, and a start time taken then would shorten the
+        // recorded duration below what the runner really took.
+        let started = Utc::now();
+        let spawned = run::spawn(spec, move |pid, exit| {
+            let _ = tx.send(Event::Exited { pid, exit });
+        });
+        rec.started = Some(started);
+        match spawned {
+            Ok(pid) => {
+                rec.pid = Some(pid);
+                self.active.insert(
+                    pid,
+                    ActiveRun {
+                        record: rec,
+                        pgid: pid,
+                        deadline: Instant::now() + job.timeout,
+                        kill_at: None,
+                        ended_by: None,
+                        adopted: false,
+                    },
+                );
+                if let Some(js) = self.jobs.get_mut(&job.name) {
+                    js.running.push(pid);
+                }
+                self.just_started.push(pid);
+                self.env_run_started(pid, env_key);
+            }
+            Err(e) => {
+                rec.note = Some(format!("cannot start {argv0:?}: {e}"));
+                warn!(job = %job.name, "run {} could not start: {e}", rec.run_id);
+                self.finish(rec, Outcome::Error, None);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Journals the PIDs of the runs just spawned (so a new daemon can find them after a
+    /// crash) and logs them. The writes go to the finisher, whose thread yields to this one
+    /// and to the runners: at a due instant the CPU is theirs first.
+    pub(super) fn after_spawns(&mut self) {
+        for pid in std::mem::take(&mut self.just_started) {
+            let Some(run) = self.active.get_mut(&pid) else {
+                continue;
+            };
+            let rec = &mut run.record;
+            rec.pid_start = crate::service::sys::process_start_time(pid);
+            let late = rec
+                .started
+                .and_then(|s| (s - rec.due).num_microseconds())
+                .map_or(0.0, |us| us as f64 / 1000.0);
+            info!(job = %rec.job, run_id = %rec.run_id, pid, late_ms = late, "run started");
+            let journal = Box::new(rec.clone());
+            match &self.finisher {
+                Some(f) => {
+                    if let Err(super::finish::Work::Journal(rec)) =
+                        f.send(super::finish::Work::Journal(journal))
+                    {
+                        super::finish::journal(&rec);
+                    }
+                }
+                None => super::finish::journal(&journal),
+            }
+        }
+    }
+
+    /// A runner exited (reported by its waiter thread).
+    pub(super) fn on_exit(&mut self, pid: u32, exit: ExitInfo) {
+        let Some(run) = self.active.remove(&pid) else {
+            return;
+        };
+        let mut run = run;
+        let outcome = if let Some(e) = &exit.spawn_error {
+            run.record.note = Some(format!("cannot start the runner: {e}"));
+            Outcome::Error
+        } else {
+            run.ended_by.unwrap_or(if exit.success() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            })
+        };
+        self.end_active(run, outcome, Some(exit));
+    }
+
+    /// Records the end of an active run and cleans up what its tree left behind.
+    pub(super) fn end_active(&mut self, run: ActiveRun, outcome: Outcome, exit: Option<ExitInfo>) {
+        if let Some(js) = self.jobs.get_mut(&run.record.job) {
+            js.running.retain(|p| *p != run.pgid);
+        }
+        self.env_run_ended(run.pgid);
+        // Processes the runner left behind (a browser, a driver, a daemonized helper that
+        // left the group) must not outlive it.
+        let dir = run.record.run_dir.display().to_string();
+        if run::tree_alive(run.pgid, &dir) {
+            // Told once per process: those told at a timeout or a stop keep the SIGKILL
+            // planned then; what is new (an orphan found now) is told now.
+            run::terminate_tree(run.pgid, &dir);
+            let kill_at = match (run.ended_by, run.kill_at) {
+                (Some(_), Some(k)) => k,
+                _ => Instant::now() + self.cfg.daemon.stop_grace,
+            };
+            self.lingering.push((run.pgid, dir, kill_at));
+        }
+        let mut rec = run.record;
+        if run.adopted && rec.note.is_none() {
+            rec.note = Some(
+                "the daemon restarted while this run was in flight; it was watched to its end, but its exit code is unknown"
+                    .into(),
+            );
+        }
+        if outcome == Outcome::Timeout {
+            let note = format!(
+                "ended after its timeout of {}",
+                crate::model::duration::format(rec.timeout())
+            );
+            rec.note = Some(match rec.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+        self.finish(rec, outcome, exit);
+    }
+
+    /// Hands an ended run to the finisher: it completes the record (robot's result), writes
+    /// it and the job's latest result, and prunes old runs, off this thread.
+    pub(super) fn finish(&mut self, mut rec: RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
+        mark_ended(&mut rec, outcome, exit);
+        // Through the job's own list of runs in flight, not a scan of every active run: each
+        // of 1000 runs ending together would otherwise scan the other 999. A job gone from
+        // the config (runs still in flight) has no list: scanned then.
+        let protect: Vec<String> = match self.jobs.get(&rec.job) {
+            Some(js) => js
+                .running
+                .iter()
+                .filter_map(|pid| self.active.get(pid))
+                .map(|r| r.record.run_id.clone())
+                .collect(),
+            None => self
+                .active
+                .values()
+                .filter(|r| r.record.job == rec.job)
+                .map(|r| r.record.run_id.clone())
+                .collect(),
+        };
+        let read = super::finish::ReadSpec {
+            attempts: self.jobs.get(&rec.job).map_or(1, |js| js.job.attempts),
+            limits: self.cfg.daemon.result_limits,
+        };
+        self.hand_over(super::finish::Work::Finish {
+            rec: Box::new(rec),
+            keep: self.cfg.daemon.keep_runs,
+            protect,
+            read,
+        });
+    }
+
+    /// Writes a record that is complete already (a skipped run), off this thread.
+    fn save_final(&mut self, rec: &RunRecord) {
+        self.hand_over(super::finish::Work::Save(Box::new(rec.clone())));
+    }
+
+    fn hand_over(&mut self, work: super::finish::Work) {
+        self.finishing += 1;
+        let work = match &self.finisher {
+            Some(f) => match f.send(work) {
+                Ok(()) => return,
+                Err(back) => back,
+            },
+            None => work,
+        };
+        let stopping = self.finisher.as_ref().map(|f| f.stopping());
+        let (rec, error) = super::finish::do_work(&self.state, work, stopping);
+        self.on_finished(*rec, error);
+    }
+
+    /// A record is written (or failed to be: kept and retried, its error shown until then).
+    pub(super) fn on_finished(&mut self, rec: RunRecord, error: Option<String>) {
+        self.finishing = self.finishing.saturating_sub(1);
+        let cause = record_cause(&rec);
+        match error {
+            None => self.state_ok(&cause),
+            Some(e) => {
+                self.unsaved.push(rec.clone());
+                self.state_failure(
+                    cause,
+                    format!("cannot record run {} of {}: {e}", rec.run_id, rec.job),
+                );
+            }
+        }
+        if rec.outcome != Some(Outcome::Skipped) {
+            if let Some(js) = self.jobs.get_mut(&rec.job) {
+                js.last = Some(Box::new((&rec).into()));
+                if self.oneshot && rec.request.is_some() {
+                    js.answered = Some(Box::new(rec));
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Retries the final records that could not be written.
+    pub(super) fn retry_unsaved(&mut self) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.unsaved);
+        let before = pending.len();
+        for mut rec in pending {
+            if write_final(&self.state, &mut rec).is_err() {
+                self.unsaved.push(rec);
+            } else {
+                self.state_ok(&record_cause(&rec));
+                // Written only now, it may have learnt something (its output lost).
+                if let Some(js) = self.jobs.get_mut(&rec.job) {
+                    if js.last.as_ref().is_some_and(|l| l.run_id == rec.run_id) {
+                        js.last = Some(Box::new((&rec).into()));
+                    }
+                }
+            }
+        }
+        if self.unsaved.len() < before {
+            info!(
+                written = before - self.unsaved.len(),
+                left = self.unsaved.len(),
+                "wrote records that had failed"
+            );
+        }
+    }
+
+    /// Sends TERM at the timeout and KILL after the grace period; ends leftovers.
+    pub(super) fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let grace = self.cfg.daemon.stop_grace;
+        for run in self.active.values_mut() {
+            if run.ended_by.is_none() && now >= run.deadline {
+                warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
+                run.ended_by = Some(Outcome::Timeout);
+                run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
+                run.kill_at = Some(now + grace);
+            } else if let Some(k) = run.kill_at {
+                if now >= k {
+                    warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
+                    run::kill_tree(run.pgid, &run.record.run_dir.display().to_string());
+                    run.kill_at = None;
+                }
+            }
+        }
+        self.lingering.retain(|(pgid, dir, kill_at)| {
+            // Gone: nothing to wait for (`run-once` and `stop --now` end at once then).
+            if !run::tree_alive(*pgid, dir) {
+                return false;
+            }
+            if now >= *kill_at {
+                if run::kill_tree(*pgid, dir) {
+                    warn!(pgid, "killed processes a finished run left behind");
+                }
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// `stop --now`: end every run in flight.
+    pub(super) fn end_all_runs(&mut self) {
+        let kill_at = Instant::now() + self.cfg.daemon.stop_grace;
+        for run in self.active.values_mut() {
+            // One polite signal per run: a run already told to end (its timeout) is in its
+            // grace period, and a second SIGTERM makes robot quit at once with a broken
+            // result. It stays `timeout`: that is why it ended.
+            if run.ended_by.is_none() {
+                run.ended_by = Some(Outcome::Killed);
+                run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
+                run.kill_at = Some(kill_at);
+            }
+        }
+    }
+
+    /// Adopted runs are not our children: look whether they are still there.
+    pub(super) fn poll_adopted(&mut self) {
+        let gone: Vec<u32> = self
+            .active
+            .iter()
+            .filter(|(_, r)| r.adopted)
+            .filter(|(_, r)| {
+                !crate::service::sys::ProcessId {
+                    pid: r.pgid,
+                    start: r.record.pid_start,
+                }
+                .is_alive()
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            if let Some(run) = self.active.remove(&pid) {
+                let outcome = run.ended_by.unwrap_or(Outcome::Interrupted);
+                self.end_active(run, outcome, None);
+            }
+        }
+    }
+
+    /// Something could not be written. Errors are kept per `cause` (the status file, one
+    /// job's preparation, one record), so a good write of something else never hides a
+    /// record that is still unwritten: each clears only with its own cause.
+    pub(super) fn state_failure(&mut self, cause: impl Into<String>, msg: String) {
+        let cause = cause.into();
+        if self.state_errors.get(&cause) != Some(&msg) {
+            error!("{msg}");
+            self.state_errors.insert(cause, msg);
+            self.publish_state_errors();
+        }
+    }
+
+    pub(super) fn state_ok(&mut self, cause: &str) {
+        if self.state_errors.remove(cause).is_some() {
+            if self.state_errors.is_empty() {
+                info!("state writes succeed again");
+            }
+            self.publish_state_errors();
+        }
+    }
+
+    fn publish_state_errors(&mut self) {
+        let msg = self
+            .state_errors
+            .values()
+            .next()
+            .map(|first| match self.state_errors.len() {
+                1 => first.clone(),
+                n => format!("{first} (and {} more)", n - 1),
+            });
+        if msg != self.info.state_error {
+            // status.json may not be writable now; the reserved alert file always is.
+            let _ = crate::service::state::write_alert(&self.state, msg.as_deref());
+            self.info.state_error = msg;
+            self.dirty = true;
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! `run-once JOB`: run one job now and show its output live.
+//!
+//! One supervisor, one writer: the run is never started here on the side. With a daemon
+//! running, the command leaves a request in `requests/` (and wakes the daemon with SIGUSR1);
+//! the daemon runs it like any due run and records it. With no daemon, this process takes the
+//! instance lock and becomes a one-shot daemon for that single run ([`daemon::run_oneshot`]),
+//! with the daemon's own run code. Either way the command finds its run by the request id in
+//! the run records, streams the run's stdout and stderr while it runs (the files stay in the
+//! run folder), and ends with the outcome line.
+
+use crate::app::daemon;
+use crate::logic::config::Config;
+use crate::service::state::record::{self, Outcome, RunRecord};
+use crate::service::state::{self, Durability, RunRequest, StateDir};
+use crate::service::sys::file::{self, Links};
+use crate::service::{lock, sys};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How often the command looks for its run and for new output.
+const POLL: Duration = Duration::from_millis(50);
+/// A daemon looks at its requests at least this often; a request not taken by then (and no
+/// run for it) means the daemon is not serving requests.
+const PICKUP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Runs `job` once; returns the exit code (0 success, 1 failure, 3 timeout, 4 could not run).
+pub fn run(cfg: &Config, job: &str, config_path: &Path) -> i32 {
+    let st = StateDir::new(&cfg.daemon.state_dir);
+    if let Err(e) = st.ensure() {
+        eprintln!("robotmk-daemon: {e}");
+        return 4;
+    }
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let daemon_runs = lock::is_held(&st.lock_file()).unwrap_or(true);
+    if daemon_runs {
+        return through_daemon(&st, job, &id);
+    }
+    // No daemon: be one, for this run only. The follower prints while this thread supervises.
+    let follower = {
+        let st = st.clone();
+        let (job, id) = (job.to_string(), id.clone());
+        std::thread::spawn(move || follow(&st, &job, &id, None))
+    };
+    let opts = daemon::Options {
+        config: config_path.to_path_buf(),
+        route: "run-once".into(),
+        run_flag: None,
+        foreground: true,
+        oneshot: Some(daemon::OneShot {
+            job: job.to_string(),
+            request: id.clone(),
+        }),
+    };
+    match daemon::run_oneshot(opts) {
+        Ok(Some(_)) => follower.join().unwrap_or(4),
+        Ok(None) => {
+            eprintln!(
+                "robotmk-daemon: the run was not recorded; see {}",
+                st.log_file().display()
+            );
+            4
+        }
+        // A daemon took the instance meanwhile: it serves the request instead.
+        Err(daemon::SetupError::LockTaken) => {
+            let code = through_daemon(&st, job, &id);
+            let _ = follower.join();
+            code
+        }
+        Err(daemon::SetupError::Exit(code)) => code,
+    }
+}
+
+/// Hands the run to the running daemon and follows it.
+fn through_daemon(st: &StateDir, job: &str, id: &str) -> i32 {
+    let dir = st.requests_dir();
+    let req = RunRequest {
+        id: id.to_string(),
+        job: job.to_string(),
+        requested: chrono::Utc::now(),
+    };
+    let written = state::create_state_subdirs(&st.root, &["requests"])
+        .and_then(|_| state::write_json(&dir.join(format!("{id}.json")), &req, Durability::NoSync));
+    if let Err(e) = written {
+        eprintln!("robotmk-daemon: cannot hand the run to the daemon: {e}");
+        return 4;
+    }
+    if let Some(d) = crate::model::report::read_status(st).map(|s| s.daemon) {
+        if sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
+            sys::signal_requests(d.pid);
+        }
+    }
+    follow(st, job, id, Some(&dir))
+}
+
+/// Waits for the run answering request `id`, streams its output, prints the outcome line and
+/// returns the exit code. `requests`: where a daemon would reject the request (None for a
+/// one-shot in this process).
+fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
+    let t0 = Instant::now();
+    // On a terminal, a line says what the run waits for, then that it runs (with the time).
+    let mut progress = crate::app::term::Progress::stderr();
+    let rec = loop {
+        if let Some(dir) = requests {
+            let rejected = dir.join(format!("{id}.rejected"));
+            if let Ok(why) = file::read_string(&rejected, file::cap::SMALL, Links::Refuse) {
+                let _ = std::fs::remove_file(&rejected);
+                eprintln!("robotmk-daemon: the daemon declined the run: {why}");
+                return 4;
+            }
+            let pending = dir.join(format!("{id}.json"));
+            if t0.elapsed() > PICKUP_PATIENCE && file::plain_metadata(&pending).is_some() {
+                let _ = std::fs::remove_file(&pending);
+                eprintln!(
+                    "robotmk-daemon: the daemon did not take the request within {}s; is it stopping? see {}",
+                    PICKUP_PATIENCE.as_secs(),
+                    st.log_file().display()
+                );
+                return 4;
+            }
+            if !lock::is_held(&st.lock_file()).unwrap_or(true) {
+                if let Some(r) = find_run(st, job, id) {
+                    break r;
+                }
+                eprintln!("robotmk-daemon: the daemon stopped before it ran the job");
+                return 4;
+            }
+        }
+        if let Some(r) = find_run(st, job, id) {
+            break r;
+        }
+        if progress.due() {
+            progress.draw(&waiting_for(st, job));
+        }
+        std::thread::sleep(POLL);
+    };
+    progress.finish();
+    println!(
+        "running job {job} (run {}) in {}",
+        rec.run_id,
+        rec.run_dir.display()
+    );
+    let mut out = Tail::new(rec.run_dir.join(record::STDOUT_FILE));
+    let mut err = Tail::new(rec.run_dir.join(record::STDERR_FILE));
+    let running = format!("job {job} runs");
+    let finished = loop {
+        if out.pending() || err.pending() {
+            progress.finish();
+        }
+        out.copy_to(&mut std::io::stdout());
+        err.copy_to(&mut std::io::stderr());
+        if progress.due() {
+            progress.draw(&running);
+        }
+        match record::read_record(&rec.run_dir) {
+            Ok(Some(r)) if r.is_finished() => break r,
+            _ => {}
+        }
+        // The supervisor is gone and the run never finished: say so rather than wait forever.
+        if requests.is_some() && !lock::is_held(&st.lock_file()).unwrap_or(true) {
+            match record::read_record(&rec.run_dir) {
+                Ok(Some(r)) if r.is_finished() => break r,
+                _ => {
+                    eprintln!("robotmk-daemon: the daemon stopped before the run finished; the next daemon records it");
+                    return 4;
+                }
+            }
+        }
+        std::thread::sleep(POLL);
+    };
+    progress.finish();
+    out.copy_to(&mut std::io::stdout());
+    err.copy_to(&mut std::io::stderr());
+    report(&finished)
+}
+
+/// What a requested run waits for, from the daemon's status: its Python environment being
+/// built, a free slot (`max_parallel`), or the daemon's next look.
+fn waiting_for(st: &StateDir, job: &str) -> String {
+    let Some(s) = crate::model::report::read_status(st) else {
+        return format!("waiting for the daemon to start job {job}");
+    };
+    let building = s.envs.iter().any(|e| {
+        e.state == crate::service::pyenv::Phase::Building && e.jobs.iter().any(|j| j == job)
+    });
+    if building {
+        return format!("waiting for the Python environment of job {job} to be built");
+    }
+    if s.jobs.iter().any(|j| j.name == job && j.queued > 0) {
+        return format!("job {job} is queued: waiting for a free run slot (max_parallel)");
+    }
+    format!("waiting for the daemon to start job {job}")
+}
+
+/// The run that answers request `id`, once its folder and record exist.
+fn find_run(st: &StateDir, job: &str, id: &str) -> Option<RunRecord> {
+    let runs = record::list_runs(st, job).ok()?;
+    runs.iter()
+        .rev()
+        .take(64)
+        .filter_map(|(_, dir)| record::read_record(dir).ok().flatten())
+        .find(|r| r.request.as_deref() == Some(id))
+}
+
+/// Prints the outcome line and maps the outcome to the exit code.
+fn report(rec: &RunRecord) -> i32 {
+    let outcome = rec.outcome.unwrap_or(Outcome::Interrupted);
+    println!(
+        "{}: {}{}{}",
+        rec.run_id,
+        outcome.as_str(),
+        rec.exit_code
+            .map_or(String::new(), |c| format!(", exit code {c}")),
+        rec.note
+            .as_ref()
+            .map_or(String::new(), |n| format!(" ({n})"))
+    );
+    println!("output: {}", rec.run_dir.display());
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+        Outcome::Timeout => 3,
+        _ => 4,
+    }
+}
+
+/// Follows a file that grows (the runner appends to it), from its start.
+struct Tail {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    pos: u64,
+}
+
+impl Tail {
+    fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            file: None,
+            pos: 0,
+        }
+    }
+
+    /// Whether the file holds more than was copied (a progress line is cleared first).
+    fn pending(&self) -> bool {
+        file::plain_metadata(&self.path).is_some_and(|m| m.len() > self.pos)
+    }
+
+    /// Copies what was appended since the last call.
+    fn copy_to(&mut self, to: &mut impl Write) {
+        if self.file.is_none() {
+            self.file = file::open_read(&self.path).ok();
+        }
+        let Some(f) = self.file.as_mut() else { return };
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = to.write_all(&buf[..n]);
+                    self.pos += n as u64;
+                }
+            }
+        }
+        let _ = to.flush();
+    }
+}

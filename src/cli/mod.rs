@@ -1,0 +1,823 @@
+//! The command line: clap definitions and the commands that are not ctrl or the daemon
+//! (`start`, `stop`, `status`, `check-config`, `run-once`; `history`, `show` and `logs` live
+//! in [`crate::app::history`] and [`crate::app::logs`], completions and the man page in
+//! [`crate::cli::completions`]).
+
+use crate::app::{ctrl, daemon};
+use crate::logic::agent;
+use crate::logic::config::{self, Config};
+use crate::model::report::{self, Report};
+use crate::service::state::{self, Durability, StateDir, StopMode, StopRequest};
+use crate::service::{lock, run, sys};
+use chrono::Utc;
+mod completions;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Runs Robot Framework suites (or any command) on their own schedules, detached from the
+/// Checkmk agent. Copied or linked under a name ending in `ctrl` and run without arguments, it
+/// acts as `ctrl`.
+#[derive(Debug, Parser)]
+#[command(name = "robotmk-daemon", version = crate::BUILD_ID)]
+pub struct Cli {
+    /// Config file [default: $ROBOTMK_DAEMON_CONFIG, else $MK_CONFDIR/robotmk-daemon.toml, else
+    /// /etc/check_mk/robotmk-daemon.toml (Windows: C:\ProgramData\checkmk\agent\config\)]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// For the agent: refresh the heartbeat, start the daemon if none runs, print the agent
+    /// sections. Exit 0 whenever it printed them.
+    Ctrl,
+    /// Start the daemon detached (a no-op if it runs). Exit 0 started or running, 1 failed.
+    Start {
+        /// Run the daemon in this process, logging to stderr too.
+        #[arg(long)]
+        foreground: bool,
+        /// Exit when this file disappears (the Checkmk agent's extension contract).
+        #[arg(long, value_name = "FILE")]
+        run_flag: Option<PathBuf>,
+    },
+    /// Ask the daemon to stop: start no new run, wait for runs in flight. Exit 0 stopped or not
+    /// running, 1 still running after the timeout.
+    Stop {
+        /// End runs in flight (their whole process trees) instead of waiting for them.
+        #[arg(long)]
+        now: bool,
+        /// How long to wait for the daemon to exit.
+        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_dur)]
+        timeout: Duration,
+    },
+    /// Daemon and per-job state. Exit 0 running, 3 not running, 2 config error.
+    Status {
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and print the resolved jobs and their next due times. Exit 0 valid,
+    /// 2 invalid.
+    CheckConfig,
+    /// Run one job now in the foreground and record it like a scheduled run. Exit 0 success,
+    /// 1 failure, 2 config error, 3 timeout, 4 could not start.
+    RunOnce {
+        /// The job's name.
+        job: String,
+    },
+    /// A robot job's runner when it has `attempts` > 1: runs the attempts and merges them.
+    #[command(hide = true)]
+    RobotAttempts {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        attempts: u32,
+        #[arg(long, value_parser = parse_retry)]
+        retry: crate::app::attempts::Retry,
+        /// rebot's argv as a JSON array.
+        #[arg(long)]
+        rebot_json: String,
+        /// robot's argv.
+        #[arg(last = true, required = true)]
+        robot: Vec<String>,
+    },
+    /// Reads a Robot Framework result (output.xml or output.json) the way the daemon does and
+    /// prints what it found as JSON (for checks and benchmarks).
+    #[command(hide = true)]
+    ParseResult {
+        file: PathBuf,
+        /// Print this process's peak RSS (`peak_rss_kib=N`, Linux) to stderr at the end.
+        #[arg(long)]
+        peak_rss: bool,
+    },
+    /// A job's recent runs, newest first: due, start, outcome, runtime, tests, attempts, run
+    /// id, with a strip of outcomes and a sparkline of runtimes. Exit 0, 2 unknown job.
+    History {
+        /// The job's name.
+        job: String,
+        /// How many runs to show.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        n: usize,
+        /// Print the records as JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run of a job (default: the last) in words, the tail of its output, and where its
+    /// log.html and report.html are. Exit 0, 2 unknown job or run.
+    Show {
+        /// The job's name.
+        job: String,
+        /// The run id (or a unique start of it), as `history` lists them.
+        run: Option<String>,
+        /// Lines of stdout and stderr to show.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        n: usize,
+    },
+    /// The daemon's log (daemon.log in the state dir, and its rotated files).
+    Logs {
+        /// Keep printing new lines as the daemon writes them, across rotations (Ctrl-C ends).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print first.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        n: usize,
+    },
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per command into a folder; the
+    /// packages install them.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Builds one Python environment (started by the daemon; output goes to its build.log).
+    #[command(hide = true)]
+    EnvBuild {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        source: PathBuf,
+        /// `requirements` or `pyproject`.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        python: String,
+        /// Build with this uv; without it, `python -m venv` and pip.
+        #[arg(long)]
+        uv: Option<PathBuf>,
+        /// The builder's own folder (a build as another user than the daemon's): the
+        /// installers' HOME, caches and TMPDIR, and a scrubbed environment.
+        #[arg(long)]
+        home: Option<PathBuf>,
+    },
+    /// The daemon itself, as launched by ctrl (use `start` instead).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, default_value = "manual")]
+        route: String,
+        #[arg(long, value_name = "FILE")]
+        run_flag: Option<PathBuf>,
+    },
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    crate::model::duration::parse(s)
+}
+
+fn parse_retry(s: &str) -> Result<crate::app::attempts::Retry, String> {
+    match s {
+        "failed" => Ok(crate::app::attempts::Retry::Failed),
+        "all" => Ok(crate::app::attempts::Retry::All),
+        _ => Err(format!("{s:?}: use \"failed\" or \"all\"")),
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    let path = config::absolute(&cli.config.unwrap_or_else(config::discover));
+    match cli.command {
+        Command::Ctrl => ctrl::run(&path),
+        Command::History { job, n, json } => crate::app::history::history(&path, &job, n, json),
+        Command::Show { job, run, n } => crate::app::history::show(&path, &job, run.as_deref(), n),
+        Command::Logs { follow, n } => crate::app::logs::logs(&path, follow, n),
+        Command::Completions { shell } => crate::cli::completions::completions(shell),
+        Command::Man { dir } => crate::cli::completions::man(dir.as_deref()),
+        Command::Start {
+            foreground: true,
+            run_flag,
+        } => daemon::run(daemon::Options {
+            config: path,
+            route: "foreground".into(),
+            run_flag,
+            foreground: true,
+            oneshot: None,
+        }),
+        Command::Start {
+            foreground: false,
+            run_flag,
+        } => start(&path, run_flag),
+        Command::Daemon { route, run_flag } => daemon::run(daemon::Options {
+            config: path,
+            route,
+            run_flag,
+            foreground: false,
+            oneshot: None,
+        }),
+        Command::Stop { now, timeout } => stop(&path, now, timeout),
+        Command::Status { json } => status(&path, json),
+        Command::CheckConfig => check_config(&path),
+        Command::RunOnce { job } => run_once(&path, &job),
+        Command::EnvBuild {
+            dir,
+            source,
+            kind,
+            python,
+            uv,
+            home,
+        } => {
+            let kind = match kind.as_str() {
+                "requirements" => crate::service::pyenv::SourceKind::Requirements,
+                "pyproject" => crate::service::pyenv::SourceKind::Pyproject,
+                _ => {
+                    eprintln!("robotmk-daemon: --kind must be requirements or pyproject");
+                    return 2;
+                }
+            };
+            crate::service::pyenv::build(&crate::service::pyenv::BuildPlan {
+                dir,
+                source,
+                kind,
+                python,
+                uv,
+                home,
+            })
+        }
+        Command::RobotAttempts {
+            run_dir,
+            attempts,
+            retry,
+            rebot_json,
+            robot,
+        } => {
+            let Ok(rebot) = serde_json::from_str::<Vec<String>>(&rebot_json) else {
+                eprintln!("robotmk-daemon: --rebot-json is not a JSON array of strings");
+                return 252;
+            };
+            crate::app::attempts::run(&crate::app::attempts::Plan {
+                run_dir,
+                attempts,
+                retry,
+                rebot,
+                robot,
+            })
+        }
+        Command::ParseResult { file, peak_rss } => {
+            let code = match crate::logic::robot::read_result(&file) {
+                Ok(t) => {
+                    println!("{}", serde_json::to_string(&t).unwrap_or_default());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("robotmk-daemon: {}: {e}", file.display());
+                    1
+                }
+            };
+            if peak_rss {
+                // The kernel's high-water mark of this process alone: a parent's rusage would
+                // also count what the forking parent held before exec.
+                let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+                {
+                    eprintln!("peak_rss_kib={kib}");
+                }
+            }
+            code
+        }
+    }
+}
+
+fn load_or_report(path: &Path) -> Result<Config, i32> {
+    config::load(path).map_err(|e| {
+        eprintln!("robotmk-daemon: config error: {e}");
+        2
+    })
+}
+
+fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
+    if run_flag.is_some() {
+        eprintln!(
+            "robotmk-daemon: --run-flag needs --foreground (the agent starts extensions itself)"
+        );
+        return 1;
+    }
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = crate::service::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
+    let st = StateDir::new(&cfg.daemon.state_dir);
+    if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
+    match ctrl::ensure_daemon(&cfg, &st) {
+        Ok(e) => {
+            let r = report::build(
+                path.to_path_buf(),
+                report::ConfigView::Loaded(&cfg),
+                Some((cfg.daemon.instance.clone(), cfg.daemon.state_dir.clone())),
+            );
+            let pid = r.daemon.pid.map_or("?".into(), |p| p.to_string());
+            if e.started {
+                println!(
+                    "daemon started for instance {} (pid {pid}, via {})",
+                    cfg.daemon.instance,
+                    e.route.unwrap_or("?")
+                );
+            } else {
+                println!(
+                    "daemon already running for instance {} (pid {pid})",
+                    cfg.daemon.instance
+                );
+            }
+            if let Some(n) = e.note {
+                eprintln!("robotmk-daemon: note: {n}");
+            }
+            if r.daemon.running {
+                0
+            } else {
+                eprintln!(
+                    "robotmk-daemon: the daemon is not running; see {}",
+                    st.log_file().display()
+                );
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("robotmk-daemon: {e}");
+            1
+        }
+    }
+}
+
+fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
+    // A broken config must not keep an admin from stopping the daemon: find it leniently
+    // (nor a user that is gone: no lookups).
+    let located = match config::load_with(path, config::Users::NamesOnly) {
+        Ok(c) => Some((c.daemon.instance, c.daemon.state_dir)),
+        Err(e) => {
+            eprintln!("robotmk-daemon: warning: config error: {e}");
+            config::locate_daemon(path)
+        }
+    };
+    let Some((instance, dir)) = located else {
+        eprintln!(
+            "robotmk-daemon: cannot tell which state dir the config at {} uses",
+            path.display()
+        );
+        return 2;
+    };
+    // A config or state dir another user could change may name another instance, hold a
+    // forged status (a PID to signal) or links to redirect the stop request: do not act on it.
+    if let Err(e) = crate::service::security::check_config(path)
+        .and_then(|_| crate::service::security::check_state_dir(&dir))
+    {
+        eprintln!("robotmk-daemon: {e}");
+        return 1;
+    }
+    let st = StateDir::new(dir);
+    match lock::is_held(&st.lock_file()) {
+        Ok(false) => {
+            println!("no daemon running for instance {instance}");
+            return 0;
+        }
+        Ok(true) => {}
+        Err(e) => {
+            eprintln!("robotmk-daemon: cannot tell whether a daemon runs: {e}");
+            return 1;
+        }
+    }
+    let req = StopRequest {
+        mode: if now { StopMode::Now } else { StopMode::Drain },
+        requested: Utc::now(),
+    };
+    if let Err(e) = state::write_json(&st.stop_file(), &req, Durability::NoSync) {
+        eprintln!("robotmk-daemon: cannot write the stop request: {e}");
+        return 1;
+    }
+    // Wake the daemon at once instead of at its next look at the stop file.
+    let status: Option<crate::model::status::Status> =
+        state::read_json(&st.status_file()).ok().flatten();
+    if let Some(d) = status.map(|s| s.daemon) {
+        if sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
+            let _ = sys::signal_stop(d.pid);
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    let mut progress = crate::app::term::Progress::stderr();
+    while lock::is_held(&st.lock_file()).unwrap_or(false) {
+        if progress.due() {
+            progress.draw(&stop_progress(&st, &instance));
+        }
+        if Instant::now() >= deadline {
+            progress.finish();
+            let r: Option<crate::model::status::Status> =
+                state::read_json(&st.status_file()).ok().flatten();
+            let inflight: usize = r
+                .map(|s| s.jobs.iter().map(|j| j.running.len()).sum())
+                .unwrap_or(0);
+            eprintln!(
+                "robotmk-daemon: daemon for instance {instance} still running after {} ({inflight} run(s) in flight){}",
+                crate::model::duration::format(timeout),
+                if now { "" } else { "; use --now to end them" }
+            );
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    progress.finish();
+    println!("daemon for instance {instance} stopped");
+    0
+}
+
+/// The progress line of `stop` on a terminal: what the daemon still waits for.
+fn stop_progress(st: &StateDir, instance: &str) -> String {
+    let s: Option<crate::model::status::Status> =
+        state::read_json(&st.status_file()).ok().flatten();
+    let inflight: usize = s
+        .map(|s| s.jobs.iter().map(|j| j.running.len()).sum())
+        .unwrap_or(0);
+    format!("waiting for the daemon of instance {instance} to stop: {inflight} run(s) in flight")
+}
+
+fn status(path: &Path, json: bool) -> i32 {
+    let cfg = config::load(path);
+    let located = match &cfg {
+        Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
+        Err(_) => config::locate_daemon(path),
+    };
+    let trust = crate::service::security::check_config(path).and_then(|_| match &located {
+        Some((_, dir)) => crate::service::security::check_state_dir(dir),
+        None => Ok(()),
+    });
+    if let Err(e) = trust {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
+    let r = report::build(path.to_path_buf(), (&cfg).into(), located);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        print!("{}", table(&r));
+        if let Some(dir) = &r.state_dir {
+            // As `systemctl status` does: the last problems under the state, for context.
+            print!("{}", crate::app::logs::problems_block(dir));
+        }
+    }
+    if r.config_error.is_some() {
+        2
+    } else if r.daemon.running {
+        0
+    } else {
+        3
+    }
+}
+
+/// The status as a table for people.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let d = &r.daemon;
+    let _ = writeln!(o, "instance:   {}", r.instance.as_deref().unwrap_or("?"));
+    let _ = writeln!(o, "config:     {}", r.config.display());
+    if let Some(e) = &r.config_error {
+        let _ = writeln!(o, "CONFIG ERROR: {e}");
+    }
+    if let Some(sd) = &r.state_dir {
+        let _ = writeln!(o, "state dir:  {}", sd.display());
+    }
+    if d.running {
+        let _ = writeln!(
+            o,
+            "daemon:     running, pid {}, up {}, {} (via {})",
+            d.pid.map_or("?".into(), |p| p.to_string()),
+            agent::human_age(d.uptime_s.unwrap_or(0.0)),
+            d.phase.as_deref().unwrap_or("?"),
+            d.route.as_deref().unwrap_or("?")
+        );
+    } else {
+        let _ = writeln!(o, "daemon:     not running");
+    }
+    let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
+        (Some(a), Some(t)) => format!(
+            "{} ago (timeout {})",
+            agent::human_age(a),
+            agent::human_age(t)
+        ),
+        (Some(a), None) => format!("{} ago (switch off)", agent::human_age(a)),
+        (None, _) => "never".into(),
+    };
+    let _ = writeln!(o, "heartbeat:  {hb}");
+    if let Some(e) = &d.config_error {
+        let _ = writeln!(o, "daemon config error (running the last good config): {e}");
+    }
+    if let Some(e) = &d.state_error {
+        let _ = writeln!(o, "STATE ERROR: {e}");
+    }
+    if let Some(why) = &d.unstable {
+        let _ = writeln!(o, "UNSTABLE: {why}");
+    } else if let Some(c) = &d.previous_crash {
+        let _ = writeln!(
+            o,
+            "previous:   the daemon before this one (pid {}, started {}) did not exit cleanly{}: {}",
+            c.pid,
+            crate::service::state::record::ts(c.started),
+            c.died
+                .map(|t| format!(", died {}", crate::service::state::record::ts(t)))
+                .unwrap_or_default(),
+            c.cause
+        );
+    }
+    if let Some(t) = d.not_responding_since {
+        let _ = writeln!(
+            o,
+            "NOT RESPONDING: no answer to ctrl's heartbeat of {} (stopped or hung)",
+            crate::service::state::record::ts(t)
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} WHEN",
+        "JOB", "SCHEDULE", "NEXT DUE", "RUNNING", "LAST", "RUNTIME"
+    );
+    let now = Utc::now();
+    for j in &r.jobs {
+        let next = j.next_due.map_or("-".into(), |n| {
+            n.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        });
+        let (last, runtime, when) = match &j.last {
+            Some(l) => (
+                l.outcome.map_or("?", |o| o.as_str()).to_string(),
+                l.duration_s.map_or("-".into(), |d| format!("{d:.1}s")),
+                l.finished.map_or("-".into(), |f| {
+                    format!("{} ago", agent::human_age((now - f).num_seconds() as f64))
+                }),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            o,
+            "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} {}",
+            j.name,
+            j.schedule,
+            next,
+            j.running.len(),
+            last,
+            runtime,
+            when
+        );
+    }
+    envs_table(&mut o, &r.envs);
+    o
+}
+
+/// The Python environments under the jobs' table.
+fn envs_table(o: &mut String, envs: &[crate::service::pyenv::EnvState]) {
+    use std::fmt::Write as _;
+    if envs.is_empty() {
+        return;
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<34} {:<9} {:<5} {:>8} {:<20} JOBS",
+        "ENVIRONMENT", "STATE", "TOOL", "BUILD", "BUILT"
+    );
+    for e in envs {
+        let state = serde_json::to_value(e.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{:<34} {:<9} {:<5} {:>8} {:<20} {}",
+            e.key,
+            state,
+            e.tool.as_deref().unwrap_or("-"),
+            e.duration_s.map_or("-".into(), |d| format!("{d:.1}s")),
+            e.built.map_or("-".into(), |b| b
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()),
+            e.jobs.join(", ")
+        );
+        match &e.builder {
+            Some(b) => {
+                let _ = writeln!(o, "  from {}, built as {b}", e.source.display());
+            }
+            None => {
+                let _ = writeln!(o, "  from {}", e.source.display());
+            }
+        }
+        if let Some(err) = &e.error {
+            for line in err.lines() {
+                let _ = writeln!(o, "  {line}");
+            }
+        }
+    }
+}
+
+fn check_config(path: &Path) -> i32 {
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = crate::service::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
+    let d = &cfg.daemon;
+    println!("config {} is valid", cfg.path.display());
+    println!("instance:          {}", d.instance);
+    println!("state_dir:         {}", d.state_dir.display());
+    println!(
+        "heartbeat_timeout: {}",
+        d.heartbeat_timeout
+            .map_or("off".into(), crate::model::duration::format)
+    );
+    println!(
+        "max_parallel:      {}",
+        if d.max_parallel == 0 {
+            "no limit".into()
+        } else {
+            d.max_parallel.to_string()
+        }
+    );
+    println!("keep_runs:         {}", d.keep_runs);
+    println!(
+        "stop_grace:        {}",
+        crate::model::duration::format(d.stop_grace)
+    );
+    println!(
+        "hang_timeout:      {}",
+        d.hang_timeout.map_or(
+            "off (a hung daemon is reported, never replaced)".into(),
+            |t| format!(
+                "{} (a daemon not answering this long is replaced)",
+                crate::model::duration::format(t)
+            )
+        )
+    );
+    println!(
+        "environments:      built with {}, env_build_timeout {}",
+        d.uv.as_ref()
+            .map_or("python -m venv + pip".into(), |u| format!(
+                "uv ({})",
+                u.display()
+            )),
+        crate::model::duration::format(d.env_build_timeout)
+    );
+    // Who builds them: looked up only when some job's environment needs the build user.
+    let needs_build_user = sys::is_root()
+        && cfg
+            .jobs
+            .iter()
+            .any(|j| j.pyenv.is_some() && j.user.is_none());
+    let build_user = if needs_build_user {
+        crate::service::pyenv::resolve_build_user(&d.build_user)
+    } else {
+        Err(String::new())
+    };
+    if needs_build_user {
+        match &build_user {
+            Ok(u) => println!(
+                "build_user:        {} (environments of jobs without a `user` are built as it)",
+                crate::service::pyenv::builder_label(u)
+            ),
+            Err(e) => {
+                println!("build_user:        {} (missing)", d.build_user);
+                eprintln!("robotmk-daemon: warning: {e}");
+            }
+        }
+    }
+    println!(
+        "results:           read up to {} bytes each, within {} per run",
+        d.result_limits.max_bytes,
+        crate::model::duration::format(d.result_limits.max_time)
+    );
+    if !d.start_delay.is_zero() {
+        println!(
+            "start_delay:       {} after boot",
+            crate::model::duration::format(d.start_delay)
+        );
+    }
+    println!("jobs:              {}", cfg.jobs.len());
+    // Which jobs share which environment: same file content and interpreter, one build.
+    let mut shared: std::collections::BTreeMap<String, (String, Vec<&str>)> = Default::default();
+    for j in &cfg.jobs {
+        if let Some(e) = &j.pyenv {
+            let builder = crate::service::pyenv::builder_for(j.user.as_deref(), &build_user);
+            let key = match builder {
+                Ok(b) => crate::service::pyenv::key_of(e, b.map(|u| u.uid))
+                    .unwrap_or_else(|err| format!("unreadable ({err})")),
+                Err(_) => "(no build user)".into(),
+            };
+            shared
+                .entry(key)
+                .or_insert_with(|| (format!("{} ({})", e.source.display(), e.python), Vec::new()))
+                .1
+                .push(&j.name);
+        }
+    }
+    for (key, (from, jobs)) in &shared {
+        println!("environment {key}: {from}; jobs: {}", jobs.join(", "));
+    }
+    let now = Utc::now();
+    for j in &cfg.jobs {
+        println!();
+        println!("job {}", j.name);
+        println!(
+            "  command:  {}",
+            j.command
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        println!("  schedule: {}", j.schedule);
+        println!("  timeout:  {}", crate::model::duration::format(j.timeout));
+        println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+        if let Some(u) = &j.user {
+            // As looked up by this build (see docs/SECURITY.md): what the runs will get.
+            let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
+            println!(
+                "  user:     {} (uid {}, gid {}, groups {}, home {})",
+                u.name,
+                u.uid,
+                u.gid,
+                groups.join(","),
+                u.home.display()
+            );
+        }
+        if let Some(w) = &j.working_dir {
+            println!("  working_dir: {}", w.display());
+        }
+        if let Some(r) = &j.result {
+            println!("  result:   {r}");
+        }
+        if let Some(e) = &j.pyenv {
+            println!(
+                "  {}: {} (python {})",
+                e.kind.as_str(),
+                e.source.display(),
+                e.python
+            );
+        }
+        if j.attempts > 1 {
+            println!("  attempts: {} (merged with rebot)", j.attempts);
+        }
+        if j.services == config::Services::PerTest {
+            let lvl = |d: Option<Duration>| d.map_or("-".into(), crate::model::duration::format);
+            println!(
+                "  services: per-test (runtime levels {} / {})",
+                lvl(j.test_runtime_warn),
+                lvl(j.test_runtime_crit)
+            );
+        }
+        let next: Vec<String> = j
+            .schedule
+            .upcoming(now, 3)
+            .into_iter()
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S %Z")
+                    .to_string()
+            })
+            .collect();
+        println!("  next due: {}", next.join(", "));
+    }
+    0
+}
+
+fn run_once(path: &Path, name: &str) -> i32 {
+    let cfg = match load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(job) = cfg.jobs.iter().find(|j| j.name == name) else {
+        let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+        eprintln!(
+            "robotmk-daemon: no job {name:?} in {}; jobs: {}",
+            cfg.path.display(),
+            names.join(", ")
+        );
+        return 2;
+    };
+    // Runs the config's command as this (root) user: the same check as the daemon's.
+    if let Err(e) = crate::service::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
+    sys::set_private_umask();
+    // As a daemon is: descendants that leave the run's process group become our children
+    // when their parents die, so the run's end still reaches them.
+    run::become_subreaper();
+    crate::app::once::run(&cfg, &job.name, path)
+}

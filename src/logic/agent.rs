@@ -1,0 +1,793 @@
+//! The agent sections ctrl prints: `<<<robotmk_daemon:sep(0)>>>` with the report as one JSON
+//! line, and `<<<local:sep(0)>>>` with one local check per job plus one for the daemon, so
+//! results show up in Checkmk with no plugin on the server.
+//!
+//! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
+//! WARN after an interrupted or killed run, UNKNOWN before its first result; a run whose
+//! output is lost (the runner removed its folder) is at least WARN; a result is at least WARN
+//! once the next due run is overdue and CRIT once the one after it is too (see
+//! [`crate::logic::staleness`]), and WARN or CRIT when its runtime reaches the job's levels.
+//!
+//! A job with `host = "…"` reports to that Checkmk host: its local check, and a section with
+//! its JSON, go between the piggyback markers `<<<<host>>>>` and `<<<<>>>>` after the agent
+//! host's own sections (the daemon's line stays on the agent's host).
+//!
+//! A Robot Framework job with `services = "per-test"` adds a check per test of its latest
+//! result: PASS and SKIP OK, FAIL CRIT, raised to its runtime levels and by staleness like the
+//! job's. Everything from a result that reaches these lines is cut to a bounded length, and
+//! every byte of the output is printable ([`crate::model::printable`]).
+
+use crate::logic::config::Services;
+use crate::logic::staleness::{self, Staleness};
+use crate::model::report::Report;
+use crate::model::status::{JobStatus, LastRun};
+use crate::service::state::record::Outcome;
+use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
+
+pub const SECTION_HEADER: &str = "<<<robotmk_daemon:sep(0)>>>";
+pub const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
+/// The section of one piggybacked job: `{"instance":…,"job":{…}}`, one line per job.
+pub const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
+
+/// The most the JSON section may carry. Every string in it is already capped
+/// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
+pub const MAX_SECTION: usize = 16 * 1024 * 1024;
+
+/// Both sections, ready to print: every byte printable ([`crate::model::printable`]).
+pub fn render(report: &Report) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str(SECTION_HEADER);
+    out.push('\n');
+    let mut json = serde_json::to_string(report)
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}"));
+    let mut jobs = &report.jobs[..];
+    if json.len() > MAX_SECTION {
+        let mut small = report.clone();
+        small.jobs.truncate(MAX_SECTION / 4096);
+        jobs = &report.jobs[..small.jobs.len()];
+        small.config_error = Some(format!(
+            "the section was cut to the first {} of {} jobs (over {MAX_SECTION} bytes)",
+            small.jobs.len(),
+            report.jobs.len()
+        ));
+        json = serde_json::to_string(&small).unwrap_or_default();
+    }
+    out.push_str(&json);
+    out.push('\n');
+    out.push_str(LOCAL_HEADER);
+    out.push('\n');
+    let instance = report.instance.as_deref().unwrap_or("unknown");
+    out.push_str(&daemon_line(report, instance));
+    out.push('\n');
+    for line in body(jobs, instance) {
+        line.render_into(&mut out, report.generated);
+        out.push('\n');
+    }
+    // The one gate to the agent (the fast path passes it too: `ctrl_view`).
+    crate::model::printable::string(out)
+}
+
+/// A line after the daemon's local check: fixed, or a local check open in `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyLine {
+    Fixed(String),
+    Check(LineTemplate),
+}
+
+impl BodyLine {
+    pub fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+        match self {
+            BodyLine::Fixed(l) => out.push_str(l),
+            BodyLine::Check(t) => t.render_into(out, now),
+        }
+    }
+}
+
+/// Everything after the daemon line: the agent host's job checks (and per-test checks),
+/// then the piggyback blocks, one per host in the order the jobs come.
+pub fn body(jobs: &[JobStatus], instance: &str) -> Vec<BodyLine> {
+    let mut out = Vec::with_capacity(jobs.len());
+    body_each(jobs, instance, &mut |l| out.push(l));
+    out
+}
+
+/// [`body`], one line at a time (the daemon writes them out as they come).
+pub fn body_each(jobs: &[JobStatus], instance: &str, f: &mut dyn FnMut(BodyLine)) {
+    for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
+        f(BodyLine::Check(job_template(job, instance)));
+        if job.services == Services::PerTest {
+            test_templates(job, instance)
+                .into_iter()
+                .for_each(|t| f(BodyLine::Check(t)));
+        }
+    }
+    let mut hosts: Vec<&str> = Vec::new();
+    for h in jobs.iter().filter_map(piggyback_host) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    for host in hosts {
+        let mine: Vec<&JobStatus> = jobs
+            .iter()
+            .filter(|j| piggyback_host(j) == Some(host))
+            .collect();
+        f(BodyLine::Fixed(format!("<<<<{host}>>>>")));
+        f(BodyLine::Fixed(JOB_SECTION_HEADER.into()));
+        for job in &mine {
+            let doc = serde_json::json!({ "instance": instance, "job": job });
+            f(BodyLine::Fixed(doc.to_string()));
+        }
+        f(BodyLine::Fixed(LOCAL_HEADER.into()));
+        for job in &mine {
+            f(BodyLine::Check(job_template(job, instance)));
+        }
+        f(BodyLine::Fixed("<<<<>>>>".into()));
+    }
+}
+
+/// The host a job reports to, if it is another one and a valid name (a status file is only
+/// trusted so far: a name that could break the markers stays on the agent's host).
+fn piggyback_host(job: &JobStatus) -> Option<&str> {
+    job.checkmk
+        .host
+        .as_deref()
+        .filter(|h| crate::logic::config::check_host(h).is_ok())
+}
+
+/// Longest note shown in a local check's text (the record keeps it whole).
+const MAX_NOTE: usize = 500;
+
+/// `s` cut to `max` characters, on one line, without the quote that ends a service name.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// How stale the job's latest result is at `now`, from the deadlines the daemon (or ctrl,
+/// from the config) worked out for it (see [`crate::logic::staleness`]): the state it forces and
+/// the words for it. Shared by the job's check and its per-test checks.
+fn stale_words(d: Option<&staleness::Deadlines>, now: DateTime<Utc>) -> (u8, Option<String>) {
+    let Some(d) = d else {
+        return (0, None);
+    };
+    let late = |t: DateTime<Utc>| human_age((now - t).num_seconds() as f64);
+    match staleness::judge(d, now) {
+        Staleness::Fresh => (0, None),
+        Staleness::Overdue => (
+            1,
+            Some(format!(
+                "result stale: the next due run has not reported (expected {} ago)",
+                late(d.expected_by)
+            )),
+        ),
+        Staleness::MissedTwice => (
+            2,
+            Some(format!(
+                "result stale: two due runs have not reported (the first was expected {} ago)",
+                late(d.expected_by)
+            )),
+        ),
+    }
+}
+
+/// A [`LineTemplate`] borrowed (from the daemon's pre-rendered view, see
+/// [`crate::logic::ctrl_view`]).
+pub struct CheckParts<'a> {
+    pub base: u8,
+    pub clock: Clock,
+    pub deadlines: Option<&'a staleness::Deadlines>,
+    pub name_metrics: &'a str,
+    pub head: &'a str,
+    pub mid: &'a str,
+    pub tail: &'a str,
+}
+
+/// A local check line at `now`.
+pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
+    let (stale_state, stale_text) = stale_words(c.deadlines, now);
+    let state = c.base.max(stale_state);
+    // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
+    out.push(char::from(b'0' + state.min(9)));
+    out.push(' ');
+    out.push_str(c.name_metrics);
+    out.push(' ');
+    out.push_str(state_word(state));
+    out.push_str(" - ");
+    out.push_str(c.head);
+    match c.clock {
+        Clock::None => {}
+        Clock::Since(t) => {
+            out.push_str(&human_age((now - t).num_milliseconds() as f64 / 1000.0));
+        }
+        Clock::Until(t) => out.push_str(&human_age((t - now).num_seconds() as f64)),
+    }
+    out.push_str(c.mid);
+    if let Some(s) = stale_text {
+        out.push_str(", ");
+        out.push_str(&s);
+    }
+    out.push_str(c.tail);
+}
+
+/// The part of a line that depends on `now` besides staleness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clock {
+    None,
+    /// `human_age(now - t)`: how long ago the result came.
+    Since(DateTime<Utc>),
+    /// `human_age(t - now)`: how long until the first run.
+    Until(DateTime<Utc>),
+}
+
+/// A local check line with its `now`-dependent parts left open: everything else is worked
+/// out once (by the daemon, when its status changes: see [`crate::logic::ctrl_view`]), and ctrl only
+/// fills in the age and the staleness at the time of the agent's call.
+///
+/// The line is `STATE "NAME" METRICS WORD - HEAD[CLOCK]MID[, STALE]TAIL`, with STATE the
+/// worse of `base` and the staleness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineTemplate {
+    pub base: u8,
+    pub clock: Clock,
+    pub deadlines: Option<staleness::Deadlines>,
+    /// `"NAME" METRICS` (the name quoted).
+    pub name_metrics: String,
+    pub head: String,
+    pub mid: String,
+    pub tail: String,
+}
+
+impl LineTemplate {
+    /// The line at `now`.
+    pub fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+        render_check(
+            out,
+            CheckParts {
+                base: self.base,
+                clock: self.clock,
+                deadlines: self.deadlines.as_ref(),
+                name_metrics: &self.name_metrics,
+                head: &self.head,
+                mid: &self.mid,
+                tail: &self.tail,
+            },
+            now,
+        );
+    }
+
+    pub fn render(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out, now);
+        out
+    }
+}
+
+/// One local check per test of the job's latest result (`services = "per-test"`), named
+/// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name).
+pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<String> {
+    test_templates(job, instance)
+        .iter()
+        .map(|t| t.render(now))
+        .collect()
+}
+
+/// [`test_lines`] with the staleness left open.
+pub fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
+    let Some(last) = &job.last else {
+        return Vec::new();
+    };
+    let Some(t) = &last.tests else {
+        return Vec::new();
+    };
+    let deadlines = job.checkmk.deadlines();
+    let mut seen = std::collections::HashMap::new();
+    for r in &t.results {
+        *seen.entry(r.name.as_str()).or_insert(0u32) += 1;
+    }
+    let level = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    t.results
+        .iter()
+        .map(|r| {
+            let name = if seen.get(r.name.as_str()).copied().unwrap_or(0) > 1 {
+                format!("{}.{}", r.suite, r.name)
+            } else {
+                r.name.clone()
+            };
+            let name = one_line(&name.replace('"', "'"), crate::logic::robot::MAX_TEXT);
+            let mut state = match r.status.as_str() {
+                "PASS" | "SKIP" => 0,
+                "FAIL" => 2,
+                _ => 1,
+            };
+            let mut text = r.status.clone();
+            if let Some(e) = r.elapsed_s {
+                let _ = write!(text, " in {e:.2}s");
+                if job.test_runtime_crit_s.is_some_and(|c| e >= c) {
+                    state = state.max(2);
+                    text.push_str(" (runtime at or above its critical level)");
+                } else if job.test_runtime_warn_s.is_some_and(|w| e >= w) {
+                    state = state.max(1);
+                    text.push_str(" (runtime at or above its warning level)");
+                }
+            }
+            if let Some(m) = &r.message {
+                let _ = write!(text, ": {}", one_line(m, crate::logic::robot::MAX_TEXT));
+            }
+            let metrics = r.elapsed_s.map_or("-".into(), |e| {
+                let (w, c) = (
+                    level(job.test_runtime_warn_s),
+                    level(job.test_runtime_crit_s),
+                );
+                if w.is_empty() && c.is_empty() {
+                    format!("runtime={e:.3}")
+                } else {
+                    format!("runtime={e:.3};{w};{c}")
+                }
+            });
+            LineTemplate {
+                base: state,
+                clock: Clock::None,
+                deadlines,
+                name_metrics: format!("\"Robotmk {instance} {} {name}\" {metrics}", job.name),
+                head: text,
+                mid: String::new(),
+                tail: String::new(),
+            }
+        })
+        .collect()
+}
+
+fn state_word(state: u8) -> &'static str {
+    match state {
+        0 => "OK",
+        1 => "WARN",
+        2 => "CRIT",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A short human age: `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
+    let d = &r.daemon;
+    let (state, text) = if let Some(e) = &r.config_error {
+        (2, format!("config error: {e}"))
+    } else if let Some(e) = r.ctrl.as_ref().and_then(|c| c.error.as_ref()) {
+        (2, e.clone())
+    } else if !d.running {
+        (2, "daemon not running".to_string())
+    } else if let Some(since) = d.not_responding_since {
+        (
+            2,
+            format!(
+                "not responding since {} ({} without an answer to ctrl's heartbeat), pid {}",
+                crate::service::state::record::ts(since),
+                human_age((r.generated - since).num_milliseconds() as f64 / 1000.0),
+                d.pid.map_or("?".into(), |p| p.to_string()),
+            ),
+        )
+    } else if let Some(e) = &d.state_error {
+        (2, format!("cannot write state: {e}"))
+    } else if let Some(why) = &d.unstable {
+        // A daemon that crashed or keeps restarting is not fine just because one runs now.
+        (
+            2,
+            format!(
+                "running, pid {}, up {}, {why}",
+                d.pid.map_or("?".into(), |p| p.to_string()),
+                human_age(d.uptime_s.unwrap_or(0.0))
+            ),
+        )
+    } else if let Some(e) = &d.config_error {
+        (
+            1,
+            format!("config edit rejected, running the last good config: {e}"),
+        )
+    } else {
+        let mut t = format!(
+            "running, pid {}, up {}",
+            d.pid.map_or("?".into(), |p| p.to_string()),
+            human_age(d.uptime_s.unwrap_or(0.0))
+        );
+        if let Some(mode) = &d.agent_mode {
+            let _ = write!(t, ", mode: {mode}");
+            if let (true, Some(hb)) = (mode.starts_with("cached"), d.heartbeat_timeout_s) {
+                let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
+            }
+        }
+        if let Some(phase) = d.phase.as_deref().filter(|p| *p != "running") {
+            let _ = write!(t, ", {phase}");
+            if let Some(why) = &d.reason {
+                let _ = write!(t, " ({why})");
+            }
+        }
+        let mut state = 0;
+        if let Some(c) = &r.ctrl {
+            if c.action == "started" {
+                let _ = write!(t, ", started now via {}", c.route.unwrap_or("?"));
+            }
+            if c.action == "restarted" {
+                // WARN once: where the agent caches ctrl's output, the call that ends a hung
+                // daemon may be the first to notice it, and the event must not go unseen.
+                state = 1;
+                let via = c.route.map(|r| format!(" via {r}")).unwrap_or_default();
+                let _ = write!(
+                    t,
+                    ", restarted now{via}: {}",
+                    c.note
+                        .as_deref()
+                        .unwrap_or("the previous daemon did not answer")
+                );
+            }
+        }
+        (state, t)
+    };
+    let text = text.replace('\n', " ");
+    format!(
+        "{state} \"Robotmk {instance} daemon\" - {} - {text}",
+        state_word(state)
+    )
+}
+
+/// The state a job's last result deserves on its own (before staleness).
+fn outcome_state(o: Outcome) -> u8 {
+    match o {
+        Outcome::Success => 0,
+        Outcome::Failure | Outcome::Timeout | Outcome::Error => 2,
+        Outcome::Interrupted | Outcome::Killed | Outcome::Skipped => 1,
+    }
+}
+
+/// The local check line of one job at `now`.
+pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
+    job_template(job, instance).render(now)
+}
+
+/// [`job_line`] with the age and the staleness left open.
+pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
+    let name = format!("Robotmk {instance} {}", job.name);
+    let Some(last) = &job.last else {
+        let (head, clock) = match job.next_due {
+            Some(n) => ("no result yet, first run due in ", Clock::Until(n)),
+            None => ("no result yet", Clock::None),
+        };
+        return LineTemplate {
+            base: 3,
+            clock,
+            deadlines: None,
+            name_metrics: format!("\"{name}\" -"),
+            head: head.into(),
+            mid: String::new(),
+            tail: String::new(),
+        };
+    };
+    let outcome = last.outcome.unwrap_or(Outcome::Interrupted);
+    let mut state = outcome_state(outcome);
+    if last.output_lost {
+        // Whatever the exit code said, nothing of the run can be looked at.
+        state = state.max(1);
+    }
+    let at = last.finished.unwrap_or(last.due);
+    let mut text = format!(" ago: {}", outcome.as_str());
+    if let Some(t) = &last.tests {
+        let _ = write!(
+            text,
+            " ({} tests passed, {} failed, {} skipped)",
+            t.passed, t.failed, t.skipped
+        );
+        if t.results_omitted > 0 {
+            let _ = write!(
+                text,
+                ", per-test detail for {} of {} tests",
+                t.results.len(),
+                t.results.len() as u64 + t.results_omitted
+            );
+        }
+    } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
+        let _ = write!(text, " (exit code {code})");
+    }
+    if let Some(n) = last.attempts.filter(|n| *n > 1) {
+        let _ = write!(text, " after {n} attempts");
+    }
+    let (runtime_state, runtime_text) = runtime_levels(job, last);
+    state = state.max(runtime_state);
+    text.push_str(&runtime_text);
+    let mut tail = String::new();
+    if !job.running.is_empty() {
+        let _ = write!(tail, ", {} run(s) in flight", job.running.len());
+    }
+    if let Some(note) = &last.note {
+        let _ = write!(tail, "; {}", one_line(note, MAX_NOTE));
+    }
+    // Last, so it is easy to find and to copy.
+    if let Some(log) = &last.log {
+        let _ = write!(tail, "; log: {}", log.display());
+    }
+    LineTemplate {
+        base: state,
+        clock: Clock::Since(at),
+        deadlines: job.checkmk.deadlines(),
+        name_metrics: format!("\"{name}\" {}", metrics(job, last)),
+        head: "last run ".into(),
+        mid: text.replace('\n', " "),
+        tail: tail.replace('\n', " "),
+    }
+}
+
+/// Runtime levels (seconds), for a job's run and — with the same rules — for anything else
+/// with a runtime (a Robot Framework test's check).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Levels {
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+}
+
+impl Levels {
+    /// The state `value` gets (Checkmk's rule: at or above a level), and a note when it
+    /// reaches one.
+    pub fn judge(&self, value: f64) -> (u8, String) {
+        let (state, level) = match (self.warn, self.crit) {
+            (_, Some(crit)) if value >= crit => (2, crit),
+            (Some(warn), _) if value >= warn => (1, warn),
+            _ => return (0, String::new()),
+        };
+        let which = if state == 2 { "critical" } else { "warning" };
+        let level = crate::model::duration::format(std::time::Duration::from_secs_f64(level));
+        (
+            state,
+            format!(", runtime {value:.1}s reached the {which} level of {level}"),
+        )
+    }
+
+    /// The metric `name=value;warn;crit` (just `name=value` without levels).
+    pub fn metric(&self, name: &str, value: f64) -> String {
+        let level = |l: Option<f64>| l.map(|v| v.to_string()).unwrap_or_default();
+        match (self.warn, self.crit) {
+            (None, None) => format!("{name}={value:.3}"),
+            (w, c) => format!("{name}={value:.3};{};{}", level(w), level(c)),
+        }
+    }
+}
+
+fn job_levels(job: &JobStatus) -> Levels {
+    Levels {
+        warn: job.checkmk.runtime_warn_s,
+        crit: job.checkmk.runtime_crit_s,
+    }
+}
+
+/// The state the runtime levels give `last`, and a note when it reaches one.
+fn runtime_levels(job: &JobStatus, last: &LastRun) -> (u8, String) {
+    match last.duration_s {
+        Some(d) => job_levels(job).judge(d),
+        None => (0, String::new()),
+    }
+}
+
+fn metrics(job: &JobStatus, last: &LastRun) -> String {
+    let mut m = Vec::new();
+    if let Some(d) = last.duration_s {
+        m.push(job_levels(job).metric("runtime", d));
+    }
+    if let Some(e) = last.tests.as_ref().and_then(|t| t.elapsed_s) {
+        m.push(format!("suite_runtime={e:.3}"));
+    }
+    if let Some(n) = last.attempts {
+        m.push(format!("attempts={n}"));
+    }
+    if let Some(t) = &last.tests {
+        m.push(format!("tests_passed={}", t.passed));
+        m.push(format!("tests_failed={}", t.failed));
+        m.push(format!("tests_skipped={}", t.skipped));
+    }
+    if m.is_empty() {
+        "-".into()
+    } else {
+        m.join("|")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::state::record::{RunRecord, TestStats, Trigger, RECORD_VERSION};
+
+    fn job(last: Option<RunRecord>) -> JobStatus {
+        JobStatus {
+            name: "web".into(),
+            schedule: "every 1m".into(),
+            interval_s: 60.0,
+            timeout_s: 30.0,
+            next_due: None,
+            running: vec![],
+            queued: 0,
+            last: last.as_ref().map(Into::into),
+            last_skipped: None,
+            skipped_total: 0,
+            services: Services::Job,
+            test_runtime_warn_s: None,
+            test_runtime_crit_s: None,
+            checkmk: Default::default(),
+        }
+    }
+
+    fn rec(outcome: Outcome, finished: DateTime<Utc>) -> RunRecord {
+        RunRecord {
+            version: RECORD_VERSION,
+            job: "web".into(),
+            run_id: "x-1".into(),
+            due: finished,
+            trigger: Trigger::Schedule,
+            started: Some(finished),
+            finished: Some(finished),
+            duration_s: Some(12.3),
+            exit_code: Some(0),
+            signal: None,
+            outcome: Some(outcome),
+            run_dir: "/r".into(),
+            pid: None,
+            pid_start: None,
+            timeout_s: 30.0,
+            note: None,
+            tests: Some(TestStats {
+                passed: 3,
+                ..Default::default()
+            }),
+            result: None,
+            log: None,
+            report: None,
+            attempts: Vec::new(),
+            request: None,
+            output_lost: false,
+            tmp: None,
+        }
+    }
+
+    #[test]
+    fn states_follow_outcome_and_age() {
+        let now = Utc::now();
+        let s = |l: String| l.chars().next().unwrap();
+        assert_eq!(s(job_line(&job(None), "i", now)), '3');
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Success, now))), "i", now)),
+            '0'
+        );
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Failure, now))), "i", now)),
+            '2'
+        );
+        assert_eq!(
+            s(job_line(&job(Some(rec(Outcome::Timeout, now))), "i", now)),
+            '2'
+        );
+        // Age alone never alarms (a nightly gap is not an outage) ...
+        let old = now - chrono::Duration::days(3);
+        let mut j = job(Some(rec(Outcome::Success, old)));
+        assert_eq!(s(job_line(&j, "i", now)), '0');
+        // ... a due run that has not reported does.
+        let secs = chrono::Duration::seconds;
+        j.checkmk.expected_by = Some(now - secs(1));
+        j.checkmk.crit_after = Some(now + secs(60));
+        let l = job_line(&j, "i", now);
+        assert!(l.starts_with("1 ") && l.contains("result stale"), "{l}");
+        j.checkmk.crit_after = Some(now - secs(1));
+        let l = job_line(&j, "i", now);
+        assert!(l.starts_with("2 ") && l.contains("two due runs"), "{l}");
+        j.checkmk.expected_by = Some(now);
+        j.checkmk.crit_after = Some(now + secs(60));
+        assert_eq!(s(job_line(&j, "i", now)), '0', "on the deadline");
+        let line = job_line(&job(Some(rec(Outcome::Success, now))), "sys", now);
+        assert!(
+            line.starts_with("0 \"Robotmk sys web\" runtime=12.300|tests_passed=3|"),
+            "{line}"
+        );
+        assert!(line.contains("3 tests passed"), "{line}");
+    }
+
+    #[test]
+    fn a_lost_output_is_at_least_warn() {
+        let now = Utc::now();
+        let mut r = rec(Outcome::Success, now);
+        r.output_lost = true;
+        assert!(job_line(&job(Some(r.clone())), "i", now).starts_with("1 "));
+        r.outcome = Some(Outcome::Failure);
+        assert!(job_line(&job(Some(r)), "i", now).starts_with("2 "));
+    }
+
+    #[test]
+    fn runtime_levels_set_the_metric_and_the_state() {
+        let now = Utc::now();
+        let mut j = job(Some(rec(Outcome::Success, now)));
+        j.checkmk.runtime_warn_s = Some(10.0);
+        j.checkmk.runtime_crit_s = Some(90.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("1 \"Robotmk i web\" runtime=12.300;10;90|"),
+            "{l}"
+        );
+        assert!(l.contains("reached the warning level of 10s"), "{l}");
+        j.checkmk.runtime_crit_s = Some(12.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("2 ") && l.contains("critical level of 12s"),
+            "{l}"
+        );
+        j.checkmk.runtime_warn_s = None;
+        j.checkmk.runtime_crit_s = Some(60.0);
+        let l = job_line(&j, "i", now);
+        assert!(
+            l.starts_with("0 \"Robotmk i web\" runtime=12.300;;60|"),
+            "{l}"
+        );
+        // A failure stays CRIT whatever the runtime.
+        let mut f = job(Some(rec(Outcome::Failure, now)));
+        f.checkmk.runtime_warn_s = Some(100.0);
+        assert!(job_line(&f, "i", now).starts_with("2 "));
+    }
+
+    #[test]
+    fn piggybacked_jobs_go_between_the_markers() {
+        let now = Utc::now();
+        let mut shop = job(Some(rec(Outcome::Success, now)));
+        shop.name = "shop".into();
+        shop.checkmk.host = Some("shop.example.com".into());
+        let mut bad = job(None);
+        bad.name = "bad".into();
+        bad.checkmk.host = Some("x>>>>\n<<<evil>>>".into());
+        let report = Report {
+            instance: Some("sys".into()),
+            config: "/c".into(),
+            config_error: None,
+            state_dir: None,
+            daemon: Default::default(),
+            ctrl: None,
+            jobs: vec![job(None), shop, bad],
+            envs: Vec::new(),
+            generated: now,
+        };
+        let out = render(&report);
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == "<<<<shop.example.com>>>>")
+            .unwrap();
+        assert_eq!(lines[at + 1], JOB_SECTION_HEADER);
+        let doc: serde_json::Value = serde_json::from_str(lines[at + 2]).unwrap();
+        assert_eq!(doc["job"]["name"], "shop");
+        assert_eq!(doc["job"]["host"], "shop.example.com");
+        assert_eq!(lines[at + 3], LOCAL_HEADER);
+        assert!(lines[at + 4].starts_with("0 \"Robotmk sys shop\""), "{out}");
+        assert_eq!(lines[at + 5], "<<<<>>>>");
+        assert_eq!(lines.len(), at + 6, "{out}");
+        // The daemon line and the agent host's jobs come first; a host name that could break
+        // the markers keeps its job on the agent's host.
+        assert!(lines[3].contains("daemon"), "{out}");
+        assert!(
+            lines[..at].iter().any(|l| l.contains("Robotmk sys bad")),
+            "{out}"
+        );
+        assert!(
+            !lines[at..].iter().any(|l| l.contains("Robotmk sys web")),
+            "{out}"
+        );
+        assert!(!out.contains("<<<evil>>>\n"), "{out}");
+    }
+}

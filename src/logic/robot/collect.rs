@@ -1,0 +1,361 @@
+//! What the XML and JSON readers have in common: the result they build while streaming
+//! (suites, tests, statistics) and the caps that keep it small whatever the file holds.
+//!
+//! The readers report what they meet (a suite starts, a test has this status, …) and this
+//! collector keeps only bounded pieces: strings are cut to [`MAX_TEXT`] characters (a
+//! message to its first line), at most [`MAX_TESTS`] tests and [`MAX_RESULTS_BYTES`] of them
+//! are kept (failed ones win a place over passed ones), and nesting deeper than
+//! [`MAX_DEPTH`] is an error.
+
+use crate::service::state::record::{TestResult, TestStats};
+
+/// Longest name, status, tag or message head kept, in characters.
+pub const MAX_TEXT: usize = 200;
+/// Tests kept per result; the rest are counted in `results_omitted`.
+pub const MAX_TESTS: usize = 1000;
+/// Serialized bytes of per-test detail kept per result: the record and `latest.json` must
+/// stay far below the 1 MiB a state file may have, and status.json holds one per job.
+pub const MAX_RESULTS_BYTES: usize = 512 * 1024;
+/// Tags kept per test.
+pub const MAX_TAGS: usize = 10;
+/// Deepest nesting accepted. Robot itself stops far earlier (its keyword recursion limit); a
+/// file nested deeper is not robot's and is reported, not followed.
+pub const MAX_DEPTH: usize = 10_000;
+
+/// A string that grows only up to its first line and [`MAX_TEXT`] characters. Robot's HTML
+/// messages (`*HTML* …`, e.g. what `rebot --merge` writes) are kept as their text: the marker
+/// and the tags are dropped, a tag becomes a space.
+#[derive(Debug, Default, Clone)]
+pub struct Head {
+    text: String,
+    chars: usize,
+    done: bool,
+    /// None until it is known whether the text starts with `*HTML*`.
+    html: Option<bool>,
+    in_tag: bool,
+}
+
+const HTML_MARK: &str = "*HTML*";
+
+impl Head {
+    pub fn push_str(&mut self, s: &str) {
+        for c in s.chars() {
+            if self.done {
+                return;
+            }
+            self.push(c);
+        }
+    }
+
+    pub fn push(&mut self, c: char) {
+        if self.done {
+            return;
+        }
+        if c == '\n' || c == '\r' {
+            // Leading blank lines say nothing; the first line with text is the head.
+            if !self.text.trim().is_empty() {
+                self.done = true;
+            }
+            return;
+        }
+        if self.html == Some(true) {
+            if self.in_tag {
+                self.in_tag = c != '>';
+                return;
+            }
+            if c == '<' {
+                self.in_tag = true;
+                if !self.text.ends_with(' ') {
+                    self.text.push(' ');
+                    self.chars += 1;
+                }
+                return;
+            }
+        }
+        if self.chars >= MAX_TEXT {
+            self.text.push('…');
+            self.done = true;
+            return;
+        }
+        if c == ' ' && self.text.ends_with(' ') && self.html == Some(true) {
+            return;
+        }
+        self.text.push(c);
+        self.chars += 1;
+        if self.html.is_none() {
+            let t = self.text.trim_start();
+            if t == HTML_MARK {
+                self.html = Some(true);
+                self.text.clear();
+                self.chars = 0;
+            } else if !HTML_MARK.starts_with(t) {
+                self.html = Some(false);
+            }
+        }
+    }
+
+    pub fn take(&mut self) -> String {
+        let t = std::mem::take(&mut self.text);
+        *self = Head::default();
+        t.trim().to_string()
+    }
+}
+
+/// A test being read.
+#[derive(Debug, Default)]
+pub struct TestBuilder {
+    pub name: Head,
+    pub status: Option<String>,
+    pub elapsed_s: Option<f64>,
+    pub message: Head,
+    pub tags: Vec<String>,
+}
+
+/// A suite around the current point.
+#[derive(Debug, Default)]
+struct Frame {
+    name: String,
+    /// Index of the first kept test read inside this suite.
+    first: usize,
+}
+
+/// The result being built.
+#[derive(Debug, Default)]
+pub struct Collector {
+    /// The suites around the current point, outermost first.
+    suites: Vec<Frame>,
+    root: Option<String>,
+    root_status: Option<String>,
+    root_elapsed: Option<f64>,
+    counted: [u64; 3],
+    total: Option<[u64; 3]>,
+    tests: Vec<TestResult>,
+    /// Estimated serialized size of `tests`.
+    bytes: usize,
+    omitted: u64,
+    pub test: Option<TestBuilder>,
+}
+
+/// What a kept test adds to a record: its JSON (the suite path, filled in as its suites
+/// close, is added to the count then).
+fn size_of(t: &TestResult) -> usize {
+    serde_json::to_vec(t).map_or(0, |v| v.len())
+}
+
+/// Cuts `s` to [`MAX_TEXT`] characters.
+pub fn cap(s: &str) -> String {
+    let mut h = Head::default();
+    h.push_str(s);
+    h.take()
+}
+
+impl Collector {
+    pub fn enter_suite(&mut self, name: &str) {
+        self.suites.push(Frame {
+            name: cap(name),
+            first: self.tests.len(),
+        });
+    }
+
+    /// Names the innermost suite (Robot's JSON gives the name after the suite's tests).
+    pub fn name_suite(&mut self, name: &str) {
+        if let Some(s) = self.suites.last_mut() {
+            s.name = cap(name);
+        }
+    }
+
+    /// Ends the innermost suite. Its name is certain only now, so the suite path of every
+    /// test kept inside it is completed from the inside out, a name per closing suite.
+    pub fn leave_suite(&mut self) {
+        let Some(f) = self.suites.pop() else {
+            return;
+        };
+        for t in self.tests.iter_mut().skip(f.first) {
+            let path = if t.suite.is_empty() {
+                f.name.clone()
+            } else {
+                format!("{}.{}", f.name, t.suite)
+            };
+            let before = t.suite.len();
+            t.suite = path.chars().take(MAX_TEXT).collect();
+            self.bytes += t.suite.len().saturating_sub(before);
+        }
+        if self.suites.is_empty() && self.root.is_none() {
+            self.root = Some(f.name);
+        }
+    }
+
+    /// The status of the innermost suite; kept for the root suite only.
+    pub fn suite_status(&mut self, status: Option<String>, elapsed: Option<f64>) {
+        if self.suites.len() == 1 {
+            if status.is_some() {
+                self.root_status = status;
+            }
+            if elapsed.is_some() {
+                self.root_elapsed = elapsed;
+            }
+        }
+    }
+
+    pub fn start_test(&mut self, name: &str) {
+        let mut t = TestBuilder::default();
+        t.name.push_str(name);
+        self.test = Some(t);
+    }
+
+    pub fn end_test(&mut self) {
+        let Some(mut t) = self.test.take() else {
+            return;
+        };
+        let status = t.status.take().unwrap_or_else(|| "NOT RUN".into());
+        match status.as_str() {
+            "PASS" => self.counted[0] += 1,
+            "FAIL" => self.counted[1] += 1,
+            "SKIP" => self.counted[2] += 1,
+            _ => {}
+        }
+        let r = TestResult {
+            suite: String::new(),
+            name: t.name.take(),
+            message: Some(t.message.take()).filter(|m| !m.is_empty()),
+            status,
+            elapsed_s: t.elapsed_s,
+            tags: t.tags,
+        };
+        let size = size_of(&r);
+        if self.tests.len() < MAX_TESTS && self.bytes + size <= MAX_RESULTS_BYTES {
+            self.bytes += size;
+            self.tests.push(r);
+            return;
+        }
+        self.omitted += 1;
+        // A failure says more than a pass: it takes the place of the last passed test kept.
+        if r.status == "FAIL" {
+            let passed = self.tests.iter().rposition(|k| k.status != "FAIL");
+            if let Some(i) =
+                passed.filter(|&i| self.bytes - size_of(&self.tests[i]) + size <= MAX_RESULTS_BYTES)
+            {
+                self.bytes = self.bytes - size_of(&self.tests[i]) + size;
+                self.tests.remove(i);
+                self.tests.push(r);
+                for f in &mut self.suites {
+                    if f.first > i {
+                        f.first -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn add_tag(&mut self, tag: &str) {
+        if let Some(t) = &mut self.test {
+            if t.tags.len() < MAX_TAGS {
+                t.tags.push(cap(tag));
+            }
+        }
+    }
+
+    pub fn set_total(&mut self, pass: u64, fail: u64, skip: u64) {
+        if self.total.is_none() {
+            self.total = Some([pass, fail, skip]);
+        }
+    }
+
+    /// The result; `None` when the file held no suite at all.
+    pub fn finish(mut self) -> Option<TestStats> {
+        // Suite paths grew the kept tests after they were admitted: passed tests, then the
+        // latest ones, make room until the detail fits its budget again.
+        while self.bytes > MAX_RESULTS_BYTES && !self.tests.is_empty() {
+            let i = self
+                .tests
+                .iter()
+                .rposition(|t| t.status != "FAIL")
+                .unwrap_or(self.tests.len() - 1);
+            let t = self.tests.remove(i);
+            self.bytes = self.bytes.saturating_sub(size_of(&t));
+            self.omitted += 1;
+        }
+        let root = self.root?;
+        let [passed, failed, skipped] = self.total.unwrap_or(self.counted);
+        Some(TestStats {
+            passed,
+            failed,
+            skipped,
+            suite: Some(root),
+            suite_status: self.root_status,
+            elapsed_s: self.root_elapsed,
+            results: self.tests,
+            results_omitted: self.omitted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_keeps_the_first_line_cut_to_the_cap() {
+        let mut h = Head::default();
+        h.push_str("\n  first line\nsecond");
+        assert_eq!(h.take(), "first line");
+        h.push_str(&"x".repeat(500));
+        let t = h.take();
+        assert_eq!(t.chars().count(), MAX_TEXT + 1);
+        assert!(t.ends_with('…'));
+    }
+
+    #[test]
+    fn html_messages_keep_their_text() {
+        let mut h = Head::default();
+        h.push_str("*HTML* <span class=\"merge\">Test has been re-executed and results merged.</span><hr><span>New status:</span> <span class=\"pass\">PASS</span>");
+        assert_eq!(
+            h.take(),
+            "Test has been re-executed and results merged. New status: PASS"
+        );
+        h.push_str("*HTM is not a marker");
+        assert_eq!(h.take(), "*HTM is not a marker");
+    }
+
+    #[test]
+    fn failures_displace_passes_beyond_the_cap() {
+        let mut c = Collector::default();
+        c.enter_suite("S");
+        for i in 0..MAX_TESTS + 5 {
+            c.start_test(&format!("t{i}"));
+            if let Some(t) = &mut c.test {
+                t.status = Some(if i == MAX_TESTS + 2 { "FAIL" } else { "PASS" }.into());
+            }
+            c.end_test();
+        }
+        c.leave_suite();
+        let s = c.finish().unwrap();
+        assert_eq!((s.passed, s.failed), (MAX_TESTS as u64 + 4, 1));
+        assert_eq!(s.results.len(), MAX_TESTS);
+        assert_eq!(s.results_omitted, 5);
+        assert!(s.results.iter().any(|t| t.status == "FAIL"));
+    }
+
+    #[test]
+    fn per_test_detail_stays_within_its_byte_budget() {
+        let mut c = Collector::default();
+        let long = "ü".repeat(400);
+        c.enter_suite(&long);
+        for _ in 0..MAX_TESTS {
+            c.start_test(&long);
+            if let Some(t) = &mut c.test {
+                t.status = Some("FAIL".into());
+                t.message.push_str(&long);
+            }
+            for _ in 0..50 {
+                c.add_tag(&long);
+            }
+            c.end_test();
+        }
+        c.leave_suite();
+        let s = c.finish().unwrap();
+        let bytes = serde_json::to_vec(&s).unwrap().len();
+        assert!(bytes <= MAX_RESULTS_BYTES + 1024, "{bytes}");
+        assert!(s.results_omitted > 0 && s.results[0].tags.len() == MAX_TAGS);
+    }
+}

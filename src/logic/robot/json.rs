@@ -1,0 +1,539 @@
+//! Robot 7's JSON result (`--output output.json`), streamed with bounded memory.
+//!
+//! A small pull tokenizer instead of serde: serde_json buffers every string it hands out
+//! whole (a 40 MB message is 40 MB) and recurses once per nesting level. Here strings are
+//! decoded only up to a cap and the rest is skipped, nesting is a byte per level up to
+//! [`MAX_DEPTH`], and the walker that turns tokens into suites and tests keeps a stack of
+//! what each open container is, skipping whole subtrees it has no use for with a counter.
+
+use super::collect::{Collector, MAX_DEPTH};
+use crate::service::state::record::TestStats;
+use std::io::{self, BufRead, BufReader, Read};
+
+/// Characters of a string value decoded; the rest is read and dropped.
+const KEEP: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    ObjStart,
+    ObjEnd,
+    ArrStart,
+    ArrEnd,
+    Key(String),
+    Str(String),
+    Num(f64),
+    /// true, false, null.
+    Lit,
+}
+
+/// Where the tokenizer is in the grammar.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    /// A value (top level, after a colon, or after a comma in an array).
+    Value,
+    /// A value or `]` (just after `[`).
+    ValueOrEnd,
+    /// A key or `}` (just after `{`).
+    KeyOrEnd,
+    /// A key (after a comma in an object).
+    Key,
+    /// `,` or the container's end.
+    CommaOrEnd,
+    /// Nothing more (the top-level value is complete).
+    Done,
+}
+
+struct Tokenizer<R> {
+    r: R,
+    /// `{` or `[` per open container.
+    open: Vec<u8>,
+    expect: Expect,
+    offset: u64,
+}
+
+fn err(offset: u64, m: impl std::fmt::Display) -> String {
+    format!("at byte {offset}: {m}")
+}
+
+impl<R: BufRead> Tokenizer<R> {
+    fn peek(&mut self) -> Result<Option<u8>, String> {
+        loop {
+            let buf = match self.r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(self.offset, e)),
+            };
+            return Ok(buf.first().copied());
+        }
+    }
+
+    fn bump(&mut self) -> Result<Option<u8>, String> {
+        let b = self.peek()?;
+        if b.is_some() {
+            self.r.consume(1);
+            self.offset += 1;
+        }
+        Ok(b)
+    }
+
+    fn skip_ws(&mut self) -> Result<Option<u8>, String> {
+        while let Some(b) = self.peek()? {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                self.bump()?;
+            } else {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a complete value: what may come next.
+    fn after_value(&mut self) {
+        self.expect = if self.open.is_empty() {
+            Expect::Done
+        } else {
+            Expect::CommaOrEnd
+        };
+    }
+
+    fn next(&mut self) -> Result<Option<Tok>, String> {
+        loop {
+            let Some(b) = self.skip_ws()? else {
+                return if self.expect == Expect::Done {
+                    Ok(None)
+                } else {
+                    Err(err(self.offset, "the file ends early (truncated?)"))
+                };
+            };
+            let at = self.offset;
+            match self.expect {
+                Expect::Done => return Err(err(at, "data after the end of the document")),
+                Expect::CommaOrEnd => {
+                    self.bump()?;
+                    let top = self.open.last().copied();
+                    match (b, top) {
+                        (b',', Some(b'{')) => self.expect = Expect::Key,
+                        (b',', Some(b'[')) => self.expect = Expect::Value,
+                        (b'}', Some(b'{')) => return self.close(Tok::ObjEnd),
+                        (b']', Some(b'[')) => return self.close(Tok::ArrEnd),
+                        _ => return Err(err(at, format!("unexpected {:?}", b as char))),
+                    }
+                }
+                Expect::Key | Expect::KeyOrEnd => {
+                    if b == b'}' && self.expect == Expect::KeyOrEnd {
+                        self.bump()?;
+                        return self.close(Tok::ObjEnd);
+                    }
+                    if b != b'"' {
+                        return Err(err(at, "expected a key"));
+                    }
+                    self.bump()?;
+                    let k = self.string()?;
+                    if self.skip_ws()? != Some(b':') {
+                        return Err(err(self.offset, "expected ':'"));
+                    }
+                    self.bump()?;
+                    self.expect = Expect::Value;
+                    return Ok(Some(Tok::Key(k)));
+                }
+                Expect::Value | Expect::ValueOrEnd => {
+                    if b == b']' && self.expect == Expect::ValueOrEnd {
+                        self.bump()?;
+                        return self.close(Tok::ArrEnd);
+                    }
+                    return self.value(b).map(Some);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, t: Tok) -> Result<Option<Tok>, String> {
+        self.open.pop();
+        self.after_value();
+        Ok(Some(t))
+    }
+
+    fn value(&mut self, b: u8) -> Result<Tok, String> {
+        let at = self.offset;
+        match b {
+            b'{' | b'[' => {
+                self.bump()?;
+                if self.open.len() >= MAX_DEPTH {
+                    return Err(err(at, format!("nested deeper than {MAX_DEPTH} levels")));
+                }
+                self.open.push(b);
+                if b == b'{' {
+                    self.expect = Expect::KeyOrEnd;
+                    Ok(Tok::ObjStart)
+                } else {
+                    self.expect = Expect::ValueOrEnd;
+                    Ok(Tok::ArrStart)
+                }
+            }
+            b'"' => {
+                self.bump()?;
+                let s = self.string()?;
+                self.after_value();
+                Ok(Tok::Str(s))
+            }
+            b't' | b'f' | b'n' => {
+                let word: &[u8] = match b {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                for &w in word {
+                    if self.bump()? != Some(w) {
+                        return Err(err(at, "invalid literal"));
+                    }
+                }
+                self.after_value();
+                Ok(Tok::Lit)
+            }
+            b'-' | b'0'..=b'9' => {
+                let mut s = String::new();
+                while let Some(c) = self.peek()? {
+                    if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
+                        if s.len() > 64 {
+                            return Err(err(at, "a number longer than 64 characters"));
+                        }
+                        s.push(c as char);
+                        self.bump()?;
+                    } else {
+                        break;
+                    }
+                }
+                let n = s
+                    .parse::<f64>()
+                    .map_err(|_| err(at, format!("invalid number {s:?}")))?;
+                self.after_value();
+                Ok(Tok::Num(n))
+            }
+            _ => Err(err(at, format!("unexpected {:?}", b as char))),
+        }
+    }
+
+    /// A string after its opening quote, decoded up to [`KEEP`] characters.
+    fn string(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        let mut kept = 0usize;
+        let mut raw: Vec<u8> = Vec::new();
+        // Decodes the raw bytes gathered so far, then `c`, up to KEEP characters in all.
+        fn push(out: &mut String, raw: &mut Vec<u8>, kept: &mut usize, c: Option<char>) {
+            if !raw.is_empty() {
+                for ch in String::from_utf8_lossy(raw).chars() {
+                    if *kept < KEEP {
+                        out.push(ch);
+                        *kept += 1;
+                    }
+                }
+                raw.clear();
+            }
+            if let Some(c) = c {
+                if *kept < KEEP {
+                    out.push(c);
+                    *kept += 1;
+                }
+            }
+        }
+        // Decodes the complete characters of `raw`, keeping a character split by a buffer
+        // boundary for the next call.
+        fn flush(out: &mut String, raw: &mut Vec<u8>, kept: &mut usize) {
+            let valid = match std::str::from_utf8(raw) {
+                Ok(s) => s.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => raw.len(),
+            };
+            let tail = raw.split_off(valid);
+            push(out, raw, kept, None);
+            *raw = tail;
+        }
+        loop {
+            // The plain bytes up to the next quote, backslash or control byte, in bulk: a
+            // message of many megabytes is scanned, not decoded, past what is kept.
+            let scanned = loop {
+                match self.r.fill_buf() {
+                    Ok(buf) => {
+                        let n = buf
+                            .iter()
+                            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                            .unwrap_or(buf.len());
+                        if kept < KEEP {
+                            raw.extend_from_slice(&buf[..n.min(4 * KEEP)]);
+                        }
+                        break n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(err(self.offset, e)),
+                }
+            };
+            self.r.consume(scanned);
+            self.offset += scanned as u64;
+            if !raw.is_empty() {
+                flush(&mut out, &mut raw, &mut kept);
+            }
+            let Some(b) = self.bump()? else {
+                return Err(err(
+                    self.offset,
+                    "the file ends inside a string (truncated?)",
+                ));
+            };
+            match b {
+                b'"' => {
+                    push(&mut out, &mut raw, &mut kept, None);
+                    return Ok(out);
+                }
+                _ if b < 0x20 => return Err(err(self.offset, "a control character in a string")),
+                b'\\' => {
+                    push(&mut out, &mut raw, &mut kept, None);
+                    let e = self
+                        .bump()?
+                        .ok_or_else(|| err(self.offset, "the file ends inside a string"))?;
+                    let c = match e {
+                        b'n' => '\n',
+                        b't' => '\t',
+                        b'r' => '\r',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'u' => {
+                            let mut v = 0u32;
+                            for _ in 0..4 {
+                                let h = self.bump()?.and_then(|h| (h as char).to_digit(16));
+                                v = v * 16 + h.ok_or_else(|| err(self.offset, "bad \\u escape"))?;
+                            }
+                            // Surrogate halves are not worth pairing for a message head.
+                            char::from_u32(v).unwrap_or('\u{fffd}')
+                        }
+                        other => other as char,
+                    };
+                    push(&mut out, &mut raw, &mut kept, Some(c));
+                }
+                // The first byte of a buffer refill: plain, the bulk scan goes on.
+                _ => {
+                    if kept < KEEP {
+                        raw.push(b);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What an open container is, for the walker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ctx {
+    Root,
+    Suite,
+    Suites,
+    Tests,
+    Test,
+    Tags,
+    Statistics,
+    Total,
+    /// A container the walker skips (with everything inside it).
+    Skip,
+}
+
+/// Reads a whole output.json from `r`.
+pub fn read(r: impl Read) -> Result<Option<TestStats>, String> {
+    let mut t = Tokenizer {
+        r: BufReader::with_capacity(64 * 1024, r),
+        open: Vec::new(),
+        expect: Expect::Value,
+        offset: 0,
+    };
+    let mut c = Collector::default();
+    let mut ctx: Vec<Ctx> = Vec::new();
+    // Containers open inside a skipped one: counted, not stacked.
+    let mut skipping = 0usize;
+    let mut key = String::new();
+    let mut suite_status: Option<String> = None;
+    let mut suite_elapsed: Option<f64> = None;
+    let mut total = [0u64; 3];
+    let mut saw_any = false;
+    while let Some(tok) = t.next()? {
+        saw_any = true;
+        if skipping > 0 {
+            match tok {
+                Tok::ObjStart | Tok::ArrStart => skipping += 1,
+                Tok::ObjEnd | Tok::ArrEnd => skipping -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        let here = ctx.last().copied();
+        match tok {
+            Tok::Key(k) => key = k,
+            Tok::ObjStart | Tok::ArrStart => {
+                let obj = tok == Tok::ObjStart;
+                let next = match (here, key.as_str(), obj) {
+                    (None, _, true) => Ctx::Root,
+                    (Some(Ctx::Root), "suite", true) | (Some(Ctx::Suites), _, true) => {
+                        c.enter_suite("");
+                        suite_status = None;
+                        suite_elapsed = None;
+                        Ctx::Suite
+                    }
+                    (Some(Ctx::Suite), "suites", false) => Ctx::Suites,
+                    (Some(Ctx::Suite), "tests", false) => Ctx::Tests,
+                    (Some(Ctx::Tests), _, true) => {
+                        c.start_test("");
+                        Ctx::Test
+                    }
+                    (Some(Ctx::Test), "tags", false) => Ctx::Tags,
+                    (Some(Ctx::Root), "statistics", true) => Ctx::Statistics,
+                    (Some(Ctx::Statistics), "total", true) => Ctx::Total,
+                    _ => Ctx::Skip,
+                };
+                if next == Ctx::Skip {
+                    skipping = 1;
+                } else {
+                    ctx.push(next);
+                }
+            }
+            Tok::ObjEnd | Tok::ArrEnd => match ctx.pop() {
+                Some(Ctx::Suite) => {
+                    c.suite_status(suite_status.take(), suite_elapsed.take());
+                    c.leave_suite();
+                }
+                Some(Ctx::Test) => c.end_test(),
+                Some(Ctx::Total) => c.set_total(total[0], total[1], total[2]),
+                _ => {}
+            },
+            Tok::Str(s) => match (here, key.as_str()) {
+                (Some(Ctx::Suite), "name") => c.name_suite(&s),
+                (Some(Ctx::Suite), "status") => suite_status = Some(s),
+                (Some(Ctx::Test), "name") => {
+                    if let Some(t) = &mut c.test {
+                        t.name.push_str(&s);
+                    }
+                }
+                (Some(Ctx::Test), "status") => {
+                    if let Some(t) = &mut c.test {
+                        t.status = Some(s);
+                    }
+                }
+                (Some(Ctx::Test), "message") => {
+                    if let Some(t) = &mut c.test {
+                        t.message.push_str(&s);
+                    }
+                }
+                (Some(Ctx::Tags), _) => c.add_tag(&s),
+                _ => {}
+            },
+            Tok::Num(n) => match (here, key.as_str()) {
+                // Robot 7.0 wrote `elapsed`, later versions `elapsed_time`.
+                (Some(Ctx::Suite), "elapsed" | "elapsed_time") => suite_elapsed = Some(n),
+                (Some(Ctx::Test), "elapsed" | "elapsed_time") => {
+                    if let Some(t) = &mut c.test {
+                        t.elapsed_s = Some(n);
+                    }
+                }
+                (Some(Ctx::Total), k) => {
+                    let i = match k {
+                        "pass" => 0,
+                        "fail" => 1,
+                        "skip" => 2,
+                        _ => 3,
+                    };
+                    if i < 3 && n >= 0.0 {
+                        total[i] = n as u64;
+                    }
+                }
+                _ => {}
+            },
+            Tok::Lit => {}
+        }
+    }
+    if !saw_any {
+        return Ok(None);
+    }
+    Ok(c.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: &str = r#"{"generator":"Robot 7.1","generated":"2026-11-27T10:00:00","rpa":false,
+"suite":{"id":"s1","source":"/s","setup":{"name":"Log","body":[{"type":"MESSAGE","message":"x"}]},
+ "suites":[{"tests":[
+   {"name":"A","tags":["smoke","a\"b"],"body":[{"name":"Log","args":["x"],"status":"FAIL","elapsed":9}],"status":"PASS","message":"","start":"x","elapsed":0.125},
+   {"name":"B","status":"FAIL","message":"boom \u00e9\nsecond","elapsed":0.5}],
+  "name":"Sub","status":"FAIL","elapsed":0.7}],
+ "name":"Top","status":"FAIL","start_time":"x","elapsed_time":0.75},
+"statistics":{"total":{"pass":1,"fail":1,"skip":2,"label":"All Tests"},"tags":[],"suites":[]},
+"errors":[]}"#;
+
+    #[test]
+    fn reads_totals_root_suite_and_tests() {
+        let s = read(JSON.as_bytes()).unwrap().unwrap();
+        assert_eq!((s.passed, s.failed, s.skipped), (1, 1, 2));
+        assert_eq!(s.suite.as_deref(), Some("Top"));
+        assert_eq!(s.suite_status.as_deref(), Some("FAIL"));
+        assert_eq!(s.elapsed_s, Some(0.75));
+        assert_eq!(s.results.len(), 2);
+        assert_eq!(s.results[0].suite, "Top.Sub");
+        assert_eq!(s.results[0].tags, ["smoke", "a\"b"]);
+        assert_eq!(s.results[0].elapsed_s, Some(0.125));
+        assert_eq!(s.results[1].message.as_deref(), Some("boom é"));
+    }
+
+    /// A reader that hands out one byte per read: every character is split by a refill.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), out.first_mut()) {
+                (Some((b, rest)), Some(o)) => {
+                    *o = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn characters_split_by_buffer_refills_stay_whole() {
+        let whole = read(JSON.as_bytes()).unwrap().unwrap();
+        let trickled = read(Trickle(JSON.as_bytes())).unwrap().unwrap();
+        assert_eq!(whole, trickled);
+        assert_eq!(trickled.results[1].message.as_deref(), Some("boom é"));
+        let j = r#"{"suite":{"name":"Ünï €𝄞","tests":[]}}"#;
+        let s = read(Trickle(j.as_bytes())).unwrap().unwrap();
+        assert_eq!(s.suite.as_deref(), Some("Ünï €𝄞"));
+    }
+
+    #[test]
+    fn without_statistics_the_tests_are_counted() {
+        let j = r#"{"suite":{"name":"S","tests":[{"name":"a","status":"PASS"},{"name":"b","status":"SKIP"}],"status":"PASS"}}"#;
+        let s = read(j.as_bytes()).unwrap().unwrap();
+        assert_eq!((s.passed, s.failed, s.skipped), (1, 0, 1));
+    }
+
+    #[test]
+    fn broken_files_are_errors_not_panics() {
+        for cut in [1, 10, 100, 300, JSON.len() - 1] {
+            assert!(read(&JSON.as_bytes()[..cut]).is_err(), "cut at {cut}");
+        }
+        for bad in ["{\"a\" 1}", "[1,]", "{\"a\":1}}", "nul", "\"\x01\"", "{,}"] {
+            assert!(read(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(read(&b"  "[..]).is_err());
+    }
+
+    #[test]
+    fn long_strings_and_deep_nesting_stay_bounded() {
+        let big = "x".repeat(1_000_000);
+        let j = format!(
+            r#"{{"suite":{{"name":"S","tests":[{{"name":"T","status":"FAIL","message":"{big}"}}]}}}}"#
+        );
+        let s = read(j.as_bytes()).unwrap().unwrap();
+        assert!(s.results[0].message.as_ref().unwrap().chars().count() <= 201);
+        let n = MAX_DEPTH + 5;
+        let deep = format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(read(deep.as_bytes()).unwrap_err().contains("nested deeper"));
+    }
+}

@@ -1,0 +1,286 @@
+//! When a job's last result is overdue: a pure function of the schedule, the last result's
+//! due time, the run's timeout and `now` — no I/O, no clock reads — so that every calendar
+//! (nights, weekends, month ends, DST changes) is unit-tested with fixed instants.
+//!
+//! The rule (SPEC.md, "What Checkmk sees"): the run due next after the last result's due time
+//! reports by its due time plus its timeout plus a margin. Past that instant (`expected_by`)
+//! with no newer result the result is stale: WARN. Past the same instant of the due time after
+//! that one (`crit_after`): CRIT. A gap in the calendar (a night, a weekend, a short month)
+//! only moves the next due time, so a job that is not due is never overdue — unlike a rule on
+//! the result's age, which cried wolf every night for office-hours crons.
+//!
+//! The margin is `stop_grace` (a run at its timeout gets SIGTERM, then up to `stop_grace`
+//! before SIGKILL) plus `stale_margin` (default [`DEFAULT_STALE_MARGIN`]: the daemon's wake-up,
+//! recording the result, a catch-up start's jitter of up to 10 s, a short wait for a
+//! `max_parallel` slot). An admin whose runs queue longer raises `stale_margin`.
+//!
+//! The daemon publishes both instants per job in `status.json`, so ctrl's fast path judges a
+//! result without parsing the schedule; without a daemon ctrl computes them from the config.
+
+use crate::logic::config::{DaemonSettings, Job};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The default `stale_margin`.
+pub const DEFAULT_STALE_MARGIN: Duration = Duration::from_secs(30);
+
+/// When a job's latest result turns stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// The next due run should have reported by now; past it with no newer result: WARN.
+    pub expected_by: DateTime<Utc>,
+    /// The due run after that one should have reported too; past it: CRIT.
+    pub crit_after: DateTime<Utc>,
+}
+
+/// How a result stands at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    Fresh,
+    /// One due run has not reported within its timeout and the margin (WARN).
+    Overdue,
+    /// Two due runs have not reported (CRIT).
+    MissedTwice,
+}
+
+/// The deadlines of a result due at `last_due`, given the schedule's `next_after` and the
+/// `allowance` (the run's timeout plus the margin). `None` when the schedule never fires again.
+pub fn deadlines(
+    next_after: impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
+    last_due: DateTime<Utc>,
+    allowance: Duration,
+) -> Option<Deadlines> {
+    let allowance = chrono::Duration::from_std(allowance).ok()?;
+    let first = next_after(last_due)?;
+    let second = next_after(first)?;
+    Some(Deadlines {
+        expected_by: first.checked_add_signed(allowance)?,
+        crit_after: second.checked_add_signed(allowance)?,
+    })
+}
+
+/// The margin added to a run's timeout: `stop_grace` plus `stale_margin`.
+pub fn margin(daemon: &DaemonSettings) -> Duration {
+    daemon.stop_grace + daemon.stale_margin
+}
+
+/// The deadlines of `job`'s result due at `last_due`, with the schedule in local time.
+pub fn for_job(job: &Job, daemon: &DaemonSettings, last_due: DateTime<Utc>) -> Option<Deadlines> {
+    deadlines(
+        |t| job.schedule.next_after(t),
+        last_due,
+        job.timeout + margin(daemon),
+    )
+}
+
+/// How the result stands at `now` (an instant exactly on a deadline still counts as in time).
+pub fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
+    if now > d.crit_after {
+        Staleness::MissedTwice
+    } else if now > d.expected_by {
+        Staleness::Overdue
+    } else {
+        Staleness::Fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::schedule::{parse_cron, Schedule};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn cron(text: &str) -> Schedule {
+        Schedule::Cron {
+            text: text.into(),
+            cron: Box::new(parse_cron(text).unwrap()),
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(4 * 60);
+    const MARGIN: Duration = Duration::from_secs(40);
+
+    /// Deadlines with cron evaluated in UTC (the calendar tests must not depend on the
+    /// machine's zone; DST is tested in a zone of its own below).
+    fn utc(s: &Schedule, last_due: &str) -> Deadlines {
+        deadlines(|t| s.next_after_in(t, &Utc), at(last_due), TIMEOUT + MARGIN).unwrap()
+    }
+
+    fn state(d: &Deadlines, now: &str) -> Staleness {
+        judge(d, at(now))
+    }
+
+    use Staleness::*;
+
+    #[test]
+    fn office_hours_are_quiet_at_night() {
+        // Issue 12: last result Friday 17:50; the old rule was WARN at 18:15, CRIT from 18:20.
+        let s = cron("*/10 8-17 * * *");
+        let d = utc(&s, "2026-11-27T17:50:00Z");
+        assert_eq!(d.expected_by, at("2026-11-28T08:04:40Z"));
+        for quiet in [
+            "2026-11-27T18:15:00Z",
+            "2026-11-27T18:20:00Z",
+            "2026-11-28T03:00:00Z",
+        ] {
+            assert_eq!(state(&d, quiet), Fresh, "{quiet}");
+        }
+        assert_eq!(state(&d, "2026-11-28T08:04:40Z"), Fresh, "on the deadline");
+        assert_eq!(state(&d, "2026-11-28T08:04:41Z"), Overdue);
+        assert_eq!(state(&d, "2026-11-28T08:14:41Z"), MissedTwice);
+    }
+
+    #[test]
+    fn weekends_are_quiet() {
+        let s = cron("*/10 8-17 * * 1-5");
+        let d = utc(&s, "2026-11-27T17:50:00Z");
+        assert_eq!(state(&d, "2026-11-29T23:59:00Z"), Fresh, "Sunday night");
+        assert_eq!(state(&d, "2026-11-30T08:04:41Z"), Overdue, "Monday");
+        assert_eq!(state(&d, "2026-11-30T08:14:41Z"), MissedTwice);
+
+        // `0 9 * * 1-5` was WARN all Sunday.
+        let s = cron("0 9 * * 1-5");
+        let d = utc(&s, "2026-11-27T09:00:00Z");
+        assert_eq!(state(&d, "2026-11-29T12:00:00Z"), Fresh, "Sunday");
+        assert_eq!(state(&d, "2026-11-30T09:04:40Z"), Fresh);
+        assert_eq!(state(&d, "2026-11-30T09:04:41Z"), Overdue);
+        assert_eq!(
+            state(&d, "2026-12-01T09:04:40Z"),
+            Overdue,
+            "Tuesday's run in time"
+        );
+        assert_eq!(state(&d, "2026-12-01T09:04:41Z"), MissedTwice);
+    }
+
+    #[test]
+    fn month_ends_and_short_months() {
+        // Monthly on the 1st: February's run is due a month later, not "two intervals" of 28
+        // or 31 days after some other date.
+        let d = utc(&cron("0 0 1 * *"), "2026-01-01T00:00:00Z");
+        assert_eq!(state(&d, "2026-01-31T23:00:00Z"), Fresh);
+        assert_eq!(state(&d, "2026-02-01T00:04:41Z"), Overdue);
+        assert_eq!(state(&d, "2026-03-01T00:04:41Z"), MissedTwice);
+        // The 31st skips February and the 30-day months.
+        let d = utc(&cron("0 6 31 * *"), "2026-01-31T06:00:00Z");
+        assert_eq!(d.expected_by, at("2026-03-31T06:04:40Z"));
+        assert_eq!(state(&d, "2026-02-28T12:00:00Z"), Fresh);
+        assert_eq!(d.crit_after, at("2026-05-31T06:04:40Z"));
+        // A leap day comes every four years.
+        let d = utc(&cron("0 0 29 2 *"), "2024-02-29T00:00:00Z");
+        assert_eq!(d.expected_by, at("2028-02-29T00:04:40Z"));
+        assert_eq!(state(&d, "2027-06-01T00:00:00Z"), Fresh);
+    }
+
+    #[test]
+    fn intervals_and_an_offset() {
+        let s = Schedule::Every {
+            interval: Duration::from_secs(300),
+            offset: Duration::from_secs(60),
+        };
+        let d = utc(&s, "2026-11-27T10:01:00Z");
+        assert_eq!(d.expected_by, at("2026-11-27T10:10:40Z"));
+        assert_eq!(d.crit_after, at("2026-11-27T10:15:40Z"));
+        assert_eq!(state(&d, "2026-11-27T10:09:00Z"), Fresh);
+        assert_eq!(state(&d, "2026-11-27T10:12:00Z"), Overdue);
+        assert_eq!(state(&d, "2026-11-27T11:00:00Z"), MissedTwice);
+    }
+
+    #[test]
+    fn a_run_once_result_between_due_times_counts_from_its_own_time() {
+        // `run-once` on a Saturday: the next due time after it is Monday's.
+        let d = utc(&cron("0 9 * * 1-5"), "2026-11-28T10:00:00Z");
+        assert_eq!(state(&d, "2026-11-29T20:00:00Z"), Fresh);
+        assert_eq!(d.expected_by, at("2026-11-30T09:04:40Z"));
+    }
+
+    #[test]
+    fn the_margin_is_stop_grace_plus_stale_margin() {
+        let c = crate::logic::config::parse(
+            std::path::Path::new("/etc/t.toml"),
+            "[daemon]\nstate_dir = \"/tmp/x\"\nstop_grace = \"15s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1m\"\ntimeout = \"20s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            margin(&c.daemon),
+            Duration::from_secs(15) + DEFAULT_STALE_MARGIN
+        );
+        let d = for_job(&c.jobs[0], &c.daemon, at("2026-11-27T10:00:00Z")).unwrap();
+        assert_eq!(d.expected_by, at("2026-11-27T10:02:05Z"));
+    }
+
+    /// DST: the schedule is local time (croner), so the deadlines follow the wall clock
+    /// across both changes. Run in a child process with a fixed `TZ` (central Europe's POSIX
+    /// rule, no tz database needed), so the machine's zone and the other tests do not matter.
+    #[cfg(unix)]
+    #[test]
+    fn dst_changes_in_central_europe() {
+        const CHILD: &str = "ROBOTMK_TEST_TZ_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "staleness::tests::dst_changes_in_central_europe",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        let local = |s: &Schedule, last_due: &str| {
+            deadlines(|t| s.next_after(t), at(last_due), TIMEOUT + MARGIN).unwrap()
+        };
+        assert_eq!(
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Local, 2026, 7, 1, 12, 0, 0)
+                .unwrap()
+                .offset()
+                .to_string(),
+            "+02:00",
+            "TZ is not in effect"
+        );
+        // Spring forward (Sunday 2026-03-29, 02:00 CET -> 03:00 CEST): Friday 09:00 CET is
+        // 08:00Z, Monday 09:00 CEST is 07:00Z.
+        let s = cron("0 9 * * 1-5");
+        let d = local(&s, "2026-03-27T08:00:00Z");
+        assert_eq!(d.expected_by, at("2026-03-30T07:04:40Z"));
+        assert_eq!(state(&d, "2026-03-29T20:00:00Z"), Fresh);
+        assert_eq!(state(&d, "2026-03-30T07:04:41Z"), Overdue);
+        // Fall back (Sunday 2026-10-25, 03:00 CEST -> 02:00 CET): Monday 09:00 CET is 08:00Z.
+        let d = local(&s, "2026-10-23T07:00:00Z");
+        assert_eq!(d.expected_by, at("2026-10-26T08:04:40Z"));
+        assert_eq!(
+            state(&d, "2026-10-26T07:30:00Z"),
+            Fresh,
+            "an hour later than UTC says"
+        );
+        // Office hours across the change: Friday 17:50 CEST, quiet all weekend and the night.
+        let d = local(&cron("*/10 8-17 * * 1-5"), "2026-10-23T15:50:00Z");
+        assert_eq!(d.expected_by, at("2026-10-26T07:04:40Z"));
+        // A nightly job at 02:30, which does not exist on the spring-forward night: whatever
+        // the schedule runs next, the deadline follows that same due time, and the day before
+        // is never overdue.
+        let s = cron("30 2 * * *");
+        let d = local(&s, "2026-03-28T01:30:00Z");
+        let next = s.next_after(at("2026-03-28T01:30:00Z")).unwrap();
+        assert!(
+            next > at("2026-03-28T01:30:00Z") + chrono::Duration::hours(22),
+            "{next}"
+        );
+        assert_eq!(d.expected_by, next + chrono::Duration::seconds(280));
+        assert_eq!(state(&d, "2026-03-29T00:30:00Z"), Fresh);
+        // ... and on the fall-back night, where 02:30 comes twice.
+        let d = local(&s, "2026-10-24T00:30:00Z");
+        let next = s.next_after(at("2026-10-24T00:30:00Z")).unwrap();
+        assert_eq!(d.expected_by, next + chrono::Duration::seconds(280));
+        assert_eq!(state(&d, "2026-10-24T23:00:00Z"), Fresh);
+    }
+}

@@ -1,0 +1,918 @@
+//! Python environments for robot jobs (`requirements = "…"` or `pyproject = "…"`): what one
+//! is called, what its state file says, who builds it, and how it is built.
+//!
+//! An environment is keyed by a hash of the source file's content, its kind, the base
+//! interpreter's identity (resolved path, size and mtime: a Python upgrade replaces the binary,
+//! so the key changes without running it) and the user that builds it. Jobs with the same
+//! file, interpreter and builder share one. It lives in `<key>/` with `venv/`, `build.log` and
+//! `state.json` (written by the daemon only); the build writes [`BUILD_INFO`] into the venv.
+//!
+//! The build never runs as root (issue 20): a requirements file can reach code of anyone's
+//! (`-r`, `-e`, local paths, build backends), and checking every path it names is a losing
+//! game. A daemon that is root builds as the job's `user`, else as the unprivileged
+//! `[daemon] build_user` ([`builder_for`]), in a venv folder handed to that user, with a HOME
+//! (and so pip's and uv's caches) of its own and an environment that carries nothing of
+//! root's ([`build_env`]); the daemon then seals what it built into a tree of its own (see
+//! `daemon::envs`). A daemon that is not root (and Windows) builds as itself, in place.
+//!
+//! The build runs as this binary's hidden `env-build` command, started by the daemon through
+//! [`crate::service::run::spawn`] like a runner (own process group, output to `build.log`, exit reported
+//! by the reaper), so the daemon never waits on a child itself. The build may use
+//! `std::process` freely: it is a process of its own.
+
+use crate::service::sys::UserInfo;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Largest requirements or pyproject file the daemon reads.
+pub const SOURCE_CAP: u64 = 1024 * 1024;
+/// The user that builds the environments of jobs without a `user` when `[daemon] build_user`
+/// names none (the .deb creates it).
+pub const DEFAULT_BUILD_USER: &str = "robotmk";
+/// What the build reports, in the venv (the only folder it may write that the daemon keeps).
+pub const BUILD_INFO: &str = "robotmk-build-info.json";
+/// Largest [`BUILD_INFO`] the daemon reads.
+const BUILD_INFO_CAP: u64 = 64 * 1024;
+/// What a pyproject's folder may hold to be copied for a build as another user.
+const PROJECT_CAP_BYTES: u64 = 256 * 1024 * 1024;
+const PROJECT_CAP_ENTRIES: u64 = 20_000;
+/// How much of the end of `build.log` a failed build's error carries.
+const TAIL_BYTES: u64 = 800;
+
+/// What a job's environment is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// `pip install -r FILE`.
+    Requirements,
+    /// `pip install DIR` (the project the pyproject.toml describes, with its dependencies).
+    Pyproject,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Requirements => "requirements",
+            SourceKind::Pyproject => "pyproject",
+        }
+    }
+}
+
+/// A job's environment as the config describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSpec {
+    /// Absolute path of the requirements or pyproject file.
+    pub source: PathBuf,
+    pub kind: SourceKind,
+    /// The base interpreter (`python = "…"`, else `python3`; `python` on Windows).
+    pub python: String,
+    /// For a job with a `user`: built where that user can read it (see `daemon::workdir`).
+    pub shared: bool,
+}
+
+/// Where a build stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Building,
+    Ready,
+    Failed,
+}
+
+/// One environment, as `state.json` in its folder, `status.json` and the section show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvState {
+    pub key: String,
+    pub source: PathBuf,
+    pub kind: SourceKind,
+    pub python: String,
+    /// Readable by jobs' users (in `<state_dir>.users/envs/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// The user it is built as (`name (uid N)`); none: by the daemon itself (not root, or
+    /// Windows). Built by another user, it lives in `<state_dir>.users/envs/` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    pub state: Phase,
+    /// `uv` or `pip`, once the build said which it used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The interpreter version inside the environment (`3.11.7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+    /// When the build finished (ready or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Why the build failed, with the last lines of its log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Jobs whose runs use (or wait for) it (filled by the daemon for the status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
+}
+
+impl EnvState {
+    /// True when it lives in the users' tree (`<state_dir>.users/envs/`), where the user that
+    /// builds it or the jobs' users that run it can reach it.
+    pub fn in_users_tree(&self) -> bool {
+        self.shared || self.builder.is_some()
+    }
+}
+
+/// How a builder is named in the state and the status.
+pub fn builder_label(u: &UserInfo) -> String {
+    format!("{} (uid {})", u.name, u.uid)
+}
+
+/// The user `[daemon] build_user` names, as the builds of jobs without a `user` run: it must
+/// exist and must not be root (a build as root runs whatever the requirements reach as root).
+pub fn resolve_build_user(name: &str) -> Result<UserInfo, String> {
+    let u = crate::service::sys::lookup_user(name).map_err(|e| {
+        format!(
+            "environments of jobs without a `user` are built as the unprivileged user {name:?} \
+             ([daemon] build_user), never as root: {e}. Create it (the .deb does: useradd \
+             --system --user-group --no-create-home --home-dir /nonexistent --shell \
+             /usr/sbin/nologin {name}) or name another unprivileged user in [daemon] build_user; \
+             a config reload (SIGHUP, or an edit of the config) tries again"
+        )
+    })?;
+    if u.uid == 0 {
+        return Err(format!(
+            "[daemon] build_user {name:?} is root (uid 0): environments are never built as \
+             root; name an unprivileged user"
+        ));
+    }
+    Ok(u)
+}
+
+/// Who builds a job's environment: its `user`, else the build user (`build_user`, resolved
+/// once per config). `None`: the daemon itself, where it cannot take another identity (it is
+/// not root; Windows).
+pub fn builder_for(
+    job_user: Option<&UserInfo>,
+    build_user: &Result<UserInfo, String>,
+) -> Result<Option<UserInfo>, String> {
+    if !crate::service::sys::is_root() {
+        return Ok(None);
+    }
+    match job_user {
+        Some(u) if u.uid != 0 => Ok(Some(u.clone())),
+        _ => build_user.clone().map(Some),
+    }
+}
+
+/// What the build itself reports ([`BUILD_INFO`] in the venv).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuildInfo {
+    pub tool: String,
+    #[serde(default)]
+    pub python_version: Option<String>,
+}
+
+/// The venv inside an environment folder.
+pub fn venv_dir(env_dir: &Path) -> PathBuf {
+    env_dir.join("venv")
+}
+
+/// The folder with the venv's programs (`robot`, `python`).
+pub fn bin_dir(venv: &Path) -> PathBuf {
+    venv.join(if cfg!(windows) { "Scripts" } else { "bin" })
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
+    bin_dir(venv).join(if cfg!(windows) {
+        "python.exe"
+    } else {
+        "python"
+    })
+}
+
+/// True when the venv's interpreter is there (a ready state with its venv removed by hand is
+/// built again).
+pub fn venv_usable(env_dir: &Path) -> bool {
+    venv_python(&venv_dir(env_dir)).exists()
+}
+
+/// Finds a program like the OS would: a path as given, a bare name on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let p = Path::new(program);
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|d| {
+        let c = d.join(program);
+        if c.is_file() {
+            return Some(c);
+        }
+        let exe = d.join(format!("{program}{}", std::env::consts::EXE_SUFFIX));
+        exe.is_file().then_some(exe)
+    })
+}
+
+/// The interpreter's identity for the key: resolved path, size and mtime (no process is run:
+/// the daemon computes keys often and must not start children it does not reap itself).
+fn python_identity(python: &str) -> String {
+    let Some(found) = which(python) else {
+        return format!("missing:{python}");
+    };
+    let real = std::fs::canonicalize(&found).unwrap_or(found);
+    let meta = std::fs::metadata(&real).ok();
+    let mtime = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{}:{}:{mtime}", real.display(), meta.map_or(0, |m| m.len()))
+}
+
+/// The environment key of `spec` built by `builder` (a uid; `None`: the daemon itself),
+/// reading its source file (capped). Builders never share an environment: one user's build
+/// is no other user's to run.
+pub fn key_of(spec: &EnvSpec, builder: Option<u32>) -> std::io::Result<String> {
+    use crate::service::sys::file;
+    let content = file::read(&spec.source, SOURCE_CAP, file::Links::Follow)?;
+    let mut data = Vec::with_capacity(content.len() + 256);
+    data.extend_from_slice(b"robotmk-env-1\0");
+    data.extend_from_slice(spec.kind.as_str().as_bytes());
+    data.push(0);
+    data.extend_from_slice(if spec.shared {
+        b"shared\0"
+    } else {
+        b"private\0"
+    });
+    data.extend_from_slice(python_identity(&spec.python).as_bytes());
+    data.push(0);
+    // Keys of builds by the daemon itself stay what they were before builders existed.
+    if let Some(uid) = builder {
+        data.extend_from_slice(format!("builder:{uid}").as_bytes());
+        data.push(0);
+    }
+    data.extend_from_slice(&content);
+    let digest = sha256(&data);
+    // 128 bits name a folder uniquely enough and keep paths short (Windows MAX_PATH).
+    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// True for a name [`key_of`] could have produced (only such folders are ever removed).
+pub fn is_key(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The last lines of a build log (at most [`TAIL_BYTES`]), for a failed build's error.
+pub fn log_tail(log: &Path) -> String {
+    let Ok(mut f) = crate::service::sys::file::open_read(log) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(TAIL_BYTES);
+    if f.seek(SeekFrom::Start(from)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(TAIL_BYTES).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    // Start at a line boundary when the cut fell inside one.
+    let text = match (from > 0, text.find('\n')) {
+        (true, Some(i)) => &text[i + 1..],
+        _ => &text[..],
+    };
+    text.trim().to_string()
+}
+
+/// Everything `env-build` needs.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub dir: PathBuf,
+    pub source: PathBuf,
+    pub kind: SourceKind,
+    pub python: String,
+    /// Build with uv (`uv venv` + `uv pip install`); `None`: `python -m venv` + pip.
+    pub uv: Option<PathBuf>,
+    /// Set when the build runs as another user than the daemon's: its own folder, the HOME
+    /// (and caches, and temporary files) of the installers, which then get [`build_env`]
+    /// instead of this process's environment.
+    pub home: Option<PathBuf>,
+}
+
+fn step(what: &str, cmd: &mut Command) -> Result<(), String> {
+    println!("robotmk-daemon env-build: {what}: {cmd:?}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{what} failed ({s})")),
+        Err(e) => Err(format!("{what}: cannot run {:?}: {e}", cmd.get_program())),
+    }
+}
+
+/// The `env-build` command: builds the venv in `plan.dir/venv`, writes [`BUILD_INFO`] into
+/// it, returns the exit code. Output (its own and the tools') goes to stdout/stderr, which the
+/// daemon points at `build.log`.
+pub fn build(plan: &BuildPlan) -> i32 {
+    match build_steps(plan) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("robotmk-daemon env-build: {e}");
+            if plan.home.is_some() {
+                eprintln!(
+                    "robotmk-daemon env-build: this build ran as {}, not as root (the job's \
+                     `user`, else [daemon] build_user): that user must be able to read the \
+                     {} file, every file it names and the interpreter, and to write the folder \
+                     of a local package that is built in place (setuptools writes *.egg-info \
+                     there)",
+                    whoami(),
+                    plan.kind.as_str()
+                );
+            }
+            1
+        }
+    }
+}
+
+/// This process's user, for messages.
+fn whoami() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map_or_else(
+            || format!("uid {}", crate::service::sys::current_uid()),
+            |u| format!("{u} (uid {})", crate::service::sys::current_uid()),
+        )
+}
+
+/// The installers' environment in a build as another user: the daemon's locale, `PATH`,
+/// proxies, CA bundles and installer settings (`PIP_*`, `UV_*`: an admin's index), and the
+/// run tag (a timeout finds every process of the build by it); HOME, XDG folders and TMPDIR
+/// in the builder's own folder. Nothing else of root's: no HOME or caches of root's, no
+/// `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials' sockets.
+pub fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
+    build_env_from(std::env::vars_os(), home)
+}
+
+/// Whether a variable of the daemon's environment reaches a build as another user (see
+/// [`build_env`]).
+pub fn build_env_keeps(k: &str) -> bool {
+    let upper = k.to_ascii_uppercase();
+    matches!(
+        k,
+        "PATH"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "SSL_CERT_FILE"
+            | "SSL_CERT_DIR"
+            | "REQUESTS_CA_BUNDLE"
+            | "CURL_CA_BUNDLE"
+    ) || k == crate::service::run::TAG
+        || k.starts_with("LC_")
+        || matches!(
+            upper.as_str(),
+            "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
+        )
+        // The installers' own settings, but none naming a folder of root's (a cache, an
+        // install dir): the builder has its own.
+        || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
+}
+
+fn build_env_from(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+    home: &Path,
+) -> Vec<(OsString, OsString)> {
+    // Blanked variables (see the daemon's side) are no settings.
+    let mut env: Vec<(OsString, OsString)> = vars
+        .filter(|(k, v)| k.to_str().is_some_and(build_env_keeps) && !v.is_empty())
+        .collect();
+    env.extend([
+        ("HOME".into(), home.as_os_str().to_owned()),
+        (
+            "XDG_CACHE_HOME".into(),
+            home.join(".cache").into_os_string(),
+        ),
+        (
+            "XDG_CONFIG_HOME".into(),
+            home.join(".config").into_os_string(),
+        ),
+        (
+            "XDG_DATA_HOME".into(),
+            home.join(".local/share").into_os_string(),
+        ),
+        ("TMPDIR".into(), home.join("tmp").into_os_string()),
+    ]);
+    env
+}
+
+/// A command for an installer: with [`build_env`] only when the build runs as another user.
+fn tool(program: impl AsRef<std::ffi::OsStr>, env: Option<&[(OsString, OsString)]>) -> Command {
+    let mut c = Command::new(program);
+    if let Some(env) = env {
+        c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    c
+}
+
+/// Empties (or creates) the venv folder: the daemon hands it over empty, but a build started
+/// by hand or interrupted may find something there. Only its content goes: the folder itself
+/// may be in a folder this process cannot write.
+fn empty_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let list = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for e in list {
+        let e = e.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let p = e.path();
+        let gone = match e.file_type() {
+            // Without recursion, by handle (sys::tree): an installer shaped that tree.
+            Ok(t) if t.is_dir() => {
+                match crate::service::sys::tree::remove_tree_fully(
+                    &p,
+                    crate::service::sys::tree::Rights::Daemon,
+                    std::time::Duration::from_secs(300),
+                ) {
+                    Ok(crate::service::sys::tree::Removal::Gone) => Ok(()),
+                    Ok(crate::service::sys::tree::Removal::More) => {
+                        Err(std::io::Error::other("not gone within 5 minutes"))
+                    }
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                }
+            }
+            _ => std::fs::remove_file(&p),
+        };
+        gone.map_err(|e| format!("cannot remove the old {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Folders a project's build never needs, left out of its copy.
+fn skipped_in_copy(name: &std::ffi::OsStr) -> bool {
+    let n = name.to_string_lossy();
+    matches!(
+        n.as_ref(),
+        ".git"
+            | ".hg"
+            | ".svn"
+            | ".venv"
+            | "venv"
+            | ".tox"
+            | ".nox"
+            | "node_modules"
+            | "__pycache__"
+            | ".mypy_cache"
+            | ".pytest_cache"
+            | ".ruff_cache"
+            | "build"
+            | "dist"
+    ) || n.ends_with(".egg-info")
+}
+
+/// Copies a pyproject's folder to `to` for a build as another user: build backends write into
+/// the project (setuptools: `*.egg-info`, `build/`), which is the admin's and not the
+/// builder's to change. Links are copied as links; VCS folders, venvs and build outputs are
+/// left out; a folder larger than [`PROJECT_CAP_BYTES`] is refused.
+fn copy_project(from: &Path, to: &Path) -> Result<(), String> {
+    if std::fs::symlink_metadata(to).is_ok() {
+        std::fs::remove_dir_all(to).map_err(|e| format!("cannot remove {}: {e}", to.display()))?;
+    }
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut todo = vec![(from.to_path_buf(), to.to_path_buf())];
+    while let Some((src, dst)) = todo.pop() {
+        std::fs::create_dir(&dst).map_err(|e| format!("cannot create {}: {e}", dst.display()))?;
+        let list =
+            std::fs::read_dir(&src).map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+        for e in list {
+            let e = e.map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+            if skipped_in_copy(&e.file_name()) {
+                continue;
+            }
+            let (s, d) = (e.path(), dst.join(e.file_name()));
+            let m = std::fs::symlink_metadata(&s)
+                .map_err(|e| format!("cannot read {}: {e}", s.display()))?;
+            entries += 1;
+            bytes += m.len();
+            if bytes > PROJECT_CAP_BYTES || entries > PROJECT_CAP_ENTRIES {
+                return Err(format!(
+                    "the project folder {} is too large to copy for the build (over {} MB or \
+                     {PROJECT_CAP_ENTRIES} files): keep the pyproject.toml in a folder with \
+                     only the project",
+                    from.display(),
+                    PROJECT_CAP_BYTES / 1024 / 1024
+                ));
+            }
+            let ft = m.file_type();
+            if ft.is_dir() {
+                todo.push((s, d));
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&s)
+                    .map_err(|e| format!("cannot read {}: {e}", s.display()))?;
+                crate::service::sys::copy_link(&target, &d)
+                    .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            } else if ft.is_file() {
+                std::fs::copy(&s, &d).map_err(|e| format!("cannot copy {}: {e}", s.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_steps(plan: &BuildPlan) -> Result<(), String> {
+    // Readable by a job's user where the folders above let them in (shared environments
+    // built by the daemon itself); a private one is still behind the 0700 state dir.
+    crate::service::sys::set_shared_umask();
+    // The install step runs in the project's folder: a relative --dir would then miss.
+    let venv = venv_dir(&crate::logic::config::absolute(&plan.dir));
+    // A build interrupted before (daemon killed, timeout) may have left half a venv.
+    empty_dir(&venv)?;
+    let env = plan.home.as_deref().map(build_env);
+    let env = env.as_deref();
+    if let Some(home) = &plan.home {
+        let tmp = home.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    }
+    // Said plainly up front, rather than as the installer's traceback.
+    crate::service::sys::file::read(
+        &plan.source,
+        SOURCE_CAP,
+        crate::service::sys::file::Links::Follow,
+    )
+    .map_err(|e| format!("cannot read {}: {e}", plan.source.display()))?;
+    let project_dir = plan
+        .source
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut copied = None;
+    let (work_dir, target): (PathBuf, Vec<OsString>) = match (plan.kind, &plan.home) {
+        (SourceKind::Requirements, _) => (
+            project_dir.clone(),
+            vec!["-r".into(), plan.source.clone().into_os_string()],
+        ),
+        (SourceKind::Pyproject, None) => (
+            project_dir.clone(),
+            vec![project_dir.clone().into_os_string()],
+        ),
+        (SourceKind::Pyproject, Some(home)) => {
+            let key = plan
+                .dir
+                .file_name()
+                .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
+            let copy = home.join("tmp").join(format!("{key}-project"));
+            println!(
+                "robotmk-daemon env-build: copying the project {} to {} (the build may write \
+                 into it)",
+                project_dir.display(),
+                copy.display()
+            );
+            copy_project(&project_dir, &copy)?;
+            copied = Some(copy.clone());
+            (copy.clone(), vec![copy.into_os_string()])
+        }
+    };
+    let py = venv_python(&venv);
+    let result = install(plan, &venv, &py, &work_dir, &target, env);
+    if let Some(c) = copied {
+        let _ = std::fs::remove_dir_all(c);
+    }
+    let used = result?;
+    // Installers copy or hard-link files from their caches with the cache's modes, which the
+    // daemon's umask made private: a job's user must read (not write) all of it. (A build as
+    // another user is sealed by the daemon, which sets the modes itself.)
+    if plan.home.is_none() {
+        crate::service::sys::make_readable_tree(&venv)
+            .map_err(|e| format!("cannot make {} readable: {e}", venv.display()))?;
+    }
+    let version = tool(&py, env)
+        .args(["-c", "import sys; print(sys.version.split()[0])"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let info = BuildInfo {
+        tool: used.into(),
+        python_version: version,
+    };
+    crate::service::state::write_json(
+        &venv.join(BUILD_INFO),
+        &info,
+        crate::service::state::Durability::Sync,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("robotmk-daemon env-build: done ({used})");
+    Ok(())
+}
+
+/// Creates the venv and installs into it; returns the tool used.
+fn install(
+    plan: &BuildPlan,
+    venv: &Path,
+    py: &Path,
+    work_dir: &Path,
+    target: &[OsString],
+    env: Option<&[(OsString, OsString)]>,
+) -> Result<&'static str, String> {
+    match &plan.uv {
+        Some(uv) => {
+            step(
+                "create the venv (uv)",
+                tool(uv, env)
+                    .args(["venv", "--python", &plan.python])
+                    .arg(venv)
+                    // Never download an interpreter behind the admin's back.
+                    .env("UV_PYTHON_DOWNLOADS", "never"),
+            )?;
+            step(
+                "install (uv)",
+                tool(uv, env)
+                    .args(["pip", "install", "--python"])
+                    .arg(py)
+                    .args(target)
+                    .current_dir(work_dir)
+                    .env("UV_PYTHON_DOWNLOADS", "never"),
+            )?;
+            Ok("uv")
+        }
+        None => {
+            step(
+                "create the venv (python -m venv)",
+                tool(&plan.python, env).args(["-m", "venv"]).arg(venv),
+            )?;
+            step(
+                "install (pip)",
+                tool(py, env)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--disable-pip-version-check",
+                        "--no-input",
+                    ])
+                    .args(target)
+                    .current_dir(work_dir),
+            )?;
+            Ok("pip")
+        }
+    }
+}
+
+/// Reads what the build reported from a venv (capped, no link followed: in a sealed venv the
+/// daemon's own file, in a venv the daemon built as itself its own).
+pub fn read_build_info(venv: &Path) -> Option<BuildInfo> {
+    use crate::service::sys::file;
+    let data = file::read(&venv.join(BUILD_INFO), BUILD_INFO_CAP, file::Links::Refuse).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// SHA-256 (FIPS 180-4). Small enough to carry here rather than add a crate for one hash of
+/// a small file.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for chunk in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in chunk.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, v) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(d: &[u8]) -> String {
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn sha256_matches_the_standard_vectors() {
+        assert_eq!(
+            hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&sha256(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+
+    #[test]
+    fn keys_follow_content_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        let b = dir.path().join("b.txt");
+        std::fs::write(&a, "x==1\n").unwrap();
+        std::fs::write(&b, "x==1\n").unwrap();
+        let spec = |p: &Path, kind| EnvSpec {
+            source: p.to_path_buf(),
+            kind,
+            python: "python3".into(),
+            shared: false,
+        };
+        let ka = key_of(&spec(&a, SourceKind::Requirements), None).unwrap();
+        // Same content elsewhere: the same environment.
+        assert_eq!(
+            ka,
+            key_of(&spec(&b, SourceKind::Requirements), None).unwrap()
+        );
+        assert!(is_key(&ka), "{ka}");
+        assert_ne!(ka, key_of(&spec(&a, SourceKind::Pyproject), None).unwrap());
+        std::fs::write(&b, "x==2\n").unwrap();
+        assert_ne!(
+            ka,
+            key_of(&spec(&b, SourceKind::Requirements), None).unwrap()
+        );
+    }
+
+    #[test]
+    fn builders_never_share_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, "x==1\n").unwrap();
+        let spec = EnvSpec {
+            source: a,
+            kind: SourceKind::Requirements,
+            python: "python3".into(),
+            shared: false,
+        };
+        let own = key_of(&spec, None).unwrap();
+        let one = key_of(&spec, Some(1000)).unwrap();
+        let two = key_of(&spec, Some(1001)).unwrap();
+        assert!(own != one && one != two && own != two);
+        assert_eq!(one, key_of(&spec, Some(1000)).unwrap());
+    }
+
+    // Builds as another user are Unix's (Windows builds as the daemon, with its environment).
+    #[cfg(unix)]
+    #[test]
+    fn a_build_as_another_user_gets_nothing_of_roots_environment() {
+        let vars = [
+            ("HOME", "/root"),
+            ("USER", "root"),
+            ("XDG_CACHE_HOME", "/root/.cache"),
+            ("PYTHONPATH", "/root/lib"),
+            ("VIRTUAL_ENV", "/root/venv"),
+            ("SSH_AUTH_SOCK", "/tmp/ssh-x/agent.1"),
+            ("UV_CACHE_DIR", "/root/.cache/uv"),
+            ("PIP_CACHE_DIR", "/root/.cache/pip"),
+            ("TMPDIR", "/root/tmp"),
+            ("PATH", "/usr/bin:/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C.UTF-8"),
+            ("https_proxy", "http://proxy:3128"),
+            ("PIP_INDEX_URL", "https://pypi.example/simple"),
+            ("UV_INDEX_URL", "https://pypi.example/simple"),
+            (crate::service::run::TAG, "/var/lib/x.users/envs/k"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env: std::collections::BTreeMap<String, String> = build_env_from(
+            vars.into_iter(),
+            Path::new("/var/lib/x.users/build-homes/997"),
+        )
+        .into_iter()
+        .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+        .collect();
+        let home = "/var/lib/x.users/build-homes/997";
+        assert_eq!(env["HOME"], home);
+        assert_eq!(env["XDG_CACHE_HOME"], format!("{home}/.cache"));
+        assert_eq!(env["TMPDIR"], format!("{home}/tmp"));
+        for gone in [
+            "USER",
+            "PYTHONPATH",
+            "VIRTUAL_ENV",
+            "SSH_AUTH_SOCK",
+            "UV_CACHE_DIR",
+        ] {
+            assert!(!env.contains_key(gone), "{gone} leaked: {env:?}");
+        }
+        assert!(!env.contains_key("PIP_CACHE_DIR"), "{env:?}");
+        for kept in [
+            "PATH",
+            "LANG",
+            "LC_ALL",
+            "https_proxy",
+            "PIP_INDEX_URL",
+            "UV_INDEX_URL",
+        ] {
+            assert!(env.contains_key(kept), "{kept} dropped: {env:?}");
+        }
+        assert_eq!(env[crate::service::run::TAG], "/var/lib/x.users/envs/k");
+        assert!(!env.values().any(|v| v.starts_with("/root")), "{env:?}");
+    }
+
+    #[test]
+    fn a_copied_project_leaves_out_vcs_venvs_and_build_output() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("proj");
+        for sub in [
+            ".git/objects",
+            "venv/bin",
+            "build/lib",
+            "x.egg-info",
+            "src/pkg",
+        ] {
+            std::fs::create_dir_all(p.join(sub)).unwrap();
+        }
+        std::fs::write(p.join("pyproject.toml"), "[project]\n").unwrap();
+        std::fs::write(p.join("src/pkg/__init__.py"), "").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc/hostname", p.join("link")).unwrap();
+        let to = d.path().join("copy");
+        copy_project(&p, &to).unwrap();
+        assert!(to.join("pyproject.toml").is_file());
+        assert!(to.join("src/pkg/__init__.py").is_file());
+        for gone in [".git", "venv", "build", "x.egg-info"] {
+            assert!(!to.join(gone).exists(), "{gone}");
+        }
+        #[cfg(unix)]
+        assert_eq!(
+            std::fs::read_link(to.join("link")).unwrap(),
+            Path::new("/etc/hostname")
+        );
+    }
+
+    #[test]
+    fn the_log_tail_starts_at_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("build.log");
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        std::fs::write(&log, &text).unwrap();
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("line "), "{tail}");
+        assert!(tail.ends_with("line 199"), "{tail}");
+        assert!(tail.len() <= TAIL_BYTES as usize);
+    }
+}

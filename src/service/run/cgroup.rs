@@ -1,0 +1,287 @@
+//! One cgroup (v2) per run: a descendant can leave a process group, clear its environment, call
+//! `setsid` — but it cannot leave its cgroup, so a timeout reaches it whatever it does, and
+//! `cgroup.kill` ends all of it at once.
+//!
+//! Where the runs' cgroups live:
+//! - under systemd, in the daemon's own transient unit, which systemd delegated to it
+//!   (`Delegate=yes`): `<unit's cgroup>/run-<n>/`;
+//! - with no systemd running and a cgroup v2 hierarchy mounted (pure or hybrid mode), in a
+//!   subtree the daemon creates for itself below its own cgroup:
+//!   `<its cgroup>/robotmk-daemon-<pid>/run-<n>/`, removed again when it exits. Below its own
+//!   cgroup, so whatever limits the admin put on the daemon still hold for its runs.
+//!
+//! Under a systemd that delegated nothing, the cgroups are systemd's: none are made there (the
+//! runner then holds its descendants as their subreaper, see `run::unix`).
+//!
+//! Each run's cgroup is created before the spawn; the child moves itself into it (writes `0`
+//! to its `cgroup.procs`) before it execs. No controllers are enabled, so the daemon itself may
+//! stay where it is (systemd's MainPID check holds, and cgroup v2's rule against processes in
+//! inner cgroups with controllers never applies).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The test hook that turns run cgroups off (tests/escapees.rs runs each case with and
+/// without): any non-empty value. Documented in docs/RELIABILITY.md.
+pub const TEST_HOOK: &str = "ROBOTMK_TEST_NO_CGROUP";
+
+/// Where the runs' cgroups are made, once enabled, and whether that folder is the daemon's
+/// own creation (removed at exit) or systemd's delegated unit (left to systemd).
+struct Base {
+    dir: PathBuf,
+    /// The cgroup2 mount point, to map a process's cgroup (`/proc/PID/cgroup`) to a folder.
+    mount: PathBuf,
+    owned: bool,
+}
+
+static BASE: OnceLock<Base> = OnceLock::new();
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// The cgroup2 mount point (from /proc/self/mountinfo: `/sys/fs/cgroup` in pure v2 mode,
+/// `/sys/fs/cgroup/unified` in hybrid mode), one whose root is the namespace's root.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        let mut f = left.split_whitespace();
+        let root = f.nth(3)?;
+        let point = f.next()?;
+        (fstype == "cgroup2" && root == "/").then(|| PathBuf::from(unescape(point)))
+    })
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = |c: &u8| (b'0'..=b'7').contains(c);
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(octal) {
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup v2 path of a process (`0::/a/b` in /proc/PID/cgroup), relative to the mount.
+fn cgroup_path(pid: &str) -> Option<String> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    own.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_start_matches('/').to_string())
+}
+
+/// Whether systemd is the init system (sd_booted(3): this folder exists then).
+fn systemd_runs() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Turns run cgroups on where one can be had (see the module doc). Returns where the runs'
+/// cgroups go, or why there are none.
+pub fn enable() -> Result<PathBuf, String> {
+    if let Some(b) = BASE.get() {
+        return Ok(b.dir.clone());
+    }
+    if std::env::var_os(TEST_HOOK).is_some_and(|v| !v.is_empty()) {
+        return Err(format!("turned off by {TEST_HOOK} (a test hook)"));
+    }
+    let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
+    let rel = cgroup_path("self").ok_or("this process is in no cgroup v2")?;
+    let own = mount.join(&rel);
+    let unit = rel.rsplit('/').next().unwrap_or_default();
+    let delegated = unit.starts_with("robotmk-daemon-") && unit.ends_with(".service");
+    let (dir, owned) = if delegated {
+        (own.clone(), false)
+    } else if systemd_runs() {
+        return Err(format!(
+            "systemd runs here and delegated no cgroup to this daemon (it is in {}; started \
+             outside its unit?)",
+            own.display()
+        ));
+    } else {
+        clean_stale(&own);
+        (
+            own.join(format!("robotmk-daemon-{}", std::process::id())),
+            true,
+        )
+    };
+    if owned {
+        std::fs::create_dir(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| format!("cannot create the cgroup {}: {e}", dir.display()))?;
+    } else {
+        // Delegated: the unit's cgroup is ours to write (systemd chowns it and stops managing
+        // what is below).
+        let probe = dir.join(format!("run-probe-{}", std::process::id()));
+        std::fs::create_dir(&probe)
+            .and_then(|_| std::fs::remove_dir(&probe))
+            .map_err(|e| {
+                format!(
+                    "cannot create a cgroup in {}: {e} (not delegated?)",
+                    dir.display()
+                )
+            })?;
+    }
+    let _ = BASE.set(Base {
+        dir: dir.clone(),
+        mount,
+        owned,
+    });
+    Ok(dir)
+}
+
+/// Removes the empty subtrees earlier daemons left beside ours (killed before they could):
+/// `robotmk-daemon-<pid>` of a PID no longer alive, and their empty run cgroups. A cgroup
+/// with a process in it cannot be removed, so a run still alive (adopted by a new daemon)
+/// keeps its own.
+fn clean_stale(own: &Path) {
+    let Ok(entries) = std::fs::read_dir(own) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("robotmk-daemon-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if crate::service::sys::process_start_time(pid).is_some() {
+            continue;
+        }
+        remove_tree(&e.path());
+    }
+}
+
+/// Removes the run cgroups below `dir` and `dir` itself, where empty.
+fn remove_tree(dir: &Path) {
+    if let Ok(runs) = std::fs::read_dir(dir) {
+        for r in runs.flatten() {
+            if r.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("run-"))
+            {
+                let _ = std::fs::remove_dir(r.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// At the daemon's exit: removes its own subtree where empty (runs still alive keep theirs).
+pub fn cleanup() {
+    if let Some(b) = BASE.get().filter(|b| b.owned) {
+        remove_tree(&b.dir);
+    }
+}
+
+/// A run's cgroup: created before the spawn, removed when the run is over.
+#[derive(Debug)]
+pub struct RunCgroup {
+    pub dir: PathBuf,
+    /// `<dir>/cgroup.procs`, for the child to write `0` to.
+    pub procs: CString,
+}
+
+/// A new cgroup for a run about to start, if run cgroups are on. A name taken already (a run
+/// of an earlier daemon in the same unit, still alive) is skipped.
+pub fn create() -> Option<RunCgroup> {
+    let base = BASE.get()?;
+    for _ in 0..100 {
+        let dir = base
+            .dir
+            .join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()?;
+                return Some(RunCgroup { dir, procs });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// The cgroup folder of process `pid`, if run cgroups are on and it can be read.
+pub fn of_process(pid: u32) -> Option<PathBuf> {
+    let base = BASE.get()?;
+    Some(base.mount.join(cgroup_path(&pid.to_string())?))
+}
+
+/// The run cgroup of a runner an earlier daemon started (taken over after a restart): its
+/// cgroup, if that is a run cgroup (`run-<n>` below a daemon's subtree or unit).
+pub fn of_adopted(pid: u32) -> Option<PathBuf> {
+    let mount = match BASE.get() {
+        Some(b) => b.mount.clone(),
+        None => cgroup2_mount()?,
+    };
+    let rel = cgroup_path(&pid.to_string())?;
+    let mut parts = rel.rsplit('/');
+    let run = parts.next()?;
+    let daemon = parts.next()?;
+    let ours = daemon.starts_with("robotmk-daemon-");
+    (run.starts_with("run-") && ours).then(|| mount.join(&rel))
+}
+
+/// The PIDs in the cgroup now.
+pub fn members(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// True while a process is in the cgroup (`populated 1` in `cgroup.events`).
+pub fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// SIGKILL to every process in the cgroup: `cgroup.kill` (Linux 5.14+), else one by one.
+pub fn kill(dir: &Path) -> bool {
+    let any = populated(dir);
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
+        for pid in members(dir) {
+            // SAFETY: kill(2) on a member of the run's own cgroup.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+    any
+}
+
+/// Removes an empty run cgroup (a cgroup with processes cannot be removed: kept then).
+pub fn remove(dir: &Path) -> bool {
+    std::fs::remove_dir(dir).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape(r"/sys/fs/cgroup"), "/sys/fs/cgroup");
+        assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape(r"/trailing\04"), r"/trailing\04");
+    }
+}

@@ -1,0 +1,333 @@
+//! What belongs to a run on Unix, telling it to end (each process once), and ending it.
+//!
+//! A run's processes are found five ways, because each alone misses some:
+//! - its **process group** (the runner's PID): what a plain runner starts;
+//! - its **tag** (`ROBOTMK_RUN_DIR=<run folder>` in the environment, inherited): what left the
+//!   group but kept its environment;
+//! - its **cgroup**, where it has one (see `cgroup`): everything, whatever it did — a process
+//!   cannot leave its cgroup;
+//! - the runner's **descendants** in /proc while the runner lives: without a cgroup the runner
+//!   is the subreaper of its descendants, so an orphan among them stays below it instead of
+//!   leaving the tree (Chromium's helpers double-fork, call `setsid` and overwrite their
+//!   environment: neither group nor tag holds them);
+//! - the **orphans** it left: children this process inherited (it is a subreaper too) when the
+//!   runner ended. Without a cgroup, every one of them is an orphan of an ended run, since a
+//!   live runner holds its own; with one, those in the cgroup of a live run belong to that run.
+//!   Each orphan is *claimed* by the end of a run that finds it (the first to look: several runs
+//!   ending at the same instant cannot be told apart, and their orphans are ended together).
+//!
+//! Descendants of our own children are named through pidfds, each checked to still be the child
+//! of its parent after its pidfd was taken, so a recycled PID is never signalled. A SIGTERM
+//! reaches each process once, however many looks at the tree there are (robot quits at once,
+//! without writing its result, at a second one); SIGKILL as often as needed.
+
+use super::{cgroup, pidfd_open, reaper};
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+/// At most this many descendants are walked per root (a fork bomb must not stall the loop; the
+/// next look finds the rest).
+const WALK_CAP: usize = 20_000;
+/// Rounds of SIGKILL to a live runner's descendants: each round reaches those forked during
+/// the one before (a killed process forks no more).
+const KILL_ROUNDS: usize = 8;
+
+/// The process group of the run that claimed each orphan, by the orphan's PID.
+fn claims() -> &'static Mutex<HashMap<u32, u32>> {
+    static CLAIMS: OnceLock<Mutex<HashMap<u32, u32>>> = OnceLock::new();
+    CLAIMS.get_or_init(Default::default)
+}
+
+/// Who was told SIGTERM: processes (with their start time) and process groups.
+#[derive(Default)]
+struct Told {
+    procs: HashMap<u32, u64>,
+    groups: HashSet<u32>,
+}
+
+fn told() -> std::sync::MutexGuard<'static, Told> {
+    static TOLD: OnceLock<Mutex<Told>> = OnceLock::new();
+    TOLD.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// A new runner leads a new group whose id may be an old one's: it has not been told.
+pub(super) fn new_group(pgid: u32) {
+    told().groups.remove(&pgid);
+}
+
+/// A process named by a pidfd where the kernel has them (else by PID alone).
+struct Proc {
+    pid: u32,
+    fd: Option<OwnedFd>,
+}
+
+impl Proc {
+    /// A handle on `pid`, if `still(pid)` holds once the handle is taken: then the handle
+    /// names the process that check was about, not a later one with its PID.
+    fn open(pid: u32, still: impl FnOnce(u32) -> bool) -> Option<Proc> {
+        let fd = pidfd_open(pid);
+        still(pid).then_some(Proc { pid, fd })
+    }
+
+    fn signal(&self, sig: i32) -> bool {
+        match &self.fd {
+            // SAFETY: pidfd_send_signal with a valid descriptor, no info, no flags.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                ) == 0
+            },
+            // SAFETY: kill(2) on a PID the caller just checked (kernels without pidfds).
+            None => unsafe { libc::kill(self.pid as libc::pid_t, sig) == 0 },
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.signal(0) || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+
+    /// SIGKILL, or SIGTERM if it was never told before (a zombie or a gone process is not
+    /// told: nothing to tell).
+    fn tell(&self, sig: i32) -> bool {
+        if sig != libc::SIGTERM {
+            return self.signal(sig);
+        }
+        let Some(start) = crate::service::sys::process_start_time(self.pid) else {
+            return false;
+        };
+        {
+            let mut t = told();
+            if t.procs.get(&self.pid) == Some(&start) {
+                return false;
+            }
+            if t.procs.len() >= 4096 {
+                t.procs
+                    .retain(|p, s| crate::service::sys::process_start_time(*p) == Some(*s));
+            }
+            t.procs.insert(self.pid, start);
+        }
+        self.signal(sig)
+    }
+}
+
+/// The children of `pid` (every thread's), from /proc.
+fn children_of(pid: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn pgid_of(pid: u32) -> Option<u32> {
+    crate::service::sys::process_group(pid)
+}
+
+/// `root` and every descendant of it, parents before their children.
+fn tree_of(root: u32) -> Vec<Proc> {
+    let Some(root) = Proc::open(root, |_| true) else {
+        return Vec::new();
+    };
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() && out.len() < WALK_CAP {
+        let parent = out[i].pid;
+        let kids = children_of(&parent.to_string());
+        // Read while the parent lived: its list names its own children, not a successor's.
+        if out[i].alive() {
+            for c in kids.into_iter().take(WALK_CAP - out.len()) {
+                if let Some(p) = Proc::open(c, |c| parent_of(c) == Some(parent)) {
+                    out.push(p);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Our own children that are no runner: orphans we inherited.
+fn inherited() -> Vec<u32> {
+    let mut kids = children_of("self");
+    if let Ok(r) = reaper() {
+        let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
+        kids.retain(|p| !runners.contains_key(p));
+    }
+    kids
+}
+
+/// Claims for the run of group `pgid` every orphan nobody claimed yet that no live run holds
+/// (see the module doc). Zombies are left to the reaper. Only in a process that inherits
+/// orphans: elsewhere a child that is no runner is someone's own.
+fn claim(pgid: u32) {
+    if !super::INHERITS.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    let Ok(r) = reaper() else { return };
+    // No runner can be registered meanwhile: one spawned an instant ago is never an orphan.
+    let _gate = r.gate.lock().unwrap_or_else(|e| e.into_inner());
+    let mut claims = claims().lock().unwrap_or_else(|e| e.into_inner());
+    let new: Vec<u32> = inherited()
+        .into_iter()
+        .filter(|p| {
+            !claims.contains_key(p) && crate::service::sys::process_start_time(*p).is_some()
+        })
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    let live = super::live_cgroups();
+    for pid in new {
+        let held = !live.is_empty() && cgroup::of_process(pid).is_some_and(|cg| live.contains(&cg));
+        if !held {
+            claims.insert(pid, pgid);
+        }
+    }
+}
+
+/// An inherited child exited and is collected now: it is no one's claim any more. Collected
+/// under the claims' lock, so a claimed PID is never reused while it is signalled.
+pub(super) fn collect_inherited(pid: u32) -> bool {
+    let mut claims = claims().lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    claims.remove(&pid);
+    // SAFETY: si_pid is set by a successful waitid that found a child.
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// A run as its caller knows it.
+pub(super) struct Run<'a> {
+    pub pgid: u32,
+    pub run_dir: &'a str,
+    pub cgroup: Option<PathBuf>,
+    /// The runner is our child and has not exited.
+    pub runner_alive: bool,
+}
+
+/// Whether anything of the run is left (claiming its orphans first).
+pub(super) fn alive(run: &Run) -> bool {
+    claim(run.pgid);
+    if run.runner_alive || super::group_alive(run.pgid) {
+        return true;
+    }
+    if run.cgroup.as_deref().is_some_and(cgroup::populated) {
+        return true;
+    }
+    claims()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(pid, g)| *g == run.pgid && crate::service::sys::process_start_time(*pid).is_some())
+}
+
+/// Sends `sig` (SIGTERM or SIGKILL) to everything of the run; true if anything was there.
+pub(super) fn signal(run: &Run, sig: i32) -> bool {
+    claim(run.pgid);
+    let pgid = run.pgid;
+    let outside = |pid: u32| pgid_of(pid) != Some(pgid);
+    let mut any = false;
+    // A live runner's descendants: for SIGKILL in rounds, the group (the runner with it) last,
+    // so that an orphan made by a kill stays below the runner for the next round.
+    if run.runner_alive {
+        let rounds = if sig == libc::SIGKILL { KILL_ROUNDS } else { 1 };
+        for _ in 0..rounds {
+            // Zombies are done: a round with only those left is the last.
+            let procs: Vec<Proc> = tree_of(pgid)
+                .into_iter()
+                .skip(1)
+                .filter(|p| {
+                    outside(p.pid) && crate::service::sys::process_start_time(p.pid).is_some()
+                })
+                .collect();
+            if procs.is_empty() {
+                break;
+            }
+            for p in &procs {
+                any |= p.tell(sig);
+            }
+        }
+    }
+    any |= signal_group(pgid, sig);
+    // Those that left the group but kept the tag.
+    let needle = format!("{}={}", super::TAG, run.run_dir).into_bytes();
+    for pid in crate::service::sys::processes_with_env(super::TAG, run.run_dir) {
+        if let Some(p) = Proc::open(pid, |p| {
+            outside(p) && crate::service::sys::has_env(p, &needle)
+        }) {
+            any |= p.tell(sig);
+        }
+    }
+    // The cgroup holds even those that cleared their environment.
+    if let Some(dir) = &run.cgroup {
+        if sig == libc::SIGKILL {
+            any |= cgroup::kill(dir);
+        } else {
+            for pid in cgroup::members(dir) {
+                let member =
+                    |p: u32| outside(p) && cgroup::of_process(p).is_some_and(|cg| cg == *dir);
+                if let Some(p) = Proc::open(pid, member) {
+                    any |= p.tell(sig);
+                }
+            }
+        }
+    }
+    // The orphans it left, and theirs. Under the claims' lock: a claimed child of ours is not
+    // collected (its PID not freed) while it is signalled.
+    let claims = claims().lock().unwrap_or_else(|e| e.into_inner());
+    for (&pid, _) in claims.iter().filter(|(_, g)| **g == pgid) {
+        for p in tree_of(pid).iter().filter(|p| outside(p.pid)) {
+            any |= p.tell(sig);
+        }
+    }
+    any
+}
+
+/// SIGKILL to the group, or SIGTERM once per group.
+fn signal_group(pgid: u32, sig: i32) -> bool {
+    if sig == libc::SIGTERM {
+        let mut t = told();
+        if !t.groups.insert(pgid) {
+            return super::group_alive(pgid);
+        }
+        if t.groups.len() >= 4096 {
+            t.groups.retain(|g| *g == pgid || super::group_alive(*g));
+        }
+    }
+    super::signal_group(pgid, sig)
+}

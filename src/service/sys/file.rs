@@ -1,0 +1,251 @@
+//! The one way the program opens a file in the state dir (and the config file): a root
+//! daemon must not be steered into writing through a planted symlink, hang on a FIFO, or read
+//! `/dev/zero` until memory runs out.
+//!
+//! Every open here:
+//! - does not follow a symlink at the last component (`O_NOFOLLOW`; a reparse point on
+//!   Windows), except for the config file, which an admin may link on purpose (its whole
+//!   path is checked by [`crate::service::security`] instead);
+//! - never blocks (`O_NONBLOCK`: opening a FIFO returns at once) and accepts only a regular
+//!   file, checked on the open handle (`fstat`), so a FIFO or device is an error naming the
+//!   path;
+//! - reads at most a cap, given per file by the caller.
+//!
+//! The directories above the file are trusted because [`crate::service::security`] checked them.
+
+use crate::service::sys;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Whether the last component of a path may be a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// State files: a symlink is refused.
+    Refuse,
+    /// The config file: an admin may link it (its whole path is checked separately).
+    Follow,
+}
+
+/// Caps on what is read from each kind of file. Generous for real content, small enough that
+/// a hostile or runaway file cannot exhaust memory.
+pub mod cap {
+    /// `status.json`: about 1 KiB per job; 10,000 jobs fit.
+    pub const STATUS: u64 = 32 * 1024 * 1024;
+    /// A run record or `latest.json`.
+    pub const RECORD: u64 = 1024 * 1024;
+    /// `stop-request` and other markers.
+    pub const SMALL: u64 = 64 * 1024;
+    /// The config file.
+    pub const CONFIG: u64 = 16 * 1024 * 1024;
+}
+
+fn options(links: Links) -> OpenOptions {
+    let mut o = OpenOptions::new();
+    sys::set_open_flags(&mut o, links == Links::Follow);
+    o
+}
+
+/// Turns an open error into one that says why: a symlink or a special file in the way.
+fn explain(path: &Path, e: io::Error, links: Links) -> io::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        return e;
+    }
+    if let Ok(m) = fs::symlink_metadata(path) {
+        if m.file_type().is_symlink() && links == Links::Refuse {
+            return io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symlink; refusing to follow it (remove it)",
+                    path.display()
+                ),
+            );
+        }
+        if !m.is_file() && !m.file_type().is_symlink() {
+            return not_plain(path);
+        }
+    }
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+fn not_plain(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is not a regular file (a FIFO, device or directory); refusing to use it (remove it)",
+            path.display()
+        ),
+    )
+}
+
+/// Opens with `o`, then insists on a regular file.
+fn open_plain(path: &Path, o: &OpenOptions, links: Links) -> io::Result<File> {
+    let f = o.open(path).map_err(|e| explain(path, e, links))?;
+    if !sys::is_plain_file(&f)? {
+        return Err(not_plain(path));
+    }
+    Ok(f)
+}
+
+/// Reads a whole file of at most `cap` bytes. `NotFound` passes through unchanged, so callers
+/// can tell "absent" from "refused".
+pub fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
+    let mut o = options(links);
+    o.read(true);
+    let f = open_plain(path, &o, links)?;
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is larger than {} bytes; refusing to read it",
+                path.display(),
+                cap
+            ),
+        )
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > cap {
+        return Err(too_big());
+    }
+    // Sized from the start: one read for a file that does not grow meanwhile, not a dozen
+    // doubling ones (ctrl reads the daemon's view on every agent call).
+    let mut buf = Vec::with_capacity(len as usize + 1);
+    f.take(cap + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > cap {
+        return Err(too_big());
+    }
+    Ok(buf)
+}
+
+/// Like [`read`], as UTF-8 text (invalid sequences replaced).
+pub fn read_string(path: &Path, cap: u64, links: Links) -> io::Result<String> {
+    read(path, cap, links).map(|b| match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+fn private(o: &mut OpenOptions) {
+    sys::private_file(o);
+}
+
+/// Opens an existing regular file for reading (a run's output, followed as it grows).
+pub fn open_read(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Refuse);
+    o.read(true);
+    open_plain(path, &o, Links::Refuse)
+}
+
+/// Opens for appending, creating it (0600) if missing.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Refuse);
+    o.append(true).create(true);
+    private(&mut o);
+    open_plain(path, &o, Links::Refuse)
+}
+
+/// Opens an existing file for writing in place (no truncation).
+pub fn open_write(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Refuse);
+    o.write(true);
+    open_plain(path, &o, Links::Refuse)
+}
+
+/// Opens for reading and writing, creating it (0600) if missing: lock files, the heartbeat.
+pub fn open_or_create(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Refuse);
+    o.read(true).write(true).create(true).truncate(false);
+    private(&mut o);
+    open_plain(path, &o, Links::Refuse)
+}
+
+/// Creates a new file (0600); fails if anything, a symlink included, has the name.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Refuse);
+    o.write(true).create_new(true);
+    private(&mut o);
+    open_plain(path, &o, Links::Refuse)
+}
+
+/// The metadata of a regular file at `path`, not following a symlink; `None` for anything
+/// else (absent, a link, a FIFO).
+pub fn plain_metadata(path: &Path) -> Option<fs::Metadata> {
+    fs::symlink_metadata(path).ok().filter(|m| m.is_file())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_for_every_kind_of_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("status.json");
+        mkfifo(&p);
+        let t = Instant::now();
+        let e = read(&p, cap::STATUS, Links::Refuse).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(open_append(&p).is_err());
+        assert!(open_write(&p).is_err());
+        assert!(open_or_create(&p).is_err());
+        assert!(read(&p, cap::CONFIG, Links::Follow).is_err());
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_symlink_is_refused_unless_followed_on_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let p = dir.path().join("heartbeat");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let e = open_or_create(&p).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(open_append(&p).is_err());
+        assert!(open_write(&p).is_err());
+        assert!(read(&p, cap::SMALL, Links::Refuse).is_err());
+        assert_eq!(read(&p, cap::SMALL, Links::Follow).unwrap(), b"keep");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn reads_are_capped_and_devices_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state-error");
+        fs::write(&p, vec![b'x'; 100]).unwrap();
+        assert_eq!(read(&p, 100, Links::Refuse).unwrap().len(), 100);
+        let e = read(&p, 99, Links::Refuse).unwrap_err();
+        assert!(e.to_string().contains("larger than 99"), "{e}");
+        let e = read(Path::new("/dev/zero"), 10, Links::Follow).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert_eq!(
+            read(&dir.path().join("nope"), 1, Links::Refuse)
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn created_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, open) in [
+            ("a", open_append as fn(&Path) -> io::Result<File>),
+            ("b", open_or_create),
+            ("c", create_new),
+        ] {
+            let p = dir.path().join(name);
+            open(&p).unwrap();
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+}

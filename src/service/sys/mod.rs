@@ -1,0 +1,360 @@
+//! Small OS services the rest of the program needs, one implementation per OS with the same
+//! names: process identity (PID + start time), asking a daemon to stop, and process hygiene
+//! for a freshly detached daemon.
+
+mod beneath;
+pub mod fatal;
+pub mod file;
+pub mod memory;
+pub mod tmp_link;
+pub mod tree;
+
+pub(crate) use beneath::open_beneath;
+
+#[cfg(unix)]
+#[path = "unix.rs"]
+mod platform;
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod platform;
+
+pub use platform::*;
+
+#[cfg(unix)]
+mod users;
+#[cfg(unix)]
+pub use users::lookup_user;
+
+#[cfg(unix)]
+#[path = "watch_linux.rs"]
+mod watch;
+#[cfg(windows)]
+#[path = "watch_windows.rs"]
+mod watch;
+
+pub use watch::Watcher;
+
+#[cfg(unix)]
+#[path = "build_tree_unix.rs"]
+mod build_tree;
+#[cfg(windows)]
+#[path = "build_tree_windows.rs"]
+mod build_tree;
+
+pub use build_tree::{
+    check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError,
+    SealStats,
+};
+
+/// A process identified by PID *and* start time, so a recycled PID is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start: Option<u64>,
+}
+
+impl ProcessId {
+    /// The current process.
+    pub fn current() -> ProcessId {
+        let pid = std::process::id();
+        ProcessId {
+            pid,
+            start: process_start_time(pid),
+        }
+    }
+
+    /// True if a process with this PID exists and (when known) started at the same time.
+    pub fn is_alive(&self) -> bool {
+        match (process_start_time(self.pid), self.start) {
+            (Some(now), Some(then)) => now == then,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// A request that reaches the daemon from outside its own loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlSignal {
+    /// SIGTERM/SIGINT (Unix), the stop event (Windows): read the stop request and stop.
+    Stop,
+    /// SIGHUP: re-read the config now.
+    Reload,
+    /// SIGUSR1: a `run-once` request waits in the state dir.
+    Requests,
+    /// Something a [`Watcher`] watches changed, or the wall clock was set: look again.
+    Changed,
+}
+
+/// One directory a [`Watcher`] watches, and which of its changes wake the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    pub dir: std::path::PathBuf,
+    /// Changes of the directory itself: its mode or owner, moved, deleted.
+    pub itself: bool,
+    /// Entries of the directory whose changes wake, by name.
+    pub children: Vec<(std::ffi::OsString, Child)>,
+    /// New `*.json` files (by rename or a finished write) wake; names starting with `.` (the
+    /// daemon's own claims and temporary files) do not.
+    pub new_json: bool,
+}
+
+/// What changes of a named entry wake the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    /// Written, replaced, its mode, owner or mtime changed, created or removed (the config).
+    Content,
+    /// Its mtime, mode or owner set, replaced, created or removed (the heartbeat: one beat,
+    /// one wake; its content is only ever replaced by rename).
+    Meta,
+    /// Created, removed or renamed only (the lock file, the stop request, which is written by
+    /// rename, a symlink on a watched path).
+    Entry,
+}
+
+impl Watch {
+    pub fn itself(dir: impl Into<std::path::PathBuf>) -> Watch {
+        Watch {
+            dir: dir.into(),
+            itself: true,
+            children: Vec::new(),
+            new_json: false,
+        }
+    }
+
+    pub fn child(
+        dir: impl Into<std::path::PathBuf>,
+        name: impl Into<std::ffi::OsString>,
+        how: Child,
+    ) -> Watch {
+        Watch {
+            dir: dir.into(),
+            itself: false,
+            children: vec![(name.into(), how)],
+            new_json: false,
+        }
+    }
+}
+
+/// The watches that see every change that can alter what `path` is: the file (or directory)
+/// itself by name in its directory, every directory on the way (its mode, owner, a move), and
+/// every symlink on the way by name in its directory (re-pointed or replaced). Symlinks are
+/// resolved one component at a time, as the trust check does. `how` is the filter for the
+/// last component. A part of the path that does not exist is watched for by name in the
+/// deepest directory that does. Returns false if the path cannot be followed (a symlink loop,
+/// a directory that cannot be read).
+pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) -> bool {
+    use std::path::{Component, PathBuf};
+    let mut resolved = PathBuf::new();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let push_rest =
+        |rest: &mut Vec<std::ffi::OsString>, resolved: &mut PathBuf, p: &std::path::Path| {
+            let mut parts = Vec::new();
+            let mut after_prefix = false;
+            for c in p.components() {
+                match c {
+                    // An absolute target starts again from its root. On Windows that is a
+                    // drive (`C:`) and then its root (`\`): the root joins the drive, else
+                    // `C:\rmk\x` would be watched as `\rmk\x`, on whatever the current
+                    // drive is (Wine showed the run flag's folder never watched).
+                    Component::RootDir if after_prefix => {
+                        resolved.push(c.as_os_str());
+                        parts.clear();
+                    }
+                    Component::Prefix(_) | Component::RootDir => {
+                        *resolved = PathBuf::new();
+                        resolved.push(c.as_os_str());
+                        parts.clear();
+                    }
+                    Component::CurDir => {}
+                    other => parts.push(other.as_os_str().to_os_string()),
+                }
+                after_prefix = matches!(c, Component::Prefix(_));
+            }
+            rest.extend(parts.into_iter().rev());
+        };
+    push_rest(&mut rest, &mut resolved, path);
+    if !resolved.as_os_str().is_empty() {
+        out.push(Watch::itself(resolved.clone()));
+    }
+    let mut hops = 0;
+    while let Some(name) = rest.pop() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let last = rest.is_empty();
+        let next = resolved.join(&name);
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => {
+                out.push(Watch::child(resolved.clone(), name, Child::Entry));
+                hops += 1;
+                let Some(target) = std::fs::read_link(&next).ok().filter(|_| hops <= 40) else {
+                    return false;
+                };
+                push_rest(&mut rest, &mut resolved, &target);
+            }
+            Ok(_) if last => out.push(Watch::child(resolved.clone(), name, how)),
+            Ok(_) => {
+                resolved = next;
+                out.push(Watch::itself(resolved.clone()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Watched by name in the deepest directory that exists: its creation wakes,
+                // and the next arming goes deeper.
+                out.push(Watch::child(resolved.clone(), name, how));
+                return true;
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// A local user a job runs as (`user = "…"`), looked up when the config is loaded
+/// ([`lookup_user`]; how depends on the build, see `users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: std::path::PathBuf,
+    /// Supplementary groups, primary group included.
+    pub groups: Vec<u32>,
+}
+
+/// Why a job's user could not be looked up. Each names the user; the config reports it as
+/// the error of the job's `user` field.
+#[derive(Debug, thiserror::Error)]
+pub enum UserLookupError {
+    /// No such user where this build looks (`looked` says where).
+    #[error("no user {name:?} on this host (looked up in {looked})")]
+    NotFound { name: String, looked: String },
+    /// The name cannot be a user's.
+    #[error("{name:?} is not a user name: {why}")]
+    InvalidName { name: String, why: &'static str },
+    /// The lookup itself failed (the user database did not answer).
+    #[error("cannot look up user {name:?} in {looked}: {source}")]
+    Failed {
+        name: String,
+        looked: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not on this OS.
+    #[error("`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")")]
+    Unsupported { name: String },
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn every_directory_and_symlink_hop_on_a_path_is_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real/etc")).unwrap();
+        std::fs::write(root.join("real/etc/target.toml"), "").unwrap();
+        // root/link -> real; root/real/etc/config.toml -> target.toml (relative hops)
+        symlink("real", root.join("link")).unwrap();
+        symlink("target.toml", root.join("real/etc/config.toml")).unwrap();
+        let mut w = Vec::new();
+        assert!(path_watches(
+            &root.join("link/etc/config.toml"),
+            Child::Content,
+            &mut w
+        ));
+        let has = |dir: &std::path::Path, name: Option<&str>, how: Child| {
+            w.iter().any(|x| {
+                x.dir == dir
+                    && match name {
+                        None => x.itself,
+                        Some(n) => x.children.iter().any(|(c, h)| c == n && *h == how),
+                    }
+            })
+        };
+        assert!(has(std::path::Path::new("/"), None, Child::Entry), "{w:?}");
+        assert!(has(&root, None, Child::Entry), "{w:?}");
+        assert!(
+            has(&root, Some("link"), Child::Entry),
+            "the hop, by name: {w:?}"
+        );
+        assert!(has(&root.join("real"), None, Child::Entry), "{w:?}");
+        assert!(has(&root.join("real/etc"), None, Child::Entry), "{w:?}");
+        assert!(
+            has(&root.join("real/etc"), Some("config.toml"), Child::Entry),
+            "the link itself: {w:?}"
+        );
+        assert!(
+            has(&root.join("real/etc"), Some("target.toml"), Child::Content),
+            "the file it names: {w:?}"
+        );
+        // Never the link's own path as a directory (that would follow it).
+        assert!(!w.iter().any(|x| x.dir == root.join("link")), "{w:?}");
+
+        // A part that does not exist yet is watched for by name where the path stops.
+        let mut w = Vec::new();
+        assert!(path_watches(
+            &root.join("new/dir/x.toml"),
+            Child::Content,
+            &mut w
+        ));
+        assert!(w
+            .iter()
+            .any(|x| x.dir == root && x.children.iter().any(|(c, _)| c == "new")));
+
+        // A loop is reported, not followed forever.
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(!path_watches(
+            &root.join("loop/x"),
+            Child::Content,
+            &mut Vec::new()
+        ));
+    }
+}
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+    use std::path::{Component, PathBuf};
+
+    /// A folder right under the drive: no symlink of the test host on the way.
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_path_on_a_drive_is_watched_on_that_drive() {
+        let dir = Dir(PathBuf::from(format!(
+            "C:\\rmkd-watch-test-{}",
+            std::process::id()
+        )));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let flag = dir.0.join("run.flag");
+        std::fs::write(&flag, "").unwrap();
+        let mut w = Vec::new();
+        assert!(path_watches(&flag, Child::Content, &mut w));
+        for watch in &w {
+            assert!(
+                matches!(watch.dir.components().next(), Some(Component::Prefix(_))),
+                "watched without its drive: {} in {w:?}",
+                watch.dir.display()
+            );
+        }
+        assert!(
+            w.iter()
+                .any(|x| x.dir == std::path::Path::new("C:\\") && x.itself),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|x| x.dir == dir.0 && x.children.iter().any(|(n, _)| n == "run.flag")),
+            "the flag's folder is not watched: {w:?}"
+        );
+    }
+}

@@ -1,0 +1,544 @@
+//! Unix side of [`crate::service::sys`].
+
+use std::io;
+
+/// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22), or `None`
+/// if no such process exists. Outside Linux (no procfs) only existence is known; `Some(0)`.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The command name (field 2) may contain spaces and parentheses: split after the
+            // last ')'. Field 3 is then the first one after it, so field 22 is index 19.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.first() == Some(&"Z") {
+                return None; // a zombie has ended; it only waits to be reaped
+            }
+            fields.get(19)?.parse().ok()
+        }
+        Err(_) if !std::path::Path::new("/proc/self/stat").exists() => {
+            // SAFETY: kill with signal 0 only checks for existence and permission.
+            let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+            (r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)).then_some(0)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Asks the daemon with this PID to stop by sending SIGTERM (its handler reads the
+/// stop-request file to learn whether to drain or end runs now).
+pub fn signal_stop(pid: u32) -> io::Result<()> {
+    // SAFETY: plain kill(2) on a PID we verified by start time just before.
+    let r = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Tells the daemon with this (verified) PID that a `run-once` request waits (SIGUSR1), so
+/// it starts the run at once instead of at its next look.
+pub fn signal_requests(pid: u32) {
+    // SAFETY: plain kill(2) on a PID the caller verified with `is_instance_daemon`.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGUSR1);
+    }
+}
+
+/// Ends the process `pid` at once (SIGKILL: a stopped or hung process cannot ignore it), if
+/// it still is the one that started at `start`. The start time is checked through a pidfd
+/// taken first, so a PID recycled between the caller's check and the kill is never hit.
+pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
+    let not_it = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} has exited or is another process now"),
+        )
+    };
+    // SAFETY: pidfd_open(2) with a PID and no flags returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(e);
+        }
+        // Kernels before 5.3: the check and the kill are microseconds apart.
+        if start.is_none() || process_start_time(pid) != start {
+            return Err(not_it());
+        }
+        // SAFETY: plain kill(2) on the PID just verified.
+        return match unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        };
+    }
+    // SAFETY: the descriptor was just returned by pidfd_open and is owned here alone.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    if start.is_none() || process_start_time(pid) != start {
+        return Err(not_it());
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal(2) on a live pidfd, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Files the daemon creates are private to its user (0700 dirs, 0600 files).
+pub fn set_private_umask() {
+    // SAFETY: umask cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Closes every descriptor above stderr that the daemon may have inherited from ctrl's parent
+/// (the agent's socket, say), so the agent sees EOF as soon as ctrl exits. Called first thing
+/// in a detached daemon, before it opens anything of its own.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range on [3, MAX] closes descriptors this process has not opened itself
+    // yet (called before any other file is opened).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists (the listing's own fd fails harmlessly).
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: see above.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to `f`, from a thread that sleeps in a
+/// blocking read until a signal arrives (no periodic wake-ups).
+pub fn forward_control_signals(
+    f: impl Fn(super::ControlSignal) + Send + 'static,
+) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for sig in signals.forever() {
+                f(match sig {
+                    SIGHUP => super::ControlSignal::Reload,
+                    SIGUSR1 => super::ControlSignal::Requests,
+                    _ => super::ControlSignal::Stop,
+                });
+            }
+        })?;
+    Ok(())
+}
+
+/// The process group of a runner whose environment holds `key=value` (its ROBOTMK_RUN_DIR),
+/// with the leader's start time: finds a run the previous daemon spawned but died before
+/// journalling its PID. A `/proc` scan, done only in that rare case at start-up.
+pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
+    let mut found: Option<(u32, Option<u64>)> = None;
+    for pid in processes_with_env(key, value) {
+        let Some(pgid) = process_group(pid) else {
+            continue;
+        };
+        if pgid == pid {
+            return Some((pid, process_start_time(pid)));
+        }
+        found.get_or_insert((pgid, None));
+    }
+    found
+}
+
+/// Every live process (but this one) whose environment holds `key=value`: a scan of /proc,
+/// for rare moments (ending a run's tree, recovery), never for polling.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
+    let needle = format!("{key}={value}").into_bytes();
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && has_env(pid, &needle))
+        .collect()
+}
+
+/// Whether process `pid` has `needle` (`KEY=value`) in its environment.
+pub fn has_env(pid: u32, needle: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle))
+}
+
+/// The process group of `pid` (`/proc/PID/stat` field 5; also for a zombie).
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Open flags for [`crate::service::sys::file`]: never block (a FIFO opens at once and is then
+/// refused), and refuse a symlink at the last component unless `follow`.
+pub fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    o.custom_flags(libc::O_NONBLOCK | nofollow);
+}
+
+/// True for a regular file (checked on the open descriptor, so nothing can be swapped in
+/// between the check and the use).
+pub fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
+    Ok(f.metadata()?.file_type().is_file())
+}
+
+/// What changes whenever the file is replaced or its owner or mode change: inode and ctime.
+/// (`mv` keeps the mtime; a user cannot set the ctime.)
+pub fn change_stamp(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{}:{}.{}", m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+/// The trust check of [`crate::service::security`]: `path`, every directory above it and every
+/// symlink on the way (resolved one component at a time, as the kernel does) must belong to
+/// root or to this process's user, and none may be writable by group or others — except a
+/// sticky directory (like `/tmp`) above the target, where only an entry's owner may replace
+/// it. `may_be_missing`: the path (a state dir) need not exist yet; the part that exists is
+/// checked, and what is missing is created by this process, 0700.
+pub fn check_path_trust(
+    path: &std::path::Path,
+    what: &str,
+    may_be_missing: bool,
+) -> Result<(), String> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Component, Path, PathBuf};
+
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let shown = path.display();
+    let refuse = |entry: &Path, why: String, fix: String| {
+        let at = if entry == path {
+            format!("{what} {shown}")
+        } else {
+            format!("{what} {shown}: {}", entry.display())
+        };
+        Err(format!(
+            "refusing to run: {at} {why}; another user could steer the daemon. Fix: {fix}"
+        ))
+    };
+    if !path.is_absolute() {
+        return Err(format!(
+            "refusing to run: {what} {shown} is a relative path"
+        ));
+    }
+    let parts = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(s.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo: VecDeque<OsString> = parts(path).into();
+    let mut at = PathBuf::from("/");
+    let mut entry = at.clone();
+    let mut links = 0;
+    loop {
+        let last = todo.is_empty();
+        let m = match std::fs::symlink_metadata(&entry) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && may_be_missing => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "{what} {shown}: cannot check {}: {e}",
+                    entry.display()
+                ))
+            }
+        };
+        if m.uid() != 0 && m.uid() != me {
+            return refuse(
+                &entry,
+                format!(
+                    "belongs to uid {}, not to this user (uid {me}) or root",
+                    m.uid()
+                ),
+                format!("chown root {}", entry.display()),
+            );
+        }
+        if m.file_type().is_symlink() {
+            // The link's directory is checked and its owner is trusted; walk on to where it
+            // points, from that directory (`at`), one component at a time.
+            links += 1;
+            if links > 40 {
+                return Err(format!("{what} {shown}: too many levels of symlinks"));
+            }
+            let target = std::fs::read_link(&entry).map_err(|e| {
+                format!("{what} {shown}: cannot read link {}: {e}", entry.display())
+            })?;
+            if target.is_absolute() {
+                at = PathBuf::from("/");
+            }
+            for c in parts(&target).into_iter().rev() {
+                todo.push_front(c);
+            }
+        } else {
+            let mode = m.mode() & 0o7777;
+            let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
+            if mode & 0o022 != 0 && (last || !sticky_dir) {
+                return refuse(
+                    &entry,
+                    format!("is writable by group or others (mode {:03o})", mode & 0o777),
+                    format!("chmod go-w {}", entry.display()),
+                );
+            }
+            if !last && !m.is_dir() {
+                return Err(format!(
+                    "{what} {shown}: {} is not a directory",
+                    entry.display()
+                ));
+            }
+            at = entry.clone();
+        }
+        // The next component to look at; `..` climbs from a real (resolved) directory.
+        loop {
+            match todo.pop_front() {
+                None => return Ok(()),
+                Some(c) if c == ".." => {
+                    at.pop();
+                }
+                Some(c) => {
+                    entry = at.join(c);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The program to start when the daemon runs a helper of its own (the retry wrapper of
+/// `attempts`, an environment build): `/proc/self/exe`, the very file this process runs,
+/// whatever happened to its name. An upgrade renames a new binary over the old one (dpkg
+/// does), after which [`std::env::current_exe`] names `… (deleted)`, which cannot be started;
+/// this path still can (the kernel resolves it in the starting process, before and after the
+/// fork alike), and the helper is always the daemon's own version. Without `/proc` (not
+/// mounted), the path the binary was started from.
+pub fn self_exe() -> io::Result<std::path::PathBuf> {
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    if proc_exe.exists() {
+        return Ok(proc_exe.to_path_buf());
+    }
+    std::env::current_exe()
+}
+
+/// True if process `pid` is this program serving this instance: it started at
+/// `start` (PID reuse), runs this program's executable (or an older copy of it, replaced on
+/// disk by an upgrade), and holds the exclusive lock on `lock_file`. A PID read from a file
+/// alone is never signalled.
+pub fn is_instance_daemon(pid: u32, start: Option<u64>, lock_file: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if start.is_none() || process_start_time(pid) != start {
+        return false;
+    }
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let exe = exe.to_string_lossy();
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
+    let mine = std::env::current_exe().ok();
+    let same_name = |a: &std::path::Path| {
+        mine.as_ref()
+            .is_some_and(|m| m == a || m.file_name() == a.file_name())
+    };
+    if !same_name(std::path::Path::new(exe)) {
+        return false;
+    }
+    let Ok(m) = std::fs::symlink_metadata(lock_file) else {
+        return false;
+    };
+    holds_flock(pid, m.ino())
+}
+
+/// Whether `/proc/locks` lists an exclusive flock by `pid` on inode `ino`.
+fn holds_flock(pid: u32, ino: u64) -> bool {
+    let Ok(locks) = crate::service::sys::file::read_string(
+        std::path::Path::new("/proc/locks"),
+        crate::service::sys::file::cap::STATUS,
+        crate::service::sys::file::Links::Refuse,
+    ) else {
+        return false;
+    };
+    // "1: FLOCK  ADVISORY  WRITE 4711 fd:01:1234567 0 EOF"
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 6
+            && f[1] == "FLOCK"
+            && f[3] == "WRITE"
+            && f[4].parse() == Ok(pid)
+            && f[5].rsplit(':').next().and_then(|i| i.parse().ok()) == Some(ino)
+    })
+}
+
+/// True if `path` still names the open file `f` (same device and inode): a file that was
+/// deleted or replaced by another is no longer what the path opens.
+pub fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+// ---- Paths and file modes (config, state) ---------------------------------------------------
+
+/// Where the config is looked for when nothing names it.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";
+
+/// The base of the default state dir when `$MK_VARDIR` is not set: the Checkmk agent's var
+/// dir if the agent is installed (an admin's shell lacks `$MK_VARDIR` but must find the state
+/// dir ctrl used), else `/var/lib`.
+pub fn default_state_base() -> std::path::PathBuf {
+    const AGENT_VARDIR: &str = "/var/lib/check_mk_agent";
+    if std::path::Path::new(AGENT_VARDIR).is_dir() {
+        AGENT_VARDIR.into()
+    } else {
+        "/var/lib".into()
+    }
+}
+
+/// New files only the owner can read: 0600.
+pub fn private_file(o: &mut std::fs::OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    o.mode(0o600);
+}
+
+/// New folders only the owner can enter: 0700.
+pub fn private_dir(b: &mut std::fs::DirBuilder) {
+    use std::os::unix::fs::DirBuilderExt;
+    b.mode(0o700);
+}
+
+/// Whether a rename that failed with `PermissionDenied` is worth retrying: never on Unix.
+pub fn rename_denied_is_transient() -> bool {
+    false
+}
+
+/// How long the system has been up (`CLOCK_BOOTTIME`: counts suspended time too), for
+/// `start_delay`.
+pub fn uptime() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}
+
+/// True when this process runs as root (only root can run a job as another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Files an environment build creates must be readable by a job's user: 022 instead of the
+/// daemon's 077 (the folders above decide who can reach them).
+pub fn set_shared_umask() {
+    // SAFETY: umask cannot fail.
+    unsafe {
+        libc::umask(0o022);
+    }
+}
+
+/// Creates (or checks) a folder a job's user may pass through (`0711`) or read (`0755`):
+/// never a link, and only the daemon's own and not writable by others, so what the daemon
+/// writes below it cannot be redirected.
+pub fn public_dir(path: &std::path::Path, readable: bool) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let mode = if readable { 0o755 } else { 0o711 };
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let m = std::fs::symlink_metadata(path)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a folder of uid {me} writable only by it (a link, or someone else's); remove it",
+                path.display()
+            ),
+        ));
+    }
+    if m.mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Hands a file or folder the daemon just created to a job's user (never through a link).
+pub fn give_to(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+}
+
+/// Adds read (and, where the owner may, execute) permission for everyone to every file and
+/// folder below `root`, never following links: an environment a job's user runs from.
+pub fn make_readable_tree(root: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p)?;
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        let mode = m.permissions().mode() & 0o7777;
+        let exec = if m.is_dir() || mode & 0o100 != 0 {
+            0o011
+        } else {
+            0
+        };
+        let want = mode | 0o044 | exec;
+        if want != mode {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want))?;
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                todo.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
