@@ -11,16 +11,3 @@ pub mod cli;
 pub mod logic;
 pub mod model;
 pub mod service;
-
-/// Identifies the build a daemon runs (shown in status; compared by ctrl on upgrades).
-pub const BUILD_ID: &str = env!("CARGO_PKG_VERSION");
-
-/// True when the program was invoked under a name ending in `ctrl` (the agent's plugin), which
-/// means "act as ctrl" when no arguments are given.
-pub fn invoked_as_ctrl(argv0: &std::ffi::OsStr) -> bool {
-    let name = std::path::Path::new(argv0)
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    name.ends_with("ctrl")
-}

@@ -1,7 +1,7 @@
 //! The `robotmk-daemon` binary: parse the command line, run, map to an exit code.
 
 use clap::Parser;
-use robotmk_daemon::{cli, invoked_as_ctrl};
+use robotmk_daemon::cli::{self, invoked_as_ctrl};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

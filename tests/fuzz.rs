@@ -32,7 +32,7 @@ fn mutate(base: &str, edits: &[(usize, u8, u8)]) -> Vec<u8> {
     b
 }
 
-fn check_error_location(text: &str, e: &config::ConfigError) {
+fn check_error_location(text: &str, e: &robotmk_daemon::model::config::ConfigError) {
     if let (Some(line), Some(col)) = (e.line, e.column) {
         let lines = text.split('\n').count();
         assert!(line >= 1 && line <= lines, "line {line} of {lines}: {e}");
@@ -145,10 +145,11 @@ fn a_ten_megabyte_config_is_an_error_not_a_hang() {
 // ---- state files (issue 10): what the daemon and ctrl read back from disk -------------------
 
 use robotmk_daemon::logic::agent;
-use robotmk_daemon::model::report::{self, ConfigView};
+use robotmk_daemon::model::record::RunRecord;
+use robotmk_daemon::model::report::ConfigView;
+use robotmk_daemon::model::request::{RunRequest, StopRequest};
 use robotmk_daemon::model::status::Status;
-use robotmk_daemon::service::state::record::RunRecord;
-use robotmk_daemon::service::state::{RunRequest, StopRequest};
+use robotmk_daemon::service::report;
 
 const STATUS: &str = r#"{"version":1,"instance":"t","updated":"2026-01-01T00:00:00Z","daemon":{"pid":4711,"pid_start":5,"started":"2026-01-01T00:00:00Z","build":"0.1.0","config":"/c","config_stamp":"1:2:3","route":"fork","phase":"running","reason":"r","state_error":"e","heartbeat_timeout_s":60.0},"jobs":[{"name":"j","schedule":"every 1m","interval_s":60.0,"timeout_s":30.0,"next_due":"2026-01-01T00:01:00Z","running":[{"run_id":"20260101T000000Z-1","due":"2026-01-01T00:00:00Z","started":null,"pid":7}],"queued":1,"last":{"run_id":"x-1","due":"2026-01-01T00:00:00Z","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","duration_s":1.5,"exit_code":0,"outcome":"success","tests":{"passed":1,"failed":0,"skipped":0},"note":"n"},"skipped_total":3}]}"#;
 const RECORD: &str = r#"{"version":1,"job":"j","run_id":"20260101T000000Z-1","due":"2026-01-01T00:00:00Z","trigger":"schedule","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","duration_s":1.0,"exit_code":1,"signal":null,"outcome":"failure","run_dir":"/r","pid":7,"pid_start":9,"timeout_s":30.0,"note":"n","request":"1-2"}"#;

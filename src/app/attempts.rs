@@ -11,31 +11,13 @@
 //! so robot gets it at the same time, once) it starts no further attempt and merges what
 //! exists, within the grace period the daemon allows before SIGKILL.
 
-use crate::logic::robot::ATTEMPTS_FILE;
-use crate::service::state::record::Attempt;
+use crate::model::config::Retry;
+use crate::model::record::Attempt;
+use crate::model::record::ATTEMPTS_FILE;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// What later attempts run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Retry {
-    /// Only the tests that failed in the attempt before (`--rerunfailed`).
-    Failed,
-    /// The whole suite again.
-    All,
-}
-
-impl Retry {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Retry::Failed => "failed",
-            Retry::All => "all",
-        }
-    }
-}
 
 /// What the subcommand is told.
 #[derive(Debug, Clone)]

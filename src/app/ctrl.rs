@@ -6,10 +6,12 @@
 //! none does, a ctrl takes `start.lock`, looks again, launches, and keeps `start.lock` until
 //! the new daemon holds its lock, so the ctrls queued behind it find it running.
 
+use crate::app::hang::Judgement;
 use crate::logic::agent;
 use crate::logic::agent_mode::{self, Beat};
-use crate::logic::config::{self, Config};
-use crate::logic::liveness::{self, Judgement};
+use crate::logic::config::{self};
+use crate::logic::liveness::{self};
+use crate::model::config::Config;
 use crate::model::report::{self, CtrlReport};
 use crate::service::state::StateDir;
 use crate::service::{launch, lock};
@@ -122,7 +124,7 @@ pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError>
     };
     // A daemon that refused its config says why in `start-error` (and exits).
     let refused = || {
-        crate::service::state::read_json::<crate::service::state::StartFailure>(
+        crate::service::state::read_json::<crate::model::request::StartFailure>(
             &st.start_error_file(),
         )
         .ok()
@@ -173,19 +175,19 @@ fn launch_in_progress(st: &StateDir) -> Option<Duration> {
 /// exits once its runs are done), and the first ctrl after that starts this build (from a
 /// fresh copy on Windows, see [`launch::daemon_exe`]). Returns a note for ctrl's section.
 fn retire_older_build(st: &StateDir) -> Option<String> {
-    let d = report::read_status(st)?.daemon;
-    if !older_build(&d.build, crate::BUILD_ID) {
+    let d = crate::service::report::read_status(st)?.daemon;
+    if !older_build(&d.build, crate::model::BUILD_ID) {
         return None;
     }
-    let me = crate::BUILD_ID;
+    let me = crate::model::BUILD_ID;
     if d.phase != "running" {
         return Some(format!(
             "the daemon (build {}) is stopping; build {me} starts after it",
             d.build
         ));
     }
-    let req = crate::service::state::StopRequest {
-        mode: crate::service::state::StopMode::Drain,
+    let req = crate::model::request::StopRequest {
+        mode: crate::model::request::StopMode::Drain,
         requested: chrono::Utc::now(),
     };
     let written = crate::service::state::write_json(
@@ -259,20 +261,20 @@ fn fast_output(
     let vouched = d.config == path
         && d.config_stamp.as_deref() == Some(stamp.as_str())
         && d.config_error.is_none()
-        && d.build == crate::BUILD_ID
+        && d.build == crate::model::BUILD_ID
         && status.instance == instance;
     if !vouched {
         return None;
     }
     // No beat while the previous one is unanswered (see `liveness`); a daemon silent past
     // the grace is judged, and maybe ended, on the full path.
-    match liveness::unanswered(&st, d, d.state_error.is_some()) {
+    match crate::service::report::unanswered(&st, d, d.state_error.is_some()) {
         None => st.beat(beat).ok()?,
         Some((_, age)) if age <= liveness::ANSWER_GRACE => st.note_beat(beat).ok()?,
         Some(_) => return None,
     }
     let located = Some((instance, dir));
-    let mut report = report::build_from(
+    let mut report = crate::service::report::build_from(
         path.to_path_buf(),
         report::ConfigView::VouchedByDaemon,
         located,
@@ -338,7 +340,7 @@ fn install_safety_net(instance: &str) {
                 }
             })
             .collect();
-        crate::model::report::clip(&mut what, crate::model::report::MAX_TEXT);
+        crate::model::clip::clip(&mut what, crate::model::clip::MAX_TEXT);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{head}{what}");
         let _ = out.flush();
@@ -358,7 +360,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     let path = path.to_path_buf();
     // No user lookups: the daemon does them and reports a user that is not there, and ctrl
     // prints its sections whatever the host's user database does.
-    let cfg = config::load_with(&path, config::Users::NamesOnly);
+    let cfg = config::load_with(&path, crate::model::config::Users::NamesOnly);
     let located = match &cfg {
         Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
         Err(_) => config::locate_daemon(&path),
@@ -380,7 +382,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     if let Err(e) = trust {
         ctrl.action = "error";
         ctrl.error = Some(e);
-        let mut report = report::build_from(path, (&cfg).into(), None, false, None);
+        let mut report = crate::service::report::build_from(path, (&cfg).into(), None, false, None);
         if let Some((instance, dir)) = located {
             report.instance = Some(instance);
             report.state_dir = Some(dir);
@@ -395,7 +397,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     let mut refused = None;
     if let Some((_, dir)) = &located {
         let hang_timeout = cfg.as_ref().ok().and_then(|c| c.daemon.hang_timeout);
-        match liveness::judge(&StateDir::new(dir), hang_timeout) {
+        match crate::app::hang::judge(&StateDir::new(dir), hang_timeout) {
             Judgement::Answering => {}
             Judgement::Silent(note) => {
                 silent = true;
@@ -444,7 +446,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     if cfg.is_err() || refused.is_some() {
         ctrl.action = "config_error";
     }
-    let mut report = report::build(path, (&cfg).into(), located);
+    let mut report = crate::service::report::build(path, (&cfg).into(), located);
     if let Some(e) = refused {
         report.config_error = Some(e);
         report.clip();

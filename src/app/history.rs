@@ -9,8 +9,10 @@
 //! sane length and has its control characters escaped before it reaches the terminal.
 
 use crate::app::term::{sanitize, Style};
-use crate::logic::config::{self, Config};
-use crate::service::state::record::{self, Outcome, RunRecord};
+use crate::logic::config::{self};
+use crate::model::config::Config;
+use crate::model::record::{Outcome, RunRecord};
+use crate::service::state::record::{self};
 use crate::service::state::StateDir;
 use crate::service::sys::file;
 use chrono::{DateTime, Local, Utc};
@@ -31,7 +33,7 @@ pub struct Target {
 /// trusted. On failure, the message has been printed; the error is the exit code.
 pub fn locate(path: &Path) -> Result<Target, i32> {
     // Only shown, never run: the jobs' users need no lookup.
-    let (config, located) = match config::load_with(path, config::Users::NamesOnly) {
+    let (config, located) = match config::load_with(path, crate::model::config::Users::NamesOnly) {
         Ok(c) => {
             let l = (c.daemon.instance.clone(), c.daemon.state_dir.clone());
             (Some(c), Some(l))
@@ -228,7 +230,7 @@ fn secs(d: f64) -> String {
     } else if d < 100.0 {
         format!("{d:.1}s")
     } else {
-        crate::logic::agent::human_age(d)
+        crate::model::duration::human_age(d)
     }
 }
 
@@ -302,11 +304,11 @@ pub fn history_table(instance: &str, job: &str, runs: &[Run], total: usize, s: S
                 )
             }
             Err(e) => {
-                let due = record::due_of_run_id(&r.run_id)
+                let due = crate::model::record::due_of_run_id(&r.run_id)
                     .map_or("-".into(), |d| local(d, "%Y-%m-%d %H:%M:%S"));
                 let outcome = s.paint("31", &format!("{:<11}", "unreadable"));
                 let mut e = sanitize(e);
-                crate::model::report::clip(&mut e, crate::model::report::MAX_TEXT);
+                crate::model::clip::clip(&mut e, crate::model::clip::MAX_TEXT);
                 format!(
                     "{due:<19}  {:<11}  {outcome}  {:>8}  {:>11}  {:>8}  {} ({e})",
                     "-", "-", "-", "-", r.run_id
@@ -547,7 +549,10 @@ pub fn show_text(job: &str, r: &Run, lines: usize, s: Style) -> String {
     if let Some(l) = report {
         field(&mut o, "report", &l.display().to_string());
     }
-    for name in [record::STDOUT_FILE, record::STDERR_FILE] {
+    for name in [
+        crate::model::record::STDOUT_FILE,
+        crate::model::record::STDERR_FILE,
+    ] {
         let p = r.run_dir.join(name);
         let _ = writeln!(o);
         match tail_lines(&p, lines) {
@@ -624,7 +629,7 @@ pub fn tail_lines(path: &Path, n: usize) -> io::Result<Tail> {
                 .iter()
                 .map(|l| {
                     let mut l = l.trim_end_matches('\r').to_string();
-                    crate::model::report::clip(&mut l, MAX_LINE);
+                    crate::model::clip::clip(&mut l, MAX_LINE);
                     l
                 })
                 .collect();

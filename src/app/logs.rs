@@ -92,7 +92,7 @@ pub fn problems_block(state_dir: &Path) -> String {
     );
     for h in hits {
         let mut h = sanitize(&h);
-        crate::model::report::clip(&mut h, 300);
+        crate::model::clip::clip(&mut h, 300);
         o.push_str(&format!("  {h}\n"));
     }
     o
@@ -139,7 +139,7 @@ pub fn logs(path: &Path, follow: bool, n: usize) -> i32 {
 
 fn print_line(out: &mut impl Write, line: &str) -> io::Result<()> {
     let mut l = sanitize(line.trim_end_matches('\r'));
-    crate::model::report::clip(&mut l, MAX_LINE);
+    crate::model::clip::clip(&mut l, MAX_LINE);
     writeln!(out, "{l}")
 }
 

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod ctrl;
 pub mod daemon;
+pub mod hang;
 pub mod history;
 pub mod logs;
 pub mod once;

@@ -9,9 +9,11 @@
 //! run folder), and ends with the outcome line.
 
 use crate::app::daemon;
-use crate::logic::config::Config;
-use crate::service::state::record::{self, Outcome, RunRecord};
-use crate::service::state::{self, Durability, RunRequest, StateDir};
+use crate::model::config::Config;
+use crate::model::record::{Outcome, RunRecord};
+use crate::model::request::RunRequest;
+use crate::service::state::record::{self};
+use crate::service::state::{self, Durability, StateDir};
 use crate::service::sys::file::{self, Links};
 use crate::service::{lock, sys};
 use std::io::{Read, Write};
@@ -89,7 +91,7 @@ fn through_daemon(st: &StateDir, job: &str, id: &str) -> i32 {
         eprintln!("robotmk-daemon: cannot hand the run to the daemon: {e}");
         return 4;
     }
-    if let Some(d) = crate::model::report::read_status(st).map(|s| s.daemon) {
+    if let Some(d) = crate::service::report::read_status(st).map(|s| s.daemon) {
         if sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
             sys::signal_requests(d.pid);
         }
@@ -144,8 +146,8 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
         rec.run_id,
         rec.run_dir.display()
     );
-    let mut out = Tail::new(rec.run_dir.join(record::STDOUT_FILE));
-    let mut err = Tail::new(rec.run_dir.join(record::STDERR_FILE));
+    let mut out = Tail::new(rec.run_dir.join(crate::model::record::STDOUT_FILE));
+    let mut err = Tail::new(rec.run_dir.join(crate::model::record::STDERR_FILE));
     let running = format!("job {job} runs");
     let finished = loop {
         if out.pending() || err.pending() {
@@ -181,12 +183,13 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
 /// What a requested run waits for, from the daemon's status: its Python environment being
 /// built, a free slot (`max_parallel`), or the daemon's next look.
 fn waiting_for(st: &StateDir, job: &str) -> String {
-    let Some(s) = crate::model::report::read_status(st) else {
+    let Some(s) = crate::service::report::read_status(st) else {
         return format!("waiting for the daemon to start job {job}");
     };
-    let building = s.envs.iter().any(|e| {
-        e.state == crate::service::pyenv::Phase::Building && e.jobs.iter().any(|j| j == job)
-    });
+    let building = s
+        .envs
+        .iter()
+        .any(|e| e.state == crate::model::env::Phase::Building && e.jobs.iter().any(|j| j == job));
     if building {
         return format!("waiting for the Python environment of job {job} to be built");
     }

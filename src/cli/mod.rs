@@ -4,10 +4,11 @@
 //! [`crate::cli::completions`]).
 
 use crate::app::{ctrl, daemon};
-use crate::logic::agent;
-use crate::logic::config::{self, Config};
+use crate::logic::config::{self};
+use crate::model::config::Config;
 use crate::model::report::{self, Report};
-use crate::service::state::{self, Durability, StateDir, StopMode, StopRequest};
+use crate::model::request::{StopMode, StopRequest};
+use crate::service::state::{self, Durability, StateDir};
 use crate::service::{lock, run, sys};
 use chrono::Utc;
 mod completions;
@@ -19,8 +20,18 @@ use std::time::{Duration, Instant};
 /// Runs Robot Framework suites (or any command) on their own schedules, detached from the
 /// Checkmk agent. Copied or linked under a name ending in `ctrl` and run without arguments, it
 /// acts as `ctrl`.
+/// True when the program was invoked under a name ending in `ctrl` (the agent's plugin), which
+/// means "act as ctrl" when no arguments are given.
+pub fn invoked_as_ctrl(argv0: &std::ffi::OsStr) -> bool {
+    let name = std::path::Path::new(argv0)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.ends_with("ctrl")
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "robotmk-daemon", version = crate::BUILD_ID)]
+#[command(name = "robotmk-daemon", version = crate::model::BUILD_ID)]
 pub struct Cli {
     /// Config file [default: $ROBOTMK_DAEMON_CONFIG, else $MK_CONFDIR/robotmk-daemon.toml, else
     /// /etc/check_mk/robotmk-daemon.toml (Windows: C:\ProgramData\checkmk\agent\config\)]
@@ -77,7 +88,7 @@ pub enum Command {
         #[arg(long)]
         attempts: u32,
         #[arg(long, value_parser = parse_retry)]
-        retry: crate::app::attempts::Retry,
+        retry: crate::model::config::Retry,
         /// rebot's argv as a JSON array.
         #[arg(long)]
         rebot_json: String,
@@ -172,10 +183,10 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
     crate::model::duration::parse(s)
 }
 
-fn parse_retry(s: &str) -> Result<crate::app::attempts::Retry, String> {
+fn parse_retry(s: &str) -> Result<crate::model::config::Retry, String> {
     match s {
-        "failed" => Ok(crate::app::attempts::Retry::Failed),
-        "all" => Ok(crate::app::attempts::Retry::All),
+        "failed" => Ok(crate::model::config::Retry::Failed),
+        "all" => Ok(crate::model::config::Retry::All),
         _ => Err(format!("{s:?}: use \"failed\" or \"all\"")),
     }
 }
@@ -224,8 +235,8 @@ pub fn dispatch(cli: Cli) -> i32 {
             home,
         } => {
             let kind = match kind.as_str() {
-                "requirements" => crate::service::pyenv::SourceKind::Requirements,
-                "pyproject" => crate::service::pyenv::SourceKind::Pyproject,
+                "requirements" => crate::model::env::SourceKind::Requirements,
+                "pyproject" => crate::model::env::SourceKind::Pyproject,
                 _ => {
                     eprintln!("robotmk-daemon: --kind must be requirements or pyproject");
                     return 2;
@@ -316,7 +327,7 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
     }
     match ctrl::ensure_daemon(&cfg, &st) {
         Ok(e) => {
-            let r = report::build(
+            let r = crate::service::report::build(
                 path.to_path_buf(),
                 report::ConfigView::Loaded(&cfg),
                 Some((cfg.daemon.instance.clone(), cfg.daemon.state_dir.clone())),
@@ -357,7 +368,7 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
 fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     // A broken config must not keep an admin from stopping the daemon: find it leniently
     // (nor a user that is gone: no lookups).
-    let located = match config::load_with(path, config::Users::NamesOnly) {
+    let located = match config::load_with(path, crate::model::config::Users::NamesOnly) {
         Ok(c) => Some((c.daemon.instance, c.daemon.state_dir)),
         Err(e) => {
             eprintln!("robotmk-daemon: warning: config error: {e}");
@@ -458,7 +469,7 @@ fn status(path: &Path, json: bool) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 2;
     }
-    let r = report::build(path.to_path_buf(), (&cfg).into(), located);
+    let r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
@@ -495,7 +506,7 @@ pub fn table(r: &Report) -> String {
             o,
             "daemon:     running, pid {}, up {}, {} (via {})",
             d.pid.map_or("?".into(), |p| p.to_string()),
-            agent::human_age(d.uptime_s.unwrap_or(0.0)),
+            crate::model::duration::human_age(d.uptime_s.unwrap_or(0.0)),
             d.phase.as_deref().unwrap_or("?"),
             d.route.as_deref().unwrap_or("?")
         );
@@ -505,10 +516,10 @@ pub fn table(r: &Report) -> String {
     let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
         (Some(a), Some(t)) => format!(
             "{} ago (timeout {})",
-            agent::human_age(a),
-            agent::human_age(t)
+            crate::model::duration::human_age(a),
+            crate::model::duration::human_age(t)
         ),
-        (Some(a), None) => format!("{} ago (switch off)", agent::human_age(a)),
+        (Some(a), None) => format!("{} ago (switch off)", crate::model::duration::human_age(a)),
         (None, _) => "never".into(),
     };
     let _ = writeln!(o, "heartbeat:  {hb}");
@@ -525,9 +536,9 @@ pub fn table(r: &Report) -> String {
             o,
             "previous:   the daemon before this one (pid {}, started {}) did not exit cleanly{}: {}",
             c.pid,
-            crate::service::state::record::ts(c.started),
+            crate::model::record::ts(c.started),
             c.died
-                .map(|t| format!(", died {}", crate::service::state::record::ts(t)))
+                .map(|t| format!(", died {}", crate::model::record::ts(t)))
                 .unwrap_or_default(),
             c.cause
         );
@@ -536,7 +547,7 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(
             o,
             "NOT RESPONDING: no answer to ctrl's heartbeat of {} (stopped or hung)",
-            crate::service::state::record::ts(t)
+            crate::model::record::ts(t)
         );
     }
     let _ = writeln!(o);
@@ -557,7 +568,10 @@ pub fn table(r: &Report) -> String {
                 l.outcome.map_or("?", |o| o.as_str()).to_string(),
                 l.duration_s.map_or("-".into(), |d| format!("{d:.1}s")),
                 l.finished.map_or("-".into(), |f| {
-                    format!("{} ago", agent::human_age((now - f).num_seconds() as f64))
+                    format!(
+                        "{} ago",
+                        crate::model::duration::human_age((now - f).num_seconds() as f64)
+                    )
                 }),
             ),
             None => ("-".into(), "-".into(), "-".into()),
@@ -579,7 +593,7 @@ pub fn table(r: &Report) -> String {
 }
 
 /// The Python environments under the jobs' table.
-fn envs_table(o: &mut String, envs: &[crate::service::pyenv::EnvState]) {
+fn envs_table(o: &mut String, envs: &[crate::model::env::EnvState]) {
     use std::fmt::Write as _;
     if envs.is_empty() {
         return;
@@ -773,7 +787,7 @@ fn check_config(path: &Path) -> i32 {
         if j.attempts > 1 {
             println!("  attempts: {} (merged with rebot)", j.attempts);
         }
-        if j.services == config::Services::PerTest {
+        if j.services == crate::model::config::Services::PerTest {
             let lvl = |d: Option<Duration>| d.map_or("-".into(), crate::model::duration::format);
             println!(
                 "  services: per-test (runtime levels {} / {})",

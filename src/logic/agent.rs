@@ -17,11 +17,12 @@
 //! job's. Everything from a result that reaches these lines is cut to a bounded length, and
 //! every byte of the output is printable ([`crate::model::printable`]).
 
-use crate::logic::config::Services;
 use crate::logic::staleness::{self, Staleness};
+use crate::model::config::Services;
+use crate::model::duration::human_age;
+use crate::model::record::Outcome;
 use crate::model::report::Report;
 use crate::model::status::{JobStatus, LastRun};
-use crate::service::state::record::Outcome;
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
@@ -155,7 +156,10 @@ fn one_line(s: &str, max: usize) -> String {
 /// How stale the job's latest result is at `now`, from the deadlines the daemon (or ctrl,
 /// from the config) worked out for it (see [`crate::logic::staleness`]): the state it forces and
 /// the words for it. Shared by the job's check and its per-test checks.
-fn stale_words(d: Option<&staleness::Deadlines>, now: DateTime<Utc>) -> (u8, Option<String>) {
+fn stale_words(
+    d: Option<&crate::model::status::Deadlines>,
+    now: DateTime<Utc>,
+) -> (u8, Option<String>) {
     let Some(d) = d else {
         return (0, None);
     };
@@ -184,7 +188,7 @@ fn stale_words(d: Option<&staleness::Deadlines>, now: DateTime<Utc>) -> (u8, Opt
 pub struct CheckParts<'a> {
     pub base: u8,
     pub clock: Clock,
-    pub deadlines: Option<&'a staleness::Deadlines>,
+    pub deadlines: Option<&'a crate::model::status::Deadlines>,
     pub name_metrics: &'a str,
     pub head: &'a str,
     pub mid: &'a str,
@@ -238,7 +242,7 @@ pub enum Clock {
 pub struct LineTemplate {
     pub base: u8,
     pub clock: Clock,
-    pub deadlines: Option<staleness::Deadlines>,
+    pub deadlines: Option<crate::model::status::Deadlines>,
     /// `"NAME" METRICS` (the name quoted).
     pub name_metrics: String,
     pub head: String,
@@ -355,17 +359,6 @@ fn state_word(state: u8) -> &'static str {
     }
 }
 
-/// A short human age: `42s`, `5m`, `3h`, `2d`.
-pub fn human_age(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
 pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     let d = &r.daemon;
     let (state, text) = if let Some(e) = &r.config_error {
@@ -379,7 +372,7 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
             2,
             format!(
                 "not responding since {} ({} without an answer to ctrl's heartbeat), pid {}",
-                crate::service::state::record::ts(since),
+                crate::model::record::ts(since),
                 human_age((r.generated - since).num_milliseconds() as f64 / 1000.0),
                 d.pid.map_or("?".into(), |p| p.to_string()),
             ),
@@ -608,7 +601,7 @@ fn metrics(job: &JobStatus, last: &LastRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::state::record::{RunRecord, TestStats, Trigger, RECORD_VERSION};
+    use crate::model::record::{RunRecord, TestStats, Trigger, RECORD_VERSION};
 
     fn job(last: Option<RunRecord>) -> JobStatus {
         JobStatus {

@@ -21,8 +21,8 @@
 //! ```
 
 use crate::logic::agent::{self, BodyLine, Clock, LineTemplate};
-use crate::logic::staleness::Deadlines;
 use crate::model::report::Report;
+use crate::model::status::Deadlines;
 use crate::model::status::Status;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -372,10 +372,11 @@ fn decode_check<'a>(s: &'a str, out: &mut String, now: DateTime<Utc>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logic::config::Services;
-    use crate::model::report::{build_from, ConfigView, CtrlReport};
+    use crate::model::config::Services;
+    use crate::model::record::{Outcome, TestResult, TestStats};
+    use crate::model::report::{ConfigView, CtrlReport};
     use crate::model::status::{CheckmkView, DaemonInfo, JobStatus, LastRun, RunningRun};
-    use crate::service::state::record::{Outcome, TestResult, TestStats};
+    use crate::service::report::build_from;
 
     fn jobs_of(view: &View) -> Vec<JobStatus> {
         serde_json::from_str(view.jobs).unwrap()
@@ -469,7 +470,7 @@ mod tests {
                 pid: 42,
                 pid_start: Some(1),
                 started: now - secs(600),
-                build: crate::BUILD_ID.into(),
+                build: crate::model::BUILD_ID.into(),
                 config: "/c.toml".into(),
                 config_stamp: Some("1:2:3".into()),
                 route: "fork".into(),

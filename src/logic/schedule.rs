@@ -4,48 +4,13 @@
 //! `every` schedules are aligned to multiples of the interval counted from the Unix epoch (plus
 //! an optional offset), so a 5m job is due at :00, :05, … regardless of when the daemon
 //! started. `cron` schedules are evaluated in local time by croner, which handles DST gaps
-//! and overlaps.
+//! and overlaps. (The schedule itself is `model::schedule`'s; its methods are defined here.)
 
+use crate::model::schedule::Schedule;
 use chrono::{DateTime, Local, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
-use std::fmt;
 use std::time::Duration;
-
-/// A job's schedule.
-#[derive(Clone)]
-pub enum Schedule {
-    /// Due at every `interval` since the epoch, shifted by `offset`.
-    Every {
-        interval: Duration,
-        offset: Duration,
-    },
-    /// Due whenever the crontab expression matches, in local time.
-    Cron { text: String, cron: Box<Cron> },
-}
-
-impl fmt::Debug for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
-    }
-}
-
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Schedule::Every { interval, offset } if offset.is_zero() => {
-                write!(f, "every {}", crate::model::duration::format(*interval))
-            }
-            Schedule::Every { interval, offset } => write!(
-                f,
-                "every {} offset {}",
-                crate::model::duration::format(*interval),
-                crate::model::duration::format(*offset)
-            ),
-            Schedule::Cron { text, .. } => write!(f, "cron \"{text}\""),
-        }
-    }
-}
 
 /// Parses a classic 5-field crontab expression (also `@hourly` and friends).
 pub fn parse_cron(text: &str) -> Result<Cron, String> {

@@ -17,22 +17,14 @@
 //! The daemon publishes both instants per job in `status.json`, so ctrl's fast path judges a
 //! result without parsing the schedule; without a daemon ctrl computes them from the config.
 
-use crate::logic::config::{DaemonSettings, Job};
+use crate::model::config::{DaemonSettings, Job};
+use crate::model::status::CheckmkView;
+pub use crate::model::status::Deadlines;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The default `stale_margin`.
 pub const DEFAULT_STALE_MARGIN: Duration = Duration::from_secs(30);
-
-/// When a job's latest result turns stale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deadlines {
-    /// The next due run should have reported by now; past it with no newer result: WARN.
-    pub expected_by: DateTime<Utc>,
-    /// The due run after that one should have reported too; past it: CRIT.
-    pub crit_after: DateTime<Utc>,
-}
 
 /// How a result stands at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +77,27 @@ pub fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
     }
 }
 
+/// The Checkmk view of `job` whose latest result was due at `last_due`.
+pub fn checkmk_view(
+    job: &Job,
+    daemon: &DaemonSettings,
+    last_due: Option<DateTime<Utc>>,
+) -> CheckmkView {
+    let d = last_due.and_then(|due| for_job(job, daemon, due));
+    CheckmkView {
+        host: job.host.clone(),
+        runtime_warn_s: job.runtime_warn.map(|d| d.as_secs_f64()),
+        runtime_crit_s: job.runtime_crit.map(|d| d.as_secs_f64()),
+        expected_by: d.map(|d| d.expected_by),
+        crit_after: d.map(|d| d.crit_after),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logic::schedule::{parse_cron, Schedule};
+    use crate::logic::schedule::parse_cron;
+    use crate::model::schedule::Schedule;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -223,7 +232,7 @@ mod tests {
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "staleness::tests::dst_changes_in_central_europe",
+                    "logic::staleness::tests::dst_changes_in_central_europe",
                     "--nocapture",
                     "--test-threads=1",
                 ])

@@ -110,6 +110,17 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A short human age: `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! `status.json`: what the daemon knows, in one small file that ctrl and `status` read without
 //! walking run folders or talking to the daemon.
 
-use crate::logic::config::Services;
-use crate::service::state::record::{Outcome, RunRecord, TestStats};
+use crate::model::config::Services;
+use crate::model::env::EnvState;
+use crate::model::record::{Outcome, RunRecord, TestStats};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -192,28 +193,21 @@ pub struct CheckmkView {
 }
 
 impl CheckmkView {
-    /// The view of `job` whose latest result was due at `last_due`.
-    pub fn of(
-        job: &crate::logic::config::Job,
-        daemon: &crate::logic::config::DaemonSettings,
-        last_due: Option<DateTime<Utc>>,
-    ) -> CheckmkView {
-        let d = last_due.and_then(|due| crate::logic::staleness::for_job(job, daemon, due));
-        CheckmkView {
-            host: job.host.clone(),
-            runtime_warn_s: job.runtime_warn.map(|d| d.as_secs_f64()),
-            runtime_crit_s: job.runtime_crit.map(|d| d.as_secs_f64()),
-            expected_by: d.map(|d| d.expected_by),
-            crit_after: d.map(|d| d.crit_after),
-        }
-    }
-
-    pub fn deadlines(&self) -> Option<crate::logic::staleness::Deadlines> {
-        Some(crate::logic::staleness::Deadlines {
+    pub fn deadlines(&self) -> Option<Deadlines> {
+        Some(Deadlines {
             expected_by: self.expected_by?,
             crit_after: self.crit_after?,
         })
     }
+}
+
+/// When a job's latest result turns stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// The next due run should have reported by now; past it with no newer result: WARN.
+    pub expected_by: DateTime<Utc>,
+    /// The due run after that one should have reported too; past it: CRIT.
+    pub crit_after: DateTime<Utc>,
 }
 
 /// The whole status document.
@@ -226,5 +220,5 @@ pub struct Status {
     pub jobs: Vec<JobStatus>,
     /// The jobs' Python environments (state, build time, error, which jobs use each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub envs: Vec<crate::service::pyenv::EnvState>,
+    pub envs: Vec<EnvState>,
 }

@@ -8,6 +8,7 @@ pub mod launch;
 pub mod lock;
 pub mod logging;
 pub mod pyenv;
+pub mod report;
 pub mod run;
 pub mod security;
 pub mod state;

@@ -12,7 +12,7 @@
 //! trusted state dir are then opened by [`crate::service::sys::file`] (no symlinks, no FIFOs, capped
 //! reads).
 
-use crate::logic::config::Config;
+use crate::model::config::Config;
 use std::path::Path;
 
 /// The config file and every directory above it.

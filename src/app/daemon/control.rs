@@ -24,9 +24,11 @@
 
 use super::{Daemon, Phase};
 use crate::logic::agent_mode::{self, Beat};
-use crate::logic::config::{self, Config};
-use crate::service::state::record::RunRecord;
-use crate::service::state::{self, StateDir, StopMode, StopRequest};
+use crate::logic::config::{self};
+use crate::model::config::Config;
+use crate::model::record::RunRecord;
+use crate::model::request::{StopMode, StopRequest};
+use crate::service::state::{self, StateDir};
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -361,7 +363,7 @@ impl Daemon {
         let req = match read {
             Ok(Some(r)) if r.requested < self.control.locked_at => {
                 info!(
-                    requested = %crate::service::state::record::ts(r.requested),
+                    requested = %crate::model::record::ts(r.requested),
                     "ignoring a stop request from before this daemon started"
                 );
                 return false;
@@ -517,9 +519,8 @@ impl Daemon {
                     let last_due = crate::service::state::record::list_runs(&self.state, &name)
                         .ok()
                         .and_then(|runs| {
-                            runs.last().and_then(|(id, _)| {
-                                crate::service::state::record::due_of_run_id(id)
-                            })
+                            runs.last()
+                                .and_then(|(id, _)| crate::model::record::due_of_run_id(id))
                         });
                     let last = state::read_json::<RunRecord>(&self.state.latest_file(&name))
                         .ok()
@@ -588,14 +589,14 @@ impl Daemon {
             let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
-            if !state::valid_request_id(id) {
+            if !crate::model::request::valid_request_id(id) {
                 continue;
             }
             let claimed = dir.join(format!(".{id}.claimed"));
             if std::fs::rename(e.path(), &claimed).is_err() {
                 continue;
             }
-            let req = state::read_json::<state::RunRequest>(&claimed);
+            let req = state::read_json::<crate::model::request::RunRequest>(&claimed);
             let _ = std::fs::remove_file(&claimed);
             let why = match req {
                 Ok(Some(r)) if r.id == id => {
@@ -612,7 +613,7 @@ impl Daemon {
                         self.queue.push_back(super::runs::Pending {
                             job,
                             due: Utc::now(),
-                            trigger: crate::service::state::record::Trigger::RunOnce,
+                            trigger: crate::model::record::Trigger::RunOnce,
                             prepared: None,
                             request: Some(id.to_string()),
                         });

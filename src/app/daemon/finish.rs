@@ -19,9 +19,10 @@
 
 use super::runs::write_final;
 use super::Event;
-use crate::logic::robot::budget::{Limits, Stopping};
+use crate::logic::robot::budget::Stopping;
 use crate::logic::robot::{Reading, RunFolder};
-use crate::service::state::record::RunRecord;
+use crate::model::limits::Limits;
+use crate::model::record::RunRecord;
 use crate::service::state::StateDir;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -394,7 +395,8 @@ pub(super) fn do_work(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::state::record::{self, Outcome, Trigger};
+    use crate::model::record::{Outcome, Trigger};
+    use crate::service::state::record::{self};
     use std::sync::mpsc;
 
     fn record(st: &StateDir, job: &str) -> Box<RunRecord> {

@@ -1,9 +1,9 @@
 //! Per-job scheduling state and the rules for the next due time: regular slots, catch-up after
 //! downtime, and never the same due time twice.
 
-use crate::logic::config::{CatchUp, Job};
+use crate::model::config::{CatchUp, Job};
+use crate::model::record::{RunRecord, Trigger};
 use crate::model::status::LastRun;
-use crate::service::state::record::{RunRecord, Trigger};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,8 +121,8 @@ pub fn catch_up_jitter(name: &str, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logic::config::Overlap;
-    use crate::logic::schedule::Schedule;
+    use crate::model::config::Overlap;
+    use crate::model::schedule::Schedule;
     use chrono::TimeZone;
 
     fn job(catch_up: CatchUp) -> Arc<Job> {
@@ -142,7 +142,7 @@ mod tests {
             argument_file: None,
             result: None,
             attempts: 1,
-            services: crate::logic::config::Services::Job,
+            services: crate::model::config::Services::Job,
             test_runtime_warn: None,
             test_runtime_crit: None,
             host: None,

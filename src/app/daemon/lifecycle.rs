@@ -134,7 +134,7 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
     });
     if let Some(c) = &previous_crash {
         warn!(
-            pid = c.pid, started = %state::record::ts(c.started),
+            pid = c.pid, started = %crate::model::record::ts(c.started),
             "the previous daemon did not exit cleanly: {}", c.cause
         );
     }
@@ -159,7 +159,7 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
             let _ = writeln!(
                 f,
                 "--- robotmk-daemon pid {me} started {} ---",
-                state::record::ts(now)
+                crate::model::record::ts(now)
             );
             if redirect {
                 if let Err(e) = sys::fatal::redirect_stderr(f) {
@@ -209,7 +209,7 @@ pub(super) fn note_panic(p: &std::panic::PanicHookInfo) {
     eprintln!(
         "robotmk-daemon: pid {}: {} {text}",
         std::process::id(),
-        state::record::ts(Utc::now())
+        crate::model::record::ts(Utc::now())
     );
     tracing::error!("daemon panicked: {text}");
 }
@@ -245,7 +245,7 @@ impl Left {
                 None => "it ended without a clean exit and left no cause (its stderr was not captured)".into(),
             },
         };
-        crate::model::report::clip(&mut cause, 600);
+        crate::model::clip::clip(&mut cause, 600);
         cause
     }
 }

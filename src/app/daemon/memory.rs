@@ -7,7 +7,8 @@
 //! stays flat however many runs came before.
 
 use super::Daemon;
-use crate::logic::config::{self, Config, ConfigError, Job};
+use crate::logic::config::{self};
+use crate::model::config::{Config, ConfigError, Job};
 use chrono::Utc;
 use std::path::Path;
 use std::sync::Arc;

@@ -33,10 +33,9 @@ mod recover;
 mod runs;
 mod workdir;
 
-use crate::logic::config::{self, Config, Overlap};
-use crate::model::status::{
-    CheckmkView, DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION,
-};
+use crate::logic::config::{self};
+use crate::model::config::{Config, Overlap};
+use crate::model::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
 use crate::service::lock;
 use crate::service::run::ExitInfo;
 use crate::service::state::{self, Durability, StateDir};
@@ -107,7 +106,7 @@ pub enum Event {
     Control(ControlSignal),
     /// The finisher wrote a record (or could not: `error`).
     Finished {
-        rec: Box<crate::service::state::record::RunRecord>,
+        rec: Box<crate::model::record::RunRecord>,
         error: Option<String>,
     },
     /// The environment thread's news: which environment each job's runs use.
@@ -143,7 +142,7 @@ pub struct Daemon {
     /// PIDs spawned in this pass of the loop, journalled once the batch is out.
     just_started: Vec<u32>,
     /// Final records that could not be written yet (full disk), retried every tick.
-    unsaved: Vec<crate::service::state::record::RunRecord>,
+    unsaved: Vec<crate::model::record::RunRecord>,
     /// What cannot be written now, by cause (see [`Daemon::state_failure`]).
     state_errors: BTreeMap<String, String>,
     /// The instance lock, held for the daemon's whole life (and retaken if its file is
@@ -184,9 +183,7 @@ pub fn run(opts: Options) -> i32 {
 /// requested run of `opts.oneshot` with the daemon's own run code, and returns its final
 /// record. `Err(SetupError::LockTaken)` if a daemon holds the instance (hand the request to
 /// it).
-pub fn run_oneshot(
-    opts: Options,
-) -> Result<Option<crate::service::state::record::RunRecord>, SetupError> {
+pub fn run_oneshot(opts: Options) -> Result<Option<crate::model::record::RunRecord>, SetupError> {
     let request = opts.oneshot.as_ref().map(|o| o.request.clone());
     let mut daemon = setup(&opts)?;
     daemon.run_loop();
@@ -226,7 +223,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
                     );
                     // For the ctrl that launched this daemon: it does not look users up, so
                     // it learns of a user that is not there from here.
-                    let failure = state::StartFailure {
+                    let failure = crate::model::request::StartFailure {
                         at: Utc::now(),
                         error: e.to_string(),
                     };
@@ -359,7 +356,7 @@ impl Daemon {
             pid: me.pid,
             pid_start: me.start,
             started: Utc::now(),
-            build: crate::BUILD_ID.to_string(),
+            build: crate::model::BUILD_ID.to_string(),
             config: cfg.path.clone(),
             config_stamp,
             route: opts.route.clone(),
@@ -412,7 +409,7 @@ impl Daemon {
         d.publish_agent_mode();
         info!(
             pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
-            route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::BUILD_ID,
+            route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::model::BUILD_ID,
             "daemon started"
         );
         d.finisher = Some(finish::Finisher::new(d.state.clone(), tx.clone()));
@@ -442,7 +439,7 @@ impl Daemon {
                 .map(|r| r.pgid)
                 .collect();
             if let Some(n) = js.next {
-                info!(job = %name, next_due = %crate::service::state::record::ts(n.due), trigger = ?n.trigger, "scheduled");
+                info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
             }
             entries.push((name, js));
         }
@@ -457,7 +454,7 @@ impl Daemon {
             d.queue.push_back(Pending {
                 job,
                 due: now,
-                trigger: crate::service::state::record::Trigger::RunOnce,
+                trigger: crate::model::record::Trigger::RunOnce,
                 prepared: None,
                 request: Some(os.request.clone()),
             });
@@ -593,13 +590,13 @@ impl Daemon {
             };
             let Some(next) = js.next else { continue };
             let mut run_due = next.due;
-            if next.trigger == crate::service::state::record::Trigger::Schedule {
+            if next.trigger == crate::model::record::Trigger::Schedule {
                 // Woken late (suspend, overload): run once for the latest slot, say so.
                 if let Some(latest) = js.job.schedule.last_at_or_before(now) {
                     if latest > run_due {
                         warn!(
-                            job = %name, missed_from = %crate::service::state::record::ts(run_due),
-                            running_for = %crate::service::state::record::ts(latest),
+                            job = %name, missed_from = %crate::model::record::ts(run_due),
+                            running_for = %crate::model::record::ts(latest),
                             "daemon woke late; due times in between are not run separately"
                         );
                         run_due = latest;
@@ -798,7 +795,7 @@ impl Daemon {
                     services: js.job.services,
                     test_runtime_warn_s: js.job.test_runtime_warn.map(|d| d.as_secs_f64()),
                     test_runtime_crit_s: js.job.test_runtime_crit.map(|d| d.as_secs_f64()),
-                    checkmk: CheckmkView::of(
+                    checkmk: crate::logic::staleness::checkmk_view(
                         &js.job,
                         &self.cfg.daemon,
                         js.last.as_ref().map(|l| l.due),

@@ -8,7 +8,8 @@
 
 use super::runs::ActiveRun;
 use super::Daemon;
-use crate::service::state::record::{self, Outcome, RunRecord, Trigger, RECORD_VERSION};
+use crate::model::record::{Outcome, RunRecord, Trigger, RECORD_VERSION};
+use crate::service::state::record::{self};
 use crate::service::state::{self, quarantine};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -51,7 +52,7 @@ impl Daemon {
             let mut last_due = None;
             for (id, dir) in &runs {
                 if self.recover_run(&name, id, dir) {
-                    last_due = last_due.max(record::due_of_run_id(id));
+                    last_due = last_due.max(crate::model::record::due_of_run_id(id));
                 }
             }
             let latest = self.recover_latest(&name, &runs);
@@ -78,7 +79,7 @@ impl Daemon {
                 return true;
             }
             Err(err) if err.kind() == io::ErrorKind::InvalidData => {
-                let file = dir.join(record::RECORD_FILE);
+                let file = dir.join(crate::model::record::RECORD_FILE);
                 let aside = quarantine(&file)
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "(could not move it)".into());
@@ -181,7 +182,7 @@ impl Daemon {
     }
 
     fn recovered_orphan_folder(&mut self, job: &str, id: &str, dir: &Path, note: String) {
-        let Some(due) = record::due_of_run_id(id) else {
+        let Some(due) = crate::model::record::due_of_run_id(id) else {
             return;
         };
         let mut rec = RunRecord::journal(
@@ -208,7 +209,7 @@ impl Daemon {
                 .map_or(1, |j| j.attempts),
             // Read on the loop thread before the first due time: a short bound (the run
             // was cut short anyway, its result most likely with it).
-            limits: crate::logic::robot::budget::Limits {
+            limits: crate::model::limits::Limits {
                 max_time: self
                     .cfg
                     .daemon

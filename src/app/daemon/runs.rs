@@ -2,10 +2,11 @@
 //! (TERM to the tree, KILL after `stop_grace`), and the final record.
 
 use super::{Daemon, Event};
-use crate::logic::config::Job;
+use crate::model::config::Job;
+use crate::model::record::{Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
 use crate::service::run::{self, ExitInfo, RunSpec};
 use crate::service::state::private_file_options;
-use crate::service::state::record::{self, Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
+use crate::service::state::record::{self};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +87,7 @@ pub(crate) fn prepare_folder(
         format!(
             "job {}: run due {} not started: {e}",
             job.name,
-            record::ts(due)
+            crate::model::record::ts(due)
         )
     })?;
     let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
@@ -102,7 +103,7 @@ pub(crate) fn prepare_folder(
             if let Some(text) = &job.argument_file {
                 use std::io::Write;
                 crate::service::sys::file::create_new(
-                    &run_dir.join(crate::logic::config::VARIABLES_FILE),
+                    &run_dir.join(crate::model::config::VARIABLES_FILE),
                 )?
                 .write_all(text.as_bytes())?;
             }
@@ -114,7 +115,7 @@ pub(crate) fn prepare_folder(
         return Err(format!(
             "job {}: run due {} not started, its record could not be written: {e}",
             job.name,
-            record::ts(due)
+            crate::model::record::ts(due)
         ));
     }
     // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
@@ -271,7 +272,7 @@ impl Daemon {
         why: &str,
         prepared: Option<RunRecord>,
     ) {
-        info!(job = %job.name, due = %record::ts(due), "run skipped: {why}");
+        info!(job = %job.name, due = %crate::model::record::ts(due), "run skipped: {why}");
         let folder = match prepared {
             Some(rec) => Ok(rec),
             None => record::allocate_run_dir(&self.state, &job.name, due)

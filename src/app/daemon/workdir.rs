@@ -27,10 +27,11 @@
 //! budget per look: the finisher is never held for long by a tree a runner left; what a look
 //! leaves, the finisher's next idle look goes on with.
 
-use crate::service::state::record::{self, RunRecord};
+use crate::model::record::RunRecord;
+use crate::model::user::UserInfo;
+use crate::service::state::record::{self};
 use crate::service::state::StateDir;
 use crate::service::sys::tree::{remove_tree, Budget, Removal, RemoveError, Rights};
-use crate::service::sys::UserInfo;
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -106,7 +107,7 @@ pub(crate) fn prepare(
     crate::service::state::private_dir_builder().create(&dir)?;
     if let Some(text) = argument_file {
         use std::io::Write;
-        let f = dir.join(crate::logic::config::VARIABLES_FILE);
+        let f = dir.join(crate::model::config::VARIABLES_FILE);
         crate::service::sys::file::create_new(&f)?.write_all(text.as_bytes())?;
         crate::service::sys::give_to(&f, user.uid, user.gid)?;
     }

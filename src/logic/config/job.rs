@@ -1,10 +1,13 @@
 //! One `[[job]]` table: its raw form, the `kind = "robot"` shorthand, and every rule a job
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
-use super::{absolute, check_name, CatchUp, ConfigError, Job, Locator, Overlap, Services, Users};
-use crate::app::attempts::Retry;
-use crate::logic::schedule::{self, Schedule};
+use super::{absolute, check_name, Locator};
+use crate::logic::schedule::{self};
+use crate::model::config::{
+    CatchUp, ConfigError, Job, Overlap, Retry, Services, Users, VARIABLES_FILE,
+};
 use crate::model::duration::Dur;
+use crate::model::schedule::Schedule;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -357,7 +360,7 @@ pub(super) fn resolve(
                 }
                 argument_file = Some(text);
                 cmd.push("--argumentfile".into());
-                cmd.push(format!("{{run_dir}}/{}", super::VARIABLES_FILE));
+                cmd.push(format!("{{run_dir}}/{}", VARIABLES_FILE));
             }
             for (i, arg) in raw.robot_args.iter().enumerate() {
                 let Some((opt, inline)) = result_option(arg) else {
@@ -545,8 +548,8 @@ fn python_env(
     raw: &RawJob,
     base: &Path,
     shared: bool,
-) -> Result<Option<crate::service::pyenv::EnvSpec>, ConfigError> {
-    use crate::service::pyenv::{EnvSpec, SourceKind};
+) -> Result<Option<crate::model::env::EnvSpec>, ConfigError> {
+    use crate::model::env::{EnvSpec, SourceKind};
     let field = |f: &str| Some(format!("job[{index}].{f}"));
     let named = |m: String| format!("job {name:?}: {m}");
     let (file, kind, key) = match (&raw.requirements, &raw.pyproject) {

@@ -4,29 +4,11 @@
 //! at most the stop's grace. A read that runs into one stops at its next chunk (64 KiB) and
 //! says why; the record then carries that as its note.
 
+pub use crate::model::limits::Limits;
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// Caps on reading the results of one run (the daemon's `result_max_size` and
-/// `result_parse_timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest result file read, in bytes.
-    pub max_bytes: u64,
-    /// Longest time all of a run's result files may take together.
-    pub max_time: Duration,
-}
-
-impl Limits {
-    /// No caps: for a person's `parse-result`, and the retry wrapper reading its own
-    /// attempts (as the job's user, under the run's timeout).
-    pub const NONE: Limits = Limits {
-        max_bytes: u64::MAX,
-        max_time: Duration::MAX,
-    };
-}
 
 /// The daemon's stop as the readers see it: once begun, a read gets at most `grace` more
 /// (counted from the stop or from its own start, whichever is later), so that `stop` and

@@ -7,7 +7,7 @@
 //! are kept (failed ones win a place over passed ones), and nesting deeper than
 //! [`MAX_DEPTH`] is an error.
 
-use crate::service::state::record::{TestResult, TestStats};
+use crate::model::record::{TestResult, TestStats};
 
 /// Longest name, status, tag or message head kept, in characters.
 pub const MAX_TEXT: usize = 200;

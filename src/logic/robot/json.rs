@@ -7,7 +7,7 @@
 //! what each open container is, skipping whole subtrees it has no use for with a counter.
 
 use super::collect::{Collector, MAX_DEPTH};
-use crate::service::state::record::TestStats;
+use crate::model::record::TestStats;
 use std::io::{self, BufRead, BufReader, Read};
 
 /// Characters of a string value decoded; the rest is read and dropped.

@@ -9,9 +9,7 @@ pub mod collect;
 pub mod json;
 pub mod xml;
 
-use crate::service::state::record::{
-    Attempt, Outcome, RunRecord, TestStats, STDERR_FILE, STDOUT_FILE,
-};
+use crate::model::record::{Attempt, Outcome, RunRecord, TestStats, STDERR_FILE, STDOUT_FILE};
 use budget::{Budget, Clock, Limits, ResultError, Stopping};
 use std::fs::File;
 use std::io::{self, Read};
@@ -384,7 +382,7 @@ mod tests {
             "r-1".into(),
             dir.to_path_buf(),
             chrono::Utc::now(),
-            crate::service::state::record::Trigger::Schedule,
+            crate::model::record::Trigger::Schedule,
             60.0,
         );
         rec.outcome = Some(Outcome::Success);

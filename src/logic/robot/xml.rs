@@ -12,7 +12,7 @@
 //! `<tags>`) files are both read.
 
 use super::collect::{Collector, MAX_DEPTH};
-use crate::service::state::record::TestStats;
+use crate::model::record::TestStats;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use std::io::{self, BufReader, Read};

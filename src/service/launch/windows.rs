@@ -93,7 +93,11 @@ pub fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String> {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    let name = format!("robotmk-daemon-{}-{}-{mtime}.exe", crate::BUILD_ID, m.len());
+    let name = format!(
+        "robotmk-daemon-{}-{}-{mtime}.exe",
+        crate::model::BUILD_ID,
+        m.len()
+    );
     let dir = state_dir.join("bin");
     let dst = dir.join(&name);
     if !dst.metadata().is_ok_and(|d| d.len() == m.len()) {

@@ -44,14 +44,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-/// Why a daemon could not start, for the ctrl that launched it (`start-error`): a config
-/// the daemon rejects though ctrl could not tell (ctrl does not look users up).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StartFailure {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub error: String,
-}
-
 /// Paths inside one instance's state dir.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -247,41 +239,6 @@ pub fn read_alert(st: &StateDir) -> Option<String> {
     };
     let t = text.trim();
     (!t.is_empty()).then(|| t.to_string())
-}
-
-/// How a stop request wants the daemon to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StopMode {
-    /// Start nothing new, let runs in flight finish, then exit.
-    Drain,
-    /// End runs in flight (whole process trees), then exit.
-    Now,
-}
-
-/// A `run-once` request: run `job` now, on behalf of the command waiting for it (which finds
-/// its run by `id` in the run records).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RunRequest {
-    pub id: String,
-    pub job: String,
-    pub requested: chrono::DateTime<chrono::Utc>,
-}
-
-/// True for an id `run-once` makes: it becomes a file name.
-pub fn valid_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The content of `stop-request`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StopRequest {
-    pub mode: StopMode,
-    pub requested: chrono::DateTime<chrono::Utc>,
 }
 
 /// Creates `dir` and its parents; the last component gets mode 0700 on Unix. For the state

@@ -41,6 +41,8 @@ mod build_tree;
 #[path = "build_tree_windows.rs"]
 mod build_tree;
 
+pub use crate::model::user::UserInfo;
+
 pub use build_tree::{
     check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError,
     SealStats,
@@ -209,18 +211,6 @@ pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) ->
         }
     }
     true
-}
-
-/// A local user a job runs as (`user = "…"`), looked up when the config is loaded
-/// ([`lookup_user`]; how depends on the build, see `users`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: std::path::PathBuf,
-    /// Supplementary groups, primary group included.
-    pub groups: Vec<u32>,
 }
 
 /// Why a job's user could not be looked up. Each names the user; the config reports it as

@@ -23,9 +23,10 @@
 mod worker;
 
 use super::Daemon;
-use crate::service::pyenv::{self, EnvSpec, EnvState};
+use crate::model::env::{EnvSpec, EnvState};
+use crate::model::user::UserInfo;
+use crate::service::pyenv::{self};
 use crate::service::run::{self, ExitInfo, RunSpec};
-use crate::service::sys::UserInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
@@ -230,7 +231,7 @@ impl Daemon {
     /// (its note says why).
     pub(super) fn apply_env(
         &self,
-        job: &crate::logic::config::Job,
+        job: &crate::model::config::Job,
         spec: &mut RunSpec,
     ) -> Result<Option<String>, String> {
         if job.pyenv.is_none() {

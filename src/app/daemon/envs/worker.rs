@@ -3,10 +3,11 @@
 
 use super::{Builds, JobEnv, Msg, Update};
 use crate::app::daemon::Event;
-use crate::service::pyenv::{self, EnvSpec, EnvState, Phase};
+use crate::model::env::{EnvSpec, EnvState, Phase};
+use crate::model::user::UserInfo;
+use crate::service::pyenv::{self};
 use crate::service::run::{self, ExitInfo, RunSpec};
 use crate::service::state::{self, Durability, StateDir};
-use crate::service::sys::UserInfo;
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

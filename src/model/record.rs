@@ -1,0 +1,295 @@
+//! Run records: one JSON document per run, in the run's own folder, and the names of the
+//! files and run ids around it. (Their reading, writing, allocation and retention are
+//! `service::state::record`'s.)
+//!
+//! The record doubles as the daemon's journal: it is written (without outcome) *before* the
+//! runner is spawned, and again with the PID right after, so a daemon that died at any moment
+//! leaves enough behind for the next one to finish the story: the run's due time is taken, and
+//! its process can be found again by PID and start time.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Format version of [`RunRecord`]; bumped on incompatible changes.
+pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_FILE: &str = "record.json";
+pub const STDOUT_FILE: &str = "stdout.log";
+pub const STDERR_FILE: &str = "stderr.log";
+/// The file the wrapper of a job with retries writes its attempts to, in the run folder.
+pub const ATTEMPTS_FILE: &str = "attempts.json";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit (or ended by a signal it was not sent by us).
+    Failure,
+    /// Ended by the daemon because it ran longer than the job's timeout.
+    Timeout,
+    /// Ended by `stop --now`.
+    Killed,
+    /// Could not be started.
+    Error,
+    /// The daemon died while it ran; its end was not observed as a child.
+    Interrupted,
+    /// Not started: an earlier run of the job was still in flight (`overlap = "skip"`), or the
+    /// daemon stopped before a slot freed.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            Outcome::Killed => "killed",
+            Outcome::Error => "error",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    /// The single run standing for due times missed while the daemon was down.
+    CatchUp,
+    RunOnce,
+}
+
+/// Robot Framework's result: the total statistics, the root suite, and each test (capped),
+/// read from output.xml or Robot 7's output.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestStats {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite_status: Option<String>,
+    /// Robot's own elapsed time of the root suite (the process runtime adds Python's start-up
+    /// and the writing of log and report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+    /// Per-test detail, at most `robot::MAX_TESTS` of them (failed tests first kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<TestResult>,
+    /// Tests left out of `results` by the cap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub results_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One test (or RPA task) of a Robot Framework result, every string cut to a sane length.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The suite's full name, `Top.Sub`.
+    pub suite: String,
+    pub name: String,
+    /// `PASS`, `FAIL`, `SKIP` or `NOT RUN`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+    /// The first line of the test's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// One attempt of a job with `attempts` > 1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub attempt: u32,
+    /// `all` or `failed` (what this attempt ran); the first one runs everything.
+    pub ran: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// `passed`, `failed`, or `no result`.
+    pub outcome: String,
+    #[serde(default)]
+    pub passed: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub skipped: u64,
+    pub output: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One run's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub version: u32,
+    pub job: String,
+    pub run_id: String,
+    pub due: DateTime<Utc>,
+    pub trigger: Trigger,
+    #[serde(default)]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The signal that ended the runner (Unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// `None` while the run is in flight.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    pub run_dir: PathBuf,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The runner's process start time (OS ticks), to tell it from a later process that got
+    /// the same PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    pub timeout_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<TestStats>,
+    /// Where the runner's Robot Framework result goes (robot jobs, and command jobs that name
+    /// a `result`), placeholders expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<PathBuf>,
+    /// The run's log.html and report.html, when robot wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    /// Every attempt of a job with retries, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// The `run-once` request this run answers (how the waiting command finds its run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The run folder was gone when the run ended (the runner removed it): its output and
+    /// result are lost, whatever the exit code said.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_lost: bool,
+    /// The short name (a link, see `sys::tmp_link`) of the run's temp folder, which its
+    /// `TMPDIR`, `TEMP` and `TMP` name; removed with the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<PathBuf>,
+}
+
+impl RunRecord {
+    /// A journal entry: a run of `job` due at `due`, not started yet.
+    pub fn journal(
+        job: &str,
+        run_id: String,
+        run_dir: PathBuf,
+        due: DateTime<Utc>,
+        trigger: Trigger,
+        timeout_s: f64,
+    ) -> RunRecord {
+        RunRecord {
+            version: RECORD_VERSION,
+            job: job.to_string(),
+            run_id,
+            due,
+            trigger,
+            started: None,
+            finished: None,
+            duration_s: None,
+            exit_code: None,
+            signal: None,
+            outcome: None,
+            run_dir,
+            pid: None,
+            pid_start: None,
+            timeout_s,
+            note: None,
+            tests: None,
+            result: None,
+            log: None,
+            report: None,
+            attempts: Vec::new(),
+            request: None,
+            output_lost: false,
+            tmp: None,
+        }
+    }
+
+    /// Caps the texts that come from the runner's files (robot's suite name, notes quoting
+    /// its output), so a record, `status.json` and the agent output stay small.
+    pub fn clip(&mut self) {
+        use crate::model::clip::{clip, MAX_NAME, MAX_TEXT};
+        if let Some(n) = &mut self.note {
+            clip(n, MAX_TEXT);
+        }
+        if let Some(t) = &mut self.tests {
+            for s in [&mut t.suite, &mut t.suite_status].into_iter().flatten() {
+                clip(s, MAX_NAME);
+            }
+        }
+    }
+
+    /// The run's timeout as recorded. The file may have been damaged or written by someone
+    /// else: a value that is not a sane duration (negative, NaN, infinite, absurdly large)
+    /// is bounded instead of crashing the daemon that recovers the run.
+    pub fn timeout(&self) -> Duration {
+        const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+        match Duration::try_from_secs_f64(self.timeout_s) {
+            Ok(d) => d.min(MAX),
+            Err(_) if self.timeout_s > 0.0 => MAX,
+            Err(_) => Duration::ZERO,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.run_dir.join(RECORD_FILE)
+    }
+}
+
+/// Run ids are `<due as 20261127T101500Z>-<n>`: sortable, unique per job, and they say which
+/// due time a run stands for even when its record is lost.
+pub fn run_id_prefix(due: DateTime<Utc>) -> String {
+    due.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Sort key of a run id: (due part, sequence number).
+pub fn run_id_key(id: &str) -> (String, u64) {
+    match id.rsplit_once('-') {
+        Some((due, n)) => (due.to_string(), n.parse().unwrap_or(0)),
+        None => (id.to_string(), 0),
+    }
+}
+
+/// Parses the due time out of a run id.
+pub fn due_of_run_id(id: &str) -> Option<DateTime<Utc>> {
+    let (due, _) = id.rsplit_once('-')?;
+    chrono::NaiveDateTime::parse_from_str(due, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+/// RFC 3339 with milliseconds, the format of every timestamp the project prints.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
