@@ -303,7 +303,11 @@ pub fn run(config_path: &Path) -> i32 {
     let t0 = Instant::now();
     let path = config::absolute(config_path);
     // The agent tells a cached plugin its interval only by the folder it runs it from.
-    let beat = agent_mode::of_this_process();
+    // What this process was invoked as (the agent runs ctrl without arguments).
+    let beat = std::env::args_os()
+        .next()
+        .map(|a| agent_mode::detect(&a))
+        .unwrap_or_default();
     let quick = config::locate_daemon_quick(&path);
     install_safety_net(quick.as_ref().map_or("system", |q| q.0.as_str()));
     crate::app::daemon::lifecycle::test_crash("ctrl");

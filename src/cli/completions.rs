@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Prints the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell) -> i32 {
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = super::args::Cli::command();
     let mut out = io::stdout().lock();
     clap_complete::generate(shell, &mut cmd, "robotmk-daemon", &mut out);
     match out.flush() {
@@ -26,7 +26,7 @@ pub fn completions(shell: clap_complete::Shell) -> i32 {
 /// into it (`robotmk-daemon.1`, `robotmk-daemon-history.1`, …: the main page refers to them).
 pub fn man(dir: Option<&Path>) -> i32 {
     // `help` is clap's, not ours: no page for it.
-    let cmd = crate::cli::Cli::command().disable_help_subcommand(true);
+    let cmd = super::args::Cli::command().disable_help_subcommand(true);
     let result = match dir {
         Some(d) => clap_mangen::generate_to(cmd, d)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", d.display()))),

@@ -62,14 +62,6 @@ pub fn detect(argv0: &OsStr) -> Beat {
     }
 }
 
-/// What this process was invoked as (ctrl is run by the agent without arguments).
-pub fn of_this_process() -> Beat {
-    std::env::args_os()
-        .next()
-        .map(|a| detect(&a))
-        .unwrap_or_default()
-}
-
 /// The cache interval that counts: the larger of what ctrl saw and the config's
 /// `agent_cache_age`, with a word on where it comes from.
 pub fn interval(beat: &Beat, agent_cache_age: Option<Duration>) -> Option<(Duration, String)> {
@@ -157,25 +149,5 @@ mod tests {
             "cached 120s (plugins/120/)"
         );
         assert_eq!(describe(&interval(&Beat::default(), None)), "sync");
-    }
-
-    #[test]
-    fn ctrl_records_the_mode_in_the_heartbeat() {
-        let dir = tempfile::tempdir().unwrap();
-        let st = crate::service::state::StateDir::new(dir.path());
-        assert_eq!(st.read_beat(), Beat::default(), "no heartbeat: sync");
-        let cached = detect(OsStr::new("300/robotmk_daemon_ctrl"));
-        st.beat(&cached).unwrap();
-        assert_eq!(st.read_beat(), cached);
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
-        let before = ino(&st.heartbeat_file());
-        std::thread::sleep(Duration::from_millis(20));
-        st.beat(&cached).unwrap();
-        assert!(ino(&st.heartbeat_file()) > before, "a beat moves the mtime");
-        st.beat(&Beat::default()).unwrap();
-        assert_eq!(st.read_beat(), Beat::default(), "moved back to sync");
-        // A heartbeat touched by an older ctrl (empty) reads as sync.
-        std::fs::write(st.heartbeat_file(), b"").unwrap();
-        assert_eq!(st.read_beat(), Beat::default());
     }
 }

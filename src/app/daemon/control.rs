@@ -22,22 +22,20 @@
 //! [`crate::logic::liveness`]). It is written from this loop, so a daemon whose loop is stopped or
 //! stuck stops answering, and only when the heartbeat changed: one write per ctrl call.
 
-use super::{Daemon, Phase};
-use crate::logic::agent_mode::{self, Beat};
+use super::shell::{Daemon, Phase};
+use super::watch::FALLBACK_POLL;
+use crate::logic::agent_mode::{self};
 use crate::logic::config::{self};
 use crate::model::config::Config;
 use crate::model::record::RunRecord;
 use crate::model::request::{StopMode, StopRequest};
-use crate::service::state::{self, StateDir};
+use crate::service::state::{self};
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
-/// How often the daemon looks when a watch could not be set up (or on a platform without
-/// one): long, since the watches are the normal way.
-pub const FALLBACK_POLL: Duration = Duration::from_secs(30);
 /// How often runs adopted from a previous daemon (not our children: no exit event) are
 /// looked for while there are any.
 const ADOPTED_POLL: Duration = Duration::from_secs(1);
@@ -47,81 +45,6 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// A look even when nothing changed, as a safety net for a change the watches missed; rare
 /// enough to cost nothing (cron wakes every minute).
 const SAFETY_LOOK: Duration = Duration::from_secs(600);
-
-pub struct Control {
-    hb_mtime: Option<SystemTime>,
-    hb_seen: Instant,
-    /// The heartbeat mtime last copied to `heartbeat-ack` (retried every tick until it is).
-    acked: Option<SystemTime>,
-    run_flag: Option<PathBuf>,
-    /// Why the config file is not trusted now (another user could change it); reloads wait
-    /// until it is trusted again.
-    untrusted: Option<String>,
-    /// When this daemon took the instance lock: older stop requests were not meant for it.
-    locked_at: chrono::DateTime<Utc>,
-    /// What the last ctrl saw of the agent: the cached mode stretches the dead man timeout.
-    beat: Beat,
-    /// Wakes the loop on changes of the watched paths; `None` if it could not start.
-    watcher: Option<crate::service::sys::Watcher>,
-    /// A watched path changed since the last look.
-    pub(super) changed: bool,
-    pub(super) last_look: Instant,
-    /// Why the watches are incomplete (then the daemon polls), as last logged.
-    degraded: Option<String>,
-    /// When to retry unsaved records, and the delay after that.
-    retry: Option<(Instant, Duration)>,
-}
-
-impl Control {
-    pub fn new(
-        st: &StateDir,
-        run_flag: Option<PathBuf>,
-        locked_at: chrono::DateTime<Utc>,
-    ) -> Control {
-        // A manual `start` has no ctrl before it: count the start as a beat.
-        if st.heartbeat_mtime().is_none() {
-            let _ = st.touch_heartbeat();
-        }
-        let hb_mtime = st.heartbeat_mtime();
-        // Answered at once: the ctrl that launched this daemon beat just before the watches
-        // were set up, and the first look comes only after recovery (slow with many runs).
-        let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
-        Control {
-            hb_mtime,
-            hb_seen: Instant::now(),
-            acked,
-            run_flag,
-            untrusted: None,
-            locked_at,
-            beat: st.read_beat(),
-            watcher: None,
-            // The first pass looks (and arms the watches).
-            changed: true,
-            last_look: Instant::now(),
-            degraded: None,
-            retry: None,
-        }
-    }
-
-    /// Starts the watcher thread; its changes reach the loop as `wake` calls.
-    pub fn watch(&mut self, wake: impl Fn() + Send + 'static) {
-        match crate::service::sys::Watcher::start(wake) {
-            Ok(w) => self.watcher = Some(w),
-            Err(e) => {
-                let why = format!("cannot watch files ({e})");
-                warn!("{why}; looking every {}s instead", FALLBACK_POLL.as_secs());
-                self.degraded = Some(why);
-            }
-        }
-    }
-
-    /// Whether a sleep may be long: a set wall clock wakes the loop.
-    pub fn sees_clock_changes(&self) -> bool {
-        self.watcher
-            .as_ref()
-            .is_some_and(|w| w.sees_clock_changes())
-    }
-}
 
 impl Daemon {
     /// Whether a look is due now: a watched path changed, or a deadline passed.
@@ -610,7 +533,7 @@ impl Daemon {
                         js.queued += 1;
                         let job = Arc::clone(&js.job);
                         info!(job = %r.job, request = id, "run-once requested");
-                        self.queue.push_back(super::runs::Pending {
+                        self.queue.push_back(super::table::Pending {
                             job,
                             due: Utc::now(),
                             trigger: crate::model::record::Trigger::RunOnce,

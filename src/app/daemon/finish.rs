@@ -17,8 +17,8 @@
 //!
 //! The loop counts the records in flight here and does not exit before they are written.
 
-use super::runs::write_final;
-use super::Event;
+use super::event::Event;
+use super::folder::write_final;
 use crate::logic::robot::budget::Stopping;
 use crate::logic::robot::{Reading, RunFolder};
 use crate::model::limits::Limits;
@@ -354,7 +354,7 @@ pub(super) fn complete(rec: &mut RunRecord, read: ReadSpec, stopping: Option<&St
         limits: read.limits,
         stopping,
     };
-    super::runs::complete(rec, &how);
+    super::folder::complete(rec, &how);
 }
 
 /// Completes and writes one record; returns it with the write error, if any.

@@ -6,7 +6,7 @@
 //! last release, they are handed back: the idle daemon's RSS is then what idling uses, and it
 //! stays flat however many runs came before.
 
-use super::Daemon;
+use super::shell::Daemon;
 use crate::logic::config::{self};
 use crate::model::config::{Config, ConfigError, Job};
 use chrono::Utc;

@@ -6,8 +6,8 @@
 //! otherwise it is recorded `interrupted`. Corrupt records and results are moved aside with a
 //! warning naming the file, and the daemon carries on.
 
-use super::runs::ActiveRun;
-use super::Daemon;
+use super::shell::Daemon;
+use super::table::ActiveRun;
 use crate::model::record::{Outcome, RunRecord, Trigger, RECORD_VERSION};
 use crate::service::state::record::{self};
 use crate::service::state::{self, quarantine};
@@ -226,7 +226,7 @@ impl Daemon {
             .and_then(|_| record::update_latest(&self.state, &rec))
         {
             self.state_failure(
-                super::runs::record_cause(&rec),
+                super::folder::record_cause(&rec),
                 format!(
                     "cannot record recovered run {} of {}: {e}",
                     rec.run_id, rec.job

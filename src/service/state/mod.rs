@@ -481,26 +481,6 @@ mod tests {
         assert!(!fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
     }
 
-    #[cfg(unix)]
-    #[test]
-    fn a_planted_directory_symlink_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let elsewhere = dir.path().join("elsewhere");
-        fs::create_dir(&elsewhere).unwrap();
-        let st = StateDir::new(dir.path().join("state"));
-        st.ensure().unwrap();
-        fs::create_dir(st.jobs_dir()).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, st.job_dir("j")).unwrap();
-        let e = crate::service::state::record::allocate_run_dir(&st, "j", chrono::Utc::now())
-            .unwrap_err();
-        assert!(e.to_string().contains("symlink"), "{e}");
-        assert_eq!(
-            fs::read_dir(&elsewhere).unwrap().count(),
-            0,
-            "wrote through the link"
-        );
-    }
-
     #[test]
     fn quarantine_moves_aside() {
         let dir = tempfile::tempdir().unwrap();
@@ -510,5 +490,27 @@ mod tests {
         let aside = quarantine(&p).unwrap();
         assert!(!p.exists());
         assert_eq!(fs::read(aside).unwrap(), b"{garbage");
+    }
+
+    #[test]
+    fn ctrl_records_the_mode_in_the_heartbeat() {
+        use crate::logic::agent_mode::{detect, Beat};
+        use std::ffi::OsStr;
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path());
+        assert_eq!(st.read_beat(), Beat::default(), "no heartbeat: sync");
+        let cached = detect(OsStr::new("300/robotmk_daemon_ctrl"));
+        st.beat(&cached).unwrap();
+        assert_eq!(st.read_beat(), cached);
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let before = ino(&st.heartbeat_file());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        st.beat(&cached).unwrap();
+        assert!(ino(&st.heartbeat_file()) > before, "a beat moves the mtime");
+        st.beat(&Beat::default()).unwrap();
+        assert_eq!(st.read_beat(), Beat::default(), "moved back to sync");
+        // A heartbeat touched by an older ctrl (empty) reads as sync.
+        std::fs::write(st.heartbeat_file(), b"").unwrap();
+        assert_eq!(st.read_beat(), Beat::default());
     }
 }

@@ -281,4 +281,23 @@ mod tests {
         assert_eq!(left[0], ids[0], "the protected in-flight run stays");
         assert_eq!(&left[1..], &ids[28..]);
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_directory_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        fs::create_dir(st.jobs_dir()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, st.job_dir("j")).unwrap();
+        let e = allocate_run_dir(&st, "j", chrono::Utc::now()).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "wrote through the link"
+        );
+    }
 }

@@ -17,7 +17,7 @@
 //! in one go.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Whose rights a removal runs with.
@@ -102,47 +102,22 @@ pub enum RemoveError {
     },
 }
 
-/// Removes `path` (a folder and everything in it, or a file or link) within `budget`, with
-/// `rights`. A missing `path` is [`Removal::Gone`].
-pub fn remove_tree(
-    path: &Path,
-    rights: Rights,
-    budget: &mut Budget,
-) -> Result<Removal, RemoveError> {
-    imp::remove_tree(path, rights, budget)
-}
-
-/// Removes `path` completely, look after look, until it is gone, an error stops it, or
-/// `limit` has passed: for a caller with no later look (a one-off clean-up off the loop
-/// thread).
-pub fn remove_tree_fully(
-    path: &Path,
-    rights: Rights,
-    limit: Duration,
-) -> Result<Removal, RemoveError> {
-    let end = Instant::now() + limit;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        let mut budget = Budget::new(left.min(Duration::from_secs(1)), u64::MAX);
-        match remove_tree(path, rights, &mut budget)? {
-            Removal::Gone => return Ok(Removal::Gone),
-            Removal::More if left.is_zero() => return Ok(Removal::More),
-            Removal::More => {}
-        }
-    }
-}
-
 #[cfg(unix)]
 #[path = "tree_unix.rs"]
 mod imp;
 
+pub use imp::{remove_tree, remove_tree_fully};
+
 #[cfg(windows)]
 mod imp {
     use super::*;
+    use std::path::Path;
 
-    /// std's Windows `remove_dir_all` opens every entry relative to its folder's handle,
-    /// removes links and junctions without following them, and walks with a heap stack.
-    pub(super) fn remove_tree(
+    /// Removes `path` (a folder and everything in it, or a file or link) within `budget`,
+    /// with `rights`. A missing `path` is [`Removal::Gone`]. std's Windows `remove_dir_all`
+    /// opens every entry relative to its folder's handle, removes links and junctions without
+    /// following them, and walks with a heap stack: one look does it all.
+    pub fn remove_tree(
         path: &Path,
         _rights: Rights,
         budget: &mut Budget,
@@ -178,6 +153,15 @@ mod imp {
                 source,
             }),
         }
+    }
+
+    /// Removes `path` completely, within `limit`: one look does it all here.
+    pub fn remove_tree_fully(
+        path: &Path,
+        rights: Rights,
+        limit: Duration,
+    ) -> Result<Removal, RemoveError> {
+        remove_tree(path, rights, &mut Budget::new(limit, u64::MAX))
     }
 }
 

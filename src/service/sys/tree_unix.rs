@@ -606,7 +606,9 @@ fn decode(b: &[u8]) -> Option<(Result<Removal, Fail>, u64, Name)> {
 
 // ---- the driver -----------------------------------------------------------------------------
 
-pub(super) fn remove_tree(
+/// Removes `path` (a folder and everything in it, or a file or link) within `budget`, with
+/// `rights`. A missing `path` is [`Removal::Gone`].
+pub fn remove_tree(
     path: &Path,
     rights: Rights,
     budget: &mut Budget,
@@ -712,6 +714,26 @@ pub(super) fn remove_tree(
                     source: io::Error::from_raw_os_error(f.errno),
                 }
             })
+        }
+    }
+}
+
+/// Removes `path` completely, look after look, until it is gone, an error stops it, or
+/// `limit` has passed: for a caller with no later look (a one-off clean-up off the loop
+/// thread).
+pub fn remove_tree_fully(
+    path: &Path,
+    rights: Rights,
+    limit: Duration,
+) -> Result<Removal, RemoveError> {
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut budget = Budget::new(left.min(Duration::from_secs(1)), u64::MAX);
+        match remove_tree(path, rights, &mut budget)? {
+            Removal::Gone => return Ok(Removal::Gone),
+            Removal::More if left.is_zero() => return Ok(Removal::More),
+            Removal::More => {}
         }
     }
 }
@@ -956,7 +978,6 @@ unsafe fn close_other_fds(a: RawFd, b: RawFd) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{remove_tree, remove_tree_fully};
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 

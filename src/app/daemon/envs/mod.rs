@@ -20,85 +20,21 @@
 //! environment is still building wait in the queue; if its build failed they are recorded as
 //! `error` with the build's last lines.
 
+mod side;
 mod worker;
 
-use super::Daemon;
-use crate::model::env::{EnvSpec, EnvState};
+pub(super) use side::{JobEnv, Side, Update};
+
+use super::shell::Daemon;
+use crate::model::env::EnvSpec;
 use crate::model::user::UserInfo;
 use crate::service::pyenv::{self};
-use crate::service::run::{self, ExitInfo, RunSpec};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use crate::service::run::{self, RunSpec};
+use side::Msg;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-
-/// What a job's runs get.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobEnv {
-    /// Its environment is being built and it has none ready: runs wait.
-    Waiting,
-    Ready {
-        key: String,
-        venv: PathBuf,
-    },
-    /// The build failed (or the file cannot be read): runs are recorded as `error`.
-    Failed(String),
-}
-
-/// The worker's news for the loop.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Update {
-    pub envs: Vec<EnvState>,
-    pub jobs: BTreeMap<String, JobEnv>,
-    /// Counts the updates: the loop echoes the last it has seen (see [`Msg::InUse`]).
-    pub seq: u64,
-}
-
-enum Msg {
-    Config {
-        /// Each job with an environment, with its `user` (who builds it, when the daemon is
-        /// root).
-        jobs: Vec<(String, EnvSpec, Option<UserInfo>)>,
-        timeout: Duration,
-        uv: Option<PathBuf>,
-        /// `[daemon] build_user`, looked up by the worker (never on the loop).
-        build_user: String,
-    },
-    /// Keys of the runs in flight (never removed under them); `None` while runs adopted after
-    /// a restart are in flight (their environment is unknown): remove nothing. With the last
-    /// update the loop had seen when it sent this: an environment no job uses any more is
-    /// removed only once the loop has seen that (a run it started just before would be in
-    /// these keys then), never while a start with it may be on its way.
-    InUse(Option<BTreeSet<String>>, u64),
-    Exited {
-        key: String,
-        exit: ExitInfo,
-    },
-    /// Something the daemon watches changed (an environment's source file among them): look
-    /// at the sources' stamps.
-    Look,
-}
-
-/// Builds in flight, by key: process group and folder (the loop ends them when it exits).
-type Builds = Arc<Mutex<BTreeMap<String, (u32, String)>>>;
-
-/// The loop's side: the worker's handle and what it last reported.
-#[derive(Default)]
-pub(super) struct Side {
-    tx: Option<Sender<Msg>>,
-    builds: Builds,
-    pub(super) jobs: BTreeMap<String, JobEnv>,
-    pub(super) views: Vec<EnvState>,
-    /// The environment key of each run in flight, by PID.
-    runs: HashMap<u32, String>,
-    sent_in_use: Option<(Option<BTreeSet<String>>, u64)>,
-    /// The last update seen.
-    seen: u64,
-    /// No scheduled run starts before this (`start_delay` after boot).
-    pub(super) hold_until: Option<Instant>,
-}
 
 impl Daemon {
     /// Tells the worker the jobs' environments (at start and after every reload), starting it
@@ -218,7 +154,7 @@ impl Daemon {
     }
 
     /// True while a run of `job` must wait: for its environment, or for `start_delay`.
-    pub(super) fn must_wait(&self, p: &super::runs::Pending) -> bool {
+    pub(super) fn must_wait(&self, p: &super::table::Pending) -> bool {
         let held = p.request.is_none() && self.envs.hold_until.is_some_and(|h| Instant::now() < h);
         held || (p.job.pyenv.is_some()
             && !matches!(

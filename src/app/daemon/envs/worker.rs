@@ -1,8 +1,8 @@
 //! The environment worker thread: hashing, builds, timeouts, state files, garbage; see the
 //! parent module for what it does and why it runs off the loop.
 
-use super::{Builds, JobEnv, Msg, Update};
-use crate::app::daemon::Event;
+use super::side::{Builds, JobEnv, Msg, Update};
+use crate::app::daemon::event::Event;
 use crate::model::env::{EnvSpec, EnvState, Phase};
 use crate::model::user::UserInfo;
 use crate::service::pyenv::{self};

@@ -1,0 +1,219 @@
+//! A run's folder and record outside the loop's state: the folder and journal prepared ahead
+//! of the due time, the runner's spec, the end marked on the record, the record completed
+//! from what the run left, and the final write with the job's latest result.
+
+use crate::model::config::Job;
+use crate::model::record::{Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
+use crate::service::run::{self, ExitInfo, RunSpec};
+use crate::service::state::private_file_options;
+use crate::service::state::record;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+pub(super) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A fresh, not yet finished record for a run of `job` due at `due`.
+pub(super) fn new_record(
+    job: &Job,
+    run_id: String,
+    run_dir: std::path::PathBuf,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> RunRecord {
+    let mut rec = RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout));
+    let dir = runner_dir(job, &rec.run_dir).display().to_string();
+    rec.result = job.result.as_ref().map(|r| {
+        let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
+        // A relative result is where the runner writes it: in its working directory.
+        let wd = job
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| runner_dir(job, &rec.run_dir));
+        wd.join(r)
+    });
+    rec
+}
+
+/// The runner's `{run_dir}`: the run folder, or for a job with a `user` that user's folder
+/// beside the state dir (see `workdir`).
+pub(super) fn runner_dir(job: &Job, run_dir: &std::path::Path) -> std::path::PathBuf {
+    match &job.user {
+        Some(_) => super::workdir::work_dir_of(run_dir).unwrap_or_else(|| run_dir.to_path_buf()),
+        None => run_dir.to_path_buf(),
+    }
+}
+
+/// Creates the run folder and writes the journal record: the slow, file-system part of a
+/// start, which the daemon does ahead of the due time.
+pub(super) fn prepare_folder(
+    st: &crate::service::state::StateDir,
+    job: &Job,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+) -> Result<RunRecord, String> {
+    let (run_id, run_dir) = record::allocate_run_dir(st, &job.name, due).map_err(|e| {
+        format!(
+            "job {}: run due {} not started: {e}",
+            job.name,
+            crate::model::record::ts(due)
+        )
+    })?;
+    let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
+    // The output files too: creating a file costs far more than opening one, and this runs
+    // ahead of the due time.
+    let created = rec.save().and_then(|_| {
+        private_file_options().open(run_dir.join(STDOUT_FILE))?;
+        private_file_options().open(run_dir.join(STDERR_FILE))?;
+        if let Some(user) = &job.user {
+            super::workdir::prepare(&run_dir, &job.name, user, job.argument_file.as_deref())?;
+        } else {
+            super::workdir::make_tmp(&run_dir)?;
+            if let Some(text) = &job.argument_file {
+                use std::io::Write;
+                crate::service::sys::file::create_new(
+                    &run_dir.join(crate::model::config::VARIABLES_FILE),
+                )?
+                .write_all(text.as_bytes())?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = created {
+        let _ = record::discard(st, &job.name, &run_dir);
+        return Err(format!(
+            "job {}: run due {} not started, its record could not be written: {e}",
+            job.name,
+            crate::model::record::ts(due)
+        ));
+    }
+    // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
+    // once the folder is there (a link whose run folder is gone is swept away), and kept in
+    // the journal, which removes it with the folder. Without one, the folder is named
+    // directly.
+    let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
+    if let Ok(link) = crate::service::sys::tmp_link::create(&tmp) {
+        rec.tmp = Some(link);
+        if rec.save().is_err() {
+            if let Some(link) = rec.tmp.take() {
+                let _ = crate::service::sys::tmp_link::remove(&link);
+            }
+        }
+    }
+    Ok(rec)
+}
+
+/// Builds the command line, environment and output paths of a prepared run.
+pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
+    // A config loaded without looking its users up (ctrl's) never runs a job: the run would
+    // otherwise start as root.
+    if job.user_deferred {
+        return Err(format!(
+            "job {}: its user was not looked up; not run",
+            job.name
+        ));
+    }
+    let run_dir = &runner_dir(job, &rec.run_dir);
+    // Output files stay in the record's folder: root's, opened before a `user` is taken.
+    let (stdout, stderr) = (rec.run_dir.join(STDOUT_FILE), rec.run_dir.join(STDERR_FILE));
+    let run_dir_s = run_dir.display().to_string();
+    let mut env = job.env.clone();
+    // The run's tag (see `run`): the record's folder, whoever the runner is.
+    env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
+    // The run's own temp folder (by its short name), unless the job names its own (the
+    // admin's choice wins).
+    let tmp = rec
+        .tmp
+        .clone()
+        .unwrap_or_else(|| run_dir.join(super::workdir::TMP_DIR))
+        .display()
+        .to_string();
+    for var in super::workdir::TMP_VARS {
+        env.entry(var.into()).or_insert_with(|| tmp.clone());
+    }
+    if let Some(u) = &job.user {
+        env.insert("HOME".into(), u.home.display().to_string());
+        env.insert("USER".into(), u.name.clone());
+        env.insert("LOGNAME".into(), u.name.clone());
+    }
+    env.insert("ROBOTMK_JOB".into(), job.name.clone());
+    env.insert("ROBOTMK_RUN_ID".into(), rec.run_id.clone());
+    Ok(RunSpec {
+        argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
+        env,
+        working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
+        stdout,
+        stderr,
+        user: job.user.as_ref().map(|u| run::RunAs {
+            uid: u.uid,
+            gid: u.gid,
+            groups: u.groups.clone(),
+        }),
+    })
+}
+
+/// The state-error cause of one record: it clears only when that record is written.
+pub(super) fn record_cause(rec: &RunRecord) -> String {
+    format!("record:{}/{}", rec.job, rec.run_id)
+}
+
+/// Writes a final record and the job's latest result. `rec` is the caller's: what is learnt
+/// on the way (the run folder was gone) goes into the record the loop then publishes.
+pub(super) fn write_final(
+    st: &crate::service::state::StateDir,
+    rec: &mut RunRecord,
+) -> std::io::Result<()> {
+    if let Err(e) = rec.save() {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        // The runner removed its own run folder: make a new one, so the record (at least)
+        // is kept, and say what happened.
+        crate::service::state::create_state_subdirs(
+            &st.root,
+            &["jobs", &rec.job, "runs", &rec.run_id],
+        )?;
+        if !rec.output_lost {
+            rec.output_lost = true;
+            let note =
+                "the run folder had disappeared (removed by the runner?); its output is lost";
+            rec.note = Some(match rec.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note.to_string(),
+            });
+        }
+        rec.save()?;
+        if rec.outcome != Some(Outcome::Skipped) {
+            record::update_latest(st, rec)?;
+        }
+        return Ok(());
+    }
+    if rec.outcome != Some(Outcome::Skipped) {
+        record::update_latest(st, rec)?;
+    }
+    Ok(())
+}
+
+/// Completes a record: end time, duration, exit, outcome, test statistics.
+/// Marks a record ended now: end time, duration, exit, outcome. Done when the loop learns of
+/// the end, so the times are the run's own, not when the finisher got to it.
+pub(super) fn mark_ended(rec: &mut RunRecord, outcome: Outcome, exit: Option<ExitInfo>) {
+    let now = Utc::now();
+    rec.finished = Some(now);
+    rec.duration_s = rec
+        .started
+        .map(|s| ((now - s).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0));
+    if let Some(exit) = exit {
+        rec.exit_code = exit.code;
+        rec.signal = exit.signal;
+    }
+    rec.outcome = Some(outcome);
+}
+
+/// What the finisher adds to an ended record: robot's result, read as `how` says (which may
+/// turn the outcome into a failure), then the caps on its texts.
+pub(super) fn complete(rec: &mut RunRecord, how: &crate::logic::robot::Reading) {
+    crate::logic::robot::annotate(rec, how);
+    rec.clip();
+}
