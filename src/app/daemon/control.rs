@@ -388,7 +388,7 @@ impl Daemon {
         self.info.config_stamp = now_stamp;
         self.dirty = true;
         super::lifecycle::test_crash("reload");
-        let new = match super::memory::load_config(&self.cfg.path) {
+        let new = match config::load(&self.cfg.path) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();

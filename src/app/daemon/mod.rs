@@ -18,7 +18,6 @@ mod finish;
 mod folder;
 mod jobs;
 pub mod lifecycle;
-mod memory;
 mod recover;
 mod runs;
 mod shell;

@@ -27,7 +27,7 @@ use super::event::Event;
 use super::jobs::JobState;
 use super::table::{ActiveRun, Pending};
 use super::watch::Control;
-use super::{envs, finish, lifecycle, memory};
+use super::{envs, finish, lifecycle};
 use crate::logic::config::{self};
 use crate::model::config::{Config, Overlap};
 use crate::model::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
@@ -129,9 +129,6 @@ pub struct Daemon {
     pub(super) finishing: usize,
     /// Python environments and `start_delay` (see `envs`).
     pub(super) envs: envs::Side,
-    /// Page faults and time when memory was last handed back (see `memory`); `None` before
-    /// the first time.
-    pub(super) released: Option<(u64, Instant)>,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -179,7 +176,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     crate::service::run::become_subreaper();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
-    let cfg = match memory::load_config(&opts.config) {
+    let cfg = match config::load(&opts.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("robotmk-daemon: config error: {e}");
@@ -376,7 +373,6 @@ impl Daemon {
             finisher: None,
             finishing: 0,
             envs: envs::Side::default(),
-            released: None,
         };
         d.publish_agent_mode();
         info!(
@@ -453,7 +449,7 @@ impl Daemon {
             }
             self.prepare_upcoming();
             self.flush_status(false);
-            self.release_when_idle();
+            self.shrink_when_idle();
             let wait = self.next_wake();
             match self.rx.recv_timeout(wait) {
                 Ok(ev) => {
@@ -782,6 +778,25 @@ impl Daemon {
             daemon: self.info.clone(),
             jobs,
             envs: self.envs.views.clone(),
+        }
+    }
+
+    /// Hands back the capacity a burst of runs left in the loop's collections once nothing is
+    /// in flight: a slot of `active` or `queue` holds a whole run record, and a large table is
+    /// a mapping of its own (see `sys::memory::tune_allocator`) that goes back to the system.
+    fn shrink_when_idle(&mut self) {
+        if !self.active.is_empty() || !self.queue.is_empty() || !self.lingering.is_empty() {
+            return;
+        }
+        if self.active.capacity() == 0 && self.queue.capacity() == 0 {
+            return;
+        }
+        self.active.shrink_to_fit();
+        self.queue.shrink_to_fit();
+        self.lingering.shrink_to_fit();
+        self.just_started.shrink_to_fit();
+        for js in self.jobs.values_mut() {
+            js.running.shrink_to_fit();
         }
     }
 
