@@ -66,7 +66,7 @@ pub fn run(plan: &Plan) -> i32 {
         let rerun_from = prev
             .filter(|_| plan.retry == Retry::Failed)
             .map(|p| p.output.clone())
-            .filter(|o| crate::logic::robot::read_result(o).is_ok());
+            .filter(|o| crate::service::results::read_result(o).is_ok());
         let ran = if rerun_from.is_some() {
             "failed"
         } else {
@@ -104,7 +104,7 @@ pub fn run(plan: &Plan) -> i32 {
             ..Default::default()
         });
         write_attempts(&plan.run_dir, &attempts);
-        let result = crate::logic::robot::read_result(&output);
+        let result = crate::service::results::read_result(&output);
         if result.as_ref().is_ok_and(|t| t.failed == 0) {
             break;
         }
@@ -136,7 +136,7 @@ fn merge(plan: &Plan, attempts: &[Attempt]) -> Option<i32> {
     let inputs: Vec<&Path> = attempts
         .iter()
         .map(|a| a.output.as_path())
-        .filter(|o| crate::logic::robot::read_result(o).is_ok())
+        .filter(|o| crate::service::results::read_result(o).is_ok())
         .collect();
     if inputs.is_empty() {
         say("no attempt left a result; nothing to merge");

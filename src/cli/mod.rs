@@ -109,7 +109,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             })
         }
         Command::ParseResult { file, peak_rss } => {
-            let code = match crate::logic::robot::read_result(&file) {
+            let code = match crate::service::results::read_result(&file) {
                 Ok(t) => {
                     println!("{}", serde_json::to_string(&t).unwrap_or_default());
                     0

@@ -316,6 +316,10 @@ impl RunFolder for Folder {
         &self.path
     }
 
+    fn open_log(&self, path: &Path) -> io::Result<File> {
+        crate::service::sys::file::open_read(path)
+    }
+
     fn open(&self, path: &Path) -> io::Result<File> {
         match path.strip_prefix(&self.path) {
             Ok(rel) => crate::service::sys::open_beneath(&self.path, rel),

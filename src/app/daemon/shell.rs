@@ -825,7 +825,7 @@ impl Daemon {
 
     /// The agent output ctrl prints, pre-rendered with the status (see `ctrl_view`).
     fn write_ctrl_view(&mut self, status: Status) {
-        match crate::logic::ctrl_view::save(status, &self.state.ctrl_view_file()) {
+        match crate::service::view::save(status, &self.state.ctrl_view_file()) {
             Ok(()) => self.state_ok("ctrl view"),
             Err(e) => self.state_failure("ctrl view", format!("cannot write the ctrl view: {e}")),
         }

@@ -34,6 +34,9 @@ pub(crate) trait RunFolder {
     /// reading. A missing file is `NotFound`; anything refused is another error that says
     /// why.
     fn open(&self, path: &Path) -> io::Result<File>;
+    /// Opens one of the run's own logs (`stdout.log`, `stderr.log` in the run folder, which
+    /// the daemon writes, not the runner).
+    fn open_log(&self, path: &Path) -> io::Result<File>;
 }
 
 /// How one run's results are read: from where, how many attempts its job has, and within
@@ -47,17 +50,8 @@ pub(crate) struct Reading<'a> {
     pub stopping: Option<&'a Stopping>,
 }
 
-/// Reads a result file: JSON when it is named `*.json` or starts with `{`, else XML. For a
-/// person's `parse-result` and the retry wrapper (which reads its own attempts as the job's
-/// user): no caps but the file's own.
-pub fn read_result(path: &Path) -> Result<TestStats, String> {
-    // The one safe open (no link, no FIFO: a runner's leftovers must not hang anyone).
-    let f = crate::service::sys::file::open_read(path).map_err(|e| e.to_string())?;
-    read_file(f, path, &Clock::new(Limits::NONE, None)).map_err(|e| e.to_string())
-}
-
 /// Reads the result in `f` (opened from `path`) within the bounds of `clock`.
-fn read_file(f: File, path: &Path, clock: &Clock) -> Result<TestStats, ResultError> {
+pub(crate) fn read_file(f: File, path: &Path, clock: &Clock) -> Result<TestStats, ResultError> {
     clock.ready()?;
     let len = f.metadata().map_err(ResultError::Refused)?.len();
     if len == 0 {
@@ -116,9 +110,9 @@ pub fn exit_meaning(code: i32) -> String {
 }
 
 /// The first `[ ERROR ]` line robot printed (stdout, then stderr), cut to [`MAX_TEXT`].
-pub fn first_error_line(run_dir: &Path) -> Option<String> {
+pub(crate) fn first_error_line(folder: &dyn RunFolder, run_dir: &Path) -> Option<String> {
     for name in [STDOUT_FILE, STDERR_FILE] {
-        let Ok(f) = crate::service::sys::file::open_read(&run_dir.join(name)) else {
+        let Ok(f) = folder.open_log(&run_dir.join(name)) else {
             continue;
         };
         // Robot prints its reason at once; the first MiB is plenty and bounds the read.
@@ -192,7 +186,7 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
         add_note(rec, format!("robot was ended by signal {sig}"));
     }
     if !have_result {
-        if let Some(line) = first_error_line(&rec.run_dir) {
+        if let Some(line) = first_error_line(how.folder, &rec.run_dir) {
             add_note(rec, format!("robot said: {line}"));
         }
     }
@@ -346,18 +340,6 @@ mod tests {
         assert!(exit_meaning(254).contains("not one of"));
     }
 
-    #[test]
-    fn an_empty_result_says_robot_was_killed_before_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("output.xml");
-        std::fs::write(&p, b"").unwrap();
-        let e = read_result(&p).unwrap_err();
-        assert!(e.contains("killed before it wrote anything"), "{e}");
-        let j = dir.path().join("r.json");
-        std::fs::write(&j, br#" {"suite":{"name":"S","tests":[]}}"#).unwrap();
-        assert_eq!(read_result(&j).unwrap().suite.as_deref(), Some("S"));
-    }
-
     /// A folder as the daemon opens it.
     struct Folder(PathBuf);
 
@@ -369,7 +351,12 @@ mod tests {
             let rel = path
                 .strip_prefix(&self.0)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "outside"))?;
-            crate::service::sys::open_beneath(&self.0, rel)
+            // The daemon opens beneath the folder (service::sys::open_beneath, tested
+            // there); these tests are about what is read, not how it is opened.
+            File::open(self.0.join(rel))
+        }
+        fn open_log(&self, path: &Path) -> io::Result<File> {
+            File::open(path)
         }
     }
 
