@@ -3,10 +3,10 @@
 //! `PROPTEST_CASES=10000 cargo test --test fuzz` for a longer run), and absurd sizes.
 
 use proptest::prelude::*;
-use robotmk_daemon::logic::config;
 use robotmk_daemon::logic::robot::{json, xml};
 use robotmk_daemon::logic::schedule::parse_cron;
 use robotmk_daemon::model::duration;
+use robotmk_daemon::service::config;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

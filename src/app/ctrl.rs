@@ -9,10 +9,10 @@
 use crate::app::hang::Judgement;
 use crate::logic::agent;
 use crate::logic::agent_mode::{self, Beat};
-use crate::logic::config::{self};
 use crate::logic::liveness::{self};
 use crate::model::config::Config;
 use crate::model::report::{self, CtrlReport};
+use crate::service::config::{self};
 use crate::service::state::StateDir;
 use crate::service::{launch, lock};
 use std::ffi::OsString;

@@ -9,9 +9,9 @@
 //! sane length and has its control characters escaped before it reaches the terminal.
 
 use crate::app::term::{sanitize, Style};
-use crate::logic::config::{self};
 use crate::model::config::Config;
 use crate::model::record::{Outcome, RunRecord};
+use crate::service::config::{self};
 use crate::service::state::record::{self};
 use crate::service::state::StateDir;
 use crate::service::sys::file;

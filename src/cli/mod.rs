@@ -9,10 +9,10 @@ mod completions;
 pub use args::{Cli, Command};
 
 use crate::app::{ctrl, daemon};
-use crate::logic::config::{self};
 use crate::model::config::Config;
 use crate::model::report::{self, Report};
 use crate::model::request::{StopMode, StopRequest};
+use crate::service::config::{self};
 use crate::service::state::{self, Durability, StateDir};
 use crate::service::{lock, run, sys};
 use chrono::Utc;

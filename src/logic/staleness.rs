@@ -210,9 +210,12 @@ mod tests {
     fn the_margin_is_stop_grace_plus_stale_margin() {
         let c = crate::logic::config::parse(
             std::path::Path::new("/etc/t.toml"),
+            std::path::Path::new("/etc"),
             "[daemon]\nstate_dir = \"/tmp/x\"\nstop_grace = \"15s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1m\"\ntimeout = \"20s\"\n",
+            Utc::now(),
         )
-        .unwrap();
+        .unwrap()
+        .config;
         assert_eq!(
             margin(&c.daemon),
             Duration::from_secs(15) + DEFAULT_STALE_MARGIN

@@ -4,6 +4,7 @@
 //! [`crate::model`], [`crate::logic`] and other services, without cycles (see
 //! docs/ARCHITECTURE.md).
 
+pub mod config;
 pub mod launch;
 pub mod lock;
 pub mod logging;

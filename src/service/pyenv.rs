@@ -439,7 +439,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
     // built by the daemon itself); a private one is still behind the 0700 state dir.
     crate::service::sys::set_shared_umask();
     // The install step runs in the project's folder: a relative --dir would then miss.
-    let venv = venv_dir(&crate::logic::config::absolute(&plan.dir));
+    let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
     // A build interrupted before (daemon killed, timeout) may have left half a venv.
     empty_dir(&venv)?;
     let env = plan.home.as_deref().map(build_env);

@@ -25,10 +25,10 @@
 use super::shell::{Daemon, Phase};
 use super::watch::FALLBACK_POLL;
 use crate::logic::agent_mode::{self};
-use crate::logic::config::{self};
 use crate::model::config::Config;
 use crate::model::record::RunRecord;
 use crate::model::request::{StopMode, StopRequest};
+use crate::service::config::{self};
 use crate::service::state::{self};
 use chrono::Utc;
 use std::path::PathBuf;

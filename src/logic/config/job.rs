@@ -1,13 +1,13 @@
 //! One `[[job]]` table: its raw form, the `kind = "robot"` shorthand, and every rule a job
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
-use super::{absolute, check_name, Locator};
-use crate::logic::schedule::{self};
-use crate::model::config::{
-    CatchUp, ConfigError, Job, Overlap, Retry, Services, Users, VARIABLES_FILE,
-};
+use super::{check_name, lexical, Locator, Need, Place, SELF_EXE_FALLBACK};
+use crate::logic::schedule;
+use crate::model::config::{CatchUp, ConfigError, Job, Overlap, Retry, Services, VARIABLES_FILE};
 use crate::model::duration::Dur;
+use crate::model::env::{EnvSpec, SourceKind};
 use crate::model::schedule::Schedule;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,358 +161,90 @@ fn robot_result_of(argv: &[String]) -> Option<String> {
     })
 }
 
-/// Resolves and validates the `index`th job.
+/// One job's place in the file, so each check reports its line, field and job.
+struct At<'a> {
+    loc: &'a Locator<'a>,
+    index: usize,
+    name: &'a str,
+    /// Where the job's table starts (for a missing key).
+    start: usize,
+}
+
+impl At<'_> {
+    fn field(&self, f: &str) -> Option<String> {
+        Some(format!("job[{}].{f}", self.index))
+    }
+
+    /// The error at `offset`, in field `f`, naming the job.
+    fn err(&self, offset: usize, f: &str, message: impl Into<String>) -> ConfigError {
+        let message = format!("job {:?}: {}", self.name, message.into());
+        self.loc.at(offset, self.field(f), message)
+    }
+
+    /// Where the preparation step reports a failure of what is at `offset` in field `f`.
+    fn place(&self, offset: usize, f: &str) -> Place {
+        Place(self.err(offset, f, ""))
+    }
+}
+
+/// Resolves and validates the `index`th job; what needs the host (its user, its environment
+/// file, this program's path) is added to `needs` as job number `index`.
 pub(super) fn resolve(
     loc: &Locator,
     index: usize,
     raw: Spanned<RawJob>,
     base: &Path,
-    users: Users,
+    now: DateTime<Utc>,
+    needs: &mut Vec<Need>,
 ) -> Result<Job, ConfigError> {
-    let job_start = raw.span().start;
+    let start = raw.span().start;
     let raw = raw.into_inner();
-    let field = |f: &str| Some(format!("job[{index}].{f}"));
     let name = raw.name.get_ref().clone();
-    check_name(&name).map_err(|m| loc.at(raw.name.span().start, field("name"), m))?;
-    let named = |m: String| format!("job {name:?}: {m}");
-    let (host, runtime_warn, runtime_crit) = checkmk_settings(loc, index, &name, &raw)?;
-
-    let schedule = match (&raw.every, &raw.cron) {
-        (Some(_), Some(c)) => {
-            return Err(loc.at(
-                c.span().start,
-                field("cron"),
-                named("set either `every` or `cron`, not both".into()),
-            ))
-        }
-        (None, None) => {
-            return Err(loc.at(
-                job_start,
-                field("every"),
-                named("needs a schedule: `every = \"5m\"` or `cron = \"*/5 * * * *\"`".into()),
-            ))
-        }
-        (Some(every), None) => {
-            let interval = every.get_ref().0;
-            if interval < Duration::from_secs(1) {
-                return Err(loc.at(
-                    every.span().start,
-                    field("every"),
-                    named("must be at least 1s".into()),
-                ));
-            }
-            if interval.subsec_millis() != 0 {
-                return Err(loc.at(
-                    every.span().start,
-                    field("every"),
-                    named("must be whole seconds".into()),
-                ));
-            }
-            let offset = raw
-                .offset
-                .as_ref()
-                .map_or(Duration::ZERO, |o| o.get_ref().0);
-            if offset >= interval {
-                let at = raw
-                    .offset
-                    .as_ref()
-                    .map_or(every.span().start, |o| o.span().start);
-                return Err(loc.at(
-                    at,
-                    field("offset"),
-                    named("must be shorter than `every`".into()),
-                ));
-            }
-            Schedule::Every { interval, offset }
-        }
-        (None, Some(c)) => {
-            if let Some(o) = &raw.offset {
-                return Err(loc.at(
-                    o.span().start,
-                    field("offset"),
-                    named("`offset` only applies to `every` schedules".into()),
-                ));
-            }
-            let cron = schedule::parse_cron(c.get_ref())
-                .map_err(|m| loc.at(c.span().start, field("cron"), named(m)))?;
-            Schedule::Cron {
-                text: c.get_ref().trim().to_string(),
-                cron: Box::new(cron),
-            }
-        }
+    check_name(&name)
+        .map_err(|m| loc.at(raw.name.span().start, Some(format!("job[{index}].name")), m))?;
+    let at = At {
+        loc,
+        index,
+        name: &name,
+        start,
     };
-
-    let user = match &raw.user {
-        None => None,
-        Some(u) => {
-            let at = |m: String| loc.at(u.span().start, field("user"), named(m));
-            let info = match users {
-                Users::LookUp => Some(
-                    crate::service::sys::lookup_user(u.get_ref()).map_err(|e| at(e.to_string()))?,
-                ),
-                Users::NamesOnly => None,
-            };
-            if !crate::service::sys::is_root() {
-                return Err(at(format!(
-                    "running a job as {:?} needs the daemon to run as root",
-                    u.get_ref()
-                )));
-            }
-            info
-        }
-    };
-    let pyenv = python_env(loc, index, &name, &raw, base, raw.user.is_some())?;
-    let mut argument_file = None;
+    let (host, runtime_warn, runtime_crit) = checkmk_settings(&at, &raw)?;
+    let schedule = schedule_of(&at, &raw)?;
+    if let Some(u) = &raw.user {
+        needs.push(Need::User {
+            job: index,
+            name: u.get_ref().clone(),
+            place: at.place(u.span().start, "user"),
+        });
+    }
+    let pyenv = python_env(&at, &raw, base, needs)?;
     let kind = raw.kind.unwrap_or(if raw.suite.is_some() {
         Kind::Robot
     } else {
         Kind::Command
     });
-    let command = match kind {
-        Kind::Command => {
-            let Some(cmd) = raw.command else {
-                return Err(loc.at(
-                    job_start,
-                    field("command"),
-                    named("needs `command = [\"program\", \"arg\", …]` (or `kind = \"robot\"` with `suite`)".into()),
-                ));
-            };
-            if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() {
-                return Err(loc.at(
-                    cmd.span().start,
-                    field("command"),
-                    named("must name a program as its first element".into()),
-                ));
-            }
-            for (f, present) in [
-                ("suite", raw.suite.is_some()),
-                ("robot_args", !raw.robot_args.is_empty()),
-                ("variables", !raw.variables.is_empty()),
-                ("robot", raw.robot.is_some()),
-                ("python", raw.python.is_some()),
-                ("requirements", raw.requirements.is_some()),
-                ("pyproject", raw.pyproject.is_some()),
-            ] {
-                if present {
-                    return Err(loc.at(
-                        cmd.span().start,
-                        field(f),
-                        named(format!("`{f}` only applies to `kind = \"robot\"` jobs")),
-                    ));
-                }
-            }
-            cmd.into_inner()
-        }
-        Kind::Robot => {
-            if let Some(cmd) = &raw.command {
-                return Err(loc.at(
-                    cmd.span().start,
-                    field("command"),
-                    named(
-                        "a `kind = \"robot\"` job builds its command from `suite`; drop `command`"
-                            .into(),
-                    ),
-                ));
-            }
-            let Some(suite) = raw.suite else {
-                return Err(loc.at(
-                    job_start,
-                    field("suite"),
-                    named("a `kind = \"robot\"` job needs `suite = \"/path/to/suite\"`".into()),
-                ));
-            };
-            if raw.robot.is_some() && raw.python.is_some() {
-                return Err(loc.at(
-                    suite.span().start,
-                    field("python"),
-                    named("set either `robot` or `python`, not both".into()),
-                ));
-            }
-            // A bare name is looked up on PATH; a path is relative to the config file.
-            let exe = |p: &PathBuf| {
-                if p.components().count() > 1 {
-                    absolute(&base.join(p)).display().to_string()
-                } else {
-                    p.display().to_string()
-                }
-            };
-            // With an environment, `python` is only its base interpreter: the runs find
-            // `robot` and `rebot` in the environment (its bin folder leads their PATH).
-            let (py_cmd, robot_cmd) = match pyenv {
-                Some(_) => (None, None),
-                None => (raw.python.clone(), raw.robot.clone()),
-            };
-            let mut cmd: Vec<String> = match (&py_cmd, &robot_cmd) {
-                (Some(py), _) => vec![exe(py), "-m".into(), "robot".into()],
-                (None, Some(r)) => vec![exe(r)],
-                (None, None) => vec!["robot".into()],
-            };
-            cmd.extend(["--outputdir".into(), "{run_dir}".into()]);
-            // Console colours and markers only clutter the captured stdout.
-            cmd.extend(["--consolecolors".into(), "off".into()]);
-            // Variables often hold secrets (passwords): argv is visible to every local user
-            // in `ps`, so they go to a 0600 argument file in the run folder instead.
-            if !raw.variables.is_empty() {
-                let mut text = String::new();
-                for (k, v) in &raw.variables {
-                    variable_line(k, v, &mut text)
-                        .map_err(|m| loc.at(job_start, field("variables"), named(m)))?;
-                }
-                argument_file = Some(text);
-                cmd.push("--argumentfile".into());
-                cmd.push(format!("{{run_dir}}/{}", VARIABLES_FILE));
-            }
-            for (i, arg) in raw.robot_args.iter().enumerate() {
-                let Some((opt, inline)) = result_option(arg) else {
-                    continue;
-                };
-                let value = inline.or(raw.robot_args.get(i + 1).map(String::as_str));
-                // Not writing a log, report or xunit file sends nothing elsewhere.
-                if opt != "output"
-                    && opt != "outputdir"
-                    && value.is_some_and(|v| v.eq_ignore_ascii_case("NONE"))
-                {
-                    continue;
-                }
-                return Err(loc.at(
-                    suite.span().start,
-                    field("robot_args"),
-                    named(format!(
-                        "`{arg}` (robot's --{opt}) would send results where the daemon does not read them; a `kind = \"robot\"` job writes them to its run folder ({{run_dir}}/output.xml, log.html, report.html). Use a `command` job with `result = \"…\"` to place them yourself"
-                    )),
-                ));
-            }
-            cmd.extend(raw.robot_args.iter().cloned());
-            cmd.push(absolute(&base.join(suite.get_ref())).display().to_string());
-            let attempts = raw.attempts.as_ref().map_or(1, |a| *a.get_ref());
-            if attempts > 1 {
-                // The retry wrapper (this very build, see `sys::self_exe`) runs robot and
-                // rebot; see robot::attempts.
-                let rebot: Vec<String> = match (&py_cmd, &robot_cmd) {
-                    (Some(py), _) => vec![exe(py), "-m".into(), "robot.rebot".into()],
-                    (None, Some(r)) if r.components().count() > 1 => {
-                        let r = PathBuf::from(exe(r));
-                        vec![r
-                            .with_file_name(format!("rebot{}", std::env::consts::EXE_SUFFIX))
-                            .display()
-                            .to_string()]
-                    }
-                    _ => vec!["rebot".into()],
-                };
-                let me = crate::service::sys::self_exe()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "robotmk-daemon".into());
-                let mut wrapped = vec![
-                    me,
-                    "robot-attempts".into(),
-                    "--run-dir".into(),
-                    "{run_dir}".into(),
-                    "--attempts".into(),
-                    attempts.to_string(),
-                    "--retry".into(),
-                    raw.retry.unwrap_or(Retry::Failed).as_str().into(),
-                    "--rebot-json".into(),
-                    serde_json::to_string(&rebot).unwrap_or_default(),
-                    "--".into(),
-                ];
-                wrapped.extend(cmd);
-                cmd = wrapped;
-            }
-            cmd
-        }
+    let (command, argument_file) = match kind {
+        Kind::Command => (command_of(&at, &raw)?, None),
+        Kind::Robot => robot_command(&at, &raw, base, pyenv.is_some(), needs)?,
     };
-
-    if let Some(a) = &raw.attempts {
-        if kind != Kind::Robot {
-            return Err(loc.at(
-                a.span().start,
-                field("attempts"),
-                named("`attempts` only applies to `kind = \"robot\"` jobs".into()),
-            ));
-        }
-        if !(1..=10).contains(a.get_ref()) {
-            return Err(loc.at(
-                a.span().start,
-                field("attempts"),
-                named("must be between 1 and 10".into()),
-            ));
-        }
-    }
-    if raw.retry.is_some() && raw.attempts.is_none() {
-        return Err(loc.at(
-            job_start,
-            field("retry"),
-            named("`retry` needs `attempts = N` (N > 1)".into()),
-        ));
-    }
-    let result = match (kind, &raw.result) {
-        (Kind::Robot, Some(r)) => {
-            return Err(loc.at(
-                r.span().start,
-                field("result"),
-                named("a `kind = \"robot\"` job always writes {run_dir}/output.xml; `result` is for `command` jobs".into()),
-            ))
-        }
-        (Kind::Robot, None) => Some("{run_dir}/output.xml".to_string()),
-        (Kind::Command, Some(r)) if r.get_ref().trim().is_empty() => {
-            return Err(loc.at(r.span().start, field("result"), named("must not be empty".into())))
-        }
-        (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
-        (Kind::Command, None) => robot_result_of(&command),
-    };
-    // The daemon reads a `user` job's results only inside that user's {run_dir}: anywhere
-    // else the user could point root at any file (see `robot::RunFolder`).
-    if let (Some(_), Some(r)) = (&user, &result) {
-        if !inside_run_dir(r, raw.working_dir.is_some()) {
-            let at = raw.result.as_ref().map_or(job_start, |r| r.span().start);
-            let which = if raw.result.is_some() {
-                "result"
-            } else {
-                "command"
-            };
-            return Err(loc.at(
-                at,
-                field(which),
-                named(format!(
-                    "the result {r:?} is outside {{run_dir}}: a job with `user` must write its result inside its run folder (e.g. \"{{run_dir}}/output.xml\"); the daemon reads nothing else the user writes"
-                )),
-            ));
-        }
-    }
-    if let (Some(w), Some(c)) = (&raw.test_runtime_warn, &raw.test_runtime_crit) {
-        if w.0 > c.0 {
-            return Err(loc.at(
-                job_start,
-                field("test_runtime_warn"),
-                named("must not be longer than `test_runtime_crit`".into()),
-            ));
-        }
-    }
-
+    check_attempts(&at, &raw, kind)?;
+    let result = result_of(&at, &raw, kind, &command)?;
+    check_levels(&at, &raw)?;
     let timeout = match &raw.timeout {
         Some(t) if t.get_ref().0.is_zero() => {
-            return Err(loc.at(
-                t.span().start,
-                field("timeout"),
-                named("must be longer than 0".into()),
-            ))
+            return Err(at.err(t.span().start, "timeout", "must be longer than 0"))
         }
         Some(t) => t.get_ref().0,
         // Without a timeout a hanging runner would block its job forever; the interval is the
         // natural bound since a run longer than it is already late for the next one.
-        None => schedule.nominal_interval(chrono::Utc::now()),
+        None => schedule.nominal_interval(now),
     };
-
     for key in raw.env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(loc.at(
-                job_start,
-                field("env"),
-                named(format!("invalid environment variable name {key:?}")),
-            ));
+            let m = format!("invalid environment variable name {key:?}");
+            return Err(at.err(start, "env", m));
         }
     }
-
     Ok(Job {
         name,
         command,
@@ -522,7 +254,7 @@ pub(super) fn resolve(
         overlap: raw.overlap.unwrap_or(Overlap::Skip),
         catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
         env: raw.env,
-        working_dir: raw.working_dir.map(|w| absolute(&base.join(w))),
+        working_dir: raw.working_dir.map(|w| lexical(&base.join(w))),
         argument_file,
         result,
         attempts: raw.attempts.map_or(1, |a| a.into_inner()),
@@ -533,69 +265,347 @@ pub(super) fn resolve(
         runtime_warn,
         runtime_crit,
         pyenv: pyenv.map(Box::new),
-        user: user.map(Box::new),
-        user_deferred: raw.user.is_some() && users == Users::NamesOnly,
+        // Looked up by the preparation step (see `Need::User`).
+        user: None,
+        user_deferred: raw.user.is_some(),
     })
 }
 
-/// The Python environment of a robot job (`requirements` or `pyproject`), checked: the file
-/// must be readable now (a typo is a config error, not a failed build at 3 am), and `robot`
-/// cannot name another runner.
-fn python_env(
-    loc: &Locator,
-    index: usize,
-    name: &str,
+/// `every` (with its `offset`) or `cron`: exactly one.
+fn schedule_of(at: &At, raw: &RawJob) -> Result<Schedule, ConfigError> {
+    match (&raw.every, &raw.cron) {
+        (Some(_), Some(c)) => Err(at.err(
+            c.span().start,
+            "cron",
+            "set either `every` or `cron`, not both",
+        )),
+        (None, None) => Err(at.err(
+            at.start,
+            "every",
+            "needs a schedule: `every = \"5m\"` or `cron = \"*/5 * * * *\"`",
+        )),
+        (Some(every), None) => {
+            let interval = every.get_ref().0;
+            if interval < Duration::from_secs(1) {
+                return Err(at.err(every.span().start, "every", "must be at least 1s"));
+            }
+            if interval.subsec_millis() != 0 {
+                return Err(at.err(every.span().start, "every", "must be whole seconds"));
+            }
+            let offset = raw
+                .offset
+                .as_ref()
+                .map_or(Duration::ZERO, |o| o.get_ref().0);
+            if offset >= interval {
+                let pos = raw
+                    .offset
+                    .as_ref()
+                    .map_or(every.span().start, |o| o.span().start);
+                return Err(at.err(pos, "offset", "must be shorter than `every`"));
+            }
+            Ok(Schedule::Every { interval, offset })
+        }
+        (None, Some(c)) => {
+            if let Some(o) = &raw.offset {
+                let m = "`offset` only applies to `every` schedules";
+                return Err(at.err(o.span().start, "offset", m));
+            }
+            let cron =
+                schedule::parse_cron(c.get_ref()).map_err(|m| at.err(c.span().start, "cron", m))?;
+            Ok(Schedule::Cron {
+                text: c.get_ref().trim().to_string(),
+                cron: Box::new(cron),
+            })
+        }
+    }
+}
+
+/// A `command` job's argv, and no robot-only key beside it.
+fn command_of(at: &At, raw: &RawJob) -> Result<Vec<String>, ConfigError> {
+    let Some(cmd) = &raw.command else {
+        return Err(at.err(
+            at.start,
+            "command",
+            "needs `command = [\"program\", \"arg\", …]` (or `kind = \"robot\"` with `suite`)",
+        ));
+    };
+    if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() {
+        let m = "must name a program as its first element";
+        return Err(at.err(cmd.span().start, "command", m));
+    }
+    for (f, present) in [
+        ("suite", raw.suite.is_some()),
+        ("robot_args", !raw.robot_args.is_empty()),
+        ("variables", !raw.variables.is_empty()),
+        ("robot", raw.robot.is_some()),
+        ("python", raw.python.is_some()),
+        ("requirements", raw.requirements.is_some()),
+        ("pyproject", raw.pyproject.is_some()),
+    ] {
+        if present {
+            let m = format!("`{f}` only applies to `kind = \"robot\"` jobs");
+            return Err(at.err(cmd.span().start, f, m));
+        }
+    }
+    Ok(cmd.get_ref().clone())
+}
+
+/// A program named in the config: a bare name is looked up on PATH (by the runner), a path is
+/// relative to the config file.
+fn program(p: &Path, base: &Path) -> String {
+    if p.components().count() > 1 {
+        lexical(&base.join(p)).display().to_string()
+    } else {
+        p.display().to_string()
+    }
+}
+
+/// A `kind = "robot"` job's argv built from `suite` and its options, and the content of its
+/// variables file; wrapped in the retry wrapper when it has `attempts`.
+fn robot_command(
+    at: &At,
     raw: &RawJob,
     base: &Path,
-    shared: bool,
-) -> Result<Option<crate::model::env::EnvSpec>, ConfigError> {
-    use crate::model::env::{EnvSpec, SourceKind};
-    let field = |f: &str| Some(format!("job[{index}].{f}"));
-    let named = |m: String| format!("job {name:?}: {m}");
+    has_env: bool,
+    needs: &mut Vec<Need>,
+) -> Result<(Vec<String>, Option<String>), ConfigError> {
+    if let Some(cmd) = &raw.command {
+        let m = "a `kind = \"robot\"` job builds its command from `suite`; drop `command`";
+        return Err(at.err(cmd.span().start, "command", m));
+    }
+    let Some(suite) = &raw.suite else {
+        let m = "a `kind = \"robot\"` job needs `suite = \"/path/to/suite\"`";
+        return Err(at.err(at.start, "suite", m));
+    };
+    if raw.robot.is_some() && raw.python.is_some() {
+        let m = "set either `robot` or `python`, not both";
+        return Err(at.err(suite.span().start, "python", m));
+    }
+    // With an environment, `python` is only its base interpreter: the runs find `robot` and
+    // `rebot` in the environment (its bin folder leads their PATH).
+    let (py, robot) = match has_env {
+        true => (None, None),
+        false => (raw.python.as_deref(), raw.robot.as_deref()),
+    };
+    let mut cmd: Vec<String> = match (py, robot) {
+        (Some(py), _) => vec![program(py, base), "-m".into(), "robot".into()],
+        (None, Some(r)) => vec![program(r, base)],
+        (None, None) => vec!["robot".into()],
+    };
+    cmd.extend(["--outputdir".into(), "{run_dir}".into()]);
+    // Console colours and markers only clutter the captured stdout.
+    cmd.extend(["--consolecolors".into(), "off".into()]);
+    let argument_file = variables_file(at, raw, &mut cmd)?;
+    check_robot_args(at, raw, suite.span().start)?;
+    cmd.extend(raw.robot_args.iter().cloned());
+    cmd.push(lexical(&base.join(suite.get_ref())).display().to_string());
+    let attempts = raw.attempts.as_ref().map_or(1, |a| *a.get_ref());
+    if attempts > 1 {
+        cmd = retry_wrapper(raw, attempts, py, robot, base, cmd);
+        needs.push(Need::SelfExe { job: at.index });
+    }
+    Ok((cmd, argument_file))
+}
+
+/// Variables often hold secrets (passwords): argv is visible to every local user in `ps`, so
+/// they go to a 0600 argument file in the run folder instead.
+fn variables_file(
+    at: &At,
+    raw: &RawJob,
+    cmd: &mut Vec<String>,
+) -> Result<Option<String>, ConfigError> {
+    if raw.variables.is_empty() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    for (k, v) in &raw.variables {
+        variable_line(k, v, &mut text).map_err(|m| at.err(at.start, "variables", m))?;
+    }
+    cmd.push("--argumentfile".into());
+    cmd.push(format!("{{run_dir}}/{VARIABLES_FILE}"));
+    Ok(Some(text))
+}
+
+/// No robot option in `robot_args` that would send results where the daemon does not look.
+fn check_robot_args(at: &At, raw: &RawJob, suite_at: usize) -> Result<(), ConfigError> {
+    for (i, arg) in raw.robot_args.iter().enumerate() {
+        let Some((opt, inline)) = result_option(arg) else {
+            continue;
+        };
+        let value = inline.or(raw.robot_args.get(i + 1).map(String::as_str));
+        // Not writing a log, report or xunit file sends nothing elsewhere.
+        if opt != "output"
+            && opt != "outputdir"
+            && value.is_some_and(|v| v.eq_ignore_ascii_case("NONE"))
+        {
+            continue;
+        }
+        return Err(at.err(
+            suite_at,
+            "robot_args",
+            format!(
+                "`{arg}` (robot's --{opt}) would send results where the daemon does not read them; a `kind = \"robot\"` job writes them to its run folder ({{run_dir}}/output.xml, log.html, report.html). Use a `command` job with `result = \"…\"` to place them yourself"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The retry wrapper around robot's argv: this very build (its path is the preparation
+/// step's, see `Need::SelfExe`; until then the name it falls back to) runs robot and rebot;
+/// see `app::attempts`.
+fn retry_wrapper(
+    raw: &RawJob,
+    attempts: u32,
+    py: Option<&Path>,
+    robot: Option<&Path>,
+    base: &Path,
+    cmd: Vec<String>,
+) -> Vec<String> {
+    let rebot: Vec<String> = match (py, robot) {
+        (Some(py), _) => vec![program(py, base), "-m".into(), "robot.rebot".into()],
+        (None, Some(r)) if r.components().count() > 1 => {
+            let r = PathBuf::from(program(r, base));
+            vec![r
+                .with_file_name(format!("rebot{}", std::env::consts::EXE_SUFFIX))
+                .display()
+                .to_string()]
+        }
+        _ => vec!["rebot".into()],
+    };
+    let mut wrapped = vec![
+        SELF_EXE_FALLBACK.to_string(),
+        "robot-attempts".into(),
+        "--run-dir".into(),
+        "{run_dir}".into(),
+        "--attempts".into(),
+        attempts.to_string(),
+        "--retry".into(),
+        raw.retry.unwrap_or(Retry::Failed).as_str().into(),
+        "--rebot-json".into(),
+        serde_json::to_string(&rebot).unwrap_or_default(),
+        "--".into(),
+    ];
+    wrapped.extend(cmd);
+    wrapped
+}
+
+/// `attempts` only for robot jobs, 1 to 10; `retry` only with `attempts`.
+fn check_attempts(at: &At, raw: &RawJob, kind: Kind) -> Result<(), ConfigError> {
+    if let Some(a) = &raw.attempts {
+        if kind != Kind::Robot {
+            let m = "`attempts` only applies to `kind = \"robot\"` jobs";
+            return Err(at.err(a.span().start, "attempts", m));
+        }
+        if !(1..=10).contains(a.get_ref()) {
+            return Err(at.err(a.span().start, "attempts", "must be between 1 and 10"));
+        }
+    }
+    if raw.retry.is_some() && raw.attempts.is_none() {
+        let m = "`retry` needs `attempts = N` (N > 1)";
+        return Err(at.err(at.start, "retry", m));
+    }
+    Ok(())
+}
+
+/// Where the run's Robot Framework result is: `{run_dir}/output.xml` for robot jobs, what
+/// `result` says (or robot's own options say) for command jobs; inside `{run_dir}` for a job
+/// with a `user`.
+fn result_of(
+    at: &At,
+    raw: &RawJob,
+    kind: Kind,
+    command: &[String],
+) -> Result<Option<String>, ConfigError> {
+    let result = match (kind, &raw.result) {
+        (Kind::Robot, Some(r)) => {
+            return Err(at.err(
+                r.span().start,
+                "result",
+                "a `kind = \"robot\"` job always writes {run_dir}/output.xml; `result` is for `command` jobs",
+            ))
+        }
+        (Kind::Robot, None) => Some("{run_dir}/output.xml".to_string()),
+        (Kind::Command, Some(r)) if r.get_ref().trim().is_empty() => {
+            return Err(at.err(r.span().start, "result", "must not be empty"))
+        }
+        (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
+        (Kind::Command, None) => robot_result_of(command),
+    };
+    // The daemon reads a `user` job's results only inside that user's {run_dir}: anywhere
+    // else the user could point root at any file (see `logic::robot::RunFolder`).
+    if let (Some(_), Some(r)) = (&raw.user, &result) {
+        if !inside_run_dir(r, raw.working_dir.is_some()) {
+            let pos = raw.result.as_ref().map_or(at.start, |r| r.span().start);
+            let which = if raw.result.is_some() {
+                "result"
+            } else {
+                "command"
+            };
+            return Err(at.err(
+                pos,
+                which,
+                format!(
+                    "the result {r:?} is outside {{run_dir}}: a job with `user` must write its result inside its run folder (e.g. \"{{run_dir}}/output.xml\"); the daemon reads nothing else the user writes"
+                ),
+            ));
+        }
+    }
+    Ok(result)
+}
+
+/// The per-test runtime levels: WARN not above CRIT.
+fn check_levels(at: &At, raw: &RawJob) -> Result<(), ConfigError> {
+    if let (Some(w), Some(c)) = (&raw.test_runtime_warn, &raw.test_runtime_crit) {
+        if w.0 > c.0 {
+            let m = "must not be longer than `test_runtime_crit`";
+            return Err(at.err(at.start, "test_runtime_warn", m));
+        }
+    }
+    Ok(())
+}
+
+/// The Python environment of a robot job (`requirements` or `pyproject`), checked: `robot`
+/// cannot name another runner, and the file must be readable now (a typo is a config error,
+/// not a failed build at 3 am: the preparation step reads it, see `Need::EnvSource`).
+fn python_env(
+    at: &At,
+    raw: &RawJob,
+    base: &Path,
+    needs: &mut Vec<Need>,
+) -> Result<Option<EnvSpec>, ConfigError> {
     let (file, kind, key) = match (&raw.requirements, &raw.pyproject) {
         (None, None) => return Ok(None),
         (Some(_), Some(p)) => {
-            return Err(loc.at(
-                p.span().start,
-                field("pyproject"),
-                named("set either `requirements` or `pyproject`, not both".into()),
-            ))
+            let m = "set either `requirements` or `pyproject`, not both";
+            return Err(at.err(p.span().start, "pyproject", m));
         }
         (Some(r), None) => (r, SourceKind::Requirements, "requirements"),
         (None, Some(p)) => (p, SourceKind::Pyproject, "pyproject"),
     };
     if raw.robot.is_some() {
-        return Err(loc.at(
+        return Err(at.err(
             file.span().start,
-            field("robot"),
-            named(format!(
+            "robot",
+            format!(
                 "`robot` cannot be combined with `{key}`: the job runs the environment's robot (`python` names the interpreter the environment is built from)"
-            )),
+            ),
         ));
     }
-    let source = absolute(&base.join(file.get_ref()));
-    if let Err(e) = crate::service::sys::file::read(
-        &source,
-        crate::service::pyenv::SOURCE_CAP,
-        crate::service::sys::file::Links::Follow,
-    ) {
-        return Err(loc.at(
-            file.span().start,
-            field(key),
-            named(format!("cannot read {}: {e}", source.display())),
-        ));
-    }
+    needs.push(Need::EnvSource {
+        job: at.index,
+        place: at.place(file.span().start, key),
+    });
     let python = match &raw.python {
-        Some(p) if p.components().count() > 1 => absolute(&base.join(p)).display().to_string(),
-        Some(p) => p.display().to_string(),
+        Some(p) => program(p, base),
         None if cfg!(windows) => "python".into(),
         None => "python3".into(),
     };
     Ok(Some(EnvSpec {
-        source,
+        source: lexical(&base.join(file.get_ref())),
         kind,
         python,
-        shared,
+        shared: raw.user.is_some(),
     }))
 }
 
@@ -605,39 +615,30 @@ const MAX_HOST_LEN: usize = 253;
 /// The Checkmk side of a job: its piggyback host and runtime levels.
 #[allow(clippy::type_complexity)]
 fn checkmk_settings(
-    loc: &Locator,
-    index: usize,
-    name: &str,
+    at: &At,
     raw: &RawJob,
 ) -> Result<(Option<String>, Option<Duration>, Option<Duration>), ConfigError> {
-    let field = |f: &str| Some(format!("job[{index}].{f}"));
-    let named = |m: String| format!("job {name:?}: {m}");
     let host = match &raw.host {
         Some(h) => {
             let v = h.get_ref();
-            check_host(v).map_err(|m| loc.at(h.span().start, field("host"), named(m)))?;
+            check_host(v).map_err(|m| at.err(h.span().start, "host", m))?;
             Some(v.clone())
         }
         None => None,
     };
     let level = |l: &Option<Spanned<Dur>>, f: &str| match l {
-        Some(d) if d.get_ref().0.is_zero() => Err(loc.at(
-            d.span().start,
-            field(f),
-            named("must be longer than 0".into()),
-        )),
+        Some(d) if d.get_ref().0.is_zero() => {
+            Err(at.err(d.span().start, f, "must be longer than 0"))
+        }
         Some(d) => Ok(Some(d.get_ref().0)),
         None => Ok(None),
     };
     let warn = level(&raw.runtime_warn, "runtime_warn")?;
     let crit = level(&raw.runtime_crit, "runtime_crit")?;
-    if let (Some(w), Some(c), Some(at)) = (warn, crit, &raw.runtime_crit) {
+    if let (Some(w), Some(c), Some(a)) = (warn, crit, &raw.runtime_crit) {
         if w > c {
-            return Err(loc.at(
-                at.span().start,
-                field("runtime_crit"),
-                named("must not be shorter than `runtime_warn`".into()),
-            ));
+            let m = "must not be shorter than `runtime_warn`";
+            return Err(at.err(a.span().start, "runtime_crit", m));
         }
     }
     Ok((host, warn, crit))

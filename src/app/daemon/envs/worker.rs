@@ -237,7 +237,7 @@ impl Worker {
         let mut wanted: Vec<(String, EnvSpec, Option<UserInfo>)> = Vec::new();
         let mut touched = Vec::new();
         for t in self.jobs.values_mut() {
-            let stamp = crate::logic::config::stamp(&t.spec.source);
+            let stamp = crate::service::config::stamp(&t.spec.source);
             if t.key.is_none() || stamp != t.stamp {
                 let seen_before = t.key.is_some();
                 t.stamp = stamp;

@@ -1,0 +1,547 @@
+//! The config file from the host's side: where it is found, reading it, its stamp, and the
+//! preparation step that does what parsing leaves to the host (see `logic::config::Need`):
+//! looking the jobs' users up, finding uv, reading the environment files, this program's path
+//! and the default state dir.
+
+use crate::logic::config::{self as parsing, Draft, Need};
+use crate::model::config::{Config, ConfigError, Users, CONFIG_ENV, CONFIG_FILE_NAME};
+use crate::service::{pyenv, sys};
+use std::path::{Path, PathBuf};
+
+/// Where the config is looked for, in order, when `--config` is not given.
+pub fn discover() -> PathBuf {
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::var_os("MK_CONFDIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(dir).join(CONFIG_FILE_NAME);
+    }
+    default_config_dir().join(CONFIG_FILE_NAME)
+}
+
+fn default_config_dir() -> PathBuf {
+    PathBuf::from(crate::service::sys::DEFAULT_CONFIG_DIR)
+}
+
+/// The state dir used when the config names none: `$MK_VARDIR/robotmk-daemon/<instance>`, else
+/// the agent's var dir if the agent is installed, else an OS default.
+///
+/// A relative `$MK_VARDIR` is an error: ctrl and the daemon it launches run in different
+/// working directories and would resolve it to different state dirs.
+pub fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
+    let base = match std::env::var_os("MK_VARDIR").filter(|p| !p.is_empty()) {
+        Some(v) if !Path::new(&v).is_absolute() => {
+            return Err(format!(
+                "the environment variable MK_VARDIR={:?} is a relative path; set it to an absolute path, or set daemon.state_dir",
+                v
+            ))
+        }
+        Some(v) => PathBuf::from(v),
+        None => crate::service::sys::default_state_base(),
+    };
+    Ok(base.join("robotmk-daemon").join(instance))
+}
+
+/// Makes `path` absolute and drops `.`/`..` lexically (no symlinks are resolved), so paths in
+/// messages and records read as the admin expects.
+pub fn absolute(path: &Path) -> PathBuf {
+    parsing::lexical(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// Reads and validates the config at `path`, looking up its jobs' users.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, Users::LookUp)
+}
+
+/// [`load`], with or without looking up the jobs' users.
+pub fn load_with(path: &Path, users: Users) -> Result<Config, ConfigError> {
+    let path = absolute(path);
+    let text = read(&path)?;
+    parse_with(&path, &text, users)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    use sys::file;
+    // Follows a symlink (an admin may link the config), but never blocks on a FIFO and never
+    // reads more than the cap.
+    let bytes = file::read(path, file::cap::CONFIG, file::Links::Follow).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "; pass --config PATH, set ${CONFIG_ENV}, or create it (see examples/ for one to copy)"
+            )
+        } else {
+            String::new()
+        };
+        parsing::plain(path, format!("cannot read config: {e}{hint}"))
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        parsing::plain(
+            path,
+            format!(
+                "config is not valid UTF-8 (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Parses and validates config text, looking up its jobs' users; `path` is used for messages
+/// and relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, Users::LookUp)
+}
+
+/// [`parse`], with or without looking up the jobs' users.
+pub fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, ConfigError> {
+    let base = absolute(path.parent().unwrap_or(Path::new(".")));
+    let draft = parsing::parse(path, &base, text, chrono::Utc::now())?;
+    prepare(draft, users)
+}
+
+/// Does what the parse left to the host, in the order of the file (see [`Need`]); a failure
+/// is reported at the place that asked for it.
+pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError> {
+    let Draft { mut config, needs } = draft;
+    for need in needs {
+        match need {
+            Need::DefaultStateDir => {
+                let d = &mut config.daemon;
+                d.state_dir = default_state_dir(&d.instance).map_err(|m| ConfigError {
+                    field: Some("daemon.state_dir".into()),
+                    ..parsing::plain(&config.path, m)
+                })?;
+            }
+            Need::Uv { named: None } => config.daemon.uv = pyenv::which("uv"),
+            Need::Uv {
+                named: Some((p, place)),
+            } => {
+                let found = pyenv::which(&p.display().to_string()).ok_or_else(|| {
+                    place.error(format!(
+                        "{} not found; name the uv program, or \"off\" to build with pip",
+                        p.display()
+                    ))
+                })?;
+                config.daemon.uv = Some(found);
+            }
+            Need::User { job, name, place } => {
+                let info = match users {
+                    Users::LookUp => Some(sys::lookup_user(&name).map_err(|e| place.error(e))?),
+                    Users::NamesOnly => None,
+                };
+                if !sys::is_root() {
+                    return Err(place.error(format!(
+                        "running a job as {name:?} needs the daemon to run as root"
+                    )));
+                }
+                if let Some(info) = info {
+                    let j = job_mut(&mut config, job);
+                    j.user = Some(Box::new(info));
+                    j.user_deferred = false;
+                }
+            }
+            Need::EnvSource { job, place } => {
+                let Some(env) = &config.jobs[job].pyenv else {
+                    continue;
+                };
+                let source = &env.source;
+                if let Err(e) = sys::file::read(source, pyenv::SOURCE_CAP, sys::file::Links::Follow)
+                {
+                    return Err(place.error(format!("cannot read {}: {e}", source.display())));
+                }
+            }
+            Need::SelfExe { job } => {
+                if let Ok(me) = sys::self_exe() {
+                    job_mut(&mut config, job).command[0] = me.display().to_string();
+                }
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// The `i`th job, to be completed: no one else holds it before the config is handed out.
+fn job_mut(config: &mut Config, i: usize) -> &mut crate::model::config::Job {
+    std::sync::Arc::make_mut(&mut config.jobs[i])
+}
+
+/// What a cheap `stat` tells about the config file: `<mtime ns>:<size>:<identity>`, where the
+/// identity (inode and ctime on Unix) changes when the file is replaced or re-permissioned,
+/// even by an `mv` that keeps the mtime. The daemon records the stamp of the file it
+/// validated; ctrl compares it with the file's.
+pub fn stamp(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}:{}:{}",
+        t.as_nanos(),
+        m.len(),
+        sys::change_stamp(&m)
+    ))
+}
+
+fn read_text(path: &Path) -> Option<String> {
+    use sys::file;
+    file::read_string(path, file::cap::CONFIG, file::Links::Follow).ok()
+}
+
+/// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
+/// ctrl's fast path, taken only when the running daemon vouches for the whole file.
+pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
+    let text = read_text(path)?;
+    let section = parsing::daemon_block(&text);
+    if section.is_empty() {
+        return None;
+    }
+    let table: toml::Table = toml::from_str(section).ok()?;
+    daemon_location(path, &table)
+}
+
+/// The instance and state dir of a config that may be broken elsewhere, so that ctrl can
+/// still find the daemon (and keep its heartbeat) while the admin fixes a typo in a job.
+pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
+    let path = absolute(path);
+    let text = read_text(&path)?;
+    let table = parsing::daemon_table(&text);
+    daemon_location(&path, &table)
+}
+
+fn daemon_location(path: &Path, table: &toml::Table) -> Option<(String, PathBuf)> {
+    let base = absolute(path.parent().unwrap_or(Path::new(".")));
+    let (instance, state_dir) = parsing::location(table, &base)?;
+    let state_dir = match state_dir {
+        Some(d) => d,
+        None => default_state_dir(&instance).ok()?,
+    };
+    Some((instance, state_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::{Overlap, DEFAULT_RESULT_MAX_BYTES, DEFAULT_RESULT_PARSE_TIMEOUT};
+    use parsing::daemon_block;
+    use std::time::Duration;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/t.toml"), text)
+    }
+
+    #[test]
+    fn the_quick_path_reads_the_daemon_table_alone() {
+        let b = daemon_block;
+        let first = "[daemon] # here\r\ninstance = \"a\"\r\n\r\n[[job]]\nname = \"x\"\n";
+        assert_eq!(b(first), "[daemon] # here\r\ninstance = \"a\"\r\n\r\n");
+        let later = "# c\n[[job]]\nname = \"x\"\n[ daemon ]\nstate_dir = \"/s\"";
+        assert_eq!(b(later), "[ daemon ]\nstate_dir = \"/s\"");
+        assert_eq!(b("[[job]]\nname = \"x\"\n"), "");
+        assert_eq!(
+            b("daemon.instance = \"a\"\n"),
+            "",
+            "dotted keys: the full path"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("{GOOD}\n[[job]]\nname = \"late\"\n")).unwrap();
+        // As the full parse has it (on Windows `/tmp/x` is on the config's drive).
+        let full = parse(&path, GOOD).unwrap();
+        assert_eq!(full.daemon.instance, "system");
+        assert_eq!(
+            locate_daemon_quick(&path),
+            Some((full.daemon.instance, full.daemon.state_dir))
+        );
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+instance = "system"
+state_dir = "/tmp/x"
+max_parallel = 2
+
+[[job]]
+name = "web"
+command = ["robot", "--outputdir", "{run_dir}", "/s"]
+every = "5m"
+timeout = "4m"
+
+[[job]]
+name = "nightly"
+command = ["true"]
+cron = "0 3 * * *"
+"#;
+
+    #[test]
+    fn good_config_resolves_with_defaults() {
+        let c = p(GOOD).unwrap();
+        assert_eq!(c.daemon.instance, "system");
+        // absolute(): on Windows "/tmp/x" resolves against the current drive.
+        assert_eq!(c.daemon.state_dir, absolute(Path::new("/tmp/x")));
+        assert_eq!(c.daemon.heartbeat_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.daemon.hang_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.daemon.max_parallel, 2);
+        assert_eq!(c.daemon.keep_runs, 20);
+        assert_eq!(c.daemon.stop_grace, Duration::from_secs(10));
+        assert_eq!(c.jobs.len(), 2);
+        assert_eq!(c.jobs[0].timeout, Duration::from_secs(240));
+        assert_eq!(c.jobs[0].overlap, Overlap::Skip);
+        assert_eq!(c.jobs[1].timeout, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_field() {
+        let e = p("[daemon]\ninstance = \"a\"\nbogus = 1\n").unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
+        assert!(e.message.contains("unknown field `bogus`"), "{e}");
+
+        let e = p("[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5x\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert_eq!(e.field.as_deref(), Some("every"), "{e}");
+        assert!(e.to_string().contains("/etc/t.toml:4:"), "{e}");
+        assert!(e.message.contains("unknown unit"), "{e}");
+
+        let e = p("[daemon\n").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn hang_timeout_is_off_at_zero_and_never_shorter_than_the_answer_window() {
+        let c = |v: &str| p(&format!("[daemon]\nhang_timeout = \"{v}\"\n"));
+        assert_eq!(c("0").unwrap().daemon.hang_timeout, None);
+        assert_eq!(
+            c("10s").unwrap().daemon.hang_timeout,
+            Some(Duration::from_secs(10))
+        );
+        let e = c("5s").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("daemon.hang_timeout"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("at least 10s"), "{e}");
+        assert!(c("5x").unwrap_err().to_string().contains(":2:"));
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_second() {
+        let text = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\n\n[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\n";
+        let e = p(text).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("duplicate job name"), "{e}");
+    }
+
+    #[test]
+    fn schedule_rules() {
+        let both =
+            "[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\ncron = \"* * * * *\"\n";
+        assert!(p(both).unwrap_err().message.contains("not both"));
+        let none = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\n";
+        assert!(p(none).unwrap_err().message.contains("needs a schedule"));
+        let off = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5s\"\noffset = \"5s\"\n";
+        assert!(p(off).unwrap_err().message.contains("shorter"));
+        let cron = "[[job]]\nname = \"a\"\ncommand = [\"x\"]\ncron = \"* * *\"\n";
+        let e = p(cron).unwrap_err();
+        assert_eq!(e.line, Some(4));
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        for bad in ["a/b", "..", "a\0b", "", &"x".repeat(65), "a b"] {
+            let text = format!("[[job]]\nname = {bad:?}\ncommand = [\"x\"]\nevery = \"5s\"\n");
+            assert!(p(&text).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn robot_jobs_build_their_command() {
+        let text = "[[job]]\nname = \"r\"\nsuite = \"suites/a.robot\"\nevery = \"1m\"\nvariables = { HOST = \"x\" }\nrobot_args = [\"--loglevel\", \"DEBUG\"]\n";
+        let c = p(text).unwrap();
+        let cmd = &c.jobs[0].command;
+        assert_eq!(cmd[0], "robot");
+        assert!(cmd.windows(2).any(|w| w == ["--outputdir", "{run_dir}"]));
+        // Secrets stay off the command line: they are in the 0600 argument file.
+        assert!(!cmd.iter().any(|a| a.contains("HOST")), "{cmd:?}");
+        assert!(cmd
+            .windows(2)
+            .any(|w| w == ["--argumentfile", "{run_dir}/robotmk-variables.args"]));
+        assert_eq!(
+            c.jobs[0].argument_file.as_deref(),
+            Some("--variable HOST:x\n")
+        );
+        let bad = text.replace("\"x\"", "\"a\\nb\"");
+        assert!(p(&bad).unwrap_err().message.contains("line breaks"));
+        let suite = absolute(Path::new("/etc/suites/a.robot"));
+        assert_eq!(cmd.last().unwrap(), &suite.display().to_string());
+        assert!(c.jobs[0].robot);
+    }
+
+    #[test]
+    fn robot_result_options_and_retry_keys() {
+        let robot = |extra: &str| {
+            p(&format!(
+                "[[job]]\nname = \"r\"\nsuite = \"s.robot\"\nevery = \"1m\"\n{extra}\n"
+            ))
+        };
+        for bad in [
+            "[\"--output\", \"x.xml\"]",
+            "[\"--outp\", \"x.xml\"]",
+            "[\"--OUTPUTDIR=/x\"]",
+            "[\"-o\", \"x.xml\"]",
+            "[\"-d/x\"]",
+            "[\"--xu\", \"x.xml\"]",
+            "[\"--report\", \"r.html\"]",
+        ] {
+            let e = robot(&format!("robot_args = {bad}")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("job[0].robot_args"), "{bad}: {e}");
+        }
+        for good in [
+            "[\"--loglevel\", \"DEBUG\"]",
+            "[\"-L\", \"TRACE\"]",
+            "[\"--log\", \"NONE\", \"-r\", \"none\"]",
+            "[\"--nostatusrc\", \"--exclude\", \"wip\"]",
+        ] {
+            assert!(robot(&format!("robot_args = {good}")).is_ok(), "{good}");
+        }
+        let c = robot("attempts = 3\nretry = \"all\"").unwrap();
+        assert_eq!(c.jobs[0].attempts, 3);
+        let cmd = &c.jobs[0].command;
+        assert_eq!(cmd[1], "robot-attempts");
+        assert!(cmd.windows(2).any(|w| w == ["--rebot-json", "[\"rebot\"]"]));
+        assert_eq!(c.jobs[0].result.as_deref(), Some("{run_dir}/output.xml"));
+        assert!(robot("attempts = 0").is_err());
+        assert!(robot("retry = \"failed\"").is_err());
+        assert!(robot("result = \"x.xml\"").is_err());
+        assert!(robot("test_runtime_warn = \"2s\"\ntest_runtime_crit = \"1s\"").is_err());
+        // A command job running robot itself: its result is found from its options.
+        for (argv, result) in [
+            ("\"robot\", \"s\"", Some("output.xml")),
+            (
+                "\"/v/bin/robot\", \"--outputdir\", \"{run_dir}/o\", \"-o\", \"x.json\", \"s\"",
+                Some("{run_dir}/o/x.json"),
+            ),
+            (
+                // An absolute path is one on this OS.
+                if cfg!(windows) {
+                    "\"python3\", \"-m\", \"robot\", \"--output=C:/abs/o.xml\", \"-d\", \"d\", \"s\""
+                } else {
+                    "\"python3\", \"-m\", \"robot\", \"--output=/abs/o.xml\", \"-d\", \"d\", \"s\""
+                },
+                Some(if cfg!(windows) {
+                    "C:/abs/o.xml"
+                } else {
+                    "/abs/o.xml"
+                }),
+            ),
+            ("\"robot\", \"--output\", \"NONE\", \"s\"", None),
+            ("\"sh\", \"-c\", \"robot s\"", None),
+        ] {
+            let c = p(&format!(
+                "[[job]]\nname = \"c\"\ncommand = [{argv}]\nevery = \"1m\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.jobs[0].result.as_deref(), result, "{argv}");
+        }
+        let cmd = p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nresult = \"{run_dir}/o.json\"\n").unwrap();
+        assert_eq!(cmd.jobs[0].result.as_deref(), Some("{run_dir}/o.json"));
+        assert!(
+            p("[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nattempts = 2\n").is_err()
+        );
+    }
+
+    #[test]
+    fn environment_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("req.txt"), "robotframework\n").unwrap();
+        let path = dir.path().join("c.toml");
+        let job = |extra: &str| {
+            parse(
+                &path,
+                &format!("[[job]]\nname = \"r\"\nsuite = \"s.robot\"\nevery = \"1m\"\n{extra}\n"),
+            )
+        };
+        let c = job("requirements = \"req.txt\"\npython = \"/usr/bin/python3\"").unwrap();
+        let e = c.jobs[0].pyenv.as_ref().unwrap();
+        assert_eq!(e.source, dir.path().join("req.txt"));
+        // Resolved as the config resolves paths: joined to its folder, on purpose (on Windows
+        // a rooted path then takes that folder's drive).
+        #[allow(clippy::join_absolute_paths)]
+        let want = absolute(&dir.path().join("/usr/bin/python3"));
+        assert_eq!(e.python, want.display().to_string());
+        // The environment's robot, found on the run's PATH.
+        assert_eq!(c.jobs[0].command[0], "robot");
+        let e = job("requirements = \"missing.txt\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].requirements"), "{e}");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = job("requirements = \"req.txt\"\nrobot = \"/x/robot\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].robot"), "{e}");
+        let e = job("requirements = \"req.txt\"\npyproject = \"req.txt\"").unwrap_err();
+        assert!(e.message.contains("not both"), "{e}");
+        let cmd = parse(
+            &path,
+            "[[job]]\nname = \"c\"\ncommand = [\"x\"]\nevery = \"1m\"\nrequirements = \"req.txt\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(cmd.field.as_deref(), Some("job[0].requirements"), "{cmd}");
+        let d = |extra: &str| parse(&path, &format!("[daemon]\n{extra}\n"));
+        assert!(d("env_build_timeout = \"0s\"").is_err());
+        assert!(d("uv = \"/no/such/uv\"").is_err());
+        assert!(d("result_parse_timeout = \"0s\"").is_err());
+        let e = d("result_max_size = \"1TB\"").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("daemon.result_max_size"), "{e}");
+        let c =
+            d("uv = \"off\"\nresult_max_size = \"2GB\"\nresult_parse_timeout = \"10s\"").unwrap();
+        assert_eq!(c.daemon.result_limits.max_bytes, 2 << 30);
+        assert_eq!(c.daemon.result_limits.max_time, Duration::from_secs(10));
+        let c = d("uv = \"off\"\nstart_delay = \"2m\"").unwrap();
+        assert_eq!(c.daemon.result_limits.max_bytes, DEFAULT_RESULT_MAX_BYTES);
+        assert_eq!(
+            c.daemon.result_limits.max_time,
+            DEFAULT_RESULT_PARSE_TIMEOUT
+        );
+        assert_eq!(c.daemon.uv, None);
+        assert_eq!(c.daemon.start_delay, Duration::from_secs(120));
+        assert_eq!(c.daemon.env_build_timeout, Duration::from_secs(600));
+        assert_eq!(c.daemon.build_user, "robotmk");
+        assert_eq!(
+            d("build_user = \"robot-builder\"")
+                .unwrap()
+                .daemon
+                .build_user,
+            "robot-builder"
+        );
+        for bad in ["\"root\"", "\"\"", "\" \""] {
+            let e = d(&format!("build_user = {bad}")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("daemon.build_user"), "{e}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_read_without_user_lookups_names_no_user_and_marks_the_job() {
+        let text = "[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"1m\"\nuser = \"robotmk-no-such-user-cfg\"\n";
+        let path = Path::new("/etc/x.toml");
+        if !crate::service::sys::is_root() {
+            // Not root: `user` is refused either way (only root runs jobs as others).
+            assert!(parse_with(path, text, Users::NamesOnly).is_err());
+            return;
+        }
+        let c = parse_with(path, text, Users::NamesOnly).expect("no lookup, no error");
+        assert!(c.jobs[0].user.is_none() && c.jobs[0].user_deferred);
+        let e = parse(path, text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("job[0].user"));
+        assert!(e.message.contains("robotmk-no-such-user-cfg"), "{e}");
+    }
+
+    #[test]
+    fn locate_daemon_survives_a_broken_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\ninstance = \"u1\"\nstate_dir = \"st\"\n\n[[job]]\nname = \"a\"\nevery = \"5x\n",
+        )
+        .unwrap();
+        let (inst, sd) = locate_daemon(&path).unwrap();
+        assert_eq!(inst, "u1");
+        assert_eq!(sd, dir.path().join("st"));
+    }
+}
