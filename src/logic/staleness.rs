@@ -206,24 +206,6 @@ mod tests {
         assert_eq!(d.expected_by, at("2026-11-30T09:04:40Z"));
     }
 
-    #[test]
-    fn the_margin_is_stop_grace_plus_stale_margin() {
-        let c = crate::logic::config::parse(
-            std::path::Path::new("/etc/t.toml"),
-            std::path::Path::new("/etc"),
-            "[daemon]\nstate_dir = \"/tmp/x\"\nstop_grace = \"15s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1m\"\ntimeout = \"20s\"\n",
-            Utc::now(),
-        )
-        .unwrap()
-        .config;
-        assert_eq!(
-            margin(&c.daemon),
-            Duration::from_secs(15) + DEFAULT_STALE_MARGIN
-        );
-        let d = for_job(&c.jobs[0], &c.daemon, at("2026-11-27T10:00:00Z")).unwrap();
-        assert_eq!(d.expected_by, at("2026-11-27T10:02:05Z"));
-    }
-
     /// DST: the schedule is local time (croner), so the deadlines follow the wall clock
     /// across both changes. Run in a child process with a fixed `TZ` (central Europe's POSIX
     /// rule, no tz database needed), so the machine's zone and the other tests do not matter.

@@ -5,7 +5,7 @@
 
 use crate::logic::config::{self as parsing, Draft, Need};
 use crate::model::config::{Config, ConfigError, Users, CONFIG_ENV, CONFIG_FILE_NAME};
-use crate::service::{pyenv, sys};
+use crate::service::sys;
 use std::path::{Path, PathBuf};
 
 /// Where the config is looked for, in order, when `--config` is not given.
@@ -111,11 +111,11 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                     ..parsing::plain(&config.path, m)
                 })?;
             }
-            Need::Uv { named: None } => config.daemon.uv = pyenv::which("uv"),
+            Need::Uv { named: None } => config.daemon.uv = sys::which("uv"),
             Need::Uv {
                 named: Some((p, place)),
             } => {
-                let found = pyenv::which(&p.display().to_string()).ok_or_else(|| {
+                let found = sys::which(&p.display().to_string()).ok_or_else(|| {
                     place.error(format!(
                         "{} not found; name the uv program, or \"off\" to build with pip",
                         p.display()
@@ -144,7 +144,8 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                     continue;
                 };
                 let source = &env.source;
-                if let Err(e) = sys::file::read(source, pyenv::SOURCE_CAP, sys::file::Links::Follow)
+                if let Err(e) =
+                    sys::file::read(source, sys::file::cap::ENV_SOURCE, sys::file::Links::Follow)
                 {
                     return Err(place.error(format!("cannot read {}: {e}", source.display())));
                 }

@@ -28,8 +28,6 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Largest requirements or pyproject file the daemon reads.
-pub const SOURCE_CAP: u64 = 1024 * 1024;
 /// What the build reports, in the venv (the only folder it may write that the daemon keeps).
 pub const BUILD_INFO: &str = "robotmk-build-info.json";
 /// Largest [`BUILD_INFO`] the daemon reads.
@@ -114,27 +112,10 @@ pub fn venv_usable(env_dir: &Path) -> bool {
     venv_python(&venv_dir(env_dir)).exists()
 }
 
-/// Finds a program like the OS would: a path as given, a bare name on `PATH`.
-pub fn which(program: &str) -> Option<PathBuf> {
-    let p = Path::new(program);
-    if p.components().count() > 1 {
-        return p.is_file().then(|| p.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find_map(|d| {
-        let c = d.join(program);
-        if c.is_file() {
-            return Some(c);
-        }
-        let exe = d.join(format!("{program}{}", std::env::consts::EXE_SUFFIX));
-        exe.is_file().then_some(exe)
-    })
-}
-
 /// The interpreter's identity for the key: resolved path, size and mtime (no process is run:
 /// the daemon computes keys often and must not start children it does not reap itself).
 fn python_identity(python: &str) -> String {
-    let Some(found) = which(python) else {
+    let Some(found) = crate::service::sys::which(python) else {
         return format!("missing:{python}");
     };
     let real = std::fs::canonicalize(&found).unwrap_or(found);
@@ -152,7 +133,7 @@ fn python_identity(python: &str) -> String {
 /// is no other user's to run.
 pub fn key_of(spec: &EnvSpec, builder: Option<u32>) -> std::io::Result<String> {
     use crate::service::sys::file;
-    let content = file::read(&spec.source, SOURCE_CAP, file::Links::Follow)?;
+    let content = file::read(&spec.source, file::cap::ENV_SOURCE, file::Links::Follow)?;
     let mut data = Vec::with_capacity(content.len() + 256);
     data.extend_from_slice(b"robotmk-env-1\0");
     data.extend_from_slice(spec.kind.as_str().as_bytes());
@@ -452,7 +433,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
     // Said plainly up front, rather than as the installer's traceback.
     crate::service::sys::file::read(
         &plan.source,
-        SOURCE_CAP,
+        crate::service::sys::file::cap::ENV_SOURCE,
         crate::service::sys::file::Links::Follow,
     )
     .map_err(|e| format!("cannot read {}: {e}", plan.source.display()))?;

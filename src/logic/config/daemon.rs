@@ -1,7 +1,7 @@
 //! The `[daemon]` table: its raw form and the daemon-wide settings it resolves to, defaults
 //! applied and every rule checked.
 
-use super::{lexical, Locator, Need, Place};
+use super::base::{lexical, Locator, Need, Place};
 use crate::logic::staleness::DEFAULT_STALE_MARGIN;
 use crate::model::config::{
     ConfigError, DaemonSettings, DEFAULT_RESULT_MAX_BYTES, DEFAULT_RESULT_PARSE_TIMEOUT,
@@ -53,7 +53,7 @@ pub(super) fn resolve_daemon(
     };
     let instance = match &raw.instance {
         Some(i) => {
-            super::check_name(i.get_ref())
+            super::base::check_name(i.get_ref())
                 .map_err(|m| loc.at(i.span().start, Some("daemon.instance".into()), m))?;
             i.get_ref().clone()
         }

@@ -1,7 +1,7 @@
 //! One `[[job]]` table: its raw form, the `kind = "robot"` shorthand, and every rule a job
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
-use super::{check_name, lexical, Locator, Need, Place, SELF_EXE_FALLBACK};
+use super::base::{check_name, lexical, Locator, Need, Place, SELF_EXE_FALLBACK};
 use crate::logic::schedule;
 use crate::model::config::{CatchUp, ConfigError, Job, Overlap, Retry, Services, VARIABLES_FILE};
 use crate::model::duration::Dur;

@@ -2,7 +2,7 @@
 //! alone, cut out of the text (ctrl's fast path, and ctrl keeping the heartbeat while an admin
 //! fixes a typo in a job).
 
-use super::{check_name, lexical};
+use super::base::{check_name, lexical};
 use std::path::{Path, PathBuf};
 
 /// The `[daemon]` table of a file the daemon validated, up to the next table header: there

@@ -11,10 +11,12 @@
 //! `service::config::prepare` does the looking (so that a failure there is reported at the
 //! line and field that asked for it).
 
+mod base;
 mod daemon;
 mod job;
 mod locate;
 
+pub(crate) use base::{check_name, lexical, plain, Locator, Need};
 pub use job::check_host;
 pub(crate) use locate::{daemon_block, daemon_table, location};
 
@@ -22,16 +24,9 @@ use crate::model::config::{Config, ConfigError};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use toml::Spanned;
-
-/// Longest accepted job or instance name: names become file and unit names.
-const MAX_NAME_LEN: usize = 64;
-
-/// The program a retry wrapper runs until the preparation step knows this program's path
-/// (see [`Need::SelfExe`]), and what it stays when that cannot be found.
-pub(crate) const SELF_EXE_FALLBACK: &str = "robotmk-daemon";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,114 +41,9 @@ struct RawConfig {
 #[derive(Debug)]
 pub(crate) struct Draft {
     /// Complete but for the needs: the default state dir empty, uv not found yet, jobs'
-    /// users not looked up (`user_deferred`), retry wrappers run [`SELF_EXE_FALLBACK`].
+    /// users not looked up (`user_deferred`), retry wrappers run [`base::SELF_EXE_FALLBACK`].
     pub(crate) config: Config,
     pub(crate) needs: Vec<Need>,
-}
-
-/// What the preparation step looks up or reads (each is I/O).
-#[derive(Debug)]
-pub(crate) enum Need {
-    /// No `state_dir`: the OS default for the instance (`$MK_VARDIR`, the agent's, …).
-    DefaultStateDir,
-    /// uv: the program named (it must be there), or (`None`) on PATH if the host has it.
-    Uv { named: Option<(PathBuf, Place)> },
-    /// The user the `job`th job runs as: looked up (or left deferred), and the daemon must be
-    /// root.
-    User {
-        job: usize,
-        name: String,
-        place: Place,
-    },
-    /// The `job`th job's environment file must be readable now (a typo is a config error,
-    /// not a failed build at 3 am).
-    EnvSource { job: usize, place: Place },
-    /// The `job`th job's retry wrapper is this very program (its first argument).
-    SelfExe { job: usize },
-}
-
-/// Where in the file a need came from: the error its failure becomes (line, column, field,
-/// the job's name), waiting for its message.
-#[derive(Debug, Clone)]
-pub(crate) struct Place(ConfigError);
-
-impl Place {
-    /// The error `message` at this place.
-    pub(crate) fn error(&self, message: impl std::fmt::Display) -> ConfigError {
-        ConfigError {
-            message: format!("{}{message}", self.0.message),
-            ..self.0.clone()
-        }
-    }
-}
-
-/// An error about the file as a whole (no line).
-pub(crate) fn plain(path: &Path, message: String) -> ConfigError {
-    ConfigError {
-        path: path.to_path_buf(),
-        line: None,
-        column: None,
-        field: None,
-        message,
-    }
-}
-
-/// Drops `.` and `..` from `path` lexically (no symlinks are resolved), so paths in messages
-/// and records read as the admin expects. The caller makes it absolute first.
-pub(crate) fn lexical(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Locates errors in `text` by byte offset.
-pub(crate) struct Locator<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Locator<'_> {
-    fn at(&self, offset: usize, field: Option<String>, message: impl Into<String>) -> ConfigError {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        ConfigError {
-            path: self.path.to_path_buf(),
-            line: Some(line),
-            column: Some(column),
-            field,
-            message: message.into(),
-        }
-    }
-
-    /// The key written on the line at `offset` (`every` in `every = "5x"`), to name the field
-    /// in serde errors that only carry a span.
-    fn key_at(&self, offset: usize) -> Option<String> {
-        let offset = offset.min(self.text.len());
-        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[offset..]
-            .find('\n')
-            .map_or(self.text.len(), |i| offset + i);
-        let line = &self.text[line_start..line_end];
-        let (key, _) = line.split_once('=')?;
-        let key = key.trim().trim_matches('"');
-        let valid = !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
-        valid.then(|| key.to_string())
-    }
 }
 
 /// Parses and validates config text. `path` is used for messages; relative paths in the file
@@ -220,24 +110,33 @@ fn nth_name_offset(text: &str, value: &str, n: usize) -> Option<usize> {
     None
 }
 
-/// Checks a job or instance name: it becomes a folder and a systemd unit name.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
+#[cfg(test)]
+mod tests {
+    // Here rather than in staleness: the margin is read from a parsed config, and staleness
+    // (below the config parse, which takes its default) must not import the parse.
+    use crate::logic::staleness::{for_job, margin, DEFAULT_STALE_MARGIN};
+    use chrono::{DateTime, Utc};
+    use std::time::Duration;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+
+    #[test]
+    fn the_margin_is_stop_grace_plus_stale_margin() {
+        let c = super::parse(
+            std::path::Path::new("/etc/t.toml"),
+            std::path::Path::new("/etc"),
+            "[daemon]\nstate_dir = \"/tmp/x\"\nstop_grace = \"15s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1m\"\ntimeout = \"20s\"\n",
+            Utc::now(),
+        )
+        .unwrap()
+        .config;
+        assert_eq!(
+            margin(&c.daemon),
+            Duration::from_secs(15) + DEFAULT_STALE_MARGIN
+        );
+        let d = for_job(&c.jobs[0], &c.daemon, at("2026-11-27T10:00:00Z")).unwrap();
+        assert_eq!(d.expected_by, at("2026-11-27T10:02:05Z"));
     }
-    if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a usable name"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        return Err(format!(
-            "{name:?} contains {c:?}; use only letters, digits, '_', '.' and '-'"
-        ));
-    }
-    Ok(())
 }

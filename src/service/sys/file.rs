@@ -38,6 +38,8 @@ pub mod cap {
     pub const SMALL: u64 = 64 * 1024;
     /// The config file.
     pub const CONFIG: u64 = 16 * 1024 * 1024;
+    /// A Python environment's requirements or pyproject file.
+    pub const ENV_SOURCE: u64 = 1024 * 1024;
 }
 
 fn options(links: Links) -> OpenOptions {

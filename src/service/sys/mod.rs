@@ -348,3 +348,20 @@ mod windows_tests {
         );
     }
 }
+
+/// Finds a program like the OS would: a path as given, a bare name on `PATH`.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(program);
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|d| {
+        let c = d.join(program);
+        if c.is_file() {
+            return Some(c);
+        }
+        let exe = d.join(format!("{program}{}", std::env::consts::EXE_SUFFIX));
+        exe.is_file().then_some(exe)
+    })
+}
