@@ -727,7 +727,13 @@ fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
         "{}",
         inst.log()
     );
-    assert_eq!(uid_of(pid.unwrap()), Some(uid));
+    // The fork path returns once the child exists; it drops to the user before it execs.
+    let pid = pid.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || uid_of(pid) == Some(uid)),
+        "the runner {pid} runs as {:?}, not {uid}",
+        uid_of(pid)
+    );
     assert!(
         wait_for(Duration::from_secs(60), || !ran(&inst, "r").is_empty()),
         "{}",
