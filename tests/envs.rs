@@ -567,48 +567,6 @@ fn runner_user() -> Option<(u32, u32)> {
     system_user(RUNNER)
 }
 
-/// A system user (uid, gid), created once (and kept, like tests/security.rs's attacker).
-/// `None` (a skip; a failure in CI) where this process is not root.
-fn system_user(name: &str) -> Option<(u32, u32)> {
-    type Users = std::collections::BTreeMap<String, Option<(u32, u32)>>;
-    static U: Mutex<Users> = Mutex::new(Users::new());
-    let mut users = U.lock().unwrap_or_else(|e| e.into_inner());
-    if !users.contains_key(name) {
-        let id = |flag: &str| -> Option<u32> {
-            let out = Command::new("id").args([flag, name]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-        };
-        let root = is_root();
-        if root && id("-u").is_none() {
-            let out = Command::new("useradd")
-                .args(["--system", "--user-group", "--no-create-home"])
-                .args([
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    name,
-                ])
-                .output()
-                .expect("useradd");
-            // Another test binary may have created it in between.
-            assert!(
-                out.status.success() || id("-u").is_some(),
-                "useradd {name}: {out:?}"
-            );
-        }
-        users.insert(
-            name.to_string(),
-            if root { id("-u").zip(id("-g")) } else { None },
-        );
-    }
-    let got = users[name];
-    if got.is_none() {
-        require_tool(false, &format!("root (to create the user {name})"));
-    }
-    got
-}
-
 fn owner(p: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(p)
@@ -727,7 +685,13 @@ fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
         "{}",
         inst.log()
     );
-    assert_eq!(uid_of(pid.unwrap()), Some(uid));
+    // The fork path returns once the child exists; it drops to the user before it execs.
+    let pid = pid.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || uid_of(pid) == Some(uid)),
+        "the runner {pid} runs as {:?}, not {uid}",
+        uid_of(pid)
+    );
     assert!(
         wait_for(Duration::from_secs(60), || !ran(&inst, "r").is_empty()),
         "{}",

@@ -13,6 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The build user of this test's environment (as root; created once, kept).
+const BUILDER: &str = "rmkd-upgrade-build";
+
 /// A wheel of a one-module package, written by python (no network, no index).
 const MKWHEEL: &str = r#"
 import sys, zipfile, hashlib, base64, os
@@ -54,9 +57,26 @@ fn after_an_upgrade_by_rename_a_reloaded_job_starts_its_retry_wrapper_and_enviro
         );
         return;
     };
-    let python = robot.with_file_name("python3");
-    let inst = Instance::new("uv = \"off\"", "");
+    // As root the environment is built as an unprivileged build user, which must reach the
+    // base interpreter (the venv's python lives under /root here) and the test's folder.
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() == 0 };
+    let daemon = if root {
+        if system_user(BUILDER).is_none() {
+            return;
+        }
+        format!("uv = \"off\"\nbuild_user = \"{BUILDER}\"")
+    } else {
+        "uv = \"off\"".to_string()
+    };
+    let python = Path::new("/usr/bin/python3");
+    if !require_tool(python.is_file(), "/usr/bin/python3") {
+        return;
+    }
+    let inst = Instance::new(&daemon, "");
     let d = inst.dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     let installed = d.join("bin").join("robotmk-daemon");
     std::fs::create_dir(d.join("bin")).unwrap();
     install(&installed);
@@ -88,7 +108,7 @@ fn after_an_upgrade_by_rename_a_reloaded_job_starts_its_retry_wrapper_and_enviro
 
     // A config edit after the upgrade: a retried robot job and a job with an environment.
     let wheels = d.join("wheels");
-    let made = Command::new(&python)
+    let made = Command::new(python)
         .args(["-c", MKWHEEL, "mypkg", "1.0"])
         .arg(&wheels)
         .output()
@@ -113,7 +133,7 @@ fn after_an_upgrade_by_rename_a_reloaded_job_starts_its_retry_wrapper_and_enviro
         r = robot.display(),
         p = python.display(),
     );
-    inst.write_config("uv = \"off\"", &jobs);
+    inst.write_config(&daemon, &jobs);
 
     let done = wait_for(Duration::from_secs(120), || {
         inst.finished_records("retried")

@@ -9,7 +9,7 @@ use crate::model::user::UserInfo;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,7 +155,9 @@ pub struct Job {
     pub overlap: Overlap,
     pub catch_up: CatchUp,
     pub env: BTreeMap<String, String>,
-    pub working_dir: Option<PathBuf>,
+    /// Boxed: few jobs set it, every job is held for the daemon's life, and a Windows
+    /// `PathBuf` is a word larger than a Linux one.
+    pub working_dir: Option<Box<Path>>,
     /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
     pub argument_file: Option<String>,
     /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for

@@ -325,3 +325,46 @@ pub fn group_has_live_members(pgid: u32) -> bool {
         f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
     })
 }
+
+/// A system user (uid, gid), created once (and kept, like tests/security.rs's attacker).
+/// `None` (a skip; a failure in CI) where this process is not root.
+pub fn system_user(name: &str) -> Option<(u32, u32)> {
+    type Users = std::collections::BTreeMap<String, Option<(u32, u32)>>;
+    static U: std::sync::Mutex<Users> = std::sync::Mutex::new(Users::new());
+    let mut users = U.lock().unwrap_or_else(|e| e.into_inner());
+    if !users.contains_key(name) {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, name]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() == 0 };
+        if root && id("-u").is_none() {
+            let out = Command::new("useradd")
+                .args(["--system", "--user-group", "--no-create-home"])
+                .args([
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ])
+                .output()
+                .expect("useradd");
+            // Another test binary may have created it in between.
+            assert!(
+                out.status.success() || id("-u").is_some(),
+                "useradd {name}: {out:?}"
+            );
+        }
+        users.insert(
+            name.to_string(),
+            if root { id("-u").zip(id("-g")) } else { None },
+        );
+    }
+    let got = users[name];
+    if got.is_none() {
+        require_tool(false, &format!("root (to create the user {name})"));
+    }
+    got
+}

@@ -27,10 +27,10 @@ pub(super) fn new_record(
     rec.result = job.result.as_ref().map(|r| {
         let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
         // A relative result is where the runner writes it: in its working directory.
-        let wd = job
-            .working_dir
-            .clone()
-            .unwrap_or_else(|| runner_dir(job, &rec.run_dir));
+        let wd = job.working_dir.as_deref().map_or_else(
+            || runner_dir(job, &rec.run_dir),
+            std::path::Path::to_path_buf,
+        );
         wd.join(r)
     });
     rec
@@ -142,7 +142,10 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
     Ok(RunSpec {
         argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
         env,
-        working_dir: job.working_dir.clone().unwrap_or_else(|| run_dir.clone()),
+        working_dir: job
+            .working_dir
+            .as_deref()
+            .map_or_else(|| run_dir.clone(), std::path::Path::to_path_buf),
         stdout,
         stderr,
         user: job.user.as_ref().map(|u| run::RunAs {

@@ -254,7 +254,9 @@ pub(super) fn resolve(
         overlap: raw.overlap.unwrap_or(Overlap::Skip),
         catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
         env: raw.env,
-        working_dir: raw.working_dir.map(|w| lexical(&base.join(w))),
+        working_dir: raw
+            .working_dir
+            .map(|w| lexical(&base.join(w)).into_boxed_path()),
         argument_file,
         result,
         attempts: raw.attempts.map_or(1, |a| a.into_inner()),
