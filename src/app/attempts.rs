@@ -21,14 +21,14 @@ use std::sync::Arc;
 
 /// What the subcommand is told.
 #[derive(Debug, Clone)]
-pub struct Plan {
-    pub run_dir: PathBuf,
-    pub attempts: u32,
-    pub retry: Retry,
+pub(crate) struct Plan {
+    pub(crate) run_dir: PathBuf,
+    pub(crate) attempts: u32,
+    pub(crate) retry: Retry,
     /// argv of rebot (e.g. `["/venv/bin/rebot"]` or `["/venv/bin/python", "-m", "robot.rebot"]`).
-    pub rebot: Vec<String>,
+    pub(crate) rebot: Vec<String>,
     /// robot's argv; its last element is the suite, options go before it.
-    pub robot: Vec<String>,
+    pub(crate) robot: Vec<String>,
 }
 
 fn stop_flag() -> Arc<AtomicBool> {
@@ -47,7 +47,7 @@ fn say(msg: &str) {
 
 /// Runs the plan; returns the process exit code (rebot's for the merged result, else the
 /// last robot's).
-pub fn run(plan: &Plan) -> i32 {
+pub(crate) fn run(plan: &Plan) -> i32 {
     let stop = stop_flag();
     let Some((suite, opts)) = plan.robot.split_last() else {
         eprintln!("robotmk-daemon: no robot command to run");

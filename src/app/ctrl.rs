@@ -28,15 +28,15 @@ const LAUNCH_GRACE: Duration = Duration::from_secs(30);
 
 /// What [`ensure_daemon`] found or did.
 #[derive(Debug)]
-pub struct Ensured {
-    pub started: bool,
-    pub route: Option<&'static str>,
-    pub note: Option<String>,
+pub(crate) struct Ensured {
+    pub(crate) started: bool,
+    pub(crate) route: Option<&'static str>,
+    pub(crate) note: Option<String>,
 }
 
 /// Why [`ensure_daemon`] did not make sure a daemon runs.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     /// The config or state dir could be changed by another user (see `security`): the
     /// message says which path and the fix.
     #[error("{0}")]
@@ -56,7 +56,7 @@ impl From<String> for StartError {
 }
 
 /// Starts a detached daemon for `cfg` unless one runs.
-pub fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError> {
+pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError> {
     let lock_file = st.lock_file();
     let running = |_: ()| lock::is_held(&lock_file).map_err(|e| StartError::Failed(e.to_string()));
     if running(())? {
@@ -299,7 +299,7 @@ fn fast_output(
 }
 
 /// Runs ctrl and prints the sections; always exits 0 once it printed them.
-pub fn run(config_path: &Path) -> i32 {
+pub(crate) fn run(config_path: &Path) -> i32 {
     let t0 = Instant::now();
     let path = config::absolute(config_path);
     // The agent tells a cached plugin its interval only by the folder it runs it from.

@@ -16,7 +16,7 @@ const RELEASE_PATIENCE: Duration = Duration::from_secs(3);
 const CONFIRM: Duration = Duration::from_secs(2);
 /// What ctrl found before its beat, and what it did about it.
 #[derive(Debug)]
-pub enum Judgement {
+pub(crate) enum Judgement {
     /// Answered, no daemon, or nothing to judge: ctrl beats and goes on as usual.
     Answering,
     /// The previous beat is unanswered: ctrl does not beat. With a note for ctrl's section
@@ -28,7 +28,7 @@ pub enum Judgement {
 
 /// Judges the daemon before this ctrl's beat and, past `hang_timeout` (`None`: never, or the
 /// config is unreadable), ends it.
-pub fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement {
+pub(crate) fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement {
     if !lock::is_held(&st.lock_file()).unwrap_or(false) {
         return Judgement::Answering;
     }

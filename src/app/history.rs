@@ -23,15 +23,15 @@ use std::path::{Path, PathBuf};
 
 /// An instance as the read-only commands see it: located through the config (or, when the
 /// config is broken, leniently, as `status` does), its paths checked.
-pub struct Target {
-    pub instance: String,
-    pub state: StateDir,
-    pub config: Option<Config>,
+pub(crate) struct Target {
+    pub(crate) instance: String,
+    pub(crate) state: StateDir,
+    pub(crate) config: Option<Config>,
 }
 
 /// Finds the instance of the config at `path` and checks that its config and state dir may be
 /// trusted. On failure, the message has been printed; the error is the exit code.
-pub fn locate(path: &Path) -> Result<Target, i32> {
+pub(crate) fn locate(path: &Path) -> Result<Target, i32> {
     // Only shown, never run: the jobs' users need no lookup.
     let (config, located) = match config::load_with(path, crate::model::config::Users::NamesOnly) {
         Ok(c) => {
@@ -108,10 +108,10 @@ fn check_job(t: &Target, job: &str) -> Result<(), i32> {
 }
 
 /// One run folder as listed: its id, folder, and its record or why it cannot be read.
-pub struct Run {
-    pub run_id: String,
-    pub run_dir: PathBuf,
-    pub record: Result<RunRecord, String>,
+pub(crate) struct Run {
+    pub(crate) run_id: String,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) record: Result<RunRecord, String>,
 }
 
 fn load_run(run_id: String, run_dir: PathBuf) -> Run {
@@ -131,7 +131,7 @@ fn load_run(run_id: String, run_dir: PathBuf) -> Run {
 }
 
 /// The newest `n` runs of `job`, newest first, and how many folders there are in all.
-pub fn recent_runs(st: &StateDir, job: &str, n: usize) -> io::Result<(Vec<Run>, usize)> {
+pub(crate) fn recent_runs(st: &StateDir, job: &str, n: usize) -> io::Result<(Vec<Run>, usize)> {
     let all = record::list_runs(st, job)?;
     let total = all.len();
     let runs = all
@@ -144,7 +144,7 @@ pub fn recent_runs(st: &StateDir, job: &str, n: usize) -> io::Result<(Vec<Run>, 
 }
 
 /// `history JOB [-n N] [--json]`.
-pub fn history(path: &Path, job: &str, n: usize, json: bool) -> i32 {
+pub(crate) fn history(path: &Path, job: &str, n: usize, json: bool) -> i32 {
     let t = match locate(path) {
         Ok(t) => t,
         Err(code) => return code,
@@ -175,7 +175,7 @@ pub fn history(path: &Path, job: &str, n: usize, json: bool) -> i32 {
 
 /// The JSON of `history --json`: the records as stored, newest first; a folder whose record
 /// cannot be read is listed with the reason, so a script sees every folder.
-pub fn history_json(t: &Target, job: &str, runs: &[Run], total: usize) -> serde_json::Value {
+pub(crate) fn history_json(t: &Target, job: &str, runs: &[Run], total: usize) -> serde_json::Value {
     let runs: Vec<serde_json::Value> = runs
         .iter()
         .map(|r| match &r.record {
@@ -239,7 +239,7 @@ const SPARK_UTF8: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', 
 const SPARK_ASCII: [char; 8] = ['_', '.', ',', '-', '~', '=', '*', '#'];
 
 /// A sparkline of `values` (oldest first); a run without a runtime is a blank.
-pub fn sparkline(values: &[Option<f64>], utf8: bool) -> String {
+pub(crate) fn sparkline(values: &[Option<f64>], utf8: bool) -> String {
     let levels = if utf8 { &SPARK_UTF8 } else { &SPARK_ASCII };
     let known: Vec<f64> = values.iter().flatten().copied().collect();
     let (min, max) = known
@@ -261,7 +261,13 @@ pub fn sparkline(values: &[Option<f64>], utf8: bool) -> String {
 }
 
 /// The `history` table for people.
-pub fn history_table(instance: &str, job: &str, runs: &[Run], total: usize, s: Style) -> String {
+pub(crate) fn history_table(
+    instance: &str,
+    job: &str,
+    runs: &[Run],
+    total: usize,
+    s: Style,
+) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -390,7 +396,7 @@ fn pick<'a>(runs: &'a [(String, PathBuf)], want: &str) -> Result<&'a (String, Pa
 }
 
 /// `show JOB [RUN] [-n N]`.
-pub fn show(path: &Path, job: &str, run: Option<&str>, lines: usize) -> i32 {
+pub(crate) fn show(path: &Path, job: &str, run: Option<&str>, lines: usize) -> i32 {
     let t = match locate(path) {
         Ok(t) => t,
         Err(code) => return code,
@@ -434,7 +440,7 @@ pub fn show(path: &Path, job: &str, run: Option<&str>, lines: usize) -> i32 {
 }
 
 /// One run in words, with the tails of its output.
-pub fn show_text(job: &str, r: &Run, lines: usize, s: Style) -> String {
+pub(crate) fn show_text(job: &str, r: &Run, lines: usize, s: Style) -> String {
     let mut o = String::new();
     let ts = |t: DateTime<Utc>| local(t, "%Y-%m-%d %H:%M:%S%.3f %Z");
     let field = |o: &mut String, k: &str, v: &str| {
@@ -588,10 +594,10 @@ fn existing(p: &Path) -> Option<PathBuf> {
 }
 
 /// The last lines of a file.
-pub struct Tail {
-    pub lines: Vec<String>,
+pub(crate) struct Tail {
+    pub(crate) lines: Vec<String>,
     /// Whether the file has more before these.
-    pub more_before: bool,
+    pub(crate) more_before: bool,
 }
 
 /// Longest line kept in a tail; the rest is cut (a runner may print megabytes in one line).
@@ -601,7 +607,7 @@ const MAX_TAIL_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The last `n` lines of the file at `path`, opened as a state file (no symlink, no FIFO),
 /// reading only from the end: a run's output may be gigabytes.
-pub fn tail_lines(path: &Path, n: usize) -> io::Result<Tail> {
+pub(crate) fn tail_lines(path: &Path, n: usize) -> io::Result<Tail> {
     let mut f = file::open_read(path)?;
     let len = f.metadata()?.len();
     let mut window: u64 = 64 * 1024;

@@ -37,7 +37,7 @@ fn numbered(path: &Path, i: usize) -> PathBuf {
 
 /// The last `n` lines of the log, reaching back into rotated files when the current one holds
 /// fewer (right after a rotation it is nearly empty).
-pub fn last_lines(log: &Path, n: usize) -> io::Result<Vec<String>> {
+pub(crate) fn last_lines(log: &Path, n: usize) -> io::Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for i in 0..=ROTATED {
         if out.len() >= n {
@@ -67,7 +67,7 @@ fn level(line: &str) -> Option<&str> {
 }
 
 /// The last `n` warnings and errors among the log's recent lines.
-pub fn recent_problems(st: &StateDir, n: usize) -> Vec<String> {
+pub(crate) fn recent_problems(st: &StateDir, n: usize) -> Vec<String> {
     // A window of recent lines: older problems are history, not status.
     let lines = last_lines(&st.log_file(), 2000).unwrap_or_default();
     let mut hits: Vec<String> = lines
@@ -80,7 +80,7 @@ pub fn recent_problems(st: &StateDir, n: usize) -> Vec<String> {
 }
 
 /// The block `status` prints under its table: nothing when the log shows no problem.
-pub fn problems_block(state_dir: &Path) -> String {
+pub(crate) fn problems_block(state_dir: &Path) -> String {
     let st = StateDir::new(state_dir);
     let hits = recent_problems(&st, 5);
     if hits.is_empty() {
@@ -99,7 +99,7 @@ pub fn problems_block(state_dir: &Path) -> String {
 }
 
 /// `logs [-f] [-n N]`.
-pub fn logs(path: &Path, follow: bool, n: usize) -> i32 {
+pub(crate) fn logs(path: &Path, follow: bool, n: usize) -> i32 {
     let t = match locate(path) {
         Ok(t) => t,
         Err(code) => return code,

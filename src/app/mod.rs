@@ -2,11 +2,11 @@
 //! retry wrapper of robot jobs. Imports the layers below; only [`crate::cli`] imports it
 //! (see docs/ARCHITECTURE.md).
 
-pub mod attempts;
-pub mod ctrl;
-pub mod daemon;
-pub mod hang;
-pub mod history;
-pub mod logs;
-pub mod once;
-pub mod term;
+pub(crate) mod attempts;
+pub(crate) mod ctrl;
+pub(crate) mod daemon;
+pub(crate) mod hang;
+pub(crate) mod history;
+pub(crate) mod logs;
+pub(crate) mod once;
+pub(crate) mod term;

@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(50);
 const PICKUP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Runs `job` once; returns the exit code (0 success, 1 failure, 3 timeout, 4 could not run).
-pub fn run(cfg: &Config, job: &str, config_path: &Path) -> i32 {
+pub(crate) fn run(cfg: &Config, job: &str, config_path: &Path) -> i32 {
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Err(e) = st.ensure() {
         eprintln!("robotmk-daemon: {e}");

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 /// How to render for one output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
+pub(crate) struct Style {
     /// Unicode symbols (✔ ✘ ▁▂▃) instead of ASCII (`.` `F` `_-=`).
-    pub utf8: bool,
+    pub(crate) utf8: bool,
     /// ANSI colours.
-    pub color: bool,
+    pub(crate) color: bool,
     /// The stream is (or counts as) a terminal: progress lines may redraw themselves.
-    pub tty: bool,
+    pub(crate) tty: bool,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -38,7 +38,7 @@ fn forced_tty() -> Option<bool> {
 
 /// True when the locale's character type is UTF-8. `LC_ALL` overrides `LC_CTYPE`, which
 /// overrides `LANG`, as in POSIX; the first one set decides.
-pub fn locale_is_utf8() -> bool {
+pub(crate) fn locale_is_utf8() -> bool {
     ["LC_ALL", "LC_CTYPE", "LANG"]
         .iter()
         .find_map(|v| env_nonempty(v))
@@ -59,24 +59,25 @@ impl Style {
     }
 
     /// The style for stdout.
-    pub fn stdout() -> Style {
+    pub(crate) fn stdout() -> Style {
         Style::for_stream(std::io::stdout().is_terminal())
     }
 
     /// The style for stderr (progress lines).
-    pub fn stderr() -> Style {
+    pub(crate) fn stderr() -> Style {
         Style::for_stream(std::io::stderr().is_terminal())
     }
 
     /// Plain ASCII, no colour: for tests of the renderers.
-    pub const PLAIN: Style = Style {
+    #[cfg(test)]
+    pub(crate) const PLAIN: Style = Style {
         utf8: false,
         color: false,
         tty: false,
     };
 
     /// `text` in colour `code` (an SGR number: 31 red, 32 green, 33 yellow, 2 dim), or as it is.
-    pub fn paint(&self, code: &str, text: &str) -> String {
+    pub(crate) fn paint(&self, code: &str, text: &str) -> String {
         if self.color && !text.is_empty() {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -88,7 +89,7 @@ impl Style {
 /// Makes text from files (a runner's output, the daemon's log) safe to print on a terminal:
 /// control characters, escape sequences among them, are shown as `\x1b` instead of being
 /// executed — a runner must not be able to rewrite the admin's screen or title bar.
-pub fn sanitize(line: &str) -> String {
+pub(crate) fn sanitize(line: &str) -> String {
     let mut o = String::with_capacity(line.len());
     for c in line.chars() {
         if c.is_control() && c != '\t' {
@@ -102,7 +103,7 @@ pub fn sanitize(line: &str) -> String {
 
 /// A progress line on stderr that redraws itself in place, shown only on a terminal (a pipe or
 /// a log file gets nothing, so scripts that read the output see it unchanged).
-pub struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     started: Instant,
     last_draw: Option<Instant>,
@@ -111,7 +112,7 @@ pub struct Progress {
 
 impl Progress {
     /// A progress line for stderr, enabled when stderr is (or counts as) a terminal.
-    pub fn stderr() -> Progress {
+    pub(crate) fn stderr() -> Progress {
         Progress {
             enabled: Style::stderr().tty,
             started: Instant::now(),
@@ -120,12 +121,8 @@ impl Progress {
         }
     }
 
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     /// Whether a redraw is due (at most four per second); `msg` is only built then.
-    pub fn due(&self) -> bool {
+    pub(crate) fn due(&self) -> bool {
         self.enabled
             && self
                 .last_draw
@@ -133,7 +130,7 @@ impl Progress {
     }
 
     /// Redraws the line with `msg` and the elapsed time.
-    pub fn draw(&mut self, msg: &str) {
+    pub(crate) fn draw(&mut self, msg: &str) {
         if !self.enabled {
             return;
         }
@@ -147,7 +144,7 @@ impl Progress {
     }
 
     /// Clears the line, so what follows starts on a clean line.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if self.drawn {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
             self.drawn = false;

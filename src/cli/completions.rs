@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Prints the completion script for `shell`.
-pub fn completions(shell: clap_complete::Shell) -> i32 {
+pub(crate) fn completions(shell: clap_complete::Shell) -> i32 {
     let mut cmd = super::args::Cli::command();
     let mut out = io::stdout().lock();
     clap_complete::generate(shell, &mut cmd, "robotmk-daemon", &mut out);
@@ -24,7 +24,7 @@ pub fn completions(shell: clap_complete::Shell) -> i32 {
 
 /// Prints the man page (roff, section 1), or with `dir` writes one page per visible command
 /// into it (`robotmk-daemon.1`, `robotmk-daemon-history.1`, …: the main page refers to them).
-pub fn man(dir: Option<&Path>) -> i32 {
+pub(crate) fn man(dir: Option<&Path>) -> i32 {
     // `help` is clap's, not ours: no page for it.
     let cmd = super::args::Cli::command().disable_help_subcommand(true);
     let result = match dir {

@@ -327,7 +327,7 @@ fn status(path: &Path, json: bool) -> i32 {
 }
 
 /// The status as a table for people.
-pub fn table(r: &Report) -> String {
+pub(crate) fn table(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let d = &r.daemon;

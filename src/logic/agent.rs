@@ -27,13 +27,13 @@ use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
 pub const SECTION_HEADER: &str = "<<<robotmk_daemon:sep(0)>>>";
-pub const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
+pub(crate) const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
 /// The section of one piggybacked job: `{"instance":…,"job":{…}}`, one line per job.
-pub const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
+pub(crate) const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
 
 /// The most the JSON section may carry. Every string in it is already capped
 /// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
-pub const MAX_SECTION: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_SECTION: usize = 16 * 1024 * 1024;
 
 /// Both sections, ready to print: every byte printable ([`crate::model::printable`]).
 pub fn render(report: &Report) -> String {
@@ -71,13 +71,13 @@ pub fn render(report: &Report) -> String {
 
 /// A line after the daemon's local check: fixed, or a local check open in `now`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum BodyLine {
+pub(crate) enum BodyLine {
     Fixed(String),
     Check(LineTemplate),
 }
 
 impl BodyLine {
-    pub fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+    pub(crate) fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
         match self {
             BodyLine::Fixed(l) => out.push_str(l),
             BodyLine::Check(t) => t.render_into(out, now),
@@ -87,14 +87,14 @@ impl BodyLine {
 
 /// Everything after the daemon line: the agent host's job checks (and per-test checks),
 /// then the piggyback blocks, one per host in the order the jobs come.
-pub fn body(jobs: &[JobStatus], instance: &str) -> Vec<BodyLine> {
+pub(crate) fn body(jobs: &[JobStatus], instance: &str) -> Vec<BodyLine> {
     let mut out = Vec::with_capacity(jobs.len());
     body_each(jobs, instance, &mut |l| out.push(l));
     out
 }
 
 /// [`body`], one line at a time (the daemon writes them out as they come).
-pub fn body_each(jobs: &[JobStatus], instance: &str, f: &mut dyn FnMut(BodyLine)) {
+pub(crate) fn body_each(jobs: &[JobStatus], instance: &str, f: &mut dyn FnMut(BodyLine)) {
     for job in jobs.iter().filter(|j| piggyback_host(j).is_none()) {
         f(BodyLine::Check(job_template(job, instance)));
         if job.services == Services::PerTest {
@@ -185,18 +185,18 @@ fn stale_words(
 
 /// A [`LineTemplate`] borrowed (from the daemon's pre-rendered view, see
 /// [`crate::logic::ctrl_view`]).
-pub struct CheckParts<'a> {
-    pub base: u8,
-    pub clock: Clock,
-    pub deadlines: Option<&'a crate::model::status::Deadlines>,
-    pub name_metrics: &'a str,
-    pub head: &'a str,
-    pub mid: &'a str,
-    pub tail: &'a str,
+pub(crate) struct CheckParts<'a> {
+    pub(crate) base: u8,
+    pub(crate) clock: Clock,
+    pub(crate) deadlines: Option<&'a crate::model::status::Deadlines>,
+    pub(crate) name_metrics: &'a str,
+    pub(crate) head: &'a str,
+    pub(crate) mid: &'a str,
+    pub(crate) tail: &'a str,
 }
 
 /// A local check line at `now`.
-pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
+pub(crate) fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
     let (stale_state, stale_text) = stale_words(c.deadlines, now);
     let state = c.base.max(stale_state);
     // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
@@ -224,7 +224,7 @@ pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
 
 /// The part of a line that depends on `now` besides staleness.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Clock {
+pub(crate) enum Clock {
     None,
     /// `human_age(now - t)`: how long ago the result came.
     Since(DateTime<Utc>),
@@ -239,20 +239,20 @@ pub enum Clock {
 /// The line is `STATE "NAME" METRICS WORD - HEAD[CLOCK]MID[, STALE]TAIL`, with STATE the
 /// worse of `base` and the staleness.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LineTemplate {
-    pub base: u8,
-    pub clock: Clock,
-    pub deadlines: Option<crate::model::status::Deadlines>,
+pub(crate) struct LineTemplate {
+    pub(crate) base: u8,
+    pub(crate) clock: Clock,
+    pub(crate) deadlines: Option<crate::model::status::Deadlines>,
     /// `"NAME" METRICS` (the name quoted).
-    pub name_metrics: String,
-    pub head: String,
-    pub mid: String,
-    pub tail: String,
+    pub(crate) name_metrics: String,
+    pub(crate) head: String,
+    pub(crate) mid: String,
+    pub(crate) tail: String,
 }
 
 impl LineTemplate {
     /// The line at `now`.
-    pub fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+    pub(crate) fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
         render_check(
             out,
             CheckParts {
@@ -268,7 +268,8 @@ impl LineTemplate {
         );
     }
 
-    pub fn render(&self, now: DateTime<Utc>) -> String {
+    #[cfg(test)]
+    pub(crate) fn render(&self, now: DateTime<Utc>) -> String {
         let mut out = String::new();
         self.render_into(&mut out, now);
         out
@@ -276,16 +277,9 @@ impl LineTemplate {
 }
 
 /// One local check per test of the job's latest result (`services = "per-test"`), named
-/// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name).
-pub fn test_lines(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> Vec<String> {
-    test_templates(job, instance)
-        .iter()
-        .map(|t| t.render(now))
-        .collect()
-}
-
-/// [`test_lines`] with the staleness left open.
-pub fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
+/// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name), with
+/// the staleness left open.
+pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
     let Some(last) = &job.last else {
         return Vec::new();
     };
@@ -449,13 +443,14 @@ fn outcome_state(o: Outcome) -> u8 {
     }
 }
 
-/// The local check line of one job at `now`.
-pub fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
+/// The local check line of one job at `now` (the tests' view of [`job_template`]).
+#[cfg(test)]
+pub(crate) fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> String {
     job_template(job, instance).render(now)
 }
 
-/// [`job_line`] with the age and the staleness left open.
-pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
+/// The local check line of one job, with the age and the staleness left open.
+pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     let name = format!("Robotmk {instance} {}", job.name);
     let Some(last) = &job.last else {
         let (head, clock) = match job.next_due {
@@ -528,15 +523,15 @@ pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
 /// Runtime levels (seconds), for a job's run and — with the same rules — for anything else
 /// with a runtime (a Robot Framework test's check).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Levels {
-    pub warn: Option<f64>,
-    pub crit: Option<f64>,
+pub(crate) struct Levels {
+    pub(crate) warn: Option<f64>,
+    pub(crate) crit: Option<f64>,
 }
 
 impl Levels {
     /// The state `value` gets (Checkmk's rule: at or above a level), and a note when it
     /// reaches one.
-    pub fn judge(&self, value: f64) -> (u8, String) {
+    pub(crate) fn judge(&self, value: f64) -> (u8, String) {
         let (state, level) = match (self.warn, self.crit) {
             (_, Some(crit)) if value >= crit => (2, crit),
             (Some(warn), _) if value >= warn => (1, warn),
@@ -551,7 +546,7 @@ impl Levels {
     }
 
     /// The metric `name=value;warn;crit` (just `name=value` without levels).
-    pub fn metric(&self, name: &str, value: f64) -> String {
+    pub(crate) fn metric(&self, name: &str, value: f64) -> String {
         let level = |l: Option<f64>| l.map(|v| v.to_string()).unwrap_or_default();
         match (self.warn, self.crit) {
             (None, None) => format!("{name}={value:.3}"),

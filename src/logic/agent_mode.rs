@@ -30,23 +30,23 @@ use std::time::Duration;
 /// Added to twice the cache interval: one pass of the Linux agent's async loop (it sleeps
 /// 60 s between passes) or one check interval of the Windows agent (its restarts come with a
 /// query, typically every minute). Twice the interval already allows one refresh to be missed.
-pub const MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const MARGIN: Duration = Duration::from_secs(60);
 
 /// What ctrl saw of the agent, as recorded in the heartbeat file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Beat {
+pub(crate) struct Beat {
     /// The cache interval the agent runs ctrl at; `None`: on every agent call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_interval_s: Option<u64>,
+    pub(crate) cache_interval_s: Option<u64>,
     /// Where ctrl learnt it (`plugins/300/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
 }
 
 /// The cache interval of a plugin run as `argv0`: the Linux agent runs a cached plugin as
 /// `<seconds>/<name>` from its plugins folder (`[1-9]*/*`), so the folder the program was
 /// invoked from names it. Anything else is the synchronous mode.
-pub fn detect(argv0: &OsStr) -> Beat {
+pub(crate) fn detect(argv0: &OsStr) -> Beat {
     let folder = Path::new(argv0)
         .parent()
         .and_then(|p| p.file_name())
@@ -64,7 +64,10 @@ pub fn detect(argv0: &OsStr) -> Beat {
 
 /// The cache interval that counts: the larger of what ctrl saw and the config's
 /// `agent_cache_age`, with a word on where it comes from.
-pub fn interval(beat: &Beat, agent_cache_age: Option<Duration>) -> Option<(Duration, String)> {
+pub(crate) fn interval(
+    beat: &Beat,
+    agent_cache_age: Option<Duration>,
+) -> Option<(Duration, String)> {
     let seen = beat.cache_interval_s.map(|s| {
         (
             Duration::from_secs(s),
@@ -80,7 +83,7 @@ pub fn interval(beat: &Beat, agent_cache_age: Option<Duration>) -> Option<(Durat
 
 /// The dead man timeout in force: the configured one (`None` = off stays off), raised to
 /// twice the cache interval plus [`MARGIN`].
-pub fn dead_man_timeout(
+pub(crate) fn dead_man_timeout(
     configured: Option<Duration>,
     interval: Option<Duration>,
 ) -> Option<Duration> {
@@ -92,7 +95,7 @@ pub fn dead_man_timeout(
 }
 
 /// The mode for people: `sync` or `cached 300s (plugins/300/)`.
-pub fn describe(interval: &Option<(Duration, String)>) -> String {
+pub(crate) fn describe(interval: &Option<(Duration, String)>) -> String {
     match interval {
         None => "sync".into(),
         Some((i, source)) => format!("cached {}s ({source})", i.as_secs()),

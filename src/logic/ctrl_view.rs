@@ -42,7 +42,7 @@ struct Header {
 /// Writes the view of `status` (the daemon's, as it writes `status.json`) to `w`, one line
 /// at a time: the daemon never holds the whole file (as large as `status.json`). The strings
 /// of `status` are cut to the agent's lengths ([`crate::model::report::clip_job`]) on the way.
-pub fn write(status: &mut Status, w: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write(status: &mut Status, w: &mut dyn Write) -> io::Result<()> {
     write_cut(status, None, w)
 }
 
@@ -138,7 +138,7 @@ pub(crate) fn write_cut(
 
 /// The view of `status` in memory (tests).
 #[cfg(test)]
-pub fn render(mut status: Status) -> Vec<u8> {
+pub(crate) fn render(mut status: Status) -> Vec<u8> {
     let mut out = Vec::new();
     write(&mut status, &mut out).unwrap();
     out
@@ -214,8 +214,8 @@ fn encode_check(out: &mut String, t: &LineTemplate) {
 }
 
 /// A view as ctrl reads it: the header parsed, the rest borrowed from the file's text.
-pub struct View<'a> {
-    pub status: Status,
+pub(crate) struct View<'a> {
+    pub(crate) status: Status,
     cut: Option<String>,
     pub(crate) jobs: &'a str,
     envs: &'a str,
@@ -223,7 +223,7 @@ pub struct View<'a> {
 }
 
 /// Parses the parts of a view; `None` if it is not one (ctrl then takes its other paths).
-pub fn parse(text: &str) -> Option<View<'_>> {
+pub(crate) fn parse(text: &str) -> Option<View<'_>> {
     let mut parts = text.splitn(5, '\n');
     if parts.next()? != MAGIC {
         return None;
@@ -247,7 +247,7 @@ pub fn parse(text: &str) -> Option<View<'_>> {
 
 impl View<'_> {
     /// Carries the cut note (if any) into `report`, as [`agent::render`] does.
-    pub fn annotate(&self, report: &mut Report) {
+    pub(crate) fn annotate(&self, report: &mut Report) {
         if self.cut.is_some() {
             report.config_error.clone_from(&self.cut);
         }
@@ -257,7 +257,7 @@ impl View<'_> {
     /// ([`crate::model::printable`]); `report` has no jobs (they are in the view). `None`, with
     /// nothing written, when the body is malformed. The jobs' JSON goes from the file's text
     /// to `w` as it is (through the printable filter), without a copy.
-    pub fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
+    pub(crate) fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
         let now = report.generated;
         let json = serde_json::to_string(report).ok()?;
         // Serialized strings escape their quotes, so this key occurs once, at the top level.
@@ -302,7 +302,8 @@ impl View<'_> {
     }
 
     /// [`View::write_to`] in memory.
-    pub fn render(&self, report: &Report) -> Option<String> {
+    #[cfg(test)]
+    pub(crate) fn render(&self, report: &Report) -> Option<String> {
         let mut out = Vec::new();
         self.write_to(report, &mut out)?.ok()?;
         String::from_utf8(out).ok()

@@ -31,12 +31,12 @@ use std::time::{Duration, SystemTime};
 /// How long a beat may wait for its answer: the daemon answers when its watch reports the beat
 /// (at once, or within its 30 s fallback look where no watch could be set up — the admin
 /// sees why in its log), plus a busy pass of its loop and the scheduler's delays.
-pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// The beat the daemon `d` has not answered (when ctrl wrote it: the heartbeat's mtime
 /// `beat`) and its age at `now`, given the ack's mtime (read only when needed); `None` when it
 /// answered, has nothing to answer, or is not judged (`state_error`: it reports one).
-pub fn unanswered(
+pub(crate) fn unanswered(
     d: &DaemonInfo,
     state_error: bool,
     beat: impl FnOnce() -> Option<SystemTime>,
@@ -56,7 +56,7 @@ pub fn unanswered(
 }
 
 /// When the beat left unanswered (see [`unanswered`]) past [`ANSWER_GRACE`] was written.
-pub fn silent_since(
+pub(crate) fn silent_since(
     unanswered: Option<(SystemTime, Duration)>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     unanswered
@@ -66,7 +66,7 @@ pub fn silent_since(
 
 /// `t` as a date, if chrono can hold it: a file's mtime may be anything, and chrono's own
 /// conversion panics outside its range.
-pub fn utc(t: SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(crate) fn utc(t: SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
     chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())
 }
@@ -74,12 +74,12 @@ pub fn utc(t: SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
 /// More daemon starts than this within [`restart_window`] make the daemon line CRIT (a daemon
 /// that keeps restarting, whatever the reason: each crash, or each clean exit, restarted by
 /// the next ctrl).
-pub const MAX_STARTS: usize = 3;
+pub(crate) const MAX_STARTS: usize = 3;
 
 /// A few heartbeat periods: how long a crash keeps the daemon line CRIT after the restart, and
 /// the window in which starts are counted. Twice the dead man timeout in force (raised for the
 /// agent's cached mode, so it scales with how often ctrl runs), at least 10 minutes.
-pub fn restart_window(heartbeat_timeout_s: Option<f64>) -> Duration {
+pub(crate) fn restart_window(heartbeat_timeout_s: Option<f64>) -> Duration {
     let floor = Duration::from_secs(600);
     heartbeat_timeout_s
         .filter(|s| s.is_finite() && *s > 0.0)
@@ -91,7 +91,7 @@ pub fn restart_window(heartbeat_timeout_s: Option<f64>) -> Duration {
 /// Why the daemon line is CRIT though the daemon `d` runs: it restarted after a crash within
 /// [`restart_window`], or started more than [`MAX_STARTS`] times in it (see
 /// `daemon::lifecycle`). `None` when neither.
-pub fn unstable(d: &DaemonInfo, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+pub(crate) fn unstable(d: &DaemonInfo, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
     let window = restart_window(d.heartbeat_timeout_s);
     let within =
         |t: chrono::DateTime<chrono::Utc>| (now - t).to_std().map_or(true, |age| age < window);

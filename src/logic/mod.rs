@@ -5,10 +5,10 @@
 //! only [`crate::model`] (see docs/ARCHITECTURE.md).
 
 pub mod agent;
-pub mod agent_mode;
-pub mod config;
-pub mod ctrl_view;
-pub mod liveness;
+pub(crate) mod agent_mode;
+pub(crate) mod config;
+pub(crate) mod ctrl_view;
+pub(crate) mod liveness;
 pub mod robot;
 pub mod schedule;
-pub mod staleness;
+pub(crate) mod staleness;

@@ -70,13 +70,17 @@ fn never_fires(cron: &Cron) -> bool {
 
 impl Schedule {
     /// The first due time strictly after `t`.
-    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.next_after_in(t, &Local)
     }
 
     /// [`Schedule::next_after`] with cron evaluated in `tz` instead of local time, so that
     /// calendars can be tested in a fixed time zone.
-    pub fn next_after_in<Tz: TimeZone>(&self, t: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_after_in<Tz: TimeZone>(
+        &self,
+        t: DateTime<Utc>,
+        tz: &Tz,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every { interval, offset } => {
                 let i = interval.as_millis() as i64;
@@ -96,7 +100,7 @@ impl Schedule {
     }
 
     /// The latest due time at or before `t`: the slot a catch-up run stands for.
-    pub fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every { interval, offset } => {
                 let i = interval.as_millis() as i64;
@@ -116,7 +120,7 @@ impl Schedule {
 
     /// The typical gap between two due times; used for staleness and default timeouts.
     /// For cron it is the gap between the next two due times after `now`.
-    pub fn nominal_interval(&self, now: DateTime<Utc>) -> Duration {
+    pub(crate) fn nominal_interval(&self, now: DateTime<Utc>) -> Duration {
         match self {
             Schedule::Every { interval, .. } => *interval,
             Schedule::Cron { .. } => {
@@ -131,7 +135,7 @@ impl Schedule {
     }
 
     /// The next `n` due times after `t` (for `check-config`).
-    pub fn upcoming(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    pub(crate) fn upcoming(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
         let mut out = Vec::with_capacity(n);
         let mut cur = t;
         while out.len() < n {

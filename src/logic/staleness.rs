@@ -19,16 +19,16 @@
 
 use crate::model::config::{DaemonSettings, Job};
 use crate::model::status::CheckmkView;
-pub use crate::model::status::Deadlines;
+pub(crate) use crate::model::status::Deadlines;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// The default `stale_margin`.
-pub const DEFAULT_STALE_MARGIN: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_STALE_MARGIN: Duration = Duration::from_secs(30);
 
 /// How a result stands at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Staleness {
+pub(crate) enum Staleness {
     Fresh,
     /// One due run has not reported within its timeout and the margin (WARN).
     Overdue,
@@ -38,7 +38,7 @@ pub enum Staleness {
 
 /// The deadlines of a result due at `last_due`, given the schedule's `next_after` and the
 /// `allowance` (the run's timeout plus the margin). `None` when the schedule never fires again.
-pub fn deadlines(
+pub(crate) fn deadlines(
     next_after: impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
     last_due: DateTime<Utc>,
     allowance: Duration,
@@ -53,12 +53,16 @@ pub fn deadlines(
 }
 
 /// The margin added to a run's timeout: `stop_grace` plus `stale_margin`.
-pub fn margin(daemon: &DaemonSettings) -> Duration {
+pub(crate) fn margin(daemon: &DaemonSettings) -> Duration {
     daemon.stop_grace + daemon.stale_margin
 }
 
 /// The deadlines of `job`'s result due at `last_due`, with the schedule in local time.
-pub fn for_job(job: &Job, daemon: &DaemonSettings, last_due: DateTime<Utc>) -> Option<Deadlines> {
+pub(crate) fn for_job(
+    job: &Job,
+    daemon: &DaemonSettings,
+    last_due: DateTime<Utc>,
+) -> Option<Deadlines> {
     deadlines(
         |t| job.schedule.next_after(t),
         last_due,
@@ -67,7 +71,7 @@ pub fn for_job(job: &Job, daemon: &DaemonSettings, last_due: DateTime<Utc>) -> O
 }
 
 /// How the result stands at `now` (an instant exactly on a deadline still counts as in time).
-pub fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
+pub(crate) fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
     if now > d.crit_after {
         Staleness::MissedTwice
     } else if now > d.expected_by {
@@ -78,7 +82,7 @@ pub fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
 }
 
 /// The Checkmk view of `job` whose latest result was due at `last_due`.
-pub fn checkmk_view(
+pub(crate) fn checkmk_view(
     job: &Job,
     daemon: &DaemonSettings,
     last_due: Option<DateTime<Utc>>,

@@ -3,12 +3,12 @@
 
 /// Longest text (an error, a note, a name) passed on to the agent: enough for any real
 /// message, and a file someone filled with megabytes cannot flood the agent's output.
-pub const MAX_TEXT: usize = 1024;
+pub(crate) const MAX_TEXT: usize = 1024;
 /// Longest name-like value (job, schedule, run id, suite).
-pub const MAX_NAME: usize = 256;
+pub(crate) const MAX_NAME: usize = 256;
 
 /// Cuts `s` to at most `max` bytes (at a character boundary), marking the cut.
-pub fn clip(s: &mut String, max: usize) {
+pub(crate) fn clip(s: &mut String, max: usize) {
     if s.len() <= max {
         return;
     }
@@ -20,7 +20,7 @@ pub fn clip(s: &mut String, max: usize) {
     s.push('…');
 }
 
-pub fn clip_opt(s: &mut Option<String>, max: usize) {
+pub(crate) fn clip_opt(s: &mut Option<String>, max: usize) {
     if let Some(s) = s {
         clip(s, max);
     }

@@ -14,27 +14,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The environment variable that names the config file, checked before `$MK_CONFDIR`.
-pub const CONFIG_ENV: &str = "ROBOTMK_DAEMON_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "ROBOTMK_DAEMON_CONFIG";
 /// The file name looked up in `$MK_CONFDIR` and the OS config folder.
-pub const CONFIG_FILE_NAME: &str = "robotmk-daemon.toml";
+pub(crate) const CONFIG_FILE_NAME: &str = "robotmk-daemon.toml";
 /// The file in a robot job's run folder that carries its `variables` (robot's
 /// `--argumentfile`), written 0600 when the run is prepared.
-pub const VARIABLES_FILE: &str = "robotmk-variables.args";
+pub(crate) const VARIABLES_FILE: &str = "robotmk-variables.args";
 /// Largest Robot Framework result read by default: far above what robot itself can still
 /// handle (rebot loads a result whole), far below what a sparse file can claim.
-pub const DEFAULT_RESULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_RESULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Longest a run's results may take to read by default: 1 GB takes seconds to a minute.
-pub const DEFAULT_RESULT_PARSE_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_RESULT_PARSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A config problem, located in the file where possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// 1-based line and column, when the problem sits at a place in the file.
     pub line: Option<usize>,
     pub column: Option<usize>,
     /// The offending field (`job[2].every`, `daemon.instance`), when known.
-    pub field: Option<String>,
+    pub(crate) field: Option<String>,
     pub message: String,
 }
 
@@ -57,7 +57,7 @@ impl std::error::Error for ConfigError {}
 /// What a due run does while an earlier run of the same job is still in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Overlap {
+pub(crate) enum Overlap {
     Skip,
     Allow,
 }
@@ -65,7 +65,7 @@ pub enum Overlap {
 /// What happens to due times that passed while the daemon was down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CatchUp {
+pub(crate) enum CatchUp {
     /// Run once soon after start, standing for the latest missed due time.
     Once,
     /// Wait for the next regular due time.
@@ -75,7 +75,7 @@ pub enum CatchUp {
 /// Which local checks a Robot Framework job gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Services {
+pub(crate) enum Services {
     /// One per job.
     #[default]
     Job,
@@ -94,7 +94,7 @@ pub enum Retry {
 }
 
 impl Retry {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Retry::Failed => "failed",
             Retry::All => "all",
@@ -104,90 +104,93 @@ impl Retry {
 
 /// Daemon-wide settings, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DaemonSettings {
-    pub instance: String,
-    pub state_dir: PathBuf,
+pub(crate) struct DaemonSettings {
+    pub(crate) instance: String,
+    pub(crate) state_dir: PathBuf,
     /// `None` when the dead man switch is off (`heartbeat_timeout = "0"`).
-    pub heartbeat_timeout: Option<Duration>,
+    pub(crate) heartbeat_timeout: Option<Duration>,
     /// How long the daemon may leave ctrl's heartbeat unanswered (stopped, hung) before
     /// ctrl ends it and starts a new one; `None` = never (`hang_timeout = "0"`).
-    pub hang_timeout: Option<Duration>,
+    pub(crate) hang_timeout: Option<Duration>,
     /// 0 = no limit.
-    pub max_parallel: usize,
-    pub keep_runs: usize,
-    pub stop_grace: Duration,
-    pub log_max_bytes: u64,
+    pub(crate) max_parallel: usize,
+    pub(crate) keep_runs: usize,
+    pub(crate) stop_grace: Duration,
+    pub(crate) log_max_bytes: u64,
     /// Added (with `stop_grace`) to a run's timeout before its missing result is stale
     /// (see [`crate::logic::staleness`]).
-    pub stale_margin: Duration,
+    pub(crate) stale_margin: Duration,
     /// The agent runs ctrl as a cached plugin with this interval (needed on Windows, where
     /// the agent does not tell the plugin; Linux ctrl sees it in its `plugins/<seconds>/`).
-    pub agent_cache_age: Option<Duration>,
+    pub(crate) agent_cache_age: Option<Duration>,
     /// Bound on one Python environment build (`env_build_timeout`, default 10m).
-    pub env_build_timeout: Duration,
+    pub(crate) env_build_timeout: Duration,
     /// Bounds on reading a run's Robot Framework results (`result_max_size`, default 1GB;
     /// `result_parse_timeout`, default 2m): what a run leaves is untrusted, and a sparse file
     /// of a terabyte costs it nothing.
-    pub result_limits: Limits,
+    pub(crate) result_limits: Limits,
     /// No run starts before the system has been up this long (`start_delay`; Robotmk's
     /// grace period: after boot the desktop or the network may not be ready).
-    pub start_delay: Duration,
+    pub(crate) start_delay: Duration,
     /// uv, when environments are built with it (`uv = "…"`, else found on PATH; `"off"`:
     /// always `python -m venv` + pip).
-    pub uv: Option<PathBuf>,
+    pub(crate) uv: Option<PathBuf>,
     /// The unprivileged user the environments of jobs without a `user` are built as when the
     /// daemon is root (`build_user`, default [`crate::model::env::DEFAULT_BUILD_USER`]). Looked up
     /// by the daemon when it builds, not here: a missing user fails those builds, with the
     /// fix, and nothing else.
-    pub build_user: String,
+    pub(crate) build_user: String,
 }
 
 /// One job, ready to schedule and run.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub name: String,
+    pub(crate) name: String,
     /// argv; may contain `{run_dir}`, `{job}`, `{run_id}`.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     /// Set for `kind = "robot"` jobs: the run folder then holds Robot Framework's output.xml.
-    pub robot: bool,
-    pub schedule: Schedule,
-    pub timeout: Duration,
-    pub overlap: Overlap,
-    pub catch_up: CatchUp,
-    pub env: BTreeMap<String, String>,
+    /// Read by no one but the config's tests (the daemon tells a robot job by its `result`);
+    /// kept because they assert the shorthand through it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) robot: bool,
+    pub(crate) schedule: Schedule,
+    pub(crate) timeout: Duration,
+    pub(crate) overlap: Overlap,
+    pub(crate) catch_up: CatchUp,
+    pub(crate) env: BTreeMap<String, String>,
     /// Boxed: few jobs set it, every job is held for the daemon's life, and a Windows
     /// `PathBuf` is a word larger than a Linux one.
-    pub working_dir: Option<Box<Path>>,
+    pub(crate) working_dir: Option<Box<Path>>,
     /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
-    pub argument_file: Option<String>,
+    pub(crate) argument_file: Option<String>,
     /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for
     /// robot jobs, what `result` says for command jobs.
-    pub result: Option<String>,
+    pub(crate) result: Option<String>,
     /// Robot runs per run at most (1 = no retries); see `robot::attempts`.
-    pub attempts: u32,
-    pub services: Services,
-    pub test_runtime_warn: Option<Duration>,
-    pub test_runtime_crit: Option<Duration>,
+    pub(crate) attempts: u32,
+    pub(crate) services: Services,
+    pub(crate) test_runtime_warn: Option<Duration>,
+    pub(crate) test_runtime_crit: Option<Duration>,
     /// The Checkmk host whose piggyback data carries this job's check (`host = "…"`).
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
-    pub runtime_warn: Option<Duration>,
-    pub runtime_crit: Option<Duration>,
+    pub(crate) runtime_warn: Option<Duration>,
+    pub(crate) runtime_crit: Option<Duration>,
     /// The Python environment its runs use (`requirements` or `pyproject`). Boxed, like
     /// `user`: few jobs set it, and every job is held for the daemon's life.
-    pub pyenv: Option<Box<EnvSpec>>,
+    pub(crate) pyenv: Option<Box<EnvSpec>>,
     /// The user its runner runs as (`user = "…"`; Unix, daemon as root), as looked up when
     /// the config was loaded.
-    pub user: Option<Box<UserInfo>>,
+    pub(crate) user: Option<Box<UserInfo>>,
     /// The config names a `user` that was not looked up (a config loaded with
     /// [`Users::NamesOnly`], ctrl's): such a job must never run. (A flag, not the name: it
     /// fits in padding, and every job is held for the daemon's life.)
-    pub user_deferred: bool,
+    pub(crate) user_deferred: bool,
 }
 
 impl Job {
     /// True when the two definitions run the same thing on the same schedule.
-    pub fn same_as(&self, other: &Job) -> bool {
+    pub(crate) fn same_as(&self, other: &Job) -> bool {
         self.name == other.name
             && self.command == other.command
             && self.schedule.to_string() == other.schedule.to_string()
@@ -211,15 +214,15 @@ impl Job {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Absolute path of the file it was read from.
-    pub path: PathBuf,
-    pub daemon: DaemonSettings,
+    pub(crate) path: PathBuf,
+    pub(crate) daemon: DaemonSettings,
     /// Shared with the daemon's per-job state: one copy of each job, however many holders.
     pub jobs: Vec<Arc<Job>>,
 }
 
 /// Whether loading a config looks up the users its jobs run as (`user = "…"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Users {
+pub(crate) enum Users {
     /// Each user is looked up (see [`crate::service::sys::lookup_user`]); one that is not there is a
     /// config error naming it. The daemon, `check-config`, `status`, `run-once`.
     LookUp,

@@ -15,7 +15,7 @@ const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// A parsed config duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 
 /// Parses `90s`, `5m`, `1h30m`, `250ms`, `2d` or `0`.
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -68,7 +68,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration the way it would be written in the config (`1h30m`, `90s` → `1m30s`).
-pub fn format(d: Duration) -> String {
+pub(crate) fn format(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         return "0".into();
@@ -111,7 +111,7 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 /// A short human age: `42s`, `5m`, `3h`, `2d`.
-pub fn human_age(secs: f64) -> String {
+pub(crate) fn human_age(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
     match s {
         0..=119 => format!("{s}s"),

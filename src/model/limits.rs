@@ -6,17 +6,17 @@ use std::time::Duration;
 /// Caps on reading the results of one run (the daemon's `result_max_size` and
 /// `result_parse_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest result file read, in bytes.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Longest time all of a run's result files may take together.
-    pub max_time: Duration,
+    pub(crate) max_time: Duration,
 }
 
 impl Limits {
     /// No caps: for a person's `parse-result`, and the retry wrapper reading its own
     /// attempts (as the job's user, under the run's timeout).
-    pub const NONE: Limits = Limits {
+    pub(crate) const NONE: Limits = Limits {
         max_bytes: u64::MAX,
         max_time: Duration::MAX,
     };

@@ -3,18 +3,18 @@
 //! printable-text gate. Construction and formatting only; no I/O, no clock reads, and no
 //! import from any layer above (see docs/ARCHITECTURE.md).
 
-pub mod clip;
+pub(crate) mod clip;
 pub mod config;
 pub mod duration;
-pub mod env;
-pub mod limits;
-pub mod printable;
+pub(crate) mod env;
+pub(crate) mod limits;
+pub(crate) mod printable;
 pub mod record;
 pub mod report;
 pub mod request;
-pub mod schedule;
+pub(crate) mod schedule;
 pub mod status;
-pub mod user;
+pub(crate) mod user;
 
 /// Identifies the build a daemon runs (shown in status; compared by ctrl on upgrades).
-pub const BUILD_ID: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const BUILD_ID: &str = env!("CARGO_PKG_VERSION");

@@ -22,7 +22,7 @@
 use std::io::{self, Write};
 
 /// A writer that passes on only printable text (see the module doc).
-pub struct Printable<W: Write> {
+pub(crate) struct Printable<W: Write> {
     inner: W,
     /// The next byte starts a line.
     line_start: bool,
@@ -48,7 +48,7 @@ fn spacing(c: u32) -> bool {
 }
 
 impl<W: Write> Printable<W> {
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Printable {
             inner,
             line_start: true,
@@ -60,7 +60,7 @@ impl<W: Write> Printable<W> {
 
     /// Writes what a cut multi-byte character left (only a truncated stream has any) and
     /// returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         if self.held_len > 0 {
             self.inner.write_all(&self.held[..self.held_len])?;
         }
@@ -198,7 +198,7 @@ impl<W: Write> Write for Printable<W> {
 }
 
 /// `text` made printable (see the module doc).
-pub fn string(text: String) -> String {
+pub(crate) fn string(text: String) -> String {
     let bytes = text.as_bytes();
     let dirty = bytes
         .iter()

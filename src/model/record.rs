@@ -13,17 +13,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Format version of [`RunRecord`]; bumped on incompatible changes.
-pub const RECORD_VERSION: u32 = 1;
-pub const RECORD_FILE: &str = "record.json";
-pub const STDOUT_FILE: &str = "stdout.log";
-pub const STDERR_FILE: &str = "stderr.log";
+pub(crate) const RECORD_VERSION: u32 = 1;
+pub(crate) const RECORD_FILE: &str = "record.json";
+pub(crate) const STDOUT_FILE: &str = "stdout.log";
+pub(crate) const STDERR_FILE: &str = "stderr.log";
 /// The file the wrapper of a job with retries writes its attempts to, in the run folder.
-pub const ATTEMPTS_FILE: &str = "attempts.json";
+pub(crate) const ATTEMPTS_FILE: &str = "attempts.json";
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Exit code 0.
     Success,
     /// Non-zero exit (or ended by a signal it was not sent by us).
@@ -42,7 +42,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
@@ -58,7 +58,7 @@ impl Outcome {
 /// Why a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Trigger {
+pub(crate) enum Trigger {
     Schedule,
     /// The single run standing for due times missed while the daemon was down.
     CatchUp,
@@ -69,23 +69,23 @@ pub enum Trigger {
 /// read from output.xml or Robot 7's output.json.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TestStats {
-    pub passed: u64,
+    pub(crate) passed: u64,
     pub failed: u64,
-    pub skipped: u64,
+    pub(crate) skipped: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suite: Option<String>,
+    pub(crate) suite: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suite_status: Option<String>,
+    pub(crate) suite_status: Option<String>,
     /// Robot's own elapsed time of the root suite (the process runtime adds Python's start-up
     /// and the writing of log and report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub elapsed_s: Option<f64>,
+    pub(crate) elapsed_s: Option<f64>,
     /// Per-test detail, at most `robot::MAX_TESTS` of them (failed tests first kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<TestResult>,
     /// Tests left out of `results` by the cap.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub results_omitted: u64,
+    pub(crate) results_omitted: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -96,53 +96,53 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TestResult {
     /// The suite's full name, `Top.Sub`.
-    pub suite: String,
-    pub name: String,
+    pub(crate) suite: String,
+    pub(crate) name: String,
     /// `PASS`, `FAIL`, `SKIP` or `NOT RUN`.
-    pub status: String,
+    pub(crate) status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub elapsed_s: Option<f64>,
+    pub(crate) elapsed_s: Option<f64>,
     /// The first line of the test's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 /// One attempt of a job with `attempts` > 1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// 1-based.
-    pub attempt: u32,
+    pub(crate) attempt: u32,
     /// `all` or `failed` (what this attempt ran); the first one runs everything.
-    pub ran: String,
+    pub(crate) ran: String,
     #[serde(default)]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
     /// `passed`, `failed`, or `no result`.
-    pub outcome: String,
+    pub(crate) outcome: String,
     #[serde(default)]
-    pub passed: u64,
+    pub(crate) passed: u64,
     #[serde(default)]
-    pub failed: u64,
+    pub(crate) failed: u64,
     #[serde(default)]
-    pub skipped: u64,
-    pub output: PathBuf,
+    pub(crate) skipped: u64,
+    pub(crate) output: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 /// One run's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    pub version: u32,
-    pub job: String,
-    pub run_id: String,
+    pub(crate) version: u32,
+    pub(crate) job: String,
+    pub(crate) run_id: String,
     pub due: DateTime<Utc>,
-    pub trigger: Trigger,
+    pub(crate) trigger: Trigger,
     #[serde(default)]
     pub started: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -150,53 +150,53 @@ pub struct RunRecord {
     #[serde(default)]
     pub duration_s: Option<f64>,
     #[serde(default)]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// The signal that ended the runner (Unix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
     /// `None` while the run is in flight.
     #[serde(default)]
-    pub outcome: Option<Outcome>,
-    pub run_dir: PathBuf,
+    pub(crate) outcome: Option<Outcome>,
+    pub(crate) run_dir: PathBuf,
     #[serde(default)]
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// The runner's process start time (OS ticks), to tell it from a later process that got
     /// the same PID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_start: Option<u64>,
+    pub(crate) pid_start: Option<u64>,
     pub timeout_s: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tests: Option<TestStats>,
+    pub(crate) tests: Option<TestStats>,
     /// Where the runner's Robot Framework result goes (robot jobs, and command jobs that name
     /// a `result`), placeholders expanded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<PathBuf>,
+    pub(crate) result: Option<PathBuf>,
     /// The run's log.html and report.html, when robot wrote them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// Every attempt of a job with retries, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attempts: Vec<Attempt>,
+    pub(crate) attempts: Vec<Attempt>,
     /// The `run-once` request this run answers (how the waiting command finds its run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<String>,
+    pub(crate) request: Option<String>,
     /// The run folder was gone when the run ended (the runner removed it): its output and
     /// result are lost, whatever the exit code said.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub output_lost: bool,
+    pub(crate) output_lost: bool,
     /// The short name (a link, see `sys::tmp_link`) of the run's temp folder, which its
     /// `TMPDIR`, `TEMP` and `TMP` name; removed with the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tmp: Option<PathBuf>,
+    pub(crate) tmp: Option<PathBuf>,
 }
 
 impl RunRecord {
     /// A journal entry: a run of `job` due at `due`, not started yet.
-    pub fn journal(
+    pub(crate) fn journal(
         job: &str,
         run_id: String,
         run_dir: PathBuf,
@@ -234,7 +234,7 @@ impl RunRecord {
 
     /// Caps the texts that come from the runner's files (robot's suite name, notes quoting
     /// its output), so a record, `status.json` and the agent output stay small.
-    pub fn clip(&mut self) {
+    pub(crate) fn clip(&mut self) {
         use crate::model::clip::{clip, MAX_NAME, MAX_TEXT};
         if let Some(n) = &mut self.note {
             clip(n, MAX_TEXT);
@@ -258,23 +258,23 @@ impl RunRecord {
         }
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.outcome.is_some()
     }
 
-    pub fn record_path(&self) -> PathBuf {
+    pub(crate) fn record_path(&self) -> PathBuf {
         self.run_dir.join(RECORD_FILE)
     }
 }
 
 /// Run ids are `<due as 20261127T101500Z>-<n>`: sortable, unique per job, and they say which
 /// due time a run stands for even when its record is lost.
-pub fn run_id_prefix(due: DateTime<Utc>) -> String {
+pub(crate) fn run_id_prefix(due: DateTime<Utc>) -> String {
     due.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// Sort key of a run id: (due part, sequence number).
-pub fn run_id_key(id: &str) -> (String, u64) {
+pub(crate) fn run_id_key(id: &str) -> (String, u64) {
     match id.rsplit_once('-') {
         Some((due, n)) => (due.to_string(), n.parse().unwrap_or(0)),
         None => (id.to_string(), 0),
@@ -282,7 +282,7 @@ pub fn run_id_key(id: &str) -> (String, u64) {
 }
 
 /// Parses the due time out of a run id.
-pub fn due_of_run_id(id: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn due_of_run_id(id: &str) -> Option<DateTime<Utc>> {
     let (due, _) = id.rsplit_once('-')?;
     chrono::NaiveDateTime::parse_from_str(due, "%Y%m%dT%H%M%SZ")
         .ok()
@@ -290,6 +290,6 @@ pub fn due_of_run_id(id: &str) -> Option<DateTime<Utc>> {
 }
 
 /// RFC 3339 with milliseconds, the format of every timestamp the project prints.
-pub fn ts(t: DateTime<Utc>) -> String {
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

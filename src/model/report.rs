@@ -12,74 +12,74 @@ use std::path::PathBuf;
 
 /// What ctrl did on this call.
 #[derive(Debug, Clone, Serialize)]
-pub struct CtrlReport {
+pub(crate) struct CtrlReport {
     /// `started`, `running` or `config_error` (`error` if it could not start a daemon;
     /// `restarted` when it ended a daemon that did not answer past `hang_timeout`).
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     /// How the agent runs this ctrl, as it saw it: `sync` or `cached 300s (plugins/300/)`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub(crate) mode: Option<String>,
     /// The launch route, when this ctrl launched the daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<&'static str>,
+    pub(crate) route: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: f64,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: f64,
 }
 
 /// The daemon as seen from outside.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct DaemonReport {
-    pub running: bool,
-    pub pid: Option<u32>,
-    pub started: Option<DateTime<Utc>>,
-    pub uptime_s: Option<f64>,
-    pub heartbeat_age_s: Option<f64>,
-    pub heartbeat_timeout_s: Option<f64>,
+pub(crate) struct DaemonReport {
+    pub(crate) running: bool,
+    pub(crate) pid: Option<u32>,
+    pub(crate) started: Option<DateTime<Utc>>,
+    pub(crate) uptime_s: Option<f64>,
+    pub(crate) heartbeat_age_s: Option<f64>,
+    pub(crate) heartbeat_timeout_s: Option<f64>,
     /// How the agent runs ctrl, as the daemon last saw it (`sync`, `cached 300s (…)`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_mode: Option<String>,
-    pub phase: Option<String>,
+    pub(crate) agent_mode: Option<String>,
+    pub(crate) phase: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub route: Option<String>,
-    pub build: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) route: Option<String>,
+    pub(crate) build: Option<String>,
     /// The daemon holds the lock but has not answered ctrl's heartbeat written at this
     /// time (stopped, hung: see [`crate::logic::liveness`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_responding_since: Option<DateTime<Utc>>,
+    pub(crate) not_responding_since: Option<DateTime<Utc>>,
     /// The daemon's own view: an edit it rejected (it keeps running the last good config).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub config_error: Option<String>,
+    pub(crate) config_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_error: Option<String>,
+    pub(crate) state_error: Option<String>,
     /// How the daemon before this one ended, when not cleanly (see `daemon::lifecycle`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_crash: Option<Crash>,
+    pub(crate) previous_crash: Option<Crash>,
     /// Why the daemon line is CRIT though it runs: a recent crash, or too many restarts
     /// ([`crate::logic::liveness::unstable`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unstable: Option<String>,
+    pub(crate) unstable: Option<String>,
 }
 
 /// Everything `status --json` prints and ctrl's JSON section carries.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub instance: Option<String>,
-    pub config: PathBuf,
+    pub(crate) instance: Option<String>,
+    pub(crate) config: PathBuf,
     /// The config as read now (by ctrl or `status`), if it is broken.
-    pub config_error: Option<String>,
-    pub state_dir: Option<PathBuf>,
-    pub daemon: DaemonReport,
+    pub(crate) config_error: Option<String>,
+    pub(crate) state_dir: Option<PathBuf>,
+    pub(crate) daemon: DaemonReport,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ctrl: Option<CtrlReport>,
-    pub jobs: Vec<JobStatus>,
+    pub(crate) ctrl: Option<CtrlReport>,
+    pub(crate) jobs: Vec<JobStatus>,
     /// The jobs' Python environments, as the daemon last reported them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub envs: Vec<EnvState>,
-    pub generated: DateTime<Utc>,
+    pub(crate) envs: Vec<EnvState>,
+    pub(crate) generated: DateTime<Utc>,
 }
 
 /// How the config stands, as far as the report is concerned.
@@ -104,7 +104,7 @@ impl<'a> From<&'a Result<Config, ConfigError>> for ConfigView<'a> {
 impl Report {
     /// Applies the length caps to every string that came from a file or the config, so
     /// what reaches the agent stays small whatever those files hold.
-    pub fn clip(&mut self) {
+    pub(crate) fn clip(&mut self) {
         clip_opt(&mut self.instance, MAX_NAME);
         clip_opt(&mut self.config_error, MAX_TEXT);
         let d = &mut self.daemon;
@@ -133,7 +133,7 @@ impl Report {
 }
 
 /// [`Report::clip`] for one environment.
-pub fn clip_env(e: &mut EnvState) {
+pub(crate) fn clip_env(e: &mut EnvState) {
     clip(&mut e.key, MAX_NAME);
     clip(&mut e.python, MAX_NAME);
     clip_opt(&mut e.tool, MAX_NAME);
@@ -146,7 +146,7 @@ pub fn clip_env(e: &mut EnvState) {
 }
 
 /// [`Report::clip`] for one job.
-pub fn clip_job(j: &mut JobStatus) {
+pub(crate) fn clip_job(j: &mut JobStatus) {
     clip(&mut j.name, MAX_NAME);
     clip(&mut j.schedule, MAX_NAME);
     clip_opt(&mut j.checkmk.host, MAX_NAME);

@@ -4,15 +4,15 @@
 /// Why a daemon could not start, for the ctrl that launched it (`start-error`): a config
 /// the daemon rejects though ctrl could not tell (ctrl does not look users up).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StartFailure {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub error: String,
+pub(crate) struct StartFailure {
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
+    pub(crate) error: String,
 }
 
 /// How a stop request wants the daemon to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StopMode {
+pub(crate) enum StopMode {
     /// Start nothing new, let runs in flight finish, then exit.
     Drain,
     /// End runs in flight (whole process trees), then exit.
@@ -23,13 +23,13 @@ pub enum StopMode {
 /// its run by `id` in the run records).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunRequest {
-    pub id: String,
-    pub job: String,
-    pub requested: chrono::DateTime<chrono::Utc>,
+    pub(crate) id: String,
+    pub(crate) job: String,
+    pub(crate) requested: chrono::DateTime<chrono::Utc>,
 }
 
 /// True for an id `run-once` makes: it becomes a file name.
-pub fn valid_request_id(id: &str) -> bool {
+pub(crate) fn valid_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -40,6 +40,6 @@ pub fn valid_request_id(id: &str) -> bool {
 /// The content of `stop-request`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StopRequest {
-    pub mode: StopMode,
-    pub requested: chrono::DateTime<chrono::Utc>,
+    pub(crate) mode: StopMode,
+    pub(crate) requested: chrono::DateTime<chrono::Utc>,
 }

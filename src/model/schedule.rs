@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// A job's schedule.
 #[derive(Clone)]
-pub enum Schedule {
+pub(crate) enum Schedule {
     /// Due at every `interval` since the epoch, shifted by `offset`.
     Every {
         interval: Duration,

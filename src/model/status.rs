@@ -8,112 +8,112 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub const STATUS_VERSION: u32 = 1;
+pub(crate) const STATUS_VERSION: u32 = 1;
 
 /// The daemon's own state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonInfo {
     pub pid: u32,
     /// The daemon's process start time in OS ticks (with `pid`, identifies the process).
-    pub pid_start: Option<u64>,
+    pub(crate) pid_start: Option<u64>,
     pub started: DateTime<Utc>,
     /// Build identity of the binary the daemon runs.
-    pub build: String,
-    pub config: PathBuf,
+    pub(crate) build: String,
+    pub(crate) config: PathBuf,
     /// `config::stamp` of the config file as the daemon last read it (valid or not).
     #[serde(default)]
-    pub config_stamp: Option<String>,
+    pub(crate) config_stamp: Option<String>,
     /// How ctrl launched it (`systemd-run`, `fork`, `foreground`, ...).
-    pub route: String,
+    pub(crate) route: String,
     /// It answers ctrl's heartbeat in `heartbeat-ack` (older builds do not, and ctrl judges
     /// them by the lock alone).
     #[serde(default)]
-    pub acks_heartbeat: bool,
+    pub(crate) acks_heartbeat: bool,
     /// `running`, `draining` (no new runs; waiting for runs in flight) or `stopped`.
-    pub phase: String,
+    pub(crate) phase: String,
     /// Why it drains or stopped (`stop requested`, `heartbeat stale`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The last config reload error; the daemon keeps running its last good config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_error: Option<String>,
+    pub(crate) config_error: Option<String>,
     /// A problem writing state (e.g. disk full); cleared when writes succeed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_error: Option<String>,
+    pub(crate) state_error: Option<String>,
     /// The dead man timeout in force: `heartbeat_timeout`, raised for the agent's cached mode.
-    pub heartbeat_timeout_s: Option<f64>,
+    pub(crate) heartbeat_timeout_s: Option<f64>,
     /// How the agent runs ctrl, as ctrl last recorded it: `sync` or `cached 300s (…)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_mode: Option<String>,
+    pub(crate) agent_mode: Option<String>,
     /// When this instance's daemons started over the last day, this one's last (at most
     /// [`MAX_STARTS_KEPT`]): a daemon that restarts again and again shows in the count (see
     /// `daemon::lifecycle`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub starts: Vec<DateTime<Utc>>,
+    pub(crate) starts: Vec<DateTime<Utc>>,
     /// How the daemon before this one ended, when it was not a clean exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_crash: Option<Crash>,
+    pub(crate) previous_crash: Option<Crash>,
 }
 
 /// How many daemon starts [`DaemonInfo::starts`] keeps.
-pub const MAX_STARTS_KEPT: usize = 20;
+pub(crate) const MAX_STARTS_KEPT: usize = 20;
 
 /// A daemon that did not end by a clean exit, as the next daemon found it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Crash {
-    pub pid: u32,
-    pub started: DateTime<Utc>,
+pub(crate) struct Crash {
+    pub(crate) pid: u32,
+    pub(crate) started: DateTime<Utc>,
     /// When it died, where it said (a fatal signal's note, a panic's); else unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub died: Option<DateTime<Utc>>,
+    pub(crate) died: Option<DateTime<Utc>>,
     /// What it left: the panic or abort message, the fatal signal, an exit code, or that it
     /// left nothing (SIGKILL, the OOM killer, a power cut).
-    pub cause: String,
+    pub(crate) cause: String,
     /// ctrl ended it because it no longer answered (`hang_timeout`): its daemon line was CRIT
     /// while it was silent and WARN when it was replaced, so the restart alone is no crash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ended_by_ctrl: bool,
+    pub(crate) ended_by_ctrl: bool,
 }
 
 /// A run in flight, as listed in the status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunningRun {
-    pub run_id: String,
-    pub due: DateTime<Utc>,
-    pub started: Option<DateTime<Utc>>,
-    pub pid: Option<u32>,
+pub(crate) struct RunningRun {
+    pub(crate) run_id: String,
+    pub(crate) due: DateTime<Utc>,
+    pub(crate) started: Option<DateTime<Utc>>,
+    pub(crate) pid: Option<u32>,
 }
 
 /// The summary of a job's latest finished run that status and ctrl show; the full record stays
 /// in the run folder and `latest.json` (ctrl reads this file on every agent call: small is fast).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastRun {
-    pub run_id: String,
-    pub due: DateTime<Utc>,
+    pub(crate) run_id: String,
+    pub(crate) due: DateTime<Utc>,
     #[serde(default)]
-    pub started: Option<DateTime<Utc>>,
+    pub(crate) started: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub finished: Option<DateTime<Utc>>,
+    pub(crate) finished: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub duration_s: Option<f64>,
+    pub(crate) duration_s: Option<f64>,
     #[serde(default)]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     #[serde(default)]
-    pub outcome: Option<Outcome>,
+    pub(crate) outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tests: Option<TestStats>,
+    pub(crate) tests: Option<TestStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// How many robot attempts the run took (jobs with retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
+    pub(crate) attempts: Option<u32>,
     /// Its run folder was gone at its end: the output is lost (at least WARN).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub output_lost: bool,
+    pub(crate) output_lost: bool,
 }
 
 impl From<&RunRecord> for LastRun {
@@ -139,33 +139,33 @@ impl From<&RunRecord> for LastRun {
 /// One job's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobStatus {
-    pub name: String,
-    pub schedule: String,
+    pub(crate) name: String,
+    pub(crate) schedule: String,
     pub interval_s: f64,
     pub timeout_s: f64,
     pub next_due: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub running: Vec<RunningRun>,
+    pub(crate) running: Vec<RunningRun>,
     /// Runs waiting for a free slot (`max_parallel`).
     #[serde(default)]
-    pub queued: usize,
+    pub(crate) queued: usize,
     /// The latest finished run that was not skipped.
     #[serde(default)]
     pub last: Option<LastRun>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_skipped: Option<DateTime<Utc>>,
+    pub(crate) last_skipped: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub skipped_total: u64,
+    pub(crate) skipped_total: u64,
     /// `per-test`: one local check per test besides the job's.
     #[serde(default, skip_serializing_if = "is_job")]
-    pub services: Services,
+    pub(crate) services: Services,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_runtime_warn_s: Option<f64>,
+    pub(crate) test_runtime_warn_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_runtime_crit_s: Option<f64>,
+    pub(crate) test_runtime_crit_s: Option<f64>,
     /// Piggyback host, levels and staleness deadlines (flattened into the job's JSON).
     #[serde(flatten)]
-    pub checkmk: CheckmkView,
+    pub(crate) checkmk: CheckmkView,
 }
 
 fn is_job(s: &Services) -> bool {
@@ -176,24 +176,24 @@ fn is_job(s: &Services) -> bool {
 /// fast path): the piggyback host, the runtime levels, and when the latest result turns
 /// stale (see [`crate::logic::staleness`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CheckmkView {
+pub(crate) struct CheckmkView {
     /// The Checkmk host the job's check belongs to (piggyback), if not the agent's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_warn_s: Option<f64>,
+    pub(crate) runtime_warn_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_crit_s: Option<f64>,
+    pub(crate) runtime_crit_s: Option<f64>,
     /// No newer result after this instant: stale, WARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_by: Option<DateTime<Utc>>,
+    pub(crate) expected_by: Option<DateTime<Utc>>,
     /// No newer result after this instant either: CRIT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crit_after: Option<DateTime<Utc>>,
+    pub(crate) crit_after: Option<DateTime<Utc>>,
 }
 
 impl CheckmkView {
-    pub fn deadlines(&self) -> Option<Deadlines> {
+    pub(crate) fn deadlines(&self) -> Option<Deadlines> {
         Some(Deadlines {
             expected_by: self.expected_by?,
             crit_after: self.crit_after?,
@@ -203,22 +203,22 @@ impl CheckmkView {
 
 /// When a job's latest result turns stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     /// The next due run should have reported by now; past it with no newer result: WARN.
-    pub expected_by: DateTime<Utc>,
+    pub(crate) expected_by: DateTime<Utc>,
     /// The due run after that one should have reported too; past it: CRIT.
-    pub crit_after: DateTime<Utc>,
+    pub(crate) crit_after: DateTime<Utc>,
 }
 
 /// The whole status document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
-    pub version: u32,
-    pub instance: String,
-    pub updated: DateTime<Utc>,
+    pub(crate) version: u32,
+    pub(crate) instance: String,
+    pub(crate) updated: DateTime<Utc>,
     pub daemon: DaemonInfo,
     pub jobs: Vec<JobStatus>,
     /// The jobs' Python environments (state, build time, error, which jobs use each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub envs: Vec<EnvState>,
+    pub(crate) envs: Vec<EnvState>,
 }

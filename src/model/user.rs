@@ -4,11 +4,11 @@
 /// A local user a job runs as (`user = "…"`), looked up when the config is loaded
 /// ([`lookup_user`]; how depends on the build, see `users`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: std::path::PathBuf,
+pub(crate) struct UserInfo {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) home: std::path::PathBuf,
     /// Supplementary groups, primary group included.
-    pub groups: Vec<u32>,
+    pub(crate) groups: Vec<u32>,
 }

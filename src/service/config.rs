@@ -9,7 +9,7 @@ use crate::service::sys;
 use std::path::{Path, PathBuf};
 
 /// Where the config is looked for, in order, when `--config` is not given.
-pub fn discover() -> PathBuf {
+pub(crate) fn discover() -> PathBuf {
     if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
@@ -28,7 +28,7 @@ fn default_config_dir() -> PathBuf {
 ///
 /// A relative `$MK_VARDIR` is an error: ctrl and the daemon it launches run in different
 /// working directories and would resolve it to different state dirs.
-pub fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
+pub(crate) fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
     let base = match std::env::var_os("MK_VARDIR").filter(|p| !p.is_empty()) {
         Some(v) if !Path::new(&v).is_absolute() => {
             return Err(format!(
@@ -44,17 +44,17 @@ pub fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
 
 /// Makes `path` absolute and drops `.`/`..` lexically (no symlinks are resolved), so paths in
 /// messages and records read as the admin expects.
-pub fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     parsing::lexical(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 /// Reads and validates the config at `path`, looking up its jobs' users.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with(path, Users::LookUp)
 }
 
 /// [`load`], with or without looking up the jobs' users.
-pub fn load_with(path: &Path, users: Users) -> Result<Config, ConfigError> {
+pub(crate) fn load_with(path: &Path, users: Users) -> Result<Config, ConfigError> {
     let path = absolute(path);
     let text = read(&path)?;
     parse_with(&path, &text, users)
@@ -92,7 +92,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// [`parse`], with or without looking up the jobs' users.
-pub fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, ConfigError> {
+pub(crate) fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, ConfigError> {
     let base = absolute(path.parent().unwrap_or(Path::new(".")));
     let draft = parsing::parse(path, &base, text, chrono::Utc::now())?;
     prepare(draft, users)
@@ -169,7 +169,7 @@ fn job_mut(config: &mut Config, i: usize) -> &mut crate::model::config::Job {
 /// identity (inode and ctime on Unix) changes when the file is replaced or re-permissioned,
 /// even by an `mv` that keeps the mtime. The daemon records the stamp of the file it
 /// validated; ctrl compares it with the file's.
-pub fn stamp(path: &Path) -> Option<String> {
+pub(crate) fn stamp(path: &Path) -> Option<String> {
     let m = std::fs::metadata(path).ok()?;
     let t = m
         .modified()
@@ -191,7 +191,7 @@ fn read_text(path: &Path) -> Option<String> {
 
 /// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
 /// ctrl's fast path, taken only when the running daemon vouches for the whole file.
-pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
+pub(crate) fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
     let text = read_text(path)?;
     let section = parsing::daemon_block(&text);
     if section.is_empty() {
@@ -203,7 +203,7 @@ pub fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
 
 /// The instance and state dir of a config that may be broken elsewhere, so that ctrl can
 /// still find the daemon (and keep its heartbeat) while the admin fixes a typo in a job.
-pub fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
+pub(crate) fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
     let path = absolute(path);
     let text = read_text(&path)?;
     let table = parsing::daemon_table(&text);

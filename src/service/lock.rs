@@ -12,17 +12,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a starting daemon keeps trying to take the lock.
-pub const ACQUIRE_PATIENCE: Duration = Duration::from_millis(500);
+pub(crate) const ACQUIRE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The held singleton lock; dropping it releases the instance.
 #[derive(Debug)]
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     file: File,
 }
 
 impl InstanceLock {
     /// The locked file (to tell whether the path still names it).
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 }
@@ -37,12 +37,13 @@ fn open(path: &Path) -> io::Result<File> {
 }
 
 /// Takes the exclusive lock, retrying briefly; `Ok(None)` if another process holds it.
-pub fn acquire(path: &Path) -> io::Result<Option<InstanceLock>> {
+#[cfg(test)]
+pub(crate) fn acquire(path: &Path) -> io::Result<Option<InstanceLock>> {
     acquire_within(path, ACQUIRE_PATIENCE)
 }
 
 /// True if some process holds the exclusive lock (a daemon is running).
-pub fn is_held(path: &Path) -> io::Result<bool> {
+pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
     // Only a lock file that is not there means "no daemon"; one this user may not see (a
     // state dir of root's) is an error, not a wrong answer.
     match std::fs::symlink_metadata(path) {
@@ -68,7 +69,7 @@ pub fn is_held(path: &Path) -> io::Result<bool> {
 
 /// Takes an exclusive lock, polled until `patience` runs out; `Ok(None)` if another process
 /// holds it all that time.
-pub fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<InstanceLock>> {
+pub(crate) fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<InstanceLock>> {
     let file = open(path)?;
     let deadline = Instant::now() + patience;
     loop {

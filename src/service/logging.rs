@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::MakeWriter;
 const KEEP: usize = 3;
 
 /// A size-rotated log file, optionally mirrored to stderr (`start --foreground`).
-pub struct RotatingLog {
+pub(crate) struct RotatingLog {
     inner: Mutex<Inner>,
 }
 
@@ -25,7 +25,11 @@ struct Inner {
 }
 
 impl RotatingLog {
-    pub fn open(path: &Path, max_bytes: u64, mirror_stderr: bool) -> io::Result<RotatingLog> {
+    pub(crate) fn open(
+        path: &Path,
+        max_bytes: u64,
+        mirror_stderr: bool,
+    ) -> io::Result<RotatingLog> {
         let file = crate::service::state::open_append(path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot open log {}: {e}", path.display()))
         })?;
@@ -96,7 +100,7 @@ fn numbered(path: &Path, i: usize) -> PathBuf {
 }
 
 /// One formatted event; written to the file in one piece when dropped.
-pub struct LogLine<'a> {
+pub(crate) struct LogLine<'a> {
     log: &'a RotatingLog,
     buf: Vec<u8>,
 }
@@ -132,7 +136,7 @@ impl<'a> MakeWriter<'a> for RotatingLog {
 
 /// Installs the global logger writing to `log`. Level from `ROBOTMK_DAEMON_LOG`
 /// (`error`, `warn`, `info` (default), `debug`, `trace`).
-pub fn init(log: RotatingLog) {
+pub(crate) fn init(log: RotatingLog) {
     let level = std::env::var("ROBOTMK_DAEMON_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
@@ -147,7 +151,7 @@ pub fn init(log: RotatingLog) {
 
 /// Appends one line to a log file without rotating it: for a daemon that lost the race for
 /// the instance lock and must not touch the winner's rotation.
-pub fn append_once(path: &Path, line: &str) {
+pub(crate) fn append_once(path: &Path, line: &str) {
     if let Ok(mut f) = crate::service::state::open_append(path) {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let _ = writeln!(f, "{now}  INFO {line}");

@@ -5,14 +5,14 @@
 //! docs/ARCHITECTURE.md).
 
 pub mod config;
-pub mod launch;
-pub mod lock;
-pub mod logging;
-pub mod pyenv;
+pub(crate) mod launch;
+pub(crate) mod lock;
+pub(crate) mod logging;
+pub(crate) mod pyenv;
 pub mod report;
-pub mod results;
+pub(crate) mod results;
 pub mod run;
-pub mod security;
-pub mod state;
-pub mod sys;
-pub mod view;
+pub(crate) mod security;
+pub(crate) mod state;
+pub(crate) mod sys;
+pub(crate) mod view;

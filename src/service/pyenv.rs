@@ -20,7 +20,7 @@
 //! by the reaper), so the daemon never waits on a child itself. The build may use
 //! `std::process` freely: it is a process of its own.
 
-pub use crate::model::env::{EnvSpec, EnvState, Phase, SourceKind, DEFAULT_BUILD_USER};
+pub(crate) use crate::model::env::{EnvSpec, SourceKind};
 use crate::model::user::UserInfo;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What the build reports, in the venv (the only folder it may write that the daemon keeps).
-pub const BUILD_INFO: &str = "robotmk-build-info.json";
+pub(crate) const BUILD_INFO: &str = "robotmk-build-info.json";
 /// Largest [`BUILD_INFO`] the daemon reads.
 const BUILD_INFO_CAP: u64 = 64 * 1024;
 /// What a pyproject's folder may hold to be copied for a build as another user.
@@ -39,13 +39,13 @@ const PROJECT_CAP_ENTRIES: u64 = 20_000;
 const TAIL_BYTES: u64 = 800;
 
 /// How a builder is named in the state and the status.
-pub fn builder_label(u: &UserInfo) -> String {
+pub(crate) fn builder_label(u: &UserInfo) -> String {
     format!("{} (uid {})", u.name, u.uid)
 }
 
 /// The user `[daemon] build_user` names, as the builds of jobs without a `user` run: it must
 /// exist and must not be root (a build as root runs whatever the requirements reach as root).
-pub fn resolve_build_user(name: &str) -> Result<UserInfo, String> {
+pub(crate) fn resolve_build_user(name: &str) -> Result<UserInfo, String> {
     let u = crate::service::sys::lookup_user(name).map_err(|e| {
         format!(
             "environments of jobs without a `user` are built as the unprivileged user {name:?} \
@@ -67,7 +67,7 @@ pub fn resolve_build_user(name: &str) -> Result<UserInfo, String> {
 /// Who builds a job's environment: its `user`, else the build user (`build_user`, resolved
 /// once per config). `None`: the daemon itself, where it cannot take another identity (it is
 /// not root; Windows).
-pub fn builder_for(
+pub(crate) fn builder_for(
     job_user: Option<&UserInfo>,
     build_user: &Result<UserInfo, String>,
 ) -> Result<Option<UserInfo>, String> {
@@ -82,19 +82,19 @@ pub fn builder_for(
 
 /// What the build itself reports ([`BUILD_INFO`] in the venv).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BuildInfo {
-    pub tool: String,
+pub(crate) struct BuildInfo {
+    pub(crate) tool: String,
     #[serde(default)]
-    pub python_version: Option<String>,
+    pub(crate) python_version: Option<String>,
 }
 
 /// The venv inside an environment folder.
-pub fn venv_dir(env_dir: &Path) -> PathBuf {
+pub(crate) fn venv_dir(env_dir: &Path) -> PathBuf {
     env_dir.join("venv")
 }
 
 /// The folder with the venv's programs (`robot`, `python`).
-pub fn bin_dir(venv: &Path) -> PathBuf {
+pub(crate) fn bin_dir(venv: &Path) -> PathBuf {
     venv.join(if cfg!(windows) { "Scripts" } else { "bin" })
 }
 
@@ -108,7 +108,7 @@ fn venv_python(venv: &Path) -> PathBuf {
 
 /// True when the venv's interpreter is there (a ready state with its venv removed by hand is
 /// built again).
-pub fn venv_usable(env_dir: &Path) -> bool {
+pub(crate) fn venv_usable(env_dir: &Path) -> bool {
     venv_python(&venv_dir(env_dir)).exists()
 }
 
@@ -131,7 +131,7 @@ fn python_identity(python: &str) -> String {
 /// The environment key of `spec` built by `builder` (a uid; `None`: the daemon itself),
 /// reading its source file (capped). Builders never share an environment: one user's build
 /// is no other user's to run.
-pub fn key_of(spec: &EnvSpec, builder: Option<u32>) -> std::io::Result<String> {
+pub(crate) fn key_of(spec: &EnvSpec, builder: Option<u32>) -> std::io::Result<String> {
     use crate::service::sys::file;
     let content = file::read(&spec.source, file::cap::ENV_SOURCE, file::Links::Follow)?;
     let mut data = Vec::with_capacity(content.len() + 256);
@@ -157,12 +157,12 @@ pub fn key_of(spec: &EnvSpec, builder: Option<u32>) -> std::io::Result<String> {
 }
 
 /// True for a name [`key_of`] could have produced (only such folders are ever removed).
-pub fn is_key(name: &str) -> bool {
+pub(crate) fn is_key(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The last lines of a build log (at most [`TAIL_BYTES`]), for a failed build's error.
-pub fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let Ok(mut f) = crate::service::sys::file::open_read(log) else {
         return String::new();
     };
@@ -184,17 +184,17 @@ pub fn log_tail(log: &Path) -> String {
 
 /// Everything `env-build` needs.
 #[derive(Debug, Clone)]
-pub struct BuildPlan {
-    pub dir: PathBuf,
-    pub source: PathBuf,
-    pub kind: SourceKind,
-    pub python: String,
+pub(crate) struct BuildPlan {
+    pub(crate) dir: PathBuf,
+    pub(crate) source: PathBuf,
+    pub(crate) kind: SourceKind,
+    pub(crate) python: String,
     /// Build with uv (`uv venv` + `uv pip install`); `None`: `python -m venv` + pip.
-    pub uv: Option<PathBuf>,
+    pub(crate) uv: Option<PathBuf>,
     /// Set when the build runs as another user than the daemon's: its own folder, the HOME
     /// (and caches, and temporary files) of the installers, which then get [`build_env`]
     /// instead of this process's environment.
-    pub home: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
 }
 
 fn step(what: &str, cmd: &mut Command) -> Result<(), String> {
@@ -211,7 +211,7 @@ fn step(what: &str, cmd: &mut Command) -> Result<(), String> {
 /// The `env-build` command: builds the venv in `plan.dir/venv`, writes [`BUILD_INFO`] into
 /// it, returns the exit code. Output (its own and the tools') goes to stdout/stderr, which the
 /// daemon points at `build.log`.
-pub fn build(plan: &BuildPlan) -> i32 {
+pub(crate) fn build(plan: &BuildPlan) -> i32 {
     match build_steps(plan) {
         Ok(()) => 0,
         Err(e) => {
@@ -248,13 +248,13 @@ fn whoami() -> String {
 /// run tag (a timeout finds every process of the build by it); HOME, XDG folders and TMPDIR
 /// in the builder's own folder. Nothing else of root's: no HOME or caches of root's, no
 /// `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials' sockets.
-pub fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
+pub(crate) fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
     build_env_from(std::env::vars_os(), home)
 }
 
 /// Whether a variable of the daemon's environment reaches a build as another user (see
 /// [`build_env`]).
-pub fn build_env_keeps(k: &str) -> bool {
+pub(crate) fn build_env_keeps(k: &str) -> bool {
     let upper = k.to_ascii_uppercase();
     matches!(
         k,
@@ -557,7 +557,7 @@ fn install(
 
 /// Reads what the build reported from a venv (capped, no link followed: in a sealed venv the
 /// daemon's own file, in a venv the daemon built as itself its own).
-pub fn read_build_info(venv: &Path) -> Option<BuildInfo> {
+pub(crate) fn read_build_info(venv: &Path) -> Option<BuildInfo> {
     use crate::service::sys::file;
     let data = file::read(&venv.join(BUILD_INFO), BUILD_INFO_CAP, file::Links::Refuse).ok()?;
     serde_json::from_slice(&data).ok()
@@ -565,7 +565,7 @@ pub fn read_build_info(venv: &Path) -> Option<BuildInfo> {
 
 /// SHA-256 (FIPS 180-4). Small enough to carry here rather than add a crate for one hash of
 /// a small file.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
         0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,

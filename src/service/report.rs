@@ -16,12 +16,16 @@ fn age_s(now: DateTime<Utc>, t: DateTime<Utc>) -> f64 {
 }
 
 /// The daemon's `status.json`, if there is a readable one.
-pub fn read_status(st: &StateDir) -> Option<Status> {
+pub(crate) fn read_status(st: &StateDir) -> Option<Status> {
     state::read_json(&st.status_file()).ok().flatten()
 }
 
 /// Builds the report. `located` is (instance, state dir) when known even with a broken config.
-pub fn build(config_path: PathBuf, cfg: ConfigView, located: Option<(String, PathBuf)>) -> Report {
+pub(crate) fn build(
+    config_path: PathBuf,
+    cfg: ConfigView,
+    located: Option<(String, PathBuf)>,
+) -> Report {
     let (running, status) = match &located {
         Some((_, dir)) => {
             let st = StateDir::new(dir);
@@ -163,7 +167,7 @@ pub fn build_from(
 
 /// The beat the daemon `d` has not answered, and its age, from the state dir's heartbeat and
 /// ack (see [`liveness::unanswered`]).
-pub fn unanswered(
+pub(crate) fn unanswered(
     st: &StateDir,
     d: &DaemonInfo,
     state_error: bool,
@@ -178,7 +182,7 @@ pub fn unanswered(
 }
 
 /// When the beat the daemon `d` leaves unanswered past the grace was written.
-pub fn not_responding_since(
+pub(crate) fn not_responding_since(
     st: &StateDir,
     d: &DaemonInfo,
     state_error: bool,

@@ -16,13 +16,13 @@ use crate::model::config::Config;
 use std::path::Path;
 
 /// The config file and every directory above it.
-pub fn check_config(path: &Path) -> Result<(), String> {
+pub(crate) fn check_config(path: &Path) -> Result<(), String> {
     crate::service::sys::check_path_trust(path, "config file", false)
 }
 
 /// The state dir and every directory above it; the part that does not exist yet is created
 /// later by this process (0700), so only what exists is checked.
-pub fn check_state_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_state_dir(dir: &Path) -> Result<(), String> {
     crate::service::sys::check_path_trust(dir, "state dir", true)
 }
 
@@ -30,11 +30,11 @@ pub fn check_state_dir(dir: &Path) -> Result<(), String> {
 /// A job's requirements or pyproject file: the daemon runs an installer on it as its own
 /// user (root), which may run code the file names (a local project's build), so it must be
 /// as safe from other users as the config itself.
-pub fn check_env_source(path: &Path) -> Result<(), String> {
+pub(crate) fn check_env_source(path: &Path) -> Result<(), String> {
     crate::service::sys::check_path_trust(path, "environment file", false)
 }
 
-pub fn check(cfg: &Config) -> Result<(), String> {
+pub(crate) fn check(cfg: &Config) -> Result<(), String> {
     check_config(&cfg.path)?;
     check_state_dir(&cfg.daemon.state_dir)
 }

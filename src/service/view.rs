@@ -10,7 +10,7 @@ use crate::service::state::{write_atomic_with, Durability};
 use std::io;
 
 /// [`write`] to `path` (the state dir's `ctrl-view`), replaced atomically.
-pub fn save(mut status: Status, path: &std::path::Path) -> io::Result<()> {
+pub(crate) fn save(mut status: Status, path: &std::path::Path) -> io::Result<()> {
     let durability = Durability::NoSync;
     match write_atomic_with(path, durability, |w| write(&mut status, w)) {
         // The section must stay under its cap: the jobs that fit, and a note (a status of

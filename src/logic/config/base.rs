@@ -123,7 +123,7 @@ impl Locator<'_> {
 }
 
 /// Checks a job or instance name: it becomes a folder and a systemd unit name.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }

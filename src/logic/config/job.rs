@@ -648,7 +648,7 @@ fn checkmk_settings(
 
 /// A piggyback host name goes verbatim into `<<<<NAME>>>>`: Checkmk's host name characters
 /// only, so that no value can end the marker early or inject a section.
-pub fn check_host(h: &str) -> Result<(), String> {
+pub(crate) fn check_host(h: &str) -> Result<(), String> {
     if h.is_empty() {
         return Err("`host` must not be empty (leave it out for the agent's own host)".into());
     }

@@ -17,7 +17,7 @@ mod job;
 mod locate;
 
 pub(crate) use base::{check_name, lexical, plain, Locator, Need};
-pub use job::check_host;
+pub(crate) use job::check_host;
 pub(crate) use locate::{daemon_block, daemon_table, location};
 
 use crate::model::config::{Config, ConfigError};

@@ -4,7 +4,7 @@
 //! at most the stop's grace. A read that runs into one stops at its next chunk (64 KiB) and
 //! says why; the record then carries that as its note.
 
-pub use crate::model::limits::Limits;
+pub(crate) use crate::model::limits::Limits;
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::OnceLock;
@@ -20,7 +20,7 @@ pub(crate) struct Stopping {
 
 impl Stopping {
     /// The daemon stops now; reads have `grace` left. Only the first call counts.
-    pub fn begin(&self, grace: Duration) {
+    pub(crate) fn begin(&self, grace: Duration) {
         let _ = self.at.set((Instant::now(), grace));
     }
 }
@@ -52,7 +52,7 @@ pub(crate) enum ResultError {
 
 impl ResultError {
     /// The error of opening a result: absent, or refused.
-    pub fn open(e: io::Error) -> ResultError {
+    pub(crate) fn open(e: io::Error) -> ResultError {
         if e.kind() == io::ErrorKind::NotFound {
             ResultError::Missing
         } else {
@@ -61,7 +61,7 @@ impl ResultError {
     }
 
     /// A bound ran out (nothing was wrong with the file as far as it was read).
-    pub fn is_bound(&self) -> bool {
+    pub(crate) fn is_bound(&self) -> bool {
         matches!(
             self,
             ResultError::TooLarge { .. } | ResultError::OutOfTime { .. } | ResultError::Stopping
@@ -85,7 +85,7 @@ enum Trip {
 }
 
 impl<'a> Clock<'a> {
-    pub fn new(limits: Limits, stopping: Option<&'a Stopping>) -> Clock<'a> {
+    pub(crate) fn new(limits: Limits, stopping: Option<&'a Stopping>) -> Clock<'a> {
         Clock {
             start: Instant::now(),
             limits,
@@ -94,7 +94,7 @@ impl<'a> Clock<'a> {
         }
     }
 
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
 
@@ -123,13 +123,13 @@ impl<'a> Clock<'a> {
     }
 
     /// Checks before a read starts: a clock that ran out reads nothing more.
-    pub fn ready(&self) -> Result<(), ResultError> {
+    pub(crate) fn ready(&self) -> Result<(), ResultError> {
         self.check().map_err(|t| self.error(t))
     }
 
     /// What tripped, as the error a read ends with; `None` if nothing did (then the reader's
     /// own error stands).
-    pub fn tripped(&self) -> Option<ResultError> {
+    pub(crate) fn tripped(&self) -> Option<ResultError> {
         self.tripped.get().map(|t| self.error(t))
     }
 
@@ -156,7 +156,7 @@ pub(crate) struct Budget<'c, 'a, R> {
 }
 
 impl<'c, 'a, R: Read> Budget<'c, 'a, R> {
-    pub fn new(inner: R, clock: &'c Clock<'a>) -> Self {
+    pub(crate) fn new(inner: R, clock: &'c Clock<'a>) -> Self {
         Budget {
             inner,
             clock,

@@ -10,23 +10,23 @@
 use crate::model::record::{TestResult, TestStats};
 
 /// Longest name, status, tag or message head kept, in characters.
-pub const MAX_TEXT: usize = 200;
+pub(crate) const MAX_TEXT: usize = 200;
 /// Tests kept per result; the rest are counted in `results_omitted`.
-pub const MAX_TESTS: usize = 1000;
+pub(crate) const MAX_TESTS: usize = 1000;
 /// Serialized bytes of per-test detail kept per result: the record and `latest.json` must
 /// stay far below the 1 MiB a state file may have, and status.json holds one per job.
-pub const MAX_RESULTS_BYTES: usize = 512 * 1024;
+pub(crate) const MAX_RESULTS_BYTES: usize = 512 * 1024;
 /// Tags kept per test.
-pub const MAX_TAGS: usize = 10;
+pub(crate) const MAX_TAGS: usize = 10;
 /// Deepest nesting accepted. Robot itself stops far earlier (its keyword recursion limit); a
 /// file nested deeper is not robot's and is reported, not followed.
-pub const MAX_DEPTH: usize = 10_000;
+pub(crate) const MAX_DEPTH: usize = 10_000;
 
 /// A string that grows only up to its first line and [`MAX_TEXT`] characters. Robot's HTML
 /// messages (`*HTML* …`, e.g. what `rebot --merge` writes) are kept as their text: the marker
 /// and the tags are dropped, a tag becomes a space.
 #[derive(Debug, Default, Clone)]
-pub struct Head {
+pub(crate) struct Head {
     text: String,
     chars: usize,
     done: bool,
@@ -38,7 +38,7 @@ pub struct Head {
 const HTML_MARK: &str = "*HTML*";
 
 impl Head {
-    pub fn push_str(&mut self, s: &str) {
+    pub(crate) fn push_str(&mut self, s: &str) {
         for c in s.chars() {
             if self.done {
                 return;
@@ -47,7 +47,7 @@ impl Head {
         }
     }
 
-    pub fn push(&mut self, c: char) {
+    pub(crate) fn push(&mut self, c: char) {
         if self.done {
             return;
         }
@@ -94,7 +94,7 @@ impl Head {
         }
     }
 
-    pub fn take(&mut self) -> String {
+    pub(crate) fn take(&mut self) -> String {
         let t = std::mem::take(&mut self.text);
         *self = Head::default();
         t.trim().to_string()
@@ -103,12 +103,12 @@ impl Head {
 
 /// A test being read.
 #[derive(Debug, Default)]
-pub struct TestBuilder {
-    pub name: Head,
-    pub status: Option<String>,
-    pub elapsed_s: Option<f64>,
-    pub message: Head,
-    pub tags: Vec<String>,
+pub(crate) struct TestBuilder {
+    pub(crate) name: Head,
+    pub(crate) status: Option<String>,
+    pub(crate) elapsed_s: Option<f64>,
+    pub(crate) message: Head,
+    pub(crate) tags: Vec<String>,
 }
 
 /// A suite around the current point.
@@ -121,7 +121,7 @@ struct Frame {
 
 /// The result being built.
 #[derive(Debug, Default)]
-pub struct Collector {
+pub(crate) struct Collector {
     /// The suites around the current point, outermost first.
     suites: Vec<Frame>,
     root: Option<String>,
@@ -133,7 +133,7 @@ pub struct Collector {
     /// Estimated serialized size of `tests`.
     bytes: usize,
     omitted: u64,
-    pub test: Option<TestBuilder>,
+    pub(crate) test: Option<TestBuilder>,
 }
 
 /// What a kept test adds to a record: its JSON (the suite path, filled in as its suites
@@ -143,14 +143,14 @@ fn size_of(t: &TestResult) -> usize {
 }
 
 /// Cuts `s` to [`MAX_TEXT`] characters.
-pub fn cap(s: &str) -> String {
+pub(crate) fn cap(s: &str) -> String {
     let mut h = Head::default();
     h.push_str(s);
     h.take()
 }
 
 impl Collector {
-    pub fn enter_suite(&mut self, name: &str) {
+    pub(crate) fn enter_suite(&mut self, name: &str) {
         self.suites.push(Frame {
             name: cap(name),
             first: self.tests.len(),
@@ -158,7 +158,7 @@ impl Collector {
     }
 
     /// Names the innermost suite (Robot's JSON gives the name after the suite's tests).
-    pub fn name_suite(&mut self, name: &str) {
+    pub(crate) fn name_suite(&mut self, name: &str) {
         if let Some(s) = self.suites.last_mut() {
             s.name = cap(name);
         }
@@ -166,7 +166,7 @@ impl Collector {
 
     /// Ends the innermost suite. Its name is certain only now, so the suite path of every
     /// test kept inside it is completed from the inside out, a name per closing suite.
-    pub fn leave_suite(&mut self) {
+    pub(crate) fn leave_suite(&mut self) {
         let Some(f) = self.suites.pop() else {
             return;
         };
@@ -186,7 +186,7 @@ impl Collector {
     }
 
     /// The status of the innermost suite; kept for the root suite only.
-    pub fn suite_status(&mut self, status: Option<String>, elapsed: Option<f64>) {
+    pub(crate) fn suite_status(&mut self, status: Option<String>, elapsed: Option<f64>) {
         if self.suites.len() == 1 {
             if status.is_some() {
                 self.root_status = status;
@@ -197,13 +197,13 @@ impl Collector {
         }
     }
 
-    pub fn start_test(&mut self, name: &str) {
+    pub(crate) fn start_test(&mut self, name: &str) {
         let mut t = TestBuilder::default();
         t.name.push_str(name);
         self.test = Some(t);
     }
 
-    pub fn end_test(&mut self) {
+    pub(crate) fn end_test(&mut self) {
         let Some(mut t) = self.test.take() else {
             return;
         };
@@ -247,7 +247,7 @@ impl Collector {
         }
     }
 
-    pub fn add_tag(&mut self, tag: &str) {
+    pub(crate) fn add_tag(&mut self, tag: &str) {
         if let Some(t) = &mut self.test {
             if t.tags.len() < MAX_TAGS {
                 t.tags.push(cap(tag));
@@ -255,14 +255,14 @@ impl Collector {
         }
     }
 
-    pub fn set_total(&mut self, pass: u64, fail: u64, skip: u64) {
+    pub(crate) fn set_total(&mut self, pass: u64, fail: u64, skip: u64) {
         if self.total.is_none() {
             self.total = Some([pass, fail, skip]);
         }
     }
 
     /// The result; `None` when the file held no suite at all.
-    pub fn finish(mut self) -> Option<TestStats> {
+    pub(crate) fn finish(mut self) -> Option<TestStats> {
         // Suite paths grew the kept tests after they were admitted: passed tests, then the
         // latest ones, make room until the detail fits its budget again.
         while self.bytes > MAX_RESULTS_BYTES && !self.tests.is_empty() {

@@ -4,8 +4,8 @@
 //! elapsed time, the outcome (a failed test fails the run whatever the exit code), the
 //! attempts of a job with retries, and where log.html and report.html are.
 
-pub mod budget;
-pub mod collect;
+pub(crate) mod budget;
+pub(crate) mod collect;
 pub mod json;
 pub mod xml;
 
@@ -15,10 +15,10 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-pub use collect::{MAX_TESTS, MAX_TEXT};
+pub(crate) use collect::MAX_TEXT;
 
 /// The file the wrapper of a job with retries writes its attempts to, in the run folder.
-pub const ATTEMPTS_FILE: &str = "attempts.json";
+pub(crate) const ATTEMPTS_FILE: &str = "attempts.json";
 
 /// The most an attempts list may hold: ten small entries fit many times over.
 const MAX_ATTEMPTS_FILE: u64 = 64 * 1024;
@@ -42,12 +42,12 @@ pub(crate) trait RunFolder {
 /// How one run's results are read: from where, how many attempts its job has, and within
 /// what bounds.
 pub(crate) struct Reading<'a> {
-    pub folder: &'a dyn RunFolder,
+    pub(crate) folder: &'a dyn RunFolder,
     /// The job's `attempts` (1: no retries, and no attempts list is read).
-    pub attempts: u32,
-    pub limits: Limits,
+    pub(crate) attempts: u32,
+    pub(crate) limits: Limits,
     /// The daemon's stop, which cuts reads short (see [`budget::Stopping`]).
-    pub stopping: Option<&'a Stopping>,
+    pub(crate) stopping: Option<&'a Stopping>,
 }
 
 /// Reads the result in `f` (opened from `path`) within the bounds of `clock`.
@@ -95,7 +95,7 @@ pub(crate) fn read_file(f: File, path: &Path, clock: &Clock) -> Result<TestStats
 }
 
 /// What robot's exit code `code` means.
-pub fn exit_meaning(code: i32) -> String {
+pub(crate) fn exit_meaning(code: i32) -> String {
     match code {
         0 => "all tests passed".into(),
         1 => "1 test failed".into(),

@@ -32,7 +32,7 @@ enum Lex {
 }
 
 /// A reader that cuts long text runs and attribute values (see the module doc).
-pub struct Bounded<R> {
+pub(crate) struct Bounded<R> {
     inner: R,
     buf: Vec<u8>,
     pos: usize,
@@ -47,7 +47,7 @@ pub struct Bounded<R> {
 }
 
 impl<R: Read> Bounded<R> {
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Bounded {
             inner,
             buf: vec![0; 64 * 1024],

@@ -11,16 +11,16 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::{daemon_exe, launch};
+pub(crate) use platform::{daemon_exe, launch};
 
 /// What a launch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Launched {
+pub(crate) struct Launched {
     /// `systemd-run`, `fork`, … (reported in ctrl's section).
-    pub route: &'static str,
+    pub(crate) route: &'static str,
     /// The launcher found the daemon's unit already there (another ctrl's launch in progress,
     /// or a daemon draining before exit).
-    pub already_running: bool,
+    pub(crate) already_running: bool,
     /// Something worth telling the admin, e.g. why a preferred route was not used.
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }

@@ -28,7 +28,7 @@ const PASS_ENV: &[&str] = &[
 
 /// The executable the daemon runs from: ctrl's own. Replacing a running binary is fine on
 /// Unix (the old inode lives on), so no copy is needed (Windows makes one).
-pub fn daemon_exe(exe: &Path, _state_dir: &Path) -> Result<std::path::PathBuf, String> {
+pub(crate) fn daemon_exe(exe: &Path, _state_dir: &Path) -> Result<std::path::PathBuf, String> {
     Ok(exe.to_path_buf())
 }
 
@@ -37,7 +37,7 @@ fn systemd_is_pid1() -> bool {
 }
 
 /// Starts `exe args…` detached; `instance` names the systemd unit.
-pub fn launch(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, String> {
+pub(crate) fn launch(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, String> {
     if systemd_is_pid1() && std::env::var_os("ROBOTMK_DAEMON_NO_SYSTEMD").is_none() {
         match systemd_run(exe, args, instance) {
             Ok(l) => return Ok(l),

@@ -50,7 +50,7 @@ const FIX: &str = "run the daemon as a Checkmk agent extension instead \
 see docs/WINDOWS.md";
 
 /// Starts `exe args… --route <route>` detached and outside ctrl's job object.
-pub fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<Launched, String> {
+pub(crate) fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<Launched, String> {
     clear_std_inherit();
     let base = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
     if !in_any_job(current_process()) {
@@ -86,7 +86,7 @@ pub fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<Launched
 /// block the plugin's update. The copy's name carries the source's version, size and mtime: a
 /// new build gets a new copy, an unchanged one is reused. Older copies are deleted where no
 /// process runs them (deleting a running .exe fails and is left for a later launch).
-pub fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String> {
     let m = std::fs::metadata(exe).map_err(|e| format!("{}: {e}", exe.display()))?;
     let mtime = m
         .modified()

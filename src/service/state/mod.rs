@@ -34,7 +34,7 @@
 //! Every JSON file is replaced atomically (unique temp file in the same folder, optional
 //! fsync, rename), so a reader sees the old or the new document, never a torn one.
 
-pub mod record;
+pub(crate) mod record;
 
 use crate::service::sys::file;
 
@@ -46,82 +46,82 @@ use std::time::SystemTime;
 
 /// Paths inside one instance's state dir.
 #[derive(Debug, Clone)]
-pub struct StateDir {
-    pub root: PathBuf,
+pub(crate) struct StateDir {
+    pub(crate) root: PathBuf,
 }
 
 impl StateDir {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         StateDir { root: root.into() }
     }
-    pub fn lock_file(&self) -> PathBuf {
+    pub(crate) fn lock_file(&self) -> PathBuf {
         self.root.join("daemon.lock")
     }
     /// Left by the ctrl that launched a daemon until that daemon holds its lock: a daemon slow
     /// to come up (a cold binary, a virus scanner) is not launched a second time.
-    pub fn starting_file(&self) -> PathBuf {
+    pub(crate) fn starting_file(&self) -> PathBuf {
         self.root.join("starting")
     }
-    pub fn start_lock_file(&self) -> PathBuf {
+    pub(crate) fn start_lock_file(&self) -> PathBuf {
         self.root.join("start.lock")
     }
-    pub fn heartbeat_file(&self) -> PathBuf {
+    pub(crate) fn heartbeat_file(&self) -> PathBuf {
         self.root.join("heartbeat")
     }
-    pub fn heartbeat_ack_file(&self) -> PathBuf {
+    pub(crate) fn heartbeat_ack_file(&self) -> PathBuf {
         self.root.join("heartbeat-ack")
     }
-    pub fn restart_note_file(&self) -> PathBuf {
+    pub(crate) fn restart_note_file(&self) -> PathBuf {
         self.root.join("restart-note")
     }
     /// Why the last daemon launched could not start ([`StartFailure`]).
-    pub fn start_error_file(&self) -> PathBuf {
+    pub(crate) fn start_error_file(&self) -> PathBuf {
         self.root.join("start-error")
     }
     /// The daemons of this instance and how each ended (`daemon::lifecycle`).
-    pub fn starts_file(&self) -> PathBuf {
+    pub(crate) fn starts_file(&self) -> PathBuf {
         self.root.join("starts.json")
     }
     /// The daemon's stderr (a detached daemon's; see `daemon::lifecycle`).
-    pub fn daemon_stderr_file(&self) -> PathBuf {
+    pub(crate) fn daemon_stderr_file(&self) -> PathBuf {
         self.root.join("daemon.stderr")
     }
-    pub fn stop_file(&self) -> PathBuf {
+    pub(crate) fn stop_file(&self) -> PathBuf {
         self.root.join("stop-request")
     }
-    pub fn status_file(&self) -> PathBuf {
+    pub(crate) fn status_file(&self) -> PathBuf {
         self.root.join("status.json")
     }
     /// The agent output pre-rendered by the daemon for ctrl's fast path ([`crate::logic::ctrl_view`]).
-    pub fn ctrl_view_file(&self) -> PathBuf {
+    pub(crate) fn ctrl_view_file(&self) -> PathBuf {
         self.root.join("ctrl-view")
     }
-    pub fn alert_file(&self) -> PathBuf {
+    pub(crate) fn alert_file(&self) -> PathBuf {
         self.root.join("state-error")
     }
-    pub fn log_file(&self) -> PathBuf {
+    pub(crate) fn log_file(&self) -> PathBuf {
         self.root.join("daemon.log")
     }
-    pub fn jobs_dir(&self) -> PathBuf {
+    pub(crate) fn jobs_dir(&self) -> PathBuf {
         self.root.join("jobs")
     }
-    pub fn job_dir(&self, job: &str) -> PathBuf {
+    pub(crate) fn job_dir(&self, job: &str) -> PathBuf {
         self.jobs_dir().join(job)
     }
-    pub fn runs_dir(&self, job: &str) -> PathBuf {
+    pub(crate) fn runs_dir(&self, job: &str) -> PathBuf {
         self.job_dir(job).join("runs")
     }
-    pub fn latest_file(&self, job: &str) -> PathBuf {
+    pub(crate) fn latest_file(&self, job: &str) -> PathBuf {
         self.job_dir(job).join("latest.json")
     }
     /// Where `run-once` leaves a request for the daemon to run a job now
     /// (`<id>.json`), and where the daemon says why it declined one (`<id>.rejected`).
-    pub fn requests_dir(&self) -> PathBuf {
+    pub(crate) fn requests_dir(&self) -> PathBuf {
         self.root.join("requests")
     }
 
     /// Creates the state dir (mode 0700) if missing and checks it is a directory.
-    pub fn ensure(&self) -> io::Result<()> {
+    pub(crate) fn ensure(&self) -> io::Result<()> {
         create_private_dir(&self.root).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -131,26 +131,26 @@ impl StateDir {
     }
 
     /// Refreshes the heartbeat: sets the file's mtime to now (creating it, 0600, if needed).
-    pub fn touch_heartbeat(&self) -> io::Result<()> {
+    pub(crate) fn touch_heartbeat(&self) -> io::Result<()> {
         file::open_or_create(&self.heartbeat_file())?.set_modified(SystemTime::now())
     }
 
     /// The daemon's answer to the heartbeat: gives the ack file the heartbeat mtime `seen`.
     /// An mtime, not content: setting it is one atomic metadata update that needs no free
     /// space, and ctrl reads it with a single `stat`.
-    pub fn ack_heartbeat(&self, seen: SystemTime) -> io::Result<()> {
+    pub(crate) fn ack_heartbeat(&self, seen: SystemTime) -> io::Result<()> {
         file::open_or_create(&self.heartbeat_ack_file())?.set_modified(seen)
     }
 
     /// The heartbeat mtime the daemon answered last, if the ack is a regular file.
-    pub fn heartbeat_ack(&self) -> Option<SystemTime> {
+    pub(crate) fn heartbeat_ack(&self) -> Option<SystemTime> {
         file::plain_metadata(&self.heartbeat_ack_file())?
             .modified()
             .ok()
     }
 
     /// The heartbeat's mtime, if it is a regular file.
-    pub fn heartbeat_mtime(&self) -> Option<SystemTime> {
+    pub(crate) fn heartbeat_mtime(&self) -> Option<SystemTime> {
         file::plain_metadata(&self.heartbeat_file())?
             .modified()
             .ok()
@@ -159,7 +159,7 @@ impl StateDir {
     /// Refreshes the heartbeat and records in its content what ctrl saw of the agent (see
     /// [`crate::logic::agent_mode`]). The content is replaced, atomically, only when it changes;
     /// otherwise only the mtime is set, as for every beat: ctrl stays one small read slower.
-    pub fn beat(&self, beat: &crate::logic::agent_mode::Beat) -> io::Result<()> {
+    pub(crate) fn beat(&self, beat: &crate::logic::agent_mode::Beat) -> io::Result<()> {
         let mut data = serde_json::to_vec(beat).map_err(io::Error::other)?;
         data.push(b'\n');
         let path = self.heartbeat_file();
@@ -176,7 +176,7 @@ impl StateDir {
     /// Records what ctrl saw of the agent without beating: the content is replaced when it
     /// changed, and the mtime is set back to the beat the daemon has not answered yet (see
     /// [`crate::logic::liveness`]). The daemon reads the content when it sees that beat.
-    pub fn note_beat(&self, beat: &crate::logic::agent_mode::Beat) -> io::Result<()> {
+    pub(crate) fn note_beat(&self, beat: &crate::logic::agent_mode::Beat) -> io::Result<()> {
         let Some(unanswered) = self.heartbeat_mtime() else {
             return self.beat(beat);
         };
@@ -194,7 +194,7 @@ impl StateDir {
 
     /// What the last ctrl recorded in the heartbeat (the synchronous mode when it says
     /// nothing readable, as a heartbeat touched by an older ctrl or by `start`).
-    pub fn read_beat(&self) -> crate::logic::agent_mode::Beat {
+    pub(crate) fn read_beat(&self) -> crate::logic::agent_mode::Beat {
         file::read(
             &self.heartbeat_file(),
             file::cap::SMALL,
@@ -211,7 +211,7 @@ const ALERT_SIZE: usize = 4096;
 
 /// Reserves the `state-error` file (blank, with its blocks written) while there is space, so a
 /// full disk can still be reported: overwriting written blocks needs no new ones.
-pub fn reserve_alert(st: &StateDir) -> io::Result<()> {
+pub(crate) fn reserve_alert(st: &StateDir) -> io::Result<()> {
     let mut f = file::open_or_create(&st.alert_file())?;
     f.write_all(&[b'\n'; ALERT_SIZE])?;
     f.sync_all()
@@ -219,7 +219,7 @@ pub fn reserve_alert(st: &StateDir) -> io::Result<()> {
 
 /// Overwrites the reserved `state-error` file in place with `msg` (blank to clear it). Not
 /// atomic, unlike every other file here: it is the one write that must work without space.
-pub fn write_alert(st: &StateDir, msg: Option<&str>) -> io::Result<()> {
+pub(crate) fn write_alert(st: &StateDir, msg: Option<&str>) -> io::Result<()> {
     let mut buf = vec![b'\n'; ALERT_SIZE];
     if let Some(m) = msg {
         let m = m.as_bytes();
@@ -230,7 +230,7 @@ pub fn write_alert(st: &StateDir, msg: Option<&str>) -> io::Result<()> {
 }
 
 /// The message in the `state-error` file, if any.
-pub fn read_alert(st: &StateDir) -> Option<String> {
+pub(crate) fn read_alert(st: &StateDir) -> Option<String> {
     let text = match file::read_string(&st.alert_file(), ALERT_SIZE as u64, file::Links::Refuse) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -248,7 +248,7 @@ pub fn read_alert(st: &StateDir) -> Option<String> {
 /// (`<state_dir>.users`, see `daemon::workdir`) must be reachable by the users that jobs and
 /// environment builds run as, and a 0700 parent (what `recursive(true)` made) shut them out of
 /// the default layout. Parents that exist are the admin's and keep their modes.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -268,7 +268,7 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates the folders `rel` below the state dir one level at a time, refusing any level that
 /// is a symlink: a link planted in the state dir must not redirect the daemon's writes.
-pub fn create_state_subdirs(root: &Path, rel: &[&str]) -> io::Result<PathBuf> {
+pub(crate) fn create_state_subdirs(root: &Path, rel: &[&str]) -> io::Result<PathBuf> {
     let mut dir = root.to_path_buf();
     for part in rel {
         dir.push(part);
@@ -293,7 +293,7 @@ pub fn create_state_subdirs(root: &Path, rel: &[&str]) -> io::Result<PathBuf> {
 }
 
 /// A `DirBuilder` for folders only the owner can enter (0700 on Unix).
-pub fn private_dir_builder() -> fs::DirBuilder {
+pub(crate) fn private_dir_builder() -> fs::DirBuilder {
     let mut b = fs::DirBuilder::new();
     crate::service::sys::private_dir(&mut b);
     b
@@ -303,7 +303,7 @@ pub fn private_dir_builder() -> fs::DirBuilder {
 /// are synced (they must survive a power loss); frequently rewritten summaries are not, since
 /// the daemon rebuilds them from the records at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     Sync,
     NoSync,
 }
@@ -315,13 +315,13 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// The temp file is created with `create_new` (never follows a planted symlink and never
 /// shares a name with another writer), in the target's own folder (renames across file
 /// systems fail).
-pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
     replace(path, durability, |f| f.write_all(data))
 }
 
 /// [`write_atomic`] with the content written by `fill` (buffered), so a large file is never
 /// held in memory whole. An error from `fill` leaves `path` as it was.
-pub fn write_atomic_with(
+pub(crate) fn write_atomic_with(
     path: &Path,
     durability: Durability,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
@@ -361,7 +361,7 @@ fn replace(
 }
 
 /// Serializes `value` as JSON and replaces `path` atomically.
-pub fn write_json<T: serde::Serialize>(
+pub(crate) fn write_json<T: serde::Serialize>(
     path: &Path,
     value: &T,
     durability: Durability,
@@ -373,7 +373,7 @@ pub fn write_json<T: serde::Serialize>(
 
 /// Reads and parses a JSON file in the state dir (see [`file`]: no symlink, no FIFO, at most
 /// [`file::cap::STATUS`] bytes). `Ok(None)` when it does not exist.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     match file::read(path, file::cap::STATUS, file::Links::Refuse) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
@@ -391,7 +391,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Opti
 
 /// Moves a corrupt file aside (to `<name>.corrupt-<unix time>`) so it is kept for inspection
 /// and no longer read; returns the new path.
-pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn quarantine(path: &Path) -> io::Result<PathBuf> {
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -406,7 +406,7 @@ pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
 }
 
 /// Options for a new file only the owner can read (0600 on Unix).
-pub fn private_file_options() -> OpenOptions {
+pub(crate) fn private_file_options() -> OpenOptions {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
     crate::service::sys::private_file(&mut o);
@@ -414,7 +414,7 @@ pub fn private_file_options() -> OpenOptions {
 }
 
 /// Opens (creating) a file for appending, 0600; never through a symlink or into a FIFO.
-pub fn open_append(path: &Path) -> io::Result<File> {
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
     file::open_append(path)
 }
 

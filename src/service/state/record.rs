@@ -21,7 +21,7 @@ impl RunRecord {
     /// Writes the record into its run folder. Final records are synced to disk; the journal
     /// entries written around the spawn are not (they only need to survive a daemon crash,
     /// which the page cache does, and syncing them would delay every start).
-    pub fn save(&self) -> io::Result<()> {
+    pub(crate) fn save(&self) -> io::Result<()> {
         let durability = if self.is_finished() {
             Durability::Sync
         } else {
@@ -32,7 +32,7 @@ impl RunRecord {
 }
 
 /// Creates a fresh run folder for `job` and `due`; returns (run_id, run_dir).
-pub fn allocate_run_dir(
+pub(crate) fn allocate_run_dir(
     state: &StateDir,
     job: &str,
     due: DateTime<Utc>,
@@ -62,7 +62,7 @@ pub fn allocate_run_dir(
 }
 
 /// The run folders of `job`, oldest first (by due time, then sequence).
-pub fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, PathBuf)>> {
+pub(crate) fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, PathBuf)>> {
     let dir = state.runs_dir(job);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -88,7 +88,7 @@ pub fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, PathBuf
 }
 
 /// Reads a run record. A corrupt one is reported as `InvalidData` with the path.
-pub fn read_record(run_dir: &Path) -> io::Result<Option<RunRecord>> {
+pub(crate) fn read_record(run_dir: &Path) -> io::Result<Option<RunRecord>> {
     let rec: Option<RunRecord> = read_json(&run_dir.join(RECORD_FILE))?;
     match rec {
         Some(r) if r.version != RECORD_VERSION => Err(io::Error::new(
@@ -106,14 +106,19 @@ pub fn read_record(run_dir: &Path) -> io::Result<Option<RunRecord>> {
 /// The folder run folders are moved into to be removed: `jobs/<job>/removing/`. A folder
 /// there is no run any more for any reader, however long its removal takes (a tree a runner
 /// left may take many looks, see [`remove_discarded`]).
-pub fn removing_dir(state: &StateDir, job: &str) -> PathBuf {
+pub(crate) fn removing_dir(state: &StateDir, job: &str) -> PathBuf {
     state.job_dir(job).join("removing")
 }
 
 /// Moves the oldest run folders of `job` beyond `keep` out of the runs (never one in
 /// `protect`: in flight) into [`removing_dir`], where [`remove_discarded`] removes them.
 /// Returns how many were moved.
-pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io::Result<usize> {
+pub(crate) fn prune(
+    state: &StateDir,
+    job: &str,
+    keep: usize,
+    protect: &[String],
+) -> io::Result<usize> {
     let runs = list_runs(state, job)?;
     if runs.len() <= keep {
         return Ok(0);
@@ -133,7 +138,7 @@ pub fn prune(state: &StateDir, job: &str, keep: usize, protect: &[String]) -> io
 /// Moves a run folder of `job` into [`removing_dir`] (a rename: at once, whatever is in it),
 /// and removes the short name of its temp folder (a run that ended while no daemon watched
 /// still has it).
-pub fn discard(state: &StateDir, job: &str, dir: &Path) -> io::Result<()> {
+pub(crate) fn discard(state: &StateDir, job: &str, dir: &Path) -> io::Result<()> {
     if let Ok(Some(RunRecord {
         tmp: Some(link), ..
     })) = read_record(dir)
@@ -182,7 +187,7 @@ pub fn discard(state: &StateDir, job: &str, dir: &Path) -> io::Result<()> {
 /// Removes what is in `job`'s [`removing_dir`], within `budget`: `More` when the budget ran
 /// out first. Errors (one per folder that could not be removed) are returned, not fatal: the
 /// other folders are removed still.
-pub fn remove_discarded(
+pub(crate) fn remove_discarded(
     state: &StateDir,
     job: &str,
     budget: &mut Budget,
@@ -208,7 +213,7 @@ pub fn remove_discarded(
 ///
 /// The daemon and `run-once` may both finish runs of one job; a per-job lock file orders them
 /// so an older result never overwrites a newer one.
-pub fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
+pub(crate) fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
     // Only the instance's lock holder writes here (a daemon, or run-once as a one-shot
     // daemon), so no lock of its own is needed.
     super::create_state_subdirs(&state.root, &["jobs", &rec.job])?;

@@ -50,7 +50,7 @@ fn steps<'a>(folder: &Path, rel: &'a Path) -> io::Result<Vec<&'a OsStr>> {
 
 /// Opens `rel` inside `folder` for reading, by the rules of the module doc.
 #[cfg(unix)]
-pub fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
+pub(crate) fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
     use std::ffi::CString;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
@@ -125,7 +125,7 @@ pub fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
 
 /// Opens `rel` inside `folder` for reading, by the rules of the module doc.
 #[cfg(windows)]
-pub fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
+pub(crate) fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
     use std::os::windows::fs::MetadataExt;
     use windows_sys::Win32::Storage::FileSystem::FILE_ATTRIBUTE_REPARSE_POINT;
 

@@ -28,7 +28,7 @@ const MAX_BYTES: u64 = 32 * 1024 * 1024 * 1024;
 
 /// Why a built tree could not be sealed.
 #[derive(Debug, thiserror::Error)]
-pub enum SealError {
+pub(crate) enum SealError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} belongs to uid {owner}, not to the build's user (uid {builder}): not sealed")]
@@ -57,9 +57,9 @@ fn std_io_at(path: &Path) -> impl FnOnce(io::Error) -> SealError + '_ {
 
 /// What a seal copied.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SealStats {
-    pub entries: u64,
-    pub bytes: u64,
+pub(crate) struct SealStats {
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
 }
 
 type Budget = SealStats;
@@ -69,7 +69,7 @@ type Budget = SealStats;
 /// executable and `0644` otherwise (no set-id bits, nothing writable by others), links as
 /// links. Special files (FIFOs, sockets, devices) are left out. Everything is synced before
 /// it returns.
-pub fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStats, SealError> {
+pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStats, SealError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let src = rustix::fs::open(from, dir_flags, Mode::empty()).map_err(io_at(from))?;
     let st = rustix::fs::fstat(&src).map_err(io_at(from))?;
@@ -211,7 +211,7 @@ fn copy_file(
 /// Creates `path` (its parent is the daemon's) as a folder of `uid`:`gid`, mode `0700`, or
 /// keeps the one there if it is already exactly that; anything else in its place (a file, a
 /// link, someone else's folder) is removed first.
-pub fn hand_dir(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn hand_dir(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     for attempt in 0..2 {
         match rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)) {
@@ -270,7 +270,7 @@ fn euid() -> u32 {
 /// (no search permission for it), as `<folder> (mode 0700, owner uid 0)`; `Ok` when it can
 /// reach `path`. Checked before a build starts as that user, so a folder an admin (or an
 /// older version) closed is named, instead of the build's bare "Permission denied".
-pub fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<(), String> {
+pub(crate) fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     for dir in path
         .ancestors()
@@ -301,19 +301,19 @@ pub fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<(), Strin
 
 /// The mode of a sealed environment's own folder (the daemon's): `0755` when jobs' users run
 /// it, else `0700`.
-pub fn seal_dir_mode(dir: &Path, readable: bool) -> io::Result<()> {
+pub(crate) fn seal_dir_mode(dir: &Path, readable: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = if readable { 0o755 } else { 0o700 };
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 
 /// This process's effective uid (for a build's messages).
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     euid()
 }
 
 /// Creates the link `link` pointing at `target`, as it was (a copied project's links).
-pub fn copy_link(target: &Path, link: &Path) -> io::Result<()> {
+pub(crate) fn copy_link(target: &Path, link: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 

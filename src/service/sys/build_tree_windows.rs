@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a built tree could not be sealed.
 #[derive(Debug, thiserror::Error)]
-pub enum SealError {
+pub(crate) enum SealError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -25,37 +25,37 @@ fn unsupported(path: &Path) -> io::Error {
 
 /// What a seal copied.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SealStats {
-    pub entries: u64,
-    pub bytes: u64,
+pub(crate) struct SealStats {
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
 }
 
-pub fn seal_copy(from: &Path, _to: &Path, _builder: u32) -> Result<SealStats, SealError> {
+pub(crate) fn seal_copy(from: &Path, _to: &Path, _builder: u32) -> Result<SealStats, SealError> {
     Err(SealError::Io {
         path: from.to_path_buf(),
         source: unsupported(from),
     })
 }
 
-pub fn hand_dir(path: &Path, _uid: u32, _gid: u32) -> io::Result<()> {
+pub(crate) fn hand_dir(path: &Path, _uid: u32, _gid: u32) -> io::Result<()> {
     Err(unsupported(path))
 }
 
 /// No uid on Windows (builds there run as the daemon itself).
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     0
 }
 
-pub fn copy_link(_target: &Path, link: &Path) -> io::Result<()> {
+pub(crate) fn copy_link(_target: &Path, link: &Path) -> io::Result<()> {
     Err(unsupported(link))
 }
 
 /// Nothing to do: folders keep their ACLs.
-pub fn seal_dir_mode(_dir: &Path, _readable: bool) -> io::Result<()> {
+pub(crate) fn seal_dir_mode(_dir: &Path, _readable: bool) -> io::Result<()> {
     Ok(())
 }
 
 /// Nothing to check: builds run as the daemon itself.
-pub fn check_passable(_path: &Path, _uid: u32, _groups: &[u32]) -> Result<(), String> {
+pub(crate) fn check_passable(_path: &Path, _uid: u32, _groups: &[u32]) -> Result<(), String> {
     Ok(())
 }

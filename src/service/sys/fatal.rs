@@ -13,19 +13,19 @@
 
 /// Which standard stream a fatal signal is noted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// Marks the process's death as noted already (a panic hook that wrote its own line): a
 /// fatal signal after it (the abort that follows a panic) writes no second note.
-pub fn mark_fatal_noted() {
+pub(crate) fn mark_fatal_noted() {
     imp::NOTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Raises SIGSEGV (Unix; aborts on Windows): the test-only crash hook's `segv`.
-pub fn raise_segv() {
+pub(crate) fn raise_segv() {
     #[cfg(unix)]
     // SAFETY: raise with a valid signal number.
     unsafe {
@@ -36,10 +36,10 @@ pub fn raise_segv() {
 }
 
 #[cfg(unix)]
-pub use imp::{boot_id, note_fatal_signals, redirect_stderr};
+pub(crate) use imp::{boot_id, note_fatal_signals, redirect_stderr};
 
 #[cfg(windows)]
-pub use win::{boot_id, note_fatal_signals, redirect_stderr};
+pub(crate) use win::{boot_id, note_fatal_signals, redirect_stderr};
 
 #[cfg(unix)]
 mod imp {
@@ -83,7 +83,11 @@ mod imp {
 
     /// Installs the note for every fatal signal, once per process: `prefix` and the signal
     /// (and with `timed`, the Unix time) on `stream`.
-    pub fn note_fatal_signals(stream: Stream, prefix: Vec<u8>, timed: bool) -> io::Result<()> {
+    pub(crate) fn note_fatal_signals(
+        stream: Stream,
+        prefix: Vec<u8>,
+        timed: bool,
+    ) -> io::Result<()> {
         if PREFIX.set(prefix).is_err() {
             return Ok(()); // installed already
         }
@@ -216,7 +220,7 @@ mod imp {
 
     /// Makes `file` this process's stderr (fd 2): what Rust's runtime writes there itself (a
     /// stack overflow, an allocation failure) and the fatal-signal note land in it.
-    pub fn redirect_stderr(file: std::fs::File) -> io::Result<()> {
+    pub(crate) fn redirect_stderr(file: std::fs::File) -> io::Result<()> {
         // SAFETY: dup2 of a valid descriptor onto fd 2; `file` is closed after, fd 2 stays.
         if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
             return Err(io::Error::last_os_error());
@@ -226,7 +230,7 @@ mod imp {
 
     /// This boot of the host (Linux: `/proc/sys/kernel/random/boot_id`): a daemon of another
     /// boot did not crash, the host restarted.
-    pub fn boot_id() -> Option<String> {
+    pub(crate) fn boot_id() -> Option<String> {
         let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
         let id = id.trim();
         (!id.is_empty() && id.len() <= 64).then(|| id.to_string())
@@ -245,13 +249,13 @@ mod win {
     use std::io;
 
     /// No signals on Windows: nothing to install.
-    pub fn note_fatal_signals(_: Stream, _: Vec<u8>, _: bool) -> io::Result<()> {
+    pub(crate) fn note_fatal_signals(_: Stream, _: Vec<u8>, _: bool) -> io::Result<()> {
         Ok(())
     }
 
     /// Makes `file` this process's standard error handle (std's stderr looks it up on each
     /// write): a panic's note and std's stack overflow report land in it.
-    pub fn redirect_stderr(file: std::fs::File) -> io::Result<()> {
+    pub(crate) fn redirect_stderr(file: std::fs::File) -> io::Result<()> {
         use std::os::windows::io::IntoRawHandle;
         use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE};
         let h = file.into_raw_handle();
@@ -263,7 +267,7 @@ mod win {
     }
 
     /// No boot id on Windows: boots are told apart by the boot time (see `daemon::lifecycle`).
-    pub fn boot_id() -> Option<String> {
+    pub(crate) fn boot_id() -> Option<String> {
         None
     }
 }

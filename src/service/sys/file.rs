@@ -20,7 +20,7 @@ use std::path::Path;
 
 /// Whether the last component of a path may be a symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Links {
+pub(crate) enum Links {
     /// State files: a symlink is refused.
     Refuse,
     /// The config file: an admin may link it (its whole path is checked separately).
@@ -29,17 +29,15 @@ pub enum Links {
 
 /// Caps on what is read from each kind of file. Generous for real content, small enough that
 /// a hostile or runaway file cannot exhaust memory.
-pub mod cap {
+pub(crate) mod cap {
     /// `status.json`: about 1 KiB per job; 10,000 jobs fit.
-    pub const STATUS: u64 = 32 * 1024 * 1024;
-    /// A run record or `latest.json`.
-    pub const RECORD: u64 = 1024 * 1024;
+    pub(crate) const STATUS: u64 = 32 * 1024 * 1024;
     /// `stop-request` and other markers.
-    pub const SMALL: u64 = 64 * 1024;
+    pub(crate) const SMALL: u64 = 64 * 1024;
     /// The config file.
-    pub const CONFIG: u64 = 16 * 1024 * 1024;
+    pub(crate) const CONFIG: u64 = 16 * 1024 * 1024;
     /// A Python environment's requirements or pyproject file.
-    pub const ENV_SOURCE: u64 = 1024 * 1024;
+    pub(crate) const ENV_SOURCE: u64 = 1024 * 1024;
 }
 
 fn options(links: Links) -> OpenOptions {
@@ -91,7 +89,7 @@ fn open_plain(path: &Path, o: &OpenOptions, links: Links) -> io::Result<File> {
 
 /// Reads a whole file of at most `cap` bytes. `NotFound` passes through unchanged, so callers
 /// can tell "absent" from "refused".
-pub fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
     let mut o = options(links);
     o.read(true);
     let f = open_plain(path, &o, links)?;
@@ -120,7 +118,7 @@ pub fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
 }
 
 /// Like [`read`], as UTF-8 text (invalid sequences replaced).
-pub fn read_string(path: &Path, cap: u64, links: Links) -> io::Result<String> {
+pub(crate) fn read_string(path: &Path, cap: u64, links: Links) -> io::Result<String> {
     read(path, cap, links).map(|b| match String::from_utf8(b) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -132,14 +130,14 @@ fn private(o: &mut OpenOptions) {
 }
 
 /// Opens an existing regular file for reading (a run's output, followed as it grows).
-pub fn open_read(path: &Path) -> io::Result<File> {
+pub(crate) fn open_read(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);
     o.read(true);
     open_plain(path, &o, Links::Refuse)
 }
 
 /// Opens for appending, creating it (0600) if missing.
-pub fn open_append(path: &Path) -> io::Result<File> {
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);
     o.append(true).create(true);
     private(&mut o);
@@ -147,14 +145,14 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 }
 
 /// Opens an existing file for writing in place (no truncation).
-pub fn open_write(path: &Path) -> io::Result<File> {
+pub(crate) fn open_write(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);
     o.write(true);
     open_plain(path, &o, Links::Refuse)
 }
 
 /// Opens for reading and writing, creating it (0600) if missing: lock files, the heartbeat.
-pub fn open_or_create(path: &Path) -> io::Result<File> {
+pub(crate) fn open_or_create(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);
     o.read(true).write(true).create(true).truncate(false);
     private(&mut o);
@@ -162,7 +160,7 @@ pub fn open_or_create(path: &Path) -> io::Result<File> {
 }
 
 /// Creates a new file (0600); fails if anything, a symlink included, has the name.
-pub fn create_new(path: &Path) -> io::Result<File> {
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);
     o.write(true).create_new(true);
     private(&mut o);
@@ -171,7 +169,7 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// The metadata of a regular file at `path`, not following a symlink; `None` for anything
 /// else (absent, a link, a FIFO).
-pub fn plain_metadata(path: &Path) -> Option<fs::Metadata> {
+pub(crate) fn plain_metadata(path: &Path) -> Option<fs::Metadata> {
     fs::symlink_metadata(path).ok().filter(|m| m.is_file())
 }
 

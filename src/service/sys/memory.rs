@@ -10,7 +10,7 @@
 /// after each large block it frees (up to 32 MiB), after which blocks of that size come from
 /// the heap and stay there after use. A daemon that writes a 2 MB status now and then would
 /// keep that much for good. A fixed threshold turns the raising off.
-pub fn tune_allocator() {
+pub(crate) fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
     {
         /// glibc's default mmap threshold, now fixed: blocks from 128 KiB up are mapped on

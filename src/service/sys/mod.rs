@@ -3,11 +3,11 @@
 //! for a freshly detached daemon.
 
 mod beneath;
-pub mod fatal;
-pub mod file;
-pub mod memory;
-pub mod tmp_link;
-pub mod tree;
+pub(crate) mod fatal;
+pub(crate) mod file;
+pub(crate) mod memory;
+pub(crate) mod tmp_link;
+pub(crate) mod tree;
 
 pub(crate) use beneath::open_beneath;
 
@@ -18,12 +18,12 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::*;
+pub(crate) use platform::*;
 
 #[cfg(unix)]
 mod users;
 #[cfg(unix)]
-pub use users::lookup_user;
+pub(crate) use users::lookup_user;
 
 #[cfg(unix)]
 #[path = "watch_linux.rs"]
@@ -32,7 +32,7 @@ mod watch;
 #[path = "watch_windows.rs"]
 mod watch;
 
-pub use watch::Watcher;
+pub(crate) use watch::Watcher;
 
 #[cfg(unix)]
 #[path = "build_tree_unix.rs"]
@@ -41,23 +41,22 @@ mod build_tree;
 #[path = "build_tree_windows.rs"]
 mod build_tree;
 
-pub use crate::model::user::UserInfo;
+pub(crate) use crate::model::user::UserInfo;
 
-pub use build_tree::{
-    check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode, SealError,
-    SealStats,
+pub(crate) use build_tree::{
+    check_passable, copy_link, current_uid, hand_dir, seal_copy, seal_dir_mode,
 };
 
 /// A process identified by PID *and* start time, so a recycled PID is never mistaken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessId {
-    pub pid: u32,
-    pub start: Option<u64>,
+pub(crate) struct ProcessId {
+    pub(crate) pid: u32,
+    pub(crate) start: Option<u64>,
 }
 
 impl ProcessId {
     /// The current process.
-    pub fn current() -> ProcessId {
+    pub(crate) fn current() -> ProcessId {
         let pid = std::process::id();
         ProcessId {
             pid,
@@ -66,7 +65,7 @@ impl ProcessId {
     }
 
     /// True if a process with this PID exists and (when known) started at the same time.
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         match (process_start_time(self.pid), self.start) {
             (Some(now), Some(then)) => now == then,
             (Some(_), None) => true,
@@ -77,12 +76,15 @@ impl ProcessId {
 
 /// A request that reaches the daemon from outside its own loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControlSignal {
+pub(crate) enum ControlSignal {
     /// SIGTERM/SIGINT (Unix), the stop event (Windows): read the stop request and stop.
     Stop,
-    /// SIGHUP: re-read the config now.
+    /// SIGHUP: re-read the config now (Unix only; Windows has no such signal, its daemon
+    /// sees the config and the requests change through its watcher).
+    #[cfg_attr(windows, allow(dead_code))]
     Reload,
-    /// SIGUSR1: a `run-once` request waits in the state dir.
+    /// SIGUSR1: a `run-once` request waits in the state dir (Unix only, as `Reload`).
+    #[cfg_attr(windows, allow(dead_code))]
     Requests,
     /// Something a [`Watcher`] watches changed, or the wall clock was set: look again.
     Changed,
@@ -90,20 +92,20 @@ pub enum ControlSignal {
 
 /// One directory a [`Watcher`] watches, and which of its changes wake the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watch {
-    pub dir: std::path::PathBuf,
+pub(crate) struct Watch {
+    pub(crate) dir: std::path::PathBuf,
     /// Changes of the directory itself: its mode or owner, moved, deleted.
-    pub itself: bool,
+    pub(crate) itself: bool,
     /// Entries of the directory whose changes wake, by name.
-    pub children: Vec<(std::ffi::OsString, Child)>,
+    pub(crate) children: Vec<(std::ffi::OsString, Child)>,
     /// New `*.json` files (by rename or a finished write) wake; names starting with `.` (the
     /// daemon's own claims and temporary files) do not.
-    pub new_json: bool,
+    pub(crate) new_json: bool,
 }
 
 /// What changes of a named entry wake the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Child {
+pub(crate) enum Child {
     /// Written, replaced, its mode, owner or mtime changed, created or removed (the config).
     Content,
     /// Its mtime, mode or owner set, replaced, created or removed (the heartbeat: one beat,
@@ -115,7 +117,7 @@ pub enum Child {
 }
 
 impl Watch {
-    pub fn itself(dir: impl Into<std::path::PathBuf>) -> Watch {
+    pub(crate) fn itself(dir: impl Into<std::path::PathBuf>) -> Watch {
         Watch {
             dir: dir.into(),
             itself: true,
@@ -124,7 +126,7 @@ impl Watch {
         }
     }
 
-    pub fn child(
+    pub(crate) fn child(
         dir: impl Into<std::path::PathBuf>,
         name: impl Into<std::ffi::OsString>,
         how: Child,
@@ -145,7 +147,7 @@ impl Watch {
 /// last component. A part of the path that does not exist is watched for by name in the
 /// deepest directory that does. Returns false if the path cannot be followed (a symlink loop,
 /// a directory that cannot be read).
-pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) -> bool {
+pub(crate) fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) -> bool {
     use std::path::{Component, PathBuf};
     let mut resolved = PathBuf::new();
     let mut rest: Vec<std::ffi::OsString> = Vec::new();
@@ -216,14 +218,17 @@ pub fn path_watches(path: &std::path::Path, how: Child, out: &mut Vec<Watch>) ->
 /// Why a job's user could not be looked up. Each names the user; the config reports it as
 /// the error of the job's `user` field.
 #[derive(Debug, thiserror::Error)]
-pub enum UserLookupError {
+pub(crate) enum UserLookupError {
     /// No such user where this build looks (`looked` says where).
+    #[cfg(unix)]
     #[error("no user {name:?} on this host (looked up in {looked})")]
     NotFound { name: String, looked: String },
     /// The name cannot be a user's.
+    #[cfg(unix)]
     #[error("{name:?} is not a user name: {why}")]
     InvalidName { name: String, why: &'static str },
     /// The lookup itself failed (the user database did not answer).
+    #[cfg(unix)]
     #[error("cannot look up user {name:?} in {looked}: {source}")]
     Failed {
         name: String,
@@ -232,6 +237,7 @@ pub enum UserLookupError {
         source: std::io::Error,
     },
     /// Not on this OS.
+    #[cfg(windows)]
     #[error("`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")")]
     Unsupported { name: String },
 }
@@ -350,7 +356,7 @@ mod windows_tests {
 }
 
 /// Finds a program like the OS would: a path as given, a bare name on `PATH`.
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(program: &str) -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(program);
     if p.components().count() > 1 {
         return p.is_file().then(|| p.to_path_buf());

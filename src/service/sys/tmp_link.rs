@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 const PREFIX: &str = "rmkd-";
 
 /// Creates a link to `target` with a short name; its path.
-pub fn create(target: &Path) -> io::Result<PathBuf> {
+pub(crate) fn create(target: &Path) -> io::Result<PathBuf> {
     imp::create(target)
 }
 
 /// Removes a link [`create`] made (a missing one is fine).
-pub fn remove(link: &Path) -> io::Result<()> {
+pub(crate) fn remove(link: &Path) -> io::Result<()> {
     imp::remove(link)
 }
 
@@ -34,7 +34,7 @@ pub fn remove(link: &Path) -> io::Result<()> {
 /// name) is gone: left by a daemon that was killed, or whose state dir was deleted. Returns
 /// how many. A link is made only once its run folder exists, so a run being prepared loses
 /// nothing.
-pub fn sweep() -> usize {
+pub(crate) fn sweep() -> usize {
     imp::sweep()
 }
 

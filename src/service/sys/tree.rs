@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Whose rights a removal runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rights {
+pub(crate) enum Rights {
     /// The daemon's own: for trees only root's runners shape (the state dir).
     Daemon,
     /// The tree's owner's, when the daemon is root and the tree is not root's: a `user` job's
@@ -32,13 +32,13 @@ pub enum Rights {
 
 /// What one look may spend: a deadline and a number of entries.
 #[derive(Debug, Clone, Copy)]
-pub struct Budget {
+pub(crate) struct Budget {
     deadline: Instant,
     entries: u64,
 }
 
 impl Budget {
-    pub fn new(time: Duration, entries: u64) -> Budget {
+    pub(crate) fn new(time: Duration, entries: u64) -> Budget {
         Budget {
             deadline: Instant::now() + time,
             entries,
@@ -46,26 +46,28 @@ impl Budget {
     }
 
     /// Whether nothing is left for another tree.
-    pub fn spent(&self) -> bool {
+    pub(crate) fn spent(&self) -> bool {
         self.entries == 0 || Instant::now() >= self.deadline
     }
 
-    pub fn deadline(&self) -> Instant {
+    #[cfg(unix)]
+    pub(crate) fn deadline(&self) -> Instant {
         self.deadline
     }
 
-    pub fn entries(&self) -> u64 {
+    #[cfg(unix)]
+    pub(crate) fn entries(&self) -> u64 {
         self.entries
     }
 
-    pub fn take(&mut self, n: u64) {
+    pub(crate) fn take(&mut self, n: u64) {
         self.entries = self.entries.saturating_sub(n);
     }
 }
 
 /// How far a look got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
+pub(crate) enum Removal {
     /// The tree is gone (or was never there).
     Gone,
     /// The budget ran out first; what was removed stays removed, the next look goes on.
@@ -74,7 +76,7 @@ pub enum Removal {
 
 /// Why a tree could not be removed (all of it, or for now).
 #[derive(Debug, thiserror::Error)]
-pub enum RemoveError {
+pub(crate) enum RemoveError {
     #[error("cannot open {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -88,11 +90,13 @@ pub enum RemoveError {
         #[source]
         source: io::Error,
     },
+    #[cfg(unix)]
     #[error(
         "{} holds a mount point ({what}); it is left alone: unmount it, and the rest goes at the next look",
         tree.display()
     )]
     MountPoint { tree: PathBuf, what: String },
+    #[cfg(unix)]
     #[error("cannot remove {} as its owner (uid {uid}): {source}", tree.display())]
     AsOwner {
         tree: PathBuf,
@@ -106,7 +110,7 @@ pub enum RemoveError {
 #[path = "tree_unix.rs"]
 mod imp;
 
-pub use imp::{remove_tree, remove_tree_fully};
+pub(crate) use imp::{remove_tree, remove_tree_fully};
 
 #[cfg(windows)]
 mod imp {
@@ -117,7 +121,7 @@ mod imp {
     /// with `rights`. A missing `path` is [`Removal::Gone`]. std's Windows `remove_dir_all`
     /// opens every entry relative to its folder's handle, removes links and junctions without
     /// following them, and walks with a heap stack: one look does it all.
-    pub fn remove_tree(
+    pub(crate) fn remove_tree(
         path: &Path,
         _rights: Rights,
         budget: &mut Budget,
@@ -156,7 +160,7 @@ mod imp {
     }
 
     /// Removes `path` completely, within `limit`: one look does it all here.
-    pub fn remove_tree_fully(
+    pub(crate) fn remove_tree_fully(
         path: &Path,
         rights: Rights,
         limit: Duration,

@@ -608,7 +608,7 @@ fn decode(b: &[u8]) -> Option<(Result<Removal, Fail>, u64, Name)> {
 
 /// Removes `path` (a folder and everything in it, or a file or link) within `budget`, with
 /// `rights`. A missing `path` is [`Removal::Gone`].
-pub fn remove_tree(
+pub(crate) fn remove_tree(
     path: &Path,
     rights: Rights,
     budget: &mut Budget,
@@ -721,7 +721,7 @@ pub fn remove_tree(
 /// Removes `path` completely, look after look, until it is gone, an error stops it, or
 /// `limit` has passed: for a caller with no later look (a one-off clean-up off the loop
 /// thread).
-pub fn remove_tree_fully(
+pub(crate) fn remove_tree_fully(
     path: &Path,
     rights: Rights,
     limit: Duration,

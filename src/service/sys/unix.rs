@@ -4,7 +4,7 @@ use std::io;
 
 /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22), or `None`
 /// if no such process exists. Outside Linux (no procfs) only existence is known; `Some(0)`.
-pub fn process_start_time(pid: u32) -> Option<u64> {
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 || pid > i32::MAX as u32 {
         return None;
     }
@@ -30,7 +30,7 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 
 /// Asks the daemon with this PID to stop by sending SIGTERM (its handler reads the
 /// stop-request file to learn whether to drain or end runs now).
-pub fn signal_stop(pid: u32) -> io::Result<()> {
+pub(crate) fn signal_stop(pid: u32) -> io::Result<()> {
     // SAFETY: plain kill(2) on a PID we verified by start time just before.
     let r = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     if r == 0 {
@@ -42,7 +42,7 @@ pub fn signal_stop(pid: u32) -> io::Result<()> {
 
 /// Tells the daemon with this (verified) PID that a `run-once` request waits (SIGUSR1), so
 /// it starts the run at once instead of at its next look.
-pub fn signal_requests(pid: u32) {
+pub(crate) fn signal_requests(pid: u32) {
     // SAFETY: plain kill(2) on a PID the caller verified with `is_instance_daemon`.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGUSR1);
@@ -52,7 +52,7 @@ pub fn signal_requests(pid: u32) {
 /// Ends the process `pid` at once (SIGKILL: a stopped or hung process cannot ignore it), if
 /// it still is the one that started at `start`. The start time is checked through a pidfd
 /// taken first, so a PID recycled between the caller's check and the kill is never hit.
-pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
+pub(crate) fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
     let not_it = || {
         io::Error::new(
             io::ErrorKind::NotFound,
@@ -100,7 +100,7 @@ pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
 }
 
 /// Files the daemon creates are private to its user (0700 dirs, 0600 files).
-pub fn set_private_umask() {
+pub(crate) fn set_private_umask() {
     // SAFETY: umask cannot fail.
     unsafe {
         libc::umask(0o077);
@@ -110,7 +110,7 @@ pub fn set_private_umask() {
 /// Closes every descriptor above stderr that the daemon may have inherited from ctrl's parent
 /// (the agent's socket, say), so the agent sees EOF as soon as ctrl exits. Called first thing
 /// in a detached daemon, before it opens anything of its own.
-pub fn close_inherited_fds() {
+pub(crate) fn close_inherited_fds() {
     // SAFETY: close_range on [3, MAX] closes descriptors this process has not opened itself
     // yet (called before any other file is opened).
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
@@ -134,7 +134,7 @@ pub fn close_inherited_fds() {
 
 /// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to `f`, from a thread that sleeps in a
 /// blocking read until a signal arrives (no periodic wake-ups).
-pub fn forward_control_signals(
+pub(crate) fn forward_control_signals(
     f: impl Fn(super::ControlSignal) + Send + 'static,
 ) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -157,7 +157,7 @@ pub fn forward_control_signals(
 /// The process group of a runner whose environment holds `key=value` (its ROBOTMK_RUN_DIR),
 /// with the leader's start time: finds a run the previous daemon spawned but died before
 /// journalling its PID. A `/proc` scan, done only in that rare case at start-up.
-pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
+pub(crate) fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
     let mut found: Option<(u32, Option<u64>)> = None;
     for pid in processes_with_env(key, value) {
         let Some(pgid) = process_group(pid) else {
@@ -173,7 +173,7 @@ pub fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64>)> {
 
 /// Every live process (but this one) whose environment holds `key=value`: a scan of /proc,
 /// for rare moments (ending a run's tree, recovery), never for polling.
-pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
+pub(crate) fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
     let needle = format!("{key}={value}").into_bytes();
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -186,13 +186,13 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
 }
 
 /// Whether process `pid` has `needle` (`KEY=value`) in its environment.
-pub fn has_env(pid: u32, needle: &[u8]) -> bool {
+pub(crate) fn has_env(pid: u32, needle: &[u8]) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))
         .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle))
 }
 
 /// The process group of `pid` (`/proc/PID/stat` field 5; also for a zombie).
-pub fn process_group(pid: u32) -> Option<u32> {
+pub(crate) fn process_group(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?
         .1
@@ -204,7 +204,7 @@ pub fn process_group(pid: u32) -> Option<u32> {
 
 /// Open flags for [`crate::service::sys::file`]: never block (a FIFO opens at once and is then
 /// refused), and refuse a symlink at the last component unless `follow`.
-pub fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
+pub(crate) fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
     use std::os::unix::fs::OpenOptionsExt;
     let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
     o.custom_flags(libc::O_NONBLOCK | nofollow);
@@ -212,13 +212,13 @@ pub fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
 
 /// True for a regular file (checked on the open descriptor, so nothing can be swapped in
 /// between the check and the use).
-pub fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
+pub(crate) fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
     Ok(f.metadata()?.file_type().is_file())
 }
 
 /// What changes whenever the file is replaced or its owner or mode change: inode and ctime.
 /// (`mv` keeps the mtime; a user cannot set the ctime.)
-pub fn change_stamp(m: &std::fs::Metadata) -> String {
+pub(crate) fn change_stamp(m: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     format!("{}:{}.{}", m.ino(), m.ctime(), m.ctime_nsec())
 }
@@ -229,7 +229,7 @@ pub fn change_stamp(m: &std::fs::Metadata) -> String {
 /// sticky directory (like `/tmp`) above the target, where only an entry's owner may replace
 /// it. `may_be_missing`: the path (a state dir) need not exist yet; the part that exists is
 /// checked, and what is missing is created by this process, 0700.
-pub fn check_path_trust(
+pub(crate) fn check_path_trust(
     path: &std::path::Path,
     what: &str,
     may_be_missing: bool,
@@ -349,7 +349,7 @@ pub fn check_path_trust(
 /// this path still can (the kernel resolves it in the starting process, before and after the
 /// fork alike), and the helper is always the daemon's own version. Without `/proc` (not
 /// mounted), the path the binary was started from.
-pub fn self_exe() -> io::Result<std::path::PathBuf> {
+pub(crate) fn self_exe() -> io::Result<std::path::PathBuf> {
     let proc_exe = std::path::Path::new("/proc/self/exe");
     if proc_exe.exists() {
         return Ok(proc_exe.to_path_buf());
@@ -361,7 +361,11 @@ pub fn self_exe() -> io::Result<std::path::PathBuf> {
 /// `start` (PID reuse), runs this program's executable (or an older copy of it, replaced on
 /// disk by an upgrade), and holds the exclusive lock on `lock_file`. A PID read from a file
 /// alone is never signalled.
-pub fn is_instance_daemon(pid: u32, start: Option<u64>, lock_file: &std::path::Path) -> bool {
+pub(crate) fn is_instance_daemon(
+    pid: u32,
+    start: Option<u64>,
+    lock_file: &std::path::Path,
+) -> bool {
     use std::os::unix::fs::MetadataExt;
     if start.is_none() || process_start_time(pid) != start {
         return false;
@@ -407,7 +411,7 @@ fn holds_flock(pid: u32, ino: u64) -> bool {
 
 /// True if `path` still names the open file `f` (same device and inode): a file that was
 /// deleted or replaced by another is no longer what the path opens.
-pub fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
+pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (f.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -418,12 +422,12 @@ pub fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
 // ---- Paths and file modes (config, state) ---------------------------------------------------
 
 /// Where the config is looked for when nothing names it.
-pub const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";
+pub(crate) const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";
 
 /// The base of the default state dir when `$MK_VARDIR` is not set: the Checkmk agent's var
 /// dir if the agent is installed (an admin's shell lacks `$MK_VARDIR` but must find the state
 /// dir ctrl used), else `/var/lib`.
-pub fn default_state_base() -> std::path::PathBuf {
+pub(crate) fn default_state_base() -> std::path::PathBuf {
     const AGENT_VARDIR: &str = "/var/lib/check_mk_agent";
     if std::path::Path::new(AGENT_VARDIR).is_dir() {
         AGENT_VARDIR.into()
@@ -433,25 +437,25 @@ pub fn default_state_base() -> std::path::PathBuf {
 }
 
 /// New files only the owner can read: 0600.
-pub fn private_file(o: &mut std::fs::OpenOptions) {
+pub(crate) fn private_file(o: &mut std::fs::OpenOptions) {
     use std::os::unix::fs::OpenOptionsExt;
     o.mode(0o600);
 }
 
 /// New folders only the owner can enter: 0700.
-pub fn private_dir(b: &mut std::fs::DirBuilder) {
+pub(crate) fn private_dir(b: &mut std::fs::DirBuilder) {
     use std::os::unix::fs::DirBuilderExt;
     b.mode(0o700);
 }
 
 /// Whether a rename that failed with `PermissionDenied` is worth retrying: never on Unix.
-pub fn rename_denied_is_transient() -> bool {
+pub(crate) fn rename_denied_is_transient() -> bool {
     false
 }
 
 /// How long the system has been up (`CLOCK_BOOTTIME`: counts suspended time too), for
 /// `start_delay`.
-pub fn uptime() -> Option<std::time::Duration> {
+pub(crate) fn uptime() -> Option<std::time::Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -467,14 +471,14 @@ pub fn uptime() -> Option<std::time::Duration> {
 }
 
 /// True when this process runs as root (only root can run a job as another user).
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Files an environment build creates must be readable by a job's user: 022 instead of the
 /// daemon's 077 (the folders above decide who can reach them).
-pub fn set_shared_umask() {
+pub(crate) fn set_shared_umask() {
     // SAFETY: umask cannot fail.
     unsafe {
         libc::umask(0o022);
@@ -484,7 +488,7 @@ pub fn set_shared_umask() {
 /// Creates (or checks) a folder a job's user may pass through (`0711`) or read (`0755`):
 /// never a link, and only the daemon's own and not writable by others, so what the daemon
 /// writes below it cannot be redirected.
-pub fn public_dir(path: &std::path::Path, readable: bool) -> io::Result<()> {
+pub(crate) fn public_dir(path: &std::path::Path, readable: bool) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let mode = if readable { 0o755 } else { 0o711 };
     match std::fs::DirBuilder::new().mode(0o700).create(path) {
@@ -510,13 +514,13 @@ pub fn public_dir(path: &std::path::Path, readable: bool) -> io::Result<()> {
 }
 
 /// Hands a file or folder the daemon just created to a job's user (never through a link).
-pub fn give_to(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn give_to(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
 }
 
 /// Adds read (and, where the owner may, execute) permission for everyone to every file and
 /// folder below `root`, never following links: an environment a job's user runs from.
-pub fn make_readable_tree(root: &std::path::Path) -> io::Result<()> {
+pub(crate) fn make_readable_tree(root: &std::path::Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut todo = vec![root.to_path_buf()];
     while let Some(p) = todo.pop() {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// Looks `name` up (done when the config is loaded: nothing of this may run between fork and
 /// exec).
-pub fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
+pub(crate) fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
     check_name(name)?;
     #[cfg(not(target_feature = "crt-static"))]
     {

@@ -30,7 +30,7 @@ struct Inner {
 }
 
 /// Watches directories and calls back on the changes its [`Watch`]es name.
-pub struct Watcher {
+pub(crate) struct Watcher {
     inner: Arc<Inner>,
     clock: bool,
 }
@@ -57,7 +57,7 @@ fn child_mask(how: Child) -> u32 {
 impl Watcher {
     /// Starts the watching thread; `wake` is called from it on each batch of relevant
     /// changes. Nothing is watched until [`Watcher::arm`].
-    pub fn start(wake: impl Fn() + Send + 'static) -> io::Result<Watcher> {
+    pub(crate) fn start(wake: impl Fn() + Send + 'static) -> io::Result<Watcher> {
         // SAFETY: plain syscall; the descriptor is owned below.
         let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if fd < 0 {
@@ -84,14 +84,14 @@ impl Watcher {
     }
 
     /// Whether a set wall clock wakes the daemon (else it must not sleep long on wall time).
-    pub fn sees_clock_changes(&self) -> bool {
+    pub(crate) fn sees_clock_changes(&self) -> bool {
         self.clock
     }
 
     /// Watches exactly `watches` from now on (directories replaced since the last call are
     /// watched anew, ones no longer named are dropped). Returns what could not be watched,
     /// with why.
-    pub fn arm(&self, watches: &[Watch]) -> Vec<String> {
+    pub(crate) fn arm(&self, watches: &[Watch]) -> Vec<String> {
         let mut problems = Vec::new();
         // Merged per directory: one descriptor per inode, whose mask is replaced, not added.
         let mut per_dir: Vec<(std::path::PathBuf, u32, Filter)> = Vec::new();

@@ -47,14 +47,14 @@ struct Inner {
 }
 
 /// Watches directories and calls back on changes in them.
-pub struct Watcher {
+pub(crate) struct Watcher {
     inner: Arc<Inner>,
 }
 
 impl Watcher {
     /// Starts the watching thread; `wake` is called from it on each change. Nothing is
     /// watched until [`Watcher::arm`].
-    pub fn start(wake: impl Fn() + Send + 'static) -> io::Result<Watcher> {
+    pub(crate) fn start(wake: impl Fn() + Send + 'static) -> io::Result<Watcher> {
         // SAFETY: an unnamed auto-reset event, not signalled.
         let ev = unsafe { CreateEventW(std::ptr::null(), 0, 0, std::ptr::null()) };
         let Some(rearm) = OwnedHandle::new(ev) else {
@@ -73,12 +73,12 @@ impl Watcher {
     }
 
     /// Whether a set wall clock wakes the daemon: not on Windows.
-    pub fn sees_clock_changes(&self) -> bool {
+    pub(crate) fn sees_clock_changes(&self) -> bool {
         false
     }
 
     /// Watches exactly `watches` from now on. Returns what could not be watched, with why.
-    pub fn arm(&self, watches: &[Watch]) -> Vec<String> {
+    pub(crate) fn arm(&self, watches: &[Watch]) -> Vec<String> {
         let mut problems = Vec::new();
         let mut dirs: Vec<(&std::path::Path, FILE_NOTIFY_CHANGE)> = Vec::new();
         for w in watches {

@@ -77,7 +77,7 @@ fn filetime(ft: FILETIME) -> u64 {
 
 /// The creation time of a live process (100 ns units since 1601), or `None` if no such
 /// process exists or it has exited (a handle held elsewhere can keep an exited one around).
-pub fn process_start_time(pid: u32) -> Option<u64> {
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 {
         return None;
     }
@@ -112,7 +112,7 @@ fn stop_event_names(pid: u32) -> [String; 2] {
 
 /// Asks the daemon with this PID to stop by setting its named stop event (its handler reads
 /// the stop-request file to learn whether to drain or end runs now).
-pub fn signal_stop(pid: u32) -> io::Result<()> {
+pub(crate) fn signal_stop(pid: u32) -> io::Result<()> {
     let mut last = io::Error::from(io::ErrorKind::NotFound);
     for name in stop_event_names(pid) {
         let w = wide(&name);
@@ -135,7 +135,7 @@ pub fn signal_stop(pid: u32) -> io::Result<()> {
 /// Ends the process `pid` at once (TerminateProcess), if it still is the one that started
 /// at `start`. The start time is checked on the same handle that terminates, so a PID
 /// recycled between the caller's check and the kill is never hit.
-pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
+pub(crate) fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
     use windows_sys::Win32::System::Threading::{TerminateProcess, PROCESS_TERMINATE};
     // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
     let h = OwnedHandle::new(unsafe {
@@ -161,14 +161,14 @@ pub fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
 
 /// Nothing to do: files the daemon creates inherit the ACL of the state dir (under
 /// `C:\ProgramData\checkmk\agent\` only administrators and SYSTEM may write).
-pub fn set_private_umask() {}
+pub(crate) fn set_private_umask() {}
 
 /// Windows has no such signal: the daemon's change notification on `requests\` wakes it.
-pub fn signal_requests(_pid: u32) {}
+pub(crate) fn signal_requests(_pid: u32) {}
 
 /// The daemon is created without handle inheritance, so nothing of the agent's can reach it;
 /// its std handles are pointed at NUL anyway, so that no stray handle value is ever written to.
-pub fn close_inherited_fds() {
+pub(crate) fn close_inherited_fds() {
     use std::os::windows::io::IntoRawHandle;
     for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
         let Ok(nul) = std::fs::OpenOptions::new()
@@ -236,7 +236,7 @@ fn create_stop_event(pid: u32) -> io::Result<OwnedHandle> {
 
 /// Forwards the named stop event to `f` as [`super::ControlSignal::Stop`], from a thread that
 /// sleeps in `WaitForSingleObject` until the event is set (no periodic wake-ups).
-pub fn forward_control_signals(
+pub(crate) fn forward_control_signals(
     f: impl Fn(super::ControlSignal) + Send + 'static,
 ) -> io::Result<()> {
     let ev = match create_stop_event(std::process::id()) {
@@ -268,7 +268,7 @@ pub fn forward_control_signals(
 
 /// Finding a run by its environment is not implemented on Windows: a run the previous daemon
 /// started but never journalled is recorded `interrupted` (docs/WINDOWS.md).
-pub fn find_run_by_env(_key: &str, _value: &str) -> Option<(u32, Option<u64>)> {
+pub(crate) fn find_run_by_env(_key: &str, _value: &str) -> Option<(u32, Option<u64>)> {
     None
 }
 
@@ -277,7 +277,7 @@ pub fn find_run_by_env(_key: &str, _value: &str) -> Option<(u32, Option<u64>)> {
 /// Open flags for [`crate::service::sys::file`]: a reparse point (symlink, junction) at the last
 /// component is opened as itself, not followed, unless `follow`; [`is_plain_file`] then
 /// refuses it. Windows has no FIFOs in the file system, so nothing can block an open.
-pub fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
+pub(crate) fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
     use std::os::windows::fs::OpenOptionsExt;
     if !follow {
         o.custom_flags(NOFOLLOW_FLAGS);
@@ -285,14 +285,14 @@ pub fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
 }
 
 /// What changes whenever the file is replaced: its creation time and attributes.
-pub fn change_stamp(m: &std::fs::Metadata) -> String {
+pub(crate) fn change_stamp(m: &std::fs::Metadata) -> String {
     use std::os::windows::fs::MetadataExt;
     format!("{}:{}", m.creation_time(), m.file_attributes())
 }
 
 /// The trust check of [`crate::service::security`] on Windows: the target's ACL (and owner) and the
 /// ACL of every directory above it (see [`check_path_acl`]).
-pub fn check_path_trust(
+pub(crate) fn check_path_trust(
     path: &std::path::Path,
     what: &str,
     may_be_missing: bool,
@@ -315,7 +315,11 @@ pub fn check_path_trust(
 /// True if process `pid` started at `start` (PID reuse) and runs this program (the daemon
 /// runs from a copy named `robotmk-daemon-<build>-….exe`, see `launch::daemon_exe`).
 /// Windows cannot list who holds a lock, so the lock is not part of the check here.
-pub fn is_instance_daemon(pid: u32, start: Option<u64>, _lock_file: &std::path::Path) -> bool {
+pub(crate) fn is_instance_daemon(
+    pid: u32,
+    start: Option<u64>,
+    _lock_file: &std::path::Path,
+) -> bool {
     use windows_sys::Win32::System::Threading::{QueryFullProcessImageNameW, PROCESS_NAME_WIN32};
     if start.is_none() || process_start_time(pid) != start {
         return false;
@@ -348,7 +352,7 @@ pub fn is_instance_daemon(pid: u32, start: Option<u64>, _lock_file: &std::path::
 
 /// True if `path` still exists (Windows: std cannot compare file identities yet; a locked
 /// file cannot be replaced while it is open, only deleted).
-pub fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
+pub(crate) fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
     path.exists()
 }
 
@@ -357,12 +361,12 @@ pub fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
 /// Open flag that stops at a symlink or junction instead of following it (for
 /// `OpenOptionsExt::custom_flags`): a link planted in the state dir must not redirect the
 /// daemon's reads and writes to a file of the planter's choosing.
-pub const NOFOLLOW_FLAGS: u32 = FILE_FLAG_OPEN_REPARSE_POINT;
+pub(crate) const NOFOLLOW_FLAGS: u32 = FILE_FLAG_OPEN_REPARSE_POINT;
 
 /// True for a regular file on disk that is not a reparse point. State files are opened with
 /// [`NOFOLLOW_FLAGS`], which hands back the link itself, and a pipe or device would make a
 /// read block or lie: the caller reads only what this accepts.
-pub fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
+pub(crate) fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
     use std::os::windows::fs::MetadataExt;
     use std::os::windows::io::AsRawHandle;
     // SAFETY: `f` owns a valid handle for the duration of the call.
@@ -701,7 +705,7 @@ fn check_descriptor(
 ///
 /// Follows a symlink at `path` (as reading the config does). Windows has no mode bits: the
 /// owner and the DACL are what decides who may change a path, so they are what is judged.
-pub fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
+pub(crate) fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
     let w = wide(path);
     let mut owner: PSID = std::ptr::null_mut();
     let mut dacl: *mut ACL = std::ptr::null_mut();
@@ -735,28 +739,28 @@ pub fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
 // ---- Paths and file modes (config, state) ---------------------------------------------------
 
 /// Where the config is looked for when nothing names it (the agent's config folder).
-pub const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
+pub(crate) const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
 
 /// The base of the default state dir when `$MK_VARDIR` is not set: the agent's state folder.
-pub fn default_state_base() -> std::path::PathBuf {
+pub(crate) fn default_state_base() -> std::path::PathBuf {
     r"C:\ProgramData\checkmk\agent\state".into()
 }
 
 /// Windows has no mode bits: access comes from the folder's ACL (checked by `security`).
-pub fn private_file(_o: &mut std::fs::OpenOptions) {}
+pub(crate) fn private_file(_o: &mut std::fs::OpenOptions) {}
 
 /// See [`private_file`].
-pub fn private_dir(_b: &mut std::fs::DirBuilder) {}
+pub(crate) fn private_dir(_b: &mut std::fs::DirBuilder) {}
 
 /// A rename over a file a reader holds open fails with access denied; readers keep files
 /// open only for a moment, so the rename is retried briefly (platform.md, measured under
 /// Wine).
-pub fn rename_denied_is_transient() -> bool {
+pub(crate) fn rename_denied_is_transient() -> bool {
     true
 }
 
 /// How long the system has been up, for `start_delay`.
-pub fn uptime() -> Option<std::time::Duration> {
+pub(crate) fn uptime() -> Option<std::time::Duration> {
     // SAFETY: GetTickCount64 takes no arguments and cannot fail.
     let ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };
     Some(std::time::Duration::from_millis(ms))
@@ -766,38 +770,38 @@ pub fn uptime() -> Option<std::time::Duration> {
 /// `attempts`, an environment build): the daemon's own copy of the binary
 /// ([`crate::service::launch::daemon_exe`] starts it from a copy in the state dir, which no upgrade
 /// replaces while it runs), so the helper is always the daemon's own version.
-pub fn self_exe() -> std::io::Result<std::path::PathBuf> {
+pub(crate) fn self_exe() -> std::io::Result<std::path::PathBuf> {
     std::env::current_exe()
 }
 
 /// Windows runs no job as another user: a suite that needs a desktop session runs in a
 /// daemon instance started in that user's session (docs/WINDOWS.md).
-pub fn lookup_user(name: &str) -> Result<super::UserInfo, super::UserLookupError> {
+pub(crate) fn lookup_user(name: &str) -> Result<super::UserInfo, super::UserLookupError> {
     Err(super::UserLookupError::Unsupported {
         name: name.to_string(),
     })
 }
 
 /// Only Unix root may run a job as another user.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     false
 }
 
 /// Nothing to do: environments get the ACLs of their folder.
-pub fn set_shared_umask() {}
+pub(crate) fn set_shared_umask() {}
 
 /// Windows runs no job as another user (see [`lookup_user`]): a plain folder.
-pub fn public_dir(path: &std::path::Path, _readable: bool) -> std::io::Result<()> {
+pub(crate) fn public_dir(path: &std::path::Path, _readable: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(path)
 }
 
 /// Windows runs no job as another user (see [`lookup_user`]).
-pub fn give_to(_path: &std::path::Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
+pub(crate) fn give_to(_path: &std::path::Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
 /// Nothing to do: files inherit their folder's ACL.
-pub fn make_readable_tree(_root: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn make_readable_tree(_root: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
