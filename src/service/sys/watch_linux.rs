@@ -4,15 +4,21 @@
 //! calls the daemon back only for changes its filters keep: the daemon's own writes in the
 //! state dir (status.json, heartbeat-ack, records) never wake it.
 //!
-//! Hand-rolled (about a hundred lines) rather than the `notify` crate: the daemon needs
-//! per-name filters and self-only events on ancestors, which `notify` does not expose, and
-//! would pull in its own threads and dependencies for them.
+//! The system calls go through rustix (inotify, timerfd, poll: no unsafe code here). The
+//! filtering is our own rather than the `notify` crate's: the daemon needs per-name filters
+//! and self-only events on ancestors, which `notify` does not expose, and would pull in its
+//! own threads and dependencies for them; the `inotify` crate would cover inotify alone, not
+//! the timerfd or the poll on both, which rustix (already a dependency) does.
 
 use super::{Child, Watch};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
@@ -35,18 +41,24 @@ pub(crate) struct Watcher {
     clock: bool,
 }
 
-const SELF_EVENTS: u32 = libc::IN_ATTRIB | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF;
-const ENTRY: u32 = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+const SELF_EVENTS: u32 =
+    WatchFlags::ATTRIB.bits() | WatchFlags::MOVE_SELF.bits() | WatchFlags::DELETE_SELF.bits();
+const ENTRY: u32 = WatchFlags::CREATE.bits()
+    | WatchFlags::DELETE.bits()
+    | WatchFlags::MOVED_FROM.bits()
+    | WatchFlags::MOVED_TO.bits();
 /// A [`Child::Meta`] file is watched itself: setting its mtime alone (ctrl's beat, utimensat
 /// with UTIME_OMIT for the atime) is reported as IN_MODIFY, both times or its mode as
 /// IN_ATTRIB. Asked of the directory, IN_MODIFY would also report the daemon's own answer
 /// (`heartbeat-ack`, the same kind of write) and its log: a second wake of this thread per
 /// ctrl call, and one per log line.
-const FILE_META: u32 = libc::IN_MODIFY | libc::IN_ATTRIB;
+const FILE_META: u32 = WatchFlags::MODIFY.bits() | WatchFlags::ATTRIB.bits();
+/// A new result file in a folder watched for them: moved in, or written and closed.
+const NEW_FILE: u32 = WatchFlags::MOVED_TO.bits() | WatchFlags::CLOSE_WRITE.bits();
 
 fn child_mask(how: Child) -> u32 {
     match how {
-        Child::Content => ENTRY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE,
+        Child::Content => ENTRY | WatchFlags::ATTRIB.bits() | WatchFlags::CLOSE_WRITE.bits(),
         // In its directory only replaced, created or removed; the rest on the file itself
         // (see FILE_META).
         Child::Meta => ENTRY,
@@ -58,14 +70,10 @@ impl Watcher {
     /// Starts the watching thread; `wake` is called from it on each batch of relevant
     /// changes. Nothing is watched until [`Watcher::arm`].
     pub(crate) fn start(wake: impl Fn() + Send + 'static) -> io::Result<Watcher> {
-        // SAFETY: plain syscall; the descriptor is owned below.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("inotify_init1: {e}")));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let ino = unsafe { OwnedFd::from_raw_fd(fd) };
+        let ino = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("inotify_init1: {e}"))
+        })?;
         let clock = clock_change_fd();
         let inner = Arc::new(Inner {
             ino,
@@ -120,7 +128,7 @@ impl Watcher {
                 }
             }
             if w.new_json {
-                *mask |= libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
+                *mask |= NEW_FILE;
                 f.new_json = true;
             }
         }
@@ -135,36 +143,32 @@ impl Watcher {
         });
         let per_dir = per_dir
             .into_iter()
-            .map(|(d, m, f)| (d, m | libc::IN_ONLYDIR, f));
+            .map(|(d, m, f)| (d, m | WatchFlags::ONLYDIR.bits(), f));
+        let ino = &self.inner.ino;
         for (dir, mask, f) in per_dir.chain(files) {
-            let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-                continue;
-            };
-            let mut flags = mask | libc::IN_DONT_FOLLOW;
-            // SAFETY: a valid C string and our inotify descriptor.
-            let mut wd =
-                unsafe { libc::inotify_add_watch(self.inner.ino.as_raw_fd(), c.as_ptr(), flags) };
-            if wd >= 0 && next.contains_key(&wd) {
+            let mut flags = WatchFlags::from_bits_retain(mask) | WatchFlags::DONT_FOLLOW;
+            let mut added = inotify::add_watch(ino, &dir, flags);
+            if added.as_ref().is_ok_and(|wd| next.contains_key(wd)) {
                 // Another path to the same directory (a bind mount): add to its mask.
-                flags |= libc::IN_MASK_ADD;
-                // SAFETY: as above.
-                wd = unsafe {
-                    libc::inotify_add_watch(self.inner.ino.as_raw_fd(), c.as_ptr(), flags)
-                };
+                flags |= WatchFlags::MASK_ADD;
+                added = inotify::add_watch(ino, &dir, flags);
             }
-            if wd < 0 {
-                let e = io::Error::last_os_error();
-                if mask & libc::IN_ONLYDIR == 0 && e.kind() == io::ErrorKind::NotFound {
-                    continue; // a file not there yet: its directory reports its creation
+            let wd = match added {
+                Ok(wd) => wd,
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    if !flags.contains(WatchFlags::ONLYDIR) && e.kind() == io::ErrorKind::NotFound {
+                        continue; // a file not there yet: its directory reports its creation
+                    }
+                    let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
+                        " (fs.inotify.max_user_watches reached)"
+                    } else {
+                        ""
+                    };
+                    problems.push(format!("cannot watch {}: {e}{hint}", dir.display()));
+                    continue;
                 }
-                let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
-                    " (fs.inotify.max_user_watches reached)"
-                } else {
-                    ""
-                };
-                problems.push(format!("cannot watch {}: {e}{hint}", dir.display()));
-                continue;
-            }
+            };
             match next.get_mut(&wd) {
                 Some(old) => {
                     old.itself |= f.itself;
@@ -177,8 +181,8 @@ impl Watcher {
             }
         }
         for wd in table.keys().filter(|wd| !next.contains_key(wd)) {
-            // SAFETY: removing a descriptor of ours; a stale one fails harmlessly.
-            unsafe { libc::inotify_rm_watch(self.inner.ino.as_raw_fd(), *wd) };
+            // A stale descriptor fails harmlessly.
+            let _ = inotify::remove_watch(ino, *wd);
         }
         *table = next;
         problems
@@ -188,82 +192,68 @@ impl Watcher {
 /// A timerfd that becomes readable (with ECANCELED) when the wall clock is set; `None` where
 /// the kernel cannot do that.
 fn clock_change_fd() -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the descriptor is owned below.
-    let fd = unsafe {
-        libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = rustix::time::timerfd_create(
+        TimerfdClockId::Realtime,
+        TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+    )
+    .ok()?;
     arm_clock(&fd).then_some(fd)
 }
 
 /// Arms the timer far in the future (it only has to exist to be cancelled).
 fn arm_clock(fd: &OwnedFd) -> bool {
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec {
+    let spec = Itimerspec {
+        it_interval: Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         },
         // Absolute: the year 2255, beyond any schedule's horizon.
-        it_value: libc::timespec {
+        it_value: Timespec {
             tv_sec: 9_000_000_000,
             tv_nsec: 0,
         },
     };
-    // SAFETY: a valid timerfd and itimerspec.
-    let r = unsafe {
-        libc::timerfd_settime(
-            fd.as_raw_fd(),
-            libc::TFD_TIMER_ABSTIME | libc::TFD_TIMER_CANCEL_ON_SET,
-            &spec,
-            std::ptr::null_mut(),
-        )
-    };
-    r == 0
+    rustix::time::timerfd_settime(
+        fd,
+        TimerfdTimerFlags::ABSTIME | TimerfdTimerFlags::CANCEL_ON_SET,
+        &spec,
+    )
+    .is_ok()
 }
 
 fn watch_forever(inner: &Inner, clock: Option<OwnedFd>, wake: impl Fn()) {
-    // Aligned for inotify_event; room for many events per read.
-    let mut buf = vec![0u64; 512];
+    // Room for many events per read (rustix aligns it for inotify_event).
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); 4096];
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: inner.ino.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: clock.as_ref().map_or(-1, |c| c.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: poll on a valid array (a -1 descriptor is ignored).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
+        let mut fds = vec![PollFd::new(&inner.ino, PollFlags::IN)];
+        if let Some(c) = &clock {
+            fds.push(PollFd::new(c, PollFlags::IN));
+        }
+        if poll(&mut fds, None).is_err() {
             continue; // EINTR
         }
+        let events = fds[0].revents();
+        let clock_set = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
         let mut relevant = false;
-        if let Some(c) = clock.as_ref().filter(|_| fds[1].revents != 0) {
-            let mut count = 0u64;
-            // SAFETY: reading 8 bytes from our timerfd into a u64.
-            unsafe { libc::read(c.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        if let Some(c) = clock.as_ref().filter(|_| clock_set) {
+            // ECANCELED: the clock was set; the read consumes it either way.
+            let _ = rustix::io::read(c, &mut [0u8; 8]);
             arm_clock(c);
             relevant = true;
         }
-        if fds[0].revents != 0 {
-            let bytes = buf.len() * 8;
-            // SAFETY: reading into our own buffer of `bytes` bytes.
-            let got = unsafe { libc::read(inner.ino.as_raw_fd(), buf.as_mut_ptr().cast(), bytes) };
-            if got > 0 {
-                // SAFETY: the kernel filled `got` bytes of the buffer.
-                let data =
-                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got as usize) };
-                let table = inner.table.lock().unwrap_or_else(|e| e.into_inner());
-                relevant |= parse(data).any(|(wd, mask, name)| wanted(&table, wd, mask, name));
+        if !events.is_empty() {
+            // One read: the events the kernel has now (the descriptor does not block).
+            let mut reader = inotify::Reader::new(&inner.ino, &mut buf);
+            let table = inner.table.lock().unwrap_or_else(|e| e.into_inner());
+            while let Ok(ev) = reader.next() {
+                let name = ev
+                    .file_name()
+                    .map_or(OsStr::new(""), |n| OsStr::from_bytes(n.to_bytes()));
+                relevant |= wanted(&table, ev.wd(), ev.events(), name);
+                if reader.is_buffer_empty() {
+                    break;
+                }
             }
         }
         if relevant {
@@ -272,27 +262,8 @@ fn watch_forever(inner: &Inner, clock: Option<OwnedFd>, wake: impl Fn()) {
     }
 }
 
-/// The events in a buffer read from inotify: (watch descriptor, mask, name).
-fn parse(data: &[u8]) -> impl Iterator<Item = (i32, u32, &OsStr)> {
-    let head = std::mem::size_of::<libc::inotify_event>();
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        if at + head > data.len() {
-            return None;
-        }
-        // SAFETY: a complete header lies at `at`; read unaligned to be safe.
-        let ev: libc::inotify_event =
-            unsafe { std::ptr::read_unaligned(data[at..].as_ptr().cast()) };
-        let len = ev.len as usize;
-        let raw = data.get(at + head..at + head + len).unwrap_or(&[]);
-        let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-        at += head + len;
-        Some((ev.wd, ev.mask, OsStr::from_bytes(&raw[..end])))
-    })
-}
-
-fn wanted(table: &HashMap<i32, Filter>, wd: i32, mask: u32, name: &OsStr) -> bool {
-    if mask & libc::IN_Q_OVERFLOW != 0 {
+fn wanted(table: &HashMap<i32, Filter>, wd: i32, events: ReadFlags, name: &OsStr) -> bool {
+    if events.contains(ReadFlags::QUEUE_OVERFLOW) {
         return true; // events were lost: look at everything
     }
     // Only watches still in the table count: one removed by `arm` reports IN_IGNORED too.
@@ -302,14 +273,13 @@ fn wanted(table: &HashMap<i32, Filter>, wd: i32, mask: u32, name: &OsStr) -> boo
     if name.is_empty() {
         // The directory itself; IN_IGNORED: it is gone, arm again.
         return f.itself
-            || mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0;
+            || events
+                .intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF);
     }
+    let mask = events.bits();
     if f.children.iter().any(|(n, m)| n == name && mask & m != 0) {
         return true;
     }
     let b = name.as_bytes();
-    f.new_json
-        && mask & (libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE) != 0
-        && !b.starts_with(b".")
-        && b.ends_with(b".json")
+    f.new_json && mask & NEW_FILE != 0 && !b.starts_with(b".") && b.ends_with(b".json")
 }
