@@ -180,7 +180,7 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
         return None;
     }
     let me = crate::model::BUILD_ID;
-    if d.phase != "running" {
+    if d.phase != crate::model::status::Phase::Running {
         return Some(format!(
             "the daemon (build {}) is stopping; build {me} starts after it",
             d.build

@@ -345,7 +345,7 @@ pub(crate) fn table(r: &Report) -> String {
             "daemon:     running, pid {}, up {}, {} (via {})",
             d.pid.map_or("?".into(), |p| p.to_string()),
             crate::model::duration::human_age(d.uptime_s.unwrap_or(0.0)),
-            d.phase.as_deref().unwrap_or("?"),
+            d.phase.as_ref().map_or("?".into(), |p| p.to_string()),
             d.route.as_deref().unwrap_or("?")
         );
     } else {

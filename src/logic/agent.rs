@@ -396,11 +396,15 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
         );
         if let Some(mode) = &d.agent_mode {
             let _ = write!(t, ", mode: {mode}");
-            if let (true, Some(hb)) = (mode.starts_with("cached"), d.heartbeat_timeout_s) {
+            if let (true, Some(hb)) = (mode.is_cached(), d.heartbeat_timeout_s) {
                 let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
             }
         }
-        if let Some(phase) = d.phase.as_deref().filter(|p| *p != "running") {
+        if let Some(phase) = d
+            .phase
+            .as_ref()
+            .filter(|p| **p != crate::model::status::Phase::Running)
+        {
             let _ = write!(t, ", {phase}");
             if let Some(why) = &d.reason {
                 let _ = write!(t, " ({why})");

@@ -22,6 +22,7 @@
 //! written atomically and only when it changes; its mtime stays the beat). The daemon's dead
 //! man timeout is then at least twice the interval plus [`MARGIN`].
 
+use crate::model::status::AgentMode;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -94,11 +95,14 @@ pub(crate) fn dead_man_timeout(
     })
 }
 
-/// The mode for people: `sync` or `cached 300s (plugins/300/)`.
-pub(crate) fn describe(interval: &Option<(Duration, String)>) -> String {
+/// The mode the `interval` in force makes (`sync` or `cached 300s (plugins/300/)`).
+pub(crate) fn describe(interval: &Option<(Duration, String)>) -> AgentMode {
     match interval {
-        None => "sync".into(),
-        Some((i, source)) => format!("cached {}s ({source})", i.as_secs()),
+        None => AgentMode::Sync,
+        Some((i, source)) => AgentMode::Cached {
+            interval_s: i.as_secs(),
+            source: source.clone(),
+        },
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::model::clip::{clip, clip_opt, MAX_NAME, MAX_TEXT};
 use crate::model::config::{Config, ConfigError};
 use crate::model::env::EnvState;
-use crate::model::status::{Crash, JobStatus};
+use crate::model::status::{AgentMode, Crash, JobStatus, Phase};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub(crate) struct CtrlReport {
     pub(crate) action: &'static str,
     /// How the agent runs this ctrl, as it saw it: `sync` or `cached 300s (plugins/300/)`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) mode: Option<String>,
+    pub(crate) mode: Option<AgentMode>,
     /// The launch route, when this ctrl launched the daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) route: Option<&'static str>,
@@ -40,8 +40,8 @@ pub(crate) struct DaemonReport {
     pub(crate) heartbeat_timeout_s: Option<f64>,
     /// How the agent runs ctrl, as the daemon last saw it (`sync`, `cached 300s (…)`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) agent_mode: Option<String>,
-    pub(crate) phase: Option<String>,
+    pub(crate) agent_mode: Option<AgentMode>,
+    pub(crate) phase: Option<Phase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
     pub(crate) route: Option<String>,
@@ -108,8 +108,11 @@ impl Report {
         clip_opt(&mut self.instance, MAX_NAME);
         clip_opt(&mut self.config_error, MAX_TEXT);
         let d = &mut self.daemon;
-        for s in [&mut d.phase, &mut d.route, &mut d.build] {
+        for s in [&mut d.route, &mut d.build] {
             clip_opt(s, MAX_NAME);
+        }
+        if let Some(Phase::Other(s)) = &mut d.phase {
+            clip(s, MAX_NAME);
         }
         for s in [
             &mut d.reason,
@@ -122,7 +125,13 @@ impl Report {
         if let Some(c) = &mut d.previous_crash {
             clip(&mut c.cause, MAX_TEXT);
         }
-        clip_opt(&mut d.agent_mode, MAX_NAME);
+        if let Some(m) = &mut d.agent_mode {
+            let mut text = m.to_string();
+            if text.len() > MAX_NAME {
+                clip(&mut text, MAX_NAME);
+                *m = AgentMode::Other(text);
+            }
+        }
         if let Some(c) = &mut self.ctrl {
             clip_opt(&mut c.note, MAX_TEXT);
             clip_opt(&mut c.error, MAX_TEXT);

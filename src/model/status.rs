@@ -10,6 +10,97 @@ use std::path::PathBuf;
 
 pub(crate) const STATUS_VERSION: u32 = 1;
 
+/// Where the daemon is in its life, as `status.json` and the report name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Starting runs on schedule.
+    Running,
+    /// No new runs; waiting for the runs in flight.
+    Draining,
+    /// Ended (or not running at all).
+    Stopped,
+    /// A phase this build does not know (a newer daemon's): shown as written.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Stopped => "stopped",
+            Phase::Other(s) => s,
+        })
+    }
+}
+
+/// How the agent runs ctrl (see `logic::agent_mode`). Stored as the text people read —
+/// `sync` or `cached 300s (plugins/300/)` — as `status.json` always held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum AgentMode {
+    /// On every agent call.
+    Sync,
+    /// As a cached plugin every `interval_s` seconds, as learnt from `source`
+    /// (`plugins/300/`, `agent_cache_age`).
+    Cached { interval_s: u64, source: String },
+    /// Text this build cannot read (a newer daemon's): shown as written.
+    Other(String),
+}
+
+impl AgentMode {
+    /// Whether the agent runs ctrl as a cached plugin.
+    pub(crate) fn is_cached(&self) -> bool {
+        matches!(self, AgentMode::Cached { .. })
+    }
+}
+
+impl std::fmt::Display for AgentMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentMode::Sync => f.write_str("sync"),
+            AgentMode::Cached { interval_s, source } => {
+                write!(f, "cached {interval_s}s ({source})")
+            }
+            AgentMode::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Compared with the text people read (`sync`, `cached 300s (plugins/300/)`).
+impl PartialEq<&str> for AgentMode {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string() == *other
+    }
+}
+
+impl From<String> for AgentMode {
+    fn from(s: String) -> AgentMode {
+        if s == "sync" {
+            return AgentMode::Sync;
+        }
+        let cached = s
+            .strip_prefix("cached ")
+            .and_then(|r| r.split_once("s ("))
+            .and_then(|(n, rest)| Some((n.parse().ok()?, rest.strip_suffix(')')?)));
+        match cached {
+            Some((interval_s, source)) => AgentMode::Cached {
+                interval_s,
+                source: source.to_string(),
+            },
+            None => AgentMode::Other(s),
+        }
+    }
+}
+
+impl From<AgentMode> for String {
+    fn from(m: AgentMode) -> String {
+        m.to_string()
+    }
+}
+
 /// The daemon's own state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonInfo {
@@ -29,8 +120,7 @@ pub struct DaemonInfo {
     /// them by the lock alone).
     #[serde(default)]
     pub(crate) acks_heartbeat: bool,
-    /// `running`, `draining` (no new runs; waiting for runs in flight) or `stopped`.
-    pub(crate) phase: String,
+    pub(crate) phase: Phase,
     /// Why it drains or stopped (`stop requested`, `heartbeat stale`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
@@ -44,7 +134,7 @@ pub struct DaemonInfo {
     pub(crate) heartbeat_timeout_s: Option<f64>,
     /// How the agent runs ctrl, as ctrl last recorded it: `sync` or `cached 300s (…)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) agent_mode: Option<String>,
+    pub(crate) agent_mode: Option<AgentMode>,
     /// When this instance's daemons started over the last day, this one's last (at most
     /// [`MAX_STARTS_KEPT`]): a daemon that restarts again and again shows in the count (see
     /// `daemon::lifecycle`).
@@ -221,4 +311,50 @@ pub struct Status {
     /// The jobs' Python environments (state, build time, error, which jobs use each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) envs: Vec<EnvState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `status.json` as builds before the enums wrote it (`phase` and `agent_mode` free
+    /// strings), from a draining daemon of a cached agent.
+    const OLD: &str = r#"{"version":1,"instance":"t","updated":"2026-01-01T00:00:00Z","daemon":{"pid":4711,"pid_start":5,"started":"2026-01-01T00:00:00Z","build":"0.1.0","config":"/c","config_stamp":"1:2:3","route":"fork","acks_heartbeat":true,"phase":"draining","reason":"stop requested","heartbeat_timeout_s":660.0,"agent_mode":"cached 300s (plugins/300/)"},"jobs":[]}"#;
+
+    #[test]
+    fn an_old_status_file_loads_and_is_written_back_the_same() {
+        let s: Status = serde_json::from_str(OLD).expect("an old status.json loads");
+        assert_eq!(s.daemon.phase, Phase::Draining);
+        assert_eq!(
+            s.daemon.agent_mode,
+            Some(AgentMode::Cached {
+                interval_s: 300,
+                source: "plugins/300/".into()
+            })
+        );
+        // Older ctrls read what this build writes: the same strings.
+        let back = serde_json::to_value(&s).unwrap();
+        let old: serde_json::Value = serde_json::from_str(OLD).unwrap();
+        assert_eq!(back["daemon"]["phase"], old["daemon"]["phase"]);
+        assert_eq!(back["daemon"]["agent_mode"], old["daemon"]["agent_mode"]);
+        for (text, phase) in [
+            ("running", Phase::Running),
+            ("stopped", Phase::Stopped),
+            ("paused", Phase::Other("paused".into())),
+        ] {
+            let file = OLD.replace("\"draining\"", &format!("{text:?}"));
+            let s: Status = serde_json::from_str(&file).expect(text);
+            assert_eq!(s.daemon.phase, phase);
+            assert_eq!(serde_json::to_value(&s).unwrap()["daemon"]["phase"], text);
+        }
+        for text in ["sync", "cached soon"] {
+            let file = OLD.replace("cached 300s (plugins/300/)", text);
+            let s: Status = serde_json::from_str(&file).expect(text);
+            assert_eq!(s.daemon.agent_mode.as_ref().unwrap().to_string(), text);
+            assert_eq!(
+                serde_json::to_value(&s).unwrap()["daemon"]["agent_mode"],
+                text
+            );
+        }
+    }
 }

@@ -98,7 +98,7 @@ pub fn build_from(
             report.daemon.previous_crash = d.previous_crash.clone();
             report.daemon.unstable = liveness::unstable(d, now);
         } else {
-            report.daemon.phase = Some("stopped".into());
+            report.daemon.phase = Some(crate::model::status::Phase::Stopped);
             report.daemon.reason = d.reason.clone();
         }
         report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;

@@ -32,6 +32,7 @@ mod tests {
     use crate::model::record::{Outcome, TestResult, TestStats};
     use crate::model::report::Report;
     use crate::model::report::{ConfigView, CtrlReport};
+    use crate::model::status::{AgentMode, Phase};
     use crate::model::status::{CheckmkView, DaemonInfo, JobStatus, LastRun, RunningRun};
     use crate::service::report::build_from;
     use chrono::{DateTime, Utc};
@@ -133,12 +134,12 @@ mod tests {
                 config_stamp: Some("1:2:3".into()),
                 route: "fork".into(),
                 acks_heartbeat: true,
-                phase: "running".into(),
+                phase: Phase::Running,
                 reason: None,
                 config_error: None,
                 state_error: None,
                 heartbeat_timeout_s: Some(300.0),
-                agent_mode: Some("sync".into()),
+                agent_mode: Some(AgentMode::Sync),
                 starts: Vec::new(),
                 previous_crash: None,
             },
@@ -162,7 +163,7 @@ mod tests {
         r.daemon.uptime_s = Some(600.0);
         r.ctrl = Some(CtrlReport {
             action: "running",
-            mode: Some("sync".into()),
+            mode: Some(AgentMode::Sync),
             route: None,
             note: None,
             error: None,

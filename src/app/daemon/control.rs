@@ -211,7 +211,10 @@ impl Daemon {
             let why = format!(
                 "heartbeat stale: no ctrl for {} (heartbeat_timeout, agent mode {})",
                 crate::model::duration::format(timeout),
-                self.info.agent_mode.as_deref().unwrap_or("sync")
+                self.info
+                    .agent_mode
+                    .as_ref()
+                    .unwrap_or(&crate::model::status::AgentMode::Sync)
             );
             self.drain(&why);
         }
@@ -234,7 +237,7 @@ impl Daemon {
     pub(super) fn publish_agent_mode(&mut self) {
         let mode = agent_mode::describe(&self.agent_interval());
         let timeout = self.dead_man_timeout();
-        if self.info.agent_mode.as_deref() != Some(mode.as_str()) {
+        if self.info.agent_mode.as_ref() != Some(&mode) {
             info!(
                 heartbeat_timeout = %timeout.map_or("off".into(), crate::model::duration::format),
                 "agent mode: {mode}"

@@ -330,7 +330,7 @@ impl Daemon {
             config_stamp,
             route: opts.route.clone(),
             acks_heartbeat: true,
-            phase: "running".into(),
+            phase: crate::model::status::Phase::Running,
             reason: None,
             config_error: None,
             state_error: None,
@@ -464,7 +464,7 @@ impl Daemon {
         }
         self.envs_stop();
         crate::service::run::cleanup();
-        self.info.phase = "stopped".into();
+        self.info.phase = crate::model::status::Phase::Stopped;
         self.dirty = true;
         self.flush_status(true);
         info!(reason = ?self.info.reason, "daemon stopped");
@@ -656,7 +656,7 @@ impl Daemon {
         if let Some(f) = &self.finisher {
             f.begin_stop(self.cfg.daemon.stop_grace);
         }
-        self.info.phase = "draining".into();
+        self.info.phase = crate::model::status::Phase::Draining;
         self.info.reason = Some(reason.to_string());
         let queued: Vec<Pending> = self.queue.drain(..).collect();
         for p in queued {
