@@ -7,7 +7,7 @@ use crate::service::sys::ControlSignal;
 
 /// What reaches the loop from other threads.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     Exited {
         pid: u32,
         exit: ExitInfo,

@@ -40,8 +40,8 @@ const LARGE_RESULT: u64 = 16 * 1024 * 1024;
 /// were when the run ended.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ReadSpec {
-    pub attempts: u32,
-    pub limits: Limits,
+    pub(crate) attempts: u32,
+    pub(crate) limits: Limits,
 }
 
 /// What a worker does with one record.

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 /// The next time a job fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Next {
+pub(crate) struct Next {
     /// The due time the run stands for (recorded, and part of the run id).
-    pub due: DateTime<Utc>,
+    pub(crate) due: DateTime<Utc>,
     /// When to start it: `due`, or later for a jittered catch-up.
-    pub fire_at: DateTime<Utc>,
-    pub trigger: Trigger,
+    pub(crate) fire_at: DateTime<Utc>,
+    pub(crate) trigger: Trigger,
 }
 
 /// What the daemon tracks per configured job.
@@ -24,29 +24,33 @@ pub struct Next {
 /// what most jobs lack most of the time (a prepared run, a result) is boxed, and the latest
 /// result is kept as the summary the status shows, not as the whole record.
 #[derive(Debug)]
-pub struct JobState {
-    pub job: Arc<Job>,
-    pub next: Option<Next>,
+pub(crate) struct JobState {
+    pub(crate) job: Arc<Job>,
+    pub(crate) next: Option<Next>,
     /// The latest due time that was started, skipped or recorded: never fired again.
-    pub last_due: Option<DateTime<Utc>>,
+    pub(crate) last_due: Option<DateTime<Utc>>,
     /// PIDs of this job's runs in flight.
-    pub running: Vec<u32>,
-    pub queued: usize,
+    pub(crate) running: Vec<u32>,
+    pub(crate) queued: usize,
     /// Latest finished, not skipped run.
-    pub last: Option<Box<LastRun>>,
+    pub(crate) last: Option<Box<LastRun>>,
     /// The final record of the run a one-shot instance (`run-once` without a daemon) was
     /// started for; `run_oneshot` returns it. Never set in a daemon.
-    pub answered: Option<Box<RunRecord>>,
-    pub last_skipped: Option<DateTime<Utc>>,
-    pub skipped_total: u64,
+    pub(crate) answered: Option<Box<RunRecord>>,
+    pub(crate) last_skipped: Option<DateTime<Utc>>,
+    pub(crate) skipped_total: u64,
     /// The run folder and journal for `next`, created ahead of its due time.
-    pub prepared: Option<Box<RunRecord>>,
+    pub(crate) prepared: Option<Box<RunRecord>>,
     /// A due time whose preparation failed (full disk): not retried before it fires.
-    pub prepare_failed: Option<DateTime<Utc>>,
+    pub(crate) prepare_failed: Option<DateTime<Utc>>,
 }
 
 impl JobState {
-    pub fn new(job: Arc<Job>, last_due: Option<DateTime<Utc>>, last: Option<RunRecord>) -> Self {
+    pub(crate) fn new(
+        job: Arc<Job>,
+        last_due: Option<DateTime<Utc>>,
+        last: Option<RunRecord>,
+    ) -> Self {
         JobState {
             job,
             next: None,
@@ -67,7 +71,7 @@ impl JobState {
     /// A due time that passed since the last recorded one is run once soon (`catch_up =
     /// "once"`), jittered so that many jobs do not fork in the same millisecond; a job that
     /// never ran waits for its first regular slot.
-    pub fn plan_initial(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn plan_initial(&mut self, now: DateTime<Utc>) {
         let sched = &self.job.schedule;
         if let (Some(last_due), Some(slot), CatchUp::Once) = (
             self.last_due,
@@ -89,7 +93,7 @@ impl JobState {
 
     /// The next regular slot after `t` (and after the last due time, so a wall clock set back
     /// never repeats a due time).
-    pub fn plan_after(&mut self, t: DateTime<Utc>) {
+    pub(crate) fn plan_after(&mut self, t: DateTime<Utc>) {
         let base = match self.last_due {
             Some(ld) if ld > t => ld,
             _ => t,
@@ -104,7 +108,7 @@ impl JobState {
 
 /// A deterministic per-job delay in [0, min(interval/4, 10s)): spreads catch-up starts of many
 /// jobs, and the same job always gets the same delay (predictable for the admin).
-pub fn catch_up_jitter(name: &str, interval: Duration) -> Duration {
+pub(crate) fn catch_up_jitter(name: &str, interval: Duration) -> Duration {
     let span = (interval / 4).min(Duration::from_secs(10)).as_millis() as u64;
     if span == 0 {
         return Duration::ZERO;

@@ -30,7 +30,7 @@ use std::io::Write;
 use tracing::warn;
 
 /// The environment variable of the test-only crash hook (see [`test_crash`]).
-pub const TEST_CRASH_ENV: &str = "ROBOTMK_DAEMON_TEST_CRASH";
+pub(crate) const TEST_CRASH_ENV: &str = "ROBOTMK_DAEMON_TEST_CRASH";
 /// `starts.json` keeps the starts of the last day.
 const KEEP_FOR: chrono::Duration = chrono::Duration::days(1);
 /// The most of `daemon.stderr` read; past [`STDERR_TRIM`] it starts over at a daemon's start.
@@ -66,9 +66,9 @@ struct End {
 #[derive(Debug, Default)]
 pub(super) struct Begun {
     /// The instance's daemon starts in the last day, this one's last.
-    pub starts: Vec<DateTime<Utc>>,
+    pub(crate) starts: Vec<DateTime<Utc>>,
     /// How the previous daemon ended, when not cleanly.
-    pub previous_crash: Option<Crash>,
+    pub(crate) previous_crash: Option<Crash>,
 }
 
 /// Records this daemon's start (see the module doc); `redirect`: send stderr to
@@ -315,7 +315,7 @@ fn left_by(text: &str, pid: u32) -> Left {
 /// when it reloads its config), by `how`: `panic`, `abort`, `segv` (the signal) or `overflow`
 /// (a real stack overflow). For the tests of crash reporting (tests/crash.rs); nothing sets
 /// it otherwise, and the daemon's environment is root's.
-pub fn test_crash(point: &str) {
+pub(crate) fn test_crash(point: &str) {
     let Ok(want) = std::env::var(TEST_CRASH_ENV) else {
         return;
     };

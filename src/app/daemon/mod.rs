@@ -17,7 +17,7 @@ mod event;
 mod finish;
 mod folder;
 mod jobs;
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 mod recover;
 mod runs;
 mod shell;
@@ -25,4 +25,4 @@ mod table;
 mod watch;
 mod workdir;
 
-pub use shell::{run, run_oneshot, OneShot, Options, SetupError};
+pub(crate) use shell::{run, run_oneshot, OneShot, Options, SetupError};

@@ -27,7 +27,7 @@ fn due_passed(rec: &RunRecord) -> bool {
 }
 
 /// Per job: (latest due time found on disk, latest finished result).
-pub type Recovered = HashMap<String, (Option<DateTime<Utc>>, Option<RunRecord>)>;
+pub(crate) type Recovered = HashMap<String, (Option<DateTime<Utc>>, Option<RunRecord>)>;
 
 impl Daemon {
     pub(super) fn recover(&mut self) -> Recovered {

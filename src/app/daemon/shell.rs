@@ -58,29 +58,29 @@ const PREPARE_MARGIN: chrono::Duration = chrono::Duration::milliseconds(3);
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub config: PathBuf,
+pub(crate) struct Options {
+    pub(crate) config: PathBuf,
     /// How it was launched (reported in the status): `systemd-run`, `fork`, `foreground`.
-    pub route: String,
+    pub(crate) route: String,
     /// Exit when this file disappears (the Checkmk Windows agent's extension contract).
-    pub run_flag: Option<PathBuf>,
+    pub(crate) run_flag: Option<PathBuf>,
     /// Log to stderr as well; keep inherited descriptors.
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// `run-once` with no daemon running: hold the instance, run this one request of one job,
     /// exit. The same supervisor and writer as a daemon's runs.
-    pub oneshot: Option<OneShot>,
+    pub(crate) oneshot: Option<OneShot>,
 }
 
 /// The one run of a one-shot instance.
 #[derive(Debug, Clone)]
-pub struct OneShot {
-    pub job: String,
-    pub request: String,
+pub(crate) struct OneShot {
+    pub(crate) job: String,
+    pub(crate) request: String,
 }
 
 /// Why [`setup`] gave no daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetupError {
+pub(crate) enum SetupError {
     /// Another process holds the instance lock (a daemon started meanwhile): a one-shot then
     /// hands its request to that daemon instead.
     LockTaken,
@@ -95,7 +95,7 @@ pub(super) enum Phase {
 }
 
 /// The daemon's whole runtime state, owned by the loop thread.
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub(super) cfg: Config,
     pub(super) state: StateDir,
     pub(super) jobs: BTreeMap<String, JobState>,
@@ -133,7 +133,7 @@ pub struct Daemon {
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
 /// holds the instance lock it ends the process itself.
-pub fn run(opts: Options) -> i32 {
+pub(crate) fn run(opts: Options) -> i32 {
     let mut daemon = match setup(&opts) {
         Ok(d) => d,
         Err(SetupError::Exit(code)) => return code,
@@ -152,7 +152,9 @@ pub fn run(opts: Options) -> i32 {
 /// requested run of `opts.oneshot` with the daemon's own run code, and returns its final
 /// record. `Err(SetupError::LockTaken)` if a daemon holds the instance (hand the request to
 /// it).
-pub fn run_oneshot(opts: Options) -> Result<Option<crate::model::record::RunRecord>, SetupError> {
+pub(crate) fn run_oneshot(
+    opts: Options,
+) -> Result<Option<crate::model::record::RunRecord>, SetupError> {
     let request = opts.oneshot.as_ref().map(|o| o.request.clone());
     let mut daemon = setup(&opts)?;
     daemon.run_loop();

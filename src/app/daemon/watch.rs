@@ -11,10 +11,10 @@ use tracing::warn;
 
 /// How often the daemon looks when a watch could not be set up (or on a platform without
 /// one): long, since the watches are the normal way.
-pub const FALLBACK_POLL: Duration = Duration::from_secs(30);
+pub(crate) const FALLBACK_POLL: Duration = Duration::from_secs(30);
 
 /// The looks' state (see the module doc).
-pub struct Control {
+pub(crate) struct Control {
     pub(super) hb_mtime: Option<SystemTime>,
     pub(super) hb_seen: Instant,
     /// The heartbeat mtime last copied to `heartbeat-ack` (retried every tick until it is).
@@ -39,7 +39,7 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn new(
+    pub(crate) fn new(
         st: &StateDir,
         run_flag: Option<PathBuf>,
         locked_at: chrono::DateTime<Utc>,
@@ -70,7 +70,7 @@ impl Control {
     }
 
     /// Starts the watcher thread; its changes reach the loop as `wake` calls.
-    pub fn watch(&mut self, wake: impl Fn() + Send + 'static) {
+    pub(crate) fn watch(&mut self, wake: impl Fn() + Send + 'static) {
         match crate::service::sys::Watcher::start(wake) {
             Ok(w) => self.watcher = Some(w),
             Err(e) => {
@@ -82,7 +82,7 @@ impl Control {
     }
 
     /// Whether a sleep may be long: a set wall clock wakes the loop.
-    pub fn sees_clock_changes(&self) -> bool {
+    pub(crate) fn sees_clock_changes(&self) -> bool {
         self.watcher
             .as_ref()
             .is_some_and(|w| w.sees_clock_changes())

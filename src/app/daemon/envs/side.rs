@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// What a job's runs get.
 #[derive(Debug, Clone, PartialEq)]
-pub enum JobEnv {
+pub(crate) enum JobEnv {
     /// Its environment is being built and it has none ready: runs wait.
     Waiting,
     Ready {
@@ -25,11 +25,11 @@ pub enum JobEnv {
 
 /// The worker's news for the loop.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Update {
-    pub envs: Vec<EnvState>,
-    pub jobs: BTreeMap<String, JobEnv>,
+pub(crate) struct Update {
+    pub(crate) envs: Vec<EnvState>,
+    pub(crate) jobs: BTreeMap<String, JobEnv>,
     /// Counts the updates: the loop echoes the last it has seen (see [`Msg::InUse`]).
-    pub seq: u64,
+    pub(crate) seq: u64,
 }
 
 pub(crate) enum Msg {
