@@ -12,8 +12,8 @@
 //! exists, within the grace period the daemon allows before SIGKILL.
 
 use crate::model::config::Retry;
-use crate::model::record::Attempt;
 use crate::model::record::ATTEMPTS_FILE;
+use crate::model::record::{Attempt, AttemptOutcome, Ran};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,11 +68,15 @@ pub(crate) fn run(plan: &Plan) -> i32 {
             .map(|p| p.output.clone())
             .filter(|o| crate::service::results::read_result(o).is_ok());
         let ran = if rerun_from.is_some() {
-            "failed"
+            Ran::Failed
         } else {
-            "all"
+            Ran::All
         };
-        say(&format!("attempt {k} of {} ({ran} tests)", plan.attempts));
+        say(&format!(
+            "attempt {k} of {} ({} tests)",
+            plan.attempts,
+            ran.as_str()
+        ));
         let mut cmd = Command::new(&opts[0]);
         cmd.args(&opts[1..]);
         // Later options win in robot: these override the job's --outputdir.
@@ -95,10 +99,10 @@ pub(crate) fn run(plan: &Plan) -> i32 {
         let log = Some(dir.join("log.html")).filter(|l| l.is_file());
         attempts.push(Attempt {
             attempt: k,
-            ran: ran.into(),
+            ran,
             exit_code: code,
             signal,
-            outcome: String::new(),
+            outcome: AttemptOutcome::Unknown,
             output: output.clone(),
             log,
             ..Default::default()

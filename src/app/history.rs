@@ -529,8 +529,8 @@ pub(crate) fn show_text(job: &str, r: &Run, lines: usize, s: Style) -> String {
                     &format!("attempt {}", a.attempt),
                     &format!(
                         "ran {}: {} ({} passed, {} failed, {} skipped){}",
-                        sanitize(&a.ran),
-                        sanitize(&a.outcome),
+                        a.ran.as_str(),
+                        sanitize(a.outcome.as_str()),
                         a.passed,
                         a.failed,
                         a.skipped,

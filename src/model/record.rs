@@ -109,19 +109,72 @@ pub struct TestResult {
     pub(crate) tags: Vec<String>,
 }
 
+/// What one attempt ran: the first runs everything, a retry the tests that failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Ran {
+    #[default]
+    All,
+    Failed,
+}
+
+impl Ran {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Ran::All => "all",
+            Ran::Failed => "failed",
+        }
+    }
+}
+
+/// How one attempt ended, as far as its own result tells.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum AttemptOutcome {
+    /// Not read yet (the wrapper's own list, written before the daemon reads the results).
+    #[default]
+    #[serde(rename = "")]
+    Unknown,
+    #[serde(rename = "passed")]
+    Passed,
+    #[serde(rename = "failed")]
+    Failed,
+    #[serde(rename = "no result")]
+    NoResult,
+    /// Text this build does not know (a newer daemon's record): shown as written.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl AttemptOutcome {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            AttemptOutcome::Unknown => "",
+            AttemptOutcome::Passed => "passed",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::NoResult => "no result",
+            AttemptOutcome::Other(s) => s,
+        }
+    }
+}
+
+/// Compared with the text records hold (`passed`, `failed`, `no result`).
+impl PartialEq<&str> for AttemptOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One attempt of a job with `attempts` > 1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Attempt {
     /// 1-based.
     pub(crate) attempt: u32,
-    /// `all` or `failed` (what this attempt ran); the first one runs everything.
-    pub(crate) ran: String,
+    pub(crate) ran: Ran,
     #[serde(default)]
     pub(crate) exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) signal: Option<i32>,
-    /// `passed`, `failed`, or `no result`.
-    pub(crate) outcome: String,
+    pub(crate) outcome: AttemptOutcome,
     #[serde(default)]
     pub(crate) passed: u64,
     #[serde(default)]
@@ -292,4 +345,39 @@ pub(crate) fn due_of_run_id(id: &str) -> Option<DateTime<Utc>> {
 /// RFC 3339 with milliseconds, the format of every timestamp the project prints.
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run record with attempts as builds before the enums wrote it (`ran` and `outcome`
+    /// free strings), and the wrapper's own list (`outcome` still empty).
+    const OLD: &str = r#"{"version":1,"job":"j","run_id":"20260101T000000Z-1","due":"2026-01-01T00:00:00Z","trigger":"schedule","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","duration_s":1.0,"exit_code":0,"signal":null,"outcome":"success","run_dir":"/r","pid":7,"pid_start":9,"timeout_s":30.0,"attempts":[{"attempt":1,"ran":"all","exit_code":1,"outcome":"failed","passed":1,"failed":1,"skipped":0,"output":"/r/attempt-1/output.xml"},{"attempt":2,"ran":"failed","exit_code":0,"outcome":"passed","passed":1,"failed":0,"skipped":0,"output":"/r/attempt-2/output.xml"},{"attempt":3,"ran":"failed","exit_code":null,"outcome":"no result","passed":0,"failed":0,"skipped":0,"output":"/r/attempt-3/output.xml"}]}"#;
+
+    #[test]
+    fn an_old_record_with_attempts_loads_and_is_written_back_the_same() {
+        let r: RunRecord = serde_json::from_str(OLD).expect("an old record loads");
+        let got: Vec<_> = r
+            .attempts
+            .iter()
+            .map(|a| (a.ran, a.outcome.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Ran::All, AttemptOutcome::Failed),
+                (Ran::Failed, AttemptOutcome::Passed),
+                (Ran::Failed, AttemptOutcome::NoResult),
+            ]
+        );
+        let back = serde_json::to_value(&r).unwrap();
+        let old: serde_json::Value = serde_json::from_str(OLD).unwrap();
+        assert_eq!(back["attempts"], old["attempts"]);
+        // The wrapper's list, before the daemon read the results.
+        let listed = r#"[{"attempt":1,"ran":"all","exit_code":0,"outcome":"","passed":0,"failed":0,"skipped":0,"output":"/r/attempt-1/output.xml"}]"#;
+        let l: Vec<Attempt> = serde_json::from_str(listed).unwrap();
+        assert_eq!(l[0].outcome, AttemptOutcome::Unknown);
+        assert_eq!(serde_json::to_value(&l).unwrap()[0]["outcome"], "");
+    }
 }

@@ -9,7 +9,9 @@ pub(crate) mod collect;
 pub mod json;
 pub mod xml;
 
-use crate::model::record::{Attempt, Outcome, RunRecord, TestStats, STDERR_FILE, STDOUT_FILE};
+use crate::model::record::{
+    Attempt, AttemptOutcome, Outcome, Ran, RunRecord, TestStats, STDERR_FILE, STDOUT_FILE,
+};
 use budget::{Budget, Clock, Limits, ResultError, Stopping};
 use std::fs::File;
 use std::io::{self, Read};
@@ -301,7 +303,12 @@ fn read_attempts(rec: &mut RunRecord, how: &Reading, clock: &Clock) {
             let output = dir.join("output.xml");
             let mut a = Attempt {
                 attempt: l.attempt,
-                ran: l.ran.clone(),
+                // Checked by check_list: `all` or `failed`.
+                ran: if l.ran == "failed" {
+                    Ran::Failed
+                } else {
+                    Ran::All
+                },
                 exit_code: l.exit_code,
                 signal: l.signal,
                 log: existing(folder, &dir.join("log.html")),
@@ -316,10 +323,14 @@ fn read_attempts(rec: &mut RunRecord, how: &Reading, clock: &Clock) {
                     a.passed = t.passed;
                     a.failed = t.failed;
                     a.skipped = t.skipped;
-                    a.outcome = if t.failed > 0 { "failed" } else { "passed" }.into();
+                    a.outcome = if t.failed > 0 {
+                        AttemptOutcome::Failed
+                    } else {
+                        AttemptOutcome::Passed
+                    };
                 }
                 Err(e) => {
-                    a.outcome = "no result".into();
+                    a.outcome = AttemptOutcome::NoResult;
                     a.note = Some(collect::cap(&e.to_string()));
                 }
             }
