@@ -250,6 +250,17 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
             return Err(SetupError::Exit(1));
         }
     };
+    // A view a dead predecessor rendered must not be served under this daemon's lock: ctrl's
+    // fast path trusts the view while the lock is held, and would print the old daemon's
+    // line (its PID, "OK") until this one renders its own.
+    if let Err(e) = std::fs::remove_file(st.ctrl_view_file()) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            crate::logging::append_once(
+                &st.log_file(),
+                &format!("cannot remove {}: {e}", st.ctrl_view_file().display()),
+            );
+        }
+    }
     // The launch this daemon came from is over: ctrls may launch again if it dies.
     if opts.oneshot.is_none() {
         let _ = std::fs::remove_file(st.starting_file());
