@@ -255,7 +255,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     // line (its PID, "OK") until this one renders its own.
     if let Err(e) = std::fs::remove_file(st.ctrl_view_file()) {
         if e.kind() != std::io::ErrorKind::NotFound {
-            crate::logging::append_once(
+            crate::service::logging::append_once(
                 &st.log_file(),
                 &format!("cannot remove {}: {e}", st.ctrl_view_file().display()),
             );
