@@ -72,7 +72,8 @@ impl std::fmt::Display for AgentMode {
 /// Compared with the text people read (`sync`, `cached 300s (plugins/300/)`).
 impl PartialEq<&str> for AgentMode {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        // The text reads back to the mode it was written from.
+        *self == AgentMode::from(other.to_string())
     }
 }
 
