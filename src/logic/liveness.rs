@@ -16,7 +16,7 @@
 //!
 //! An unanswered beat older than [`ANSWER_GRACE`] makes the daemon line CRIT, "not responding
 //! since …". Older than `hang_timeout`, ctrl ends the daemon, as systemd's watchdog would:
-//! after one last look ([`CONFIRM`]), by SIGKILL / TerminateProcess to a PID that
+//! after one last look (`app::hang`'s `CONFIRM`), by SIGKILL / TerminateProcess to a PID that
 //! [`crate::service::sys::is_instance_daemon`] verified (never a PID from a file alone), waits until
 //! that process (and with it its lock) is gone, and starts a new daemon as usual
 //! (`ctrl.action` = `restarted`). Racing ctrls end it one at a time under `start.lock`, so

@@ -2,7 +2,7 @@
 //! `service::sys`).
 
 /// A local user a job runs as (`user = "…"`), looked up when the config is loaded
-/// ([`lookup_user`]; how depends on the build, see `users`).
+/// (`service::sys::lookup_user`; how depends on the build, see `users`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserInfo {
     pub(crate) name: String,

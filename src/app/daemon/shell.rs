@@ -22,6 +22,8 @@
 //! 5. exit if draining and nothing is left in flight;
 //! 6. prepare the run folders of runs due within 2 s (never past a due time);
 //! 7. write `status.json` if something changed (at most every 100 ms).
+//!
+//! [`control`]: super::control
 
 use super::event::Event;
 use super::jobs::JobState;

@@ -74,7 +74,7 @@ impl StateDir {
     pub(crate) fn restart_note_file(&self) -> PathBuf {
         self.root.join("restart-note")
     }
-    /// Why the last daemon launched could not start ([`StartFailure`]).
+    /// Why the last daemon launched could not start ([`crate::model::request::StartFailure`]).
     pub(crate) fn start_error_file(&self) -> PathBuf {
         self.root.join("start-error")
     }

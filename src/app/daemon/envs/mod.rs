@@ -5,7 +5,7 @@
 //! edited file is noticed without a config reload), starts a build for every key that has no
 //! ready environment, ends a build that outlives `env_build_timeout` (its whole tree, like a
 //! run), writes each environment's `state.json`, and removes environments that no job and no
-//! run in flight uses. It tells the loop what each job's runs use as [`Event::Envs`].
+//! run in flight uses. It tells the loop what each job's runs use as [`super::event::Event::Envs`].
 //!
 //! A daemon that is root never builds as root (see [`crate::service::pyenv`]): the build runs as the
 //! job's `user` or the build user, in `<state_dir>.users/envs/<key>/venv` handed to that user
