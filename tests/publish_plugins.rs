@@ -310,9 +310,17 @@ fn a_failed_runs_log_is_published_linked_from_the_check_and_opens_in_a_browser()
             web.port
         )
     );
-    assert!(check.text.ends_with(&url), "the URL ends the text: {:?}", check.text);
+    assert!(
+        check.text.ends_with(&url),
+        "the URL ends the text: {:?}",
+        check.text
+    );
     // The host path is no longer what the text offers.
-    assert!(!check.text.contains(&inst.state.display().to_string()), "{}", check.text);
+    assert!(
+        !check.text.contains(&inst.state.display().to_string()),
+        "{}",
+        check.text
+    );
 
     // The failed test's own check links to its place in the log.
     let test = parse_ok(&ctrl)
@@ -340,7 +348,10 @@ fn a_failed_runs_log_is_published_linked_from_the_check_and_opens_in_a_browser()
     assert_eq!(code, 200, "screenshot {shot}");
     assert!(body.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     let (code, _) = http_get(web.port, &path.replace("log.html", "output.xml"));
-    assert_eq!(code, 404, "only the log, the report and screenshots are published");
+    assert_eq!(
+        code, 404,
+        "only the log, the report and screenshots are published"
+    );
     let (code, _) = http_get(web.port, "/robot/t/shop/latest/log.html");
     assert_eq!(code, 200, "latest");
 
@@ -559,7 +570,13 @@ fn compare(inst: &Instance, job: &str, service: &str) -> LocalCheck {
         let name: String = p
             .label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         assert_eq!(m.name, name, "{job}: name of {p:?}");
         assert!(m.unit.is_empty(), "{job}: a unit in {m:?}");
@@ -597,7 +614,10 @@ fn real_plugins_report_their_state_text_and_every_metric() {
     let all = ["check_disk", "check_http", "check_procs"]
         .iter()
         .all(|p| plugins.join(p).is_file());
-    if !require_tool(all, "monitoring-plugins-basic (apt-get install monitoring-plugins-basic)") {
+    if !require_tool(
+        all,
+        "monitoring-plugins-basic (apt-get install monitoring-plugins-basic)",
+    ) {
         return;
     }
     let Some(nginx) = nginx_bin() else {
@@ -610,18 +630,29 @@ fn real_plugins_report_their_state_text_and_every_metric() {
     std::fs::create_dir(&www).unwrap();
     std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(www.join("index.html"), "<html><body>hello</body></html>\n").unwrap();
-    std::fs::set_permissions(www.join("index.html"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        www.join("index.html"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let web = Nginx::start(&nginx, &www);
     let closed = free_port();
     let d = inst.dir.path();
-    let hang = script(d, "check_hang", "echo 'HANG starting | wait=1s'\nexec sleep 600");
+    let hang = script(
+        d,
+        "check_hang",
+        "echo 'HANG starting | wait=1s'\nexec sleep 600",
+    );
     let odd = script(
         d,
         "check_odd",
         "echo 'ODD - something | size=2KB;4;8;0;16 lat=250ms'\necho 'first detail'\necho 'second detail'\nexit 7",
     );
-    let failing = script(d, "deploy", "echo 'starting' ; echo 'error: database unreachable' >&2 ; exit 1");
+    let failing = script(
+        d,
+        "deploy",
+        "echo 'starting' ; echo 'error: database unreachable' >&2 ; exit 1",
+    );
     let p = |n: &str| plugins.join(n).display().to_string();
     let jobs = format!(
         r#"
@@ -691,13 +722,25 @@ timeout = "60s"
         failing = failing.display(),
     );
     inst.write_config("", &jobs);
-    for job in ["disk", "web", "web-down", "procs", "hang", "hang-unknown", "odd", "deploy"] {
+    for job in [
+        "disk",
+        "web",
+        "web-down",
+        "procs",
+        "hang",
+        "hang-unknown",
+        "odd",
+        "deploy",
+    ] {
         let out = inst.run(&["run-once", job]);
         assert!(out.status.code().is_some(), "{job}: {out:?}");
     }
     let disk = compare(&inst, "disk", "Robotmk t disk");
     assert_eq!(disk.state_num(), 0);
-    assert!(disk.metrics.iter().any(|m| m.name == "_"), "check_disk's `/`: {disk:?}");
+    assert!(
+        disk.metrics.iter().any(|m| m.name == "_"),
+        "check_disk's `/`: {disk:?}"
+    );
     let web_ok = compare(&inst, "web", "Robotmk t web");
     assert_eq!(web_ok.state_num(), 0, "{web_ok:?}");
     assert!(web_ok.metric("time").is_some() && web_ok.metric("size").is_some());
@@ -706,10 +749,21 @@ timeout = "60s"
     let procs = compare(&inst, "procs", "Processes on this host");
     assert_eq!(procs.state_num(), 0);
     let (out, _) = check_with_result(&inst, "Processes on this host");
-    println!("ctrl line of a plugin with its metrics:\n{} \"{}\" {:?} {}", out.state_num(), out.name, out.metrics, out.text);
+    println!(
+        "ctrl line of a plugin with its metrics:\n{} \"{}\" {:?} {}",
+        out.state_num(),
+        out.name,
+        out.metrics,
+        out.text
+    );
     let hang = compare(&inst, "hang", "Robotmk t hang");
     assert_eq!(hang.state_num(), 2, "{hang:?}");
-    assert!(hang.text.contains("did not finish within its timeout of 2s"), "{}", hang.text);
+    assert!(
+        hang.text
+            .contains("did not finish within its timeout of 2s"),
+        "{}",
+        hang.text
+    );
     assert!(hang.text.contains("HANG starting"), "{}", hang.text);
     let hang_u = compare(&inst, "hang-unknown", "Robotmk t hang-unknown");
     assert_eq!(hang_u.state_num(), 3, "{hang_u:?}");
@@ -727,7 +781,9 @@ timeout = "60s"
     let (deploy, ctrl) = check_with_result(&inst, "Robotmk t deploy");
     assert_eq!(deploy.state_num(), 2);
     assert!(
-        deploy.text.contains("(exit code 1: error: database unreachable)"),
+        deploy
+            .text
+            .contains("(exit code 1: error: database unreachable)"),
         "{}",
         deploy.text
     );

@@ -10,14 +10,21 @@ use std::path::Path;
 
 /// Creates the folder `path` (its parent must exist), readable by all.
 pub fn create_dir(path: &Path) -> io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o755);
-    }
-    b.create(path)?;
+    builder().create(path)?;
     set_mode(path, 0o755)
+}
+
+#[cfg(unix)]
+fn builder() -> std::fs::DirBuilder {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut b = std::fs::DirBuilder::new();
+    b.mode(0o755);
+    b
+}
+
+#[cfg(not(unix))]
+fn builder() -> std::fs::DirBuilder {
+    std::fs::DirBuilder::new()
 }
 
 /// Creates the file `path`, which must not exist (a link in its place is not followed),
