@@ -789,3 +789,72 @@ timeout = "60s"
     );
     println!("ctrl output with plugins:\n{ctrl}");
 }
+
+#[test]
+fn publishing_and_plugin_settings_are_checked_by_the_config() {
+    let inst = Instance::new("", "");
+    let job = "[[job]]\nname = \"p\"\nevery = \"1h\"\n";
+    for (daemon, jobs, says) in [
+        (
+            "publish_dir = \"/srv/robot\"",
+            format!("{job}command = [\"true\"]\n"),
+            "`publish_dir` needs `publish_url`",
+        ),
+        (
+            "publish_url = \"https://h/robot\"",
+            format!("{job}command = [\"true\"]\n"),
+            "`publish_url` needs `publish_dir`",
+        ),
+        (
+            "publish_dir = \"/srv/robot\"\npublish_url = \"https://h/robot?x=1\"",
+            format!("{job}command = [\"true\"]\n"),
+            "which Checkmk would not take as part of a link",
+        ),
+        (
+            "publish_dir = \"/srv/robot\"\npublish_url = \"file:///srv/robot\"",
+            format!("{job}command = [\"true\"]\n"),
+            "must start with http:// or https://",
+        ),
+        (
+            "",
+            format!("{job}kind = \"plugin\"\ncommand = [\"true\"]\nservice = \"it's mine\"\n"),
+            "a Checkmk service name of a local check cannot carry",
+        ),
+        (
+            "",
+            format!("{job}command = [\"true\"]\nservice = \"Mine\"\n"),
+            "`service` only applies to `kind = \"plugin\"` jobs",
+        ),
+        (
+            "",
+            format!("{job}kind = \"plugin\"\ncommand = [\"true\"]\ntimeout_state = \"red\"\n"),
+            "\"red\" is not a state",
+        ),
+        (
+            "",
+            format!("{job}kind = \"plugin\"\ncommand = [\"true\"]\nresult = \"x.xml\"\n"),
+            "`result` does not apply to `kind = \"plugin\"` jobs",
+        ),
+        (
+            "",
+            format!(
+                "{job}kind = \"plugin\"\ncommand = [\"true\"]\nservice = \"Robotmk t q\"\n\n\
+                 [[job]]\nname = \"q\"\nevery = \"1h\"\ncommand = [\"true\"]\n"
+            ),
+            "the service name \"Robotmk t q\" is taken by another job",
+        ),
+    ] {
+        inst.write_config(daemon, &jobs);
+        let out = inst.run(&["check-config"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{daemon} {jobs}: {err}");
+        assert!(err.contains(says), "{daemon} {jobs}: {err}");
+    }
+    inst.write_config(
+        "publish_dir = \"/srv/robot\"\npublish_url = \"https://h/robot/\"",
+        &format!("{job}kind = \"plugin\"\ncommand = [\"true\"]\nservice = \"Mine\"\ntimeout_state = \"warn\"\n"),
+    );
+    let out = inst.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
