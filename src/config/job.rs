@@ -17,6 +17,8 @@ use toml::Spanned;
 enum Kind {
     Command,
     Robot,
+    /// A Nagios-compatible plugin: exit code → state, output → summary, details, metrics.
+    Plugin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +55,8 @@ pub(super) struct RawJob {
     requirements: Option<Spanned<PathBuf>>,
     pyproject: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
+    service: Option<Spanned<String>>,
+    timeout_state: Option<Spanned<String>>,
 }
 
 /// Whether a result template stays inside the runner's `{run_dir}`: below it, or relative
@@ -265,8 +269,9 @@ pub(super) fn resolve(
     } else {
         Kind::Command
     });
+    let plugin = plugin_spec(loc, index, &name, &raw, kind)?;
     let command = match kind {
-        Kind::Command => {
+        Kind::Command | Kind::Plugin => {
             let Some(cmd) = raw.command else {
                 return Err(loc.at(
                     job_start,
@@ -296,6 +301,21 @@ pub(super) fn resolve(
                         field(f),
                         named(format!("`{f}` only applies to `kind = \"robot\"` jobs")),
                     ));
+                }
+            }
+            if kind == Kind::Plugin {
+                for (f, present) in [
+                    ("result", raw.result.is_some()),
+                    ("services", raw.services.is_some()),
+                    ("attempts", raw.attempts.is_some()),
+                ] {
+                    if present {
+                        return Err(loc.at(
+                            cmd.span().start,
+                            field(f),
+                            named(format!("`{f}` does not apply to `kind = \"plugin\"` jobs")),
+                        ));
+                    }
                 }
             }
             cmd.into_inner()
@@ -456,6 +476,7 @@ pub(super) fn resolve(
         }
         (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
         (Kind::Command, None) => robot_result_of(&command),
+        (Kind::Plugin, _) => None,
     };
     // The daemon reads a `user` job's results only inside that user's {run_dir}: anywhere
     // else the user could point root at any file (see `robot::RunFolder`).
@@ -534,7 +555,94 @@ pub(super) fn resolve(
         pyenv: pyenv.map(Box::new),
         user: user.map(Box::new),
         user_deferred: raw.user.is_some() && users == Users::NamesOnly,
+        plugin,
     })
+}
+
+/// Longest `service` name.
+const MAX_SERVICE_LEN: usize = 200;
+
+/// The plugin settings of a `kind = "plugin"` job (`service`, `timeout_state`); both keys
+/// are an error on other jobs.
+fn plugin_spec(
+    loc: &Locator,
+    index: usize,
+    name: &str,
+    raw: &RawJob,
+    kind: Kind,
+) -> Result<Option<Box<super::PluginSpec>>, ConfigError> {
+    let field = |f: &str| Some(format!("job[{index}].{f}"));
+    let named = |m: String| format!("job {name:?}: {m}");
+    if kind != Kind::Plugin {
+        for (f, v) in [
+            ("service", &raw.service),
+            ("timeout_state", &raw.timeout_state),
+        ] {
+            if let Some(v) = v {
+                return Err(loc.at(
+                    v.span().start,
+                    field(f),
+                    named(format!("`{f}` only applies to `kind = \"plugin\"` jobs")),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let service = match &raw.service {
+        None => None,
+        Some(s) => {
+            check_service(s.get_ref())
+                .map_err(|m| loc.at(s.span().start, field("service"), named(m)))?;
+            Some(s.get_ref().clone())
+        }
+    };
+    let timeout_state = match &raw.timeout_state {
+        None => 2,
+        Some(t) => match t.get_ref().to_ascii_lowercase().as_str() {
+            "ok" => 0,
+            "warn" | "warning" => 1,
+            "crit" | "critical" => 2,
+            "unknown" => 3,
+            _ => {
+                return Err(loc.at(
+                    t.span().start,
+                    field("timeout_state"),
+                    named(format!(
+                        "{:?} is not a state; use \"ok\", \"warn\", \"crit\" or \"unknown\"",
+                        t.get_ref()
+                    )),
+                ))
+            }
+        },
+    };
+    Ok(Some(Box::new(super::PluginSpec {
+        service,
+        timeout_state,
+    })))
+}
+
+/// A service name goes between the quotes of a local check line: Checkmk's parser takes no
+/// `"` or `'` there, and nothing may break the line.
+pub fn check_service(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("`service` must not be empty".into());
+    }
+    if s.trim() != s {
+        return Err(format!("`service` {s:?} starts or ends with a space"));
+    }
+    if s.chars().count() > MAX_SERVICE_LEN {
+        return Err(format!(
+            "`service` is longer than {MAX_SERVICE_LEN} characters"
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| {
+        matches!(c, '"' | '\'' | '\\') || c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+    }) {
+        return Err(format!(
+            "`service` {s:?} contains {c:?}, which a Checkmk service name of a local check cannot carry"
+        ));
+    }
+    Ok(())
 }
 
 /// The Python environment of a robot job (`requirements` or `pyproject`), checked: the file

@@ -8,7 +8,7 @@
 pub mod duration;
 mod job;
 
-pub use job::check_host;
+pub use job::{check_host, check_service};
 
 use crate::schedule::Schedule;
 use duration::Dur;
@@ -117,6 +117,8 @@ struct RawDaemon {
     build_user: Option<Spanned<String>>,
     result_max_size: Option<Spanned<String>>,
     result_parse_timeout: Option<Spanned<Dur>>,
+    publish_dir: Option<Spanned<PathBuf>>,
+    publish_url: Option<Spanned<String>>,
 }
 
 /// Daemon-wide settings, defaults applied.
@@ -157,6 +159,25 @@ pub struct DaemonSettings {
     /// by the daemon when it builds, not here: a missing user fails those builds, with the
     /// fix, and nothing else.
     pub build_user: String,
+    /// Where robot runs' logs are published for a web server (`publish_dir`, `publish_url`).
+    pub publish: Option<Publish>,
+}
+
+/// `[daemon] publish_dir` and `publish_url`: both or neither.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub dir: PathBuf,
+    /// Checked, without a trailing `/`.
+    pub url: String,
+}
+
+/// What a `kind = "plugin"` job adds to a job (boxed in [`Job`]: few jobs have it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    /// The name of its service in Checkmk (`service = "…"`), else `Robotmk <instance> <job>`.
+    pub service: Option<String>,
+    /// The state a timed-out run gets (`timeout_state`, default CRIT).
+    pub timeout_state: u8,
 }
 
 /// One job, ready to schedule and run.
@@ -200,6 +221,8 @@ pub struct Job {
     /// [`Users::NamesOnly`], ctrl's): such a job must never run. (A flag, not the name: it
     /// fits in padding, and every job is held for the daemon's life.)
     pub user_deferred: bool,
+    /// Set for `kind = "plugin"` jobs: the runner is a Nagios-compatible plugin.
+    pub plugin: Option<Box<PluginSpec>>,
 }
 
 impl Job {
@@ -221,6 +244,7 @@ impl Job {
             && self.pyenv == other.pyenv
             && self.user == other.user
             && self.user_deferred == other.user_deferred
+            && self.plugin == other.plugin
     }
 }
 
@@ -407,6 +431,7 @@ pub fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, Confi
         let job = job::resolve(&loc, i, job, base, users)?;
         jobs.push(Arc::new(job));
     }
+    let mut services = HashSet::new();
     for (i, job) in jobs.iter().enumerate() {
         if !seen.insert(job.name.clone()) {
             // Re-locate the duplicate: the resolved job no longer carries its span.
@@ -418,6 +443,19 @@ pub fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config, Confi
                     "duplicate job name {:?}; job names must be unique",
                     job.name
                 ),
+            ));
+        }
+        let service = job
+            .plugin
+            .as_ref()
+            .and_then(|p| p.service.clone())
+            .unwrap_or_else(|| format!("Robotmk {} {}", daemon.instance, job.name));
+        if !services.insert(service.clone()) {
+            let offset = nth_name_offset(text, &job.name, 1).unwrap_or(0);
+            return Err(loc.at(
+                offset,
+                Some(format!("job[{i}].service")),
+                format!("the service name {service:?} is taken by another job; service names must be unique"),
             ));
         }
     }
@@ -595,6 +633,38 @@ fn resolve_daemon(
         // Much faster than pip when the host has it.
         None => crate::pyenv::which("uv"),
     };
+    let publish = match (raw.publish_dir, raw.publish_url) {
+        (None, None) => None,
+        (Some(d), None) => {
+            return Err(loc.at(
+                d.span().start,
+                Some("daemon.publish_url".into()),
+                "`publish_dir` needs `publish_url` (the URL the web server serves the folder at, e.g. \"https://monitor.example.com/robot\")",
+            ))
+        }
+        (None, Some(u)) => {
+            return Err(loc.at(
+                u.span().start,
+                Some("daemon.publish_dir".into()),
+                "`publish_url` needs `publish_dir` (the folder the web server serves)",
+            ))
+        }
+        (Some(d), Some(u)) => {
+            if d.get_ref().as_os_str().is_empty() {
+                return Err(loc.at(
+                    d.span().start,
+                    Some("daemon.publish_dir".into()),
+                    "must not be empty",
+                ));
+            }
+            let url = crate::publish_plan::check_publish_url(u.get_ref())
+                .map_err(|m| loc.at(u.span().start, Some("daemon.publish_url".into()), m))?;
+            Some(Publish {
+                dir: absolute(&base.join(d.get_ref())),
+                url,
+            })
+        }
+    };
     let build_user = match raw.build_user {
         Some(u) => {
             let name = u.get_ref().trim();
@@ -610,6 +680,7 @@ fn resolve_daemon(
         None => crate::pyenv::DEFAULT_BUILD_USER.to_string(),
     };
     Ok(DaemonSettings {
+        publish,
         build_user,
         env_build_timeout,
         result_limits: crate::robot::budget::Limits {

@@ -25,6 +25,7 @@
 
 mod control;
 mod envs;
+mod extras;
 mod finish;
 mod jobs;
 pub mod lifecycle;

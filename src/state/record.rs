@@ -108,6 +108,12 @@ pub struct TestResult {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Robot's id of the test (`s1-s2-t3`), the anchor of its place in log.html.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The URL of the test in the published log (see `publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One attempt of a job with `attempts` > 1.
@@ -193,6 +199,15 @@ pub struct RunRecord {
     /// `TMPDIR`, `TEMP` and `TMP` name; removed with the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp: Option<PathBuf>,
+    /// What a `kind = "plugin"` job's plugin said (state, summary, details, metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<Box<crate::nagios::PluginOutput>>,
+    /// The first line of a failed command's stderr (or stdout): what went wrong, in its words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_head: Option<String>,
+    /// The URL of the run's log published to `publish_dir` (see `publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 impl RunRecord {
@@ -230,6 +245,9 @@ impl RunRecord {
             request: None,
             output_lost: false,
             tmp: None,
+            plugin: None,
+            output_head: None,
+            log_url: None,
         }
     }
 

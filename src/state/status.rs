@@ -113,6 +113,15 @@ pub struct LastRun {
     /// Its run folder was gone at its end: the output is lost (at least WARN).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub output_lost: bool,
+    /// A `kind = "plugin"` job's reading of its plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<Box<crate::nagios::PluginOutput>>,
+    /// The first line a failed command printed (stderr, else stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_head: Option<String>,
+    /// The published log's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 impl From<&RunRecord> for LastRun {
@@ -131,6 +140,9 @@ impl From<&RunRecord> for LastRun {
             report: r.report.clone(),
             attempts: (!r.attempts.is_empty()).then_some(r.attempts.len() as u32),
             output_lost: r.output_lost,
+            plugin: r.plugin.clone(),
+            output_head: r.output_head.clone(),
+            log_url: r.log_url.clone(),
         }
     }
 }
@@ -189,6 +201,10 @@ pub struct CheckmkView {
     /// No newer result after this instant either: CRIT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crit_after: Option<DateTime<Utc>>,
+    /// The service name the config gives the job's check (`service = "…"`), instead of
+    /// `Robotmk <instance> <job>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl CheckmkView {
@@ -205,6 +221,7 @@ impl CheckmkView {
             runtime_crit_s: job.runtime_crit.map(|d| d.as_secs_f64()),
             expected_by: d.map(|d| d.expected_by),
             crit_after: d.map(|d| d.crit_after),
+            service: job.plugin.as_ref().and_then(|p| p.service.clone()),
         }
     }
 

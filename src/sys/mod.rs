@@ -5,6 +5,7 @@
 mod beneath;
 pub mod fatal;
 pub mod memory;
+pub mod public;
 pub mod tmp_link;
 pub mod tree;
 
