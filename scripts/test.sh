@@ -15,6 +15,11 @@ command -v debootstrap >/dev/null || pkgs+=(debootstrap)
 # A real headless browser for tests/escapees.rs (its helpers leave their run the way nothing
 # else does: double fork, setsid, rewritten environment).
 command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
+# Issue 23 (tests/publish_plugins.rs): a real nginx serves the published logs (the test runs
+# its own, with its own config and port, as its child), and Debian's Nagios plugins run as
+# `kind = "plugin"` jobs.
+[ -x /usr/sbin/nginx ] || pkgs+=(nginx)
+[ -x /usr/lib/nagios/plugins/check_disk ] || pkgs+=(monitoring-plugins-basic)
 if ((${#pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${pkgs[*]}"

@@ -45,6 +45,8 @@ fn the_parser_follows_the_grammar() {
         "<<<local>>>\n4 \"a\" - t\n",
         "<<<local>>>\n0 \"a - t\n",
         "<<<local>>>\n0 \"a\" r=x t\n",
+        "<<<local>>>\n0 \"a\" fs-used=1 t\n",
+        "<<<local>>>\n0 \"it's\" - t\n",
         "<<<local>>>\n0 \"a\" r=1;2;3;4;5;6 t\n",
         "<<<a:sep(x)>>>\n",
         "<<<a:bogus>>>\n",

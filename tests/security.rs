@@ -424,8 +424,10 @@ fn f3_a_forged_status_and_a_held_lock_steer_nothing() {
         staged.display(),
         s = inst.state.display()
     ));
+    // --no-fork: flock execs sleep in its own process, so the guard's PID is the holder's
+    // (with a fork, killing flock left `sleep 600` running past the test).
     let mut holder = Command::new("flock")
-        .arg("-x")
+        .args(["--no-fork", "-x"])
         .arg(inst.state.join("daemon.lock"))
         .args(["sleep", "600"])
         .uid(a.uid)
@@ -470,8 +472,10 @@ fn f3_a_pid_in_the_status_is_verified_before_it_is_signalled() {
     });
     fs::write(inst.state.join("status.json"), forged.to_string()).unwrap();
     fs::write(inst.state.join("daemon.lock"), "").unwrap();
+    // --no-fork: flock execs sleep in its own process, so the guard's PID is the holder's
+    // (with a fork, killing flock left `sleep 600` running past the test).
     let mut holder = Command::new("flock")
-        .arg("-x")
+        .args(["--no-fork", "-x"])
         .arg(inst.state.join("daemon.lock"))
         .args(["sleep", "600"])
         .spawn()

@@ -338,7 +338,10 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 name_metrics: format!("\"Robotmk {instance} {} {name}\" {metrics}", job.name),
                 head: text,
                 mid: String::new(),
-                tail: String::new(),
+                // The test's place in the published log, last (see the job's line).
+                tail: r.url.as_deref().map_or(String::new(), |u| {
+                    format!("; log: {}", crate::logic::plugin_view::url_text(u))
+                }),
             }
         })
         .collect()
@@ -455,7 +458,7 @@ pub(crate) fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> S
 
 /// The local check line of one job, with the age and the staleness left open.
 pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
-    let name = format!("Robotmk {instance} {}", job.name);
+    let name = service_name(job, instance);
     let Some(last) = &job.last else {
         let (head, clock) = match job.next_due {
             Some(n) => ("no result yet, first run due in ", Clock::Until(n)),
@@ -494,7 +497,16 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
             );
         }
     } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
-        let _ = write!(text, " (exit code {code})");
+        match &last.output_head {
+            Some(head) => {
+                let _ = write!(text, " (exit code {code}: {})", one_line(head, MAX_NOTE));
+            }
+            None => {
+                let _ = write!(text, " (exit code {code})");
+            }
+        }
+    } else if let Some(head) = &last.output_head {
+        let _ = write!(text, " ({})", one_line(head, MAX_NOTE));
     }
     if let Some(n) = last.attempts.filter(|n| *n > 1) {
         let _ = write!(text, " after {n} attempts");
@@ -509,18 +521,52 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     if let Some(note) = &last.note {
         let _ = write!(tail, "; {}", one_line(note, MAX_NOTE));
     }
-    // Last, so it is easy to find and to copy.
-    if let Some(log) = &last.log {
-        let _ = write!(tail, "; log: {}", log.display());
+    // Last, so it is easy to find and to copy; a URL (which Checkmk shows as a link) ends
+    // the line, as nothing after it may be taken for part of it.
+    match (&last.log_url, &last.log) {
+        (Some(url), _) => {
+            let _ = write!(tail, "; log: {}", crate::logic::plugin_view::url_text(url));
+        }
+        (None, Some(log)) => {
+            let _ = write!(tail, "; log: {}", log.display());
+        }
+        _ => {}
+    }
+    let mut metrics = metrics(job, last);
+    let mut head = "last run ".to_string();
+    let mut details = String::new();
+    if let Some(p) = &last.plugin {
+        // The plugin's word decides, like Checkmk's MRPE: its exit code (or the timeout's
+        // configured state), not the run's outcome.
+        state = p.state.max(u8::from(last.output_lost)).max(runtime_state);
+        head = crate::logic::plugin_view::head(p);
+        text = format!(" ago{runtime_text}");
+        metrics = crate::logic::plugin_view::metrics(&metrics, p);
+        details = crate::logic::plugin_view::details(p);
     }
     LineTemplate {
         base: state,
         clock: Clock::Since(at),
         deadlines: job.checkmk.deadlines(),
-        name_metrics: format!("\"{name}\" {}", metrics(job, last)),
-        head: "last run ".into(),
+        name_metrics: format!("\"{name}\" {metrics}"),
+        head: head.replace('\n', " "),
         mid: text.replace('\n', " "),
-        tail: tail.replace('\n', " "),
+        tail: tail.replace('\n', " ") + &details,
+    }
+}
+
+/// The service name of a job's check: the config's `service` (plugin jobs), if it is one a
+/// local check can carry (a status file is trusted only so far), else `Robotmk <instance>
+/// <job>`.
+pub fn service_name(job: &JobStatus, instance: &str) -> String {
+    match job
+        .checkmk
+        .service
+        .as_deref()
+        .filter(|s| crate::logic::config::check_service(s).is_ok())
+    {
+        Some(s) => s.to_string(),
+        None => format!("Robotmk {instance} {}", job.name),
     }
 }
 
@@ -650,6 +696,9 @@ mod tests {
             request: None,
             output_lost: false,
             tmp: None,
+            plugin: None,
+            output_head: None,
+            log_url: None,
         }
     }
 

@@ -94,6 +94,7 @@ pub(crate) fn checkmk_view(
         runtime_crit_s: job.runtime_crit.map(|d| d.as_secs_f64()),
         expected_by: d.map(|d| d.expected_by),
         crit_after: d.map(|d| d.crit_after),
+        service: job.plugin.as_ref().and_then(|p| p.service.clone()),
     }
 }
 

@@ -140,6 +140,25 @@ pub(crate) struct DaemonSettings {
     /// by the daemon when it builds, not here: a missing user fails those builds, with the
     /// fix, and nothing else.
     pub(crate) build_user: String,
+    /// Where robot runs' logs are published for a web server (`publish_dir`, `publish_url`).
+    pub(crate) publish: Option<Publish>,
+}
+
+/// `[daemon] publish_dir` and `publish_url`: both or neither.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Publish {
+    pub(crate) dir: PathBuf,
+    /// Checked, without a trailing `/`.
+    pub(crate) url: String,
+}
+
+/// What a `kind = "plugin"` job adds to a job (boxed in [`Job`]: few jobs have it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PluginSpec {
+    /// The name of its service in Checkmk (`service = "…"`), else `Robotmk <instance> <job>`.
+    pub(crate) service: Option<String>,
+    /// The state a timed-out run gets (`timeout_state`, default CRIT).
+    pub(crate) timeout_state: u8,
 }
 
 /// One job, ready to schedule and run.
@@ -186,6 +205,8 @@ pub struct Job {
     /// [`Users::NamesOnly`], ctrl's): such a job must never run. (A flag, not the name: it
     /// fits in padding, and every job is held for the daemon's life.)
     pub(crate) user_deferred: bool,
+    /// Set for `kind = "plugin"` jobs: the runner is a Nagios-compatible plugin.
+    pub(crate) plugin: Option<Box<PluginSpec>>,
 }
 
 impl Job {
@@ -207,6 +228,7 @@ impl Job {
             && self.pyenv == other.pyenv
             && self.user == other.user
             && self.user_deferred == other.user_deferred
+            && self.plugin == other.plugin
     }
 }
 

@@ -107,6 +107,12 @@ pub struct TestResult {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) tags: Vec<String>,
+    /// Robot's id of the test (`s1-s2-t3`), the anchor of its place in log.html.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<String>,
+    /// The URL of the test in the published log (see `publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
 }
 
 /// What one attempt ran: the first runs everything, a retry the tests that failed.
@@ -245,6 +251,15 @@ pub struct RunRecord {
     /// `TMPDIR`, `TEMP` and `TMP` name; removed with the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tmp: Option<PathBuf>,
+    /// What a `kind = "plugin"` job's plugin said (state, summary, details, metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) plugin: Option<Box<crate::model::plugin::PluginOutput>>,
+    /// The first line of a failed command's stderr (or stdout): what went wrong, in its words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) output_head: Option<String>,
+    /// The URL of the run's log published to `publish_dir` (see `publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) log_url: Option<String>,
 }
 
 impl RunRecord {
@@ -282,6 +297,9 @@ impl RunRecord {
             request: None,
             output_lost: false,
             tmp: None,
+            plugin: None,
+            output_head: None,
+            log_url: None,
         }
     }
 

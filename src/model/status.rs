@@ -205,6 +205,15 @@ pub struct LastRun {
     /// Its run folder was gone at its end: the output is lost (at least WARN).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) output_lost: bool,
+    /// A `kind = "plugin"` job's reading of its plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) plugin: Option<Box<crate::model::plugin::PluginOutput>>,
+    /// The first line a failed command printed (stderr, else stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) output_head: Option<String>,
+    /// The published log's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) log_url: Option<String>,
 }
 
 impl From<&RunRecord> for LastRun {
@@ -223,6 +232,9 @@ impl From<&RunRecord> for LastRun {
             report: r.report.clone(),
             attempts: (!r.attempts.is_empty()).then_some(r.attempts.len() as u32),
             output_lost: r.output_lost,
+            plugin: r.plugin.clone(),
+            output_head: r.output_head.clone(),
+            log_url: r.log_url.clone(),
         }
     }
 }
@@ -281,6 +293,10 @@ pub(crate) struct CheckmkView {
     /// No newer result after this instant either: CRIT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) crit_after: Option<DateTime<Utc>>,
+    /// The service name the config gives the job's check (`service = "…"`), instead of
+    /// `Robotmk <instance> <job>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service: Option<String>,
 }
 
 impl CheckmkView {

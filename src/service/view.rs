@@ -57,6 +57,9 @@ mod tests {
             report: None,
             attempts: Some(2),
             output_lost: false,
+            plugin: None,
+            output_head: None,
+            log_url: None,
         };
         let job = |name: &str, last: Option<LastRun>| JobStatus {
             name: name.into(),

@@ -300,6 +300,10 @@ pub fn parse_local(
     if name.is_empty() {
         return Err("empty service name".into());
     }
+    // The local parser takes neither quote inside a service name.
+    if name.contains('\'') {
+        return Err(format!("service name {name:?} contains a single quote"));
+    }
     let (metrics, text) = r.split_once(' ').unwrap_or((r, ""));
     let metrics = if metrics == "-" {
         Vec::new()
@@ -324,11 +328,8 @@ pub fn parse_local(
 
 fn parse_metric(m: &str) -> Result<Metric, String> {
     let (name, v) = m.split_once('=').ok_or(format!("metric {m:?}: no '='"))?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
+    // Checkmk's metric names: letters, digits and `_` only.
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("bad metric name {name:?}"));
     }
     let mut f = v.split(';');

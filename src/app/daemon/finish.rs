@@ -38,10 +38,12 @@ const LARGE_RESULT: u64 = 16 * 1024 * 1024;
 
 /// How a finished run's results are read: its job's attempts and the daemon's bounds, as they
 /// were when the run ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct ReadSpec {
     pub(crate) attempts: u32,
     pub(crate) limits: Limits,
+    /// A plugin's reading, the published log (see `extras`).
+    pub(crate) extras: super::extras::Extras,
 }
 
 /// What a worker does with one record.
@@ -359,6 +361,7 @@ pub(super) fn complete(rec: &mut RunRecord, read: ReadSpec, stopping: Option<&St
         stopping,
     };
     super::folder::complete(rec, &how);
+    super::extras::apply(rec, &read.extras, &folder);
 }
 
 /// Completes and writes one record; returns it with the write error, if any.

@@ -155,6 +155,7 @@ mod tests {
             pyenv: None,
             user: None,
             user_deferred: false,
+            plugin: None,
         })
     }
 

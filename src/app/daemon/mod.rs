@@ -14,6 +14,7 @@
 mod control;
 mod envs;
 mod event;
+mod extras;
 mod finish;
 mod folder;
 mod jobs;

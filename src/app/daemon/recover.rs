@@ -218,6 +218,7 @@ impl Daemon {
                     .min(RECOVERY_READ_TIME),
                 ..self.cfg.daemon.result_limits
             },
+            extras: super::extras::Extras::of(&self.cfg, &rec.job),
         };
         let stopping = self.finisher.as_ref().map(|f| f.stopping());
         super::finish::complete(&mut rec, read, stopping);

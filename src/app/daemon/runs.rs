@@ -246,6 +246,7 @@ impl Daemon {
         let read = super::finish::ReadSpec {
             attempts: self.jobs.get(&rec.job).map_or(1, |js| js.job.attempts),
             limits: self.cfg.daemon.result_limits,
+            extras: super::extras::Extras::of(&self.cfg, &rec.job),
         };
         self.hand_over(super::finish::Work::Finish {
             rec: Box::new(rec),

@@ -4,7 +4,7 @@
 use super::base::{lexical, Locator, Need, Place};
 use crate::logic::staleness::DEFAULT_STALE_MARGIN;
 use crate::model::config::{
-    ConfigError, DaemonSettings, DEFAULT_RESULT_MAX_BYTES, DEFAULT_RESULT_PARSE_TIMEOUT,
+    ConfigError, DaemonSettings, Publish, DEFAULT_RESULT_MAX_BYTES, DEFAULT_RESULT_PARSE_TIMEOUT,
 };
 use crate::model::duration::Dur;
 use crate::model::env::DEFAULT_BUILD_USER;
@@ -37,6 +37,8 @@ pub(super) struct RawDaemon {
     build_user: Option<Spanned<String>>,
     result_max_size: Option<Spanned<String>>,
     result_parse_timeout: Option<Spanned<Dur>>,
+    publish_dir: Option<Spanned<PathBuf>>,
+    publish_url: Option<Spanned<String>>,
 }
 
 /// Resolves and validates the `[daemon]` table; the default state dir and uv's path are left
@@ -97,8 +99,10 @@ pub(super) fn resolve_daemon(
             .unwrap_or(DEFAULT_RESULT_PARSE_TIMEOUT),
     };
     uv_need(&raw, base, loc, needs);
+    let publish = publish(loc, &raw, base)?;
     let build_user = build_user(loc, &raw)?;
     Ok(DaemonSettings {
+        publish,
         build_user,
         env_build_timeout,
         result_limits,
@@ -202,6 +206,38 @@ fn uv_need(raw: &RawDaemon, base: &Path, loc: &Locator, needs: &mut Vec<Need>) {
         }
         // Much faster than pip when the host has it.
         None => needs.push(Need::Uv { named: None }),
+    }
+}
+
+/// `publish_dir` and `publish_url`: both or neither.
+fn publish(loc: &Locator, raw: &RawDaemon, base: &Path) -> Result<Option<Publish>, ConfigError> {
+    match (&raw.publish_dir, &raw.publish_url) {
+        (None, None) => Ok(None),
+        (Some(d), None) => Err(loc.at(
+            d.span().start,
+            Some("daemon.publish_url".into()),
+            "`publish_dir` needs `publish_url` (the URL the web server serves the folder at, e.g. \"https://monitor.example.com/robot\")",
+        )),
+        (None, Some(u)) => Err(loc.at(
+            u.span().start,
+            Some("daemon.publish_dir".into()),
+            "`publish_url` needs `publish_dir` (the folder the web server serves)",
+        )),
+        (Some(d), Some(u)) => {
+            if d.get_ref().as_os_str().is_empty() {
+                return Err(loc.at(
+                    d.span().start,
+                    Some("daemon.publish_dir".into()),
+                    "must not be empty",
+                ));
+            }
+            let url = crate::logic::publish_plan::check_publish_url(u.get_ref())
+                .map_err(|m| loc.at(u.span().start, Some("daemon.publish_url".into()), m))?;
+            Ok(Some(Publish {
+                dir: lexical(&base.join(d.get_ref())),
+                url,
+            }))
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use super::base::{check_name, lexical, Locator, Need, Place, SELF_EXE_FALLBACK};
 use crate::logic::schedule;
-use crate::model::config::{CatchUp, ConfigError, Job, Overlap, Retry, Services, VARIABLES_FILE};
+use crate::model::config::{
+    CatchUp, ConfigError, Job, Overlap, PluginSpec, Retry, Services, VARIABLES_FILE,
+};
 use crate::model::duration::Dur;
 use crate::model::env::{EnvSpec, SourceKind};
 use crate::model::schedule::Schedule;
@@ -20,6 +22,8 @@ use toml::Spanned;
 enum Kind {
     Command,
     Robot,
+    /// A Nagios-compatible plugin: exit code → state, output → summary, details, metrics.
+    Plugin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +60,8 @@ pub(super) struct RawJob {
     requirements: Option<Spanned<PathBuf>>,
     pyproject: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
+    service: Option<Spanned<String>>,
+    timeout_state: Option<Spanned<String>>,
 }
 
 /// Whether a result template stays inside the runner's `{run_dir}`: below it, or relative
@@ -223,8 +229,14 @@ pub(super) fn resolve(
     } else {
         Kind::Command
     });
+    let plugin = plugin_spec(&at, &raw, kind)?;
     let (command, argument_file) = match kind {
         Kind::Command => (command_of(&at, &raw)?, None),
+        Kind::Plugin => {
+            let command = command_of(&at, &raw)?;
+            plugin_excludes(&at, &raw)?;
+            (command, None)
+        }
         Kind::Robot => robot_command(&at, &raw, base, pyenv.is_some(), needs)?,
     };
     check_attempts(&at, &raw, kind)?;
@@ -270,7 +282,95 @@ pub(super) fn resolve(
         // Looked up by the preparation step (see `Need::User`).
         user: None,
         user_deferred: raw.user.is_some(),
+        plugin,
     })
+}
+
+/// Longest `service` name.
+const MAX_SERVICE_LEN: usize = 200;
+
+/// What a plugin job cannot have: a result file, per-test services, retries.
+fn plugin_excludes(at: &At, raw: &RawJob) -> Result<(), ConfigError> {
+    let start = raw.command.as_ref().map_or(at.start, |c| c.span().start);
+    for (f, present) in [
+        ("result", raw.result.is_some()),
+        ("services", raw.services.is_some()),
+        ("attempts", raw.attempts.is_some()),
+    ] {
+        if present {
+            let m = format!("`{f}` does not apply to `kind = \"plugin\"` jobs");
+            return Err(at.err(start, f, m));
+        }
+    }
+    Ok(())
+}
+
+/// The plugin settings of a `kind = "plugin"` job (`service`, `timeout_state`); both keys
+/// are an error on other jobs.
+fn plugin_spec(at: &At, raw: &RawJob, kind: Kind) -> Result<Option<Box<PluginSpec>>, ConfigError> {
+    if kind != Kind::Plugin {
+        for (f, v) in [
+            ("service", &raw.service),
+            ("timeout_state", &raw.timeout_state),
+        ] {
+            if let Some(v) = v {
+                let m = format!("`{f}` only applies to `kind = \"plugin\"` jobs");
+                return Err(at.err(v.span().start, f, m));
+            }
+        }
+        return Ok(None);
+    }
+    let service = match &raw.service {
+        None => None,
+        Some(s) => {
+            check_service(s.get_ref()).map_err(|m| at.err(s.span().start, "service", m))?;
+            Some(s.get_ref().clone())
+        }
+    };
+    let timeout_state = match &raw.timeout_state {
+        None => 2,
+        Some(t) => match t.get_ref().to_ascii_lowercase().as_str() {
+            "ok" => 0,
+            "warn" | "warning" => 1,
+            "crit" | "critical" => 2,
+            "unknown" => 3,
+            _ => {
+                let m = format!(
+                    "{:?} is not a state; use \"ok\", \"warn\", \"crit\" or \"unknown\"",
+                    t.get_ref()
+                );
+                return Err(at.err(t.span().start, "timeout_state", m));
+            }
+        },
+    };
+    Ok(Some(Box::new(PluginSpec {
+        service,
+        timeout_state,
+    })))
+}
+
+/// A service name goes between the quotes of a local check line: Checkmk's parser takes no
+/// `"` or `'` there, and nothing may break the line.
+pub(crate) fn check_service(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("`service` must not be empty".into());
+    }
+    if s.trim() != s {
+        return Err(format!("`service` {s:?} starts or ends with a space"));
+    }
+    if s.chars().count() > MAX_SERVICE_LEN {
+        return Err(format!(
+            "`service` is longer than {MAX_SERVICE_LEN} characters"
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| {
+        matches!(c, '"' | '\'' | '\\') || c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+    }) {
+        return Err(format!(
+            "`service` {s:?} contains {c:?}, which a Checkmk service name of a local check cannot carry"
+        ));
+    }
+    Ok(())
 }
 
 /// `every` (with its `offset`) or `cron`: exactly one.
@@ -533,6 +633,7 @@ fn result_of(
         }
         (Kind::Command, Some(r)) => Some(r.get_ref().clone()),
         (Kind::Command, None) => robot_result_of(command),
+        (Kind::Plugin, _) => None,
     };
     // The daemon reads a `user` job's results only inside that user's {run_dir}: anywhere
     // else the user could point root at any file (see `logic::robot::RunFolder`).

@@ -17,7 +17,7 @@ mod job;
 mod locate;
 
 pub(crate) use base::{check_name, lexical, plain, Locator, Need};
-pub(crate) use job::check_host;
+pub(crate) use job::{check_host, check_service};
 pub(crate) use locate::{daemon_block, daemon_table, location};
 
 use crate::model::config::{Config, ConfigError};
@@ -69,6 +69,7 @@ pub(crate) fn parse(
         jobs.push(Arc::new(job));
     }
     let mut seen = HashSet::new();
+    let mut services = HashSet::new();
     for (i, job) in jobs.iter().enumerate() {
         if !seen.insert(job.name.clone()) {
             // Re-locate the duplicate: the resolved job no longer carries its span.
@@ -80,6 +81,19 @@ pub(crate) fn parse(
                     "duplicate job name {:?}; job names must be unique",
                     job.name
                 ),
+            ));
+        }
+        let service = job
+            .plugin
+            .as_ref()
+            .and_then(|p| p.service.clone())
+            .unwrap_or_else(|| format!("Robotmk {} {}", daemon.instance, job.name));
+        if !services.insert(service.clone()) {
+            let offset = nth_name_offset(text, &job.name, 1).unwrap_or(0);
+            return Err(loc.at(
+                offset,
+                Some(format!("job[{i}].service")),
+                format!("the service name {service:?} is taken by another job; service names must be unique"),
             ));
         }
     }

@@ -109,6 +109,8 @@ pub(crate) struct TestBuilder {
     pub(crate) elapsed_s: Option<f64>,
     pub(crate) message: Head,
     pub(crate) tags: Vec<String>,
+    /// Robot's id of the test (`s1-s2-t3`), counted as robot counts it.
+    pub(crate) id: String,
 }
 
 /// A suite around the current point.
@@ -117,6 +119,12 @@ struct Frame {
     name: String,
     /// Index of the first kept test read inside this suite.
     first: usize,
+    /// Robot's id of the suite (`s1-s2`): its place among its parent's suites, as robot
+    /// numbers them for the anchors of its log (`log.html#s1-s2-t3`).
+    id: String,
+    /// Child suites and tests seen so far.
+    suites: u32,
+    tests: u32,
 }
 
 /// The result being built.
@@ -151,9 +159,19 @@ pub(crate) fn cap(s: &str) -> String {
 
 impl Collector {
     pub(crate) fn enter_suite(&mut self, name: &str) {
+        let id = match self.suites.last_mut() {
+            Some(parent) => {
+                parent.suites += 1;
+                format!("{}-s{}", parent.id, parent.suites)
+            }
+            None => "s1".to_string(),
+        };
         self.suites.push(Frame {
             name: cap(name),
             first: self.tests.len(),
+            id,
+            suites: 0,
+            tests: 0,
         });
     }
 
@@ -200,6 +218,10 @@ impl Collector {
     pub(crate) fn start_test(&mut self, name: &str) {
         let mut t = TestBuilder::default();
         t.name.push_str(name);
+        if let Some(parent) = self.suites.last_mut() {
+            parent.tests += 1;
+            t.id = format!("{}-t{}", parent.id, parent.tests);
+        }
         self.test = Some(t);
     }
 
@@ -221,6 +243,8 @@ impl Collector {
             status,
             elapsed_s: t.elapsed_s,
             tags: t.tags,
+            id: Some(t.id).filter(|i| !i.is_empty() && i.len() <= MAX_TEXT),
+            url: None,
         };
         let size = size_of(&r);
         if self.tests.len() < MAX_TESTS && self.bytes + size <= MAX_RESULTS_BYTES {

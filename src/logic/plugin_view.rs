@@ -1,0 +1,101 @@
+//! How a `kind = "plugin"` job's result reads in its local check (pure rendering, see
+//! [`crate::logic::agent`]): the plugin's summary first, its metrics after the job's own, its long
+//! output as details, each line after a literal `\n` (Checkmk's separator of summary and
+//! details in a local check; a real line break would end the check line). Also how a URL is
+//! put into a check text so that Checkmk makes one link of all of it.
+
+use crate::logic::nagios::PluginOutput;
+
+/// The text before the run's age: `DISK OK - free space: …, last run `.
+pub(crate) fn head(p: &PluginOutput) -> String {
+    match &p.reason {
+        Some(r) => format!("{} ({r}), last run ", p.summary),
+        None => format!("{}, last run ", p.summary),
+    }
+}
+
+/// The job's metrics (`-` or `a=1|b=2`) followed by the plugin's, whose names never take one
+/// of the job's (a plugin's `runtime` becomes `plugin_runtime`).
+pub(crate) fn metrics(job: &str, p: &PluginOutput) -> String {
+    let mine: Vec<&str> = if job == "-" {
+        Vec::new()
+    } else {
+        job.split('|').collect()
+    };
+    let taken = |n: &str| mine.iter().any(|m| m.split('=').next() == Some(n));
+    let mut all: Vec<String> = mine.iter().map(|m| m.to_string()).collect();
+    for m in &p.metrics {
+        if !crate::logic::nagios::is_metric_name(&m.name) || !m.value.is_finite() {
+            continue;
+        }
+        let mut m = m.clone();
+        if taken(&m.name) {
+            m.name = format!("plugin_{}", m.name);
+        }
+        all.push(m.render());
+    }
+    if all.is_empty() {
+        "-".into()
+    } else {
+        all.join("|")
+    }
+}
+
+/// The plugin's long output as details: `\n` (the two characters) before each line.
+pub(crate) fn details(p: &PluginOutput) -> String {
+    let mut out = String::new();
+    for line in &p.details {
+        out.push_str("\\n");
+        out.push_str(&line.replace(['\n', '\r'], " "));
+    }
+    out
+}
+
+/// `url` as it may stand in a check text: one Checkmk link, or nothing where a status file
+/// carries something that is no such URL.
+pub(crate) fn url_text(url: &str) -> &str {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '"' | '\'' | '>' | '<' | ',' | '\\' | '|' | ';')
+        });
+    if ok {
+        url
+    } else {
+        "(invalid URL)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::nagios::parse;
+
+    #[test]
+    fn metrics_follow_the_jobs_own_and_never_take_their_names() {
+        let p = parse("OK | runtime=2s x=1", 0, None);
+        assert_eq!(
+            metrics("runtime=0.500", &p),
+            "runtime=0.500|plugin_runtime=2|x=1"
+        );
+        assert_eq!(metrics("-", &parse("OK", 0, None)), "-");
+    }
+
+    #[test]
+    fn details_are_joined_by_the_literal_separator() {
+        let p = parse("OK\nline one\nline two | a=1\nb=2", 0, None);
+        assert_eq!(details(&p), "\\nline one\\nline two");
+        assert_eq!(head(&p), "OK, last run ");
+    }
+
+    #[test]
+    fn a_url_that_would_break_the_link_is_not_shown() {
+        assert_eq!(
+            url_text("http://h/a/log.html#s1-t1"),
+            "http://h/a/log.html#s1-t1"
+        );
+        assert_eq!(url_text("http://h/a b"), "(invalid URL)");
+        assert_eq!(url_text("javascript:alert(1)"), "(invalid URL)");
+    }
+}

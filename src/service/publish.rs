@@ -1,0 +1,433 @@
+//! Publishing a finished run's log for people in front of Checkmk: its `log.html`,
+//! `report.html` and the screenshots beside them are copied into
+//! `publish_dir/<instance>/<job>/<run_id>/`, which the admin's own web server serves, and the
+//! record gets the URL of the log (and of each failed test's place in it), which the check
+//! text carries and Checkmk shows as a link. What is published, and the names and URLs, are
+//! decided in [`crate::logic::publish_plan`]; this module does the I/O.
+//!
+//! The run's folder is untrusted (a `user` job's folder is that user's): every file is opened
+//! through the run's [`RunFolder`] (relative to the folder, no link followed at any step, a
+//! regular file, the folder owner's), folders are listed only when they are real folders, and
+//! sizes are capped per file and per run ([`Caps`]). The copies are new files, `0644` in
+//! `0755` folders, made in a hidden temporary folder and renamed into place whole, so a web
+//! server never serves half a run. `publish_dir` is checked like the state dir (root's or
+//! the daemon's, not writable by others); only the daemon writes below it.
+//!
+//! A failure here never costs the run: the caller notes it on the record.
+
+use crate::logic::publish_plan::{
+    self, Caps, Target, IMAGE_DIRS, LATEST_LINK, LATEST_PAGE, TEMP_PREFIX,
+};
+use crate::logic::robot::RunFolder;
+use crate::model::record::RunRecord;
+use crate::service::sys::public;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where and how runs are published (`[daemon] publish_dir`, `publish_url`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    pub(crate) dir: PathBuf,
+    /// Without a trailing `/` (see [`publish_plan::check_publish_url`]).
+    pub(crate) url: String,
+    pub(crate) instance: String,
+    /// Published runs kept per job (the daemon's `keep_runs`).
+    pub(crate) keep: usize,
+    pub(crate) caps: Caps,
+}
+
+/// Why a run was not (completely) published.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    #[error("cannot publish to {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What publishing a run did.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
+    /// Files left out, and why (too large, refused).
+    pub(crate) skipped: Vec<String>,
+}
+
+/// Publishes the run of `rec` (its log must be named in the record), sets `rec.log_url` and
+/// the URL of each failed test, and applies retention to the job's published runs.
+pub(crate) fn publish(
+    s: &Settings,
+    rec: &mut RunRecord,
+    folder: &dyn RunFolder,
+) -> Result<Outcome, PublishError> {
+    let Some(log) = rec.log.clone() else {
+        return Ok(Outcome::default());
+    };
+    let target = Target::new(&s.dir, &s.url, &s.instance, &rec.job, &rec.run_id)
+        .map_err(PublishError::Refused)?;
+    crate::service::sys::check_path_trust(&s.dir, "publish_dir", true)
+        .map_err(PublishError::Refused)?;
+    ensure_dir(&s.dir, true)?;
+    ensure_dir(&s.dir.join(&s.instance), false)?;
+    ensure_dir(&target.job_dir, false)?;
+    let log_dir = log
+        .parent()
+        .ok_or_else(|| PublishError::Refused(format!("{} has no folder", log.display())))?;
+    let files = list(log_dir, s.caps.files)?;
+    let tmp = target.job_dir.join(format!("{TEMP_PREFIX}{}", rec.run_id));
+    remove(&tmp);
+    public::create_dir(&tmp).map_err(at(&tmp))?;
+    let copied = copy_all(s, folder, log_dir, &files, &tmp);
+    let out = match copied {
+        Ok(out) => out,
+        Err(e) => {
+            remove(&tmp);
+            return Err(e);
+        }
+    };
+    let dest = target.run_dir();
+    if let Err(e) = std::fs::rename(&tmp, &dest) {
+        remove(&tmp);
+        return Err(at(&dest)(e));
+    }
+    if !dest.join("log.html").exists() {
+        return Err(PublishError::Refused(format!(
+            "{} was not published ({})",
+            log.display(),
+            out.skipped.join("; ")
+        )));
+    }
+    let log_url = target.file_url("log.html");
+    if let Some(t) = &mut rec.tests {
+        for r in t.results.iter_mut().filter(|r| r.status == "FAIL") {
+            r.url =
+                r.id.as_deref()
+                    .and_then(|id| publish_plan::test_url(&log_url, id));
+        }
+    }
+    rec.log_url = Some(log_url);
+    latest(&target)?;
+    retain(&target.job_dir, s.keep);
+    Ok(out)
+}
+
+/// Makes `dir` if it is missing; refuses a link or a non-folder in its place (only the daemon
+/// writes below `publish_dir`, so a link there is someone else's doing). `top`: the admin's
+/// `publish_dir` itself, created with its parents.
+fn ensure_dir(dir: &Path, top: bool) -> Result<(), PublishError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(PublishError::Refused(format!(
+            "{} is not a folder (a link or a file); not published there",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if top {
+                if let Some(p) = dir.parent() {
+                    std::fs::create_dir_all(p).map_err(at(p))?;
+                }
+            }
+            match public::create_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => ensure_dir(dir, false),
+                r => r.map_err(at(dir)),
+            }
+        }
+        Err(e) => Err(at(dir)(e)),
+    }
+}
+
+/// The files to publish in `log_dir`, relative, `/`-separated: those [`publish_plan::wanted`]
+/// names, in a folder that is a real folder (no link at any step of the way down from
+/// `log_dir`), at most `max`.
+fn list(log_dir: &Path, max: usize) -> Result<Vec<String>, PublishError> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<String> = vec![String::new()];
+    dirs.extend(IMAGE_DIRS.iter().map(|d| d.to_string()));
+    for rel in dirs {
+        let mut dir = log_dir.to_path_buf();
+        let mut real = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        for step in rel.split('/').filter(|s| !s.is_empty()) {
+            dir.push(step);
+            real = real && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        }
+        if !real {
+            continue;
+        }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if rel.is_empty() => return Err(at(&dir)(e)),
+            Err(_) => continue,
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .map(|n| {
+                if rel.is_empty() {
+                    n
+                } else {
+                    format!("{rel}/{n}")
+                }
+            })
+            .filter(|n| publish_plan::wanted(n).is_some())
+            .collect();
+        names.sort();
+        out.extend(names);
+    }
+    // The pages first: a run with too many screenshots still gets its log.
+    out.sort_by_key(|n| publish_plan::wanted(n) != Some(publish_plan::FileKind::Page));
+    out.truncate(max);
+    Ok(out)
+}
+
+/// Copies `files` from `log_dir` (through `folder`) into `tmp`, within the caps.
+fn copy_all(
+    s: &Settings,
+    folder: &dyn RunFolder,
+    log_dir: &Path,
+    files: &[String],
+    tmp: &Path,
+) -> Result<Outcome, PublishError> {
+    let mut out = Outcome::default();
+    for rel in files {
+        let Some(kind) = publish_plan::wanted(rel) else {
+            continue;
+        };
+        let cap = s.caps.of(kind).min(s.caps.total.saturating_sub(out.bytes));
+        let src_path = rel.split('/').fold(log_dir.to_path_buf(), |p, n| p.join(n));
+        let mut src = match folder.open(&src_path) {
+            Ok(f) => f,
+            Err(e) => {
+                out.skipped.push(format!("{rel}: {e}"));
+                continue;
+            }
+        };
+        let len = src.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if len > cap {
+            out.skipped
+                .push(format!("{rel}: {len} bytes, over the cap of {cap}"));
+            continue;
+        }
+        let mut dest = tmp.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for dir in &parts[..parts.len() - 1] {
+            dest.push(dir);
+            if !dest.is_dir() {
+                public::create_dir(&dest).map_err(at(&dest))?;
+            }
+        }
+        dest.push(parts[parts.len() - 1]);
+        let mut file = public::create_file(&dest).map_err(at(&dest))?;
+        // The file may grow while it is copied: the cap holds for what is read, not what
+        // the size said.
+        let copied = copy_capped(&mut src, &mut file, cap).map_err(at(&dest))?;
+        if copied > cap {
+            drop(file);
+            let _ = std::fs::remove_file(&dest);
+            out.skipped
+                .push(format!("{rel}: grew over the cap of {cap} bytes"));
+            continue;
+        }
+        out.files += 1;
+        out.bytes += copied;
+    }
+    Ok(out)
+}
+
+/// Copies at most `cap + 1` bytes (one more tells that the source was larger).
+fn copy_capped(src: &mut impl Read, dest: &mut impl Write, cap: u64) -> io::Result<u64> {
+    let n = io::copy(&mut src.take(cap.saturating_add(1)), dest)?;
+    dest.flush()?;
+    Ok(n)
+}
+
+/// Points the job's `latest.html` (and on Unix its `latest` link) at the run just published.
+fn latest(target: &Target) -> Result<(), PublishError> {
+    let page = target.job_dir.join(LATEST_PAGE);
+    let tmp = target.job_dir.join(format!("{TEMP_PREFIX}{LATEST_PAGE}"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = public::create_file(&tmp).map_err(at(&tmp))?;
+    f.write_all(publish_plan::latest_page(&target.run_id).as_bytes())
+        .map_err(at(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &page).map_err(at(&page))?;
+    let link = target.job_dir.join(LATEST_LINK);
+    let tmp = target.job_dir.join(format!("{TEMP_PREFIX}{LATEST_LINK}"));
+    public::replace_link(&target.run_id, &link, &tmp).map_err(at(&link))
+}
+
+/// Removes the job's published runs beyond the newest `keep`; a failure is logged (the next
+/// run tries again).
+fn retain(job_dir: &Path, keep: usize) {
+    let names: Vec<String> = match std::fs::read_dir(job_dir) {
+        Ok(e) => e
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot list {}: {e}", job_dir.display());
+            return;
+        }
+    };
+    for old in publish_plan::to_remove(&names, keep) {
+        remove(&job_dir.join(old));
+    }
+}
+
+/// Removes a tree the daemon made below `publish_dir` (no link followed, no recursion).
+fn remove(path: &Path) {
+    use crate::service::sys::tree::{remove_tree_fully, Rights};
+    if let Err(e) = remove_tree_fully(path, Rights::Daemon, Duration::from_secs(10)) {
+        tracing::warn!("cannot remove {}: {e}", path.display());
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    struct Plain(PathBuf);
+    impl RunFolder for Plain {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+        fn open(&self, path: &Path) -> io::Result<File> {
+            let rel = path
+                .strip_prefix(&self.0)
+                .map_err(|_| io::Error::other("outside"))?;
+            crate::service::sys::open_beneath(&self.0, rel)
+        }
+        fn open_log(&self, path: &Path) -> io::Result<File> {
+            File::open(path)
+        }
+    }
+
+    fn settings(dir: &Path) -> Settings {
+        Settings {
+            dir: dir.join("pub"),
+            url: "http://h/robot".into(),
+            instance: "sys".into(),
+            keep: 2,
+            caps: Caps {
+                page: 1000,
+                image: 100,
+                total: 1150,
+                files: 10,
+            },
+        }
+    }
+
+    fn record(run: &Path, id: &str) -> RunRecord {
+        let mut r = RunRecord::journal(
+            "web",
+            id.into(),
+            run.to_path_buf(),
+            chrono::Utc::now(),
+            crate::model::record::Trigger::Schedule,
+            60.0,
+        );
+        r.log = Some(run.join("log.html"));
+        r
+    }
+
+    #[test]
+    fn pages_and_screenshots_are_copied_links_and_oversized_files_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir_all(run.join("browser/screenshot")).unwrap();
+        std::fs::write(run.join("log.html"), "<html>log</html>").unwrap();
+        std::fs::write(run.join("report.html"), "report").unwrap();
+        std::fs::write(run.join("output.xml"), "<robot/>").unwrap();
+        std::fs::write(run.join("selenium-screenshot-1.png"), "png").unwrap();
+        std::fs::write(run.join("big.png"), vec![0u8; 200]).unwrap();
+        std::fs::write(run.join("browser/screenshot/b.png"), "png2").unwrap();
+        std::fs::write(tmp.path().join("secret"), "s").unwrap();
+        symlink(tmp.path().join("secret"), run.join("evil.png")).unwrap();
+        let s = settings(tmp.path());
+        let mut rec = record(&run, "20260101T000000Z-1");
+        let out = publish(&s, &mut rec, &Plain(run.clone())).unwrap();
+        let dest = s.dir.join("sys/web/20260101T000000Z-1");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("log.html")).unwrap(),
+            "<html>log</html>"
+        );
+        assert!(dest.join("report.html").is_file());
+        assert!(dest.join("selenium-screenshot-1.png").is_file());
+        assert!(dest.join("browser/screenshot/b.png").is_file());
+        assert!(!dest.join("output.xml").exists());
+        assert!(!dest.join("big.png").exists());
+        assert!(!dest.join("evil.png").exists());
+        assert_eq!(out.files, 4, "{out:?}");
+        assert_eq!(out.skipped.len(), 2, "{out:?}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dest.join("log.html")), 0o644);
+        assert_eq!(mode(&dest), 0o755);
+        assert_eq!(
+            rec.log_url.as_deref(),
+            Some("http://h/robot/sys/web/20260101T000000Z-1/log.html")
+        );
+        let latest = s.dir.join("sys/web/latest");
+        assert_eq!(
+            std::fs::read_link(&latest).unwrap(),
+            Path::new("20260101T000000Z-1")
+        );
+        assert!(std::fs::read_to_string(s.dir.join("sys/web/latest.html"))
+            .unwrap()
+            .contains("20260101T000000Z-1/log.html"));
+        // Retention: two kept.
+        for id in ["20260101T000000Z-2", "20260101T000000Z-3"] {
+            let mut rec = record(&run, id);
+            publish(&s, &mut rec, &Plain(run.clone())).unwrap();
+        }
+        let mut left: Vec<String> = std::fs::read_dir(s.dir.join("sys/web"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "20260101T000000Z-2",
+                "20260101T000000Z-3",
+                "latest",
+                "latest.html"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_link_in_the_published_tree_or_a_bad_name_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("log.html"), "log").unwrap();
+        let s = settings(tmp.path());
+        std::fs::create_dir_all(&s.dir).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        symlink(&elsewhere, s.dir.join("sys")).unwrap();
+        let mut rec = record(&run, "20260101T000000Z-1");
+        let e = publish(&s, &mut rec, &Plain(run.clone())).unwrap_err();
+        assert!(e.to_string().contains("not a folder"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(rec.log_url.is_none());
+        let mut rec = record(&run, "../x");
+        assert!(publish(&s, &mut rec, &Plain(run)).is_err());
+    }
+}
