@@ -6,7 +6,7 @@
 use crate::config::{self, Config};
 use crate::report::{self, Report};
 use crate::state::{self, Durability, StateDir, StopMode, StopRequest};
-use crate::{agent, ctrl, daemon, lock, run, sys};
+use crate::{agent, ctrl, daemon, lock, sys};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -810,8 +810,7 @@ fn run_once(path: &Path, name: &str) -> i32 {
         return 2;
     }
     sys::set_private_umask();
-    // As a daemon is: descendants that leave the run's process group become our children
-    // when their parents die, so the run's end still reaches them.
-    run::become_subreaper();
+    // With no daemon running, this process becomes a one-shot daemon, with the daemon's
+    // spawner (the reaper of what the run leaves behind, too).
     crate::once::run(&cfg, &job.name, path)
 }

@@ -4,9 +4,17 @@
 //! unit tests would hold other tests' lock files open in the children for a moment.
 #![cfg(unix)]
 
-use robotmk_daemon::run::{spawn, RunSpec};
+use robotmk_daemon::run::{RunSpec, Spawner};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// One spawner for this test binary, as a daemon has one: once it inherits orphans (the second
+/// test), a child of another spawner's would be taken for one.
+fn spawner() -> &'static Spawner {
+    static SPAWNER: OnceLock<Spawner> = OnceLock::new();
+    SPAWNER.get_or_init(|| Spawner::new().expect("a spawner"))
+}
 
 #[test]
 fn every_exit_of_a_burst_of_spawns_is_reported() {
@@ -21,12 +29,12 @@ fn every_exit_of_a_burst_of_spawns_is_reported() {
             working_dir: dir.path().to_path_buf(),
             stdout: dir.path().join(format!("out{i}")),
             stderr: dir.path().join(format!("err{i}")),
-            user: None,
         };
-        spawn(spec, move |pid, _| {
-            let _ = tx.send(pid);
-        })
-        .unwrap();
+        spawner()
+            .spawn(spec, move |pid, _| {
+                let _ = tx.send(pid);
+            })
+            .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut got = 0;
@@ -64,7 +72,7 @@ fn children() -> Vec<(u32, String)> {
 /// exit with a code of their own.
 #[test]
 fn orphans_are_collected_and_no_runner_exit_is_taken_for_one() {
-    robotmk_daemon::run::become_subreaper();
+    spawner().become_subreaper();
     let dir = tempfile::tempdir().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let n = 400;
@@ -83,12 +91,12 @@ fn orphans_are_collected_and_no_runner_exit_is_taken_for_one() {
             working_dir: dir.path().to_path_buf(),
             stdout: dir.path().join(format!("o{i}")),
             stderr: dir.path().join(format!("e{i}")),
-            user: None,
         };
-        let pid = spawn(spec, move |pid, exit| {
-            let _ = tx.send((pid, exit));
-        })
-        .unwrap();
+        let pid = spawner()
+            .spawn(spec, move |pid, exit| {
+                let _ = tx.send((pid, exit));
+            })
+            .unwrap();
         expected.insert(pid, code);
     }
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -161,6 +161,8 @@ pub struct Daemon {
     /// Page faults and time when memory was last handed back (see `memory`); `None` before
     /// the first time.
     released: Option<(u64, Instant)>,
+    /// Starts every child of this process and ends the runs' trees (see `run`).
+    spawner: crate::run::Spawner,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -203,9 +205,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     }
     sys::set_private_umask();
     sys::memory::tune_allocator();
-    // Descendants of runs that leave their process group become our children when their
-    // parents die, so a timeout can still find and end them.
-    crate::run::become_subreaper();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
     let cfg = match memory::load_config(&opts.config) {
@@ -314,12 +313,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
         lifecycle::Begun::default()
     };
-    match crate::run::enable_cgroups() {
-        Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
-        Err(why) => warn!(
-            "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
-        ),
-    }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
             "cannot reserve {}: {e}; a full disk may go unreported",
@@ -348,6 +341,17 @@ impl Daemon {
         locked_at: chrono::DateTime<Utc>,
         begun: lifecycle::Begun,
     ) -> Result<Daemon, String> {
+        // Every child of this process is started by this one spawner. Descendants of runs
+        // that leave their process group become our children when their parents die, so a
+        // timeout can still find and end them.
+        let spawner = crate::run::Spawner::new().map_err(|e| format!("cannot start runs: {e}"))?;
+        spawner.become_subreaper();
+        match spawner.enable_cgroups() {
+            Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
+            Err(why) => warn!(
+                "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
+            ),
+        }
         let (tx, rx) = mpsc::channel();
         let me = sys::ProcessId::current();
         let info = DaemonInfo {
@@ -370,7 +374,7 @@ impl Daemon {
         };
         let mut control = control::Control::new(&state, opts.run_flag.clone(), locked_at);
         let tx_inherited = std::sync::Mutex::new(tx.clone());
-        crate::run::on_inherited_exit(move || {
+        spawner.on_inherited_exit(move || {
             let _ = tx_inherited
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -403,6 +407,7 @@ impl Daemon {
             finishing: 0,
             envs: envs::Side::default(),
             released: None,
+            spawner,
         };
         d.publish_agent_mode();
         info!(
@@ -493,7 +498,7 @@ impl Daemon {
             }
         }
         self.envs_stop();
-        crate::run::cleanup();
+        self.spawner.cleanup();
         self.info.phase = "stopped".into();
         self.dirty = true;
         self.flush_status(true);

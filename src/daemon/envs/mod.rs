@@ -24,7 +24,7 @@ mod worker;
 
 use super::Daemon;
 use crate::pyenv::{self, EnvSpec, EnvState};
-use crate::run::{self, ExitInfo, RunSpec};
+use crate::run::{ExitInfo, RunSpec};
 use crate::sys::UserInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -133,6 +133,7 @@ impl Daemon {
                 self.state.clone(),
                 self.tx.clone(),
                 Arc::clone(&self.envs.builds),
+                self.spawner.clone(),
             ) {
                 Ok(tx) => self.envs.tx = Some(tx),
                 Err(e) => {
@@ -292,7 +293,7 @@ impl Daemon {
             std::mem::take(&mut *self.envs.builds.lock().unwrap_or_else(|e| e.into_inner()));
         for (key, (pgid, dir)) in builds {
             info!(env = %key, "ending the environment build in flight");
-            run::kill_tree(pgid, &dir);
+            self.spawner.kill_tree(pgid, &dir);
         }
     }
 }
