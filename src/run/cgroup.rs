@@ -203,9 +203,12 @@ impl Cgroups {
     }
 
     /// The cgroups of these runs (those that have one).
-    pub fn of_runs(&self, pgids: &[u32]) -> Vec<PathBuf> {
+    pub fn of_runs<'a>(&self, pgids: impl IntoIterator<Item = &'a u32>) -> Vec<PathBuf> {
         let runs = lock(&self.runs);
-        pgids.iter().filter_map(|p| runs.get(p).cloned()).collect()
+        pgids
+            .into_iter()
+            .filter_map(|p| runs.get(p).cloned())
+            .collect()
     }
 
     /// Removes the run's cgroup once it is empty (kept, to be retried, while it is not).

@@ -13,7 +13,7 @@
 //! (`waitid(P_ALL)`) and decides the same way (documented in docs/RELIABILITY.md).
 
 use super::{pidfd_open, pipe, ExitInfo, Shared};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,8 +101,9 @@ impl Reaper {
         lock(&self.children).contains_key(&pid)
     }
 
-    /// The PIDs of the runners in flight.
-    pub(super) fn runners(&self) -> Vec<u32> {
+    /// The PIDs of the runners in flight (a set: a run's end looks up each child of this
+    /// process in it, and a thousand runs may be in flight).
+    pub(super) fn runners(&self) -> HashSet<u32> {
         lock(&self.children).keys().copied().collect()
     }
 
