@@ -7,10 +7,14 @@
 //! they exit: a SIGCHLD handler wakes the reaper, which peeks at the exited child with
 //! `waitid(WNOWAIT)` before it collects it, and collects it as an orphan only if it is no
 //! runner — a spawn holds the [`Reaper::gate`] from before its child exists until the runner
-//! is registered, and the reaper takes it before it decides. Such a process must therefore
-//! start every child of its own through its one spawner: any other child's exit would be
-//! collected as an orphan's. On a kernel without pidfds the reaper waits for any child
-//! (`waitid(P_ALL)`) and decides the same way (documented in docs/RELIABILITY.md).
+//! is registered, and the reaper takes it before it decides — and no helper of the daemon's
+//! own: those are recorded in `sys::children` under its lock from before they exist until
+//! their starter has collected them, and the reaper holds that lock too when it decides
+//! (always after the gate). So **every child of such a process is started either by its one
+//! spawner or through `sys::children::start`**: any other child would be taken for an orphan
+//! of a run, ended at a run's end, and collected under its starter's feet. On a kernel
+//! without pidfds the reaper waits for any child (`waitid(P_ALL)`) and decides the same way
+//! (documented in docs/RELIABILITY.md).
 
 use super::{pidfd_open, pipe, ExitInfo, Shared};
 use std::collections::{HashMap, HashSet};
@@ -190,9 +194,17 @@ fn collect_exited(s: &Shared) {
             r.reap_runner(pid)
         } else {
             let gate = r.gate();
+            let own = crate::sys::children::hold();
             if r.is_runner(pid) {
-                drop(gate);
+                drop((own, gate));
                 r.reap_runner(pid)
+            } else if own.is_own(pid) {
+                // A helper of the daemon's own (`sys::children`): its starter collects it.
+                // `waitid(P_ALL)` would show it again and again, so the rest are looked up
+                // by PID instead.
+                drop((own, gate));
+                inherited |= collect_each_exited(s);
+                break;
             } else {
                 inherited = true;
                 s.tree.collect_inherited(pid)
@@ -205,6 +217,27 @@ fn collect_exited(s: &Shared) {
     if inherited {
         r.inherited_exited();
     }
+}
+
+/// Collects, one by one, each child of this process that has exited and is neither a runner
+/// nor a helper of the daemon's own: while an exited helper waits for its starter,
+/// `waitid(P_ALL)` shows only that one. True if any was collected.
+fn collect_each_exited(s: &Shared) -> bool {
+    let r = &s.reaper;
+    let mut any = false;
+    for pid in super::tree::children_of("self") {
+        if r.is_runner(pid) {
+            r.reap_runner(pid);
+            continue;
+        }
+        let gate = r.gate();
+        let own = crate::sys::children::hold();
+        if !r.is_runner(pid) && !own.is_own(pid) {
+            any |= s.tree.collect_inherited(pid);
+        }
+        drop((own, gate));
+    }
+    any
 }
 
 /// The PID of a child that has exited, left uncollected (`flags`: `WNOHANG`, or 0 to wait).
@@ -289,12 +322,18 @@ pub(super) fn run(s: &Shared) {
 
 /// The fallback without pidfds: wait for any child to exit, then collect it as
 /// [`collect_exited`] does (a runner by its PID, under the gate). Every child of this process
-/// is collected here, whoever started it.
+/// is collected here but the daemon's own helpers (`sys::children`), which their starters
+/// collect.
 fn run_without_pidfds(s: &Shared) {
     let r = &s.reaper;
     loop {
-        if peek(0).is_some() {
+        if let Some(pid) = peek(0) {
             collect_exited(s);
+            if crate::sys::children::hold().is_own(pid) {
+                // Its starter collects it in a moment; until then `peek` would show it again
+                // at once. A pause rather than a spin (exits meanwhile wait that long).
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             continue;
         }
         if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {

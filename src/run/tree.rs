@@ -140,7 +140,7 @@ impl Proc {
 }
 
 /// The children of `pid` (every thread's), from /proc.
-fn children_of(pid: &str) -> Vec<u32> {
+pub(super) fn children_of(pid: &str) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -202,16 +202,21 @@ fn claim(s: &Shared, pgid: u32) {
     }
     // No runner can be registered meanwhile: one spawned an instant ago is never an orphan.
     let _gate = s.reaper.gate();
+    // Nor is a helper of the daemon's own (a user's folder being removed with that user's
+    // rights): see `sys::children`.
+    let own = crate::sys::children::hold();
     let mut claims = lock(&s.tree.claims);
     let runners = s.reaper.runners();
     let new: Vec<u32> = children_of("self")
         .into_iter()
         .filter(|p| {
             !runners.contains(p)
+                && !own.is_own(*p)
                 && !claims.contains_key(p)
                 && crate::sys::process_start_time(*p).is_some()
         })
         .collect();
+    drop(own);
     if new.is_empty() {
         return;
     }

@@ -3,6 +3,8 @@
 //! for a freshly detached daemon.
 
 mod beneath;
+#[cfg(unix)]
+pub(crate) mod children;
 pub mod fatal;
 pub mod memory;
 pub mod tmp_link;
