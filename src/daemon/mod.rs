@@ -498,6 +498,15 @@ impl Daemon {
             }
         }
         self.envs_stop();
+        // Nothing a run left may outlive this process as a zombie nobody collects (`run-once`
+        // exited with Chromium's killed helpers still its children).
+        let left = self.spawner.end_orphans(self.cfg.daemon.stop_grace);
+        if !left.is_empty() {
+            warn!(
+                ?left,
+                "processes finished runs left behind are still there at exit"
+            );
+        }
         self.spawner.cleanup();
         self.info.phase = "stopped".into();
         self.dirty = true;

@@ -29,6 +29,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// At most this many descendants are walked per root (a fork bomb must not stall the loop; the
 /// next look finds the rest).
@@ -229,6 +230,69 @@ fn claim(s: &Shared, pgid: u32) {
         if !held {
             claims.insert(pid, pgid);
         }
+    }
+}
+
+/// How long, after its stop grace, an exiting subreaper waits for the orphans it SIGKILLed to
+/// be collected (a killed process may take a moment in the kernel: a file system's wait).
+const KILLED_WAIT: Duration = Duration::from_secs(5);
+
+/// The children of this process that are orphans of runs no live run holds, zombies
+/// included: neither runners nor the daemon's own helpers, nor (with cgroups) in the cgroup
+/// of a live run. Under the gate and the helpers' record, as [`claim`] decides.
+fn orphans(s: &Shared) -> Vec<u32> {
+    let _gate = s.reaper.gate();
+    let own = crate::sys::children::hold();
+    let runners = s.reaper.runners();
+    let left: Vec<u32> = children_of("self")
+        .into_iter()
+        .filter(|p| !runners.contains(p) && !own.is_own(*p))
+        .collect();
+    drop(own);
+    let live = s.cgroups.of_runs(&runners);
+    if live.is_empty() {
+        return left;
+    }
+    left.into_iter()
+        .filter(|p| {
+            !s.cgroups
+                .of_process(*p)
+                .is_some_and(|cg| live.contains(&cg))
+        })
+        .collect()
+}
+
+/// At the exit of a process that inherits orphans (the daemon, `run-once`): ends every orphan
+/// of a run it holds (SIGTERM to each and its descendants once, SIGKILL from `grace` on) and
+/// collects each, waiting until none is left or `grace` plus [`KILLED_WAIT`] has passed.
+/// Whatever it left would be PID 1's, or an outer subreaper's, which may never collect a
+/// zombie. Returns the PIDs still left when it gave up.
+pub(super) fn end_orphans(s: &Shared, grace: Duration) -> Vec<u32> {
+    if !s.reaper.inherits() {
+        return Vec::new();
+    }
+    let start = Instant::now();
+    loop {
+        let left = orphans(s);
+        let waited = start.elapsed();
+        if left.is_empty() || waited >= grace + KILLED_WAIT {
+            return left;
+        }
+        let sig = if waited >= grace {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
+        for pid in left {
+            // A zombie is collected here (or by the reaper, whichever comes first); the PID
+            // is ours until then, so the tree below is the orphan's.
+            if !s.tree.collect_inherited(pid) {
+                for p in tree_of(pid) {
+                    p.tell(sig, &s.tree.told);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

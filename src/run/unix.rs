@@ -285,6 +285,15 @@ impl Spawner {
         self.s.cgroups.enable()
     }
 
+    /// At exit, in a process that inherits orphans: ends and collects every orphan of a run
+    /// it holds (SIGTERM, SIGKILL after `grace`), so that none is left to PID 1 — which may
+    /// never collect a zombie — or an outer subreaper. Live runs and what their cgroups hold
+    /// are left alone (a next daemon adopts them). Returns the PIDs still there when it gave
+    /// up (`grace` and a few seconds more).
+    pub fn end_orphans(&self, grace: std::time::Duration) -> Vec<u32> {
+        tree::end_orphans(&self.s, grace)
+    }
+
     /// At exit: removes this process's own cgroup subtree, where empty.
     pub fn cleanup(&self) {
         self.s.cgroups.cleanup();

@@ -330,6 +330,12 @@ impl Spawner {
         Err("Windows holds runs in job objects".into())
     }
 
+    /// No orphans on Windows: a process is never handed to another parent, and a run's job
+    /// object holds all of it.
+    pub fn end_orphans(&self, _grace: std::time::Duration) -> Vec<u32> {
+        Vec::new()
+    }
+
     /// Nothing to remove at exit on Windows (job objects go with their last handle).
     pub fn cleanup(&self) {}
 }
