@@ -341,7 +341,8 @@ impl Daemon {
         locked_at: chrono::DateTime<Utc>,
         begun: lifecycle::Begun,
     ) -> Result<Daemon, String> {
-        // Every child of this process is started by this one spawner. Descendants of runs
+        // Every child of this process is started by this one spawner or, a helper of its own,
+        // through `sys::children` (see `run`'s reaper). Descendants of runs
         // that leave their process group become our children when their parents die, so a
         // timeout can still find and end them.
         let spawner = crate::run::Spawner::new().map_err(|e| format!("cannot start runs: {e}"))?;

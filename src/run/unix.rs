@@ -263,8 +263,9 @@ impl Spawner {
     /// Makes this process the reaper of its orphaned descendants (Linux
     /// `PR_SET_CHILD_SUBREAPER`), so what a run leaves behind becomes its child instead of
     /// init's: still in reach, and collected once it exits. From now on every child of this
-    /// process that is no runner of this spawner is taken for such an orphan: a process that
-    /// calls this has one spawner and starts every child through it.
+    /// process that is no runner of this spawner, nor a helper recorded in `sys::children`, is
+    /// taken for such an orphan: a process that calls this has one spawner and starts every
+    /// child through it or through `sys::children::start`.
     pub fn become_subreaper(&self) {
         // SAFETY: prctl with one integer argument.
         unsafe {
