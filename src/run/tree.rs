@@ -65,20 +65,26 @@ impl Tree {
     /// signalled.
     pub(super) fn collect_inherited(&self, pid: u32) -> bool {
         let mut claims = lock(&self.claims);
-        // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG,
-            )
-        };
+        let collected = collect_now(pid);
         claims.remove(&pid);
-        // SAFETY: si_pid is set by a successful waitid that found a child.
-        r == 0 && unsafe { info.si_pid() } != 0
+        collected
     }
+}
+
+/// Collects the child `pid` if it has exited (never blocks); true if it was collected now.
+fn collect_now(pid: u32) -> bool {
+    // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: si_pid is set by a successful waitid that found a child.
+    r == 0 && unsafe { info.si_pid() } != 0
 }
 
 /// A process named by a pidfd where the kernel has them (else by PID alone).
@@ -239,16 +245,13 @@ const KILLED_WAIT: Duration = Duration::from_secs(5);
 
 /// The children of this process that are orphans of runs no live run holds, zombies
 /// included: neither runners nor the daemon's own helpers, nor (with cgroups) in the cgroup
-/// of a live run. Under the gate and the helpers' record, as [`claim`] decides.
-fn orphans(s: &Shared) -> Vec<u32> {
-    let _gate = s.reaper.gate();
-    let own = crate::sys::children::hold();
+/// of a live run. The caller holds the gate and the helpers' record, as [`claim`] does.
+fn orphans(s: &Shared, own: &crate::sys::children::Held) -> Vec<u32> {
     let runners = s.reaper.runners();
     let left: Vec<u32> = children_of("self")
         .into_iter()
         .filter(|p| !runners.contains(p) && !own.is_own(*p))
         .collect();
-    drop(own);
     let live = s.cgroups.of_runs(&runners);
     if live.is_empty() {
         return left;
@@ -273,24 +276,34 @@ pub(super) fn end_orphans(s: &Shared, grace: Duration) -> Vec<u32> {
     }
     let start = Instant::now();
     loop {
-        let left = orphans(s);
         let waited = start.elapsed();
-        if left.is_empty() || waited >= grace + KILLED_WAIT {
-            return left;
-        }
         let sig = if waited >= grace {
             libc::SIGKILL
         } else {
             libc::SIGTERM
         };
-        for pid in left {
-            // A zombie is collected here (or by the reaper, whichever comes first); the PID
-            // is ours until then, so the tree below is the orphan's.
-            if !s.tree.collect_inherited(pid) {
+        let left = {
+            // Each look under the gate, the helpers' record and the claims (the reaper's
+            // order): no orphan is collected by the reaper meanwhile, so none of these PIDs
+            // is another process's while it is signalled, and none is a new child's.
+            let _gate = s.reaper.gate();
+            let own = crate::sys::children::hold();
+            let mut claims = lock(&s.tree.claims);
+            let mut left = orphans(s, &own);
+            left.retain(|&pid| {
+                if collect_now(pid) {
+                    claims.remove(&pid);
+                    return false;
+                }
                 for p in tree_of(pid) {
                     p.tell(sig, &s.tree.told);
                 }
-            }
+                true
+            });
+            left
+        };
+        if left.is_empty() || waited >= grace + KILLED_WAIT {
+            return left;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
