@@ -122,6 +122,12 @@ pub fn body_each(jobs: &[JobStatus], instance: &str, f: &mut dyn FnMut(BodyLine)
         f(BodyLine::Fixed(LOCAL_HEADER.into()));
         for job in &mine {
             f(BodyLine::Check(job_template(job, instance)));
+            // The per-test checks belong to the same host as the job's.
+            if job.services == Services::PerTest {
+                test_templates(job, instance)
+                    .into_iter()
+                    .for_each(|t| f(BodyLine::Check(t)));
+            }
         }
         f(BodyLine::Fixed("<<<<>>>>".into()));
     }
@@ -141,11 +147,8 @@ const MAX_NOTE: usize = 500;
 
 /// `s` cut to `max` characters, on one line, without the quote that ends a service name.
 fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .take(max)
-        .collect();
+    // Nor a literal `\n`, which would start the check's details there.
+    let mut out: String = crate::check_details::text(s).chars().take(max).collect();
     if s.chars().count() > max {
         out.push('…');
     }
@@ -289,20 +292,17 @@ pub fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
         return Vec::new();
     };
     let deadlines = job.checkmk.deadlines();
-    let mut seen = std::collections::HashMap::new();
-    for r in &t.results {
-        *seen.entry(r.name.as_str()).or_insert(0u32) += 1;
-    }
+    // Unique, acceptable to Checkmk and stable from run to run: see `checkmk_names`.
+    let names = crate::checkmk_names::test_names(
+        t.results
+            .iter()
+            .map(|r| (r.suite.as_str(), r.name.as_str())),
+    );
     let level = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     t.results
         .iter()
-        .map(|r| {
-            let name = if seen.get(r.name.as_str()).copied().unwrap_or(0) > 1 {
-                format!("{}.{}", r.suite, r.name)
-            } else {
-                r.name.clone()
-            };
-            let name = one_line(&name.replace('"', "'"), crate::robot::MAX_TEXT);
+        .zip(names)
+        .map(|(r, name)| {
             let mut state = match r.status.as_str() {
                 "PASS" | "SKIP" => 0,
                 "FAIL" => 2,
@@ -320,7 +320,8 @@ pub fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
                 }
             }
             if let Some(m) = &r.message {
-                let _ = write!(text, ": {}", one_line(m, crate::robot::MAX_TEXT));
+                let m = crate::check_details::text(m);
+                let _ = write!(text, ": {}", one_line(&m, crate::robot::MAX_TEXT));
             }
             let metrics = r.elapsed_s.map_or("-".into(), |e| {
                 let (w, c) = (
@@ -542,7 +543,12 @@ pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     }
     let mut metrics = metrics(job, last);
     let mut head = "last run ".to_string();
-    let mut details = String::new();
+    // Which tests failed, in the details (Checkmk's long output), for every robot result.
+    let mut details = last
+        .tests
+        .as_ref()
+        .map(crate::check_details::tests)
+        .unwrap_or_default();
     if let Some(p) = &last.plugin {
         // The plugin's word decides, like Checkmk's MRPE: its exit code (or the timeout's
         // configured state), not the run's outcome.

@@ -8,6 +8,8 @@
 
 pub mod agent;
 pub mod agent_mode;
+pub(crate) mod check_details;
+pub(crate) mod checkmk_names;
 pub mod cli;
 pub mod completions;
 pub mod config;

@@ -360,9 +360,13 @@ fn per_test_detail_suite_runtime_and_per_test_services() {
     let suite_runtime = format!("suite_runtime={:.3}", api.elapsed);
     assert!(job.contains(&suite_runtime), "{suite_runtime} in {job}");
     assert!(job.contains("runtime="), "{job}");
+    // Issue 22: the per-test list follows as details (after a literal `\n`).
     assert!(
-        job.ends_with(&format!("; log: {}", log.display())),
-        "the text ends with the log: {job}"
+        job.split("\\n")
+            .next()
+            .unwrap()
+            .ends_with(&format!("; log: {}", log.display())),
+        "the summary ends with the log: {job}"
     );
     // Passes sleeps past the 1ms warning level; a failure is CRIT whatever its runtime.
     for (name, state) in [("Passes", '1'), ("Fails", '2')] {

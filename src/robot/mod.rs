@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod budget;
 pub mod collect;
 pub mod json;
+mod merged;
 pub mod xml;
 
 use crate::state::record::{Attempt, Outcome, RunRecord, TestStats, STDERR_FILE, STDOUT_FILE};
