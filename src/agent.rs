@@ -3,7 +3,8 @@
 //! results show up in Checkmk with no plugin on the server.
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
-//! WARN after an interrupted or killed run, UNKNOWN before its first result; a run whose
+//! WARN after an interrupted run (a run an admin stopped leaves the last complete result in
+//! place, with a note: see `state::stopped`), UNKNOWN before its first result; a run whose
 //! output is lost (the runner removed its folder) is at least WARN; a result is at least WARN
 //! once the next due run is overdue and CRIT once the one after it is too (see
 //! [`crate::staleness`]), and WARN or CRIT when its runtime reaches the job's levels.
@@ -456,7 +457,9 @@ fn outcome_state(o: Outcome) -> u8 {
     match o {
         Outcome::Success => 0,
         Outcome::Failure | Outcome::Timeout | Outcome::Error => 2,
-        Outcome::Interrupted | Outcome::Killed | Outcome::Skipped => 1,
+        // An admin's stop (`stop --now`) is no finding; its note says what happened.
+        Outcome::Killed => 0,
+        Outcome::Interrupted | Outcome::Skipped => 1,
     }
 }
 

@@ -13,6 +13,7 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 fn need_robot() -> Option<PathBuf> {
     let r = test_robot();
@@ -228,4 +229,127 @@ fn every_test_is_its_own_service_with_robots_status() {
     assert!(checks_of(&out, None, "Robotmk t json").is_empty(), "{out}");
     let section: Value = parse_section(&out);
     assert_eq!(section["jobs"].as_array().unwrap().len(), 2);
+}
+
+/// The job's check (on the agent's host) in ctrl's output.
+fn job_check(inst: &Instance, job: &str) -> LocalCheck {
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+    parse_ok(&out).check(None, &format!("Robotmk t {job}"))
+}
+
+#[test]
+fn a_retried_test_shows_its_own_message_first() {
+    let Some(robot) = need_robot() else { return };
+    let inst = Instance::new("", "");
+    let suite = inst.dir.path().join("shop.robot");
+    std::fs::write(
+        &suite,
+        "*** Test Cases ***\nCheckout Works\n    Should Be Equal    cart    empty\n",
+    )
+    .unwrap();
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"shop\"\nkind = \"robot\"\nrobot = \"{}\"\nsuite = \"{}\"\n\
+             every = \"1h\"\ntimeout = \"2m\"\nattempts = 2\nretry = \"failed\"\nservices = \"per-test\"\n",
+            robot.display(),
+            suite.display()
+        ),
+    );
+    assert_eq!(inst.run(&["run-once", "shop"]).status.code(), Some(1));
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+    let t = parse_ok(&out).check(None, "Robotmk t shop Checkout Works");
+    assert!(
+        t.summary.contains("FAIL in ")
+            && t.summary
+                .contains(": cart != empty (re-run, results merged, was FAIL)"),
+        "{t:?}"
+    );
+    assert!(!t.text.contains("re-executed"), "{t:?}");
+    let j = parse_ok(&out).check(None, "Robotmk t shop");
+    assert!(
+        j.details
+            .iter()
+            .any(|d| d.starts_with("FAIL Checkout Works (") && d.contains("): cart != empty")),
+        "{j:?}"
+    );
+}
+
+#[test]
+fn an_empty_result_file_says_what_happened() {
+    let job = "[[job]]\nname = \"empty\"\ncommand = [\"sh\", \"-c\", \": > $ROBOTMK_RUN_DIR/output.xml; exit 1\"]\nresult = \"{run_dir}/output.xml\"\nevery = \"1h\"\n";
+    let inst = Instance::new("", job);
+    inst.run(&["run-once", "empty"]);
+    let c = job_check(&inst, "empty");
+    assert_eq!(c.state_num(), 2, "{c:?}");
+    assert!(
+        c.summary.contains(
+            "output.xml is empty: the run exited with code 1 (no signal) without writing a result into it"
+        ),
+        "{c:?}"
+    );
+    for wrong in ["killed", "1 test failed", "signal 1"] {
+        assert!(!c.summary.contains(wrong), "{wrong}: {c:?}");
+    }
+}
+
+#[test]
+fn a_run_an_admin_stopped_leaves_the_last_result_with_a_note() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    let slow = inst.dir.path().join("slow");
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        &format!(
+            "[[job]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"if [ -e {0} ]; then sleep 300; fi\"]\n\
+             every = \"2s\"\ntimeout = \"10m\"\n",
+            slow.display()
+        ),
+    );
+    inst.ctrl_json();
+    assert!(
+        wait_for(Duration::from_secs(30), || !inst
+            .finished_records("long")
+            .is_empty()),
+        "a first complete run"
+    );
+    std::fs::write(&slow, "").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || inst
+            .records("long")
+            .iter()
+            .any(|r| r["outcome"].is_null() && r["pid"].is_u64())),
+        "a slow run in flight"
+    );
+    let out = inst.run(&["stop", "--now", "--timeout", "10s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)));
+    let recs = inst.finished_records("long");
+    let stopped = recs
+        .iter()
+        .find(|r| r["outcome"] == "killed")
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert!(
+        stopped["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stopped by an admin (stop --now)"),
+        "{stopped}"
+    );
+    std::fs::remove_file(&slow).unwrap();
+    // No run of its own before ctrl prints (every 1h goes on from the last due time).
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        "[[job]]\nname = \"long\"\ncommand = [\"true\"]\nevery = \"1h\"\ntimeout = \"10m\"\n",
+    );
+    // ctrl starts a daemon again; the job's check shows the last complete result.
+    let c = job_check(&inst, "long");
+    assert_eq!(c.state_num(), 0, "{c:?}");
+    assert!(c.summary.contains(": success"), "{c:?}");
+    let id = stopped["run_id"].as_str().unwrap();
+    assert!(
+        c.summary.contains(&format!(
+            "a later run ({id}) was stopped by an admin (stop --now) at "
+        )),
+        "{c:?}"
+    );
 }

@@ -191,6 +191,7 @@ pub(super) fn record_cause(rec: &RunRecord) -> String {
 /// Writes a final record and the job's latest result. `rec` is the caller's: what is learnt
 /// on the way (the run folder was gone) goes into the record the loop then publishes.
 pub(super) fn write_final(st: &crate::state::StateDir, rec: &mut RunRecord) -> std::io::Result<()> {
+    crate::state::stopped::mark(rec);
     if let Err(e) = rec.save() {
         if e.kind() != std::io::ErrorKind::NotFound {
             return Err(e);
@@ -208,15 +209,31 @@ pub(super) fn write_final(st: &crate::state::StateDir, rec: &mut RunRecord) -> s
             });
         }
         rec.save()?;
-        if rec.outcome != Some(Outcome::Skipped) {
-            record::update_latest(st, rec)?;
+        return write_latest(st, rec);
+    }
+    write_latest(st, rec)
+}
+
+/// The job's latest result after `rec`: a skipped run is none, and a run an admin stopped
+/// leaves the last complete result in place (see `state::stopped`).
+fn write_latest(st: &crate::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
+    match rec.outcome {
+        Some(Outcome::Skipped) => Ok(()),
+        Some(Outcome::Killed) => {
+            let previous = crate::state::read_json::<RunRecord>(&st.latest_file(&rec.job))
+                .ok()
+                .flatten();
+            let latest = crate::state::stopped::latest_after(previous, rec);
+            // Written in place of the previous one (same finish time): update_latest keeps
+            // a newer one only.
+            crate::state::write_json(
+                &st.latest_file(&rec.job),
+                &latest,
+                crate::state::Durability::Sync,
+            )
         }
-        return Ok(());
+        _ => record::update_latest(st, rec),
     }
-    if rec.outcome != Some(Outcome::Skipped) {
-        record::update_latest(st, rec)?;
-    }
-    Ok(())
 }
 
 /// Completes a record: end time, duration, exit, outcome, test statistics.
@@ -520,7 +537,13 @@ impl Daemon {
         }
         if rec.outcome != Some(Outcome::Skipped) {
             if let Some(js) = self.jobs.get_mut(&rec.job) {
-                js.last = Some(Box::new((&rec).into()));
+                js.last = Some(Box::new(match rec.outcome {
+                    // The last complete result stays, with a note (see `state::stopped`).
+                    Some(Outcome::Killed) => {
+                        crate::state::stopped::last_after(js.last.take().map(|l| *l), &rec)
+                    }
+                    _ => (&rec).into(),
+                }));
                 if self.oneshot && rec.request.is_some() {
                     js.answered = Some(Box::new(rec));
                 }

@@ -37,6 +37,7 @@
 pub mod file;
 pub mod record;
 pub mod status;
+pub(crate) mod stopped;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
