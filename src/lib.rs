@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod agent_mode;
+pub(crate) mod build_error;
 pub(crate) mod check_details;
 pub(crate) mod checkmk_names;
 pub mod cli;

@@ -269,16 +269,21 @@ pub fn is_key(name: &str) -> bool {
 
 /// The last lines of a build log (at most [`TAIL_BYTES`]), for a failed build's error.
 pub fn log_tail(log: &Path) -> String {
+    log_end(log, TAIL_BYTES)
+}
+
+/// The last `bytes` of a build log, from a line boundary.
+pub fn log_end(log: &Path, bytes: u64) -> String {
     let Ok(mut f) = crate::state::file::open_read(log) else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = len.saturating_sub(TAIL_BYTES);
+    let from = len.saturating_sub(bytes);
     if f.seek(SeekFrom::Start(from)).is_err() {
         return String::new();
     }
     let mut buf = Vec::new();
-    let _ = f.take(TAIL_BYTES).read_to_end(&mut buf);
+    let _ = f.take(bytes).read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     // Start at a line boundary when the cut fell inside one.
     let text = match (from > 0, text.find('\n')) {
