@@ -37,6 +37,7 @@ pub const MAX_SECTION: usize = 16 * 1024 * 1024;
 
 /// Both sections, ready to print: every byte printable ([`crate::printable`]).
 pub fn render(report: &Report) -> String {
+    let _mode = crate::cached_view::Scope::new(cached_mode(report));
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
     out.push('\n');
@@ -67,6 +68,17 @@ pub fn render(report: &Report) -> String {
     }
     // The one gate to the agent (the fast path passes it too: `ctrl_view`).
     crate::printable::string(out)
+}
+
+/// The agent's cached mode as this report knows it: ctrl's own view (the plugin's folder),
+/// else `agent_cache_age` (the Windows agent tells a plugin nothing), as the daemon says.
+pub(crate) fn cached_mode(report: &Report) -> Option<&str> {
+    let ctrl = report.ctrl.as_ref().and_then(|c| c.mode.as_deref());
+    ctrl.filter(|m| m.starts_with("cached")).or(report
+        .daemon
+        .agent_mode
+        .as_deref()
+        .filter(|m| m.ends_with("(agent_cache_age)")))
 }
 
 /// A line after the daemon's local check: fixed, or a local check open in `now`.
@@ -163,20 +175,24 @@ fn stale_words(d: Option<&staleness::Deadlines>, now: DateTime<Utc>) -> (u8, Opt
     let Some(d) = d else {
         return (0, None);
     };
-    let late = |t: DateTime<Utc>| human_age((now - t).num_seconds() as f64);
+    // In cached mode an absolute time: the output is shown for minutes (`cached_view`).
+    let late = |t: DateTime<Utc>| match crate::cached_view::absolute() {
+        Some(_) => format!("at {}", crate::cached_view::time(t)),
+        None => format!("{} ago", human_age((now - t).num_seconds() as f64)),
+    };
     match staleness::judge(d, now) {
         Staleness::Fresh => (0, None),
         Staleness::Overdue => (
             1,
             Some(format!(
-                "result stale: the next due run has not reported (expected {} ago)",
+                "result stale: the next due run has not reported (expected {})",
                 late(d.expected_by)
             )),
         ),
         Staleness::MissedTwice => (
             2,
             Some(format!(
-                "result stale: two due runs have not reported (the first was expected {} ago)",
+                "result stale: two due runs have not reported (the first was expected {})",
                 late(d.expected_by)
             )),
         ),
@@ -198,7 +214,16 @@ pub struct CheckParts<'a> {
 /// A local check line at `now`.
 pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
     let (stale_state, stale_text) = stale_words(c.deadlines, now);
-    let state = c.base.max(stale_state);
+    let mut state = c.base.max(stale_state);
+    let cached = crate::cached_view::absolute();
+    // In cached mode a job without a result is not UNKNOWN: its result follows with the
+    // agent's next refresh of this output (see `cached_view`).
+    let pending = cached.as_deref().filter(|_| {
+        c.base == 3 && c.head.starts_with("no result yet") && !matches!(c.clock, Clock::Since(_))
+    });
+    if pending.is_some() {
+        state = stale_state;
+    }
     // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
     out.push(char::from(b'0' + state.min(9)));
     out.push(' ');
@@ -206,18 +231,36 @@ pub fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
     out.push(' ');
     out.push_str(state_word(state));
     out.push_str(" - ");
-    out.push_str(c.head);
-    match c.clock {
-        Clock::None => {}
-        Clock::Since(t) => {
+    let mut mid = c.mid;
+    match (c.clock, cached.is_some()) {
+        (Clock::None, _) => out.push_str(c.head),
+        (Clock::Since(t), false) => {
+            out.push_str(c.head);
             out.push_str(&human_age((now - t).num_milliseconds() as f64 / 1000.0));
         }
-        Clock::Until(t) => out.push_str(&human_age((t - now).num_seconds() as f64)),
+        (Clock::Until(t), false) => {
+            out.push_str(c.head);
+            out.push_str(&human_age((t - now).num_seconds() as f64));
+        }
+        (Clock::Since(t), true) => {
+            out.push_str(c.head);
+            out.push_str("at ");
+            out.push_str(&crate::cached_view::time(t));
+            mid = mid.strip_prefix(" ago").unwrap_or(mid);
+        }
+        (Clock::Until(t), true) => {
+            out.push_str(c.head.strip_suffix("in ").unwrap_or(c.head));
+            out.push_str("at ");
+            out.push_str(&crate::cached_view::time(t));
+        }
     }
-    out.push_str(c.mid);
+    out.push_str(mid);
     if let Some(s) = stale_text {
         out.push_str(", ");
         out.push_str(&s);
+    }
+    if let Some(mode) = pending {
+        out.push_str(&crate::cached_view::pending(mode));
     }
     out.push_str(c.tail);
 }

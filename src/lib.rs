@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod agent_mode;
 pub(crate) mod build_error;
+pub(crate) mod cached_view;
 pub(crate) mod check_details;
 pub(crate) mod checkmk_names;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod logs;
 pub mod nagios;
 pub mod once;
+pub(crate) mod others;
 pub mod plugin_view;
 pub(crate) mod printable;
 pub mod publish;

@@ -353,3 +353,69 @@ fn a_run_an_admin_stopped_leaves_the_last_result_with_a_note() {
         "{c:?}"
     );
 }
+
+/// Runs ctrl as the Linux agent runs a cached plugin: from `<dir>/plugins` as `300/NAME`.
+fn cached_ctrl(inst: &Instance) -> String {
+    use std::os::unix::process::CommandExt;
+    let plugins = inst.dir.path().join("plugins");
+    let link = plugins.join("300/robotmk_daemon_ctrl");
+    if !link.exists() {
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(BIN, &link).unwrap();
+    }
+    let out = Command::new(&link)
+        .arg0("300/robotmk_daemon_ctrl")
+        .current_dir(&plugins)
+        .env("ROBOTMK_DAEMON_CONFIG", &inst.config)
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn in_cached_mode_times_are_absolute_and_a_first_result_is_announced() {
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"",
+        "[[job]]\nname = \"done\"\ncommand = [\"true\"]\nevery = \"1h\"\n\n\
+         [[job]]\nname = \"fresh\"\ncommand = [\"true\"]\ncron = \"0 3 * * *\"\n",
+    );
+    assert_eq!(inst.run(&["run-once", "done"]).status.code(), Some(0));
+    // The first output after the daemon's start (the full path), then one from the view the
+    // daemon pre-rendered (the fast path): both the same way.
+    for call in ["first", "second"] {
+        let out = cached_ctrl(&inst);
+        let a = parse_ok(&out);
+        let done = a.check(None, "Robotmk t done");
+        assert_eq!(done.state_num(), 0, "{call}: {out}");
+        assert!(
+            done.summary.contains("last run at 20") && done.summary.contains(" UTC: success"),
+            "{call}: {done:?}"
+        );
+        assert!(!done.summary.contains(" ago"), "{call}: {done:?}");
+        let fresh = a.check(None, "Robotmk t fresh");
+        assert_eq!(fresh.state_num(), 0, "{call}: not UNKNOWN: {fresh:?}");
+        assert!(
+            fresh.summary.contains("no result yet, first run due at 20")
+                && fresh.summary.contains(
+                    "its result follows with the agent's next refresh of this output (cached 300s (plugins/300/))"
+                ),
+            "{call}: {fresh:?}"
+        );
+    }
+    // The synchronous agent sees the age and UNKNOWN as before.
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let a = parse_ok(&out);
+    assert!(
+        a.check(None, "Robotmk t done")
+            .summary
+            .contains(" ago: success"),
+        "{out}"
+    );
+    let fresh = a.check(None, "Robotmk t fresh");
+    assert_eq!(fresh.state_num(), 3, "{out}");
+    assert!(fresh.summary.contains("first run due in "), "{out}");
+}

@@ -119,11 +119,15 @@ struct RawDaemon {
     result_parse_timeout: Option<Spanned<Dur>>,
     publish_dir: Option<Spanned<PathBuf>>,
     publish_url: Option<Spanned<String>>,
+    other_instances: Option<Spanned<Vec<PathBuf>>>,
 }
 
 /// Daemon-wide settings, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonSettings {
+    /// `other_instances`: instances whose state ctrl reports besides its own (a USER
+    /// instance on a desktop), each a state dir or a config file (see `others`).
+    pub other_instances: Vec<PathBuf>,
     pub instance: String,
     pub state_dir: PathBuf,
     /// `None` when the dead man switch is off (`heartbeat_timeout = "0"`).
@@ -679,7 +683,26 @@ fn resolve_daemon(
         }
         None => crate::pyenv::DEFAULT_BUILD_USER.to_string(),
     };
+    let other_instances = match raw.other_instances {
+        None => Vec::new(),
+        Some(list) => {
+            let at = list.span().start;
+            let mut out = Vec::new();
+            for p in list.into_inner() {
+                if p.as_os_str().is_empty() {
+                    return Err(loc.at(
+                        at,
+                        Some("daemon.other_instances".into()),
+                        "an entry is empty; name an instance's state dir or its config file",
+                    ));
+                }
+                out.push(absolute(&base.join(p)));
+            }
+            out
+        }
+    };
     Ok(DaemonSettings {
+        other_instances,
         publish,
         build_user,
         env_build_timeout,
@@ -757,6 +780,30 @@ pub fn stamp(path: &Path) -> Option<String> {
 fn read_text(path: &Path) -> Option<String> {
     use crate::state::file;
     file::read_string(path, file::cap::CONFIG, file::Links::Follow).ok()
+}
+
+/// `[daemon] other_instances` of the file at `path`, read from its `[daemon]` table only
+/// (ctrl, on every agent call; relative entries are taken from the config's folder).
+pub fn other_instances_quick(path: &Path) -> Vec<PathBuf> {
+    let Some(text) = read_text(path) else {
+        return Vec::new();
+    };
+    let Ok(table) = toml::from_str::<toml::Table>(daemon_block(&text)) else {
+        return Vec::new();
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    table
+        .get("daemon")
+        .and_then(|d| d.get("other_instances"))
+        .and_then(|l| l.as_array())
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(|s| absolute(&base.join(s)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
