@@ -583,7 +583,9 @@ pub fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
             let _ = write!(tail, "; log: {}", crate::plugin_view::url_text(url));
         }
         (None, Some(log)) => {
-            let _ = write!(tail, "; log: {}", log.display());
+            // A Windows path may hold `\n` (`C:\…\nightly`), which would start the details.
+            let log = crate::check_details::text(&log.display().to_string());
+            let _ = write!(tail, "; log: {log}");
         }
         _ => {}
     }

@@ -114,9 +114,11 @@ impl Head {
         }
         let text = super::merged::unescape(t.trim());
         let text = super::merged::own_message(&text).unwrap_or(text);
-        let mut h = Head::default();
         // Not HTML any more: the text is capped as any other.
-        h.html = Some(false);
+        let mut h = Head {
+            html: Some(false),
+            ..Head::default()
+        };
         h.push_str(&text);
         let t = std::mem::take(&mut h.text);
         t.trim().to_string()
