@@ -788,6 +788,10 @@ pub fn other_instances_quick(path: &Path) -> Vec<PathBuf> {
     let Some(text) = read_text(path) else {
         return Vec::new();
     };
+    // Most configs name none: no parse on every agent call for them.
+    if !text.contains("other_instances") {
+        return Vec::new();
+    }
     let Ok(table) = toml::from_str::<toml::Table>(daemon_block(&text)) else {
         return Vec::new();
     };
@@ -926,6 +930,32 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("/etc/t.toml"), text)
+    }
+
+    #[test]
+    fn other_instances_are_paths_from_the_configs_folder() {
+        let c =
+            p("[daemon]\nother_instances = [\"/home/u/robotmk.toml\", \"desk/state\"]\n").unwrap();
+        assert_eq!(
+            c.daemon.other_instances,
+            [
+                absolute(Path::new("/home/u/robotmk.toml")),
+                absolute(Path::new("/etc/desk/state"))
+            ]
+        );
+        assert!(p("[daemon]\nother_instances = [\"\"]\n").is_err());
+        assert!(p("[daemon]\nother_instances = \"/x\"\n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nother_instances = [\"u/state\"]\n\n[[job]]\nname = \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            other_instances_quick(&path),
+            [absolute(&dir.path().join("u/state"))]
+        );
     }
 
     #[test]
