@@ -186,6 +186,8 @@ pub fn clip_job(j: &mut JobStatus) {
     if let Some(l) = &mut j.last {
         clip(&mut l.run_id, MAX_NAME);
         clip_opt(&mut l.note, MAX_TEXT);
+        clip_opt(&mut l.output_head, MAX_TEXT);
+        clip_opt(&mut l.log_url, MAX_TEXT);
         if let Some(t) = &mut l.tests {
             clip_opt(&mut t.suite, MAX_NAME);
             clip_opt(&mut t.suite_status, MAX_NAME);
