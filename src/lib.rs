@@ -11,6 +11,7 @@ pub mod agent_mode;
 pub mod cli;
 pub mod completions;
 pub mod config;
+pub mod cron_set;
 pub mod ctrl;
 pub mod ctrl_view;
 pub mod daemon;

@@ -3,9 +3,10 @@
 //!
 //! `every` schedules are aligned to multiples of the interval counted from the Unix epoch (plus
 //! an optional offset), so a 5m job is due at :00, :05, … regardless of when the daemon
-//! started. `cron` schedules are evaluated in local time by croner, which handles DST gaps
-//! and overlaps.
+//! started. `cron` schedules are parsed by croner and evaluated in local time on their
+//! compact form ([`crate::cron_set`]), with croner's rules for DST gaps and overlaps.
 
+use crate::cron_set::{CronSet, Eval};
 use chrono::{DateTime, Local, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -20,8 +21,11 @@ pub enum Schedule {
         interval: Duration,
         offset: Duration,
     },
-    /// Due whenever the crontab expression matches, in local time.
-    Cron { text: String, cron: Box<Cron> },
+    /// Due whenever the crontab expression matches, in local time. The expression as the
+    /// admin wrote it (shown) and the values it matches (evaluated; boxed so that a `Job`
+    /// with an `every` schedule pays nothing for it): croner's parsed form is not kept
+    /// (5.5 KiB a job, see [`crate::cron_set`]).
+    Cron { text: String, cron: Box<CronSet> },
 }
 
 impl fmt::Debug for Schedule {
@@ -47,18 +51,28 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// croner's parsed form of an expression `parse_cron` accepted: asked only where the wall
+/// clock repeats itself (see [`crate::cron_set`]), so never kept.
+fn croner(text: &str) -> Option<Cron> {
+    parser().parse(text).ok()
+}
+
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+}
+
 /// Parses a classic 5-field crontab expression (also `@hourly` and friends).
-pub fn parse_cron(text: &str) -> Result<Cron, String> {
+pub fn parse_cron(text: &str) -> Result<CronSet, String> {
     let fields = text.split_whitespace().count();
     if !text.trim_start().starts_with('@') && fields != 5 {
         return Err(format!(
             "invalid cron expression {text:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
         ));
     }
-    let cron = CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
+    let cron = parser()
         .parse(text)
         .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
     // A valid expression may still name a date that never comes (`31 2`: February 31st): the
@@ -68,7 +82,7 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
             "cron expression {text:?} never fires (no such date); check the day-of-month and month fields"
         ));
     }
-    Ok(cron)
+    Ok(CronSet::of(&cron))
 }
 
 /// True if the day-of-month and month fields name no date that exists (February 30th, April
@@ -123,15 +137,28 @@ impl Schedule {
                 let k = ms.div_euclid(i) + 1;
                 Utc.timestamp_millis_opt(k * i + o).single()
             }
-            Schedule::Cron { cron, .. } => cron
-                .find_next_occurrence(&t.with_timezone(tz), false)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
+            Schedule::Cron { text, cron } => {
+                let t = t.with_timezone(tz);
+                match cron.next_after(&t) {
+                    Eval::Due(d) => d,
+                    Eval::InFold => croner(text)?.find_next_occurrence(&t, false).ok(),
+                }
+                .map(|d| d.with_timezone(&Utc))
+            }
         }
     }
 
     /// The latest due time at or before `t`: the slot a catch-up run stands for.
     pub fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.last_at_or_before_in(t, &Local)
+    }
+
+    /// [`Schedule::last_at_or_before`] with cron evaluated in `tz` instead of local time.
+    pub fn last_at_or_before_in<Tz: TimeZone>(
+        &self,
+        t: DateTime<Utc>,
+        tz: &Tz,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every { interval, offset } => {
                 let i = interval.as_millis() as i64;
@@ -142,10 +169,14 @@ impl Schedule {
                 let k = (t.timestamp_millis() - o).div_euclid(i);
                 Utc.timestamp_millis_opt(k * i + o).single()
             }
-            Schedule::Cron { cron, .. } => cron
-                .find_previous_occurrence(&t.with_timezone(&Local), true)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
+            Schedule::Cron { text, cron } => {
+                let t = t.with_timezone(tz);
+                match cron.last_at_or_before(&t) {
+                    Eval::Due(d) => d,
+                    Eval::InFold => croner(text)?.find_previous_occurrence(&t, true).ok(),
+                }
+                .map(|d| d.with_timezone(&Utc))
+            }
         }
     }
 
