@@ -56,6 +56,9 @@ pub struct DaemonReport {
     pub config_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
+    /// The daemon does not keep up with its schedule (`daemon::backlog`): WARN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<String>,
     /// How the daemon before this one ended, when not cleanly (see `daemon::lifecycle`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_crash: Option<crate::state::status::Crash>,
@@ -145,6 +148,7 @@ impl Report {
             &mut d.reason,
             &mut d.config_error,
             &mut d.state_error,
+            &mut d.behind,
             &mut d.unstable,
         ] {
             clip_opt(s, MAX_TEXT);
@@ -273,6 +277,7 @@ pub fn build_from(
                 crate::liveness::not_responding_since(&st, d, report.daemon.state_error.is_some());
             report.daemon.previous_crash = d.previous_crash.clone();
             report.daemon.unstable = crate::liveness::unstable(d, now);
+            report.daemon.behind = d.behind.clone();
         } else {
             report.daemon.phase = Some("stopped".into());
             report.daemon.reason = d.reason.clone();

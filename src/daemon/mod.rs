@@ -23,6 +23,7 @@
 //! 6. prepare the run folders of runs due within 2 s (never past a due time);
 //! 7. write `status.json` if something changed (at most every 100 ms).
 
+mod backlog;
 mod control;
 mod envs;
 mod extras;
@@ -162,6 +163,8 @@ pub struct Daemon {
     /// Page faults and time when memory was last handed back (see `memory`); `None` before
     /// the first time.
     released: Option<(u64, Instant)>,
+    /// Signs of falling behind the schedule (see `backlog`).
+    backlog: backlog::Backlog,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -375,6 +378,7 @@ impl Daemon {
             reason: None,
             config_error: None,
             state_error: None,
+            behind: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
             agent_mode: None,
             starts: begun.starts,
@@ -415,6 +419,7 @@ impl Daemon {
             finishing: 0,
             envs: envs::Side::default(),
             released: None,
+            backlog: backlog::Backlog::default(),
         };
         d.publish_agent_mode();
         info!(
@@ -490,6 +495,7 @@ impl Daemon {
                 break;
             }
             self.prepare_upcoming();
+            self.update_backlog();
             self.flush_status(false);
             self.release_when_idle();
             let wait = self.next_wake();
@@ -575,6 +581,9 @@ impl Daemon {
             let at = self.last_flush.map_or(now_i, |f| f + STATUS_FLUSH_GAP);
             wake = wake.min(at);
         }
+        if let Some(lapse) = self.backlog.expires() {
+            wake = wake.min(lapse);
+        }
         wake.saturating_duration_since(now_i)
     }
 
@@ -600,8 +609,10 @@ impl Daemon {
             };
             let Some(next) = js.next else { continue };
             let mut run_due = next.due;
+            let mut missed = None;
             if next.trigger == crate::state::record::Trigger::Schedule {
-                // Woken late (suspend, overload): run once for the latest slot, say so.
+                // Woken late (suspend, overload): run once for the latest slot, say so, and
+                // record the first missed slot as skipped (see `backlog`).
                 if let Some(latest) = js.job.schedule.last_at_or_before(now) {
                     if latest > run_due {
                         warn!(
@@ -609,6 +620,7 @@ impl Daemon {
                             running_for = %crate::state::record::ts(latest),
                             "daemon woke late; due times in between are not run separately"
                         );
+                        missed = Some(run_due);
                         run_due = latest;
                     }
                 }
@@ -623,7 +635,28 @@ impl Daemon {
                 other => (None, other),
             };
             let job = Arc::clone(&js.job);
-            self.discard_prepared(stale);
+            if let Some(first) = missed {
+                self.backlog.missed();
+                // The folder prepared for the missed slot holds its skipped record.
+                let (for_first, stale) = match stale {
+                    Some(r) if r.due == first && r.trigger == next.trigger => (Some(r), None),
+                    other => (None, other),
+                };
+                self.discard_prepared(stale);
+                self.record_skipped(
+                    &job,
+                    first,
+                    next.trigger,
+                    &format!(
+                        "the daemon woke too late (overloaded, or the machine was suspended): due times from {} to before {} were not run; the latest one runs instead",
+                        crate::state::record::ts(first),
+                        crate::state::record::ts(run_due)
+                    ),
+                    for_first,
+                );
+            } else {
+                self.discard_prepared(stale);
+            }
             let busy = self
                 .jobs
                 .get(&name)
