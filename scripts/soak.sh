@@ -122,16 +122,18 @@ def smaps(pid):
     f = {k: int(v.split()[0]) for k, _, v in (l.partition(":") for l in open(f"/proc/{pid}/smaps_rollup"))
          if v.strip().endswith("kB")}
     return f["Pss"], f["Private_Dirty"], f["Rss"]
-# Run folders seen so far: run path -> [job, due, trigger, outcome or None]. keep_runs prunes
-# a job's old folders; at one run a second, 20 runs last longer than the 10 s between scans.
+# Run folders seen so far: run path -> [job, due, trigger, outcome or None, started]. keep_runs
+# prunes a job's old folders; at one run a second, 20 runs last longer than the 10 s between
+# scans. A folder prepared ahead of its due time holds a record without `started` until the
+# run starts; one the daemon discards (at its stop, or when it woke too late) goes unstarted.
 records = {}
 def scan():
     for d in glob.glob(f"{state}/jobs/*/runs/*"):
         if records.get(d, [None] * 4)[3] is not None: continue
         try: r = json.load(open(f"{d}/record.json"))
-        except FileNotFoundError: records.setdefault(d, [None, None, None, None]); continue
+        except FileNotFoundError: records.setdefault(d, [None, None, None, None, False]); continue
         except ValueError: continue   # being replaced: the next scan reads it
-        records[d] = [r.get("job"), r.get("due"), r.get("trigger"), r.get("outcome")]
+        records[d] = [r.get("job"), r.get("due"), r.get("trigger"), r.get("outcome"), bool(r.get("started"))]
 samples, t0, tick = [], time.time(), 0
 while True:
     el = time.time() - t0
@@ -177,14 +179,18 @@ every = {m[0]: int(m[1]) for m in re.findall(r'name = "(job\d+)"\nevery = "(\d+)
 
 # Records: every run folder seen (by the scans during the soak, and now after the stop) got a
 # finished record; each job's due times without a gap from its first record to its last.
-for d in glob.glob(f"{state}/jobs/*/runs/*"):
+now = set(glob.glob(f"{state}/jobs/*/runs/*"))
+for d in now:
     try: r = json.load(open(f"{d}/record.json"))
-    except (FileNotFoundError, ValueError): records.setdefault(d, [None] * 4); continue
-    records[d] = [r.get("job"), r.get("due"), r.get("trigger"), r.get("outcome")]
+    except (FileNotFoundError, ValueError): records.setdefault(d, [None, None, None, None, False]); continue
+    records[d] = [r.get("job"), r.get("due"), r.get("trigger"), r.get("outcome"), bool(r.get("started"))]
+# A folder gone before its run started was a discarded preparation, not a lost record.
+discarded = [d for d, r in records.items() if d not in now and r[3] is None and not r[4]]
+for d in discarded: del records[d]
 unrecorded = [d for d, r in records.items() if r[0] is None]
 unfinished = [d for d, r in records.items() if r[0] is not None and r[3] is None]
 dues, outcomes = {}, {}
-for job, due, trigger, outcome in records.values():
+for job, due, trigger, outcome, _ in records.values():
     if outcome is None: continue
     outcomes[outcome] = outcomes.get(outcome, 0) + 1
     if trigger == "schedule": dues.setdefault(job, []).append(p(due))
@@ -200,9 +206,10 @@ for job, e in every.items():
     expected += slots
     gaps += slots - len(set(ds))
 total = sum(len(v) for v in dues.values())
-print(f"records: {len(records)} run folders seen, {total} scheduled; outcomes {outcomes}")
+print(f"records: {len(records)} run folders seen, {total} scheduled; outcomes {outcomes}; "
+      f"{len(discarded)} prepared folders discarded unstarted")
 verdict("no lost record", not unrecorded and not unfinished and gaps == 0 and not stalled,
-        f"{len(unrecorded)} run folders without record.json, {len(unfinished)} unfinished, "
+        f"{len(unrecorded)} run folders without record.json, {len(unfinished)} unfinished {unfinished[:3]}, "
         f"{len(stalled)} jobs whose due times do not span the soak {stalled[:5]}, "
         f"{gaps} due times missing of {expected} "
         f"({woke_late} 'daemon woke late' warnings in the retained log)")

@@ -1,10 +1,9 @@
 //! Giving memory back when the daemon goes idle (see [`crate::sys::memory`]).
 //!
 //! Start-up (argument and config parsing) and a burst of runs (forks, records, robot results)
-//! touch code and heap that the idle loop does not use again for a long while. Once nothing
-//! is due, queued or running for [`IDLE`], and the process touched enough new pages since the
-//! last release, they are handed back: the idle daemon's RSS is then what idling uses, and it
-//! stays flat however many runs came before.
+//! leave freed heap behind that malloc keeps. Once nothing is due, queued or running for
+//! [`IDLE`], and the process touched enough new pages since the last release, it is handed
+//! back, so the idle daemon's private memory stays flat however many runs came before.
 
 use super::Daemon;
 use crate::config::{self, Config, ConfigError, Job};
