@@ -374,7 +374,7 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Local, Utc};
+    use chrono::Utc;
 
     /// A small deterministic generator: the same expressions on every run (a failure names
     /// the expression and the start time, and stays reproducible).
@@ -583,6 +583,7 @@ mod tests {
             }
             return;
         }
+        use chrono::Local;
         // The instants the wall clock changes at, found by looking (no zone rules here).
         let mut hot = Vec::new();
         let mut t = 1_767_225_600i64;
