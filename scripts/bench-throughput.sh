@@ -25,7 +25,7 @@ steps=${BENCH_TPUT_STEPS:-2}
 . scripts/bench-lib.sh
 bench_init rmkd-throughput
 cc -O2 -o "$work/floor_rate" bench/floor_rate.c
-truebin=$(command -v true)
+truebin=$(type -P true)   # the program, not the shell builtin
 echo "throughput: $bin; ${secs}s per trial; load average: $(load); $(nproc) cores"
 
 # daemon_trial N: 0 when sustained; prints one line on how it went. Leaves $work/d$N.
