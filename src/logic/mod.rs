@@ -7,6 +7,7 @@
 pub mod agent;
 pub(crate) mod agent_mode;
 pub(crate) mod config;
+pub(crate) mod cron_set;
 pub(crate) mod ctrl_view;
 pub(crate) mod liveness;
 pub(crate) mod nagios;
