@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# The performance benchmark of issue 14: every row of its table in one run, with the comparisons
-# (cron, pueue, a bare fork+exec "floor") as ratios, the machine's load average, and a summary
-# table with each target and whether it is met. Targets are printed, never enforced: the exit
-# code says only whether the bench itself ran (a busy machine must not fail CI).
-#   1. ctrl vs /bin/true, 100 and 1,000 jobs with results (scripts/bench-ctrl.sh); `pueue status`
-#      with 100 finished tasks vs /bin/true beside it
-#   2. idle, 100 hourly jobs: RSS (anon/file) and wake-ups per 30 s over all threads, for the
-#      daemon, cron and pueued measured side by side (scripts/bench-memory.sh adds its rows)
-#   3. RSS with 10,000 jobs (scripts/bench-memory.sh, or measured here)
+# The performance benchmark of issues 14 and 25: every row of issue 25's targets in one run, with
+# the comparisons (cron, pueue, a bare fork+exec "floor") as ratios, the load average beside every
+# figure, and a summary table with each target and whether it is met. Targets are printed, never
+# enforced: the exit code says only whether the bench itself ran (a busy machine must not fail CI).
+# Each section (and each round inside the row scripts) first waits for a quiet machine: load
+# average <= BENCH_QUIET_LOAD (1.5), at most BENCH_QUIET_WAIT seconds (300), see bench-lib.sh.
+#   1. ctrl vs /bin/true, 100 and 1,000 jobs with results, and 1,000 cron jobs
+#      (scripts/bench-ctrl.sh); `pueue status` with 100 finished tasks vs /bin/true beside it
+#   2. idle, 100 hourly jobs: PSS, private dirty, private clean, RSS (/proc/PID/smaps_rollup) and
+#      wake-ups per 30 s over all threads, for the daemon, cron and pueued side by side
+#   3. 10,000 jobs with a kept last result: PSS per schedule kind (scripts/bench-memory.sh)
 #   4. start lateness of 20 jobs due together, p50/p99, for the daemon, cron and pueue
-#   5. start lateness vs the floor at 100 and 1,000 jobs (scripts/bench-lateness.sh)
+#   5. start lateness vs the floor at 100 and 1,000 jobs, five rounds (scripts/bench-lateness.sh)
 #   6. a 1 s job alone and beside a job leaving a 200 MB output.xml every 10 s (extra row)
+#   7. throughput: jobs per second sustained for 60 s vs the floor (scripts/bench-throughput.sh)
+#   The two-hour soak is scripts/soak.sh, run on its own (its row here says so).
 # Lateness is measured the same way for all three schedulers: the job's command is
 # `sh -c 'date +%s.%N >> FILE'`, and lateness = the time written - the due instant.
 #
-# Usage: scripts/bench.sh
+# Usage: scripts/bench.sh [--quick]
+#   --quick              shorter windows and fewer rounds (a check that the bench works, not
+#                        figures to quote): 30 s quiet waits, 2 lateness rounds, 10 s throughput
+#                        trials, 80 ctrl pairs
 #   BENCH_BIN=path       measure another build (default: the .deb's build, scripts/build-release.sh;
 #                        `BENCH_BIN=$(scripts/build-release.sh --static)` measures the tarball's)
 #   BENCH_ONLY="2 4"     run only those sections
@@ -22,8 +29,8 @@
 #   BENCH_BIG_SECS=30    each half of section 6
 #   BENCH_PUEUE_DIR=dir  where pueue 4.0.4 is (built there with cargo install if missing;
 #                        default ~/.cache/robotmk-bench/pueue-4.0.4); BENCH_PUEUE=0 skips it
-# Helper scripts get BIN=<binary> and may print summary rows as lines
-#   SUMMARY|<row>|<measured>|<comparison>|<ratio>|<target>|<met or NOT met>
+# Helper scripts get BIN=<binary> and print summary rows as lines (bench-lib.sh `summary`)
+#   SUMMARY|<row>|<measured>|<comparison>|<ratio>|<target>|<met or NOT met>|<load>
 # which go to the table at the end (the rest of their output is shown as it comes).
 #
 # cron: Debian's cron has no private spool option, so each cron instance runs in a mount
@@ -33,8 +40,17 @@
 # Needs root and `apt-get install -y cron`; without them the cron column says why it is empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --quick ]; then
+  export BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-30} BENCH_IDLE_SECS=${BENCH_IDLE_SECS:-10}
+  export BENCH_CTRL_ROUNDS=${BENCH_CTRL_ROUNDS:-80} LATENESS_ROUNDS=${LATENESS_ROUNDS:-2}
+  export BENCH_TPUT_SECS=${BENCH_TPUT_SECS:-10} BENCH_TPUT_STEPS=${BENCH_TPUT_STEPS:-1}
+  export BENCH_BIG_SECS=${BENCH_BIG_SECS:-10}
+elif [ -n "${1:-}" ]; then
+  echo "usage: $0 [--quick]" >&2; exit 2
+fi
 bin=${BENCH_BIN:-$(scripts/build-release.sh)}
-only=" ${BENCH_ONLY:-1 2 3 4 5 6} "
+. scripts/bench-lib.sh
+only=" ${BENCH_ONLY:-1 2 3 4 5 6 7} "
 want() { [[ "$only" == *" $1 "* ]]; }
 idle_secs=${BENCH_IDLE_SECS:-30}
 pueue_dir=${BENCH_PUEUE_DIR:-$HOME/.cache/robotmk-bench/pueue-4.0.4}
@@ -72,9 +88,8 @@ stop_pid() {  # stop_pid PID: one of ours, ended and reaped, then forgotten
   for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
   pids=("${keep[@]}")
 }
-summary_row() { local IFS='|'; echo "$*" >> "$summary"; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-echo "load average: $(load); $(nproc) cores; $bin"
+summary_row() { local IFS='|'; echo "$*|$(load1)" >> "$summary"; }
+echo "load average: $(load); $(nproc) cores; $bin ($(file -b "$bin" | grep -o 'static-pie linked\|statically linked\|dynamically linked' || echo 'linkage unknown'), $(( $(stat -c %s "$bin") / 1024 )) KiB)"
 
 # Runs a helper script, shows its output, keeps its SUMMARY lines for the table.
 helper() {  # helper SCRIPT LABEL
@@ -88,48 +103,7 @@ helper() {  # helper SCRIPT LABEL
   if [ "$rc" != 0 ]; then
     echo "$1 failed (exit $rc)"
     summary_row "$2" "$1 failed (exit $rc)" "" "" "" "not measured"
-  elif ! grep -q '^SUMMARY|' "$out"; then
-    parse_helper "$1" "$out" "$2"
-  elif [ -n "${PUEUE_CMP:-}" ]; then
-    summary_row "1. pueue status / true (100 tasks)" "" "$PUEUE_CMP" "" "(comparison)" "-"
   fi
-}
-# Without SUMMARY lines: the figures from the lines these scripts print today, else a pointer.
-parse_helper() {  # parse_helper SCRIPT OUTPUT LABEL
-  python3 - "$@" "$summary" <<'PY'
-import os, re, sys
-script, out, label, summary = sys.argv[1:]
-text = open(out, encoding="utf-8", errors="replace").read()
-rows = []
-met = lambda ok: "met" if ok else "NOT met"
-if script.endswith("bench-ctrl.sh"):
-    for n, c, t, r in re.findall(r"(\d+) jobs with results: median ([\d.]+) ms vs ([\d.]+) ms \S+ ([\d.]+)", text):
-        lim = 2 if int(n) <= 100 else 3
-        pueue = os.environ.get("PUEUE_CMP", "")
-        rows.append([f"1. ctrl / true, {n} jobs", f"{c} ms", f"/bin/true {t} ms" + (f"; {pueue}" if pueue and int(n) == 100 else ""),
-                     f"{r}x", f"<= {lim}x", met(float(r) <= lim)])
-elif script.endswith("bench-memory.sh"):
-    m = re.search(r"idle RSS, 100 hourly jobs: (\d+) KiB \(anon (\d+), file (\d+)\)", text)
-    if m:
-        rows.append(["2. idle RSS, 100 hourly jobs (bench-memory.sh)", f"{m[1]} KiB (anon {m[2]}, file {m[3]})", "", "",
-                     "<= 2560 KiB", met(int(m[1]) <= 2560)])
-    m = re.search(r"RSS with 10,000 jobs: (\d+) KiB \(([\d.]+) KiB/job\)", text)
-    if m:
-        rows.append(["3. RSS, 10,000 jobs", f"{m[1]} KiB ({m[2]} KiB/job)", "", "", "<= 12288 KiB", met(int(m[1]) <= 12288)])
-elif script.endswith("bench-lateness.sh"):
-    for part in re.split(r"(?m)^== ", text)[1:]:
-        n = re.match(r"start lateness, (\d+) jobs", part)
-        d = re.search(r"(?m)^\s*daemon: p50\s+([\d.]+) ms, p99\s+([\d.]+) ms", part)
-        f = re.search(r"(?m)^\s*floor: p50\s+([\d.]+) ms, p99\s+([\d.]+) ms", part)
-        r = re.search(r"(?m)^\s*daemon / floor: p50 ([\d.]+)x.*p99 ([\d.]+)x", part)
-        if n and d and f and r:
-            rows.append([f"5. lateness / floor, {n[1]} jobs", f"p50/p99 {d[1]}/{d[2]} ms", f"floor {f[1]}/{f[2]} ms",
-                         f"{r[1]}x/{r[2]}x", "p50 <= 1.1x, p99 <= 1.2x", met(float(r[1]) <= 1.1 and float(r[2]) <= 1.2)])
-if not rows:
-    rows.append([label, f"see {script} output above", "", "", "", "?"])
-with open(summary, "a") as s:
-    for r in rows: s.write("|".join(r) + "\n")
-PY
 }
 
 mkcfg() {  # mkcfg NAME JOBS EVERY [OFFSET [COMMAND_TOML]]: prints the config's path
@@ -262,6 +236,7 @@ PY
 
 # ================= 1. ctrl vs /bin/true =================
 if want 1; then
+  wait_quiet
   echo; echo "== 1. ctrl vs /bin/true, jobs with results (load $(load))"
   pueue_cmp="pueue: $pueue_note"
   if [ -z "$pueue_note" ]; then
@@ -273,27 +248,13 @@ if want 1; then
     pueue_cmp="pueue status ${pm} ms (${pr}x true)"
     stop_pid "$pq_pid"
   fi
-  if [ -x scripts/bench-ctrl.sh ]; then
-    PUEUE_CMP=$pueue_cmp helper scripts/bench-ctrl.sh "1. ctrl / true"
-  else
-    mkcfg ctrl 100 1h "${slot_min}m"
-    c=$work/ctrl.toml
-    for i in $(seq 0 99); do "$bin" --config "$c" run-once "$(printf job%04d "$i")" >/dev/null; done
-    "$bin" --config "$c" ctrl >/dev/null
-    read -r cm cp ct cr < <(paired 300 "$bin" --config "$c" ctrl)
-    out=$("$bin" --config "$c" ctrl | wc -c)
-    echo "100 jobs: ctrl median $cm ms (p90 $cp), /bin/true $ct ms -> ${cr}x; output $out bytes"
-    echo "1000 jobs: not measured (scripts/bench-ctrl.sh missing)"
-    met=$(python3 -c "print('met' if $cr <= 2 else 'NOT met')")
-    summary_row "1. ctrl / true, 100 jobs" "${cm} ms (${cr}x true)" "$pueue_cmp" "${cr}x" "<= 2x" "$met"
-    summary_row "1. ctrl / true, 1000 jobs" "not measured (scripts/bench-ctrl.sh missing)" "" "" "<= 3x" "not measured"
-    "$bin" --config "$c" stop >/dev/null
-  fi
+  helper scripts/bench-ctrl.sh "1. ctrl / true"
+  summary_row "1. pueue status / true (100 tasks)" "" "$pueue_cmp" "" "(comparison)" "-"
 fi
 
 # ================= 2. idle =================
 if want 2; then
-  want 4 && start_cron_late
+  wait_quiet
   echo; echo "== 2. idle with 100 hourly jobs: daemon, cron and pueued side by side, ${idle_secs}s (load $(load))"
   mkcfg idle 100 1h "${slot_min}m"
   "$bin" --config "$work/idle.toml" ctrl >/dev/null
@@ -320,62 +281,56 @@ def csw(pid):   # voluntary context switches of every thread: each is a wake-up
                 if l.startswith("voluntary_ctxt_switches"): n += int(l.split()[1])
         except FileNotFoundError: pass
     return n
-def status(pid):
-    return {k: (v.split() or [""])[0] for k, _, v in (l.partition(":") for l in open(f"/proc/{pid}/status"))}
-time.sleep(2)   # past start-up
+def smaps(pid):  # KiB: what the process costs the machine (PSS) and what only it holds
+    f = {k: int(v.split()[0]) for k, _, v in (l.partition(":") for l in open(f"/proc/{pid}/smaps_rollup"))
+         if v.strip().endswith("kB")}
+    return {"pss": f["Pss"], "dirty": f["Private_Dirty"], "clean": f["Private_Clean"], "rss": f["Rss"]}
+def threads(pid): return len(glob.glob(f"/proc/{pid}/task/*"))
+time.sleep(35)   # past start-up, its first runs' records and the idle shrink (app/daemon/shell.rs)
 a = {k: csw(p) for k, p in procs.items()}
 time.sleep(secs)
 w = {k: (csw(p) - a[k]) * 30 / secs for k, p in procs.items()}
-r = {}
+m = {k: smaps(p) for k, p in procs.items()}
 for k, p in procs.items():
-    s = status(p)
-    r[k] = int(s["VmRSS"])
-    print(f"{k:>7}: RSS {s['VmRSS']} KiB (anon {s['RssAnon']}, file {s['RssFile']}, shmem {s['RssShmem']}), "
-          f"threads {s['Threads']}, wake-ups per 30 s: {w[k]:.0f}")
-def cmp(key, fmt, note):
+    print(f"{k:>7}: PSS {m[k]['pss']} KiB, private dirty {m[k]['dirty']}, private clean {m[k]['clean']}, "
+          f"RSS {m[k]['rss']}; threads {threads(p)}, wake-ups per 30 s: {w[k]:.0f}")
+load = open("/proc/loadavg").read().split()[0]
+def cmp(get, fmt):
     out = []
     for k, n in (("cron", cron_note), ("pueued", pueue_note)):
-        out.append(f"{k} {fmt(key[k])}" if k in key else f"{k}: {n}")
+        out.append(f"{k} {fmt(get(k))}" if k in procs else f"{k}: {n}")
     return ", ".join(out)
-ratio = lambda x, y: f"{x / y:.2f}x cron" if y else "-"
+def row(name, key, target):
+    d = m["daemon"][key]
+    if "cron" in m:
+        c = m["cron"][key]
+        ratio, verdict = f"{d / c:.2f}x cron", "met" if d <= c else "NOT met"
+    else:
+        ratio, verdict = "-", "not measured (no cron)"
+    return [name, f"{d} KiB", cmp(lambda k: m[k][key], lambda v: f"{v} KiB"), ratio, target, verdict, load]
+rows = [row("2. idle PSS, 100 hourly jobs", "pss", "<= cron's"),
+        row("2. idle private dirty, 100 hourly jobs", "dirty", "<= cron's"),
+        ["2. idle private clean / RSS (no target)", f"{m['daemon']['clean']} / {m['daemon']['rss']} KiB",
+         cmp(lambda k: (m[k]["clean"], m[k]["rss"]), lambda v: f"{v[0]} / {v[1]} KiB"), "", "(comparison)", "-", load],
+        ["2. idle wake-ups per 30 s", f"{w['daemon']:.0f}", cmp(lambda k: w[k], lambda v: f"{v:.0f}"),
+         "", "<= 1", "met" if w["daemon"] <= 1 else "NOT met", load]]
 with open(summary, "a") as f:
-    f.write("|".join(["2. idle RSS, 100 hourly jobs", f"{r['daemon']} KiB", cmp(r, lambda v: f"{v} KiB", None),
-                      ratio(r["daemon"], r.get("cron", 0)), "<= 2560 KiB",
-                      "met" if r["daemon"] <= 2560 else "NOT met"]) + "\n")
-    f.write("|".join(["2. idle wake-ups per 30 s", f"{w['daemon']:.0f}", cmp(w, lambda v: f"{v:.0f}", None),
-                      ratio(w["daemon"], w.get("cron", 0)), "<= 1",
-                      "met" if w["daemon"] <= 1 else "NOT met"]) + "\n")
+    for r in rows: f.write("|".join(r) + "\n")
 PY
   "$bin" --config "$work/idle.toml" stop >/dev/null
   [ -z "$cron_note" ] && stop_pid "$cron_pid"
   [ -z "$pueue_note" ] && stop_pid "$pq_pid"
 fi
 
-# ================= 2/3. memory =================
-if (want 2 || want 3) && [ -x scripts/bench-memory.sh ]; then
-  echo; echo "== 2/3. memory (load $(load))"
-  want 4 && start_cron_late
-  helper scripts/bench-memory.sh "2/3. RSS"
-elif want 3; then
-  want 4 && start_cron_late
-  echo; echo "== 3. RSS with 10,000 hourly jobs (load $(load))"
-  mkcfg big 10000 1h "${slot_min}m"
-  "$bin" --config "$work/big.toml" ctrl >/dev/null
-  pid=$(daemon_pid "$work/big")
-  # Settled: the same RSS two seconds apart.
-  prev=0
-  for _ in $(seq 30); do
-    sleep 2; rss=$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status)
-    [ "$rss" = "$prev" ] && break; prev=$rss
-  done
-  echo "RSS $(awk '/^(VmRSS|RssAnon|RssFile)/ {printf "%s %s KiB  ", $1, $2}' /proc/"$pid"/status)"
-  met=$( [ "$rss" -le 12288 ] && echo met || echo "NOT met")
-  summary_row "3. RSS, 10,000 jobs" "$rss KiB" "" "" "<= 12288 KiB" "$met"
-  "$bin" --config "$work/big.toml" stop >/dev/null
+# ================= 3. memory per job =================
+if want 3; then
+  echo; echo "== 3. memory per job: 10,000 jobs with results, per schedule kind (load $(load))"
+  helper scripts/bench-memory.sh "3. PSS, 10,000 jobs"
 fi
 
 # ================= 4. 20 jobs due together =================
 if want 4; then
+  wait_quiet
   start_cron_late
   echo; echo "== 4. start lateness, 20 jobs due together (load $(load))"
   # cron's batch, if it came during sections 2-3: stop cron now, before it disturbs the others.
@@ -420,7 +375,8 @@ cmp = ", ".join([f"cron {fmt(c)}" if c else cn, f"pueue {fmt(p)}" if p else pn])
 ratio = ", ".join(f"{d[1]/x[1]:.2f}x {k}" for k, x in (("cron", c), ("pueue", p)) if x and d)
 with open(summary, "a") as f:
     f.write("|".join(["4. lateness p50/p99, 20 due together", fmt(d) if d else "failed", cmp,
-                      ratio + (" (p99)" if ratio else ""), "none set (comparison)", "-"]) + "\n")
+                      ratio + (" (p99)" if ratio else ""), "none set (comparison)", "-",
+                      open("/proc/loadavg").read().split()[0]]) + "\n")
 PY
 fi
 stop_cron_late
@@ -428,52 +384,12 @@ stop_cron_late
 # ================= 5. lateness vs the floor =================
 if want 5; then
   echo; echo "== 5. start lateness vs the floor, 100 and 1,000 jobs due together (load $(load))"
-  if [ -x scripts/bench-lateness.sh ]; then
-    helper scripts/bench-lateness.sh "5. lateness / floor"
-  else
-    echo "the floor: not measured (bench/floor.c or scripts/bench-lateness.sh missing); the daemon alone:"
-    for n in 100 1000; do
-      mkcfg "late$n" "$n" 10s
-      "$bin" --config "$work/late$n.toml" ctrl >/dev/null
-      r=$(python3 - "$work/late$n" "$n" <<'PY'
-import json, sys, time, glob, datetime as dt
-state, n = sys.argv[1], int(sys.argv[2])
-def recs():
-    out = []
-    for p in glob.glob(f"{state}/jobs/*/runs/*/record.json"):
-        try: r = json.load(open(p))
-        except Exception: continue
-        if r.get("started") and r.get("trigger") == "schedule": out.append(r)
-    return out
-deadline = time.time() + 60
-while time.time() < deadline:
-    rs = recs()
-    dues = {}
-    for r in rs: dues.setdefault(r["due"], []).append(r)
-    full = [d for d, v in dues.items() if len(v) == n]
-    if len(full) >= 2: break
-    time.sleep(0.5)
-else:
-    sys.exit(f"only {len(rs)} runs recorded")
-p = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-# The second batch: the first one after a start cannot have been prepared ahead.
-batch = dues[sorted(full)[1]]
-late = sorted((p(r["started"]) - p(r["due"])).total_seconds() * 1000 for r in batch)
-span = (max(p(r["started"]) for r in batch) - min(p(r["started"]) for r in batch)).total_seconds()
-q = lambda f: late[min(len(late) - 1, int(f * len(late)))]
-print(f"{q(0.5):.1f} {q(0.99):.1f} {late[-1]:.1f} {n/span if span else float('inf'):.0f}")
-PY
-      ) || r=""
-      "$bin" --config "$work/late$n.toml" stop --now >/dev/null
-      read -r p50 p99 mx rate <<< "${r:-- - - -}"
-      echo "$n jobs: record's started - due: p50 $p50 ms, p99 $p99 ms, max $mx ms; $rate starts/s"
-      summary_row "5. lateness / floor, $n jobs" "p50/p99 $p50/$p99 ms" "floor: not measured (bench-lateness.sh missing)" "" "p50 <= 1.1x, p99 <= 1.2x" "not measured"
-    done
-  fi
+  helper scripts/bench-lateness.sh "5. lateness / floor"
 fi
 
 # ================= 6. a 1 s job beside a 200 MB result =================
 if want 6; then
+  wait_quiet
   echo; echo "== 6. a 1 s job alone, and beside a job with a 200 MB output.xml every 10 s (${BENCH_BIG_SECS:-30}s each; load $(load))"
   python3 - "$work/big.xml" <<'PY'
 import sys
@@ -518,6 +434,16 @@ PY
     "$(python3 -c "print(f'{$b99 / max($a99, 0.01):.2f}x alone (p99)')")" "none set (should match)" "-"
 fi
 
+# ================= 7. throughput =================
+if want 7; then
+  echo; echo "== 7. throughput: the highest rate of short jobs sustained, daemon vs floor (load $(load))"
+  helper scripts/bench-throughput.sh "7. throughput"
+fi
+
+# ================= the soak =================
+summary_row "8. soak: PSS flat, no fd growth, no zombie, no lost record" "not run here" "" "" \
+  "scripts/soak.sh (2 h; --minutes N)" "run separately"
+
 # ================= summary =================
 echo; echo "== summary ($(( $(date +%s) - t_start )) s; load average now $(load); targets are printed, not enforced)"
-{ echo "row|measured|comparison|ratio|target|verdict"; cat "$summary"; } | column -t -s '|'
+{ echo "row|measured|comparison|ratio|target|verdict|load"; cat "$summary"; } | column -t -s '|'

@@ -464,6 +464,11 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
             }
         }
         let mut state = 0;
+        if let Some(behind) = &d.behind {
+            // Past the rate of runs the machine sustains: never silently (issue 25).
+            state = 1;
+            let _ = write!(t, ", {behind}");
+        }
         if let Some(c) = &r.ctrl {
             if c.action == "started" {
                 let _ = write!(t, ", started now via {}", c.route.unwrap_or("?"));

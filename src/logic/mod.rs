@@ -11,6 +11,7 @@ pub(crate) mod cached_view;
 pub(crate) mod check_details;
 pub(crate) mod checkmk_names;
 pub(crate) mod config;
+pub(crate) mod cron_set;
 pub(crate) mod ctrl_view;
 pub(crate) mod liveness;
 pub(crate) mod nagios;

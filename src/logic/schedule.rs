@@ -3,27 +3,41 @@
 //!
 //! `every` schedules are aligned to multiples of the interval counted from the Unix epoch (plus
 //! an optional offset), so a 5m job is due at :00, :05, … regardless of when the daemon
-//! started. `cron` schedules are evaluated in local time by croner, which handles DST gaps
-//! and overlaps. (The schedule itself is `model::schedule`'s; its methods are defined here.)
+//! started. `cron` schedules are parsed by croner and evaluated in local time on their
+//! compact form ([`crate::model::cron_set`], evaluated by [`crate::logic::cron_set`]), with
+//! croner's rules for DST gaps and overlaps. (The schedule itself is `model::schedule`'s; its
+//! methods are defined here.)
 
+use crate::logic::cron_set::Eval;
+use crate::model::cron_set::CronSet;
 use crate::model::schedule::Schedule;
 use chrono::{DateTime, Local, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use std::time::Duration;
 
+/// croner's parsed form of an expression `parse_cron` accepted: asked only where the wall
+/// clock repeats itself (see [`crate::logic::cron_set`]), so never kept.
+fn croner(text: &str) -> Option<Cron> {
+    parser().parse(text).ok()
+}
+
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+}
+
 /// Parses a classic 5-field crontab expression (also `@hourly` and friends).
-pub fn parse_cron(text: &str) -> Result<Cron, String> {
+pub fn parse_cron(text: &str) -> Result<CronSet, String> {
     let fields = text.split_whitespace().count();
     if !text.trim_start().starts_with('@') && fields != 5 {
         return Err(format!(
             "invalid cron expression {text:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
         ));
     }
-    let cron = CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
+    let cron = parser()
         .parse(text)
         .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
     // A valid expression may still name a date that never comes (`31 2`: February 31st): the
@@ -33,7 +47,7 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
             "cron expression {text:?} never fires (no such date); check the day-of-month and month fields"
         ));
     }
-    Ok(cron)
+    Ok(CronSet::of(&cron))
 }
 
 /// True if the day-of-month and month fields name no date that exists (February 30th, April
@@ -92,15 +106,28 @@ impl Schedule {
                 let k = ms.div_euclid(i) + 1;
                 Utc.timestamp_millis_opt(k * i + o).single()
             }
-            Schedule::Cron { cron, .. } => cron
-                .find_next_occurrence(&t.with_timezone(tz), false)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
+            Schedule::Cron { text, cron } => {
+                let t = t.with_timezone(tz);
+                match cron.next_after(&t) {
+                    Eval::Due(d) => d,
+                    Eval::InFold => croner(text)?.find_next_occurrence(&t, false).ok(),
+                }
+                .map(|d| d.with_timezone(&Utc))
+            }
         }
     }
 
     /// The latest due time at or before `t`: the slot a catch-up run stands for.
     pub(crate) fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.last_at_or_before_in(t, &Local)
+    }
+
+    /// [`Schedule::last_at_or_before`] with cron evaluated in `tz` instead of local time.
+    pub(crate) fn last_at_or_before_in<Tz: TimeZone>(
+        &self,
+        t: DateTime<Utc>,
+        tz: &Tz,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every { interval, offset } => {
                 let i = interval.as_millis() as i64;
@@ -111,10 +138,14 @@ impl Schedule {
                 let k = (t.timestamp_millis() - o).div_euclid(i);
                 Utc.timestamp_millis_opt(k * i + o).single()
             }
-            Schedule::Cron { cron, .. } => cron
-                .find_previous_occurrence(&t.with_timezone(&Local), true)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
+            Schedule::Cron { text, cron } => {
+                let t = t.with_timezone(tz);
+                match cron.last_at_or_before(&t) {
+                    Eval::Due(d) => d,
+                    Eval::InFold => croner(text)?.find_previous_occurrence(&t, true).ok(),
+                }
+                .map(|d| d.with_timezone(&Utc))
+            }
         }
     }
 
@@ -253,5 +284,216 @@ mod tests {
         assert!(parse_cron("0 * * * * *").unwrap_err().contains("5 fields"));
         assert!(parse_cron("61 * * * *").is_err());
         assert!(parse_cron("@hourly").is_ok());
+    }
+}
+
+/// A cron schedule's answers (the bitmasks of `model::cron_set`, evaluated by
+/// `logic::cron_set`, croner where the wall clock repeats) against croner's own.
+#[cfg(test)]
+mod agrees_with_croner {
+    use crate::model::schedule::Schedule;
+    use chrono::{TimeZone, Utc};
+
+    /// A small deterministic generator: the same expressions on every run (a failure names
+    /// the expression and the start time, and stays reproducible).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn range(&mut self, lo: u64, hi: u64) -> u64 {
+            lo + self.below(hi - lo + 1)
+        }
+    }
+
+    fn field(r: &mut Rng, lo: u64, hi: u64) -> String {
+        let a = r.range(lo, hi);
+        let b = r.range(a, hi);
+        match r.below(8) {
+            0 | 1 => "*".into(),
+            2 => format!("*/{}", r.range(1, (hi - lo).max(1))),
+            3 => a.to_string(),
+            4 => format!("{a}-{b}"),
+            5 => format!("{a}-{b}/{}", r.range(1, 7)),
+            6 => format!("{a},{b},{}", r.range(lo, hi)),
+            _ => format!("{a}/{}", r.range(1, 9)),
+        }
+    }
+
+    fn expression(r: &mut Rng) -> String {
+        if r.below(40) == 0 {
+            let nick = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly"];
+            return nick[r.below(5) as usize].into();
+        }
+        let minute = field(r, 0, 59);
+        let hour = field(r, 0, 23);
+        let dom = match r.below(12) {
+            0 => "L".into(),
+            1 => "LW".into(),
+            2 => format!("{}W", r.range(1, 31)),
+            3 => "?".into(),
+            _ => field(r, 1, 31),
+        };
+        let month = match r.below(8) {
+            0 => "JAN,MAR,OCT".into(),
+            1 => "FEB".into(),
+            _ => field(r, 1, 12),
+        };
+        let mut dow = match r.below(12) {
+            0 => "MON-FRI".into(),
+            1 => format!("{}#{}", r.range(0, 7), r.range(1, 5)),
+            2 => format!("{}L", r.range(0, 7)),
+            3 => "7".into(),
+            4 => "?".into(),
+            _ => field(r, 0, 6),
+        };
+        if r.below(10) == 0 {
+            dow = format!("+{dow}");
+        }
+        format!("{minute} {hour} {dom} {month} {dow}")
+    }
+
+    /// `n` random expressions that croner accepts, each against `starts` start times (near
+    /// `hot` instants half of the time), in `tz`: the same next and previous due times.
+    fn agree_with_croner<Tz: TimeZone>(tz: &Tz, seed: u64, n: usize, starts: usize, hot: &[i64])
+    where
+        Tz::Offset: Copy,
+    {
+        let mut r = Rng(seed);
+        let (from, to) = (1_767_225_600i64, 1_893_456_000i64); // 2026..2030
+        let mut checked = 0;
+        while checked < n {
+            // Near changes of the clock, a quarter are fixed times in the small hours, where
+            // the changes fall (a gap or a repeat of a fixed time has rules of its own).
+            let text = if !hot.is_empty() && r.below(4) == 0 {
+                let dom = ["*", "L", "*/2", "25-31"][r.below(4) as usize];
+                format!("{} {} {dom} * *", r.range(0, 59), r.range(0, 3))
+            } else {
+                expression(&mut r)
+            };
+            let Ok(set) = super::parse_cron(&text) else {
+                continue;
+            };
+            let sched = Schedule::Cron {
+                text: text.clone(),
+                cron: Box::new(set),
+            };
+            let cron = croner_of(&text);
+            checked += 1;
+            for _ in 0..starts {
+                let secs = if !hot.is_empty() && r.below(2) == 0 {
+                    hot[r.below(hot.len() as u64) as usize] + r.range(0, 6 * 3600) as i64 - 3 * 3600
+                } else {
+                    r.range(from as u64, to as u64) as i64
+                };
+                let secs = if r.below(3) == 0 {
+                    secs - secs % 60
+                } else {
+                    secs
+                };
+                let millis = if r.below(2) == 0 {
+                    r.below(1000) as i64
+                } else {
+                    0
+                };
+                let t = Utc
+                    .timestamp_millis_opt(secs * 1000 + millis)
+                    .unwrap()
+                    .with_timezone(tz);
+                let u = t.with_timezone(&Utc);
+                let want = cron
+                    .find_next_occurrence(&t, false)
+                    .ok()
+                    .map(|d| d.with_timezone(&Utc));
+                assert_eq!(
+                    sched.next_after_in(u, tz),
+                    want,
+                    "next after {t:?} of {text:?}: {set:?}"
+                );
+                let want = cron
+                    .find_previous_occurrence(&t, true)
+                    .ok()
+                    .map(|d| d.with_timezone(&Utc));
+                assert_eq!(
+                    sched.last_at_or_before_in(u, tz),
+                    want,
+                    "last at or before {t:?} of {text:?}: {set:?}"
+                );
+            }
+        }
+    }
+
+    fn croner_of(text: &str) -> croner::Cron {
+        use croner::parser::{CronParser, Seconds, Year};
+        CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build()
+            .parse(text)
+            .unwrap()
+    }
+
+    #[test]
+    fn matches_croner_in_utc() {
+        agree_with_croner(&Utc, 0x9e37_79b9_7f4a_7c15, 1500, 8, &[]);
+    }
+
+    /// Local time in central Europe (POSIX rule, no tz database needed), in a child process
+    /// with its own `TZ`: many start times within three hours of the changes of 2026-2029.
+    #[cfg(unix)]
+    #[test]
+    fn matches_croner_across_daylight_saving_changes() {
+        const CHILD: &str = "ROBOTMK_TEST_TZ_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            for tz in [
+                "CET-1CEST,M3.5.0,M10.5.0/3",
+                "EST5EDT,M3.2.0,M11.1.0",
+                "AEST-10AEDT,M10.1.0,M4.1.0/3",
+            ] {
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--exact",
+                        "logic::schedule::agrees_with_croner::matches_croner_across_daylight_saving_changes",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("TZ", tz)
+                    .env(CHILD, "1")
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    out.status.success() && text.contains("1 passed"),
+                    "{tz}: {text}"
+                );
+            }
+            return;
+        }
+        use chrono::Local;
+        // The instants the wall clock changes at, found by looking (no zone rules here).
+        let mut hot = Vec::new();
+        let mut t = 1_767_225_600i64;
+        let off = |t: i64| {
+            Local
+                .timestamp_opt(t, 0)
+                .unwrap()
+                .offset()
+                .local_minus_utc()
+        };
+        while t < 1_893_456_000 {
+            if off(t) != off(t + 3600) {
+                hot.push(t);
+            }
+            t += 3600;
+        }
+        assert!(hot.len() >= 8, "TZ not in effect: {hot:?}");
+        agree_with_croner(&Local, 0x2545_f491_4f6c_dd1d, 700, 8, &hot);
     }
 }

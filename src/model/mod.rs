@@ -5,6 +5,7 @@
 
 pub(crate) mod clip;
 pub mod config;
+pub(crate) mod cron_set;
 pub mod duration;
 pub(crate) mod env;
 pub(crate) mod limits;

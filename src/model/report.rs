@@ -55,6 +55,9 @@ pub(crate) struct DaemonReport {
     pub(crate) config_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) state_error: Option<String>,
+    /// The daemon does not keep up with its schedule (`app::daemon::backlog`): WARN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) behind: Option<String>,
     /// How the daemon before this one ended, when not cleanly (see `daemon::lifecycle`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) previous_crash: Option<Crash>,
@@ -118,6 +121,7 @@ impl Report {
             &mut d.reason,
             &mut d.config_error,
             &mut d.state_error,
+            &mut d.behind,
             &mut d.unstable,
         ] {
             clip_opt(s, MAX_TEXT);

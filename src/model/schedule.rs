@@ -1,7 +1,7 @@
 //! A job's schedule as the config states it, and how it is written back (`every 5m`,
 //! `cron "…"`). When it is due is `logic::schedule`'s.
 
-use croner::Cron;
+use crate::model::cron_set::CronSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -13,8 +13,11 @@ pub(crate) enum Schedule {
         interval: Duration,
         offset: Duration,
     },
-    /// Due whenever the crontab expression matches, in local time.
-    Cron { text: String, cron: Box<Cron> },
+    /// Due whenever the crontab expression matches, in local time. The expression as the
+    /// admin wrote it (shown) and the values it matches (evaluated; boxed so that a `Job`
+    /// with an `every` schedule pays nothing for it): croner's parsed form is not kept
+    /// (5.5 KiB a job, see [`crate::model::cron_set`]).
+    Cron { text: String, cron: Box<CronSet> },
 }
 
 impl fmt::Debug for Schedule {

@@ -131,6 +131,10 @@ pub struct DaemonInfo {
     /// A problem writing state (e.g. disk full); cleared when writes succeed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) state_error: Option<String>,
+    /// The daemon does not keep up with its schedule: what it missed and its backlog
+    /// (`app::daemon::backlog`); ctrl's daemon line is WARN while it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) behind: Option<String>,
     /// The dead man timeout in force: `heartbeat_timeout`, raised for the agent's cached mode.
     pub(crate) heartbeat_timeout_s: Option<f64>,
     /// How the agent runs ctrl, as ctrl last recorded it: `sync` or `cached 300s (…)`.

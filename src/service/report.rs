@@ -97,6 +97,7 @@ pub fn build_from(
                 not_responding_since(&st, d, report.daemon.state_error.is_some());
             report.daemon.previous_crash = d.previous_crash.clone();
             report.daemon.unstable = liveness::unstable(d, now);
+            report.daemon.behind = d.behind.clone();
         } else {
             report.daemon.phase = Some(crate::model::status::Phase::Stopped);
             report.daemon.reason = d.reason.clone();

@@ -141,6 +141,7 @@ mod tests {
                 reason: None,
                 config_error: None,
                 state_error: None,
+                behind: None,
                 heartbeat_timeout_s: Some(300.0),
                 agent_mode: Some(AgentMode::Sync),
                 starts: Vec::new(),

@@ -8,9 +8,10 @@
 //! [`table`] the runs queued and in flight and [`folder`] their folders and records),
 //! [`finish`] (completing and writing records off the loop), [`recover`] (what a previous
 //! daemon left), [`envs`] (Python environments), [`jobs`] (each job's schedule state),
-//! [`workdir`] (run folders' neighbours and their removal) and [`lifecycle`] (starts and
-//! crashes).
+//! [`workdir`] (run folders' neighbours and their removal), [`backlog`] (whether the daemon
+//! keeps up with its schedule) and [`lifecycle`] (starts and crashes).
 
+mod backlog;
 mod control;
 mod envs;
 mod event;

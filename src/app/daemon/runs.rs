@@ -12,7 +12,7 @@ use crate::model::record::{Outcome, RunRecord, Trigger};
 use crate::service::run::ExitInfo;
 use crate::service::state::record::{self};
 use chrono::{DateTime, Utc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 impl Daemon {
@@ -156,6 +156,13 @@ impl Daemon {
                 .and_then(|s| (s - rec.due).num_microseconds())
                 .map_or(0.0, |us| us as f64 / 1000.0);
             info!(job = %rec.job, run_id = %rec.run_id, pid, late_ms = late, "run started");
+            if rec.trigger == Trigger::Schedule && late > 1000.0 {
+                let schedule = self.jobs.get(&rec.job).map(|js| js.job.schedule.clone());
+                self.backlog
+                    .started(Duration::from_secs_f64(late / 1000.0), || {
+                        schedule.map_or(Duration::MAX, |s| s.nominal_interval(Utc::now()))
+                    });
+            }
             let journal = Box::new(rec.clone());
             match &self.finisher {
                 Some(f) => {

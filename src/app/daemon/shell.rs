@@ -133,6 +133,8 @@ pub(crate) struct Daemon {
     pub(super) envs: envs::Side,
     /// Starts every child of this process and ends the runs' trees (see `run`).
     pub(super) spawner: crate::service::run::Spawner,
+    /// Signs of falling behind the schedule (see `backlog`).
+    pub(super) backlog: super::backlog::Backlog,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -355,6 +357,7 @@ impl Daemon {
             reason: None,
             config_error: None,
             state_error: None,
+            behind: None,
             heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
             agent_mode: None,
             starts: begun.starts,
@@ -395,6 +398,7 @@ impl Daemon {
             finishing: 0,
             envs: envs::Side::default(),
             spawner,
+            backlog: super::backlog::Backlog::default(),
         };
         d.publish_agent_mode();
         info!(
@@ -470,6 +474,7 @@ impl Daemon {
                 break;
             }
             self.prepare_upcoming();
+            self.update_backlog();
             self.flush_status(false);
             self.shrink_when_idle();
             let wait = self.next_wake();
@@ -564,6 +569,9 @@ impl Daemon {
             let at = self.last_flush.map_or(now_i, |f| f + STATUS_FLUSH_GAP);
             wake = wake.min(at);
         }
+        if let Some(lapse) = self.backlog.expires() {
+            wake = wake.min(lapse);
+        }
         wake.saturating_duration_since(now_i)
     }
 
@@ -589,8 +597,10 @@ impl Daemon {
             };
             let Some(next) = js.next else { continue };
             let mut run_due = next.due;
+            let mut missed = None;
             if next.trigger == crate::model::record::Trigger::Schedule {
-                // Woken late (suspend, overload): run once for the latest slot, say so.
+                // Woken late (suspend, overload): run once for the latest slot, say so, and
+                // record the first missed slot as skipped (see `backlog`).
                 if let Some(latest) = js.job.schedule.last_at_or_before(now) {
                     if latest > run_due {
                         warn!(
@@ -598,6 +608,7 @@ impl Daemon {
                             running_for = %crate::model::record::ts(latest),
                             "daemon woke late; due times in between are not run separately"
                         );
+                        missed = Some(run_due);
                         run_due = latest;
                     }
                 }
@@ -612,7 +623,28 @@ impl Daemon {
                 other => (None, other),
             };
             let job = Arc::clone(&js.job);
-            self.discard_prepared(stale);
+            if let Some(first) = missed {
+                self.backlog.missed();
+                // The folder prepared for the missed slot holds its skipped record.
+                let (for_first, stale) = match stale {
+                    Some(r) if r.due == first && r.trigger == next.trigger => (Some(r), None),
+                    other => (None, other),
+                };
+                self.discard_prepared(stale);
+                self.record_skipped(
+                    &job,
+                    first,
+                    next.trigger,
+                    &format!(
+                        "the daemon woke too late (overloaded, or the machine was suspended): due times from {} to before {} were not run; the latest one runs instead",
+                        crate::model::record::ts(first),
+                        crate::model::record::ts(run_due)
+                    ),
+                    for_first,
+                );
+            } else {
+                self.discard_prepared(stale);
+            }
             let busy = self
                 .jobs
                 .get(&name)
@@ -809,6 +841,16 @@ impl Daemon {
             daemon: self.info.clone(),
             jobs,
             envs: self.envs.views.clone(),
+        }
+    }
+
+    /// Puts the backlog's line into the status when it changed (see `backlog`).
+    fn update_backlog(&mut self) {
+        let text = self.backlog.text(self.finishing, self.queue.len());
+        // The counts change with every run while behind; the status follows at its own pace.
+        if text.is_some() != self.info.behind.is_some() || (text.is_some() && self.dirty) {
+            self.dirty |= text.is_some() != self.info.behind.is_some();
+            self.info.behind = text;
         }
     }
 

@@ -10,15 +10,24 @@
 /// after each large block it frees (up to 32 MiB), after which blocks of that size come from
 /// the heap and stay there after use. A daemon that writes a 2 MB status now and then would
 /// keep that much for good. A fixed threshold turns the raising off.
+///
+/// And keeps the threads' allocations in two heaps (arenas): glibc gives each new thread an
+/// arena of its own up to eight per core, and each keeps what its thread freed. The finisher's
+/// workers come and go (up to 32 under load, `app::daemon::finish`), so a busy daemon's private
+/// memory grew with every arena one of them touched, for good (the soak of issue 25).
 pub(crate) fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
     {
         /// glibc's default mmap threshold, now fixed: blocks from 128 KiB up are mapped on
         /// their own and unmapped when freed.
         const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+        /// The loop thread's heap and one the other threads share: they allocate little,
+        /// and rarely at the same instant.
+        const ARENA_MAX: libc::c_int = 2;
         // SAFETY: mallopt only changes malloc's parameters; it is safe at any time.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
         }
     }
 }
