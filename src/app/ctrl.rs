@@ -40,7 +40,7 @@ pub(crate) enum StartError {
     /// The config or state dir could be changed by another user (see `security`): the
     /// message says which path and the fix.
     #[error("{0}")]
-    Untrusted(String),
+    Untrusted(#[source] crate::service::sys::trust::TrustError),
     #[error("cannot start the daemon: {0}")]
     Failed(String),
     /// The daemon launched refused its config (a user that is not there: ctrl does not look
@@ -385,7 +385,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     });
     if let Err(e) = trust {
         ctrl.action = "error";
-        ctrl.error = Some(e);
+        ctrl.error = Some(e.to_string());
         let mut report = crate::service::report::build_from(path, (&cfg).into(), None, false, None);
         if let Some((instance, dir)) = located {
             report.instance = Some(instance);

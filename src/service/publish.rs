@@ -48,6 +48,10 @@ pub(crate) enum PublishError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Name(#[from] publish_plan::TargetError),
+    #[error("{0}")]
+    Untrusted(#[from] crate::service::sys::trust::TrustError),
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
@@ -76,10 +80,8 @@ pub(crate) fn publish(
     let Some(log) = rec.log.clone() else {
         return Ok(Outcome::default());
     };
-    let target = Target::new(&s.dir, &s.url, &s.instance, &rec.job, &rec.run_id)
-        .map_err(PublishError::Refused)?;
-    crate::service::sys::check_path_trust(&s.dir, "publish_dir", true)
-        .map_err(PublishError::Refused)?;
+    let target = Target::new(&s.dir, &s.url, &s.instance, &rec.job, &rec.run_id)?;
+    crate::service::sys::check_path_trust(&s.dir, "publish_dir", true)?;
     ensure_dir(&s.dir, true)?;
     ensure_dir(&s.dir.join(&s.instance), false)?;
     ensure_dir(&target.job_dir, false)?;

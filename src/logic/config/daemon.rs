@@ -232,7 +232,7 @@ fn publish(loc: &Locator, raw: &RawDaemon, base: &Path) -> Result<Option<Publish
                 ));
             }
             let url = crate::logic::publish_plan::check_publish_url(u.get_ref())
-                .map_err(|m| loc.at(u.span().start, Some("daemon.publish_url".into()), m))?;
+                .map_err(|m| loc.at(u.span().start, Some("daemon.publish_url".into()), m.to_string()))?;
             Ok(Some(Publish {
                 dir: lexical(&base.join(d.get_ref())),
                 url,

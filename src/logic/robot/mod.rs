@@ -7,6 +7,7 @@
 pub(crate) mod budget;
 pub(crate) mod collect;
 pub mod json;
+pub mod syntax;
 pub mod xml;
 
 use crate::model::record::{
@@ -78,11 +79,7 @@ pub(crate) fn read_file(f: File, path: &Path, clock: &Clock) -> Result<TestStats
                     break;
                 }
             }
-            Err(e) => {
-                return Err(clock
-                    .tripped()
-                    .unwrap_or(ResultError::Invalid(e.to_string())))
-            }
+            Err(e) => return Err(clock.tripped().unwrap_or(ResultError::Unreadable(e))),
         }
     }
     let is_json = path.extension().is_some_and(|e| e == "json") || head.last() == Some(&b'{');

@@ -9,6 +9,7 @@ pub(crate) mod memory;
 pub(crate) mod public;
 pub(crate) mod tmp_link;
 pub(crate) mod tree;
+pub(crate) mod trust;
 
 pub(crate) use beneath::open_beneath;
 
