@@ -30,7 +30,7 @@ const LAUNCH_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct Ensured {
     pub(crate) started: bool,
-    pub(crate) route: Option<&'static str>,
+    pub(crate) route: Option<crate::model::status::Route>,
     pub(crate) note: Option<String>,
 }
 

@@ -508,7 +508,11 @@ pub(crate) fn show_text(job: &str, r: &Run, lines: usize, s: Style) -> String {
                     let _ = write!(v, "; robot's own time {}", secs(e));
                 }
                 field(&mut o, "tests", &v);
-                let failed: Vec<_> = t.results.iter().filter(|x| x.status == "FAIL").collect();
+                let failed: Vec<_> = t
+                    .results
+                    .iter()
+                    .filter(|x| x.status == crate::model::record::TestStatus::Fail)
+                    .collect();
                 for x in failed.iter().take(10) {
                     let msg = x.message.as_deref().map(sanitize).unwrap_or_default();
                     let _ = writeln!(

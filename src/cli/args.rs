@@ -151,7 +151,7 @@ pub enum Command {
     #[command(hide = true)]
     Daemon {
         #[arg(long, default_value = "manual")]
-        route: String,
+        route: crate::model::status::Route,
         #[arg(long, value_name = "FILE")]
         run_flag: Option<PathBuf>,
     },

@@ -44,7 +44,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             run_flag,
         } => daemon::run(daemon::Options {
             config: path,
-            route: "foreground".into(),
+            route: crate::model::status::Route::Foreground,
             run_flag,
             foreground: true,
             oneshot: None,
@@ -175,7 +175,7 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
                 println!(
                     "daemon started for instance {} (pid {pid}, via {})",
                     cfg.daemon.instance,
-                    e.route.unwrap_or("?")
+                    e.route.as_ref().map_or("?", |r| r.as_str())
                 );
             } else {
                 println!(
@@ -346,7 +346,7 @@ pub(crate) fn table(r: &Report) -> String {
             d.pid.map_or("?".into(), |p| p.to_string()),
             crate::model::duration::human_age(d.uptime_s.unwrap_or(0.0)),
             d.phase.as_ref().map_or("?".into(), |p| p.to_string()),
-            d.route.as_deref().unwrap_or("?")
+            d.route.as_ref().map_or("?", |r| r.as_str())
         );
     } else {
         let _ = writeln!(o, "daemon:     not running");

@@ -114,7 +114,11 @@ pub(crate) fn publish(
     }
     let log_url = target.file_url("log.html");
     if let Some(t) = &mut rec.tests {
-        for r in t.results.iter_mut().filter(|r| r.status == "FAIL") {
+        for r in t
+            .results
+            .iter_mut()
+            .filter(|r| r.status == crate::model::record::TestStatus::Fail)
+        {
             r.url =
                 r.id.as_deref()
                     .and_then(|id| publish_plan::test_url(&log_url, id));

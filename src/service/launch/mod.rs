@@ -17,7 +17,7 @@ pub(crate) use platform::{daemon_exe, launch};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Launched {
     /// `systemd-run`, `fork`, … (reported in ctrl's section).
-    pub(crate) route: &'static str,
+    pub(crate) route: crate::model::status::Route,
     /// The launcher found the daemon's unit already there (another ctrl's launch in progress,
     /// or a daemon draining before exit).
     pub(crate) already_running: bool,

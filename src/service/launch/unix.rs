@@ -5,6 +5,7 @@
 //! ctrl exits.
 
 use super::Launched;
+use crate::model::status::Route;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -83,7 +84,7 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
         .map_err(|e| format!("cannot run systemd-run: {e}"))?;
     if out.status.success() {
         return Ok(Launched {
-            route: "systemd-run",
+            route: Route::SystemdRun,
             already_running: false,
             note: None,
         });
@@ -91,7 +92,7 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if err.contains("already loaded") || err.contains("already exists") {
         return Ok(Launched {
-            route: "systemd-run",
+            route: Route::SystemdRun,
             already_running: true,
             note: Some(format!("unit {unit}.service is already loaded")),
         });
@@ -129,7 +130,7 @@ fn fork(exe: &Path, args: &[OsString]) -> Result<Launched, String> {
     // Reap the intermediate process (it exits right after the second fork).
     let _ = child.wait();
     Ok(Launched {
-        route: "fork",
+        route: Route::Fork,
         already_running: false,
         note: None,
     })

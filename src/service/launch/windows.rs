@@ -19,6 +19,7 @@
 //! stays replaceable while the daemon runs.
 
 use super::Launched;
+use crate::model::status::Route;
 use crate::service::sys::{handle_start_time, wide, OwnedHandle};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -55,7 +56,7 @@ pub(crate) fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<L
     let base = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
     if !in_any_job(current_process()) {
         create(exe, args, "no-job", base, None)?;
-        return Ok(launched("no-job", None));
+        return Ok(launched(Route::NoJob, None));
     }
     let breakaway_err = match create(
         exe,
@@ -64,12 +65,12 @@ pub(crate) fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<L
         base | CREATE_BREAKAWAY_FROM_JOB,
         None,
     ) {
-        Ok(_) => return Ok(launched("breakaway", None)),
+        Ok(_) => return Ok(launched(Route::Breakaway, None)),
         Err(e) => e,
     };
     match start_under_ancestor(exe, args, base) {
         Ok(ancestor) => Ok(launched(
-            "parent-process",
+            Route::ParentProcess,
             Some(format!(
                 "the job forbids breakaway ({breakaway_err}); started under pid {ancestor} instead"
             )),
@@ -126,7 +127,7 @@ pub(crate) fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String
     Ok(dst)
 }
 
-fn launched(route: &'static str, note: Option<String>) -> Launched {
+fn launched(route: Route, note: Option<String>) -> Launched {
     Launched {
         route,
         already_running: false,
