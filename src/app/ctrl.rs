@@ -43,6 +43,8 @@ pub(crate) enum StartError {
     Untrusted(#[source] crate::service::sys::trust::TrustError),
     #[error("cannot start the daemon: {0}")]
     Failed(String),
+    #[error("cannot start the daemon: {0}")]
+    Launch(#[from] crate::service::launch::LaunchError),
     /// The daemon launched refused its config (a user that is not there: ctrl does not look
     /// users up, the daemon does).
     #[error("{0}")]
