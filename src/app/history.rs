@@ -372,8 +372,23 @@ pub(crate) fn history_table(
     o
 }
 
+/// A run id that names no run, or more than one.
+#[derive(Debug, thiserror::Error)]
+enum PickError {
+    #[error("no runs yet")]
+    NoRuns,
+    #[error("no run {0:?}")]
+    None(String),
+    #[error("{want:?} matches {count} runs: {}", .newest.join(", "))]
+    Many {
+        want: String,
+        count: usize,
+        newest: Vec<String>,
+    },
+}
+
 /// Picks a run by id: exact, else a unique prefix.
-fn pick<'a>(runs: &'a [(String, PathBuf)], want: &str) -> Result<&'a (String, PathBuf), String> {
+fn pick<'a>(runs: &'a [(String, PathBuf)], want: &str) -> Result<&'a (String, PathBuf), PickError> {
     if let Some(r) = runs.iter().find(|(id, _)| id == want) {
         return Ok(r);
     }
@@ -381,17 +396,12 @@ fn pick<'a>(runs: &'a [(String, PathBuf)], want: &str) -> Result<&'a (String, Pa
         runs.iter().filter(|(id, _)| id.starts_with(want)).collect();
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => Err(format!("no run {want:?}")),
-        many => Err(format!(
-            "{want:?} matches {} runs: {}",
-            many.len(),
-            many.iter()
-                .rev()
-                .take(5)
-                .map(|r| r.0.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        [] => Err(PickError::None(want.to_string())),
+        many => Err(PickError::Many {
+            want: want.to_string(),
+            count: many.len(),
+            newest: many.iter().rev().take(5).map(|r| r.0.clone()).collect(),
+        }),
     }
 }
 
@@ -412,7 +422,7 @@ pub(crate) fn show(path: &Path, job: &str, run: Option<&str>, lines: usize) -> i
         }
     };
     let chosen = match run {
-        None => all.last().ok_or_else(|| "no runs yet".to_string()),
+        None => all.last().ok_or(PickError::NoRuns),
         Some(want) => pick(&all, want),
     };
     let (id, dir) = match chosen {

@@ -1,6 +1,6 @@
 //! Why a path is not trusted (the check of [`crate::service::security`], done per OS by
 //! `check_path_trust`): which path, which entry on the way, what is wrong and the command
-//! that fixes it.
+//! that fixes it; and the folder a build's user cannot pass through ([`Closed`]).
 
 #[cfg(unix)]
 use std::io;
@@ -66,6 +66,16 @@ pub(crate) enum TrustError {
         above: Option<PathBuf>,
         reason: String,
     },
+}
+
+/// The first folder on the way to a path that a user cannot pass through (no search
+/// permission for them): `<folder> (mode 0700, owner uid 0)`.
+#[derive(Debug, thiserror::Error)]
+#[error("{} (mode {mode:04o}, owner uid {owner})", .dir.display())]
+pub(crate) struct Closed {
+    pub(crate) dir: PathBuf,
+    pub(crate) mode: u32,
+    pub(crate) owner: u32,
 }
 
 /// What makes an entry unsafe on Unix.
