@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 /// Longest accepted job or instance name: names become file and unit names.
 const MAX_NAME_LEN: usize = 64;
 
+/// Longest `service` name.
+pub(super) const MAX_SERVICE_LEN: usize = 200;
+
+/// Longest piggyback host name (a DNS name's limit).
+pub(super) const MAX_HOST_LEN: usize = 253;
+
 /// The program a retry wrapper runs until the preparation step knows this program's path
 /// (see [`Need::SelfExe`]), and what it stays when that cannot be found.
 pub(crate) const SELF_EXE_FALLBACK: &str = "robotmk-daemon";
@@ -158,13 +164,13 @@ pub(crate) enum ValueError {
     ServiceEmpty,
     #[error("`service` {0:?} starts or ends with a space")]
     ServiceSpace(String),
-    #[error("`service` is longer than {} characters", super::job::MAX_SERVICE_LEN)]
+    #[error("`service` is longer than {} characters", MAX_SERVICE_LEN)]
     ServiceTooLong,
     #[error("`service` {0:?} contains {1:?}, which a Checkmk service name of a local check cannot carry")]
     ServiceChar(String, char),
     #[error("`host` must not be empty (leave it out for the agent's own host)")]
     HostEmpty,
-    #[error("`host` is longer than {} characters", super::job::MAX_HOST_LEN)]
+    #[error("`host` is longer than {} characters", MAX_HOST_LEN)]
     HostTooLong,
     #[error("`host` {0:?} contains {1:?}; a Checkmk host name has only letters, digits, '_', '.' and '-'")]
     HostChar(String, char),

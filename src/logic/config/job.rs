@@ -1,7 +1,10 @@
 //! One `[[job]]` table: its raw form, the `kind = "robot"` shorthand, and every rule a job
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
-use super::base::{check_name, lexical, Locator, Need, Place, ValueError, SELF_EXE_FALLBACK};
+use super::base::{
+    check_name, lexical, Locator, Need, Place, ValueError, MAX_HOST_LEN, MAX_SERVICE_LEN,
+    SELF_EXE_FALLBACK,
+};
 use crate::logic::schedule;
 use crate::model::config::{
     CatchUp, ConfigError, Job, Overlap, PluginSpec, Retry, Services, VARIABLES_FILE,
@@ -285,9 +288,6 @@ pub(super) fn resolve(
         plugin,
     })
 }
-
-/// Longest `service` name.
-pub(super) const MAX_SERVICE_LEN: usize = 200;
 
 /// What a plugin job cannot have: a result file, per-test services, retries.
 fn plugin_excludes(at: &At, raw: &RawJob) -> Result<(), ConfigError> {
@@ -707,9 +707,6 @@ fn python_env(
         shared: raw.user.is_some(),
     }))
 }
-
-/// Longest piggyback host name (a DNS name's limit).
-pub(super) const MAX_HOST_LEN: usize = 253;
 
 /// The Checkmk side of a job: its piggyback host and runtime levels.
 #[allow(clippy::type_complexity)]

@@ -15,6 +15,12 @@ pub(crate) use platform::{daemon_exe, launch};
 use std::io;
 use std::path::PathBuf;
 
+/// How the agent (or an admin) can run the daemon when no route leaves the job.
+#[cfg(windows)]
+const FIX: &str = "run the daemon as a Checkmk agent extension instead \
+(extensions: execution: binary robotmk-daemon.exe, command_line: start --foreground --run-flag <file>), \
+see docs/WINDOWS.md";
+
 /// Why a daemon could not be launched: the program, the step and the OS's error.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LaunchError {
@@ -80,7 +86,7 @@ pub(crate) enum LaunchError {
     #[error(
         "cannot start the daemon outside the agent's job object, which would kill it: \
          breakaway refused ({breakaway}); parent-process route failed ({ancestor}); {}",
-        platform::FIX
+        FIX
     )]
     InJob {
         breakaway: Box<LaunchError>,

@@ -45,11 +45,6 @@ use windows_sys::Win32::System::Threading::{
     STARTF_USESTDHANDLES, STARTUPINFOEXW, STARTUPINFOW,
 };
 
-/// How the agent (or an admin) can run the daemon when no route leaves the job.
-pub(super) const FIX: &str = "run the daemon as a Checkmk agent extension instead \
-(extensions: execution: binary robotmk-daemon.exe, command_line: start --foreground --run-flag <file>), \
-see docs/WINDOWS.md";
-
 /// Starts `exe args… --route <route>` detached and outside ctrl's job object.
 pub(crate) fn launch(
     exe: &Path,
