@@ -196,6 +196,35 @@ impl At<'_> {
     }
 }
 
+/// `timeout`, or the schedule's interval when it is not set.
+fn timeout_of(
+    at: &At,
+    raw: &RawJob,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Result<Duration, ConfigError> {
+    match &raw.timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            Err(at.err(t.span().start, "timeout", "must be longer than 0"))
+        }
+        Some(t) => Ok(t.get_ref().0),
+        // Without a timeout a hanging runner would block its job forever; the interval is the
+        // natural bound since a run longer than it is already late for the next one.
+        None => Ok(schedule.nominal_interval(now)),
+    }
+}
+
+/// The names of `env`: what a process environment can hold.
+fn check_env_names(at: &At, raw: &RawJob) -> Result<(), ConfigError> {
+    for key in raw.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            let m = format!("invalid environment variable name {key:?}");
+            return Err(at.err(at.start, "env", m));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves and validates the `index`th job; what needs the host (its user, its environment
 /// file, this program's path) is added to `needs` as job number `index`.
 pub(super) fn resolve(
@@ -245,21 +274,8 @@ pub(super) fn resolve(
     check_attempts(&at, &raw, kind)?;
     let result = result_of(&at, &raw, kind, &command)?;
     check_levels(&at, &raw)?;
-    let timeout = match &raw.timeout {
-        Some(t) if t.get_ref().0.is_zero() => {
-            return Err(at.err(t.span().start, "timeout", "must be longer than 0"))
-        }
-        Some(t) => t.get_ref().0,
-        // Without a timeout a hanging runner would block its job forever; the interval is the
-        // natural bound since a run longer than it is already late for the next one.
-        None => schedule.nominal_interval(now),
-    };
-    for key in raw.env.keys() {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            let m = format!("invalid environment variable name {key:?}");
-            return Err(at.err(start, "env", m));
-        }
-    }
+    let timeout = timeout_of(&at, &raw, &schedule, now)?;
+    check_env_names(&at, &raw)?;
     Ok(Job {
         name,
         command,
