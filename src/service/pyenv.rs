@@ -372,10 +372,10 @@ fn tool(program: impl AsRef<std::ffi::OsStr>, env: Option<&[(OsString, OsString)
 /// by hand or interrupted may find something there. Only its content goes: the folder itself
 /// may be in a folder this process cannot write.
 fn empty_dir(dir: &Path) -> Result<(), BuildError> {
-    std::fs::create_dir_all(dir).map_err(io("create", &dir))?;
-    let list = std::fs::read_dir(dir).map_err(io("list", &dir))?;
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let list = std::fs::read_dir(dir).map_err(io("list", dir))?;
     for e in list {
-        let e = e.map_err(io("list", &dir))?;
+        let e = e.map_err(io("list", dir))?;
         let p = e.path();
         let gone = match e.file_type() {
             // Without recursion, by handle (sys::tree): an installer shaped that tree.
@@ -427,7 +427,7 @@ fn skipped_in_copy(name: &std::ffi::OsStr) -> bool {
 /// left out; a folder larger than [`PROJECT_CAP_BYTES`] is refused.
 fn copy_project(from: &Path, to: &Path) -> Result<(), BuildError> {
     if std::fs::symlink_metadata(to).is_ok() {
-        std::fs::remove_dir_all(to).map_err(io("remove", &to))?;
+        std::fs::remove_dir_all(to).map_err(io("remove", to))?;
     }
     let (mut bytes, mut entries) = (0u64, 0u64);
     let mut todo = vec![(from.to_path_buf(), to.to_path_buf())];
