@@ -460,27 +460,12 @@ fn copy_project(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
-    // Readable by a job's user where the folders above let them in (shared environments
-    // built by the daemon itself); a private one is still behind the 0700 state dir.
-    crate::service::sys::set_shared_umask();
-    // The install step runs in the project's folder: a relative --dir would then miss.
-    let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
-    // A build interrupted before (daemon killed, timeout) may have left half a venv.
-    empty_dir(&venv)?;
-    let env = plan.home.as_deref().map(build_env);
-    let env = env.as_deref();
-    if let Some(home) = &plan.home {
-        let tmp = home.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
-    }
-    // Said plainly up front, rather than as the installer's traceback.
-    crate::service::sys::file::read(
-        &plan.source,
-        crate::service::sys::file::cap::ENV_SOURCE,
-        crate::service::sys::file::Links::Follow,
-    )
-    .map_err(io("read", &plan.source))?;
+/// Where the installer runs and what it installs: the requirements file, or the project —
+/// as it is, or a copy a build as another user may write into (the copy is returned, to be
+/// removed after the build).
+fn install_target(
+    plan: &BuildPlan,
+) -> Result<(PathBuf, Vec<OsString>, Option<PathBuf>), BuildError> {
     let project_dir = plan
         .source
         .parent()
@@ -513,6 +498,31 @@ fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
             (copy.clone(), vec![copy.into_os_string()])
         }
     };
+    Ok((work_dir, target, copied))
+}
+
+fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
+    // Readable by a job's user where the folders above let them in (shared environments
+    // built by the daemon itself); a private one is still behind the 0700 state dir.
+    crate::service::sys::set_shared_umask();
+    // The install step runs in the project's folder: a relative --dir would then miss.
+    let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
+    // A build interrupted before (daemon killed, timeout) may have left half a venv.
+    empty_dir(&venv)?;
+    let env = plan.home.as_deref().map(build_env);
+    let env = env.as_deref();
+    if let Some(home) = &plan.home {
+        let tmp = home.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    }
+    // Said plainly up front, rather than as the installer's traceback.
+    crate::service::sys::file::read(
+        &plan.source,
+        crate::service::sys::file::cap::ENV_SOURCE,
+        crate::service::sys::file::Links::Follow,
+    )
+    .map_err(io("read", &plan.source))?;
+    let (work_dir, target, copied) = install_target(plan)?;
     let py = venv_python(&venv);
     let result = install(plan, &venv, &py, &work_dir, &target, env);
     if let Some(c) = copied {
