@@ -157,6 +157,12 @@ impl From<String> for TestStatus {
     }
 }
 
+impl From<&str> for TestStatus {
+    fn from(s: &str) -> TestStatus {
+        TestStatus::from(s.to_string())
+    }
+}
+
 /// As robot's result had no status at all (`TestResult`'s default).
 impl Default for TestStatus {
     fn default() -> Self {

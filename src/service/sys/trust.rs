@@ -34,6 +34,15 @@ pub(crate) enum TrustError {
         #[source]
         source: io::Error,
     },
+    /// Another instance's path whose owner could not be read.
+    #[cfg(unix)]
+    #[error("{what} {}: {source}", .path.display())]
+    Stat {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[cfg(unix)]
     #[error("{what} {}: too many levels of symlinks", .path.display())]
     LinkLoop { what: &'static str, path: PathBuf },

@@ -234,6 +234,33 @@ pub(crate) fn check_path_trust(
     what: &'static str,
     may_be_missing: bool,
 ) -> Result<(), super::trust::TrustError> {
+    check_path_trust_also(path, what, may_be_missing, None)
+}
+
+/// [`check_path_trust`] for another instance's state dir or config (a USER instance's, in
+/// its user's home): the owner of `path` itself is trusted too, besides root and this user,
+/// on the way to it. Nobody else may write any of it.
+pub(crate) fn check_instance_path_trust(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<(), super::trust::TrustError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path)
+        .map_err(|source| super::trust::TrustError::Stat {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?
+        .uid();
+    check_path_trust_also(path, what, false, Some(owner))
+}
+
+fn check_path_trust_also(
+    path: &std::path::Path,
+    what: &'static str,
+    may_be_missing: bool,
+    also: Option<u32>,
+) -> Result<(), super::trust::TrustError> {
     use super::trust::{TrustError, Unsafe};
     use std::collections::VecDeque;
     use std::ffi::OsString;
@@ -283,7 +310,7 @@ pub(crate) fn check_path_trust(
                 })
             }
         };
-        if m.uid() != 0 && m.uid() != me {
+        if m.uid() != 0 && m.uid() != me && Some(m.uid()) != also {
             return refuse(&entry, Unsafe::Owner { uid: m.uid(), me });
         }
         if m.file_type().is_symlink() {
