@@ -30,7 +30,7 @@ const LAUNCH_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct Ensured {
     pub(crate) started: bool,
-    pub(crate) route: Option<&'static str>,
+    pub(crate) route: Option<crate::model::status::Route>,
     pub(crate) note: Option<String>,
 }
 
@@ -40,9 +40,11 @@ pub(crate) enum StartError {
     /// The config or state dir could be changed by another user (see `security`): the
     /// message says which path and the fix.
     #[error("{0}")]
-    Untrusted(String),
+    Untrusted(#[source] crate::service::sys::trust::TrustError),
     #[error("cannot start the daemon: {0}")]
     Failed(String),
+    #[error("cannot start the daemon: {0}")]
+    Launch(#[from] crate::service::launch::LaunchError),
     /// The daemon launched refused its config (a user that is not there: ctrl does not look
     /// users up, the daemon does).
     #[error("{0}")]
@@ -408,7 +410,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     });
     if let Err(e) = trust {
         ctrl.action = "error";
-        ctrl.error = Some(e);
+        ctrl.error = Some(e.to_string());
         let mut report = crate::service::report::build_from(path, (&cfg).into(), None, false, None);
         if let Some((instance, dir)) = located {
             report.instance = Some(instance);

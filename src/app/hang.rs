@@ -90,18 +90,46 @@ enum Ending {
     Ended,
 }
 
+/// Why a daemon that did not answer was not ended.
+#[derive(Debug, thiserror::Error)]
+enum EndError {
+    #[error("cannot take {}: {source}", .path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another ctrl holds start.lock; not ended")]
+    Busy,
+    #[error(
+        "pid {0} is not verified as this instance's daemon (start time, program, lock); not ended"
+    )]
+    NotVerified(u32),
+    #[error("ending pid {pid} failed: {source}")]
+    Kill {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid} was sent the kill and still runs or holds the lock after {secs}s")]
+    Lingers { pid: u32, secs: u64 },
+}
+
 /// Ends the daemon `d` that leaves `beat` unanswered.
-fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<Ending, String> {
+fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<Ending, EndError> {
     if poll(CONFIRM, || st.heartbeat_ack() == Some(beat)) {
         return Ok(Ending::Answered);
     }
     // One ctrl at a time, so that racing ctrls do not all end (and report) the same daemon:
     // the others find it gone. Released before the launch, which takes it again.
     let patience = CONFIRM + RELEASE_PATIENCE + Duration::from_secs(1);
-    let guard = lock::acquire_within(&st.start_lock_file(), patience)
-        .map_err(|e| format!("cannot take {}: {e}", st.start_lock_file().display()))?;
+    let guard =
+        lock::acquire_within(&st.start_lock_file(), patience).map_err(|source| EndError::Lock {
+            path: st.start_lock_file(),
+            source,
+        })?;
     if guard.is_none() {
-        return Err("another ctrl holds start.lock; not ended".into());
+        return Err(EndError::Busy);
     }
     let old = sys::ProcessId {
         pid: d.pid,
@@ -114,23 +142,19 @@ fn end(st: &StateDir, d: &DaemonInfo, beat: SystemTime) -> Result<Ending, String
         return Ok(Ending::Answered);
     }
     if !sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
-        return Err(format!(
-            "pid {} is not verified as this instance's daemon (start time, program, lock); not ended",
-            d.pid
-        ));
+        return Err(EndError::NotVerified(d.pid));
     }
     sys::kill_process(d.pid, d.pid_start)
-        .map_err(|e| format!("ending pid {} failed: {e}", d.pid))?;
+        .map_err(|source| EndError::Kill { pid: d.pid, source })?;
     // Gone, and its lock free: the leader of a multi-threaded process is a zombie while
     // its other threads still hold the files. start.lock, held here, keeps any other ctrl
     // from starting the next daemon meanwhile, so a held lock is still the old one's.
     let gone = || !old.is_alive() && !lock::is_held(&st.lock_file()).unwrap_or(true);
     if !poll(RELEASE_PATIENCE, gone) {
-        return Err(format!(
-            "pid {} was sent the kill and still runs or holds the lock after {}s",
-            d.pid,
-            RELEASE_PATIENCE.as_secs()
-        ));
+        return Err(EndError::Lingers {
+            pid: d.pid,
+            secs: RELEASE_PATIENCE.as_secs(),
+        });
     }
     Ok(Ending::Ended)
 }

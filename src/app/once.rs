@@ -50,7 +50,7 @@ pub(crate) fn run(cfg: &Config, job: &str, config_path: &Path) -> i32 {
     };
     let opts = daemon::Options {
         config: config_path.to_path_buf(),
-        route: "run-once".into(),
+        route: crate::model::status::Route::RunOnce,
         run_flag: None,
         foreground: true,
         oneshot: Some(daemon::OneShot {

@@ -151,20 +151,25 @@ pub enum Command {
     #[command(hide = true)]
     Daemon {
         #[arg(long, default_value = "manual")]
-        route: String,
+        route: crate::model::status::Route,
         #[arg(long, value_name = "FILE")]
         run_flag: Option<PathBuf>,
     },
 }
 
-fn parse_dur(s: &str) -> Result<Duration, String> {
+fn parse_dur(s: &str) -> Result<Duration, crate::model::duration::DurationError> {
     crate::model::duration::parse(s)
 }
 
-fn parse_retry(s: &str) -> Result<crate::model::config::Retry, String> {
+fn parse_retry(s: &str) -> Result<crate::model::config::Retry, RetryError> {
     match s {
         "failed" => Ok(crate::model::config::Retry::Failed),
         "all" => Ok(crate::model::config::Retry::All),
-        _ => Err(format!("{s:?}: use \"failed\" or \"all\"")),
+        _ => Err(RetryError(s.to_string())),
     }
 }
+
+/// A `--retry` clap cannot take.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: use \"failed\" or \"all\"")]
+struct RetryError(String);

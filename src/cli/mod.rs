@@ -44,7 +44,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             run_flag,
         } => daemon::run(daemon::Options {
             config: path,
-            route: "foreground".into(),
+            route: crate::model::status::Route::Foreground,
             run_flag,
             foreground: true,
             oneshot: None,
@@ -175,7 +175,7 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
                 println!(
                     "daemon started for instance {} (pid {pid}, via {})",
                     cfg.daemon.instance,
-                    e.route.unwrap_or("?")
+                    e.route.as_ref().map_or("?", |r| r.as_str())
                 );
             } else {
                 println!(
@@ -346,7 +346,7 @@ pub(crate) fn table(r: &Report) -> String {
             d.pid.map_or("?".into(), |p| p.to_string()),
             crate::model::duration::human_age(d.uptime_s.unwrap_or(0.0)),
             d.phase.as_ref().map_or("?".into(), |p| p.to_string()),
-            d.route.as_deref().unwrap_or("?")
+            d.route.as_ref().map_or("?", |r| r.as_str())
         );
     } else {
         let _ = writeln!(o, "daemon:     not running");
@@ -485,6 +485,19 @@ fn check_config(path: &Path) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 2;
     }
+    print_daemon(&cfg);
+    let build_user = print_build_user(&cfg);
+    print_limits(&cfg);
+    print_shared_envs(&cfg, &build_user);
+    let now = Utc::now();
+    for j in &cfg.jobs {
+        print_job(j, now);
+    }
+    0
+}
+
+/// `check-config`: the daemon's settings as they will be in force.
+fn print_daemon(cfg: &crate::model::config::Config) {
     let d = &cfg.daemon;
     println!("config {} is valid", cfg.path.display());
     println!("instance:          {}", d.instance);
@@ -526,6 +539,14 @@ fn check_config(path: &Path) -> i32 {
             )),
         crate::model::duration::format(d.env_build_timeout)
     );
+}
+
+/// `check-config`: who builds the environments of jobs without a `user` — looked up (and
+/// said) only when some job needs it; the lookup's result decides the environments' keys.
+fn print_build_user(
+    cfg: &crate::model::config::Config,
+) -> Result<crate::model::user::UserInfo, String> {
+    let d = &cfg.daemon;
     // Who builds them: looked up only when some job's environment needs the build user.
     let needs_build_user = sys::is_root()
         && cfg
@@ -549,6 +570,12 @@ fn check_config(path: &Path) -> i32 {
             }
         }
     }
+    build_user
+}
+
+/// `check-config`: result limits, start delay and the number of jobs.
+fn print_limits(cfg: &crate::model::config::Config) {
+    let d = &cfg.daemon;
     println!(
         "results:           read up to {} bytes each, within {} per run",
         d.result_limits.max_bytes,
@@ -561,11 +588,18 @@ fn check_config(path: &Path) -> i32 {
         );
     }
     println!("jobs:              {}", cfg.jobs.len());
+}
+
+/// `check-config`: which jobs share which environment.
+fn print_shared_envs(
+    cfg: &crate::model::config::Config,
+    build_user: &Result<crate::model::user::UserInfo, String>,
+) {
     // Which jobs share which environment: same file content and interpreter, one build.
     let mut shared: std::collections::BTreeMap<String, (String, Vec<&str>)> = Default::default();
     for j in &cfg.jobs {
         if let Some(e) = &j.pyenv {
-            let builder = crate::service::pyenv::builder_for(j.user.as_deref(), &build_user);
+            let builder = crate::service::pyenv::builder_for(j.user.as_deref(), build_user);
             let key = match builder {
                 Ok(b) => crate::service::pyenv::key_of(e, b.map(|u| u.uid))
                     .unwrap_or_else(|err| format!("unreadable ({err})")),
@@ -581,71 +615,71 @@ fn check_config(path: &Path) -> i32 {
     for (key, (from, jobs)) in &shared {
         println!("environment {key}: {from}; jobs: {}", jobs.join(", "));
     }
-    let now = Utc::now();
-    for j in &cfg.jobs {
-        println!();
-        println!("job {}", j.name);
+}
+
+/// `check-config`: one job as it will run, with its next three due times.
+fn print_job(j: &crate::model::config::Job, now: chrono::DateTime<Utc>) {
+    println!();
+    println!("job {}", j.name);
+    println!(
+        "  command:  {}",
+        j.command
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("  schedule: {}", j.schedule);
+    println!("  timeout:  {}", crate::model::duration::format(j.timeout));
+    println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+    if let Some(u) = &j.user {
+        // As looked up by this build (see docs/SECURITY.md): what the runs will get.
+        let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
         println!(
-            "  command:  {}",
-            j.command
-                .iter()
-                .map(|a| format!("{a:?}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            "  user:     {} (uid {}, gid {}, groups {}, home {})",
+            u.name,
+            u.uid,
+            u.gid,
+            groups.join(","),
+            u.home.display()
         );
-        println!("  schedule: {}", j.schedule);
-        println!("  timeout:  {}", crate::model::duration::format(j.timeout));
-        println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
-        if let Some(u) = &j.user {
-            // As looked up by this build (see docs/SECURITY.md): what the runs will get.
-            let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
-            println!(
-                "  user:     {} (uid {}, gid {}, groups {}, home {})",
-                u.name,
-                u.uid,
-                u.gid,
-                groups.join(","),
-                u.home.display()
-            );
-        }
-        if let Some(w) = &j.working_dir {
-            println!("  working_dir: {}", w.display());
-        }
-        if let Some(r) = &j.result {
-            println!("  result:   {r}");
-        }
-        if let Some(e) = &j.pyenv {
-            println!(
-                "  {}: {} (python {})",
-                e.kind.as_str(),
-                e.source.display(),
-                e.python
-            );
-        }
-        if j.attempts > 1 {
-            println!("  attempts: {} (merged with rebot)", j.attempts);
-        }
-        if j.services == crate::model::config::Services::PerTest {
-            let lvl = |d: Option<Duration>| d.map_or("-".into(), crate::model::duration::format);
-            println!(
-                "  services: per-test (runtime levels {} / {})",
-                lvl(j.test_runtime_warn),
-                lvl(j.test_runtime_crit)
-            );
-        }
-        let next: Vec<String> = j
-            .schedule
-            .upcoming(now, 3)
-            .into_iter()
-            .map(|t| {
-                t.with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M:%S %Z")
-                    .to_string()
-            })
-            .collect();
-        println!("  next due: {}", next.join(", "));
     }
-    0
+    if let Some(w) = &j.working_dir {
+        println!("  working_dir: {}", w.display());
+    }
+    if let Some(r) = &j.result {
+        println!("  result:   {r}");
+    }
+    if let Some(e) = &j.pyenv {
+        println!(
+            "  {}: {} (python {})",
+            e.kind.as_str(),
+            e.source.display(),
+            e.python
+        );
+    }
+    if j.attempts > 1 {
+        println!("  attempts: {} (merged with rebot)", j.attempts);
+    }
+    if j.services == crate::model::config::Services::PerTest {
+        let lvl = |d: Option<Duration>| d.map_or("-".into(), crate::model::duration::format);
+        println!(
+            "  services: per-test (runtime levels {} / {})",
+            lvl(j.test_runtime_warn),
+            lvl(j.test_runtime_crit)
+        );
+    }
+    let next: Vec<String> = j
+        .schedule
+        .upcoming(now, 3)
+        .into_iter()
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        })
+        .collect();
+    println!("  next due: {}", next.join(", "));
 }
 
 fn run_once(path: &Path, name: &str) -> i32 {

@@ -21,7 +21,7 @@
 use crate::logic::staleness::{self, Staleness};
 use crate::model::config::Services;
 use crate::model::duration::human_age;
-use crate::model::record::Outcome;
+use crate::model::record::{Outcome, TestStatus};
 use crate::model::report::Report;
 use crate::model::status::{AgentMode, JobStatus, LastRun};
 use chrono::{DateTime, Utc};
@@ -350,12 +350,12 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
         .iter()
         .zip(names)
         .map(|(r, name)| {
-            let mut state = match r.status.as_str() {
-                "PASS" | "SKIP" => 0,
-                "FAIL" => 2,
+            let mut state = match r.status {
+                TestStatus::Pass | TestStatus::Skip => 0,
+                TestStatus::Fail => 2,
                 _ => 1,
             };
-            let mut text = r.status.clone();
+            let mut text = r.status.as_str().to_string();
             if let Some(e) = r.elapsed_s {
                 let _ = write!(text, " in {e:.2}s");
                 if job.test_runtime_crit_s.is_some_and(|c| e >= c) {
@@ -471,13 +471,21 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
         }
         if let Some(c) = &r.ctrl {
             if c.action == "started" {
-                let _ = write!(t, ", started now via {}", c.route.unwrap_or("?"));
+                let _ = write!(
+                    t,
+                    ", started now via {}",
+                    c.route.as_ref().map_or("?", |r| r.as_str())
+                );
             }
             if c.action == "restarted" {
                 // WARN once: where the agent caches ctrl's output, the call that ends a hung
                 // daemon may be the first to notice it, and the event must not go unseen.
                 state = 1;
-                let via = c.route.map(|r| format!(" via {r}")).unwrap_or_default();
+                let via = c
+                    .route
+                    .as_ref()
+                    .map(|r| format!(" via {r}"))
+                    .unwrap_or_default();
                 let _ = write!(
                     t,
                     ", restarted now{via}: {}",

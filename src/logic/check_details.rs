@@ -6,7 +6,7 @@
 //! and so does each further line; nothing in a line may be a real line break, and no
 //! literal `\n` may hide in a test's text (it would split the line).
 
-use crate::model::record::TestStats;
+use crate::model::record::{TestStats, TestStatus};
 
 /// Tests listed at most; the rest are counted in a last line.
 pub(crate) const MAX_LISTED: usize = 100;
@@ -30,13 +30,16 @@ pub(crate) fn text(s: &str) -> String {
 /// The per-test lines of `t`, each after a literal `\n`: failed tests first, then the
 /// others in the result's order.
 pub(crate) fn tests(t: &TestStats) -> String {
-    let mut order: Vec<&crate::model::record::TestResult> =
-        t.results.iter().filter(|r| r.status == "FAIL").collect();
-    order.extend(t.results.iter().filter(|r| r.status != "FAIL"));
+    let mut order: Vec<&crate::model::record::TestResult> = t
+        .results
+        .iter()
+        .filter(|r| r.status == TestStatus::Fail)
+        .collect();
+    order.extend(t.results.iter().filter(|r| r.status != TestStatus::Fail));
     let mut out = String::new();
     let mut listed = 0usize;
     for r in &order {
-        let mut line = format!("{} {}", text(&r.status), text(&r.name));
+        let mut line = format!("{} {}", text(r.status.as_str()), text(&r.name));
         if let Some(e) = r.elapsed_s {
             line.push_str(&format!(" ({e:.2}s)"));
         }

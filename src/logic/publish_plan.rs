@@ -25,25 +25,72 @@ pub(crate) const LATEST_PAGE: &str = "latest.html";
 pub(crate) const LATEST_LINK: &str = "latest";
 
 /// A folder name under `publish_dir`: an instance, a job, or a run id.
-pub(crate) fn check_component(name: &str) -> Result<(), String> {
+pub(crate) fn check_component(name: &str) -> Result<(), NameError> {
+    let bad = |why| {
+        Err(NameError {
+            name: name.to_string(),
+            why,
+        })
+    };
     if name.is_empty() || name.len() > MAX_COMPONENT {
-        return Err(format!(
-            "{name:?} is not a usable folder name (1 to {MAX_COMPONENT} characters)"
-        ));
+        return bad(BadName::Length);
     }
     if name.starts_with('.') {
-        return Err(format!("{name:?} starts with a dot"));
+        return bad(BadName::Dot);
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(format!("{name:?} contains {c:?}"));
+        return bad(BadName::Char(c));
     }
     if name == LATEST_PAGE || name == LATEST_LINK {
-        return Err(format!("{name:?} is the name of the job's latest entry"));
+        return bad(BadName::Latest);
     }
     Ok(())
+}
+
+/// A name that cannot be a folder below `publish_dir`.
+#[derive(Debug, thiserror::Error)]
+#[error("{name:?} {why}")]
+pub(crate) struct NameError {
+    name: String,
+    why: BadName,
+}
+
+/// What is wrong with a [`NameError`]'s name.
+#[derive(Debug, thiserror::Error)]
+enum BadName {
+    #[error("is not a usable folder name (1 to {MAX_COMPONENT} characters)")]
+    Length,
+    #[error("starts with a dot")]
+    Dot,
+    #[error("contains {0:?}")]
+    Char(char),
+    #[error("is the name of the job's latest entry")]
+    Latest,
+}
+
+/// A run that cannot be published: which of its names is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} name {source}; not published")]
+pub(crate) struct TargetError {
+    what: &'static str,
+    #[source]
+    source: NameError,
+}
+
+/// A `publish_url` Checkmk could not link to.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UrlError {
+    #[error("{0:?} must start with http:// or https://")]
+    Scheme(String),
+    #[error("{0:?} names no host")]
+    NoHost(String),
+    #[error("{0:?} contains {1:?}, which Checkmk would not take as part of a link (or which cannot precede a file name)")]
+    Char(String, char),
+    #[error("is longer than 512 characters")]
+    TooLong,
 }
 
 /// Where one run is published: `publish_dir/<instance>/<job>/<run_id>` and its URL.
@@ -64,9 +111,9 @@ impl Target {
         instance: &str,
         job: &str,
         run_id: &str,
-    ) -> Result<Target, String> {
+    ) -> Result<Target, TargetError> {
         for (what, name) in [("instance", instance), ("job", job), ("run id", run_id)] {
-            check_component(name).map_err(|e| format!("{what} name {e}; not published"))?;
+            check_component(name).map_err(|source| TargetError { what, source })?;
         }
         // The names are unreserved URL characters: no encoding needed.
         Ok(Target {
@@ -101,14 +148,14 @@ pub(crate) fn test_url(log_url: &str, test_id: &str) -> Option<String> {
 
 /// `publish_url` as the config gives it, checked: `http://` or `https://`, and nothing that
 /// would end Checkmk's link early or break the check line. Returned without a trailing `/`.
-pub(crate) fn check_publish_url(url: &str) -> Result<String, String> {
+pub(crate) fn check_publish_url(url: &str) -> Result<String, UrlError> {
     let lower = url.to_ascii_lowercase();
     let rest = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+        .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{url:?} names no host"));
+        return Err(UrlError::NoHost(url.to_string()));
     }
     if let Some(c) = url.chars().find(|c| {
         c.is_whitespace()
@@ -118,12 +165,10 @@ pub(crate) fn check_publish_url(url: &str) -> Result<String, String> {
                 '"' | '\'' | '>' | '<' | ',' | '\\' | '|' | '#' | '?' | ';'
             )
     }) {
-        return Err(format!(
-            "{url:?} contains {c:?}, which Checkmk would not take as part of a link (or which cannot precede a file name)"
-        ));
+        return Err(UrlError::Char(url.to_string(), c));
     }
     if url.len() > 512 {
-        return Err("is longer than 512 characters".into());
+        return Err(UrlError::TooLong);
     }
     Ok(url.trim_end_matches('/').to_string())
 }

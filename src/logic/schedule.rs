@@ -29,23 +29,42 @@ fn parser() -> CronParser {
         .build()
 }
 
+/// A cron expression the daemon cannot run by.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error("invalid cron expression {text:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {fields}")]
+    Fields { text: String, fields: usize },
+    #[error("invalid cron expression {text:?}: {source}")]
+    Invalid {
+        text: String,
+        #[source]
+        source: croner::errors::CronError,
+    },
+    #[error(
+        "cron expression {0:?} never fires (no such date); check the day-of-month and month fields"
+    )]
+    Never(String),
+}
+
 /// Parses a classic 5-field crontab expression (also `@hourly` and friends).
-pub fn parse_cron(text: &str) -> Result<CronSet, String> {
+pub fn parse_cron(text: &str) -> Result<CronSet, CronError> {
     let fields = text.split_whitespace().count();
     if !text.trim_start().starts_with('@') && fields != 5 {
-        return Err(format!(
-            "invalid cron expression {text:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
-        ));
+        return Err(CronError::Fields {
+            text: text.to_string(),
+            fields,
+        });
     }
     let cron = parser()
         .parse(text)
-        .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
+        .map_err(|source| CronError::Invalid {
+            text: text.to_string(),
+            source,
+        })?;
     // A valid expression may still name a date that never comes (`31 2`: February 31st): the
     // job would silently never run.
     if never_fires(&cron) {
-        return Err(format!(
-            "cron expression {text:?} never fires (no such date); check the day-of-month and month fields"
-        ));
+        return Err(CronError::Never(text.to_string()));
     }
     Ok(CronSet::of(&cron))
 }
@@ -189,7 +208,7 @@ mod tests {
         let t = std::time::Instant::now();
         for never in ["59 23 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
             let e = super::parse_cron(never).unwrap_err();
-            assert!(e.contains("never fires"), "{never}: {e}");
+            assert!(e.to_string().contains("never fires"), "{never}: {e}");
         }
         for ok in [
             "0 0 29 2 *",
@@ -280,8 +299,14 @@ mod tests {
 
     #[test]
     fn cron_rejects_wrong_field_counts() {
-        assert!(parse_cron("* * * *").unwrap_err().contains("5 fields"));
-        assert!(parse_cron("0 * * * * *").unwrap_err().contains("5 fields"));
+        assert!(parse_cron("* * * *")
+            .unwrap_err()
+            .to_string()
+            .contains("5 fields"));
+        assert!(parse_cron("0 * * * * *")
+            .unwrap_err()
+            .to_string()
+            .contains("5 fields"));
         assert!(parse_cron("61 * * * *").is_err());
         assert!(parse_cron("@hourly").is_ok());
     }

@@ -17,11 +17,28 @@ const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Dur(pub Duration);
 
+/// A duration that cannot be read: the text, where it goes wrong, and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration; write e.g. \"90s\", \"5m\" or \"1h30m\"")]
+    Empty,
+    #[error("invalid duration {text:?}: expected a number at {at:?}; write e.g. \"90s\", \"5m\" or \"1h30m\"")]
+    Number { text: String, at: String },
+    #[error("invalid duration {0:?}: number too large")]
+    TooLarge(String),
+    #[error("invalid duration {text:?}: missing unit after {n}; use ms, s, m, h or d")]
+    NoUnit { text: String, n: u64 },
+    #[error("invalid duration {text:?}: unknown unit {unit:?}; use ms, s, m, h or d")]
+    Unit { text: String, unit: String },
+    #[error("invalid duration {0:?}: longer than 10 years")]
+    TooLong(String),
+}
+
 /// Parses `90s`, `5m`, `1h30m`, `250ms`, `2d` or `0`.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration; write e.g. \"90s\", \"5m\" or \"1h30m\"".into());
+        return Err(DurationError::Empty);
     }
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -31,13 +48,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?}: expected a number at {rest:?}; write e.g. \"90s\", \"5m\" or \"1h30m\""
-            ));
+            return Err(DurationError::Number {
+                text: text.to_string(),
+                at: rest.to_string(),
+            });
         }
         let n: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
+            .map_err(|_| DurationError::TooLarge(text.to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
@@ -49,19 +67,21 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "d" => Duration::from_secs(n.saturating_mul(86400)),
             "" => {
-                return Err(format!(
-                    "invalid duration {text:?}: missing unit after {n}; use ms, s, m, h or d"
-                ))
+                return Err(DurationError::NoUnit {
+                    text: text.to_string(),
+                    n,
+                })
             }
             other => {
-                return Err(format!(
-                    "invalid duration {text:?}: unknown unit {other:?}; use ms, s, m, h or d"
-                ))
+                return Err(DurationError::Unit {
+                    text: text.to_string(),
+                    unit: other.to_string(),
+                })
             }
         };
         total = total.saturating_add(part);
         if total > MAX {
-            return Err(format!("invalid duration {text:?}: longer than 10 years"));
+            return Err(DurationError::TooLong(text.to_string()));
         }
     }
     Ok(total)
@@ -148,9 +168,12 @@ mod tests {
             "99999999999999999999s",
         ] {
             let err = parse(bad).unwrap_err();
-            assert!(err.contains("duration"), "{bad:?}: {err}");
+            assert!(err.to_string().contains("duration"), "{bad:?}: {err}");
         }
-        assert!(parse("100000d").unwrap_err().contains("10 years"));
+        assert!(parse("100000d")
+            .unwrap_err()
+            .to_string()
+            .contains("10 years"));
     }
 
     #[test]

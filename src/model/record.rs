@@ -98,8 +98,7 @@ pub struct TestResult {
     /// The suite's full name, `Top.Sub`.
     pub(crate) suite: String,
     pub(crate) name: String,
-    /// `PASS`, `FAIL`, `SKIP` or `NOT RUN`.
-    pub(crate) status: String,
+    pub(crate) status: TestStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) elapsed_s: Option<f64>,
     /// The first line of the test's message.
@@ -113,6 +112,62 @@ pub struct TestResult {
     /// The URL of the test in the published log (see `publish`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) url: Option<String>,
+}
+
+/// A test's status as robot wrote it; record files hold the text (`PASS`, `FAIL`, `SKIP`,
+/// `NOT RUN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TestStatus {
+    #[serde(rename = "PASS")]
+    Pass,
+    #[serde(rename = "FAIL")]
+    Fail,
+    #[serde(rename = "SKIP")]
+    Skip,
+    /// Robot wrote no status (the test was cut short).
+    #[serde(rename = "NOT RUN")]
+    NotRun,
+    /// Any other text robot (or a newer version) wrote: shown as written.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl TestStatus {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            TestStatus::Pass => "PASS",
+            TestStatus::Fail => "FAIL",
+            TestStatus::Skip => "SKIP",
+            TestStatus::NotRun => "NOT RUN",
+            TestStatus::Other(s) => s,
+        }
+    }
+}
+
+/// What robot wrote, read by name.
+impl From<String> for TestStatus {
+    fn from(s: String) -> TestStatus {
+        match s.as_str() {
+            "PASS" => TestStatus::Pass,
+            "FAIL" => TestStatus::Fail,
+            "SKIP" => TestStatus::Skip,
+            "NOT RUN" => TestStatus::NotRun,
+            _ => TestStatus::Other(s),
+        }
+    }
+}
+
+impl From<&str> for TestStatus {
+    fn from(s: &str) -> TestStatus {
+        TestStatus::from(s.to_string())
+    }
+}
+
+/// As robot's result had no status at all (`TestResult`'s default).
+impl Default for TestStatus {
+    fn default() -> Self {
+        TestStatus::Other(String::new())
+    }
 }
 
 /// What one attempt ran: the first runs everything, a retry the tests that failed.
@@ -368,6 +423,28 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Test statuses were free strings: robot's four load by name, anything else as written,
+    /// and the file is written back the same.
+    #[test]
+    fn old_test_statuses_load_and_are_written_back_the_same() {
+        let old = r#"{"passed":1,"failed":1,"skipped":1,"results":[{"suite":"S","name":"a","status":"PASS"},{"suite":"S","name":"b","status":"FAIL"},{"suite":"S","name":"c","status":"SKIP"},{"suite":"S","name":"d","status":"NOT RUN"},{"suite":"S","name":"e","status":"WEIRD"}]}"#;
+        let t: TestStats = serde_json::from_str(old).expect("old results load");
+        let got: Vec<_> = t.results.iter().map(|r| r.status.clone()).collect();
+        assert_eq!(
+            got,
+            [
+                TestStatus::Pass,
+                TestStatus::Fail,
+                TestStatus::Skip,
+                TestStatus::NotRun,
+                TestStatus::Other("WEIRD".into())
+            ]
+        );
+        let back = serde_json::to_value(&t).unwrap();
+        let want: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(back, want);
+    }
 
     /// A run record with attempts as builds before the enums wrote it (`ran` and `outcome`
     /// free strings), and the wrapper's own list (`outcome` still empty).

@@ -5,7 +5,7 @@
 use crate::model::clip::{clip, clip_opt, MAX_NAME, MAX_TEXT};
 use crate::model::config::{Config, ConfigError};
 use crate::model::env::EnvState;
-use crate::model::status::{AgentMode, Crash, JobStatus, Phase};
+use crate::model::status::{AgentMode, Crash, JobStatus, Phase, Route};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub(crate) struct CtrlReport {
     pub(crate) mode: Option<AgentMode>,
     /// The launch route, when this ctrl launched the daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) route: Option<&'static str>,
+    pub(crate) route: Option<Route>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +44,7 @@ pub(crate) struct DaemonReport {
     pub(crate) phase: Option<Phase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
-    pub(crate) route: Option<String>,
+    pub(crate) route: Option<Route>,
     pub(crate) build: Option<String>,
     /// The daemon holds the lock but has not answered ctrl's heartbeat written at this
     /// time (stopped, hung: see [`crate::logic::liveness`]).
@@ -111,10 +111,11 @@ impl Report {
         clip_opt(&mut self.instance, MAX_NAME);
         clip_opt(&mut self.config_error, MAX_TEXT);
         let d = &mut self.daemon;
-        for s in [&mut d.route, &mut d.build] {
-            clip_opt(s, MAX_NAME);
-        }
+        clip_opt(&mut d.build, MAX_NAME);
         if let Some(Phase::Other(s)) = &mut d.phase {
+            clip(s, MAX_NAME);
+        }
+        if let Some(Route::Other(s)) = &mut d.route {
             clip(s, MAX_NAME);
         }
         for s in [

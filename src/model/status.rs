@@ -36,6 +36,75 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// How the daemon was started: the launch route ctrl took, or how an admin ran it. The
+/// daemon is told with `--route`, records it in `status.json`, and ctrl's section shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    /// A transient systemd unit (Linux with systemd as PID 1).
+    SystemdRun,
+    /// A double fork with `setsid`.
+    Fork,
+    /// Windows: ctrl was in no job object.
+    NoJob,
+    /// Windows: created outside ctrl's job object.
+    Breakaway,
+    /// Windows: created under ctrl's nearest ancestor outside its job.
+    ParentProcess,
+    /// `start --foreground`.
+    Foreground,
+    /// `run-once`.
+    RunOnce,
+    /// The hidden `daemon` subcommand run by hand.
+    Manual,
+    /// A route this build does not know (a newer ctrl's): shown as written.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl Route {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Route::SystemdRun => "systemd-run",
+            Route::Fork => "fork",
+            Route::NoJob => "no-job",
+            Route::Breakaway => "breakaway",
+            Route::ParentProcess => "parent-process",
+            Route::Foreground => "foreground",
+            Route::RunOnce => "run-once",
+            Route::Manual => "manual",
+            Route::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Any text is a route: the ones this build knows by name, the rest as written.
+impl std::str::FromStr for Route {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Route, Self::Err> {
+        let known = [
+            Route::SystemdRun,
+            Route::Fork,
+            Route::NoJob,
+            Route::Breakaway,
+            Route::ParentProcess,
+            Route::Foreground,
+            Route::RunOnce,
+            Route::Manual,
+        ];
+        Ok(known
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .unwrap_or_else(|| Route::Other(s.to_string())))
+    }
+}
+
 /// How the agent runs ctrl (see `logic::agent_mode`). Stored as the text people read —
 /// `sync` or `cached 300s (plugins/300/)` — as `status.json` always held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,7 +185,7 @@ pub struct DaemonInfo {
     #[serde(default)]
     pub(crate) config_stamp: Option<String>,
     /// How ctrl launched it (`systemd-run`, `fork`, `foreground`, ...).
-    pub(crate) route: String,
+    pub(crate) route: Route,
     /// It answers ctrl's heartbeat in `heartbeat-ack` (older builds do not, and ctrl judges
     /// them by the lock alone).
     #[serde(default)]
@@ -376,6 +445,25 @@ mod tests {
                 serde_json::to_value(&s).unwrap()["daemon"]["agent_mode"],
                 text
             );
+        }
+    }
+
+    /// `route` was a free string: every route a build wrote loads, an unknown one as written,
+    /// and each is written back the same.
+    #[test]
+    fn an_old_status_files_route_loads_and_is_written_back_the_same() {
+        for (text, route) in [
+            ("fork", Route::Fork),
+            ("systemd-run", Route::SystemdRun),
+            ("parent-process", Route::ParentProcess),
+            ("run-once", Route::RunOnce),
+            ("launchd", Route::Other("launchd".into())),
+        ] {
+            let file = OLD.replace("\"fork\"", &format!("{text:?}"));
+            let s: Status = serde_json::from_str(&file).expect(text);
+            assert_eq!(s.daemon.route, route);
+            assert_eq!(text.parse::<Route>(), Ok(route));
+            assert_eq!(serde_json::to_value(&s).unwrap()["daemon"]["route"], text);
         }
     }
 }

@@ -23,19 +23,19 @@ fn default_config_dir() -> PathBuf {
     PathBuf::from(crate::service::sys::DEFAULT_CONFIG_DIR)
 }
 
+/// `$MK_VARDIR` is relative, so the default state dir would depend on the working directory.
+#[derive(Debug, thiserror::Error)]
+#[error("the environment variable MK_VARDIR={0:?} is a relative path; set it to an absolute path, or set daemon.state_dir")]
+pub(crate) struct RelativeVarDir(std::ffi::OsString);
+
 /// The state dir used when the config names none: `$MK_VARDIR/robotmk-daemon/<instance>`, else
 /// the agent's var dir if the agent is installed, else an OS default.
 ///
 /// A relative `$MK_VARDIR` is an error: ctrl and the daemon it launches run in different
 /// working directories and would resolve it to different state dirs.
-pub(crate) fn default_state_dir(instance: &str) -> Result<PathBuf, String> {
+pub(crate) fn default_state_dir(instance: &str) -> Result<PathBuf, RelativeVarDir> {
     let base = match std::env::var_os("MK_VARDIR").filter(|p| !p.is_empty()) {
-        Some(v) if !Path::new(&v).is_absolute() => {
-            return Err(format!(
-                "the environment variable MK_VARDIR={:?} is a relative path; set it to an absolute path, or set daemon.state_dir",
-                v
-            ))
-        }
+        Some(v) if !Path::new(&v).is_absolute() => return Err(RelativeVarDir(v)),
         Some(v) => PathBuf::from(v),
         None => crate::service::sys::default_state_base(),
     };
@@ -108,7 +108,7 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                 let d = &mut config.daemon;
                 d.state_dir = default_state_dir(&d.instance).map_err(|m| ConfigError {
                     field: Some("daemon.state_dir".into()),
-                    ..parsing::plain(&config.path, m)
+                    ..parsing::plain(&config.path, m.to_string())
                 })?;
             }
             Need::Uv { named: None } => config.daemon.uv = sys::which("uv"),

@@ -43,12 +43,15 @@ fn locate(path: &Path) -> Result<(String, PathBuf), OtherError> {
         source,
     })?;
     // The trust check speaks of the daemon's own paths; here it is about a report.
-    let untrusted = |why: String| OtherError::Untrusted {
+    let untrusted = |why: crate::service::sys::trust::TrustError| OtherError::Untrusted {
         path: path.to_path_buf(),
-        why: why.trim_start_matches("refusing to run: ").replace(
-            "another user could steer the daemon",
-            "another user could forge what it reports",
-        ),
+        why: why
+            .to_string()
+            .trim_start_matches("refusing to run: ")
+            .replace(
+                "another user could steer the daemon",
+                "another user could forge what it reports",
+            ),
     };
     if meta.is_dir() {
         crate::service::sys::check_instance_path_trust(path, "state dir").map_err(untrusted)?;

@@ -48,6 +48,10 @@ pub(crate) enum PublishError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Name(#[from] publish_plan::TargetError),
+    #[error("{0}")]
+    Untrusted(#[from] crate::service::sys::trust::TrustError),
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
@@ -76,10 +80,8 @@ pub(crate) fn publish(
     let Some(log) = rec.log.clone() else {
         return Ok(Outcome::default());
     };
-    let target = Target::new(&s.dir, &s.url, &s.instance, &rec.job, &rec.run_id)
-        .map_err(PublishError::Refused)?;
-    crate::service::sys::check_path_trust(&s.dir, "publish_dir", true)
-        .map_err(PublishError::Refused)?;
+    let target = Target::new(&s.dir, &s.url, &s.instance, &rec.job, &rec.run_id)?;
+    crate::service::sys::check_path_trust(&s.dir, "publish_dir", true)?;
     ensure_dir(&s.dir, true)?;
     ensure_dir(&s.dir.join(&s.instance), false)?;
     ensure_dir(&target.job_dir, false)?;
@@ -112,7 +114,11 @@ pub(crate) fn publish(
     }
     let log_url = target.file_url("log.html");
     if let Some(t) = &mut rec.tests {
-        for r in t.results.iter_mut().filter(|r| r.status == "FAIL") {
+        for r in t
+            .results
+            .iter_mut()
+            .filter(|r| r.status == crate::model::record::TestStatus::Fail)
+        {
             r.url =
                 r.id.as_deref()
                     .and_then(|id| publish_plan::test_url(&log_url, id));

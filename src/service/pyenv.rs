@@ -196,14 +196,69 @@ pub(crate) struct BuildPlan {
     pub(crate) home: Option<PathBuf>,
 }
 
-fn step(what: &str, cmd: &mut Command) -> Result<(), String> {
+/// Why `env-build` failed: the step, the path or program, and the OS's error.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    /// `verb` says what was done to `path`: create, list, read, copy, remove (the old).
+    #[error("cannot {verb} {}: {source}", .path.display())]
+    Io {
+        verb: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make {} readable: {source}", .path.display())]
+    Readable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the project folder {} is too large to copy for the build (over {} MB or \
+         {PROJECT_CAP_ENTRIES} files): keep the pyproject.toml in a folder with only the \
+         project",
+        .0.display(),
+        PROJECT_CAP_BYTES / 1024 / 1024
+    )]
+    ProjectTooLarge(PathBuf),
+    #[error("{what} failed ({status})")]
+    Failed {
+        what: &'static str,
+        status: std::process::ExitStatus,
+    },
+    #[error("{what}: cannot run {program:?}: {source}")]
+    Run {
+        what: &'static str,
+        program: OsString,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The build's own record in the venv could not be written.
+    #[error("{0}")]
+    Info(#[source] std::io::Error),
+}
+
+/// The error of `verb` (`create`, `list`, …) on `path`.
+fn io<'a>(verb: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
+    move |source| BuildError::Io {
+        verb,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn step(what: &'static str, cmd: &mut Command) -> Result<(), BuildError> {
     println!("robotmk-daemon env-build: {what}: {cmd:?}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("{what} failed ({s})")),
-        Err(e) => Err(format!("{what}: cannot run {:?}: {e}", cmd.get_program())),
+        Ok(status) => Err(BuildError::Failed { what, status }),
+        Err(source) => Err(BuildError::Run {
+            what,
+            program: cmd.get_program().to_os_string(),
+            source,
+        }),
     }
 }
 
@@ -315,11 +370,11 @@ fn tool(program: impl AsRef<std::ffi::OsStr>, env: Option<&[(OsString, OsString)
 /// Empties (or creates) the venv folder: the daemon hands it over empty, but a build started
 /// by hand or interrupted may find something there. Only its content goes: the folder itself
 /// may be in a folder this process cannot write.
-fn empty_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let list = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+fn empty_dir(dir: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let list = std::fs::read_dir(dir).map_err(io("list", dir))?;
     for e in list {
-        let e = e.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let e = e.map_err(io("list", dir))?;
         let p = e.path();
         let gone = match e.file_type() {
             // Without recursion, by handle (sys::tree): an installer shaped that tree.
@@ -338,7 +393,7 @@ fn empty_dir(dir: &Path) -> Result<(), String> {
             }
             _ => std::fs::remove_file(&p),
         };
-        gone.map_err(|e| format!("cannot remove the old {}: {e}", p.display()))?;
+        gone.map_err(io("remove the old", &p))?;
     }
     Ok(())
 }
@@ -369,73 +424,47 @@ fn skipped_in_copy(name: &std::ffi::OsStr) -> bool {
 /// the project (setuptools: `*.egg-info`, `build/`), which is the admin's and not the
 /// builder's to change. Links are copied as links; VCS folders, venvs and build outputs are
 /// left out; a folder larger than [`PROJECT_CAP_BYTES`] is refused.
-fn copy_project(from: &Path, to: &Path) -> Result<(), String> {
+fn copy_project(from: &Path, to: &Path) -> Result<(), BuildError> {
     if std::fs::symlink_metadata(to).is_ok() {
-        std::fs::remove_dir_all(to).map_err(|e| format!("cannot remove {}: {e}", to.display()))?;
+        std::fs::remove_dir_all(to).map_err(io("remove", to))?;
     }
     let (mut bytes, mut entries) = (0u64, 0u64);
     let mut todo = vec![(from.to_path_buf(), to.to_path_buf())];
     while let Some((src, dst)) = todo.pop() {
-        std::fs::create_dir(&dst).map_err(|e| format!("cannot create {}: {e}", dst.display()))?;
-        let list =
-            std::fs::read_dir(&src).map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+        std::fs::create_dir(&dst).map_err(io("create", &dst))?;
+        let list = std::fs::read_dir(&src).map_err(io("list", &src))?;
         for e in list {
-            let e = e.map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+            let e = e.map_err(io("list", &src))?;
             if skipped_in_copy(&e.file_name()) {
                 continue;
             }
             let (s, d) = (e.path(), dst.join(e.file_name()));
-            let m = std::fs::symlink_metadata(&s)
-                .map_err(|e| format!("cannot read {}: {e}", s.display()))?;
+            let m = std::fs::symlink_metadata(&s).map_err(io("read", &s))?;
             entries += 1;
             bytes += m.len();
             if bytes > PROJECT_CAP_BYTES || entries > PROJECT_CAP_ENTRIES {
-                return Err(format!(
-                    "the project folder {} is too large to copy for the build (over {} MB or \
-                     {PROJECT_CAP_ENTRIES} files): keep the pyproject.toml in a folder with \
-                     only the project",
-                    from.display(),
-                    PROJECT_CAP_BYTES / 1024 / 1024
-                ));
+                return Err(BuildError::ProjectTooLarge(from.to_path_buf()));
             }
             let ft = m.file_type();
             if ft.is_dir() {
                 todo.push((s, d));
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&s)
-                    .map_err(|e| format!("cannot read {}: {e}", s.display()))?;
-                crate::service::sys::copy_link(&target, &d)
-                    .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+                let target = std::fs::read_link(&s).map_err(io("read", &s))?;
+                crate::service::sys::copy_link(&target, &d).map_err(io("create", &d))?;
             } else if ft.is_file() {
-                std::fs::copy(&s, &d).map_err(|e| format!("cannot copy {}: {e}", s.display()))?;
+                std::fs::copy(&s, &d).map_err(io("copy", &s))?;
             }
         }
     }
     Ok(())
 }
 
-fn build_steps(plan: &BuildPlan) -> Result<(), String> {
-    // Readable by a job's user where the folders above let them in (shared environments
-    // built by the daemon itself); a private one is still behind the 0700 state dir.
-    crate::service::sys::set_shared_umask();
-    // The install step runs in the project's folder: a relative --dir would then miss.
-    let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
-    // A build interrupted before (daemon killed, timeout) may have left half a venv.
-    empty_dir(&venv)?;
-    let env = plan.home.as_deref().map(build_env);
-    let env = env.as_deref();
-    if let Some(home) = &plan.home {
-        let tmp = home.join("tmp");
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    }
-    // Said plainly up front, rather than as the installer's traceback.
-    crate::service::sys::file::read(
-        &plan.source,
-        crate::service::sys::file::cap::ENV_SOURCE,
-        crate::service::sys::file::Links::Follow,
-    )
-    .map_err(|e| format!("cannot read {}: {e}", plan.source.display()))?;
+/// Where the installer runs and what it installs: the requirements file, or the project —
+/// as it is, or a copy a build as another user may write into (the copy is returned, to be
+/// removed after the build).
+fn install_target(
+    plan: &BuildPlan,
+) -> Result<(PathBuf, Vec<OsString>, Option<PathBuf>), BuildError> {
     let project_dir = plan
         .source
         .parent()
@@ -468,6 +497,31 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
             (copy.clone(), vec![copy.into_os_string()])
         }
     };
+    Ok((work_dir, target, copied))
+}
+
+fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
+    // Readable by a job's user where the folders above let them in (shared environments
+    // built by the daemon itself); a private one is still behind the 0700 state dir.
+    crate::service::sys::set_shared_umask();
+    // The install step runs in the project's folder: a relative --dir would then miss.
+    let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
+    // A build interrupted before (daemon killed, timeout) may have left half a venv.
+    empty_dir(&venv)?;
+    let env = plan.home.as_deref().map(build_env);
+    let env = env.as_deref();
+    if let Some(home) = &plan.home {
+        let tmp = home.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    }
+    // Said plainly up front, rather than as the installer's traceback.
+    crate::service::sys::file::read(
+        &plan.source,
+        crate::service::sys::file::cap::ENV_SOURCE,
+        crate::service::sys::file::Links::Follow,
+    )
+    .map_err(io("read", &plan.source))?;
+    let (work_dir, target, copied) = install_target(plan)?;
     let py = venv_python(&venv);
     let result = install(plan, &venv, &py, &work_dir, &target, env);
     if let Some(c) = copied {
@@ -478,8 +532,10 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
     // daemon's umask made private: a job's user must read (not write) all of it. (A build as
     // another user is sealed by the daemon, which sets the modes itself.)
     if plan.home.is_none() {
-        crate::service::sys::make_readable_tree(&venv)
-            .map_err(|e| format!("cannot make {} readable: {e}", venv.display()))?;
+        crate::service::sys::make_readable_tree(&venv).map_err(|source| BuildError::Readable {
+            path: venv.clone(),
+            source,
+        })?;
     }
     let version = tool(&py, env)
         .args(["-c", "import sys; print(sys.version.split()[0])"])
@@ -496,7 +552,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), String> {
         &info,
         crate::service::state::Durability::Sync,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(BuildError::Info)?;
     println!("robotmk-daemon env-build: done ({used})");
     Ok(())
 }
@@ -509,7 +565,7 @@ fn install(
     work_dir: &Path,
     target: &[OsString],
     env: Option<&[(OsString, OsString)]>,
-) -> Result<&'static str, String> {
+) -> Result<&'static str, BuildError> {
     match &plan.uv {
         Some(uv) => {
             step(

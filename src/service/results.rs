@@ -3,7 +3,7 @@
 //! runner's leftovers must not hang anyone), then `logic::robot`'s readers, with no caps but
 //! the file's own.
 
-use crate::logic::robot::budget::Clock;
+use crate::logic::robot::budget::{Clock, ResultError};
 use crate::logic::robot::read_file;
 use crate::model::limits::Limits;
 use crate::model::record::TestStats;
@@ -12,9 +12,18 @@ use std::path::Path;
 /// Reads a result file: JSON when it is named `*.json` or starts with `{`, else XML. For a
 /// person's `parse-result` and the retry wrapper (which reads its own attempts as the job's
 /// user): no caps but the file's own.
-pub(crate) fn read_result(path: &Path) -> Result<TestStats, String> {
-    let f = crate::service::sys::file::open_read(path).map_err(|e| e.to_string())?;
-    read_file(f, path, &Clock::new(Limits::NONE, None)).map_err(|e| e.to_string())
+pub(crate) fn read_result(path: &Path) -> Result<TestStats, ReadError> {
+    let f = crate::service::sys::file::open_read(path).map_err(ReadError::Open)?;
+    read_file(f, path, &Clock::new(Limits::NONE, None)).map_err(ReadError::Read)
+}
+
+/// A result file that could not be read (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("{0}")]
+    Open(#[source] std::io::Error),
+    #[error("{0}")]
+    Read(#[source] ResultError),
 }
 
 #[cfg(test)]
@@ -26,7 +35,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("output.xml");
         std::fs::write(&p, b"").unwrap();
-        let e = read_result(&p).unwrap_err();
+        let e = read_result(&p).unwrap_err().to_string();
         // Issue 22: no guess at why (a command may exit 1 after writing nothing).
         assert_eq!(e, "the file is empty");
         let j = dir.path().join("r.json");

@@ -13,16 +13,17 @@
 //! reads).
 
 use crate::model::config::Config;
+use crate::service::sys::trust::TrustError;
 use std::path::Path;
 
 /// The config file and every directory above it.
-pub(crate) fn check_config(path: &Path) -> Result<(), String> {
+pub(crate) fn check_config(path: &Path) -> Result<(), TrustError> {
     crate::service::sys::check_path_trust(path, "config file", false)
 }
 
 /// The state dir and every directory above it; the part that does not exist yet is created
 /// later by this process (0700), so only what exists is checked.
-pub(crate) fn check_state_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_state_dir(dir: &Path) -> Result<(), TrustError> {
     crate::service::sys::check_path_trust(dir, "state dir", true)
 }
 
@@ -30,11 +31,11 @@ pub(crate) fn check_state_dir(dir: &Path) -> Result<(), String> {
 /// A job's requirements or pyproject file: the daemon runs an installer on it as its own
 /// user (root), which may run code the file names (a local project's build), so it must be
 /// as safe from other users as the config itself.
-pub(crate) fn check_env_source(path: &Path) -> Result<(), String> {
+pub(crate) fn check_env_source(path: &Path) -> Result<(), TrustError> {
     crate::service::sys::check_path_trust(path, "environment file", false)
 }
 
-pub(crate) fn check(cfg: &Config) -> Result<(), String> {
+pub(crate) fn check(cfg: &Config) -> Result<(), TrustError> {
     check_config(&cfg.path)?;
     check_state_dir(&cfg.daemon.state_dir)
 }
@@ -67,7 +68,7 @@ mod tests {
         check_config(&cfg).unwrap();
         let etc = cfg.parent().unwrap();
         chmod(etc, 0o777);
-        let e = check_config(&cfg).unwrap_err();
+        let e = check_config(&cfg).unwrap_err().to_string();
         assert!(
             e.contains(&format!("{}: {} is writable", cfg.display(), etc.display())),
             "{e}"
@@ -93,7 +94,7 @@ mod tests {
         chmod(&real, 0o600);
         let link = cfg.parent().unwrap().join("link.toml");
         symlink(&real, &link).unwrap();
-        let e = check_config(&link).unwrap_err();
+        let e = check_config(&link).unwrap_err().to_string();
         assert!(e.contains(&open.display().to_string()), "{e}");
         // A relative link to the private file passes.
         let ok = cfg.parent().unwrap().join("ok.toml");

@@ -102,7 +102,7 @@ mod tests {
                 TestResult {
                     name: "Login".into(),
                     suite: "S".into(),
-                    status: "PASS".into(),
+                    status: crate::model::record::TestStatus::Pass,
                     elapsed_s: Some(1.5),
                     message: None,
                     ..Default::default()
@@ -110,7 +110,7 @@ mod tests {
                 TestResult {
                     name: "Pay \"now\"".into(),
                     suite: "S".into(),
-                    status: "FAIL".into(),
+                    status: crate::model::record::TestStatus::Fail,
                     elapsed_s: None,
                     message: Some("boom\nbang".into()),
                     ..Default::default()
@@ -135,7 +135,7 @@ mod tests {
                 build: crate::model::BUILD_ID.into(),
                 config: "/c.toml".into(),
                 config_stamp: Some("1:2:3".into()),
-                route: "fork".into(),
+                route: crate::model::status::Route::Fork,
                 acks_heartbeat: true,
                 phase: Phase::Running,
                 reason: None,

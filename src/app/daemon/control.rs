@@ -370,7 +370,9 @@ impl Daemon {
     /// the running config and shows the error in the status.
     pub(super) fn reload_config(&mut self, force: bool) {
         // A config another user could have written is never read: the running config stays.
-        if let Err(e) = crate::service::security::check_config(&self.cfg.path) {
+        if let Err(e) =
+            crate::service::security::check_config(&self.cfg.path).map_err(|e| e.to_string())
+        {
             if self.control.untrusted.as_deref() != Some(e.as_str()) {
                 warn!("config not reloaded, keeping the running config: {e}");
                 self.control.untrusted = Some(e.clone());

@@ -63,7 +63,7 @@ const PREPARE_MARGIN: chrono::Duration = chrono::Duration::milliseconds(3);
 pub(crate) struct Options {
     pub(crate) config: PathBuf,
     /// How it was launched (reported in the status): `systemd-run`, `fork`, `foreground`.
-    pub(crate) route: String,
+    pub(crate) route: crate::model::status::Route,
     /// Exit when this file disappears (the Checkmk Windows agent's extension contract).
     pub(crate) run_flag: Option<PathBuf>,
     /// Log to stderr as well; keep inherited descriptors.

@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 /// Longest accepted job or instance name: names become file and unit names.
 const MAX_NAME_LEN: usize = 64;
 
+/// Longest `service` name.
+pub(super) const MAX_SERVICE_LEN: usize = 200;
+
+/// Longest piggyback host name (a DNS name's limit).
+pub(super) const MAX_HOST_LEN: usize = 253;
+
 /// The program a retry wrapper runs until the preparation step knows this program's path
 /// (see [`Need::SelfExe`]), and what it stays when that cannot be found.
 pub(crate) const SELF_EXE_FALLBACK: &str = "robotmk-daemon";
@@ -87,7 +93,7 @@ impl Locator<'_> {
         &self,
         offset: usize,
         field: Option<String>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
     ) -> ConfigError {
         let offset = offset.min(self.text.len());
         let before = &self.text[..offset];
@@ -99,7 +105,7 @@ impl Locator<'_> {
             line: Some(line),
             column: Some(column),
             field,
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -123,23 +129,61 @@ impl Locator<'_> {
 }
 
 /// Checks a job or instance name: it becomes a folder and a systemd unit name.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), ValueError> {
     if name.is_empty() {
-        return Err("must not be empty".into());
+        return Err(ValueError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+        return Err(ValueError::NameTooLong);
     }
     if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a usable name"));
+        return Err(ValueError::DotName(name.to_string()));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(format!(
-            "{name:?} contains {c:?}; use only letters, digits, '_', '.' and '-'"
-        ));
+        return Err(ValueError::NameChar(name.to_string(), c));
     }
     Ok(())
+}
+
+/// A value of the config that breaks its field's rules (the caller adds the file, line and
+/// field: see [`Locator::at`]).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("longer than {MAX_NAME_LEN} characters")]
+    NameTooLong,
+    #[error("{0:?} is not a usable name")]
+    DotName(String),
+    #[error("{0:?} contains {1:?}; use only letters, digits, '_', '.' and '-'")]
+    NameChar(String, char),
+    #[error("`service` must not be empty")]
+    ServiceEmpty,
+    #[error("`service` {0:?} starts or ends with a space")]
+    ServiceSpace(String),
+    #[error("`service` is longer than {} characters", MAX_SERVICE_LEN)]
+    ServiceTooLong,
+    #[error("`service` {0:?} contains {1:?}, which a Checkmk service name of a local check cannot carry")]
+    ServiceChar(String, char),
+    #[error("`host` must not be empty (leave it out for the agent's own host)")]
+    HostEmpty,
+    #[error("`host` is longer than {} characters", MAX_HOST_LEN)]
+    HostTooLong,
+    #[error("`host` {0:?} contains {1:?}; a Checkmk host name has only letters, digits, '_', '.' and '-'")]
+    HostChar(String, char),
+    #[error("`host` {0:?} must start with a letter, digit or '_'")]
+    HostStart(String),
+    #[error("invalid variable name {0:?}")]
+    VariableName(String),
+    #[error("variable {0:?}: a value cannot contain line breaks or start or end with spaces (robot's argument file strips them)")]
+    VariableValue(String),
+    #[error("invalid size {0:?}; write e.g. \"10MB\"")]
+    Size(String),
+    #[error("invalid size unit {0:?}; use KB, MB or GB")]
+    SizeUnit(String),
+    #[error("size {0:?} is too small; at least 4KB")]
+    SizeTooSmall(String),
 }

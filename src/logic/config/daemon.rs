@@ -1,7 +1,7 @@
 //! The `[daemon]` table: its raw form and the daemon-wide settings it resolves to, defaults
 //! applied and every rule checked.
 
-use super::base::{lexical, Locator, Need, Place};
+use super::base::{lexical, Locator, Need, Place, ValueError};
 use crate::logic::staleness::DEFAULT_STALE_MARGIN;
 use crate::model::config::{
     ConfigError, DaemonSettings, Publish, DEFAULT_RESULT_MAX_BYTES, DEFAULT_RESULT_PARSE_TIMEOUT,
@@ -287,22 +287,22 @@ fn build_user(loc: &Locator, raw: &RawDaemon) -> Result<String, ConfigError> {
 }
 
 /// Parses `10MB`, `512KB`, `1GB` or a plain byte count.
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, ValueError> {
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     let n: u64 = t[..digits]
         .parse()
-        .map_err(|_| format!("invalid size {s:?}; write e.g. \"10MB\""))?;
+        .map_err(|_| ValueError::Size(s.to_string()))?;
     let mult = match t[digits..].trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "K" | "KIB" => 1024,
         "MB" | "M" | "MIB" => 1024 * 1024,
         "GB" | "G" | "GIB" => 1024 * 1024 * 1024,
-        other => return Err(format!("invalid size unit {other:?}; use KB, MB or GB")),
+        other => return Err(ValueError::SizeUnit(other.to_string())),
     };
     let bytes = n.saturating_mul(mult);
     if bytes < 4096 {
-        return Err(format!("size {s:?} is too small; at least 4KB"));
+        return Err(ValueError::SizeTooSmall(s.to_string()));
     }
     Ok(bytes)
 }

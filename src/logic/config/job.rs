@@ -1,7 +1,10 @@
 //! One `[[job]]` table: its raw form, the `kind = "robot"` shorthand, and every rule a job
 //! must satisfy (name, exactly one schedule, command or suite, timeout, environment).
 
-use super::base::{check_name, lexical, Locator, Need, Place, SELF_EXE_FALLBACK};
+use super::base::{
+    check_name, lexical, Locator, Need, Place, ValueError, MAX_HOST_LEN, MAX_SERVICE_LEN,
+    SELF_EXE_FALLBACK,
+};
 use crate::logic::schedule;
 use crate::model::config::{
     CatchUp, ConfigError, Job, Overlap, PluginSpec, Retry, Services, VARIABLES_FILE,
@@ -182,8 +185,8 @@ impl At<'_> {
     }
 
     /// The error at `offset`, in field `f`, naming the job.
-    fn err(&self, offset: usize, f: &str, message: impl Into<String>) -> ConfigError {
-        let message = format!("job {:?}: {}", self.name, message.into());
+    fn err(&self, offset: usize, f: &str, message: impl std::fmt::Display) -> ConfigError {
+        let message = format!("job {:?}: {message}", self.name);
         self.loc.at(offset, self.field(f), message)
     }
 
@@ -191,6 +194,35 @@ impl At<'_> {
     fn place(&self, offset: usize, f: &str) -> Place {
         Place(self.err(offset, f, ""))
     }
+}
+
+/// `timeout`, or the schedule's interval when it is not set.
+fn timeout_of(
+    at: &At,
+    raw: &RawJob,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Result<Duration, ConfigError> {
+    match &raw.timeout {
+        Some(t) if t.get_ref().0.is_zero() => {
+            Err(at.err(t.span().start, "timeout", "must be longer than 0"))
+        }
+        Some(t) => Ok(t.get_ref().0),
+        // Without a timeout a hanging runner would block its job forever; the interval is the
+        // natural bound since a run longer than it is already late for the next one.
+        None => Ok(schedule.nominal_interval(now)),
+    }
+}
+
+/// The names of `env`: what a process environment can hold.
+fn check_env_names(at: &At, raw: &RawJob) -> Result<(), ConfigError> {
+    for key in raw.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            let m = format!("invalid environment variable name {key:?}");
+            return Err(at.err(at.start, "env", m));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves and validates the `index`th job; what needs the host (its user, its environment
@@ -242,21 +274,8 @@ pub(super) fn resolve(
     check_attempts(&at, &raw, kind)?;
     let result = result_of(&at, &raw, kind, &command)?;
     check_levels(&at, &raw)?;
-    let timeout = match &raw.timeout {
-        Some(t) if t.get_ref().0.is_zero() => {
-            return Err(at.err(t.span().start, "timeout", "must be longer than 0"))
-        }
-        Some(t) => t.get_ref().0,
-        // Without a timeout a hanging runner would block its job forever; the interval is the
-        // natural bound since a run longer than it is already late for the next one.
-        None => schedule.nominal_interval(now),
-    };
-    for key in raw.env.keys() {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            let m = format!("invalid environment variable name {key:?}");
-            return Err(at.err(start, "env", m));
-        }
-    }
+    let timeout = timeout_of(&at, &raw, &schedule, now)?;
+    check_env_names(&at, &raw)?;
     Ok(Job {
         name,
         command,
@@ -285,9 +304,6 @@ pub(super) fn resolve(
         plugin,
     })
 }
-
-/// Longest `service` name.
-const MAX_SERVICE_LEN: usize = 200;
 
 /// What a plugin job cannot have: a result file, per-test services, retries.
 fn plugin_excludes(at: &At, raw: &RawJob) -> Result<(), ConfigError> {
@@ -351,24 +367,20 @@ fn plugin_spec(at: &At, raw: &RawJob, kind: Kind) -> Result<Option<Box<PluginSpe
 
 /// A service name goes between the quotes of a local check line: Checkmk's parser takes no
 /// `"` or `'` there, and nothing may break the line.
-pub(crate) fn check_service(s: &str) -> Result<(), String> {
+pub(crate) fn check_service(s: &str) -> Result<(), ValueError> {
     if s.trim().is_empty() {
-        return Err("`service` must not be empty".into());
+        return Err(ValueError::ServiceEmpty);
     }
     if s.trim() != s {
-        return Err(format!("`service` {s:?} starts or ends with a space"));
+        return Err(ValueError::ServiceSpace(s.to_string()));
     }
     if s.chars().count() > MAX_SERVICE_LEN {
-        return Err(format!(
-            "`service` is longer than {MAX_SERVICE_LEN} characters"
-        ));
+        return Err(ValueError::ServiceTooLong);
     }
     if let Some(c) = s.chars().find(|c| {
         matches!(c, '"' | '\'' | '\\') || c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
     }) {
-        return Err(format!(
-            "`service` {s:?} contains {c:?}, which a Checkmk service name of a local check cannot carry"
-        ));
+        return Err(ValueError::ServiceChar(s.to_string(), c));
     }
     Ok(())
 }
@@ -712,9 +724,6 @@ fn python_env(
     }))
 }
 
-/// Longest piggyback host name (a DNS name's limit).
-const MAX_HOST_LEN: usize = 253;
-
 /// The Checkmk side of a job: its piggyback host and runtime levels.
 #[allow(clippy::type_complexity)]
 fn checkmk_settings(
@@ -749,25 +758,21 @@ fn checkmk_settings(
 
 /// A piggyback host name goes verbatim into `<<<<NAME>>>>`: Checkmk's host name characters
 /// only, so that no value can end the marker early or inject a section.
-pub(crate) fn check_host(h: &str) -> Result<(), String> {
+pub(crate) fn check_host(h: &str) -> Result<(), ValueError> {
     if h.is_empty() {
-        return Err("`host` must not be empty (leave it out for the agent's own host)".into());
+        return Err(ValueError::HostEmpty);
     }
     if h.len() > MAX_HOST_LEN {
-        return Err(format!("`host` is longer than {MAX_HOST_LEN} characters"));
+        return Err(ValueError::HostTooLong);
     }
     if let Some(c) = h
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(format!(
-            "`host` {h:?} contains {c:?}; a Checkmk host name has only letters, digits, '_', '.' and '-'"
-        ));
+        return Err(ValueError::HostChar(h.to_string(), c));
     }
     if h.starts_with(['.', '-']) {
-        return Err(format!(
-            "`host` {h:?} must start with a letter, digit or '_'"
-        ));
+        return Err(ValueError::HostStart(h.to_string()));
     }
     Ok(())
 }
@@ -775,14 +780,12 @@ pub(crate) fn check_host(h: &str) -> Result<(), String> {
 /// One `--variable NAME:value` line of robot's argument file. Robot reads such a file line
 /// by line and strips each value, so a value with a line break or surrounding spaces could not
 /// arrive as written: that is a config error rather than a silently changed value.
-fn variable_line(name: &str, value: &str, out: &mut String) -> Result<(), String> {
+fn variable_line(name: &str, value: &str, out: &mut String) -> Result<(), ValueError> {
     if name.is_empty() || name.contains([':', '\n', '\r']) || name.trim() != name {
-        return Err(format!("invalid variable name {name:?}"));
+        return Err(ValueError::VariableName(name.to_string()));
     }
     if value.contains(['\n', '\r']) || value.trim() != value {
-        return Err(format!(
-            "variable {name:?}: a value cannot contain line breaks or start or end with spaces (robot's argument file strips them)"
-        ));
+        return Err(ValueError::VariableValue(name.to_string()));
     }
     out.push_str("--variable ");
     out.push_str(name);

@@ -43,9 +43,12 @@ pub(crate) enum ResultError {
     OutOfTime { limit: Duration },
     #[error("result not read: the daemon was stopping")]
     Stopping,
+    /// Reading its first bytes failed.
+    #[error("{0}")]
+    Unreadable(#[source] io::Error),
     /// Not robot's format, or cut short: the reader's words.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[source] super::syntax::ParseError),
     #[error("it holds no suite")]
     NoSuite,
 }

@@ -7,7 +7,7 @@
 //! are kept (failed ones win a place over passed ones), and nesting deeper than
 //! [`MAX_DEPTH`] is an error.
 
-use crate::model::record::{TestResult, TestStats};
+use crate::model::record::{TestResult, TestStats, TestStatus};
 
 /// Longest name, status, tag or message head kept, in characters.
 pub(crate) const MAX_TEXT: usize = 200;
@@ -284,7 +284,7 @@ impl Collector {
             let before = t.status.clone();
             let message = t.message.take();
             if skipped {
-                t.status = "SKIP".into();
+                t.status = TestStatus::Skip;
                 t.message = Some(cap(&match message {
                     Some(m) => format!(
                         "{} (earlier message: {m})",
@@ -293,8 +293,8 @@ impl Collector {
                     None => with("Skipped in parent suite teardown:"),
                 }));
             } else {
-                if t.status != "SKIP" {
-                    t.status = "FAIL".into();
+                if t.status != TestStatus::Skip {
+                    t.status = TestStatus::Fail;
                 }
                 t.message = Some(cap(&match message {
                     Some(m) => format!("{m}; also {}", with("parent suite teardown failed:")),
@@ -302,10 +302,10 @@ impl Collector {
                 }));
             }
             if self.total.is_none() && before != t.status {
-                let slot = |s: &str| match s {
-                    "PASS" => Some(0),
-                    "FAIL" => Some(1),
-                    "SKIP" => Some(2),
+                let slot = |s: &TestStatus| match s {
+                    TestStatus::Pass => Some(0),
+                    TestStatus::Fail => Some(1),
+                    TestStatus::Skip => Some(2),
                     _ => None,
                 };
                 if let Some(i) = slot(&before) {
@@ -345,11 +345,11 @@ impl Collector {
         let Some(mut t) = self.test.take() else {
             return;
         };
-        let status = t.status.take().unwrap_or_else(|| "NOT RUN".into());
-        match status.as_str() {
-            "PASS" => self.counted[0] += 1,
-            "FAIL" => self.counted[1] += 1,
-            "SKIP" => self.counted[2] += 1,
+        let status = t.status.take().map_or(TestStatus::NotRun, TestStatus::from);
+        match status {
+            TestStatus::Pass => self.counted[0] += 1,
+            TestStatus::Fail => self.counted[1] += 1,
+            TestStatus::Skip => self.counted[2] += 1,
             _ => {}
         }
         let r = TestResult {
@@ -370,8 +370,11 @@ impl Collector {
         }
         self.omitted += 1;
         // A failure says more than a pass: it takes the place of the last passed test kept.
-        if r.status == "FAIL" {
-            let passed = self.tests.iter().rposition(|k| k.status != "FAIL");
+        if r.status == TestStatus::Fail {
+            let passed = self
+                .tests
+                .iter()
+                .rposition(|k| k.status != TestStatus::Fail);
             if let Some(i) =
                 passed.filter(|&i| self.bytes - size_of(&self.tests[i]) + size <= MAX_RESULTS_BYTES)
             {
@@ -409,7 +412,7 @@ impl Collector {
             let i = self
                 .tests
                 .iter()
-                .rposition(|t| t.status != "FAIL")
+                .rposition(|t| t.status != TestStatus::Fail)
                 .unwrap_or(self.tests.len() - 1);
             let t = self.tests.remove(i);
             self.bytes = self.bytes.saturating_sub(size_of(&t));
@@ -471,7 +474,7 @@ mod tests {
         assert_eq!((s.passed, s.failed), (MAX_TESTS as u64 + 4, 1));
         assert_eq!(s.results.len(), MAX_TESTS);
         assert_eq!(s.results_omitted, 5);
-        assert!(s.results.iter().any(|t| t.status == "FAIL"));
+        assert!(s.results.iter().any(|t| t.status == TestStatus::Fail));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! what each open container is, skipping whole subtrees it has no use for with a counter.
 
 use super::collect::{Collector, MAX_DEPTH};
+use super::syntax::{JsonSyntax, ParseError};
 use crate::model::record::TestStats;
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -51,23 +52,28 @@ struct Tokenizer<R> {
     offset: u64,
 }
 
-fn err(offset: u64, m: impl std::fmt::Display) -> String {
-    format!("at byte {offset}: {m}")
+fn err(at: u64, what: JsonSyntax) -> ParseError {
+    ParseError::Json { at, what }
 }
 
 impl<R: BufRead> Tokenizer<R> {
-    fn peek(&mut self) -> Result<Option<u8>, String> {
+    fn peek(&mut self) -> Result<Option<u8>, ParseError> {
         loop {
             let buf = match self.r.fill_buf() {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(err(self.offset, e)),
+                Err(source) => {
+                    return Err(ParseError::Read {
+                        at: self.offset,
+                        source,
+                    })
+                }
             };
             return Ok(buf.first().copied());
         }
     }
 
-    fn bump(&mut self) -> Result<Option<u8>, String> {
+    fn bump(&mut self) -> Result<Option<u8>, ParseError> {
         let b = self.peek()?;
         if b.is_some() {
             self.r.consume(1);
@@ -76,7 +82,7 @@ impl<R: BufRead> Tokenizer<R> {
         Ok(b)
     }
 
-    fn skip_ws(&mut self) -> Result<Option<u8>, String> {
+    fn skip_ws(&mut self) -> Result<Option<u8>, ParseError> {
         while let Some(b) = self.peek()? {
             if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
                 self.bump()?;
@@ -96,18 +102,18 @@ impl<R: BufRead> Tokenizer<R> {
         };
     }
 
-    fn next(&mut self) -> Result<Option<Tok>, String> {
+    fn next(&mut self) -> Result<Option<Tok>, ParseError> {
         loop {
             let Some(b) = self.skip_ws()? else {
                 return if self.expect == Expect::Done {
                     Ok(None)
                 } else {
-                    Err(err(self.offset, "the file ends early (truncated?)"))
+                    Err(err(self.offset, JsonSyntax::Truncated))
                 };
             };
             let at = self.offset;
             match self.expect {
-                Expect::Done => return Err(err(at, "data after the end of the document")),
+                Expect::Done => return Err(err(at, JsonSyntax::AfterEnd)),
                 Expect::CommaOrEnd => {
                     self.bump()?;
                     let top = self.open.last().copied();
@@ -116,7 +122,7 @@ impl<R: BufRead> Tokenizer<R> {
                         (b',', Some(b'[')) => self.expect = Expect::Value,
                         (b'}', Some(b'{')) => return self.close(Tok::ObjEnd),
                         (b']', Some(b'[')) => return self.close(Tok::ArrEnd),
-                        _ => return Err(err(at, format!("unexpected {:?}", b as char))),
+                        _ => return Err(err(at, JsonSyntax::Unexpected(b as char))),
                     }
                 }
                 Expect::Key | Expect::KeyOrEnd => {
@@ -125,12 +131,12 @@ impl<R: BufRead> Tokenizer<R> {
                         return self.close(Tok::ObjEnd);
                     }
                     if b != b'"' {
-                        return Err(err(at, "expected a key"));
+                        return Err(err(at, JsonSyntax::ExpectedKey));
                     }
                     self.bump()?;
                     let k = self.string()?;
                     if self.skip_ws()? != Some(b':') {
-                        return Err(err(self.offset, "expected ':'"));
+                        return Err(err(self.offset, JsonSyntax::ExpectedColon));
                     }
                     self.bump()?;
                     self.expect = Expect::Value;
@@ -147,19 +153,19 @@ impl<R: BufRead> Tokenizer<R> {
         }
     }
 
-    fn close(&mut self, t: Tok) -> Result<Option<Tok>, String> {
+    fn close(&mut self, t: Tok) -> Result<Option<Tok>, ParseError> {
         self.open.pop();
         self.after_value();
         Ok(Some(t))
     }
 
-    fn value(&mut self, b: u8) -> Result<Tok, String> {
+    fn value(&mut self, b: u8) -> Result<Tok, ParseError> {
         let at = self.offset;
         match b {
             b'{' | b'[' => {
                 self.bump()?;
                 if self.open.len() >= MAX_DEPTH {
-                    return Err(err(at, format!("nested deeper than {MAX_DEPTH} levels")));
+                    return Err(err(at, JsonSyntax::TooDeep));
                 }
                 self.open.push(b);
                 if b == b'{' {
@@ -184,7 +190,7 @@ impl<R: BufRead> Tokenizer<R> {
                 };
                 for &w in word {
                     if self.bump()? != Some(w) {
-                        return Err(err(at, "invalid literal"));
+                        return Err(err(at, JsonSyntax::InvalidLiteral));
                     }
                 }
                 self.after_value();
@@ -195,7 +201,7 @@ impl<R: BufRead> Tokenizer<R> {
                 while let Some(c) = self.peek()? {
                     if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
                         if s.len() > 64 {
-                            return Err(err(at, "a number longer than 64 characters"));
+                            return Err(err(at, JsonSyntax::LongNumber));
                         }
                         s.push(c as char);
                         self.bump()?;
@@ -205,16 +211,16 @@ impl<R: BufRead> Tokenizer<R> {
                 }
                 let n = s
                     .parse::<f64>()
-                    .map_err(|_| err(at, format!("invalid number {s:?}")))?;
+                    .map_err(|_| err(at, JsonSyntax::InvalidNumber(s.clone())))?;
                 self.after_value();
                 Ok(Tok::Num(n))
             }
-            _ => Err(err(at, format!("unexpected {:?}", b as char))),
+            _ => Err(err(at, JsonSyntax::Unexpected(b as char))),
         }
     }
 
     /// A string after its opening quote, decoded up to [`KEEP`] characters.
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, ParseError> {
         let mut out = String::new();
         let mut kept = 0usize;
         let mut raw: Vec<u8> = Vec::new();
@@ -264,7 +270,12 @@ impl<R: BufRead> Tokenizer<R> {
                         break n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(err(self.offset, e)),
+                    Err(source) => {
+                        return Err(ParseError::Read {
+                            at: self.offset,
+                            source,
+                        })
+                    }
                 }
             };
             self.r.consume(scanned);
@@ -273,22 +284,19 @@ impl<R: BufRead> Tokenizer<R> {
                 flush(&mut out, &mut raw, &mut kept);
             }
             let Some(b) = self.bump()? else {
-                return Err(err(
-                    self.offset,
-                    "the file ends inside a string (truncated?)",
-                ));
+                return Err(err(self.offset, JsonSyntax::TruncatedString));
             };
             match b {
                 b'"' => {
                     push(&mut out, &mut raw, &mut kept, None);
                     return Ok(out);
                 }
-                _ if b < 0x20 => return Err(err(self.offset, "a control character in a string")),
+                _ if b < 0x20 => return Err(err(self.offset, JsonSyntax::ControlCharacter)),
                 b'\\' => {
                     push(&mut out, &mut raw, &mut kept, None);
                     let e = self
                         .bump()?
-                        .ok_or_else(|| err(self.offset, "the file ends inside a string"))?;
+                        .ok_or_else(|| err(self.offset, JsonSyntax::TruncatedEscape))?;
                     let c = match e {
                         b'n' => '\n',
                         b't' => '\t',
@@ -299,7 +307,8 @@ impl<R: BufRead> Tokenizer<R> {
                             let mut v = 0u32;
                             for _ in 0..4 {
                                 let h = self.bump()?.and_then(|h| (h as char).to_digit(16));
-                                v = v * 16 + h.ok_or_else(|| err(self.offset, "bad \\u escape"))?;
+                                v = v * 16
+                                    + h.ok_or_else(|| err(self.offset, JsonSyntax::BadEscape))?;
                             }
                             // Surrogate halves are not worth pairing for a message head.
                             char::from_u32(v).unwrap_or('\u{fffd}')
@@ -337,7 +346,7 @@ enum Ctx {
 }
 
 /// Reads a whole output.json from `r`.
-pub fn read(r: impl Read) -> Result<Option<TestStats>, String> {
+pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
     let mut t = Tokenizer {
         r: BufReader::with_capacity(64 * 1024, r),
         open: Vec::new(),
@@ -541,6 +550,9 @@ mod tests {
         assert!(s.results[0].message.as_ref().unwrap().chars().count() <= 201);
         let n = MAX_DEPTH + 5;
         let deep = format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(read(deep.as_bytes()).unwrap_err().contains("nested deeper"));
+        assert!(read(deep.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
     }
 }

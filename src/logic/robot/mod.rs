@@ -8,6 +8,7 @@ pub(crate) mod budget;
 pub(crate) mod collect;
 pub mod json;
 mod merged;
+pub mod syntax;
 pub mod xml;
 
 use crate::model::record::{
@@ -79,11 +80,7 @@ pub(crate) fn read_file(f: File, path: &Path, clock: &Clock) -> Result<TestStats
                     break;
                 }
             }
-            Err(e) => {
-                return Err(clock
-                    .tripped()
-                    .unwrap_or(ResultError::Invalid(e.to_string())))
-            }
+            Err(e) => return Err(clock.tripped().unwrap_or(ResultError::Unreadable(e))),
         }
     }
     let is_json = path.extension().is_some_and(|e| e == "json") || head.last() == Some(&b'{');
@@ -263,22 +260,33 @@ struct Listed {
 }
 
 /// Why a list is not the wrapper's, if it is not.
-fn check_list(list: &[Listed], allowed: u32) -> Result<(), String> {
+fn check_list(list: &[Listed], allowed: u32) -> Result<(), ListError> {
     if list.is_empty() || list.len() > allowed as usize {
-        return Err(format!(
-            "it lists {} attempts, the job has 1 to {allowed}",
-            list.len()
-        ));
+        return Err(ListError::Count {
+            listed: list.len(),
+            allowed,
+        });
     }
     for (i, a) in list.iter().enumerate() {
         if a.attempt as usize != i + 1 {
-            return Err("its attempts are not numbered 1, 2, …".into());
+            return Err(ListError::Numbering);
         }
         if a.ran != "all" && a.ran != "failed" {
-            return Err(format!("attempt {} ran neither `all` nor `failed`", i + 1));
+            return Err(ListError::Ran(i + 1));
         }
     }
     Ok(())
+}
+
+/// Why the retry wrapper's attempts list is ignored.
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    #[error("it lists {listed} attempts, the job has 1 to {allowed}")]
+    Count { listed: usize, allowed: u32 },
+    #[error("its attempts are not numbered 1, 2, …")]
+    Numbering,
+    #[error("attempt {0} ran neither `all` nor `failed`")]
+    Ran(usize),
 }
 
 /// Reads the attempts the retry wrapper recorded, and each one's counts from its own result

@@ -4,7 +4,8 @@
 //! inherited descriptor first thing, so the agent reading ctrl's output sees EOF as soon as
 //! ctrl exits.
 
-use super::Launched;
+use super::{LaunchError, Launched};
+use crate::model::status::Route;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -28,7 +29,7 @@ const PASS_ENV: &[&str] = &[
 
 /// The executable the daemon runs from: ctrl's own. Replacing a running binary is fine on
 /// Unix (the old inode lives on), so no copy is needed (Windows makes one).
-pub(crate) fn daemon_exe(exe: &Path, _state_dir: &Path) -> Result<std::path::PathBuf, String> {
+pub(crate) fn daemon_exe(exe: &Path, _state_dir: &Path) -> Result<std::path::PathBuf, LaunchError> {
     Ok(exe.to_path_buf())
 }
 
@@ -37,7 +38,11 @@ fn systemd_is_pid1() -> bool {
 }
 
 /// Starts `exe args…` detached; `instance` names the systemd unit.
-pub(crate) fn launch(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, String> {
+pub(crate) fn launch(
+    exe: &Path,
+    args: &[OsString],
+    instance: &str,
+) -> Result<Launched, LaunchError> {
     if systemd_is_pid1() && std::env::var_os("ROBOTMK_DAEMON_NO_SYSTEMD").is_none() {
         match systemd_run(exe, args, instance) {
             Ok(l) => return Ok(l),
@@ -55,7 +60,7 @@ pub(crate) fn launch(exe: &Path, args: &[OsString], instance: &str) -> Result<La
     fork(exe, args)
 }
 
-fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, String> {
+fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, LaunchError> {
     let unit = format!("robotmk-daemon-{instance}");
     let mut cmd = Command::new("systemd-run");
     cmd.arg(format!("--unit={unit}"))
@@ -80,10 +85,10 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| format!("cannot run systemd-run: {e}"))?;
+        .map_err(LaunchError::SystemdRun)?;
     if out.status.success() {
         return Ok(Launched {
-            route: "systemd-run",
+            route: Route::SystemdRun,
             already_running: false,
             note: None,
         });
@@ -91,15 +96,18 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if err.contains("already loaded") || err.contains("already exists") {
         return Ok(Launched {
-            route: "systemd-run",
+            route: Route::SystemdRun,
             already_running: true,
             note: Some(format!("unit {unit}.service is already loaded")),
         });
     }
-    Err(format!("systemd-run exited with {}: {err}", out.status))
+    Err(LaunchError::SystemdRunFailed {
+        status: out.status,
+        stderr: err,
+    })
 }
 
-fn fork(exe: &Path, args: &[OsString]) -> Result<Launched, String> {
+fn fork(exe: &Path, args: &[OsString]) -> Result<Launched, LaunchError> {
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .args(["--route", "fork"])
@@ -123,13 +131,14 @@ fn fork(exe: &Path, args: &[OsString]) -> Result<Launched, String> {
             }
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let mut child = cmd.spawn().map_err(|source| LaunchError::Start {
+        exe: exe.to_path_buf(),
+        source,
+    })?;
     // Reap the intermediate process (it exits right after the second fork).
     let _ = child.wait();
     Ok(Launched {
-        route: "fork",
+        route: Route::Fork,
         already_running: false,
         note: None,
     })

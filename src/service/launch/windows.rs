@@ -18,7 +18,8 @@
 //! [`daemon_exe`] gives the daemon a copy of the binary to run from, so that the plugin's .exe
 //! stays replaceable while the daemon runs.
 
-use super::Launched;
+use super::{LaunchError, Launched};
+use crate::model::status::Route;
 use crate::service::sys::{handle_start_time, wide, OwnedHandle};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -44,18 +45,17 @@ use windows_sys::Win32::System::Threading::{
     STARTF_USESTDHANDLES, STARTUPINFOEXW, STARTUPINFOW,
 };
 
-/// How the agent (or an admin) can run the daemon when no route leaves the job.
-const FIX: &str = "run the daemon as a Checkmk agent extension instead \
-(extensions: execution: binary robotmk-daemon.exe, command_line: start --foreground --run-flag <file>), \
-see docs/WINDOWS.md";
-
 /// Starts `exe args… --route <route>` detached and outside ctrl's job object.
-pub(crate) fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<Launched, String> {
+pub(crate) fn launch(
+    exe: &Path,
+    args: &[OsString],
+    _instance: &str,
+) -> Result<Launched, LaunchError> {
     clear_std_inherit();
     let base = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
     if !in_any_job(current_process()) {
         create(exe, args, "no-job", base, None)?;
-        return Ok(launched("no-job", None));
+        return Ok(launched(Route::NoJob, None));
     }
     let breakaway_err = match create(
         exe,
@@ -64,20 +64,20 @@ pub(crate) fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<L
         base | CREATE_BREAKAWAY_FROM_JOB,
         None,
     ) {
-        Ok(_) => return Ok(launched("breakaway", None)),
+        Ok(_) => return Ok(launched(Route::Breakaway, None)),
         Err(e) => e,
     };
     match start_under_ancestor(exe, args, base) {
         Ok(ancestor) => Ok(launched(
-            "parent-process",
+            Route::ParentProcess,
             Some(format!(
                 "the job forbids breakaway ({breakaway_err}); started under pid {ancestor} instead"
             )),
         )),
-        Err(e) => Err(format!(
-            "cannot start the daemon outside the agent's job object, which would kill it: \
-             breakaway refused ({breakaway_err}); parent-process route failed ({e}); {FIX}"
-        )),
+        Err(e) => Err(LaunchError::InJob {
+            breakaway: Box::new(breakaway_err),
+            ancestor: Box::new(e),
+        }),
     }
 }
 
@@ -86,8 +86,11 @@ pub(crate) fn launch(exe: &Path, args: &[OsString], _instance: &str) -> Result<L
 /// block the plugin's update. The copy's name carries the source's version, size and mtime: a
 /// new build gets a new copy, an unchanged one is reused. Older copies are deleted where no
 /// process runs them (deleting a running .exe fails and is left for a later launch).
-pub(crate) fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String> {
-    let m = std::fs::metadata(exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+pub(crate) fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, LaunchError> {
+    let m = std::fs::metadata(exe).map_err(|source| LaunchError::Io {
+        path: exe.to_path_buf(),
+        source,
+    })?;
     let mtime = m
         .modified()
         .ok()
@@ -101,17 +104,20 @@ pub(crate) fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String
     let dir = state_dir.join("bin");
     let dst = dir.join(&name);
     if !dst.metadata().is_ok_and(|d| d.len() == m.len()) {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| LaunchError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
         std::fs::copy(exe, &tmp)
             .and_then(|_| std::fs::rename(&tmp, &dst))
-            .map_err(|e| {
+            .map_err(|source| {
                 let _ = std::fs::remove_file(&tmp);
-                format!(
-                    "cannot copy {} to {} to run the daemon from: {e}",
-                    exe.display(),
-                    dst.display()
-                )
+                LaunchError::Copy {
+                    from: exe.to_path_buf(),
+                    to: dst.clone(),
+                    source,
+                }
             })?;
     }
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -126,7 +132,7 @@ pub(crate) fn daemon_exe(exe: &Path, state_dir: &Path) -> Result<PathBuf, String
     Ok(dst)
 }
 
-fn launched(route: &'static str, note: Option<String>) -> Launched {
+fn launched(route: Route, note: Option<String>) -> Launched {
     Launched {
         route,
         already_running: false,
@@ -200,10 +206,13 @@ fn in_my_job(pid: u32, process: HANDLE, my_job: &Option<Vec<u32>>) -> bool {
 }
 
 /// PID → (parent PID) for every process.
-fn parents() -> Result<HashMap<u32, u32>, String> {
+fn parents() -> Result<HashMap<u32, u32>, LaunchError> {
     // SAFETY: a process snapshot; the result is checked and owned.
     let snap = OwnedHandle::new(unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) })
-        .ok_or_else(|| format!("no process snapshot: {}", std::io::Error::last_os_error()))?;
+        .ok_or_else(|| LaunchError::Os {
+            what: "no process snapshot",
+            source: std::io::Error::last_os_error(),
+        })?;
     // SAFETY: zero is a valid bit pattern for this plain-data struct.
     let mut pe: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
     pe.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
@@ -220,7 +229,7 @@ fn parents() -> Result<HashMap<u32, u32>, String> {
 
 /// Creates the daemon with its parent set to ctrl's nearest ancestor outside ctrl's job;
 /// returns that ancestor's PID.
-fn start_under_ancestor(exe: &Path, args: &[OsString], flags: u32) -> Result<u32, String> {
+fn start_under_ancestor(exe: &Path, args: &[OsString], flags: u32) -> Result<u32, LaunchError> {
     let my_job = my_job_pids();
     let parents = parents()?;
     let mut pid = std::process::id();
@@ -240,14 +249,14 @@ fn start_under_ancestor(exe: &Path, args: &[OsString], flags: u32) -> Result<u32
                 ppid,
             )
         }) else {
-            return Err(format!(
-                "cannot open ancestor pid {ppid}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(LaunchError::Ancestor {
+                pid: ppid,
+                source: std::io::Error::last_os_error(),
+            });
         };
         // A parent PID that was reused by a younger process is not our ancestor.
         let Some(start) = handle_start_time(p.0).filter(|s| *s <= child_start) else {
-            return Err(format!("ancestor pid {ppid} has exited"));
+            return Err(LaunchError::AncestorGone(ppid));
         };
         if !in_my_job(ppid, p.0, &my_job) {
             let child = create(exe, args, "parent-process", flags, Some(p.0))?;
@@ -256,16 +265,14 @@ fn start_under_ancestor(exe: &Path, args: &[OsString], flags: u32) -> Result<u32
                 unsafe {
                     TerminateProcess(child.0 .0, 1);
                 }
-                return Err(format!(
-                    "the daemon created under pid {ppid} is still in the job"
-                ));
+                return Err(LaunchError::StillInJob(ppid));
             }
             return Ok(ppid);
         }
         pid = ppid;
         child_start = start;
     }
-    Err("no ancestor of ctrl is outside its job".into())
+    Err(LaunchError::NoAncestor)
 }
 
 /// Appends `arg` to a command line, quoted the way `CommandLineToArgvW` and the MSVC runtime
@@ -308,7 +315,7 @@ fn create(
     route: &str,
     flags: u32,
     parent: Option<HANDLE>,
-) -> Result<(OwnedHandle, u32), String> {
+) -> Result<(OwnedHandle, u32), LaunchError> {
     let mut cmdline = Vec::new();
     push_arg(&mut cmdline, exe.as_os_str());
     for a in args {
@@ -341,10 +348,10 @@ fn create(
         let list: LPPROC_THREAD_ATTRIBUTE_LIST = attr_buf.as_mut_ptr().cast();
         // SAFETY: the buffer is at least `size` bytes and pointer-aligned.
         if unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) } == 0 {
-            return Err(format!(
-                "cannot build the attribute list: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(LaunchError::Os {
+                what: "cannot build the attribute list",
+                source: std::io::Error::last_os_error(),
+            });
         }
         // The attribute value must stay valid until CreateProcessW returns: `parent` lives on
         // this function's stack frame.
@@ -365,7 +372,10 @@ fn create(
             let e = std::io::Error::last_os_error();
             // SAFETY: an initialized list, deleted once.
             unsafe { DeleteProcThreadAttributeList(list) };
-            return Err(format!("cannot set the parent-process attribute: {e}"));
+            return Err(LaunchError::Os {
+                what: "cannot set the parent-process attribute",
+                source: e,
+            });
         }
         si.lpAttributeList = list;
         si.StartupInfo.cb = std::mem::size_of::<STARTUPINFOEXW>() as u32;
@@ -400,9 +410,12 @@ fn create(
     drop(attr_buf);
     if ok == 0 {
         return Err(if err.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) {
-            format!("access denied (error {ERROR_ACCESS_DENIED})")
+            LaunchError::AccessDenied
         } else {
-            format!("cannot start {}: {err}", exe.display())
+            LaunchError::Start {
+                exe: exe.to_path_buf(),
+                source: err,
+            }
         });
     }
     let _thread = OwnedHandle(pi.hThread);

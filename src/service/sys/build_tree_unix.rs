@@ -270,7 +270,11 @@ fn euid() -> u32 {
 /// (no search permission for it), as `<folder> (mode 0700, owner uid 0)`; `Ok` when it can
 /// reach `path`. Checked before a build starts as that user, so a folder an admin (or an
 /// older version) closed is named, instead of the build's bare "Permission denied".
-pub(crate) fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<(), String> {
+pub(crate) fn check_passable(
+    path: &Path,
+    uid: u32,
+    groups: &[u32],
+) -> Result<(), super::trust::Closed> {
     use std::os::unix::fs::MetadataExt;
     for dir in path
         .ancestors()
@@ -288,12 +292,11 @@ pub(crate) fn check_passable(path: &Path, uid: u32, groups: &[u32]) -> Result<()
             0o001
         };
         if m.mode() & bit == 0 {
-            return Err(format!(
-                "{} (mode {:04o}, owner uid {})",
-                dir.display(),
-                m.mode() & 0o7777,
-                m.uid()
-            ));
+            return Err(super::trust::Closed {
+                dir: dir.to_path_buf(),
+                mode: m.mode() & 0o7777,
+                owner: m.uid(),
+            });
         }
     }
     Ok(())
@@ -403,7 +406,9 @@ mod tests {
         std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
         let target = closed.join("inner/venv");
         // Someone else (not the owner, in none of its groups) is stopped at `closed`...
-        let e = check_passable(&target, 4242, &[4242]).unwrap_err();
+        let e = check_passable(&target, 4242, &[4242])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!("{} (mode 0700", closed.display())),
             "{e}"

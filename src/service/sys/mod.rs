@@ -11,6 +11,7 @@ pub(crate) mod memory;
 pub(crate) mod public;
 pub(crate) mod tmp_link;
 pub mod tree;
+pub(crate) mod trust;
 
 pub(crate) use beneath::open_beneath;
 

@@ -231,29 +231,37 @@ pub(crate) fn change_stamp(m: &std::fs::Metadata) -> String {
 /// checked, and what is missing is created by this process, 0700.
 pub(crate) fn check_path_trust(
     path: &std::path::Path,
-    what: &str,
+    what: &'static str,
     may_be_missing: bool,
-) -> Result<(), String> {
+) -> Result<(), super::trust::TrustError> {
     check_path_trust_also(path, what, may_be_missing, None)
 }
 
 /// [`check_path_trust`] for another instance's state dir or config (a USER instance's, in
 /// its user's home): the owner of `path` itself is trusted too, besides root and this user,
 /// on the way to it. Nobody else may write any of it.
-pub(crate) fn check_instance_path_trust(path: &std::path::Path, what: &str) -> Result<(), String> {
+pub(crate) fn check_instance_path_trust(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<(), super::trust::TrustError> {
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(path)
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?
+        .map_err(|source| super::trust::TrustError::Stat {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?
         .uid();
     check_path_trust_also(path, what, false, Some(owner))
 }
 
 fn check_path_trust_also(
     path: &std::path::Path,
-    what: &str,
+    what: &'static str,
     may_be_missing: bool,
     also: Option<u32>,
-) -> Result<(), String> {
+) -> Result<(), super::trust::TrustError> {
+    use super::trust::{TrustError, Unsafe};
     use std::collections::VecDeque;
     use std::ffi::OsString;
     use std::os::unix::fs::MetadataExt;
@@ -261,21 +269,19 @@ fn check_path_trust_also(
 
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
-    let shown = path.display();
-    let refuse = |entry: &Path, why: String, fix: String| {
-        let at = if entry == path {
-            format!("{what} {shown}")
-        } else {
-            format!("{what} {shown}: {}", entry.display())
-        };
-        Err(format!(
-            "refusing to run: {at} {why}; another user could steer the daemon. Fix: {fix}"
-        ))
+    let refuse = |entry: &Path, why: Unsafe| {
+        Err(TrustError::Unsafe {
+            what,
+            path: path.to_path_buf(),
+            entry: entry.to_path_buf(),
+            why,
+        })
     };
     if !path.is_absolute() {
-        return Err(format!(
-            "refusing to run: {what} {shown} is a relative path"
-        ));
+        return Err(TrustError::Relative {
+            what,
+            path: path.to_path_buf(),
+        });
     }
     let parts = |p: &Path| -> Vec<OsString> {
         p.components()
@@ -295,33 +301,35 @@ fn check_path_trust_also(
         let m = match std::fs::symlink_metadata(&entry) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_be_missing => return Ok(()),
-            Err(e) => {
-                return Err(format!(
-                    "{what} {shown}: cannot check {}: {e}",
-                    entry.display()
-                ))
+            Err(source) => {
+                return Err(TrustError::Unreadable {
+                    what,
+                    path: path.to_path_buf(),
+                    entry,
+                    source,
+                })
             }
         };
         if m.uid() != 0 && m.uid() != me && Some(m.uid()) != also {
-            return refuse(
-                &entry,
-                format!(
-                    "belongs to uid {}, not to this user (uid {me}) or root",
-                    m.uid()
-                ),
-                format!("chown root {}", entry.display()),
-            );
+            return refuse(&entry, Unsafe::Owner { uid: m.uid(), me });
         }
         if m.file_type().is_symlink() {
             // The link's directory is checked and its owner is trusted; walk on to where it
             // points, from that directory (`at`), one component at a time.
             links += 1;
             if links > 40 {
-                return Err(format!("{what} {shown}: too many levels of symlinks"));
+                return Err(TrustError::LinkLoop {
+                    what,
+                    path: path.to_path_buf(),
+                });
             }
-            let target = std::fs::read_link(&entry).map_err(|e| {
-                format!("{what} {shown}: cannot read link {}: {e}", entry.display())
-            })?;
+            let target =
+                std::fs::read_link(&entry).map_err(|source| TrustError::LinkUnreadable {
+                    what,
+                    path: path.to_path_buf(),
+                    entry: entry.clone(),
+                    source,
+                })?;
             if target.is_absolute() {
                 at = PathBuf::from("/");
             }
@@ -332,17 +340,14 @@ fn check_path_trust_also(
             let mode = m.mode() & 0o7777;
             let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
             if mode & 0o022 != 0 && (last || !sticky_dir) {
-                return refuse(
-                    &entry,
-                    format!("is writable by group or others (mode {:03o})", mode & 0o777),
-                    format!("chmod go-w {}", entry.display()),
-                );
+                return refuse(&entry, Unsafe::Writable { mode });
             }
             if !last && !m.is_dir() {
-                return Err(format!(
-                    "{what} {shown}: {} is not a directory",
-                    entry.display()
-                ));
+                return Err(TrustError::NotADirectory {
+                    what,
+                    path: path.to_path_buf(),
+                    entry,
+                });
             }
             at = entry.clone();
         }

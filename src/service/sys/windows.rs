@@ -294,20 +294,32 @@ pub(crate) fn change_stamp(m: &std::fs::Metadata) -> String {
 /// ACL of every directory above it (see [`check_path_acl`]).
 pub(crate) fn check_path_trust(
     path: &std::path::Path,
-    what: &str,
+    what: &'static str,
     may_be_missing: bool,
-) -> Result<(), String> {
+) -> Result<(), super::trust::TrustError> {
+    use super::trust::TrustError;
     let exists = path.exists();
     if exists {
-        check_path_acl(path, true).map_err(|e| format!("{what}: {e}"))?;
+        check_path_acl(path, true).map_err(|reason| TrustError::Acl {
+            what,
+            above: None,
+            reason,
+        })?;
     } else if !may_be_missing {
-        return Err(format!("{what} {}: does not exist", path.display()));
+        return Err(TrustError::Missing {
+            what,
+            path: path.to_path_buf(),
+        });
     }
     for dir in path.ancestors().skip(1) {
         if dir.as_os_str().is_empty() || !dir.exists() {
             continue;
         }
-        check_path_acl(dir, false).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        check_path_acl(dir, false).map_err(|reason| TrustError::Acl {
+            what,
+            above: Some(path.to_path_buf()),
+            reason,
+        })?;
     }
     Ok(())
 }
@@ -315,7 +327,10 @@ pub(crate) fn check_path_trust(
 /// [`check_path_trust`] for another instance's state dir or config (a USER instance's, in
 /// its user's profile): the same rule, as only that user, SYSTEM and Administrators may write
 /// a profile.
-pub(crate) fn check_instance_path_trust(path: &std::path::Path, what: &str) -> Result<(), String> {
+pub(crate) fn check_instance_path_trust(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<(), super::trust::TrustError> {
     check_path_trust(path, what, false)
 }
 
