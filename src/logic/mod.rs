@@ -14,4 +14,5 @@ pub(crate) mod plugin_view;
 pub(crate) mod publish_plan;
 pub mod robot;
 pub mod schedule;
+pub(crate) mod scheduler;
 pub(crate) mod staleness;

@@ -25,6 +25,7 @@
 use super::shell::{Daemon, Phase};
 use super::watch::FALLBACK_POLL;
 use crate::logic::agent_mode::{self};
+use crate::logic::scheduler::{Reload, Slots};
 use crate::model::config::Config;
 use crate::model::record::RunRecord;
 use crate::model::request::{StopMode, StopRequest};
@@ -430,15 +431,12 @@ impl Daemon {
         for job in &new.jobs {
             let name = job.name.clone();
             match self.jobs.remove(&name) {
-                Some(mut js) if js.job.same_as(job) => {
-                    js.job = Arc::clone(job);
-                    jobs.push((name, js));
-                }
                 Some(mut js) => {
+                    if js.slots.reconfigure(&js.job, job, now) == Reload::Replanned {
+                        stale.push(js.prepared.take().map(|r| *r));
+                        changed.push(name.clone());
+                    }
                     js.job = Arc::clone(job);
-                    stale.push(js.prepared.take().map(|r| *r));
-                    js.plan_after(now);
-                    changed.push(name.clone());
                     jobs.push((name, js));
                 }
                 None => {
@@ -451,8 +449,8 @@ impl Daemon {
                     let last = state::read_json::<RunRecord>(&self.state.latest_file(&name))
                         .ok()
                         .flatten();
-                    let mut js = super::jobs::JobState::new(Arc::clone(job), last_due, last);
-                    js.plan_after(now);
+                    let mut js = super::jobs::JobState::new(Arc::clone(job), None, last);
+                    js.slots = Slots::added(job, last_due, now);
                     js.running = self
                         .active
                         .values()

@@ -30,7 +30,8 @@ use super::jobs::JobState;
 use super::table::{ActiveRun, Pending};
 use super::watch::Control;
 use super::{envs, finish, lifecycle};
-use crate::model::config::{Config, Overlap};
+use crate::logic::scheduler::{self, Admit};
+use crate::model::config::Config;
 use crate::model::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
 use crate::service::config::{self};
 use crate::service::lock;
@@ -410,10 +411,9 @@ impl Daemon {
             let name = job.name.clone();
             let (last_due, last) = recovered.remove(&name).unwrap_or_default();
             let mut js = JobState::new(job, last_due, last);
-            if d.oneshot {
-                js.next = None; // a one-shot runs its request, nothing on schedule
-            } else {
-                js.plan_initial(now);
+            // A one-shot runs its request, nothing on schedule.
+            if !d.oneshot {
+                js.slots.plan_initial(&js.job, now);
             }
             js.running = d
                 .active
@@ -421,7 +421,7 @@ impl Daemon {
                 .filter(|r| r.record.job == name)
                 .map(|r| r.pgid)
                 .collect();
-            if let Some(n) = js.next {
+            if let Some(n) = js.slots.next {
                 info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
             }
             entries.push((name, js));
@@ -511,16 +511,10 @@ impl Daemon {
             wake = wake.min(now_i + CLOCK_CAP);
         }
         if self.phase == Phase::Running {
-            let now = Utc::now();
-            for js in self.jobs.values() {
-                if let Some(n) = js.next {
-                    let until = (n.fire_at - now).to_std().unwrap_or(Duration::ZERO);
-                    wake = wake.min(now_i + until);
-                    if js.prepared.is_none() && js.prepare_failed != Some(n.due) {
-                        wake =
-                            wake.min((now_i + until).checked_sub(PREPARE_AHEAD).unwrap_or(now_i));
-                    }
-                }
+            let jobs = self.jobs.values().map(|js| (&js.slots, js.wants_folder()));
+            if let Some(at) = scheduler::next_wake(jobs, PREPARE_AHEAD) {
+                let until = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                wake = wake.min(now_i + until);
             }
         }
         for r in self.active.values() {
@@ -557,55 +551,42 @@ impl Daemon {
             return;
         }
         let now = Utc::now();
-        let mut due: Vec<(chrono::DateTime<Utc>, String)> = self
-            .jobs
-            .iter()
-            .filter_map(|(name, js)| {
-                js.next
-                    .filter(|n| n.fire_at <= now)
-                    .map(|n| (n.fire_at, name.clone()))
-            })
-            .collect();
-        due.sort();
-        for (_, name) in due {
+        let due: Vec<String> =
+            scheduler::due_now(self.jobs.iter().map(|(n, js)| (n.as_str(), &js.slots)), now)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+        for name in due {
             let Some(js) = self.jobs.get_mut(&name) else {
                 continue;
             };
-            let Some(next) = js.next else { continue };
-            let mut run_due = next.due;
-            if next.trigger == crate::model::record::Trigger::Schedule {
+            let Some(firing) = js.slots.take_due(&js.job, now) else {
+                continue;
+            };
+            let run_due = firing.due;
+            if firing.woke_late() {
                 // Woken late (suspend, overload): run once for the latest slot, say so.
-                if let Some(latest) = js.job.schedule.last_at_or_before(now) {
-                    if latest > run_due {
-                        warn!(
-                            job = %name, missed_from = %crate::model::record::ts(run_due),
-                            running_for = %crate::model::record::ts(latest),
-                            "daemon woke late; due times in between are not run separately"
-                        );
-                        run_due = latest;
-                    }
-                }
+                warn!(
+                    job = %name, missed_from = %crate::model::record::ts(firing.planned.due),
+                    running_for = %crate::model::record::ts(run_due),
+                    "daemon woke late; due times in between are not run separately"
+                );
             }
-            js.last_due = Some(run_due);
-            js.plan_after(run_due.max(now));
             js.prepare_failed = None;
             let prepared = js.prepared.take().map(|r| *r);
             // Prepared for the slot planned; a late wake-up runs a later slot instead.
             let (prepared, stale) = match prepared {
-                Some(r) if r.due == run_due && r.trigger == next.trigger => (Some(r), None),
+                Some(r) if firing.fits(r.due, r.trigger) => (Some(r), None),
                 other => (None, other),
             };
             let job = Arc::clone(&js.job);
+            let busy = js.busy();
             self.discard_prepared(stale);
-            let busy = self
-                .jobs
-                .get(&name)
-                .is_some_and(|js| !js.running.is_empty() || js.queued > 0);
-            if job.overlap == Overlap::Skip && busy {
+            if scheduler::admit(job.overlap, busy) == Admit::Skip {
                 self.record_skipped(
                     &job,
                     run_due,
-                    next.trigger,
+                    firing.trigger(),
                     "the previous run is still in flight (overlap = \"skip\")",
                     prepared,
                 );
@@ -616,7 +597,7 @@ impl Daemon {
                 self.queue.push_back(Pending {
                     job,
                     due: run_due,
-                    trigger: next.trigger,
+                    trigger: firing.trigger(),
                     prepared,
                     request: None,
                 });
@@ -696,31 +677,23 @@ impl Daemon {
             return;
         }
         let now = Utc::now();
-        let horizon = now + chrono::Duration::from_std(PREPARE_AHEAD).unwrap_or_default();
-        let earliest = self
-            .jobs
-            .values()
-            .filter_map(|js| js.next.map(|n| n.fire_at))
-            .min();
-        let mut todo: Vec<(chrono::DateTime<Utc>, String)> = self
+        let earliest = scheduler::earliest(self.jobs.values().map(|js| &js.slots));
+        let jobs = self
             .jobs
             .iter()
-            .filter_map(|(name, js)| {
-                let n = js.next?;
-                let wanted = js.prepared.is_none() && js.prepare_failed != Some(n.due);
-                (wanted && n.fire_at <= horizon && n.fire_at > now)
-                    .then(|| (n.fire_at, name.clone()))
-            })
+            .map(|(n, js)| (n.as_str(), &js.slots, js.wants_folder()));
+        let todo: Vec<String> = scheduler::to_prepare(jobs, now, PREPARE_AHEAD)
+            .into_iter()
+            .map(str::to_string)
             .collect();
-        todo.sort();
-        for (_, name) in todo {
+        for name in todo {
             if earliest.is_some_and(|e| Utc::now() + PREPARE_MARGIN >= e) {
                 break;
             }
             let Some(js) = self.jobs.get(&name) else {
                 continue;
             };
-            let Some(n) = js.next else { continue };
+            let Some(n) = js.slots.next else { continue };
             let job = Arc::clone(&js.job);
             match super::folder::prepare_folder(&self.state, &job, n.due, n.trigger) {
                 Ok(rec) => {
@@ -766,7 +739,7 @@ impl Daemon {
                     interval_s: js.job.schedule.nominal_interval(now).as_secs_f64(),
                     timeout_s: js.job.timeout.as_secs_f64(),
                     next_due: if self.phase == Phase::Running {
-                        js.next.map(|n| n.fire_at)
+                        js.slots.next.map(|n| n.fire_at)
                     } else {
                         None
                     },
