@@ -11,6 +11,7 @@
 //! [`workdir`] (run folders' neighbours and their removal) and [`lifecycle`] (starts and
 //! crashes).
 
+mod changes;
 mod control;
 mod envs;
 mod event;

@@ -168,7 +168,7 @@ impl Daemon {
             .started
             .and_then(|s| (Utc::now() - s).to_std().ok())
             .unwrap_or_default();
-        self.active.insert(
+        self.table.adopt(
             pgid,
             ActiveRun {
                 pgid,

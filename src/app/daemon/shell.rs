@@ -25,9 +25,10 @@
 //!
 //! [`control`]: super::control
 
+use super::changes::Shown;
 use super::event::Event;
 use super::jobs::JobState;
-use super::table::{ActiveRun, Pending};
+use super::table::{Pending, RunTable};
 use super::watch::Control;
 use super::{envs, finish, lifecycle};
 use crate::logic::scheduler::{self, Admit};
@@ -38,7 +39,7 @@ use crate::service::lock;
 use crate::service::state::{self, Durability, StateDir};
 use crate::service::sys::{self, ControlSignal};
 use chrono::Utc;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -102,20 +103,16 @@ pub(crate) struct Daemon {
     pub(super) cfg: Config,
     pub(super) state: StateDir,
     pub(super) jobs: BTreeMap<String, JobState>,
-    pub(super) active: HashMap<u32, ActiveRun>,
-    /// Finished runs that left processes behind: (pgid, run folder, when to SIGKILL). Each
-    /// is dropped as soon as nothing of it is left.
-    pub(super) lingering: Vec<(u32, String, Instant)>,
-    pub(super) queue: VecDeque<Pending>,
+    /// Runs queued, in flight, being written and lingering (see `table`).
+    pub(super) table: RunTable,
     pub(super) tx: Sender<Event>,
     pub(super) rx: Receiver<Event>,
+    /// Set only by `changes.rs` (`set_draining`), with the status.
     pub(super) phase: Phase,
-    pub(super) info: DaemonInfo,
-    pub(super) dirty: bool,
-    pub(super) last_flush: Option<Instant>,
+    /// The daemon's part of the status and whether the status is owed a write; changed only
+    /// through the named changes in `changes.rs`.
+    pub(super) shown: Shown,
     pub(super) control: Control,
-    /// PIDs spawned in this pass of the loop, journalled once the batch is out.
-    pub(super) just_started: Vec<u32>,
     /// Final records that could not be written yet (full disk), retried every tick.
     pub(super) unsaved: Vec<crate::model::record::RunRecord>,
     /// What cannot be written now, by cause (see [`Daemon::state_failure`]).
@@ -128,8 +125,6 @@ pub(crate) struct Daemon {
     pub(super) oneshot: bool,
     /// Completes and writes records off this thread (see `finish`).
     pub(super) finisher: Option<finish::Finisher>,
-    /// Records handed to the finisher and not written yet: the loop exits only at 0.
-    pub(super) finishing: usize,
     /// Python environments and `start_delay` (see `envs`).
     pub(super) envs: envs::Side,
 }
@@ -371,23 +366,17 @@ impl Daemon {
             cfg,
             state,
             jobs: BTreeMap::new(),
-            active: HashMap::new(),
-            lingering: Vec::new(),
-            queue: VecDeque::new(),
+            table: RunTable::default(),
             tx: tx.clone(),
             rx,
             phase: Phase::Running,
-            info,
-            dirty: true,
-            last_flush: None,
+            shown: Shown::new(info),
             control,
-            just_started: Vec::new(),
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
             lock,
             oneshot: opts.oneshot.is_some(),
             finisher: None,
-            finishing: 0,
             envs: envs::Side::default(),
         };
         d.publish_agent_mode();
@@ -415,12 +404,7 @@ impl Daemon {
             if !d.oneshot {
                 js.slots.plan_initial(&js.job, now);
             }
-            js.running = d
-                .active
-                .values()
-                .filter(|r| r.record.job == name)
-                .map(|r| r.pgid)
-                .collect();
+            js.running = d.table.pids_of(&name);
             if let Some(n) = js.slots.next {
                 info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
             }
@@ -432,9 +416,8 @@ impl Daemon {
             let Some(js) = d.jobs.get_mut(&os.job) else {
                 return Err(format!("no job {:?} in {}", os.job, d.cfg.path.display()));
             };
-            js.queued += 1;
             let job = Arc::clone(&js.job);
-            d.queue.push_back(Pending {
+            d.enqueue(Pending {
                 job,
                 due: now,
                 trigger: crate::model::record::Trigger::RunOnce,
@@ -454,12 +437,7 @@ impl Daemon {
             self.dispatch();
             self.after_spawns();
             self.enforce_deadlines();
-            if (self.phase == Phase::Draining || self.oneshot)
-                && self.active.is_empty()
-                && self.queue.is_empty()
-                && self.lingering.is_empty()
-                && self.finishing == 0
-            {
+            if (self.phase == Phase::Draining || self.oneshot) && self.table.is_done() {
                 break;
             }
             self.prepare_upcoming();
@@ -479,10 +457,9 @@ impl Daemon {
         }
         self.envs_stop();
         crate::service::run::cleanup();
-        self.info.phase = crate::model::status::Phase::Stopped;
-        self.dirty = true;
+        self.set_stopped();
         self.flush_status(true);
-        info!(reason = ?self.info.reason, "daemon stopped");
+        info!(reason = ?self.shown.info().reason, "daemon stopped");
         0
     }
 
@@ -493,7 +470,7 @@ impl Daemon {
             Event::Control(ControlSignal::Reload) => self.reload_config(true),
             Event::Control(ControlSignal::Requests) => self.ingest_requests(),
             Event::Control(ControlSignal::Changed) => self.control.changed = true,
-            Event::Finished { rec, error } => self.on_finished(*rec, error),
+            Event::Finished { rec, error } => self.record_finished(*rec, error),
             Event::Envs(u) => self.on_envs(*u),
             // The pass of the loop that follows looks at the lingering runs.
             Event::Inherited => {}
@@ -517,29 +494,20 @@ impl Daemon {
                 wake = wake.min(now_i + until);
             }
         }
-        for r in self.active.values() {
-            if r.ended_by.is_none() {
-                wake = wake.min(r.deadline);
-            }
-            if let Some(k) = r.kill_at {
-                wake = wake.min(k);
-            }
-        }
-        for (_, _, k) in &self.lingering {
-            wake = wake.min(*k);
+        if let Some(d) = self.table.next_deadline() {
+            wake = wake.min(d);
         }
         // Their ends are seen at once where the last of them is a child of ours (collected:
         // `Event::Inherited`); a look now and then catches the rest (an adopted run's).
-        if !self.lingering.is_empty() {
+        if self.table.has_lingering() {
             wake = wake.min(now_i + LINGER_LOOK);
         }
         if let Some(h) = self.envs.hold_until.filter(|h| *h > now_i) {
-            if !self.queue.is_empty() {
+            if !self.table.queue.is_empty() {
                 wake = wake.min(h);
             }
         }
-        if self.dirty {
-            let at = self.last_flush.map_or(now_i, |f| f + STATUS_FLUSH_GAP);
+        if let Some(at) = self.shown.write_at(now_i, STATUS_FLUSH_GAP) {
             wake = wake.min(at);
         }
         wake.saturating_duration_since(now_i)
@@ -591,10 +559,7 @@ impl Daemon {
                     prepared,
                 );
             } else {
-                if let Some(js) = self.jobs.get_mut(&name) {
-                    js.queued += 1;
-                }
-                self.queue.push_back(Pending {
+                self.enqueue(Pending {
                     job,
                     due: run_due,
                     trigger: firing.trigger(),
@@ -602,29 +567,22 @@ impl Daemon {
                     request: None,
                 });
             }
-            self.dirty = true;
         }
     }
 
     /// Starts queued runs while slots are free.
     fn dispatch(&mut self) {
-        while !self.queue.is_empty() {
-            let max = self.cfg.daemon.max_parallel;
-            if max != 0 && self.active.len() >= max {
-                break;
-            }
+        while self.table.has_room(self.cfg.daemon.max_parallel) {
             // Runs waiting for their environment (or `start_delay`) stay queued, in order.
             let Some(p) = self
+                .table
                 .queue
                 .iter()
                 .position(|p| !self.must_wait(p))
-                .and_then(|i| self.queue.remove(i))
+                .and_then(|i| self.dequeue(i))
             else {
                 break;
             };
-            if let Some(js) = self.jobs.get_mut(&p.job.name) {
-                js.queued = js.queued.saturating_sub(1);
-            }
             self.start_run(p);
         }
     }
@@ -635,7 +593,7 @@ impl Daemon {
             return;
         }
         info!(
-            runs_in_flight = self.active.len(),
+            runs_in_flight = self.table.in_flight(),
             "draining: {reason}; no new runs, waiting for runs in flight"
         );
         let prepared: Vec<_> = self
@@ -646,19 +604,13 @@ impl Daemon {
         for rec in prepared {
             self.discard_prepared(Some(rec));
         }
-        self.phase = Phase::Draining;
+        self.set_draining(reason);
         // A result being read, or read later, gets no more than the grace: a stop must not
         // wait on a parse.
         if let Some(f) = &self.finisher {
             f.begin_stop(self.cfg.daemon.stop_grace);
         }
-        self.info.phase = crate::model::status::Phase::Draining;
-        self.info.reason = Some(reason.to_string());
-        let queued: Vec<Pending> = self.queue.drain(..).collect();
-        for p in queued {
-            if let Some(js) = self.jobs.get_mut(&p.job.name) {
-                js.queued = js.queued.saturating_sub(1);
-            }
+        for p in self.dequeue_all() {
             self.record_skipped(
                 &p.job,
                 p.due,
@@ -667,7 +619,6 @@ impl Daemon {
                 p.prepared,
             );
         }
-        self.dirty = true;
     }
 
     /// Creates the run folders and journals of runs due soon, earliest first, stopping as soon
@@ -724,7 +675,7 @@ impl Daemon {
                 let mut running: Vec<RunningRun> = js
                     .running
                     .iter()
-                    .filter_map(|pid| self.active.get(pid))
+                    .filter_map(|pid| self.table.get(*pid))
                     .map(|r| RunningRun {
                         run_id: r.record.run_id.clone(),
                         due: r.record.due,
@@ -763,43 +714,29 @@ impl Daemon {
             version: STATUS_VERSION,
             instance: self.cfg.daemon.instance.clone(),
             updated: now,
-            daemon: self.info.clone(),
+            daemon: self.shown.info().clone(),
             jobs,
             envs: self.envs.views.clone(),
         }
     }
 
-    /// Hands back the capacity a burst of runs left in the loop's collections once nothing is
-    /// in flight: a slot of `active` or `queue` holds a whole run record, and a large table is
-    /// a mapping of its own (see `sys::memory::tune_allocator`) that goes back to the system.
+    /// Hands back the capacity a burst of runs left once nothing is in flight (see
+    /// `RunTable::shrink_when_idle`), the jobs' lists of runs included.
     fn shrink_when_idle(&mut self) {
-        if !self.active.is_empty() || !self.queue.is_empty() || !self.lingering.is_empty() {
-            return;
-        }
-        if self.active.capacity() == 0 && self.queue.capacity() == 0 {
-            return;
-        }
-        self.active.shrink_to_fit();
-        self.queue.shrink_to_fit();
-        self.lingering.shrink_to_fit();
-        self.just_started.shrink_to_fit();
-        for js in self.jobs.values_mut() {
-            js.running.shrink_to_fit();
+        if self.table.shrink_when_idle() {
+            for js in self.jobs.values_mut() {
+                js.running.shrink_to_fit();
+            }
         }
     }
 
     /// Writes status.json if it changed (and the flush gap has passed, unless `force`).
     fn flush_status(&mut self, force: bool) {
-        if !self.dirty {
+        if !self
+            .shown
+            .take_write(Instant::now(), STATUS_FLUSH_GAP, force)
+        {
             return;
-        }
-        let now = Instant::now();
-        if !force {
-            if let Some(last) = self.last_flush {
-                if now < last + STATUS_FLUSH_GAP {
-                    return;
-                }
-            }
         }
         let status = self.build_status();
         match state::write_json(&self.state.status_file(), &status, Durability::NoSync) {
@@ -807,8 +744,6 @@ impl Daemon {
             Err(e) => self.state_failure("status", format!("cannot write status: {e}")),
         }
         self.write_ctrl_view(status);
-        self.dirty = false;
-        self.last_flush = Some(now);
     }
 
     /// The agent output ctrl prints, pre-rendered with the status (see `ctrl_view`).
