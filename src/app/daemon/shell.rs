@@ -1,6 +1,10 @@
-//! The daemon's shell: one per instance, detached from the agent. It holds the instance lock for its
-//! whole life, starts runs on each job's schedule, bounds them, records them, and exits by
-//! itself when asked to stop, when the heartbeat goes stale, or when its run flag disappears.
+//! The daemon's shell: its state ([`Daemon`]) and the one loop that owns it. The shell does
+//! the I/O — the watcher's events, the state writes, the spawns — and asks others what to do:
+//! when jobs are due, which slot a run stands for, overlap and the next wake come from the
+//! pure scheduler ([`crate::logic::scheduler`]); which run deadlines passed from the run
+//! table (`table.rs`); every change of what the status shows goes through a named method of
+//! `changes/`, which owes the status write the loop then does. Starting (reading the config,
+//! the lock, recovery) is `start.rs`.
 //!
 //! One loop on one thread owns all state. There is no periodic tick: it sleeps in
 //! `recv_timeout` until the earliest of a due time (or the preparation ahead of one), a run
@@ -16,35 +20,33 @@
 //! Each pass of the loop, in order:
 //! 1. housekeeping, when something watched changed or a deadline of it passed (see
 //!    [`control`]);
-//! 2. fire jobs whose time has come (overlap check, queue);
+//! 2. fire jobs whose time has come (the scheduler's decisions: slot, overlap; queue);
 //! 3. start queued runs while `max_parallel` allows, then journal their PIDs;
 //! 4. enforce deadlines (timeout TERM, KILL after `stop_grace`, leftovers);
 //! 5. exit if draining and nothing is left in flight;
 //! 6. prepare the run folders of runs due within 2 s (never past a due time);
-//! 7. write `status.json` if something changed (at most every 100 ms).
+//! 7. write `status.json` if a named change owes it (at most every 100 ms).
 //!
 //! [`control`]: super::control
 
-use super::changes::Shown;
+use super::changes::shown::Shown;
 use super::event::Event;
 use super::jobs::JobState;
 use super::table::{Pending, RunTable};
 use super::watch::Control;
-use super::{envs, finish, lifecycle};
+use super::{envs, finish};
 use crate::logic::scheduler::{self, Admit};
 use crate::model::config::Config;
-use crate::model::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
-use crate::service::config::{self};
+use crate::model::status::{JobStatus, RunningRun, Status, STATUS_VERSION};
 use crate::service::lock;
 use crate::service::state::{self, Durability, StateDir};
-use crate::service::sys::{self, ControlSignal};
+use crate::service::sys::ControlSignal;
 use chrono::Utc;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// The longest sleep where a set wall clock does not wake the loop: due times are wall-clock
 /// times, and a sleep computed from one must not run an hour past it (cron wakes every minute
@@ -59,38 +61,6 @@ const PREPARE_AHEAD: Duration = Duration::from_secs(2);
 const LINGER_LOOK: Duration = Duration::from_millis(250);
 /// Preparation stops when a due time is this close: it must never delay a start.
 const PREPARE_MARGIN: chrono::Duration = chrono::Duration::milliseconds(3);
-
-/// How the daemon was started.
-#[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) config: PathBuf,
-    /// How it was launched (reported in the status): `systemd-run`, `fork`, `foreground`.
-    pub(crate) route: String,
-    /// Exit when this file disappears (the Checkmk Windows agent's extension contract).
-    pub(crate) run_flag: Option<PathBuf>,
-    /// Log to stderr as well; keep inherited descriptors.
-    pub(crate) foreground: bool,
-    /// `run-once` with no daemon running: hold the instance, run this one request of one job,
-    /// exit. The same supervisor and writer as a daemon's runs.
-    pub(crate) oneshot: Option<OneShot>,
-}
-
-/// The one run of a one-shot instance.
-#[derive(Debug, Clone)]
-pub(crate) struct OneShot {
-    pub(crate) job: String,
-    pub(crate) request: String,
-}
-
-/// Why [`setup`] gave no daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SetupError {
-    /// Another process holds the instance lock (a daemon started meanwhile): a one-shot then
-    /// hands its request to that daemon instead.
-    LockTaken,
-    /// Could not start; the process exits with this code (the reason went to stderr).
-    Exit(i32),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -129,306 +99,8 @@ pub(crate) struct Daemon {
     pub(super) envs: envs::Side,
 }
 
-/// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
-/// holds the instance lock it ends the process itself.
-pub(crate) fn run(opts: Options) -> i32 {
-    let mut daemon = match setup(&opts) {
-        Ok(d) => d,
-        Err(SetupError::Exit(code)) => return code,
-        Err(SetupError::LockTaken) => return 0,
-    };
-    let code = daemon.run_loop();
-    if !daemon.oneshot {
-        lifecycle::end(&daemon.state, code);
-    }
-    // Exit while `daemon` (and so the lock) is still alive: the kernel releases the lock only
-    // when the process is gone, so a new daemon never overlaps this one exiting.
-    std::process::exit(code)
-}
-
-/// `run-once` with no daemon running: takes the instance like a daemon, runs the one
-/// requested run of `opts.oneshot` with the daemon's own run code, and returns its final
-/// record. `Err(SetupError::LockTaken)` if a daemon holds the instance (hand the request to
-/// it).
-pub(crate) fn run_oneshot(
-    opts: Options,
-) -> Result<Option<crate::model::record::RunRecord>, SetupError> {
-    let request = opts.oneshot.as_ref().map(|o| o.request.clone());
-    let mut daemon = setup(&opts)?;
-    daemon.run_loop();
-    let rec = daemon
-        .jobs
-        .values_mut()
-        .filter_map(|js| js.answered.take())
-        .find(|r| r.request.is_some() && r.request == request);
-    Ok(rec.map(|r| *r))
-}
-
-/// Everything from reading the config to a daemon that holds the instance lock.
-fn setup(opts: &Options) -> Result<Daemon, SetupError> {
-    if !opts.foreground {
-        sys::close_inherited_fds();
-    }
-    sys::set_private_umask();
-    sys::memory::tune_allocator();
-    // Descendants of runs that leave their process group become our children when their
-    // parents die, so a timeout can still find and end them.
-    crate::service::run::become_subreaper();
-    // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
-    let stamp = config::stamp(&config::absolute(&opts.config));
-    let cfg = match config::load(&opts.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("robotmk-daemon: config error: {e}");
-            // Logged in the state dir only when nobody else could have planted a link there.
-            if let Some((_, dir)) = config::locate_daemon(&opts.config) {
-                let trusted = crate::service::security::check_config(&opts.config)
-                    .and_then(|_| crate::service::security::check_state_dir(&dir));
-                if trusted.is_ok() && state::create_private_dir(&dir).is_ok() {
-                    let st = StateDir::new(&dir);
-                    crate::service::logging::append_once(
-                        &st.log_file(),
-                        &format!("daemon not started: config error: {e}"),
-                    );
-                    // For the ctrl that launched this daemon: it does not look users up, so
-                    // it learns of a user that is not there from here.
-                    let failure = crate::model::request::StartFailure {
-                        at: Utc::now(),
-                        error: e.to_string(),
-                    };
-                    let _ = state::write_json(&st.start_error_file(), &failure, Durability::NoSync);
-                    // The launch is over: the next ctrl launches again (and learns why).
-                    if opts.oneshot.is_none() {
-                        let _ = std::fs::remove_file(st.starting_file());
-                    }
-                }
-            }
-            return Err(SetupError::Exit(2));
-        }
-    };
-    // Refused before anything is created or written: the refusal goes to stderr (and ctrl
-    // reports it), never into a state dir another user controls.
-    if let Err(e) = crate::service::security::check(&cfg) {
-        eprintln!("robotmk-daemon: {e}");
-        return Err(SetupError::Exit(1));
-    }
-    let st = StateDir::new(&cfg.daemon.state_dir);
-    if let Err(e) = st.ensure() {
-        eprintln!("robotmk-daemon: {e}");
-        return Err(SetupError::Exit(1));
-    }
-    // Again now that the state dir exists (it may have been created just now).
-    if let Err(e) = crate::service::security::check_state_dir(&cfg.daemon.state_dir) {
-        eprintln!("robotmk-daemon: {e}");
-        return Err(SetupError::Exit(1));
-    }
-    let locked_at = Utc::now();
-    let patience = if opts.oneshot.is_some() {
-        std::time::Duration::ZERO
-    } else {
-        lock::ACQUIRE_PATIENCE
-    };
-    let held = match lock::acquire_within(&st.lock_file(), patience) {
-        Ok(Some(l)) => l,
-        Ok(None) if opts.oneshot.is_some() => return Err(SetupError::LockTaken),
-        Ok(None) => {
-            let msg = format!(
-                "another daemon holds {}; this one (pid {}) exits",
-                st.lock_file().display(),
-                std::process::id()
-            );
-            crate::service::logging::append_once(&st.log_file(), &msg);
-            if opts.foreground {
-                eprintln!("robotmk-daemon: {msg}");
-            }
-            return Err(SetupError::Exit(0));
-        }
-        Err(e) => {
-            eprintln!("robotmk-daemon: {e}");
-            return Err(SetupError::Exit(1));
-        }
-    };
-    // A view a dead predecessor rendered must not be served under this daemon's lock: ctrl's
-    // fast path trusts the view while the lock is held, and would print the old daemon's
-    // line (its PID, "OK") until this one renders its own.
-    if let Err(e) = std::fs::remove_file(st.ctrl_view_file()) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            crate::service::logging::append_once(
-                &st.log_file(),
-                &format!("cannot remove {}: {e}", st.ctrl_view_file().display()),
-            );
-        }
-    }
-    // The launch this daemon came from is over: ctrls may launch again if it dies.
-    if opts.oneshot.is_none() {
-        let _ = std::fs::remove_file(st.starting_file());
-        let _ = std::fs::remove_file(st.start_error_file());
-    }
-    // `start --foreground` mirrors its log to stderr; a one-shot (`run-once`) does not: its
-    // terminal shows the run's own output.
-    match crate::service::logging::RotatingLog::open(
-        &st.log_file(),
-        cfg.daemon.log_max_bytes,
-        opts.foreground && opts.oneshot.is_none(),
-    ) {
-        Ok(log) => crate::service::logging::init(log),
-        Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
-    }
-    // Left by a ctrl that ended a daemon that no longer answered (see `liveness`).
-    let note = st.restart_note_file();
-    let ended_by_ctrl = crate::service::sys::file::read_string(
-        &note,
-        crate::service::sys::file::cap::SMALL,
-        crate::service::sys::file::Links::Refuse,
-    )
-    .ok()
-    .map(|why| why.trim().to_string());
-    if let Some(why) = &ended_by_ctrl {
-        warn!("replacing the previous daemon: {why}");
-        let _ = std::fs::remove_file(&note);
-    }
-    // A daemon records its start and sends its stderr where the next one can read it (what a
-    // crash leaves); a one-shot's stderr is the admin's terminal.
-    let begun = if opts.oneshot.is_none() {
-        std::panic::set_hook(Box::new(lifecycle::note_panic));
-        lifecycle::begin(&st, !opts.foreground, ended_by_ctrl)
-    } else {
-        std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
-        lifecycle::Begun::default()
-    };
-    match crate::service::run::enable_cgroups() {
-        Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
-        Err(why) => warn!(
-            "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
-        ),
-    }
-    if let Err(e) = state::reserve_alert(&st) {
-        error!(
-            "cannot reserve {}: {e}; a full disk may go unreported",
-            st.alert_file().display()
-        );
-    }
-    let st_kept = st.clone();
-    Daemon::new(cfg, st, opts, stamp, held, locked_at, begun).map_err(|e| {
-        error!("daemon cannot start: {e}");
-        eprintln!("robotmk-daemon: {e}");
-        if opts.oneshot.is_none() {
-            lifecycle::end(&st_kept, 1);
-        }
-        SetupError::Exit(1)
-    })
-}
-
 impl Daemon {
-    /// `config_stamp`: the config file's stamp, taken before it was read.
-    fn new(
-        cfg: Config,
-        state: StateDir,
-        opts: &Options,
-        config_stamp: Option<String>,
-        lock: lock::InstanceLock,
-        locked_at: chrono::DateTime<Utc>,
-        begun: lifecycle::Begun,
-    ) -> Result<Daemon, String> {
-        let (tx, rx) = mpsc::channel();
-        let me = sys::ProcessId::current();
-        let info = DaemonInfo {
-            pid: me.pid,
-            pid_start: me.start,
-            started: Utc::now(),
-            build: crate::model::BUILD_ID.to_string(),
-            config: cfg.path.clone(),
-            config_stamp,
-            route: opts.route.clone(),
-            acks_heartbeat: true,
-            phase: crate::model::status::Phase::Running,
-            reason: None,
-            config_error: None,
-            state_error: None,
-            heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),
-            agent_mode: None,
-            starts: begun.starts,
-            previous_crash: begun.previous_crash,
-        };
-        let mut control = Control::new(&state, opts.run_flag.clone(), locked_at);
-        let tx_inherited = std::sync::Mutex::new(tx.clone());
-        crate::service::run::on_inherited_exit(move || {
-            let _ = tx_inherited
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .send(Event::Inherited);
-        });
-        let tx_watch = tx.clone();
-        control.watch(move || {
-            let _ = tx_watch.send(Event::Control(ControlSignal::Changed));
-        });
-        let mut d = Daemon {
-            cfg,
-            state,
-            jobs: BTreeMap::new(),
-            table: RunTable::default(),
-            tx: tx.clone(),
-            rx,
-            phase: Phase::Running,
-            shown: Shown::new(info),
-            control,
-            unsaved: Vec::new(),
-            state_errors: BTreeMap::new(),
-            lock,
-            oneshot: opts.oneshot.is_some(),
-            finisher: None,
-            envs: envs::Side::default(),
-        };
-        d.publish_agent_mode();
-        info!(
-            pid = me.pid, instance = %d.cfg.daemon.instance, config = %d.cfg.path.display(),
-            route = %opts.route, jobs = d.cfg.jobs.len(), build = crate::model::BUILD_ID,
-            "daemon started"
-        );
-        d.finisher = Some(finish::Finisher::new(d.state.clone(), tx.clone()));
-        let tx_sig = tx.clone();
-        sys::forward_control_signals(move |s| {
-            let _ = tx_sig.send(Event::Control(s));
-        })
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        let mut recovered = d.recover();
-        let now = Utc::now();
-        // Built whole from sorted entries: a map filled one insert at a time leaves its nodes
-        // a third empty, for the daemon's life.
-        let mut entries = Vec::with_capacity(d.cfg.jobs.len());
-        for job in d.cfg.jobs.clone() {
-            let name = job.name.clone();
-            let (last_due, last) = recovered.remove(&name).unwrap_or_default();
-            let mut js = JobState::new(job, last_due, last);
-            // A one-shot runs its request, nothing on schedule.
-            if !d.oneshot {
-                js.slots.plan_initial(&js.job, now);
-            }
-            js.running = d.table.pids_of(&name);
-            if let Some(n) = js.slots.next {
-                info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
-            }
-            entries.push((name, js));
-        }
-        d.jobs = entries.into_iter().collect();
-        d.envs_configure();
-        if let Some(os) = &opts.oneshot {
-            let Some(js) = d.jobs.get_mut(&os.job) else {
-                return Err(format!("no job {:?} in {}", os.job, d.cfg.path.display()));
-            };
-            let job = Arc::clone(&js.job);
-            d.enqueue(Pending {
-                job,
-                due: now,
-                trigger: crate::model::record::Trigger::RunOnce,
-                prepared: None,
-                request: Some(os.request.clone()),
-            });
-        }
-        Ok(d)
-    }
-
-    fn run_loop(&mut self) -> i32 {
+    pub(super) fn run_loop(&mut self) -> i32 {
         loop {
             if self.look_due(Instant::now()) {
                 self.housekeeping();

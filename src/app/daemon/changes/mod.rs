@@ -2,9 +2,11 @@
 //! view goes through one of the methods here — a run queued, started, ended, finished or
 //! skipped, a config applied, the phase, the agent mode, an error to show — and each marks
 //! the status as owed a write itself. The mark and the daemon's own part of the status
-//! ([`Shown`]) are private to this module, so no other file can change what the status shows
+//! ([`Shown`]) are private to this folder, so no other file can change what the status shows
 //! without saying which change it is, nor forget to have it written. The loop writes what is
 //! owed (`shell.rs` `flush_status`), at most every 100 ms.
+
+pub(super) mod shown;
 
 use super::jobs::JobState;
 use super::shell::{Daemon, Phase};
@@ -12,57 +14,13 @@ use super::table::{ActiveRun, Pending};
 use crate::logic::scheduler::{Reload, Slots};
 use crate::model::config::{Config, Job};
 use crate::model::record::{Outcome, RunRecord, Trigger};
-use crate::model::status::{AgentMode, DaemonInfo};
+use crate::model::status::AgentMode;
 use crate::service::state::record::{self};
 use crate::service::state::{self};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{error, info};
-
-/// The daemon's own part of the status, and whether the status is owed a write.
-#[derive(Debug)]
-pub(super) struct Shown {
-    info: DaemonInfo,
-    owed: bool,
-    last_flush: Option<Instant>,
-}
-
-impl Shown {
-    /// A new daemon owes its first status at once.
-    pub(super) fn new(info: DaemonInfo) -> Self {
-        Shown {
-            info,
-            owed: true,
-            last_flush: None,
-        }
-    }
-
-    pub(super) fn info(&self) -> &DaemonInfo {
-        &self.info
-    }
-
-    /// When the status is to be written: `None` while nothing is owed; not sooner than
-    /// `gap` after the last write.
-    pub(super) fn write_at(&self, now: Instant, gap: Duration) -> Option<Instant> {
-        self.owed
-            .then(|| self.last_flush.map_or(now, |f| (f + gap).max(now)))
-    }
-
-    /// Takes the debt if the status is to be written now (at once when `force`d).
-    pub(super) fn take_write(&mut self, now: Instant, gap: Duration, force: bool) -> bool {
-        if !self.owed || (!force && self.last_flush.is_some_and(|l| now < l + gap)) {
-            return false;
-        }
-        self.owed = false;
-        self.last_flush = Some(now);
-        true
-    }
-
-    fn owe(&mut self) {
-        self.owed = true;
-    }
-}
 
 impl Daemon {
     /// No new runs from now: the status says why.
