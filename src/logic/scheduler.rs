@@ -445,6 +445,11 @@ mod tests {
         ran.extend(drive(&j, &mut s, t(9, 3, 0), t(9, 5, 0), 1));
         assert_eq!(ran, vec![t(10, 1, 0), t(10, 2, 0), t(10, 3, 0)]);
         assert_eq!(s.next.unwrap().due, t(10, 4, 0));
+        // A job changed by a reload while the clock is behind: planned afresh, still after
+        // the last due time run.
+        let edited = job_every("j", 60, CatchUp::Skip, Overlap::Allow);
+        assert_eq!(s.reconfigure(&j, &edited, t(9, 5, 0)), Reload::Replanned);
+        assert_eq!(s.next.unwrap().due, t(10, 4, 0));
         // And once the clock is past the last due time again, the slots go on.
         assert_eq!(
             drive(&j, &mut s, t(10, 3, 30), t(10, 4, 0), 1),
