@@ -182,7 +182,7 @@ impl Daemon {
         };
         tracing::error!("{e}; ending {} run(s) and exiting", self.table.in_flight());
         for run in self.table.runs() {
-            crate::service::run::kill_tree(run.pgid, &run.dir());
+            self.spawner.kill_tree(run.pgid, &run.dir());
         }
         std::process::exit(1);
     }

@@ -2,11 +2,11 @@
 //! (TERM to the tree, KILL after `stop_grace`), and the final record.
 
 use super::event::Event;
-use super::folder::{mark_ended, open_spec, prepare_folder, record_cause, write_final};
+use super::folder::{mark_ended, open_spec, prepare_folder, record_cause, run_as, write_final};
 use super::shell::Daemon;
 use super::table::{ActiveRun, Pending, Signal};
 use crate::model::record::{Outcome, RunRecord};
-use crate::service::run::{self, ExitInfo};
+use crate::service::run::ExitInfo;
 use crate::service::state::record::{self};
 use chrono::Utc;
 use std::time::Instant;
@@ -67,9 +67,13 @@ impl Daemon {
         // it while the runner already runs, and a start time taken then would shorten the
         // recorded duration below what the runner really took.
         let started = Utc::now();
-        let spawned = run::spawn(spec, move |pid, exit| {
+        let on_exit = move |pid, exit| {
             let _ = tx.send(Event::Exited { pid, exit });
-        });
+        };
+        let spawned = match job.user.as_deref() {
+            Some(u) => self.spawner.spawn_as(spec, run_as(u), on_exit),
+            None => self.spawner.spawn(spec, on_exit),
+        };
         rec.started = Some(started);
         match spawned {
             Ok(pid) => {
@@ -127,17 +131,11 @@ impl Daemon {
         let Some(run) = self.table.end(pid) else {
             return;
         };
-        let mut run = run;
-        let outcome = if let Some(e) = &exit.spawn_error {
-            run.record.note = Some(format!("cannot start the runner: {e}"));
-            Outcome::Error
+        let outcome = run.ended_by.unwrap_or(if exit.success() {
+            Outcome::Success
         } else {
-            run.ended_by.unwrap_or(if exit.success() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            })
-        };
+            Outcome::Failure
+        });
         self.end_active(run, outcome, Some(exit));
     }
 
@@ -148,10 +146,10 @@ impl Daemon {
         // Processes the runner left behind (a browser, a driver, a daemonized helper that
         // left the group) must not outlive it.
         let dir = run.dir();
-        if run::tree_alive(run.pgid, &dir) {
+        if self.spawner.tree_alive(run.pgid, &dir) {
             // Told once per process: those told at a timeout or a stop keep the SIGKILL
             // planned then; what is new (an orphan found now) is told now.
-            run::terminate_tree(run.pgid, &dir);
+            self.spawner.terminate_tree(run.pgid, &dir);
             let kill_at = match (run.ended_by, run.kill_at) {
                 (Some(_), Some(k)) => k,
                 _ => Instant::now() + self.cfg.daemon.stop_grace,
@@ -259,29 +257,31 @@ impl Daemon {
     pub(super) fn enforce_deadlines(&mut self) {
         let now = Instant::now();
         let grace = self.cfg.daemon.stop_grace;
+        let spawner = &self.spawner;
         self.table.deadlines(now, grace, |signal, run| match signal {
             Signal::Timeout => {
                 warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
-                run::terminate_tree(run.pgid, &run.dir());
+                spawner.terminate_tree(run.pgid, &run.dir());
             }
             Signal::Kill => {
                 warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
-                run::kill_tree(run.pgid, &run.dir());
+                spawner.kill_tree(run.pgid, &run.dir());
             }
         });
-        self.table
-            .sweep_lingering(now, run::tree_alive, |pgid, dir| {
-                if run::kill_tree(pgid, dir) {
-                    warn!(pgid, "killed processes a finished run left behind");
-                }
-            });
+        let alive = |pgid, dir: &str| spawner.tree_alive(pgid, dir);
+        self.table.sweep_lingering(now, alive, |pgid, dir| {
+            if spawner.kill_tree(pgid, dir) {
+                warn!(pgid, "killed processes a finished run left behind");
+            }
+        });
     }
 
     /// `stop --now`: end every run in flight.
     pub(super) fn end_all_runs(&mut self) {
         let grace = self.cfg.daemon.stop_grace;
+        let spawner = &self.spawner;
         self.table.end_all(Instant::now(), grace, |run| {
-            run::terminate_tree(run.pgid, &run.dir());
+            spawner.terminate_tree(run.pgid, &run.dir());
         });
     }
 

@@ -97,6 +97,8 @@ pub(crate) struct Daemon {
     pub(super) finisher: Option<finish::Finisher>,
     /// Python environments and `start_delay` (see `envs`).
     pub(super) envs: envs::Side,
+    /// Starts every child of this process and ends the runs' trees (see `run`).
+    pub(super) spawner: crate::service::run::Spawner,
 }
 
 impl Daemon {
@@ -128,7 +130,16 @@ impl Daemon {
             }
         }
         self.envs_stop();
-        crate::service::run::cleanup();
+        // Nothing a run left may outlive this process as a zombie nobody collects (`run-once`
+        // exited with Chromium's killed helpers still its children).
+        let left = self.spawner.end_orphans(self.cfg.daemon.stop_grace);
+        if !left.is_empty() {
+            warn!(
+                ?left,
+                "processes finished runs left behind are still there at exit"
+            );
+        }
+        self.spawner.cleanup();
         self.set_stopped();
         self.flush_status(true);
         info!(reason = ?self.shown.info().reason, "daemon stopped");

@@ -99,9 +99,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     }
     sys::set_private_umask();
     sys::memory::tune_allocator();
-    // Descendants of runs that leave their process group become our children when their
-    // parents die, so a timeout can still find and end them.
-    crate::service::run::become_subreaper();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
     let cfg = load_config(opts)?;
@@ -120,12 +117,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         Err(e) => eprintln!("robotmk-daemon: {e}; logging to stderr only"),
     }
     let begun = begin_life(&st, opts);
-    match crate::service::run::enable_cgroups() {
-        Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
-        Err(why) => warn!(
-            "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
-        ),
-    }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
             "cannot reserve {}: {e}; a full disk may go unreported",
@@ -280,9 +271,10 @@ impl Daemon {
         locked_at: DateTime<Utc>,
         begun: lifecycle::Begun,
     ) -> Result<Daemon, String> {
+        let spawner = start_spawner()?;
         let (tx, rx) = mpsc::channel();
         let info = daemon_info(&cfg, opts, config_stamp, begun);
-        let control = watch_control(&state, opts, locked_at, &tx);
+        let control = watch_control(&state, opts, locked_at, &tx, &spawner);
         let mut d = Daemon {
             cfg,
             state,
@@ -299,6 +291,7 @@ impl Daemon {
             oneshot: opts.oneshot.is_some(),
             finisher: None,
             envs: envs::Side::default(),
+            spawner,
         };
         d.publish_agent_mode();
         info!(
@@ -355,6 +348,23 @@ impl Daemon {
     }
 }
 
+/// The one spawner of the daemon. Every child of this process is started by it or, a helper
+/// of its own, through `sys::children` (see `run`'s reaper). Descendants of runs that leave
+/// their process group become our children when their parents die, so a timeout can still
+/// find and end them.
+fn start_spawner() -> Result<crate::service::run::Spawner, String> {
+    let spawner =
+        crate::service::run::Spawner::new().map_err(|e| format!("cannot start runs: {e}"))?;
+    spawner.become_subreaper();
+    match spawner.enable_cgroups() {
+        Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
+        Err(why) => warn!(
+            "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
+        ),
+    }
+    Ok(spawner)
+}
+
 /// The daemon's own part of the status as it starts.
 fn daemon_info(
     cfg: &Config,
@@ -390,10 +400,11 @@ fn watch_control(
     opts: &Options,
     locked_at: DateTime<Utc>,
     tx: &Sender<Event>,
+    spawner: &crate::service::run::Spawner,
 ) -> Control {
     let mut control = Control::new(state, opts.run_flag.clone(), locked_at);
     let tx_inherited = std::sync::Mutex::new(tx.clone());
-    crate::service::run::on_inherited_exit(move || {
+    spawner.on_inherited_exit(move || {
         let _ = tx_inherited
             .lock()
             .unwrap_or_else(|e| e.into_inner())
