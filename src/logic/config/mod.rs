@@ -18,7 +18,7 @@ mod locate;
 
 pub(crate) use base::{check_name, lexical, plain, Locator, Need};
 pub(crate) use job::{check_host, check_service};
-pub(crate) use locate::{daemon_block, daemon_table, location};
+pub(crate) use locate::{daemon_block, daemon_table, location, other_instances};
 
 use crate::model::config::{Config, ConfigError};
 use chrono::{DateTime, Utc};
