@@ -19,5 +19,6 @@ pub(crate) mod plugin_view;
 pub(crate) mod publish_plan;
 pub mod robot;
 pub mod schedule;
+pub(crate) mod scheduler;
 pub(crate) mod staleness;
 pub(crate) mod stopped;

@@ -55,12 +55,10 @@ pub fn parse_cron(text: &str) -> Result<CronSet, CronError> {
             fields,
         });
     }
-    let cron = parser()
-        .parse(text)
-        .map_err(|source| CronError::Invalid {
-            text: text.to_string(),
-            source,
-        })?;
+    let cron = parser().parse(text).map_err(|source| CronError::Invalid {
+        text: text.to_string(),
+        source,
+    })?;
     // A valid expression may still name a date that never comes (`31 2`: February 31st): the
     // job would silently never run.
     if never_fires(&cron) {

@@ -5,7 +5,8 @@
 //! either was seen, the status carries a line naming the backlog — the records waiting to be
 //! written and the runs queued — and ctrl's daemon line turns WARN with it
 //! ([`crate::logic::agent::daemon_line`]). It clears by itself a minute after the last sign.
-//! The loop puts the line into the status (`shell.rs`, `update_backlog`).
+//! The loop puts the line into the status each pass through the named change
+//! `update_backlog` (`changes/mod.rs`).
 
 use std::time::{Duration, Instant};
 

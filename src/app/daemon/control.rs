@@ -25,8 +25,6 @@
 use super::shell::{Daemon, Phase};
 use super::watch::FALLBACK_POLL;
 use crate::logic::agent_mode::{self};
-use crate::model::config::Config;
-use crate::model::record::RunRecord;
 use crate::model::request::{StopMode, StopRequest};
 use crate::service::config::{self};
 use crate::service::state::{self};
@@ -69,7 +67,7 @@ impl Daemon {
             // Not retried yet: at once (then with the backoff).
             at = at.min(c.retry.map_or(c.last_look, |(t, _)| t));
         }
-        if self.active.values().any(|r| r.adopted) {
+        if self.table.any_adopted() {
             at = at.min(c.last_look + ADOPTED_POLL);
         }
         at
@@ -182,10 +180,9 @@ impl Daemon {
         let Err(e) = crate::service::security::check_state_dir(&self.cfg.daemon.state_dir) else {
             return;
         };
-        tracing::error!("{e}; ending {} run(s) and exiting", self.active.len());
-        for run in self.active.values() {
-            self.spawner
-                .kill_tree(run.pgid, &run.record.run_dir.display().to_string());
+        tracing::error!("{e}; ending {} run(s) and exiting", self.table.in_flight());
+        for run in self.table.runs() {
+            self.spawner.kill_tree(run.pgid, &run.dir());
         }
         std::process::exit(1);
     }
@@ -212,7 +209,8 @@ impl Daemon {
             let why = format!(
                 "heartbeat stale: no ctrl for {} (heartbeat_timeout, agent mode {})",
                 crate::model::duration::format(timeout),
-                self.info
+                self.shown
+                    .info()
                     .agent_mode
                     .as_ref()
                     .unwrap_or(&crate::model::status::AgentMode::Sync)
@@ -238,15 +236,13 @@ impl Daemon {
     pub(super) fn publish_agent_mode(&mut self) {
         let mode = agent_mode::describe(&self.agent_interval());
         let timeout = self.dead_man_timeout();
-        if self.info.agent_mode.as_ref() != Some(&mode) {
+        if self.shown.info().agent_mode.as_ref() != Some(&mode) {
             info!(
                 heartbeat_timeout = %timeout.map_or("off".into(), crate::model::duration::format),
                 "agent mode: {mode}"
             );
         }
-        self.info.agent_mode = Some(mode);
-        self.info.heartbeat_timeout_s = timeout.map(|d| d.as_secs_f64());
-        self.dirty = true;
+        self.set_agent_mode(mode, timeout);
     }
 
     /// Tells ctrl that this loop still runs: copies a heartbeat mtime not answered yet to
@@ -310,7 +306,7 @@ impl Daemon {
             StopMode::Now => {
                 info!(
                     "stop --now requested: ending {} runs in flight",
-                    self.active.len()
+                    self.table.in_flight()
                 );
                 self.end_all_runs();
                 self.drain("stop --now requested");
@@ -377,10 +373,7 @@ impl Daemon {
                 warn!("config not reloaded, keeping the running config: {e}");
                 self.control.untrusted = Some(e.clone());
             }
-            if self.info.config_error.as_deref() != Some(e.as_str()) {
-                self.info.config_error = Some(e);
-                self.dirty = true;
-            }
+            self.set_config_error(Some(e));
             return;
         }
         // Trusted again: read it whatever its stamp, to clear or replace the error.
@@ -388,21 +381,19 @@ impl Daemon {
         // The stamp the daemon publishes is also the one it compares with: taken before each
         // read, so an edit during a read shows as a newer stamp next time.
         let now_stamp = config::stamp(&self.cfg.path);
-        if !force && now_stamp == self.info.config_stamp {
+        if !force && now_stamp == self.shown.info().config_stamp {
             return;
         }
-        self.info.config_stamp = now_stamp;
-        self.dirty = true;
+        self.set_config_stamp(now_stamp);
         super::lifecycle::test_crash("reload");
         let new = match config::load(&self.cfg.path) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();
-                if self.info.config_error.as_deref() != Some(msg.as_str()) {
+                if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
                     warn!("config edit rejected, keeping the running config: {msg}");
                 }
-                self.info.config_error = Some(msg);
-                self.dirty = true;
+                self.set_config_error(Some(msg));
                 return;
             }
         };
@@ -422,86 +413,6 @@ impl Daemon {
             return;
         }
         self.apply_config(new);
-    }
-
-    fn apply_config(&mut self, new: Config) {
-        let now = Utc::now();
-        let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-        // Collected, then built whole (see `Daemon::new`).
-        let mut jobs = Vec::with_capacity(new.jobs.len());
-        let mut stale = Vec::new();
-        for job in &new.jobs {
-            let name = job.name.clone();
-            match self.jobs.remove(&name) {
-                Some(mut js) if js.job.same_as(job) => {
-                    js.job = Arc::clone(job);
-                    jobs.push((name, js));
-                }
-                Some(mut js) => {
-                    js.job = Arc::clone(job);
-                    stale.push(js.prepared.take().map(|r| *r));
-                    js.plan_after(now);
-                    changed.push(name.clone());
-                    jobs.push((name, js));
-                }
-                None => {
-                    let last_due = crate::service::state::record::list_runs(&self.state, &name)
-                        .ok()
-                        .and_then(|runs| {
-                            runs.last()
-                                .and_then(|(id, _)| crate::model::record::due_of_run_id(id))
-                        });
-                    let last = state::read_json::<RunRecord>(&self.state.latest_file(&name))
-                        .ok()
-                        .flatten();
-                    let mut js = super::jobs::JobState::new(Arc::clone(job), last_due, last);
-                    js.plan_after(now);
-                    js.running = self
-                        .active
-                        .values()
-                        .filter(|r| r.record.job == name)
-                        .map(|r| r.pgid)
-                        .collect();
-                    added.push(name.clone());
-                    jobs.push((name, js));
-                }
-            }
-        }
-        removed.extend(self.jobs.keys().cloned());
-        stale.extend(
-            self.jobs
-                .values_mut()
-                .map(|js| js.prepared.take().map(|r| *r)),
-        );
-        for rec in stale {
-            self.discard_prepared(rec);
-        }
-        self.jobs = jobs.into_iter().collect();
-        // Queued runs of removed jobs are dropped: recorded, not lost.
-        let (keep, dropped): (Vec<_>, Vec<_>) = self
-            .queue
-            .drain(..)
-            .partition(|p| self.jobs.contains_key(&p.job.name));
-        self.queue = keep.into();
-        for p in dropped {
-            self.record_skipped(
-                &p.job,
-                p.due,
-                p.trigger,
-                "the job was removed from the config",
-                p.prepared,
-            );
-        }
-        self.cfg = new;
-        self.envs_configure();
-        self.publish_agent_mode();
-        self.info.config_error = None;
-        self.dirty = true;
-        info!(
-            jobs = self.jobs.len(),
-            added = ?added, changed = ?changed, removed = ?removed,
-            "config reloaded"
-        );
     }
 
     /// Takes the `run-once` requests waiting in `requests/`: each is claimed by rename (so
@@ -535,18 +446,16 @@ impl Daemon {
                     }
                     if self.phase != Phase::Running {
                         Some("the daemon is stopping; run it again once a daemon runs".to_string())
-                    } else if let Some(js) = self.jobs.get_mut(&r.job) {
-                        js.queued += 1;
+                    } else if let Some(js) = self.jobs.get(&r.job) {
                         let job = Arc::clone(&js.job);
                         info!(job = %r.job, request = id, "run-once requested");
-                        self.queue.push_back(super::table::Pending {
+                        self.enqueue(super::table::Pending {
                             job,
                             due: Utc::now(),
                             trigger: crate::model::record::Trigger::RunOnce,
                             prepared: None,
                             request: Some(id.to_string()),
                         });
-                        self.dirty = true;
                         None
                     } else {
                         Some(format!(

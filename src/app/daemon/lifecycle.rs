@@ -88,50 +88,10 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
     let (boot, booted) = (sys::fatal::boot_id(), booted(now));
     let stderr_path = st.daemon_stderr_file();
     let stderr = state::open_append(&stderr_path);
-    let left = |pid: u32| {
-        crate::service::sys::file::read(
-            &stderr_path,
-            STDERR_CAP,
-            crate::service::sys::file::Links::Refuse,
-        )
-        .ok()
-        .map(|b| left_by(&String::from_utf8_lossy(&b), pid))
-        .unwrap_or_default()
-    };
-    let previous_crash = starts.starts.last().and_then(|prev| {
-        let same_boot = match (&prev.boot, &boot, prev.booted, booted) {
-            (Some(a), Some(b), _, _) => a == b,
-            (_, _, Some(a), Some(b)) => (a - b).num_seconds().abs() < 30,
-            _ => true,
-        };
-        if !same_boot {
-            return None;
-        }
-        let crash = |cause: String, died, ended_by_ctrl| Crash {
-            pid: prev.pid,
-            started: prev.started,
-            died,
-            cause,
-            ended_by_ctrl,
-        };
-        match &prev.ended {
-            Some(e) if e.code == 0 => None,
-            Some(e) => Some(crash(
-                format!("exited with code {}", e.code),
-                Some(e.at),
-                false,
-            )),
-            None => {
-                let l = left(prev.pid);
-                Some(
-                    match (&ended_by_ctrl, l.report.is_some() || l.signal.is_some()) {
-                        (Some(why), false) => crash(why.clone(), None, true),
-                        _ => crash(l.cause(), l.died, false),
-                    },
-                )
-            }
-        }
-    });
+    let previous_crash = starts
+        .starts
+        .last()
+        .and_then(|prev| judge(prev, (&boot, booted), &stderr_path, ended_by_ctrl));
     if let Some(c) = &previous_crash {
         warn!(
             pid = c.pid, started = %crate::model::record::ts(c.started),
@@ -151,6 +111,74 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
     if let Err(e) = state::write_json(&st.starts_file(), &starts, Durability::NoSync) {
         warn!("cannot record this daemon's start: {e}");
     }
+    mark_stderr(stderr, &stderr_path, now, redirect);
+    Begun {
+        starts: starts.starts.iter().map(|s| s.started).collect(),
+        previous_crash,
+    }
+}
+
+/// How the previous daemon `prev` ended, if not cleanly: what it left in `daemon.stderr`, or
+/// why ctrl ended it; nothing for a daemon of another boot.
+fn judge(
+    prev: &Start,
+    (boot, booted): (&Option<String>, Option<DateTime<Utc>>),
+    stderr_path: &std::path::Path,
+    ended_by_ctrl: Option<String>,
+) -> Option<Crash> {
+    let left = |pid: u32| {
+        crate::service::sys::file::read(
+            stderr_path,
+            STDERR_CAP,
+            crate::service::sys::file::Links::Refuse,
+        )
+        .ok()
+        .map(|b| left_by(&String::from_utf8_lossy(&b), pid))
+        .unwrap_or_default()
+    };
+    let same_boot = match (&prev.boot, boot, prev.booted, booted) {
+        (Some(a), Some(b), _, _) => a == b,
+        (_, _, Some(a), Some(b)) => (a - b).num_seconds().abs() < 30,
+        _ => true,
+    };
+    if !same_boot {
+        return None;
+    }
+    let crash = |cause: String, died, ended_by_ctrl| Crash {
+        pid: prev.pid,
+        started: prev.started,
+        died,
+        cause,
+        ended_by_ctrl,
+    };
+    match &prev.ended {
+        Some(e) if e.code == 0 => None,
+        Some(e) => Some(crash(
+            format!("exited with code {}", e.code),
+            Some(e.at),
+            false,
+        )),
+        None => {
+            let l = left(prev.pid);
+            Some(
+                match (&ended_by_ctrl, l.report.is_some() || l.signal.is_some()) {
+                    (Some(why), false) => crash(why.clone(), None, true),
+                    _ => crash(l.cause(), l.died, false),
+                },
+            )
+        }
+    }
+}
+
+/// Marks this daemon's start in `daemon.stderr` (trimmed when large) and, with `redirect`,
+/// sends stderr and the notes of fatal signals there.
+fn mark_stderr(
+    stderr: std::io::Result<std::fs::File>,
+    stderr_path: &std::path::Path,
+    now: DateTime<Utc>,
+    redirect: bool,
+) {
+    let me = std::process::id();
     match stderr {
         Ok(mut f) => {
             if f.metadata().is_ok_and(|m| m.len() > STDERR_TRIM) {
@@ -176,10 +204,6 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
             "cannot open {}: {e}; a crash of this daemon leaves no cause",
             stderr_path.display()
         ),
-    }
-    Begun {
-        starts: starts.starts.iter().map(|s| s.started).collect(),
-        previous_crash,
     }
 }
 

@@ -64,42 +64,8 @@ impl Daemon {
     /// Finishes the story of one run folder; false if the folder was removed (prepared for a
     /// due time that has not come, so it takes no due time).
     fn recover_run(&mut self, job: &str, id: &str, dir: &Path) -> bool {
-        let rec = match record::read_record(dir) {
-            Ok(Some(r)) if r.is_finished() => return true,
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                // Crash between creating the folder and writing the journal: the runner was
-                // never started.
-                self.recovered_orphan_folder(
-                    job,
-                    id,
-                    dir,
-                    "the daemon died while preparing this run; the runner was not started".into(),
-                );
-                return true;
-            }
-            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
-                let file = dir.join(crate::model::record::RECORD_FILE);
-                let aside = quarantine(&file)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "(could not move it)".into());
-                warn!(
-                    job,
-                    "corrupt run record {}: {err}; moved to {aside}",
-                    file.display()
-                );
-                self.recovered_orphan_folder(
-                    job,
-                    id,
-                    dir,
-                    format!("the record was corrupt and was moved to {aside}"),
-                );
-                return true;
-            }
-            Err(err) => {
-                warn!(job, "cannot read run record in {}: {err}", dir.display());
-                return true;
-            }
+        let Some(rec) = self.unfinished_record(job, id, dir) else {
+            return true;
         };
         if rec.pid.is_none() && rec.started.is_none() && rec.due > Utc::now() {
             // Prepared ahead by the previous daemon for a due time that has not come. Moved
@@ -113,23 +79,9 @@ impl Daemon {
             }
             return false;
         }
-        let mut rec = rec;
-        if rec.pid.is_none() && due_passed(&rec) {
-            // Spawned, maybe, but the PID never reached the journal: look for the runner.
-            let run_dir = rec.run_dir.display().to_string();
-            if let Some((pgid, start)) =
-                crate::service::sys::find_run_by_env("ROBOTMK_RUN_DIR", &run_dir)
-            {
-                info!(job, run_id = %rec.run_id, pgid, "found a run the previous daemon started but did not journal");
-                rec.pid = Some(pgid);
-                rec.pid_start = start;
-                // It started at its due time (runs are prepared ahead): bound it from there.
-                rec.started = Some(rec.due);
-                rec.note = Some("the previous daemon died right after starting this run; it was found by its run folder".into());
-                self.adopt(rec, pgid);
-                return true;
-            }
-        }
+        let Some(mut rec) = self.adopt_unjournalled(job, rec) else {
+            return true;
+        };
         let alive = rec.pid.is_some_and(|pid| {
             rec.pid_start.is_some()
                 && crate::service::sys::ProcessId {
@@ -155,6 +107,72 @@ impl Daemon {
         true
     }
 
+    /// The record of a run folder that has no final outcome; `None` when there is nothing
+    /// more to do with it (finished, or recorded here as interrupted: no journal, or a
+    /// corrupt one moved aside).
+    fn unfinished_record(&mut self, job: &str, id: &str, dir: &Path) -> Option<RunRecord> {
+        match record::read_record(dir) {
+            Ok(Some(r)) if r.is_finished() => None,
+            Ok(Some(r)) => Some(r),
+            Ok(None) => {
+                // Crash between creating the folder and writing the journal: the runner was
+                // never started.
+                self.recovered_orphan_folder(
+                    job,
+                    id,
+                    dir,
+                    "the daemon died while preparing this run; the runner was not started".into(),
+                );
+                None
+            }
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                let file = dir.join(crate::model::record::RECORD_FILE);
+                let aside = quarantine(&file)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "(could not move it)".into());
+                warn!(
+                    job,
+                    "corrupt run record {}: {err}; moved to {aside}",
+                    file.display()
+                );
+                self.recovered_orphan_folder(
+                    job,
+                    id,
+                    dir,
+                    format!("the record was corrupt and was moved to {aside}"),
+                );
+                None
+            }
+            Err(err) => {
+                warn!(job, "cannot read run record in {}: {err}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// A run whose PID never reached the journal (the previous daemon died right after the
+    /// spawn) is looked for by its run folder, and adopted if found (`None`: it was);
+    /// otherwise the record comes back as it was.
+    fn adopt_unjournalled(&mut self, job: &str, mut rec: RunRecord) -> Option<RunRecord> {
+        if rec.pid.is_none() && due_passed(&rec) {
+            // Spawned, maybe, but the PID never reached the journal: look for the runner.
+            let run_dir = rec.run_dir.display().to_string();
+            if let Some((pgid, start)) =
+                crate::service::sys::find_run_by_env("ROBOTMK_RUN_DIR", &run_dir)
+            {
+                info!(job, run_id = %rec.run_id, pgid, "found a run the previous daemon started but did not journal");
+                rec.pid = Some(pgid);
+                rec.pid_start = start;
+                // It started at its due time (runs are prepared ahead): bound it from there.
+                rec.started = Some(rec.due);
+                rec.note = Some("the previous daemon died right after starting this run; it was found by its run folder".into());
+                self.adopt(rec, pgid);
+                return None;
+            }
+        }
+        Some(rec)
+    }
+
     /// Watches a run the previous daemon left running; its timeout counts from its start.
     fn adopt(&mut self, rec: RunRecord, pgid: u32) {
         if !self.spawner.adopt(pgid, rec.pid_start) {
@@ -168,7 +186,7 @@ impl Daemon {
             .started
             .and_then(|s| (Utc::now() - s).to_std().ok())
             .unwrap_or_default();
-        self.active.insert(
+        self.table.adopt(
             pgid,
             ActiveRun {
                 pgid,

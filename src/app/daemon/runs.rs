@@ -2,18 +2,15 @@
 //! (TERM to the tree, KILL after `stop_grace`), and the final record.
 
 use super::event::Event;
-use super::folder::{
-    mark_ended, new_record, open_spec, prepare_folder, record_cause, run_as, write_final,
-};
+use super::folder::{mark_ended, open_spec, prepare_folder, record_cause, run_as, write_final};
 use super::shell::Daemon;
-use super::table::{ActiveRun, Pending};
-use crate::model::config::Job;
+use super::table::{ActiveRun, Pending, Signal};
 use crate::model::record::{Outcome, RunRecord, Trigger};
 use crate::service::run::ExitInfo;
 use crate::service::state::record::{self};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 impl Daemon {
     /// Removes a run folder prepared for a due time that has not come (the job changed, or the
@@ -28,40 +25,6 @@ impl Daemon {
                 }
             }
         }
-    }
-
-    /// Records a due run that was not started.
-    pub(super) fn record_skipped(
-        &mut self,
-        job: &Job,
-        due: DateTime<Utc>,
-        trigger: Trigger,
-        why: &str,
-        prepared: Option<RunRecord>,
-    ) {
-        info!(job = %job.name, due = %crate::model::record::ts(due), "run skipped: {why}");
-        let folder = match prepared {
-            Some(rec) => Ok(rec),
-            None => record::allocate_run_dir(&self.state, &job.name, due)
-                .map(|(run_id, run_dir)| new_record(job, run_id, run_dir, due, trigger)),
-        };
-        match folder {
-            Ok(mut rec) => {
-                rec.outcome = Some(Outcome::Skipped);
-                rec.finished = Some(Utc::now());
-                rec.note = Some(why.to_string());
-                self.save_final(&rec);
-            }
-            Err(e) => self.state_failure(
-                format!("skip:{}", job.name),
-                format!("cannot record a skipped run of {}: {e}", job.name),
-            ),
-        }
-        if let Some(js) = self.jobs.get_mut(&job.name) {
-            js.last_skipped = Some(due);
-            js.skipped_total += 1;
-        }
-        self.dirty = true;
     }
 
     /// Starts one run now. The post-spawn journal entry and log line are left to
@@ -115,21 +78,15 @@ impl Daemon {
         match spawned {
             Ok(pid) => {
                 rec.pid = Some(pid);
-                self.active.insert(
-                    pid,
-                    ActiveRun {
-                        record: rec,
-                        pgid: pid,
-                        deadline: Instant::now() + job.timeout,
-                        kill_at: None,
-                        ended_by: None,
-                        adopted: false,
-                    },
-                );
-                if let Some(js) = self.jobs.get_mut(&job.name) {
-                    js.running.push(pid);
-                }
-                self.just_started.push(pid);
+                let run = ActiveRun {
+                    record: rec,
+                    pgid: pid,
+                    deadline: Instant::now() + job.timeout,
+                    kill_at: None,
+                    ended_by: None,
+                    adopted: false,
+                };
+                self.record_started(pid, run);
                 self.env_run_started(pid, env_key);
             }
             Err(e) => {
@@ -138,15 +95,14 @@ impl Daemon {
                 self.finish(rec, Outcome::Error, None);
             }
         }
-        self.dirty = true;
     }
 
     /// Journals the PIDs of the runs just spawned (so a new daemon can find them after a
     /// crash) and logs them. The writes go to the finisher, whose thread yields to this one
     /// and to the runners: at a due instant the CPU is theirs first.
     pub(super) fn after_spawns(&mut self) {
-        for pid in std::mem::take(&mut self.just_started) {
-            let Some(run) = self.active.get_mut(&pid) else {
+        for pid in self.table.take_started() {
+            let Some(run) = self.table.get_mut(pid) else {
                 continue;
             };
             let rec = &mut run.record;
@@ -179,7 +135,7 @@ impl Daemon {
 
     /// A runner exited (reported by its waiter thread).
     pub(super) fn on_exit(&mut self, pid: u32, exit: ExitInfo) {
-        let Some(run) = self.active.remove(&pid) else {
+        let Some(run) = self.table.end(pid) else {
             return;
         };
         let outcome = run.ended_by.unwrap_or(if exit.success() {
@@ -192,13 +148,11 @@ impl Daemon {
 
     /// Records the end of an active run and cleans up what its tree left behind.
     pub(super) fn end_active(&mut self, run: ActiveRun, outcome: Outcome, exit: Option<ExitInfo>) {
-        if let Some(js) = self.jobs.get_mut(&run.record.job) {
-            js.running.retain(|p| *p != run.pgid);
-        }
+        self.record_ended(&run);
         self.env_run_ended(run.pgid);
         // Processes the runner left behind (a browser, a driver, a daemonized helper that
         // left the group) must not outlive it.
-        let dir = run.record.run_dir.display().to_string();
+        let dir = run.dir();
         if self.spawner.tree_alive(run.pgid, &dir) {
             // Told once per process: those told at a timeout or a stop keep the SIGKILL
             // planned then; what is new (an orphan found now) is told now.
@@ -207,7 +161,7 @@ impl Daemon {
                 (Some(_), Some(k)) => k,
                 _ => Instant::now() + self.cfg.daemon.stop_grace,
             };
-            self.lingering.push((run.pgid, dir, kill_at));
+            self.table.linger(run.pgid, dir, kill_at);
         }
         let mut rec = run.record;
         if run.adopted && rec.note.is_none() {
@@ -240,12 +194,12 @@ impl Daemon {
             Some(js) => js
                 .running
                 .iter()
-                .filter_map(|pid| self.active.get(pid))
+                .filter_map(|pid| self.table.get(*pid))
                 .map(|r| r.record.run_id.clone())
                 .collect(),
             None => self
-                .active
-                .values()
+                .table
+                .runs()
                 .filter(|r| r.record.job == rec.job)
                 .map(|r| r.record.run_id.clone())
                 .collect(),
@@ -264,12 +218,12 @@ impl Daemon {
     }
 
     /// Writes a record that is complete already (a skipped run), off this thread.
-    fn save_final(&mut self, rec: &RunRecord) {
+    pub(super) fn save_final(&mut self, rec: &RunRecord) {
         self.hand_over(super::finish::Work::Save(Box::new(rec.clone())));
     }
 
     fn hand_over(&mut self, work: super::finish::Work) {
-        self.finishing += 1;
+        self.table.finishing += 1;
         let work = match &self.finisher {
             Some(f) => match f.send(work) {
                 Ok(()) => return,
@@ -279,38 +233,7 @@ impl Daemon {
         };
         let stopping = self.finisher.as_ref().map(|f| f.stopping());
         let (rec, error) = super::finish::do_work(&self.state, work, stopping);
-        self.on_finished(*rec, error);
-    }
-
-    /// A record is written (or failed to be: kept and retried, its error shown until then).
-    pub(super) fn on_finished(&mut self, rec: RunRecord, error: Option<String>) {
-        self.finishing = self.finishing.saturating_sub(1);
-        let cause = record_cause(&rec);
-        match error {
-            None => self.state_ok(&cause),
-            Some(e) => {
-                self.unsaved.push(rec.clone());
-                self.state_failure(
-                    cause,
-                    format!("cannot record run {} of {}: {e}", rec.run_id, rec.job),
-                );
-            }
-        }
-        if rec.outcome != Some(Outcome::Skipped) {
-            if let Some(js) = self.jobs.get_mut(&rec.job) {
-                js.last = Some(Box::new(match rec.outcome {
-                    // The last complete result stays, with a note (see `logic::stopped`).
-                    Some(Outcome::Killed) => {
-                        crate::logic::stopped::last_after(js.last.take().map(|l| *l), &rec)
-                    }
-                    _ => (&rec).into(),
-                }));
-                if self.oneshot && rec.request.is_some() {
-                    js.answered = Some(Box::new(rec));
-                }
-            }
-        }
-        self.dirty = true;
+        self.record_finished(*rec, error);
     }
 
     /// Retries the final records that could not be written.
@@ -325,12 +248,7 @@ impl Daemon {
                 self.unsaved.push(rec);
             } else {
                 self.state_ok(&record_cause(&rec));
-                // Written only now, it may have learnt something (its output lost).
-                if let Some(js) = self.jobs.get_mut(&rec.job) {
-                    if js.last.as_ref().is_some_and(|l| l.run_id == rec.run_id) {
-                        js.last = Some(Box::new((&rec).into()));
-                    }
-                }
+                self.record_written_late(&rec);
             }
         }
         if self.unsaved.len() < before {
@@ -346,113 +264,46 @@ impl Daemon {
     pub(super) fn enforce_deadlines(&mut self) {
         let now = Instant::now();
         let grace = self.cfg.daemon.stop_grace;
-        for run in self.active.values_mut() {
-            if run.ended_by.is_none() && now >= run.deadline {
-                warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
-                run.ended_by = Some(Outcome::Timeout);
-                self.spawner
-                    .terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
-                run.kill_at = Some(now + grace);
-            } else if let Some(k) = run.kill_at {
-                if now >= k {
-                    warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
-                    self.spawner
-                        .kill_tree(run.pgid, &run.record.run_dir.display().to_string());
-                    run.kill_at = None;
-                }
-            }
-        }
         let spawner = &self.spawner;
-        self.lingering.retain(|(pgid, dir, kill_at)| {
-            // Gone: nothing to wait for (`run-once` and `stop --now` end at once then).
-            if !spawner.tree_alive(*pgid, dir) {
-                return false;
+        self.table.deadlines(now, grace, |signal, run| match signal {
+            Signal::Timeout => {
+                warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
+                spawner.terminate_tree(run.pgid, &run.dir());
             }
-            if now >= *kill_at {
-                if spawner.kill_tree(*pgid, dir) {
-                    warn!(pgid, "killed processes a finished run left behind");
-                }
-                false
-            } else {
-                true
+            Signal::Kill => {
+                warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
+                spawner.kill_tree(run.pgid, &run.dir());
+            }
+        });
+        let alive = |pgid, dir: &str| spawner.tree_alive(pgid, dir);
+        self.table.sweep_lingering(now, alive, |pgid, dir| {
+            if spawner.kill_tree(pgid, dir) {
+                warn!(pgid, "killed processes a finished run left behind");
             }
         });
     }
 
     /// `stop --now`: end every run in flight.
     pub(super) fn end_all_runs(&mut self) {
-        let kill_at = Instant::now() + self.cfg.daemon.stop_grace;
-        for run in self.active.values_mut() {
-            // One polite signal per run: a run already told to end (its timeout) is in its
-            // grace period, and a second SIGTERM makes robot quit at once with a broken
-            // result. It stays `timeout`: that is why it ended.
-            if run.ended_by.is_none() {
-                run.ended_by = Some(Outcome::Killed);
-                self.spawner
-                    .terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
-                run.kill_at = Some(kill_at);
-            }
-        }
+        let grace = self.cfg.daemon.stop_grace;
+        let spawner = &self.spawner;
+        self.table.end_all(Instant::now(), grace, |run| {
+            spawner.terminate_tree(run.pgid, &run.dir());
+        });
     }
 
     /// Adopted runs are not our children: look whether they are still there.
     pub(super) fn poll_adopted(&mut self) {
-        let gone: Vec<u32> = self
-            .active
-            .iter()
-            .filter(|(_, r)| r.adopted)
-            .filter(|(_, r)| {
-                !crate::service::sys::ProcessId {
-                    pid: r.pgid,
-                    start: r.record.pid_start,
-                }
-                .is_alive()
-            })
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in gone {
-            if let Some(run) = self.active.remove(&pid) {
-                let outcome = run.ended_by.unwrap_or(Outcome::Interrupted);
-                self.end_active(run, outcome, None);
+        let gone = self.table.take_gone_adopted(|r| {
+            crate::service::sys::ProcessId {
+                pid: r.pgid,
+                start: r.record.pid_start,
             }
-        }
-    }
-
-    /// Something could not be written. Errors are kept per `cause` (the status file, one
-    /// job's preparation, one record), so a good write of something else never hides a
-    /// record that is still unwritten: each clears only with its own cause.
-    pub(super) fn state_failure(&mut self, cause: impl Into<String>, msg: String) {
-        let cause = cause.into();
-        if self.state_errors.get(&cause) != Some(&msg) {
-            error!("{msg}");
-            self.state_errors.insert(cause, msg);
-            self.publish_state_errors();
-        }
-    }
-
-    pub(super) fn state_ok(&mut self, cause: &str) {
-        if self.state_errors.remove(cause).is_some() {
-            if self.state_errors.is_empty() {
-                info!("state writes succeed again");
-            }
-            self.publish_state_errors();
-        }
-    }
-
-    fn publish_state_errors(&mut self) {
-        let msg = self
-            .state_errors
-            .values()
-            .next()
-            .map(|first| match self.state_errors.len() {
-                1 => first.clone(),
-                n => format!("{first} (and {} more)", n - 1),
-            });
-        if msg != self.info.state_error {
-            // status.json may not be writable now; the reserved alert file always is.
-            let _ = crate::service::state::write_alert(&self.state, msg.as_deref());
-            self.info.state_error = msg;
-            self.dirty = true;
+            .is_alive()
+        });
+        for run in gone {
+            let outcome = run.ended_by.unwrap_or(Outcome::Interrupted);
+            self.end_active(run, outcome, None);
         }
     }
 }

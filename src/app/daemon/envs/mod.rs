@@ -152,9 +152,8 @@ impl Daemon {
                 self.envs.jobs.insert(name, state);
             }
         }
-        self.envs.views = u.envs;
         self.envs.seen = u.seq;
-        self.dirty = true;
+        self.set_env_views(u.envs);
         self.envs_runs_changed();
         for (name, why) in failed {
             self.record_env_failure(&name, &why);
@@ -254,7 +253,7 @@ impl Daemon {
     }
 
     fn envs_runs_changed(&mut self) {
-        let adopted = self.active.values().any(|r| r.adopted);
+        let adopted = self.table.any_adopted();
         let keys = (!adopted).then(|| self.envs.runs.values().cloned().collect::<BTreeSet<_>>());
         let now = (keys, self.envs.seen);
         if self.envs.sent_in_use.as_ref() != Some(&now) {

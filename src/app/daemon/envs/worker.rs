@@ -278,22 +278,7 @@ impl Worker {
     }
 
     fn start_build(&mut self, key: &str, spec: &EnvSpec, builder: Option<&UserInfo>) {
-        let mut st = EnvState {
-            key: key.to_string(),
-            source: spec.source.clone(),
-            kind: spec.kind,
-            python: spec.python.clone(),
-            shared: spec.shared,
-            builder: builder.map(pyenv::builder_label),
-            state: Phase::Building,
-            tool: Some(if self.uv.is_some() { "uv" } else { "pip" }.into()),
-            python_version: None,
-            started: Some(Utc::now()),
-            built: None,
-            duration_s: None,
-            error: None,
-            jobs: Vec::new(),
-        };
+        let mut st = self.building(key, spec, builder);
         if let Err(e) = crate::service::security::check_env_source(&spec.source) {
             warn!(env = %key, "not building: {e}");
             st.state = Phase::Failed;
@@ -301,21 +286,7 @@ impl Worker {
             self.envs.insert(key.to_string(), st);
             return;
         }
-        // Built by another user: below the users' tree, which it can pass through, in a
-        // `<key>/` of root's that it can pass through only (listed by jobs' users once sealed
-        // when they run it, closed again when only root runs it).
-        let made = if spec.shared || builder.is_some() {
-            crate::app::daemon::workdir::public_dirs(&self.state.root, &["envs", key], spec.shared)
-        } else {
-            state::create_state_subdirs(&self.state.root, &["envs", key])
-        };
-        let prepared = made
-            .map_err(|e| format!("cannot create the environment folder: {e}"))
-            .and_then(|dir| {
-                let home = prepare_build(&self.state.root, &dir, builder)?;
-                Ok((dir, home))
-            });
-        let (dir, home) = match prepared {
+        let (dir, home) = match self.build_folder(key, spec, builder) {
             Ok(d) => d,
             Err(e) => {
                 warn!(env = %key, "not building: {e}");
@@ -332,44 +303,7 @@ impl Worker {
         }
         self.save(&dir, &st);
         let dir_s = dir.display().to_string();
-        let me = crate::service::sys::self_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "robotmk-daemon".into());
-        let mut argv = vec![
-            me,
-            "env-build".into(),
-            "--dir".into(),
-            dir_s.clone(),
-            "--source".into(),
-            spec.source.display().to_string(),
-            "--kind".into(),
-            spec.kind.as_str().into(),
-            "--python".into(),
-            spec.python.clone(),
-        ];
-        if let Some(uv) = &self.uv {
-            argv.extend(["--uv".into(), uv.display().to_string()]);
-        }
-        let mut env = BTreeMap::new();
-        // The run tag: a timeout ends every process of the build, also those that left its
-        // process group.
-        env.insert(run::TAG.to_string(), dir_s.clone());
-        if let (Some(u), Some(h)) = (builder, &home) {
-            argv.extend(["--home".into(), h.display().to_string()]);
-            // Its /proc/PID/environ is the builder's to read: every variable of the daemon's
-            // that the installers would not get (`pyenv::build_env`) is blanked here (a
-            // runner's environment is the daemon's plus its own), so none of root's values
-            // reaches the build's processes. It runs with the builder's names.
-            for (k, _) in std::env::vars_os() {
-                if let Some(k) = k.to_str().filter(|k| !pyenv::build_env_keeps(k)) {
-                    env.insert(k.to_string(), String::new());
-                }
-            }
-            env.insert("HOME".into(), h.display().to_string());
-            env.insert("USER".into(), u.name.clone());
-            env.insert("LOGNAME".into(), u.name.clone());
-            env.insert("TMPDIR".into(), h.join("tmp").display().to_string());
-        }
+        let (argv, env) = self.build_command(&dir_s, spec, builder, home.as_deref());
         let spec_run = RunSpec {
             argv,
             env,
@@ -415,6 +349,95 @@ impl Worker {
             }
         }
         self.envs.insert(key.to_string(), st);
+    }
+
+    /// The state of an environment whose build starts now.
+    fn building(&self, key: &str, spec: &EnvSpec, builder: Option<&UserInfo>) -> EnvState {
+        EnvState {
+            key: key.to_string(),
+            source: spec.source.clone(),
+            kind: spec.kind,
+            python: spec.python.clone(),
+            shared: spec.shared,
+            builder: builder.map(pyenv::builder_label),
+            state: Phase::Building,
+            tool: Some(if self.uv.is_some() { "uv" } else { "pip" }.into()),
+            python_version: None,
+            started: Some(Utc::now()),
+            built: None,
+            duration_s: None,
+            error: None,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// The environment's folder (and the builder's home, when another user builds).
+    fn build_folder(
+        &self,
+        key: &str,
+        spec: &EnvSpec,
+        builder: Option<&UserInfo>,
+    ) -> Result<(PathBuf, Option<PathBuf>), String> {
+        // Built by another user: below the users' tree, which it can pass through, in a
+        // `<key>/` of root's that it can pass through only (listed by jobs' users once sealed
+        // when they run it, closed again when only root runs it).
+        let made = if spec.shared || builder.is_some() {
+            crate::app::daemon::workdir::public_dirs(&self.state.root, &["envs", key], spec.shared)
+        } else {
+            state::create_state_subdirs(&self.state.root, &["envs", key])
+        };
+        let dir = made.map_err(|e| format!("cannot create the environment folder: {e}"))?;
+        let home = prepare_build(&self.state.root, &dir, builder)?;
+        Ok((dir, home))
+    }
+
+    /// The command line and environment of `robotmk-daemon env-build` for one build.
+    fn build_command(
+        &self,
+        dir_s: &str,
+        spec: &EnvSpec,
+        builder: Option<&UserInfo>,
+        home: Option<&std::path::Path>,
+    ) -> (Vec<String>, BTreeMap<String, String>) {
+        let me = crate::service::sys::self_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "robotmk-daemon".into());
+        let mut argv = vec![
+            me,
+            "env-build".into(),
+            "--dir".into(),
+            dir_s.to_string(),
+            "--source".into(),
+            spec.source.display().to_string(),
+            "--kind".into(),
+            spec.kind.as_str().into(),
+            "--python".into(),
+            spec.python.clone(),
+        ];
+        if let Some(uv) = &self.uv {
+            argv.extend(["--uv".into(), uv.display().to_string()]);
+        }
+        let mut env = BTreeMap::new();
+        // The run tag: a timeout ends every process of the build, also those that left its
+        // process group.
+        env.insert(run::TAG.to_string(), dir_s.to_string());
+        if let (Some(u), Some(h)) = (builder, home) {
+            argv.extend(["--home".into(), h.display().to_string()]);
+            // Its /proc/PID/environ is the builder's to read: every variable of the daemon's
+            // that the installers would not get (`pyenv::build_env`) is blanked here (a
+            // runner's environment is the daemon's plus its own), so none of root's values
+            // reaches the build's processes. It runs with the builder's names.
+            for (k, _) in std::env::vars_os() {
+                if let Some(k) = k.to_str().filter(|k| !pyenv::build_env_keeps(k)) {
+                    env.insert(k.to_string(), String::new());
+                }
+            }
+            env.insert("HOME".into(), h.display().to_string());
+            env.insert("USER".into(), u.name.clone());
+            env.insert("LOGNAME".into(), u.name.clone());
+            env.insert("TMPDIR".into(), h.join("tmp").display().to_string());
+        }
+        (argv, env)
     }
 
     fn enforce_timeouts(&mut self) {
