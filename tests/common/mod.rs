@@ -84,6 +84,13 @@ pub fn kill9(pid: u32) {
 }
 
 /// Live processes whose command line contains `needle` (our unique temp paths).
+/// The parent PID of `pid`, from /proc (the field after the command's closing parenthesis).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn processes_with(needle: &str) -> Vec<(u32, String)> {
     live_processes(needle, false)
 }
@@ -200,9 +207,16 @@ impl Instance {
     }
 
     /// Live daemon processes of this instance (found by its unique config path).
+    /// A child the daemon is starting shows the daemon's command line until it execs (a
+    /// `CLONE_VM` child shares its memory, a forked one copies it): such a child of a daemon
+    /// is not a second daemon.
     pub fn daemon_processes(&self) -> Vec<u32> {
         let needle = format!("{} daemon", self.config.display());
-        processes_with(&needle).into_iter().map(|p| p.0).collect()
+        let all: Vec<u32> = processes_with(&needle).into_iter().map(|p| p.0).collect();
+        all.iter()
+            .copied()
+            .filter(|p| parent_of(*p).is_none_or(|pp| !all.contains(&pp)))
+            .collect()
     }
 
     pub fn wait_daemon_gone(&self, timeout: Duration) -> bool {
