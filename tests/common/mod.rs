@@ -382,3 +382,55 @@ pub fn system_user(name: &str) -> Option<(u32, u32)> {
     }
     got
 }
+
+/// A Python script that writes a minimal pure-Python wheel `NAME-VERSION` into OUTDIR
+/// (`python3 -c MKWHEEL NAME VERSION OUTDIR`), renamed into place whole: a local package
+/// index without the network.
+pub const MKWHEEL: &str = r#"
+import sys, zipfile, hashlib, base64, os
+name, version, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
+files = {
+    f"{name}.py": f"VERSION = {version!r}\n",
+    f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: robotmk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = f"{name}-{version}.dist-info/RECORD"
+lines = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    lines.append(f"{path},sha256={digest},{len(text.encode())}")
+lines.append(f"{record},,")
+files[record] = "\n".join(lines) + "\n"
+os.makedirs(outdir, exist_ok=True)
+tmp = os.path.join(outdir, f".{name}-{version}.tmp")
+with zipfile.ZipFile(tmp, "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+os.replace(tmp, os.path.join(outdir, f"{name}-{version}-py3-none-any.whl"))
+"#;
+
+/// Runs `cmd`, killing it (and failing the test) if it takes longer than `limit`: a hang is
+/// a monitoring blackout, and the agent would kill ctrl the same way. Returns the output
+/// and how long it took.
+pub fn output_within(limit: Duration, cmd: &mut Command) -> (Output, Duration) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let out = std::thread::spawn(move || {
+        let o = child.wait_with_output();
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        o
+    });
+    if !wait_for(limit, || done.load(std::sync::atomic::Ordering::SeqCst)) {
+        kill9(pid);
+        panic!("{cmd:?} hung for {:?}", t.elapsed());
+    }
+    let took = t.elapsed();
+    (out.join().unwrap().unwrap(), took)
+}
