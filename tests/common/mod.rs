@@ -257,15 +257,21 @@ impl Drop for Instance {
     /// Ends the daemon and every process whose command line names this instance's temp dir
     /// (runners get it through {run_dir} or the config path), by PID.
     fn drop(&mut self) {
-        let needle = self.dir.path().display().to_string();
-        for (pid, _) in processes_of(&needle) {
-            // Process groups first: runners' grandchildren.
-            // SAFETY: signalling processes this test started.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
-            }
-            kill9(pid);
+        end_processes_of(self.dir.path());
+    }
+}
+
+/// Ends, by PID, the daemon and every process whose command line or environment names `dir`
+/// (an instance's temp dir: runners get it through {run_dir} or the config path).
+pub fn end_processes_of(dir: &Path) {
+    let needle = dir.display().to_string();
+    for (pid, _) in processes_of(&needle) {
+        // Process groups first: runners' grandchildren.
+        // SAFETY: signalling processes this test started.
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGKILL);
         }
+        kill9(pid);
     }
 }
 
