@@ -238,7 +238,13 @@ fn daemon_state(inst: &Instance) -> (u64, String) {
 fn pruned_without_crash(inst: &Instance, ctl: &Path, pid: u32, job: &str) -> PathBuf {
     let built = ctl.join("built");
     let tree = built_path(inst, &built, Duration::from_secs(300));
-    assert!(tree.join("deep/d/d/d").is_dir(), "{}", tree.display());
+    // `built` is written once the tree is complete; with runs every 2 s and keep_runs = 1,
+    // pruning may already have moved the folder away by the time the test looks.
+    assert!(
+        tree.join("deep/d/d/d").is_dir() || !tree.exists(),
+        "{}",
+        tree.display()
+    );
     // A pruned run folder is moved into the job's `removing` folder first: gone means gone
     // from there too.
     let removing = inst.state.join("jobs").join(job).join("removing");
