@@ -40,29 +40,6 @@ fn uv(bin: &Path) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-const MKWHEEL: &str = r#"
-import sys, zipfile, hashlib, base64, os
-name, version, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
-files = {
-    f"{name}.py": f"VERSION = {version!r}\n",
-    f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-    f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: robotmk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-record = f"{name}-{version}.dist-info/RECORD"
-lines = []
-for path, text in files.items():
-    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-    lines.append(f"{path},sha256={digest},{len(text.encode())}")
-lines.append(f"{record},,")
-files[record] = "\n".join(lines) + "\n"
-os.makedirs(outdir, exist_ok=True)
-tmp = os.path.join(outdir, f".{name}-{version}.tmp")
-with zipfile.ZipFile(tmp, "w") as z:
-    for path, text in files.items():
-        z.writestr(path, text)
-os.replace(tmp, os.path.join(outdir, f"{name}-{version}-py3-none-any.whl"))
-"#;
-
 /// The tools and the wheel folder, or `None` (a skip; a failure in CI).
 struct Kit {
     bin: PathBuf,

@@ -126,28 +126,9 @@ fn bin(config: &Path) -> Command {
     c
 }
 
-/// Runs `cmd`, killing it (and failing the test) if it takes longer than `limit`: a hang is
-/// a monitoring blackout, and the agent would kill ctrl the same way.
+/// Runs `cmd`, killing it (and failing the test) if it takes longer than `limit`.
 fn within(limit: Duration, cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let t = Instant::now();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    let out = std::thread::spawn(move || {
-        let o = child.wait_with_output();
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        o
-    });
-    if !wait_for(limit, || done.load(std::sync::atomic::Ordering::SeqCst)) {
-        kill9(pid);
-        panic!("{cmd:?} hung for {:?}", t.elapsed());
-    }
-    out.join().unwrap().unwrap()
+    output_within(limit, cmd).0
 }
 
 fn ctrl_at(config: &Path) -> String {

@@ -69,26 +69,7 @@ fn job_user() -> Option<&'static str> {
 
 /// Runs `cmd`, killing it (and failing the test) if it takes longer than `limit`.
 fn within(limit: Duration, cmd: &mut Command) -> (Output, Duration) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let t = Instant::now();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    let out = std::thread::spawn(move || {
-        let o = child.wait_with_output();
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        o
-    });
-    if !wait_for(limit, || done.load(std::sync::atomic::Ordering::SeqCst)) {
-        kill9(pid);
-        panic!("{cmd:?} hung for {:?}", t.elapsed());
-    }
-    let took = t.elapsed();
-    (out.join().unwrap().unwrap(), took)
+    output_within(limit, cmd)
 }
 
 /// A process started in the background, ended by PID when the test ends (also on panic).

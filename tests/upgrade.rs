@@ -16,28 +16,6 @@ use std::time::Duration;
 /// The build user of this test's environment (as root; created once, kept).
 const BUILDER: &str = "rmkd-upgrade-build";
 
-/// A wheel of a one-module package, written by python (no network, no index).
-const MKWHEEL: &str = r#"
-import sys, zipfile, hashlib, base64, os
-name, version, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
-files = {
-    f"{name}.py": f"VERSION = {version!r}\n",
-    f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-    f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: robotmk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-record = f"{name}-{version}.dist-info/RECORD"
-lines = []
-for path, text in files.items():
-    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-    lines.append(f"{path},sha256={digest},{len(text.encode())}")
-lines.append(f"{record},,")
-files[record] = "\n".join(lines) + "\n"
-os.makedirs(outdir, exist_ok=True)
-with zipfile.ZipFile(os.path.join(outdir, f"{name}-{version}-py3-none-any.whl"), "w") as z:
-    for path, text in files.items():
-        z.writestr(path, text)
-"#;
-
 /// Copies the test's build to `to` (mode 0755) through a temporary name and a rename, as
 /// dpkg installs a file.
 fn install(to: &Path) {

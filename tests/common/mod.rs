@@ -84,6 +84,13 @@ pub fn kill9(pid: u32) {
 }
 
 /// Live processes whose command line contains `needle` (our unique temp paths).
+/// The parent PID of `pid`, from /proc (the field after the command's closing parenthesis).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn processes_with(needle: &str) -> Vec<(u32, String)> {
     live_processes(needle, false)
 }
@@ -200,9 +207,16 @@ impl Instance {
     }
 
     /// Live daemon processes of this instance (found by its unique config path).
+    /// A child the daemon is starting shows the daemon's command line until it execs (a
+    /// `CLONE_VM` child shares its memory, a forked one copies it): such a child of a daemon
+    /// is not a second daemon.
     pub fn daemon_processes(&self) -> Vec<u32> {
         let needle = format!("{} daemon", self.config.display());
-        processes_with(&needle).into_iter().map(|p| p.0).collect()
+        let all: Vec<u32> = processes_with(&needle).into_iter().map(|p| p.0).collect();
+        all.iter()
+            .copied()
+            .filter(|p| parent_of(*p).is_none_or(|pp| !all.contains(&pp)))
+            .collect()
     }
 
     pub fn wait_daemon_gone(&self, timeout: Duration) -> bool {
@@ -243,15 +257,21 @@ impl Drop for Instance {
     /// Ends the daemon and every process whose command line names this instance's temp dir
     /// (runners get it through {run_dir} or the config path), by PID.
     fn drop(&mut self) {
-        let needle = self.dir.path().display().to_string();
-        for (pid, _) in processes_of(&needle) {
-            // Process groups first: runners' grandchildren.
-            // SAFETY: signalling processes this test started.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
-            }
-            kill9(pid);
+        end_processes_of(self.dir.path());
+    }
+}
+
+/// Ends, by PID, the daemon and every process whose command line or environment names `dir`
+/// (an instance's temp dir: runners get it through {run_dir} or the config path).
+pub fn end_processes_of(dir: &Path) {
+    let needle = dir.display().to_string();
+    for (pid, _) in processes_of(&needle) {
+        // Process groups first: runners' grandchildren.
+        // SAFETY: signalling processes this test started.
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGKILL);
         }
+        kill9(pid);
     }
 }
 
@@ -367,4 +387,56 @@ pub fn system_user(name: &str) -> Option<(u32, u32)> {
         require_tool(false, &format!("root (to create the user {name})"));
     }
     got
+}
+
+/// A Python script that writes a minimal pure-Python wheel `NAME-VERSION` into OUTDIR
+/// (`python3 -c MKWHEEL NAME VERSION OUTDIR`), renamed into place whole: a local package
+/// index without the network.
+pub const MKWHEEL: &str = r#"
+import sys, zipfile, hashlib, base64, os
+name, version, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
+files = {
+    f"{name}.py": f"VERSION = {version!r}\n",
+    f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: robotmk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = f"{name}-{version}.dist-info/RECORD"
+lines = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    lines.append(f"{path},sha256={digest},{len(text.encode())}")
+lines.append(f"{record},,")
+files[record] = "\n".join(lines) + "\n"
+os.makedirs(outdir, exist_ok=True)
+tmp = os.path.join(outdir, f".{name}-{version}.tmp")
+with zipfile.ZipFile(tmp, "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+os.replace(tmp, os.path.join(outdir, f"{name}-{version}-py3-none-any.whl"))
+"#;
+
+/// Runs `cmd`, killing it (and failing the test) if it takes longer than `limit`: a hang is
+/// a monitoring blackout, and the agent would kill ctrl the same way. Returns the output
+/// and how long it took.
+pub fn output_within(limit: Duration, cmd: &mut Command) -> (Output, Duration) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let out = std::thread::spawn(move || {
+        let o = child.wait_with_output();
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        o
+    });
+    if !wait_for(limit, || done.load(std::sync::atomic::Ordering::SeqCst)) {
+        kill9(pid);
+        panic!("{cmd:?} hung for {:?}", t.elapsed());
+    }
+    let took = t.elapsed();
+    (out.join().unwrap().unwrap(), took)
 }
