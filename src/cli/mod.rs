@@ -5,6 +5,7 @@
 
 mod args;
 mod completions;
+mod findings;
 
 pub use args::{Cli, Command};
 
@@ -312,6 +313,9 @@ fn status(path: &Path, json: bool) -> i32 {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         print!("{}", table(&r));
+        if let Ok(c) = &cfg {
+            print!("{}", findings::status_notes(c));
+        }
         if let Some(dir) = &r.state_dir {
             // As `systemctl status` does: the last problems under the state, for context.
             print!("{}", crate::app::logs::problems_block(dir));
@@ -483,6 +487,9 @@ fn check_config(path: &Path) -> i32 {
     };
     if let Err(e) = crate::service::security::check(&cfg) {
         eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
+    if !findings::print_check(&cfg) {
         return 2;
     }
     let d = &cfg.daemon;

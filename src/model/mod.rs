@@ -16,6 +16,8 @@ pub mod request;
 pub(crate) mod schedule;
 pub mod status;
 pub(crate) mod user;
+pub(crate) mod words;
+pub(crate) use words::plural;
 
 /// Identifies the build a daemon runs (shown in status; compared by ctrl on upgrades).
 pub(crate) const BUILD_ID: &str = env!("CARGO_PKG_VERSION");

@@ -15,10 +15,12 @@ mod base;
 mod daemon;
 mod job;
 mod locate;
+mod warnings;
 
 pub(crate) use base::{check_name, lexical, plain, Locator, Need};
 pub(crate) use job::{check_host, check_service};
 pub(crate) use locate::{daemon_block, daemon_table, location};
+pub(crate) use warnings::warnings;
 
 use crate::model::config::{Config, ConfigError};
 use chrono::{DateTime, Utc};

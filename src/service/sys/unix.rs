@@ -270,6 +270,8 @@ pub(crate) fn check_path_trust(
     let mut at = PathBuf::from("/");
     let mut entry = at.clone();
     let mut links = 0;
+    // The last world-writable sticky folder (/tmp) on the way: what is below it anyone made.
+    let mut shared: Option<PathBuf> = None;
     loop {
         let last = todo.is_empty();
         let m = match std::fs::symlink_metadata(&entry) {
@@ -289,7 +291,14 @@ pub(crate) fn check_path_trust(
                     "belongs to uid {}, not to this user (uid {me}) or root",
                     m.uid()
                 ),
-                format!("chown root {}", entry.display()),
+                match &shared {
+                    // Adopting it (chown) would keep whatever its maker left inside.
+                    Some(tmp) => format!(
+                        "choose a path outside world-writable folders such as {} (e.g. under /var/lib or /etc), and do not chown a folder another user made",
+                        tmp.display()
+                    ),
+                    None => format!("chown root {}", entry.display()),
+                },
             );
         }
         if m.file_type().is_symlink() {
@@ -311,6 +320,9 @@ pub(crate) fn check_path_trust(
         } else {
             let mode = m.mode() & 0o7777;
             let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
+            if sticky_dir && mode & 0o002 != 0 {
+                shared = Some(entry.clone());
+            }
             if mode & 0o022 != 0 && (last || !sticky_dir) {
                 return refuse(
                     &entry,
