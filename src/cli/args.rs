@@ -115,6 +115,30 @@ pub enum Command {
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
         n: usize,
     },
+    /// No new runs, for maintenance: of the jobs named, or of all; the daemon keeps running
+    /// (a `stop` is undone by the agent's next call, a pause is not), runs in flight go on,
+    /// `run-once` still runs a job, and the pause survives a daemon restart. ctrl shows a
+    /// paused job as OK, "paused by <user> until <time>", and WARN once the pause is older
+    /// than --warn-after. Root only. Exit 0 paused, 1 not root or cannot write, 2 unknown job.
+    Pause {
+        /// End the pause by itself after this long (e.g. 2h); default: until `resume`.
+        #[arg(long = "for", value_name = "DUR", value_parser = parse_dur)]
+        for_: Option<Duration>,
+        /// Show the pause as WARN in Checkmk once it is older than this.
+        #[arg(long, value_name = "DUR", default_value = "1d", value_parser = parse_dur)]
+        warn_after: Duration,
+        /// The jobs to pause; none: all jobs of the instance.
+        jobs: Vec<String>,
+    },
+    /// End a pause: of the jobs named, or (no job) every pause. Root only. Exit 0, 1 not root
+    /// or cannot write, 2 unknown job.
+    Resume {
+        /// The jobs to resume; none: every pause ends.
+        jobs: Vec<String>,
+    },
+    /// Prints the config's job names, one a line (for the shell completions).
+    #[command(hide = true)]
+    CompleteJobs,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
     Completions {
         #[arg(value_enum)]

@@ -31,3 +31,34 @@ pub(crate) fn status_notes(cfg: &Config) -> String {
         .map(|w| format!("note: {w}\n"))
         .collect()
 }
+
+/// A setting as the config spells it (`skip`, not `Skip`).
+pub(crate) fn word(v: impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The daemon's phase when it is not simply running (`, draining (stop requested)`).
+pub(crate) fn phase_words(d: &crate::model::report::DaemonReport) -> String {
+    match &d.phase {
+        Some(p) if *p != crate::model::status::Phase::Running => match &d.reason {
+            Some(why) => format!(", {p} ({why})"),
+            None => format!(", {p}"),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The colour of an outcome in `status`, as `history` paints it (an SGR number).
+pub(crate) fn outcome_colour(o: Option<crate::model::record::Outcome>) -> &'static str {
+    use crate::model::record::Outcome;
+    match o {
+        Some(Outcome::Success) => "32",
+        Some(Outcome::Failure | Outcome::Timeout | Outcome::Error) => "31",
+        Some(Outcome::Killed | Outcome::Interrupted) => "33",
+        Some(Outcome::Skipped) => "2",
+        None => "0",
+    }
+}

@@ -32,9 +32,28 @@ pub fn invoked_as_ctrl(argv0: &std::ffi::OsStr) -> bool {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn dispatch(cli: Cli) -> i32 {
+    if !matches!(
+        cli.command,
+        Command::Daemon { .. }
+            | Command::Start {
+                foreground: true,
+                ..
+            }
+            | Command::EnvBuild { .. }
+            | Command::RobotAttempts { .. }
+    ) {
+        sys::pipe::end_quietly_on_closed_stdout();
+    }
     let path = config::absolute(&cli.config.unwrap_or_else(config::discover));
     match cli.command {
         Command::Ctrl => ctrl::run(&path),
+        Command::Pause {
+            for_,
+            warn_after,
+            jobs,
+        } => crate::app::pause::pause(&path, for_, warn_after, &jobs),
+        Command::Resume { jobs } => crate::app::pause::resume(&path, &jobs),
+        Command::CompleteJobs => crate::cli::completions::job_names(&path),
         Command::History { job, n, json } => crate::app::history::history(&path, &job, n, json),
         Command::Show { job, run, n } => crate::app::history::show(&path, &job, run.as_deref(), n),
         Command::Logs { follow, n } => crate::app::logs::logs(&path, follow, n),
@@ -313,6 +332,7 @@ fn status(path: &Path, json: bool) -> i32 {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         print!("{}", table(&r));
+        print!("{}", crate::app::pause::status_lines(&r));
         if let Ok(c) = &cfg {
             print!("{}", findings::status_notes(c));
         }
@@ -335,10 +355,11 @@ pub(crate) fn table(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let d = &r.daemon;
+    let s = crate::app::term::Style::stdout();
     let _ = writeln!(o, "instance:   {}", r.instance.as_deref().unwrap_or("?"));
     let _ = writeln!(o, "config:     {}", r.config.display());
     if let Some(e) = &r.config_error {
-        let _ = writeln!(o, "CONFIG ERROR: {e}");
+        let _ = writeln!(o, "{} {e}", s.paint("31", "CONFIG ERROR:"));
     }
     if let Some(sd) = &r.state_dir {
         let _ = writeln!(o, "state dir:  {}", sd.display());
@@ -346,14 +367,15 @@ pub(crate) fn table(r: &Report) -> String {
     if d.running {
         let _ = writeln!(
             o,
-            "daemon:     running, pid {}, up {}, {} (via {})",
+            "daemon:     {}, pid {}, up {}{} (via {})",
+            s.paint("32", "running"),
             d.pid.map_or("?".into(), |p| p.to_string()),
             crate::model::duration::human_age(d.uptime_s.unwrap_or(0.0)),
-            d.phase.as_ref().map_or("?".into(), |p| p.to_string()),
+            findings::phase_words(d),
             d.route.as_deref().unwrap_or("?")
         );
     } else {
-        let _ = writeln!(o, "daemon:     not running");
+        let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
     }
     let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
         (Some(a), Some(t)) => format!(
@@ -418,14 +440,15 @@ pub(crate) fn table(r: &Report) -> String {
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
+        let colour = findings::outcome_colour(j.last.as_ref().and_then(|l| l.outcome));
         let _ = writeln!(
             o,
-            "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} {}",
+            "{:<24} {:<22} {:<20} {:>7} {} {:>9} {}",
             j.name,
             j.schedule,
             next,
             j.running.len(),
-            last,
+            s.paint(colour, &format!("{last:<12}")),
             runtime,
             when
         );
@@ -489,11 +512,17 @@ fn check_config(path: &Path) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 2;
     }
-    if !findings::print_check(&cfg) {
-        return 2;
-    }
+    // Printed first, the resolved view after: what the problems are about is in it.
+    let runs_can_start = findings::print_check(&cfg);
     let d = &cfg.daemon;
-    println!("config {} is valid", cfg.path.display());
+    if runs_can_start {
+        println!("config {} is valid", cfg.path.display());
+    } else {
+        println!(
+            "config {} parses, but runs will fail (errors above)",
+            cfg.path.display()
+        );
+    }
     println!("instance:          {}", d.instance);
     println!("state_dir:         {}", d.state_dir.display());
     println!(
@@ -602,7 +631,11 @@ fn check_config(path: &Path) -> i32 {
         );
         println!("  schedule: {}", j.schedule);
         println!("  timeout:  {}", crate::model::duration::format(j.timeout));
-        println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+        println!(
+            "  overlap:  {}, catch_up: {}",
+            findings::word(j.overlap),
+            findings::word(j.catch_up)
+        );
         if let Some(u) = &j.user {
             // As looked up by this build (see docs/SECURITY.md): what the runs will get.
             let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
@@ -652,7 +685,11 @@ fn check_config(path: &Path) -> i32 {
             .collect();
         println!("  next due: {}", next.join(", "));
     }
-    0
+    if runs_can_start {
+        0
+    } else {
+        2
+    }
 }
 
 fn run_once(path: &Path, name: &str) -> i32 {

@@ -485,8 +485,10 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     if let Some(t) = &last.tests {
         let _ = write!(
             text,
-            " ({} tests passed, {} failed, {} skipped)",
-            t.passed, t.failed, t.skipped
+            " ({} passed, {} failed, {} skipped)",
+            crate::model::plural(t.passed, "test", "tests"),
+            t.failed,
+            t.skipped
         );
         if t.results_omitted > 0 {
             let _ = write!(

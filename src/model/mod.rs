@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub(crate) mod env;
 pub(crate) mod limits;
+pub(crate) mod pause;
 pub(crate) mod plugin;
 pub(crate) mod printable;
 pub mod record;

@@ -138,7 +138,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
         return Err(format!(
-            "{name:?} contains {c:?}; use only letters, digits, '_', '.' and '-'"
+            "{name:?} contains {c:?}; a name may use only the ASCII letters a-z and A-Z, the digits 0-9, '_', '.' and '-' (it becomes a folder and a systemd unit name)"
         ));
     }
     Ok(())

@@ -6,6 +6,7 @@ mod beneath;
 pub(crate) mod fatal;
 pub(crate) mod file;
 pub(crate) mod memory;
+pub(crate) mod pipe;
 pub(crate) mod public;
 pub(crate) mod tmp_link;
 pub(crate) mod tree;
