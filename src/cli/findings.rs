@@ -52,13 +52,12 @@ pub(crate) fn phase_words(d: &crate::model::report::DaemonReport) -> String {
 }
 
 /// The colour of an outcome in `status`, as `history` paints it (an SGR number).
-pub(crate) fn outcome_colour(o: Option<crate::model::record::Outcome>) -> &'static str {
+pub(crate) fn outcome_colour(o: Option<crate::model::record::Outcome>) -> Option<&'static str> {
     use crate::model::record::Outcome;
-    match o {
-        Some(Outcome::Success) => "32",
-        Some(Outcome::Failure | Outcome::Timeout | Outcome::Error) => "31",
-        Some(Outcome::Killed | Outcome::Interrupted) => "33",
-        Some(Outcome::Skipped) => "2",
-        None => "0",
-    }
+    Some(match o? {
+        Outcome::Success => "32",
+        Outcome::Failure | Outcome::Timeout | Outcome::Error => "31",
+        Outcome::Killed | Outcome::Interrupted => "33",
+        Outcome::Skipped => "2",
+    })
 }

@@ -448,7 +448,10 @@ pub(crate) fn table(r: &Report) -> String {
             j.schedule,
             next,
             j.running.len(),
-            s.paint(colour, &format!("{last:<12}")),
+            match colour {
+                Some(c) => s.paint(c, &format!("{last:<12}")),
+                None => format!("{last:<12}"),
+            },
             runtime,
             when
         );
