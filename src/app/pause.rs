@@ -82,7 +82,7 @@ fn who() -> String {
                 .take(64)
                 .collect::<String>()
         })
-        .unwrap_or_else(|| "an unknown user".into())
+        .unwrap_or_else(|| format!("uid {}", crate::service::sys::current_uid()))
 }
 
 /// The instance and its state dir for `pause`/`resume`, with the jobs checked by name.
@@ -229,8 +229,8 @@ fn in_force(dir: &Path, now: DateTime<Utc>) -> Option<(PauseState, Duration)> {
     Some((s.state, warn))
 }
 
-/// ctrl's output with each paused job's check OK (WARN past the warn age) and saying so,
-/// and the daemon line naming a pause of the whole instance.
+/// ctrl's output with each paused job's checks (its own and its tests') OK, WARN past the
+/// warn age, and saying so; the daemon line names a pause of the whole instance.
 pub(crate) fn annotate_output(out: String, r: &Report) -> String {
     let now = Utc::now();
     let Some(dir) = &r.state_dir else { return out };
@@ -238,33 +238,47 @@ pub(crate) fn annotate_output(out: String, r: &Report) -> String {
         return out;
     };
     let instance = r.instance.as_deref().unwrap_or("?");
-    let paused: Vec<(String, &Pause)> = r
+    let daemon = format!("Robotmk {instance} daemon");
+    let all = state.all.as_ref().filter(|p| p.holds(now));
+    // Jobs named by their own `service` (plugin jobs): known where the report lists jobs.
+    let custom: Vec<(String, &str)> = r
         .jobs
         .iter()
-        .filter_map(|j| {
-            state
-                .of(&j.name, now)
-                .map(|p| (crate::logic::agent::service_name(j, instance), p))
+        .map(|j| {
+            (
+                crate::logic::agent::service_name(j, instance),
+                j.name.as_str(),
+            )
         })
         .collect();
-    let daemon = format!("\"Robotmk {instance} daemon\"");
+    let pause_of = |svc: &str| -> Option<&Pause> {
+        if svc == daemon {
+            return None;
+        }
+        let job = custom
+            .iter()
+            .find(|(s, _)| s == svc)
+            .map(|(_, j)| *j)
+            .or_else(|| {
+                let rest = svc.strip_prefix(&format!("Robotmk {instance} "))?;
+                Some(rest.split(' ').next().unwrap_or(rest))
+            })?;
+        all.or_else(|| state.jobs.get(job).filter(|p| p.holds(now)))
+    };
     let mut o = String::with_capacity(out.len() + 256);
     for line in out.split_inclusive('\n') {
         let body = line.trim_end_matches('\n');
-        let rewritten = if body.contains(&daemon) && body.starts_with("0 ") {
-            state
-                .all
-                .as_ref()
-                .filter(|p| p.holds(now))
-                .map(|p| format!("{body}, all jobs {}", p.words()))
-        } else {
-            paused
-                .iter()
-                .find(|(svc, _)| {
-                    body.get(2..)
-                        .is_some_and(|b| b.starts_with(&format!("\"{svc}\" ")))
-                })
-                .map(|(svc, p)| paused_line(body, svc, p, warn, now))
+        let svc = body
+            .get(3..)
+            .filter(|_| body.get(1..3) == Some(" \""))
+            .and_then(|b| b.split_once('"'))
+            .map(|(svc, _)| svc);
+        let rewritten = match svc {
+            Some(svc) if svc == daemon && body.starts_with("0 ") => {
+                all.map(|p| format!("{body}, all jobs {}", p.words()))
+            }
+            Some(svc) => pause_of(svc).map(|p| paused_line(body, svc, p, warn, now)),
+            None => None,
         };
         match rewritten {
             Some(l) => {
