@@ -365,6 +365,18 @@ fn install_safety_net(instance: &str) {
 }
 
 fn print_report(report: &report::Report) -> i32 {
+    // A config that cannot be read names no instance: report under the default one's name
+    // (what the config says when it sets none), not under a service the admin never saw.
+    let named;
+    let report = match report.instance {
+        Some(_) => report,
+        None => {
+            let mut r = report.clone();
+            r.instance = Some(crate::model::config::DEFAULT_INSTANCE.into());
+            named = r;
+            &named
+        }
+    };
     let out = crate::app::pause::annotate_output(agent::render(report), report);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());

@@ -61,3 +61,32 @@ pub(crate) fn outcome_colour(o: Option<crate::model::record::Outcome>) -> Option
         Outcome::Skipped => "2",
     })
 }
+
+/// `status` exits with this when it cannot tell whether a daemon runs (the config or state
+/// dir cannot be read by this user).
+pub(crate) const CANNOT_TELL: i32 = 4;
+
+/// Why `status` cannot tell whether the daemon runs, if it cannot: never "not running" when
+/// that is not known (a user who may not read root's state dir).
+pub(crate) fn cannot_tell(
+    path: &std::path::Path,
+    cfg_ok: bool,
+    located: Option<&(String, std::path::PathBuf)>,
+) -> Option<String> {
+    use std::io::ErrorKind::PermissionDenied;
+    if !cfg_ok {
+        if let Err(e) = std::fs::File::open(path) {
+            if e.kind() == PermissionDenied {
+                return Some(format!("cannot read the config {}: {e}", path.display()));
+            }
+        }
+    }
+    let (_, dir) = located?;
+    let st = crate::service::state::StateDir::new(dir);
+    match crate::service::lock::is_held(&st.lock_file()) {
+        Err(e) if e.kind() == PermissionDenied => {
+            Some(format!("cannot read the state dir {}: {e}", dir.display()))
+        }
+        _ => None,
+    }
+}

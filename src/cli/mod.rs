@@ -206,6 +206,13 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
             if let Some(n) = e.note {
                 eprintln!("robotmk-daemon: note: {n}");
             }
+            if let Some(t) = cfg.daemon.heartbeat_timeout {
+                eprintln!(
+                    "robotmk-daemon: note: the daemon exits after {} without a ctrl call (the Checkmk agent makes one every minute; heartbeat_timeout in {}; \"0\" keeps it running without an agent)",
+                    crate::model::duration::format(t),
+                    cfg.path.display()
+                );
+            }
             if r.daemon.running {
                 0
             } else {
@@ -327,6 +334,11 @@ fn status(path: &Path, json: bool) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 2;
     }
+    if let Some(why) = findings::cannot_tell(path, cfg.is_ok(), located.as_ref()) {
+        println!("daemon:     cannot tell whether it runs: {why}");
+        eprintln!("robotmk-daemon: run status as root (sudo robotmk-daemon status)");
+        return findings::CANNOT_TELL;
+    }
     let r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -360,6 +372,15 @@ pub(crate) fn table(r: &Report) -> String {
     let _ = writeln!(o, "config:     {}", r.config.display());
     if let Some(e) = &r.config_error {
         let _ = writeln!(o, "{} {e}", s.paint("31", "CONFIG ERROR:"));
+        if d.running {
+            let from = d.config_from.map_or(String::new(), |t| {
+                format!(" from {}", crate::model::record::ts(t))
+            });
+            let _ = writeln!(
+                o,
+                "            the daemon is running the last good config{from} (WARN in Checkmk)"
+            );
+        }
     }
     if let Some(sd) = &r.state_dir {
         let _ = writeln!(o, "state dir:  {}", sd.display());
@@ -376,6 +397,9 @@ pub(crate) fn table(r: &Report) -> String {
         );
     } else {
         let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
+        if let Some(why) = &d.last_stop {
+            let _ = writeln!(o, "last stop:  {why}");
+        }
     }
     let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
         (Some(a), Some(t)) => format!(
@@ -388,7 +412,13 @@ pub(crate) fn table(r: &Report) -> String {
     };
     let _ = writeln!(o, "heartbeat:  {hb}");
     if let Some(e) = &d.config_error {
-        let _ = writeln!(o, "daemon config error (running the last good config): {e}");
+        let from = d.config_from.map_or(String::new(), |t| {
+            format!(" from {}", crate::model::record::ts(t))
+        });
+        let _ = writeln!(
+            o,
+            "daemon config error (running the last good config{from}): {e}"
+        );
     }
     if let Some(e) = &d.state_error {
         let _ = writeln!(o, "STATE ERROR: {e}");

@@ -8,6 +8,7 @@ pub mod agent;
 pub(crate) mod agent_mode;
 pub(crate) mod config;
 pub(crate) mod ctrl_view;
+pub(crate) mod lifecycle_words;
 pub(crate) mod liveness;
 pub(crate) mod nagios;
 pub(crate) mod plugin_view;
