@@ -41,6 +41,10 @@ pub fn dispatch(cli: Cli) -> i32 {
             }
             | Command::EnvBuild { .. }
             | Command::RobotAttempts { .. }
+            // ctrl ignores a failed write by design (the agent went away); run-once may hold
+            // the run itself (no daemon), which a signal must not end half-recorded.
+            | Command::Ctrl
+            | Command::RunOnce { .. }
     ) {
         sys::pipe::end_quietly_on_closed_stdout();
     }

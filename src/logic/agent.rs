@@ -358,7 +358,10 @@ fn state_word(state: u8) -> &'static str {
 
 pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     let d = &r.daemon;
-    let (state, text) = if let (Some(e), true) = (&r.config_error, d.running) {
+    // ctrl could not load the config (its action says so; a section cut to size also uses
+    // `config_error`) while a daemon runs on.
+    let edit_rejected = d.running && r.ctrl.as_ref().is_some_and(|c| c.action == "config_error");
+    let (state, text) = if let (Some(e), true) = (&r.config_error, edit_rejected) {
         // The daemon runs on with the config it had: WARN, as the README says; CRIT is for a
         // config that keeps the daemon from running at all.
         let from = d.config_from.map_or(String::new(), |t| {

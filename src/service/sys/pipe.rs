@@ -4,8 +4,9 @@
 //! Unix: SIGPIPE back to its default action, so the process ends by the signal at the first
 //! write to the closed pipe (the shell shows exit status 141 = 128 + 13). Windows has no such
 //! signal: a write to a closed pipe fails, and `println!` panics on it; a panic hook ends the
-//! process there with the same 141, silently. Only for the commands an admin runs: the daemon
-//! and the helpers it starts keep Rust's default (SIGPIPE ignored, errors handled).
+//! process there with the same 141, silently. Only for the commands an admin runs: the daemon,
+//! the helpers it starts, ctrl and `run-once` keep Rust's default (SIGPIPE ignored) and handle
+//! a failed write themselves.
 
 /// Makes a write to a closed stdout end this process quietly (exit status 141).
 pub(crate) fn end_quietly_on_closed_stdout() {
