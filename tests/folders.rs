@@ -199,6 +199,25 @@ fn tree_job(name: &str, ctl: &Path, builder: &Path, bait: &Path, user: Option<&s
     )
 }
 
+/// The run folder a runner wrote to `built` (`echo "$1" > built`), once it is all there: the
+/// file exists as soon as the shell's redirection created it, before `echo` wrote a byte, and
+/// an empty path read then would name the test's own working folder.
+fn built_path(inst: &Instance, built: &Path, timeout: Duration) -> PathBuf {
+    let mut text = String::new();
+    assert!(
+        wait_for(timeout, || {
+            text = fs::read_to_string(built).unwrap_or_default();
+            text.len() > 1 && text.ends_with('\n')
+        }),
+        "the runner did not write its folder to {} ({text:?}):\n{}",
+        built.display(),
+        inst.log()
+    );
+    let tree = PathBuf::from(text.trim_end_matches('\n'));
+    assert!(tree.is_absolute(), "{}", tree.display());
+    tree
+}
+
 /// The daemon line of ctrl's output, and its state.
 fn daemon_state(inst: &Instance) -> (u64, String) {
     let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
@@ -213,12 +232,7 @@ fn daemon_state(inst: &Instance) -> (u64, String) {
 /// (the same PID: a crash and a restart by ctrl would be another), and runs going on.
 fn pruned_without_crash(inst: &Instance, ctl: &Path, pid: u32, job: &str) -> PathBuf {
     let built = ctl.join("built");
-    assert!(
-        wait_for(Duration::from_secs(300), || built.exists()),
-        "the runner did not build its tree: {}",
-        inst.log()
-    );
-    let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
+    let tree = built_path(inst, &built, Duration::from_secs(300));
     assert!(tree.join("deep/d/d/d").is_dir(), "{}", tree.display());
     // A pruned run folder is moved into the job's `removing` folder first: gone means gone
     // from there too.
@@ -391,12 +405,7 @@ fn mount_point_left_alone(user: Option<(u32, u32)>) {
         trees: vec![],
     };
     let pid = start(&inst);
-    assert!(
-        wait_for(Duration::from_secs(60), || built.exists()),
-        "{}",
-        inst.log()
-    );
-    let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
+    let tree = built_path(&inst, &built, Duration::from_secs(60));
     let mnt = tree.join("mnt");
     let out = Command::new("mount")
         .arg("--bind")
@@ -476,12 +485,7 @@ fn f3_a_users_folder_is_removed_with_that_users_rights_only() {
     );
     let built = ctl.join("built");
     let pid = start(&inst);
-    assert!(
-        wait_for(Duration::from_secs(60), || built.exists()),
-        "{}",
-        inst.log()
-    );
-    let tree = PathBuf::from(fs::read_to_string(&built).unwrap().trim());
+    let tree = built_path(&inst, &built, Duration::from_secs(60));
     let roots = tree.join("roots");
     fs::create_dir(&roots).unwrap();
     fs::write(roots.join("f"), "root's").unwrap();

@@ -15,7 +15,7 @@ use crate::model::report::{self, Report};
 use crate::model::request::{StopMode, StopRequest};
 use crate::service::config::{self};
 use crate::service::state::{self, Durability, StateDir};
-use crate::service::{lock, run, sys};
+use crate::service::{lock, sys};
 use chrono::Utc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -749,8 +749,7 @@ fn run_once(path: &Path, name: &str) -> i32 {
         return 2;
     }
     sys::set_private_umask();
-    // As a daemon is: descendants that leave the run's process group become our children
-    // when their parents die, so the run's end still reaches them.
-    run::become_subreaper();
+    // With no daemon running, this process becomes a one-shot daemon, with the daemon's
+    // spawner (the reaper of what the run leaves behind, too).
     crate::app::once::run(&cfg, &job.name, path)
 }

@@ -17,5 +17,5 @@ pub(crate) mod results;
 pub mod run;
 pub(crate) mod security;
 pub(crate) mod state;
-pub(crate) mod sys;
+pub mod sys;
 pub(crate) mod view;

@@ -15,9 +15,9 @@
 //! root's ([`build_env`]); the daemon then seals what it built into a tree of its own (see
 //! `daemon::envs`). A daemon that is not root (and Windows) builds as itself, in place.
 //!
-//! The build runs as this binary's hidden `env-build` command, started by the daemon through
-//! [`crate::service::run::spawn`] like a runner (own process group, output to `build.log`, exit reported
-//! by the reaper), so the daemon never waits on a child itself. The build may use
+//! The build runs as this binary's hidden `env-build` command, started by the daemon's
+//! [`crate::service::run::Spawner`] like a runner (own process group, output to `build.log`, exit
+//! reported by the reaper), so the daemon never waits on a child itself. The build may use
 //! `std::process` freely: it is a process of its own.
 
 pub(crate) use crate::model::env::{EnvSpec, SourceKind};

@@ -184,7 +184,8 @@ impl Daemon {
         };
         tracing::error!("{e}; ending {} run(s) and exiting", self.active.len());
         for run in self.active.values() {
-            crate::service::run::kill_tree(run.pgid, &run.record.run_dir.display().to_string());
+            self.spawner
+                .kill_tree(run.pgid, &run.record.run_dir.display().to_string());
         }
         std::process::exit(1);
     }

@@ -4,7 +4,7 @@
 
 use crate::model::config::Job;
 use crate::model::record::{Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
-use crate::service::run::{self, ExitInfo, RunSpec};
+use crate::service::run::{self, ExitInfo, RunAs, RunSpec};
 use crate::service::state::private_file_options;
 use crate::service::state::record;
 use chrono::{DateTime, Utc};
@@ -148,12 +148,16 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
             .map_or_else(|| run_dir.clone(), std::path::Path::to_path_buf),
         stdout,
         stderr,
-        user: job.user.as_ref().map(|u| run::RunAs {
-            uid: u.uid,
-            gid: u.gid,
-            groups: u.groups.clone(),
-        }),
     })
+}
+
+/// The identity a run of a job with `user` takes.
+pub(super) fn run_as(u: &crate::model::user::UserInfo) -> RunAs {
+    RunAs {
+        uid: u.uid,
+        gid: u.gid,
+        groups: u.groups.clone(),
+    }
 }
 
 /// The state-error cause of one record: it clears only when that record is written.

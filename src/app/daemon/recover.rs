@@ -157,7 +157,7 @@ impl Daemon {
 
     /// Watches a run the previous daemon left running; its timeout counts from its start.
     fn adopt(&mut self, rec: RunRecord, pgid: u32) {
-        if !crate::service::run::adopt(pgid, rec.pid_start) {
+        if !self.spawner.adopt(pgid, rec.pid_start) {
             let mut rec = rec;
             rec.note = Some("the daemon died while this run was in flight and the runner is gone; its end was not observed".into());
             self.finish_recovered(rec, Outcome::Interrupted);

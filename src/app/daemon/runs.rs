@@ -2,12 +2,14 @@
 //! (TERM to the tree, KILL after `stop_grace`), and the final record.
 
 use super::event::Event;
-use super::folder::{mark_ended, new_record, open_spec, prepare_folder, record_cause, write_final};
+use super::folder::{
+    mark_ended, new_record, open_spec, prepare_folder, record_cause, run_as, write_final,
+};
 use super::shell::Daemon;
 use super::table::{ActiveRun, Pending};
 use crate::model::config::Job;
 use crate::model::record::{Outcome, RunRecord, Trigger};
-use crate::service::run::{self, ExitInfo};
+use crate::service::run::ExitInfo;
 use crate::service::state::record::{self};
 use chrono::{DateTime, Utc};
 use std::time::Instant;
@@ -107,9 +109,13 @@ impl Daemon {
         // it while the runner already runs, and a start time taken then would shorten the
         // recorded duration below what the runner really took.
         let started = Utc::now();
-        let spawned = run::spawn(spec, move |pid, exit| {
+        let on_exit = move |pid, exit| {
             let _ = tx.send(Event::Exited { pid, exit });
-        });
+        };
+        let spawned = match job.user.as_deref() {
+            Some(u) => self.spawner.spawn_as(spec, run_as(u), on_exit),
+            None => self.spawner.spawn(spec, on_exit),
+        };
         rec.started = Some(started);
         match spawned {
             Ok(pid) => {
@@ -174,17 +180,11 @@ impl Daemon {
         let Some(run) = self.active.remove(&pid) else {
             return;
         };
-        let mut run = run;
-        let outcome = if let Some(e) = &exit.spawn_error {
-            run.record.note = Some(format!("cannot start the runner: {e}"));
-            Outcome::Error
+        let outcome = run.ended_by.unwrap_or(if exit.success() {
+            Outcome::Success
         } else {
-            run.ended_by.unwrap_or(if exit.success() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            })
-        };
+            Outcome::Failure
+        });
         self.end_active(run, outcome, Some(exit));
     }
 
@@ -197,10 +197,10 @@ impl Daemon {
         // Processes the runner left behind (a browser, a driver, a daemonized helper that
         // left the group) must not outlive it.
         let dir = run.record.run_dir.display().to_string();
-        if run::tree_alive(run.pgid, &dir) {
+        if self.spawner.tree_alive(run.pgid, &dir) {
             // Told once per process: those told at a timeout or a stop keep the SIGKILL
             // planned then; what is new (an orphan found now) is told now.
-            run::terminate_tree(run.pgid, &dir);
+            self.spawner.terminate_tree(run.pgid, &dir);
             let kill_at = match (run.ended_by, run.kill_at) {
                 (Some(_), Some(k)) => k,
                 _ => Instant::now() + self.cfg.daemon.stop_grace,
@@ -342,23 +342,26 @@ impl Daemon {
             if run.ended_by.is_none() && now >= run.deadline {
                 warn!(job = %run.record.job, run_id = %run.record.run_id, "run timed out; ending its process tree");
                 run.ended_by = Some(Outcome::Timeout);
-                run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
+                self.spawner
+                    .terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
                 run.kill_at = Some(now + grace);
             } else if let Some(k) = run.kill_at {
                 if now >= k {
                     warn!(job = %run.record.job, run_id = %run.record.run_id, "run still alive {}s after SIGTERM; killing its process tree", grace.as_secs());
-                    run::kill_tree(run.pgid, &run.record.run_dir.display().to_string());
+                    self.spawner
+                        .kill_tree(run.pgid, &run.record.run_dir.display().to_string());
                     run.kill_at = None;
                 }
             }
         }
+        let spawner = &self.spawner;
         self.lingering.retain(|(pgid, dir, kill_at)| {
             // Gone: nothing to wait for (`run-once` and `stop --now` end at once then).
-            if !run::tree_alive(*pgid, dir) {
+            if !spawner.tree_alive(*pgid, dir) {
                 return false;
             }
             if now >= *kill_at {
-                if run::kill_tree(*pgid, dir) {
+                if spawner.kill_tree(*pgid, dir) {
                     warn!(pgid, "killed processes a finished run left behind");
                 }
                 false
@@ -377,7 +380,8 @@ impl Daemon {
             // result. It stays `timeout`: that is why it ended.
             if run.ended_by.is_none() {
                 run.ended_by = Some(Outcome::Killed);
-                run::terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
+                self.spawner
+                    .terminate_tree(run.pgid, &run.record.run_dir.display().to_string());
                 run.kill_at = Some(kill_at);
             }
         }

@@ -131,6 +131,8 @@ pub(crate) struct Daemon {
     pub(super) finishing: usize,
     /// Python environments and `start_delay` (see `envs`).
     pub(super) envs: envs::Side,
+    /// Starts every child of this process and ends the runs' trees (see `run`).
+    pub(super) spawner: crate::service::run::Spawner,
 }
 
 /// Runs the daemon until it stops. Returns an exit code only if it could not start; once it
@@ -175,9 +177,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     }
     sys::set_private_umask();
     sys::memory::tune_allocator();
-    // Descendants of runs that leave their process group become our children when their
-    // parents die, so a timeout can still find and end them.
-    crate::service::run::become_subreaper();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
     let cfg = match config::load(&opts.config) {
@@ -300,12 +299,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
         lifecycle::Begun::default()
     };
-    match crate::service::run::enable_cgroups() {
-        Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
-        Err(why) => warn!(
-            "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
-        ),
-    }
     if let Err(e) = state::reserve_alert(&st) {
         error!(
             "cannot reserve {}: {e}; a full disk may go unreported",
@@ -334,6 +327,19 @@ impl Daemon {
         locked_at: chrono::DateTime<Utc>,
         begun: lifecycle::Begun,
     ) -> Result<Daemon, String> {
+        // Every child of this process is started by this one spawner or, a helper of its own,
+        // through `sys::children` (see `run`'s reaper). Descendants of runs
+        // that leave their process group become our children when their parents die, so a
+        // timeout can still find and end them.
+        let spawner =
+            crate::service::run::Spawner::new().map_err(|e| format!("cannot start runs: {e}"))?;
+        spawner.become_subreaper();
+        match spawner.enable_cgroups() {
+            Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
+            Err(why) => warn!(
+                "runs get no cgroup of their own ({why}); each runner holds its descendants as their subreaper, and what it leaves behind is ended with the run"
+            ),
+        }
         let (tx, rx) = mpsc::channel();
         let me = sys::ProcessId::current();
         let info = DaemonInfo {
@@ -356,7 +362,7 @@ impl Daemon {
         };
         let mut control = Control::new(&state, opts.run_flag.clone(), locked_at);
         let tx_inherited = std::sync::Mutex::new(tx.clone());
-        crate::service::run::on_inherited_exit(move || {
+        spawner.on_inherited_exit(move || {
             let _ = tx_inherited
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -388,6 +394,7 @@ impl Daemon {
             finisher: None,
             finishing: 0,
             envs: envs::Side::default(),
+            spawner,
         };
         d.publish_agent_mode();
         info!(
@@ -481,7 +488,16 @@ impl Daemon {
             }
         }
         self.envs_stop();
-        crate::service::run::cleanup();
+        // Nothing a run left may outlive this process as a zombie nobody collects (`run-once`
+        // exited with Chromium's killed helpers still its children).
+        let left = self.spawner.end_orphans(self.cfg.daemon.stop_grace);
+        if !left.is_empty() {
+            warn!(
+                ?left,
+                "processes finished runs left behind are still there at exit"
+            );
+        }
+        self.spawner.cleanup();
         self.info.phase = crate::model::status::Phase::Stopped;
         self.dirty = true;
         self.flush_status(true);

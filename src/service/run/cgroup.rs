@@ -13,16 +13,18 @@
 //! Under a systemd that delegated nothing, the cgroups are systemd's: none are made there (the
 //! runner then holds its descendants as their subreaper, see `run::unix`).
 //!
-//! Each run's cgroup is created before the spawn; the child moves itself into it (writes `0`
-//! to its `cgroup.procs`) before it execs. No controllers are enabled, so the daemon itself may
-//! stay where it is (systemd's MainPID check holds, and cgroup v2's rule against processes in
+//! Where they go and which run has which is one spawner's ([`Cgroups`]). Each run's cgroup is
+//! created before the spawn; the child moves itself into it (writes `0` to its `cgroup.procs`)
+//! before it execs. No controllers are enabled, so the daemon itself may stay where it is (systemd's MainPID check holds, and cgroup v2's rule against processes in
 //! inner cgroups with controllers never applies).
 
+use super::lock;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The test hook that turns run cgroups off (tests/escapees.rs runs each case with and
 /// without): any non-empty value. Documented in docs/RELIABILITY.md.
@@ -37,8 +39,24 @@ struct Base {
     owned: bool,
 }
 
-static BASE: OnceLock<Base> = OnceLock::new();
-static NEXT: AtomicU64 = AtomicU64::new(1);
+/// One spawner's run cgroups: where they go once enabled, the next name, and the cgroup of
+/// each run that has one.
+pub struct Cgroups {
+    base: OnceLock<Base>,
+    next: AtomicU64,
+    /// The cgroup of each run that has one, by its process group id.
+    runs: Mutex<HashMap<u32, PathBuf>>,
+}
+
+impl Default for Cgroups {
+    fn default() -> Cgroups {
+        Cgroups {
+            base: OnceLock::new(),
+            next: AtomicU64::new(1),
+            runs: Mutex::default(),
+        }
+    }
+}
 
 /// The cgroup2 mount point (from /proc/self/mountinfo: `/sys/fs/cgroup` in pure v2 mode,
 /// `/sys/fs/cgroup/unified` in hybrid mode), one whose root is the namespace's root.
@@ -88,61 +106,139 @@ fn systemd_runs() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
-/// Turns run cgroups on where one can be had (see the module doc). Returns where the runs'
-/// cgroups go, or why there are none.
-pub fn enable() -> Result<PathBuf, String> {
-    if let Some(b) = BASE.get() {
-        return Ok(b.dir.clone());
-    }
-    if std::env::var_os(TEST_HOOK).is_some_and(|v| !v.is_empty()) {
-        return Err(format!("turned off by {TEST_HOOK} (a test hook)"));
-    }
-    let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
-    let rel = cgroup_path("self").ok_or("this process is in no cgroup v2")?;
-    let own = mount.join(&rel);
-    let unit = rel.rsplit('/').next().unwrap_or_default();
-    let delegated = unit.starts_with("robotmk-daemon-") && unit.ends_with(".service");
-    let (dir, owned) = if delegated {
-        (own.clone(), false)
-    } else if systemd_runs() {
-        return Err(format!(
-            "systemd runs here and delegated no cgroup to this daemon (it is in {}; started \
+impl Cgroups {
+    /// Turns run cgroups on where one can be had (see the module doc). Returns where the runs'
+    /// cgroups go, or why there are none.
+    pub fn enable(&self) -> Result<PathBuf, String> {
+        if let Some(b) = self.base.get() {
+            return Ok(b.dir.clone());
+        }
+        if std::env::var_os(TEST_HOOK).is_some_and(|v| !v.is_empty()) {
+            return Err(format!("turned off by {TEST_HOOK} (a test hook)"));
+        }
+        let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
+        let rel = cgroup_path("self").ok_or("this process is in no cgroup v2")?;
+        let own = mount.join(&rel);
+        let unit = rel.rsplit('/').next().unwrap_or_default();
+        let delegated = unit.starts_with("robotmk-daemon-") && unit.ends_with(".service");
+        let (dir, owned) = if delegated {
+            (own.clone(), false)
+        } else if systemd_runs() {
+            return Err(format!(
+                "systemd runs here and delegated no cgroup to this daemon (it is in {}; started \
              outside its unit?)",
-            own.display()
-        ));
-    } else {
-        clean_stale(&own);
-        (
-            own.join(format!("robotmk-daemon-{}", std::process::id())),
-            true,
-        )
-    };
-    if owned {
-        std::fs::create_dir(&dir)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Ok(()),
-                _ => Err(e),
-            })
-            .map_err(|e| format!("cannot create the cgroup {}: {e}", dir.display()))?;
-    } else {
-        // Delegated: the unit's cgroup is ours to write (systemd chowns it and stops managing
-        // what is below).
-        let probe = dir.join(format!("run-probe-{}", std::process::id()));
-        std::fs::create_dir(&probe)
-            .and_then(|_| std::fs::remove_dir(&probe))
-            .map_err(|e| {
-                format!(
-                    "cannot create a cgroup in {}: {e} (not delegated?)",
-                    dir.display()
-                )
-            })?;
+                own.display()
+            ));
+        } else {
+            clean_stale(&own);
+            (
+                own.join(format!("robotmk-daemon-{}", std::process::id())),
+                true,
+            )
+        };
+        if owned {
+            std::fs::create_dir(&dir)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(|e| format!("cannot create the cgroup {}: {e}", dir.display()))?;
+        } else {
+            // Delegated: the unit's cgroup is ours to write (systemd chowns it and stops managing
+            // what is below).
+            let probe = dir.join(format!("run-probe-{}", std::process::id()));
+            std::fs::create_dir(&probe)
+                .and_then(|_| std::fs::remove_dir(&probe))
+                .map_err(|e| {
+                    format!(
+                        "cannot create a cgroup in {}: {e} (not delegated?)",
+                        dir.display()
+                    )
+                })?;
+        }
+        let _ = self.base.set(Base {
+            dir: dir.clone(),
+            mount,
+            owned,
+        });
+        Ok(dir)
     }
-    let _ = BASE.set(Base {
-        dir: dir.clone(),
-        mount,
-        owned,
-    });
-    Ok(dir)
+
+    /// At the daemon's exit: removes its own subtree where empty (runs still alive keep theirs).
+    pub fn cleanup(&self) {
+        if let Some(b) = self.base.get().filter(|b| b.owned) {
+            remove_tree(&b.dir);
+        }
+    }
+
+    /// A new cgroup for a run about to start, if run cgroups are on. A name taken already (a run
+    /// of an earlier daemon in the same unit, still alive) is skipped.
+    pub fn create(&self) -> Option<RunCgroup> {
+        let base = self.base.get()?;
+        for _ in 0..100 {
+            let dir = base
+                .dir
+                .join(format!("run-{}", self.next.fetch_add(1, Ordering::Relaxed)));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    let procs =
+                        CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()?;
+                    return Some(RunCgroup { dir, procs });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Remembers the cgroup of the run of group `pgid`.
+    pub fn insert(&self, pgid: u32, dir: PathBuf) {
+        lock(&self.runs).insert(pgid, dir);
+    }
+
+    /// The cgroup of the run of group `pgid`, if it has one.
+    pub fn of_run(&self, pgid: u32) -> Option<PathBuf> {
+        lock(&self.runs).get(&pgid).cloned()
+    }
+
+    /// The cgroups of these runs (those that have one).
+    pub fn of_runs<'a>(&self, pgids: impl IntoIterator<Item = &'a u32>) -> Vec<PathBuf> {
+        let runs = lock(&self.runs);
+        pgids
+            .into_iter()
+            .filter_map(|p| runs.get(p).cloned())
+            .collect()
+    }
+
+    /// Removes the run's cgroup once it is empty (kept, to be retried, while it is not).
+    pub fn remove_run(&self, pgid: u32) {
+        let mut runs = lock(&self.runs);
+        if runs.get(&pgid).is_some_and(|d| remove(d)) {
+            runs.remove(&pgid);
+        }
+    }
+
+    /// The cgroup folder of process `pid`, if run cgroups are on and it can be read.
+    pub fn of_process(&self, pid: u32) -> Option<PathBuf> {
+        let base = self.base.get()?;
+        Some(base.mount.join(cgroup_path(&pid.to_string())?))
+    }
+
+    /// The run cgroup of a runner an earlier daemon started (taken over after a restart): its
+    /// cgroup, if that is a run cgroup (`run-<n>` below a daemon's subtree or unit).
+    pub fn of_adopted(&self, pid: u32) -> Option<PathBuf> {
+        let mount = match self.base.get() {
+            Some(b) => b.mount.clone(),
+            None => cgroup2_mount()?,
+        };
+        let rel = cgroup_path(&pid.to_string())?;
+        let mut parts = rel.rsplit('/');
+        let run = parts.next()?;
+        let daemon = parts.next()?;
+        let ours = daemon.starts_with("robotmk-daemon-");
+        (run.starts_with("run-") && ours).then(|| mount.join(&rel))
+    }
 }
 
 /// Removes the empty subtrees earlier daemons left beside ours (killed before they could):
@@ -184,60 +280,12 @@ fn remove_tree(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-/// At the daemon's exit: removes its own subtree where empty (runs still alive keep theirs).
-pub fn cleanup() {
-    if let Some(b) = BASE.get().filter(|b| b.owned) {
-        remove_tree(&b.dir);
-    }
-}
-
 /// A run's cgroup: created before the spawn, removed when the run is over.
 #[derive(Debug)]
 pub struct RunCgroup {
     pub dir: PathBuf,
     /// `<dir>/cgroup.procs`, for the child to write `0` to.
     pub procs: CString,
-}
-
-/// A new cgroup for a run about to start, if run cgroups are on. A name taken already (a run
-/// of an earlier daemon in the same unit, still alive) is skipped.
-pub fn create() -> Option<RunCgroup> {
-    let base = BASE.get()?;
-    for _ in 0..100 {
-        let dir = base
-            .dir
-            .join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()?;
-                return Some(RunCgroup { dir, procs });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(_) => return None,
-        }
-    }
-    None
-}
-
-/// The cgroup folder of process `pid`, if run cgroups are on and it can be read.
-pub fn of_process(pid: u32) -> Option<PathBuf> {
-    let base = BASE.get()?;
-    Some(base.mount.join(cgroup_path(&pid.to_string())?))
-}
-
-/// The run cgroup of a runner an earlier daemon started (taken over after a restart): its
-/// cgroup, if that is a run cgroup (`run-<n>` below a daemon's subtree or unit).
-pub fn of_adopted(pid: u32) -> Option<PathBuf> {
-    let mount = match BASE.get() {
-        Some(b) => b.mount.clone(),
-        None => cgroup2_mount()?,
-    };
-    let rel = cgroup_path(&pid.to_string())?;
-    let mut parts = rel.rsplit('/');
-    let run = parts.next()?;
-    let daemon = parts.next()?;
-    let ours = daemon.starts_with("robotmk-daemon-");
-    (run.starts_with("run-") && ours).then(|| mount.join(&rel))
 }
 
 /// The PIDs in the cgroup now.

@@ -1,4 +1,6 @@
-//! Starting a runner and ending its whole process tree, behind one interface per OS.
+//! Starting a runner and ending its whole process tree, behind one interface per OS: the
+//! [`Spawner`], a value its owner creates once (the daemon; a one-shot `run-once` is a daemon
+//! too) and passes to whatever starts or ends runs (the loop, the environment builds).
 //!
 //! A run is spawned with its stdout and stderr going straight to files in its run folder (the
 //! daemon never buffers runner output), held so that a timeout reaches every process it
@@ -6,6 +8,49 @@
 //! as the subreaper of its descendants; on Windows in a job object. Exits are reported through
 //! a callback from a reaper thread, so the daemon's loop never blocks on a child; orphans the
 //! daemon inherits are collected there too.
+//!
+//! A run keeps the daemon's identity ([`Spawner::spawn`]) or takes a user's
+//! ([`Spawner::spawn_as`], Unix): two entry points, because on Unix the first may start its
+//! child in the daemon's own memory (see `unix`), where taking another identity is unsafe. A
+//! [`RunSpec`] cannot carry a user, so such a run can only come through the second:
+//!
+//! ```compile_fail
+//! # use robotmk_daemon::run::{RunAs, RunSpec};
+//! # fn f(argv: Vec<String>, user: RunAs) {
+//! let spec = RunSpec {
+//!     argv,
+//!     env: Default::default(),
+//!     working_dir: "/".into(),
+//!     stdout: "/dev/null".into(),
+//!     stderr: "/dev/null".into(),
+//!     user: Some(user), // no such field
+//! };
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! # use robotmk_daemon::run::{RunAs, RunSpec, Spawner};
+//! # fn f(s: &Spawner, spec: RunSpec, user: RunAs) {
+//! // `spawn` takes a spec and a callback, nothing that names a user.
+//! let _ = s.spawn((spec, user), |_, _| {});
+//! # }
+//! ```
+//!
+//! The same lines without the user compile (so the two above fail for that reason alone):
+//!
+//! ```no_run
+//! # use robotmk_daemon::run::{RunAs, RunSpec, Spawner};
+//! # fn f(s: &Spawner, argv: Vec<String>, user: RunAs) {
+//! let spec = RunSpec {
+//!     argv,
+//!     env: Default::default(),
+//!     working_dir: "/".into(),
+//!     stdout: "/dev/null".into(),
+//!     stderr: "/dev/null".into(),
+//! };
+//! let _ = s.spawn_as(spec, user, |_, _| {});
+//! # }
+//! ```
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -14,26 +59,22 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::{
-    adopt, background_thread, become_subreaper, cleanup, enable_cgroups, group_alive, kill_group,
-    kill_tree, on_inherited_exit, spawn, terminate_group, terminate_tree, tree_alive, TAG,
-};
+pub use platform::{background_thread, Spawner, TAG};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Everything needed to start one runner.
+/// Everything needed to start one runner. It names no user: a run as another user is started
+/// by [`Spawner::spawn_as`].
 #[derive(Debug)]
 pub struct RunSpec {
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub working_dir: PathBuf,
-    /// Files the runner's stdout and stderr go to (created if missing, never truncated). The
-    /// spawner opens them itself: on Unix in the child, off the daemon's critical path.
+    /// Files the runner's stdout and stderr go to (created if missing, never truncated; never
+    /// through a link, regular files only).
     pub stdout: PathBuf,
     pub stderr: PathBuf,
-    /// Run as this user instead of the daemon's (Unix, daemon as root; a job's `user`).
-    pub user: Option<RunAs>,
 }
 
 /// The identity a runner takes before it executes (resolved when the config is loaded).
@@ -45,19 +86,18 @@ pub struct RunAs {
     pub groups: Vec<u32>,
 }
 
-/// How a process ended.
+/// How a process ended. A runner that could not be started (not found, not executable, its
+/// output file refused) has no exit: its spawn returned the error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
     pub code: Option<i32>,
     /// The signal that ended it (Unix).
     pub signal: Option<i32>,
-    /// The runner could not be executed (reported after the fork, e.g. a bad interpreter).
-    pub spawn_error: Option<String>,
 }
 
 impl ExitInfo {
     pub fn success(&self) -> bool {
-        self.code == Some(0) && self.spawn_error.is_none()
+        self.code == Some(0)
     }
 }
 

@@ -16,17 +16,20 @@
 //!   Each orphan is *claimed* by the end of a run that finds it (the first to look: several runs
 //!   ending at the same instant cannot be told apart, and their orphans are ended together).
 //!
+//! The claims and who was told SIGTERM are one spawner's ([`Tree`]).
+//!
 //! Descendants of our own children are named through pidfds, each checked to still be the child
 //! of its parent after its pidfd was taken, so a recycled PID is never signalled. A SIGTERM
 //! reaches each process once, however many looks at the tree there are (robot quits at once,
 //! without writing its result, at a second one); SIGKILL as often as needed.
 
-use super::{cgroup, pidfd_open, reaper};
+use super::{cgroup, lock, pidfd_open, Shared};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// At most this many descendants are walked per root (a fork bomb must not stall the loop; the
 /// next look finds the rest).
@@ -35,10 +38,13 @@ const WALK_CAP: usize = 20_000;
 /// the one before (a killed process forks no more).
 const KILL_ROUNDS: usize = 8;
 
-/// The process group of the run that claimed each orphan, by the orphan's PID.
-fn claims() -> &'static Mutex<HashMap<u32, u32>> {
-    static CLAIMS: OnceLock<Mutex<HashMap<u32, u32>>> = OnceLock::new();
-    CLAIMS.get_or_init(Default::default)
+/// What one spawner knows of its runs' trees beyond its runners: the orphans each run
+/// claimed, and who was told SIGTERM already.
+#[derive(Default)]
+pub(super) struct Tree {
+    /// The process group of the run that claimed each orphan, by the orphan's PID.
+    claims: Mutex<HashMap<u32, u32>>,
+    told: Mutex<Told>,
 }
 
 /// Who was told SIGTERM: processes (with their start time) and process groups.
@@ -48,16 +54,37 @@ struct Told {
     groups: HashSet<u32>,
 }
 
-fn told() -> std::sync::MutexGuard<'static, Told> {
-    static TOLD: OnceLock<Mutex<Told>> = OnceLock::new();
-    TOLD.get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+impl Tree {
+    /// A new runner leads a new group whose id may be an old one's: it has not been told.
+    pub(super) fn new_group(&self, pgid: u32) {
+        lock(&self.told).groups.remove(&pgid);
+    }
+
+    /// An inherited child exited and is collected now: it is no one's claim any more.
+    /// Collected under the claims' lock, so a claimed PID is never reused while it is
+    /// signalled.
+    pub(super) fn collect_inherited(&self, pid: u32) -> bool {
+        let mut claims = lock(&self.claims);
+        let collected = collect_now(pid);
+        claims.remove(&pid);
+        collected
+    }
 }
 
-/// A new runner leads a new group whose id may be an old one's: it has not been told.
-pub(super) fn new_group(pgid: u32) {
-    told().groups.remove(&pgid);
+/// Collects the child `pid` if it has exited (never blocks); true if it was collected now.
+fn collect_now(pid: u32) -> bool {
+    // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: si_pid is set by a successful waitid that found a child.
+    r == 0 && unsafe { info.si_pid() } != 0
 }
 
 /// A process named by a pidfd where the kernel has them (else by PID alone).
@@ -97,7 +124,7 @@ impl Proc {
 
     /// SIGKILL, or SIGTERM if it was never told before (a zombie or a gone process is not
     /// told: nothing to tell).
-    fn tell(&self, sig: i32) -> bool {
+    fn tell(&self, sig: i32, told: &Mutex<Told>) -> bool {
         if sig != libc::SIGTERM {
             return self.signal(sig);
         }
@@ -105,7 +132,7 @@ impl Proc {
             return false;
         };
         {
-            let mut t = told();
+            let mut t = lock(told);
             if t.procs.get(&self.pid) == Some(&start) {
                 return false;
             }
@@ -120,7 +147,7 @@ impl Proc {
 }
 
 /// The children of `pid` (every thread's), from /proc.
-fn children_of(pid: &str) -> Vec<u32> {
+pub(super) fn children_of(pid: &str) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -173,62 +200,113 @@ fn tree_of(root: u32) -> Vec<Proc> {
     out
 }
 
-/// Our own children that are no runner: orphans we inherited.
-fn inherited() -> Vec<u32> {
-    let mut kids = children_of("self");
-    if let Ok(r) = reaper() {
-        let runners = r.children.lock().unwrap_or_else(|e| e.into_inner());
-        kids.retain(|p| !runners.contains_key(p));
-    }
-    kids
-}
-
 /// Claims for the run of group `pgid` every orphan nobody claimed yet that no live run holds
 /// (see the module doc). Zombies are left to the reaper. Only in a process that inherits
 /// orphans: elsewhere a child that is no runner is someone's own.
-fn claim(pgid: u32) {
-    if !super::INHERITS.load(std::sync::atomic::Ordering::Acquire) {
+fn claim(s: &Shared, pgid: u32) {
+    if !s.reaper.inherits() {
         return;
     }
-    let Ok(r) = reaper() else { return };
     // No runner can be registered meanwhile: one spawned an instant ago is never an orphan.
-    let _gate = r.gate.lock().unwrap_or_else(|e| e.into_inner());
-    let mut claims = claims().lock().unwrap_or_else(|e| e.into_inner());
-    let new: Vec<u32> = inherited()
+    let _gate = s.reaper.gate();
+    // Nor is a helper of the daemon's own (a user's folder being removed with that user's
+    // rights): see `sys::children`.
+    let own = crate::service::sys::children::hold();
+    let mut claims = lock(&s.tree.claims);
+    let runners = s.reaper.runners();
+    let new: Vec<u32> = children_of("self")
         .into_iter()
         .filter(|p| {
-            !claims.contains_key(p) && crate::service::sys::process_start_time(*p).is_some()
+            !runners.contains(p)
+                && !own.is_own(*p)
+                && !claims.contains_key(p)
+                && crate::service::sys::process_start_time(*p).is_some()
         })
         .collect();
+    drop(own);
     if new.is_empty() {
         return;
     }
-    let live = super::live_cgroups();
+    let live = s.cgroups.of_runs(&runners);
     for pid in new {
-        let held = !live.is_empty() && cgroup::of_process(pid).is_some_and(|cg| live.contains(&cg));
+        let held = !live.is_empty()
+            && s.cgroups
+                .of_process(pid)
+                .is_some_and(|cg| live.contains(&cg));
         if !held {
             claims.insert(pid, pgid);
         }
     }
 }
 
-/// An inherited child exited and is collected now: it is no one's claim any more. Collected
-/// under the claims' lock, so a claimed PID is never reused while it is signalled.
-pub(super) fn collect_inherited(pid: u32) -> bool {
-    let mut claims = claims().lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        )
-    };
-    claims.remove(&pid);
-    // SAFETY: si_pid is set by a successful waitid that found a child.
-    r == 0 && unsafe { info.si_pid() } != 0
+/// How long, after its stop grace, an exiting subreaper waits for the orphans it SIGKILLed to
+/// be collected (a killed process may take a moment in the kernel: a file system's wait).
+const KILLED_WAIT: Duration = Duration::from_secs(5);
+
+/// The children of this process that are orphans of runs no live run holds, zombies
+/// included: neither runners nor the daemon's own helpers, nor (with cgroups) in the cgroup
+/// of a live run. The caller holds the gate and the helpers' record, as [`claim`] does.
+fn orphans(s: &Shared, own: &crate::service::sys::children::Held) -> Vec<u32> {
+    let runners = s.reaper.runners();
+    let left: Vec<u32> = children_of("self")
+        .into_iter()
+        .filter(|p| !runners.contains(p) && !own.is_own(*p))
+        .collect();
+    let live = s.cgroups.of_runs(&runners);
+    if live.is_empty() {
+        return left;
+    }
+    left.into_iter()
+        .filter(|p| {
+            !s.cgroups
+                .of_process(*p)
+                .is_some_and(|cg| live.contains(&cg))
+        })
+        .collect()
+}
+
+/// At the exit of a process that inherits orphans (the daemon, `run-once`): ends every orphan
+/// of a run it holds (SIGTERM to each and its descendants once, SIGKILL from `grace` on) and
+/// collects each, waiting until none is left or `grace` plus [`KILLED_WAIT`] has passed.
+/// Whatever it left would be PID 1's, or an outer subreaper's, which may never collect a
+/// zombie. Returns the PIDs still left when it gave up.
+pub(super) fn end_orphans(s: &Shared, grace: Duration) -> Vec<u32> {
+    if !s.reaper.inherits() {
+        return Vec::new();
+    }
+    let start = Instant::now();
+    loop {
+        let waited = start.elapsed();
+        let sig = if waited >= grace {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
+        let left = {
+            // Each look under the gate, the helpers' record and the claims (the reaper's
+            // order): no orphan is collected by the reaper meanwhile, so none of these PIDs
+            // is another process's while it is signalled, and none is a new child's.
+            let _gate = s.reaper.gate();
+            let own = crate::service::sys::children::hold();
+            let mut claims = lock(&s.tree.claims);
+            let mut left = orphans(s, &own);
+            left.retain(|&pid| {
+                if collect_now(pid) {
+                    claims.remove(&pid);
+                    return false;
+                }
+                for p in tree_of(pid) {
+                    p.tell(sig, &s.tree.told);
+                }
+                true
+            });
+            left
+        };
+        if left.is_empty() || waited >= grace + KILLED_WAIT {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A run as its caller knows it.
@@ -241,24 +319,23 @@ pub(super) struct Run<'a> {
 }
 
 /// Whether anything of the run is left (claiming its orphans first).
-pub(super) fn alive(run: &Run) -> bool {
-    claim(run.pgid);
+pub(super) fn alive(s: &Shared, run: &Run) -> bool {
+    claim(s, run.pgid);
     if run.runner_alive || super::group_alive(run.pgid) {
         return true;
     }
     if run.cgroup.as_deref().is_some_and(cgroup::populated) {
         return true;
     }
-    claims()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    lock(&s.tree.claims)
         .iter()
         .any(|(pid, g)| *g == run.pgid && crate::service::sys::process_start_time(*pid).is_some())
 }
 
 /// Sends `sig` (SIGTERM or SIGKILL) to everything of the run; true if anything was there.
-pub(super) fn signal(run: &Run, sig: i32) -> bool {
-    claim(run.pgid);
+pub(super) fn signal(s: &Shared, run: &Run, sig: i32) -> bool {
+    claim(s, run.pgid);
+    let told = &s.tree.told;
     let pgid = run.pgid;
     let outside = |pid: u32| pgid_of(pid) != Some(pgid);
     let mut any = false;
@@ -279,18 +356,18 @@ pub(super) fn signal(run: &Run, sig: i32) -> bool {
                 break;
             }
             for p in &procs {
-                any |= p.tell(sig);
+                any |= p.tell(sig, told);
             }
         }
     }
-    any |= signal_group(pgid, sig);
+    any |= signal_group(pgid, sig, told);
     // Those that left the group but kept the tag.
     let needle = format!("{}={}", super::TAG, run.run_dir).into_bytes();
     for pid in crate::service::sys::processes_with_env(super::TAG, run.run_dir) {
         if let Some(p) = Proc::open(pid, |p| {
             outside(p) && crate::service::sys::has_env(p, &needle)
         }) {
-            any |= p.tell(sig);
+            any |= p.tell(sig, told);
         }
     }
     // The cgroup holds even those that cleared their environment.
@@ -300,28 +377,28 @@ pub(super) fn signal(run: &Run, sig: i32) -> bool {
         } else {
             for pid in cgroup::members(dir) {
                 let member =
-                    |p: u32| outside(p) && cgroup::of_process(p).is_some_and(|cg| cg == *dir);
+                    |p: u32| outside(p) && s.cgroups.of_process(p).is_some_and(|cg| cg == *dir);
                 if let Some(p) = Proc::open(pid, member) {
-                    any |= p.tell(sig);
+                    any |= p.tell(sig, told);
                 }
             }
         }
     }
     // The orphans it left, and theirs. Under the claims' lock: a claimed child of ours is not
     // collected (its PID not freed) while it is signalled.
-    let claims = claims().lock().unwrap_or_else(|e| e.into_inner());
+    let claims = lock(&s.tree.claims);
     for (&pid, _) in claims.iter().filter(|(_, g)| **g == pgid) {
         for p in tree_of(pid).iter().filter(|p| outside(p.pid)) {
-            any |= p.tell(sig);
+            any |= p.tell(sig, told);
         }
     }
     any
 }
 
 /// SIGKILL to the group, or SIGTERM once per group.
-fn signal_group(pgid: u32, sig: i32) -> bool {
+fn signal_group(pgid: u32, sig: i32, told: &Mutex<Told>) -> bool {
     if sig == libc::SIGTERM {
-        let mut t = told();
+        let mut t = lock(told);
         if !t.groups.insert(pgid) {
             return super::group_alive(pgid);
         }

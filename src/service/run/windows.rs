@@ -6,13 +6,13 @@
 //! The job is named `robotmk-run-<pid>-<creation time>`, so a daemon that restarted while the
 //! run was in flight can find the job again by the PID and creation time in the run's record.
 //!
-//! The interface is keyed by the runner's PID (like the process group on Unix): a registry maps
-//! it to the job and a handle on the runner. That handle also keeps the PID from being reused
+//! The interface is keyed by the runner's PID (like the process group on Unix): the
+//! [`Spawner`]'s registry maps it to the job and a handle on the runner. That handle also keeps the PID from being reused
 //! while the entry exists. An entry is dropped once the runner has exited and its job is empty
 //! (or killed). Windows has no polite way to end a tree: "terminate" and "kill" both terminate
 //! the job.
 
-use super::{ExitInfo, RunSpec};
+use super::{ExitInfo, RunAs, RunSpec};
 use crate::service::sys::{handle_start_time, wide, OwnedHandle};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -20,7 +20,7 @@ use std::io;
 use std::os::windows::io::AsRawHandle;
 use std::os::windows::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
@@ -90,9 +90,11 @@ impl Tracked {
     }
 }
 
-fn registry() -> &'static Mutex<HashMap<u32, Arc<Tracked>>> {
-    static RUNS: OnceLock<Mutex<HashMap<u32, Arc<Tracked>>>> = OnceLock::new();
-    RUNS.get_or_init(Default::default)
+/// Starts runs in job objects and ends them (see the module doc). Cheap to clone: the clones
+/// share one registry.
+#[derive(Clone, Default)]
+pub struct Spawner {
+    runs: Arc<Mutex<HashMap<u32, Arc<Tracked>>>>,
 }
 
 fn job_name(pid: u32, start: u64) -> Vec<u16> {
@@ -103,49 +105,6 @@ fn open_process(pid: u32) -> Option<OwnedHandle> {
     let access = PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE | PROCESS_TERMINATE;
     // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
     OwnedHandle::new(unsafe { OpenProcess(access, 0, pid) })
-}
-
-/// The run with this PID, from the registry: spawned by us, or adopted ([`adopt`]). A bare
-/// PID is never opened here: it may belong to another process by now.
-fn lookup(pid: u32) -> Option<Arc<Tracked>> {
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&pid)
-        .cloned()
-}
-
-/// Takes over a run the previous daemon left running: opens the runner, checks it is the
-/// process that started at `start` (PIDs are reused), and opens the job it was put in, by
-/// name. The handle then pins that process: later calls can no longer reach another one.
-/// False if the runner is gone or the PID names another process now.
-pub fn adopt(pid: u32, start: Option<u64>) -> bool {
-    let Some(process) = open_process(pid) else {
-        return false;
-    };
-    let Some(actual) = handle_start_time(process.0) else {
-        return false;
-    };
-    if start.is_some_and(|s| s != actual) {
-        return false;
-    }
-    let name = job_name(pid, actual);
-    // SAFETY: OpenJobObjectW with a NUL-terminated name; the result is checked and owned.
-    let job = OwnedHandle::new(unsafe {
-        OpenJobObjectW(JOB_OBJECT_QUERY | JOB_OBJECT_TERMINATE, 0, name.as_ptr())
-    });
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pid, Arc::new(Tracked { job, process }));
-    true
-}
-
-fn forget(pid: u32) {
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&pid);
 }
 
 /// Resumes every thread of a process created suspended (its main thread; std does not hand
@@ -210,129 +169,180 @@ fn contain(child: &std::process::Child) -> io::Result<Tracked> {
     })
 }
 
-/// Starts the runner in a job object of its own; `on_exit` is called (on a waiter thread) when
-/// the runner exits. Returns its PID, the key for the functions below.
-pub fn spawn(
-    spec: RunSpec,
-    on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
-) -> io::Result<u32> {
-    let Some(program) = spec.argv.first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
-    };
-    let open = |p: &std::path::Path| OpenOptions::new().append(true).create(true).open(p);
-    let mut cmd = Command::new(program);
-    cmd.args(&spec.argv[1..])
-        .envs(&spec.env)
-        .current_dir(&spec.working_dir)
-        .stdin(Stdio::null())
-        .stdout(open(&spec.stdout)?)
-        .stderr(open(&spec.stderr)?)
-        .creation_flags(CREATE_SUSPENDED | CREATE_NO_WINDOW);
-    let mut child = cmd.spawn()?;
-    let pid = child.id();
-    let tracked = match contain(&child) {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
+impl Spawner {
+    /// A spawner with an empty registry (each runner gets a waiter thread of its own).
+    pub fn new() -> io::Result<Spawner> {
+        Ok(Spawner::default())
+    }
+
+    fn runs(&self) -> MutexGuard<'_, HashMap<u32, Arc<Tracked>>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The run with this PID, from the registry: spawned by us, or adopted
+    /// ([`Spawner::adopt`]). A bare PID is never opened here: it may belong to another process
+    /// by now.
+    fn lookup(&self, pid: u32) -> Option<Arc<Tracked>> {
+        self.runs().get(&pid).cloned()
+    }
+
+    fn forget(&self, pid: u32) {
+        self.runs().remove(&pid);
+    }
+
+    /// Takes over a run the previous daemon left running: opens the runner, checks it is the
+    /// process that started at `start` (PIDs are reused), and opens the job it was put in, by
+    /// name. The handle then pins that process: later calls can no longer reach another one.
+    /// False if the runner is gone or the PID names another process now.
+    pub fn adopt(&self, pid: u32, start: Option<u64>) -> bool {
+        let Some(process) = open_process(pid) else {
+            return false;
+        };
+        let Some(actual) = handle_start_time(process.0) else {
+            return false;
+        };
+        if start.is_some_and(|s| s != actual) {
+            return false;
         }
-    };
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pid, Arc::new(tracked));
-    std::thread::Builder::new()
-        .name(format!("wait-{pid}"))
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let exit = match child.wait() {
-                Ok(status) => ExitInfo {
-                    code: status.code(),
-                    signal: None,
-                    spawn_error: None,
-                },
-                Err(e) => ExitInfo {
-                    code: None,
-                    signal: None,
-                    spawn_error: Some(format!("cannot wait for the runner: {e}")),
-                },
-            };
-            on_exit(pid, exit);
-        })
-        .inspect_err(|_| {
-            if let Some(t) = lookup(pid) {
-                t.terminate();
+        let name = job_name(pid, actual);
+        // SAFETY: OpenJobObjectW with a NUL-terminated name; the result is checked and owned.
+        let job = OwnedHandle::new(unsafe {
+            OpenJobObjectW(JOB_OBJECT_QUERY | JOB_OBJECT_TERMINATE, 0, name.as_ptr())
+        });
+        self.runs().insert(pid, Arc::new(Tracked { job, process }));
+        true
+    }
+
+    /// Starts the runner in a job object of its own; `on_exit` is called (on a waiter thread)
+    /// when the runner exits. Returns its PID, the key for the methods below.
+    pub fn spawn(
+        &self,
+        spec: RunSpec,
+        on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
+    ) -> io::Result<u32> {
+        let Some(program) = spec.argv.first() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+        };
+        let open = |p: &std::path::Path| OpenOptions::new().append(true).create(true).open(p);
+        let mut cmd = Command::new(program);
+        cmd.args(&spec.argv[1..])
+            .envs(&spec.env)
+            .current_dir(&spec.working_dir)
+            .stdin(Stdio::null())
+            .stdout(open(&spec.stdout)?)
+            .stderr(open(&spec.stderr)?)
+            .creation_flags(CREATE_SUSPENDED | CREATE_NO_WINDOW);
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        let tracked = match contain(&child) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
             }
-            forget(pid);
-        })?;
-    Ok(pid)
-}
+        };
+        self.runs().insert(pid, Arc::new(tracked));
+        std::thread::Builder::new()
+            .name(format!("wait-{pid}"))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let exit = match child.wait() {
+                    Ok(status) => ExitInfo {
+                        code: status.code(),
+                        signal: None,
+                    },
+                    // Not waitable (never seen): an exit with no code, a failed run.
+                    Err(_) => ExitInfo {
+                        code: None,
+                        signal: None,
+                    },
+                };
+                on_exit(pid, exit);
+            })
+            .inspect_err(|_| {
+                if let Some(t) = self.lookup(pid) {
+                    t.terminate();
+                }
+                self.forget(pid);
+            })?;
+        Ok(pid)
+    }
 
-/// Ends the run's whole tree: Windows has no polite stop for a process tree, so this
-/// terminates the job (for an adopted run without a job: the runner alone).
-pub fn terminate_group(pid: u32) -> bool {
-    lookup(pid).is_some_and(|t| t.terminate())
-}
+    /// Windows runs no job as another user (a job's `user` is refused when the config is
+    /// loaded, see `sys::lookup_user`).
+    pub fn spawn_as(
+        &self,
+        _spec: RunSpec,
+        _user: RunAs,
+        _on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
+    ) -> io::Result<u32> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "running a job as another user is not supported on Windows",
+        ))
+    }
 
-/// Ends the run's whole tree; true if any process was left to end.
-pub fn kill_group(pid: u32) -> bool {
-    let Some(t) = lookup(pid) else { return false };
-    let had = t.active() > 0;
-    if had {
-        t.terminate();
+    /// Ends the run's whole tree: Windows has no polite stop for a process tree, so this
+    /// terminates the job (for an adopted run without a job: the runner alone).
+    pub fn terminate_tree(&self, pid: u32, _run_dir: &str) -> bool {
+        self.lookup(pid).is_some_and(|t| t.terminate())
     }
-    if t.runner_exited() {
-        forget(pid);
-    }
-    had
-}
 
-/// True while any process of the run's job is left.
-pub fn group_alive(pid: u32) -> bool {
-    let Some(t) = lookup(pid) else { return false };
-    if t.active() > 0 {
-        return true;
+    /// Ends the run's whole tree (the job holds it); true if any process was left to end.
+    pub fn kill_tree(&self, pid: u32, _run_dir: &str) -> bool {
+        let Some(t) = self.lookup(pid) else {
+            return false;
+        };
+        let had = t.active() > 0;
+        if had {
+            t.terminate();
+        }
+        if t.runner_exited() {
+            self.forget(pid);
+        }
+        had
     }
-    if t.runner_exited() {
-        forget(pid);
+
+    /// True while any process of the run's job is left.
+    pub fn tree_alive(&self, pid: u32, _run_dir: &str) -> bool {
+        let Some(t) = self.lookup(pid) else {
+            return false;
+        };
+        if t.active() > 0 {
+            return true;
+        }
+        if t.runner_exited() {
+            self.forget(pid);
+        }
+        false
     }
-    false
+
+    /// Nothing to do on Windows: a job object holds every descendant, whatever it does.
+    pub fn become_subreaper(&self) {}
+
+    /// Orphans are not inherited on Windows (a job object holds them, and ends them with the
+    /// run): `f` is never called.
+    pub fn on_inherited_exit(&self, _f: impl Fn() + Send + 'static) {}
+
+    /// Runs live in job objects on Windows; there are no cgroups to enable.
+    pub fn enable_cgroups(&self) -> Result<std::path::PathBuf, String> {
+        Err("Windows holds runs in job objects".into())
+    }
+
+    /// No orphans on Windows: a process is never handed to another parent, and a run's job
+    /// object holds all of it.
+    pub fn end_orphans(&self, _grace: std::time::Duration) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Nothing to remove at exit on Windows (job objects go with their last handle).
+    pub fn cleanup(&self) {}
 }
 
 /// The environment variable that tags every process of a run (kept for parity: on Windows the
 /// run's job object already holds every descendant).
 pub const TAG: &str = "ROBOTMK_RUN_DIR";
-
-/// Nothing to do on Windows: a job object holds every descendant, whatever it does.
-pub fn become_subreaper() {}
-
-/// [`terminate_group`]: the job holds the whole tree.
-pub fn terminate_tree(pid: u32, _run_dir: &str) -> bool {
-    terminate_group(pid)
-}
-
-/// [`kill_group`]: the job holds the whole tree.
-pub fn kill_tree(pid: u32, _run_dir: &str) -> bool {
-    kill_group(pid)
-}
-
-/// [`group_alive`]: the job holds the whole tree.
-pub fn tree_alive(pid: u32, _run_dir: &str) -> bool {
-    group_alive(pid)
-}
-
-/// Orphans are not inherited on Windows (a job object holds them, and ends them with the
-/// run): `f` is never called.
-pub fn on_inherited_exit(_f: impl Fn() + Send + 'static) {}
-
-/// Nothing to remove at exit on Windows (job objects go with their last handle).
-pub fn cleanup() {}
-
-/// Runs live in job objects on Windows; there are no cgroups to enable.
-pub fn enable_cgroups() -> Result<std::path::PathBuf, String> {
-    Err("Windows holds runs in job objects".into())
-}
 
 /// Lowers the calling thread below the loop thread: the finisher's writes then yield the CPU to
 /// the loop and to runners just started when a batch of runs is due. Best effort.

@@ -3,13 +3,15 @@
 //! for a freshly detached daemon.
 
 mod beneath;
+#[cfg(unix)]
+pub(crate) mod children;
 pub(crate) mod fatal;
 pub(crate) mod file;
 pub(crate) mod memory;
 pub(crate) mod pipe;
 pub(crate) mod public;
 pub(crate) mod tmp_link;
-pub(crate) mod tree;
+pub mod tree;
 
 pub(crate) use beneath::open_beneath;
 

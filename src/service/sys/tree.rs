@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Whose rights a removal runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rights {
+pub enum Rights {
     /// The daemon's own: for trees only root's runners shape (the state dir).
     Daemon,
     /// The tree's owner's, when the daemon is root and the tree is not root's: a `user` job's
@@ -32,13 +32,13 @@ pub(crate) enum Rights {
 
 /// What one look may spend: a deadline and a number of entries.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Budget {
+pub struct Budget {
     deadline: Instant,
     entries: u64,
 }
 
 impl Budget {
-    pub(crate) fn new(time: Duration, entries: u64) -> Budget {
+    pub fn new(time: Duration, entries: u64) -> Budget {
         Budget {
             deadline: Instant::now() + time,
             entries,
@@ -67,7 +67,7 @@ impl Budget {
 
 /// How far a look got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Removal {
+pub enum Removal {
     /// The tree is gone (or was never there).
     Gone,
     /// The budget ran out first; what was removed stays removed, the next look goes on.
@@ -76,7 +76,7 @@ pub(crate) enum Removal {
 
 /// Why a tree could not be removed (all of it, or for now).
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RemoveError {
+pub enum RemoveError {
     #[error("cannot open {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -110,7 +110,8 @@ pub(crate) enum RemoveError {
 #[path = "tree_unix.rs"]
 mod imp;
 
-pub(crate) use imp::{remove_tree, remove_tree_fully};
+pub use imp::remove_tree;
+pub(crate) use imp::remove_tree_fully;
 
 #[cfg(windows)]
 mod imp {
@@ -121,7 +122,7 @@ mod imp {
     /// with `rights`. A missing `path` is [`Removal::Gone`]. std's Windows `remove_dir_all`
     /// opens every entry relative to its folder's handle, removes links and junctions without
     /// following them, and walks with a heap stack: one look does it all.
-    pub(crate) fn remove_tree(
+    pub fn remove_tree(
         path: &Path,
         _rights: Rights,
         budget: &mut Budget,

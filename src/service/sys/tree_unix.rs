@@ -608,7 +608,7 @@ fn decode(b: &[u8]) -> Option<(Result<Removal, Fail>, u64, Name)> {
 
 /// Removes `path` (a folder and everything in it, or a file or link) within `budget`, with
 /// `rights`. A missing `path` is [`Removal::Gone`].
-pub(crate) fn remove_tree(
+pub fn remove_tree(
     path: &Path,
     rights: Rights,
     budget: &mut Budget,
@@ -775,11 +775,13 @@ fn as_owner(
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
+    // Recorded as the daemon's own before anyone can look at it: a subreaper's spawner would
+    // take it for an orphan a run left and end it (see `sys::children`).
     // Every signal blocked across the fork: none of the daemon's handlers may run in the
     // child (they write to the daemon's pipes); the child resets them, then unblocks.
     // SAFETY: signal sets on the stack; fork's child runs only `child_main`, which makes
     // system calls on memory prepared before the fork, and `_exit`s.
-    let pid = unsafe {
+    let started = crate::service::sys::children::start(|| unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
@@ -791,10 +793,11 @@ fn as_owner(
         let fork_err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 {
-            return Err(err(fork_err));
+            return Err(fork_err);
         }
-        pid
-    };
+        Ok((pid as u32, ()))
+    });
+    let pid = started.map_err(err)?.0 as libc::pid_t;
     drop(report_w);
     // The child's own handle, for the signal below: it names that process even if something
     // else collected it meanwhile (a PID could be another process's by then).
@@ -876,30 +879,34 @@ fn as_owner(
     }
 }
 
-/// Collects the child (SIGKILLed: ending). One that hangs in the kernel a while (an NFS or
-/// FUSE wait) is collected by a thread of its own, not by the finisher.
+/// Collects the child (SIGKILLed: ending), as a recorded child of ours (see
+/// `sys::children`). One that hangs in the kernel a while (an NFS or FUSE wait) is collected by
+/// a thread of its own, not by the finisher.
 fn collect(pid: libc::pid_t, pidfd: Option<&OwnedFd>) {
+    let reap = move || {
+        crate::service::sys::children::collect(pid as u32, || {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, which has exited, without blocking.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        })
+    };
     if let Some(fd) = pidfd {
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
-        let mut status = 0;
-        // SAFETY: one valid pollfd; then waitpid on our own child, without blocking.
-        if unsafe { libc::poll(&mut pfd, 1, 1000) } > 0
-            && unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != 0
-        {
-            return;
+        // SAFETY: one valid pollfd (readable once the child has exited).
+        if unsafe { libc::poll(&mut pfd, 1, 1000) } > 0 {
+            return reap();
         }
     }
     let _ = std::thread::Builder::new()
         .name("tree-child".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child; ECHILD (collected elsewhere) is harmless.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            crate::service::sys::children::wait_exited(pid as u32);
+            reap()
         });
 }
 

@@ -253,15 +253,24 @@ fn read_capped(path: &Path) -> io::Result<String> {
 /// [`READ_CAP`] bytes, ending it after [`GETENT_TIMEOUT`].
 fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
     use std::process::{Command, Stdio};
-    let mut child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot start it: {e}")))?;
+    // A child of the daemon's own (see `sys::children`): recorded, so that a subreaper's
+    // spawner never takes it for an orphan of a run; collected below through the record.
+    let (pid, mut child) = super::children::start(|| {
+        let child = Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok((child.id(), child))
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("cannot start it: {e}")))?;
+    let wait = |child: &mut std::process::Child| {
+        super::children::wait_exited(pid);
+        super::children::collect(pid, || child.wait())
+    };
     let Some(stdout) = child.stdout.take() else {
         return Err(io::Error::other("no pipe from it"));
     };
@@ -278,16 +287,15 @@ fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
         Err(_) => {
             // Our own child, not reaped yet: the PID is still its.
             let _ = child.kill();
-            let _ = child.wait();
+            let _ = wait(&mut child);
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no answer within {}s", GETENT_TIMEOUT.as_secs()),
             ));
         }
     };
-    // The status only explains: whether the user exists is told by the output. (Waited for
-    // by its PID; should anything else have collected it, the output still stands.)
-    let status = child.wait().ok();
+    // The status only explains: whether the user exists is told by the output.
+    let status = wait(&mut child).ok();
     let out = out?;
     if out.is_empty() {
         if let Some(code) = status

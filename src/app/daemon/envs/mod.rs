@@ -29,7 +29,7 @@ use super::shell::Daemon;
 use crate::model::env::EnvSpec;
 use crate::model::user::UserInfo;
 use crate::service::pyenv::{self};
-use crate::service::run::{self, RunSpec};
+use crate::service::run::RunSpec;
 use side::Msg;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -70,6 +70,7 @@ impl Daemon {
                 self.state.clone(),
                 self.tx.clone(),
                 Arc::clone(&self.envs.builds),
+                self.spawner.clone(),
             ) {
                 Ok(tx) => self.envs.tx = Some(tx),
                 Err(e) => {
@@ -229,7 +230,7 @@ impl Daemon {
             std::mem::take(&mut *self.envs.builds.lock().unwrap_or_else(|e| e.into_inner()));
         for (key, (pgid, dir)) in builds {
             info!(env = %key, "ending the environment build in flight");
-            run::kill_tree(pgid, &dir);
+            self.spawner.kill_tree(pgid, &dir);
         }
     }
 }

@@ -75,12 +75,15 @@ struct Worker {
     loop_seen: u64,
     /// Environments no job uses, by the first update that said so.
     retired: BTreeMap<String, u64>,
+    /// The daemon's: builds are its children like runs.
+    spawner: run::Spawner,
 }
 
 pub(super) fn start_worker(
     state: StateDir,
     events: Sender<Event>,
     shared: Builds,
+    spawner: run::Spawner,
 ) -> std::io::Result<Sender<Msg>> {
     let (tx, rx) = mpsc::channel();
     let mut w = Worker {
@@ -99,6 +102,7 @@ pub(super) fn start_worker(
         seq: 0,
         loop_seen: 0,
         retired: BTreeMap::new(),
+        spawner,
     };
     std::thread::Builder::new()
         .name("envs".into())
@@ -373,17 +377,19 @@ impl Worker {
             working_dir: home.clone().unwrap_or_else(|| dir.clone()),
             stdout: log.clone(),
             stderr: log,
-            user: builder.map(|u| run::RunAs {
-                uid: u.uid,
-                gid: u.gid,
-                groups: u.groups.clone(),
-            }),
         };
         let tx = self.me.clone();
         let k = key.to_string();
-        match run::spawn(spec_run, move |_, exit| {
+        let on_exit = move |_, exit| {
             let _ = tx.send(Msg::Exited { key: k, exit });
-        }) {
+        };
+        let spawned = match builder {
+            Some(u) => self
+                .spawner
+                .spawn_as(spec_run, super::super::folder::run_as(u), on_exit),
+            None => self.spawner.spawn(spec_run, on_exit),
+        };
+        match spawned {
             Ok(pgid) => {
                 info!(env = %key, source = %spec.source.display(), tool = st.tool.as_deref(), builder = st.builder.as_deref(), "building a Python environment");
                 self.builds.insert(
@@ -417,7 +423,7 @@ impl Worker {
             if !b.timed_out && now >= b.deadline {
                 warn!(env = %key, "environment build timed out; ending its process tree");
                 b.timed_out = true;
-                run::kill_tree(b.pgid, &b.dir.display().to_string());
+                self.spawner.kill_tree(b.pgid, &b.dir.display().to_string());
             }
         }
     }
@@ -434,8 +440,8 @@ impl Worker {
         let dir_s = dir.display().to_string();
         // Whatever of the build is left goes before its venv is looked at (what escapes the
         // kill keeps only the tree the seal discards).
-        if run::tree_alive(b.pgid, &dir_s) {
-            run::kill_tree(b.pgid, &dir_s);
+        if self.spawner.tree_alive(b.pgid, &dir_s) {
+            self.spawner.kill_tree(b.pgid, &dir_s);
         }
         let Some(mut st) = self.envs.remove(key) else {
             return;
@@ -445,8 +451,6 @@ impl Worker {
                 "the build did not finish within env_build_timeout ({})",
                 crate::model::duration::format(self.timeout)
             ))
-        } else if let Some(e) = &exit.spawn_error {
-            Err(format!("the build could not start: {e}"))
         } else if !exit.success() {
             Err(match (exit.code, exit.signal) {
                 (Some(c), _) => format!("the build failed (exit code {c})"),

@@ -1,0 +1,119 @@
+//! Starting a runner that keeps the daemon's identity in a child that shares the daemon's
+//! memory until it execs: `clone(CLONE_VM | CLONE_VFORK)`.
+//!
+//! Why not std's `Command`: every run takes one step before it execs (`hold`: join its cgroup,
+//! or become the subreaper of its descendants), which std can only do in a `pre_exec` closure,
+//! and with one std forks — a copy of the daemon's page tables, then copy-on-write faults and
+//! TLB shootdowns in the (multi-threaded) daemon. What that costs is measured in the module
+//! doc of `unix`.
+//!
+//! The child calls only async-signal-safe functions on memory prepared before the clone and
+//! never allocates: it shares the parent's memory, where a lock may be held. It can take no
+//! other identity: [`SharedPlan`] has no place for one (glibc's `setuid` signals every thread
+//! of the process, the setxid broadcast — only safe in a real fork, which `Spawner::spawn_as`
+//! does).
+
+use super::{hold, reset_signals, BlockSignals};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::Mutex;
+
+/// Everything the child does between the clone and exec, as raw pointers into memory the
+/// caller keeps alive for `'a` (the whole spawn). No identity: see the module doc.
+pub(super) struct SharedPlan<'a> {
+    pub exe: &'a CString,
+    /// NUL-terminated arrays of pointers into the caller's strings.
+    pub argv: &'a [*const libc::c_char],
+    pub envp: &'a [*const libc::c_char],
+    pub cwd: &'a CString,
+    /// stdin, stdout, stderr: descriptors above 2 (so that no `dup2` overwrites another).
+    pub stdio: [BorrowedFd<'a>; 3],
+    /// `cgroup.procs` of the run's cgroup (see `hold`).
+    pub cg_procs: Option<&'a CString>,
+    /// Signals to set back to their default action (see `Prep::reset`).
+    pub reset: &'a [libc::c_int],
+}
+
+/// The stack `CLONE_VM` children run on until they exec: one, reused (the parent waits for
+/// each child to exec before it spawns the next).
+#[derive(Default)]
+pub(super) struct Stack(Mutex<Vec<u8>>);
+
+const STACK_SIZE: usize = 64 * 1024;
+
+/// What the child reads (its plan) and writes back (the exec error).
+struct Child<'a> {
+    plan: SharedPlan<'a>,
+    errno: libc::c_int,
+}
+
+/// The child's side: returns only if exec failed, with the errno.
+///
+/// # Safety
+/// Called only in a child cloned with `CLONE_VM | CLONE_VFORK` while every signal is blocked.
+/// Async-signal-safe calls only, no allocation (reading the plan's pointers allocates
+/// nothing).
+unsafe fn exec_child(p: &SharedPlan) -> libc::c_int {
+    libc::setpgid(0, 0);
+    hold(p.cg_procs.map_or(std::ptr::null(), |c| c.as_ptr()));
+    reset_signals(p.reset);
+    let [stdin, stdout, stderr] = p.stdio.map(|fd| fd.as_raw_fd());
+    if libc::dup2(stdin, 0) >= 0
+        && libc::dup2(stdout, 1) >= 0
+        && libc::dup2(stderr, 2) >= 0
+        && libc::chdir(p.cwd.as_ptr()) == 0
+    {
+        libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+    }
+    *libc::__errno_location()
+}
+
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's Child, alive while the parent waits (CLONE_VFORK);
+    // exec_child's contract holds (see `spawn`).
+    unsafe {
+        let c = arg.cast::<Child>();
+        let errno = exec_child(&(*c).plan);
+        std::ptr::write_volatile(std::ptr::addr_of_mut!((*c).errno), errno);
+        libc::_exit(127)
+    }
+}
+
+/// Starts the child; returns its PID once it has exec'd, and the exec error if it could not
+/// (the child has exited then, and is left for the caller to collect).
+pub(super) fn spawn(plan: SharedPlan, stack: &Stack) -> io::Result<(u32, Option<io::Error>)> {
+    debug_assert!(plan.argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(plan.envp.last().is_some_and(|p| p.is_null()));
+    let mut stack = stack.0.lock().unwrap_or_else(|e| e.into_inner());
+    if stack.is_empty() {
+        stack.resize(STACK_SIZE, 0);
+    }
+    // The stack grows down from its (16-byte aligned) end.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let mut child = Child { plan, errno: 0 };
+    // Every signal blocked across the clone: a handler must never run in the child while it
+    // shares our memory. The child resets dispositions, then unmasks.
+    let blocked = BlockSignals::new();
+    // SAFETY: clone with a valid function, stack and argument that all outlive the child's
+    // use of them (CLONE_VFORK suspends this thread until the child execs or exits).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(child).cast(),
+        )
+    };
+    let clone_err = io::Error::last_os_error();
+    drop(blocked);
+    if pid < 0 {
+        return Err(clone_err);
+    }
+    // SAFETY: the child wrote it (or not) before it exec'd or exited; it is done with it.
+    let errno = unsafe { std::ptr::read_volatile(std::ptr::addr_of!(child.errno)) };
+    Ok((
+        pid as u32,
+        (errno != 0).then(|| io::Error::from_raw_os_error(errno)),
+    ))
+}
