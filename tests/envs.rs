@@ -1349,3 +1349,51 @@ fn a_closed_folder_above_the_environments_is_named() {
     );
     assert!(note.contains("chmod o+x"), "{note}");
 }
+
+/// Issue 22: a daily job whose environment cannot be built shows it at once, CRIT, with the
+/// tool's own error line first (not pip's raw log, not `UNKNOWN - no result yet` until the
+/// next day).
+#[test]
+fn a_failed_build_is_a_result_at_once_with_the_tools_error_first() {
+    let Some(kit) = kit() else { return };
+    let daemon = tool_line(&kit, false);
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    std::fs::write(
+        inst.dir.path().join("bad.txt"),
+        requirements(&kit, "nosuchpkg==9.9"),
+    )
+    .unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}{}",
+            job("daily", "bad.txt", "1d").replace("every = \"1d\"", "cron = \"0 3 * * *\""),
+            python_line(&kit)
+        ),
+    );
+    let mut check = None;
+    assert!(
+        wait_for(Duration::from_secs(120), || {
+            let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+            let c = common::checkmk::parse_ok(&out).check(None, "Robotmk t daily");
+            let done = c.state_num() != 3;
+            check = Some(c);
+            done
+        }),
+        "still no result: {check:?}\n{}",
+        inst.log()
+    );
+    let c = check.unwrap();
+    assert_eq!(c.state_num(), 2, "{c:?}");
+    let reason = c
+        .summary
+        .split("could not be built: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{c:?}"));
+    assert!(
+        reason.starts_with("ERROR: No matching distribution found for nosuchpkg==9.9"),
+        "{c:?}"
+    );
+    assert!(!c.summary.contains('\u{1b}'), "{c:?}");
+}

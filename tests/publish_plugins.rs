@@ -300,7 +300,8 @@ fn a_failed_runs_log_is_published_linked_from_the_check_and_opens_in_a_browser()
     let (check, ctrl) = check_with_result(&inst, "Robotmk t shop");
     println!("ctrl output with the log URL:\n{ctrl}");
     assert_eq!(check.state_num(), 2, "{check:?}");
-    let url = first_url(&check.text).unwrap_or_else(|| panic!("no URL in {:?}", check.text));
+    // Issue 22: the per-test list follows as details; the URL ends the summary.
+    let url = first_url(&check.summary).unwrap_or_else(|| panic!("no URL in {:?}", check.summary));
     let rec = &inst.finished_records("shop")[0];
     let run_id = rec["run_id"].as_str().unwrap();
     assert_eq!(
@@ -311,8 +312,8 @@ fn a_failed_runs_log_is_published_linked_from_the_check_and_opens_in_a_browser()
         )
     );
     assert!(
-        check.text.ends_with(&url),
-        "the URL ends the text: {:?}",
+        check.summary.ends_with(&url),
+        "the URL ends the summary: {:?}",
         check.text
     );
     // The host path is no longer what the text offers.

@@ -681,4 +681,70 @@ fn windows_under_wine() {
             .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
     assert!(dir.join("temp.txt").exists());
+
+    other_instances(&w);
+}
+
+/// Issue 22: a USER instance (its own config and state dir, its daemon started by its own
+/// ctrl, as the Task Scheduler does in the user's session) appears in the system instance's
+/// ctrl output with its daemon line and jobs; one that is not there is a CRIT line saying why.
+/// Wine runs both as the same Unix user: the other user's profile ACLs need a real host.
+fn other_instances(w: &Wine) {
+    let desk = w.instance(
+        "desk",
+        "[[job]]\nname = \"hello\"\ncommand = ['C:\\windows\\system32\\cmd.exe', '/c', 'exit 0']\nevery = \"1h\"\n\n\
+         [[job]]\nname = \"broken\"\ncommand = ['C:\\windows\\system32\\cmd.exe', '/c', 'echo the login page is gone& exit 3']\nevery = \"1h\"\n",
+    );
+    for job in ["hello", "broken"] {
+        let (_, _, out) = w.daemon_cmd(
+            &format!("desk-{job}"),
+            &["--config", &desk, "run-once", job],
+        );
+        eprintln!("[others] desk run-once {job}: {}", out.trim());
+    }
+    let own = &w.agent("nojob", 1, "desk-ctrl", &["--config", &desk, "ctrl"])[0];
+    common::checkmk::parse_ok(&own.out);
+    let dir = w.root.join("sys");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("robotmk.toml"),
+        format!(
+            "[daemon]\ninstance = \"sys\"\nstate_dir = 'C:\\rmk\\sys\\state'\nstop_grace = \"1s\"\n\
+             other_instances = ['{desk}', 'C:\\rmk\\nothere']\n"
+        ),
+    )
+    .unwrap();
+    let sys = "C:\\rmk\\sys\\robotmk.toml";
+    let k = &w.agent("job", 1, "sys-ctrl", &["--config", sys, "ctrl"])[0];
+    eprintln!("[others] the system ctrl's output:\n{}", k.out);
+    let agent = common::checkmk::parse_ok(&k.out);
+    assert_eq!(
+        agent.check(None, "Robotmk desk daemon").state_num(),
+        0,
+        "{}",
+        k.out
+    );
+    assert_eq!(
+        agent.check(None, "Robotmk desk hello").state_num(),
+        0,
+        "{}",
+        k.out
+    );
+    let broken = agent.check(None, "Robotmk desk broken");
+    assert_eq!(broken.state_num(), 2, "{}", k.out);
+    assert!(broken.summary.contains("exit code 3"), "{broken:?}");
+    let missing = agent
+        .local(None)
+        .into_iter()
+        .find(|c| c.name.starts_with("Robotmk instance ") && c.name.contains("nothere"))
+        .unwrap_or_else(|| panic!("no CRIT line for the missing instance: {}", k.out));
+    assert_eq!(missing.state_num(), 2, "{missing:?}");
+    assert!(
+        missing.summary.contains("cannot read the instance at"),
+        "{missing:?}"
+    );
+    for cfg in [desk.as_str(), sys] {
+        let (_, code, out) = w.daemon_cmd("others-stop", &["--config", cfg, "stop"]);
+        assert_eq!(code, 0, "{out}");
+    }
 }

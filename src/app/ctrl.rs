@@ -324,10 +324,33 @@ pub(crate) fn run(config_path: &Path) -> i32 {
     let quick = config::locate_daemon_quick(&path);
     install_safety_net(quick.as_ref().map_or("system", |q| q.0.as_str()));
     crate::app::daemon::lifecycle::test_crash("ctrl");
-    if fast_output(&path, quick, &beat, t0).is_some() {
-        return 0;
+    let own = quick
+        .as_ref()
+        .map_or("system", |q| q.0.as_str())
+        .to_string();
+    let code = if fast_output(&path, quick, &beat, t0).is_some() {
+        0
+    } else {
+        full(&path, t0, &beat)
+    };
+    print_others(&path, &own);
+    code
+}
+
+/// The sections of the other instances the config names (`service::others`), after this one's; only
+/// from a config no other user could have changed.
+fn print_others(path: &Path, own: &str) {
+    if crate::service::security::check_config(path).is_err() {
+        return;
     }
-    full(&path, t0, &beat)
+    let others = config::other_instances_quick(path);
+    if others.is_empty() {
+        return;
+    }
+    let text = crate::service::others::render_all(&others, own);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a

@@ -3,7 +3,8 @@
 //! results show up in Checkmk with no plugin on the server.
 //!
 //! Local check states: a job is OK after a success, CRIT after a failure, timeout or error,
-//! WARN after an interrupted or killed run, UNKNOWN before its first result; a run whose
+//! WARN after an interrupted run (a run an admin stopped leaves the last complete result in
+//! place, with a note: see `logic::stopped`), UNKNOWN before its first result; a run whose
 //! output is lost (the runner removed its folder) is at least WARN; a result is at least WARN
 //! once the next due run is overdue and CRIT once the one after it is too (see
 //! [`crate::logic::staleness`]), and WARN or CRIT when its runtime reaches the job's levels.
@@ -22,7 +23,7 @@ use crate::model::config::Services;
 use crate::model::duration::human_age;
 use crate::model::record::Outcome;
 use crate::model::report::Report;
-use crate::model::status::{JobStatus, LastRun};
+use crate::model::status::{AgentMode, JobStatus, LastRun};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
@@ -37,6 +38,7 @@ pub(crate) const MAX_SECTION: usize = 16 * 1024 * 1024;
 
 /// Both sections, ready to print: every byte printable ([`crate::model::printable`]).
 pub fn render(report: &Report) -> String {
+    let _mode = crate::logic::cached_view::Scope::new(cached_mode(report).as_deref());
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
     out.push('\n');
@@ -67,6 +69,19 @@ pub fn render(report: &Report) -> String {
     }
     // The one gate to the agent (the fast path passes it too: `ctrl_view`).
     crate::model::printable::string(out)
+}
+
+/// The agent's cached mode as this report knows it: ctrl's own view (the plugin's folder),
+/// else `agent_cache_age` (the Windows agent tells a plugin nothing), as the daemon says.
+pub(crate) fn cached_mode(report: &Report) -> Option<String> {
+    let ctrl = report.ctrl.as_ref().and_then(|c| c.mode.as_ref());
+    let daemon =
+        report.daemon.agent_mode.as_ref().filter(
+            |m| matches!(m, AgentMode::Cached { source, .. } if source == "agent_cache_age"),
+        );
+    ctrl.filter(|m| m.is_cached())
+        .or(daemon)
+        .map(ToString::to_string)
 }
 
 /// A line after the daemon's local check: fixed, or a local check open in `now`.
@@ -123,6 +138,12 @@ pub(crate) fn body_each(jobs: &[JobStatus], instance: &str, f: &mut dyn FnMut(Bo
         f(BodyLine::Fixed(LOCAL_HEADER.into()));
         for job in &mine {
             f(BodyLine::Check(job_template(job, instance)));
+            // The per-test checks belong to the same host as the job's.
+            if job.services == Services::PerTest {
+                test_templates(job, instance)
+                    .into_iter()
+                    .for_each(|t| f(BodyLine::Check(t)));
+            }
         }
         f(BodyLine::Fixed("<<<<>>>>".into()));
     }
@@ -142,9 +163,9 @@ const MAX_NOTE: usize = 500;
 
 /// `s` cut to `max` characters, on one line, without the quote that ends a service name.
 fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
+    // Nor a literal `\n`, which would start the check's details there.
+    let mut out: String = crate::logic::check_details::text(s)
         .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .take(max)
         .collect();
     if s.chars().count() > max {
@@ -163,20 +184,24 @@ fn stale_words(
     let Some(d) = d else {
         return (0, None);
     };
-    let late = |t: DateTime<Utc>| human_age((now - t).num_seconds() as f64);
+    // In cached mode an absolute time: the output is shown for minutes (`cached_view`).
+    let late = |t: DateTime<Utc>| match crate::logic::cached_view::absolute() {
+        Some(_) => format!("at {}", crate::logic::cached_view::time(t)),
+        None => format!("{} ago", human_age((now - t).num_seconds() as f64)),
+    };
     match staleness::judge(d, now) {
         Staleness::Fresh => (0, None),
         Staleness::Overdue => (
             1,
             Some(format!(
-                "result stale: the next due run has not reported (expected {} ago)",
+                "result stale: the next due run has not reported (expected {})",
                 late(d.expected_by)
             )),
         ),
         Staleness::MissedTwice => (
             2,
             Some(format!(
-                "result stale: two due runs have not reported (the first was expected {} ago)",
+                "result stale: two due runs have not reported (the first was expected {})",
                 late(d.expected_by)
             )),
         ),
@@ -198,7 +223,16 @@ pub(crate) struct CheckParts<'a> {
 /// A local check line at `now`.
 pub(crate) fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
     let (stale_state, stale_text) = stale_words(c.deadlines, now);
-    let state = c.base.max(stale_state);
+    let mut state = c.base.max(stale_state);
+    let cached = crate::logic::cached_view::absolute();
+    // In cached mode a job without a result is not UNKNOWN: its result follows with the
+    // agent's next refresh of this output (see `cached_view`).
+    let pending = cached.as_deref().filter(|_| {
+        c.base == 3 && c.head.starts_with("no result yet") && !matches!(c.clock, Clock::Since(_))
+    });
+    if pending.is_some() {
+        state = stale_state;
+    }
     // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
     out.push(char::from(b'0' + state.min(9)));
     out.push(' ');
@@ -206,18 +240,36 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) 
     out.push(' ');
     out.push_str(state_word(state));
     out.push_str(" - ");
-    out.push_str(c.head);
-    match c.clock {
-        Clock::None => {}
-        Clock::Since(t) => {
+    let mut mid = c.mid;
+    match (c.clock, cached.is_some()) {
+        (Clock::None, _) => out.push_str(c.head),
+        (Clock::Since(t), false) => {
+            out.push_str(c.head);
             out.push_str(&human_age((now - t).num_milliseconds() as f64 / 1000.0));
         }
-        Clock::Until(t) => out.push_str(&human_age((t - now).num_seconds() as f64)),
+        (Clock::Until(t), false) => {
+            out.push_str(c.head);
+            out.push_str(&human_age((t - now).num_seconds() as f64));
+        }
+        (Clock::Since(t), true) => {
+            out.push_str(c.head);
+            out.push_str("at ");
+            out.push_str(&crate::logic::cached_view::time(t));
+            mid = mid.strip_prefix(" ago").unwrap_or(mid);
+        }
+        (Clock::Until(t), true) => {
+            out.push_str(c.head.strip_suffix("in ").unwrap_or(c.head));
+            out.push_str("at ");
+            out.push_str(&crate::logic::cached_view::time(t));
+        }
     }
-    out.push_str(c.mid);
+    out.push_str(mid);
     if let Some(s) = stale_text {
         out.push_str(", ");
         out.push_str(&s);
+    }
+    if let Some(mode) = pending {
+        out.push_str(&crate::logic::cached_view::pending(mode));
     }
     out.push_str(c.tail);
 }
@@ -287,20 +339,17 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
         return Vec::new();
     };
     let deadlines = job.checkmk.deadlines();
-    let mut seen = std::collections::HashMap::new();
-    for r in &t.results {
-        *seen.entry(r.name.as_str()).or_insert(0u32) += 1;
-    }
+    // Unique, acceptable to Checkmk and stable from run to run: see `checkmk_names`.
+    let names = crate::logic::checkmk_names::test_names(
+        t.results
+            .iter()
+            .map(|r| (r.suite.as_str(), r.name.as_str())),
+    );
     let level = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     t.results
         .iter()
-        .map(|r| {
-            let name = if seen.get(r.name.as_str()).copied().unwrap_or(0) > 1 {
-                format!("{}.{}", r.suite, r.name)
-            } else {
-                r.name.clone()
-            };
-            let name = one_line(&name.replace('"', "'"), crate::logic::robot::MAX_TEXT);
+        .zip(names)
+        .map(|(r, name)| {
             let mut state = match r.status.as_str() {
                 "PASS" | "SKIP" => 0,
                 "FAIL" => 2,
@@ -318,7 +367,8 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 }
             }
             if let Some(m) = &r.message {
-                let _ = write!(text, ": {}", one_line(m, crate::logic::robot::MAX_TEXT));
+                let m = crate::logic::check_details::text(m);
+                let _ = write!(text, ": {}", one_line(&m, crate::logic::robot::MAX_TEXT));
             }
             let metrics = r.elapsed_s.map_or("-".into(), |e| {
                 let (w, c) = (
@@ -465,7 +515,9 @@ fn outcome_state(o: Outcome) -> u8 {
     match o {
         Outcome::Success => 0,
         Outcome::Failure | Outcome::Timeout | Outcome::Error => 2,
-        Outcome::Interrupted | Outcome::Killed | Outcome::Skipped => 1,
+        // An admin's stop (`stop --now`) is no finding; its note says what happened.
+        Outcome::Killed => 0,
+        Outcome::Interrupted | Outcome::Skipped => 1,
     }
 }
 
@@ -549,13 +601,20 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
             let _ = write!(tail, "; log: {}", crate::logic::plugin_view::url_text(url));
         }
         (None, Some(log)) => {
-            let _ = write!(tail, "; log: {}", log.display());
+            // A Windows path may hold `\n` (`C:\…\nightly`), which would start the details.
+            let log = crate::logic::check_details::text(&log.display().to_string());
+            let _ = write!(tail, "; log: {log}");
         }
         _ => {}
     }
     let mut metrics = metrics(job, last);
     let mut head = "last run ".to_string();
-    let mut details = String::new();
+    // Which tests failed, in the details (Checkmk's long output), for every robot result.
+    let mut details = last
+        .tests
+        .as_ref()
+        .map(crate::logic::check_details::tests)
+        .unwrap_or_default();
     if let Some(p) = &last.plugin {
         // The plugin's word decides, like Checkmk's MRPE: its exit code (or the timeout's
         // configured state), not the run's outcome.

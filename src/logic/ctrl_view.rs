@@ -258,6 +258,7 @@ impl View<'_> {
     /// nothing written, when the body is malformed. The jobs' JSON goes from the file's text
     /// to `w` as it is (through the printable filter), without a copy.
     pub(crate) fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
+        let _mode = crate::logic::cached_view::Scope::new(agent::cached_mode(report).as_deref());
         let now = report.generated;
         let json = serde_json::to_string(report).ok()?;
         // Serialized strings escape their quotes, so this key occurs once, at the top level.

@@ -6,6 +6,10 @@
 
 pub mod agent;
 pub(crate) mod agent_mode;
+pub(crate) mod build_error;
+pub(crate) mod cached_view;
+pub(crate) mod check_details;
+pub(crate) mod checkmk_names;
 pub(crate) mod config;
 pub(crate) mod ctrl_view;
 pub(crate) mod lifecycle_words;
@@ -16,3 +20,4 @@ pub(crate) mod publish_plan;
 pub mod robot;
 pub mod schedule;
 pub(crate) mod staleness;
+pub(crate) mod stopped;

@@ -105,6 +105,9 @@ impl Retry {
 /// Daemon-wide settings, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DaemonSettings {
+    /// `other_instances`: instances whose state ctrl reports besides its own (a USER
+    /// instance on a desktop), each a state dir or a config file (see `service::others`).
+    pub(crate) other_instances: Vec<PathBuf>,
     pub(crate) instance: String,
     pub(crate) state_dir: PathBuf,
     /// `None` when the dead man switch is off (`heartbeat_timeout = "0"`).

@@ -189,6 +189,23 @@ fn read_text(path: &Path) -> Option<String> {
     file::read_string(path, file::cap::CONFIG, file::Links::Follow).ok()
 }
 
+/// `[daemon] other_instances` of the file at `path`, read from its `[daemon]` table only
+/// (ctrl, on every agent call; relative entries are taken from the config's folder).
+pub(crate) fn other_instances_quick(path: &Path) -> Vec<PathBuf> {
+    let Some(text) = read_text(path) else {
+        return Vec::new();
+    };
+    // Most configs name none: no parse on every agent call for them.
+    if !text.contains("other_instances") {
+        return Vec::new();
+    }
+    let Ok(table) = toml::from_str::<toml::Table>(parsing::daemon_block(&text)) else {
+        return Vec::new();
+    };
+    let base = absolute(path.parent().unwrap_or(Path::new(".")));
+    parsing::other_instances(&table, &base)
+}
+
 /// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
 /// ctrl's fast path, taken only when the running daemon vouches for the whole file.
 pub(crate) fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
@@ -229,6 +246,32 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("/etc/t.toml"), text)
+    }
+
+    #[test]
+    fn other_instances_are_paths_from_the_configs_folder() {
+        let c =
+            p("[daemon]\nother_instances = [\"/home/u/robotmk.toml\", \"desk/state\"]\n").unwrap();
+        assert_eq!(
+            c.daemon.other_instances,
+            [
+                absolute(Path::new("/home/u/robotmk.toml")),
+                absolute(Path::new("/etc/desk/state"))
+            ]
+        );
+        assert!(p("[daemon]\nother_instances = [\"\"]\n").is_err());
+        assert!(p("[daemon]\nother_instances = \"/x\"\n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nother_instances = [\"u/state\"]\n\n[[job]]\nname = \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            other_instances_quick(&path),
+            [absolute(&dir.path().join("u/state"))]
+        );
     }
 
     #[test]

@@ -35,8 +35,6 @@ const BUILD_INFO_CAP: u64 = 64 * 1024;
 /// What a pyproject's folder may hold to be copied for a build as another user.
 const PROJECT_CAP_BYTES: u64 = 256 * 1024 * 1024;
 const PROJECT_CAP_ENTRIES: u64 = 20_000;
-/// How much of the end of `build.log` a failed build's error carries.
-const TAIL_BYTES: u64 = 800;
 
 /// How a builder is named in the state and the status.
 pub(crate) fn builder_label(u: &UserInfo) -> String {
@@ -161,18 +159,19 @@ pub(crate) fn is_key(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The last lines of a build log (at most [`TAIL_BYTES`]), for a failed build's error.
-pub(crate) fn log_tail(log: &Path) -> String {
+/// The last `bytes` of a build log, from a line boundary, for a failed build's error (see
+/// `logic::build_error`).
+pub(crate) fn log_end(log: &Path, bytes: u64) -> String {
     let Ok(mut f) = crate::service::sys::file::open_read(log) else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = len.saturating_sub(TAIL_BYTES);
+    let from = len.saturating_sub(bytes);
     if f.seek(SeekFrom::Start(from)).is_err() {
         return String::new();
     }
     let mut buf = Vec::new();
-    let _ = f.take(TAIL_BYTES).read_to_end(&mut buf);
+    let _ = f.take(bytes).read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     // Start at a line boundary when the cut fell inside one.
     let text = match (from > 0, text.find('\n')) {
@@ -739,9 +738,9 @@ mod tests {
             text.push_str(&format!("line {i}\n"));
         }
         std::fs::write(&log, &text).unwrap();
-        let tail = log_tail(&log);
+        let tail = log_end(&log, 800);
         assert!(tail.starts_with("line "), "{tail}");
         assert!(tail.ends_with("line 199"), "{tail}");
-        assert!(tail.len() <= TAIL_BYTES as usize);
+        assert!(tail.len() <= 800);
     }
 }

@@ -22,12 +22,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_result_says_robot_was_killed_before_writing() {
+    fn an_empty_result_says_it_is_empty() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("output.xml");
         std::fs::write(&p, b"").unwrap();
         let e = read_result(&p).unwrap_err();
-        assert!(e.contains("killed before it wrote anything"), "{e}");
+        // Issue 22: no guess at why (a command may exit 1 after writing nothing).
+        assert_eq!(e, "the file is empty");
         let j = dir.path().join("r.json");
         std::fs::write(&j, br#" {"suite":{"name":"S","tests":[]}}"#).unwrap();
         assert_eq!(read_result(&j).unwrap().suite.as_deref(), Some("S"));

@@ -54,6 +54,11 @@ pub struct LocalCheck {
     pub name: String,
     pub metrics: Vec<Metric>,
     pub text: String,
+    /// The text up to the first literal `\n` (backslash, n): what Checkmk shows as the
+    /// summary.
+    pub summary: String,
+    /// The lines after it, split at each literal `\n`: Checkmk's details (long output).
+    pub details: Vec<String>,
 }
 
 impl LocalCheck {
@@ -249,13 +254,23 @@ pub fn parse(out: &str) -> Result<AgentOutput, ParseError> {
         });
     }
     // Local checks are checked here, so a malformed line fails the parse, not a later look.
+    // Two checks of one name on one host are one service in Checkmk: the later hides the
+    // earlier (a failure followed by a pass shows OK).
+    let mut names = std::collections::HashSet::new();
     for s in res.sections.iter().filter(|s| s.name == "local") {
         for l in &s.lines {
-            parse_local(l, s.host.clone(), s.cached).map_err(|why| ParseError {
+            let c = parse_local(l, s.host.clone(), s.cached).map_err(|why| ParseError {
                 line: 0,
                 text: l.clone(),
                 why,
             })?;
+            if !names.insert((c.host.clone(), c.name.clone())) {
+                return Err(ParseError {
+                    line: 0,
+                    text: l.clone(),
+                    why: format!("a second service {:?} on {:?}", c.name, c.host),
+                });
+            }
         }
     }
     Ok(res)
@@ -300,9 +315,10 @@ pub fn parse_local(
     if name.is_empty() {
         return Err("empty service name".into());
     }
-    // The local parser takes neither quote inside a service name.
-    if name.contains('\'') {
-        return Err(format!("service name {name:?} contains a single quote"));
+    // The local parser takes neither quote inside a service name (quoted or not), and drops
+    // such a line without a trace.
+    if name.contains(['\'', '"']) {
+        return Err(format!("service name {name:?} contains a quote"));
     }
     let (metrics, text) = r.split_once(' ').unwrap_or((r, ""));
     let metrics = if metrics == "-" {
@@ -316,6 +332,8 @@ pub fn parse_local(
     if state == State::P && metrics.is_empty() {
         return Err("state P needs metrics with levels".into());
     }
+    let mut parts = text.split("\\n");
+    let summary = parts.next().unwrap_or_default().to_string();
     Ok(LocalCheck {
         host,
         cached,
@@ -323,6 +341,8 @@ pub fn parse_local(
         name,
         metrics,
         text: text.to_string(),
+        summary,
+        details: parts.map(str::to_string).collect(),
     })
 }
 

@@ -171,6 +171,7 @@ pub(super) fn write_final(
     st: &crate::service::state::StateDir,
     rec: &mut RunRecord,
 ) -> std::io::Result<()> {
+    crate::logic::stopped::mark(rec);
     if let Err(e) = rec.save() {
         if e.kind() != std::io::ErrorKind::NotFound {
             return Err(e);
@@ -191,15 +192,28 @@ pub(super) fn write_final(
             });
         }
         rec.save()?;
-        if rec.outcome != Some(Outcome::Skipped) {
-            record::update_latest(st, rec)?;
+        return write_latest(st, rec);
+    }
+    write_latest(st, rec)
+}
+
+/// The job's latest result after `rec`: a skipped run is none, and a run an admin stopped
+/// leaves the last complete result in place (see `logic::stopped`).
+fn write_latest(st: &crate::service::state::StateDir, rec: &RunRecord) -> std::io::Result<()> {
+    use crate::service::state;
+    match rec.outcome {
+        Some(Outcome::Skipped) => Ok(()),
+        Some(Outcome::Killed) => {
+            let previous = state::read_json::<RunRecord>(&st.latest_file(&rec.job))
+                .ok()
+                .flatten();
+            let latest = crate::logic::stopped::latest_after(previous, rec);
+            // Written in place of the previous one (same finish time): update_latest keeps
+            // a newer one only.
+            state::write_json(&st.latest_file(&rec.job), &latest, state::Durability::Sync)
         }
-        return Ok(());
+        _ => record::update_latest(st, rec),
     }
-    if rec.outcome != Some(Outcome::Skipped) {
-        record::update_latest(st, rec)?;
-    }
-    Ok(())
 }
 
 /// Completes a record: end time, duration, exit, outcome, test statistics.

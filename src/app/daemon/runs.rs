@@ -296,7 +296,13 @@ impl Daemon {
         }
         if rec.outcome != Some(Outcome::Skipped) {
             if let Some(js) = self.jobs.get_mut(&rec.job) {
-                js.last = Some(Box::new((&rec).into()));
+                js.last = Some(Box::new(match rec.outcome {
+                    // The last complete result stays, with a note (see `logic::stopped`).
+                    Some(Outcome::Killed) => {
+                        crate::logic::stopped::last_after(js.last.take().map(|l| *l), &rec)
+                    }
+                    _ => (&rec).into(),
+                }));
                 if self.oneshot && rec.request.is_some() {
                     js.answered = Some(Box::new(rec));
                 }

@@ -39,6 +39,7 @@ pub(super) struct RawDaemon {
     result_parse_timeout: Option<Spanned<Dur>>,
     publish_dir: Option<Spanned<PathBuf>>,
     publish_url: Option<Spanned<String>>,
+    other_instances: Option<Spanned<Vec<PathBuf>>>,
 }
 
 /// Resolves and validates the `[daemon]` table; the default state dir and uv's path are left
@@ -101,7 +102,9 @@ pub(super) fn resolve_daemon(
     uv_need(&raw, base, loc, needs);
     let publish = publish(loc, &raw, base)?;
     let build_user = build_user(loc, &raw)?;
+    let other_instances = other_instances(loc, raw.other_instances, base)?;
     Ok(DaemonSettings {
+        other_instances,
         publish,
         build_user,
         env_build_timeout,
@@ -124,6 +127,30 @@ pub(super) fn resolve_daemon(
         stale_margin: raw.stale_margin.map_or(DEFAULT_STALE_MARGIN, |d| d.0),
         agent_cache_age,
     })
+}
+
+/// `other_instances`: each entry a path (relative ones from the config's folder), none empty.
+fn other_instances(
+    loc: &Locator,
+    raw: Option<Spanned<Vec<PathBuf>>>,
+    base: &Path,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(list) = raw else {
+        return Ok(Vec::new());
+    };
+    let at = list.span().start;
+    let mut out = Vec::new();
+    for p in list.into_inner() {
+        if p.as_os_str().is_empty() {
+            return Err(loc.at(
+                at,
+                Some("daemon.other_instances".into()),
+                "an entry is empty; name an instance's state dir or its config file",
+            ));
+        }
+        out.push(lexical(&base.join(p)));
+    }
+    Ok(out)
 }
 
 /// `hang_timeout`: "0" turns it off; else at least [`MIN_HANG_TIMEOUT`]; 5 minutes by default.

@@ -56,6 +56,24 @@ pub(crate) fn location(table: &toml::Table, base: &Path) -> Option<(String, Opti
     Some((instance, state_dir))
 }
 
+/// `[daemon] other_instances` in `table`, relative entries from `base` (the config's folder);
+/// entries that are not strings, and empty ones, left out (ctrl's quick read: the daemon's
+/// parse refuses them).
+pub(crate) fn other_instances(table: &toml::Table, base: &Path) -> Vec<PathBuf> {
+    table
+        .get("daemon")
+        .and_then(|d| d.get("other_instances"))
+        .and_then(|l| l.as_array())
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(|s| lexical(&base.join(s)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The `[daemon]` keys whose own line parses, when even the table does not: a typo on one
 /// line must not hide `state_dir` on the next.
 fn daemon_lines(text: &str) -> toml::Table {

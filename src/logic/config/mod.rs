@@ -20,7 +20,7 @@ mod warnings;
 
 pub(crate) use base::{check_name, lexical, plain, Locator, Need};
 pub(crate) use job::{check_host, check_service};
-pub(crate) use locate::{daemon_block, daemon_table, location};
+pub(crate) use locate::{daemon_block, daemon_table, location, other_instances};
 pub(crate) use warnings::warnings;
 
 use crate::model::config::{Config, ConfigError};

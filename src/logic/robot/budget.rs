@@ -35,7 +35,7 @@ pub(crate) enum ResultError {
     /// folder (the error names the path and the reason).
     #[error("{0}")]
     Refused(#[source] io::Error),
-    #[error("the file is empty: robot was killed before it wrote anything")]
+    #[error("the file is empty")]
     Empty,
     #[error("result too large: {size} bytes, cap {cap}")]
     TooLarge { size: u64, cap: u64 },

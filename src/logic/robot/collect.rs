@@ -51,6 +51,10 @@ impl Head {
         if self.done {
             return;
         }
+        if (c == '\n' || c == '\r') && self.html == Some(true) {
+            // In HTML a line break is a space (rebot's merge account breaks its lines).
+            return self.push(' ');
+        }
         if c == '\n' || c == '\r' {
             // Leading blank lines say nothing; the first line with text is the head.
             if !self.text.trim().is_empty() {
@@ -72,7 +76,14 @@ impl Head {
                 return;
             }
         }
-        if self.chars >= MAX_TEXT {
+        // An HTML message keeps more: rebot's merge account puts its boilerplate before the
+        // test's own message, which `take` brings to the front.
+        let cap = if self.html == Some(true) {
+            3 * MAX_TEXT
+        } else {
+            MAX_TEXT
+        };
+        if self.chars >= cap {
             self.text.push('…');
             self.done = true;
             return;
@@ -96,7 +107,20 @@ impl Head {
 
     pub(crate) fn take(&mut self) -> String {
         let t = std::mem::take(&mut self.text);
+        let html = self.html == Some(true);
         *self = Head::default();
+        if !html {
+            return t.trim().to_string();
+        }
+        let text = super::merged::unescape(t.trim());
+        let text = super::merged::own_message(&text).unwrap_or(text);
+        // Not HTML any more: the text is capped as any other.
+        let mut h = Head {
+            html: Some(false),
+            ..Head::default()
+        };
+        h.push_str(&text);
+        let t = std::mem::take(&mut h.text);
         t.trim().to_string()
     }
 }
@@ -125,6 +149,9 @@ struct Frame {
     /// Child suites and tests seen so far.
     suites: u32,
     tests: u32,
+    /// The status of the suite's own teardown (`FAIL`, `SKIP`, …), once read.
+    teardown: Option<String>,
+    teardown_message: Head,
 }
 
 /// The result being built.
@@ -142,6 +169,9 @@ pub(crate) struct Collector {
     bytes: usize,
     omitted: u64,
     pub(crate) test: Option<TestBuilder>,
+    /// Set when the file says robot wrote it (not rebot): robot marks a suite's tests by
+    /// its failed or skipped teardown only when the result is read back, as here.
+    teardowns_pending: bool,
 }
 
 /// What a kept test adds to a record: its JSON (the suite path, filled in as its suites
@@ -158,6 +188,31 @@ pub(crate) fn cap(s: &str) -> String {
 }
 
 impl Collector {
+    /// The `generator` of the file (`Robot 7.5 (…)`, `Rebot 7.5 (…)`): robot's own output
+    /// still has to have its suites' teardown failures applied to their tests, as
+    /// `robot.api.ExecutionResult` does; rebot's already has them.
+    pub(crate) fn set_generator(&mut self, generator: &str) {
+        self.teardowns_pending = generator
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("robot"));
+    }
+
+    /// The status of the innermost suite's teardown (its message goes to
+    /// [`Collector::teardown_text`]).
+    pub(crate) fn suite_teardown(&mut self, status: Option<String>) {
+        if let Some(s) = self.suites.last_mut() {
+            s.teardown = status;
+        }
+    }
+
+    /// Text of the message of the innermost suite's teardown.
+    pub(crate) fn teardown_text(&mut self, text: &str) {
+        if let Some(s) = self.suites.last_mut() {
+            s.teardown_message.push_str(text);
+        }
+    }
+
     pub(crate) fn enter_suite(&mut self, name: &str) {
         let id = match self.suites.last_mut() {
             Some(parent) => {
@@ -167,27 +222,37 @@ impl Collector {
             None => "s1".to_string(),
         };
         self.suites.push(Frame {
-            name: cap(name),
+            name: cap(&name.replace(['\n', '\r'], " ")),
             first: self.tests.len(),
             id,
             suites: 0,
             tests: 0,
+            teardown: None,
+            teardown_message: Head::default(),
         });
     }
 
     /// Names the innermost suite (Robot's JSON gives the name after the suite's tests).
     pub(crate) fn name_suite(&mut self, name: &str) {
         if let Some(s) = self.suites.last_mut() {
-            s.name = cap(name);
+            s.name = cap(&name.replace(['\n', '\r'], " "));
         }
     }
 
     /// Ends the innermost suite. Its name is certain only now, so the suite path of every
     /// test kept inside it is completed from the inside out, a name per closing suite.
     pub(crate) fn leave_suite(&mut self) {
-        let Some(f) = self.suites.pop() else {
+        let Some(mut f) = self.suites.pop() else {
             return;
         };
+        let teardown_message = f.teardown_message.take();
+        if self.teardowns_pending {
+            match f.teardown.as_deref() {
+                Some("FAIL") => self.parent_teardown(f.first, false, &teardown_message),
+                Some("SKIP") => self.parent_teardown(f.first, true, &teardown_message),
+                _ => {}
+            }
+        }
         for t in self.tests.iter_mut().skip(f.first) {
             let path = if t.suite.is_empty() {
                 f.name.clone()
@@ -200,6 +265,56 @@ impl Collector {
         }
         if self.suites.is_empty() && self.root.is_none() {
             self.root = Some(f.name);
+        }
+    }
+
+    /// What robot's `SuiteTeardownFailed` does to every test of a suite whose teardown
+    /// failed (`skipped`: was skipped), applied to the tests kept from `first` on: a failed
+    /// teardown fails every test that was not skipped, a skipped one skips every test, and
+    /// the message says so (here on one line: the reason follows).
+    fn parent_teardown(&mut self, first: usize, skipped: bool, reason: &str) {
+        let with = |head: &str| {
+            if reason.is_empty() {
+                head.to_string()
+            } else {
+                format!("{head} {reason}")
+            }
+        };
+        for t in self.tests.iter_mut().skip(first) {
+            let before = t.status.clone();
+            let message = t.message.take();
+            if skipped {
+                t.status = "SKIP".into();
+                t.message = Some(cap(&match message {
+                    Some(m) => format!(
+                        "{} (earlier message: {m})",
+                        with("Skipped in parent suite teardown:")
+                    ),
+                    None => with("Skipped in parent suite teardown:"),
+                }));
+            } else {
+                if t.status != "SKIP" {
+                    t.status = "FAIL".into();
+                }
+                t.message = Some(cap(&match message {
+                    Some(m) => format!("{m}; also {}", with("parent suite teardown failed:")),
+                    None => with("Parent suite teardown failed:"),
+                }));
+            }
+            if self.total.is_none() && before != t.status {
+                let slot = |s: &str| match s {
+                    "PASS" => Some(0),
+                    "FAIL" => Some(1),
+                    "SKIP" => Some(2),
+                    _ => None,
+                };
+                if let Some(i) = slot(&before) {
+                    self.counted[i] = self.counted[i].saturating_sub(1);
+                }
+                if let Some(i) = slot(&t.status) {
+                    self.counted[i] += 1;
+                }
+            }
         }
     }
 
@@ -217,7 +332,8 @@ impl Collector {
 
     pub(crate) fn start_test(&mut self, name: &str) {
         let mut t = TestBuilder::default();
-        t.name.push_str(name);
+        // Robot allows a line break in a name (`${\n}`): the whole name, on one line.
+        t.name.push_str(&name.replace(['\n', '\r'], " "));
         if let Some(parent) = self.suites.last_mut() {
             parent.tests += 1;
             t.id = format!("{}-t{}", parent.id, parent.tests);
@@ -333,10 +449,8 @@ mod tests {
     fn html_messages_keep_their_text() {
         let mut h = Head::default();
         h.push_str("*HTML* <span class=\"merge\">Test has been re-executed and results merged.</span><hr><span>New status:</span> <span class=\"pass\">PASS</span>");
-        assert_eq!(
-            h.take(),
-            "Test has been re-executed and results merged. New status: PASS"
-        );
+        // Issue 22: the account's boilerplate no longer comes first.
+        assert_eq!(h.take(), "PASS on a re-run (results merged)");
         h.push_str("*HTM is not a marker");
         assert_eq!(h.take(), "*HTM is not a marker");
     }

@@ -330,6 +330,8 @@ enum Ctx {
     Tags,
     Statistics,
     Total,
+    /// A suite's own teardown.
+    Teardown,
     /// A container the walker skips (with everything inside it).
     Skip,
 }
@@ -381,6 +383,7 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, String> {
                         Ctx::Test
                     }
                     (Some(Ctx::Test), "tags", false) => Ctx::Tags,
+                    (Some(Ctx::Suite), "teardown", true) => Ctx::Teardown,
                     (Some(Ctx::Root), "statistics", true) => Ctx::Statistics,
                     (Some(Ctx::Statistics), "total", true) => Ctx::Total,
                     _ => Ctx::Skip,
@@ -401,11 +404,15 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, String> {
                 _ => {}
             },
             Tok::Str(s) => match (here, key.as_str()) {
+                (Some(Ctx::Root), "generator") => c.set_generator(&s),
+                (Some(Ctx::Teardown), "status") => c.suite_teardown(Some(s)),
+                (Some(Ctx::Teardown), "message") => c.teardown_text(&s),
                 (Some(Ctx::Suite), "name") => c.name_suite(&s),
                 (Some(Ctx::Suite), "status") => suite_status = Some(s),
                 (Some(Ctx::Test), "name") => {
                     if let Some(t) = &mut c.test {
-                        t.name.push_str(&s);
+                        // A line break in a name (`${\n}`): the whole name, on one line.
+                        t.name.push_str(&s.replace(['\n', '\r'], " "));
                     }
                 }
                 (Some(Ctx::Test), "status") => {

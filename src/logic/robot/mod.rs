@@ -7,6 +7,7 @@
 pub(crate) mod budget;
 pub(crate) mod collect;
 pub mod json;
+mod merged;
 pub mod xml;
 
 use crate::model::record::{
@@ -166,6 +167,7 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
         read_attempts(rec, how, &clock);
     }
     let mut have_result = false;
+    let mut empty = false;
     match opened
         .map_err(ResultError::open)
         .and_then(|f| read_file(f, &result, &clock))
@@ -175,16 +177,23 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
             rec.tests = Some(stats);
         }
         Err(ResultError::Missing) => add_note(rec, format!("robot wrote no result ({name})")),
+        Err(ResultError::Empty) => {
+            // What happened, not a guess: the exit code and the signal say it.
+            empty = true;
+            add_note(rec, empty_result(&name, rec.exit_code, rec.signal));
+        }
         Err(e) if e.is_bound() => add_note(rec, format!("{e} ({name}); test counts unknown")),
         Err(e) => add_note(rec, format!("{name} unreadable ({e}); test counts unknown")),
     }
-    if let Some(code) = rec.exit_code.filter(|c| *c != 0) {
+    // With an empty result robot's meaning of the code ("1 test failed") does not hold, and
+    // the note on the empty file already gives the code and the signal.
+    if let Some(code) = rec.exit_code.filter(|c| *c != 0 && !empty) {
         add_note(
             rec,
             format!("robot exit code {code}: {}", exit_meaning(code)),
         );
     }
-    if let Some(sig) = rec.signal {
+    if let Some(sig) = rec.signal.filter(|_| !empty) {
         add_note(rec, format!("robot was ended by signal {sig}"));
     }
     if !have_result {
@@ -211,6 +220,20 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
     let dir = result.parent().unwrap_or(how.folder.path());
     rec.log = existing(how.folder, &dir.join("log.html"));
     rec.report = existing(how.folder, &dir.join("report.html"));
+}
+
+/// The note on an empty result file `name`: how the run ended, as the exit code and the
+/// signal say, never a guess.
+pub(crate) fn empty_result(name: &str, exit_code: Option<i32>, signal: Option<i32>) -> String {
+    match (signal, exit_code) {
+        (Some(sig), _) => format!(
+            "{name} is empty: the run was ended by signal {sig} before it wrote a result"
+        ),
+        (None, Some(code)) => format!(
+            "{name} is empty: the run exited with code {code} (no signal) without writing a result into it"
+        ),
+        (None, None) => format!("{name} is empty: the run wrote no result into it"),
+    }
 }
 
 /// `path` if it is a file the folder would let be read (named in the record, not read).

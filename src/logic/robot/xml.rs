@@ -160,6 +160,8 @@ enum El {
     Statistics,
     Total,
     Stat,
+    /// A suite's own teardown (`<kw type="TEARDOWN">` in a `<suite>`).
+    Teardown,
     Other,
 }
 
@@ -184,6 +186,7 @@ enum Capture {
     None,
     Message,
     Tag,
+    TeardownMessage,
 }
 
 /// Reads a whole output.xml from `r`.
@@ -204,10 +207,23 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, String> {
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
-                let k = kind(e.name().0.as_bytes());
+                let mut k = kind(e.name().0.as_bytes());
                 let parent = stack.last().copied();
+                if e.name().0.as_bytes() == b"kw"
+                    && parent == Some(El::Suite)
+                    && attr(e, b"type").as_deref() == Some("TEARDOWN")
+                {
+                    k = El::Teardown;
+                }
                 let grand = stack.len().checked_sub(2).map(|i| stack[i]);
                 match (k, parent) {
+                    (El::Robot, None) => {
+                        c.set_generator(&attr(e, b"generator").unwrap_or_default());
+                    }
+                    (El::Status, Some(El::Teardown)) => {
+                        c.suite_teardown(attr(e, b"status"));
+                        capture = Capture::TeardownMessage;
+                    }
                     (El::Suite, Some(El::Robot | El::Suite)) => {
                         c.enter_suite(&attr(e, b"name").unwrap_or_default());
                         if empty {
@@ -311,6 +327,7 @@ fn push_text(c: &mut Collector, capture: Capture, tag: &mut super::collect::Head
             }
         }
         Capture::Tag => tag.push_str(s),
+        Capture::TeardownMessage => c.teardown_text(s),
         Capture::None => {}
     }
 }

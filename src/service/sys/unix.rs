@@ -234,6 +234,26 @@ pub(crate) fn check_path_trust(
     what: &str,
     may_be_missing: bool,
 ) -> Result<(), String> {
+    check_path_trust_also(path, what, may_be_missing, None)
+}
+
+/// [`check_path_trust`] for another instance's state dir or config (a USER instance's, in
+/// its user's home): the owner of `path` itself is trusted too, besides root and this user,
+/// on the way to it. Nobody else may write any of it.
+pub(crate) fn check_instance_path_trust(path: &std::path::Path, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path)
+        .map_err(|e| format!("{what} {}: {e}", path.display()))?
+        .uid();
+    check_path_trust_also(path, what, false, Some(owner))
+}
+
+fn check_path_trust_also(
+    path: &std::path::Path,
+    what: &str,
+    may_be_missing: bool,
+    also: Option<u32>,
+) -> Result<(), String> {
     use std::collections::VecDeque;
     use std::ffi::OsString;
     use std::os::unix::fs::MetadataExt;
@@ -284,7 +304,7 @@ pub(crate) fn check_path_trust(
                 ))
             }
         };
-        if m.uid() != 0 && m.uid() != me {
+        if m.uid() != 0 && m.uid() != me && Some(m.uid()) != also {
             return refuse(
                 &entry,
                 format!(

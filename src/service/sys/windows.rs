@@ -312,6 +312,13 @@ pub(crate) fn check_path_trust(
     Ok(())
 }
 
+/// [`check_path_trust`] for another instance's state dir or config (a USER instance's, in
+/// its user's profile): the same rule, as only that user, SYSTEM and Administrators may write
+/// a profile.
+pub(crate) fn check_instance_path_trust(path: &std::path::Path, what: &str) -> Result<(), String> {
+    check_path_trust(path, what, false)
+}
+
 /// True if process `pid` started at `start` (PID reuse) and runs this program (the daemon
 /// runs from a copy named `robotmk-daemon-<build>-….exe`, see `launch::daemon_exe`).
 /// Windows cannot list who holds a lock, so the lock is not part of the check here.

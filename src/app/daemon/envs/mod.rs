@@ -127,13 +127,17 @@ impl Daemon {
     }
 
     pub(super) fn on_envs(&mut self, u: Update) {
+        let mut failed = Vec::new();
         for (name, now) in &u.jobs {
             if self.envs.jobs.get(name) != Some(now) {
                 match now {
                     JobEnv::Ready { key, .. } => {
                         info!(job = %name, env = %key, "environment ready")
                     }
-                    JobEnv::Failed(e) => warn!(job = %name, "environment failed: {e}"),
+                    JobEnv::Failed(e) => {
+                        warn!(job = %name, "environment failed: {e}");
+                        failed.push((name.clone(), e.clone()));
+                    }
                     JobEnv::Waiting => info!(job = %name, "waiting for its environment"),
                 }
             }
@@ -152,6 +156,41 @@ impl Daemon {
         self.envs.seen = u.seq;
         self.dirty = true;
         self.envs_runs_changed();
+        for (name, why) in failed {
+            self.record_env_failure(&name, &why);
+        }
+    }
+
+    /// A failed build is a result of its job at once, not at the job's next due time (a
+    /// day away for a daily job): an `error` run, recorded now, that says why. Once per
+    /// failure: not again when the job's latest result already says the same.
+    fn record_env_failure(&mut self, name: &str, why: &str) {
+        if self.oneshot {
+            return;
+        }
+        let Some(js) = self.jobs.get(name) else {
+            return;
+        };
+        // Compared by a head: the record's note is capped.
+        let head: String = why.chars().take(200).collect();
+        if js.job.pyenv.is_none()
+            || js
+                .last
+                .as_ref()
+                .and_then(|l| l.note.as_deref())
+                .is_some_and(|n| n.starts_with(&head))
+        {
+            return;
+        }
+        let job = js.job.clone();
+        let trigger = crate::model::record::Trigger::Schedule;
+        match super::folder::prepare_folder(&self.state, &job, chrono::Utc::now(), trigger) {
+            Ok(mut rec) => {
+                rec.note = Some(why.to_string());
+                self.finish(rec, crate::model::record::Outcome::Error, None);
+            }
+            Err(msg) => self.state_failure(format!("prepare:{name}"), msg),
+        }
     }
 
     /// True while a run of `job` must wait: for its environment, or for `start_delay`.

@@ -486,12 +486,15 @@ impl Worker {
                 info!(env = %key, duration_s = st.duration_s, tool = st.tool.as_deref(), "environment built");
             }
             Err(why) => {
-                let tail = pyenv::log_tail(&dir.join("build.log"));
-                let mut error = format!("{why}; log {}", dir.join("build.log").display());
-                if !tail.is_empty() {
-                    error.push_str(":\n");
-                    error.push_str(&tail);
-                }
+                // The tool's own error lines first, no progress output (see `build_error`).
+                let log = dir.join("build.log");
+                let summary =
+                    crate::logic::build_error::summarize(&pyenv::log_end(&log, 64 * 1024));
+                let error = if summary.is_empty() {
+                    format!("{why}; log {}", log.display())
+                } else {
+                    format!("{summary} ({why}; log {})", log.display())
+                };
                 warn!(env = %key, "environment build failed: {why}");
                 st.state = Phase::Failed;
                 st.error = Some(error);

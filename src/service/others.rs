@@ -1,0 +1,121 @@
+//! Other instances ctrl reports besides its own: `[daemon] other_instances`, each an
+//! instance's state dir or its config file. A USER instance (a second daemon in a user's
+//! desktop session, for GUI tests, started by the Task Scheduler or the desktop's autostart)
+//! has no agent of its own: the system instance's ctrl, which the agent runs, prints its
+//! sections too — its daemon line (running, answering its own ctrl's heartbeat, stable), its
+//! jobs and per-test checks, its piggyback blocks — read with the same bounds as its own state
+//! (`service::sys::file`: by handle, no links, regular files, capped) after the same kind of trust
+//! check: nobody but root, this user and the instance's owner may write the path or anything
+//! above it. An instance that cannot be read is a CRIT line that says why.
+//!
+//! ctrl never writes into another instance's state dir: that instance's own ctrl (run by the
+//! Task Scheduler or a timer in the user's session) keeps its heartbeat.
+
+use crate::model::clip::{clip, MAX_TEXT};
+use crate::model::report::ConfigView;
+use crate::service::report;
+use std::path::{Path, PathBuf};
+
+/// Why another instance is not shown.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OtherError {
+    #[error("cannot read the instance at {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not reading the instance at {path}: {why}")]
+    Untrusted { path: PathBuf, why: String },
+    #[error("the instance at {path}: its config names no instance and state dir")]
+    NoConfig { path: PathBuf },
+    #[error("the instance at {path}: no status.json in {state_dir} (has its daemon ever run?)")]
+    NoStatus { path: PathBuf, state_dir: PathBuf },
+    #[error("the instance at {path} is also named {instance:?}: give it an `instance` name of its own, its services would be taken for the other's")]
+    NameTaken { path: PathBuf, instance: String },
+}
+
+/// The instance at `path` (a state dir or a config file): its name, state dir and what to
+/// show as its config.
+fn locate(path: &Path) -> Result<(String, PathBuf), OtherError> {
+    let meta = std::fs::metadata(path).map_err(|source| OtherError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // The trust check speaks of the daemon's own paths; here it is about a report.
+    let untrusted = |why: String| OtherError::Untrusted {
+        path: path.to_path_buf(),
+        why: why.trim_start_matches("refusing to run: ").replace(
+            "another user could steer the daemon",
+            "another user could forge what it reports",
+        ),
+    };
+    if meta.is_dir() {
+        crate::service::sys::check_instance_path_trust(path, "state dir").map_err(untrusted)?;
+        let st = crate::service::state::StateDir::new(path);
+        let status = report::read_status(&st).ok_or_else(|| OtherError::NoStatus {
+            path: path.to_path_buf(),
+            state_dir: path.to_path_buf(),
+        })?;
+        return Ok((status.instance, path.to_path_buf()));
+    }
+    crate::service::sys::check_instance_path_trust(path, "config file").map_err(untrusted)?;
+    let (instance, dir) =
+        crate::service::config::locate_daemon(path).ok_or_else(|| OtherError::NoConfig {
+            path: path.to_path_buf(),
+        })?;
+    crate::service::sys::check_instance_path_trust(&dir, "state dir").map_err(untrusted)?;
+    Ok((instance, dir))
+}
+
+/// The sections of the instance at `path`, or why there are none. `taken`: the instance
+/// names shown so far (this instance's first); the name is added.
+pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String, OtherError> {
+    let (instance, dir) = locate(path)?;
+    if taken.contains(&instance) {
+        return Err(OtherError::NameTaken {
+            path: path.to_path_buf(),
+            instance,
+        });
+    }
+    if report::read_status(&crate::service::state::StateDir::new(&dir)).is_none() {
+        return Err(OtherError::NoStatus {
+            path: path.to_path_buf(),
+            state_dir: dir,
+        });
+    }
+    taken.push(instance.clone());
+    // The daemon's status is the authority on its jobs: its config is the user's, and the
+    // daemon validated it.
+    let r = report::build(
+        path.to_path_buf(),
+        ConfigView::VouchedByDaemon,
+        Some((instance, dir)),
+    );
+    Ok(crate::logic::agent::render(&r))
+}
+
+/// The CRIT line of an instance that cannot be shown, in a local section of its own.
+pub(crate) fn error_section(path: &Path, e: &OtherError) -> String {
+    let label = crate::logic::checkmk_names::clean(&path.display().to_string());
+    let mut why = e.to_string().replace(['\n', '\r'], " ");
+    clip(&mut why, MAX_TEXT);
+    crate::model::printable::string(format!(
+        "{}\n2 \"Robotmk instance {label}\" - CRIT - {}\n",
+        crate::logic::agent::LOCAL_HEADER,
+        crate::logic::check_details::text(&why)
+    ))
+}
+
+/// Every other instance's sections, in the order configured.
+pub(crate) fn render_all(paths: &[PathBuf], own: &str) -> String {
+    let mut taken = vec![own.to_string()];
+    let mut out = String::new();
+    for p in paths {
+        match render_one(p, &mut taken) {
+            Ok(s) => out.push_str(&s),
+            Err(e) => out.push_str(&error_section(p, &e)),
+        }
+    }
+    out
+}

@@ -1,0 +1,139 @@
+//! Other instances in the system ctrl's output (issue 22): a USER instance — a second daemon
+//! run by a real unprivileged user, with its state dir in that user's folder — appears with
+//! its own daemon line and jobs in what the agent receives from the system instance's ctrl;
+//! an instance that cannot be read (a path others may write, a path that is not there) is a
+//! CRIT line saying why. Every line goes through the parser of Checkmk's rules.
+#![cfg(unix)]
+
+mod common;
+
+use common::checkmk::parse_ok;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// The user the USER instance runs as (created once, kept).
+const DESK_USER: &str = "rmkd-i22-desk";
+
+fn as_user(uid: u32, gid: u32, config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .current_dir(config.parent().unwrap())
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .env_remove("ROBOTMK_DAEMON_CONFIG")
+        .env("HOME", config.parent().unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run robotmk-daemon as the desk user")
+}
+
+#[test]
+fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another() {
+    let Some((uid, gid)) = system_user(DESK_USER) else {
+        return;
+    };
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    // The user reaches its own folder in the test's temp dir, which stays root's.
+    std::fs::set_permissions(inst.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let desk = inst.dir.path().join("desk");
+    std::fs::create_dir(&desk).unwrap();
+    std::os::unix::fs::chown(&desk, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&desk, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = desk.join("robotmk-daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ninstance = \"desk\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"1m\"\n\n\
+             [[job]]\nname = \"hello\"\ncommand = [\"true\"]\nevery = \"1h\"\n\n\
+             [[job]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"echo the login page is gone; exit 3\"]\nevery = \"1h\"\n",
+            desk.join("state").display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&config, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for job in ["hello", "broken"] {
+        let out = as_user(uid, gid, &config, &["run-once", job]);
+        assert!(out.status.code().is_some(), "{out:?}");
+    }
+    // The user's own ctrl (the Task Scheduler's or the desktop's timer) starts its daemon.
+    let out = as_user(uid, gid, &config, &["ctrl"]);
+    let own = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        parse_ok(&own)
+            .check(None, "Robotmk desk daemon")
+            .state_num()
+            == 0,
+        "the user's own ctrl: {own}\n{out:?}"
+    );
+    // Two instances that cannot be read: a folder anyone may write, and nothing at all.
+    let open = inst.dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let missing = inst.dir.path().join("missing");
+    inst.write_config(
+        &format!(
+            "heartbeat_timeout = \"1m\"\nother_instances = [\"{}\", \"{}\", \"{}\"]",
+            config.display(),
+            open.display(),
+            missing.display()
+        ),
+        "[[job]]\nname = \"sys\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let check = inst.run(&["check-config"]);
+    assert!(check.status.success(), "{check:?}");
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let agent = parse_ok(&out);
+    assert_eq!(
+        agent.check(None, "Robotmk t daemon").state_num(),
+        0,
+        "{out}"
+    );
+    let d = agent.check(None, "Robotmk desk daemon");
+    assert_eq!(d.state_num(), 0, "{d:?}\n{out}");
+    assert!(d.summary.contains("running"), "{d:?}");
+    let hello = agent.check(None, "Robotmk desk hello");
+    assert_eq!(hello.state_num(), 0, "{hello:?}");
+    let broken = agent.check(None, "Robotmk desk broken");
+    assert_eq!(broken.state_num(), 2, "{broken:?}");
+    assert!(
+        broken.summary.contains("exit code 3") && broken.summary.contains("the login page is gone"),
+        "{broken:?}"
+    );
+    let crit = |p: &Path| {
+        agent
+            .local(None)
+            .into_iter()
+            .find(|c| c.name == format!("Robotmk instance {}", p.display()))
+            .unwrap_or_else(|| panic!("no line for {}: {out}", p.display()))
+    };
+    let o = crit(&open);
+    assert_eq!(o.state_num(), 2, "{o:?}");
+    assert!(
+        o.summary.contains("is writable by group or others"),
+        "{o:?}"
+    );
+    let m = crit(&missing);
+    assert_eq!(m.state_num(), 2, "{m:?}");
+    assert!(
+        m.summary.contains(&format!(
+            "cannot read the instance at {}",
+            missing.display()
+        )),
+        "{m:?}"
+    );
+    // Its daemon stopped: the system ctrl says so (the user's dead man, its own ctrl, is gone).
+    let out = as_user(uid, gid, &config, &["stop", "--timeout", "10s"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let d = parse_ok(&out).check(None, "Robotmk desk daemon");
+    assert_eq!(d.state_num(), 2, "{d:?}");
+    assert!(d.summary.contains("daemon not running"), "{d:?}");
+}
