@@ -111,7 +111,7 @@ fn robot_suites_scheduled_by_the_daemon_show_up_as_local_checks() {
         f.starts_with("2 ") && f.contains("tests_passed=1|tests_failed=1"),
         "{f}"
     );
-    assert!(f.contains("failure (1 tests passed, 1 failed"), "{f}");
+    assert!(f.contains("failure (1 test passed, 1 failed"), "{f}");
     let s = line_of(&local, "Robotmk t slow");
     assert!(s.starts_with("2 ") && s.contains("timeout"), "{s}");
     let n = line_of(&local, "Robotmk t never");

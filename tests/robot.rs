@@ -141,9 +141,12 @@ fn result_options_in_robot_args_are_config_errors_naming_the_option() {
     // Turning log and report off sends nothing elsewhere.
     let inst = Instance::new(
         "",
-        "[[job]]\nname = \"r\"\nkind = \"robot\"\nsuite = \"s.robot\"\nevery = \"1h\"\nrobot_args = [\"--log\", \"NONE\", \"--report\", \"NONE\"]\n",
+        "[[job]]\nname = \"r\"\nkind = \"robot\"\nsuite = \"s.robot\"\nrobot = \"/bin/true\"\nevery = \"1h\"\nrobot_args = [\"--log\", \"NONE\", \"--report\", \"NONE\"]\n",
     );
-    assert_eq!(inst.run(&["check-config"]).status.code(), Some(0));
+    // check-config also wants the suite and the program to be there (issue 24).
+    std::fs::write(inst.dir.path().join("s.robot"), "").unwrap();
+    let out = inst.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[test]

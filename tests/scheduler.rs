@@ -451,7 +451,12 @@ fn a_broken_config_edit_keeps_the_old_jobs_running_and_shows_the_error() {
     let j = parse_section(&out);
     assert_eq!(j["ctrl"]["action"], "config_error");
     assert_eq!(j["daemon"]["pid"].as_u64(), Some(pid));
-    assert!(local_lines(&out)[0].starts_with("2 "), "{out}");
+    // WARN: the daemon runs on with its last good config (issue 24).
+    assert!(
+        local_lines(&out)[0].starts_with("1 ")
+            && local_lines(&out)[0].contains("running the last good config from "),
+        "{out}"
+    );
 
     // A valid edit is applied: a new job appears, the old one goes on.
     let both = format!("{jobs}\n[[job]]\nname = \"new\"\ncommand = [\"true\"]\nevery = \"1s\"\n");

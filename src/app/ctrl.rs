@@ -294,6 +294,19 @@ fn fast_output(
     });
     let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     // A failed write (the agent went away) is not a reason to print the sections again.
+    if report
+        .state_dir
+        .as_deref()
+        .is_some_and(crate::app::pause::any)
+    {
+        let mut out = Vec::new();
+        view.write_to(&report, &mut out)?.ok()?;
+        let out = crate::app::pause::annotate_output(String::from_utf8_lossy(&out).into(), &report);
+        let _ = stdout
+            .write_all(out.as_bytes())
+            .and_then(|_| stdout.flush());
+        return Some(());
+    }
     let _ = view
         .write_to(&report, &mut stdout)?
         .and_then(|_| stdout.flush());
@@ -377,7 +390,19 @@ fn install_safety_net(instance: &str) {
 }
 
 fn print_report(report: &report::Report) -> i32 {
-    let out = agent::render(report);
+    // A config that cannot be read names no instance: report under the default one's name
+    // (what the config says when it sets none), not under a service the admin never saw.
+    let named;
+    let report = match report.instance {
+        Some(_) => report,
+        None => {
+            let mut r = report.clone();
+            r.instance = Some(crate::model::config::DEFAULT_INSTANCE.into());
+            named = r;
+            &named
+        }
+    };
+    let out = crate::app::pause::annotate_output(agent::render(report), report);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();

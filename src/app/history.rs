@@ -165,6 +165,7 @@ pub(crate) fn history(path: &Path, job: &str, n: usize, json: bool) -> i32 {
             serde_json::to_string_pretty(&history_json(&t, job, &runs, total)).unwrap_or_default()
         );
     } else {
+        print!("{}", crate::app::pause::history_line(&t.state, job));
         print!(
             "{}",
             history_table(&t.instance, job, &runs, total, Style::stdout())

@@ -73,6 +73,8 @@ pub(crate) fn recent_problems(st: &StateDir, n: usize) -> Vec<String> {
     let mut hits: Vec<String> = lines
         .into_iter()
         .filter(|l| matches!(level(l), Some("WARN" | "ERROR")))
+        // `status` prints the config's warnings itself, from the config as it is now.
+        .filter(|l| !l.contains(crate::service::preflight::LOG_MARK))
         .collect();
     let skip = hits.len().saturating_sub(n);
     hits.drain(..skip);

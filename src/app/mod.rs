@@ -9,4 +9,5 @@ pub(crate) mod hang;
 pub(crate) mod history;
 pub(crate) mod logs;
 pub(crate) mod once;
+pub(crate) mod pause;
 pub(crate) mod term;

@@ -141,7 +141,10 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
         std::thread::sleep(POLL);
     };
     progress.finish();
-    println!(
+    // Written, not println!: a reader gone away must not end a run this process may hold
+    // (see `sys::pipe`: run-once keeps SIGPIPE ignored).
+    let _ = writeln!(
+        std::io::stdout(),
         "running job {job} (run {}) in {}",
         rec.run_id,
         rec.run_dir.display()
@@ -212,7 +215,8 @@ fn find_run(st: &StateDir, job: &str, id: &str) -> Option<RunRecord> {
 /// Prints the outcome line and maps the outcome to the exit code.
 fn report(rec: &RunRecord) -> i32 {
     let outcome = rec.outcome.unwrap_or(Outcome::Interrupted);
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "{}: {}{}{}",
         rec.run_id,
         outcome.as_str(),
@@ -222,7 +226,7 @@ fn report(rec: &RunRecord) -> i32 {
             .as_ref()
             .map_or(String::new(), |n| format!(" ({n})"))
     );
-    println!("output: {}", rec.run_dir.display());
+    let _ = writeln!(std::io::stdout(), "output: {}", rec.run_dir.display());
     match outcome {
         Outcome::Success => 0,
         Outcome::Failure => 1,

@@ -24,7 +24,8 @@ pub enum Command {
     /// For the agent: refresh the heartbeat, start the daemon if none runs, print the agent
     /// sections. Exit 0 whenever it printed them.
     Ctrl,
-    /// Start the daemon detached (a no-op if it runs). Exit 0 started or running, 1 failed.
+    /// Start the daemon detached (a no-op if it runs). Without the agent calling ctrl it exits
+    /// after `heartbeat_timeout`. Exit 0 started or running, 1 failed.
     Start {
         /// Run the daemon in this process, logging to stderr too.
         #[arg(long)]
@@ -43,14 +44,17 @@ pub enum Command {
         #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_dur)]
         timeout: Duration,
     },
-    /// Daemon and per-job state. Exit 0 running, 3 not running, 2 config error.
+    /// Daemon and per-job state; when none runs, when and why the last one stopped; the
+    /// config's warnings as notes. Exit 0 running, 3 not running, 2 config error, 4 cannot tell
+    /// (the state dir cannot be read: run as root).
     Status {
         /// Print JSON for scripts instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Validate the config and print the resolved jobs and their next due times. Exit 0 valid,
-    /// 2 invalid.
+    /// Validate the config, check that each job's suite, program and Python environment are
+    /// there (errors) and what will not do what you meant (warnings, on stderr), and print the
+    /// resolved jobs and their next due times. Exit 0 valid, 2 invalid or runs would fail.
     CheckConfig,
     /// Run one job now in the foreground and record it like a scheduled run. Exit 0 success,
     /// 1 failure, 2 config error, 3 timeout, 4 could not start.
@@ -115,6 +119,30 @@ pub enum Command {
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
         n: usize,
     },
+    /// No new runs, for maintenance: of the jobs named, or of all; the daemon keeps running
+    /// (a `stop` is undone by the agent's next call, a pause is not), runs in flight go on,
+    /// `run-once` still runs a job, and the pause survives a daemon restart. ctrl shows a
+    /// paused job as OK, "paused by <user> until <time>", and WARN once the pause is older
+    /// than --warn-after. Root only. Exit 0 paused, 1 not root or cannot write, 2 unknown job.
+    Pause {
+        /// End the pause by itself after this long (e.g. 2h); default: until `resume`.
+        #[arg(long = "for", value_name = "DUR", value_parser = parse_dur)]
+        for_: Option<Duration>,
+        /// Show the pause as WARN in Checkmk once it is older than this.
+        #[arg(long, value_name = "DUR", default_value = "1d", value_parser = parse_dur)]
+        warn_after: Duration,
+        /// The jobs to pause; none: all jobs of the instance.
+        jobs: Vec<String>,
+    },
+    /// End a pause: of the jobs named, or (no job) every pause. Root only. Exit 0, 1 not root
+    /// or cannot write, 2 unknown job.
+    Resume {
+        /// The jobs to resume; none: every pause ends.
+        jobs: Vec<String>,
+    },
+    /// Prints the config's job names, one a line (for the shell completions).
+    #[command(hide = true)]
+    CompleteJobs,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
     Completions {
         #[arg(value_enum)]

@@ -5,6 +5,7 @@
 
 mod args;
 mod completions;
+mod findings;
 
 pub use args::{Cli, Command};
 
@@ -31,9 +32,32 @@ pub fn invoked_as_ctrl(argv0: &std::ffi::OsStr) -> bool {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn dispatch(cli: Cli) -> i32 {
+    if !matches!(
+        cli.command,
+        Command::Daemon { .. }
+            | Command::Start {
+                foreground: true,
+                ..
+            }
+            | Command::EnvBuild { .. }
+            | Command::RobotAttempts { .. }
+            // ctrl ignores a failed write by design (the agent went away); run-once may hold
+            // the run itself (no daemon), which a signal must not end half-recorded.
+            | Command::Ctrl
+            | Command::RunOnce { .. }
+    ) {
+        sys::pipe::end_quietly_on_closed_stdout();
+    }
     let path = config::absolute(&cli.config.unwrap_or_else(config::discover));
     match cli.command {
         Command::Ctrl => ctrl::run(&path),
+        Command::Pause {
+            for_,
+            warn_after,
+            jobs,
+        } => crate::app::pause::pause(&path, for_, warn_after, &jobs),
+        Command::Resume { jobs } => crate::app::pause::resume(&path, &jobs),
+        Command::CompleteJobs => crate::cli::completions::job_names(&path),
         Command::History { job, n, json } => crate::app::history::history(&path, &job, n, json),
         Command::Show { job, run, n } => crate::app::history::show(&path, &job, run.as_deref(), n),
         Command::Logs { follow, n } => crate::app::logs::logs(&path, follow, n),
@@ -186,6 +210,13 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
             if let Some(n) = e.note {
                 eprintln!("robotmk-daemon: note: {n}");
             }
+            if let Some(t) = cfg.daemon.heartbeat_timeout {
+                eprintln!(
+                    "robotmk-daemon: note: the daemon exits after {} without a ctrl call (the Checkmk agent makes one every minute; heartbeat_timeout in {}; \"0\" keeps it running without an agent)",
+                    crate::model::duration::format(t),
+                    cfg.path.display()
+                );
+            }
             if r.daemon.running {
                 0
             } else {
@@ -307,11 +338,20 @@ fn status(path: &Path, json: bool) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 2;
     }
+    if let Some(why) = findings::cannot_tell(path, cfg.is_ok(), located.as_ref()) {
+        println!("daemon:     cannot tell whether it runs: {why}");
+        eprintln!("robotmk-daemon: run status as root (sudo robotmk-daemon status)");
+        return findings::CANNOT_TELL;
+    }
     let r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         print!("{}", table(&r));
+        print!("{}", crate::app::pause::status_lines(&r));
+        if let Ok(c) = &cfg {
+            print!("{}", findings::status_notes(c));
+        }
         if let Some(dir) = &r.state_dir {
             // As `systemctl status` does: the last problems under the state, for context.
             print!("{}", crate::app::logs::problems_block(dir));
@@ -331,10 +371,20 @@ pub(crate) fn table(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let d = &r.daemon;
+    let s = crate::app::term::Style::stdout();
     let _ = writeln!(o, "instance:   {}", r.instance.as_deref().unwrap_or("?"));
     let _ = writeln!(o, "config:     {}", r.config.display());
     if let Some(e) = &r.config_error {
-        let _ = writeln!(o, "CONFIG ERROR: {e}");
+        let _ = writeln!(o, "{} {e}", s.paint("31", "CONFIG ERROR:"));
+        if d.running {
+            let from = d.config_from.map_or(String::new(), |t| {
+                format!(" from {}", crate::model::record::ts(t))
+            });
+            let _ = writeln!(
+                o,
+                "            the daemon is running the last good config{from} (WARN in Checkmk)"
+            );
+        }
     }
     if let Some(sd) = &r.state_dir {
         let _ = writeln!(o, "state dir:  {}", sd.display());
@@ -342,14 +392,18 @@ pub(crate) fn table(r: &Report) -> String {
     if d.running {
         let _ = writeln!(
             o,
-            "daemon:     running, pid {}, up {}, {} (via {})",
+            "daemon:     {}, pid {}, up {}{} (via {})",
+            s.paint("32", "running"),
             d.pid.map_or("?".into(), |p| p.to_string()),
             crate::model::duration::human_age(d.uptime_s.unwrap_or(0.0)),
-            d.phase.as_ref().map_or("?".into(), |p| p.to_string()),
+            findings::phase_words(d),
             d.route.as_ref().map_or("?", |r| r.as_str())
         );
     } else {
-        let _ = writeln!(o, "daemon:     not running");
+        let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
+        if let Some(why) = &d.last_stop {
+            let _ = writeln!(o, "last stop:  {why}");
+        }
     }
     let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
         (Some(a), Some(t)) => format!(
@@ -362,7 +416,13 @@ pub(crate) fn table(r: &Report) -> String {
     };
     let _ = writeln!(o, "heartbeat:  {hb}");
     if let Some(e) = &d.config_error {
-        let _ = writeln!(o, "daemon config error (running the last good config): {e}");
+        let from = d.config_from.map_or(String::new(), |t| {
+            format!(" from {}", crate::model::record::ts(t))
+        });
+        let _ = writeln!(
+            o,
+            "daemon config error (running the last good config{from}): {e}"
+        );
     }
     if let Some(e) = &d.state_error {
         let _ = writeln!(o, "STATE ERROR: {e}");
@@ -414,14 +474,18 @@ pub(crate) fn table(r: &Report) -> String {
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
+        let colour = findings::outcome_colour(j.last.as_ref().and_then(|l| l.outcome));
         let _ = writeln!(
             o,
-            "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} {}",
+            "{:<24} {:<22} {:<20} {:>7} {} {:>9} {}",
             j.name,
             j.schedule,
             next,
             j.running.len(),
-            last,
+            match colour {
+                Some(c) => s.paint(c, &format!("{last:<12}")),
+                None => format!("{last:<12}"),
+            },
             runtime,
             when
         );
@@ -485,7 +549,9 @@ fn check_config(path: &Path) -> i32 {
         eprintln!("robotmk-daemon: {e}");
         return 2;
     }
-    print_daemon(&cfg);
+    // Printed first, the resolved view after: what the problems are about is in it.
+    let runs_can_start = findings::print_check(&cfg);
+    print_daemon(&cfg, runs_can_start);
     let build_user = print_build_user(&cfg);
     print_limits(&cfg);
     print_shared_envs(&cfg, &build_user);
@@ -493,13 +559,25 @@ fn check_config(path: &Path) -> i32 {
     for j in &cfg.jobs {
         print_job(j, now);
     }
-    0
+    if runs_can_start {
+        0
+    } else {
+        2
+    }
 }
 
-/// `check-config`: the daemon's settings as they will be in force.
-fn print_daemon(cfg: &crate::model::config::Config) {
+/// `check-config`: the daemon's settings as they will be in force; whether runs can start
+/// as the checks before found.
+fn print_daemon(cfg: &crate::model::config::Config, runs_can_start: bool) {
     let d = &cfg.daemon;
-    println!("config {} is valid", cfg.path.display());
+    if runs_can_start {
+        println!("config {} is valid", cfg.path.display());
+    } else {
+        println!(
+            "config {} parses, but runs will fail (errors above)",
+            cfg.path.display()
+        );
+    }
     println!("instance:          {}", d.instance);
     println!("state_dir:         {}", d.state_dir.display());
     println!(
@@ -631,7 +709,11 @@ fn print_job(j: &crate::model::config::Job, now: chrono::DateTime<Utc>) {
     );
     println!("  schedule: {}", j.schedule);
     println!("  timeout:  {}", crate::model::duration::format(j.timeout));
-    println!("  overlap:  {:?}, catch_up: {:?}", j.overlap, j.catch_up);
+    println!(
+        "  overlap:  {}, catch_up: {}",
+        findings::word(j.overlap),
+        findings::word(j.catch_up)
+    );
     if let Some(u) = &j.user {
         // As looked up by this build (see docs/SECURITY.md): what the runs will get.
         let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();

@@ -408,7 +408,23 @@ fn state_word(state: u8) -> &'static str {
 
 pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     let d = &r.daemon;
-    let (state, text) = if let Some(e) = &r.config_error {
+    // ctrl could not load the config (its action says so; a section cut to size also uses
+    // `config_error`) while a daemon runs on.
+    let edit_rejected = d.running && r.ctrl.as_ref().is_some_and(|c| c.action == "config_error");
+    let (state, text) = if let (Some(e), true) = (&r.config_error, edit_rejected) {
+        // The daemon runs on with the config it had: WARN, as the README says; CRIT is for a
+        // config that keeps the daemon from running at all.
+        let from = d.config_from.map_or(String::new(), |t| {
+            format!(" from {}", crate::model::record::ts(t))
+        });
+        (
+            1,
+            format!(
+                "running the last good config{from}, pid {}; the config now has an error: {e}",
+                d.pid.map_or("?".into(), |p| p.to_string())
+            ),
+        )
+    } else if let Some(e) = &r.config_error {
         (2, format!("config error: {e}"))
     } else if let Some(e) = r.ctrl.as_ref().and_then(|c| c.error.as_ref()) {
         (2, e.clone())
@@ -437,9 +453,12 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
             ),
         )
     } else if let Some(e) = &d.config_error {
+        let from = d.config_from.map_or(String::new(), |t| {
+            format!(" from {}", crate::model::record::ts(t))
+        });
         (
             1,
-            format!("config edit rejected, running the last good config: {e}"),
+            format!("config edit rejected, running the last good config{from}: {e}"),
         )
     } else {
         let mut t = format!(
@@ -550,8 +569,10 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     if let Some(t) = &last.tests {
         let _ = write!(
             text,
-            " ({} tests passed, {} failed, {} skipped)",
-            t.passed, t.failed, t.skipped
+            " ({} passed, {} failed, {} skipped)",
+            crate::model::plural(t.passed, "test", "tests"),
+            t.failed,
+            t.skipped
         );
         if t.results_omitted > 0 {
             let _ = write!(

@@ -235,6 +235,9 @@ impl Job {
     }
 }
 
+/// The instance of a config that names none (`[daemon] instance`).
+pub(crate) const DEFAULT_INSTANCE: &str = "system";
+
 /// A validated config.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -9,6 +9,7 @@ pub(crate) mod cron_set;
 pub mod duration;
 pub(crate) mod env;
 pub(crate) mod limits;
+pub(crate) mod pause;
 pub(crate) mod plugin;
 pub(crate) mod printable;
 pub mod record;
@@ -17,6 +18,8 @@ pub mod request;
 pub(crate) mod schedule;
 pub mod status;
 pub(crate) mod user;
+pub(crate) mod words;
+pub(crate) use words::plural;
 
 /// Identifies the build a daemon runs (shown in status; compared by ctrl on upgrades).
 pub(crate) const BUILD_ID: &str = env!("CARGO_PKG_VERSION");

@@ -53,6 +53,13 @@ pub(crate) struct DaemonReport {
     /// The daemon's own view: an edit it rejected (it keeps running the last good config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) config_error: Option<String>,
+    /// When the config the daemon runs was last written (its file's mtime when loaded): the
+    /// "last good config" a rejected edit leaves running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) config_from: Option<DateTime<Utc>>,
+    /// Why and when the daemon last stopped, when none runs (`status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_stop: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) state_error: Option<String>,
     /// The daemon does not keep up with its schedule (`app::daemon::backlog`): WARN.

@@ -338,7 +338,7 @@ cron = "0 3 * * *"
     fn errors_carry_line_column_and_field() {
         let e = p("[daemon]\ninstance = \"a\"\nbogus = 1\n").unwrap_err();
         assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
-        assert!(e.message.contains("unknown field `bogus`"), "{e}");
+        assert!(e.message.contains("unknown key `bogus`"), "{e}");
 
         let e = p("[[job]]\nname = \"a\"\ncommand = [\"x\"]\nevery = \"5x\"\n").unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");

@@ -9,6 +9,8 @@ pub(crate) mod launch;
 pub(crate) mod lock;
 pub(crate) mod logging;
 pub(crate) mod others;
+pub(crate) mod pause;
+pub(crate) mod preflight;
 pub(crate) mod publish;
 pub(crate) mod pyenv;
 pub mod report;

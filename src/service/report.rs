@@ -90,6 +90,8 @@ pub fn build_from(
             report.daemon.route = Some(d.route.clone());
             report.daemon.build = Some(d.build.clone());
             report.daemon.config_error = d.config_error.clone();
+            report.daemon.config_from =
+                crate::logic::lifecycle_words::stamp_time(d.config_stamp.as_deref());
             report.daemon.agent_mode = d.agent_mode.clone();
             // The alert file carries a write failure that status.json itself could not.
             report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
@@ -101,6 +103,7 @@ pub fn build_from(
         } else {
             report.daemon.phase = Some(crate::model::status::Phase::Stopped);
             report.daemon.reason = d.reason.clone();
+            report.daemon.last_stop = Some(crate::logic::lifecycle_words::last_stop(s, now));
         }
         report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
     }

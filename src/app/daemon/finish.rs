@@ -381,7 +381,7 @@ pub(super) fn do_work(
             info!(
                 job = %rec.job, run_id = %rec.run_id,
                 outcome = rec.outcome.map_or("?", |o| o.as_str()),
-                exit_code = ?rec.exit_code, duration_s = ?rec.duration_s,
+                exit_code = rec.exit_code, duration_s = rec.duration_s,
                 "run finished"
             );
             let error = write_final(state, &mut rec).err().map(|e| e.to_string());

@@ -300,6 +300,9 @@ impl Daemon {
             config = %d.cfg.path.display(), route = %opts.route, jobs = d.cfg.jobs.len(),
             build = crate::model::BUILD_ID, "daemon started"
         );
+        crate::service::preflight::warnings_of(&d.cfg)
+            .iter()
+            .for_each(|w| warn!("{}{w}", crate::service::preflight::LOG_MARK));
         d.finisher = Some(finish::Finisher::new(d.state.clone(), tx.clone()));
         let tx_sig = tx;
         sys::forward_control_signals(move |s| {

@@ -158,7 +158,7 @@ pub(crate) enum ValueError {
     NameTooLong,
     #[error("{0:?} is not a usable name")]
     DotName(String),
-    #[error("{0:?} contains {1:?}; use only letters, digits, '_', '.' and '-'")]
+    #[error("{0:?} contains {1:?}; a name may use only the ASCII letters a-z and A-Z, the digits 0-9, '_', '.' and '-' (it becomes a folder and a systemd unit name)")]
     NameChar(String, char),
     #[error("`service` must not be empty")]
     ServiceEmpty,

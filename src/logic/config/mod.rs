@@ -15,10 +15,13 @@ mod base;
 mod daemon;
 mod job;
 mod locate;
+mod suggest;
+mod warnings;
 
 pub(crate) use base::{check_name, lexical, plain, Locator, Need};
 pub(crate) use job::{check_host, check_service};
 pub(crate) use locate::{daemon_block, daemon_table, location, other_instances};
+pub(crate) use warnings::warnings;
 
 use crate::model::config::{Config, ConfigError};
 use chrono::{DateTime, Utc};
@@ -59,7 +62,8 @@ pub(crate) fn parse(
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);
         let field = e.span().and_then(|s| loc.key_at(s.start));
-        loc.at(start, field, e.message().trim().to_string())
+        let message = suggest::admin_words(e.message().trim(), field.as_deref());
+        loc.at(start, field, message)
     })?;
     let mut needs = Vec::new();
     let daemon = daemon::resolve_daemon(&loc, raw.daemon, base, &mut needs)?;

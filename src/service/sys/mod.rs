@@ -8,6 +8,7 @@ pub(crate) mod children;
 pub(crate) mod fatal;
 pub(crate) mod file;
 pub(crate) mod memory;
+pub(crate) mod pipe;
 pub(crate) mod public;
 pub(crate) mod tmp_link;
 pub mod tree;

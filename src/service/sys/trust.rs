@@ -89,10 +89,15 @@ pub(crate) struct Closed {
 
 /// What makes an entry unsafe on Unix.
 #[cfg(unix)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unsafe {
-    /// Owned by `uid`, neither root nor this process's user `me`.
-    Owner { uid: u32, me: u32 },
+    /// Owned by `uid`, neither root nor this process's user `me`; `shared` is the
+    /// world-writable sticky folder (such as /tmp) it lies in, if any.
+    Owner {
+        uid: u32,
+        me: u32,
+        shared: Option<PathBuf>,
+    },
     /// Writable by group or others (`mode`, permission bits).
     Writable { mode: u32 },
 }
@@ -102,6 +107,14 @@ impl Unsafe {
     /// The command that makes `entry` safe.
     fn fix(&self, entry: &std::path::Path) -> String {
         match self {
+            // Adopting a folder another user made in /tmp (chown) would keep whatever its
+            // maker left inside.
+            Unsafe::Owner {
+                shared: Some(tmp), ..
+            } => format!(
+                "choose a path outside world-writable folders such as {} (e.g. under /var/lib or /etc), and do not chown a folder another user made",
+                tmp.display()
+            ),
             Unsafe::Owner { .. } => format!("chown root {}", entry.display()),
             Unsafe::Writable { .. } => format!("chmod go-w {}", entry.display()),
         }
@@ -112,7 +125,7 @@ impl Unsafe {
 impl std::fmt::Display for Unsafe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Unsafe::Owner { uid, me } => write!(
+            Unsafe::Owner { uid, me, .. } => write!(
                 f,
                 "belongs to uid {uid}, not to this user (uid {me}) or root"
             ),

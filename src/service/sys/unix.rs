@@ -296,6 +296,8 @@ fn check_path_trust_also(
     let mut at = PathBuf::from("/");
     let mut entry = at.clone();
     let mut links = 0;
+    // The last world-writable sticky folder (/tmp) on the way: what is below it anyone made.
+    let mut shared: Option<PathBuf> = None;
     loop {
         let last = todo.is_empty();
         let m = match std::fs::symlink_metadata(&entry) {
@@ -311,7 +313,14 @@ fn check_path_trust_also(
             }
         };
         if m.uid() != 0 && m.uid() != me && Some(m.uid()) != also {
-            return refuse(&entry, Unsafe::Owner { uid: m.uid(), me });
+            return refuse(
+                &entry,
+                Unsafe::Owner {
+                    uid: m.uid(),
+                    me,
+                    shared: shared.clone(),
+                },
+            );
         }
         if m.file_type().is_symlink() {
             // The link's directory is checked and its owner is trusted; walk on to where it
@@ -339,6 +348,9 @@ fn check_path_trust_also(
         } else {
             let mode = m.mode() & 0o7777;
             let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
+            if sticky_dir && mode & 0o002 != 0 {
+                shared = Some(entry.clone());
+            }
             if mode & 0o022 != 0 && (last || !sticky_dir) {
                 return refuse(&entry, Unsafe::Writable { mode });
             }

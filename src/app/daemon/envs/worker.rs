@@ -325,7 +325,7 @@ impl Worker {
         };
         match spawned {
             Ok(pgid) => {
-                info!(env = %key, source = %spec.source.display(), tool = ?st.tool, builder = ?st.builder, "building a Python environment");
+                info!(env = %key, source = %spec.source.display(), tool = st.tool.as_deref(), builder = st.builder.as_deref(), "building a Python environment");
                 self.builds.insert(
                     key.to_string(),
                     Build {
@@ -506,7 +506,7 @@ impl Worker {
                     st.python_version = bi.python_version;
                 }
                 st.state = Phase::Ready;
-                info!(env = %key, duration_s = ?st.duration_s, tool = ?st.tool, "environment built");
+                info!(env = %key, duration_s = st.duration_s, tool = st.tool.as_deref(), "environment built");
             }
             Err(why) => {
                 // The tool's own error lines first, no progress output (see `build_error`).

@@ -1,0 +1,38 @@
+//! Warnings about a valid config that will not do what its admin likely meant: nothing here
+//! stops a daemon, each says what will happen and what to change. Pure: what needs the host
+//! (file modes, folders) is in `service::preflight`, which adds these to its own.
+
+use crate::model::config::{Config, Services};
+use crate::model::duration::format;
+use chrono::{DateTime, Utc};
+
+/// The warnings `cfg` earns on its own, in the order of the file.
+pub(crate) fn warnings(cfg: &Config, now: DateTime<Utc>) -> Vec<String> {
+    let mut out = Vec::new();
+    if cfg.jobs.is_empty() {
+        out.push(format!(
+            "{} has no [[job]]: the daemon will start and sit idle; add a [[job]] table for each job",
+            cfg.path.display()
+        ));
+    }
+    for j in &cfg.jobs {
+        let interval = j.schedule.nominal_interval(now);
+        if j.timeout > interval {
+            out.push(format!(
+                "job {:?}: timeout {} is longer than its interval {}: a run still going when the next is due makes that one skipped (and each skipped run takes a place of keep_runs); set timeout to at most {}",
+                j.name,
+                format(j.timeout),
+                format(interval),
+                format(interval)
+            ));
+        }
+        if j.host.is_some() && j.services == Services::PerTest {
+            out.push(format!(
+                "job {:?}: `services = \"per-test\"` is not supported with `host` (piggyback): only the job's own check reaches host {:?}; drop one of them",
+                j.name,
+                j.host.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    out
+}

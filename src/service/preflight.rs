@@ -1,0 +1,256 @@
+//! What `check-config` looks at on the host beyond the parse: whether each job's program,
+//! suite and Python environment are there so that its first run can start (problems: the
+//! config is valid but will fail), and warnings that need the host (a config with secrets
+//! readable by others, a state dir in a temporary folder) added to the config's own
+//! ([`crate::logic::config::warnings`]). The daemon logs the warnings once when it starts, and
+//! `status` shows them under its table.
+
+use crate::model::config::{Config, Job};
+use crate::model::env::SourceKind;
+use crate::service::sys;
+use chrono::Utc;
+use std::path::{Path, PathBuf};
+
+/// What the daemon's log lines of these warnings start with.
+pub(crate) const LOG_MARK: &str = "config warning: ";
+
+/// What the host says about a valid config.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    /// Each will make runs fail: `check-config` exits 2 on any.
+    pub(crate) problems: Vec<String>,
+    /// Runs work, but not as the admin likely meant.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Looks at `cfg` on this host.
+pub(crate) fn check(cfg: &Config) -> Findings {
+    let mut f = Findings {
+        problems: Vec::new(),
+        warnings: crate::logic::config::warnings(cfg, Utc::now()),
+    };
+    for j in &cfg.jobs {
+        job_problems(cfg, j, &mut f.problems);
+    }
+    f.warnings.extend(warnings(cfg));
+    f
+}
+
+/// The warnings only, for the daemon's log and `status` (no program lookups).
+pub(crate) fn warnings_of(cfg: &Config) -> Vec<String> {
+    let mut w = crate::logic::config::warnings(cfg, Utc::now());
+    w.extend(warnings(cfg));
+    w
+}
+
+fn warnings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if cfg.jobs.iter().any(|j| j.argument_file.is_some()) {
+        if let Some(mode) = others_may_read(&cfg.path) {
+            out.push(format!(
+                "{} holds `variables` (often passwords) and is readable by other users (mode {mode:03o}); chmod 600 {}",
+                cfg.path.display(),
+                cfg.path.display()
+            ));
+        }
+    }
+    if let Some(tmp) = temporary_folder(&cfg.daemon.state_dir) {
+        out.push(format!(
+            "state_dir {} is in the temporary folder {}: the run history is lost at reboot or when the folder is cleaned; set `state_dir` to a folder such as {}",
+            cfg.daemon.state_dir.display(),
+            tmp.display(),
+            sys::default_state_base()
+                .join("robotmk-daemon")
+                .join(&cfg.daemon.instance)
+                .display()
+        ));
+    }
+    out
+}
+
+#[cfg(unix)]
+fn others_may_read(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn others_may_read(_path: &Path) -> Option<u32> {
+    // ACLs, not modes: docs/WINDOWS.md says how to protect the config there.
+    None
+}
+
+/// The temporary folder `dir` is in, if any (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`).
+fn temporary_folder(dir: &Path) -> Option<PathBuf> {
+    let mut temps: Vec<PathBuf> = vec![std::env::temp_dir()];
+    if cfg!(unix) {
+        temps.extend(["/tmp", "/var/tmp", "/dev/shm"].map(PathBuf::from));
+    }
+    temps
+        .into_iter()
+        .find(|t| t.is_absolute() && dir.starts_with(t))
+}
+
+/// robot's argv in a job's command (inside the retry wrapper when it has one).
+fn robot_argv(job: &Job) -> &[String] {
+    if job.command.get(1).map(String::as_str) == Some("robot-attempts") {
+        if let Some(i) = job.command.iter().position(|a| a == "--") {
+            return &job.command[i + 1..];
+        }
+    }
+    &job.command
+}
+
+fn job_problems(cfg: &Config, j: &Job, out: &mut Vec<String>) {
+    let argv = robot_argv(j);
+    let file = cfg.path.display();
+    if j.robot {
+        if let Some(suite) = argv.last() {
+            if std::fs::metadata(suite).is_err() {
+                out.push(format!(
+                    "job {:?}: the suite {suite} does not exist; fix `suite` in {file}",
+                    j.name
+                ));
+            }
+        }
+    }
+    match &j.pyenv {
+        // The environment brings robot; its base interpreter and file must be right.
+        Some(e) => {
+            if let Err(why) = program(&e.python, j) {
+                out.push(format!(
+                    "job {:?}: python {} {why}; fix `python` in {file}",
+                    j.name, e.python
+                ));
+            }
+            if let Some(why) = lacks_robotframework(&e.source, e.kind) {
+                out.push(format!(
+                    "job {:?}: {} {why}; the job runs the environment's `robot`: add a line `robotframework` to it",
+                    j.name,
+                    e.source.display()
+                ));
+            }
+        }
+        None => {
+            let Some(first) = argv.first() else { return };
+            if first.contains('{') {
+                return; // a placeholder: known at run time only
+            }
+            if let Err(why) = program(first, j) {
+                let key = if !j.robot {
+                    "`command`'s first element"
+                } else if argv.get(1).map(String::as_str) == Some("-m") {
+                    "`python`"
+                } else {
+                    "`robot` (or `python`)"
+                };
+                out.push(format!(
+                    "job {:?}: {first:?} {why}; fix {key} in {file}",
+                    j.name
+                ));
+            }
+        }
+    }
+}
+
+/// Whether `p` can be started: a path must be an executable file; a bare name is looked up on
+/// the PATH the runs get (the job's `env.PATH`, else this process's).
+fn program(p: &str, job: &Job) -> Result<PathBuf, String> {
+    let path = Path::new(p);
+    if path.components().count() > 1 {
+        return executable(path).map(|_| path.to_path_buf());
+    }
+    let var = job
+        .env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    for d in std::env::split_paths(&var) {
+        for c in [
+            d.join(p),
+            d.join(format!("{p}{}", std::env::consts::EXE_SUFFIX)),
+        ] {
+            if executable(&c).is_ok() {
+                return Ok(c);
+            }
+        }
+    }
+    Err(format!(
+        "is not found on PATH ({}); name it by its full path",
+        var.to_string_lossy()
+    ))
+}
+
+fn executable(path: &Path) -> Result<(), String> {
+    let m = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        _ => format!("cannot be read: {e}"),
+    })?;
+    if !m.is_file() {
+        return Err("is not a file".into());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if m.permissions().mode() & 0o111 == 0 {
+            return Err(format!("is not executable; chmod +x {}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Why an environment file does not name Robot Framework, if it plainly does not (a file that
+/// includes others, or names projects by path or URL, is given the benefit of the doubt).
+fn lacks_robotframework(source: &Path, kind: SourceKind) -> Option<String> {
+    let bytes =
+        sys::file::read(source, sys::file::cap::ENV_SOURCE, sys::file::Links::Follow).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let names: Vec<String> = match kind {
+        SourceKind::Requirements => {
+            let mut names = Vec::new();
+            for line in text.lines() {
+                let line = line.split(" #").next().unwrap_or("").trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                if line.starts_with("-r")
+                    || line.starts_with("--requirement")
+                    || line.starts_with("-e")
+                    || line.starts_with("--editable")
+                    || line.starts_with('.')
+                    || line.starts_with('/')
+                    || line.contains("://")
+                {
+                    return None;
+                }
+                if line.starts_with('-') {
+                    continue; // --index-url, --find-links, …
+                }
+                names.push(line.to_string());
+            }
+            names
+        }
+        SourceKind::Pyproject => {
+            let doc: toml::Table = toml::from_str(&text).ok()?;
+            let deps = doc.get("project")?.get("dependencies")?.as_array()?;
+            deps.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        }
+    };
+    let named = names.iter().any(|n| {
+        let name: String = n
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        name.to_ascii_lowercase().replace(['_', '.'], "-") == "robotframework"
+    });
+    (!named).then(|| match kind {
+        SourceKind::Requirements => "does not list `robotframework`".to_string(),
+        SourceKind::Pyproject => {
+            "does not list `robotframework` in [project].dependencies".to_string()
+        }
+    })
+}
