@@ -195,3 +195,93 @@ fn ctrl_without_a_readable_config_reports_under_the_default_instance() {
     );
     assert!(!said.contains("unknown daemon"), "{said}");
 }
+
+/// `bin` with this build's version patched to an older one of the same length (every digit
+/// `0`): the daemon it starts says it runs that build, as one installed before an upgrade.
+fn older_build_at(bin: &std::path::Path) -> String {
+    let me = env!("CARGO_PKG_VERSION");
+    let old: String = me
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '0' } else { c })
+        .collect();
+    assert_ne!(old, me, "this build has no older version to patch in");
+    let mut bytes = std::fs::read(common::BIN).unwrap();
+    let (from, to) = (me.as_bytes(), old.as_bytes());
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(from.len()).position(|w| w == from) {
+        bytes[i + at..i + at + to.len()].copy_from_slice(to);
+        i += at + to.len();
+    }
+    install_bytes(bin, &bytes);
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("robotmk-daemon {old}")),
+        "{out:?}"
+    );
+    old
+}
+
+/// Writes `bytes` beside `to` and renames them over it, as dpkg installs a file.
+fn install_bytes(to: &std::path::Path, bytes: &[u8]) {
+    let tmp = to.with_file_name(".robotmk-daemon.dpkg-new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn status_says_an_upgrade_stopped_the_daemon_and_when() {
+    let inst = Instance::new("", IDLE);
+    let bin = inst.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let installed = bin.join("robotmk-daemon");
+    let old = older_build_at(&installed);
+    let new = env!("CARGO_PKG_VERSION");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&installed)
+            .arg("--config")
+            .arg(&inst.config)
+            .args(args)
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .env_remove("MK_CONFDIR")
+            .env_remove("MK_VARDIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["ctrl"]).status.success());
+    let s = inst.status_json();
+    assert_eq!(s["daemon"]["build"], old.as_str(), "{s}");
+    let pid = inst.daemon_pid().unwrap();
+
+    // The upgrade: the new build renamed over the old; its first ctrl retires the old daemon.
+    install_bytes(&installed, &std::fs::read(common::BIN).unwrap());
+    let out = run(&["ctrl"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(Duration::from_secs(30), || !common::pid_alive(
+        pid
+    )));
+    let out = run(&["status"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    let why = format!("upgrade (build {old} → {new})");
+    assert!(said.contains("last stop:  stopped 20"), "{said}");
+    assert!(said.contains(&format!("ago): {why}")), "{said}");
+    assert!(!said.contains("stop requested"), "{said}");
+
+    // The new daemon runs: status still says how its predecessor ended.
+    assert!(run(&["ctrl"]).status.success());
+    let out = run(&["status"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains(&format!("ago): {why}")), "{said}");
+    let s = inst.status_json();
+    assert_eq!(s["daemon"]["build"], new, "{s}");
+    assert_eq!(s["daemon"]["last_stopped"]["reason"], why.as_str(), "{s}");
+    assert_eq!(s["daemon"]["last_stopped"]["build"], old.as_str(), "{s}");
+    assert!(s["daemon"]["last_stopped"]["at"].is_string(), "{s}");
+    assert!(run(&["stop", "--now"]).status.success());
+}

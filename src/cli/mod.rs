@@ -274,6 +274,7 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     let req = StopRequest {
         mode: if now { StopMode::Now } else { StopMode::Drain },
         requested: Utc::now(),
+        upgrade_to: None,
     };
     if let Err(e) = state::write_json(&st.stop_file(), &req, Durability::NoSync) {
         eprintln!("robotmk-daemon: cannot write the stop request: {e}");
@@ -399,6 +400,10 @@ pub(crate) fn table(r: &Report) -> String {
             findings::phase_words(d),
             d.route.as_ref().map_or("?", |r| r.as_str())
         );
+        // A crash of the predecessor has its own line ("previous:") below.
+        if let (Some(why), None) = (&d.last_stop, &d.previous_crash) {
+            let _ = writeln!(o, "last stop:  {why}");
+        }
     } else {
         let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
         if let Some(why) = &d.last_stop {

@@ -5,7 +5,7 @@
 use crate::model::clip::{clip, clip_opt, MAX_NAME, MAX_TEXT};
 use crate::model::config::{Config, ConfigError};
 use crate::model::env::EnvState;
-use crate::model::status::{AgentMode, Crash, JobStatus, Phase, Route};
+use crate::model::status::{AgentMode, Crash, JobStatus, LastStop, Phase, Route};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -57,9 +57,14 @@ pub(crate) struct DaemonReport {
     /// "last good config" a rejected edit leaves running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) config_from: Option<DateTime<Utc>>,
-    /// Why and when the daemon last stopped, when none runs (`status`).
+    /// Why and when the daemon last stopped, in words (`status`): the stopped daemon's, or
+    /// the running daemon's predecessor's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_stop: Option<String>,
+    /// [`Self::last_stop`] as data, when that daemon said it stopped (a crash says nothing:
+    /// see `previous_crash`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_stopped: Option<LastStop>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) state_error: Option<String>,
     /// The daemon does not keep up with its schedule (`app::daemon::backlog`): WARN.
@@ -131,11 +136,16 @@ impl Report {
             &mut d.state_error,
             &mut d.behind,
             &mut d.unstable,
+            &mut d.last_stop,
         ] {
             clip_opt(s, MAX_TEXT);
         }
         if let Some(c) = &mut d.previous_crash {
             clip(&mut c.cause, MAX_TEXT);
+        }
+        if let Some(l) = &mut d.last_stopped {
+            clip(&mut l.build, MAX_NAME);
+            clip_opt(&mut l.reason, MAX_TEXT);
         }
         if let Some(m) = &mut d.agent_mode {
             let mut text = m.to_string();
