@@ -344,15 +344,17 @@ fn status(path: &Path, json: bool) -> i32 {
         eprintln!("robotmk-daemon: run status as root (sudo robotmk-daemon status)");
         return findings::CANNOT_TELL;
     }
-    let r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
+    let mut r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
+    r.paused = crate::app::pause::report(&r);
+    if let Ok(c) = &cfg {
+        r.config_warnings = crate::service::preflight::warnings_of(c);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         print!("{}", table(&r));
         print!("{}", crate::app::pause::status_lines(&r));
-        if let Ok(c) = &cfg {
-            print!("{}", findings::status_notes(c));
-        }
+        print!("{}", findings::status_notes(&r.config_warnings));
         if let Some(dir) = &r.state_dir {
             // As `systemctl status` does: the last problems under the state, for context.
             print!("{}", crate::app::logs::problems_block(dir));

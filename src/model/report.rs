@@ -5,6 +5,7 @@
 use crate::model::clip::{clip, clip_opt, MAX_NAME, MAX_TEXT};
 use crate::model::config::{Config, ConfigError};
 use crate::model::env::EnvState;
+use crate::model::pause::Pause;
 use crate::model::status::{AgentMode, Crash, JobStatus, LastStop, Phase, Route};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -94,7 +95,22 @@ pub struct Report {
     /// The jobs' Python environments, as the daemon last reported them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) envs: Vec<EnvState>,
+    /// The pauses in force (`status` only; ctrl shows them in its checks' lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) paused: Option<PausedReport>,
+    /// What `check-config` warns of in the config as read now (`status` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) config_warnings: Vec<String>,
     pub(crate) generated: DateTime<Utc>,
+}
+
+/// The pauses in force: of the whole instance, of single jobs, and when ctrl turns them WARN.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PausedReport {
+    pub(crate) all: Option<Pause>,
+    pub(crate) jobs: std::collections::BTreeMap<String, Pause>,
+    /// A pause older than this shows as WARN in Checkmk.
+    pub(crate) warn_after_s: u64,
 }
 
 /// How the config stands, as far as the report is concerned.

@@ -60,6 +60,8 @@ pub fn build_from(
         ctrl: None,
         jobs: Vec::new(),
         envs: Vec::new(),
+        paused: None,
+        config_warnings: Vec::new(),
         generated: now,
     };
     let Some((_, dir)) = located else {
