@@ -196,6 +196,46 @@ fn ctrl_without_a_readable_config_reports_under_the_default_instance() {
     assert!(!said.contains("unknown daemon"), "{said}");
 }
 
+#[test]
+fn ctrl_with_a_broken_config_reports_under_the_instance_its_daemon_table_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let ctrl = || {
+        let out = std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("ctrl")
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    // A job's string never closed: the file as a whole is no TOML, its [daemon] table is.
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ninstance = \"shop\"\nstate_dir = \"{}\"\n\n[[job]]\nname = \"a\"\nevery = \"5x\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let said = ctrl();
+    assert!(
+        said.contains("2 \"Robotmk shop daemon\" - CRIT - config error"),
+        "{said}"
+    );
+    assert!(!said.contains("unknown daemon"), "{said}");
+    // Nothing of a [daemon] table left: the default instance's name.
+    std::fs::write(&config, "[daemon\ninstance = \"shop\"\n").unwrap();
+    let said = ctrl();
+    assert!(!said.contains("unknown daemon"), "{said}");
+    assert!(
+        said.contains("\"Robotmk system daemon\" - CRIT - config error"),
+        "{said}"
+    );
+}
+
 /// `bin` with this build's version patched to an older one of the same length (every digit
 /// `0`): the daemon it starts says it runs that build, as one installed before an upgrade.
 fn older_build_at(bin: &std::path::Path) -> String {
@@ -284,4 +324,69 @@ fn status_says_an_upgrade_stopped_the_daemon_and_when() {
     assert_eq!(s["daemon"]["last_stopped"]["build"], old.as_str(), "{s}");
     assert!(s["daemon"]["last_stopped"]["at"].is_string(), "{s}");
     assert!(run(&["stop", "--now"]).status.success());
+}
+
+/// `--help` and the README say what the tests above show the commands do.
+#[test]
+fn help_and_readme_tell_the_admins_first_hour_as_it_behaves() {
+    let help = |cmd: &str| {
+        let out = std::process::Command::new(common::BIN)
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        text(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = help("status");
+    for want in [
+        "4 cannot tell",
+        "an upgrade",
+        "the pauses in force",
+        "warnings",
+    ] {
+        assert!(
+            status.contains(want),
+            "status --help lacks {want:?}: {status}"
+        );
+    }
+    for want in [
+        "4 cannot tell (the state dir cannot be read: run as root)",
+        "heartbeat silence, an upgrade",
+        "`paused`, `config_warnings`",
+        "(WARN: `running the last good config from <time>`)",
+        "exits after `heartbeat_timeout`",
+        "WARN once the pause is older than `--warn-after`",
+        "survives a daemon restart",
+    ] {
+        assert!(readme.contains(want), "README lacks {want:?}");
+    }
+    assert!(
+        !readme.contains("WARN when it runs on its last good config after a rejected edit (`running the last good config from <time>`, the time that file was written; `status` says the same), while a paused"),
+        "a pause does not make the daemon line WARN"
+    );
+    let pause = help("pause");
+    for want in [
+        "--for <DUR>",
+        "--warn-after <DUR>",
+        "paused by <user> until <time>",
+        "survives a daemon restart",
+        "`status` and `history` show it",
+    ] {
+        assert!(pause.contains(want), "pause --help lacks {want:?}: {pause}");
+    }
+    let start = help("start");
+    assert!(
+        start.contains("it exits after `heartbeat_timeout`"),
+        "{start}"
+    );
+    let check = help("check-config");
+    assert!(check.contains("warnings, on stderr"), "{check}");
 }
