@@ -111,6 +111,15 @@ fn status_says_when_and_why_the_daemon_last_stopped() {
     assert_eq!(out.status.code(), Some(3), "{said}");
     assert!(said.contains("last stop:  stopped "), "{said}");
     assert!(said.contains("ago): stop requested"), "{said}");
+    // The log says it in words too, not Rust's `reason=Some("stop requested")`.
+    let log = inst.log();
+    assert!(
+        log.contains("daemon stopped reason=\"stop requested\""),
+        "{log}"
+    );
+    assert!(!log.contains("Some("), "{log}");
+    assert!(log.contains("scheduled job=idle"), "{log}");
+    assert!(log.contains("trigger=\"schedule\""), "not Schedule: {log}");
 
     // Heartbeat silence.
     assert!(inst.ctrl().status.success());
@@ -120,6 +129,14 @@ fn status_says_when_and_why_the_daemon_last_stopped() {
     )));
     let said = text(&inst.run(&["status"]).stdout);
     assert!(said.contains("heartbeat stale: no ctrl for 2s"), "{said}");
+
+    // A run-once that held the instance (no daemon ran) is named, not a bare "stopped".
+    assert!(inst.run(&["run-once", "idle"]).status.success());
+    let said = text(&inst.run(&["status"]).stdout);
+    assert!(
+        said.contains("ago): run-once ended (no daemon ran; it held the instance)"),
+        "{said}"
+    );
 
     // Killed: no word of its own.
     assert!(inst.ctrl().status.success());

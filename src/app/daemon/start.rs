@@ -350,7 +350,7 @@ impl Daemon {
             }
             js.running = self.table.pids_of(&name);
             if let Some(n) = js.slots.next {
-                info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
+                info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = n.trigger.as_str(), "scheduled");
             }
             entries.push((name, js));
         }
