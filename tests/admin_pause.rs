@@ -191,3 +191,65 @@ fn only_root_may_pause_and_jobs_must_exist() {
     assert!(text(&out.stderr).contains("no job \"nope\""), "{out:?}");
     assert!(!inst.state.join("pause.json").exists());
 }
+
+#[test]
+fn status_json_carries_the_pauses_the_config_warnings_and_the_last_stop() {
+    if !root() {
+        return;
+    }
+    // The state dir is in /tmp: a config warning.
+    let inst = Instance::new("", JOBS);
+    assert!(inst.ctrl().status.success());
+    let pause = |args: &[&str], who: &str| {
+        let out = inst
+            .cmd()
+            .arg("pause")
+            .args(args)
+            .env("SUDO_USER", who)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    pause(&["tick"], "alice");
+    pause(&["--for", "1h", "--warn-after", "2h"], "bob");
+    let s = inst.status_json();
+    let p = &s["paused"];
+    assert_eq!(p["jobs"]["tick"]["by"], "alice", "{s}");
+    assert!(p["jobs"]["tick"]["since"].is_string(), "{s}");
+    assert!(p["jobs"]["tick"]["until"].is_null(), "{s}");
+    assert!(p["jobs"]["other"].is_null(), "{s}");
+    assert_eq!(p["all"]["by"], "bob", "{s}");
+    assert!(p["all"]["until"].is_string(), "{s}");
+    assert_eq!(p["warn_after_s"], 7200, "{s}");
+    let warnings = s["config_warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("temporary folder")),
+        "{s}"
+    );
+    // What was there stays.
+    assert_eq!(s["daemon"]["running"], true, "{s}");
+    assert_eq!(s["jobs"].as_array().map(Vec::len), Some(2), "{s}");
+
+    assert!(inst.run(&["stop"]).status.success());
+    assert!(inst.wait_daemon_gone(Duration::from_secs(30)));
+    let s = inst.status_json();
+    assert_eq!(
+        s["daemon"]["last_stopped"]["reason"], "stop requested",
+        "{s}"
+    );
+    assert!(s["daemon"]["last_stopped"]["at"].is_string(), "{s}");
+    assert!(
+        s["daemon"]["last_stop"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ago): stop requested"),
+        "{s}"
+    );
+    assert_eq!(s["paused"]["jobs"]["tick"]["by"], "alice", "{s}");
+
+    assert!(inst.run(&["resume"]).status.success());
+    let s = inst.status_json();
+    assert!(s["paused"].is_null(), "{s}");
+}

@@ -111,6 +111,15 @@ fn status_says_when_and_why_the_daemon_last_stopped() {
     assert_eq!(out.status.code(), Some(3), "{said}");
     assert!(said.contains("last stop:  stopped "), "{said}");
     assert!(said.contains("ago): stop requested"), "{said}");
+    // The log says it in words too, not Rust's `reason=Some("stop requested")`.
+    let log = inst.log();
+    assert!(
+        log.contains("daemon stopped reason=\"stop requested\""),
+        "{log}"
+    );
+    assert!(!log.contains("Some("), "{log}");
+    assert!(log.contains("scheduled job=idle"), "{log}");
+    assert!(log.contains("trigger=\"schedule\""), "not Schedule: {log}");
 
     // Heartbeat silence.
     assert!(inst.ctrl().status.success());
@@ -120,6 +129,14 @@ fn status_says_when_and_why_the_daemon_last_stopped() {
     )));
     let said = text(&inst.run(&["status"]).stdout);
     assert!(said.contains("heartbeat stale: no ctrl for 2s"), "{said}");
+
+    // A run-once that held the instance (no daemon ran) is named, not a bare "stopped".
+    assert!(inst.run(&["run-once", "idle"]).status.success());
+    let said = text(&inst.run(&["status"]).stdout);
+    assert!(
+        said.contains("ago): run-once ended (no daemon ran; it held the instance)"),
+        "{said}"
+    );
 
     // Killed: no word of its own.
     assert!(inst.ctrl().status.success());
@@ -194,4 +211,199 @@ fn ctrl_without_a_readable_config_reports_under_the_default_instance() {
         "{said}"
     );
     assert!(!said.contains("unknown daemon"), "{said}");
+}
+
+#[test]
+fn ctrl_with_a_broken_config_reports_under_the_instance_its_daemon_table_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let ctrl = || {
+        let out = std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("ctrl")
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    // A job's string never closed: the file as a whole is no TOML, its [daemon] table is.
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ninstance = \"shop\"\nstate_dir = \"{}\"\n\n[[job]]\nname = \"a\"\nevery = \"5x\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let said = ctrl();
+    assert!(
+        said.contains("2 \"Robotmk shop daemon\" - CRIT - config error"),
+        "{said}"
+    );
+    assert!(!said.contains("unknown daemon"), "{said}");
+    // Nothing of a [daemon] table left: the default instance's name.
+    std::fs::write(&config, "[daemon\ninstance = \"shop\"\n").unwrap();
+    let said = ctrl();
+    assert!(!said.contains("unknown daemon"), "{said}");
+    assert!(
+        said.contains("\"Robotmk system daemon\" - CRIT - config error"),
+        "{said}"
+    );
+}
+
+/// `bin` with this build's version patched to an older one of the same length (every digit
+/// `0`): the daemon it starts says it runs that build, as one installed before an upgrade.
+fn older_build_at(bin: &std::path::Path) -> String {
+    let me = env!("CARGO_PKG_VERSION");
+    let old: String = me
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '0' } else { c })
+        .collect();
+    assert_ne!(old, me, "this build has no older version to patch in");
+    let mut bytes = std::fs::read(common::BIN).unwrap();
+    let (from, to) = (me.as_bytes(), old.as_bytes());
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(from.len()).position(|w| w == from) {
+        bytes[i + at..i + at + to.len()].copy_from_slice(to);
+        i += at + to.len();
+    }
+    install_bytes(bin, &bytes);
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("robotmk-daemon {old}")),
+        "{out:?}"
+    );
+    old
+}
+
+/// Writes `bytes` beside `to` and renames them over it, as dpkg installs a file.
+fn install_bytes(to: &std::path::Path, bytes: &[u8]) {
+    let tmp = to.with_file_name(".robotmk-daemon.dpkg-new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn status_says_an_upgrade_stopped_the_daemon_and_when() {
+    let inst = Instance::new("", IDLE);
+    let bin = inst.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let installed = bin.join("robotmk-daemon");
+    let old = older_build_at(&installed);
+    let new = env!("CARGO_PKG_VERSION");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&installed)
+            .arg("--config")
+            .arg(&inst.config)
+            .args(args)
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .env_remove("MK_CONFDIR")
+            .env_remove("MK_VARDIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["ctrl"]).status.success());
+    let s = inst.status_json();
+    assert_eq!(s["daemon"]["build"], old.as_str(), "{s}");
+    let pid = inst.daemon_pid().unwrap();
+
+    // The upgrade: the new build renamed over the old; its first ctrl retires the old daemon.
+    install_bytes(&installed, &std::fs::read(common::BIN).unwrap());
+    let out = run(&["ctrl"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(Duration::from_secs(30), || !common::pid_alive(
+        pid
+    )));
+    let out = run(&["status"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    let why = format!("upgrade (build {old} → {new})");
+    assert!(said.contains("last stop:  stopped 20"), "{said}");
+    assert!(said.contains(&format!("ago): {why}")), "{said}");
+    assert!(!said.contains("stop requested"), "{said}");
+
+    // The new daemon runs: status still says how its predecessor ended.
+    assert!(run(&["ctrl"]).status.success());
+    let out = run(&["status"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains(&format!("ago): {why}")), "{said}");
+    let s = inst.status_json();
+    assert_eq!(s["daemon"]["build"], new, "{s}");
+    assert_eq!(s["daemon"]["last_stopped"]["reason"], why.as_str(), "{s}");
+    assert_eq!(s["daemon"]["last_stopped"]["build"], old.as_str(), "{s}");
+    assert!(s["daemon"]["last_stopped"]["at"].is_string(), "{s}");
+    assert!(run(&["stop", "--now"]).status.success());
+}
+
+/// `--help` and the README say what the tests above show the commands do.
+#[test]
+fn help_and_readme_tell_the_admins_first_hour_as_it_behaves() {
+    let help = |cmd: &str| {
+        let out = std::process::Command::new(common::BIN)
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        text(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = help("status");
+    for want in [
+        "4 cannot tell",
+        "an upgrade",
+        "the pauses in force",
+        "warnings",
+    ] {
+        assert!(
+            status.contains(want),
+            "status --help lacks {want:?}: {status}"
+        );
+    }
+    for want in [
+        "4 cannot tell (the state dir cannot be read: run as root)",
+        "heartbeat silence, an upgrade",
+        "`paused`, `config_warnings`",
+        "(WARN: `running the last good config from <time>`)",
+        "exits after `heartbeat_timeout`",
+        "WARN once the pause is older than `--warn-after`",
+        "survives a daemon restart",
+    ] {
+        assert!(readme.contains(want), "README lacks {want:?}");
+    }
+    assert!(
+        !readme.contains("WARN when it runs on its last good config after a rejected edit (`running the last good config from <time>`, the time that file was written; `status` says the same), while a paused"),
+        "a pause does not make the daemon line WARN"
+    );
+    let pause = help("pause");
+    for want in [
+        "--for <DUR>",
+        "--warn-after <DUR>",
+        "paused by <user> until <time>",
+        "survives a daemon restart",
+        "`status` and `history` show it",
+    ] {
+        assert!(pause.contains(want), "pause --help lacks {want:?}: {pause}");
+    }
+    let start = help("start");
+    assert!(
+        start.contains("it exits after `heartbeat_timeout`"),
+        "{start}"
+    );
+    let check = help("check-config");
+    assert!(check.contains("warnings, on stderr"), "{check}");
 }

@@ -532,6 +532,15 @@ fn build_time_with_uv_and_with_pip() {
         );
         let e = ready.unwrap();
         assert_eq!(e["tool"], if with_uv { "uv" } else { "pip" }, "{e}");
+        // The log names the tool in words, not Rust's `tool=Some("pip")` (issue 24).
+        let log = inst.log();
+        let tool = e["tool"].as_str().unwrap_or_default();
+        assert!(
+            log.lines().any(|l| l.contains("environment built")
+                && l.contains(&format!("tool=\"{tool}\""))),
+            "{log}"
+        );
+        assert!(!log.contains("Some("), "{log}");
         figures.push((e["tool"].clone(), e["duration_s"].as_f64().unwrap()));
     }
     eprintln!("environment build time (robotframework + one local wheel, offline): {figures:?}");

@@ -191,6 +191,7 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
     let req = crate::model::request::StopRequest {
         mode: crate::model::request::StopMode::Drain,
         requested: chrono::Utc::now(),
+        upgrade_to: Some(me.to_string()),
     };
     let written = crate::service::state::write_json(
         &st.stop_file(),

@@ -13,7 +13,7 @@
 
 use crate::model::pause::{Pause, PauseState};
 use crate::model::record::Trigger;
-use crate::model::report::Report;
+use crate::model::report::{PausedReport, Report};
 use crate::service::config;
 use crate::service::state::StateDir;
 use chrono::{DateTime, Utc};
@@ -316,17 +316,31 @@ fn paused_line(body: &str, svc: &str, p: &Pause, warn: Duration, now: DateTime<U
     )
 }
 
-/// What `status` prints about pauses (nothing without one).
-pub(crate) fn status_lines(r: &Report) -> String {
+/// The pauses in force for `status` (`status --json` carries them as they are).
+pub(crate) fn report(r: &Report) -> Option<PausedReport> {
     let now = Utc::now();
-    let Some((state, _)) = r.state_dir.as_deref().and_then(|d| in_force(d, now)) else {
+    let (state, warn) = r.state_dir.as_deref().and_then(|d| in_force(d, now))?;
+    Some(PausedReport {
+        all: state.all.filter(|p| p.holds(now)),
+        jobs: state
+            .jobs
+            .into_iter()
+            .filter(|(_, p)| p.holds(now))
+            .collect(),
+        warn_after_s: warn.as_secs(),
+    })
+}
+
+/// What `status` prints about the pauses in `r` (nothing without one).
+pub(crate) fn status_lines(r: &Report) -> String {
+    let Some(p) = &r.paused else {
         return String::new();
     };
     let mut o = String::new();
-    if let Some(p) = state.all.as_ref().filter(|p| p.holds(now)) {
-        o.push_str(&format!("paused:     all jobs, {}\n", p.words()));
+    if let Some(all) = &p.all {
+        o.push_str(&format!("paused:     all jobs, {}\n", all.words()));
     }
-    for (job, p) in state.jobs.iter().filter(|(_, p)| p.holds(now)) {
+    for (job, p) in &p.jobs {
         o.push_str(&format!("paused:     job {job}, {}\n", p.words()));
     }
     o

@@ -44,11 +44,13 @@ pub enum Command {
         #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_dur)]
         timeout: Duration,
     },
-    /// Daemon and per-job state; when none runs, when and why the last one stopped; the
-    /// config's warnings as notes. Exit 0 running, 3 not running, 2 config error, 4 cannot tell
-    /// (the state dir cannot be read: run as root).
+    /// Daemon and per-job state; when and why the daemon last stopped (`stop`, heartbeat
+    /// silence, a crash, an upgrade); the pauses in force; the config's warnings as notes.
+    /// Exit 0 running, 3 not running, 2 config error, 4 cannot tell (the state dir cannot be
+    /// read: run as root).
     Status {
-        /// Print JSON for scripts instead of a table.
+        /// Print JSON for scripts instead of a table (with `paused`, `config_warnings` and
+        /// `daemon.last_stopped`).
         #[arg(long)]
         json: bool,
     },
@@ -123,7 +125,8 @@ pub enum Command {
     /// (a `stop` is undone by the agent's next call, a pause is not), runs in flight go on,
     /// `run-once` still runs a job, and the pause survives a daemon restart. ctrl shows a
     /// paused job as OK, "paused by <user> until <time>", and WARN once the pause is older
-    /// than --warn-after. Root only. Exit 0 paused, 1 not root or cannot write, 2 unknown job.
+    /// than --warn-after; `status` and `history` show it. Root only. Exit 0 paused, 1 not root
+    /// or cannot write, 2 unknown job.
     Pause {
         /// End the pause by itself after this long (e.g. 2h); default: until `resume`.
         #[arg(long = "for", value_name = "DUR", value_parser = parse_dur)]

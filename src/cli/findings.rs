@@ -25,11 +25,8 @@ pub(crate) fn print_check(cfg: &Config) -> bool {
 }
 
 /// The warnings as notes under `status`'s table.
-pub(crate) fn status_notes(cfg: &Config) -> String {
-    preflight::warnings_of(cfg)
-        .iter()
-        .map(|w| format!("note: {w}\n"))
-        .collect()
+pub(crate) fn status_notes(warnings: &[String]) -> String {
+    warnings.iter().map(|w| format!("note: {w}\n")).collect()
 }
 
 /// A setting as the config spells it (`skip`, not `Skip`).

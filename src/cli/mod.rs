@@ -274,6 +274,7 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     let req = StopRequest {
         mode: if now { StopMode::Now } else { StopMode::Drain },
         requested: Utc::now(),
+        upgrade_to: None,
     };
     if let Err(e) = state::write_json(&st.stop_file(), &req, Durability::NoSync) {
         eprintln!("robotmk-daemon: cannot write the stop request: {e}");
@@ -343,15 +344,17 @@ fn status(path: &Path, json: bool) -> i32 {
         eprintln!("robotmk-daemon: run status as root (sudo robotmk-daemon status)");
         return findings::CANNOT_TELL;
     }
-    let r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
+    let mut r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
+    r.paused = crate::app::pause::report(&r);
+    if let Ok(c) = &cfg {
+        r.config_warnings = crate::service::preflight::warnings_of(c);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         print!("{}", table(&r));
         print!("{}", crate::app::pause::status_lines(&r));
-        if let Ok(c) = &cfg {
-            print!("{}", findings::status_notes(c));
-        }
+        print!("{}", findings::status_notes(&r.config_warnings));
         if let Some(dir) = &r.state_dir {
             // As `systemctl status` does: the last problems under the state, for context.
             print!("{}", crate::app::logs::problems_block(dir));
@@ -399,6 +402,10 @@ pub(crate) fn table(r: &Report) -> String {
             findings::phase_words(d),
             d.route.as_ref().map_or("?", |r| r.as_str())
         );
+        // A crash of the predecessor has its own line ("previous:") below.
+        if let (Some(why), None) = (&d.last_stop, &d.previous_crash) {
+            let _ = writeln!(o, "last stop:  {why}");
+        }
     } else {
         let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
         if let Some(why) = &d.last_stop {

@@ -895,6 +895,8 @@ mod tests {
             ctrl: None,
             jobs: vec![job(None), shop, bad],
             envs: Vec::new(),
+            paused: None,
+            config_warnings: Vec::new(),
             generated: now,
         };
         let out = render(&report);

@@ -65,6 +65,17 @@ pub(crate) enum Trigger {
     RunOnce,
 }
 
+impl Trigger {
+    /// As the run record spells it (`schedule`, `catch_up`, `run_once`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch_up",
+            Trigger::RunOnce => "run_once",
+        }
+    }
+}
+
 /// Robot Framework's result: the total statistics, the root suite, and each test (capped),
 /// read from output.xml or Robot 7's output.json.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -423,6 +434,12 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_trigger_is_spelt_in_the_log_as_in_the_record() {
+        for t in [Trigger::Schedule, Trigger::CatchUp, Trigger::RunOnce] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+    }
 
     /// Test statuses were free strings: robot's four load by name, anything else as written,
     /// and the file is written back the same.

@@ -5,7 +5,8 @@
 use crate::model::clip::{clip, clip_opt, MAX_NAME, MAX_TEXT};
 use crate::model::config::{Config, ConfigError};
 use crate::model::env::EnvState;
-use crate::model::status::{AgentMode, Crash, JobStatus, Phase, Route};
+use crate::model::pause::Pause;
+use crate::model::status::{AgentMode, Crash, JobStatus, LastStop, Phase, Route};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -57,9 +58,14 @@ pub(crate) struct DaemonReport {
     /// "last good config" a rejected edit leaves running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) config_from: Option<DateTime<Utc>>,
-    /// Why and when the daemon last stopped, when none runs (`status`).
+    /// Why and when the daemon last stopped, in words (`status`): the stopped daemon's, or
+    /// the running daemon's predecessor's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_stop: Option<String>,
+    /// [`Self::last_stop`] as data, when that daemon said it stopped (a crash says nothing:
+    /// see `previous_crash`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_stopped: Option<LastStop>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) state_error: Option<String>,
     /// The daemon does not keep up with its schedule (`app::daemon::backlog`): WARN.
@@ -89,7 +95,22 @@ pub struct Report {
     /// The jobs' Python environments, as the daemon last reported them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) envs: Vec<EnvState>,
+    /// The pauses in force (`status` only; ctrl shows them in its checks' lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) paused: Option<PausedReport>,
+    /// What `check-config` warns of in the config as read now (`status` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) config_warnings: Vec<String>,
     pub(crate) generated: DateTime<Utc>,
+}
+
+/// The pauses in force: of the whole instance, of single jobs, and when ctrl turns them WARN.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PausedReport {
+    pub(crate) all: Option<Pause>,
+    pub(crate) jobs: std::collections::BTreeMap<String, Pause>,
+    /// A pause older than this shows as WARN in Checkmk.
+    pub(crate) warn_after_s: u64,
 }
 
 /// How the config stands, as far as the report is concerned.
@@ -131,11 +152,16 @@ impl Report {
             &mut d.state_error,
             &mut d.behind,
             &mut d.unstable,
+            &mut d.last_stop,
         ] {
             clip_opt(s, MAX_TEXT);
         }
         if let Some(c) = &mut d.previous_crash {
             clip(&mut c.cause, MAX_TEXT);
+        }
+        if let Some(l) = &mut d.last_stopped {
+            clip(&mut l.build, MAX_NAME);
+            clip_opt(&mut l.reason, MAX_TEXT);
         }
         if let Some(m) = &mut d.agent_mode {
             let mut text = m.to_string();

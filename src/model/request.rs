@@ -42,4 +42,19 @@ pub(crate) fn valid_request_id(id: &str) -> bool {
 pub struct StopRequest {
     pub(crate) mode: StopMode,
     pub(crate) requested: chrono::DateTime<chrono::Utc>,
+    /// Written by a ctrl of a newer build retiring this daemon: that build, so the daemon
+    /// records an upgrade as its reason to stop, not an admin's `stop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) upgrade_to: Option<String>,
+}
+
+impl StopRequest {
+    /// Why a daemon of build `build` stops for this request, in the admin's words.
+    pub(crate) fn reason(&self, build: &str) -> String {
+        match (&self.upgrade_to, self.mode) {
+            (Some(to), _) => format!("upgrade (build {build} → {to})"),
+            (None, StopMode::Drain) => "stop requested".into(),
+            (None, StopMode::Now) => "stop --now requested".into(),
+        }
+    }
 }

@@ -217,6 +217,34 @@ pub struct DaemonInfo {
     /// How the daemon before this one ended, when it was not a clean exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) previous_crash: Option<Crash>,
+    /// When and why the daemon before this one stopped, when it stopped by itself (an admin's
+    /// `stop`, heartbeat silence, an upgrade), as this one found it in `status.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) previous_stop: Option<LastStop>,
+}
+
+/// A daemon that stopped by itself: when (its last status write), why, and what it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LastStop {
+    pub(crate) pid: u32,
+    pub(crate) build: String,
+    pub(crate) at: DateTime<Utc>,
+    /// `stop requested`, `heartbeat stale: …`, `upgrade (build 0.1.0 → 0.2.0)`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+}
+
+impl LastStop {
+    /// What a stopped daemon's last status says of its stop; `None` if it never said it
+    /// stopped (it ended without a word: a crash, `kill -9`).
+    pub(crate) fn of(s: &Status) -> Option<LastStop> {
+        (s.daemon.phase == Phase::Stopped).then(|| LastStop {
+            pid: s.daemon.pid,
+            build: s.daemon.build.clone(),
+            at: s.updated,
+            reason: s.daemon.reason.clone(),
+        })
+    }
 }
 
 /// How many daemon starts [`DaemonInfo::starts`] keeps.

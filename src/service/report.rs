@@ -60,6 +60,8 @@ pub fn build_from(
         ctrl: None,
         jobs: Vec::new(),
         envs: Vec::new(),
+        paused: None,
+        config_warnings: Vec::new(),
         generated: now,
     };
     let Some((_, dir)) = located else {
@@ -98,12 +100,19 @@ pub fn build_from(
             report.daemon.not_responding_since =
                 not_responding_since(&st, d, report.daemon.state_error.is_some());
             report.daemon.previous_crash = d.previous_crash.clone();
+            if let Some(l) = &d.previous_stop {
+                report.daemon.last_stop = Some(crate::logic::lifecycle_words::previous_stop(
+                    l, &d.build, now,
+                ));
+                report.daemon.last_stopped = Some(l.clone());
+            }
             report.daemon.unstable = liveness::unstable(d, now);
             report.daemon.behind = d.behind.clone();
         } else {
             report.daemon.phase = Some(crate::model::status::Phase::Stopped);
             report.daemon.reason = d.reason.clone();
             report.daemon.last_stop = Some(crate::logic::lifecycle_words::last_stop(s, now));
+            report.daemon.last_stopped = crate::model::status::LastStop::of(s);
         }
         report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
     }

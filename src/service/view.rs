@@ -146,6 +146,7 @@ mod tests {
                 agent_mode: Some(AgentMode::Sync),
                 starts: Vec::new(),
                 previous_crash: None,
+                previous_stop: None,
             },
             jobs: vec![fresh, warn, crit, shop, never, unscheduled],
             envs: Vec::new(),

@@ -298,18 +298,20 @@ impl Daemon {
                 StopRequest {
                     mode: StopMode::Drain,
                     requested: Utc::now(),
+                    upgrade_to: None,
                 }
             }
         };
+        let reason = req.reason(crate::model::BUILD_ID);
         match req.mode {
-            StopMode::Drain => self.drain("stop requested"),
+            StopMode::Drain => self.drain(&reason),
             StopMode::Now => {
                 info!(
                     "stop --now requested: ending {} runs in flight",
                     self.table.in_flight()
                 );
                 self.end_all_runs();
-                self.drain("stop --now requested");
+                self.drain(&reason);
             }
         }
         true

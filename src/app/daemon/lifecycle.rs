@@ -69,6 +69,9 @@ pub(super) struct Begun {
     pub(crate) starts: Vec<DateTime<Utc>>,
     /// How the previous daemon ended, when not cleanly.
     pub(crate) previous_crash: Option<Crash>,
+    /// When and why the previous daemon stopped, when it stopped by itself (set by the
+    /// caller from `status.json`, which this daemon is about to overwrite).
+    pub(crate) previous_stop: Option<crate::model::status::LastStop>,
 }
 
 /// Records this daemon's start (see the module doc); `redirect`: send stderr to
@@ -115,6 +118,7 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
     Begun {
         starts: starts.starts.iter().map(|s| s.started).collect(),
         previous_crash,
+        previous_stop: None,
     }
 }
 

@@ -147,7 +147,10 @@ impl Daemon {
         self.spawner.cleanup();
         self.set_stopped();
         self.flush_status(true);
-        info!(reason = ?self.shown.info().reason, "daemon stopped");
+        info!(
+            reason = self.shown.info().reason.as_deref(),
+            "daemon stopped"
+        );
         0
     }
 

@@ -253,7 +253,13 @@ fn begin_life(st: &StateDir, opts: &Options) -> lifecycle::Begun {
     }
     if opts.oneshot.is_none() {
         std::panic::set_hook(Box::new(lifecycle::note_panic));
-        lifecycle::begin(st, !opts.foreground, ended_by_ctrl)
+        let mut begun = lifecycle::begin(st, !opts.foreground, ended_by_ctrl);
+        // The predecessor's last word, before this daemon's status replaces it: `status`
+        // goes on saying when and why it stopped (an upgrade, say) while this one runs.
+        begun.previous_stop = crate::service::report::read_status(st)
+            .as_ref()
+            .and_then(crate::model::status::LastStop::of);
+        begun
     } else {
         std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
         lifecycle::Begun::default()
@@ -344,7 +350,7 @@ impl Daemon {
             }
             js.running = self.table.pids_of(&name);
             if let Some(n) = js.slots.next {
-                info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
+                info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = n.trigger.as_str(), "scheduled");
             }
             entries.push((name, js));
         }
@@ -395,6 +401,7 @@ fn daemon_info(
         agent_mode: None,
         starts: begun.starts,
         previous_crash: begun.previous_crash,
+        previous_stop: begun.previous_stop,
     }
 }
 

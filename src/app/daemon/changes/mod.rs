@@ -34,6 +34,11 @@ impl Daemon {
     /// The loop has ended: the last status says so.
     pub(super) fn set_stopped(&mut self) {
         self.shown.info.phase = crate::model::status::Phase::Stopped;
+        if self.oneshot && self.shown.info.reason.is_none() {
+            // `status` (and the next daemon's) names this stop: not a daemon someone stopped.
+            self.shown.info.reason =
+                Some("run-once ended (no daemon ran; it held the instance)".into());
+        }
         self.shown.owe();
     }
 
