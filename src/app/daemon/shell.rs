@@ -139,8 +139,9 @@ impl Daemon {
         // exited with Chromium's killed helpers still its children).
         let left = self.spawner.end_orphans(self.cfg.daemon.stop_grace);
         if !left.is_empty() {
+            let pids: Vec<String> = left.iter().map(ToString::to_string).collect();
             warn!(
-                ?left,
+                pids = %pids.join(","),
                 "processes finished runs left behind are still there at exit"
             );
         }
