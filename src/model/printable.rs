@@ -108,7 +108,7 @@ impl<W: Write> Printable<W> {
         }
         // Clean runs are skipped in one tight scan; only the bytes that may need a look stop
         // it (the line ends, controls, and the lead bytes of C1 and U+2028/9).
-        while let Some(off) = buf[i..].iter().position(|&b| LOOK[usize::from(b)]) {
+        while let Some(off) = find_look(&buf[i..]) {
             i += off;
             let b = buf[i];
             match b {
@@ -161,6 +161,37 @@ static LOOK: [bool; 256] = {
     t[0xE2] = true;
     t
 };
+
+/// The first byte of `buf` that [`LOOK`] marks. Eight bytes at a time: a word with no byte
+/// below 0x20 and none at or above 0x7F (plain ASCII text, nearly all of what is printed)
+/// is skipped whole; ctrl passes its whole output (0.5 MB at 1,000 jobs) through here, and the
+/// byte-wise table scan was a tenth of its CPU.
+fn find_look(buf: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut chunks = buf.chunks_exact(8);
+    let mut at = 0;
+    for c in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        let x = u64::from_ne_bytes(word);
+        // A high bit is set for some byte below 0x20 (x - 0x20 borrows) or at or above 0x7F
+        // (x + 1 or x itself has it); a false alarm only sends this word to the table.
+        let below = x.wrapping_sub(ONES * 0x20) & !x;
+        let above = x.wrapping_add(ONES) | x;
+        if (below | above) & HIGH != 0 {
+            if let Some(off) = c.iter().position(|&b| LOOK[usize::from(b)]) {
+                return Some(at + off);
+            }
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| LOOK[usize::from(b)])
+        .map(|off| at + off)
+}
 
 /// A JSON line starts with its document.
 fn is_json_start(b: u8) -> bool {
@@ -218,6 +249,27 @@ pub(crate) fn string(text: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn find_look_finds_what_the_table_marks_at_every_offset() {
+        // Every byte value at every position of buffers around the word size, beside text.
+        for len in 1..=20 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut buf = vec![b'a'; len];
+                    buf[pos] = b;
+                    let want = buf.iter().position(|&b| super::LOOK[usize::from(b)]);
+                    assert_eq!(
+                        super::find_look(&buf),
+                        want,
+                        "byte {b:#x} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+        assert_eq!(super::find_look(b""), None);
+        assert_eq!(super::find_look(b"~~~~~~~~~\xe2"), Some(9));
+    }
+
     use super::*;
 
     const ALL: &str =
