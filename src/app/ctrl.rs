@@ -252,13 +252,13 @@ fn fast_output(
     if !lock::is_held(&st.lock_file()).ok()? {
         return None;
     }
-    let text = crate::service::sys::file::read_string(
+    let bytes = crate::service::sys::file::read_whole(
         &st.ctrl_view_file(),
         crate::service::sys::file::cap::STATUS,
-        crate::service::sys::file::Links::Refuse,
     )
     .ok()?;
-    let view = crate::logic::ctrl_view::parse(&text)?;
+    // The daemon writes valid UTF-8; anything else is not its view.
+    let view = crate::logic::ctrl_view::parse(std::str::from_utf8(&bytes).ok()?)?;
     let status = view.status.clone();
     let d = &status.daemon;
     let vouched = d.config == path
@@ -324,7 +324,11 @@ pub(crate) fn run(config_path: &Path) -> i32 {
         .next()
         .map(|a| agent_mode::detect(&a))
         .unwrap_or_default();
-    let quick = config::locate_daemon_quick(&path);
+    // Read once for the instance and for the other instances it names.
+    let text = config::read_quick(&path);
+    let quick = text
+        .as_deref()
+        .and_then(|t| config::locate_daemon_in(&path, t));
     install_safety_net(quick.as_ref().map_or("system", |q| q.0.as_str()));
     crate::app::daemon::lifecycle::test_crash("ctrl");
     let own = quick
@@ -336,17 +340,18 @@ pub(crate) fn run(config_path: &Path) -> i32 {
     } else {
         full(&path, t0, &beat)
     };
-    print_others(&path, &own);
+    print_others(&path, text.as_deref(), &own);
     code
 }
 
 /// The sections of the other instances the config names (`service::others`), after this one's; only
 /// from a config no other user could have changed.
-fn print_others(path: &Path, own: &str) {
+fn print_others(path: &Path, text: Option<&str>, own: &str) {
     if crate::service::security::check_config(path).is_err() {
         return;
     }
-    let others = config::other_instances_quick(path);
+    let Some(text) = text else { return };
+    let others = config::other_instances_in(path, text);
     if others.is_empty() {
         return;
     }

@@ -189,28 +189,31 @@ fn read_text(path: &Path) -> Option<String> {
     file::read_string(path, file::cap::CONFIG, file::Links::Follow).ok()
 }
 
-/// `[daemon] other_instances` of the file at `path`, read from its `[daemon]` table only
-/// (ctrl, on every agent call; relative entries are taken from the config's folder).
-pub(crate) fn other_instances_quick(path: &Path) -> Vec<PathBuf> {
-    let Some(text) = read_text(path) else {
-        return Vec::new();
-    };
+/// The config's text as ctrl reads it on every agent call, once for both quick lookups below
+/// (`None`: unreadable; ctrl then takes its full path, which says why).
+pub(crate) fn read_quick(path: &Path) -> Option<String> {
+    read_text(path)
+}
+
+/// `[daemon] other_instances` of the config `text` read from `path`, from its `[daemon]` table
+/// only (ctrl, on every agent call; relative entries are taken from the config's folder).
+pub(crate) fn other_instances_in(path: &Path, text: &str) -> Vec<PathBuf> {
     // Most configs name none: no parse on every agent call for them.
     if !text.contains("other_instances") {
         return Vec::new();
     }
-    let Ok(table) = toml::from_str::<toml::Table>(parsing::daemon_block(&text)) else {
+    let Ok(table) = toml::from_str::<toml::Table>(parsing::daemon_block(text)) else {
         return Vec::new();
     };
     let base = absolute(path.parent().unwrap_or(Path::new(".")));
     parsing::other_instances(&table, &base)
 }
 
-/// The instance and state dir from the `[daemon]` table alone, without parsing the jobs:
-/// ctrl's fast path, taken only when the running daemon vouches for the whole file.
-pub(crate) fn locate_daemon_quick(path: &Path) -> Option<(String, PathBuf)> {
-    let text = read_text(path)?;
-    let section = parsing::daemon_block(&text);
+/// The instance and state dir from the `[daemon]` table alone of the config `text` read from
+/// `path`, without parsing the jobs: ctrl's fast path, taken only when the running daemon
+/// vouches for the whole file.
+pub(crate) fn locate_daemon_in(path: &Path, text: &str) -> Option<(String, PathBuf)> {
+    let section = parsing::daemon_block(text);
     if section.is_empty() {
         return None;
     }
@@ -269,7 +272,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            other_instances_quick(&path),
+            other_instances_in(&path, &std::fs::read_to_string(&path).unwrap()),
             [absolute(&dir.path().join("u/state"))]
         );
     }
@@ -294,7 +297,7 @@ mod tests {
         let full = parse(&path, GOOD).unwrap();
         assert_eq!(full.daemon.instance, "system");
         assert_eq!(
-            locate_daemon_quick(&path),
+            locate_daemon_in(&path, &std::fs::read_to_string(&path).unwrap()),
             Some((full.daemon.instance, full.daemon.state_dir))
         );
     }
