@@ -18,7 +18,7 @@
 //! before it execs. No controllers are enabled, so the daemon itself may stay where it is (systemd's MainPID check holds, and cgroup v2's rule against processes in
 //! inner cgroups with controllers never applies).
 
-use super::lock;
+use super::os::lock;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

@@ -59,10 +59,14 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::{background_thread, Spawner, TAG};
+pub use platform::{background_thread, Spawner};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// The environment variable that tags every process of a run (on Windows kept for parity: the
+/// run's job object already holds every descendant).
+pub const TAG: &str = "ROBOTMK_RUN_DIR";
 
 /// Everything needed to start one runner. It names no user: a run as another user is started
 /// by [`Spawner::spawn_as`].

@@ -16,7 +16,8 @@
 //! without pidfds the reaper waits for any child (`waitid(P_ALL)`) and decides the same way
 //! (documented in docs/RELIABILITY.md).
 
-use super::{pidfd_open, pipe, ExitInfo, Shared};
+use super::os::{children_of, collect_now, lock, pidfd_open, pipe};
+use crate::service::run::ExitInfo;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -53,10 +54,10 @@ pub(super) struct Reaper {
     /// The read end of the pipe SIGCHLD's handler writes to, once orphans are inherited.
     sigchld: OnceLock<OwnedFd>,
     on_inherited: Mutex<Option<OnInherited>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// The orphans a run's end claimed (see `tree`): the process group of the run that claimed
+    /// each, by the orphan's PID. Here because an orphan stops being a claim when the reaper
+    /// collects it.
+    claims: Mutex<HashMap<u32, u32>>,
 }
 
 impl Reaper {
@@ -75,6 +76,7 @@ impl Reaper {
             inherits: AtomicBool::new(false),
             sigchld: OnceLock::new(),
             on_inherited: Mutex::new(None),
+            claims: Mutex::default(),
         })
     }
 
@@ -148,6 +150,21 @@ impl Reaper {
         }
     }
 
+    /// The claimed orphans (see `tree`), locked after the gate and the helpers' record.
+    pub(super) fn claims(&self) -> MutexGuard<'_, HashMap<u32, u32>> {
+        lock(&self.claims)
+    }
+
+    /// An inherited child exited and is collected now: it is no one's claim any more.
+    /// Collected under the claims' lock, so a claimed PID is never reused while it is
+    /// signalled.
+    fn collect_inherited(&self, pid: u32) -> bool {
+        let mut claims = self.claims();
+        let collected = collect_now(pid);
+        claims.remove(&pid);
+        collected
+    }
+
     /// Collects `pid` if it has exited (never blocks, never touches another child).
     fn try_reap(pid: u32) -> Option<libc::c_int> {
         let mut status: libc::c_int = 0;
@@ -182,8 +199,7 @@ fn decode(status: libc::c_int) -> ExitInfo {
 /// Collects every child that has exited: runners (reported) and inherited orphans. Each is
 /// looked at first without being collected (`WNOWAIT`), so a runner's exit status is never
 /// taken for an orphan's.
-fn collect_exited(s: &Shared) {
-    let r = &s.reaper;
+fn collect_exited(r: &Reaper) {
     let mut inherited = false;
     // Bounded: a child that cannot be collected must not spin this thread.
     for _ in 0..100_000 {
@@ -203,11 +219,11 @@ fn collect_exited(s: &Shared) {
                 // `waitid(P_ALL)` would show it again and again, so the rest are looked up
                 // by PID instead.
                 drop((own, gate));
-                inherited |= collect_each_exited(s);
+                inherited |= collect_each_exited(r);
                 break;
             } else {
                 inherited = true;
-                s.tree.collect_inherited(pid)
+                r.collect_inherited(pid)
             }
         };
         if !collected {
@@ -222,10 +238,9 @@ fn collect_exited(s: &Shared) {
 /// Collects, one by one, each child of this process that has exited and is neither a runner
 /// nor a helper of the daemon's own: while an exited helper waits for its starter,
 /// `waitid(P_ALL)` shows only that one. True if any was collected.
-fn collect_each_exited(s: &Shared) -> bool {
-    let r = &s.reaper;
+fn collect_each_exited(r: &Reaper) -> bool {
     let mut any = false;
-    for pid in super::tree::children_of("self") {
+    for pid in children_of("self") {
         if r.is_runner(pid) {
             r.reap_runner(pid);
             continue;
@@ -233,7 +248,7 @@ fn collect_each_exited(s: &Shared) -> bool {
         let gate = r.gate();
         let own = crate::service::sys::children::hold();
         if !r.is_runner(pid) && !own.is_own(pid) {
-            any |= s.tree.collect_inherited(pid);
+            any |= r.collect_inherited(pid);
         }
         drop((own, gate));
     }
@@ -264,10 +279,9 @@ fn drain(fd: &OwnedFd) {
 }
 
 /// The reaper thread's body: never returns.
-pub(super) fn run(s: &Shared) {
-    let r = &s.reaper;
+pub(super) fn run(r: &Reaper) {
     if !r.pidfds {
-        return run_without_pidfds(s);
+        return run_without_pidfds(r);
     }
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut who: Vec<u32> = Vec::new();
@@ -315,7 +329,7 @@ pub(super) fn run(s: &Shared) {
         }
         if let Some(p) = sigchld.filter(|_| fds[1].revents != 0) {
             drain(p);
-            collect_exited(s);
+            collect_exited(r);
         }
     }
 }
@@ -324,11 +338,10 @@ pub(super) fn run(s: &Shared) {
 /// [`collect_exited`] does (a runner by its PID, under the gate). Every child of this process
 /// is collected here but the daemon's own helpers (`sys::children`), which their starters
 /// collect.
-fn run_without_pidfds(s: &Shared) {
-    let r = &s.reaper;
+fn run_without_pidfds(r: &Reaper) {
     loop {
         if let Some(pid) = peek(0) {
-            collect_exited(s);
+            collect_exited(r);
             if crate::service::sys::children::hold().is_own(pid) {
                 // Its starter collects it in a moment; until then `peek` would show it again
                 // at once. A pause rather than a spin (exits meanwhile wait that long).

@@ -38,6 +38,8 @@
 
 #[path = "cgroup.rs"]
 mod cgroup;
+#[path = "os.rs"]
+mod os;
 #[path = "reaper.rs"]
 mod reaper;
 #[path = "tree.rs"]
@@ -46,6 +48,7 @@ mod tree;
 mod vfork;
 
 use super::{ExitInfo, RunAs, RunSpec};
+use os::{hold, lock, reset_signals, BlockSignals};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -55,7 +58,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Starts runs and ends their trees (see the module doc). Cheap to clone: the clones share one
 /// reaper and one record of the runs in flight.
@@ -64,7 +67,8 @@ pub struct Spawner {
     s: Arc<Shared>,
 }
 
-/// What a spawner and its reaper thread share.
+/// What a spawner and its reaper thread share. Its parts know nothing of each other (nor of
+/// this struct): what needs several is here, or takes them as [`tree::Parts`].
 struct Shared {
     reaper: reaper::Reaper,
     cgroups: cgroup::Cgroups,
@@ -91,10 +95,6 @@ struct Prep {
     stack: vfork::Stack,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Spawner {
     /// A spawner with its reaper thread.
     pub fn new() -> io::Result<Spawner> {
@@ -118,7 +118,7 @@ impl Spawner {
             .stack_size(64 * 1024)
             .spawn(move || {
                 background_thread();
-                reaper::run(&r)
+                reaper::run(&r.reaper)
             })
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot start the reaper thread: {e}"))
@@ -292,7 +292,7 @@ impl Spawner {
     /// are left alone (a next daemon adopts them). Returns the PIDs still there when it gave
     /// up (`grace` and a few seconds more).
     pub fn end_orphans(&self, grace: std::time::Duration) -> Vec<u32> {
-        tree::end_orphans(&self.s, grace)
+        tree::end_orphans(&self.s.parts(), grace)
     }
 
     /// At exit: removes this process's own cgroup subtree, where empty.
@@ -322,18 +322,18 @@ impl Spawner {
 
     /// Asks the run's whole tree to end (SIGTERM, once per process): see `tree`.
     pub fn terminate_tree(&self, pgid: u32, run_dir: &str) -> bool {
-        tree::signal(&self.s, &self.run_of(pgid, run_dir), libc::SIGTERM)
+        tree::signal(&self.s.parts(), &self.run_of(pgid, run_dir), libc::SIGTERM)
     }
 
     /// Ends the run's whole tree (SIGKILL).
     pub fn kill_tree(&self, pgid: u32, run_dir: &str) -> bool {
-        tree::signal(&self.s, &self.run_of(pgid, run_dir), libc::SIGKILL)
+        tree::signal(&self.s.parts(), &self.run_of(pgid, run_dir), libc::SIGKILL)
     }
 
     /// True while anything of the run is left. Once nothing is, its cgroup is removed.
     pub fn tree_alive(&self, pgid: u32, run_dir: &str) -> bool {
         let run = self.run_of(pgid, run_dir);
-        let alive = tree::alive(&self.s, &run);
+        let alive = tree::alive(&self.s.parts(), &run);
         if !alive && run.cgroup.is_some() {
             self.s.cgroups.remove_run(pgid);
         }
@@ -350,6 +350,14 @@ struct Prepared {
 }
 
 impl Shared {
+    fn parts(&self) -> tree::Parts<'_> {
+        tree::Parts {
+            reaper: &self.reaper,
+            cgroups: &self.cgroups,
+            tree: &self.tree,
+        }
+    }
+
     fn prepare(&self, spec: &RunSpec) -> io::Result<Prepared> {
         let Some(program) = spec.argv.first() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -440,79 +448,6 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// Every signal blocked on this thread while it lives.
-struct BlockSignals(libc::sigset_t);
-
-impl BlockSignals {
-    fn new() -> BlockSignals {
-        // SAFETY: sigfillset/pthread_sigmask on local sets.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            BlockSignals(old)
-        }
-    }
-}
-
-impl Drop for BlockSignals {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
-        }
-    }
-}
-
-/// The one step that holds a run's processes together, taken in the child before it execs
-/// (and before it drops root for a job's `user`): it joins the run's cgroup (`cg_procs`, the
-/// cgroup's `cgroup.procs`); where there is none, or joining failed, it becomes the subreaper
-/// of its own descendants (`PR_SET_CHILD_SUBREAPER` survives `execve`), so that an orphan
-/// among them stays below the runner while it lives, in reach of a timeout, and comes to the
-/// daemon only when the runner has ended.
-///
-/// The cost of the subreaper: zombies of the run's orphans wait below the runner (which
-/// rarely collects children it did not start) until it ends; the daemon collects them then.
-///
-/// `clone3(CLONE_INTO_CGROUP)` (Linux 5.7) could join the cgroup without this step, but not
-/// become a subreaper, and std's `Command` has neither.
-///
-/// # Safety
-/// In a new child before exec: async-signal-safe calls only, no allocation; `cg_procs` is
-/// null or a valid C string.
-unsafe fn hold(cg_procs: *const libc::c_char) {
-    if !cg_procs.is_null() {
-        let fd = libc::open(cg_procs, libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            let joined = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            libc::close(fd);
-            if joined {
-                return;
-            }
-        }
-    }
-    libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-}
-
-/// Sets `signals` back to their default action, then unblocks every signal: the handlers are
-/// the daemon's (signal-hook's forwarders), and a signal that reaches the child before exec
-/// must not run them there. The spawning thread blocked every signal across the fork or
-/// clone.
-///
-/// # Safety
-/// In a new child before exec: async-signal-safe calls only, no allocation.
-unsafe fn reset_signals(signals: &[libc::c_int]) {
-    for &sig in signals {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(sig, &dfl, std::ptr::null_mut());
-    }
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-}
-
 /// Opens a runner's output file: never through a link planted in the run folder, and a
 /// regular file only. A FIFO would block the open until some reader came, and the daemon's
 /// loop with it: `O_NONBLOCK` turns that into an error (ENXIO without a reader; EINVAL for any
@@ -562,25 +497,6 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     }
     // SAFETY: a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(copy) })
-}
-
-/// A pidfd for `pid`, or `None` where the kernel has none.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) with a PID and no flags; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a new descriptor owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// A new pipe (read end, write end) with `flags` on both ends.
-fn pipe(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 with a valid array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 just created these descriptors and nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Each run in flight holds a pidfd until it is reaped: lift the soft limit to the hard one,
@@ -644,27 +560,6 @@ pub fn background_thread() {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
-}
-
-/// The environment variable that tags every process of a run.
-pub const TAG: &str = "ROBOTMK_RUN_DIR";
-
-fn signal_group(pgid: u32, sig: i32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: killpg on a group we created; 0, 1 and out-of-range ids are excluded above.
-    unsafe { libc::killpg(pgid as libc::pid_t, sig) == 0 }
-}
-
-/// True while any process of the group exists.
-fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    let r = unsafe { libc::killpg(pgid as libc::pid_t, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! of the process, the setxid broadcast — only safe in a real fork, which `Spawner::spawn_as`
 //! does).
 
-use super::{hold, reset_signals, BlockSignals};
+use super::os::{hold, reset_signals, BlockSignals};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -340,10 +340,6 @@ impl Spawner {
     pub fn cleanup(&self) {}
 }
 
-/// The environment variable that tags every process of a run (kept for parity: on Windows the
-/// run's job object already holds every descendant).
-pub const TAG: &str = "ROBOTMK_RUN_DIR";
-
 /// Lowers the calling thread below the loop thread: the finisher's writes then yield the CPU to
 /// the loop and to runners just started when a batch of runs is due. Best effort.
 pub fn background_thread() {
