@@ -15,7 +15,7 @@
 //! [`RunSpec`] cannot carry a user, so such a run can only come through the second:
 //!
 //! ```compile_fail
-//! # use robotmk_daemon::run::{RunAs, RunSpec};
+//! # use robotmk_daemon::service::run::{RunAs, RunSpec};
 //! # fn f(argv: Vec<String>, user: RunAs) {
 //! let spec = RunSpec {
 //!     argv,
@@ -29,7 +29,7 @@
 //! ```
 //!
 //! ```compile_fail
-//! # use robotmk_daemon::run::{RunAs, RunSpec, Spawner};
+//! # use robotmk_daemon::service::run::{RunAs, RunSpec, Spawner};
 //! # fn f(s: &Spawner, spec: RunSpec, user: RunAs) {
 //! // `spawn` takes a spec and a callback, nothing that names a user.
 //! let _ = s.spawn((spec, user), |_, _| {});
@@ -39,7 +39,7 @@
 //! The same lines without the user compile (so the two above fail for that reason alone):
 //!
 //! ```no_run
-//! # use robotmk_daemon::run::{RunAs, RunSpec, Spawner};
+//! # use robotmk_daemon::service::run::{RunAs, RunSpec, Spawner};
 //! # fn f(s: &Spawner, argv: Vec<String>, user: RunAs) {
 //! let spec = RunSpec {
 //!     argv,
