@@ -651,7 +651,7 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
 /// The service name of a job's check: the config's `service` (plugin jobs), if it is one a
 /// local check can carry (a status file is trusted only so far), else `Robotmk <instance>
 /// <job>`.
-pub fn service_name(job: &JobStatus, instance: &str) -> String {
+pub(crate) fn service_name(job: &JobStatus, instance: &str) -> String {
     match job
         .checkmk
         .service

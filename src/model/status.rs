@@ -13,7 +13,7 @@ pub(crate) const STATUS_VERSION: u32 = 1;
 /// Where the daemon is in its life, as `status.json` and the report name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Starting runs on schedule.
     Running,
     /// No new runs; waiting for the runs in flight.
@@ -109,7 +109,7 @@ impl std::str::FromStr for Route {
 /// `sync` or `cached 300s (plugins/300/)` — as `status.json` always held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
-pub enum AgentMode {
+pub(crate) enum AgentMode {
     /// On every agent call.
     Sync,
     /// As a cached plugin every `interval_s` seconds, as learnt from `source`

@@ -59,14 +59,15 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::{background_thread, Spawner};
+pub(crate) use platform::background_thread;
+pub use platform::Spawner;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The environment variable that tags every process of a run (on Windows kept for parity: the
 /// run's job object already holds every descendant).
-pub const TAG: &str = "ROBOTMK_RUN_DIR";
+pub(crate) const TAG: &str = "ROBOTMK_RUN_DIR";
 
 /// Everything needed to start one runner. It names no user: a run as another user is started
 /// by [`Spawner::spawn_as`].
@@ -96,17 +97,17 @@ pub struct RunAs {
 pub struct ExitInfo {
     pub code: Option<i32>,
     /// The signal that ended it (Unix).
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
 }
 
 impl ExitInfo {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Replaces `{run_dir}`, `{job}` and `{run_id}` in every argument.
-pub fn expand(argv: &[String], run_dir: &str, job: &str, run_id: &str) -> Vec<String> {
+pub(crate) fn expand(argv: &[String], run_dir: &str, job: &str, run_id: &str) -> Vec<String> {
     argv.iter()
         .map(|a| {
             a.replace("{run_dir}", run_dir)

@@ -50,9 +50,9 @@ pub(super) struct Tree {
 
 /// The parts of one spawner a look at a run's tree needs.
 pub(super) struct Parts<'a> {
-    pub reaper: &'a Reaper,
-    pub cgroups: &'a Cgroups,
-    pub tree: &'a Tree,
+    pub(crate) reaper: &'a Reaper,
+    pub(crate) cgroups: &'a Cgroups,
+    pub(crate) tree: &'a Tree,
 }
 
 /// Who was told SIGTERM: processes (with their start time) and process groups.
@@ -276,11 +276,11 @@ pub(super) fn end_orphans(s: &Parts, grace: Duration) -> Vec<u32> {
 
 /// A run as its caller knows it.
 pub(super) struct Run<'a> {
-    pub pgid: u32,
-    pub run_dir: &'a str,
-    pub cgroup: Option<PathBuf>,
+    pub(crate) pgid: u32,
+    pub(crate) run_dir: &'a str,
+    pub(crate) cgroup: Option<PathBuf>,
     /// The runner is our child and has not exited.
-    pub runner_alive: bool,
+    pub(crate) runner_alive: bool,
 }
 
 /// Whether anything of the run is left (claiming its orphans first).

@@ -276,13 +276,13 @@ impl Spawner {
 
     /// Calls `f` (on the reaper thread) each time orphans this process inherited were
     /// collected.
-    pub fn on_inherited_exit(&self, f: impl Fn() + Send + 'static) {
+    pub(crate) fn on_inherited_exit(&self, f: impl Fn() + Send + 'static) {
         self.s.reaper.on_inherited_exit(Box::new(f));
     }
 
     /// Runs get a cgroup each from now on, where one can be had (see `cgroup`). Returns
     /// where, or why not.
-    pub fn enable_cgroups(&self) -> Result<PathBuf, String> {
+    pub(crate) fn enable_cgroups(&self) -> Result<PathBuf, String> {
         self.s.cgroups.enable()
     }
 
@@ -291,19 +291,19 @@ impl Spawner {
     /// never collect a zombie — or an outer subreaper. Live runs and what their cgroups hold
     /// are left alone (a next daemon adopts them). Returns the PIDs still there when it gave
     /// up (`grace` and a few seconds more).
-    pub fn end_orphans(&self, grace: std::time::Duration) -> Vec<u32> {
+    pub(crate) fn end_orphans(&self, grace: std::time::Duration) -> Vec<u32> {
         tree::end_orphans(&self.s.parts(), grace)
     }
 
     /// At exit: removes this process's own cgroup subtree, where empty.
-    pub fn cleanup(&self) {
+    pub(crate) fn cleanup(&self) {
         self.s.cgroups.cleanup();
     }
 
     /// Takes over a run the previous daemon left running. Nothing to open on Unix: its process
     /// group stays reserved while any member lives, and the caller checked the runner's start
     /// time (PID reuse) just before. Its cgroup, if it has a run cgroup, holds it from now on.
-    pub fn adopt(&self, pid: u32, _start: Option<u64>) -> bool {
+    pub(crate) fn adopt(&self, pid: u32, _start: Option<u64>) -> bool {
         if let Some(dir) = self.s.cgroups.of_adopted(pid) {
             self.s.cgroups.insert(pid, dir);
         }
@@ -321,7 +321,7 @@ impl Spawner {
     }
 
     /// Asks the run's whole tree to end (SIGTERM, once per process): see `tree`.
-    pub fn terminate_tree(&self, pgid: u32, run_dir: &str) -> bool {
+    pub(crate) fn terminate_tree(&self, pgid: u32, run_dir: &str) -> bool {
         tree::signal(&self.s.parts(), &self.run_of(pgid, run_dir), libc::SIGTERM)
     }
 
@@ -554,7 +554,7 @@ fn resolve(program: &str, path_var: Option<&OsStr>, cwd: &Path) -> io::Result<Pa
 /// fsyncs and the reaper's collecting then yield the CPU to the loop and to runners
 /// just started when a batch of runs is due, and take what is left (nice 10 still gets about a
 /// tenth of a busy CPU: delayed, never starved). Best effort: a failure changes nothing else.
-pub fn background_thread() {
+pub(crate) fn background_thread() {
     // SAFETY: gettid and setpriority on this thread's own id.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
