@@ -403,6 +403,18 @@ pub struct Status {
     pub(crate) envs: Vec<EnvState>,
 }
 
+/// A daemon's info for tests, from JSON as ctrl reads it: fields added later with defaults
+/// need no edit here.
+#[cfg(test)]
+pub(crate) fn sample_daemon_info(acks: bool) -> DaemonInfo {
+    serde_json::from_value(serde_json::json!({
+        "pid": 1, "started": chrono::Utc::now(), "build": crate::model::BUILD_ID,
+        "config": "/c.toml", "route": "fork", "acks_heartbeat": acks, "phase": "running",
+        "heartbeat_timeout_s": null,
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

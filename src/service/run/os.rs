@@ -120,22 +120,6 @@ pub(super) fn group_alive(pgid: u32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Collects the child `pid` if it has exited (never blocks); true if it was collected now.
-pub(super) fn collect_now(pid: u32) -> bool {
-    // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        )
-    };
-    // SAFETY: si_pid is set by a successful waitid that found a child.
-    r == 0 && unsafe { info.si_pid() } != 0
-}
-
 /// The children of `pid` (every thread's), from /proc.
 pub(super) fn children_of(pid: &str) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

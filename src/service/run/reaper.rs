@@ -16,8 +16,9 @@
 //! without pidfds the reaper waits for any child (`waitid(P_ALL)`) and decides the same way
 //! (documented in docs/RELIABILITY.md).
 
-use super::os::{children_of, collect_now, lock, pidfd_open, pipe};
+use super::os::{children_of, lock, pidfd_open, pipe};
 use crate::service::run::ExitInfo;
+use crate::service::sys::children::waitid_exited;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -160,7 +161,7 @@ impl Reaper {
     /// signalled.
     fn collect_inherited(&self, pid: u32) -> bool {
         let mut claims = self.claims();
-        let collected = collect_now(pid);
+        let collected = waitid_exited(Some(pid), libc::WNOHANG).is_some();
         claims.remove(&pid);
         collected
     }
@@ -257,19 +258,7 @@ fn collect_each_exited(r: &Reaper) -> bool {
 
 /// The PID of a child that has exited, left uncollected (`flags`: `WNOHANG`, or 0 to wait).
 fn peek(flags: libc::c_int) -> Option<u32> {
-    // SAFETY: zero is a valid siginfo_t; waitid(P_ALL) with a valid out pointer.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_ALL,
-            0,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT | flags,
-        )
-    };
-    // SAFETY: si_pid is set (or left 0) by a successful waitid.
-    let pid = unsafe { info.si_pid() };
-    (r == 0 && pid > 0).then_some(pid as u32)
+    waitid_exited(None, libc::WNOWAIT | flags)
 }
 
 fn drain(fd: &OwnedFd) {

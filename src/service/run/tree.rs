@@ -25,9 +25,10 @@
 //! without writing its result, at a second one); SIGKILL as often as needed.
 
 use super::cgroup::{self, Cgroups};
-use super::os::{children_of, collect_now, group_alive, lock, pidfd_open};
+use super::os::{children_of, group_alive, lock, pidfd_open};
 use super::reaper::Reaper;
 use crate::service::run::TAG;
+use crate::service::sys::children::waitid_exited;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -256,7 +257,7 @@ pub(super) fn end_orphans(s: &Parts, grace: Duration) -> Vec<u32> {
             let mut claims = s.reaper.claims();
             let mut left = orphans(s, &own);
             left.retain(|&pid| {
-                if collect_now(pid) {
+                if waitid_exited(Some(pid), libc::WNOHANG).is_some() {
                     claims.remove(&pid);
                     return false;
                 }
