@@ -19,6 +19,7 @@
 //! inner cgroups with controllers never applies).
 
 use super::os::lock;
+use crate::service::run::NoCgroup;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -109,26 +110,22 @@ fn systemd_runs() -> bool {
 impl Cgroups {
     /// Turns run cgroups on where one can be had (see the module doc). Returns where the runs'
     /// cgroups go, or why there are none.
-    pub(crate) fn enable(&self) -> Result<PathBuf, String> {
+    pub(crate) fn enable(&self) -> Result<PathBuf, NoCgroup> {
         if let Some(b) = self.base.get() {
             return Ok(b.dir.clone());
         }
         if std::env::var_os(TEST_HOOK).is_some_and(|v| !v.is_empty()) {
-            return Err(format!("turned off by {TEST_HOOK} (a test hook)"));
+            return Err(NoCgroup::TestHook(TEST_HOOK));
         }
-        let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
-        let rel = cgroup_path("self").ok_or("this process is in no cgroup v2")?;
+        let mount = cgroup2_mount().ok_or(NoCgroup::NoHierarchy)?;
+        let rel = cgroup_path("self").ok_or(NoCgroup::NotInOne)?;
         let own = mount.join(&rel);
         let unit = rel.rsplit('/').next().unwrap_or_default();
         let delegated = unit.starts_with("robotmk-daemon-") && unit.ends_with(".service");
         let (dir, owned) = if delegated {
             (own.clone(), false)
         } else if systemd_runs() {
-            return Err(format!(
-                "systemd runs here and delegated no cgroup to this daemon (it is in {}; started \
-             outside its unit?)",
-                own.display()
-            ));
+            return Err(NoCgroup::NotDelegated(own));
         } else {
             clean_stale(&own);
             (
@@ -142,18 +139,19 @@ impl Cgroups {
                     std::io::ErrorKind::AlreadyExists => Ok(()),
                     _ => Err(e),
                 })
-                .map_err(|e| format!("cannot create the cgroup {}: {e}", dir.display()))?;
+                .map_err(|source| NoCgroup::Create {
+                    path: dir.clone(),
+                    source,
+                })?;
         } else {
             // Delegated: the unit's cgroup is ours to write (systemd chowns it and stops managing
             // what is below).
             let probe = dir.join(format!("run-probe-{}", std::process::id()));
             std::fs::create_dir(&probe)
                 .and_then(|_| std::fs::remove_dir(&probe))
-                .map_err(|e| {
-                    format!(
-                        "cannot create a cgroup in {}: {e} (not delegated?)",
-                        dir.display()
-                    )
+                .map_err(|source| NoCgroup::Probe {
+                    path: dir.clone(),
+                    source,
                 })?;
         }
         let _ = self.base.set(Base {

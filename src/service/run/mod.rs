@@ -69,6 +69,44 @@ use std::path::PathBuf;
 /// run's job object already holds every descendant).
 pub(crate) const TAG: &str = "ROBOTMK_RUN_DIR";
 
+/// Why runs get no cgroup of their own: the daemon says so in its log, and each runner then
+/// holds its descendants as their subreaper (Unix) or its job object does (Windows).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoCgroup {
+    #[cfg(unix)]
+    #[error("turned off by {0} (a test hook)")]
+    TestHook(&'static str),
+    #[cfg(unix)]
+    #[error("no cgroup v2 hierarchy is mounted")]
+    NoHierarchy,
+    #[cfg(unix)]
+    #[error("this process is in no cgroup v2")]
+    NotInOne,
+    #[cfg(unix)]
+    #[error(
+        "systemd runs here and delegated no cgroup to this daemon (it is in {}; started outside its unit?)",
+        .0.display()
+    )]
+    NotDelegated(PathBuf),
+    #[cfg(unix)]
+    #[error("cannot create the cgroup {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(unix)]
+    #[error("cannot create a cgroup in {}: {source} (not delegated?)", .path.display())]
+    Probe {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(windows)]
+    #[error("Windows holds runs in job objects")]
+    JobObjects,
+}
+
 /// Everything needed to start one runner. It names no user: a run as another user is started
 /// by [`Spawner::spawn_as`].
 #[derive(Debug)]

@@ -282,7 +282,7 @@ impl Spawner {
 
     /// Runs get a cgroup each from now on, where one can be had (see `cgroup`). Returns
     /// where, or why not.
-    pub(crate) fn enable_cgroups(&self) -> Result<PathBuf, String> {
+    pub(crate) fn enable_cgroups(&self) -> Result<PathBuf, super::NoCgroup> {
         self.s.cgroups.enable()
     }
 

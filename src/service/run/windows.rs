@@ -326,8 +326,8 @@ impl Spawner {
     pub(crate) fn on_inherited_exit(&self, _f: impl Fn() + Send + 'static) {}
 
     /// Runs live in job objects on Windows; there are no cgroups to enable.
-    pub(crate) fn enable_cgroups(&self) -> Result<std::path::PathBuf, String> {
-        Err("Windows holds runs in job objects".into())
+    pub(crate) fn enable_cgroups(&self) -> Result<std::path::PathBuf, super::NoCgroup> {
+        Err(super::NoCgroup::JobObjects)
     }
 
     /// No orphans on Windows: a process is never handed to another parent, and a run's job
