@@ -3,7 +3,7 @@
 //! child takes before it execs (with the signal mask its parent holds around the fork).
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard};
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,39 +85,36 @@ pub(super) unsafe fn reset_signals(signals: &[libc::c_int]) {
 
 /// A pidfd for `pid`, or `None` where the kernel has none.
 pub(super) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) with a PID and no flags; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a new descriptor owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
-/// A new pipe (read end, write end) with `flags` on both ends.
-pub(super) fn pipe(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 with a valid array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 just created these descriptors and nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+/// A new non-blocking pipe (read end, write end), closed on exec.
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pipe::PipeFlags;
+    Ok(rustix::pipe::pipe_with(
+        PipeFlags::CLOEXEC | PipeFlags::NONBLOCK,
+    )?)
+}
+
+/// A process group we may signal: never 0 (our own group) or 1, nor out of range.
+fn group(pgid: u32) -> Option<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(i32::try_from(pgid).ok().filter(|g| *g > 1)?)
 }
 
 pub(super) fn signal_group(pgid: u32, sig: i32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
+    let (Some(g), Some(sig)) = (group(pgid), rustix::process::Signal::from_named_raw(sig)) else {
         return false;
-    }
-    // SAFETY: killpg on a group we created; 0, 1 and out-of-range ids are excluded above.
-    unsafe { libc::killpg(pgid as libc::pid_t, sig) == 0 }
+    };
+    rustix::process::kill_process_group(g, sig).is_ok()
 }
 
 /// True while any process of the group exists.
 pub(super) fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    let r = unsafe { libc::killpg(pgid as libc::pid_t, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    group(pgid).is_some_and(|g| match rustix::process::test_kill_process_group(g) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    })
 }
 
 /// The children of `pid` (every thread's), from /proc.

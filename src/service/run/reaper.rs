@@ -63,7 +63,7 @@ pub(super) struct Reaper {
 
 impl Reaper {
     pub(super) fn new() -> io::Result<Reaper> {
-        let (wake_r, wake_w) = pipe(libc::O_CLOEXEC | libc::O_NONBLOCK).map_err(|e| {
+        let (wake_r, wake_w) = pipe().map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create the reaper's pipe: {e}"))
         })?;
         Ok(Reaper {
@@ -97,11 +97,8 @@ impl Reaper {
         if self.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        // SAFETY: writing one byte to our own non-blocking pipe; a full pipe is fine (the
-        // reaper wakes anyway).
-        unsafe {
-            libc::write(self.wake_w.as_raw_fd(), [1u8].as_ptr().cast(), 1);
-        }
+        // A full pipe is fine: the reaper wakes anyway.
+        let _ = rustix::io::write(&self.wake_w, &[1]);
     }
 
     pub(super) fn is_runner(&self, pid: u32) -> bool {
@@ -124,7 +121,7 @@ impl Reaper {
         if self.inherits.swap(true, Ordering::AcqRel) {
             return;
         }
-        match pipe(libc::O_CLOEXEC | libc::O_NONBLOCK) {
+        match pipe() {
             Ok((read, write)) => {
                 // The handler writes a byte to the pipe (non-blocking, so a full pipe just
                 // drops it: the reaper is woken already); installed before any run is
@@ -263,8 +260,7 @@ fn peek(flags: libc::c_int) -> Option<u32> {
 
 fn drain(fd: &OwnedFd) {
     let mut buf = [0u8; 256];
-    // SAFETY: draining our own non-blocking pipe into a local buffer.
-    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+    while rustix::io::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
 }
 
 /// The reaper thread's body: never returns.

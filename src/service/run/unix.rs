@@ -53,7 +53,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -467,10 +467,8 @@ fn open_output(path: &Path) -> io::Result<File> {
             io::Error::from_raw_os_error(libc::EINVAL),
         ));
     }
-    // SAFETY: F_SETFL on our own descriptor.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, libc::O_APPEND) } != 0 {
-        return Err(output_error(path, io::Error::last_os_error()));
-    }
+    rustix::fs::fcntl_setfl(&f, rustix::fs::OFlags::APPEND)
+        .map_err(|e| output_error(path, e.into()))?;
     Ok(File::from(above_stdio(f.into())?))
 }
 
@@ -490,28 +488,22 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
-    // SAFETY: F_DUPFD_CLOEXEC on our own descriptor; the result is checked and owned.
-    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-    if copy < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// Each run in flight holds a pidfd until it is reaped: lift the soft limit to the hard one,
 /// so 1000 parallel runs do not hit a default of 1024.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                ..lim
+            },
+        );
     }
 }
 
@@ -521,11 +513,7 @@ fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {
 }
 
 fn is_executable(p: &Path) -> bool {
-    let Ok(c) = cstring(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) on a valid C string.
-    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    p.is_file() && rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok()
 }
 
 /// Finds `program` like execvp would, but in the parent, so that a missing runner is an error
