@@ -29,6 +29,7 @@ use super::os::{children_of, group_alive, lock, pidfd_open};
 use super::reaper::Reaper;
 use crate::service::run::TAG;
 use crate::service::sys::children::waitid_exited;
+use crate::service::sys::process_group as pgid_of;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -129,20 +130,6 @@ impl Proc {
     }
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn pgid_of(pid: u32) -> Option<u32> {
-    crate::service::sys::process_group(pid)
-}
-
 /// `root` and every descendant of it, parents before their children.
 fn tree_of(root: u32) -> Vec<Proc> {
     let Some(root) = Proc::open(root, |_| true) else {
@@ -156,7 +143,9 @@ fn tree_of(root: u32) -> Vec<Proc> {
         // Read while the parent lived: its list names its own children, not a successor's.
         if out[i].alive() {
             for c in kids.into_iter().take(WALK_CAP - out.len()) {
-                if let Some(p) = Proc::open(c, |c| parent_of(c) == Some(parent)) {
+                if let Some(p) = Proc::open(c, |c| {
+                    crate::service::sys::parent_process(c) == Some(parent)
+                }) {
                     out.push(p);
                 }
             }

@@ -174,11 +174,22 @@ pub(crate) fn has_env(pid: u32, needle: &[u8]) -> bool {
 
 /// The process group of `pid` (`/proc/PID/stat` field 5; also for a zombie).
 pub(crate) fn process_group(pid: u32) -> Option<u32> {
+    stat_field(pid, 2)
+}
+
+/// The parent of process `pid` (`/proc/PID/stat` field 4).
+pub(crate) fn parent_process(pid: u32) -> Option<u32> {
+    stat_field(pid, 1)
+}
+
+/// Field `n` after the command name in `/proc/PID/stat` (the name may hold spaces and
+/// parentheses): 0 is the state, 1 the parent, 2 the process group.
+fn stat_field(pid: u32, n: usize) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?
         .1
         .split_whitespace()
-        .nth(2)?
+        .nth(n)?
         .parse()
         .ok()
 }
