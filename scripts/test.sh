@@ -98,6 +98,9 @@ cargo clippy --all-targets --target x86_64-pc-windows-gnu -- -D warnings
 # --- tests -----------------------------------------------------------------------------
 say "cargo test"
 cargo test --all-targets
+# --all-targets leaves out doc tests: the compile_fail ones in src/service/run/mod.rs hold that
+# a run as another user cannot take the shared-memory spawn path.
+cargo test --doc
 
 # --- the library's unit tests for Windows, under Wine --------------------------------------
 # (path trust by ACL, safe opens, process identity: src/service/sys/windows.rs and the OS-neutral

@@ -610,16 +610,6 @@ fn no_file_imports_from_a_layer_above_its_own() {
     );
 }
 
-/// Files allowed to form one cycle among themselves until the spawner's shared state is
-/// split (see `no_cycle_among_files`).
-const KNOWN_CYCLE: &[&str] = &[
-    "src/service/run/unix.rs",
-    "src/service/run/cgroup.rs",
-    "src/service/run/reaper.rs",
-    "src/service/run/tree.rs",
-    "src/service/run/vfork.rs",
-];
-
 #[test]
 fn no_cycle_among_files() {
     let (sources, scopes) = crate_map();
@@ -631,22 +621,6 @@ fn no_cycle_among_files() {
     let mut cycles = Vec::new();
     for comp in strongly_connected(&next) {
         if comp.len() < 2 {
-            continue;
-        }
-        // The one cycle still open (issue 21): the Unix spawner's files share one `Shared`
-        // (reaper, cgroups, run trees) and each takes it whole. Exactly these files, no
-        // other: a cycle that reaches any file outside them still fails.
-        if comp
-            .iter()
-            .all(|f| KNOWN_CYCLE.contains(&show(&sources[*f]).as_str()))
-        {
-            eprintln!(
-                "known cycle, still to cut: {}",
-                comp.iter()
-                    .map(|f| show(&sources[*f]))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
             continue;
         }
         // One cycle through the component, edge by edge, so the message says what to cut.

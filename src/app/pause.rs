@@ -123,6 +123,26 @@ fn target(path: &Path, jobs: &[String]) -> Result<(String, StateDir), i32> {
     Ok((cfg.daemon.instance, st))
 }
 
+/// Finds the instance (see [`target`]), changes its pauses with `change` and writes them:
+/// the instance's name and the pauses now, or the exit code after the message.
+fn edit(
+    path: &Path,
+    jobs: &[String],
+    change: impl FnOnce(&mut Stored),
+) -> Result<(String, Stored), i32> {
+    let (instance, st) = target(path, jobs)?;
+    let mut s = read(&st).map_err(|e| {
+        eprintln!("robotmk-daemon: {e}");
+        1
+    })?;
+    change(&mut s);
+    write(&st, &s).map_err(|e| {
+        eprintln!("robotmk-daemon: cannot write the pause: {e}");
+        1
+    })?;
+    Ok((instance, s))
+}
+
 /// `pause [--for DURATION] [--warn-after DURATION] [JOB…]`.
 pub(crate) fn pause(
     path: &Path,
@@ -130,17 +150,6 @@ pub(crate) fn pause(
     warn_after: Duration,
     jobs: &[String],
 ) -> i32 {
-    let (instance, st) = match target(path, jobs) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let mut s = match read(&st) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("robotmk-daemon: {e}");
-            return 1;
-        }
-    };
     let now = Utc::now();
     let until = for_.and_then(|d| chrono::Duration::from_std(d).ok().map(|d| now + d));
     let p = Pause {
@@ -148,18 +157,19 @@ pub(crate) fn pause(
         since: now,
         until,
     };
-    if jobs.is_empty() {
-        s.state.all = Some(p.clone());
-    } else {
-        for j in jobs {
-            s.state.jobs.insert(j.clone(), p.clone());
+    let instance = match edit(path, jobs, |s| {
+        if jobs.is_empty() {
+            s.state.all = Some(p.clone());
+        } else {
+            for j in jobs {
+                s.state.jobs.insert(j.clone(), p.clone());
+            }
         }
-    }
-    s.warn_after_s = Some(warn_after.as_secs());
-    if let Err(e) = write(&st, &s) {
-        eprintln!("robotmk-daemon: cannot write the pause: {e}");
-        return 1;
-    }
+        s.warn_after_s = Some(warn_after.as_secs());
+    }) {
+        Ok((instance, _)) => instance,
+        Err(code) => return code,
+    };
     let what = if jobs.is_empty() {
         format!("all jobs of instance {instance}")
     } else {
@@ -178,28 +188,18 @@ pub(crate) fn pause(
 
 /// `resume [JOB…]`: no jobs, every pause ends.
 pub(crate) fn resume(path: &Path, jobs: &[String]) -> i32 {
-    let (instance, st) = match target(path, jobs) {
+    let (instance, s) = match edit(path, jobs, |s| {
+        if jobs.is_empty() {
+            s.state = PauseState::default();
+        } else {
+            for j in jobs {
+                s.state.jobs.remove(j);
+            }
+        }
+    }) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let mut s = match read(&st) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("robotmk-daemon: {e}");
-            return 1;
-        }
-    };
-    if jobs.is_empty() {
-        s.state = PauseState::default();
-    } else {
-        for j in jobs {
-            s.state.jobs.remove(j);
-        }
-    }
-    if let Err(e) = write(&st, &s) {
-        eprintln!("robotmk-daemon: cannot write the pause: {e}");
-        return 1;
-    }
     if let Some(all) = s.state.all.as_ref().filter(|p| p.holds(Utc::now())) {
         println!(
             "resumed {}, but all jobs of instance {instance} are still {}; `robotmk-daemon resume` without a job ends that",

@@ -651,7 +651,7 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
 /// The service name of a job's check: the config's `service` (plugin jobs), if it is one a
 /// local check can carry (a status file is trusted only so far), else `Robotmk <instance>
 /// <job>`.
-pub fn service_name(job: &JobStatus, instance: &str) -> String {
+pub(crate) fn service_name(job: &JobStatus, instance: &str) -> String {
     match job
         .checkmk
         .service
@@ -739,7 +739,7 @@ fn metrics(job: &JobStatus, last: &LastRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::record::{RunRecord, TestStats, Trigger, RECORD_VERSION};
+    use crate::model::record::{RunRecord, TestStats, Trigger};
 
     fn job(last: Option<RunRecord>) -> JobStatus {
         JobStatus {
@@ -761,37 +761,25 @@ mod tests {
     }
 
     fn rec(outcome: Outcome, finished: DateTime<Utc>) -> RunRecord {
+        let journal = RunRecord::journal(
+            "web",
+            "x-1".into(),
+            "/r".into(),
+            finished,
+            Trigger::Schedule,
+            30.0,
+        );
         RunRecord {
-            version: RECORD_VERSION,
-            job: "web".into(),
-            run_id: "x-1".into(),
-            due: finished,
-            trigger: Trigger::Schedule,
             started: Some(finished),
             finished: Some(finished),
             duration_s: Some(12.3),
             exit_code: Some(0),
-            signal: None,
             outcome: Some(outcome),
-            run_dir: "/r".into(),
-            pid: None,
-            pid_start: None,
-            timeout_s: 30.0,
-            note: None,
             tests: Some(TestStats {
                 passed: 3,
                 ..Default::default()
             }),
-            result: None,
-            log: None,
-            report: None,
-            attempts: Vec::new(),
-            request: None,
-            output_lost: false,
-            tmp: None,
-            plugin: None,
-            output_head: None,
-            log_url: None,
+            ..journal
         }
     }
 

@@ -129,16 +129,7 @@ pub(crate) fn unstable(d: &DaemonInfo, now: chrono::DateTime<chrono::Utc>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// From JSON, as ctrl reads it: fields added later with defaults need no edit here.
-    fn info(acks: bool) -> DaemonInfo {
-        serde_json::from_value(serde_json::json!({
-            "pid": 1, "started": chrono::Utc::now(), "build": crate::model::BUILD_ID,
-            "config": "/c.toml", "route": "fork", "acks_heartbeat": acks, "phase": "running",
-            "heartbeat_timeout_s": null,
-        }))
-        .unwrap()
-    }
+    use crate::model::status::sample_daemon_info as info;
 
     #[test]
     fn a_recent_crash_or_too_many_starts_make_the_daemon_unstable() {

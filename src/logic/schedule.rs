@@ -112,26 +112,7 @@ impl Schedule {
         t: DateTime<Utc>,
         tz: &Tz,
     ) -> Option<DateTime<Utc>> {
-        match self {
-            Schedule::Every { interval, offset } => {
-                let i = interval.as_millis() as i64;
-                let o = offset.as_millis() as i64;
-                if i <= 0 {
-                    return None;
-                }
-                let ms = t.timestamp_millis() - o;
-                let k = ms.div_euclid(i) + 1;
-                Utc.timestamp_millis_opt(k * i + o).single()
-            }
-            Schedule::Cron { text, cron } => {
-                let t = t.with_timezone(tz);
-                match cron.next_after(&t) {
-                    Eval::Due(d) => d,
-                    Eval::InFold => croner(text)?.find_next_occurrence(&t, false).ok(),
-                }
-                .map(|d| d.with_timezone(&Utc))
-            }
-        }
+        self.due_beside(t, tz, true)
     }
 
     /// The latest due time at or before `t`: the slot a catch-up run stands for.
@@ -145,6 +126,16 @@ impl Schedule {
         t: DateTime<Utc>,
         tz: &Tz,
     ) -> Option<DateTime<Utc>> {
+        self.due_beside(t, tz, false)
+    }
+
+    /// The first due time strictly after `t` (`later`), or the latest at or before it.
+    fn due_beside<Tz: TimeZone>(
+        &self,
+        t: DateTime<Utc>,
+        tz: &Tz,
+        later: bool,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every { interval, offset } => {
                 let i = interval.as_millis() as i64;
@@ -152,13 +143,19 @@ impl Schedule {
                 if i <= 0 {
                     return None;
                 }
-                let k = (t.timestamp_millis() - o).div_euclid(i);
+                let k = (t.timestamp_millis() - o).div_euclid(i) + i64::from(later);
                 Utc.timestamp_millis_opt(k * i + o).single()
             }
             Schedule::Cron { text, cron } => {
                 let t = t.with_timezone(tz);
-                match cron.last_at_or_before(&t) {
+                let due = if later {
+                    cron.next_after(&t)
+                } else {
+                    cron.last_at_or_before(&t)
+                };
+                match due {
                     Eval::Due(d) => d,
+                    Eval::InFold if later => croner(text)?.find_next_occurrence(&t, false).ok(),
                     Eval::InFold => croner(text)?.find_previous_occurrence(&t, true).ok(),
                 }
                 .map(|d| d.with_timezone(&Utc))

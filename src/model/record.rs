@@ -128,7 +128,7 @@ pub struct TestResult {
 /// A test's status as robot wrote it; record files hold the text (`PASS`, `FAIL`, `SKIP`,
 /// `NOT RUN`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TestStatus {
+pub(crate) enum TestStatus {
     #[serde(rename = "PASS")]
     Pass,
     #[serde(rename = "FAIL")]

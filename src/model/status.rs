@@ -13,7 +13,7 @@ pub(crate) const STATUS_VERSION: u32 = 1;
 /// Where the daemon is in its life, as `status.json` and the report name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Starting runs on schedule.
     Running,
     /// No new runs; waiting for the runs in flight.
@@ -109,7 +109,7 @@ impl std::str::FromStr for Route {
 /// `sync` or `cached 300s (plugins/300/)` — as `status.json` always held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
-pub enum AgentMode {
+pub(crate) enum AgentMode {
     /// On every agent call.
     Sync,
     /// As a cached plugin every `interval_s` seconds, as learnt from `source`
@@ -429,6 +429,18 @@ pub struct Status {
     /// The jobs' Python environments (state, build time, error, which jobs use each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) envs: Vec<EnvState>,
+}
+
+/// A daemon's info for tests, from JSON as ctrl reads it: fields added later with defaults
+/// need no edit here.
+#[cfg(test)]
+pub(crate) fn sample_daemon_info(acks: bool) -> DaemonInfo {
+    serde_json::from_value(serde_json::json!({
+        "pid": 1, "started": chrono::Utc::now(), "build": crate::model::BUILD_ID,
+        "config": "/c.toml", "route": "fork", "acks_heartbeat": acks, "phase": "running",
+        "heartbeat_timeout_s": null,
+    }))
+    .unwrap()
 }
 
 #[cfg(test)]

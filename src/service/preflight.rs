@@ -154,9 +154,25 @@ fn job_problems(cfg: &Config, j: &Job, out: &mut Vec<String>) {
     }
 }
 
+/// Why a program cannot be started, in words that follow its name.
+#[derive(Debug, thiserror::Error)]
+enum Unstartable {
+    #[error("does not exist")]
+    Missing,
+    #[error("cannot be read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("is not a file")]
+    NotAFile,
+    #[cfg(unix)]
+    #[error("is not executable; chmod +x {}", .0.display())]
+    NotExecutable(PathBuf),
+    #[error("is not found on PATH ({0}); name it by its full path")]
+    NotOnPath(String),
+}
+
 /// Whether `p` can be started: a path must be an executable file; a bare name is looked up on
 /// the PATH the runs get (the job's `env.PATH`, else this process's).
-fn program(p: &str, job: &Job) -> Result<PathBuf, String> {
+fn program(p: &str, job: &Job) -> Result<PathBuf, Unstartable> {
     let path = Path::new(p);
     if path.components().count() > 1 {
         return executable(path).map(|_| path.to_path_buf());
@@ -177,25 +193,22 @@ fn program(p: &str, job: &Job) -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!(
-        "is not found on PATH ({}); name it by its full path",
-        var.to_string_lossy()
-    ))
+    Err(Unstartable::NotOnPath(var.to_string_lossy().into_owned()))
 }
 
-fn executable(path: &Path) -> Result<(), String> {
+fn executable(path: &Path) -> Result<(), Unstartable> {
     let m = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "does not exist".to_string(),
-        _ => format!("cannot be read: {e}"),
+        std::io::ErrorKind::NotFound => Unstartable::Missing,
+        _ => Unstartable::Unreadable(e),
     })?;
     if !m.is_file() {
-        return Err("is not a file".into());
+        return Err(Unstartable::NotAFile);
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if m.permissions().mode() & 0o111 == 0 {
-            return Err(format!("is not executable; chmod +x {}", path.display()));
+            return Err(Unstartable::NotExecutable(path.to_path_buf()));
         }
     }
     Ok(())

@@ -207,16 +207,7 @@ pub(crate) fn not_responding_since(
 mod tests {
     use super::*;
     use crate::logic::liveness::ANSWER_GRACE;
-
-    /// From JSON, as ctrl reads it: fields added later with defaults need no edit here.
-    fn info(acks: bool) -> DaemonInfo {
-        serde_json::from_value(serde_json::json!({
-            "pid": 1, "started": chrono::Utc::now(), "build": crate::model::BUILD_ID,
-            "config": "/c.toml", "route": "fork", "acks_heartbeat": acks, "phase": "running",
-            "heartbeat_timeout_s": null,
-        }))
-        .unwrap()
-    }
+    use crate::model::status::sample_daemon_info as info;
 
     #[test]
     fn an_answered_beat_is_fine_and_an_old_unanswered_one_is_not() {

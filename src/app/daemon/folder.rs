@@ -45,6 +45,30 @@ pub(super) fn runner_dir(job: &Job, run_dir: &std::path::Path) -> std::path::Pat
     }
 }
 
+/// Why a run was not started: its folder or record could not be made, or its user is unknown.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotStarted {
+    #[error("job {job}: run due {} not started: {source}", crate::model::record::ts(*.due))]
+    NoFolder {
+        job: String,
+        due: DateTime<Utc>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "job {job}: run due {} not started, its record could not be written: {source}",
+        crate::model::record::ts(*.due)
+    )]
+    NoRecord {
+        job: String,
+        due: DateTime<Utc>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("job {0}: its user was not looked up; not run")]
+    UserDeferred(String),
+}
+
 /// Creates the run folder and writes the journal record: the slow, file-system part of a
 /// start, which the daemon does ahead of the due time.
 pub(super) fn prepare_folder(
@@ -52,14 +76,13 @@ pub(super) fn prepare_folder(
     job: &Job,
     due: DateTime<Utc>,
     trigger: Trigger,
-) -> Result<RunRecord, String> {
-    let (run_id, run_dir) = record::allocate_run_dir(st, &job.name, due).map_err(|e| {
-        format!(
-            "job {}: run due {} not started: {e}",
-            job.name,
-            crate::model::record::ts(due)
-        )
-    })?;
+) -> Result<RunRecord, NotStarted> {
+    let (run_id, run_dir) =
+        record::allocate_run_dir(st, &job.name, due).map_err(|source| NotStarted::NoFolder {
+            job: job.name.clone(),
+            due,
+            source,
+        })?;
     let mut rec = new_record(job, run_id, run_dir.clone(), due, trigger);
     // The output files too: creating a file costs far more than opening one, and this runs
     // ahead of the due time.
@@ -80,13 +103,13 @@ pub(super) fn prepare_folder(
         }
         Ok(())
     });
-    if let Err(e) = created {
+    if let Err(source) = created {
         let _ = record::discard(st, &job.name, &run_dir);
-        return Err(format!(
-            "job {}: run due {} not started, its record could not be written: {e}",
-            job.name,
-            crate::model::record::ts(due)
-        ));
+        return Err(NotStarted::NoRecord {
+            job: job.name.clone(),
+            due,
+            source,
+        });
     }
     // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
     // once the folder is there (a link whose run folder is gone is swept away), and kept in
@@ -105,14 +128,11 @@ pub(super) fn prepare_folder(
 }
 
 /// Builds the command line, environment and output paths of a prepared run.
-pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, String> {
+pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarted> {
     // A config loaded without looking its users up (ctrl's) never runs a job: the run would
     // otherwise start as root.
     if job.user_deferred {
-        return Err(format!(
-            "job {}: its user was not looked up; not run",
-            job.name
-        ));
+        return Err(NotStarted::UserDeferred(job.name.clone()));
     }
     let run_dir = &runner_dir(job, &rec.run_dir);
     // Output files stay in the record's folder: root's, opened before a `user` is taken.

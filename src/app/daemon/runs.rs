@@ -43,7 +43,7 @@ impl Daemon {
                 Err(msg) => {
                     // Without a run folder there is nowhere to put output or a record: report
                     // it where the admin looks (log, status, ctrl) and let the schedule go on.
-                    self.state_failure(format!("prepare:{}", job.name), msg);
+                    self.state_failure(format!("prepare:{}", job.name), msg.to_string());
                     return;
                 }
             },
@@ -53,7 +53,7 @@ impl Daemon {
         let mut spec = match open_spec(&job, &rec) {
             Ok(spec) => spec,
             Err(note) => {
-                rec.note = Some(note);
+                rec.note = Some(note.to_string());
                 self.finish(rec, Outcome::Error, None);
                 return;
             }

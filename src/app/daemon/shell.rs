@@ -374,7 +374,7 @@ impl Daemon {
                     if let Some(js) = self.jobs.get_mut(&name) {
                         js.prepare_failed = Some(n.due);
                     }
-                    self.state_failure(format!("prepare:{name}"), msg);
+                    self.state_failure(format!("prepare:{name}"), msg.to_string());
                 }
             }
         }

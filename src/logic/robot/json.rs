@@ -470,6 +470,7 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::robot::syntax::Trickle;
 
     const JSON: &str = r#"{"generator":"Robot 7.1","generated":"2026-11-27T10:00:00","rpa":false,
 "suite":{"id":"s1","source":"/s","setup":{"name":"Log","body":[{"type":"MESSAGE","message":"x"}]},
@@ -493,22 +494,6 @@ mod tests {
         assert_eq!(s.results[0].tags, ["smoke", "a\"b"]);
         assert_eq!(s.results[0].elapsed_s, Some(0.125));
         assert_eq!(s.results[1].message.as_deref(), Some("boom é"));
-    }
-
-    /// A reader that hands out one byte per read: every character is split by a refill.
-    struct Trickle<'a>(&'a [u8]);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            match (self.0.split_first(), out.first_mut()) {
-                (Some((b, rest)), Some(o)) => {
-                    *o = *b;
-                    self.0 = rest;
-                    Ok(1)
-                }
-                _ => Ok(0),
-            }
-        }
     }
 
     #[test]

@@ -72,3 +72,22 @@ impl std::fmt::Display for JsonSyntax {
         }
     }
 }
+
+/// A reader that hands out one byte per read: every character is split by a refill (the
+/// readers' tests).
+#[cfg(test)]
+pub(crate) struct Trickle<'a>(pub(crate) &'a [u8]);
+
+#[cfg(test)]
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match (self.0.split_first(), out.first_mut()) {
+            (Some((b, rest)), Some(o)) => {
+                *o = *b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}

@@ -365,6 +365,7 @@ fn elapsed(e: &BytesStart) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::robot::syntax::Trickle;
 
     const XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <robot generator="Robot 7.1" generated="2026-11-27T10:00:00" rpa="false" schemaversion="5">
@@ -405,22 +406,6 @@ second line</status></test>
         assert_eq!(a.elapsed_s, Some(0.125));
         assert_eq!(a.tags, ["smoke", "a&b"]);
         assert_eq!(s.results[1].message.as_deref(), Some("boom <1>"));
-    }
-
-    /// A reader that hands out one byte per read.
-    struct Trickle<'a>(&'a [u8]);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            match (self.0.split_first(), out.first_mut()) {
-                (Some((b, rest)), Some(o)) => {
-                    *o = *b;
-                    self.0 = rest;
-                    Ok(1)
-                }
-                _ => Ok(0),
-            }
-        }
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! before it execs. No controllers are enabled, so the daemon itself may stay where it is (systemd's MainPID check holds, and cgroup v2's rule against processes in
 //! inner cgroups with controllers never applies).
 
-use super::lock;
+use super::os::lock;
+use crate::service::run::NoCgroup;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -28,7 +29,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// The test hook that turns run cgroups off (tests/escapees.rs runs each case with and
 /// without): any non-empty value. Documented in docs/RELIABILITY.md.
-pub const TEST_HOOK: &str = "ROBOTMK_TEST_NO_CGROUP";
+pub(crate) const TEST_HOOK: &str = "ROBOTMK_TEST_NO_CGROUP";
 
 /// Where the runs' cgroups are made, once enabled, and whether that folder is the daemon's
 /// own creation (removed at exit) or systemd's delegated unit (left to systemd).
@@ -41,7 +42,7 @@ struct Base {
 
 /// One spawner's run cgroups: where they go once enabled, the next name, and the cgroup of
 /// each run that has one.
-pub struct Cgroups {
+pub(crate) struct Cgroups {
     base: OnceLock<Base>,
     next: AtomicU64,
     /// The cgroup of each run that has one, by its process group id.
@@ -109,26 +110,22 @@ fn systemd_runs() -> bool {
 impl Cgroups {
     /// Turns run cgroups on where one can be had (see the module doc). Returns where the runs'
     /// cgroups go, or why there are none.
-    pub fn enable(&self) -> Result<PathBuf, String> {
+    pub(crate) fn enable(&self) -> Result<PathBuf, NoCgroup> {
         if let Some(b) = self.base.get() {
             return Ok(b.dir.clone());
         }
         if std::env::var_os(TEST_HOOK).is_some_and(|v| !v.is_empty()) {
-            return Err(format!("turned off by {TEST_HOOK} (a test hook)"));
+            return Err(NoCgroup::TestHook(TEST_HOOK));
         }
-        let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
-        let rel = cgroup_path("self").ok_or("this process is in no cgroup v2")?;
+        let mount = cgroup2_mount().ok_or(NoCgroup::NoHierarchy)?;
+        let rel = cgroup_path("self").ok_or(NoCgroup::NotInOne)?;
         let own = mount.join(&rel);
         let unit = rel.rsplit('/').next().unwrap_or_default();
         let delegated = unit.starts_with("robotmk-daemon-") && unit.ends_with(".service");
         let (dir, owned) = if delegated {
             (own.clone(), false)
         } else if systemd_runs() {
-            return Err(format!(
-                "systemd runs here and delegated no cgroup to this daemon (it is in {}; started \
-             outside its unit?)",
-                own.display()
-            ));
+            return Err(NoCgroup::NotDelegated(own));
         } else {
             clean_stale(&own);
             (
@@ -142,18 +139,19 @@ impl Cgroups {
                     std::io::ErrorKind::AlreadyExists => Ok(()),
                     _ => Err(e),
                 })
-                .map_err(|e| format!("cannot create the cgroup {}: {e}", dir.display()))?;
+                .map_err(|source| NoCgroup::Create {
+                    path: dir.clone(),
+                    source,
+                })?;
         } else {
             // Delegated: the unit's cgroup is ours to write (systemd chowns it and stops managing
             // what is below).
             let probe = dir.join(format!("run-probe-{}", std::process::id()));
             std::fs::create_dir(&probe)
                 .and_then(|_| std::fs::remove_dir(&probe))
-                .map_err(|e| {
-                    format!(
-                        "cannot create a cgroup in {}: {e} (not delegated?)",
-                        dir.display()
-                    )
+                .map_err(|source| NoCgroup::Probe {
+                    path: dir.clone(),
+                    source,
                 })?;
         }
         let _ = self.base.set(Base {
@@ -165,7 +163,7 @@ impl Cgroups {
     }
 
     /// At the daemon's exit: removes its own subtree where empty (runs still alive keep theirs).
-    pub fn cleanup(&self) {
+    pub(crate) fn cleanup(&self) {
         if let Some(b) = self.base.get().filter(|b| b.owned) {
             remove_tree(&b.dir);
         }
@@ -173,7 +171,7 @@ impl Cgroups {
 
     /// A new cgroup for a run about to start, if run cgroups are on. A name taken already (a run
     /// of an earlier daemon in the same unit, still alive) is skipped.
-    pub fn create(&self) -> Option<RunCgroup> {
+    pub(crate) fn create(&self) -> Option<RunCgroup> {
         let base = self.base.get()?;
         for _ in 0..100 {
             let dir = base
@@ -193,17 +191,17 @@ impl Cgroups {
     }
 
     /// Remembers the cgroup of the run of group `pgid`.
-    pub fn insert(&self, pgid: u32, dir: PathBuf) {
+    pub(crate) fn insert(&self, pgid: u32, dir: PathBuf) {
         lock(&self.runs).insert(pgid, dir);
     }
 
     /// The cgroup of the run of group `pgid`, if it has one.
-    pub fn of_run(&self, pgid: u32) -> Option<PathBuf> {
+    pub(crate) fn of_run(&self, pgid: u32) -> Option<PathBuf> {
         lock(&self.runs).get(&pgid).cloned()
     }
 
     /// The cgroups of these runs (those that have one).
-    pub fn of_runs<'a>(&self, pgids: impl IntoIterator<Item = &'a u32>) -> Vec<PathBuf> {
+    pub(crate) fn of_runs<'a>(&self, pgids: impl IntoIterator<Item = &'a u32>) -> Vec<PathBuf> {
         let runs = lock(&self.runs);
         pgids
             .into_iter()
@@ -212,7 +210,7 @@ impl Cgroups {
     }
 
     /// Removes the run's cgroup once it is empty (kept, to be retried, while it is not).
-    pub fn remove_run(&self, pgid: u32) {
+    pub(crate) fn remove_run(&self, pgid: u32) {
         let mut runs = lock(&self.runs);
         if runs.get(&pgid).is_some_and(|d| remove(d)) {
             runs.remove(&pgid);
@@ -220,14 +218,14 @@ impl Cgroups {
     }
 
     /// The cgroup folder of process `pid`, if run cgroups are on and it can be read.
-    pub fn of_process(&self, pid: u32) -> Option<PathBuf> {
+    pub(crate) fn of_process(&self, pid: u32) -> Option<PathBuf> {
         let base = self.base.get()?;
         Some(base.mount.join(cgroup_path(&pid.to_string())?))
     }
 
     /// The run cgroup of a runner an earlier daemon started (taken over after a restart): its
     /// cgroup, if that is a run cgroup (`run-<n>` below a daemon's subtree or unit).
-    pub fn of_adopted(&self, pid: u32) -> Option<PathBuf> {
+    pub(crate) fn of_adopted(&self, pid: u32) -> Option<PathBuf> {
         let mount = match self.base.get() {
             Some(b) => b.mount.clone(),
             None => cgroup2_mount()?,
@@ -282,28 +280,28 @@ fn remove_tree(dir: &Path) {
 
 /// A run's cgroup: created before the spawn, removed when the run is over.
 #[derive(Debug)]
-pub struct RunCgroup {
-    pub dir: PathBuf,
+pub(crate) struct RunCgroup {
+    pub(crate) dir: PathBuf,
     /// `<dir>/cgroup.procs`, for the child to write `0` to.
-    pub procs: CString,
+    pub(crate) procs: CString,
 }
 
 /// The PIDs in the cgroup now.
-pub fn members(dir: &Path) -> Vec<u32> {
+pub(crate) fn members(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
 }
 
 /// True while a process is in the cgroup (`populated 1` in `cgroup.events`).
-pub fn populated(dir: &Path) -> bool {
+pub(crate) fn populated(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("cgroup.events"))
         .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
         .unwrap_or(false)
 }
 
 /// SIGKILL to every process in the cgroup: `cgroup.kill` (Linux 5.14+), else one by one.
-pub fn kill(dir: &Path) -> bool {
+pub(crate) fn kill(dir: &Path) -> bool {
     let any = populated(dir);
     if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
         for pid in members(dir) {
@@ -317,7 +315,7 @@ pub fn kill(dir: &Path) -> bool {
 }
 
 /// Removes an empty run cgroup (a cgroup with processes cannot be removed: kept then).
-pub fn remove(dir: &Path) -> bool {
+pub(crate) fn remove(dir: &Path) -> bool {
     std::fs::remove_dir(dir).is_ok()
 }
 

@@ -15,7 +15,7 @@
 //! [`RunSpec`] cannot carry a user, so such a run can only come through the second:
 //!
 //! ```compile_fail
-//! # use robotmk_daemon::run::{RunAs, RunSpec};
+//! # use robotmk_daemon::service::run::{RunAs, RunSpec};
 //! # fn f(argv: Vec<String>, user: RunAs) {
 //! let spec = RunSpec {
 //!     argv,
@@ -29,7 +29,7 @@
 //! ```
 //!
 //! ```compile_fail
-//! # use robotmk_daemon::run::{RunAs, RunSpec, Spawner};
+//! # use robotmk_daemon::service::run::{RunAs, RunSpec, Spawner};
 //! # fn f(s: &Spawner, spec: RunSpec, user: RunAs) {
 //! // `spawn` takes a spec and a callback, nothing that names a user.
 //! let _ = s.spawn((spec, user), |_, _| {});
@@ -39,7 +39,7 @@
 //! The same lines without the user compile (so the two above fail for that reason alone):
 //!
 //! ```no_run
-//! # use robotmk_daemon::run::{RunAs, RunSpec, Spawner};
+//! # use robotmk_daemon::service::run::{RunAs, RunSpec, Spawner};
 //! # fn f(s: &Spawner, argv: Vec<String>, user: RunAs) {
 //! let spec = RunSpec {
 //!     argv,
@@ -59,10 +59,53 @@ mod platform;
 #[path = "windows.rs"]
 mod platform;
 
-pub use platform::{background_thread, Spawner, TAG};
+pub(crate) use platform::background_thread;
+pub use platform::Spawner;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// The environment variable that tags every process of a run (on Windows kept for parity: the
+/// run's job object already holds every descendant).
+pub(crate) const TAG: &str = "ROBOTMK_RUN_DIR";
+
+/// Why runs get no cgroup of their own: the daemon says so in its log, and each runner then
+/// holds its descendants as their subreaper (Unix) or its job object does (Windows).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoCgroup {
+    #[cfg(unix)]
+    #[error("turned off by {0} (a test hook)")]
+    TestHook(&'static str),
+    #[cfg(unix)]
+    #[error("no cgroup v2 hierarchy is mounted")]
+    NoHierarchy,
+    #[cfg(unix)]
+    #[error("this process is in no cgroup v2")]
+    NotInOne,
+    #[cfg(unix)]
+    #[error(
+        "systemd runs here and delegated no cgroup to this daemon (it is in {}; started outside its unit?)",
+        .0.display()
+    )]
+    NotDelegated(PathBuf),
+    #[cfg(unix)]
+    #[error("cannot create the cgroup {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(unix)]
+    #[error("cannot create a cgroup in {}: {source} (not delegated?)", .path.display())]
+    Probe {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(windows)]
+    #[error("Windows holds runs in job objects")]
+    JobObjects,
+}
 
 /// Everything needed to start one runner. It names no user: a run as another user is started
 /// by [`Spawner::spawn_as`].
@@ -92,17 +135,17 @@ pub struct RunAs {
 pub struct ExitInfo {
     pub code: Option<i32>,
     /// The signal that ended it (Unix).
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
 }
 
 impl ExitInfo {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Replaces `{run_dir}`, `{job}` and `{run_id}` in every argument.
-pub fn expand(argv: &[String], run_dir: &str, job: &str, run_id: &str) -> Vec<String> {
+pub(crate) fn expand(argv: &[String], run_dir: &str, job: &str, run_id: &str) -> Vec<String> {
     argv.iter()
         .map(|a| {
             a.replace("{run_dir}", run_dir)

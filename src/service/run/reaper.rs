@@ -16,7 +16,9 @@
 //! without pidfds the reaper waits for any child (`waitid(P_ALL)`) and decides the same way
 //! (documented in docs/RELIABILITY.md).
 
-use super::{pidfd_open, pipe, ExitInfo, Shared};
+use super::os::{children_of, lock, pidfd_open, pipe};
+use crate::service::run::ExitInfo;
+use crate::service::sys::children::waitid_exited;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -53,15 +55,15 @@ pub(super) struct Reaper {
     /// The read end of the pipe SIGCHLD's handler writes to, once orphans are inherited.
     sigchld: OnceLock<OwnedFd>,
     on_inherited: Mutex<Option<OnInherited>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// The orphans a run's end claimed (see `tree`): the process group of the run that claimed
+    /// each, by the orphan's PID. Here because an orphan stops being a claim when the reaper
+    /// collects it.
+    claims: Mutex<HashMap<u32, u32>>,
 }
 
 impl Reaper {
     pub(super) fn new() -> io::Result<Reaper> {
-        let (wake_r, wake_w) = pipe(libc::O_CLOEXEC | libc::O_NONBLOCK).map_err(|e| {
+        let (wake_r, wake_w) = pipe().map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create the reaper's pipe: {e}"))
         })?;
         Ok(Reaper {
@@ -75,6 +77,7 @@ impl Reaper {
             inherits: AtomicBool::new(false),
             sigchld: OnceLock::new(),
             on_inherited: Mutex::new(None),
+            claims: Mutex::default(),
         })
     }
 
@@ -94,11 +97,8 @@ impl Reaper {
         if self.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        // SAFETY: writing one byte to our own non-blocking pipe; a full pipe is fine (the
-        // reaper wakes anyway).
-        unsafe {
-            libc::write(self.wake_w.as_raw_fd(), [1u8].as_ptr().cast(), 1);
-        }
+        // A full pipe is fine: the reaper wakes anyway.
+        let _ = rustix::io::write(&self.wake_w, &[1]);
     }
 
     pub(super) fn is_runner(&self, pid: u32) -> bool {
@@ -121,7 +121,7 @@ impl Reaper {
         if self.inherits.swap(true, Ordering::AcqRel) {
             return;
         }
-        match pipe(libc::O_CLOEXEC | libc::O_NONBLOCK) {
+        match pipe() {
             Ok((read, write)) => {
                 // The handler writes a byte to the pipe (non-blocking, so a full pipe just
                 // drops it: the reaper is woken already); installed before any run is
@@ -146,6 +146,21 @@ impl Reaper {
         if let Some(f) = lock(&self.on_inherited).as_ref() {
             f();
         }
+    }
+
+    /// The claimed orphans (see `tree`), locked after the gate and the helpers' record.
+    pub(super) fn claims(&self) -> MutexGuard<'_, HashMap<u32, u32>> {
+        lock(&self.claims)
+    }
+
+    /// An inherited child exited and is collected now: it is no one's claim any more.
+    /// Collected under the claims' lock, so a claimed PID is never reused while it is
+    /// signalled.
+    fn collect_inherited(&self, pid: u32) -> bool {
+        let mut claims = self.claims();
+        let collected = waitid_exited(Some(pid), libc::WNOHANG).is_some();
+        claims.remove(&pid);
+        collected
     }
 
     /// Collects `pid` if it has exited (never blocks, never touches another child).
@@ -182,8 +197,7 @@ fn decode(status: libc::c_int) -> ExitInfo {
 /// Collects every child that has exited: runners (reported) and inherited orphans. Each is
 /// looked at first without being collected (`WNOWAIT`), so a runner's exit status is never
 /// taken for an orphan's.
-fn collect_exited(s: &Shared) {
-    let r = &s.reaper;
+fn collect_exited(r: &Reaper) {
     let mut inherited = false;
     // Bounded: a child that cannot be collected must not spin this thread.
     for _ in 0..100_000 {
@@ -203,11 +217,11 @@ fn collect_exited(s: &Shared) {
                 // `waitid(P_ALL)` would show it again and again, so the rest are looked up
                 // by PID instead.
                 drop((own, gate));
-                inherited |= collect_each_exited(s);
+                inherited |= collect_each_exited(r);
                 break;
             } else {
                 inherited = true;
-                s.tree.collect_inherited(pid)
+                r.collect_inherited(pid)
             }
         };
         if !collected {
@@ -222,10 +236,9 @@ fn collect_exited(s: &Shared) {
 /// Collects, one by one, each child of this process that has exited and is neither a runner
 /// nor a helper of the daemon's own: while an exited helper waits for its starter,
 /// `waitid(P_ALL)` shows only that one. True if any was collected.
-fn collect_each_exited(s: &Shared) -> bool {
-    let r = &s.reaper;
+fn collect_each_exited(r: &Reaper) -> bool {
     let mut any = false;
-    for pid in super::tree::children_of("self") {
+    for pid in children_of("self") {
         if r.is_runner(pid) {
             r.reap_runner(pid);
             continue;
@@ -233,7 +246,7 @@ fn collect_each_exited(s: &Shared) -> bool {
         let gate = r.gate();
         let own = crate::service::sys::children::hold();
         if !r.is_runner(pid) && !own.is_own(pid) {
-            any |= s.tree.collect_inherited(pid);
+            any |= r.collect_inherited(pid);
         }
         drop((own, gate));
     }
@@ -242,32 +255,18 @@ fn collect_each_exited(s: &Shared) -> bool {
 
 /// The PID of a child that has exited, left uncollected (`flags`: `WNOHANG`, or 0 to wait).
 fn peek(flags: libc::c_int) -> Option<u32> {
-    // SAFETY: zero is a valid siginfo_t; waitid(P_ALL) with a valid out pointer.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_ALL,
-            0,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT | flags,
-        )
-    };
-    // SAFETY: si_pid is set (or left 0) by a successful waitid.
-    let pid = unsafe { info.si_pid() };
-    (r == 0 && pid > 0).then_some(pid as u32)
+    waitid_exited(None, libc::WNOWAIT | flags)
 }
 
 fn drain(fd: &OwnedFd) {
     let mut buf = [0u8; 256];
-    // SAFETY: draining our own non-blocking pipe into a local buffer.
-    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 256) } > 0 {}
+    while rustix::io::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
 }
 
 /// The reaper thread's body: never returns.
-pub(super) fn run(s: &Shared) {
-    let r = &s.reaper;
+pub(super) fn run(r: &Reaper) {
     if !r.pidfds {
-        return run_without_pidfds(s);
+        return run_without_pidfds(r);
     }
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut who: Vec<u32> = Vec::new();
@@ -315,7 +314,7 @@ pub(super) fn run(s: &Shared) {
         }
         if let Some(p) = sigchld.filter(|_| fds[1].revents != 0) {
             drain(p);
-            collect_exited(s);
+            collect_exited(r);
         }
     }
 }
@@ -324,11 +323,10 @@ pub(super) fn run(s: &Shared) {
 /// [`collect_exited`] does (a runner by its PID, under the gate). Every child of this process
 /// is collected here but the daemon's own helpers (`sys::children`), which their starters
 /// collect.
-fn run_without_pidfds(s: &Shared) {
-    let r = &s.reaper;
+fn run_without_pidfds(r: &Reaper) {
     loop {
         if let Some(pid) = peek(0) {
-            collect_exited(s);
+            collect_exited(r);
             if crate::service::sys::children::hold().is_own(pid) {
                 // Its starter collects it in a moment; until then `peek` would show it again
                 // at once. A pause rather than a spin (exits meanwhile wait that long).

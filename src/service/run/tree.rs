@@ -16,14 +16,20 @@
 //!   Each orphan is *claimed* by the end of a run that finds it (the first to look: several runs
 //!   ending at the same instant cannot be told apart, and their orphans are ended together).
 //!
-//! The claims and who was told SIGTERM are one spawner's ([`Tree`]).
+//! Who was told SIGTERM is one spawner's ([`Tree`]); the claims are its reaper's, which
+//! collects the orphans. This file sits above `reaper` and `cgroup` and takes them as [`Parts`].
 //!
 //! Descendants of our own children are named through pidfds, each checked to still be the child
 //! of its parent after its pidfd was taken, so a recycled PID is never signalled. A SIGTERM
 //! reaches each process once, however many looks at the tree there are (robot quits at once,
 //! without writing its result, at a second one); SIGKILL as often as needed.
 
-use super::{cgroup, lock, pidfd_open, Shared};
+use super::cgroup::{self, Cgroups};
+use super::os::{children_of, group_alive, lock, pidfd_open};
+use super::reaper::Reaper;
+use crate::service::run::TAG;
+use crate::service::sys::children::waitid_exited;
+use crate::service::sys::process_group as pgid_of;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -38,13 +44,17 @@ const WALK_CAP: usize = 20_000;
 /// the one before (a killed process forks no more).
 const KILL_ROUNDS: usize = 8;
 
-/// What one spawner knows of its runs' trees beyond its runners: the orphans each run
-/// claimed, and who was told SIGTERM already.
+/// Who one spawner told SIGTERM already (the orphans each run claimed are the reaper's).
 #[derive(Default)]
 pub(super) struct Tree {
-    /// The process group of the run that claimed each orphan, by the orphan's PID.
-    claims: Mutex<HashMap<u32, u32>>,
     told: Mutex<Told>,
+}
+
+/// The parts of one spawner a look at a run's tree needs.
+pub(super) struct Parts<'a> {
+    pub(crate) reaper: &'a Reaper,
+    pub(crate) cgroups: &'a Cgroups,
+    pub(crate) tree: &'a Tree,
 }
 
 /// Who was told SIGTERM: processes (with their start time) and process groups.
@@ -59,32 +69,6 @@ impl Tree {
     pub(super) fn new_group(&self, pgid: u32) {
         lock(&self.told).groups.remove(&pgid);
     }
-
-    /// An inherited child exited and is collected now: it is no one's claim any more.
-    /// Collected under the claims' lock, so a claimed PID is never reused while it is
-    /// signalled.
-    pub(super) fn collect_inherited(&self, pid: u32) -> bool {
-        let mut claims = lock(&self.claims);
-        let collected = collect_now(pid);
-        claims.remove(&pid);
-        collected
-    }
-}
-
-/// Collects the child `pid` if it has exited (never blocks); true if it was collected now.
-fn collect_now(pid: u32) -> bool {
-    // SAFETY: zero is a valid siginfo_t; waitid on one PID, WNOHANG.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        )
-    };
-    // SAFETY: si_pid is set by a successful waitid that found a child.
-    r == 0 && unsafe { info.si_pid() } != 0
 }
 
 /// A process named by a pidfd where the kernel has them (else by PID alone).
@@ -146,37 +130,6 @@ impl Proc {
     }
 }
 
-/// The children of `pid` (every thread's), from /proc.
-pub(super) fn children_of(pid: &str) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for t in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-    }
-    out
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn pgid_of(pid: u32) -> Option<u32> {
-    crate::service::sys::process_group(pid)
-}
-
 /// `root` and every descendant of it, parents before their children.
 fn tree_of(root: u32) -> Vec<Proc> {
     let Some(root) = Proc::open(root, |_| true) else {
@@ -190,7 +143,9 @@ fn tree_of(root: u32) -> Vec<Proc> {
         // Read while the parent lived: its list names its own children, not a successor's.
         if out[i].alive() {
             for c in kids.into_iter().take(WALK_CAP - out.len()) {
-                if let Some(p) = Proc::open(c, |c| parent_of(c) == Some(parent)) {
+                if let Some(p) = Proc::open(c, |c| {
+                    crate::service::sys::parent_process(c) == Some(parent)
+                }) {
                     out.push(p);
                 }
             }
@@ -203,7 +158,7 @@ fn tree_of(root: u32) -> Vec<Proc> {
 /// Claims for the run of group `pgid` every orphan nobody claimed yet that no live run holds
 /// (see the module doc). Zombies are left to the reaper. Only in a process that inherits
 /// orphans: elsewhere a child that is no runner is someone's own.
-fn claim(s: &Shared, pgid: u32) {
+fn claim(s: &Parts, pgid: u32) {
     if !s.reaper.inherits() {
         return;
     }
@@ -212,7 +167,7 @@ fn claim(s: &Shared, pgid: u32) {
     // Nor is a helper of the daemon's own (a user's folder being removed with that user's
     // rights): see `sys::children`.
     let own = crate::service::sys::children::hold();
-    let mut claims = lock(&s.tree.claims);
+    let mut claims = s.reaper.claims();
     let runners = s.reaper.runners();
     let new: Vec<u32> = children_of("self")
         .into_iter()
@@ -246,7 +201,7 @@ const KILLED_WAIT: Duration = Duration::from_secs(5);
 /// The children of this process that are orphans of runs no live run holds, zombies
 /// included: neither runners nor the daemon's own helpers, nor (with cgroups) in the cgroup
 /// of a live run. The caller holds the gate and the helpers' record, as [`claim`] does.
-fn orphans(s: &Shared, own: &crate::service::sys::children::Held) -> Vec<u32> {
+fn orphans(s: &Parts, own: &crate::service::sys::children::Held) -> Vec<u32> {
     let runners = s.reaper.runners();
     let left: Vec<u32> = children_of("self")
         .into_iter()
@@ -270,7 +225,7 @@ fn orphans(s: &Shared, own: &crate::service::sys::children::Held) -> Vec<u32> {
 /// collects each, waiting until none is left or `grace` plus [`KILLED_WAIT`] has passed.
 /// Whatever it left would be PID 1's, or an outer subreaper's, which may never collect a
 /// zombie. Returns the PIDs still left when it gave up.
-pub(super) fn end_orphans(s: &Shared, grace: Duration) -> Vec<u32> {
+pub(super) fn end_orphans(s: &Parts, grace: Duration) -> Vec<u32> {
     if !s.reaper.inherits() {
         return Vec::new();
     }
@@ -288,10 +243,10 @@ pub(super) fn end_orphans(s: &Shared, grace: Duration) -> Vec<u32> {
             // is another process's while it is signalled, and none is a new child's.
             let _gate = s.reaper.gate();
             let own = crate::service::sys::children::hold();
-            let mut claims = lock(&s.tree.claims);
+            let mut claims = s.reaper.claims();
             let mut left = orphans(s, &own);
             left.retain(|&pid| {
-                if collect_now(pid) {
+                if waitid_exited(Some(pid), libc::WNOHANG).is_some() {
                     claims.remove(&pid);
                     return false;
                 }
@@ -311,29 +266,30 @@ pub(super) fn end_orphans(s: &Shared, grace: Duration) -> Vec<u32> {
 
 /// A run as its caller knows it.
 pub(super) struct Run<'a> {
-    pub pgid: u32,
-    pub run_dir: &'a str,
-    pub cgroup: Option<PathBuf>,
+    pub(crate) pgid: u32,
+    pub(crate) run_dir: &'a str,
+    pub(crate) cgroup: Option<PathBuf>,
     /// The runner is our child and has not exited.
-    pub runner_alive: bool,
+    pub(crate) runner_alive: bool,
 }
 
 /// Whether anything of the run is left (claiming its orphans first).
-pub(super) fn alive(s: &Shared, run: &Run) -> bool {
+pub(super) fn alive(s: &Parts, run: &Run) -> bool {
     claim(s, run.pgid);
-    if run.runner_alive || super::group_alive(run.pgid) {
+    if run.runner_alive || group_alive(run.pgid) {
         return true;
     }
     if run.cgroup.as_deref().is_some_and(cgroup::populated) {
         return true;
     }
-    lock(&s.tree.claims)
+    s.reaper
+        .claims()
         .iter()
         .any(|(pid, g)| *g == run.pgid && crate::service::sys::process_start_time(*pid).is_some())
 }
 
 /// Sends `sig` (SIGTERM or SIGKILL) to everything of the run; true if anything was there.
-pub(super) fn signal(s: &Shared, run: &Run, sig: i32) -> bool {
+pub(super) fn signal(s: &Parts, run: &Run, sig: i32) -> bool {
     claim(s, run.pgid);
     let told = &s.tree.told;
     let pgid = run.pgid;
@@ -362,8 +318,8 @@ pub(super) fn signal(s: &Shared, run: &Run, sig: i32) -> bool {
     }
     any |= signal_group(pgid, sig, told);
     // Those that left the group but kept the tag.
-    let needle = format!("{}={}", super::TAG, run.run_dir).into_bytes();
-    for pid in crate::service::sys::processes_with_env(super::TAG, run.run_dir) {
+    let needle = format!("{}={}", TAG, run.run_dir).into_bytes();
+    for pid in crate::service::sys::processes_with_env(TAG, run.run_dir) {
         if let Some(p) = Proc::open(pid, |p| {
             outside(p) && crate::service::sys::has_env(p, &needle)
         }) {
@@ -386,7 +342,7 @@ pub(super) fn signal(s: &Shared, run: &Run, sig: i32) -> bool {
     }
     // The orphans it left, and theirs. Under the claims' lock: a claimed child of ours is not
     // collected (its PID not freed) while it is signalled.
-    let claims = lock(&s.tree.claims);
+    let claims = s.reaper.claims();
     for (&pid, _) in claims.iter().filter(|(_, g)| **g == pgid) {
         for p in tree_of(pid).iter().filter(|p| outside(p.pid)) {
             any |= p.tell(sig, told);
@@ -400,11 +356,11 @@ fn signal_group(pgid: u32, sig: i32, told: &Mutex<Told>) -> bool {
     if sig == libc::SIGTERM {
         let mut t = lock(told);
         if !t.groups.insert(pgid) {
-            return super::group_alive(pgid);
+            return group_alive(pgid);
         }
         if t.groups.len() >= 4096 {
-            t.groups.retain(|g| *g == pgid || super::group_alive(*g));
+            t.groups.retain(|g| *g == pgid || group_alive(*g));
         }
     }
-    super::signal_group(pgid, sig)
+    super::os::signal_group(pgid, sig)
 }

@@ -38,6 +38,8 @@
 
 #[path = "cgroup.rs"]
 mod cgroup;
+#[path = "os.rs"]
+mod os;
 #[path = "reaper.rs"]
 mod reaper;
 #[path = "tree.rs"]
@@ -46,16 +48,17 @@ mod tree;
 mod vfork;
 
 use super::{ExitInfo, RunAs, RunSpec};
+use os::{hold, lock, reset_signals, BlockSignals};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Starts runs and ends their trees (see the module doc). Cheap to clone: the clones share one
 /// reaper and one record of the runs in flight.
@@ -64,7 +67,8 @@ pub struct Spawner {
     s: Arc<Shared>,
 }
 
-/// What a spawner and its reaper thread share.
+/// What a spawner and its reaper thread share. Its parts know nothing of each other (nor of
+/// this struct): what needs several is here, or takes them as [`tree::Parts`].
 struct Shared {
     reaper: reaper::Reaper,
     cgroups: cgroup::Cgroups,
@@ -91,10 +95,6 @@ struct Prep {
     stack: vfork::Stack,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Spawner {
     /// A spawner with its reaper thread.
     pub fn new() -> io::Result<Spawner> {
@@ -118,7 +118,7 @@ impl Spawner {
             .stack_size(64 * 1024)
             .spawn(move || {
                 background_thread();
-                reaper::run(&r)
+                reaper::run(&r.reaper)
             })
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot start the reaper thread: {e}"))
@@ -276,13 +276,13 @@ impl Spawner {
 
     /// Calls `f` (on the reaper thread) each time orphans this process inherited were
     /// collected.
-    pub fn on_inherited_exit(&self, f: impl Fn() + Send + 'static) {
+    pub(crate) fn on_inherited_exit(&self, f: impl Fn() + Send + 'static) {
         self.s.reaper.on_inherited_exit(Box::new(f));
     }
 
     /// Runs get a cgroup each from now on, where one can be had (see `cgroup`). Returns
     /// where, or why not.
-    pub fn enable_cgroups(&self) -> Result<PathBuf, String> {
+    pub(crate) fn enable_cgroups(&self) -> Result<PathBuf, super::NoCgroup> {
         self.s.cgroups.enable()
     }
 
@@ -291,19 +291,19 @@ impl Spawner {
     /// never collect a zombie — or an outer subreaper. Live runs and what their cgroups hold
     /// are left alone (a next daemon adopts them). Returns the PIDs still there when it gave
     /// up (`grace` and a few seconds more).
-    pub fn end_orphans(&self, grace: std::time::Duration) -> Vec<u32> {
-        tree::end_orphans(&self.s, grace)
+    pub(crate) fn end_orphans(&self, grace: std::time::Duration) -> Vec<u32> {
+        tree::end_orphans(&self.s.parts(), grace)
     }
 
     /// At exit: removes this process's own cgroup subtree, where empty.
-    pub fn cleanup(&self) {
+    pub(crate) fn cleanup(&self) {
         self.s.cgroups.cleanup();
     }
 
     /// Takes over a run the previous daemon left running. Nothing to open on Unix: its process
     /// group stays reserved while any member lives, and the caller checked the runner's start
     /// time (PID reuse) just before. Its cgroup, if it has a run cgroup, holds it from now on.
-    pub fn adopt(&self, pid: u32, _start: Option<u64>) -> bool {
+    pub(crate) fn adopt(&self, pid: u32, _start: Option<u64>) -> bool {
         if let Some(dir) = self.s.cgroups.of_adopted(pid) {
             self.s.cgroups.insert(pid, dir);
         }
@@ -321,19 +321,19 @@ impl Spawner {
     }
 
     /// Asks the run's whole tree to end (SIGTERM, once per process): see `tree`.
-    pub fn terminate_tree(&self, pgid: u32, run_dir: &str) -> bool {
-        tree::signal(&self.s, &self.run_of(pgid, run_dir), libc::SIGTERM)
+    pub(crate) fn terminate_tree(&self, pgid: u32, run_dir: &str) -> bool {
+        tree::signal(&self.s.parts(), &self.run_of(pgid, run_dir), libc::SIGTERM)
     }
 
     /// Ends the run's whole tree (SIGKILL).
     pub fn kill_tree(&self, pgid: u32, run_dir: &str) -> bool {
-        tree::signal(&self.s, &self.run_of(pgid, run_dir), libc::SIGKILL)
+        tree::signal(&self.s.parts(), &self.run_of(pgid, run_dir), libc::SIGKILL)
     }
 
     /// True while anything of the run is left. Once nothing is, its cgroup is removed.
     pub fn tree_alive(&self, pgid: u32, run_dir: &str) -> bool {
         let run = self.run_of(pgid, run_dir);
-        let alive = tree::alive(&self.s, &run);
+        let alive = tree::alive(&self.s.parts(), &run);
         if !alive && run.cgroup.is_some() {
             self.s.cgroups.remove_run(pgid);
         }
@@ -350,6 +350,14 @@ struct Prepared {
 }
 
 impl Shared {
+    fn parts(&self) -> tree::Parts<'_> {
+        tree::Parts {
+            reaper: &self.reaper,
+            cgroups: &self.cgroups,
+            tree: &self.tree,
+        }
+    }
+
     fn prepare(&self, spec: &RunSpec) -> io::Result<Prepared> {
         let Some(program) = spec.argv.first() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -440,79 +448,6 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// Every signal blocked on this thread while it lives.
-struct BlockSignals(libc::sigset_t);
-
-impl BlockSignals {
-    fn new() -> BlockSignals {
-        // SAFETY: sigfillset/pthread_sigmask on local sets.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            BlockSignals(old)
-        }
-    }
-}
-
-impl Drop for BlockSignals {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
-        }
-    }
-}
-
-/// The one step that holds a run's processes together, taken in the child before it execs
-/// (and before it drops root for a job's `user`): it joins the run's cgroup (`cg_procs`, the
-/// cgroup's `cgroup.procs`); where there is none, or joining failed, it becomes the subreaper
-/// of its own descendants (`PR_SET_CHILD_SUBREAPER` survives `execve`), so that an orphan
-/// among them stays below the runner while it lives, in reach of a timeout, and comes to the
-/// daemon only when the runner has ended.
-///
-/// The cost of the subreaper: zombies of the run's orphans wait below the runner (which
-/// rarely collects children it did not start) until it ends; the daemon collects them then.
-///
-/// `clone3(CLONE_INTO_CGROUP)` (Linux 5.7) could join the cgroup without this step, but not
-/// become a subreaper, and std's `Command` has neither.
-///
-/// # Safety
-/// In a new child before exec: async-signal-safe calls only, no allocation; `cg_procs` is
-/// null or a valid C string.
-unsafe fn hold(cg_procs: *const libc::c_char) {
-    if !cg_procs.is_null() {
-        let fd = libc::open(cg_procs, libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            let joined = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            libc::close(fd);
-            if joined {
-                return;
-            }
-        }
-    }
-    libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-}
-
-/// Sets `signals` back to their default action, then unblocks every signal: the handlers are
-/// the daemon's (signal-hook's forwarders), and a signal that reaches the child before exec
-/// must not run them there. The spawning thread blocked every signal across the fork or
-/// clone.
-///
-/// # Safety
-/// In a new child before exec: async-signal-safe calls only, no allocation.
-unsafe fn reset_signals(signals: &[libc::c_int]) {
-    for &sig in signals {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(sig, &dfl, std::ptr::null_mut());
-    }
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-}
-
 /// Opens a runner's output file: never through a link planted in the run folder, and a
 /// regular file only. A FIFO would block the open until some reader came, and the daemon's
 /// loop with it: `O_NONBLOCK` turns that into an error (ENXIO without a reader; EINVAL for any
@@ -532,10 +467,8 @@ fn open_output(path: &Path) -> io::Result<File> {
             io::Error::from_raw_os_error(libc::EINVAL),
         ));
     }
-    // SAFETY: F_SETFL on our own descriptor.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, libc::O_APPEND) } != 0 {
-        return Err(output_error(path, io::Error::last_os_error()));
-    }
+    rustix::fs::fcntl_setfl(&f, rustix::fs::OFlags::APPEND)
+        .map_err(|e| output_error(path, e.into()))?;
     Ok(File::from(above_stdio(f.into())?))
 }
 
@@ -555,47 +488,22 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
-    // SAFETY: F_DUPFD_CLOEXEC on our own descriptor; the result is checked and owned.
-    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-    if copy < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
-}
-
-/// A pidfd for `pid`, or `None` where the kernel has none.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) with a PID and no flags; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a new descriptor owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// A new pipe (read end, write end) with `flags` on both ends.
-fn pipe(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 with a valid array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 just created these descriptors and nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// Each run in flight holds a pidfd until it is reaped: lift the soft limit to the hard one,
 /// so 1000 parallel runs do not hit a default of 1024.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                ..lim
+            },
+        );
     }
 }
 
@@ -605,11 +513,7 @@ fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {
 }
 
 fn is_executable(p: &Path) -> bool {
-    let Ok(c) = cstring(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) on a valid C string.
-    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    p.is_file() && rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok()
 }
 
 /// Finds `program` like execvp would, but in the parent, so that a missing runner is an error
@@ -638,33 +542,12 @@ fn resolve(program: &str, path_var: Option<&OsStr>, cwd: &Path) -> io::Result<Pa
 /// fsyncs and the reaper's collecting then yield the CPU to the loop and to runners
 /// just started when a batch of runs is due, and take what is left (nice 10 still gets about a
 /// tenth of a busy CPU: delayed, never starved). Best effort: a failure changes nothing else.
-pub fn background_thread() {
+pub(crate) fn background_thread() {
     // SAFETY: gettid and setpriority on this thread's own id.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
-}
-
-/// The environment variable that tags every process of a run.
-pub const TAG: &str = "ROBOTMK_RUN_DIR";
-
-fn signal_group(pgid: u32, sig: i32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: killpg on a group we created; 0, 1 and out-of-range ids are excluded above.
-    unsafe { libc::killpg(pgid as libc::pid_t, sig) == 0 }
-}
-
-/// True while any process of the group exists.
-fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    let r = unsafe { libc::killpg(pgid as libc::pid_t, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! of the process, the setxid broadcast — only safe in a real fork, which `Spawner::spawn_as`
 //! does).
 
-use super::{hold, reset_signals, BlockSignals};
+use super::os::{hold, reset_signals, BlockSignals};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -22,17 +22,17 @@ use std::sync::Mutex;
 /// Everything the child does between the clone and exec, as raw pointers into memory the
 /// caller keeps alive for `'a` (the whole spawn). No identity: see the module doc.
 pub(super) struct SharedPlan<'a> {
-    pub exe: &'a CString,
+    pub(crate) exe: &'a CString,
     /// NUL-terminated arrays of pointers into the caller's strings.
-    pub argv: &'a [*const libc::c_char],
-    pub envp: &'a [*const libc::c_char],
-    pub cwd: &'a CString,
+    pub(crate) argv: &'a [*const libc::c_char],
+    pub(crate) envp: &'a [*const libc::c_char],
+    pub(crate) cwd: &'a CString,
     /// stdin, stdout, stderr: descriptors above 2 (so that no `dup2` overwrites another).
-    pub stdio: [BorrowedFd<'a>; 3],
+    pub(crate) stdio: [BorrowedFd<'a>; 3],
     /// `cgroup.procs` of the run's cgroup (see `hold`).
-    pub cg_procs: Option<&'a CString>,
+    pub(crate) cg_procs: Option<&'a CString>,
     /// Signals to set back to their default action (see `Prep::reset`).
-    pub reset: &'a [libc::c_int],
+    pub(crate) reset: &'a [libc::c_int],
 }
 
 /// The stack `CLONE_VM` children run on until they exec: one, reused (the parent waits for

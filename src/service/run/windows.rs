@@ -194,7 +194,7 @@ impl Spawner {
     /// process that started at `start` (PIDs are reused), and opens the job it was put in, by
     /// name. The handle then pins that process: later calls can no longer reach another one.
     /// False if the runner is gone or the PID names another process now.
-    pub fn adopt(&self, pid: u32, start: Option<u64>) -> bool {
+    pub(crate) fn adopt(&self, pid: u32, start: Option<u64>) -> bool {
         let Some(process) = open_process(pid) else {
             return false;
         };
@@ -215,7 +215,7 @@ impl Spawner {
 
     /// Starts the runner in a job object of its own; `on_exit` is called (on a waiter thread)
     /// when the runner exits. Returns its PID, the key for the methods below.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         spec: RunSpec,
         on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
@@ -285,12 +285,12 @@ impl Spawner {
 
     /// Ends the run's whole tree: Windows has no polite stop for a process tree, so this
     /// terminates the job (for an adopted run without a job: the runner alone).
-    pub fn terminate_tree(&self, pid: u32, _run_dir: &str) -> bool {
+    pub(crate) fn terminate_tree(&self, pid: u32, _run_dir: &str) -> bool {
         self.lookup(pid).is_some_and(|t| t.terminate())
     }
 
     /// Ends the run's whole tree (the job holds it); true if any process was left to end.
-    pub fn kill_tree(&self, pid: u32, _run_dir: &str) -> bool {
+    pub(crate) fn kill_tree(&self, pid: u32, _run_dir: &str) -> bool {
         let Some(t) = self.lookup(pid) else {
             return false;
         };
@@ -305,7 +305,7 @@ impl Spawner {
     }
 
     /// True while any process of the run's job is left.
-    pub fn tree_alive(&self, pid: u32, _run_dir: &str) -> bool {
+    pub(crate) fn tree_alive(&self, pid: u32, _run_dir: &str) -> bool {
         let Some(t) = self.lookup(pid) else {
             return false;
         };
@@ -319,34 +319,30 @@ impl Spawner {
     }
 
     /// Nothing to do on Windows: a job object holds every descendant, whatever it does.
-    pub fn become_subreaper(&self) {}
+    pub(crate) fn become_subreaper(&self) {}
 
     /// Orphans are not inherited on Windows (a job object holds them, and ends them with the
     /// run): `f` is never called.
-    pub fn on_inherited_exit(&self, _f: impl Fn() + Send + 'static) {}
+    pub(crate) fn on_inherited_exit(&self, _f: impl Fn() + Send + 'static) {}
 
     /// Runs live in job objects on Windows; there are no cgroups to enable.
-    pub fn enable_cgroups(&self) -> Result<std::path::PathBuf, String> {
-        Err("Windows holds runs in job objects".into())
+    pub(crate) fn enable_cgroups(&self) -> Result<std::path::PathBuf, super::NoCgroup> {
+        Err(super::NoCgroup::JobObjects)
     }
 
     /// No orphans on Windows: a process is never handed to another parent, and a run's job
     /// object holds all of it.
-    pub fn end_orphans(&self, _grace: std::time::Duration) -> Vec<u32> {
+    pub(crate) fn end_orphans(&self, _grace: std::time::Duration) -> Vec<u32> {
         Vec::new()
     }
 
     /// Nothing to remove at exit on Windows (job objects go with their last handle).
-    pub fn cleanup(&self) {}
+    pub(crate) fn cleanup(&self) {}
 }
-
-/// The environment variable that tags every process of a run (kept for parity: on Windows the
-/// run's job object already holds every descendant).
-pub const TAG: &str = "ROBOTMK_RUN_DIR";
 
 /// Lowers the calling thread below the loop thread: the finisher's writes then yield the CPU to
 /// the loop and to runners just started when a batch of runs is due. Best effort.
-pub fn background_thread() {
+pub(crate) fn background_thread() {
     use windows_sys::Win32::System::Threading::{
         GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_BELOW_NORMAL,
     };

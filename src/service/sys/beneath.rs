@@ -236,8 +236,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn in_a_users_folder_only_that_users_files_are_read() {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if rustix::process::geteuid().as_raw() != 0 {
             eprintln!("SKIP: needs root (to give files to another uid)");
             return;
         }

@@ -41,21 +41,21 @@ pub(crate) fn start<T>(start: impl FnOnce() -> io::Result<(u32, T)>) -> io::Resu
 /// Blocks until the child `pid` has exited (or is no child of ours), leaving it uncollected:
 /// then [`collect`] does not wait under the record's lock.
 pub(crate) fn wait_exited(pid: u32) {
-    loop {
-        // SAFETY: zero is a valid siginfo_t; waitid on one PID, valid out pointer.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
+    while waitid_exited(Some(pid), libc::WNOWAIT).is_none()
+        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    {}
+}
+
+/// `waitid(2)` for an exited child: `pid`, or any child (`None`), with `flags` beside
+/// `WEXITED` (`WNOHANG`, `WNOWAIT`). The PID found, or `None`: none yet, or an error (errno).
+pub(crate) fn waitid_exited(pid: Option<u32>, flags: libc::c_int) -> Option<u32> {
+    let (idtype, id) = pid.map_or((libc::P_ALL, 0), |p| (libc::P_PID, p as libc::id_t));
+    // SAFETY: zero is a valid siginfo_t; waitid with a valid out pointer.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::waitid(idtype, id, &mut info, libc::WEXITED | flags) };
+    // SAFETY: si_pid is set (or left 0) by a successful waitid.
+    let found = unsafe { info.si_pid() };
+    (r == 0 && found > 0).then_some(found as u32)
 }
 
 /// Collects the child `pid` (which has exited: see [`wait_exited`]) with `collect`, under the

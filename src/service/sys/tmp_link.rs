@@ -117,8 +117,7 @@ mod imp {
         let Ok(list) = std::fs::read_dir(TMP) else {
             return 0;
         };
-        // SAFETY: geteuid cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         let mut removed = 0;
         for e in list.flatten() {
             let Some(name) = e.file_name().to_str().map(str::to_string) else {
@@ -167,8 +166,7 @@ mod imp {
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        // SAFETY: geteuid cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         if FileType::from_raw_mode(st.st_mode) != FileType::Symlink || st.st_uid != me {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

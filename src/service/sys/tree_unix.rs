@@ -664,8 +664,7 @@ pub fn remove_tree(
         budget,
         no_openat2,
     ));
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().as_raw() == 0;
     let (result, entries, failed) = if rights == Rights::Owner && root && st.st_uid != 0 {
         if is_empty(tree.as_fd()) {
             // Never walked as root: filled meanwhile, the rmdir below fails, the next look
@@ -1118,8 +1117,7 @@ mod tests {
 
     #[test]
     fn the_child_takes_the_owners_rights_and_opens_up_what_the_owner_locked() {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if rustix::process::geteuid().as_raw() != 0 {
             eprintln!("SKIP: not root (the owner's child needs root to take another uid)");
             return;
         }

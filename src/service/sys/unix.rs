@@ -1,5 +1,6 @@
 //! Unix side of [`crate::service::sys`].
 
+use rustix::process::Signal;
 use std::io;
 
 /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22), or `None`
@@ -20,9 +21,10 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
             fields.get(19)?.parse().ok()
         }
         Err(_) if !std::path::Path::new("/proc/self/stat").exists() => {
-            // SAFETY: kill with signal 0 only checks for existence and permission.
-            let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-            (r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)).then_some(0)
+            match rustix::process::test_kill_process(pid_of(pid)?) {
+                Ok(()) => Some(0),
+                Err(e) => (e == rustix::io::Errno::PERM).then_some(0),
+            }
         }
         Err(_) => None,
     }
@@ -31,22 +33,24 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
 /// Asks the daemon with this PID to stop by sending SIGTERM (its handler reads the
 /// stop-request file to learn whether to drain or end runs now).
 pub(crate) fn signal_stop(pid: u32) -> io::Result<()> {
-    // SAFETY: plain kill(2) on a PID we verified by start time just before.
-    let r = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    kill(pid, Signal::TERM)
 }
 
 /// Tells the daemon with this (verified) PID that a `run-once` request waits (SIGUSR1), so
 /// it starts the run at once instead of at its next look.
 pub(crate) fn signal_requests(pid: u32) {
-    // SAFETY: plain kill(2) on a PID the caller verified with `is_instance_daemon`.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGUSR1);
-    }
+    let _ = kill(pid, Signal::USR1);
+}
+
+/// A PID as rustix takes it: never 0 (this process's group) nor out of range.
+fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)
+}
+
+/// kill(2) on a PID the caller verified (by start time, or with `is_instance_daemon`).
+fn kill(pid: u32, sig: Signal) -> io::Result<()> {
+    let pid = pid_of(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::kill_process(pid, sig)?)
 }
 
 /// Ends the process `pid` at once (SIGKILL: a stopped or hung process cannot ignore it), if
@@ -59,52 +63,29 @@ pub(crate) fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
             format!("process {pid} has exited or is another process now"),
         )
     };
-    // SAFETY: pidfd_open(2) with a PID and no flags returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(e);
-        }
+    let Some(p) = pid_of(pid) else {
+        return Err(not_it());
+    };
+    let fd = match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(e) if e != rustix::io::Errno::NOSYS => return Err(e.into()),
         // Kernels before 5.3: the check and the kill are microseconds apart.
-        if start.is_none() || process_start_time(pid) != start {
-            return Err(not_it());
+        Err(_) => {
+            if start.is_none() || process_start_time(pid) != start {
+                return Err(not_it());
+            }
+            return kill(pid, Signal::KILL);
         }
-        // SAFETY: plain kill(2) on the PID just verified.
-        return match unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } {
-            0 => Ok(()),
-            _ => Err(io::Error::last_os_error()),
-        };
-    }
-    // SAFETY: the descriptor was just returned by pidfd_open and is owned here alone.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    };
     if start.is_none() || process_start_time(pid) != start {
         return Err(not_it());
     }
-    use std::os::fd::AsRawFd;
-    // SAFETY: pidfd_send_signal(2) on a live pidfd, no siginfo, no flags.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(rustix::process::pidfd_send_signal(&fd, Signal::KILL)?)
 }
 
 /// Files the daemon creates are private to its user (0700 dirs, 0600 files).
 pub(crate) fn set_private_umask() {
-    // SAFETY: umask cannot fail.
-    unsafe {
-        libc::umask(0o077);
-    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// Closes every descriptor above stderr that the daemon may have inherited from ctrl's parent
@@ -193,11 +174,22 @@ pub(crate) fn has_env(pid: u32, needle: &[u8]) -> bool {
 
 /// The process group of `pid` (`/proc/PID/stat` field 5; also for a zombie).
 pub(crate) fn process_group(pid: u32) -> Option<u32> {
+    stat_field(pid, 2)
+}
+
+/// The parent of process `pid` (`/proc/PID/stat` field 4).
+pub(crate) fn parent_process(pid: u32) -> Option<u32> {
+    stat_field(pid, 1)
+}
+
+/// Field `n` after the command name in `/proc/PID/stat` (the name may hold spaces and
+/// parentheses): 0 is the state, 1 the parent, 2 the process group.
+fn stat_field(pid: u32, n: usize) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?
         .1
         .split_whitespace()
-        .nth(2)?
+        .nth(n)?
         .parse()
         .ok()
 }
@@ -267,8 +259,7 @@ fn check_path_trust_also(
     use std::os::unix::fs::MetadataExt;
     use std::path::{Component, Path, PathBuf};
 
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     let refuse = |entry: &Path, why: Unsafe| {
         Err(TrustError::Unsafe {
             what,
@@ -493,14 +484,7 @@ pub(crate) fn rename_denied_is_transient() -> bool {
 /// How long the system has been up (`CLOCK_BOOTTIME`: counts suspended time too), for
 /// `start_delay`.
 pub(crate) fn uptime() -> Option<std::time::Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime with a valid out pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-        return None;
-    }
+    let ts = rustix::time::clock_gettime_dynamic(rustix::time::DynamicClockId::Boottime).ok()?;
     Some(std::time::Duration::new(
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
@@ -509,17 +493,13 @@ pub(crate) fn uptime() -> Option<std::time::Duration> {
 
 /// True when this process runs as root (only root can run a job as another user).
 pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Files an environment build creates must be readable by a job's user: 022 instead of the
 /// daemon's 077 (the folders above decide who can reach them).
 pub(crate) fn set_shared_umask() {
-    // SAFETY: umask cannot fail.
-    unsafe {
-        libc::umask(0o022);
-    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
 }
 
 /// Creates (or checks) a folder a job's user may pass through (`0711`) or read (`0755`):
@@ -533,8 +513,7 @@ pub(crate) fn public_dir(path: &std::path::Path, readable: bool) -> io::Result<(
         _ => {}
     }
     let m = std::fs::symlink_metadata(path)?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,

@@ -188,7 +188,7 @@ impl Daemon {
                 rec.note = Some(why.to_string());
                 self.finish(rec, crate::model::record::Outcome::Error, None);
             }
-            Err(msg) => self.state_failure(format!("prepare:{name}"), msg),
+            Err(msg) => self.state_failure(format!("prepare:{name}"), msg.to_string()),
         }
     }
 
