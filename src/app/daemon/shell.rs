@@ -33,7 +33,7 @@
 
 use super::changes::shown::Shown;
 use super::event::Event;
-use super::jobs::JobState;
+use super::jobs::JobTable;
 use super::table::{Pending, RunTable};
 use super::watch::Control;
 use super::{envs, finish};
@@ -74,7 +74,7 @@ pub(super) enum Phase {
 pub(crate) struct Daemon {
     pub(super) cfg: Config,
     pub(super) state: StateDir,
-    pub(super) jobs: BTreeMap<String, JobState>,
+    pub(super) jobs: JobTable,
     /// Runs queued, in flight, being written and lingering (see `table`).
     pub(super) table: RunTable,
     pub(super) tx: Sender<Event>,
@@ -409,7 +409,7 @@ impl Daemon {
                     },
                     running,
                     queued: js.queued,
-                    last: js.last.as_deref().cloned(),
+                    last: js.last.as_ref().map(|l| l.to_last()),
                     last_skipped: js.last_skipped,
                     skipped_total: js.skipped_total,
                     services: js.job.services,

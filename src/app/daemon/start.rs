@@ -278,7 +278,7 @@ impl Daemon {
         let mut d = Daemon {
             cfg,
             state,
-            jobs: BTreeMap::new(),
+            jobs: Default::default(),
             table: RunTable::default(),
             tx: tx.clone(),
             rx,
@@ -332,8 +332,7 @@ impl Daemon {
     /// Each configured job's state from what recovery found, its first firing planned (a
     /// one-shot runs its request, nothing on schedule).
     fn plan_jobs(&mut self, mut recovered: Recovered, now: DateTime<Utc>) {
-        // Built whole from sorted entries: a map filled one insert at a time leaves its nodes
-        // a third empty, for the daemon's life.
+        // Built whole (see `JobTable`).
         let mut entries = Vec::with_capacity(self.cfg.jobs.len());
         for job in self.cfg.jobs.clone() {
             let name = job.name.clone();
@@ -346,7 +345,7 @@ impl Daemon {
             if let Some(n) = js.slots.next {
                 info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = ?n.trigger, "scheduled");
             }
-            entries.push((name, js));
+            entries.push(js);
         }
         self.jobs = entries.into_iter().collect();
     }

@@ -190,13 +190,15 @@ impl Daemon {
         }
         if rec.outcome != Some(Outcome::Skipped) {
             if let Some(js) = self.jobs.get_mut(&rec.job) {
-                js.last = Some(Box::new(match rec.outcome {
+                let last = match rec.outcome {
                     // The last complete result stays, with a note (see `logic::stopped`).
-                    Some(Outcome::Killed) => {
-                        crate::logic::stopped::last_after(js.last.take().map(|l| *l), &rec)
-                    }
+                    Some(Outcome::Killed) => crate::logic::stopped::last_after(
+                        js.last.take().map(|l| l.to_last()),
+                        &rec,
+                    ),
                     _ => (&rec).into(),
-                }));
+                };
+                js.last = Some(last.into());
                 if self.oneshot && rec.request.is_some() {
                     js.answered = Some(Box::new(rec));
                 }
@@ -209,8 +211,8 @@ impl Daemon {
     /// (its output lost), and it is the job's latest result if nothing came since.
     pub(super) fn record_written_late(&mut self, rec: &RunRecord) {
         if let Some(js) = self.jobs.get_mut(&rec.job) {
-            if js.last.as_ref().is_some_and(|l| l.run_id == rec.run_id) {
-                js.last = Some(Box::new(rec.into()));
+            if js.last.as_ref().is_some_and(|l| l.is_run(&rec.run_id)) {
+                js.last = Some(crate::model::status::LastRun::from(rec).into());
                 self.shown.owe();
             }
         }
@@ -225,9 +227,10 @@ impl Daemon {
         // Collected, then built whole (see `Daemon::new`).
         let mut jobs = Vec::with_capacity(new.jobs.len());
         let mut stale = Vec::new();
+        let mut old = std::mem::take(&mut self.jobs).into_map();
         for job in &new.jobs {
             let name = job.name.clone();
-            let js = match self.jobs.remove(&name) {
+            let js = match old.remove(&name) {
                 Some(mut js) => {
                     if js.slots.reconfigure(&js.job, job, now) == Reload::Replanned {
                         stale.push(js.prepared.take().map(|r| *r));
@@ -241,12 +244,11 @@ impl Daemon {
                     self.added_job(job, now)
                 }
             };
-            jobs.push((name, js));
+            jobs.push(js);
         }
-        let removed: Vec<String> = self.jobs.keys().cloned().collect();
+        let removed: Vec<String> = old.keys().cloned().collect();
         stale.extend(
-            self.jobs
-                .values_mut()
+            old.values_mut()
                 .map(|js| js.prepared.take().map(|r| *r)),
         );
         for rec in stale {
