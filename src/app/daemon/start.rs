@@ -137,7 +137,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
 /// The config, or exit code 2 with the error on stderr — and in the state dir for the ctrl
 /// that launched this daemon, when nobody else could have planted a link there.
 fn load_config(opts: &Options) -> Result<Config, SetupError> {
-    let e = match config::load(&opts.config) {
+    let e = match config::load_compact(&opts.config) {
         Ok(c) => return Ok(c),
         Err(e) => e,
     };
