@@ -177,8 +177,7 @@ pub(crate) fn look_again_at_all(state: &StateDir) {
     let users = users_root(&state.root).join("jobs");
     for e in list.flatten() {
         if let Some(job) = e.file_name().to_str() {
-            if crate::logic::config::check_name(job).is_ok() && has_leftovers(state, &users, job)
-            {
+            if crate::logic::config::check_name(job).is_ok() && has_leftovers(state, &users, job) {
                 note_more(job, true);
             }
         }

@@ -192,10 +192,9 @@ impl Daemon {
             if let Some(js) = self.jobs.get_mut(&rec.job) {
                 let last = match rec.outcome {
                     // The last complete result stays, with a note (see `logic::stopped`).
-                    Some(Outcome::Killed) => crate::logic::stopped::last_after(
-                        js.last.take().map(|l| l.to_last()),
-                        &rec,
-                    ),
+                    Some(Outcome::Killed) => {
+                        crate::logic::stopped::last_after(js.last.take().map(|l| l.to_last()), &rec)
+                    }
                     _ => (&rec).into(),
                 };
                 js.last = Some(last.into());
@@ -247,10 +246,7 @@ impl Daemon {
             jobs.push(js);
         }
         let removed: Vec<String> = old.keys().cloned().collect();
-        stale.extend(
-            old.values_mut()
-                .map(|js| js.prepared.take().map(|r| *r)),
-        );
+        stale.extend(old.values_mut().map(|js| js.prepared.take().map(|r| *r)));
         for rec in stale {
             self.discard_prepared(rec);
         }
