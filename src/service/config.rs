@@ -61,8 +61,10 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
 /// 4.8 MB of the daemon's kept memory scattered over 13 MB of pages that stay the process's
 /// for good (issue 25; glibc hands back only whole free pages). On a thread of its own the
 /// parse fills the heap that threads share (`sys::memory::tune_allocator`: two at most), and
-/// the copies made here fill this thread's heap compactly. Where no thread can be started,
-/// it parses here.
+/// the copies made here fill this thread's heap compactly; what the parse used is then free
+/// in whole pages, and goes back to the system ([`sys::memory::release_free`]: glibc keeps
+/// a freed heap's pages while small freed blocks wait in its lists). Where no thread can be
+/// started, it parses here.
 pub(crate) fn load_compact(path: &Path) -> Result<Config, ConfigError> {
     let parsed = std::thread::scope(|s| {
         std::thread::Builder::new()
@@ -70,11 +72,13 @@ pub(crate) fn load_compact(path: &Path) -> Result<Config, ConfigError> {
             .spawn_scoped(s, || load(path))
             .map(|t| t.join())
     });
-    match parsed {
+    let loaded = match parsed {
         Ok(Ok(loaded)) => loaded.map(|c| c.copied()),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => load(path),
-    }
+    };
+    sys::memory::release_free();
+    loaded
 }
 
 /// [`load`], with or without looking up the jobs' users.

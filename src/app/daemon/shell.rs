@@ -103,6 +103,8 @@ pub(crate) struct Daemon {
     pub(super) spawner: crate::service::run::Spawner,
     /// Signs of falling behind the schedule (see `backlog`).
     pub(super) backlog: super::backlog::Backlog,
+    /// Free heap pages are to go back to the system once idle (see `shrink_when_idle`).
+    pub(super) release_owed: bool,
 }
 
 impl Daemon {
@@ -435,11 +437,21 @@ impl Daemon {
 
     /// Hands back the capacity a burst of runs left once nothing is in flight (see
     /// `RunTable::shrink_when_idle`), the jobs' lists of runs included.
+    ///
+    /// Then, once the status is written too, the free pages of the heap go back to the
+    /// system (`sys::memory::release_free`): after a start or a reload (10,000 records read
+    /// back, statuses of 10,000 jobs built) or a burst, what was freed stays the daemon's
+    /// otherwise, as long as a block used later sits above it (issue 25).
     fn shrink_when_idle(&mut self) {
         if self.table.shrink_when_idle() {
             for js in self.jobs.values_mut() {
                 js.running.shrink_to_fit();
             }
+            self.release_owed = true;
+        }
+        if self.release_owed && self.table.is_idle() && !self.shown.owed() {
+            self.release_owed = false;
+            crate::service::sys::memory::release_free();
         }
     }
 

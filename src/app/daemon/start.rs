@@ -284,6 +284,7 @@ impl Daemon {
             rx,
             phase: Phase::Running,
             shown: Shown::new(info),
+            release_owed: true,
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),

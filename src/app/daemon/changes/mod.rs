@@ -272,6 +272,7 @@ impl Daemon {
         self.publish_agent_mode();
         self.set_config_error(None);
         self.shown.owe();
+        self.release_owed = true;
         info!(
             jobs = self.jobs.len(),
             added = ?added, changed = ?changed, removed = ?removed,
