@@ -248,6 +248,18 @@ pub struct Config {
     pub jobs: Vec<Arc<Job>>,
 }
 
+impl Config {
+    /// A copy whose jobs are copies too (not shared with this one's): made anew where the
+    /// allocator puts them now (see `service::config::load_compact`).
+    pub(crate) fn copied(&self) -> Config {
+        Config {
+            path: self.path.clone(),
+            daemon: self.daemon.clone(),
+            jobs: self.jobs.iter().map(|j| Arc::new(Job::clone(j))).collect(),
+        }
+    }
+}
+
 /// Whether loading a config looks up the users its jobs run as (`user = "…"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Users {

@@ -388,7 +388,7 @@ impl Daemon {
         }
         self.set_config_stamp(now_stamp);
         super::lifecycle::test_crash("reload");
-        let new = match config::load(&self.cfg.path) {
+        let new = match config::load_compact(&self.cfg.path) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();

@@ -137,7 +137,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
 /// The config, or exit code 2 with the error on stderr — and in the state dir for the ctrl
 /// that launched this daemon, when nobody else could have planted a link there.
 fn load_config(opts: &Options) -> Result<Config, SetupError> {
-    let e = match config::load(&opts.config) {
+    let e = match config::load_compact(&opts.config) {
         Ok(c) => return Ok(c),
         Err(e) => e,
     };
@@ -284,12 +284,13 @@ impl Daemon {
         let mut d = Daemon {
             cfg,
             state,
-            jobs: BTreeMap::new(),
+            jobs: Default::default(),
             table: RunTable::default(),
             tx: tx.clone(),
             rx,
             phase: Phase::Running,
             shown: Shown::new(info),
+            release_owed: true,
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
@@ -338,8 +339,7 @@ impl Daemon {
     /// Each configured job's state from what recovery found, its first firing planned (a
     /// one-shot runs its request, nothing on schedule).
     fn plan_jobs(&mut self, mut recovered: Recovered, now: DateTime<Utc>) {
-        // Built whole from sorted entries: a map filled one insert at a time leaves its nodes
-        // a third empty, for the daemon's life.
+        // Built whole (see `JobTable`).
         let mut entries = Vec::with_capacity(self.cfg.jobs.len());
         for job in self.cfg.jobs.clone() {
             let name = job.name.clone();
@@ -352,7 +352,7 @@ impl Daemon {
             if let Some(n) = js.slots.next {
                 info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = n.trigger.as_str(), "scheduled");
             }
-            entries.push((name, js));
+            entries.push(js);
         }
         self.jobs = entries.into_iter().collect();
     }

@@ -174,13 +174,23 @@ pub(crate) fn look_again_at_all(state: &StateDir) {
     let Ok(list) = std::fs::read_dir(state.jobs_dir()) else {
         return;
     };
+    let users = users_root(&state.root).join("jobs");
     for e in list.flatten() {
         if let Some(job) = e.file_name().to_str() {
-            if crate::logic::config::check_name(job).is_ok() {
+            if crate::logic::config::check_name(job).is_ok() && has_leftovers(state, &users, job) {
                 note_more(job, true);
             }
         }
     }
+}
+
+/// Whether a look at `job` ([`look`]) could find anything: its `removing` folder or its users'
+/// folder is there (anything by that name, as `look` reads whatever it finds). A job without
+/// either is not queued: with 10,000 jobs the queue held every name for the quarter of an
+/// hour the idle finisher takes to look at them one by one (issue 25).
+fn has_leftovers(state: &StateDir, users_jobs: &Path, job: &str) -> bool {
+    let there = |p: PathBuf| std::fs::symlink_metadata(p).is_ok();
+    there(record::removing_dir(state, job)) || there(users_jobs.join(job))
 }
 
 /// What the finisher does after a run's record is written: removes the run's temp folder,

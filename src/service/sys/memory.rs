@@ -2,9 +2,9 @@
 //! system at once, instead of staying in its heap for good.
 //!
 //! Only glibc on 64-bit Linux does anything here; elsewhere it is a no-op. (What only
-//! lowered the RSS figure — dropping the program's read-only pages, `malloc_trim`, parsing
-//! the config on a thread of its own — is gone: issue 21 judges memory by private memory and
-//! PSS, which they did not measurably lower.)
+//! lowered the RSS figure — dropping the program's read-only pages — is gone: issue 21 judges
+//! memory by private memory and PSS. Handing back the free pages a config parse left
+//! ([`release_free`]) lowers both: at 10,000 jobs, by megabytes, issue 25.)
 
 /// Makes freed large blocks go back to the system at once: glibc raises its mmap threshold
 /// after each large block it frees (up to 32 MiB), after which blocks of that size come from
@@ -29,5 +29,18 @@ pub(crate) fn tune_allocator() {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
             libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
         }
+    }
+}
+
+/// Hands the free pages of the heaps back to the system (glibc's `malloc_trim`): after a large
+/// transient is freed — a config of 10,000 jobs takes some 38 MB to parse — the freed memory
+/// stays the process's, counted in its private memory for good, as long as a live block sits
+/// above it or glibc's small-block lists still hold pieces of it. Only pages with nothing live
+/// on them go back; a page used later is given anew by the kernel. No-op elsewhere.
+pub(crate) fn release_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+    // SAFETY: malloc_trim only releases memory no allocation uses; safe at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -195,13 +195,14 @@ impl Daemon {
         }
         if rec.outcome != Some(Outcome::Skipped) {
             if let Some(js) = self.jobs.get_mut(&rec.job) {
-                js.last = Some(Box::new(match rec.outcome {
+                let last = match rec.outcome {
                     // The last complete result stays, with a note (see `logic::stopped`).
                     Some(Outcome::Killed) => {
-                        crate::logic::stopped::last_after(js.last.take().map(|l| *l), &rec)
+                        crate::logic::stopped::last_after(js.last.take().map(|l| l.to_last()), &rec)
                     }
                     _ => (&rec).into(),
-                }));
+                };
+                js.last = Some(last.into());
                 if self.oneshot && rec.request.is_some() {
                     js.answered = Some(Box::new(rec));
                 }
@@ -214,8 +215,8 @@ impl Daemon {
     /// (its output lost), and it is the job's latest result if nothing came since.
     pub(super) fn record_written_late(&mut self, rec: &RunRecord) {
         if let Some(js) = self.jobs.get_mut(&rec.job) {
-            if js.last.as_ref().is_some_and(|l| l.run_id == rec.run_id) {
-                js.last = Some(Box::new(rec.into()));
+            if js.last.as_ref().is_some_and(|l| l.is_run(&rec.run_id)) {
+                js.last = Some(crate::model::status::LastRun::from(rec).into());
                 self.shown.owe();
             }
         }
@@ -230,9 +231,10 @@ impl Daemon {
         // Collected, then built whole (see `Daemon::new`).
         let mut jobs = Vec::with_capacity(new.jobs.len());
         let mut stale = Vec::new();
+        let mut old = std::mem::take(&mut self.jobs).into_map();
         for job in &new.jobs {
             let name = job.name.clone();
-            let js = match self.jobs.remove(&name) {
+            let js = match old.remove(&name) {
                 Some(mut js) => {
                     if js.slots.reconfigure(&js.job, job, now) == Reload::Replanned {
                         stale.push(js.prepared.take().map(|r| *r));
@@ -246,14 +248,10 @@ impl Daemon {
                     self.added_job(job, now)
                 }
             };
-            jobs.push((name, js));
+            jobs.push(js);
         }
-        let removed: Vec<String> = self.jobs.keys().cloned().collect();
-        stale.extend(
-            self.jobs
-                .values_mut()
-                .map(|js| js.prepared.take().map(|r| *r)),
-        );
+        let removed: Vec<String> = old.keys().cloned().collect();
+        stale.extend(old.values_mut().map(|js| js.prepared.take().map(|r| *r)));
         for rec in stale {
             self.discard_prepared(rec);
         }
@@ -279,6 +277,7 @@ impl Daemon {
         self.publish_agent_mode();
         self.set_config_error(None);
         self.shown.owe();
+        self.release_owed = true;
         info!(
             jobs = self.jobs.len(),
             added = ?added, changed = ?changed, removed = ?removed,

@@ -176,7 +176,7 @@ impl Daemon {
             || js
                 .last
                 .as_ref()
-                .and_then(|l| l.note.as_deref())
+                .and_then(|l| l.note())
                 .is_some_and(|n| n.starts_with(&head))
         {
             return;
