@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{wait_for, Instance};
+use common::{text, wait_for, Instance};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
@@ -33,10 +33,6 @@ fn cmd(inst: &Instance, args: &[&str]) -> Command {
 
 fn run(c: &mut Command) -> Output {
     c.output().expect("run robotmk-daemon")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A job whose outcome the test chooses: it fails while `fail` exists in the temp dir.

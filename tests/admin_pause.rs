@@ -6,27 +6,11 @@
 
 mod common;
 
-use common::{wait_for, Instance};
+use common::{text, wait_for, Instance};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 const JOBS: &str = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n\n[[job]]\nname = \"other\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn root() -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "needs root under CI"
-    );
-    eprintln!("SKIP: pause is root's");
-    false
-}
 
 /// How many times the daemon has declined to start `job` for a pause.
 fn declined(inst: &Instance, job: &str) -> usize {
@@ -50,7 +34,7 @@ fn ctrl_line(inst: &Instance, job: &str) -> String {
 
 #[test]
 fn a_paused_job_starts_no_run_shows_ok_and_survives_a_restart() {
-    if !root() {
+    if !common::require_root("pause is root's") {
         return;
     }
     let inst = Instance::new("", JOBS);
@@ -132,7 +116,7 @@ fn a_paused_job_starts_no_run_shows_ok_and_survives_a_restart() {
 
 #[test]
 fn a_pause_of_all_jobs_ends_by_itself_and_warns_when_long() {
-    if !root() {
+    if !common::require_root("pause is root's") {
         return;
     }
     let inst = Instance::new("", JOBS);
@@ -170,7 +154,7 @@ fn a_pause_of_all_jobs_ends_by_itself_and_warns_when_long() {
 
 #[test]
 fn only_root_may_pause_and_jobs_must_exist() {
-    if !root() {
+    if !common::require_root("pause is root's") {
         return;
     }
     let inst = Instance::new("", JOBS);
@@ -194,7 +178,7 @@ fn only_root_may_pause_and_jobs_must_exist() {
 
 #[test]
 fn status_json_carries_the_pauses_the_config_warnings_and_the_last_stop() {
-    if !root() {
+    if !common::require_root("pause is root's") {
         return;
     }
     // The state dir is in /tmp: a config warning.

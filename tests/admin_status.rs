@@ -7,32 +7,16 @@
 
 mod common;
 
-use common::{wait_for, Instance};
+use common::{text, wait_for, Instance};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 const IDLE: &str = "[[job]]\nname = \"idle\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn root() -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "needs root under CI"
-    );
-    eprintln!("SKIP: needs root (a state dir another user cannot read)");
-    false
-}
-
 #[test]
 fn a_user_who_cannot_read_the_state_dir_is_told_so() {
-    if !root() {
+    if !common::require_root("needs root (a state dir another user cannot read)") {
         return;
     }
     // A folder the other user can walk through, with root's config and state dir in it.

@@ -326,6 +326,27 @@ pub fn require_tool(ok: bool, what: &str) -> bool {
     false
 }
 
+/// Root is needed (users, state dirs other users cannot read): skip with `why` on a developer's
+/// machine, fail in CI (which runs as root).
+#[cfg(unix)]
+pub fn require_root(why: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "needs root under CI"
+    );
+    eprintln!("SKIP: {why}");
+    false
+}
+
+/// A command's output as text, for messages and asserts.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// True while a live (non-zombie) process is in process group `pgid`.
 pub fn group_has_live_members(pgid: u32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
