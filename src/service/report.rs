@@ -3,6 +3,7 @@
 //! never the run folders.
 
 use crate::logic::liveness;
+use crate::model::config::{Config, Job};
 use crate::model::report::{ConfigView, DaemonReport, Report};
 use crate::model::status::{DaemonInfo, JobStatus, Status};
 use crate::service::lock;
@@ -82,39 +83,7 @@ pub fn build_from(
             // The config cannot say for sure; the daemon's own word is better than a default.
             report.instance = Some(s.instance.clone());
         }
-        let d = &s.daemon;
-        if report.daemon.running {
-            report.daemon.pid = Some(d.pid);
-            report.daemon.started = Some(d.started);
-            report.daemon.uptime_s = Some(age_s(now, d.started));
-            report.daemon.phase = Some(d.phase.clone());
-            report.daemon.reason = d.reason.clone();
-            report.daemon.route = Some(d.route.clone());
-            report.daemon.build = Some(d.build.clone());
-            report.daemon.config_error = d.config_error.clone();
-            report.daemon.config_from =
-                crate::logic::lifecycle_words::stamp_time(d.config_stamp.as_deref());
-            report.daemon.agent_mode = d.agent_mode.clone();
-            // The alert file carries a write failure that status.json itself could not.
-            report.daemon.state_error = d.state_error.clone().or_else(|| state::read_alert(&st));
-            report.daemon.not_responding_since =
-                not_responding_since(&st, d, report.daemon.state_error.is_some());
-            report.daemon.previous_crash = d.previous_crash.clone();
-            if let Some(l) = &d.previous_stop {
-                report.daemon.last_stop = Some(crate::logic::lifecycle_words::previous_stop(
-                    l, &d.build, now,
-                ));
-                report.daemon.last_stopped = Some(l.clone());
-            }
-            report.daemon.unstable = liveness::unstable(d, now);
-            report.daemon.behind = d.behind.clone();
-        } else {
-            report.daemon.phase = Some(crate::model::status::Phase::Stopped);
-            report.daemon.reason = d.reason.clone();
-            report.daemon.last_stop = Some(crate::logic::lifecycle_words::last_stop(s, now));
-            report.daemon.last_stopped = crate::model::status::LastStop::of(s);
-        }
-        report.daemon.heartbeat_timeout_s = d.heartbeat_timeout_s;
+        fill_daemon(&mut report.daemon, s, &st, now);
     }
     if let ConfigView::Loaded(c) = cfg {
         // A running daemon's own figure is the one in force (raised for the cached mode).
@@ -130,52 +99,93 @@ pub fn build_from(
         ConfigView::Loaded(c) => c
             .jobs
             .iter()
-            .map(|j| {
-                let mut js = known
-                    .iter()
-                    .find(|k| k.name == j.name)
-                    .cloned()
-                    .unwrap_or_else(|| JobStatus {
-                        name: j.name.clone(),
-                        schedule: j.schedule.to_string(),
-                        interval_s: j.schedule.nominal_interval(now).as_secs_f64(),
-                        timeout_s: j.timeout.as_secs_f64(),
-                        next_due: None,
-                        running: Vec::new(),
-                        queued: 0,
-                        last: state::read_json::<crate::model::record::RunRecord>(
-                            &st.latest_file(&j.name),
-                        )
-                        .ok()
-                        .flatten()
-                        .as_ref()
-                        .map(Into::into),
-                        last_skipped: None,
-                        skipped_total: 0,
-                        services: j.services,
-                        test_runtime_warn_s: j.test_runtime_warn.map(|d| d.as_secs_f64()),
-                        test_runtime_crit_s: j.test_runtime_crit.map(|d| d.as_secs_f64()),
-                        checkmk: Default::default(),
-                    });
-                // The config is the authority on schedules and levels, also for a status
-                // written by a daemon that has not seen the latest edit.
-                js.checkmk = crate::logic::staleness::checkmk_view(
-                    j,
-                    &c.daemon,
-                    js.last.as_ref().map(|l| l.due),
-                );
-                if !report.daemon.running {
-                    js.next_due = None;
-                    js.running.clear();
-                    js.queued = 0;
-                }
-                js
-            })
+            .map(|j| job_report(j, c, &known, &st, report.daemon.running, now))
             .collect(),
         _ => known,
     };
     report.clip();
     report
+}
+
+/// What the status `s` tells of the daemon, running or stopped.
+fn fill_daemon(r: &mut DaemonReport, s: &Status, st: &StateDir, now: DateTime<Utc>) {
+    let d = &s.daemon;
+    if r.running {
+        r.pid = Some(d.pid);
+        r.started = Some(d.started);
+        r.uptime_s = Some(age_s(now, d.started));
+        r.phase = Some(d.phase.clone());
+        r.reason = d.reason.clone();
+        r.route = Some(d.route.clone());
+        r.build = Some(d.build.clone());
+        r.config_error = d.config_error.clone();
+        r.config_from = crate::logic::lifecycle_words::stamp_time(d.config_stamp.as_deref());
+        r.agent_mode = d.agent_mode.clone();
+        // The alert file carries a write failure that status.json itself could not.
+        r.state_error = d.state_error.clone().or_else(|| state::read_alert(st));
+        r.not_responding_since = not_responding_since(st, d, r.state_error.is_some());
+        r.previous_crash = d.previous_crash.clone();
+        if let Some(l) = &d.previous_stop {
+            r.last_stop = Some(crate::logic::lifecycle_words::previous_stop(
+                l, &d.build, now,
+            ));
+            r.last_stopped = Some(l.clone());
+        }
+        r.unstable = liveness::unstable(d, now);
+        r.behind = d.behind.clone();
+    } else {
+        r.phase = Some(crate::model::status::Phase::Stopped);
+        r.reason = d.reason.clone();
+        r.last_stop = Some(crate::logic::lifecycle_words::last_stop(s, now));
+        r.last_stopped = crate::model::status::LastStop::of(s);
+    }
+    r.heartbeat_timeout_s = d.heartbeat_timeout_s;
+}
+
+/// Job `j` as the config `c` defines it, with what the daemon knows of it (`known`), or else
+/// its latest result on disk.
+fn job_report(
+    j: &Job,
+    c: &Config,
+    known: &[JobStatus],
+    st: &StateDir,
+    running: bool,
+    now: DateTime<Utc>,
+) -> JobStatus {
+    let mut js = known
+        .iter()
+        .find(|k| k.name == j.name)
+        .cloned()
+        .unwrap_or_else(|| JobStatus {
+            name: j.name.clone(),
+            schedule: j.schedule.to_string(),
+            interval_s: j.schedule.nominal_interval(now).as_secs_f64(),
+            timeout_s: j.timeout.as_secs_f64(),
+            next_due: None,
+            running: Vec::new(),
+            queued: 0,
+            last: state::read_json::<crate::model::record::RunRecord>(&st.latest_file(&j.name))
+                .ok()
+                .flatten()
+                .as_ref()
+                .map(Into::into),
+            last_skipped: None,
+            skipped_total: 0,
+            services: j.services,
+            test_runtime_warn_s: j.test_runtime_warn.map(|d| d.as_secs_f64()),
+            test_runtime_crit_s: j.test_runtime_crit.map(|d| d.as_secs_f64()),
+            checkmk: Default::default(),
+        });
+    // The config is the authority on schedules and levels, also for a status
+    // written by a daemon that has not seen the latest edit.
+    js.checkmk =
+        crate::logic::staleness::checkmk_view(j, &c.daemon, js.last.as_ref().map(|l| l.due));
+    if !running {
+        js.next_due = None;
+        js.running.clear();
+        js.queued = 0;
+    }
+    js
 }
 
 /// The beat the daemon `d` has not answered, and its age, from the state dir's heartbeat and

@@ -182,12 +182,113 @@ fn kind(name: &[u8]) -> El {
 }
 
 /// What text inside the current element is collected for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 enum Capture {
+    #[default]
     None,
     Message,
     Tag,
     TeardownMessage,
+}
+
+/// Where the reader is in the file: the open elements and what their text is collected for.
+#[derive(Default)]
+struct Walk {
+    stack: Vec<El>,
+    c: Collector,
+    capture: Capture,
+    tag_text: super::collect::Head,
+}
+
+impl Walk {
+    /// A start tag (`empty`: one that also ends, `<x/>`).
+    fn start(&mut self, e: &BytesStart, empty: bool) -> Result<(), ParseError> {
+        let c = &mut self.c;
+        let mut k = kind(e.name().0.as_bytes());
+        let parent = self.stack.last().copied();
+        if e.name().0.as_bytes() == b"kw"
+            && parent == Some(El::Suite)
+            && attr(e, b"type").as_deref() == Some("TEARDOWN")
+        {
+            k = El::Teardown;
+        }
+        let grand = self.stack.len().checked_sub(2).map(|i| self.stack[i]);
+        match (k, parent) {
+            (El::Robot, None) => {
+                c.set_generator(&attr(e, b"generator").unwrap_or_default());
+            }
+            (El::Status, Some(El::Teardown)) => {
+                c.suite_teardown(attr(e, b"status"));
+                self.capture = Capture::TeardownMessage;
+            }
+            (El::Suite, Some(El::Robot | El::Suite)) => {
+                c.enter_suite(&attr(e, b"name").unwrap_or_default());
+                if empty {
+                    c.leave_suite();
+                }
+            }
+            (El::Test, Some(El::Suite)) => {
+                c.start_test(&attr(e, b"name").unwrap_or_default());
+                if empty {
+                    c.end_test();
+                }
+            }
+            (El::Status, Some(El::Test)) => {
+                if let Some(t) = &mut c.test {
+                    t.status = attr(e, b"status");
+                    t.elapsed_s = elapsed(e);
+                }
+                self.capture = Capture::Message;
+            }
+            (El::Status, Some(El::Suite)) => {
+                c.suite_status(attr(e, b"status"), elapsed(e));
+            }
+            (El::Tag, Some(El::Test)) | (El::Tag, Some(El::Tags))
+                if parent == Some(El::Test) || grand == Some(El::Test) =>
+            {
+                self.capture = Capture::Tag;
+            }
+            (El::Stat, Some(El::Total)) if grand == Some(El::Statistics) => {
+                let n = |key: &[u8]| {
+                    attr(e, key)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                c.set_total(n(b"pass"), n(b"fail"), n(b"skip"));
+            }
+            _ => {}
+        }
+        if !empty {
+            if self.stack.len() >= MAX_DEPTH {
+                return Err(ParseError::TooDeep);
+            }
+            self.stack.push(k);
+        } else if self.capture != Capture::None {
+            self.capture = Capture::None;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), ParseError> {
+        match self.stack.pop() {
+            Some(El::Suite) => self.c.leave_suite(),
+            Some(El::Test) if self.stack.last() == Some(&El::Suite) => self.c.end_test(),
+            Some(El::Tag) if self.capture == Capture::Tag => {
+                let t = self.tag_text.take();
+                self.c.add_tag(&t);
+            }
+            None => return Err(ParseError::EndWithoutStart),
+            _ => {}
+        }
+        self.capture = Capture::None;
+        Ok(())
+    }
+
+    fn text(&mut self, s: &str) {
+        if self.capture != Capture::None {
+            push_text(&mut self.c, self.capture, &mut self.tag_text, s);
+        }
+    }
 }
 
 /// Reads a whole output.xml from `r`.
@@ -197,10 +298,7 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
     cfg.check_end_names = false;
     cfg.expand_empty_elements = false;
     let mut buf = Vec::with_capacity(16 * 1024);
-    let mut stack: Vec<El> = Vec::new();
-    let mut c = Collector::default();
-    let mut capture = Capture::None;
-    let mut tag_text = super::collect::Head::default();
+    let mut w = Walk::default();
     loop {
         let ev = reader
             .read_event_into(&mut buf)
@@ -209,93 +307,12 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
                 source,
             })?;
         match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(ev, Event::Empty(_));
-                let mut k = kind(e.name().0.as_bytes());
-                let parent = stack.last().copied();
-                if e.name().0.as_bytes() == b"kw"
-                    && parent == Some(El::Suite)
-                    && attr(e, b"type").as_deref() == Some("TEARDOWN")
-                {
-                    k = El::Teardown;
-                }
-                let grand = stack.len().checked_sub(2).map(|i| stack[i]);
-                match (k, parent) {
-                    (El::Robot, None) => {
-                        c.set_generator(&attr(e, b"generator").unwrap_or_default());
-                    }
-                    (El::Status, Some(El::Teardown)) => {
-                        c.suite_teardown(attr(e, b"status"));
-                        capture = Capture::TeardownMessage;
-                    }
-                    (El::Suite, Some(El::Robot | El::Suite)) => {
-                        c.enter_suite(&attr(e, b"name").unwrap_or_default());
-                        if empty {
-                            c.leave_suite();
-                        }
-                    }
-                    (El::Test, Some(El::Suite)) => {
-                        c.start_test(&attr(e, b"name").unwrap_or_default());
-                        if empty {
-                            c.end_test();
-                        }
-                    }
-                    (El::Status, Some(El::Test)) => {
-                        if let Some(t) = &mut c.test {
-                            t.status = attr(e, b"status");
-                            t.elapsed_s = elapsed(e);
-                        }
-                        capture = Capture::Message;
-                    }
-                    (El::Status, Some(El::Suite)) => {
-                        c.suite_status(attr(e, b"status"), elapsed(e));
-                    }
-                    (El::Tag, Some(El::Test)) | (El::Tag, Some(El::Tags))
-                        if parent == Some(El::Test) || grand == Some(El::Test) =>
-                    {
-                        capture = Capture::Tag;
-                    }
-                    (El::Stat, Some(El::Total)) if grand == Some(El::Statistics) => {
-                        let n = |key: &[u8]| {
-                            attr(e, key)
-                                .and_then(|v| v.parse::<u64>().ok())
-                                .unwrap_or(0)
-                        };
-                        c.set_total(n(b"pass"), n(b"fail"), n(b"skip"));
-                    }
-                    _ => {}
-                }
-                if !empty {
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(ParseError::TooDeep);
-                    }
-                    stack.push(k);
-                } else if capture != Capture::None {
-                    capture = Capture::None;
-                }
-            }
-            Event::End(_) => {
-                match stack.pop() {
-                    Some(El::Suite) => c.leave_suite(),
-                    Some(El::Test) if stack.last() == Some(&El::Suite) => c.end_test(),
-                    Some(El::Tag) if capture == Capture::Tag => {
-                        let t = tag_text.take();
-                        c.add_tag(&t);
-                    }
-                    None => return Err(ParseError::EndWithoutStart),
-                    _ => {}
-                }
-                capture = Capture::None;
-            }
-            Event::Text(ref t) if capture != Capture::None => {
-                let s: &str = t.as_ref();
-                push_text(&mut c, capture, &mut tag_text, s);
-            }
-            Event::CData(ref t) if capture != Capture::None => {
-                let s: &str = t.as_ref();
-                push_text(&mut c, capture, &mut tag_text, s);
-            }
-            Event::GeneralRef(ref r) if capture != Capture::None => {
+            Event::Start(ref e) => w.start(e, false)?,
+            Event::Empty(ref e) => w.start(e, true)?,
+            Event::End(_) => w.end()?,
+            Event::Text(ref t) => w.text(t.as_ref()),
+            Event::CData(ref t) => w.text(t.as_ref()),
+            Event::GeneralRef(ref r) if w.capture != Capture::None => {
                 let ch = match r.as_ref() {
                     "amp" => Some('&'),
                     "lt" => Some('<'),
@@ -305,7 +322,7 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
                     _ => r.resolve_char_ref().ok().flatten(),
                 };
                 if let Some(ch) = ch {
-                    push_text(&mut c, capture, &mut tag_text, ch.encode_utf8(&mut [0; 4]));
+                    w.text(ch.encode_utf8(&mut [0; 4]));
                 }
             }
             Event::Eof => break,
@@ -317,10 +334,10 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
             buf = Vec::with_capacity(16 * 1024);
         }
     }
-    if !stack.is_empty() {
+    if !w.stack.is_empty() {
         return Err(ParseError::XmlTruncated);
     }
-    Ok(c.finish())
+    Ok(w.c.finish())
 }
 
 fn push_text(c: &mut Collector, capture: Capture, tag: &mut super::collect::Head, s: &str) {
