@@ -221,110 +221,131 @@ impl<R: BufRead> Tokenizer<R> {
 
     /// A string after its opening quote, decoded up to [`KEEP`] characters.
     fn string(&mut self) -> Result<String, ParseError> {
-        let mut out = String::new();
-        let mut kept = 0usize;
-        let mut raw: Vec<u8> = Vec::new();
-        // Decodes the raw bytes gathered so far, then `c`, up to KEEP characters in all.
-        fn push(out: &mut String, raw: &mut Vec<u8>, kept: &mut usize, c: Option<char>) {
-            if !raw.is_empty() {
-                for ch in String::from_utf8_lossy(raw).chars() {
-                    if *kept < KEEP {
-                        out.push(ch);
-                        *kept += 1;
-                    }
-                }
-                raw.clear();
-            }
-            if let Some(c) = c {
-                if *kept < KEEP {
-                    out.push(c);
-                    *kept += 1;
-                }
-            }
-        }
-        // Decodes the complete characters of `raw`, keeping a character split by a buffer
-        // boundary for the next call.
-        fn flush(out: &mut String, raw: &mut Vec<u8>, kept: &mut usize) {
-            let valid = match std::str::from_utf8(raw) {
-                Ok(s) => s.len(),
-                Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                Err(_) => raw.len(),
-            };
-            let tail = raw.split_off(valid);
-            push(out, raw, kept, None);
-            *raw = tail;
-        }
+        let mut k = Head::default();
         loop {
             // The plain bytes up to the next quote, backslash or control byte, in bulk: a
             // message of many megabytes is scanned, not decoded, past what is kept.
-            let scanned = loop {
-                match self.r.fill_buf() {
-                    Ok(buf) => {
-                        let n = buf
-                            .iter()
-                            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                            .unwrap_or(buf.len());
-                        if kept < KEEP {
-                            raw.extend_from_slice(&buf[..n.min(4 * KEEP)]);
-                        }
-                        break n;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(source) => {
-                        return Err(ParseError::Read {
-                            at: self.offset,
-                            source,
-                        })
-                    }
-                }
-            };
+            let scanned = self.scan_plain(&mut k)?;
             self.r.consume(scanned);
             self.offset += scanned as u64;
-            if !raw.is_empty() {
-                flush(&mut out, &mut raw, &mut kept);
+            if !k.raw.is_empty() {
+                k.flush();
             }
             let Some(b) = self.bump()? else {
                 return Err(err(self.offset, JsonSyntax::TruncatedString));
             };
             match b {
                 b'"' => {
-                    push(&mut out, &mut raw, &mut kept, None);
-                    return Ok(out);
+                    k.push(None);
+                    return Ok(k.out);
                 }
                 _ if b < 0x20 => return Err(err(self.offset, JsonSyntax::ControlCharacter)),
                 b'\\' => {
-                    push(&mut out, &mut raw, &mut kept, None);
-                    let e = self
-                        .bump()?
-                        .ok_or_else(|| err(self.offset, JsonSyntax::TruncatedEscape))?;
-                    let c = match e {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        b'r' => '\r',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'u' => {
-                            let mut v = 0u32;
-                            for _ in 0..4 {
-                                let h = self.bump()?.and_then(|h| (h as char).to_digit(16));
-                                v = v * 16
-                                    + h.ok_or_else(|| err(self.offset, JsonSyntax::BadEscape))?;
-                            }
-                            // Surrogate halves are not worth pairing for a message head.
-                            char::from_u32(v).unwrap_or('\u{fffd}')
-                        }
-                        other => other as char,
-                    };
-                    push(&mut out, &mut raw, &mut kept, Some(c));
+                    k.push(None);
+                    let c = self.escape()?;
+                    k.push(Some(c));
                 }
                 // The first byte of a buffer refill: plain, the bulk scan goes on.
                 _ => {
-                    if kept < KEEP {
-                        raw.push(b);
+                    if k.kept < KEEP {
+                        k.raw.push(b);
                     }
                 }
             }
         }
+    }
+
+    /// How many plain bytes the buffer holds before the next quote, backslash or control
+    /// byte; those still to be kept are added to `k`'s raw bytes (not consumed yet).
+    fn scan_plain(&mut self, k: &mut Head) -> Result<usize, ParseError> {
+        loop {
+            match self.r.fill_buf() {
+                Ok(buf) => {
+                    let n = buf
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                        .unwrap_or(buf.len());
+                    if k.kept < KEEP {
+                        k.raw.extend_from_slice(&buf[..n.min(4 * KEEP)]);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(ParseError::Read {
+                        at: self.offset,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The character an escape after its backslash stands for.
+    fn escape(&mut self) -> Result<char, ParseError> {
+        let e = self
+            .bump()?
+            .ok_or_else(|| err(self.offset, JsonSyntax::TruncatedEscape))?;
+        Ok(match e {
+            b'n' => '\n',
+            b't' => '\t',
+            b'r' => '\r',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'u' => {
+                let mut v = 0u32;
+                for _ in 0..4 {
+                    let h = self.bump()?.and_then(|h| (h as char).to_digit(16));
+                    v = v * 16 + h.ok_or_else(|| err(self.offset, JsonSyntax::BadEscape))?;
+                }
+                // Surrogate halves are not worth pairing for a message head.
+                char::from_u32(v).unwrap_or('\u{fffd}')
+            }
+            other => other as char,
+        })
+    }
+}
+
+/// The head of a string being decoded: up to [`KEEP`] characters, and the raw bytes not yet
+/// decoded (a character may be split by a buffer boundary).
+#[derive(Default)]
+struct Head {
+    out: String,
+    raw: Vec<u8>,
+    kept: usize,
+}
+
+impl Head {
+    /// Decodes the raw bytes gathered so far, then `c`, up to KEEP characters in all.
+    fn push(&mut self, c: Option<char>) {
+        if !self.raw.is_empty() {
+            for ch in String::from_utf8_lossy(&self.raw).chars() {
+                if self.kept < KEEP {
+                    self.out.push(ch);
+                    self.kept += 1;
+                }
+            }
+            self.raw.clear();
+        }
+        if let Some(c) = c {
+            if self.kept < KEEP {
+                self.out.push(c);
+                self.kept += 1;
+            }
+        }
+    }
+
+    /// Decodes the complete characters of the raw bytes, keeping a character split by a
+    /// buffer boundary for the next call.
+    fn flush(&mut self) {
+        let valid = match std::str::from_utf8(&self.raw) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.raw.len(),
+        };
+        let tail = self.raw.split_off(valid);
+        self.push(None);
+        self.raw = tail;
     }
 }
 
@@ -345,6 +366,116 @@ enum Ctx {
     Skip,
 }
 
+/// Where the reader is in the document, and what the open suite has told so far.
+#[derive(Default)]
+struct Walk {
+    c: Collector,
+    ctx: Vec<Ctx>,
+    key: String,
+    suite_status: Option<String>,
+    suite_elapsed: Option<f64>,
+    total: [u64; 3],
+}
+
+impl Walk {
+    /// An object (`obj`) or array opens: what it is, or [`Ctx::Skip`].
+    fn open(&mut self, obj: bool) -> Ctx {
+        let c = &mut self.c;
+        let next = match (self.ctx.last().copied(), self.key.as_str(), obj) {
+            (None, _, true) => Ctx::Root,
+            (Some(Ctx::Root), "suite", true) | (Some(Ctx::Suites), _, true) => {
+                c.enter_suite("");
+                self.suite_status = None;
+                self.suite_elapsed = None;
+                Ctx::Suite
+            }
+            (Some(Ctx::Suite), "suites", false) => Ctx::Suites,
+            (Some(Ctx::Suite), "tests", false) => Ctx::Tests,
+            (Some(Ctx::Tests), _, true) => {
+                c.start_test("");
+                Ctx::Test
+            }
+            (Some(Ctx::Test), "tags", false) => Ctx::Tags,
+            (Some(Ctx::Suite), "teardown", true) => Ctx::Teardown,
+            (Some(Ctx::Root), "statistics", true) => Ctx::Statistics,
+            (Some(Ctx::Statistics), "total", true) => Ctx::Total,
+            _ => Ctx::Skip,
+        };
+        if next != Ctx::Skip {
+            self.ctx.push(next);
+        }
+        next
+    }
+
+    fn close(&mut self) {
+        match self.ctx.pop() {
+            Some(Ctx::Suite) => {
+                self.c
+                    .suite_status(self.suite_status.take(), self.suite_elapsed.take());
+                self.c.leave_suite();
+            }
+            Some(Ctx::Test) => self.c.end_test(),
+            Some(Ctx::Total) => self
+                .c
+                .set_total(self.total[0], self.total[1], self.total[2]),
+            _ => {}
+        }
+    }
+
+    fn string(&mut self, s: String) {
+        let c = &mut self.c;
+        match (self.ctx.last().copied(), self.key.as_str()) {
+            (Some(Ctx::Root), "generator") => c.set_generator(&s),
+            (Some(Ctx::Teardown), "status") => c.suite_teardown(Some(s)),
+            (Some(Ctx::Teardown), "message") => c.teardown_text(&s),
+            (Some(Ctx::Suite), "name") => c.name_suite(&s),
+            (Some(Ctx::Suite), "status") => self.suite_status = Some(s),
+            (Some(Ctx::Test), "name") => {
+                if let Some(t) = &mut c.test {
+                    // A line break in a name (`${\n}`): the whole name, on one line.
+                    t.name.push_str(&s.replace(['\n', '\r'], " "));
+                }
+            }
+            (Some(Ctx::Test), "status") => {
+                if let Some(t) = &mut c.test {
+                    t.status = Some(s);
+                }
+            }
+            (Some(Ctx::Test), "message") => {
+                if let Some(t) = &mut c.test {
+                    t.message.push_str(&s);
+                }
+            }
+            (Some(Ctx::Tags), _) => c.add_tag(&s),
+            _ => {}
+        }
+    }
+
+    fn number(&mut self, n: f64) {
+        match (self.ctx.last().copied(), self.key.as_str()) {
+            // Robot 7.0 wrote `elapsed`, later versions `elapsed_time`.
+            (Some(Ctx::Suite), "elapsed" | "elapsed_time") => self.suite_elapsed = Some(n),
+            (Some(Ctx::Test), "elapsed" | "elapsed_time") => {
+                if let Some(t) = &mut self.c.test {
+                    t.elapsed_s = Some(n);
+                }
+            }
+            (Some(Ctx::Total), k) => {
+                let i = match k {
+                    "pass" => 0,
+                    "fail" => 1,
+                    "skip" => 2,
+                    _ => 3,
+                };
+                if i < 3 && n >= 0.0 {
+                    self.total[i] = n as u64;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Reads a whole output.json from `r`.
 pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
     let mut t = Tokenizer {
@@ -353,14 +484,9 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
         expect: Expect::Value,
         offset: 0,
     };
-    let mut c = Collector::default();
-    let mut ctx: Vec<Ctx> = Vec::new();
+    let mut w = Walk::default();
     // Containers open inside a skipped one: counted, not stacked.
     let mut skipping = 0usize;
-    let mut key = String::new();
-    let mut suite_status: Option<String> = None;
-    let mut suite_elapsed: Option<f64> = None;
-    let mut total = [0u64; 3];
     let mut saw_any = false;
     while let Some(tok) = t.next()? {
         saw_any = true;
@@ -372,99 +498,23 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
             }
             continue;
         }
-        let here = ctx.last().copied();
         match tok {
-            Tok::Key(k) => key = k,
+            Tok::Key(k) => w.key = k,
             Tok::ObjStart | Tok::ArrStart => {
-                let obj = tok == Tok::ObjStart;
-                let next = match (here, key.as_str(), obj) {
-                    (None, _, true) => Ctx::Root,
-                    (Some(Ctx::Root), "suite", true) | (Some(Ctx::Suites), _, true) => {
-                        c.enter_suite("");
-                        suite_status = None;
-                        suite_elapsed = None;
-                        Ctx::Suite
-                    }
-                    (Some(Ctx::Suite), "suites", false) => Ctx::Suites,
-                    (Some(Ctx::Suite), "tests", false) => Ctx::Tests,
-                    (Some(Ctx::Tests), _, true) => {
-                        c.start_test("");
-                        Ctx::Test
-                    }
-                    (Some(Ctx::Test), "tags", false) => Ctx::Tags,
-                    (Some(Ctx::Suite), "teardown", true) => Ctx::Teardown,
-                    (Some(Ctx::Root), "statistics", true) => Ctx::Statistics,
-                    (Some(Ctx::Statistics), "total", true) => Ctx::Total,
-                    _ => Ctx::Skip,
-                };
-                if next == Ctx::Skip {
+                if w.open(tok == Tok::ObjStart) == Ctx::Skip {
                     skipping = 1;
-                } else {
-                    ctx.push(next);
                 }
             }
-            Tok::ObjEnd | Tok::ArrEnd => match ctx.pop() {
-                Some(Ctx::Suite) => {
-                    c.suite_status(suite_status.take(), suite_elapsed.take());
-                    c.leave_suite();
-                }
-                Some(Ctx::Test) => c.end_test(),
-                Some(Ctx::Total) => c.set_total(total[0], total[1], total[2]),
-                _ => {}
-            },
-            Tok::Str(s) => match (here, key.as_str()) {
-                (Some(Ctx::Root), "generator") => c.set_generator(&s),
-                (Some(Ctx::Teardown), "status") => c.suite_teardown(Some(s)),
-                (Some(Ctx::Teardown), "message") => c.teardown_text(&s),
-                (Some(Ctx::Suite), "name") => c.name_suite(&s),
-                (Some(Ctx::Suite), "status") => suite_status = Some(s),
-                (Some(Ctx::Test), "name") => {
-                    if let Some(t) = &mut c.test {
-                        // A line break in a name (`${\n}`): the whole name, on one line.
-                        t.name.push_str(&s.replace(['\n', '\r'], " "));
-                    }
-                }
-                (Some(Ctx::Test), "status") => {
-                    if let Some(t) = &mut c.test {
-                        t.status = Some(s);
-                    }
-                }
-                (Some(Ctx::Test), "message") => {
-                    if let Some(t) = &mut c.test {
-                        t.message.push_str(&s);
-                    }
-                }
-                (Some(Ctx::Tags), _) => c.add_tag(&s),
-                _ => {}
-            },
-            Tok::Num(n) => match (here, key.as_str()) {
-                // Robot 7.0 wrote `elapsed`, later versions `elapsed_time`.
-                (Some(Ctx::Suite), "elapsed" | "elapsed_time") => suite_elapsed = Some(n),
-                (Some(Ctx::Test), "elapsed" | "elapsed_time") => {
-                    if let Some(t) = &mut c.test {
-                        t.elapsed_s = Some(n);
-                    }
-                }
-                (Some(Ctx::Total), k) => {
-                    let i = match k {
-                        "pass" => 0,
-                        "fail" => 1,
-                        "skip" => 2,
-                        _ => 3,
-                    };
-                    if i < 3 && n >= 0.0 {
-                        total[i] = n as u64;
-                    }
-                }
-                _ => {}
-            },
+            Tok::ObjEnd | Tok::ArrEnd => w.close(),
+            Tok::Str(s) => w.string(s),
+            Tok::Num(n) => w.number(n),
             Tok::Lit => {}
         }
     }
     if !saw_any {
         return Ok(None);
     }
-    Ok(c.finish())
+    Ok(w.c.finish())
 }
 
 #[cfg(test)]
