@@ -13,6 +13,7 @@ use crate::app::{ctrl, daemon};
 use crate::model::config::Config;
 use crate::model::report::{self, Report};
 use crate::model::request::{StopMode, StopRequest};
+use crate::model::status::JobStatus;
 use crate::service::config::{self};
 use crate::service::state::{self, Durability, StateDir};
 use crate::service::{lock, sys};
@@ -95,69 +96,92 @@ pub fn dispatch(cli: Cli) -> i32 {
             python,
             uv,
             home,
-        } => {
-            let kind = match kind.as_str() {
-                "requirements" => crate::model::env::SourceKind::Requirements,
-                "pyproject" => crate::model::env::SourceKind::Pyproject,
-                _ => {
-                    eprintln!("robotmk-daemon: --kind must be requirements or pyproject");
-                    return 2;
-                }
-            };
-            crate::service::pyenv::build(&crate::service::pyenv::BuildPlan {
-                dir,
-                source,
-                kind,
-                python,
-                uv,
-                home,
-            })
-        }
+        } => env_build(dir, source, &kind, python, uv, home),
         Command::RobotAttempts {
             run_dir,
             attempts,
             retry,
             rebot_json,
             robot,
-        } => {
-            let Ok(rebot) = serde_json::from_str::<Vec<String>>(&rebot_json) else {
-                eprintln!("robotmk-daemon: --rebot-json is not a JSON array of strings");
-                return 252;
-            };
-            crate::app::attempts::run(&crate::app::attempts::Plan {
-                run_dir,
-                attempts,
-                retry,
-                rebot,
-                robot,
-            })
+        } => robot_attempts(run_dir, attempts, retry, &rebot_json, robot),
+        Command::ParseResult { file, peak_rss } => parse_result(&file, peak_rss),
+    }
+}
+
+/// `env-build` (internal): builds one Python environment, run by the daemon as the
+/// environment's builder.
+fn env_build(
+    dir: PathBuf,
+    source: PathBuf,
+    kind: &str,
+    python: String,
+    uv: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> i32 {
+    let kind = match kind {
+        "requirements" => crate::model::env::SourceKind::Requirements,
+        "pyproject" => crate::model::env::SourceKind::Pyproject,
+        _ => {
+            eprintln!("robotmk-daemon: --kind must be requirements or pyproject");
+            return 2;
         }
-        Command::ParseResult { file, peak_rss } => {
-            let code = match crate::service::results::read_result(&file) {
-                Ok(t) => {
-                    println!("{}", serde_json::to_string(&t).unwrap_or_default());
-                    0
-                }
-                Err(e) => {
-                    eprintln!("robotmk-daemon: {}: {e}", file.display());
-                    1
-                }
-            };
-            if peak_rss {
-                // The kernel's high-water mark of this process alone: a parent's rusage would
-                // also count what the forking parent held before exec.
-                let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-                if let Some(kib) = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
-                {
-                    eprintln!("peak_rss_kib={kib}");
-                }
-            }
-            code
+    };
+    crate::service::pyenv::build(&crate::service::pyenv::BuildPlan {
+        dir,
+        source,
+        kind,
+        python,
+        uv,
+        home,
+    })
+}
+
+/// `robot-attempts` (internal): the retry wrapper a job with `attempts` runs as its runner.
+fn robot_attempts(
+    run_dir: PathBuf,
+    attempts: u32,
+    retry: crate::model::config::Retry,
+    rebot_json: &str,
+    robot: Vec<String>,
+) -> i32 {
+    let Ok(rebot) = serde_json::from_str::<Vec<String>>(rebot_json) else {
+        eprintln!("robotmk-daemon: --rebot-json is not a JSON array of strings");
+        return 252;
+    };
+    crate::app::attempts::run(&crate::app::attempts::Plan {
+        run_dir,
+        attempts,
+        retry,
+        rebot,
+        robot,
+    })
+}
+
+/// `parse-result` (internal): reads a result as the daemon does and prints what it found.
+fn parse_result(file: &Path, peak_rss: bool) -> i32 {
+    let code = match crate::service::results::read_result(file) {
+        Ok(t) => {
+            println!("{}", serde_json::to_string(&t).unwrap_or_default());
+            0
+        }
+        Err(e) => {
+            eprintln!("robotmk-daemon: {}: {e}", file.display());
+            1
+        }
+    };
+    if peak_rss {
+        // The kernel's high-water mark of this process alone: a parent's rusage would
+        // also count what the forking parent held before exec.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+        {
+            eprintln!("peak_rss_kib={kib}");
         }
     }
+    code
 }
 
 fn load_or_report(path: &Path) -> Result<Config, i32> {
@@ -412,6 +436,16 @@ pub(crate) fn table(r: &Report) -> String {
             let _ = writeln!(o, "last stop:  {why}");
         }
     }
+    health_lines(&mut o, d);
+    let _ = writeln!(o);
+    jobs_table(&mut o, &r.jobs, &s);
+    envs_table(&mut o, &r.envs);
+    o
+}
+
+/// The daemon's heartbeat, and what went wrong with it or its state.
+fn health_lines(o: &mut String, d: &crate::model::report::DaemonReport) {
+    use std::fmt::Write as _;
     let hb = match (d.heartbeat_age_s, d.heartbeat_timeout_s) {
         (Some(a), Some(t)) => format!(
             "{} ago (timeout {})",
@@ -421,24 +455,24 @@ pub(crate) fn table(r: &Report) -> String {
         (Some(a), None) => format!("{} ago (switch off)", crate::model::duration::human_age(a)),
         (None, _) => "never".into(),
     };
-    let _ = writeln!(o, "heartbeat:  {hb}");
+    let _ = writeln!(*o, "heartbeat:  {hb}");
     if let Some(e) = &d.config_error {
         let from = d.config_from.map_or(String::new(), |t| {
             format!(" from {}", crate::model::record::ts(t))
         });
         let _ = writeln!(
-            o,
+            *o,
             "daemon config error (running the last good config{from}): {e}"
         );
     }
     if let Some(e) = &d.state_error {
-        let _ = writeln!(o, "STATE ERROR: {e}");
+        let _ = writeln!(*o, "STATE ERROR: {e}");
     }
     if let Some(why) = &d.unstable {
-        let _ = writeln!(o, "UNSTABLE: {why}");
+        let _ = writeln!(*o, "UNSTABLE: {why}");
     } else if let Some(c) = &d.previous_crash {
         let _ = writeln!(
-            o,
+            *o,
             "previous:   the daemon before this one (pid {}, started {}) did not exit cleanly{}: {}",
             c.pid,
             crate::model::record::ts(c.started),
@@ -450,19 +484,23 @@ pub(crate) fn table(r: &Report) -> String {
     }
     if let Some(t) = d.not_responding_since {
         let _ = writeln!(
-            o,
+            *o,
             "NOT RESPONDING: no answer to ctrl's heartbeat of {} (stopped or hung)",
             crate::model::record::ts(t)
         );
     }
-    let _ = writeln!(o);
+}
+
+/// One line per job: schedule, next due, runs in flight, the last result.
+fn jobs_table(o: &mut String, jobs: &[JobStatus], s: &crate::app::term::Style) {
+    use std::fmt::Write as _;
     let _ = writeln!(
-        o,
+        *o,
         "{:<24} {:<22} {:<20} {:>7} {:<12} {:>9} WHEN",
         "JOB", "SCHEDULE", "NEXT DUE", "RUNNING", "LAST", "RUNTIME"
     );
     let now = Utc::now();
-    for j in &r.jobs {
+    for j in jobs {
         let next = j.next_due.map_or("-".into(), |n| {
             n.with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S")
@@ -483,7 +521,7 @@ pub(crate) fn table(r: &Report) -> String {
         };
         let colour = findings::outcome_colour(j.last.as_ref().and_then(|l| l.outcome));
         let _ = writeln!(
-            o,
+            *o,
             "{:<24} {:<22} {:<20} {:>7} {} {:>9} {}",
             j.name,
             j.schedule,
@@ -497,8 +535,6 @@ pub(crate) fn table(r: &Report) -> String {
             when
         );
     }
-    envs_table(&mut o, &r.envs);
-    o
 }
 
 /// The Python environments under the jobs' table.
