@@ -461,66 +461,73 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
             format!("config edit rejected, running the last good config{from}: {e}"),
         )
     } else {
-        let mut t = format!(
-            "running, pid {}, up {}",
-            d.pid.map_or("?".into(), |p| p.to_string()),
-            human_age(d.uptime_s.unwrap_or(0.0))
-        );
-        if let Some(mode) = &d.agent_mode {
-            let _ = write!(t, ", mode: {mode}");
-            if let (true, Some(hb)) = (mode.is_cached(), d.heartbeat_timeout_s) {
-                let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
-            }
-        }
-        if let Some(phase) = d
-            .phase
-            .as_ref()
-            .filter(|p| **p != crate::model::status::Phase::Running)
-        {
-            let _ = write!(t, ", {phase}");
-            if let Some(why) = &d.reason {
-                let _ = write!(t, " ({why})");
-            }
-        }
-        let mut state = 0;
-        if let Some(behind) = &d.behind {
-            // Past the rate of runs the machine sustains: never silently (issue 25).
-            state = 1;
-            let _ = write!(t, ", {behind}");
-        }
-        if let Some(c) = &r.ctrl {
-            if c.action == "started" {
-                let _ = write!(
-                    t,
-                    ", started now via {}",
-                    c.route.as_ref().map_or("?", |r| r.as_str())
-                );
-            }
-            if c.action == "restarted" {
-                // WARN once: where the agent caches ctrl's output, the call that ends a hung
-                // daemon may be the first to notice it, and the event must not go unseen.
-                state = 1;
-                let via = c
-                    .route
-                    .as_ref()
-                    .map(|r| format!(" via {r}"))
-                    .unwrap_or_default();
-                let _ = write!(
-                    t,
-                    ", restarted now{via}: {}",
-                    c.note
-                        .as_deref()
-                        .unwrap_or("the previous daemon did not answer")
-                );
-            }
-        }
-        (state, t)
+        healthy_line(r)
     };
     let text = text.replace('\n', " ");
     format!(
         "{state} \"Robotmk {instance} daemon\" - {} - {text}",
         state_word(state)
     )
+}
+
+/// The daemon line of a daemon that runs as it should: its mode and phase, a backlog, and
+/// what this ctrl call did to it.
+fn healthy_line(r: &Report) -> (u8, String) {
+    let d = &r.daemon;
+    let mut t = format!(
+        "running, pid {}, up {}",
+        d.pid.map_or("?".into(), |p| p.to_string()),
+        human_age(d.uptime_s.unwrap_or(0.0))
+    );
+    if let Some(mode) = &d.agent_mode {
+        let _ = write!(t, ", mode: {mode}");
+        if let (true, Some(hb)) = (mode.is_cached(), d.heartbeat_timeout_s) {
+            let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
+        }
+    }
+    if let Some(phase) = d
+        .phase
+        .as_ref()
+        .filter(|p| **p != crate::model::status::Phase::Running)
+    {
+        let _ = write!(t, ", {phase}");
+        if let Some(why) = &d.reason {
+            let _ = write!(t, " ({why})");
+        }
+    }
+    let mut state = 0;
+    if let Some(behind) = &d.behind {
+        // Past the rate of runs the machine sustains: never silently (issue 25).
+        state = 1;
+        let _ = write!(t, ", {behind}");
+    }
+    if let Some(c) = &r.ctrl {
+        if c.action == "started" {
+            let _ = write!(
+                t,
+                ", started now via {}",
+                c.route.as_ref().map_or("?", |r| r.as_str())
+            );
+        }
+        if c.action == "restarted" {
+            // WARN once: where the agent caches ctrl's output, the call that ends a hung
+            // daemon may be the first to notice it, and the event must not go unseen.
+            state = 1;
+            let via = c
+                .route
+                .as_ref()
+                .map(|r| format!(" via {r}"))
+                .unwrap_or_default();
+            let _ = write!(
+                t,
+                ", restarted now{via}: {}",
+                c.note
+                    .as_deref()
+                    .unwrap_or("the previous daemon did not answer")
+            );
+        }
+    }
+    (state, t)
 }
 
 /// The state a job's last result deserves on its own (before staleness).
