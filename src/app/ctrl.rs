@@ -17,7 +17,7 @@ use crate::service::state::StateDir;
 use crate::service::{launch, lock};
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a ctrl waits for another ctrl's launch, or for its own daemon to take the lock.
@@ -113,8 +113,25 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
     )
     .map_err(|e| e.to_string())?;
     let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
+    let note = wait_until_ready(st, launch_time, launched.note.clone())?;
+    drop(guard);
+    Ok(Ensured {
+        started: !launched.already_running,
+        route: Some(launched.route),
+        note,
+    })
+}
+
+/// Waits until the daemon launched at `launch_time` is ready, or refused its config, or
+/// `START_PATIENCE` is over (then `note` says so).
+fn wait_until_ready(
+    st: &StateDir,
+    launch_time: chrono::DateTime<chrono::Utc>,
+    mut note: Option<String>,
+) -> Result<Option<String>, StartError> {
+    let lock_file = st.lock_file();
+    let running = || lock::is_held(&lock_file).map_err(|e| StartError::Failed(e.to_string()));
     let deadline = Instant::now() + START_PATIENCE;
-    let mut note = launched.note.clone();
     // Ready = holds the lock and has published its status, so this ctrl's report already
     // shows the new daemon's PID. Judged by the start time inside the file: file mtimes come
     // from the kernel's coarse clock and can lag the launch time.
@@ -134,7 +151,7 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
         .filter(|f| f.at >= launch_time)
     };
     loop {
-        if running(())? && published() {
+        if running()? && published() {
             break;
         }
         if let Some(f) = refused() {
@@ -154,12 +171,7 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    drop(guard);
-    Ok(Ensured {
-        started: !launched.already_running,
-        route: Some(launched.route),
-        note,
-    })
+    Ok(note)
 }
 
 /// How long ago a launch that has not reached its lock yet began, if within the grace time.
@@ -415,6 +427,58 @@ fn print_report(report: &report::Report) -> i32 {
     0
 }
 
+/// The report of a ctrl that found the config or state dir open to others: nothing read
+/// from the state dir, only `error`.
+fn refuse_untrusted(
+    path: PathBuf,
+    cfg: &Result<Config, crate::model::config::ConfigError>,
+    located: Option<(String, PathBuf)>,
+    mut ctrl: CtrlReport,
+    error: &str,
+    t0: Instant,
+) -> i32 {
+    ctrl.action = "error";
+    ctrl.error = Some(error.to_string());
+    let mut report = crate::service::report::build_from(path, cfg.into(), None, false, None);
+    if let Some((instance, dir)) = located {
+        report.instance = Some(instance);
+        report.state_dir = Some(dir);
+    }
+    ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    report.ctrl = Some(ctrl);
+    print_report(&report)
+}
+
+/// Refreshes the heartbeat and starts a daemon unless one runs; what ctrl did goes into
+/// `ctrl`. Returns the error of a daemon that refused the config.
+fn beat_and_ensure(
+    st: &StateDir,
+    beat: &Beat,
+    cfg: &Result<Config, crate::model::config::ConfigError>,
+    ctrl: &mut CtrlReport,
+) -> Option<String> {
+    // The heartbeat is kept even while the config is broken: a typo must not make the
+    // daemon think the agent is gone.
+    if let Err(e) = st.ensure().and_then(|_| st.beat(beat)) {
+        ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
+    }
+    if let Ok(c) = &cfg {
+        match ensure_daemon(c, st) {
+            Ok(e) => {
+                ctrl.action = if e.started { "started" } else { "running" };
+                ctrl.route = e.route;
+                ctrl.note = e.note;
+            }
+            Err(StartError::Config(e)) => return Some(e),
+            Err(e) => {
+                ctrl.action = "error";
+                ctrl.error = Some(e.to_string());
+            }
+        }
+    }
+    None
+}
+
 /// The full path: parse the whole config, start a daemon if needed.
 fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     let path = path.to_path_buf();
@@ -440,16 +504,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         None => Ok(()),
     });
     if let Err(e) = trust {
-        ctrl.action = "error";
-        ctrl.error = Some(e.to_string());
-        let mut report = crate::service::report::build_from(path, (&cfg).into(), None, false, None);
-        if let Some((instance, dir)) = located {
-            report.instance = Some(instance);
-            report.state_dir = Some(dir);
-        }
-        ctrl.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        report.ctrl = Some(ctrl);
-        return print_report(&report);
+        return refuse_untrusted(path, &cfg, located, ctrl, &e.to_string(), t0);
     }
     // Judged before this ctrl's beat, while the heartbeat still holds the previous one.
     let mut silent = false;
@@ -471,26 +526,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         }
     }
     if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
-        let st = StateDir::new(dir);
-        // The heartbeat is kept even while the config is broken: a typo must not make the
-        // daemon think the agent is gone.
-        if let Err(e) = st.ensure().and_then(|_| st.beat(beat)) {
-            ctrl.error = Some(format!("cannot refresh the heartbeat: {e}"));
-        }
-        if let Ok(c) = &cfg {
-            match ensure_daemon(c, &st) {
-                Ok(e) => {
-                    ctrl.action = if e.started { "started" } else { "running" };
-                    ctrl.route = e.route;
-                    ctrl.note = e.note;
-                }
-                Err(StartError::Config(e)) => refused = Some(e),
-                Err(e) => {
-                    ctrl.action = "error";
-                    ctrl.error = Some(e.to_string());
-                }
-            }
-        }
+        refused = beat_and_ensure(&StateDir::new(dir), beat, &cfg, &mut ctrl);
     }
     if let Some(why) = ended {
         // Also when a racing ctrl launched the new daemon: this one ended the old, and
