@@ -286,44 +286,55 @@ pub(crate) fn history_table(
         "DUE", "STARTED", "OUTCOME", "RUNTIME", "TESTS P/F/S", "ATTEMPTS"
     );
     for r in runs {
-        let line = match &r.record {
-            Ok(rec) => {
-                let (_, _, colour) = outcome_mark(rec.outcome);
-                let outcome = s.paint(colour, &format!("{:<11}", outcome_word(rec.outcome)));
-                let tests = rec.tests.as_ref().map_or("-".into(), |t| {
-                    format!("{}/{}/{}", t.passed, t.failed, t.skipped)
-                });
-                let attempts = if !rec.attempts.is_empty() {
-                    rec.attempts.len().to_string()
-                } else if rec.started.is_some() {
-                    "1".into()
-                } else {
-                    "-".into()
-                };
-                format!(
-                    "{:<19}  {:<11}  {outcome}  {:>8}  {:>11}  {:>8}  {}",
-                    local(rec.due, "%Y-%m-%d %H:%M:%S"),
-                    started_cell(rec),
-                    rec.duration_s.map_or("-".into(), secs),
-                    tests,
-                    attempts,
-                    r.run_id
-                )
-            }
-            Err(e) => {
-                let due = crate::model::record::due_of_run_id(&r.run_id)
-                    .map_or("-".into(), |d| local(d, "%Y-%m-%d %H:%M:%S"));
-                let outcome = s.paint("31", &format!("{:<11}", "unreadable"));
-                let mut e = sanitize(e);
-                crate::model::clip::clip(&mut e, crate::model::clip::MAX_TEXT);
-                format!(
-                    "{due:<19}  {:<11}  {outcome}  {:>8}  {:>11}  {:>8}  {} ({e})",
-                    "-", "-", "-", "-", r.run_id
-                )
-            }
-        };
+        let line = run_line(r, s);
         let _ = writeln!(o, "{}", line.trim_end());
     }
+    trend_lines(&mut o, runs, s);
+    o
+}
+
+/// One run's line of the table.
+fn run_line(r: &Run, s: Style) -> String {
+    match &r.record {
+        Ok(rec) => {
+            let (_, _, colour) = outcome_mark(rec.outcome);
+            let outcome = s.paint(colour, &format!("{:<11}", outcome_word(rec.outcome)));
+            let tests = rec.tests.as_ref().map_or("-".into(), |t| {
+                format!("{}/{}/{}", t.passed, t.failed, t.skipped)
+            });
+            let attempts = if !rec.attempts.is_empty() {
+                rec.attempts.len().to_string()
+            } else if rec.started.is_some() {
+                "1".into()
+            } else {
+                "-".into()
+            };
+            format!(
+                "{:<19}  {:<11}  {outcome}  {:>8}  {:>11}  {:>8}  {}",
+                local(rec.due, "%Y-%m-%d %H:%M:%S"),
+                started_cell(rec),
+                rec.duration_s.map_or("-".into(), secs),
+                tests,
+                attempts,
+                r.run_id
+            )
+        }
+        Err(e) => {
+            let due = crate::model::record::due_of_run_id(&r.run_id)
+                .map_or("-".into(), |d| local(d, "%Y-%m-%d %H:%M:%S"));
+            let outcome = s.paint("31", &format!("{:<11}", "unreadable"));
+            let mut e = sanitize(e);
+            crate::model::clip::clip(&mut e, crate::model::clip::MAX_TEXT);
+            format!(
+                "{due:<19}  {:<11}  {outcome}  {:>8}  {:>11}  {:>8}  {} ({e})",
+                "-", "-", "-", "-", r.run_id
+            )
+        }
+    }
+}
+
+/// The outcomes and runtimes of the runs shown, oldest to newest, as strips.
+fn trend_lines(o: &mut String, runs: &[Run], s: Style) {
     // The trend reads left to right, oldest to newest, as in a chart.
     let oldest_first: Vec<&Run> = runs.iter().rev().collect();
     let arrow = if s.utf8 { "→" } else { "->" };
@@ -348,9 +359,9 @@ pub(crate) fn history_table(
             format!("{} {}", if s.utf8 { sym } else { letter }, outcome_word(*o))
         })
         .collect();
-    let _ = writeln!(o);
+    let _ = writeln!(*o);
     let _ = writeln!(
-        o,
+        *o,
         "outcomes (oldest {arrow} newest): {strip}   ({})",
         legend.join(", ")
     );
@@ -363,14 +374,13 @@ pub(crate) fn history_table(
         let min = known.iter().copied().fold(f64::INFINITY, f64::min);
         let max = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let _ = writeln!(
-            o,
+            *o,
             "runtimes (oldest {arrow} newest): {}   (min {}, max {})",
             sparkline(&durations, s.utf8),
             secs(min),
             secs(max)
         );
     }
-    o
 }
 
 /// A run id that names no run, or more than one.
