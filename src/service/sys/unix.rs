@@ -2,6 +2,7 @@
 
 use rustix::process::Signal;
 use std::io;
+use std::path::PathBuf;
 
 /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22), or `None`
 /// if no such process exists. Outside Linux (no procfs) only existence is known; `Some(0)`.
@@ -253,117 +254,167 @@ fn check_path_trust_also(
     may_be_missing: bool,
     also: Option<u32>,
 ) -> Result<(), super::trust::TrustError> {
-    use super::trust::{TrustError, Unsafe};
-    use std::collections::VecDeque;
-    use std::ffi::OsString;
-    use std::os::unix::fs::MetadataExt;
-    use std::path::{Component, Path, PathBuf};
-
-    let me = rustix::process::geteuid().as_raw();
-    let refuse = |entry: &Path, why: Unsafe| {
-        Err(TrustError::Unsafe {
-            what,
-            path: path.to_path_buf(),
-            entry: entry.to_path_buf(),
-            why,
-        })
-    };
+    use super::trust::TrustError;
     if !path.is_absolute() {
         return Err(TrustError::Relative {
             what,
             path: path.to_path_buf(),
         });
     }
-    let parts = |p: &Path| -> Vec<OsString> {
-        p.components()
-            .filter_map(|c| match c {
-                Component::Normal(s) => Some(s.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect()
+    let mut w = TrustWalk {
+        path,
+        what,
+        me: rustix::process::geteuid().as_raw(),
+        also,
+        todo: trust_parts(path).into(),
+        at: PathBuf::from("/"),
+        entry: PathBuf::from("/"),
+        links: 0,
+        shared: None,
     };
-    let mut todo: VecDeque<OsString> = parts(path).into();
-    let mut at = PathBuf::from("/");
-    let mut entry = at.clone();
-    let mut links = 0;
-    // The last world-writable sticky folder (/tmp) on the way: what is below it anyone made.
-    let mut shared: Option<PathBuf> = None;
     loop {
-        let last = todo.is_empty();
-        let m = match std::fs::symlink_metadata(&entry) {
+        let last = w.todo.is_empty();
+        let m = match std::fs::symlink_metadata(&w.entry) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_be_missing => return Ok(()),
             Err(source) => {
                 return Err(TrustError::Unreadable {
                     what,
                     path: path.to_path_buf(),
-                    entry,
+                    entry: w.entry,
                     source,
                 })
             }
         };
-        if m.uid() != 0 && m.uid() != me && Some(m.uid()) != also {
-            return refuse(
-                &entry,
-                Unsafe::Owner {
-                    uid: m.uid(),
-                    me,
-                    shared: shared.clone(),
-                },
-            );
-        }
+        w.check_owner(&m)?;
         if m.file_type().is_symlink() {
-            // The link's directory is checked and its owner is trusted; walk on to where it
-            // points, from that directory (`at`), one component at a time.
-            links += 1;
-            if links > 40 {
-                return Err(TrustError::LinkLoop {
-                    what,
-                    path: path.to_path_buf(),
-                });
-            }
-            let target =
-                std::fs::read_link(&entry).map_err(|source| TrustError::LinkUnreadable {
-                    what,
-                    path: path.to_path_buf(),
-                    entry: entry.clone(),
-                    source,
-                })?;
-            if target.is_absolute() {
-                at = PathBuf::from("/");
-            }
-            for c in parts(&target).into_iter().rev() {
-                todo.push_front(c);
-            }
+            w.follow_link()?;
         } else {
-            let mode = m.mode() & 0o7777;
-            let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
-            if sticky_dir && mode & 0o002 != 0 {
-                shared = Some(entry.clone());
-            }
-            if mode & 0o022 != 0 && (last || !sticky_dir) {
-                return refuse(&entry, Unsafe::Writable { mode });
-            }
-            if !last && !m.is_dir() {
-                return Err(TrustError::NotADirectory {
-                    what,
-                    path: path.to_path_buf(),
-                    entry,
-                });
-            }
-            at = entry.clone();
+            w.check_mode(&m, last)?;
+            w.at = w.entry.clone();
         }
-        // The next component to look at; `..` climbs from a real (resolved) directory.
+        if !w.advance() {
+            return Ok(());
+        }
+    }
+}
+
+/// The components of `p` the trust walk visits (`..` kept, `/` and `.` dropped).
+fn trust_parts(p: &std::path::Path) -> Vec<std::ffi::OsString> {
+    use std::path::Component;
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the trust walk of `path` is: each entry from `/` down, links followed one component
+/// at a time from the folder they are in.
+struct TrustWalk<'a> {
+    path: &'a std::path::Path,
+    what: &'static str,
+    me: u32,
+    /// An owner trusted besides root and this process's user.
+    also: Option<u32>,
+    todo: std::collections::VecDeque<std::ffi::OsString>,
+    /// The real folder the walk is in.
+    at: PathBuf,
+    entry: PathBuf,
+    links: u32,
+    /// The last world-writable sticky folder (/tmp) on the way: what is below it anyone made.
+    shared: Option<PathBuf>,
+}
+
+impl TrustWalk<'_> {
+    fn refuse(&self, why: super::trust::Unsafe) -> super::trust::TrustError {
+        super::trust::TrustError::Unsafe {
+            what: self.what,
+            path: self.path.to_path_buf(),
+            entry: self.entry.clone(),
+            why,
+        }
+    }
+
+    fn check_owner(&self, m: &std::fs::Metadata) -> Result<(), super::trust::TrustError> {
+        use std::os::unix::fs::MetadataExt;
+        let uid = m.uid();
+        if uid != 0 && uid != self.me && Some(uid) != self.also {
+            return Err(self.refuse(super::trust::Unsafe::Owner {
+                uid,
+                me: self.me,
+                shared: self.shared.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The link's folder is checked and its owner is trusted: the walk goes on to where it
+    /// points, from that folder.
+    fn follow_link(&mut self) -> Result<(), super::trust::TrustError> {
+        use super::trust::TrustError;
+        self.links += 1;
+        if self.links > 40 {
+            return Err(TrustError::LinkLoop {
+                what: self.what,
+                path: self.path.to_path_buf(),
+            });
+        }
+        let target =
+            std::fs::read_link(&self.entry).map_err(|source| TrustError::LinkUnreadable {
+                what: self.what,
+                path: self.path.to_path_buf(),
+                entry: self.entry.clone(),
+                source,
+            })?;
+        if target.is_absolute() {
+            self.at = PathBuf::from("/");
+        }
+        for c in trust_parts(&target).into_iter().rev() {
+            self.todo.push_front(c);
+        }
+        Ok(())
+    }
+
+    /// Not writable by others (a sticky folder on the way excepted), and a folder unless
+    /// `last`.
+    fn check_mode(
+        &mut self,
+        m: &std::fs::Metadata,
+        last: bool,
+    ) -> Result<(), super::trust::TrustError> {
+        use std::os::unix::fs::MetadataExt;
+        let mode = m.mode() & 0o7777;
+        let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
+        if sticky_dir && mode & 0o002 != 0 {
+            self.shared = Some(self.entry.clone());
+        }
+        if mode & 0o022 != 0 && (last || !sticky_dir) {
+            return Err(self.refuse(super::trust::Unsafe::Writable { mode }));
+        }
+        if !last && !m.is_dir() {
+            return Err(super::trust::TrustError::NotADirectory {
+                what: self.what,
+                path: self.path.to_path_buf(),
+                entry: self.entry.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves to the next component (`..` climbs from a real folder); `false` at the end.
+    fn advance(&mut self) -> bool {
         loop {
-            match todo.pop_front() {
-                None => return Ok(()),
+            match self.todo.pop_front() {
+                None => return false,
                 Some(c) if c == ".." => {
-                    at.pop();
+                    self.at.pop();
                 }
                 Some(c) => {
-                    entry = at.join(c);
-                    break;
+                    self.entry = self.at.join(c);
+                    return true;
                 }
             }
         }
