@@ -680,9 +680,25 @@ pub fn remove_tree(
     drop(walk);
     drop(tree);
     budget.take(entries);
+    conclude(result, &failed, &parent_fd, &cname, path)
+}
+
+/// What the walk of `path` came to: the emptied folder removed from its parent, or why not.
+fn conclude(
+    result: Result<Removal, Fail>,
+    failed: &Name,
+    parent_fd: &OwnedFd,
+    cname: &CString,
+    path: &Path,
+) -> Result<Removal, RemoveError> {
+    let entry_err = |what: &str, e: Errno| RemoveError::Entry {
+        tree: path.to_path_buf(),
+        what: what.to_string(),
+        source: e.into(),
+    };
     match result {
         Ok(Removal::Gone) => {
-            match rfs::unlinkat(&parent_fd, cname.as_c_str(), AtFlags::REMOVEDIR) {
+            match rfs::unlinkat(parent_fd, cname.as_c_str(), AtFlags::REMOVEDIR) {
                 Ok(()) | Err(Errno::NOENT) => Ok(Removal::Gone),
                 // Filled again since it was emptied: the next look.
                 Err(Errno::NOTEMPTY | Errno::EXIST) => Ok(Removal::More),
@@ -804,8 +820,30 @@ fn as_owner(
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     // SAFETY: a new descriptor owned by nobody else.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
-    let until = walk.deadline + CHILD_GRACE;
     let mut buf = [0u8; REPORT];
+    let (got, killed) = read_report(&report_r, walk.deadline + CHILD_GRACE, &mut buf);
+    kill_child(pid, pidfd.as_ref());
+    collect(pid, pidfd.as_ref());
+    if killed {
+        return Err(err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "it did not end within its look (a hung file system in the folder?) and was killed",
+        )));
+    }
+    match decode(&buf[..got]) {
+        Some((Err(f), _, _)) if f.op == Op::Identity => {
+            Err(err(io::Error::from_raw_os_error(f.errno)))
+        }
+        Some(r) => Ok(r),
+        None => Err(err(io::Error::other(
+            "it ended without a report (killed by its user?)",
+        ))),
+    }
+}
+
+/// Reads the walking child's report from `report_r` into `buf` until it is whole, the
+/// child closes its end, or `until`; returns the bytes read and whether time ran out.
+fn read_report(report_r: &OwnedFd, until: Instant, buf: &mut [u8; REPORT]) -> (usize, bool) {
     let mut got = 0;
     let mut killed = false;
     loop {
@@ -842,9 +880,14 @@ fn as_owner(
         }
         break;
     }
+    (got, killed)
+}
+
+/// Ends the walking child.
+fn kill_child(pid: libc::pid_t, pidfd: Option<&OwnedFd>) {
     // Its work is done (or its time is up): ended for sure, since its user may have stopped
     // it (SIGSTOP) between its report and its exit, and a stopped child is never collected.
-    match &pidfd {
+    match pidfd {
         // SAFETY: pidfd_send_signal on our own pidfd, no info, no flags.
         Some(fd) => unsafe {
             libc::syscall(
@@ -859,22 +902,6 @@ fn as_owner(
         None => unsafe {
             libc::kill(pid, libc::SIGKILL);
         },
-    }
-    collect(pid, pidfd.as_ref());
-    if killed {
-        return Err(err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "it did not end within its look (a hung file system in the folder?) and was killed",
-        )));
-    }
-    match decode(&buf[..got]) {
-        Some((Err(f), _, _)) if f.op == Op::Identity => {
-            Err(err(io::Error::from_raw_os_error(f.errno)))
-        }
-        Some(r) => Ok(r),
-        None => Err(err(io::Error::other(
-            "it ended without a report (killed by its user?)",
-        ))),
     }
 }
 
