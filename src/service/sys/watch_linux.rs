@@ -20,6 +20,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// What one watch descriptor lets through.
@@ -101,37 +102,7 @@ impl Watcher {
     /// with why.
     pub(crate) fn arm(&self, watches: &[Watch]) -> Vec<String> {
         let mut problems = Vec::new();
-        // Merged per directory: one descriptor per inode, whose mask is replaced, not added.
-        let mut per_dir: Vec<(std::path::PathBuf, u32, Filter)> = Vec::new();
-        let mut files: Vec<std::path::PathBuf> = Vec::new();
-        for w in watches {
-            let i = match per_dir.iter().position(|(d, _, _)| *d == w.dir) {
-                Some(i) => i,
-                None => {
-                    per_dir.push((w.dir.clone(), 0, Filter::default()));
-                    per_dir.len() - 1
-                }
-            };
-            let (_, mask, f) = &mut per_dir[i];
-            if w.itself {
-                *mask |= SELF_EVENTS;
-                f.itself = true;
-            }
-            for (name, how) in &w.children {
-                if *how == Child::Meta {
-                    files.push(w.dir.join(name));
-                }
-                *mask |= child_mask(*how);
-                match f.children.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, m)) => *m |= child_mask(*how),
-                    None => f.children.push((name.clone(), child_mask(*how))),
-                }
-            }
-            if w.new_json {
-                *mask |= NEW_FILE;
-                f.new_json = true;
-            }
-        }
+        let (per_dir, files) = merge_per_dir(watches);
         let mut table = self.inner.table.lock().unwrap_or_else(|e| e.into_inner());
         let mut next: HashMap<i32, Filter> = HashMap::new();
         let files = files.into_iter().map(|p| {
@@ -187,6 +158,44 @@ impl Watcher {
         *table = next;
         problems
     }
+}
+
+/// The directories to watch, each once with the events and names of all `watches` in it
+/// (one descriptor per inode: its mask is replaced, not added), and the files watched for
+/// their own changes.
+fn merge_per_dir(watches: &[Watch]) -> (Vec<(PathBuf, u32, Filter)>, Vec<PathBuf>) {
+    // Merged per directory: one descriptor per inode, whose mask is replaced, not added.
+    let mut per_dir: Vec<(PathBuf, u32, Filter)> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for w in watches {
+        let i = match per_dir.iter().position(|(d, _, _)| *d == w.dir) {
+            Some(i) => i,
+            None => {
+                per_dir.push((w.dir.clone(), 0, Filter::default()));
+                per_dir.len() - 1
+            }
+        };
+        let (_, mask, f) = &mut per_dir[i];
+        if w.itself {
+            *mask |= SELF_EVENTS;
+            f.itself = true;
+        }
+        for (name, how) in &w.children {
+            if *how == Child::Meta {
+                files.push(w.dir.join(name));
+            }
+            *mask |= child_mask(*how);
+            match f.children.iter_mut().find(|(n, _)| n == name) {
+                Some((_, m)) => *m |= child_mask(*how),
+                None => f.children.push((name.clone(), child_mask(*how))),
+            }
+        }
+        if w.new_json {
+            *mask |= NEW_FILE;
+            f.new_json = true;
+        }
+    }
+    (per_dir, files)
 }
 
 /// A timerfd that becomes readable (with ECANCELED) when the wall clock is set; `None` where
