@@ -54,36 +54,9 @@ pub(super) fn resolve_daemon(
         Some(r) => (r.span(), r.into_inner()),
         None => (0..0, RawDaemon::default()),
     };
-    let instance = match &raw.instance {
-        Some(i) => {
-            super::base::check_name(i.get_ref())
-                .map_err(|m| loc.at(i.span().start, Some("daemon.instance".into()), m))?;
-            i.get_ref().clone()
-        }
-        None => "system".to_string(),
-    };
-    let state_dir = match &raw.state_dir {
-        Some(p) if p.as_os_str().is_empty() => {
-            let field = Some("daemon.state_dir".into());
-            return Err(loc.at(span.start, field, "must not be empty"));
-        }
-        Some(p) => lexical(&base.join(p)),
-        None => {
-            needs.push(Need::DefaultStateDir);
-            PathBuf::new()
-        }
-    };
-    let keep_runs = match &raw.keep_runs {
-        Some(k) if *k.get_ref() == 0 => {
-            return Err(loc.at(
-                k.span().start,
-                Some("daemon.keep_runs".into()),
-                "must be at least 1: a run's own folder must stay until it is recorded",
-            ))
-        }
-        Some(k) => *k.get_ref(),
-        None => 20,
-    };
+    let instance = instance(loc, &raw)?;
+    let state_dir = state_dir(loc, &raw, span.start, base, needs)?;
+    let keep_runs = keep_runs(loc, &raw)?;
     let hang_timeout = hang_timeout(loc, &raw)?;
     let log_max_bytes = size(loc, &raw.log_max_size, "log_max_size", 10 * 1024 * 1024)?;
     let agent_cache_age = agent_cache_age(loc, &raw)?;
@@ -126,6 +99,54 @@ pub(super) fn resolve_daemon(
         log_max_bytes,
         stale_margin: raw.stale_margin.map_or(DEFAULT_STALE_MARGIN, |d| d.0),
         agent_cache_age,
+    })
+}
+
+/// `instance`: a name (the default instance is `system`).
+fn instance(loc: &Locator, raw: &RawDaemon) -> Result<String, ConfigError> {
+    Ok(match &raw.instance {
+        Some(i) => {
+            super::base::check_name(i.get_ref())
+                .map_err(|m| loc.at(i.span().start, Some("daemon.instance".into()), m))?;
+            i.get_ref().clone()
+        }
+        None => "system".to_string(),
+    })
+}
+
+/// `state_dir`, from the config's folder; none: the preparation step picks the default.
+fn state_dir(
+    loc: &Locator,
+    raw: &RawDaemon,
+    at: usize,
+    base: &Path,
+    needs: &mut Vec<Need>,
+) -> Result<PathBuf, ConfigError> {
+    Ok(match &raw.state_dir {
+        Some(p) if p.as_os_str().is_empty() => {
+            let field = Some("daemon.state_dir".into());
+            return Err(loc.at(at, field, "must not be empty"));
+        }
+        Some(p) => lexical(&base.join(p)),
+        None => {
+            needs.push(Need::DefaultStateDir);
+            PathBuf::new()
+        }
+    })
+}
+
+/// `keep_runs`: at least 1 (default 20).
+fn keep_runs(loc: &Locator, raw: &RawDaemon) -> Result<usize, ConfigError> {
+    Ok(match &raw.keep_runs {
+        Some(k) if *k.get_ref() == 0 => {
+            return Err(loc.at(
+                k.span().start,
+                Some("daemon.keep_runs".into()),
+                "must be at least 1: a run's own folder must stay until it is recorded",
+            ))
+        }
+        Some(k) => *k.get_ref(),
+        None => 20,
     })
 }
 
