@@ -316,14 +316,7 @@ fn create(
     flags: u32,
     parent: Option<HANDLE>,
 ) -> Result<(OwnedHandle, u32), LaunchError> {
-    let mut cmdline = Vec::new();
-    push_arg(&mut cmdline, exe.as_os_str());
-    for a in args {
-        push_arg(&mut cmdline, a);
-    }
-    push_arg(&mut cmdline, OsStr::new("--route"));
-    push_arg(&mut cmdline, OsStr::new(route));
-    cmdline.push(0);
+    let mut cmdline = command_line(exe, args, route);
     let app = wide(exe.as_os_str());
     // A folder the daemon may keep open for its life without getting in anyone's way.
     let cwd = exe.parent().map(|d| wide(d.as_os_str()));
@@ -337,46 +330,9 @@ fn create(
     // The attribute list is an opaque, pointer-aligned buffer; keep it alive until created.
     let mut attr_buf: Vec<usize> = Vec::new();
     let mut flags = flags;
-    if let Some(parent) = parent {
-        let mut size = 0usize;
-        // SAFETY: a size query with a NULL list is the documented first call; it "fails" with
-        // ERROR_INSUFFICIENT_BUFFER and fills size.
-        unsafe {
-            InitializeProcThreadAttributeList(std::ptr::null_mut(), 1, 0, &mut size);
-        }
-        attr_buf = vec![0usize; size.div_ceil(std::mem::size_of::<usize>()).max(1)];
-        let list: LPPROC_THREAD_ATTRIBUTE_LIST = attr_buf.as_mut_ptr().cast();
-        // SAFETY: the buffer is at least `size` bytes and pointer-aligned.
-        if unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) } == 0 {
-            return Err(LaunchError::Os {
-                what: "cannot build the attribute list",
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        // The attribute value must stay valid until CreateProcessW returns: `parent` lives on
-        // this function's stack frame.
-        let parent_ref = &parent;
-        // SAFETY: an initialized list; the value is a HANDLE living until after CreateProcessW.
-        let ok = unsafe {
-            UpdateProcThreadAttribute(
-                list,
-                0,
-                PROC_THREAD_ATTRIBUTE_PARENT_PROCESS as usize,
-                (parent_ref as *const HANDLE).cast(),
-                std::mem::size_of::<HANDLE>(),
-                std::ptr::null_mut(),
-                std::ptr::null(),
-            )
-        };
-        if ok == 0 {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: an initialized list, deleted once.
-            unsafe { DeleteProcThreadAttributeList(list) };
-            return Err(LaunchError::Os {
-                what: "cannot set the parent-process attribute",
-                source: e,
-            });
-        }
+    if let Some(parent) = &parent {
+        // `parent` lives on this function's stack frame until after CreateProcessW.
+        let list = parent_attribute(parent, &mut attr_buf)?;
         si.lpAttributeList = list;
         si.StartupInfo.cb = std::mem::size_of::<STARTUPINFOEXW>() as u32;
         flags |= EXTENDED_STARTUPINFO_PRESENT;
@@ -420,6 +376,65 @@ fn create(
     }
     let _thread = OwnedHandle(pi.hThread);
     Ok((OwnedHandle(pi.hProcess), pi.dwProcessId))
+}
+
+/// The command line `exe args… --route route`, quoted as CreateProcessW's parser reads it.
+fn command_line(exe: &Path, args: &[OsString], route: &str) -> Vec<u16> {
+    let mut cmdline = Vec::new();
+    push_arg(&mut cmdline, exe.as_os_str());
+    for a in args {
+        push_arg(&mut cmdline, a);
+    }
+    push_arg(&mut cmdline, OsStr::new("--route"));
+    push_arg(&mut cmdline, OsStr::new(route));
+    cmdline.push(0);
+    cmdline
+}
+
+/// An attribute list in `attr_buf` naming `parent` as the new process's parent. `parent`
+/// must stay valid (and `attr_buf` alive) until CreateProcessW returns; the caller deletes
+/// the list after it.
+fn parent_attribute(
+    parent: &HANDLE,
+    attr_buf: &mut Vec<usize>,
+) -> Result<LPPROC_THREAD_ATTRIBUTE_LIST, LaunchError> {
+    let mut size = 0usize;
+    // SAFETY: a size query with a NULL list is the documented first call; it "fails" with
+    // ERROR_INSUFFICIENT_BUFFER and fills size.
+    unsafe {
+        InitializeProcThreadAttributeList(std::ptr::null_mut(), 1, 0, &mut size);
+    }
+    *attr_buf = vec![0usize; size.div_ceil(std::mem::size_of::<usize>()).max(1)];
+    let list: LPPROC_THREAD_ATTRIBUTE_LIST = attr_buf.as_mut_ptr().cast();
+    // SAFETY: the buffer is at least `size` bytes and pointer-aligned.
+    if unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) } == 0 {
+        return Err(LaunchError::Os {
+            what: "cannot build the attribute list",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: an initialized list; the value is a HANDLE living until after CreateProcessW.
+    let ok = unsafe {
+        UpdateProcThreadAttribute(
+            list,
+            0,
+            PROC_THREAD_ATTRIBUTE_PARENT_PROCESS as usize,
+            (parent as *const HANDLE).cast(),
+            std::mem::size_of::<HANDLE>(),
+            std::ptr::null_mut(),
+            std::ptr::null(),
+        )
+    };
+    if ok == 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: an initialized list, deleted once.
+        unsafe { DeleteProcThreadAttributeList(list) };
+        return Err(LaunchError::Os {
+            what: "cannot set the parent-process attribute",
+            source: e,
+        });
+    }
+    Ok(list)
 }
 
 #[cfg(test)]
