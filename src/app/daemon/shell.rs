@@ -56,9 +56,6 @@ use tracing::{info, warn};
 const CLOCK_CAP: Duration = Duration::from_secs(60);
 /// Minimum gap between two writes of status.json under load.
 const STATUS_FLUSH_GAP: Duration = Duration::from_millis(100);
-/// A daemon never idle hands its heap's free pages back this often (see `shrink_when_idle`):
-/// a trim of its heap of a few MiB takes well under a millisecond of the loop's time.
-const RELEASE_BUSY: Duration = Duration::from_secs(30);
 /// How long before its due time a run's folder and journal are created, so that at the due
 /// instant only the spawn is left to do.
 const PREPARE_AHEAD: Duration = Duration::from_secs(2);
@@ -108,8 +105,6 @@ pub(crate) struct Daemon {
     pub(super) backlog: super::backlog::Backlog,
     /// Free heap pages are to go back to the system once idle (see `shrink_when_idle`).
     pub(super) release_owed: bool,
-    /// When free heap pages last went back to the system (see `shrink_when_idle`).
-    pub(super) released: Instant,
 }
 
 impl Daemon {
@@ -451,12 +446,6 @@ impl Daemon {
     /// system (`sys::memory::release_free`): after a start or a reload (10,000 records read
     /// back, statuses of 10,000 jobs built) or a burst, what was freed stays the daemon's
     /// otherwise, as long as a block used later sits above it (issue 25).
-    ///
-    /// A daemon that is never idle (runs every second, always one in flight) does so every
-    /// [`RELEASE_BUSY`]: its live heap stays small (heaptrack, the soak of issue 25: ~50 KiB
-    /// between statuses, ~0.5 MiB at its peak), but each status, record and log line leaves
-    /// free pieces scattered over the heap's pages, and without a trim the pages they pin
-    /// stayed the daemon's for good: private memory crept up by ~0.5 MiB an hour.
     fn shrink_when_idle(&mut self) {
         if self.table.shrink_when_idle() {
             for js in self.jobs.values_mut() {
@@ -464,13 +453,8 @@ impl Daemon {
             }
             self.release_owed = true;
         }
-        if self.shown.owed() {
-            return;
-        }
-        let busy_long = self.released.elapsed() >= RELEASE_BUSY;
-        if (self.release_owed && self.table.is_idle()) || busy_long {
+        if self.release_owed && self.table.is_idle() && !self.shown.owed() {
             self.release_owed = false;
-            self.released = Instant::now();
             crate::service::sys::memory::release_free();
         }
     }

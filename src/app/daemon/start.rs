@@ -291,7 +291,6 @@ impl Daemon {
             phase: Phase::Running,
             shown: Shown::new(info),
             release_owed: true,
-            released: std::time::Instant::now(),
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
