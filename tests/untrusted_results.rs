@@ -488,6 +488,37 @@ fn f2_a_slow_result_under_the_size_cap_runs_into_the_time_cap() {
 }
 
 #[test]
+fn f2_more_slow_results_than_the_finishers_usual_workers_still_hold_up_only_their_jobs() {
+    // The finisher keeps a few workers for every job's records and starts one more only when
+    // all of them are in reads (issue 25's soak: a worker per record in flight cost a MiB).
+    // Five results read at once, more than those few: the other job still reports.
+    let slow: String = (0..5)
+        .map(|i| SLOW.replace("name = \"slow\"", &format!("name = \"slow{i}\"")))
+        .collect();
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nresult_max_size = \"1000GB\"\nresult_parse_timeout = \"10m\"",
+        &format!("{TICK}\n{slow}"),
+    );
+    start_daemon_with_tick(&inst);
+    let _once: Vec<Bg> = (0..5)
+        .map(|i| run_once_bg(&inst, &format!("slow{i}")))
+        .collect();
+    assert!(
+        wait_for(Duration::from_secs(60), || inst
+            .log()
+            .matches("reading the result of run")
+            .count()
+            >= 5),
+        "{}",
+        inst.log()
+    );
+    tick_keeps_reporting(&inst, "while five results are read");
+    for i in 0..6 {
+        assert_eq!(finished(&inst, &format!("slow{i}")), 0, "{}", inst.log());
+    }
+}
+
+#[test]
 fn f2_stop_now_and_sigterm_end_the_daemon_within_the_grace_whatever_a_parse_does() {
     let inst = Instance::new(
         "heartbeat_timeout = \"1m\"\nresult_max_size = \"1000GB\"\nresult_parse_timeout = \"10m\"",

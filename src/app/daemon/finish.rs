@@ -6,8 +6,14 @@
 //! Each job's work is queued apart and taken by one worker at a time, so a job's records land
 //! in the order its runs finished, while one job's slow result (a huge or hostile file, read
 //! up to the daemon's `result_parse_timeout`) holds up only that job: the others' results
-//! would otherwise go stale in Checkmk for no fault of theirs. Workers start as work comes,
-//! up to [`MAX_WORKERS`], and end after [`IDLE`] without work.
+//! would otherwise go stale in Checkmk for no fault of theirs. That takes a worker per job
+//! only while results are being read: [`BASE`] workers serve the queues (writing and fsyncing
+//! records is the same disk's work for every job), and a worker that starts reading a result
+//! while work waits and no other worker is outside a read starts one more, up to
+//! [`MAX_WORKERS`]. Past its read, a worker beyond [`BASE`] outside reads ends; the last ones
+//! end after [`IDLE`] without work. (A worker for every record in flight kept 30 threads
+//! alive in the soak of issue 25 — 50 jobs, records fsynced on a loaded disk — each with its
+//! stack, signal stack and allocator cache: over a MiB of private memory that crept on.)
 //!
 //! What a run leaves in its folder is untrusted (a `user` job's folder is that user's):
 //! results are read through [`Folder`], which opens nothing outside the runner's folder and
@@ -81,6 +87,9 @@ impl Work {
 /// one of them, each bounded by `result_parse_timeout`; memory stays bounded (each read
 /// holds a few MiB at most).
 const MAX_WORKERS: usize = 32;
+/// Workers outside reads of results, at most: enough that records wait for no one job's
+/// fsync, few enough that a busy daemon keeps a handful of threads, not one per job.
+const BASE: usize = 4;
 /// An idle worker waits this long for more work before it ends: a burst of runs (journals at
 /// their start, records at their end) reuses threads instead of starting one per record.
 const IDLE: Duration = Duration::from_secs(10);
@@ -96,6 +105,15 @@ struct Queues {
     scheduled: HashSet<String>,
     workers: usize,
     idle: usize,
+    /// Workers reading a run's result (`complete`): the ones that may be held up by a file.
+    reading: usize,
+}
+
+impl Queues {
+    /// Workers that will come to waiting work without a read in the way.
+    fn free(&self) -> usize {
+        self.workers - self.reading
+    }
 }
 
 struct Shared {
@@ -145,13 +163,7 @@ impl Finisher {
 
     /// Starts one more worker (the caller holds the queues' lock and checked the bound).
     fn start_worker(&self, q: &mut Queues) -> io::Result<()> {
-        q.workers += 1;
-        let shared = Arc::clone(&self.shared);
-        std::thread::Builder::new()
-            .name("finisher".into())
-            .spawn(move || worker(&shared))
-            .map(drop)
-            .inspect_err(|_| q.workers -= 1)
+        start_worker(&self.shared, q)
     }
 
     /// Queues work behind the job's earlier work; gives it back if no worker exists or can
@@ -169,7 +181,8 @@ impl Finisher {
             self.shared.wake.notify_one();
             return Ok(());
         }
-        if q.workers >= MAX_WORKERS {
+        if q.workers >= MAX_WORKERS || q.free() >= BASE {
+            // A worker outside a read comes to it once done with what it holds.
             return Ok(());
         }
         // Spawned under the lock: a failed spawn takes its work back before a worker sees it.
@@ -200,13 +213,25 @@ impl Finisher {
     }
 }
 
+/// Starts one more worker of `shared` (the caller holds the queues' lock, `q`, and checked the
+/// bound).
+fn start_worker(shared: &Arc<Shared>, q: &mut Queues) -> io::Result<()> {
+    q.workers += 1;
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name("finisher".into())
+        .spawn(move || worker(&shared))
+        .map(drop)
+        .inspect_err(|_| q.workers -= 1)
+}
+
 /// [`do_work`], and should it panic (a bug met by a hostile file), the record as it came,
 /// written with a note: the worker, its job's queue and the loop's count of records in
 /// flight go on, so the daemon can still stop.
-fn guarded(shared: &Shared, work: Work) -> (Box<RunRecord>, Option<String>) {
+fn guarded(shared: &Arc<Shared>, work: Work) -> (Box<RunRecord>, Option<String>) {
     let mut fallback = work.record().clone();
     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        do_work(&shared.state, work, Some(&shared.stopping))
+        do_work_in(&shared.state, work, Some(&shared.stopping), Some(shared))
     }));
     done.unwrap_or_else(|_| {
         error!(job = %fallback.job, "reading the result of run {} failed (a bug); recorded without it", fallback.run_id);
@@ -224,7 +249,7 @@ fn guarded(shared: &Shared, work: Work) -> (Box<RunRecord>, Option<String>) {
 
 /// A worker: takes a ready job's next work, does it, and puts the job back while it has
 /// more; ends after [`IDLE`] without work.
-fn worker(shared: &Shared) {
+fn worker(shared: &Arc<Shared>) {
     crate::service::run::background_thread();
     let mut q = shared.queues();
     loop {
@@ -242,6 +267,15 @@ fn worker(shared: &Shared) {
             }
             q = shared.queues();
             release(&mut q, job);
+            if q.free() > BASE {
+                // Started while others read results, which are done: fewer threads suffice.
+                // The others outside reads come to what waits (an idle one is woken).
+                q.workers -= 1;
+                if !q.ready.is_empty() {
+                    shared.wake.notify_one();
+                }
+                return;
+            }
             continue;
         }
         // Idle: old run folders a look could not finish are removed further, one job's at a
@@ -252,6 +286,10 @@ fn worker(shared: &Shared) {
             super::workdir::go_on(&shared.state, &job);
             q = shared.queues();
             release(&mut q, job);
+            if !q.ready.is_empty() {
+                // Came while this worker was removing: `send` may have left it to this one.
+                continue;
+            }
         }
         let removing = super::workdir::removal_pending();
         q.idle += 1;
@@ -370,6 +408,38 @@ pub(super) fn do_work(
     work: Work,
     stopping: Option<&Stopping>,
 ) -> (Box<RunRecord>, Option<String>) {
+    do_work_in(state, work, stopping, None)
+}
+
+/// A worker of `pool` starts reading a result, which a hostile file can make take up to
+/// `result_parse_timeout`: if work waits and every other worker is in a read too, one more
+/// starts, so the other jobs' records are not held up by this one.
+fn begin_read(pool: &Arc<Shared>) -> ReadGuard<'_> {
+    let mut q = pool.queues();
+    q.reading += 1;
+    if q.free() == 0 && q.idle == 0 && !q.ready.is_empty() && q.workers < MAX_WORKERS {
+        if let Err(e) = start_worker(pool, &mut q) {
+            warn!("cannot start a finisher thread: {e}; other jobs' records wait for this read");
+        }
+    }
+    ReadGuard(pool)
+}
+
+/// A worker's read of a result under way; ends it when dropped, a panic's unwinding included.
+struct ReadGuard<'a>(&'a Shared);
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.queues().reading -= 1;
+    }
+}
+
+fn do_work_in(
+    state: &StateDir,
+    work: Work,
+    stopping: Option<&Stopping>,
+    pool: Option<&Arc<Shared>>,
+) -> (Box<RunRecord>, Option<String>) {
     match work {
         Work::Finish {
             mut rec,
@@ -377,7 +447,9 @@ pub(super) fn do_work(
             protect,
             read,
         } => {
+            let reading = pool.map(begin_read);
             complete(&mut rec, read, stopping);
+            drop(reading);
             info!(
                 job = %rec.job, run_id = %rec.run_id,
                 outcome = rec.outcome.map_or("?", |o| o.as_str()),

@@ -13,7 +13,7 @@
 ///
 /// And keeps the threads' allocations in two heaps (arenas): glibc gives each new thread an
 /// arena of its own up to eight per core, and each keeps what its thread freed. The finisher's
-/// workers come and go (up to 32 under load, `app::daemon::finish`), so a busy daemon's private
+/// workers come and go (a few, more while results are read: `app::daemon::finish`), so a busy daemon's private
 /// memory grew with every arena one of them touched, for good (the soak of issue 25).
 pub(crate) fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
