@@ -235,7 +235,8 @@ fn write_latest(st: &crate::service::state::StateDir, rec: &RunRecord) -> std::i
             // a newer one only.
             state::write_json(&st.latest_file(&rec.job), &latest, state::Durability::Sync)
         }
-        _ => record::update_latest(st, rec),
+        // The record was just saved, final: the latest result is that file.
+        _ => record::link_latest(st, rec),
     }
 }
 
