@@ -254,7 +254,10 @@ fn worker(shared: &Arc<Shared>) {
     let mut q = shared.queues();
     loop {
         if let Some(job) = q.ready.pop_front() {
-            let work = q.pending.get_mut(&job).and_then(VecDeque::pop_front);
+            let work = q.pending.get_mut(&job).and_then(|p| {
+                let work = p.pop_front();
+                superseded(work, p.front())
+            });
             drop(q);
             match work {
                 Some(Work::Journal(rec)) => journal(&rec),
@@ -305,6 +308,22 @@ fn worker(shared: &Arc<Shared>) {
             q.workers -= 1;
             return;
         }
+    }
+}
+
+/// `work`, unless it is the journal of a run whose final record comes `next`: that record
+/// replaces it on disk anyway (a short run ends before its journal's turn), and writing it
+/// first would cost a file, a rename and a deleted inode for nothing. A crash before the
+/// final record is written loses nothing by it: the run is found by its tag, as when the
+/// daemon dies before any journal with its PID (see [`Work::Journal`]).
+fn superseded(work: Option<Work>, next: Option<&Work>) -> Option<Work> {
+    match (work, next) {
+        (Some(Work::Journal(rec)), Some(next @ (Work::Finish { .. } | Work::Save(_))))
+            if next.record().run_id == rec.run_id =>
+        {
+            None
+        }
+        (work, _) => work,
     }
 }
 
@@ -523,5 +542,35 @@ mod tests {
             drop(q);
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A run's journal whose final record is already queued behind it is not written (the
+    /// record replaces it); any other journal is, and the final record always is.
+    #[test]
+    fn a_journal_is_skipped_only_when_its_own_final_record_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        let a = record(&st, "a");
+        let b = record(&st, "a");
+        let journal = |r: &RunRecord| Some(Work::Journal(Box::new(r.clone())));
+        let save = |r: &RunRecord| Work::Save(Box::new(r.clone()));
+        assert!(superseded(journal(&a), Some(&save(&a))).is_none());
+        assert!(matches!(
+            superseded(journal(&a), Some(&save(&b))),
+            Some(Work::Journal(_))
+        ));
+        assert!(matches!(
+            superseded(journal(&a), None),
+            Some(Work::Journal(_))
+        ));
+        assert!(matches!(
+            superseded(journal(&a), journal(&a).as_ref()),
+            Some(Work::Journal(_))
+        ));
+        assert!(matches!(
+            superseded(Some(save(&a)), Some(&save(&a))),
+            Some(Work::Save(_))
+        ));
     }
 }

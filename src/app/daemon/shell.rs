@@ -371,6 +371,8 @@ impl Daemon {
                         js.prepared = Some(Box::new(rec));
                     }
                     self.state_ok(&format!("prepare:{name}"));
+                    // Its cgroup too, while the due time is still ahead.
+                    self.spawner.reserve(1);
                 }
                 Err(msg) => {
                     if let Some(js) = self.jobs.get_mut(&name) {

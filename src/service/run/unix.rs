@@ -280,6 +280,12 @@ impl Spawner {
         self.s.reaper.on_inherited_exit(Box::new(f));
     }
 
+    /// Makes the cgroups of `n` runs about to be started ahead of their start (see
+    /// `cgroup`): the caller prepares runs ahead of their due time, and so can their cgroups.
+    pub(crate) fn reserve(&self, n: usize) {
+        self.s.cgroups.reserve(n);
+    }
+
     /// Runs get a cgroup each from now on, where one can be had (see `cgroup`). Returns
     /// where, or why not.
     pub(crate) fn enable_cgroups(&self) -> Result<PathBuf, super::NoCgroup> {

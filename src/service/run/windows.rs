@@ -325,6 +325,9 @@ impl Spawner {
     /// run): `f` is never called.
     pub(crate) fn on_inherited_exit(&self, _f: impl Fn() + Send + 'static) {}
 
+    /// Nothing to make ahead of a run on Windows: its job object is made with it.
+    pub(crate) fn reserve(&self, _n: usize) {}
+
     /// Runs live in job objects on Windows; there are no cgroups to enable.
     pub(crate) fn enable_cgroups(&self) -> Result<std::path::PathBuf, super::NoCgroup> {
         Err(super::NoCgroup::JobObjects)

@@ -418,6 +418,25 @@ pub(crate) fn open_append(path: &Path) -> io::Result<File> {
     file::open_append(path)
 }
 
+/// Gives the file `from` the name `to` as well (a hard link), replacing `to` atomically: a
+/// reader sees the old file or the new one. The link is made under a unique temp name in
+/// `to`'s folder and renamed over it, like [`write_atomic`]'s temp file.
+pub(crate) fn link_replacing(from: &Path, to: &Path) -> io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::hard_link(from, &tmp)?;
+    let renamed = rename_replacing(&tmp, to);
+    // A rename between two names of one file does nothing and leaves both: `to` already was
+    // this file. The temp name goes either way (after a rename it is gone already).
+    let _ = fs::remove_file(&tmp);
+    renamed.map_err(|e| io::Error::new(e.kind(), format!("cannot link {}: {e}", to.display())))
+}
+
 fn rename_replacing(from: &Path, to: &Path) -> io::Result<()> {
     let mut tries = 0;
     loop {

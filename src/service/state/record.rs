@@ -214,15 +214,46 @@ pub(crate) fn remove_discarded(
 /// The daemon and `run-once` may both finish runs of one job; a per-job lock file orders them
 /// so an older result never overwrites a newer one.
 pub(crate) fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
+    let path = state.latest_file(&rec.job);
+    if holds_newer(state, rec, &path)? {
+        return Ok(());
+    }
+    write_json(&path, rec, Durability::Sync)
+}
+
+/// [`update_latest`] for a record [`RunRecord::save`] has just written, final (so synced):
+/// on Unix `latest.json` becomes a second name of that record's file instead of a copy of
+/// it. At hundreds of runs a second each copy was a file created, synced and a file deleted
+/// per run (an fsync, and on ext4 an inode allocation that scans past every inode deleted in
+/// the last minute); a name costs neither, and the record's file is never changed in place
+/// (every write replaces it), so the latest result stays what it was when linked. Where no
+/// link can be made, the copy is written as before. Windows keeps the copy: a file with two
+/// names there cannot lose one while a reader holds it open, which would block pruning.
+pub(crate) fn link_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
+    if !cfg!(unix) {
+        return update_latest(state, rec);
+    }
+    let path = state.latest_file(&rec.job);
+    if holds_newer(state, rec, &path)? {
+        return Ok(());
+    }
+    if super::link_replacing(&rec.record_path(), &path).is_ok() {
+        return Ok(());
+    }
+    write_json(&path, rec, Durability::Sync)
+}
+
+/// Whether the job's latest result at `path` is newer than `rec` (then it is kept). A corrupt
+/// one is moved aside first.
+fn holds_newer(state: &StateDir, rec: &RunRecord, path: &Path) -> io::Result<bool> {
     // Only the instance's lock holder writes here (a daemon, or run-once as a one-shot
     // daemon), so no lock of its own is needed.
     super::create_state_subdirs(&state.root, &["jobs", &rec.job])?;
-    let path = state.latest_file(&rec.job);
-    match read_json::<RunRecord>(&path) {
+    match read_json::<RunRecord>(path) {
         Ok(Some(old)) => {
             let key = |r: &RunRecord| (r.finished, r.due);
             if key(&old) > key(rec) {
-                return Ok(());
+                return Ok(true);
             }
         }
         Ok(None) => {}
@@ -234,14 +265,14 @@ pub(crate) fn update_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()>
         {
             // Keep the damaged (or planted: a FIFO, a link) file for inspection rather than
             // overwrite it unseen.
-            let aside = super::quarantine(&path)
+            let aside = super::quarantine(path)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "(could not move it)".into());
             tracing::warn!(job = %rec.job, "corrupt latest result {}: {e}; moved to {aside}", path.display());
         }
         Err(e) => return Err(e),
     }
-    write_json(&path, rec, Durability::Sync)
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -304,5 +335,62 @@ mod tests {
             0,
             "wrote through the link"
         );
+    }
+
+    /// `latest.json` as a second name of the final record (see [`link_latest`]): it reads as
+    /// the record, a newer latest result is kept, and it outlives both a rewrite of the
+    /// record and the removal of the run's folder (pruning), as the copy did.
+    #[test]
+    fn the_latest_result_is_the_final_record_and_outlives_its_folder() {
+        use crate::model::record::{Outcome, Trigger};
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap();
+        let finished = |due: DateTime<Utc>| {
+            let (id, run_dir) = allocate_run_dir(&st, "j", due).unwrap();
+            let mut rec = RunRecord::journal("j", id, run_dir, due, Trigger::Schedule, 60.0);
+            rec.started = Some(due);
+            rec.finished = Some(due + chrono::Duration::seconds(1));
+            rec.outcome = Some(Outcome::Success);
+            rec.save().unwrap();
+            rec
+        };
+        let latest = || {
+            read_json::<RunRecord>(&st.latest_file("j"))
+                .unwrap()
+                .unwrap()
+        };
+        let second = finished(t0 + chrono::Duration::seconds(10));
+        link_latest(&st, &second).unwrap();
+        assert_eq!(latest().run_id, second.run_id);
+        // An older run finishing later does not replace it.
+        let first = finished(t0);
+        link_latest(&st, &first).unwrap();
+        assert_eq!(latest().run_id, second.run_id);
+        // Linking the same record again changes nothing and leaves no temp name behind.
+        link_latest(&st, &second).unwrap();
+        let names: Vec<String> = fs::read_dir(st.job_dir("j"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        // A rewrite of the record (a new file under its name) leaves the latest result as it
+        // was written.
+        let mut changed = second.clone();
+        changed.note = Some("rewritten".into());
+        changed.save().unwrap();
+        assert_eq!(latest().note, None);
+        // Pruning moves the folder away and removes it: the latest result stays.
+        discard(&st, "j", &second.run_dir).unwrap();
+        let (gone, errors) = remove_discarded(
+            &st,
+            "j",
+            &mut Budget::new(Duration::from_secs(10), 1_000_000),
+        );
+        assert!(matches!(gone, Removal::Gone) && errors.is_empty());
+        assert!(!second.run_dir.exists());
+        assert_eq!(latest().run_id, second.run_id);
+        assert_eq!(latest().outcome, Some(Outcome::Success));
     }
 }
