@@ -83,7 +83,8 @@ pub(crate) fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, 
             Some((name, e.path()))
         })
         .collect();
-    runs.sort_by_key(|(id, _)| run_id_key(id));
+    // Run ids are unique: no order among equals to keep.
+    runs.sort_unstable_by(|(a, _), (b, _)| run_id_key(a).cmp(&run_id_key(b)));
     Ok(runs)
 }
 

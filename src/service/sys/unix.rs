@@ -161,16 +161,29 @@ pub(crate) fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // One buffer for all the environments read: a scan reads every process's.
+    let mut buf = Vec::new();
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me && has_env(pid, &needle))
+        .filter(|&pid| pid != me && env_holds(pid, &needle, &mut buf))
         .collect()
 }
 
 /// Whether process `pid` has `needle` (`KEY=value`) in its environment.
 pub(crate) fn has_env(pid: u32, needle: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle))
+    env_holds(pid, needle, &mut Vec::new())
+}
+
+/// [`has_env`], reading into `buf`.
+fn env_holds(pid: u32, needle: &[u8], buf: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    buf.clear();
+    // A short path: std builds its C string on the stack.
+    let path = format!("/proc/{pid}/environ");
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(buf))
+        .is_ok()
+        && buf.split(|b| *b == 0).any(|v| v == needle)
 }
 
 /// The process group of `pid` (`/proc/PID/stat` field 5; also for a zombie).
