@@ -754,8 +754,8 @@ fn print_job(j: &crate::model::config::Job, now: chrono::DateTime<Utc>) {
         let lvl = |d: Option<Duration>| d.map_or("-".into(), crate::model::duration::format);
         println!(
             "  services: per-test (runtime levels {} / {})",
-            lvl(j.test_runtime_warn),
-            lvl(j.test_runtime_crit)
+            lvl(j.test_runtime_warn()),
+            lvl(j.test_runtime_crit())
         );
     }
     let next: Vec<String> = j

@@ -7,7 +7,8 @@ use super::base::{
 };
 use crate::logic::schedule;
 use crate::model::config::{
-    CatchUp, ConfigError, Job, Overlap, PluginSpec, Retry, Services, VARIABLES_FILE,
+    CatchUp, CheckmkSettings, ConfigError, Job, Overlap, PluginSpec, Retry, Services,
+    VARIABLES_FILE,
 };
 use crate::model::duration::Dur;
 use crate::model::env::{EnvSpec, SourceKind};
@@ -292,11 +293,14 @@ pub(super) fn resolve(
         result,
         attempts: raw.attempts.map_or(1, |a| a.into_inner()),
         services: raw.services.unwrap_or(Services::Job),
-        test_runtime_warn: raw.test_runtime_warn.map(|d| d.0),
-        test_runtime_crit: raw.test_runtime_crit.map(|d| d.0),
-        host,
-        runtime_warn,
-        runtime_crit,
+        checkmk: CheckmkSettings {
+            host,
+            runtime_warn,
+            runtime_crit,
+            test_runtime_warn: raw.test_runtime_warn.map(|d| d.0),
+            test_runtime_crit: raw.test_runtime_crit.map(|d| d.0),
+        }
+        .boxed(),
         pyenv: pyenv.map(Box::new),
         // Looked up by the preparation step (see `Need::User`).
         user: None,
