@@ -733,7 +733,7 @@ fn print_job(j: &crate::model::config::Job, now: chrono::DateTime<Utc>) {
             u.home.display()
         );
     }
-    if let Some(w) = &j.working_dir {
+    if let Some(w) = j.working_dir() {
         println!("  working_dir: {}", w.display());
     }
     if let Some(r) = &j.result {

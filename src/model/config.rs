@@ -164,6 +164,25 @@ pub(crate) struct PluginSpec {
     pub(crate) timeout_state: u8,
 }
 
+/// What a job sets for its runner beyond the command (see [`Job::setup`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RunSetup {
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) working_dir: Option<PathBuf>,
+    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
+    pub(crate) argument_file: Option<String>,
+}
+
+impl RunSetup {
+    /// Boxed when anything is set, else nothing: most jobs set none of it.
+    pub(crate) fn boxed(self) -> Option<Box<RunSetup>> {
+        (self != RunSetup::default()).then(|| Box::new(self))
+    }
+}
+
+/// The environment of a job that sets none.
+static NO_ENV: BTreeMap<String, String> = BTreeMap::new();
+
 /// What a job sets for Checkmk beyond its check: the host its piggyback data goes to and the
 /// runtime levels (see [`Job::checkmk`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -200,12 +219,9 @@ pub struct Job {
     pub(crate) timeout: Duration,
     pub(crate) overlap: Overlap,
     pub(crate) catch_up: CatchUp,
-    pub(crate) env: BTreeMap<String, String>,
-    /// Boxed: few jobs set it, every job is held for the daemon's life, and a Windows
-    /// `PathBuf` is a word larger than a Linux one.
-    pub(crate) working_dir: Option<Box<Path>>,
-    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
-    pub(crate) argument_file: Option<String>,
+    /// The environment, working directory and argument file, if the job sets any. Boxed:
+    /// few jobs do, and every job is held for the daemon's life (64 bytes inline, 8 boxed).
+    pub(crate) setup: Option<Box<RunSetup>>,
     /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for
     /// robot jobs, what `result` says for command jobs.
     pub(crate) result: Option<String>,
@@ -230,6 +246,21 @@ pub struct Job {
 }
 
 impl Job {
+    /// The variables its runs get beyond the daemon's (`env`).
+    pub(crate) fn env(&self) -> &BTreeMap<String, String> {
+        self.setup.as_ref().map_or(&NO_ENV, |s| &s.env)
+    }
+
+    /// The runner's working directory, if not the run folder (`working_dir`).
+    pub(crate) fn working_dir(&self) -> Option<&Path> {
+        self.setup.as_ref().and_then(|s| s.working_dir.as_deref())
+    }
+
+    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
+    pub(crate) fn argument_file(&self) -> Option<&str> {
+        self.setup.as_ref().and_then(|s| s.argument_file.as_deref())
+    }
+
     /// The Checkmk host whose piggyback data carries this job's check (`host = "…"`).
     pub(crate) fn host(&self) -> Option<&str> {
         self.checkmk.as_ref().and_then(|c| c.host.as_deref())
@@ -259,9 +290,7 @@ impl Job {
             && self.timeout == other.timeout
             && self.overlap == other.overlap
             && self.catch_up == other.catch_up
-            && self.env == other.env
-            && self.working_dir == other.working_dir
-            && self.argument_file == other.argument_file
+            && self.setup == other.setup
             && self.result == other.result
             && self.services == other.services
             && self.test_runtime_warn() == other.test_runtime_warn()

@@ -438,10 +438,7 @@ cron = "0 3 * * *"
         assert!(cmd
             .windows(2)
             .any(|w| w == ["--argumentfile", "{run_dir}/robotmk-variables.args"]));
-        assert_eq!(
-            c.jobs[0].argument_file.as_deref(),
-            Some("--variable HOST:x\n")
-        );
+        assert_eq!(c.jobs[0].argument_file(), Some("--variable HOST:x\n"));
         let bad = text.replace("\"x\"", "\"a\\nb\"");
         assert!(p(&bad).unwrap_err().message.contains("line breaks"));
         let suite = absolute(Path::new("/etc/suites/a.robot"));

@@ -7,7 +7,7 @@ use super::base::{
 };
 use crate::logic::schedule;
 use crate::model::config::{
-    CatchUp, CheckmkSettings, ConfigError, Job, Overlap, PluginSpec, Retry, Services,
+    CatchUp, CheckmkSettings, ConfigError, Job, Overlap, PluginSpec, Retry, RunSetup, Services,
     VARIABLES_FILE,
 };
 use crate::model::duration::Dur;
@@ -285,11 +285,12 @@ pub(super) fn resolve(
         timeout,
         overlap: raw.overlap.unwrap_or(Overlap::Skip),
         catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
-        env: raw.env,
-        working_dir: raw
-            .working_dir
-            .map(|w| lexical(&base.join(w)).into_boxed_path()),
-        argument_file,
+        setup: RunSetup {
+            env: raw.env,
+            working_dir: raw.working_dir.map(|w| lexical(&base.join(w))),
+            argument_file,
+        }
+        .boxed(),
         result,
         attempts: raw.attempts.map_or(1, |a| a.into_inner()),
         services: raw.services.unwrap_or(Services::Job),
