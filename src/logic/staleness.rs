@@ -111,7 +111,7 @@ mod tests {
     fn cron(text: &str) -> Schedule {
         Schedule::Cron {
             text: text.into(),
-            cron: Box::new(parse_cron(text).unwrap()),
+            cron: std::sync::Arc::new(parse_cron(text).unwrap()),
         }
     }
 

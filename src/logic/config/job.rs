@@ -432,8 +432,8 @@ fn schedule_of(at: &At, raw: &RawJob) -> Result<Schedule, ConfigError> {
             let cron =
                 schedule::parse_cron(c.get_ref()).map_err(|m| at.err(c.span().start, "cron", m))?;
             Ok(Schedule::Cron {
-                text: c.get_ref().trim().to_string(),
-                cron: Box::new(cron),
+                text: c.get_ref().trim().into(),
+                cron: std::sync::Arc::new(cron),
             })
         }
     }
