@@ -769,7 +769,7 @@ fn print_job(j: &crate::model::config::Job, now: chrono::DateTime<Utc>) {
             u.home.display()
         );
     }
-    if let Some(w) = &j.working_dir {
+    if let Some(w) = j.working_dir() {
         println!("  working_dir: {}", w.display());
     }
     if let Some(r) = &j.result {
@@ -790,8 +790,8 @@ fn print_job(j: &crate::model::config::Job, now: chrono::DateTime<Utc>) {
         let lvl = |d: Option<Duration>| d.map_or("-".into(), crate::model::duration::format);
         println!(
             "  services: per-test (runtime levels {} / {})",
-            lvl(j.test_runtime_warn),
-            lvl(j.test_runtime_crit)
+            lvl(j.test_runtime_warn()),
+            lvl(j.test_runtime_crit())
         );
     }
     let next: Vec<String> = j

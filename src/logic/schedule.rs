@@ -279,7 +279,7 @@ mod tests {
         let cron = parse_cron("*/15 * * * *").unwrap();
         let s = Schedule::Cron {
             text: "*/15 * * * *".into(),
-            cron: Box::new(cron),
+            cron: std::sync::Arc::new(cron),
         };
         let n = s.next_after(at("2026-11-27T10:02:00Z")).unwrap();
         assert_eq!(n.timestamp() % 900, 0, "{n}");
@@ -401,8 +401,8 @@ mod agrees_with_croner {
                 continue;
             };
             let sched = Schedule::Cron {
-                text: text.clone(),
-                cron: Box::new(set),
+                text: text.as_str().into(),
+                cron: std::sync::Arc::new(set),
             };
             let cron = croner_of(&text);
             checked += 1;

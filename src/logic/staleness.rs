@@ -89,9 +89,9 @@ pub(crate) fn checkmk_view(
 ) -> CheckmkView {
     let d = last_due.and_then(|due| for_job(job, daemon, due));
     CheckmkView {
-        host: job.host.clone(),
-        runtime_warn_s: job.runtime_warn.map(|d| d.as_secs_f64()),
-        runtime_crit_s: job.runtime_crit.map(|d| d.as_secs_f64()),
+        host: job.host().map(str::to_owned),
+        runtime_warn_s: job.runtime_warn().map(|d| d.as_secs_f64()),
+        runtime_crit_s: job.runtime_crit().map(|d| d.as_secs_f64()),
         expected_by: d.map(|d| d.expected_by),
         crit_after: d.map(|d| d.crit_after),
         service: job.plugin.as_ref().and_then(|p| p.service.clone()),
@@ -111,7 +111,7 @@ mod tests {
     fn cron(text: &str) -> Schedule {
         Schedule::Cron {
             text: text.into(),
-            cron: Box::new(parse_cron(text).unwrap()),
+            cron: std::sync::Arc::new(parse_cron(text).unwrap()),
         }
     }
 

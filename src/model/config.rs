@@ -164,6 +164,46 @@ pub(crate) struct PluginSpec {
     pub(crate) timeout_state: u8,
 }
 
+/// What a job sets for its runner beyond the command (see [`Job::setup`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RunSetup {
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) working_dir: Option<PathBuf>,
+    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
+    pub(crate) argument_file: Option<String>,
+}
+
+impl RunSetup {
+    /// Boxed when anything is set, else nothing: most jobs set none of it.
+    pub(crate) fn boxed(self) -> Option<Box<RunSetup>> {
+        (self != RunSetup::default()).then(|| Box::new(self))
+    }
+}
+
+/// The environment of a job that sets none.
+static NO_ENV: BTreeMap<String, String> = BTreeMap::new();
+
+/// What a job sets for Checkmk beyond its check: the host its piggyback data goes to and the
+/// runtime levels (see [`Job::checkmk`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CheckmkSettings {
+    /// The Checkmk host whose piggyback data carries this job's check (`host = "…"`).
+    pub(crate) host: Option<String>,
+    /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
+    pub(crate) runtime_warn: Option<Duration>,
+    pub(crate) runtime_crit: Option<Duration>,
+    /// Levels on each test's runtime (`test_runtime_warn`, `test_runtime_crit`).
+    pub(crate) test_runtime_warn: Option<Duration>,
+    pub(crate) test_runtime_crit: Option<Duration>,
+}
+
+impl CheckmkSettings {
+    /// Boxed when anything is set, else nothing: most jobs set none of it.
+    pub(crate) fn boxed(self) -> Option<Box<CheckmkSettings>> {
+        (self != CheckmkSettings::default()).then(|| Box::new(self))
+    }
+}
+
 /// One job, ready to schedule and run.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -179,25 +219,18 @@ pub struct Job {
     pub(crate) timeout: Duration,
     pub(crate) overlap: Overlap,
     pub(crate) catch_up: CatchUp,
-    pub(crate) env: BTreeMap<String, String>,
-    /// Boxed: few jobs set it, every job is held for the daemon's life, and a Windows
-    /// `PathBuf` is a word larger than a Linux one.
-    pub(crate) working_dir: Option<Box<Path>>,
-    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
-    pub(crate) argument_file: Option<String>,
+    /// The environment, working directory and argument file, if the job sets any. Boxed:
+    /// few jobs do, and every job is held for the daemon's life (64 bytes inline, 8 boxed).
+    pub(crate) setup: Option<Box<RunSetup>>,
     /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for
     /// robot jobs, what `result` says for command jobs.
     pub(crate) result: Option<String>,
     /// Robot runs per run at most (1 = no retries); see `robot::attempts`.
     pub(crate) attempts: u32,
     pub(crate) services: Services,
-    pub(crate) test_runtime_warn: Option<Duration>,
-    pub(crate) test_runtime_crit: Option<Duration>,
-    /// The Checkmk host whose piggyback data carries this job's check (`host = "…"`).
-    pub(crate) host: Option<String>,
-    /// Levels on the runtime metric and the check's state (`runtime_warn`, `runtime_crit`).
-    pub(crate) runtime_warn: Option<Duration>,
-    pub(crate) runtime_crit: Option<Duration>,
+    /// The piggyback host and the runtime levels, if the job sets any. Boxed: few jobs do,
+    /// and every job is held for the daemon's life (88 bytes inline, 8 boxed).
+    pub(crate) checkmk: Option<Box<CheckmkSettings>>,
     /// The Python environment its runs use (`requirements` or `pyproject`). Boxed, like
     /// `user`: few jobs set it, and every job is held for the daemon's life.
     pub(crate) pyenv: Option<Box<EnvSpec>>,
@@ -213,6 +246,42 @@ pub struct Job {
 }
 
 impl Job {
+    /// The variables its runs get beyond the daemon's (`env`).
+    pub(crate) fn env(&self) -> &BTreeMap<String, String> {
+        self.setup.as_ref().map_or(&NO_ENV, |s| &s.env)
+    }
+
+    /// The runner's working directory, if not the run folder (`working_dir`).
+    pub(crate) fn working_dir(&self) -> Option<&Path> {
+        self.setup.as_ref().and_then(|s| s.working_dir.as_deref())
+    }
+
+    /// Content of [`VARIABLES_FILE`], for robot jobs with `variables` (kept off argv).
+    pub(crate) fn argument_file(&self) -> Option<&str> {
+        self.setup.as_ref().and_then(|s| s.argument_file.as_deref())
+    }
+
+    /// The Checkmk host whose piggyback data carries this job's check (`host = "…"`).
+    pub(crate) fn host(&self) -> Option<&str> {
+        self.checkmk.as_ref().and_then(|c| c.host.as_deref())
+    }
+
+    pub(crate) fn runtime_warn(&self) -> Option<Duration> {
+        self.checkmk.as_ref().and_then(|c| c.runtime_warn)
+    }
+
+    pub(crate) fn runtime_crit(&self) -> Option<Duration> {
+        self.checkmk.as_ref().and_then(|c| c.runtime_crit)
+    }
+
+    pub(crate) fn test_runtime_warn(&self) -> Option<Duration> {
+        self.checkmk.as_ref().and_then(|c| c.test_runtime_warn)
+    }
+
+    pub(crate) fn test_runtime_crit(&self) -> Option<Duration> {
+        self.checkmk.as_ref().and_then(|c| c.test_runtime_crit)
+    }
+
     /// True when the two definitions run the same thing on the same schedule.
     pub(crate) fn same_as(&self, other: &Job) -> bool {
         self.name == other.name
@@ -221,13 +290,11 @@ impl Job {
             && self.timeout == other.timeout
             && self.overlap == other.overlap
             && self.catch_up == other.catch_up
-            && self.env == other.env
-            && self.working_dir == other.working_dir
-            && self.argument_file == other.argument_file
+            && self.setup == other.setup
             && self.result == other.result
             && self.services == other.services
-            && self.test_runtime_warn == other.test_runtime_warn
-            && self.test_runtime_crit == other.test_runtime_crit
+            && self.test_runtime_warn() == other.test_runtime_warn()
+            && self.test_runtime_crit() == other.test_runtime_crit()
             && self.pyenv == other.pyenv
             && self.user == other.user
             && self.user_deferred == other.user_deferred

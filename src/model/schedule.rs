@@ -3,6 +3,7 @@
 
 use crate::model::cron_set::CronSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A job's schedule.
@@ -14,10 +15,11 @@ pub(crate) enum Schedule {
         offset: Duration,
     },
     /// Due whenever the crontab expression matches, in local time. The expression as the
-    /// admin wrote it (shown) and the values it matches (evaluated; boxed so that a `Job`
-    /// with an `every` schedule pays nothing for it): croner's parsed form is not kept
-    /// (5.5 KiB a job, see [`crate::model::cron_set`]).
-    Cron { text: String, cron: Box<CronSet> },
+    /// admin wrote it (shown) and the values it matches (evaluated; behind a pointer so that
+    /// a `Job` with an `every` schedule pays nothing for it): croner's parsed form is not kept
+    /// (5.5 KiB a job, see [`crate::model::cron_set`]). Both are shared by every job of the
+    /// config on the same expression (`logic::config::parse`).
+    Cron { text: Arc<str>, cron: Arc<CronSet> },
 }
 
 impl fmt::Debug for Schedule {

@@ -279,6 +279,31 @@ mod tests {
         parse(Path::new("/etc/t.toml"), text)
     }
 
+    /// 10,000 jobs on a handful of crontab expressions hold each expression once, not once
+    /// per job (issue 25: about 80 bytes a job for the daemon's life).
+    #[test]
+    fn jobs_on_one_cron_expression_share_it() {
+        use crate::model::schedule::Schedule;
+        let job = |name: &str, cron: &str| {
+            format!("[[job]]\nname = \"{name}\"\ncommand = [\"true\"]\ncron = \"{cron}\"\n")
+        };
+        let text = format!(
+            "[daemon]\nstate_dir = \"/s\"\n{}{}{}",
+            job("a", "*/5 * * * *"),
+            job("b", " */5 * * * *"),
+            job("c", "0 * * * *")
+        );
+        let c = p(&text).unwrap();
+        let cron = |i: usize| match &c.jobs[i].schedule {
+            Schedule::Cron { text, cron } => (text.clone(), cron.clone()),
+            Schedule::Every { .. } => panic!("job {i} has no cron schedule"),
+        };
+        let ((ta, ca), (tb, cb), (tc, cc)) = (cron(0), cron(1), cron(2));
+        assert!(std::sync::Arc::ptr_eq(&ta, &tb) && std::sync::Arc::ptr_eq(&ca, &cb));
+        assert!(!std::sync::Arc::ptr_eq(&ta, &tc) && !std::sync::Arc::ptr_eq(&ca, &cc));
+        assert_eq!((&*ta, &*tc), ("*/5 * * * *", "0 * * * *"));
+    }
+
     #[test]
     fn other_instances_are_paths_from_the_configs_folder() {
         let c =
@@ -438,10 +463,7 @@ cron = "0 3 * * *"
         assert!(cmd
             .windows(2)
             .any(|w| w == ["--argumentfile", "{run_dir}/robotmk-variables.args"]));
-        assert_eq!(
-            c.jobs[0].argument_file.as_deref(),
-            Some("--variable HOST:x\n")
-        );
+        assert_eq!(c.jobs[0].argument_file(), Some("--variable HOST:x\n"));
         let bad = text.replace("\"x\"", "\"a\\nb\"");
         assert!(p(&bad).unwrap_err().message.contains("line breaks"));
         let suite = absolute(Path::new("/etc/suites/a.robot"));

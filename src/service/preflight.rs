@@ -45,7 +45,7 @@ pub(crate) fn warnings_of(cfg: &Config) -> Vec<String> {
 
 fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if cfg.jobs.iter().any(|j| j.argument_file.is_some()) {
+    if cfg.jobs.iter().any(|j| j.argument_file().is_some()) {
         if let Some(mode) = others_may_read(&cfg.path) {
             out.push(format!(
                 "{} holds `variables` (often passwords) and is readable by other users (mode {mode:03o}); chmod 600 {}",
@@ -178,7 +178,7 @@ fn program(p: &str, job: &Job) -> Result<PathBuf, Unstartable> {
         return executable(path).map(|_| path.to_path_buf());
     }
     let var = job
-        .env
+        .env()
         .get("PATH")
         .map(std::ffi::OsString::from)
         .or_else(|| std::env::var_os("PATH"))

@@ -172,8 +172,8 @@ fn job_report(
             last_skipped: None,
             skipped_total: 0,
             services: j.services,
-            test_runtime_warn_s: j.test_runtime_warn.map(|d| d.as_secs_f64()),
-            test_runtime_crit_s: j.test_runtime_crit.map(|d| d.as_secs_f64()),
+            test_runtime_warn_s: j.test_runtime_warn().map(|d| d.as_secs_f64()),
+            test_runtime_crit_s: j.test_runtime_crit().map(|d| d.as_secs_f64()),
             checkmk: Default::default(),
         });
     // The config is the authority on schedules and levels, also for a status

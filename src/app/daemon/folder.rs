@@ -27,7 +27,7 @@ pub(super) fn new_record(
     rec.result = job.result.as_ref().map(|r| {
         let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
         // A relative result is where the runner writes it: in its working directory.
-        let wd = job.working_dir.as_deref().map_or_else(
+        let wd = job.working_dir().map_or_else(
             || runner_dir(job, &rec.run_dir),
             std::path::Path::to_path_buf,
         );
@@ -90,10 +90,10 @@ pub(super) fn prepare_folder(
         private_file_options().open(run_dir.join(STDOUT_FILE))?;
         private_file_options().open(run_dir.join(STDERR_FILE))?;
         if let Some(user) = &job.user {
-            super::workdir::prepare(&run_dir, &job.name, user, job.argument_file.as_deref())?;
+            super::workdir::prepare(&run_dir, &job.name, user, job.argument_file())?;
         } else {
             super::workdir::make_tmp(&run_dir)?;
-            if let Some(text) = &job.argument_file {
+            if let Some(text) = job.argument_file() {
                 use std::io::Write;
                 crate::service::sys::file::create_new(
                     &run_dir.join(crate::model::config::VARIABLES_FILE),
@@ -141,7 +141,7 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarte
     // Output files stay in the record's folder: root's, opened before a `user` is taken.
     let (stdout, stderr) = (rec.run_dir.join(STDOUT_FILE), rec.run_dir.join(STDERR_FILE));
     let run_dir_s = run_dir.display().to_string();
-    let mut env = job.env.clone();
+    let mut env = job.env().clone();
     // The run's tag (see `run`): the record's folder, whoever the runner is.
     env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
     // The run's own temp folder (by its short name), unless the job names its own (the
@@ -166,8 +166,7 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarte
         argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
         env,
         working_dir: job
-            .working_dir
-            .as_deref()
+            .working_dir()
             .map_or_else(|| run_dir.clone(), std::path::Path::to_path_buf),
         stdout,
         stderr,

@@ -237,7 +237,7 @@ impl Daemon {
                     "daemon woke late; due times in between are not run separately"
                 );
             }
-            js.prepare_failed = None;
+            js.set_prepare_failed(None);
             let prepared = js.prepared.take().map(|r| *r);
             // Prepared for the slot planned; a late wake-up runs a later slot instead.
             let (prepared, stale) = match prepared {
@@ -376,7 +376,7 @@ impl Daemon {
                 }
                 Err(msg) => {
                     if let Some(js) = self.jobs.get_mut(&name) {
-                        js.prepare_failed = Some(n.due);
+                        js.set_prepare_failed(Some(n.due));
                     }
                     self.state_failure(format!("prepare:{name}"), msg.to_string());
                 }
@@ -418,11 +418,11 @@ impl Daemon {
                     running,
                     queued: js.queued,
                     last: js.last.as_ref().map(|l| l.to_last()),
-                    last_skipped: js.last_skipped,
-                    skipped_total: js.skipped_total,
+                    last_skipped: js.last_skipped(),
+                    skipped_total: js.skipped_total(),
                     services: js.job.services,
-                    test_runtime_warn_s: js.job.test_runtime_warn.map(|d| d.as_secs_f64()),
-                    test_runtime_crit_s: js.job.test_runtime_crit.map(|d| d.as_secs_f64()),
+                    test_runtime_warn_s: js.job.test_runtime_warn().map(|d| d.as_secs_f64()),
+                    test_runtime_crit_s: js.job.test_runtime_crit().map(|d| d.as_secs_f64()),
                     checkmk: crate::logic::staleness::checkmk_view(
                         &js.job,
                         &self.cfg.daemon,

@@ -87,9 +87,9 @@ pub(crate) fn run_oneshot(
     let rec = daemon
         .jobs
         .values_mut()
-        .filter_map(|js| js.answered.take())
+        .filter_map(|js| js.take_answered())
         .find(|r| r.request.is_some() && r.request == request);
-    Ok(rec.map(|r| *r))
+    Ok(rec)
 }
 
 /// Everything from reading the config to a daemon that holds the instance lock.

@@ -7,7 +7,8 @@ use super::base::{
 };
 use crate::logic::schedule;
 use crate::model::config::{
-    CatchUp, ConfigError, Job, Overlap, PluginSpec, Retry, Services, VARIABLES_FILE,
+    CatchUp, CheckmkSettings, ConfigError, Job, Overlap, PluginSpec, Retry, RunSetup, Services,
+    VARIABLES_FILE,
 };
 use crate::model::duration::Dur;
 use crate::model::env::{EnvSpec, SourceKind};
@@ -284,19 +285,23 @@ pub(super) fn resolve(
         timeout,
         overlap: raw.overlap.unwrap_or(Overlap::Skip),
         catch_up: raw.catch_up.unwrap_or(CatchUp::Once),
-        env: raw.env,
-        working_dir: raw
-            .working_dir
-            .map(|w| lexical(&base.join(w)).into_boxed_path()),
-        argument_file,
+        setup: RunSetup {
+            env: raw.env,
+            working_dir: raw.working_dir.map(|w| lexical(&base.join(w))),
+            argument_file,
+        }
+        .boxed(),
         result,
         attempts: raw.attempts.map_or(1, |a| a.into_inner()),
         services: raw.services.unwrap_or(Services::Job),
-        test_runtime_warn: raw.test_runtime_warn.map(|d| d.0),
-        test_runtime_crit: raw.test_runtime_crit.map(|d| d.0),
-        host,
-        runtime_warn,
-        runtime_crit,
+        checkmk: CheckmkSettings {
+            host,
+            runtime_warn,
+            runtime_crit,
+            test_runtime_warn: raw.test_runtime_warn.map(|d| d.0),
+            test_runtime_crit: raw.test_runtime_crit.map(|d| d.0),
+        }
+        .boxed(),
         pyenv: pyenv.map(Box::new),
         // Looked up by the preparation step (see `Need::User`).
         user: None,
@@ -427,8 +432,8 @@ fn schedule_of(at: &At, raw: &RawJob) -> Result<Schedule, ConfigError> {
             let cron =
                 schedule::parse_cron(c.get_ref()).map_err(|m| at.err(c.span().start, "cron", m))?;
             Ok(Schedule::Cron {
-                text: c.get_ref().trim().to_string(),
-                cron: Box::new(cron),
+                text: c.get_ref().trim().into(),
+                cron: std::sync::Arc::new(cron),
             })
         }
     }

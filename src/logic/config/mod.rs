@@ -24,9 +24,10 @@ pub(crate) use locate::{daemon_block, daemon_table, location, other_instances};
 pub(crate) use warnings::warnings;
 
 use crate::model::config::{Config, ConfigError};
+use crate::model::schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use toml::Spanned;
@@ -68,8 +69,19 @@ pub(crate) fn parse(
     let mut needs = Vec::new();
     let daemon = daemon::resolve_daemon(&loc, raw.daemon, base, &mut needs)?;
     let mut jobs = Vec::with_capacity(raw.job.len());
+    // Jobs on one crontab expression share it: admins reuse a few expressions for many jobs,
+    // and each copy held its text and bitmasks (some 80 bytes a job) for the daemon's life.
+    let mut crons: HashMap<Arc<str>, Arc<crate::model::cron_set::CronSet>> = HashMap::new();
     for (i, job) in raw.job.into_iter().enumerate() {
-        let job = job::resolve(&loc, i, job, base, now, &mut needs)?;
+        let mut job = job::resolve(&loc, i, job, base, now, &mut needs)?;
+        if let Schedule::Cron { text, cron } = &mut job.schedule {
+            match crons.get_key_value(&**text) {
+                Some((t, c)) => (*text, *cron) = (t.clone(), c.clone()),
+                None => {
+                    crons.insert(text.clone(), cron.clone());
+                }
+            }
+        }
         jobs.push(Arc::new(job));
     }
     let mut seen = HashSet::new();

@@ -26,11 +26,11 @@ pub(crate) fn warnings(cfg: &Config, now: DateTime<Utc>) -> Vec<String> {
                 format(interval)
             ));
         }
-        if j.host.is_some() && j.services == Services::PerTest {
+        if j.host().is_some() && j.services == Services::PerTest {
             out.push(format!(
                 "job {:?}: `services = \"per-test\"` is not supported with `host` (piggyback): only the job's own check reaches host {:?}; drop one of them",
                 j.name,
-                j.host.as_deref().unwrap_or_default()
+                j.host().unwrap_or_default()
             ));
         }
     }

@@ -158,8 +158,7 @@ impl Daemon {
             ),
         }
         if let Some(js) = self.jobs.get_mut(&job.name) {
-            js.last_skipped = Some(due);
-            js.skipped_total += 1;
+            js.note_skipped(due);
         }
         self.shown.owe();
     }
@@ -204,7 +203,7 @@ impl Daemon {
                 };
                 js.last = Some(last.into());
                 if self.oneshot && rec.request.is_some() {
-                    js.answered = Some(Box::new(rec));
+                    js.set_answered(rec);
                 }
             }
         }
