@@ -263,15 +263,7 @@ pub(super) fn resolve(
         Kind::Command
     });
     let plugin = plugin_spec(&at, &raw, kind)?;
-    let (command, argument_file) = match kind {
-        Kind::Command => (command_of(&at, &raw)?, None),
-        Kind::Plugin => {
-            let command = command_of(&at, &raw)?;
-            plugin_excludes(&at, &raw)?;
-            (command, None)
-        }
-        Kind::Robot => robot_command(&at, &raw, base, pyenv.is_some(), needs)?,
-    };
+    let (command, argument_file) = command_by_kind(&at, &raw, kind, base, pyenv.is_some(), needs)?;
     check_attempts(&at, &raw, kind)?;
     let result = result_of(&at, &raw, kind, &command)?;
     check_levels(&at, &raw)?;
@@ -307,6 +299,26 @@ pub(super) fn resolve(
         user: None,
         user_deferred: raw.user.is_some(),
         plugin,
+    })
+}
+
+/// The job's command line (and a robot job's argument file), as its kind builds it.
+fn command_by_kind(
+    at: &At,
+    raw: &RawJob,
+    kind: Kind,
+    base: &Path,
+    has_env: bool,
+    needs: &mut Vec<Need>,
+) -> Result<(Vec<String>, Option<String>), ConfigError> {
+    Ok(match kind {
+        Kind::Command => (command_of(at, raw)?, None),
+        Kind::Plugin => {
+            let command = command_of(at, raw)?;
+            plugin_excludes(at, raw)?;
+            (command, None)
+        }
+        Kind::Robot => robot_command(at, raw, base, has_env, needs)?,
     })
 }
 
