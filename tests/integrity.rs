@@ -113,7 +113,11 @@ fn a_stale_stop_request_is_ignored_and_a_fresh_one_obeyed() {
     fs::create_dir_all(&inst.state).unwrap();
     let stale = serde_json::json!({"mode": "now", "requested": "2020-01-01T00:00:00Z"});
     assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
-    fs::write(inst.state.join("stop-request"), stale.to_string()).unwrap();
+    // Put in place whole, as `stop` does: a leftover is a complete file, and a file the
+    // daemon could claim between its creation and its content would read as unreadable.
+    let tmp = inst.state.join(".stop-request.test");
+    fs::write(&tmp, stale.to_string()).unwrap();
+    fs::rename(&tmp, inst.state.join("stop-request")).unwrap();
     assert!(
         wait_for(Duration::from_secs(5), || !inst
             .state
