@@ -238,10 +238,28 @@ pub(crate) fn link_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
     if holds_newer(state, rec, &path)? {
         return Ok(());
     }
-    if super::link_replacing(&rec.record_path(), &path).is_ok() {
+    if only_mine(&rec.run_dir) && super::link_replacing(&rec.record_path(), &path).is_ok() {
         return Ok(());
     }
     write_json(&path, rec, Durability::Sync)
+}
+
+/// Whether no one but this process's user can change what is in `dir`: owned by it, not
+/// writable by others. A `user` job's run folder is that user's, who could put a file of
+/// their own under the record's name before the link is made; `latest.json` in the daemon's
+/// state dir would then be a second name of a file that user can rewrite at will. There the
+/// latest result stays a copy.
+#[cfg(unix)]
+fn only_mine(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(dir).is_ok_and(|m| {
+        m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
+    })
+}
+
+#[cfg(not(unix))]
+fn only_mine(_dir: &Path) -> bool {
+    false
 }
 
 /// Whether the job's latest result at `path` is newer than `rec` (then it is kept). A corrupt
@@ -393,5 +411,39 @@ mod tests {
         assert!(!second.run_dir.exists());
         assert_eq!(latest().run_id, second.run_id);
         assert_eq!(latest().outcome, Some(Outcome::Success));
+    }
+
+    /// A run folder another user owns (a `user` job's) gets a copy, never a link: that user
+    /// could otherwise rewrite the daemon's latest result through their own file.
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_another_user_owns_gets_a_copy_not_a_link() {
+        use crate::model::record::{Outcome, Trigger};
+        use std::os::unix::fs::MetadataExt;
+        if rustix::process::geteuid().as_raw() != 0 {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "needs root");
+            eprintln!("skipped: needs root to hand a folder to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        let due = Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap();
+        let (id, run_dir) = allocate_run_dir(&st, "j", due).unwrap();
+        let mut rec = RunRecord::journal("j", id, run_dir.clone(), due, Trigger::Schedule, 60.0);
+        rec.started = Some(due);
+        rec.finished = Some(due + chrono::Duration::seconds(1));
+        rec.outcome = Some(Outcome::Success);
+        rec.save().unwrap();
+        std::os::unix::fs::chown(&run_dir, Some(65534), Some(65534)).unwrap();
+        link_latest(&st, &rec).unwrap();
+        let latest = fs::metadata(st.latest_file("j")).unwrap();
+        let record = fs::metadata(rec.record_path()).unwrap();
+        assert_ne!(
+            latest.ino(),
+            record.ino(),
+            "latest.json is a link into the user's folder"
+        );
+        assert_eq!(latest.uid(), 0);
     }
 }
