@@ -76,7 +76,7 @@ fn check_job(t: &Target, job: &str) -> Result<(), i32> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if let Some(cfg) = &t.config {
-        if cfg.jobs.iter().any(|j| j.name == job) {
+        if cfg.jobs.iter().any(|j| *j.name == *job) {
             return Ok(());
         }
         // A job removed from the config keeps its runs until the folder is deleted: what it
@@ -85,7 +85,7 @@ fn check_job(t: &Target, job: &str) -> Result<(), i32> {
             eprintln!("robotmk-daemon: note: job {job:?} is not in the config any more");
             return Ok(());
         }
-        let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+        let names: Vec<&str> = cfg.jobs.iter().map(|j| &*j.name).collect();
         eprintln!(
             "robotmk-daemon: no job {job:?} in {}; jobs: {}",
             cfg.path.display(),

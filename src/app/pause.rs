@@ -99,9 +99,9 @@ fn target(path: &Path, jobs: &[String]) -> Result<(String, StateDir), i32> {
     })?;
     if let Some(bad) = jobs
         .iter()
-        .find(|j| !cfg.jobs.iter().any(|c| &c.name == *j))
+        .find(|j| !cfg.jobs.iter().any(|c| *c.name == **j))
     {
-        let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+        let names: Vec<&str> = cfg.jobs.iter().map(|j| &*j.name).collect();
         eprintln!(
             "robotmk-daemon: no job {bad:?} in {}; jobs: {}",
             cfg.path.display(),

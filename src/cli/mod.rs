@@ -812,8 +812,8 @@ fn run_once(path: &Path, name: &str) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(job) = cfg.jobs.iter().find(|j| j.name == name) else {
-        let names: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+    let Some(job) = cfg.jobs.iter().find(|j| *j.name == *name) else {
+        let names: Vec<&str> = cfg.jobs.iter().map(|j| &*j.name).collect();
         eprintln!(
             "robotmk-daemon: no job {name:?} in {}; jobs: {}",
             cfg.path.display(),

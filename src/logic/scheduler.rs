@@ -269,7 +269,7 @@ mod tests {
     fn job_every(name: &str, secs: u64, catch_up: CatchUp, overlap: Overlap) -> Job {
         Job {
             name: name.into(),
-            command: vec!["true".into()],
+            command: vec!["true".into()].into(),
             robot: false,
             schedule: Schedule::Every {
                 interval: Duration::from_secs(secs),

@@ -207,9 +207,9 @@ impl CheckmkSettings {
 /// One job, ready to schedule and run.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub(crate) name: String,
+    pub(crate) name: Box<str>,
     /// argv; may contain `{run_dir}`, `{job}`, `{run_id}`.
-    pub(crate) command: Vec<String>,
+    pub(crate) command: Box<[String]>,
     /// Set for `kind = "robot"` jobs: the run folder then holds Robot Framework's output.xml.
     /// Read by no one but the config's tests (the daemon tells a robot job by its `result`);
     /// kept because they assert the shorthand through it.
@@ -224,7 +224,7 @@ pub struct Job {
     pub(crate) setup: Option<Box<RunSetup>>,
     /// The Robot Framework result file (placeholders allowed): `{run_dir}/output.xml` for
     /// robot jobs, what `result` says for command jobs.
-    pub(crate) result: Option<String>,
+    pub(crate) result: Option<Box<str>>,
     /// Robot runs per run at most (1 = no retries); see `robot::attempts`.
     pub(crate) attempts: u32,
     pub(crate) services: Services,

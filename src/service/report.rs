@@ -154,10 +154,10 @@ fn job_report(
 ) -> JobStatus {
     let mut js = known
         .iter()
-        .find(|k| k.name == j.name)
+        .find(|k| *k.name == *j.name)
         .cloned()
         .unwrap_or_else(|| JobStatus {
-            name: j.name.clone(),
+            name: j.name.to_string(),
             schedule: j.schedule.to_string(),
             interval_s: j.schedule.nominal_interval(now).as_secs_f64(),
             timeout_s: j.timeout.as_secs_f64(),

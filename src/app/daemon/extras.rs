@@ -30,7 +30,7 @@ pub(crate) struct Extras {
 impl Extras {
     /// The extras of `job` under `cfg` (none for a job no longer configured).
     pub(crate) fn of(cfg: &Config, job: &str) -> Extras {
-        let Some(j) = cfg.jobs.iter().find(|j| j.name == job) else {
+        let Some(j) = cfg.jobs.iter().find(|j| *j.name == *job) else {
             return Extras::default();
         };
         Extras {

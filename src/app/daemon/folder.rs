@@ -25,7 +25,7 @@ pub(super) fn new_record(
     let mut rec = RunRecord::journal(&job.name, run_id, run_dir, due, trigger, secs(job.timeout));
     let dir = runner_dir(job, &rec.run_dir).display().to_string();
     rec.result = job.result.as_ref().map(|r| {
-        let r = run::expand(std::slice::from_ref(r), &dir, &job.name, &rec.run_id).remove(0);
+        let r = run::expand_one(r, &dir, &job.name, &rec.run_id);
         // A relative result is where the runner writes it: in its working directory.
         let wd = job.working_dir().map_or_else(
             || runner_dir(job, &rec.run_dir),
@@ -79,7 +79,7 @@ pub(super) fn prepare_folder(
 ) -> Result<RunRecord, NotStarted> {
     let (run_id, run_dir) =
         record::allocate_run_dir(st, &job.name, due).map_err(|source| NotStarted::NoFolder {
-            job: job.name.clone(),
+            job: job.name.to_string(),
             due,
             source,
         })?;
@@ -122,7 +122,7 @@ pub(super) fn prepare_folder(
         }
         let _ = record::discard(st, &job.name, &run_dir);
         return Err(NotStarted::NoRecord {
-            job: job.name.clone(),
+            job: job.name.to_string(),
             due,
             source,
         });
@@ -135,7 +135,7 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarte
     // A config loaded without looking its users up (ctrl's) never runs a job: the run would
     // otherwise start as root.
     if job.user_deferred {
-        return Err(NotStarted::UserDeferred(job.name.clone()));
+        return Err(NotStarted::UserDeferred(job.name.to_string()));
     }
     let run_dir = &runner_dir(job, &rec.run_dir);
     // Output files stay in the record's folder: root's, opened before a `user` is taken.
@@ -160,7 +160,7 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarte
         env.insert("USER".into(), u.name.clone());
         env.insert("LOGNAME".into(), u.name.clone());
     }
-    env.insert("ROBOTMK_JOB".into(), job.name.clone());
+    env.insert("ROBOTMK_JOB".into(), job.name.to_string());
     env.insert("ROBOTMK_RUN_ID".into(), rec.run_id.clone());
     Ok(RunSpec {
         argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),

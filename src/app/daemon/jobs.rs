@@ -22,9 +22,9 @@ pub(crate) struct JobState {
     pub(crate) job: Arc<Job>,
     /// The next firing and the latest due time taken (see `logic::scheduler`).
     pub(crate) slots: Slots,
-    /// PIDs of this job's runs in flight.
-    pub(crate) running: Vec<u32>,
-    pub(crate) queued: usize,
+    /// Its runs in flight and queued; `None` while it has none (most jobs, most of the
+    /// time): boxed, 24 bytes a job less for the daemon's life (issue 25).
+    busy: Option<Box<Busy>>,
     /// Latest finished, not skipped run. Inline: in the long run nearly every job has one.
     pub(crate) last: Option<Kept>,
     /// The run folder and journal for the next firing, created ahead of its due time.
@@ -32,6 +32,14 @@ pub(crate) struct JobState {
     /// What few jobs ever have (skipped runs, a failed preparation, a one-shot's answer):
     /// boxed, 48 bytes a job less for the daemon's life (issue 25).
     rare: Option<Box<Rare>>,
+}
+
+/// A job's runs in flight and queued (see [`JobState`]).
+#[derive(Debug, Default)]
+struct Busy {
+    /// PIDs of its runs in flight.
+    running: Vec<u32>,
+    queued: usize,
 }
 
 /// What few jobs' states hold (see [`JobState`]).
@@ -55,11 +63,65 @@ impl JobState {
         JobState {
             job,
             slots: Slots::new(last_due),
-            running: Vec::new(),
-            queued: 0,
+            busy: None,
             last: last.as_ref().map(|r| Kept::from(LastRun::from(r))),
             prepared: None,
             rare: None,
+        }
+    }
+
+    /// PIDs of its runs in flight.
+    pub(crate) fn running(&self) -> &[u32] {
+        self.busy.as_ref().map_or(&[], |b| &b.running)
+    }
+
+    /// How many of its runs wait for a free slot.
+    pub(crate) fn queued(&self) -> usize {
+        self.busy.as_ref().map_or(0, |b| b.queued)
+    }
+
+    /// A run of it was spawned.
+    pub(crate) fn add_running(&mut self, pid: u32) {
+        self.busy.get_or_insert_with(Box::default).running.push(pid);
+    }
+
+    /// A run of it has ended.
+    pub(crate) fn remove_running(&mut self, pid: u32) {
+        if let Some(b) = self.busy.as_mut() {
+            b.running.retain(|p| *p != pid);
+        }
+        self.tidy_busy();
+    }
+
+    /// Its runs in flight, as the run table lists them (after a start or a reload).
+    pub(crate) fn set_running(&mut self, pids: Vec<u32>) {
+        if !pids.is_empty() || self.busy.is_some() {
+            self.busy.get_or_insert_with(Box::default).running = pids;
+        }
+        self.tidy_busy();
+    }
+
+    /// One more of its runs waits for a free slot.
+    pub(crate) fn add_queued(&mut self) {
+        self.busy.get_or_insert_with(Box::default).queued += 1;
+    }
+
+    /// One of its queued runs left the queue (started, or dropped at a stop).
+    pub(crate) fn remove_queued(&mut self) {
+        if let Some(b) = self.busy.as_mut() {
+            b.queued = b.queued.saturating_sub(1);
+        }
+        self.tidy_busy();
+    }
+
+    /// An idle job holds no box: its memory goes back as soon as its last run ends.
+    fn tidy_busy(&mut self) {
+        if self
+            .busy
+            .as_ref()
+            .is_some_and(|b| b.running.is_empty() && b.queued == 0)
+        {
+            self.busy = None;
         }
     }
 
@@ -118,7 +180,7 @@ impl JobState {
 
     /// True while a run of the job is in flight or queued (what `overlap` looks at).
     pub(crate) fn busy(&self) -> bool {
-        !self.running.is_empty() || self.queued > 0
+        self.busy.is_some()
     }
 }
 
@@ -134,8 +196,7 @@ pub(crate) struct JobTable {
 
 impl JobTable {
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.jobs
-            .binary_search_by(|js| js.job.name.as_str().cmp(name))
+        self.jobs.binary_search_by(|js| (*js.job.name).cmp(name))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&JobState> {
@@ -164,15 +225,15 @@ impl JobTable {
     }
 
     /// Each job's name and state, in the order of their names.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &JobState)> {
-        self.jobs.iter().map(|js| (&js.job.name, js))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &JobState)> {
+        self.jobs.iter().map(|js| (&*js.job.name, js))
     }
 
     /// The states, each by its job's name (a reload takes them apart).
     pub(crate) fn into_map(self) -> BTreeMap<String, JobState> {
         self.jobs
             .into_iter()
-            .map(|js| (js.job.name.clone(), js))
+            .map(|js| (js.job.name.to_string(), js))
             .collect()
     }
 }
@@ -357,7 +418,7 @@ mod tests {
             .map(|(i, n)| state(n, i as u64))
             .collect();
         assert_eq!(t.len(), 3);
-        let names: Vec<&str> = t.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = t.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(t.get("a").map(|js| js.skipped_total()), Some(3));
         assert_eq!(t.get("b").map(|js| js.skipped_total()), Some(0));
@@ -428,15 +489,16 @@ mod tests {
     fn the_per_job_state_stays_small() {
         use std::mem::size_of;
         // With its latest result inline (`Kept`, 88 bytes): it was 192 and a boxed 344; 216
-        // before what few jobs have was boxed (`Rare`).
+        // before what few jobs have was boxed (`Rare`), 184 before its runs in flight and
+        // queued were (`Busy`).
         assert!(
-            size_of::<JobState>() <= 184,
+            size_of::<JobState>() <= 160,
             "JobState is {} bytes",
             size_of::<JobState>()
         );
         // The Checkmk host and levels (`CheckmkSettings`) and the run setup (`RunSetup`) boxed:
-        // it was 320.
-        assert!(size_of::<Job>() <= 184, "Job is {} bytes", size_of::<Job>());
+        // it was 320; the name, argv and result as boxed slices, not growable ones: it was 176.
+        assert!(size_of::<Job>() <= 152, "Job is {} bytes", size_of::<Job>());
         assert!(
             size_of::<Kept>() <= 88,
             "Kept is {} bytes",

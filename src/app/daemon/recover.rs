@@ -223,7 +223,7 @@ impl Daemon {
                 .cfg
                 .jobs
                 .iter()
-                .find(|j| j.name == rec.job)
+                .find(|j| *j.name == *rec.job)
                 .map_or(1, |j| j.attempts),
             // Read on the loop thread before the first due time: a short bound (the run
             // was cut short anyway, its result most likely with it).

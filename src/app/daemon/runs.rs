@@ -197,7 +197,7 @@ impl Daemon {
         // the config (runs still in flight) has no list: scanned then.
         let protect: Vec<String> = match self.jobs.get(&rec.job) {
             Some(js) => js
-                .running
+                .running()
                 .iter()
                 .filter_map(|pid| self.table.get(*pid))
                 .map(|r| r.record.run_id.clone())

@@ -217,7 +217,7 @@ impl Daemon {
         }
         let now = Utc::now();
         let due: Vec<String> =
-            scheduler::due_now(self.jobs.iter().map(|(n, js)| (n.as_str(), &js.slots)), now)
+            scheduler::due_now(self.jobs.iter().map(|(n, js)| (n, &js.slots)), now)
                 .into_iter()
                 .map(str::to_string)
                 .collect();
@@ -351,7 +351,7 @@ impl Daemon {
         let jobs = self
             .jobs
             .iter()
-            .map(|(n, js)| (n.as_str(), &js.slots, js.wants_folder()));
+            .map(|(n, js)| (n, &js.slots, js.wants_folder()));
         let todo: Vec<String> = scheduler::to_prepare(jobs, now, PREPARE_AHEAD)
             .into_iter()
             .map(str::to_string)
@@ -394,7 +394,7 @@ impl Daemon {
             .filter_map(|j| self.jobs.get(&j.name))
             .map(|js| {
                 let mut running: Vec<RunningRun> = js
-                    .running
+                    .running()
                     .iter()
                     .filter_map(|pid| self.table.get(*pid))
                     .map(|r| RunningRun {
@@ -406,7 +406,7 @@ impl Daemon {
                     .collect();
                 running.sort_by(|a, b| a.run_id.cmp(&b.run_id));
                 JobStatus {
-                    name: js.job.name.clone(),
+                    name: js.job.name.to_string(),
                     schedule: js.job.schedule.to_string(),
                     interval_s: js.job.schedule.nominal_interval(now).as_secs_f64(),
                     timeout_s: js.job.timeout.as_secs_f64(),
@@ -416,7 +416,7 @@ impl Daemon {
                         None
                     },
                     running,
-                    queued: js.queued,
+                    queued: js.queued(),
                     last: js.last.as_ref().map(|l| l.to_last()),
                     last_skipped: js.last_skipped(),
                     skipped_total: js.skipped_total(),
@@ -442,7 +442,7 @@ impl Daemon {
     }
 
     /// Hands back the capacity a burst of runs left once nothing is in flight (see
-    /// `RunTable::shrink_when_idle`), the jobs' lists of runs included.
+    /// `RunTable::shrink_when_idle`; a job's own list of runs goes with its last run).
     ///
     /// Then, once the status is written too, the free pages of the heap go back to the
     /// system (`sys::memory::release_free`): after a start or a reload (10,000 records read
@@ -450,9 +450,6 @@ impl Daemon {
     /// otherwise, as long as a block used later sits above it (issue 25).
     fn shrink_when_idle(&mut self) {
         if self.table.shrink_when_idle() {
-            for js in self.jobs.values_mut() {
-                js.running.shrink_to_fit();
-            }
             self.release_owed = true;
         }
         if self.release_owed && self.table.is_idle() && !self.shown.owed() {

@@ -343,12 +343,12 @@ impl Daemon {
         let mut entries = Vec::with_capacity(self.cfg.jobs.len());
         for job in self.cfg.jobs.clone() {
             let name = job.name.clone();
-            let (last_due, last) = recovered.remove(&name).unwrap_or_default();
+            let (last_due, last) = recovered.remove(&*name).unwrap_or_default();
             let mut js = JobState::new(job, last_due, last);
             if !self.oneshot {
                 js.slots.plan_initial(&js.job, now);
             }
-            js.running = self.table.pids_of(&name);
+            js.set_running(self.table.pids_of(&name));
             if let Some(n) = js.slots.next {
                 info!(job = %name, next_due = %crate::model::record::ts(n.due), trigger = n.trigger.as_str(), "scheduled");
             }

@@ -270,8 +270,8 @@ pub(super) fn resolve(
     let timeout = timeout_of(&at, &raw, &schedule, now)?;
     check_env_names(&at, &raw)?;
     Ok(Job {
-        name,
-        command,
+        name: name.into_boxed_str(),
+        command: command.into(),
         robot: kind == Kind::Robot,
         schedule,
         timeout,
@@ -283,7 +283,7 @@ pub(super) fn resolve(
             argument_file,
         }
         .boxed(),
-        result,
+        result: result.map(String::into_boxed_str),
         attempts: raw.attempts.map_or(1, |a| a.into_inner()),
         services: raw.services.unwrap_or(Services::Job),
         checkmk: CheckmkSettings {

@@ -147,12 +147,15 @@ impl ExitInfo {
 /// Replaces `{run_dir}`, `{job}` and `{run_id}` in every argument.
 pub(crate) fn expand(argv: &[String], run_dir: &str, job: &str, run_id: &str) -> Vec<String> {
     argv.iter()
-        .map(|a| {
-            a.replace("{run_dir}", run_dir)
-                .replace("{job}", job)
-                .replace("{run_id}", run_id)
-        })
+        .map(|a| expand_one(a, run_dir, job, run_id))
         .collect()
+}
+
+/// One argument (or the `result` path) with its placeholders filled in, as [`expand`].
+pub(crate) fn expand_one(a: &str, run_dir: &str, job: &str, run_id: &str) -> String {
+    a.replace("{run_dir}", run_dir)
+        .replace("{job}", job)
+        .replace("{run_id}", run_id)
 }
 
 #[cfg(test)]

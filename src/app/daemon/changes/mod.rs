@@ -82,7 +82,7 @@ impl Daemon {
     /// A due (or requested) run waits for a free slot.
     pub(super) fn enqueue(&mut self, p: Pending) {
         if let Some(js) = self.jobs.get_mut(&p.job.name) {
-            js.queued += 1;
+            js.add_queued();
         }
         self.table.queue.push_back(p);
         self.shown.owe();
@@ -92,7 +92,7 @@ impl Daemon {
     pub(super) fn dequeue(&mut self, i: usize) -> Option<Pending> {
         let p = self.table.queue.remove(i)?;
         if let Some(js) = self.jobs.get_mut(&p.job.name) {
-            js.queued = js.queued.saturating_sub(1);
+            js.remove_queued();
         }
         self.shown.owe();
         Some(p)
@@ -103,7 +103,7 @@ impl Daemon {
         let all: Vec<Pending> = self.table.queue.drain(..).collect();
         for p in &all {
             if let Some(js) = self.jobs.get_mut(&p.job.name) {
-                js.queued = js.queued.saturating_sub(1);
+                js.remove_queued();
             }
         }
         self.shown.owe();
@@ -113,7 +113,7 @@ impl Daemon {
     /// A run was spawned: it is in flight from now.
     pub(super) fn record_started(&mut self, pid: u32, run: ActiveRun) {
         if let Some(js) = self.jobs.get_mut(&run.record.job) {
-            js.running.push(pid);
+            js.add_running(pid);
         }
         self.table.start(pid, run);
         self.shown.owe();
@@ -122,7 +122,7 @@ impl Daemon {
     /// A run in flight has ended (its record goes to the finisher next).
     pub(super) fn record_ended(&mut self, run: &ActiveRun) {
         if let Some(js) = self.jobs.get_mut(&run.record.job) {
-            js.running.retain(|p| *p != run.pgid);
+            js.remove_running(run.pgid);
         }
         self.shown.owe();
     }
@@ -233,7 +233,7 @@ impl Daemon {
         let mut old = std::mem::take(&mut self.jobs).into_map();
         for job in &new.jobs {
             let name = job.name.clone();
-            let js = match old.remove(&name) {
+            let js = match old.remove(&*name) {
                 Some(mut js) => {
                     if js.slots.reconfigure(&js.job, job, now) == Reload::Replanned {
                         stale.push(js.prepared.take().map(|r| *r));
@@ -297,7 +297,7 @@ impl Daemon {
             .flatten();
         let mut js = JobState::new(Arc::clone(job), None, last);
         js.slots = Slots::added(job, last_due, now);
-        js.running = self.table.pids_of(name);
+        js.set_running(self.table.pids_of(name));
         js
     }
 

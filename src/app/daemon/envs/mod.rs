@@ -59,7 +59,7 @@ impl Daemon {
             .filter_map(|j| {
                 j.pyenv
                     .as_deref()
-                    .map(|e| (j.name.clone(), e.clone(), j.user.as_deref().cloned()))
+                    .map(|e| (j.name.to_string(), e.clone(), j.user.as_deref().cloned()))
             })
             .collect();
         if jobs.is_empty() && self.envs.tx.is_none() {
@@ -197,7 +197,7 @@ impl Daemon {
         let held = p.request.is_none() && self.envs.hold_until.is_some_and(|h| Instant::now() < h);
         held || (p.job.pyenv.is_some()
             && !matches!(
-                self.envs.jobs.get(&p.job.name),
+                self.envs.jobs.get(&*p.job.name),
                 Some(JobEnv::Ready { .. } | JobEnv::Failed(_))
             ))
     }
@@ -212,7 +212,7 @@ impl Daemon {
         if job.pyenv.is_none() {
             return Ok(None);
         }
-        match self.envs.jobs.get(&job.name) {
+        match self.envs.jobs.get(&*job.name) {
             Some(JobEnv::Ready { key, venv }) => {
                 let bin = pyenv::bin_dir(venv);
                 let mut paths = vec![bin];
