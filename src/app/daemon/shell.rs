@@ -61,6 +61,13 @@ const STATUS_FLUSH_GAP: Duration = Duration::from_millis(100);
 const PREPARE_AHEAD: Duration = Duration::from_secs(2);
 /// How often the loop looks whether a finished run's leftovers are gone, while there are any.
 const LINGER_LOOK: Duration = Duration::from_millis(250);
+/// How long the daemon idles (no run queued, in flight or being recorded) before it hands back
+/// what its runs left: a daemon whose runs follow each other closely (a few seconds apart, as
+/// in the soak) keeps its working set instead of returning pages the next runs fault in again,
+/// which only cost a trim and the faults per cycle and made its footprint swing by a quarter
+/// MiB between samples (issue 25's soak); one idling between hourly suites gives them back
+/// once, seconds after its last run.
+const RELEASE_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// Preparation stops when a due time is this close: it must never delay a start.
 const PREPARE_MARGIN: chrono::Duration = chrono::Duration::milliseconds(3);
 
@@ -105,6 +112,8 @@ pub(crate) struct Daemon {
     pub(super) backlog: super::backlog::Backlog,
     /// Free heap pages are to go back to the system once idle (see `shrink_when_idle`).
     pub(super) release_owed: bool,
+    /// Since when nothing is queued, in flight or being recorded (see `shrink_when_idle`).
+    pub(super) idle_since: Option<Instant>,
 }
 
 impl Daemon {
@@ -123,7 +132,7 @@ impl Daemon {
             self.prepare_upcoming();
             self.update_backlog();
             self.flush_status(false);
-            self.shrink_when_idle();
+            self.shrink_when_idle(Instant::now());
             let wait = self.next_wake();
             match self.rx.recv_timeout(wait) {
                 Ok(ev) => {
@@ -206,6 +215,9 @@ impl Daemon {
         }
         if let Some(lapse) = self.backlog.expires() {
             wake = wake.min(lapse);
+        }
+        if let Some(at) = self.release_at() {
+            wake = wake.min(at);
         }
         wake.saturating_duration_since(now_i)
     }
@@ -441,21 +453,37 @@ impl Daemon {
         }
     }
 
-    /// Hands back the capacity a burst of runs left once nothing is in flight (see
-    /// `RunTable::shrink_when_idle`; a job's own list of runs goes with its last run).
+    /// Hands back the capacity a burst of runs left once the daemon has idled for
+    /// [`RELEASE_AFTER_IDLE`] (see `RunTable::shrink_when_idle`; a job's own list of runs goes
+    /// with its last run).
     ///
     /// Then, once the status is written too, the free pages of the heap go back to the
     /// system (`sys::memory::release_free`): after a start or a reload (10,000 records read
     /// back, statuses of 10,000 jobs built) or a burst, what was freed stays the daemon's
     /// otherwise, as long as a block used later sits above it (issue 25).
-    fn shrink_when_idle(&mut self) {
+    fn shrink_when_idle(&mut self, now: Instant) {
+        if !self.table.is_done() {
+            self.idle_since = None;
+            return;
+        }
+        let since = *self.idle_since.get_or_insert(now);
+        if now < since + RELEASE_AFTER_IDLE {
+            return;
+        }
         if self.table.shrink_when_idle() {
             self.release_owed = true;
         }
-        if self.release_owed && self.table.is_idle() && !self.shown.owed() {
+        if self.release_owed && !self.shown.owed() {
             self.release_owed = false;
             crate::service::sys::memory::release_free();
         }
+    }
+
+    /// When the loop must wake to hand back what the last runs left (see `shrink_when_idle`):
+    /// once per idle spell, and only if there is something to hand back.
+    fn release_at(&self) -> Option<Instant> {
+        let since = self.idle_since?;
+        (self.release_owed || self.table.holds_spare()).then_some(since + RELEASE_AFTER_IDLE)
     }
 
     /// Writes status.json if it changed (and the flush gap has passed, unless `force`).

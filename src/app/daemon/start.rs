@@ -291,6 +291,7 @@ impl Daemon {
             phase: Phase::Running,
             shown: Shown::new(info),
             release_owed: true,
+            idle_since: None,
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),

@@ -238,11 +238,16 @@ impl RunTable {
         self.is_idle() && self.finishing == 0
     }
 
+    /// Whether [`RunTable::shrink_when_idle`] has capacity to hand back.
+    pub(crate) fn holds_spare(&self) -> bool {
+        self.active.capacity() != 0 || self.queue.capacity() != 0
+    }
+
     /// Hands back the capacity a burst of runs left once the table is idle: a slot of `active`
     /// or `queue` holds a whole run record, and a large table is a mapping of its own (see
     /// `sys::memory::tune_allocator`) that goes back to the system. True if it did.
     pub(crate) fn shrink_when_idle(&mut self) -> bool {
-        if !self.is_idle() || (self.active.capacity() == 0 && self.queue.capacity() == 0) {
+        if !self.is_idle() || !self.holds_spare() {
             return false;
         }
         self.active.shrink_to_fit();
