@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ctrl's cost against /bin/true, with a running daemon and every job holding a real result,
 # at 100 and 1,000 jobs (paired: ctrl and /bin/true alternate, so both see the same machine).
-# Usage: BIN=path scripts/bench-ctrl.sh   (default: the build the .deb ships, statically linked,
-#        scripts/build-release.sh; the dynamically linked variant: BIN=$(scripts/build-release.sh
-#        --dynamic) scripts/bench-ctrl.sh; BENCH_CTRL_JOBS="100 1000"
+# Usage: BIN=path scripts/bench-ctrl.sh   (default: the build the .deb ships, dynamically linked,
+#        scripts/build-release.sh; the static tarball build: BIN=$(scripts/build-release.sh --static)
+#        scripts/bench-ctrl.sh; BENCH_CTRL_JOBS="100 1000"
 #        sets the job counts, BENCH_CTRL_ROUNDS=300 the pairs measured per count)
 # Prints one line per count: "ctrl vs /bin/true, N jobs with results: median X ms vs Y ms → R×
 # (target ≤ 1.5× at 100 / ≤ 2× above), output B bytes", and a SUMMARY line for scripts/bench.sh.

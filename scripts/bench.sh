@@ -22,9 +22,8 @@
 #   --quick              shorter windows and fewer rounds (a check that the bench works, not
 #                        figures to quote): 30 s quiet waits, 2 lateness rounds, 10 s throughput
 #                        trials, 80 ctrl pairs
-#   BENCH_BIN=path       measure another build (default: the .deb's build, scripts/build-release.sh,
-#                        statically linked; `BENCH_BIN=$(scripts/build-release.sh --dynamic)`
-#                        measures the dynamically linked variant no package ships)
+#   BENCH_BIN=path       measure another build (default: the .deb's build, scripts/build-release.sh;
+#                        `BENCH_BIN=$(scripts/build-release.sh --static)` measures the tarball's)
 #   BENCH_ONLY="2 4"     run only those sections
 #   BENCH_IDLE_SECS=30   the idle window of section 2 (wake-ups are scaled to 30 s)
 #   BENCH_BIG_SECS=30    each half of section 6

@@ -80,7 +80,7 @@ if [ "$(id -u)" = 0 ] && command -v systemd-nspawn >/dev/null; then
   export ROBOTMK_TEST_DEB
 fi
 
-# --- the shipped static build for tests/static_build.rs (and the sandbox's NSS checks) ---
+# --- the static tarball build for tests/static_build.rs (and the sandbox's NSS checks) ---
 # The static binary never loads NSS (issue 20): those tests run it against a user that is
 # not there, and against a user only systemd's NSS module knows.
 say "building the static binary (scripts/build-release.sh --static)"

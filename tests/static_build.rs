@@ -1,5 +1,5 @@
-//! The shipped static build (the .deb's and the tarball's) and user lookups (issue 20.1):
-//! glibc's NSS crashes a static binary (SIGSEGV in `libnss_systemd.so.2` with Debian's `passwd: files systemd`), so the static build
+//! The static tarball build and user lookups (issue 20.1): glibc's NSS crashes a static binary
+//! (SIGSEGV in `libnss_systemd.so.2` with Debian's `passwd: files systemd`), so the static build
 //! never loads it. A user that is not there is a config error naming the user — in
 //! `check-config`, and as a CRIT line in ctrl's output — never a crash and never an empty
 //! output; a user that is there runs its job.

@@ -3,11 +3,10 @@
 //! Which way depends on how the binary was linked, decided at build time
 //! (`target_feature = "crt-static"`), never at run time:
 //!
-//! - **Dynamically linked** (`cargo build`, `build-release.sh --dynamic`; no package ships
-//!   it): the host's own user database through glibc's
+//! - **Dynamically linked** (the .deb's build): the host's own user database through glibc's
 //!   NSS (`getpwnam_r`, `getgrouplist`, by the `nix` crate), so users from LDAP, sssd or
 //!   systemd (`DynamicUser`, systemd-homed) work as they do for `id` or `ls`.
-//! - **Statically linked** (the shipped build, the .deb's and the tarball's): glibc's NSS must never run in a static
+//! - **Statically linked** (the tarball's build): glibc's NSS must never run in a static
 //!   binary. It loads the host's modules (`libnss_systemd.so.2`, `libnss_sss.so.2`) built
 //!   against the host's shared glibc into a process that has its own copy of glibc, and
 //!   crashes (SIGSEGV in `libnss_systemd.so.2` with Debian's `passwd: files systemd`: ctrl
@@ -173,7 +172,7 @@ fn via_getent(getent: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
 #[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
 fn in_files(passwd: &Path, group: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
     let looked = format!(
-        "{}; this static build reads only {} and {} (the host has no root-owned getent in /usr/bin or /bin to ask its user database): users from LDAP, sssd or systemd need that getent (Debian's libc-bin)",
+        "{}; this static build reads only {} and {} (the host has no getent to ask its user database): users from LDAP, sssd or systemd need the .deb's build",
         passwd.display(),
         passwd.display(),
         group.display()
