@@ -323,6 +323,9 @@ check "a: the plugins folder keeps the admin's mode 750 (got '$(mode_of /usr/lib
   eval '[ "$(mode_of /usr/lib/check_mk_agent/plugins)" = "750 root root" ]'
 check "a: the .deb's binary is dynamically linked, so it uses the host's NSS ($(file -b "/proc/$CPID/root$BIN" | cut -d, -f1-5))" \
   eval 'file -b "/proc/$CPID/root$BIN" | grep -q "dynamically linked"' 
+LOADED=$(inbox env LD_TRACE_LOADED_OBJECTS=1 "$BIN" --version 2>&1)
+check "a: it loads glibc and no libgcc_s (libgcc's unwinder is linked in, build.rs): $(awk '{print $1}' <<<"$LOADED" | tr '\n' ' ')" \
+  eval 'grep -q "libc.so.6" <<<"$LOADED" && ! grep -q "libgcc_s" <<<"$LOADED"'
 FILES=$(inbox dpkg -L robotmk-daemon)
 check "a: bash, zsh, fish completions and the man pages are installed" eval \
   'for f in /usr/share/bash-completion/completions/robotmk-daemon /usr/share/zsh/vendor-completions/_robotmk-daemon /usr/share/fish/vendor_completions.d/robotmk-daemon.fish /usr/share/man/man1/robotmk-daemon.1.gz /usr/share/man/man1/robotmk-daemon-history.1.gz; do grep -qx "$f" <<<"$FILES" && inbox test -s "$f" || exit 1; done'
