@@ -36,9 +36,45 @@ pub(super) struct SharedPlan<'a> {
 }
 
 /// The stack `CLONE_VM` children run on until they exec: one, reused (the parent waits for
-/// each child to exec before it spawns the next).
+/// each child to exec before it spawns the next). Mapped at its first use rather than
+/// allocated zeroed: only the pages a child's few calls reach become memory. A zeroed 64 KiB
+/// buffer was 64 KiB of the daemon's private memory for its whole life (issue 25: an idle
+/// daemon's private dirty memory is measured against cron's).
 #[derive(Default)]
-pub(super) struct Stack(Mutex<Vec<u8>>);
+pub(super) struct Stack(Mutex<Option<Mapped>>);
+
+/// The stack's anonymous mapping, `STACK_SIZE` bytes.
+struct Mapped(std::ptr::NonNull<libc::c_void>);
+
+// SAFETY: the mapping is plain memory owned by the `Stack`; the mutex serialises its use.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    fn new() -> io::Result<Mapped> {
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a fresh private anonymous mapping at an address the kernel picks; nothing
+        // else refers to it.
+        let p = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                STACK_SIZE,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK,
+            )
+        }?;
+        std::ptr::NonNull::new(p)
+            .map(Mapped)
+            .ok_or_else(|| io::Error::other("mmap returned a null stack"))
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping of STACK_SIZE bytes; no child runs on it any more (each
+        // spawn waits for its child's exec while holding the stack).
+        let _ = unsafe { rustix::mm::munmap(self.0.as_ptr(), STACK_SIZE) };
+    }
+}
 
 const STACK_SIZE: usize = 64 * 1024;
 
@@ -86,11 +122,12 @@ pub(super) fn spawn(plan: SharedPlan, stack: &Stack) -> io::Result<(u32, Option<
     debug_assert!(plan.argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(plan.envp.last().is_some_and(|p| p.is_null()));
     let mut stack = stack.0.lock().unwrap_or_else(|e| e.into_inner());
-    if stack.is_empty() {
-        stack.resize(STACK_SIZE, 0);
+    if stack.is_none() {
+        *stack = Some(Mapped::new()?);
     }
+    let base = stack.as_ref().map_or(0, |m| m.0.as_ptr() as usize);
     // The stack grows down from its (16-byte aligned) end.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let top = (base + STACK_SIZE) & !15;
     let mut child = Child { plan, errno: 0 };
     // Every signal blocked across the clone: a handler must never run in the child while it
     // shares our memory. The child resets dispositions, then unmasks.
