@@ -11,7 +11,7 @@
 # first takes minutes on a busy machine (each run gets its folder, journal and cgroup). Their
 # schedules (hourly at an offset, or daily at a minute, half an hour away; catch_up = "skip")
 # fire nothing while measured. The daemon is measured once it has been quiet for a while (it
-# hands back what a burst left as soon as it idles: app/daemon/shell.rs `shrink_when_idle`), so
+# hands back what a burst left once it has idled 10 s: app/daemon/shell.rs `shrink_when_idle`), so
 # the figure is what it holds for as long as it idles.
 # Usage: BIN=path/to/robotmk-daemon scripts/bench-memory.sh
 #   (without BIN: the .deb's release build, scripts/build-release.sh)
