@@ -479,11 +479,21 @@ impl Daemon {
         }
     }
 
+    /// The idle clock of a daemon just started: idle long enough already, so that what the
+    /// start-up left (a config parsed, records read back) goes back at its first idle pass, as
+    /// no run of its own is to follow closely.
+    pub(super) fn idle_at_start(now: Instant) -> Option<Instant> {
+        now.checked_sub(RELEASE_AFTER_IDLE)
+    }
+
     /// When the loop must wake to hand back what the last runs left (see `shrink_when_idle`):
-    /// once per idle spell, and only if there is something to hand back.
+    /// once per idle spell, and only if there is something to hand back. Not while a status
+    /// write is owed: the release waits for it, and its own wake-up comes first (a wake-up
+    /// set here then would be in the past, and the loop would spin until the write).
     fn release_at(&self) -> Option<Instant> {
         let since = self.idle_since?;
-        (self.release_owed || self.table.holds_spare()).then_some(since + RELEASE_AFTER_IDLE)
+        let owed = self.release_owed || self.table.holds_spare();
+        (owed && !self.shown.owed()).then_some(since + RELEASE_AFTER_IDLE)
     }
 
     /// Writes status.json if it changed (and the flush gap has passed, unless `force`).

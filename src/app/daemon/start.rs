@@ -291,7 +291,7 @@ impl Daemon {
             phase: Phase::Running,
             shown: Shown::new(info),
             release_owed: true,
-            idle_since: None,
+            idle_since: Daemon::idle_at_start(std::time::Instant::now()),
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
