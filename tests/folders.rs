@@ -7,6 +7,8 @@
 //!   without touching anything outside the tree; for a `user` job and for a root job;
 //! - F7 each run has its own `TMPDIR` (`TEMP`, `TMP`) inside its run folder, the user's for a
 //!   `user` job (0700), and it is gone when the run has ended; a job's own `env` names wins.
+//! - Pruning keeps `keep_runs` finished runs: the folder prepared for a job's next run does not
+//!   push its last finished run out.
 //!
 //! The user is created by the test (`rmkd-folders`; as root, kept for later runs; elsewhere the
 //! tests skip with a reason, and fail when `CI=true`).
@@ -792,4 +794,65 @@ fn f7_chromium_starts_with_the_runs_tmpdir_and_leaves_nothing_in_tmp() {
     // Other processes of this host may start Chromium meanwhile: only new entries count.
     let new: Vec<_> = chromium_tmp().difference(&before).cloned().collect();
     assert!(new.is_empty(), "left in /tmp: {new:?}");
+}
+
+// ---- keep_runs --------------------------------------------------------------------------
+
+/// `keep_runs = 1` keeps the last finished run, whatever is prepared or running beside it:
+/// the folder prepared for the next run (ahead of its due time) used to count, so the run
+/// that had just finished was pruned at once and no finished run, with its output, was ever
+/// there to look at.
+#[test]
+fn keep_runs_keeps_the_last_finished_run_beside_the_next_one_prepared() {
+    let inst = Instance::new(
+        "keep_runs = 1",
+        "[[job]]\nname = \"k\"\ncommand = [\"echo\", \"hello\"]\nevery = \"1s\"\n",
+    );
+    start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || !inst
+            .finished_records("k")
+            .is_empty()),
+        "{}",
+        inst.log()
+    );
+    // Every look from now on finds a finished run (records are read oldest first, and the
+    // older one goes only once the newer one is final), while runs go on and are pruned.
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut looks, mut outputs) = (0, 0);
+    let ok = wait_for_every(Duration::from_secs(30), Duration::from_millis(10), || {
+        let done = inst.finished_records("k");
+        looks += 1;
+        assert!(
+            !done.is_empty(),
+            "look {looks}: no finished run in {:?}\n{}",
+            fs::read_dir(inst.state.join("jobs/k/runs"))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+            inst.log()
+        );
+        let last = done.last().unwrap();
+        let dir = PathBuf::from(last["run_dir"].as_str().unwrap());
+        // Unless a newer run has just ended and this one gone since the records were read.
+        if let Ok(out) = fs::read_to_string(dir.join("stdout.log")) {
+            assert_eq!(out, "hello\n", "the last run's output");
+            outputs += 1;
+        }
+        seen.insert(last["run_id"].as_str().unwrap().to_string());
+        seen.len() >= 4
+    });
+    assert!(ok, "runs did not go on: {seen:?}\n{}", inst.log());
+    assert!(
+        outputs * 2 > looks,
+        "{outputs} outputs read in {looks} looks"
+    );
+    // Pruned all the same: one finished run, besides the one prepared or in flight.
+    assert!(
+        fs::read_dir(inst.state.join("jobs/k/runs"))
+            .unwrap()
+            .count()
+            <= 3,
+        "{}",
+        inst.log()
+    );
 }

@@ -55,7 +55,7 @@ pub(super) struct ReadSpec {
 /// What a worker does with one record.
 pub(super) enum Work {
     /// A run ended (its record marked so): add robot's result, write it, prune the job's
-    /// old run folders, keeping `keep` and never those in `protect` (runs in flight).
+    /// old run folders, keeping `keep` and never those in `protect` (runs in flight, queued or prepared).
     Finish {
         rec: Box<RunRecord>,
         keep: usize,

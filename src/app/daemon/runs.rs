@@ -195,12 +195,13 @@ impl Daemon {
         // Through the job's own list of runs in flight, not a scan of every active run: each
         // of 1000 runs ending together would otherwise scan the other 999. A job gone from
         // the config (runs still in flight) has no list: scanned then.
-        let protect: Vec<String> = match self.jobs.get(&rec.job) {
+        let mut protect: Vec<String> = match self.jobs.get(&rec.job) {
             Some(js) => js
                 .running()
                 .iter()
                 .filter_map(|pid| self.table.get(*pid))
                 .map(|r| r.record.run_id.clone())
+                .chain(js.prepared.as_ref().map(|r| r.run_id.clone()))
                 .collect(),
             None => self
                 .table
@@ -209,6 +210,15 @@ impl Daemon {
                 .map(|r| r.record.run_id.clone())
                 .collect(),
         };
+        // Queued runs have their folders too (the queue is empty unless `max_parallel` holds
+        // runs back).
+        protect.extend(
+            self.table
+                .queue
+                .iter()
+                .filter(|p| *p.job.name == *rec.job)
+                .filter_map(|p| p.prepared.as_ref().map(|r| r.run_id.clone())),
+        );
         let read = super::finish::ReadSpec {
             attempts: self.jobs.get(&rec.job).map_or(1, |js| js.job.attempts),
             limits: self.cfg.daemon.result_limits,

@@ -194,8 +194,8 @@ fn has_leftovers(state: &StateDir, users_jobs: &Path, job: &str) -> bool {
 }
 
 /// What the finisher does after a run's record is written: removes the run's temp folder,
-/// moves the job's run folders beyond `keep` out of the runs (never those in `protect`, in
-/// flight) and removes them and the users' folders of runs that are gone, as far as one
+/// moves the job's run folders beyond `keep` out of the runs (never those in `protect`: in
+/// flight, queued or prepared; see `record::prune`) and removes them and the users' folders of runs that are gone, as far as one
 /// look's budget goes. What is left, [`go_on`] removes while the finisher is idle.
 pub(crate) fn after_run(state: &StateDir, rec: &RunRecord, keep: usize, protect: &[String]) {
     let job = rec.job.as_str();
@@ -218,7 +218,7 @@ pub(crate) fn after_run(state: &StateDir, rec: &RunRecord, keep: usize, protect:
             Err(e) => warn(job, &e),
         }
     }
-    if let Err(e) = record::prune(state, job, keep, protect) {
+    if let Err(e) = record::prune(state, job, &rec.run_id, keep, protect) {
         tracing::warn!(job, "cannot remove old runs: {e}");
     }
     more |= look(state, job, &mut budget);

@@ -111,25 +111,31 @@ pub(crate) fn removing_dir(state: &StateDir, job: &str) -> PathBuf {
     state.job_dir(job).join("removing")
 }
 
-/// Moves the oldest run folders of `job` beyond `keep` out of the runs (never one in
-/// `protect`: in flight) into [`removing_dir`], where [`remove_discarded`] removes them.
-/// Returns how many were moved.
+/// Moves the oldest run folders of `job` beyond the newest `keep` out of the runs into
+/// [`removing_dir`], where [`remove_discarded`] removes them, after the run `finished` has
+/// ended. The folders in `protect` (runs in flight, queued, or prepared ahead of their due
+/// time) are neither moved nor counted, nor are those newer than `finished` (prepared since
+/// the list was taken, or ended already and counted then): counted, the folder prepared for
+/// a job's next run pushed its last finished run out (`keep_runs = 1` kept no finished run
+/// at all). Returns how many were moved.
 pub(crate) fn prune(
     state: &StateDir,
     job: &str,
+    finished: &str,
     keep: usize,
     protect: &[String],
 ) -> io::Result<usize> {
-    let runs = list_runs(state, job)?;
+    let mut runs = list_runs(state, job)?;
+    if let Some(i) = runs.iter().position(|(id, _)| id == finished) {
+        runs.truncate(i + 1);
+    }
+    runs.retain(|(id, _)| !protect.contains(id));
     if runs.len() <= keep {
         return Ok(0);
     }
     let excess = runs.len() - keep;
     let mut moved = 0;
-    for (id, dir) in runs.into_iter().take(excess) {
-        if protect.contains(&id) {
-            continue;
-        }
+    for (_, dir) in runs.into_iter().take(excess) {
         discard(state, job, &dir)?;
         moved += 1;
     }
@@ -320,7 +326,7 @@ mod tests {
             .collect();
         assert_eq!(listed, ids);
         assert_eq!(due_of_run_id(&ids[0]), Some(t0));
-        let removed = prune(&st, "j", 5, &[ids[0].clone()]).unwrap();
+        let removed = prune(&st, "j", &ids[32], 5, &[ids[0].clone()]).unwrap();
         assert_eq!(removed, 27);
         assert_eq!(fs::read_dir(removing_dir(&st, "j")).unwrap().count(), 27);
         let mut budget = Budget::new(Duration::from_secs(60), u64::MAX);
@@ -335,6 +341,19 @@ mod tests {
         assert_eq!(left.len(), 6);
         assert_eq!(left[0], ids[0], "the protected in-flight run stays");
         assert_eq!(&left[1..], &ids[28..]);
+        // The newest folder is prepared for the next run: it does not count, the newest
+        // finished run is kept; so is one prepared after the list was taken.
+        let removed = prune(&st, "j", &ids[30], 1, &[ids[0].clone(), ids[32].clone()]).unwrap();
+        assert_eq!(removed, 2);
+        let left: Vec<String> = list_runs(&st, "j")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(
+            left,
+            [&ids[0], &ids[30], &ids[31], &ids[32]].map(String::clone)
+        );
     }
 
     #[cfg(unix)]
