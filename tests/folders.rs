@@ -646,6 +646,57 @@ fn f7_a_run_has_its_own_tmpdir_which_is_gone_when_it_ends() {
     assert_eq!(links_into(inst.dir.path()), Vec::<PathBuf>::new());
 }
 
+/// A daemon's runs of one job name their temp folders through one link (a link made and
+/// removed per run cost an inode allocated and freed in /tmp each time), each its own folder;
+/// the link is gone when the daemon stops.
+#[test]
+fn f7_a_daemons_runs_of_a_job_share_one_short_link_gone_when_it_stops() {
+    let script = "echo \"$TMPDIR\" > \"$1/vars\"; readlink -f \"$TMPDIR\" > \"$1/real\"";
+    let inst = Instance::new(
+        "",
+        &format!(
+            "[[job]]\nname = \"t\"\ncommand = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{run_dir}}\"]\nevery = \"1s\"\n"
+        ),
+    );
+    let pid = start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || inst.finished_records("t").len()
+            >= 2),
+        "{}",
+        inst.log()
+    );
+    let recs = inst.finished_records("t");
+    let mut links = std::collections::BTreeSet::new();
+    for rec in &recs[..2] {
+        let dir = PathBuf::from(rec["run_dir"].as_str().unwrap());
+        let tmpdir = fs::read_to_string(dir.join("vars"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let run_id = dir.file_name().unwrap().to_str().unwrap();
+        assert!(
+            tmpdir.len() <= 61,
+            "{tmpdir}: too long for Chromium's socket"
+        );
+        assert!(tmpdir.ends_with(&format!("/{run_id}/tmp")), "{tmpdir}");
+        assert_eq!(
+            fs::read_to_string(dir.join("real")).unwrap().trim(),
+            dir.join("tmp").display().to_string(),
+            "where $TMPDIR is"
+        );
+        links.insert(Path::new(&tmpdir).ancestors().nth(2).unwrap().to_path_buf());
+    }
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(
+        links_into(inst.dir.path()),
+        links.iter().cloned().collect::<Vec<_>>(),
+        "one link in /tmp for the job's runs"
+    );
+    assert!(inst.run(&["stop"]).status.success());
+    assert!(wait_for(Duration::from_secs(20), || !pid_alive(pid)));
+    assert_eq!(links_into(inst.dir.path()), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn f7_a_killed_daemons_temp_links_go_when_their_runs_are_gone() {
     // Runs prepared ahead and in flight when the daemon is killed keep their short names;

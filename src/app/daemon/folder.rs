@@ -103,18 +103,17 @@ pub(super) fn prepare_folder(
         }
         Ok::<_, std::io::Error>(())
     })();
-    // A short name for the run's temp folder: sockets below TMPDIR must fit 107 bytes. Made
-    // once the folders it names are there (a link whose run folder is gone is swept away),
-    // and kept in the journal, which removes it with the folder. Without one, the folder is
-    // named directly. Made before the journal, so the journal is written once: each
+    // A short name for the run's temp folder (`sys::tmp_link`): sockets below TMPDIR must
+    // fit 107 bytes. Taken once the folders it names are there, and kept in the journal,
+    // which removes a link of the run's own with the folder. Without one, the folder is
+    // named directly. Taken before the journal, so the journal is written once: each
     // rewrite is a new inode and a deleted one, and at hundreds of runs a second an ext4
     // allocation scans past every inode deleted in the last minute (perf: inode allocation
     // was half the loop thread's time at 600 runs/s). A daemon that dies before the journal
-    // is written leaves the folder without one (recorded as not started) and the link until
-    // the folder is pruned.
+    // is written leaves the folder without one (recorded as not started).
     if made.is_ok() {
         let tmp = runner_dir(job, &run_dir).join(super::workdir::TMP_DIR);
-        rec.tmp = crate::service::sys::tmp_link::create(&tmp).ok();
+        rec.tmp = crate::service::sys::tmp_link::short(&tmp);
     }
     if let Err(source) = made.and_then(|()| rec.save()) {
         if let Some(link) = rec.tmp.take() {

@@ -66,6 +66,7 @@ pub(crate) fn run(opts: Options) -> i32 {
         Err(SetupError::LockTaken) => return 0,
     };
     let code = daemon.run_loop();
+    give_up_links();
     if !daemon.oneshot {
         lifecycle::end(&daemon.state, code);
     }
@@ -84,12 +85,22 @@ pub(crate) fn run_oneshot(
     let request = opts.oneshot.as_ref().map(|o| o.request.clone());
     let mut daemon = setup(&opts)?;
     daemon.run_loop();
+    give_up_links();
     let rec = daemon
         .jobs
         .values_mut()
         .filter_map(|js| js.take_answered())
         .find(|r| r.request.is_some() && r.request == request);
     Ok(rec)
+}
+
+/// Removes the jobs' temp folder links (`sys::tmp_link`): no run of this process starts
+/// any more, and the next holder of the instance makes them again.
+fn give_up_links() {
+    let n = crate::service::sys::tmp_link::release_shared();
+    if n > 0 {
+        tracing::debug!(links = n, "removed the jobs' temp folder links");
+    }
 }
 
 /// Everything from reading the config to a daemon that holds the instance lock.
