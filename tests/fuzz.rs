@@ -103,6 +103,28 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The readers size their buffers to the file (`read_sized`): a result reads the same
+    /// whatever the size given, down to buffers far smaller than the file.
+    #[test]
+    fn a_results_buffer_size_changes_nothing(
+        edits in prop::collection::vec((0usize..600, any::<u8>(), 0u8..3), 0..4),
+        size in 0u64..3000,
+    ) {
+        // Many tests: files of a few KiB, read through buffers of 512 bytes up.
+        let t = "<test name=\"A\"><tag>x</tag><status status=\"FAIL\" elapsed=\"0.1\">m&lt;1&gt;\nl2</status></test>";
+        let big = RESULT_XML.replacen(t, &t.repeat(60), 1);
+        prop_assert!(big.len() > 4000);
+        let x = mutate(&big, &edits);
+        prop_assert_eq!(format!("{:?}", xml::read(&x[..])), format!("{:?}", xml::read_sized(&x[..], size)));
+        let t = "{\"name\":\"A\",\"tags\":[\"x\"],\"status\":\"FAIL\",\"message\":\"m\\u00e9\\nl2\",\"elapsed_time\":0.1}";
+        let big = RESULT_JSON.replacen(t, &[t; 60].join(","), 1);
+        prop_assert!(big.len() > 4000);
+        let j = mutate(&big, &edits);
+        prop_assert_eq!(format!("{:?}", json::read(&j[..])), format!("{:?}", json::read_sized(&j[..], size)));
+    }
+}
+
 #[test]
 fn the_result_fixtures_read() {
     let x = xml::read(RESULT_XML.as_bytes()).unwrap().unwrap();

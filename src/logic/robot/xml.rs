@@ -48,10 +48,11 @@ pub(crate) struct Bounded<R> {
 }
 
 impl<R: Read> Bounded<R> {
-    pub(crate) fn new(inner: R) -> Self {
+    /// `capacity`: the most read from `inner` at once (see [`super::buffer_for`]).
+    pub(crate) fn new(inner: R, capacity: usize) -> Self {
         Bounded {
             inner,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; capacity.max(1)],
             pos: 0,
             len: 0,
             lex: Lex::Text,
@@ -293,11 +294,17 @@ impl Walk {
 
 /// Reads a whole output.xml from `r`.
 pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
-    let mut reader = Reader::from_reader(BufReader::with_capacity(64 * 1024, Bounded::new(r)));
+    read_sized(r, u64::MAX)
+}
+
+/// [`read`], for a file of `size` bytes: its buffers no larger than the file needs.
+pub fn read_sized(r: impl Read, size: u64) -> Result<Option<TestStats>, ParseError> {
+    let cap = super::buffer_for(size);
+    let mut reader = Reader::from_reader(BufReader::with_capacity(cap, Bounded::new(r, cap)));
     let cfg = reader.config_mut();
     cfg.check_end_names = false;
     cfg.expand_empty_elements = false;
-    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut buf = Vec::with_capacity(cap.min(16 * 1024));
     let mut w = Walk::default();
     loop {
         let ev = reader
