@@ -730,6 +730,55 @@ fn f7_a_killed_daemons_temp_links_go_when_their_runs_are_gone() {
     );
 }
 
+/// A killed daemon's link for a job the next daemon's config no longer has: the next daemon
+/// adopts the run in flight, and once it has ended removes the link with its own at its stop.
+/// (The sweep at start keeps it: the job's folder is there. Nothing else would remove it.)
+#[test]
+fn f7_a_killed_daemons_link_of_a_job_gone_from_the_config_goes_at_the_next_stop() {
+    let inst = Instance::new(
+        "",
+        "[[job]]\nname = \"s\"\ncommand = [\"sleep\", \"4\"]\nevery = \"1s\"\n",
+    );
+    let pid = start(&inst);
+    let mut run_id = None;
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            run_id = inst.status_json()["jobs"][0]["running"][0]["run_id"]
+                .as_str()
+                .map(str::to_string);
+            run_id.is_some() && !links_into(inst.dir.path()).is_empty()
+        }),
+        "{}",
+        inst.log()
+    );
+    let run_id = run_id.unwrap();
+    kill9(pid);
+    assert!(wait_for(Duration::from_secs(10), || !pid_alive(pid)));
+    let left = links_into(inst.dir.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    inst.write_config(
+        "",
+        "[[job]]\nname = \"t\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let next = start(&inst);
+    assert!(
+        wait_for(Duration::from_secs(30), || inst
+            .finished_records("s")
+            .iter()
+            .any(|r| r["run_id"] == run_id.as_str())),
+        "the adopted run was not recorded: {}",
+        inst.log()
+    );
+    assert_eq!(
+        links_into(inst.dir.path()),
+        left,
+        "kept while the daemon runs"
+    );
+    assert!(inst.run(&["stop"]).status.success());
+    assert!(wait_for(Duration::from_secs(20), || !pid_alive(next)));
+    assert_eq!(links_into(inst.dir.path()), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn f7_a_user_jobs_tmpdir_is_the_users_own_and_gone_when_the_run_ends() {
     let Some((uid, _)) = user() else { return };

@@ -299,11 +299,46 @@ mod imp {
             && c.all(|c| matches!(c, std::path::Component::Normal(_)))
     }
 
+    /// Registers the job's link `p` goes through as this process's (see [`release_shared`])
+    /// if it is a shared link of the daemon's user, named for the folder it names. A run an
+    /// earlier daemon started (adopted after its crash) used that daemon's link: unless its
+    /// job runs again here, nothing else would remove it (its job may be gone from the
+    /// config). Nothing to do for links this process handed out already.
+    fn take_up(p: &Path) {
+        let Some(name) = p
+            .strip_prefix(TMP)
+            .ok()
+            .and_then(|r| r.components().next())
+            .and_then(|c| c.as_os_str().to_str())
+        else {
+            return;
+        };
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.iter().any(|(n, _)| n == name) {
+            return;
+        }
+        let Ok(dir) = tmp_dir() else {
+            return;
+        };
+        let Ok(to) = rfs::readlinkat(&dir, name, Vec::new()) else {
+            return;
+        };
+        let folder = PathBuf::from(std::ffi::OsStr::from_bytes(to.as_bytes()));
+        // A run's own link (a random name) is not a job's; and only our own link counts.
+        if shared_name(&folder) == name && is_our_link_to(&dir, name, &folder).unwrap_or(false) {
+            shared.push((name.to_string(), folder));
+        }
+    }
+
     pub(super) fn remove(link: &Path) -> io::Result<()> {
         let name = match (link.parent(), link.file_name().and_then(|n| n.to_str())) {
             (Some(p), Some(n)) if p == Path::new(TMP) && n.starts_with(PREFIX) => n,
-            // A run's folder through its job's shared link: the link stays.
-            _ if through_shared(link) => return Ok(()),
+            // A run's folder through its job's shared link: the link stays, now this
+            // process's to remove when it exits.
+            _ if through_shared(link) => {
+                take_up(link);
+                return Ok(());
+            }
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -422,6 +457,18 @@ mod imp {
             std::fs::remove_dir(&squat).unwrap();
             assert_eq!(release_shared(), 1, "only what was handed out");
             assert!(std::fs::symlink_metadata(&link).is_err());
+            // A predecessor's link (made here by hand, as a killed daemon leaves it): the end
+            // of a run through it makes it this process's, removed when it gives up.
+            std::os::unix::fs::symlink(&runs, &link).unwrap();
+            remove(&a).unwrap();
+            assert!(std::fs::symlink_metadata(&link).is_ok());
+            assert_eq!(release_shared(), 1, "a predecessor's link taken up");
+            assert!(std::fs::symlink_metadata(&link).is_err());
+            // Not a link that names another folder than its name says.
+            std::os::unix::fs::symlink(&other, &link).unwrap();
+            remove(&a).unwrap();
+            assert_eq!(release_shared(), 0);
+            std::fs::remove_file(&link).unwrap();
         }
 
         #[test]
