@@ -1,5 +1,6 @@
 //! What the XML and JSON readers have in common: the result they build while streaming
-//! (suites, tests, statistics) and the caps that keep it small whatever the file holds.
+//! (suites, tests, statistics), the caps that keep it small whatever the file holds, and
+//! how much of the file they buffer.
 //!
 //! The readers report what they meet (a suite starts, a test has this status, …) and this
 //! collector keeps only bounded pieces: strings are cut to [`MAX_TEXT`] characters (a
@@ -8,6 +9,17 @@
 //! [`MAX_DEPTH`] is an error.
 
 use crate::model::record::{TestResult, TestStats, TestStatus};
+
+/// The most a result reader buffers at once.
+const MAX_BUFFER: usize = 64 * 1024;
+
+/// How much a reader of a result of `size` bytes buffers: the whole file when it is smaller
+/// than [`MAX_BUFFER`] (most results are a few KiB). Buffers of 64 KiB for every result came
+/// from the finisher threads' heap and were freed again at each read, leaving it fragmented:
+/// the soak's private memory rose by steps (issue 25).
+pub(crate) fn buffer_for(size: u64) -> usize {
+    usize::try_from(size.saturating_add(1)).map_or(MAX_BUFFER, |n| n.clamp(512, MAX_BUFFER))
+}
 
 /// Longest name, status, tag or message head kept, in characters.
 pub(crate) const MAX_TEXT: usize = 200;

@@ -484,7 +484,7 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
 /// [`read`], for a file of `size` bytes: its buffer no larger than the file needs.
 pub fn read_sized(r: impl Read, size: u64) -> Result<Option<TestStats>, ParseError> {
     let mut t = Tokenizer {
-        r: BufReader::with_capacity(super::buffer_for(size), r),
+        r: BufReader::with_capacity(super::collect::buffer_for(size), r),
         open: Vec::new(),
         expect: Expect::Value,
         offset: 0,

@@ -27,17 +27,6 @@ pub(crate) const ATTEMPTS_FILE: &str = "attempts.json";
 /// The most an attempts list may hold: ten small entries fit many times over.
 const MAX_ATTEMPTS_FILE: u64 = 64 * 1024;
 
-/// The most a result reader buffers at once.
-const MAX_BUFFER: usize = 64 * 1024;
-
-/// How much a reader of a result of `size` bytes buffers: the whole file when it is smaller
-/// than [`MAX_BUFFER`] (most results are a few KiB). Buffers of 64 KiB for every result came
-/// from the finisher threads' heap and were freed again at each read, leaving it fragmented:
-/// the soak's private memory rose by steps (issue 25).
-pub(crate) fn buffer_for(size: u64) -> usize {
-    usize::try_from(size.saturating_add(1)).map_or(MAX_BUFFER, |n| n.clamp(512, MAX_BUFFER))
-}
-
 /// The folder a run's results are read from — the runner's `{run_dir}`: the run folder, or a
 /// `user` job's own folder, which that user fills as they like — as the daemon opens files
 /// in it (by handle, no links, regular files of the folder's owner: see

@@ -48,7 +48,7 @@ pub(crate) struct Bounded<R> {
 }
 
 impl<R: Read> Bounded<R> {
-    /// `capacity`: the most read from `inner` at once (see [`super::buffer_for`]).
+    /// `capacity`: the most read from `inner` at once (see [`super::collect::buffer_for`]).
     pub(crate) fn new(inner: R, capacity: usize) -> Self {
         Bounded {
             inner,
@@ -299,7 +299,7 @@ pub fn read(r: impl Read) -> Result<Option<TestStats>, ParseError> {
 
 /// [`read`], for a file of `size` bytes: its buffers no larger than the file needs.
 pub fn read_sized(r: impl Read, size: u64) -> Result<Option<TestStats>, ParseError> {
-    let cap = super::buffer_for(size);
+    let cap = super::collect::buffer_for(size);
     let mut reader = Reader::from_reader(BufReader::with_capacity(cap, Bounded::new(r, cap)));
     let cfg = reader.config_mut();
     cfg.check_end_names = false;
