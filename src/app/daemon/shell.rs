@@ -368,6 +368,15 @@ impl Daemon {
             .into_iter()
             .map(str::to_string)
             .collect();
+        if todo.is_empty() {
+            return;
+        }
+        // Runs prepared and not started, each with a spare cgroup made ahead (see below).
+        let mut waiting = self
+            .jobs
+            .values()
+            .filter(|js| js.prepared.is_some())
+            .count();
         for name in todo {
             if earliest.is_some_and(|e| Utc::now() + PREPARE_MARGIN >= e) {
                 break;
@@ -383,8 +392,10 @@ impl Daemon {
                         js.prepared = Some(Box::new(rec));
                     }
                     self.state_ok(&format!("prepare:{name}"));
-                    // Its cgroup too, while the due time is still ahead.
-                    self.spawner.reserve(1);
+                    // Its cgroup too, while the due time is still ahead; spares left by runs
+                    // skipped since they were prepared go.
+                    waiting += 1;
+                    self.spawner.keep_spare(waiting);
                 }
                 Err(msg) => {
                     if let Some(js) = self.jobs.get_mut(&name) {

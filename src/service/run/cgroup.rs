@@ -180,20 +180,34 @@ impl Cgroups {
         }
     }
 
-    /// Makes `n` more cgroups ahead of the runs that will take them (up to [`MAX_SPARE`]
-    /// waiting): a cgroup's mkdir took ~120 us on a busy 2-core machine, on the path of every
-    /// start, where 1,000 runs due together waited for 1,000 of them in turn.
-    pub(crate) fn reserve(&self, n: usize) {
+    /// Keeps `n` empty cgroups made ahead of the runs that will take them (at most
+    /// [`MAX_SPARE`]): a cgroup's mkdir took ~120 us on a busy 2-core machine, on the path of
+    /// every start, where 1,000 runs due together waited for 1,000 of them in turn. The
+    /// caller passes the runs prepared and not started; spares beyond that are removed: a
+    /// prepared run that is skipped (`overlap = "skip"`) or discarded never takes its spare,
+    /// and a spare made per preparation piled up, one per skipped run, to [`MAX_SPARE`] empty
+    /// cgroups in the kernel and their names in this process (the soak of issue 25).
+    pub(crate) fn keep_spare(&self, n: usize) {
         if self.base.get().is_none() {
             return;
         }
-        for _ in 0..n {
-            if lock(&self.spare).len() >= MAX_SPARE {
+        let n = n.min(MAX_SPARE);
+        loop {
+            let have = lock(&self.spare).len();
+            if have > n {
+                let Some(cg) = lock(&self.spare).pop() else {
+                    return;
+                };
+                // No process was ever moved into a spare: the rmdir cannot meet one. Should it
+                // fail all the same, the daemon's exit removes its whole subtree.
+                remove(&cg.dir);
+            } else if have < n {
+                match self.make() {
+                    Some(cg) => lock(&self.spare).push(cg),
+                    None => return,
+                }
+            } else {
                 return;
-            }
-            match self.make() {
-                Some(cg) => lock(&self.spare).push(cg),
-                None => return,
             }
         }
     }
@@ -370,7 +384,7 @@ mod tests {
     /// none is left at exit. Needs a writable cgroup v2 hierarchy outside systemd (root);
     /// skipped with the reason elsewhere, failed under `CI=true`.
     #[test]
-    fn spare_cgroups_are_taken_first_and_removed_at_exit() {
+    fn spare_cgroups_are_taken_first_kept_to_the_runs_waiting_and_removed_at_exit() {
         let cgroups = Cgroups::default();
         let base = match cgroups.enable() {
             Ok(base) => base,
@@ -391,7 +405,7 @@ mod tests {
             }
         }
         let _cleanup = Cleanup(&cgroups);
-        cgroups.reserve(3);
+        cgroups.keep_spare(3);
         let spares: Vec<PathBuf> = lock(&cgroups.spare).iter().map(|c| c.dir.clone()).collect();
         assert_eq!(spares.len(), 3);
         assert!(spares.iter().all(|d| d.is_dir() && d.starts_with(&base)));
@@ -401,8 +415,17 @@ mod tests {
             "{taken:?}"
         );
         assert_eq!(lock(&cgroups.spare).len(), 2);
-        cgroups.reserve(MAX_SPARE + 10);
+        cgroups.keep_spare(MAX_SPARE + 10);
         assert_eq!(lock(&cgroups.spare).len(), MAX_SPARE);
+        // Fewer runs waiting than spares (runs skipped): the others are removed.
+        let many: Vec<PathBuf> = lock(&cgroups.spare).iter().map(|c| c.dir.clone()).collect();
+        cgroups.keep_spare(1);
+        assert_eq!(lock(&cgroups.spare).len(), 1);
+        assert_eq!(
+            many.iter().filter(|d| d.exists()).count(),
+            1,
+            "spares beyond the runs waiting were left"
+        );
         let taken_back = taken.as_ref().is_some_and(|d| remove(d));
         assert!(taken_back);
         cgroups.cleanup();

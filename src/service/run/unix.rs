@@ -280,10 +280,11 @@ impl Spawner {
         self.s.reaper.on_inherited_exit(Box::new(f));
     }
 
-    /// Makes the cgroups of `n` runs about to be started ahead of their start (see
-    /// `cgroup`): the caller prepares runs ahead of their due time, and so can their cgroups.
-    pub(crate) fn reserve(&self, n: usize) {
-        self.s.cgroups.reserve(n);
+    /// Keeps the cgroups of the `n` runs prepared and not started made ahead of their start
+    /// (see `cgroup`): the caller prepares runs ahead of their due time, and so can their
+    /// cgroups.
+    pub(crate) fn keep_spare(&self, n: usize) {
+        self.s.cgroups.keep_spare(n);
     }
 
     /// Runs get a cgroup each from now on, where one can be had (see `cgroup`). Returns

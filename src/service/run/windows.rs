@@ -326,7 +326,7 @@ impl Spawner {
     pub(crate) fn on_inherited_exit(&self, _f: impl Fn() + Send + 'static) {}
 
     /// Nothing to make ahead of a run on Windows: its job object is made with it.
-    pub(crate) fn reserve(&self, _n: usize) {}
+    pub(crate) fn keep_spare(&self, _n: usize) {}
 
     /// Runs live in job objects on Windows; there are no cgroups to enable.
     pub(crate) fn enable_cgroups(&self) -> Result<std::path::PathBuf, super::NoCgroup> {
