@@ -119,12 +119,14 @@ pub(super) fn group_alive(pgid: u32) -> bool {
 
 /// The children of `pid` (every thread's), from /proc.
 pub(super) fn children_of(pid: &str) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let tasks = format!("/proc/{pid}/task");
+    let Ok(list) = crate::service::sys::dir::entries(std::path::Path::new(&tasks)) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for t in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+    for t in list.flatten() {
+        let children = format!("{tasks}/{}/children", t.name.to_string_lossy());
+        if let Ok(list) = std::fs::read_to_string(children) {
             out.extend(
                 list.split_whitespace()
                     .filter_map(|p| p.parse::<u32>().ok()),

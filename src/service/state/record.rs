@@ -10,6 +10,7 @@ use super::{read_json, write_json, Durability, StateDir};
 use crate::model::record::{
     due_of_run_id, run_id_key, run_id_prefix, RunRecord, RECORD_FILE, RECORD_VERSION,
 };
+use crate::service::sys;
 use crate::service::sys::tree::{remove_tree, Budget, Removal, RemoveError, Rights};
 use chrono::{DateTime, Utc};
 use std::fs;
@@ -64,7 +65,7 @@ pub(crate) fn allocate_run_dir(
 /// The run folders of `job`, oldest first (by due time, then sequence).
 pub(crate) fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, PathBuf)>> {
     let dir = state.runs_dir(job);
-    let entries = match fs::read_dir(&dir) {
+    let entries = match sys::dir::entries(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
@@ -76,11 +77,12 @@ pub(crate) fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, 
     };
     let mut runs: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter(|e| e.is_dir)
         .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
+            let name = e.name.into_string().ok()?;
             due_of_run_id(&name)?;
-            Some((name, e.path()))
+            let path = dir.join(&name);
+            Some((name, path))
         })
         .collect();
     // Run ids are unique: no order among equals to keep.
@@ -200,14 +202,15 @@ pub(crate) fn remove_discarded(
     budget: &mut Budget,
 ) -> (Removal, Vec<RemoveError>) {
     let mut errors = Vec::new();
-    let Ok(list) = fs::read_dir(removing_dir(state, job)) else {
+    let dir = removing_dir(state, job);
+    let Ok(list) = sys::dir::entries(&dir) else {
         return (Removal::Gone, errors);
     };
     for e in list.flatten() {
         if budget.spent() {
             return (Removal::More, errors);
         }
-        match remove_tree(&e.path(), Rights::Daemon, budget) {
+        match remove_tree(&dir.join(&e.name), Rights::Daemon, budget) {
             Ok(Removal::Gone) => {}
             Ok(Removal::More) => return (Removal::More, errors),
             Err(err) => errors.push(err),

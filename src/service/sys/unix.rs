@@ -158,13 +158,13 @@ pub(crate) fn find_run_by_env(key: &str, value: &str) -> Option<(u32, Option<u64
 pub(crate) fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
     let needle = format!("{key}={value}").into_bytes();
     let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(dir) = super::dir::entries(std::path::Path::new("/proc")) else {
         return Vec::new();
     };
     // One buffer for all the environments read: a scan reads every process's.
     let mut buf = Vec::new();
     dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|e| e.name.to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me && env_holds(pid, &needle, &mut buf))
         .collect()
 }
