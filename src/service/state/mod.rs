@@ -327,7 +327,9 @@ pub(crate) fn write_atomic_with(
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     replace(path, durability, |f| {
-        let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+        // std's 8 KiB: most files written here (records, latest results) are smaller, and a
+        // larger buffer is a larger block taken from and given back to the heap per write.
+        let mut w = io::BufWriter::new(f);
         fill(&mut w)?;
         w.flush()
     })
@@ -366,9 +368,10 @@ pub(crate) fn write_json<T: serde::Serialize>(
     value: &T,
     durability: Durability,
 ) -> io::Result<()> {
-    let mut data = serde_json::to_vec(value).map_err(io::Error::other)?;
-    data.push(b'\n');
-    write_atomic(path, &data, durability)
+    write_atomic_with(path, durability, |w| {
+        serde_json::to_writer(&mut *w, value)?;
+        w.write_all(b"\n")
+    })
 }
 
 /// Reads and parses a JSON file in the state dir (see [`file`]: no symlink, no FIFO, at most
