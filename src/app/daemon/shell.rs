@@ -371,12 +371,19 @@ impl Daemon {
         if todo.is_empty() {
             return;
         }
-        // Runs prepared and not started, each with a spare cgroup made ahead (see below).
+        // Runs prepared and not started (due soon, or due and queued for a free slot), each
+        // with a spare cgroup made ahead (see below).
         let mut waiting = self
             .jobs
             .values()
             .filter(|js| js.prepared.is_some())
-            .count();
+            .count()
+            + self
+                .table
+                .queue
+                .iter()
+                .filter(|p| p.prepared.is_some())
+                .count();
         for name in todo {
             if earliest.is_some_and(|e| Utc::now() + PREPARE_MARGIN >= e) {
                 break;
