@@ -475,7 +475,8 @@ impl Daemon {
     /// [`RELEASE_AFTER_IDLE`] (see `RunTable::shrink_when_idle`; a job's own list of runs goes
     /// with its last run).
     ///
-    /// Then, once the status is written too, the free pages of the heap go back to the
+    /// Then, once the status is written too, the tree walk's kept scratch
+    /// (`sys::tree::drop_spare`) and the free pages of the heap go back to the
     /// system (`sys::memory::release_free`): after a start or a reload (10,000 records read
     /// back, statuses of 10,000 jobs built) or a burst, what was freed stays the daemon's
     /// otherwise, as long as a block used later sits above it (issue 25).
@@ -493,6 +494,7 @@ impl Daemon {
         }
         if self.release_owed && !self.shown.owed() {
             self.release_owed = false;
+            crate::service::sys::tree::drop_spare();
             crate::service::sys::memory::release_free();
         }
     }

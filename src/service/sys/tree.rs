@@ -111,12 +111,15 @@ pub enum RemoveError {
 mod imp;
 
 pub use imp::remove_tree;
-pub(crate) use imp::remove_tree_fully;
+pub(crate) use imp::{drop_spare, remove_tree_fully};
 
 #[cfg(windows)]
 mod imp {
     use super::*;
     use std::path::Path;
+
+    /// Nothing is kept between removals on Windows.
+    pub(crate) fn drop_spare() {}
 
     /// Removes `path` (a folder and everything in it, or a file or link) within `budget`,
     /// with `rights`. A missing `path` is [`Removal::Gone`]. std's Windows `remove_dir_all`

@@ -210,6 +210,14 @@ impl Scratch {
     }
 }
 
+/// Frees the kept scratch: an idle daemon hands back what its runs left (the next walk makes
+/// a new one).
+pub(crate) fn drop_spare() {
+    if let Ok(mut spare) = SPARE.lock() {
+        spare.take();
+    }
+}
+
 /// The walk's whole state: fixed size, allocated before any fork.
 struct Walk<'a> {
     root: BorrowedFd<'a>,
