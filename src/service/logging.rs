@@ -47,6 +47,13 @@ impl RotatingLog {
 }
 
 impl Inner {
+    /// Whether the log's folder is still one only root can change (see `security`).
+    fn folder_trusted(&self) -> bool {
+        self.path
+            .parent()
+            .is_some_and(|d| crate::service::security::check_state_dir(d).is_ok())
+    }
+
     fn rotate(&mut self) {
         self.file = None;
         for i in (1..KEEP).rev() {
@@ -61,19 +68,25 @@ impl Inner {
         if self.mirror_stderr {
             let _ = io::stderr().write_all(buf);
         }
-        if self.size + buf.len() as u64 > self.max_bytes && self.size > 0 {
+        // Every step below that makes a file by name checks the folder first (rare: a
+        // rotation, a log moved away), see the next comment.
+        if self.size + buf.len() as u64 > self.max_bytes && self.size > 0 && self.folder_trusted() {
             self.rotate();
         }
         if self
             .file
             .as_ref()
             .is_some_and(|f| !crate::service::sys::same_file(f, &self.path))
+            && self.folder_trusted()
         {
             // Deleted or moved away under us (the state dir removed by hand): write where an
-            // admin looks, not into an unlinked file.
+            // admin looks, not into an unlinked file. Not when the folder there now is one
+            // another user can change (the state dir moved away and one of theirs put in its
+            // place): root makes no file in it; the lines go on into the old file until the
+            // daemon's own trust check ends it (a test of tests/security.rs met this).
             self.file = None;
         }
-        if self.file.is_none() {
+        if self.file.is_none() && self.folder_trusted() {
             // A reopen after rotation failed (a full disk, say): try again with every line,
             // or the log would stay silent for good.
             self.file = crate::service::state::open_append(&self.path).ok();
@@ -172,6 +185,35 @@ mod tests {
         writeln!(log.make_writer(), "after the failure").unwrap();
         let text = fs::read_to_string(&p).unwrap();
         assert!(text.contains("after the failure"), "{text:?}");
+    }
+
+    /// The state dir moved away and a folder others may write put in its place: the log makes
+    /// no file there (root would create it in a folder another user controls) and goes on in
+    /// the file it has, rotation included, until the daemon's own trust check ends it.
+    #[cfg(unix)]
+    #[test]
+    fn no_log_file_is_made_in_a_folder_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        let p = state.join("daemon.log");
+        let log = RotatingLog::open(&p, 200, false).unwrap();
+        writeln!(log.make_writer(), "before").unwrap();
+        fs::rename(&state, dir.path().join("old")).unwrap();
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+        for i in 0..20 {
+            writeln!(log.make_writer(), "after the move {i:02}").unwrap();
+        }
+        assert!(!p.exists(), "a log file was made in the untrusted folder");
+        assert!(!numbered(&p, 1).exists());
+        let old = fs::read_to_string(dir.path().join("old/daemon.log")).unwrap();
+        assert!(old.contains("after the move 19"), "{old:?}");
+        // Trusted again (the admin fixed it): the log goes where the admin looks.
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+        writeln!(log.make_writer(), "fixed").unwrap();
+        assert!(fs::read_to_string(&p).unwrap().contains("fixed"));
     }
 
     #[test]
