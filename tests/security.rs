@@ -517,9 +517,11 @@ fn f4_a_state_dir_whose_parent_turns_writable_is_abandoned_not_written() {
     fs::write(&victim, "keep\n").unwrap();
     chmod(&victim, 0o640);
     a.owns(&parent);
-    // `ln -sf`: the daemon may have put a file of its own in the new folder between the
-    // attacker's mkdir and links (CI saw daemon.log there once); the attacker, who owns the
-    // folder, replaces it.
+    // `ln -sf`: until its next look finds the folder untrusted, the daemon may still replace
+    // status.json there (its own temp file renamed over the name, never following a link)
+    // between the attacker's mkdir and links; the attacker, who owns the folder, replaces it
+    // back. (CI once saw daemon.log made there by the log's reopen by name: the log now checks
+    // the folder first, see service::logging.)
     a.sh(&format!(
         "cd {p} && mv state old && mkdir state && ln -sf {v} state/state-error && ln -sf {v} state/status.json && ln -sf {v} state/daemon.log",
         p = parent.display(),
