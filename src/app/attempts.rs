@@ -14,10 +14,10 @@
 use crate::model::config::Retry;
 use crate::model::record::ATTEMPTS_FILE;
 use crate::model::record::{Attempt, AttemptOutcome, Ran};
+use crate::service::sys;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// What the subcommand is told.
 #[derive(Debug, Clone)]
@@ -31,16 +31,6 @@ pub(crate) struct Plan {
     pub(crate) robot: Vec<String>,
 }
 
-fn stop_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    #[cfg(unix)]
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // The signal reaches robot through the process group: here it only ends the loop.
-        let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
-    }
-    flag
-}
-
 fn say(msg: &str) {
     println!("==> robotmk-daemon: {msg}");
 }
@@ -48,7 +38,8 @@ fn say(msg: &str) {
 /// Runs the plan; returns the process exit code (rebot's for the merged result, else the
 /// last robot's).
 pub(crate) fn run(plan: &Plan) -> i32 {
-    let stop = stop_flag();
+    // The signal reaches robot through the process group: here it only ends the loop.
+    let stop = sys::stop_flag();
     let Some((suite, opts)) = plan.robot.split_last() else {
         eprintln!("robotmk-daemon: no robot command to run");
         return 252;
@@ -87,7 +78,7 @@ pub(crate) fn run(plan: &Plan) -> i32 {
         cmd.arg(suite);
         let status = cmd.status();
         let (code, signal) = match status {
-            Ok(s) => (s.code(), exit_signal(&s)),
+            Ok(s) => (s.code(), sys::exit_signal(&s)),
             Err(e) => {
                 // In robot's own form, so the run's note quotes it (robot::first_error_line).
                 eprintln!("[ ERROR ] robotmk-daemon: cannot start {:?}: {e}", opts[0]);
@@ -122,17 +113,6 @@ pub(crate) fn run(plan: &Plan) -> i32 {
 
 fn status_failed_to_start(code: Option<i32>, signal: Option<i32>) -> bool {
     code.is_none() && signal.is_none()
-}
-
-#[cfg(unix)]
-fn exit_signal(s: &std::process::ExitStatus) -> Option<i32> {
-    use std::os::unix::process::ExitStatusExt;
-    s.signal()
-}
-
-#[cfg(not(unix))]
-fn exit_signal(_: &std::process::ExitStatus) -> Option<i32> {
-    None
 }
 
 /// Merges the attempts that left a result into the run folder; rebot's exit code.

@@ -46,7 +46,10 @@ pub(crate) fn warnings_of(cfg: &Config) -> Vec<String> {
 fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     if cfg.jobs.iter().any(|j| j.argument_file().is_some()) {
-        if let Some(mode) = others_may_read(&cfg.path) {
+        if let Some(mode) = std::fs::metadata(&cfg.path)
+            .ok()
+            .and_then(|m| sys::others_may_read(&m))
+        {
             out.push(format!(
                 "{} holds `variables` (often passwords) and is readable by other users (mode {mode:03o}); chmod 600 {}",
                 cfg.path.display(),
@@ -66,19 +69,6 @@ fn warnings(cfg: &Config) -> Vec<String> {
         ));
     }
     out
-}
-
-#[cfg(unix)]
-fn others_may_read(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o044 != 0).then_some(mode)
-}
-
-#[cfg(not(unix))]
-fn others_may_read(_path: &Path) -> Option<u32> {
-    // ACLs, not modes: docs/WINDOWS.md says how to protect the config there.
-    None
 }
 
 /// The temporary folder `dir` is in, if any (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`).
@@ -163,7 +153,6 @@ enum Unstartable {
     Unreadable(#[source] std::io::Error),
     #[error("is not a file")]
     NotAFile,
-    #[cfg(unix)]
     #[error("is not executable; chmod +x {}", .0.display())]
     NotExecutable(PathBuf),
     #[error("is not found on PATH ({0}); name it by its full path")]
@@ -204,12 +193,8 @@ fn executable(path: &Path) -> Result<(), Unstartable> {
     if !m.is_file() {
         return Err(Unstartable::NotAFile);
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if m.permissions().mode() & 0o111 == 0 {
-            return Err(Unstartable::NotExecutable(path.to_path_buf()));
-        }
+    if !sys::mode_executable(&m) {
+        return Err(Unstartable::NotExecutable(path.to_path_buf()));
     }
     Ok(())
 }

@@ -247,28 +247,15 @@ pub(crate) fn link_latest(state: &StateDir, rec: &RunRecord) -> io::Result<()> {
     if holds_newer(state, rec, &path)? {
         return Ok(());
     }
-    if only_mine(&rec.run_dir) && super::link_replacing(&rec.record_path(), &path).is_ok() {
+    // A `user` job's run folder is that user's, who could put a file of their own under the
+    // record's name before the link is made; `latest.json` would then be a second name of a
+    // file that user can rewrite at will. There the latest result stays a copy.
+    if crate::service::sys::only_mine(&rec.run_dir)
+        && super::link_replacing(&rec.record_path(), &path).is_ok()
+    {
         return Ok(());
     }
     write_json(&path, rec, Durability::Sync)
-}
-
-/// Whether no one but this process's user can change what is in `dir`: owned by it, not
-/// writable by others. A `user` job's run folder is that user's, who could put a file of
-/// their own under the record's name before the link is made; `latest.json` in the daemon's
-/// state dir would then be a second name of a file that user can rewrite at will. There the
-/// latest result stays a copy.
-#[cfg(unix)]
-fn only_mine(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs::symlink_metadata(dir).is_ok_and(|m| {
-        m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
-    })
-}
-
-#[cfg(not(unix))]
-fn only_mine(_dir: &Path) -> bool {
-    false
 }
 
 /// Whether the job's latest result at `path` is newer than `rec` (then it is kept). A corrupt

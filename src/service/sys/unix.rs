@@ -555,6 +555,44 @@ pub(crate) fn uptime() -> Option<std::time::Duration> {
     ))
 }
 
+/// Whether no one but this process's user can change what is in `dir`: a folder (not a
+/// link) it owns that others cannot write.
+pub(crate) fn only_mine(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| {
+        m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
+    })
+}
+
+/// The permission bits of `m` if users other than the owner may read the file (the
+/// config's secrets).
+pub(crate) fn others_may_read(m: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = m.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+/// Whether a file's mode lets anyone execute it.
+pub(crate) fn mode_executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.permissions().mode() & 0o111 != 0
+}
+
+/// The signal that ended a process, if one did.
+pub(crate) fn exit_signal(s: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    s.signal()
+}
+
+/// A flag SIGTERM and SIGINT set (a runner's helper stops between steps on them).
+pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, std::sync::Arc::clone(&flag));
+    }
+    flag
+}
+
 /// True when this process runs as root (only root can run a job as another user).
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -804,6 +804,32 @@ pub(crate) fn lookup_user(name: &str) -> Result<super::UserInfo, super::UserLook
     })
 }
 
+/// Never on Windows: who may change a folder is its ACL's matter, and a copy is kept there
+/// (see `record::link_latest`).
+pub(crate) fn only_mine(_dir: &std::path::Path) -> bool {
+    false
+}
+
+/// Windows has ACLs, not modes: docs/WINDOWS.md says how to protect the config there.
+pub(crate) fn others_may_read(_m: &std::fs::Metadata) -> Option<u32> {
+    None
+}
+
+/// Windows has no execute bit: any file may be started (its extension decides how).
+pub(crate) fn mode_executable(_m: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Windows has no signals: a process ends with an exit code only.
+pub(crate) fn exit_signal(_s: &std::process::ExitStatus) -> Option<i32> {
+    None
+}
+
+/// A flag nothing sets: a run's helper is ended with its job object, not asked to stop.
+pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
 /// Only Unix root may run a job as another user.
 pub(crate) fn is_root() -> bool {
     false
