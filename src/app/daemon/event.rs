@@ -19,7 +19,7 @@ pub(crate) enum Event {
         error: Option<String>,
     },
     /// The environment thread's news: which environment each job's runs use.
-    Envs(Box<super::envs::Update>),
+    Envs(Box<super::envs::side::Update>),
     /// An orphan the daemon inherited exited and was collected: what a finished run left
     /// may all be gone now.
     Inherited,

@@ -32,11 +32,12 @@
 //! [`control`]: super::control
 
 use super::changes::shown::Shown;
+use super::envs::side::Side;
 use super::event::Event;
+use super::finish;
 use super::jobs::JobTable;
 use super::table::{Pending, RunTable};
 use super::watch::Control;
-use super::{envs, finish};
 use crate::logic::scheduler::{self, Admit};
 use crate::model::config::Config;
 use crate::model::status::{JobStatus, RunningRun, Status, STATUS_VERSION};
@@ -105,7 +106,7 @@ pub(crate) struct Daemon {
     /// Completes and writes records off this thread (see `finish`).
     pub(super) finisher: Option<finish::Finisher>,
     /// Python environments and `start_delay` (see `envs`).
-    pub(super) envs: envs::Side,
+    pub(super) envs: Side,
     /// Starts every child of this process and ends the runs' trees (see `run`).
     pub(super) spawner: crate::service::run::Spawner,
     /// Signs of falling behind the schedule (see `backlog`).

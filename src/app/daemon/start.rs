@@ -4,14 +4,15 @@
 //! where it is safe, in the state dir for the ctrl that launched it).
 
 use super::changes::shown::Shown;
+use super::envs::side::Side;
 use super::event::Event;
+use super::finish;
 use super::jobs::JobState;
 use super::lifecycle;
 use super::recover::Recovered;
 use super::shell::{Daemon, Phase};
 use super::table::{Pending, RunTable};
 use super::watch::Control;
-use super::{envs, finish};
 use crate::model::config::Config;
 use crate::model::status::DaemonInfo;
 use crate::service::config::{self};
@@ -309,7 +310,7 @@ impl Daemon {
             lock,
             oneshot: opts.oneshot.is_some(),
             finisher: None,
-            envs: envs::Side::default(),
+            envs: Side::default(),
             spawner,
             backlog: super::backlog::Backlog::default(),
         };

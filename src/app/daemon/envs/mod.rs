@@ -20,10 +20,10 @@
 //! environment is still building wait in the queue; if its build failed they are recorded as
 //! `error` with the build's last lines.
 
-mod side;
+pub(super) mod side;
 mod worker;
 
-pub(super) use side::{JobEnv, Side, Update};
+pub(super) use side::{JobEnv, Update};
 
 use super::shell::Daemon;
 use crate::model::env::EnvSpec;
