@@ -25,6 +25,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// A daemon looks at its requests at least this often; a request not taken by then (and no
 /// run for it) means the daemon is not serving requests.
 const PICKUP_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a record that does not parse may stay so after its run ended before run-once
+/// gives up on it (the daemon's finisher writes the final one within milliseconds).
+const FINAL_RECORD_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Runs `job` once; returns the exit code (0 success, 1 failure, 3 timeout, 4 could not run).
 pub(crate) fn run(cfg: &Config, job: &str, config_path: &Path) -> i32 {
@@ -152,6 +155,7 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
     let mut out = Tail::new(rec.run_dir.join(crate::model::record::STDOUT_FILE));
     let mut err = Tail::new(rec.run_dir.join(crate::model::record::STDERR_FILE));
     let running = format!("job {job} runs");
+    let mut unreadable_since: Option<Instant> = None;
     let finished = loop {
         if out.pending() || err.pending() {
             progress.finish();
@@ -163,7 +167,25 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
         }
         match record::read_record(&rec.run_dir) {
             Ok(Some(r)) if r.is_finished() => break r,
-            _ => {}
+            // Records are replaced whole (written aside, renamed): one that does not parse is
+            // no write in progress. While the run goes on its final record may still replace
+            // it (a `user` job's runner can write into its run folder); once the daemon no
+            // longer lists the run, none will: say so rather than wait forever.
+            // The finisher writes the final record just after the run leaves the list: only
+            // a record still unreadable a while later is taken as final.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::InvalidData
+                    && requests.is_some()
+                    && !still_running(st, job, &rec.run_id) =>
+            {
+                let since = *unreadable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > FINAL_RECORD_PATIENCE {
+                    progress.finish();
+                    eprintln!("robotmk-daemon: the run ended but its record cannot be read: {e}");
+                    return 4;
+                }
+            }
+            _ => unreadable_since = None,
         }
         // The supervisor is gone and the run never finished: say so rather than wait forever.
         if requests.is_some() && !lock::is_held(&st.lock_file()).unwrap_or(true) {
@@ -181,6 +203,18 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
     out.copy_to(&mut std::io::stdout());
     err.copy_to(&mut std::io::stderr());
     report(&finished)
+}
+
+/// Whether the daemon's status still lists run `run_id` of `job` as running (or cannot be
+/// read, which is no proof that it ended).
+fn still_running(st: &StateDir, job: &str, run_id: &str) -> bool {
+    let Some(s) = crate::service::report::read_status(st) else {
+        return true;
+    };
+    s.jobs
+        .iter()
+        .filter(|j| j.name == job)
+        .any(|j| j.running.iter().any(|r| r.run_id == run_id))
 }
 
 /// What a requested run waits for, from the daemon's status: its Python environment being

@@ -230,7 +230,15 @@ fn threshold(s: &str, factor: f64) -> Option<f64> {
         Some(_) => return None,
         None => s,
     };
-    split_unit(upper).map(|(v, _)| v * factor)
+    split_unit(upper).and_then(|(v, _)| scaled(v, factor))
+}
+
+/// `v` in the base unit, if that is still a number: `1e300TB` is beyond any `f64` in bytes,
+/// and JSON has no infinity (serde_json would write `null`, which no reader takes for a
+/// number: the run's record would be unreadable).
+fn scaled(v: f64, factor: f64) -> Option<f64> {
+    let s = v * factor;
+    s.is_finite().then_some(s)
 }
 
 /// One metric from `label` and `value[UOM];warn;crit;min;max`; `None` for a value that is
@@ -242,13 +250,14 @@ fn metric(label: &str, rest: &str, taken: &mut HashSet<String>) -> Option<Metric
     let mut next = || fields.next().unwrap_or("");
     let warn = threshold(next(), factor);
     let crit = threshold(next(), factor);
-    let min = split_unit(next()).map(|v| v.0 * factor);
-    let max = split_unit(next()).map(|v| v.0 * factor);
+    let min = split_unit(next()).and_then(|v| scaled(v.0, factor));
+    let max = split_unit(next()).and_then(|v| scaled(v.0, factor));
+    let value = scaled(value, factor)?;
     let name = unique(metric_name(label), taken);
     Some(Metric {
         name,
         label: cut(label, 200),
-        value: value * factor,
+        value,
         warn,
         crit,
         min,
@@ -384,6 +393,26 @@ mod tests {
         let p = parse("OK | a=U;1;2 b= c=1;2;3 =4 nolabel 'open=5", 0, None);
         let names: Vec<&str> = p.metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, vec!["c", "_"]);
+    }
+
+    /// A value or level that only overflows once brought to the base unit (`1e300TB` in
+    /// bytes) is skipped as undetermined: kept, it would be written to the run's record as
+    /// JSON `null` and make the whole record unreadable.
+    #[test]
+    fn values_beyond_a_number_in_the_base_unit_are_skipped() {
+        let p = parse(
+            "OK | inf=1e300TB big=1e300 lvl=1TB;1e300TB;2TB;1e300TB;1e300TB",
+            0,
+            None,
+        );
+        let names: Vec<&str> = p.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["big", "lvl"]);
+        let lvl = &p.metrics[1];
+        assert_eq!((lvl.warn, lvl.min, lvl.max), (None, None, None));
+        assert_eq!(lvl.crit, Some(2.0 * 1024f64.powi(4)));
+        let json = serde_json::to_string(&p.metrics).unwrap();
+        let back: Vec<crate::model::plugin::Metric> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.len(), 2, "{json}");
     }
 
     #[test]
