@@ -124,13 +124,17 @@ fn a_pause_of_all_jobs_ends_by_itself_and_warns_when_long() {
     let out = inst
         .cmd()
         .args(["pause", "--for", "6s", "--warn-after", "2s"])
-        .env("SUDO_USER", "bob")
+        // A domain user as winbind names it: `\n` in it must not start the check's details.
+        .env("SUDO_USER", "CORP\\nbob")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(text(&out.stdout).contains("all jobs of instance t: paused by bob until "));
+    assert!(text(&out.stdout).contains("all jobs of instance t: paused by CORP\\nbob until "));
     let daemon = text(&inst.ctrl().stdout);
-    assert!(daemon.contains("all jobs paused by bob until"), "{daemon}");
+    assert!(
+        daemon.contains("all jobs paused by CORP⧵nbob until"),
+        "{daemon}"
+    );
     assert!(wait_for(Duration::from_secs(20), || declined(
         &inst, "other"
     ) >= 1));
@@ -143,7 +147,8 @@ fn a_pause_of_all_jobs_ends_by_itself_and_warns_when_long() {
         }),
         "{line}"
     );
-    assert!(line.contains("WARN - paused by bob until"), "{line}");
+    assert!(line.contains("WARN - paused by CORP⧵nbob until"), "{line}");
+    assert!(!line.contains("\\n"), "one line for Checkmk: {line}");
     // Past --for: runs start again.
     let others = finished(&inst, "other");
     assert!(wait_for(Duration::from_secs(30), || finished(

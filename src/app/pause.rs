@@ -275,7 +275,7 @@ pub(crate) fn annotate_output(out: String, r: &Report) -> String {
             .map(|(svc, _)| svc);
         let rewritten = match svc {
             Some(svc) if svc == daemon && body.starts_with("0 ") => {
-                all.map(|p| format!("{body}, all jobs {}", p.words()))
+                all.map(|p| format!("{body}, all jobs {}", check_text(&p.words())))
             }
             Some(svc) => pause_of(svc).map(|p| paused_line(body, svc, p, warn, now)),
             None => None,
@@ -312,8 +312,14 @@ fn paused_line(body: &str, svc: &str, p: &Pause, warn: Duration, now: DateTime<U
     };
     format!(
         "{state} \"{svc}\" {metrics} {word} - {}{old}; before the pause: {text}",
-        p.words()
+        check_text(&p.words())
     )
+}
+
+/// A pause's words as they may stand in a check's text: who paused is whatever the
+/// environment said (`CORP\nina` holds a literal `\n`, which would start the details).
+fn check_text(words: &str) -> String {
+    crate::logic::check_details::text(words)
 }
 
 /// The pauses in force for `status` (`status --json` carries them as they are).

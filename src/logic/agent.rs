@@ -463,7 +463,9 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     } else {
         healthy_line(r)
     };
-    let text = text.replace('\n', " ");
+    // One line, and no literal `\n` (a config error quoting `"a\nb"`, a Windows path), which
+    // Checkmk would take for the start of the details.
+    let text = crate::logic::check_details::text(&text);
     format!(
         "{state} \"Robotmk {instance} daemon\" - {} - {text}",
         state_word(state)
@@ -649,9 +651,11 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
         clock: Clock::Since(at),
         deadlines: job.checkmk.deadlines(),
         name_metrics: format!("\"{name}\" {metrics}"),
-        head: head.replace('\n', " "),
-        mid: text.replace('\n', " "),
-        tail: tail.replace('\n', " ") + &details,
+        // Only the details may hold a literal `\n` (each one starts a line of them): a
+        // plugin's summary or a note quoting `C:\new` must not.
+        head: crate::logic::check_details::text(&head),
+        mid: crate::logic::check_details::text(&text),
+        tail: crate::logic::check_details::text(&tail) + &details,
     }
 }
 
@@ -790,6 +794,28 @@ mod tests {
         }
     }
 
+    /// Checkmk reads a literal `\n` (backslash, `n`) in a local check's text as the start of
+    /// a details line. Only the daemon's own details may make one: a plugin's summary, its
+    /// long output, a note or a path that holds one (`C:\new\nightly`) stays one line.
+    #[test]
+    fn a_literal_backslash_n_in_a_text_never_starts_a_details_line() {
+        let now = Utc::now();
+        let mut r = rec(Outcome::Success, now);
+        r.tests = None;
+        r.note = Some("see C:\\new\\nightly".into());
+        r.plugin = Some(Box::new(crate::logic::nagios::parse(
+            "OK - report in C:\\new\\nightly\nfirst C:\\nightly\nsecond",
+            0,
+            None,
+        )));
+        let line = job_line(&job(Some(r)), "i", now);
+        let lines: Vec<&str> = line.split("\\n").collect();
+        assert_eq!(lines.len(), 3, "the summary and two details lines: {line}");
+        assert!(lines[0].contains("C:⧵new⧵nightly"), "{line}");
+        assert!(lines[1].starts_with("first C:⧵nightly"), "{line}");
+        assert!(lines[2].starts_with("second"), "{line}");
+    }
+
     #[test]
     fn states_follow_outcome_and_age() {
         let now = Utc::now();
@@ -870,6 +896,32 @@ mod tests {
         let mut f = job(Some(rec(Outcome::Failure, now)));
         f.checkmk.runtime_warn_s = Some(100.0);
         assert!(job_line(&f, "i", now).starts_with("2 "));
+    }
+
+    /// A config error quotes the file (`"a\nb" contains '\n'`): the daemon line stays one
+    /// line for Checkmk, with no details.
+    #[test]
+    fn the_daemon_line_has_no_details_whatever_the_error_quotes() {
+        let report = Report {
+            instance: Some("sys".into()),
+            config: "/c".into(),
+            config_error: Some("job name \"a\\nb\" contains '\\n'".into()),
+            state_dir: None,
+            daemon: Default::default(),
+            ctrl: None,
+            jobs: Vec::new(),
+            envs: Vec::new(),
+            paused: None,
+            config_warnings: Vec::new(),
+            generated: Utc::now(),
+        };
+        let line = daemon_line(&report, "sys");
+        assert!(
+            line.starts_with("2 \"Robotmk sys daemon\" - CRIT - config error"),
+            "{line}"
+        );
+        assert!(!line.contains("\\n"), "{line}");
+        assert!(line.contains("a⧵nb"), "{line}");
     }
 
     #[test]

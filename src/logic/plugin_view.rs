@@ -46,7 +46,9 @@ pub(crate) fn details(p: &PluginOutput) -> String {
     let mut out = String::new();
     for line in &p.details {
         out.push_str("\\n");
-        out.push_str(&line.replace(['\n', '\r'], " "));
+        // A line of its own: no break in it, nor a literal `\n` (`C:\nightly`) that would
+        // split it in two for Checkmk.
+        out.push_str(&crate::logic::check_details::text(line));
     }
     out
 }
