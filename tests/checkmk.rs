@@ -191,7 +191,10 @@ fn piggyback_hosts_and_runtime_levels() {
 
 #[test]
 fn bad_hosts_and_levels_are_config_errors() {
+    // Checkmk's parser drops a piggyback block whose host name is over 240 characters.
+    let long = format!("host = \"{}\"", "h".repeat(241));
     for (bad, word) in [
+        (long.as_str(), "longer than 240 characters"),
         ("host = \"shop example\"", "contains ' '"),
         ("host = \"<<<<x>>>>\"", "contains '<'"),
         ("host = \"\"", "must not be empty"),

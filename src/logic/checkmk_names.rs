@@ -37,6 +37,22 @@ pub(crate) fn clean(s: &str) -> String {
     out
 }
 
+/// What the monitoring core keeps of service name `s`, for telling names apart: Checkmk
+/// strips the name (`get_final_service_description`) and drops the characters its core takes
+/// no name with: `;` and TAB for its own core (CMC), these and `` `~!$%^&*|'"<>?,= `` for
+/// Nagios (the Raw edition's core). Two names with the same key would be one service, and
+/// the later line silently hides the earlier one: `Semi;colon` and `Semicolon`, or a job's
+/// `service = "Robotmk i daemon"` and the daemon's own check.
+pub(crate) fn core_key(s: &str) -> String {
+    const DROPPED: &str = "`;~!$%^&*|'\"<>?,=\t";
+    s.trim()
+        .chars()
+        .filter(|c| !DROPPED.contains(*c))
+        .collect::<String>()
+        .trim_end_matches('\\')
+        .to_string()
+}
+
 /// The name of each test, in order, unique among them: the test's name, or
 /// `<suite path>.<name>` where two tests (cleaned) share a name, and ` #2`, ` #3`, … after
 /// the second, third, … test (in the result's order) whose name is still not unique (the
@@ -46,14 +62,15 @@ pub(crate) fn test_names<'a>(
 ) -> Vec<String> {
     use std::collections::{HashMap, HashSet};
     let plain: Vec<String> = tests.clone().map(|(_, name)| clean(name)).collect();
-    let mut count: HashMap<&str, u32> = HashMap::new();
+    // Names are told apart as the core keeps them (`core_key`).
+    let mut count: HashMap<String, u32> = HashMap::new();
     for n in &plain {
-        *count.entry(n.as_str()).or_default() += 1;
+        *count.entry(core_key(n)).or_default() += 1;
     }
     let qualified: Vec<String> = tests
         .zip(&plain)
         .map(|((suite, _), n)| {
-            if count[n.as_str()] > 1 {
+            if count[&core_key(n)] > 1 {
                 clean(&format!("{suite}.{n}"))
             } else {
                 n.clone()
@@ -63,17 +80,18 @@ pub(crate) fn test_names<'a>(
     let mut taken: HashSet<String> = HashSet::with_capacity(qualified.len());
     // A name wins its plain form in order of appearance; the later ones are numbered,
     // skipping numbers another test's name already has.
-    let firsts: HashSet<&str> = qualified.iter().map(String::as_str).collect();
+    let firsts: HashSet<String> = qualified.iter().map(|q| core_key(q)).collect();
     let mut out = Vec::with_capacity(qualified.len());
     for q in &qualified {
-        if taken.insert(q.clone()) {
+        if taken.insert(core_key(q)) {
             out.push(q.clone());
             continue;
         }
         let mut k = 2u32;
         loop {
             let candidate = format!("{q} #{k}");
-            if !firsts.contains(candidate.as_str()) && taken.insert(candidate.clone()) {
+            let key = core_key(&candidate);
+            if !firsts.contains(&key) && taken.insert(key) {
                 out.push(candidate);
                 break;
             }
@@ -89,6 +107,28 @@ mod tests {
 
     fn names(tests: &[(&str, &str)]) -> Vec<String> {
         test_names(tests.iter().map(|(s, n)| (*s, *n)))
+    }
+
+    /// Names the core would make one (it drops `;`, `,`, `=`, … and surrounding spaces)
+    /// are told apart, and each still reads as the test's name.
+    #[test]
+    fn names_one_for_the_core_are_made_distinct() {
+        let got = names(&[
+            ("S", "Semi;colon"),
+            ("S", "Semicolon"),
+            ("S", "Comma, Name"),
+            ("S", "Comma Name"),
+            ("S", "Plain"),
+        ]);
+        let keys: std::collections::HashSet<String> = got.iter().map(|n| core_key(n)).collect();
+        assert_eq!(keys.len(), got.len(), "{got:?}");
+        assert_eq!(got[0], "S.Semi;colon");
+        assert!(got[1].starts_with("S.Semicolon"), "{got:?}");
+        assert_eq!(got[4], "Plain");
+        assert_eq!(
+            core_key(" Load, avg (1m) = ok! 100% & more? "),
+            "Load avg (1m)  ok 100  more"
+        );
     }
 
     #[test]

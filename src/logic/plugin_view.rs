@@ -22,15 +22,30 @@ pub(crate) fn metrics(job: &str, p: &PluginOutput) -> String {
     } else {
         job.split('|').collect()
     };
-    let taken = |n: &str| mine.iter().any(|m| m.split('=').next() == Some(n));
+    let own = |n: &str| mine.iter().any(|m| m.split('=').next() == Some(n));
+    // Every name in the line, so that a renamed one takes none of them either (a plugin
+    // printing `runtime` and `plugin_runtime` gets `plugin_runtime_2` for its first).
+    let mut names: std::collections::HashSet<String> = mine
+        .iter()
+        .filter_map(|m| m.split('=').next())
+        .chain(p.metrics.iter().map(|m| m.name.as_str()))
+        .map(str::to_string)
+        .collect();
     let mut all: Vec<String> = mine.iter().map(|m| m.to_string()).collect();
     for m in &p.metrics {
         if !crate::logic::nagios::is_metric_name(&m.name) || !m.value.is_finite() {
             continue;
         }
         let mut m = m.clone();
-        if taken(&m.name) {
-            m.name = format!("plugin_{}", m.name);
+        if own(&m.name) {
+            let base = format!("plugin_{}", m.name);
+            let mut name = base.clone();
+            let mut k = 2;
+            while !names.insert(name.clone()) {
+                name = format!("{base}_{k}");
+                k += 1;
+            }
+            m.name = name;
         }
         all.push(m.render());
     }
@@ -82,6 +97,16 @@ mod tests {
             "runtime=0.500|plugin_runtime=2|x=1"
         );
         assert_eq!(metrics("-", &parse("OK", 0, None)), "-");
+        // Nor one of the plugin's own: every name in a line is one graph.
+        let p = parse(
+            "OK | runtime=1s plugin_runtime=2 plugin_runtime_2=3",
+            0,
+            None,
+        );
+        assert_eq!(
+            metrics("runtime=0.500", &p),
+            "runtime=0.500|plugin_runtime_3=1|plugin_runtime=2|plugin_runtime_2=3"
+        );
     }
 
     #[test]

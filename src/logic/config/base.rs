@@ -11,8 +11,9 @@ const MAX_NAME_LEN: usize = 64;
 /// Longest `service` name.
 pub(super) const MAX_SERVICE_LEN: usize = 200;
 
-/// Longest piggyback host name (a DNS name's limit).
-pub(super) const MAX_HOST_LEN: usize = 253;
+/// Longest piggyback host name: Checkmk's (`HostAddress` refuses more than 240 characters,
+/// and its agent parser then drops the whole piggyback block), below a DNS name's 253.
+pub(super) const MAX_HOST_LEN: usize = 240;
 
 /// The program a retry wrapper runs until the preparation step knows this program's path
 /// (see [`Need::SelfExe`]), and what it stays when that cannot be found.

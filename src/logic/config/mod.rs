@@ -85,7 +85,14 @@ pub(crate) fn parse(
         jobs.push(Arc::new(job));
     }
     let mut seen = HashSet::new();
-    let mut services = HashSet::new();
+    // Told apart as the monitoring core keeps them (`checkmk_names::core_key`); the daemon's
+    // own check is taken first: a job's line with its name would hide the daemon's state.
+    let daemon_service = format!("Robotmk {} daemon", daemon.instance);
+    let mut services = HashMap::new();
+    services.insert(
+        crate::logic::checkmk_names::core_key(&daemon_service),
+        daemon_service,
+    );
     for (i, job) in jobs.iter().enumerate() {
         if !seen.insert(job.name.clone()) {
             // Re-locate the duplicate: the resolved job no longer carries its span.
@@ -104,14 +111,26 @@ pub(crate) fn parse(
             .as_ref()
             .and_then(|p| p.service.clone())
             .unwrap_or_else(|| format!("Robotmk {} {}", daemon.instance, job.name));
-        if !services.insert(service.clone()) {
+        let key = crate::logic::checkmk_names::core_key(&service);
+        if let Some(other) = services.get(&key) {
             let offset = nth_name_offset(text, &job.name, 1).unwrap_or(0);
+            let whose = if *other == format!("Robotmk {} daemon", daemon.instance) {
+                "the daemon's own check".to_string()
+            } else {
+                "another job".to_string()
+            };
+            let same = if *other == service {
+                String::new()
+            } else {
+                format!(" (Checkmk drops `;,=!?'\"<>|` and the like from service names: {other:?} is the same service)")
+            };
             return Err(loc.at(
                 offset,
                 Some(format!("job[{i}].service")),
-                format!("the service name {service:?} is taken by another job; service names must be unique"),
+                format!("the service name {service:?} is taken by {whose}{same}; service names must be unique: rename the job or give it a `service`"),
             ));
         }
+        services.insert(key, service);
     }
     let config = Config {
         path: path.to_path_buf(),
@@ -150,6 +169,46 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Two lines Checkmk takes for one service hide one of them: a job named `daemon` (or a
+    /// plugin job's `service` naming the daemon's check) would hide the daemon's state, and
+    /// names that differ only in what the core drops (`;`, `,`, `=`, …) are one service.
+    #[test]
+    fn service_names_the_core_would_merge_are_refused() {
+        let parse = |jobs: &str| {
+            super::parse(
+                std::path::Path::new("/etc/t.toml"),
+                std::path::Path::new("/etc"),
+                &format!("[daemon]\ninstance = \"i\"\nstate_dir = \"/tmp/x\"\n\n{jobs}"),
+                Utc::now(),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let job = |name: &str, extra: &str| {
+            format!("[[job]]\nname = \"{name}\"\ncommand = [\"true\"]\nevery = \"1m\"\n{extra}\n")
+        };
+        let plugin = |name: &str, service: &str| {
+            job(
+                name,
+                &format!("kind = \"plugin\"\nservice = \"{service}\"\n"),
+            )
+        };
+        let err = parse(&job("daemon", "")).unwrap_err();
+        assert!(err.contains("taken by the daemon's own check"), "{err}");
+        let err = parse(&plugin("p", "Robotmk i daemon;")).unwrap_err();
+        assert!(err.contains("taken by the daemon's own check"), "{err}");
+        let err = parse(&(plugin("a", "Shop;HTTP") + &plugin("b", "ShopHTTP"))).unwrap_err();
+        assert!(
+            err.contains("\"ShopHTTP\" is taken by another job"),
+            "{err}"
+        );
+        assert!(err.contains("\"Shop;HTTP\" is the same service"), "{err}");
+        let err = parse(&(plugin("a", "Disk, root") + &plugin("b", "Disk root"))).unwrap_err();
+        assert!(err.contains("is taken by another job"), "{err}");
+        parse(&(plugin("a", "Shop HTTP") + &plugin("b", "ShopHTTP") + &job("daemon2", "")))
+            .unwrap();
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! stops a daemon, each says what will happen and what to change. Pure: what needs the host
 //! (file modes, folders) is in `service::preflight`, which adds these to its own.
 
-use crate::model::config::{Config, Services};
+use crate::model::config::Config;
 use crate::model::duration::format;
 use chrono::{DateTime, Utc};
 
@@ -24,13 +24,6 @@ pub(crate) fn warnings(cfg: &Config, now: DateTime<Utc>) -> Vec<String> {
                 format(j.timeout),
                 format(interval),
                 format(interval)
-            ));
-        }
-        if j.host().is_some() && j.services == Services::PerTest {
-            out.push(format!(
-                "job {:?}: `services = \"per-test\"` is not supported with `host` (piggyback): only the job's own check reaches host {:?}; drop one of them",
-                j.name,
-                j.host().unwrap_or_default()
             ));
         }
     }
