@@ -20,6 +20,9 @@ command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
 # `kind = "plugin"` jobs.
 [ -x /usr/sbin/nginx ] || pkgs+=(nginx)
 [ -x /usr/lib/nagios/plugins/check_disk ] || pkgs+=(monitoring-plugins-basic)
+# tests/scheduler.rs sets the daemon's wall clock back (libfaketime: the machine's own clock
+# is not the test's to change).
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || pkgs+=(faketime)
 if ((${#pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${pkgs[*]}"

@@ -674,3 +674,67 @@ fn a_huge_result_does_not_delay_other_jobs() {
         "due times missed while a result was read: {dues:?}"
     );
 }
+
+/// A wall clock set back (NTP correcting a clock that ran ahead, a VM restored) stops every
+/// job until the clock is past the latest due time run again, since no due time runs twice:
+/// the daemon line says so (WARN) instead of an hour of silence behind an OK, and clears
+/// once the clock is past. The daemon's clock is moved with libfaketime (the machine's is not
+/// the test's to set); monotonic time stays real, as in a real jump.
+#[test]
+fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
+    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    if !require_tool(lib.is_file(), "libfaketime (apt-get install faketime)") {
+        return;
+    }
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\n",
+    );
+    let offset = inst.dir.path().join("faketime");
+    std::fs::write(&offset, "+0").unwrap();
+    // ctrl starts the daemon (which inherits the fake clock) and its beat wakes it for a look.
+    let daemon_line = || {
+        let out = inst
+            .cmd()
+            .arg("ctrl")
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME_TIMESTAMP_FILE", &offset)
+            .env("FAKETIME_NO_CACHE", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.contains("\"Robotmk t daemon\""))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(daemon_line().starts_with("0 "));
+    assert!(wait_for(Duration::from_secs(20), || inst
+        .finished_records("tick")
+        .len()
+        >= 2));
+    std::fs::write(&offset, "-1h").unwrap();
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            line = daemon_line();
+            line.starts_with("1 ")
+        }),
+        "{line}"
+    );
+    assert!(
+        line.contains("the wall clock was set back behind the latest due time taken"),
+        "{line}"
+    );
+    std::fs::write(&offset, "+0").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            line = daemon_line();
+            line.starts_with("0 ")
+        }),
+        "{line}"
+    );
+    assert_unique_dues(&inst, "tick");
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

@@ -229,6 +229,29 @@ where
         .min()
 }
 
+/// How far the wall clock stands behind the latest due time any job has taken, if it does:
+/// the clock was set back, and since a due time never runs twice (see the rules above), no
+/// job starts before the clock is past it again. The daemon says so ([`clock_set_back_words`])
+/// rather than fall silent for as long as the jump.
+pub(crate) fn clock_set_back<'a, I>(jobs: I, now: DateTime<Utc>) -> Option<DateTime<Utc>>
+where
+    I: IntoIterator<Item = &'a Slots>,
+{
+    // A second of slack: a due time taken this very second is no sign of a jump.
+    jobs.into_iter()
+        .filter_map(|s| s.last_due)
+        .max()
+        .filter(|latest| *latest > now + chrono::Duration::seconds(1))
+}
+
+/// The daemon line's words while the clock stands behind `latest` (see [`clock_set_back`]).
+pub(crate) fn clock_set_back_words(latest: DateTime<Utc>) -> String {
+    format!(
+        "the wall clock was set back behind the latest due time taken ({}): no run starts until the clock passes it, as no due time runs twice",
+        crate::model::record::ts(latest)
+    )
+}
+
 /// When the loop must wake for the schedule: the earliest firing, or `ahead` before it where
 /// the job `want`s its folder made first. `None`: nothing is planned.
 pub(crate) fn next_wake<'a, I>(jobs: I, ahead: Duration) -> Option<DateTime<Utc>>
@@ -462,6 +485,22 @@ mod tests {
             drive(&j, &mut s, t(10, 3, 30), t(10, 4, 0), 1),
             vec![t(10, 4, 0)]
         );
+    }
+
+    /// While the clock is behind the last due time run, nothing runs: the daemon must be
+    /// able to tell, and tell when it is over.
+    #[test]
+    fn a_clock_set_back_is_seen_until_it_passes_the_last_due_time() {
+        let j = job(CatchUp::Once);
+        let mut s = Slots::new(None);
+        s.plan_initial(&j, t(10, 0, 30));
+        drive(&j, &mut s, t(10, 0, 30), t(10, 3, 0), 1);
+        assert_eq!(clock_set_back([&s], t(10, 3, 0)), None);
+        assert_eq!(clock_set_back([&s], t(10, 3, 1)), None);
+        assert_eq!(clock_set_back([&s], t(9, 3, 0)), Some(t(10, 3, 0)));
+        assert_eq!(clock_set_back([&s], t(10, 2, 58)), Some(t(10, 3, 0)));
+        assert_eq!(clock_set_back([&s], t(10, 2, 59)), None);
+        assert!(clock_set_back_words(t(10, 3, 0)).contains("set back"));
     }
 
     #[test]

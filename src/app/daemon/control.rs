@@ -158,6 +158,7 @@ impl Daemon {
             self.envs_look();
         }
         self.poll_adopted();
+        self.look_at_clock();
         if self.control.retry.is_none_or(|(t, _)| Instant::now() >= t) {
             self.retry_unsaved();
             self.control.retry = match self.control.retry {

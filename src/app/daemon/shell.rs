@@ -115,6 +115,8 @@ pub(crate) struct Daemon {
     pub(super) release_owed: bool,
     /// Since when nothing is queued, in flight or being recorded (see `shrink_when_idle`).
     pub(super) idle_since: Option<Instant>,
+    /// The latest due time taken while the wall clock stands behind it (see `look_at_clock`).
+    pub(super) clock_behind: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Daemon {

@@ -304,6 +304,7 @@ impl Daemon {
             shown: Shown::new(info),
             release_owed: true,
             idle_since: Daemon::idle_at_start(std::time::Instant::now()),
+            clock_behind: None,
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),

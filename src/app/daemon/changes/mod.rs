@@ -163,13 +163,39 @@ impl Daemon {
         self.shown.owe();
     }
 
+    /// Whether the wall clock stands behind the latest due time taken (it was set back: the
+    /// watcher wakes the loop for a look when it is, see `sys::Watcher`). Every job's slots
+    /// are read, so only at a look, not at every pass.
+    pub(super) fn look_at_clock(&mut self) {
+        self.clock_behind = crate::logic::scheduler::clock_set_back(
+            self.jobs.values().map(|js| &js.slots),
+            Utc::now(),
+        );
+    }
+
     /// Whether the daemon keeps up with its schedule (see `backlog`): the daemon line's
     /// warning appears and clears with a status write of its own; while it is shown, its
     /// counts change with every run and ride along with the writes other changes owe.
     pub(super) fn update_backlog(&mut self) {
-        let text = self
+        let mut text = self
             .backlog
             .text(self.table.finishing, self.table.queue.len());
+        // And a wall clock set back behind the due times run (found at a look, see
+        // `look_at_clock`): no job starts until it is past them again, which must not pass
+        // for a quiet spell. It clears as soon as the clock is past.
+        if self
+            .clock_behind
+            .is_some_and(|l| Utc::now() > l + chrono::Duration::seconds(1))
+        {
+            self.clock_behind = None;
+        }
+        if let Some(latest) = self.clock_behind {
+            let words = crate::logic::scheduler::clock_set_back_words(latest);
+            text = Some(match text {
+                Some(t) => format!("{words}; {t}"),
+                None => words,
+            });
+        }
         if text.is_some() != self.shown.info.behind.is_some() {
             self.shown.info.behind = text;
             self.shown.owe();
