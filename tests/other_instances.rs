@@ -137,3 +137,81 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
     assert_eq!(d.state_num(), 2, "{d:?}");
     assert!(d.summary.contains("daemon not running"), "{d:?}");
 }
+
+/// Two configs that name one state dir (a copied config whose `state_dir` was not changed):
+/// the second config's ctrl must not show the first config's daemon as its own, keep it
+/// alive with its heartbeat, or stop it with its `stop`; it says what is wrong (CRIT), and
+/// its `start` refuses too.
+#[test]
+fn a_second_config_naming_a_running_daemons_state_dir_is_told_so() {
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        "[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    assert!(inst.ctrl().status.success());
+    let pid = inst.daemon_pid().expect("the first config's daemon runs");
+    let copy = inst.dir.path().join("copy.toml");
+    std::fs::write(
+        &copy,
+        std::fs::read_to_string(&inst.config)
+            .unwrap()
+            .replace("name = \"a\"", "name = \"b\""),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = inst.cmd();
+        let mut argv: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
+        argv[1] = copy.clone().into_os_string();
+        c = Command::new(BIN);
+        c.args(&argv).args(args).stdin(Stdio::null());
+        c.env_remove("MK_CONFDIR").env_remove("MK_VARDIR");
+        c.output().unwrap()
+    };
+    let beat = || {
+        std::fs::metadata(inst.state.join("heartbeat"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = beat();
+    let out = run(&["ctrl"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    parse_ok(&text);
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"Robotmk t daemon\""))
+        .unwrap_or_default();
+    assert!(line.starts_with("2 "), "{text}");
+    assert!(line.contains("is in use by the daemon"), "{line}");
+    assert!(
+        line.contains("config.toml"),
+        "names the other config: {line}"
+    );
+    assert_eq!(beat(), before, "no heartbeat for another config's daemon");
+    let stop = run(&["stop", "--now"]);
+    assert_eq!(stop.status.code(), Some(1), "{stop:?}");
+    assert!(
+        String::from_utf8_lossy(&stop.stderr).contains("not stopped"),
+        "{stop:?}"
+    );
+    assert!(pid_alive(pid), "the first config's daemon runs on");
+    assert_eq!(run(&["start"]).status.code(), Some(1));
+    assert_eq!(inst.daemon_pid(), Some(pid));
+    // The same file by another path is the same config.
+    let link = inst.dir.path().join("link.toml");
+    std::os::unix::fs::symlink(&inst.config, &link).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&link)
+        .arg("ctrl")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0 \"Robotmk t daemon\"")),
+        "{text}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

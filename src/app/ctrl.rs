@@ -525,7 +525,14 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
             Judgement::Ended(why) => ended = Some(why),
         }
     }
-    if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
+    // Another config's daemon in this state dir is not this config's to beat for or judge.
+    let foreign = located.as_ref().and_then(|(_, dir)| {
+        crate::service::report::daemon_of_another_config(&StateDir::new(dir), &path)
+    });
+    if let Some(why) = foreign {
+        ctrl.action = "error";
+        ctrl.error = Some(why);
+    } else if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
         refused = beat_and_ensure(&StateDir::new(dir), beat, &cfg, &mut ctrl);
     }
     if let Some(why) = ended {

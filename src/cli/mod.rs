@@ -207,6 +207,10 @@ fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
         return 1;
     }
     let st = StateDir::new(&cfg.daemon.state_dir);
+    if let Some(why) = crate::service::report::daemon_of_another_config(&st, path) {
+        eprintln!("robotmk-daemon: {why}");
+        return 1;
+    }
     if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
         eprintln!("robotmk-daemon: {e}");
         return 1;
@@ -284,6 +288,10 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
         return 1;
     }
     let st = StateDir::new(dir);
+    if let Some(why) = crate::service::report::daemon_of_another_config(&st, path) {
+        eprintln!("robotmk-daemon: not stopped: {why}");
+        return 1;
+    }
     match lock::is_held(&st.lock_file()) {
         Ok(false) => {
             println!("no daemon running for instance {instance}");

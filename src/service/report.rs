@@ -16,6 +16,36 @@ fn age_s(now: DateTime<Utc>, t: DateTime<Utc>) -> f64 {
     ((now - t).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
+/// What to tell an admin whose config `path` names the state dir `st` that the running
+/// daemon of another config file holds (two configs with one `state_dir`): its ctrl would
+/// otherwise show that daemon as its own, keep it alive with its heartbeat and stop it with
+/// its `stop`, while its own jobs never run. `None`: no daemon, or one of this config (the
+/// same file by another path too).
+pub(crate) fn daemon_of_another_config(st: &StateDir, path: &std::path::Path) -> Option<String> {
+    if !lock::is_held(&st.lock_file()).unwrap_or(false) {
+        return None;
+    }
+    let d = read_status(st)?.daemon;
+    if d.config == path {
+        return None;
+    }
+    if let (Ok(a), Ok(b)) = (
+        std::fs::canonicalize(&d.config),
+        std::fs::canonicalize(path),
+    ) {
+        if a == b {
+            return None;
+        }
+    }
+    Some(format!(
+        "the state dir {} is in use by the daemon (pid {}) of another config, {}: give each config a state_dir of its own, or stop that daemon first (robotmk-daemon --config {} stop)",
+        st.root.display(),
+        d.pid,
+        d.config.display(),
+        d.config.display()
+    ))
+}
+
 /// The daemon's `status.json`, if there is a readable one.
 pub(crate) fn read_status(st: &StateDir) -> Option<Status> {
     state::read_json(&st.status_file()).ok().flatten()
