@@ -62,6 +62,15 @@ pub(crate) fn passes_to_user(name: &str) -> bool {
     matches!(name, "LANG" | "LANGUAGE" | "TZ") || name.starts_with("LC_")
 }
 
+/// The `PATH` a run's program is looked up on when it is a bare name, as [`run_env`] sets it:
+/// the job's `env`'s, else [`DEFAULT_PATH`] for a run as another user; `None`: the daemon's.
+pub(crate) fn run_path(job_env: &BTreeMap<String, String>, as_user: bool) -> Option<&str> {
+    job_env
+        .get("PATH")
+        .map(String::as_str)
+        .or(as_user.then_some(DEFAULT_PATH))
+}
+
 /// The environment of one run (see the module doc): `user` is the job's user with the
 /// daemon's environment (read only for such a run), `None` for a run as the daemon's own
 /// user, whose result goes over the daemon's environment.
@@ -248,6 +257,18 @@ mod tests {
                 ("TMP", RUN.tmp),
             ])
         );
+    }
+
+    #[test]
+    fn the_path_a_program_is_found_on_is_the_one_the_run_gets() {
+        let u = robot();
+        let none = BTreeMap::new();
+        let own = map(&[("PATH", "/opt/bin")]);
+        for (job, as_user) in [(&none, true), (&own, true), (&own, false)] {
+            let env = run_env(job, RUN, as_user.then(|| (&u, roots())));
+            assert_eq!(run_path(job, as_user), Some(env["PATH"].as_str()));
+        }
+        assert_eq!(run_path(&none, false), None, "the daemon's own");
     }
 
     #[cfg(unix)]
