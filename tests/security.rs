@@ -14,7 +14,10 @@
 //! - F6 nothing unbounded reaches the agent;
 //! - F7 a relative `MK_VARDIR` is an error, not a second state dir;
 //! - F8 robot variables (secrets) never appear in `ps`;
-//! - F9 the heartbeat is private, and a cron expression that never fires is an error.
+//! - F9 the heartbeat is private, and a cron expression that never fires is an error;
+//! - F10 a `user` job's runner gets an environment built for that user: nothing of the root
+//!   daemon's (secrets, an agent's socket, proxies with passwords, root's `PATH` and
+//!   `PYTHONPATH`), from the daemon and from `run-once` alike.
 #![cfg(unix)]
 
 mod common;
@@ -922,4 +925,179 @@ fn a_config_owned_by_another_user_is_refused() {
         "{err}"
     );
     assert!(inst.daemon_processes().is_empty());
+}
+
+// ---- F10: a `user` job's environment -------------------------------------------------------
+
+/// What root's environment holds that a user's runner must never see (name, value).
+const ROOTS_SECRETS: [(&str, &str); 6] = [
+    ("ROOT_SECRET_TOKEN", "s3cr3t"),
+    ("https_proxy", "http://admin:pw@proxy:3128"),
+    ("SSH_AUTH_SOCK", "/tmp/ssh-XXXX/agent.1"),
+    ("PYTHONPATH", "/root/lib"),
+    ("VIRTUAL_ENV", "/root/venv"),
+    ("XDG_RUNTIME_DIR", "/run/user/0"),
+];
+
+/// A root process's environment: exactly these (nothing of the test's own), so that what a
+/// runner gets can be told apart to the name. `LANG` and `TZ` are the two that pass.
+fn roots_environment(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
+        .env(
+            "PATH",
+            "/root/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", "/root")
+        .env("USER", "root")
+        .env("LOGNAME", "root")
+        .env("SHELL", "/bin/bash")
+        .env("LANG", "C.UTF-8")
+        .env("TZ", "Europe/Berlin")
+        // `start` forks the daemon, which so has this very environment.
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .envs(ROOTS_SECRETS)
+}
+
+/// `name:…:home:shell` of `user`, from the user database.
+fn passwd_home_and_shell(user: &str) -> (String, String) {
+    let out = Command::new("getent")
+        .args(["passwd", user])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let f: Vec<&str> = line.split(':').collect();
+    assert_eq!(f.len(), 7, "getent passwd {user}: {line:?}");
+    (f[5].to_string(), f[6].to_string())
+}
+
+/// The environment the last finished run of `job` printed (`/usr/bin/env`), after checking it
+/// succeeded and that at least `runs` ran (a due run of the daemon's may be one more).
+fn printed_environment(inst: &Instance, job: &str, runs: usize) -> Vec<(String, String)> {
+    let recs = inst.finished_records(job);
+    assert!(recs.len() >= runs, "{recs:?}\n{}", inst.log());
+    let rec = recs.last().unwrap();
+    assert_eq!(rec["outcome"], "success", "{rec}");
+    let out =
+        fs::read_to_string(Path::new(rec["run_dir"].as_str().unwrap()).join("stdout.log")).unwrap();
+    out.lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// What must hold of a user run's environment `env`: exactly the names built for the user,
+/// with its values, the locale and time zone, the job's `env` and the run's own names; none of
+/// root's names or values.
+fn assert_users_own_environment(env: &[(String, String)], how: &str) {
+    let (home, shell) = passwd_home_and_shell(ATTACKER);
+    let get = |k: &str| {
+        let mut v = env.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let one = v.next();
+        assert!(v.next().is_none(), "{how}: {k} twice in {env:?}");
+        one
+    };
+    for (name, value) in ROOTS_SECRETS {
+        assert_eq!(
+            get(name),
+            None,
+            "{how}: root's {name} reached the user's run: {env:?}"
+        );
+        assert!(
+            !env.iter().any(|(_, v)| v.contains(value)),
+            "{how}: root's {value} reached the user's run: {env:?}"
+        );
+    }
+    assert!(
+        !env.iter()
+            .any(|(_, v)| v.starts_with("/root") || v.contains(":/root")),
+        "{how}: a value of root's reached the user's run: {env:?}"
+    );
+    assert_eq!(get("ROBOTMK_DAEMON_NO_SYSTEMD"), None, "{how}: {env:?}");
+    assert_eq!(get("HOME"), Some(home.as_str()), "{how}: HOME");
+    assert_eq!(get("USER"), Some(ATTACKER), "{how}: USER");
+    assert_eq!(get("LOGNAME"), Some(ATTACKER), "{how}: LOGNAME");
+    assert_eq!(get("SHELL"), Some(shell.as_str()), "{how}: SHELL");
+    assert_eq!(
+        get("PATH"),
+        Some("/usr/local/bin:/usr/bin:/bin"),
+        "{how}: PATH"
+    );
+    assert_eq!(get("LANG"), Some("C.UTF-8"), "{how}: the locale passes");
+    assert_eq!(
+        get("TZ"),
+        Some("Europe/Berlin"),
+        "{how}: the time zone passes"
+    );
+    assert_eq!(get("JOB_VAR"), Some("from the job"), "{how}: the job's env");
+    assert_eq!(get("ROBOTMK_JOB"), Some("env"), "{how}");
+    let tmp = get("TMPDIR").unwrap_or_else(|| panic!("{how}: no TMPDIR: {env:?}"));
+    assert_eq!((get("TEMP"), get("TMP")), (Some(tmp), Some(tmp)), "{how}");
+    let mut names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "HOME",
+            "JOB_VAR",
+            "LANG",
+            "LOGNAME",
+            "PATH",
+            "ROBOTMK_JOB",
+            "ROBOTMK_RUN_DIR",
+            "ROBOTMK_RUN_ID",
+            "SHELL",
+            "TEMP",
+            "TMP",
+            "TMPDIR",
+            "TZ",
+            "USER",
+        ],
+        "{how}: {env:?}"
+    );
+}
+
+#[test]
+fn f10_a_user_jobs_runner_gets_nothing_of_roots_environment() {
+    let Some(_) = attacker() else { return };
+    let inst = open_instance(&format!(
+        "[[job]]\nname = \"env\"\nuser = \"{ATTACKER}\"\ncommand = [\"/usr/bin/env\"]\n\
+         every = \"1h\"\nenv = {{ JOB_VAR = \"from the job\" }}\n"
+    ));
+    // run-once without a daemon runs the job itself, with its own (root's) environment.
+    let out = within(
+        Duration::from_secs(60),
+        roots_environment(&mut inst.cmd()).args(["run-once", "env"]),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", inst.log());
+    assert_users_own_environment(&printed_environment(&inst, "env", 1), "run-once");
+
+    // The daemon, started with root's environment, runs it: asked by a run-once that has
+    // nothing of it, so what the runner could leak is the daemon's.
+    let out = within(
+        Duration::from_secs(20),
+        roots_environment(&mut inst.cmd()).arg("start"),
+    );
+    assert!(out.status.success(), "start: {out:?}");
+    assert!(
+        wait_for(Duration::from_secs(20), || inst.daemon_pid().is_some()),
+        "no daemon: {}",
+        inst.log()
+    );
+    let pid = inst.daemon_pid().unwrap();
+    let daemons = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&daemons).contains("ROOT_SECRET_TOKEN=s3cr3t"),
+        "the daemon was to have root's secrets"
+    );
+    let out = within(
+        Duration::from_secs(60),
+        inst.cmd()
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .args(["run-once", "env"]),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", inst.log());
+    assert_users_own_environment(&printed_environment(&inst, "env", 2), "the daemon");
 }

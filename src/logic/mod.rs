@@ -19,6 +19,7 @@ pub(crate) mod nagios;
 pub(crate) mod plugin_view;
 pub(crate) mod publish_plan;
 pub mod robot;
+pub(crate) mod run_env;
 pub mod schedule;
 pub(crate) mod scheduler;
 pub(crate) mod staleness;

@@ -9,6 +9,9 @@ pub(crate) struct UserInfo {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) home: std::path::PathBuf,
+    /// The login shell as the database has it (`SHELL` of a run as this user); empty when
+    /// the entry names none (which means `/bin/sh`).
+    pub(crate) shell: String,
     /// Supplementary groups, primary group included.
     pub(crate) groups: Vec<u32>,
 }

@@ -160,15 +160,14 @@ enum Unstartable {
 }
 
 /// Whether `p` can be started: a path must be an executable file; a bare name is looked up on
-/// the PATH the runs get (the job's `env.PATH`, else this process's).
+/// the PATH the runs get (`logic::run_env`: the job's `env.PATH`, else the default one of a
+/// run as another user, else this process's).
 fn program(p: &str, job: &Job) -> Result<PathBuf, Unstartable> {
     let path = Path::new(p);
     if path.components().count() > 1 {
         return executable(path).map(|_| path.to_path_buf());
     }
-    let var = job
-        .env()
-        .get("PATH")
+    let var = crate::logic::run_env::run_path(job.env(), job.user.is_some())
         .map(std::ffi::OsString::from)
         .or_else(|| std::env::var_os("PATH"))
         .unwrap_or_default();

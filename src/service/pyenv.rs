@@ -308,7 +308,7 @@ pub(crate) fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
 
 /// Whether a variable of the daemon's environment reaches a build as another user (see
 /// [`build_env`]).
-pub(crate) fn build_env_keeps(k: &str) -> bool {
+fn build_env_keeps(k: &str) -> bool {
     let upper = k.to_ascii_uppercase();
     matches!(
         k,
@@ -335,7 +335,7 @@ fn build_env_from(
     vars: impl Iterator<Item = (OsString, OsString)>,
     home: &Path,
 ) -> Vec<(OsString, OsString)> {
-    // Blanked variables (see the daemon's side) are no settings.
+    // An empty variable is no setting.
     let mut env: Vec<(OsString, OsString)> = vars
         .filter(|(k, v)| k.to_str().is_some_and(build_env_keeps) && !v.is_empty())
         .collect();

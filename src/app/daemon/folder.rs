@@ -2,6 +2,7 @@
 //! of the due time, the runner's spec, the end marked on the record, the record completed
 //! from what the run left, and the final write with the job's latest result.
 
+use crate::logic::run_env;
 use crate::model::config::Job;
 use crate::model::record::{Outcome, RunRecord, Trigger, STDERR_FILE, STDOUT_FILE};
 use crate::service::run::{self, ExitInfo, RunAs, RunSpec};
@@ -140,27 +141,24 @@ pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarte
     // Output files stay in the record's folder: root's, opened before a `user` is taken.
     let (stdout, stderr) = (rec.run_dir.join(STDOUT_FILE), rec.run_dir.join(STDERR_FILE));
     let run_dir_s = run_dir.display().to_string();
-    let mut env = job.env().clone();
-    // The run's tag (see `run`): the record's folder, whoever the runner is.
-    env.insert("ROBOTMK_RUN_DIR".into(), rec.run_dir.display().to_string());
-    // The run's own temp folder (by its short name), unless the job names its own (the
-    // admin's choice wins).
+    // The run's own temp folder (by its short name), unless the job names its own.
     let tmp = rec
         .tmp
         .clone()
         .unwrap_or_else(|| run_dir.join(super::workdir::TMP_DIR))
         .display()
         .to_string();
-    for var in super::workdir::TMP_VARS {
-        env.entry(var.into()).or_insert_with(|| tmp.clone());
-    }
-    if let Some(u) = &job.user {
-        env.insert("HOME".into(), u.home.display().to_string());
-        env.insert("USER".into(), u.name.clone());
-        env.insert("LOGNAME".into(), u.name.clone());
-    }
-    env.insert("ROBOTMK_JOB".into(), job.name.to_string());
-    env.insert("ROBOTMK_RUN_ID".into(), rec.run_id.clone());
+    let run_dir_tag = rec.run_dir.display().to_string();
+    let vars = run_env::RunVars {
+        run_dir: &run_dir_tag,
+        job: &job.name,
+        run_id: &rec.run_id,
+        tmp: &tmp,
+    };
+    // A run as another user starts from an environment of its own, never the daemon's (the
+    // spawner adds nothing to it): of the daemon's only the locale and time zone are read.
+    let user = job.user.as_deref().map(|u| (u, std::env::vars_os()));
+    let env = run_env::run_env(job.env(), vars, user);
     Ok(RunSpec {
         argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
         env,

@@ -46,9 +46,6 @@ pub(crate) const TMP_DIR: &str = "tmp";
 const LOOK: Duration = Duration::from_secs(1);
 const LOOK_ENTRIES: u64 = 1_000_000;
 
-/// The environment variables that name a run's temp folder (POSIX, Windows, both).
-pub(crate) const TMP_VARS: [&str; 3] = ["TMPDIR", "TEMP", "TMP"];
-
 /// `<state_dir>.users`.
 pub(crate) fn users_root(state_root: &Path) -> PathBuf {
     let mut s = state_root.as_os_str().to_os_string();

@@ -66,8 +66,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The environment variable that tags every process of a run (on Windows kept for parity: the
-/// run's job object already holds every descendant).
-pub(crate) const TAG: &str = "ROBOTMK_RUN_DIR";
+/// run's job object already holds every descendant). Every run's environment has it
+/// (`logic::run_env`).
+pub(crate) const TAG: &str = crate::logic::run_env::TAG;
 
 /// Why runs get no cgroup of their own: the daemon says so in its log, and each runner then
 /// holds its descendants as their subreaper (Unix) or its job object does (Windows).
@@ -112,6 +113,10 @@ pub(crate) enum NoCgroup {
 #[derive(Debug)]
 pub struct RunSpec {
     pub argv: Vec<String>,
+    /// The runner's environment variables: over the daemon's own environment for
+    /// [`Spawner::spawn`] (the daemon's identity), the whole environment for
+    /// [`Spawner::spawn_as`] (another user gets nothing of the daemon's that is not here). A
+    /// run's are made by `logic::run_env`.
     pub env: BTreeMap<String, String>,
     pub working_dir: PathBuf,
     /// Files the runner's stdout and stderr go to (created if missing, never truncated; never

@@ -78,8 +78,9 @@ struct Shared {
 
 /// What every spawn reuses.
 struct Prep {
-    /// The daemon's own environment, read once: every runner gets it plus its job's
-    /// variables. Nothing in this process changes its environment after start.
+    /// The daemon's own environment, read once: every runner of the daemon's own identity
+    /// gets it under its spec's variables (a runner as another user gets none of it).
+    /// Nothing in this process changes its environment after start.
     env: Vec<(OsString, OsString)>,
     /// The signals whose disposition a runner must not inherit: those with a handler of the
     /// daemon's, and SIGPIPE, which Rust ignores (ignored ones stay ignored, as across any
@@ -134,7 +135,7 @@ impl Spawner {
         spec: RunSpec,
         on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
     ) -> io::Result<u32> {
-        let p = self.s.prepare(&spec)?;
+        let p = self.s.prepare(&spec, Inherit::Daemons)?;
         let args: Vec<CString> = spec
             .argv
             .iter()
@@ -178,20 +179,21 @@ impl Spawner {
     }
 
     /// Starts the runner as `user` (groups, then gid, then uid, each checked: a failure never
-    /// execs as root), in its own process group, like [`Spawner::spawn`]. Always a real fork
-    /// (see the module doc).
+    /// execs as root), in its own process group, like [`Spawner::spawn`], with the spec's
+    /// environment and nothing of the daemon's. Always a real fork (see the module doc).
     pub fn spawn_as(
         &self,
         spec: RunSpec,
         user: RunAs,
         on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
     ) -> io::Result<u32> {
-        let p = self.s.prepare(&spec)?;
+        let p = self.s.prepare(&spec, Inherit::Nothing)?;
         let mut cmd = Command::new(OsStr::from_bytes(p.exe.as_bytes()));
+        // The spec's environment and nothing of the daemon's (root's): see `RunSpec::env`.
         cmd.arg0(&spec.argv[0])
             .args(&spec.argv[1..])
             .env_clear()
-            .envs(self.s.env_for(&spec))
+            .envs(&spec.env)
             .stdin(Stdio::from(self.s.prep.null.try_clone()?))
             .stdout(p.out)
             .stderr(p.err)
@@ -348,6 +350,14 @@ impl Spawner {
     }
 }
 
+/// Whether a runner's environment is the spec's over the daemon's ([`Spawner::spawn`]) or the
+/// spec's alone ([`Spawner::spawn_as`]).
+#[derive(Clone, Copy)]
+enum Inherit {
+    Daemons,
+    Nothing,
+}
+
 /// What a spawn prepares in the parent, whichever way it starts the child: the program (its
 /// path resolved here, so that a missing one is an error at once) and the output files.
 struct Prepared {
@@ -365,18 +375,21 @@ impl Shared {
         }
     }
 
-    fn prepare(&self, spec: &RunSpec) -> io::Result<Prepared> {
+    /// `inherit`: whether the runner gets the daemon's environment under the spec's, and so
+    /// its `PATH` when the spec names none.
+    fn prepare(&self, spec: &RunSpec, inherit: Inherit) -> io::Result<Prepared> {
         let Some(program) = spec.argv.first() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
         };
-        let path_var = match spec.env.get("PATH") {
-            Some(p) => Some(OsStr::new(p.as_str())),
-            None => self
+        let path_var = match (spec.env.get("PATH"), inherit) {
+            (Some(p), _) => Some(OsStr::new(p.as_str())),
+            (None, Inherit::Daemons) => self
                 .prep
                 .env
                 .iter()
                 .find(|(k, _)| k == "PATH")
                 .map(|(_, v)| v.as_os_str()),
+            (None, Inherit::Nothing) => None,
         };
         let exe = self.resolve_cached(program, path_var, &spec.working_dir)?;
         Ok(Prepared {
@@ -386,7 +399,8 @@ impl Shared {
         })
     }
 
-    /// The runner's environment: the daemon's, with the job's variables over it.
+    /// The environment of a runner with the daemon's identity: the daemon's, with the spec's
+    /// variables over it.
     fn env_for<'a>(&'a self, spec: &'a RunSpec) -> impl Iterator<Item = (&'a OsStr, &'a OsStr)> {
         let own = |k: &OsStr| k.to_str().is_some_and(|k| spec.env.contains_key(k));
         self.prep

@@ -1,4 +1,4 @@
-//! Looking up the user a job runs as (`user = "…"`): its uid, gid, home and groups.
+//! Looking up the user a job runs as (`user = "…"`): its uid, gid, home, shell and groups.
 //!
 //! Which way depends on how the binary was linked, decided at build time
 //! (`target_feature = "crt-static"`), never at run time:
@@ -88,6 +88,7 @@ mod nss {
             uid: u.uid.as_raw(),
             gid: u.gid.as_raw(),
             home: u.dir,
+            shell: u.shell.to_string_lossy().into_owned(),
             groups: groups.into_iter().map(|g| g.as_raw()).collect(),
         })
     }
@@ -164,6 +165,7 @@ fn via_getent(getent: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
         uid: e.uid,
         gid: e.gid,
         home: e.home,
+        shell: e.shell,
         groups,
     })
 }
@@ -213,6 +215,7 @@ fn in_files(passwd: &Path, group: &Path, name: &str) -> Result<UserInfo, UserLoo
         uid: e.uid,
         gid: e.gid,
         home: e.home,
+        shell: e.shell,
         groups,
     })
 }
@@ -224,6 +227,7 @@ struct PasswdEntry {
     uid: u32,
     gid: u32,
     home: PathBuf,
+    shell: String,
 }
 
 /// `name:password:uid:gid:gecos:home:shell`; `None` for a comment, a NIS `+`/`-` line or
@@ -238,6 +242,7 @@ fn parse_passwd_line(line: &str) -> Option<PasswdEntry> {
         uid: f[2].parse().ok()?,
         gid: f[3].parse().ok()?,
         home: PathBuf::from(f[5]),
+        shell: f[6].to_string(),
     })
 }
 
@@ -326,7 +331,8 @@ mod tests {
                 name: "robot".into(),
                 uid: 1001,
                 gid: 1002,
-                home: "/home/robot".into()
+                home: "/home/robot".into(),
+                shell: "/bin/bash".into(),
             })
         );
         for odd in [
@@ -369,6 +375,7 @@ mod tests {
         let u = in_files(&p, &g, "robot").unwrap();
         assert_eq!((u.uid, u.gid), (1001, 1002));
         assert_eq!(u.home, Path::new("/home/robot"));
+        assert_eq!(u.shell, "/bin/sh");
         assert_eq!(u.groups, [1002, 29], "primary first, then those listing it");
         let missing = in_files(&p, &g, "ghost").unwrap_err().to_string();
         assert!(
@@ -400,6 +407,7 @@ mod tests {
         {
             let nss = nss::lookup("root").unwrap();
             assert_eq!((nss.uid, nss.gid, &nss.home), (0, 0, &root.home));
+            assert_eq!(nss.shell, root.shell);
         }
     }
 }

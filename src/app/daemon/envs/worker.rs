@@ -418,25 +418,23 @@ impl Worker {
             argv.extend(["--uv".into(), uv.display().to_string()]);
         }
         let mut env = BTreeMap::new();
+        if let (Some(u), Some(h)) = (builder, home) {
+            argv.extend(["--home".into(), h.display().to_string()]);
+            // Started as the builder, it gets this environment and nothing of the daemon's
+            // (`spawn_as`): what the installers get (`pyenv::build_env`: the daemon's locale,
+            // PATH, proxies, CA bundles and installer settings; HOME, XDG folders and TMPDIR in
+            // the builder's folder), with the builder's names.
+            env.extend(
+                pyenv::build_env(h)
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            );
+            env.insert("USER".into(), u.name.clone());
+            env.insert("LOGNAME".into(), u.name.clone());
+        }
         // The run tag: a timeout ends every process of the build, also those that left its
         // process group.
         env.insert(run::TAG.to_string(), dir_s.to_string());
-        if let (Some(u), Some(h)) = (builder, home) {
-            argv.extend(["--home".into(), h.display().to_string()]);
-            // Its /proc/PID/environ is the builder's to read: every variable of the daemon's
-            // that the installers would not get (`pyenv::build_env`) is blanked here (a
-            // runner's environment is the daemon's plus its own), so none of root's values
-            // reaches the build's processes. It runs with the builder's names.
-            for (k, _) in std::env::vars_os() {
-                if let Some(k) = k.to_str().filter(|k| !pyenv::build_env_keeps(k)) {
-                    env.insert(k.to_string(), String::new());
-                }
-            }
-            env.insert("HOME".into(), h.display().to_string());
-            env.insert("USER".into(), u.name.clone());
-            env.insert("LOGNAME".into(), u.name.clone());
-            env.insert("TMPDIR".into(), h.join("tmp").display().to_string());
-        }
         (argv, env)
     }
 
