@@ -253,6 +253,29 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    /// A process is found by the tag in its environment, but only within the first 64 KiB
+    /// read of it: another user's thousands of processes with environments of megabytes must
+    /// not make one scan read gigabytes.
+    #[test]
+    fn an_environment_is_read_only_up_to_its_cap() {
+        let tag = std::process::id().to_string();
+        // std passes the variables sorted by name: the padding comes before the tag.
+        let spawn = |padding_vars: usize| {
+            let mut c = std::process::Command::new("sleep");
+            c.arg("30").env_clear().env("ROBOTMK_TEST_TAG", &tag);
+            for i in 0..padding_vars {
+                c.env(format!("AAA_PADDING_{i}"), "x".repeat(60 * 1024));
+            }
+            c.spawn().unwrap()
+        };
+        let mut near = spawn(0);
+        let mut far = spawn(4);
+        let found = processes_with_env("ROBOTMK_TEST_TAG", &tag);
+        let _ = (near.kill(), far.kill(), near.wait(), far.wait());
+        assert!(found.contains(&near.id()), "{found:?}");
+        assert!(!found.contains(&far.id()), "read past the cap: {found:?}");
+    }
+
     #[test]
     fn every_directory_and_symlink_hop_on_a_path_is_watched() {
         let t = tempfile::tempdir().unwrap();

@@ -174,14 +174,21 @@ pub(crate) fn has_env(pid: u32, needle: &[u8]) -> bool {
     env_holds(pid, needle, &mut Vec::new())
 }
 
-/// [`has_env`], reading into `buf`.
+/// The most of a process's environment a scan reads. Any local user can run thousands of
+/// processes with environments of megabytes (copy-on-write, cheap for them): read whole, one
+/// scan — on the daemon's loop, at every run end that ends processes — took seconds to
+/// minutes. A run's processes carry a few KiB; a process past this whose tag lies beyond it
+/// is still found by the run's cgroup or process group.
+const ENV_SCAN_CAP: u64 = 64 * 1024;
+
+/// [`has_env`], reading into `buf` (at most [`ENV_SCAN_CAP`] bytes).
 fn env_holds(pid: u32, needle: &[u8], buf: &mut Vec<u8>) -> bool {
     use std::io::Read;
     buf.clear();
     // A short path: std builds its C string on the stack.
     let path = format!("/proc/{pid}/environ");
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(buf))
+        .and_then(|f| f.take(ENV_SCAN_CAP).read_to_end(buf))
         .is_ok()
         && buf.split(|b| *b == 0).any(|v| v == needle)
 }
