@@ -200,8 +200,8 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
         std::thread::sleep(POLL);
     };
     progress.finish();
-    out.copy_to(&mut std::io::stdout());
-    err.copy_to(&mut std::io::stderr());
+    out.finish(&mut std::io::stdout());
+    err.finish(&mut std::io::stderr());
     report(&finished)
 }
 
@@ -270,10 +270,26 @@ fn report(rec: &RunRecord) -> i32 {
 }
 
 /// Follows a file that grows (the runner appends to it), from its start.
+/// The most of one output file a run-once passes on: a runner that writes (or `truncate`s
+/// its file to) a terabyte must not keep the admin's command reading for hours.
+const STREAM_CAP: u64 = 64 * 1024 * 1024;
+/// A line longer than this is passed on in pieces.
+const LINE_PIECE: usize = 64 * 1024;
+
+/// An output file of the run, passed on as it grows, line by line and with its control
+/// characters shown, not executed (`term::sanitize`, as `show` and `logs` do): the runner's
+/// bytes are the job user's, and an escape sequence must not rewrite the admin's screen,
+/// title bar or clipboard, nor a line be made to look like this command's own.
 struct Tail {
     path: PathBuf,
     file: Option<std::fs::File>,
     pos: u64,
+    /// The start of a line whose end has not been written yet.
+    partial: Vec<u8>,
+    /// The most passed on ([`STREAM_CAP`]; less in tests).
+    cap: u64,
+    /// Past `cap`: said so once, nothing more passed on.
+    capped: bool,
 }
 
 impl Tail {
@@ -282,30 +298,117 @@ impl Tail {
             path,
             file: None,
             pos: 0,
+            partial: Vec::new(),
+            cap: STREAM_CAP,
+            capped: false,
         }
     }
 
     /// Whether the file holds more than was copied (a progress line is cleared first).
     fn pending(&self) -> bool {
-        file::plain_metadata(&self.path).is_some_and(|m| m.len() > self.pos)
+        !self.capped && file::plain_metadata(&self.path).is_some_and(|m| m.len() > self.pos)
     }
 
-    /// Copies what was appended since the last call.
+    /// Passes on the complete lines appended since the last call.
     fn copy_to(&mut self, to: &mut impl Write) {
+        if self.capped {
+            return;
+        }
         if self.file.is_none() {
             self.file = file::open_read(&self.path).ok();
         }
         let Some(f) = self.file.as_mut() else { return };
-        let mut buf = [0u8; 64 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
+            if self.pos >= self.cap {
+                self.capped = true;
+                if !self.partial.is_empty() {
+                    Self::line(to, &std::mem::take(&mut self.partial));
+                }
+                let _ = writeln!(
+                    to,
+                    "robotmk-daemon: more than {} MiB of output; the rest is in {}",
+                    self.cap >> 20,
+                    self.path.display()
+                );
+                break;
+            }
             match f.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let _ = to.write_all(&buf[..n]);
                     self.pos += n as u64;
+                    self.partial.extend_from_slice(&buf[..n]);
+                    while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+                        let rest = self.partial.split_off(i + 1);
+                        let line = std::mem::replace(&mut self.partial, rest);
+                        Self::line(to, &line[..i]);
+                    }
+                    while self.partial.len() > LINE_PIECE {
+                        let rest = self.partial.split_off(LINE_PIECE);
+                        let piece = std::mem::replace(&mut self.partial, rest);
+                        Self::line(to, &piece);
+                    }
                 }
             }
         }
         let _ = to.flush();
+    }
+
+    /// Passes on what is left, once the run has ended: a last line without its line break.
+    fn finish(&mut self, to: &mut impl Write) {
+        self.copy_to(to);
+        if !self.partial.is_empty() {
+            Self::line(to, &std::mem::take(&mut self.partial));
+            let _ = to.flush();
+        }
+    }
+
+    fn line(to: &mut impl Write, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.strip_suffix('\r').unwrap_or(&text);
+        let _ = writeln!(to, "{}", crate::app::term::sanitize(text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a runner writes reaches the admin's terminal as text: escape sequences shown,
+    /// not executed, lines whole, the last one without its line break too.
+    #[test]
+    fn a_runners_output_is_passed_on_as_text_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"one\x1b]52;c;aGk=\x07\r\ntw").unwrap();
+        let mut tail = Tail::new(path.clone());
+        let mut out = Vec::new();
+        tail.copy_to(&mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "one\\x1b]52;c;aGk=\\x07\n");
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"o\x1b[2J").unwrap();
+        tail.finish(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "one\\x1b]52;c;aGk=\\x07\ntwo\\x1b[2J\n"
+        );
+    }
+
+    /// A file made huge (a sparse terabyte) is passed on up to the cap, then named.
+    #[cfg(unix)] // Windows allocates a file's clusters when it is extended.
+    #[test]
+    fn a_huge_output_file_is_passed_on_up_to_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stderr.log");
+        std::fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
+        let mut tail = Tail::new(path.clone());
+        tail.cap = 1 << 20;
+        let mut out = Vec::new();
+        tail.finish(&mut out);
+        assert!(out.len() < 5 << 20, "{}", out.len());
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.ends_with(&format!("the rest is in {}\n", path.display())));
+        assert!(!tail.pending());
     }
 }
