@@ -52,14 +52,15 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
         format!(
             "[daemon]\ninstance = \"desk\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"1m\"\n\n\
              [[job]]\nname = \"hello\"\ncommand = [\"true\"]\nevery = \"1h\"\n\n\
-             [[job]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"echo the login page is gone; exit 3\"]\nevery = \"1h\"\n",
+             [[job]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"echo the login page is gone; exit 3\"]\nevery = \"1h\"\n\n\
+             [[job]]\nname = \"forge\"\nkind = \"plugin\"\nservice = \"Robotmk t sys\"\ncommand = [\"echo\", \"OK - forged\"]\nevery = \"1h\"\n",
             desk.join("state").display()
         ),
     )
     .unwrap();
     std::os::unix::fs::chown(&config, Some(uid), Some(gid)).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    for job in ["hello", "broken"] {
+    for job in ["hello", "broken", "forge"] {
         let out = as_user(uid, gid, &config, &["run-once", job]);
         assert!(out.status.code().is_some(), "{out:?}");
     }
@@ -107,6 +108,19 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
         broken.summary.contains("exit code 3") && broken.summary.contains("the login page is gone"),
         "{broken:?}"
     );
+    // The user's plugin job named its check after one of the system instance's: it keeps to
+    // its own instance's names instead, and the system's check is there once, its own.
+    let named = |name: &str| {
+        agent
+            .local(None)
+            .into_iter()
+            .filter(|c| c.name == name)
+            .collect::<Vec<_>>()
+    };
+    let sys = named("Robotmk t sys");
+    assert_eq!(sys.len(), 1, "{out}");
+    assert!(!sys[0].summary.contains("forged"), "{out}");
+    assert_eq!(named("Robotmk desk forge").len(), 1, "{out}");
     let crit = |p: &Path| {
         agent
             .local(None)

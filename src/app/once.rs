@@ -386,7 +386,10 @@ mod tests {
         tail.copy_to(&mut out);
         assert_eq!(String::from_utf8_lossy(&out), "one\\x1b]52;c;aGk=\\x07\n");
         use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"o\x1b[2J").unwrap();
         tail.finish(&mut out);
         assert_eq!(
@@ -401,7 +404,10 @@ mod tests {
     fn a_huge_output_file_is_passed_on_up_to_its_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stderr.log");
-        std::fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
         let mut tail = Tail::new(path.clone());
         tail.cap = 1 << 20;
         let mut out = Vec::new();

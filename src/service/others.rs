@@ -33,6 +33,8 @@ pub(crate) enum OtherError {
     NoStatus { path: PathBuf, state_dir: PathBuf },
     #[error("the instance at {path} is also named {instance:?}: give it an `instance` name of its own, its services would be taken for the other's")]
     NameTaken { path: PathBuf, instance: String },
+    #[error("the instance at {path} has a name no instance can have: {why}")]
+    BadName { path: PathBuf, why: String },
 }
 
 /// The instance at `path` (a state dir or a config file): its name, state dir and what to
@@ -75,6 +77,13 @@ fn locate(path: &Path) -> Result<(String, PathBuf), OtherError> {
 /// names shown so far (this instance's first); the name is added.
 pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String, OtherError> {
     let (instance, dir) = locate(path)?;
+    // Read from its status file when the entry is a state dir: its owner's to write.
+    if let Err(e) = crate::logic::config::check_name(&instance) {
+        return Err(OtherError::BadName {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        });
+    }
     if taken.contains(&instance) {
         return Err(OtherError::NameTaken {
             path: path.to_path_buf(),
@@ -90,12 +99,33 @@ pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String,
     taken.push(instance.clone());
     // The daemon's status is the authority on its jobs: its config is the user's, and the
     // daemon validated it.
-    let r = report::build(
+    let mut r = report::build(
         path.to_path_buf(),
         ConfigView::VouchedByDaemon,
-        Some((instance, dir)),
+        Some((instance.clone(), dir)),
     );
+    keep_to_its_names(&mut r.jobs, &instance);
     Ok(crate::logic::agent::render(&r))
+}
+
+/// Another instance's checks stay within its own names, `Robotmk <instance> …`: a plugin
+/// job's own `service` elsewhere (its owner's choice, in its config or its status file) is
+/// replaced by that. Its owner could otherwise print a line under a service name of the
+/// instance whose ctrl shows it, or of any instance before it — `Robotmk <system> daemon`
+/// OK, `Robotmk <system> web` OK — and Checkmk keeps the later line of two with one name.
+/// Instance names are unique among the instances shown and hold no space, so these names
+/// never meet.
+fn keep_to_its_names(jobs: &mut [crate::model::status::JobStatus], instance: &str) {
+    let prefix = format!("Robotmk {instance} ");
+    for j in jobs {
+        if j.checkmk
+            .service
+            .as_deref()
+            .is_some_and(|s| !crate::logic::checkmk_names::core_key(s).starts_with(&prefix))
+        {
+            j.checkmk.service = None;
+        }
+    }
 }
 
 /// The CRIT line of an instance that cannot be shown, in a local section of its own.
@@ -121,4 +151,27 @@ pub(crate) fn render_all(paths: &[PathBuf], own: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A state dir's name comes from its status file, which its owner writes: a name with a
+    /// space would reach into another instance's service names (`Robotmk sys web …`).
+    #[test]
+    fn an_instance_whose_status_names_it_oddly_is_not_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("state");
+        std::fs::create_dir(&st).unwrap();
+        let status = serde_json::json!({
+            "version": 1, "instance": "sys web", "updated": chrono::Utc::now(),
+            "daemon": crate::model::status::sample_daemon_info(true), "jobs": [],
+        });
+        std::fs::write(st.join("status.json"), status.to_string()).unwrap();
+        match render_one(&st, &mut vec!["sys".to_string()]) {
+            Err(OtherError::BadName { why, .. }) => assert!(why.contains("' '"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
