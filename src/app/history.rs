@@ -672,7 +672,9 @@ pub(crate) fn tail_lines(path: &Path, n: usize) -> io::Result<Tail> {
         // The first piece may be the end of a line that began before the window.
         let complete = start == 0 || all.len() > n;
         if complete || window >= MAX_TAIL_BYTES || window >= len {
-            if start > 0 && !all.is_empty() {
+            // Unless it is all there is: the end of one line longer than the window (a
+            // runner that wrote megabytes without a line break) is shown, cut, not hidden.
+            if start > 0 && all.len() > 1 {
                 all.remove(0);
             }
             let more_before = start > 0 || all.len() > n;
@@ -720,5 +722,19 @@ mod tests {
         assert!(!t.more_before);
         std::fs::write(&p, "").unwrap();
         assert!(tail_lines(&p, 10).unwrap().lines.is_empty());
+    }
+
+    /// Megabytes without a line break (a runner's one long line) show its end, cut to a
+    /// line's length, not "(empty)".
+    #[test]
+    fn a_last_line_longer_than_the_window_is_shown_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.log");
+        let text = format!("ERROR: the real cause\n{}tail end", "x".repeat(5 << 20));
+        std::fs::write(&p, text).unwrap();
+        let t = tail_lines(&p, 10).unwrap();
+        assert_eq!(t.lines.len(), 1, "{:?}", t.lines.len());
+        assert!(t.more_before);
+        assert!(t.lines[0].chars().count() <= MAX_LINE + 1, "cut");
     }
 }
