@@ -584,8 +584,10 @@ fn envs_table(o: &mut String, envs: &[crate::model::env::EnvState]) {
             }
         }
         if let Some(err) = &e.error {
+            // The end of the build's log: what the installers printed, steered by the job
+            // user's pip config; shown, never executed, on the admin's terminal.
             for line in err.lines() {
-                let _ = writeln!(o, "  {line}");
+                let _ = writeln!(o, "  {}", crate::app::term::sanitize(line));
             }
         }
     }
@@ -838,4 +840,22 @@ fn run_once(path: &Path, name: &str) -> i32 {
     // With no daemon running, this process becomes a one-shot daemon, with the daemon's
     // spawner (the reaper of what the run leaves behind, too).
     crate::app::once::run(&cfg, &job.name, path)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A failed build's error holds the end of its log, which the job user's pip config can
+    /// steer: C1 controls (CSI U+009B, OSC U+009D) are shown, not sent to the terminal.
+    #[test]
+    fn a_build_error_reaches_the_terminal_as_text() {
+        let env: crate::model::env::EnvState = serde_json::from_value(serde_json::json!({
+            "key": "k", "source": "/r.txt", "kind": "requirements", "python": "python3",
+            "state": "failed", "error": "pip failed\n\u{9b}2J\u{9d}0;owned\u{7}",
+        }))
+        .unwrap();
+        let mut o = String::new();
+        super::envs_table(&mut o, &[env]);
+        assert!(!o.chars().any(|c| c.is_control() && c != '\n'), "{o:?}");
+        assert!(o.contains("\\x9b2J\\x9d0;owned\\x07"), "{o}");
+    }
 }
