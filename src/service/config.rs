@@ -5,7 +5,8 @@
 
 use crate::logic::config::{self as parsing, Draft, Need};
 use crate::model::config::{Config, ConfigError, Users, CONFIG_ENV, CONFIG_FILE_NAME};
-use crate::service::sys;
+use crate::service::sys::{self, UserInfo};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where the config is looked for, in order, when `--config` is not given.
@@ -130,6 +131,10 @@ pub(crate) fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config
 /// is reported at the place that asked for it.
 pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError> {
     let Draft { mut config, needs } = draft;
+    // One lookup per user, not per job: with LDAP or sssd behind NSS each can take
+    // milliseconds to seconds, and 300 jobs of one user took 300 (10 s on a large user
+    // database, the daemon's loop blocked at a reload).
+    let mut looked_up: HashMap<String, UserInfo> = HashMap::new();
     for need in needs {
         match need {
             Need::DefaultStateDir => {
@@ -152,9 +157,14 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                 config.daemon.uv = Some(found);
             }
             Need::User { job, name, place } => {
-                let info = match users {
-                    Users::LookUp => Some(sys::lookup_user(&name).map_err(|e| place.error(e))?),
-                    Users::NamesOnly => None,
+                let info = match (users, looked_up.get(&name)) {
+                    (Users::LookUp, Some(known)) => Some(known.clone()),
+                    (Users::LookUp, None) => {
+                        let info = sys::lookup_user(&name).map_err(|e| place.error(e))?;
+                        looked_up.insert(name.clone(), info.clone());
+                        Some(info)
+                    }
+                    (Users::NamesOnly, _) => None,
                 };
                 if !sys::is_root() {
                     return Err(place.error(format!(
