@@ -6,7 +6,9 @@
 //! As root (issue 20) the daemon builds as an unprivileged user: the tests name one they create
 //! (`build_user`), open their temp dir to it, and build from /usr/bin/python3 (the tools venv's
 //! interpreter lives under root's private home). Attacks through a requirements file that
-//! reaches another user's files, and a build process that outlives its build, are below.
+//! reaches another user's files, a build process that outlives its build, and a job's user who
+//! fills the venv its failed build left with a 30,000-level tree (no Robot Framework needed
+//! there: that build is meant to fail), are below.
 //!
 //! No network is needed by the daemon's builds: the library (`mypkg`, versions 1.0 and 2.0)
 //! is a wheel the test writes, and Robot Framework's wheel is downloaded once per target dir
@@ -1382,4 +1384,262 @@ fn a_failed_build_is_a_result_at_once_with_the_tools_error_first() {
         "{c:?}"
     );
     assert!(!c.summary.contains('\u{1b}'), "{c:?}");
+}
+
+/// Run as the job's user in the venv its failed build left (first argument): a chain of
+/// folders as deep as the third argument (a remover that recurses once per level overflows
+/// its thread's stack long before), with links to root's folder and file outside (the second)
+/// at the top and at the bottom.
+const DEEP_TREE: &str = r#"
+import os, sys
+top, bait, depth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.chdir(top)
+os.symlink(bait, "bait-dir")
+os.mkdir("deep"); os.chdir("deep")
+for i in range(depth):
+    os.mkdir("d"); os.chdir("d")
+os.symlink(bait, "bait-dir"); os.symlink(os.path.join(bait, "file"), "bait-file")
+open("bottom", "w").write("x")
+"#;
+
+/// Removes what the daemon may leave when the test fails (a deep tree, which the temp dir's
+/// own recursive removal would overflow the test's stack on), after ending the instance's
+/// processes; runs before the instance's guard, also on panic.
+struct DeepCleanup {
+    instance: PathBuf,
+    trees: Vec<PathBuf>,
+}
+
+impl Drop for DeepCleanup {
+    fn drop(&mut self) {
+        end_processes_of(&self.instance);
+        for t in &self.trees {
+            // GNU rm walks any depth and stays on one file system.
+            let _ = Command::new("rm")
+                .args(["-rf", "--one-file-system"])
+                .arg(t)
+                .status();
+        }
+    }
+}
+
+/// The state of the instance's one environment, and when its latest build attempt started.
+fn the_env(inst: &Instance) -> (Value, String) {
+    let env = envs(inst).into_iter().next().unwrap_or(Value::Null);
+    let started = env["started"].as_str().unwrap_or_default().to_string();
+    (env, started)
+}
+
+/// Whether anything of the user's tree is left in `venv`: its own entries, or the parts of its
+/// chain the remover moved up (`.rmkd-rm-…`, see `sys::tree`).
+fn users_tree_left(venv: &Path) -> bool {
+    std::fs::read_dir(venv).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n == "deep" || n == "bait-dir" || n.starts_with(".rmkd-rm-")
+        })
+    })
+}
+
+/// Touches `path` (same content, a new stamp): the daemon tries a failed build again.
+fn touch(path: &Path) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+}
+
+/// A `user` job's failed build leaves `venv/` that user's. The user fills it with a
+/// 30,000-level tree linked to root's files; the next attempt (here: the requirements file
+/// touched) removes it before it builds again. std's recursive `remove_dir_all` overflowed the
+/// `envs` thread's stack there: SIGSEGV, and the same at every start after (a crash loop, no
+/// job ran). Now: the same daemon (PID) goes on, the tree is gone, root's files outside are
+/// untouched, and the removal runs with the user's rights (root's folder moved into the
+/// user's venv is left, and the environment says why, not root removing it for the user).
+#[test]
+fn a_users_deep_tree_in_a_failed_builds_venv_is_removed_without_a_crash() {
+    let Some((uid, gid)) = runner_user() else {
+        return;
+    };
+    let py = Path::new("/usr/bin/python3");
+    if !require_tool(py.is_file(), "/usr/bin/python3") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let daemon = "uv = \"off\"\n";
+    let inst = Instance::new(daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    let _cleanup = DeepCleanup {
+        instance: d.to_path_buf(),
+        trees: vec![
+            PathBuf::from(format!("{}.users", inst.state.display())),
+            inst.state.clone(),
+        ],
+    };
+    // Root's, outside the user's tree: what the links in it name.
+    let bait = d.join("bait");
+    std::fs::create_dir_all(bait.join("sub")).unwrap();
+    std::fs::write(bait.join("file"), "root's file").unwrap();
+    std::fs::write(bait.join("sub/file"), "root's other file").unwrap();
+    for b in [&bait, &bait.join("sub")] {
+        std::fs::set_permissions(b, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let bait_intact = || {
+        std::fs::read_to_string(bait.join("file")).ok().as_deref() == Some("root's file")
+            && std::fs::read_to_string(bait.join("sub/file"))
+                .ok()
+                .as_deref()
+                == Some("root's other file")
+    };
+    let req = d.join("r.txt");
+    std::fs::write(&req, "--no-index\nnosuchpkg\n").unwrap();
+    inst.write_config(
+        daemon,
+        &format!(
+            "{}user = \"{RUNNER}\"\npython = \"{}\"\n",
+            job("u", "r.txt", "1h"),
+            py.display()
+        ),
+    );
+    start(&inst);
+    let pid = inst.daemon_pid().expect("the daemon's pid");
+    // When the requirements file was last touched (the removal's start).
+    let touched = std::cell::Cell::new(None::<Instant>);
+    let alive = || {
+        assert!(
+            pid_alive(pid),
+            "the daemon (PID {pid}) died {:?} after the touch:\n{}\n{}",
+            touched.get().map(|t| t.elapsed()),
+            std::fs::read_to_string(inst.state.join("daemon.stderr")).unwrap_or_default(),
+            inst.log()
+        );
+    };
+    // The first build fails (no such package) and leaves the user's venv.
+    let (mut env, mut started) = (Value::Null, String::new());
+    assert!(
+        wait_for_every(Duration::from_secs(180), Duration::from_millis(200), || {
+            alive();
+            (env, started) = the_env(&inst);
+            env["state"] == "failed"
+        }),
+        "{env}\n{}",
+        inst.log()
+    );
+    let env_dir = envs_root(&inst).join(env["key"].as_str().unwrap());
+    let venv = env_dir.join("venv");
+    assert_eq!(owner(&venv), uid, "{}", venv.display());
+    // The user fills it.
+    let out = Command::new(py)
+        .args(["-c", DEEP_TREE])
+        .arg(&venv)
+        .arg(&bait)
+        .arg("30000")
+        .uid(uid)
+        .gid(gid)
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the user's tree: {out:?}");
+    assert!(venv.join("deep/d/d/d").is_dir());
+
+    // The next attempt removes it first: the same daemon goes on, the tree goes, a new
+    // build runs (and fails again, for its package).
+    // A look at a time: a removal that does not finish within its limit (a minute; freeing
+    // 30,000 folders took GNU rm 33 s on a loaded test host) says so, and the next attempt
+    // goes on where it stopped, as the admin's next touch, reload or restart would.
+    let t0 = Instant::now();
+    let (mut gone_after, mut attempts) = (None, 0);
+    loop {
+        attempts += 1;
+        touched.set(Some(Instant::now()));
+        touch(&req);
+        let before = started.clone();
+        let tried = wait_for_every(Duration::from_secs(180), Duration::from_millis(100), || {
+            alive();
+            if gone_after.is_none() && !users_tree_left(&venv) {
+                gone_after = Some(t0.elapsed());
+            }
+            (env, started) = the_env(&inst);
+            started != before && env["state"] == "failed"
+        });
+        assert!(tried, "no new attempt: {env}\n{}", inst.log());
+        let error = env["error"].as_str().unwrap_or_default();
+        if !error.contains("not all removed within") || attempts == 4 {
+            break;
+        }
+        assert!(
+            error.contains(&format!("cannot prepare {}", venv.display())),
+            "{env}"
+        );
+    }
+    eprintln!(
+        "the 30,000-level tree was gone after {gone_after:?}; {attempts} attempt(s), the last \
+         failed (for its package) after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        !users_tree_left(&venv),
+        "the user's tree is still there: {env}"
+    );
+    let error = env["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("nosuchpkg"),
+        "not the build's own error: {env}"
+    );
+    assert!(bait_intact(), "root's files outside the tree were touched");
+    assert_eq!(owner(&env_dir), 0);
+    assert_eq!(inst.daemon_pid(), Some(pid), "{}", inst.log());
+
+    // With the user's rights: root's folder in the user's venv (the owner cannot empty it) is
+    // left, and the environment says why; everything else of the user's goes.
+    assert_eq!(owner(&venv), uid, "{}", venv.display());
+    let roots = venv.join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::write(roots.join("f"), "root's").unwrap();
+    touched.set(Some(Instant::now()));
+    touch(&req);
+    let before = started.clone();
+    assert!(
+        wait_for_every(Duration::from_secs(120), Duration::from_millis(200), || {
+            alive();
+            (env, started) = the_env(&inst);
+            started != before && env["state"] == "failed"
+        }),
+        "no new attempt: {env}\n{}",
+        inst.log()
+    );
+    let error = env["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("cannot prepare {}", venv.display()))
+            && error.contains("\"f\"")
+            && error.contains("Permission denied"),
+        "{env}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(roots.join("f")).ok().as_deref(),
+        Some("root's"),
+        "root's file in the user's venv was removed with root's rights"
+    );
+    assert_eq!(std::fs::metadata(&roots).unwrap().uid(), 0);
+    let left: Vec<_> = std::fs::read_dir(&venv)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["roots"], "{}", venv.display());
+    assert!(bait_intact(), "root's files outside the tree were touched");
+
+    // Still the first daemon, and ctrl's daemon line is OK (no restart after a crash).
+    assert_eq!(inst.daemon_pid(), Some(pid), "{}", inst.log());
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let line = local_lines(&out)
+        .into_iter()
+        .find(|l| l.contains(" daemon\""))
+        .unwrap_or_else(|| panic!("no daemon line in {out}"));
+    assert!(line.starts_with('0'), "{line}");
+    assert!(!line.contains("crash"), "{line}");
 }

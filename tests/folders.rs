@@ -528,6 +528,8 @@ fn f3_a_users_folder_is_removed_with_that_users_rights_only() {
         inst.log()
     );
     assert_eq!(inst.daemon_pid(), Some(pid));
+    // The test's own tree (std's remover is for tests only, see clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     let _ = fs::remove_dir_all(&roots);
 }
 
@@ -718,6 +720,8 @@ fn f7_a_killed_daemons_temp_links_go_when_their_runs_are_gone() {
         kill9(p);
     }
     assert!(!links_into(inst.dir.path()).is_empty());
+    // The test's own tree (std's remover is for tests only, see clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     let _ = fs::remove_dir_all(&inst.state);
     // Another instance's daemon starts: it sweeps them.
     let other = Instance::new("", "");

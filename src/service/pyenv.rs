@@ -377,25 +377,26 @@ fn empty_dir(dir: &Path) -> Result<(), BuildError> {
         let e = e.map_err(io("list", dir))?;
         let p = e.path();
         let gone = match e.file_type() {
-            // Without recursion, by handle (sys::tree): an installer shaped that tree.
-            Ok(t) if t.is_dir() => {
-                match crate::service::sys::tree::remove_tree_fully(
-                    &p,
-                    crate::service::sys::tree::Rights::Daemon,
-                    std::time::Duration::from_secs(300),
-                ) {
-                    Ok(crate::service::sys::tree::Removal::Gone) => Ok(()),
-                    Ok(crate::service::sys::tree::Removal::More) => {
-                        Err(std::io::Error::other("not gone within 5 minutes"))
-                    }
-                    Err(e) => Err(std::io::Error::other(e.to_string())),
-                }
-            }
+            // An installer shaped that tree.
+            Ok(t) if t.is_dir() => remove_whole(&p),
             _ => std::fs::remove_file(&p),
         };
         gone.map_err(io("remove the old", &p))?;
     }
     Ok(())
+}
+
+/// Removes the tree `path` within 5 minutes (the build's own timeout bounds it too) the
+/// way every tree is removed (`sys::tree`): without recursion, by handle, never through a
+/// link, with its owner's rights (this process is the builder's when another user builds,
+/// and the trees it removes are its own: a venv's content, its copy of a project).
+fn remove_whole(path: &Path) -> std::io::Result<()> {
+    use crate::service::sys::tree::{remove_tree_fully, Removal, Rights};
+    match remove_tree_fully(path, Rights::Owner, std::time::Duration::from_secs(300)) {
+        Ok(Removal::Gone) => Ok(()),
+        Ok(Removal::More) => Err(std::io::Error::other("not gone within 5 minutes")),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
 }
 
 /// Folders a project's build never needs, left out of its copy.
@@ -425,9 +426,7 @@ fn skipped_in_copy(name: &std::ffi::OsStr) -> bool {
 /// builder's to change. Links are copied as links; VCS folders, venvs and build outputs are
 /// left out; a folder larger than [`PROJECT_CAP_BYTES`] is refused.
 fn copy_project(from: &Path, to: &Path) -> Result<(), BuildError> {
-    if std::fs::symlink_metadata(to).is_ok() {
-        std::fs::remove_dir_all(to).map_err(io("remove", to))?;
-    }
+    remove_whole(to).map_err(io("remove", to))?;
     let (mut bytes, mut entries) = (0u64, 0u64);
     let mut todo = vec![(from.to_path_buf(), to.to_path_buf())];
     while let Some((src, dst)) = todo.pop() {
@@ -525,7 +524,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
     let py = venv_python(&venv);
     let result = install(plan, &venv, &py, &work_dir, &target, env);
     if let Some(c) = copied {
-        let _ = std::fs::remove_dir_all(c);
+        let _ = remove_whole(&c);
     }
     let used = result?;
     // Installers copy or hard-link files from their caches with the cache's modes, which the

@@ -240,9 +240,21 @@ pub(crate) fn hand_dir(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
             return Ok(());
         }
         if attempt == 0 {
-            // Another user's (the build user was changed): its content is no one's now.
+            // Another user's (the build user was changed): its content is no one's now. That
+            // user shaped it: removed without recursion, by handle, with its owner's rights.
             drop(fd);
-            std::fs::remove_dir_all(path)?;
+            use super::tree::{remove_tree_fully, Removal, Rights};
+            match remove_tree_fully(path, Rights::Owner, std::time::Duration::from_secs(60)) {
+                Ok(Removal::Gone) => {}
+                Ok(Removal::More) => {
+                    return Err(io::Error::other(format!(
+                        "{} (another user's) is not all removed within a minute; what is left \
+                         goes at the next attempt",
+                        path.display()
+                    )))
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
             continue;
         }
     }
@@ -431,5 +443,59 @@ mod tests {
         assert!(m.is_dir());
         assert_eq!(m.mode() & 0o777, 0o700);
         assert!(target.is_dir(), "the link's target is left alone");
+    }
+
+    /// Another user's folder where the builder's should be (the build user was changed) goes
+    /// first, as its owner: deeper than a recursive remover's stack, and root's file moved in
+    /// (the owner cannot remove it) is left, with the reason.
+    #[test]
+    fn another_users_folder_goes_with_its_owners_rights_however_deep() {
+        if me() != 0 {
+            eprintln!("SKIP: not root (another user's folder, removed as that user)");
+            return;
+        }
+        use rustix::fs::{Gid, Uid};
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = d.path().join("venv");
+        std::fs::create_dir(&p).unwrap();
+        let mut fd =
+            rustix::fs::open(&p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for _ in 0..5_000 {
+            rustix::fs::mkdirat(&fd, c"d", Mode::RWXU).unwrap();
+            rustix::fs::fchown(&fd, Some(Uid::from_raw(65534)), Some(Gid::from_raw(65534)))
+                .unwrap();
+            fd = rustix::fs::openat(&fd, c"d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                .unwrap();
+        }
+        rustix::fs::fchown(&fd, Some(Uid::from_raw(65534)), Some(Gid::from_raw(65534))).unwrap();
+        drop(fd);
+        let gid = std::fs::metadata(d.path()).unwrap().gid();
+        // On a small stack: a walk that recursed per level would overflow it.
+        let q = p.clone();
+        let r = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || hand_dir(&q, 4242, gid).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(r, Ok(()));
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (4242, 0o700));
+        assert_eq!(std::fs::read_dir(&p).unwrap().count(), 0);
+        // Root's folder in it: the owner cannot empty that, so it stays, and the error says so.
+        let q = d.path().join("home");
+        std::fs::create_dir_all(q.join("roots")).unwrap();
+        std::fs::write(q.join("roots/f"), "root's").unwrap();
+        std::os::unix::fs::chown(&q, Some(65534), Some(65534)).unwrap();
+        let e = hand_dir(&q, 4242, gid).unwrap_err().to_string();
+        assert!(
+            e.contains("\"f\"") && e.contains("Permission denied"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(q.join("roots/f")).unwrap(),
+            "root's"
+        );
     }
 }

@@ -1268,7 +1268,10 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["roots"]);
-        std::fs::remove_dir_all(top.join("roots")).unwrap();
+        assert_eq!(
+            remove_tree(&top.join("roots"), Rights::Daemon, &mut budget()).unwrap(),
+            Removal::Gone
+        );
         assert_eq!(
             remove_tree(&top, Rights::Owner, &mut budget()).unwrap(),
             Removal::Gone

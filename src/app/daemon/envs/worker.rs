@@ -8,6 +8,7 @@ use crate::model::user::UserInfo;
 use crate::service::pyenv::{self};
 use crate::service::run::{self, ExitInfo, RunSpec};
 use crate::service::state::{self, Durability, StateDir};
+use crate::service::sys::tree::{remove_tree_fully, Removal, RemoveError, Rights};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -639,10 +640,8 @@ impl Worker {
                     continue;
                 }
                 self.retired.remove(&name);
-                // Its builds' tree (installers and a project's build ran in it): removed
-                // without recursion, by handle, with its owner's rights (sys::tree).
-                use crate::service::sys::tree::{remove_tree_fully, Removal, Rights};
-                match remove_tree_fully(&e.path(), Rights::Owner, Duration::from_secs(60)) {
+                // Its builds' tree (installers and a project's build ran in it).
+                match remove_env_folder(&e.path()) {
                     Ok(Removal::Gone) => info!(env = %name, "removed an environment no job uses"),
                     Ok(Removal::More) => {
                         warn!(env = %name, "an unused environment is not removed yet (too big for a minute)")
@@ -683,9 +682,9 @@ impl Worker {
     }
 }
 
-/// Makes `<key>/venv` ready for a build: whatever an earlier build left there goes (as root,
-/// without following links: `remove_dir_all` opens each level by handle); for a build as
-/// another user the venv folder is handed to it, and so is its HOME
+/// Makes `<key>/venv` ready for a build: whatever an earlier build left there goes (see
+/// [`remove_whole`]: a failed build's `venv/` is still its builder's, who may have filled
+/// it since); for a build as another user the venv folder is handed to it, and so is its HOME
 /// (`<state_dir>.users/build-homes/<uid>/`, kept for its caches), which is returned.
 fn prepare_build(
     state_root: &std::path::Path,
@@ -698,11 +697,7 @@ fn prepare_build(
     };
     for old in [VENV_BUILT, VENV_SEALING, "venv"] {
         let p = dir.join(old);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).map_err(at(&p))?,
-            Ok(_) => std::fs::remove_file(&p).map_err(at(&p))?,
-            Err(_) => {}
-        }
+        remove_whole(&p).map_err(|e| format!("cannot prepare {}: {e}", p.display()))?;
     }
     let Some(u) = builder else {
         return Ok(None);
@@ -742,9 +737,7 @@ fn seal(dir: &std::path::Path, builder: u32, shared: bool) -> Result<(), String>
     let built = dir.join(VENV_BUILT);
     let sealing = dir.join(VENV_SEALING);
     for p in [&built, &sealing] {
-        if std::fs::symlink_metadata(p).is_ok() {
-            std::fs::remove_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        }
+        remove_whole(p).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     std::fs::rename(&venv, &built).map_err(|e| format!("{}: {e}", venv.display()))?;
     let t0 = Instant::now();
@@ -760,8 +753,47 @@ fn seal(dir: &std::path::Path, builder: u32, shared: bool) -> Result<(), String>
     std::fs::rename(&sealing, &venv).map_err(|e| format!("{}: {e}", sealing.display()))?;
     // A process of the builder's that escaped may still write in it: it is no one's now and
     // goes with the next build or the environment, if not now.
-    if let Err(e) = std::fs::remove_dir_all(&built) {
+    if let Err(e) = remove_whole(&built) {
         warn!("cannot remove the built tree {}: {e}", built.display());
     }
     crate::service::sys::seal_dir_mode(dir, shared).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// How long one removal on the worker thread may take: it holds up builds' timeouts and the
+/// news to the loop meanwhile. What is left goes at the next attempt (all that was removed
+/// stays removed).
+const CLEAN_UP: Duration = Duration::from_secs(60);
+
+/// Removes `path` (a folder and everything in it, a file, a link, or nothing) within
+/// [`CLEAN_UP`], the way every tree is removed (`sys::tree`): without recursion (std's
+/// `remove_dir_all` recursed once per level, and a build user's 30,000-level tree in a failed
+/// build's `venv/` overflowed this thread's stack: the daemon crashed, and again at every
+/// start), by handle, never through a link or into another mount, and with the tree's
+/// owner's rights: a failed build's `venv/` and a sealed build's `venv.built` are the
+/// builder's, so whatever it left there can make root remove nothing that user could not.
+fn remove_whole(path: &std::path::Path) -> Result<(), String> {
+    match remove_tree_fully(path, Rights::Owner, CLEAN_UP) {
+        Ok(Removal::Gone) => Ok(()),
+        Ok(Removal::More) => Err(format!(
+            "not all removed within {} (what is left goes at the next attempt)",
+            crate::model::duration::format(CLEAN_UP)
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Removes an environment's folder `<key>/` within [`CLEAN_UP`]: each entry with its own
+/// owner's rights first (`<key>/` is root's, but a failed build's `venv/` is its builder's,
+/// and a walk takes the rights of its tree's top for the whole tree), then the emptied folder.
+fn remove_env_folder(dir: &std::path::Path) -> Result<Removal, RemoveError> {
+    let end = Instant::now() + CLEAN_UP;
+    let left = || end.saturating_duration_since(Instant::now());
+    if let Ok(list) = std::fs::read_dir(dir) {
+        for e in list.flatten() {
+            if remove_tree_fully(&e.path(), Rights::Owner, left())? == Removal::More {
+                return Ok(Removal::More);
+            }
+        }
+    }
+    remove_tree_fully(dir, Rights::Owner, left())
 }
