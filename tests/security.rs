@@ -17,7 +17,9 @@
 //! - F9 the heartbeat is private, and a cron expression that never fires is an error;
 //! - F10 a `user` job's runner gets an environment built for that user: nothing of the root
 //!   daemon's (secrets, an agent's socket, proxies with passwords, root's `PATH` and
-//!   `PYTHONPATH`), from the daemon and from `run-once` alike.
+//!   `PYTHONPATH`), from the daemon and from `run-once` alike;
+//! - F11 a job whose user is deleted (its uid then given to someone else) is held, never run
+//!   as that uid, and runs again once the user is back.
 #![cfg(unix)]
 
 mod common;
@@ -1100,4 +1102,124 @@ fn f10_a_user_jobs_runner_gets_nothing_of_roots_environment() {
     );
     assert!(out.status.success(), "{out:?}\n{}", inst.log());
     assert_users_own_environment(&printed_environment(&inst, "env", 2), "the daemon");
+}
+
+/// Removes the users a test made, whatever happens to it.
+struct UsersMade(Vec<String>);
+
+impl Drop for UsersMade {
+    fn drop(&mut self) {
+        for u in &self.0 {
+            let _ = Command::new("userdel").arg(u).output();
+        }
+    }
+}
+
+fn useradd(args: &[&str]) {
+    let out = Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "useradd {args:?}: {out:?}");
+}
+
+/// The daemon looked a job's user up when it loaded its config. The admin deletes that user
+/// and the host gives its uid to a new one: the job must not go on running as that uid (it is
+/// another person's now). The daemon follows the user database, holds the job (its runs are
+/// recorded as not run, the daemon line says why), and runs it again once the user is back.
+#[test]
+fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
+    if !is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "needs root");
+        eprintln!("SKIP: needs root (users are created)");
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let (gone, heir) = (format!("rmkd-gone{tag}"), format!("rmkd-heir{tag}"));
+    let _made = UsersMade(vec![gone.clone(), heir.clone()]);
+    useradd(&[&gone]);
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        &format!("[[job]]\nname = \"who\"\nuser = \"{gone}\"\ncommand = [\"id\", \"-un\"]\nevery = \"1s\"\n"),
+    );
+    assert!(inst.ctrl().status.success());
+    let said = |r: &Value| {
+        fs::read_to_string(Path::new(r["run_dir"].as_str().unwrap_or("")).join("stdout.log"))
+            .unwrap_or_default()
+    };
+    // The latest record (by run id) that `pick` accepts, after run id `after`.
+    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| {
+        inst.records("who")
+            .into_iter()
+            .filter(|r| r["run_id"].as_str().unwrap_or("") > after && pick(r))
+            .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
+    };
+    let ran_as = |who: String| move |r: &Value| r["outcome"] == "success" && said(r).trim() == who;
+    let mut first = None;
+    assert!(wait_for(Duration::from_secs(20), || {
+        first = newest("", &ran_as(gone.clone()));
+        first.is_some()
+    }));
+    let uid = String::from_utf8_lossy(
+        &Command::new("id")
+            .args(["-u", &gone])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(Command::new("userdel")
+        .arg(&gone)
+        .status()
+        .unwrap()
+        .success());
+    useradd(&["-u", &uid, &heir]);
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+            line.starts_with("1 ")
+                && line.contains("the user database changed")
+                && line.contains("are held, not run")
+        }),
+        "{line}"
+    );
+    let mut held = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            held = newest("", &|r: &Value| {
+                r["outcome"] == "error" && r["note"].as_str().unwrap_or("").contains("not run")
+            });
+            held.is_some()
+        }),
+        "{:?}",
+        inst.records("who")
+    );
+    let held_id = held.unwrap()["run_id"].as_str().unwrap().to_string();
+    assert!(
+        newest("", &ran_as(heir.clone())).is_none(),
+        "a run ran as the uid's new owner"
+    );
+    // The user is back (with a uid of its own): the job runs again, the line clears.
+    assert!(Command::new("userdel")
+        .arg(&heir)
+        .status()
+        .unwrap()
+        .success());
+    useradd(&[&gone]);
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+            line.starts_with("0 ")
+        }),
+        "{line}"
+    );
+    assert!(wait_for(Duration::from_secs(20), || newest(
+        &held_id,
+        &ran_as(gone.clone())
+    )
+    .is_some()));
+    assert!(inst.run(&["stop", "--now"]).status.success());
 }

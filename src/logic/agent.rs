@@ -406,6 +406,10 @@ fn state_word(state: u8) -> &'static str {
     }
 }
 
+/// How the daemon's config error starts when the config is unchanged but the user database
+/// it looked its users up in changed and a user is gone (its jobs are held).
+pub(crate) const USERS_CHANGED: &str = "the user database changed";
+
 pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     let d = &r.daemon;
     // ctrl could not load the config (its action says so; a section cut to size also uses
@@ -451,6 +455,16 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
                 d.pid.map_or("?".into(), |p| p.to_string()),
                 human_age(d.uptime_s.unwrap_or(0.0))
             ),
+        )
+    } else if let Some(e) = d
+        .config_error
+        .as_ref()
+        .filter(|e| e.starts_with(USERS_CHANGED))
+    {
+        // No edit: the config runs on, but a user it names is gone (see `reload_config`).
+        (
+            1,
+            format!("{e}; the jobs of users not found are held, not run"),
         )
     } else if let Some(e) = &d.config_error {
         let from = d.config_from.map_or(String::new(), |t| {

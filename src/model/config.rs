@@ -337,4 +337,9 @@ pub(crate) enum Users {
     /// its sections without calling into the host's user database (the daemon looks the
     /// users up, and reports one that is missing); `stop`, `history`, `show`.
     NamesOnly,
+    /// Each user is looked up; a job whose user is not there is held ([`Job::user`] `None`,
+    /// `user_deferred`: it never runs) instead of failing the config: the daemon, once the
+    /// host's user database changed under the config it runs, so that a job of a user
+    /// deleted since does not go on running as that user's old uid, which may be another's.
+    LookUpOrHold,
 }

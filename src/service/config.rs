@@ -158,13 +158,21 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
             }
             Need::User { job, name, place } => {
                 let info = match (users, looked_up.get(&name)) {
-                    (Users::LookUp, Some(known)) => Some(known.clone()),
+                    (Users::NamesOnly, _) => None,
+                    (_, Some(known)) => Some(known.clone()),
                     (Users::LookUp, None) => {
                         let info = sys::lookup_user(&name).map_err(|e| place.error(e))?;
                         looked_up.insert(name.clone(), info.clone());
                         Some(info)
                     }
-                    (Users::NamesOnly, _) => None,
+                    (Users::LookUpOrHold, None) => match sys::lookup_user(&name) {
+                        Ok(info) => {
+                            looked_up.insert(name.clone(), info.clone());
+                            Some(info)
+                        }
+                        // Held: `user_deferred` stays set, `user` empty.
+                        Err(_) => None,
+                    },
                 };
                 if !sys::is_root() {
                     return Err(place.error(format!(
@@ -220,6 +228,22 @@ pub(crate) fn stamp(path: &Path) -> Option<String> {
         m.len(),
         sys::change_stamp(&m)
     ))
+}
+
+/// The stamps of the host's user database files ([`sys::USER_DATABASE`]) when `cfg` runs a
+/// job as another user, else `None`: a change there (`userdel`, `usermod -u`, a group added)
+/// changes who those users are, and the daemon loads its config again to follow it.
+pub(crate) fn users_stamp(cfg: &Config) -> Option<String> {
+    if !cfg.jobs.iter().any(|j| j.user.is_some() || j.user_deferred) {
+        return None;
+    }
+    Some(
+        sys::USER_DATABASE
+            .iter()
+            .map(|p| stamp(Path::new(p)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("|"),
+    )
 }
 
 fn read_text(path: &Path) -> Option<String> {

@@ -110,6 +110,12 @@ impl Daemon {
         for source in self.envs_sources() {
             ok &= path_watches(source, Child::Content, &mut w);
         }
+        // Who a job's user is can change under the config (see `reload_config`).
+        if self.control.users_stamp.is_some() {
+            for file in crate::service::sys::USER_DATABASE {
+                ok &= path_watches(std::path::Path::new(file), Child::Content, &mut w);
+            }
+        }
         (w, ok)
     }
 
@@ -384,13 +390,41 @@ impl Daemon {
         // The stamp the daemon publishes is also the one it compares with: taken before each
         // read, so an edit during a read shows as a newer stamp next time.
         let now_stamp = config::stamp(&self.cfg.path);
-        if !force && now_stamp == self.shown.info().config_stamp {
+        // The user database too, where a job runs as a user: a user deleted, renumbered or
+        // given other groups is followed, not run on as the uid looked up at the last load.
+        let users_now = config::users_stamp(&self.cfg);
+        let edited = now_stamp != self.shown.info().config_stamp;
+        let users_changed = users_now != self.control.users_stamp;
+        if !force && !edited && !users_changed {
             return;
         }
         self.set_config_stamp(now_stamp);
+        self.control.users_stamp = users_now;
         super::lifecycle::test_crash("reload");
         let new = match config::load_compact(&self.cfg.path) {
             Ok(c) => c,
+            // The config as it was, but a user it names is gone: its jobs are held (never
+            // run) rather than run on as that user's old uid, which the host may give to
+            // someone else; the error stays on the daemon line until the user is back.
+            Err(e) if users_changed && !edited => {
+                let msg = format!("{}: {e}", crate::logic::agent::USERS_CHANGED);
+                match config::load_with(&self.cfg.path, crate::model::config::Users::LookUpOrHold) {
+                    Ok(held) => {
+                        if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
+                            warn!("{msg}; the jobs of users not found are held, not run");
+                        }
+                        self.control.users_stamp = config::users_stamp(&held);
+                        self.apply_config(held);
+                        // After: applying a config clears the error.
+                        self.set_config_error(Some(msg));
+                    }
+                    Err(_) => {
+                        warn!("{msg}; keeping the running config");
+                        self.set_config_error(Some(msg));
+                    }
+                }
+                return;
+            }
             Err(e) => {
                 let msg = e.to_string();
                 if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
@@ -415,6 +449,7 @@ impl Daemon {
             }
             return;
         }
+        self.control.users_stamp = config::users_stamp(&new);
         self.apply_config(new);
     }
 

@@ -66,7 +66,7 @@ pub(super) enum NotStarted {
         #[source]
         source: std::io::Error,
     },
-    #[error("job {0}: its user was not looked up; not run")]
+    #[error("job {0}: its user was not looked up, or is no longer in the user database (see the daemon's line); not run")]
     UserDeferred(String),
 }
 

@@ -292,7 +292,9 @@ impl Daemon {
         let spawner = start_spawner()?;
         let (tx, rx) = mpsc::channel();
         let info = daemon_info(&cfg, opts, config_stamp, begun);
-        let control = watch_control(&state, opts, locked_at, &tx, &spawner);
+        let mut control = watch_control(&state, opts, locked_at, &tx, &spawner);
+        // The user database as the config's users were just looked up in it.
+        control.users_stamp = crate::service::config::users_stamp(&cfg);
         let mut d = Daemon {
             cfg,
             state,

@@ -36,6 +36,9 @@ pub(crate) struct Control {
     pub(super) degraded: Option<String>,
     /// When to retry unsaved records, and the delay after that.
     pub(super) retry: Option<(Instant, Duration)>,
+    /// The user database's files as last read for the config (see `users_stamp`); `None`
+    /// while no job names a `user`.
+    pub(super) users_stamp: Option<String>,
 }
 
 impl Control {
@@ -66,6 +69,7 @@ impl Control {
             last_look: Instant::now(),
             degraded: None,
             retry: None,
+            users_stamp: None,
         }
     }
 

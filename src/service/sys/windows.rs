@@ -763,6 +763,9 @@ pub(crate) fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
 /// Where the config is looked for when nothing names it (the agent's config folder).
 pub(crate) const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
 
+/// No user database files: `user` jobs are refused on Windows.
+pub(crate) const USER_DATABASE: &[&str] = &[];
+
 /// The base of the default state dir when `$MK_VARDIR` is not set: the agent's state folder.
 pub(crate) fn default_state_base() -> std::path::PathBuf {
     r"C:\ProgramData\checkmk\agent\state".into()
