@@ -216,6 +216,42 @@ fn a_daemon_stopped_past_hang_timeout_is_ended_and_replaced() {
     assert!(!inst.state.join("restart-note").exists());
 }
 
+/// The agent runs ctrl as a copy of the binary under its plugin name; the daemon was
+/// started by the admin's `robotmk-daemon`. That ctrl must still end the hung daemon.
+#[test]
+fn a_ctrl_copied_under_another_name_ends_a_hung_daemon() {
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nhang_timeout = \"10s\"",
+        IDLE_JOB,
+    );
+    let old = started(&inst);
+    let copy = inst.dir.path().join("robotmk_daemon_ctrl");
+    std::fs::copy(BIN, &copy).unwrap();
+    let _stopped = Stopped::new(old);
+    let mut last = String::new();
+    let found = wait_for_every(Duration::from_secs(40), EVERY, || {
+        let out = std::process::Command::new(&copy)
+            .arg("--config")
+            .arg(&inst.config)
+            .arg("ctrl")
+            .env_remove("MK_CONFDIR")
+            .env_remove("MK_VARDIR")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        last = text.clone();
+        parse_section(&text)["ctrl"]["action"] == "restarted"
+    });
+    assert!(found, "not replaced within 40s of SIGSTOP: {last}");
+    assert!(
+        wait_for(Duration::from_secs(5), || !pid_alive(old)),
+        "the stopped daemon {old} still lives"
+    );
+    let new = inst.daemon_pid().expect("a new daemon");
+    assert_ne!(new, old);
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
 #[test]
 fn an_idle_daemon_polled_every_second_is_never_called_unresponsive() {
     let inst = Instance::new(

@@ -458,7 +458,8 @@ pub(crate) fn self_exe() -> io::Result<std::path::PathBuf> {
 
 /// True if process `pid` is this program serving this instance: it started at
 /// `start` (PID reuse), runs this program's executable (or an older copy of it, replaced on
-/// disk by an upgrade), and holds the exclusive lock on `lock_file`. A PID read from a file
+/// disk by an upgrade, or a copy of it under another `robotmk…` name), and holds the
+/// exclusive lock on `lock_file`. A PID read from a file
 /// alone is never signalled.
 pub(crate) fn is_instance_daemon(
     pid: u32,
@@ -475,9 +476,18 @@ pub(crate) fn is_instance_daemon(
     let exe = exe.to_string_lossy();
     let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
     let mine = std::env::current_exe().ok();
+    // A copy of this program under another name is still this program: the agent's plugin
+    // (`robotmk_daemon_ctrl`) may judge a daemon the admin started as `robotmk-daemon`.
+    let ours = |p: &std::path::Path| {
+        p.file_name().is_some_and(|n| {
+            n.to_string_lossy()
+                .to_ascii_lowercase()
+                .starts_with("robotmk")
+        })
+    };
     let same_name = |a: &std::path::Path| {
         mine.as_ref()
-            .is_some_and(|m| m == a || m.file_name() == a.file_name())
+            .is_some_and(|m| m == a || m.file_name() == a.file_name() || (ours(m) && ours(a)))
     };
     if !same_name(std::path::Path::new(exe)) {
         return false;
