@@ -109,6 +109,16 @@ mod tests {
         );
     }
 
+    /// A metric read back as no number (`null` in an older build's record) is left out.
+    #[test]
+    fn a_metric_without_a_number_is_left_out() {
+        let p: PluginOutput = serde_json::from_str(
+            r#"{"state":0,"summary":"OK","metrics":[{"name":"x","label":"x","value":null},{"name":"y","label":"y","value":2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(metrics("-", &p), "y=2");
+    }
+
     #[test]
     fn details_are_joined_by_the_literal_separator() {
         let p = parse("OK\nline one\nline two | a=1\nb=2", 0, None);

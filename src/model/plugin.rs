@@ -8,6 +8,9 @@ pub(crate) struct Metric {
     pub(crate) name: String,
     /// The plugin's own label, as it printed it.
     pub(crate) label: String,
+    /// `null` in records of builds that let a value overflow to infinity (JSON has none):
+    /// read as NaN, which no check shows, rather than the whole record taken for corrupt.
+    #[serde(deserialize_with = "number_or_null")]
     pub(crate) value: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) warn: Option<f64>,
@@ -41,6 +44,11 @@ impl Metric {
     }
 }
 
+fn number_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// A number as Checkmk reads it: no exponent, no needless zeros.
 fn num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -66,4 +74,16 @@ pub(crate) struct PluginOutput {
     /// Why the state is not simply the exit code's (an exit code outside 0–3, a timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// A record an older build wrote with a metric value `null` (an overflow) still reads
+    /// (`logic::plugin_view` leaves such a metric out of the check).
+    #[test]
+    fn a_null_metric_value_reads_as_no_number() {
+        let m: super::Metric =
+            serde_json::from_str(r#"{"name":"x","label":"x","value":null}"#).unwrap();
+        assert!(m.value.is_nan());
+    }
 }
