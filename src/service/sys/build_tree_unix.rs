@@ -91,6 +91,41 @@ pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStat
     Ok(budget)
 }
 
+/// Copies the first `size` bytes of `from` to `to`, leaving the holes of a sparse file holes.
+/// The sealed copy is root's: copied whole, a file the builder made sparse (a terabyte in
+/// no blocks, which costs the builder nothing) would become that much of root's disk,
+/// charged to no quota. Where the file system cannot tell holes (`SEEK_DATA` refused), all
+/// of it is copied.
+fn copy_with_holes(from: &File, to: &mut File, size: u64) -> io::Result<()> {
+    use rustix::fs::{seek, SeekFrom};
+    use std::io::Seek;
+    let mut at = 0u64;
+    while at < size {
+        let data = match seek(from, SeekFrom::Data(at)) {
+            Ok(d) => d,
+            // Only a hole from here to the end.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) if at == 0 => {
+                let mut all = from.take(size);
+                io::copy(&mut all, to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if data >= size {
+            break;
+        }
+        let hole = seek(from, SeekFrom::Hole(data))
+            .map_err(io::Error::from)?
+            .min(size);
+        (&*from).seek(io::SeekFrom::Start(data))?;
+        to.seek(io::SeekFrom::Start(data))?;
+        io::copy(&mut from.take(hole - data), to)?;
+        at = hole;
+    }
+    to.set_len(size)
+}
+
 fn copy_dir(
     src: &OwnedFd,
     dst: &OwnedFd,
@@ -199,10 +234,10 @@ fn copy_file(
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let out = rustix::fs::openat(dst, name, out_flags, Mode::from_raw_mode(0o600))
         .map_err(io_at(path))?;
-    let mut reader = File::from(fd).take(size);
+    let reader = File::from(fd);
     let mut writer = File::from(out);
     // A file that grows while it is copied is cut at the size it had: the budget holds.
-    io::copy(&mut reader, &mut writer).map_err(std_io_at(path))?;
+    copy_with_holes(&reader, &mut writer, size).map_err(std_io_at(path))?;
     writer.flush().map_err(std_io_at(path))?;
     rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode)).map_err(io_at(path))?;
     Ok(())
@@ -338,6 +373,31 @@ mod tests {
 
     fn me() -> u32 {
         euid()
+    }
+
+    /// A sparse file stays sparse in the sealed copy (root's disk), its content the same.
+    #[test]
+    fn a_sparse_file_is_sealed_sparse() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("built");
+        std::fs::create_dir_all(&from).unwrap();
+        let f = std::fs::File::create(from.join("big")).unwrap();
+        f.set_len(1 << 30).unwrap();
+        use std::io::{Seek, Write as _};
+        let mut f = f;
+        f.seek(io::SeekFrom::Start(5 << 20)).unwrap();
+        f.write_all(b"middle").unwrap();
+        drop(f);
+        let to = d.path().join("sealed");
+        seal_copy(&from, &to, me()).unwrap();
+        let m = std::fs::metadata(to.join("big")).unwrap();
+        assert_eq!(m.len(), 1 << 30);
+        assert!(m.blocks() * 512 < 1 << 20, "{} blocks", m.blocks());
+        let mut back = std::fs::File::open(to.join("big")).unwrap();
+        back.seek(io::SeekFrom::Start(5 << 20)).unwrap();
+        let mut six = [0u8; 6];
+        back.read_exact(&mut six).unwrap();
+        assert_eq!(&six, b"middle");
     }
 
     #[test]
