@@ -335,6 +335,19 @@ impl Spawner {
     }
 
     /// Ends the run's whole tree (SIGKILL).
+    /// Ends what a run of `run_dir` that no daemon holds any more left running: a build or
+    /// run of a daemon that was killed (SIGKILL, the OOM killer) goes on as an orphan,
+    /// found by its tag, and must not write beside a new one in the same folder. True if
+    /// anything was there.
+    pub fn end_leftovers(&self, run_dir: &str) -> bool {
+        let mut any = false;
+        for pid in crate::service::sys::processes_with_env(super::TAG, run_dir) {
+            let start = crate::service::sys::process_start_time(pid);
+            any |= crate::service::sys::kill_process(pid, start).is_ok();
+        }
+        any
+    }
+
     pub fn kill_tree(&self, pgid: u32, run_dir: &str) -> bool {
         tree::signal(&self.s.parts(), &self.run_of(pgid, run_dir), libc::SIGKILL)
     }
@@ -584,6 +597,33 @@ mod tests {
             stdout: dir.join("out"),
             stderr: dir.join("err"),
         }
+    }
+
+    /// What a killed daemon's build or run left running in a folder (an orphan that kept the
+    /// folder's tag) is ended before a new one starts there; others are not touched.
+    #[test]
+    fn leftovers_of_a_folder_are_ended_by_their_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("env-a").display().to_string();
+        let start = |tag: &str| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .env(super::super::TAG, tag)
+                .spawn()
+                .unwrap()
+        };
+        let (mut orphan, mut other) = (start(&mine), start("/elsewhere"));
+        let spawner = Spawner::new().unwrap();
+        assert!(spawner.end_leftovers(&mine));
+        let ended = orphan.wait().unwrap();
+        let other_alive = other.try_wait().unwrap().is_none();
+        let _ = (other.kill(), other.wait());
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&ended),
+            Some(libc::SIGKILL)
+        );
+        assert!(other_alive, "a process of another folder was ended");
+        assert!(!spawner.end_leftovers(&mine), "nothing left");
     }
 
     /// The reaper collects its own children only: a child started with std's Command
