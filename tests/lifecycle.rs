@@ -313,8 +313,10 @@ fn a_binary_named_ctrl_acts_as_ctrl_without_arguments() {
     assert!(out.status.success());
     let j = parse_section(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(j["ctrl"]["action"], "started");
-    // MK_CONFDIR is the agent's way: config found as $MK_CONFDIR/robotmk-daemon.toml.
-    std::fs::copy(&inst.config, inst.dir.path().join("robotmk-daemon.toml")).unwrap();
+    // MK_CONFDIR is the agent's way: config found as $MK_CONFDIR/robotmk-daemon.toml, here a
+    // link to the same file (a copy would be another config, whose ctrl is told the state
+    // dir is taken: tests/other_instances.rs).
+    std::os::unix::fs::symlink(&inst.config, inst.dir.path().join("robotmk-daemon.toml")).unwrap();
     let out = Command::new(&link)
         .env_remove("ROBOTMK_DAEMON_CONFIG")
         .env("MK_CONFDIR", inst.dir.path())
