@@ -633,7 +633,7 @@ fn a_job_runs_as_its_user_who_cannot_touch_the_daemons_files() {
 
 #[test]
 fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
-    let Some((uid, _)) = runner_user() else {
+    let Some((uid, gid)) = runner_user() else {
         return;
     };
     let Some(kit) = kit() else { return };
@@ -719,6 +719,15 @@ fn a_scheduled_robot_job_runs_as_its_user_in_its_environment() {
     let env_dir = PathBuf::from(format!("{}.users/envs/{key}", inst.state.display()));
     assert_eq!(owner(&env_dir), 0);
     assert_sealed(&env_dir.join("venv"), 0o022);
+    // Its user's to enter and read (by its group), no other local user's.
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&env_dir).unwrap();
+    assert_eq!(
+        (m.mode() & 0o777, m.gid()),
+        (0o750, gid),
+        "{}",
+        env_dir.display()
+    );
 }
 
 /// Every entry below `dir` is root's, and none is writable by anyone covered by `others`

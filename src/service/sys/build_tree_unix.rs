@@ -350,9 +350,18 @@ pub(crate) fn check_passable(
 
 /// The mode of a sealed environment's own folder (the daemon's): `0755` when jobs' users run
 /// it, else `0700`.
-pub(crate) fn seal_dir_mode(dir: &Path, readable: bool) -> io::Result<()> {
+pub(crate) fn seal_dir_mode(dir: &Path, readers: Option<u32>) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = if readable { 0o755 } else { 0o700 };
+    // Open to the group of the job's user who runs it (root's folder, group the user's:
+    // 0750), not to every local user: what a job's project puts into its environment is
+    // that user's business. Else closed (0700).
+    let mode = match readers {
+        Some(gid) => {
+            std::os::unix::fs::lchown(dir, None, Some(gid))?;
+            0o750
+        }
+        None => 0o700,
+    };
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 

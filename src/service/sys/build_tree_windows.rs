@@ -51,7 +51,7 @@ pub(crate) fn copy_link(_target: &Path, link: &Path) -> io::Result<()> {
 }
 
 /// Nothing to do: folders keep their ACLs.
-pub(crate) fn seal_dir_mode(_dir: &Path, _readable: bool) -> io::Result<()> {
+pub(crate) fn seal_dir_mode(_dir: &Path, _readers: Option<u32>) -> io::Result<()> {
     Ok(())
 }
 

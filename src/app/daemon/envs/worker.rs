@@ -52,8 +52,9 @@ struct Build {
     pgid: u32,
     deadline: Instant,
     timed_out: bool,
-    /// The uid it runs as, when not the daemon's: what it built is sealed before use.
-    builder: Option<u32>,
+    /// The uid (and group) it runs as, when not the daemon's: what it built is sealed
+    /// before use.
+    builder: Option<(u32, u32)>,
     /// Readable by jobs' users once sealed.
     shared: bool,
 }
@@ -334,7 +335,7 @@ impl Worker {
                         pgid,
                         deadline: Instant::now() + self.timeout,
                         timed_out: false,
-                        builder: builder.map(|u| u.uid),
+                        builder: builder.map(|u| (u.uid, u.gid)),
                         shared: spec.shared,
                     },
                 );
@@ -380,14 +381,19 @@ impl Worker {
         builder: Option<&UserInfo>,
     ) -> Result<(PathBuf, Option<PathBuf>), String> {
         // Built by another user: below the users' tree, which it can pass through, in a
-        // `<key>/` of root's that it can pass through only (listed by jobs' users once sealed
-        // when they run it, closed again when only root runs it).
+        // `<key>/` of root's whose group is the builder's (the job's user, who runs it):
+        // theirs to pass through and list, no one else's, during the build and after the
+        // seal (see `seal`); closed again when only root runs it.
         let made = if spec.shared || builder.is_some() {
-            crate::app::daemon::workdir::public_dirs(&self.state.root, &["envs", key], spec.shared)
+            crate::app::daemon::workdir::public_dirs(&self.state.root, &["envs", key], false)
         } else {
             state::create_state_subdirs(&self.state.root, &["envs", key])
         };
         let dir = made.map_err(|e| format!("cannot create the environment folder: {e}"))?;
+        if let (true, Some(u)) = (spec.shared, builder) {
+            crate::service::sys::seal_dir_mode(&dir, Some(u.gid))
+                .map_err(|e| format!("cannot open the environment folder to its user: {e}"))?;
+        }
         let home = prepare_build(&self.state.root, &dir, builder)?;
         Ok((dir, home))
     }
@@ -482,8 +488,8 @@ impl Worker {
         } else {
             Ok(())
         };
-        if let (Ok(()), Some(uid)) = (&outcome, b.builder) {
-            outcome = seal(&dir, uid, b.shared)
+        if let (Ok(()), Some((uid, gid))) = (&outcome, b.builder) {
+            outcome = seal(&dir, uid, b.shared.then_some(gid))
                 .map_err(|e| format!("the built environment could not be sealed: {e}"));
         }
         if outcome.is_ok() && !pyenv::venv_usable(&dir) {
@@ -732,7 +738,7 @@ const VENV_SEALING: &str = "venv.sealing";
 /// not followed, every entry the builder's, no inode shared), which is renamed into place;
 /// then the built tree goes. `<key>/` is opened to jobs' users (`shared`) or closed to all
 /// but root. The venv keeps its path: its scripts name their interpreter by it.
-fn seal(dir: &std::path::Path, builder: u32, shared: bool) -> Result<(), String> {
+fn seal(dir: &std::path::Path, builder: u32, readers: Option<u32>) -> Result<(), String> {
     let venv = pyenv::venv_dir(dir);
     let built = dir.join(VENV_BUILT);
     let sealing = dir.join(VENV_SEALING);
@@ -756,7 +762,7 @@ fn seal(dir: &std::path::Path, builder: u32, shared: bool) -> Result<(), String>
     if let Err(e) = remove_whole(&built) {
         warn!("cannot remove the built tree {}: {e}", built.display());
     }
-    crate::service::sys::seal_dir_mode(dir, shared).map_err(|e| format!("{}: {e}", dir.display()))
+    crate::service::sys::seal_dir_mode(dir, readers).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// How long one removal on the worker thread may take: it holds up builds' timeouts and the
