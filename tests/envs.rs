@@ -1554,7 +1554,8 @@ fn a_users_deep_tree_in_a_failed_builds_venv_is_removed_without_a_crash() {
         .output()
         .unwrap();
     assert!(out.status.success(), "the user's tree: {out:?}");
-    assert!(venv.join("deep/d/d/d").is_dir());
+    // Made (the script succeeded); not looked at again here: a CI run found it gone already,
+    // the daemon's next attempt begun (and survived, which `alive` below checks throughout).
 
     // The next attempt removes it first: the same daemon goes on, the tree goes, a new
     // build runs (and fails again, for its package).
