@@ -678,7 +678,8 @@ fn a_huge_result_does_not_delay_other_jobs() {
 /// A wall clock set back (NTP correcting a clock that ran ahead, a VM restored) stops every
 /// job until the clock is past the latest due time run again, since no due time runs twice:
 /// the daemon line says so (WARN) instead of an hour of silence behind an OK, and clears
-/// once the clock is past. The daemon's clock is moved with libfaketime (the machine's is not
+/// once the clock is past. Set forward, the slots it skipped are recorded as skipped for
+/// that reason, not blamed on overload. The daemon's clock is moved with libfaketime (the machine's is not
 /// the test's to set); monotonic time stays real, as in a real jump.
 #[test]
 fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
@@ -735,6 +736,25 @@ fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
         }),
         "{line}"
     );
+    // Set forward an hour: the slots in between are one skipped record that says why, and
+    // no sign of overload (the daemon line stays OK).
+    std::fs::write(&offset, "+1h").unwrap();
+    let forward = || {
+        inst.records("tick").into_iter().any(|r| {
+            r["outcome"] == "skipped"
+                && r["note"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("the wall clock was set forward by")
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), forward),
+        "{:?}",
+        inst.records("tick")
+    );
+    line = daemon_line();
+    assert!(line.starts_with("0 "), "{line}");
     assert_unique_dues(&inst, "tick");
     assert!(inst.run(&["stop", "--now"]).status.success());
 }

@@ -117,6 +117,8 @@ pub(crate) struct Daemon {
     pub(super) idle_since: Option<Instant>,
     /// The latest due time taken while the wall clock stands behind it (see `look_at_clock`).
     pub(super) clock_behind: Option<chrono::DateTime<chrono::Utc>>,
+    /// The boot clock and the wall clock at the last pass (see `clock_set_forward`).
+    pub(super) clock_ref: Option<(std::time::Duration, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl Daemon {
@@ -225,12 +227,26 @@ impl Daemon {
         wake.saturating_duration_since(now_i)
     }
 
+    /// How far the wall clock was set forward since the last pass, if it was (by more than
+    /// a second beyond the time that passed, counted on `CLOCK_BOOTTIME`, which a suspend
+    /// advances too but no one sets): due times it skipped were not missed for overload.
+    fn clock_set_forward(&mut self, now: chrono::DateTime<Utc>) -> Option<String> {
+        let up = crate::service::sys::uptime()?;
+        let last = self.clock_ref.replace((up, now));
+        let (up0, wall0) = last?;
+        let passed = chrono::Duration::from_std(up.saturating_sub(up0)).ok()?;
+        let jump = (now - wall0) - passed;
+        (jump > chrono::Duration::seconds(1))
+            .then(|| crate::model::duration::human_age(jump.num_milliseconds() as f64 / 1000.0))
+    }
+
     /// Fires every job whose time has come.
     fn fire_due(&mut self) {
         if self.phase != Phase::Running {
             return;
         }
         let now = Utc::now();
+        let set_forward = self.clock_set_forward(now);
         let due: Vec<String> =
             scheduler::due_now(self.jobs.iter().map(|(n, js)| (n, &js.slots)), now)
                 .into_iter()
@@ -244,7 +260,13 @@ impl Daemon {
                 continue;
             };
             let run_due = firing.due;
-            if firing.woke_late() {
+            if let (true, Some(by)) = (firing.woke_late(), &set_forward) {
+                warn!(
+                    job = %name, missed_from = %crate::model::record::ts(firing.planned.due),
+                    running_for = %crate::model::record::ts(run_due),
+                    "the wall clock was set forward by {by}; due times in between are not run separately"
+                );
+            } else if firing.woke_late() {
                 // Woken late (suspend, overload): run once for the latest slot, say so.
                 warn!(
                     job = %name, missed_from = %crate::model::record::ts(firing.planned.due),
@@ -269,13 +291,21 @@ impl Daemon {
                     other => (None, other),
                 };
                 self.discard_prepared(stale);
-                self.backlog.missed();
+                // A clock set forward is no sign of falling behind (see `backlog`).
+                let why = match &set_forward {
+                    Some(by) => format!("the wall clock was set forward by {by}"),
+                    None => {
+                        self.backlog.missed();
+                        "the daemon woke too late (overloaded, or the machine was suspended)"
+                            .to_string()
+                    }
+                };
                 self.record_skipped(
                     &job,
                     first,
                     firing.trigger(),
                     &format!(
-                        "the daemon woke too late (overloaded, or the machine was suspended): due times from {} to before {} were not run; the latest one runs instead",
+                        "{why}: due times from {} to before {} were not run; the latest one runs instead",
                         crate::model::record::ts(first),
                         crate::model::record::ts(run_due)
                     ),

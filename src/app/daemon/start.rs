@@ -307,6 +307,7 @@ impl Daemon {
             release_owed: true,
             idle_since: Daemon::idle_at_start(std::time::Instant::now()),
             clock_behind: None,
+            clock_ref: None,
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
