@@ -290,6 +290,11 @@ impl Spawner {
     }
 
     /// Ends the run's whole tree (the job holds it); true if any process was left to end.
+    /// Nothing to end: a killed daemon's job objects took its builds and runs with it.
+    pub(crate) fn end_leftovers(&self, _run_dir: &str) -> bool {
+        false
+    }
+
     pub(crate) fn kill_tree(&self, pid: u32, _run_dir: &str) -> bool {
         let Some(t) = self.lookup(pid) else {
             return false;

@@ -305,6 +305,11 @@ impl Worker {
         }
         self.save(&dir, &st);
         let dir_s = dir.display().to_string();
+        // A build a killed daemon left may still run in this folder (an orphan, its tag
+        // this folder's): it would write beside the new one.
+        if self.spawner.end_leftovers(&dir_s) {
+            warn!(env = %key, "ended what an earlier build (of a daemon that died) left running");
+        }
         let (argv, env) = self.build_command(&dir_s, spec, builder, home.as_deref());
         let spec_run = RunSpec {
             argv,
