@@ -53,7 +53,7 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
             "[daemon]\ninstance = \"desk\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"1m\"\n\n\
              [[job]]\nname = \"hello\"\ncommand = [\"true\"]\nevery = \"1h\"\n\n\
              [[job]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"echo the login page is gone; exit 3\"]\nevery = \"1h\"\n\n\
-             [[job]]\nname = \"forge\"\nkind = \"plugin\"\nservice = \"Robotmk t sys\"\ncommand = [\"echo\", \"OK - forged\"]\nevery = \"1h\"\n",
+             [[job]]\nname = \"forge\"\nkind = \"plugin\"\nservice = \"Shop Login\"\ncommand = [\"echo\", \"OK - forged\"]\nevery = \"1h\"\n",
             desk.join("state").display()
         ),
     )
@@ -86,7 +86,8 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
             open.display(),
             missing.display()
         ),
-        "[[job]]\nname = \"sys\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+        "[[job]]\nname = \"sys\"\ncommand = [\"true\"]\nevery = \"1h\"\n\n\
+         [[job]]\nname = \"login\"\nkind = \"plugin\"\nservice = \"Shop Login\"\ncommand = [\"sh\", \"-c\", \"echo CRITICAL - login broken; exit 2\"]\nevery = \"1h\"\n",
     );
     let check = inst.run(&["check-config"]);
     assert!(check.status.success(), "{check:?}");
@@ -108,8 +109,11 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
         broken.summary.contains("exit code 3") && broken.summary.contains("the login page is gone"),
         "{broken:?}"
     );
-    // The user's plugin job named its check after one of the system instance's: it keeps to
-    // its own instance's names instead, and the system's check is there once, its own.
+    // The user's plugin job named its check as one of the system instance's: it keeps to its
+    // own instance's names instead, and the system's check is there once, its own.
+    assert!(inst.run(&["run-once", "login"]).status.code().is_some());
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let agent = parse_ok(&out);
     let named = |name: &str| {
         agent
             .local(None)
@@ -117,7 +121,7 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
             .filter(|c| c.name == name)
             .collect::<Vec<_>>()
     };
-    let sys = named("Robotmk t sys");
+    let sys = named("Shop Login");
     assert_eq!(sys.len(), 1, "{out}");
     assert!(!sys[0].summary.contains("forged"), "{out}");
     assert_eq!(named("Robotmk desk forge").len(), 1, "{out}");

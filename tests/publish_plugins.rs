@@ -842,7 +842,15 @@ fn publishing_and_plugin_settings_are_checked_by_the_config() {
                 "{job}kind = \"plugin\"\ncommand = [\"true\"]\nservice = \"Robotmk t q\"\n\n\
                  [[job]]\nname = \"q\"\nevery = \"1h\"\ncommand = [\"true\"]\n"
             ),
-            "the service name \"Robotmk t q\" is taken by another job",
+            "`service` \"Robotmk t q\" begins with \"Robotmk \"",
+        ),
+        (
+            "",
+            format!(
+                "{job}kind = \"plugin\"\ncommand = [\"true\"]\nservice = \"Shop, HTTP\"\n\n\
+                 [[job]]\nname = \"q\"\nevery = \"1h\"\nkind = \"plugin\"\ncommand = [\"true\"]\nservice = \"Shop HTTP\"\n"
+            ),
+            "the service name \"Shop HTTP\" is taken by another job",
         ),
     ] {
         inst.write_config(daemon, &jobs);

@@ -169,6 +169,8 @@ pub(crate) enum ValueError {
     ServiceTooLong,
     #[error("`service` {0:?} contains {1:?}, which a Checkmk service name of a local check cannot carry")]
     ServiceChar(String, char),
+    #[error("`service` {0:?} begins with \"Robotmk \": those names are the daemon's own (its daemon line, each job's and each test's check, of every instance); choose another name, or leave `service` out for \"Robotmk <instance> <job>\"")]
+    ServiceReserved(String),
     #[error("`host` must not be empty (leave it out for the agent's own host)")]
     HostEmpty,
     #[error("`host` is longer than {} characters", MAX_HOST_LEN)]

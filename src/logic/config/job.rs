@@ -399,6 +399,12 @@ pub(crate) fn check_service(s: &str) -> Result<(), ValueError> {
     }) {
         return Err(ValueError::ServiceChar(s.to_string(), c));
     }
+    // As the core keeps it: `Robotmk;` is `Robotmk` there. A name of the daemon's own could
+    // hide its daemon line, another job's check, a test's (which no config names) or another
+    // instance's, and Checkmk keeps the later of two lines with one name.
+    if crate::logic::checkmk_names::core_key(s).starts_with("Robotmk ") {
+        return Err(ValueError::ServiceReserved(s.to_string()));
+    }
     Ok(())
 }
 

@@ -197,8 +197,11 @@ mod tests {
         };
         let err = parse(&job("daemon", "")).unwrap_err();
         assert!(err.contains("taken by the daemon's own check"), "{err}");
-        let err = parse(&plugin("p", "Robotmk i daemon;")).unwrap_err();
-        assert!(err.contains("taken by the daemon's own check"), "{err}");
+        // Every name of the daemon's own, a test's among them, which no config names.
+        for reserved in ["Robotmk i daemon;", "Robotmk i web Login", "Robotmk; x y"] {
+            let err = parse(&plugin("p", reserved)).unwrap_err();
+            assert!(err.contains("are the daemon's own"), "{err}");
+        }
         let err = parse(&(plugin("a", "Shop;HTTP") + &plugin("b", "ShopHTTP"))).unwrap_err();
         assert!(
             err.contains("\"ShopHTTP\" is taken by another job"),
