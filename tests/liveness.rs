@@ -225,7 +225,9 @@ fn a_ctrl_copied_under_another_name_ends_a_hung_daemon() {
         IDLE_JOB,
     );
     let old = started(&inst);
-    let copy = inst.dir.path().join("robotmk_daemon_ctrl");
+    // A name the program answers to as ctrl (ending in `ctrl`), not beginning as the
+    // daemon's does.
+    let copy = inst.dir.path().join("mk_rmk_ctrl");
     std::fs::copy(BIN, &copy).unwrap();
     let _stopped = Stopped::new(old);
     let mut last = String::new();

@@ -477,12 +477,12 @@ pub(crate) fn is_instance_daemon(
     let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
     let mine = std::env::current_exe().ok();
     // A copy of this program under another name is still this program: the agent's plugin
-    // (`robotmk_daemon_ctrl`) may judge a daemon the admin started as `robotmk-daemon`.
+    // (`robotmk_daemon_ctrl`, or any name ending in `ctrl`, which the program answers to as
+    // ctrl) may judge a daemon the admin started as `robotmk-daemon`.
     let ours = |p: &std::path::Path| {
-        p.file_name().is_some_and(|n| {
-            n.to_string_lossy()
-                .to_ascii_lowercase()
-                .starts_with("robotmk")
+        p.file_stem().is_some_and(|n| {
+            let n = n.to_string_lossy().to_ascii_lowercase();
+            n.starts_with("robotmk") || n.ends_with("ctrl")
         })
     };
     let same_name = |a: &std::path::Path| {
