@@ -214,6 +214,12 @@ fn a_second_config_naming_a_running_daemons_state_dir_is_told_so() {
     );
     assert!(pid_alive(pid), "the first config's daemon runs on");
     assert_eq!(run(&["start"]).status.code(), Some(1));
+    let status = run(&["status"]);
+    assert_eq!(status.status.code(), Some(2), "{status:?}");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("is in use by the daemon"),
+        "{status:?}"
+    );
     assert_eq!(inst.daemon_pid(), Some(pid));
     // The same file by another path is the same config.
     let link = inst.dir.path().join("link.toml");

@@ -101,6 +101,22 @@ pub(crate) fn sanitize(line: &str) -> String {
     o
 }
 
+/// `json` (serde_json's output) with the characters it leaves raw in strings — DEL, the C1
+/// controls, U+2028/U+2029 — as `\uXXXX` escapes: the same JSON document, nothing a terminal
+/// acts on. (C0 controls serde_json escapes itself; these appear only inside strings.)
+pub(crate) fn json_escaped(json: &str) -> String {
+    let mut o = String::with_capacity(json.len());
+    for c in json.chars() {
+        let u = c as u32;
+        if (0x7F..=0x9F).contains(&u) || u == 0x2028 || u == 0x2029 {
+            o.push_str(&format!("\\u{u:04x}"));
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
 /// A progress line on stderr that redraws itself in place, shown only on a terminal (a pipe or
 /// a log file gets nothing, so scripts that read the output see it unchanged).
 pub(crate) struct Progress {
@@ -161,6 +177,19 @@ impl Drop for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What serde_json leaves raw is escaped; the document reads back the same.
+    #[test]
+    fn json_keeps_its_text_and_loses_what_a_terminal_acts_on() {
+        let v = serde_json::json!({"error": "pip \u{9b}2J\u{9d}0;x\u{7}\u{2028} ok"});
+        let text = json_escaped(&serde_json::to_string_pretty(&v).unwrap());
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+    }
 
     #[test]
     fn control_characters_are_shown_not_executed() {

@@ -376,13 +376,23 @@ fn status(path: &Path, json: bool) -> i32 {
         eprintln!("robotmk-daemon: run status as root (sudo robotmk-daemon status)");
         return findings::CANNOT_TELL;
     }
+    // Another config's daemon in this config's state dir is not this config's daemon.
+    let foreign = located.as_ref().and_then(|(_, dir)| {
+        crate::service::report::daemon_of_another_config(&StateDir::new(dir), path)
+    });
     let mut r = crate::service::report::build(path.to_path_buf(), (&cfg).into(), located);
+    if let Some(why) = foreign {
+        r.config_error = Some(why);
+    }
     r.paused = crate::app::pause::report(&r);
     if let Ok(c) = &cfg {
         r.config_warnings = crate::service::preflight::warnings_of(c);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        // serde_json leaves C1 controls and U+2028/9 raw; a build's log (the builder's
+        // to steer) may hold them: escaped, the document is the same, the terminal safe.
+        let text = serde_json::to_string_pretty(&r).unwrap_or_default();
+        println!("{}", crate::app::term::json_escaped(&text));
     } else {
         print!("{}", table(&r));
         print!("{}", crate::app::pause::status_lines(&r));
