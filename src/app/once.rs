@@ -170,9 +170,9 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
             // Records are replaced whole (written aside, renamed): one that does not parse is
             // no write in progress. While the run goes on its final record may still replace
             // it (a `user` job's runner can write into its run folder); once the daemon no
-            // longer lists the run, none will: say so rather than wait forever.
-            // The finisher writes the final record just after the run leaves the list: only
-            // a record still unreadable a while later is taken as final.
+            // longer lists the run, none will: say so rather than wait forever. The finisher
+            // writes the final record just after the run leaves the list, so only a record
+            // still unreadable a while later is taken as final.
             Err(e)
                 if e.kind() == std::io::ErrorKind::InvalidData
                     && requests.is_some()
@@ -269,14 +269,14 @@ fn report(rec: &RunRecord) -> i32 {
     }
 }
 
-/// Follows a file that grows (the runner appends to it), from its start.
 /// The most of one output file a run-once passes on: a runner that writes (or `truncate`s
 /// its file to) a terabyte must not keep the admin's command reading for hours.
 const STREAM_CAP: u64 = 64 * 1024 * 1024;
 /// A line longer than this is passed on in pieces.
 const LINE_PIECE: usize = 64 * 1024;
 
-/// An output file of the run, passed on as it grows, line by line and with its control
+/// An output file of the run (the runner appends to it), followed from its start and passed
+/// on as it grows, line by line and with its control
 /// characters shown, not executed (`term::sanitize`, as `show` and `logs` do): the runner's
 /// bytes are the job user's, and an escape sequence must not rewrite the admin's screen,
 /// title bar or clipboard, nor a line be made to look like this command's own.
@@ -338,16 +338,25 @@ impl Tail {
                 Ok(n) => {
                     self.pos += n as u64;
                     self.partial.extend_from_slice(&buf[..n]);
-                    while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
-                        let rest = self.partial.split_off(i + 1);
-                        let line = std::mem::replace(&mut self.partial, rest);
-                        Self::line(to, &line[..i]);
+                    // Lines and long pieces are written from where the last one ended, and
+                    // what is passed on leaves the buffer once: a chunk of thousands of short
+                    // lines costs its length, not its length times its lines.
+                    let mut start = 0;
+                    loop {
+                        let rest = &self.partial[start..];
+                        match rest.iter().position(|b| *b == b'\n') {
+                            Some(i) if i <= LINE_PIECE => {
+                                Self::line(to, &rest[..i]);
+                                start += i + 1;
+                            }
+                            _ if rest.len() > LINE_PIECE => {
+                                Self::line(to, &rest[..LINE_PIECE]);
+                                start += LINE_PIECE;
+                            }
+                            _ => break,
+                        }
                     }
-                    while self.partial.len() > LINE_PIECE {
-                        let rest = self.partial.split_off(LINE_PIECE);
-                        let piece = std::mem::replace(&mut self.partial, rest);
-                        Self::line(to, &piece);
-                    }
+                    self.partial.drain(..start);
                 }
             }
         }
