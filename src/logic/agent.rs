@@ -21,6 +21,7 @@
 use crate::logic::staleness::{self, Staleness};
 use crate::model::config::Services;
 use crate::model::duration::human_age;
+use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
 use crate::model::report::Report;
 use crate::model::status::{AgentMode, JobStatus, LastRun};
@@ -177,19 +178,16 @@ fn one_line(s: &str, max: usize) -> String {
 /// How stale the job's latest result is at `now`, from the deadlines the daemon (or ctrl,
 /// from the config) worked out for it (see [`crate::logic::staleness`]): the state it forces and
 /// the words for it. Shared by the job's check and its per-test checks.
-fn stale_words(
-    d: Option<&crate::model::status::Deadlines>,
-    now: DateTime<Utc>,
-) -> (u8, Option<String>) {
+fn stale_words(d: Option<Window>, now: Moment) -> (u8, Option<String>) {
     let Some(d) = d else {
         return (0, None);
     };
     // In cached mode an absolute time: the output is shown for minutes (`cached_view`).
-    let late = |t: DateTime<Utc>| match crate::logic::cached_view::absolute() {
-        Some(_) => format!("at {}", crate::logic::cached_view::time(t)),
-        None => format!("{} ago", human_age((now - t).num_seconds() as f64)),
+    let late = |t: Moment| match crate::logic::cached_view::absolute() {
+        Some(_) => format!("at {}", moment_time(t)),
+        None => format!("{} ago", human_age(now.secs_since(t) as f64)),
     };
-    match staleness::judge(d, now) {
+    match staleness::judge(d.expected_by, d.crit_after, now) {
         Staleness::Fresh => (0, None),
         Staleness::Overdue => (
             1,
@@ -212,16 +210,39 @@ fn stale_words(
 /// [`crate::logic::ctrl_view`]).
 pub(crate) struct CheckParts<'a> {
     pub(crate) base: u8,
-    pub(crate) clock: Clock,
-    pub(crate) deadlines: Option<&'a crate::model::status::Deadlines>,
+    pub(crate) clock: Clock<Moment>,
+    pub(crate) deadlines: Option<Window>,
     pub(crate) name_metrics: &'a str,
     pub(crate) head: &'a str,
     pub(crate) mid: &'a str,
     pub(crate) tail: &'a str,
 }
 
+/// A job's [`crate::model::status::Deadlines`] as ctrl compares them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Window {
+    pub(crate) expected_by: Moment,
+    pub(crate) crit_after: Moment,
+}
+
+impl Window {
+    pub(crate) fn of(d: &crate::model::status::Deadlines) -> Window {
+        Window {
+            expected_by: Moment::of(d.expected_by),
+            crit_after: Moment::of(d.crit_after),
+        }
+    }
+}
+
+/// A time as the cached mode shows it (`?` for one past what a calendar holds: never
+/// written by the daemon).
+fn moment_time(t: Moment) -> String {
+    t.to_datetime()
+        .map_or_else(|| "?".into(), crate::logic::cached_view::time)
+}
+
 /// A local check line at `now`.
-pub(crate) fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) {
+pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
     let (stale_state, stale_text) = stale_words(c.deadlines, now);
     let mut state = c.base.max(stale_state);
     let cached = crate::logic::cached_view::absolute();
@@ -245,22 +266,22 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) 
         (Clock::None, _) => out.push_str(c.head),
         (Clock::Since(t), false) => {
             out.push_str(c.head);
-            out.push_str(&human_age((now - t).num_milliseconds() as f64 / 1000.0));
+            out.push_str(&human_age(now.millis_since(t) as f64 / 1000.0));
         }
         (Clock::Until(t), false) => {
             out.push_str(c.head);
-            out.push_str(&human_age((t - now).num_seconds() as f64));
+            out.push_str(&human_age(t.secs_since(now) as f64));
         }
         (Clock::Since(t), true) => {
             out.push_str(c.head);
             out.push_str("at ");
-            out.push_str(&crate::logic::cached_view::time(t));
+            out.push_str(&moment_time(t));
             mid = mid.strip_prefix(" ago").unwrap_or(mid);
         }
         (Clock::Until(t), true) => {
             out.push_str(c.head.strip_suffix("in ").unwrap_or(c.head));
             out.push_str("at ");
-            out.push_str(&crate::logic::cached_view::time(t));
+            out.push_str(&moment_time(t));
         }
     }
     out.push_str(mid);
@@ -276,12 +297,22 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: DateTime<Utc>) 
 
 /// The part of a line that depends on `now` besides staleness.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Clock {
+pub(crate) enum Clock<T = DateTime<Utc>> {
     None,
     /// `human_age(now - t)`: how long ago the result came.
-    Since(DateTime<Utc>),
+    Since(T),
     /// `human_age(t - now)`: how long until the first run.
-    Until(DateTime<Utc>),
+    Until(T),
+}
+
+impl Clock {
+    pub(crate) fn moments(self) -> Clock<Moment> {
+        match self {
+            Clock::None => Clock::None,
+            Clock::Since(t) => Clock::Since(Moment::of(t)),
+            Clock::Until(t) => Clock::Until(Moment::of(t)),
+        }
+    }
 }
 
 /// A local check line with its `now`-dependent parts left open: everything else is worked
@@ -309,14 +340,14 @@ impl LineTemplate {
             out,
             CheckParts {
                 base: self.base,
-                clock: self.clock,
-                deadlines: self.deadlines.as_ref(),
+                clock: self.clock.moments(),
+                deadlines: self.deadlines.as_ref().map(Window::of),
                 name_metrics: &self.name_metrics,
                 head: &self.head,
                 mid: &self.mid,
                 tail: &self.tail,
             },
-            now,
+            Moment::of(now),
         );
     }
 

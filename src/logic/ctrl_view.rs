@@ -21,8 +21,8 @@
 //! ```
 
 use crate::logic::agent::{self, BodyLine, Clock, LineTemplate};
+use crate::model::moment::Moment;
 use crate::model::report::Report;
-use crate::model::status::Deadlines;
 use crate::model::status::Status;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -148,8 +148,9 @@ pub(crate) fn encode_time(out: &mut String, t: DateTime<Utc>) {
     let _ = write!(out, "{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
 }
 
-/// `<seconds>.<nanoseconds>`, parsed by hand: three per job on every agent call.
-pub(crate) fn decode_time(s: &str) -> Option<DateTime<Utc>> {
+/// `<seconds>.<nanoseconds>` as [`encode_time`] writes it, parsed by hand (three per job on
+/// every agent call) and without the calendar: what ctrl compares with its `now`.
+pub(crate) fn decode_moment(s: &str) -> Option<Moment> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s),
@@ -173,7 +174,11 @@ pub(crate) fn decode_time(s: &str) -> Option<DateTime<Utc>> {
     if frac != Some(9) {
         return None;
     }
-    DateTime::from_timestamp(if neg { -secs } else { secs }, nanos)
+    let m = Moment::from_parts(if neg { -secs } else { secs }, nanos);
+    // Only what the daemon can have written: a time a `DateTime` holds.
+    (Moment::of(DateTime::<Utc>::MIN_UTC)..=Moment::of(DateTime::<Utc>::MAX_UTC))
+        .contains(&m)
+        .then_some(m)
 }
 
 /// `L<base> <clock> <deadlines> <n1> <n2> <n3> <n4> <the four strings>\n`: clock `-`,
@@ -259,7 +264,7 @@ impl View<'_> {
     /// to `w` as it is (through the printable filter), without a copy.
     pub(crate) fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
         let _mode = crate::logic::cached_view::Scope::new(agent::cached_mode(report).as_deref());
-        let now = report.generated;
+        let now = Moment::of(report.generated);
         let json = serde_json::to_string(report).ok()?;
         // Serialized strings escape their quotes, so this key occurs once, at the top level.
         const EMPTY: &str = "\"jobs\":[]";
@@ -312,22 +317,22 @@ impl View<'_> {
 }
 
 /// Renders one encoded check into `out`; returns the text after it.
-fn decode_check<'a>(s: &'a str, out: &mut String, now: DateTime<Utc>) -> Option<&'a str> {
+fn decode_check<'a>(s: &'a str, out: &mut String, now: Moment) -> Option<&'a str> {
     let mut fields = s.splitn(8, ' ');
     let base: u8 = fields.next()?.parse().ok()?;
     let clock = match fields.next()? {
         "-" => Clock::None,
-        c if c.starts_with('s') => Clock::Since(decode_time(&c[1..])?),
-        c if c.starts_with('u') => Clock::Until(decode_time(&c[1..])?),
+        c if c.starts_with('s') => Clock::Since(decode_moment(&c[1..])?),
+        c if c.starts_with('u') => Clock::Until(decode_moment(&c[1..])?),
         _ => return None,
     };
     let deadlines = match fields.next()? {
         "-" => None,
         d => {
             let (e, c) = d.split_once(',')?;
-            Some(Deadlines {
-                expected_by: decode_time(e)?,
-                crit_after: decode_time(c)?,
+            Some(agent::Window {
+                expected_by: decode_moment(e)?,
+                crit_after: decode_moment(c)?,
             })
         }
     };
@@ -348,7 +353,7 @@ fn decode_check<'a>(s: &'a str, out: &mut String, now: DateTime<Utc>) -> Option<
         agent::CheckParts {
             base,
             clock,
-            deadlines: deadlines.as_ref(),
+            deadlines,
             name_metrics: strs[0],
             head: strs[1],
             mid: strs[2],

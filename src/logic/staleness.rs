@@ -71,10 +71,11 @@ pub(crate) fn for_job(
 }
 
 /// How the result stands at `now` (an instant exactly on a deadline still counts as in time).
-pub(crate) fn judge(d: &Deadlines, now: DateTime<Utc>) -> Staleness {
-    if now > d.crit_after {
+/// The instants are a [`Deadlines`]' (ctrl compares them as [`crate::model::moment::Moment`]s).
+pub(crate) fn judge<T: PartialOrd>(expected_by: T, crit_after: T, now: T) -> Staleness {
+    if now > crit_after {
         Staleness::MissedTwice
-    } else if now > d.expected_by {
+    } else if now > expected_by {
         Staleness::Overdue
     } else {
         Staleness::Fresh
@@ -125,7 +126,7 @@ mod tests {
     }
 
     fn state(d: &Deadlines, now: &str) -> Staleness {
-        judge(d, at(now))
+        judge(d.expected_by, d.crit_after, at(now))
     }
 
     use Staleness::*;

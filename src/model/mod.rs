@@ -9,6 +9,7 @@ pub(crate) mod cron_set;
 pub mod duration;
 pub(crate) mod env;
 pub(crate) mod limits;
+pub(crate) mod moment;
 pub(crate) mod pause;
 pub(crate) mod plugin;
 pub(crate) mod printable;

@@ -27,7 +27,7 @@ pub(crate) fn save(mut status: Status, path: &std::path::Path) -> io::Result<()>
 mod tests {
     use super::*;
     use crate::logic::agent;
-    use crate::logic::ctrl_view::{decode_time, encode_time, parse, render, View, MAGIC};
+    use crate::logic::ctrl_view::{decode_moment, encode_time, parse, render, View, MAGIC};
     use crate::model::config::Services;
     use crate::model::record::{Outcome, TestResult, TestStats};
     use crate::model::report::Report;
@@ -249,7 +249,11 @@ mod tests {
         ] {
             let mut s = String::new();
             encode_time(&mut s, t);
-            assert_eq!(decode_time(&s), Some(t), "{s}");
+            assert_eq!(
+                decode_moment(&s).and_then(|m| m.to_datetime()),
+                Some(t),
+                "{s}"
+            );
         }
         for bad in [
             "",
@@ -260,7 +264,7 @@ mod tests {
             "x.000000000",
             "1.00000000x",
         ] {
-            assert_eq!(decode_time(bad), None, "{bad}");
+            assert_eq!(decode_moment(bad), None, "{bad}");
         }
     }
 
