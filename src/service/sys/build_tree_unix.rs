@@ -9,9 +9,11 @@
 //! process group, cleared its environment, and no cgroup held it) keeps writable descriptors
 //! only to the discarded tree; hard links into the builder's cache (uv links from it) stay
 //! behind too; and a link the builder planted to a file it does not own is refused rather
-//! than read as root.
+//! than read as root. Names of one inode in the built tree stay names of one inode in the
+//! sealed tree: copied once, linked after.
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -64,11 +66,25 @@ pub(crate) struct SealStats {
 
 type Budget = SealStats;
 
+/// The sealed copies of the built files that have more than one name, by the built inode.
+/// A builder's hundred hard links to one 10 MiB file cost it 10 MiB of its own disk; copied
+/// as a hundred files they would be a GiB of root's, charged to no quota. The further names
+/// become links to the first copy, and its bytes count against the cap once.
+struct Links<'a> {
+    /// The sealed tree's top folder: the first copies are named relative to it.
+    root: BorrowedFd<'a>,
+    /// The built tree's top folder, which the walk's paths begin with.
+    from: &'a Path,
+    /// `(st_dev, st_ino)` of a built file to its first copy's path below `root`.
+    first: HashMap<(u64, u64), PathBuf>,
+}
+
 /// Copies the tree at `from` (a folder of `builder`'s) to `to`, which must not exist and
 /// whose parent must be the daemon's: folders `0755`, files `0755` when the builder made them
 /// executable and `0644` otherwise (no set-id bits, nothing writable by others), links as
-/// links. Special files (FIFOs, sockets, devices) are left out. Everything is synced before
-/// it returns.
+/// links. Special files (FIFOs, sockets, devices) are left out. Files with several names in
+/// the tree are copied once and linked under the others. Everything is synced before it
+/// returns.
 pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStats, SealError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let src = rustix::fs::open(from, dir_flags, Mode::empty()).map_err(io_at(from))?;
@@ -83,7 +99,12 @@ pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStat
     rustix::fs::mkdir(to, Mode::from_raw_mode(0o700)).map_err(io_at(to))?;
     let dst = rustix::fs::open(to, dir_flags, Mode::empty()).map_err(io_at(to))?;
     let mut budget = Budget::default();
-    copy_dir(&src, &dst, from, builder, 0, &mut budget)?;
+    let mut links = Links {
+        root: dst.as_fd(),
+        from,
+        first: HashMap::new(),
+    };
+    copy_dir(&src, &dst, from, builder, 0, &mut budget, &mut links)?;
     rustix::fs::fchmod(&dst, Mode::from_raw_mode(0o755)).map_err(io_at(to))?;
     // One flush of the file system instead of an fsync per file: a state that says "ready"
     // (written durably after this) never names a tree that a power cut could leave empty.
@@ -133,6 +154,7 @@ fn copy_dir(
     builder: u32,
     depth: usize,
     budget: &mut Budget,
+    links: &mut Links<'_>,
 ) -> Result<(), SealError> {
     if depth > MAX_DEPTH {
         return Err(SealError::TooLarge {
@@ -180,10 +202,10 @@ fn copy_dir(
                 rustix::fs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(io_at(&path))?;
                 let out =
                     rustix::fs::openat(dst, name, flags, Mode::empty()).map_err(io_at(&path))?;
-                copy_dir(&child, &out, &path, builder, depth + 1, budget)?;
+                copy_dir(&child, &out, &path, builder, depth + 1, budget, links)?;
                 rustix::fs::fchmod(&out, Mode::from_raw_mode(0o755)).map_err(io_at(&path))?;
             }
-            FileType::RegularFile => copy_file(src, dst, name, &path, builder, budget)?,
+            FileType::RegularFile => copy_file(src, dst, name, &path, builder, budget, links)?,
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(src, name, Vec::new()).map_err(io_at(&path))?;
                 rustix::fs::symlinkat(target.as_c_str(), dst, name).map_err(io_at(&path))?;
@@ -201,6 +223,7 @@ fn copy_file(
     path: &Path,
     builder: u32,
     budget: &mut Budget,
+    links: &mut Links<'_>,
 ) -> Result<(), SealError> {
     // Non-blocking: a FIFO swapped in since the look must not hang the open.
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -216,6 +239,24 @@ fn copy_file(
             owner: st.st_uid,
             builder,
         });
+    }
+    // Another name of a file this seal has copied: the same inode (the handle's, not the
+    // look's), so the same content and mode; the copy is root's in root's tree, unchanged
+    // since. A number the kernel reused for a new file of the builder's (the first one
+    // removed meanwhile) gives this name the builder's earlier content, which it could have
+    // written here as well.
+    let key = (st.st_dev as u64, st.st_ino as u64);
+    let shared = st.st_nlink > 1;
+    if shared {
+        if let Some(first) = links.first.get(&key) {
+            match rustix::fs::linkat(links.root, first, dst, name, AtFlags::empty()) {
+                Ok(()) => return Ok(()),
+                // The sealed tree's file system takes fewer names per inode than the built
+                // one's: a copy, which the names after it link to.
+                Err(rustix::io::Errno::MLINK) => {}
+                Err(e) => return Err(io_at(path)(e)),
+            }
+        }
     }
     let size = u64::try_from(st.st_size).unwrap_or(0);
     budget.bytes = budget.bytes.saturating_add(size);
@@ -240,6 +281,11 @@ fn copy_file(
     copy_with_holes(&reader, &mut writer, size).map_err(std_io_at(path))?;
     writer.flush().map_err(std_io_at(path))?;
     rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode)).map_err(io_at(path))?;
+    if shared {
+        if let Ok(below) = path.strip_prefix(links.from) {
+            links.first.insert(key, below.to_path_buf());
+        }
+    }
     Ok(())
 }
 
@@ -407,6 +453,70 @@ mod tests {
         let mut six = [0u8; 6];
         back.read_exact(&mut six).unwrap();
         assert_eq!(&six, b"middle");
+    }
+
+    /// A hundred hard links to one 1 MiB file are one inode and one MiB in the sealed tree
+    /// (root's disk), across folders, not a hundred copies; a file whose other name is
+    /// outside the tree is copied.
+    #[test]
+    fn hard_links_are_sealed_as_one_inode_copied_once() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("built");
+        std::fs::create_dir_all(from.join("a/b")).unwrap();
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(from.join("a/big"), &data).unwrap();
+        std::fs::set_permissions(from.join("a/big"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let mut names = vec!["a/big".to_string()];
+        for i in 0..100 {
+            let name = match i % 3 {
+                0 => format!("l{i}"),
+                1 => format!("a/l{i}"),
+                _ => format!("a/b/l{i}"),
+            };
+            std::fs::hard_link(from.join("a/big"), from.join(&name)).unwrap();
+            names.push(name);
+        }
+        std::fs::write(from.join("cached"), "from a cache").unwrap();
+        std::fs::hard_link(from.join("cached"), d.path().join("cache-copy")).unwrap();
+        let to = d.path().join("sealed");
+        let stats = seal_copy(&from, &to, me()).unwrap();
+        let built = std::fs::metadata(from.join("a/big")).unwrap();
+        let sealed: Vec<_> = names
+            .iter()
+            .map(|n| std::fs::symlink_metadata(to.join(n)).unwrap())
+            .collect();
+        // Disk use: each sealed inode's blocks, once.
+        let inodes: std::collections::BTreeMap<u64, u64> =
+            sealed.iter().map(|m| (m.ino(), m.blocks() * 512)).collect();
+        let disk: u64 = inodes.values().sum();
+        eprintln!(
+            "sealed: {} names, {} inode(s), nlink {}, {disk} bytes on disk, {} bytes counted",
+            names.len(),
+            inodes.len(),
+            sealed[0].nlink(),
+            stats.bytes
+        );
+        assert_eq!(inodes.len(), 1, "one inode for the {} names", names.len());
+        assert!(disk < 2 << 20, "{disk} bytes on disk for one MiB");
+        assert_ne!(
+            sealed[0].ino(),
+            built.ino(),
+            "a fresh inode, not the built one"
+        );
+        assert_eq!(sealed[0].nlink(), 101);
+        assert_eq!(sealed[0].mode() & 0o7777, 0o755);
+        assert_eq!(sealed[0].uid(), me());
+        assert_eq!(std::fs::read(to.join("a/b/l2")).unwrap(), data);
+        // The content once against the cap, plus the other file.
+        assert_eq!(stats.bytes, (1 << 20) + 12);
+        assert_eq!(stats.entries, 2 + 101 + 1);
+        let cached = std::fs::metadata(to.join("cached")).unwrap();
+        assert_eq!(cached.nlink(), 1);
+        assert_eq!(
+            std::fs::read_to_string(to.join("cached")).unwrap(),
+            "from a cache"
+        );
     }
 
     #[test]
