@@ -154,3 +154,29 @@ fn ctrl_prints_a_crit_line_whatever_kills_it() {
         );
     }
 }
+
+#[test]
+fn a_crash_inside_a_piggyback_block_still_reports_on_this_host() {
+    let inst = Instance::new(
+        "",
+        "[[job]]\nname = \"far\"\ncommand = [\"true\"]\nevery = \"1h\"\ncatch_up = \"skip\"\nhost = \"pig.example\"\n",
+    );
+    let first = inst.ctrl();
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("<<<<pig.example>>>>"),
+        "the job's block goes to its host"
+    );
+    let out = ctrl_with(&inst, Some("ctrl-piggyback:segv"));
+    assert!(!out.status.success(), "ctrl was to die: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let crit = text
+        .rfind("\"Robotmk t daemon\" - CRIT - ctrl (the agent plugin) died")
+        .unwrap_or_else(|| panic!("no CRIT line after the crash:\n{text}"));
+    // The host Checkmk gives a line to is the last piggyback marker before it.
+    let marker = text[..crit].rfind("<<<<").expect("the block was opened");
+    assert!(
+        text[marker..].starts_with("<<<<>>>>"),
+        "the CRIT line must be this host's, not the piggybacked one's:\n{}",
+        &text[text[..marker].rfind("<<<<").unwrap_or(0)..]
+    );
+}

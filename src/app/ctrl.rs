@@ -305,7 +305,10 @@ fn fast_output(
         error: None,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
     });
-    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut stdout = std::io::BufWriter::with_capacity(
+        64 * 1024,
+        CrashInPiggyback::new(std::io::stdout().lock()),
+    );
     // A failed write (the agent went away) is not a reason to print the sections again.
     if report
         .state_dir
@@ -324,6 +327,43 @@ fn fast_output(
         .write_to(&report, &mut stdout)?
         .and_then(|_| stdout.flush());
     Some(())
+}
+
+/// Test hook (`ROBOTMK_DAEMON_TEST_CRASH=ctrl-piggyback:<how>`): ctrl dies right after it
+/// printed the first piggyback block's opening line, as a crash in the middle of its output
+/// would (`tests/crash.rs`). Otherwise a plain pass-through.
+struct CrashInPiggyback<W: Write> {
+    inner: W,
+    armed: bool,
+}
+
+impl<W: Write> CrashInPiggyback<W> {
+    fn new(inner: W) -> Self {
+        let armed = std::env::var_os(crate::app::daemon::lifecycle::TEST_CRASH_ENV)
+            .is_some_and(|v| v.to_string_lossy().starts_with("ctrl-piggyback:"));
+        CrashInPiggyback { inner, armed }
+    }
+}
+
+impl<W: Write> Write for CrashInPiggyback<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.armed {
+            let opening = buf
+                .windows(5)
+                .position(|w| w.starts_with(b"\n<<<<") && w[5 - 1] != b'>')
+                .and_then(|at| Some(at + 1 + buf[at + 1..].iter().position(|&b| b == b'\n')?));
+            if let Some(end) = opening {
+                self.inner.write_all(&buf[..=end])?;
+                self.inner.flush()?;
+                crate::app::daemon::lifecycle::test_crash("ctrl-piggyback");
+            }
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Runs ctrl and prints the sections; always exits 0 once it printed them.
@@ -377,9 +417,11 @@ fn print_others(path: &Path, text: Option<&str>, own: &str) {
 /// library) — the agent still gets a CRIT line for the daemon's service saying so, never an
 /// empty output (issue 20: a crash in glibc's NSS left Checkmk with no section at all).
 fn install_safety_net(instance: &str) {
-    // The local section starts on a line of its own, whatever was printed before.
+    // The local section starts on a line of its own, whatever was printed before, and on
+    // this host: a crash inside a piggyback block would give the line to that host (`<<<<>>>>`
+    // ends a block, and is nothing outside one).
     let head = format!(
-        "\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
+        "\n<<<<>>>>\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
     );
     let _ = crate::service::sys::fatal::note_fatal_signals(
         crate::service::sys::fatal::Stream::Stdout,
