@@ -276,6 +276,47 @@ mod tests {
         assert!(!found.contains(&far.id()), "read past the cap: {found:?}");
     }
 
+    /// A process names itself (its program's file name, or `prctl(PR_SET_NAME)`): one whose
+    /// name is not UTF-8 and holds parentheses is still alive to the daemon, so it is ended
+    /// at its run's end like any other.
+    #[test]
+    fn a_process_with_a_name_that_is_not_text_is_still_seen() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"\xff) 1 2 (\xfe");
+        let prog = t.path().join(name);
+        symlink(which("sleep"), &prog).unwrap();
+        let mut child = std::process::Command::new(&prog).arg("30").spawn().unwrap();
+        let pid = child.id();
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+        let seen = (
+            process_start_time(pid),
+            process_group(pid),
+            parent_process(pid),
+        );
+        let _ = (child.kill(), child.wait());
+        assert!(comm.starts_with(b"\xff) 1 2 ("), "{comm:?}");
+        assert!(seen.0.is_some_and(|t| t > 0), "{seen:?}");
+        assert_eq!(
+            seen.1,
+            rustix::process::getpgrp()
+                .as_raw_nonzero()
+                .get()
+                .try_into()
+                .ok()
+        );
+        assert_eq!(seen.2, Some(std::process::id()));
+    }
+
+    fn which(prog: &str) -> std::path::PathBuf {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join(prog))
+            .find(|p| p.exists())
+            .unwrap()
+    }
+
     #[test]
     fn every_directory_and_symlink_hop_on_a_path_is_watched() {
         let t = tempfile::tempdir().unwrap();

@@ -10,16 +10,14 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 || pid > i32::MAX as u32 {
         return None;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            // The command name (field 2) may contain spaces and parentheses: split after the
-            // last ')'. Field 3 is then the first one after it, so field 22 is index 19.
-            let rest = &stat[stat.rfind(')')? + 1..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.first() == Some(&"Z") {
+            // Field 3 is the first one after the command name, so field 22 is index 19.
+            let mut fields = stat_fields(&stat)?;
+            if fields.next() == Some("Z") {
                 return None; // a zombie has ended; it only waits to be reaped
             }
-            fields.get(19)?.parse().ok()
+            fields.nth(18)?.parse().ok()
         }
         Err(_) if !std::path::Path::new("/proc/self/stat").exists() => {
             match rustix::process::test_kill_process(pid_of(pid)?) {
@@ -206,13 +204,19 @@ pub(crate) fn parent_process(pid: u32) -> Option<u32> {
 /// Field `n` after the command name in `/proc/PID/stat` (the name may hold spaces and
 /// parentheses): 0 is the state, 1 the parent, 2 the process group.
 fn stat_field(pid: u32, n: usize) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(n)?
-        .parse()
-        .ok()
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let field = stat_fields(&stat)?.nth(n)?.parse().ok();
+    field
+}
+
+/// The fields of a `/proc/PID/stat` after the command name (field 2), from field 3 on. The
+/// name is whatever the process set (`prctl(PR_SET_NAME)`: spaces, parentheses, bytes that
+/// are not UTF-8), so the split is after the last `)` and on bytes: read as text, a name
+/// that is not UTF-8 made a live process look gone (never ended at its run's end).
+fn stat_fields(stat: &[u8]) -> Option<impl Iterator<Item = &str>> {
+    let after = stat.iter().rposition(|&b| b == b')')? + 1;
+    let rest = std::str::from_utf8(&stat[after..]).ok()?;
+    Some(rest.split_ascii_whitespace())
 }
 
 /// Open flags for [`crate::service::sys::file`]: never block (a FIFO opens at once and is then
