@@ -317,9 +317,16 @@ pub(super) fn signal(s: &Parts, run: &Run, sig: i32) -> bool {
         }
     }
     any |= signal_group(pgid, sig, told);
-    // Those that left the group but kept the tag.
+    // Those that left the group but kept the tag. A run with a cgroup has them all in it
+    // (a runner cannot move itself out; see below): no scan of every process's environment,
+    // whose cost any local user sets (9,000 idle processes of one user made each run end
+    // take 1.1-1.7 s of the loop instead of 0.07 s).
     let needle = format!("{}={}", TAG, run.run_dir).into_bytes();
-    for pid in crate::service::sys::processes_with_env(TAG, run.run_dir) {
+    let tagged = match run.cgroup {
+        Some(_) => Vec::new(),
+        None => crate::service::sys::processes_with_env(TAG, run.run_dir),
+    };
+    for pid in tagged {
         if let Some(p) = Proc::open(pid, |p| {
             outside(p) && crate::service::sys::has_env(p, &needle)
         }) {
