@@ -1223,3 +1223,116 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
     .is_some()));
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
+
+/// The admin expires the account of a job's user (`chage -E 0`; `usermod --expiredate 1`
+/// likewise): cron's PAM account check refuses such an account, and the daemon stops running
+/// the job too, without a restart (it watches `/etc/shadow`): each due run is recorded as not
+/// run, saying the account expired and on which date, and the daemon line says so. Once the
+/// account is valid again (`chage -E -1`) the job runs again.
+#[test]
+fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
+    if !is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "needs root");
+        eprintln!("SKIP: needs root (a user is created)");
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let user = format!("rmkd-exp{tag}");
+    let _made = UsersMade(vec![user.clone()]);
+    useradd(&[&user]);
+    let chage = |expire: &str| {
+        let out = Command::new("chage")
+            .args(["-E", expire, &user])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chage -E {expire}: {out:?}");
+    };
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        &format!("[[job]]\nname = \"who\"\nuser = \"{user}\"\ncommand = [\"id\", \"-un\"]\nevery = \"1s\"\n"),
+    );
+    assert!(inst.ctrl().status.success());
+    let said = |r: &Value| {
+        fs::read_to_string(Path::new(r["run_dir"].as_str().unwrap_or("")).join("stdout.log"))
+            .unwrap_or_default()
+    };
+    // The latest record (by run id) that `pick` accepts, after run id `after`.
+    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| {
+        inst.records("who")
+            .into_iter()
+            .filter(|r| r["run_id"].as_str().unwrap_or("") > after && pick(r))
+            .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
+    };
+    let id_of = |r: &Value| r["run_id"].as_str().unwrap().to_string();
+    // The records in short, for a failure's message: run id, outcome, note.
+    let runs = || {
+        inst.records("who")
+            .iter()
+            .map(|r| format!("{} {} {}", r["run_id"], r["outcome"], r["note"]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let ran = |r: &Value| r["outcome"] == "success" && said(r).trim() == user;
+    assert!(
+        wait_for(Duration::from_secs(20), || newest("", &ran).is_some()),
+        "{}",
+        runs()
+    );
+    // Day 0 of shadow's count is 1970-01-01: the account is expired from then on.
+    chage("0");
+    let why = format!("account {user} expired on 1970-01-01");
+    let held = |r: &Value| {
+        r["outcome"] == "error" && {
+            let note = r["note"].as_str().unwrap_or("");
+            note.contains("not run") && note.contains(&why)
+        }
+    };
+    let mut first = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            first = newest("", &held);
+            first.is_some()
+        }),
+        "no run recorded as not run because {why}:\n{}",
+        runs()
+    );
+    let first = id_of(&first.unwrap());
+    // Held for good, not once: a second due run is held too, and none ran in between.
+    assert!(
+        wait_for(Duration::from_secs(20), || newest(&first, &held).is_some()),
+        "{}",
+        runs()
+    );
+    assert!(
+        newest(&first, &ran).is_none(),
+        "a run ran as the expired account:\n{}",
+        runs()
+    );
+    let mut line = String::new();
+    assert!(
+        wait_for_every(Duration::from_secs(20), Duration::from_millis(100), || {
+            line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+            line.starts_with("1 ") && line.contains(&why) && line.contains("are held, not run")
+        }),
+        "{line}"
+    );
+    let status = String::from_utf8_lossy(&inst.run(&["status"]).stdout).into_owned();
+    assert!(status.contains(&why), "{status}");
+    // Valid again: the job runs again and the line clears.
+    let last_held = id_of(&newest("", &held).unwrap());
+    chage("-1");
+    assert!(
+        wait_for(Duration::from_secs(20), || newest(&last_held, &ran)
+            .is_some()),
+        "{}",
+        runs()
+    );
+    assert!(
+        wait_for_every(Duration::from_secs(20), Duration::from_millis(100), || {
+            line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+            line.starts_with("0 ")
+        }),
+        "{line}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

@@ -438,7 +438,8 @@ fn state_word(state: u8) -> &'static str {
 }
 
 /// How the daemon's config error starts when the config is unchanged but the user database
-/// it looked its users up in changed and a user is gone (its jobs are held).
+/// it looked its users up in changed and a user is gone or its account expired (its jobs are
+/// held).
 pub(crate) const USERS_CHANGED: &str = "the user database changed";
 
 pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
@@ -495,7 +496,7 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
         // No edit: the config runs on, but a user it names is gone (see `reload_config`).
         (
             1,
-            format!("{e}; the jobs of users not found are held, not run"),
+            format!("{e}; the jobs of users not found or expired are held, not run"),
         )
     } else if let Some(e) = &d.config_error {
         let from = d.config_from.map_or(String::new(), |t| {

@@ -313,6 +313,11 @@ pub struct Config {
     pub(crate) daemon: DaemonSettings,
     /// Shared with the daemon's per-job state: one copy of each job, however many holders.
     pub jobs: Vec<Arc<Job>>,
+    /// Why the jobs held by a load with [`Users::LookUpOrHold`] are held, by job name: the
+    /// lookup's error, such as "account robot expired on 2026-01-31" or the user not being
+    /// there. Their runs are recorded as not run with it. (Here, not on the job: few configs
+    /// hold any, and every job is held for the daemon's life.)
+    pub(crate) users_held: BTreeMap<Box<str>, Arc<str>>,
 }
 
 impl Config {
@@ -323,6 +328,7 @@ impl Config {
             path: self.path.clone(),
             daemon: self.daemon.clone(),
             jobs: self.jobs.iter().map(|j| Arc::new(Job::clone(j))).collect(),
+            users_held: self.users_held.clone(),
         }
     }
 }
@@ -337,9 +343,11 @@ pub(crate) enum Users {
     /// its sections without calling into the host's user database (the daemon looks the
     /// users up, and reports one that is missing); `stop`, `history`, `show`.
     NamesOnly,
-    /// Each user is looked up; a job whose user is not there is held ([`Job::user`] `None`,
-    /// `user_deferred`: it never runs) instead of failing the config: the daemon, once the
-    /// host's user database changed under the config it runs, so that a job of a user
-    /// deleted since does not go on running as that user's old uid, which may be another's.
+    /// Each user is looked up; a job whose user is not there, or whose account expired, is
+    /// held ([`Job::user`] `None`, `user_deferred`, [`Config::users_held`] saying why: it never
+    /// runs) instead of failing the config: the daemon, once the host's user database changed
+    /// under the config it runs, so that a job of a user deleted since does not go on running
+    /// as that user's old uid, which may be another's, and one of an account the admin expired
+    /// stops as its cron jobs do.
     LookUpOrHold,
 }

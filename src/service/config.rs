@@ -135,6 +135,8 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
     // milliseconds to seconds, and 300 jobs of one user took 300 (10 s on a large user
     // database, the daemon's loop blocked at a reload).
     let mut looked_up: HashMap<String, UserInfo> = HashMap::new();
+    // Likewise why a user is held ([`Users::LookUpOrHold`]).
+    let mut held: HashMap<String, std::sync::Arc<str>> = HashMap::new();
     for need in needs {
         match need {
             Need::DefaultStateDir => {
@@ -165,14 +167,26 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                         looked_up.insert(name.clone(), info.clone());
                         Some(info)
                     }
-                    (Users::LookUpOrHold, None) => match sys::lookup_user(&name) {
-                        Ok(info) => {
-                            looked_up.insert(name.clone(), info.clone());
-                            Some(info)
+                    (Users::LookUpOrHold, None) => {
+                        let found = match held.get(&name) {
+                            Some(why) => Err(why.clone()),
+                            None => sys::lookup_user(&name).map_err(|e| e.to_string().into()),
+                        };
+                        match found {
+                            Ok(info) => {
+                                looked_up.insert(name.clone(), info.clone());
+                                Some(info)
+                            }
+                            // Held: `user_deferred` stays set, `user` empty, and the job says
+                            // why (the user gone, the account expired).
+                            Err(why) => {
+                                held.insert(name.clone(), std::sync::Arc::clone(&why));
+                                let job_name = config.jobs[job].name.clone();
+                                config.users_held.insert(job_name, why);
+                                None
+                            }
                         }
-                        // Held: `user_deferred` stays set, `user` empty.
-                        Err(_) => None,
-                    },
+                    }
                 };
                 if !sys::is_root() {
                     return Err(place.error(format!(
@@ -231,19 +245,21 @@ pub(crate) fn stamp(path: &Path) -> Option<String> {
 }
 
 /// The stamps of the host's user database files ([`sys::USER_DATABASE`]) when `cfg` runs a
-/// job as another user, else `None`: a change there (`userdel`, `usermod -u`, a group added)
-/// changes who those users are, and the daemon loads its config again to follow it.
+/// job as another user, else `None`: a change there (`userdel`, `usermod -u`, a group added,
+/// `chage -E`) changes who those users are or whether their accounts are still valid, and
+/// the daemon loads its config again to follow it. Today's date (UTC, as shadow counts
+/// days) is part of it: an account whose expiry date comes is followed without a change to
+/// any file.
 pub(crate) fn users_stamp(cfg: &Config) -> Option<String> {
     if !cfg.jobs.iter().any(|j| j.user.is_some() || j.user_deferred) {
         return None;
     }
-    Some(
-        sys::USER_DATABASE
-            .iter()
-            .map(|p| stamp(Path::new(p)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("|"),
-    )
+    let mut parts: Vec<String> = sys::USER_DATABASE
+        .iter()
+        .map(|p| stamp(Path::new(p)).unwrap_or_default())
+        .collect();
+    parts.push(chrono::Utc::now().date_naive().to_string());
+    Some(parts.join("|"))
 }
 
 fn read_text(path: &Path) -> Option<String> {

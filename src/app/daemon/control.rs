@@ -411,7 +411,9 @@ impl Daemon {
                 match config::load_with(&self.cfg.path, crate::model::config::Users::LookUpOrHold) {
                     Ok(held) => {
                         if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
-                            warn!("{msg}; the jobs of users not found are held, not run");
+                            warn!(
+                                "{msg}; the jobs of users not found or expired are held, not run"
+                            );
                         }
                         self.control.users_stamp = config::users_stamp(&held);
                         self.apply_config(held);

@@ -68,6 +68,9 @@ pub(super) enum NotStarted {
     },
     #[error("job {0}: its user was not looked up, or is no longer in the user database (see the daemon's line); not run")]
     UserDeferred(String),
+    /// Its user was looked up and is held: gone since, or the account expired.
+    #[error("job {job}: its user is held ({why}; see the daemon's line); not run")]
+    UserHeld { job: String, why: String },
 }
 
 /// Creates the run folder and writes the journal record: the slow, file-system part of a
@@ -130,12 +133,23 @@ pub(super) fn prepare_folder(
     Ok(rec)
 }
 
-/// Builds the command line, environment and output paths of a prepared run.
-pub(super) fn open_spec(job: &Job, rec: &RunRecord) -> Result<RunSpec, NotStarted> {
+/// Builds the command line, environment and output paths of a prepared run; `held`: why the
+/// job's user is held, if it is (see `Config::users_held`).
+pub(super) fn open_spec(
+    job: &Job,
+    rec: &RunRecord,
+    held: Option<&str>,
+) -> Result<RunSpec, NotStarted> {
     // A config loaded without looking its users up (ctrl's) never runs a job: the run would
     // otherwise start as root.
     if job.user_deferred {
-        return Err(NotStarted::UserDeferred(job.name.to_string()));
+        return Err(match held {
+            Some(why) => NotStarted::UserHeld {
+                job: job.name.to_string(),
+                why: why.to_string(),
+            },
+            None => NotStarted::UserDeferred(job.name.to_string()),
+        });
     }
     let run_dir = &runner_dir(job, &rec.run_dir);
     // Output files stay in the record's folder: root's, opened before a `user` is taken.

@@ -50,7 +50,8 @@ impl Daemon {
         };
         let mut rec = rec;
         rec.request = p.request.clone();
-        let mut spec = match open_spec(&job, &rec) {
+        let held = self.cfg.users_held.get(&job.name).map(|w| &**w);
+        let mut spec = match open_spec(&job, &rec, held) {
             Ok(spec) => spec,
             Err(note) => {
                 rec.note = Some(note.to_string());

@@ -136,6 +136,7 @@ pub(crate) fn parse(
         path: path.to_path_buf(),
         daemon,
         jobs,
+        users_held: Default::default(),
     };
     Ok(Draft { config, needs })
 }

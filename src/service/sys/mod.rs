@@ -242,6 +242,11 @@ pub(crate) enum UserLookupError {
         #[source]
         source: std::io::Error,
     },
+    /// The account is there but expired (shadow's `sp_expire` is today or earlier: `chage -E`,
+    /// `usermod --expiredate`): cron's PAM refuses it, and so does the daemon.
+    #[cfg(unix)]
+    #[error("account {name} expired on {on}")]
+    Expired { name: String, on: String },
     /// Not on this OS.
     #[cfg(windows)]
     #[error("`user = {name:?}` is not supported on Windows: run a second instance as that user, started at logon by the Task Scheduler (see docs/WINDOWS.md, \"Suites on a user's desktop\")")]

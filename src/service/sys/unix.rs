@@ -535,8 +535,9 @@ pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
 // ---- Paths and file modes (config, state) ---------------------------------------------------
 
 /// The files of the host's user database a job's `user` is looked up in (NSS's `files`
-/// source; a change of LDAP or sssd behind NSS shows only at the next reload).
-pub(crate) const USER_DATABASE: &[&str] = &["/etc/passwd", "/etc/group"];
+/// source; a change of LDAP or sssd behind NSS shows only at the next reload), `/etc/shadow`
+/// for the account's expiry date (`chage -E`).
+pub(crate) const USER_DATABASE: &[&str] = &["/etc/passwd", "/etc/group", "/etc/shadow"];
 
 /// Where the config is looked for when nothing names it.
 pub(crate) const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";

@@ -17,6 +17,13 @@
 //!
 //! Either way, a user that is not there is an error naming the user and where it was looked
 //! for, which the config reports as its own.
+//!
+//! An account that is there but **expired** (shadow's `sp_expire`, set by `chage -E` or
+//! `usermod --expiredate`, is today or earlier) is an error too, as cron's PAM account check
+//! (`pam_unix`) refuses it: an admin who expires an account expects its jobs to stop. The
+//! dynamically linked build asks NSS (`getspnam_r`), the static one reads `/etc/shadow`. No
+//! shadow entry (an LDAP user whose shadow data this host cannot see) is not expired; a locked
+//! password (`!` before the hash) does not matter, as it does not for cron.
 
 use super::{UserInfo, UserLookupError};
 use std::io::{self, Read};
@@ -28,13 +35,75 @@ use std::time::Duration;
 pub(crate) fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
     check_name(name)?;
     #[cfg(not(target_feature = "crt-static"))]
-    {
-        nss::lookup(name)
-    }
+    let (info, expire) = (nss::lookup(name)?, nss::expire_day(name)?);
     #[cfg(target_feature = "crt-static")]
-    {
-        without_nss(name)
+    let (info, expire) = (without_nss(name)?, expire_day_in(Path::new(SHADOW), name)?);
+    match expired_on(expire, today()) {
+        Some(on) => Err(UserLookupError::Expired {
+            name: name.to_string(),
+            on,
+        }),
+        None => Ok(info),
     }
+}
+
+/// Where the static build reads an account's expiry date.
+#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+const SHADOW: &str = "/etc/shadow";
+
+/// Today as shadow counts days: since 1970-01-01, UTC (as `pam_unix` takes it).
+fn today() -> i64 {
+    chrono::Utc::now().timestamp().div_euclid(86_400)
+}
+
+/// The date an account expired on (`YYYY-MM-DD`), if `expire` (shadow's `sp_expire`, in days
+/// since 1970-01-01; negative or `None` for never) is `today` or earlier, as `pam_unix` has it
+/// (so `chage -E 0` expires an account).
+fn expired_on(expire: Option<i64>, today: i64) -> Option<String> {
+    let day = expire.filter(|&d| d >= 0 && d <= today)?;
+    let date = chrono::DateTime::from_timestamp(day.checked_mul(86_400)?, 0)?;
+    Some(date.format("%Y-%m-%d").to_string())
+}
+
+/// The expiry day (`sp_expire`) of `name` in the file `shadow` (the format of
+/// `/etc/shadow`): `None` when it has none, when the file has no entry for `name` or no file
+/// is there, or when this process may not read it (only root may, and only a daemon running
+/// as root runs jobs as other users).
+#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+fn expire_day_in(shadow: &Path, name: &str) -> Result<Option<i64>, UserLookupError> {
+    let text = match read_capped(shadow) {
+        Ok(t) => t,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(UserLookupError::Failed {
+                name: name.to_string(),
+                looked: shadow.display().to_string(),
+                source: io::Error::new(e.kind(), format!("{}: {e}", shadow.display())),
+            })
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(parse_shadow_line)
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, expire)| expire))
+}
+
+/// `name:password:lastchg:min:max:warn:inactive:expire:flag` as (name, expire); `expire` is
+/// `None` when empty or not a number. `None` for a comment, a NIS line or a malformed one.
+fn parse_shadow_line(line: &str) -> Option<(&str, Option<i64>)> {
+    let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
+    if f.len() < 8 || f[0].is_empty() || f[0].starts_with(['#', '+', '-']) {
+        return None;
+    }
+    Some((f[0], f[7].trim().parse().ok()))
 }
 
 /// Refuses what no user database holds, and what `getent` would take for an option or a uid.
@@ -91,6 +160,48 @@ mod nss {
             shell: u.shell.to_string_lossy().into_owned(),
             groups: groups.into_iter().map(|g| g.as_raw()).collect(),
         })
+    }
+
+    /// The account's expiry day (`sp_expire`) from the host's shadow database (NSS's
+    /// `shadow:`, `getspnam_r`); `None` when it has none or there is no entry (an LDAP user
+    /// whose shadow data this host may not see), or this process may not read it.
+    pub(super) fn expire_day(name: &str) -> Result<Option<i64>, UserLookupError> {
+        let cname = std::ffi::CString::new(name).map_err(|_| UserLookupError::InvalidName {
+            name: name.to_string(),
+            why: "it contains a NUL byte",
+        })?;
+        let mut len = 1024usize;
+        loop {
+            let mut buf = vec![0 as libc::c_char; len];
+            // SAFETY: an all-zero `spwd` is valid (null pointers, zero numbers); getspnam_r
+            // fills it and `buf`, and points `found` at it or sets it to null.
+            let mut entry: libc::spwd = unsafe { std::mem::zeroed() };
+            let mut found: *mut libc::spwd = std::ptr::null_mut();
+            // SAFETY: every pointer is to a live value of the right type, `buf` is `len` long.
+            let rc = unsafe {
+                libc::getspnam_r(
+                    cname.as_ptr(),
+                    &mut entry,
+                    buf.as_mut_ptr(),
+                    len,
+                    &mut found,
+                )
+            };
+            match rc {
+                0 if found.is_null() => return Ok(None),
+                // Read from `entry`, which `found` points at.
+                0 => return Ok(Some(entry.sp_expire as i64)),
+                libc::ERANGE if len < (1 << 20) => len *= 4,
+                libc::ENOENT | libc::EACCES | libc::EPERM => return Ok(None),
+                e => {
+                    return Err(UserLookupError::Failed {
+                        name: name.to_string(),
+                        looked: "the host's shadow database (NSS)".into(),
+                        source: std::io::Error::from_raw_os_error(e),
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -348,6 +459,49 @@ mod tests {
     }
 
     #[test]
+    fn an_account_is_expired_from_its_expiry_day_on_and_never_without_one() {
+        // 2026-12-05 is day 20_792.
+        let today = 20_792;
+        assert_eq!(expired_on(Some(0), today).as_deref(), Some("1970-01-01"));
+        assert_eq!(expired_on(Some(1), today).as_deref(), Some("1970-01-02"));
+        assert_eq!(
+            expired_on(Some(today), today).as_deref(),
+            Some("2026-12-05")
+        );
+        assert_eq!(expired_on(Some(today + 1), today), None, "expires tomorrow");
+        assert_eq!(expired_on(Some(-1), today), None, "`chage -E -1`: never");
+        assert_eq!(expired_on(None, today), None);
+    }
+
+    #[test]
+    fn the_shadow_file_gives_the_expiry_day_and_locking_is_not_expiry() {
+        let d = tempfile::tempdir().unwrap();
+        let shadow = d.path().join("shadow");
+        std::fs::write(
+            &shadow,
+            "root:*:19000:0:99999:7:::\n\
+             # a comment\n\
+             gone:!$6$salt$hash:19000:0:99999:7::1:\n\
+             locked:!$6$salt$hash:19000:0:99999:7:::\n\
+             never:x:19000:0:99999:7::-1:\n\
+             short:x:1\n",
+        )
+        .unwrap();
+        assert_eq!(expire_day_in(&shadow, "gone").unwrap(), Some(1));
+        assert_eq!(expire_day_in(&shadow, "locked").unwrap(), None);
+        assert_eq!(expire_day_in(&shadow, "never").unwrap(), Some(-1));
+        assert_eq!(expired_on(Some(-1), today()), None);
+        assert_eq!(expire_day_in(&shadow, "short").unwrap(), None);
+        assert_eq!(
+            expire_day_in(&shadow, "ldap-only").unwrap(),
+            None,
+            "no entry"
+        );
+        let none = d.path().join("no-shadow");
+        assert_eq!(expire_day_in(&none, "gone").unwrap(), None, "no file");
+    }
+
+    #[test]
     fn names_that_no_database_holds_are_refused_before_any_lookup() {
         for bad in ["", "-x", "a:b", "a b", "a,b", "a\nb", "a\0b"] {
             assert!(
@@ -408,6 +562,9 @@ mod tests {
             let nss = nss::lookup("root").unwrap();
             assert_eq!((nss.uid, nss.gid, &nss.home), (0, 0, &root.home));
             assert_eq!(nss.shell, root.shell);
+            // root's account never expires; a user with no shadow entry is not expired.
+            assert_eq!(expired_on(nss::expire_day("root").unwrap(), today()), None);
+            assert_eq!(nss::expire_day("robotmk-no-such-user-x").unwrap(), None);
         }
     }
 }
