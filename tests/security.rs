@@ -1318,6 +1318,26 @@ fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
     );
     let status = String::from_utf8_lossy(&inst.run(&["status"]).stdout).into_owned();
     assert!(status.contains(&why), "{status}");
+    // A daemon started while the account is expired runs the config (an expired account is
+    // no mistake in it) and holds that user's jobs alone.
+    assert!(inst.run(&["stop", "--now"]).status.success());
+    let before_restart = id_of(&newest("", &held).unwrap());
+    let started = inst.ctrl();
+    assert!(started.status.success(), "{started:?}");
+    assert!(
+        wait_for(Duration::from_secs(20), || newest(&before_restart, &held)
+            .is_some()),
+        "no held run after the restart:\n{}\n{}",
+        runs(),
+        daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout))
+    );
+    assert!(
+        wait_for_every(Duration::from_secs(20), Duration::from_millis(100), || {
+            line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+            line.starts_with("1 ") && line.contains(&why)
+        }),
+        "{line}"
+    );
     // Valid again: the job runs again and the line clears.
     let last_held = id_of(&newest("", &held).unwrap());
     chage("-1");

@@ -19,7 +19,7 @@
 //! every byte of the output is printable ([`crate::model::printable`]).
 
 use crate::logic::staleness::{self, Staleness};
-use crate::model::config::Services;
+use crate::model::config::{Services, USERS_HELD};
 use crate::model::duration::human_age;
 use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
@@ -491,7 +491,7 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     } else if let Some(e) = d
         .config_error
         .as_ref()
-        .filter(|e| e.starts_with(USERS_CHANGED))
+        .filter(|e| e.starts_with(USERS_CHANGED) || e.starts_with(USERS_HELD))
     {
         // No edit: the config runs on, but a user it names is gone (see `reload_config`).
         (

@@ -320,7 +320,20 @@ pub struct Config {
     pub(crate) users_held: BTreeMap<Box<str>, Arc<str>>,
 }
 
+/// How the daemon's config error starts while the config it runs holds the jobs of a user
+/// that may not run now (an expired account): WARN, not CRIT, as the other jobs run.
+pub(crate) const USERS_HELD: &str = "a job's user may not run now";
+
 impl Config {
+    /// The daemon's note while this config holds jobs of users ([`Config::users_held`]),
+    /// each reason once.
+    pub(crate) fn users_held_note(&self) -> Option<String> {
+        let mut why: Vec<&str> = self.users_held.values().map(|w| &**w).collect();
+        why.sort_unstable();
+        why.dedup();
+        (!why.is_empty()).then(|| format!("{USERS_HELD}: {}", why.join("; ")))
+    }
+
     /// A copy whose jobs are copies too (not shared with this one's): made anew where the
     /// allocator puts them now (see `service::config::load_compact`).
     pub(crate) fn copied(&self) -> Config {

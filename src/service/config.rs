@@ -162,15 +162,18 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                 let info = match (users, looked_up.get(&name)) {
                     (Users::NamesOnly, _) => None,
                     (_, Some(known)) => Some(known.clone()),
-                    (Users::LookUp, None) => {
-                        let info = sys::lookup_user(&name).map_err(|e| place.error(e))?;
-                        looked_up.insert(name.clone(), info.clone());
-                        Some(info)
-                    }
-                    (Users::LookUpOrHold, None) => {
+                    (_, None) => {
                         let found = match held.get(&name) {
                             Some(why) => Err(why.clone()),
-                            None => sys::lookup_user(&name).map_err(|e| e.to_string().into()),
+                            // An expired account is no mistake in the config: its jobs are
+                            // held at every load (the daemon's start too), the others run.
+                            // A user not there is one, until the daemon runs the config.
+                            None => match sys::lookup_user(&name) {
+                                Err(e) if users == Users::LookUp && !e.holds_its_jobs() => {
+                                    return Err(place.error(e))
+                                }
+                                found => found.map_err(|e| e.to_string().into()),
+                            },
                         };
                         match found {
                             Ok(info) => {

@@ -44,7 +44,11 @@ pub(crate) fn warnings_of(cfg: &Config) -> Vec<String> {
 }
 
 fn warnings(cfg: &Config) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = cfg
+        .users_held
+        .iter()
+        .map(|(job, why)| format!("job {job} is held, not run, while {why}"))
+        .collect();
     if cfg.jobs.iter().any(|j| j.argument_file().is_some()) {
         if let Some(mode) = std::fs::metadata(&cfg.path)
             .ok()

@@ -411,7 +411,7 @@ fn daemon_info(
         acks_heartbeat: true,
         phase: crate::model::status::Phase::Running,
         reason: None,
-        config_error: None,
+        config_error: cfg.users_held_note(),
         state_error: None,
         behind: None,
         heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),

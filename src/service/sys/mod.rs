@@ -253,6 +253,17 @@ pub(crate) enum UserLookupError {
     Unsupported { name: String },
 }
 
+impl UserLookupError {
+    /// An account that is there but may not run now (expired): its jobs are held, while
+    /// the rest of the config stands (cron skips such a user's jobs, not the others').
+    pub(crate) fn holds_its_jobs(&self) -> bool {
+        #[cfg(unix)]
+        return matches!(self, UserLookupError::Expired { .. });
+        #[cfg(windows)]
+        return false;
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

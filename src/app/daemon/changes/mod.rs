@@ -300,7 +300,7 @@ impl Daemon {
         self.cfg = new;
         self.envs_configure();
         self.publish_agent_mode();
-        self.set_config_error(None);
+        self.set_config_error(self.cfg.users_held_note());
         self.shown.owe();
         self.release_owed = true;
         info!(
