@@ -48,6 +48,12 @@ fn the_parser_follows_the_grammar() {
         "<<<local>>>\n0 \"a\" fs-used=1 t\n",
         "<<<local>>>\n0 \"it's\" - t\n",
         "<<<local>>>\n0 \"a\" r=1;2;3;4;5;6 t\n",
+        // Checkmk's `float()` takes these; the core's graphs take no such value.
+        "<<<local>>>\n0 \"a\" r=inf t\n",
+        "<<<local>>>\n0 \"a\" r=NaN t\n",
+        "<<<local>>>\n0 \"a\" r=-inf t\n",
+        "<<<local>>>\n0 \"a\" r=1e999 t\n",
+        "<<<local>>>\n0 \"a\" r=1;inf;nan t\n",
         "<<<a:sep(x)>>>\n",
         "<<<a:bogus>>>\n",
         "<<<<h>>>>\n<<<a>>>\n",
@@ -414,4 +420,74 @@ fn ctrl_prints_the_daemons_view_and_the_same_without_it() {
         let (full, _) = ctrl_output(&inst);
         assert_eq!(timeless(&full), timeless(&fast), "{what} view");
     }
+}
+
+/// A result file is the runner's to write: `elapsed="inf"`, `"NaN"` or `"-5"` parse as
+/// numbers, and so does an `endtime` before its `starttime`. Such a time is unknown: no
+/// `runtime=inf` for the core, no level it reaches, no `suite_runtime`, a text that says so,
+/// and the same lines whether ctrl prints the daemon's view (rendered from memory) or the
+/// full path's (from status.json, where JSON has no infinity).
+#[test]
+fn an_elapsed_time_that_is_no_time_is_unknown_on_both_paths() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    let xml = inst.dir.path().join("prepared.xml");
+    std::fs::write(
+        &xml,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<robot generator="Rebot 7.1" generated="2026-11-27T10:00:00" rpa="false" schemaversion="5">
+<suite id="s1" name="S" source="/s">
+<test id="s1-t1" name="endless"><status status="PASS" start="x" elapsed="inf"/></test>
+<test id="s1-t2" name="undefined"><status status="FAIL" start="x" elapsed="NaN">boom</status></test>
+<test id="s1-t3" name="backwards"><status status="PASS" start="x" elapsed="-5"/></test>
+<test id="s1-t4" name="robot6"><status status="PASS" starttime="20231127 10:00:02.000" endtime="20231127 10:00:01.000"/></test>
+<test id="s1-t5" name="fine"><status status="PASS" start="x" elapsed="0.5"/></test>
+<status status="FAIL" start="x" elapsed="inf"/></suite>
+<statistics><total><stat pass="4" fail="1" skip="0">All Tests</stat></total></statistics><errors></errors></robot>"#,
+    )
+    .unwrap();
+    inst.write_config(
+        "heartbeat_timeout = \"1m\"",
+        &format!(
+            "[[job]]\nname = \"r\"\ncommand = [\"/bin/cp\", \"{}\", \"{{run_dir}}/output.xml\"]\n\
+             result = \"{{run_dir}}/output.xml\"\nservices = \"per-test\"\n\
+             test_runtime_warn = \"2s\"\ntest_runtime_crit = \"3s\"\nevery = \"1h\"\n",
+            xml.display()
+        ),
+    );
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    inst.run(&["run-once", "r"]);
+    let view = inst.state.join("ctrl-view");
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_to_string(&view)
+            .is_ok_and(|v| v.contains("\"outcome\":"))),
+        "no view with the result: {:?}\n{}",
+        std::fs::read_to_string(&view),
+        inst.log()
+    );
+    let (fast, a) = ctrl_output(&inst);
+    assert_eq!(json_of(&a)["ctrl"]["action"], "running", "{fast}");
+    for (test, state, word) in [
+        ("endless", 0, "PASS"),
+        ("undefined", 2, "FAIL"),
+        ("backwards", 0, "PASS"),
+        ("robot6", 0, "PASS"),
+    ] {
+        let c = a.check(None, &format!("Robotmk t r {test}"));
+        assert_eq!(c.state_num(), state, "{c:?}");
+        assert!(c.metrics.is_empty(), "{c:?}");
+        assert!(
+            c.summary.contains(&format!(" - {word} (runtime unknown)")),
+            "{c:?}"
+        );
+        assert!(!c.summary.contains("level"), "{c:?}");
+    }
+    let fine = a.check(None, "Robotmk t r fine");
+    assert_eq!(fine.metric("runtime").unwrap().value, 0.5, "{fine:?}");
+    let job = a.check(None, "Robotmk t r");
+    assert!(job.metric("suite_runtime").is_none(), "{job:?}");
+    assert!(job.metric("tests_failed").is_some(), "{job:?}");
+    // Without the view, ctrl renders status.json: the same lines.
+    std::fs::remove_file(&view).unwrap();
+    let (full, _) = ctrl_output(&inst);
+    assert_eq!(timeless(&full), timeless(&fast));
 }

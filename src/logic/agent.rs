@@ -387,7 +387,13 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 _ => 1,
             };
             let mut text = r.status.as_str().to_string();
-            if let Some(e) = r.elapsed_s {
+            // A time the result did not give, or gave as no time (`inf`, `NaN`, negative:
+            // `record::known_seconds`), is said to be unknown: no metric, no level.
+            let elapsed = r.elapsed_s.and_then(crate::model::record::known_seconds);
+            if elapsed.is_none() {
+                text.push_str(" (runtime unknown)");
+            }
+            if let Some(e) = elapsed {
                 let _ = write!(text, " in {e:.2}s");
                 if job.test_runtime_crit_s.is_some_and(|c| e >= c) {
                     state = state.max(2);
@@ -401,7 +407,7 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 let m = crate::logic::check_details::text(m);
                 let _ = write!(text, ": {}", one_line(&m, crate::logic::robot::MAX_TEXT));
             }
-            let metrics = r.elapsed_s.map_or("-".into(), |e| {
+            let metrics = elapsed.map_or("-".into(), |e| {
                 let (w, c) = (
                     level(job.test_runtime_warn_s),
                     level(job.test_runtime_crit_s),
@@ -775,7 +781,12 @@ fn metrics(job: &JobStatus, last: &LastRun) -> String {
     if let Some(d) = last.duration_s {
         m.push(job_levels(job).metric("runtime", d));
     }
-    if let Some(e) = last.tests.as_ref().and_then(|t| t.elapsed_s) {
+    if let Some(e) = last
+        .tests
+        .as_ref()
+        .and_then(|t| t.elapsed_s)
+        .and_then(crate::model::record::known_seconds)
+    {
         m.push(format!("suite_runtime={e:.3}"));
     }
     if let Some(n) = last.attempts {
@@ -942,6 +953,64 @@ mod tests {
         let mut f = job(Some(rec(Outcome::Failure, now)));
         f.checkmk.runtime_warn_s = Some(100.0);
         assert!(job_line(&f, "i", now).starts_with("2 "));
+    }
+
+    /// A time that is no time (`inf`, `NaN`, negative, as a result file may hold it, or a
+    /// record from before the readers checked) is unknown: no `runtime=inf` for the core, no
+    /// level it reaches, no `suite_runtime`, and the text says so.
+    #[test]
+    fn a_runtime_that_is_no_number_is_unknown() {
+        use crate::model::record::{TestResult, TestStatus};
+        let now = Utc::now();
+        let mut r = rec(Outcome::Failure, now);
+        let test = |name: &str, status: TestStatus, e: f64| TestResult {
+            suite: "S".into(),
+            name: name.into(),
+            status,
+            elapsed_s: Some(e),
+            ..Default::default()
+        };
+        r.tests = Some(TestStats {
+            passed: 3,
+            failed: 1,
+            elapsed_s: Some(f64::INFINITY),
+            results: vec![
+                test("endless", TestStatus::Pass, f64::INFINITY),
+                test("undefined", TestStatus::Fail, f64::NAN),
+                test("backwards", TestStatus::Pass, -5.0),
+                test("ok", TestStatus::Pass, 0.5),
+            ],
+            ..Default::default()
+        });
+        let mut j = job(Some(r));
+        j.services = Services::PerTest;
+        j.test_runtime_warn_s = Some(2.0);
+        j.test_runtime_crit_s = Some(3.0);
+        let lines: Vec<String> = test_templates(&j, "i")
+            .iter()
+            .map(|t| t.render(now))
+            .collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "0 \"Robotmk i web endless\" - OK - PASS (runtime unknown)",
+                "2 \"Robotmk i web undefined\" - CRIT - FAIL (runtime unknown)",
+                "0 \"Robotmk i web backwards\" - OK - PASS (runtime unknown)",
+            ],
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[3],
+            "0 \"Robotmk i web ok\" runtime=0.500;2.000;3.000 OK - PASS in 0.50s"
+        );
+        let l = job_line(&j, "i", now);
+        assert!(
+            !l.contains("suite_runtime")
+                && !l.contains("inf")
+                && !l.contains("NaN")
+                && !l.contains("-5"),
+            "{l}"
+        );
     }
 
     /// A config error quotes the file (`"a\nb" contains '\n'`): the daemon line stays one

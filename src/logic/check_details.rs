@@ -40,7 +40,7 @@ pub(crate) fn tests(t: &TestStats) -> String {
     let mut listed = 0usize;
     for r in &order {
         let mut line = format!("{} {}", text(r.status.as_str()), text(&r.name));
-        if let Some(e) = r.elapsed_s {
+        if let Some(e) = r.elapsed_s.and_then(crate::model::record::known_seconds) {
             line.push_str(&format!(" ({e:.2}s)"));
         }
         if let Some(m) = r.message.as_deref().filter(|m| !m.is_empty()) {

@@ -10,6 +10,8 @@
 //! The same result always gives the same names, and a test keeps its name from run to run
 //! as long as the tests it shares a name with stay.
 
+use std::collections::{HashMap, HashSet};
+
 /// `s` as a service name can carry it: quotes become typographic ones, a backslash the
 /// reverse solidus operator (`⧵`), and every control character (line breaks, NUL, U+2028/9)
 /// a space; runs of spaces are one, and none lead or trail.
@@ -40,9 +42,12 @@ pub(crate) fn clean(s: &str) -> String {
 /// What the monitoring core keeps of service name `s`, for telling names apart: Checkmk
 /// strips the name (`get_final_service_description`) and drops the characters its core takes
 /// no name with: `;` and TAB for its own core (CMC), these and `` `~!$%^&*|'"<>?,= `` for
-/// Nagios (the Raw edition's core). Two names with the same key would be one service, and
+/// Nagios (the Raw edition's core), then trailing backslashes. Nagios's object config reader
+/// strips the spaces around every value, so the spaces a dropped character leaves at either
+/// end go too: `Shop ;` is `Shop` there. Two names with the same key would be one service, and
 /// the later line silently hides the earlier one: `Semi;colon` and `Semicolon`, or a job's
-/// `service = "Robotmk i daemon"` and the daemon's own check.
+/// `service = "Robotmk i daemon"` and the daemon's own check. An empty key is a name the
+/// core keeps nothing of.
 pub(crate) fn core_key(s: &str) -> String {
     const DROPPED: &str = "`;~!$%^&*|'\"<>?,=\t";
     s.trim()
@@ -50,39 +55,19 @@ pub(crate) fn core_key(s: &str) -> String {
         .filter(|c| !DROPPED.contains(*c))
         .collect::<String>()
         .trim_end_matches('\\')
+        .trim()
         .to_string()
 }
 
-/// The name of each test, in order, unique among them: the test's name, or
-/// `<suite path>.<name>` where two tests (cleaned) share a name, and ` #2`, ` #3`, … after
-/// the second, third, … test (in the result's order) whose name is still not unique (the
-/// same suite path, or names equal up to the length cap).
-pub(crate) fn test_names<'a>(
-    tests: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-) -> Vec<String> {
-    use std::collections::{HashMap, HashSet};
-    let plain: Vec<String> = tests.clone().map(|(_, name)| clean(name)).collect();
-    // Names are told apart as the core keeps them (`core_key`).
-    let mut count: HashMap<String, u32> = HashMap::new();
-    for n in &plain {
-        *count.entry(core_key(n)).or_default() += 1;
-    }
-    let qualified: Vec<String> = tests
-        .zip(&plain)
-        .map(|((suite, _), n)| {
-            if count[&core_key(n)] > 1 {
-                clean(&format!("{suite}.{n}"))
-            } else {
-                n.clone()
-            }
-        })
-        .collect();
-    let mut taken: HashSet<String> = HashSet::with_capacity(qualified.len());
-    // A name wins its plain form in order of appearance; the later ones are numbered,
-    // skipping numbers another test's name already has.
-    let firsts: HashSet<String> = qualified.iter().map(|q| core_key(q)).collect();
-    let mut out = Vec::with_capacity(qualified.len());
-    for q in &qualified {
+/// `names` in order, each unique by its [`core_key`]: a name keeps its own form in order of
+/// appearance, a later one with a key already taken gets ` #2`, ` #3`, …, skipping numbers
+/// whose key another of `names` has (a name really written like a numbered one keeps it)
+/// and keys in `reserved` (names of other lines, which no name here may take).
+pub(crate) fn numbered(names: &[String], reserved: &HashSet<String>) -> Vec<String> {
+    let firsts: HashSet<String> = names.iter().map(|q| core_key(q)).collect();
+    let mut taken: HashSet<String> = reserved.clone();
+    let mut out = Vec::with_capacity(names.len());
+    for q in names {
         if taken.insert(core_key(q)) {
             out.push(q.clone());
             continue;
@@ -99,6 +84,34 @@ pub(crate) fn test_names<'a>(
         }
     }
     out
+}
+
+/// The name of each test, in order, unique among them: the test's name, or
+/// `<suite path>.<name>` where two tests (cleaned) share a name, and ` #2`, ` #3`, … after
+/// the second, third, … test (in the result's order) whose name is still not unique (the
+/// same suite path, or names equal up to the length cap).
+pub(crate) fn test_names<'a>(
+    tests: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> Vec<String> {
+    let plain: Vec<String> = tests.clone().map(|(_, name)| clean(name)).collect();
+    // Names are told apart as the core keeps them (`core_key`).
+    // A name the core keeps nothing of (`?`, `;`) would be the job's own check,
+    // `Robotmk <instance> <job>`: it is never left alone.
+    let mut count: HashMap<String, u32> = HashMap::from([(String::new(), 1)]);
+    for n in &plain {
+        *count.entry(core_key(n)).or_default() += 1;
+    }
+    let qualified: Vec<String> = tests
+        .zip(&plain)
+        .map(|((suite, _), n)| {
+            if count[&core_key(n)] > 1 {
+                clean(&format!("{suite}.{n}"))
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    numbered(&qualified, &HashSet::from([String::new()]))
 }
 
 #[cfg(test)]
@@ -129,6 +142,29 @@ mod tests {
             core_key(" Load, avg (1m) = ok! 100% & more? "),
             "Load avg (1m)  ok 100  more"
         );
+    }
+
+    /// Nagios strips the spaces around a name, so the space a dropped character leaves at an
+    /// end is gone: `x ;` is `x` to the core. A test name the core keeps nothing of (`?`)
+    /// would be the job's own check and is never left alone.
+    #[test]
+    fn spaces_a_dropped_character_leaves_at_an_end_do_not_count() {
+        assert_eq!(core_key("Shop ;"), "Shop");
+        assert_eq!(core_key("; Shop"), "Shop");
+        assert_eq!(core_key("Shop \\"), "Shop");
+        assert_eq!(core_key("? !"), "");
+        let got = names(&[("S", "x ;"), ("S", "x"), ("S", "y")]);
+        let keys: HashSet<String> = got.iter().map(|n| core_key(n)).collect();
+        assert_eq!(keys.len(), 3, "{got:?}");
+        assert_eq!(got[2], "y");
+        for lone in ["?", "!!", ";"] {
+            let got = names(&[("S", lone)]);
+            assert!(!core_key(&got[0]).is_empty(), "{lone}: {got:?}");
+        }
+        let got = names(&[("S", "?"), ("S", ";"), ("S", "ok")]);
+        let keys: HashSet<String> = got.iter().map(|n| core_key(n)).collect();
+        assert_eq!(keys.len(), 3, "{got:?}");
+        assert!(!keys.contains(""), "{got:?}");
     }
 
     #[test]

@@ -88,8 +88,12 @@ pub struct TestStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) suite_status: Option<String>,
     /// Robot's own elapsed time of the root suite (the process runtime adds Python's start-up
-    /// and the writing of log and report).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// and the writing of log and report); only a [`known_seconds`] value.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_seconds_de"
+    )]
     pub(crate) elapsed_s: Option<f64>,
     /// Per-test detail, at most `robot::MAX_TESTS` of them (failed tests first kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -103,6 +107,22 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// `v` as a test's or suite's elapsed seconds, if it can be one: a result file is the
+/// runner's to write, and `elapsed="inf"`, `"NaN"` or `"-5"` (or an `endtime` before its
+/// `starttime`) parse as numbers. Such a time is unknown: no metric (Checkmk hands `inf` and
+/// `nan` to the core, which no graph takes), no runtime level, and one answer whether ctrl
+/// prints from the daemon's memory or from `status.json`, where JSON's lack of infinity
+/// made it `null`.
+pub(crate) fn known_seconds(v: f64) -> Option<f64> {
+    (v.is_finite() && v >= 0.0).then_some(v)
+}
+
+/// An elapsed time read back from a record or `status.json`: [`known_seconds`] or none, for
+/// files written before the readers checked.
+fn known_seconds_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.and_then(known_seconds))
+}
+
 /// One test (or RPA task) of a Robot Framework result, every string cut to a sane length.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TestResult {
@@ -110,7 +130,12 @@ pub struct TestResult {
     pub(crate) suite: String,
     pub(crate) name: String,
     pub(crate) status: TestStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Only a [`known_seconds`] value.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_seconds_de"
+    )]
     pub(crate) elapsed_s: Option<f64>,
     /// The first line of the test's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,6 +461,27 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record or `status.json` written before the readers checked may hold a negative
+    /// time (JSON made `inf` and `NaN` `null`): read back, it is unknown, as the daemon
+    /// now keeps it in memory, so ctrl prints one thing from either.
+    #[test]
+    fn an_elapsed_time_read_back_is_a_time_or_none() {
+        let t: TestStats = serde_json::from_str(
+            r#"{"passed":1,"failed":0,"skipped":0,"elapsed_s":-5.0,"results":[
+            {"suite":"S","name":"a","status":"PASS","elapsed_s":-0.5},
+            {"suite":"S","name":"b","status":"PASS","elapsed_s":null},
+            {"suite":"S","name":"c","status":"PASS","elapsed_s":1.5},
+            {"suite":"S","name":"d","status":"PASS"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.elapsed_s, None);
+        let got: Vec<Option<f64>> = t.results.iter().map(|r| r.elapsed_s).collect();
+        assert_eq!(got, [None, None, Some(1.5), None]);
+        assert_eq!(known_seconds(f64::INFINITY), None);
+        assert_eq!(known_seconds(f64::NAN), None);
+        assert_eq!(known_seconds(0.0), Some(0.0));
+    }
     #[test]
     fn a_trigger_is_spelt_in_the_log_as_in_the_record() {
         for t in [Trigger::Schedule, Trigger::CatchUp, Trigger::RunOnce] {

@@ -128,13 +128,35 @@ fn keep_to_its_names(jobs: &mut [crate::model::status::JobStatus], instance: &st
     }
 }
 
-/// The CRIT line of an instance that cannot be shown, in a local section of its own.
-pub(crate) fn error_section(path: &Path, e: &OtherError) -> String {
-    let label = crate::logic::checkmk_names::clean(&path.display().to_string());
+/// The service name of each entry's CRIT line, should it not be shown: `Robotmk instance
+/// <path>`, unique as the core keeps names (`checkmk_names::core_key`). A path becomes a name
+/// Checkmk can carry (`clean`), which makes `no such` and `no  such` one, and the core drops
+/// `;` and more, which makes `no;such` and `nosuch` one; the later of two lines with one name
+/// would hide the earlier. Numbered (` #2`) from the whole list, so an entry keeps its name
+/// whichever others fail. No other line ctrl prints has such a name: the rest are
+/// `Robotmk <instance> <job>…` with a job name of letters, digits, `_`, `.` and `-`, and an
+/// entry is an absolute path (`/`, `C:⧵`, `⧵⧵server`), or a plugin job's `service`, which
+/// may not begin with `Robotmk `.
+fn error_names(paths: &[PathBuf]) -> Vec<String> {
+    let plain: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            format!(
+                "Robotmk instance {}",
+                crate::logic::checkmk_names::clean(&p.display().to_string())
+            )
+        })
+        .collect();
+    crate::logic::checkmk_names::numbered(&plain, &std::collections::HashSet::new())
+}
+
+/// The CRIT line of an instance that cannot be shown, in a local section of its own, under
+/// service name `name` (see [`error_names`]).
+fn error_section(name: &str, e: &OtherError) -> String {
     let mut why = e.to_string().replace(['\n', '\r'], " ");
     clip(&mut why, MAX_TEXT);
     crate::model::printable::string(format!(
-        "{}\n2 \"Robotmk instance {label}\" - CRIT - {}\n",
+        "{}\n2 \"{name}\" - CRIT - {}\n",
         crate::logic::agent::LOCAL_HEADER,
         crate::logic::check_details::text(&why)
     ))
@@ -143,11 +165,12 @@ pub(crate) fn error_section(path: &Path, e: &OtherError) -> String {
 /// Every other instance's sections, in the order configured.
 pub(crate) fn render_all(paths: &[PathBuf], own: &str) -> String {
     let mut taken = vec![own.to_string()];
+    let names = error_names(paths);
     let mut out = String::new();
-    for p in paths {
+    for (p, name) in paths.iter().zip(&names) {
         match render_one(p, &mut taken) {
             Ok(s) => out.push_str(&s),
-            Err(e) => out.push_str(&error_section(p, &e)),
+            Err(e) => out.push_str(&error_section(name, &e)),
         }
     }
     out
@@ -156,6 +179,47 @@ pub(crate) fn render_all(paths: &[PathBuf], own: &str) -> String {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+
+    /// Paths that become one name for Checkmk (`clean` makes runs of spaces and a TAB one
+    /// space, `\\` and `⧵` one sign; the core drops `;`) still give a line each under a
+    /// name of its own, and an entry keeps its name whichever others fail.
+    #[test]
+    fn entries_that_cannot_be_read_have_names_the_core_tells_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = [
+            "no such",
+            "no  such",
+            "no\tsuch",
+            "no;such",
+            "nosuch",
+            "no\\such",
+            "no⧵such",
+            "no such ;",
+        ]
+        .iter()
+        .map(|n| dir.path().join(n))
+        .collect();
+        let out = render_all(&paths, "sys");
+        let names: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("2 \""))
+            .map(|l| l[3..].split('"').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), paths.len(), "{out}");
+        let keys: std::collections::HashSet<String> = names
+            .iter()
+            .map(|n| crate::logic::checkmk_names::core_key(n))
+            .collect();
+        assert_eq!(keys.len(), paths.len(), "{names:?}");
+        let base = crate::logic::checkmk_names::clean(&dir.path().display().to_string());
+        assert_eq!(names[0], format!("Robotmk instance {base}/no such"));
+        assert_eq!(names[1], format!("Robotmk instance {base}/no such #2"));
+        // The same entry, alone, keeps the name it has among the others.
+        assert_eq!(
+            error_names(&paths[1..2])[0],
+            format!("Robotmk instance {base}/no such")
+        );
+    }
 
     /// A state dir's name comes from its status file, which its owner writes: a name with a
     /// space would reach into another instance's service names (`Robotmk sys web …`).

@@ -354,6 +354,16 @@ fn parse_metric(m: &str) -> Result<Metric, String> {
     }
     let mut f = v.split(';');
     let value = f.next().unwrap_or_default();
+    // Checkmk's `float()` takes `inf` and `nan` (and `1e999`, which is infinite) and hands
+    // them to the core, whose graphs take no such value: a product that prints one has
+    // printed no time or count at all.
+    let no_number = |s: &str| {
+        let s = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        s.starts_with("inf") || s.starts_with("nan")
+    };
+    if no_number(value) {
+        return Err(format!("metric {name}: {value:?} is not a finite number"));
+    }
     let split = value
         .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
         .unwrap_or(value.len());
@@ -361,13 +371,18 @@ fn parse_metric(m: &str) -> Result<Metric, String> {
     let value: f64 = num
         .parse()
         .map_err(|_| format!("metric {name}: bad value {num:?}"))?;
+    if !value.is_finite() {
+        return Err(format!("metric {name}: {num:?} is not a finite number"));
+    }
     let num = |s: &str| -> Result<Option<f64>, String> {
         if s.is_empty() {
             return Ok(None);
         }
-        s.parse()
-            .map(Some)
-            .map_err(|_| format!("metric {name}: bad number {s:?}"))
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && !no_number(s) => Ok(Some(v)),
+            Ok(_) => Err(format!("metric {name}: {s:?} is not a finite number")),
+            Err(_) => Err(format!("metric {name}: bad number {s:?}")),
+        }
     };
     let level = |s: Option<&str>| -> Result<Option<Level>, String> {
         match s {

@@ -171,6 +171,8 @@ pub(crate) enum ValueError {
     ServiceChar(String, char),
     #[error("`service` {0:?} begins with \"Robotmk \": those names are the daemon's own (its daemon line, each job's and each test's check, of every instance); choose another name, or leave `service` out for \"Robotmk <instance> <job>\"")]
     ServiceReserved(String),
+    #[error("`service` {0:?} is nothing to the monitoring core: it drops `;,=!?'\"<>|` and the like from service names, and the spaces around what is left; choose a name with letters or digits")]
+    ServiceNothingLeft(String),
     #[error("`host` must not be empty (leave it out for the agent's own host)")]
     HostEmpty,
     #[error("`host` is longer than {} characters", MAX_HOST_LEN)]

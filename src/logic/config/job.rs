@@ -402,8 +402,13 @@ pub(crate) fn check_service(s: &str) -> Result<(), ValueError> {
     // As the core keeps it: `Robotmk;` is `Robotmk` there. A name of the daemon's own could
     // hide its daemon line, another job's check, a test's (which no config names) or another
     // instance's, and Checkmk keeps the later of two lines with one name.
-    if crate::logic::checkmk_names::core_key(s).starts_with("Robotmk ") {
+    let key = crate::logic::checkmk_names::core_key(s);
+    if key.starts_with("Robotmk ") {
         return Err(ValueError::ServiceReserved(s.to_string()));
+    }
+    // `;` or `? !` would be a service without a name, which Checkmk cannot keep.
+    if key.is_empty() {
+        return Err(ValueError::ServiceNothingLeft(s.to_string()));
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ pub(crate) fn parse(
             let same = if *other == service {
                 String::new()
             } else {
-                format!(" (Checkmk drops `;,=!?'\"<>|` and the like from service names: {other:?} is the same service)")
+                format!(" (Checkmk drops `;,=!?'\"<>|` and the like from service names, and the spaces around what is left: {other:?} is the same service)")
             };
             return Err(loc.at(
                 offset,
@@ -213,6 +213,14 @@ mod tests {
         assert!(err.contains("is taken by another job"), "{err}");
         parse(&(plugin("a", "Shop HTTP") + &plugin("b", "ShopHTTP") + &job("daemon2", "")))
             .unwrap();
+        // Nagios strips what is left: `Shop ;` is `Shop`, and `;` is no name at all.
+        let err = parse(&(plugin("a", "Shop ;") + &plugin("b", "Shop"))).unwrap_err();
+        assert!(err.contains("\"Shop\" is taken by another job"), "{err}");
+        assert!(err.contains("\"Shop ;\" is the same service"), "{err}");
+        for nothing in [";", "? !", "`~"] {
+            let err = parse(&plugin("p", nothing)).unwrap_err();
+            assert!(err.contains("is nothing to the monitoring core"), "{err}");
+        }
     }
 
     #[test]

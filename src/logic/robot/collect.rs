@@ -336,8 +336,8 @@ impl Collector {
             if status.is_some() {
                 self.root_status = status;
             }
-            if elapsed.is_some() {
-                self.root_elapsed = elapsed;
+            if let Some(e) = elapsed {
+                self.root_elapsed = crate::model::record::known_seconds(e);
             }
         }
     }
@@ -369,7 +369,7 @@ impl Collector {
             name: t.name.take(),
             message: Some(t.message.take()).filter(|m| !m.is_empty()),
             status,
-            elapsed_s: t.elapsed_s,
+            elapsed_s: t.elapsed_s.and_then(crate::model::record::known_seconds),
             tags: t.tags,
             id: Some(t.id).filter(|i| !i.is_empty() && i.len() <= MAX_TEXT),
             url: None,

@@ -551,6 +551,20 @@ mod tests {
         assert_eq!(s.results[1].message.as_deref(), Some("boom é"));
     }
 
+    /// JSON has no infinity, but `1e999` reads as one; a negative time is no time either.
+    #[test]
+    fn an_elapsed_time_that_is_no_time_is_unknown() {
+        let j = r#"{"suite":{"name":"S","tests":[
+{"name":"I","status":"PASS","elapsed_time":1e999},
+{"name":"M","status":"PASS","elapsed_time":-5},
+{"name":"Z","status":"PASS","elapsed_time":0.25}],
+"status":"PASS","elapsed_time":-1e999}}"#;
+        let s = read(j.as_bytes()).unwrap().unwrap();
+        let got: Vec<Option<f64>> = s.results.iter().map(|r| r.elapsed_s).collect();
+        assert_eq!(got, [None, None, Some(0.25)]);
+        assert_eq!(s.elapsed_s, None);
+    }
+
     #[test]
     fn characters_split_by_buffer_refills_stay_whole() {
         let whole = read(JSON.as_bytes()).unwrap().unwrap();

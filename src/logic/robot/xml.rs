@@ -452,6 +452,23 @@ second line</status></test>
         assert_eq!(s.elapsed_s, Some(2.0));
     }
 
+    /// `elapsed` is the runner's to write: `inf`, `NaN` and negative values parse as numbers
+    /// but are no time, and neither is a Robot 6 `endtime` before its `starttime`.
+    #[test]
+    fn an_elapsed_time_that_is_no_time_is_unknown() {
+        let xml = r#"<robot><suite name="S">
+<test name="I"><status status="PASS" elapsed="inf"/></test>
+<test name="N"><status status="FAIL" elapsed="NaN"/></test>
+<test name="M"><status status="PASS" elapsed="-5"/></test>
+<test name="B"><status status="PASS" starttime="20231127 10:00:02.000" endtime="20231127 10:00:01.000"/></test>
+<test name="Z"><status status="PASS" elapsed="0"/></test>
+<status status="FAIL" elapsed="inf"/></suite></robot>"#;
+        let s = read(xml.as_bytes()).unwrap().unwrap();
+        let got: Vec<Option<f64>> = s.results.iter().map(|r| r.elapsed_s).collect();
+        assert_eq!(got, [None, None, None, None, Some(0.0)]);
+        assert_eq!(s.elapsed_s, None);
+    }
+
     #[test]
     fn truncated_and_garbage_files_are_errors_not_panics() {
         for cut in [10, 100, 300, XML.len() - 20] {
