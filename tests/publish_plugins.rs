@@ -445,6 +445,147 @@ fn a_publish_failure_is_a_note_never_a_lost_run() {
     assert!(check.text.contains("log.html"), "{}", check.text);
 }
 
+/// What a run's files cost their owner, publishing costs the daemon's disk (root's, charged to
+/// no quota): a job's user who makes a 100 MiB sparse log (no blocks) and 30 more names of a
+/// sparse 19 MiB screenshot (one inode) pays almost nothing, and so does `publish_dir` — the
+/// log stays sparse and the 31 names are links to one copy, counted once. Published whole
+/// (nothing left out for the run's cap), the files the daemon's `0644`, and what nginx serves
+/// of a linked name is the screenshot. As the job's user when the test is root.
+#[test]
+fn sparse_files_and_hard_links_are_published_as_they_are_not_multiplied() {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = if root {
+        system_user("rmkd-runner").map(|_| "user = \"rmkd-runner\"\n")
+    } else {
+        Some("")
+    };
+    let Some(user) = user else { return };
+    let inst = Instance::new("", "");
+    // The job's user must reach the users' tree beside the state dir, nginx the www folder.
+    open_for_web(&inst);
+    let www = inst.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let web = nginx_bin().map(|bin| Nginx::start(&bin, &www));
+    let publish = www.join("robot");
+    let make = script(
+        inst.dir.path(),
+        "sparse.sh",
+        r#"cd "$1" || exit 1
+cat > output.xml <<'X'
+<?xml version="1.0" encoding="UTF-8"?>
+<robot generator="Robot 7.0" generated="2024-01-01T00:00:00" rpa="false" schemaversion="5">
+<suite id="s1" name="S"><test id="s1-t1" name="T"><status status="PASS" start="2024-01-01T00:00:00" elapsed="0.1"/></test>
+<status status="PASS" start="2024-01-01T00:00:00" elapsed="0.2"/></suite><statistics/><errors/></robot>
+X
+printf '<html>log' > log.html; truncate -s 100M log.html
+printf 'middle' | dd of=log.html bs=1 seek=52428800 conv=notrunc 2>/dev/null
+mkdir -p browser/screenshot
+printf '\211PNG\r\n\032\n' > browser/screenshot/a.png; truncate -s 19M browser/screenshot/a.png
+i=0; while [ $i -lt 30 ]; do ln browser/screenshot/a.png browser/screenshot/b$i.png || exit 1; i=$((i+1)); done
+du -sk . >&2"#,
+    );
+    let port = web.as_ref().map_or(1, |w| w.port);
+    inst.write_config(
+        &format!(
+            "publish_dir = \"{}\"\npublish_url = \"http://127.0.0.1:{port}/robot\"",
+            publish.display()
+        ),
+        &format!(
+            "[[job]]\nname = \"pub\"\ncommand = [\"/bin/sh\", \"{}\", \"{{run_dir}}\"]\n\
+             result = \"{{run_dir}}/output.xml\"\nevery = \"1h\"\ntimeout = \"60s\"\n{user}",
+            make.display()
+        ),
+    );
+    let out = inst.run(&["run-once", "pub"]);
+    assert!(out.status.success(), "{out:?}\n{}", inst.log());
+    let rec = &inst.finished_records("pub")[0];
+    let run_id = rec["run_id"].as_str().unwrap();
+    let dest = publish.join("t/pub").join(run_id);
+    let run_dir = PathBuf::from(rec["run_dir"].as_str().unwrap());
+    let used = std::fs::read_to_string(run_dir.join("stderr.log")).unwrap_or_default();
+    assert!(
+        rec["log_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/log.html")),
+        "{rec}"
+    );
+    let mut names = vec![
+        "log.html".to_string(),
+        "browser/screenshot/a.png".to_string(),
+    ];
+    names.extend((0..30).map(|i| format!("browser/screenshot/b{i}.png")));
+    let meta: Vec<(String, std::fs::Metadata)> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), std::fs::symlink_metadata(dest.join(n)).ok()?)))
+        .collect();
+    // Disk use: each published inode's blocks, once.
+    let inodes: BTreeMap<u64, u64> = meta
+        .iter()
+        .map(|(_, m)| (m.ino(), m.blocks() * 512))
+        .collect();
+    let disk: u64 = inodes.values().sum();
+    let images: Vec<&std::fs::Metadata> = meta[1..].iter().map(|(_, m)| m).collect();
+    let image_inodes: std::collections::BTreeSet<u64> = images.iter().map(|m| m.ino()).collect();
+    println!(
+        "published {} of {} names: {} inode(s) ({} for the 31 screenshot names, nlink {}), \
+         {disk} bytes on disk (the run's folder: {} KiB, du -sk); note: {}",
+        meta.len(),
+        names.len(),
+        inodes.len(),
+        image_inodes.len(),
+        images.first().map_or(0, |m| m.nlink()),
+        used.split_whitespace().next().unwrap_or("?"),
+        rec["note"]
+    );
+    assert_eq!(meta.len(), names.len(), "every name published: {rec}");
+    assert!(
+        !rec["note"].as_str().unwrap_or("").contains("publish"),
+        "nothing left out: {rec}"
+    );
+    assert!(disk < 1 << 20, "{disk} bytes of the daemon's disk");
+    assert_eq!(
+        image_inodes.len(),
+        1,
+        "the 31 screenshot names are one inode"
+    );
+    assert_eq!(images[0].nlink(), 31);
+    // The content as it was, the sparse log's data where it was.
+    let log = &meta[0].1;
+    assert_eq!(log.len(), 100 << 20);
+    let mut f = std::fs::File::open(dest.join("log.html")).unwrap();
+    let mut head = [0u8; 9];
+    f.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"<html>log");
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(50 << 20)).unwrap();
+    let mut mid = [0u8; 6];
+    f.read_exact(&mut mid).unwrap();
+    assert_eq!(&mid, b"middle");
+    assert_eq!(images[0].len(), 19 << 20);
+    // The daemon's files, readable by the web server, nothing more.
+    let me = unsafe { libc::geteuid() };
+    for (n, m) in &meta {
+        assert_eq!((m.uid(), m.mode() & 0o7777), (me, 0o644), "{n}");
+    }
+    let shots = std::fs::symlink_metadata(dest.join("browser/screenshot")).unwrap();
+    assert_eq!((shots.uid(), shots.mode() & 0o7777), (me, 0o755));
+    if let Some(web) = &web {
+        let (code, body) = http_get(
+            web.port,
+            &format!("/robot/t/pub/{run_id}/browser/screenshot/b7.png"),
+        );
+        assert_eq!(code, 200);
+        assert_eq!(body.len(), 19 << 20);
+        assert!(body.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot");
+    } else {
+        require_tool(false, "nginx (apt-get install nginx)");
+    }
+}
+
 // --- Part 2: plugins ----------------------------------------------------------------------
 
 /// One perfdata item as the plugin printed it.

@@ -212,11 +212,12 @@ pub(crate) const IMAGE_DIRS: &[&str] = &["browser/screenshot"];
 /// Bounds on one run's published files.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Caps {
-    /// One page (log.html, report.html) at most.
+    /// One page (log.html, report.html) at most, by its size.
     pub(crate) page: u64,
-    /// One image at most.
+    /// One image at most, by its size.
     pub(crate) image: u64,
-    /// All files of a run together.
+    /// All files of a run together, by the bytes written: a hole is none, and a file with
+    /// several names counts once.
     pub(crate) total: u64,
     /// Files of a run.
     pub(crate) files: usize,

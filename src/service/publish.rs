@@ -10,8 +10,10 @@
 //! regular file, the folder owner's), folders are listed only when they are real folders, and
 //! sizes are capped per file and per run ([`Caps`]). The copies are new files, `0644` in
 //! `0755` folders, made in a hidden temporary folder and renamed into place whole, so a web
-//! server never serves half a run. `publish_dir` is checked like the state dir (root's or
-//! the daemon's, not writable by others); only the daemon writes below it.
+//! server never serves half a run. They cost the daemon's disk no more than the run's files
+//! cost their owner: a sparse file stays sparse, and the names of one file are hard links to
+//! one copy. `publish_dir` is checked like the state dir (root's or the daemon's, not
+//! writable by others); only the daemon writes below it.
 //!
 //! A failure here never costs the run: the caller notes it on the record.
 
@@ -20,8 +22,9 @@ use crate::logic::publish_plan::{
 };
 use crate::logic::robot::RunFolder;
 use crate::model::record::RunRecord;
+use crate::service::sys::copy::{self, FirstCopies};
 use crate::service::sys::public;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -198,7 +201,11 @@ fn list(log_dir: &Path, max: usize) -> Result<Vec<String>, PublishError> {
     Ok(out)
 }
 
-/// Copies `files` from `log_dir` (through `folder`) into `tmp`, within the caps.
+/// Copies `files` from `log_dir` (through `folder`) into `tmp`, within the caps. What lands
+/// there is the daemon's disk (root's, charged to no quota), so it costs no more than the
+/// run's files cost their owner: holes stay holes, and the names of one file are links to
+/// one copy (see [`crate::service::sys::copy`]). The per-file caps hold for each name's size
+/// (what a browser fetches); the run's cap for the bytes written, once per file.
 fn copy_all(
     s: &Settings,
     folder: &dyn RunFolder,
@@ -207,13 +214,14 @@ fn copy_all(
     tmp: &Path,
 ) -> Result<Outcome, PublishError> {
     let mut out = Outcome::default();
+    let mut copies = FirstCopies::default();
     for rel in files {
         let Some(kind) = publish_plan::wanted(rel) else {
             continue;
         };
-        let cap = s.caps.of(kind).min(s.caps.total.saturating_sub(out.bytes));
+        let cap = s.caps.of(kind);
         let src_path = rel.split('/').fold(log_dir.to_path_buf(), |p, n| p.join(n));
-        let mut src = match folder.open(&src_path) {
+        let src = match folder.open(&src_path) {
             Ok(f) => f,
             Err(e) => {
                 out.skipped.push(format!("{rel}: {e}"));
@@ -226,6 +234,9 @@ fn copy_all(
                 .push(format!("{rel}: {len} bytes, over the cap of {cap}"));
             continue;
         }
+        // From the handle that was opened and checked: the file, not a name swapped since.
+        // Not known (fstat failed): copied as a file of its own, counted in full.
+        let inode = copy::shared_inode(&src).unwrap_or(None);
         let mut dest = tmp.to_path_buf();
         let parts: Vec<&str> = rel.split('/').collect();
         for dir in &parts[..parts.len() - 1] {
@@ -235,28 +246,33 @@ fn copy_all(
             }
         }
         dest.push(parts[parts.len() - 1]);
-        let mut file = public::create_file(&dest).map_err(at(&dest))?;
-        // The file may grow while it is copied: the cap holds for what is read, not what
-        // the size said.
-        let copied = copy_capped(&mut src, &mut file, cap).map_err(at(&dest))?;
-        if copied > cap {
-            drop(file);
-            let _ = std::fs::remove_file(&dest);
-            out.skipped
-                .push(format!("{rel}: grew over the cap of {cap} bytes"));
-            continue;
+        // Another name of a file copied for this run: the same inode, so the same content,
+        // and its copy is the daemon's `0644` file in this hidden folder. Where no more names
+        // are taken, a copy of its own (which later names link to).
+        if let Some(first) = copies.get(inode) {
+            if std::fs::hard_link(first, &dest).is_ok() {
+                out.files += 1;
+                continue;
+            }
         }
+        let left = s.caps.total.saturating_sub(out.bytes);
+        let mut file = public::create_file(&dest).map_err(at(&dest))?;
+        // Cut at the size checked above if it grows meanwhile: the per-file cap holds.
+        let copied = copy::copy_with_holes(&src, &mut file, len, left).map_err(at(&dest))?;
+        drop(file);
+        let Some(copied) = copied else {
+            let _ = std::fs::remove_file(&dest);
+            out.skipped.push(format!(
+                "{rel}: over the run's cap of {} bytes",
+                s.caps.total
+            ));
+            continue;
+        };
+        copies.insert(inode, dest);
         out.files += 1;
         out.bytes += copied;
     }
     Ok(out)
-}
-
-/// Copies at most `cap + 1` bytes (one more tells that the source was larger).
-fn copy_capped(src: &mut impl Read, dest: &mut impl Write, cap: u64) -> io::Result<u64> {
-    let n = io::copy(&mut src.take(cap.saturating_add(1)), dest)?;
-    dest.flush()?;
-    Ok(n)
 }
 
 /// Points the job's `latest.html` (and on Unix its `latest` link) at the run just published.
@@ -413,6 +429,42 @@ mod tests {
                 "latest",
                 "latest.html"
             ]
+        );
+    }
+
+    /// The run's cap counts what is written, once per inode: two names of one 600-byte page
+    /// are 600 bytes, a sparse 90-byte image none; a dense 100-byte image, which would pass
+    /// the cap of 650, is left out (not written in part).
+    #[test]
+    fn the_runs_cap_counts_bytes_written_once_per_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("log.html"), vec![b'l'; 600]).unwrap();
+        std::fs::hard_link(run.join("log.html"), run.join("report.html")).unwrap();
+        File::create(run.join("a.png"))
+            .unwrap()
+            .set_len(90)
+            .unwrap();
+        std::fs::write(run.join("b.png"), vec![b'b'; 100]).unwrap();
+        let mut s = settings(tmp.path());
+        s.caps.total = 650;
+        let mut rec = record(&run, "20260101T000000Z-1");
+        let out = publish(&s, &mut rec, &Plain(run.clone())).unwrap();
+        let dest = s.dir.join("sys/web/20260101T000000Z-1");
+        let m = |n: &str| std::fs::metadata(dest.join(n)).unwrap();
+        assert_eq!(m("log.html").ino(), m("report.html").ino());
+        assert_eq!(m("log.html").nlink(), 2);
+        assert_eq!(m("report.html").mode() & 0o777, 0o644);
+        assert_eq!(m("a.png").len(), 90);
+        assert!(!dest.join("b.png").exists(), "{out:?}");
+        assert_eq!((out.files, out.bytes), (3, 600), "{out:?}");
+        assert_eq!(out.skipped.len(), 1, "{out:?}");
+        assert!(
+            out.skipped[0].starts_with("b.png: over the run's cap"),
+            "{out:?}"
         );
     }
 

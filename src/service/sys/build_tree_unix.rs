@@ -12,11 +12,11 @@
 //! than read as root. Names of one inode in the built tree stay names of one inode in the
 //! sealed tree: copied once, linked after.
 
+use super::copy::{copy_with_holes, FirstCopies};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
-use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -75,8 +75,8 @@ struct Links<'a> {
     root: BorrowedFd<'a>,
     /// The built tree's top folder, which the walk's paths begin with.
     from: &'a Path,
-    /// `(st_dev, st_ino)` of a built file to its first copy's path below `root`.
-    first: HashMap<(u64, u64), PathBuf>,
+    /// A built file's first copy, as a path below `root`.
+    first: FirstCopies,
 }
 
 /// Copies the tree at `from` (a folder of `builder`'s) to `to`, which must not exist and
@@ -102,7 +102,7 @@ pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStat
     let mut links = Links {
         root: dst.as_fd(),
         from,
-        first: HashMap::new(),
+        first: FirstCopies::default(),
     };
     copy_dir(&src, &dst, from, builder, 0, &mut budget, &mut links)?;
     rustix::fs::fchmod(&dst, Mode::from_raw_mode(0o755)).map_err(io_at(to))?;
@@ -110,41 +110,6 @@ pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStat
     // (written durably after this) never names a tree that a power cut could leave empty.
     rustix::fs::syncfs(&dst).map_err(io_at(to))?;
     Ok(budget)
-}
-
-/// Copies the first `size` bytes of `from` to `to`, leaving the holes of a sparse file holes.
-/// The sealed copy is root's: copied whole, a file the builder made sparse (a terabyte in
-/// no blocks, which costs the builder nothing) would become that much of root's disk,
-/// charged to no quota. Where the file system cannot tell holes (`SEEK_DATA` refused), all
-/// of it is copied.
-fn copy_with_holes(from: &File, to: &mut File, size: u64) -> io::Result<()> {
-    use rustix::fs::{seek, SeekFrom};
-    use std::io::Seek;
-    let mut at = 0u64;
-    while at < size {
-        let data = match seek(from, SeekFrom::Data(at)) {
-            Ok(d) => d,
-            // Only a hole from here to the end.
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) if at == 0 => {
-                let mut all = from.take(size);
-                io::copy(&mut all, to)?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if data >= size {
-            break;
-        }
-        let hole = seek(from, SeekFrom::Hole(data))
-            .map_err(io::Error::from)?
-            .min(size);
-        (&*from).seek(io::SeekFrom::Start(data))?;
-        to.seek(io::SeekFrom::Start(data))?;
-        io::copy(&mut from.take(hole - data), to)?;
-        at = hole;
-    }
-    to.set_len(size)
 }
 
 fn copy_dir(
@@ -245,17 +210,14 @@ fn copy_file(
     // since. A number the kernel reused for a new file of the builder's (the first one
     // removed meanwhile) gives this name the builder's earlier content, which it could have
     // written here as well.
-    let key = (st.st_dev as u64, st.st_ino as u64);
-    let shared = st.st_nlink > 1;
-    if shared {
-        if let Some(first) = links.first.get(&key) {
-            match rustix::fs::linkat(links.root, first, dst, name, AtFlags::empty()) {
-                Ok(()) => return Ok(()),
-                // The sealed tree's file system takes fewer names per inode than the built
-                // one's: a copy, which the names after it link to.
-                Err(rustix::io::Errno::MLINK) => {}
-                Err(e) => return Err(io_at(path)(e)),
-            }
+    let key = super::copy::shared(&st);
+    if let Some(first) = links.first.get(key) {
+        match rustix::fs::linkat(links.root, first, dst, name, AtFlags::empty()) {
+            Ok(()) => return Ok(()),
+            // The sealed tree's file system takes fewer names per inode than the built
+            // one's: a copy, which the names after it link to.
+            Err(rustix::io::Errno::MLINK) => {}
+            Err(e) => return Err(io_at(path)(e)),
         }
     }
     let size = u64::try_from(st.st_size).unwrap_or(0);
@@ -278,13 +240,13 @@ fn copy_file(
     let reader = File::from(fd);
     let mut writer = File::from(out);
     // A file that grows while it is copied is cut at the size it had: the budget holds.
-    copy_with_holes(&reader, &mut writer, size).map_err(std_io_at(path))?;
+    // Holes stay holes (a terabyte in no blocks is no block of root's either). No limit
+    // beyond `size`, which the budget has counted.
+    copy_with_holes(&reader, &mut writer, size, u64::MAX).map_err(std_io_at(path))?;
     writer.flush().map_err(std_io_at(path))?;
     rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode)).map_err(io_at(path))?;
-    if shared {
-        if let Ok(below) = path.strip_prefix(links.from) {
-            links.first.insert(key, below.to_path_buf());
-        }
+    if let Ok(below) = path.strip_prefix(links.from) {
+        links.first.insert(key, below.to_path_buf());
     }
     Ok(())
 }
@@ -424,6 +386,7 @@ pub(crate) fn copy_link(target: &Path, link: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
     fn me() -> u32 {
