@@ -305,7 +305,14 @@ mod tests {
         symlink(which("sleep"), &prog).unwrap();
         let mut child = std::process::Command::new(&prog).arg("30").spawn().unwrap();
         let pid = child.id();
-        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+        // The kernel names the process late in its exec, after the close-on-exec that tells
+        // `spawn` the exec went through: wait for the name (a deadline, not a sleep).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut comm = Vec::new();
+        while !comm.starts_with(b"\xff") && std::time::Instant::now() < deadline {
+            comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+            std::thread::yield_now();
+        }
         let seen = (
             process_start_time(pid),
             process_group(pid),
