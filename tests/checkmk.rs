@@ -491,3 +491,143 @@ fn an_elapsed_time_that_is_no_time_is_unknown_on_both_paths() {
     let (full, _) = ctrl_output(&inst);
     assert_eq!(timeless(&full), timeless(&fast));
 }
+
+/// A Robot Framework output.xml of `tests` tests (`status` each) with 200-character names
+/// and messages: about 450 KiB of per-test detail in the job's status.
+fn long_result(tests: usize, status: &str) -> String {
+    let mut x = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<robot generator=\"Rebot 7.1\" \
+         generated=\"2026-11-27T10:00:00\" rpa=\"false\" schemaversion=\"5\">\n\
+         <suite id=\"s1\" name=\"S\" source=\"/s\">\n",
+    );
+    for i in 0..tests {
+        x.push_str(&format!(
+            "<test id=\"s1-t{}\" name=\"T{i} {}\"><status status=\"{status}\" start=\"x\" \
+             elapsed=\"0.5\">{}</status></test>\n",
+            i + 1,
+            "x".repeat(200),
+            "m".repeat(200)
+        ));
+    }
+    x.push_str(&format!(
+        "<status status=\"{status}\" start=\"x\" elapsed=\"1.0\"/>\n</suite>\n</robot>\n"
+    ));
+    x
+}
+
+/// Defect: 36 jobs with much per-test detail put the daemon's pre-rendered view over the
+/// section's cap. The write failed (cut to the first 4096 jobs, it was no smaller), the view
+/// before it stayed, and ctrl printed it: a job whose latest run failed showed the result
+/// before (here: no result yet), only the daemon line said "cannot write state". Now the
+/// view leaves out per-test detail from the JSON, says so on the daemon line, and every
+/// job's check shows its latest result.
+#[test]
+fn jobs_with_much_detail_show_their_latest_results() {
+    let daemon = "heartbeat_timeout = \"1h\"\nmax_parallel = 8";
+    let inst = Instance::new(daemon, "");
+    let dir = inst.dir.path();
+    let cur = dir.join("cur.xml");
+    std::fs::write(&cur, long_result(1000, "PASS")).unwrap();
+    let names: Vec<String> = (1..=36).map(|i| format!("j{i:02}")).collect();
+    let jobs: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "[[job]]\nname = \"{n}\"\ncommand = [\"/bin/cp\", \"{}\", \"{{run_dir}}/output.xml\"]\n\
+                 result = \"{{run_dir}}/output.xml\"\nevery = \"1h\"\n\n",
+                cur.display()
+            )
+        })
+        .collect();
+    inst.write_config(daemon, &jobs);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    // All at once: the daemon writes the (large) status once for many of them.
+    let children: Vec<_> = names[..35]
+        .iter()
+        .map(|n| {
+            let mut c = inst.cmd();
+            c.args(["run-once", n]).stdout(std::process::Stdio::piped());
+            (n, c.stderr(std::process::Stdio::piped()).spawn().unwrap())
+        })
+        .collect();
+    for (n, c) in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{n}: {out:?}\n{}", inst.log());
+    }
+    std::fs::write(&cur, long_result(1000, "FAIL")).unwrap();
+    assert_eq!(inst.run(&["run-once", "j36"]).status.code(), Some(1));
+    let status = inst.state.join("status.json");
+    let outcome = |s: &Value, n: &str| {
+        s["jobs"]
+            .as_array()
+            .and_then(|j| j.iter().find(|j| j["name"] == n))
+            .map(|j| j["last"]["outcome"].clone())
+    };
+    let failed = || {
+        std::fs::read(&status)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|s| outcome(&s, "j36") == Some(Value::from("failure")))
+    };
+    assert!(wait_for(Duration::from_secs(60), failed), "{}", inst.log());
+    // The daemon's view of that status (the fast path), not only the full path's.
+    let view = inst.state.join("ctrl-view");
+    let viewed = || {
+        std::fs::read_to_string(&view)
+            .is_ok_and(|v| v.contains("\"Robotmk t j36\" ") && v.contains("failure (0 tests"))
+    };
+    let current = wait_for(Duration::from_secs(30), viewed);
+    // What Checkmk sees: every job's latest result.
+    let (text, a) = ctrl_output(&inst);
+    let daemon = a.check(None, "Robotmk t daemon");
+    let s: Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    for n in &names {
+        let c = a.check(None, &format!("Robotmk t {n}"));
+        let want = if n == "j36" { "failure" } else { "success" };
+        assert_eq!(outcome(&s, n), Some(Value::from(want)), "{n}");
+        assert!(
+            c.state_num() == if n == "j36" { 2 } else { 0 }
+                && c.summary.contains(&format!(": {want} (")),
+            "{n}: {} {}\n{daemon:?}",
+            c.state_num(),
+            c.summary
+        );
+    }
+    // Said on the daemon's line (WARN: no check is missing), and the same in the view.
+    let section = json_of(&a);
+    let cut = section["section_cut"].as_str().expect("a cut, said");
+    assert!(cut.contains("the per-test detail of "), "{cut}");
+    assert_eq!(daemon.state_num(), 1, "{daemon:?}");
+    assert!(daemon.text.ends_with(cut), "{daemon:?}");
+    assert!(
+        current,
+        "no view with j36's failure: {}\n{}",
+        &text[..text.len().min(2000)],
+        inst.log()
+    );
+    // The full path (no view: from status.json) cuts alike.
+    let old = std::fs::read(&view).unwrap();
+    std::fs::remove_file(&view).unwrap();
+    let (full, _) = ctrl_output(&inst);
+    assert_eq!(timeless(&full), timeless(&text));
+    // A view older than status.json (one the daemon could neither replace nor remove) is
+    // not taken for the current one: j36 passes again, the view of its failure is put back.
+    std::fs::write(&cur, long_result(1000, "PASS")).unwrap();
+    assert!(inst.run(&["run-once", "j36"]).status.success());
+    let passed = || {
+        std::fs::read_to_string(&view)
+            .is_ok_and(|v| v.contains("\"Robotmk t j36\" ") && !v.contains("failure (0 tests"))
+    };
+    assert!(wait_for(Duration::from_secs(30), passed), "{}", inst.log());
+    std::fs::write(&view, &old).unwrap();
+    let then = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&view)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+    let (text, a) = ctrl_output(&inst);
+    let c = a.check(None, "Robotmk t j36");
+    assert_eq!(c.state_num(), 0, "{}", &text[..text.len().min(2000)]);
+}

@@ -269,6 +269,16 @@ fn fast_output(
         crate::service::sys::file::cap::STATUS,
     )
     .ok()?;
+    // The daemon writes the view right after `status.json`, and removes the old one when it
+    // cannot write a new one: a view older than the status is not the current one.
+    let mtime = |p: &Path| {
+        crate::service::sys::file::plain_metadata(p)?
+            .modified()
+            .ok()
+    };
+    if mtime(&st.status_file())? > mtime(&st.ctrl_view_file())? {
+        return None;
+    }
     // The daemon writes valid UTF-8; anything else is not its view.
     let view = crate::logic::ctrl_view::parse(std::str::from_utf8(&bytes).ok()?)?;
     let status = view.status.clone();

@@ -21,6 +21,7 @@
 use crate::logic::staleness::{self, Staleness};
 use crate::model::config::{Services, USERS_HELD};
 use crate::model::duration::human_age;
+use crate::model::env::EnvState;
 use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
 use crate::model::report::Report;
@@ -34,8 +35,117 @@ pub(crate) const LOCAL_HEADER: &str = "<<<local:sep(0)>>>";
 pub(crate) const JOB_SECTION_HEADER: &str = "<<<robotmk_daemon_job:sep(0)>>>";
 
 /// The most the JSON section may carry. Every string in it is already capped
-/// ([`Report::clip`]); this bounds the whole (a status file listing absurdly many jobs).
+/// ([`Report::clip`]); this bounds the whole (jobs with much per-test detail, a status file
+/// listing absurdly many jobs): see [`fit_jobs`].
 pub(crate) const MAX_SECTION: usize = 16 * 1024 * 1024;
+
+/// What the section holds besides the jobs and the environments (daemon, ctrl, the note of
+/// a cut): a few KiB at most.
+const REST_OF_SECTION: usize = 64 * 1024;
+
+/// Bytes `v` takes as JSON, counted without keeping them.
+pub(crate) fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// The bytes the jobs' JSON array may take, next to `envs`: the one rule both paths apply
+/// (the daemon's view, `logic::ctrl_view`, and [`render`]), so that they cut alike.
+pub(crate) fn jobs_budget(envs: &[EnvState]) -> usize {
+    let envs = if envs.is_empty() { 0 } else { json_len(envs) };
+    (MAX_SECTION - REST_OF_SECTION).saturating_sub(envs + 1)
+}
+
+/// The jobs as the JSON section carries them, when all of them whole take more than `budget`
+/// bytes (`None` when they fit): first the per-test detail (`results`, which only the JSON
+/// carries in full) of the jobs with the most of it is left out — their counts stay, and
+/// `results_omitted` says how many tests were left out —, then, if that is not enough, only
+/// the first jobs that fit are kept. The note says what was cut, for the daemon's line.
+///
+/// Only the JSON is cut: the local checks are rendered from the whole jobs, so that every job
+/// shows its latest result whatever the section had to leave out.
+pub(crate) fn fit_jobs(jobs: &[JobStatus], budget: usize) -> Option<(Vec<JobStatus>, String)> {
+    let array = |sizes: &[usize]| sizes.iter().sum::<usize>() + sizes.len().max(1) + 1;
+    let mut sizes: Vec<usize> = jobs.iter().map(json_len).collect();
+    if array(&sizes) <= budget {
+        return None;
+    }
+    let mut fitted = jobs.to_vec();
+    let detail = |j: &JobStatus| {
+        j.last
+            .as_ref()
+            .and_then(|l| l.tests.as_ref())
+            .map_or(0, |t| json_len(&t.results))
+    };
+    // The most detail first; among equals, the later jobs first.
+    let mut order: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (detail(j), i))
+        .filter(|(d, _)| *d > 2)
+        .collect();
+    order.sort_by(|a, b| b.cmp(a));
+    let mut stripped = Vec::new();
+    for (_, i) in order {
+        if array(&sizes) <= budget {
+            break;
+        }
+        if let Some(t) = fitted[i].last.as_mut().and_then(|l| l.tests.as_mut()) {
+            t.results_omitted += t.results.len() as u64;
+            t.results = Vec::new();
+        }
+        sizes[i] = json_len(&fitted[i]);
+        stripped.push(i);
+    }
+    let all = jobs.len();
+    let mut note = format!("the section was cut to stay under {MAX_SECTION} bytes:");
+    if !stripped.is_empty() {
+        stripped.sort_unstable();
+        let names: Vec<&str> = stripped
+            .iter()
+            .take(5)
+            .map(|i| jobs[*i].name.as_str())
+            .collect();
+        let more = stripped.len() - names.len();
+        let _ = write!(
+            note,
+            " the per-test detail of {} of {all} jobs left out ({}{})",
+            stripped.len(),
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if array(&sizes) > budget {
+        // `[`, `]`, the jobs and a comma before each but the first.
+        let (mut keep, mut used) = (0, 2);
+        while keep < all && used + sizes[keep] + usize::from(keep > 0) <= budget {
+            used += sizes[keep] + usize::from(keep > 0);
+            keep += 1;
+        }
+        fitted.truncate(keep);
+        if !stripped.is_empty() {
+            note.push(';');
+        }
+        let _ = write!(note, " the JSON of only the first {keep} of {all} jobs");
+    }
+    note.push_str(" (every job's local check is printed whole)");
+    Some((fitted, note))
+}
 
 /// Both sections, ready to print: every byte printable ([`crate::model::printable`]).
 pub fn render(report: &Report) -> String {
@@ -43,28 +153,23 @@ pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
     out.push('\n');
-    let mut json = serde_json::to_string(report)
+    // The JSON cut to its cap; the local checks from the whole jobs, whatever it left out.
+    let cut = fit_jobs(&report.jobs, jobs_budget(&report.envs)).map(|(jobs, note)| Report {
+        jobs,
+        section_cut: Some(note),
+        ..report.without_jobs()
+    });
+    let shown = cut.as_ref().unwrap_or(report);
+    let json = serde_json::to_string(shown)
         .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}"));
-    let mut jobs = &report.jobs[..];
-    if json.len() > MAX_SECTION {
-        let mut small = report.clone();
-        small.jobs.truncate(MAX_SECTION / 4096);
-        jobs = &report.jobs[..small.jobs.len()];
-        small.config_error = Some(format!(
-            "the section was cut to the first {} of {} jobs (over {MAX_SECTION} bytes)",
-            small.jobs.len(),
-            report.jobs.len()
-        ));
-        json = serde_json::to_string(&small).unwrap_or_default();
-    }
     out.push_str(&json);
     out.push('\n');
     out.push_str(LOCAL_HEADER);
     out.push('\n');
     let instance = report.instance.as_deref().unwrap_or("unknown");
-    out.push_str(&daemon_line(report, instance));
+    out.push_str(&daemon_line(shown, instance));
     out.push('\n');
-    for line in body(jobs, instance) {
+    for line in body(&report.jobs, instance) {
         line.render_into(&mut out, report.generated);
         out.push('\n');
     }
@@ -515,6 +620,11 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     } else {
         healthy_line(r)
     };
+    // Never silently: what the section left out (its local checks are all there, so WARN).
+    let (state, text) = match &r.section_cut {
+        Some(cut) => (state.max(1), format!("{text}; {cut}")),
+        None => (state, text),
+    };
     // One line, and no literal `\n` (a config error quoting `"a\nb"`, a Windows path), which
     // Checkmk would take for the start of the details.
     let text = crate::logic::check_details::text(&text);
@@ -851,6 +961,157 @@ mod tests {
         }
     }
 
+    /// A job named `name` whose latest result has `tests` per-test results of about 400
+    /// bytes each (long names and messages).
+    fn detailed(name: &str, outcome: Outcome, tests: usize) -> JobStatus {
+        let mut j = job(Some(rec(outcome, Utc::now())));
+        j.name = name.into();
+        let t = j.last.as_mut().unwrap().tests.as_mut().unwrap();
+        t.results = (0..tests)
+            .map(|i| crate::model::record::TestResult {
+                suite: "S".into(),
+                name: format!("T{i} {}", "x".repeat(200)),
+                status: if outcome == Outcome::Success {
+                    TestStatus::Pass
+                } else {
+                    TestStatus::Fail
+                },
+                elapsed_s: Some(0.5),
+                message: Some("m".repeat(200)),
+                ..Default::default()
+            })
+            .collect();
+        t.passed = tests as u64;
+        j
+    }
+
+    fn detail_of(j: &JobStatus) -> (usize, u64) {
+        let t = j.last.as_ref().unwrap().tests.as_ref().unwrap();
+        (t.results.len(), t.results_omitted)
+    }
+
+    #[test]
+    fn fitting_leaves_out_the_largest_detail_first_then_jobs() {
+        let jobs = vec![
+            detailed("a", Outcome::Success, 10),
+            detailed("b", Outcome::Success, 30),
+            detailed("c", Outcome::Failure, 20),
+        ];
+        let whole = json_len(&jobs);
+        assert!(fit_jobs(&jobs, whole).is_none());
+        let js = |v: &[JobStatus]| serde_json::to_string(v).unwrap();
+        // One byte short: b's detail (the most) goes, nothing else.
+        let (fitted, note) = fit_jobs(&jobs, whole - 1).expect("a cut");
+        assert_eq!(fitted.len(), 3);
+        assert_eq!(detail_of(&fitted[0]), (10, 0));
+        assert_eq!(detail_of(&fitted[1]), (0, 30));
+        assert_eq!(detail_of(&fitted[2]), (20, 0));
+        assert!(json_len(&fitted) < whole - 1, "{note}");
+        assert_eq!(
+            note,
+            format!(
+                "the section was cut to stay under {MAX_SECTION} bytes: the per-test detail \
+                 of 1 of 3 jobs left out (b) (every job's local check is printed whole)"
+            )
+        );
+        // Room for the jobs without any detail: all of it goes, every job stays.
+        let bare: Vec<JobStatus> = fit_jobs(&jobs, 0).unwrap().0;
+        assert!(bare.is_empty());
+        let mut none = jobs.clone();
+        for j in &mut none {
+            let t = j.last.as_mut().unwrap().tests.as_mut().unwrap();
+            t.results_omitted = t.results.len() as u64;
+            t.results.clear();
+        }
+        let (fitted, note) = fit_jobs(&jobs, json_len(&none)).unwrap();
+        assert_eq!(js(&fitted), js(&none), "{note}");
+        assert!(note.contains("of 3 of 3 jobs left out (a, b, c)"), "{note}");
+        assert!(!note.contains("JSON of only"), "{note}");
+        // Less: the first jobs that fit, and the note says how many.
+        let (fitted, note) = fit_jobs(&jobs, json_len(&none) - 1).unwrap();
+        assert_eq!(js(&fitted), js(&none[..2]), "{note}");
+        assert!(
+            note.ends_with(
+                "left out (a, b, c); the JSON of only the first 2 of 3 jobs \
+                 (every job's local check is printed whole)"
+            ),
+            "{note}"
+        );
+    }
+
+    /// Defect: jobs whose results carry much per-test detail made the section cut to the
+    /// first 4096 jobs, which shrank nothing at 36 (the view was then not written at all),
+    /// and the full path cut the local checks with the JSON, the daemon line staying OK.
+    #[test]
+    fn an_oversized_section_keeps_every_jobs_check_and_says_what_it_cut() {
+        let now = Utc::now();
+        // 40 jobs of about 450 KiB of detail each: 18 MB.
+        let mut jobs: Vec<JobStatus> = (0..40)
+            .map(|i| detailed(&format!("j{i:02}"), Outcome::Success, 1000))
+            .collect();
+        jobs[39] = detailed("j39", Outcome::Failure, 1000);
+        jobs[39]
+            .last
+            .as_mut()
+            .unwrap()
+            .tests
+            .as_mut()
+            .unwrap()
+            .failed = 1000;
+        assert!(json_len(&jobs) > MAX_SECTION);
+        let report = Report {
+            instance: Some("sys".into()),
+            config: "/c".into(),
+            config_error: None,
+            section_cut: None,
+            state_dir: None,
+            daemon: crate::model::report::DaemonReport {
+                running: true,
+                pid: Some(7),
+                ..Default::default()
+            },
+            ctrl: None,
+            jobs: jobs.clone(),
+            envs: Vec::new(),
+            paused: None,
+            config_warnings: Vec::new(),
+            generated: now,
+        };
+        let out = render(&report);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(SECTION_HEADER));
+        let json = lines.next().unwrap();
+        assert!(json.len() <= MAX_SECTION, "{}", json.len());
+        let section: serde_json::Value = serde_json::from_str(json).unwrap();
+        // Every job's JSON stays; the detail of the first ones (equal sizes: the later
+        // first) is what goes.
+        assert_eq!(section["jobs"].as_array().unwrap().len(), 40);
+        assert_eq!(section["config_error"], serde_json::Value::Null);
+        let cut = section["section_cut"].as_str().expect("the note");
+        assert!(cut.contains("the per-test detail of "), "{cut}");
+        let j39 = &section["jobs"][39]["last"]["tests"];
+        assert_eq!(j39["results_omitted"], 1000, "{cut}");
+        assert_eq!(j39["failed"], 1000);
+        let local: Vec<&str> = lines.skip_while(|l| *l != LOCAL_HEADER).skip(1).collect();
+        assert!(
+            local[0].starts_with("1 \"Robotmk sys daemon\" - WARN - running, pid 7")
+                && local[0].ends_with(&format!("; {cut}")),
+            "{}",
+            local[0]
+        );
+        // Every job's check, as it is when nothing is cut, details included.
+        assert_eq!(local.len(), 41);
+        for (j, line) in jobs.iter().zip(&local[1..]) {
+            assert_eq!(*line, job_line(j, "sys", now));
+        }
+        assert!(
+            local[40].starts_with("2 \"Robotmk sys j39\""),
+            "{}",
+            &local[40][..80]
+        );
+        assert!(local[40].contains("\\nFAIL T0 x"), "{}", &local[40][..300]);
+    }
+
     /// Checkmk reads a literal `\n` (backslash, `n`) in a local check's text as the start of
     /// a details line. Only the daemon's own details may make one: a plugin's summary, its
     /// long output, a note or a path that holds one (`C:\new\nightly`) stays one line.
@@ -1028,6 +1289,7 @@ mod tests {
             envs: Vec::new(),
             paused: None,
             config_warnings: Vec::new(),
+            section_cut: None,
             generated: Utc::now(),
         };
         let line = daemon_line(&report, "sys");
@@ -1059,6 +1321,7 @@ mod tests {
             envs: Vec::new(),
             paused: None,
             config_warnings: Vec::new(),
+            section_cut: None,
             generated: now,
         };
         let out = render(&report);

@@ -35,15 +35,23 @@ pub(crate) const MAGIC: &str = "robotmk-ctrl-view 1";
 struct Header {
     /// The status with no jobs and no environments (those follow, pre-rendered).
     status: Status,
-    /// Set when the jobs were cut to keep the section under [`agent::MAX_SECTION`].
+    /// Set when the jobs' JSON was cut to keep the section under [`agent::MAX_SECTION`]
+    /// ([`agent::fit_jobs`]).
     cut: Option<String>,
 }
 
 /// Writes the view of `status` (the daemon's, as it writes `status.json`) to `w`, one line
 /// at a time: the daemon never holds the whole file (as large as `status.json`). The strings
 /// of `status` are cut to the agent's lengths ([`crate::model::report::clip_job`]) on the way.
+/// Fails with `FileTooLarge` when the jobs' JSON is over its cap: [`write_cut`] then cuts it.
 pub(crate) fn write(status: &mut Status, w: &mut dyn Write) -> io::Result<()> {
-    write_cut(status, None, w)
+    write_with(status, false, w)
+}
+
+/// [`write`], with the jobs' JSON cut to its cap as [`agent::render`] cuts it
+/// ([`agent::fit_jobs`]); the local checks stay whole, every job's.
+pub(crate) fn write_cut(status: &mut Status, w: &mut dyn Write) -> io::Result<()> {
+    write_with(status, true, w)
 }
 
 /// Counts what passes, and refuses past `left` bytes (`FileTooLarge`).
@@ -69,12 +77,7 @@ impl Write for Capped<'_> {
     }
 }
 
-pub(crate) fn write_cut(
-    status: &mut Status,
-    keep: Option<usize>,
-    w: &mut dyn Write,
-) -> io::Result<()> {
-    let all = status.jobs.len();
+fn write_with(status: &mut Status, fit: bool, w: &mut dyn Write) -> io::Result<()> {
     status
         .jobs
         .iter_mut()
@@ -83,14 +86,16 @@ pub(crate) fn write_cut(
         .envs
         .iter_mut()
         .for_each(crate::model::report::clip_env);
-    let jobs = &status.jobs[..keep.unwrap_or(all).min(all)];
-    let cut = keep.map(|_| {
-        format!(
-            "the section was cut to the first {} of {all} jobs (over {} bytes)",
-            jobs.len(),
-            agent::MAX_SECTION
-        )
-    });
+    let budget = agent::jobs_budget(&status.envs);
+    let fitted = if fit {
+        agent::fit_jobs(&status.jobs, budget)
+    } else {
+        None
+    };
+    let (jobs, cut) = match fitted {
+        Some((jobs, note)) => (std::borrow::Cow::Owned(jobs), Some(note)),
+        None => (std::borrow::Cow::Borrowed(&status.jobs[..]), None),
+    };
     let header = Header {
         status: Status {
             version: status.version,
@@ -105,20 +110,22 @@ pub(crate) fn write_cut(
     writeln!(w, "{MAGIC}")?;
     serde_json::to_writer(&mut *w, &header)?;
     w.write_all(b"\n")?;
-    // The rest of the section (daemon, ctrl) is a few KiB at most.
+    // The same cap as `agent::render`'s, so that the two cut alike.
     let mut capped = Capped {
         inner: &mut *w,
-        left: agent::MAX_SECTION - 64 * 1024,
+        left: budget,
     };
-    serde_json::to_writer(&mut capped, jobs).map_err(io::Error::from)?;
-    capped.write_all(b"\n")?;
+    serde_json::to_writer(&mut capped, &*jobs).map_err(io::Error::from)?;
+    w.write_all(b"\n")?;
     if !status.envs.is_empty() {
-        serde_json::to_writer(&mut capped, &status.envs).map_err(io::Error::from)?;
+        serde_json::to_writer(&mut *w, &status.envs)?;
     }
     w.write_all(b"\n")?;
+    drop(jobs);
     let mut line = String::new();
     let mut result = Ok(());
-    agent::body_each(jobs, &status.instance, &mut |l| {
+    // Every job's local check, from the whole jobs: a cut leaves out JSON only.
+    agent::body_each(&status.jobs, &status.instance, &mut |l| {
         if result.is_err() {
             return;
         }
@@ -254,7 +261,7 @@ impl View<'_> {
     /// Carries the cut note (if any) into `report`, as [`agent::render`] does.
     pub(crate) fn annotate(&self, report: &mut Report) {
         if self.cut.is_some() {
-            report.config_error.clone_from(&self.cut);
+            report.section_cut.clone_from(&self.cut);
         }
     }
 

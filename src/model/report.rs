@@ -87,6 +87,11 @@ pub struct Report {
     pub(crate) config: PathBuf,
     /// The config as read now (by ctrl or `status`), if it is broken.
     pub(crate) config_error: Option<String>,
+    /// What of the jobs' JSON was left out to keep the section under its cap (ctrl only; see
+    /// `logic::agent::fit_jobs`): the daemon's line says it too, and every job's local check
+    /// is printed whole all the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) section_cut: Option<String>,
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) daemon: DaemonReport,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +138,24 @@ impl<'a> From<&'a Result<Config, ConfigError>> for ConfigView<'a> {
 }
 
 impl Report {
+    /// A copy with no jobs (the rest is small), for a section whose jobs are cut to size.
+    pub(crate) fn without_jobs(&self) -> Report {
+        Report {
+            instance: self.instance.clone(),
+            config: self.config.clone(),
+            config_error: self.config_error.clone(),
+            section_cut: self.section_cut.clone(),
+            state_dir: self.state_dir.clone(),
+            daemon: self.daemon.clone(),
+            ctrl: self.ctrl.clone(),
+            jobs: Vec::new(),
+            envs: self.envs.clone(),
+            paused: self.paused.clone(),
+            config_warnings: self.config_warnings.clone(),
+            generated: self.generated,
+        }
+    }
+
     /// Applies the length caps to every string that came from a file or the config, so
     /// what reaches the agent stays small whatever those files hold.
     pub(crate) fn clip(&mut self) {

@@ -93,6 +93,7 @@ pub fn build_from(
         envs: Vec::new(),
         paused: None,
         config_warnings: Vec::new(),
+        section_cut: None,
         generated: now,
     };
     let Some((_, dir)) = located else {

@@ -3,24 +3,53 @@
 //! tests that hold its output, byte for byte, to the full rendering of a report built from
 //! the state dir.
 
-use crate::logic::agent;
 use crate::logic::ctrl_view::{write, write_cut};
 use crate::model::status::Status;
 use crate::service::state::{write_atomic_with, Durability};
 use std::io;
+use std::path::Path;
 
 /// [`write`] to `path` (the state dir's `ctrl-view`), replaced atomically.
-pub(crate) fn save(mut status: Status, path: &std::path::Path) -> io::Result<()> {
+pub(crate) fn save(mut status: Status, path: &Path) -> io::Result<()> {
+    save_with(path, &mut |cut, w| {
+        if cut {
+            write_cut(&mut status, w)
+        } else {
+            write(&mut status, w)
+        }
+    })
+}
+
+/// [`save`] with the writer given (`true`: cut the jobs' JSON to its cap). When no view can
+/// be written the one before is removed: ctrl's fast path would print it as current (jobs
+/// OK with a result runs old), and without one ctrl takes its full path, which renders the
+/// latest `status.json`.
+fn save_with(
+    path: &Path,
+    write: &mut dyn FnMut(bool, &mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<()> {
     let durability = Durability::NoSync;
-    match write_atomic_with(path, durability, |w| write(&mut status, w)) {
-        // The section must stay under its cap: the jobs that fit, and a note (a status of
-        // absurdly many or large jobs). The file starts over.
+    let r = match write_atomic_with(path, durability, |w| write(false, w)) {
+        // The section must stay under its cap: the jobs' JSON cut as `agent::render` cuts
+        // it, with a note (jobs with much per-test detail, or absurdly many jobs). The file
+        // starts over; the first try spares the daemon the sizing of every job.
         Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
-            let keep = Some(agent::MAX_SECTION / 4096);
-            write_atomic_with(path, durability, |w| write_cut(&mut status, keep, w))
+            write_atomic_with(path, durability, |w| write(true, w))
         }
         r => r,
+    };
+    if let Err(e) = &r {
+        match std::fs::remove_file(path) {
+            Err(gone) if gone.kind() != io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; the previous view stays, and cannot be removed: {gone}"),
+                ));
+            }
+            _ => {}
+        }
     }
+    r
 }
 
 #[cfg(test)]
@@ -198,6 +227,36 @@ mod tests {
         assert_eq!(jobs_of(&parse(&text).unwrap()).len(), 6);
     }
 
+    /// The view saved to a file and printed at `now`, and the full path's output of the same
+    /// status at the same instant (which must be the same).
+    fn both_paths(s: &Status, now: DateTime<Utc>) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctrl-view");
+        save(s.clone(), &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let view = parse(&text).unwrap();
+        assert!(view.jobs.len() < agent::MAX_SECTION, "{}", view.jobs.len());
+        let mut r = report(Some(view.status.clone()), now);
+        view.annotate(&mut r);
+        let got = view.render(&r).unwrap();
+        (got, agent::render(&report(Some(s.clone()), now)))
+    }
+
+    /// `a == b`, or the first line where they differ (the outputs are megabytes).
+    fn assert_same(a: &str, b: &str) {
+        if a != b {
+            let (x, y) = a
+                .lines()
+                .zip(b.lines())
+                .find(|(x, y)| x != y)
+                .unwrap_or_default();
+            let head = |s: &str| s.chars().take(600).collect::<String>();
+            panic!("the paths differ:\n{}\n{}", head(x), head(y));
+        }
+    }
+
+    /// Defect 6: the full path cut the local checks with the JSON (jobs after the 4096th
+    /// vanished) and its daemon line stayed OK, while the view's was CRIT.
     #[test]
     fn the_section_stays_under_its_cap() {
         let now = Utc::now();
@@ -212,29 +271,124 @@ mod tests {
                 j
             })
             .collect();
+        let (out, full) = both_paths(&s, now);
+        assert_same(&out, &full);
+        let json = out.lines().nth(1).unwrap();
+        assert!(json.len() <= agent::MAX_SECTION, "{}", json.len());
+        let kept = serde_json::from_str::<serde_json::Value>(json).unwrap()["jobs"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert!((8000..14_000).contains(&kept), "{kept}");
+        let daemon = out
+            .lines()
+            .find(|l| l.contains("\"Robotmk sys daemon\""))
+            .unwrap();
+        assert!(
+            daemon.starts_with("1 \"Robotmk sys daemon\" - WARN - running")
+                && daemon.ends_with(&format!(
+                    "; the section was cut to stay under {} bytes: the JSON of only the \
+                     first {kept} of 14000 jobs (every job's local check is printed whole)",
+                    agent::MAX_SECTION
+                )),
+            "{daemon}"
+        );
+        // Every job's check, none left out.
+        assert_eq!(out.matches("\"Robotmk sys job").count(), 14_000);
+    }
+
+    /// Defect 1: 36 jobs with much per-test detail made the view over its cap; cut to the
+    /// first 4096 jobs it stayed so, the write failed, and ctrl went on printing the view
+    /// before (the jobs OK with a result runs old, a failed one among them).
+    #[test]
+    fn a_view_of_jobs_with_much_detail_cuts_the_detail_and_shows_every_result() {
+        let now = Utc::now();
+        let mut s = status(now);
+        let one = s.jobs[0].clone();
+        let test = |i: usize, status| TestResult {
+            name: format!("T{i} {}", "x".repeat(200)),
+            suite: "S".into(),
+            status,
+            elapsed_s: Some(0.5),
+            message: Some("m".repeat(200)),
+            ..Default::default()
+        };
+        s.jobs = (1..=36)
+            .map(|i| {
+                let mut j = one.clone();
+                j.name = format!("j{i:02}");
+                let failed = i == 36;
+                let l = j.last.as_mut().unwrap();
+                l.outcome = Some(if failed {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                });
+                let status = if failed {
+                    crate::model::record::TestStatus::Fail
+                } else {
+                    crate::model::record::TestStatus::Pass
+                };
+                l.tests = Some(TestStats {
+                    passed: if failed { 0 } else { 1000 },
+                    failed: if failed { 1000 } else { 0 },
+                    results: (0..1000).map(|t| test(t, status.clone())).collect(),
+                    ..Default::default()
+                });
+                j
+            })
+            .collect();
+        let (out, full) = both_paths(&s, now);
+        assert_same(&out, &full);
+        let json: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(json["jobs"].as_array().unwrap().len(), 36);
+        let cut = json["section_cut"].as_str().unwrap();
+        assert!(cut.contains(" the per-test detail of "), "{cut}");
+        let daemon = out
+            .lines()
+            .find(|l| l.contains("\"Robotmk sys daemon\""))
+            .unwrap();
+        assert!(
+            daemon.starts_with("1 ") && daemon.ends_with(cut),
+            "{daemon}"
+        );
+        let j36 = out
+            .lines()
+            .find(|l| l.contains("\"Robotmk sys j36\""))
+            .unwrap();
+        assert!(
+            j36.starts_with("2 \"Robotmk sys j36\"")
+                && j36.contains("CRIT - last run 5s ago: failure (0 tests passed, 1000 failed"),
+            "{}",
+            &j36[..300]
+        );
+        assert_eq!(out.matches("\"Robotmk sys j").count(), 36);
+    }
+
+    /// A view that cannot be written leaves none behind: ctrl would print the one before as
+    /// current.
+    #[test]
+    fn a_view_that_cannot_be_written_removes_the_one_before() {
+        let now = Utc::now();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ctrl-view");
-        save(s, &path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let view = parse(&text).unwrap();
-        assert!(view.jobs.len() < agent::MAX_SECTION, "{}", view.jobs.len());
-        assert_eq!(jobs_of(&view).len(), agent::MAX_SECTION / 4096);
-        let mut r = report(Some(view.status.clone()), now);
-        view.annotate(&mut r);
-        let out = view.render(&r).unwrap();
-        assert!(
-            out.len() < agent::MAX_SECTION + 4 * 1024 * 1024,
-            "{}",
-            out.len()
-        );
-        assert!(
-            out.contains(
-                "CRIT - config error: the section was cut to the first 4096 of 14000 jobs"
-            ),
-            "{}",
-            &out[out.len() - 500..]
-        );
-        assert_eq!(out.matches("\"Robotmk sys job").count(), 4096);
+        save(status(now), &path).unwrap();
+        assert!(path.exists());
+        let mut tries = Vec::new();
+        let e = save_with(&path, &mut |cut, _| {
+            tries.push(cut);
+            Err(io::Error::new(io::ErrorKind::FileTooLarge, "over its cap"))
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(tries, [false, true]);
+        assert!(!path.exists());
+        // Any other failure too, and no view is no failure of its own.
+        save(status(now), &path).unwrap();
+        let e = save_with(&path, &mut |_, _| Err(io::Error::other("disk full"))).unwrap_err();
+        assert!(e.to_string().ends_with(": disk full"), "{e}");
+        assert!(!path.exists());
+        assert!(save_with(&path, &mut |_, _| Err(io::Error::other("again"))).is_err());
     }
 
     #[test]
