@@ -613,6 +613,15 @@ mod tests {
                 .unwrap()
         };
         let (mut orphan, mut other) = (start(&mine), start("/elsewhere"));
+        // The kernel fills in a new program's environment late in its exec, after `spawn`
+        // returned: an orphan is found once it has one (a deadline, not a sleep).
+        let needle = format!("{}={mine}", super::super::TAG).into_bytes();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !crate::service::sys::has_env(orphan.id(), &needle)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::yield_now();
+        }
         let spawner = Spawner::new().unwrap();
         assert!(spawner.end_leftovers(&mine));
         let ended = orphan.wait().unwrap();
