@@ -618,10 +618,12 @@ fn a_job_runs_as_its_user_who_cannot_touch_the_daemons_files() {
         format!("/nonexistent {RUNNER} {RUNNER}")
     );
     assert_eq!(read("cwd").trim(), work.display().to_string());
-    // Its folder is its own; the record, the output files and the state dir stay root's.
+    // Its folder is its own, and so are its output files (its quota: they stay in the state
+    // dir, out of its reach by path); the record and the state dir stay root's.
     assert_eq!(owner(&work), uid);
     assert_eq!(owner(&run_dir.join("record.json")), 0);
-    assert_eq!(owner(&run_dir.join("stdout.log")), 0);
+    assert_eq!(owner(&run_dir.join("stdout.log")), uid);
+    assert_eq!(owner(&run_dir), 0);
     assert!(!inst.state.join("intruder").exists());
     assert!(
         !work.join("listed").exists(),

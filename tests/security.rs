@@ -1104,6 +1104,40 @@ fn f10_a_user_jobs_runner_gets_nothing_of_roots_environment() {
     assert_users_own_environment(&printed_environment(&inst, "env", 2), "the daemon");
 }
 
+/// What a user job's runner writes to its stdout and stderr counts to that user's disk quota:
+/// the files are opened by root in the state dir (out of the user's reach by path) and given
+/// to the user, so a runner that grows them (`fallocate`), or keeps a descriptor and writes
+/// after its run, uses its own quota, never root's. The record stays root's.
+#[test]
+fn f13_a_user_jobs_output_files_are_the_users() {
+    let Some(a) = attacker() else { return };
+    let inst = open_instance(&format!(
+        "[[job]]\nname = \"out\"\nuser = \"{ATTACKER}\"\n\
+         command = [\"sh\", \"-c\", \"stat -L -c %u /proc/self/fd/1; stat -L -c %u /proc/self/fd/2 >&2\"]\n\
+         every = \"1h\"\n"
+    ));
+    let out = within(
+        Duration::from_secs(60),
+        inst.cmd().args(["run-once", "out"]),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", inst.log());
+    let recs = inst.finished_records("out");
+    let rec = recs.last().expect("a record");
+    let dir = Path::new(rec["run_dir"].as_str().unwrap());
+    use std::os::unix::fs::MetadataExt;
+    for (name, printed) in [("stdout.log", "stdout"), ("stderr.log", "stderr")] {
+        let m = fs::metadata(dir.join(name)).unwrap();
+        assert_eq!(m.uid(), a.uid, "{name} is root's: {rec}");
+        let said = fs::read_to_string(dir.join(name)).unwrap();
+        assert_eq!(
+            said.trim(),
+            a.uid.to_string(),
+            "the runner's {printed} as it saw it"
+        );
+    }
+    assert_eq!(fs::metadata(dir.join("record.json")).unwrap().uid(), 0);
+}
+
 /// Removes the users a test made, whatever happens to it.
 struct UsersMade(Vec<String>);
 

@@ -188,6 +188,23 @@ impl Spawner {
         on_exit: impl FnOnce(u32, ExitInfo) + Send + 'static,
     ) -> io::Result<u32> {
         let p = self.s.prepare(&spec, Inherit::Nothing)?;
+        // What the runner writes is the user's: its output files are opened by root (in the
+        // state dir, where the user cannot reach them by path) and handed over as descriptors,
+        // and given to the user, so that what it writes through them — `fallocate` included,
+        // and after the run through a descriptor it kept — counts to the user's disk quota,
+        // never root's.
+        for f in [&p.out, &p.err] {
+            let (uid, gid) = (
+                rustix::fs::Uid::from_raw(user.uid),
+                rustix::fs::Gid::from_raw(user.gid),
+            );
+            rustix::fs::fchown(f, Some(uid), Some(gid)).map_err(|e| {
+                io::Error::other(format!(
+                    "cannot give the run's output file to uid {}: {e}",
+                    user.uid
+                ))
+            })?;
+        }
         let mut cmd = Command::new(OsStr::from_bytes(p.exe.as_bytes()));
         // The spec's environment and nothing of the daemon's (root's): see `RunSpec::env`.
         cmd.arg0(&spec.argv[0])
