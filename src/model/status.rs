@@ -221,6 +221,10 @@ pub struct DaemonInfo {
     /// `stop`, heartbeat silence, an upgrade), as this one found it in `status.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) previous_stop: Option<LastStop>,
+    /// The zone its cron schedules are evaluated in, in words (`service::zone::in_force`):
+    /// `Europe/Berlin (UTC+01:00), from /etc/localtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time_zone: Option<String>,
 }
 
 /// A daemon that stopped by itself: when (its last status write), why, and what it ran.

@@ -147,6 +147,7 @@ mod tests {
                 starts: Vec::new(),
                 previous_crash: None,
                 previous_stop: None,
+                time_zone: None,
             },
             jobs: vec![fresh, warn, crit, shop, never, unscheduled],
             envs: Vec::new(),
