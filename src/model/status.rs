@@ -294,6 +294,9 @@ pub struct LastRun {
     pub(crate) duration_s: Option<f64>,
     #[serde(default)]
     pub(crate) exit_code: Option<i32>,
+    /// The signal that ended the runner (Unix), as its record says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) signal: Option<i32>,
     #[serde(default)]
     pub(crate) outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +333,7 @@ impl From<&RunRecord> for LastRun {
             finished: r.finished,
             duration_s: r.duration_s,
             exit_code: r.exit_code,
+            signal: r.signal,
             outcome: r.outcome,
             tests: r.tests.clone(),
             note: r.note.clone(),

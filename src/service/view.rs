@@ -50,6 +50,7 @@ mod tests {
             finished: Some(now - secs(ago)),
             duration_s: Some(3.25),
             exit_code: Some(1),
+            signal: None,
             outcome: Some(outcome),
             tests: None,
             note: Some("a note\nwith\r\na newline \"quoted\"".into()),
