@@ -304,6 +304,45 @@ fn a_timed_out_run_gets_one_signal_and_stays_timeout_when_stopped_in_its_grace()
     assert_eq!(api.tests[0].4, "Execution terminated by signal");
 }
 
+/// Issue D9b: a robot that exits 0 without writing output.xml (a wrapper, a stub) tested
+/// nothing: the job is not OK, and the line says why. No real robot needed.
+#[test]
+fn a_robot_that_exits_0_without_a_result_is_not_ok() {
+    use std::os::unix::fs::PermissionsExt;
+    let inst = Instance::new("", "");
+    let stub = inst.dir.path().join("robot");
+    std::fs::write(&stub, "#!/bin/sh\necho fake robot \"$@\"\nexit 0\n").unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = suite(
+        &inst,
+        "s.robot",
+        "*** Test Cases ***\nT\n    No Operation\n",
+    );
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"stub\"\nkind = \"robot\"\nrobot = \"{}\"\nsuite = \"{s}\"\nevery = \"1h\"\ntimeout = \"60s\"\n",
+            stub.display()
+        ),
+    );
+    let out = inst.run(&["run-once", "stub"]);
+    let mut line = String::new();
+    let shown = wait_for(Duration::from_secs(10), || {
+        let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
+        line = local_line(&local_lines(&out), "Robotmk t stub").to_string();
+        !line.is_empty() && !line.contains("no result yet")
+    });
+    assert!(shown, "{line}");
+    assert!(
+        line.starts_with("2 ") && line.contains("robot wrote no result (output.xml)"),
+        "{line}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let rec = &inst.finished_records("stub")[0];
+    assert_eq!(rec["exit_code"], 0, "{rec}");
+    assert_eq!(rec["outcome"], "failure", "{rec}");
+}
+
 #[test]
 fn an_empty_result_says_robot_was_killed_before_writing() {
     let job = "[[job]]\nname = \"zero\"\ncommand = [\"sh\", \"-c\", \": > $ROBOTMK_RUN_DIR/output.xml; kill -9 $$\"]\nresult = \"{run_dir}/output.xml\"\nevery = \"1h\"\n";

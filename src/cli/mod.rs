@@ -455,6 +455,20 @@ pub(crate) fn table(r: &Report) -> String {
         }
     }
     health_lines(&mut o, d);
+    // The running daemon's word; with none running, the host's zone a launch would take.
+    match (&d.time_zone, d.running) {
+        (Some(tz), _) => {
+            let _ = writeln!(o, "cron time:  local time, {tz}");
+        }
+        (None, false) => {
+            let _ = writeln!(
+                o,
+                "cron time:  local time, {} (of a daemon started by ctrl or start)",
+                crate::service::zone::host()
+            );
+        }
+        (None, true) => {}
+    }
     let _ = writeln!(o);
     jobs_table(&mut o, &r.jobs, &s);
     envs_table(&mut o, &r.envs);
@@ -671,6 +685,7 @@ fn print_daemon(cfg: &crate::model::config::Config, runs_can_start: bool) {
             )
         )
     );
+    print_time_zone();
     println!(
         "environments:      built with {}, env_build_timeout {}",
         d.uv.as_ref()
@@ -680,6 +695,21 @@ fn print_daemon(cfg: &crate::model::config::Config, runs_can_start: bool) {
             )),
         crate::model::duration::format(d.env_build_timeout)
     );
+}
+
+/// `check-config`: the zone cron schedules are evaluated in. A daemon ctrl or `start`
+/// launches takes the host's zone; this shell's `TZ` reaches only `start --foreground`.
+fn print_time_zone() {
+    println!(
+        "cron time:         local time, {}",
+        crate::service::zone::host()
+    );
+    if let Some(tz) = crate::service::zone::tz_env() {
+        println!(
+            "                   (TZ={tz} here is not passed on to a daemon ctrl or start launches; \
+             it applies to start --foreground, and to the next due times below)"
+        );
+    }
 }
 
 /// `check-config`: who builds the environments of jobs without a `user` — looked up (and

@@ -694,6 +694,38 @@ fn healthy_line(r: &Report) -> (u8, String) {
     (state, t)
 }
 
+/// `killed by signal 9 (SIGKILL)`: a failed run ended by a signal the daemon did not send
+/// (a timeout's or an admin's stop has its own outcome). Whether it was the OOM killer the
+/// record does not know, so it is not said.
+fn killed_by(last: &crate::model::status::LastRun) -> Option<String> {
+    if last.outcome != Some(Outcome::Failure) {
+        return None;
+    }
+    let sig = last.signal?;
+    Some(match signal_name(sig) {
+        Some(name) => format!("killed by signal {sig} ({name})"),
+        None => format!("killed by signal {sig}"),
+    })
+}
+
+/// The name of signal `sig` where POSIX systems agree on its number.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
 /// The state a job's last result deserves on its own (before staleness).
 fn outcome_state(o: Outcome) -> u8 {
     match o {
@@ -762,8 +794,24 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
                 let _ = write!(text, " (exit code {code})");
             }
         }
+    } else if let Some(sig) = killed_by(last) {
+        // Ended by a signal nobody here sent (the OOM killer, an admin's `kill -9`): the
+        // signal is the cause, not an exit code the runner never gave.
+        match &last.output_head {
+            Some(head) => {
+                let _ = write!(text, " ({sig}: {})", one_line(head, MAX_NOTE));
+            }
+            None => {
+                let _ = write!(text, " ({sig})");
+            }
+        }
     } else if let Some(head) = &last.output_head {
         let _ = write!(text, " ({})", one_line(head, MAX_NOTE));
+    }
+    if last.tests.is_some() {
+        if let Some(sig) = killed_by(last) {
+            let _ = write!(text, ", {sig}");
+        }
     }
     if let Some(n) = last.attempts.filter(|n| *n > 1) {
         let _ = write!(text, " after {n} attempts");
@@ -1173,6 +1221,44 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("3 tests passed"), "{line}");
+    }
+
+    /// Issue D9a: a runner ended by a signal the daemon did not send (the OOM killer's
+    /// SIGKILL) says so in the summary, not only a bare "failure".
+    #[test]
+    fn a_run_killed_by_a_signal_says_which() {
+        let now = Utc::now();
+        let mut r = rec(Outcome::Failure, now);
+        r.exit_code = None;
+        r.signal = Some(9);
+        r.tests = None;
+        let l = job_line(&job(Some(r.clone())), "i", now);
+        assert!(l.starts_with("2 "), "{l}");
+        assert!(
+            l.contains(": failure (killed by signal 9 (SIGKILL))"),
+            "{l}"
+        );
+        r.output_head = Some("allocating".into());
+        let l = job_line(&job(Some(r.clone())), "i", now);
+        assert!(
+            l.contains(": failure (killed by signal 9 (SIGKILL): allocating)"),
+            "{l}"
+        );
+        // A robot run with (partial) test counts: the counts, then the signal.
+        r.output_head = None;
+        r.tests = Some(TestStats {
+            passed: 1,
+            ..Default::default()
+        });
+        r.signal = Some(64);
+        let l = job_line(&job(Some(r.clone())), "i", now);
+        assert!(l.contains("skipped), killed by signal 64"), "{l}");
+        // A timeout's or an admin's stop is the daemon's own signal: its outcome says it.
+        for o in [Outcome::Timeout, Outcome::Killed] {
+            r.outcome = Some(o);
+            let l = job_line(&job(Some(r.clone())), "i", now);
+            assert!(!l.contains("killed by signal"), "{l}");
+        }
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub(crate) struct DaemonReport {
     /// ([`crate::logic::liveness::unstable`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) unstable: Option<String>,
+    /// The zone cron schedules are evaluated in: the running daemon's (it says so in
+    /// `status.json`), else the host's, where ctrl or `start` would launch one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) time_zone: Option<String>,
 }
 
 /// Everything `status --json` prints and ctrl's JSON section carries.

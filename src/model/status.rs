@@ -221,6 +221,10 @@ pub struct DaemonInfo {
     /// `stop`, heartbeat silence, an upgrade), as this one found it in `status.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) previous_stop: Option<LastStop>,
+    /// The zone its cron schedules are evaluated in, in words (`service::zone::in_force`):
+    /// `Europe/Berlin (UTC+01:00), from /etc/localtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time_zone: Option<String>,
 }
 
 /// A daemon that stopped by itself: when (its last status write), why, and what it ran.
@@ -290,6 +294,9 @@ pub struct LastRun {
     pub(crate) duration_s: Option<f64>,
     #[serde(default)]
     pub(crate) exit_code: Option<i32>,
+    /// The signal that ended the runner (Unix), as its record says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) signal: Option<i32>,
     #[serde(default)]
     pub(crate) outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,6 +333,7 @@ impl From<&RunRecord> for LastRun {
             finished: r.finished,
             duration_s: r.duration_s,
             exit_code: r.exit_code,
+            signal: r.signal,
             outcome: r.outcome,
             tests: r.tests.clone(),
             note: r.note.clone(),

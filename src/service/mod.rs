@@ -20,3 +20,4 @@ pub(crate) mod security;
 pub(crate) mod state;
 pub mod sys;
 pub(crate) mod view;
+pub(crate) mod zone;

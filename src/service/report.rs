@@ -164,6 +164,7 @@ fn fill_daemon(r: &mut DaemonReport, s: &Status, st: &StateDir, now: DateTime<Ut
         }
         r.unstable = liveness::unstable(d, now);
         r.behind = d.behind.clone();
+        r.time_zone = d.time_zone.clone();
     } else {
         r.phase = Some(crate::model::status::Phase::Stopped);
         r.reason = d.reason.clone();

@@ -282,6 +282,8 @@ pub(crate) struct Kept {
 struct More {
     /// A run id not of the form `<due>-<n>` (a record written by hand or by another build).
     run_id: Option<String>,
+    /// The signal that ended the runner (rare: kept boxed).
+    signal: Option<i32>,
     tests: Option<TestStats>,
     note: Option<String>,
     log: Option<PathBuf>,
@@ -306,6 +308,7 @@ impl Kept {
             finished: self.finished,
             duration_s: self.duration_s,
             exit_code: self.exit_code,
+            signal: more.and_then(|m| m.signal),
             outcome: self.outcome,
             tests: more.and_then(|m| m.tests.clone()),
             note: more.and_then(|m| m.note.clone()),
@@ -345,6 +348,7 @@ impl From<LastRun> for Kept {
         let seq = seq_of(l.due, &l.run_id);
         let more = More {
             run_id: seq.is_none().then_some(l.run_id),
+            signal: l.signal,
             tests: l.tests,
             note: l.note,
             log: l.log,
@@ -381,6 +385,7 @@ mod tests {
             finished: Some(due + chrono::Duration::nanoseconds(1_234_567_891)),
             duration_s: Some(1.23),
             exit_code: Some(0),
+            signal: None,
             outcome: Some(Outcome::Success),
             tests: None,
             note: None,
@@ -460,6 +465,7 @@ mod tests {
         }
         let mut full = last(&id("1"));
         full.exit_code = Some(1);
+        full.signal = Some(9);
         full.outcome = Some(Outcome::Failure);
         full.note = Some("a note".into());
         full.log = Some("/r/log.html".into());

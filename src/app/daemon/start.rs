@@ -419,6 +419,7 @@ fn daemon_info(
         starts: begun.starts,
         previous_crash: begun.previous_crash,
         previous_stop: begun.previous_stop,
+        time_zone: Some(crate::service::zone::in_force()),
     }
 }
 

@@ -169,6 +169,7 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
     }
     let mut have_result = false;
     let mut empty = false;
+    let mut missing = false;
     match opened
         .map_err(ResultError::open)
         .and_then(|f| read_file(f, &result, &clock))
@@ -177,7 +178,10 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
             have_result = true;
             rec.tests = Some(stats);
         }
-        Err(ResultError::Missing) => add_note(rec, format!("robot wrote no result ({name})")),
+        Err(ResultError::Missing) => {
+            missing = true;
+            add_note(rec, format!("robot wrote no result ({name})"));
+        }
         Err(ResultError::Empty) => {
             // What happened, not a guess: the exit code and the signal say it.
             empty = true;
@@ -201,6 +205,16 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
         if let Some(line) = first_error_line(how.folder, &rec.run_dir) {
             add_note(rec, format!("robot said: {line}"));
         }
+    }
+    // No result at all (none written, or an empty file) is no passed suite: a run that
+    // exited 0 without one fails, as robot's own runs without a result do (exit code 252).
+    // Other unreadable results (too large, broken) keep the exit code's word.
+    if !have_result && (missing || empty) && rec.outcome == Some(Outcome::Success) {
+        rec.outcome = Some(Outcome::Failure);
+        add_note(
+            rec,
+            "a failure: exit code 0, but no result shows that a test passed".to_string(),
+        );
     }
     // The suite decides: a failed test fails the run even when robot exited 0
     // (`--nostatusrc`, or a wrapper that hides the code).
@@ -492,6 +506,29 @@ mod tests {
         std::fs::write(d.join(ATTEMPTS_FILE), " ".repeat(100_000)).unwrap();
         let note = annotated(d, 2, LIMITS).note.unwrap_or_default();
         assert!(note.contains("larger than"), "{note}");
+    }
+
+    /// Issue D9b: a robot run that exited 0 but left no result (none, or an empty file)
+    /// passed no test: a failure, said why; a readable result keeps robot's word.
+    #[test]
+    fn no_result_with_exit_code_0_is_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let rec = annotated(d, 1, LIMITS);
+        assert_eq!(rec.outcome, Some(Outcome::Failure), "{rec:?}");
+        let note = rec.note.unwrap_or_default();
+        assert!(
+            note.contains("robot wrote no result (output.xml)")
+                && note.contains("exit code 0, but no result"),
+            "{note}"
+        );
+        std::fs::write(d.join("output.xml"), "").unwrap();
+        let rec = annotated(d, 1, LIMITS);
+        assert_eq!(rec.outcome, Some(Outcome::Failure), "{rec:?}");
+        std::fs::write(d.join("output.xml"), PASS).unwrap();
+        let rec = annotated(d, 1, LIMITS);
+        assert_eq!(rec.outcome, Some(Outcome::Success), "{rec:?}");
+        assert!(rec.note.is_none(), "{rec:?}");
     }
 
     // Windows extends a file with its clusters allocated: 1 TB would need the disk.

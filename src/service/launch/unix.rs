@@ -14,18 +14,24 @@ use std::process::{Command, Stdio};
 
 /// Environment passed on to a daemon started by systemd-run, which otherwise starts it with
 /// systemd's own minimal environment: runners must find `robot` on the agent's PATH, and the
-/// default state dir depends on `MK_VARDIR`.
+/// default state dir depends on `MK_VARDIR`. Not `TZ`: see [`NOT_PASSED`].
 const PASS_ENV: &[&str] = &[
     "PATH",
     "LANG",
     "LC_ALL",
-    "TZ",
     "HOME",
     "MK_CONFDIR",
     "MK_VARDIR",
     "MK_LOGDIR",
     "ROBOTMK_DAEMON_LOG",
 ];
+
+/// Never passed on to a launched daemon, by either route. `TZ`: cron schedules are in the
+/// host's local time (`/etc/localtime`), as the agent, which runs without `TZ`, sees it; a
+/// daemon must not take the zone of whichever shell's ctrl happened to start it and keep it
+/// until its next restart. A unit or container that wants another zone sets `TZ` for
+/// `start --foreground`, which this does not touch.
+const NOT_PASSED: &[&str] = &["TZ"];
 
 /// The executable the daemon runs from: ctrl's own. Replacing a running binary is fine on
 /// Unix (the old inode lives on), so no copy is needed (Windows makes one).
@@ -115,6 +121,9 @@ fn fork(exe: &Path, args: &[OsString]) -> Result<Launched, LaunchError> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .current_dir("/");
+    for name in NOT_PASSED {
+        cmd.env_remove(name);
+    }
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (setsid, fork, _exit).
     unsafe {
