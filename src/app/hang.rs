@@ -81,7 +81,7 @@ pub(crate) fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement 
 }
 
 /// What [`end`] found or did.
-enum Ending {
+pub(crate) enum Ending {
     /// It answered at the last look and lives on.
     Answered,
     /// A ctrl racing this one ended it first; the next daemon is started as usual.
@@ -113,6 +113,16 @@ enum EndError {
     },
     #[error("pid {pid} was sent the kill and still runs or holds the lock after {secs}s")]
     Lingers { pid: u32, secs: u64 },
+}
+
+/// `stop --now` past its timeout: ends the daemon `d` that left `beat` (the stop's own)
+/// unanswered, with the same last look, `start.lock` and verified kill as ctrl.
+pub(crate) fn end_unanswering(
+    st: &StateDir,
+    d: &DaemonInfo,
+    beat: SystemTime,
+) -> Result<Ending, String> {
+    end(st, d, beat).map_err(|e| e.to_string())
 }
 
 /// Ends the daemon `d` that leaves `beat` unanswered.
