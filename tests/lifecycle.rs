@@ -446,17 +446,6 @@ fn a_daemon_slow_to_start_is_not_launched_twice() {
     );
 }
 
-/// Unmounts the test's tmpfs when dropped, also when the test panics, after ending what still
-/// runs from it (runners there do not name the instance's temp dir). Declared before the
-/// instance, so it drops after the instance has ended its daemon.
-struct Mount(std::path::PathBuf);
-impl Drop for Mount {
-    fn drop(&mut self) {
-        end_processes_of(&self.0);
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// A full disk is when an admin stops things (issue s11 D2): `stop --now` that cannot write
 /// its request still ends the daemon and its run, by a signal that needs no disk.
 #[test]
@@ -469,20 +458,7 @@ fn stop_now_ends_the_daemon_and_its_run_when_the_state_disk_is_full() {
         .tempdir()
         .unwrap();
     let fs = root.path().join("fs");
-    std::fs::create_dir(&fs).unwrap();
-    let mounted = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=4m,nr_inodes=1000,mode=0700",
-            "tmpfs",
-        ])
-        .arg(&fs)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(mounted, "mount -t tmpfs failed");
-    let _mount = Mount(fs.clone());
+    let tmpfs = Tmpfs::mount(&fs, "size=4m,nr_inodes=1000");
     let job = "[[job]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"sleep 300 & sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n";
     let mut inst = Instance::new("", "");
     inst.state = fs.join("state");
@@ -498,15 +474,7 @@ fn stop_now_ends_the_daemon_and_its_run_when_the_state_disk_is_full() {
         "the run never started"
     );
     let pgid = inst.records("long")[0]["pid"].as_u64().unwrap() as u32;
-    // No inode, then no byte left.
-    let mut files = 0;
-    while std::fs::File::create(fs.join(format!("f{files}"))).is_ok() {
-        files += 1;
-    }
-    if let Ok(mut f) = std::fs::File::create(fs.join("f0")) {
-        let chunk = vec![0u8; 64 * 1024];
-        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
-    }
+    let files = tmpfs.fill();
     assert!(
         std::fs::write(fs.join("state/probe"), b"x").is_err(),
         "the disk is not full"
