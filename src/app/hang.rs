@@ -1,7 +1,8 @@
 //! ctrl's part of the liveness protocol (see `logic::liveness`): before it beats, it judges
 //! the daemon that holds the lock and, past `hang_timeout`, ends it — after one last look,
 //! by a kill to a PID that `sys::is_instance_daemon` verified, under `start.lock` so racing
-//! ctrls end it one at a time.
+//! ctrls end it one at a time. `stop --now` ends a daemon that did not answer its own beat
+//! the same way ([`end_unanswering`]).
 
 use crate::logic::liveness::{utc, ANSWER_GRACE};
 use crate::model::status::DaemonInfo;
