@@ -327,6 +327,66 @@ fn status_says_an_upgrade_stopped_the_daemon_and_when() {
     assert!(run(&["stop", "--now"]).status.success());
 }
 
+/// An upgrade on a full state disk (issue s11 D2): the new build's ctrl cannot write the
+/// stop request, so it signals the verified old daemon, which stops after its runs; once
+/// there is space again the next ctrl starts the new build.
+#[test]
+fn an_upgrade_on_a_full_state_disk_still_retires_the_old_daemon() {
+    if !common::require_root("mounting a small tmpfs to fill the state dir's file system") {
+        return;
+    }
+    let root = tempfile::Builder::new()
+        .prefix("rmkd-full-")
+        .tempdir()
+        .unwrap();
+    let tmpfs = common::Tmpfs::mount(&root.path().join("fs"), "size=4m,nr_inodes=1000");
+    let mut inst = Instance::new("", "");
+    inst.state = tmpfs.0.join("state");
+    inst.write_config("", IDLE);
+    let bin = inst.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let installed = bin.join("robotmk-daemon");
+    let old = older_build_at(&installed);
+    let run = |args: &[&str]| {
+        std::process::Command::new(&installed)
+            .arg("--config")
+            .arg(&inst.config)
+            .args(args)
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .env_remove("MK_CONFDIR")
+            .env_remove("MK_VARDIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["ctrl"]).status.success());
+    assert_eq!(inst.status_json()["daemon"]["build"], old.as_str());
+    let pid = inst.daemon_pid().unwrap();
+    let files = tmpfs.fill();
+
+    install_bytes(&installed, &std::fs::read(common::BIN).unwrap());
+    let out = run(&["ctrl"]);
+    assert!(out.status.success(), "{out:?}");
+    let note = common::parse_section(&text(&out.stdout))["ctrl"]["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("ctrl on a full disk ({files} files to fill it): {note}");
+    assert!(
+        note.contains("could not be written") && note.contains("signalled"),
+        "{note}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !common::pid_alive(pid)),
+        "the old daemon (pid {pid}) still runs after the upgrade"
+    );
+    tmpfs.empty();
+    assert!(run(&["ctrl"]).status.success());
+    let s = inst.status_json();
+    assert_eq!(s["daemon"]["build"], env!("CARGO_PKG_VERSION"), "{s}");
+    assert!(run(&["stop", "--now"]).status.success());
+}
+
 /// `--help` and the README say what the tests above show the commands do.
 #[test]
 fn help_and_readme_tell_the_admins_first_hour_as_it_behaves() {

@@ -445,3 +445,109 @@ fn a_daemon_slow_to_start_is_not_launched_twice() {
         "the daemon removes the marker once it holds its lock"
     );
 }
+
+/// A full disk is when an admin stops things (issue s11 D2): `stop --now` that cannot write
+/// its request still ends the daemon and its run, by a signal that needs no disk.
+#[test]
+fn stop_now_ends_the_daemon_and_its_run_when_the_state_disk_is_full() {
+    if !require_root("mounting a small tmpfs to fill the state dir's file system") {
+        return;
+    }
+    let root = tempfile::Builder::new()
+        .prefix("rmkd-full-")
+        .tempdir()
+        .unwrap();
+    let fs = root.path().join("fs");
+    let tmpfs = Tmpfs::mount(&fs, "size=4m,nr_inodes=1000");
+    let job = "[[job]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"sleep 300 & sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n";
+    let mut inst = Instance::new("", "");
+    inst.state = fs.join("state");
+    inst.write_config("heartbeat_timeout = \"1m\"", job);
+    let pid = inst.ctrl_json()["daemon"]["pid"]
+        .as_u64()
+        .expect("a daemon") as u32;
+    assert!(
+        wait_for(Duration::from_secs(5), || inst
+            .records("long")
+            .first()
+            .is_some_and(|r| r["pid"].is_u64())),
+        "the run never started"
+    );
+    let pgid = inst.records("long")[0]["pid"].as_u64().unwrap() as u32;
+    let files = tmpfs.fill();
+    assert!(
+        std::fs::write(fs.join("state/probe"), b"x").is_err(),
+        "the disk is not full"
+    );
+    let t = Instant::now();
+    let out = inst.run(&["stop", "--now", "--timeout", "10s"]);
+    eprintln!(
+        "stop --now on a full disk ({files} files to fill it) took {:?}: {out:?}",
+        t.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot write the stop request") && err.contains("signalling the daemon"),
+        "{err}"
+    );
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(3)),
+        "the daemon (pid {pid}) outlived stop --now"
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || !group_has_live_members(pgid)),
+        "the run's process group outlived stop --now"
+    );
+    let log = inst.log();
+    assert!(log.contains("stop --now requested (by signal"), "{log}");
+}
+
+/// A daemon that gives up at start-up says why on the daemon line of the ctrl that launched
+/// it (issue s11 D7), and the next ctrl names that cause too: a hard descriptor limit of 12
+/// leaves it none for its signal handlers.
+#[test]
+fn a_daemon_that_cannot_start_says_why_on_the_daemon_line() {
+    use std::os::unix::process::CommandExt;
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);
+    let mut cmd = inst.cmd();
+    cmd.arg("ctrl");
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 12,
+                rlim_max: 12,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let out = cmd.output().expect("ctrl");
+    eprintln!("ctrl with 12 descriptors took {:?}", t.elapsed());
+    assert!(out.status.success(), "{out:?}");
+    let line = local_lines(&text(&out.stdout))
+        .into_iter()
+        .next()
+        .expect("a daemon line");
+    eprintln!("{line}");
+    assert!(line.starts_with("2 \"Robotmk t daemon\""), "{line}");
+    assert!(
+        line.contains("cannot start the daemon") && line.contains("Too many open files"),
+        "{line}"
+    );
+    // With the usual limit the next ctrl starts one, and says what ended the one before.
+    let out = inst.ctrl();
+    let line = local_lines(&text(&out.stdout))
+        .into_iter()
+        .next()
+        .expect("a daemon line");
+    eprintln!("{line}");
+    assert!(
+        line.contains("exited with code 1: ") && line.contains("Too many open files"),
+        "{line}"
+    );
+}

@@ -373,3 +373,64 @@ fn check_config_says_what_hang_timeout_does() {
         assert!(text.contains(want), "{setting:?}: {text}");
     }
 }
+
+/// `stop` of a frozen daemon (issue s11 D5): without `--now` it says the daemon does not
+/// answer and how to end it; with `--now`, past the timeout, it ends it as ctrl ends a hung
+/// daemon (verified PID, SIGKILL), and the next daemon adopts its run as after a crash.
+#[test]
+fn stop_now_ends_a_frozen_daemon_and_the_next_daemon_adopts_its_run() {
+    let job = "[[job]]\nname = \"long\"\ncommand = [\"sh\", \"-c\", \"sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"\nhang_timeout = \"0\"", job);
+    let pid = started(&inst);
+    assert!(
+        wait_for(Duration::from_secs(5), || inst
+            .records("long")
+            .first()
+            .is_some_and(|r| r["pid"].is_u64())),
+        "the run never started"
+    );
+    let pgid = inst.records("long")[0]["pid"].as_u64().unwrap() as u32;
+    let _stopped = Stopped::new(pid);
+
+    let out = inst.run(&["stop", "--timeout", "2s"]);
+    let err = text(&out.stderr);
+    eprintln!("stop: {out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        err.contains(&format!("(pid {pid}) did not answer")) && err.contains("stop --now"),
+        "{err}"
+    );
+    assert!(pid_alive(pid), "a polite stop ended the daemon");
+
+    let t = Instant::now();
+    let out = inst.run(&["stop", "--now", "--timeout", "2s"]);
+    eprintln!("stop --now took {:?}: {out:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("(pid {pid}) did not answer")) && said.contains("ended it"),
+        "{said}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || !pid_alive(pid)),
+        "the frozen daemon still lives"
+    );
+    // Its run goes on, and the next daemon adopts it.
+    assert!(group_has_live_members(pgid), "the run died with its daemon");
+    let (j, _) = ctrl(&inst);
+    assert_eq!(j["daemon"]["running"], true, "{j}");
+    assert_ne!(j["daemon"]["pid"].as_u64(), Some(pid as u64), "{j}");
+    assert!(
+        wait_for(Duration::from_secs(5), || inst
+            .log()
+            .contains("adopting a run still in flight")),
+        "no adoption in the log:\n{}",
+        inst.log()
+    );
+    let out = inst.run(&["stop", "--now", "--timeout", "5s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        wait_for(Duration::from_secs(3), || !group_has_live_members(pgid)),
+        "the adopted run outlived stop --now"
+    );
+}

@@ -141,7 +141,8 @@ fn wait_until_ready(
             .flatten()
             .is_some_and(|s| s.daemon.started >= launch_time)
     };
-    // A daemon that refused its config says why in `start-error` (and exits).
+    // A daemon that refused its config, or failed past it, says why in `start-error` (and
+    // exits).
     let refused = || {
         crate::service::state::read_json::<crate::model::request::StartFailure>(
             &st.start_error_file(),
@@ -155,7 +156,10 @@ fn wait_until_ready(
             break;
         }
         if let Some(f) = refused() {
-            return Err(StartError::Config(f.error));
+            return Err(match f.stage {
+                crate::model::request::StartStage::Config => StartError::Config(f.error),
+                crate::model::request::StartStage::Setup => StartError::Failed(f.error),
+            });
         }
         if Instant::now() >= deadline {
             let more = format!(
@@ -212,17 +216,30 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
     );
     // The PID comes from a file: signal it only if that process is this program holding this
     // instance's lock (the daemon also watches for the stop request file and reads it at once).
-    if written.is_ok()
-        && crate::service::sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file())
-    {
-        let _ = crate::service::sys::signal_stop(d.pid);
-    }
-    Some(match written {
-        Ok(()) => format!(
+    // Without a request (a full disk) the signal alone asks it to stop politely: an upgrade
+    // is still applied, only the reason it records is the signal's.
+    let verified = crate::service::sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file());
+    let signalled = if verified {
+        crate::service::sys::signal_stop(d.pid).map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "pid {} is not verified as this instance's daemon",
+            d.pid
+        ))
+    };
+    Some(match (written, signalled) {
+        (Ok(()), _) => format!(
             "the daemon runs build {}, this ctrl is build {me}: asked it to stop after its runs; the next ctrl starts {me}",
             d.build
         ),
-        Err(e) => format!("the daemon runs older build {}, but the stop request failed: {e}", d.build),
+        (Err(e), Ok(())) => format!(
+            "the daemon runs build {}, this ctrl is build {me}: the stop request could not be written ({e}), so it was signalled to stop after its runs; the next ctrl starts {me}",
+            d.build
+        ),
+        (Err(e), Err(s)) => format!(
+            "the daemon runs older build {}, but the stop request failed: {e}; nor could it be signalled: {s}",
+            d.build
+        ),
     })
 }
 

@@ -1,7 +1,8 @@
 //! ctrl's part of the liveness protocol (see `logic::liveness`): before it beats, it judges
 //! the daemon that holds the lock and, past `hang_timeout`, ends it — after one last look,
 //! by a kill to a PID that `sys::is_instance_daemon` verified, under `start.lock` so racing
-//! ctrls end it one at a time.
+//! ctrls end it one at a time. `stop --now` ends a daemon that did not answer its own beat
+//! the same way ([`end_unanswering`]).
 
 use crate::logic::liveness::{utc, ANSWER_GRACE};
 use crate::model::status::DaemonInfo;
@@ -81,7 +82,7 @@ pub(crate) fn judge(st: &StateDir, hang_timeout: Option<Duration>) -> Judgement 
 }
 
 /// What [`end`] found or did.
-enum Ending {
+pub(crate) enum Ending {
     /// It answered at the last look and lives on.
     Answered,
     /// A ctrl racing this one ended it first; the next daemon is started as usual.
@@ -113,6 +114,16 @@ enum EndError {
     },
     #[error("pid {pid} was sent the kill and still runs or holds the lock after {secs}s")]
     Lingers { pid: u32, secs: u64 },
+}
+
+/// `stop --now` past its timeout: ends the daemon `d` that left `beat` (the stop's own)
+/// unanswered, with the same last look, `start.lock` and verified kill as ctrl.
+pub(crate) fn end_unanswering(
+    st: &StateDir,
+    d: &DaemonInfo,
+    beat: SystemTime,
+) -> Result<Ending, String> {
+    end(st, d, beat).map_err(|e| e.to_string())
 }
 
 /// Ends the daemon `d` that leaves `beat` unanswered.

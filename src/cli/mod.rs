@@ -303,21 +303,56 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
             return 1;
         }
     }
+    let status: Option<crate::model::status::Status> =
+        state::read_json(&st.status_file()).ok().flatten();
+    // Only ever a PID verified as this instance's daemon is signalled or ended.
+    let daemon = status
+        .map(|s| s.daemon)
+        .filter(|d| sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()));
+    // A beat of this command's own: whether the daemon answers it tells, past the timeout, a
+    // daemon that is busy ending its runs from one that is frozen or hung. Setting an mtime
+    // needs no free space.
+    let beat = st
+        .touch_heartbeat()
+        .ok()
+        .and_then(|()| st.heartbeat_mtime());
     let req = StopRequest {
         mode: if now { StopMode::Now } else { StopMode::Drain },
         requested: Utc::now(),
         upgrade_to: None,
     };
-    if let Err(e) = state::write_json(&st.stop_file(), &req, Durability::NoSync) {
-        eprintln!("robotmk-daemon: cannot write the stop request: {e}");
-        return 1;
-    }
-    // Wake the daemon at once instead of at its next look at the stop file.
-    let status: Option<crate::model::status::Status> =
-        state::read_json(&st.status_file()).ok().flatten();
-    if let Some(d) = status.map(|s| s.daemon) {
-        if sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()) {
-            let _ = sys::signal_stop(d.pid);
+    match state::write_json(&st.stop_file(), &req, Durability::NoSync) {
+        // Wake the daemon at once instead of at its next look at the stop file.
+        Ok(()) => {
+            if let Some(d) = &daemon {
+                let _ = sys::signal_stop(d.pid);
+            }
+        }
+        // A full disk is when an admin stops things: the signal needs no disk. SIGTERM alone
+        // means a polite stop; `--now` has a signal of its own.
+        Err(e) => {
+            let Some(d) = &daemon else {
+                eprintln!(
+                    "robotmk-daemon: cannot write the stop request: {e}; and the daemon's PID is not known or not verified, so it cannot be signalled instead"
+                );
+                return 1;
+            };
+            eprintln!(
+                "robotmk-daemon: cannot write the stop request: {e}; signalling the daemon (pid {}) instead",
+                d.pid
+            );
+            let sent = if now {
+                sys::signal_stop_now(d.pid)
+            } else {
+                sys::signal_stop(d.pid)
+            };
+            if let Err(e) = sent {
+                eprintln!(
+                    "robotmk-daemon: cannot signal the daemon (pid {}): {e}",
+                    d.pid
+                );
+                return 1;
+            }
         }
     }
     let deadline = Instant::now() + timeout;
@@ -328,23 +363,84 @@ fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
         }
         if Instant::now() >= deadline {
             progress.finish();
-            let r: Option<crate::model::status::Status> =
-                state::read_json(&st.status_file()).ok().flatten();
-            let inflight: usize = r
-                .map(|s| s.jobs.iter().map(|j| j.running.len()).sum())
-                .unwrap_or(0);
-            eprintln!(
-                "robotmk-daemon: daemon for instance {instance} still running after {} ({inflight} run(s) in flight){}",
-                crate::model::duration::format(timeout),
-                if now { "" } else { "; use --now to end them" }
-            );
-            return 1;
+            return stop_overdue(&st, &instance, now, timeout, beat);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     progress.finish();
     println!("daemon for instance {instance} stopped");
     0
+}
+
+/// `stop` past its timeout with the daemon still running. A daemon that has not answered
+/// this command's beat is frozen or hung: with `--now` it is ended as ctrl ends one past
+/// `hang_timeout` (a verified PID, SIGKILL; the next daemon adopts its runs as after a
+/// crash); without, the admin is told so and how to end it.
+fn stop_overdue(
+    st: &StateDir,
+    instance: &str,
+    now: bool,
+    timeout: Duration,
+    beat: Option<std::time::SystemTime>,
+) -> i32 {
+    let r: Option<crate::model::status::Status> =
+        state::read_json(&st.status_file()).ok().flatten();
+    let inflight: usize = r
+        .as_ref()
+        .map(|s| s.jobs.iter().map(|j| j.running.len()).sum())
+        .unwrap_or(0);
+    let after = crate::model::duration::format(timeout);
+    let silent = r
+        .as_ref()
+        .map(|s| &s.daemon)
+        .zip(beat)
+        .filter(|(d, beat)| d.acks_heartbeat && st.heartbeat_ack() != Some(*beat));
+    let Some((d, beat)) = silent else {
+        eprintln!(
+            "robotmk-daemon: daemon for instance {instance} still running after {after} ({inflight} run(s) in flight){}",
+            if now { "" } else { "; use --now to end them" }
+        );
+        return 1;
+    };
+    let silent = format!(
+        "the daemon for instance {instance} (pid {}) did not answer within {after}",
+        d.pid
+    );
+    if !now {
+        eprintln!("robotmk-daemon: {silent} (frozen or hung?); `stop --now` ends it");
+        return 1;
+    }
+    match crate::app::hang::end_unanswering(st, d, beat) {
+        Ok(crate::app::hang::Ending::Ended) => {
+            let why = format!("{silent} to stop --now; stop ended it");
+            // For the next daemon's log and daemon line: the one ended could not write it.
+            let _ =
+                state::write_atomic(&st.restart_note_file(), why.as_bytes(), Durability::NoSync);
+            println!(
+                "{silent}: ended it (SIGKILL){}",
+                if inflight > 0 {
+                    format!("; its {inflight} run(s) in flight go on, and the daemon the next ctrl starts adopts them")
+                } else {
+                    String::new()
+                }
+            );
+            0
+        }
+        Ok(crate::app::hang::Ending::Gone) => {
+            println!("daemon for instance {instance} stopped");
+            0
+        }
+        Ok(crate::app::hang::Ending::Answered) => {
+            eprintln!(
+                "robotmk-daemon: daemon for instance {instance} still running after {after} ({inflight} run(s) in flight); it answers, so it was not ended"
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("robotmk-daemon: {silent}; not ended: {e}");
+            1
+        }
+    }
 }
 
 /// The progress line of `stop` on a terminal: what the daemon still waits for.

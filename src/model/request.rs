@@ -2,11 +2,26 @@
 //! request) and what a daemon that could not start leaves for the ctrl that launched it.
 
 /// Why a daemon could not start, for the ctrl that launched it (`start-error`): a config
-/// the daemon rejects though ctrl could not tell (ctrl does not look users up).
+/// the daemon rejects though ctrl could not tell (ctrl does not look users up), or a failure
+/// past the config (signal handlers, the watcher: a low descriptor limit, say).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct StartFailure {
     pub(crate) at: chrono::DateTime<chrono::Utc>,
     pub(crate) error: String,
+    /// Where it failed; files of older builds carry config errors only.
+    #[serde(default)]
+    pub(crate) stage: StartStage,
+}
+
+/// Where a daemon's start failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StartStage {
+    /// Its config was refused: ctrl reports a config error.
+    #[default]
+    Config,
+    /// With a valid config, holding the instance lock: the daemon cannot start.
+    Setup,
 }
 
 /// How a stop request wants the daemon to stop.

@@ -461,3 +461,57 @@ pub fn output_within(limit: Duration, cmd: &mut Command) -> (Output, Duration) {
     let took = t.elapsed();
     (out.join().unwrap().unwrap(), took)
 }
+
+/// A small tmpfs mounted for one test (a file system to fill up), unmounted when dropped,
+/// also when the test panics, after ending what still runs from it (runners there need not
+/// name the instance's temp dir). Declare it before the instance, so it drops after the
+/// instance has ended its daemon.
+#[cfg(unix)]
+pub struct Tmpfs(pub PathBuf);
+
+#[cfg(unix)]
+impl Tmpfs {
+    /// Mounts a tmpfs with `opts` (`size=4m,nr_inodes=1000`) on the new folder `dir`; needs
+    /// root (the caller checks with [`require_root`]).
+    pub fn mount(dir: &Path, opts: &str) -> Tmpfs {
+        std::fs::create_dir(dir).expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("{opts},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mount -t tmpfs on {} failed", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Takes every inode, then every byte: no file can be created or grown. Returns how many
+    /// files that took.
+    pub fn fill(&self) -> usize {
+        let mut files = 0;
+        while std::fs::File::create(self.0.join(format!("filler{files}"))).is_ok() {
+            files += 1;
+        }
+        if let Ok(mut f) = std::fs::File::create(self.0.join("filler0")) {
+            let chunk = vec![0u8; 64 * 1024];
+            while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+        }
+        files
+    }
+
+    /// Gives the space back.
+    pub fn empty(&self) {
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("filler") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        end_processes_of(&self.0);
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -335,6 +335,19 @@ impl Daemon {
         }
     }
 
+    /// SIGUSR2 (the stop-now event on Windows): `stop --now` that could not write its request
+    /// (a full disk). A request that is there all the same is claimed first (an upgrade's
+    /// reason, say), then the runs in flight are ended, whatever the request said.
+    pub(super) fn on_stop_now_signal(&mut self) {
+        self.check_stop_request();
+        info!(
+            "stop --now signalled: ending {} runs in flight",
+            self.table.in_flight()
+        );
+        self.end_all_runs();
+        self.drain("stop --now requested (by signal: the stop request could not be written)");
+    }
+
     /// The instance is guarded by the lock on `daemon.lock`; if that file was removed or
     /// replaced (the state dir deleted, say), the next ctrl would find no lock and start a
     /// second daemon. Take the lock on the file now at that path if nobody holds it (the

@@ -157,11 +157,19 @@ fn judge(
     };
     match &prev.ended {
         Some(e) if e.code == 0 => None,
-        Some(e) => Some(crash(
-            format!("exited with code {}", e.code),
-            Some(e.at),
-            false,
-        )),
+        // A daemon that gave up says why on stderr (`cannot install signal handlers: …`).
+        Some(e) => {
+            let mut cause = match left(prev.pid).last {
+                Some(l) => format!(
+                    "exited with code {}: {}",
+                    e.code,
+                    l.strip_prefix("robotmk-daemon: ").unwrap_or(&l)
+                ),
+                None => format!("exited with code {}", e.code),
+            };
+            crate::model::clip::clip(&mut cause, 600);
+            Some(crash(cause, Some(e.at), false))
+        }
         None => {
             let l = left(prev.pid);
             Some(

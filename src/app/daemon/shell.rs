@@ -175,6 +175,7 @@ impl Daemon {
         match ev {
             Event::Exited { pid, exit } => self.on_exit(pid, exit),
             Event::Control(ControlSignal::Stop) => self.on_stop_signal(),
+            Event::Control(ControlSignal::StopNow) => self.on_stop_now_signal(),
             Event::Control(ControlSignal::Reload) => self.reload_config(true),
             Event::Control(ControlSignal::Requests) => self.ingest_requests(),
             Event::Control(ControlSignal::Changed) => self.control.changed = true,

@@ -140,6 +140,16 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         error!("daemon cannot start: {e}");
         eprintln!("robotmk-daemon: {e}");
         if opts.oneshot.is_none() {
+            // For the ctrl that launched it, which waits for the lock and a status and would
+            // otherwise only see no daemon. Written while this process holds the lock, in the
+            // state dir it checked; whatever `new` had opened is closed by now (a descriptor
+            // limit is a common cause).
+            let failure = crate::model::request::StartFailure {
+                at: Utc::now(),
+                error: e.clone(),
+                stage: crate::model::request::StartStage::Setup,
+            };
+            let _ = state::write_json(&st_kept.start_error_file(), &failure, Durability::NoSync);
             lifecycle::end(&st_kept, 1);
         }
         SetupError::Exit(1)
@@ -170,6 +180,7 @@ fn load_config(opts: &Options) -> Result<Config, SetupError> {
         let failure = crate::model::request::StartFailure {
             at: Utc::now(),
             error: e.to_string(),
+            stage: crate::model::request::StartStage::Config,
         };
         let _ = state::write_json(&st.start_error_file(), &failure, Durability::NoSync);
         // The launch is over: the next ctrl launches again (and learns why).

@@ -86,6 +86,9 @@ impl ProcessId {
 pub(crate) enum ControlSignal {
     /// SIGTERM/SIGINT (Unix), the stop event (Windows): read the stop request and stop.
     Stop,
+    /// SIGUSR2 (Unix), the stop-now event (Windows): stop, ending the runs in flight, with
+    /// or without a stop request (`stop --now` when the request cannot be written).
+    StopNow,
     /// SIGHUP: re-read the config now (Unix only; Windows has no such signal, its daemon
     /// sees the config and the requests change through its watcher).
     #[cfg_attr(windows, allow(dead_code))]

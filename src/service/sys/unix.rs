@@ -35,6 +35,13 @@ pub(crate) fn signal_stop(pid: u32) -> io::Result<()> {
     kill(pid, Signal::TERM)
 }
 
+/// Tells the daemon with this (verified) PID to stop now, ending its runs (SIGUSR2): the
+/// way `stop --now` reaches it when the stop-request file cannot be written (a full disk),
+/// since SIGTERM without a request means a polite stop.
+pub(crate) fn signal_stop_now(pid: u32) -> io::Result<()> {
+    kill(pid, Signal::USR2)
+}
+
 /// Tells the daemon with this (verified) PID that a `run-once` request waits (SIGUSR1), so
 /// it starts the run at once instead of at its next look.
 pub(crate) fn signal_requests(pid: u32) {
@@ -117,8 +124,9 @@ pub(crate) fn close_inherited_fds() {
 pub(crate) fn forward_control_signals(
     f: impl Fn(super::ControlSignal) + Send + 'static,
 ) -> io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])?;
     std::thread::Builder::new()
         .name("signals".into())
         .stack_size(64 * 1024)
@@ -127,6 +135,7 @@ pub(crate) fn forward_control_signals(
                 f(match sig {
                     SIGHUP => super::ControlSignal::Reload,
                     SIGUSR1 => super::ControlSignal::Requests,
+                    SIGUSR2 => super::ControlSignal::StopNow,
                     _ => super::ControlSignal::Stop,
                 });
             }

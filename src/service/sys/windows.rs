@@ -103,18 +103,30 @@ pub(crate) fn handle_start_time(h: HANDLE) -> Option<u64> {
     (ok != 0).then(|| filetime(created))
 }
 
-fn stop_event_names(pid: u32) -> [String; 2] {
+/// The names of the daemon's stop event (`now`: its stop-now event).
+fn stop_event_names(pid: u32, now: bool) -> [String; 2] {
+    let what = if now { "stopnow" } else { "stop" };
     [
-        format!("Global\\robotmk-daemon-stop-{pid}"),
-        format!("Local\\robotmk-daemon-stop-{pid}"),
+        format!("Global\\robotmk-daemon-{what}-{pid}"),
+        format!("Local\\robotmk-daemon-{what}-{pid}"),
     ]
 }
 
 /// Asks the daemon with this PID to stop by setting its named stop event (its handler reads
 /// the stop-request file to learn whether to drain or end runs now).
 pub(crate) fn signal_stop(pid: u32) -> io::Result<()> {
+    set_stop_event(pid, false)
+}
+
+/// Tells the daemon with this (verified) PID to stop now, ending its runs (its stop-now
+/// event): the way `stop --now` reaches it when the stop-request file cannot be written.
+pub(crate) fn signal_stop_now(pid: u32) -> io::Result<()> {
+    set_stop_event(pid, true)
+}
+
+fn set_stop_event(pid: u32, now: bool) -> io::Result<()> {
     let mut last = io::Error::from(io::ErrorKind::NotFound);
-    for name in stop_event_names(pid) {
+    for name in stop_event_names(pid, now) {
         let w = wide(&name);
         // SAFETY: OpenEventW with a NUL-terminated name; the result is checked and owned.
         match OwnedHandle::new(unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, w.as_ptr()) }) {
@@ -188,7 +200,7 @@ pub(crate) fn close_inherited_fds() {
 /// Creates the stop event: SYSTEM, administrators and the owner may set it, so an admin's
 /// `stop` reaches a SYSTEM daemon. Falls back to the default security if the descriptor
 /// cannot be built.
-fn create_stop_event(pid: u32) -> io::Result<OwnedHandle> {
+fn create_stop_event(pid: u32, now: bool) -> io::Result<OwnedHandle> {
     let sddl = wide("D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
     let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
     // SAFETY: a NUL-terminated SDDL string and a valid out pointer; the descriptor is freed
@@ -208,7 +220,7 @@ fn create_stop_event(pid: u32) -> io::Result<OwnedHandle> {
     };
     let sa_ptr: *const SECURITY_ATTRIBUTES = if have_sd { &sa } else { std::ptr::null() };
     let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
-    for name in stop_event_names(pid) {
+    for name in stop_event_names(pid, now) {
         let w = wide(&name);
         // SAFETY: CreateEventW (auto-reset, not signalled) with valid attributes or NULL and a
         // NUL-terminated name.
@@ -234,35 +246,44 @@ fn create_stop_event(pid: u32) -> io::Result<OwnedHandle> {
     result
 }
 
-/// Forwards the named stop event to `f` as [`super::ControlSignal::Stop`], from a thread that
-/// sleeps in `WaitForSingleObject` until the event is set (no periodic wake-ups).
+/// Forwards the named stop event to `f` as [`super::ControlSignal::Stop`] and the stop-now
+/// event as [`super::ControlSignal::StopNow`], each from a thread that sleeps in
+/// `WaitForSingleObject` until its event is set (no periodic wake-ups).
 pub(crate) fn forward_control_signals(
-    f: impl Fn(super::ControlSignal) + Send + 'static,
+    f: impl Fn(super::ControlSignal) + Send + Sync + 'static,
 ) -> io::Result<()> {
-    let ev = match create_stop_event(std::process::id()) {
-        Ok(ev) => ev,
-        Err(e) => {
-            // Not fatal: the daemon watches the stop file anyway.
-            tracing::warn!(
-                "cannot create the stop event ({e}); stop requests go by the stop file only"
-            );
-            return Ok(());
-        }
-    };
-    std::thread::Builder::new()
-        .name("stop-event".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let ev = ev;
-            loop {
-                // SAFETY: a valid event handle owned by this thread for the life of the process.
-                let r = unsafe { WaitForSingleObject(ev.0, INFINITE) };
-                if r != WAIT_OBJECT_0 {
-                    return;
-                }
-                f(super::ControlSignal::Stop);
+    let f = std::sync::Arc::new(f);
+    for (now, sig) in [
+        (false, super::ControlSignal::Stop),
+        (true, super::ControlSignal::StopNow),
+    ] {
+        let ev = match create_stop_event(std::process::id(), now) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Not fatal: the daemon watches the stop file anyway.
+                tracing::warn!(
+                    "cannot create the stop event ({e}); stop requests go by the stop file only"
+                );
+                continue;
             }
-        })?;
+        };
+        let f = std::sync::Arc::clone(&f);
+        std::thread::Builder::new()
+            .name("stop-event".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let ev = ev;
+                loop {
+                    // SAFETY: a valid event handle owned by this thread for the life of the
+                    // process.
+                    let r = unsafe { WaitForSingleObject(ev.0, INFINITE) };
+                    if r != WAIT_OBJECT_0 {
+                        return;
+                    }
+                    f(sig);
+                }
+            })?;
+    }
     Ok(())
 }
 
