@@ -649,17 +649,26 @@ fn healthy_line(r: &Report) -> (u8, String) {
             let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
         }
     }
-    if let Some(phase) = d
-        .phase
-        .as_ref()
-        .filter(|p| **p != crate::model::status::Phase::Running)
-    {
-        let _ = write!(t, ", {phase}");
-        if let Some(why) = &d.reason {
-            let _ = write!(t, " ({why})");
-        }
-    }
     let mut state = 0;
+    match d.phase.as_ref() {
+        // No job starts while it drains (a stop, an upgrade, a handover): never OK, and the
+        // line says why, whatever path of ctrl renders it.
+        Some(crate::model::status::Phase::Draining) => {
+            state = 1;
+            let _ = write!(
+                t,
+                ", draining: no run starts until the runs in flight end ({})",
+                d.reason.as_deref().unwrap_or("no reason given")
+            );
+        }
+        Some(phase) if *phase != crate::model::status::Phase::Running => {
+            let _ = write!(t, ", {phase}");
+            if let Some(why) = &d.reason {
+                let _ = write!(t, " ({why})");
+            }
+        }
+        _ => {}
+    }
     if let Some(behind) = &d.behind {
         // Past the rate of runs the machine sustains: never silently (issue 25).
         state = 1;

@@ -308,7 +308,14 @@ pub(crate) fn locate_daemon(path: &Path) -> Option<(String, PathBuf)> {
     let path = absolute(path);
     let text = read_text(&path)?;
     let table = parsing::daemon_table(&text);
-    daemon_location(&path, &table)
+    let located = daemon_location(&path, &table)?;
+    // Nothing in it names an instance (see `parsing::EMPTY`): the default one's daemon is
+    // looked for where its state dir exists (the default deployment, caught mid-write), and
+    // none is made for it.
+    if parsing::is_empty(&text) && !located.1.is_dir() {
+        return None;
+    }
+    Some(located)
 }
 
 fn daemon_location(path: &Path, table: &toml::Table) -> Option<(String, PathBuf)> {
@@ -380,6 +387,32 @@ mod tests {
         assert_eq!(
             other_instances_in(&path, &std::fs::read_to_string(&path).unwrap()),
             [absolute(&dir.path().join("u/state"))]
+        );
+    }
+
+    #[test]
+    fn an_empty_config_is_an_error_that_names_no_instance() {
+        for text in [
+            "",
+            "\n  \n",
+            "\u{feff}# only a comment\r\n\t# and another\n",
+        ] {
+            let e = p(text).unwrap_err().to_string();
+            assert!(e.contains("the config is empty"), "{text:?}: {e}");
+        }
+        // The packaged starter config and the example are configs.
+        assert!(p("[daemon]\n").is_ok());
+        for starter in [
+            include_str!("../../packaging/robotmk-daemon.toml"),
+            include_str!("../../examples/robotmk-daemon.toml"),
+        ] {
+            assert!(!parsing::is_empty(starter));
+        }
+        // ctrl's fast path finds no daemon in it (the full path, only an existing default
+        // state dir: tests/drain.rs).
+        assert_eq!(
+            locate_daemon_in(Path::new("/etc/c.toml"), "# emptied\n"),
+            None
         );
     }
 

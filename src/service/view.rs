@@ -260,6 +260,34 @@ mod tests {
     /// Defect 6: the full path cut the local checks with the JSON (jobs after the 4096th
     /// vanished) and its daemon line stayed OK, while the view's was CRIT.
     #[test]
+    fn a_draining_daemon_is_warn_and_says_why_on_both_paths() {
+        let now = Utc::now();
+        let mut s = status(now);
+        s.daemon.phase = Phase::Draining;
+        s.daemon.reason = Some("the config now names instance web2 with state dir /s2".into());
+        // A draining daemon plans nothing (see `build_status`).
+        s.jobs.iter_mut().for_each(|j| j.next_due = None);
+        let text = String::from_utf8(render(s.clone())).unwrap();
+        let expected = agent::render(&report(Some(s.clone()), now));
+        let view = parse(&text).expect("a view");
+        let mut r = report(Some(view.status.clone()), now);
+        view.annotate(&mut r);
+        let got = view.render(&r).expect("renders");
+        assert_eq!(got, expected);
+        let line = got
+            .lines()
+            .find(|l| l.contains("\"Robotmk sys daemon\""))
+            .expect("a daemon line");
+        assert!(
+            line.starts_with("1 \"Robotmk sys daemon\" - WARN - running, pid 42")
+                && line.ends_with(
+                    ", draining: no run starts until the runs in flight end (the config now names instance web2 with state dir /s2)"
+                ),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn the_section_stays_under_its_cap() {
         let now = Utc::now();
         let mut s = status(now);

@@ -373,6 +373,8 @@ impl Daemon {
             }
             Ok(None) if self.phase == Phase::Running => {
                 self.drain("the lock file was replaced and another daemon holds it now");
+                // That daemon runs (and records) the due times from now.
+                self.drained.another_runs_them = true;
             }
             Ok(None) => {}
             Err(e) if self.phase == Phase::Running => {
@@ -461,8 +463,14 @@ impl Daemon {
                     new.daemon.state_dir.display()
                 );
                 self.drain(&why);
+                self.drained.handing_over = true;
             }
             return;
+        }
+        // Named again before the handover's drain ended (an edit taken back, a file restored):
+        // this daemon goes on (see `drain`).
+        if self.phase == Phase::Draining && self.drained.handing_over {
+            self.undrain();
         }
         self.control.users_stamp = config::users_stamp(&new);
         self.apply_config(new);

@@ -208,6 +208,11 @@ impl Finisher {
         self.shared.stopping.begin(grace);
     }
 
+    /// The stop is called off (see `Daemon::undrain`).
+    pub(super) fn cancel_stop(&self) {
+        self.shared.stopping.cancel();
+    }
+
     pub(super) fn stopping(&self) -> &Stopping {
         &self.shared.stopping
     }

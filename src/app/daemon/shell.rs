@@ -119,6 +119,8 @@ pub(crate) struct Daemon {
     pub(super) clock_behind: Option<chrono::DateTime<chrono::Utc>>,
     /// The boot clock and the wall clock at the last pass (see `clock_set_forward`).
     pub(super) clock_ref: Option<(std::time::Duration, chrono::DateTime<chrono::Utc>)>,
+    /// While draining: a handover to call off, the due times missed (see `drain`).
+    pub(super) drained: super::drained::Drained,
 }
 
 impl Daemon {
@@ -132,7 +134,11 @@ impl Daemon {
             self.after_spawns();
             self.enforce_deadlines();
             if (self.phase == Phase::Draining || self.oneshot) && self.table.is_done() {
-                break;
+                // Their records, if any, are written before the exit.
+                self.settle_drain_missed();
+                if self.table.is_done() {
+                    break;
+                }
             }
             self.prepare_upcoming();
             self.update_backlog();
@@ -196,8 +202,14 @@ impl Daemon {
         if !self.control.sees_clock_changes() {
             wake = wake.min(now_i + CLOCK_CAP);
         }
-        if self.phase == Phase::Running {
-            let jobs = self.jobs.values().map(|js| (&js.slots, js.wants_folder()));
+        // Draining: no folder is prepared, but each due time is taken as it passes (see
+        // `drain`), never silently dropped.
+        let running = self.phase == Phase::Running;
+        if running || !self.oneshot {
+            let jobs = self
+                .jobs
+                .values()
+                .map(|js| (&js.slots, running && js.wants_folder()));
             if let Some(at) = scheduler::next_wake(jobs, PREPARE_AHEAD) {
                 let until = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 wake = wake.min(now_i + until);
@@ -244,6 +256,7 @@ impl Daemon {
     /// Fires every job whose time has come.
     fn fire_due(&mut self) {
         if self.phase != Phase::Running {
+            self.pass_while_draining();
             return;
         }
         let now = Utc::now();
@@ -355,6 +368,12 @@ impl Daemon {
     /// Stop starting runs; drop the queue (recorded as skipped); exit once runs are done.
     pub(super) fn drain(&mut self, reason: &str) {
         if self.phase == Phase::Draining {
+            // A handover's drain that now has another cause too (a stop, a stale heartbeat)
+            // is no longer called off when the config names this daemon again.
+            if std::mem::take(&mut self.drained.handing_over) {
+                info!("draining: {reason} (besides the handover, which is no longer called off)");
+                self.set_draining(reason);
+            }
             return;
         }
         info!(

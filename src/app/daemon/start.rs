@@ -319,6 +319,7 @@ impl Daemon {
             idle_since: Daemon::idle_at_start(std::time::Instant::now()),
             clock_behind: None,
             clock_ref: None,
+            drained: Default::default(),
             control,
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),

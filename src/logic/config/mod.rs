@@ -50,6 +50,22 @@ pub(crate) struct Draft {
     pub(crate) needs: Vec<Need>,
 }
 
+/// Why a file with nothing in it is no config. TOML takes it for one (every setting at its
+/// default), but a file is empty for a moment while it is rewritten in place (`cat >`, an
+/// editor, config management, a full disk leaving 0 bytes): taken as meant, it would hand a
+/// daemon over to the default instance, or remove every job.
+pub(crate) const EMPTY: &str = "the config is empty (no [daemon] table and no [[job]], only \
+     whitespace or comments): a file being rewritten, or a write that failed? An empty file \
+     is never taken for a config; a config without jobs still has its [daemon] table";
+
+/// Whether `text` has nothing in it at all: only whitespace and comments (see [`EMPTY`]).
+pub(crate) fn is_empty(text: &str) -> bool {
+    text.trim_start_matches('\u{feff}').lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#')
+    })
+}
+
 /// Parses and validates config text. `path` is used for messages; relative paths in the file
 /// are relative to `base` (the config's folder, absolute); `now` is when a cron job's default
 /// timeout (its interval) is measured.
@@ -59,6 +75,9 @@ pub(crate) fn parse(
     text: &str,
     now: DateTime<Utc>,
 ) -> Result<Draft, ConfigError> {
+    if is_empty(text) {
+        return Err(plain(path, EMPTY.to_string()));
+    }
     let loc = Locator { path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);

@@ -7,21 +7,32 @@
 pub(crate) use crate::model::limits::Limits;
 use std::cell::Cell;
 use std::io::{self, Read};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The daemon's stop as the readers see it: once begun, a read gets at most `grace` more
 /// (counted from the stop or from its own start, whichever is later), so that `stop` and
-/// SIGTERM end the daemon within its grace whatever a parse is doing.
+/// SIGTERM end the daemon within its grace whatever a parse is doing. A stop called off (a
+/// handover undone: the config names the daemon's instance again) bounds no later check.
 #[derive(Debug, Default)]
 pub(crate) struct Stopping {
-    at: OnceLock<(Instant, Duration)>,
+    at: Mutex<Option<(Instant, Duration)>>,
 }
 
 impl Stopping {
     /// The daemon stops now; reads have `grace` left. Only the first call counts.
     pub(crate) fn begin(&self, grace: Duration) {
-        let _ = self.at.set((Instant::now(), grace));
+        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        at.get_or_insert((Instant::now(), grace));
+    }
+
+    /// The stop is called off: reads are bound by their own limits again.
+    pub(crate) fn cancel(&self) {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn get(&self) -> Option<(Instant, Duration)> {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -109,8 +120,8 @@ impl<'a> Clock<'a> {
         let trip = if now.duration_since(self.start) > self.limits.max_time {
             Some(Trip::Time)
         } else {
-            match self.stopping.and_then(|s| s.at.get()) {
-                Some(&(at, grace)) if now.duration_since(at.max(self.start)) > grace => {
+            match self.stopping.and_then(Stopping::get) {
+                Some((at, grace)) if now.duration_since(at.max(self.start)) > grace => {
                     Some(Trip::Stop)
                 }
                 _ => None,

@@ -31,6 +31,14 @@ impl Daemon {
         self.shown.owe();
     }
 
+    /// A drain called off (see `drain`): runs start again.
+    pub(super) fn set_running(&mut self) {
+        self.phase = Phase::Running;
+        self.shown.info.phase = crate::model::status::Phase::Running;
+        self.shown.info.reason = None;
+        self.shown.owe();
+    }
+
     /// The loop has ended: the last status says so.
     pub(super) fn set_stopped(&mut self) {
         self.shown.info.phase = crate::model::status::Phase::Stopped;
