@@ -1236,6 +1236,32 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
         newest("", &ran_as(heir.clone())).is_none(),
         "a run ran as the uid's new owner"
     );
+    // A reload asked for meanwhile (SIGHUP) finds the same: the jobs stay held, and no edit
+    // was rejected (there was none).
+    let reloads = |log: &str| log.matches("config reloaded").count();
+    let before = reloads(&inst.log());
+    let pid = inst.daemon_pid().expect("a daemon runs");
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let log = inst.log();
+            reloads(&log) > before || log.contains("config edit rejected")
+        }),
+        "the reload was not seen: {}",
+        inst.log()
+    );
+    line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+    assert!(
+        !inst.log().contains("config edit rejected")
+            && line.starts_with("1 ")
+            && line.contains("the user database changed"),
+        "{line}\n{}",
+        inst.log()
+    );
     // The user is back (with a uid of its own): the job runs again, the line clears.
     assert!(Command::new("userdel")
         .arg(&heir)

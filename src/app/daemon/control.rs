@@ -421,7 +421,14 @@ impl Daemon {
             // The config as it was, but a user it names is gone: its jobs are held (never
             // run) rather than run on as that user's old uid, which the host may give to
             // someone else; the error stays on the daemon line until the user is back.
-            Err(e) if users_changed && !edited => {
+            // A reload (SIGHUP) while they are held finds the same: not an edit to reject.
+            Err(e)
+                if !edited
+                    && (users_changed
+                        || self.shown.info().config_error.as_deref().is_some_and(|e| {
+                            e.starts_with(crate::logic::agent::USERS_CHANGED)
+                        })) =>
+            {
                 let msg = format!("{}: {e}", crate::logic::agent::USERS_CHANGED);
                 match config::load_with(&self.cfg.path, crate::model::config::Users::LookUpOrHold) {
                     Ok(held) => {
