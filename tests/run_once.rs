@@ -244,3 +244,40 @@ fn on_a_terminal_run_once_says_what_the_run_waits_for() {
     let _ = block.wait();
     kill9(guard);
 }
+
+/// What `run-once` printed is what the agent sees next: once it returns, ctrl shows that run,
+/// not the one before it (the daemon writes the record first and its status after).
+#[test]
+fn ctrl_right_after_run_once_shows_that_run() {
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    let flag = inst.dir.path().join("fail-now");
+    // Other jobs make the status (and ctrl's view) larger, its write later.
+    let mut jobs = format!(
+        "[[job]]\nname = \"flip\"\ncommand = [\"sh\", \"-c\", \"test ! -e {}\"]\nevery = \"1h\"\n",
+        flag.display()
+    );
+    for i in 0..200 {
+        jobs.push_str(&format!(
+            "[[job]]\nname = \"other{i}\"\ncommand = [\"true\"]\nevery = \"1h\"\n"
+        ));
+    }
+    inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
+    assert!(inst.ctrl().status.success());
+    for round in 0..8 {
+        let failing = round % 2 == 1;
+        if failing {
+            std::fs::write(&flag, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&flag);
+        }
+        let out = inst.run(&["run-once", "flip"]);
+        assert_eq!(out.status.code(), Some(i32::from(failing)), "{out:?}");
+        let text = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+        let line = local_lines(&text)
+            .into_iter()
+            .find(|l| l.contains("\"Robotmk t flip\""))
+            .unwrap_or_else(|| panic!("no line for flip:\n{text}"));
+        let want = if failing { "2 " } else { "0 " };
+        assert!(line.starts_with(want), "round {round}: {line}");
+    }
+}

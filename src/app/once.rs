@@ -202,7 +202,35 @@ fn follow(st: &StateDir, job: &str, id: &str, requests: Option<&Path>) -> i32 {
     progress.finish();
     out.finish(&mut std::io::stdout());
     err.finish(&mut std::io::stderr());
+    if requests.is_some() {
+        await_published(st, job, &finished.run_id);
+    }
     report(&finished)
+}
+
+/// How long run-once waits for the daemon to publish the run it printed (see
+/// [`await_published`]).
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Waits (at most [`PUBLISH_PATIENCE`]) until the daemon's status shows run `run_id` as the
+/// job's latest: the daemon writes the record first and its status (and ctrl's view) after,
+/// so an admin's `ctrl` right after `run-once` returned showed the run before (a re-verifier
+/// saw that 11 times in 20, and for 1-2 s with a 30 MB view). A run that never becomes the
+/// latest (a newer one finished first) costs the whole wait, which is rare and bounded.
+fn await_published(st: &StateDir, job: &str, run_id: &str) {
+    let t0 = Instant::now();
+    while t0.elapsed() < PUBLISH_PATIENCE && lock::is_held(&st.lock_file()).unwrap_or(false) {
+        let published = crate::service::report::read_status(st).is_some_and(|s| {
+            s.jobs
+                .iter()
+                .filter(|j| j.name == job)
+                .any(|j| j.last.as_ref().is_some_and(|l| l.run_id == run_id))
+        });
+        if published {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
 }
 
 /// Whether the daemon's status still lists run `run_id` of `job` as running (or cannot be
