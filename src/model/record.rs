@@ -114,7 +114,8 @@ fn is_zero(n: &u64) -> bool {
 /// prints from the daemon's memory or from `status.json`, where JSON's lack of infinity
 /// made it `null`.
 pub(crate) fn known_seconds(v: f64) -> Option<f64> {
-    (v.is_finite() && v >= 0.0).then_some(v)
+    // `+ 0.0`: a `-0` (`elapsed="-0"`) is zero, not `runtime=-0.000`.
+    (v.is_finite() && v >= 0.0).then_some(v + 0.0)
 }
 
 /// An elapsed time read back from a record or `status.json`: [`known_seconds`] or none, for
@@ -481,6 +482,8 @@ mod tests {
         assert_eq!(known_seconds(f64::INFINITY), None);
         assert_eq!(known_seconds(f64::NAN), None);
         assert_eq!(known_seconds(0.0), Some(0.0));
+        // Not `-0`: it would print as `runtime=-0.000`.
+        assert!(known_seconds(-0.0).is_some_and(|v| v.is_sign_positive()));
     }
     #[test]
     fn a_trigger_is_spelt_in_the_log_as_in_the_record() {
