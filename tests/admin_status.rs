@@ -281,18 +281,7 @@ fn status_says_an_upgrade_stopped_the_daemon_and_when() {
     let installed = bin.join("robotmk-daemon");
     let old = older_build_at(&installed);
     let new = env!("CARGO_PKG_VERSION");
-    let run = |args: &[&str]| {
-        std::process::Command::new(&installed)
-            .arg("--config")
-            .arg(&inst.config)
-            .args(args)
-            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
-            .env_remove("MK_CONFDIR")
-            .env_remove("MK_VARDIR")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_installed(&inst, &installed, args);
     assert!(run(&["ctrl"]).status.success());
     let s = inst.status_json();
     assert_eq!(s["daemon"]["build"], old.as_str(), "{s}");
@@ -347,18 +336,7 @@ fn an_upgrade_on_a_full_state_disk_still_retires_the_old_daemon() {
     std::fs::create_dir(&bin).unwrap();
     let installed = bin.join("robotmk-daemon");
     let old = older_build_at(&installed);
-    let run = |args: &[&str]| {
-        std::process::Command::new(&installed)
-            .arg("--config")
-            .arg(&inst.config)
-            .args(args)
-            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
-            .env_remove("MK_CONFDIR")
-            .env_remove("MK_VARDIR")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_installed(&inst, &installed, args);
     assert!(run(&["ctrl"]).status.success());
     assert_eq!(inst.status_json()["daemon"]["build"], old.as_str());
     let pid = inst.daemon_pid().unwrap();
@@ -450,4 +428,23 @@ fn help_and_readme_tell_the_admins_first_hour_as_it_behaves() {
     );
     let check = help("check-config");
     assert!(check.contains("warnings, on stderr"), "{check}");
+}
+
+/// Runs the build installed at `installed` (a copy, as an upgrade leaves it) on `inst`'s
+/// config, outside systemd and the agent's variables.
+fn run_installed(
+    inst: &Instance,
+    installed: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(installed)
+        .arg("--config")
+        .arg(&inst.config)
+        .args(args)
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
 }
