@@ -1655,3 +1655,269 @@ fn a_users_deep_tree_in_a_failed_builds_venv_is_removed_without_a_crash() {
     assert!(line.starts_with('0'), "{line}");
     assert!(!line.contains("crash"), "{line}");
 }
+
+/// Removes the user a test made, whatever happens to it.
+struct UserMade(String);
+
+impl Drop for UserMade {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+/// A job whose account expired is held (tests/security.rs f12); it asks for no environment.
+/// Its requirements changed meanwhile are built by no one: not by the build user (the held
+/// job has no `user` while held), whose sealed environment its user could not even open. Once
+/// the account is valid again, the job runs in an environment its own user built: no run
+/// fails on another builder's environment.
+#[test]
+fn a_held_jobs_changed_requirements_build_nothing_and_it_runs_in_its_users_environment_after() {
+    if !is_root() {
+        require_tool(false, "root (a user is created and expired)");
+        return;
+    }
+    let Some(kit) = kit() else { return };
+    if system_user(BUILDER).is_none()
+        || !require_tool(Path::new("/usr/bin/python3").is_file(), "/usr/bin/python3")
+    {
+        return;
+    }
+    let user = format!("rmkd-held{}", std::process::id() % 100_000);
+    let _made = UserMade(user.clone());
+    let out = Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin", &user])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "useradd: {out:?}");
+    let chage = |expire: &str| {
+        let out = Command::new("chage")
+            .args(["-E", expire, &user])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chage -E {expire}: {out:?}");
+    };
+    let uid = String::from_utf8_lossy(
+        &Command::new("id")
+            .args(["-u", &user])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let own = format!("{user} (uid {uid})");
+    let daemon = tool_line(&kit, true);
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let req = inst.dir.path().join("r.txt");
+    std::fs::write(&req, requirements(&kit, "mypkg==1.0")).unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}python = \"/usr/bin/python3\"\nuser = \"{user}\"\n",
+            job("h", "r.txt", "2s")
+        ),
+    );
+    start(&inst);
+    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| {
+        ran(&inst, "h")
+            .into_iter()
+            .filter(|r| r["run_id"].as_str().unwrap_or("") > after && pick(r))
+            .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
+    };
+    let id_of = |r: &Value| r["run_id"].as_str().unwrap().to_string();
+    let runs = || {
+        ran(&inst, "h")
+            .iter()
+            .map(|r| format!("{} {} {}", r["run_id"], r["outcome"], r["note"]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let ok_with = |v: &'static str| {
+        // Robot wrote it beside its result, in the user's folder.
+        move |r: &Value| {
+            r["outcome"] == "success"
+                && r["result"].as_str().is_some_and(|p| {
+                    std::fs::read_to_string(Path::new(p).with_file_name("version.txt"))
+                        .is_ok_and(|got| got == v)
+                })
+        }
+    };
+    assert!(
+        wait_for(Duration::from_secs(120), || newest("", &ok_with("1.0"))
+            .is_some()),
+        "{}\n{}",
+        runs(),
+        inst.log()
+    );
+    // Expired: held, then its requirements change.
+    chage("0");
+    let why = format!("account {user} expired on 1970-01-01");
+    let held = |r: &Value| {
+        r["outcome"] == "error"
+            && r["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("not run") && n.contains(&why))
+    };
+    let mut first = None;
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            first = newest("", &held);
+            first.is_some()
+        }),
+        "{}",
+        runs()
+    );
+    let first = id_of(&first.unwrap());
+    write_atomic(&req, &requirements(&kit, "mypkg==2.0"));
+    // Due runs go on being held (never waiting for an environment), and nothing is built:
+    // not by the build user, not for the held job at all.
+    let edited = id_of(&newest("", &held).unwrap());
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            ran(&inst, "h")
+                .iter()
+                .filter(|r| r["run_id"].as_str().unwrap_or("") > edited.as_str() && held(r))
+                .count()
+                >= 2
+        }),
+        "{}",
+        runs()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let log = inst.log();
+    let foreign: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("building a Python environment") && !l.contains(&own))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "built for the held job by another builder: {foreign:?}"
+    );
+    let builders: Vec<Value> = envs(&inst).iter().map(|e| e["builder"].clone()).collect();
+    assert!(
+        builders.iter().all(|b| b.as_str() == Some(&own)),
+        "{builders:?}"
+    );
+    let building = log.matches("building a Python environment").count();
+    // The job's line says why it is held, and nothing of an environment or a result.
+    let ctrl = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let line = local_lines(&ctrl)
+        .into_iter()
+        .find(|l| l.contains("\"Robotmk t h\""))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&why)
+            && line.ends_with("not run")
+            && !line.contains("environment")
+            && !line.contains("build_user"),
+        "{line}"
+    );
+    assert!(newest(&first, &|r| !held(r)).is_none(), "{}", runs());
+    // Valid again: the job runs, in its own user's environment (the new requirements, once
+    // built); no run fails on an environment someone else built.
+    let last_held = id_of(&newest("", &held).unwrap());
+    chage("-1");
+    assert!(
+        wait_for(Duration::from_secs(120), || newest(
+            &last_held,
+            &ok_with("2.0")
+        )
+        .is_some()),
+        "{}\n{}",
+        runs(),
+        inst.log()
+    );
+    let bad = newest(&last_held, &|r| r["outcome"] != "success");
+    assert!(bad.is_none(), "{}\n{}", runs(), inst.log());
+    let log = inst.log();
+    assert!(
+        log.matches("building a Python environment").count() > building,
+        "{log}"
+    );
+    let foreign: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("building a Python environment") && !l.contains(&own))
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:?}");
+    let builders: Vec<Value> = envs(&inst).iter().map(|e| e["builder"].clone()).collect();
+    assert!(
+        !builders.is_empty() && builders.iter().all(|b| b.as_str() == Some(&own)),
+        "{builders:?}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
+/// The same with no build user on the host: the held job's changed requirements are no
+/// failed build of the build user's, and its runs say why it is held, never that
+/// "environments of jobs without a `user` are built as" someone missing.
+#[test]
+fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
+    if !is_root() {
+        require_tool(false, "root (a user is created and expired)");
+        return;
+    }
+    let Some(kit) = kit() else { return };
+    if !require_tool(Path::new("/usr/bin/python3").is_file(), "/usr/bin/python3") {
+        return;
+    }
+    let user = format!("rmkd-heldb{}", std::process::id() % 100_000);
+    let _made = UserMade(user.clone());
+    let out = Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin", &user])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "useradd: {out:?}");
+    let daemon = "uv = \"off\"\nbuild_user = \"rmkd-no-such-builder\"\n";
+    let inst = Instance::new(daemon, "");
+    setup(&inst);
+    let req = inst.dir.path().join("r.txt");
+    std::fs::write(&req, requirements(&kit, "mypkg==1.0")).unwrap();
+    let out = Command::new("chage")
+        .args(["-E", "0", &user])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chage: {out:?}");
+    inst.write_config(
+        daemon,
+        &format!(
+            "{}python = \"/usr/bin/python3\"\nuser = \"{user}\"\n",
+            job("h", "r.txt", "1s")
+        ),
+    );
+    start(&inst);
+    let why = format!("account {user} expired on 1970-01-01");
+    let notes = || -> Vec<String> {
+        ran(&inst, "h")
+            .iter()
+            .map(|r| r["note"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let held = |n: &String| n.contains("not run") && n.contains(&why);
+    assert!(
+        wait_for(Duration::from_secs(30), || notes()
+            .iter()
+            .filter(|n| held(n))
+            .count()
+            >= 2),
+        "{:?}\n{}",
+        notes(),
+        inst.log()
+    );
+    write_atomic(&req, &requirements(&kit, "mypkg==2.0"));
+    let seen = notes().len();
+    assert!(
+        wait_for(Duration::from_secs(30), || notes().len() >= seen + 3),
+        "{:?}",
+        notes()
+    );
+    let notes = notes();
+    assert!(notes.iter().all(held), "{notes:?}");
+    let log = inst.log();
+    assert!(
+        !log.contains("rmkd-no-such-builder") && !log.contains("environment failed"),
+        "{log}"
+    );
+    assert!(env_dirs(&inst).is_empty(), "{:?}", env_dirs(&inst));
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

@@ -19,7 +19,9 @@
 //!   daemon's (secrets, an agent's socket, proxies with passwords, root's `PATH` and
 //!   `PYTHONPATH`), from the daemon and from `run-once` alike;
 //! - F11 a job whose user is deleted (its uid then given to someone else) is held, never run
-//!   as that uid, and runs again once the user is back.
+//!   as that uid, and runs again once the user is back;
+//! - F12 a job whose account expired (its expiry date, or its password expired past its
+//!   inactive days) is held until the account is valid again.
 #![cfg(unix)]
 
 mod common;
@@ -1290,7 +1292,9 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
 /// likewise): cron's PAM account check refuses such an account, and the daemon stops running
 /// the job too, without a restart (it watches `/etc/shadow`): each due run is recorded as not
 /// run, saying the account expired and on which date, and the daemon line says so. Once the
-/// account is valid again (`chage -E -1`) the job runs again.
+/// account is valid again (`chage -E -1`) the job runs again. An account whose password
+/// expired and was not changed within its inactive days is expired too (PAM has it so); one
+/// whose password must merely be changed is not.
 #[test]
 fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
     if !is_root() {
@@ -1415,6 +1419,52 @@ fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
             line.starts_with("0 ")
         }),
         "{line}"
+    );
+    // Its password expired (changed 2020-01-01, valid 10 days) and was not changed within its
+    // inactive days (none): `pam_unix` takes that for an expired account ("Your account has
+    // expired"), and so does the daemon.
+    let ageing = |args: &[&str]| {
+        let out = Command::new("chage")
+            .args(args)
+            .arg(&user)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chage {args:?}: {out:?}");
+    };
+    let last_ran = id_of(&newest("", &ran).unwrap());
+    ageing(&["-d", "2020-01-01", "-M", "10", "-I", "0"]);
+    let aged = format!(
+        "account {user} expired on 2020-01-12 (its password expired on 2020-01-11 and was not \
+         changed within 0 inactive days)"
+    );
+    let held_aged = |r: &Value| {
+        r["outcome"] == "error" && {
+            let note = r["note"].as_str().unwrap_or("");
+            note.contains("not run") && note.contains(&aged)
+        }
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || newest(&last_ran, &held_aged)
+            .is_some()),
+        "no run recorded as not run because {aged}:\n{}",
+        runs()
+    );
+    assert!(
+        wait_for_every(Duration::from_secs(20), Duration::from_millis(100), || {
+            line = daemon_line(&String::from_utf8_lossy(&inst.ctrl().stdout));
+            line.starts_with("1 ") && line.contains(&aged)
+        }),
+        "{line}"
+    );
+    // A password that must merely be changed (`chage -d 0`) holds nothing: cron refuses it,
+    // the daemon never uses the password and runs the job.
+    let last_held = id_of(&newest("", &held_aged).unwrap());
+    ageing(&["-d", "0"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || newest(&last_held, &ran)
+            .is_some()),
+        "{}",
+        runs()
     );
     assert!(inst.run(&["stop", "--now"]).status.success());
 }

@@ -819,7 +819,7 @@ fn print_build_user(
         && cfg
             .jobs
             .iter()
-            .any(|j| j.pyenv.is_some() && j.user.is_none());
+            .any(|j| j.pyenv.is_some() && j.user.is_none() && !j.user_deferred);
     let build_user = if needs_build_user {
         crate::service::pyenv::resolve_build_user(&d.build_user)
     } else {
@@ -867,7 +867,9 @@ fn print_shared_envs(
     for j in &cfg.jobs {
         if let Some(e) = &j.pyenv {
             let builder = crate::service::pyenv::builder_for(j.user.as_deref(), build_user);
+            // A held job's environment is its user's, built once the user is back.
             let key = match builder {
+                _ if j.user_deferred => "(none while the job is held)".into(),
                 Ok(b) => crate::service::pyenv::key_of(e, b.map(|u| u.uid))
                     .unwrap_or_else(|err| format!("unreadable ({err})")),
                 Err(_) => "(no build user)".into(),

@@ -406,6 +406,12 @@ impl RunFolder for Folder {
 /// Completes an ended record: robot's result (read from its runner's folder as `read` says,
 /// cut short when the daemon stops), then the caps on its texts.
 pub(super) fn complete(rec: &mut RunRecord, read: ReadSpec, stopping: Option<&Stopping>) {
+    // A run that never started (its user held, its environment failed) wrote nothing: its
+    // note says why, and no result is looked for (a held job's has no folder of its user's).
+    if rec.started.is_none() {
+        rec.clip();
+        return;
+    }
     let folder = Folder::of(rec);
     // A large result takes a while: the log says what the job's worker is doing meanwhile.
     let size = rec

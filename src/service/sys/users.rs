@@ -20,10 +20,15 @@
 //!
 //! An account that is there but **expired** (shadow's `sp_expire`, set by `chage -E` or
 //! `usermod --expiredate`, is today or earlier) is an error too, as cron's PAM account check
-//! (`pam_unix`) refuses it: an admin who expires an account expects its jobs to stop. The
-//! dynamically linked build asks NSS (`getspnam_r`), the static one reads `/etc/shadow`. No
-//! shadow entry (an LDAP user whose shadow data this host cannot see) is not expired; a locked
-//! password (`!` before the hash) does not matter, as it does not for cron.
+//! (`pam_unix`) refuses it: an admin who expires an account expects its jobs to stop. So is
+//! one whose password expired and was not changed within its inactive days (`chage -M` and
+//! `-I`: `sp_lstchg + sp_max + sp_inact` days have passed), which `pam_unix` refuses as an
+//! expired account too. The dynamically linked build asks NSS (`getspnam_r`), the static one
+//! reads `/etc/shadow`. No shadow entry (an LDAP user whose shadow data this host cannot see)
+//! is not expired; a locked password (`!` before the hash) does not matter, nor does a
+//! password that must merely be changed (`chage -d 0`, or its maximum age passed without
+//! inactive days), as the daemon never asks for the password (cron refuses those; the daemon
+//! runs them).
 
 use super::{UserInfo, UserLookupError};
 use std::io::{self, Read};
@@ -35,10 +40,10 @@ use std::time::Duration;
 pub(crate) fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
     check_name(name)?;
     #[cfg(not(target_feature = "crt-static"))]
-    let (info, expire) = (nss::lookup(name)?, nss::expire_day(name)?);
+    let (info, ageing) = (nss::lookup(name)?, nss::ageing(name)?);
     #[cfg(target_feature = "crt-static")]
-    let (info, expire) = (without_nss(name)?, expire_day_in(Path::new(SHADOW), name)?);
-    match expired_on(expire, today()) {
+    let (info, ageing) = (without_nss(name)?, ageing_in(Path::new(SHADOW), name)?);
+    match expired_on(ageing, today()) {
         Some(on) => Err(UserLookupError::Expired {
             name: name.to_string(),
             on,
@@ -56,21 +61,67 @@ fn today() -> i64 {
     chrono::Utc::now().timestamp().div_euclid(86_400)
 }
 
-/// The date an account expired on (`YYYY-MM-DD`), if `expire` (shadow's `sp_expire`, in days
-/// since 1970-01-01; negative or `None` for never) is `today` or earlier, as `pam_unix` has it
-/// (so `chage -E 0` expires an account).
-fn expired_on(expire: Option<i64>, today: i64) -> Option<String> {
-    let day = expire.filter(|&d| d >= 0 && d <= today)?;
+/// What of an account's shadow entry says whether it may run: days since 1970-01-01 (`lastchg`,
+/// `expire`) and counts of days (`max`, `inact`); negative or `None`: not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Ageing {
+    /// `sp_lstchg`: the day the password was last changed (0: it must be changed).
+    lastchg: Option<i64>,
+    /// `sp_max`: the days a password is valid after `lastchg`.
+    max: Option<i64>,
+    /// `sp_inact`: the days after the password expired in which it may still be changed.
+    inact: Option<i64>,
+    /// `sp_expire`: the day the account expires.
+    expire: Option<i64>,
+}
+
+fn set(v: Option<i64>) -> Option<i64> {
+    v.filter(|&d| d >= 0)
+}
+
+/// `YYYY-MM-DD` of a day counted from 1970-01-01.
+fn date_of(day: i64) -> Option<String> {
     let date = chrono::DateTime::from_timestamp(day.checked_mul(86_400)?, 0)?;
     Some(date.format("%Y-%m-%d").to_string())
 }
 
-/// The expiry day (`sp_expire`) of `name` in the file `shadow` (the format of
-/// `/etc/shadow`): `None` when it has none, when the file has no entry for `name` or no file
-/// is there, or when this process may not read it (only root may, and only a daemon running
-/// as root runs jobs as other users).
+/// Why an account may not run `today`, as `pam_unix`'s account check has it: the date it
+/// expired on (`YYYY-MM-DD`), with why when that is its password's age. Expired from its
+/// expiry day (`sp_expire`) on (so `chage -E 0` expires an account), and once its password
+/// expired and was not changed within its inactive days: more than `max + inact` days after
+/// `lastchg` (for `lastchg` > 0, `max` and `inact` set). A password that must be changed
+/// (`lastchg` 0, or `max` passed without `inact`) does not expire the account: the daemon
+/// never asks for it.
+fn expired_on(a: Ageing, today: i64) -> Option<String> {
+    let by_date = set(a.expire).filter(|&d| d <= today);
+    let by_age = match (a.lastchg.filter(|&d| d > 0), set(a.max), set(a.inact)) {
+        (Some(last), Some(max), Some(inact)) => {
+            let pw_expired = last.checked_add(max)?;
+            // `today - lastchg > max + inact`: refused from the day after that.
+            let day = pw_expired.checked_add(inact)?.checked_add(1)?;
+            (day <= today).then_some((day, pw_expired, inact))
+        }
+        _ => None,
+    };
+    match (by_date, by_age) {
+        (Some(d), Some((age, ..))) if d <= age => date_of(d),
+        (_, Some((day, pw_expired, inact))) => Some(format!(
+            "{} (its password expired on {} and was not changed within {inact} inactive day{})",
+            date_of(day)?,
+            date_of(pw_expired)?,
+            if inact == 1 { "" } else { "s" }
+        )),
+        (Some(d), None) => date_of(d),
+        (None, None) => None,
+    }
+}
+
+/// The dates (expiry, password ageing) of `name` in the file `shadow` (the format of
+/// `/etc/shadow`): none set when the file has no entry for `name` or no file is there, or
+/// when this process may not read it (only root may, and only a daemon running as root runs
+/// jobs as other users).
 #[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
-fn expire_day_in(shadow: &Path, name: &str) -> Result<Option<i64>, UserLookupError> {
+fn ageing_in(shadow: &Path, name: &str) -> Result<Ageing, UserLookupError> {
     let text = match read_capped(shadow) {
         Ok(t) => t,
         Err(e)
@@ -79,7 +130,7 @@ fn expire_day_in(shadow: &Path, name: &str) -> Result<Option<i64>, UserLookupErr
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
             ) =>
         {
-            return Ok(None)
+            return Ok(Ageing::default())
         }
         Err(e) => {
             return Err(UserLookupError::Failed {
@@ -93,17 +144,27 @@ fn expire_day_in(shadow: &Path, name: &str) -> Result<Option<i64>, UserLookupErr
         .lines()
         .filter_map(parse_shadow_line)
         .find(|(n, _)| *n == name)
-        .and_then(|(_, expire)| expire))
+        .map(|(_, a)| a)
+        .unwrap_or_default())
 }
 
-/// `name:password:lastchg:min:max:warn:inactive:expire:flag` as (name, expire); `expire` is
+/// `name:password:lastchg:min:max:warn:inactive:expire:flag` as (name, its dates); a field is
 /// `None` when empty or not a number. `None` for a comment, a NIS line or a malformed one.
-fn parse_shadow_line(line: &str) -> Option<(&str, Option<i64>)> {
+fn parse_shadow_line(line: &str) -> Option<(&str, Ageing)> {
     let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
     if f.len() < 8 || f[0].is_empty() || f[0].starts_with(['#', '+', '-']) {
         return None;
     }
-    Some((f[0], f[7].trim().parse().ok()))
+    let day = |i: usize| f[i].trim().parse().ok();
+    Some((
+        f[0],
+        Ageing {
+            lastchg: day(2),
+            max: day(4),
+            inact: day(6),
+            expire: day(7),
+        },
+    ))
 }
 
 /// Refuses what no user database holds, and what `getent` would take for an option or a uid.
@@ -162,10 +223,10 @@ mod nss {
         })
     }
 
-    /// The account's expiry day (`sp_expire`) from the host's shadow database (NSS's
-    /// `shadow:`, `getspnam_r`); `None` when it has none or there is no entry (an LDAP user
-    /// whose shadow data this host may not see), or this process may not read it.
-    pub(super) fn expire_day(name: &str) -> Result<Option<i64>, UserLookupError> {
+    /// The account's dates (expiry, password ageing) from the host's shadow database (NSS's
+    /// `shadow:`, `getspnam_r`); none set when there is no entry (an LDAP user whose shadow
+    /// data this host may not see), or this process may not read it.
+    pub(super) fn ageing(name: &str) -> Result<super::Ageing, UserLookupError> {
         let cname = std::ffi::CString::new(name).map_err(|_| UserLookupError::InvalidName {
             name: name.to_string(),
             why: "it contains a NUL byte",
@@ -188,11 +249,18 @@ mod nss {
                 )
             };
             match rc {
-                0 if found.is_null() => return Ok(None),
-                // Read from `entry`, which `found` points at.
-                0 => return Ok(Some(entry.sp_expire as i64)),
+                0 if found.is_null() => return Ok(super::Ageing::default()),
+                // Read from `entry`, which `found` points at (-1: a field left empty).
+                0 => {
+                    return Ok(super::Ageing {
+                        lastchg: Some(entry.sp_lstchg as i64),
+                        max: Some(entry.sp_max as i64),
+                        inact: Some(entry.sp_inact as i64),
+                        expire: Some(entry.sp_expire as i64),
+                    })
+                }
                 libc::ERANGE if len < (1 << 20) => len *= 4,
-                libc::ENOENT | libc::EACCES | libc::EPERM => return Ok(None),
+                libc::ENOENT | libc::EACCES | libc::EPERM => return Ok(super::Ageing::default()),
                 e => {
                     return Err(UserLookupError::Failed {
                         name: name.to_string(),
@@ -462,6 +530,15 @@ mod tests {
     fn an_account_is_expired_from_its_expiry_day_on_and_never_without_one() {
         // 2026-12-05 is day 20_792.
         let today = 20_792;
+        let expired_on = |expire: Option<i64>, today| {
+            expired_on(
+                Ageing {
+                    expire,
+                    ..Ageing::default()
+                },
+                today,
+            )
+        };
         assert_eq!(expired_on(Some(0), today).as_deref(), Some("1970-01-01"));
         assert_eq!(expired_on(Some(1), today).as_deref(), Some("1970-01-02"));
         assert_eq!(
@@ -471,6 +548,72 @@ mod tests {
         assert_eq!(expired_on(Some(today + 1), today), None, "expires tomorrow");
         assert_eq!(expired_on(Some(-1), today), None, "`chage -E -1`: never");
         assert_eq!(expired_on(None, today), None);
+    }
+
+    /// `pam_unix`: refused once `today - lastchg > max + inact` (the password expired and was
+    /// not changed within its inactive days), for `lastchg` > 0 and `max`, `inact` set. A
+    /// password that must merely be changed is no reason to hold the account's jobs.
+    #[test]
+    fn an_account_whose_password_expired_past_its_inactive_days_is_expired() {
+        // `chage -d 2020-01-01 -M 10 -I 0`: 2020-01-01 is day 18_262.
+        let aged = |lastchg, max, inact| Ageing {
+            lastchg: Some(lastchg),
+            max: Some(max),
+            inact: Some(inact),
+            expire: Some(-1),
+        };
+        let today = 20_792;
+        assert_eq!(
+            expired_on(aged(18_262, 10, 0), today).as_deref(),
+            Some(
+                "2020-01-12 (its password expired on 2020-01-11 and was not changed within 0 \
+                 inactive days)"
+            )
+        );
+        // The last day of the inactive days still runs; the day after does not.
+        let (last, max, inact) = (20_700, 60, 31);
+        assert_eq!(expired_on(aged(last, max, inact), last + max + inact), None);
+        assert!(
+            expired_on(aged(last, max, inact), last + max + inact + 1).is_some_and(|w| w
+                .starts_with("2026-12-05 (its password expired on 2026-11-03 ")
+                && w.ends_with("within 31 inactive days)"))
+        );
+        assert_eq!(
+            expired_on(aged(last, 60, 1), today).as_deref(),
+            Some("2026-11-05 (its password expired on 2026-11-03 and was not changed within 1 inactive day)")
+        );
+        // Only to be changed: `chage -d 0`, no inactive days, no maximum age, ageing off.
+        assert_eq!(expired_on(aged(0, 10, 0), today), None, "lastchg 0");
+        assert_eq!(expired_on(aged(18_262, 10, -1), today), None, "no -I");
+        assert_eq!(expired_on(aged(18_262, -1, 0), today), None, "no -M");
+        assert_eq!(expired_on(aged(-1, 10, 0), today), None, "lastchg empty");
+        assert_eq!(
+            expired_on(
+                Ageing {
+                    lastchg: Some(18_262),
+                    max: None,
+                    inact: Some(0),
+                    expire: None
+                },
+                today
+            ),
+            None
+        );
+        // Changed in the future (a wrong clock): not expired.
+        assert_eq!(expired_on(aged(today + 5, 0, 0), today), None);
+        // Huge counts do not overflow.
+        assert_eq!(expired_on(aged(18_262, i64::MAX, 5), today), None);
+        // Both: the earlier date is named.
+        let both = Ageing {
+            expire: Some(18_000),
+            ..aged(18_262, 10, 0)
+        };
+        assert_eq!(expired_on(both, today).as_deref(), Some("2019-04-14"));
+        let both = Ageing {
+            expire: Some(20_000),
+            ..aged(18_262, 10, 0)
+        };
+        assert!(expired_on(both, today).is_some_and(|w| w.starts_with("2020-01-12 (its password")));
     }
 
     #[test]
@@ -484,21 +627,47 @@ mod tests {
              gone:!$6$salt$hash:19000:0:99999:7::1:\n\
              locked:!$6$salt$hash:19000:0:99999:7:::\n\
              never:x:19000:0:99999:7::-1:\n\
+             aged:x:18262:0:10:7:0::\n\
+             change:x:0:0:10:7:0::\n\
              short:x:1\n",
         )
         .unwrap();
-        assert_eq!(expire_day_in(&shadow, "gone").unwrap(), Some(1));
-        assert_eq!(expire_day_in(&shadow, "locked").unwrap(), None);
-        assert_eq!(expire_day_in(&shadow, "never").unwrap(), Some(-1));
-        assert_eq!(expired_on(Some(-1), today()), None);
-        assert_eq!(expire_day_in(&shadow, "short").unwrap(), None);
+        let expire_day_in = |name| ageing_in(&shadow, name).unwrap().expire;
+        assert_eq!(expire_day_in("gone"), Some(1));
+        assert_eq!(expire_day_in("locked"), None);
+        assert_eq!(expire_day_in("never"), Some(-1));
         assert_eq!(
-            expire_day_in(&shadow, "ldap-only").unwrap(),
-            None,
-            "no entry"
+            expired_on(ageing_in(&shadow, "never").unwrap(), today()),
+            None
         );
+        assert_eq!(
+            expired_on(ageing_in(&shadow, "locked").unwrap(), today()),
+            None
+        );
+        assert_eq!(
+            ageing_in(&shadow, "aged").unwrap(),
+            Ageing {
+                lastchg: Some(18_262),
+                max: Some(10),
+                inact: Some(0),
+                expire: None
+            }
+        );
+        assert!(expired_on(ageing_in(&shadow, "aged").unwrap(), today())
+            .is_some_and(|w| w.contains("its password expired on 2020-01-11")));
+        assert_eq!(
+            expired_on(ageing_in(&shadow, "change").unwrap(), today()),
+            None,
+            "`chage -d 0`: to be changed, not expired"
+        );
+        assert_eq!(expire_day_in("short"), None);
+        assert_eq!(expire_day_in("ldap-only"), None, "no entry");
         let none = d.path().join("no-shadow");
-        assert_eq!(expire_day_in(&none, "gone").unwrap(), None, "no file");
+        assert_eq!(
+            ageing_in(&none, "gone").unwrap(),
+            Ageing::default(),
+            "no file"
+        );
     }
 
     #[test]
@@ -563,8 +732,11 @@ mod tests {
             assert_eq!((nss.uid, nss.gid, &nss.home), (0, 0, &root.home));
             assert_eq!(nss.shell, root.shell);
             // root's account never expires; a user with no shadow entry is not expired.
-            assert_eq!(expired_on(nss::expire_day("root").unwrap(), today()), None);
-            assert_eq!(nss::expire_day("robotmk-no-such-user-x").unwrap(), None);
+            assert_eq!(expired_on(nss::ageing("root").unwrap(), today()), None);
+            assert_eq!(
+                nss::ageing("robotmk-no-such-user-x").unwrap(),
+                Ageing::default()
+            );
         }
     }
 }

@@ -56,6 +56,10 @@ impl Daemon {
             .cfg
             .jobs
             .iter()
+            // A held job (its user not there, its account expired: `user_deferred` with no
+            // `user`) asks for no environment: none is built for it by another builder, and
+            // it is bound to none; once its user is back, a reload gives it that user's.
+            .filter(|j| !j.user_deferred)
             .filter_map(|j| {
                 j.pyenv
                     .as_deref()
@@ -195,7 +199,9 @@ impl Daemon {
     /// True while a run of `job` must wait: for its environment, or for `start_delay`.
     pub(super) fn must_wait(&self, p: &super::table::Pending) -> bool {
         let held = p.request.is_none() && self.envs.hold_until.is_some_and(|h| Instant::now() < h);
+        // A held job has no environment to wait for: its run is recorded as held.
         held || (p.job.pyenv.is_some()
+            && !p.job.user_deferred
             && !matches!(
                 self.envs.jobs.get(&*p.job.name),
                 Some(JobEnv::Ready { .. } | JobEnv::Failed(_))

@@ -191,7 +191,10 @@ impl Worker {
                         key: None,
                         in_use: None,
                     };
+                    // Kept only from the same builder: an environment another user built
+                    // is not this builder's to run (its folder is that user's group's).
                     t.in_use = old
+                        .filter(|o| o.builder == t.builder)
                         .and_then(|o| o.in_use)
                         .or_else(|| self.previous_ready(&t));
                     t
