@@ -23,9 +23,12 @@
 //! (`pam_unix`) refuses it: an admin who expires an account expects its jobs to stop. So is
 //! one whose password expired and was not changed within its inactive days (`chage -M` and
 //! `-I`: `sp_lstchg + sp_max + sp_inact` days have passed), which `pam_unix` refuses as an
-//! expired account too. The dynamically linked build asks NSS (`getspnam_r`), the static one
-//! reads `/etc/shadow`. No shadow entry (an LDAP user whose shadow data this host cannot see)
-//! is not expired; a locked password (`!` before the hash) does not matter, nor does a
+//! expired account too. Both builds read the host's own `/etc/shadow` (what `chage` and
+//! `usermod` edit), not NSS's `shadow:`: systemd's NSS module marks its records locked with an
+//! expiry of day 1 (a `DynamicUser`, which the .deb's build ran jobs as, read expired), and a
+//! directory's users (LDAP, sssd) have their account policy enforced by the directory at
+//! login, which this host's shadow data does not show. No entry in `/etc/shadow` is not
+//! expired; a locked password (`!` before the hash) does not matter, nor does a
 //! password that must merely be changed (`chage -d 0`, or its maximum age passed without
 //! inactive days), as the daemon never asks for the password (cron refuses those; the daemon
 //! runs them).
@@ -40,10 +43,10 @@ use std::time::Duration;
 pub(crate) fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
     check_name(name)?;
     #[cfg(not(target_feature = "crt-static"))]
-    let (info, ageing) = (nss::lookup(name)?, nss::ageing(name)?);
+    let info = nss::lookup(name)?;
     #[cfg(target_feature = "crt-static")]
-    let (info, ageing) = (without_nss(name)?, ageing_in(Path::new(SHADOW), name)?);
-    match expired_on(ageing, today()) {
+    let info = without_nss(name)?;
+    match expired_on(ageing_in(Path::new(SHADOW), name)?, today()) {
         Some(on) => Err(UserLookupError::Expired {
             name: name.to_string(),
             on,
@@ -52,8 +55,7 @@ pub(crate) fn lookup_user(name: &str) -> Result<UserInfo, UserLookupError> {
     }
 }
 
-/// Where the static build reads an account's expiry date.
-#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+/// Where an account's expiry date and password ageing are read, by both builds.
 const SHADOW: &str = "/etc/shadow";
 
 /// Today as shadow counts days: since 1970-01-01, UTC (as `pam_unix` takes it).
@@ -120,7 +122,6 @@ fn expired_on(a: Ageing, today: i64) -> Option<String> {
 /// `/etc/shadow`): none set when the file has no entry for `name` or no file is there, or
 /// when this process may not read it (only root may, and only a daemon running as root runs
 /// jobs as other users).
-#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
 fn ageing_in(shadow: &Path, name: &str) -> Result<Ageing, UserLookupError> {
     let text = match read_capped(shadow) {
         Ok(t) => t,
@@ -221,55 +222,6 @@ mod nss {
             shell: u.shell.to_string_lossy().into_owned(),
             groups: groups.into_iter().map(|g| g.as_raw()).collect(),
         })
-    }
-
-    /// The account's dates (expiry, password ageing) from the host's shadow database (NSS's
-    /// `shadow:`, `getspnam_r`); none set when there is no entry (an LDAP user whose shadow
-    /// data this host may not see), or this process may not read it.
-    pub(super) fn ageing(name: &str) -> Result<super::Ageing, UserLookupError> {
-        let cname = std::ffi::CString::new(name).map_err(|_| UserLookupError::InvalidName {
-            name: name.to_string(),
-            why: "it contains a NUL byte",
-        })?;
-        let mut len = 1024usize;
-        loop {
-            let mut buf = vec![0 as libc::c_char; len];
-            // SAFETY: an all-zero `spwd` is valid (null pointers, zero numbers); getspnam_r
-            // fills it and `buf`, and points `found` at it or sets it to null.
-            let mut entry: libc::spwd = unsafe { std::mem::zeroed() };
-            let mut found: *mut libc::spwd = std::ptr::null_mut();
-            // SAFETY: every pointer is to a live value of the right type, `buf` is `len` long.
-            let rc = unsafe {
-                libc::getspnam_r(
-                    cname.as_ptr(),
-                    &mut entry,
-                    buf.as_mut_ptr(),
-                    len,
-                    &mut found,
-                )
-            };
-            match rc {
-                0 if found.is_null() => return Ok(super::Ageing::default()),
-                // Read from `entry`, which `found` points at (-1: a field left empty).
-                0 => {
-                    return Ok(super::Ageing {
-                        lastchg: Some(entry.sp_lstchg as i64),
-                        max: Some(entry.sp_max as i64),
-                        inact: Some(entry.sp_inact as i64),
-                        expire: Some(entry.sp_expire as i64),
-                    })
-                }
-                libc::ERANGE if len < (1 << 20) => len *= 4,
-                libc::ENOENT | libc::EACCES | libc::EPERM => return Ok(super::Ageing::default()),
-                e => {
-                    return Err(UserLookupError::Failed {
-                        name: name.to_string(),
-                        looked: "the host's shadow database (NSS)".into(),
-                        source: std::io::Error::from_raw_os_error(e),
-                    })
-                }
-            }
-        }
     }
 }
 
@@ -732,9 +684,13 @@ mod tests {
             assert_eq!((nss.uid, nss.gid, &nss.home), (0, 0, &root.home));
             assert_eq!(nss.shell, root.shell);
             // root's account never expires; a user with no shadow entry is not expired.
-            assert_eq!(expired_on(nss::ageing("root").unwrap(), today()), None);
+            let shadow = Path::new(SHADOW);
             assert_eq!(
-                nss::ageing("robotmk-no-such-user-x").unwrap(),
+                expired_on(ageing_in(shadow, "root").unwrap(), today()),
+                None
+            );
+            assert_eq!(
+                ageing_in(shadow, "robotmk-no-such-user-x").unwrap(),
                 Ageing::default()
             );
         }
