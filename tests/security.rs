@@ -1142,6 +1142,20 @@ fn f13_a_user_jobs_output_files_are_the_users() {
     assert_eq!(fs::metadata(dir.join("record.json")).unwrap().uid(), 0);
 }
 
+/// What a run of job `who` printed (its stdout).
+fn said(r: &Value) -> String {
+    fs::read_to_string(Path::new(r["run_dir"].as_str().unwrap_or("")).join("stdout.log"))
+        .unwrap_or_default()
+}
+
+/// The latest record of job `who` (by run id) that `pick` accepts, after run id `after`.
+fn newest_record(inst: &Instance, after: &str, pick: &dyn Fn(&Value) -> bool) -> Option<Value> {
+    inst.records("who")
+        .into_iter()
+        .filter(|r| r["run_id"].as_str().unwrap_or("") > after && pick(r))
+        .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
+}
+
 /// Removes the users a test made, whatever happens to it.
 struct UsersMade(Vec<String>);
 
@@ -1182,17 +1196,7 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
         &format!("[[job]]\nname = \"who\"\nuser = \"{gone}\"\ncommand = [\"id\", \"-un\"]\nevery = \"1s\"\n"),
     );
     assert!(inst.ctrl().status.success());
-    let said = |r: &Value| {
-        fs::read_to_string(Path::new(r["run_dir"].as_str().unwrap_or("")).join("stdout.log"))
-            .unwrap_or_default()
-    };
-    // The latest record (by run id) that `pick` accepts, after run id `after`.
-    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| {
-        inst.records("who")
-            .into_iter()
-            .filter(|r| r["run_id"].as_str().unwrap_or("") > after && pick(r))
-            .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
-    };
+    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| newest_record(&inst, after, pick);
     let ran_as = |who: String| move |r: &Value| r["outcome"] == "success" && said(r).trim() == who;
     let mut first = None;
     assert!(wait_for(Duration::from_secs(20), || {
@@ -1318,17 +1322,7 @@ fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
         &format!("[[job]]\nname = \"who\"\nuser = \"{user}\"\ncommand = [\"id\", \"-un\"]\nevery = \"1s\"\n"),
     );
     assert!(inst.ctrl().status.success());
-    let said = |r: &Value| {
-        fs::read_to_string(Path::new(r["run_dir"].as_str().unwrap_or("")).join("stdout.log"))
-            .unwrap_or_default()
-    };
-    // The latest record (by run id) that `pick` accepts, after run id `after`.
-    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| {
-        inst.records("who")
-            .into_iter()
-            .filter(|r| r["run_id"].as_str().unwrap_or("") > after && pick(r))
-            .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
-    };
+    let newest = |after: &str, pick: &dyn Fn(&Value) -> bool| newest_record(&inst, after, pick);
     let id_of = |r: &Value| r["run_id"].as_str().unwrap().to_string();
     // The records in short, for a failure's message: run id, outcome, note.
     let runs = || {
