@@ -106,10 +106,13 @@ fn start_foreground_keeps_the_tz_it_was_given() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start --foreground");
+    // Running (its lock held) comes before its first status: wait for the status, which
+    // names the zone.
     assert!(
-        wait_for(Duration::from_secs(10), || inst.status_json()["daemon"]
-            ["running"]
-            == true),
+        wait_for(Duration::from_secs(10), || {
+            let s = inst.status_json();
+            s["daemon"]["running"] == true && s["daemon"]["time_zone"].is_string()
+        }),
         "no daemon"
     );
     let s = inst.status_json();
