@@ -412,27 +412,48 @@ fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
         &format!("state_dir = \"{}\"", fs.join("state").display()),
     ));
     let state = fs.join("state");
-    let records = |st: &Path| -> Vec<Value> {
+    // Each run's folder name with its record.
+    let records = |st: &Path| -> Vec<(String, Value)> {
         let runs = st.join("jobs/j/runs");
         std::fs::read_dir(runs)
             .map(|d| {
                 d.flatten()
-                    .filter_map(|e| std::fs::read(e.path().join("record.json")).ok())
+                    .filter_map(|e| {
+                        let b = std::fs::read(e.path().join("record.json")).ok()?;
+                        Some((e.file_name().to_string_lossy().into_owned(), b))
+                    })
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default()
-            .iter()
-            .map(|b| serde_json::from_slice::<Value>(b).expect("no record may be corrupt"))
+            .into_iter()
+            .map(|(n, b)| {
+                let v = serde_json::from_slice::<Value>(&b).expect("no record may be corrupt");
+                (n, v)
+            })
             .collect()
     };
     let pid = inst.ctrl_json()["daemon"]["pid"].as_u64().unwrap();
     assert!(wait_for(Duration::from_secs(5), || records(&state).len() >= 2));
-    // Fill the disk.
+    // Fill the disk and keep it full, as another writer on the same file system would: every
+    // byte the daemon frees (a temporary file it gives up, a view it removes) is taken again, so
+    // which of its writes fail does not depend on a few pages of slack.
     let filler = fs.join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
-    drop(f);
+    let full = Arc::new(AtomicBool::new(false));
+    let stop_filling = Arc::new(AtomicBool::new(false));
+    let filling = {
+        let (full, stop) = (full.clone(), stop_filling.clone());
+        let mut f = std::fs::File::create(&filler).unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![0u8; 4096];
+            while !stop.load(Ordering::SeqCst) {
+                if std::io::Write::write_all(&mut f, &chunk).is_err() {
+                    full.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    assert!(wait_for(Duration::from_secs(5), || full.load(Ordering::SeqCst)));
     let mut line = String::new();
     let reported = wait_for(Duration::from_secs(10), || {
         let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
@@ -440,18 +461,29 @@ fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
         line.starts_with("2 ") && line.contains("No space left")
     });
     assert!(reported, "daemon line: {line}");
-    // Runs prepared before the disk filled still start and end; their final records cannot be
-    // written yet. Wait until two such runs exist (no outcome on disk).
-    let unrecorded = || {
+    // The run prepared before the disk filled still starts and ends (it takes 0.3 s); its final
+    // record cannot be written yet. Wait until such a run exists: no outcome on disk, due more
+    // than 1.5 s ago.
+    let ended_unrecorded = || -> Vec<String> {
+        let now = chrono::Utc::now();
         records(&state)
-            .iter()
-            .filter(|r| r["outcome"].is_null())
-            .count()
+            .into_iter()
+            .filter(|(_, r)| {
+                r["outcome"].is_null()
+                    && r["due"]
+                        .as_str()
+                        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                        .is_some_and(|d| now - d.to_utc() > chrono::TimeDelta::milliseconds(1500))
+            })
+            .map(|(n, _)| n)
+            .collect()
     };
     assert!(
-        wait_for(Duration::from_secs(6), || unrecorded() >= 2),
-        "no run ended while the disk was full"
+        wait_for(Duration::from_secs(6), || !ended_unrecorded().is_empty()),
+        "no run ended while the disk was full: {:?}",
+        records(&state)
     );
+    let unwritten = ended_unrecorded();
     let stuck = records(&state).len();
     assert_eq!(
         inst.ctrl_json()["daemon"]["pid"].as_u64(),
@@ -459,6 +491,8 @@ fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
         "no crash loop: same daemon"
     );
     // Space returns: recording resumes by itself and the error clears.
+    stop_filling.store(true, Ordering::SeqCst);
+    filling.join().unwrap();
     std::fs::remove_file(&filler).unwrap();
     let resumed = wait_for(Duration::from_secs(10), || {
         let out = String::from_utf8_lossy(&inst.ctrl().stdout).to_string();
@@ -472,22 +506,20 @@ fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
         "recording did not resume: {} records",
         records(&state).len()
     );
-    assert!(records(&state).iter().all(|r| r["version"] == 1));
-    // Records that failed to be written while the disk was full are written now: at most the
-    // run in flight has no outcome.
-    assert!(
-        wait_for(Duration::from_secs(3), || records(&state)
-            .iter()
-            .filter(|r| r["outcome"].is_null())
-            .count()
-            <= 1),
-        "runs left without outcome: {:?}",
+    assert!(records(&state).iter().all(|(_, r)| r["version"] == 1));
+    // The records that could not be written while the disk was full are written now.
+    let still_open = || -> Vec<(String, Value)> {
         records(&state)
-            .iter()
-            .filter(|r| r["outcome"].is_null())
-            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|(n, r)| unwritten.contains(n) && r["outcome"].is_null())
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(3), || still_open().is_empty()),
+        "runs that ended while the disk was full are still without outcome: {:?}",
+        still_open()
     );
-    eprintln!("full disk: reported as `{line}`; {stuck} records before, recording resumed after space returned; all records whole");
+    eprintln!("full disk: reported as `{line}`; {} ended unrecorded, {stuck} records before, recording resumed after space returned; all records whole", unwritten.len());
 }
 
 #[test]
