@@ -407,6 +407,32 @@ impl Tail {
     }
 }
 
+/// `run-once JOB` as the command line calls it: checks the config and the job, then [`run`].
+pub(crate) fn command(path: &Path, name: &str) -> i32 {
+    let cfg = match super::load_or_report(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(job) = cfg.jobs.iter().find(|j| *j.name == *name) else {
+        let names: Vec<&str> = cfg.jobs.iter().map(|j| &*j.name).collect();
+        eprintln!(
+            "robotmk-daemon: no job {name:?} in {}; jobs: {}",
+            cfg.path.display(),
+            names.join(", ")
+        );
+        return 2;
+    };
+    // Runs the config's command as this (root) user: the same check as the daemon's.
+    if let Err(e) = crate::service::security::check(&cfg) {
+        eprintln!("robotmk-daemon: {e}");
+        return 2;
+    }
+    sys::set_private_umask();
+    // With no daemon running, this process becomes a one-shot daemon, with the daemon's
+    // spawner (the reaper of what the run leaves behind, too).
+    run(&cfg, &job.name, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
