@@ -578,18 +578,32 @@ impl Daemon {
             return;
         }
         let status = self.build_status();
-        match state::write_json(&self.state.status_file(), &status, Durability::NoSync) {
-            Ok(()) => self.state_ok("status"),
-            Err(e) => self.state_failure("status", format!("cannot write status: {e}")),
-        }
-        self.write_ctrl_view(status);
+        let ok = match state::write_json(&self.state.status_file(), &status, Durability::NoSync) {
+            Ok(()) => {
+                self.state_ok("status");
+                true
+            }
+            Err(e) => {
+                self.state_failure("status", format!("cannot write status: {e}"));
+                false
+            }
+        };
+        let ok = self.write_ctrl_view(status) && ok;
+        self.shown.wrote(ok);
     }
 
-    /// The agent output ctrl prints, pre-rendered with the status (see `ctrl_view`).
-    fn write_ctrl_view(&mut self, status: Status) {
+    /// The agent output ctrl prints, pre-rendered with the status (see `ctrl_view`); whether
+    /// it was written.
+    fn write_ctrl_view(&mut self, status: Status) -> bool {
         match crate::service::view::save(status, &self.state.ctrl_view_file()) {
-            Ok(()) => self.state_ok("ctrl view"),
-            Err(e) => self.state_failure("ctrl view", format!("cannot write the ctrl view: {e}")),
+            Ok(()) => {
+                self.state_ok("ctrl view");
+                true
+            }
+            Err(e) => {
+                self.state_failure("ctrl view", format!("cannot write the ctrl view: {e}"));
+                false
+            }
         }
     }
 }
