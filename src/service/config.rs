@@ -73,13 +73,20 @@ pub(crate) fn load_compact(path: &Path) -> Result<Config, ConfigError> {
             .spawn_scoped(s, || load(path))
             .map(|t| t.join())
     });
-    let loaded = match parsed {
-        Ok(Ok(loaded)) => loaded.map(|c| c.copied()),
+    match parsed {
+        Ok(Ok(loaded)) => loaded.map(compact),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => load(path),
-    };
+    }
+}
+
+/// The half of [`load_compact`] done on the thread that keeps the config: its jobs copied
+/// there, the parse's memory handed back.
+pub(crate) fn compact(parsed: Config) -> Config {
+    let kept = parsed.copied();
+    drop(parsed);
     sys::memory::release_free();
-    loaded
+    kept
 }
 
 /// [`load`], with or without looking up the jobs' users.

@@ -26,7 +26,6 @@ use super::shell::{Daemon, Phase};
 use super::watch::FALLBACK_POLL;
 use crate::logic::agent_mode::{self};
 use crate::model::request::{StopMode, StopRequest};
-use crate::service::config::{self};
 use crate::service::state::{self};
 use chrono::Utc;
 use std::path::PathBuf;
@@ -386,108 +385,14 @@ impl Daemon {
         }
     }
 
-    /// Re-reads the config when it changed (or when `force`d by SIGHUP). An invalid edit keeps
-    /// the running config and shows the error in the status.
-    pub(super) fn reload_config(&mut self, force: bool) {
-        // A config another user could have written is never read: the running config stays.
-        if let Err(e) =
-            crate::service::security::check_config(&self.cfg.path).map_err(|e| e.to_string())
-        {
-            if self.control.untrusted.as_deref() != Some(e.as_str()) {
-                warn!("config not reloaded, keeping the running config: {e}");
-                self.control.untrusted = Some(e.clone());
-            }
-            self.set_config_error(Some(e));
-            return;
-        }
-        // Trusted again: read it whatever its stamp, to clear or replace the error.
-        let force = force || self.control.untrusted.take().is_some();
-        // The stamp the daemon publishes is also the one it compares with: taken before each
-        // read, so an edit during a read shows as a newer stamp next time.
-        let now_stamp = config::stamp(&self.cfg.path);
-        // The user database too, where a job runs as a user: a user deleted, renumbered or
-        // given other groups is followed, not run on as the uid looked up at the last load.
-        let users_now = config::users_stamp(&self.cfg);
-        let edited = now_stamp != self.shown.info().config_stamp;
-        let users_changed = users_now != self.control.users_stamp;
-        if !force && !edited && !users_changed {
-            return;
-        }
-        self.set_config_stamp(now_stamp);
-        self.control.users_stamp = users_now;
-        super::lifecycle::test_crash("reload");
-        let new = match config::load_compact(&self.cfg.path) {
-            Ok(c) => c,
-            // The config as it was, but a user it names is gone: its jobs are held (never
-            // run) rather than run on as that user's old uid, which the host may give to
-            // someone else; the error stays on the daemon line until the user is back.
-            // A reload (SIGHUP) while they are held finds the same: not an edit to reject.
-            Err(e)
-                if !edited
-                    && (users_changed
-                        || self.shown.info().config_error.as_deref().is_some_and(|e| {
-                            e.starts_with(crate::logic::agent::USERS_CHANGED)
-                        })) =>
-            {
-                let msg = format!("{}: {e}", crate::logic::agent::USERS_CHANGED);
-                match config::load_with(&self.cfg.path, crate::model::config::Users::LookUpOrHold) {
-                    Ok(held) => {
-                        if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
-                            warn!(
-                                "{msg}; the jobs of users not found or expired are held, not run"
-                            );
-                        }
-                        self.control.users_stamp = config::users_stamp(&held);
-                        self.apply_config(held);
-                        // After: applying a config clears the error.
-                        self.set_config_error(Some(msg));
-                    }
-                    Err(_) => {
-                        warn!("{msg}; keeping the running config");
-                        self.set_config_error(Some(msg));
-                    }
-                }
-                return;
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
-                    warn!("config edit rejected, keeping the running config: {msg}");
-                }
-                self.set_config_error(Some(msg));
-                return;
-            }
-        };
-        if new.daemon.instance != self.cfg.daemon.instance
-            || new.daemon.state_dir != self.cfg.daemon.state_dir
-        {
-            // The next ctrl looks for the daemon where the config now points and starts one
-            // there; this one must not go on running the same jobs beside it.
-            if self.phase == Phase::Running {
-                let why = format!(
-                    "the config now names instance {} with state dir {}; handing over to a daemon there",
-                    new.daemon.instance,
-                    new.daemon.state_dir.display()
-                );
-                self.drain(&why);
-                self.drained.handing_over = true;
-            }
-            return;
-        }
-        // Named again before the handover's drain ended (an edit taken back, a file restored):
-        // this daemon goes on (see `drain`).
-        if self.phase == Phase::Draining && self.drained.handing_over {
-            self.undrain();
-        }
-        self.control.users_stamp = config::users_stamp(&new);
-        self.apply_config(new);
-    }
-
     /// Takes the `run-once` requests waiting in `requests/`: each is claimed by rename (so
     /// it is taken once), then queued like a due run, ignoring `overlap` (an admin asked for
     /// it) but not `max_parallel`. A request the daemon cannot serve gets `<id>.rejected`
     /// with the reason, which the waiting command shows.
     pub(super) fn ingest_requests(&mut self) {
+        if self.reloading.requests_wait {
+            return;
+        }
         let dir = self.state.requests_dir();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -505,13 +410,20 @@ impl Daemon {
                 continue;
             }
             let req = state::read_json::<crate::model::request::RunRequest>(&claimed);
+            if let Ok(Some(r)) = &req {
+                if !self.jobs.contains_key(&r.job) {
+                    // The config may have been edited just before `run-once` read it: the
+                    // request waits for the load (see `reload`), put back as it came.
+                    self.reload_config(false);
+                    if self.reloading.busy && std::fs::rename(&claimed, e.path()).is_ok() {
+                        self.reloading.requests_wait = true;
+                        return;
+                    }
+                }
+            }
             let _ = std::fs::remove_file(&claimed);
             let why = match req {
                 Ok(Some(r)) if r.id == id => {
-                    if !self.jobs.contains_key(&r.job) {
-                        // The config may have been edited just before `run-once` read it.
-                        self.reload_config(false);
-                    }
                     if self.phase != Phase::Running {
                         Some("the daemon is stopping; run it again once a daemon runs".to_string())
                     } else if let Some(js) = self.jobs.get(&r.job) {

@@ -1,5 +1,5 @@
 //! What reaches the daemon's loop from its helper threads: the reaper (a run's exit), the
-//! signal thread, the watcher, the finisher and the environment worker.
+//! signal thread, the watcher, the finisher, the environment worker and a config load.
 
 use crate::model::record::RunRecord;
 use crate::service::run::ExitInfo;
@@ -20,6 +20,8 @@ pub(crate) enum Event {
     },
     /// The environment thread's news: which environment each job's runs use.
     Envs(Box<super::envs::side::Update>),
+    /// The config, loaded again on a thread of its own (see `reload`).
+    ConfigLoaded(Box<super::config_load::Loaded>),
     /// An orphan the daemon inherited exited and was collected: what a finished run left
     /// may all be gone now.
     Inherited,

@@ -7,7 +7,7 @@
 //! holds the named changes of what the status shows, each owing the status write;
 //! [`event`] is what reaches the loop from its helper threads; each other file adds one
 //! concern: [`control`] (what the daemon watches and its looks, with [`watch`] the state
-//! they keep), [`runs`] (starting and ending runs, with [`table`] the run table — queued, in
+//! they keep, and [`reload`] the config loaded again off the loop, by [`config_load`]), [`runs`] (starting and ending runs, with [`table`] the run table — queued, in
 //! flight with their deadlines, being written, lingering — and [`folder`] their folders and
 //! records), [`finish`] (completing and writing records off the loop), [`recover`] (what a
 //! previous daemon left), [`envs`] (Python environments), [`jobs`] (each job's state),
@@ -17,6 +17,7 @@
 
 mod backlog;
 mod changes;
+mod config_load;
 mod control;
 mod drain;
 mod drained;
@@ -28,6 +29,7 @@ mod folder;
 mod jobs;
 pub(crate) mod lifecycle;
 mod recover;
+mod reload;
 mod runs;
 mod shell;
 mod start;

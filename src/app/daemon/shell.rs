@@ -93,6 +93,8 @@ pub(crate) struct Daemon {
     /// through the named changes in `changes.rs`.
     pub(super) shown: Shown,
     pub(super) control: Control,
+    /// A load of the config on its way (see `reload`).
+    pub(super) reloading: super::config_load::Reloading,
     /// Final records that could not be written yet (full disk), retried every tick.
     pub(super) unsaved: Vec<crate::model::record::RunRecord>,
     /// What cannot be written now, by cause (see [`Daemon::state_failure`]).
@@ -187,6 +189,7 @@ impl Daemon {
             Event::Control(ControlSignal::Changed) => self.control.changed = true,
             Event::Finished { rec, error } => self.record_finished(*rec, error),
             Event::Envs(u) => self.on_envs(*u),
+            Event::ConfigLoaded(l) => self.on_config_loaded(*l),
             // The pass of the loop that follows looks at the lingering runs.
             Event::Inherited => {}
         }

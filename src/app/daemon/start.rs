@@ -321,6 +321,7 @@ impl Daemon {
             clock_ref: None,
             drained: Default::default(),
             control,
+            reloading: Default::default(),
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
             lock,

@@ -1,0 +1,45 @@
+//! A load of the config as it runs on its own thread (see `reload`), what it found as it
+//! reaches the loop, and the loop's note of a load on its way: below the loop's state.
+
+use crate::model::config::{Config, Users};
+use crate::service::config::{self};
+use std::path::PathBuf;
+
+/// The loop's side of loading the config again.
+#[derive(Debug, Default)]
+pub(super) struct Reloading {
+    /// A load is on its way.
+    pub(super) busy: bool,
+    /// Asked for while one was on its way: another look after it (`true`: forced, SIGHUP).
+    pub(super) again: Option<bool>,
+    /// `run-once` requests put back until the load has come (see `ingest_requests`).
+    pub(super) requests_wait: bool,
+}
+
+/// What a load found, as it reaches the loop.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// The config, parsed and with its users looked up; not yet copied compactly.
+    pub(super) result: Result<Config, String>,
+    /// When the load failed and its users may be why: the config with the jobs of users not
+    /// found or expired held.
+    pub(super) held: Option<Result<Config, String>>,
+}
+
+/// The load itself (on the load's thread): the config, and should it fail where a user may
+/// be why, the config with those users' jobs held.
+pub(super) fn load(path: PathBuf, try_hold: bool) -> Loaded {
+    let done = std::panic::catch_unwind(|| {
+        let result = config::load(&path).map_err(|e| e.to_string());
+        let held = (result.is_err() && try_hold)
+            .then(|| config::load_with(&path, Users::LookUpOrHold).map_err(|e| e.to_string()));
+        (result, held)
+    });
+    let (result, held) = done.unwrap_or_else(|_| {
+        (
+            Err("loading the config failed (a bug; see daemon.log)".to_string()),
+            None,
+        )
+    });
+    Loaded { result, held }
+}

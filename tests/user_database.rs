@@ -1,0 +1,150 @@
+//! A slow user database does not hold the schedule back: loading the config again looks up
+//! every job's user, and on a host with a large `/etc/passwd` (or LDAP, sssd) that takes
+//! seconds; runs due meanwhile start on time under the running config.
+//!
+//! The daemon runs in a mount namespace of its own where `/etc/passwd` is a bind mount of a
+//! copy with 200,000 more accounts before the jobs' users: glibc's own lookups, as slow as
+//! such a host's, and the host's file untouched.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const FILLER: usize = 200_000;
+const USERS: usize = 300;
+
+#[test]
+fn a_slow_user_database_does_not_make_runs_late() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() == 0 };
+    let unshare = std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require_tool(
+        root && unshare,
+        "root and unshare --mount (a private /etc/passwd)",
+    ) {
+        return;
+    }
+    let inst = Instance::new("heartbeat_timeout = \"0\"", "");
+    let passwd = inst.dir.path().join("passwd");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&passwd).unwrap());
+        f.write_all(&std::fs::read("/etc/passwd").unwrap()).unwrap();
+        for i in 0..FILLER {
+            writeln!(
+                f,
+                "rmkdfill{i}:x:{}:{}::/nonexistent:/usr/sbin/nologin",
+                3_000_000 + i,
+                3_000_000 + i
+            )
+            .unwrap();
+        }
+        for i in 0..USERS {
+            writeln!(
+                f,
+                "rmkdslow{i}:x:{}:{}::/nonexistent:/usr/sbin/nologin",
+                2_900_000 + i,
+                2_900_000 + i
+            )
+            .unwrap();
+        }
+        f.flush().unwrap();
+    }
+    // Jobs of those users, due on January 1st only: they are looked up, never run.
+    let mut users_jobs = String::new();
+    for i in 0..USERS {
+        users_jobs.push_str(&format!(
+            "[[job]]\nname = \"u{i}\"\ncommand = [\"true\"]\nuser = \"rmkdslow{i}\"\ncron = \"0 0 1 1 *\"\n"
+        ));
+    }
+    let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
+    inst.write_config("heartbeat_timeout = \"0\"", &format!("{tick}{users_jobs}"));
+    let mut daemon = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc/passwd && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&passwd)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&inst.config)
+        .args(["start", "--foreground"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare");
+    let _guard = KillOnDrop(daemon.id());
+    assert!(
+        wait_for(Duration::from_secs(120), || inst
+            .finished_records("tick")
+            .len()
+            >= 2),
+        "the daemon did not run tick: {}",
+        inst.log()
+    );
+    // An edit: one more job, which shows when the load has been applied.
+    let tock = "[[job]]\nname = \"tock\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
+    let edited_at = Instant::now();
+    let edited = chrono::Utc::now();
+    inst.write_config(
+        "heartbeat_timeout = \"0\"",
+        &format!("{tick}{tock}{users_jobs}"),
+    );
+    assert!(
+        wait_for(Duration::from_secs(120), || !inst
+            .records("tock")
+            .is_empty()),
+        "the edit was not applied: {}",
+        inst.log()
+    );
+    let load = edited_at.elapsed();
+    // The load must have been slow, or this test shows nothing.
+    assert!(
+        load > Duration::from_millis(1500),
+        "the load took {load:?} only: make FILLER larger"
+    );
+    // Every run of tick due while the config loaded started on time.
+    let during: Vec<(String, f64)> = inst
+        .records("tick")
+        .iter()
+        .filter_map(|r| {
+            let due = chrono::DateTime::parse_from_rfc3339(r["due"].as_str()?).ok()?;
+            (due > edited && due.to_utc() < edited + load).then(|| {
+                let started = r["started"]
+                    .as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+                let late = started.map_or(f64::INFINITY, |s| {
+                    (s - due).num_milliseconds() as f64 / 1000.0
+                });
+                (r["run_id"].as_str().unwrap_or("?").to_string(), late)
+            })
+        })
+        .collect();
+    assert!(
+        during.len() + 1 >= load.as_secs() as usize,
+        "tick's runs while the config loaded ({load:?}): {during:?}"
+    );
+    let late: Vec<_> = during.iter().filter(|(_, s)| *s > 0.5).collect();
+    assert!(
+        late.is_empty(),
+        "late while the config loaded ({load:?}): {late:?}"
+    );
+    eprintln!(
+        "a load of {USERS} users in a {FILLER}-line passwd took {load:?}; {} runs of tick due meanwhile, none late",
+        during.len()
+    );
+    let _ = inst.run(&["stop", "--now"]);
+    let _ = daemon.wait();
+}
+
+/// Ends a process this test started, by PID, also on panic.
+struct KillOnDrop(u32);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(self.0);
+    }
+}
