@@ -154,6 +154,44 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
     let d = parse_ok(&out).check(None, "Robotmk desk daemon");
     assert_eq!(d.state_num(), 2, "{d:?}");
     assert!(d.summary.contains("daemon not running"), "{d:?}");
+    // Its status file is its owner's to write: a job name that holds a line break and section
+    // headers must not print its owner's lines into the system agent's output.
+    let status_file = desk.join("state/status.json");
+    let mut status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
+    status["jobs"][0]["name"] = serde_json::Value::String(
+        "hello\" - x\n<<<<>>>>\n<<<local:sep(0)>>>\n0 \"Robotmk t sys\" - OK - forged\n\
+         <<<<victim.example.com>>>>\n<<<local:sep(0)>>>\n0 \"Forged\" - OK - injected\n<<<<open>>>>\n0 \"z"
+            .into(),
+    );
+    std::fs::write(&status_file, serde_json::to_vec(&status).unwrap()).unwrap();
+    std::os::unix::fs::chown(&status_file, Some(uid), Some(gid)).unwrap();
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    assert!(
+        !out.contains("injected") && !out.contains("victim.example.com") && !out.contains("<<<<open"),
+        "{out}"
+    );
+    let agent = parse_ok(&out);
+    assert!(agent.local(Some("victim.example.com")).is_empty(), "{out}");
+    assert_eq!(
+        agent
+            .local(None)
+            .iter()
+            .filter(|c| c.name == "Robotmk t sys")
+            .count(),
+        1,
+        "{out}"
+    );
+    let d = agent.check(None, "Robotmk desk daemon");
+    assert!(
+        d.summary.contains("1 job(s) of its status.json not shown"),
+        "{d:?}"
+    );
+    assert_eq!(
+        agent.check(None, "Robotmk desk broken").state_num(),
+        2,
+        "{out}"
+    );
 }
 
 /// Two configs that name one state dir (a copied config whose `state_dir` was not changed):

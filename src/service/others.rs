@@ -105,7 +105,29 @@ pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String,
         Some((instance.clone(), dir)),
     );
     keep_to_its_names(&mut r.jobs, &instance);
+    drop_unnamed_jobs(&mut r);
     Ok(crate::logic::agent::render(&r))
+}
+
+/// Another instance's jobs whose names no config can have are not shown: its status file is
+/// its owner's to write, and a job's name goes into ctrl's output as it is (`Robotmk
+/// <instance> <job>`, each test's check); a name with a line break and section headers in
+/// it printed whatever its owner liked into the system agent's output (the system
+/// instance's own checks OK, services on other hosts, a piggyback block left open for the
+/// plugins after ctrl). The daemon line says how many were left out (WARN).
+fn drop_unnamed_jobs(r: &mut crate::model::report::Report) {
+    let before = r.jobs.len();
+    r.jobs
+        .retain(|j| crate::logic::config::check_name(&j.name).is_ok());
+    let dropped = before - r.jobs.len();
+    if dropped > 0 {
+        let note =
+            format!("{dropped} job(s) of its status.json not shown: their names are no job names");
+        r.section_cut = Some(match r.section_cut.take() {
+            Some(cut) => format!("{cut}; {note}"),
+            None => note,
+        });
+    }
 }
 
 /// Another instance's checks stay within its own names, `Robotmk <instance> …`: a plugin
