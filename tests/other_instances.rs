@@ -168,7 +168,9 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
     std::os::unix::fs::chown(&status_file, Some(uid), Some(gid)).unwrap();
     let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
     assert!(
-        !out.contains("injected") && !out.contains("victim.example.com") && !out.contains("<<<<open"),
+        !out.contains("injected")
+            && !out.contains("victim.example.com")
+            && !out.contains("<<<<open"),
         "{out}"
     );
     let agent = parse_ok(&out);

@@ -169,7 +169,8 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
     }
     let mut have_result = false;
     let mut empty = false;
-    let mut missing = false;
+    // No result to be read, by the result's own fault (not one of the daemon's bounds).
+    let mut none = false;
     match opened
         .map_err(ResultError::open)
         .and_then(|f| read_file(f, &result, &clock))
@@ -179,16 +180,20 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
             rec.tests = Some(stats);
         }
         Err(ResultError::Missing) => {
-            missing = true;
+            none = true;
             add_note(rec, format!("robot wrote no result ({name})"));
         }
         Err(ResultError::Empty) => {
             // What happened, not a guess: the exit code and the signal say it.
             empty = true;
+            none = true;
             add_note(rec, empty_result(&name, rec.exit_code, rec.signal));
         }
         Err(e) if e.is_bound() => add_note(rec, format!("{e} ({name}); test counts unknown")),
-        Err(e) => add_note(rec, format!("{name} unreadable ({e}); test counts unknown")),
+        Err(e) => {
+            none = true;
+            add_note(rec, format!("{name} unreadable ({e}); test counts unknown"));
+        }
     }
     // With an empty result robot's meaning of the code ("1 test failed") does not hold, and
     // the note on the empty file already gives the code and the signal.
@@ -206,10 +211,11 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
             add_note(rec, format!("robot said: {line}"));
         }
     }
-    // No result at all (none written, or an empty file) is no passed suite: a run that
-    // exited 0 without one fails, as robot's own runs without a result do (exit code 252).
-    // Other unreadable results (too large, broken) keep the exit code's word.
-    if !have_result && (missing || empty) && rec.outcome == Some(Outcome::Success) {
+    // No result (none written, an empty, cut or broken file, one refused) is no passed suite:
+    // a run that exited 0 without one fails, as robot's own runs without a result do (exit
+    // code 252); a cut file may well have held a failed test. Only a result the daemon's own
+    // bounds left unread (too large, out of time, stopping) keeps the exit code's word.
+    if !have_result && none && rec.outcome == Some(Outcome::Success) {
         rec.outcome = Some(Outcome::Failure);
         add_note(
             rec,
@@ -525,6 +531,17 @@ mod tests {
         std::fs::write(d.join("output.xml"), "").unwrap();
         let rec = annotated(d, 1, LIMITS);
         assert_eq!(rec.outcome, Some(Outcome::Failure), "{rec:?}");
+        // Cut short (a failed test may have been in the part that is missing), or no XML.
+        for broken in [&PASS[..PASS.len() / 2], "not a result"] {
+            std::fs::write(d.join("output.xml"), broken).unwrap();
+            let rec = annotated(d, 1, LIMITS);
+            assert_eq!(rec.outcome, Some(Outcome::Failure), "{broken}: {rec:?}");
+            let note = rec.note.unwrap_or_default();
+            assert!(
+                note.contains("unreadable") && note.contains("exit code 0, but no result"),
+                "{note}"
+            );
+        }
         std::fs::write(d.join("output.xml"), PASS).unwrap();
         let rec = annotated(d, 1, LIMITS);
         assert_eq!(rec.outcome, Some(Outcome::Success), "{rec:?}");
