@@ -7,7 +7,8 @@
 //!
 //! The run's folder is untrusted (a `user` job's folder is that user's): every file is opened
 //! through the run's [`RunFolder`] (relative to the folder, no link followed at any step, a
-//! regular file, the folder owner's), folders are listed only when they are real folders, and
+//! regular file, the folder owner's), folders are listed the same way (reached from the
+//! folder's handle, read from the handle reached: a link swapped in is never entered), and
 //! sizes are capped per file and per run ([`Caps`]). The copies are new files, `0644` in
 //! `0755` folders, made in a hidden temporary folder and renamed into place whole, so a web
 //! server never serves half a run. They cost the daemon's disk no more than the run's files
@@ -91,7 +92,7 @@ pub(crate) fn publish(
     let log_dir = log
         .parent()
         .ok_or_else(|| PublishError::Refused(format!("{} has no folder", log.display())))?;
-    let files = list(log_dir, s.caps.files)?;
+    let files = list(folder, log_dir, s.caps.files)?;
     let tmp = target.job_dir.join(format!("{TEMP_PREFIX}{}", rec.run_id));
     remove(&tmp);
     public::create_dir(&tmp).map_err(at(&tmp))?;
@@ -159,30 +160,22 @@ fn ensure_dir(dir: &Path, top: bool) -> Result<(), PublishError> {
 }
 
 /// The files to publish in `log_dir`, relative, `/`-separated: those [`publish_plan::wanted`]
-/// names, in a folder that is a real folder (no link at any step of the way down from
-/// `log_dir`), at most `max`.
-fn list(log_dir: &Path, max: usize) -> Result<Vec<String>, PublishError> {
+/// names, at most `max`. Each folder is reached through `folder` (relative to the run
+/// folder's handle, no link followed at any step) and listed from the handle that reached
+/// it: a folder the job's user swaps for a link meanwhile is not entered.
+fn list(folder: &dyn RunFolder, log_dir: &Path, max: usize) -> Result<Vec<String>, PublishError> {
     let mut out = Vec::new();
     let mut dirs: Vec<String> = vec![String::new()];
     dirs.extend(IMAGE_DIRS.iter().map(|d| d.to_string()));
     for rel in dirs {
-        let mut dir = log_dir.to_path_buf();
-        let mut real = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-        for step in rel.split('/').filter(|s| !s.is_empty()) {
-            dir.push(step);
-            real = real && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-        }
-        if !real {
-            continue;
-        }
-        let entries = match std::fs::read_dir(&dir) {
+        let entries = match folder.list(log_dir, Path::new(&rel)) {
             Ok(e) => e,
-            Err(e) if rel.is_empty() => return Err(at(&dir)(e)),
+            Err(e) if rel.is_empty() => return Err(at(log_dir)(e)),
             Err(_) => continue,
         };
         let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
             .map(|n| {
                 if rel.is_empty() {
                     n
@@ -336,6 +329,13 @@ mod tests {
         fn open_log(&self, path: &Path) -> io::Result<File> {
             File::open(path)
         }
+        fn list(&self, dir: &Path, rel: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+            let top = dir
+                .strip_prefix(&self.0)
+                .map_err(|_| io::Error::other("outside"))?;
+            let entries = crate::service::sys::Beneath::open(&self.0)?.entries(&top.join(rel))?;
+            Ok(entries.into_iter().map(|e| e.name).collect())
+        }
     }
 
     fn settings(dir: &Path) -> Settings {
@@ -487,5 +487,49 @@ mod tests {
         assert!(rec.log_url.is_none());
         let mut rec = record(&run, "../x");
         assert!(publish(&s, &mut rec, &Plain(run)).is_err());
+    }
+
+    /// A job's user swaps `browser/screenshot` with a link to a folder they cannot read
+    /// (renameat2 RENAME_EXCHANGE in a loop, as a leftover process of theirs can) while
+    /// the run is listed: no name from that folder is ever listed.
+    #[test]
+    fn a_folder_swapped_for_a_link_while_listed_is_not_listed() {
+        use rustix::fs::{renameat_with, RenameFlags};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir_all(run.join("browser/screenshot")).unwrap();
+        std::fs::write(run.join("log.html"), "log").unwrap();
+        std::fs::write(run.join("browser/screenshot/mine.png"), "png").unwrap();
+        let secret = tmp.path().join("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(secret.join("root-only-secret.png"), "s").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+        symlink(&secret, run.join("browser/x")).unwrap();
+        let browser = File::open(run.join("browser")).unwrap();
+        let stop = AtomicBool::new(false);
+        let (mut listed, mut mine) = (0u32, 0u32);
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ =
+                        renameat_with(&browser, "screenshot", &browser, "x", RenameFlags::EXCHANGE);
+                }
+            });
+            let end = std::time::Instant::now() + Duration::from_secs(2);
+            let folder = Plain(run.clone());
+            while std::time::Instant::now() < end || listed < 1000 {
+                let names = list(&folder, &run, 100).unwrap();
+                listed += 1;
+                mine += u32::from(names.iter().any(|n| n == "browser/screenshot/mine.png"));
+                if names.iter().any(|n| n.contains("secret")) {
+                    stop.store(true, Ordering::Relaxed);
+                    panic!("listed {names:?} after {listed} listings: a link was followed");
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // The swap did race the listings: some saw the real folder.
+        assert!(mine > 0, "{listed} listings, none with the real folder");
     }
 }

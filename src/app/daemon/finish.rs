@@ -391,15 +391,32 @@ impl RunFolder for Folder {
             // choice, written by a runner running as root (a link at its last step is
             // refused as for every state file).
             Err(_) if !self.users => crate::service::sys::file::open_read(path),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} is outside the user's run folder {}; not read",
-                    path.display(),
-                    self.path.display()
-                ),
-            )),
+            Err(_) => Err(self.outside(path)),
         }
+    }
+
+    fn list(&self, dir: &Path, rel: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        let (top, rel) = match dir.strip_prefix(&self.path) {
+            Ok(d) => (self.path.as_path(), d.join(rel)),
+            // As `open`: the admin's folder, the steps below it still not followed.
+            Err(_) if !self.users => (dir, rel.to_path_buf()),
+            Err(_) => return Err(self.outside(dir)),
+        };
+        let entries = crate::service::sys::Beneath::open(top)?.entries(&rel)?;
+        Ok(entries.into_iter().map(|e| e.name).collect())
+    }
+}
+
+impl Folder {
+    fn outside(&self, path: &Path) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is outside the user's run folder {}; not read",
+                path.display(),
+                self.path.display()
+            ),
+        )
     }
 }
 

@@ -41,6 +41,11 @@ pub(crate) trait RunFolder {
     /// Opens one of the run's own logs (`stdout.log`, `stderr.log` in the run folder, which
     /// the daemon writes, not the runner).
     fn open_log(&self, path: &Path) -> io::Result<File>;
+    /// The names in the folder `rel` below `dir` (`rel` empty: `dir` itself), where `dir`
+    /// is a folder as [`RunFolder::open`] takes paths. Reached as `open` reaches a file (no
+    /// link followed at any step below the run folder) and listed from what was reached,
+    /// never again by its path.
+    fn list(&self, dir: &Path, rel: &Path) -> io::Result<Vec<std::ffi::OsString>>;
 }
 
 /// How one run's results are read: from where, how many attempts its job has, and within
@@ -423,6 +428,11 @@ mod tests {
         }
         fn open_log(&self, path: &Path) -> io::Result<File> {
             File::open(path)
+        }
+        fn list(&self, dir: &Path, rel: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+            std::fs::read_dir(dir.join(rel))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect()
         }
     }
 

@@ -1,4 +1,4 @@
-//! Opening a file that a run left in its folder — a folder a job's user owns and fills as they
+//! Opening a file (or listing a folder) that a run left in its folder — a folder a job's user owns and fills as they
 //! like — for the root daemon to read. The user must not be able to make root read anything
 //! they could not read themselves, nor learn what exists elsewhere:
 //!
@@ -11,13 +11,17 @@
 //! - in a folder that belongs to a user other than root, the file belongs to that user too
 //!   (a hard link to another user's file keeps that user as its owner).
 //!
+//! Folders in it are listed by the same rules ([`Beneath::entries`]): every step is opened
+//! as above, and the entries are read from the handle of the last one (on Unix), never by
+//! the folder's path, so a folder swapped for a link after it was checked is not listed.
+//!
 //! A refusal is an `InvalidInput` error that names the path and the reason; a missing file
 //! stays `NotFound`, the answer the user could have had from `ls` in their own folder.
 
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 fn refused(folder: &Path, rel: &Path, why: &str) -> io::Error {
     io::Error::new(
@@ -26,7 +30,7 @@ fn refused(folder: &Path, rel: &Path, why: &str) -> io::Error {
     )
 }
 
-/// The names `rel` steps through, if it stays inside the folder.
+/// The names `rel` steps through, if it stays inside the folder (none: the folder itself).
 fn steps<'a>(folder: &Path, rel: &'a Path) -> io::Result<Vec<&'a OsStr>> {
     let mut out = Vec::new();
     for c in rel.components() {
@@ -42,6 +46,12 @@ fn steps<'a>(folder: &Path, rel: &'a Path) -> io::Result<Vec<&'a OsStr>> {
             }
         }
     }
+    Ok(out)
+}
+
+/// The steps to a file: at least one name.
+fn file_steps<'a>(folder: &Path, rel: &'a Path) -> io::Result<Vec<&'a OsStr>> {
+    let out = steps(folder, rel)?;
     if out.is_empty() {
         return Err(refused(folder, rel, "names no file"));
     }
@@ -49,39 +59,88 @@ fn steps<'a>(folder: &Path, rel: &'a Path) -> io::Result<Vec<&'a OsStr>> {
 }
 
 /// Opens `rel` inside `folder` for reading, by the rules of the module doc.
-#[cfg(unix)]
 pub(crate) fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
-    use std::ffi::CString;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
+    file_steps(folder, rel)?;
+    Beneath::open(folder)?.open_file(rel)
+}
 
-    let names = steps(folder, rel)?;
-    let cstr =
-        |s: &[u8]| CString::new(s).map_err(|_| refused(folder, rel, "a name with a NUL byte"));
-    let open_at = |dir: Option<&OwnedFd>, name: &CString, flags: i32| -> io::Result<OwnedFd> {
+/// A run's folder, opened once (on Unix: a handle, reached without following a link in its
+/// own place; its parents are the daemon's, checked by `security`). Files in it are opened
+/// and folders in it listed relative to that handle, one step at a time, by the rules of the
+/// module doc: there is no check by path that a swap could outrun.
+pub(crate) struct Beneath {
+    folder: PathBuf,
+    #[cfg(unix)]
+    fd: std::os::fd::OwnedFd,
+    /// The folder's owner: in a user's folder, only that user's files are read.
+    #[cfg(unix)]
+    owner: u32,
+}
+
+#[cfg(unix)]
+mod unix {
+    use super::refused;
+    use std::ffi::{CString, OsStr};
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    pub(super) const DIR_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+
+    pub(super) fn cstr(folder: &Path, rel: &Path, s: &OsStr) -> io::Result<CString> {
+        CString::new(s.as_bytes()).map_err(|_| refused(folder, rel, "a name with a NUL byte"))
+    }
+
+    /// `openat` relative to `dir` (the current folder if none), close-on-exec.
+    pub(super) fn open_at(
+        dir: Option<BorrowedFd<'_>>,
+        name: &CString,
+        flags: i32,
+    ) -> io::Result<OwnedFd> {
         let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-        // SAFETY: a valid NUL-terminated name; `at` is AT_FDCWD or a descriptor we own.
+        // SAFETY: a valid NUL-terminated name; `at` is AT_FDCWD or a descriptor borrowed
+        // for the call.
         let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: a fresh descriptor, owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-    // The folder itself: its parents are the daemon's (checked by `security`); a link in
-    // its own place is not followed either.
-    let mut dir = open_at(None, &cstr(folder.as_os_str().as_bytes())?, dir_flags)?;
-    let owner = File::from(dir.try_clone()?).metadata()?.uid();
-    let (last, between) = names
-        .split_last()
-        .ok_or_else(|| refused(folder, rel, "names no file"))?;
-    for name in between {
-        dir = open_at(Some(&dir), &cstr(name.as_bytes())?, dir_flags).map_err(|e| {
-            match e.raw_os_error() {
+    }
+}
+
+#[cfg(unix)]
+impl Beneath {
+    /// Opens the folder itself: a link in its place is not followed.
+    pub(crate) fn open(folder: &Path) -> io::Result<Beneath> {
+        use std::os::unix::fs::MetadataExt;
+        let fd = unix::open_at(
+            None,
+            &unix::cstr(folder, Path::new(""), folder.as_os_str())?,
+            unix::DIR_FLAGS,
+        )?;
+        let owner = File::from(fd.try_clone()?).metadata()?.uid();
+        Ok(Beneath {
+            folder: folder.to_path_buf(),
+            fd,
+            owner,
+        })
+    }
+
+    /// The folder at `names` below the handle: each step opened relative to the one before,
+    /// a folder, never a link. A handle of its own (its own offset), also for no step.
+    fn walk(&self, rel: &Path, names: &[&OsStr]) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        let here = std::ffi::CString::from(c".");
+        let mut dir = unix::open_at(Some(self.fd.as_fd()), &here, unix::DIR_FLAGS)?;
+        for name in names {
+            let step = unix::cstr(&self.folder, rel, name)?;
+            dir = unix::open_at(Some(dir.as_fd()), &step, unix::DIR_FLAGS).map_err(|e| match e
+                .raw_os_error()
+            {
                 Some(libc::ELOOP) | Some(libc::ENOTDIR) => refused(
-                    folder,
+                    &self.folder,
                     rel,
                     &format!(
                         "{} on the way is a symbolic link or not a folder; links are not followed",
@@ -89,60 +148,80 @@ pub(crate) fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
                     ),
                 ),
                 _ => e,
+            })?;
+        }
+        Ok(dir)
+    }
+
+    /// Opens the file `rel` for reading, by the rules of the module doc.
+    pub(crate) fn open_file(&self, rel: &Path) -> io::Result<File> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let names = file_steps(&self.folder, rel)?;
+        let (last, between) = names
+            .split_last()
+            .ok_or_else(|| refused(&self.folder, rel, "names no file"))?;
+        let dir = self.walk(rel, between)?;
+        let fd = unix::open_at(
+            Some(dir.as_fd()),
+            &unix::cstr(&self.folder, rel, last)?,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                refused(&self.folder, rel, "a symbolic link; links are not followed")
             }
+            _ => e,
         })?;
+        let f = File::from(fd);
+        let m = f.metadata()?;
+        if !m.file_type().is_file() {
+            return Err(refused(
+                &self.folder,
+                rel,
+                "not a regular file (a FIFO, device or folder)",
+            ));
+        }
+        if self.owner != 0 && m.uid() != self.owner {
+            return Err(refused(
+                &self.folder,
+                rel,
+                &format!(
+                    "belongs to uid {}, not to the folder's owner (uid {})",
+                    m.uid(),
+                    self.owner
+                ),
+            ));
+        }
+        Ok(f)
     }
-    let fd = open_at(
-        Some(&dir),
-        &cstr(last.as_bytes())?,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
-    )
-    .map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP) => refused(folder, rel, "a symbolic link; links are not followed"),
-        _ => e,
-    })?;
-    let f = File::from(fd);
-    let m = f.metadata()?;
-    if !m.file_type().is_file() {
-        return Err(refused(
-            folder,
-            rel,
-            "not a regular file (a FIFO, device or folder)",
-        ));
+
+    /// The entries of the folder `rel` (empty: the folder itself), reached as
+    /// [`Beneath::open_file`] reaches a file and listed from the handle that reached it.
+    pub(crate) fn entries(&self, rel: &Path) -> io::Result<Vec<super::dir::Entry>> {
+        let names = steps(&self.folder, rel)?;
+        super::dir::entries_of(self.walk(rel, &names)?)?.collect()
     }
-    if owner != 0 && m.uid() != owner {
-        return Err(refused(
-            folder,
-            rel,
-            &format!(
-                "belongs to uid {}, not to the folder's owner (uid {owner})",
-                m.uid()
-            ),
-        ));
-    }
-    Ok(f)
 }
 
-/// Opens `rel` inside `folder` for reading, by the rules of the module doc.
 #[cfg(windows)]
-pub(crate) fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
-    use std::os::windows::fs::MetadataExt;
-    use windows_sys::Win32::Storage::FileSystem::FILE_ATTRIBUTE_REPARSE_POINT;
+impl Beneath {
+    /// The folder itself: a real folder, not a link or junction.
+    pub(crate) fn open(folder: &Path) -> io::Result<Beneath> {
+        let b = Beneath {
+            folder: folder.to_path_buf(),
+        };
+        b.real_folder(Path::new(""), folder)?;
+        Ok(b)
+    }
 
-    let names = steps(folder, rel)?;
-    let mut path = folder.to_path_buf();
-    let (last, between) = names
-        .split_last()
-        .ok_or_else(|| refused(folder, rel, "names no file"))?;
-    // The folder and every step below it: a real folder, not a link or junction.
-    for step in std::iter::once(None).chain(between.iter().map(Some)) {
-        if let Some(name) = step {
-            path.push(name);
-        }
-        let m = std::fs::symlink_metadata(&path)?;
+    fn real_folder(&self, rel: &Path, path: &Path) -> io::Result<()> {
+        use std::os::windows::fs::MetadataExt;
+        use windows_sys::Win32::Storage::FileSystem::FILE_ATTRIBUTE_REPARSE_POINT;
+        let m = std::fs::symlink_metadata(path)?;
         if !m.is_dir() || m.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
             return Err(refused(
-                folder,
+                &self.folder,
                 rel,
                 &format!(
                     "{} on the way is a link, a junction or not a folder; links are not followed",
@@ -150,20 +229,48 @@ pub(crate) fn open_beneath(folder: &Path, rel: &Path) -> io::Result<File> {
                 ),
             ));
         }
+        Ok(())
     }
-    path.push(last);
-    let mut o = std::fs::OpenOptions::new();
-    o.read(true);
-    super::set_open_flags(&mut o, false);
-    let f = o.open(&path)?;
-    if !super::is_plain_file(&f)? {
-        return Err(refused(
-            folder,
-            rel,
-            "not a regular file (a link, device or folder)",
-        ));
+
+    /// The folder at `names`, each step checked for a reparse point (Windows has no `user`
+    /// jobs: the run's tree is the daemon's own user's).
+    fn walk(&self, rel: &Path, names: &[&OsStr]) -> io::Result<PathBuf> {
+        let mut path = self.folder.clone();
+        for name in names {
+            path.push(name);
+            self.real_folder(rel, &path)?;
+        }
+        Ok(path)
     }
-    Ok(f)
+
+    /// Opens the file `rel` for reading, by the rules of the module doc.
+    pub(crate) fn open_file(&self, rel: &Path) -> io::Result<File> {
+        let names = file_steps(&self.folder, rel)?;
+        let (last, between) = names
+            .split_last()
+            .ok_or_else(|| refused(&self.folder, rel, "names no file"))?;
+        let mut path = self.walk(rel, between)?;
+        path.push(last);
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true);
+        super::set_open_flags(&mut o, false);
+        let f = o.open(&path)?;
+        if !super::is_plain_file(&f)? {
+            return Err(refused(
+                &self.folder,
+                rel,
+                "not a regular file (a link, device or folder)",
+            ));
+        }
+        Ok(f)
+    }
+
+    /// The entries of the folder `rel` (empty: the folder itself), reached as
+    /// [`Beneath::open_file`] reaches a file.
+    pub(crate) fn entries(&self, rel: &Path) -> io::Result<Vec<super::dir::Entry>> {
+        let names = steps(&self.folder, rel)?;
+        super::dir::entries(&self.walk(rel, &names)?)?.collect()
+    }
 }
 
 #[cfg(test)]
@@ -263,5 +370,124 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = read(dir.path(), "output.xml").unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[cfg(unix)]
+    fn names(b: &Beneath, rel: &str) -> io::Result<Vec<String>> {
+        let mut n: Vec<String> = b
+            .entries(Path::new(rel))?
+            .into_iter()
+            .map(|e| e.name.into_string().unwrap())
+            .collect();
+        n.sort();
+        Ok(n)
+    }
+
+    /// A folder is listed only when every step to it is a real folder: a link at any step
+    /// (or in the folder's own place) is refused, whatever it points at.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_any_step_is_not_listed() {
+        let outer = tempfile::tempdir().unwrap();
+        let secret = outer.path().join("secret");
+        std::fs::create_dir_all(secret.join("b/c")).unwrap();
+        for d in ["", "b", "b/c"] {
+            std::fs::write(secret.join(d).join("secret.png"), "s").unwrap();
+        }
+        let dir = outer.path().join("run");
+        std::fs::create_dir_all(dir.join("a/b/c")).unwrap();
+        std::fs::write(dir.join("a/b/c/mine.png"), "mine").unwrap();
+        let b = Beneath::open(&dir).unwrap();
+        assert_eq!(names(&b, "a/b/c").unwrap(), ["mine.png"]);
+        assert_eq!(names(&b, "").unwrap(), ["a"]);
+        assert_eq!(names(&b, "./a").unwrap(), ["b"]);
+        for step in ["a", "a/b", "a/b/c"] {
+            let real = dir.join(step);
+            let aside = dir.join("aside");
+            std::fs::rename(&real, &aside).unwrap();
+            // a -> secret, a/b -> secret/b, a/b/c -> secret/b/c: every one leads to a
+            // `secret.png` when followed.
+            let to = secret.join(step.trim_start_matches('a').trim_start_matches('/'));
+            symlink(&to, &real).unwrap();
+            let e = names(&b, "a/b/c").unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{step}: {e}");
+            let e = names(&b, step).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{step}: {e}");
+            std::fs::remove_file(&real).unwrap();
+            std::fs::rename(&aside, &real).unwrap();
+        }
+        for rel in ["..", "a/../..", "/etc"] {
+            let e = names(&b, rel).unwrap_err();
+            assert!(
+                e.to_string().contains("leaves the run folder"),
+                "{rel}: {e}"
+            );
+        }
+        let link = outer.path().join("run-link");
+        symlink(&secret, &link).unwrap();
+        assert!(Beneath::open(&link).is_err());
+    }
+
+    /// A job's user swaps folders of its run with links (renameat2 RENAME_EXCHANGE in a loop,
+    /// at two levels) while the daemon lists them, thousands of times: never a name from
+    /// the folder the links point at.
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_swapped_for_a_link_while_listed_is_never_entered() {
+        use rustix::fs::{renameat_with, RenameFlags};
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let outer = tempfile::tempdir().unwrap();
+        let secret = outer.path().join("secret");
+        std::fs::create_dir_all(secret.join("screenshot")).unwrap();
+        std::fs::write(secret.join("secret.png"), "s").unwrap();
+        std::fs::write(secret.join("screenshot/secret.png"), "s").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = outer.path().join("run");
+        std::fs::create_dir_all(dir.join("browser/screenshot")).unwrap();
+        std::fs::write(dir.join("browser/screenshot/mine.png"), "mine").unwrap();
+        symlink(&secret, dir.join("browser/x")).unwrap();
+        symlink(&secret, dir.join("y")).unwrap();
+        let (top, browser) = (
+            File::open(&dir).unwrap(),
+            File::open(dir.join("browser")).unwrap(),
+        );
+        let stop = AtomicBool::new(false);
+        let (mut lists, mut mine, mut refused) = (0u32, 0u32, 0u32);
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..16 {
+                        let _ = renameat_with(
+                            &browser,
+                            "screenshot",
+                            &browser,
+                            "x",
+                            RenameFlags::EXCHANGE,
+                        );
+                    }
+                    let _ = renameat_with(&top, "browser", &top, "y", RenameFlags::EXCHANGE);
+                }
+            });
+            let b = Beneath::open(&dir).unwrap();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while std::time::Instant::now() < end || lists < 2000 {
+                lists += 1;
+                match names(&b, "browser/screenshot") {
+                    Ok(n) if n.iter().any(|n| n.contains("secret")) => {
+                        stop.store(true, Ordering::Relaxed);
+                        panic!("listed {n:?} at listing {lists}: a link was followed");
+                    }
+                    Ok(n) => mine += u32::from(n == ["mine.png"]),
+                    Err(_) => refused += 1,
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // The swaps did race the listings: some saw the real folder, some a link.
+        assert!(
+            mine > 0 && refused > 0,
+            "{lists} listings: {mine} real, {refused} refused"
+        );
     }
 }

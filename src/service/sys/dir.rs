@@ -26,12 +26,18 @@ pub(crate) fn entries(path: &Path) -> io::Result<impl Iterator<Item = io::Result
     imp::entries(path)
 }
 
+/// The entries of a folder already open (see `super::beneath::Beneath`, which reaches it
+/// without following links): listed from that handle, never again by a path.
+#[cfg(unix)]
+pub(crate) use imp::entries_of;
+
 #[cfg(unix)]
 mod imp {
     use super::Entry;
     use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
     use std::ffi::OsString;
     use std::io;
+    use std::os::fd::OwnedFd;
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
 
@@ -41,6 +47,12 @@ mod imp {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        entries_of(fd)
+    }
+
+    /// The entries of the folder open as `fd` (which must have its own open file
+    /// description: the listing reads from its offset).
+    pub(crate) fn entries_of(fd: OwnedFd) -> io::Result<impl Iterator<Item = io::Result<Entry>>> {
         let mut dir = Dir::new(fd)?;
         Ok(std::iter::from_fn(move || loop {
             let e = match dir.read()? {

@@ -16,7 +16,7 @@ pub(crate) mod tmp_link;
 pub mod tree;
 pub(crate) mod trust;
 
-pub(crate) use beneath::open_beneath;
+pub(crate) use beneath::{open_beneath, Beneath};
 
 #[cfg(unix)]
 #[path = "unix.rs"]
