@@ -16,6 +16,14 @@ pub(crate) fn warnings(cfg: &Config, now: DateTime<Utc>) -> Vec<String> {
         ));
     }
     for j in &cfg.jobs {
+        // `user` is how a job is kept off root; a name the database maps to uid 0 (`toor`, an
+        // alias made with `useradd -o -u 0`) runs it as root all the same.
+        if let Some(u) = j.user.as_deref().filter(|u| u.uid == 0) {
+            out.push(format!(
+                "job {:?}: its user {:?} has uid 0: the job runs as root; name an unprivileged user to keep it off root",
+                j.name, u.name
+            ));
+        }
         let interval = j.schedule.nominal_interval(now);
         if j.timeout > interval {
             out.push(format!(
@@ -28,4 +36,36 @@ pub(crate) fn warnings(cfg: &Config, now: DateTime<Utc>) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job whose `user` has uid 0 is named; one of an unprivileged user is not.
+    #[test]
+    fn a_user_with_uid_0_is_warned_of() {
+        let text = "[daemon]\nstate_dir = \"/s\"\n[[job]]\nname = \"a\"\ncommand = [\"true\"]\nevery = \"1h\"\n[[job]]\nname = \"b\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+        let path = std::path::Path::new("/c.toml");
+        let mut cfg =
+            crate::logic::config::parse(path, std::path::Path::new("/"), text, Utc::now())
+                .unwrap()
+                .config;
+        let user = |name: &str, uid| crate::model::user::UserInfo {
+            name: name.into(),
+            uid,
+            gid: uid,
+            home: "/".into(),
+            shell: String::new(),
+            groups: vec![],
+        };
+        std::sync::Arc::make_mut(&mut cfg.jobs[0]).user = Some(Box::new(user("toor", 0)));
+        std::sync::Arc::make_mut(&mut cfg.jobs[1]).user = Some(Box::new(user("robot", 1000)));
+        let w = warnings(&cfg, Utc::now());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("job \"a\": its user \"toor\" has uid 0"),
+            "{w:?}"
+        );
+    }
 }
