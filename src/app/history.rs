@@ -193,23 +193,45 @@ pub(crate) fn history_json(t: &Target, job: &str, runs: &[Run], total: usize) ->
     })
 }
 
-/// Symbol, ASCII letter and colour of an outcome (`None`: in flight).
-fn outcome_mark(o: Option<Outcome>) -> (&'static str, &'static str, &'static str) {
-    // The ASCII letters follow pytest's progress line: `.` passed, `F` failed.
-    match o {
-        Some(Outcome::Success) => ("✔", ".", "32"),
-        Some(Outcome::Failure) => ("✘", "F", "31"),
-        Some(Outcome::Timeout) => ("⏱", "T", "31"),
-        Some(Outcome::Error) => ("!", "E", "31"),
-        Some(Outcome::Killed) => ("☠", "K", "33"),
-        Some(Outcome::Interrupted) => ("↯", "I", "33"),
-        Some(Outcome::Skipped) => ("·", "s", "2"),
-        None => ("▶", "R", "36"),
+/// Where a run stands as its record tells: ended (its outcome), running, or prepared ahead of
+/// its due time and not started yet (the daemon makes the folder early; it is no run yet).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stands {
+    Ended(Outcome),
+    Running,
+    Due,
+}
+
+fn stands(rec: &RunRecord) -> Stands {
+    match (rec.outcome, rec.started) {
+        (Some(o), _) => Stands::Ended(o),
+        (None, Some(_)) => Stands::Running,
+        (None, None) => Stands::Due,
     }
 }
 
-fn outcome_word(o: Option<Outcome>) -> &'static str {
-    o.map_or("running", |o| o.as_str())
+/// Symbol, ASCII letter and colour of where a run stands.
+fn outcome_mark(o: Stands) -> (&'static str, &'static str, &'static str) {
+    // The ASCII letters follow pytest's progress line: `.` passed, `F` failed.
+    match o {
+        Stands::Ended(Outcome::Success) => ("✔", ".", "32"),
+        Stands::Ended(Outcome::Failure) => ("✘", "F", "31"),
+        Stands::Ended(Outcome::Timeout) => ("⏱", "T", "31"),
+        Stands::Ended(Outcome::Error) => ("!", "E", "31"),
+        Stands::Ended(Outcome::Killed) => ("☠", "K", "33"),
+        Stands::Ended(Outcome::Interrupted) => ("↯", "I", "33"),
+        Stands::Ended(Outcome::Skipped) => ("·", "s", "2"),
+        Stands::Running => ("▶", "R", "36"),
+        Stands::Due => ("…", "D", "2"),
+    }
+}
+
+fn outcome_word(o: Stands) -> &'static str {
+    match o {
+        Stands::Ended(o) => o.as_str(),
+        Stands::Running => "running",
+        Stands::Due => "due",
+    }
 }
 
 fn local(t: DateTime<Utc>, fmt: &str) -> String {
@@ -297,8 +319,8 @@ pub(crate) fn history_table(
 fn run_line(r: &Run, s: Style) -> String {
     match &r.record {
         Ok(rec) => {
-            let (_, _, colour) = outcome_mark(rec.outcome);
-            let outcome = s.paint(colour, &format!("{:<11}", outcome_word(rec.outcome)));
+            let (_, _, colour) = outcome_mark(stands(rec));
+            let outcome = s.paint(colour, &format!("{:<11}", outcome_word(stands(rec))));
             let tests = rec.tests.as_ref().map_or("-".into(), |t| {
                 format!("{}/{}/{}", t.passed, t.failed, t.skipped)
             });
@@ -339,14 +361,14 @@ fn trend_lines(o: &mut String, runs: &[Run], s: Style) {
     let oldest_first: Vec<&Run> = runs.iter().rev().collect();
     let arrow = if s.utf8 { "→" } else { "->" };
     let mut strip = String::new();
-    let mut seen: Vec<Option<Outcome>> = Vec::new();
+    let mut seen: Vec<Stands> = Vec::new();
     for r in &oldest_first {
         match &r.record {
             Ok(rec) => {
-                let (sym, letter, colour) = outcome_mark(rec.outcome);
+                let (sym, letter, colour) = outcome_mark(stands(rec));
                 strip.push_str(&s.paint(colour, if s.utf8 { sym } else { letter }));
-                if !seen.contains(&rec.outcome) {
-                    seen.push(rec.outcome);
+                if !seen.contains(&stands(rec)) {
+                    seen.push(stands(rec));
                 }
             }
             Err(_) => strip.push('?'),
@@ -502,8 +524,8 @@ fn field(o: &mut String, k: &str, v: &str) {
 
 /// `show`: what the run's record says — outcome, times, tests, attempts.
 fn show_record(o: &mut String, rec: &RunRecord, s: Style) {
-    let (_, _, colour) = outcome_mark(rec.outcome);
-    let mut outcome = s.paint(colour, outcome_word(rec.outcome));
+    let (_, _, colour) = outcome_mark(stands(rec));
+    let mut outcome = s.paint(colour, outcome_word(stands(rec)));
     if let Some(c) = rec.exit_code {
         let _ = write!(outcome, ", exit code {c}");
     }
@@ -696,6 +718,21 @@ pub(crate) fn tail_lines(path: &Path, n: usize) -> io::Result<Tail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder prepared ahead of its due time (no start, no outcome) is "due", not "running".
+    #[test]
+    fn a_run_not_started_yet_is_due_not_running() {
+        let mut rec: RunRecord = serde_json::from_value(serde_json::json!({
+            "version": 1, "job": "j", "run_id": "20261206T011200Z-1", "run_dir": "/r",
+            "due": "2026-12-06T01:12:00Z", "trigger": "schedule", "timeout_s": 60.0,
+        }))
+        .unwrap();
+        assert_eq!(outcome_word(stands(&rec)), "due");
+        rec.started = Some(rec.due);
+        assert_eq!(outcome_word(stands(&rec)), "running");
+        rec.outcome = Some(Outcome::Success);
+        assert_eq!(outcome_word(stands(&rec)), "success");
+    }
 
     #[test]
     fn sparkline_scales_between_min_and_max() {
