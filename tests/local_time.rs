@@ -129,3 +129,88 @@ fn start_foreground_keeps_the_tz_it_was_given() {
     assert_ne!(in_far, next_due(&inst), "TZ={far} was not in force");
     stop(&inst);
 }
+
+/// The host's zone changed under a running daemon (`timedatectl set-timezone` relinks
+/// `/etc/localtime`): its cron jobs are planned again in the new zone, and `status` names it,
+/// without a reload. Runs the daemon in a private mount namespace with a copy of `/etc`
+/// bound over it, so the host's zone is never touched.
+#[test]
+fn a_change_of_the_hosts_zone_replans_cron_jobs() {
+    if !common::require_root("a private mount namespace (unshare --mount) needs root") {
+        return;
+    }
+    let zones = std::path::Path::new("/usr/share/zoneinfo/Etc");
+    if !common::require_tool(zones.join("GMT-5").exists(), "the tz database (tzdata)") {
+        return;
+    }
+    let host_zone = std::fs::read_link("/etc/localtime").ok();
+    let inst = Instance::new("heartbeat_timeout = \"0\"", NINE);
+    let etc = inst.dir.path().join("etc");
+    // Errors on special files are of no matter: the daemon reads users and the zone.
+    let _ = std::process::Command::new("cp")
+        .args(["-a", "/etc"])
+        .arg(&etc)
+        .status();
+    let relink = |target: &str, etc: &std::path::Path| {
+        let tmp = etc.join(".localtime.new");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(zones.join(target), &tmp).unwrap();
+        std::fs::rename(&tmp, etc.join("localtime")).unwrap();
+    };
+    relink("UTC", &etc);
+    // `start` detaches: the daemon stays in the namespace after unshare's shell has gone.
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc && exec \"$2\" --config \"$3\" start")
+        .arg("sh")
+        .arg(&etc)
+        .arg(common::BIN)
+        .arg(&inst.config)
+        .env_remove("TZ")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare");
+    assert!(out.status.success(), "{out:?}");
+    let zone = |inst: &Instance| {
+        let s = inst.status_json();
+        let z = s["daemon"]["time_zone"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (
+            z,
+            s["jobs"][0]["next_due"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || zone(&inst)
+            .0
+            .starts_with("Etc/UTC (")),
+        "{:?}",
+        zone(&inst)
+    );
+    assert!(zone(&inst).1.ends_with("T09:00:00Z"), "{:?}", zone(&inst));
+    // UTC+05:00 (the tz database's signs are POSIX's): 09:00 there is 04:00 UTC.
+    relink("GMT-5", &etc);
+    let ok = wait_for(Duration::from_secs(10), || {
+        let (z, due) = zone(&inst);
+        z.starts_with("Etc/GMT-5 (UTC+05:00)") && due.ends_with("T04:00:00Z")
+    });
+    assert!(
+        ok,
+        "zone and next due after the change: {:?}\n{}",
+        zone(&inst),
+        inst.log()
+    );
+    let table = text(&inst.run(&["status"]).stdout);
+    assert!(table.contains("Etc/GMT-5"), "{table}");
+    assert_eq!(
+        std::fs::read_link("/etc/localtime").ok(),
+        host_zone,
+        "the host's zone"
+    );
+    stop(&inst);
+}

@@ -157,6 +157,23 @@ impl Slots {
         Reload::Replanned
     }
 
+    /// The host's time zone changed: a cron job's planned slot was computed in the old zone's
+    /// wall clock, so it is planned again from `now` (never before a due time taken). A
+    /// catch-up run and a slot already due are kept (they fire at once anyway), and an `every`
+    /// schedule does not depend on the zone. Returns whether the plan changed.
+    pub(crate) fn rezone(&mut self, job: &Job, now: DateTime<Utc>) -> bool {
+        if !matches!(job.schedule, crate::model::schedule::Schedule::Cron { .. }) {
+            return false;
+        }
+        match self.next {
+            Some(n) if n.trigger != Trigger::Schedule || n.fire_at <= now => return false,
+            _ => {}
+        }
+        let before = self.next;
+        self.plan_after(job, now);
+        self.next != before
+    }
+
     /// Takes the firing whose time has come and plans the one after it; `None` if nothing is
     /// due at `now`. A scheduled firing taken late stands for the latest slot that passed.
     pub(crate) fn take_due(&mut self, job: &Job, now: DateTime<Utc>) -> Option<Firing> {

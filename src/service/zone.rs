@@ -29,6 +29,32 @@ pub(crate) fn host() -> String {
     }
 }
 
+/// What the host's zone files look like now ([`crate::service::sys::ZONE_FILES`]: where a
+/// link points, size and mtime of what it leads to), to notice a change of the host's zone
+/// (`timedatectl set-timezone` relinks `/etc/localtime`). `None` when `TZ` is set: then `TZ`
+/// is the zone and a change of the host's does not apply.
+pub(crate) fn host_stamp() -> Option<String> {
+    if tz_env().is_some() {
+        return None;
+    }
+    let meta = |m: std::io::Result<std::fs::Metadata>| {
+        m.ok()
+            .map(|m| (m.len(), m.modified().ok(), m.file_type().is_symlink()))
+    };
+    let parts: Vec<String> = crate::service::sys::ZONE_FILES
+        .iter()
+        .map(|f| {
+            format!(
+                "{f}: {:?} {:?} {:?}",
+                std::fs::read_link(f).ok(),
+                meta(std::fs::symlink_metadata(f)),
+                meta(std::fs::metadata(f))
+            )
+        })
+        .collect();
+    Some(parts.join("; "))
+}
+
 /// `TZ` as this process has it, when set and not empty (an empty `TZ` is UTC to the C
 /// library, but chrono then reads the host's zone: left to the host's words).
 pub(crate) fn tz_env() -> Option<String> {

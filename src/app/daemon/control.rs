@@ -42,6 +42,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// A look even when nothing changed, as a safety net for a change the watches missed; rare
 /// enough to cost nothing (cron wakes every minute).
 const SAFETY_LOOK: Duration = Duration::from_secs(600);
+/// How long after a change of the host's zone files it is applied: chrono looks at
+/// `/etc/localtime` at most once a second, so every computation after this has the new zone.
+const ZONE_SETTLE: Duration = Duration::from_millis(1100);
 
 impl Daemon {
     /// Whether a look is due now: a watched path changed, or a deadline passed.
@@ -69,6 +72,9 @@ impl Daemon {
         if self.table.any_adopted() {
             at = at.min(c.last_look + ADOPTED_POLL);
         }
+        if let Some(t) = c.zone_settle {
+            at = at.min(t);
+        }
         at
     }
 
@@ -82,6 +88,8 @@ impl Daemon {
         }
         let root = &self.state.root;
         ok &= path_watches(root, Child::Entry, &mut w);
+        // The path as configured, symlinks and all: repointing one moves the instance.
+        ok &= path_watches(&self.cfg.daemon.state_dir, Child::Entry, &mut w);
         let name = |p: PathBuf| p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         w.push(Watch {
             dir: root.clone(),
@@ -115,7 +123,38 @@ impl Daemon {
                 ok &= path_watches(std::path::Path::new(file), Child::Content, &mut w);
             }
         }
+        // The host's time zone: cron schedules are in its wall clock (see `look_at_zone`).
+        if !self.oneshot && self.control.zone_stamp.is_some() {
+            for file in crate::service::sys::ZONE_FILES {
+                ok &= path_watches(std::path::Path::new(file), Child::Content, &mut w);
+            }
+        }
         (w, ok)
+    }
+
+    /// The host's time zone changed (`/etc/localtime` relinked): cron jobs are planned again
+    /// in the new zone and the status names it. chrono, which every wall-clock computation of
+    /// this process goes through (croner too), reads `/etc/localtime` again when its mtime
+    /// changed, but looks at most once a second: the change is applied [`ZONE_SETTLE`] after
+    /// it was seen, when every later computation has the new zone. With `TZ` set, `TZ` is the
+    /// zone (`start --foreground`): nothing is watched and nothing changes.
+    fn look_at_zone(&mut self) {
+        if self.oneshot || self.control.zone_stamp.is_none() {
+            return;
+        }
+        let now = crate::service::zone::host_stamp();
+        if now != self.control.zone_stamp {
+            self.control.zone_stamp = now;
+            self.control.zone_settle = Some(Instant::now() + ZONE_SETTLE);
+        }
+        if self
+            .control
+            .zone_settle
+            .is_some_and(|t| Instant::now() >= t)
+        {
+            self.control.zone_settle = None;
+            self.rezone(crate::service::zone::in_force());
+        }
     }
 
     /// Watches what [`Daemon::watch_list`] names now; logs once why not all of it can be.
@@ -127,6 +166,12 @@ impl Daemon {
         let mut problems = watcher.arm(&list);
         if !ok {
             problems.push("a watched path cannot be followed (a symlink loop?)".into());
+        }
+        // A config that is not there is watched for by name in the deepest folder that is,
+        // which a mount coming back over a folder on the way does not change: besides the
+        // mount table (see the watcher), the fallback poll looks until it is back.
+        if !self.oneshot && std::fs::metadata(&self.cfg.path).is_err() {
+            problems.push(format!("the config {} is missing", self.cfg.path.display()));
         }
         let why = (!problems.is_empty()).then(|| problems.join("; "));
         if why != self.control.degraded {
@@ -148,6 +193,7 @@ impl Daemon {
         // Armed before the checks: a change during them wakes the loop again.
         self.arm_watches();
         self.check_state_dir_trust();
+        self.check_state_dir_moved();
         self.check_lock_file();
         self.check_stop_request();
         self.check_heartbeat();
@@ -163,6 +209,7 @@ impl Daemon {
             self.envs_look();
         }
         self.poll_adopted();
+        self.look_at_zone();
         self.look_at_clock();
         if self.control.retry.is_none_or(|(t, _)| Instant::now() >= t) {
             self.retry_unsaved();
@@ -183,7 +230,17 @@ impl Daemon {
     /// their journals stay, and the next daemon records them as interrupted once the admin
     /// has fixed the permissions (ctrl refuses to start one before, and says why).
     fn check_state_dir_trust(&mut self) {
-        let Err(e) = crate::service::security::check_state_dir(&self.cfg.daemon.state_dir) else {
+        // The folder it writes in, and the path as configured while it leads there (once it
+        // leads elsewhere the daemon hands over instead, writing nothing there).
+        let configured = &self.cfg.daemon.state_dir;
+        let trust = crate::service::security::check_state_dir(&self.state.root).and_then(|()| {
+            if crate::service::sys::resolved_dir(configured).as_ref() == Some(&self.state.root) {
+                crate::service::security::check_state_dir(configured)
+            } else {
+                Ok(())
+            }
+        });
+        let Err(e) = trust else {
             return;
         };
         tracing::error!("{e}; ending {} run(s) and exiting", self.table.in_flight());
@@ -191,6 +248,29 @@ impl Daemon {
             self.spawner.kill_tree(run.pgid, &run.dir());
         }
         std::process::exit(1);
+    }
+
+    /// The daemon keeps the folder its `state_dir` led to at start (see `start.rs`). If the
+    /// path now leads to another folder (a symlink on the way repointed), the instance has
+    /// moved, as if the config named another state dir: ctrl, `status` and the agent look
+    /// there from now, so this daemon drains in its own folder (its runs end and are recorded
+    /// there) and exits; the next ctrl starts a daemon in the new one. Never both folders.
+    fn check_state_dir_moved(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let Some(now) = crate::service::sys::resolved_dir(&self.cfg.daemon.state_dir) else {
+            return; // gone: the lock check makes it again (see `check_lock_file`)
+        };
+        if now != self.state.root {
+            let why = format!(
+                "the state dir {} now leads to {}, not to {}; handing over to a daemon there",
+                self.cfg.daemon.state_dir.display(),
+                now.display(),
+                self.state.root.display()
+            );
+            self.drain(&why);
+        }
     }
 
     fn check_heartbeat(&mut self) {

@@ -204,7 +204,10 @@ fn trusted_state_dir(cfg: &Config) -> Result<StateDir, SetupError> {
     st.ensure().map_err(|e| refuse(&e))?;
     // Again now that the state dir exists (it may have been created just now).
     crate::service::security::check_state_dir(&cfg.daemon.state_dir).map_err(|e| refuse(&e))?;
-    Ok(st)
+    // The folder the path leads to now is this daemon's for its whole life: every file it
+    // writes, its lock and its watches go there, not through a symlink an admin may repoint
+    // later (that is a move of the instance: the daemon hands over, see `control`).
+    Ok(sys::resolved_dir(&st.root).map_or(st, StateDir::new))
 }
 
 /// The instance lock. A one-shot does not wait for it: if a daemon holds it, the request goes

@@ -39,6 +39,10 @@ pub(crate) struct Control {
     /// The user database's files as last read for the config (see `users_stamp`); `None`
     /// while no job names a `user`.
     pub(super) users_stamp: Option<String>,
+    /// The host's zone files as last seen (`zone::host_stamp`; `None` while `TZ` rules).
+    pub(super) zone_stamp: Option<String>,
+    /// A change of the host's zone seen, to apply once chrono has read it (see `look_at_zone`).
+    pub(super) zone_settle: Option<Instant>,
 }
 
 impl Control {
@@ -70,6 +74,8 @@ impl Control {
             degraded: None,
             retry: None,
             users_stamp: None,
+            zone_stamp: crate::service::zone::host_stamp(),
+            zone_settle: None,
         }
     }
 

@@ -531,6 +531,13 @@ fn holds_flock(pid: u32, ino: u64) -> bool {
     })
 }
 
+/// The folder `path` leads to now, every symlink on the way resolved (`None` while it leads
+/// nowhere). The daemon keeps its state dir as this path, taken once at start (see
+/// `app/daemon/start.rs`).
+pub(crate) fn resolved_dir(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    std::fs::canonicalize(path).ok().filter(|p| p.is_dir())
+}
+
 /// True if `path` still names the open file `f` (same device and inode): a file that was
 /// deleted or replaced by another is no longer what the path opens.
 pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
@@ -542,6 +549,11 @@ pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
 }
 
 // ---- Paths and file modes (config, state) ---------------------------------------------------
+
+/// The files the host's time zone is read from when `TZ` is not set (chrono reads
+/// `/etc/localtime`, the zone's name may come from `/etc/timezone`): the daemon watches them
+/// and plans its cron jobs again when they change.
+pub(crate) const ZONE_FILES: &[&str] = &["/etc/localtime", "/etc/timezone"];
 
 /// The files of the host's user database a job's `user` is looked up in (NSS's `files`
 /// source; a change of LDAP or sssd behind NSS shows only at the next reload), `/etc/shadow`

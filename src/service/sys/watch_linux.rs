@@ -4,6 +4,12 @@
 //! calls the daemon back only for changes its filters keep: the daemon's own writes in the
 //! state dir (status.json, heartbeat-ack, records) never wake it.
 //!
+//! A mount or unmount is no inotify event on the directory mounted over: a config on a mount
+//! that vanished and came back (NFS, an automount) would be a new file nobody watches. So the
+//! thread also polls `/proc/self/mountinfo`, which the kernel marks (POLLPRI) whenever this
+//! mount namespace's mount table changes; the daemon then looks, and arming the watches again
+//! follows each path to what is there now.
+//!
 //! The system calls go through rustix (inotify, timerfd, poll: no unsafe code here). The
 //! filtering is our own rather than the `notify` crate's: the daemon needs per-name filters
 //! and self-only events on ancestors, which `notify` does not expose, and would pull in its
@@ -29,6 +35,17 @@ struct Filter {
     itself: bool,
     children: Vec<(OsString, u32)>,
     new_json: bool,
+    /// The path watched and the (device, inode) it led to when armed: a change of the mount
+    /// table wakes the daemon only when one of them leads elsewhere now.
+    at: Option<(PathBuf, (u64, u64))>,
+}
+
+/// The (device, inode) `path` names itself (a symlink is not followed), if it exists.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 struct Inner {
@@ -81,11 +98,16 @@ impl Watcher {
             table: Mutex::new(HashMap::new()),
         });
         let has_clock = clock.is_some();
+        // Where /proc is not mounted there is no such file: mounts are then noticed only by
+        // the looks (the unmount of a watched directory still wakes: IN_IGNORED).
+        let mounts = std::fs::File::open("/proc/self/mountinfo")
+            .ok()
+            .map(OwnedFd::from);
         let t = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("watcher".into())
             .stack_size(64 * 1024)
-            .spawn(move || watch_forever(&t, clock, wake))?;
+            .spawn(move || watch_forever(&t, clock, mounts, wake))?;
         Ok(Watcher {
             inner,
             clock: has_clock,
@@ -139,6 +161,10 @@ impl Watcher {
                     problems.push(format!("cannot watch {}: {e}{hint}", dir.display()));
                     continue;
                 }
+            };
+            let f = Filter {
+                at: identity(&dir).map(|id| (dir.clone(), id)),
+                ..f
             };
             match next.get_mut(&wd) {
                 Some(old) => {
@@ -230,11 +256,16 @@ fn arm_clock(fd: &OwnedFd) -> bool {
     .is_ok()
 }
 
-fn watch_forever(inner: &Inner, clock: Option<OwnedFd>, wake: impl Fn()) {
+fn watch_forever(inner: &Inner, clock: Option<OwnedFd>, mounts: Option<OwnedFd>, wake: impl Fn()) {
     // Room for many events per read (rustix aligns it for inotify_event).
     let mut buf = vec![MaybeUninit::<u8>::uninit(); 4096];
     loop {
         let mut fds = vec![PollFd::new(&inner.ino, PollFlags::IN)];
+        // Only POLLPRI is asked of the mount table: it is always readable. The kernel reports
+        // a change once per open file (and POLLERR with it).
+        if let Some(m) = &mounts {
+            fds.push(PollFd::new(m, PollFlags::PRI));
+        }
         if let Some(c) = &clock {
             fds.push(PollFd::new(c, PollFlags::IN));
         }
@@ -242,9 +273,20 @@ fn watch_forever(inner: &Inner, clock: Option<OwnedFd>, wake: impl Fn()) {
             continue; // EINTR
         }
         let events = fds[0].revents();
-        let clock_set = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        let mut rest = fds[1..].iter();
+        let mounted = mounts.is_some() && rest.next().is_some_and(|f| !f.revents().is_empty());
+        let clock_set = rest.next().is_some_and(|f| !f.revents().is_empty());
         drop(fds);
         let mut relevant = false;
+        if mounted {
+            // Mounts come and go on a busy host (containers): only one that changed what a
+            // watched path leads to wakes the loop, to arm the watches anew.
+            let table = inner.table.lock().unwrap_or_else(|e| e.into_inner());
+            relevant = table.values().any(|f| {
+                f.at.as_ref()
+                    .is_some_and(|(p, id)| identity(p) != Some(*id))
+            });
+        }
         if let Some(c) = clock.as_ref().filter(|_| clock_set) {
             // ECANCELED: the clock was set; the read consumes it either way.
             let _ = rustix::io::read(c, &mut [0u8; 8]);

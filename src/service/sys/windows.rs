@@ -393,6 +393,12 @@ pub(crate) fn is_instance_daemon(
     name.starts_with("robotmk-daemon") || mine.is_some_and(|m| m == name)
 }
 
+/// The folder `path` leads to: on Windows the path as written (`canonicalize` would give a
+/// `\\?\` path, and a junction repointed under a running daemon is not followed).
+pub(crate) fn resolved_dir(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    path.is_dir().then(|| path.to_path_buf())
+}
+
 /// True if `path` still exists (Windows: std cannot compare file identities yet; a locked
 /// file cannot be replaced while it is open, only deleted).
 pub(crate) fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
@@ -783,6 +789,10 @@ pub(crate) fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
 
 /// Where the config is looked for when nothing names it (the agent's config folder).
 pub(crate) const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
+
+/// The files the host's time zone is read from: none on Windows (the zone is the system's,
+/// set in the registry; a change there is not followed until the daemon restarts).
+pub(crate) const ZONE_FILES: &[&str] = &[];
 
 /// No user database files: `user` jobs are refused on Windows.
 pub(crate) const USER_DATABASE: &[&str] = &[];

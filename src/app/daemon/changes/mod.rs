@@ -50,6 +50,27 @@ impl Daemon {
         self.shown.owe();
     }
 
+    /// The host's time zone is now `zone` (see `control` `look_at_zone`): every cron job is
+    /// planned again in its wall clock (a run folder prepared for the old due time is
+    /// discarded), and the status names the zone.
+    pub(super) fn rezone(&mut self, zone: String) {
+        let now = Utc::now();
+        let mut stale = Vec::new();
+        let mut replanned = 0usize;
+        for js in self.jobs.values_mut() {
+            if js.slots.rezone(&js.job, now) {
+                replanned += 1;
+                stale.push(js.prepared.take().map(|r| *r));
+            }
+        }
+        for rec in stale {
+            self.discard_prepared(rec);
+        }
+        info!(cron_jobs_replanned = replanned, "time zone is now {zone}");
+        self.shown.info.time_zone = Some(zone);
+        self.shown.owe();
+    }
+
     /// The agent mode and the heartbeat timeout in force.
     pub(super) fn set_agent_mode(&mut self, mode: AgentMode, timeout: Option<Duration>) {
         self.shown.info.agent_mode = Some(mode);
