@@ -332,10 +332,7 @@ fn fast_output(
         error: None,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
     });
-    let mut stdout = std::io::BufWriter::with_capacity(
-        64 * 1024,
-        CrashInPiggyback::new(std::io::stdout().lock()),
-    );
+    let mut stdout = CrashInPiggyback::new(crate::service::sys::fatal::LineSafeStdout::new());
     // A failed write (the agent went away) is not a reason to print the sections again.
     if report
         .state_dir
@@ -435,26 +432,30 @@ fn print_others(path: &Path, text: Option<&str>, own: &str) {
         return;
     }
     let text = crate::service::others::render_all(&others, own);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
 /// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a
-/// library) — the agent still gets a CRIT line for the daemon's service saying so, never an
-/// empty output (issue 20: a crash in glibc's NSS left Checkmk with no section at all).
+/// library), SIGTERM, SIGINT or SIGHUP (the agent's or `timeout(1)`'s timeout, systemd
+/// stopping the agent's connection unit) — the agent still gets a CRIT line for the daemon's
+/// service saying so, never an empty output (issue 20: a crash in glibc's NSS left Checkmk
+/// with no section at all), and never after a cut line: ctrl's output goes out in whole
+/// lines ([`crate::service::sys::fatal::LineSafeStdout`]).
 fn install_safety_net(instance: &str) {
-    // The local section starts on a line of its own, whatever was printed before, and on
-    // this host: a crash inside a piggyback block would give the line to that host (`<<<<>>>>`
-    // ends a block, and is nothing outside one).
+    // The local section starts on a line of its own (the note adds a newline while a line is
+    // under way), and on this host: a crash inside a piggyback block would give the line to
+    // that host (`<<<<>>>>` ends a block, and is nothing outside one).
     let head = format!(
-        "\n<<<<>>>>\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
+        "<<<<>>>>\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
     );
     let _ = crate::service::sys::fatal::note_fatal_signals(
         crate::service::sys::fatal::Stream::Stdout,
         head.clone().into_bytes(),
         false,
     );
+    let _ = crate::service::sys::fatal::note_end_signals();
     std::panic::set_hook(Box::new(move |p| {
         crate::service::sys::fatal::mark_fatal_noted();
         // One printable line, as every text that reaches the agent.
@@ -471,6 +472,9 @@ fn install_safety_net(instance: &str) {
             .collect();
         crate::model::clip::clip(&mut what, crate::model::clip::MAX_TEXT);
         let mut out = std::io::stdout().lock();
+        if crate::service::sys::fatal::stdout_midline() {
+            let _ = writeln!(out);
+        }
         let _ = writeln!(out, "{head}{what}");
         let _ = out.flush();
     }));
@@ -490,7 +494,7 @@ fn print_report(report: &report::Report) -> i32 {
         }
     };
     let out = crate::app::pause::annotate_output(agent::render(report), report);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
     0

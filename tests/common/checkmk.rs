@@ -151,6 +151,11 @@ impl AgentOutput {
             .collect()
     }
 
+    /// The local check named `name` on `host` that Checkmk shows: the last of that name.
+    pub fn shown(&self, host: Option<&str>, name: &str) -> Option<LocalCheck> {
+        self.local(host).into_iter().rfind(|c| c.name == name)
+    }
+
     /// The local check named `name` on `host`.
     pub fn check(&self, host: Option<&str>, name: &str) -> LocalCheck {
         self.local(host)
@@ -165,8 +170,19 @@ impl AgentOutput {
     }
 }
 
-/// Parses an agent output; every line must fit the grammar.
+/// Parses an agent output; every line must fit the grammar, and no service comes twice.
 pub fn parse(out: &str) -> Result<AgentOutput, ParseError> {
+    parse_with(out, false)
+}
+
+/// [`parse`], but a second local check of one name on one host is taken as Checkmk takes it:
+/// the later hides the earlier ([`AgentOutput::shown`]). For an output that says a thing twice
+/// on purpose (ctrl's CRIT line after it was ended partway).
+pub fn parse_later_hides_earlier(out: &str) -> Result<AgentOutput, ParseError> {
+    parse_with(out, true)
+}
+
+fn parse_with(out: &str, later_hides_earlier: bool) -> Result<AgentOutput, ParseError> {
     let mut res = AgentOutput::default();
     let mut host: Option<String> = None;
     let mut current: Option<Section> = None;
@@ -264,7 +280,7 @@ pub fn parse(out: &str) -> Result<AgentOutput, ParseError> {
                 text: l.clone(),
                 why,
             })?;
-            if !names.insert((c.host.clone(), c.name.clone())) {
+            if !names.insert((c.host.clone(), c.name.clone())) && !later_hides_earlier {
                 return Err(ParseError {
                     line: 0,
                     text: l.clone(),

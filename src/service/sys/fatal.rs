@@ -10,6 +10,18 @@
 //! stderr file; ctrl's is a CRIT line on stdout, so that the agent gets a section even then.
 //! Windows has no signals: a panic's hook and std's own stack overflow report write to
 //! stderr, which is all there is (docs/WINDOWS.md).
+//!
+//! ctrl alone also notes the signals that end a process on request (SIGTERM, SIGINT, SIGHUP:
+//! the agent's or `timeout(1)`'s timeout, systemd stopping the agent's connection unit) with
+//! [`note_end_signals`]: the same note, then the process ends by that signal. The daemon
+//! handles those signals itself. So that such a note never follows a cut line (which Checkmk
+//! would join to the next plugin's section header, or give to a piggyback host), ctrl writes
+//! its output through [`LineSafeStdout`]: at most `PIPE_BUF` bytes a `write(2)`, which a pipe
+//! takes whole or not at all, so the output's position is always known. A signal that arrives
+//! while ctrl writes (waiting on a slow reader) is taken over by the writer: it first finishes
+//! the line under way (a JSON line can be far longer than a pipe holds), then writes the note
+//! and ends the process by the signal. A signal that arrives anywhere else is noted by the
+//! handler at once, after a newline of its own if a long line's piece was out.
 
 /// Which standard stream a fatal signal is noted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +48,95 @@ pub(crate) fn raise_segv() {
 }
 
 #[cfg(unix)]
-pub(crate) use imp::{boot_id, note_fatal_signals, redirect_stderr};
+pub(crate) use imp::{boot_id, note_end_signals, note_fatal_signals, redirect_stderr};
 
 #[cfg(windows)]
-pub(crate) use win::{boot_id, note_fatal_signals, redirect_stderr};
+pub(crate) use win::{boot_id, note_end_signals, note_fatal_signals, redirect_stderr};
+
+/// True while ctrl's stdout may stand inside a line (a piece of a long line is out, or a
+/// write of one is under way): a note must begin with a newline then. Only
+/// [`LineSafeStdout`] writes move it.
+pub(crate) fn stdout_midline() -> bool {
+    imp::MIDLINE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// At most this many bytes go to stdout in one `write(2)`: POSIX's `PIPE_BUF` (4096 on Linux),
+/// the size up to which a pipe takes a write whole or not at all, even when a signal interrupts
+/// it while the reader is slow.
+const PIPE_BUF: usize = 4096;
+
+/// Stdout for ctrl: buffers what it is given and writes whole lines, at most [`PIPE_BUF`]
+/// bytes a `write(2)`, straight to the descriptor (std's stdout buffer is bypassed and stays
+/// empty). A line longer than that goes out in pieces, with [`stdout_midline`] set meanwhile.
+/// What is still buffered when the process ends is lost, never half a line of it.
+pub(crate) struct LineSafeStdout {
+    pending: Vec<u8>,
+}
+
+impl LineSafeStdout {
+    pub(crate) fn new() -> LineSafeStdout {
+        LineSafeStdout {
+            pending: Vec::with_capacity(2 * PIPE_BUF),
+        }
+    }
+
+    /// Writes out what ends a line (with `all`, everything), at most [`PIPE_BUF`] a write.
+    /// A SIGTERM, SIGINT or SIGHUP that arrives during a write is handled here, where the
+    /// output's position is known: see [`imp::end_in_writer`].
+    fn drain(&mut self, all: bool) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let mut done = 0;
+        let result = loop {
+            let rest = &self.pending[done..];
+            let limit = rest.len().min(PIPE_BUF);
+            let end = match rest[..limit].iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                // A line longer than PIPE_BUF, or the end of the output without a newline.
+                None if limit > 0 && (all || rest.len() > PIPE_BUF) => limit,
+                None => break Ok(()),
+            };
+            imp::IN_WRITE.store(true, Ordering::SeqCst);
+            imp::end_in_writer(&self.pending[done..]);
+            let written = imp::write_stdout(&self.pending[done..done + end]);
+            if let Ok(n) = written {
+                let chunk = &self.pending[done..done + n];
+                if !chunk.is_empty() {
+                    imp::MIDLINE.store(!chunk.ends_with(b"\n"), Ordering::SeqCst);
+                }
+                done += n;
+            }
+            imp::IN_WRITE.store(false, Ordering::SeqCst);
+            imp::end_in_writer(&self.pending[done..]);
+            match written {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.pending.drain(..done);
+        result
+    }
+}
+
+impl std::io::Write for LineSafeStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= PIPE_BUF {
+            self.drain(false)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.drain(true)
+    }
+}
+
+impl Drop for LineSafeStdout {
+    fn drop(&mut self) {
+        let _ = self.drain(true);
+    }
+}
 
 #[cfg(unix)]
 mod imp {
@@ -52,6 +149,12 @@ mod imp {
     use std::sync::OnceLock;
 
     pub(super) static NOTED: AtomicBool = AtomicBool::new(false);
+    pub(super) static MIDLINE: AtomicBool = AtomicBool::new(false);
+    /// Set by [`LineSafeStdout`](super::LineSafeStdout) around each write: an end signal
+    /// then only sets [`ENDING`], and the writer ends the process.
+    pub(super) static IN_WRITE: AtomicBool = AtomicBool::new(false);
+    /// An end signal the writer is to act on (0: none).
+    static ENDING: AtomicI32 = AtomicI32::new(0);
     static FD: AtomicI32 = AtomicI32::new(-1);
     static TIMED: AtomicBool = AtomicBool::new(false);
     static PREFIX: OnceLock<Vec<u8>> = OnceLock::new();
@@ -121,6 +224,142 @@ mod imp {
         Ok(())
     }
 
+    /// The signals that end a process on request, noted by ctrl only (the daemon handles
+    /// them itself).
+    const END: [(libc::c_int, &str); 3] = [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ];
+
+    /// Installs the note for SIGTERM, SIGINT and SIGHUP, after [`note_fatal_signals`] (whose
+    /// prefix and stream it uses): the note, then the process ends by the signal, as it
+    /// would have without the handler. A signal the process ignores (`nohup`) stays ignored.
+    pub(crate) fn note_end_signals() -> io::Result<()> {
+        if PREFIX.get().is_none() {
+            return Ok(());
+        }
+        for (sig, _) in END {
+            // SAFETY: a zeroed sigaction is valid; sigaction with valid pointers.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if old.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_end as *const () as usize;
+                new.sa_flags = libc::SA_SIGINFO;
+                libc::sigemptyset(&mut new.sa_mask);
+                // One note: each of the three waits while another one's handler runs.
+                for (other, _) in END {
+                    libc::sigaddset(&mut new.sa_mask, other);
+                }
+                if libc::sigaction(sig, &new, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Async-signal-safe: `write(2)`, `sigaction`, `raise` only.
+    extern "C" fn on_end(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        if END.iter().all(|(s, _)| *s != sig) {
+            return;
+        }
+        // ctrl waits in a write (no SA_RESTART: it returns EINTR, having written nothing of
+        // its chunk, or returns having written all of it): the writer knows where the output
+        // stands and ends the process itself, right after.
+        if IN_WRITE.load(Ordering::SeqCst) {
+            ENDING.store(sig, Ordering::SeqCst);
+            return;
+        }
+        if MIDLINE.load(Ordering::SeqCst) {
+            write_all(FD.load(Ordering::SeqCst), b"\n");
+        }
+        note_end_and_die(sig);
+    }
+
+    /// Writes the note of end signal `sig` (once), then ends the process by it. The signal is
+    /// blocked (in its handler, or by [`end_in_writer`]): the default action ends the process
+    /// as soon as it is unblocked.
+    fn note_end_and_die(sig: libc::c_int) -> ! {
+        if !NOTED.swap(true, Ordering::SeqCst) {
+            let fd = FD.load(Ordering::SeqCst);
+            let mut line = Line::new();
+            line.push(b"ended by signal ");
+            line.number(sig as u64);
+            if let Some((_, name)) = END.iter().find(|(s, _)| *s == sig) {
+                line.push(b" (");
+                line.push(name.as_bytes());
+                line.push(b")");
+            }
+            line.push(b" before it printed everything\n");
+            if let Some(p) = PREFIX.get() {
+                write_all(fd, p);
+            }
+            write_all(fd, line.bytes());
+        }
+        // SAFETY: sigaction, raise, sigprocmask with valid arguments.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            libc::raise(sig);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            // Still here: the signal is blocked by a handler up the stack; end as it would.
+            libc::_exit(128 + sig)
+        }
+    }
+
+    /// Called by the writer before and after each write, with what it has not written yet:
+    /// if an end signal came meanwhile, finishes the line under way from `rest` (a newline
+    /// if `rest` does not hold its end), writes the note and ends the process by the signal.
+    pub(super) fn end_in_writer(rest: &[u8]) {
+        let sig = ENDING.load(Ordering::SeqCst);
+        if sig == 0 {
+            return;
+        }
+        // SAFETY: sigprocmask with a valid set: no second end signal while the note is written.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for (s, _) in END {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        IN_WRITE.store(false, Ordering::SeqCst);
+        let fd = FD.load(Ordering::SeqCst);
+        if MIDLINE.load(Ordering::SeqCst) {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => write_all(fd, &rest[..=i]),
+                None => {
+                    write_all(fd, rest);
+                    write_all(fd, b"\n");
+                }
+            }
+        }
+        note_end_and_die(sig)
+    }
+
+    /// One `write(2)` of `b` to stdout (EINTR is the caller's to look at and retry).
+    pub(super) fn write_stdout(b: &[u8]) -> io::Result<usize> {
+        // SAFETY: write from a valid buffer of its length.
+        let n = unsafe { libc::write(libc::STDOUT_FILENO, b.as_ptr().cast(), b.len()) };
+        if n >= 0 {
+            Ok(n as usize)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Async-signal-safe: `write(2)`, `clock_gettime`, `sigaction`, `raise` only.
     extern "C" fn on_fatal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
         let Some(i) = FATAL.iter().position(|(s, _)| *s == sig) else {
@@ -146,6 +385,9 @@ mod imp {
                 }
             }
             line.push(b"\n");
+            if fd == libc::STDOUT_FILENO && MIDLINE.load(Ordering::SeqCst) {
+                write_all(fd, b"\n");
+            }
             if let Some(p) = PREFIX.get() {
                 write_all(fd, p);
             }
@@ -241,12 +483,34 @@ mod imp {
 mod imp {
     pub(super) static NOTED: std::sync::atomic::AtomicBool =
         std::sync::atomic::AtomicBool::new(false);
+    pub(super) static MIDLINE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    pub(super) static IN_WRITE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// No signals on Windows: nothing ends the process from inside a write.
+    pub(super) fn end_in_writer(_: &[u8]) {}
+
+    /// Windows: std's stdout (no signals interrupt it).
+    pub(super) fn write_stdout(b: &[u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let n = out.write(b)?;
+        out.flush()?;
+        Ok(n)
+    }
 }
 
 #[cfg(windows)]
 mod win {
     use super::Stream;
     use std::io;
+
+    /// No signals on Windows: nothing to install (a process ended by `TerminateProcess` runs
+    /// no code of its own).
+    pub(crate) fn note_end_signals() -> io::Result<()> {
+        Ok(())
+    }
 
     /// No signals on Windows: nothing to install.
     pub(crate) fn note_fatal_signals(_: Stream, _: Vec<u8>, _: bool) -> io::Result<()> {
