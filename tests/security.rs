@@ -21,7 +21,9 @@
 //! - F11 a job whose user is deleted (its uid then given to someone else) is held, never run
 //!   as that uid, and runs again once the user is back;
 //! - F12 a job whose account expired (its expiry date, or its password expired past its
-//!   inactive days) is held until the account is valid again.
+//!   inactive days) is held until the account is valid again;
+//! - F14 a job's user who stops (SIGSTOP) the daemon's child between its identity drop and its
+//!   exec hangs neither the daemon's loop nor any other job: that run fails, saying why.
 #![cfg(unix)]
 
 mod common;
@@ -1460,5 +1462,143 @@ fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
         "{}",
         runs()
     );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
+// ---- F14: the window between a runner's identity drop and its exec -------------------------
+
+/// The stopper: `kill(-1, SIGSTOP)` in a loop for `argv[1]` seconds. As a job's user, it stops
+/// every process of that user but itself — the daemon's child too, once that has dropped root
+/// and until it execs.
+const STOPPER_C: &str = r#"
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+int main(int c, char **v) {
+    time_t end = time(0) + (c > 1 ? atoi(v[1]) : 60);
+    while (time(0) < end) kill(-1, SIGSTOP);
+    return 0;
+}
+"#;
+
+/// The running stopper, ended by its PID (SIGKILL, then collected) when dropped — also when
+/// the test panics.
+struct Stopper(Child);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A user loops `kill(-1, SIGSTOP)` (its own process, started as any user may: nothing of the
+/// daemon's) while the daemon starts that user's jobs every second. Each start forks a child
+/// that drops root and then execs; in between the user may signal it, and a stopped child
+/// used to hold the daemon's loop for ever (no job ran, root's neither, until ctrl replaced
+/// the daemon after `hang_timeout`). Now a child stopped there is killed and its run recorded
+/// as failed with the reason; root's job every second stays on time, and ctrl answers.
+#[test]
+fn f14_a_user_who_stops_the_runners_start_hangs_neither_the_daemon_nor_other_jobs() {
+    // A user of this test's own: the stopper stops every process of its user.
+    let Some((uid, gid)) = system_user("rmkd-stopper") else {
+        return;
+    };
+    let user_jobs: String = (1..=3)
+        .map(|i| {
+            format!(
+                "[[job]]\nname = \"user{i}\"\nuser = \"rmkd-stopper\"\ncommand = [\"true\"]\n\
+                 every = \"1s\"\ntimeout = \"2s\"\n"
+            )
+        })
+        .collect();
+    let inst = open_instance(&format!(
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"5s\"\n\
+         {user_jobs}"
+    ));
+    let src = inst.dir.path().join("stopper.c");
+    let exe = inst.dir.path().join("stopper");
+    fs::write(&src, STOPPER_C).unwrap();
+    let cc = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output();
+    if !require_tool(cc.as_ref().is_ok_and(|o| o.status.success()), "cc") {
+        return;
+    }
+    chmod(&exe, 0o755);
+    running_ticker(&inst);
+
+    let stopper = Stopper(
+        Command::new(&exe)
+            .arg("600")
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let attacked = || {
+        (1..=3).find_map(|i| {
+            inst.finished_records(&format!("user{i}"))
+                .into_iter()
+                .find(|r| {
+                    r["outcome"] == "error"
+                        && r["note"]
+                            .as_str()
+                            .is_some_and(|n| n.contains("stopped before it could start"))
+                })
+        })
+    };
+    let mut hit = None;
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            hit = attacked();
+            hit.is_some()
+        }),
+        "no user run was recorded as stopped before its start; tick's last records: {:?}\n{}",
+        inst.finished_records("tick")
+            .iter()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>(),
+        inst.log()
+    );
+    let hit = hit.unwrap();
+    let note = hit["note"].as_str().unwrap();
+    assert!(
+        note.contains(&format!("uid {uid}")) && note.contains("ended"),
+        "{hit}"
+    );
+
+    // root's job goes on, on time, while the stopper keeps at it.
+    let ticks = inst.finished_records("tick").len();
+    assert!(
+        wait_for(Duration::from_secs(15), || inst
+            .finished_records("tick")
+            .len()
+            >= ticks + 5),
+        "root's job stopped running: {} records after {ticks}\n{}",
+        inst.finished_records("tick").len(),
+        inst.log()
+    );
+    let time = |r: &Value, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap_or_default()).ok()
+    };
+    let mut latest = Duration::ZERO;
+    for r in inst.finished_records("tick").iter().skip(ticks) {
+        let (Some(due), Some(started)) = (time(r, "due"), time(r, "started")) else {
+            panic!("a tick without due or started: {r}");
+        };
+        let late = (started - due).to_std().unwrap_or_default();
+        assert!(late < Duration::from_secs(2), "tick late by {late:?}: {r}");
+        latest = latest.max(late);
+    }
+    eprintln!("attacked run: {note}; root's job late by at most {latest:?} after it");
+    // ctrl answers, and the daemon is fine.
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(line.starts_with("0 "), "{line}");
+    drop(stopper);
     assert!(inst.run(&["stop", "--now"]).status.success());
 }

@@ -11,11 +11,15 @@
 //!   every run of a daemon that is not root) starts in a child that shares the daemon's memory
 //!   until it execs, `clone(CLONE_VM | CLONE_VFORK)` (see `vfork`).
 //! - A run as a job's `user` ([`Spawner::spawn_as`]; an environment build as its builder)
-//!   forks: std's `Command` with a `pre_exec` step, whose fork path it takes.
+//!   forks (see `fork`): the same steps, then the identity dropped. Between that drop and its
+//!   exec the child is the user's to signal, so its wait for the exec is watched and bounded:
+//!   a child the user stops (or slows) there is killed and the spawn fails, instead of
+//!   holding the daemon's loop for ever — why it is not std's `Command`, whose spawn waits for
+//!   the exec without a bound.
 //!
 //! std's `Command` uses `posix_spawn` (glibc's is `CLONE_VM | CLONE_VFORK` too) only without a
 //! `pre_exec` step, uid, gid or groups (rustc 1.95, library/std/src/sys/process/unix/unix.rs,
-//! `posix_spawn`), and every run needs one step std cannot express ([`hold`]: join the run's
+//! `posix_spawn`), and every run needs one step std cannot express (`os::hold`: join the run's
 //! cgroup, or become the subreaper of its descendants) — so with std every run would fork.
 //! Measured with scripts/bench-lateness.sh (`sh -c 'date …'` jobs due together, five
 //! interleaved rounds each starting at a load average of at most 1.5, on this project's 2-core
@@ -31,13 +35,15 @@
 //! clone stays for runs that keep the daemon's identity.
 //!
 //! A process group does not hold a run: a descendant may call `setsid` or `setpgid` and leave
-//! it. So each run is *held* by one step the child takes before it execs ([`hold`]): it joins
+//! it. So each run is *held* by one step the child takes before it execs (`os::hold`): it joins
 //! the run's cgroup where there is one (see `cgroup`), else it becomes the subreaper of its own
 //! descendants, so none of them leaves its tree while it lives. What belongs to a run and how
 //! it is ended is `tree`'s; collecting exits and orphans is `reaper`'s.
 
 #[path = "cgroup.rs"]
 mod cgroup;
+#[path = "fork.rs"]
+mod fork;
 #[path = "os.rs"]
 mod os;
 #[path = "reaper.rs"]
@@ -48,16 +54,14 @@ mod tree;
 mod vfork;
 
 use super::{ExitInfo, RunAs, RunSpec};
-use os::{hold, lock, reset_signals, BlockSignals};
+use os::lock;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Starts runs and ends their trees (see the module doc). Cheap to clone: the clones share one
@@ -180,7 +184,9 @@ impl Spawner {
 
     /// Starts the runner as `user` (groups, then gid, then uid, each checked: a failure never
     /// execs as root), in its own process group, like [`Spawner::spawn`], with the spec's
-    /// environment and nothing of the daemon's. Always a real fork (see the module doc).
+    /// environment and nothing of the daemon's. Always a real fork (see the module doc), whose
+    /// wait for its exec is bounded: a child the user stopped before its exec is killed, and
+    /// the error says so (see `fork`).
     pub fn spawn_as(
         &self,
         spec: RunSpec,
@@ -205,46 +211,34 @@ impl Spawner {
                 ))
             })?;
         }
-        let mut cmd = Command::new(OsStr::from_bytes(p.exe.as_bytes()));
         // The spec's environment and nothing of the daemon's (root's): see `RunSpec::env`.
-        cmd.arg0(&spec.argv[0])
-            .args(&spec.argv[1..])
-            .env_clear()
-            .envs(&spec.env)
-            .stdin(Stdio::from(self.s.prep.null.try_clone()?))
-            .stdout(p.out)
-            .stderr(p.err)
-            .process_group(0);
+        let args: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let vars: Vec<CString> = spec
+            .env
+            .iter()
+            .map(|(k, v)| cstring(format!("{k}={v}")))
+            .collect::<io::Result<_>>()?;
+        let (argv, envp) = (pointers(&args), pointers(&vars));
         let cwd = cstring(spec.working_dir.as_os_str().as_bytes())?;
         let groups: Vec<libc::gid_t> = user.groups.iter().map(|g| *g as libc::gid_t).collect();
-        let reset = self.s.prep.reset().to_vec();
+        let reset = self.s.prep.reset();
         self.start(Box::new(on_exit), |cg| {
-            let cg_procs = cg.map(|c| c.procs.clone());
-            // SAFETY: the closure runs in the forked child before exec and calls only
-            // async-signal-safe functions on memory prepared before the fork.
-            unsafe {
-                cmd.pre_exec(move || {
-                    // As root, before the identity is dropped: the run's cgroup is root's.
-                    hold(cg_procs.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()));
-                    reset_signals(&reset);
-                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                        || libc::setgid(user.gid as libc::gid_t) != 0
-                        || libc::setuid(user.uid as libc::uid_t) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // As the user: a folder root chose is not entered through links the user
-                    // may not follow.
-                    if libc::chdir(cwd.as_ptr()) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            // Every signal blocked across the fork, as for the shared-memory child: the child
-            // resets the daemon's handlers before it unmasks.
-            let _blocked = BlockSignals::new();
-            Ok(cmd.spawn()?.id())
+            fork::spawn(fork::Plan {
+                exe: &p.exe,
+                argv: &argv,
+                envp: &envp,
+                cwd: &cwd,
+                stdio: [self.s.prep.null.as_fd(), p.out.as_fd(), p.err.as_fd()],
+                cg_procs: cg.map(|c| &c.procs),
+                reset,
+                uid: user.uid as libc::uid_t,
+                gid: user.gid as libc::gid_t,
+                groups: &groups,
+            })
         })
     }
 
