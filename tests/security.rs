@@ -1507,15 +1507,22 @@ fn f14_a_user_who_stops_the_runners_start_hangs_neither_the_daemon_nor_other_job
     let user_jobs: String = (1..=3)
         .map(|i| {
             format!(
-                "[[job]]\nname = \"user{i}\"\nuser = \"rmkd-stopper\"\ncommand = [\"true\"]\n\
+                "[[job]]\nname = \"user{i}\"\nuser = \"rmkd-stopper\"\n\
+                 command = [\"sh\", \"-c\", \"echo left > left.txt\"]\n\
                  every = \"1s\"\ntimeout = \"2s\"\n"
             )
         })
         .collect();
-    let inst = open_instance(&format!(
-        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"5s\"\n\
-         {user_jobs}"
-    ));
+    // keep_runs = 1: every run's end removes the run before, as its owner (a user child).
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"\nkeep_runs = 1",
+        &format!(
+            "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"5s\"\n\
+             {user_jobs}"
+        ),
+    );
+    chmod(inst.dir.path(), 0o755);
+    chmod(&inst.config, 0o644);
     let src = inst.dir.path().join("stopper.c");
     let exe = inst.dir.path().join("stopper");
     fs::write(&src, STOPPER_C).unwrap();
@@ -1572,22 +1579,30 @@ fn f14_a_user_who_stops_the_runners_start_hangs_neither_the_daemon_nor_other_job
         "{hit}"
     );
 
-    // root's job goes on, on time, while the stopper keeps at it.
-    let ticks = inst.finished_records("tick").len();
+    // root's job goes on, on time, while the stopper keeps at it (each run seen while it is
+    // the one kept: keep_runs = 1).
+    let id = |r: &Value| r["run_id"].as_str().unwrap_or_default().to_string();
+    let before: std::collections::HashSet<String> =
+        inst.finished_records("tick").iter().map(id).collect();
+    let mut seen = std::collections::BTreeMap::new();
     assert!(
-        wait_for(Duration::from_secs(15), || inst
-            .finished_records("tick")
-            .len()
-            >= ticks + 5),
-        "root's job stopped running: {} records after {ticks}\n{}",
-        inst.finished_records("tick").len(),
+        wait_for(Duration::from_secs(15), || {
+            for r in inst.finished_records("tick") {
+                if !before.contains(&id(&r)) {
+                    seen.insert(id(&r), r);
+                }
+            }
+            seen.len() >= 5
+        }),
+        "root's job stopped running: {} new runs seen\n{}",
+        seen.len(),
         inst.log()
     );
     let time = |r: &Value, k: &str| {
         chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap_or_default()).ok()
     };
     let mut latest = Duration::ZERO;
-    for r in inst.finished_records("tick").iter().skip(ticks) {
+    for r in seen.values() {
         let (Some(due), Some(started)) = (time(r, "due"), time(r, "started")) else {
             panic!("a tick without due or started: {r}");
         };
@@ -1599,6 +1614,33 @@ fn f14_a_user_who_stops_the_runners_start_hangs_neither_the_daemon_nor_other_job
     // ctrl answers, and the daemon is fine.
     let line = daemon_line(&ctrl_at(&inst.config));
     assert!(line.starts_with("0 "), "{line}");
+    // The child that removes the user's old runs with the user's rights (each run's end
+    // removes the one before, which left a file) keeps root's real and saved uid: the
+    // stopper cannot stop it, so no removal ran into its deadline.
+    let mut ended = std::collections::HashSet::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            for i in 1..=3 {
+                for r in inst.finished_records(&format!("user{i}")) {
+                    if r["outcome"] == "success" || r["outcome"] == "timeout" {
+                        ended.insert(id(&r));
+                    }
+                }
+            }
+            ended.len() >= 8
+        }),
+        "the user's runs did not end: {ended:?}"
+    );
+    let log = inst.log();
+    assert!(
+        !log.contains("did not end within its look"),
+        "a removal as the user was held: {}",
+        log.lines()
+            .filter(|l| l.contains("did not end within its look"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     drop(stopper);
     assert!(inst.run(&["stop", "--now"]).status.success());
 }

@@ -27,7 +27,8 @@
 //! - allocates nothing and makes only system calls, so it can run in a forked child.
 //!
 //! With [`Rights::Owner`] the daemon (root) opens the tree's parent and the tree by handle,
-//! then forks a child that drops to the tree owner's uid and gid (no supplementary groups),
+//! then forks a child that takes the tree owner's effective uid and gid (no supplementary
+//! groups; root's real and saved uid stay, so that the user cannot signal it),
 //! becomes non-dumpable (it holds a copy of the daemon's memory: no ptrace and no
 //! `/proc/PID/mem` for the user), dies with the daemon, keeps no descriptor but the tree's
 //! and its report pipe, and empties the tree through that handle; root then removes the
@@ -995,12 +996,19 @@ unsafe fn child_main(
         }
     }
     close_other_fds(walk.root.as_raw_fd(), report);
+    // The owner's rights for every file system check (the effective ids; with an effective
+    // uid that is not 0 the kernel clears every effective capability), but root's real and
+    // saved uid: a process may signal another only if its own uids match the target's real or
+    // saved one, so the user cannot stop this child (`kill(-1, SIGSTOP)` in a loop held each
+    // removal to its deadline, two seconds past its look, while that user's runs kept ending).
+    // The child runs no code of the user's and cannot be traced (below).
     let groups = [gid];
+    let (mut r, mut e, mut sv) = (u32::MAX, u32::MAX, u32::MAX);
     let identity = libc::setgroups(1, groups.as_ptr()) == 0
-        && libc::setgid(gid) == 0
-        && libc::setuid(uid) == 0
-        && libc::getuid() == uid
-        && libc::geteuid() == uid
+        && libc::setresgid(gid, gid, gid) == 0
+        && libc::setresuid(0, uid, 0) == 0
+        && libc::getresuid(&mut r, &mut e, &mut sv) == 0
+        && (r, e, sv) == (0, uid, 0)
         && libc::getegid() == gid;
     let errno = *libc::__errno_location();
     // A copy of the daemon's memory (its config, secrets) must not be readable by the user:
