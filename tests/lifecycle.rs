@@ -551,3 +551,79 @@ fn a_daemon_that_cannot_start_says_why_on_the_daemon_line() {
         "{line}"
     );
 }
+
+/// Two configs with the same instance name and state dirs of their own, under systemd: the
+/// unit is named by the instance (`robotmk-daemon-<instance>`), so the second config's launch
+/// finds the first one's unit loaded. Its ctrl says so and names the other config (CRIT),
+/// instead of "daemon not running" at every call with nothing started. systemd is stood in
+/// for in a private mount namespace (`/run/systemd/system`, a `systemd-run` that keeps one
+/// unit per name as systemd does, and the `systemctl show` it answers with).
+#[test]
+fn a_second_config_with_the_same_instance_name_is_told_under_systemd() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() == 0 };
+    let unshare = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require_tool(
+        root && unshare,
+        "root and unshare --mount (a stand-in systemd)",
+    ) {
+        return;
+    }
+    let a = Instance::new("", "");
+    let b = Instance::new("", "");
+    for i in [&a, &b] {
+        i.write_raw_config(&format!(
+            "[daemon]\ninstance = \"dup\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"0\"\n\n\
+             [[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+            i.state.display()
+        ));
+    }
+    let fake = a.dir.path().join("fakebin");
+    std::fs::create_dir(&fake).unwrap();
+    let script = |name: &str, text: &str| {
+        let p = fake.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "systemd-run",
+        "#!/bin/sh\nunit=\nfor x in \"$@\"; do case $x in --unit=*) unit=${x#--unit=};; esac; done\n\
+         while [ \"$1\" != -- ]; do shift; done; shift\nf=/run/fake-units/$unit; mkdir -p /run/fake-units\n\
+         if [ -e $f ] && kill -0 $(cat $f) 2>/dev/null; then\n\
+         echo \"Failed to start transient service unit: Unit $unit.service was already loaded or has a fragment file.\" >&2; exit 1; fi\n\
+         setsid \"$@\" </dev/null >/dev/null 2>&1 & echo $! > $f\n",
+    );
+    script(
+        "systemctl",
+        "#!/bin/sh\nfor u; do :; done\ncat /run/fake-units/${u%.service} 2>/dev/null || echo 0\n",
+    );
+    let out_b = a.dir.path().join("ctrl-b.txt");
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && \
+             PATH=\"$1:$PATH\" \"$2\" --config \"$3\" ctrl >/dev/null && \
+             PATH=\"$1:$PATH\" \"$2\" --config \"$4\" ctrl > \"$5\"",
+        )
+        .arg("sh")
+        .arg(&fake)
+        .arg(BIN)
+        .arg(&a.config)
+        .arg(&b.config)
+        .arg(&out_b)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let out = std::fs::read_to_string(&out_b).unwrap();
+    let line = local_lines(&out).first().cloned().unwrap_or_default();
+    assert!(
+        line.starts_with("2 \"Robotmk dup daemon\"")
+            && line.contains("runs the daemon of another config")
+            && line.contains(&a.config.display().to_string()),
+        "{line}"
+    );
+    assert!(a.daemon_pid().is_some(), "config a's daemon runs");
+}

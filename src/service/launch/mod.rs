@@ -39,6 +39,10 @@ pub(crate) enum LaunchError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    /// The unit name is taken by the daemon of another config with the same instance name.
+    #[cfg(unix)]
+    #[error("the systemd unit {unit}.service runs the daemon of another config ({}) with the same instance name; give each config an `instance` name of its own", .other.display())]
+    UnitTaken { unit: String, other: PathBuf },
     /// Windows: the copy the daemon runs from (see `daemon_exe`).
     #[cfg(windows)]
     #[error("{}: {source}", .path.display())]

@@ -52,6 +52,9 @@ pub(crate) fn launch(
     if systemd_is_pid1() && std::env::var_os("ROBOTMK_DAEMON_NO_SYSTEMD").is_none() {
         match systemd_run(exe, args, instance) {
             Ok(l) => return Ok(l),
+            // Not a failure of systemd's that a fork works around: a second daemon of that
+            // name beside the first would be ended with the agent's unit and started again.
+            Err(e @ LaunchError::UnitTaken { .. }) => return Err(e),
             Err(why) => {
                 // A forked daemon still works where the agent does not run in a unit (a shell,
                 // cron); under the agent's unit it would die with it, so say so loudly.
@@ -64,6 +67,28 @@ pub(crate) fn launch(
         }
     }
     fork(exe, args)
+}
+
+/// The config the daemon of systemd unit `unit` runs with (`--config PATH` on its command
+/// line), if the unit has a main process this can read.
+fn unit_config(unit: &str) -> Option<std::path::PathBuf> {
+    let out = Command::new("systemctl")
+        .args(["show", "--property=MainPID", "--value"])
+        .arg(format!("{unit}.service"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    if pid == 0 {
+        return None;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut parts = cmdline.split(|&b| b == 0);
+    parts.find(|p| *p == b"--config")?;
+    let path = parts.next()?;
+    use std::os::unix::ffi::OsStrExt;
+    Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(path)))
 }
 
 fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched, LaunchError> {
@@ -101,6 +126,18 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
     }
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if err.contains("already loaded") || err.contains("already exists") {
+        // The unit is named by the instance only (SPEC): a second config with the same
+        // instance name and its own state dir finds the first one's unit loaded, and its own
+        // daemon never started while ctrl showed only "daemon not running".
+        let ours = args
+            .iter()
+            .position(|a| a == "--config")
+            .and_then(|i| args.get(i + 1));
+        if let Some(other) =
+            unit_config(&unit).filter(|o| Some(o.as_os_str()) != ours.map(|a| a.as_os_str()))
+        {
+            return Err(LaunchError::UnitTaken { unit, other });
+        }
         return Ok(Launched {
             route: Route::SystemdRun,
             already_running: true,
