@@ -4,6 +4,11 @@
 //! starts from its own binary — the retry wrapper of a robot job with `attempts`, and an
 //! environment build — must still start for a job added by a reload after that, and run the
 //! very build the daemon runs.
+//!
+//! The program renamed over the daemon's decides what ctrl does: the same build (a reinstall)
+//! leaves the daemon running; another build — a downgrade, or the same version built anew —
+//! retires it, and the next ctrl starts the new program. A daemon started from another path
+//! is never retired for what is installed at ctrl's.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -24,6 +29,187 @@ fn install(to: &Path) {
     std::fs::copy(BIN, &tmp).expect("copy the binary");
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::rename(&tmp, to).expect("rename the new binary into place");
+}
+
+/// Another build of the test's program, of the same version, installed at `to` as [`install`]
+/// does: the test's build with one byte of its GNU build-id note changed (the linker's hash of
+/// what it linked, which a rebuild or a patched package changes too; nothing reads it at
+/// run time).
+fn install_another_build(to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(BIN).expect("read the binary");
+    // The note's header, little-endian: name size 4, descriptor size 20, NT_GNU_BUILD_ID, "GNU".
+    let head: &[u8] = b"\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0";
+    let at: Vec<usize> = bytes
+        .windows(head.len())
+        .enumerate()
+        .filter(|(_, w)| *w == head)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "the test's build has one GNU build-id note");
+    bytes[at[0] + head.len()] ^= 0xff;
+    let tmp = to.with_file_name(".robotmk-daemon.dpkg-new");
+    std::fs::write(&tmp, &bytes).expect("write the other build");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, to).expect("rename the other build into place");
+}
+
+/// Runs `bin ctrl` for `inst`, as the agent does (fork route); its JSON section.
+fn ctrl_of(bin: &Path, inst: &Instance) -> serde_json::Value {
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&inst.config)
+        .arg("ctrl")
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .env_remove("ROBOTMK_DAEMON_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ctrl");
+    assert!(out.status.success(), "ctrl: {out:?}");
+    parse_section(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The daemon's `/proc/PID/exe`.
+fn exe_of(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// A reinstall (the same build renamed over the daemon's program) leaves the daemon running;
+/// another build of the same version renamed over it — a rebuild, a patched package, or a
+/// downgrade to the same version — retires it: ctrl asks it to drain, and the next ctrl after
+/// it has gone starts the new program. Before, the daemon ran the deleted old program forever
+/// while every ctrl said `running`.
+#[test]
+fn another_build_renamed_over_the_daemons_program_retires_it_and_the_same_build_does_not() {
+    let inst = Instance::new(
+        "",
+        "[[job]]\nname = \"tick\"\ncommand = [\"/bin/true\"]\nevery = \"1h\"\n",
+    );
+    let d = inst.dir.path();
+    std::fs::create_dir(d.join("bin")).unwrap();
+    let installed = d.join("bin").join("robotmk-daemon");
+    install(&installed);
+    let first = ctrl_of(&installed, &inst);
+    assert_eq!(first["ctrl"]["action"], "started", "{first}");
+    let pid = first["daemon"]["pid"].as_u64().expect("a daemon runs") as u32;
+
+    // A reinstall: the same build renamed over the daemon's program. Not a reason to stop.
+    install(&installed);
+    assert!(
+        exe_of(pid).ends_with(" (deleted)"),
+        "the daemon should run a replaced file now: {}",
+        exe_of(pid)
+    );
+    for _ in 0..3 {
+        let c = ctrl_of(&installed, &inst);
+        assert_eq!(c["ctrl"]["action"], "running", "{c}");
+        assert!(
+            c["ctrl"]["note"].is_null(),
+            "the same build retired the daemon: {c}"
+        );
+        assert_eq!(c["daemon"]["pid"].as_u64(), Some(u64::from(pid)), "{c}");
+    }
+    assert!(
+        !inst.state.join("stop-request").exists(),
+        "a stop was requested"
+    );
+
+    // Another build of the same version renamed over it.
+    install_another_build(&installed);
+    let asked = ctrl_of(&installed, &inst);
+    let note = asked["ctrl"]["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        note.contains("replaced") && note.contains("asked it to stop"),
+        "the daemon running the replaced build should be asked to stop: {asked}"
+    );
+    let mut last = serde_json::Value::Null;
+    let started = wait_for(Duration::from_secs(30), || {
+        last = ctrl_of(&installed, &inst);
+        last["ctrl"]["action"] == "started"
+    });
+    assert!(
+        started,
+        "no ctrl started the new build: {last}\n{}",
+        inst.log()
+    );
+    let new_pid = last["daemon"]["pid"].as_u64().expect("a daemon runs") as u32;
+    assert_ne!(new_pid, pid, "{last}");
+    assert!(!pid_alive(pid), "the old daemon still runs");
+    assert_eq!(
+        exe_of(new_pid),
+        installed.display().to_string(),
+        "the new daemon runs the installed file"
+    );
+    let status = inst.status_json();
+    assert!(
+        status["daemon"]["last_stop"]
+            .as_str()
+            .is_some_and(|s| s.contains("another build of")),
+        "{status}"
+    );
+    // And it stays: the new daemon runs what is installed.
+    for _ in 0..3 {
+        let c = ctrl_of(&installed, &inst);
+        assert_eq!(c["ctrl"]["action"], "running", "{c}");
+        assert!(c["ctrl"]["note"].is_null(), "{c}");
+        assert_eq!(c["daemon"]["pid"].as_u64(), Some(u64::from(new_pid)), "{c}");
+    }
+}
+
+/// Two different builds installed at two paths — the agent's plugin and an admin's other copy
+/// — calling ctrl in turn never retire each other's daemon, whichever of them started it.
+#[test]
+fn two_different_builds_at_two_paths_never_retire_each_others_daemon() {
+    let inst = Instance::new("", "");
+    let d = inst.dir.path();
+    let (a, b) = (d.join("a"), d.join("b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    let (a, b) = (a.join("robotmk-daemon"), b.join("robotmk-daemon"));
+    install(&a);
+    install_another_build(&b);
+    for (starter, other) in [(&a, &b), (&b, &a)] {
+        let first = ctrl_of(starter, &inst);
+        assert_eq!(first["ctrl"]["action"], "started", "{first}");
+        let pid = first["daemon"]["pid"].as_u64().expect("a daemon runs");
+        for round in 0..4 {
+            for bin in [other, starter] {
+                let c = ctrl_of(bin, &inst);
+                assert_eq!(
+                    c["ctrl"]["action"],
+                    "running",
+                    "round {round}, {}: {c}",
+                    bin.display()
+                );
+                assert!(
+                    c["ctrl"]["note"].is_null(),
+                    "round {round}, {}: {c}",
+                    bin.display()
+                );
+                assert_eq!(c["daemon"]["pid"].as_u64(), Some(pid), "{c}");
+            }
+        }
+        assert_eq!(exe_of(pid as u32), starter.display().to_string());
+        let stopped = Command::new(starter)
+            .arg("--config")
+            .arg(&inst.config)
+            .args(["stop", "--now"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run stop");
+        assert!(stopped.status.success(), "stop: {stopped:?}");
+        assert!(
+            wait_for(Duration::from_secs(20), || !pid_alive(pid as u32)),
+            "the daemon did not stop"
+        );
+    }
 }
 
 #[test]

@@ -189,25 +189,51 @@ fn launch_in_progress(st: &StateDir) -> Option<Duration> {
     (age < LAUNCH_GRACE).then_some(age)
 }
 
-/// Upgrades: a running daemon of an older build is asked to stop politely (no new runs; it
-/// exits once its runs are done), and the first ctrl after that starts this build (from a
-/// fresh copy on Windows, see [`launch::daemon_exe`]). Returns a note for ctrl's section.
+/// Upgrades: a running daemon of an older build, or one whose program file ctrl's has replaced
+/// (see [`runs_replaced_program`]), is asked to stop politely (no new runs; it exits once its
+/// runs are done), and the first ctrl after that starts this build (from a fresh copy on
+/// Windows, see [`launch::daemon_exe`]). Returns a note for ctrl's section.
 fn retire_older_build(st: &StateDir) -> Option<String> {
     let d = crate::service::report::read_status(st)?.daemon;
-    if !older_build(&d.build, crate::model::BUILD_ID) {
-        return None;
-    }
     let me = crate::model::BUILD_ID;
+    // What the daemon runs against this ctrl (`was`), what the next ctrl starts (`next`), and
+    // the build the daemon records it stops for ("upgrade (build 0.2.0 → …)").
+    let (was, next, to) = if older_build(&d.build, me) {
+        (
+            format!("build {}", d.build),
+            format!("build {me}"),
+            me.to_string(),
+        )
+    } else if let Some(path) = runs_replaced_program(&d) {
+        let (next, to) = if d.build == me {
+            (
+                format!("another build of {me}"),
+                format!("another build of {me}"),
+            )
+        } else {
+            (format!("build {me}"), me.to_string())
+        };
+        (
+            format!(
+                "build {} from the replaced file {}",
+                d.build,
+                path.display()
+            ),
+            next,
+            to,
+        )
+    } else {
+        return None;
+    };
     if d.phase != crate::model::status::Phase::Running {
         return Some(format!(
-            "the daemon (build {}) is stopping; build {me} starts after it",
-            d.build
+            "the daemon ({was}) is stopping; {next} starts after it"
         ));
     }
     let req = crate::model::request::StopRequest {
         mode: crate::model::request::StopMode::Drain,
         requested: chrono::Utc::now(),
-        upgrade_to: Some(me.to_string()),
+        upgrade_to: Some(to),
     };
     let written = crate::service::state::write_json(
         &st.stop_file(),
@@ -229,18 +255,55 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
     };
     Some(match (written, signalled) {
         (Ok(()), _) => format!(
-            "the daemon runs build {}, this ctrl is build {me}: asked it to stop after its runs; the next ctrl starts {me}",
-            d.build
+            "the daemon runs {was}, this ctrl is {next}: asked it to stop after its runs; the next ctrl starts {next}"
         ),
         (Err(e), Ok(())) => format!(
-            "the daemon runs build {}, this ctrl is build {me}: the stop request could not be written ({e}), so it was signalled to stop after its runs; the next ctrl starts {me}",
-            d.build
+            "the daemon runs {was}, this ctrl is {next}: the stop request could not be written ({e}), so it was signalled to stop after its runs; the next ctrl starts {next}"
         ),
         (Err(e), Err(s)) => format!(
-            "the daemon runs older build {}, but the stop request failed: {e}; nor could it be signalled: {s}",
-            d.build
+            "the daemon runs {was}, but the stop request failed: {e}; nor could it be signalled: {s}"
         ),
     })
+}
+
+/// The path of the daemon `d`'s program if ctrl's own has replaced it there: the daemon was
+/// started from the very path ctrl runs from, whose file has since been replaced (a package's
+/// upgrade, downgrade or rebuild renames the new file over the old: the daemon's
+/// `/proc/PID/exe` reads `… (deleted)`), and it runs another program than ctrl's — another
+/// version, or the same version built differently (another GNU build-id; without one, other
+/// bytes). The same build renamed over itself (a reinstall) is not replaced. A daemon started
+/// from another path — an admin's other copy — is never ctrl's to replace, whatever it runs:
+/// two copies calling ctrl in turn never retire each other's daemon. Anything that cannot be
+/// told (no `/proc`, another user's daemon, Windows, where the daemon runs from its own copy)
+/// is not replaced.
+fn runs_replaced_program(d: &crate::model::status::DaemonInfo) -> Option<PathBuf> {
+    use crate::service::sys;
+    // The PID comes from a file: only the process that started then is the daemon.
+    if d.pid_start.is_none() || sys::process_start_time(d.pid) != d.pid_start {
+        return None;
+    }
+    let theirs = sys::process_program(Some(d.pid))?;
+    let mine = sys::process_program(None)?;
+    let replaced = replaced_at_my_path(&theirs, &mine)
+        && (d.build != crate::model::BUILD_ID
+            || sys::same_program(Some(d.pid), None) == Some(false));
+    replaced.then_some(mine.path)
+}
+
+/// True if `theirs` was started from the path `mine` runs from and is another file than mine
+/// there now. A ctrl whose own file was replaced while it ran is the stale one: it replaces
+/// nothing.
+fn replaced_at_my_path(
+    theirs: &crate::service::sys::Program,
+    mine: &crate::service::sys::Program,
+) -> bool {
+    if mine.deleted || theirs.path != mine.path {
+        return false;
+    }
+    match (theirs.file, mine.file) {
+        (Some(a), Some(b)) => a != b,
+        _ => theirs.deleted,
+    }
 }
 
 /// True if build `a` is older than `b` (numeric dotted versions; a build suffix after `-` or
@@ -304,7 +367,8 @@ fn fast_output(
         && d.config_stamp.as_deref() == Some(stamp.as_str())
         && d.config_error.is_none()
         && d.build == crate::model::BUILD_ID
-        && status.instance == instance;
+        && status.instance == instance
+        && runs_replaced_program(d).is_none();
     if !vouched {
         return None;
     }
@@ -634,7 +698,42 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::older_build;
+    use super::{older_build, replaced_at_my_path};
+    use crate::service::sys::Program;
+
+    fn program(path: &str, deleted: bool, file: Option<(u64, u64)>) -> Program {
+        Program {
+            path: path.into(),
+            deleted,
+            file,
+        }
+    }
+
+    #[test]
+    fn only_a_program_at_my_own_path_is_replaced_by_mine() {
+        let mine = program("/usr/bin/robotmk-daemon", false, Some((1, 20)));
+        // Renamed over: the daemon's file lost its name.
+        let old = program("/usr/bin/robotmk-daemon", true, Some((1, 10)));
+        assert!(replaced_at_my_path(&old, &mine));
+        // The same path, another file (as a mount namespace may show it, undeleted).
+        let other = program("/usr/bin/robotmk-daemon", false, Some((1, 11)));
+        assert!(replaced_at_my_path(&other, &mine));
+        // The very file this ctrl runs.
+        assert!(!replaced_at_my_path(&mine.clone(), &mine));
+        // Another copy, wherever it is and whatever became of it.
+        let copy = program("/opt/rmk/robotmk-daemon", true, Some((1, 10)));
+        assert!(!replaced_at_my_path(&copy, &mine));
+        // A ctrl whose own file was replaced while it ran replaces nothing.
+        let stale = program("/usr/bin/robotmk-daemon", true, Some((1, 30)));
+        assert!(!replaced_at_my_path(&old, &stale));
+        // Without file identities (Windows): only a file that lost its name.
+        let bare = program("/usr/bin/robotmk-daemon", false, None);
+        assert!(!replaced_at_my_path(&bare, &bare));
+        assert!(replaced_at_my_path(
+            &program("/usr/bin/robotmk-daemon", true, None),
+            &bare
+        ));
+    }
 
     #[test]
     fn only_an_older_build_is_retired() {

@@ -42,6 +42,12 @@ mod watch;
 pub(crate) use watch::Watcher;
 
 #[cfg(unix)]
+#[path = "program_unix.rs"]
+mod program;
+#[cfg(unix)]
+pub(crate) use program::{process_program, same_program};
+
+#[cfg(unix)]
 #[path = "build_tree_unix.rs"]
 mod build_tree;
 #[cfg(windows)]
@@ -79,6 +85,21 @@ impl ProcessId {
             (None, _) => false,
         }
     }
+}
+
+/// The program file a process runs, as the OS tells it ([`process_program`]): ctrl compares
+/// the daemon's with its own to tell a daemon whose program was replaced under it (an upgrade,
+/// a downgrade or a rebuild renamed over the file) from one started from another copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Program {
+    /// The path it was started from, as the OS names it now (Linux: without the
+    /// `" (deleted)"` that `/proc/PID/exe` adds once the file lost that name).
+    pub(crate) path: std::path::PathBuf,
+    /// The file no longer has that name: deleted, or another file renamed over it.
+    pub(crate) deleted: bool,
+    /// The file's identity (device, inode) where the OS tells it (Unix), whether or not it
+    /// still has a name.
+    pub(crate) file: Option<(u64, u64)>,
 }
 
 /// A request that reaches the daemon from outside its own loop.

@@ -363,25 +363,12 @@ pub(crate) fn is_instance_daemon(
     start: Option<u64>,
     _lock_file: &std::path::Path,
 ) -> bool {
-    use windows_sys::Win32::System::Threading::{QueryFullProcessImageNameW, PROCESS_NAME_WIN32};
     if start.is_none() || process_start_time(pid) != start {
         return false;
     }
-    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
-    let Some(h) =
-        OwnedHandle::new(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })
-    else {
+    let Some(image) = process_image(pid) else {
         return false;
     };
-    let mut buf = vec![0u16; 1024];
-    let mut len = buf.len() as u32;
-    // SAFETY: a valid process handle, a buffer of `len` UTF-16 units and its length.
-    if unsafe { QueryFullProcessImageNameW(h.0, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len) }
-        == 0
-    {
-        return false;
-    }
-    let image = String::from_utf16_lossy(&buf[..len as usize]);
     let name = std::path::Path::new(&image)
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -391,6 +378,44 @@ pub(crate) fn is_instance_daemon(
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
     });
     name.starts_with("robotmk-daemon") || mine.is_some_and(|m| m == name)
+}
+
+/// The full path of the image process `pid` runs, or `None` if it cannot be told.
+fn process_image(pid: u32) -> Option<String> {
+    use windows_sys::Win32::System::Threading::{QueryFullProcessImageNameW, PROCESS_NAME_WIN32};
+    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
+    let h = OwnedHandle::new(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })?;
+    let mut buf = vec![0u16; 1024];
+    let mut len = buf.len() as u32;
+    // SAFETY: a valid process handle, a buffer of `len` UTF-16 units and its length.
+    if unsafe { QueryFullProcessImageNameW(h.0, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len) }
+        == 0
+    {
+        return None;
+    }
+    Some(String::from_utf16_lossy(&buf[..len as usize]))
+}
+
+/// The file process `pid` runs (`None`: this process). Windows tells its path only: a
+/// running .exe cannot be replaced or renamed over, so it is never `deleted`, and std cannot
+/// read a file's identity (`file` is `None`). The daemon runs from its own copy in the state
+/// dir (`launch::daemon_exe`), so its path is never ctrl's.
+pub(crate) fn process_program(pid: Option<u32>) -> Option<super::Program> {
+    let path = match pid {
+        Some(pid) => std::path::PathBuf::from(process_image(pid)?),
+        None => std::env::current_exe().ok()?,
+    };
+    Some(super::Program {
+        path,
+        deleted: false,
+        file: None,
+    })
+}
+
+/// Whether two processes run the same program: not told on Windows (see [`process_program`]:
+/// no program is replaced under a running process there).
+pub(crate) fn same_program(_a: Option<u32>, _b: Option<u32>) -> Option<bool> {
+    None
 }
 
 /// The folder `path` leads to: on Windows the path as written (`canonicalize` would give a
