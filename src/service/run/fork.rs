@@ -23,7 +23,6 @@
 //! child, alive or a zombie.
 
 use super::os::{hold, reset_signals, BlockSignals};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -38,19 +37,10 @@ const TICK: Duration = Duration::from_millis(5);
 pub(super) const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Everything the child does between the fork and exec, prepared before the fork (the child
-/// allocates nothing: another thread may have held the allocator's lock at the fork).
+/// allocates nothing: another thread may have held the allocator's lock at the fork): what a
+/// runner with the daemon's identity does (`vfork`'s plan), then the user's identity.
 pub(super) struct Plan<'a> {
-    pub(crate) exe: &'a CString,
-    /// NUL-terminated arrays of pointers into the caller's strings.
-    pub(crate) argv: &'a [*const libc::c_char],
-    pub(crate) envp: &'a [*const libc::c_char],
-    pub(crate) cwd: &'a CString,
-    /// stdin, stdout, stderr: descriptors above 2 (so that no `dup2` overwrites another).
-    pub(crate) stdio: [BorrowedFd<'a>; 3],
-    /// `cgroup.procs` of the run's cgroup (see `hold`).
-    pub(crate) cg_procs: Option<&'a CString>,
-    /// Signals to set back to their default action (see `Prep::reset`).
-    pub(crate) reset: &'a [libc::c_int],
+    pub(crate) shared: super::vfork::SharedPlan<'a>,
     pub(crate) uid: libc::uid_t,
     pub(crate) gid: libc::gid_t,
     pub(crate) groups: &'a [libc::gid_t],
@@ -61,7 +51,8 @@ pub(super) struct Plan<'a> {
 /// # Safety
 /// Called only in a new forked child while every signal is blocked. Async-signal-safe calls
 /// only, no allocation.
-unsafe fn exec_child(p: &Plan) -> libc::c_int {
+unsafe fn exec_child(plan: &Plan) -> libc::c_int {
+    let p = &plan.shared;
     libc::setpgid(0, 0);
     // As root, before the identity is dropped: the run's cgroup is root's.
     hold(p.cg_procs.map_or(std::ptr::null(), |c| c.as_ptr()));
@@ -73,9 +64,9 @@ unsafe fn exec_child(p: &Plan) -> libc::c_int {
     if libc::dup2(stdin, 0) >= 0
         && libc::dup2(stdout, 1) >= 0
         && libc::dup2(stderr, 2) >= 0
-        && libc::setgroups(p.groups.len(), p.groups.as_ptr()) == 0
-        && libc::setgid(p.gid) == 0
-        && libc::setuid(p.uid) == 0
+        && libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) == 0
+        && libc::setgid(plan.gid) == 0
+        && libc::setuid(plan.uid) == 0
         && libc::chdir(p.cwd.as_ptr()) == 0
     {
         libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
@@ -87,8 +78,8 @@ unsafe fn exec_child(p: &Plan) -> libc::c_int {
 /// or if it was stopped or slowed before its exec (then it was killed and collected). The
 /// caller holds the reaper's gate (see the module doc).
 pub(super) fn spawn(plan: Plan) -> io::Result<u32> {
-    debug_assert!(plan.argv.last().is_some_and(|p| p.is_null()));
-    debug_assert!(plan.envp.last().is_some_and(|p| p.is_null()));
+    debug_assert!(plan.shared.argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(plan.shared.envp.last().is_some_and(|p| p.is_null()));
     // The exec-status pipe: the child's end closes at its exec (close-on-exec), or carries
     // its errno.
     let (status_r, status_w) = super::os::pipe()?;

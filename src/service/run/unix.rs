@@ -228,13 +228,15 @@ impl Spawner {
         let reset = self.s.prep.reset();
         self.start(Box::new(on_exit), |cg| {
             fork::spawn(fork::Plan {
-                exe: &p.exe,
-                argv: &argv,
-                envp: &envp,
-                cwd: &cwd,
-                stdio: [self.s.prep.null.as_fd(), p.out.as_fd(), p.err.as_fd()],
-                cg_procs: cg.map(|c| &c.procs),
-                reset,
+                shared: vfork::SharedPlan {
+                    exe: &p.exe,
+                    argv: &argv,
+                    envp: &envp,
+                    cwd: &cwd,
+                    stdio: [self.s.prep.null.as_fd(), p.out.as_fd(), p.err.as_fd()],
+                    cg_procs: cg.map(|c| &c.procs),
+                    reset,
+                },
                 uid: user.uid as libc::uid_t,
                 gid: user.gid as libc::gid_t,
                 groups: &groups,
