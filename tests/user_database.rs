@@ -2,9 +2,11 @@
 //! every job's user, and on a host with a large `/etc/passwd` (or LDAP, sssd) that takes
 //! seconds; runs due meanwhile start on time under the running config.
 //!
-//! The daemon runs in a mount namespace of its own where `/etc/passwd` is a bind mount of a
-//! copy with 200,000 more accounts before the jobs' users: glibc's own lookups, as slow as
-//! such a host's, and the host's file untouched.
+//! The daemon runs in a mount namespace of its own where `/etc` is a bind mount of a copy whose
+//! `passwd` has 200,000 more accounts before the jobs' users: glibc's own lookups, as slow as
+//! such a host's, and the host's files untouched. The whole folder, not the file: a `useradd`
+//! on the host renames a new `/etc/passwd` over the old one, which would detach a mount on the
+//! file (a CI run saw a load take 0.8 s).
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -31,7 +33,14 @@ fn a_slow_user_database_does_not_make_runs_late() {
         return;
     }
     let inst = Instance::new("heartbeat_timeout = \"0\"", "");
-    let passwd = inst.dir.path().join("passwd");
+    let etc = inst.dir.path().join("etc");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", "/etc"])
+        .arg(&etc)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(copied, "cp -a /etc");
+    let passwd = etc.join("passwd");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&passwd).unwrap());
         f.write_all(&std::fs::read("/etc/passwd").unwrap()).unwrap();
@@ -66,9 +75,9 @@ fn a_slow_user_database_does_not_make_runs_late() {
     inst.write_config("heartbeat_timeout = \"0\"", &format!("{tick}{users_jobs}"));
     let mut daemon = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount --bind \"$1\" /etc/passwd && shift && exec \"$@\"")
+        .arg("mount --bind \"$1\" /etc && shift && exec \"$@\"")
         .arg("sh")
-        .arg(&passwd)
+        .arg(&etc)
         .arg(BIN)
         .arg("--config")
         .arg(&inst.config)
