@@ -164,6 +164,13 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
          <<<<victim.example.com>>>>\n<<<local:sep(0)>>>\n0 \"Forged\" - OK - injected\n<<<<open>>>>\n0 \"z"
             .into(),
     );
+    // Nor a test's status (shown in the test's own check).
+    status["jobs"][1]["services"] = "per-test".into();
+    status["jobs"][1]["last"]["tests"] = serde_json::json!({
+        "passed": 1, "failed": 0, "skipped": 0,
+        "results": [{"suite": "S", "name": "T1", "status":
+            "PASS\n<<<<>>>>\n<<<local:sep(0)>>>\n0 \"Robotmk t daemon\" - OK - by its owner\n<<<<victim2.example.com>>>>"}]
+    });
     std::fs::write(&status_file, serde_json::to_vec(&status).unwrap()).unwrap();
     std::os::unix::fs::chown(&status_file, Some(uid), Some(gid)).unwrap();
     let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
@@ -193,6 +200,22 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
         agent.check(None, "Robotmk desk broken").state_num(),
         2,
         "{out}"
+    );
+    // The test's status stays inside its own check, one line.
+    assert_eq!(
+        agent
+            .local(None)
+            .iter()
+            .filter(|c| c.name == "Robotmk t daemon")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(agent.local(Some("victim2.example.com")).is_empty(), "{out}");
+    let t1 = agent.check(None, "Robotmk desk broken T1");
+    assert!(
+        t1.summary.starts_with("WARN - PASS <<<<>>>> <<<local:sep(0)>>>"),
+        "{t1:?}"
     );
 }
 

@@ -348,6 +348,7 @@ fn moment_time(t: Moment) -> String {
 
 /// A local check line at `now`.
 pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
+    let start = out.len();
     let (stale_state, stale_text) = stale_words(c.deadlines, now);
     let mut state = c.base.max(stale_state);
     let cached = crate::logic::cached_view::absolute();
@@ -398,6 +399,17 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
         out.push_str(&crate::logic::cached_view::pending(mode));
     }
     out.push_str(c.tail);
+    // One check, one line, whatever a part holds: a line break inside would let the rest be
+    // read as lines of its own (other checks, section headers, a piggyback host). Each text
+    // that reaches a part is made one line where it is made; this holds for any that was not
+    // (another instance's status file is its owner's to write: a test's status with a line
+    // break forged the system instance's checks).
+    let line = &out.as_bytes()[start..];
+    if line.contains(&b'\n') || line.contains(&b'\r') {
+        let fixed = out[start..].replace(['\n', '\r'], " ");
+        out.truncate(start);
+        out.push_str(&fixed);
+    }
 }
 
 /// The part of a line that depends on `now` besides staleness.
@@ -464,6 +476,9 @@ impl LineTemplate {
     }
 }
 
+/// How much of a test status that is none of robot's words is shown.
+const MAX_STATUS_TEXT: usize = 40;
+
 /// One local check per test of the job's latest result (`services = "per-test"`), named
 /// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name), with
 /// the staleness left open.
@@ -491,7 +506,11 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 TestStatus::Fail => 2,
                 _ => 1,
             };
-            let mut text = r.status.as_str().to_string();
+            // What robot wrote, or another instance's status file: one line, short.
+            let mut text = one_line(
+                &crate::logic::check_details::text(r.status.as_str()),
+                MAX_STATUS_TEXT,
+            );
             // A time the result did not give, or gave as no time (`inf`, `NaN`, negative:
             // `record::known_seconds`), is said to be unknown: no metric, no level.
             let elapsed = r.elapsed_s.and_then(crate::model::record::known_seconds);
