@@ -606,7 +606,8 @@ fn a_second_config_with_the_same_instance_name_is_told_under_systemd() {
         .arg(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && \
              PATH=\"$1:$PATH\" \"$2\" --config \"$3\" ctrl >/dev/null && \
-             PATH=\"$1:$PATH\" \"$2\" --config \"$4\" ctrl > \"$5\"",
+             PATH=\"$1:$PATH\" \"$2\" --config \"$4\" ctrl > \"$5\" && \
+             PATH=\"$1:$PATH\" \"$2\" --config \"$4\" ctrl > \"$5.2\"",
         )
         .arg("sh")
         .arg(&fake)
@@ -625,5 +626,9 @@ fn a_second_config_with_the_same_instance_name_is_told_under_systemd() {
             && line.contains(&a.config.display().to_string()),
         "{line}"
     );
+    // The next ctrl says it again (a failed launch leaves no "still starting" mark behind).
+    let again = std::fs::read_to_string(out_b.with_extension("txt.2")).unwrap();
+    let line = local_lines(&again).first().cloned().unwrap_or_default();
+    assert!(line.contains("runs the daemon of another config"), "{line}");
     assert!(a.daemon_pid().is_some(), "config a's daemon runs");
 }

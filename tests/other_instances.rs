@@ -214,7 +214,8 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
     assert!(agent.local(Some("victim2.example.com")).is_empty(), "{out}");
     let t1 = agent.check(None, "Robotmk desk broken T1");
     assert!(
-        t1.summary.starts_with("WARN - PASS <<<<>>>> <<<local:sep(0)>>>"),
+        t1.summary
+            .starts_with("WARN - PASS <<<<>>>> <<<local:sep(0)>>>"),
         "{t1:?}"
     );
 }

@@ -112,7 +112,11 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
         crate::service::state::Durability::NoSync,
     )
     .map_err(|e| e.to_string())?;
-    let launched = launch::launch(&exe, &args, &cfg.daemon.instance)?;
+    // A launch that failed started nothing: the mark goes, so the next ctrl tries again and
+    // says why, instead of waiting for a daemon "still starting" for the mark's grace.
+    let launched = launch::launch(&exe, &args, &cfg.daemon.instance).inspect_err(|_| {
+        let _ = std::fs::remove_file(st.starting_file());
+    })?;
     let note = wait_until_ready(st, launch_time, launched.note.clone())?;
     drop(guard);
     Ok(Ensured {
