@@ -207,6 +207,19 @@ fn a_change_of_the_hosts_zone_replans_cron_jobs() {
     );
     let table = text(&inst.run(&["status"]).stdout);
     assert!(table.contains("Etc/GMT-5"), "{table}");
+    // A zone file copied over /etc/localtime (no link to name it) while /etc/timezone names
+    // another zone: the rules are the copy's, and the name is not taken from /etc/timezone.
+    std::fs::write(etc.join("timezone"), "Etc/UTC\n").unwrap();
+    let tmp = etc.join(".localtime.new");
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::copy(zones.join("GMT+5"), &tmp).unwrap();
+    std::fs::rename(&tmp, etc.join("localtime")).unwrap();
+    let ok = wait_for(Duration::from_secs(10), || {
+        let (z, due) = zone(&inst);
+        z.starts_with("unnamed zone (not the Etc/UTC that /etc/timezone names) (UTC-05:00)")
+            && due.ends_with("T14:00:00Z")
+    });
+    assert!(ok, "after a copied zone file: {:?}", zone(&inst));
     assert_eq!(
         std::fs::read_link("/etc/localtime").ok(),
         host_zone,

@@ -95,12 +95,37 @@ fn host_name() -> String {
     if std::fs::symlink_metadata(LOCALTIME).is_err() {
         return "UTC".into();
     }
-    // Debian and others name the zone here too; only the first line, only a sane name.
-    std::fs::read_to_string("/etc/timezone")
+    // Debian and others name the zone here too; only the first line, only a sane name, and
+    // only if `/etc/localtime` is that zone's file: a zone file copied over `/etc/localtime`
+    // without `/etc/timezone` edited showed "Etc/UTC (UTC-05:00)".
+    let named = std::fs::read_to_string("/etc/timezone")
         .ok()
         .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
-        .filter(|n| is_zone_name(n))
-        .unwrap_or_else(|| "unnamed zone".into())
+        .filter(|n| is_zone_name(n));
+    match named {
+        Some(n) if is_zone_file_of(&n) => n,
+        Some(n) => format!("unnamed zone (not the {n} that /etc/timezone names)"),
+        None => "unnamed zone".into(),
+    }
+}
+
+/// Whether `/etc/localtime` holds the same bytes as the tz database's file of zone `name`.
+#[cfg(unix)]
+fn is_zone_file_of(name: &str) -> bool {
+    // Zone files are a few KiB; anything larger is no zone file to compare.
+    const CAP: u64 = 1 << 20;
+    let read = |p: &std::path::Path| {
+        let f = std::fs::File::open(p).ok()?;
+        if f.metadata().ok()?.len() > CAP {
+            return None;
+        }
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, CAP), &mut b).ok()?;
+        Some(b)
+    };
+    let here = read(std::path::Path::new(LOCALTIME));
+    let db = read(&std::path::Path::new("/usr/share/zoneinfo").join(name));
+    here.is_some() && here == db
 }
 
 #[cfg(unix)]
