@@ -218,6 +218,18 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
             .starts_with("WARN - PASS <<<<>>>> <<<local:sep(0)>>>"),
         "{t1:?}"
     );
+    // A status file that is there but not one a daemon writes is named as such, not as
+    // missing ("has its daemon ever run?" sent the admin the wrong way).
+    status["daemon"]["pid"] = "not a number".into();
+    std::fs::write(&status_file, serde_json::to_vec(&status).unwrap()).unwrap();
+    std::os::unix::fs::chown(&status_file, Some(uid), Some(gid)).unwrap();
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let bad = parse_ok(&out).check(None, &format!("Robotmk instance {}", config.display()));
+    assert_eq!(bad.state_num(), 2, "{bad:?}");
+    assert!(
+        bad.summary.contains("its status.json cannot be read") && !bad.summary.contains("ever run"),
+        "{bad:?}"
+    );
 }
 
 /// Two configs that name one state dir (a copied config whose `state_dir` was not changed):

@@ -31,6 +31,8 @@ pub(crate) enum OtherError {
     NoConfig { path: PathBuf },
     #[error("the instance at {path}: no status.json in {state_dir} (has its daemon ever run?)")]
     NoStatus { path: PathBuf, state_dir: PathBuf },
+    #[error("the instance at {path}: its status.json cannot be read: {why}")]
+    BadStatus { path: PathBuf, why: String },
     #[error("the instance at {path} is also named {instance:?}: give it an `instance` name of its own, its services would be taken for the other's")]
     NameTaken { path: PathBuf, instance: String },
     #[error("the instance at {path} has a name no instance can have: {why}")]
@@ -90,11 +92,23 @@ pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String,
             instance,
         });
     }
-    if report::read_status(&crate::service::state::StateDir::new(&dir)).is_none() {
-        return Err(OtherError::NoStatus {
-            path: path.to_path_buf(),
-            state_dir: dir,
-        });
+    match crate::service::state::read_json::<crate::model::status::Status>(
+        &crate::service::state::StateDir::new(&dir).status_file(),
+    ) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(OtherError::NoStatus {
+                path: path.to_path_buf(),
+                state_dir: dir,
+            })
+        }
+        // There, but not a status this build reads: said so, not "has its daemon ever run?".
+        Err(e) => {
+            return Err(OtherError::BadStatus {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            })
+        }
     }
     taken.push(instance.clone());
     // The daemon's status is the authority on its jobs: its config is the user's, and the
