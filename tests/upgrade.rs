@@ -244,20 +244,7 @@ fn after_an_upgrade_by_rename_a_reloaded_job_starts_its_retry_wrapper_and_enviro
     let installed = d.join("bin").join("robotmk-daemon");
     std::fs::create_dir(d.join("bin")).unwrap();
     install(&installed);
-    let ctrl = |bin: &Path| {
-        let out = Command::new(bin)
-            .arg("--config")
-            .arg(&inst.config)
-            .arg("ctrl")
-            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
-            .env_remove("MK_CONFDIR")
-            .env_remove("MK_VARDIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ctrl");
-        assert!(out.status.success(), "ctrl: {out:?}");
-        parse_section(&String::from_utf8_lossy(&out.stdout))
-    };
+    let ctrl = |bin: &Path| ctrl_of(bin, &inst);
     let first = ctrl(&installed);
     let pid = first["daemon"]["pid"].as_u64().expect("a daemon runs") as u32;
 

@@ -22,7 +22,7 @@
 //! report and its exit would hang that wait as well). So the PID signalled is still this
 //! child, alive or a zombie.
 
-use super::os::{hold, reset_signals, BlockSignals};
+use super::os::BlockSignals;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -53,17 +53,10 @@ pub(super) struct Plan<'a> {
 /// only, no allocation.
 unsafe fn exec_child(plan: &Plan) -> libc::c_int {
     let p = &plan.shared;
-    libc::setpgid(0, 0);
-    // As root, before the identity is dropped: the run's cgroup is root's.
-    hold(p.cg_procs.map_or(std::ptr::null(), |c| c.as_ptr()));
-    reset_signals(p.reset);
-    let [stdin, stdout, stderr] = p.stdio.map(|fd| fd.as_raw_fd());
-    // Groups, then gid, then uid, each checked: a failure never execs as root. Then, as the
-    // user, the working directory: a folder root chose is not entered through links the user
-    // may not follow.
-    if libc::dup2(stdin, 0) >= 0
-        && libc::dup2(stdout, 1) >= 0
-        && libc::dup2(stderr, 2) >= 0
+    // As root, before the identity is dropped: the run's cgroup is root's. Then groups, gid
+    // and uid, each checked: a failure never execs as root. Then, as the user, the working
+    // directory: a folder root chose is not entered through links the user may not follow.
+    if p.first_steps()
         && libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) == 0
         && libc::setgid(plan.gid) == 0
         && libc::setuid(plan.uid) == 0

@@ -84,6 +84,23 @@ struct Child<'a> {
     errno: libc::c_int,
 }
 
+impl SharedPlan<'_> {
+    /// What every runner's child does first, as root: its own process group, its run's
+    /// cgroup (root's) or the hold of its descendants, default signal actions, its stdio.
+    /// False if a step failed (errno says which).
+    ///
+    /// # Safety
+    /// Only in a new child (forked or cloned) while every signal is blocked: async-signal-safe
+    /// calls only, no allocation.
+    pub(super) unsafe fn first_steps(&self) -> bool {
+        libc::setpgid(0, 0);
+        hold(self.cg_procs.map_or(std::ptr::null(), |c| c.as_ptr()));
+        reset_signals(self.reset);
+        let [stdin, stdout, stderr] = self.stdio.map(|fd| fd.as_raw_fd());
+        libc::dup2(stdin, 0) >= 0 && libc::dup2(stdout, 1) >= 0 && libc::dup2(stderr, 2) >= 0
+    }
+}
+
 /// The child's side: returns only if exec failed, with the errno.
 ///
 /// # Safety
@@ -91,15 +108,7 @@ struct Child<'a> {
 /// Async-signal-safe calls only, no allocation (reading the plan's pointers allocates
 /// nothing).
 unsafe fn exec_child(p: &SharedPlan) -> libc::c_int {
-    libc::setpgid(0, 0);
-    hold(p.cg_procs.map_or(std::ptr::null(), |c| c.as_ptr()));
-    reset_signals(p.reset);
-    let [stdin, stdout, stderr] = p.stdio.map(|fd| fd.as_raw_fd());
-    if libc::dup2(stdin, 0) >= 0
-        && libc::dup2(stdout, 1) >= 0
-        && libc::dup2(stderr, 2) >= 0
-        && libc::chdir(p.cwd.as_ptr()) == 0
-    {
+    if p.first_steps() && libc::chdir(p.cwd.as_ptr()) == 0 {
         libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
     }
     *libc::__errno_location()
