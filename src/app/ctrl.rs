@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 /// How long a ctrl waits for another ctrl's launch, or for its own daemon to take the lock.
 const START_PATIENCE: Duration = Duration::from_secs(3);
+/// How long a ctrl that asked an idle daemon of another build to stop waits for it to exit
+/// before it starts the new build itself (it exits within milliseconds; past this, the next
+/// ctrl starts the new build).
+const RETIRE_PATIENCE: Duration = Duration::from_secs(3);
 /// How long a launch counts as in progress (the `starting` marker): past this the daemon is
 /// taken to have died while starting, and the next ctrl launches again.
 const LAUNCH_GRACE: Duration = Duration::from_secs(30);
@@ -61,12 +65,21 @@ impl From<String> for StartError {
 pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, StartError> {
     let lock_file = st.lock_file();
     let running = |_: ()| lock::is_held(&lock_file).map_err(|e| StartError::Failed(e.to_string()));
+    // A daemon of another build asked to stop here that has no run in flight exits at once:
+    // this ctrl waits for that and starts the new build itself, so that no agent output of an
+    // upgrade says "daemon not running" between the old daemon's end and the next ctrl.
+    let mut handover = None;
     if running(())? {
-        return Ok(Ensured {
-            started: false,
-            route: None,
-            note: retire_older_build(st),
-        });
+        let retiring = retire_older_build(st);
+        let quick = retiring.as_ref().is_some_and(|r| r.idle);
+        if !quick || !lock::released_within(&lock_file, RETIRE_PATIENCE) {
+            return Ok(Ensured {
+                started: false,
+                route: None,
+                note: retiring.map(|r| r.note),
+            });
+        }
+        handover = retiring;
     }
     // Say it here, at once, rather than launch a daemon that refuses and leaves ctrl waiting.
     crate::service::security::check(cfg).map_err(StartError::Untrusted)?;
@@ -117,8 +130,15 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
     let launched = launch::launch(&exe, &args, &cfg.daemon.instance).inspect_err(|_| {
         let _ = std::fs::remove_file(st.starting_file());
     })?;
-    let note = wait_until_ready(st, launch_time, launched.note.clone())?;
+    let mut note = wait_until_ready(st, launch_time, launched.note.clone())?;
     drop(guard);
+    if let Some(h) = handover {
+        let done = format!("{}; it stopped, and this ctrl started {}", h.note, h.next);
+        note = Some(match note {
+            Some(n) => format!("{done}; {n}"),
+            None => done,
+        });
+    }
     Ok(Ensured {
         started: !launched.already_running,
         route: Some(launched.route),
@@ -193,12 +213,24 @@ fn launch_in_progress(st: &StateDir) -> Option<Duration> {
     (age < LAUNCH_GRACE).then_some(age)
 }
 
+/// A daemon of another build that [`retire_older_build`] asked to stop, or found stopping.
+struct Retiring {
+    /// What ctrl's section says of it.
+    note: String,
+    /// The build the next daemon runs ("build 0.2.0", "another build of 0.1.0").
+    next: String,
+    /// It had no run in flight: it exits as soon as it reads the request.
+    idle: bool,
+}
+
 /// Upgrades: a running daemon of an older build, or one whose program file ctrl's has replaced
 /// (see [`runs_replaced_program`]), is asked to stop politely (no new runs; it exits once its
-/// runs are done), and the first ctrl after that starts this build (from a fresh copy on
-/// Windows, see [`launch::daemon_exe`]). Returns a note for ctrl's section.
-fn retire_older_build(st: &StateDir) -> Option<String> {
-    let d = crate::service::report::read_status(st)?.daemon;
+/// runs are done), and the first ctrl after it has exited starts this build (from a fresh copy
+/// on Windows, see [`launch::daemon_exe`]).
+fn retire_older_build(st: &StateDir) -> Option<Retiring> {
+    let status = crate::service::report::read_status(st)?;
+    let idle = status.jobs.iter().all(|j| j.running.is_empty());
+    let d = status.daemon;
     let me = crate::model::BUILD_ID;
     // What the daemon runs against this ctrl (`was`), what the next ctrl starts (`next`), and
     // the build the daemon records it stops for ("upgrade (build 0.2.0 → …)").
@@ -230,9 +262,11 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
         return None;
     };
     if d.phase != crate::model::status::Phase::Running {
-        return Some(format!(
-            "the daemon ({was}) is stopping; {next} starts after it"
-        ));
+        return Some(Retiring {
+            note: format!("the daemon ({was}) is stopping; {next} starts after it"),
+            next,
+            idle,
+        });
     }
     let req = crate::model::request::StopRequest {
         mode: crate::model::request::StopMode::Drain,
@@ -257,7 +291,9 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
             d.pid
         ))
     };
-    Some(match (written, signalled) {
+    // Asked neither way, it is not leaving: nothing to wait for.
+    let idle = idle && (written.is_ok() || signalled.is_ok());
+    let note = match (written, signalled) {
         (Ok(()), _) => format!(
             "the daemon runs {was}, this ctrl is {next}: asked it to stop after its runs; the next ctrl starts {next}"
         ),
@@ -267,7 +303,8 @@ fn retire_older_build(st: &StateDir) -> Option<String> {
         (Err(e), Err(s)) => format!(
             "the daemon runs {was}, but the stop request failed: {e}; nor could it be signalled: {s}"
         ),
-    })
+    };
+    Some(Retiring { note, next, idle })
 }
 
 /// The path of the daemon `d`'s program if ctrl's own has replaced it there: the daemon was

@@ -67,6 +67,19 @@ pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// True once no process holds the lock at `path`, polled until `patience` runs out (false
+/// then, or if it cannot be told).
+pub(crate) fn released_within(path: &Path, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        match is_held(path) {
+            Ok(false) => return true,
+            Ok(true) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            _ => return false,
+        }
+    }
+}
+
 /// Takes an exclusive lock, polled until `patience` runs out; `Ok(None)` if another process
 /// holds it all that time.
 pub(crate) fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<InstanceLock>> {

@@ -143,7 +143,9 @@ fi
 
 # ---------------------------------------------------------------- the packages under test
 # v1 is the package as built; v2 the same package with a higher version (an upgrade as dpkg
-# sees it: prerm upgrade, unpack, postinst configure with the old version).
+# sees it: prerm upgrade, unpack, postinst configure with the old version) and another build
+# of the binary (one byte of its GNU build-id note changed, as a rebuild changes it): the
+# running daemon is retired by the agent's next ctrl, which starts v2's build under systemd.
 rm -rf "$STATE/debs" "$STATE/repack"
 mkdir -p "$STATE/debs"
 cp "$DEB_ARG" "$STATE/debs/v1.deb"
@@ -151,6 +153,16 @@ V1=$(dpkg-deb -f "$STATE/debs/v1.deb" Version)
 V2="$V1+upgrade"
 dpkg-deb -R "$STATE/debs/v1.deb" "$STATE/repack"
 sed -i "s/^Version: .*/Version: $V2/" "$STATE/repack/DEBIAN/control"
+python3 - "$STATE/repack/usr/bin/robotmk-daemon" <<'PY' || { echo "cannot make v2 another build" >&2; exit 1; }
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+head = b"\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0"
+at = b.find(head)
+assert at >= 0 and b.find(head, at + 1) < 0, "one GNU build-id note"
+b[at + len(head)] ^= 0xFF
+open(p, "wb").write(b)
+PY
 dpkg-deb -b --root-owner-group "$STATE/repack" "$STATE/debs/v2.deb" >/dev/null \
   || { echo "cannot repack the .deb as $V2" >&2; exit 1; }
 log "package under test: $DEB_ARG (version $V1; upgrade to $V2)"
@@ -362,7 +374,14 @@ check "c: /etc/check_mk still has mode 700 after the upgrade (got '$(mode_of /et
 connect
 check "c: after the upgrade the agent output still has the section (ctrl.action '$J_ACTION')" \
   eval 'has_section && [ -n "$J_ACTION" ]'
-check "c: a daemon runs" wait_for 10 unit_active
+# The old daemon is idle: it exits as soon as the agent's ctrl asks, and that ctrl starts the
+# new build in the unit the old one left, so that no agent output says "daemon not running".
+check "c: the agent's ctrl retired the old build's daemon (pid $PID1) and started the new one (action '$J_ACTION', pid '$J_PID')" \
+  eval '[ "$J_ACTION" = started ] && [ -n "$J_PID" ] && [ "$J_PID" != "$PID1" ]'
+check "c: that agent output's daemon line is OK" \
+  eval 'grep -q "^0 \"Robotmk [^\"]* daemon\" - OK - running" <<<"$OUT"'
+check "c: $UNIT is active with the new daemon (pid $J_PID)" \
+  wait_for 10 eval 'unit_active && [ "$(inbox systemctl show -P MainPID $UNIT)" = "$J_PID" ]'
 
 # ---------------------------------------------------------------- f) users only systemd knows
 echo "== f) passwd: files systemd; a job runs as a DynamicUser only systemd's NSS module knows"

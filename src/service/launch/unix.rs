@@ -69,9 +69,9 @@ pub(crate) fn launch(
     fork(exe, args)
 }
 
-/// The config the daemon of systemd unit `unit` runs with (`--config PATH` on its command
-/// line), if the unit has a main process this can read.
-fn unit_config(unit: &str) -> Option<std::path::PathBuf> {
+/// The main process of systemd unit `unit` (0: the unit has none, e.g. while it winds down
+/// after its daemon exited), if systemctl can tell.
+fn unit_main_pid(unit: &str) -> Option<u32> {
     let out = Command::new("systemctl")
         .args(["show", "--property=MainPID", "--value"])
         .arg(format!("{unit}.service"))
@@ -79,7 +79,18 @@ fn unit_config(unit: &str) -> Option<std::path::PathBuf> {
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// How long a launch waits for the unit of a daemon that has just exited to go (an upgrade's
+/// ctrl starts the new build the moment the old daemon lets go of its lock, before systemd
+/// has collected the old unit).
+const UNIT_GONE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The config the daemon of systemd unit `unit` runs with (`--config PATH` on its command
+/// line), if the unit has a main process this can read.
+fn unit_config(unit: &str) -> Option<std::path::PathBuf> {
+    let pid = unit_main_pid(unit)?;
     if pid == 0 {
         return None;
     }
@@ -110,13 +121,23 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
     cmd.arg("--")
         .arg(exe)
         .args(args)
-        .args(["--route", "systemd-run"]);
-    let out = cmd
+        .args(["--route", "systemd-run"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(LaunchError::SystemdRun)?;
+        .stderr(Stdio::piped());
+    let deadline = std::time::Instant::now() + UNIT_GONE_PATIENCE;
+    let (out, err) = loop {
+        let out = cmd.output().map_err(LaunchError::SystemdRun)?;
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let taken = err.contains("already loaded") || err.contains("already exists");
+        // A unit with no main process is one whose daemon has exited (ctrl found its lock
+        // free): systemd is about to collect it.
+        if taken && std::time::Instant::now() < deadline && unit_main_pid(&unit) == Some(0) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        break (out, err);
+    };
     if out.status.success() {
         return Ok(Launched {
             route: Route::SystemdRun,
@@ -124,7 +145,6 @@ fn systemd_run(exe: &Path, args: &[OsString], instance: &str) -> Result<Launched
             note: None,
         });
     }
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if err.contains("already loaded") || err.contains("already exists") {
         // The unit is named by the instance only (SPEC): a second config with the same
         // instance name and its own state dir finds the first one's unit loaded, and its own
