@@ -23,7 +23,9 @@
 //! - F12 a job whose account expired (its expiry date, or its password expired past its
 //!   inactive days) is held until the account is valid again;
 //! - F14 a job's user who stops (SIGSTOP) the daemon's child between its identity drop and its
-//!   exec hangs neither the daemon's loop nor any other job: that run fails, saying why.
+//!   exec hangs neither the daemon's loop nor any other job: that run fails, saying why;
+//! - F15 a process that gets a finished runner's PID and leads a group of that id is never
+//!   signalled as the run's group.
 #![cfg(unix)]
 
 mod common;
@@ -1643,4 +1645,220 @@ fn f14_a_user_who_stops_the_runners_start_hangs_neither_the_daemon_nor_other_job
     );
     drop(stopper);
     assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
+/// A namespace of PIDs of its own (`unshare --pid --fork --mount-proc`), whose init is a
+/// `sleep`: root there picks the next PID (`ns_last_pid`). Ended by PID on drop: `--kill-child`
+/// takes the namespace's init, and with it every process in the namespace, along.
+struct PidNamespace {
+    unshare: Child,
+    init: u32,
+}
+
+impl PidNamespace {
+    fn new() -> Option<PidNamespace> {
+        let mut unshare = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                "sleep",
+                "600",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .ok()?;
+        let me = unshare.id();
+        let mut init = None;
+        wait_for(Duration::from_secs(10), || {
+            init = fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok());
+            init.is_some()
+        });
+        match init {
+            Some(init) => Some(PidNamespace { unshare, init }),
+            None => {
+                let _ = unshare.kill();
+                let _ = unshare.wait();
+                None
+            }
+        }
+    }
+
+    /// `sh -c script` inside the namespace.
+    fn sh(&self, script: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.init.to_string())
+            .args(["-p", "-m", "--", "sh", "-c", script]);
+        c
+    }
+
+    /// Whether the namespace's process `pid` lives (and is no zombie).
+    fn alive(&self, pid: u32) -> bool {
+        self.sh(&format!(
+            "awk '/^State:/ {{ exit ($2 == \"Z\") }}' /proc/{pid}/status 2>/dev/null"
+        ))
+        .status()
+        .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// A job's runner starts a process that leaves the run's process group (`setsid`) and
+/// ignores SIGTERM, and exits: the group's id — the runner's PID — is free again while the run's
+/// end still ends what the run left (SIGTERM, then SIGKILL after `stop_grace`). A new process
+/// that gets that PID and leads a group of its own (anyone's: here a stand-in started while the
+/// leftover waits, with the PID picked through `ns_last_pid`, as a user cycling PIDs gets it on
+/// a host whose `pid_max` is 32768) is not the run's and must not be signalled. Before, the
+/// run's end sent SIGKILL to "the run's group" by its id, and killed it.
+#[test]
+fn f15_a_process_group_id_given_anew_after_a_run_is_never_signalled() {
+    group_id_given_anew(false);
+}
+
+/// The same without cgroups (the daemon's test hook): the group is told by its id only while no
+/// process but the run's has that PID.
+#[test]
+fn f15_without_cgroups_a_process_group_id_given_anew_is_never_signalled() {
+    group_id_given_anew(true);
+}
+
+fn group_id_given_anew(no_cgroup: bool) {
+    let Some((uid, gid)) = system_user("rmkd-pgid") else {
+        return;
+    };
+    let have = |t: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !require_tool(
+        have("unshare") && have("nsenter"),
+        "unshare and nsenter (a PID namespace)",
+    ) {
+        return;
+    }
+    let inst = Instance::new("", "");
+    let pids = inst.dir.path().join("pids");
+    fs::create_dir(&pids).unwrap();
+    chown(&pids, Some(uid), Some(gid)).unwrap();
+    let p = pids.display();
+    // Due once, a few seconds from now; the leftover is ended 5 s after the run's end.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    inst.write_raw_config(&format!(
+        "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nstop_grace = \"5s\"\n\
+         heartbeat_timeout = \"10m\"\n\n\
+         [[job]]\nname = \"leaver\"\nuser = \"rmkd-pgid\"\nevery = \"1h\"\noffset = \"{}s\"\n\
+         timeout = \"30s\"\n\
+         command = [\"sh\", \"-c\", \"echo $$ > {p}/runner; setsid sh -c 'trap \\\"\\\" TERM; echo $$ > {p}/left; exec sleep 60' </dev/null >/dev/null 2>&1 & sleep 0.5\"]\n",
+        inst.state.display(),
+        (now + 3) % 3600
+    ));
+    chmod(inst.dir.path(), 0o755);
+    chmod(&inst.config, 0o644);
+    let Some(ns) = PidNamespace::new() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot make a PID namespace in CI"
+        );
+        eprintln!("SKIP: cannot make a PID namespace here");
+        return;
+    };
+    // The daemon, started by ctrl in the namespace (forked: no systemd there).
+    let daemon = |cmd: &str| {
+        ns.sh(&format!(
+            "ROBOTMK_DAEMON_NO_SYSTEMD=1 {} exec {BIN} --config {} {cmd}",
+            if no_cgroup {
+                "ROBOTMK_TEST_NO_CGROUP=1"
+            } else {
+                ""
+            },
+            inst.config.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+    };
+    let out = daemon("ctrl");
+    assert!(out.status.success(), "{out:?}");
+    let read_pid = |name: &str| -> Option<u32> {
+        fs::read_to_string(pids.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (mut runner, mut left) = (None, None);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            runner = read_pid("runner");
+            left = read_pid("left");
+            runner.is_some() && left.is_some()
+        }),
+        "the run did not start its leftover\n{}",
+        inst.log()
+    );
+    let (runner, left) = (runner.unwrap(), left.unwrap());
+    // The runner is gone (collected) and its group empty: its PID is free.
+    assert!(
+        wait_for(Duration::from_secs(10), || !ns.alive(runner)),
+        "the runner {runner} did not end"
+    );
+    assert!(ns.alive(left), "the leftover {left} ended before the test");
+    // A stranger gets the runner's PID and leads a group (and session) of that id.
+    let st = ns
+        .sh(&format!(
+            "echo {} > /proc/sys/kernel/ns_last_pid && exec setsid --fork sleep 120",
+            runner - 1
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            ns
+            .sh(&format!(
+                "grep -q sleep /proc/{runner}/cmdline && [ \"$(ps -o pgid= -p {runner} | tr -d ' ')\" = {runner} ]"
+            ))
+            .status()
+            .is_ok_and(|s| s.success())
+        }),
+        "the stand-in did not get PID {runner} (another process of the namespace took it)"
+    );
+    // The run's end kills the leftover after stop_grace, and records the run.
+    assert!(
+        wait_for(Duration::from_secs(30), || !ns.alive(left)),
+        "the leftover {left} was not ended\n{}",
+        inst.log()
+    );
+    let done = wait_for(Duration::from_secs(30), || {
+        inst.finished_records("leaver").len() == 1
+    });
+    let log = inst.log();
+    assert_eq!(
+        log.contains("runs get no cgroup"),
+        no_cgroup,
+        "cgroups as asked ({no_cgroup})\n{log}"
+    );
+    let spared = ns.alive(runner);
+    let _ = daemon("stop --now");
+    assert!(done, "the run was not recorded\n{log}");
+    assert!(
+        spared,
+        "the process that got the run's old PID {runner} (a group of its own) was killed by the run's end\n{log}"
+    );
 }

@@ -273,10 +273,36 @@ pub(super) struct Run<'a> {
     pub(crate) runner_alive: bool,
 }
 
+/// Whether a signal to the process group named by the runner's PID reaches only the run's
+/// processes. While the runner lives (or waits uncollected) no other process can have its PID,
+/// so no other group that id. Once it is collected, the number is free as soon as the group's
+/// last process has left it (`setsid`), and a new process — another user's, root's, the
+/// daemon's next runner — may get it and lead a group of that id: signalling "the run's group"
+/// then would kill a stranger. So, after the runner: with a cgroup never (the cgroup holds every
+/// process of the run, in the group or not); without one only while no process has that PID
+/// but the run's own — a runner a previous daemon started and this one adopted, which carries
+/// the run's tag (any other is not ours, and any group of that id is new). Left: without a
+/// cgroup, a new group of that id whose leader has exited already (docs/SECURITY.md).
+fn group_is_the_runs(run: &Run) -> bool {
+    if run.runner_alive {
+        return true;
+    }
+    if run.cgroup.is_some() {
+        return false;
+    }
+    crate::service::sys::process_start_time(run.pgid).is_none()
+        || crate::service::sys::has_env(run.pgid, &tag_of(run.run_dir))
+}
+
+/// The environment entry every process of the run of `run_dir` inherits.
+fn tag_of(run_dir: &str) -> Vec<u8> {
+    format!("{}={}", TAG, run_dir).into_bytes()
+}
+
 /// Whether anything of the run is left (claiming its orphans first).
 pub(super) fn alive(s: &Parts, run: &Run) -> bool {
     claim(s, run.pgid);
-    if run.runner_alive || group_alive(run.pgid) {
+    if run.runner_alive || (group_is_the_runs(run) && group_alive(run.pgid)) {
         return true;
     }
     if run.cgroup.as_deref().is_some_and(cgroup::populated) {
@@ -293,7 +319,9 @@ pub(super) fn signal(s: &Parts, run: &Run, sig: i32) -> bool {
     claim(s, run.pgid);
     let told = &s.tree.told;
     let pgid = run.pgid;
-    let outside = |pid: u32| pgid_of(pid) != Some(pgid);
+    // Processes in the group are told through it, when it is the run's; else one by one.
+    let by_group = group_is_the_runs(run);
+    let outside = |pid: u32| !by_group || pgid_of(pid) != Some(pgid);
     let mut any = false;
     // A live runner's descendants: for SIGKILL in rounds, the group (the runner with it) last,
     // so that an orphan made by a kill stays below the runner for the next round.
@@ -316,12 +344,14 @@ pub(super) fn signal(s: &Parts, run: &Run, sig: i32) -> bool {
             }
         }
     }
-    any |= signal_group(pgid, sig, told);
+    if by_group {
+        any |= signal_group(pgid, sig, told);
+    }
     // Those that left the group but kept the tag. A run with a cgroup has them all in it
     // (a runner cannot move itself out; see below): no scan of every process's environment,
     // whose cost any local user sets (9,000 idle processes of one user made each run end
     // take 1.1-1.7 s of the loop instead of 0.07 s).
-    let needle = format!("{}={}", TAG, run.run_dir).into_bytes();
+    let needle = tag_of(run.run_dir);
     let tagged = match run.cgroup {
         Some(_) => Vec::new(),
         None => crate::service::sys::processes_with_env(TAG, run.run_dir),
