@@ -566,3 +566,67 @@ fn wall_clock_jumps_neither_kill_a_healthy_daemon_nor_keep_an_orphan_alive() {
     );
     eprintln!("clock jumps: {i} beats at -1h/+1h kept the daemon alive for 5 s; it exited {:?} after they stopped (timeout 3 s)", silent.elapsed());
 }
+
+/// The state dir's file system turns read-only under a running daemon (as `errors=remount-ro`
+/// does after a disk error): `status` still says the daemon runs — it cannot tell otherwise —
+/// and `stop --now` still ends it (by signal: the request cannot be written). Before, the lock
+/// probe opened the lock file for writing, failed, and `status` said "not running … ended
+/// without stopping (a crash)" while `stop` could not stop it at all.
+#[test]
+fn a_state_dir_turned_read_only_still_shows_and_stops_its_daemon() {
+    if !common::require_root("mounting a tmpfs and remounting it read-only") {
+        return;
+    }
+    let root = tempfile::Builder::new()
+        .prefix("rmkd-ro-")
+        .tempdir()
+        .unwrap();
+    let tmpfs = common::Tmpfs::mount(&root.path().join("fs"), "size=8m");
+    let mut inst = Instance::new("", "");
+    inst.state = tmpfs.0.join("state");
+    inst.write_config(
+        "",
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"5s\"\n",
+    );
+    assert!(inst.ctrl().status.success());
+    let pid = inst.daemon_pid().expect("a daemon runs");
+    // A read-only bind of the mount over itself: new opens for writing fail with EROFS.
+    let bound = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .arg(&tmpfs.0)
+            .arg(&tmpfs.0)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(bound(&["--bind"]));
+    let ro = std::process::Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&tmpfs.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    let unbind = || {
+        let _ = std::process::Command::new("umount").arg(&tmpfs.0).status();
+    };
+    if !ro {
+        unbind();
+        panic!("cannot remount {} read-only", tmpfs.0.display());
+    }
+    let status = inst.run(&["status"]);
+    let said = text(&status.stdout);
+    let stop = inst.run(&["stop", "--now", "--timeout", "10s"]);
+    let stopped = wait_for(Duration::from_secs(10), || !pid_alive(pid));
+    unbind();
+    assert!(
+        said.contains(&format!("daemon:     running, pid {pid}")),
+        "status on a read-only state dir: {said}{}",
+        text(&status.stderr)
+    );
+    assert_eq!(status.status.code(), Some(0), "{said}");
+    assert!(stop.status.success(), "stop --now: {stop:?}");
+    assert!(
+        text(&stop.stderr).contains("Read-only file system"),
+        "stop should say why it signalled: {stop:?}"
+    );
+    assert!(stopped, "the daemon {pid} still runs after stop --now");
+}

@@ -56,7 +56,18 @@ pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
         }
         Ok(_) => {}
     }
-    let file = open(path)?;
+    // Read access is all a probe needs: a state dir on a file system remounted read-only
+    // (errors=remount-ro) still tells that its daemon runs, and `stop` can still reach it.
+    let file = match crate::service::sys::file::open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot open lock file {}: {e}", path.display()),
+            ))
+        }
+    };
     match file.try_lock_shared() {
         Ok(()) => {
             let _ = file.unlock();
