@@ -224,6 +224,57 @@ fn broken_configs_are_reported_with_line_and_column_and_touch_nothing() {
     }
 }
 
+/// From the moment an edit breaks the config, every ctrl says so (WARN: the daemon runs its
+/// last good config). Before, the daemon published the edited file's stamp as soon as it saw
+/// the edit, and its load's error only when the load came (its own thread: 0.1-0.3 s later,
+/// seconds where users are looked up): in between ctrl's fast path vouched for the daemon's
+/// old view as the config's, and 14-25 of 40 calls in a row said OK after the first had said
+/// WARN.
+#[test]
+fn no_ctrl_says_ok_between_a_breaking_edit_and_the_daemons_load_of_it() {
+    let inst = Instance::new("heartbeat_timeout = \"0\"", IDLE_JOB);
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    // The daemon's view is settled (the fast path's), and its last status write a while ago,
+    // as on a daemon that has been idle: the next write is not held back.
+    assert!(inst.ctrl().status.success());
+    let status = inst.state.join("status.json");
+    assert!(wait_for(Duration::from_secs(20), || std::fs::metadata(
+        &status
+    )
+    .and_then(|m| m.modified())
+    .is_ok_and(|m| m
+        .elapsed()
+        .is_ok_and(|e| e > Duration::from_secs(1)))));
+    let mut text = std::fs::read_to_string(&inst.config).unwrap();
+    text.push_str("\n[[job]]\nname = \"bad name\"\ncommand = [\"true\"]\nevery = \"1h\"\n");
+    std::fs::write(&inst.config, text).unwrap();
+    // ctrl after ctrl until the daemon's status has the error, and a few more.
+    let mut lines: Vec<String> = Vec::new();
+    let mut after = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while after < 10 && std::time::Instant::now() < deadline {
+        lines.push(local_lines(&String::from_utf8_lossy(&inst.ctrl().stdout))[0].clone());
+        if !inst.status_json()["daemon"]["config_error"].is_null() {
+            after += 1;
+        }
+    }
+    assert_eq!(after, 10, "the daemon never published the error");
+    let ok: Vec<&String> = lines.iter().filter(|l| l.starts_with("0 ")).collect();
+    assert!(
+        ok.is_empty(),
+        "{} of {} calls after the edit said OK: {:?}",
+        ok.len(),
+        lines.len(),
+        ok.first()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("the config now has an error")),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn stop_ends_the_daemon_and_frees_the_lock() {
     let inst = Instance::new("heartbeat_timeout = \"1m\"", IDLE_JOB);

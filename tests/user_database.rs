@@ -157,3 +157,118 @@ impl Drop for KillOnDrop {
         kill9(self.0);
     }
 }
+
+/// A user database that stops answering (LDAP, sssd or nslcd hung: played by a FIFO renamed
+/// over `/etc/passwd`, which a lookup opens and waits on for ever) holds the load of the config
+/// that its change asked for, and every edit after it waits for that load. The config runs on,
+/// and the daemon line says so once the load has taken 30 s, instead of OK while edits are
+/// silently never applied; once the database answers again, the edit is applied and the
+/// warning goes.
+#[test]
+fn a_user_database_that_hangs_is_said_on_the_daemon_line_and_the_edit_follows_it() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() == 0 };
+    let unshare = std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require_tool(
+        root && unshare,
+        "root and unshare --mount (a private /etc/passwd)",
+    ) {
+        return;
+    }
+    let inst = Instance::new("heartbeat_timeout = \"0\"", "");
+    let etc = inst.dir.path().join("etc");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", "/etc"])
+        .arg(&etc)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(copied, "cp -a /etc");
+    let passwd = etc.join("passwd");
+    let mut content = std::fs::read(&passwd).unwrap();
+    content.extend_from_slice(b"rmkdhang:x:2899999:2899999::/nonexistent:/usr/sbin/nologin\n");
+    std::fs::write(&passwd, &content).unwrap();
+    let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n\
+                [[job]]\nname = \"held\"\ncommand = [\"true\"]\nuser = \"rmkdhang\"\ncron = \"0 0 1 1 *\"\n";
+    inst.write_config("heartbeat_timeout = \"0\"", tick);
+    let mut daemon = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&etc)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&inst.config)
+        .args(["start", "--foreground"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare");
+    let _guard = KillOnDrop(daemon.id());
+    assert!(
+        wait_for(Duration::from_secs(60), || inst
+            .finished_records("tick")
+            .len()
+            >= 2),
+        "the daemon did not run tick: {}",
+        inst.log()
+    );
+    // The database hangs: a FIFO (kept under a second name, to answer later) over passwd.
+    let fifo = etc.join("passwd.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "644"])
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "mkfifo");
+    std::fs::hard_link(&fifo, etc.join("passwd.new")).unwrap();
+    std::fs::rename(etc.join("passwd.new"), &passwd).unwrap();
+    // An edit: one more job, which shows when a load has been applied.
+    let tock = "[[job]]\nname = \"tock\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
+    inst.write_config("heartbeat_timeout = \"0\"", &format!("{tick}{tock}"));
+    let daemon_line = || {
+        let out = text(&inst.ctrl().stdout);
+        out.lines()
+            .find(|l| l.contains(" daemon\" - "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(90), || {
+            line = daemon_line();
+            line.contains("has not finished")
+        }),
+        "the daemon line never said the load hangs: {line}\n{}",
+        inst.log()
+    );
+    assert!(line.starts_with("1 "), "{line}");
+    assert!(
+        inst.records("tock").is_empty(),
+        "the edit was applied while the user database hung"
+    );
+    // It answers again: a plain passwd for new lookups, and the waiting one gets its answer.
+    std::fs::write(etc.join("passwd.new"), &content).unwrap();
+    std::fs::rename(etc.join("passwd.new"), &passwd).unwrap();
+    {
+        use std::io::Write;
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let _ = w.write_all(&content);
+    }
+    assert!(
+        wait_for(Duration::from_secs(60), || !inst.records("tock").is_empty()),
+        "the edit was not applied once the user database answered: {}",
+        inst.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            line = daemon_line();
+            !line.contains("has not finished")
+        }),
+        "{line}"
+    );
+    let _ = inst.run(&["stop", "--now"]);
+    let _ = daemon.wait();
+}

@@ -14,6 +14,35 @@ pub(super) struct Reloading {
     pub(super) again: Option<bool>,
     /// `run-once` requests put back until the load has come (see `ingest_requests`).
     pub(super) requests_wait: bool,
+    /// The config file's stamp taken before the load on its way read it: published with the
+    /// load's result, never before (ctrl vouches for the daemon's view of a config whose
+    /// stamp the status shows with no error).
+    pub(super) stamp: Option<String>,
+    /// Since when the load on its way has been going.
+    pub(super) since: Option<std::time::Instant>,
+}
+
+/// How long a load may take before the daemon line says it hangs: a user database (LDAP,
+/// sssd, nslcd) that never answers holds the load's thread in `getpwnam`, and every edit after
+/// it waits for that load.
+pub(super) const LOAD_STUCK: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Reloading {
+    /// The daemon line's words for a load that has taken longer than [`LOAD_STUCK`].
+    pub(super) fn stuck(&self, now: std::time::Instant) -> Option<String> {
+        let took = now.saturating_duration_since(self.since?);
+        (self.busy && took >= LOAD_STUCK).then(|| {
+            format!(
+                "the config load begun {} ago has not finished (it looks up the jobs' users: is the user database answering?); edits since are not applied",
+                crate::model::duration::human_age(took.as_secs_f64())
+            )
+        })
+    }
+
+    /// When a load on its way is to be called stuck.
+    pub(super) fn stuck_at(&self) -> Option<std::time::Instant> {
+        self.since.filter(|_| self.busy).map(|s| s + LOAD_STUCK)
+    }
 }
 
 /// What a load found, as it reaches the loop.

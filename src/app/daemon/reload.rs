@@ -48,7 +48,7 @@ impl Daemon {
         if !force && !edited && !users_changed {
             return;
         }
-        self.set_config_stamp(now_stamp);
+        self.reloading.stamp = now_stamp;
         self.control.users_stamp = users_now;
         super::lifecycle::test_crash("reload");
         // The config as it was, but a user it names is gone or expired: its jobs are held
@@ -71,6 +71,7 @@ impl Daemon {
                 let _ = t.send(Event::ConfigLoaded(Box::new(load(p, try_hold))));
             });
         self.reloading.busy = true;
+        self.reloading.since = Some(std::time::Instant::now());
         if let Err(e) = spawned {
             // No thread to be had: load here, late runs rather than a config never followed.
             error!("cannot start a thread to load the config ({e}); loading it on the loop");
@@ -82,6 +83,10 @@ impl Daemon {
     /// requests that waited for it.
     pub(super) fn on_config_loaded(&mut self, loaded: Loaded) {
         self.reloading.busy = false;
+        self.reloading.since = None;
+        // The stamp of what was read, published with what came of it (see `Reloading::stamp`).
+        let stamp = self.reloading.stamp.take();
+        self.set_config_stamp(stamp);
         self.apply_loaded(loaded);
         if let Some(force) = self.reloading.again.take() {
             self.reload_config(force);

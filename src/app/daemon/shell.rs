@@ -237,6 +237,9 @@ impl Daemon {
         if let Some(lapse) = self.backlog.expires() {
             wake = wake.min(lapse);
         }
+        if let Some(at) = self.reloading.stuck_at().filter(|at| *at > now_i) {
+            wake = wake.min(at);
+        }
         if let Some(at) = self.release_at() {
             wake = wake.min(at);
         }

@@ -225,6 +225,14 @@ impl Daemon {
                 None => words,
             });
         }
+        // And a config load that hangs (see `Reloading::stuck`): the config runs on, but no
+        // edit is applied until it comes back.
+        if let Some(words) = self.reloading.stuck(std::time::Instant::now()) {
+            text = Some(match text {
+                Some(t) => format!("{words}; {t}"),
+                None => words,
+            });
+        }
         if text.is_some() != self.shown.info.behind.is_some() {
             self.shown.info.behind = text;
             self.shown.owe();
