@@ -15,8 +15,10 @@ pub(crate) mod public;
 pub(crate) mod tmp_link;
 pub mod tree;
 pub(crate) mod trust;
+mod who;
 
 pub(crate) use beneath::{open_beneath, Beneath};
+pub(crate) use who::user_label;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
