@@ -67,7 +67,7 @@ pub(crate) fn holds(st: &StateDir, job: &str, trigger: Trigger) -> Option<String
 
 /// The instance and its state dir for `pause`/`resume`, with the jobs checked by name.
 fn target(path: &Path, jobs: &[String]) -> Result<(String, StateDir), i32> {
-    if cfg!(unix) && !crate::service::sys::is_root() {
+    if !crate::service::sys::may_write_state_dir() {
         eprintln!(
             "robotmk-daemon: pause and resume need root: the daemon, which runs as root, trusts only a pause root wrote; run it with sudo"
         );

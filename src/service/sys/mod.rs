@@ -35,6 +35,13 @@ mod users;
 pub(crate) use users::lookup_user;
 
 #[cfg(unix)]
+#[path = "zone_unix.rs"]
+pub(crate) mod zone;
+#[cfg(windows)]
+#[path = "zone_windows.rs"]
+pub(crate) mod zone;
+
+#[cfg(unix)]
 #[path = "watch_linux.rs"]
 mod watch;
 #[cfg(windows)]

@@ -550,11 +550,6 @@ pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
 
 // ---- Paths and file modes (config, state) ---------------------------------------------------
 
-/// The files the host's time zone is read from when `TZ` is not set (chrono reads
-/// `/etc/localtime`, the zone's name may come from `/etc/timezone`): the daemon watches them
-/// and plans its cron jobs again when they change.
-pub(crate) const ZONE_FILES: &[&str] = &["/etc/localtime", "/etc/timezone"];
-
 /// The files of the host's user database a job's `user` is looked up in (NSS's `files`
 /// source; a change of LDAP or sssd behind NSS shows only at the next reload), `/etc/shadow`
 /// for the account's expiry date (`chage -E`).
@@ -643,6 +638,13 @@ pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 /// True when this process runs as root (only root can run a job as another user).
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// True when this process may write a daemon's state dir: only root's writes are trusted
+/// there (the daemon runs as root), so a command that writes one (`pause`) refuses early and
+/// says so instead of failing at the trust check.
+pub(crate) fn may_write_state_dir() -> bool {
+    is_root()
 }
 
 /// Files an environment build creates must be readable by a job's user: 022 instead of the
