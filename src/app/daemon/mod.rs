@@ -27,7 +27,7 @@ mod extras;
 mod finish;
 mod folder;
 mod jobs;
-pub(crate) mod lifecycle;
+mod lifecycle;
 mod recover;
 mod reload;
 mod runs;
