@@ -555,6 +555,13 @@ pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
 /// for the account's expiry date (`chage -E`).
 pub(crate) const USER_DATABASE: &[&str] = &["/etc/passwd", "/etc/group", "/etc/shadow"];
 
+/// The host's temporary folders besides `$TMPDIR` (what `std::env::temp_dir` names): a state
+/// dir in one of them is lost at a reboot or to a cleaner (`check-config` warns).
+pub(crate) const TEMP_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// A terminal renders UTF-8 only when the locale says so.
+pub(crate) const CONSOLE_ALWAYS_UTF8: bool = false;
+
 /// Where the config is looked for when nothing names it.
 pub(crate) const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";
 

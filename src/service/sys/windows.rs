@@ -818,6 +818,12 @@ pub(crate) const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\confi
 /// No user database files: `user` jobs are refused on Windows.
 pub(crate) const USER_DATABASE: &[&str] = &[];
 
+/// No temporary folders besides `%TEMP%` (what `std::env::temp_dir` names).
+pub(crate) const TEMP_DIRS: &[&str] = &[];
+
+/// Windows consoles render UTF-8 (and ANSI) since Windows 10, and have no locale variables.
+pub(crate) const CONSOLE_ALWAYS_UTF8: bool = true;
+
 /// The base of the default state dir when `$MK_VARDIR` is not set: the agent's state folder.
 pub(crate) fn default_state_base() -> std::path::PathBuf {
     r"C:\ProgramData\checkmk\agent\state".into()
