@@ -1,8 +1,9 @@
 //! A daemon that dies, or keeps restarting, must not read OK (issue 19.4), and ctrl itself
 //! prints a CRIT line whatever kills it (issue 20.1: Checkmk got no section at all when ctrl
 //! crashed). Crashes are made with the test-only hook `ROBOTMK_DAEMON_TEST_CRASH=<point>:<how>`
-//! (`daemon::lifecycle::test_crash`): a real panic, abort, SIGSEGV or stack overflow of the real
-//! binary at a chosen point.
+//! (`app::test_crash`): a real panic, abort, SIGSEGV or stack overflow of the real binary at a
+//! chosen point. The hook is only in builds with debug assertions, as the one `cargo test`
+//! builds (not with `cargo test --release`).
 #![cfg(unix)]
 
 mod common;

@@ -437,7 +437,8 @@ fn fast_output(
         error: None,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
     });
-    let mut stdout = CrashInPiggyback::new(crate::service::sys::fatal::LineSafeStdout::new());
+    let mut stdout =
+        crate::app::test_crash::in_piggyback(crate::service::sys::fatal::LineSafeStdout::new());
     // A failed write (the agent went away) is not a reason to print the sections again.
     if report
         .state_dir
@@ -458,43 +459,6 @@ fn fast_output(
     Some(())
 }
 
-/// Test hook (`ROBOTMK_DAEMON_TEST_CRASH=ctrl-piggyback:<how>`): ctrl dies right after it
-/// printed the first piggyback block's opening line, as a crash in the middle of its output
-/// would (`tests/crash.rs`). Otherwise a plain pass-through.
-struct CrashInPiggyback<W: Write> {
-    inner: W,
-    armed: bool,
-}
-
-impl<W: Write> CrashInPiggyback<W> {
-    fn new(inner: W) -> Self {
-        let armed = std::env::var_os(crate::app::daemon::lifecycle::TEST_CRASH_ENV)
-            .is_some_and(|v| v.to_string_lossy().starts_with("ctrl-piggyback:"));
-        CrashInPiggyback { inner, armed }
-    }
-}
-
-impl<W: Write> Write for CrashInPiggyback<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.armed {
-            let opening = buf
-                .windows(5)
-                .position(|w| w.starts_with(b"\n<<<<") && w[5 - 1] != b'>')
-                .and_then(|at| Some(at + 1 + buf[at + 1..].iter().position(|&b| b == b'\n')?));
-            if let Some(end) = opening {
-                self.inner.write_all(&buf[..=end])?;
-                self.inner.flush()?;
-                crate::app::daemon::lifecycle::test_crash("ctrl-piggyback");
-            }
-        }
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Runs ctrl and prints the sections; always exits 0 once it printed them.
 pub(crate) fn run(config_path: &Path) -> i32 {
     let t0 = Instant::now();
@@ -511,7 +475,7 @@ pub(crate) fn run(config_path: &Path) -> i32 {
         .as_deref()
         .and_then(|t| config::locate_daemon_in(&path, t));
     install_safety_net(quick.as_ref().map_or("system", |q| q.0.as_str()));
-    crate::app::daemon::lifecycle::test_crash("ctrl");
+    crate::app::test_crash::at("ctrl");
     let own = quick
         .as_ref()
         .map_or("system", |q| q.0.as_str())

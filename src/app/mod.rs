@@ -16,6 +16,7 @@ pub(crate) mod pause;
 pub(crate) mod start_stop;
 pub(crate) mod status;
 pub(crate) mod term;
+pub(crate) mod test_crash;
 
 /// The config at `path`, or the exit code after its error was printed: what a command that
 /// needs a valid config does first.

@@ -65,29 +65,9 @@ pub(crate) fn holds(st: &StateDir, job: &str, trigger: Trigger) -> Option<String
     }
 }
 
-/// Who is pausing: the login behind sudo, else the user's name.
-fn who() -> String {
-    ["SUDO_USER", "USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|v| !v.trim().is_empty()))
-        // Shown in a local check's text: nothing that could end its service name or line.
-        .map(|v| {
-            v.chars()
-                .map(
-                    |c| match c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '\\') {
-                        true => c,
-                        false => '_',
-                    },
-                )
-                .take(64)
-                .collect::<String>()
-        })
-        .unwrap_or_else(|| format!("uid {}", crate::service::sys::current_uid()))
-}
-
 /// The instance and its state dir for `pause`/`resume`, with the jobs checked by name.
 fn target(path: &Path, jobs: &[String]) -> Result<(String, StateDir), i32> {
-    if cfg!(unix) && !crate::service::sys::is_root() {
+    if !crate::service::sys::may_write_state_dir() {
         eprintln!(
             "robotmk-daemon: pause and resume need root: the daemon, which runs as root, trusts only a pause root wrote; run it with sudo"
         );
@@ -153,7 +133,8 @@ pub(crate) fn pause(
     let now = Utc::now();
     let until = for_.and_then(|d| chrono::Duration::from_std(d).ok().map(|d| now + d));
     let p = Pause {
-        by: who(),
+        // Who is pausing: the login behind sudo, else the user's name.
+        by: crate::service::sys::user_label(),
         since: now,
         until,
     };

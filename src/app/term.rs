@@ -51,9 +51,9 @@ pub(crate) fn locale_is_utf8() -> bool {
 impl Style {
     fn for_stream(is_terminal: bool) -> Style {
         let tty = forced_tty().unwrap_or(is_terminal);
-        // Windows consoles render UTF-8 and ANSI since Windows 10, and have no locale
-        // variables; a terminal there gets the symbols.
-        let utf8 = tty && (locale_is_utf8() || cfg!(windows));
+        // A terminal gets the symbols where it renders UTF-8: by its locale, or always
+        // (Windows consoles, which have no locale variables).
+        let utf8 = tty && (locale_is_utf8() || crate::service::sys::CONSOLE_ALWAYS_UTF8);
         let color = tty && env_nonempty("NO_COLOR").is_none();
         Style { utf8, color, tty }
     }

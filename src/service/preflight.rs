@@ -78,9 +78,7 @@ fn warnings(cfg: &Config) -> Vec<String> {
 /// The temporary folder `dir` is in, if any (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`).
 fn temporary_folder(dir: &Path) -> Option<PathBuf> {
     let mut temps: Vec<PathBuf> = vec![std::env::temp_dir()];
-    if cfg!(unix) {
-        temps.extend(["/tmp", "/var/tmp", "/dev/shm"].map(PathBuf::from));
-    }
+    temps.extend(crate::service::sys::TEMP_DIRS.iter().map(PathBuf::from));
     temps
         .into_iter()
         .find(|t| t.is_absolute() && dir.starts_with(t))

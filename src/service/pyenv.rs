@@ -22,6 +22,7 @@
 
 pub(crate) use crate::model::env::{EnvSpec, SourceKind};
 use crate::model::user::UserInfo;
+use crate::service::sys::tree::remove_whole;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
@@ -271,30 +272,22 @@ pub(crate) fn build(plan: &BuildPlan) -> i32 {
         Err(e) => {
             eprintln!("robotmk-daemon env-build: {e}");
             if plan.home.is_some() {
+                // `USER` is the builder's in every build as another user (its environment is
+                // the worker's, nothing of root's).
+                let user = crate::service::sys::user_label();
+                let uid = crate::service::sys::current_uid();
                 eprintln!(
-                    "robotmk-daemon env-build: this build ran as {}, not as root (the job's \
+                    "robotmk-daemon env-build: this build ran as {user} (uid {uid}), not as root (the job's \
                      `user`, else [daemon] build_user): that user must be able to read the \
                      {} file, every file it names and the interpreter, and to write the folder \
                      of a local package that is built in place (setuptools writes *.egg-info \
                      there)",
-                    whoami(),
                     plan.kind.as_str()
                 );
             }
             1
         }
     }
-}
-
-/// This process's user, for messages.
-fn whoami() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .map_or_else(
-            || format!("uid {}", crate::service::sys::current_uid()),
-            |u| format!("{u} (uid {})", crate::service::sys::current_uid()),
-        )
 }
 
 /// The installers' environment in a build as another user: the daemon's locale, `PATH`,
@@ -378,7 +371,7 @@ fn empty_dir(dir: &Path) -> Result<(), BuildError> {
         let p = e.path();
         let gone = match e.file_type() {
             // An installer shaped that tree.
-            Ok(t) if t.is_dir() => remove_whole(&p),
+            Ok(t) if t.is_dir() => remove_whole(&p, REMOVE_LIMIT),
             _ => std::fs::remove_file(&p),
         };
         gone.map_err(io("remove the old", &p))?;
@@ -386,18 +379,11 @@ fn empty_dir(dir: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Removes the tree `path` within 5 minutes (the build's own timeout bounds it too) the
-/// way every tree is removed (`sys::tree`): without recursion, by handle, never through a
-/// link, with its owner's rights (this process is the builder's when another user builds,
-/// and the trees it removes are its own: a venv's content, its copy of a project).
-fn remove_whole(path: &Path) -> std::io::Result<()> {
-    use crate::service::sys::tree::{remove_tree_fully, Removal, Rights};
-    match remove_tree_fully(path, Rights::Owner, std::time::Duration::from_secs(300)) {
-        Ok(Removal::Gone) => Ok(()),
-        Ok(Removal::More) => Err(std::io::Error::other("not gone within 5 minutes")),
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    }
-}
+/// How long removing one tree of a build may take (the build's own timeout bounds it too).
+/// Trees go the way every tree does ([`remove_whole`]): this process is the builder's when
+/// another user builds, and the trees it removes are its own (a venv's content, its copy of a
+/// project).
+const REMOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Folders a project's build never needs, left out of its copy.
 fn skipped_in_copy(name: &std::ffi::OsStr) -> bool {
@@ -426,7 +412,7 @@ fn skipped_in_copy(name: &std::ffi::OsStr) -> bool {
 /// builder's to change. Links are copied as links; VCS folders, venvs and build outputs are
 /// left out; a folder larger than [`PROJECT_CAP_BYTES`] is refused.
 fn copy_project(from: &Path, to: &Path) -> Result<(), BuildError> {
-    remove_whole(to).map_err(io("remove", to))?;
+    remove_whole(to, REMOVE_LIMIT).map_err(io("remove", to))?;
     let (mut bytes, mut entries) = (0u64, 0u64);
     let mut todo = vec![(from.to_path_buf(), to.to_path_buf())];
     while let Some((src, dst)) = todo.pop() {
@@ -524,7 +510,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
     let py = venv_python(&venv);
     let result = install(plan, &venv, &py, &work_dir, &target, env);
     if let Some(c) = copied {
-        let _ = remove_whole(&c);
+        let _ = remove_whole(&c, REMOVE_LIMIT);
     }
     let used = result?;
     // Installers copy or hard-link files from their caches with the cache's modes, which the

@@ -125,7 +125,7 @@ impl Daemon {
         }
         // The host's time zone: cron schedules are in its wall clock (see `look_at_zone`).
         if !self.oneshot && self.control.zone_stamp.is_some() {
-            for file in crate::service::sys::ZONE_FILES {
+            for file in crate::service::sys::zone::ZONE_FILES {
                 ok &= path_watches(std::path::Path::new(file), Child::Content, &mut w);
             }
         }

@@ -1,4 +1,6 @@
-//! What a draining daemon does with its schedule, and how a drain is called off.
+//! How a drain begins ([`Daemon::drain`]), what a draining daemon does with its schedule, and
+//! how a drain is called off. The state a drain keeps is in `drained.rs` (a file of its own:
+//! `Daemon` holds it, and `shell.rs` importing this file would make a cycle with it).
 //!
 //! A drain (a stop, an upgrade, a handover, a stale heartbeat) starts no run, but the due
 //! times that pass meanwhile are never dropped without a word: each is taken from the job's
@@ -25,6 +27,46 @@ use std::sync::Arc;
 use tracing::info;
 
 impl Daemon {
+    /// Stop starting runs; drop the queue (recorded as skipped); exit once runs are done.
+    pub(super) fn drain(&mut self, reason: &str) {
+        if self.phase == Phase::Draining {
+            // A handover's drain that now has another cause too (a stop, a stale heartbeat)
+            // is no longer called off when the config names this daemon again.
+            if std::mem::take(&mut self.drained.handing_over) {
+                info!("draining: {reason} (besides the handover, which is no longer called off)");
+                self.set_draining(reason);
+            }
+            return;
+        }
+        info!(
+            runs_in_flight = self.table.in_flight(),
+            "draining: {reason}; no new runs, waiting for runs in flight"
+        );
+        let prepared: Vec<_> = self
+            .jobs
+            .values_mut()
+            .filter_map(|js| js.prepared.take().map(|r| *r))
+            .collect();
+        for rec in prepared {
+            self.discard_prepared(Some(rec));
+        }
+        self.set_draining(reason);
+        // A result being read, or read later, gets no more than the grace: a stop must not
+        // wait on a parse.
+        if let Some(f) = &self.finisher {
+            f.begin_stop(self.cfg.daemon.stop_grace);
+        }
+        for p in self.dequeue_all() {
+            self.record_skipped(
+                &p.job,
+                p.due,
+                p.trigger,
+                &format!("the daemon stopped before a slot was free ({reason})"),
+                p.prepared,
+            );
+        }
+    }
+
     /// Why due times passing now start no run: the words of every skipped record.
     fn drain_words(&self) -> String {
         format!(

@@ -29,8 +29,6 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use tracing::warn;
 
-/// The environment variable of the test-only crash hook (see [`test_crash`]).
-pub(crate) const TEST_CRASH_ENV: &str = "ROBOTMK_DAEMON_TEST_CRASH";
 /// `starts.json` keeps the starts of the last day.
 const KEEP_FOR: chrono::Duration = chrono::Duration::days(1);
 /// The most of `daemon.stderr` read; past [`STDERR_TRIM`] it starts over at a daemon's start.
@@ -344,38 +342,6 @@ fn left_by(text: &str, pid: u32) -> Left {
         left.last = Some(line.to_string());
     }
     left
-}
-
-/// The test-only crash hook: with `ROBOTMK_DAEMON_TEST_CRASH=<point>:<how>` in its environment,
-/// the process dies at `point` (`ctrl`: ctrl before it reads the config; `reload`: the daemon
-/// when it reloads its config), by `how`: `panic`, `abort`, `segv` (the signal) or `overflow`
-/// (a real stack overflow). For the tests of crash reporting (tests/crash.rs); nothing sets
-/// it otherwise, and the daemon's environment is root's.
-pub(crate) fn test_crash(point: &str) {
-    let Ok(want) = std::env::var(TEST_CRASH_ENV) else {
-        return;
-    };
-    let Some((at, how)) = want.split_once(':') else {
-        return;
-    };
-    if at != point {
-        return;
-    }
-    match how {
-        "panic" => panic!("test crash at {point} ({TEST_CRASH_ENV})"),
-        "abort" => std::process::abort(),
-        "segv" => sys::fatal::raise_segv(),
-        "overflow" => {
-            #[allow(unconditional_recursion)]
-            fn deeper(n: u64) -> u64 {
-                let frame = [n; 64];
-                std::hint::black_box(&frame);
-                deeper(n + 1).wrapping_add(frame[7])
-            }
-            std::hint::black_box(deeper(0));
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //! flight with their deadlines, being written, lingering — and [`folder`] their folders and
 //! records), [`finish`] (completing and writing records off the loop), [`recover`] (what a
 //! previous daemon left), [`envs`] (Python environments), [`jobs`] (each job's state),
-//! [`workdir`] (run folders' neighbours and their removal), [`drain`] (the schedule while
-//! draining, and a handover called off; its state in [`drained`]), [`backlog`] (whether the daemon
+//! [`workdir`] (run folders' neighbours and their removal), [`drain`] (a drain's start, the schedule
+//! while draining, a handover called off; its state in [`drained`]), [`backlog`] (whether the daemon
 //! keeps up with its schedule) and [`lifecycle`] (starts and crashes).
 
 mod backlog;
@@ -27,7 +27,7 @@ mod extras;
 mod finish;
 mod folder;
 mod jobs;
-pub(crate) mod lifecycle;
+mod lifecycle;
 mod recover;
 mod reload;
 mod runs;

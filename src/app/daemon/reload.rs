@@ -50,7 +50,7 @@ impl Daemon {
         }
         self.reloading.stamp = now_stamp;
         self.control.users_stamp = users_now;
-        super::lifecycle::test_crash("reload");
+        crate::app::test_crash::at("reload");
         // The config as it was, but a user it names is gone or expired: its jobs are held
         // (never run) rather than run on as that user's old uid, which the host may give to
         // someone else. A reload (SIGHUP) while they are held finds the same.

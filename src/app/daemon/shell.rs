@@ -87,10 +87,10 @@ pub(crate) struct Daemon {
     pub(super) table: RunTable,
     pub(super) tx: Sender<Event>,
     pub(super) rx: Receiver<Event>,
-    /// Set only by `changes.rs` (`set_draining`), with the status.
+    /// Set only by `changes/` (`set_draining`), with the status.
     pub(super) phase: Phase,
     /// The daemon's part of the status and whether the status is owed a write; changed only
-    /// through the named changes in `changes.rs`.
+    /// through the named changes in `changes/`.
     pub(super) shown: Shown,
     pub(super) control: Control,
     /// A load of the config on its way (see `reload`).
@@ -368,46 +368,6 @@ impl Daemon {
                 break;
             };
             self.start_run(p);
-        }
-    }
-
-    /// Stop starting runs; drop the queue (recorded as skipped); exit once runs are done.
-    pub(super) fn drain(&mut self, reason: &str) {
-        if self.phase == Phase::Draining {
-            // A handover's drain that now has another cause too (a stop, a stale heartbeat)
-            // is no longer called off when the config names this daemon again.
-            if std::mem::take(&mut self.drained.handing_over) {
-                info!("draining: {reason} (besides the handover, which is no longer called off)");
-                self.set_draining(reason);
-            }
-            return;
-        }
-        info!(
-            runs_in_flight = self.table.in_flight(),
-            "draining: {reason}; no new runs, waiting for runs in flight"
-        );
-        let prepared: Vec<_> = self
-            .jobs
-            .values_mut()
-            .filter_map(|js| js.prepared.take().map(|r| *r))
-            .collect();
-        for rec in prepared {
-            self.discard_prepared(Some(rec));
-        }
-        self.set_draining(reason);
-        // A result being read, or read later, gets no more than the grace: a stop must not
-        // wait on a parse.
-        if let Some(f) = &self.finisher {
-            f.begin_stop(self.cfg.daemon.stop_grace);
-        }
-        for p in self.dequeue_all() {
-            self.record_skipped(
-                &p.job,
-                p.due,
-                p.trigger,
-                &format!("the daemon stopped before a slot was free ({reason})"),
-                p.prepared,
-            );
         }
     }
 

@@ -69,7 +69,7 @@ pub(crate) struct RunTable {
     active: HashMap<u32, ActiveRun>,
     lingering: Vec<Lingering>,
     /// Due runs waiting for a free slot, oldest first. Changed only through the daemon's
-    /// named changes (`changes.rs`), which keep each job's count.
+    /// named changes (`changes/`), which keep each job's count.
     pub(super) queue: VecDeque<Pending>,
     /// PIDs spawned in this pass of the loop, journalled once the batch is out.
     just_started: Vec<u32>,

@@ -36,7 +36,9 @@ pub(crate) fn mark_fatal_noted() {
     imp::NOTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Raises SIGSEGV (Unix; aborts on Windows): the test-only crash hook's `segv`.
+/// Raises SIGSEGV (Unix; aborts on Windows): the test-only crash hook's `segv`, which is
+/// only in builds with debug assertions (`app::test_crash`).
+#[cfg(debug_assertions)]
 pub(crate) fn raise_segv() {
     #[cfg(unix)]
     // SAFETY: raise with a valid signal number.

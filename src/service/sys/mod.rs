@@ -15,8 +15,10 @@ pub(crate) mod public;
 pub(crate) mod tmp_link;
 pub mod tree;
 pub(crate) mod trust;
+mod who;
 
 pub(crate) use beneath::{open_beneath, Beneath};
+pub(crate) use who::user_label;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -31,6 +33,13 @@ pub(crate) use platform::*;
 mod users;
 #[cfg(unix)]
 pub(crate) use users::lookup_user;
+
+#[cfg(unix)]
+#[path = "zone_unix.rs"]
+pub(crate) mod zone;
+#[cfg(windows)]
+#[path = "zone_windows.rs"]
+pub(crate) mod zone;
 
 #[cfg(unix)]
 #[path = "watch_linux.rs"]

@@ -116,6 +116,21 @@ mod imp;
 pub use imp::remove_tree;
 pub(crate) use imp::{drop_spare, remove_tree_fully};
 
+/// Removes `path` (a folder and everything in it, a file, a link, or nothing) within `limit`
+/// as its owner ([`Rights::Owner`]): an environment's trees (a failed build's `venv/`, a
+/// sealed `venv.built`, a build's copy of a project) are their builder's, so whatever it left
+/// there can make root remove nothing that user could not. What is not gone within `limit`
+/// is an error (the next attempt goes on where this one stopped).
+pub(crate) fn remove_whole(path: &std::path::Path, limit: Duration) -> io::Result<()> {
+    match remove_tree_fully(path, Rights::Owner, limit).map_err(io::Error::other)? {
+        Removal::Gone => Ok(()),
+        Removal::More => Err(io::Error::other(format!(
+            "not all removed within {} (what is left goes at the next attempt)",
+            crate::model::duration::format(limit)
+        ))),
+    }
+}
+
 #[cfg(windows)]
 mod imp {
     use super::*;

@@ -550,15 +550,17 @@ pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
 
 // ---- Paths and file modes (config, state) ---------------------------------------------------
 
-/// The files the host's time zone is read from when `TZ` is not set (chrono reads
-/// `/etc/localtime`, the zone's name may come from `/etc/timezone`): the daemon watches them
-/// and plans its cron jobs again when they change.
-pub(crate) const ZONE_FILES: &[&str] = &["/etc/localtime", "/etc/timezone"];
-
 /// The files of the host's user database a job's `user` is looked up in (NSS's `files`
 /// source; a change of LDAP or sssd behind NSS shows only at the next reload), `/etc/shadow`
 /// for the account's expiry date (`chage -E`).
 pub(crate) const USER_DATABASE: &[&str] = &["/etc/passwd", "/etc/group", "/etc/shadow"];
+
+/// The host's temporary folders besides `$TMPDIR` (what `std::env::temp_dir` names): a state
+/// dir in one of them is lost at a reboot or to a cleaner (`check-config` warns).
+pub(crate) const TEMP_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// A terminal renders UTF-8 only when the locale says so.
+pub(crate) const CONSOLE_ALWAYS_UTF8: bool = false;
 
 /// Where the config is looked for when nothing names it.
 pub(crate) const DEFAULT_CONFIG_DIR: &str = "/etc/check_mk";
@@ -643,6 +645,13 @@ pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 /// True when this process runs as root (only root can run a job as another user).
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// True when this process may write a daemon's state dir: only root's writes are trusted
+/// there (the daemon runs as root), so a command that writes one (`pause`) refuses early and
+/// says so instead of failing at the trust check.
+pub(crate) fn may_write_state_dir() -> bool {
+    is_root()
 }
 
 /// Files an environment build creates must be readable by a job's user: 022 instead of the

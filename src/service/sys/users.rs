@@ -291,14 +291,7 @@ fn via_getent(getent: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
             }
         }
     }
-    Ok(UserInfo {
-        name: name.to_string(),
-        uid: e.uid,
-        gid: e.gid,
-        home: e.home,
-        shell: e.shell,
-        groups,
-    })
+    Ok(e.user(name, groups))
 }
 
 /// Reads `passwd` and `group` (the format of `/etc/passwd` and `/etc/group`).
@@ -341,14 +334,7 @@ fn in_files(passwd: &Path, group: &Path, name: &str) -> Result<UserInfo, UserLoo
             groups.push(gid);
         }
     }
-    Ok(UserInfo {
-        name: name.to_string(),
-        uid: e.uid,
-        gid: e.gid,
-        home: e.home,
-        shell: e.shell,
-        groups,
-    })
+    Ok(e.user(name, groups))
 }
 
 /// One line of `/etc/passwd` (or of `getent passwd`).
@@ -359,6 +345,22 @@ struct PasswdEntry {
     gid: u32,
     home: PathBuf,
     shell: String,
+}
+
+impl PasswdEntry {
+    /// The user looked up as `name`, with its groups (the primary one first): one shape
+    /// whichever way the entry was found.
+    #[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+    fn user(self, name: &str, groups: Vec<u32>) -> UserInfo {
+        UserInfo {
+            name: name.to_string(),
+            uid: self.uid,
+            gid: self.gid,
+            home: self.home,
+            shell: self.shell,
+            groups,
+        }
+    }
 }
 
 /// `name:password:uid:gid:gecos:home:shell`; `None` for a comment, a NIS `+`/`-` line or

@@ -815,12 +815,14 @@ pub(crate) fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
 /// Where the config is looked for when nothing names it (the agent's config folder).
 pub(crate) const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
 
-/// The files the host's time zone is read from: none on Windows (the zone is the system's,
-/// set in the registry; a change there is not followed until the daemon restarts).
-pub(crate) const ZONE_FILES: &[&str] = &[];
-
 /// No user database files: `user` jobs are refused on Windows.
 pub(crate) const USER_DATABASE: &[&str] = &[];
+
+/// No temporary folders besides `%TEMP%` (what `std::env::temp_dir` names).
+pub(crate) const TEMP_DIRS: &[&str] = &[];
+
+/// Windows consoles render UTF-8 (and ANSI) since Windows 10, and have no locale variables.
+pub(crate) const CONSOLE_ALWAYS_UTF8: bool = true;
 
 /// The base of the default state dir when `$MK_VARDIR` is not set: the agent's state folder.
 pub(crate) fn default_state_base() -> std::path::PathBuf {
@@ -892,6 +894,12 @@ pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 /// Only Unix root may run a job as another user.
 pub(crate) fn is_root() -> bool {
     false
+}
+
+/// Whoever the state dir's ACL lets write (SYSTEM, administrators) may: no check of its own
+/// before the state dir's trust check and the write itself.
+pub(crate) fn may_write_state_dir() -> bool {
+    true
 }
 
 /// Nothing to do: environments get the ACLs of their folder.

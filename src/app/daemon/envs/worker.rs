@@ -8,7 +8,7 @@ use crate::model::user::UserInfo;
 use crate::service::pyenv::{self};
 use crate::service::run::{self, ExitInfo, RunSpec};
 use crate::service::state::{self, Durability, StateDir};
-use crate::service::sys::tree::{remove_tree_fully, Removal, RemoveError, Rights};
+use crate::service::sys::tree::{remove_tree_fully, remove_whole, Removal, RemoveError, Rights};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -711,7 +711,7 @@ fn prepare_build(
     };
     for old in [VENV_BUILT, VENV_SEALING, "venv"] {
         let p = dir.join(old);
-        remove_whole(&p).map_err(|e| format!("cannot prepare {}: {e}", p.display()))?;
+        remove_whole(&p, CLEAN_UP).map_err(|e| format!("cannot prepare {}: {e}", p.display()))?;
     }
     let Some(u) = builder else {
         return Ok(None);
@@ -751,7 +751,7 @@ fn seal(dir: &std::path::Path, builder: u32, readers: Option<u32>) -> Result<(),
     let built = dir.join(VENV_BUILT);
     let sealing = dir.join(VENV_SEALING);
     for p in [&built, &sealing] {
-        remove_whole(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        remove_whole(p, CLEAN_UP).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     std::fs::rename(&venv, &built).map_err(|e| format!("{}: {e}", venv.display()))?;
     let t0 = Instant::now();
@@ -767,7 +767,7 @@ fn seal(dir: &std::path::Path, builder: u32, readers: Option<u32>) -> Result<(),
     std::fs::rename(&sealing, &venv).map_err(|e| format!("{}: {e}", sealing.display()))?;
     // A process of the builder's that escaped may still write in it: it is no one's now and
     // goes with the next build or the environment, if not now.
-    if let Err(e) = remove_whole(&built) {
+    if let Err(e) = remove_whole(&built, CLEAN_UP) {
         warn!("cannot remove the built tree {}: {e}", built.display());
     }
     crate::service::sys::seal_dir_mode(dir, readers).map_err(|e| format!("{}: {e}", dir.display()))
@@ -777,24 +777,6 @@ fn seal(dir: &std::path::Path, builder: u32, readers: Option<u32>) -> Result<(),
 /// news to the loop meanwhile. What is left goes at the next attempt (all that was removed
 /// stays removed).
 const CLEAN_UP: Duration = Duration::from_secs(60);
-
-/// Removes `path` (a folder and everything in it, a file, a link, or nothing) within
-/// [`CLEAN_UP`], the way every tree is removed (`sys::tree`): without recursion (std's
-/// `remove_dir_all` recursed once per level, and a build user's 30,000-level tree in a failed
-/// build's `venv/` overflowed this thread's stack: the daemon crashed, and again at every
-/// start), by handle, never through a link or into another mount, and with the tree's
-/// owner's rights: a failed build's `venv/` and a sealed build's `venv.built` are the
-/// builder's, so whatever it left there can make root remove nothing that user could not.
-fn remove_whole(path: &std::path::Path) -> Result<(), String> {
-    match remove_tree_fully(path, Rights::Owner, CLEAN_UP) {
-        Ok(Removal::Gone) => Ok(()),
-        Ok(Removal::More) => Err(format!(
-            "not all removed within {} (what is left goes at the next attempt)",
-            crate::model::duration::format(CLEAN_UP)
-        )),
-        Err(e) => Err(e.to_string()),
-    }
-}
 
 /// Removes an environment's folder `<key>/` within [`CLEAN_UP`]: each entry with its own
 /// owner's rights first (`<key>/` is root's, but a failed build's `venv/` is its builder's,
