@@ -536,10 +536,21 @@ fn print_others(path: &Path, text: Option<&str>, own: &str) {
     if others.is_empty() {
         return;
     }
-    let text = crate::service::others::render_all(&others, own);
+    let text = render_others(&crate::service::others::read_all(&others, own));
     let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// The sections of the other instances, each rendered as this one's are (`logic::agent`).
+fn render_others(others: &[crate::service::others::Other]) -> String {
+    others
+        .iter()
+        .map(|o| match &o.shown {
+            Ok(r) => agent::render(r),
+            Err(e) => agent::error_section(&o.name, &e.to_string()),
+        })
+        .collect()
 }
 
 /// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a
@@ -552,8 +563,16 @@ fn install_safety_net(instance: &str) {
     // The local section starts on a line of its own (the note adds a newline while a line is
     // under way), and on this host: a crash inside a piggyback block would give the line to
     // that host (`<<<<>>>>` ends a block, and is nothing outside one).
+    // The line's end (the signal, the panic) follows when ctrl dies.
     let head = format!(
-        "<<<<>>>>\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
+        "<<<<>>>>\n{}\n{}",
+        agent::LOCAL_HEADER,
+        agent::local_line(
+            2,
+            &agent::daemon_service(instance),
+            "-",
+            "ctrl (the agent plugin) died: "
+        )
     );
     let _ = crate::service::sys::fatal::note_fatal_signals(
         crate::service::sys::fatal::Stream::Stdout,

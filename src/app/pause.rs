@@ -297,10 +297,9 @@ fn paused_line(body: &str, svc: &str, p: &Pause, warn: Duration, now: DateTime<U
     let (metrics, text) = rest.split_once(' ').unwrap_or((rest, ""));
     let text = text.split_once(" - ").map_or(text, |(_, t)| t);
     let age = (now - p.since).to_std().unwrap_or_default();
-    let (state, word, old) = if age > warn {
+    let (state, old) = if age > warn {
         (
             1,
-            "WARN",
             format!(
                 " (paused for {}, longer than {})",
                 crate::model::duration::human_age(age.as_secs_f64()),
@@ -308,11 +307,13 @@ fn paused_line(body: &str, svc: &str, p: &Pause, warn: Duration, now: DateTime<U
             ),
         )
     } else {
-        (0, "OK", String::new())
+        (0, String::new())
     };
-    format!(
-        "{state} \"{svc}\" {metrics} {word} - {}{old}; before the pause: {text}",
-        check_text(&p.words())
+    crate::logic::agent::local_line(
+        state,
+        svc,
+        metrics,
+        &format!("{}{old}; before the pause: {text}", check_text(&p.words())),
     )
 }
 

@@ -399,17 +399,57 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
         out.push_str(&crate::logic::cached_view::pending(mode));
     }
     out.push_str(c.tail);
-    // One check, one line, whatever a part holds: a line break inside would let the rest be
-    // read as lines of its own (other checks, section headers, a piggyback host). Each text
-    // that reaches a part is made one line where it is made; this holds for any that was not
-    // (another instance's status file is its owner's to write: a test's status with a line
-    // break forged the system instance's checks).
+    end_line(out, start);
+}
+
+/// Makes the check begun at `start` in `out` one line, whatever a part held: a line break
+/// inside would let the rest be read as lines of its own (other checks, section headers, a
+/// piggyback host). Each text that reaches a part is made one line where it is made; this
+/// holds for any that was not (another instance's status file is its owner's to write: a
+/// test's status with a line break forged the system instance's checks).
+fn end_line(out: &mut String, start: usize) {
     let line = &out.as_bytes()[start..];
     if line.contains(&b'\n') || line.contains(&b'\r') {
         let fixed = out[start..].replace(['\n', '\r'], " ");
         out.truncate(start);
         out.push_str(&fixed);
     }
+}
+
+/// A local check line, `STATE "SERVICE" METRICS WORD - TEXT`, for every line that is not a
+/// job's or a test's template ([`render_check`]): the daemon's, an instance that cannot be
+/// shown, ctrl's own death. The one place besides [`render_check`] that knows the grammar,
+/// so that each line ctrl prints keeps its guarantees: one line (a line break anywhere
+/// becomes a space), and a service name that ends where its quote does (a `"` in it becomes
+/// `”`, as [`crate::logic::checkmk_names::clean`] makes it). `metrics` empty is `-`. The
+/// text is the caller's to shape otherwise: a literal `\n` in it starts the check's details
+/// (see [`crate::logic::check_details::text`] for a text that has none).
+pub(crate) fn local_line(state: u8, service: &str, metrics: &str, text: &str) -> String {
+    let mut out = String::with_capacity(service.len() + metrics.len() + text.len() + 16);
+    out.push(char::from(b'0' + state.min(9)));
+    out.push_str(" \"");
+    out.extend(service.chars().map(|c| if c == '"' { '”' } else { c }));
+    out.push_str("\" ");
+    // A space would end the metrics early: the rest would be read as the state word.
+    match metrics {
+        "" => out.push('-'),
+        m => out.extend(m.chars().map(|c| if c.is_whitespace() { '_' } else { c })),
+    }
+    out.push(' ');
+    out.push_str(state_word(state));
+    out.push_str(" - ");
+    out.push_str(text);
+    end_line(&mut out, 0);
+    out
+}
+
+/// The local section of an instance ctrl cannot show: its CRIT line under service name
+/// `service`, saying `why` (on one line, clipped, with no literal `\n`).
+pub(crate) fn error_section(service: &str, why: &str) -> String {
+    let mut why = why.replace(['\n', '\r'], " ");
+    crate::model::clip::clip(&mut why, crate::model::clip::MAX_TEXT);
+    let line = local_line(2, service, "-", &crate::logic::check_details::text(&why));
+    crate::model::printable::string(format!("{LOCAL_HEADER}\n{line}\n"))
 }
 
 /// The part of a line that depends on `now` besides staleness.
@@ -647,10 +687,12 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     // One line, and no literal `\n` (a config error quoting `"a\nb"`, a Windows path), which
     // Checkmk would take for the start of the details.
     let text = crate::logic::check_details::text(&text);
-    format!(
-        "{state} \"Robotmk {instance} daemon\" - {} - {text}",
-        state_word(state)
-    )
+    local_line(state, &daemon_service(instance), "-", &text)
+}
+
+/// The service name of the daemon's check.
+pub(crate) fn daemon_service(instance: &str) -> String {
+    format!("Robotmk {instance} daemon")
 }
 
 /// The daemon line of a daemon that runs as it should: its mode and phase, a backlog, and
@@ -1390,6 +1432,52 @@ mod tests {
 
     /// A config error quotes the file (`"a\nb" contains '\n'`): the daemon line stays one
     /// line for Checkmk, with no details.
+    /// What a local line must be for Checkmk: `STATE "NAME" METRICS WORD - TEXT` on one line,
+    /// the name ending at its closing quote.
+    fn well_formed(line: &str, state: u8, name: &str) {
+        assert!(!line.contains(['\n', '\r']), "{line:?}");
+        let rest = line
+            .strip_prefix(&format!("{state} \""))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let (got, rest) = rest.split_once("\" ").unwrap_or_else(|| panic!("{line:?}"));
+        assert_eq!(got, name, "{line:?}");
+        let (metrics, rest) = rest.split_once(' ').unwrap();
+        assert!(!metrics.is_empty(), "{line:?}");
+        assert!(
+            rest.starts_with(&format!("{} - ", state_word(state))),
+            "{line:?}"
+        );
+    }
+
+    /// The lines not made from a job's template — the daemon's, an instance that cannot be
+    /// shown (`service::others`), ctrl's death (`app::ctrl`'s safety net), a paused check —
+    /// stay one well-formed line whatever their parts hold: a line break would start a line
+    /// (a check, a section) of its own, a quote would end the service name early.
+    #[test]
+    fn every_local_line_is_one_line_with_its_name_quoted() {
+        for bad in ["a\nb", "a\rb", "a\"b", "a\r\n2 \"Robotmk x\" - OK - forged"] {
+            let plain = bad.replace(['\n', '\r'], " ").replace('"', "”");
+            // ctrl's safety net: the instance as the config said it, not yet checked.
+            let line = local_line(
+                2,
+                &daemon_service(bad),
+                "-",
+                "ctrl (the agent plugin) died: ",
+            );
+            well_formed(&line, 2, &format!("Robotmk {plain} daemon"));
+            // A paused check: its metrics and the text before the pause as they came.
+            let line = local_line(1, bad, &format!("runtime=1 {bad}"), bad);
+            well_formed(&line, 1, &plain);
+            // An instance that cannot be shown: the error quotes whatever its path holds.
+            let section = error_section(bad, &format!("cannot read the instance at /x/{bad}"));
+            let lines: Vec<&str> = section.lines().collect();
+            assert_eq!(lines.len(), 2, "{section:?}");
+            assert_eq!(lines[0], LOCAL_HEADER);
+            well_formed(lines[1], 2, &plain);
+            assert!(!lines[1].contains("\\n"), "{section:?}");
+        }
+    }
+
     #[test]
     fn the_daemon_line_has_no_details_whatever_the_error_quotes() {
         let report = Report {
