@@ -437,23 +437,11 @@ fn fast_output(
         error: None,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
     });
+    let pause = paused(&report);
     let mut stdout = CrashInPiggyback::new(crate::service::sys::fatal::LineSafeStdout::new());
     // A failed write (the agent went away) is not a reason to print the sections again.
-    if report
-        .state_dir
-        .as_deref()
-        .is_some_and(crate::app::pause::any)
-    {
-        let mut out = Vec::new();
-        view.write_to(&report, &mut out)?.ok()?;
-        let out = crate::app::pause::annotate_output(String::from_utf8_lossy(&out).into(), &report);
-        let _ = stdout
-            .write_all(out.as_bytes())
-            .and_then(|_| stdout.flush());
-        return Some(());
-    }
     let _ = view
-        .write_to(&report, &mut stdout)?
+        .write_to(&report, pause.as_ref(), &mut stdout)?
         .and_then(|_| stdout.flush());
     Some(())
 }
@@ -617,11 +605,17 @@ fn print_report(report: &report::Report) -> i32 {
             &named
         }
     };
-    let out = crate::app::pause::annotate_output(agent::render(report), report);
+    let out = agent::render_paused(report, paused(report).as_ref());
     let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
     0
+}
+
+/// The pauses in force for the instance `report` is of, as its output shows them now.
+fn paused(report: &report::Report) -> Option<crate::logic::pause_view::PauseView> {
+    let dir = report.state_dir.as_deref()?;
+    crate::service::pause::in_force(dir, chrono::Utc::now())
 }
 
 /// The report of a ctrl that found the config or state dir open to others: nothing read

@@ -18,6 +18,7 @@
 //! job's. Everything from a result that reaches these lines is cut to a bounded length, and
 //! every byte of the output is printable ([`crate::model::printable`]).
 
+use crate::logic::pause_view::PauseView;
 use crate::logic::staleness::{self, Staleness};
 use crate::model::config::{Services, USERS_HELD};
 use crate::model::duration::human_age;
@@ -149,6 +150,12 @@ pub(crate) fn fit_jobs(jobs: &[JobStatus], budget: usize) -> Option<(Vec<JobStat
 
 /// Both sections, ready to print: every byte printable ([`crate::model::printable`]).
 pub fn render(report: &Report) -> String {
+    render_paused(report, None)
+}
+
+/// [`render`], with the paused jobs' checks and the daemon's line showing `pause`
+/// ([`PauseView`]).
+pub(crate) fn render_paused(report: &Report, pause: Option<&PauseView>) -> String {
     let _mode = crate::logic::cached_view::Scope::new(cached_mode(report).as_deref());
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
@@ -167,10 +174,10 @@ pub fn render(report: &Report) -> String {
     out.push_str(LOCAL_HEADER);
     out.push('\n');
     let instance = report.instance.as_deref().unwrap_or("unknown");
-    out.push_str(&daemon_line(shown, instance));
+    out.push_str(&daemon_line(shown, instance, pause));
     out.push('\n');
     for line in body(&report.jobs, instance) {
-        line.render_into(&mut out, report.generated);
+        line.render_into(&mut out, report.generated, pause);
         out.push('\n');
     }
     // The one gate to the agent (the fast path passes it too: `ctrl_view`).
@@ -198,10 +205,15 @@ pub(crate) enum BodyLine {
 }
 
 impl BodyLine {
-    pub(crate) fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+    pub(crate) fn render_into(
+        &self,
+        out: &mut String,
+        now: DateTime<Utc>,
+        pause: Option<&PauseView>,
+    ) {
         match self {
             BodyLine::Fixed(l) => out.push_str(l),
-            BodyLine::Check(t) => t.render_into(out, now),
+            BodyLine::Check(t) => t.render_into(out, now, pause),
         }
     }
 }
@@ -321,6 +333,9 @@ pub(crate) struct CheckParts<'a> {
     pub(crate) head: &'a str,
     pub(crate) mid: &'a str,
     pub(crate) tail: &'a str,
+    /// The job's pause: the state it shows and what the text starts with
+    /// ([`PauseView::check`]).
+    pub(crate) paused: Option<(u8, &'a str)>,
 }
 
 /// A job's [`crate::model::status::Deadlines`] as ctrl compares them.
@@ -360,6 +375,14 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
     if pending.is_some() {
         state = stale_state;
     }
+    // A paused job's state is the pause's; what it would be follows the pause's words.
+    let lead = match c.paused {
+        Some((paused, lead)) => {
+            state = paused;
+            lead
+        }
+        None => "",
+    };
     // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
     out.push(char::from(b'0' + state.min(9)));
     out.push(' ');
@@ -367,6 +390,7 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
     out.push(' ');
     out.push_str(state_word(state));
     out.push_str(" - ");
+    out.push_str(lead);
     let mut mid = c.mid;
     match (c.clock, cached.is_some()) {
         (Clock::None, _) => out.push_str(c.head),
@@ -480,6 +504,8 @@ impl Clock {
 /// worse of `base` and the staleness.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LineTemplate {
+    /// The job the check is of (its own or a test's): what a pause is looked up by.
+    pub(crate) job: String,
     pub(crate) base: u8,
     pub(crate) clock: Clock,
     pub(crate) deadlines: Option<crate::model::status::Deadlines>,
@@ -491,8 +517,14 @@ pub(crate) struct LineTemplate {
 }
 
 impl LineTemplate {
-    /// The line at `now`.
-    pub(crate) fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+    /// The line at `now`, as `pause` shows it.
+    pub(crate) fn render_into(
+        &self,
+        out: &mut String,
+        now: DateTime<Utc>,
+        pause: Option<&PauseView>,
+    ) {
+        let paused = pause.and_then(|p| p.check(&self.job));
         render_check(
             out,
             CheckParts {
@@ -503,6 +535,7 @@ impl LineTemplate {
                 head: &self.head,
                 mid: &self.mid,
                 tail: &self.tail,
+                paused: paused.as_ref().map(|(s, lead)| (*s, lead.as_str())),
             },
             Moment::of(now),
         );
@@ -511,7 +544,7 @@ impl LineTemplate {
     #[cfg(test)]
     pub(crate) fn render(&self, now: DateTime<Utc>) -> String {
         let mut out = String::new();
-        self.render_into(&mut out, now);
+        self.render_into(&mut out, now, None);
         out
     }
 }
@@ -583,6 +616,7 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 }
             });
             LineTemplate {
+                job: job.name.clone(),
                 base: state,
                 clock: Clock::None,
                 deadlines,
@@ -612,7 +646,7 @@ fn state_word(state: u8) -> &'static str {
 /// held).
 pub(crate) const USERS_CHANGED: &str = "the user database changed";
 
-pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
+pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>) -> String {
     let d = &r.daemon;
     // ctrl could not load the config (its action says so; a section cut to size also uses
     // `config_error`) while a daemon runs on.
@@ -686,7 +720,13 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     };
     // One line, and no literal `\n` (a config error quoting `"a\nb"`, a Windows path), which
     // Checkmk would take for the start of the details.
-    let text = crate::logic::check_details::text(&text);
+    let mut text = crate::logic::check_details::text(&text);
+    if let Some(note) = pause
+        .filter(|_| state == 0)
+        .and_then(PauseView::daemon_note)
+    {
+        text.push_str(&note);
+    }
     local_line(state, &daemon_service(instance), "-", &text)
 }
 
@@ -822,6 +862,7 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
             None => ("no result yet", Clock::None),
         };
         return LineTemplate {
+            job: job.name.clone(),
             base: 3,
             clock,
             deadlines: None,
@@ -927,6 +968,7 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
         details = crate::logic::plugin_view::details(p);
     }
     LineTemplate {
+        job: job.name.clone(),
         base: state,
         clock: Clock::Since(at),
         deadlines: job.checkmk.deadlines(),
@@ -1494,7 +1536,7 @@ mod tests {
             section_cut: None,
             generated: Utc::now(),
         };
-        let line = daemon_line(&report, "sys");
+        let line = daemon_line(&report, "sys", None);
         assert!(
             line.starts_with("2 \"Robotmk sys daemon\" - CRIT - config error"),
             "{line}"
