@@ -20,13 +20,13 @@
 
 use crate::logic::pause_view::PauseView;
 use crate::logic::staleness::{self, Staleness};
-use crate::model::config::{Services, USERS_HELD};
+use crate::model::config::Services;
 use crate::model::duration::human_age;
 use crate::model::env::EnvState;
 use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
 use crate::model::report::Report;
-use crate::model::status::{AgentMode, JobStatus, LastRun};
+use crate::model::status::{AgentMode, ConfigErrorKind, JobStatus, LastRun};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
@@ -641,11 +641,6 @@ fn state_word(state: u8) -> &'static str {
     }
 }
 
-/// How the daemon's config error starts when the config is unchanged but the user database
-/// it looked its users up in changed and a user is gone or its account expired (its jobs are
-/// held).
-pub(crate) const USERS_CHANGED: &str = "the user database changed";
-
 pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>) -> String {
     let d = &r.daemon;
     // ctrl could not load the config (its action says so; a section cut to size also uses
@@ -692,11 +687,12 @@ pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>)
                 human_age(d.uptime_s.unwrap_or(0.0))
             ),
         )
-    } else if let Some(e) = d
-        .config_error
-        .as_ref()
-        .filter(|e| e.starts_with(USERS_CHANGED) || e.starts_with(USERS_HELD))
-    {
+    } else if let Some(e) = d.config_error.as_ref().filter(|_| {
+        matches!(
+            d.config_error_kind,
+            Some(ConfigErrorKind::UsersChanged | ConfigErrorKind::UsersHeld)
+        )
+    }) {
         // No edit: the config runs on, but a user it names is gone (see `reload_config`).
         (
             1,
@@ -1517,6 +1513,47 @@ mod tests {
             assert_eq!(lines[0], LOCAL_HEADER);
             well_formed(lines[1], 2, &plain);
             assert!(!lines[1].contains("\\n"), "{section:?}");
+        }
+    }
+
+    /// The daemon line goes by what kind of error the daemon reported, never by its words: a
+    /// reworded message changes no state, and an edit whose error happens to quote "the user
+    /// database changed" is a rejected edit.
+    #[test]
+    fn the_daemon_line_goes_by_the_kind_of_config_error() {
+        let line = |kind, text: &str| {
+            let mut report = Report {
+                instance: Some("sys".into()),
+                config: "/c".into(),
+                config_error: None,
+                state_dir: None,
+                daemon: Default::default(),
+                ctrl: None,
+                jobs: Vec::new(),
+                envs: Vec::new(),
+                paused: None,
+                config_warnings: Vec::new(),
+                section_cut: None,
+                generated: Utc::now(),
+            };
+            report.daemon.running = true;
+            report.daemon.config_error = Some(text.into());
+            report.daemon.config_error_kind = kind;
+            daemon_line(&report, "sys", None)
+        };
+        let held = "; the jobs of users not found or expired are held, not run";
+        for kind in [ConfigErrorKind::UsersChanged, ConfigErrorKind::UsersHeld] {
+            let l = line(Some(kind), "user robot: no such user");
+            assert!(
+                l.starts_with("1 \"Robotmk sys daemon\" - WARN - user robot"),
+                "{l}"
+            );
+            assert!(l.ends_with(held), "{l}");
+        }
+        for kind in [Some(ConfigErrorKind::Rejected), None] {
+            let l = line(kind, "the user database changed: line 3: bad key");
+            assert!(l.contains("WARN - config edit rejected"), "{l}");
+            assert!(!l.contains(held), "{l}");
         }
     }
 

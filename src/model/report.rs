@@ -54,6 +54,9 @@ pub(crate) struct DaemonReport {
     /// The daemon's own view: an edit it rejected (it keeps running the last good config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) config_error: Option<String>,
+    /// What `config_error` is, for the daemon line (not in the JSON section: the text says it).
+    #[serde(skip)]
+    pub(crate) config_error_kind: Option<crate::model::status::ConfigErrorKind>,
     /// When the config the daemon runs was last written (its file's mtime when loaded): the
     /// "last good config" a rejected edit leaves running.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -172,6 +172,7 @@ mod tests {
                 phase: Phase::Running,
                 reason: None,
                 config_error: None,
+                config_error_kind: None,
                 state_error: None,
                 behind: None,
                 heartbeat_timeout_s: Some(300.0),
