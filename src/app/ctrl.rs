@@ -11,7 +11,7 @@ use crate::logic::agent;
 use crate::logic::agent_mode::{self, Beat};
 use crate::logic::liveness::{self};
 use crate::model::config::Config;
-use crate::model::report::{self, CtrlReport};
+use crate::model::report::{self, CtrlAction, CtrlReport};
 use crate::service::config::{self};
 use crate::service::state::StateDir;
 use crate::service::{launch, lock};
@@ -430,7 +430,7 @@ fn fast_output(
     );
     view.annotate(&mut report);
     report.ctrl = Some(CtrlReport {
-        action: "running",
+        action: CtrlAction::Running,
         mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
         route: None,
         note: None,
@@ -628,7 +628,7 @@ fn refuse_untrusted(
     error: &str,
     t0: Instant,
 ) -> i32 {
-    ctrl.action = "error";
+    ctrl.action = CtrlAction::Error;
     ctrl.error = Some(error.to_string());
     let mut report = crate::service::report::build_from(path, cfg.into(), None, false, None);
     if let Some((instance, dir)) = located {
@@ -656,13 +656,17 @@ fn beat_and_ensure(
     if let Ok(c) = &cfg {
         match ensure_daemon(c, st) {
             Ok(e) => {
-                ctrl.action = if e.started { "started" } else { "running" };
+                ctrl.action = if e.started {
+                    CtrlAction::Started
+                } else {
+                    CtrlAction::Running
+                };
                 ctrl.route = e.route;
                 ctrl.note = e.note;
             }
             Err(StartError::Config(e)) => return Some(e),
             Err(e) => {
-                ctrl.action = "error";
+                ctrl.action = CtrlAction::Error;
                 ctrl.error = Some(e.to_string());
             }
         }
@@ -681,7 +685,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         Err(_) => config::locate_daemon(&path),
     };
     let mut ctrl = CtrlReport {
-        action: "running",
+        action: CtrlAction::Running,
         mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
         route: None,
         note: None,
@@ -721,7 +725,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         crate::service::report::daemon_of_another_config(&StateDir::new(dir), &path)
     });
     if let Some(why) = foreign {
-        ctrl.action = "error";
+        ctrl.action = CtrlAction::Error;
         ctrl.error = Some(why);
     } else if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
         refused = beat_and_ensure(&StateDir::new(dir), beat, &cfg, &mut ctrl);
@@ -729,8 +733,8 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     if let Some(why) = ended {
         // Also when a racing ctrl launched the new daemon: this one ended the old, and
         // says so (once) even though it did not start the new one.
-        if matches!(ctrl.action, "started" | "running") {
-            ctrl.action = "restarted";
+        if matches!(ctrl.action, CtrlAction::Started | CtrlAction::Running) {
+            ctrl.action = CtrlAction::Restarted;
         }
         ctrl.note = Some(match ctrl.note.take() {
             Some(n) => format!("{why}; {n}"),
@@ -738,7 +742,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         });
     }
     if cfg.is_err() || refused.is_some() {
-        ctrl.action = "config_error";
+        ctrl.action = CtrlAction::ConfigError;
     }
     let mut report = crate::service::report::build(path, (&cfg).into(), located);
     if let Some(e) = refused {

@@ -25,7 +25,7 @@ use crate::model::duration::human_age;
 use crate::model::env::EnvState;
 use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
-use crate::model::report::Report;
+use crate::model::report::{CtrlAction, Report};
 use crate::model::status::{AgentMode, ConfigErrorKind, JobStatus, LastRun};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
@@ -645,7 +645,10 @@ pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>)
     let d = &r.daemon;
     // ctrl could not load the config (its action says so; a section cut to size also uses
     // `config_error`) while a daemon runs on.
-    let edit_rejected = d.running && r.ctrl.as_ref().is_some_and(|c| c.action == "config_error");
+    let edit_rejected = d.running
+        && r.ctrl
+            .as_ref()
+            .is_some_and(|c| c.action == CtrlAction::ConfigError);
     let (state, text) = if let (Some(e), true) = (&r.config_error, edit_rejected) {
         // The daemon runs on with the config it had: WARN, as the README says; CRIT is for a
         // config that keeps the daemon from running at all.
@@ -772,14 +775,14 @@ fn healthy_line(r: &Report) -> (u8, String) {
         let _ = write!(t, ", {behind}");
     }
     if let Some(c) = &r.ctrl {
-        if c.action == "started" {
+        if c.action == CtrlAction::Started {
             let _ = write!(
                 t,
                 ", started now via {}",
                 c.route.as_ref().map_or("?", |r| r.as_str())
             );
         }
-        if c.action == "restarted" {
+        if c.action == CtrlAction::Restarted {
             // WARN once: where the agent caches ctrl's output, the call that ends a hung
             // daemon may be the first to notice it, and the event must not go unseen.
             state = 1;

@@ -201,7 +201,7 @@ mod tests {
         r.daemon.heartbeat_age_s = Some(1.0);
         r.daemon.uptime_s = Some(600.0);
         r.ctrl = Some(CtrlReport {
-            action: "running",
+            action: crate::model::report::CtrlAction::Running,
             mode: Some(AgentMode::Sync),
             route: None,
             note: None,
