@@ -11,7 +11,7 @@ use crate::logic::agent;
 use crate::logic::agent_mode::{self, Beat};
 use crate::logic::liveness::{self};
 use crate::model::config::Config;
-use crate::model::report::{self, CtrlReport};
+use crate::model::report::{self, CtrlAction, CtrlReport};
 use crate::service::config::{self};
 use crate::service::state::StateDir;
 use crate::service::{launch, lock};
@@ -430,31 +430,19 @@ fn fast_output(
     );
     view.annotate(&mut report);
     report.ctrl = Some(CtrlReport {
-        action: "running",
+        action: CtrlAction::Running,
         mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
         route: None,
         note: None,
         error: None,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
     });
+    let pause = paused(&report);
     let mut stdout =
         crate::app::test_crash::in_piggyback(crate::service::sys::fatal::LineSafeStdout::new());
     // A failed write (the agent went away) is not a reason to print the sections again.
-    if report
-        .state_dir
-        .as_deref()
-        .is_some_and(crate::app::pause::any)
-    {
-        let mut out = Vec::new();
-        view.write_to(&report, &mut out)?.ok()?;
-        let out = crate::app::pause::annotate_output(String::from_utf8_lossy(&out).into(), &report);
-        let _ = stdout
-            .write_all(out.as_bytes())
-            .and_then(|_| stdout.flush());
-        return Some(());
-    }
     let _ = view
-        .write_to(&report, &mut stdout)?
+        .write_to(&report, pause.as_ref(), &mut stdout)?
         .and_then(|_| stdout.flush());
     Some(())
 }
@@ -500,10 +488,21 @@ fn print_others(path: &Path, text: Option<&str>, own: &str) {
     if others.is_empty() {
         return;
     }
-    let text = crate::service::others::render_all(&others, own);
+    let text = render_others(&crate::service::others::read_all(&others, own));
     let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// The sections of the other instances, each rendered as this one's are (`logic::agent`).
+fn render_others(others: &[crate::service::others::Other]) -> String {
+    others
+        .iter()
+        .map(|o| match &o.shown {
+            Ok(r) => agent::render(r),
+            Err(e) => agent::error_section(&o.name, &e.to_string()),
+        })
+        .collect()
 }
 
 /// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a
@@ -516,8 +515,16 @@ fn install_safety_net(instance: &str) {
     // The local section starts on a line of its own (the note adds a newline while a line is
     // under way), and on this host: a crash inside a piggyback block would give the line to
     // that host (`<<<<>>>>` ends a block, and is nothing outside one).
+    // The line's end (the signal, the panic) follows when ctrl dies.
     let head = format!(
-        "<<<<>>>>\n<<<local:sep(0)>>>\n2 \"Robotmk {instance} daemon\" - CRIT - ctrl (the agent plugin) died: "
+        "<<<<>>>>\n{}\n{}",
+        agent::LOCAL_HEADER,
+        agent::local_line(
+            2,
+            &agent::daemon_service(instance),
+            "-",
+            "ctrl (the agent plugin) died: "
+        )
     );
     let _ = crate::service::sys::fatal::note_fatal_signals(
         crate::service::sys::fatal::Stream::Stdout,
@@ -562,11 +569,17 @@ fn print_report(report: &report::Report) -> i32 {
             &named
         }
     };
-    let out = crate::app::pause::annotate_output(agent::render(report), report);
+    let out = agent::render_paused(report, paused(report).as_ref());
     let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
     0
+}
+
+/// The pauses in force for the instance `report` is of, as its output shows them now.
+fn paused(report: &report::Report) -> Option<crate::logic::pause_view::PauseView> {
+    let dir = report.state_dir.as_deref()?;
+    crate::service::pause::in_force(dir, chrono::Utc::now())
 }
 
 /// The report of a ctrl that found the config or state dir open to others: nothing read
@@ -579,7 +592,7 @@ fn refuse_untrusted(
     error: &str,
     t0: Instant,
 ) -> i32 {
-    ctrl.action = "error";
+    ctrl.action = CtrlAction::Error;
     ctrl.error = Some(error.to_string());
     let mut report = crate::service::report::build_from(path, cfg.into(), None, false, None);
     if let Some((instance, dir)) = located {
@@ -607,13 +620,17 @@ fn beat_and_ensure(
     if let Ok(c) = &cfg {
         match ensure_daemon(c, st) {
             Ok(e) => {
-                ctrl.action = if e.started { "started" } else { "running" };
+                ctrl.action = if e.started {
+                    CtrlAction::Started
+                } else {
+                    CtrlAction::Running
+                };
                 ctrl.route = e.route;
                 ctrl.note = e.note;
             }
             Err(StartError::Config(e)) => return Some(e),
             Err(e) => {
-                ctrl.action = "error";
+                ctrl.action = CtrlAction::Error;
                 ctrl.error = Some(e.to_string());
             }
         }
@@ -632,7 +649,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         Err(_) => config::locate_daemon(&path),
     };
     let mut ctrl = CtrlReport {
-        action: "running",
+        action: CtrlAction::Running,
         mode: Some(agent_mode::describe(&agent_mode::interval(beat, None))),
         route: None,
         note: None,
@@ -672,7 +689,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         crate::service::report::daemon_of_another_config(&StateDir::new(dir), &path)
     });
     if let Some(why) = foreign {
-        ctrl.action = "error";
+        ctrl.action = CtrlAction::Error;
         ctrl.error = Some(why);
     } else if let Some((_, dir)) = located.as_ref().filter(|_| !silent) {
         refused = beat_and_ensure(&StateDir::new(dir), beat, &cfg, &mut ctrl);
@@ -680,8 +697,8 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
     if let Some(why) = ended {
         // Also when a racing ctrl launched the new daemon: this one ended the old, and
         // says so (once) even though it did not start the new one.
-        if matches!(ctrl.action, "started" | "running") {
-            ctrl.action = "restarted";
+        if matches!(ctrl.action, CtrlAction::Started | CtrlAction::Running) {
+            ctrl.action = CtrlAction::Restarted;
         }
         ctrl.note = Some(match ctrl.note.take() {
             Some(n) => format!("{why}; {n}"),
@@ -689,7 +706,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
         });
     }
     if cfg.is_err() || refused.is_some() {
-        ctrl.action = "config_error";
+        ctrl.action = CtrlAction::ConfigError;
     }
     let mut report = crate::service::report::build(path, (&cfg).into(), located);
     if let Some(e) = refused {

@@ -1,5 +1,5 @@
-//! A pause for maintenance: the `pause` and `resume` commands, the daemon's check before it
-//! starts a run, and how ctrl, `status` and `history` show a pause.
+//! A pause for maintenance: the `pause` and `resume` commands, and how `status` and
+//! `history` show a pause.
 //!
 //! `stop` is undone by the agent's next call; a pause is not: the daemon keeps running (and
 //! its heartbeat kept), it only starts no new run of the paused jobs (`run-once` still runs
@@ -9,61 +9,18 @@
 //!
 //! ctrl shows a paused job's check as OK with "paused by <user> until <time>" instead of a
 //! result going stale, and WARN once the pause is older than its `--warn-after` (default 1d),
-//! so a forgotten pause is noticed.
+//! so a forgotten pause is noticed (`logic::pause_view`, an input to the rendering).
+//! `pause.json` itself, and the daemon's check before it starts a run, are
+//! `service::pause`'s.
 
 use crate::model::pause::{Pause, PauseState};
-use crate::model::record::Trigger;
 use crate::model::report::{PausedReport, Report};
-use crate::service::config;
+use crate::service::pause::Stored;
 use crate::service::state::StateDir;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use crate::service::{self, config};
+use chrono::Utc;
 use std::path::Path;
 use std::time::Duration;
-
-/// How long a pause stays OK in ctrl's output when `pause` is not told otherwise.
-pub(crate) const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(24 * 3600);
-
-/// `pause.json` with the time after which ctrl shows the pause as WARN.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Stored {
-    #[serde(flatten)]
-    state: PauseState,
-    /// Seconds a pause is OK before it shows as WARN.
-    #[serde(default)]
-    warn_after_s: Option<u64>,
-}
-
-fn read(st: &StateDir) -> std::io::Result<Stored> {
-    Ok(crate::service::state::read_json(&crate::service::pause::file(st))?.unwrap_or_default())
-}
-
-fn write(st: &StateDir, s: &Stored) -> std::io::Result<()> {
-    if s.state.all.is_none() && s.state.jobs.is_empty() {
-        return crate::service::pause::write(st, &s.state);
-    }
-    crate::service::state::write_json(
-        &crate::service::pause::file(st),
-        s,
-        crate::service::state::Durability::Sync,
-    )
-}
-
-/// The daemon's check, where a run is about to start: the pause that keeps `job` from
-/// starting one now, in words for the log. A run the admin asked for (`run-once`) runs.
-pub(crate) fn holds(st: &StateDir, job: &str, trigger: Trigger) -> Option<String> {
-    if trigger == Trigger::RunOnce {
-        return None;
-    }
-    match read(st) {
-        Ok(s) => s.state.of(job, Utc::now()).map(Pause::words),
-        Err(e) => {
-            // A pause file that cannot be read pauses nothing: runs go on, the log says why.
-            tracing::warn!("cannot read the pause state: {e}");
-            None
-        }
-    }
-}
 
 /// The instance and its state dir for `pause`/`resume`, with the jobs checked by name.
 fn target(path: &Path, jobs: &[String]) -> Result<(String, StateDir), i32> {
@@ -111,12 +68,12 @@ fn edit(
     change: impl FnOnce(&mut Stored),
 ) -> Result<(String, Stored), i32> {
     let (instance, st) = target(path, jobs)?;
-    let mut s = read(&st).map_err(|e| {
+    let mut s = service::pause::read(&st).map_err(|e| {
         eprintln!("robotmk-daemon: {e}");
         1
     })?;
     change(&mut s);
-    write(&st, &s).map_err(|e| {
+    service::pause::write(&st, &s).map_err(|e| {
         eprintln!("robotmk-daemon: cannot write the pause: {e}");
         1
     })?;
@@ -198,123 +155,22 @@ pub(crate) fn resume(path: &Path, jobs: &[String]) -> i32 {
     0
 }
 
-/// The pauses in force for the instance at `dir`, with the WARN age.
-fn in_force(dir: &Path, now: DateTime<Utc>) -> Option<(PauseState, Duration)> {
-    let s = read(&StateDir::new(dir)).ok()?;
-    if s.state.is_empty_at(now) {
-        return None;
-    }
-    let warn = s
-        .warn_after_s
-        .map_or(DEFAULT_WARN_AFTER, Duration::from_secs);
-    Some((s.state, warn))
-}
-
-/// ctrl's output with each paused job's checks (its own and its tests') OK, WARN past the
-/// warn age, and saying so; the daemon line names a pause of the whole instance.
-pub(crate) fn annotate_output(out: String, r: &Report) -> String {
-    let now = Utc::now();
-    let Some(dir) = &r.state_dir else { return out };
-    let Some((state, warn)) = in_force(dir, now) else {
-        return out;
-    };
-    let instance = r.instance.as_deref().unwrap_or("?");
-    let daemon = format!("Robotmk {instance} daemon");
-    let all = state.all.as_ref().filter(|p| p.holds(now));
-    // Jobs named by their own `service` (plugin jobs): known where the report lists jobs.
-    let custom: Vec<(String, &str)> = r
-        .jobs
-        .iter()
-        .map(|j| {
-            (
-                crate::logic::agent::service_name(j, instance),
-                j.name.as_str(),
-            )
-        })
-        .collect();
-    let pause_of = |svc: &str| -> Option<&Pause> {
-        if svc == daemon {
-            return None;
-        }
-        let job = custom
-            .iter()
-            .find(|(s, _)| s == svc)
-            .map(|(_, j)| *j)
-            .or_else(|| {
-                let rest = svc.strip_prefix(&format!("Robotmk {instance} "))?;
-                Some(rest.split(' ').next().unwrap_or(rest))
-            })?;
-        all.or_else(|| state.jobs.get(job).filter(|p| p.holds(now)))
-    };
-    let mut o = String::with_capacity(out.len() + 256);
-    for line in out.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n');
-        let svc = body
-            .get(3..)
-            .filter(|_| body.get(1..3) == Some(" \""))
-            .and_then(|b| b.split_once('"'))
-            .map(|(svc, _)| svc);
-        let rewritten = match svc {
-            Some(svc) if svc == daemon && body.starts_with("0 ") => {
-                all.map(|p| format!("{body}, all jobs {}", check_text(&p.words())))
-            }
-            Some(svc) => pause_of(svc).map(|p| paused_line(body, svc, p, warn, now)),
-            None => None,
-        };
-        match rewritten {
-            Some(l) => {
-                o.push_str(&l);
-                o.push('\n');
-            }
-            None => o.push_str(line),
-        }
-    }
-    o
-}
-
-/// `<state> "<service>" <metrics> <WORD> - <text>` as a paused check.
-fn paused_line(body: &str, svc: &str, p: &Pause, warn: Duration, now: DateTime<Utc>) -> String {
-    let rest = &body[2 + svc.len() + 3..];
-    let (metrics, text) = rest.split_once(' ').unwrap_or((rest, ""));
-    let text = text.split_once(" - ").map_or(text, |(_, t)| t);
-    let age = (now - p.since).to_std().unwrap_or_default();
-    let (state, word, old) = if age > warn {
-        (
-            1,
-            "WARN",
-            format!(
-                " (paused for {}, longer than {})",
-                crate::model::duration::human_age(age.as_secs_f64()),
-                crate::model::duration::format(warn)
-            ),
-        )
-    } else {
-        (0, "OK", String::new())
-    };
-    format!(
-        "{state} \"{svc}\" {metrics} {word} - {}{old}; before the pause: {text}",
-        check_text(&p.words())
-    )
-}
-
-/// A pause's words as they may stand in a check's text: who paused is whatever the
-/// environment said (`CORP\nina` holds a literal `\n`, which would start the details).
-fn check_text(words: &str) -> String {
-    crate::logic::check_details::text(words)
-}
-
 /// The pauses in force for `status` (`status --json` carries them as they are).
 pub(crate) fn report(r: &Report) -> Option<PausedReport> {
     let now = Utc::now();
-    let (state, warn) = r.state_dir.as_deref().and_then(|d| in_force(d, now))?;
+    let v = r
+        .state_dir
+        .as_deref()
+        .and_then(|d| service::pause::in_force(d, now))?;
     Some(PausedReport {
-        all: state.all.filter(|p| p.holds(now)),
-        jobs: state
+        all: v.state.all.filter(|p| p.holds(now)),
+        jobs: v
+            .state
             .jobs
             .into_iter()
             .filter(|(_, p)| p.holds(now))
             .collect(),
-        warn_after_s: warn.as_secs(),
+        warn_after_s: v.warn_after.as_secs(),
     })
 }
 
@@ -336,7 +192,7 @@ pub(crate) fn status_lines(r: &Report) -> String {
 /// What `history` prints above a paused job's runs (nothing when it is not paused).
 pub(crate) fn history_line(st: &StateDir, job: &str) -> String {
     let now = Utc::now();
-    read(st)
+    service::pause::read(st)
         .ok()
         .and_then(|s| {
             s.state
@@ -344,10 +200,4 @@ pub(crate) fn history_line(st: &StateDir, job: &str) -> String {
                 .map(|p| format!("job {job} is {}\n", p.words()))
         })
         .unwrap_or_default()
-}
-
-/// Whether a pause file is there (ctrl's fast path looks no further without one).
-pub(crate) fn any(dir: &Path) -> bool {
-    crate::service::sys::file::plain_metadata(&crate::service::pause::file(&StateDir::new(dir)))
-        .is_some()
 }

@@ -18,14 +18,15 @@
 //! job's. Everything from a result that reaches these lines is cut to a bounded length, and
 //! every byte of the output is printable ([`crate::model::printable`]).
 
+use crate::logic::pause_view::PauseView;
 use crate::logic::staleness::{self, Staleness};
-use crate::model::config::{Services, USERS_HELD};
+use crate::model::config::Services;
 use crate::model::duration::human_age;
 use crate::model::env::EnvState;
 use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
-use crate::model::report::Report;
-use crate::model::status::{AgentMode, JobStatus, LastRun};
+use crate::model::report::{CtrlAction, Report};
+use crate::model::status::{AgentMode, ConfigErrorKind, JobStatus, LastRun};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
@@ -149,6 +150,12 @@ pub(crate) fn fit_jobs(jobs: &[JobStatus], budget: usize) -> Option<(Vec<JobStat
 
 /// Both sections, ready to print: every byte printable ([`crate::model::printable`]).
 pub fn render(report: &Report) -> String {
+    render_paused(report, None)
+}
+
+/// [`render`], with the paused jobs' checks and the daemon's line showing `pause`
+/// ([`PauseView`]).
+pub(crate) fn render_paused(report: &Report, pause: Option<&PauseView>) -> String {
     let _mode = crate::logic::cached_view::Scope::new(cached_mode(report).as_deref());
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
@@ -167,10 +174,10 @@ pub fn render(report: &Report) -> String {
     out.push_str(LOCAL_HEADER);
     out.push('\n');
     let instance = report.instance.as_deref().unwrap_or("unknown");
-    out.push_str(&daemon_line(shown, instance));
+    out.push_str(&daemon_line(shown, instance, pause));
     out.push('\n');
     for line in body(&report.jobs, instance) {
-        line.render_into(&mut out, report.generated);
+        line.render_into(&mut out, report.generated, pause);
         out.push('\n');
     }
     // The one gate to the agent (the fast path passes it too: `ctrl_view`).
@@ -198,10 +205,15 @@ pub(crate) enum BodyLine {
 }
 
 impl BodyLine {
-    pub(crate) fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+    pub(crate) fn render_into(
+        &self,
+        out: &mut String,
+        now: DateTime<Utc>,
+        pause: Option<&PauseView>,
+    ) {
         match self {
             BodyLine::Fixed(l) => out.push_str(l),
-            BodyLine::Check(t) => t.render_into(out, now),
+            BodyLine::Check(t) => t.render_into(out, now, pause),
         }
     }
 }
@@ -321,6 +333,9 @@ pub(crate) struct CheckParts<'a> {
     pub(crate) head: &'a str,
     pub(crate) mid: &'a str,
     pub(crate) tail: &'a str,
+    /// The job's pause: the state it shows and what the text starts with
+    /// ([`PauseView::check`]).
+    pub(crate) paused: Option<(u8, &'a str)>,
 }
 
 /// A job's [`crate::model::status::Deadlines`] as ctrl compares them.
@@ -360,6 +375,14 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
     if pending.is_some() {
         state = stale_state;
     }
+    // A paused job's state is the pause's; what it would be follows the pause's words.
+    let lead = match c.paused {
+        Some((paused, lead)) => {
+            state = paused;
+            lead
+        }
+        None => "",
+    };
     // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
     out.push(char::from(b'0' + state.min(9)));
     out.push(' ');
@@ -367,6 +390,7 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
     out.push(' ');
     out.push_str(state_word(state));
     out.push_str(" - ");
+    out.push_str(lead);
     let mut mid = c.mid;
     match (c.clock, cached.is_some()) {
         (Clock::None, _) => out.push_str(c.head),
@@ -399,17 +423,57 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
         out.push_str(&crate::logic::cached_view::pending(mode));
     }
     out.push_str(c.tail);
-    // One check, one line, whatever a part holds: a line break inside would let the rest be
-    // read as lines of its own (other checks, section headers, a piggyback host). Each text
-    // that reaches a part is made one line where it is made; this holds for any that was not
-    // (another instance's status file is its owner's to write: a test's status with a line
-    // break forged the system instance's checks).
+    end_line(out, start);
+}
+
+/// Makes the check begun at `start` in `out` one line, whatever a part held: a line break
+/// inside would let the rest be read as lines of its own (other checks, section headers, a
+/// piggyback host). Each text that reaches a part is made one line where it is made; this
+/// holds for any that was not (another instance's status file is its owner's to write: a
+/// test's status with a line break forged the system instance's checks).
+fn end_line(out: &mut String, start: usize) {
     let line = &out.as_bytes()[start..];
     if line.contains(&b'\n') || line.contains(&b'\r') {
         let fixed = out[start..].replace(['\n', '\r'], " ");
         out.truncate(start);
         out.push_str(&fixed);
     }
+}
+
+/// A local check line, `STATE "SERVICE" METRICS WORD - TEXT`, for every line that is not a
+/// job's or a test's template ([`render_check`]): the daemon's, an instance that cannot be
+/// shown, ctrl's own death. The one place besides [`render_check`] that knows the grammar,
+/// so that each line ctrl prints keeps its guarantees: one line (a line break anywhere
+/// becomes a space), and a service name that ends where its quote does (a `"` in it becomes
+/// `”`, as [`crate::logic::checkmk_names::clean`] makes it). `metrics` empty is `-`. The
+/// text is the caller's to shape otherwise: a literal `\n` in it starts the check's details
+/// (see [`crate::logic::check_details::text`] for a text that has none).
+pub(crate) fn local_line(state: u8, service: &str, metrics: &str, text: &str) -> String {
+    let mut out = String::with_capacity(service.len() + metrics.len() + text.len() + 16);
+    out.push(char::from(b'0' + state.min(9)));
+    out.push_str(" \"");
+    out.extend(service.chars().map(|c| if c == '"' { '”' } else { c }));
+    out.push_str("\" ");
+    // A space would end the metrics early: the rest would be read as the state word.
+    match metrics {
+        "" => out.push('-'),
+        m => out.extend(m.chars().map(|c| if c.is_whitespace() { '_' } else { c })),
+    }
+    out.push(' ');
+    out.push_str(state_word(state));
+    out.push_str(" - ");
+    out.push_str(text);
+    end_line(&mut out, 0);
+    out
+}
+
+/// The local section of an instance ctrl cannot show: its CRIT line under service name
+/// `service`, saying `why` (on one line, clipped, with no literal `\n`).
+pub(crate) fn error_section(service: &str, why: &str) -> String {
+    let mut why = why.replace(['\n', '\r'], " ");
+    crate::model::clip::clip(&mut why, crate::model::clip::MAX_TEXT);
+    let line = local_line(2, service, "-", &crate::logic::check_details::text(&why));
+    crate::model::printable::string(format!("{LOCAL_HEADER}\n{line}\n"))
 }
 
 /// The part of a line that depends on `now` besides staleness.
@@ -440,6 +504,8 @@ impl Clock {
 /// worse of `base` and the staleness.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LineTemplate {
+    /// The job the check is of (its own or a test's): what a pause is looked up by.
+    pub(crate) job: String,
     pub(crate) base: u8,
     pub(crate) clock: Clock,
     pub(crate) deadlines: Option<crate::model::status::Deadlines>,
@@ -451,8 +517,14 @@ pub(crate) struct LineTemplate {
 }
 
 impl LineTemplate {
-    /// The line at `now`.
-    pub(crate) fn render_into(&self, out: &mut String, now: DateTime<Utc>) {
+    /// The line at `now`, as `pause` shows it.
+    pub(crate) fn render_into(
+        &self,
+        out: &mut String,
+        now: DateTime<Utc>,
+        pause: Option<&PauseView>,
+    ) {
+        let paused = pause.and_then(|p| p.check(&self.job));
         render_check(
             out,
             CheckParts {
@@ -463,6 +535,7 @@ impl LineTemplate {
                 head: &self.head,
                 mid: &self.mid,
                 tail: &self.tail,
+                paused: paused.as_ref().map(|(s, lead)| (*s, lead.as_str())),
             },
             Moment::of(now),
         );
@@ -471,7 +544,7 @@ impl LineTemplate {
     #[cfg(test)]
     pub(crate) fn render(&self, now: DateTime<Utc>) -> String {
         let mut out = String::new();
-        self.render_into(&mut out, now);
+        self.render_into(&mut out, now, None);
         out
     }
 }
@@ -543,6 +616,7 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
                 }
             });
             LineTemplate {
+                job: job.name.clone(),
                 base: state,
                 clock: Clock::None,
                 deadlines,
@@ -567,16 +641,14 @@ fn state_word(state: u8) -> &'static str {
     }
 }
 
-/// How the daemon's config error starts when the config is unchanged but the user database
-/// it looked its users up in changed and a user is gone or its account expired (its jobs are
-/// held).
-pub(crate) const USERS_CHANGED: &str = "the user database changed";
-
-pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
+pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>) -> String {
     let d = &r.daemon;
     // ctrl could not load the config (its action says so; a section cut to size also uses
     // `config_error`) while a daemon runs on.
-    let edit_rejected = d.running && r.ctrl.as_ref().is_some_and(|c| c.action == "config_error");
+    let edit_rejected = d.running
+        && r.ctrl
+            .as_ref()
+            .is_some_and(|c| c.action == CtrlAction::ConfigError);
     let (state, text) = if let (Some(e), true) = (&r.config_error, edit_rejected) {
         // The daemon runs on with the config it had: WARN, as the README says; CRIT is for a
         // config that keeps the daemon from running at all.
@@ -618,11 +690,12 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
                 human_age(d.uptime_s.unwrap_or(0.0))
             ),
         )
-    } else if let Some(e) = d
-        .config_error
-        .as_ref()
-        .filter(|e| e.starts_with(USERS_CHANGED) || e.starts_with(USERS_HELD))
-    {
+    } else if let Some(e) = d.config_error.as_ref().filter(|_| {
+        matches!(
+            d.config_error_kind,
+            Some(ConfigErrorKind::UsersChanged | ConfigErrorKind::UsersHeld)
+        )
+    }) {
         // No edit: the config runs on, but a user it names is gone (see `reload_config`).
         (
             1,
@@ -646,11 +719,19 @@ pub(crate) fn daemon_line(r: &Report, instance: &str) -> String {
     };
     // One line, and no literal `\n` (a config error quoting `"a\nb"`, a Windows path), which
     // Checkmk would take for the start of the details.
-    let text = crate::logic::check_details::text(&text);
-    format!(
-        "{state} \"Robotmk {instance} daemon\" - {} - {text}",
-        state_word(state)
-    )
+    let mut text = crate::logic::check_details::text(&text);
+    if let Some(note) = pause
+        .filter(|_| state == 0)
+        .and_then(PauseView::daemon_note)
+    {
+        text.push_str(&note);
+    }
+    local_line(state, &daemon_service(instance), "-", &text)
+}
+
+/// The service name of the daemon's check.
+pub(crate) fn daemon_service(instance: &str) -> String {
+    format!("Robotmk {instance} daemon")
 }
 
 /// The daemon line of a daemon that runs as it should: its mode and phase, a backlog, and
@@ -694,14 +775,14 @@ fn healthy_line(r: &Report) -> (u8, String) {
         let _ = write!(t, ", {behind}");
     }
     if let Some(c) = &r.ctrl {
-        if c.action == "started" {
+        if c.action == CtrlAction::Started {
             let _ = write!(
                 t,
                 ", started now via {}",
                 c.route.as_ref().map_or("?", |r| r.as_str())
             );
         }
-        if c.action == "restarted" {
+        if c.action == CtrlAction::Restarted {
             // WARN once: where the agent caches ctrl's output, the call that ends a hung
             // daemon may be the first to notice it, and the event must not go unseen.
             state = 1;
@@ -780,6 +861,7 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
             None => ("no result yet", Clock::None),
         };
         return LineTemplate {
+            job: job.name.clone(),
             base: 3,
             clock,
             deadlines: None,
@@ -885,6 +967,7 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
         details = crate::logic::plugin_view::details(p);
     }
     LineTemplate {
+        job: job.name.clone(),
         base: state,
         clock: Clock::Since(at),
         deadlines: job.checkmk.deadlines(),
@@ -1390,6 +1473,93 @@ mod tests {
 
     /// A config error quotes the file (`"a\nb" contains '\n'`): the daemon line stays one
     /// line for Checkmk, with no details.
+    /// What a local line must be for Checkmk: `STATE "NAME" METRICS WORD - TEXT` on one line,
+    /// the name ending at its closing quote.
+    fn well_formed(line: &str, state: u8, name: &str) {
+        assert!(!line.contains(['\n', '\r']), "{line:?}");
+        let rest = line
+            .strip_prefix(&format!("{state} \""))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let (got, rest) = rest.split_once("\" ").unwrap_or_else(|| panic!("{line:?}"));
+        assert_eq!(got, name, "{line:?}");
+        let (metrics, rest) = rest.split_once(' ').unwrap();
+        assert!(!metrics.is_empty(), "{line:?}");
+        assert!(
+            rest.starts_with(&format!("{} - ", state_word(state))),
+            "{line:?}"
+        );
+    }
+
+    /// The lines not made from a job's template — the daemon's, an instance that cannot be
+    /// shown (`service::others`), ctrl's death (`app::ctrl`'s safety net), a paused check —
+    /// stay one well-formed line whatever their parts hold: a line break would start a line
+    /// (a check, a section) of its own, a quote would end the service name early.
+    #[test]
+    fn every_local_line_is_one_line_with_its_name_quoted() {
+        for bad in ["a\nb", "a\rb", "a\"b", "a\r\n2 \"Robotmk x\" - OK - forged"] {
+            let plain = bad.replace(['\n', '\r'], " ").replace('"', "”");
+            // ctrl's safety net: the instance as the config said it, not yet checked.
+            let line = local_line(
+                2,
+                &daemon_service(bad),
+                "-",
+                "ctrl (the agent plugin) died: ",
+            );
+            well_formed(&line, 2, &format!("Robotmk {plain} daemon"));
+            // A paused check: its metrics and the text before the pause as they came.
+            let line = local_line(1, bad, &format!("runtime=1 {bad}"), bad);
+            well_formed(&line, 1, &plain);
+            // An instance that cannot be shown: the error quotes whatever its path holds.
+            let section = error_section(bad, &format!("cannot read the instance at /x/{bad}"));
+            let lines: Vec<&str> = section.lines().collect();
+            assert_eq!(lines.len(), 2, "{section:?}");
+            assert_eq!(lines[0], LOCAL_HEADER);
+            well_formed(lines[1], 2, &plain);
+            assert!(!lines[1].contains("\\n"), "{section:?}");
+        }
+    }
+
+    /// The daemon line goes by what kind of error the daemon reported, never by its words: a
+    /// reworded message changes no state, and an edit whose error happens to quote "the user
+    /// database changed" is a rejected edit.
+    #[test]
+    fn the_daemon_line_goes_by_the_kind_of_config_error() {
+        let line = |kind, text: &str| {
+            let mut report = Report {
+                instance: Some("sys".into()),
+                config: "/c".into(),
+                config_error: None,
+                state_dir: None,
+                daemon: Default::default(),
+                ctrl: None,
+                jobs: Vec::new(),
+                envs: Vec::new(),
+                paused: None,
+                config_warnings: Vec::new(),
+                section_cut: None,
+                generated: Utc::now(),
+            };
+            report.daemon.running = true;
+            report.daemon.config_error = Some(text.into());
+            report.daemon.config_error_kind = kind;
+            daemon_line(&report, "sys", None)
+        };
+        let held = "; the jobs of users not found or expired are held, not run";
+        for kind in [ConfigErrorKind::UsersChanged, ConfigErrorKind::UsersHeld] {
+            let l = line(Some(kind), "user robot: no such user");
+            assert!(
+                l.starts_with("1 \"Robotmk sys daemon\" - WARN - user robot"),
+                "{l}"
+            );
+            assert!(l.ends_with(held), "{l}");
+        }
+        for kind in [Some(ConfigErrorKind::Rejected), None] {
+            let l = line(kind, "the user database changed: line 3: bad key");
+            assert!(l.contains("WARN - config edit rejected"), "{l}");
+            assert!(!l.contains(held), "{l}");
+        }
+    }
+
     #[test]
     fn the_daemon_line_has_no_details_whatever_the_error_quotes() {
         let report = Report {
@@ -1406,7 +1576,7 @@ mod tests {
             section_cut: None,
             generated: Utc::now(),
         };
-        let line = daemon_line(&report, "sys");
+        let line = daemon_line(&report, "sys", None);
         assert!(
             line.starts_with("2 \"Robotmk sys daemon\" - CRIT - config error"),
             "{line}"

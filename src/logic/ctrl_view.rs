@@ -12,7 +12,7 @@
 //! The file (replaced atomically, written only by the daemon, read with the state dir's cap):
 //!
 //! ```text
-//! robotmk-ctrl-view 1
+//! robotmk-ctrl-view 2
 //! {"status":{…status.json without jobs and envs…},"cut":null}
 //! [ …the jobs, as the JSON section carries them… ]
 //! [ …the environments… ]            (an empty line when there are none)
@@ -21,6 +21,7 @@
 //! ```
 
 use crate::logic::agent::{self, BodyLine, Clock, LineTemplate};
+use crate::logic::pause_view::PauseView;
 use crate::model::moment::Moment;
 use crate::model::report::Report;
 use crate::model::status::Status;
@@ -29,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-pub(crate) const MAGIC: &str = "robotmk-ctrl-view 1";
+/// Version 2: each check carries its job's name (a pause is an input to the rendering, see
+/// [`crate::logic::pause_view`]); a view of version 1 is no view, ctrl takes its full path.
+pub(crate) const MAGIC: &str = "robotmk-ctrl-view 2";
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -188,10 +191,10 @@ pub(crate) fn decode_moment(s: &str) -> Option<Moment> {
         .then_some(m)
 }
 
-/// `L<base> <clock> <deadlines> <n1> <n2> <n3> <n4> <the four strings>\n`: clock `-`,
+/// `L<base> <clock> <deadlines> <n1> <n2> <n3> <n4> <n5> <the five strings>\n`: clock `-`,
 /// `s<time>` (since) or `u<time>` (until); deadlines `-` or `<expected_by>,<crit_after>`;
-/// times `<unix seconds>.<nanoseconds>`; the strings (name and metrics, head, mid, tail) one
-/// after the other, `n1`…`n4` bytes long, newlines made spaces.
+/// times `<unix seconds>.<nanoseconds>`; the strings (name and metrics, head, mid, tail, the
+/// job's name) one after the other, `n1`…`n5` bytes long, newlines made spaces.
 fn encode_check(out: &mut String, t: &LineTemplate) {
     let _ = write!(out, "L{} ", t.base);
     match t.clock {
@@ -214,7 +217,8 @@ fn encode_check(out: &mut String, t: &LineTemplate) {
             encode_time(out, d.crit_after);
         }
     }
-    let parts = [&t.name_metrics, &t.head, &t.mid, &t.tail].map(|s| s.replace(['\n', '\r'], " "));
+    let parts =
+        [&t.name_metrics, &t.head, &t.mid, &t.tail, &t.job].map(|s| s.replace(['\n', '\r'], " "));
     for p in &parts {
         let _ = write!(out, " {}", p.len());
     }
@@ -268,8 +272,14 @@ impl View<'_> {
     /// Writes both sections at `report.generated` to `w`, every byte printable
     /// ([`crate::model::printable`]); `report` has no jobs (they are in the view). `None`, with
     /// nothing written, when the body is malformed. The jobs' JSON goes from the file's text
-    /// to `w` as it is (through the printable filter), without a copy.
-    pub(crate) fn write_to(&self, report: &Report, w: &mut dyn Write) -> Option<io::Result<()>> {
+    /// to `w` as it is (through the printable filter), without a copy. With `pause`, as
+    /// [`agent::render_paused`] shows it.
+    pub(crate) fn write_to(
+        &self,
+        report: &Report,
+        pause: Option<&PauseView>,
+        w: &mut dyn Write,
+    ) -> Option<io::Result<()>> {
         let _mode = crate::logic::cached_view::Scope::new(agent::cached_mode(report).as_deref());
         let now = Moment::of(report.generated);
         let json = serde_json::to_string(report).ok()?;
@@ -281,7 +291,7 @@ impl View<'_> {
         lines.push_str(agent::LOCAL_HEADER);
         lines.push('\n');
         let instance = report.instance.as_deref().unwrap_or("unknown");
-        lines.push_str(&agent::daemon_line(report, instance));
+        lines.push_str(&agent::daemon_line(report, instance, pause));
         lines.push('\n');
         let mut rest = self.body;
         while !rest.is_empty() {
@@ -291,7 +301,7 @@ impl View<'_> {
                     lines.push_str(line);
                     next
                 }
-                b'L' => decode_check(&rest[1..], &mut lines, now)?,
+                b'L' => decode_check(&rest[1..], &mut lines, now, pause)?,
                 _ => return None,
             };
             lines.push('\n');
@@ -316,16 +326,21 @@ impl View<'_> {
 
     /// [`View::write_to`] in memory.
     #[cfg(test)]
-    pub(crate) fn render(&self, report: &Report) -> Option<String> {
+    pub(crate) fn render(&self, report: &Report, pause: Option<&PauseView>) -> Option<String> {
         let mut out = Vec::new();
-        self.write_to(report, &mut out)?.ok()?;
+        self.write_to(report, pause, &mut out)?.ok()?;
         String::from_utf8(out).ok()
     }
 }
 
 /// Renders one encoded check into `out`; returns the text after it.
-fn decode_check<'a>(s: &'a str, out: &mut String, now: Moment) -> Option<&'a str> {
-    let mut fields = s.splitn(8, ' ');
+fn decode_check<'a>(
+    s: &'a str,
+    out: &mut String,
+    now: Moment,
+    pause: Option<&PauseView>,
+) -> Option<&'a str> {
+    let mut fields = s.splitn(9, ' ');
     let base: u8 = fields.next()?.parse().ok()?;
     let clock = match fields.next()? {
         "-" => Clock::None,
@@ -343,18 +358,19 @@ fn decode_check<'a>(s: &'a str, out: &mut String, now: Moment) -> Option<&'a str
             })
         }
     };
-    let mut lens = [0usize; 4];
+    let mut lens = [0usize; 5];
     for l in &mut lens {
         *l = fields.next()?.parse().ok()?;
     }
     let data = fields.next()?;
-    let mut strs = [""; 4];
+    let mut strs = [""; 5];
     let mut at = 0usize;
     for (i, l) in lens.iter().enumerate() {
         strs[i] = data.get(at..at.checked_add(*l)?)?;
         at += l;
     }
     let rest = data.get(at..)?.strip_prefix('\n')?;
+    let paused = pause.and_then(|p| p.check(strs[4]));
     agent::render_check(
         out,
         agent::CheckParts {
@@ -365,6 +381,7 @@ fn decode_check<'a>(s: &'a str, out: &mut String, now: Moment) -> Option<&'a str
             head: strs[1],
             mid: strs[2],
             tail: strs[3],
+            paused: paused.as_ref().map(|(s, lead)| (*s, lead.as_str())),
         },
         now,
     );

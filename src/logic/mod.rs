@@ -16,6 +16,7 @@ pub(crate) mod ctrl_view;
 pub(crate) mod lifecycle_words;
 pub(crate) mod liveness;
 pub(crate) mod nagios;
+pub(crate) mod pause_view;
 pub(crate) mod plugin_view;
 pub(crate) mod publish_plan;
 pub mod robot;

@@ -321,12 +321,13 @@ pub struct Config {
 }
 
 /// How the daemon's config error starts while the config it runs holds the jobs of a user
-/// that may not run now (an expired account): WARN, not CRIT, as the other jobs run.
+/// that may not run now (an expired account). Words only: the daemon line goes by
+/// [`crate::model::status::ConfigErrorKind`].
 pub(crate) const USERS_HELD: &str = "a job's user may not run now";
 
 impl Config {
     /// The daemon's note while this config holds jobs of users ([`Config::users_held`]),
-    /// each reason once.
+    /// each reason once (a [`crate::model::status::ConfigErrorKind::UsersHeld`] error).
     pub(crate) fn users_held_note(&self) -> Option<String> {
         let mut why: Vec<&str> = self.users_held.values().map(|w| &**w).collect();
         why.sort_unstable();

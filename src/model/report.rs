@@ -11,12 +11,27 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// What ctrl did on this call, as the JSON section says it (`started`, `running`, …): the
+/// daemon line goes by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CtrlAction {
+    /// It started a daemon.
+    Started,
+    /// A daemon runs.
+    Running,
+    /// It ended a daemon that did not answer past `hang_timeout` and started another.
+    Restarted,
+    /// The config cannot be loaded (a daemon may run on with its last good one).
+    ConfigError,
+    /// It could not start a daemon, or refused the config or state dir.
+    Error,
+}
+
 /// What ctrl did on this call.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CtrlReport {
-    /// `started`, `running` or `config_error` (`error` if it could not start a daemon;
-    /// `restarted` when it ended a daemon that did not answer past `hang_timeout`).
-    pub(crate) action: &'static str,
+    pub(crate) action: CtrlAction,
     /// How the agent runs this ctrl, as it saw it: `sync` or `cached 300s (plugins/300/)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) mode: Option<AgentMode>,
@@ -54,6 +69,9 @@ pub(crate) struct DaemonReport {
     /// The daemon's own view: an edit it rejected (it keeps running the last good config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) config_error: Option<String>,
+    /// What `config_error` is, for the daemon line (not in the JSON section: the text says it).
+    #[serde(skip)]
+    pub(crate) config_error_kind: Option<crate::model::status::ConfigErrorKind>,
     /// When the config the daemon runs was last written (its file's mtime when loaded): the
     /// "last good config" a rejected edit leaves running.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +253,26 @@ pub(crate) fn clip_job(j: &mut JobStatus) {
         if let Some(t) = &mut l.tests {
             clip_opt(&mut t.suite, MAX_NAME);
             clip_opt(&mut t.suite_status, MAX_NAME);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ctrl's action is a word of the JSON section the Checkmk side reads: the enum keeps the
+    /// words the strings had.
+    #[test]
+    fn ctrl_actions_keep_their_words() {
+        for (a, word) in [
+            (CtrlAction::Started, "started"),
+            (CtrlAction::Running, "running"),
+            (CtrlAction::Restarted, "restarted"),
+            (CtrlAction::ConfigError, "config_error"),
+            (CtrlAction::Error, "error"),
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), word);
         }
     }
 }

@@ -171,6 +171,21 @@ impl From<AgentMode> for String {
     }
 }
 
+/// What kind of error the daemon's `config_error` is (its text stays text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ConfigErrorKind {
+    /// An edit the daemon rejected, or a config it no longer trusts: it runs the last good
+    /// one (WARN).
+    Rejected,
+    /// The config is unchanged but the user database changed, and a user it names is gone
+    /// or expired: that user's jobs are held, not run (WARN); a reload looks again.
+    UsersChanged,
+    /// The config holds the jobs of a user that may not run now, such as an expired account
+    /// (WARN, as the other jobs run).
+    UsersHeld,
+}
+
 /// The daemon's own state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonInfo {
@@ -197,6 +212,11 @@ pub struct DaemonInfo {
     /// The last config reload error; the daemon keeps running its last good config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) config_error: Option<String>,
+    /// What [`Self::config_error`] is: the daemon (hold jobs or not) and ctrl's daemon line
+    /// decide by this, never by the words. `None` with an error: a status of an older build,
+    /// taken as [`ConfigErrorKind::Rejected`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) config_error_kind: Option<ConfigErrorKind>,
     /// A problem writing state (e.g. disk full); cleared when writes succeed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) state_error: Option<String>,

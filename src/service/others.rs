@@ -8,11 +8,14 @@
 //! check: nobody but root, this user and the instance's owner may write the path or anything
 //! above it. An instance that cannot be read is a CRIT line that says why.
 //!
+//! This module reads and judges; ctrl renders what it found (`logic::agent`: the sections of
+//! a report, the CRIT line of an entry that cannot be shown), so that every line it prints
+//! keeps the grammar's guarantees.
+//!
 //! ctrl never writes into another instance's state dir: that instance's own ctrl (run by the
 //! Task Scheduler or a timer in the user's session) keeps its heartbeat.
 
-use crate::model::clip::{clip, MAX_TEXT};
-use crate::model::report::ConfigView;
+use crate::model::report::{ConfigView, Report};
 use crate::service::report;
 use std::path::{Path, PathBuf};
 
@@ -75,9 +78,9 @@ fn locate(path: &Path) -> Result<(String, PathBuf), OtherError> {
     Ok((instance, dir))
 }
 
-/// The sections of the instance at `path`, or why there are none. `taken`: the instance
-/// names shown so far (this instance's first); the name is added.
-pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String, OtherError> {
+/// The report of the instance at `path`, as its sections show it, or why it is not shown.
+/// `taken`: the instance names shown so far (this instance's first); the name is added.
+pub(crate) fn read_one(path: &Path, taken: &mut Vec<String>) -> Result<Report, OtherError> {
     let (instance, dir) = locate(path)?;
     // Read from its status file when the entry is a state dir: its owner's to write.
     if let Err(e) = crate::logic::config::check_name(&instance) {
@@ -120,7 +123,7 @@ pub(crate) fn render_one(path: &Path, taken: &mut Vec<String>) -> Result<String,
     );
     keep_to_its_names(&mut r.jobs, &instance);
     drop_unnamed_jobs(&mut r);
-    Ok(crate::logic::agent::render(&r))
+    Ok(r)
 }
 
 /// Another instance's jobs whose names no config can have are not shown: its status file is
@@ -186,30 +189,26 @@ fn error_names(paths: &[PathBuf]) -> Vec<String> {
     crate::logic::checkmk_names::numbered(&plain, &std::collections::HashSet::new())
 }
 
-/// The CRIT line of an instance that cannot be shown, in a local section of its own, under
-/// service name `name` (see [`error_names`]).
-fn error_section(name: &str, e: &OtherError) -> String {
-    let mut why = e.to_string().replace(['\n', '\r'], " ");
-    clip(&mut why, MAX_TEXT);
-    crate::model::printable::string(format!(
-        "{}\n2 \"{name}\" - CRIT - {}\n",
-        crate::logic::agent::LOCAL_HEADER,
-        crate::logic::check_details::text(&why)
-    ))
+/// One configured entry as ctrl shows it: the instance's report, or why there is none.
+#[derive(Debug)]
+pub(crate) struct Other {
+    /// The service name of the entry's CRIT line, should it not be shown (see [`error_names`]).
+    pub(crate) name: String,
+    pub(crate) shown: Result<Report, OtherError>,
 }
 
-/// Every other instance's sections, in the order configured.
-pub(crate) fn render_all(paths: &[PathBuf], own: &str) -> String {
+/// Every other instance, in the order configured.
+pub(crate) fn read_all(paths: &[PathBuf], own: &str) -> Vec<Other> {
     let mut taken = vec![own.to_string()];
     let names = error_names(paths);
-    let mut out = String::new();
-    for (p, name) in paths.iter().zip(&names) {
-        match render_one(p, &mut taken) {
-            Ok(s) => out.push_str(&s),
-            Err(e) => out.push_str(&error_section(name, &e)),
-        }
-    }
-    out
+    paths
+        .iter()
+        .zip(names)
+        .map(|(p, name)| Other {
+            name,
+            shown: read_one(p, &mut taken),
+        })
+        .collect()
 }
 
 #[cfg(all(test, unix))]
@@ -235,13 +234,10 @@ mod tests {
         .iter()
         .map(|n| dir.path().join(n))
         .collect();
-        let out = render_all(&paths, "sys");
-        let names: Vec<&str> = out
-            .lines()
-            .filter(|l| l.starts_with("2 \""))
-            .map(|l| l[3..].split('"').next().unwrap())
-            .collect();
-        assert_eq!(names.len(), paths.len(), "{out}");
+        let all = read_all(&paths, "sys");
+        assert!(all.iter().all(|o| o.shown.is_err()), "{all:?}");
+        let names: Vec<&str> = all.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names.len(), paths.len(), "{names:?}");
         let keys: std::collections::HashSet<String> = names
             .iter()
             .map(|n| crate::logic::checkmk_names::core_key(n))
@@ -269,7 +265,7 @@ mod tests {
             "daemon": crate::model::status::sample_daemon_info(true), "jobs": [],
         });
         std::fs::write(st.join("status.json"), status.to_string()).unwrap();
-        match render_one(&st, &mut vec!["sys".to_string()]) {
+        match read_one(&st, &mut vec!["sys".to_string()]) {
             Err(OtherError::BadName { why, .. }) => assert!(why.contains("' '"), "{why}"),
             other => panic!("{other:?}"),
         }

@@ -150,6 +150,7 @@ fn fill_daemon(r: &mut DaemonReport, s: &Status, st: &StateDir, now: DateTime<Ut
         r.route = Some(d.route.clone());
         r.build = Some(d.build.clone());
         r.config_error = d.config_error.clone();
+        r.config_error_kind = d.config_error_kind;
         r.config_from = crate::logic::lifecycle_words::stamp_time(d.config_stamp.as_deref());
         r.agent_mode = d.agent_mode.clone();
         // The alert file carries a write failure that status.json itself could not.

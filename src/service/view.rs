@@ -57,7 +57,9 @@ mod tests {
     use super::*;
     use crate::logic::agent;
     use crate::logic::ctrl_view::{decode_moment, encode_time, parse, render, View, MAGIC};
+    use crate::logic::pause_view::PauseView;
     use crate::model::config::Services;
+    use crate::model::pause::{Pause, PauseState};
     use crate::model::record::{Outcome, TestResult, TestStats};
     use crate::model::report::Report;
     use crate::model::report::{ConfigView, CtrlReport};
@@ -170,6 +172,7 @@ mod tests {
                 phase: Phase::Running,
                 reason: None,
                 config_error: None,
+                config_error_kind: None,
                 state_error: None,
                 behind: None,
                 heartbeat_timeout_s: Some(300.0),
@@ -198,7 +201,7 @@ mod tests {
         r.daemon.heartbeat_age_s = Some(1.0);
         r.daemon.uptime_s = Some(600.0);
         r.ctrl = Some(CtrlReport {
-            action: "running",
+            action: crate::model::report::CtrlAction::Running,
             mode: Some(AgentMode::Sync),
             route: None,
             note: None,
@@ -222,7 +225,7 @@ mod tests {
             assert_eq!(view.status.daemon.pid, 42);
             let mut r = report(Some(view.status.clone()), at);
             view.annotate(&mut r);
-            let got = view.render(&r).expect("renders");
+            let got = view.render(&r, None).expect("renders");
             assert_eq!(got, expected, "{later}s later");
         }
         assert!(text.contains("\nL"), "{text}");
@@ -240,7 +243,7 @@ mod tests {
         assert!(view.jobs.len() < agent::MAX_SECTION, "{}", view.jobs.len());
         let mut r = report(Some(view.status.clone()), now);
         view.annotate(&mut r);
-        let got = view.render(&r).unwrap();
+        let got = view.render(&r, None).unwrap();
         (got, agent::render(&report(Some(s.clone()), now)))
     }
 
@@ -254,6 +257,125 @@ mod tests {
                 .unwrap_or_default();
             let head = |s: &str| s.chars().take(600).collect::<String>();
             panic!("the paths differ:\n{}\n{}", head(x), head(y));
+        }
+    }
+
+    /// ctrl's output with a pause as ctrl made it before the pause was an input to the
+    /// rendering: the rendered lines rewritten (the reference the new rendering is held to).
+    fn paused_as_before(out: String, r: &Report, v: &PauseView) -> String {
+        let (state, warn, now) = (&v.state, v.warn_after, v.now);
+        let instance = r.instance.as_deref().unwrap_or("?");
+        let daemon = format!("Robotmk {instance} daemon");
+        let all = state.all.as_ref().filter(|p| p.holds(now));
+        let custom: Vec<(String, &str)> = r
+            .jobs
+            .iter()
+            .map(|j| (agent::service_name(j, instance), j.name.as_str()))
+            .collect();
+        let pause_of = |svc: &str| -> Option<&Pause> {
+            if svc == daemon {
+                return None;
+            }
+            let job = custom
+                .iter()
+                .find(|(s, _)| s == svc)
+                .map(|(_, j)| *j)
+                .or_else(|| {
+                    let rest = svc.strip_prefix(&format!("Robotmk {instance} "))?;
+                    Some(rest.split(' ').next().unwrap_or(rest))
+                })?;
+            all.or_else(|| state.jobs.get(job).filter(|p| p.holds(now)))
+        };
+        let text = crate::logic::check_details::text;
+        let mut o = String::new();
+        for line in out.split_inclusive('\n') {
+            let body = line.trim_end_matches('\n');
+            let svc = body
+                .get(3..)
+                .filter(|_| body.get(1..3) == Some(" \""))
+                .and_then(|b| b.split_once('"'))
+                .map(|(svc, _)| svc);
+            let rewritten = match svc {
+                Some(svc) if svc == daemon && body.starts_with("0 ") => {
+                    all.map(|p| format!("{body}, all jobs {}", text(&p.words())))
+                }
+                Some(svc) => pause_of(svc).map(|p| {
+                    let rest = &body[2 + svc.len() + 3..];
+                    let (metrics, t) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let t = t.split_once(" - ").map_or(t, |(_, t)| t);
+                    let age = (now - p.since).to_std().unwrap_or_default();
+                    let (state, word, old) = if age > warn {
+                        let old = format!(
+                            " (paused for {}, longer than {})",
+                            crate::model::duration::human_age(age.as_secs_f64()),
+                            crate::model::duration::format(warn)
+                        );
+                        (1, "WARN", old)
+                    } else {
+                        (0, "OK", String::new())
+                    };
+                    format!(
+                        "{state} \"{svc}\" {metrics} {word} - {}{old}; before the pause: {t}",
+                        text(&p.words())
+                    )
+                }),
+                None => None,
+            };
+            match rewritten {
+                Some(l) => {
+                    o.push_str(&l);
+                    o.push('\n');
+                }
+                None => o.push_str(line),
+            }
+        }
+        o
+    }
+
+    /// A pause is an input to the rendering (`logic::pause_view`), on both paths alike: the
+    /// view prints what the full path prints, and both print what ctrl printed when it
+    /// rewrote the rendered lines — a paused job's checks (its tests' too, on a piggyback
+    /// host too) OK or WARN past the warn age, the result before the pause after; a pause
+    /// that ended shows nothing; the daemon's line names a pause of every job.
+    #[test]
+    fn a_pause_shows_alike_on_both_paths_and_as_before() {
+        let now = Utc::now();
+        let secs = chrono::Duration::seconds;
+        let s = status(now);
+        let text = String::from_utf8(render(s.clone())).unwrap();
+        let view = parse(&text).expect("a view");
+        let p = |ago: i64, until: Option<DateTime<Utc>>| Pause {
+            by: "CORP\\nina".into(),
+            since: now - secs(ago),
+            until,
+        };
+        let mut some = PauseState::default();
+        some.jobs.insert("crit".into(), p(100, None));
+        some.jobs.insert("shop".into(), p(90_000, None));
+        some.jobs
+            .insert("never".into(), p(60, Some(now + secs(60))));
+        some.jobs.insert("fresh".into(), p(60, Some(now - secs(1))));
+        let every = PauseState {
+            all: Some(p(5, Some(now + secs(600)))),
+            ..Default::default()
+        };
+        for (state, paused) in [(some, 5), (every, 9)] {
+            let v = PauseView {
+                state,
+                warn_after: std::time::Duration::from_secs(24 * 3600),
+                now,
+            };
+            let full = agent::render_paused(&report(Some(s.clone()), now), Some(&v));
+            let mut r = report(Some(view.status.clone()), now);
+            view.annotate(&mut r);
+            assert_same(&view.render(&r, Some(&v)).expect("renders"), &full);
+            let r = report(Some(s.clone()), now);
+            assert_same(&full, &paused_as_before(agent::render(&r), &r, &v));
+            assert_eq!(
+                full.matches("paused by CORP⧵nina").count(),
+                paused,
+                "{full}"
+            );
         }
     }
 
@@ -272,7 +394,7 @@ mod tests {
         let view = parse(&text).expect("a view");
         let mut r = report(Some(view.status.clone()), now);
         view.annotate(&mut r);
-        let got = view.render(&r).expect("renders");
+        let got = view.render(&r, None).expect("renders");
         assert_eq!(got, expected);
         let line = got
             .lines()
@@ -470,7 +592,7 @@ mod tests {
             format!("{}L0 - - 999 0 0 0 x\n", &text[..at]),
             format!("{}?x\n", &text[..at]),
         ] {
-            assert!(parse(&bad).unwrap().render(&r).is_none(), "{bad}");
+            assert!(parse(&bad).unwrap().render(&r, None).is_none(), "{bad}");
         }
     }
 }

@@ -11,8 +11,14 @@
 use super::config_load::{load, Loaded};
 use super::event::Event;
 use super::shell::{Daemon, Phase};
+use crate::model::status::ConfigErrorKind;
 use crate::service::config::{self};
 use tracing::{error, warn};
+
+/// How the daemon's config error starts when the config is unchanged but the user database
+/// it looked its users up in changed and a user is gone or its account expired (its jobs are
+/// held). Words only: what the error is, is [`ConfigErrorKind::UsersChanged`].
+const USERS_CHANGED: &str = "the user database changed";
 
 impl Daemon {
     /// Loads the config again when it changed (or when `force`d by SIGHUP): on a thread of its
@@ -32,7 +38,7 @@ impl Daemon {
                 warn!("config not reloaded, keeping the running config: {e}");
                 self.control.untrusted = Some(e.clone());
             }
-            self.set_config_error(Some(e));
+            self.set_config_error(Some((ConfigErrorKind::Rejected, e)));
             return;
         }
         // Trusted again: read it whatever its stamp, to clear or replace the error.
@@ -56,12 +62,7 @@ impl Daemon {
         // someone else. A reload (SIGHUP) while they are held finds the same.
         let try_hold = !edited
             && (users_changed
-                || self
-                    .shown
-                    .info()
-                    .config_error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(crate::logic::agent::USERS_CHANGED)));
+                || self.shown.info().config_error_kind == Some(ConfigErrorKind::UsersChanged));
         let path = self.cfg.path.clone();
         let tx = self.tx.clone();
         let (p, t) = (path.clone(), tx.clone());
@@ -100,7 +101,7 @@ impl Daemon {
         let new = match (loaded.result, loaded.held) {
             (Ok(c), _) => config::compact(c),
             (Err(e), Some(held)) => {
-                let msg = format!("{}: {e}", crate::logic::agent::USERS_CHANGED);
+                let msg = format!("{USERS_CHANGED}: {e}");
                 match held {
                     Ok(held) => {
                         if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
@@ -111,11 +112,11 @@ impl Daemon {
                         self.control.users_stamp = config::users_stamp(&held);
                         self.apply_config(config::compact(held));
                         // After: applying a config clears the error.
-                        self.set_config_error(Some(msg));
+                        self.set_config_error(Some((ConfigErrorKind::UsersChanged, msg)));
                     }
                     Err(_) => {
                         warn!("{msg}; keeping the running config");
-                        self.set_config_error(Some(msg));
+                        self.set_config_error(Some((ConfigErrorKind::UsersChanged, msg)));
                     }
                 }
                 return;
@@ -124,7 +125,7 @@ impl Daemon {
                 if self.shown.info().config_error.as_deref() != Some(msg.as_str()) {
                     warn!("config edit rejected, keeping the running config: {msg}");
                 }
-                self.set_config_error(Some(msg));
+                self.set_config_error(Some((ConfigErrorKind::Rejected, msg)));
                 return;
             }
         };

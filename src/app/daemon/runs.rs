@@ -30,8 +30,8 @@ impl Daemon {
     /// Starts one run now. The post-spawn journal entry and log line are left to
     /// [`Daemon::after_spawns`], so that a batch of due runs is spawned back to back.
     pub(super) fn start_run(&mut self, p: Pending) {
-        // Pause hook (app/pause.rs): a paused job starts no run at this due time.
-        if let Some(why) = crate::app::pause::holds(&self.state, &p.job.name, p.trigger) {
+        // Pause hook (service/pause.rs): a paused job starts no run at this due time.
+        if let Some(why) = crate::service::pause::holds(&self.state, &p.job.name, p.trigger) {
             info!(job = %p.job.name, due = %crate::model::record::ts(p.due), "not started: {why}");
             return self.discard_prepared(p.prepared);
         }

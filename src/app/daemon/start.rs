@@ -428,6 +428,9 @@ fn daemon_info(
         phase: crate::model::status::Phase::Running,
         reason: None,
         config_error: cfg.users_held_note(),
+        config_error_kind: cfg
+            .users_held_note()
+            .map(|_| crate::model::status::ConfigErrorKind::UsersHeld),
         state_error: None,
         behind: None,
         heartbeat_timeout_s: cfg.daemon.heartbeat_timeout.map(|d| d.as_secs_f64()),

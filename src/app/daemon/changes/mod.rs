@@ -14,7 +14,7 @@ use super::table::{ActiveRun, Pending};
 use crate::logic::scheduler::{Reload, Slots};
 use crate::model::config::{Config, Job};
 use crate::model::record::{Outcome, RunRecord, Trigger};
-use crate::model::status::AgentMode;
+use crate::model::status::{AgentMode, ConfigErrorKind};
 use crate::service::state::record::{self};
 use crate::service::state::{self};
 use chrono::{DateTime, Utc};
@@ -84,10 +84,13 @@ impl Daemon {
         self.shown.owe();
     }
 
-    /// Why the config on disk is not the one running (`None`: it is).
-    pub(super) fn set_config_error(&mut self, e: Option<String>) {
-        if self.shown.info.config_error != e {
+    /// Why the config on disk is not the one running, and what kind of error that is
+    /// (`None`: it is).
+    pub(super) fn set_config_error(&mut self, e: Option<(ConfigErrorKind, String)>) {
+        let (kind, e) = e.map_or((None, None), |(k, e)| (Some(k), Some(e)));
+        if self.shown.info.config_error != e || self.shown.info.config_error_kind != kind {
             self.shown.info.config_error = e;
+            self.shown.info.config_error_kind = kind;
             self.shown.owe();
         }
     }
@@ -337,7 +340,11 @@ impl Daemon {
         self.cfg = new;
         self.envs_configure();
         self.publish_agent_mode();
-        self.set_config_error(self.cfg.users_held_note());
+        self.set_config_error(
+            self.cfg
+                .users_held_note()
+                .map(|n| (ConfigErrorKind::UsersHeld, n)),
+        );
         self.shown.owe();
         self.release_owed = true;
         info!(
