@@ -25,7 +25,9 @@
 //! - F14 a job's user who stops (SIGSTOP) the daemon's child between its identity drop and its
 //!   exec hangs neither the daemon's loop nor any other job: that run fails, saying why;
 //! - F15 a process that gets a finished runner's PID and leads a group of that id is never
-//!   signalled as the run's group.
+//!   signalled as the run's group;
+//! - F16 a user job's runner started from an admin's terminal (`run-once`) gets neither that
+//!   terminal nor the descriptors the admin's shell left open.
 #![cfg(unix)]
 
 mod common;
@@ -1860,5 +1862,67 @@ fn group_id_given_anew(no_cgroup: bool) {
     assert!(
         spared,
         "the process that got the run's old PID {runner} (a group of its own) was killed by the run's end\n{log}"
+    );
+}
+
+/// `run-once` (and `start --foreground`) run from an admin's terminal: a job's user must get
+/// neither that terminal nor any descriptor the admin's shell left open. Before, the runner
+/// stayed in run-once's session, so the admin's terminal was its controlling terminal (a
+/// user's process could push input into root's shell with `TIOCSTI`, or write escape
+/// sequences to it), and `run-once JOB 7</etc/shadow` handed fd 7 to the user's runner.
+#[test]
+fn f16_a_user_jobs_runner_gets_neither_the_admins_terminal_nor_its_descriptors() {
+    let Some((uid, gid)) = system_user("rmkd-tty") else {
+        return;
+    };
+    let script = Command::new("sh")
+        .args(["-c", "command -v script"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require_tool(script, "script (util-linux: a terminal for run-once)") {
+        return;
+    }
+    let inst = Instance::new("", "");
+    let seen = inst.dir.path().join("seen");
+    fs::create_dir(&seen).unwrap();
+    chown(&seen, Some(uid), Some(gid)).unwrap();
+    let s = seen.display();
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"peek\"\nuser = \"rmkd-tty\"\nevery = \"1h\"\ntimeout = \"30s\"\n\
+             command = [\"sh\", \"-c\", \"if sh -c ': </dev/tty' 2>/dev/null; then echo terminal; else echo none; fi > {s}/tty; \
+             if [ -e /proc/$$/fd/7 ]; then echo open; else echo closed; fi > {s}/fd7\"]\n"
+        ),
+    );
+    chmod(inst.dir.path(), 0o755);
+    chmod(&inst.config, 0o644);
+    // The admin's terminal: script's pty is the controlling terminal of the shell it starts.
+    let out = within(
+        Duration::from_secs(60),
+        Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "{BIN} --config {} run-once peek 7</etc/shadow",
+                inst.config.display()
+            ))
+            .arg("/dev/null")
+            .stdin(Stdio::null()),
+    );
+    let read = |f: &str| {
+        fs::read_to_string(seen.join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        read("tty"),
+        "none",
+        "the user's runner had the admin's terminal: {out:?}"
+    );
+    assert_eq!(
+        read("fd7"),
+        "closed",
+        "the user's runner got the admin's fd 7 (/etc/shadow): {out:?}"
     );
 }

@@ -85,19 +85,38 @@ struct Child<'a> {
 }
 
 impl SharedPlan<'_> {
-    /// What every runner's child does first, as root: its own process group, its run's
-    /// cgroup (root's) or the hold of its descendants, default signal actions, its stdio.
-    /// False if a step failed (errno says which).
+    /// What every runner's child does first, as root: a session and process group of its
+    /// own, its run's cgroup (root's) or the hold of its descendants, default signal actions,
+    /// its stdio, and nothing else open across the exec. False if a step failed (errno says
+    /// which).
+    ///
+    /// A session of its own, not only a group: a runner must never have the terminal of
+    /// whoever started the daemon or `run-once` as its controlling terminal, where a job's
+    /// user could write escape sequences past the daemon's sanitising or push input into the
+    /// admin's root shell (`TIOCSTI`). And every descriptor above stderr is closed at the exec,
+    /// whatever the starting process inherited and kept (a `run-once` or `start --foreground`
+    /// run as `7</etc/shadow`): the runner gets its stdio only.
     ///
     /// # Safety
     /// Only in a new child (forked or cloned) while every signal is blocked: async-signal-safe
     /// calls only, no allocation.
     pub(super) unsafe fn first_steps(&self) -> bool {
-        libc::setpgid(0, 0);
+        if libc::setsid() < 0 {
+            libc::setpgid(0, 0);
+        }
         hold(self.cg_procs.map_or(std::ptr::null(), |c| c.as_ptr()));
         reset_signals(self.reset);
         let [stdin, stdout, stderr] = self.stdio.map(|fd| fd.as_raw_fd());
-        libc::dup2(stdin, 0) >= 0 && libc::dup2(stdout, 1) >= 0 && libc::dup2(stderr, 2) >= 0
+        let stdio =
+            libc::dup2(stdin, 0) >= 0 && libc::dup2(stdout, 1) >= 0 && libc::dup2(stderr, 2) >= 0;
+        // Close-on-exec for the rest (Linux 5.11+; older kernels: docs/SECURITY.md).
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        stdio
     }
 }
 
