@@ -166,6 +166,14 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                 config.daemon.uv = Some(found);
             }
             Need::User { job, name, place } => {
+                // The build user builds the environments of root's jobs: a process of a job's
+                // user who is that user could put code into what root then runs (a `.pth` in
+                // the environment while it is built). Never the same user.
+                if name == config.daemon.build_user {
+                    return Err(place.error(format!(
+                        "{name:?} is the build_user, which builds the Python environments of the jobs that run as root: a job running as that user could put code into them, which root would run; give the job another user, or set [daemon] build_user to a user of its own"
+                    )));
+                }
                 let info = match (users, looked_up.get(&name)) {
                     (Users::NamesOnly, _) => None,
                     (_, Some(known)) => Some(known.clone()),
@@ -348,6 +356,25 @@ mod tests {
 
     /// 10,000 jobs on a handful of crontab expressions hold each expression once, not once
     /// per job (issue 25: about 80 bytes a job for the daemon's life).
+    #[test]
+    fn a_job_may_not_run_as_the_build_user() {
+        for (daemon, user) in [("build_user = \"builder\"\n", "builder"), ("", "robotmk")] {
+            let e = parse_with(
+                Path::new("/etc/c.toml"),
+                &format!(
+                    "[daemon]\nstate_dir = \"/tmp/x\"\n{daemon}[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1m\"\nuser = \"{user}\"\n"
+                ),
+                Users::NamesOnly,
+            )
+            .expect_err("a job as the build user");
+            assert!(
+                e.to_string().contains("is the build_user")
+                    && e.to_string().contains("job[0].user"),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn jobs_on_one_cron_expression_share_it() {
         use crate::model::schedule::Schedule;
