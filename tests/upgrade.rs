@@ -337,3 +337,60 @@ fn after_an_upgrade_by_rename_a_reloaded_job_starts_its_retry_wrapper_and_enviro
     // The daemon that did all this is the one started before the upgrade.
     assert_eq!(inst.daemon_pid(), Some(pid));
 }
+
+/// An upgrade that moves the old program aside instead of renaming over it — the install
+/// folder renamed (`bin` → `bin.old`) or the file kept as `robotmk-daemon.old` — and puts
+/// another build at ctrl's path retires the daemon like a rename over it. Before, ctrl judged
+/// by the path the daemon's file has now (`/proc/PID/exe` follows the move and shows no
+/// "(deleted)"), and the old build ran on for ever with every ctrl saying OK.
+#[test]
+fn another_build_put_where_the_old_one_was_moved_away_from_retires_it() {
+    for aside in ["folder", "file"] {
+        let inst = Instance::new(
+            "",
+            "[[job]]\nname = \"tick\"\ncommand = [\"/bin/true\"]\nevery = \"1h\"\n",
+        );
+        let d = inst.dir.path();
+        std::fs::create_dir(d.join("bin")).unwrap();
+        let installed = d.join("bin").join("robotmk-daemon");
+        install(&installed);
+        let first = ctrl_of(&installed, &inst);
+        assert_eq!(first["ctrl"]["action"], "started", "{first}");
+        let pid = first["daemon"]["pid"].as_u64().expect("a daemon runs") as u32;
+        match aside {
+            "folder" => {
+                std::fs::rename(d.join("bin"), d.join("bin.old")).unwrap();
+                std::fs::create_dir(d.join("bin")).unwrap();
+            }
+            _ => std::fs::rename(&installed, d.join("bin").join("robotmk-daemon.old")).unwrap(),
+        }
+        assert!(
+            !exe_of(pid).ends_with(" (deleted)"),
+            "{aside}: the daemon's file should have been moved, not deleted: {}",
+            exe_of(pid)
+        );
+        install_another_build(&installed);
+        let asked = ctrl_of(&installed, &inst);
+        let note = asked["ctrl"]["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains("asked it to stop"),
+            "{aside}: the daemon moved aside was not asked to stop: {asked}"
+        );
+        assert!(
+            wait_for(Duration::from_secs(10), || !pid_alive(pid)),
+            "{aside}: the old daemon still runs"
+        );
+        let mut last = asked.clone();
+        assert!(
+            last["ctrl"]["action"] == "started"
+                || wait_for(Duration::from_secs(10), || {
+                    last = ctrl_of(&installed, &inst);
+                    last["ctrl"]["action"] == "started"
+                }),
+            "{aside}: no ctrl started the new build: {last}"
+        );
+        let new_pid = last["daemon"]["pid"].as_u64().expect("a daemon runs") as u32;
+        assert_eq!(exe_of(new_pid), installed.display().to_string(), "{aside}");
+        let _ = inst.run(&["stop", "--now"]);
+    }
+}

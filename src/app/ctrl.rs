@@ -338,7 +338,10 @@ fn replaced_at_my_path(
     theirs: &crate::service::sys::Program,
     mine: &crate::service::sys::Program,
 ) -> bool {
-    if mine.deleted || theirs.path != mine.path {
+    // Where it was launched from, also when that file (or its folder) was moved aside and
+    // the new build put in its place; else where its file is named now.
+    let from = theirs.launched.as_ref().unwrap_or(&theirs.path);
+    if mine.deleted || (theirs.path != mine.path && *from != mine.path) {
         return false;
     }
     match (theirs.file, mine.file) {
@@ -728,6 +731,7 @@ mod tests {
             path: path.into(),
             deleted,
             file,
+            launched: None,
         }
     }
 
@@ -742,6 +746,18 @@ mod tests {
         assert!(replaced_at_my_path(&other, &mine));
         // The very file this ctrl runs.
         assert!(!replaced_at_my_path(&mine.clone(), &mine));
+        // Launched from my path, its file (or folder) since moved aside.
+        let moved = Program {
+            launched: Some("/usr/bin/robotmk-daemon".into()),
+            ..program("/usr/bin.old/robotmk-daemon", false, Some((1, 10)))
+        };
+        assert!(replaced_at_my_path(&moved, &mine));
+        // Launched from my path, and still running the file there.
+        let same = Program {
+            launched: Some("/usr/bin/robotmk-daemon".into()),
+            ..mine.clone()
+        };
+        assert!(!replaced_at_my_path(&same, &mine));
         // Another copy, wherever it is and whatever became of it.
         let copy = program("/opt/rmk/robotmk-daemon", true, Some((1, 10)));
         assert!(!replaced_at_my_path(&copy, &mine));

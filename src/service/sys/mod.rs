@@ -109,6 +109,9 @@ pub(crate) struct Program {
     /// The file's identity (device, inode) where the OS tells it (Unix), whether or not it
     /// still has a name.
     pub(crate) file: Option<(u64, u64)>,
+    /// The path it was started as (its `argv[0]`, if absolute; Unix): where ctrl launched
+    /// it from, even after that file or its folder was moved aside (`path` follows a move).
+    pub(crate) launched: Option<std::path::PathBuf>,
 }
 
 /// A request that reaches the daemon from outside its own loop.

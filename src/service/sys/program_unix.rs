@@ -46,7 +46,27 @@ pub(crate) fn process_program(pid: Option<u32>) -> Option<Program> {
         path,
         deleted,
         file,
+        launched: started_as(pid),
     })
+}
+
+/// The absolute path process `pid` (`None`: this one) was started as: its `argv[0]`.
+fn started_as(pid: Option<u32>) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let at = match pid {
+        Some(p) => format!("/proc/{p}/cmdline"),
+        None => "/proc/self/cmdline".to_string(),
+    };
+    // argv[0] only: at most one path's length.
+    let bytes = crate::service::sys::file::read(
+        std::path::Path::new(&at),
+        64 * 1024,
+        crate::service::sys::file::Links::Follow,
+    )
+    .ok()?;
+    let first = bytes.split(|b| *b == 0).next()?;
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(first));
+    p.is_absolute().then(|| p.to_path_buf())
 }
 
 /// Whether processes `a` and `b` (`None`: this process) run the same program: the same GNU

@@ -409,6 +409,7 @@ pub(crate) fn process_program(pid: Option<u32>) -> Option<super::Program> {
         path,
         deleted: false,
         file: None,
+        launched: None,
     })
 }
 
