@@ -230,6 +230,22 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
         bad.summary.contains("its status.json cannot be read") && !bad.summary.contains("ever run"),
         "{bad:?}"
     );
+    // The same instance named by its state dir (where its name is read from that very file).
+    let state = desk.join("state");
+    inst.write_config(
+        &format!(
+            "heartbeat_timeout = \"1m\"\nother_instances = [\"{}\"]",
+            state.display()
+        ),
+        "[[job]]\nname = \"sys\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let bad = parse_ok(&out).check(None, &format!("Robotmk instance {}", state.display()));
+    assert_eq!(bad.state_num(), 2, "{bad:?}");
+    assert!(
+        bad.summary.contains("its status.json cannot be read") && !bad.summary.contains("ever run"),
+        "named by its state dir: {bad:?}"
+    );
 }
 
 /// Two configs that name one state dir (a copied config whose `state_dir` was not changed):

@@ -63,10 +63,25 @@ fn locate(path: &Path) -> Result<(String, PathBuf), OtherError> {
     if meta.is_dir() {
         crate::service::sys::check_instance_path_trust(path, "state dir").map_err(untrusted)?;
         let st = crate::service::state::StateDir::new(path);
-        let status = report::read_status(&st).ok_or_else(|| OtherError::NoStatus {
-            path: path.to_path_buf(),
-            state_dir: path.to_path_buf(),
-        })?;
+        // Its name is in its status: one that is there but cannot be read (not a plain file,
+        // cut short, a newer build's) is said so, not taken for "has its daemon ever run?".
+        let status = match crate::service::state::read_json::<crate::model::status::Status>(
+            &st.status_file(),
+        ) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(OtherError::NoStatus {
+                    path: path.to_path_buf(),
+                    state_dir: path.to_path_buf(),
+                })
+            }
+            Err(e) => {
+                return Err(OtherError::BadStatus {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                })
+            }
+        };
         return Ok((status.instance, path.to_path_buf()));
     }
     crate::service::sys::check_instance_path_trust(path, "config file").map_err(untrusted)?;
