@@ -272,3 +272,131 @@ fn a_user_database_that_hangs_is_said_on_the_daemon_line_and_the_edit_follows_it
     let _ = inst.run(&["stop", "--now"]);
     let _ = daemon.wait();
 }
+
+/// A user database that hangs when the daemon starts (its first load looks up the jobs'
+/// users): the daemon takes its instance lock first, so ctrl sees one daemon starting (WARN,
+/// saying what it waits for) and launches no other — before, the daemon hung before its lock,
+/// ctrl said "daemon not running" and launched another each time a launch's 30 s grace ran
+/// out, each hanging the same way. Once the database answers, the daemon runs.
+#[test]
+fn a_user_database_that_hangs_at_start_leaves_one_daemon_starting() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() == 0 };
+    let nsenter = std::process::Command::new("sh")
+        .args(["-c", "command -v nsenter && command -v unshare"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require_tool(
+        root && nsenter,
+        "root, unshare and nsenter (a private /etc)",
+    ) {
+        return;
+    }
+    let inst = Instance::new("heartbeat_timeout = \"0\"", "");
+    let etc = inst.dir.path().join("etc");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", "/etc"])
+        .arg(&etc)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(copied, "cp -a /etc");
+    let passwd = etc.join("passwd");
+    let mut content = std::fs::read(&passwd).unwrap();
+    content.extend_from_slice(b"rmkdhang:x:2899999:2899999::/nonexistent:/usr/sbin/nologin\n");
+    // The database hangs from the start: a FIFO (kept under a second name, to answer later).
+    let fifo = etc.join("passwd.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "644"])
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "mkfifo");
+    std::fs::remove_file(&passwd).unwrap();
+    std::fs::hard_link(&fifo, &passwd).unwrap();
+    inst.write_config(
+        "heartbeat_timeout = \"0\"",
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n\
+         [[job]]\nname = \"held\"\ncommand = [\"true\"]\nuser = \"rmkdhang\"\ncron = \"0 0 1 1 *\"\n",
+    );
+    // A mount namespace holding the private /etc, where each ctrl runs (as the agent would).
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc && exec sleep 600")
+        .arg("sh")
+        .arg(&etc)
+        .spawn()
+        .expect("unshare");
+    let _guard = KillOnDrop(holder.id());
+    let ctrl = || {
+        let out = std::process::Command::new("nsenter")
+            .arg("-t")
+            .arg(holder.id().to_string())
+            .args(["-m", "--"])
+            .arg(BIN)
+            .arg("--config")
+            .arg(&inst.config)
+            .arg("ctrl")
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .output()
+            .expect("ctrl");
+        let text = text(&out.stdout);
+        text.lines()
+            .find(|l| l.contains(" daemon\" - "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The mount is in place once /etc/passwd in the namespace is the FIFO.
+    assert!(wait_for(Duration::from_secs(10), || std::fs::metadata(
+        format!("/proc/{}/root/etc/passwd.fifo", holder.id())
+    )
+    .is_ok()));
+    let first = ctrl();
+    assert!(
+        first.starts_with("1 ") && first.contains("starting"),
+        "the first ctrl: {first}"
+    );
+    let daemons = inst.daemon_processes();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    // Past a launch's grace (30 s: the starting mark's age), ctrl still launches no other.
+    let mark = inst.state.join("starting");
+    assert!(
+        wait_for(Duration::from_secs(60), || std::fs::metadata(&mark)
+            .and_then(|m| m.modified())
+            .map_or(true, |m| m
+                .elapsed()
+                .is_ok_and(|e| e > Duration::from_secs(31)))),
+        "the starting mark stayed young"
+    );
+    let later = ctrl();
+    assert!(
+        later.starts_with("1 ") && later.contains("starting"),
+        "{later}"
+    );
+    let after = inst.daemon_processes();
+    assert_eq!(
+        after, daemons,
+        "ctrl launched another daemon beside the stuck one"
+    );
+    // It answers: the daemon starts.
+    std::fs::write(etc.join("passwd.new"), &content).unwrap();
+    std::fs::rename(etc.join("passwd.new"), &passwd).unwrap();
+    {
+        use std::io::Write;
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let _ = w.write_all(&content);
+    }
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            line = ctrl();
+            line.starts_with("0 ")
+        }),
+        "{line}\n{}",
+        inst.log()
+    );
+    for p in inst.daemon_processes() {
+        kill9(p);
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

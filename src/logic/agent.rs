@@ -668,6 +668,14 @@ pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>)
         (2, e.clone())
     } else if !d.running {
         (2, "daemon not running".to_string())
+    } else if d.pid.is_none() || d.phase == Some(crate::model::status::Phase::Stopped) {
+        // A process holds the instance's lock, but the status is none or its predecessor's:
+        // a daemon before its first status (it reads its config and looks up the jobs' users
+        // after it took the lock), not one to vouch for.
+        (
+            1,
+            "starting: a daemon holds the instance lock but has not written its status yet (it loads its config and looks up the jobs' users; if this lasts, is the user database answering?)".to_string(),
+        )
     } else if let Some(since) = d.not_responding_since {
         (
             2,
@@ -1519,6 +1527,37 @@ mod tests {
         }
     }
 
+    /// A process holds the lock but no status of its own is there yet: a daemon starting (or
+    /// stuck before its first status), WARN, never OK with "pid ?".
+    #[test]
+    fn a_locked_instance_without_its_status_is_starting() {
+        let mut report = Report {
+            instance: Some("sys".into()),
+            config: "/c".into(),
+            config_error: None,
+            state_dir: None,
+            daemon: Default::default(),
+            ctrl: None,
+            jobs: Vec::new(),
+            envs: Vec::new(),
+            paused: None,
+            config_warnings: Vec::new(),
+            section_cut: None,
+            generated: Utc::now(),
+        };
+        report.daemon.running = true;
+        let l = daemon_line(&report, "sys", None);
+        assert!(
+            l.starts_with("1 \"Robotmk sys daemon\" - WARN - starting: "),
+            "{l}"
+        );
+        report.daemon.pid = Some(7);
+        report.daemon.phase = Some(crate::model::status::Phase::Stopped);
+        assert!(daemon_line(&report, "sys", None).contains("WARN - starting: "));
+        report.daemon.phase = Some(crate::model::status::Phase::Running);
+        assert!(daemon_line(&report, "sys", None).contains("OK - running, pid 7"));
+    }
+
     /// The daemon line goes by what kind of error the daemon reported, never by its words: a
     /// reworded message changes no state, and an edit whose error happens to quote "the user
     /// database changed" is a rejected edit.
@@ -1540,6 +1579,7 @@ mod tests {
                 generated: Utc::now(),
             };
             report.daemon.running = true;
+            report.daemon.pid = Some(7);
             report.daemon.config_error = Some(text.into());
             report.daemon.config_error_kind = kind;
             daemon_line(&report, "sys", None)

@@ -113,10 +113,30 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     sys::memory::tune_allocator();
     // Stamp before reading: an edit in between then shows as a newer stamp and is reloaded.
     let stamp = config::stamp(&config::absolute(&opts.config));
-    let cfg = load_config(opts)?;
-    let st = trusted_state_dir(&cfg)?;
+    // The instance first, from the config with its users not looked up: a user database that
+    // hangs (LDAP, sssd) then holds a daemon that holds its instance, which ctrl sees (and
+    // judges by its heartbeat), not one that never took its lock, beside which ctrl launched
+    // another each time a launch's grace ran out.
+    let named = load_config(opts, || {
+        config::load_with(&opts.config, crate::model::config::Users::NamesOnly)
+    })?;
+    let st = trusted_state_dir(&named)?;
     let locked_at = Utc::now();
     let held = take_instance(&st, opts)?;
+    let cfg = load_config(opts, || config::load_compact(&opts.config))?;
+    if (&cfg.daemon.instance, &cfg.daemon.state_dir)
+        != (&named.daemon.instance, &named.daemon.state_dir)
+    {
+        // Edited between the two reads: this is not the instance it locked.
+        let why = "the config names another instance or state dir than a moment ago (edited while the daemon started); the next ctrl starts it again";
+        eprintln!("robotmk-daemon: {why}");
+        crate::service::logging::append_once(&st.log_file(), &format!("daemon not started: {why}"));
+        if opts.oneshot.is_none() {
+            let _ = std::fs::remove_file(st.starting_file());
+        }
+        return Err(SetupError::Exit(1));
+    }
+    drop(named);
     clear_launch_files(&st, opts);
     // `start --foreground` mirrors its log to stderr; a one-shot (`run-once`) does not: its
     // terminal shows the run's own output.
@@ -158,8 +178,11 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
 
 /// The config, or exit code 2 with the error on stderr — and in the state dir for the ctrl
 /// that launched this daemon, when nobody else could have planted a link there.
-fn load_config(opts: &Options) -> Result<Config, SetupError> {
-    let e = match config::load_compact(&opts.config) {
+fn load_config(
+    opts: &Options,
+    load: impl FnOnce() -> Result<Config, crate::model::config::ConfigError>,
+) -> Result<Config, SetupError> {
+    let e = match load() {
         Ok(c) => return Ok(c),
         Err(e) => e,
     };
