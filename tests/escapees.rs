@@ -709,3 +709,82 @@ fn skipped_runs_leave_no_cgroups_behind() {
         skipped(&inst)
     );
 }
+
+/// A daemon in a PID namespace of its own (a container sharing the host's cgroup mount) sees
+/// none of the host's PIDs: its clean-up of subtrees "of daemons no longer alive", judged by
+/// the PID in their names, removed a running host daemon's subtree between its runs, whose
+/// runs then got no cgroup while its log still said they did. A live daemon now sits at the
+/// top of its own subtree, which no clean-up removes.
+#[test]
+fn a_daemon_in_another_pid_namespace_leaves_a_live_daemons_cgroups_alone() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        let _ = require_tool(false, "root (cgroups of the daemon's own)");
+        return;
+    }
+    let job = "[[job]]\nname = \"cg\"\ncommand = [\"sh\", \"-c\", \"tail -1 /proc/self/cgroup\"]\nevery = \"1h\"\ntimeout = \"5s\"\n";
+    let host = Instance::new("heartbeat_timeout = \"1m\"", job);
+    let out = host
+        .cmd()
+        .arg("ctrl")
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = host.log();
+    let Some(subtree) = log
+        .split_whitespace()
+        .find(|w| w.starts_with("/sys/fs/cgroup") && w.contains("robotmk-daemon-"))
+        .map(std::path::PathBuf::from)
+    else {
+        let _ = require_tool(
+            false,
+            "run cgroups of the daemon's own (no systemd, cgroup v2)",
+        );
+        return;
+    };
+    let cgroup_of_run = |inst: &Instance| {
+        let out = inst.run(&["run-once", "cg"]);
+        assert!(out.status.success(), "{out:?}");
+        let rec = inst.finished_records("cg").pop().expect("a record");
+        let dir = std::path::PathBuf::from(rec["run_dir"].as_str().unwrap());
+        std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default()
+    };
+    let before = cgroup_of_run(&host);
+    assert!(before.contains("/run-"), "{before}");
+    // Another instance's daemon, in a PID namespace of its own, starts (and cleans up).
+    let other = Instance::new("heartbeat_timeout = \"1m\"", job);
+    let st = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "{BIN} --config {c} ctrl >/dev/null && {BIN} --config {c} stop --now >/dev/null",
+            c = other.config.display()
+        ))
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        other.log().contains("runs get a cgroup each"),
+        "the other daemon made no cgroups: {}",
+        other.log()
+    );
+    assert!(
+        subtree.is_dir(),
+        "the live daemon's subtree {} was removed",
+        subtree.display()
+    );
+    let after = cgroup_of_run(&host);
+    assert!(
+        after.contains("/run-"),
+        "the live daemon's run got no cgroup: {after}"
+    );
+    let _ = host.run(&["stop", "--now"]);
+}

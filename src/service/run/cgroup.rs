@@ -16,7 +16,8 @@
 //! Where they go and which run has which is one spawner's ([`Cgroups`]). Each run's cgroup is
 //! created before the spawn; the child moves itself into it (writes `0` to its `cgroup.procs`)
 //! before it execs. No controllers are enabled, so the daemon itself may stay where it is (systemd's MainPID check holds, and cgroup v2's rule against processes in
-//! inner cgroups with controllers never applies).
+//! inner cgroups with controllers never applies); in a subtree of its own it sits at its top,
+//! which keeps the subtree marked as in use (see `clean_stale`).
 
 use super::os::lock;
 use crate::service::run::NoCgroup;
@@ -38,6 +39,9 @@ struct Base {
     /// The cgroup2 mount point, to map a process's cgroup (`/proc/PID/cgroup`) to a folder.
     mount: PathBuf,
     owned: bool,
+    /// Of a subtree of its own: the cgroup the daemon was in, which it moved out of into
+    /// its subtree's top (see [`Cgroups::enable`]) and goes back to before removing it.
+    came_from: Option<PathBuf>,
 }
 
 /// One spawner's run cgroups: where they go once enabled, the next name, and the cgroup of
@@ -140,6 +144,7 @@ impl Cgroups {
                 true,
             )
         };
+        let mut came_from = None;
         if owned {
             std::fs::create_dir(&dir)
                 .or_else(|e| match e.kind() {
@@ -150,6 +155,15 @@ impl Cgroups {
                     path: dir.clone(),
                     source,
                 })?;
+            // The daemon moves into its subtree's top, so that the subtree is populated for as
+            // long as the daemon lives: another daemon's clean-up (`clean_stale`) judges a
+            // subtree by the PID in its name, which it may not see (one in a PID namespace of
+            // its own sees none of the host's, and the host none of its), and removed a live
+            // daemon's subtree between its runs, whose runs then silently got no cgroup. No
+            // controller is enabled, so processes may sit beside child cgroups.
+            if std::fs::write(dir.join("cgroup.procs"), "0").is_ok() {
+                came_from = Some(own.clone());
+            }
         } else {
             // Delegated: the unit's cgroup is ours to write (systemd chowns it and stops managing
             // what is below).
@@ -165,6 +179,7 @@ impl Cgroups {
             dir: dir.clone(),
             mount,
             owned,
+            came_from,
         });
         Ok(dir)
     }
@@ -176,6 +191,10 @@ impl Cgroups {
             remove(&cg.dir);
         }
         if let Some(b) = self.base.get().filter(|b| b.owned) {
+            // Out of it first: a cgroup with a process in it cannot be removed.
+            if let Some(back) = &b.came_from {
+                let _ = std::fs::write(back.join("cgroup.procs"), "0");
+            }
             remove_tree(&b.dir);
         }
     }
@@ -289,9 +308,10 @@ impl Cgroups {
 }
 
 /// Removes the empty subtrees earlier daemons left beside ours (killed before they could):
-/// `robotmk-daemon-<pid>` of a PID no longer alive, and their empty run cgroups. A cgroup
-/// with a process in it cannot be removed, so a run still alive (adopted by a new daemon)
-/// keeps its own.
+/// `robotmk-daemon-<pid>` of a PID no longer alive whose subtree nothing lives in, and their
+/// empty run cgroups. A live daemon sits at the top of its own (see [`Cgroups::enable`]), so
+/// a PID this one cannot see (another PID namespace's) never costs a live daemon its subtree;
+/// a run still alive (adopted by a new daemon) keeps its own.
 fn clean_stale(own: &Path) {
     let Ok(entries) = std::fs::read_dir(own) else {
         return;
@@ -305,7 +325,8 @@ fn clean_stale(own: &Path) {
         else {
             continue;
         };
-        if crate::service::sys::process_start_time(pid).is_some() {
+        // Alive: its daemon sits at its top (see `enable`), or an adopted run in it.
+        if crate::service::sys::process_start_time(pid).is_some() || populated(&e.path()) {
             continue;
         }
         remove_tree(&e.path());
