@@ -301,22 +301,59 @@ fn cached_mode_keeps_one_daemon_between_refreshes() {
         "{text}"
     );
     assert_eq!(inst.daemon_processes(), [pid as u32], "exactly one daemon");
+}
 
-    // Moved to the synchronous plugins folder: the configured timeout applies again.
-    let (text, a) = agent_runs_ctrl(&inst, None);
+#[test]
+fn a_ctrl_run_by_hand_keeps_the_cached_agents_timeout() {
+    // T3: one `robotmk-daemon ctrl` by an admin (sync: no plugins folder) cut the cached
+    // agent's dead man timeout (66 s here) to heartbeat_timeout, and the daemon exited 2 s
+    // later between the agent's refreshes. Now the cached mode stays in force until the agent
+    // has been silent for its own timeout (its lapse, 66 s, is unit-tested in
+    // logic::agent_mode); the call by hand only adds a beat, and its line says how it ran.
+    let inst = Instance::new(
+        "heartbeat_timeout = \"2s\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    let j = json_of(&a);
+    assert_eq!(j["ctrl"]["action"], "started", "{text}");
+    let pid = j["daemon"]["pid"].as_u64().unwrap();
+    let (text, a) = ctrl_output(&inst);
     assert_eq!(json_of(&a)["ctrl"]["mode"], "sync", "{text}");
+    let daemon = a.check(None, "Robotmk t daemon");
     assert!(
-        wait_for(Duration::from_secs(3), || inst.status_json()["daemon"]
-            ["agent_mode"]
-            == "sync"),
-        "{}",
-        inst.status_json()
+        daemon
+            .text
+            .contains("mode: cached 3s (plugins/3/), heartbeat timeout 66s, this call: sync"),
+        "{text}"
     );
+    // Past heartbeat_timeout after the call by hand: the cached agent's timeout holds.
+    let died = wait_for(Duration::from_secs(5), || {
+        inst.daemon_processes().is_empty()
+    });
     assert!(
-        inst.wait_daemon_gone(Duration::from_secs(10)),
-        "the dead man switch still ends an orphan in sync mode"
+        !died,
+        "the daemon exited after a ctrl by hand:\n{}",
+        inst.log()
     );
-    assert!(inst.log().contains("agent mode sync"), "{}", inst.log());
+    let status = inst.status_json();
+    assert_eq!(
+        status["daemon"]["agent_mode"], "cached 3s (plugins/3/)",
+        "{status}"
+    );
+    assert_eq!(status["daemon"]["heartbeat_timeout_s"], 66.0, "{status}");
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    let j = json_of(&a);
+    assert_eq!(j["daemon"]["pid"].as_u64(), Some(pid), "one daemon: {text}");
+    let daemon = a.check(None, "Robotmk t daemon");
+    assert!(
+        daemon
+            .text
+            .contains("mode: cached 3s (plugins/3/), heartbeat timeout 66s")
+            && !daemon.text.contains("this call"),
+        "{text}"
+    );
+    assert!(!inst.log().contains("heartbeat stale"), "{}", inst.log());
 }
 
 #[test]

@@ -190,7 +190,7 @@ pub(crate) fn cached_mode(report: &Report) -> Option<String> {
     let ctrl = report.ctrl.as_ref().and_then(|c| c.mode.as_ref());
     let daemon =
         report.daemon.agent_mode.as_ref().filter(
-            |m| matches!(m, AgentMode::Cached { source, .. } if source == "agent_cache_age"),
+            |m| matches!(m, AgentMode::Cached { source, .. } if source == crate::logic::agent_mode::CONFIGURED),
         );
     ctrl.filter(|m| m.is_cached())
         .or(daemon)
@@ -755,6 +755,12 @@ fn healthy_line(r: &Report) -> (u8, String) {
         let _ = write!(t, ", mode: {mode}");
         if let (true, Some(hb)) = (mode.is_cached(), d.heartbeat_timeout_s) {
             let _ = write!(t, ", heartbeat timeout {}", human_age(hb));
+        }
+        // The mode is the daemon's; a call it does not describe (one run by hand while a
+        // cached agent's mode stays in force) says its own, as its JSON does.
+        let call = r.ctrl.as_ref().and_then(|c| c.mode.as_ref());
+        if let Some(call) = call.filter(|c| !crate::logic::agent_mode::describes(mode, c)) {
+            let _ = write!(t, ", this call: {call}");
         }
     }
     let mut state = 0;

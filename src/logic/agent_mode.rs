@@ -21,17 +21,29 @@
 //! ctrl records what it saw in the heartbeat file's content (the channel to the daemon,
 //! written atomically and only when it changes; its mtime stays the beat). The daemon's dead
 //! man timeout is then at least twice the interval plus [`MARGIN`].
+//!
+//! A ctrl run by hand (an admin looking, `robotmk-daemon ctrl`) is not the agent: it runs
+//! from no plugins folder and beats as `sync`. Were the latest beat's mode the one in force,
+//! one such call would cut a cached agent's timeout to `heartbeat_timeout`, and the daemon
+//! would exit between the agent's refreshes. So a cached beat's mode stays in force until that
+//! agent has been silent for its own timeout ([`in_force`]); a sync beat meanwhile only adds a
+//! beat. When the agent's plugin really moved to the synchronous folder, its cached mode lapses
+//! that long after its last cached run, and the plain timeout applies from then on.
 
 use crate::model::status::AgentMode;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Added to twice the cache interval: one pass of the Linux agent's async loop (it sleeps
 /// 60 s between passes) or one check interval of the Windows agent (its restarts come with a
 /// query, typically every minute). Twice the interval already allows one refresh to be missed.
 pub(crate) const MARGIN: Duration = Duration::from_secs(60);
+
+/// The source of an interval that the config's `agent_cache_age` names (the Windows agent
+/// tells a plugin nothing): every call, manual or the agent's, is cached by it alike.
+pub(crate) const CONFIGURED: &str = "agent_cache_age";
 
 /// What ctrl saw of the agent, as recorded in the heartbeat file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +87,7 @@ pub(crate) fn interval(
             beat.source.clone().unwrap_or_else(|| "ctrl".into()),
         )
     });
-    let configured = agent_cache_age.map(|d| (d, "agent_cache_age".to_string()));
+    let configured = agent_cache_age.map(|d| (d, CONFIGURED.to_string()));
     match (seen, configured) {
         (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
         (a, b) => a.or(b),
@@ -103,6 +115,84 @@ pub(crate) fn describe(interval: &Option<(Duration, String)>) -> AgentMode {
             interval_s: i.as_secs(),
             source: source.clone(),
         },
+    }
+}
+
+/// A beat the daemon saw: what ctrl recorded, and when the daemon saw it (its monotonic
+/// clock, see `daemon::control`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen<'a> {
+    pub(crate) beat: &'a Beat,
+    pub(crate) at: Instant,
+}
+
+/// The agent mode in force and the dead man switch's deadline (see [`in_force`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InForce {
+    /// The cache interval in force and where it comes from; `None`: the synchronous mode.
+    pub(crate) interval: Option<(Duration, String)>,
+    /// That mode's dead man timeout (`None`: the switch is off).
+    pub(crate) timeout: Option<Duration>,
+    /// No ctrl after this: the daemon is orphaned. `None`: never (the switch is off).
+    pub(crate) deadline: Option<Instant>,
+    /// When a cached mode held over later sync beats lapses into their mode: the daemon looks
+    /// then, to say so.
+    pub(crate) lapses: Option<Instant>,
+}
+
+/// The mode in force at `now`, given the `latest` beat and the latest `cached` one (a beat
+/// that named a cache interval; `None`: none seen), the configured `heartbeat_timeout` and
+/// `agent_cache_age`: the latest beat's, unless that is sync and the cached agent has not yet
+/// been silent for its own timeout (twice its interval plus [`MARGIN`], at least
+/// `heartbeat_timeout`; also where the switch is off, for the mode shown). The deadline is
+/// the later of the two beats' own: the sync beat counts as a beat.
+pub(crate) fn in_force(
+    latest: Seen,
+    cached: Option<Seen>,
+    configured: Option<Duration>,
+    agent_cache_age: Option<Duration>,
+    now: Instant,
+) -> InForce {
+    let of = |s: Seen| {
+        let interval = interval(s.beat, agent_cache_age);
+        let timeout = dead_man_timeout(configured, interval.as_ref().map(|i| i.0));
+        InForce {
+            deadline: timeout.map(|t| s.at + t),
+            interval,
+            timeout,
+            lapses: None,
+        }
+    };
+    let own = of(latest);
+    let held = cached
+        .filter(|c| c.beat.cache_interval_s.is_some() && latest.beat.cache_interval_s.is_none())
+        .and_then(|c| {
+            let i = interval(c.beat, agent_cache_age)?.0;
+            let silent = dead_man_timeout(Some(configured.unwrap_or_default()), Some(i))?;
+            Some((c, c.at + silent))
+        })
+        .filter(|(_, lapses)| now <= *lapses);
+    match held {
+        None => own,
+        Some((c, lapses)) => {
+            let cached = of(c);
+            InForce {
+                deadline: cached.deadline.max(own.deadline),
+                lapses: Some(lapses),
+                ..cached
+            }
+        }
+    }
+}
+
+/// Whether the daemon's mode in force (`daemon`) also says how this ctrl call was run
+/// (`call`: from its folder). Not so for a call by hand (sync) while a cached agent's mode is
+/// in force, nor for the first cached call after sync beats; a mode from `agent_cache_age`
+/// covers every call alike (none of them can tell, and the larger interval rules).
+pub(crate) fn describes(daemon: &AgentMode, call: &AgentMode) -> bool {
+    match (daemon, call) {
+        (AgentMode::Cached { source, .. }, _) if source == CONFIGURED => true,
+        (d, c) => d == c,
     }
 }
 
@@ -156,5 +246,99 @@ mod tests {
             "cached 120s (plugins/120/)"
         );
         assert_eq!(describe(&interval(&Beat::default(), None)), "sync");
+    }
+
+    #[test]
+    fn a_sync_beat_does_not_cut_a_cached_agents_timeout() {
+        let s = Duration::from_secs;
+        let t0 = Instant::now();
+        let (sync, cached) = (Beat::default(), detect(OsStr::new("60/x")));
+        let seen = |beat, at| Seen { beat, at };
+        let ten = Some(s(10));
+        // The agent's cached ctrl at t0, one by hand a second later.
+        let at = |now| {
+            in_force(
+                seen(&sync, t0 + s(1)),
+                Some(seen(&cached, t0)),
+                ten,
+                None,
+                now,
+            )
+        };
+        let f = at(t0 + s(2));
+        assert_eq!(describe(&f.interval), "cached 60s (plugins/60/)");
+        assert_eq!(f.timeout, Some(s(180)));
+        assert_eq!(f.deadline, Some(t0 + s(180)), "not t0 + 11s");
+        assert_eq!(f.lapses, Some(t0 + s(180)));
+        // Silent for its own timeout (and the manual call's long over): dead, in its words.
+        assert_eq!(at(t0 + s(180)).timeout, Some(s(180)));
+        // Moved to plugins/: sync beats go on; the cached mode lapses, and the plain
+        // timeout rules from then on, not forever the cached one.
+        let later = t0 + s(179);
+        let f = in_force(
+            seen(&sync, later),
+            Some(seen(&cached, t0)),
+            ten,
+            None,
+            t0 + s(181),
+        );
+        assert_eq!(f.interval, None);
+        assert_eq!(f.timeout, ten);
+        assert_eq!(f.deadline, Some(later + s(10)));
+        assert_eq!(f.lapses, None);
+        // A cached beat is the mode in force at once, whatever was held.
+        let to300 = detect(OsStr::new("300/x"));
+        let f = in_force(
+            seen(&to300, t0 + s(5)),
+            Some(seen(&to300, t0 + s(5))),
+            ten,
+            None,
+            t0 + s(6),
+        );
+        assert_eq!(describe(&f.interval), "cached 300s (plugins/300/)");
+        assert_eq!(f.deadline, Some(t0 + s(665)));
+        // Switch off: no deadline, but the mode shown still holds for the agent's timeout.
+        let f = in_force(
+            seen(&sync, t0 + s(1)),
+            Some(seen(&cached, t0)),
+            None,
+            None,
+            t0 + s(100),
+        );
+        assert_eq!((f.deadline, f.timeout), (None, None));
+        assert_eq!(describe(&f.interval), "cached 60s (plugins/60/)");
+        let f = in_force(
+            seen(&sync, t0 + s(1)),
+            Some(seen(&cached, t0)),
+            None,
+            None,
+            t0 + s(200),
+        );
+        assert_eq!(f.interval, None);
+        // A longer heartbeat_timeout keeps the cached mode as long.
+        let f = in_force(
+            seen(&sync, t0 + s(1)),
+            Some(seen(&cached, t0)),
+            Some(s(600)),
+            None,
+            t0 + s(500),
+        );
+        assert_eq!((f.timeout, f.deadline), (Some(s(600)), Some(t0 + s(601))));
+        assert_eq!(describe(&f.interval), "cached 60s (plugins/60/)");
+    }
+
+    #[test]
+    fn the_daemons_mode_describes_a_call_unless_it_was_run_otherwise() {
+        let m = |t: &str| AgentMode::from(t.to_string());
+        let c60 = m("cached 60s (plugins/60/)");
+        assert!(describes(&c60, &c60));
+        assert!(describes(&m("sync"), &m("sync")));
+        assert!(
+            !describes(&c60, &m("sync")),
+            "by hand while the agent's mode holds"
+        );
+        assert!(!describes(&m("sync"), &c60), "the first cached call");
+        let age = m("cached 120s (agent_cache_age)");
+        assert!(describes(&age, &m("sync")) && describes(&age, &c60));
     }
 }

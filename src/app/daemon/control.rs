@@ -10,7 +10,8 @@
 //! directory, and every directory and symlink on the way to the config and to the state dir
 //! (a chmod of any of them must reach the trust check at once). What is not a change of a file
 //! is a deadline instead ([`Daemon::next_look`]): the dead man switch fires at the last beat
-//! plus its timeout; records that could not be written are retried with a backoff; runs
+//! plus its timeout, or a cached agent's last beat plus its own where that is later (see
+//! [`crate::logic::agent_mode`]: a ctrl run by hand does not cut it); records that could not be written are retried with a backoff; runs
 //! adopted from a previous daemon are looked for once a second while there are any. Where a
 //! watch cannot be set up, the daemon says why once and looks every [`FALLBACK_POLL`].
 //!
@@ -60,9 +61,11 @@ impl Daemon {
             at = at.min(c.last_look + FALLBACK_POLL);
         }
         if self.phase == Phase::Running && !self.oneshot {
-            if let Some(t) = self.dead_man_timeout() {
-                // Just past the timeout: the check is "more than `timeout` ago".
-                at = at.min(c.hb_seen + t + Duration::from_millis(1));
+            let f = self.agent_in_force(Instant::now());
+            // Just past the deadline: the check is "more than `timeout` ago". Just past a
+            // cached mode's lapse: the mode in force changes.
+            for t in [f.deadline, f.lapses].into_iter().flatten() {
+                at = at.min(t + Duration::from_millis(1));
             }
         }
         if !self.unsaved.is_empty() {
@@ -277,58 +280,76 @@ impl Daemon {
         let m = self.state.heartbeat_mtime();
         self.answer_heartbeat(m);
         if m != self.control.hb_mtime {
+            let now = Instant::now();
             self.control.hb_mtime = m;
-            self.control.hb_seen = Instant::now();
-            // Read only when it changed: a ctrl moved between sync and cached mode.
+            self.control.hb_seen = now;
+            // Read only when it changed: a ctrl moved between sync and cached mode, or one
+            // was run by hand.
             let beat = self.state.read_beat();
-            if beat != self.control.beat {
-                self.control.beat = beat;
-                self.publish_agent_mode();
+            if beat.cache_interval_s.is_some() {
+                self.control.cached = Some((beat.clone(), now));
             }
-            return;
+            self.control.beat = beat;
         }
+        let now = Instant::now();
+        let f = self.agent_in_force(now);
         // A one-shot run (`run-once` without a daemon) ends by itself; no agent feeds it.
-        let Some(timeout) = self.dead_man_timeout().filter(|_| !self.oneshot) else {
-            return;
-        };
-        if self.phase == Phase::Running && self.control.hb_seen.elapsed() > timeout {
+        let running = self.phase == Phase::Running && !self.oneshot;
+        if let Some(deadline) = f.deadline.filter(|d| running && now > *d) {
+            // In the words of the mode that was in force until then.
+            let last = self.agent_in_force(deadline);
             let why = format!(
                 "heartbeat stale: no ctrl for {} (heartbeat_timeout, agent mode {})",
-                crate::model::duration::format(timeout),
-                self.shown
-                    .info()
-                    .agent_mode
-                    .as_ref()
-                    .unwrap_or(&crate::model::status::AgentMode::Sync)
+                last.timeout
+                    .map_or("?".into(), crate::model::duration::format),
+                agent_mode::describe(&last.interval)
             );
             self.drain(&why);
+            return;
         }
+        self.publish(f);
     }
 
-    /// The cache interval in force, from ctrl's beat and the config's `agent_cache_age`.
-    fn agent_interval(&self) -> Option<(Duration, String)> {
-        agent_mode::interval(&self.control.beat, self.cfg.daemon.agent_cache_age)
-    }
-
-    /// `heartbeat_timeout`, raised to allow for the agent's cached mode.
-    fn dead_man_timeout(&self) -> Option<Duration> {
-        agent_mode::dead_man_timeout(
+    /// The agent mode in force at `now` and the dead man switch's deadline, from ctrl's beats
+    /// and the config's `heartbeat_timeout` and `agent_cache_age`.
+    fn agent_in_force(&self, now: Instant) -> agent_mode::InForce {
+        let c = &self.control;
+        agent_mode::in_force(
+            agent_mode::Seen {
+                beat: &c.beat,
+                at: c.hb_seen,
+            },
+            c.cached
+                .as_ref()
+                .map(|(beat, at)| agent_mode::Seen { beat, at: *at }),
             self.cfg.daemon.heartbeat_timeout,
-            self.agent_interval().map(|i| i.0),
+            self.cfg.daemon.agent_cache_age,
+            now,
         )
     }
 
     /// Puts the agent mode and the timeout in force into the status (and the log on a change).
     pub(super) fn publish_agent_mode(&mut self) {
-        let mode = agent_mode::describe(&self.agent_interval());
-        let timeout = self.dead_man_timeout();
-        if self.shown.info().agent_mode.as_ref() != Some(&mode) {
+        self.publish(self.agent_in_force(Instant::now()));
+    }
+
+    /// Puts the mode `f` into the status when it or its timeout changed (and into the log
+    /// when the mode did).
+    fn publish(&mut self, f: agent_mode::InForce) {
+        let mode = agent_mode::describe(&f.interval);
+        let timeout_s = f.timeout.map(|d| d.as_secs_f64());
+        let info = self.shown.info();
+        let same_mode = info.agent_mode.as_ref() == Some(&mode);
+        if same_mode && info.heartbeat_timeout_s == timeout_s {
+            return;
+        }
+        if !same_mode {
             info!(
-                heartbeat_timeout = %timeout.map_or("off".into(), crate::model::duration::format),
+                heartbeat_timeout = %f.timeout.map_or("off".into(), crate::model::duration::format),
                 "agent mode: {mode}"
             );
         }
-        self.set_agent_mode(mode, timeout);
+        self.set_agent_mode(mode, f.timeout);
     }
 
     /// Tells ctrl that this loop still runs: copies a heartbeat mtime not answered yet to

@@ -27,6 +27,9 @@ pub(crate) struct Control {
     pub(super) locked_at: chrono::DateTime<Utc>,
     /// What the last ctrl saw of the agent: the cached mode stretches the dead man timeout.
     pub(super) beat: Beat,
+    /// The last beat that named a cache interval, and when it was seen: its mode stays in
+    /// force over sync beats (a ctrl run by hand) until it lapses (`agent_mode::in_force`).
+    pub(super) cached: Option<(Beat, Instant)>,
     /// Wakes the loop on changes of the watched paths; `None` if it could not start.
     pub(super) watcher: Option<crate::service::sys::Watcher>,
     /// A watched path changed since the last look.
@@ -59,6 +62,11 @@ impl Control {
         // Answered at once: the ctrl that launched this daemon beat just before the watches
         // were set up, and the first look comes only after recovery (slow with many runs).
         let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
+        let beat = st.read_beat();
+        let cached = beat
+            .cache_interval_s
+            .is_some()
+            .then(|| (beat.clone(), Instant::now()));
         Control {
             hb_mtime,
             hb_seen: Instant::now(),
@@ -66,7 +74,8 @@ impl Control {
             run_flag,
             untrusted: None,
             locked_at,
-            beat: st.read_beat(),
+            beat,
+            cached,
             watcher: None,
             // The first pass looks (and arms the watches).
             changed: true,
