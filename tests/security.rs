@@ -1926,3 +1926,31 @@ fn f16_a_user_jobs_runner_gets_neither_the_admins_terminal_nor_its_descriptors()
         "the user's runner got the admin's fd 7 (/etc/shadow): {out:?}"
     );
 }
+
+/// A user job whose run folder its user cannot reach (a folder above the state dir without
+/// `o+x`, as a temporary folder made 0700 is): the run's error names the folder and the fix,
+/// not "cannot start /bin/sh: Permission denied", which sent the admin to the program.
+#[test]
+fn a_run_folder_its_user_cannot_reach_is_named_with_the_fix() {
+    let Some(_) = system_user("rmkd-tty") else {
+        return;
+    };
+    let inst = Instance::new(
+        "",
+        "[[job]]\nname = \"walled\"\nuser = \"rmkd-tty\"\ncommand = [\"sh\", \"-c\", \"true\"]\nevery = \"1h\"\n",
+    );
+    chmod(&inst.config, 0o644);
+    // The instance's folder stays 0700: the user cannot pass it.
+    chmod(inst.dir.path(), 0o700);
+    let out = inst.run(&["run-once", "walled"]);
+    let rec = inst.finished_records("walled").pop();
+    let note = rec
+        .as_ref()
+        .and_then(|r| r["note"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        note.contains("cannot enter the run folder") && note.contains("chmod o+x"),
+        "{note}\n{out:?}"
+    );
+}

@@ -60,8 +60,11 @@ unsafe fn exec_child(plan: &Plan) -> libc::c_int {
         && libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) == 0
         && libc::setgid(plan.gid) == 0
         && libc::setuid(plan.uid) == 0
-        && libc::chdir(p.cwd.as_ptr()) == 0
     {
+        if libc::chdir(p.cwd.as_ptr()) != 0 {
+            // Told apart from the exec's (negated): the fix is the folders', not the program's.
+            return -*libc::__errno_location();
+        }
         libc::execve(p.exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
     }
     *libc::__errno_location()
@@ -101,7 +104,21 @@ pub(super) fn spawn(plan: Plan) -> io::Result<u32> {
     if pid < 0 {
         return Err(fork_err);
     }
-    watch(pid, status_r.as_fd(), plan.uid)
+    watch(pid, status_r.as_fd(), plan.uid).map_err(|e| match e.raw_os_error() {
+        // The run folder could not be entered as the user (see `exec_child`).
+        Some(n) if n < 0 => {
+            let e = io::Error::from_raw_os_error(-n);
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot enter the run folder {} as uid {}: {e}; every folder above it must let that user pass (chmod o+x, or a group of the user's)",
+                    plan.shared.cwd.to_string_lossy(),
+                    plan.uid
+                ),
+            )
+        }
+        _ => e,
+    })
 }
 
 /// Waits for the child's exec (see the module doc).
