@@ -1533,11 +1533,9 @@ mod tests {
         }
     }
 
-    /// A process holds the lock but no status of its own is there yet: a daemon starting (or
-    /// stuck before its first status), WARN, never OK with "pid ?".
-    #[test]
-    fn a_locked_instance_without_its_status_is_starting() {
-        let mut report = Report {
+    /// The report of instance `sys` with nothing in it: each test sets what it looks at.
+    fn bare_report() -> Report {
+        Report {
             instance: Some("sys".into()),
             config: "/c".into(),
             config_error: None,
@@ -1550,7 +1548,14 @@ mod tests {
             config_warnings: Vec::new(),
             section_cut: None,
             generated: Utc::now(),
-        };
+        }
+    }
+
+    /// A process holds the lock but no status of its own is there yet: a daemon starting (or
+    /// stuck before its first status), WARN, never OK with "pid ?".
+    #[test]
+    fn a_locked_instance_without_its_status_is_starting() {
+        let mut report = bare_report();
         report.daemon.running = true;
         let l = daemon_line(&report, "sys", None);
         assert!(
@@ -1570,20 +1575,7 @@ mod tests {
     #[test]
     fn the_daemon_line_goes_by_the_kind_of_config_error() {
         let line = |kind, text: &str| {
-            let mut report = Report {
-                instance: Some("sys".into()),
-                config: "/c".into(),
-                config_error: None,
-                state_dir: None,
-                daemon: Default::default(),
-                ctrl: None,
-                jobs: Vec::new(),
-                envs: Vec::new(),
-                paused: None,
-                config_warnings: Vec::new(),
-                section_cut: None,
-                generated: Utc::now(),
-            };
+            let mut report = bare_report();
             report.daemon.running = true;
             report.daemon.pid = Some(7);
             report.daemon.config_error = Some(text.into());
@@ -1609,18 +1601,8 @@ mod tests {
     #[test]
     fn the_daemon_line_has_no_details_whatever_the_error_quotes() {
         let report = Report {
-            instance: Some("sys".into()),
-            config: "/c".into(),
             config_error: Some("job name \"a\\nb\" contains '\\n'".into()),
-            state_dir: None,
-            daemon: Default::default(),
-            ctrl: None,
-            jobs: Vec::new(),
-            envs: Vec::new(),
-            paused: None,
-            config_warnings: Vec::new(),
-            section_cut: None,
-            generated: Utc::now(),
+            ..bare_report()
         };
         let line = daemon_line(&report, "sys", None);
         assert!(
