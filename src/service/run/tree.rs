@@ -44,10 +44,14 @@ const WALK_CAP: usize = 20_000;
 /// the one before (a killed process forks no more).
 const KILL_ROUNDS: usize = 8;
 
-/// Who one spawner told SIGTERM already (the orphans each run claimed are the reaper's).
+/// Who one spawner told SIGTERM already (the orphans each run claimed are the reaper's), and
+/// the runners it took over from a previous daemon.
 #[derive(Default)]
 pub(super) struct Tree {
     told: Mutex<Told>,
+    /// Adopted runners: their PID (their run's group id) and start time, as their record has
+    /// them and as checked when they were taken over.
+    adopted: Mutex<HashMap<u32, u64>>,
 }
 
 /// The parts of one spawner a look at a run's tree needs.
@@ -68,6 +72,17 @@ impl Tree {
     /// A new runner leads a new group whose id may be an old one's: it has not been told.
     pub(super) fn new_group(&self, pgid: u32) {
         lock(&self.told).groups.remove(&pgid);
+        lock(&self.adopted).remove(&pgid);
+    }
+
+    /// A runner a previous daemon started, taken over with its start time.
+    pub(super) fn adopt(&self, pgid: u32, start: u64) {
+        lock(&self.adopted).insert(pgid, start);
+    }
+
+    /// The run of group `pgid` is over: its id is nothing of ours any more.
+    pub(super) fn forget(&self, pgid: u32) {
+        lock(&self.adopted).remove(&pgid);
     }
 }
 
@@ -281,17 +296,22 @@ pub(super) struct Run<'a> {
 /// then would kill a stranger. So, after the runner: with a cgroup never (the cgroup holds every
 /// process of the run, in the group or not); without one only while no process has that PID
 /// but the run's own — a runner a previous daemon started and this one adopted, which carries
-/// the run's tag (any other is not ours, and any group of that id is new). Left: without a
-/// cgroup, a new group of that id whose leader has exited already (docs/SECURITY.md).
-fn group_is_the_runs(run: &Run) -> bool {
+/// the run's tag (any other is not ours, and any group of that id is new). An adopted runner
+/// that still lives, known by its PID and start time, leads the run's group as our own runner
+/// does. Left: without a cgroup, a new group of that id whose leader has exited already
+/// (docs/SECURITY.md).
+fn group_is_the_runs(s: &Parts, run: &Run) -> bool {
     if run.runner_alive {
+        return true;
+    }
+    let now = crate::service::sys::process_start_time(run.pgid);
+    if now.is_some() && lock(&s.tree.adopted).get(&run.pgid) == now.as_ref() {
         return true;
     }
     if run.cgroup.is_some() {
         return false;
     }
-    crate::service::sys::process_start_time(run.pgid).is_none()
-        || crate::service::sys::has_env(run.pgid, &tag_of(run.run_dir))
+    now.is_none() || crate::service::sys::has_env(run.pgid, &tag_of(run.run_dir))
 }
 
 /// The environment entry every process of the run of `run_dir` inherits.
@@ -302,7 +322,7 @@ fn tag_of(run_dir: &str) -> Vec<u8> {
 /// Whether anything of the run is left (claiming its orphans first).
 pub(super) fn alive(s: &Parts, run: &Run) -> bool {
     claim(s, run.pgid);
-    if run.runner_alive || (group_is_the_runs(run) && group_alive(run.pgid)) {
+    if run.runner_alive || (group_is_the_runs(s, run) && group_alive(run.pgid)) {
         return true;
     }
     if run.cgroup.as_deref().is_some_and(cgroup::populated) {
@@ -320,7 +340,7 @@ pub(super) fn signal(s: &Parts, run: &Run, sig: i32) -> bool {
     let told = &s.tree.told;
     let pgid = run.pgid;
     // Processes in the group are told through it, when it is the run's; else one by one.
-    let by_group = group_is_the_runs(run);
+    let by_group = group_is_the_runs(s, run);
     let outside = |pid: u32| !by_group || pgid_of(pid) != Some(pgid);
     let mut any = false;
     // A live runner's descendants: for SIGKILL in rounds, the group (the runner with it) last,

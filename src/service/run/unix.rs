@@ -325,9 +325,13 @@ impl Spawner {
     /// Takes over a run the previous daemon left running. Nothing to open on Unix: its process
     /// group stays reserved while any member lives, and the caller checked the runner's start
     /// time (PID reuse) just before. Its cgroup, if it has a run cgroup, holds it from now on.
-    pub(crate) fn adopt(&self, pid: u32, _start: Option<u64>) -> bool {
+    pub(crate) fn adopt(&self, pid: u32, start: Option<u64>) -> bool {
         if let Some(dir) = self.s.cgroups.of_adopted(pid) {
             self.s.cgroups.insert(pid, dir);
+        }
+        // Its group is signalled by its id while it lives (see `tree`'s `group_is_the_runs`).
+        if let Some(start) = start {
+            self.s.tree.adopt(pid, start);
         }
         true
     }
@@ -369,8 +373,11 @@ impl Spawner {
     pub fn tree_alive(&self, pgid: u32, run_dir: &str) -> bool {
         let run = self.run_of(pgid, run_dir);
         let alive = tree::alive(&self.s.parts(), &run);
-        if !alive && run.cgroup.is_some() {
-            self.s.cgroups.remove_run(pgid);
+        if !alive {
+            self.s.tree.forget(pgid);
+            if run.cgroup.is_some() {
+                self.s.cgroups.remove_run(pgid);
+            }
         }
         alive
     }
