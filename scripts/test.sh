@@ -100,7 +100,7 @@ cargo clippy --all-targets --target x86_64-pc-windows-gnu -- -D warnings
 
 # --- tests -----------------------------------------------------------------------------
 say "cargo test"
-cargo test --all-targets
+cargo test --all-targets --no-fail-fast
 # --all-targets leaves out doc tests: the compile_fail ones in src/service/run/mod.rs hold that
 # a run as another user cannot take the shared-memory spawn path.
 cargo test --doc
