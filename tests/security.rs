@@ -328,6 +328,59 @@ fn f1_a_config_opened_to_others_after_start_is_not_reloaded() {
 
 // ---- F2: run-once --------------------------------------------------------------------------
 
+/// Any user who may read the config may `flock` it: the daemon's lock on its config (one
+/// daemon per config file, whatever state dir) must not let such a user keep the daemon from
+/// starting. A lock of another user's is no daemon's: the daemon starts without it and says so.
+#[test]
+fn f1_another_users_lock_on_the_config_keeps_no_daemon_from_starting() {
+    let Some(a) = attacker() else { return };
+    let has_flock = Command::new("flock").arg("--version").output().is_ok();
+    if !require_tool(has_flock, "flock") {
+        return;
+    }
+    let inst = open_instance(IDLE_JOB);
+    // The lock's holder is the process the test ends (no child of `flock` left behind).
+    let mut holder = Victim(
+        Command::new("sh")
+            .arg("-c")
+            .arg("exec 9<\"$1\" && flock -x 9 && exec sleep 600")
+            .arg("sh")
+            .arg(&inst.config)
+            .uid(a.uid)
+            .gid(a.gid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let locked = || {
+        !Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&inst.config)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), locked),
+        "the lock was not taken"
+    );
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(inst.daemon_pid().is_some());
+    assert!(
+        inst.log()
+            .contains("not by a daemon of it; running without"),
+        "{}",
+        inst.log()
+    );
+    assert!(holder.alive());
+    let out = inst.run(&["stop", "--now"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn f2_run_once_refuses_a_config_another_user_can_write() {
     let Some(a) = attacker() else { return };

@@ -1,0 +1,143 @@
+//! One daemon per config file, whatever state dir the caller's environment gives it (T3): a
+//! config without `state_dir` takes its state dir from `MK_VARDIR`, and ctrl run with two
+//! values (the agent, an admin's shell) started two daemons of the same config, each in a
+//! state dir of its own: every job ran twice. The daemon now locks the config file itself; a
+//! second ctrl launches none and says CRIT, naming the other state dir, and a second daemon
+//! started by hand refuses. Real binary, fork route.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const CONFIG: &str = "[daemon]\ninstance = \"od\"\nheartbeat_timeout = \"0\"\nstop_grace = \"1s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+
+/// The instance with its config (no `state_dir`) and three `MK_VARDIR` folders.
+fn setup() -> (Instance, [PathBuf; 3]) {
+    let inst = Instance::new("", "");
+    inst.write_raw_config(CONFIG);
+    let vars = ["v1", "v2", "v3"].map(|v| inst.dir.path().join(v));
+    for v in &vars {
+        std::fs::create_dir(v).unwrap();
+    }
+    (inst, vars)
+}
+
+fn with_var(inst: &Instance, var: &Path) -> Command {
+    let mut c = inst.cmd();
+    c.env("MK_VARDIR", var)
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1");
+    c
+}
+
+/// The daemon line of ctrl run with `MK_VARDIR=var`.
+fn ctrl_line(inst: &Instance, var: &Path) -> String {
+    let out = with_var(inst, var).arg("ctrl").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains("\"Robotmk od daemon\""))
+        .unwrap_or_else(|| panic!("no daemon line: {}", text(&out.stdout)))
+}
+
+fn state_dir(var: &Path) -> PathBuf {
+    var.join("robotmk-daemon").join("od")
+}
+
+/// The first daemon, started by ctrl with `MK_VARDIR=v1`; its PID.
+fn first_daemon(inst: &Instance, v1: &Path) -> u32 {
+    let line = ctrl_line(inst, v1);
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(
+        wait_for(Duration::from_secs(5), || inst.daemon_processes().len()
+            == 1),
+        "{:?}",
+        inst.daemon_processes()
+    );
+    inst.daemon_processes()[0]
+}
+
+/// A second ctrl (`MK_VARDIR=v2`) starts no daemon and says CRIT, naming the first daemon's
+/// state dir and the fix; a daemon started by hand there refuses, saying the same.
+fn second_is_refused(inst: &Instance, first: u32, v1: &Path, v2: &Path) {
+    let line = ctrl_line(inst, v2);
+    assert!(line.starts_with("2 "), "{line}");
+    assert!(
+        line.contains(&state_dir(v1).display().to_string()),
+        "{line}"
+    );
+    assert!(line.contains(&format!("pid {first}")), "{line}");
+    assert!(line.contains("set state_dir in the config"), "{line}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inst.daemon_processes(), vec![first]);
+
+    let (out, _) = output_within(
+        Duration::from_secs(10),
+        with_var(inst, v2).args(["daemon", "--route", "fork"]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&state_dir(v1).display().to_string()) && err.contains("set state_dir"),
+        "{err}"
+    );
+    // For a ctrl that launched it: the same words in its start-error.
+    let start_error =
+        std::fs::read_to_string(state_dir(v2).join("start-error")).unwrap_or_default();
+    assert!(start_error.contains("set state_dir"), "{start_error}");
+    assert_eq!(inst.daemon_processes(), vec![first]);
+}
+
+fn stop(inst: &Instance, v1: &Path) {
+    let out = with_var(inst, v1).args(["stop", "--now"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn two_mk_vardirs_run_one_daemon_of_a_config() {
+    let (inst, [v1, v2, v3]) = setup();
+    let first = first_daemon(&inst, &v1);
+    second_is_refused(&inst, first, &v1, &v2);
+    // `status` from a third environment says where it runs, not a bare "not running".
+    let out = with_var(&inst, &v3).arg("status").output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("elsewhere:") && shown.contains(&state_dir(&v1).display().to_string()),
+        "{shown}"
+    );
+    // The first ctrl still sees its daemon, OK.
+    assert!(ctrl_line(&inst, &v1).starts_with("0 "));
+    stop(&inst, &v1);
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+    // With it gone, the other environment may start one.
+    assert!(ctrl_line(&inst, &v2).starts_with("0 "));
+    stop(&inst, &v2);
+}
+
+#[test]
+fn a_config_replaced_by_rename_is_locked_again_after_the_reload() {
+    let (inst, [v1, v2, _]) = setup();
+    let first = first_daemon(&inst, &v1);
+    let stamp = || {
+        std::fs::read(state_dir(&v1).join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|s| s["daemon"]["config_stamp"].clone())
+    };
+    let before = stamp();
+    assert!(before.is_some());
+    // An editor's save: a new file renamed over the config. The daemon reloads it.
+    inst.write_raw_config(&format!("{CONFIG}# edited\n"));
+    assert!(
+        wait_for(Duration::from_secs(5), || stamp() != before),
+        "the daemon did not reload the config"
+    );
+    second_is_refused(&inst, first, &v1, &v2);
+    let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("was replaced; locked the new file"), "{log}");
+    second_is_refused(&inst, first, &v1, &v2);
+    stop(&inst, &v1);
+}
