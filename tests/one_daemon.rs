@@ -141,3 +141,50 @@ fn a_config_replaced_by_rename_is_locked_again_after_the_reload() {
     second_is_refused(&inst, first, &v1, &v2);
     stop(&inst, &v1);
 }
+
+/// A handover (the config now names another state dir) while a run is in flight: the old
+/// daemon drains until the run ends, and lets the config's lock go at once, so the next ctrl
+/// starts the daemon the config names now instead of reporting the draining one as a daemon
+/// of the config elsewhere.
+#[test]
+fn a_handover_lets_the_next_daemon_start_while_runs_finish() {
+    let long = "[[job]]\nname = \"long\"\ncommand = [\"sleep\", \"30\"]\nevery = \"1s\"\ntimeout = \"1m\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"0\"", long);
+    let out = inst.ctrl();
+    assert!(out.status.success(), "{out:?}");
+    let running = |st: &Path| {
+        std::fs::read(st.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| {
+                s["jobs"][0]["running"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+    };
+    assert!(wait_for(Duration::from_secs(5), || running(&inst.state)));
+    let first = inst.daemon_processes();
+    assert_eq!(first.len(), 1);
+    let s2 = inst.dir.path().join("state2");
+    inst.write_raw_config(&format!(
+        "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nstop_grace = \"1s\"\nheartbeat_timeout = \"0\"\n\n{long}",
+        s2.display()
+    ));
+    let log = || std::fs::read_to_string(inst.state.join("daemon.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(5), || log()
+            .contains("let go of the config's lock")),
+        "{}",
+        log()
+    );
+    let out = inst.ctrl();
+    let line = local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains(" daemon\""))
+        .unwrap_or_default();
+    assert!(line.starts_with("0 "), "{line}");
+    // The old one still finishes its run beside the new one.
+    assert!(common::pid_alive(first[0]));
+    assert_eq!(inst.daemon_processes().len(), 2);
+    let _ = inst.run(&["stop", "--now"]);
+}
