@@ -10,8 +10,11 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// Python that takes an exclusive flock on the file `argv[1]` itself and keeps it.
+const HOLD_LOCK: &str = "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(600)";
 
 const CONFIG: &str = "[daemon]\ninstance = \"od\"\nheartbeat_timeout = \"0\"\nstop_grace = \"1s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
 
@@ -138,7 +141,6 @@ fn a_config_replaced_by_rename_is_locked_again_after_the_reload() {
     second_is_refused(&inst, first, &v1, &v2);
     let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
     assert!(log.contains("was replaced; locked the new file"), "{log}");
-    second_is_refused(&inst, first, &v1, &v2);
     stop(&inst, &v1);
 }
 
@@ -187,4 +189,50 @@ fn a_handover_lets_the_next_daemon_start_while_runs_finish() {
     assert!(common::pid_alive(first[0]));
     assert_eq!(inst.daemon_processes().len(), 2);
     let _ = inst.run(&["stop", "--now"]);
+}
+
+/// A process of this user that holds the config's lock but no `daemon.lock` (a tool that
+/// locks files it reads) is no daemon of the config: ctrl starts the daemon, which runs
+/// without the config's lock and says so in its log.
+#[test]
+fn a_lock_on_the_config_by_a_non_daemon_keeps_no_daemon_from_starting() {
+    // A process that takes the lock itself (flock(1) would leave it to a child).
+    let python = Path::new("/usr/bin/python3");
+    if !require_tool(python.exists(), "/usr/bin/python3") {
+        return;
+    }
+    let (inst, [v1, _, _]) = setup();
+    let mut holder = Command::new(python)
+        .arg("-c")
+        .arg(HOLD_LOCK)
+        .arg(&inst.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = || {
+        !Command::new(python)
+            .arg("-c")
+            .arg("import fcntl, sys; fcntl.flock(open(sys.argv[1]), fcntl.LOCK_SH | fcntl.LOCK_NB)")
+            .arg(&inst.config)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(wait_for(Duration::from_secs(5), locked));
+    let line = ctrl_line(&inst, &v1);
+    assert!(line.starts_with("0 "), "{line}");
+    let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "locked by pid {}, which holds no daemon.lock",
+            holder.id()
+        )),
+        "{log}"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    stop(&inst, &v1);
 }

@@ -334,18 +334,22 @@ fn f1_a_config_opened_to_others_after_start_is_not_reloaded() {
 #[test]
 fn f1_another_users_lock_on_the_config_keeps_no_daemon_from_starting() {
     let Some(a) = attacker() else { return };
-    let has_flock = Command::new("flock").arg("--version").output().is_ok();
-    if !require_tool(has_flock, "flock") {
+    // A process that takes the lock itself (flock(1) would leave it to a child, gone).
+    let python = Path::new("/usr/bin/python3");
+    if !require_tool(python.exists(), "/usr/bin/python3") {
         return;
     }
     let inst = open_instance(IDLE_JOB);
-    // The lock's holder is the process the test ends (no child of `flock` left behind).
+    // Dressed up as a daemon: it holds a `daemon.lock` of its own too.
+    let theirs = inst.dir.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    a.owns(&theirs);
     let mut holder = Victim(
-        Command::new("sh")
+        Command::new(python)
             .arg("-c")
-            .arg("exec 9<\"$1\" && flock -x 9 && exec sleep 600")
-            .arg("sh")
+            .arg("import fcntl, sys, time; d = open(sys.argv[2], 'w'); fcntl.flock(d, fcntl.LOCK_EX); f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(600)")
             .arg(&inst.config)
+            .arg(theirs.join("daemon.lock"))
             .uid(a.uid)
             .gid(a.gid)
             .stdin(Stdio::null())
@@ -355,10 +359,11 @@ fn f1_another_users_lock_on_the_config_keeps_no_daemon_from_starting() {
             .unwrap(),
     );
     let locked = || {
-        !Command::new("flock")
-            .args(["-n", "-s"])
+        !Command::new(python)
+            .arg("-c")
+            .arg("import fcntl, sys; fcntl.flock(open(sys.argv[1]), fcntl.LOCK_SH | fcntl.LOCK_NB)")
             .arg(&inst.config)
-            .arg("true")
+            .stderr(Stdio::null())
             .status()
             .unwrap()
             .success()
@@ -371,8 +376,10 @@ fn f1_another_users_lock_on_the_config_keeps_no_daemon_from_starting() {
     assert!(line.starts_with("0 "), "{line}");
     assert!(inst.daemon_pid().is_some());
     assert!(
-        inst.log()
-            .contains("not by a daemon of it; running without"),
+        inst.log().contains(&format!(
+            "locked by pid {}, of another user, not by a daemon of it; running without",
+            holder.0.id()
+        )),
         "{}",
         inst.log()
     );

@@ -41,7 +41,8 @@ pub(crate) struct Holder {
     /// and must not keep one from starting.
     pub(crate) mine: bool,
     /// The folder of the instance lock it holds too (named `lock_name`): its state dir.
-    /// `None` where its descriptors cannot be read (another user's process).
+    /// `None` where it holds none (no daemon), or its descriptors cannot be read (another
+    /// user's process).
     pub(crate) state_dir: Option<PathBuf>,
 }
 
@@ -140,8 +141,8 @@ fn flock_writer(dev: u64, ino: u64) -> Option<u32> {
     })
 }
 
-/// The folder of the file named `lock_name` that `pid` has open: the state dir of a daemon
-/// (its `daemon.lock`, which it holds for its whole life).
+/// The folder of the file named `lock_name` that `pid` has open and holds an exclusive flock
+/// on: the state dir of a daemon (its `daemon.lock`, which it holds for its whole life).
 fn instance_lock_dir(pid: u32, lock_name: &str) -> Option<PathBuf> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     fds.flatten().find_map(|fd| {
@@ -150,7 +151,13 @@ fn instance_lock_dir(pid: u32, lock_name: &str) -> Option<PathBuf> {
         // A lock file deleted under the daemon still names its folder.
         let text = text.strip_suffix(" (deleted)").unwrap_or(&text);
         let target = Path::new(text);
-        (target.file_name()? == lock_name).then(|| target.parent().map(Path::to_path_buf))?
+        if target.file_name()? != lock_name {
+            return None;
+        }
+        // The open file itself (the descriptor's link leads to it, deleted or not).
+        let m = std::fs::metadata(fd.path()).ok()?;
+        (flock_writer(m.dev(), m.ino()) == Some(pid))
+            .then(|| target.parent().map(Path::to_path_buf))?
     })
 }
 
@@ -163,8 +170,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, "[daemon]\n").unwrap();
-        let inst = dir.path().join("daemon.lock");
+        // A name of its own: other tests of this process hold `daemon.lock` files.
+        let inst = dir.path().join("config-lock-test.lock");
         let inst_file = std::fs::File::create(&inst).unwrap();
+        inst_file.lock().unwrap();
         assert!(!is_held(&cfg).unwrap());
         let held = take(&cfg, Duration::ZERO).unwrap().expect("first take");
         assert!(is_held(&cfg).unwrap());
@@ -175,7 +184,7 @@ mod tests {
         // flock locks belong to the open file description: a second open in this process
         // is refused as another process's would be.
         assert!(take(&link, Duration::from_millis(20)).unwrap().is_none());
-        let h = holder(&cfg, "daemon.lock").expect("the holder");
+        let h = holder(&cfg, "config-lock-test.lock").expect("the holder");
         assert_eq!(h.pid, std::process::id());
         assert!(h.mine);
         assert_eq!(h.state_dir.as_deref(), Some(dir.path()));
