@@ -330,6 +330,66 @@ fn f1_a_config_opened_to_others_after_start_is_not_reloaded() {
 
 // ---- F2: run-once --------------------------------------------------------------------------
 
+/// Any user who may read the config may `flock` it: the daemon's lock on its config (one
+/// daemon per config file, whatever state dir) must not let such a user keep the daemon from
+/// starting. A lock of another user's is no daemon's: the daemon starts without it and says so.
+#[test]
+fn f1_another_users_lock_on_the_config_keeps_no_daemon_from_starting() {
+    let Some(a) = attacker() else { return };
+    // A process that takes the lock itself (flock(1) would leave it to a child, gone).
+    let python = Path::new("/usr/bin/python3");
+    if !require_tool(python.exists(), "/usr/bin/python3") {
+        return;
+    }
+    let inst = open_instance(IDLE_JOB);
+    // Dressed up as a daemon: it holds a `daemon.lock` of its own too.
+    let theirs = inst.dir.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    a.owns(&theirs);
+    let mut holder = Victim(
+        Command::new(python)
+            .arg("-c")
+            .arg("import fcntl, sys, time; d = open(sys.argv[2], 'w'); fcntl.flock(d, fcntl.LOCK_EX); f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(600)")
+            .arg(&inst.config)
+            .arg(theirs.join("daemon.lock"))
+            .uid(a.uid)
+            .gid(a.gid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let locked = || {
+        !Command::new(python)
+            .arg("-c")
+            .arg("import fcntl, sys; fcntl.flock(open(sys.argv[1]), fcntl.LOCK_SH | fcntl.LOCK_NB)")
+            .arg(&inst.config)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), locked),
+        "the lock was not taken"
+    );
+    let line = daemon_line(&ctrl_at(&inst.config));
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(inst.daemon_pid().is_some());
+    assert!(
+        inst.log().contains(&format!(
+            "locked by pid {}, of another user, not by a daemon of it; running without",
+            holder.0.id()
+        )),
+        "{}",
+        inst.log()
+    );
+    assert!(holder.alive());
+    let out = inst.run(&["stop", "--now"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn f2_run_once_refuses_a_config_another_user_can_write() {
     let Some(a) = attacker() else { return };

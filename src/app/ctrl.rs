@@ -53,6 +53,10 @@ pub(crate) enum StartError {
     /// users up, the daemon does).
     #[error("{0}")]
     Config(String),
+    /// A daemon of this config runs with another state dir (`service::one_daemon`): none is
+    /// launched here; the words name it, its state dir and the fix.
+    #[error("{0}")]
+    Elsewhere(String),
 }
 
 impl From<String> for StartError {
@@ -108,6 +112,23 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
                 age.as_secs_f64()
             )),
         });
+    }
+    // No daemon here, but one of this config may run with another state dir (another
+    // MK_VARDIR): a daemon launched here would refuse to start, so none is.
+    match crate::service::one_daemon::probe(&cfg.path, &cfg.daemon.state_dir) {
+        crate::service::one_daemon::Probe::Free => {}
+        crate::service::one_daemon::Probe::Here(pid) => {
+            return Ok(Ensured {
+                started: false,
+                route: None,
+                note: Some(format!(
+                "a daemon (pid {pid}) of this state dir is starting, or taking its lock file again"
+            )),
+            })
+        }
+        crate::service::one_daemon::Probe::Elsewhere(why) => {
+            return Err(StartError::Elsewhere(why))
+        }
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
     let exe = launch::daemon_exe(&exe, &cfg.daemon.state_dir)?;

@@ -47,7 +47,16 @@ pub(crate) fn status(path: &Path, json: bool) -> i32 {
         let text = serde_json::to_string_pretty(&r).unwrap_or_default();
         println!("{}", crate::app::term::json_escaped(&text));
     } else {
-        print!("{}", table(&r));
+        // No daemon here, but one of this config may run with another state dir (another
+        // MK_VARDIR, see `service::one_daemon`): said, rather than a bare "not running".
+        let elsewhere = match (&r.state_dir, r.daemon.running) {
+            (Some(dir), false) => match crate::service::one_daemon::probe(path, dir) {
+                crate::service::one_daemon::Probe::Elsewhere(w) => Some(w),
+                _ => None,
+            },
+            _ => None,
+        };
+        print!("{}", table(&r, elsewhere.as_deref()));
         print!("{}", crate::app::pause::status_lines(&r));
         print!("{}", findings::status_notes(&r.config_warnings));
         if let Some(dir) = &r.state_dir {
@@ -65,7 +74,8 @@ pub(crate) fn status(path: &Path, json: bool) -> i32 {
 }
 
 /// The status as a table for people.
-fn table(r: &Report) -> String {
+/// `elsewhere`: the words for a daemon of this config that runs with another state dir.
+fn table(r: &Report, elsewhere: Option<&str>) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let d = &r.daemon;
@@ -103,6 +113,9 @@ fn table(r: &Report) -> String {
         }
     } else {
         let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
+        if let Some(w) = elsewhere {
+            let _ = writeln!(o, "elsewhere:  {w}");
+        }
         if let Some(why) = &d.last_stop {
             let _ = writeln!(o, "last stop:  {why}");
         }

@@ -8,6 +8,7 @@ pub mod config;
 pub(crate) mod launch;
 pub(crate) mod lock;
 pub(crate) mod logging;
+pub(crate) mod one_daemon;
 pub(crate) mod others;
 pub(crate) mod pause;
 pub(crate) mod preflight;

@@ -32,7 +32,11 @@ use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+
+/// How long the loop tries to take the config's lock again (a probe holds its shared lock
+/// for an instant; the loop must not wait on a real holder).
+const RELOCK_PATIENCE: Duration = Duration::from_millis(100);
 
 /// How often runs adopted from a previous daemon (not our children: no exit event) are
 /// looked for while there are any.
@@ -198,6 +202,7 @@ impl Daemon {
         self.check_state_dir_trust();
         self.check_state_dir_moved();
         self.check_lock_file();
+        self.check_config_lock();
         self.check_stop_request();
         self.check_heartbeat();
         if let Some(flag) = &self.control.run_flag {
@@ -273,6 +278,7 @@ impl Daemon {
                 self.state.root.display()
             );
             self.drain(&why);
+            self.let_config_go();
         }
     }
 
@@ -483,6 +489,84 @@ impl Daemon {
                 ));
             }
             Err(_) => {}
+        }
+    }
+
+    /// The config file's lock (see `service::one_daemon`) is on the file the path named when
+    /// it was taken; a config replaced by rename (an editor, config management) is another
+    /// file, which nobody holds until this daemon locks it here, at its next look after the
+    /// rename (the watch on the config wakes it: milliseconds). A daemon of this config with
+    /// another state dir started in that window holds the new file: that one runs the jobs
+    /// now, and this one hands over (drains and exits).
+    fn check_config_lock(&mut self) {
+        use crate::service::one_daemon::Taken;
+        let Some(held) = &self.config_lock else {
+            return;
+        };
+        if held.still_names(&self.cfg.path) {
+            return;
+        }
+        match crate::service::one_daemon::take_within(
+            &self.cfg.path,
+            &self.state.root,
+            RELOCK_PATIENCE,
+        ) {
+            Taken::Locked(new) => {
+                info!(
+                    "{} was replaced; locked the new file, this daemon still runs its jobs",
+                    self.cfg.path.display()
+                );
+                self.config_lock = Some(new);
+            }
+            Taken::Refused(why) if self.phase == Phase::Running => {
+                self.drain(&format!("the config was replaced: {why}"));
+                // That daemon runs (and records) the due times from now.
+                self.drained.another_runs_them = true;
+            }
+            Taken::Refused(_) => {}
+            Taken::Without(why) => {
+                warn!("{why}");
+                self.config_lock = None;
+            }
+            // Not there for a moment, or not readable: the old file stays locked; the next
+            // look tries again.
+            Taken::Failed(e) => debug!("cannot lock the replaced config yet: {e}"),
+        }
+    }
+
+    /// A handover (the config names another instance or state dir, or the state dir leads
+    /// elsewhere now): the daemon there may start while this one's runs in flight finish, and
+    /// this one starts no run any more, so it lets the config file's lock go.
+    pub(super) fn let_config_go(&mut self) {
+        if self.config_lock.take().is_some() {
+            info!("handing over: let go of the config's lock so that the next daemon can start");
+        }
+    }
+
+    /// Takes the config's lock back for a handover that is called off; false if a daemon of
+    /// this config holds it now (that one runs the jobs: the handover stands).
+    pub(super) fn take_config_back(&mut self) -> bool {
+        use crate::service::one_daemon::Taken;
+        if self.config_lock.is_some() || self.oneshot {
+            return true;
+        }
+        match crate::service::one_daemon::take_within(
+            &self.cfg.path,
+            &self.state.root,
+            RELOCK_PATIENCE,
+        ) {
+            Taken::Locked(l) => {
+                self.config_lock = Some(l);
+                true
+            }
+            Taken::Refused(why) | Taken::Failed(why) => {
+                warn!("the handover is not called off: {why}");
+                false
+            }
+            Taken::Without(why) => {
+                warn!("{why}");
+                true
+            }
         }
     }
 

@@ -142,12 +142,13 @@ impl Daemon {
                 );
                 self.drain(&why);
                 self.drained.handing_over = true;
+                self.let_config_go();
             }
             return;
         }
         // Named again before the handover's drain ended (an edit taken back, a file restored):
         // this daemon goes on (see `drain`).
-        if self.phase == Phase::Draining && self.drained.handing_over {
+        if self.phase == Phase::Draining && self.drained.handing_over && self.take_config_back() {
             self.undrain();
         }
         self.control.users_stamp = config::users_stamp(&new);

@@ -102,6 +102,10 @@ pub(crate) struct Daemon {
     /// The instance lock, held for the daemon's whole life (and retaken if its file is
     /// replaced, see `control`).
     pub(super) lock: lock::InstanceLock,
+    /// The config file's lock: one daemon per config file, whatever its state dir (see
+    /// `service::one_daemon`). Taken again when the config is replaced by rename; let go for
+    /// a handover, so that the daemon the config names now can start; `None` in a one-shot.
+    pub(super) config_lock: Option<crate::service::sys::config_lock::ConfigLock>,
     /// A one-shot instance (`run-once` with no daemon): no schedule, no heartbeat, no reload;
     /// it exits once its run is recorded.
     pub(super) oneshot: bool,

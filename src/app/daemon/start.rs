@@ -138,6 +138,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     }
     drop(named);
     clear_launch_files(&st, opts);
+    let config_lock = take_config(&cfg, &st, opts)?;
     // `start --foreground` mirrors its log to stderr; a one-shot (`run-once`) does not: its
     // terminal shows the run's own output.
     match crate::service::logging::RotatingLog::open(
@@ -156,7 +157,7 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         );
     }
     let st_kept = st.clone();
-    Daemon::new(cfg, st, opts, stamp, held, locked_at, begun).map_err(|e| {
+    Daemon::new(cfg, st, opts, stamp, (held, config_lock), locked_at, begun).map_err(|e| {
         error!("daemon cannot start: {e}");
         eprintln!("robotmk-daemon: {e}");
         if opts.oneshot.is_none() {
@@ -263,6 +264,40 @@ fn take_instance(st: &StateDir, opts: &Options) -> Result<lock::InstanceLock, Se
     }
 }
 
+/// The config file's own lock (see `service::one_daemon`): a daemon of this config that runs
+/// with another state dir (another `MK_VARDIR`) keeps this one from starting, and the ctrl
+/// that launched it reads why in `start-error`. A one-shot takes none: it is an admin's
+/// explicit run, and a daemon of the config elsewhere must not stop it.
+fn take_config(
+    cfg: &Config,
+    st: &StateDir,
+    opts: &Options,
+) -> Result<Option<sys::config_lock::ConfigLock>, SetupError> {
+    if opts.oneshot.is_some() {
+        return Ok(None);
+    }
+    use crate::service::one_daemon::Taken;
+    let why = match crate::service::one_daemon::take(&cfg.path, &st.root) {
+        Taken::Locked(l) => return Ok(Some(l)),
+        Taken::Without(note) => {
+            crate::service::logging::append_once(&st.log_file(), &note);
+            return Ok(None);
+        }
+        Taken::Refused(why) | Taken::Failed(why) => why,
+    };
+    eprintln!("robotmk-daemon: {why}");
+    crate::service::logging::append_once(&st.log_file(), &format!("daemon not started: {why}"));
+    // Written while this process holds the instance lock, in the state dir it checked (as a
+    // failure past the config is).
+    let failure = crate::model::request::StartFailure {
+        at: Utc::now(),
+        error: why,
+        stage: crate::model::request::StartStage::Setup,
+    };
+    let _ = state::write_json(&st.start_error_file(), &failure, Durability::NoSync);
+    Err(SetupError::Exit(1))
+}
+
 /// Removes what belongs to the launch this daemon came from, or to its predecessor.
 fn clear_launch_files(st: &StateDir, opts: &Options) {
     // A view a dead predecessor rendered must not be served under this daemon's lock: ctrl's
@@ -322,7 +357,7 @@ impl Daemon {
         state: StateDir,
         opts: &Options,
         config_stamp: Option<String>,
-        lock: lock::InstanceLock,
+        (lock, config_lock): (lock::InstanceLock, Option<sys::config_lock::ConfigLock>),
         locked_at: DateTime<Utc>,
         begun: lifecycle::Begun,
     ) -> Result<Daemon, String> {
@@ -351,6 +386,7 @@ impl Daemon {
             unsaved: Vec::new(),
             state_errors: BTreeMap::new(),
             lock,
+            config_lock,
             oneshot: opts.oneshot.is_some(),
             finisher: None,
             envs: Side::default(),

@@ -220,6 +220,15 @@ pub(crate) fn open_read(path: &Path) -> io::Result<File> {
     open_plain(path, &o, Links::Refuse)
 }
 
+/// Opens the config file for reading as it is read (a symlink followed, see [`Links`]): to
+/// lock it (`config_lock`).
+#[cfg(unix)]
+pub(crate) fn open_config(path: &Path) -> io::Result<File> {
+    let mut o = options(Links::Follow);
+    o.read(true);
+    open_plain(path, &o, Links::Follow)
+}
+
 /// Opens for appending, creating it (0600) if missing.
 pub(crate) fn open_append(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);

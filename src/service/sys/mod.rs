@@ -51,6 +51,13 @@ mod watch;
 pub(crate) use watch::Watcher;
 
 #[cfg(unix)]
+#[path = "config_lock_unix.rs"]
+pub(crate) mod config_lock;
+#[cfg(windows)]
+#[path = "config_lock_windows.rs"]
+pub(crate) mod config_lock;
+
+#[cfg(unix)]
 #[path = "program_unix.rs"]
 mod program;
 #[cfg(unix)]

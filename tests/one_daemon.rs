@@ -1,0 +1,238 @@
+//! One daemon per config file, whatever state dir the caller's environment gives it (T3): a
+//! config without `state_dir` takes its state dir from `MK_VARDIR`, and ctrl run with two
+//! values (the agent, an admin's shell) started two daemons of the same config, each in a
+//! state dir of its own: every job ran twice. The daemon now locks the config file itself; a
+//! second ctrl launches none and says CRIT, naming the other state dir, and a second daemon
+//! started by hand refuses. Real binary, fork route.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Python that takes an exclusive flock on the file `argv[1]` itself and keeps it.
+const HOLD_LOCK: &str = "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(600)";
+
+const CONFIG: &str = "[daemon]\ninstance = \"od\"\nheartbeat_timeout = \"0\"\nstop_grace = \"1s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+
+/// The instance with its config (no `state_dir`) and three `MK_VARDIR` folders.
+fn setup() -> (Instance, [PathBuf; 3]) {
+    let inst = Instance::new("", "");
+    inst.write_raw_config(CONFIG);
+    let vars = ["v1", "v2", "v3"].map(|v| inst.dir.path().join(v));
+    for v in &vars {
+        std::fs::create_dir(v).unwrap();
+    }
+    (inst, vars)
+}
+
+fn with_var(inst: &Instance, var: &Path) -> Command {
+    let mut c = inst.cmd();
+    c.env("MK_VARDIR", var)
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1");
+    c
+}
+
+/// The daemon line of ctrl run with `MK_VARDIR=var`.
+fn ctrl_line(inst: &Instance, var: &Path) -> String {
+    let out = with_var(inst, var).arg("ctrl").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains("\"Robotmk od daemon\""))
+        .unwrap_or_else(|| panic!("no daemon line: {}", text(&out.stdout)))
+}
+
+fn state_dir(var: &Path) -> PathBuf {
+    var.join("robotmk-daemon").join("od")
+}
+
+/// The first daemon, started by ctrl with `MK_VARDIR=v1`; its PID.
+fn first_daemon(inst: &Instance, v1: &Path) -> u32 {
+    let line = ctrl_line(inst, v1);
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(
+        wait_for(Duration::from_secs(5), || inst.daemon_processes().len()
+            == 1),
+        "{:?}",
+        inst.daemon_processes()
+    );
+    inst.daemon_processes()[0]
+}
+
+/// A second ctrl (`MK_VARDIR=v2`) starts no daemon and says CRIT, naming the first daemon's
+/// state dir and the fix; a daemon started by hand there refuses, saying the same.
+fn second_is_refused(inst: &Instance, first: u32, v1: &Path, v2: &Path) {
+    let line = ctrl_line(inst, v2);
+    assert!(line.starts_with("2 "), "{line}");
+    assert!(
+        line.contains(&state_dir(v1).display().to_string()),
+        "{line}"
+    );
+    assert!(line.contains(&format!("pid {first}")), "{line}");
+    assert!(line.contains("set state_dir in the config"), "{line}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inst.daemon_processes(), vec![first]);
+
+    let (out, _) = output_within(
+        Duration::from_secs(10),
+        with_var(inst, v2).args(["daemon", "--route", "fork"]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&state_dir(v1).display().to_string()) && err.contains("set state_dir"),
+        "{err}"
+    );
+    // For a ctrl that launched it: the same words in its start-error.
+    let start_error =
+        std::fs::read_to_string(state_dir(v2).join("start-error")).unwrap_or_default();
+    assert!(start_error.contains("set state_dir"), "{start_error}");
+    assert_eq!(inst.daemon_processes(), vec![first]);
+}
+
+fn stop(inst: &Instance, v1: &Path) {
+    let out = with_var(inst, v1).args(["stop", "--now"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn two_mk_vardirs_run_one_daemon_of_a_config() {
+    let (inst, [v1, v2, v3]) = setup();
+    let first = first_daemon(&inst, &v1);
+    second_is_refused(&inst, first, &v1, &v2);
+    // `status` from a third environment says where it runs, not a bare "not running".
+    let out = with_var(&inst, &v3).arg("status").output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("elsewhere:") && shown.contains(&state_dir(&v1).display().to_string()),
+        "{shown}"
+    );
+    // The first ctrl still sees its daemon, OK.
+    assert!(ctrl_line(&inst, &v1).starts_with("0 "));
+    stop(&inst, &v1);
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+    // With it gone, the other environment may start one.
+    assert!(ctrl_line(&inst, &v2).starts_with("0 "));
+    stop(&inst, &v2);
+}
+
+#[test]
+fn a_config_replaced_by_rename_is_locked_again_after_the_reload() {
+    let (inst, [v1, v2, _]) = setup();
+    let first = first_daemon(&inst, &v1);
+    let stamp = || {
+        std::fs::read(state_dir(&v1).join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|s| s["daemon"]["config_stamp"].clone())
+    };
+    let before = stamp();
+    assert!(before.is_some());
+    // An editor's save: a new file renamed over the config. The daemon reloads it.
+    inst.write_raw_config(&format!("{CONFIG}# edited\n"));
+    assert!(
+        wait_for(Duration::from_secs(5), || stamp() != before),
+        "the daemon did not reload the config"
+    );
+    second_is_refused(&inst, first, &v1, &v2);
+    let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("was replaced; locked the new file"), "{log}");
+    stop(&inst, &v1);
+}
+
+/// A handover (the config now names another state dir) while a run is in flight: the old
+/// daemon drains until the run ends, and lets the config's lock go at once, so the next ctrl
+/// starts the daemon the config names now instead of reporting the draining one as a daemon
+/// of the config elsewhere.
+#[test]
+fn a_handover_lets_the_next_daemon_start_while_runs_finish() {
+    let long = "[[job]]\nname = \"long\"\ncommand = [\"sleep\", \"30\"]\nevery = \"1s\"\ntimeout = \"1m\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"0\"", long);
+    let out = inst.ctrl();
+    assert!(out.status.success(), "{out:?}");
+    let running = |st: &Path| {
+        std::fs::read(st.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| {
+                s["jobs"][0]["running"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+    };
+    assert!(wait_for(Duration::from_secs(5), || running(&inst.state)));
+    let first = inst.daemon_processes();
+    assert_eq!(first.len(), 1);
+    let s2 = inst.dir.path().join("state2");
+    inst.write_raw_config(&format!(
+        "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nstop_grace = \"1s\"\nheartbeat_timeout = \"0\"\n\n{long}",
+        s2.display()
+    ));
+    let log = || std::fs::read_to_string(inst.state.join("daemon.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(5), || log()
+            .contains("let go of the config's lock")),
+        "{}",
+        log()
+    );
+    let out = inst.ctrl();
+    let line = local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains(" daemon\""))
+        .unwrap_or_default();
+    assert!(line.starts_with("0 "), "{line}");
+    // The old one still finishes its run beside the new one.
+    assert!(common::pid_alive(first[0]));
+    assert_eq!(inst.daemon_processes().len(), 2);
+    let _ = inst.run(&["stop", "--now"]);
+}
+
+/// A process of this user that holds the config's lock but no `daemon.lock` (a tool that
+/// locks files it reads) is no daemon of the config: ctrl starts the daemon, which runs
+/// without the config's lock and says so in its log.
+#[test]
+fn a_lock_on_the_config_by_a_non_daemon_keeps_no_daemon_from_starting() {
+    // A process that takes the lock itself (flock(1) would leave it to a child).
+    let python = Path::new("/usr/bin/python3");
+    if !require_tool(python.exists(), "/usr/bin/python3") {
+        return;
+    }
+    let (inst, [v1, _, _]) = setup();
+    let mut holder = Command::new(python)
+        .arg("-c")
+        .arg(HOLD_LOCK)
+        .arg(&inst.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = || {
+        !Command::new(python)
+            .arg("-c")
+            .arg("import fcntl, sys; fcntl.flock(open(sys.argv[1]), fcntl.LOCK_SH | fcntl.LOCK_NB)")
+            .arg(&inst.config)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(wait_for(Duration::from_secs(5), locked));
+    let line = ctrl_line(&inst, &v1);
+    assert!(line.starts_with("0 "), "{line}");
+    let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "locked by pid {}, which holds no daemon.lock",
+            holder.id()
+        )),
+        "{log}"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    stop(&inst, &v1);
+}
