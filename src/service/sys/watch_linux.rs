@@ -256,29 +256,52 @@ fn arm_clock(fd: &OwnedFd) -> bool {
     .is_ok()
 }
 
+/// How long the watcher leaves the mount table alone after a change it looked at: on a host
+/// whose mounts churn (containers starting, a test suite's tmpfs), each change woke this
+/// thread to look at every watched path — 170 times in 5 s beside a busy test run. Changes
+/// meanwhile are kept by the kernel (its mark stays until a poll asks for it), so a config on
+/// a mount that came back is still seen, a second later at most.
+const MOUNT_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn watch_forever(inner: &Inner, clock: Option<OwnedFd>, mounts: Option<OwnedFd>, wake: impl Fn()) {
     // Room for many events per read (rustix aligns it for inotify_event).
     let mut buf = vec![MaybeUninit::<u8>::uninit(); 4096];
+    let mut mounts_quiet_until: Option<std::time::Instant> = None;
     loop {
+        let now = std::time::Instant::now();
+        let settling = mounts_quiet_until.filter(|t| *t > now);
         let mut fds = vec![PollFd::new(&inner.ino, PollFlags::IN)];
         // Only POLLPRI is asked of the mount table: it is always readable. The kernel reports
-        // a change once per open file (and POLLERR with it).
-        if let Some(m) = &mounts {
+        // a change once per open file (and POLLERR with it), until the table is read again.
+        let watch_mounts = mounts.as_ref().filter(|_| settling.is_none());
+        if let Some(m) = watch_mounts {
             fds.push(PollFd::new(m, PollFlags::PRI));
         }
         if let Some(c) = &clock {
             fds.push(PollFd::new(c, PollFlags::IN));
         }
-        if poll(&mut fds, None).is_err() {
+        let timeout = settling.map(|t| {
+            rustix::time::Timespec::try_from(t.saturating_duration_since(now)).unwrap_or(
+                rustix::time::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                },
+            )
+        });
+        if poll(&mut fds, timeout.as_ref()).is_err() {
             continue; // EINTR
         }
         let events = fds[0].revents();
         let mut rest = fds[1..].iter();
-        let mounted = mounts.is_some() && rest.next().is_some_and(|f| !f.revents().is_empty());
+        let mounted =
+            watch_mounts.is_some() && rest.next().is_some_and(|f| !f.revents().is_empty());
         let clock_set = rest.next().is_some_and(|f| !f.revents().is_empty());
         drop(fds);
         let mut relevant = false;
         if mounted {
+            // The poll that reported the change cleared its mark; changes while the table is
+            // left alone mark it again, reported once at the next poll that asks.
+            mounts_quiet_until = Some(std::time::Instant::now() + MOUNT_SETTLE);
             // Mounts come and go on a busy host (containers): only one that changed what a
             // watched path leads to wakes the loop, to arm the watches anew.
             let table = inner.table.lock().unwrap_or_else(|e| e.into_inner());
