@@ -2014,3 +2014,46 @@ fn a_run_folder_its_user_cannot_reach_is_named_with_the_fix() {
         "{note}\n{out:?}"
     );
 }
+
+/// A job's user that is another name for the build user's uid (`useradd -o`, an alias in
+/// LDAP) is the build user: refused like the build user's own name (a job as that uid could
+/// put code into the environments root's jobs run).
+#[test]
+fn a_job_user_with_the_build_users_uid_is_refused() {
+    let Some((uid, _)) = system_user("rmkd-build") else {
+        return;
+    };
+    let alias = "rmkd-build-alias";
+    if Command::new("id")
+        .arg(alias)
+        .output()
+        .is_ok_and(|o| !o.status.success())
+    {
+        let made = Command::new("useradd")
+            .args([
+                "-o",
+                "-u",
+                &uid.to_string(),
+                "-M",
+                "-s",
+                "/usr/sbin/nologin",
+                alias,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "useradd -o {alias}");
+    }
+    let inst = Instance::new(
+        "build_user = \"rmkd-build\"",
+        &format!(
+            "[[job]]\nname = \"j\"\nuser = \"{alias}\"\ncommand = [\"true\"]\nevery = \"1h\"\n"
+        ),
+    );
+    let out = inst.run(&["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("has uid {uid}, the uid of the build_user")),
+        "{err}"
+    );
+}

@@ -144,6 +144,8 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
     let mut looked_up: HashMap<String, UserInfo> = HashMap::new();
     // Likewise why a user is held ([`Users::LookUpOrHold`]).
     let mut held: HashMap<String, std::sync::Arc<str>> = HashMap::new();
+    // The build user's uid, looked up once where a job's user is (see `Need::User`).
+    let mut build_uid: Option<Option<u32>> = None;
     for need in needs {
         match need {
             Need::DefaultStateDir => {
@@ -212,6 +214,19 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                     )));
                 }
                 if let Some(info) = info {
+                    // Another name for the build user's uid is that user (`useradd -o`, an
+                    // alias in LDAP): the same reason as above.
+                    let builder = *build_uid.get_or_insert_with(|| {
+                        sys::lookup_user(&config.daemon.build_user)
+                            .ok()
+                            .map(|u| u.uid)
+                    });
+                    if builder == Some(info.uid) {
+                        return Err(place.error(format!(
+                            "{name:?} has uid {}, the uid of the build_user {:?}, which builds the Python environments of the jobs that run as root: a job running as that uid could put code into them, which root would run; give the job a user of its own, or set [daemon] build_user to a user of its own",
+                            info.uid, config.daemon.build_user
+                        )));
+                    }
                     let j = job_mut(&mut config, job);
                     j.user = Some(Box::new(info));
                     j.user_deferred = false;

@@ -44,13 +44,19 @@ struct Base {
     came_from: Option<PathBuf>,
 }
 
+/// A run's cgroup and the run it is of (its tag; `None`: a run taken over).
+type RunOf = (Option<Box<str>>, PathBuf);
+
 /// One spawner's run cgroups: where they go once enabled, the next name, and the cgroup of
 /// each run that has one.
 pub(crate) struct Cgroups {
     base: OnceLock<Base>,
     next: AtomicU64,
-    /// The cgroup of each run that has one, by its process group id.
-    runs: Mutex<HashMap<u32, PathBuf>>,
+    /// The cgroup of each run that has one, by its process group id — more than one where a
+    /// run that ended lingers (what it left is still there) while a new runner got its
+    /// runner's PID: each with the run it is of (its tag: the run folder; `None` for a run
+    /// taken over from a previous daemon).
+    runs: Mutex<HashMap<u32, Vec<RunOf>>>,
     /// Empty cgroups made ahead of the runs that will take them ([`Cgroups::reserve`]).
     spare: Mutex<Vec<RunCgroup>>,
 }
@@ -259,13 +265,21 @@ impl Cgroups {
     }
 
     /// Remembers the cgroup of the run of group `pgid`.
-    pub(crate) fn insert(&self, pgid: u32, dir: PathBuf) {
-        lock(&self.runs).insert(pgid, dir);
+    pub(crate) fn insert(&self, pgid: u32, run: Option<&str>, dir: PathBuf) {
+        lock(&self.runs)
+            .entry(pgid)
+            .or_default()
+            .push((run.map(Box::from), dir));
     }
 
     /// The cgroup of the run of group `pgid`, if it has one.
-    pub(crate) fn of_run(&self, pgid: u32) -> Option<PathBuf> {
-        lock(&self.runs).get(&pgid).cloned()
+    pub(crate) fn of_run(&self, pgid: u32, run: &str) -> Option<PathBuf> {
+        let runs = lock(&self.runs);
+        runs.get(&pgid)?
+            .iter()
+            .rev()
+            .find(|(r, _)| r.as_deref().is_none_or(|r| r == run))
+            .map(|(_, d)| d.clone())
     }
 
     /// The cgroups of these runs (those that have one).
@@ -273,14 +287,20 @@ impl Cgroups {
         let runs = lock(&self.runs);
         pgids
             .into_iter()
-            .filter_map(|p| runs.get(p).cloned())
+            .filter_map(|p| runs.get(p))
+            .flatten()
+            .map(|(_, d)| d.clone())
             .collect()
     }
 
     /// Removes the run's cgroup once it is empty (kept, to be retried, while it is not).
-    pub(crate) fn remove_run(&self, pgid: u32) {
+    pub(crate) fn remove_run(&self, pgid: u32, run: &str) {
         let mut runs = lock(&self.runs);
-        if runs.get(&pgid).is_some_and(|d| remove(d)) {
+        let Some(list) = runs.get_mut(&pgid) else {
+            return;
+        };
+        list.retain(|(r, d)| !(r.as_deref().is_none_or(|r| r == run) && remove(d)));
+        if list.is_empty() {
             runs.remove(&pgid);
         }
     }
@@ -392,6 +412,25 @@ pub(crate) fn remove(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ended run that lingers and a later run whose runner got the same PID keep a cgroup
+    /// each: neither's is taken for the other's, nor removed with it.
+    #[test]
+    fn two_runs_of_one_pid_keep_their_own_cgroups() {
+        let c = Cgroups::default();
+        let (old, new) = (
+            PathBuf::from("/nowhere/run-1"),
+            PathBuf::from("/nowhere/run-2"),
+        );
+        c.insert(413, Some("/s/u/1"), old.clone());
+        c.insert(413, Some("/s/root/7"), new.clone());
+        assert_eq!(c.of_run(413, "/s/u/1"), Some(old.clone()));
+        assert_eq!(c.of_run(413, "/s/root/7"), Some(new.clone()));
+        assert_eq!(c.of_runs(&[413]).len(), 2);
+        // An adopted run's (no tag) is its group's whatever the folder.
+        c.insert(9, None, old.clone());
+        assert_eq!(c.of_run(9, "/any"), Some(old));
+    }
 
     #[test]
     fn mount_points_are_unescaped() {

@@ -52,6 +52,9 @@ pub(super) struct Tree {
     /// Adopted runners: their PID (their run's group id) and start time, as their record has
     /// them and as checked when they were taken over.
     adopted: Mutex<HashMap<u32, u64>>,
+    /// The run (its tag) of the latest runner started with each PID: a run that ended and
+    /// lingers is told from a later run whose runner got the same PID.
+    owners: Mutex<HashMap<u32, Box<str>>>,
 }
 
 /// The parts of one spawner a look at a run's tree needs.
@@ -70,9 +73,19 @@ struct Told {
 
 impl Tree {
     /// A new runner leads a new group whose id may be an old one's: it has not been told.
-    pub(super) fn new_group(&self, pgid: u32) {
+    pub(super) fn new_group(&self, pgid: u32, run: Option<&str>) {
         lock(&self.told).groups.remove(&pgid);
         lock(&self.adopted).remove(&pgid);
+        let mut owners = lock(&self.owners);
+        match run {
+            Some(r) => owners.insert(pgid, r.into()),
+            None => owners.remove(&pgid),
+        };
+    }
+
+    /// Whether the group `pgid` is the run `run`'s: no later run's runner got that PID.
+    pub(super) fn runs_group(&self, pgid: u32, run: &str) -> bool {
+        lock(&self.owners).get(&pgid).is_none_or(|r| &**r == run)
     }
 
     /// A runner a previous daemon started, taken over with its start time.
@@ -80,9 +93,13 @@ impl Tree {
         lock(&self.adopted).insert(pgid, start);
     }
 
-    /// The run of group `pgid` is over: its id is nothing of ours any more.
-    pub(super) fn forget(&self, pgid: u32) {
-        lock(&self.adopted).remove(&pgid);
+    /// The run `run` of group `pgid` is over: its id is nothing of ours any more (unless a
+    /// later run's runner has it).
+    pub(super) fn forget(&self, pgid: u32, run: &str) {
+        if self.runs_group(pgid, run) {
+            lock(&self.adopted).remove(&pgid);
+            lock(&self.owners).remove(&pgid);
+        }
     }
 }
 
@@ -304,6 +321,11 @@ fn group_is_the_runs(s: &Parts, run: &Run) -> bool {
     if run.runner_alive {
         return true;
     }
+    // A later run's runner got this run's runner's PID: the group of that id is the later
+    // run's, whatever this run left.
+    if !s.tree.runs_group(run.pgid, run.run_dir) {
+        return false;
+    }
     let now = crate::service::sys::process_start_time(run.pgid);
     if now.is_some() && lock(&s.tree.adopted).get(&run.pgid) == now.as_ref() {
         return true;
@@ -420,4 +442,32 @@ fn signal_group(pgid: u32, sig: i32, told: &Mutex<Told>) -> bool {
         }
     }
     super::os::signal_group(pgid, sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that ended and lingers (what it left is still there) while a later run's runner
+    /// got its runner's PID: the group of that id is the later run's, never the ended one's
+    /// (a job's user who cycles PIDs could otherwise have root's next run killed by the end
+    /// of its own run: `kill(-P, SIGKILL)` after `stop_grace`).
+    #[test]
+    fn a_pid_taken_by_a_later_runner_is_that_runs_group_only() {
+        let t = Tree::default();
+        t.new_group(413, Some("/s/jobs/u/runs/1"));
+        assert!(t.runs_group(413, "/s/jobs/u/runs/1"));
+        t.new_group(413, Some("/s/jobs/root/runs/7"));
+        assert!(!t.runs_group(413, "/s/jobs/u/runs/1"));
+        assert!(t.runs_group(413, "/s/jobs/root/runs/7"));
+        // The ended run's end forgets nothing of the later run's.
+        t.forget(413, "/s/jobs/u/runs/1");
+        assert!(t.runs_group(413, "/s/jobs/root/runs/7"));
+        assert!(!t.runs_group(413, "/s/jobs/u/runs/1"));
+        t.forget(413, "/s/jobs/root/runs/7");
+        assert!(
+            t.runs_group(413, "/s/jobs/u/runs/1"),
+            "no run holds 413 now"
+        );
+    }
 }

@@ -159,7 +159,8 @@ impl Spawner {
         let (argv, envp) = (pointers(&args), pointers(&vars));
         let cwd = cstring(spec.working_dir.as_os_str().as_bytes())?;
         let reset = self.s.prep.reset();
-        self.start(Box::new(on_exit), |cg| {
+        let tag = spec.env.get(super::TAG).cloned();
+        self.start(tag.as_deref(), Box::new(on_exit), |cg| {
             let plan = vfork::SharedPlan {
                 exe: &p.exe,
                 argv: &argv,
@@ -226,7 +227,8 @@ impl Spawner {
         let cwd = cstring(spec.working_dir.as_os_str().as_bytes())?;
         let groups: Vec<libc::gid_t> = user.groups.iter().map(|g| *g as libc::gid_t).collect();
         let reset = self.s.prep.reset();
-        self.start(Box::new(on_exit), |cg| {
+        let tag = spec.env.get(super::TAG).cloned();
+        self.start(tag.as_deref(), Box::new(on_exit), |cg| {
             fork::spawn(fork::Plan {
                 shared: vfork::SharedPlan {
                     exe: &p.exe,
@@ -246,8 +248,11 @@ impl Spawner {
 
     /// Registers the runner `start` starts (it gets the run's cgroup, if runs have one): under
     /// the reaper's gate, so that an instant exit is never taken for an orphan's.
+    /// `tag`: the run it starts (its folder, as in the runner's environment), which tells its
+    /// group and cgroup apart from those of an ended run whose runner had the same PID.
     fn start(
         &self,
+        tag: Option<&str>,
         on_exit: reaper::OnExit,
         start: impl FnOnce(Option<&cgroup::RunCgroup>) -> io::Result<u32>,
     ) -> io::Result<u32> {
@@ -266,11 +271,11 @@ impl Spawner {
             }
         };
         if let Some(cg) = cg {
-            s.cgroups.insert(pid, cg.dir);
+            s.cgroups.insert(pid, tag, cg.dir);
         }
         s.reaper.register(pid, on_exit);
         drop(gate);
-        s.tree.new_group(pid);
+        s.tree.new_group(pid, tag);
         s.reaper.wake();
         Ok(pid)
     }
@@ -327,7 +332,7 @@ impl Spawner {
     /// time (PID reuse) just before. Its cgroup, if it has a run cgroup, holds it from now on.
     pub(crate) fn adopt(&self, pid: u32, start: Option<u64>) -> bool {
         if let Some(dir) = self.s.cgroups.of_adopted(pid) {
-            self.s.cgroups.insert(pid, dir);
+            self.s.cgroups.insert(pid, None, dir);
         }
         // Its group is signalled by its id while it lives (see `tree`'s `group_is_the_runs`).
         if let Some(start) = start {
@@ -341,8 +346,10 @@ impl Spawner {
         tree::Run {
             pgid,
             run_dir,
-            cgroup: self.s.cgroups.of_run(pgid),
-            runner_alive: self.s.reaper.is_runner(pgid),
+            cgroup: self.s.cgroups.of_run(pgid, run_dir),
+            // The runner with that PID is this run's, not a later run's that got the PID of
+            // this one's ended runner.
+            runner_alive: self.s.reaper.is_runner(pgid) && self.s.tree.runs_group(pgid, run_dir),
         }
     }
 
@@ -374,9 +381,9 @@ impl Spawner {
         let run = self.run_of(pgid, run_dir);
         let alive = tree::alive(&self.s.parts(), &run);
         if !alive {
-            self.s.tree.forget(pgid);
+            self.s.tree.forget(pgid, run_dir);
             if run.cgroup.is_some() {
-                self.s.cgroups.remove_run(pgid);
+                self.s.cgroups.remove_run(pgid, run_dir);
             }
         }
         alive
