@@ -7,7 +7,7 @@
 //!   (`Delegate=yes`): `<unit's cgroup>/run-<n>/`;
 //! - with no systemd running and a cgroup v2 hierarchy mounted (pure or hybrid mode), in a
 //!   subtree the daemon creates for itself below its own cgroup:
-//!   `<its cgroup>/robotmk-daemon-<pid>/run-<n>/`, removed again when it exits. Below its own
+//!   `<its cgroup>/robotmk-daemon-<pid>-<nanoseconds>/run-<n>/`, removed again when it exits. Below its own
 //!   cgroup, so whatever limits the admin put on the daemon still hold for its runs.
 //!
 //! Under a systemd that delegated nothing, the cgroups are systemd's: none are made there (the
@@ -145,10 +145,7 @@ impl Cgroups {
             return Err(NoCgroup::NotDelegated(own));
         } else {
             clean_stale(&own);
-            (
-                own.join(format!("robotmk-daemon-{}", std::process::id())),
-                true,
-            )
+            (own.join(subtree_name()), true)
         };
         let mut came_from = None;
         if owned {
@@ -327,8 +324,18 @@ impl Cgroups {
     }
 }
 
+/// The name of this daemon's subtree: `robotmk-daemon-<pid>-<nanoseconds>`. The PID alone is
+/// not unique where daemons run in PID namespaces of their own beside one cgroup mount (two
+/// containers' daemons both PID 4): one's exit removed the other's cgroups made ahead.
+fn subtree_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("robotmk-daemon-{}-{nanos:x}", std::process::id())
+}
+
 /// Removes the empty subtrees earlier daemons left beside ours (killed before they could):
-/// `robotmk-daemon-<pid>` of a PID no longer alive whose subtree nothing lives in, and their
+/// `robotmk-daemon-<pid>[-<nanoseconds>]` of a PID no longer alive whose subtree nothing lives in, and their
 /// empty run cgroups. A live daemon sits at the top of its own (see [`Cgroups::enable`]), so
 /// a PID this one cannot see (another PID namespace's) never costs a live daemon its subtree;
 /// a run still alive (adopted by a new daemon) keeps its own.
@@ -341,6 +348,7 @@ fn clean_stale(own: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("robotmk-daemon-"))
+            .map(|rest| rest.split('-').next().unwrap_or(rest))
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
