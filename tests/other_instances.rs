@@ -331,3 +331,34 @@ fn a_second_config_naming_a_running_daemons_state_dir_is_told_so() {
     );
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
+
+/// A hard link of the config is the config: ctrl called with it finds its own daemon, not
+/// "the daemon of another config" (CRIT) in its state dir.
+#[test]
+fn a_hard_link_of_the_config_is_the_same_config() {
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    assert!(inst.ctrl().status.success());
+    let pid = inst.daemon_pid().expect("a daemon runs");
+    let link = inst.dir.path().join("linked.toml");
+    std::fs::hard_link(&inst.config, &link).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&link)
+        .arg("ctrl")
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let section = parse_section(&text);
+    assert!(section["ctrl"]["error"].is_null(), "{text}");
+    assert_eq!(
+        section["daemon"]["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "{text}"
+    );
+    let _ = inst.run(&["stop", "--now"]);
+}

@@ -37,6 +37,10 @@ pub(crate) fn daemon_of_another_config(st: &StateDir, path: &std::path::Path) ->
             return None;
         }
     }
+    // A hard link of the config is the config.
+    if crate::service::sys::same_file_at(&d.config, path) == Some(true) {
+        return None;
+    }
     Some(format!(
         "the state dir {} is in use by the daemon (pid {}) of another config, {}: give each config a state_dir of its own, or stop that daemon first (robotmk-daemon --config {} stop)",
         st.root.display(),

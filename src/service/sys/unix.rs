@@ -548,6 +548,17 @@ pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
     }
 }
 
+/// Whether two paths name one file (hard links of it included), not following a final link;
+/// `None` if either cannot be looked at.
+pub(crate) fn same_file_at(a: &std::path::Path, b: &std::path::Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::symlink_metadata(a).ok()?,
+        std::fs::symlink_metadata(b).ok()?,
+    );
+    Some(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
 // ---- Paths and file modes (config, state) ---------------------------------------------------
 
 /// The files of the host's user database a job's `user` is looked up in (NSS's `files`

@@ -425,6 +425,12 @@ pub(crate) fn resolved_dir(path: &std::path::Path) -> Option<std::path::PathBuf>
     path.is_dir().then(|| path.to_path_buf())
 }
 
+/// Whether two paths name one file: not told on Windows (std cannot compare file identities
+/// yet).
+pub(crate) fn same_file_at(_a: &std::path::Path, _b: &std::path::Path) -> Option<bool> {
+    None
+}
+
 /// True if `path` still exists (Windows: std cannot compare file identities yet; a locked
 /// file cannot be replaced while it is open, only deleted).
 pub(crate) fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
