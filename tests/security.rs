@@ -2043,6 +2043,15 @@ fn a_job_user_with_the_build_users_uid_is_refused() {
             .is_ok_and(|s| s.success());
         assert!(made, "useradd -o {alias}");
     }
+    // A second name for one uid is an odd account to leave on a host: removed again, also
+    // when the test fails.
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(self.0).status();
+        }
+    }
+    let _gone = Gone(alias);
     let inst = Instance::new(
         "build_user = \"rmkd-build\"",
         &format!(
