@@ -95,21 +95,13 @@ pub(crate) fn released_within(path: &Path, patience: Duration) -> bool {
 /// holds it all that time.
 pub(crate) fn acquire_within(path: &Path, patience: Duration) -> io::Result<Option<InstanceLock>> {
     let file = open(path)?;
-    let deadline = Instant::now() + patience;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(InstanceLock { file })),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot lock {}: {e}", path.display()),
-                ))
-            }
-        }
+    match crate::service::sys::file::lock_within(&file, patience) {
+        Ok(true) => Ok(Some(InstanceLock { file })),
+        Ok(false) => Ok(None),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot lock {}: {e}", path.display()),
+        )),
     }
 }
 

@@ -13,7 +13,7 @@ use std::fs::{File, TryLockError};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The held lock on one config file; dropping it releases the config.
 #[derive(Debug)]
@@ -55,21 +55,13 @@ fn open(path: &Path) -> io::Result<File> {
 /// time.
 pub(crate) fn take(path: &Path, patience: Duration) -> io::Result<Option<ConfigLock>> {
     let file = open(path)?;
-    let deadline = Instant::now() + patience;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(ConfigLock { file })),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot lock the config {}: {e}", path.display()),
-                ))
-            }
-        }
+    match super::file::lock_within(&file, patience) {
+        Ok(true) => Ok(Some(ConfigLock { file })),
+        Ok(false) => Ok(None),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot lock the config {}: {e}", path.display()),
+        )),
     }
 }
 

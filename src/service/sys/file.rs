@@ -260,6 +260,22 @@ pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     open_plain(path, &o, Links::Refuse)
 }
 
+/// Takes an exclusive lock on `file`, polled every 2 ms until `patience` runs out (a probe
+/// holds a shared lock for an instant): false if another process held it all that time.
+pub(crate) fn lock_within(file: &File, patience: std::time::Duration) -> io::Result<bool> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// The metadata of a regular file at `path`, not following a symlink; `None` for anything
 /// else (absent, a link, a FIFO).
 pub(crate) fn plain_metadata(path: &Path) -> Option<fs::Metadata> {
