@@ -54,6 +54,11 @@ fn instance_in(sub: &str, daemon: &str, jobs: &str) -> Instance {
 
 fn start(inst: &Instance) -> u32 {
     assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    daemon_of(inst)
+}
+
+/// The PID of `inst`'s daemon, once it has written it.
+fn daemon_of(inst: &Instance) -> u32 {
     let mut pid = None;
     assert!(
         wait_for(Duration::from_secs(10), || {
@@ -92,15 +97,7 @@ fn start_apart(inst: &Instance) -> u32 {
         "started",
         "{out:?}"
     );
-    let mut pid = None;
-    assert!(
-        wait_for(Duration::from_secs(10), || {
-            pid = inst.daemon_pid();
-            pid.is_some()
-        }),
-        "no daemon"
-    );
-    pid.unwrap()
+    daemon_of(inst)
 }
 
 /// Voluntary context switches of each thread of `pid`: a thread that blocks (sleeps until a

@@ -18,6 +18,23 @@ use std::time::{Duration, Instant};
 const FILLER: usize = 200_000;
 const USERS: usize = 300;
 
+/// `start --foreground` of `inst` in a mount namespace of its own where `etc` is `/etc`.
+fn daemon_on(inst: &Instance, etc: &std::path::Path) -> std::process::Child {
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(etc)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&inst.config)
+        .args(["start", "--foreground"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare")
+}
+
 /// An instance and a copy of the host's `/etc` in its folder, to bind-mount over `/etc` in a
 /// mount namespace of the daemon's; `None` (a skip, a failure in CI) without root and
 /// `unshare`.
@@ -83,19 +100,7 @@ fn a_slow_user_database_does_not_make_runs_late() {
     }
     let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
     inst.write_config("heartbeat_timeout = \"0\"", &format!("{tick}{users_jobs}"));
-    let mut daemon = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount --bind \"$1\" /etc && shift && exec \"$@\"")
-        .arg("sh")
-        .arg(&etc)
-        .arg(BIN)
-        .arg("--config")
-        .arg(&inst.config)
-        .args(["start", "--foreground"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("unshare");
+    let mut daemon = daemon_on(&inst, &etc);
     let _guard = KillOnDrop(daemon.id());
     assert!(
         wait_for(Duration::from_secs(120), || inst
@@ -186,19 +191,7 @@ fn a_user_database_that_hangs_is_said_on_the_daemon_line_and_the_edit_follows_it
     let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n\
                 [[job]]\nname = \"held\"\ncommand = [\"true\"]\nuser = \"rmkdhang\"\ncron = \"0 0 1 1 *\"\n";
     inst.write_config("heartbeat_timeout = \"0\"", tick);
-    let mut daemon = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount --bind \"$1\" /etc && shift && exec \"$@\"")
-        .arg("sh")
-        .arg(&etc)
-        .arg(BIN)
-        .arg("--config")
-        .arg(&inst.config)
-        .args(["start", "--foreground"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("unshare");
+    let mut daemon = daemon_on(&inst, &etc);
     let _guard = KillOnDrop(daemon.id());
     assert!(
         wait_for(Duration::from_secs(60), || inst
