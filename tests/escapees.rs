@@ -567,11 +567,10 @@ static ONE_BROWSER_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn a_real_browser_leaves_nothing(mode: Mode) {
     let _one = ONE_BROWSER_TEST.lock().unwrap_or_else(|e| e.into_inner());
-    let have = std::process::Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !require_tool(have, "chromium (apt-get install chromium chromium-driver)") {
+    if !require_tool(
+        have_tool("chromium"),
+        "chromium (apt-get install chromium chromium-driver)",
+    ) {
         return;
     }
     // `dump` ends normally (the browser exits by itself); `left` starts a browser, waits until

@@ -29,14 +29,6 @@ fn nginx_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A free port on 127.0.0.1 (bound and let go; nginx takes it right after).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -271,7 +263,7 @@ fn a_failed_runs_log_is_published_linked_from_the_check_and_opens_in_a_browser()
         require_tool(false, "nginx (apt-get install nginx)");
         return;
     };
-    if !require_tool(have("chromium"), "chromium (apt-get install chromium)") {
+    if !require_tool(have_tool("chromium"), "chromium (apt-get install chromium)") {
         return;
     }
     let inst = Instance::new("", "");

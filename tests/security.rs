@@ -1798,15 +1798,8 @@ fn group_id_given_anew(no_cgroup: bool) {
     let Some((uid, gid)) = system_user("rmkd-pgid") else {
         return;
     };
-    let have = |t: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !require_tool(
-        have("unshare") && have("nsenter"),
+        have_tool("unshare") && have_tool("nsenter"),
         "unshare and nsenter (a PID namespace)",
     ) {
         return;
@@ -1935,11 +1928,10 @@ fn f16_a_user_jobs_runner_gets_neither_the_admins_terminal_nor_its_descriptors()
     let Some((uid, gid)) = system_user("rmkd-tty") else {
         return;
     };
-    let script = Command::new("sh")
-        .args(["-c", "command -v script"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !require_tool(script, "script (util-linux: a terminal for run-once)") {
+    if !require_tool(
+        have_tool("script"),
+        "script (util-linux: a terminal for run-once)",
+    ) {
         return;
     }
     let inst = Instance::new("", "");

@@ -16,15 +16,8 @@ use std::process::Command;
 fn the_deb_installs_upgrades_and_removes_cleanly_in_a_real_systemd() {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let have = |t: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !common::require_tool(
-        root && have("systemd-nspawn") && have("debootstrap"),
+        root && common::have_tool("systemd-nspawn") && common::have_tool("debootstrap"),
         "root with systemd-nspawn and debootstrap (systemd sandbox)",
     ) {
         return;

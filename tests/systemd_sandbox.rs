@@ -14,15 +14,8 @@ use std::process::Command;
 fn daemon_survives_the_agent_unit_in_a_real_systemd() {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let have = |t: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !common::require_tool(
-        root && have("systemd-nspawn") && have("debootstrap"),
+        root && common::have_tool("systemd-nspawn") && common::have_tool("debootstrap"),
         "root with systemd-nspawn and debootstrap (systemd sandbox)",
     ) {
         return;

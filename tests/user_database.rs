@@ -35,6 +35,15 @@ fn daemon_on(inst: &Instance, etc: &std::path::Path) -> std::process::Child {
         .expect("unshare")
 }
 
+/// Waits until the daemon of `inst` has run its job `tick` twice.
+fn runs_tick(inst: &Instance, within: Duration) {
+    assert!(
+        wait_for(within, || inst.finished_records("tick").len() >= 2),
+        "the daemon did not run tick: {}",
+        inst.log()
+    );
+}
+
 /// An instance and a copy of the host's `/etc` in its folder, to bind-mount over `/etc` in a
 /// mount namespace of the daemon's; `None` (a skip, a failure in CI) without root and
 /// `unshare`.
@@ -102,14 +111,7 @@ fn a_slow_user_database_does_not_make_runs_late() {
     inst.write_config("heartbeat_timeout = \"0\"", &format!("{tick}{users_jobs}"));
     let mut daemon = daemon_on(&inst, &etc);
     let _guard = KillOnDrop(daemon.id());
-    assert!(
-        wait_for(Duration::from_secs(120), || inst
-            .finished_records("tick")
-            .len()
-            >= 2),
-        "the daemon did not run tick: {}",
-        inst.log()
-    );
+    runs_tick(&inst, Duration::from_secs(120));
     // An edit: one more job, which shows when the load has been applied.
     let tock = "[[job]]\nname = \"tock\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
     let edited_at = Instant::now();
@@ -193,14 +195,7 @@ fn a_user_database_that_hangs_is_said_on_the_daemon_line_and_the_edit_follows_it
     inst.write_config("heartbeat_timeout = \"0\"", tick);
     let mut daemon = daemon_on(&inst, &etc);
     let _guard = KillOnDrop(daemon.id());
-    assert!(
-        wait_for(Duration::from_secs(60), || inst
-            .finished_records("tick")
-            .len()
-            >= 2),
-        "the daemon did not run tick: {}",
-        inst.log()
-    );
+    runs_tick(&inst, Duration::from_secs(60));
     // The database hangs: a FIFO (kept under a second name, to answer later) over passwd.
     let fifo = etc.join("passwd.fifo");
     let made = std::process::Command::new("mkfifo")
@@ -266,11 +261,10 @@ fn a_user_database_that_hangs_is_said_on_the_daemon_line_and_the_edit_follows_it
 /// out, each hanging the same way. Once the database answers, the daemon runs.
 #[test]
 fn a_user_database_that_hangs_at_start_leaves_one_daemon_starting() {
-    let nsenter = std::process::Command::new("sh")
-        .args(["-c", "command -v nsenter"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !require_tool(nsenter, "nsenter (ctrl in the daemon's mount namespace)") {
+    if !require_tool(
+        have_tool("nsenter"),
+        "nsenter (ctrl in the daemon's mount namespace)",
+    ) {
         return;
     }
     let Some((inst, etc)) = with_private_etc() else {

@@ -24,14 +24,6 @@ use std::time::{Duration, Instant};
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Skips (or fails under CI) when the Wine tool chain is missing.
 fn skip(why: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
@@ -380,7 +372,7 @@ fn windows_under_wine() {
         "x86_64-w64-mingw32-gcc",
         "timeout",
     ] {
-        if !have(tool) && skip(&format!("{tool} not found")) {
+        if !common::have_tool(tool) && skip(&format!("{tool} not found")) {
             return;
         }
     }

@@ -314,6 +314,16 @@ pub fn test_robot() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// Whether the shell finds `tool` on this machine's PATH (a test then needs it, or skips).
+pub fn have_tool(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// CI installs every tool; a developer's machine may lack one: skip there, fail in CI.
 pub fn require_tool(ok: bool, what: &str) -> bool {
     if ok {
