@@ -87,10 +87,18 @@ pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
 pub(crate) fn holder(path: &Path, lock_name: &str) -> Option<Holder> {
     let m = std::fs::metadata(path).ok()?;
     let pid = flock_writer(m.dev(), m.ino())?;
+    let mine = effective_uid(pid) == Some(rustix::process::geteuid().as_raw());
     Some(Holder {
         pid,
-        mine: effective_uid(pid) == Some(rustix::process::geteuid().as_raw()),
-        state_dir: instance_lock_dir(pid, lock_name),
+        mine,
+        // Only a holder of this user's can be a daemon of this config; another user's
+        // process (anyone who may read the config may lock it) is not walked: its open files
+        // are as many as it likes, each a readlink and a read of /proc/locks.
+        state_dir: if mine {
+            instance_lock_dir(pid, lock_name)
+        } else {
+            None
+        },
     })
 }
 
