@@ -198,6 +198,11 @@ impl Wine {
     /// Runs a Windows program; returns (exit code, stdout). Output goes through files: a Wine
     /// child keeps its creator's Unix descriptors, so a pipe might never see EOF.
     fn run(&self, args: &[&str]) -> (i32, String) {
+        self.run_env(args, &[])
+    }
+
+    /// [`Wine::run`] with these environment variables (Wine hands them to the program).
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         let n = self.calls.get() + 1;
         self.calls.set(n);
         let out = self.root.join(format!("call-{n}.out"));
@@ -206,6 +211,7 @@ impl Wine {
         full.extend_from_slice(args);
         let status = self
             .cmd(&full)
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
             .status()
@@ -227,6 +233,18 @@ impl Wine {
 
     /// The harness's agent model: `count` concurrent children, each in a job per `mode`.
     fn agent(&self, mode: &str, count: usize, tag: &str, cmd: &[&str]) -> Vec<Child> {
+        self.agent_env(mode, count, tag, &[], cmd)
+    }
+
+    /// [`Wine::agent`] with these environment variables for the harness and its children.
+    fn agent_env(
+        &self,
+        mode: &str,
+        count: usize,
+        tag: &str,
+        env: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> Vec<Child> {
         let prefix = format!("C:\\rmk\\{tag}");
         let count_s = count.to_string();
         let mut args = vec![
@@ -238,7 +256,7 @@ impl Wine {
             "C:\\rmk\\bin\\robotmk-daemon.exe",
         ];
         args.extend_from_slice(cmd);
-        let (code, text) = self.run(&args);
+        let (code, text) = self.run_env(&args, env);
         assert_eq!(code, 0, "harness failed: {text}");
         let mut kids: Vec<Child> = text
             .lines()
@@ -687,6 +705,96 @@ fn windows_under_wine() {
     assert!(dir.join("temp.txt").exists());
 
     other_instances(&w);
+    one_daemon_per_config(&w);
+}
+
+/// One daemon per config file, whatever state dir the caller's environment gives it: a config
+/// without `state_dir` takes it from `MK_VARDIR`, and ctrl run with two values (the agent, an
+/// admin's shell) must not start a second daemon of the same config (every job would run
+/// twice). The daemon holds a named object keyed by the config file's identity
+/// (`sys::config_lock`, Windows); a second ctrl says CRIT naming the first daemon's state dir.
+fn one_daemon_per_config(w: &Wine) {
+    let dir = w.root.join("od");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("robotmk.toml"),
+        "[daemon]\ninstance = \"od\"\nheartbeat_timeout = \"0\"\nstop_grace = \"1s\"\n\n\
+         [[job]]\nname = \"j\"\ncommand = ['C:\\windows\\system32\\cmd.exe', '/c', 'exit 0']\nevery = \"1h\"\n",
+    )
+    .unwrap();
+    let cfg = "C:\\rmk\\od\\robotmk.toml";
+    let (v1, v2) = ("C:\\rmk\\od-v1", "C:\\rmk\\od-v2");
+    let line = |var: &str, tag: &str| {
+        let k = w
+            .agent_env(
+                "job",
+                1,
+                tag,
+                &[("MK_VARDIR", var)],
+                &["--config", cfg, "ctrl"],
+            )
+            .remove(0);
+        let agent = common::checkmk::parse_ok(&k.out);
+        let c = agent.check(None, "Robotmk od daemon");
+        (c.state_num(), c.summary.clone(), k)
+    };
+    let (state, summary, k) = line(v1, "od-first");
+    assert_eq!(state, 0, "{summary}\n{}", k.out);
+    let first_state = w.root.join("od-v1/robotmk-daemon/od");
+    let mut pid = k.section()["daemon"]["pid"].as_u64();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            pid = pid.or_else(|| line(v1, "od-first-again").2.section()["daemon"]["pid"].as_u64());
+            pid.is_some()
+        }),
+        "the first daemon did not come up"
+    );
+    let pid = pid.unwrap();
+    // The second environment's ctrl: CRIT, the first daemon's state dir and the fix, and no
+    // second daemon.
+    let (state, summary, k) = line(v2, "od-second");
+    eprintln!("[one daemon] the second ctrl: {summary}");
+    assert_eq!(state, 2, "{summary}\n{}", k.out);
+    assert!(
+        summary.contains("od-v1") && summary.contains(&format!("pid {pid}")),
+        "{summary}"
+    );
+    assert!(summary.contains("set state_dir in the config"), "{summary}");
+    let second_state = w.root.join("od-v2/robotmk-daemon/od");
+    assert!(
+        !second_state.join("status.json").exists(),
+        "a second daemon wrote {}",
+        second_state.display()
+    );
+    assert!(w.alive(pid));
+    // Stopped, it lets the config go: the other environment may start one now.
+    let stopped = w
+        .agent_env(
+            "nojob",
+            1,
+            "od-stop1",
+            &[("MK_VARDIR", v1)],
+            &["--config", cfg, "stop"],
+        )
+        .remove(0);
+    assert_eq!(stopped.get("exit_code"), 0, "{}", stopped.out);
+    assert!(
+        wait_for(Duration::from_secs(20), || !w.alive(pid)),
+        "the first daemon did not stop"
+    );
+    assert!(first_state.join("status.json").exists());
+    let (state, summary, _) = line(v2, "od-third");
+    assert_eq!(state, 0, "{summary}");
+    let stopped = w
+        .agent_env(
+            "nojob",
+            1,
+            "od-stop2",
+            &[("MK_VARDIR", v2)],
+            &["--config", cfg, "stop"],
+        )
+        .remove(0);
+    assert_eq!(stopped.get("exit_code"), 0, "{}", stopped.out);
 }
 
 /// Issue 22: a USER instance (its own config and state dir, its daemon started by its own

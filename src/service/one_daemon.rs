@@ -2,7 +2,8 @@
 //! without `state_dir` takes the state dir from `$MK_VARDIR`: ctrl run with two values (the
 //! agent and an admin's shell, two agent deployments) found no daemon in its own state dir
 //! each time and started a second daemon of the same config, and every job ran twice. So the
-//! daemon also locks the config file itself (`sys::config_lock`); a second daemon refuses to
+//! daemon also locks the config file itself (`sys::config_lock`: a `flock` on Linux, a named
+//! object keyed by the file's identity on Windows); a second daemon refuses to
 //! start, a ctrl does not launch one, and both say which daemon runs it, with which state
 //! dir, and the fix. The words are here, one text for all of them.
 
@@ -83,7 +84,7 @@ pub(crate) fn take_within(
     own_state_dir: &Path,
     patience: std::time::Duration,
 ) -> Taken {
-    match config_lock::take(config, patience) {
+    match config_lock::take(config, own_state_dir, patience) {
         Ok(Some(l)) => Taken::Locked(l),
         Ok(None) => {
             let holder = config_lock::holder(config, &lock_name());
@@ -124,10 +125,12 @@ pub(crate) fn probe(config: &Path, own_state_dir: &Path) -> Probe {
     }
 }
 
-/// True if `theirs` (as `/proc` shows it: resolved) is the folder `own` leads to.
+/// True if `theirs` (resolved as `/proc` shows it on Linux; as its daemon was given it on
+/// Windows) is the folder `own` leads to.
 fn same_dir(theirs: &Path, own: &Path) -> bool {
-    let own: PathBuf = std::fs::canonicalize(own).unwrap_or_else(|_| own.to_path_buf());
-    theirs == own
+    let resolved =
+        |p: &Path| -> PathBuf { std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) };
+    resolved(theirs) == resolved(own)
 }
 
 // What a probe finds with real daemons is in tests/one_daemon.rs: in this test process other

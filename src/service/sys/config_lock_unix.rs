@@ -52,8 +52,13 @@ fn open(path: &Path) -> io::Result<File> {
 
 /// Takes the exclusive lock on the config file, polled until `patience` runs out (a probe
 /// holds its shared lock for an instant); `Ok(None)` if another process holds it all that
-/// time.
-pub(crate) fn take(path: &Path, patience: Duration) -> io::Result<Option<ConfigLock>> {
+/// time. (`_state_dir` is for Windows, where the holder writes it down: here `/proc` tells
+/// it.)
+pub(crate) fn take(
+    path: &Path,
+    _state_dir: &Path,
+    patience: Duration,
+) -> io::Result<Option<ConfigLock>> {
     let file = open(path)?;
     match super::file::lock_within(&file, patience) {
         Ok(true) => Ok(Some(ConfigLock { file })),
@@ -175,7 +180,9 @@ mod tests {
         let inst_file = std::fs::File::create(&inst).unwrap();
         inst_file.lock().unwrap();
         assert!(!is_held(&cfg).unwrap());
-        let held = take(&cfg, Duration::ZERO).unwrap().expect("first take");
+        let held = take(&cfg, dir.path(), Duration::ZERO)
+            .unwrap()
+            .expect("first take");
         assert!(is_held(&cfg).unwrap());
         // A hard link is the same file: the same lock.
         let link = dir.path().join("link.toml");
@@ -183,7 +190,9 @@ mod tests {
         assert!(is_held(&link).unwrap());
         // flock locks belong to the open file description: a second open in this process
         // is refused as another process's would be.
-        assert!(take(&link, Duration::from_millis(20)).unwrap().is_none());
+        assert!(take(&link, dir.path(), Duration::from_millis(20))
+            .unwrap()
+            .is_none());
         let h = holder(&cfg, "config-lock-test.lock").expect("the holder");
         assert_eq!(h.pid, std::process::id());
         assert!(h.mine);

@@ -221,8 +221,7 @@ pub(crate) fn open_read(path: &Path) -> io::Result<File> {
 }
 
 /// Opens the config file for reading as it is read (a symlink followed, see [`Links`]): to
-/// lock it (`config_lock`).
-#[cfg(unix)]
+/// lock it (`config_lock`), or to tell its identity (Windows).
 pub(crate) fn open_config(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Follow);
     o.read(true);
