@@ -357,6 +357,80 @@ fn a_ctrl_run_by_hand_keeps_the_cached_agents_timeout() {
 }
 
 #[test]
+fn a_daemon_started_after_a_ctrl_by_hand_keeps_the_cached_agents_timeout() {
+    // F2: the cached mode held over a call by hand lived only in the daemon's memory. A daemon
+    // started after it (`stop`/`start` by the admin, a crash and the next ctrl, an upgrade, a
+    // reboot) knew only the sync beat and exited heartbeat_timeout (2 s) later, between the
+    // agent's runs. ctrl now carries the last cached beat, with its wall time, in the sync
+    // beats after it; a new daemon holds that mode until the agent's own timeout lapses.
+    let inst = Instance::new(
+        "heartbeat_timeout = \"2s\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let holds = |what: &str| {
+        let status = inst.status_json();
+        assert_eq!(status["daemon"]["running"], true, "{what}: {status}");
+        assert_eq!(
+            (
+                &status["daemon"]["agent_mode"],
+                &status["daemon"]["heartbeat_timeout_s"]
+            ),
+            (&Value::from("cached 3s (plugins/3/)"), &Value::from(66.0)),
+            "{what}: {status}"
+        );
+        let pid = status["daemon"]["pid"].as_u64().unwrap() as u32;
+        // Past heartbeat_timeout: the cached agent's timeout holds.
+        let died = wait_for(Duration::from_secs(5), || !pid_alive(pid));
+        assert!(!died, "{what}: the daemon exited:\n{}", inst.log());
+        pid
+    };
+    let (text, a) = agent_runs_ctrl(&inst, Some(3));
+    assert_eq!(json_of(&a)["ctrl"]["action"], "started", "{text}");
+    let (text, a) = ctrl_output(&inst);
+    assert_eq!(json_of(&a)["ctrl"]["mode"], "sync", "{text}");
+    // The admin stops and starts the daemon.
+    assert_eq!(inst.run(&["stop"]).status.code(), Some(0));
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)), "stop");
+    assert_eq!(inst.run(&["start"]).status.code(), Some(0));
+    let pid = holds("after stop and start");
+    // A crash, and the next ctrl (by hand again) starts a daemon.
+    kill9(pid);
+    let (text, a) = ctrl_output(&inst);
+    let j = json_of(&a);
+    assert_ne!(j["daemon"]["pid"].as_u64(), Some(u64::from(pid)), "{text}");
+    holds("after a crash and a ctrl by hand");
+    assert!(!inst.log().contains("heartbeat stale"), "{}", inst.log());
+
+    // A cached mode that lapsed before the start still lapses: the agent's last cached run
+    // was 2 minutes ago (its timeout is 66 s), then only sync calls.
+    assert_eq!(inst.run(&["stop"]).status.code(), Some(0));
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)), "stop");
+    let (text, _) = agent_runs_ctrl(&inst, Some(3));
+    assert_eq!(inst.run(&["stop"]).status.code(), Some(0), "{text}");
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)), "stop");
+    let hb = inst.state.join("heartbeat");
+    std::fs::File::options()
+        .write(true)
+        .open(&hb)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    let (text, a) = ctrl_output(&inst);
+    assert_eq!(json_of(&a)["ctrl"]["action"], "started", "{text}");
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(15)),
+        "the lapsed cached mode held:\n{}",
+        inst.log()
+    );
+    assert!(
+        inst.log()
+            .contains("heartbeat stale: no ctrl for 2s (heartbeat_timeout, agent mode sync)"),
+        "{}",
+        inst.log()
+    );
+}
+
+#[test]
 fn agent_cache_age_covers_the_windows_agent() {
     // The Windows agent passes nothing to an async plugin: the admin repeats its cache_age.
     let inst = Instance::new(

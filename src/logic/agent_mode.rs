@@ -29,6 +29,13 @@
 //! agent has been silent for its own timeout ([`in_force`]); a sync beat meanwhile only adds a
 //! beat. When the agent's plugin really moved to the synchronous folder, its cached mode lapses
 //! that long after its last cached run, and the plain timeout applies from then on.
+//!
+//! That cached beat must outlive the daemon that saw it: a daemon started after a call by hand
+//! (a crash and the next ctrl, an upgrade, `stop`/`start`, a reboot) would otherwise know only
+//! the sync beat and exit between the agent's runs. So ctrl, the heartbeat's one writer,
+//! carries the last cached beat it replaced, with its wall time, in every later sync beat
+//! ([`recorded`]); a daemon that did not see that beat itself takes it from there
+//! ([`latest_cached`]), and the same lapse rule applies (its age counts).
 
 use crate::model::status::AgentMode;
 use serde::{Deserialize, Serialize};
@@ -54,6 +61,94 @@ pub(crate) struct Beat {
     /// Where ctrl learnt it (`plugins/300/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) source: Option<String>,
+    /// On a sync beat: the last cached beat before it, which may still be in force (see the
+    /// module doc). Absent in heartbeats of older builds: read as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_cached: Option<LastCached>,
+}
+
+/// A cached beat as a later sync beat carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LastCached {
+    pub(crate) cache_interval_s: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) source: Option<String>,
+    /// When it beat, in Unix milliseconds (the heartbeat's mtime then: the wall clock, since
+    /// it must mean the same to a daemon started later, even after a reboot).
+    pub(crate) at_unix_ms: i64,
+}
+
+impl LastCached {
+    fn beat(&self) -> Beat {
+        Beat {
+            cache_interval_s: Some(self.cache_interval_s),
+            source: self.source.clone(),
+            last_cached: None,
+        }
+    }
+}
+
+/// What ctrl records for its `call`, given the heartbeat's `previous` content and mtime (Unix
+/// milliseconds; `None`: no readable heartbeat): a cached call as it is; a sync call with the
+/// last cached beat carried over, the previous one if that was cached (its mtime is its beat),
+/// else what the previous one carried. Whether it lapsed is the daemon's to judge
+/// ([`in_force`]), with its config; a long lapsed one is carried on unchanged, and costs no
+/// write.
+pub(crate) fn recorded(call: &Beat, previous: Option<(&Beat, i64)>) -> Beat {
+    if call.cache_interval_s.is_some() {
+        return Beat {
+            last_cached: None,
+            ..call.clone()
+        };
+    }
+    let last_cached = previous.and_then(|(p, at_unix_ms)| match p.cache_interval_s {
+        Some(s) => Some(LastCached {
+            cache_interval_s: s,
+            source: p.source.clone(),
+            at_unix_ms,
+        }),
+        None => p.last_cached.clone(),
+    });
+    Beat {
+        last_cached,
+        ..call.clone()
+    }
+}
+
+/// The latest cached beat a daemon knows after reading `beat` at `now` (monotonic) and
+/// `now_unix_ms` (wall): `beat` itself if cached (seen now); else the later of the one it
+/// `held` (seen by itself) and the one `beat` carries (seen its age ago on the wall clock).
+/// A carried beat that cannot be placed (from the future: a clock set back; older than the
+/// monotonic clock, a boot on Windows) never displaces a held one, and without one counts as
+/// seen now: that mode then holds at most one timeout longer than it should.
+pub(crate) fn latest_cached(
+    held: Option<(Beat, Instant)>,
+    beat: &Beat,
+    now: Instant,
+    now_unix_ms: i64,
+) -> Option<(Beat, Instant)> {
+    if beat.cache_interval_s.is_some() {
+        return Some((
+            Beat {
+                last_cached: None,
+                ..beat.clone()
+            },
+            now,
+        ));
+    }
+    // `None`: it cannot be placed on the monotonic clock (from the future by the wall clock,
+    // or from before the monotonic clock's start).
+    let carried = beat.last_cached.as_ref().map(|c| {
+        let age = u64::try_from(now_unix_ms.saturating_sub(c.at_unix_ms)).ok();
+        let at = age.and_then(|ms| now.checked_sub(Duration::from_millis(ms)));
+        (c.beat(), at)
+    });
+    match (held, carried) {
+        (Some(h), Some((b, Some(at)))) if at > h.1 => Some((b, at)),
+        (Some(h), _) => Some(h),
+        (None, Some((b, at))) => Some((b, at.unwrap_or(now))),
+        (None, None) => None,
+    }
 }
 
 /// The cache interval of a plugin run as `argv0`: the Linux agent runs a cached plugin as
@@ -70,6 +165,7 @@ pub(crate) fn detect(argv0: &OsStr) -> Beat {
         Ok(n) if numeric && n > 0 => Beat {
             cache_interval_s: Some(n),
             source: Some(format!("plugins/{n}/")),
+            last_cached: None,
         },
         _ => Beat::default(),
     }
@@ -325,6 +421,72 @@ mod tests {
         );
         assert_eq!((f.timeout, f.deadline), (Some(s(600)), Some(t0 + s(601))));
         assert_eq!(describe(&f.interval), "cached 60s (plugins/60/)");
+    }
+
+    #[test]
+    fn the_cached_mode_outlives_the_daemon_that_saw_it() {
+        let s = Duration::from_secs;
+        let (sync, c60) = (Beat::default(), detect(OsStr::new("60/x")));
+        // ctrl: a sync call after a cached one carries it, with the heartbeat's mtime then;
+        // later sync calls carry it on; a cached call is the mode and carries nothing.
+        let wall = 1_000_000_i64;
+        let by_hand = recorded(&sync, Some((&c60, wall)));
+        let carried = by_hand.last_cached.clone().unwrap();
+        assert_eq!((carried.cache_interval_s, carried.at_unix_ms), (60, wall));
+        assert_eq!(recorded(&sync, Some((&by_hand, wall + 5_000))), by_hand);
+        assert_eq!(recorded(&c60, Some((&by_hand, wall + 5_000))), c60);
+        assert_eq!(recorded(&sync, Some((&sync, wall))), sync);
+        assert_eq!(recorded(&sync, None), sync);
+        // A daemon started 20 s after that cached beat (no beat of its own seen): the cached
+        // mode is in force, and lapses when the agent has been silent for its own timeout
+        // (180 s after its beat), not 10 s after the start.
+        let now = Instant::now() + s(1000);
+        let start = |age_s: i64| {
+            let c = latest_cached(None, &by_hand, now, wall + age_s * 1000).unwrap();
+            assert_eq!(c.0, c60);
+            in_force(
+                Seen {
+                    beat: &by_hand,
+                    at: now,
+                },
+                Some(Seen {
+                    beat: &c.0,
+                    at: c.1,
+                }),
+                Some(s(10)),
+                None,
+                now,
+            )
+        };
+        let f = start(20);
+        assert_eq!(describe(&f.interval), "cached 60s (plugins/60/)");
+        assert_eq!(f.deadline, Some(now + s(160)));
+        assert_eq!(f.lapses, Some(now + s(160)));
+        // Lapsed before the start (the agent moved to sync long ago): the plain timeout.
+        let f = start(181);
+        assert_eq!((f.interval, f.deadline), (None, Some(now + s(10))));
+        // A wall clock set back (the beat "in the future"): seen now, at most one timeout.
+        assert_eq!(start(-50).deadline, Some(now + s(180)));
+        // A daemon that saw the cached beat itself keeps its own (monotonic) time unless the
+        // carried one is later (a cached beat it missed between two looks).
+        let own = Some((c60.clone(), now - s(5)));
+        assert_eq!(
+            latest_cached(own.clone(), &by_hand, now, wall + 3_600_000),
+            own,
+            "a wall clock set forward does not age it"
+        );
+        assert_eq!(
+            latest_cached(own.clone(), &by_hand, now, wall + 1_000).map(|c| c.1),
+            Some(now - s(1))
+        );
+        assert_eq!(
+            latest_cached(own.clone(), &by_hand, now, wall - 60_000),
+            own,
+            "a wall clock set back does not make it new"
+        );
+        assert_eq!(latest_cached(own.clone(), &sync, now, wall), own);
+        assert_eq!(latest_cached(None, &sync, now, wall), None);
+        assert_eq!(latest_cached(own, &c60, now, wall), Some((c60, now)));
     }
 
     #[test]

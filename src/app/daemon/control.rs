@@ -17,7 +17,9 @@
 //!
 //! The heartbeat is judged by when the daemon *saw its mtime change*, on the monotonic clock:
 //! any change counts as a beat, so a wall clock set forward or back neither kills a healthy
-//! daemon nor keeps an orphaned one alive.
+//! daemon nor keeps an orphaned one alive. One wall time is read: that of a cached beat this
+//! daemon did not see itself (a sync beat carries it, `agent_mode::latest_cached`); set back,
+//! it holds that mode at most one timeout longer, set forward it only lapses sooner.
 //!
 //! The same look answers ctrl: a new heartbeat mtime is copied to `heartbeat-ack` (see
 //! [`crate::logic::liveness`]). It is written from this loop, so a daemon whose loop is stopped or
@@ -292,9 +294,13 @@ impl Daemon {
             // Read only when it changed: a ctrl moved between sync and cached mode, or one
             // was run by hand.
             let beat = self.state.read_beat();
-            if beat.cache_interval_s.is_some() {
-                self.control.cached = Some((beat.clone(), now));
-            }
+            // A sync beat also names the last cached one: this daemon may not have seen it.
+            self.control.cached = agent_mode::latest_cached(
+                self.control.cached.take(),
+                &beat,
+                now,
+                state::unix_ms(SystemTime::now()),
+            );
             self.control.beat = beat;
         }
         let now = Instant::now();

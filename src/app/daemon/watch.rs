@@ -27,8 +27,9 @@ pub(crate) struct Control {
     pub(super) locked_at: chrono::DateTime<Utc>,
     /// What the last ctrl saw of the agent: the cached mode stretches the dead man timeout.
     pub(super) beat: Beat,
-    /// The last beat that named a cache interval, and when it was seen: its mode stays in
-    /// force over sync beats (a ctrl run by hand) until it lapses (`agent_mode::in_force`).
+    /// The last beat that named a cache interval, and when it was seen (or, one this daemon
+    /// did not see, when it beat): its mode stays in force over sync beats (a ctrl run by
+    /// hand) until it lapses (`agent_mode::in_force`).
     pub(super) cached: Option<(Beat, Instant)>,
     /// Wakes the loop on changes of the watched paths; `None` if it could not start.
     pub(super) watcher: Option<crate::service::sys::Watcher>,
@@ -63,10 +64,13 @@ impl Control {
         // were set up, and the first look comes only after recovery (slow with many runs).
         let acked = hb_mtime.filter(|m| st.ack_heartbeat(*m).is_ok());
         let beat = st.read_beat();
-        let cached = beat
-            .cache_interval_s
-            .is_some()
-            .then(|| (beat.clone(), Instant::now()));
+        // The cached mode a predecessor held over sync beats holds here too: ctrl carries it.
+        let cached = crate::logic::agent_mode::latest_cached(
+            None,
+            &beat,
+            Instant::now(),
+            crate::service::state::unix_ms(SystemTime::now()),
+        );
         Control {
             hb_mtime,
             hb_seen: Instant::now(),

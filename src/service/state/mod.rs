@@ -7,7 +7,9 @@
 //!                              ctrls launch one daemon, not 50
 //!   starting                   from a launch until the new daemon holds its lock
 //!   heartbeat                  its mtime is touched by every ctrl whose previous beat the
-//!                              daemon answered (the dead man switch)
+//!                              daemon answered (the dead man switch); its content is
+//!                              what ctrl saw of the agent (`agent_mode::Beat`: a sync
+//!                              beat carries the last cached one with its wall time)
 //!   heartbeat-ack              its mtime is set by the daemon to the heartbeat mtime it saw
 //!                              last: ctrl's proof that the daemon still answers (liveness)
 //!   restart-note               why ctrl ended the previous daemon; logged and removed by
@@ -159,11 +161,12 @@ impl StateDir {
     /// Refreshes the heartbeat and records in its content what ctrl saw of the agent (see
     /// [`crate::logic::agent_mode`]). The content is replaced, atomically, only when it changes;
     /// otherwise only the mtime is set, as for every beat: ctrl stays one small read slower.
+    /// A sync beat carries the last cached one over (see [`crate::logic::agent_mode::recorded`]).
     pub(crate) fn beat(&self, beat: &crate::logic::agent_mode::Beat) -> io::Result<()> {
-        let mut data = serde_json::to_vec(beat).map_err(io::Error::other)?;
-        data.push(b'\n');
         let path = self.heartbeat_file();
-        match file::read(&path, file::cap::SMALL, file::Links::Refuse) {
+        let old = file::read(&path, file::cap::SMALL, file::Links::Refuse);
+        let data = self.recorded(beat, old.as_deref().ok())?;
+        match old {
             Ok(old) if old == data => self.touch_heartbeat(),
             Ok(_) => write_atomic(&path, &data, Durability::NoSync),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -180,16 +183,33 @@ impl StateDir {
         let Some(unanswered) = self.heartbeat_mtime() else {
             return self.beat(beat);
         };
-        let mut data = serde_json::to_vec(beat).map_err(io::Error::other)?;
-        data.push(b'\n');
         let path = self.heartbeat_file();
-        match file::read(&path, file::cap::SMALL, file::Links::Refuse) {
+        let old = file::read(&path, file::cap::SMALL, file::Links::Refuse);
+        let data = self.recorded(beat, old.as_deref().ok())?;
+        match old {
             Ok(old) if old == data => Ok(()),
             _ => {
                 write_atomic(&path, &data, Durability::NoSync)?;
                 file::open_or_create(&path)?.set_modified(unanswered)
             }
         }
+    }
+
+    /// The heartbeat's content for ctrl's `beat`, given its `old` content (and its mtime, the
+    /// previous beat's wall time): a cached beat it replaces stays known to later daemons.
+    fn recorded(
+        &self,
+        beat: &crate::logic::agent_mode::Beat,
+        old: Option<&[u8]>,
+    ) -> io::Result<Vec<u8>> {
+        let previous = old
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .zip(self.heartbeat_mtime().map(unix_ms));
+        let beat =
+            crate::logic::agent_mode::recorded(beat, previous.as_ref().map(|(b, t)| (b, *t)));
+        let mut data = serde_json::to_vec(&beat).map_err(io::Error::other)?;
+        data.push(b'\n');
+        Ok(data)
     }
 
     /// What the last ctrl recorded in the heartbeat (the synchronous mode when it says
@@ -203,6 +223,14 @@ impl StateDir {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
+    }
+}
+
+/// A wall time in Unix milliseconds (before 1970: negative), as the heartbeat records it.
+pub(crate) fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
     }
 }
 
@@ -529,8 +557,36 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         st.beat(&cached).unwrap();
         assert!(ino(&st.heartbeat_file()) > before, "a beat moves the mtime");
+        // A sync beat (by hand, or the agent moved) carries the cached beat it replaced, with
+        // that beat's wall time, for a daemon started later.
+        let cached_at = unix_ms(ino(&st.heartbeat_file()));
         st.beat(&Beat::default()).unwrap();
-        assert_eq!(st.read_beat(), Beat::default(), "moved back to sync");
+        let sync = st.read_beat();
+        assert_eq!(sync.cache_interval_s, None, "sync");
+        let carried = sync.last_cached.clone().expect("the cached beat carried");
+        assert_eq!(
+            (carried.cache_interval_s, carried.source.as_deref()),
+            (300, Some("plugins/300/"))
+        );
+        assert_eq!(carried.at_unix_ms, cached_at);
+        // Later sync beats (and notes) carry it on unchanged.
+        let bytes = || std::fs::read(st.heartbeat_file()).unwrap();
+        let written = bytes();
+        st.beat(&Beat::default()).unwrap();
+        st.note_beat(&Beat::default()).unwrap();
+        assert_eq!(bytes(), written);
+        // A cached beat carries nothing: it is the mode.
+        st.note_beat(&cached).unwrap();
+        assert_eq!(st.read_beat(), cached);
+        // Heartbeats of older builds read as they did: what they say, with nothing carried.
+        std::fs::write(
+            st.heartbeat_file(),
+            b"{\"cache_interval_s\":60,\"source\":\"plugins/60/\"}\n",
+        )
+        .unwrap();
+        assert_eq!(st.read_beat(), detect(OsStr::new("60/x")));
+        std::fs::write(st.heartbeat_file(), b"{}\n").unwrap();
+        assert_eq!(st.read_beat(), Beat::default());
         // A heartbeat touched by an older ctrl (empty) reads as sync.
         std::fs::write(st.heartbeat_file(), b"").unwrap();
         assert_eq!(st.read_beat(), Beat::default());
