@@ -6,7 +6,9 @@
 //! written and the runs queued — and ctrl's daemon line turns WARN with it
 //! ([`crate::logic::agent::daemon_line`]). It clears by itself a minute after the last sign.
 //! The loop puts the line into the status each pass through the named change
-//! `update_backlog` (`changes/mod.rs`).
+//! `update_backlog` (`changes/mod.rs`). So too for a minute after the daemon last ran out of
+//! file descriptors ([`descriptors_short`]): runs that could not get one are recorded as
+//! errors naming the cause, and the line must not go back to OK as if none had been lost.
 
 use std::time::{Duration, Instant};
 
@@ -94,4 +96,21 @@ impl Backlog {
             parts.join(", ")
         ))
     }
+}
+
+/// While the daemon ran out of file descriptors less than a minute ago (`sys::descriptors`,
+/// noted by whichever step of a run met it): the daemon line's words, and when they lapse.
+pub(super) fn descriptors_short(now: Instant) -> Option<(String, Instant)> {
+    let (last, times) = crate::service::sys::descriptors::last_seen()?;
+    let lapse = last + WINDOW;
+    (now < lapse).then(|| {
+        (
+            format!(
+                "{} (last {} s ago, {times} times since the daemon started; runs that could not get one are recorded as errors)",
+                crate::service::sys::descriptors::words(),
+                now.saturating_duration_since(last).as_secs()
+            ),
+            lapse,
+        )
+    })
 }

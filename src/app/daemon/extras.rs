@@ -51,7 +51,16 @@ impl Extras {
 /// Adds the extras to an ended record whose result has been read.
 pub(crate) fn apply(rec: &mut RunRecord, extras: &Extras, folder: &dyn RunFolder) {
     if let Some(timeout_state) = extras.plugin_timeout_state {
-        rec.plugin = plugin_output(rec, timeout_state).map(Box::new);
+        match plugin_output(rec, timeout_state) {
+            Ok(out) => rec.plugin = out.map(Box::new),
+            // What the plugin said is unknown: never judged from an output not read.
+            Err(why) => {
+                if matches!(rec.outcome, Some(Outcome::Success | Outcome::Failure)) {
+                    rec.outcome = Some(Outcome::Error);
+                }
+                add_note(rec, format!("the plugin's output was not read: {why}"));
+            }
+        }
     } else if rec.result.is_none()
         && rec.tests.is_none()
         && matches!(rec.outcome, Some(Outcome::Failure | Outcome::Timeout))
@@ -83,8 +92,15 @@ fn add_note(rec: &mut RunRecord, note: String) {
 
 /// What the plugin said, for a run that ran (a run that could not start, or was ended by a
 /// stop, is judged by its outcome like any other).
-fn plugin_output(rec: &RunRecord, timeout_state: u8) -> Option<nagios::PluginOutput> {
-    let (state, reason) = match rec.outcome? {
+/// `Err`: the daemon could not read it, in words naming the cause.
+fn plugin_output(
+    rec: &RunRecord,
+    timeout_state: u8,
+) -> Result<Option<nagios::PluginOutput>, String> {
+    let Some(outcome) = rec.outcome else {
+        return Ok(None);
+    };
+    let (state, reason) = match outcome {
         Outcome::Success | Outcome::Failure => nagios::state_of_exit(rec.exit_code, rec.signal),
         Outcome::Timeout => (
             timeout_state,
@@ -93,19 +109,28 @@ fn plugin_output(rec: &RunRecord, timeout_state: u8) -> Option<nagios::PluginOut
                 crate::model::duration::format(rec.timeout())
             )),
         ),
-        _ => return None,
+        _ => return Ok(None),
     };
-    let stdout = read_capped(&rec.run_dir.join(STDOUT_FILE), nagios::MAX_STDOUT);
-    Some(nagios::parse(&stdout, state, reason))
+    let stdout = match open_capped(&rec.run_dir.join(STDOUT_FILE), nagios::MAX_STDOUT) {
+        Err(e) if crate::service::sys::descriptors::mark(&e) => {
+            return Err(crate::service::sys::descriptors::words())
+        }
+        read => read.unwrap_or_default(),
+    };
+    Ok(Some(nagios::parse(&stdout, state, reason)))
 }
 
 /// The start of a file of the run folder (root's: the runner's stdout and stderr), as text.
 fn read_capped(path: &Path, cap: u64) -> String {
+    open_capped(path, cap).unwrap_or_default()
+}
+
+/// As [`read_capped`], with the error of the open.
+fn open_capped(path: &Path, cap: u64) -> std::io::Result<String> {
     let mut buf = Vec::new();
-    if let Ok(f) = crate::service::sys::file::open_read(path) {
-        let _ = f.take(cap).read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
+    let f = crate::service::sys::file::open_read(path)?;
+    let _ = f.take(cap).read_to_end(&mut buf);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// The first non-blank line of the run's stderr, else of its stdout.

@@ -405,6 +405,20 @@ impl RunFolder for Folder {
         let entries = crate::service::sys::Beneath::open(top)?.entries(&rel)?;
         Ok(entries.into_iter().map(|e| e.name).collect())
     }
+
+    fn is_there(&self, path: &Path) -> Option<bool> {
+        // A stat by path, not by handle: only whether to open it, which goes by handle.
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Some(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    }
+
+    fn daemon_short(&self, e: &io::Error) -> Option<String> {
+        use crate::service::sys::descriptors;
+        descriptors::mark(e).then(descriptors::words)
+    }
 }
 
 impl Folder {
@@ -531,6 +545,35 @@ mod tests {
         let mut rec = RunRecord::journal(job, run_id, run_dir, due, Trigger::Schedule, 60.0);
         rec.outcome = Some(Outcome::Skipped);
         Box::new(rec)
+    }
+
+    /// A run that could not be given a folder (the daemon had no descriptor left) is
+    /// recorded all the same: its record makes the folder, beside the job's other runs, and
+    /// says why it did not start, not that output was lost.
+    #[test]
+    fn a_run_without_a_folder_is_recorded_where_no_other_run_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path().join("state"));
+        st.ensure().unwrap();
+        let due = chrono::Utc::now();
+        let (taken, _) = record::allocate_run_dir(&st, "j", due).unwrap();
+        let (run_id, run_dir) = record::unused_run_dir(&st, "j", due);
+        assert_ne!(run_id, taken);
+        assert!(!run_dir.exists());
+        let mut rec =
+            RunRecord::journal("j", run_id, run_dir.clone(), due, Trigger::Schedule, 60.0);
+        rec.note = Some("not started: the daemon has no file descriptor left".into());
+        super::super::folder::mark_ended(&mut rec, Outcome::Error, None);
+        let (rec, error) = do_work(&st, Work::Save(Box::new(rec)), None);
+        assert!(error.is_none(), "{error:?}");
+        assert!(!rec.output_lost, "{rec:?}");
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run_dir.join("record.json")).unwrap()).unwrap();
+        assert_eq!(saved["outcome"], "error");
+        assert_eq!(
+            saved["note"],
+            "not started: the daemon has no file descriptor left"
+        );
     }
 
     #[test]

@@ -73,6 +73,34 @@ pub(super) enum NotStarted {
     UserHeld { job: String, why: String },
 }
 
+impl NotStarted {
+    /// Whether the daemon had no descriptor left for the run's folder or record (noted for
+    /// the daemon's line, see `sys::descriptors`).
+    pub(super) fn out_of_descriptors(&self) -> bool {
+        match self {
+            NotStarted::NoFolder { source, .. } | NotStarted::NoRecord { source, .. } => {
+                crate::service::sys::descriptors::mark(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The record of a run that was due but could not be given a folder: failed to start, its
+/// note says why (`why`), written (and its folder made) with the other final records.
+pub(super) fn not_started(
+    st: &crate::service::state::StateDir,
+    job: &Job,
+    due: DateTime<Utc>,
+    trigger: Trigger,
+    why: String,
+) -> RunRecord {
+    let (run_id, run_dir) = record::unused_run_dir(st, &job.name, due);
+    let mut rec = new_record(job, run_id, run_dir, due, trigger);
+    rec.note = Some(why);
+    rec
+}
+
 /// Creates the run folder and writes the journal record: the slow, file-system part of a
 /// start, which the daemon does ahead of the due time.
 pub(super) fn prepare_folder(
@@ -215,7 +243,9 @@ pub(super) fn write_final(
             &st.root,
             &["jobs", &rec.job, "runs", &rec.run_id],
         )?;
-        if !rec.output_lost {
+        // A run that never started had no output to lose (its folder may never have been
+        // made: see `not_started`).
+        if !rec.output_lost && rec.started.is_some() {
             rec.output_lost = true;
             let note =
                 "the run folder had disappeared (removed by the runner?); its output is lost";

@@ -2,12 +2,15 @@
 //! (TERM to the tree, KILL after `stop_grace`), and the final record.
 
 use super::event::Event;
-use super::folder::{mark_ended, open_spec, prepare_folder, record_cause, run_as, write_final};
+use super::folder::{
+    mark_ended, not_started, open_spec, prepare_folder, record_cause, run_as, write_final,
+};
 use super::shell::Daemon;
 use super::table::{ActiveRun, Pending, Signal};
 use crate::model::record::{Outcome, RunRecord, Trigger};
 use crate::service::run::ExitInfo;
 use crate::service::state::record::{self};
+use crate::service::sys::descriptors;
 use chrono::Utc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -40,6 +43,15 @@ impl Daemon {
             Some(rec) => rec,
             None => match prepare_folder(&self.state, &job, p.due, p.trigger) {
                 Ok(rec) => rec,
+                Err(msg) if msg.out_of_descriptors() => {
+                    // Passing: the run is recorded as not started, with the cause, when its
+                    // record can be written (retried until then), never dropped.
+                    let why = format!("not started: {}", descriptors::words());
+                    warn!(job = %job.name, "{msg}");
+                    let rec = not_started(&self.state, &job, p.due, p.trigger, why);
+                    self.finish(rec, Outcome::Error, None);
+                    return;
+                }
                 Err(msg) => {
                     // Without a run folder there is nowhere to put output or a record: report
                     // it where the admin looks (log, status, ctrl) and let the schedule go on.
@@ -62,7 +74,10 @@ impl Daemon {
         let env_key = match self.apply_env(&job, &mut spec) {
             Ok(k) => k,
             Err(note) => {
-                rec.note = Some(note);
+                rec.note = Some(match descriptors::mark_text(&note) {
+                    true => format!("{note}: {}", descriptors::words()),
+                    false => note,
+                });
                 self.finish(rec, Outcome::Error, None);
                 return;
             }
@@ -96,7 +111,10 @@ impl Daemon {
                 self.env_run_started(pid, env_key);
             }
             Err(e) => {
-                rec.note = Some(format!("cannot start {argv0:?}: {e}"));
+                rec.note = Some(match descriptors::mark(&e) {
+                    true => format!("cannot start {argv0:?}: {} ({e})", descriptors::words()),
+                    false => format!("cannot start {argv0:?}: {e}"),
+                });
                 warn!(job = %job.name, "run {} could not start: {e}", rec.run_id);
                 self.finish(rec, Outcome::Error, None);
             }

@@ -241,6 +241,9 @@ impl Daemon {
         if let Some(lapse) = self.backlog.expires() {
             wake = wake.min(lapse);
         }
+        if let Some(lapse) = super::backlog::descriptors_short(now_i).map(|(_, at)| at) {
+            wake = wake.min(lapse);
+        }
         if let Some(at) = self.reloading.stuck_at().filter(|at| *at > now_i) {
             wake = wake.min(at);
         }
@@ -431,7 +434,12 @@ impl Daemon {
                     if let Some(js) = self.jobs.get_mut(&name) {
                         js.set_prepare_failed(Some(n.due));
                     }
-                    self.state_failure(format!("prepare:{name}"), msg.to_string());
+                    // Descriptors that ran out are passing: the folder is tried again at the
+                    // due time, where a run that cannot get one is recorded as not started;
+                    // the daemon's line names the cause meanwhile (`update_backlog`).
+                    if !msg.out_of_descriptors() {
+                        self.state_failure(format!("prepare:{name}"), msg.to_string());
+                    }
                 }
             }
         }

@@ -458,6 +458,15 @@ fn start_spawner() -> Result<crate::service::run::Spawner, String> {
     let spawner =
         crate::service::run::Spawner::new().map_err(|e| format!("cannot start runs: {e}"))?;
     spawner.become_subreaper();
+    // The spawner raised the limit on descriptors (each run holds some of the daemon's);
+    // the log says so, with the limit its runners get back.
+    let fds = crate::service::sys::descriptors::raise();
+    if fds.now != fds.was {
+        info!(
+            "file descriptor limit raised from {} to {} (the hard limit); runners get {}",
+            fds.was, fds.now, fds.was
+        );
+    }
     match spawner.enable_cgroups() {
         Ok(dir) => info!("runs get a cgroup each under {}", dir.display()),
         Err(why) => warn!(

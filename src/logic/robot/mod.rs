@@ -46,6 +46,20 @@ pub(crate) trait RunFolder {
     /// link followed at any step below the run folder) and listed from what was reached,
     /// never again by its path.
     fn list(&self, dir: &Path, rel: &Path) -> io::Result<Vec<std::ffi::OsString>>;
+    /// Whether `path` is there, asked without opening it (no descriptor of the daemon's
+    /// taken): `None` where the folder cannot tell, and opening decides. A command job's
+    /// folder is looked at for a result robot may have left there.
+    fn is_there(&self, path: &Path) -> Option<bool> {
+        let _ = path;
+        None
+    }
+    /// Why opening failed through no fault of the file's: the daemon itself is out of what
+    /// any open needs (descriptors), in words that name the cause and what to do; `None`
+    /// for an error of the file's.
+    fn daemon_short(&self, e: &io::Error) -> Option<String> {
+        let _ = e;
+        None
+    }
 }
 
 /// How one run's results are read: from where, how many attempts its job has, and within
@@ -151,6 +165,11 @@ fn result_file(rec: &RunRecord, folder: &dyn RunFolder) -> Option<(PathBuf, io::
         return Some((r.clone(), folder.open(r)));
     }
     let xml = folder.path().join("output.xml");
+    // Most command jobs leave none: asked first without a descriptor, so that a daemon short
+    // of them never judges a command job by an output.xml it did not write.
+    if folder.is_there(&xml) == Some(false) {
+        return None;
+    }
     match folder.open(&xml) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         opened => Some((xml, opened)),
@@ -167,6 +186,20 @@ pub(crate) fn annotate(rec: &mut RunRecord, how: &Reading) {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Not the result's fault, nor the run's: what it says is unknown, and the record says
+    // why instead of judging the run by a result it did not read.
+    if let Some(why) = opened
+        .as_ref()
+        .err()
+        .and_then(|e| how.folder.daemon_short(e))
+    {
+        // A timeout or a stop keeps its word: it is what happened to the run.
+        if matches!(rec.outcome, Some(Outcome::Success | Outcome::Failure)) {
+            rec.outcome = Some(Outcome::Error);
+        }
+        add_note(rec, format!("{name} not read: {why}"));
+        return;
+    }
     // One clock for all of the run's files: the time cap bounds the finishing of the run.
     let clock = Clock::new(how.limits, how.stopping);
     if how.attempts > 1 {
@@ -554,6 +587,74 @@ mod tests {
         }
         std::fs::write(d.join("output.xml"), PASS).unwrap();
         let rec = annotated(d, 1, LIMITS);
+        assert_eq!(rec.outcome, Some(Outcome::Success), "{rec:?}");
+        assert!(rec.note.is_none(), "{rec:?}");
+    }
+
+    /// A daemon with no descriptor to spare: every open fails, through no fault of the
+    /// file's; whether a file is there is known without one.
+    struct Starved(PathBuf);
+
+    impl RunFolder for Starved {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+        fn open(&self, _: &Path) -> io::Result<File> {
+            Err(io::Error::other("out of descriptors"))
+        }
+        fn open_log(&self, _: &Path) -> io::Result<File> {
+            Err(io::Error::other("out of descriptors"))
+        }
+        fn list(&self, _: &Path, _: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+            Err(io::Error::other("out of descriptors"))
+        }
+        fn is_there(&self, path: &Path) -> Option<bool> {
+            Some(path.exists())
+        }
+        fn daemon_short(&self, _: &io::Error) -> Option<String> {
+            Some("the daemon has no file descriptor left".into())
+        }
+    }
+
+    /// A result the daemon could not open for want of descriptors is no result of the run's:
+    /// an error naming the cause, never a failure for a missing result; and a command job
+    /// that left no output.xml is judged by its exit code, not by an output.xml.
+    #[test]
+    fn a_result_not_opened_for_want_of_descriptors_is_an_error_naming_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("output.xml"), PASS).unwrap();
+        let folder = Starved(d.to_path_buf());
+        let read = |rec: &mut RunRecord| {
+            annotate(
+                rec,
+                &Reading {
+                    folder: &folder,
+                    attempts: 1,
+                    limits: LIMITS,
+                    stopping: None,
+                },
+            )
+        };
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            let mut rec = finished(d);
+            rec.outcome = Some(outcome);
+            read(&mut rec);
+            assert_eq!(rec.outcome, Some(Outcome::Error), "{rec:?}");
+            assert_eq!(
+                rec.note.as_deref(),
+                Some("output.xml not read: the daemon has no file descriptor left")
+            );
+        }
+        let mut rec = finished(d);
+        rec.outcome = Some(Outcome::Timeout);
+        read(&mut rec);
+        assert_eq!(rec.outcome, Some(Outcome::Timeout), "{rec:?}");
+        // A command job (no `result`) whose folder has no output.xml: nothing to read.
+        std::fs::remove_file(d.join("output.xml")).unwrap();
+        let mut rec = finished(d);
+        rec.result = None;
+        read(&mut rec);
         assert_eq!(rec.outcome, Some(Outcome::Success), "{rec:?}");
         assert!(rec.note.is_none(), "{rec:?}");
     }

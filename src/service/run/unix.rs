@@ -103,7 +103,9 @@ struct Prep {
 impl Spawner {
     /// A spawner with its reaper thread.
     pub fn new() -> io::Result<Spawner> {
-        raise_fd_limit();
+        // Each run in flight holds a pidfd until it is reaped (and more while it starts):
+        // 1000 parallel runs must not hit a default soft limit of 1024.
+        crate::service::sys::descriptors::raise();
         let null = above_stdio(File::open("/dev/null")?.into())?;
         let s = Arc::new(Shared {
             reaper: reaper::Reaper::new()?,
@@ -550,22 +552,6 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
         return Ok(fd);
     }
     Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
-}
-
-/// Each run in flight holds a pidfd until it is reaped: lift the soft limit to the hard one,
-/// so 1000 parallel runs do not hit a default of 1024.
-fn raise_fd_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let lim = getrlimit(Resource::Nofile);
-    if lim.current != lim.maximum {
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: lim.maximum,
-                ..lim
-            },
-        );
-    }
 }
 
 fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {

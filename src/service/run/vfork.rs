@@ -95,7 +95,8 @@ impl SharedPlan<'_> {
     /// user could write escape sequences past the daemon's sanitising or push input into the
     /// admin's root shell (`TIOCSTI`). And every descriptor above stderr is closed at the exec,
     /// whatever the starting process inherited and kept (a `run-once` or `start --foreground`
-    /// run as `7</etc/shadow`): the runner gets its stdio only.
+    /// run as `7</etc/shadow`): the runner gets its stdio only, and the soft limit on
+    /// descriptors the daemon was started with (`sys::descriptors`).
     ///
     /// # Safety
     /// Only in a new child (forked or cloned) while every signal is blocked: async-signal-safe
@@ -116,6 +117,10 @@ impl SharedPlan<'_> {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+        // The daemon's raised limit is not the runner's: a program that uses `select()`
+        // breaks on descriptors of 1024 and above. Last, as this child still needs
+        // descriptors above that limit (the daemon's numbers) until the exec closes them.
+        crate::service::sys::descriptors::restore_in_child();
         stdio
     }
 }

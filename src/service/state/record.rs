@@ -62,6 +62,23 @@ pub(crate) fn allocate_run_dir(
     )))
 }
 
+/// A run id and folder for `job` and `due` that no folder has yet, found without making one
+/// (a stat each, which takes no descriptor): for the record of a run that could not be given
+/// its folder, which the record's write makes (`app::daemon::folder::write_final`).
+pub(crate) fn unused_run_dir(state: &StateDir, job: &str, due: DateTime<Utc>) -> (String, PathBuf) {
+    let runs = state.runs_dir(job);
+    let prefix = run_id_prefix(due);
+    let mut n = 1;
+    loop {
+        let id = format!("{prefix}-{n}");
+        let dir = runs.join(&id);
+        if n >= 9_999 || std::fs::symlink_metadata(&dir).is_err() {
+            return (id, dir);
+        }
+        n += 1;
+    }
+}
+
 /// The run folders of `job`, oldest first (by due time, then sequence).
 pub(crate) fn list_runs(state: &StateDir, job: &str) -> io::Result<Vec<(String, PathBuf)>> {
     let dir = state.runs_dir(job);

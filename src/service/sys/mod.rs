@@ -6,6 +6,7 @@ mod beneath;
 #[cfg(unix)]
 pub(crate) mod children;
 pub(crate) mod copy;
+pub(crate) mod descriptors;
 pub(crate) mod dir;
 pub(crate) mod fatal;
 pub(crate) mod file;

@@ -228,6 +228,14 @@ impl Daemon {
                 None => words,
             });
         }
+        // And descriptors that ran out (see `backlog::descriptors_short`): what it cost
+        // is in the records, the cause stays on the daemon's line while it lasts.
+        if let Some((words, _)) = super::backlog::descriptors_short(std::time::Instant::now()) {
+            text = Some(match text {
+                Some(t) => format!("{words}; {t}"),
+                None => words,
+            });
+        }
         // And a config load that hangs (see `Reloading::stuck`): the config runs on, but no
         // edit is applied until it comes back.
         if let Some(words) = self.reloading.stuck(std::time::Instant::now()) {
@@ -254,7 +262,7 @@ impl Daemon {
                 self.unsaved.push(rec.clone());
                 self.state_failure(
                     cause,
-                    format!("cannot record run {} of {}: {e}", rec.run_id, rec.job),
+                    format!("cannot record run {} of {} yet: {e}", rec.run_id, rec.job),
                 );
             }
         }
@@ -376,6 +384,12 @@ impl Daemon {
     /// record that is still unwritten: each clears only with its own cause.
     pub(super) fn state_failure(&mut self, cause: impl Into<String>, msg: String) {
         let cause = cause.into();
+        // A write that failed for want of descriptors says so in words that name the cause
+        // and what to do, not only the OS's "Too many open files".
+        let msg = match crate::service::sys::descriptors::mark_text(&msg) {
+            true => format!("{msg}: {}", crate::service::sys::descriptors::words()),
+            false => msg,
+        };
         if self.state_errors.get(&cause) != Some(&msg) {
             error!("{msg}");
             self.state_errors.insert(cause, msg);
