@@ -1,5 +1,5 @@
 //! The children this process starts for its own use — not runs: the tree remover's child that
-//! takes a user's rights (`tree_unix`), `getent` in the static build (`users`) — and collects
+//! takes a user's rights (`tree_unix/child.rs`), `getent` in the static build (`users`) — and collects
 //! itself.
 //!
 //! Why a record: the daemon is a subreaper, so a process a run leaves behind becomes its child,

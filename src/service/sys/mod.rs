@@ -25,7 +25,7 @@ pub(crate) use who::user_label;
 #[path = "unix.rs"]
 mod platform;
 #[cfg(windows)]
-#[path = "windows.rs"]
+#[path = "windows/mod.rs"]
 mod platform;
 
 pub(crate) use platform::*;

@@ -12,7 +12,7 @@
 //! look answers [`Removal::More`] and the next look goes on where this one stopped, since all
 //! that was done is done on disk. On Linux the walk holds at most a few dozen descriptors,
 //! uses no recursion and no memory that grows with the tree, opens every folder by handle,
-//! never follows a link, and never enters another mount (see `tree_unix.rs`). A tree that
+//! never follows a link, and never enters another mount (see `tree_unix/`). A tree that
 //! belongs to a job's user is removed in a child process with that user's rights.
 //!
 //! Windows has no `user` jobs and no mount points in run folders; there std's
@@ -110,7 +110,7 @@ pub enum RemoveError {
 }
 
 #[cfg(unix)]
-#[path = "tree_unix.rs"]
+#[path = "tree_unix/mod.rs"]
 mod imp;
 
 pub use imp::remove_tree;

@@ -1,315 +1,27 @@
-//! Windows side of [`crate::service::sys`]: process identity by PID and creation time, the named stop
-//! event, handle hygiene for a freshly detached daemon, and the ACL half of the path trust
-//! check (the daemon runs as SYSTEM what its config says, so a config or state dir another
-//! user may change hands that user the host).
-//!
-//! The stop event is named after the daemon's PID (`robotmk-daemon-stop-<pid>`): `stop`
-//! already knows that PID from the status file and verifies it by creation time before
-//! signalling, so no other name has to be shared between the two sides. The daemon creates it
-//! in the `Global\` namespace when it may (SYSTEM, administrators: reachable from an admin's
-//! session), else in its session's `Local\` namespace; `stop` tries both. The stop file, which
-//! the daemon watches (a change notification on the state dir), remains the fallback when the
-//! event cannot be reached.
+//! Who may change a path on Windows: the ACL half of the trust check of
+//! `crate::service::security` (the daemon runs as SYSTEM what its config says, so a config or
+//! state dir another user may change hands that user the host). Reads owners and DACLs of the
+//! path and every folder above it; changes nothing (its message says the `icacls` fix).
 
+use super::handle::{wide, OwnedHandle};
 use std::io;
-use std::os::windows::ffi::OsStrExt;
 use std::path::Path;
 use windows_sys::Win32::Foundation::{
-    CloseHandle, LocalFree, ERROR_ALREADY_EXISTS, ERROR_SUCCESS, FILETIME, GENERIC_ALL,
-    GENERIC_WRITE, HANDLE, STILL_ACTIVE, WAIT_OBJECT_0,
+    LocalFree, ERROR_SUCCESS, GENERIC_ALL, GENERIC_WRITE, HANDLE,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
-    GetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
+    ConvertSidToStringSidW, GetNamedSecurityInfoW, SE_FILE_OBJECT,
 };
 use windows_sys::Win32::Security::{
     GetAce, GetTokenInformation, TokenUser, ACCESS_ALLOWED_ACE, ACE_HEADER, ACL,
     DACL_SECURITY_INFORMATION, INHERITED_ACE, INHERIT_ONLY_ACE, OWNER_SECURITY_INFORMATION,
-    PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+    PSECURITY_DESCRIPTOR, PSID, TOKEN_QUERY, TOKEN_USER,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    GetFileType, DELETE, FILE_APPEND_DATA, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT,
-    FILE_DELETE_CHILD, FILE_FLAG_OPEN_REPARSE_POINT, FILE_TYPE_DISK, FILE_TYPE_UNKNOWN,
-    FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, FILE_WRITE_EA, WRITE_DAC, WRITE_OWNER,
+    DELETE, FILE_APPEND_DATA, FILE_DELETE_CHILD, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
+    FILE_WRITE_EA, WRITE_DAC, WRITE_OWNER,
 };
-use windows_sys::Win32::System::Console::{
-    SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
-};
-use windows_sys::Win32::System::Threading::{
-    CreateEventW, GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess,
-    OpenProcessToken, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
-    PROCESS_QUERY_LIMITED_INFORMATION,
-};
-
-/// A NUL-terminated UTF-16 copy of `s`, for the `W` functions.
-pub(crate) fn wide(s: impl AsRef<std::ffi::OsStr>) -> Vec<u16> {
-    s.as_ref().encode_wide().chain(Some(0)).collect()
-}
-
-/// A handle closed on drop.
-pub(crate) struct OwnedHandle(pub(crate) HANDLE);
-
-// SAFETY: a kernel handle is a process-wide value; the objects used here (processes, jobs,
-// events, snapshots) may be used from any thread.
-unsafe impl Send for OwnedHandle {}
-// SAFETY: see above; the functions called on these handles are thread-safe.
-unsafe impl Sync for OwnedHandle {}
-
-impl OwnedHandle {
-    /// Wraps a handle returned by a Win32 call; `None` for NULL or INVALID_HANDLE_VALUE.
-    pub(crate) fn new(h: HANDLE) -> Option<OwnedHandle> {
-        (!h.is_null() && h as isize != -1).then_some(OwnedHandle(h))
-    }
-}
-
-impl Drop for OwnedHandle {
-    fn drop(&mut self) {
-        // SAFETY: the handle is owned by this value and closed exactly once.
-        unsafe {
-            CloseHandle(self.0);
-        }
-    }
-}
-
-fn filetime(ft: FILETIME) -> u64 {
-    (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime)
-}
-
-/// The creation time of a live process (100 ns units since 1601), or `None` if no such
-/// process exists or it has exited (a handle held elsewhere can keep an exited one around).
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    if pid == 0 {
-        return None;
-    }
-    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
-    let h = OwnedHandle::new(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })?;
-    handle_start_time(h.0)
-}
-
-/// [`process_start_time`] for a process handle (needs PROCESS_QUERY_LIMITED_INFORMATION).
-pub(crate) fn handle_start_time(h: HANDLE) -> Option<u64> {
-    let mut code = 0u32;
-    // SAFETY: valid process handle, valid out pointer.
-    if unsafe { GetExitCodeProcess(h, &mut code) } == 0 || code != STILL_ACTIVE as u32 {
-        return None;
-    }
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: valid process handle, four valid out pointers.
-    let ok = unsafe { GetProcessTimes(h, &mut created, &mut exited, &mut kernel, &mut user) };
-    (ok != 0).then(|| filetime(created))
-}
-
-/// The names of the daemon's stop event (`now`: its stop-now event).
-fn stop_event_names(pid: u32, now: bool) -> [String; 2] {
-    let what = if now { "stopnow" } else { "stop" };
-    [
-        format!("Global\\robotmk-daemon-{what}-{pid}"),
-        format!("Local\\robotmk-daemon-{what}-{pid}"),
-    ]
-}
-
-/// Asks the daemon with this PID to stop by setting its named stop event (its handler reads
-/// the stop-request file to learn whether to drain or end runs now).
-pub(crate) fn signal_stop(pid: u32) -> io::Result<()> {
-    set_stop_event(pid, false)
-}
-
-/// Tells the daemon with this (verified) PID to stop now, ending its runs (its stop-now
-/// event): the way `stop --now` reaches it when the stop-request file cannot be written.
-pub(crate) fn signal_stop_now(pid: u32) -> io::Result<()> {
-    set_stop_event(pid, true)
-}
-
-fn set_stop_event(pid: u32, now: bool) -> io::Result<()> {
-    let mut last = io::Error::from(io::ErrorKind::NotFound);
-    for name in stop_event_names(pid, now) {
-        let w = wide(&name);
-        // SAFETY: OpenEventW with a NUL-terminated name; the result is checked and owned.
-        match OwnedHandle::new(unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, w.as_ptr()) }) {
-            Some(ev) => {
-                // SAFETY: a valid event handle opened with EVENT_MODIFY_STATE.
-                return if unsafe { SetEvent(ev.0) } != 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                };
-            }
-            None => last = io::Error::last_os_error(),
-        }
-    }
-    Err(last)
-}
-
-/// Ends the process `pid` at once (TerminateProcess), if it still is the one that started
-/// at `start`. The start time is checked on the same handle that terminates, so a PID
-/// recycled between the caller's check and the kill is never hit.
-pub(crate) fn kill_process(pid: u32, start: Option<u64>) -> io::Result<()> {
-    use windows_sys::Win32::System::Threading::{TerminateProcess, PROCESS_TERMINATE};
-    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
-    let h = OwnedHandle::new(unsafe {
-        OpenProcess(
-            PROCESS_TERMINATE | PROCESS_QUERY_LIMITED_INFORMATION,
-            0,
-            pid,
-        )
-    })
-    .ok_or_else(io::Error::last_os_error)?;
-    if start.is_none() || handle_start_time(h.0) != start {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("process {pid} has exited or is another process now"),
-        ));
-    }
-    // SAFETY: a valid process handle opened with PROCESS_TERMINATE.
-    if unsafe { TerminateProcess(h.0, 1) } == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Nothing to do: files the daemon creates inherit the ACL of the state dir (under
-/// `C:\ProgramData\checkmk\agent\` only administrators and SYSTEM may write).
-pub(crate) fn set_private_umask() {}
-
-/// Windows has no such signal: the daemon's change notification on `requests\` wakes it.
-pub(crate) fn signal_requests(_pid: u32) {}
-
-/// The daemon is created without handle inheritance, so nothing of the agent's can reach it;
-/// its std handles are pointed at NUL anyway, so that no stray handle value is ever written to.
-pub(crate) fn close_inherited_fds() {
-    use std::os::windows::io::IntoRawHandle;
-    for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
-        let Ok(nul) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("NUL")
-        else {
-            return;
-        };
-        // SAFETY: the NUL handle is given up by its File and lives for the rest of the process.
-        unsafe {
-            SetStdHandle(which, nul.into_raw_handle() as HANDLE);
-        }
-    }
-}
-
-/// Creates the stop event: SYSTEM, administrators and the owner may set it, so an admin's
-/// `stop` reaches a SYSTEM daemon. Falls back to the default security if the descriptor
-/// cannot be built.
-fn create_stop_event(pid: u32, now: bool) -> io::Result<OwnedHandle> {
-    let sddl = wide("D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: a NUL-terminated SDDL string and a valid out pointer; the descriptor is freed
-    // with LocalFree below.
-    let have_sd = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
-        )
-    } != 0;
-    let sa = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd,
-        bInheritHandle: 0,
-    };
-    let sa_ptr: *const SECURITY_ATTRIBUTES = if have_sd { &sa } else { std::ptr::null() };
-    let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
-    for name in stop_event_names(pid, now) {
-        let w = wide(&name);
-        // SAFETY: CreateEventW (auto-reset, not signalled) with valid attributes or NULL and a
-        // NUL-terminated name.
-        let h = unsafe { CreateEventW(sa_ptr, 0, 0, w.as_ptr()) };
-        let err = io::Error::last_os_error();
-        match OwnedHandle::new(h) {
-            // An event by this name from a dead predecessor with our PID cannot exist (it
-            // died with its last handle), so ALREADY_EXISTS only means someone else made it.
-            Some(ev) if err.raw_os_error() != Some(ERROR_ALREADY_EXISTS as i32) => {
-                result = Ok(ev);
-                break;
-            }
-            Some(_) => result = Err(io::Error::other(format!("{name} already exists"))),
-            None => result = Err(err),
-        }
-    }
-    if have_sd {
-        // SAFETY: sd was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
-        unsafe {
-            LocalFree(sd as _);
-        }
-    }
-    result
-}
-
-/// Forwards the named stop event to `f` as [`super::ControlSignal::Stop`] and the stop-now
-/// event as [`super::ControlSignal::StopNow`], each from a thread that sleeps in
-/// `WaitForSingleObject` until its event is set (no periodic wake-ups).
-pub(crate) fn forward_control_signals(
-    f: impl Fn(super::ControlSignal) + Send + Sync + 'static,
-) -> io::Result<()> {
-    let f = std::sync::Arc::new(f);
-    for (now, sig) in [
-        (false, super::ControlSignal::Stop),
-        (true, super::ControlSignal::StopNow),
-    ] {
-        let ev = match create_stop_event(std::process::id(), now) {
-            Ok(ev) => ev,
-            Err(e) => {
-                // Not fatal: the daemon watches the stop file anyway.
-                tracing::warn!(
-                    "cannot create the stop event ({e}); stop requests go by the stop file only"
-                );
-                continue;
-            }
-        };
-        let f = std::sync::Arc::clone(&f);
-        std::thread::Builder::new()
-            .name("stop-event".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let ev = ev;
-                loop {
-                    // SAFETY: a valid event handle owned by this thread for the life of the
-                    // process.
-                    let r = unsafe { WaitForSingleObject(ev.0, INFINITE) };
-                    if r != WAIT_OBJECT_0 {
-                        return;
-                    }
-                    f(sig);
-                }
-            })?;
-    }
-    Ok(())
-}
-
-/// Finding a run by its environment is not implemented on Windows: a run the previous daemon
-/// started but never journalled is recorded `interrupted` (docs/WINDOWS.md).
-pub(crate) fn find_run_by_env(_key: &str, _value: &str) -> Option<(u32, Option<u64>)> {
-    None
-}
-
-// ---- Files and trust (security.rs, state/file.rs) ------------------------------------------
-
-/// Open flags for [`crate::service::sys::file`]: a reparse point (symlink, junction) at the last
-/// component is opened as itself, not followed, unless `follow`; [`is_plain_file`] then
-/// refuses it. Windows has no FIFOs in the file system, so nothing can block an open.
-pub(crate) fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
-    use std::os::windows::fs::OpenOptionsExt;
-    if !follow {
-        o.custom_flags(NOFOLLOW_FLAGS);
-    }
-}
-
-/// What changes whenever the file is replaced: its creation time and attributes.
-pub(crate) fn change_stamp(m: &std::fs::Metadata) -> String {
-    use std::os::windows::fs::MetadataExt;
-    format!("{}:{}", m.creation_time(), m.file_attributes())
-}
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
 /// The trust check of [`crate::service::security`] on Windows: the target's ACL (and owner) and the
 /// ACL of every directory above it (see [`check_path_acl`]).
@@ -317,8 +29,8 @@ pub(crate) fn check_path_trust(
     path: &std::path::Path,
     what: &'static str,
     may_be_missing: bool,
-) -> Result<(), super::trust::TrustError> {
-    use super::trust::TrustError;
+) -> Result<(), crate::service::sys::trust::TrustError> {
+    use crate::service::sys::trust::TrustError;
     let exists = path.exists();
     if exists {
         check_path_acl(path, true).map_err(|reason| TrustError::Acl {
@@ -351,118 +63,8 @@ pub(crate) fn check_path_trust(
 pub(crate) fn check_instance_path_trust(
     path: &std::path::Path,
     what: &'static str,
-) -> Result<(), super::trust::TrustError> {
+) -> Result<(), crate::service::sys::trust::TrustError> {
     check_path_trust(path, what, false)
-}
-
-/// True if process `pid` started at `start` (PID reuse) and runs this program (the daemon
-/// runs from a copy named `robotmk-daemon-<build>-….exe`, see `launch::daemon_exe`).
-/// Windows cannot list who holds a lock, so the lock is not part of the check here.
-pub(crate) fn is_instance_daemon(
-    pid: u32,
-    start: Option<u64>,
-    _lock_file: &std::path::Path,
-) -> bool {
-    if start.is_none() || process_start_time(pid) != start {
-        return false;
-    }
-    let Some(image) = process_image(pid) else {
-        return false;
-    };
-    let name = std::path::Path::new(&image)
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let mine = std::env::current_exe().ok().and_then(|p| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-    });
-    name.starts_with("robotmk-daemon") || mine.is_some_and(|m| m == name)
-}
-
-/// The full path of the image process `pid` runs, or `None` if it cannot be told.
-fn process_image(pid: u32) -> Option<String> {
-    use windows_sys::Win32::System::Threading::{QueryFullProcessImageNameW, PROCESS_NAME_WIN32};
-    // SAFETY: OpenProcess with a plain PID; the result is checked and owned.
-    let h = OwnedHandle::new(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })?;
-    let mut buf = vec![0u16; 1024];
-    let mut len = buf.len() as u32;
-    // SAFETY: a valid process handle, a buffer of `len` UTF-16 units and its length.
-    if unsafe { QueryFullProcessImageNameW(h.0, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len) }
-        == 0
-    {
-        return None;
-    }
-    Some(String::from_utf16_lossy(&buf[..len as usize]))
-}
-
-/// The file process `pid` runs (`None`: this process). Windows tells its path only: a
-/// running .exe cannot be replaced or renamed over, so it is never `deleted`, and std cannot
-/// read a file's identity (`file` is `None`). The daemon runs from its own copy in the state
-/// dir (`launch::daemon_exe`), so its path is never ctrl's.
-pub(crate) fn process_program(pid: Option<u32>) -> Option<super::Program> {
-    let path = match pid {
-        Some(pid) => std::path::PathBuf::from(process_image(pid)?),
-        None => std::env::current_exe().ok()?,
-    };
-    Some(super::Program {
-        path,
-        deleted: false,
-        file: None,
-        launched: None,
-    })
-}
-
-/// Whether two processes run the same program: not told on Windows (see [`process_program`]:
-/// no program is replaced under a running process there).
-pub(crate) fn same_program(_a: Option<u32>, _b: Option<u32>) -> Option<bool> {
-    None
-}
-
-/// The folder `path` leads to: on Windows the path as written (`canonicalize` would give a
-/// `\\?\` path, and a junction repointed under a running daemon is not followed).
-pub(crate) fn resolved_dir(path: &std::path::Path) -> Option<std::path::PathBuf> {
-    path.is_dir().then(|| path.to_path_buf())
-}
-
-/// Whether two paths name one file: not told on Windows (std cannot compare file identities
-/// yet).
-pub(crate) fn same_file_at(_a: &std::path::Path, _b: &std::path::Path) -> Option<bool> {
-    None
-}
-
-/// True if `path` still exists (Windows: std cannot compare file identities yet; a locked
-/// file cannot be replaced while it is open, only deleted).
-pub(crate) fn same_file(_f: &std::fs::File, path: &std::path::Path) -> bool {
-    path.exists()
-}
-
-// --- Who may change a path: the ACL half of `crate::service::security` -------------------------------
-
-/// Open flag that stops at a symlink or junction instead of following it (for
-/// `OpenOptionsExt::custom_flags`): a link planted in the state dir must not redirect the
-/// daemon's reads and writes to a file of the planter's choosing.
-pub(crate) const NOFOLLOW_FLAGS: u32 = FILE_FLAG_OPEN_REPARSE_POINT;
-
-/// True for a regular file on disk that is not a reparse point. State files are opened with
-/// [`NOFOLLOW_FLAGS`], which hands back the link itself, and a pipe or device would make a
-/// read block or lie: the caller reads only what this accepts.
-pub(crate) fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
-    use std::os::windows::fs::MetadataExt;
-    use std::os::windows::io::AsRawHandle;
-    // SAFETY: `f` owns a valid handle for the duration of the call.
-    let kind = unsafe { GetFileType(f.as_raw_handle() as HANDLE) };
-    if kind == FILE_TYPE_UNKNOWN {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(0) {
-            return Err(e);
-        }
-    }
-    if kind != FILE_TYPE_DISK {
-        return Ok(false);
-    }
-    let attrs = f.metadata()?.file_attributes();
-    Ok(attrs & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT) == 0)
 }
 
 // ACE types from winnt.h (kept here: windows-sys has them only in the large SystemServices
@@ -817,120 +419,13 @@ pub(crate) fn check_path_acl(path: &Path, target: bool) -> Result<(), String> {
     check_descriptor(owner, dacl, path, target, is_dir)
 }
 
-// ---- Paths and file modes (config, state) ---------------------------------------------------
-
-/// Where the config is looked for when nothing names it (the agent's config folder).
-pub(crate) const DEFAULT_CONFIG_DIR: &str = r"C:\ProgramData\checkmk\agent\config";
-
-/// No user database files: `user` jobs are refused on Windows.
-pub(crate) const USER_DATABASE: &[&str] = &[];
-
-/// No temporary folders besides `%TEMP%` (what `std::env::temp_dir` names).
-pub(crate) const TEMP_DIRS: &[&str] = &[];
-
-/// Windows consoles render UTF-8 (and ANSI) since Windows 10, and have no locale variables.
-pub(crate) const CONSOLE_ALWAYS_UTF8: bool = true;
-
-/// The base of the default state dir when `$MK_VARDIR` is not set: the agent's state folder.
-pub(crate) fn default_state_base() -> std::path::PathBuf {
-    r"C:\ProgramData\checkmk\agent\state".into()
-}
-
-/// Windows has no mode bits: access comes from the folder's ACL (checked by `security`).
-pub(crate) fn private_file(_o: &mut std::fs::OpenOptions) {}
-
-/// See [`private_file`].
-pub(crate) fn private_dir(_b: &mut std::fs::DirBuilder) {}
-
-/// A rename over a file a reader holds open fails with access denied; readers keep files
-/// open only for a moment, so the rename is retried briefly (platform.md, measured under
-/// Wine).
-pub(crate) fn rename_denied_is_transient() -> bool {
-    true
-}
-
-/// How long the system has been up, for `start_delay`.
-pub(crate) fn uptime() -> Option<std::time::Duration> {
-    // SAFETY: GetTickCount64 takes no arguments and cannot fail.
-    let ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };
-    Some(std::time::Duration::from_millis(ms))
-}
-
-/// The program to start when the daemon runs a helper of its own (the retry wrapper of
-/// `attempts`, an environment build): the daemon's own copy of the binary
-/// ([`crate::service::launch::daemon_exe`] starts it from a copy in the state dir, which no upgrade
-/// replaces while it runs), so the helper is always the daemon's own version.
-pub(crate) fn self_exe() -> std::io::Result<std::path::PathBuf> {
-    std::env::current_exe()
-}
-
-/// Windows runs no job as another user: a suite that needs a desktop session runs in a
-/// daemon instance started in that user's session (docs/WINDOWS.md).
-pub(crate) fn lookup_user(name: &str) -> Result<super::UserInfo, super::UserLookupError> {
-    Err(super::UserLookupError::Unsupported {
-        name: name.to_string(),
-    })
-}
-
-/// Never on Windows: who may change a folder is its ACL's matter, and a copy is kept there
-/// (see `record::link_latest`).
-pub(crate) fn only_mine(_dir: &std::path::Path) -> bool {
-    false
-}
-
-/// Windows has ACLs, not modes: docs/WINDOWS.md says how to protect the config there.
-pub(crate) fn others_may_read(_m: &std::fs::Metadata) -> Option<u32> {
-    None
-}
-
-/// Windows has no execute bit: any file may be started (its extension decides how).
-pub(crate) fn mode_executable(_m: &std::fs::Metadata) -> bool {
-    true
-}
-
-/// Windows has no signals: a process ends with an exit code only.
-pub(crate) fn exit_signal(_s: &std::process::ExitStatus) -> Option<i32> {
-    None
-}
-
-/// A flag nothing sets: a run's helper is ended with its job object, not asked to stop.
-pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
-}
-
-/// Only Unix root may run a job as another user.
-pub(crate) fn is_root() -> bool {
-    false
-}
-
-/// Whoever the state dir's ACL lets write (SYSTEM, administrators) may: no check of its own
-/// before the state dir's trust check and the write itself.
-pub(crate) fn may_write_state_dir() -> bool {
-    true
-}
-
-/// Nothing to do: environments get the ACLs of their folder.
-pub(crate) fn set_shared_umask() {}
-
-/// Windows runs no job as another user (see [`lookup_user`]): a plain folder.
-pub(crate) fn public_dir(path: &std::path::Path, _readable: bool) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)
-}
-
-/// Windows runs no job as another user (see [`lookup_user`]).
-pub(crate) fn give_to(_path: &std::path::Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// Nothing to do: files inherit their folder's ACL.
-pub(crate) fn make_readable_tree(_root: &std::path::Path) -> std::io::Result<()> {
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use windows_sys::Win32::Security::Authorization::SetNamedSecurityInfoW;
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SetNamedSecurityInfoW,
+        SDDL_REVISION_1,
+    };
     use windows_sys::Win32::Security::{
         GetSecurityDescriptorDacl, GetSecurityDescriptorOwner, PROTECTED_DACL_SECURITY_INFORMATION,
     };
@@ -1352,55 +847,5 @@ mod tests {
             )),
             "{e}"
         );
-    }
-
-    #[test]
-    fn plain_file_rejects_a_symlink_opened_without_following() {
-        use std::os::windows::fs::OpenOptionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("target"), "x").unwrap();
-        let link = dir.path().join("status.json");
-        // Needs SeCreateSymbolicLinkPrivilege or developer mode on Windows. Wine 8 reports
-        // success without creating anything (and follows Unix symlinks even with
-        // FILE_FLAG_OPEN_REPARSE_POINT): nothing to assert there.
-        if let Err(e) = std::os::windows::fs::symlink_file("target", &link) {
-            eprintln!("no symlink ({e}); reparse-point rule not exercised here");
-            return;
-        }
-        let f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(NOFOLLOW_FLAGS)
-            .open(&link)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("symlink not there ({e}, Wine?); reparse-point rule not exercised here");
-                return;
-            }
-        };
-        assert!(!is_plain_file(&f).unwrap());
-    }
-
-    #[test]
-    fn plain_file_is_plain_and_a_directory_or_device_is_not() {
-        use std::os::windows::fs::OpenOptionsExt;
-        use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_BACKUP_SEMANTICS;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("status.json");
-        std::fs::write(&file, "{}").unwrap();
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(NOFOLLOW_FLAGS)
-            .open(&file)
-            .unwrap();
-        assert!(is_plain_file(&f).unwrap());
-        let d = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | NOFOLLOW_FLAGS)
-            .open(dir.path())
-            .unwrap();
-        assert!(!is_plain_file(&d).unwrap());
-        let nul = std::fs::OpenOptions::new().read(true).open("NUL").unwrap();
-        assert!(!is_plain_file(&nul).unwrap());
     }
 }
