@@ -513,13 +513,16 @@ pub(crate) fn is_instance_daemon(
 
 /// Whether `/proc/locks` lists an exclusive flock by `pid` on inode `ino`.
 fn holds_flock(pid: u32, ino: u64) -> bool {
-    let Ok(locks) = crate::service::sys::file::read_string(
-        std::path::Path::new("/proc/locks"),
-        crate::service::sys::file::cap::STATUS,
-        crate::service::sys::file::Links::Refuse,
-    ) else {
+    // Read here, not through `sys::file` (which opens files with this module's flags: a cycle
+    // between the two); the kernel's own file, bounded as `file::cap::STATUS` bounds it.
+    let mut locks = String::new();
+    let read = std::fs::File::open("/proc/locks").and_then(|f| {
+        use std::io::Read;
+        f.take(32 * 1024 * 1024).read_to_string(&mut locks)
+    });
+    if read.is_err() {
         return false;
-    };
+    }
     // "1: FLOCK  ADVISORY  WRITE 4711 fd:01:1234567 0 EOF"
     locks.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
