@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// The user the USER instance runs as (created once, kept).
 const DESK_USER: &str = "rmkd-i22-desk";
@@ -361,4 +362,150 @@ fn a_hard_link_of_the_config_is_the_same_config() {
         "{text}"
     );
     let _ = inst.run(&["stop", "--now"]);
+}
+
+/// Runs ctrl of `inst` as the Linux agent runs a cached plugin: from `<dir>/plugins` as
+/// `300/NAME`, the config from the environment.
+fn cached_ctrl(inst: &Instance) -> String {
+    let plugins = inst.dir.path().join("plugins");
+    let link = plugins.join("300/robotmk_daemon_ctrl");
+    if !link.exists() {
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(BIN, &link).unwrap();
+    }
+    let out = Command::new(&link)
+        .arg0("300/robotmk_daemon_ctrl")
+        .current_dir(&plugins)
+        .env("ROBOTMK_DAEMON_CONFIG", &inst.config)
+        .env_remove("MK_CONFDIR")
+        .env_remove("MK_VARDIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Tester T7's findings 1, 3 and 6: ctrl rendered another instance apart from its own —
+/// without that instance's pause (Checkmk showed a paused job as OK, never WARN past its warn
+/// age), in sync mode while the agent cached the output ("last run 0s ago" served for
+/// minutes), and with whatever state its status file held (a line `7 "…"` that Checkmk's
+/// parser rejects, its check crashing). Another instance now goes through the rendering of
+/// this one's: all three hold for it as for this instance.
+#[test]
+fn another_instance_shows_its_pause_the_agents_cached_mode_and_only_checkmks_states() {
+    let inst = Instance::new(
+        "heartbeat_timeout = \"1m\"",
+        "[[job]]\nname = \"sys\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    // The other instance (root's here: what is under test is its rendering), in the test's
+    // temp dir, so that the test's guard ends its daemon too.
+    let desk = inst.dir.path().join("desk");
+    std::fs::create_dir(&desk).unwrap();
+    let config = desk.join("desk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ninstance = \"desk\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"1m\"\nstop_grace = \"1s\"\n\n\
+             [[job]]\nname = \"gui\"\ncommand = [\"true\"]\nevery = \"1h\"\n\n\
+             [[job]]\nname = \"pj\"\nkind = \"plugin\"\ncommand = [\"echo\", \"PJ OK | v=1\"]\nevery = \"1h\"\n",
+            desk.join("state").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("MK_CONFDIR")
+            .env_remove("MK_VARDIR")
+            .env_remove("ROBOTMK_DAEMON_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    inst.write_config(
+        &format!(
+            "heartbeat_timeout = \"1m\"\nother_instances = [\"{}\"]",
+            config.display()
+        ),
+        "[[job]]\nname = \"sys\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    assert!(run(&["ctrl"]).status.success());
+    for job in ["gui", "pj"] {
+        assert_eq!(run(&["run-once", job]).status.code(), Some(0), "{job}");
+    }
+    assert_eq!(inst.run(&["run-once", "sys"]).status.code(), Some(0));
+    let paused = run(&["pause", "gui", "--warn-after", "1s"]);
+    assert!(paused.status.success(), "{paused:?}");
+    // Its own ctrl (which no agent reads) turns WARN once the pause is older than 1s.
+    let mut own = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let out = String::from_utf8_lossy(&run(&["ctrl"]).stdout).into_owned();
+            let c = parse_ok(&out).check(None, "Robotmk desk gui");
+            let warn = c.state_num() == 1;
+            own = Some(c);
+            warn
+        }),
+        "{own:?}"
+    );
+    let own = own.unwrap();
+    assert!(own.summary.starts_with("WARN - paused by "), "{own:?}");
+    // The ctrl the agent runs shows it the same way, on its full path and its fast path.
+    for call in ["first", "second"] {
+        let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+        let seen = parse_ok(&out).check(None, "Robotmk desk gui");
+        assert_eq!(seen.state_num(), 1, "{call}: {out}");
+        let head = |s: &str| {
+            s.split(" (paused for")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(head(&seen.summary), head(&own.summary), "{call}: {out}");
+        assert!(seen.summary.contains(", longer than 1s)"), "{seen:?}");
+    }
+    // In the agent's cached mode every time is absolute, the other instance's too.
+    for call in ["first", "second"] {
+        let out = cached_ctrl(&inst);
+        let a = parse_ok(&out);
+        for c in a.local(None) {
+            assert!(!c.summary.contains(" ago"), "{call}: {c:?}\n{out}");
+        }
+        let gui = a.check(None, "Robotmk desk gui");
+        assert_eq!(gui.state_num(), 1, "{call}: {gui:?}");
+        assert!(
+            gui.summary.contains("(paused since 20")
+                && gui.summary.contains(" UTC, longer than 1s)"),
+            "{call}: {gui:?}"
+        );
+        let pj = a.check(None, "Robotmk desk pj");
+        assert!(pj.summary.contains("last run at 20"), "{call}: {pj:?}");
+        let sys = a.check(None, "Robotmk t sys");
+        assert!(sys.summary.contains("last run at 20"), "{call}: {sys:?}");
+    }
+    // Its status file is its owner's to write: a state Checkmk has no digit for is UNKNOWN,
+    // and says so, not a line Checkmk's parser throws away.
+    assert!(run(&["stop", "--timeout", "10s"]).status.success());
+    let status_file = desk.join("state/status.json");
+    let mut status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
+    let pj = status["jobs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|j| j["name"] == "pj")
+        .unwrap();
+    pj["last"]["plugin"]["state"] = 7.into();
+    std::fs::write(&status_file, serde_json::to_vec(&status).unwrap()).unwrap();
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    let pj = parse_ok(&out).check(None, "Robotmk desk pj");
+    assert_eq!(pj.state_num(), 3, "{out}");
+    assert!(
+        pj.summary
+            .starts_with("UNKNOWN - PJ OK (state 7 is none of Checkmk's"),
+        "{pj:?}"
+    );
 }

@@ -393,13 +393,14 @@ fn older_build(a: &str, b: &str) -> bool {
 /// on the time of this call. Its cost grows with the bytes it prints, not with parsing and
 /// formatting every job. Anything unusual — no daemon, an edit the daemon has not seen, a
 /// config error, no view — takes the full path.
-/// Returns `None`, having printed nothing, when it does not apply.
+/// Returns `None`, having printed nothing, when it does not apply; else the agent's cached
+/// mode it printed in ([`agent::cached_mode`]).
 fn fast_output(
     path: &Path,
     quick: Option<(String, std::path::PathBuf)>,
     beat: &Beat,
     t0: Instant,
-) -> Option<()> {
+) -> Option<Option<String>> {
     // Untrusted paths take the full path, which says why and touches nothing.
     crate::service::security::check_config(path).ok()?;
     let stamp = config::stamp(path)?;
@@ -468,7 +469,7 @@ fn fast_output(
     let _ = view
         .write_to(&report, pause.as_ref(), &mut stdout)?
         .and_then(|_| stdout.flush());
-    Some(())
+    Some(agent::cached_mode(&report))
 }
 
 /// Runs ctrl and prints the sections; always exits 0 once it printed them.
@@ -492,18 +493,26 @@ pub(crate) fn run(config_path: &Path) -> i32 {
         .as_ref()
         .map_or("system", |q| q.0.as_str())
         .to_string();
-    let code = if fast_output(&path, quick, &beat, t0).is_some() {
-        0
-    } else {
-        full(&path, t0, &beat)
+    let shown = match fast_output(&path, quick, &beat, t0) {
+        Some(cached) => Shown { code: 0, cached },
+        None => full(&path, t0, &beat),
     };
-    print_others(&path, text.as_deref(), &own);
-    code
+    print_others(&path, text.as_deref(), &own, shown.cached.as_deref());
+    shown.code
 }
 
-/// The sections of the other instances the config names (`service::others`), after this one's; only
-/// from a config no other user could have changed.
-fn print_others(path: &Path, text: Option<&str>, own: &str) {
+/// What ctrl printed for its own instance: its exit code, and the agent's cached mode the
+/// sections were printed in (`None`: sync), which the other instances' sections share — the
+/// agent caches ctrl's whole output.
+struct Shown {
+    code: i32,
+    cached: Option<String>,
+}
+
+/// The sections of the other instances the config names (`service::others`), after this one's,
+/// in the agent's mode `cached` of this call; only from a config no other user could have
+/// changed.
+fn print_others(path: &Path, text: Option<&str>, own: &str, cached: Option<&str>) {
     if crate::service::security::check_config(path).is_err() {
         return;
     }
@@ -512,21 +521,32 @@ fn print_others(path: &Path, text: Option<&str>, own: &str) {
     if others.is_empty() {
         return;
     }
-    let text = render_others(&crate::service::others::read_all(&others, own));
+    let text = render_others(&crate::service::others::read_all(&others, own), cached);
     let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
-/// The sections of the other instances, each rendered as this one's are (`logic::agent`).
-fn render_others(others: &[crate::service::others::Other]) -> String {
+/// The sections of the other instances, each rendered as this one's are ([`render_instance`]).
+fn render_others(others: &[crate::service::others::Other], cached: Option<&str>) -> String {
     others
         .iter()
         .map(|o| match &o.shown {
-            Ok(r) => agent::render(r),
+            Ok(r) => render_instance(r, cached),
             Err(e) => agent::error_section(&o.name, &e.to_string()),
         })
         .collect()
+}
+
+/// An instance's sections as this call of ctrl prints them from its report (the full path;
+/// the fast path prints the daemon's pre-rendered view with the same inputs): with the pauses
+/// in force in its state dir ([`paused`]; a pause of another instance shows in the output
+/// the agent reads as in that instance's own ctrl, WARN past its warn age included), in the
+/// agent's mode `cached` of this call (times absolute when the agent caches the output),
+/// every line through `logic::agent`'s grammar. The one rendering of this instance's report
+/// and of every other instance's, so that each guarantee holds for both.
+fn render_instance(report: &report::Report, cached: Option<&str>) -> String {
+    agent::render_as(report, paused(report).as_ref(), cached)
 }
 
 /// Whatever kills ctrl — a panic (the release build aborts), a fatal signal (a crash in a
@@ -580,7 +600,7 @@ fn install_safety_net(instance: &str) {
     }));
 }
 
-fn print_report(report: &report::Report) -> i32 {
+fn print_report(report: &report::Report) -> Shown {
     // A config that cannot be read names no instance: report under the default one's name
     // (what the config says when it sets none), not under a service the admin never saw.
     let named;
@@ -593,11 +613,12 @@ fn print_report(report: &report::Report) -> i32 {
             &named
         }
     };
-    let out = agent::render_paused(report, paused(report).as_ref());
+    let cached = agent::cached_mode(report);
+    let out = render_instance(report, cached.as_deref());
     let mut stdout = crate::service::sys::fatal::LineSafeStdout::new();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
-    0
+    Shown { code: 0, cached }
 }
 
 /// The pauses in force for the instance `report` is of, as its output shows them now.
@@ -615,7 +636,7 @@ fn refuse_untrusted(
     mut ctrl: CtrlReport,
     error: &str,
     t0: Instant,
-) -> i32 {
+) -> Shown {
     ctrl.action = CtrlAction::Error;
     ctrl.error = Some(error.to_string());
     let mut report = crate::service::report::build_from(path, cfg.into(), None, false, None);
@@ -663,7 +684,7 @@ fn beat_and_ensure(
 }
 
 /// The full path: parse the whole config, start a daemon if needed.
-fn full(path: &Path, t0: Instant, beat: &Beat) -> i32 {
+fn full(path: &Path, t0: Instant, beat: &Beat) -> Shown {
     let path = path.to_path_buf();
     // No user lookups: the daemon does them and reports a user that is not there, and ctrl
     // prints its sections whatever the host's user database does.

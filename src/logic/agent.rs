@@ -156,7 +156,19 @@ pub fn render(report: &Report) -> String {
 /// [`render`], with the paused jobs' checks and the daemon's line showing `pause`
 /// ([`PauseView`]).
 pub(crate) fn render_paused(report: &Report, pause: Option<&PauseView>) -> String {
-    let _mode = crate::logic::cached_view::Scope::new(cached_mode(report).as_deref());
+    render_as(report, pause, cached_mode(report).as_deref())
+}
+
+/// [`render_paused`] in the agent's mode `cached` (`None`: sync), whatever mode the report
+/// itself knows of: ctrl prints other instances' sections in the output the agent caches for
+/// its own instance (`cached_mode` of that one's report), and their times must read as its
+/// own do ([`crate::logic::cached_view`]).
+pub(crate) fn render_as(
+    report: &Report,
+    pause: Option<&PauseView>,
+    cached: Option<&str>,
+) -> String {
+    let _mode = crate::logic::cached_view::Scope::new(cached);
     let mut out = String::with_capacity(4096);
     out.push_str(SECTION_HEADER);
     out.push('\n');
@@ -384,7 +396,7 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
         None => "",
     };
     // Pieces pushed one by one, not `write!`: this runs for every job on every agent call.
-    out.push(char::from(b'0' + state.min(9)));
+    out.push(state_digit(state));
     out.push(' ');
     out.push_str(c.name_metrics);
     out.push(' ');
@@ -450,7 +462,7 @@ fn end_line(out: &mut String, start: usize) {
 /// (see [`crate::logic::check_details::text`] for a text that has none).
 pub(crate) fn local_line(state: u8, service: &str, metrics: &str, text: &str) -> String {
     let mut out = String::with_capacity(service.len() + metrics.len() + text.len() + 16);
-    out.push(char::from(b'0' + state.min(9)));
+    out.push(state_digit(state));
     out.push_str(" \"");
     out.extend(service.chars().map(|c| if c == '"' { '”' } else { c }));
     out.push_str("\" ");
@@ -630,6 +642,15 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
             }
         })
         .collect()
+}
+
+/// The digit a line starts with: Checkmk's local grammar has four states, and a line with
+/// any other digit is rejected by its parser ("Invalid plug-in status"), its service's check
+/// crashing instead of showing a state. A state past 3 (a plugin's state from another
+/// instance's status file, its owner's to write, or a newer build's) is UNKNOWN, as
+/// [`state_word`] already says.
+fn state_digit(state: u8) -> char {
+    char::from(b'0' + state.min(3))
 }
 
 fn state_word(state: u8) -> &'static str {
@@ -1662,5 +1683,88 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("<<<evil>>>\n"), "{out}");
+    }
+
+    /// T7's finding 6: a state Checkmk's local grammar has no digit for (another instance's
+    /// status file is its owner's to write) made a line Checkmk's parser rejects ("Invalid
+    /// plug-in status 7"), the check crashing. Every line's state is one of 0-3.
+    #[test]
+    fn a_state_checkmk_has_no_digit_for_is_unknown() {
+        for state in [4u8, 7, 9, 10, 255] {
+            let line = local_line(state, "x", "-", "t");
+            assert_eq!(line, "3 \"x\" - UNKNOWN - t");
+            let now = Utc::now();
+            let mut r = rec(Outcome::Success, now);
+            r.tests = None;
+            r.plugin = Some(Box::new(crate::logic::nagios::parse(
+                "PJ OK | v=1",
+                0,
+                None,
+            )));
+            let mut j = job(Some(r));
+            j.last.as_mut().unwrap().plugin.as_mut().unwrap().state = state;
+            let line = job_line(&j, "i", now);
+            assert!(
+                line.starts_with(&format!(
+                    "3 \"Robotmk i web\" runtime=12.300|v=1 UNKNOWN - PJ OK (state {state} is none of Checkmk's (0-3), shown as UNKNOWN), last run "
+                )),
+                "{line}"
+            );
+        }
+    }
+
+    /// T7's findings 1 and 3: the agent's mode of the call, not the one the report knows of
+    /// (another instance's report has no ctrl of this call), decides how times read; and a
+    /// pause older than its warn age says since when, not for how long, when the agent
+    /// serves the output for minutes.
+    #[test]
+    fn the_callers_cached_mode_makes_every_time_absolute_a_pauses_too() {
+        let now = Utc::now();
+        let mut report = bare_report();
+        report.generated = now;
+        let mut r = rec(Outcome::Success, now - chrono::Duration::seconds(90));
+        r.tests = None;
+        report.jobs = vec![job(Some(r))];
+        let sync = render(&report);
+        assert!(sync.contains("OK - last run 90s ago: success"), "{sync}");
+        let mode = "cached 300s (plugins/300/)";
+        let cached = render_as(&report, None, Some(mode));
+        assert!(!cached.contains(" ago"), "{cached}");
+        assert!(
+            cached.contains(&format!(
+                "OK - last run at {}: success",
+                crate::logic::cached_view::time(now - chrono::Duration::seconds(90))
+            )),
+            "{cached}"
+        );
+        let since = now - chrono::Duration::seconds(7200);
+        let mut state = crate::model::pause::PauseState::default();
+        state.jobs.insert(
+            "web".into(),
+            crate::model::pause::Pause {
+                by: "alice".into(),
+                since,
+                until: None,
+            },
+        );
+        let pause = PauseView {
+            state,
+            warn_after: std::time::Duration::from_secs(3600),
+            now,
+        };
+        let sync = render_as(&report, Some(&pause), None);
+        assert!(
+            sync.contains("1 \"Robotmk sys web\" runtime=12.300 WARN - paused by alice until resumed (paused for 2h, longer than 1h); before the pause: last run 90s ago"),
+            "{sync}"
+        );
+        let cached = render_as(&report, Some(&pause), Some(mode));
+        assert!(
+            cached.contains(&format!(
+                "1 \"Robotmk sys web\" runtime=12.300 WARN - paused by alice until resumed (paused since {}, longer than 1h); before the pause: last run at ",
+                crate::logic::cached_view::time(since)
+            )),
+            "{cached}"
+        );
+        assert!(!cached.contains(" ago"), "{cached}");
     }
 }

@@ -29,11 +29,19 @@ impl PauseView {
         let p = self.state.of(job, self.now)?;
         let age = (self.now - p.since).to_std().unwrap_or_default();
         let (state, old) = if age > self.warn_after {
+            // Where the agent caches the output, an age would be served unchanged for the
+            // cache's life: the time the pause began instead (`cached_view`).
+            let since = match crate::logic::cached_view::absolute() {
+                Some(_) => format!("since {}", crate::logic::cached_view::time(p.since)),
+                None => format!(
+                    "for {}",
+                    crate::model::duration::human_age(age.as_secs_f64())
+                ),
+            };
             (
                 1,
                 format!(
-                    " (paused for {}, longer than {})",
-                    crate::model::duration::human_age(age.as_secs_f64()),
+                    " (paused {since}, longer than {})",
                     crate::model::duration::format(self.warn_after)
                 ),
             )

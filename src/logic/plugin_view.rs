@@ -8,9 +8,18 @@ use crate::logic::nagios::PluginOutput;
 
 /// The text before the run's age: `DISK OK - free space: …, last run `.
 pub(crate) fn head(p: &PluginOutput) -> String {
-    match &p.reason {
-        Some(r) => format!("{} ({r}), last run ", p.summary),
-        None => format!("{}, last run ", p.summary),
+    // The daemon's own states are 0–3 (`nagios::state_of_exit`); another is from a status
+    // file someone else wrote (another instance's): shown as UNKNOWN, and said why.
+    let odd = (p.state > 3).then(|| {
+        format!(
+            "state {} is none of Checkmk's (0-3), shown as UNKNOWN",
+            p.state
+        )
+    });
+    match (p.reason.as_deref(), odd.as_deref()) {
+        (Some(r), Some(o)) => format!("{} ({r}; {o}), last run ", p.summary),
+        (Some(r), None) | (None, Some(r)) => format!("{} ({r}), last run ", p.summary),
+        (None, None) => format!("{}, last run ", p.summary),
     }
 }
 
