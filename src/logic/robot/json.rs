@@ -222,7 +222,15 @@ impl<R: BufRead> Tokenizer<R> {
     /// A string after its opening quote, decoded up to [`KEEP`] characters.
     fn string(&mut self) -> Result<String, ParseError> {
         let mut k = Head::default();
+        // A `\uD83C` waiting for the `\uDF89` that makes one character of the two: robot
+        // writes every character past U+FFFF (an emoji in a test's name) as such a pair.
+        let mut high: Option<u32> = None;
         loop {
+            // A first half not followed by an escape has no second half: U+FFFD.
+            if high.is_some() && self.peek()? != Some(b'\\') {
+                high = None;
+                k.push(Some(REPLACEMENT));
+            }
             // The plain bytes up to the next quote, backslash or control byte, in bulk: a
             // message of many megabytes is scanned, not decoded, past what is kept.
             let scanned = self.scan_plain(&mut k)?;
@@ -242,8 +250,26 @@ impl<R: BufRead> Tokenizer<R> {
                 _ if b < 0x20 => return Err(err(self.offset, JsonSyntax::ControlCharacter)),
                 b'\\' => {
                     k.push(None);
-                    let c = self.escape()?;
-                    k.push(Some(c));
+                    let unit = self.escape()?;
+                    match (high.take(), unit) {
+                        (Some(h), 0xDC00..=0xDFFF) => {
+                            let c = 0x10000 + ((h - 0xD800) << 10) + (unit - 0xDC00);
+                            k.push(Some(char::from_u32(c).unwrap_or(REPLACEMENT)));
+                        }
+                        (h, 0xD800..=0xDBFF) => {
+                            if h.is_some() {
+                                k.push(Some(REPLACEMENT));
+                            }
+                            high = Some(unit);
+                        }
+                        (h, _) => {
+                            if h.is_some() {
+                                k.push(Some(REPLACEMENT));
+                            }
+                            // A second half alone is no character either.
+                            k.push(Some(char::from_u32(unit).unwrap_or(REPLACEMENT)));
+                        }
+                    }
                 }
                 // The first byte of a buffer refill: plain, the bulk scan goes on.
                 _ => {
@@ -281,30 +307,33 @@ impl<R: BufRead> Tokenizer<R> {
         }
     }
 
-    /// The character an escape after its backslash stands for.
-    fn escape(&mut self) -> Result<char, ParseError> {
+    /// The UTF-16 code unit an escape after its backslash stands for (a character, or one
+    /// half of a surrogate pair, which [`Self::string`] pairs).
+    fn escape(&mut self) -> Result<u32, ParseError> {
         let e = self
             .bump()?
             .ok_or_else(|| err(self.offset, JsonSyntax::TruncatedEscape))?;
         Ok(match e {
-            b'n' => '\n',
-            b't' => '\t',
-            b'r' => '\r',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
+            b'n' => u32::from('\n'),
+            b't' => u32::from('\t'),
+            b'r' => u32::from('\r'),
+            b'b' => 8,
+            b'f' => 0xc,
             b'u' => {
                 let mut v = 0u32;
                 for _ in 0..4 {
                     let h = self.bump()?.and_then(|h| (h as char).to_digit(16));
                     v = v * 16 + h.ok_or_else(|| err(self.offset, JsonSyntax::BadEscape))?;
                 }
-                // Surrogate halves are not worth pairing for a message head.
-                char::from_u32(v).unwrap_or('\u{fffd}')
+                v
             }
-            other => other as char,
+            other => u32::from(other),
         })
     }
 }
+
+/// What stands for a character the text does not hold whole (a surrogate half alone).
+const REPLACEMENT: char = '\u{fffd}';
 
 /// The head of a string being decoded: up to [`KEEP`] characters, and the raw bytes not yet
 /// decoded (a character may be split by a buffer boundary).
@@ -574,6 +603,43 @@ mod tests {
         let j = r#"{"suite":{"name":"Ünï €𝄞","tests":[]}}"#;
         let s = read(Trickle(j.as_bytes())).unwrap().unwrap();
         assert_eq!(s.suite.as_deref(), Some("Ünï €𝄞"));
+    }
+
+    /// T7's finding 2: robot writes a character past U+FFFF as a surrogate pair
+    /// (`\ud83c\udf89`); each half became U+FFFD, so `Party 🎉 Test` read `Party �� Test`
+    /// (its per-test service renamed by the switch from XML to JSON, two tests differing in
+    /// their emoji made one name). A half without its other half is U+FFFD, whatever follows.
+    #[test]
+    fn a_surrogate_pair_is_one_character_a_lone_half_is_a_replacement() {
+        let j = r#"{"suite":{"name":"S \ud83d\ude80","tests":[
+{"name":"Party \ud83c\udf89 Test","status":"FAIL","message":"cake \uD83C\uDF70 is a lie"},
+{"name":"lone \ud83c x","status":"PASS"},
+{"name":"low \udf89 x","status":"PASS"},
+{"name":"two highs \ud83c\ud83c\udf89","status":"PASS"},
+{"name":"high then escape \ud83c\/ x","status":"PASS"},
+{"name":"high at end \ud83c","status":"PASS"},
+{"name":"high then bmp \ud83c\u00e9","status":"PASS"}],
+"status":"FAIL"}}"#;
+        for s in [
+            read(j.as_bytes()).unwrap().unwrap(),
+            read(Trickle(j.as_bytes())).unwrap().unwrap(),
+        ] {
+            assert_eq!(s.suite.as_deref(), Some("S 🚀"));
+            let names: Vec<&str> = s.results.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "Party 🎉 Test",
+                    "lone \u{fffd} x",
+                    "low \u{fffd} x",
+                    "two highs \u{fffd}🎉",
+                    "high then escape \u{fffd}/ x",
+                    "high at end \u{fffd}",
+                    "high then bmp \u{fffd}é",
+                ]
+            );
+            assert_eq!(s.results[0].message.as_deref(), Some("cake 🍰 is a lie"));
+        }
     }
 
     #[test]
