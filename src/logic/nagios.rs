@@ -53,6 +53,33 @@ pub(crate) fn state_of_exit(code: Option<i32>, signal: Option<i32>) -> (u8, Opti
     }
 }
 
+/// A plugin's output as text, decoded as Checkmk decodes an agent's lines (MRPE's too:
+/// `SectionMarker.parse_line`, `ensure_str_with_fallback`): each line as UTF-8, a line that
+/// is not UTF-8 as Latin-1 — an older plugin, or one run in a Latin-1 locale, printing
+/// `45\xb0C` reads `45°C`, as it did through MRPE, not `45�C`. `cut`: the bytes are the
+/// start of a longer output, whose last character may be cut in two; that part is left
+/// out, not read as Latin-1 with the rest of its line.
+pub(crate) fn decode(bytes: &[u8], cut: bool) -> String {
+    let mut bytes = bytes;
+    if cut {
+        let last = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if let Err(e) = std::str::from_utf8(&bytes[last..]) {
+            // Only a sequence cut at the very end (at most 3 bytes of one character).
+            if e.error_len().is_none() && bytes.len() - (last + e.valid_up_to()) < 4 {
+                bytes = &bytes[..last + e.valid_up_to()];
+            }
+        }
+    }
+    let mut out = String::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        match std::str::from_utf8(line) {
+            Ok(s) => out.push_str(s),
+            Err(_) => out.extend(line.iter().map(|&b| char::from(b))),
+        }
+    }
+    out
+}
+
 /// Reads a plugin's stdout; `state` is what its exit code said (see [`state_of_exit`]).
 pub(crate) fn parse(stdout: &str, state: u8, reason: Option<String>) -> PluginOutput {
     let mut lines = stdout.lines();
@@ -309,6 +336,31 @@ pub(crate) fn is_metric_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// T7's finding 4: a plugin printing Latin-1 read `45�C` in Checkmk, where MRPE (whose
+    /// lines Checkmk decodes as UTF-8, else Latin-1) shows `45°C`. Line by line: a UTF-8
+    /// line stays UTF-8 next to a Latin-1 one.
+    #[test]
+    fn output_that_is_not_utf8_is_latin1_line_by_line_as_checkmk_reads_it() {
+        let out = b"TEMP WARNING - Temperatur 45\xb0C zu hoch | temp=45;40;50\nSensor \xc3\xa4u\xc3\x9fen: 3\xb0C\nK\xfchlung \xe0 l'arr\xeat\n";
+        assert_eq!(
+            decode(out, false),
+            "TEMP WARNING - Temperatur 45°C zu hoch | temp=45;40;50\nSensor Ã¤uÃ\u{9f}en: 3°C\nKühlung à l'arrêt\n"
+        );
+        assert_eq!(decode("außen 3 °C\n".as_bytes(), false), "außen 3 °C\n");
+        let p = parse(&decode(out, false), 1, None);
+        assert_eq!(p.summary, "TEMP WARNING - Temperatur 45°C zu hoch");
+        // A whole UTF-8 line next to a Latin-1 one keeps its UTF-8.
+        assert_eq!(decode(b"\xc3\xa4 ok\n45\xb0C", false), "ä ok\n45°C");
+        // Output cut at the cap inside a character: the cut character is left out, the rest
+        // of its line stays UTF-8.
+        assert_eq!(
+            decode("a\nÜber €".as_bytes().split_at(10).0, true),
+            "a\nÜber "
+        );
+        // Not cut: a Latin-1 line whose last byte looks like the start of a character.
+        assert_eq!(decode(b"voil\xe0", false), "voilà");
+    }
 
     #[test]
     fn exit_codes_map_to_states_and_others_are_unknown_with_the_code() {

@@ -120,7 +120,8 @@ fn plugin_output(
     Ok(Some(nagios::parse(&stdout, state, reason)))
 }
 
-/// The start of a file of the run folder (root's: the runner's stdout and stderr), as text.
+/// The start of a file of the run folder (root's: the runner's stdout and stderr), as text,
+/// decoded as Checkmk decodes a plugin's lines (UTF-8, else Latin-1: [`nagios::decode`]).
 fn read_capped(path: &Path, cap: u64) -> String {
     open_capped(path, cap).unwrap_or_default()
 }
@@ -129,8 +130,12 @@ fn read_capped(path: &Path, cap: u64) -> String {
 fn open_capped(path: &Path, cap: u64) -> std::io::Result<String> {
     let mut buf = Vec::new();
     let f = crate::service::sys::file::open_read(path)?;
-    let _ = f.take(cap).read_to_end(&mut buf);
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    // One byte past the cap tells whether the output goes on (its last character may then
+    // be cut in two).
+    let _ = f.take(cap.saturating_add(1)).read_to_end(&mut buf);
+    let cut = buf.len() as u64 > cap;
+    buf.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    Ok(nagios::decode(&buf, cut))
 }
 
 /// The first non-blank line of the run's stderr, else of its stdout.
