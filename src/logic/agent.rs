@@ -929,6 +929,18 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
                 t.results.len(),
                 t.results.len() as u64 + t.results_omitted
             );
+            // Per-test services are made from that detail: the tests left out of it have
+            // none, never silently (and which ones changes with the failures of a run).
+            if job.services == Services::PerTest {
+                state = state.max(1);
+                let _ = write!(
+                    text,
+                    "; no per-test service for {} (per-test services come from that detail: at most {} tests and {} KiB of it, failed tests first)",
+                    crate::model::plural(t.results_omitted, "test", "tests"),
+                    crate::logic::robot::MAX_TESTS,
+                    crate::logic::robot::MAX_RESULTS_BYTES / 1024
+                );
+            }
         }
     } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
         match &last.output_head {
@@ -1766,5 +1778,35 @@ mod tests {
             "{cached}"
         );
         assert!(!cached.contains(" ago"), "{cached}");
+    }
+
+    /// T7's finding 5 (in part): tests left out of the record's per-test detail get no
+    /// per-test service; the job's line said only "per-test detail for 1000 of 1200 tests",
+    /// and Checkmk saw the others' services vanish. With per-test services the job is WARN
+    /// and names how many tests have none.
+    #[test]
+    fn tests_without_a_per_test_service_make_the_job_warn_and_are_counted() {
+        let now = Utc::now();
+        let mut j = detailed("shop", Outcome::Success, 3);
+        j.last.as_mut().unwrap().finished = Some(now);
+        j.last
+            .as_mut()
+            .unwrap()
+            .tests
+            .as_mut()
+            .unwrap()
+            .results_omitted = 200;
+        let line = job_line(&j, "big", now);
+        assert!(line.starts_with("0 \"Robotmk big shop\" "), "{line}");
+        assert!(!line.contains("no per-test service"), "{line}");
+        j.services = Services::PerTest;
+        let line = job_line(&j, "big", now);
+        assert!(line.starts_with("1 \"Robotmk big shop\" "), "{line}");
+        assert!(
+            line.contains("per-test detail for 3 of 203 tests; no per-test service for 200 tests (per-test services come from that detail: at most 1000 tests and 512 KiB of it, failed tests first)"),
+            "{line}"
+        );
+        let all = body(&[j], "big");
+        assert_eq!(all.len(), 4, "the job's line and one per test kept");
     }
 }
