@@ -13,6 +13,7 @@ pub(crate) mod checkmk_names;
 pub(crate) mod config;
 pub(crate) mod cron_set;
 pub(crate) mod ctrl_view;
+pub(crate) mod env_upkeep;
 pub(crate) mod lifecycle_words;
 pub(crate) mod liveness;
 pub(crate) mod nagios;

@@ -5,6 +5,7 @@
 //! docs/ARCHITECTURE.md).
 
 pub mod config;
+pub(crate) mod env_build;
 pub(crate) mod launch;
 pub(crate) mod lock;
 pub(crate) mod logging;
