@@ -3,7 +3,8 @@
 //! values (the agent, an admin's shell) started two daemons of the same config, each in a
 //! state dir of its own: every job ran twice. The daemon now locks the config file itself; a
 //! second ctrl launches none and says CRIT, naming the other state dir, and a second daemon
-//! started by hand refuses. Real binary, fork route.
+//! started by hand refuses. Real binary, fork route. The lock is a file only the daemon's
+//! user may create (T5 F1-F4: a lock on the config itself was anyone's who could read it).
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -191,9 +192,9 @@ fn a_handover_lets_the_next_daemon_start_while_runs_finish() {
     let _ = inst.run(&["stop", "--now"]);
 }
 
-/// A process of this user that holds the config's lock but no `daemon.lock` (a tool that
-/// locks files it reads) is no daemon of the config: ctrl starts the daemon, which runs
-/// without the config's lock and says so in its log.
+/// A process of this user that locks the config file (a tool that locks files it reads) is no
+/// daemon of the config: ctrl starts the daemon, which takes the config's lock (a file of its
+/// own, see `sys::config_lock`) and keeps a second daemon of the config from starting.
 #[test]
 fn a_lock_on_the_config_by_a_non_daemon_keeps_no_daemon_from_starting() {
     // A process that takes the lock itself (flock(1) would leave it to a child).
@@ -201,7 +202,7 @@ fn a_lock_on_the_config_by_a_non_daemon_keeps_no_daemon_from_starting() {
     if !require_tool(python.exists(), "/usr/bin/python3") {
         return;
     }
-    let (inst, [v1, _, _]) = setup();
+    let (inst, [v1, v2, _]) = setup();
     let mut holder = Command::new(python)
         .arg("-c")
         .arg(HOLD_LOCK)
@@ -222,17 +223,185 @@ fn a_lock_on_the_config_by_a_non_daemon_keeps_no_daemon_from_starting() {
             .success()
     };
     assert!(wait_for(Duration::from_secs(5), locked));
-    let line = ctrl_line(&inst, &v1);
-    assert!(line.starts_with("0 "), "{line}");
+    let first = first_daemon(&inst, &v1);
+    second_is_refused(&inst, first, &v1, &v2);
     let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
-    assert!(
-        log.contains(&format!(
-            "locked by pid {}, which holds no daemon.lock",
-            holder.id()
-        )),
-        "{log}"
-    );
+    assert!(!log.contains("without the config's lock"), "{log}");
     let _ = holder.kill();
     let _ = holder.wait();
     stop(&inst, &v1);
+}
+
+/// A holder of a local user's (T5 F1-F4): it locks the config (`flock`, which any user who
+/// may read the config may take) and a `daemon.lock` of its own, marks both inheritable and
+/// execs a setuid-root program that waits (`su` asking for a password on a pty), so that
+/// `/proc` shows euid 0 holding both. Without `su` it keeps them itself. Prints its PID.
+const USER_HOLDER: &str = r#"
+import os, sys, fcntl, pty, time
+cfg, fake = sys.argv[1], sys.argv[2]
+pid, master = pty.fork()
+if pid == 0:
+    a = os.open(cfg, os.O_RDONLY); fcntl.flock(a, fcntl.LOCK_EX)
+    b = os.open(os.path.join(fake, "daemon.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(b, fcntl.LOCK_EX)
+    os.set_inheritable(a, True); os.set_inheritable(b, True)
+    su = "/usr/bin/su"
+    if os.path.exists(su) and os.stat(su).st_mode & 0o4000:
+        os.execv(su, ["su", "root"])
+    time.sleep(600); os._exit(0)
+print(pid, flush=True)
+time.sleep(600)
+"#;
+
+/// The user's holder processes, ended by PID when the test ends.
+struct Holders(Vec<std::process::Child>, Vec<u32>);
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for pid in &self.1 {
+            // SAFETY: a PID this test started (the holder's child, su); SIGKILL.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Holders {
+    /// Starts a holder as `(uid, gid)` on `file`, its fake `daemon.lock` in `fake`; returns
+    /// once the lock is taken (and, with a setuid `su`, once that runs as euid 0).
+    fn start(&mut self, (uid, gid): (u32, u32), file: &Path, fake: &Path) {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(USER_HOLDER)
+            .arg(file)
+            .arg(fake)
+            .uid(uid)
+            .gid(gid)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.0.push(child);
+        let pid: u32 = line.trim().parse().expect("the holder's PID");
+        self.1.push(pid);
+        let locked = || {
+            std::fs::read_to_string("/proc/locks")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
+                .count()
+                == 2
+        };
+        assert!(wait_for(Duration::from_secs(10), locked), "holder {pid}");
+        let su = std::fs::metadata("/usr/bin/su")
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o4000 != 0);
+        if su {
+            let euid_0 = || {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+                    .unwrap_or(false)
+            };
+            assert!(wait_for(Duration::from_secs(10), euid_0), "su {pid}");
+        }
+    }
+}
+
+/// T5 F1, F2, F4: a local user who may read the config locks it and a `daemon.lock` of its
+/// own inside a setuid-root process. The config's lock is a file only the daemon's user may
+/// create (`/run/robotmk-daemon/` for root), so none of that is a daemon of the config: ctrl
+/// starts the daemon at once and says OK, and a config replaced by rename, whose new file the
+/// user locked first, is locked by the daemon, which goes on running its jobs.
+#[test]
+fn a_local_users_locks_on_the_config_keep_no_daemon_from_starting() {
+    if !require_root("a local user to hold the locks")
+        || !require_tool(Path::new("/usr/bin/python3").exists(), "/usr/bin/python3")
+    {
+        return;
+    }
+    let Some(user) = system_user("rmkd-lockholder") else {
+        return;
+    };
+    let (inst, [v1, v2, _]) = setup();
+    // The config readable by the user, as a hand-written config with umask 022 is.
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    mode(inst.dir.path(), 0o755);
+    mode(&inst.config, 0o644);
+    // The user's folders for its `daemon.lock`s (each holder flocks one of its own).
+    let fake = |n: &str| {
+        let f = inst.dir.path().join(n);
+        std::fs::create_dir(&f).unwrap();
+        std::os::unix::fs::chown(&f, Some(user.0), Some(user.1)).unwrap();
+        f
+    };
+    let mut holders = Holders(Vec::new(), Vec::new());
+    holders.start(user, &inst.config, &fake("fake"));
+
+    let (out, took) = output_within(Duration::from_secs(30), with_var(&inst, &v1).arg("ctrl"));
+    let line = local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains("\"Robotmk od daemon\""))
+        .unwrap_or_default();
+    assert!(line.starts_with("0 "), "{line}");
+    // ctrl looks at no process of the user's: milliseconds, not the seconds a walk of its
+    // descriptors took.
+    assert!(took < Duration::from_secs(5), "ctrl took {took:?}");
+    assert!(
+        wait_for(Duration::from_secs(5), || inst.daemon_processes().len()
+            == 1),
+        "{:?}",
+        inst.daemon_processes()
+    );
+    let first = inst.daemon_processes()[0];
+    // From another MK_VARDIR the daemon is found where it runs, not in the user's folder.
+    let out = with_var(&inst, &v2).arg("status").output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&state_dir(&v1).display().to_string()) && !shown.contains("fake"),
+        "{shown}"
+    );
+
+    // An admin's edit by rename; the user locked the new file before the rename.
+    let stamp = || {
+        std::fs::read(state_dir(&v1).join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|s| s["daemon"]["config_stamp"].clone())
+    };
+    let before = stamp();
+    let new = inst.dir.path().join("config.toml.new");
+    std::fs::write(&new, format!("{CONFIG}# edited\n")).unwrap();
+    mode(&new, 0o644);
+    holders.start(user, &new, &fake("fake2"));
+    std::fs::rename(&new, &inst.config).unwrap();
+    let log = || std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(5), || stamp() != before
+            && log().contains("was replaced; locked the new file")),
+        "{}",
+        log()
+    );
+    let line = ctrl_line(&inst, &v1);
+    assert!(
+        line.starts_with("0 ") && line.contains(&format!("pid {first}")),
+        "{line}"
+    );
+    assert_eq!(inst.daemon_processes(), vec![first]);
+    stop(&inst, &v1);
+    drop(holders);
 }

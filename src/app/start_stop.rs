@@ -4,6 +4,10 @@
 
 use super::load_or_report;
 use crate::app::ctrl;
+// What these commands print from files and other processes (a config error naming paths, the
+// words of a daemon of this config elsewhere, a launched daemon's start error) passes the
+// terminal filter: control characters shown as `\x1b`, not executed.
+use crate::app::term::sanitize;
 use crate::model::report::{self};
 use crate::model::request::{StopMode, StopRequest};
 use crate::service::config::{self};
@@ -31,7 +35,7 @@ pub(crate) fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
     }
     let st = StateDir::new(&cfg.daemon.state_dir);
     if let Some(why) = crate::service::report::daemon_of_another_config(&st, path) {
-        eprintln!("robotmk-daemon: {why}");
+        eprintln!("robotmk-daemon: {}", sanitize(&why));
         return 1;
     }
     if let Err(e) = st.ensure().and_then(|_| st.touch_heartbeat()) {
@@ -59,7 +63,7 @@ pub(crate) fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
                 );
             }
             if let Some(n) = e.note {
-                eprintln!("robotmk-daemon: note: {n}");
+                eprintln!("robotmk-daemon: note: {}", sanitize(&n));
             }
             if let Some(t) = cfg.daemon.heartbeat_timeout {
                 eprintln!(
@@ -79,7 +83,7 @@ pub(crate) fn start(path: &Path, run_flag: Option<PathBuf>) -> i32 {
             }
         }
         Err(e) => {
-            eprintln!("robotmk-daemon: {e}");
+            eprintln!("robotmk-daemon: {}", sanitize(&e.to_string()));
             1
         }
     }
@@ -92,7 +96,10 @@ pub(crate) fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     let located = match config::load_with(path, crate::model::config::Users::NamesOnly) {
         Ok(c) => Some((c.daemon.instance, c.daemon.state_dir)),
         Err(e) => {
-            eprintln!("robotmk-daemon: warning: config error: {e}");
+            eprintln!(
+                "robotmk-daemon: warning: config error: {}",
+                sanitize(&e.to_string())
+            );
             config::locate_daemon(path)
         }
     };
@@ -113,7 +120,7 @@ pub(crate) fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     }
     let st = StateDir::new(dir);
     if let Some(why) = crate::service::report::daemon_of_another_config(&st, path) {
-        eprintln!("robotmk-daemon: not stopped: {why}");
+        eprintln!("robotmk-daemon: not stopped: {}", sanitize(&why));
         return 1;
     }
     match lock::is_held(&st.lock_file()) {

@@ -1,6 +1,10 @@
 //! `status`: the daemon's health, its jobs and its Python environments, as a table or JSON.
 
 use crate::app::findings;
+// Words from files and other processes (a daemon's recorded stop reason, the words of a
+// daemon of this config elsewhere, errors naming paths) are shown, not executed: see
+// docs/SECURITY.md, "What reaches the admin's terminal".
+use crate::app::term::sanitize;
 use crate::model::report::Report;
 use crate::model::status::JobStatus;
 use crate::service::config::{self};
@@ -83,7 +87,7 @@ fn table(r: &Report, elsewhere: Option<&str>) -> String {
     let _ = writeln!(o, "instance:   {}", r.instance.as_deref().unwrap_or("?"));
     let _ = writeln!(o, "config:     {}", r.config.display());
     if let Some(e) = &r.config_error {
-        let _ = writeln!(o, "{} {e}", s.paint("31", "CONFIG ERROR:"));
+        let _ = writeln!(o, "{} {}", s.paint("31", "CONFIG ERROR:"), sanitize(e));
         if d.running {
             let from = d.config_from.map_or(String::new(), |t| {
                 format!(" from {}", crate::model::record::ts(t))
@@ -109,15 +113,15 @@ fn table(r: &Report, elsewhere: Option<&str>) -> String {
         );
         // A crash of the predecessor has its own line ("previous:") below.
         if let (Some(why), None) = (&d.last_stop, &d.previous_crash) {
-            let _ = writeln!(o, "last stop:  {why}");
+            let _ = writeln!(o, "last stop:  {}", sanitize(why));
         }
     } else {
         let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
         if let Some(w) = elsewhere {
-            let _ = writeln!(o, "elsewhere:  {w}");
+            let _ = writeln!(o, "elsewhere:  {}", sanitize(w));
         }
         if let Some(why) = &d.last_stop {
-            let _ = writeln!(o, "last stop:  {why}");
+            let _ = writeln!(o, "last stop:  {}", sanitize(why));
         }
     }
     health_lines(&mut o, d);
@@ -160,14 +164,15 @@ fn health_lines(o: &mut String, d: &crate::model::report::DaemonReport) {
         });
         let _ = writeln!(
             *o,
-            "daemon config error (running the last good config{from}): {e}"
+            "daemon config error (running the last good config{from}): {}",
+            sanitize(e)
         );
     }
     if let Some(e) = &d.state_error {
-        let _ = writeln!(*o, "STATE ERROR: {e}");
+        let _ = writeln!(*o, "STATE ERROR: {}", sanitize(e));
     }
     if let Some(why) = &d.unstable {
-        let _ = writeln!(*o, "UNSTABLE: {why}");
+        let _ = writeln!(*o, "UNSTABLE: {}", sanitize(why));
     } else if let Some(c) = &d.previous_crash {
         let _ = writeln!(
             *o,
@@ -177,7 +182,7 @@ fn health_lines(o: &mut String, d: &crate::model::report::DaemonReport) {
             c.died
                 .map(|t| format!(", died {}", crate::model::record::ts(t)))
                 .unwrap_or_default(),
-            c.cause
+            sanitize(&c.cause)
         );
     }
     if let Some(t) = d.not_responding_since {
@@ -298,5 +303,37 @@ mod tests {
         super::envs_table(&mut o, &[env]);
         assert!(!o.chars().any(|c| c.is_control() && c != '\n'), "{o:?}");
         assert!(o.contains("\\x9b2J\\x9d0;owned\\x07"), "{o}");
+    }
+
+    /// T5 F3: the words of a daemon of this config elsewhere and a recorded stop reason carry
+    /// paths (a folder name may hold any byte but `/` and NUL): shown, not executed, and no
+    /// line of their own.
+    #[test]
+    fn words_from_files_reach_the_terminal_as_text() {
+        let evil = "/tmp/x\n<<<local:sep(0)>>>\n0 \"Fake\" - ok \x1b]0;retitled\x07\x1b[2J";
+        let r = crate::model::report::Report {
+            instance: Some("t".into()),
+            config: "/etc/c.toml".into(),
+            config_error: Some(format!("another config's daemon in {evil}")),
+            section_cut: None,
+            state_dir: Some("/var/s".into()),
+            daemon: crate::model::report::DaemonReport {
+                last_stop: Some(format!("the config was replaced: {evil}")),
+                ..Default::default()
+            },
+            ctrl: None,
+            jobs: Vec::new(),
+            envs: Vec::new(),
+            paused: None,
+            config_warnings: Vec::new(),
+            generated: chrono::Utc::now(),
+        };
+        let o = super::table(
+            &r,
+            Some(&format!("run elsewhere with the state dir {evil}")),
+        );
+        assert!(!o.contains('\x1b'), "{o:?}");
+        assert!(!o.lines().any(|l| l.starts_with("<<<")), "{o}");
+        assert_eq!(o.matches("\\x1b]0;retitled").count(), 3, "{o}");
     }
 }

@@ -2,13 +2,14 @@
 //! without `state_dir` takes the state dir from `$MK_VARDIR`: ctrl run with two values (the
 //! agent and an admin's shell, two agent deployments) found no daemon in its own state dir
 //! each time and started a second daemon of the same config, and every job ran twice. So the
-//! daemon also locks the config file itself (`sys::config_lock`: a `flock` on Linux, a named
-//! object keyed by the file's identity on Windows); a second daemon refuses to
-//! start, a ctrl does not launch one, and both say which daemon runs it, with which state
-//! dir, and the fix. The words are here, one text for all of them.
+//! daemon also takes a lock keyed by the config file's identity (`sys::config_lock`: a lock
+//! file in a folder only the daemon's user may write on Linux, a named object only SYSTEM and
+//! administrators may create on Windows), which says who holds it: its PID and state dir. A
+//! second daemon refuses to start, a ctrl does not launch one, and both say which daemon runs
+//! it, with which state dir, and the fix. The words are here, one text for all of them.
 
-use crate::service::state::StateDir;
 use crate::service::sys::config_lock::{self, ConfigLock, Holder};
+use crate::service::sys::TookConfig;
 use std::path::{Path, PathBuf};
 
 /// How long a starting daemon keeps trying to take the config's lock: a probe (ctrl,
@@ -28,15 +29,6 @@ pub(crate) enum Probe {
     Elsewhere(String),
 }
 
-/// The name of the instance lock a daemon holds in its state dir.
-fn lock_name() -> String {
-    StateDir::new(Path::new("/"))
-        .lock_file()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// The one text for "a daemon of this config runs with another state dir": `pid` and
 /// `dir`, the other daemon's.
 pub(crate) fn words(config: &Path, pid: u32, dir: &Path, own_state_dir: &Path) -> String {
@@ -48,11 +40,10 @@ pub(crate) fn words(config: &Path, pid: u32, dir: &Path, own_state_dir: &Path) -
     )
 }
 
-/// The holder's PID and state dir if it is a daemon: a process of this user that holds a
-/// `daemon.lock` too. Any user who may read the config may lock it, and a tool of this user
-/// may: neither is a daemon of it, nor keeps one from starting.
+/// The holder's PID and state dir, as it wrote them. Only a daemon of this user can hold
+/// the lock (see `sys::config_lock`): what it says is trusted.
 fn daemon_of(holder: Option<&Holder>) -> Option<(u32, &Path)> {
-    let h = holder.filter(|h| h.mine)?;
+    let h = holder?;
     Some((h.pid, h.state_dir.as_deref()?))
 }
 
@@ -67,9 +58,10 @@ pub(crate) enum Taken {
     /// The config cannot be opened to lock it (the error names the path): a starting daemon
     /// does not start; a running one tries again at its next look.
     Failed(String),
-    /// A process of another user (or one this user cannot see) holds it: any user who may
-    /// read the config may lock it, and must not keep the daemon from starting. It starts
-    /// without the lock (as before there was one); the words say so, for the log.
+    /// There is no place for the lock that only this user may write (its folder belongs to
+    /// another user, others may write it, or it is a symlink): a lock others could take must
+    /// not keep the daemon from starting. It starts
+    /// without the lock (as before there was one); the words say why and the fix, for the log.
     Without(String),
 }
 
@@ -85,39 +77,39 @@ pub(crate) fn take_within(
     patience: std::time::Duration,
 ) -> Taken {
     match config_lock::take(config, own_state_dir, patience) {
-        Ok(Some(l)) => Taken::Locked(l),
-        Ok(None) => {
-            let holder = config_lock::holder(config, &lock_name());
+        Ok(TookConfig::Locked(l)) => Taken::Locked(l),
+        Ok(TookConfig::Held) => {
+            let holder = config_lock::holder(config);
             match daemon_of(holder.as_ref()) {
                 Some((pid, dir)) => Taken::Refused(words(config, pid, dir, own_state_dir)),
-                None => Taken::Without(stranger(config, holder.as_ref())),
+                None => Taken::Refused(unnamed(config, own_state_dir)),
             }
         }
+        Ok(TookConfig::Nowhere(why)) => Taken::Without(why),
         Err(e) => Taken::Failed(e.to_string()),
     }
 }
 
-/// The log's words for a lock on the config that no daemon of this user holds.
-pub(crate) fn stranger(config: &Path, holder: Option<&Holder>) -> String {
-    let who = match holder {
-        Some(h) if h.mine => format!("pid {}, which holds no daemon.lock", h.pid),
-        Some(h) => format!("pid {}, of another user", h.pid),
-        None => "a process this user cannot see".to_string(),
-    };
+/// The words for a lock held by a daemon that has not said who it is (it has just taken the
+/// lock, or its words cannot be read): only a daemon of this config can hold it, so it still
+/// runs the config.
+fn unnamed(config: &Path, own_state_dir: &Path) -> String {
     format!(
-        "the config {} is locked by {who}, not by a daemon of it; running without the config's lock, so a daemon of this config with another state dir is not kept from starting (set state_dir in the config so that every caller uses the same one)",
-        config.display()
+        "the config {} is already run by another daemon (starting, it has not said its PID and state dir yet): no second daemon of it starts with the state dir {} (the default state dir comes from MK_VARDIR, which differs between callers); set state_dir in the config so that every caller uses the same one",
+        config.display(),
+        own_state_dir.display()
     )
 }
 
 /// Whether a daemon of `config` runs, for a caller whose state dir `own_state_dir` has none
-/// (see [`Probe`]). A probe that fails (the config cannot be opened), or a lock held by
-/// another user's process, says `Free`: the daemon launched then reports what it finds.
+/// (see [`Probe`]). A probe that fails (the config cannot be opened, the lock's folder is not
+/// trusted), or a holder that does not say who it is, says `Free`: the daemon launched then
+/// reports what it finds.
 pub(crate) fn probe(config: &Path, own_state_dir: &Path) -> Probe {
     if !config_lock::is_held(config).unwrap_or(false) {
         return Probe::Free;
     }
-    let holder = config_lock::holder(config, &lock_name());
+    let holder = config_lock::holder(config);
     match daemon_of(holder.as_ref()) {
         Some((pid, dir)) if same_dir(dir, own_state_dir) => Probe::Here(pid),
         Some((pid, dir)) => Probe::Elsewhere(words(config, pid, dir, own_state_dir)),
@@ -125,16 +117,14 @@ pub(crate) fn probe(config: &Path, own_state_dir: &Path) -> Probe {
     }
 }
 
-/// True if `theirs` (resolved as `/proc` shows it on Linux; as its daemon was given it on
-/// Windows) is the folder `own` leads to.
+/// True if `theirs` (the state dir its daemon was given) is the folder `own` leads to.
 fn same_dir(theirs: &Path, own: &Path) -> bool {
     let resolved =
         |p: &Path| -> PathBuf { std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) };
     resolved(theirs) == resolved(own)
 }
 
-// What a probe finds with real daemons is in tests/one_daemon.rs: in this test process other
-// tests hold `daemon.lock` files, which would make the holder's state dir any of theirs.
+// What a probe finds with real daemons is in tests/one_daemon.rs.
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

@@ -503,7 +503,8 @@ impl Daemon {
     /// file, which nobody holds until this daemon locks it here, at its next look after the
     /// rename (the watch on the config wakes it: milliseconds). A daemon of this config with
     /// another state dir started in that window holds the new file: that one runs the jobs
-    /// now, and this one hands over (drains and exits).
+    /// now, and this one hands over (drains and exits). A lock file removed under the daemon
+    /// (its folder cleaned up) is taken again the same way.
     fn check_config_lock(&mut self) {
         use crate::service::one_daemon::Taken;
         let Some(held) = &self.config_lock else {

@@ -285,7 +285,8 @@ fn take_config(
         }
         Taken::Refused(why) | Taken::Failed(why) => why,
     };
-    eprintln!("robotmk-daemon: {why}");
+    // The admin's terminal (a daemon started by hand): shown, not executed.
+    eprintln!("robotmk-daemon: {}", crate::app::term::sanitize(&why));
     crate::service::logging::append_once(&st.log_file(), &format!("daemon not started: {why}"));
     // Written while this process holds the instance lock, in the state dir it checked (as a
     // failure past the config is).

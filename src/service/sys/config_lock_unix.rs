@@ -3,212 +3,510 @@
 //! `$MK_VARDIR`, so two callers with two values (the agent, an admin's shell) would otherwise
 //! start two daemons of one config, each with a lock of its own, and every job would run twice.
 //!
-//! The daemon holds an exclusive `flock` on the config file itself, opened read-only as the
-//! config is read; an advisory lock keeps no editor from saving it. Hard links are one file,
-//! so one lock. A config replaced by rename is another file: the daemon locks the new one
-//! when it looks at the config again (see `app/daemon/control.rs`). Others probe it with a
-//! shared lock taken and dropped at once, as they probe `daemon.lock`.
+//! The lock is a file of its own, `config-<dev>-<ino>.lock`, named after the config file's
+//! identity (device and inode of the file the path leads to, symlinks followed: hard links
+//! are one file, so one lock; a config replaced by rename is another file, which the daemon
+//! locks at its next look, see `app/daemon/control.rs`), in a folder only the daemon's user
+//! may write: `/run/robotmk-daemon/` for root, else `$XDG_RUNTIME_DIR/robotmk-daemon/`,
+//! `/run/user/<uid>/robotmk-daemon/` or `/tmp/robotmk-daemon-<uid>/` ([`folder_for`]). The
+//! daemon holds an exclusive `flock` on it for its life and writes its PID and state dir into
+//! it; probes open it read-only and take a shared lock for an instant, as they probe
+//! `daemon.lock`. Whoever holds it is a daemon of this user: nobody else can create or open
+//! a file there, so what the file says is trusted, and nothing is read from `/proc`.
+//!
+//! (It used to be a `flock` on the config file itself, found through `/proc`: any user who
+//! could read the config could take that, and through a setuid-root program keeping the
+//! descriptor, or a `daemon.lock` shown at the state dir's path from a mount namespace of its
+//! own, pass for root's daemon.)
+//!
+//! The file is never removed while in use: a removal races with a daemon that opened it and
+//! waits for it, which would then hold a file nobody else sees. A stale file (its daemon gone)
+//! is free: nobody holds its lock. A taker checks after locking that the path still names the
+//! file it locked (a cleaner of `/tmp`, or logind at a logout, may remove the folder), and a
+//! daemon whose lock file was removed takes a new one at its next look ([`ConfigLock::still_names`]).
 
+use super::TookConfig;
+use rustix::fs::{Mode, OFlags};
+use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The held lock on one config file; dropping it releases the config.
 #[derive(Debug)]
 pub(crate) struct ConfigLock {
     file: File,
+    /// The config file, kept open: its inode number is not given to another file while the
+    /// lock named after it is held (a config removed, another created: not "already run").
+    _config_file: File,
+    /// The config file's device and inode.
+    config: (u64, u64),
+    /// Where the lock file is.
+    path: PathBuf,
 }
 
 impl ConfigLock {
     /// True while `path` still leads to the locked file (not replaced by rename, not
-    /// deleted, a symlink not repointed): followed as the config is read.
+    /// deleted, a symlink not repointed): followed as the config is read. False too when
+    /// the lock file itself is no longer where probes look (its folder removed): the daemon
+    /// takes a new one.
     pub(crate) fn still_names(&self, path: &Path) -> bool {
-        match (self.file.metadata(), std::fs::metadata(path)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
+        let config = std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.config);
+        config && same_file(&self.file, &self.path)
     }
 }
 
-/// The process holding a config's lock, as `/proc` tells it.
+/// The daemon holding a config's lock, as its lock file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Holder {
     pub(crate) pid: u32,
-    /// It runs as this process's user. Any user who may read the config may lock it: a
-    /// holder of another user (or one this user cannot see) is no daemon of this config's
-    /// and must not keep one from starting.
-    pub(crate) mine: bool,
-    /// The folder of the instance lock it holds too (named `lock_name`): its state dir.
-    /// `None` where it holds none (no daemon), or its descriptors cannot be read (another
-    /// user's process).
+    /// The state dir it runs with.
     pub(crate) state_dir: Option<PathBuf>,
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    super::file::open_config(path)
+/// The folder of this user's config locks, opened and checked (see [`folder`]).
+struct Folder {
+    fd: std::os::fd::OwnedFd,
+    path: PathBuf,
 }
 
-/// Takes the exclusive lock on the config file, polled until `patience` runs out (a probe
-/// holds its shared lock for an instant); `Ok(None)` if another process holds it all that
-/// time. (`_state_dir` is for Windows, where the holder writes it down: here `/proc` tells
-/// it.)
-pub(crate) fn take(
-    path: &Path,
-    _state_dir: &Path,
-    patience: Duration,
-) -> io::Result<Option<ConfigLock>> {
-    let file = open(path)?;
-    match super::file::lock_within(&file, patience) {
-        Ok(true) => Ok(Some(ConfigLock { file })),
-        Ok(false) => Ok(None),
+/// Where user `uid` keeps its config locks: `/run/robotmk-daemon` for root (`/run` is root's
+/// alone); for another user its runtime dir (`xdg`, when it is the user's own 0700 folder, as
+/// the XDG spec requires), else `/run/user/<uid>` when that is the user's, else
+/// `/tmp/robotmk-daemon-<uid>`, which [`folder`] checks as tmux checks its socket folder.
+pub(crate) fn folder_for(uid: u32, xdg: Option<&OsStr>) -> PathBuf {
+    if uid == 0 {
+        return PathBuf::from("/run/robotmk-daemon");
+    }
+    let owned = |p: &Path, mask: u32| {
+        std::fs::symlink_metadata(p)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & mask == 0)
+    };
+    if let Some(x) = xdg.map(Path::new).filter(|x| x.is_absolute()) {
+        if owned(x, 0o077) {
+            return x.join("robotmk-daemon");
+        }
+    }
+    let run_user = PathBuf::from(format!("/run/user/{uid}"));
+    if owned(&run_user, 0o022) {
+        return run_user.join("robotmk-daemon");
+    }
+    PathBuf::from(format!("/tmp/robotmk-daemon-{uid}"))
+}
+
+/// Opens the folder `path` for user `uid`, created 0700 if missing and `create` (`Ok(None)`:
+/// missing and not to be created, so nobody holds a lock in it); refused (the words say why
+/// and the fix) if it is a symlink or not a folder, belongs to another user, or its group or
+/// others may write it: a lock there would be theirs to take or plant.
+fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String> {
+    let refuse = |why: String| {
+        format!(
+            "the folder for the config's lock {} {why}, so another user could take or plant the lock; running without the config's lock (fix: remove the folder, the daemon creates it 0700 as uid {uid})",
+            path.display()
+        )
+    };
+    if create {
+        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot create the folder for the config's lock {}: {e}; running without the config's lock",
+                    path.display()
+                ))
+            }
+        }
+    }
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+            return Err(refuse("is a symlink or not a folder".into()))
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot open the folder for the config's lock {}: {e}; running without the config's lock",
+                path.display()
+            ))
+        }
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| format!("{}: {e}", path.display()))?;
+    if st.st_uid != uid {
+        return Err(refuse(format!(
+            "belongs to uid {}, not to this daemon's user",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "may be written by its group or others (mode {:o})",
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok(Some(Folder {
+        fd,
+        path: path.to_path_buf(),
+    }))
+}
+
+/// This process's folder for config locks (see [`folder_for`]).
+fn own_folder(create: bool) -> Result<Option<Folder>, String> {
+    let uid = rustix::process::geteuid().as_raw();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+    folder(&folder_for(uid, xdg.as_deref()), uid, create)
+}
+
+/// The config file, opened as it is read, and its identity: the device and inode of the file
+/// `path` leads to.
+fn open_config(path: &Path) -> io::Result<(File, (u64, u64))> {
+    let f = super::file::open_config(path)?;
+    let m = f.metadata()?;
+    Ok((f, (m.dev(), m.ino())))
+}
+
+fn config_id(path: &Path) -> io::Result<(u64, u64)> {
+    open_config(path).map(|(_, id)| id)
+}
+
+fn lock_name((dev, ino): (u64, u64)) -> String {
+    format!("config-{dev}-{ino}.lock")
+}
+
+/// True if `path` names the open `file` (not replaced, not removed).
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Opens `name` in the folder: created (0600) and opened for writing for a daemon, an
+/// existing one read-only for a probe (`Ok(None)`: none, so nobody holds it). Never through a
+/// symlink, never blocking on a FIFO.
+fn open_in(dir: &Folder, name: &str, create: bool) -> io::Result<Option<File>> {
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let flags = if create {
+        flags | OFlags::RDWR | OFlags::CREATE
+    } else {
+        flags | OFlags::RDONLY
+    };
+    match rustix::fs::openat(&dir.fd, name, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => {
+            let file = File::from(fd);
+            if !file.metadata()?.is_file() {
+                return Err(io::Error::other(format!(
+                    "{} is not a regular file",
+                    dir.path.join(name).display()
+                )));
+            }
+            Ok(Some(file))
+        }
+        Err(rustix::io::Errno::NOENT) if !create => Ok(None),
         Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot lock the config {}: {e}", path.display()),
+            io::Error::from(e).kind(),
+            format!("cannot open {}: {e}", dir.path.join(name).display()),
         )),
     }
 }
 
-/// True if some process holds the exclusive lock on the config file (a daemon of it runs).
-pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
-    let file = open(path)?;
+/// Takes the exclusive lock for a daemon of `state_dir`, polled until `patience` runs out (a
+/// probe holds its shared lock for an instant): `Held` if another daemon holds it all that
+/// time, `Nowhere` if this user has no folder for it that only it may write.
+pub(crate) fn take(
+    path: &Path,
+    state_dir: &Path,
+    patience: Duration,
+) -> io::Result<TookConfig<ConfigLock>> {
+    let config = open_config(path)?;
+    let dir = match own_folder(true) {
+        Ok(Some(d)) => d,
+        // Created above, so there: `None` is for probes only.
+        Ok(None) => {
+            return Ok(TookConfig::Nowhere(
+                "no folder for the config's lock".into(),
+            ))
+        }
+        Err(why) => return Ok(TookConfig::Nowhere(why)),
+    };
+    take_in(&dir, config, path, state_dir, patience)
+}
+
+fn take_in(
+    dir: &Folder,
+    (config_file, id): (File, (u64, u64)),
+    path: &Path,
+    state_dir: &Path,
+    patience: Duration,
+) -> io::Result<TookConfig<ConfigLock>> {
+    let name = lock_name(id);
+    let deadline = Instant::now() + patience;
+    let failed = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot lock the config {}: {e}", path.display()),
+        )
+    };
+    loop {
+        // Created if missing, so there: `None` is for probes only.
+        let file = open_in(dir, &name, true)
+            .and_then(|f| f.ok_or_else(|| io::ErrorKind::NotFound.into()))
+            .map_err(failed)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !super::file::lock_within(&file, left).map_err(failed)? {
+            return Ok(TookConfig::Held);
+        }
+        // Removed (or replaced) after this open: the lock is on a file no probe finds.
+        if !same_file(&file, &dir.path.join(&name)) {
+            if Instant::now() >= deadline {
+                return Ok(TookConfig::Held);
+            }
+            continue;
+        }
+        let mut text = format!("{}\n", std::process::id()).into_bytes();
+        text.extend_from_slice(state_dir.as_os_str().as_bytes());
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(&text, 0))
+            .map_err(failed)?;
+        return Ok(TookConfig::Locked(ConfigLock {
+            file,
+            _config_file: config_file,
+            config: id,
+            path: dir.path.join(&name),
+        }));
+    }
+}
+
+/// The lock file of `path`'s config, opened read-only, if this user has one; `Err` for a
+/// folder that cannot be trusted (its words).
+fn probe_file(path: &Path) -> io::Result<Option<File>> {
+    let id = config_id(path)?;
+    let dir = match own_folder(false) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(None),
+        Err(why) => return Err(io::Error::other(why)),
+    };
+    open_in(&dir, &lock_name(id), false)
+}
+
+/// True if `file` is locked exclusively (a daemon holds it).
+fn held(file: &File) -> io::Result<bool> {
     match file.try_lock_shared() {
         Ok(()) => {
             let _ = file.unlock();
             Ok(false)
         }
         Err(TryLockError::WouldBlock) => Ok(true),
-        Err(TryLockError::Error(e)) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot probe the lock of {}: {e}", path.display()),
-        )),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
 
-/// Who holds the exclusive lock on the config file: found in `/proc/locks` by the file's
-/// device and inode, and its state dir by the instance lock (`lock_name`) among its open
-/// files. `None` if nobody does, or it cannot be told.
-pub(crate) fn holder(path: &Path, lock_name: &str) -> Option<Holder> {
-    let m = std::fs::metadata(path).ok()?;
-    let pid = flock_writer(m.dev(), m.ino())?;
-    let mine = effective_uid(pid) == Some(rustix::process::geteuid().as_raw());
+/// True if a daemon of this user holds the config's lock.
+pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
+    match probe_file(path)? {
+        Some(f) => held(&f).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot probe the lock of {}: {e}", path.display()),
+            )
+        }),
+        None => Ok(false),
+    }
+}
+
+/// How long a probe waits for a daemon that has just locked the file to write who it is.
+const WRITE_PATIENCE: Duration = Duration::from_millis(200);
+
+/// Who holds the config's lock, as its lock file says; `None` if nobody does, or it cannot be
+/// read.
+pub(crate) fn holder(path: &Path) -> Option<Holder> {
+    let file = probe_file(path).ok()??;
+    let deadline = Instant::now() + WRITE_PATIENCE;
+    loop {
+        if !held(&file).ok()? {
+            return None;
+        }
+        if let Some(h) = parse(&read_all(&file)?) {
+            return Some(h);
+        }
+        // Locked, not yet written: a daemon starting.
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The lock file's text (a PID and a path: small; a longer file is cut).
+fn read_all(file: &File) -> Option<Vec<u8>> {
+    let mut text = Vec::new();
+    let mut f = file;
+    let _ = io::Seek::rewind(&mut f);
+    f.take(8192).read_to_end(&mut text).ok()?;
+    Some(text)
+}
+
+/// `pid\nstate dir`, as [`take_in`] writes it.
+fn parse(text: &[u8]) -> Option<Holder> {
+    let nl = text.iter().position(|&b| b == b'\n')?;
+    let pid = std::str::from_utf8(&text[..nl]).ok()?.parse().ok()?;
+    let dir = &text[nl + 1..];
     Some(Holder {
         pid,
-        mine,
-        // Only a holder of this user's can be a daemon of this config; another user's
-        // process (anyone who may read the config may lock it) is not walked: its open files
-        // are as many as it likes, each a readlink and a read of /proc/locks.
-        state_dir: if mine {
-            instance_lock_dir(pid, lock_name)
-        } else {
-            None
-        },
-    })
-}
-
-/// The effective user of `pid` (`/proc/PID/status`, "Uid: real effective saved fs").
-fn effective_uid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// The glibc encoding of a device number, as `/proc/locks` prints it (`major:minor`, hex).
-fn major_minor(dev: u64) -> (u64, u64) {
-    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
-    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
-    (major, minor)
-}
-
-/// The PID of the process with an exclusive flock on `dev`:`ino`.
-fn flock_writer(dev: u64, ino: u64) -> Option<u32> {
-    let locks = super::file::read_string(
-        Path::new("/proc/locks"),
-        super::file::cap::STATUS,
-        super::file::Links::Refuse,
-    )
-    .ok()?;
-    let want = major_minor(dev);
-    // "1: FLOCK  ADVISORY  WRITE 4711 fd:01:1234567 0 EOF"
-    locks.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 6 || f[1] != "FLOCK" || f[3] != "WRITE" {
-            return None;
-        }
-        let mut id = f[5].split(':');
-        let major = u64::from_str_radix(id.next()?, 16).ok()?;
-        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
-        let inode: u64 = id.next()?.parse().ok()?;
-        ((major, minor) == want && inode == ino)
-            .then(|| f[4].parse().ok())
-            .flatten()
-    })
-}
-
-/// The folder of the file named `lock_name` that `pid` has open and holds an exclusive flock
-/// on: the state dir of a daemon (its `daemon.lock`, which it holds for its whole life).
-fn instance_lock_dir(pid: u32, lock_name: &str) -> Option<PathBuf> {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    fds.flatten().find_map(|fd| {
-        let target = std::fs::read_link(fd.path()).ok()?;
-        let text = target.to_string_lossy();
-        // A lock file deleted under the daemon still names its folder.
-        let text = text.strip_suffix(" (deleted)").unwrap_or(&text);
-        let target = Path::new(text);
-        if target.file_name()? != lock_name {
-            return None;
-        }
-        // The open file itself (the descriptor's link leads to it, deleted or not).
-        let m = std::fs::metadata(fd.path()).ok()?;
-        (flock_writer(m.dev(), m.ino()) == Some(pid))
-            .then(|| target.parent().map(Path::to_path_buf))?
+        state_dir: (!dir.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(dir))),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn me() -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
 
     #[test]
-    fn one_holder_probes_see_it_and_proc_names_it() {
+    fn one_holder_probes_see_it_and_its_file_names_it() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, "[daemon]\n").unwrap();
-        // A name of its own: other tests of this process hold `daemon.lock` files.
-        let inst = dir.path().join("config-lock-test.lock");
-        let inst_file = std::fs::File::create(&inst).unwrap();
-        inst_file.lock().unwrap();
-        assert!(!is_held(&cfg).unwrap());
-        let held = take(&cfg, dir.path(), Duration::ZERO)
-            .unwrap()
-            .expect("first take");
-        assert!(is_held(&cfg).unwrap());
-        // A hard link is the same file: the same lock.
+        let locks = dir.path().join("locks");
+        let f = folder(&locks, me(), true).unwrap().unwrap();
+        let probe = |p: &Path| {
+            let name = lock_name(config_id(p).unwrap());
+            open_in(&f, &name, false)
+                .unwrap()
+                .is_some_and(|f| held(&f).unwrap())
+        };
+        assert!(!probe(&cfg));
+        let state = dir.path().join("state\nwith a line break");
+        let TookConfig::Locked(lock) =
+            take_in(&f, open_config(&cfg).unwrap(), &cfg, &state, Duration::ZERO).unwrap()
+        else {
+            panic!("first take")
+        };
+        assert!(probe(&cfg));
+        let text = read_all(&lock.file).unwrap();
+        assert_eq!(
+            parse(&text),
+            Some(Holder {
+                pid: std::process::id(),
+                state_dir: Some(state.clone()),
+            })
+        );
+        // A hard link is the same file: the same lock, held.
         let link = dir.path().join("link.toml");
         std::fs::hard_link(&cfg, &link).unwrap();
-        assert!(is_held(&link).unwrap());
-        // flock locks belong to the open file description: a second open in this process
-        // is refused as another process's would be.
-        assert!(take(&link, dir.path(), Duration::from_millis(20))
-            .unwrap()
-            .is_none());
-        let h = holder(&cfg, "config-lock-test.lock").expect("the holder");
-        assert_eq!(h.pid, std::process::id());
-        assert!(h.mine);
-        assert_eq!(h.state_dir.as_deref(), Some(dir.path()));
+        assert!(probe(&link));
+        assert!(matches!(
+            take_in(
+                &f,
+                open_config(&link).unwrap(),
+                &link,
+                dir.path(),
+                Duration::from_millis(20)
+            )
+            .unwrap(),
+            TookConfig::Held
+        ));
         // A symlink to the config leads to the locked file.
         let sym = dir.path().join("sym.toml");
         std::os::unix::fs::symlink(&cfg, &sym).unwrap();
-        assert!(held.still_names(&sym));
-        drop(inst_file);
+        assert!(lock.still_names(&sym));
+        // The lock file removed (a cleaner): the daemon takes a new one at its next look.
+        std::fs::remove_file(&lock.path).unwrap();
+        assert!(!lock.still_names(&cfg));
+        let TookConfig::Locked(lock) =
+            take_in(&f, open_config(&cfg).unwrap(), &cfg, &state, Duration::ZERO).unwrap()
+        else {
+            panic!("taken again")
+        };
+        assert!(lock.still_names(&cfg));
         // Replaced by rename: the path names another file, which nobody holds.
         let new = dir.path().join("c.toml.new");
         std::fs::write(&new, "[daemon]\n").unwrap();
         std::fs::rename(&new, &cfg).unwrap();
-        assert!(!held.still_names(&cfg));
-        assert!(!is_held(&cfg).unwrap());
-        drop(held);
-        assert!(!is_held(&link).unwrap());
+        assert!(!lock.still_names(&cfg));
+        assert!(!probe(&cfg));
+        drop(lock);
+        // A stale file is free.
+        assert!(!probe(&link));
+    }
+
+    #[test]
+    fn a_folder_others_could_write_or_own_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Missing: created 0700 when asked, else none (nobody holds a lock in it).
+        let p = dir.path().join("locks");
+        assert!(folder(&p, me(), false).unwrap().is_none());
+        assert!(folder(&p, me(), true).unwrap().is_some());
+        let mode = std::fs::symlink_metadata(&p).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Group or others may write it.
+        for m in [0o770, 0o702, 0o1777] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+            let e = folder(&p, me(), true).err().expect("refused");
+            assert!(e.contains("may be written by its group or others"), "{e}");
+            assert!(e.contains("running without the config's lock"), "{e}");
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(folder(&p, me(), true).unwrap().is_some());
+        // Another user's: the uid asked for is not the owner.
+        let e = folder(&p, me() + 1, true).err().expect("refused");
+        assert!(e.contains(&format!("belongs to uid {}", me())), "{e}");
+        // A symlink, even to a good folder; and a file.
+        let sym = dir.path().join("sym");
+        std::os::unix::fs::symlink(&p, &sym).unwrap();
+        let e = folder(&sym, me(), true).err().expect("refused");
+        assert!(e.contains("is a symlink or not a folder"), "{e}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = folder(&file, me(), true).err().expect("refused");
+        assert!(e.contains("is a symlink or not a folder"), "{e}");
+    }
+
+    #[test]
+    fn root_runs_in_run_and_others_in_their_own_folders() {
+        assert_eq!(folder_for(0, None), Path::new("/run/robotmk-daemon"));
+        assert_eq!(
+            folder_for(0, Some(OsStr::new("/tmp"))),
+            Path::new("/run/robotmk-daemon")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir(&xdg).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // An uid with no /run/user folder: a test's own, far from any real one.
+        let uid = me();
+        if uid != 0 {
+            assert_eq!(
+                folder_for(uid, Some(xdg.as_os_str())),
+                xdg.join("robotmk-daemon")
+            );
+        }
+        // Not the user's own 0700 runtime dir (here: another uid's, or group-readable):
+        // the next place.
+        let other = 4_000_000_000;
+        assert_eq!(
+            folder_for(other, Some(xdg.as_os_str())),
+            Path::new("/tmp/robotmk-daemon-4000000000")
+        );
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o750)).unwrap();
+        if uid != 0 {
+            assert_ne!(
+                folder_for(uid, Some(xdg.as_os_str())),
+                xdg.join("robotmk-daemon")
+            );
+        }
+        assert_eq!(
+            folder_for(other, Some(OsStr::new("relative"))),
+            Path::new("/tmp/robotmk-daemon-4000000000")
+        );
     }
 }

@@ -17,6 +17,7 @@
 //! polls until its patience runs out, as a probe holds it open for an instant.
 
 use super::platform::{wide, OwnedHandle};
+use super::TookConfig;
 use std::io;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
@@ -65,10 +66,9 @@ impl ConfigLock {
 /// The process holding a config's lock, as the object's content tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Holder {
-    pub(crate) pid: u32,
     /// Only SYSTEM, administrators and its creator may open the object, and only they create
     /// objects in `Global\`: a holder found is a daemon of this config.
-    pub(crate) mine: bool,
+    pub(crate) pid: u32,
     /// The state dir it runs with.
     pub(crate) state_dir: Option<PathBuf>,
 }
@@ -145,12 +145,12 @@ fn publish(object: &OwnedHandle, state_dir: &Path) -> io::Result<()> {
 }
 
 /// Takes the lock on the config file for a daemon of `state_dir`, polled until `patience`
-/// runs out; `Ok(None)` if another daemon holds it all that time.
+/// runs out; `Held` if another daemon holds it all that time.
 pub(crate) fn take(
     path: &Path,
     state_dir: &Path,
     patience: Duration,
-) -> io::Result<Option<ConfigLock>> {
+) -> io::Result<TookConfig<ConfigLock>> {
     let id = file_id(path)?;
     let sddl = wide("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
     let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
@@ -193,7 +193,8 @@ pub(crate) fn take(
             }
         }
         if let Some(o) = taken {
-            break publish(&o, state_dir).map(|()| Some(ConfigLock { _object: o, id }));
+            break publish(&o, state_dir)
+                .map(|()| TookConfig::Locked(ConfigLock { _object: o, id }));
         }
         if let Err(e) = last {
             break Err(io::Error::new(
@@ -202,7 +203,7 @@ pub(crate) fn take(
             ));
         }
         if Instant::now() >= deadline {
-            break Ok(None);
+            break Ok(TookConfig::Held);
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -246,8 +247,8 @@ pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
 }
 
 /// Who holds the config's lock, as its object says; `None` if nobody does, or it cannot be
-/// read. (`_lock_name` is how Linux finds the holder's state dir; here the holder wrote it.)
-pub(crate) fn holder(path: &Path, _lock_name: &str) -> Option<Holder> {
+/// read.
+pub(crate) fn holder(path: &Path) -> Option<Holder> {
     let object = open(path).ok()??;
     // SAFETY: a mapping of SIZE bytes, mapped whole for reading.
     let view = unsafe { MapViewOfFile(object.0, FILE_MAP_READ, 0, 0, SIZE as usize) };
@@ -266,7 +267,6 @@ pub(crate) fn holder(path: &Path, _lock_name: &str) -> Option<Holder> {
     let (pid, dir) = text.split_once('\n')?;
     Some(Holder {
         pid: pid.parse().ok()?,
-        mine: true,
         state_dir: Some(PathBuf::from(dir)),
     })
 }

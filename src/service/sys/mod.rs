@@ -58,6 +58,21 @@ pub(crate) mod config_lock;
 #[path = "config_lock_windows.rs"]
 pub(crate) mod config_lock;
 
+/// What taking a config's lock got (`config_lock::take`; `L`: its `ConfigLock`, named here
+/// without a use of that file, which uses this one).
+#[derive(Debug)]
+pub(crate) enum TookConfig<L> {
+    /// Held for the daemon's life.
+    Locked(L),
+    /// Another daemon of this config held it all the patience long.
+    Held,
+    /// There is no place for the lock that only this user can write (Linux: the lock folder
+    /// belongs to another user, others may write it, or it is a symlink): the words say which
+    /// and the fix. A lock there would be anyone's to take, so the daemon runs without one.
+    #[cfg_attr(windows, allow(dead_code))]
+    Nowhere(String),
+}
+
 #[cfg(unix)]
 #[path = "program_unix.rs"]
 mod program;
