@@ -179,6 +179,19 @@ fn lock_name((dev, ino): (u64, u64)) -> String {
 }
 
 /// True if `path` names the open `file` (not replaced, not removed).
+/// The lock file goes with the lock: each config replaced by rename is a new identity and a
+/// new file, so files left behind would pile up in the folder for as long as it lives. It
+/// is removed while still locked: a daemon waiting on it then finds, once it has the lock,
+/// that its path names no file any more and takes a new one (see `take_in`), so there are
+/// never two holders. A daemon that dies leaves its file, harmless: not locked, free.
+impl Drop for ConfigLock {
+    fn drop(&mut self) {
+        if same_file(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 fn same_file(file: &File, path: &Path) -> bool {
     match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -434,7 +447,11 @@ mod tests {
         std::fs::rename(&new, &cfg).unwrap();
         assert!(!lock.still_names(&cfg));
         assert!(!probe(&cfg));
+        // Let go, its file goes with it: none piles up per identity the config had.
+        let gone = lock.path.clone();
+        assert!(gone.exists());
         drop(lock);
+        assert!(!gone.exists(), "the lock file stayed behind");
         // A stale file is free.
         assert!(!probe(&link));
     }
