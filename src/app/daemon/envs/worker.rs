@@ -755,8 +755,17 @@ fn seal(dir: &std::path::Path, builder: u32, readers: Option<u32>) -> Result<(),
     }
     std::fs::rename(&venv, &built).map_err(|e| format!("{}: {e}", venv.display()))?;
     let t0 = Instant::now();
-    let copied =
-        crate::service::sys::seal_copy(&built, &sealing, builder).map_err(|e| e.to_string())?;
+    let copied = crate::service::sys::seal_copy(&built, &sealing, builder).map_err(|e| {
+        // Neither tree is of use now, and on a full disk they are what keeps it full (no
+        // run of any job could be recorded): both go at once, the built one with its
+        // builder's rights (`remove_whole`). The next config edit or start builds again.
+        for p in [&sealing, &built] {
+            if let Err(e) = remove_whole(p, CLEAN_UP) {
+                warn!("cannot remove {} after a failed seal: {e}", p.display());
+            }
+        }
+        e.to_string()
+    })?;
     info!(
         files = copied.entries,
         bytes = copied.bytes,
