@@ -2069,7 +2069,9 @@ wheel('bigpkg', '1.0', {'bigpkg/__init__.py': b'', 'bigpkg/blob.bin': b'\0' * (4
     let error = env_error();
     eprintln!("the environment's error: {error}");
     assert!(
-        error.contains("No space left on device") && error.contains("MiB) beside it"),
+        error.starts_with("the built environment could not be sealed: ")
+            && error.contains("No space left on device")
+            && error.contains("MiB) beside it"),
         "{error}"
     );
     // Both trees are gone: the builder's and the half copy.

@@ -496,9 +496,13 @@ impl Worker {
         } else {
             Ok(())
         };
+        // A seal that fails after a build that succeeded is the news, not the installer's
+        // output, which would push it out of the check's note.
+        let mut seal_failed = false;
         if let (Ok(()), Some((uid, gid))) = (&outcome, b.builder) {
             outcome = seal(&dir, uid, b.shared.then_some(gid))
                 .map_err(|e| format!("the built environment could not be sealed: {e}"));
+            seal_failed = outcome.is_err();
         }
         if outcome.is_ok() && !pyenv::venv_usable(&dir) {
             outcome = Err(format!(
@@ -526,7 +530,7 @@ impl Worker {
                 let log = dir.join("build.log");
                 let summary =
                     crate::logic::build_error::summarize(&pyenv::log_end(&log, 64 * 1024));
-                let error = if summary.is_empty() {
+                let error = if summary.is_empty() || seal_failed {
                     format!("{why}; log {}", log.display())
                 } else {
                     format!("{summary} ({why}; log {})", log.display())
