@@ -1921,3 +1921,184 @@ fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
     assert!(env_dirs(&inst).is_empty(), "{:?}", env_dirs(&inst));
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
+
+/// The daemon, started in a mount namespace of its own, ended by PID whatever happens.
+struct NsDaemon {
+    pid: u32,
+    config: PathBuf,
+}
+
+impl NsDaemon {
+    /// `path` as the daemon sees it (its mount namespace's root, through /proc).
+    fn path(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{}", self.pid, path.display()))
+    }
+}
+
+impl Drop for NsDaemon {
+    fn drop(&mut self) {
+        let _ = Command::new("nsenter")
+            .args(["-t", &self.pid.to_string(), "-m", BIN, "--config"])
+            .arg(&self.config)
+            .args(["stop", "--now", "--timeout", "10s"])
+            .output();
+        // SAFETY: kill on a PID this test started; gone already is fine.
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// F9 (t6): the build fits on the state dir's disk but its seal (a second copy, root's) does
+/// not. The seal fails with ENOSPC; the daemon must not keep the disk full with its own
+/// leftovers (the builder's `venv.built` and the half copy `venv.sealing`): both go at once,
+/// the environment's error says how much the seal needed, the build is not retried in a loop,
+/// and a plain job records its runs again. A 90 MiB tmpfs in a private mount namespace holds
+/// the state dir; the wheels (a 40 MiB package) are written by the test, offline.
+#[test]
+fn a_seal_out_of_space_removes_both_trees_and_jobs_record_again() {
+    if !require_root("a build as another user and a private mount (unshare --mount) need root") {
+        return;
+    }
+    let py = Path::new("/usr/bin/python3");
+    let venv_ok = Command::new(py)
+        .args(["-c", "import venv, ensurepip"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require_tool(venv_ok, "/usr/bin/python3 with venv and ensurepip")
+        || !require_tool(system_user(BUILDER).is_some(), "the build user")
+    {
+        return;
+    }
+    let inst = Instance::new("", "");
+    open_to_builders(&inst);
+    let d = inst.dir.path();
+    let wheels = d.join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(
+            r#"
+import zipfile, hashlib, base64, sys
+def wheel(name, ver, files, out):
+    files = dict(files)
+    di = f'{name}-{ver}.dist-info'
+    files[f'{di}/METADATA'] = f'Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n'.encode()
+    files[f'{di}/WHEEL'] = b'Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n'
+    rec = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}" for n, d in files.items()]
+    files[f'{di}/RECORD'] = ('\n'.join(rec + [f'{di}/RECORD,,']) + '\n').encode()
+    with zipfile.ZipFile(f'{out}/{name}-{ver}-py3-none-any.whl', 'w', zipfile.ZIP_DEFLATED) as z:
+        for n, d in files.items(): z.writestr(n, d)
+wheel('robotframework', '7.0', {'robot/__init__.py': b''}, sys.argv[1])
+wheel('bigpkg', '1.0', {'bigpkg/__init__.py': b'', 'bigpkg/blob.bin': b'\0' * (40 << 20)}, sys.argv[1])
+"#,
+        )
+        .arg(&wheels)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(d.join("v.robot"), SUITE).unwrap();
+    std::fs::write(
+        d.join("r.txt"),
+        format!(
+            "--no-index\n--find-links {}\nrobotframework\nbigpkg\n",
+            wheels.display()
+        ),
+    )
+    .unwrap();
+    let _ = Command::new("chmod").arg("-R").arg("a+rX").arg(d).status();
+    let mnt = d.join("m");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let state = mnt.join("state");
+    std::fs::write(
+        &inst.config,
+        format!(
+            "[daemon]\ninstance = \"t\"\nstate_dir = \"{}\"\nheartbeat_timeout = \"0\"\n\
+             uv = \"off\"\nenv_build_timeout = \"3m\"\n{}\
+             [[job]]\nname = \"envjob\"\nkind = \"robot\"\nsuite = \"v.robot\"\n\
+             requirements = \"r.txt\"\npython = \"{}\"\nevery = \"1m\"\ntimeout = \"30s\"\n\
+             [[job]]\nname = \"plain\"\ncommand = [\"true\"]\nevery = \"1s\"\ntimeout = \"1s\"\n",
+            state.display(),
+            build_user_line(),
+            py.display()
+        ),
+    )
+    .unwrap();
+    // `start` detaches: the daemon stays in the namespace after unshare's shell has gone.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=90m,mode=755 rmkd-f9 \"$1\" && exec \"$2\" --config \"$3\" start")
+        .arg("sh")
+        .arg(&mnt)
+        .arg(BIN)
+        .arg(&inst.config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare");
+    assert!(out.status.success(), "{out:?}");
+    let said = text(&out.stdout);
+    let pid: u32 = said
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split([',', ')']).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said:?}"));
+    let daemon = NsDaemon {
+        pid,
+        config: inst.config.clone(),
+    };
+    let status = || -> Value {
+        std::fs::read(daemon.path(&state.join("status.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    let env_error = || -> String {
+        status()["envs"]
+            .as_array()
+            .and_then(|e| e.first())
+            .and_then(|e| e["error"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        wait_for_every(Duration::from_secs(180), Duration::from_millis(500), || {
+            env_error().contains("could not be sealed")
+        }),
+        "{:?}",
+        status()["envs"]
+    );
+    let error = env_error();
+    eprintln!("the environment's error: {error}");
+    assert!(
+        error.starts_with("the built environment could not be sealed: ")
+            && error.contains("No space left on device")
+            && error.contains("MiB) beside it"),
+        "{error}"
+    );
+    // Both trees are gone: the builder's and the half copy.
+    let envs = daemon.path(&PathBuf::from(format!("{}.users/envs", state.display())));
+    let left: Vec<PathBuf> = std::fs::read_dir(&envs)
+        .unwrap()
+        .flatten()
+        .flat_map(|k| std::fs::read_dir(k.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "venv.built" || n == "venv.sealing")
+        })
+        .collect();
+    assert!(left.is_empty(), "left after the failed seal: {left:?}");
+    // The plain job records again (the disk has room), and the build is not tried again.
+    let runs = daemon.path(&state.join("jobs/plain/runs"));
+    let count = || std::fs::read_dir(&runs).map_or(0, |r| r.count());
+    let before = count();
+    let failed_at = status()["envs"][0]["built"].clone();
+    assert!(!failed_at.is_null(), "{:?}", status()["envs"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || count() >= before + 3),
+        "plain: {before} runs, then {}",
+        count()
+    );
+    assert_eq!(status()["envs"][0]["state"], "failed");
+    assert_eq!(status()["envs"][0]["built"], failed_at, "built again");
+    drop(daemon);
+}

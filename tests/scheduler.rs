@@ -758,3 +758,71 @@ fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
     assert_unique_dues(&inst, "tick");
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
+
+/// F5 (t6): the clock ran a year ahead (a bad RTC at boot, a `date -s` typo) while the daemon
+/// ran, then was set back. No run starts until the clock passes the latest due time taken (a
+/// due time never runs twice), so the job's result is from the future: its check must not
+/// say "OK - last run 0s ago" for a year, but name the time and the step, and go stale like
+/// any job whose due runs do not report, counted from when the daemon noticed the step.
+#[test]
+fn a_result_from_the_future_goes_stale_after_the_clock_is_set_back() {
+    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    if !require_tool(lib.is_file(), "libfaketime (apt-get install faketime)") {
+        return;
+    }
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"",
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n",
+    );
+    let offset = inst.dir.path().join("faketime");
+    std::fs::write(&offset, "+365d").unwrap();
+    let job_line = || {
+        let out = inst
+            .cmd()
+            .arg("ctrl")
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME_TIMESTAMP_FILE", &offset)
+            .env("FAKETIME_NO_CACHE", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.contains("\"Robotmk t tick\""))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The daemon's timer is armed on the kernel's real clock, a year off: each ctrl's beat
+    // wakes it for a look, at which it runs what is due.
+    assert!(wait_for_every(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || {
+            job_line();
+            inst.finished_records("tick").len() >= 2
+        }
+    ));
+    std::fs::write(&offset, "+0").unwrap();
+    // Seen at once: not "0s ago", the time it lies in the future and why.
+    let mut line = job_line();
+    assert!(!line.contains(" 0s ago"), "{line}");
+    // Then stale: WARN after the interval, the timeout and the margin, CRIT one more
+    // interval later (about 7 s here), not a year.
+    let mut states = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            line = job_line();
+            states.push(line.chars().next().unwrap_or('?'));
+            line.starts_with("2 ")
+        }),
+        "{line}"
+    );
+    assert!(
+        line.contains("which lies in the future (the wall clock was set back)")
+            && line.contains("result stale: two due runs have not reported"),
+        "{line}"
+    );
+    // WARN came first (one due run missed), then CRIT.
+    assert!(states.contains(&'1'), "{states:?}");
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

@@ -406,6 +406,15 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
     let mut mid = c.mid;
     match (c.clock, cached.is_some()) {
         (Clock::None, _) => out.push_str(c.head),
+        // A result from the future (the wall clock ran ahead and was set back): its age is
+        // not "0s", and the reader must learn why no newer one comes (see `staleness::seen`).
+        (Clock::Since(t), _) if now.millis_since(t) < -1000 => {
+            out.push_str(c.head);
+            out.push_str("at ");
+            out.push_str(&moment_time(t));
+            out.push_str(", which lies in the future (the wall clock was set back)");
+            mid = mid.strip_prefix(" ago").unwrap_or(mid);
+        }
         (Clock::Since(t), false) => {
             out.push_str(c.head);
             out.push_str(&human_age(now.millis_since(t) as f64 / 1000.0));
@@ -1379,6 +1388,28 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("3 tests passed"), "{line}");
+    }
+
+    /// F5: a result from the future (the clock ran a year ahead, then was set back) is not
+    /// "last run 0s ago": its time is shown and why no newer result comes.
+    #[test]
+    fn a_result_from_the_future_is_not_0s_ago() {
+        let now = Utc::now();
+        let ahead = now + chrono::Duration::days(365);
+        let j = job(Some(rec(Outcome::Success, ahead)));
+        let l = job_line(&j, "i", now);
+        assert!(!l.contains("0s ago") && !l.contains(" ago"), "{l}");
+        assert!(
+            l.contains("which lies in the future (the wall clock was set back): success"),
+            "{l}"
+        );
+        // This very second is no step.
+        let j = job(Some(rec(
+            Outcome::Success,
+            now + chrono::Duration::milliseconds(500),
+        )));
+        let l = job_line(&j, "i", now);
+        assert!(l.contains("last run 0s ago: success"), "{l}");
     }
 
     /// Issue D9a: a runner ended by a signal the daemon did not send (the OOM killer's

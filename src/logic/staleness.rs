@@ -16,6 +16,16 @@
 //!
 //! The daemon publishes both instants per job in `status.json`, so ctrl's fast path judges a
 //! result without parsing the schedule; without a daemon ctrl computes them from the config.
+//!
+//! A result from the future (its due time lies after `now`: the wall clock ran ahead and was
+//! set back) is not fresh for as long as the clock was ahead. No run starts until the clock
+//! passes the latest due time taken (a due time never runs twice, see `scheduler`), so its
+//! deadlines, counted from its own due time, would keep it "fresh" for the length of the
+//! error — a year for a `date -s` typo. Its deadlines count instead from when the daemon
+//! noticed the clock behind (or started), as if a result had been due then ([`seen`]): the
+//! job goes WARN, then CRIT, like any job whose due runs do not report. A small step back
+//! (the next due run still comes before two due times after the step) keeps the ordinary
+//! deadlines, so that an NTP correction of a second does not make every job stale.
 
 use crate::model::config::{DaemonSettings, Job};
 use crate::model::status::CheckmkView;
@@ -52,12 +62,40 @@ pub(crate) fn deadlines(
     })
 }
 
+/// The deadlines of a result due at `last_due` at `now` (see [`deadlines`]), where the wall
+/// clock may stand behind it: then they count from `set_back_since` (when the daemon noticed
+/// the clock behind, on its monotonic clock; `now` when nobody noticed), unless the ordinary
+/// ones come first anyway (a small step: the run due next is not held back beyond the
+/// second due time after the step).
+pub(crate) fn seen(
+    next_after: impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
+    last_due: DateTime<Utc>,
+    allowance: Duration,
+    now: DateTime<Utc>,
+    set_back_since: Option<DateTime<Utc>>,
+) -> Option<Deadlines> {
+    let ordinary = deadlines(&next_after, last_due, allowance);
+    if last_due <= now {
+        return ordinary;
+    }
+    let since = set_back_since.unwrap_or(now).min(now);
+    let held = deadlines(&next_after, since, allowance);
+    match (ordinary, held) {
+        (Some(o), Some(h)) if h.crit_after >= o.expected_by => Some(o),
+        // A schedule that never fires again after the result's due time still fired (or
+        // fires) after the step: the result from the future is not the last one to come.
+        (_, Some(h)) => Some(h),
+        (o, None) => o,
+    }
+}
+
 /// The margin added to a run's timeout: `stop_grace` plus `stale_margin`.
 pub(crate) fn margin(daemon: &DaemonSettings) -> Duration {
     daemon.stop_grace + daemon.stale_margin
 }
 
 /// The deadlines of `job`'s result due at `last_due`, with the schedule in local time.
+#[cfg(test)]
 pub(crate) fn for_job(
     job: &Job,
     daemon: &DaemonSettings,
@@ -82,13 +120,24 @@ pub(crate) fn judge<T: PartialOrd>(expected_by: T, crit_after: T, now: T) -> Sta
     }
 }
 
-/// The Checkmk view of `job` whose latest result was due at `last_due`.
+/// The Checkmk view of `job` whose latest result was due at `last_due`, at `now`, with the
+/// wall clock noticed behind that due time since `set_back_since` (see [`seen`]).
 pub(crate) fn checkmk_view(
     job: &Job,
     daemon: &DaemonSettings,
     last_due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    set_back_since: Option<DateTime<Utc>>,
 ) -> CheckmkView {
-    let d = last_due.and_then(|due| for_job(job, daemon, due));
+    let d = last_due.and_then(|due| {
+        seen(
+            |t| job.schedule.next_after(t),
+            due,
+            job.timeout + margin(daemon),
+            now,
+            set_back_since,
+        )
+    });
     CheckmkView {
         host: job.host().map(str::to_owned),
         runtime_warn_s: job.runtime_warn().map(|d| d.as_secs_f64()),
@@ -210,6 +259,77 @@ mod tests {
         let d = utc(&cron("0 9 * * 1-5"), "2026-11-28T10:00:00Z");
         assert_eq!(state(&d, "2026-11-29T20:00:00Z"), Fresh);
         assert_eq!(d.expected_by, at("2026-11-30T09:04:40Z"));
+    }
+
+    #[test]
+    fn a_result_from_the_future_goes_stale_from_when_the_step_was_noticed() {
+        // F5: the clock ran a year ahead, a run was due 2027-11-27T10:00, the clock was set
+        // back to 2026 and the daemon noticed at 10:00:30. No run starts for a year (a due
+        // time never runs twice), so the result must not stay fresh for a year.
+        let s = Schedule::Every {
+            interval: Duration::from_secs(300),
+            offset: Duration::ZERO,
+        };
+        let next = |t| s.next_after_in(t, &Utc);
+        let last = at("2027-11-27T10:00:00Z");
+        let noticed = at("2026-11-27T10:00:30Z");
+        let now = at("2026-11-27T10:01:00Z");
+        let d = seen(next, last, TIMEOUT + MARGIN, now, Some(noticed)).unwrap();
+        assert_eq!(d.expected_by, at("2026-11-27T10:09:40Z"));
+        assert_eq!(d.crit_after, at("2026-11-27T10:14:40Z"));
+        assert_eq!(state(&d, "2026-11-27T10:09:00Z"), Fresh);
+        assert_eq!(state(&d, "2026-11-27T10:10:00Z"), Overdue);
+        assert_eq!(state(&d, "2026-11-27T10:15:00Z"), MissedTwice);
+        // Nobody noticed (ctrl without a daemon's word): counted from now, never a year.
+        let d = seen(next, last, TIMEOUT + MARGIN, now, None).unwrap();
+        assert_eq!(d.expected_by, at("2026-11-27T10:09:40Z"));
+        // A notice "after now" (a clock stepped again meanwhile) counts from now.
+        let d = seen(next, last, TIMEOUT + MARGIN, now, Some(last)).unwrap();
+        assert_eq!(d.expected_by, at("2026-11-27T10:09:40Z"));
+        // Once the clock is past the result's due time, the ordinary rule holds again.
+        let later = at("2027-11-27T10:00:01Z");
+        assert_eq!(
+            seen(next, last, TIMEOUT + MARGIN, later, Some(noticed)),
+            deadlines(next, last, TIMEOUT + MARGIN)
+        );
+    }
+
+    #[test]
+    fn a_small_step_back_keeps_the_ordinary_deadlines() {
+        // NTP steps the clock back a few seconds, or half an interval: the next due run
+        // still comes in time, so nothing turns stale early.
+        let s = Schedule::Every {
+            interval: Duration::from_secs(300),
+            offset: Duration::ZERO,
+        };
+        let next = |t| s.next_after_in(t, &Utc);
+        let last = at("2026-11-27T10:00:00Z");
+        for back in ["2026-11-27T09:59:58Z", "2026-11-27T09:57:00Z"] {
+            let d = seen(next, last, TIMEOUT + MARGIN, at(back), Some(at(back))).unwrap();
+            assert_eq!(
+                d,
+                deadlines(next, last, TIMEOUT + MARGIN).unwrap(),
+                "{back}"
+            );
+        }
+        // Set back by more than an interval: the due time after the step is not run (it was
+        // taken), and that shows as overdue.
+        let back = at("2026-11-27T09:52:30Z");
+        let d = seen(next, last, TIMEOUT + MARGIN, back, Some(back)).unwrap();
+        assert_eq!(d.expected_by, at("2026-11-27T09:59:40Z"));
+        assert_eq!(d.crit_after, at("2026-11-27T10:04:40Z"));
+        // Office hours: a step back on a Friday evening counts from Monday morning.
+        let c = cron("*/10 8-17 * * 1-5");
+        let nc = |t| c.next_after_in(t, &Utc);
+        let d = seen(
+            nc,
+            at("2027-11-26T17:50:00Z"),
+            TIMEOUT + MARGIN,
+            at("2026-11-27T18:00:00Z"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.expected_by, at("2026-11-30T08:04:40Z"));
     }
 
     /// DST: the schedule is local time (croner), so the deadlines follow the wall clock

@@ -245,6 +245,12 @@ pub struct DaemonInfo {
     /// `Europe/Berlin (UTC+01:00), from /etc/localtime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) time_zone: Option<String>,
+    /// Since when the wall clock stands behind the latest due time taken (it was set back),
+    /// counted on the daemon's monotonic clock and written as the wall instant that far back:
+    /// a job's result from the future turns stale counted from here
+    /// (`logic::staleness::seen`), also when ctrl judges it from the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) clock_set_back_since: Option<DateTime<Utc>>,
 }
 
 /// A daemon that stopped by itself: when (its last status write), why, and what it ran.

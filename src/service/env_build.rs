@@ -106,10 +106,12 @@ pub(crate) fn command(
 
 /// The error of a failed build: the tool's own error lines first, no progress output (see
 /// `logic::build_error`), then `why` and where the whole log is.
-pub(crate) fn failure(dir: &Path, why: &str) -> String {
+/// `seal_failed`: the build itself succeeded and only its seal did not; that is the news, not
+/// the installer's output, which would push it out of the check's note.
+pub(crate) fn failure(dir: &Path, why: &str, seal_failed: bool) -> String {
     let log = dir.join("build.log");
     let summary = crate::logic::build_error::summarize(&pyenv::log_end(&log, 64 * 1024));
-    if summary.is_empty() {
+    if summary.is_empty() || seal_failed {
         format!("{why}; log {}", log.display())
     } else {
         format!("{summary} ({why}; log {})", log.display())
@@ -135,8 +137,17 @@ pub(crate) fn seal(dir: &Path, builder: u32, readers: Option<u32>) -> Result<(),
     }
     std::fs::rename(&venv, &built).map_err(|e| format!("{}: {e}", venv.display()))?;
     let t0 = Instant::now();
-    let copied =
-        crate::service::sys::seal_copy(&built, &sealing, builder).map_err(|e| e.to_string())?;
+    let copied = crate::service::sys::seal_copy(&built, &sealing, builder).map_err(|e| {
+        // Neither tree is of use now, and on a full disk they are what keeps it full (no
+        // run of any job could be recorded): both go at once, the built one with its
+        // builder's rights (`remove_whole`). The next config edit or start builds again.
+        for p in [&sealing, &built] {
+            if let Err(e) = remove_whole(p, CLEAN_UP) {
+                warn!("cannot remove {} after a failed seal: {e}", p.display());
+            }
+        }
+        e.to_string()
+    })?;
     info!(
         files = copied.entries,
         bytes = copied.bytes,

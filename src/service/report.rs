@@ -127,6 +127,11 @@ pub fn build_from(
         }
     }
     report.envs = status.as_ref().map(|s| s.envs.clone()).unwrap_or_default();
+    // A running daemon's word on when it saw the clock behind (see `staleness::seen`).
+    let set_back_since = status
+        .as_ref()
+        .filter(|_| report.daemon.running)
+        .and_then(|s| s.daemon.clock_set_back_since);
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {
         // The config is the authority on which jobs exist; the status adds what the daemon
@@ -134,7 +139,10 @@ pub fn build_from(
         ConfigView::Loaded(c) => c
             .jobs
             .iter()
-            .map(|j| job_report(j, c, &known, &st, report.daemon.running, now))
+            .map(|j| {
+                let running = report.daemon.running;
+                job_report(j, c, &known, &st, running, now, set_back_since)
+            })
             .collect(),
         _ => known,
     };
@@ -188,6 +196,7 @@ fn job_report(
     st: &StateDir,
     running: bool,
     now: DateTime<Utc>,
+    set_back_since: Option<DateTime<Utc>>,
 ) -> JobStatus {
     let mut js = known
         .iter()
@@ -215,8 +224,13 @@ fn job_report(
         });
     // The config is the authority on schedules and levels, also for a status
     // written by a daemon that has not seen the latest edit.
-    js.checkmk =
-        crate::logic::staleness::checkmk_view(j, &c.daemon, js.last.as_ref().map(|l| l.due));
+    js.checkmk = crate::logic::staleness::checkmk_view(
+        j,
+        &c.daemon,
+        js.last.as_ref().map(|l| l.due),
+        now,
+        set_back_since,
+    );
     if !running {
         js.next_due = None;
         js.running.clear();

@@ -181,6 +181,7 @@ mod tests {
                 previous_crash: None,
                 previous_stop: None,
                 time_zone: None,
+                clock_set_back_since: None,
             },
             jobs: vec![fresh, warn, crit, shop, never, unscheduled],
             envs: Vec::new(),

@@ -40,7 +40,7 @@ use super::table::{Pending, RunTable};
 use super::watch::Control;
 use crate::logic::scheduler::{self, Admit};
 use crate::model::config::Config;
-use crate::model::status::{JobStatus, RunningRun, Status, STATUS_VERSION};
+use crate::model::status::{DaemonInfo, JobStatus, RunningRun, Status, STATUS_VERSION};
 use crate::service::lock;
 use crate::service::state::{self, Durability, StateDir};
 use crate::service::sys::ControlSignal;
@@ -123,6 +123,9 @@ pub(crate) struct Daemon {
     pub(super) idle_since: Option<Instant>,
     /// The latest due time taken while the wall clock stands behind it (see `look_at_clock`).
     pub(super) clock_behind: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the daemon first saw the clock behind (at start, or at the look after the step),
+    /// on the monotonic clock: results from the future turn stale counted from here.
+    pub(super) clock_behind_since: Option<Instant>,
     /// The boot clock and the wall clock at the last pass (see `clock_set_forward`).
     pub(super) clock_ref: Option<(std::time::Duration, chrono::DateTime<chrono::Utc>)>,
     /// While draining: a handover to call off, the due times missed (see `drain`).
@@ -447,6 +450,11 @@ impl Daemon {
 
     fn build_status(&self) -> Status {
         let now = Utc::now();
+        // The monotonic count since the step, as the wall instant that far back: the wall
+        // clock may be stepped again meanwhile, the time without a run is not.
+        let set_back_since = self.clock_behind_since.map(|t| {
+            now - chrono::Duration::from_std(t.elapsed()).unwrap_or(chrono::Duration::zero())
+        });
         // In config order, as ctrl shows them when it parses the config itself.
         let jobs = self
             .cfg
@@ -488,6 +496,8 @@ impl Daemon {
                         &js.job,
                         &self.cfg.daemon,
                         js.last.as_ref().map(|l| l.due),
+                        now,
+                        set_back_since,
                     ),
                 }
             })
@@ -496,7 +506,10 @@ impl Daemon {
             version: STATUS_VERSION,
             instance: self.cfg.daemon.instance.clone(),
             updated: now,
-            daemon: self.shown.info().clone(),
+            daemon: DaemonInfo {
+                clock_set_back_since: set_back_since,
+                ..self.shown.info().clone()
+            },
             jobs,
             envs: self.envs.views.clone(),
         }

@@ -380,6 +380,7 @@ impl Daemon {
             release_owed: true,
             idle_since: Daemon::idle_at_start(std::time::Instant::now()),
             clock_behind: None,
+            clock_behind_since: None,
             clock_ref: None,
             drained: Default::default(),
             control,
@@ -508,6 +509,7 @@ fn daemon_info(
         previous_crash: begun.previous_crash,
         previous_stop: begun.previous_stop,
         time_zone: Some(crate::service::zone::in_force()),
+        clock_set_back_since: None,
     }
 }
 

@@ -41,6 +41,18 @@ pub(crate) enum SealError {
     },
     #[error("{path}: the built tree is larger than a venv can be ({what}): not sealed")]
     TooLarge { path: PathBuf, what: &'static str },
+    /// The copy ran out of space (or quota): it needs the built tree's size a second time.
+    #[error(
+        "{path}: {source}: the seal copies the built environment ({need}) beside it, so its \
+         disk needs that much free besides the build; free space there or put state_dir on a \
+         larger disk, then save the requirements file again or restart the daemon to build \
+         again"
+    )]
+    NoSpace {
+        path: PathBuf,
+        source: io::Error,
+        need: String,
+    },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(rustix::io::Errno) -> SealError + '_ {
@@ -104,12 +116,64 @@ pub(crate) fn seal_copy(from: &Path, to: &Path, builder: u32) -> Result<SealStat
         from,
         first: FirstCopies::default(),
     };
-    copy_dir(&src, &dst, from, builder, 0, &mut budget, &mut links)?;
+    if let Err(e) = copy_dir(&src, &dst, from, builder, 0, &mut budget, &mut links) {
+        return Err(match e {
+            SealError::Io { path, source } if out_of_space(&source) => SealError::NoSpace {
+                need: tree_bytes(&src, 0).map_or_else(
+                    || "its size".into(),
+                    |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+                ),
+                path,
+                source,
+            },
+            e => e,
+        });
+    }
     rustix::fs::fchmod(&dst, Mode::from_raw_mode(0o755)).map_err(io_at(to))?;
     // One flush of the file system instead of an fsync per file: a state that says "ready"
     // (written durably after this) never names a tree that a power cut could leave empty.
     rustix::fs::syncfs(&dst).map_err(io_at(to))?;
     Ok(budget)
+}
+
+/// ENOSPC or EDQUOT: the copy's disk (or root's quota on it) is full.
+fn out_of_space(e: &io::Error) -> bool {
+    let raw = e.raw_os_error();
+    raw == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || raw == Some(rustix::io::Errno::DQUOT.raw_os_error())
+}
+
+/// The bytes (allocated blocks, so holes count for nothing, as in the copy) of the regular
+/// files below `dir`, walked by handle as the copy walks it (no link followed); `None` when
+/// it cannot be walked or is deeper or larger than a venv can be.
+fn tree_bytes(dir: &OwnedFd, depth: usize) -> Option<u64> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let mut sum = 0u64;
+    for entry in Dir::read_from(dir).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let child = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
+                sum = sum.saturating_add(tree_bytes(&child, depth + 1)?);
+            }
+            FileType::RegularFile => {
+                sum = sum.saturating_add(u64::try_from(st.st_blocks).unwrap_or(0) * 512);
+            }
+            _ => {}
+        }
+        if sum > MAX_BYTES {
+            return None;
+        }
+    }
+    Some(sum)
 }
 
 fn copy_dir(

@@ -203,6 +203,17 @@ impl Daemon {
             self.jobs.values().map(|js| &js.slots),
             Utc::now(),
         );
+        self.note_clock_behind();
+    }
+
+    /// Keeps when the clock was first seen behind (see `clock_behind_since`); the status
+    /// write that shows it is owed by the daemon line's words, which change with it.
+    fn note_clock_behind(&mut self) {
+        match (self.clock_behind, self.clock_behind_since) {
+            (Some(_), None) => self.clock_behind_since = Some(std::time::Instant::now()),
+            (None, Some(_)) => self.clock_behind_since = None,
+            _ => {}
+        }
     }
 
     /// Whether the daemon keeps up with its schedule (see `backlog`): the daemon line's
@@ -221,6 +232,7 @@ impl Daemon {
         {
             self.clock_behind = None;
         }
+        self.note_clock_behind();
         if let Some(latest) = self.clock_behind {
             let words = crate::logic::scheduler::clock_set_back_words(latest);
             text = Some(match text {

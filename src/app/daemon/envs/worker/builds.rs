@@ -177,9 +177,11 @@ impl Worker {
         };
         let mut outcome =
             env_upkeep::outcome(b.deadline.passed(), self.timeout, exit.code, exit.signal);
+        let mut seal_failed = false;
         if let (Ok(()), Some((uid, gid))) = (&outcome, b.builder) {
             outcome = env_build::seal(&dir, uid, b.shared.then_some(gid))
                 .map_err(|e| format!("the built environment could not be sealed: {e}"));
+            seal_failed = outcome.is_err();
         }
         if outcome.is_ok() && !pyenv::venv_usable(&dir) {
             outcome = Err(format!(
@@ -203,7 +205,7 @@ impl Worker {
                 info!(env = %key, duration_s = st.duration_s, tool = st.tool.as_deref(), "environment built");
             }
             Err(why) => {
-                let error = env_build::failure(&dir, &why);
+                let error = env_build::failure(&dir, &why, seal_failed);
                 warn!(env = %key, "environment build failed: {why}");
                 st.state = Phase::Failed;
                 st.error = Some(error);
