@@ -116,8 +116,9 @@ pub struct RunSpec {
     /// The runner's environment variables: over the daemon's own environment for
     /// [`Spawner::spawn`] (the daemon's identity), the whole environment for
     /// [`Spawner::spawn_as`] (another user gets nothing of the daemon's that is not here). A
-    /// run's are made by `logic::run_env`.
-    pub env: BTreeMap<String, String>,
+    /// run's are made by `logic::run_env`. Values are the OS's bytes: a user's home from the
+    /// user database, a `PATH` from the daemon's environment need not be UTF-8.
+    pub env: BTreeMap<String, std::ffi::OsString>,
     pub working_dir: PathBuf,
     /// Files the runner's stdout and stderr go to (created if missing, never truncated; never
     /// through a link, regular files only).
