@@ -80,6 +80,14 @@ pub(crate) enum NoCgroup {
     #[cfg(unix)]
     #[error("no cgroup v2 hierarchy is mounted")]
     NoHierarchy,
+    /// Not "none is mounted": the table could not be read, so whether one is is not known.
+    #[cfg(unix)]
+    #[error("cannot read the mount table {path}: {source}")]
+    MountTable {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[cfg(unix)]
     #[error("this process is in no cgroup v2")]
     NotInOne,
