@@ -78,7 +78,7 @@ pub(crate) fn run_env<I>(
     job_env: &BTreeMap<String, String>,
     run: RunVars<'_>,
     user: Option<(&UserInfo, I)>,
-) -> BTreeMap<String, String>
+) -> BTreeMap<String, OsString>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
@@ -86,7 +86,7 @@ where
         Some((u, daemon)) => user_base(u, daemon),
         None => BTreeMap::new(),
     };
-    env.extend(job_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(job_env.iter().map(|(k, v)| (k.clone(), v.into())));
     env.insert(TAG.into(), run.run_dir.into());
     for var in TMP_VARS {
         env.entry(var.into()).or_insert_with(|| run.tmp.into());
@@ -100,18 +100,20 @@ where
 fn user_base(
     u: &UserInfo,
     daemon: impl IntoIterator<Item = (OsString, OsString)>,
-) -> BTreeMap<String, String> {
+) -> BTreeMap<String, OsString> {
     let shell = if u.shell.is_empty() {
-        DEFAULT_SHELL
+        DEFAULT_SHELL.into()
     } else {
-        &u.shell
+        u.shell.clone()
     };
-    let mut env: BTreeMap<String, String> = [
-        ("HOME", u.home.display().to_string()),
-        ("USER", u.name.clone()),
-        ("LOGNAME", u.name.clone()),
-        ("SHELL", shell.to_string()),
-        ("PATH", DEFAULT_PATH.to_string()),
+    // HOME and SHELL as the user database has them, byte for byte: a home whose path is not
+    // UTF-8 is still that user's home (made text, it named a folder that does not exist).
+    let mut env: BTreeMap<String, OsString> = [
+        ("HOME", u.home.clone().into_os_string()),
+        ("USER", u.name.clone().into()),
+        ("LOGNAME", u.name.clone().into()),
+        ("SHELL", shell),
+        ("PATH", DEFAULT_PATH.into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -120,7 +122,7 @@ fn user_base(
     // locale variable sets nothing.
     env.extend(daemon.into_iter().filter_map(|(k, v)| {
         let (k, v) = (k.into_string().ok()?, v.into_string().ok()?);
-        (passes_to_user(&k) && !v.is_empty()).then_some((k, v))
+        (passes_to_user(&k) && !v.is_empty()).then_some((k, v.into()))
     }));
     env
 }
@@ -180,6 +182,13 @@ mod tests {
             .collect()
     }
 
+    fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, OsString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect()
+    }
+
     #[test]
     fn a_run_as_another_user_gets_an_environment_of_its_own_and_nothing_of_roots() {
         let u = robot();
@@ -187,7 +196,7 @@ mod tests {
         let tmp = RUN.tmp;
         assert_eq!(
             env,
-            map(&[
+            env_of(&[
                 ("HOME", "/home/robot"),
                 ("USER", "robot"),
                 ("LOGNAME", "robot"),
@@ -209,7 +218,7 @@ mod tests {
     #[test]
     fn the_jobs_env_goes_over_the_users_and_the_run_names_go_over_the_jobs() {
         let mut u = robot();
-        u.shell = String::new();
+        u.shell = OsString::new();
         let job = map(&[
             ("HOME", "/var/lib/robot"),
             ("PATH", "/opt/robot/bin:/usr/bin:/bin"),
@@ -247,7 +256,7 @@ mod tests {
         let env = run_env(&job, RUN, None::<(&UserInfo, Vec<_>)>);
         assert_eq!(
             env,
-            map(&[
+            env_of(&[
                 ("LANG", "C.UTF-8"),
                 ("ROBOTMK_RUN_DIR", RUN.run_dir),
                 ("ROBOTMK_JOB", "web"),
@@ -266,7 +275,7 @@ mod tests {
         let own = map(&[("PATH", "/opt/bin")]);
         for (job, as_user) in [(&none, true), (&own, true), (&own, false)] {
             let env = run_env(job, RUN, as_user.then(|| (&u, roots())));
-            assert_eq!(run_path(job, as_user), Some(env["PATH"].as_str()));
+            assert_eq!(run_path(job, as_user), env["PATH"].to_str());
         }
         assert_eq!(run_path(&none, false), None, "the daemon's own");
     }
@@ -282,5 +291,19 @@ mod tests {
         )];
         let env = run_env(&BTreeMap::new(), RUN, Some((&u, daemon)));
         assert!(!env.contains_key("LC_CTYPE"), "{env:?}");
+    }
+
+    /// HOME and SHELL are the user database's bytes: made text, a home whose path is not
+    /// UTF-8 (`/home/caf\xe9`) became `/home/caf\u{fffd}`, a folder that does not exist.
+    #[cfg(unix)]
+    #[test]
+    fn a_home_and_shell_that_are_not_utf8_reach_the_run_byte_for_byte() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut u = robot();
+        u.home = OsString::from_vec(b"/home/caf\xe9".to_vec()).into();
+        u.shell = OsString::from_vec(b"/opt/sh\xe9ll".to_vec());
+        let env = run_env(&BTreeMap::new(), RUN, Some((&u, roots())));
+        assert_eq!(env["HOME"].clone().into_vec(), b"/home/caf\xe9");
+        assert_eq!(env["SHELL"].clone().into_vec(), b"/opt/sh\xe9ll");
     }
 }

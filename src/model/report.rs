@@ -102,10 +102,24 @@ pub(crate) struct DaemonReport {
     pub(crate) time_zone: Option<String>,
 }
 
+fn lossy<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+fn lossy_some<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => lossy(p, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// Everything `status --json` prints and ctrl's JSON section carries.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub(crate) instance: Option<String>,
+    /// Shown as text (a byte that is not UTF-8 as U+FFFD): the config's load refuses such a
+    /// path and says so, and the report that says it must still serialize.
+    #[serde(serialize_with = "lossy")]
     pub(crate) config: PathBuf,
     /// The config as read now (by ctrl or `status`), if it is broken.
     pub(crate) config_error: Option<String>,
@@ -114,6 +128,7 @@ pub struct Report {
     /// is printed whole all the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) section_cut: Option<String>,
+    #[serde(serialize_with = "lossy_some")]
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) daemon: DaemonReport,
     #[serde(skip_serializing_if = "Option::is_none")]

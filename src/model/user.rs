@@ -10,8 +10,9 @@ pub(crate) struct UserInfo {
     pub(crate) gid: u32,
     pub(crate) home: std::path::PathBuf,
     /// The login shell as the database has it (`SHELL` of a run as this user); empty when
-    /// the entry names none (which means `/bin/sh`).
-    pub(crate) shell: String,
+    /// the entry names none (which means `/bin/sh`). The OS's bytes, like `home`: a path
+    /// need not be UTF-8.
+    pub(crate) shell: std::ffi::OsString,
     /// Supplementary groups, primary group included.
     pub(crate) groups: Vec<u32>,
 }

@@ -138,6 +138,14 @@ pub(crate) fn parse_with(path: &Path, text: &str, users: Users) -> Result<Config
 /// is reported at the place that asked for it.
 pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError> {
     let Draft { mut config, needs } = draft;
+    not_text(&config.path).map_or(Ok(()), |why| {
+        Err(parsing::plain(
+            &config.path,
+            format!(
+                "the config file's path {why}; move it, or link it, to a path that is UTF-8 and name that (--config, ${CONFIG_ENV} or $MK_CONFDIR)"
+            ),
+        ))
+    })?;
     // One lookup per user, not per job: with LDAP or sssd behind NSS each can take
     // milliseconds to seconds, and 300 jobs of one user took 300 (10 s on a large user
     // database, the daemon's loop blocked at a reload).
@@ -154,6 +162,18 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
                     field: Some("daemon.state_dir".into()),
                     ..parsing::plain(&config.path, m.to_string())
                 })?;
+                if let Some(why) = not_text(&d.state_dir) {
+                    return Err(ConfigError {
+                        field: Some("daemon.state_dir".into()),
+                        ..parsing::plain(
+                            &config.path,
+                            format!(
+                                "the default state dir {} {why}; set the environment variable MK_VARDIR to a folder whose path is UTF-8, or set daemon.state_dir",
+                                d.state_dir.display()
+                            ),
+                        )
+                    });
+                }
             }
             Need::Uv { named: None } => config.daemon.uv = sys::which("uv"),
             Need::Uv {
@@ -251,6 +271,20 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
         }
     }
     Ok(config)
+}
+
+/// Why `path` cannot be one of the daemon's own paths, `None` when it can. The daemon writes
+/// its config's path and its state dir's (and every path below it) into JSON files — run
+/// records, `status.json`, the ctrl view — and JSON holds Unicode text only: a path that is
+/// not UTF-8 (a Latin-1 folder name) passed the checks and then no record or status could ever
+/// be written. Refused here, when the config is loaded (`check-config`, `start`, ctrl, a
+/// reload), the one place every path of the daemon's own passes; a state dir reached through
+/// a link is checked again where the daemon resolves it (`app/daemon/start.rs`).
+pub(crate) fn not_text(path: &Path) -> Option<String> {
+    path.to_str().is_none().then(|| {
+        "is not valid UTF-8: the daemon writes it into its JSON state files, which hold text only"
+            .to_string()
+    })
 }
 
 /// The `i`th job, to be completed: no one else holds it before the config is handed out.

@@ -64,7 +64,7 @@ pub(crate) fn command(
     uv: Option<&Path>,
     builder: Option<&UserInfo>,
     home: Option<&Path>,
-) -> (Vec<String>, BTreeMap<String, String>) {
+) -> (Vec<String>, BTreeMap<String, std::ffi::OsString>) {
     let me = crate::service::sys::self_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "robotmk-daemon".into());
@@ -93,14 +93,14 @@ pub(crate) fn command(
         env.extend(
             pyenv::build_env(h)
                 .into_iter()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v))),
         );
-        env.insert("USER".into(), u.name.clone());
-        env.insert("LOGNAME".into(), u.name.clone());
+        env.insert("USER".into(), u.name.clone().into());
+        env.insert("LOGNAME".into(), u.name.clone().into());
     }
     // The run tag: a timeout ends every process of the build, also those that left its
     // process group.
-    env.insert(run::TAG.to_string(), dir_s.to_string());
+    env.insert(run::TAG.to_string(), dir_s.into());
     (argv, env)
 }
 

@@ -231,7 +231,18 @@ fn trusted_state_dir(cfg: &Config) -> Result<StateDir, SetupError> {
     // The folder the path leads to now is this daemon's for its whole life: every file it
     // writes, its lock and its watches go there, not through a symlink an admin may repoint
     // later (that is a move of the instance: the daemon hands over, see `control`).
-    Ok(sys::resolved_dir(&st.root).map_or(st, StateDir::new))
+    let Some(real) = sys::resolved_dir(&st.root) else {
+        return Ok(st);
+    };
+    // The config's check saw the path as written; a link may lead to one that is no text.
+    if let Some(why) = crate::service::config::not_text(&real) {
+        return Err(refuse(&format!(
+            "the state dir {} leads to {}, whose path {why}; point it at a folder whose path is UTF-8 (daemon.state_dir or MK_VARDIR)",
+            st.root.display(),
+            real.display()
+        )));
+    }
+    Ok(StateDir::new(real))
 }
 
 /// The instance lock. A one-shot does not wait for it: if a daemon holds it, the request goes

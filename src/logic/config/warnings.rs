@@ -56,7 +56,7 @@ mod tests {
             uid,
             gid: uid,
             home: "/".into(),
-            shell: String::new(),
+            shell: Default::default(),
             groups: vec![],
         };
         std::sync::Arc::make_mut(&mut cfg.jobs[0]).user = Some(Box::new(user("toor", 0)));

@@ -77,22 +77,41 @@ impl Default for Cgroups {
 }
 
 /// The cgroup2 mount point (from /proc/self/mountinfo: `/sys/fs/cgroup` in pure v2 mode,
-/// `/sys/fs/cgroup/unified` in hybrid mode), one whose root is the namespace's root.
-fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let fstype = right.split_whitespace().next()?;
-        let mut f = left.split_whitespace();
+/// `/sys/fs/cgroup/unified` in hybrid mode), one whose root is the namespace's root; `Ok(None)`:
+/// none is mounted. Read as bytes: the kernel prints mount points as they are (escaping only
+/// space, tab, newline and backslash), and one mount anywhere whose path is not UTF-8 (a USB
+/// stick's Latin-1 label, a user's FUSE mount) made the whole table unreadable as text, so
+/// every run lost its cgroup for the daemon's life.
+fn cgroup2_mount() -> Result<Option<PathBuf>, NoCgroup> {
+    const MOUNTINFO: &str = "/proc/self/mountinfo";
+    let info = std::fs::read(MOUNTINFO).map_err(|source| NoCgroup::MountTable {
+        path: MOUNTINFO,
+        source,
+    })?;
+    Ok(cgroup2_mount_in(&info))
+}
+
+/// [`cgroup2_mount`] of a mount table in the form of `/proc/PID/mountinfo`.
+fn cgroup2_mount_in(info: &[u8]) -> Option<PathBuf> {
+    fn fields(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+        s.split(u8::is_ascii_whitespace).filter(|f| !f.is_empty())
+    }
+    info.split(|&b| b == b'\n').find_map(|l| {
+        // `id parent dev root point options [optional…] - fstype source super`
+        let sep = l.windows(3).position(|w| w == b" - ")?;
+        let (left, right) = (&l[..sep], &l[sep + 3..]);
+        let fstype = fields(right).next()?;
+        let mut f = fields(left);
         let root = f.nth(3)?;
         let point = f.next()?;
-        (fstype == "cgroup2" && root == "/").then(|| PathBuf::from(unescape(point)))
+        (fstype == b"cgroup2" && root == b"/")
+            .then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape(point))))
     })
 }
 
-/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`; the other
+/// bytes are the path's own.
+fn unescape(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -108,15 +127,24 @@ fn unescape(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-/// The cgroup v2 path of a process (`0::/a/b` in /proc/PID/cgroup), relative to the mount.
-fn cgroup_path(pid: &str) -> Option<String> {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    own.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| p.trim_start_matches('/').to_string())
+/// The cgroup v2 path of a process (`0::/a/b` in /proc/PID/cgroup), relative to the mount;
+/// bytes, like the folder names it is made of.
+fn cgroup_path(pid: &str) -> Option<PathBuf> {
+    let own = std::fs::read(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup_path_in(&own)
+}
+
+/// [`cgroup_path`] of a file in the form of `/proc/PID/cgroup`.
+fn cgroup_path_in(own: &[u8]) -> Option<PathBuf> {
+    own.split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"0::"))
+        .map(|p| {
+            let rel = &p[p.iter().take_while(|&&b| b == b'/').count()..];
+            PathBuf::from(std::ffi::OsStr::from_bytes(rel))
+        })
 }
 
 /// Whether systemd is the init system (sd_booted(3): this folder exists then).
@@ -134,10 +162,10 @@ impl Cgroups {
         if std::env::var_os(TEST_HOOK).is_some_and(|v| !v.is_empty()) {
             return Err(NoCgroup::TestHook(TEST_HOOK));
         }
-        let mount = cgroup2_mount().ok_or(NoCgroup::NoHierarchy)?;
+        let mount = cgroup2_mount()?.ok_or(NoCgroup::NoHierarchy)?;
         let rel = cgroup_path("self").ok_or(NoCgroup::NotInOne)?;
         let own = mount.join(&rel);
-        let unit = rel.rsplit('/').next().unwrap_or_default();
+        let unit = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let delegated = unit.starts_with("robotmk-daemon-") && unit.ends_with(".service");
         let (dir, owned) = if delegated {
             (own.clone(), false)
@@ -313,10 +341,10 @@ impl Cgroups {
     pub(crate) fn of_adopted(&self, pid: u32) -> Option<PathBuf> {
         let mount = match self.base.get() {
             Some(b) => b.mount.clone(),
-            None => cgroup2_mount()?,
+            None => cgroup2_mount().ok()??,
         };
         let rel = cgroup_path(&pid.to_string())?;
-        let mut parts = rel.rsplit('/');
+        let mut parts = rel.iter().rev().map(|p| p.to_str().unwrap_or_default());
         let run = parts.next()?;
         let daemon = parts.next()?;
         let ours = daemon.starts_with("robotmk-daemon-");
@@ -420,6 +448,7 @@ pub(crate) fn remove(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStringExt;
 
     /// An ended run that lingers and a later run whose runner got the same PID keep a cgroup
     /// each: neither's is taken for the other's, nor removed with it.
@@ -442,10 +471,57 @@ mod tests {
 
     #[test]
     fn mount_points_are_unescaped() {
+        let unescape = |s: &str| String::from_utf8(unescape(s.as_bytes())).unwrap();
         assert_eq!(unescape(r"/sys/fs/cgroup"), "/sys/fs/cgroup");
         assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
         assert_eq!(unescape(r"/x\134y"), r"/x\y");
         assert_eq!(unescape(r"/trailing\04"), r"/trailing\04");
+    }
+
+    /// A mount table is bytes: a mount whose path is not UTF-8 (a Latin-1 USB label) before
+    /// or after the cgroup2 line does not hide it, and such a path is kept byte for byte.
+    #[test]
+    fn the_cgroup2_mount_is_found_beside_mounts_whose_paths_are_not_utf8() {
+        let odd = b"36 25 0:32 / /media/user/caf\xe9 rw,nosuid - vfat /dev/sdb1 rw\n";
+        let cg = b"35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw\n";
+        let other_root = b"37 24 0:30 /sub /mnt/cg rw - cgroup2 cgroup2 rw\n";
+        for table in [
+            [&odd[..], &cg[..]].concat(),
+            [&cg[..], &odd[..]].concat(),
+            [&other_root[..], &odd[..], &cg[..]].concat(),
+        ] {
+            assert_eq!(
+                cgroup2_mount_in(&table),
+                Some(PathBuf::from("/sys/fs/cgroup")),
+                "{}",
+                String::from_utf8_lossy(&table)
+            );
+        }
+        assert_eq!(cgroup2_mount_in(&odd[..]), None);
+        assert_eq!(
+            cgroup2_mount_in(&other_root[..]),
+            None,
+            "not the namespace's root"
+        );
+        let own = b"41 24 0:30 / /c\xe9\\040g rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount_in(own).map(|p| p.into_os_string().into_vec()),
+            Some(b"/c\xe9 g".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_process_cgroup_path_is_read_as_bytes() {
+        assert_eq!(
+            cgroup_path_in(b"0::/system.slice/x.service\n"),
+            Some(PathBuf::from("system.slice/x.service"))
+        );
+        assert_eq!(
+            cgroup_path_in(b"12:cpu:/a\n0::/caf\xe9/run-1\n")
+                .map(|p| p.into_os_string().into_vec()),
+            Some(b"caf\xe9/run-1".to_vec())
+        );
+        assert_eq!(cgroup_path_in(b"1:name=systemd:/\n"), None);
     }
 
     /// Cgroups made ahead are the ones the next runs take, at most [`MAX_SPARE`] wait, and

@@ -80,6 +80,14 @@ pub(crate) enum NoCgroup {
     #[cfg(unix)]
     #[error("no cgroup v2 hierarchy is mounted")]
     NoHierarchy,
+    /// Not "none is mounted": the table could not be read, so whether one is is not known.
+    #[cfg(unix)]
+    #[error("cannot read the mount table {path}: {source}")]
+    MountTable {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[cfg(unix)]
     #[error("this process is in no cgroup v2")]
     NotInOne,
@@ -116,8 +124,9 @@ pub struct RunSpec {
     /// The runner's environment variables: over the daemon's own environment for
     /// [`Spawner::spawn`] (the daemon's identity), the whole environment for
     /// [`Spawner::spawn_as`] (another user gets nothing of the daemon's that is not here). A
-    /// run's are made by `logic::run_env`.
-    pub env: BTreeMap<String, String>,
+    /// run's are made by `logic::run_env`. Values are the OS's bytes: a user's home from the
+    /// user database, a `PATH` from the daemon's environment need not be UTF-8.
+    pub env: BTreeMap<String, std::ffi::OsString>,
     pub working_dir: PathBuf,
     /// Files the runner's stdout and stderr go to (created if missing, never truncated; never
     /// through a link, regular files only).

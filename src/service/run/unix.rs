@@ -161,7 +161,11 @@ impl Spawner {
         let (argv, envp) = (pointers(&args), pointers(&vars));
         let cwd = cstring(spec.working_dir.as_os_str().as_bytes())?;
         let reset = self.s.prep.reset();
-        let tag = spec.env.get(super::TAG).cloned();
+        let tag = spec
+            .env
+            .get(super::TAG)
+            .and_then(|t| t.to_str())
+            .map(str::to_string);
         self.start(tag.as_deref(), Box::new(on_exit), |cg| {
             let plan = vfork::SharedPlan {
                 exe: &p.exe,
@@ -223,13 +227,17 @@ impl Spawner {
         let vars: Vec<CString> = spec
             .env
             .iter()
-            .map(|(k, v)| cstring(format!("{k}={v}")))
+            .map(|(k, v)| cstring([k.as_bytes(), b"=", v.as_bytes()].concat()))
             .collect::<io::Result<_>>()?;
         let (argv, envp) = (pointers(&args), pointers(&vars));
         let cwd = cstring(spec.working_dir.as_os_str().as_bytes())?;
         let groups: Vec<libc::gid_t> = user.groups.iter().map(|g| *g as libc::gid_t).collect();
         let reset = self.s.prep.reset();
-        let tag = spec.env.get(super::TAG).cloned();
+        let tag = spec
+            .env
+            .get(super::TAG)
+            .and_then(|t| t.to_str())
+            .map(str::to_string);
         self.start(tag.as_deref(), Box::new(on_exit), |cg| {
             fork::spawn(fork::Plan {
                 shared: vfork::SharedPlan {
@@ -424,7 +432,7 @@ impl Shared {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
         };
         let path_var = match (spec.env.get("PATH"), inherit) {
-            (Some(p), _) => Some(OsStr::new(p.as_str())),
+            (Some(p), _) => Some(p.as_os_str()),
             (None, Inherit::Daemons) => self
                 .prep
                 .env
@@ -453,7 +461,7 @@ impl Shared {
             .chain(
                 spec.env
                     .iter()
-                    .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str()))),
+                    .map(|(k, v)| (OsStr::new(k.as_str()), v.as_os_str())),
             )
     }
 

@@ -123,40 +123,45 @@ fn expired_on(a: Ageing, today: i64) -> Option<String> {
 /// when this process may not read it (only root may, and only a daemon running as root runs
 /// jobs as other users).
 fn ageing_in(shadow: &Path, name: &str) -> Result<Ageing, UserLookupError> {
-    let text = match read_capped(shadow) {
-        Ok(t) => t,
+    // Bytes, line by line: glibc, PAM and `chage` take shadow as bytes, and one line that is
+    // not UTF-8 (a Latin-1 name, a tool's odd hash) made every user's lookup fail, which
+    // refused the whole config. Only the user's own line is parsed.
+    let mut found = None;
+    let scanned = scan_lines(shadow, |line| match parse_shadow_line(line) {
+        Some((n, a)) if n == name.as_bytes() => {
+            found = Some(a);
+            true
+        }
+        _ => false,
+    });
+    match scanned {
+        Ok(()) => Ok(found.unwrap_or_default()),
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
             ) =>
         {
-            return Ok(Ageing::default())
+            Ok(Ageing::default())
         }
-        Err(e) => {
-            return Err(UserLookupError::Failed {
-                name: name.to_string(),
-                looked: shadow.display().to_string(),
-                source: io::Error::new(e.kind(), format!("{}: {e}", shadow.display())),
-            })
-        }
-    };
-    Ok(text
-        .lines()
-        .filter_map(parse_shadow_line)
-        .find(|(n, _)| *n == name)
-        .map(|(_, a)| a)
-        .unwrap_or_default())
+        Err(e) => Err(UserLookupError::Failed {
+            name: name.to_string(),
+            looked: shadow.display().to_string(),
+            source: io::Error::new(e.kind(), format!("{}: {e}", shadow.display())),
+        }),
+    }
 }
 
-/// `name:password:lastchg:min:max:warn:inactive:expire:flag` as (name, its dates); a field is
-/// `None` when empty or not a number. `None` for a comment, a NIS line or a malformed one.
-fn parse_shadow_line(line: &str) -> Option<(&str, Ageing)> {
-    let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
-    if f.len() < 8 || f[0].is_empty() || f[0].starts_with(['#', '+', '-']) {
+/// `name:password:lastchg:min:max:warn:inactive:expire:flag` as (name, its dates), as bytes
+/// (the file's own form); a field is `None` when empty or not a number. `None` for a
+/// comment, a NIS line or a malformed one.
+fn parse_shadow_line(line: &[u8]) -> Option<(&[u8], Ageing)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+    if f.len() < 8 || f[0].is_empty() || matches!(f[0][0], b'#' | b'+' | b'-') {
         return None;
     }
-    let day = |i: usize| f[i].trim().parse().ok();
+    let day = |i: usize| number(f[i]);
     Some((
         f[0],
         Ageing {
@@ -166,6 +171,11 @@ fn parse_shadow_line(line: &str) -> Option<(&str, Ageing)> {
             expire: day(7),
         },
     ))
+}
+
+/// A number field of a database line (blanks around it allowed); `None` when it is none.
+fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+    std::str::from_utf8(field).ok()?.trim().parse().ok()
 }
 
 /// Refuses what no user database holds, and what `getent` would take for an option or a uid.
@@ -219,7 +229,7 @@ mod nss {
             uid: u.uid.as_raw(),
             gid: u.gid.as_raw(),
             home: u.dir,
-            shell: u.shell.to_string_lossy().into_owned(),
+            shell: u.shell.into_os_string(),
             groups: groups.into_iter().map(|g| g.as_raw()).collect(),
         })
     }
@@ -231,8 +241,41 @@ const GETENT: [&str; 2] = ["/usr/bin/getent", "/bin/getent"];
 /// How long one `getent` may take: an LDAP server that does not answer must not hold a
 /// config load for long.
 const GETENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most of `getent`'s output read, and of `/etc/passwd` or `/etc/group`.
+/// The most of `getent`'s output read (one entry: far less).
 const READ_CAP: u64 = 16 * 1024 * 1024;
+/// The most of `/etc/shadow`, `/etc/passwd` or `/etc/group` scanned for a user: only a
+/// file that is no user database (a link to a device) reaches it, and reaching it is an
+/// error, never a cut that misses the user's line (an expired account taken for a valid one).
+const SCAN_CAP: u64 = 256 * 1024 * 1024;
+
+/// Hands each line of the file at `path` to `line` (as bytes, without its newline) until it
+/// returns true. Bytes: these files are the OS's, not text (a Latin-1 name in one line must
+/// not hide the others), and glibc reads them so. Streamed: only one line is held at a time.
+fn scan_lines(path: &Path, mut line: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+    use io::BufRead;
+    let mut r = io::BufReader::new(std::fs::File::open(path)?.take(SCAN_CAP + 1));
+    let (mut buf, mut total) = (Vec::new(), 0u64);
+    loop {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf)?;
+        total += n as u64;
+        if total > SCAN_CAP {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "longer than {} MiB, more than any user database; not read",
+                    SCAN_CAP >> 20
+                ),
+            ));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if line(buf.strip_suffix(b"\n").unwrap_or(&buf)) {
+            return Ok(());
+        }
+    }
+}
 
 /// The static build's lookup: `getent` where the host has a trusted one, else the files.
 #[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
@@ -262,9 +305,9 @@ fn via_getent(getent: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
     // Found or not is told by the output, not the exit status: a matching line is the user.
     let out = run_bounded(getent, &["passwd", name]).map_err(failed)?;
     let entry = out
-        .lines()
+        .split(|&b| b == b'\n')
         .filter_map(parse_passwd_line)
-        .find(|e| e.name == name);
+        .find(|e| e.name == name.as_bytes());
     let Some(e) = entry else {
         return Err(UserLookupError::NotFound {
             name: name.to_string(),
@@ -274,16 +317,21 @@ fn via_getent(getent: &Path, name: &str) -> Result<UserInfo, UserLookupError> {
     // `NAME gid gid…`: the supplementary groups, without the primary one.
     let out = run_bounded(getent, &["initgroups", name]).map_err(failed)?;
     let mut groups = vec![e.gid];
-    for line in out.lines() {
-        let mut f = line.split_whitespace();
-        if f.next() != Some(name) {
+    for line in out.split(|&b| b == b'\n') {
+        let mut f = line
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty());
+        if f.next() != Some(name.as_bytes()) {
             continue;
         }
         for g in f {
-            let gid = g.parse().map_err(|_| {
+            let gid = number(g).ok_or_else(|| {
                 failed(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("`getent initgroups {name}` printed {g:?} for a group id"),
+                    format!(
+                        "`getent initgroups {name}` printed {:?} for a group id",
+                        String::from_utf8_lossy(g)
+                    ),
                 ))
             })?;
             if !groups.contains(&gid) {
@@ -303,17 +351,17 @@ fn in_files(passwd: &Path, group: &Path, name: &str) -> Result<UserInfo, UserLoo
         passwd.display(),
         group.display()
     );
-    let read = |p: &Path| {
-        read_capped(p).map_err(|e| UserLookupError::Failed {
-            name: name.to_string(),
-            looked: looked.clone(),
-            source: io::Error::new(e.kind(), format!("{}: {e}", p.display())),
-        })
+    let failed = |p: &Path, e: io::Error| UserLookupError::Failed {
+        name: name.to_string(),
+        looked: looked.clone(),
+        source: io::Error::new(e.kind(), format!("{}: {e}", p.display())),
     };
-    let entry = read(passwd)?
-        .lines()
-        .filter_map(parse_passwd_line)
-        .find(|e| e.name == name);
+    let mut entry = None;
+    scan_lines(passwd, |line| {
+        entry = parse_passwd_line(line).filter(|e| e.name == name.as_bytes());
+        entry.is_some()
+    })
+    .map_err(|e| failed(passwd, e))?;
     let Some(e) = entry else {
         return Err(UserLookupError::NotFound {
             name: name.to_string(),
@@ -321,30 +369,33 @@ fn in_files(passwd: &Path, group: &Path, name: &str) -> Result<UserInfo, UserLoo
         });
     };
     let mut groups = vec![e.gid];
-    for line in read(group)?.lines() {
+    scan_lines(group, |line| {
         // name:password:gid:member,member
-        let f: Vec<&str> = line.split(':').collect();
-        let (Some(gid), Some(members)) = (f.get(2), f.get(3)) else {
-            continue;
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        let (Some(gid), Some(members)) = (f.get(2).and_then(|g| number(g)), f.get(3)) else {
+            return false;
         };
-        let Ok(gid) = gid.parse::<u32>() else {
-            continue;
-        };
-        if members.split(',').any(|m| m.trim() == name) && !groups.contains(&gid) {
+        let listed = members
+            .split(|&b| b == b',')
+            .any(|m| m.trim_ascii() == name.as_bytes());
+        if listed && !groups.contains(&gid) {
             groups.push(gid);
         }
-    }
+        false
+    })
+    .map_err(|e| failed(group, e))?;
     Ok(e.user(name, groups))
 }
 
-/// One line of `/etc/passwd` (or of `getent passwd`).
+/// One line of `/etc/passwd` (or of `getent passwd`), as the OS's bytes: a home or shell
+/// whose path is not UTF-8 is still the path the user has.
 #[derive(Debug, PartialEq, Eq)]
 struct PasswdEntry {
-    name: String,
+    name: Vec<u8>,
     uid: u32,
     gid: u32,
     home: PathBuf,
-    shell: String,
+    shell: std::ffi::OsString,
 }
 
 impl PasswdEntry {
@@ -365,31 +416,26 @@ impl PasswdEntry {
 
 /// `name:password:uid:gid:gecos:home:shell`; `None` for a comment, a NIS `+`/`-` line or
 /// anything malformed.
-fn parse_passwd_line(line: &str) -> Option<PasswdEntry> {
-    let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
-    if f.len() != 7 || f[0].is_empty() || f[0].starts_with(['#', '+', '-']) {
+fn parse_passwd_line(line: &[u8]) -> Option<PasswdEntry> {
+    use std::os::unix::ffi::OsStrExt;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+    if f.len() != 7 || f[0].is_empty() || matches!(f[0][0], b'#' | b'+' | b'-') {
         return None;
     }
     Some(PasswdEntry {
-        name: f[0].to_string(),
-        uid: f[2].parse().ok()?,
-        gid: f[3].parse().ok()?,
-        home: PathBuf::from(f[5]),
-        shell: f[6].to_string(),
+        name: f[0].to_vec(),
+        uid: number(f[2])?,
+        gid: number(f[3])?,
+        home: PathBuf::from(std::ffi::OsStr::from_bytes(f[5])),
+        shell: std::ffi::OsStr::from_bytes(f[6]).to_os_string(),
     })
 }
 
-fn read_capped(path: &Path) -> io::Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(READ_CAP)
-        .read_to_string(&mut text)?;
-    Ok(text)
-}
-
-/// Runs `program args…` with an empty environment and returns its stdout, at most
-/// [`READ_CAP`] bytes, ending it after [`GETENT_TIMEOUT`].
-fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
+/// Runs `program args…` with an empty environment and returns its stdout (bytes: the
+/// database's own), at most [`READ_CAP`] bytes (more is an error), ending it after
+/// [`GETENT_TIMEOUT`].
+fn run_bounded(program: &Path, args: &[&str]) -> io::Result<Vec<u8>> {
     use std::process::{Command, Stdio};
     // A child of the daemon's own (see `sys::children`): recorded, so that a subreaper's
     // spawner never takes it for an orphan of a run; collected below through the record.
@@ -417,7 +463,7 @@ fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
         .name("getent".into())
         .spawn(move || {
             let mut out = Vec::new();
-            let r = stdout.take(READ_CAP).read_to_end(&mut out).map(|_| out);
+            let r = stdout.take(READ_CAP + 1).read_to_end(&mut out).map(|_| out);
             let _ = tx.send(r);
         })?;
     let out = match rx.recv_timeout(GETENT_TIMEOUT) {
@@ -435,6 +481,12 @@ fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
     // The status only explains: whether the user exists is told by the output.
     let status = wait(&mut child).ok();
     let out = out?;
+    if out.len() as u64 > READ_CAP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it printed more than {} MiB for one entry", READ_CAP >> 20),
+        ));
+    }
     if out.is_empty() {
         if let Some(code) = status
             .and_then(|s| s.code())
@@ -449,7 +501,7 @@ fn run_bounded(program: &Path, args: &[&str]) -> io::Result<String> {
             return Err(io::Error::other(format!("it was killed by signal {sig}")));
         }
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -459,9 +511,9 @@ mod tests {
     #[test]
     fn a_passwd_line_is_read_and_odd_ones_are_skipped() {
         assert_eq!(
-            parse_passwd_line("robot:x:1001:1002:Robot,,,:/home/robot:/bin/bash"),
+            parse_passwd_line(b"robot:x:1001:1002:Robot,,,:/home/robot:/bin/bash"),
             Some(PasswdEntry {
-                name: "robot".into(),
+                name: b"robot".to_vec(),
                 uid: 1001,
                 gid: 1002,
                 home: "/home/robot".into(),
@@ -476,7 +528,7 @@ mod tests {
             "nouid:x:abc:1::/:/bin/sh",
             "",
         ] {
-            assert_eq!(parse_passwd_line(odd), None, "{odd:?}");
+            assert_eq!(parse_passwd_line(odd.as_bytes()), None, "{odd:?}");
         }
     }
 
@@ -622,6 +674,80 @@ mod tests {
             Ageing::default(),
             "no file"
         );
+    }
+
+    /// Shadow is bytes: a line that is not UTF-8 (a Latin-1 name, a tool's odd hash) before
+    /// or after the user's own does not fail the lookup, and a name is matched byte for byte.
+    #[test]
+    fn a_shadow_line_that_is_not_utf8_does_not_hide_the_users_own() {
+        let d = tempfile::tempdir().unwrap();
+        let shadow = d.path().join("shadow");
+        std::fs::write(
+            &shadow,
+            b"m\xfcller:!:19000:0:99999:7:::\n\
+              gone:x:19000:0:99999:7::1:\n\
+              hash:$6$\xff\xfe:19000:0:99999:7::2:\n\
+              caf\xe9:x:19000:0:99999:7::3:\n",
+        )
+        .unwrap();
+        assert_eq!(ageing_in(&shadow, "gone").unwrap().expire, Some(1));
+        assert_eq!(ageing_in(&shadow, "hash").unwrap().expire, Some(2));
+        assert_eq!(ageing_in(&shadow, "robot").unwrap(), Ageing::default());
+        // "café" in UTF-8 is not the Latin-1 line's name.
+        assert_eq!(ageing_in(&shadow, "caf\u{e9}").unwrap(), Ageing::default());
+        assert_eq!(
+            parse_shadow_line(b"caf\xe9:x:1:0:2:7:3:4:").map(|(n, a)| (n.to_vec(), a)),
+            Some((
+                b"caf\xe9".to_vec(),
+                Ageing {
+                    lastchg: Some(1),
+                    max: Some(2),
+                    inact: Some(3),
+                    expire: Some(4)
+                }
+            ))
+        );
+    }
+
+    /// The user's line after more than the old 16 MiB read cap is still found (the cap cut
+    /// the file: an expired account late in a large file read as not expired).
+    #[test]
+    fn the_users_line_late_in_a_large_shadow_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let shadow = d.path().join("shadow");
+        let filler = "filler-user-with-a-long-name:x:19000:0:99999:7:::\n";
+        let mut text = filler.repeat((17 << 20) / filler.len() + 1);
+        text.push_str("late:x:19000:0:99999:7::5:\n");
+        std::fs::write(&shadow, text).unwrap();
+        assert_eq!(ageing_in(&shadow, "late").unwrap().expire, Some(5));
+    }
+
+    /// passwd and group are bytes too (the static build reads them where the host has no
+    /// getent): a home whose path is not UTF-8 is kept byte for byte, and odd lines of other
+    /// accounts and groups do not fail the lookup.
+    #[test]
+    fn passwd_and_group_lines_that_are_not_utf8_are_read_as_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let e = parse_passwd_line(b"robot:x:1001:1002:R\xf6bot:/home/caf\xe9:/bin/sh\xe9").unwrap();
+        assert_eq!(e.name, b"robot");
+        assert_eq!(e.home.as_os_str().as_bytes(), b"/home/caf\xe9");
+        assert_eq!(e.shell.as_bytes(), b"/bin/sh\xe9");
+        let d = tempfile::tempdir().unwrap();
+        let (p, g) = (d.path().join("passwd"), d.path().join("group"));
+        std::fs::write(
+            &p,
+            b"m\xfcller:x:1000:1000::/home/m\xfcller:/bin/sh\n\
+              robot:x:1001:1002::/home/caf\xe9:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &g,
+            b"gr\xfcn:x:50:robot\nrobot:x:1002:\naudio:x:29:m\xfcller,robot\n",
+        )
+        .unwrap();
+        let u = in_files(&p, &g, "robot").unwrap();
+        assert_eq!(u.home.as_os_str().as_bytes(), b"/home/caf\xe9");
+        assert_eq!(u.groups, [1002, 50, 29]);
     }
 
     #[test]

@@ -225,17 +225,17 @@ impl Daemon {
                 let inherited = spec
                     .env
                     .get("PATH")
-                    .map(std::ffi::OsString::from)
+                    .cloned()
                     .or_else(|| std::env::var_os("PATH"));
                 if let Some(p) = inherited {
                     paths.extend(std::env::split_paths(&p));
                 }
                 let path = std::env::join_paths(paths)
                     .map_err(|e| format!("cannot put the environment on PATH: {e}"))?;
+                // As the OS has them: a PATH entry that is not UTF-8 is still a folder.
+                spec.env.insert("PATH".into(), path);
                 spec.env
-                    .insert("PATH".into(), path.to_string_lossy().into_owned());
-                spec.env
-                    .insert("VIRTUAL_ENV".into(), venv.display().to_string());
+                    .insert("VIRTUAL_ENV".into(), venv.clone().into_os_string());
                 // robot and rebot are the environment's, found on PATH: a bare name resolved
                 // with the run's own PATH.
                 Ok(Some(key.clone()))
