@@ -611,7 +611,10 @@ fn a_run_spawned_but_not_journalled_is_found_and_bounded() {
 /// the loop: a job due every second meanwhile starts on time.
 #[test]
 fn a_huge_result_does_not_delay_other_jobs() {
-    let inst = Instance::new("heartbeat_timeout = \"1m\"", "");
+    // Every tick kept: on a busy machine the big read outlasts the default keep_runs (20) of
+    // ticks, and a count capped by pruning would never grow.
+    let daemon_cfg = "heartbeat_timeout = \"1m\"\nkeep_runs = 100000";
+    let inst = Instance::new(daemon_cfg, "");
     let big = inst.dir.path().join("big.xml");
     {
         use std::io::Write;
@@ -628,7 +631,7 @@ fn a_huge_result_does_not_delay_other_jobs() {
          [[job]]\nname = \"big\"\ncommand = [\"ln\", \"{}\", \"{{run_dir}}/output.xml\"]\nevery = \"1h\"\n",
         big.display()
     );
-    inst.write_config("heartbeat_timeout = \"1m\"", &jobs);
+    inst.write_config(daemon_cfg, &jobs);
     inst.ctrl_json();
     assert!(wait_for(Duration::from_secs(10), || inst
         .finished_records("tick")

@@ -108,7 +108,10 @@ fn a_slow_user_database_does_not_make_runs_late() {
         ));
     }
     let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
-    inst.write_config("heartbeat_timeout = \"0\"", &format!("{tick}{users_jobs}"));
+    // Every run of tick is kept: a load slowed by a busy machine (40 s seen) spans more runs
+    // than the default keep_runs, and the pruned ones would read as runs not started.
+    let daemon_cfg = "heartbeat_timeout = \"0\"\nkeep_runs = 100000";
+    inst.write_config(daemon_cfg, &format!("{tick}{users_jobs}"));
     let mut daemon = daemon_on(&inst, &etc);
     let _guard = KillOnDrop(daemon.id());
     runs_tick(&inst, Duration::from_secs(120));
@@ -116,10 +119,7 @@ fn a_slow_user_database_does_not_make_runs_late() {
     let tock = "[[job]]\nname = \"tock\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
     let edited_at = Instant::now();
     let edited = chrono::Utc::now();
-    inst.write_config(
-        "heartbeat_timeout = \"0\"",
-        &format!("{tick}{tock}{users_jobs}"),
-    );
+    inst.write_config(daemon_cfg, &format!("{tick}{tock}{users_jobs}"));
     assert!(
         wait_for(Duration::from_secs(120), || !inst
             .records("tock")
