@@ -678,6 +678,39 @@ fn a_huge_result_does_not_delay_other_jobs() {
     );
 }
 
+/// libfaketime, for tests that move the daemon's wall clock (the machine's is not the
+/// test's to set); `None` (the test skips, or fails under CI) where it is not installed.
+fn faketime() -> Option<&'static std::path::Path> {
+    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    require_tool(lib.is_file(), "libfaketime (apt-get install faketime)").then_some(lib)
+}
+
+/// The line of the service `name` in ctrl's output, ctrl run on the fake clock whose offset
+/// is in the file `offset`. ctrl starts the daemon (which inherits the fake clock) and its
+/// beat wakes it for a look. Monotonic time stays real, as in a real jump.
+fn line_on_fake_clock(
+    inst: &Instance,
+    lib: &std::path::Path,
+    offset: &std::path::Path,
+    name: &str,
+) -> String {
+    let out = inst
+        .cmd()
+        .arg("ctrl")
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME_TIMESTAMP_FILE", offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .unwrap();
+    let name = format!("\"{name}\"");
+    text(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A wall clock set back (NTP correcting a clock that ran ahead, a VM restored) stops every
 /// job until the clock is past the latest due time run again, since no due time runs twice:
 /// the daemon line says so (WARN) instead of an hour of silence behind an OK, and clears
@@ -686,33 +719,16 @@ fn a_huge_result_does_not_delay_other_jobs() {
 /// the test's to set); monotonic time stays real, as in a real jump.
 #[test]
 fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
-    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
-    if !require_tool(lib.is_file(), "libfaketime (apt-get install faketime)") {
+    let Some(lib) = faketime() else {
         return;
-    }
+    };
     let inst = Instance::new(
         "heartbeat_timeout = \"0\"",
         "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\n",
     );
     let offset = inst.dir.path().join("faketime");
     std::fs::write(&offset, "+0").unwrap();
-    // ctrl starts the daemon (which inherits the fake clock) and its beat wakes it for a look.
-    let daemon_line = || {
-        let out = inst
-            .cmd()
-            .arg("ctrl")
-            .env("LD_PRELOAD", lib)
-            .env("FAKETIME_TIMESTAMP_FILE", &offset)
-            .env("FAKETIME_NO_CACHE", "1")
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .output()
-            .unwrap();
-        text(&out.stdout)
-            .lines()
-            .find(|l| l.contains("\"Robotmk t daemon\""))
-            .unwrap_or_default()
-            .to_string()
-    };
+    let daemon_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t daemon");
     assert!(daemon_line().starts_with("0 "));
     assert!(wait_for(Duration::from_secs(20), || inst
         .finished_records("tick")
@@ -769,32 +785,16 @@ fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
 /// any job whose due runs do not report, counted from when the daemon noticed the step.
 #[test]
 fn a_result_from_the_future_goes_stale_after_the_clock_is_set_back() {
-    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
-    if !require_tool(lib.is_file(), "libfaketime (apt-get install faketime)") {
+    let Some(lib) = faketime() else {
         return;
-    }
+    };
     let inst = Instance::new(
         "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"",
         "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n",
     );
     let offset = inst.dir.path().join("faketime");
     std::fs::write(&offset, "+365d").unwrap();
-    let job_line = || {
-        let out = inst
-            .cmd()
-            .arg("ctrl")
-            .env("LD_PRELOAD", lib)
-            .env("FAKETIME_TIMESTAMP_FILE", &offset)
-            .env("FAKETIME_NO_CACHE", "1")
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .output()
-            .unwrap();
-        text(&out.stdout)
-            .lines()
-            .find(|l| l.contains("\"Robotmk t tick\""))
-            .unwrap_or_default()
-            .to_string()
-    };
+    let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
     // The daemon's timer is armed on the kernel's real clock, a year off: each ctrl's beat
     // wakes it for a look, at which it runs what is due.
     assert!(wait_for_every(

@@ -16,20 +16,16 @@
 //! probe only opens an existing object (never creates one); a daemon that finds the name taken
 //! polls until its patience runs out, as a probe holds it open for an instant.
 
-use super::platform::{wide, OwnedHandle};
+use super::platform::{wide, ObjectSecurity, OwnedHandle};
 use super::TookConfig;
 use std::io;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{
-    LocalFree, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND, HANDLE,
-    INVALID_HANDLE_VALUE,
+    ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND, HANDLE, INVALID_HANDLE_VALUE,
 };
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{
     GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION,
 };
@@ -152,23 +148,8 @@ pub(crate) fn take(
     patience: Duration,
 ) -> io::Result<TookConfig<ConfigLock>> {
     let id = file_id(path)?;
-    let sddl = wide("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: a NUL-terminated SDDL string and a valid out pointer; freed with LocalFree.
-    let have_sd = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
-        )
-    } != 0;
-    let sa = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd,
-        bInheritHandle: 0,
-    };
-    let sa_ptr: *const SECURITY_ATTRIBUTES = if have_sd { &sa } else { std::ptr::null() };
+    let security = ObjectSecurity::new("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
+    let sa_ptr = security.attributes();
     let deadline = Instant::now() + patience;
     let result = loop {
         let mut taken = None;
@@ -207,12 +188,6 @@ pub(crate) fn take(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    if have_sd {
-        // SAFETY: sd was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
-        unsafe {
-            LocalFree(sd as _);
-        }
-    }
     result
 }
 

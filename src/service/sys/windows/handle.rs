@@ -33,3 +33,64 @@ impl Drop for OwnedHandle {
         }
     }
 }
+
+/// The security of a named object the daemon creates (its stop events, the config's lock),
+/// parsed from SDDL and freed on drop. `attributes()` is NULL (the default security) when the
+/// SDDL could not be parsed.
+pub(crate) struct ObjectSecurity {
+    sd: windows_sys::Win32::Security::PSECURITY_DESCRIPTOR,
+    sa: windows_sys::Win32::Security::SECURITY_ATTRIBUTES,
+}
+
+impl ObjectSecurity {
+    pub(crate) fn new(sddl: &str) -> ObjectSecurity {
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+        };
+        let sddl = wide(sddl);
+        let mut sd = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated SDDL string and a valid out pointer; the descriptor is
+        // freed with LocalFree on drop.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut sd,
+                std::ptr::null_mut(),
+            )
+        } != 0;
+        if !ok {
+            sd = std::ptr::null_mut();
+        }
+        ObjectSecurity {
+            sd,
+            sa: windows_sys::Win32::Security::SECURITY_ATTRIBUTES {
+                nLength: std::mem::size_of::<windows_sys::Win32::Security::SECURITY_ATTRIBUTES>()
+                    as u32,
+                lpSecurityDescriptor: sd,
+                bInheritHandle: 0,
+            },
+        }
+    }
+
+    /// For the `Create*W` calls; NULL: the default security.
+    pub(crate) fn attributes(&self) -> *const windows_sys::Win32::Security::SECURITY_ATTRIBUTES {
+        if self.sd.is_null() {
+            std::ptr::null()
+        } else {
+            &self.sa
+        }
+    }
+}
+
+impl Drop for ObjectSecurity {
+    fn drop(&mut self) {
+        if !self.sd.is_null() {
+            // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW,
+            // freed exactly once.
+            unsafe {
+                windows_sys::Win32::Foundation::LocalFree(self.sd as _);
+            }
+        }
+    }
+}

@@ -17,7 +17,7 @@ pub(crate) use acl::{check_instance_path_trust, check_path_trust};
 pub(crate) use files::{
     change_stamp, is_plain_file, resolved_dir, same_file, same_file_at, set_open_flags,
 };
-pub(crate) use handle::{wide, OwnedHandle};
+pub(crate) use handle::{wide, ObjectSecurity, OwnedHandle};
 pub(crate) use host::{
     default_state_base, exit_signal, give_to, is_root, lookup_user, make_readable_tree,
     may_write_state_dir, mode_executable, only_mine, others_may_read, private_dir, private_file,

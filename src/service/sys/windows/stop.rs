@@ -7,13 +7,9 @@
 //! change notification on the state dir), remains the fallback when the event cannot be
 //! reached. Touches named events (created, opened, set) and one waiting thread per event.
 
-use super::handle::{wide, OwnedHandle};
+use super::handle::{wide, ObjectSecurity, OwnedHandle};
 use std::io;
-use windows_sys::Win32::Foundation::{LocalFree, ERROR_ALREADY_EXISTS, WAIT_OBJECT_0};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, OpenEventW, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
 };
@@ -66,24 +62,8 @@ pub(crate) fn signal_requests(_pid: u32) {}
 /// `stop` reaches a SYSTEM daemon. Falls back to the default security if the descriptor
 /// cannot be built.
 fn create_stop_event(pid: u32, now: bool) -> io::Result<OwnedHandle> {
-    let sddl = wide("D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: a NUL-terminated SDDL string and a valid out pointer; the descriptor is freed
-    // with LocalFree below.
-    let have_sd = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
-        )
-    } != 0;
-    let sa = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd,
-        bInheritHandle: 0,
-    };
-    let sa_ptr: *const SECURITY_ATTRIBUTES = if have_sd { &sa } else { std::ptr::null() };
+    let security = ObjectSecurity::new("D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)");
+    let sa_ptr = security.attributes();
     let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
     for name in stop_event_names(pid, now) {
         let w = wide(&name);
@@ -100,12 +80,6 @@ fn create_stop_event(pid: u32, now: bool) -> io::Result<OwnedHandle> {
             }
             Some(_) => result = Err(io::Error::other(format!("{name} already exists"))),
             None => result = Err(err),
-        }
-    }
-    if have_sd {
-        // SAFETY: sd was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
-        unsafe {
-            LocalFree(sd as _);
         }
     }
     result
