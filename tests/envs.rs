@@ -1921,3 +1921,100 @@ fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
     assert!(env_dirs(&inst).is_empty(), "{:?}", env_dirs(&inst));
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
+
+/// The environment of a live process, as `NAME=value` entries.
+fn environ_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|e| {
+            e.split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// F7/1: root's proxy password and index token reached a `user` job's user through its
+/// environment build (the build runs as that user, who reads its own processes' environment).
+/// Now only the build user's builds (jobs without `user`) get root's installer settings; a
+/// `user` job's build gets those of the job's `env`, nothing of root's.
+#[test]
+fn a_user_jobs_build_gets_its_jobs_installer_settings_not_roots() {
+    let Some((runner, _)) = runner_user() else {
+        return;
+    };
+    let Some((builder, _)) = system_user(BUILDER) else {
+        return;
+    };
+    // No real Python needed: the "interpreter" waits, so the build's processes stay to be seen.
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    let fake = d.join("waits-python");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("u.txt"), "u\n").unwrap();
+    std::fs::write(d.join("b.txt"), "b\n").unwrap();
+    let py = format!("python = \"{}\"\n", fake.display());
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}{py}user = \"{RUNNER}\"\nenv = {{ PIP_INDEX_URL = \"https://job:own@127.0.0.1:9/simple\" }}\n\n{}{py}",
+            job("u", "u.txt", "1h"),
+            job("b", "b.txt", "1h"),
+        ),
+    );
+    let out = inst
+        .cmd()
+        .env("https_proxy", "http://admin:S3cret@127.0.0.1:9")
+        .env("PIP_INDEX_URL", "https://robot:tok3n@127.0.0.1:9/simple")
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    // Both builds' processes: env-build and the "interpreter" below it, by their run tag.
+    let envs_dir = envs_root(&inst).display().to_string();
+    let of = |uid: u32| -> Vec<(u32, Vec<String>)> {
+        processes_of(&envs_dir)
+            .into_iter()
+            .filter(|(p, _)| uid_of(u64::from(*p)) == Some(uid))
+            .map(|(p, _)| (p, environ_of(p)))
+            .collect()
+    };
+    let waiting = |procs: &[(u32, Vec<String>)]| procs.len() >= 2;
+    assert!(
+        wait_for(Duration::from_secs(60), || waiting(&of(runner))
+            && waiting(&of(builder))),
+        "runner's {:?}, builder's {:?}\n{}",
+        of(runner),
+        of(builder),
+        inst.log()
+    );
+    for (pid, env) in of(runner) {
+        let all = env.join(" ");
+        assert!(
+            !all.contains("S3cret") && !all.contains("tok3n"),
+            "root's proxy password or index token reached the job's user (pid {pid}): {env:?}"
+        );
+        assert!(
+            env.iter()
+                .any(|v| v == "PIP_INDEX_URL=https://job:own@127.0.0.1:9/simple"),
+            "the job's own index did not reach its build (pid {pid}): {env:?}"
+        );
+    }
+    // The build user's build still gets the daemon's (an admin behind a proxy).
+    for (pid, env) in of(builder) {
+        assert!(
+            env.iter()
+                .any(|v| v == "https_proxy=http://admin:S3cret@127.0.0.1:9")
+                && env
+                    .iter()
+                    .any(|v| v == "PIP_INDEX_URL=https://robot:tok3n@127.0.0.1:9/simple"),
+            "the build user's build lost the daemon's installer settings (pid {pid}): {env:?}"
+        );
+    }
+}

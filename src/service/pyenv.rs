@@ -290,19 +290,26 @@ pub(crate) fn build(plan: &BuildPlan) -> i32 {
     }
 }
 
-/// The installers' environment in a build as another user: the daemon's locale, `PATH`,
-/// proxies, CA bundles and installer settings (`PIP_*`, `UV_*`: an admin's index), and the
-/// run tag (a timeout finds every process of the build by it); HOME, XDG folders and TMPDIR
-/// in the builder's own folder. Nothing else of root's: no HOME or caches of root's, no
-/// `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials' sockets.
-pub(crate) fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
-    build_env_from(std::env::vars_os(), home)
+/// The installers' environment in a build as another user: the daemon's locale, `PATH`, CA
+/// bundles and the run tag (a timeout finds every process of the build by it); HOME, XDG
+/// folders and TMPDIR in the builder's own folder; and the installer settings (proxies,
+/// `PIP_*`, `UV_*`: an admin's index) of the daemon's environment for a job without a
+/// `user`, of the job's `env` for one with a `user` ([`installer_setting`]). Nothing else
+/// of root's: no HOME or caches of root's, no `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials'
+/// sockets.
+pub(crate) fn build_env(home: &Path, spec: &EnvSpec) -> Vec<(OsString, OsString)> {
+    build_env_from(std::env::vars_os(), home, spec.job_env.as_ref())
 }
 
-/// Whether a variable of the daemon's environment reaches a build as another user (see
+/// The `env-build` process's own environment for its installers: what the daemon gave it
+/// (already [`build_env`]), its installer settings included, whoever's they are.
+fn installers_env(home: &Path) -> Vec<(OsString, OsString)> {
+    build_env_from(std::env::vars_os(), home, None)
+}
+
+/// Whether a variable of the daemon's environment reaches every build as another user (see
 /// [`build_env`]).
 fn build_env_keeps(k: &str) -> bool {
-    let upper = k.to_ascii_uppercase();
     matches!(
         k,
         "PATH"
@@ -315,23 +322,41 @@ fn build_env_keeps(k: &str) -> bool {
             | "CURL_CA_BUNDLE"
     ) || k == crate::service::run::TAG
         || k.starts_with("LC_")
-        || matches!(
-            upper.as_str(),
-            "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
-        )
-        // The installers' own settings, but none naming a folder of root's (a cache, an
-        // install dir): the builder has its own.
-        || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
 }
 
+/// An installer setting: a proxy (its URL may carry a password) or an installer's own setting
+/// (`PIP_*`, `UV_*`: an index URL may carry a token), but none naming a folder (a cache, an
+/// install dir: the builder has its own). Root's reach only the build user's builds (of jobs
+/// without a `user`); a job with a `user` is built as that user, who must not read root's
+/// secrets (SECURITY.md: a run as another user starts from nothing), and gets its job's `env`'s
+/// instead.
+fn installer_setting(k: &str) -> bool {
+    let upper = k.to_ascii_uppercase();
+    matches!(
+        upper.as_str(),
+        "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
+    ) || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
+}
+
+/// [`build_env`] from `vars` (the daemon's environment): with `job_env` (a `user` job's), the
+/// installer settings are that job's, none of `vars`.
 fn build_env_from(
     vars: impl Iterator<Item = (OsString, OsString)>,
     home: &Path,
+    job_env: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Vec<(OsString, OsString)> {
+    let keeps = |k: &str| build_env_keeps(k) || (job_env.is_none() && installer_setting(k));
     // An empty variable is no setting.
     let mut env: Vec<(OsString, OsString)> = vars
-        .filter(|(k, v)| k.to_str().is_some_and(build_env_keeps) && !v.is_empty())
+        .filter(|(k, v)| k.to_str().is_some_and(keeps) && !v.is_empty())
         .collect();
+    env.extend(
+        job_env
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| installer_setting(k) && !v.is_empty())
+            .map(|(k, v)| (k.into(), v.into())),
+    );
     env.extend([
         ("HOME".into(), home.as_os_str().to_owned()),
         (
@@ -493,7 +518,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
     let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
     // A build interrupted before (daemon killed, timeout) may have left half a venv.
     empty_dir(&venv)?;
-    let env = plan.home.as_deref().map(build_env);
+    let env = plan.home.as_deref().map(installers_env);
     let env = env.as_deref();
     if let Some(home) = &plan.home {
         let tmp = home.join("tmp");
@@ -647,6 +672,7 @@ mod tests {
             kind,
             python: "python3".into(),
             shared: false,
+            job_env: None,
         };
         let ka = key_of(&spec(&a, SourceKind::Requirements), None).unwrap();
         // Same content elsewhere: the same environment.
@@ -673,6 +699,7 @@ mod tests {
             kind: SourceKind::Requirements,
             python: "python3".into(),
             shared: false,
+            job_env: None,
         };
         let own = key_of(&spec, None).unwrap();
         let one = key_of(&spec, Some(1000)).unwrap();
@@ -704,39 +731,64 @@ mod tests {
             (crate::service::run::TAG, "/var/lib/x.users/envs/k"),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        let env: std::collections::BTreeMap<String, String> = build_env_from(
-            vars.into_iter(),
-            Path::new("/var/lib/x.users/build-homes/997"),
-        )
-        .into_iter()
-        .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
-        .collect();
+        let env = |job_env| -> std::collections::BTreeMap<String, String> {
+            build_env_from(
+                vars.clone().into_iter(),
+                Path::new("/var/lib/x.users/build-homes/997"),
+                job_env,
+            )
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect()
+        };
         let home = "/var/lib/x.users/build-homes/997";
-        assert_eq!(env["HOME"], home);
-        assert_eq!(env["XDG_CACHE_HOME"], format!("{home}/.cache"));
-        assert_eq!(env["TMPDIR"], format!("{home}/tmp"));
-        for gone in [
-            "USER",
-            "PYTHONPATH",
-            "VIRTUAL_ENV",
-            "SSH_AUTH_SOCK",
-            "UV_CACHE_DIR",
+        let job: std::collections::BTreeMap<String, String> = [
+            ("HTTPS_PROXY", "http://job:proxy@p:3128"),
+            ("PIP_EXTRA_INDEX_URL", "https://job.example/simple"),
+            ("PIP_CACHE_DIR", "/home/job/.cache/pip"),
+            ("SECRET_OF_THE_SUITE", "s"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        // The build user's (a job without `user`): root's installer settings; a `user` job's:
+        // its own only.
+        for (who, env, job_env) in [
+            ("build user", env(None), None),
+            ("job user", env(Some(&job)), Some(&job)),
         ] {
-            assert!(!env.contains_key(gone), "{gone} leaked: {env:?}");
+            assert_eq!(env["HOME"], home);
+            assert_eq!(env["XDG_CACHE_HOME"], format!("{home}/.cache"));
+            assert_eq!(env["TMPDIR"], format!("{home}/tmp"));
+            for gone in [
+                "USER",
+                "PYTHONPATH",
+                "VIRTUAL_ENV",
+                "SSH_AUTH_SOCK",
+                "UV_CACHE_DIR",
+                "PIP_CACHE_DIR",
+                "SECRET_OF_THE_SUITE",
+            ] {
+                assert!(!env.contains_key(gone), "{who}: {gone} leaked: {env:?}");
+            }
+            for kept in ["PATH", "LANG", "LC_ALL"] {
+                assert!(env.contains_key(kept), "{who}: {kept} dropped: {env:?}");
+            }
+            let roots = ["https_proxy", "PIP_INDEX_URL", "UV_INDEX_URL"];
+            let jobs = ["HTTPS_PROXY", "PIP_EXTRA_INDEX_URL"];
+            let (have, lack) = if job_env.is_some() {
+                (jobs, &roots[..])
+            } else {
+                (["https_proxy", "PIP_INDEX_URL"], &jobs[..])
+            };
+            for k in have {
+                assert!(env.contains_key(k), "{who}: {k} dropped: {env:?}");
+            }
+            for k in lack {
+                assert!(!env.contains_key(*k), "{who}: {k} passed: {env:?}");
+            }
+            assert_eq!(env[crate::service::run::TAG], "/var/lib/x.users/envs/k");
+            assert!(!env.values().any(|v| v.starts_with("/root")), "{env:?}");
         }
-        assert!(!env.contains_key("PIP_CACHE_DIR"), "{env:?}");
-        for kept in [
-            "PATH",
-            "LANG",
-            "LC_ALL",
-            "https_proxy",
-            "PIP_INDEX_URL",
-            "UV_INDEX_URL",
-        ] {
-            assert!(env.contains_key(kept), "{kept} dropped: {env:?}");
-        }
-        assert_eq!(env[crate::service::run::TAG], "/var/lib/x.users/envs/k");
-        assert!(!env.values().any(|v| v.starts_with("/root")), "{env:?}");
     }
 
     #[test]
