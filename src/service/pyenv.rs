@@ -622,10 +622,33 @@ fn install(
 
 /// Reads what the build reported from a venv (capped, no link followed: in a sealed venv the
 /// daemon's own file, in a venv the daemon built as itself its own).
+///
+/// A build as another user writes this file as that user (and may swap it while the daemon
+/// seals the venv), so what it says is the builder's word: only known values are taken
+/// ([`checked_build_info`]); they reach status.json, the section and the admin's terminal.
 pub(crate) fn read_build_info(venv: &Path) -> Option<BuildInfo> {
     use crate::service::sys::file;
     let data = file::read(&venv.join(BUILD_INFO), BUILD_INFO_CAP, file::Links::Refuse).ok()?;
-    serde_json::from_slice(&data).ok()
+    checked_build_info(serde_json::from_slice(&data).ok()?)
+}
+
+/// `info` with only what a build can have written: `tool` is `pip` or `uv` (else the whole
+/// file is not the build's: `None`, and the daemon keeps the tool it chose), `python_version`
+/// the shape of one (`3.11.7`, `3.13.0rc1`, `3.14.0+`; else left out).
+fn checked_build_info(info: BuildInfo) -> Option<BuildInfo> {
+    if !matches!(info.tool.as_str(), "pip" | "uv") {
+        return None;
+    }
+    let version_like = |v: &str| {
+        v.len() <= 32
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '+')
+    };
+    Some(BuildInfo {
+        python_version: info.python_version.filter(|v| version_like(v)),
+        ..info
+    })
 }
 
 /// SHA-256 of `data` (the RustCrypto `sha2` crate).
@@ -658,6 +681,41 @@ mod tests {
             )),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
         );
+    }
+
+    /// F7/2: the builder's file names a tool and a version; anything else (escape sequences,
+    /// line breaks) is not taken.
+    #[test]
+    fn only_known_tools_and_version_shapes_are_taken_from_the_builders_file() {
+        let info = |tool: &str, v: Option<&str>| BuildInfo {
+            tool: tool.into(),
+            python_version: v.map(str::to_string),
+        };
+        for tool in ["pip", "uv"] {
+            for v in ["3.11.7", "3.13.0rc1", "3.14.0+"] {
+                let got = checked_build_info(info(tool, Some(v))).expect(tool);
+                assert_eq!(
+                    (got.tool.as_str(), got.python_version.as_deref()),
+                    (tool, Some(v))
+                );
+            }
+            for v in [
+                "3.11\u{1b}[2J",
+                "3.11\nFORGED",
+                "",
+                "x3.11",
+                &"3".repeat(33),
+            ] {
+                let got = checked_build_info(info(tool, Some(v))).expect(tool);
+                assert_eq!(got.python_version, None, "{v:?}");
+            }
+        }
+        for tool in ["pip\u{1b}]0;t\u{7}\nFORGED LINE", "conda", "", "PIP"] {
+            assert!(
+                checked_build_info(info(tool, Some("3.11.7"))).is_none(),
+                "{tool:?}"
+            );
+        }
     }
 
     #[test]
