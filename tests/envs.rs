@@ -2018,3 +2018,121 @@ fn a_user_jobs_build_gets_its_jobs_installer_settings_not_roots() {
         );
     }
 }
+
+/// F7/4: a job whose `user` is root by uid (`root`, an alias such as `toor`) is built by the
+/// build user (never as root), as `builder_for` says; the build user was looked up only for
+/// jobs without `user`, so such a job's every run was "no build needs the build user".
+#[test]
+fn a_job_whose_user_is_root_is_built_by_the_build_user() {
+    let Some((builder, _)) = system_user(BUILDER) else {
+        return;
+    };
+    // No real Python needed: the "interpreter" waits; who runs it is what counts.
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    let fake = d.join("waits-python");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("r.txt"), "r\n").unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}python = \"{}\"\nuser = \"root\"\n",
+            job("r", "r.txt", "1h"),
+            fake.display()
+        ),
+    );
+    start(&inst);
+    let label = format!("{BUILDER} (uid {builder})");
+    let mut why = String::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            if let Some(r) = ran(&inst, "r").first() {
+                why = r.to_string();
+                return true;
+            }
+            envs(&inst)
+                .iter()
+                .any(|e| e["builder"] == label.as_str() && e["state"] == "building")
+        }) && why.is_empty(),
+        "no build by the build user: {why}\n{:?}\n{}",
+        envs(&inst),
+        inst.log()
+    );
+}
+
+/// F7/3: a user database that does not answer (here /etc/group a FIFO in the daemon's mount
+/// namespace: NSS's getgrouplist blocks on it as on a hung LDAP) held the lookup of the build
+/// user on the environments' thread for ever: no build, env_build_timeout never applied,
+/// nothing shown, and each due time "skipped: the previous run is still in flight" (none
+/// was). Now the lookup is bounded: the job's runs are errors that name the user database.
+#[test]
+fn a_hung_user_database_fails_the_builds_it_holds_saying_why() {
+    if !require_root("a mount namespace") || system_user(BUILDER).is_none() {
+        return;
+    }
+    if !require_tool(
+        have_tool("unshare") && have_tool("mkfifo"),
+        "unshare, mkfifo",
+    ) {
+        return;
+    }
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"3s\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    std::fs::write(d.join("r.txt"), "r\n").unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}\n[[job]]\nname = \"plain\"\ncommand = [\"/bin/true\"]\nevery = \"2s\"\ntimeout = \"2s\"\n",
+            job("h", "r.txt", "2s"),
+        ),
+    );
+    let fifo = d.join("group-fifo");
+    let out = Command::new("mkfifo").arg(&fifo).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let script = format!(
+        "mount --bind '{}' /etc/group && exec '{BIN}' --config '{}' start",
+        fifo.display(),
+        inst.config.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    let note = |r: &Value| r["note"].as_str().unwrap_or_default().to_string();
+    assert!(
+        wait_for(Duration::from_secs(60), || ran(&inst, "h").iter().any(
+            |r| r["outcome"] == "error" && note(r).contains("user database")
+        )),
+        "{:?}\n{}",
+        inst.finished_records("h"),
+        inst.log()
+    );
+    let rec = ran(&inst, "h")
+        .into_iter()
+        .find(|r| note(r).contains("user database"))
+        .unwrap();
+    assert!(note(&rec).contains(BUILDER), "{rec}");
+    // No due time of it was skipped for a run in flight: none was.
+    let false_notes: Vec<String> = inst
+        .finished_records("h")
+        .iter()
+        .map(note)
+        .filter(|n| n.contains("in flight"))
+        .collect();
+    assert!(false_notes.is_empty(), "{false_notes:?}");
+    // Jobs without an environment ran on meanwhile.
+    assert!(!ran(&inst, "plain").is_empty(), "{}", inst.log());
+}

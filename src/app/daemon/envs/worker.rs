@@ -79,6 +79,10 @@ struct Worker {
     retired: BTreeMap<String, u64>,
     /// The daemon's: builds are its children like runs.
     spawner: run::Spawner,
+    /// The build user's lookup the user database has not answered yet, with the config's
+    /// jobs and `build_user`, configured again once it answers.
+    lookup: Option<pyenv::BuildUserLookup>,
+    configured: (Vec<(String, EnvSpec, Option<UserInfo>)>, String),
 }
 
 pub(super) fn start_worker(
@@ -105,6 +109,8 @@ pub(super) fn start_worker(
         loop_seen: 0,
         retired: BTreeMap::new(),
         spawner,
+        lookup: None,
+        configured: Default::default(),
     };
     std::thread::Builder::new()
         .name("envs".into())
@@ -123,6 +129,12 @@ impl Worker {
                 .filter(|b| !b.timed_out)
                 .map(|b| b.deadline.saturating_duration_since(now))
                 .fold(WATCH, Duration::min);
+            // An unanswered lookup of the build user is looked at every second.
+            let wait = if self.lookup.is_some() {
+                wait.min(Duration::from_secs(1))
+            } else {
+                wait
+            };
             match rx.recv_timeout(wait) {
                 Ok(Msg::Config {
                     jobs,
@@ -130,8 +142,8 @@ impl Worker {
                     uv,
                     build_user,
                 }) => {
-                    self.configure(jobs, &build_user);
                     self.timeout = timeout;
+                    self.configure(jobs, &build_user);
                     self.uv = uv;
                     configured = true;
                 }
@@ -143,6 +155,14 @@ impl Worker {
                 Ok(Msg::Look) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self
+                .lookup
+                .as_mut()
+                .is_some_and(|l| l.wait(Duration::ZERO).is_some())
+            {
+                let (jobs, build_user) = self.configured.clone();
+                self.configure(jobs, &build_user);
             }
             self.enforce_timeouts();
             if configured {
@@ -158,9 +178,13 @@ impl Worker {
     fn configure(&mut self, jobs: Vec<(String, EnvSpec, Option<UserInfo>)>, build_user: &str) {
         // Looked up once per config, and only when some build needs it (every reload looks
         // again: an admin who created the user reloads).
-        let needed = crate::service::sys::is_root() && jobs.iter().any(|(_, _, u)| u.is_none());
+        let needed = crate::service::sys::is_root()
+            && jobs
+                .iter()
+                .any(|(_, _, u)| pyenv::built_by_build_user(u.as_ref()));
+        self.configured = (jobs.clone(), build_user.to_string());
         let build_user = if needed {
-            pyenv::resolve_build_user(build_user)
+            self.resolve_build_user(build_user)
         } else {
             Err(format!("no build needs the build user {build_user:?}"))
         };
@@ -203,6 +227,25 @@ impl Worker {
             next.insert(name, t);
         }
         self.jobs = next;
+    }
+
+    /// The build user, looked up on a thread of its own and waited for at most
+    /// `env_build_timeout` (and [`pyenv::BUILD_USER_WAIT`]): a user database that does not
+    /// answer fails the builds it holds, saying so, instead of stalling every build for ever;
+    /// its answer, when it comes, configures the jobs again (see `serve`).
+    fn resolve_build_user(&mut self, name: &str) -> Result<UserInfo, String> {
+        let mut l = match self.lookup.take() {
+            Some(l) if l.name() == name => l,
+            _ => pyenv::BuildUserLookup::start(name)?,
+        };
+        match l.wait(self.timeout.min(pyenv::BUILD_USER_WAIT)) {
+            Some(answer) => answer,
+            None => {
+                let why = l.waiting_words();
+                self.lookup = Some(l);
+                Err(why)
+            }
+        }
     }
 
     /// A ready environment built from the same file and interpreter by the same builder (the
