@@ -1657,11 +1657,29 @@ fn a_users_deep_tree_in_a_failed_builds_venv_is_removed_without_a_crash() {
 }
 
 /// Removes the user a test made, whatever happens to it.
-struct UserMade(String);
+struct UserMade {
+    name: String,
+    _db: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// Held by a test while it adds or removes users and groups (each rewrites /etc/group by
+/// rename, which detaches a mount over it in another namespace), taken whole by the test
+/// whose daemon sees a hung /etc/group.
+static USER_DB: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+impl UserMade {
+    /// Before the user is created: removed (and the lock let go) when dropped.
+    fn new(user: String) -> UserMade {
+        UserMade {
+            name: user,
+            _db: USER_DB.read().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
 
 impl Drop for UserMade {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).output();
+        let _ = Command::new("userdel").arg(&self.name).output();
     }
 }
 
@@ -1683,7 +1701,7 @@ fn a_held_jobs_changed_requirements_build_nothing_and_it_runs_in_its_users_envir
         return;
     }
     let user = format!("rmkd-held{}", std::process::id() % 100_000);
-    let _made = UserMade(user.clone());
+    let _made = UserMade::new(user.clone());
     let out = Command::new("useradd")
         .args(["-M", "-s", "/usr/sbin/nologin", &user])
         .output()
@@ -1862,7 +1880,7 @@ fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
         return;
     }
     let user = format!("rmkd-heldb{}", std::process::id() % 100_000);
-    let _made = UserMade(user.clone());
+    let _made = UserMade::new(user.clone());
     let out = Command::new("useradd")
         .args(["-M", "-s", "/usr/sbin/nologin", &user])
         .output()
@@ -2083,6 +2101,10 @@ fn a_hung_user_database_fails_the_builds_it_holds_saying_why() {
     ) {
         return;
     }
+    // No user or group added or removed while it runs: a rewritten /etc/group would detach
+    // the FIFO mounted over it, and the database would answer. (The kept users are made.)
+    let _ = (system_user(RUNNER), system_user(ATTACKER));
+    let _db = USER_DB.write().unwrap_or_else(|e| e.into_inner());
     let daemon = format!(
         "uv = \"off\"\nenv_build_timeout = \"3s\"\n{}",
         build_user_line()
@@ -2135,4 +2157,139 @@ fn a_hung_user_database_fails_the_builds_it_holds_saying_why() {
     assert!(false_notes.is_empty(), "{false_notes:?}");
     // Jobs without an environment ran on meanwhile.
     assert!(!ran(&inst, "plain").is_empty(), "{}", inst.log());
+}
+
+/// A Python script that writes a stand-in Robot Framework wheel into OUTDIR (`python3 -c
+/// STANDIN_ROBOT OUTDIR`): its `robot` prints "STANDIN-ROBOT-RAN" and its uid and gid.
+const STANDIN_ROBOT: &str = r#"
+import zipfile, hashlib, base64, sys
+name, ver, out = 'robotframework', '7.0', sys.argv[1]
+di = f'{name}-{ver}.dist-info'
+files = {'robot/__init__.py': b'import os\ndef main():\n    print("STANDIN-ROBOT-RAN", os.getuid(), os.getgid())\n    return 0\n',
+         f'{di}/METADATA': f'Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n'.encode(),
+         f'{di}/WHEEL': b'Wheel-Version: 1.0\nGenerator: rmkd-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n',
+         f'{di}/entry_points.txt': b'[console_scripts]\nrobot = robot:main\n'}
+rec = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}" for n, d in files.items()]
+files[f'{di}/RECORD'] = ('\n'.join(rec + [f'{di}/RECORD,,']) + '\n').encode()
+with zipfile.ZipFile(f'{out}/{name}-{ver}-py3-none-any.whl', 'w') as z:
+    for n, d in files.items(): z.writestr(n, d)
+"#;
+
+/// Removes a group this test created, also when it fails.
+struct GroupMade(String);
+
+impl Drop for GroupMade {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
+/// F7/5: the primary group of a job's user changed (`usermod -g`) and the job was locked out
+/// of its own environment for good: `<key>/` stayed 0750 root:<the old group>, every run
+/// "cannot start robot: Permission denied". The environment follows the user's group now.
+#[test]
+fn a_job_keeps_its_environment_when_its_users_primary_group_changes() {
+    if !require_root("a user and a group are created") {
+        return;
+    }
+    let py = Path::new("/usr/bin/python3");
+    if !require_tool(py.is_file(), "/usr/bin/python3") {
+        return;
+    }
+    let n = std::process::id() % 100_000;
+    let (user, group) = (format!("rmkd-rg{n}"), format!("rmkd-rgg{n}"));
+    let _made = UserMade::new(user.clone());
+    let out = Command::new("useradd")
+        .args(["-M", "-U", "-s", "/bin/sh", &user])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "useradd: {out:?}");
+    let _own_group = GroupMade(user.clone());
+    let out = Command::new("groupadd").arg(&group).output().unwrap();
+    assert!(out.status.success(), "groupadd: {out:?}");
+    let _group = GroupMade(group.clone());
+    let daemon = "uv = \"off\"\n";
+    let inst = Instance::new(daemon, "");
+    open_to_builders(&inst);
+    let d = inst.dir.path();
+    let wheels = d.join("wheels");
+    std::fs::create_dir(&wheels).unwrap();
+    let out = Command::new(py)
+        .args(["-c", STANDIN_ROBOT])
+        .arg(&wheels)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(d.join("t.robot"), "*** Test Cases ***\nT\n    Log    hi\n").unwrap();
+    std::fs::write(
+        d.join("r.txt"),
+        format!(
+            "--no-index\n--find-links {}\nrobotframework\n",
+            wheels.display()
+        ),
+    )
+    .unwrap();
+    chown_tree(&wheels, 0, 0);
+    let out = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    inst.write_config(
+        daemon,
+        &format!(
+            "[[job]]\nname = \"e\"\nsuite = \"t.robot\"\nevery = \"2s\"\ntimeout = \"20s\"\nrequirements = \"r.txt\"\npython = \"{}\"\nuser = \"{user}\"\n",
+            py.display()
+        ),
+    );
+    start(&inst);
+    // The runs whose robot ran: its line in the run's stdout.log.
+    let runs = inst.state.join("jobs/e/runs");
+    let robot_ran = || -> usize {
+        std::fs::read_dir(&runs)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_to_string(e.path().join("stdout.log"))
+                            .is_ok_and(|s| s.contains("STANDIN-ROBOT-RAN"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let notes = || -> Vec<String> {
+        ran(&inst, "e")
+            .iter()
+            .map(|r| r["note"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(120), || robot_ran() >= 1),
+        "{:?}\n{}",
+        notes(),
+        inst.log()
+    );
+    // The admin changes the user's primary group (retried while a run holds the user).
+    assert!(
+        wait_for(Duration::from_secs(10), || Command::new("usermod")
+            .args(["-g", &group, &user])
+            .output()
+            .is_ok_and(|o| o.status.success())),
+        "usermod -g failed"
+    );
+    let before = notes().len();
+    let ran_before = robot_ran();
+    assert!(
+        wait_for(Duration::from_secs(30), || robot_ran() >= ran_before + 2),
+        "robot no longer runs after the group change: {:?}\n{}",
+        &notes()[before.min(notes().len())..],
+        inst.log()
+    );
+    let denied: Vec<String> = notes()
+        .into_iter()
+        .skip(before)
+        .filter(|n| n.contains("Permission denied"))
+        .collect();
+    assert!(denied.is_empty(), "{denied:?}");
 }

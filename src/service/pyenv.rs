@@ -166,6 +166,26 @@ pub(crate) struct BuildInfo {
     pub(crate) python_version: Option<String>,
 }
 
+/// Why a job's user cannot reach its environment: `closed` is the folder that stops it.
+pub(crate) fn unreachable_words(
+    venv: &Path,
+    user: &UserInfo,
+    closed: &impl std::fmt::Display,
+) -> String {
+    format!(
+        "its Python environment {} cannot be reached by {}: {closed} stops it, and the \
+         user's groups ({}) do not open it (did its primary group change? the environment \
+         follows the user's group at the daemon's next look at it, at once after a reload)",
+        venv.display(),
+        builder_label(user),
+        user.groups
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// The venv inside an environment folder.
 pub(crate) fn venv_dir(env_dir: &Path) -> PathBuf {
     env_dir.join("venv")

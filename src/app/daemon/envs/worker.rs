@@ -323,6 +323,31 @@ impl Worker {
                 None => self.start_build(&key, &spec, builder.as_ref()),
             }
         }
+        self.regroup();
+    }
+
+    /// Opens each ready environment of a `user` job to the group its user has now: `<key>/`
+    /// is 0750 root:<the user's group>, and a changed primary group (`usermod -g`) locked the
+    /// job out of its own environment for good (the key holds the builder's uid only) and
+    /// left it open to the old group's members.
+    fn regroup(&self) {
+        for t in self.jobs.values() {
+            let (true, Ok(Some(u))) = (t.spec.shared, &t.builder) else {
+                continue;
+            };
+            let keys = [
+                t.key.as_ref().and_then(|k| k.as_ref().ok()),
+                t.in_use.as_ref(),
+            ];
+            for k in keys.into_iter().flatten() {
+                if self.envs.get(k).is_some_and(|e| e.state == Phase::Ready) {
+                    let dir = self.dir_of(k, true);
+                    if let Err(e) = crate::service::sys::seal_dir_mode(&dir, Some(u.gid)) {
+                        warn!(env = %k, "cannot open the environment to the group of {}: {e}", u.name);
+                    }
+                }
+            }
+        }
     }
 
     fn start_build(&mut self, key: &str, spec: &EnvSpec, builder: Option<&UserInfo>) {
