@@ -1657,11 +1657,29 @@ fn a_users_deep_tree_in_a_failed_builds_venv_is_removed_without_a_crash() {
 }
 
 /// Removes the user a test made, whatever happens to it.
-struct UserMade(String);
+struct UserMade {
+    name: String,
+    _db: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// Held by a test while it adds or removes users and groups (each rewrites /etc/group by
+/// rename, which detaches a mount over it in another namespace), taken whole by the test
+/// whose daemon sees a hung /etc/group.
+static USER_DB: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+impl UserMade {
+    /// Before the user is created: removed (and the lock let go) when dropped.
+    fn new(user: String) -> UserMade {
+        UserMade {
+            name: user,
+            _db: USER_DB.read().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
 
 impl Drop for UserMade {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).output();
+        let _ = Command::new("userdel").arg(&self.name).output();
     }
 }
 
@@ -1683,7 +1701,7 @@ fn a_held_jobs_changed_requirements_build_nothing_and_it_runs_in_its_users_envir
         return;
     }
     let user = format!("rmkd-held{}", std::process::id() % 100_000);
-    let _made = UserMade(user.clone());
+    let _made = UserMade::new(user.clone());
     let out = Command::new("useradd")
         .args(["-M", "-s", "/usr/sbin/nologin", &user])
         .output()
@@ -1862,7 +1880,7 @@ fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
         return;
     }
     let user = format!("rmkd-heldb{}", std::process::id() % 100_000);
-    let _made = UserMade(user.clone());
+    let _made = UserMade::new(user.clone());
     let out = Command::new("useradd")
         .args(["-M", "-s", "/usr/sbin/nologin", &user])
         .output()
@@ -1920,6 +1938,360 @@ fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
     );
     assert!(env_dirs(&inst).is_empty(), "{:?}", env_dirs(&inst));
     assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
+/// The environment of a live process, as `NAME=value` entries.
+fn environ_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|e| {
+            e.split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// F7/1: root's proxy password and index token reached a `user` job's user through its
+/// environment build (the build runs as that user, who reads its own processes' environment).
+/// Now only the build user's builds (jobs without `user`) get root's installer settings; a
+/// `user` job's build gets those of the job's `env`, nothing of root's.
+#[test]
+fn a_user_jobs_build_gets_its_jobs_installer_settings_not_roots() {
+    let Some((runner, _)) = runner_user() else {
+        return;
+    };
+    let Some((builder, _)) = system_user(BUILDER) else {
+        return;
+    };
+    // No real Python needed: the "interpreter" waits, so the build's processes stay to be seen.
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    let fake = d.join("waits-python");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("u.txt"), "u\n").unwrap();
+    std::fs::write(d.join("b.txt"), "b\n").unwrap();
+    let py = format!("python = \"{}\"\n", fake.display());
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}{py}user = \"{RUNNER}\"\nenv = {{ PIP_INDEX_URL = \"https://job:own@127.0.0.1:9/simple\" }}\n\n{}{py}",
+            job("u", "u.txt", "1h"),
+            job("b", "b.txt", "1h"),
+        ),
+    );
+    let out = inst
+        .cmd()
+        .env("https_proxy", "http://admin:S3cret@127.0.0.1:9")
+        .env("PIP_INDEX_URL", "https://robot:tok3n@127.0.0.1:9/simple")
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    // Both builds' processes: env-build and the "interpreter" below it, by their run tag.
+    let envs_dir = envs_root(&inst).display().to_string();
+    let of = |uid: u32| -> Vec<(u32, Vec<String>)> {
+        processes_of(&envs_dir)
+            .into_iter()
+            .filter(|(p, _)| uid_of(u64::from(*p)) == Some(uid))
+            .map(|(p, _)| (p, environ_of(p)))
+            .collect()
+    };
+    let waiting = |procs: &[(u32, Vec<String>)]| procs.len() >= 2;
+    assert!(
+        wait_for(Duration::from_secs(60), || waiting(&of(runner))
+            && waiting(&of(builder))),
+        "runner's {:?}, builder's {:?}\n{}",
+        of(runner),
+        of(builder),
+        inst.log()
+    );
+    for (pid, env) in of(runner) {
+        let all = env.join(" ");
+        assert!(
+            !all.contains("S3cret") && !all.contains("tok3n"),
+            "root's proxy password or index token reached the job's user (pid {pid}): {env:?}"
+        );
+        assert!(
+            env.iter()
+                .any(|v| v == "PIP_INDEX_URL=https://job:own@127.0.0.1:9/simple"),
+            "the job's own index did not reach its build (pid {pid}): {env:?}"
+        );
+    }
+    // The build user's build still gets the daemon's (an admin behind a proxy).
+    for (pid, env) in of(builder) {
+        assert!(
+            env.iter()
+                .any(|v| v == "https_proxy=http://admin:S3cret@127.0.0.1:9")
+                && env
+                    .iter()
+                    .any(|v| v == "PIP_INDEX_URL=https://robot:tok3n@127.0.0.1:9/simple"),
+            "the build user's build lost the daemon's installer settings (pid {pid}): {env:?}"
+        );
+    }
+}
+
+/// F7/4: a job whose `user` is root by uid (`root`, an alias such as `toor`) is built by the
+/// build user (never as root), as `builder_for` says; the build user was looked up only for
+/// jobs without `user`, so such a job's every run was "no build needs the build user".
+#[test]
+fn a_job_whose_user_is_root_is_built_by_the_build_user() {
+    let Some((builder, _)) = system_user(BUILDER) else {
+        return;
+    };
+    // No real Python needed: the "interpreter" waits; who runs it is what counts.
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    let fake = d.join("waits-python");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("r.txt"), "r\n").unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}python = \"{}\"\nuser = \"root\"\n",
+            job("r", "r.txt", "1h"),
+            fake.display()
+        ),
+    );
+    start(&inst);
+    let label = format!("{BUILDER} (uid {builder})");
+    let mut why = String::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            if let Some(r) = ran(&inst, "r").first() {
+                why = r.to_string();
+                return true;
+            }
+            envs(&inst)
+                .iter()
+                .any(|e| e["builder"] == label.as_str() && e["state"] == "building")
+        }) && why.is_empty(),
+        "no build by the build user: {why}\n{:?}\n{}",
+        envs(&inst),
+        inst.log()
+    );
+}
+
+/// F7/3: a user database that does not answer (here /etc/group a FIFO in the daemon's mount
+/// namespace: NSS's getgrouplist blocks on it as on a hung LDAP) held the lookup of the build
+/// user on the environments' thread for ever: no build, env_build_timeout never applied,
+/// nothing shown, and each due time "skipped: the previous run is still in flight" (none
+/// was). Now the lookup is bounded: the job's runs are errors that name the user database.
+#[test]
+fn a_hung_user_database_fails_the_builds_it_holds_saying_why() {
+    if !require_root("a mount namespace") || system_user(BUILDER).is_none() {
+        return;
+    }
+    if !require_tool(
+        have_tool("unshare") && have_tool("mkfifo"),
+        "unshare, mkfifo",
+    ) {
+        return;
+    }
+    // No user or group added or removed while it runs: a rewritten /etc/group would detach
+    // the FIFO mounted over it, and the database would answer. (The kept users are made.)
+    let _ = (system_user(RUNNER), system_user(ATTACKER));
+    let _db = USER_DB.write().unwrap_or_else(|e| e.into_inner());
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"3s\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let d = inst.dir.path();
+    std::fs::write(d.join("r.txt"), "r\n").unwrap();
+    inst.write_config(
+        &daemon,
+        &format!(
+            "{}\n[[job]]\nname = \"plain\"\ncommand = [\"/bin/true\"]\nevery = \"2s\"\ntimeout = \"2s\"\n",
+            job("h", "r.txt", "2s"),
+        ),
+    );
+    let fifo = d.join("group-fifo");
+    let out = Command::new("mkfifo").arg(&fifo).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let script = format!(
+        "mount --bind '{}' /etc/group && exec '{BIN}' --config '{}' start",
+        fifo.display(),
+        inst.config.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    let note = |r: &Value| r["note"].as_str().unwrap_or_default().to_string();
+    assert!(
+        wait_for(Duration::from_secs(60), || ran(&inst, "h").iter().any(
+            |r| r["outcome"] == "error" && note(r).contains("user database")
+        )),
+        "{:?}\n{}",
+        inst.finished_records("h"),
+        inst.log()
+    );
+    let rec = ran(&inst, "h")
+        .into_iter()
+        .find(|r| note(r).contains("user database"))
+        .unwrap();
+    assert!(note(&rec).contains(BUILDER), "{rec}");
+    // No due time of it was skipped for a run in flight: none was.
+    let false_notes: Vec<String> = inst
+        .finished_records("h")
+        .iter()
+        .map(note)
+        .filter(|n| n.contains("in flight"))
+        .collect();
+    assert!(false_notes.is_empty(), "{false_notes:?}");
+    // Jobs without an environment ran on meanwhile.
+    assert!(!ran(&inst, "plain").is_empty(), "{}", inst.log());
+}
+
+/// A Python script that writes a stand-in Robot Framework wheel into OUTDIR (`python3 -c
+/// STANDIN_ROBOT OUTDIR`): its `robot` prints "STANDIN-ROBOT-RAN" and its uid and gid.
+const STANDIN_ROBOT: &str = r#"
+import zipfile, hashlib, base64, sys
+name, ver, out = 'robotframework', '7.0', sys.argv[1]
+di = f'{name}-{ver}.dist-info'
+files = {'robot/__init__.py': b'import os\ndef main():\n    print("STANDIN-ROBOT-RAN", os.getuid(), os.getgid())\n    return 0\n',
+         f'{di}/METADATA': f'Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n'.encode(),
+         f'{di}/WHEEL': b'Wheel-Version: 1.0\nGenerator: rmkd-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n',
+         f'{di}/entry_points.txt': b'[console_scripts]\nrobot = robot:main\n'}
+rec = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}" for n, d in files.items()]
+files[f'{di}/RECORD'] = ('\n'.join(rec + [f'{di}/RECORD,,']) + '\n').encode()
+with zipfile.ZipFile(f'{out}/{name}-{ver}-py3-none-any.whl', 'w') as z:
+    for n, d in files.items(): z.writestr(n, d)
+"#;
+
+/// Removes a group this test created, also when it fails.
+struct GroupMade(String);
+
+impl Drop for GroupMade {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
+/// F7/5: the primary group of a job's user changed (`usermod -g`) and the job was locked out
+/// of its own environment for good: `<key>/` stayed 0750 root:<the old group>, every run
+/// "cannot start robot: Permission denied". The environment follows the user's group now.
+#[test]
+fn a_job_keeps_its_environment_when_its_users_primary_group_changes() {
+    if !require_root("a user and a group are created") {
+        return;
+    }
+    let py = Path::new("/usr/bin/python3");
+    if !require_tool(py.is_file(), "/usr/bin/python3") {
+        return;
+    }
+    let n = std::process::id() % 100_000;
+    let (user, group) = (format!("rmkd-rg{n}"), format!("rmkd-rgg{n}"));
+    let _made = UserMade::new(user.clone());
+    let out = Command::new("useradd")
+        .args(["-M", "-U", "-s", "/bin/sh", &user])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "useradd: {out:?}");
+    let _own_group = GroupMade(user.clone());
+    let out = Command::new("groupadd").arg(&group).output().unwrap();
+    assert!(out.status.success(), "groupadd: {out:?}");
+    let _group = GroupMade(group.clone());
+    let daemon = "uv = \"off\"\n";
+    let inst = Instance::new(daemon, "");
+    open_to_builders(&inst);
+    let d = inst.dir.path();
+    let wheels = d.join("wheels");
+    std::fs::create_dir(&wheels).unwrap();
+    let out = Command::new(py)
+        .args(["-c", STANDIN_ROBOT])
+        .arg(&wheels)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(d.join("t.robot"), "*** Test Cases ***\nT\n    Log    hi\n").unwrap();
+    std::fs::write(
+        d.join("r.txt"),
+        format!(
+            "--no-index\n--find-links {}\nrobotframework\n",
+            wheels.display()
+        ),
+    )
+    .unwrap();
+    chown_tree(&wheels, 0, 0);
+    let out = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    inst.write_config(
+        daemon,
+        &format!(
+            "[[job]]\nname = \"e\"\nsuite = \"t.robot\"\nevery = \"2s\"\ntimeout = \"20s\"\nrequirements = \"r.txt\"\npython = \"{}\"\nuser = \"{user}\"\n",
+            py.display()
+        ),
+    );
+    start(&inst);
+    // The runs whose robot ran: its line in the run's stdout.log.
+    let runs = inst.state.join("jobs/e/runs");
+    let robot_ran = || -> usize {
+        std::fs::read_dir(&runs)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_to_string(e.path().join("stdout.log"))
+                            .is_ok_and(|s| s.contains("STANDIN-ROBOT-RAN"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let notes = || -> Vec<String> {
+        ran(&inst, "e")
+            .iter()
+            .map(|r| r["note"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(120), || robot_ran() >= 1),
+        "{:?}\n{}",
+        notes(),
+        inst.log()
+    );
+    // The admin changes the user's primary group (retried while a run holds the user).
+    assert!(
+        wait_for(Duration::from_secs(10), || Command::new("usermod")
+            .args(["-g", &group, &user])
+            .output()
+            .is_ok_and(|o| o.status.success())),
+        "usermod -g failed"
+    );
+    let before = notes().len();
+    let ran_before = robot_ran();
+    assert!(
+        wait_for(Duration::from_secs(30), || robot_ran() >= ran_before + 2),
+        "robot no longer runs after the group change: {:?}\n{}",
+        &notes()[before.min(notes().len())..],
+        inst.log()
+    );
+    let denied: Vec<String> = notes()
+        .into_iter()
+        .skip(before)
+        .filter(|n| n.contains("Permission denied"))
+        .collect();
+    assert!(denied.is_empty(), "{denied:?}");
 }
 
 /// The daemon, started in a mount namespace of its own, ended by PID whatever happens.

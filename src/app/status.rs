@@ -252,6 +252,10 @@ fn envs_table(o: &mut String, envs: &[crate::model::env::EnvState]) {
         "{:<34} {:<9} {:<5} {:>8} {:<20} JOBS",
         "ENVIRONMENT", "STATE", "TOOL", "BUILD", "BUILT"
     );
+    // Every field through the terminal filter: the tool and the Python version come from the
+    // builder's own file, the builder's name from the user database, the source's path and
+    // the jobs' names from the admin; none of it may steer the admin's terminal.
+    let t = crate::app::term::sanitize;
     for e in envs {
         let state = serde_json::to_value(e.state)
             .ok()
@@ -260,22 +264,23 @@ fn envs_table(o: &mut String, envs: &[crate::model::env::EnvState]) {
         let _ = writeln!(
             o,
             "{:<34} {:<9} {:<5} {:>8} {:<20} {}",
-            e.key,
-            state,
-            e.tool.as_deref().unwrap_or("-"),
+            t(&e.key),
+            t(&state),
+            t(e.tool.as_deref().unwrap_or("-")),
             e.duration_s.map_or("-".into(), |d| format!("{d:.1}s")),
             e.built.map_or("-".into(), |b| b
                 .with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string()),
-            e.jobs.join(", ")
+            t(&e.jobs.join(", "))
         );
+        let from = t(&e.source.display().to_string());
         match &e.builder {
             Some(b) => {
-                let _ = writeln!(o, "  from {}, built as {b}", e.source.display());
+                let _ = writeln!(o, "  from {from}, built as {}", t(b));
             }
             None => {
-                let _ = writeln!(o, "  from {}", e.source.display());
+                let _ = writeln!(o, "  from {from}");
             }
         }
         if let Some(err) = &e.error {
@@ -335,5 +340,27 @@ mod tests {
         assert!(!o.contains('\x1b'), "{o:?}");
         assert!(!o.lines().any(|l| l.starts_with("<<<")), "{o}");
         assert_eq!(o.matches("\\x1b]0;retitled").count(), 3, "{o}");
+    }
+
+    /// F7/2: every field of the table reaches the terminal as text, the tool (from the
+    /// builder's own file in a status.json an older daemon wrote) among them: no escape
+    /// sequence, no line break that starts a line of the user's.
+    #[test]
+    fn every_field_of_the_environments_table_reaches_the_terminal_as_text() {
+        let raw = "x\u{1b}]0;t\u{7}\u{1b}[2J\nFORGED LINE\r\u{9b}";
+        let env: crate::model::env::EnvState = serde_json::from_value(serde_json::json!({
+            "key": raw, "source": format!("/r{raw}.txt"), "kind": "requirements",
+            "python": "python3", "state": "ready", "tool": format!("pip{raw}"),
+            "python_version": raw, "builder": format!("u{raw} (uid 1)"), "jobs": [raw],
+        }))
+        .unwrap();
+        let mut o = String::new();
+        super::envs_table(&mut o, &[env]);
+        assert!(!o.chars().any(|c| c.is_control() && c != '\n'), "{o:?}");
+        assert!(
+            !o.lines().any(|l| l.starts_with("FORGED")),
+            "a line of the user's: {o}"
+        );
+        assert_eq!(o.lines().count(), 4, "{o}");
     }
 }

@@ -190,6 +190,24 @@ impl Slots {
     }
 }
 
+/// Why a due run was skipped under `overlap = "skip"`: a run of the job in flight, or only
+/// an earlier due run still queued (`waits_for_env`: for the job's Python environment; else
+/// for a free slot or `start_delay`). A queued run is not in flight, and its job is not busy
+/// running: saying so sent an admin looking for a run that never started.
+pub(crate) fn skip_note(in_flight: bool, waits_for_env: bool) -> &'static str {
+    match (in_flight, waits_for_env) {
+        (true, _) => "the previous run is still in flight (overlap = \"skip\")",
+        (false, true) => {
+            "the previous due run has not started yet: it waits for the job's Python \
+             environment (overlap = \"skip\")"
+        }
+        (false, false) => {
+            "the previous due run has not started yet: it is queued (max_parallel, \
+             start_delay) (overlap = \"skip\")"
+        }
+    }
+}
+
 /// Whether a due run is queued or skipped: `busy` is true while a run of the job is in
 /// flight or queued. A `run-once` request is never asked: an admin asked for it.
 pub(crate) fn admit(overlap: Overlap, busy: bool) -> Admit {
@@ -533,6 +551,18 @@ mod tests {
             drive(&j, &mut s, t(12, 0, 30), t(12, 1, 0), 1),
             vec![t(12, 0, 0), t(12, 1, 0)]
         );
+    }
+
+    /// F7/3: a run that waits in the queue is not called in flight.
+    #[test]
+    fn a_skip_says_whether_the_previous_run_is_in_flight_or_waits() {
+        assert!(skip_note(true, true).contains("in flight"));
+        assert!(skip_note(true, false).contains("in flight"));
+        for env in [true, false] {
+            let n = skip_note(false, env);
+            assert!(!n.contains("in flight") && n.contains("not started"), "{n}");
+            assert_eq!(n.contains("Python environment"), env, "{n}");
+        }
     }
 
     #[test]

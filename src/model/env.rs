@@ -37,6 +37,11 @@ pub(crate) struct EnvSpec {
     pub(crate) python: String,
     /// For a job with a `user`: built where that user can read it (see `daemon::workdir`).
     pub(crate) shared: bool,
+    /// The job's `env`, for a job with a `user` (`None` without): the build of such a job
+    /// takes its installer settings (proxies, `PIP_*`, `UV_*`) from it, never from root's
+    /// environment, which the job's user must not read (see `service::pyenv::build_env`).
+    /// Not part of the key: a proxy password's hash would name a folder others can list.
+    pub(crate) job_env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Where a build stands.

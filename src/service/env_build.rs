@@ -88,10 +88,11 @@ pub(crate) fn command(
         argv.extend(["--home".into(), h.display().to_string()]);
         // Started as the builder, it gets this environment and nothing of the daemon's
         // (`spawn_as`): what the installers get (`pyenv::build_env`: the daemon's locale,
-        // PATH, proxies, CA bundles and installer settings; HOME, XDG folders and TMPDIR in
-        // the builder's folder), with the builder's names.
+        // PATH and CA bundles, proxies and installer settings of the daemon's or, for a
+        // `user` job, of its `env`; HOME, XDG folders and TMPDIR in the builder's folder),
+        // with the builder's names.
         env.extend(
-            pyenv::build_env(h)
+            pyenv::build_env(h, spec)
                 .into_iter()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v))),
         );

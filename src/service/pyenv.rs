@@ -63,6 +63,77 @@ pub(crate) fn resolve_build_user(name: &str) -> Result<UserInfo, String> {
     Ok(u)
 }
 
+/// How long the environments' worker waits for the build user's lookup before it calls the
+/// user database stuck (at most; never longer than `env_build_timeout`): the lookup is part
+/// of the build, and a database that never answers must not hold the builds for ever.
+pub(crate) const BUILD_USER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A lookup of the build user ([`resolve_build_user`]) on a thread of its own: NSS
+/// (`getpwnam`, `getgrouplist`, LDAP, sssd) and `/etc/shadow` can block for ever, and that
+/// must hold this thread, never the caller. Kept while unanswered, so that a database that
+/// hangs holds one such thread, not one per look.
+pub(crate) struct BuildUserLookup {
+    name: String,
+    since: std::time::Instant,
+    rx: std::sync::mpsc::Receiver<Result<UserInfo, String>>,
+    answer: Option<Result<UserInfo, String>>,
+}
+
+impl BuildUserLookup {
+    pub(crate) fn start(name: &str) -> Result<BuildUserLookup, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = name.to_string();
+        std::thread::Builder::new()
+            .name("build-user".into())
+            .spawn(move || {
+                let _ = tx.send(resolve_build_user(&n));
+            })
+            .map_err(|e| format!("cannot look up the build user {name:?}: {e}"))?;
+        Ok(BuildUserLookup {
+            name: name.to_string(),
+            since: std::time::Instant::now(),
+            rx,
+            answer: None,
+        })
+    }
+
+    /// The user it looks up.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The answer, waiting for it up to `bound`; `None` while the database has not answered.
+    pub(crate) fn wait(&mut self, bound: std::time::Duration) -> Option<Result<UserInfo, String>> {
+        if self.answer.is_none() {
+            self.answer = match self.rx.recv_timeout(bound) {
+                Ok(r) => Some(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Err(format!(
+                    "the lookup of the build user {:?} ended without an answer (a bug; see daemon.log)",
+                    self.name
+                ))),
+            };
+        }
+        self.answer.clone()
+    }
+
+    /// Why no environment of a job without a `user` is built while the database is silent.
+    pub(crate) fn waiting_words(&self) -> String {
+        build_user_waiting(&self.name, self.since.elapsed())
+    }
+}
+
+/// The words for a build user's lookup the user database has not answered for `took`.
+fn build_user_waiting(name: &str, took: std::time::Duration) -> String {
+    format!(
+        "waiting for the user database: the lookup of the build user {name:?} ([daemon] \
+         build_user) has had no answer for {} (LDAP, sssd or nslcd not answering?); \
+         environments it builds are not built until the database answers, and the daemon \
+         looks again by itself",
+        crate::model::duration::human_age(took.as_secs_f64())
+    )
+}
+
 /// Who builds a job's environment: its `user`, else the build user (`build_user`, resolved
 /// once per config). `None`: the daemon itself, where it cannot take another identity (it is
 /// not root; Windows).
@@ -74,9 +145,17 @@ pub(crate) fn builder_for(
         return Ok(None);
     }
     match job_user {
-        Some(u) if u.uid != 0 => Ok(Some(u.clone())),
+        Some(u) if !built_by_build_user(Some(u)) => Ok(Some(u.clone())),
         _ => build_user.clone().map(Some),
     }
+}
+
+/// Whether the build user builds the environment of a job with this `user` (when the daemon
+/// is root): a job without one, and one whose user is root by uid (`root`, an alias such as
+/// `toor`), whose build must not run as root either. The one rule [`builder_for`] and the
+/// build user's lookup share.
+pub(crate) fn built_by_build_user(job_user: Option<&UserInfo>) -> bool {
+    job_user.is_none_or(|u| u.uid == 0)
 }
 
 /// What the build itself reports ([`BUILD_INFO`] in the venv).
@@ -85,6 +164,26 @@ pub(crate) struct BuildInfo {
     pub(crate) tool: String,
     #[serde(default)]
     pub(crate) python_version: Option<String>,
+}
+
+/// Why a job's user cannot reach its environment: `closed` is the folder that stops it.
+pub(crate) fn unreachable_words(
+    venv: &Path,
+    user: &UserInfo,
+    closed: &impl std::fmt::Display,
+) -> String {
+    format!(
+        "its Python environment {} cannot be reached by {}: {closed} stops it, and the \
+         user's groups ({}) do not open it (did its primary group change? the environment \
+         follows the user's group at the daemon's next look at it, at once after a reload)",
+        venv.display(),
+        builder_label(user),
+        user.groups
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The venv inside an environment folder.
@@ -290,19 +389,26 @@ pub(crate) fn build(plan: &BuildPlan) -> i32 {
     }
 }
 
-/// The installers' environment in a build as another user: the daemon's locale, `PATH`,
-/// proxies, CA bundles and installer settings (`PIP_*`, `UV_*`: an admin's index), and the
-/// run tag (a timeout finds every process of the build by it); HOME, XDG folders and TMPDIR
-/// in the builder's own folder. Nothing else of root's: no HOME or caches of root's, no
-/// `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials' sockets.
-pub(crate) fn build_env(home: &Path) -> Vec<(OsString, OsString)> {
-    build_env_from(std::env::vars_os(), home)
+/// The installers' environment in a build as another user: the daemon's locale, `PATH`, CA
+/// bundles and the run tag (a timeout finds every process of the build by it); HOME, XDG
+/// folders and TMPDIR in the builder's own folder; and the installer settings (proxies,
+/// `PIP_*`, `UV_*`: an admin's index) of the daemon's environment for a job without a
+/// `user`, of the job's `env` for one with a `user` ([`installer_setting`]). Nothing else
+/// of root's: no HOME or caches of root's, no `PYTHONPATH`, no `VIRTUAL_ENV`, no credentials'
+/// sockets.
+pub(crate) fn build_env(home: &Path, spec: &EnvSpec) -> Vec<(OsString, OsString)> {
+    build_env_from(std::env::vars_os(), home, spec.job_env.as_ref())
 }
 
-/// Whether a variable of the daemon's environment reaches a build as another user (see
+/// The `env-build` process's own environment for its installers: what the daemon gave it
+/// (already [`build_env`]), its installer settings included, whoever's they are.
+fn installers_env(home: &Path) -> Vec<(OsString, OsString)> {
+    build_env_from(std::env::vars_os(), home, None)
+}
+
+/// Whether a variable of the daemon's environment reaches every build as another user (see
 /// [`build_env`]).
 fn build_env_keeps(k: &str) -> bool {
-    let upper = k.to_ascii_uppercase();
     matches!(
         k,
         "PATH"
@@ -315,23 +421,41 @@ fn build_env_keeps(k: &str) -> bool {
             | "CURL_CA_BUNDLE"
     ) || k == crate::service::run::TAG
         || k.starts_with("LC_")
-        || matches!(
-            upper.as_str(),
-            "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
-        )
-        // The installers' own settings, but none naming a folder of root's (a cache, an
-        // install dir): the builder has its own.
-        || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
 }
 
+/// An installer setting: a proxy (its URL may carry a password) or an installer's own setting
+/// (`PIP_*`, `UV_*`: an index URL may carry a token), but none naming a folder (a cache, an
+/// install dir: the builder has its own). Root's reach only the build user's builds (of jobs
+/// without a `user`); a job with a `user` is built as that user, who must not read root's
+/// secrets (SECURITY.md: a run as another user starts from nothing), and gets its job's `env`'s
+/// instead.
+fn installer_setting(k: &str) -> bool {
+    let upper = k.to_ascii_uppercase();
+    matches!(
+        upper.as_str(),
+        "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
+    ) || ((k.starts_with("PIP_") || k.starts_with("UV_")) && !k.ends_with("_DIR"))
+}
+
+/// [`build_env`] from `vars` (the daemon's environment): with `job_env` (a `user` job's), the
+/// installer settings are that job's, none of `vars`.
 fn build_env_from(
     vars: impl Iterator<Item = (OsString, OsString)>,
     home: &Path,
+    job_env: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Vec<(OsString, OsString)> {
+    let keeps = |k: &str| build_env_keeps(k) || (job_env.is_none() && installer_setting(k));
     // An empty variable is no setting.
     let mut env: Vec<(OsString, OsString)> = vars
-        .filter(|(k, v)| k.to_str().is_some_and(build_env_keeps) && !v.is_empty())
+        .filter(|(k, v)| k.to_str().is_some_and(keeps) && !v.is_empty())
         .collect();
+    env.extend(
+        job_env
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| installer_setting(k) && !v.is_empty())
+            .map(|(k, v)| (k.into(), v.into())),
+    );
     env.extend([
         ("HOME".into(), home.as_os_str().to_owned()),
         (
@@ -493,7 +617,7 @@ fn build_steps(plan: &BuildPlan) -> Result<(), BuildError> {
     let venv = venv_dir(&crate::service::config::absolute(&plan.dir));
     // A build interrupted before (daemon killed, timeout) may have left half a venv.
     empty_dir(&venv)?;
-    let env = plan.home.as_deref().map(build_env);
+    let env = plan.home.as_deref().map(installers_env);
     let env = env.as_deref();
     if let Some(home) = &plan.home {
         let tmp = home.join("tmp");
@@ -597,10 +721,33 @@ fn install(
 
 /// Reads what the build reported from a venv (capped, no link followed: in a sealed venv the
 /// daemon's own file, in a venv the daemon built as itself its own).
+///
+/// A build as another user writes this file as that user (and may swap it while the daemon
+/// seals the venv), so what it says is the builder's word: only known values are taken
+/// ([`checked_build_info`]); they reach status.json, the section and the admin's terminal.
 pub(crate) fn read_build_info(venv: &Path) -> Option<BuildInfo> {
     use crate::service::sys::file;
     let data = file::read(&venv.join(BUILD_INFO), BUILD_INFO_CAP, file::Links::Refuse).ok()?;
-    serde_json::from_slice(&data).ok()
+    checked_build_info(serde_json::from_slice(&data).ok()?)
+}
+
+/// `info` with only what a build can have written: `tool` is `pip` or `uv` (else the whole
+/// file is not the build's: `None`, and the daemon keeps the tool it chose), `python_version`
+/// the shape of one (`3.11.7`, `3.13.0rc1`, `3.14.0+`; else left out).
+fn checked_build_info(info: BuildInfo) -> Option<BuildInfo> {
+    if !matches!(info.tool.as_str(), "pip" | "uv") {
+        return None;
+    }
+    let version_like = |v: &str| {
+        v.len() <= 32
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '+')
+    };
+    Some(BuildInfo {
+        python_version: info.python_version.filter(|v| version_like(v)),
+        ..info
+    })
 }
 
 /// SHA-256 of `data` (the RustCrypto `sha2` crate).
@@ -635,6 +782,72 @@ mod tests {
         );
     }
 
+    /// F7/3: an answer is waited for up to the bound, kept once it came; no answer is words
+    /// that name the database and the build user.
+    #[test]
+    fn a_build_user_lookup_waits_only_up_to_its_bound() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut l = BuildUserLookup {
+            name: "robotmk".into(),
+            since: std::time::Instant::now(),
+            rx,
+            answer: None,
+        };
+        let t0 = std::time::Instant::now();
+        assert!(l.wait(std::time::Duration::from_millis(50)).is_none());
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        let w = l.waiting_words();
+        assert!(
+            w.contains("user database") && w.contains("\"robotmk\""),
+            "{w}"
+        );
+        tx.send(Err("no such user".into())).unwrap();
+        assert_eq!(
+            l.wait(std::time::Duration::ZERO),
+            Some(Err("no such user".into()))
+        );
+        drop(tx);
+        assert_eq!(
+            l.wait(std::time::Duration::ZERO),
+            Some(Err("no such user".into()))
+        );
+    }
+
+    /// F7/2: the builder's file names a tool and a version; anything else (escape sequences,
+    /// line breaks) is not taken.
+    #[test]
+    fn only_known_tools_and_version_shapes_are_taken_from_the_builders_file() {
+        let info = |tool: &str, v: Option<&str>| BuildInfo {
+            tool: tool.into(),
+            python_version: v.map(str::to_string),
+        };
+        for tool in ["pip", "uv"] {
+            for v in ["3.11.7", "3.13.0rc1", "3.14.0+"] {
+                let got = checked_build_info(info(tool, Some(v))).expect(tool);
+                assert_eq!(
+                    (got.tool.as_str(), got.python_version.as_deref()),
+                    (tool, Some(v))
+                );
+            }
+            for v in [
+                "3.11\u{1b}[2J",
+                "3.11\nFORGED",
+                "",
+                "x3.11",
+                &"3".repeat(33),
+            ] {
+                let got = checked_build_info(info(tool, Some(v))).expect(tool);
+                assert_eq!(got.python_version, None, "{v:?}");
+            }
+        }
+        for tool in ["pip\u{1b}]0;t\u{7}\nFORGED LINE", "conda", "", "PIP"] {
+            assert!(
+                checked_build_info(info(tool, Some("3.11.7"))).is_none(),
+                "{tool:?}"
+            );
+        }
+    }
+
     #[test]
     fn keys_follow_content_and_kind() {
         let dir = tempfile::tempdir().unwrap();
@@ -647,6 +860,7 @@ mod tests {
             kind,
             python: "python3".into(),
             shared: false,
+            job_env: None,
         };
         let ka = key_of(&spec(&a, SourceKind::Requirements), None).unwrap();
         // Same content elsewhere: the same environment.
@@ -673,6 +887,7 @@ mod tests {
             kind: SourceKind::Requirements,
             python: "python3".into(),
             shared: false,
+            job_env: None,
         };
         let own = key_of(&spec, None).unwrap();
         let one = key_of(&spec, Some(1000)).unwrap();
@@ -704,39 +919,64 @@ mod tests {
             (crate::service::run::TAG, "/var/lib/x.users/envs/k"),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        let env: std::collections::BTreeMap<String, String> = build_env_from(
-            vars.into_iter(),
-            Path::new("/var/lib/x.users/build-homes/997"),
-        )
-        .into_iter()
-        .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
-        .collect();
+        let env = |job_env| -> std::collections::BTreeMap<String, String> {
+            build_env_from(
+                vars.clone().into_iter(),
+                Path::new("/var/lib/x.users/build-homes/997"),
+                job_env,
+            )
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect()
+        };
         let home = "/var/lib/x.users/build-homes/997";
-        assert_eq!(env["HOME"], home);
-        assert_eq!(env["XDG_CACHE_HOME"], format!("{home}/.cache"));
-        assert_eq!(env["TMPDIR"], format!("{home}/tmp"));
-        for gone in [
-            "USER",
-            "PYTHONPATH",
-            "VIRTUAL_ENV",
-            "SSH_AUTH_SOCK",
-            "UV_CACHE_DIR",
+        let job: std::collections::BTreeMap<String, String> = [
+            ("HTTPS_PROXY", "http://job:proxy@p:3128"),
+            ("PIP_EXTRA_INDEX_URL", "https://job.example/simple"),
+            ("PIP_CACHE_DIR", "/home/job/.cache/pip"),
+            ("SECRET_OF_THE_SUITE", "s"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        // The build user's (a job without `user`): root's installer settings; a `user` job's:
+        // its own only.
+        for (who, env, job_env) in [
+            ("build user", env(None), None),
+            ("job user", env(Some(&job)), Some(&job)),
         ] {
-            assert!(!env.contains_key(gone), "{gone} leaked: {env:?}");
+            assert_eq!(env["HOME"], home);
+            assert_eq!(env["XDG_CACHE_HOME"], format!("{home}/.cache"));
+            assert_eq!(env["TMPDIR"], format!("{home}/tmp"));
+            for gone in [
+                "USER",
+                "PYTHONPATH",
+                "VIRTUAL_ENV",
+                "SSH_AUTH_SOCK",
+                "UV_CACHE_DIR",
+                "PIP_CACHE_DIR",
+                "SECRET_OF_THE_SUITE",
+            ] {
+                assert!(!env.contains_key(gone), "{who}: {gone} leaked: {env:?}");
+            }
+            for kept in ["PATH", "LANG", "LC_ALL"] {
+                assert!(env.contains_key(kept), "{who}: {kept} dropped: {env:?}");
+            }
+            let roots = ["https_proxy", "PIP_INDEX_URL", "UV_INDEX_URL"];
+            let jobs = ["HTTPS_PROXY", "PIP_EXTRA_INDEX_URL"];
+            let (have, lack) = if job_env.is_some() {
+                (jobs, &roots[..])
+            } else {
+                (["https_proxy", "PIP_INDEX_URL"], &jobs[..])
+            };
+            for k in have {
+                assert!(env.contains_key(k), "{who}: {k} dropped: {env:?}");
+            }
+            for k in lack {
+                assert!(!env.contains_key(*k), "{who}: {k} passed: {env:?}");
+            }
+            assert_eq!(env[crate::service::run::TAG], "/var/lib/x.users/envs/k");
+            assert!(!env.values().any(|v| v.starts_with("/root")), "{env:?}");
         }
-        assert!(!env.contains_key("PIP_CACHE_DIR"), "{env:?}");
-        for kept in [
-            "PATH",
-            "LANG",
-            "LC_ALL",
-            "https_proxy",
-            "PIP_INDEX_URL",
-            "UV_INDEX_URL",
-        ] {
-            assert!(env.contains_key(kept), "{kept} dropped: {env:?}");
-        }
-        assert_eq!(env[crate::service::run::TAG], "/var/lib/x.users/envs/k");
-        assert!(!env.values().any(|v| v.starts_with("/root")), "{env:?}");
     }
 
     #[test]

@@ -313,6 +313,7 @@ impl Daemon {
             };
             let job = Arc::clone(&js.job);
             let busy = js.busy();
+            let in_flight = !js.running().is_empty();
             if let Some(first) = firing.missed() {
                 // The first missed slot is recorded as skipped (see `backlog`), in the folder
                 // prepared for it if there is one.
@@ -349,7 +350,14 @@ impl Daemon {
                     &job,
                     run_due,
                     firing.trigger(),
-                    "the previous run is still in flight (overlap = \"skip\")",
+                    scheduler::skip_note(
+                        in_flight,
+                        job.pyenv.is_some()
+                            && !matches!(
+                                self.envs.jobs.get(&*job.name),
+                                Some(super::envs::JobEnv::Ready { .. })
+                            ),
+                    ),
                     prepared,
                 );
             } else {

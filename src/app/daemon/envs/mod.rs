@@ -221,6 +221,11 @@ impl Daemon {
         match self.envs.jobs.get(&*job.name) {
             Some(JobEnv::Ready { key, venv }) => {
                 let bin = pyenv::bin_dir(venv);
+                // Said plainly, not as the exec's "Permission denied".
+                if let Some(u) = job.user.as_deref().filter(|u| u.uid != 0) {
+                    crate::service::sys::check_passable(&bin.join("python"), u.uid, &u.groups)
+                        .map_err(|closed| pyenv::unreachable_words(venv, u, &closed))?;
+                }
                 let mut paths = vec![bin];
                 let inherited = spec
                     .env

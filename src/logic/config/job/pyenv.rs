@@ -49,5 +49,6 @@ pub(super) fn python_env(
         kind,
         python,
         shared: raw.user.is_some(),
+        job_env: raw.user.is_some().then(|| raw.env.clone()),
     }))
 }

@@ -21,9 +21,13 @@ impl Worker {
     ) {
         // Looked up once per config, and only when some build needs it (every reload looks
         // again: an admin who created the user reloads).
-        let needed = crate::service::sys::is_root() && jobs.iter().any(|(_, _, u)| u.is_none());
+        let needed = crate::service::sys::is_root()
+            && jobs
+                .iter()
+                .any(|(_, _, u)| pyenv::built_by_build_user(u.as_ref()));
+        self.configured = (jobs.clone(), build_user.to_string());
         let build_user = if needed {
-            pyenv::resolve_build_user(build_user)
+            self.resolve_build_user(build_user)
         } else {
             Err(format!("no build needs the build user {build_user:?}"))
         };
@@ -141,6 +145,50 @@ impl Worker {
                     self.envs.insert(key, st);
                 }
                 None => self.start_build(&key, &spec, builder.as_ref()),
+            }
+        }
+        self.regroup();
+    }
+
+    /// The build user, looked up on a thread of its own and waited for at most
+    /// `env_build_timeout` (and [`pyenv::BUILD_USER_WAIT`]): a user database that does not
+    /// answer fails the builds it holds, saying so, instead of stalling every build for ever;
+    /// its answer, when it comes, configures the jobs again (see `serve`).
+    fn resolve_build_user(&mut self, name: &str) -> Result<UserInfo, String> {
+        let mut l = match self.lookup.take() {
+            Some(l) if l.name() == name => l,
+            _ => pyenv::BuildUserLookup::start(name)?,
+        };
+        match l.wait(self.timeout.min(pyenv::BUILD_USER_WAIT)) {
+            Some(answer) => answer,
+            None => {
+                let why = l.waiting_words();
+                self.lookup = Some(l);
+                Err(why)
+            }
+        }
+    }
+
+    /// Opens each ready environment of a `user` job to the group its user has now: `<key>/`
+    /// is 0750 root:<the user's group>, and a changed primary group (`usermod -g`) locked the
+    /// job out of its own environment for good (the key holds the builder's uid only) and
+    /// left it open to the old group's members.
+    fn regroup(&self) {
+        for t in self.jobs.values() {
+            let (true, Ok(Some(u))) = (t.spec.shared, &t.builder) else {
+                continue;
+            };
+            let keys = [
+                t.key.as_ref().and_then(|k| k.as_ref().ok()),
+                t.in_use.as_ref(),
+            ];
+            for k in keys.into_iter().flatten() {
+                if self.envs.get(k).is_some_and(|e| e.state == Phase::Ready) {
+                    let dir = self.dir_of(k, true);
+                    if let Err(e) = crate::service::sys::seal_dir_mode(&dir, Some(u.gid)) {
+                        warn!(env = %k, "cannot open the environment to the group of {}: {e}", u.name);
+                    }
+                }
             }
         }
     }

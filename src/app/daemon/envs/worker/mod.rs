@@ -88,6 +88,10 @@ struct Worker {
     retired: Retired,
     /// The daemon's: builds are its children like runs.
     spawner: run::Spawner,
+    /// The build user's lookup the user database has not answered yet, with the config's
+    /// jobs and `build_user`, configured again once it answers.
+    lookup: Option<crate::service::pyenv::BuildUserLookup>,
+    configured: (Vec<(String, EnvSpec, Option<UserInfo>)>, String),
 }
 
 pub(super) fn start_worker(
@@ -114,6 +118,8 @@ pub(super) fn start_worker(
         loop_seen: 0,
         retired: Retired::default(),
         spawner,
+        lookup: None,
+        configured: Default::default(),
     };
     std::thread::Builder::new()
         .name("envs".into())
@@ -127,6 +133,12 @@ impl Worker {
         loop {
             let now = Instant::now();
             let wait = env_upkeep::wait(self.builds.values().map(|b| &b.deadline), now, WATCH);
+            // An unanswered lookup of the build user is looked at every second.
+            let wait = if self.lookup.is_some() {
+                wait.min(Duration::from_secs(1))
+            } else {
+                wait
+            };
             match rx.recv_timeout(wait) {
                 Ok(Msg::Config {
                     jobs,
@@ -134,8 +146,8 @@ impl Worker {
                     uv,
                     build_user,
                 }) => {
-                    self.configure(jobs, &build_user);
                     self.timeout = timeout;
+                    self.configure(jobs, &build_user);
                     self.uv = uv;
                     configured = true;
                 }
@@ -147,6 +159,14 @@ impl Worker {
                 Ok(Msg::Look) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self
+                .lookup
+                .as_mut()
+                .is_some_and(|l| l.wait(Duration::ZERO).is_some())
+            {
+                let (jobs, build_user) = self.configured.clone();
+                self.configure(jobs, &build_user);
             }
             self.enforce_timeouts();
             if configured {
