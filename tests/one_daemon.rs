@@ -118,7 +118,31 @@ fn two_mk_vardirs_run_one_daemon_of_a_config() {
     assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
     // With it gone, the other environment may start one.
     assert!(ctrl_line(&inst, &v2).starts_with("0 "));
+    // A daemon that stops takes its config's lock file with it: none piles up per stop.
+    // (Root's folder; another user's depends on its session.)
+    let lock_file = Some(config_lock_file(&inst)).filter(|f| f.exists());
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        lock_file.is_some() || !root,
+        "no lock file in /run/robotmk-daemon"
+    );
     stop(&inst, &v2);
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+    if let Some(f) = lock_file {
+        assert!(!f.exists(), "the stopped daemon left {}", f.display());
+    }
+}
+
+/// The config's lock file of a daemon run by this (root) user: `/run/robotmk-daemon/`, named
+/// after the config file's device and inode.
+fn config_lock_file(inst: &Instance) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&inst.config).unwrap();
+    PathBuf::from(format!(
+        "/run/robotmk-daemon/config-{}-{}.lock",
+        m.dev(),
+        m.ino()
+    ))
 }
 
 #[test]

@@ -68,6 +68,11 @@ pub(crate) fn run(opts: Options) -> i32 {
     };
     let code = daemon.run_loop();
     give_up_links();
+    // The config's lock file goes now (it is still locked, so no other daemon can be
+    // waiting on a file it would then find gone): none is left behind per stop.
+    if let Some(l) = &daemon.config_lock {
+        l.remove_file();
+    }
     if !daemon.oneshot {
         lifecycle::end(&daemon.state, code);
     }

@@ -186,6 +186,15 @@ fn lock_name((dev, ino): (u64, u64)) -> String {
 /// never two holders. A daemon that dies leaves its file, harmless: not locked, free.
 impl Drop for ConfigLock {
     fn drop(&mut self) {
+        self.remove_file();
+    }
+}
+
+impl ConfigLock {
+    /// Removes the lock file while the lock is still held (see the `Drop` above): for a
+    /// daemon that exits with its locks held until the kernel frees them (`app/daemon/start.rs`
+    /// ends the process without dropping them).
+    pub(crate) fn remove_file(&self) {
         if same_file(&self.file, &self.path) {
             let _ = std::fs::remove_file(&self.path);
         }

@@ -52,6 +52,9 @@ impl std::fmt::Debug for ConfigLock {
 }
 
 impl ConfigLock {
+    /// Nothing to remove: the named object goes with its last handle.
+    pub(crate) fn remove_file(&self) {}
+
     /// True while `path` still leads to the locked file (not replaced by rename, not
     /// deleted, a symlink not repointed): followed as the config is read.
     pub(crate) fn still_names(&self, path: &Path) -> bool {
