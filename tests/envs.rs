@@ -1951,6 +1951,23 @@ fn environ_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An instance whose environment builds never end: no real Python needed, its "interpreter"
+/// (the returned path) waits, so a build's processes stay to be seen. Returns the instance, its
+/// daemon settings and the interpreter.
+fn waiting_build() -> (Instance, String, PathBuf) {
+    let daemon = format!(
+        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
+        build_user_line()
+    );
+    let inst = Instance::new(&daemon, "");
+    setup(&inst);
+    let fake = inst.dir.path().join("waits-python");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (inst, daemon, fake)
+}
+
 /// F7/1: root's proxy password and index token reached a `user` job's user through its
 /// environment build (the build runs as that user, who reads its own processes' environment).
 /// Now only the build user's builds (jobs without `user`) get root's installer settings; a
@@ -1963,18 +1980,8 @@ fn a_user_jobs_build_gets_its_jobs_installer_settings_not_roots() {
     let Some((builder, _)) = system_user(BUILDER) else {
         return;
     };
-    // No real Python needed: the "interpreter" waits, so the build's processes stay to be seen.
-    let daemon = format!(
-        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
-        build_user_line()
-    );
-    let inst = Instance::new(&daemon, "");
-    setup(&inst);
+    let (inst, daemon, fake) = waiting_build();
     let d = inst.dir.path();
-    let fake = d.join("waits-python");
-    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(d.join("u.txt"), "u\n").unwrap();
     std::fs::write(d.join("b.txt"), "b\n").unwrap();
     let py = format!("python = \"{}\"\n", fake.display());
@@ -2045,18 +2052,8 @@ fn a_job_whose_user_is_root_is_built_by_the_build_user() {
     let Some((builder, _)) = system_user(BUILDER) else {
         return;
     };
-    // No real Python needed: the "interpreter" waits; who runs it is what counts.
-    let daemon = format!(
-        "uv = \"off\"\nenv_build_timeout = \"2m\"\n{}",
-        build_user_line()
-    );
-    let inst = Instance::new(&daemon, "");
-    setup(&inst);
+    let (inst, daemon, fake) = waiting_build();
     let d = inst.dir.path();
-    let fake = d.join("waits-python");
-    std::fs::write(&fake, "#!/bin/sh\nsleep 120\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(d.join("r.txt"), "r\n").unwrap();
     inst.write_config(
         &daemon,
