@@ -640,12 +640,14 @@ fn jobs_with_much_detail_show_their_latest_results() {
     let cur = dir.join("cur.xml");
     std::fs::write(&cur, long_result(1000, "PASS")).unwrap();
     let names: Vec<String> = (1..=36).map(|i| format!("j{i:02}")).collect();
+    // Results come from run-once only; the schedule (January 1st) never fires while the test
+    // runs (hourly ones all ran when a run crossed a full hour, and overwrote its results).
     let jobs: String = names
         .iter()
         .map(|n| {
             format!(
                 "[[job]]\nname = \"{n}\"\ncommand = [\"/bin/cp\", \"{}\", \"{{run_dir}}/output.xml\"]\n\
-                 result = \"{{run_dir}}/output.xml\"\nevery = \"1h\"\n\n",
+                 result = \"{{run_dir}}/output.xml\"\ncron = \"0 0 1 1 *\"\n\n",
                 cur.display()
             )
         })
