@@ -678,13 +678,6 @@ fn a_huge_result_does_not_delay_other_jobs() {
     );
 }
 
-/// libfaketime, for tests that move the daemon's wall clock (the machine's is not the
-/// test's to set); `None` (the test skips, or fails under CI) where it is not installed.
-fn faketime() -> Option<&'static std::path::Path> {
-    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
-    require_tool(lib.is_file(), "libfaketime (apt-get install faketime)").then_some(lib)
-}
-
 /// The line of the service `name` in ctrl's output, ctrl run on the fake clock whose offset
 /// is in the file `offset`. ctrl starts the daemon (which inherits the fake clock) and its
 /// beat wakes it for a look. Monotonic time stays real, as in a real jump.
