@@ -827,7 +827,8 @@ fn a_result_from_the_future_goes_stale_after_the_clock_is_set_back() {
 /// it stays stale however the instance is looked at while the clock is still behind: by ctrl
 /// with no daemon to start (the full path, from the config and the status left), by the next
 /// daemon after a restart (which takes over when the clock was seen behind rather than count
-/// from its own start), and after that daemon reloads its config.
+/// from its own start; so does a `run-once` in between), and after that daemon reloads its
+/// config.
 #[test]
 fn a_result_from_the_future_stays_stale_across_a_restart_a_reload_and_ctrl_alone() {
     let Some(lib) = faketime() else {
@@ -858,6 +859,14 @@ fn a_result_from_the_future_stays_stale_across_a_restart_a_reload_and_ctrl_alone
     );
     assert!(inst.run(&["stop", "--now"]).status.success());
     assert!(inst.wait_daemon_gone(Duration::from_secs(10)));
+    // A `run-once` of another job with no daemon holds the instance and writes the status:
+    // it passes the count on too.
+    inst.write_config(
+        daemon,
+        &format!("{tick}[[job]]\nname = \"other\"\ncommand = [\"true\"]\nevery = \"1h\"\n"),
+    );
+    let once = inst.run(&["run-once", "other"]);
+    assert!(once.status.success(), "{once:?}");
     // ctrl alone: a job of a user that is not there keeps any daemon from starting.
     inst.write_config(
         daemon,
