@@ -281,3 +281,46 @@ fn ctrl_right_after_run_once_shows_that_run() {
         assert!(line.starts_with(want), "round {round}: {line}");
     }
 }
+
+/// F8: `start` after a `run-once` that ran while the wall clock stood ahead (NTP has stepped it
+/// back a few seconds since) names the daemon it started, not the `run-once` that has ended:
+/// that one's status has a start time after the launch, and readiness is judged by the live
+/// process holding the lock, not by the wall clock. The `run-once`'s clock is moved with
+/// libfaketime; the step back is the return to the real clock.
+#[test]
+fn start_after_a_run_once_from_the_future_names_the_daemon_it_started() {
+    let Some(lib) = faketime() else {
+        return;
+    };
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    let ahead = inst
+        .cmd()
+        .args(["run-once", "tick"])
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", "+30s")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .unwrap();
+    assert!(ahead.status.success(), "{ahead:?}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(inst.state.join("status.json")).unwrap()).unwrap();
+    let once = status["daemon"]["pid"].as_u64().unwrap();
+    let out = inst.run(&["start"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = text(&out.stdout);
+    // The daemon as the system sees it, not as a file says.
+    let mut daemons = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        daemons = inst.daemon_processes();
+        daemons.len() == 1
+    }));
+    let pid = daemons[0];
+    assert!(
+        said.contains(&format!("(pid {pid},")) && !said.contains(&format!("pid {once}")),
+        "run-once was pid {once}, the daemon is {pid}: {said}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

@@ -678,13 +678,6 @@ fn a_huge_result_does_not_delay_other_jobs() {
     );
 }
 
-/// libfaketime, for tests that move the daemon's wall clock (the machine's is not the
-/// test's to set); `None` (the test skips, or fails under CI) where it is not installed.
-fn faketime() -> Option<&'static std::path::Path> {
-    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
-    require_tool(lib.is_file(), "libfaketime (apt-get install faketime)").then_some(lib)
-}
-
 /// The line of the service `name` in ctrl's output, ctrl run on the fake clock whose offset
 /// is in the file `offset`. ctrl starts the daemon (which inherits the fake clock) and its
 /// beat wakes it for a look. Monotonic time stays real, as in a real jump.
@@ -827,5 +820,85 @@ fn a_result_from_the_future_goes_stale_after_the_clock_is_set_back() {
     );
     // WARN came first (one due run missed), then CRIT.
     assert!(states.contains(&'1'), "{states:?}");
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
+/// F8: once a result from the future has gone stale (the clock ran ahead, then was set back),
+/// it stays stale however the instance is looked at while the clock is still behind: by ctrl
+/// with no daemon to start (the full path, from the config and the status left), by the next
+/// daemon after a restart (which takes over when the clock was seen behind rather than count
+/// from its own start; so does a `run-once` in between), and after that daemon reloads its
+/// config.
+#[test]
+fn a_result_from_the_future_stays_stale_across_a_restart_a_reload_and_ctrl_alone() {
+    let Some(lib) = faketime() else {
+        return;
+    };
+    let daemon = "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"";
+    let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n";
+    let inst = Instance::new(daemon, tick);
+    let offset = inst.dir.path().join("faketime");
+    std::fs::write(&offset, "+365d").unwrap();
+    let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
+    assert!(wait_for_every(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || {
+            job_line();
+            inst.finished_records("tick").len() >= 2
+        }
+    ));
+    std::fs::write(&offset, "+0").unwrap();
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            line = job_line();
+            line.starts_with("2 ")
+        }),
+        "{line}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)));
+    // A `run-once` of another job with no daemon holds the instance and writes the status:
+    // it passes the count on too.
+    inst.write_config(
+        daemon,
+        &format!("{tick}[[job]]\nname = \"other\"\ncommand = [\"true\"]\nevery = \"1h\"\n"),
+    );
+    let once = inst.run(&["run-once", "other"]);
+    assert!(once.status.success(), "{once:?}");
+    // ctrl alone: a job of a user that is not there keeps any daemon from starting.
+    inst.write_config(
+        daemon,
+        &format!("{tick}[[job]]\nname = \"nobody\"\ncommand = [\"true\"]\nevery = \"1h\"\nuser = \"no-such-user-rmkd\"\n"),
+    );
+    line = job_line();
+    // The daemon that refused the config may still be on its way out.
+    assert!(wait_for(Duration::from_secs(10), || inst
+        .daemon_processes()
+        .is_empty()));
+    assert!(line.starts_with("2 "), "ctrl with no daemon: {line}");
+    // The next daemon, started by this ctrl on the clock still behind.
+    inst.write_config(daemon, tick);
+    line = job_line();
+    assert_eq!(inst.daemon_processes().len(), 1);
+    assert!(line.starts_with("2 "), "after a restart: {line}");
+    assert!(
+        line.contains("which lies in the future (the wall clock was set back)"),
+        "{line}"
+    );
+    // A reload: another job added, seen in the status once applied.
+    inst.write_config(
+        daemon,
+        &format!("{tick}[[job]]\nname = \"other\"\ncommand = [\"true\"]\nevery = \"1h\"\n"),
+    );
+    assert!(wait_for(Duration::from_secs(20), || {
+        line = job_line();
+        inst.status_json()["jobs"]
+            .as_array()
+            .is_some_and(|j| j.iter().any(|j| j["name"] == "other"))
+    }));
+    line = job_line();
+    assert!(line.starts_with("2 "), "after a reload: {line}");
     assert!(inst.run(&["stop", "--now"]).status.success());
 }

@@ -137,7 +137,12 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
         cfg.path.clone().into_os_string(),
         "daemon".into(),
     ];
-    let launch_time = chrono::Utc::now();
+    // The daemon whose status is there before the launch (a predecessor, a `run-once` that
+    // held the instance): its status is not the new daemon's, whatever the wall clock says.
+    let before =
+        crate::service::report::read_status(st).map(|s| (s.daemon.pid, s.daemon.pid_start));
+    // A refusal left by an earlier launch is not this one's (see `wait_until_ready`).
+    let _ = std::fs::remove_file(st.start_error_file());
     // Written before the launch: a ctrl that finds start.lock free next must not launch again
     // while this daemon is still coming up.
     crate::service::state::write_atomic(
@@ -151,7 +156,7 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
     let launched = launch::launch(&exe, &args, &cfg.daemon.instance).inspect_err(|_| {
         let _ = std::fs::remove_file(st.starting_file());
     })?;
-    let mut note = wait_until_ready(st, launch_time, launched.note.clone())?;
+    let mut note = wait_until_ready(st, before, launched.note.clone())?;
     drop(guard);
     if let Some(h) = handover {
         let done = format!("{}; it stopped, and this ctrl started {}", h.note, h.next);
@@ -167,34 +172,39 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
     })
 }
 
-/// Waits until the daemon launched at `launch_time` is ready, or refused its config, or
-/// `START_PATIENCE` is over (then `note` says so).
+/// Waits until the daemon just launched is ready, or refused its config, or `START_PATIENCE`
+/// is over (then `note` says so). `before`: the PID and process start time the status named
+/// before the launch.
 fn wait_until_ready(
     st: &StateDir,
-    launch_time: chrono::DateTime<chrono::Utc>,
+    before: Option<(u32, Option<u64>)>,
     mut note: Option<String>,
 ) -> Result<Option<String>, StartError> {
     let lock_file = st.lock_file();
     let running = || lock::is_held(&lock_file).map_err(|e| StartError::Failed(e.to_string()));
     let deadline = Instant::now() + START_PATIENCE;
     // Ready = holds the lock and has published its status, so this ctrl's report already
-    // shows the new daemon's PID. Judged by the start time inside the file: file mtimes come
-    // from the kernel's coarse clock and can lag the launch time.
+    // shows the new daemon's PID. Judged by the process the status names, never by the wall
+    // clock: a status written while the clock stood ahead (a `run-once` that has ended, the
+    // clock stepped back since) has a start time after this launch's, and file mtimes come
+    // from the kernel's coarse clock. The process is the one that started then (its start
+    // time, as everywhere a PID comes from a file), holds this instance's lock, and is not the
+    // one the status named before the launch (which may still be exiting).
     let published = || {
-        crate::service::state::read_json::<crate::model::status::Status>(&st.status_file())
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.daemon.started >= launch_time)
+        crate::service::report::read_status(st).is_some_and(|s| {
+            let d = &s.daemon;
+            before != Some((d.pid, d.pid_start))
+                && crate::service::sys::is_instance_daemon(d.pid, d.pid_start, &lock_file)
+        })
     };
     // A daemon that refused its config, or failed past it, says why in `start-error` (and
-    // exits).
+    // exits); an earlier launch's was removed before this one.
     let refused = || {
         crate::service::state::read_json::<crate::model::request::StartFailure>(
             &st.start_error_file(),
         )
         .ok()
         .flatten()
-        .filter(|f| f.at >= launch_time)
     };
     loop {
         if running()? && published() {

@@ -23,7 +23,10 @@
 //! deadlines, counted from its own due time, would keep it "fresh" for the length of the
 //! error — a year for a `date -s` typo. Its deadlines count instead from when the daemon
 //! noticed the clock behind (or started), as if a result had been due then ([`seen`]): the
-//! job goes WARN, then CRIT, like any job whose due runs do not report. A small step back
+//! job goes WARN, then CRIT, like any job whose due runs do not report. That instant cannot be
+//! told from the records (they say that the clock stands behind, not since when), so the
+//! status carries it: the next daemon takes it over while the clock is still behind, and ctrl
+//! with no daemon running judges from the last one's. A small step back
 //! (the next due run still comes before two due times after the step) keeps the ordinary
 //! deadlines, so that an NTP correction of a second does not make every job stale.
 

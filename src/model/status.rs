@@ -248,7 +248,9 @@ pub struct DaemonInfo {
     /// Since when the wall clock stands behind the latest due time taken (it was set back),
     /// counted on the daemon's monotonic clock and written as the wall instant that far back:
     /// a job's result from the future turns stale counted from here
-    /// (`logic::staleness::seen`), also when ctrl judges it from the config.
+    /// (`logic::staleness::seen`), also when ctrl judges it from the config (with no daemon
+    /// running, from the last one's). The next daemon (or `run-once`) takes it over while the
+    /// clock is still behind: a restart does not start the count again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) clock_set_back_since: Option<DateTime<Utc>>,
 }

@@ -127,11 +127,10 @@ pub fn build_from(
         }
     }
     report.envs = status.as_ref().map(|s| s.envs.clone()).unwrap_or_default();
-    // A running daemon's word on when it saw the clock behind (see `staleness::seen`).
-    let set_back_since = status
-        .as_ref()
-        .filter(|_| report.daemon.running)
-        .and_then(|s| s.daemon.clock_set_back_since);
+    // The daemon's word on when it saw the clock behind (see `staleness::seen`), also a
+    // stopped one's: with no daemon running no run comes either, and a result from the future
+    // must not turn fresh again (counted from now) because none runs to say so.
+    let set_back_since = status.as_ref().and_then(|s| s.daemon.clock_set_back_since);
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {
         // The config is the authority on which jobs exist; the status adds what the daemon

@@ -336,6 +336,14 @@ pub fn require_tool(ok: bool, what: &str) -> bool {
     false
 }
 
+/// libfaketime, for tests that move the wall clock of the processes they start (the
+/// machine's is not the test's to set); `None` (the test skips, or fails under CI) where it is
+/// not installed.
+pub fn faketime() -> Option<&'static Path> {
+    let lib = Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    require_tool(lib.is_file(), "libfaketime (apt-get install faketime)").then_some(lib)
+}
+
 /// Root is needed (users, state dirs other users cannot read): skip with `why` on a developer's
 /// machine, fail in CI (which runs as root).
 #[cfg(unix)]

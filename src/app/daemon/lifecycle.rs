@@ -70,6 +70,9 @@ pub(super) struct Begun {
     /// When and why the previous daemon stopped, when it stopped by itself (set by the
     /// caller from `status.json`, which this daemon is about to overwrite).
     pub(crate) previous_stop: Option<crate::model::status::LastStop>,
+    /// Since when the previous daemon (or `run-once`) saw the wall clock behind a due time
+    /// taken, from its last status (see `Daemon::clock_behind_since`).
+    pub(crate) clock_set_back_since: Option<DateTime<Utc>>,
 }
 
 /// Records this daemon's start (see the module doc); `redirect`: send stderr to
@@ -117,6 +120,7 @@ pub(super) fn begin(st: &StateDir, redirect: bool, ended_by_ctrl: Option<String>
         starts: starts.starts.iter().map(|s| s.started).collect(),
         previous_crash,
         previous_stop: None,
+        clock_set_back_since: None,
     }
 }
 

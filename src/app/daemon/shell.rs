@@ -124,8 +124,15 @@ pub(crate) struct Daemon {
     /// The latest due time taken while the wall clock stands behind it (see `look_at_clock`).
     pub(super) clock_behind: Option<chrono::DateTime<chrono::Utc>>,
     /// When the daemon first saw the clock behind (at start, or at the look after the step),
-    /// on the monotonic clock: results from the future turn stale counted from here.
-    pub(super) clock_behind_since: Option<Instant>,
+    /// on the monotonic clock, and for how long it had been seen behind before that (by the
+    /// predecessor, see `clock_seen_behind`): results from the future turn stale counted from
+    /// there. Monotonic so that another step of the wall clock does not move it.
+    pub(super) clock_behind_since: Option<(Instant, chrono::Duration)>,
+    /// Since when the previous daemon (or `run-once`) of this instance saw the clock behind,
+    /// from the status it left: taken over at this daemon's first look if the clock is still
+    /// behind, so that a restart does not make a result from the future fresh again (it would
+    /// count from the restart). Used once, at start.
+    pub(super) clock_seen_behind: Option<chrono::DateTime<chrono::Utc>>,
     /// The boot clock and the wall clock at the last pass (see `clock_set_forward`).
     pub(super) clock_ref: Option<(std::time::Duration, chrono::DateTime<chrono::Utc>)>,
     /// While draining: a handover to call off, the due times missed (see `drain`).
@@ -460,8 +467,9 @@ impl Daemon {
         let now = Utc::now();
         // The monotonic count since the step, as the wall instant that far back: the wall
         // clock may be stepped again meanwhile, the time without a run is not.
-        let set_back_since = self.clock_behind_since.map(|t| {
+        let set_back_since = self.clock_behind_since.map(|(t, before)| {
             now - chrono::Duration::from_std(t.elapsed()).unwrap_or(chrono::Duration::zero())
+                - before
         });
         // In config order, as ctrl shows them when it parses the config itself.
         let jobs = self

@@ -352,19 +352,23 @@ fn begin_life(st: &StateDir, opts: &Options) -> lifecycle::Begun {
         warn!("replacing the previous daemon: {why}");
         let _ = std::fs::remove_file(&note);
     }
-    if opts.oneshot.is_none() {
+    let previous = crate::service::report::read_status(st);
+    let mut begun = if opts.oneshot.is_none() {
         std::panic::set_hook(Box::new(lifecycle::note_panic));
         let mut begun = lifecycle::begin(st, !opts.foreground, ended_by_ctrl);
         // The predecessor's last word, before this daemon's status replaces it: `status`
         // goes on saying when and why it stopped (an upgrade, say) while this one runs.
-        begun.previous_stop = crate::service::report::read_status(st)
+        begun.previous_stop = previous
             .as_ref()
             .and_then(crate::model::status::LastStop::of);
         begun
     } else {
         std::panic::set_hook(Box::new(|p| error!("daemon panicked: {p}")));
         lifecycle::Begun::default()
-    }
+    };
+    // Also a one-shot's: its status replaces the predecessor's, and the next daemon reads it.
+    begun.clock_set_back_since = previous.and_then(|s| s.daemon.clock_set_back_since);
+    begun
 }
 
 impl Daemon {
@@ -380,6 +384,7 @@ impl Daemon {
     ) -> Result<Daemon, String> {
         let spawner = start_spawner()?;
         let (tx, rx) = mpsc::channel();
+        let clock_seen_behind = begun.clock_set_back_since;
         let info = daemon_info(&cfg, opts, config_stamp, begun);
         let mut control = watch_control(&state, opts, locked_at, &tx, &spawner);
         // The user database as the config's users were just looked up in it.
@@ -397,6 +402,7 @@ impl Daemon {
             idle_since: Daemon::idle_at_start(std::time::Instant::now()),
             clock_behind: None,
             clock_behind_since: None,
+            clock_seen_behind,
             clock_ref: None,
             drained: Default::default(),
             control,
@@ -429,6 +435,9 @@ impl Daemon {
         let recovered = d.recover();
         let now = Utc::now();
         d.plan_jobs(recovered, now);
+        // Before the first status: a result from the future is judged from it on, and the
+        // predecessor's word on the clock (`clock_seen_behind`) is taken over or dropped now.
+        d.look_at_clock();
         d.envs_configure();
         if let Some(os) = &opts.oneshot {
             let Some(js) = d.jobs.get(&os.job) else {

@@ -207,10 +207,20 @@ impl Daemon {
     }
 
     /// Keeps when the clock was first seen behind (see `clock_behind_since`); the status
-    /// write that shows it is owed by the daemon line's words, which change with it.
+    /// write that shows it is owed by the daemon line's words, which change with it. The
+    /// predecessor's word (`clock_seen_behind`) counts at the first look only: the clock still
+    /// behind then is the same step (or one further back), while a clock that has passed
+    /// since has ended it.
     fn note_clock_behind(&mut self) {
+        let seen_before = self.clock_seen_behind.take();
         match (self.clock_behind, self.clock_behind_since) {
-            (Some(_), None) => self.clock_behind_since = Some(std::time::Instant::now()),
+            (Some(_), None) => {
+                let before = seen_before
+                    .map(|s| Utc::now() - s)
+                    .filter(|d| *d > chrono::Duration::zero())
+                    .unwrap_or_default();
+                self.clock_behind_since = Some((std::time::Instant::now(), before));
+            }
             (None, Some(_)) => self.clock_behind_since = None,
             _ => {}
         }
