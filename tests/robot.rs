@@ -592,3 +592,133 @@ fn retries_stay_within_the_jobs_timeout() {
         processes_of(run_dir)
     );
 }
+
+/// A suite of 1,203 tests in two files, each test failing when its name is in `fails.txt`
+/// (`|name|`): `Twin` in both files, one name with quotes and non-ASCII letters.
+fn big_suite(dir: &Path) -> PathBuf {
+    let top = dir.join("big");
+    std::fs::create_dir_all(&top).unwrap();
+    let head = "*** Settings ***\nLibrary    OperatingSystem\n\n\
+        *** Keywords ***\nCheck\n    ${fails}=    Get File    ${CURDIR}/fails.txt\n    \
+        Should Not Contain    ${fails}    |${TEST NAME}|    failed on purpose\n\n\
+        *** Test Cases ***\n";
+    let mut a = String::from(head);
+    a.push_str("Twin\n    Check\n\nQuote \"d 'single' Ünïcode\n    Check\n\n");
+    for i in 0..600 {
+        a.push_str(&format!("A {i}\n    Check\n\n"));
+    }
+    let mut b = String::from(head);
+    for i in 0..600 {
+        b.push_str(&format!("B {i}\n    Check\n\n"));
+    }
+    b.push_str("Twin\n    Check\n\n");
+    std::fs::write(top.join("a.robot"), a).unwrap();
+    std::fs::write(top.join("b.robot"), b).unwrap();
+    top
+}
+
+/// T7 finding 5: per-test services were made from the per-test detail (at most 1,000 tests,
+/// failed ones first), so in a suite of 1,203 tests some had no service, which ones depended
+/// on what failed, and so did the names (`Twin` was `Big.A.Twin` in a run where the other
+/// `Twin` kept its detail, else plain `Twin`). Now, run through the daemon twice with other
+/// tests failing, every test robot ran has its service, named the same in both runs.
+#[test]
+fn per_test_services_cover_every_test_and_keep_their_names_across_runs() {
+    let Some(robot) = need_robot() else { return };
+    let r = robot.display();
+    let inst = Instance::new("", "");
+    let top = big_suite(inst.dir.path());
+    // Results come from run-once only: the schedule (January 1st) never fires meanwhile.
+    inst.write_config(
+        "",
+        &format!(
+            "[[job]]\nname = \"big\"\nkind = \"robot\"\nrobot = \"{r}\"\nsuite = \"{}\"\n\
+             cron = \"0 0 1 1 *\"\ntimeout = \"300s\"\nservices = \"per-test\"\n",
+            top.display()
+        ),
+    );
+    assert_eq!(inst.ctrl_json()["ctrl"]["action"], "started");
+    let fails = |names: &[String]| {
+        let text: String = names.iter().map(|n| format!("|{n}|\n")).collect();
+        std::fs::write(top.join("a.robot").with_file_name("fails.txt"), text).unwrap();
+    };
+    // Run 1: the last tests of b.robot fail (and both Twins): their detail is kept, and the
+    // passed tests before them lose theirs. Run 2: the first tests of a.robot fail.
+    let run1: Vec<String> = (550..600)
+        .map(|i| format!("B {i}"))
+        .chain(["Twin".to_string()])
+        .collect();
+    let run2: Vec<String> = (0..50).map(|i| format!("A {i}")).collect();
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for failing in [run1, run2] {
+        fails(&failing);
+        let out = inst.run(&["run-once", "big"]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}\n{}", inst.log());
+        let rec = inst
+            .finished_records("big")
+            .into_iter()
+            .max_by(|a, b| a["run_id"].as_str().cmp(&b["run_id"].as_str()))
+            .unwrap();
+        let run_id = rec["run_id"].as_str().unwrap().to_string();
+        let run_dir = PathBuf::from(rec["run_dir"].as_str().unwrap());
+        let api = api(&robot, &run_dir.join("output.xml"));
+        assert_eq!(api.tests.len(), 1203);
+        // What ctrl prints once the daemon's view holds this run (the fast path).
+        let view = inst.state.join("ctrl-view");
+        let current =
+            || std::fs::read_to_string(&view).is_ok_and(|v| v.contains(&format!("\"{run_id}\"")));
+        assert!(wait_for(Duration::from_secs(60), current), "{}", inst.log());
+        let out = inst.ctrl();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // Checkmk's parser takes every line, and no service comes twice.
+        let parsed = common::checkmk::parse_ok(&text);
+        let checks = parsed.local(None);
+        let job = checks.iter().find(|c| c.name == "Robotmk t big").unwrap();
+        assert!(
+            job.summary
+                .contains("per-test detail for 1000 of 1203 tests")
+                && !job.summary.contains("no per-test service"),
+            "{}",
+            job.summary
+        );
+        let tests: Vec<_> = checks
+            .iter()
+            .filter(|c| c.name.starts_with("Robotmk t big "))
+            .collect();
+        // Every test robot ran, by its name (its suite path where two share one), in its
+        // state: FAIL CRIT, PASS OK.
+        let twins = api.tests.iter().filter(|t| t.1 == "Twin").count();
+        assert_eq!(twins, 2);
+        for (suite, name, status, ..) in &api.tests {
+            let service = if name == "Twin" {
+                format!("Robotmk t big {suite}.{name}")
+            } else {
+                format!(
+                    "Robotmk t big {}",
+                    name.replace('"', "”").replace('\'', "’")
+                )
+            };
+            let c = tests
+                .iter()
+                .find(|c| c.name == service)
+                .unwrap_or_else(|| panic!("no service {service:?}: {}", job.summary));
+            let want = if status == "FAIL" { 2 } else { 0 };
+            assert_eq!(c.state_num(), want, "{service}: {}", c.text);
+            assert!(
+                c.text.contains(&format!(" - {status}")),
+                "{service}: {}",
+                c.text
+            );
+        }
+        assert_eq!(tests.len(), api.tests.len(), "one service per test");
+        seen.push(tests.iter().map(|c| c.name.clone()).collect());
+    }
+    assert_eq!(seen[0], seen[1], "the same services, in the same order");
+    assert!(
+        seen[0].contains(&"Robotmk t big Big.A.Twin".to_string())
+            && seen[0].contains(&"Robotmk t big Quote ”d ’single’ Ünïcode".to_string()),
+        "{:?}",
+        &seen[0][..5]
+    );
+}

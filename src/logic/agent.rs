@@ -83,11 +83,15 @@ pub(crate) fn fit_jobs(jobs: &[JobStatus], budget: usize) -> Option<(Vec<JobStat
         return None;
     }
     let mut fitted = jobs.to_vec();
+    // The list of a result's tests (`services`) goes with its detail.
     let detail = |j: &JobStatus| {
         j.last
             .as_ref()
             .and_then(|l| l.tests.as_ref())
-            .map_or(0, |t| json_len(&t.results))
+            .map_or(0, |t| {
+                let list = t.services.as_ref().filter(|l| !l.is_empty());
+                json_len(&t.results) + list.map_or(0, json_len)
+            })
     };
     // The most detail first; among equals, the later jobs first.
     let mut order: Vec<(usize, usize)> = jobs
@@ -105,6 +109,10 @@ pub(crate) fn fit_jobs(jobs: &[JobStatus], budget: usize) -> Option<(Vec<JobStat
         if let Some(t) = fitted[i].last.as_mut().and_then(|l| l.tests.as_mut()) {
             t.results_omitted += t.results.len() as u64;
             t.results = Vec::new();
+            if let Some(list) = t.services.as_mut() {
+                t.services_omitted += list.len() as u64;
+                *list = Vec::new();
+            }
         }
         sizes[i] = json_len(&fitted[i]);
         stripped.push(i);
@@ -575,7 +583,10 @@ const MAX_STATUS_TEXT: usize = 40;
 
 /// One local check per test of the job's latest result (`services = "per-test"`), named
 /// `Robotmk <instance> <job> <test>` (`<suite>.<test>` where two tests share a name), with
-/// the staleness left open.
+/// the staleness left open: one per test of the result's list of them
+/// ([`crate::model::record::TestStats::services`], in robot's order, names unique over the
+/// whole list), with its detail where the result kept it; a result from before that list
+/// was kept has one per test of its detail.
 pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplate> {
     let Some(last) = &job.last else {
         return Vec::new();
@@ -583,74 +594,111 @@ pub(crate) fn test_templates(job: &JobStatus, instance: &str) -> Vec<LineTemplat
     let Some(t) = &last.tests else {
         return Vec::new();
     };
-    let deadlines = job.checkmk.deadlines();
-    // Unique, acceptable to Checkmk and stable from run to run: see `checkmk_names`.
-    let names = crate::logic::checkmk_names::test_names(
-        t.results
+    let Some(list) = &t.services else {
+        // Unique, acceptable to Checkmk and stable from run to run: see `checkmk_names`.
+        let names = crate::logic::checkmk_names::test_names(
+            t.results
+                .iter()
+                .map(|r| (r.suite.as_str(), r.name.as_str())),
+        );
+        return t
+            .results
             .iter()
-            .map(|r| (r.suite.as_str(), r.name.as_str())),
-    );
-    let level = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
-    t.results
+            .zip(names)
+            .map(|(r, name)| test_template(job, instance, &name, &r.status, Some(r)))
+            .collect();
+    };
+    let detail: std::collections::HashMap<u32, &crate::model::record::TestResult> = t
+        .results
         .iter()
-        .zip(names)
-        .map(|(r, name)| {
-            let mut state = match r.status {
-                TestStatus::Pass | TestStatus::Skip => 0,
-                TestStatus::Fail => 2,
-                _ => 1,
-            };
-            // What robot wrote, or another instance's status file: one line, short.
-            let mut text = one_line(
-                &crate::logic::check_details::text(r.status.as_str()),
-                MAX_STATUS_TEXT,
-            );
-            // A time the result did not give, or gave as no time (`inf`, `NaN`, negative:
-            // `record::known_seconds`), is said to be unknown: no metric, no level.
-            let elapsed = r.elapsed_s.and_then(crate::model::record::known_seconds);
-            if elapsed.is_none() {
-                text.push_str(" (runtime unknown)");
-            }
-            if let Some(e) = elapsed {
-                let _ = write!(text, " in {e:.2}s");
-                if job.test_runtime_crit_s.is_some_and(|c| e >= c) {
-                    state = state.max(2);
-                    text.push_str(" (runtime at or above its critical level)");
-                } else if job.test_runtime_warn_s.is_some_and(|w| e >= w) {
-                    state = state.max(1);
-                    text.push_str(" (runtime at or above its warning level)");
-                }
-            }
-            if let Some(m) = &r.message {
-                let m = crate::logic::check_details::text(m);
-                let _ = write!(text, ": {}", one_line(&m, crate::logic::robot::MAX_TEXT));
-            }
-            let metrics = elapsed.map_or("-".into(), |e| {
-                let (w, c) = (
-                    level(job.test_runtime_warn_s),
-                    level(job.test_runtime_crit_s),
-                );
-                if w.is_empty() && c.is_empty() {
-                    format!("runtime={e:.3}")
-                } else {
-                    format!("runtime={e:.3};{w};{c}")
-                }
-            });
-            LineTemplate {
-                job: job.name.clone(),
-                base: state,
-                clock: Clock::None,
-                deadlines,
-                name_metrics: format!("\"Robotmk {instance} {} {name}\" {metrics}", job.name),
-                head: text,
-                mid: String::new(),
-                // The test's place in the published log, last (see the job's line).
-                tail: r.url.as_deref().map_or(String::new(), |u| {
-                    format!("; log: {}", crate::logic::plugin_view::url_text(u))
-                }),
-            }
+        .filter_map(|r| Some((r.index?, r)))
+        .collect();
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let r = u32::try_from(i).ok().and_then(|i| detail.get(&i)).copied();
+            // Made as `checkmk_names` makes them: the same name for the daemon's own list,
+            // and none that breaks a line from any other status file.
+            let name = crate::logic::checkmk_names::clean(&s.0);
+            test_template(job, instance, &name, &s.1, r)
         })
         .collect()
+}
+
+/// The line of one test named `name` (as `checkmk_names` makes names), of `status`, with its
+/// detail `r` if the result kept it.
+fn test_template(
+    job: &JobStatus,
+    instance: &str,
+    name: &str,
+    status: &TestStatus,
+    r: Option<&crate::model::record::TestResult>,
+) -> LineTemplate {
+    let level = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    let mut state = match status {
+        TestStatus::Pass | TestStatus::Skip => 0,
+        TestStatus::Fail => 2,
+        _ => 1,
+    };
+    // What robot wrote, or another instance's status file: one line, short.
+    let mut text = one_line(
+        &crate::logic::check_details::text(status.as_str()),
+        MAX_STATUS_TEXT,
+    );
+    // A time the result did not give, or gave as no time (`inf`, `NaN`, negative:
+    // `record::known_seconds`), is said to be unknown: no metric, no level.
+    let elapsed = r
+        .and_then(|r| r.elapsed_s)
+        .and_then(crate::model::record::known_seconds);
+    match (r, elapsed) {
+        (None, _) => {
+            let _ = write!(
+                text,
+                " (runtime unknown: beyond the per-test detail kept, at most {} tests and {} KiB, failed tests first)",
+                crate::logic::robot::MAX_TESTS,
+                crate::logic::robot::MAX_RESULTS_BYTES / 1024
+            );
+        }
+        (Some(_), None) => text.push_str(" (runtime unknown)"),
+        (Some(_), Some(e)) => {
+            let _ = write!(text, " in {e:.2}s");
+            if job.test_runtime_crit_s.is_some_and(|c| e >= c) {
+                state = state.max(2);
+                text.push_str(" (runtime at or above its critical level)");
+            } else if job.test_runtime_warn_s.is_some_and(|w| e >= w) {
+                state = state.max(1);
+                text.push_str(" (runtime at or above its warning level)");
+            }
+        }
+    }
+    if let Some(m) = r.and_then(|r| r.message.as_ref()) {
+        let m = crate::logic::check_details::text(m);
+        let _ = write!(text, ": {}", one_line(&m, crate::logic::robot::MAX_TEXT));
+    }
+    let metrics = elapsed.map_or("-".into(), |e| {
+        let (w, c) = (
+            level(job.test_runtime_warn_s),
+            level(job.test_runtime_crit_s),
+        );
+        if w.is_empty() && c.is_empty() {
+            format!("runtime={e:.3}")
+        } else {
+            format!("runtime={e:.3};{w};{c}")
+        }
+    });
+    LineTemplate {
+        job: job.name.clone(),
+        base: state,
+        clock: Clock::None,
+        deadlines: job.checkmk.deadlines(),
+        name_metrics: format!("\"Robotmk {instance} {} {name}\" {metrics}", job.name),
+        head: text,
+        mid: String::new(),
+        // The test's place in the published log, last (see the job's line).
+        tail: r.and_then(|r| r.url.as_deref()).map_or(String::new(), |u| {
+            format!("; log: {}", crate::logic::plugin_view::url_text(u))
+        }),
+    }
 }
 
 /// The digit a line starts with: Checkmk's local grammar has four states, and a line with
@@ -938,9 +986,10 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
                 t.results.len(),
                 t.results.len() as u64 + t.results_omitted
             );
-            // Per-test services are made from that detail: the tests left out of it have
-            // none, never silently (and which ones changes with the failures of a run).
-            if job.services == Services::PerTest {
+            // A result from before the list of its tests was kept has per-test services
+            // made from that detail: the tests left out of it have none, never silently
+            // (and which ones changes with the failures of a run).
+            if job.services == Services::PerTest && t.services.is_none() {
                 state = state.max(1);
                 let _ = write!(
                     text,
@@ -950,6 +999,17 @@ pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
                     crate::logic::robot::MAX_RESULTS_BYTES / 1024
                 );
             }
+        }
+        // The tests beyond the list's bound have no per-test service: never silently.
+        if job.services == Services::PerTest && t.services.is_some() && t.services_omitted > 0 {
+            state = state.max(1);
+            let _ = write!(
+                text,
+                "; no per-test service for {} (per-test services are listed for the first {} tests robot ran and {} KiB of their names)",
+                crate::model::plural(t.services_omitted, "test", "tests"),
+                crate::logic::robot::MAX_SERVICES,
+                crate::logic::robot::MAX_SERVICES_BYTES / 1024
+            );
         }
     } else if let Some(code) = last.exit_code.filter(|c| *c != 0) {
         match &last.output_head {
@@ -1839,5 +1899,76 @@ mod tests {
         );
         let all = body(&[j], "big");
         assert_eq!(all.len(), 4, "the job's line and one per test kept");
+    }
+
+    /// With the list of every test (`services`), each test has its line, the ones without
+    /// detail too (named from the list, their state from their status), the job is not WARN
+    /// for the detail's cap, and only tests beyond the list's own bound are counted, WARN.
+    #[test]
+    fn every_listed_test_has_its_line_with_or_without_detail() {
+        use crate::model::record::TestService;
+        let now = Utc::now();
+        let mut j = detailed("shop", Outcome::Failure, 2);
+        j.services = Services::PerTest;
+        let l = j.last.as_mut().unwrap();
+        l.finished = Some(now);
+        let t = l.tests.as_mut().unwrap();
+        // The detail kept tests 2 and 0 (failed first); the list has all four, in order.
+        t.results[0].index = Some(2);
+        t.results[0].name = "Pay \"now\"".into();
+        t.results[1].index = Some(0);
+        t.results_omitted = 2;
+        t.services = Some(vec![
+            TestService(t.results[1].name.clone(), TestStatus::Fail),
+            TestService("Ünïcode 'x' \"y\"\nz".into(), TestStatus::Pass),
+            TestService("Pay ”now”".into(), TestStatus::Fail),
+            TestService("Skipped one".into(), TestStatus::Skip),
+        ]);
+        let line = job_line(&j, "i", now);
+        assert!(line.starts_with("2 \"Robotmk i shop\" "), "{line}");
+        assert!(
+            line.contains("per-test detail for 2 of 4 tests") && !line.contains("no per-test"),
+            "{line}"
+        );
+        let lines: Vec<String> = test_templates(&j, "i")
+            .iter()
+            .map(|t| t.render(now))
+            .collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        for (l, state) in lines.iter().zip([2, 0, 2, 0]) {
+            well_formed(l, state, l.split('"').nth(1).unwrap());
+        }
+        assert!(
+            lines[0].contains("CRIT - FAIL in 0.50s: mmm"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("0 \"Robotmk i shop Ünïcode ’x’ ”y” z\" - OK - PASS (runtime unknown: beyond the per-test detail kept"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2]
+                .starts_with("2 \"Robotmk i shop Pay ”now”\" runtime=0.500 CRIT - FAIL in 0.50s"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].contains("OK - SKIP (runtime unknown"),
+            "{}",
+            lines[3]
+        );
+        // Beyond the list's own bound: counted, WARN at least.
+        let t = j.last.as_mut().unwrap().tests.as_mut().unwrap();
+        t.services_omitted = 7;
+        t.failed = 0;
+        j.last.as_mut().unwrap().outcome = Some(Outcome::Success);
+        let line = job_line(&j, "i", now);
+        assert!(line.starts_with("1 \"Robotmk i shop\" "), "{line}");
+        assert!(
+            line.contains("; no per-test service for 7 tests (per-test services are listed for the first 20000 tests robot ran and 1024 KiB of their names)"),
+            "{line}"
+        );
     }
 }

@@ -66,21 +66,24 @@ pub(crate) fn core_key(s: &str) -> String {
 pub(crate) fn numbered(names: &[String], reserved: &HashSet<String>) -> Vec<String> {
     let firsts: HashSet<String> = names.iter().map(|q| core_key(q)).collect();
     let mut taken: HashSet<String> = reserved.clone();
+    // The number each name goes on from: the numbers below it are taken for good (`taken`
+    // only grows), so 20,000 tests of one name cost 20,000 tries, not 200 million.
+    let mut next: HashMap<&str, u32> = HashMap::new();
     let mut out = Vec::with_capacity(names.len());
     for q in names {
         if taken.insert(core_key(q)) {
             out.push(q.clone());
             continue;
         }
-        let mut k = 2u32;
+        let k = next.entry(q.as_str()).or_insert(2);
         loop {
             let candidate = format!("{q} #{k}");
             let key = core_key(&candidate);
+            *k += 1;
             if !firsts.contains(&key) && taken.insert(key) {
                 out.push(candidate);
                 break;
             }
-            k += 1;
         }
     }
     out
@@ -203,5 +206,24 @@ mod tests {
         // Stable: the same tests give the same names.
         let tests = [("S", "a"), ("S", "a"), ("S", "b")];
         assert_eq!(names(&tests), names(&tests));
+    }
+
+    /// 20,000 tests of one name (the list of a result's tests holds that many) are numbered
+    /// in one pass: each name goes on from the number it had reached, never from 2 again.
+    #[test]
+    fn many_tests_of_one_name_are_numbered_in_one_pass() {
+        let many = vec![("S", "Same"); 20_000];
+        let t = std::time::Instant::now();
+        let got = names(&many);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(got[0], "S.Same");
+        assert_eq!(got[1], "S.Same #2");
+        assert_eq!(got[19_999], "S.Same #20000");
+        let keys: HashSet<String> = got.iter().map(|n| core_key(n)).collect();
+        assert_eq!(keys.len(), got.len());
     }
 }

@@ -101,7 +101,23 @@ pub struct TestStats {
     /// Tests left out of `results` by the cap.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) results_omitted: u64,
+    /// Every test of the run as its per-test service shows it, in the order robot ran them:
+    /// the first `robot::MAX_SERVICES` tests and `robot::MAX_SERVICES_BYTES` of them, whatever
+    /// failed (so the same tests have services from run to run), each name unique over the
+    /// whole list (not over the detail, which keeps failed tests first). `None` in a record
+    /// written before the list was kept: its per-test services come from `results`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) services: Option<Vec<TestService>>,
+    /// Tests left out of `services` by its bound (they have no per-test service).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) services_omitted: u64,
 }
+
+/// One test's per-test service: its name (without `Robotmk <instance> <job> `) and its
+/// status, nothing else (the list is long: its message, time and tags are in the detail, if
+/// anywhere). JSON: `["Login","PASS"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TestService(pub(crate) String, pub(crate) TestStatus);
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -149,6 +165,10 @@ pub struct TestResult {
     /// The URL of the test in the published log (see `publish`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) url: Option<String>,
+    /// The test's place among the run's tests (0 first), in the order robot ran them: the
+    /// entry of [`TestStats::services`] this is the detail of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) index: Option<u32>,
 }
 
 /// A test's status as robot wrote it; record files hold the text (`PASS`, `FAIL`, `SKIP`,

@@ -60,7 +60,7 @@ mod tests {
     use crate::logic::pause_view::PauseView;
     use crate::model::config::Services;
     use crate::model::pause::{Pause, PauseState};
-    use crate::model::record::{Outcome, TestResult, TestStats};
+    use crate::model::record::{Outcome, TestResult, TestService, TestStats, TestStatus};
     use crate::model::report::Report;
     use crate::model::report::{ConfigView, CtrlReport};
     use crate::model::status::{AgentMode, Phase};
@@ -145,11 +145,26 @@ mod tests {
                     status: crate::model::record::TestStatus::Fail,
                     elapsed_s: None,
                     message: Some("boom\nbang".into()),
+                    index: Some(2),
                     ..Default::default()
                 },
             ],
             ..Default::default()
         });
+        // The list of every test: tests 1 and 3 have no detail (beyond its cap), one named
+        // with quotes, a line break and non-ASCII letters.
+        let mut per_test = crit.clone();
+        per_test.name = "per-test".into();
+        let t = per_test.last.as_mut().unwrap().tests.as_mut().unwrap();
+        t.results[0].index = Some(0);
+        t.results_omitted = 2;
+        t.services_omitted = 3;
+        t.services = Some(vec![
+            TestService("Login".into(), TestStatus::Pass),
+            TestService("Ünïcode 'x' \"y\"\nz".into(), TestStatus::Skip),
+            TestService("Pay ”now”".into(), TestStatus::Fail),
+            TestService("Not run".into(), TestStatus::NotRun),
+        ]);
         let mut shop = job("shop", Some(last(Outcome::Success, 30)));
         shop.checkmk.host = Some("shop.example.com".into());
         let mut never = job("never", None);
@@ -183,7 +198,7 @@ mod tests {
                 time_zone: None,
                 clock_set_back_since: None,
             },
-            jobs: vec![fresh, warn, crit, shop, never, unscheduled],
+            jobs: vec![fresh, warn, crit, per_test, shop, never, unscheduled],
             envs: Vec::new(),
         }
     }
@@ -230,7 +245,14 @@ mod tests {
             assert_eq!(got, expected, "{later}s later");
         }
         assert!(text.contains("\nL"), "{text}");
-        assert_eq!(jobs_of(&parse(&text).unwrap()).len(), 6);
+        assert_eq!(jobs_of(&parse(&text).unwrap()).len(), 7);
+        // Every listed test has its line, with or without detail, on both paths alike.
+        let out = agent::render(&report(Some(s.clone()), now));
+        for name in ["Login", "Ünïcode ’x’ ”y” z", "Pay ”now”", "Not run"] {
+            let quoted = format!("\"Robotmk sys per-test {name}\"");
+            assert_eq!(out.matches(&quoted).count(), 1, "{quoted} in {out}");
+        }
+        assert!(out.contains("no per-test service for 3 tests"), "{out}");
     }
 
     /// The view saved to a file and printed at `now`, and the full path's output of the same
@@ -360,7 +382,7 @@ mod tests {
             all: Some(p(5, Some(now + secs(600)))),
             ..Default::default()
         };
-        for (state, paused) in [(some, 5), (every, 9)] {
+        for (state, paused) in [(some, 5), (every, 14)] {
             let v = PauseView {
                 state,
                 warn_after: std::time::Duration::from_secs(24 * 3600),
@@ -482,12 +504,26 @@ mod tests {
                 } else {
                     crate::model::record::TestStatus::Pass
                 };
+                // And the list of every test, 1,200 of them (the last 200 without detail).
+                let services = (0..1200)
+                    .map(|t| TestService(format!("T{t} {}", "x".repeat(200)), status.clone()))
+                    .collect();
                 l.tests = Some(TestStats {
-                    passed: if failed { 0 } else { 1000 },
-                    failed: if failed { 1000 } else { 0 },
-                    results: (0..1000).map(|t| test(t, status.clone())).collect(),
+                    passed: if failed { 0 } else { 1200 },
+                    failed: if failed { 1200 } else { 0 },
+                    results: (0..1000)
+                        .map(|t| TestResult {
+                            index: Some(t as u32),
+                            ..test(t, status.clone())
+                        })
+                        .collect(),
+                    results_omitted: 200,
+                    services: Some(services),
                     ..Default::default()
                 });
+                if failed {
+                    j.services = Services::PerTest;
+                }
                 j
             })
             .collect();
@@ -511,11 +547,18 @@ mod tests {
             .unwrap();
         assert!(
             j36.starts_with("2 \"Robotmk sys j36\"")
-                && j36.contains("CRIT - last run 5s ago: failure (0 tests passed, 1000 failed"),
+                && j36.contains("CRIT - last run 5s ago: failure (0 tests passed, 1200 failed"),
             "{}",
             &j36[..300]
         );
-        assert_eq!(out.matches("\"Robotmk sys j").count(), 36);
+        // j36's 1,200 per-test lines, from the whole job whatever the JSON left out.
+        assert_eq!(out.matches("\"Robotmk sys j").count(), 36 + 1200);
+        assert_eq!(out.matches("\"Robotmk sys j36 T").count(), 1200);
+        assert_eq!(
+            out.matches("(runtime unknown: beyond the per-test detail")
+                .count(),
+            200
+        );
     }
 
     /// A view that cannot be written leaves none behind: ctrl would print the one before as

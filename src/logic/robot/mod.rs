@@ -19,7 +19,9 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-pub(crate) use collect::{MAX_RESULTS_BYTES, MAX_TESTS, MAX_TEXT};
+pub(crate) use collect::{
+    MAX_RESULTS_BYTES, MAX_SERVICES, MAX_SERVICES_BYTES, MAX_TESTS, MAX_TEXT,
+};
 
 /// The file the wrapper of a job with retries writes its attempts to, in the run folder.
 pub(crate) const ATTEMPTS_FILE: &str = "attempts.json";
