@@ -429,3 +429,133 @@ fn a_local_users_locks_on_the_config_keep_no_daemon_from_starting() {
     stop(&inst, &v1);
     drop(holders);
 }
+
+/// The daemon's lock file removed under it (a cleaner of its folder, logind at a logout, an
+/// admin's `rm`): it is watched, so the daemon takes it again within moments (not at its next
+/// safety look, minutes later), and a second daemon of the config is still refused.
+#[test]
+fn a_removed_lock_file_is_taken_again_at_once() {
+    if !require_root("the config's lock file in /run/robotmk-daemon") {
+        return;
+    }
+    let (inst, [v1, v2, _]) = setup();
+    let first = first_daemon(&inst, &v1);
+    let lock = config_lock_file(&inst);
+    assert!(lock.exists());
+    std::fs::remove_file(&lock).unwrap();
+    let holder = || std::fs::read_to_string(&lock).ok();
+    assert!(
+        wait_for(Duration::from_secs(3), || holder()
+            .is_some_and(|t| t.starts_with(&format!("{first}\n")))),
+        "the lock file was not taken again: {:?}",
+        holder()
+    );
+    let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("was removed under this daemon"), "{log}");
+    second_is_refused(&inst, first, &v1, &v2);
+    stop(&inst, &v1);
+}
+
+/// A process held in SIGSTOP, continued when dropped (also when the test panics).
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        // SAFETY: a daemon this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// The lock file removed while its daemon cannot look (held in SIGSTOP here; a busy host, in
+/// life), and a second daemon of the config started from another `MK_VARDIR` in that window:
+/// it holds the new lock file, so the first one, once it looks, stands down. It says so in its
+/// log and on its ctrl line, naming the other daemon, and its run in flight is not cut off: it
+/// finishes and is recorded as a success.
+#[test]
+fn the_daemon_that_lost_its_removed_lock_file_stands_down() {
+    if !require_root("the config's lock file in /run/robotmk-daemon") {
+        return;
+    }
+    let (inst, [v1, v2, _]) = setup();
+    inst.write_raw_config(
+        "[daemon]\ninstance = \"od\"\nheartbeat_timeout = \"0\"\nstop_grace = \"1s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"sleep\", \"6\"]\nevery = \"1s\"\ntimeout = \"1m\"\n",
+    );
+    let first = first_daemon(&inst, &v1);
+    let st1 = state_dir(&v1);
+    let running = || {
+        std::fs::read(st1.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| {
+                s["jobs"][0]["running"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+    };
+    assert!(wait_for(Duration::from_secs(5), running));
+    let stopped = Stopped::new(first);
+    std::fs::remove_file(config_lock_file(&inst)).unwrap();
+    let line = ctrl_line(&inst, &v2);
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_processes()
+        .len()
+        == 2));
+    let second = *inst
+        .daemon_processes()
+        .iter()
+        .find(|p| **p != first)
+        .unwrap();
+    drop(stopped);
+    let log = || std::fs::read_to_string(st1.join("daemon.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(5), || log().contains("stands down")),
+        "{}",
+        log()
+    );
+    let l = log();
+    assert!(
+        l.contains("was removed under this daemon") && l.contains(&format!("pid {second}")),
+        "{l}"
+    );
+    // On its line while it drains (its run is still in flight).
+    let line = ctrl_line(&inst, &v1);
+    assert!(
+        line.contains("stands down") && line.contains(&format!("pid {second}")),
+        "{line}"
+    );
+    // Its run finishes, then it exits; the other one runs on.
+    assert!(
+        wait_for(Duration::from_secs(15), || !pid_alive(first)),
+        "the first daemon did not end"
+    );
+    let runs = inst_records(&st1);
+    assert!(runs.iter().any(|r| r["outcome"] == "success"), "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r["outcome"] != "failure" && r["outcome"] != "timeout"),
+        "{runs:?}"
+    );
+    assert!(pid_alive(second));
+    stop(&inst, &v2);
+}
+
+/// Every run record of the job `j` in the state dir `st`.
+fn inst_records(st: &Path) -> Vec<serde_json::Value> {
+    let runs = st.join("jobs").join("j").join("runs");
+    std::fs::read_dir(&runs)
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| std::fs::read(d.join("record.json")).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect()
+}

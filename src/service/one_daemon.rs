@@ -40,6 +40,26 @@ pub(crate) fn words(config: &Path, pid: u32, dir: &Path, own_state_dir: &Path) -
     )
 }
 
+/// The words of a running daemon that lost the config's lock (`cause`: its lock file removed,
+/// the config replaced) to another daemon of the config, which took it meanwhile: this one
+/// stands down (drains: its runs in flight finish, it starts none), because that one holds
+/// the lock that probes and new daemons find, and may have started runs already.
+pub(crate) fn stand_down(config: &Path, cause: &str, own_state_dir: &Path) -> String {
+    let holder = config_lock::holder(config);
+    let other = match daemon_of(holder.as_ref()) {
+        Some((pid, dir)) => format!(
+            "the daemon (pid {pid}) with the state dir {}",
+            dir.display()
+        ),
+        None => "another daemon of it (it has not said its PID yet)".to_string(),
+    };
+    format!(
+        "{cause}, and {other} took the config's lock meanwhile: this daemon (state dir {}) stands down, it finishes its runs in flight and starts none, and that one runs the jobs of {} from now",
+        own_state_dir.display(),
+        config.display()
+    )
+}
+
 /// The holder's PID and state dir, as it wrote them. Only a daemon of this user can hold
 /// the lock (see `sys::config_lock`): what it says is trusted.
 fn daemon_of(holder: Option<&Holder>) -> Option<(u32, &Path)> {

@@ -23,7 +23,8 @@
 //! waits for it, which would then hold a file nobody else sees. A stale file (its daemon gone)
 //! is free: nobody holds its lock. A taker checks after locking that the path still names the
 //! file it locked (a cleaner of `/tmp`, or logind at a logout, may remove the folder), and a
-//! daemon whose lock file was removed takes a new one at its next look ([`ConfigLock::still_names`]).
+//! daemon whose lock file was removed takes a new one at once: it watches the file's path
+//! ([`ConfigLock::path`], [`ConfigLock::file_lost`]; `app/daemon/control.rs`).
 
 use super::TookConfig;
 use rustix::fs::{Mode, OFlags};
@@ -56,6 +57,19 @@ impl ConfigLock {
     pub(crate) fn still_names(&self, path: &Path) -> bool {
         let config = std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.config);
         config && same_file(&self.file, &self.path)
+    }
+
+    /// Where the lock file is: the daemon watches it, so that a removal (a cleaner of its
+    /// folder, logind at a logout, an admin's `rm`) wakes it at once, not at its next
+    /// safety look minutes later, while a second daemon of the config could start.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    /// True if the lock file is no longer where probes look (removed, or its folder): the
+    /// lock is then on a file nobody else finds, and a second daemon could take a new one.
+    pub(crate) fn file_lost(&self) -> bool {
+        !same_file(&self.file, &self.path)
     }
 }
 
