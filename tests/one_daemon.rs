@@ -559,3 +559,97 @@ fn inst_records(st: &Path) -> Vec<serde_json::Value> {
         .filter_map(|b| serde_json::from_slice(&b).ok())
         .collect()
 }
+
+/// Entries this test put into `/run/robotmk-daemon/`, removed when it ends.
+struct Planted(Vec<PathBuf>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A daemon killed (SIGKILL, a crash) leaves its lock file behind: not locked, so harmless,
+/// but one per daemon for as long as `/run` lives. A daemon that takes its lock removes the
+/// lock files in the folder that nobody holds, and only those: not one a daemon holds, not a
+/// name of another pattern, not a symlink (nor what it leads to).
+#[test]
+fn a_starting_daemon_removes_lock_files_nobody_holds() {
+    if !require_root("the config's lock folder /run/robotmk-daemon")
+        || !require_tool(Path::new("/usr/bin/python3").exists(), "/usr/bin/python3")
+    {
+        return;
+    }
+    let (inst, [v1, _, _]) = setup();
+    let folder = Path::new("/run/robotmk-daemon");
+    if let Err(e) = std::fs::create_dir(folder) {
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    }
+    std::fs::set_permissions(folder, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // Names no config of this host has (device 0), unique to this test process.
+    let base = u64::from(std::process::id()) * 1000;
+    let name = |i: u64| folder.join(format!("config-0-{}.lock", base + i));
+    let killed = name(1);
+    let held = name(2);
+    let link = name(3);
+    let other = folder.join(format!("config-0-{base}.lock.keep"));
+    let _planted = Planted(vec![
+        killed.clone(),
+        held.clone(),
+        link.clone(),
+        other.clone(),
+    ]);
+    // A daemon killed: start one on a config of its own, SIGKILL it, its file stays.
+    let dead = Instance::new("heartbeat_timeout = \"0\"", "");
+    let out = dead.ctrl();
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(Duration::from_secs(5), || dead
+        .daemon_processes()
+        .len()
+        == 1));
+    let dead_lock = config_lock_file(&dead);
+    assert!(dead_lock.exists());
+    kill9(dead.daemon_processes()[0]);
+    assert!(dead.wait_daemon_gone(Duration::from_secs(5)));
+    assert!(
+        dead_lock.exists(),
+        "the killed daemon's lock file went by itself"
+    );
+    for f in [&killed, &other] {
+        std::fs::write(f, "1\n/nowhere").unwrap();
+    }
+    std::fs::write(&held, "").unwrap();
+    let target = inst.dir.path().join("target");
+    std::fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut holder = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(HOLD_LOCK)
+        .arg(&held)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = || {
+        std::fs::File::open(&held)
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    };
+    assert!(wait_for(Duration::from_secs(5), locked));
+
+    first_daemon(&inst, &v1);
+    assert!(!dead_lock.exists(), "the killed daemon's lock file stayed");
+    assert!(!killed.exists(), "a lock file nobody holds stayed");
+    assert!(held.exists(), "a held lock file was removed");
+    assert!(other.exists(), "a file of another name was removed");
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "the symlink was removed"
+    );
+    assert!(target.exists());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    stop(&inst, &v1);
+}

@@ -19,9 +19,10 @@
 //! descriptor, or a `daemon.lock` shown at the state dir's path from a mount namespace of its
 //! own, pass for root's daemon.)
 //!
-//! The file is never removed while in use: a removal races with a daemon that opened it and
-//! waits for it, which would then hold a file nobody else sees. A stale file (its daemon gone)
-//! is free: nobody holds its lock. A taker checks after locking that the path still names the
+//! The file is never removed unlocked: a removal races with a daemon that opened it and
+//! waits for it, which would then hold a file nobody else sees. It is removed while locked,
+//! by its daemon as it stops, and by a taker that sweeps the folder of stale files (their
+//! daemons killed: nobody holds their locks; [`sweep`]). A taker checks after locking that the path still names the
 //! file it locked (a cleaner of `/tmp`, or logind at a logout, may remove the folder), and a
 //! daemon whose lock file was removed takes a new one at once: it watches the file's path
 //! ([`ConfigLock::path`], [`ConfigLock::file_lost`]; `app/daemon/control.rs`).
@@ -270,7 +271,72 @@ pub(crate) fn take(
         }
         Err(why) => return Ok(TookConfig::Nowhere(why)),
     };
+    sweep(&dir, &lock_name(config.1));
     take_in(&dir, config, path, state_dir, patience)
+}
+
+/// True for a name [`lock_name`] gives: `config-<digits>-<digits>.lock`.
+fn is_lock_name(name: &OsStr) -> bool {
+    let Some(mid) = name
+        .as_bytes()
+        .strip_prefix(b"config-")
+        .and_then(|n| n.strip_suffix(b".lock"))
+    else {
+        return false;
+    };
+    let number = |p: &[u8]| !p.is_empty() && p.len() <= 20 && p.iter().all(u8::is_ascii_digit);
+    let mut parts = mid.split(|&b| b == b'-');
+    let two = (parts.next(), parts.next(), parts.next());
+    matches!(two, (Some(dev), Some(ino), None) if number(dev) && number(ino))
+}
+
+/// How many names of the folder one sweep looks at: the folder is this user's alone, so this
+/// only bounds the work of a start in a folder that grew huge.
+const SWEEP_MAX: usize = 10_000;
+
+/// Removes the lock files in the folder that nobody holds, but `keep` (the one the caller is
+/// about to take): the `Drop` path removes a daemon's own file, but a daemon killed (SIGKILL,
+/// a crash) leaves it behind, one per daemon, for as long as the folder lives (a test suite
+/// left hundreds in `/run/robotmk-daemon/` per run). Only names of [`lock_name`]'s pattern,
+/// only regular files opened without following a link ([`open_in`]). Each is locked first
+/// and removed while still locked, as the `Drop` path does: a daemon that opened it and
+/// waits for it finds, once it has the lock, that its path names no file any more and takes
+/// a new one (see [`take_in`]); one that holds it keeps the sweep from taking it.
+fn sweep(dir: &Folder, keep: &str) {
+    // A listing of its own open file description (it reads from its offset).
+    let Ok(fd) = rustix::fs::openat(
+        &dir.fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(entries) = super::dir::entries_of(fd) else {
+        return;
+    };
+    for e in entries.take(SWEEP_MAX).map_while(Result::ok) {
+        if e.is_dir || e.name == keep || !is_lock_name(&e.name) {
+            continue;
+        }
+        let Some(name) = e.name.to_str() else {
+            continue;
+        };
+        let Ok(Some(file)) = open_in(dir, name, false) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Still the file locked (not removed and created again meanwhile).
+        let here = rustix::fs::statat(&dir.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        let same = file
+            .metadata()
+            .is_ok_and(|m| here.is_ok_and(|h| (h.st_dev, h.st_ino) == (m.dev(), m.ino())));
+        if same {
+            let _ = rustix::fs::unlinkat(&dir.fd, name, rustix::fs::AtFlags::empty());
+        }
+    }
 }
 
 fn take_in(
@@ -477,6 +543,49 @@ mod tests {
         assert!(!gone.exists(), "the lock file stayed behind");
         // A stale file is free.
         assert!(!probe(&link));
+    }
+
+    #[test]
+    fn a_sweep_removes_only_lock_files_nobody_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let f = folder(&locks, me(), true).unwrap().unwrap();
+        let at = |n: &str| locks.join(n);
+        std::fs::write(at("config-1-2.lock"), "").unwrap();
+        std::fs::write(at("config-1-3.lock"), "").unwrap();
+        let held = File::open(at("config-1-3.lock")).unwrap();
+        held.lock().unwrap();
+        std::fs::write(at("config-1-4.lock"), "").unwrap();
+        for other in [
+            "config-1-x.lock",
+            "config-1-2-3.lock",
+            "config-1.lock",
+            "other",
+        ] {
+            std::fs::write(at(other), "").unwrap();
+        }
+        let target = dir.path().join("target");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, at("config-1-5.lock")).unwrap();
+        rustix::fs::mkfifoat(&f.fd, "config-1-6.lock", Mode::from_raw_mode(0o600)).unwrap();
+        std::fs::create_dir(at("config-1-7.lock")).unwrap();
+        sweep(&f, "config-1-4.lock");
+        assert!(!at("config-1-2.lock").exists(), "a stale lock file stayed");
+        for stays in [
+            "config-1-3.lock",
+            "config-1-4.lock",
+            "config-1-x.lock",
+            "config-1-2-3.lock",
+            "config-1.lock",
+            "other",
+            "config-1-6.lock",
+            "config-1-7.lock",
+        ] {
+            assert!(at(stays).exists(), "{stays} was removed");
+        }
+        assert!(std::fs::symlink_metadata(at("config-1-5.lock")).is_ok());
+        assert!(target.exists());
+        assert!(is_lock_name(OsStr::new(&lock_name((u64::MAX, 0)))));
     }
 
     #[test]
