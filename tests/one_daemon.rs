@@ -653,3 +653,141 @@ fn a_starting_daemon_removes_lock_files_nobody_holds() {
     let _ = holder.wait();
     stop(&inst, &v1);
 }
+
+/// `/tmp/robotmk-daemon-<uid>` (the last place for a user's config locks: no
+/// `XDG_RUNTIME_DIR`, no `/run/user/<uid>`), emptied and removed when the test ends.
+struct LockFolder(PathBuf);
+
+impl LockFolder {
+    fn clear(&self) {
+        if std::fs::symlink_metadata(&self.0).is_ok_and(|m| m.is_dir()) {
+            for e in std::fs::read_dir(&self.0).unwrap().flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl Drop for LockFolder {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// A user's daemon whose only place for the config's lock is `/tmp/robotmk-daemon-<uid>`,
+/// which another user planted (a folder, or a symlink, of theirs): a lock there would be
+/// theirs to take or fake, and one kept elsewhere would not keep a second daemon out. No
+/// daemon starts, and it is said where the admin looks, not only in daemon.log: ctrl's daemon
+/// line (CRIT), `status`, and a daemon started by hand, each naming the folder, its owner and
+/// the fix. With the folder gone, the daemon starts and creates it as its own.
+#[test]
+fn another_users_lock_folder_keeps_the_daemon_from_starting_and_says_so() {
+    use std::os::unix::process::CommandExt;
+    if !require_root("users to run the daemon and to plant its lock folder") {
+        return;
+    }
+    let (Some((uid, gid)), Some((planter, _))) =
+        (system_user("rmkf9-lockuser"), system_user("rmkf9-planter"))
+    else {
+        return;
+    };
+    if Path::new(&format!("/run/user/{uid}")).exists() {
+        // Not the case under test: the user has a runtime dir of its own.
+        eprintln!("SKIP: /run/user/{uid} exists");
+        return;
+    }
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    for p in [inst.dir.path(), inst.config.as_path()] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    let folder = LockFolder(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
+    folder.clear();
+    let as_user = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("--config")
+            .arg(&inst.config)
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("MK_VARDIR")
+            .env_remove("MK_CONFDIR")
+            .env_remove("ROBOTMK_DAEMON_CONFIG")
+            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .uid(uid)
+            .gid(gid);
+        c
+    };
+    let daemon_line = || {
+        let out = as_user(&["ctrl"]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        local_lines(&text(&out.stdout))
+            .into_iter()
+            .find(|l| l.contains("\"Robotmk t daemon\""))
+            .unwrap_or_else(|| panic!("no daemon line: {}", text(&out.stdout)))
+    };
+    let path = folder.0.display().to_string();
+    for planted in ["a folder", "a symlink"] {
+        folder.clear();
+        if planted == "a folder" {
+            std::fs::create_dir(&folder.0).unwrap();
+            std::os::unix::fs::chown(&folder.0, Some(planter), Some(planter)).unwrap();
+        } else {
+            std::os::unix::fs::symlink("/tmp", &folder.0).unwrap();
+            std::os::unix::fs::lchown(&folder.0, Some(planter), Some(planter)).unwrap();
+        }
+        let owner = format!("uid {planter}");
+        let says = |w: &str| w.contains(&path) && w.contains(&owner) && w.contains("fix: remove");
+        let line = daemon_line();
+        assert!(line.starts_with("2 ") && says(&line), "{planted}: {line}");
+        assert!(inst.daemon_processes().is_empty(), "{planted}");
+        let out = as_user(&["status"]).output().unwrap();
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains("cannot run:") && says(&shown),
+            "{planted}: {shown}"
+        );
+        let (out, _) = output_within(
+            Duration::from_secs(10),
+            as_user(&["daemon", "--route", "fork"]).env("MK_VARDIR", inst.dir.path()),
+        );
+        assert_eq!(out.status.code(), Some(1), "{planted}: {out:?}");
+        assert!(says(&text(&out.stderr)), "{planted}: {out:?}");
+        assert!(inst.daemon_processes().is_empty(), "{planted}");
+    }
+    // The admin's fix: the planted entry removed. The daemon starts, its folder its own.
+    folder.clear();
+    let line = daemon_line();
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_processes()
+        .len()
+        == 1));
+    let m = std::fs::symlink_metadata(&folder.0).unwrap();
+    assert!(m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == uid);
+    // Removed under the running daemon (a cleaner of /tmp) and planted before it looks (held
+    // in SIGSTOP here): it cannot take its lock again, and it does not run on without it.
+    let pid = inst.daemon_processes()[0];
+    let stopped = Stopped::new(pid);
+    folder.clear();
+    std::fs::create_dir(&folder.0).unwrap();
+    std::os::unix::fs::chown(&folder.0, Some(planter), Some(planter)).unwrap();
+    drop(stopped);
+    assert!(
+        wait_for(Duration::from_secs(5), || !pid_alive(pid)),
+        "the daemon runs on without its lock"
+    );
+    let log = inst.log();
+    assert!(
+        log.contains("cannot be taken again") && log.contains(&format!("uid {planter}")),
+        "{log}"
+    );
+    let line = daemon_line();
+    assert!(line.starts_with("2 ") && line.contains(&path), "{line}");
+}

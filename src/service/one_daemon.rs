@@ -27,6 +27,9 @@ pub(crate) enum Probe {
     /// A daemon of this config runs with another state dir (or one that cannot be told):
     /// the words say which, and the fix.
     Elsewhere(String),
+    /// This user has no safe place for the config's lock (its folder is another user's, or
+    /// others may write it): a daemon launched would not start; the words say why and the fix.
+    Unsafe(String),
 }
 
 /// The one text for "a daemon of this config runs with another state dir": `pid` and
@@ -79,10 +82,11 @@ pub(crate) enum Taken {
     /// does not start; a running one tries again at its next look.
     Failed(String),
     /// There is no place for the lock that only this user may write (its folder belongs to
-    /// another user, others may write it, or it is a symlink): a lock others could take must
-    /// not keep the daemon from starting. It starts
-    /// without the lock (as before there was one); the words say why and the fix, for the log.
-    Without(String),
+    /// another user, others may write it, or it is a symlink). Without the lock a second
+    /// daemon of the config could start beside this one, and a lock kept somewhere else would
+    /// not be found by it: the daemon does not start (a running one stands down); the words
+    /// say why and the fix, for its line in ctrl and `status`.
+    Unsafe(String),
 }
 
 /// Takes the config's lock for a starting daemon (see [`Taken`]).
@@ -105,7 +109,7 @@ pub(crate) fn take_within(
                 None => Taken::Refused(unnamed(config, own_state_dir)),
             }
         }
-        Ok(TookConfig::Nowhere(why)) => Taken::Without(why),
+        Ok(TookConfig::Nowhere(why)) => Taken::Unsafe(why),
         Err(e) => Taken::Failed(e.to_string()),
     }
 }
@@ -122,10 +126,13 @@ fn unnamed(config: &Path, own_state_dir: &Path) -> String {
 }
 
 /// Whether a daemon of `config` runs, for a caller whose state dir `own_state_dir` has none
-/// (see [`Probe`]). A probe that fails (the config cannot be opened, the lock's folder is not
-/// trusted), or a holder that does not say who it is, says `Free`: the daemon launched then
-/// reports what it finds.
+/// (see [`Probe`]). A lock folder that is not safe says `Unsafe`; a probe that fails otherwise
+/// (the config cannot be opened), or a holder that does not say who it is, says `Free`: the
+/// daemon launched then reports what it finds.
 pub(crate) fn probe(config: &Path, own_state_dir: &Path) -> Probe {
+    if let Some(why) = config_lock::folder_problem() {
+        return Probe::Unsafe(why);
+    }
     if !config_lock::is_held(config).unwrap_or(false) {
         return Probe::Free;
     }

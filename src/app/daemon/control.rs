@@ -558,9 +558,17 @@ impl Daemon {
                 self.drained.another_runs_them = true;
             }
             Taken::Refused(_) => {}
-            Taken::Without(why) => {
-                warn!("{why}");
+            // No safe place for it now (another user planted the folder after it was
+            // removed): a new daemon of the config does not start either, so this one must not
+            // run on without it, where one started with another runtime dir would not see it.
+            Taken::Unsafe(why) => {
                 self.config_lock = None;
+                if self.phase == Phase::Running {
+                    let cause = lost.unwrap_or_else(|| {
+                        format!("the config {} was replaced", self.cfg.path.display())
+                    });
+                    self.drain(&format!("{cause}, and it cannot be taken again: {why}"));
+                }
             }
             // Not there for a moment, or not readable: the old file stays locked; the next
             // look tries again.
@@ -593,13 +601,9 @@ impl Daemon {
                 self.config_lock = Some(l);
                 true
             }
-            Taken::Refused(why) | Taken::Failed(why) => {
+            Taken::Refused(why) | Taken::Failed(why) | Taken::Unsafe(why) => {
                 warn!("the handover is not called off: {why}");
                 false
-            }
-            Taken::Without(why) => {
-                warn!("{why}");
-                true
             }
         }
     }

@@ -117,10 +117,13 @@ pub(crate) fn folder_for(uid: u32, xdg: Option<&OsStr>) -> PathBuf {
 /// and the fix) if it is a symlink or not a folder, belongs to another user, or its group or
 /// others may write it: a lock there would be theirs to take or plant.
 fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String> {
+    // Not "run without it": a second daemon of the config could then start beside this one
+    // (the lock is what keeps it out), and a folder of another user's is theirs to steer.
     let refuse = |why: String| {
         format!(
-            "the folder for the config's lock {} {why}, so another user could take or plant the lock; running without the config's lock (fix: remove the folder, the daemon creates it 0700 as uid {uid})",
-            path.display()
+            "the folder for the config's lock {p} {why}, so another user could take or plant the lock: no daemon runs the config without its lock, so that a second one cannot start beside it (fix: remove {p}, as root or as its owner; the daemon then creates it 0700 as uid {uid}{more})",
+            p = path.display(),
+            more = runtime_dir_hint(path, uid),
         )
     };
     if create {
@@ -128,8 +131,9 @@ fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String>
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => {
                 return Err(format!(
-                    "cannot create the folder for the config's lock {}: {e}; running without the config's lock",
-                    path.display()
+                    "cannot create the folder for the config's lock {}: {e}: no daemon runs the config without its lock, so that a second one cannot start beside it (fix: make its parent folder writable for uid {uid}{})",
+                    path.display(),
+                    runtime_dir_hint(path, uid),
                 ))
             }
         }
@@ -142,11 +146,14 @@ fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String>
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
-            return Err(refuse("is a symlink or not a folder".into()))
+            let owner = std::fs::symlink_metadata(path)
+                .map(|m| format!(" (owned by uid {})", m.uid()))
+                .unwrap_or_default();
+            return Err(refuse(format!("is a symlink or not a folder{owner}")));
         }
         Err(e) => {
             return Err(format!(
-                "cannot open the folder for the config's lock {}: {e}; running without the config's lock",
+                "cannot open the folder for the config's lock {}: {e}: no daemon runs the config without its lock, so that a second one cannot start beside it",
                 path.display()
             ))
         }
@@ -168,6 +175,23 @@ fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String>
         fd,
         path: path.to_path_buf(),
     }))
+}
+
+/// For the last place of [`folder_for`], `/tmp`, which any user may plant: the fix of giving
+/// the user a runtime dir of its own.
+fn runtime_dir_hint(path: &Path, uid: u32) -> String {
+    if path.starts_with("/tmp") {
+        format!("; or give uid {uid} a runtime dir of its own, /run/user/{uid} (e.g. `loginctl enable-linger` for the user), or XDG_RUNTIME_DIR set to a 0700 folder of its own, for every caller that starts the daemon")
+    } else {
+        String::new()
+    }
+}
+
+/// Why this user has no safe folder for config locks now (see [`folder`]), if it has none:
+/// the words, for a ctrl or `status` with no daemon in their state dir, where a daemon
+/// launched would not start.
+pub(crate) fn folder_problem() -> Option<String> {
+    own_folder(false).err()
 }
 
 /// This process's folder for config locks (see [`folder_for`]).
@@ -602,7 +626,10 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
             let e = folder(&p, me(), true).err().expect("refused");
             assert!(e.contains("may be written by its group or others"), "{e}");
-            assert!(e.contains("running without the config's lock"), "{e}");
+            assert!(
+                e.contains("no daemon runs the config without its lock"),
+                "{e}"
+            );
         }
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(folder(&p, me(), true).unwrap().is_some());
@@ -613,7 +640,10 @@ mod tests {
         let sym = dir.path().join("sym");
         std::os::unix::fs::symlink(&p, &sym).unwrap();
         let e = folder(&sym, me(), true).err().expect("refused");
-        assert!(e.contains("is a symlink or not a folder"), "{e}");
+        assert!(
+            e.contains("is a symlink or not a folder (owned by uid"),
+            "{e}"
+        );
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
         let e = folder(&file, me(), true).err().expect("refused");

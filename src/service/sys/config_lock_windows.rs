@@ -229,6 +229,12 @@ fn open(path: &Path) -> io::Result<Option<OwnedHandle>> {
     }
 }
 
+/// Named objects in `Global\` are created by SYSTEM and administrators only: there
+/// is no folder another user could plant.
+pub(crate) fn folder_problem() -> Option<String> {
+    None
+}
+
 /// True if some daemon holds the config's lock.
 pub(crate) fn is_held(path: &Path) -> io::Result<bool> {
     open(path).map(|o| o.is_some())
