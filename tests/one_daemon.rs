@@ -677,6 +677,36 @@ impl Drop for LockFolder {
     }
 }
 
+/// The binary run as `(uid, gid)` on `inst`'s config: no runtime dir, no `MK_VARDIR`, the
+/// fork route.
+fn user_cmd(inst: &Instance, (uid, gid): (u32, u32), args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(BIN);
+    c.arg("--config")
+        .arg(&inst.config)
+        .args(args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("MK_VARDIR")
+        .env_remove("MK_CONFDIR")
+        .env_remove("ROBOTMK_DAEMON_CONFIG")
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .uid(uid)
+        .gid(gid);
+    c
+}
+
+/// The daemon line of a ctrl (`cmd`).
+fn user_daemon_line(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains(" daemon\" "))
+        .unwrap_or_else(|| panic!("no daemon line: {}", text(&out.stdout)))
+}
+
 /// A user's daemon whose only place for the config's lock is `/tmp/robotmk-daemon-<uid>`,
 /// which another user planted (a folder, or a symlink, of theirs): a lock there would be
 /// theirs to take or fake, and one kept elsewhere would not keep a second daemon out. No
@@ -685,7 +715,6 @@ impl Drop for LockFolder {
 /// the fix. With the folder gone, the daemon starts and creates it as its own.
 #[test]
 fn another_users_lock_folder_keeps_the_daemon_from_starting_and_says_so() {
-    use std::os::unix::process::CommandExt;
     if !require_root("users to run the daemon and to plant its lock folder") {
         return;
     }
@@ -708,30 +737,8 @@ fn another_users_lock_folder_keeps_the_daemon_from_starting_and_says_so() {
     }
     let folder = LockFolder(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
     folder.clear();
-    let as_user = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.arg("--config")
-            .arg(&inst.config)
-            .args(args)
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("MK_VARDIR")
-            .env_remove("MK_CONFDIR")
-            .env_remove("ROBOTMK_DAEMON_CONFIG")
-            .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .uid(uid)
-            .gid(gid);
-        c
-    };
-    let daemon_line = || {
-        let out = as_user(&["ctrl"]).output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        local_lines(&text(&out.stdout))
-            .into_iter()
-            .find(|l| l.contains("\"Robotmk t daemon\""))
-            .unwrap_or_else(|| panic!("no daemon line: {}", text(&out.stdout)))
-    };
+    let as_user = |args: &[&str]| user_cmd(&inst, (uid, gid), args);
+    let daemon_line = || user_daemon_line(as_user(&["ctrl"]));
     let path = folder.0.display().to_string();
     for planted in ["a folder", "a symlink"] {
         folder.clear();
@@ -790,4 +797,87 @@ fn another_users_lock_folder_keeps_the_daemon_from_starting_and_says_so() {
     );
     let line = daemon_line();
     assert!(line.starts_with("2 ") && line.contains(&path), "{line}");
+}
+
+/// A user's daemon started in a session keeps its lock in its runtime dir; logind removes that
+/// at the user's last logout. The daemon takes its lock again at once, in the place it has
+/// left (`/tmp/robotmk-daemon-<uid>`), and a daemon of the config started in the user's next
+/// session (the runtime dir back, another `MK_VARDIR`) finds it there: it does not start, and
+/// ctrl names the running daemon.
+#[test]
+fn a_users_lock_taken_again_after_a_logout_keeps_the_next_sessions_daemon_out() {
+    if !require_root("a user to run the daemon") {
+        return;
+    }
+    let Some((uid, gid)) = system_user("rmkf9-sessionuser") else {
+        return;
+    };
+    if Path::new(&format!("/run/user/{uid}")).exists() {
+        eprintln!("SKIP: /run/user/{uid} exists");
+        return;
+    }
+    let (inst, [v1, v2, _]) = setup();
+    let runtime = inst.dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    for p in [inst.dir.path(), &inst.config, &v1, &v2, &runtime] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let tmp = LockFolder(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
+    tmp.clear();
+    let in_session = |var: &Path, args: &[&str]| {
+        let mut c = user_cmd(&inst, (uid, gid), args);
+        c.env("XDG_RUNTIME_DIR", &runtime).env("MK_VARDIR", var);
+        c
+    };
+    let line = user_daemon_line(in_session(&v1, &["ctrl"]));
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_processes()
+        .len()
+        == 1));
+    let first = inst.daemon_processes()[0];
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&inst.config).unwrap();
+    let name = format!("config-{}-{}.lock", m.dev(), m.ino());
+    assert!(runtime.join("robotmk-daemon").join(&name).exists());
+    // The logout: the runtime dir removed, all of it.
+    std::fs::remove_file(runtime.join("robotmk-daemon").join(&name)).unwrap();
+    std::fs::remove_dir(runtime.join("robotmk-daemon")).unwrap();
+    std::fs::remove_dir(&runtime).unwrap();
+    let taken = tmp.0.join(&name);
+    assert!(
+        wait_for(Duration::from_secs(3), || std::fs::read_to_string(&taken)
+            .is_ok_and(|t| t.starts_with(&format!("{first}\n")))),
+        "not taken again in {}",
+        tmp.0.display()
+    );
+    // The next session: the runtime dir back, empty.
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let line = user_daemon_line(in_session(&v2, &["ctrl"]));
+    assert!(
+        line.starts_with("2 ")
+            && line.contains(&format!("pid {first}"))
+            && line.contains(&state_dir(&v1).display().to_string()),
+        "{line}"
+    );
+    let (out, _) = output_within(
+        Duration::from_secs(10),
+        &mut in_session(&v2, &["daemon", "--route", "fork"]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(inst.daemon_processes(), vec![first]);
+    let out = in_session(&v1, &["stop", "--now"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
 }

@@ -201,6 +201,40 @@ fn own_folder(create: bool) -> Result<Option<Folder>, String> {
     folder(&folder_for(uid, xdg.as_deref()), uid, create)
 }
 
+/// The places other than `own` where a daemon of user `uid` may keep its config locks (see
+/// [`folder_for`]). Which one a daemon takes depends on its environment and on the user's
+/// session, which differ between callers and over time: logind removes `/run/user/<uid>` at
+/// the user's last logout, and the daemon, taking its lock again, falls back to `/tmp`, where
+/// a daemon started in the next session would not look. So a lock held in any of them keeps a
+/// second daemon of the config out. Root has one place.
+fn other_places(uid: u32, xdg: Option<&OsStr>, own: &Path) -> Vec<PathBuf> {
+    if uid == 0 {
+        return Vec::new();
+    }
+    let mut places = Vec::new();
+    if let Some(x) = xdg.map(Path::new).filter(|x| x.is_absolute()) {
+        places.push(x.join("robotmk-daemon"));
+    }
+    places.push(PathBuf::from(format!("/run/user/{uid}/robotmk-daemon")));
+    places.push(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
+    places.retain(|p| p != own);
+    places.dedup();
+    places
+}
+
+/// The lock file `name`, held by a daemon, in one of this user's other places (see
+/// [`other_places`]). A folder there that is not safe (another user's) holds no lock of a
+/// daemon of this user: passed over.
+fn held_elsewhere(own: &Path, name: &str) -> Option<File> {
+    let uid = rustix::process::geteuid().as_raw();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+    other_places(uid, xdg.as_deref(), own).iter().find_map(|p| {
+        let dir = folder(p, uid, false).ok()??;
+        let file = open_in(&dir, name, false).ok()??;
+        held(&file).ok()?.then_some(file)
+    })
+}
+
 /// The config file, opened as it is read, and its identity: the device and inode of the file
 /// `path` leads to.
 fn open_config(path: &Path) -> io::Result<(File, (u64, u64))> {
@@ -295,8 +329,18 @@ pub(crate) fn take(
         }
         Err(why) => return Ok(TookConfig::Nowhere(why)),
     };
-    sweep(&dir, &lock_name(config.1));
-    take_in(&dir, config, path, state_dir, patience)
+    let name = lock_name(config.1);
+    sweep(&dir, &name);
+    // Locked here first, then the other places looked at: of two daemons taking the lock in
+    // two places at once, at least one sees the other's (both may, and both give up: no
+    // daemon for a moment, never two).
+    match take_in(&dir, config, path, state_dir, patience)? {
+        TookConfig::Locked(lock) if held_elsewhere(&dir.path, &name).is_some() => {
+            drop(lock);
+            Ok(TookConfig::Held)
+        }
+        took => Ok(took),
+    }
 }
 
 /// True for a name [`lock_name`] gives: `config-<digits>-<digits>.lock`.
@@ -408,16 +452,30 @@ fn take_in(
     }
 }
 
-/// The lock file of `path`'s config, opened read-only, if this user has one; `Err` for a
+/// The lock file of `path`'s config, opened read-only, that a daemon of this user holds: in
+/// this process's own place, else in one of the others ([`other_places`]); `Err` for an own
 /// folder that cannot be trusted (its words).
 fn probe_file(path: &Path) -> io::Result<Option<File>> {
-    let id = config_id(path)?;
-    let dir = match own_folder(false) {
-        Ok(Some(d)) => d,
-        Ok(None) => return Ok(None),
+    let name = lock_name(config_id(path)?);
+    let own = match own_folder(false) {
+        Ok(d) => d,
         Err(why) => return Err(io::Error::other(why)),
     };
-    open_in(&dir, &lock_name(id), false)
+    if let Some(dir) = &own {
+        if let Some(file) = open_in(dir, &name, false)? {
+            if held(&file)? {
+                return Ok(Some(file));
+            }
+        }
+    }
+    let own = match own {
+        Some(d) => d.path,
+        None => folder_for(
+            rustix::process::geteuid().as_raw(),
+            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        ),
+    };
+    Ok(held_elsewhere(&own, &name))
 }
 
 /// True if `file` is locked exclusively (a daemon holds it).
@@ -567,6 +625,27 @@ mod tests {
         assert!(!gone.exists(), "the lock file stayed behind");
         // A stale file is free.
         assert!(!probe(&link));
+    }
+
+    #[test]
+    fn a_lock_in_any_place_of_the_user_counts() {
+        assert!(other_places(0, None, Path::new("/run/robotmk-daemon")).is_empty());
+        let own = Path::new("/run/user/7/robotmk-daemon");
+        assert_eq!(
+            other_places(7, Some(OsStr::new("/x")), own),
+            [
+                PathBuf::from("/x/robotmk-daemon"),
+                PathBuf::from("/tmp/robotmk-daemon-7")
+            ]
+        );
+        assert_eq!(
+            other_places(
+                7,
+                Some(OsStr::new("relative")),
+                Path::new("/tmp/robotmk-daemon-7")
+            ),
+            [PathBuf::from("/run/user/7/robotmk-daemon")]
+        );
     }
 
     #[test]
