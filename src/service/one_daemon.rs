@@ -6,7 +6,11 @@
 //! file in a folder only the daemon's user may write on Linux, a named object only SYSTEM and
 //! administrators may create on Windows), which says who holds it: its PID and state dir. A
 //! second daemon refuses to start, a ctrl does not launch one, and both say which daemon runs
-//! it, with which state dir, and the fix. The words are here, one text for all of them.
+//! it, with which state dir, and the fix. A running daemon that lost the lock to another (its
+//! lock file removed under it, its config replaced, and the other took the new file first)
+//! stands down ([`stand_down`]); with no safe place for the lock (another user planted its
+//! folder) no daemon runs the config ([`Taken::Unsafe`], [`Probe::Unsafe`]). The words are
+//! here, one text for all of them.
 
 use crate::service::sys::config_lock::{self, ConfigLock, Holder};
 use crate::service::sys::TookConfig;
