@@ -526,10 +526,14 @@ fn the_daemon_that_lost_its_removed_lock_file_stands_down() {
         l.contains("was removed under this daemon") && l.contains(&format!("pid {second}")),
         "{l}"
     );
-    // On its line while it drains (its run is still in flight).
-    let line = ctrl_line(&inst, &v1);
+    // On its line while it drains (its run is still in flight), once its status is written
+    // (the log line comes first).
+    let mut line = String::new();
     assert!(
-        line.contains("stands down") && line.contains(&format!("pid {second}")),
+        wait_for(Duration::from_secs(3), || {
+            line = ctrl_line(&inst, &v1);
+            line.contains("stands down") && line.contains(&format!("pid {second}"))
+        }),
         "{line}"
     );
     // Its run finishes, then it exits; the other one runs on.
@@ -845,10 +849,19 @@ fn a_users_lock_taken_again_after_a_logout_keeps_the_next_sessions_daemon_out() 
     let m = std::fs::metadata(&inst.config).unwrap();
     let name = format!("config-{}-{}.lock", m.dev(), m.ino());
     assert!(runtime.join("robotmk-daemon").join(&name).exists());
-    // The logout: the runtime dir removed, all of it.
-    std::fs::remove_file(runtime.join("robotmk-daemon").join(&name)).unwrap();
-    std::fs::remove_dir(runtime.join("robotmk-daemon")).unwrap();
-    std::fs::remove_dir(&runtime).unwrap();
+    // The logout: the runtime dir removed, all of it. Moved away first, so that it is gone
+    // at once: a daemon that sees its lock file go takes it again at once, in the folder
+    // while that is still there (logind's removal, file by file, races with it the same way).
+    let gone = inst.dir.path().join("runtime.gone");
+    std::fs::rename(&runtime, &gone).unwrap();
+    for e in std::fs::read_dir(gone.join("robotmk-daemon"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    std::fs::remove_dir(gone.join("robotmk-daemon")).unwrap();
+    std::fs::remove_dir(&gone).unwrap();
     let taken = tmp.0.join(&name);
     assert!(
         wait_for(Duration::from_secs(3), || std::fs::read_to_string(&taken)
