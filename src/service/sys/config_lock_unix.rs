@@ -22,10 +22,12 @@
 //! The file is never removed unlocked: a removal races with a daemon that opened it and
 //! waits for it, which would then hold a file nobody else sees. It is removed while locked,
 //! by its daemon as it stops, and by a taker that sweeps the folder of stale files (their
-//! daemons killed: nobody holds their locks; [`sweep`]). A taker checks after locking that the path still names the
-//! file it locked (a cleaner of `/tmp`, or logind at a logout, may remove the folder), and a
-//! daemon whose lock file was removed takes a new one at once: it watches the file's path
-//! ([`ConfigLock::path`], [`ConfigLock::file_lost`]; `app/daemon/control.rs`).
+//! daemons killed: nobody holds their locks; [`sweep`]). A taker checks after locking that
+//! the path still names the file it locked (a cleaner of `/tmp`, or logind at a logout, may
+//! remove the folder), and a daemon whose lock file was removed takes a new one at once: it
+//! watches the file's path ([`ConfigLock::path`], [`ConfigLock::file_lost`];
+//! `app/daemon/control.rs`). Where a user's daemon keeps its lock depends on its session, so a
+//! lock held in any of the user's places counts ([`other_places`]).
 
 use super::TookConfig;
 use rustix::fs::{Mode, OFlags};
