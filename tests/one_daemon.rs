@@ -429,3 +429,468 @@ fn a_local_users_locks_on_the_config_keep_no_daemon_from_starting() {
     stop(&inst, &v1);
     drop(holders);
 }
+
+/// The daemon's lock file removed under it (a cleaner of its folder, logind at a logout, an
+/// admin's `rm`): it is watched, so the daemon takes it again within moments (not at its next
+/// safety look, minutes later), and a second daemon of the config is still refused.
+#[test]
+fn a_removed_lock_file_is_taken_again_at_once() {
+    if !require_root("the config's lock file in /run/robotmk-daemon") {
+        return;
+    }
+    let (inst, [v1, v2, _]) = setup();
+    let first = first_daemon(&inst, &v1);
+    let lock = config_lock_file(&inst);
+    assert!(lock.exists());
+    std::fs::remove_file(&lock).unwrap();
+    let holder = || std::fs::read_to_string(&lock).ok();
+    assert!(
+        wait_for(Duration::from_secs(3), || holder()
+            .is_some_and(|t| t.starts_with(&format!("{first}\n")))),
+        "the lock file was not taken again: {:?}",
+        holder()
+    );
+    let log = std::fs::read_to_string(state_dir(&v1).join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("was removed under this daemon"), "{log}");
+    second_is_refused(&inst, first, &v1, &v2);
+    stop(&inst, &v1);
+}
+
+/// A process held in SIGSTOP, continued when dropped (also when the test panics).
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        // SAFETY: a daemon this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// The lock file removed while its daemon cannot look (held in SIGSTOP here; a busy host, in
+/// life), and a second daemon of the config started from another `MK_VARDIR` in that window:
+/// it holds the new lock file, so the first one, once it looks, stands down. It says so in its
+/// log and on its ctrl line, naming the other daemon, and its run in flight is not cut off: it
+/// finishes and is recorded as a success.
+#[test]
+fn the_daemon_that_lost_its_removed_lock_file_stands_down() {
+    if !require_root("the config's lock file in /run/robotmk-daemon") {
+        return;
+    }
+    let (inst, [v1, v2, _]) = setup();
+    inst.write_raw_config(
+        "[daemon]\ninstance = \"od\"\nheartbeat_timeout = \"0\"\nstop_grace = \"1s\"\n\n[[job]]\nname = \"j\"\ncommand = [\"sleep\", \"6\"]\nevery = \"1s\"\ntimeout = \"1m\"\n",
+    );
+    let first = first_daemon(&inst, &v1);
+    let st1 = state_dir(&v1);
+    let running = || {
+        std::fs::read(st1.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| {
+                s["jobs"][0]["running"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+    };
+    assert!(wait_for(Duration::from_secs(5), running));
+    let stopped = Stopped::new(first);
+    std::fs::remove_file(config_lock_file(&inst)).unwrap();
+    let line = ctrl_line(&inst, &v2);
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_processes()
+        .len()
+        == 2));
+    let second = *inst
+        .daemon_processes()
+        .iter()
+        .find(|p| **p != first)
+        .unwrap();
+    drop(stopped);
+    let log = || std::fs::read_to_string(st1.join("daemon.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(5), || log().contains("stands down")),
+        "{}",
+        log()
+    );
+    let l = log();
+    assert!(
+        l.contains("was removed under this daemon") && l.contains(&format!("pid {second}")),
+        "{l}"
+    );
+    // On its line while it drains (its run is still in flight), once its status is written
+    // (the log line comes first).
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            line = ctrl_line(&inst, &v1);
+            line.contains("stands down") && line.contains(&format!("pid {second}"))
+        }),
+        "{line}"
+    );
+    // Its run finishes, then it exits; the other one runs on.
+    assert!(
+        wait_for(Duration::from_secs(15), || !pid_alive(first)),
+        "the first daemon did not end"
+    );
+    let runs = inst_records(&st1);
+    assert!(runs.iter().any(|r| r["outcome"] == "success"), "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r["outcome"] != "failure" && r["outcome"] != "timeout"),
+        "{runs:?}"
+    );
+    assert!(pid_alive(second));
+    stop(&inst, &v2);
+}
+
+/// Every run record of the job `j` in the state dir `st`.
+fn inst_records(st: &Path) -> Vec<serde_json::Value> {
+    let runs = st.join("jobs").join("j").join("runs");
+    std::fs::read_dir(&runs)
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| std::fs::read(d.join("record.json")).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect()
+}
+
+/// Entries this test put into `/run/robotmk-daemon/`, removed when it ends.
+struct Planted(Vec<PathBuf>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A daemon killed (SIGKILL, a crash) leaves its lock file behind: not locked, so harmless,
+/// but one per daemon for as long as `/run` lives. A daemon that takes its lock removes the
+/// lock files in the folder that nobody holds, and only those: not one a daemon holds, not a
+/// name of another pattern, not a symlink (nor what it leads to).
+#[test]
+fn a_starting_daemon_removes_lock_files_nobody_holds() {
+    if !require_root("the config's lock folder /run/robotmk-daemon")
+        || !require_tool(Path::new("/usr/bin/python3").exists(), "/usr/bin/python3")
+    {
+        return;
+    }
+    let (inst, [v1, _, _]) = setup();
+    let folder = Path::new("/run/robotmk-daemon");
+    if let Err(e) = std::fs::create_dir(folder) {
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    }
+    std::fs::set_permissions(folder, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // Names no config of this host has (device 0), unique to this test process.
+    let base = u64::from(std::process::id()) * 1000;
+    let name = |i: u64| folder.join(format!("config-0-{}.lock", base + i));
+    let killed = name(1);
+    let held = name(2);
+    let link = name(3);
+    let other = folder.join(format!("config-0-{base}.lock.keep"));
+    let _planted = Planted(vec![
+        killed.clone(),
+        held.clone(),
+        link.clone(),
+        other.clone(),
+    ]);
+    // A daemon killed: start one on a config of its own, SIGKILL it, its file stays.
+    let dead = Instance::new("heartbeat_timeout = \"0\"", "");
+    let out = dead.ctrl();
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_for(Duration::from_secs(5), || dead
+        .daemon_processes()
+        .len()
+        == 1));
+    let dead_lock = config_lock_file(&dead);
+    assert!(dead_lock.exists());
+    kill9(dead.daemon_processes()[0]);
+    assert!(dead.wait_daemon_gone(Duration::from_secs(5)));
+    assert!(
+        dead_lock.exists(),
+        "the killed daemon's lock file went by itself"
+    );
+    for f in [&killed, &other] {
+        std::fs::write(f, "1\n/nowhere").unwrap();
+    }
+    std::fs::write(&held, "").unwrap();
+    let target = inst.dir.path().join("target");
+    std::fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut holder = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(HOLD_LOCK)
+        .arg(&held)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = || {
+        std::fs::File::open(&held)
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    };
+    assert!(wait_for(Duration::from_secs(5), locked));
+
+    first_daemon(&inst, &v1);
+    assert!(!dead_lock.exists(), "the killed daemon's lock file stayed");
+    assert!(!killed.exists(), "a lock file nobody holds stayed");
+    assert!(held.exists(), "a held lock file was removed");
+    assert!(other.exists(), "a file of another name was removed");
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "the symlink was removed"
+    );
+    assert!(target.exists());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    stop(&inst, &v1);
+}
+
+/// `/tmp/robotmk-daemon-<uid>` (the last place for a user's config locks: no
+/// `XDG_RUNTIME_DIR`, no `/run/user/<uid>`), emptied and removed when the test ends.
+struct LockFolder(PathBuf);
+
+impl LockFolder {
+    fn clear(&self) {
+        if std::fs::symlink_metadata(&self.0).is_ok_and(|m| m.is_dir()) {
+            for e in std::fs::read_dir(&self.0).unwrap().flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl Drop for LockFolder {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// The binary run as `(uid, gid)` on `inst`'s config: no runtime dir, no `MK_VARDIR`, the
+/// fork route.
+fn user_cmd(inst: &Instance, (uid, gid): (u32, u32), args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(BIN);
+    c.arg("--config")
+        .arg(&inst.config)
+        .args(args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("MK_VARDIR")
+        .env_remove("MK_CONFDIR")
+        .env_remove("ROBOTMK_DAEMON_CONFIG")
+        .env("ROBOTMK_DAEMON_NO_SYSTEMD", "1")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .uid(uid)
+        .gid(gid);
+    c
+}
+
+/// The daemon line of a ctrl (`cmd`).
+fn user_daemon_line(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    local_lines(&text(&out.stdout))
+        .into_iter()
+        .find(|l| l.contains(" daemon\" "))
+        .unwrap_or_else(|| panic!("no daemon line: {}", text(&out.stdout)))
+}
+
+/// A user's daemon whose only place for the config's lock is `/tmp/robotmk-daemon-<uid>`,
+/// which another user planted (a folder, or a symlink, of theirs): a lock there would be
+/// theirs to take or fake, and one kept elsewhere would not keep a second daemon out. No
+/// daemon starts, and it is said where the admin looks, not only in daemon.log: ctrl's daemon
+/// line (CRIT), `status`, and a daemon started by hand, each naming the folder, its owner and
+/// the fix. With the folder gone, the daemon starts and creates it as its own.
+#[test]
+fn another_users_lock_folder_keeps_the_daemon_from_starting_and_says_so() {
+    if !require_root("users to run the daemon and to plant its lock folder") {
+        return;
+    }
+    let (Some((uid, gid)), Some((planter, _))) =
+        (system_user("rmkf9-lockuser"), system_user("rmkf9-planter"))
+    else {
+        return;
+    };
+    if Path::new(&format!("/run/user/{uid}")).exists() {
+        // Not the case under test: the user has a runtime dir of its own.
+        eprintln!("SKIP: /run/user/{uid} exists");
+        return;
+    }
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"",
+        "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n",
+    );
+    for p in [inst.dir.path(), inst.config.as_path()] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    let folder = LockFolder(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
+    folder.clear();
+    let as_user = |args: &[&str]| user_cmd(&inst, (uid, gid), args);
+    let daemon_line = || user_daemon_line(as_user(&["ctrl"]));
+    let path = folder.0.display().to_string();
+    for planted in ["a folder", "a symlink"] {
+        folder.clear();
+        if planted == "a folder" {
+            std::fs::create_dir(&folder.0).unwrap();
+            std::os::unix::fs::chown(&folder.0, Some(planter), Some(planter)).unwrap();
+        } else {
+            std::os::unix::fs::symlink("/tmp", &folder.0).unwrap();
+            std::os::unix::fs::lchown(&folder.0, Some(planter), Some(planter)).unwrap();
+        }
+        let owner = format!("uid {planter}");
+        let says = |w: &str| w.contains(&path) && w.contains(&owner) && w.contains("fix: remove");
+        let line = daemon_line();
+        assert!(line.starts_with("2 ") && says(&line), "{planted}: {line}");
+        assert!(inst.daemon_processes().is_empty(), "{planted}");
+        let out = as_user(&["status"]).output().unwrap();
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains("cannot run:") && says(&shown),
+            "{planted}: {shown}"
+        );
+        let (out, _) = output_within(
+            Duration::from_secs(10),
+            as_user(&["daemon", "--route", "fork"]).env("MK_VARDIR", inst.dir.path()),
+        );
+        assert_eq!(out.status.code(), Some(1), "{planted}: {out:?}");
+        assert!(says(&text(&out.stderr)), "{planted}: {out:?}");
+        assert!(inst.daemon_processes().is_empty(), "{planted}");
+    }
+    // The admin's fix: the planted entry removed. The daemon starts, its folder its own.
+    folder.clear();
+    let line = daemon_line();
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_processes()
+        .len()
+        == 1));
+    let m = std::fs::symlink_metadata(&folder.0).unwrap();
+    assert!(m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == uid);
+    // Removed under the running daemon (a cleaner of /tmp) and planted before it looks (held
+    // in SIGSTOP here): it cannot take its lock again, and it does not run on without it.
+    let pid = inst.daemon_processes()[0];
+    let stopped = Stopped::new(pid);
+    folder.clear();
+    std::fs::create_dir(&folder.0).unwrap();
+    std::os::unix::fs::chown(&folder.0, Some(planter), Some(planter)).unwrap();
+    drop(stopped);
+    assert!(
+        wait_for(Duration::from_secs(5), || !pid_alive(pid)),
+        "the daemon runs on without its lock"
+    );
+    let log = inst.log();
+    assert!(
+        log.contains("cannot be taken again") && log.contains(&format!("uid {planter}")),
+        "{log}"
+    );
+    let line = daemon_line();
+    assert!(line.starts_with("2 ") && line.contains(&path), "{line}");
+}
+
+/// A user's daemon started in a session keeps its lock in its runtime dir; logind removes that
+/// at the user's last logout. The daemon takes its lock again at once, in the place it has
+/// left (`/tmp/robotmk-daemon-<uid>`), and a daemon of the config started in the user's next
+/// session (the runtime dir back, another `MK_VARDIR`) finds it there: it does not start, and
+/// ctrl names the running daemon.
+#[test]
+fn a_users_lock_taken_again_after_a_logout_keeps_the_next_sessions_daemon_out() {
+    if !require_root("a user to run the daemon") {
+        return;
+    }
+    let Some((uid, gid)) = system_user("rmkf9-sessionuser") else {
+        return;
+    };
+    if Path::new(&format!("/run/user/{uid}")).exists() {
+        eprintln!("SKIP: /run/user/{uid} exists");
+        return;
+    }
+    let (inst, [v1, v2, _]) = setup();
+    let runtime = inst.dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    for p in [inst.dir.path(), &inst.config, &v1, &v2, &runtime] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let tmp = LockFolder(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
+    tmp.clear();
+    let in_session = |var: &Path, args: &[&str]| {
+        let mut c = user_cmd(&inst, (uid, gid), args);
+        c.env("XDG_RUNTIME_DIR", &runtime).env("MK_VARDIR", var);
+        c
+    };
+    let line = user_daemon_line(in_session(&v1, &["ctrl"]));
+    assert!(line.starts_with("0 "), "{line}");
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .daemon_processes()
+        .len()
+        == 1));
+    let first = inst.daemon_processes()[0];
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&inst.config).unwrap();
+    let name = format!("config-{}-{}.lock", m.dev(), m.ino());
+    assert!(runtime.join("robotmk-daemon").join(&name).exists());
+    // The logout: the runtime dir removed, all of it. Moved away first, so that it is gone
+    // at once: a daemon that sees its lock file go takes it again at once, in the folder
+    // while that is still there (logind's removal, file by file, races with it the same way).
+    let gone = inst.dir.path().join("runtime.gone");
+    std::fs::rename(&runtime, &gone).unwrap();
+    for e in std::fs::read_dir(gone.join("robotmk-daemon"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    std::fs::remove_dir(gone.join("robotmk-daemon")).unwrap();
+    std::fs::remove_dir(&gone).unwrap();
+    let taken = tmp.0.join(&name);
+    assert!(
+        wait_for(Duration::from_secs(3), || std::fs::read_to_string(&taken)
+            .is_ok_and(|t| t.starts_with(&format!("{first}\n")))),
+        "not taken again in {}",
+        tmp.0.display()
+    );
+    // The next session: the runtime dir back, empty.
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let line = user_daemon_line(in_session(&v2, &["ctrl"]));
+    assert!(
+        line.starts_with("2 ")
+            && line.contains(&format!("pid {first}"))
+            && line.contains(&state_dir(&v1).display().to_string()),
+        "{line}"
+    );
+    let (out, _) = output_within(
+        Duration::from_secs(10),
+        &mut in_session(&v2, &["daemon", "--route", "fork"]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(inst.daemon_processes(), vec![first]);
+    let out = in_session(&v1, &["stop", "--now"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+}

@@ -129,6 +129,8 @@ pub(crate) fn ensure_daemon(cfg: &Config, st: &StateDir) -> Result<Ensured, Star
         crate::service::one_daemon::Probe::Elsewhere(why) => {
             return Err(StartError::Elsewhere(why))
         }
+        // A daemon launched would refuse to start: said at once, on the daemon's line.
+        crate::service::one_daemon::Probe::Unsafe(why) => return Err(StartError::Failed(why)),
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
     let exe = launch::daemon_exe(&exe, &cfg.daemon.state_dir)?;

@@ -53,14 +53,19 @@ pub(crate) fn status(path: &Path, json: bool) -> i32 {
     } else {
         // No daemon here, but one of this config may run with another state dir (another
         // MK_VARDIR, see `service::one_daemon`): said, rather than a bare "not running".
+        // Or none can start: the config's lock has no safe folder.
         let elsewhere = match (&r.state_dir, r.daemon.running) {
             (Some(dir), false) => match crate::service::one_daemon::probe(path, dir) {
-                crate::service::one_daemon::Probe::Elsewhere(w) => Some(w),
+                crate::service::one_daemon::Probe::Elsewhere(w) => Some(("elsewhere: ", w)),
+                crate::service::one_daemon::Probe::Unsafe(w) => Some(("cannot run:", w)),
                 _ => None,
             },
             _ => None,
         };
-        print!("{}", table(&r, elsewhere.as_deref()));
+        print!(
+            "{}",
+            table(&r, elsewhere.as_ref().map(|(l, w)| (*l, w.as_str())))
+        );
         print!("{}", crate::app::pause::status_lines(&r));
         print!("{}", findings::status_notes(&r.config_warnings));
         if let Some(dir) = &r.state_dir {
@@ -78,8 +83,9 @@ pub(crate) fn status(path: &Path, json: bool) -> i32 {
 }
 
 /// The status as a table for people.
-/// `elsewhere`: the words for a daemon of this config that runs with another state dir.
-fn table(r: &Report, elsewhere: Option<&str>) -> String {
+/// `elsewhere`: the label and words for a daemon of this config that runs with another state
+/// dir, or for why none can start here.
+fn table(r: &Report, elsewhere: Option<(&str, &str)>) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let d = &r.daemon;
@@ -117,8 +123,8 @@ fn table(r: &Report, elsewhere: Option<&str>) -> String {
         }
     } else {
         let _ = writeln!(o, "daemon:     {}", s.paint("31", "not running"));
-        if let Some(w) = elsewhere {
-            let _ = writeln!(o, "elsewhere:  {}", sanitize(w));
+        if let Some((label, w)) = elsewhere {
+            let _ = writeln!(o, "{label} {}", sanitize(w));
         }
         if let Some(why) = &d.last_stop {
             let _ = writeln!(o, "last stop:  {}", sanitize(why));
@@ -335,7 +341,10 @@ mod tests {
         };
         let o = super::table(
             &r,
-            Some(&format!("run elsewhere with the state dir {evil}")),
+            Some((
+                "elsewhere: ",
+                &format!("run elsewhere with the state dir {evil}"),
+            )),
         );
         assert!(!o.contains('\x1b'), "{o:?}");
         assert!(!o.lines().any(|l| l.starts_with("<<<")), "{o}");

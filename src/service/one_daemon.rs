@@ -6,7 +6,11 @@
 //! file in a folder only the daemon's user may write on Linux, a named object only SYSTEM and
 //! administrators may create on Windows), which says who holds it: its PID and state dir. A
 //! second daemon refuses to start, a ctrl does not launch one, and both say which daemon runs
-//! it, with which state dir, and the fix. The words are here, one text for all of them.
+//! it, with which state dir, and the fix. A running daemon that lost the lock to another (its
+//! lock file removed under it, its config replaced, and the other took the new file first)
+//! stands down ([`stand_down`]); with no safe place for the lock (another user planted its
+//! folder) no daemon runs the config ([`Taken::Unsafe`], [`Probe::Unsafe`]). The words are
+//! here, one text for all of them.
 
 use crate::service::sys::config_lock::{self, ConfigLock, Holder};
 use crate::service::sys::TookConfig;
@@ -27,6 +31,9 @@ pub(crate) enum Probe {
     /// A daemon of this config runs with another state dir (or one that cannot be told):
     /// the words say which, and the fix.
     Elsewhere(String),
+    /// This user has no safe place for the config's lock (its folder is another user's, or
+    /// others may write it): a daemon launched would not start; the words say why and the fix.
+    Unsafe(String),
 }
 
 /// The one text for "a daemon of this config runs with another state dir": `pid` and
@@ -37,6 +44,26 @@ pub(crate) fn words(config: &Path, pid: u32, dir: &Path, own_state_dir: &Path) -
         config.display(),
         dir.display(),
         own_state_dir.display()
+    )
+}
+
+/// The words of a running daemon that lost the config's lock (`cause`: its lock file removed,
+/// the config replaced) to another daemon of the config, which took it meanwhile: this one
+/// stands down (drains: its runs in flight finish, it starts none), because that one holds
+/// the lock that probes and new daemons find, and may have started runs already.
+pub(crate) fn stand_down(config: &Path, cause: &str, own_state_dir: &Path) -> String {
+    let holder = config_lock::holder(config);
+    let other = match daemon_of(holder.as_ref()) {
+        Some((pid, dir)) => format!(
+            "the daemon (pid {pid}) with the state dir {}",
+            dir.display()
+        ),
+        None => "another daemon of it (it has not said its PID yet)".to_string(),
+    };
+    format!(
+        "{cause}, and {other} took the config's lock meanwhile: this daemon (state dir {}) stands down, it finishes its runs in flight and starts none, and that one runs the jobs of {} from now",
+        own_state_dir.display(),
+        config.display()
     )
 }
 
@@ -59,10 +86,11 @@ pub(crate) enum Taken {
     /// does not start; a running one tries again at its next look.
     Failed(String),
     /// There is no place for the lock that only this user may write (its folder belongs to
-    /// another user, others may write it, or it is a symlink): a lock others could take must
-    /// not keep the daemon from starting. It starts
-    /// without the lock (as before there was one); the words say why and the fix, for the log.
-    Without(String),
+    /// another user, others may write it, or it is a symlink). Without the lock a second
+    /// daemon of the config could start beside this one, and a lock kept somewhere else would
+    /// not be found by it: the daemon does not start (a running one stands down); the words
+    /// say why and the fix, for its line in ctrl and `status`.
+    Unsafe(String),
 }
 
 /// Takes the config's lock for a starting daemon (see [`Taken`]).
@@ -85,7 +113,7 @@ pub(crate) fn take_within(
                 None => Taken::Refused(unnamed(config, own_state_dir)),
             }
         }
-        Ok(TookConfig::Nowhere(why)) => Taken::Without(why),
+        Ok(TookConfig::Nowhere(why)) => Taken::Unsafe(why),
         Err(e) => Taken::Failed(e.to_string()),
     }
 }
@@ -102,10 +130,13 @@ fn unnamed(config: &Path, own_state_dir: &Path) -> String {
 }
 
 /// Whether a daemon of `config` runs, for a caller whose state dir `own_state_dir` has none
-/// (see [`Probe`]). A probe that fails (the config cannot be opened, the lock's folder is not
-/// trusted), or a holder that does not say who it is, says `Free`: the daemon launched then
-/// reports what it finds.
+/// (see [`Probe`]). A lock folder that is not safe says `Unsafe`; a probe that fails otherwise
+/// (the config cannot be opened), or a holder that does not say who it is, says `Free`: the
+/// daemon launched then reports what it finds.
 pub(crate) fn probe(config: &Path, own_state_dir: &Path) -> Probe {
+    if let Some(why) = config_lock::folder_problem() {
+        return Probe::Unsafe(why);
+    }
     if !config_lock::is_held(config).unwrap_or(false) {
         return Probe::Free;
     }

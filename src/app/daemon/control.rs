@@ -123,6 +123,11 @@ impl Daemon {
         if let Some(flag) = &self.control.run_flag {
             ok &= path_watches(flag, Child::Content, &mut w);
         }
+        // The config's lock file (and every folder on its way): removed under this daemon, it
+        // is taken again at once (see `check_config_lock`), before a second daemon can start.
+        if let Some(lock) = self.config_lock.as_ref().and_then(|l| l.path()) {
+            ok &= path_watches(lock, Child::Entry, &mut w);
+        }
         for source in self.envs_sources() {
             ok &= path_watches(source, Child::Content, &mut w);
         }
@@ -501,10 +506,13 @@ impl Daemon {
     /// The config file's lock (see `service::one_daemon`) is on the file the path named when
     /// it was taken; a config replaced by rename (an editor, config management) is another
     /// file, which nobody holds until this daemon locks it here, at its next look after the
-    /// rename (the watch on the config wakes it: milliseconds). A daemon of this config with
-    /// another state dir started in that window holds the new file: that one runs the jobs
-    /// now, and this one hands over (drains and exits). A lock file removed under the daemon
-    /// (its folder cleaned up) is taken again the same way.
+    /// rename (the watch on the config wakes it: milliseconds). A lock file removed under the
+    /// daemon (a cleaner of its folder, logind removing `/run/user/<uid>` at a logout, an
+    /// admin's `rm`) is taken again the same way, its folder created again: it is watched, so
+    /// the window in which a second daemon could take a new one is as short. A daemon of this
+    /// config with another state dir started in that window holds the new file: that one runs
+    /// the jobs now (probes find it, and it may have started runs already), and this one
+    /// stands down (drains: its runs in flight finish, it starts none) and says so.
     fn check_config_lock(&mut self) {
         use crate::service::one_daemon::Taken;
         let Some(held) = &self.config_lock else {
@@ -513,27 +521,54 @@ impl Daemon {
         if held.still_names(&self.cfg.path) {
             return;
         }
+        let lost = held.file_lost().then(|| {
+            format!(
+                "the config's lock file {} was removed under this daemon (a cleaner of its folder, a logout, an admin)",
+                held.path().unwrap_or(std::path::Path::new("?")).display()
+            )
+        });
         match crate::service::one_daemon::take_within(
             &self.cfg.path,
             &self.state.root,
             RELOCK_PATIENCE,
         ) {
             Taken::Locked(new) => {
-                info!(
-                    "{} was replaced; locked the new file, this daemon still runs its jobs",
-                    self.cfg.path.display()
-                );
+                match &lost {
+                    Some(lost) => {
+                        warn!("{lost}; locked a new one, this daemon still runs its jobs")
+                    }
+                    None => info!(
+                        "{} was replaced; locked the new file, this daemon still runs its jobs",
+                        self.cfg.path.display()
+                    ),
+                }
                 self.config_lock = Some(new);
             }
-            Taken::Refused(why) if self.phase == Phase::Running => {
-                self.drain(&format!("the config was replaced: {why}"));
+            Taken::Refused(_) if self.phase == Phase::Running => {
+                let cause = lost.unwrap_or_else(|| {
+                    format!("the config {} was replaced", self.cfg.path.display())
+                });
+                let why = crate::service::one_daemon::stand_down(
+                    &self.cfg.path,
+                    &cause,
+                    &self.state.root,
+                );
+                self.drain(&why);
                 // That daemon runs (and records) the due times from now.
                 self.drained.another_runs_them = true;
             }
             Taken::Refused(_) => {}
-            Taken::Without(why) => {
-                warn!("{why}");
+            // No safe place for it now (another user planted the folder after it was
+            // removed): a new daemon of the config does not start either, so this one must not
+            // run on without it, where one started with another runtime dir would not see it.
+            Taken::Unsafe(why) => {
                 self.config_lock = None;
+                if self.phase == Phase::Running {
+                    let cause = lost.unwrap_or_else(|| {
+                        format!("the config {} was replaced", self.cfg.path.display())
+                    });
+                    self.drain(&format!("{cause}, and it cannot be taken again: {why}"));
+                }
             }
             // Not there for a moment, or not readable: the old file stays locked; the next
             // look tries again.
@@ -566,13 +601,9 @@ impl Daemon {
                 self.config_lock = Some(l);
                 true
             }
-            Taken::Refused(why) | Taken::Failed(why) => {
+            Taken::Refused(why) | Taken::Failed(why) | Taken::Unsafe(why) => {
                 warn!("the handover is not called off: {why}");
                 false
-            }
-            Taken::Without(why) => {
-                warn!("{why}");
-                true
             }
         }
     }

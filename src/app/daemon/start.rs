@@ -295,11 +295,7 @@ fn take_config(
     use crate::service::one_daemon::Taken;
     let why = match crate::service::one_daemon::take(&cfg.path, &st.root) {
         Taken::Locked(l) => return Ok(Some(l)),
-        Taken::Without(note) => {
-            crate::service::logging::append_once(&st.log_file(), &note);
-            return Ok(None);
-        }
-        Taken::Refused(why) | Taken::Failed(why) => why,
+        Taken::Refused(why) | Taken::Failed(why) | Taken::Unsafe(why) => why,
     };
     // The admin's terminal (a daemon started by hand): shown, not executed.
     eprintln!("robotmk-daemon: {}", crate::app::term::sanitize(&why));

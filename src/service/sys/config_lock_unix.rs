@@ -19,11 +19,15 @@
 //! descriptor, or a `daemon.lock` shown at the state dir's path from a mount namespace of its
 //! own, pass for root's daemon.)
 //!
-//! The file is never removed while in use: a removal races with a daemon that opened it and
-//! waits for it, which would then hold a file nobody else sees. A stale file (its daemon gone)
-//! is free: nobody holds its lock. A taker checks after locking that the path still names the
-//! file it locked (a cleaner of `/tmp`, or logind at a logout, may remove the folder), and a
-//! daemon whose lock file was removed takes a new one at its next look ([`ConfigLock::still_names`]).
+//! The file is never removed unlocked: a removal races with a daemon that opened it and
+//! waits for it, which would then hold a file nobody else sees. It is removed while locked,
+//! by its daemon as it stops, and by a taker that sweeps the folder of stale files (their
+//! daemons killed: nobody holds their locks; [`sweep`]). A taker checks after locking that
+//! the path still names the file it locked (a cleaner of `/tmp`, or logind at a logout, may
+//! remove the folder), and a daemon whose lock file was removed takes a new one at once: it
+//! watches the file's path ([`ConfigLock::path`], [`ConfigLock::file_lost`];
+//! `app/daemon/control.rs`). Where a user's daemon keeps its lock depends on its session, so a
+//! lock held in any of the user's places counts ([`other_places`]).
 
 use super::TookConfig;
 use rustix::fs::{Mode, OFlags};
@@ -56,6 +60,19 @@ impl ConfigLock {
     pub(crate) fn still_names(&self, path: &Path) -> bool {
         let config = std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.config);
         config && same_file(&self.file, &self.path)
+    }
+
+    /// Where the lock file is: the daemon watches it, so that a removal (a cleaner of its
+    /// folder, logind at a logout, an admin's `rm`) wakes it at once, not at its next
+    /// safety look minutes later, while a second daemon of the config could start.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    /// True if the lock file is no longer where probes look (removed, or its folder): the
+    /// lock is then on a file nobody else finds, and a second daemon could take a new one.
+    pub(crate) fn file_lost(&self) -> bool {
+        !same_file(&self.file, &self.path)
     }
 }
 
@@ -102,10 +119,13 @@ pub(crate) fn folder_for(uid: u32, xdg: Option<&OsStr>) -> PathBuf {
 /// and the fix) if it is a symlink or not a folder, belongs to another user, or its group or
 /// others may write it: a lock there would be theirs to take or plant.
 fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String> {
+    // Not "run without it": a second daemon of the config could then start beside this one
+    // (the lock is what keeps it out), and a folder of another user's is theirs to steer.
     let refuse = |why: String| {
         format!(
-            "the folder for the config's lock {} {why}, so another user could take or plant the lock; running without the config's lock (fix: remove the folder, the daemon creates it 0700 as uid {uid})",
-            path.display()
+            "the folder for the config's lock {p} {why}, so another user could take or plant the lock: no daemon runs the config without its lock, so that a second one cannot start beside it (fix: remove {p}, as root or as its owner; the daemon then creates it 0700 as uid {uid}{more})",
+            p = path.display(),
+            more = runtime_dir_hint(path, uid),
         )
     };
     if create {
@@ -113,8 +133,9 @@ fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String>
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => {
                 return Err(format!(
-                    "cannot create the folder for the config's lock {}: {e}; running without the config's lock",
-                    path.display()
+                    "cannot create the folder for the config's lock {}: {e}: no daemon runs the config without its lock, so that a second one cannot start beside it (fix: make its parent folder writable for uid {uid}{})",
+                    path.display(),
+                    runtime_dir_hint(path, uid),
                 ))
             }
         }
@@ -127,11 +148,14 @@ fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String>
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
-            return Err(refuse("is a symlink or not a folder".into()))
+            let owner = std::fs::symlink_metadata(path)
+                .map(|m| format!(" (owned by uid {})", m.uid()))
+                .unwrap_or_default();
+            return Err(refuse(format!("is a symlink or not a folder{owner}")));
         }
         Err(e) => {
             return Err(format!(
-                "cannot open the folder for the config's lock {}: {e}; running without the config's lock",
+                "cannot open the folder for the config's lock {}: {e}: no daemon runs the config without its lock, so that a second one cannot start beside it",
                 path.display()
             ))
         }
@@ -155,11 +179,62 @@ fn folder(path: &Path, uid: u32, create: bool) -> Result<Option<Folder>, String>
     }))
 }
 
+/// For the last place of [`folder_for`], `/tmp`, which any user may plant: the fix of giving
+/// the user a runtime dir of its own.
+fn runtime_dir_hint(path: &Path, uid: u32) -> String {
+    if path.starts_with("/tmp") {
+        format!("; or give uid {uid} a runtime dir of its own, /run/user/{uid} (e.g. `loginctl enable-linger` for the user), or XDG_RUNTIME_DIR set to a 0700 folder of its own, for every caller that starts the daemon")
+    } else {
+        String::new()
+    }
+}
+
+/// Why this user has no safe folder for config locks now (see [`folder`]), if it has none:
+/// the words, for a ctrl or `status` with no daemon in their state dir, where a daemon
+/// launched would not start.
+pub(crate) fn folder_problem() -> Option<String> {
+    own_folder(false).err()
+}
+
 /// This process's folder for config locks (see [`folder_for`]).
 fn own_folder(create: bool) -> Result<Option<Folder>, String> {
     let uid = rustix::process::geteuid().as_raw();
     let xdg = std::env::var_os("XDG_RUNTIME_DIR");
     folder(&folder_for(uid, xdg.as_deref()), uid, create)
+}
+
+/// The places other than `own` where a daemon of user `uid` may keep its config locks (see
+/// [`folder_for`]). Which one a daemon takes depends on its environment and on the user's
+/// session, which differ between callers and over time: logind removes `/run/user/<uid>` at
+/// the user's last logout, and the daemon, taking its lock again, falls back to `/tmp`, where
+/// a daemon started in the next session would not look. So a lock held in any of them keeps a
+/// second daemon of the config out. Root has one place.
+fn other_places(uid: u32, xdg: Option<&OsStr>, own: &Path) -> Vec<PathBuf> {
+    if uid == 0 {
+        return Vec::new();
+    }
+    let mut places = Vec::new();
+    if let Some(x) = xdg.map(Path::new).filter(|x| x.is_absolute()) {
+        places.push(x.join("robotmk-daemon"));
+    }
+    places.push(PathBuf::from(format!("/run/user/{uid}/robotmk-daemon")));
+    places.push(PathBuf::from(format!("/tmp/robotmk-daemon-{uid}")));
+    places.retain(|p| p != own);
+    places.dedup();
+    places
+}
+
+/// The lock file `name`, held by a daemon, in one of this user's other places (see
+/// [`other_places`]). A folder there that is not safe (another user's) holds no lock of a
+/// daemon of this user: passed over.
+fn held_elsewhere(own: &Path, name: &str) -> Option<File> {
+    let uid = rustix::process::geteuid().as_raw();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+    other_places(uid, xdg.as_deref(), own).iter().find_map(|p| {
+        let dir = folder(p, uid, false).ok()??;
+        let file = open_in(&dir, name, false).ok()??;
+        held(&file).ok()?.then_some(file)
+    })
 }
 
 /// The config file, opened as it is read, and its identity: the device and inode of the file
@@ -256,7 +331,82 @@ pub(crate) fn take(
         }
         Err(why) => return Ok(TookConfig::Nowhere(why)),
     };
-    take_in(&dir, config, path, state_dir, patience)
+    let name = lock_name(config.1);
+    sweep(&dir, &name);
+    // Locked here first, then the other places looked at: of two daemons taking the lock in
+    // two places at once, at least one sees the other's (both may, and both give up: no
+    // daemon for a moment, never two).
+    match take_in(&dir, config, path, state_dir, patience)? {
+        TookConfig::Locked(lock) if held_elsewhere(&dir.path, &name).is_some() => {
+            drop(lock);
+            Ok(TookConfig::Held)
+        }
+        took => Ok(took),
+    }
+}
+
+/// True for a name [`lock_name`] gives: `config-<digits>-<digits>.lock`.
+fn is_lock_name(name: &OsStr) -> bool {
+    let Some(mid) = name
+        .as_bytes()
+        .strip_prefix(b"config-")
+        .and_then(|n| n.strip_suffix(b".lock"))
+    else {
+        return false;
+    };
+    let number = |p: &[u8]| !p.is_empty() && p.len() <= 20 && p.iter().all(u8::is_ascii_digit);
+    let mut parts = mid.split(|&b| b == b'-');
+    let two = (parts.next(), parts.next(), parts.next());
+    matches!(two, (Some(dev), Some(ino), None) if number(dev) && number(ino))
+}
+
+/// How many names of the folder one sweep looks at: the folder is this user's alone, so this
+/// only bounds the work of a start in a folder that grew huge.
+const SWEEP_MAX: usize = 10_000;
+
+/// Removes the lock files in the folder that nobody holds, but `keep` (the one the caller is
+/// about to take): the `Drop` path removes a daemon's own file, but a daemon killed (SIGKILL,
+/// a crash) leaves it behind, one per daemon, for as long as the folder lives (a test suite
+/// left hundreds in `/run/robotmk-daemon/` per run). Only names of [`lock_name`]'s pattern,
+/// only regular files opened without following a link ([`open_in`]). Each is locked first
+/// and removed while still locked, as the `Drop` path does: a daemon that opened it and
+/// waits for it finds, once it has the lock, that its path names no file any more and takes
+/// a new one (see [`take_in`]); one that holds it keeps the sweep from taking it.
+fn sweep(dir: &Folder, keep: &str) {
+    // A listing of its own open file description (it reads from its offset).
+    let Ok(fd) = rustix::fs::openat(
+        &dir.fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(entries) = super::dir::entries_of(fd) else {
+        return;
+    };
+    for e in entries.take(SWEEP_MAX).map_while(Result::ok) {
+        if e.is_dir || e.name == keep || !is_lock_name(&e.name) {
+            continue;
+        }
+        let Some(name) = e.name.to_str() else {
+            continue;
+        };
+        let Ok(Some(file)) = open_in(dir, name, false) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Still the file locked (not removed and created again meanwhile).
+        let here = rustix::fs::statat(&dir.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        let same = file
+            .metadata()
+            .is_ok_and(|m| here.is_ok_and(|h| (h.st_dev, h.st_ino) == (m.dev(), m.ino())));
+        if same {
+            let _ = rustix::fs::unlinkat(&dir.fd, name, rustix::fs::AtFlags::empty());
+        }
+    }
 }
 
 fn take_in(
@@ -304,16 +454,30 @@ fn take_in(
     }
 }
 
-/// The lock file of `path`'s config, opened read-only, if this user has one; `Err` for a
+/// The lock file of `path`'s config, opened read-only, that a daemon of this user holds: in
+/// this process's own place, else in one of the others ([`other_places`]); `Err` for an own
 /// folder that cannot be trusted (its words).
 fn probe_file(path: &Path) -> io::Result<Option<File>> {
-    let id = config_id(path)?;
-    let dir = match own_folder(false) {
-        Ok(Some(d)) => d,
-        Ok(None) => return Ok(None),
+    let name = lock_name(config_id(path)?);
+    let own = match own_folder(false) {
+        Ok(d) => d,
         Err(why) => return Err(io::Error::other(why)),
     };
-    open_in(&dir, &lock_name(id), false)
+    if let Some(dir) = &own {
+        if let Some(file) = open_in(dir, &name, false)? {
+            if held(&file)? {
+                return Ok(Some(file));
+            }
+        }
+    }
+    let own = match own {
+        Some(d) => d.path,
+        None => folder_for(
+            rustix::process::geteuid().as_raw(),
+            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        ),
+    };
+    Ok(held_elsewhere(&own, &name))
 }
 
 /// True if `file` is locked exclusively (a daemon holds it).
@@ -466,6 +630,70 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_in_any_place_of_the_user_counts() {
+        assert!(other_places(0, None, Path::new("/run/robotmk-daemon")).is_empty());
+        let own = Path::new("/run/user/7/robotmk-daemon");
+        assert_eq!(
+            other_places(7, Some(OsStr::new("/x")), own),
+            [
+                PathBuf::from("/x/robotmk-daemon"),
+                PathBuf::from("/tmp/robotmk-daemon-7")
+            ]
+        );
+        assert_eq!(
+            other_places(
+                7,
+                Some(OsStr::new("relative")),
+                Path::new("/tmp/robotmk-daemon-7")
+            ),
+            [PathBuf::from("/run/user/7/robotmk-daemon")]
+        );
+    }
+
+    #[test]
+    fn a_sweep_removes_only_lock_files_nobody_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let f = folder(&locks, me(), true).unwrap().unwrap();
+        let at = |n: &str| locks.join(n);
+        std::fs::write(at("config-1-2.lock"), "").unwrap();
+        std::fs::write(at("config-1-3.lock"), "").unwrap();
+        let held = File::open(at("config-1-3.lock")).unwrap();
+        held.lock().unwrap();
+        std::fs::write(at("config-1-4.lock"), "").unwrap();
+        for other in [
+            "config-1-x.lock",
+            "config-1-2-3.lock",
+            "config-1.lock",
+            "other",
+        ] {
+            std::fs::write(at(other), "").unwrap();
+        }
+        let target = dir.path().join("target");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, at("config-1-5.lock")).unwrap();
+        rustix::fs::mkfifoat(&f.fd, "config-1-6.lock", Mode::from_raw_mode(0o600)).unwrap();
+        std::fs::create_dir(at("config-1-7.lock")).unwrap();
+        sweep(&f, "config-1-4.lock");
+        assert!(!at("config-1-2.lock").exists(), "a stale lock file stayed");
+        for stays in [
+            "config-1-3.lock",
+            "config-1-4.lock",
+            "config-1-x.lock",
+            "config-1-2-3.lock",
+            "config-1.lock",
+            "other",
+            "config-1-6.lock",
+            "config-1-7.lock",
+        ] {
+            assert!(at(stays).exists(), "{stays} was removed");
+        }
+        assert!(std::fs::symlink_metadata(at("config-1-5.lock")).is_ok());
+        assert!(target.exists());
+        assert!(is_lock_name(OsStr::new(&lock_name((u64::MAX, 0)))));
+    }
+
+    #[test]
     fn a_folder_others_could_write_or_own_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         // Missing: created 0700 when asked, else none (nobody holds a lock in it).
@@ -479,7 +707,10 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
             let e = folder(&p, me(), true).err().expect("refused");
             assert!(e.contains("may be written by its group or others"), "{e}");
-            assert!(e.contains("running without the config's lock"), "{e}");
+            assert!(
+                e.contains("no daemon runs the config without its lock"),
+                "{e}"
+            );
         }
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(folder(&p, me(), true).unwrap().is_some());
@@ -490,7 +721,10 @@ mod tests {
         let sym = dir.path().join("sym");
         std::os::unix::fs::symlink(&p, &sym).unwrap();
         let e = folder(&sym, me(), true).err().expect("refused");
-        assert!(e.contains("is a symlink or not a folder"), "{e}");
+        assert!(
+            e.contains("is a symlink or not a folder (owned by uid"),
+            "{e}"
+        );
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
         let e = folder(&file, me(), true).err().expect("refused");

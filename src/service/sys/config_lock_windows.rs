@@ -60,6 +60,16 @@ impl ConfigLock {
     pub(crate) fn still_names(&self, path: &Path) -> bool {
         file_id(path).is_ok_and(|id| id == self.id)
     }
+
+    /// A named object has no file to watch: it lives as long as a handle to it.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        None
+    }
+
+    /// A named object cannot be removed under its holder.
+    pub(crate) fn file_lost(&self) -> bool {
+        false
+    }
 }
 
 /// The process holding a config's lock, as the object's content tells it.
@@ -217,6 +227,12 @@ fn open(path: &Path) -> io::Result<Option<OwnedHandle>> {
         )),
         None => Ok(None),
     }
+}
+
+/// Named objects in `Global\` are created by SYSTEM and administrators only: there
+/// is no folder another user could plant.
+pub(crate) fn folder_problem() -> Option<String> {
+    None
 }
 
 /// True if some daemon holds the config's lock.

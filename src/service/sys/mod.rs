@@ -68,7 +68,8 @@ pub(crate) enum TookConfig<L> {
     Held,
     /// There is no place for the lock that only this user can write (Linux: the lock folder
     /// belongs to another user, others may write it, or it is a symlink): the words say which
-    /// and the fix. A lock there would be anyone's to take, so the daemon runs without one.
+    /// and the fix. A lock there would be anyone's to take or plant, and one kept elsewhere
+    /// would not be found by a second daemon of the config: the daemon does not run.
     #[cfg_attr(windows, allow(dead_code))]
     Nowhere(String),
 }
