@@ -165,36 +165,42 @@ pub(crate) fn decode_moment(s: &str) -> Option<Moment> {
         Some(r) => (true, r),
         None => (false, s),
     };
-    let mut secs: i64 = 0;
-    let mut nanos: u32 = 0;
-    let mut frac = None;
-    for b in digits.bytes() {
-        match (b, frac) {
-            (b'0'..=b'9', None) => {
-                secs = secs.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-            }
-            (b'0'..=b'9', Some(n)) if n < 9 => {
-                nanos = nanos * 10 + u32::from(b - b'0');
-                frac = Some(n + 1);
-            }
-            (b'.', None) => frac = Some(0),
-            _ => return None,
-        }
-    }
-    if frac != Some(9) {
+    // `SECS.NNNNNNNNN`: whole seconds (none is 0), a point, exactly nine digits. Three per
+    // check on every agent call: a plain loop over bytes (a match on the digit and the part
+    // it is in took 400 instructions a moment, a sixth of a 1,000-job ctrl's).
+    let digits = digits.as_bytes();
+    let point = digits.len().checked_sub(10)?;
+    let (whole, frac) = (&digits[..point], &digits[point..]);
+    if frac[0] != b'.' {
         return None;
     }
-    let m = Moment::from_parts(if neg { -secs } else { secs }, nanos);
-    // Only what the daemon can have written: a time a `DateTime` holds.
-    (Moment::of(DateTime::<Utc>::MIN_UTC)..=Moment::of(DateTime::<Utc>::MAX_UTC))
-        .contains(&m)
-        .then_some(m)
+    let mut secs: i64 = 0;
+    for &b in whole {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        secs = secs.checked_mul(10)?.checked_add(i64::from(d))?;
+    }
+    let mut nanos: u32 = 0;
+    for &b in &frac[1..] {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        nanos = nanos * 10 + u32::from(d);
+    }
+    let secs = if neg { -secs } else { secs };
+    // What `DateTime` holds.
+    const MIN: i64 = DateTime::<Utc>::MIN_UTC.timestamp();
+    const MAX: i64 = DateTime::<Utc>::MAX_UTC.timestamp();
+    // The moment's whole seconds are `secs` (its nanoseconds add up to less than one), and
+    // the least `DateTime` falls on a whole second, the greatest at its last nanosecond.
+    (MIN..=MAX)
+        .contains(&secs)
+        .then(|| Moment::from_parts(secs, nanos))
 }
 
-/// `L<base> <clock> <deadlines> <n1> <n2> <n3> <n4> <n5> <the five strings>\n`: clock `-`,
-/// `s<time>` (since) or `u<time>` (until); deadlines `-` or `<expected_by>,<crit_after>`;
-/// times `<unix seconds>.<nanoseconds>`; the strings (name and metrics, head, mid, tail, the
-/// job's name) one after the other, `n1`…`n5` bytes long, newlines made spaces.
 fn encode_check(out: &mut String, t: &LineTemplate) {
     let _ = write!(out, "L{} ", t.base);
     match t.clock {
@@ -334,13 +340,36 @@ impl View<'_> {
 }
 
 /// Renders one encoded check into `out`; returns the text after it.
+/// The fields of a check's template: `str::splitn(9, ' ')` without its searcher's setup per
+/// field (eight short fields a check, on every agent call: a fifth of a 1,000-job ctrl's
+/// instructions went to splitting). The last field is the rest, spaces and all.
+struct Fields<'a>(Option<&'a str>);
+
+impl<'a> Fields<'a> {
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.0?;
+        match s.bytes().position(|b| b == b' ') {
+            Some(i) => {
+                self.0 = Some(&s[i + 1..]);
+                Some(&s[..i])
+            }
+            None => self.0.take(),
+        }
+    }
+
+    /// What is left, whole (the ninth field of `splitn(9, ' ')`).
+    fn rest(&mut self) -> Option<&'a str> {
+        self.0.take()
+    }
+}
+
 fn decode_check<'a>(
     s: &'a str,
     out: &mut String,
     now: Moment,
     pause: Option<&PauseView>,
 ) -> Option<&'a str> {
-    let mut fields = s.splitn(9, ' ');
+    let mut fields = Fields(Some(s));
     let base: u8 = fields.next()?.parse().ok()?;
     let clock = match fields.next()? {
         "-" => Clock::None,
@@ -362,7 +391,7 @@ fn decode_check<'a>(
     for l in &mut lens {
         *l = fields.next()?.parse().ok()?;
     }
-    let data = fields.next()?;
+    let data = fields.rest()?;
     let mut strs = [""; 5];
     let mut at = 0usize;
     for (i, l) in lens.iter().enumerate() {

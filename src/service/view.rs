@@ -596,6 +596,8 @@ mod tests {
             epoch - chrono::Duration::nanoseconds(1),
             epoch - chrono::Duration::days(40_000) + chrono::Duration::nanoseconds(7),
             DateTime::from_timestamp(253_402_300_799, 999_999_999).unwrap(),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
         ] {
             let mut s = String::new();
             encode_time(&mut s, t);
@@ -613,9 +615,17 @@ mod tests {
             "1.1234567890",
             "x.000000000",
             "1.00000000x",
+            "1.2.000000000",
+            "--1.000000000",
         ] {
             assert_eq!(decode_moment(bad), None, "{bad}");
         }
+        // A second beyond what `DateTime` holds, either way.
+        let max = DateTime::<Utc>::MAX_UTC.timestamp();
+        let min = DateTime::<Utc>::MIN_UTC.timestamp();
+        assert_eq!(decode_moment(&format!("{}.000000000", max + 1)), None);
+        assert_eq!(decode_moment(&format!("{}.999999999", min - 1)), None);
+        assert!(decode_moment(&format!("{max}.999999999")).is_some());
     }
 
     #[test]
