@@ -12,13 +12,17 @@
 //! The file (replaced atomically, written only by the daemon, read with the state dir's cap):
 //!
 //! ```text
-//! robotmk-ctrl-view 2
+//! robotmk-ctrl-view 3
 //! {"status":{…status.json without jobs and envs…},"cut":null}
-//! [ …the jobs, as the JSON section carries them… ]
 //! [ …the environments… ]            (an empty line when there are none)
 //! =<a line printed as it is>        (piggyback markers, section headers, job JSON)
 //! L<template of a local check>      (see `encode_check`)
+//! J[ …the jobs, as the JSON section carries them… ]
 //! ```
+//!
+//! The jobs' JSON comes last and has already passed [`crate::model::printable`] (when the
+//! daemon wrote it): at 1,000 jobs it is half a MiB, which ctrl copies to its output as it is,
+//! without a search for its end or a second pass through the filter.
 
 use crate::logic::agent::{self, BodyLine, Clock, LineTemplate};
 use crate::logic::pause_view::PauseView;
@@ -31,8 +35,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 /// Version 2: each check carries its job's name (a pause is an input to the rendering, see
-/// [`crate::logic::pause_view`]); a view of version 1 is no view, ctrl takes its full path.
-pub(crate) const MAGIC: &str = "robotmk-ctrl-view 2";
+/// [`crate::logic::pause_view`]). Version 3: the jobs' JSON last, filtered. A view of another
+/// version is no view: ctrl takes its full path until the daemon writes one of its own.
+pub(crate) const MAGIC: &str = "robotmk-ctrl-view 3";
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -113,18 +118,10 @@ fn write_with(status: &mut Status, fit: bool, w: &mut dyn Write) -> io::Result<(
     writeln!(w, "{MAGIC}")?;
     serde_json::to_writer(&mut *w, &header)?;
     w.write_all(b"\n")?;
-    // The same cap as `agent::render`'s, so that the two cut alike.
-    let mut capped = Capped {
-        inner: &mut *w,
-        left: budget,
-    };
-    serde_json::to_writer(&mut capped, &*jobs).map_err(io::Error::from)?;
-    w.write_all(b"\n")?;
     if !status.envs.is_empty() {
         serde_json::to_writer(&mut *w, &status.envs)?;
     }
     w.write_all(b"\n")?;
-    drop(jobs);
     let mut line = String::new();
     let mut result = Ok(());
     // Every job's local check, from the whole jobs: a cut leaves out JSON only.
@@ -143,7 +140,18 @@ fn write_with(status: &mut Status, fit: bool, w: &mut dyn Write) -> io::Result<(
         }
         result = w.write_all(line.as_bytes());
     });
-    result
+    result?;
+    w.write_all(b"J")?;
+    // Filtered here, once, instead of by every ctrl; the cap counts what serde_json writes,
+    // as `agent::render`'s does, so that the two cut alike.
+    let mut printable = crate::model::printable::Printable::new(&mut *w);
+    let mut capped = Capped {
+        inner: &mut printable,
+        left: budget,
+    };
+    serde_json::to_writer(&mut capped, &*jobs).map_err(io::Error::from)?;
+    printable.finish()?;
+    w.write_all(b"\n")
 }
 
 /// The view of `status` in memory (tests).
@@ -246,14 +254,21 @@ pub(crate) struct View<'a> {
 
 /// Parses the parts of a view; `None` if it is not one (ctrl then takes its other paths).
 pub(crate) fn parse(text: &str) -> Option<View<'_>> {
-    let mut parts = text.splitn(5, '\n');
+    let mut parts = text.splitn(4, '\n');
     if parts.next()? != MAGIC {
         return None;
     }
     let header: Header = serde_json::from_str(parts.next()?).ok()?;
-    let jobs = parts.next()?;
     let envs = parts.next()?;
-    let body = parts.next().unwrap_or_default();
+    let rest = parts.next()?;
+    // The checks' lines, up to the one of the jobs' JSON, which runs to the end: found by the
+    // lines' first bytes, never by a search through the JSON.
+    let mut at = 0;
+    while !rest[at..].starts_with('J') {
+        at += rest[at..].find('\n')? + 1;
+    }
+    let body = &rest[..at];
+    let jobs = rest[at + 1..].strip_suffix('\n')?;
     let array = |s: &str| s.starts_with('[') && s.ends_with(']');
     if !array(jobs) || !(envs.is_empty() || array(envs)) {
         return None;
@@ -319,7 +334,8 @@ impl View<'_> {
             w.write_all(b"\n")?;
             w.write_all(&json.as_bytes()[..at])?;
             w.write_all(b"\"jobs\":")?;
-            w.write_all(self.jobs.as_bytes())?;
+            // Filtered when the daemon wrote the view (see the module doc).
+            w.write_filtered(self.jobs.as_bytes())?;
             if !self.envs.is_empty() {
                 w.write_all(b",\"envs\":")?;
                 w.write_all(self.envs.as_bytes())?;

@@ -635,16 +635,26 @@ mod tests {
         let r = report(None, now);
         for bad in [
             text.replacen(MAGIC, "robotmk-ctrl-view 0", 1),
-            text.replacen("\n[", "\n{", 1),
+            text.replacen("\nJ[", "\nJ{", 1),
+            // The jobs' JSON cut short, or no line of it.
+            text[..text.len() - 3].to_string(),
+            text.replacen("\nJ[", "\n[", 1),
         ] {
             assert!(parse(&bad).is_none());
         }
         // A check cut short, a length past the end, an unknown line kind.
         let at = text.find("\nL").unwrap() + 1;
+        let last = text.rfind("\nL").unwrap() + 1;
+        let end = last + text[last..].find('\n').unwrap();
         for bad in [
-            text[..text.len() - 3].to_string(),
-            format!("{}L0 - - 999 0 0 0 x\n", &text[..at]),
-            format!("{}?x\n", &text[..at]),
+            format!("{}{}", &text[..end - 3], &text[end..]),
+            format!(
+                "{}L0 - - {} 0 0 0 0 x\n{}",
+                &text[..at],
+                text.len(),
+                &text[at..]
+            ),
+            format!("{}?x\n{}", &text[..at], &text[at..]),
         ] {
             assert!(parse(&bad).unwrap().render(&r, None).is_none(), "{bad}");
         }
