@@ -723,7 +723,7 @@ fn another_users_lock_folder_keeps_the_daemon_from_starting_and_says_so() {
         return;
     }
     let (Some((uid, gid)), Some((planter, _))) =
-        (system_user("rmkf9-lockuser"), system_user("rmkf9-planter"))
+        (system_user("rmkd-lockuser"), system_user("rmkd-planter"))
     else {
         return;
     };
@@ -813,7 +813,7 @@ fn a_users_lock_taken_again_after_a_logout_keeps_the_next_sessions_daemon_out() 
     if !require_root("a user to run the daemon") {
         return;
     }
-    let Some((uid, gid)) = system_user("rmkf9-sessionuser") else {
+    let Some((uid, gid)) = system_user("rmkd-sessionuser") else {
         return;
     };
     if Path::new(&format!("/run/user/{uid}")).exists() {

@@ -21,7 +21,7 @@
 use crate::logic::pause_view::PauseView;
 use crate::logic::staleness::{self, Staleness};
 use crate::model::config::Services;
-use crate::model::duration::human_age;
+use crate::model::duration::{human_age, push_human_age};
 use crate::model::env::EnvState;
 use crate::model::moment::Moment;
 use crate::model::record::{Outcome, TestStatus};
@@ -425,11 +425,11 @@ pub(crate) fn render_check(out: &mut String, c: CheckParts, now: Moment) {
         }
         (Clock::Since(t), false) => {
             out.push_str(c.head);
-            out.push_str(&human_age(now.millis_since(t) as f64 / 1000.0));
+            push_human_age(out, now.millis_since(t) as f64 / 1000.0);
         }
         (Clock::Until(t), false) => {
             out.push_str(c.head);
-            out.push_str(&human_age(t.secs_since(now) as f64));
+            push_human_age(out, t.secs_since(now) as f64);
         }
         (Clock::Since(t), true) => {
             out.push_str(c.head);

@@ -132,13 +132,25 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// A short human age: `42s`, `5m`, `3h`, `2d`.
 pub(crate) fn human_age(secs: f64) -> String {
+    let mut out = String::new();
+    push_human_age(&mut out, secs);
+    out
+}
+
+/// [`human_age`] appended to `out`: no string of its own (ctrl writes one for every job on
+/// every agent call).
+pub(crate) fn push_human_age(out: &mut String, secs: f64) {
+    use std::fmt::Write as _;
     let s = secs.max(0.0) as u64;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
+    let (n, unit) = match s {
+        0..=119 => (s, 's'),
+        120..=7199 => (s / 60, 'm'),
+        7200..=172_799 => (s / 3600, 'h'),
+        _ => (s / 86400, 'd'),
+    };
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{n}");
+    out.push(unit);
 }
 
 #[cfg(test)]

@@ -596,6 +596,8 @@ mod tests {
             epoch - chrono::Duration::nanoseconds(1),
             epoch - chrono::Duration::days(40_000) + chrono::Duration::nanoseconds(7),
             DateTime::from_timestamp(253_402_300_799, 999_999_999).unwrap(),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
         ] {
             let mut s = String::new();
             encode_time(&mut s, t);
@@ -613,9 +615,17 @@ mod tests {
             "1.1234567890",
             "x.000000000",
             "1.00000000x",
+            "1.2.000000000",
+            "--1.000000000",
         ] {
             assert_eq!(decode_moment(bad), None, "{bad}");
         }
+        // A second beyond what `DateTime` holds, either way.
+        let max = DateTime::<Utc>::MAX_UTC.timestamp();
+        let min = DateTime::<Utc>::MIN_UTC.timestamp();
+        assert_eq!(decode_moment(&format!("{}.000000000", max + 1)), None);
+        assert_eq!(decode_moment(&format!("{}.999999999", min - 1)), None);
+        assert!(decode_moment(&format!("{max}.999999999")).is_some());
     }
 
     #[test]
@@ -625,16 +635,26 @@ mod tests {
         let r = report(None, now);
         for bad in [
             text.replacen(MAGIC, "robotmk-ctrl-view 0", 1),
-            text.replacen("\n[", "\n{", 1),
+            text.replacen("\nJ[", "\nJ{", 1),
+            // The jobs' JSON cut short, or no line of it.
+            text[..text.len() - 3].to_string(),
+            text.replacen("\nJ[", "\n[", 1),
         ] {
             assert!(parse(&bad).is_none());
         }
         // A check cut short, a length past the end, an unknown line kind.
         let at = text.find("\nL").unwrap() + 1;
+        let last = text.rfind("\nL").unwrap() + 1;
+        let end = last + text[last..].find('\n').unwrap();
         for bad in [
-            text[..text.len() - 3].to_string(),
-            format!("{}L0 - - 999 0 0 0 x\n", &text[..at]),
-            format!("{}?x\n", &text[..at]),
+            format!("{}{}", &text[..end - 3], &text[end..]),
+            format!(
+                "{}L0 - - {} 0 0 0 0 x\n{}",
+                &text[..at],
+                text.len(),
+                &text[at..]
+            ),
+            format!("{}?x\n{}", &text[..at], &text[at..]),
         ] {
             assert!(parse(&bad).unwrap().render(&r, None).is_none(), "{bad}");
         }

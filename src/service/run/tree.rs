@@ -343,11 +343,22 @@ fn tag_of(run_dir: &str) -> Vec<u8> {
 
 /// Whether anything of the run is left (claiming its orphans first).
 pub(super) fn alive(s: &Parts, run: &Run) -> bool {
-    claim(s, run.pgid);
+    // A run with a cgroup has everything it left in it (a process cannot leave its cgroup):
+    // once its runner has ended and the cgroup is empty, it left no orphan to claim, and the
+    // look at this process's children (a /proc read per thread) is skipped. It was a sixth
+    // of the daemon's system calls per run (23 of ~143) at hundreds of runs a second.
+    let emptied = !run.runner_alive
+        && run
+            .cgroup
+            .as_deref()
+            .is_some_and(|dir| !cgroup::populated(dir));
+    if !emptied {
+        claim(s, run.pgid);
+    }
     if run.runner_alive || (group_is_the_runs(s, run) && group_alive(run.pgid)) {
         return true;
     }
-    if run.cgroup.as_deref().is_some_and(cgroup::populated) {
+    if !emptied && run.cgroup.as_deref().is_some_and(cgroup::populated) {
         return true;
     }
     s.reaper

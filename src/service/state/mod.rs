@@ -265,7 +265,10 @@ pub(crate) fn read_alert(st: &StateDir) -> Option<String> {
         // Not the daemon's reserved file: say so, without passing its content on.
         Err(e) => return Some(e.to_string()),
     };
-    let t = text.trim();
+    // The file keeps its reserved size padded with line ends: trimmed as bytes first (the
+    // padding is ASCII), which ctrl does on every agent call; Unicode's trim, 15
+    // instructions a character, then has only the message to look at.
+    let t = text.trim_ascii().trim();
     (!t.is_empty()).then(|| t.to_string())
 }
 

@@ -98,12 +98,10 @@ impl LineSafeStdout {
 
 /// Where the last whole line of `data` ends (0: none does).
 fn line_end(data: &[u8]) -> usize {
-    // memchr first: a long line's middle has no newline, and a byte-wise search from its end
-    // took 12 % of a 1,000-job ctrl.
-    if !data.contains(&b'\n') {
-        return 0;
-    }
-    data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+    // A vectorised search from the end: a long line's middle (the jobs' JSON, half a MiB at
+    // 1,000 jobs) has no newline, and a byte-wise search took 12 % of a 1,000-job ctrl, std's
+    // word-wise one still 9 % of its instructions.
+    memchr::memrchr(b'\n', data).map_or(0, |i| i + 1)
 }
 
 /// Writes `data[..end]` and says how much went out. A SIGTERM, SIGINT or SIGHUP that arrives

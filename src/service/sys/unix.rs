@@ -10,21 +10,20 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 || pid > i32::MAX as u32 {
         return None;
     }
-    match std::fs::read(format!("/proc/{pid}/stat")) {
+    let mut buf = [0u8; STAT_BUF];
+    match read_stat(pid, &mut buf) {
         Ok(stat) => {
             // Field 3 is the first one after the command name, so field 22 is index 19.
-            let mut fields = stat_fields(&stat)?;
+            let mut fields = stat_fields(stat)?;
             if fields.next() == Some("Z") {
                 return None; // a zombie has ended; it only waits to be reaped
             }
             fields.nth(18)?.parse().ok()
         }
-        Err(_) if !std::path::Path::new("/proc/self/stat").exists() => {
-            match rustix::process::test_kill_process(pid_of(pid)?) {
-                Ok(()) => Some(0),
-                Err(e) => (e == rustix::io::Errno::PERM).then_some(0),
-            }
-        }
+        Err(_) if !procfs() => match rustix::process::test_kill_process(pid_of(pid)?) {
+            Ok(()) => Some(0),
+            Err(e) => (e == rustix::io::Errno::PERM).then_some(0),
+        },
         Err(_) => None,
     }
 }
@@ -213,9 +212,49 @@ pub(crate) fn parent_process(pid: u32) -> Option<u32> {
 /// Field `n` after the command name in `/proc/PID/stat` (the name may hold spaces and
 /// parentheses): 0 is the state, 1 the parent, 2 the process group.
 fn stat_field(pid: u32, n: usize) -> Option<u32> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let field = stat_fields(&stat)?.nth(n)?.parse().ok();
+    let mut buf = [0u8; STAT_BUF];
+    let stat = read_stat(pid, &mut buf).ok()?;
+    let field = stat_fields(stat)?.nth(n)?.parse().ok();
     field
+}
+
+/// Whether /proc is there: asked once (a mount does not come and go under a daemon), not at
+/// every process found gone.
+fn procfs() -> bool {
+    static THERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *THERE.get_or_init(|| std::path::Path::new("/proc/self/stat").exists())
+}
+
+/// Room for a `/proc/PID/stat` line: 52 numeric fields of at most 20 digits and a name of
+/// at most 64 bytes come to under 1.2 KiB.
+const STAT_BUF: usize = 2048;
+
+/// `/proc/PID/stat` read into `buf`: an open, a read and a close. (`fs::read` adds a
+/// `statx` for a size procfs does not give and grows its buffer from 32 bytes, five reads
+/// for one line: eight system calls where three do, at several looks per run.) A line that
+/// fills the buffer is refused rather than cut.
+fn read_stat(pid: u32, buf: &mut [u8; STAT_BUF]) -> io::Result<&[u8]> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat"))?;
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                // procfs gives the line whole in one read.
+                if buf[len - 1] == b'\n' {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if len == buf.len() {
+        return Err(io::Error::other("/proc/PID/stat longer than expected"));
+    }
+    Ok(&buf[..len])
 }
 
 /// The fields of a `/proc/PID/stat` after the command name (field 2), from field 3 on. The
