@@ -7,7 +7,8 @@
 # average <= BENCH_QUIET_LOAD (1.5), at most BENCH_QUIET_WAIT seconds (300), see bench-lib.sh.
 #   1. ctrl vs /bin/true, 100 and 1,000 jobs with results, and 1,000 cron jobs
 #      (scripts/bench-ctrl.sh); `pueue status` with 100 finished tasks vs /bin/true beside it
-#   2. idle, 100 hourly jobs: PSS, private dirty, private clean, RSS (/proc/PID/smaps_rollup) and
+#   2. idle, 100 hourly jobs: PSS, private dirty, private clean, RSS (/proc/PID/smaps_rollup),
+#      where the PSS lies (the program's own file, libraries, anonymous: /proc/PID/smaps) and
 #      wake-ups per 30 s over all threads, for the daemon, cron and pueued side by side
 #   3. 10,000 jobs with a kept last result: PSS per schedule kind (scripts/bench-memory.sh)
 #   4. start lateness of 20 jobs due together, p50/p99, for the daemon, cron and pueue
@@ -270,7 +271,7 @@ if want 2; then
     procs+=" pueued=$pq_pid"
   fi
   python3 - "$idle_secs" "$summary" "${cron_note:-}" "${pueue_note:-}" $procs <<'PY'
-import glob, sys, time
+import glob, os, sys, time
 secs, summary, cron_note, pueue_note = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 procs = dict(a.split("=") for a in sys.argv[5:])
 def csw(pid):   # voluntary context switches of every thread: each is a wake-up
@@ -286,14 +287,38 @@ def smaps(pid):  # KiB: what the process costs the machine (PSS) and what only i
          if v.strip().endswith("kB")}
     return {"pss": f["Pss"], "dirty": f["Private_Dirty"], "clean": f["Private_Clean"], "rss": f["Rss"]}
 def threads(pid): return len(glob.glob(f"/proc/{pid}/task/*"))
+def split(pid):  # KiB of PSS: the program's own file, libraries and other files, anonymous
+    exe = os.path.realpath(f"/proc/{pid}/exe")
+    own = libs = anon = 0
+    path, pss = None, 0
+    for l in open(f"/proc/{pid}/smaps"):
+        f = l.split()
+        if f and "-" in f[0] and not f[0].endswith(":"):
+            path = f[5] if len(f) > 5 else ""
+        elif f and f[0] == "Pss:":
+            pss = int(f[1])
+        elif f and f[0] == "Anonymous:":
+            # A private page written to (relocated data, heap, stacks) is the process's own:
+            # its PSS is its size; the rest of the mapping's PSS is the file's pages.
+            a = int(f[1])
+            anon += a
+            if path and path.startswith("/"):
+                if path == exe: own += pss - a
+                else: libs += pss - a
+    return own, libs, anon
 time.sleep(35)   # past start-up, its first runs' records and the idle shrink (app/daemon/shell.rs)
 a = {k: csw(p) for k, p in procs.items()}
 time.sleep(secs)
 w = {k: (csw(p) - a[k]) * 30 / secs for k, p in procs.items()}
 m = {k: smaps(p) for k, p in procs.items()}
+# Where the PSS lies: a program's own file pages are mapped by it alone (the kernel maps whole
+# page-cache folios, and fault-around their neighbours, so an idle daemon holds most of its
+# code), a library's are shared with every process that maps it; anonymous memory is its own.
+parts = {k: split(p) for k, p in procs.items()}
 for k, p in procs.items():
     print(f"{k:>7}: PSS {m[k]['pss']} KiB, private dirty {m[k]['dirty']}, private clean {m[k]['clean']}, "
-          f"RSS {m[k]['rss']}; threads {threads(p)}, wake-ups per 30 s: {w[k]:.0f}")
+          f"RSS {m[k]['rss']}; threads {threads(p)}, wake-ups per 30 s: {w[k]:.0f}; "
+          "PSS of its own binary {} KiB, of libraries and other files {}, anonymous {}".format(*parts[k]))
 load = open("/proc/loadavg").read().split()[0]
 def cmp(get, fmt):
     out = []
@@ -312,6 +337,8 @@ rows = [row("2. idle PSS, 100 hourly jobs", "pss", "<= cron's"),
         row("2. idle private dirty, 100 hourly jobs", "dirty", "<= cron's"),
         ["2. idle private clean / RSS (no target)", f"{m['daemon']['clean']} / {m['daemon']['rss']} KiB",
          cmp(lambda k: (m[k]["clean"], m[k]["rss"]), lambda v: f"{v[0]} / {v[1]} KiB"), "", "(comparison)", "-", load],
+        ["2. idle PSS: own binary / libraries / anonymous (no target)", "{} / {} / {} KiB".format(*parts["daemon"]),
+         cmp(lambda k: parts[k], lambda v: "{} / {} / {} KiB".format(*v)), "", "(comparison)", "-", load],
         ["2. idle wake-ups per 30 s", f"{w['daemon']:.0f}", cmp(lambda k: w[k], lambda v: f"{v:.0f}"),
          "", "<= 1", "met" if w["daemon"] <= 1 else "NOT met", load]]
 with open(summary, "a") as f:
