@@ -179,16 +179,7 @@ fn a_handover_lets_the_next_daemon_start_while_runs_finish() {
     let inst = Instance::new("heartbeat_timeout = \"0\"", long);
     let out = inst.ctrl();
     assert!(out.status.success(), "{out:?}");
-    let running = |st: &Path| {
-        std::fs::read(st.join("status.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|s| {
-                s["jobs"][0]["running"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-            })
-    };
+    let running = first_job_running;
     assert!(wait_for(Duration::from_secs(5), || running(&inst.state)));
     let first = inst.daemon_processes();
     assert_eq!(first.len(), 1);
@@ -490,16 +481,7 @@ fn the_daemon_that_lost_its_removed_lock_file_stands_down() {
     );
     let first = first_daemon(&inst, &v1);
     let st1 = state_dir(&v1);
-    let running = || {
-        std::fs::read(st1.join("status.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|s| {
-                s["jobs"][0]["running"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-            })
-    };
+    let running = || first_job_running(&st1);
     assert!(wait_for(Duration::from_secs(5), running));
     let stopped = Stopped::new(first);
     std::fs::remove_file(config_lock_file(&inst)).unwrap();
@@ -893,4 +875,17 @@ fn a_users_lock_taken_again_after_a_logout_keeps_the_next_sessions_daemon_out() 
     let out = in_session(&v1, &["stop", "--now"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(inst.wait_daemon_gone(Duration::from_secs(5)));
+}
+
+/// Whether the first job of the daemon with state dir `st` has a run in flight, as its
+/// `status.json` says.
+fn first_job_running(st: &Path) -> bool {
+    std::fs::read(st.join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|s| {
+            s["jobs"][0]["running"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        })
 }

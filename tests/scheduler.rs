@@ -771,6 +771,27 @@ fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
 
+/// Runs job `tick` of `inst` with the clock (libfaketime's `offset` file) a year ahead until
+/// it has two results, then sets the clock back: the job's latest result lies in the future.
+/// The daemon's timer is armed on the kernel's real clock, a year off: each ctrl's beat
+/// (`job_line`) wakes it for a look, at which it runs what is due.
+fn two_results_from_the_future(
+    inst: &Instance,
+    offset: &std::path::Path,
+    job_line: &dyn Fn() -> String,
+) {
+    std::fs::write(offset, "+365d").unwrap();
+    assert!(wait_for_every(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || {
+            job_line();
+            inst.finished_records("tick").len() >= 2
+        }
+    ));
+    std::fs::write(offset, "+0").unwrap();
+}
+
 /// F5 (t6): the clock ran a year ahead (a bad RTC at boot, a `date -s` typo) while the daemon
 /// ran, then was set back. No run starts until the clock passes the latest due time taken (a
 /// due time never runs twice), so the job's result is from the future: its check must not
@@ -786,19 +807,8 @@ fn a_result_from_the_future_goes_stale_after_the_clock_is_set_back() {
         "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n",
     );
     let offset = inst.dir.path().join("faketime");
-    std::fs::write(&offset, "+365d").unwrap();
     let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
-    // The daemon's timer is armed on the kernel's real clock, a year off: each ctrl's beat
-    // wakes it for a look, at which it runs what is due.
-    assert!(wait_for_every(
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || {
-            job_line();
-            inst.finished_records("tick").len() >= 2
-        }
-    ));
-    std::fs::write(&offset, "+0").unwrap();
+    two_results_from_the_future(&inst, &offset, &job_line);
     // Seen at once: not "0s ago", the time it lies in the future and why.
     let mut line = job_line();
     assert!(!line.contains(" 0s ago"), "{line}");
@@ -838,17 +848,8 @@ fn a_result_from_the_future_stays_stale_across_a_restart_a_reload_and_ctrl_alone
     let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n";
     let inst = Instance::new(daemon, tick);
     let offset = inst.dir.path().join("faketime");
-    std::fs::write(&offset, "+365d").unwrap();
     let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
-    assert!(wait_for_every(
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || {
-            job_line();
-            inst.finished_records("tick").len() >= 2
-        }
-    ));
-    std::fs::write(&offset, "+0").unwrap();
+    two_results_from_the_future(&inst, &offset, &job_line);
     let mut line = String::new();
     assert!(
         wait_for(Duration::from_secs(40), || {
