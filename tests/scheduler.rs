@@ -903,3 +903,54 @@ fn a_result_from_the_future_stays_stale_across_a_restart_a_reload_and_ctrl_alone
     assert!(line.starts_with("2 "), "after a reload: {line}");
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
+
+/// V3 F2/F4: the clock set back a second time, with the daemon running and across a stop and
+/// start, must not turn a stale result from the future fresh again: the time already seen
+/// behind is kept (the status and the view written before the step lie ahead of the clock
+/// now, and are counted back with it).
+#[test]
+fn a_second_step_back_keeps_a_stale_result_from_the_future_stale() {
+    let Some(lib) = faketime() else {
+        return;
+    };
+    let inst = Instance::new(
+        "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"",
+        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n",
+    );
+    let offset = inst.dir.path().join("faketime");
+    let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
+    two_results_from_the_future(&inst, &offset, &job_line);
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            line = job_line();
+            line.starts_with("2 ")
+        }),
+        "{line}"
+    );
+    // Two hours further back, the daemon running. A real step wakes the daemon at once
+    // (its timer is cancelled by the step); libfaketime's does not, so the daemon sees it at
+    // the look the next ctrl's beat wakes it for, and writes its status again then.
+    std::fs::write(&offset, "-2h").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            line = job_line();
+            line.starts_with("2 ")
+        }),
+        "after a second step back: {line}"
+    );
+    for _ in 0..3 {
+        line = job_line();
+        assert!(line.starts_with("2 "), "after a second step back: {line}");
+    }
+    // Stopped, set back again, started by the next ctrl.
+    assert!(inst.run(&["stop", "--now"]).status.success());
+    assert!(inst.wait_daemon_gone(Duration::from_secs(10)));
+    std::fs::write(&offset, "-4h").unwrap();
+    line = job_line();
+    assert!(
+        line.starts_with("2 "),
+        "after a stop, a step back and a start: {line}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}

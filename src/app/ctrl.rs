@@ -439,6 +439,12 @@ fn fast_output(
     }
     // The daemon writes valid UTF-8; anything else is not its view.
     let view = crate::logic::ctrl_view::parse(std::str::from_utf8(&bytes).ok()?)?;
+    // A view written later than now: the wall clock was set back since. Its deadlines count
+    // from where the clock stood then; the full path counts them again (see
+    // `staleness::set_back_since_at`) until the daemon writes a view of its own.
+    if view.status.updated > chrono::Utc::now() + chrono::Duration::seconds(1) {
+        return None;
+    }
     let status = view.status.clone();
     let d = &status.daemon;
     let vouched = d.config == path

@@ -92,6 +92,24 @@ pub(crate) fn seen(
     }
 }
 
+/// When the clock was first seen behind, as a wall instant at `now`, from what a status written
+/// at `updated` said (`since`). The wall clock may have been set back again after that write:
+/// then `since` lies as far ahead as the clock went back, and taken as it is (cut to `now`) the
+/// time already seen behind would be lost — a stale result turned fresh by a second step back.
+/// Moved back with the clock instead, it keeps at least the time seen behind when written.
+pub(crate) fn set_back_since_at(
+    since: Option<DateTime<Utc>>,
+    updated: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let since = since?;
+    Some(if now < updated {
+        since - (updated - now)
+    } else {
+        since
+    })
+}
+
 /// The margin added to a run's timeout: `stop_grace` plus `stale_margin`.
 pub(crate) fn margin(daemon: &DaemonSettings) -> Duration {
     daemon.stop_grace + daemon.stale_margin
@@ -155,6 +173,20 @@ pub(crate) fn checkmk_view(
 mod tests {
     use super::*;
     use crate::logic::schedule::parse_cron;
+
+    #[test]
+    fn the_time_seen_behind_survives_a_further_step_back() {
+        let t = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        // Written at t(100), seen behind since t(40): 60 s so far.
+        assert_eq!(set_back_since_at(Some(t(40)), t(100), t(130)), Some(t(40)));
+        // The clock then set back an hour: the 60 s stay, counted back from now.
+        assert_eq!(
+            set_back_since_at(Some(t(40)), t(100), t(100 - 3600)),
+            Some(t(40 - 3600))
+        );
+        // Nobody saw it behind: nothing to carry.
+        assert_eq!(set_back_since_at(None, t(100), t(0)), None);
+    }
     use crate::model::schedule::Schedule;
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -130,7 +130,9 @@ pub fn build_from(
     // The daemon's word on when it saw the clock behind (see `staleness::seen`), also a
     // stopped one's: with no daemon running no run comes either, and a result from the future
     // must not turn fresh again (counted from now) because none runs to say so.
-    let set_back_since = status.as_ref().and_then(|s| s.daemon.clock_set_back_since);
+    let set_back_since = status.as_ref().and_then(|s| {
+        crate::logic::staleness::set_back_since_at(s.daemon.clock_set_back_since, s.updated, now)
+    });
     let known: Vec<JobStatus> = status.map(|s| s.jobs).unwrap_or_default();
     report.jobs = match cfg {
         // The config is the authority on which jobs exist; the status adds what the daemon

@@ -266,12 +266,20 @@ impl Daemon {
     /// How far the wall clock was set forward since the last pass, if it was (by more than
     /// a second beyond the time that passed, counted on `CLOCK_BOOTTIME`, which a suspend
     /// advances too but no one sets): due times it skipped were not missed for overload.
+    ///
+    /// A step either way while the clock stands behind a result also owes a status write:
+    /// what the status and the view say of when the clock was first seen behind is a wall
+    /// instant, which must move with the clock (a second step back would otherwise leave it
+    /// ahead of the clock, and a stale result from the future would read fresh).
     fn clock_set_forward(&mut self, now: chrono::DateTime<Utc>) -> Option<String> {
         let up = crate::service::sys::uptime()?;
         let last = self.clock_ref.replace((up, now));
         let (up0, wall0) = last?;
         let passed = chrono::Duration::from_std(up.saturating_sub(up0)).ok()?;
         let jump = (now - wall0) - passed;
+        if jump.abs() > chrono::Duration::seconds(1) {
+            self.clock_stepped();
+        }
         (jump > chrono::Duration::seconds(1))
             .then(|| crate::model::duration::human_age(jump.num_milliseconds() as f64 / 1000.0))
     }

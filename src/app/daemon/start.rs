@@ -363,7 +363,13 @@ fn begin_life(st: &StateDir, opts: &Options) -> lifecycle::Begun {
         lifecycle::Begun::default()
     };
     // Also a one-shot's: its status replaces the predecessor's, and the next daemon reads it.
-    begun.clock_set_back_since = previous.and_then(|s| s.daemon.clock_set_back_since);
+    begun.clock_set_back_since = previous.and_then(|s| {
+        crate::logic::staleness::set_back_since_at(
+            s.daemon.clock_set_back_since,
+            s.updated,
+            Utc::now(),
+        )
+    });
     begun
 }
 

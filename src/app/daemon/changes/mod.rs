@@ -206,6 +206,15 @@ impl Daemon {
         self.note_clock_behind();
     }
 
+    /// The wall clock was stepped (either way) while it stands behind a result: the status
+    /// and the view say when it was first seen behind as a wall instant, which moves with the
+    /// clock, so they are written again (see `Daemon::clock_set_forward`).
+    pub(super) fn clock_stepped(&mut self) {
+        if self.clock_behind_since.is_some() {
+            self.shown.owe();
+        }
+    }
+
     /// Keeps when the clock was first seen behind (see `clock_behind_since`); the status
     /// write that shows it is owed by the daemon line's words, which change with it. The
     /// predecessor's word (`clock_seen_behind`) counts at the first look only: the clock still
