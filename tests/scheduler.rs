@@ -771,6 +771,12 @@ fn a_wall_clock_set_back_is_named_on_the_daemon_line_until_it_passes() {
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
 
+/// The daemon settings and the job of the tests of a result from the future: a job every 2 s
+/// whose result goes stale within seconds once no due run reports.
+const STALE_DAEMON: &str = "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"";
+const TICK: &str =
+    "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n";
+
 /// Runs job `tick` of `inst` with the clock (libfaketime's `offset` file) a year ahead until
 /// it has two results, then sets the clock back: the job's latest result lies in the future.
 /// The daemon's timer is armed on the kernel's real clock, a year off: each ctrl's beat
@@ -792,6 +798,25 @@ fn two_results_from_the_future(
     std::fs::write(offset, "+0").unwrap();
 }
 
+/// [`two_results_from_the_future`], then the job's line once it is CRIT (stale: two due runs
+/// have not reported since the step was seen).
+fn crit_from_the_future(
+    inst: &Instance,
+    offset: &std::path::Path,
+    job_line: &dyn Fn() -> String,
+) -> String {
+    two_results_from_the_future(inst, offset, job_line);
+    let mut line = String::new();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            line = job_line();
+            line.starts_with("2 ")
+        }),
+        "{line}"
+    );
+    line
+}
+
 /// F5 (t6): the clock ran a year ahead (a bad RTC at boot, a `date -s` typo) while the daemon
 /// ran, then was set back. No run starts until the clock passes the latest due time taken (a
 /// due time never runs twice), so the job's result is from the future: its check must not
@@ -802,10 +827,7 @@ fn a_result_from_the_future_goes_stale_after_the_clock_is_set_back() {
     let Some(lib) = faketime() else {
         return;
     };
-    let inst = Instance::new(
-        "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"",
-        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n",
-    );
+    let inst = Instance::new(STALE_DAEMON, TICK);
     let offset = inst.dir.path().join("faketime");
     let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
     two_results_from_the_future(&inst, &offset, &job_line);
@@ -844,22 +866,14 @@ fn a_result_from_the_future_stays_stale_across_a_restart_a_reload_and_ctrl_alone
     let Some(lib) = faketime() else {
         return;
     };
-    let daemon = "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"";
-    let tick = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n";
+    let (daemon, tick) = (STALE_DAEMON, TICK);
     let inst = Instance::new(daemon, tick);
     let offset = inst.dir.path().join("faketime");
     let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
-    two_results_from_the_future(&inst, &offset, &job_line);
-    let mut line = String::new();
-    assert!(
-        wait_for(Duration::from_secs(40), || {
-            line = job_line();
-            line.starts_with("2 ")
-        }),
-        "{line}"
-    );
+    crit_from_the_future(&inst, &offset, &job_line);
     assert!(inst.run(&["stop", "--now"]).status.success());
     assert!(inst.wait_daemon_gone(Duration::from_secs(10)));
+    let mut line;
     // A `run-once` of another job with no daemon holds the instance and writes the status:
     // it passes the count on too.
     inst.write_config(
@@ -913,21 +927,10 @@ fn a_second_step_back_keeps_a_stale_result_from_the_future_stale() {
     let Some(lib) = faketime() else {
         return;
     };
-    let inst = Instance::new(
-        "heartbeat_timeout = \"0\"\nstale_margin = \"1s\"",
-        "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"2s\"\ntimeout = \"1s\"\n",
-    );
+    let inst = Instance::new(STALE_DAEMON, TICK);
     let offset = inst.dir.path().join("faketime");
     let job_line = || line_on_fake_clock(&inst, lib, &offset, "Robotmk t tick");
-    two_results_from_the_future(&inst, &offset, &job_line);
-    let mut line = String::new();
-    assert!(
-        wait_for(Duration::from_secs(40), || {
-            line = job_line();
-            line.starts_with("2 ")
-        }),
-        "{line}"
-    );
+    let mut line = crit_from_the_future(&inst, &offset, &job_line);
     // Two hours further back, the daemon running. A real step wakes the daemon at once
     // (its timer is cancelled by the step); libfaketime's does not, so the daemon sees it at
     // the look the next ctrl's beat wakes it for, and writes its status again then.
