@@ -599,10 +599,9 @@ fn a_starting_daemon_removes_lock_files_nobody_holds() {
     assert!(dead_lock.exists());
     kill9(dead.daemon_processes()[0]);
     assert!(dead.wait_daemon_gone(Duration::from_secs(5)));
-    assert!(
-        dead_lock.exists(),
-        "the killed daemon's lock file went by itself"
-    );
+    // Not asserted that the killed daemon's file is still there now: the other tests of this
+    // file start root daemons in parallel, and any of them sweeps it (the feature itself; CI
+    // saw it once). With the sweep taken out, nothing removes it and the checks below fail.
     for f in [&killed, &other] {
         std::fs::write(f, "1\n/nowhere").unwrap();
     }
