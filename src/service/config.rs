@@ -61,22 +61,31 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
 /// tables), and the jobs, made while it is there, end up spread over all of it: freed, it left
 /// 4.8 MB of the daemon's kept memory scattered over 13 MB of pages that stay the process's
 /// for good (issue 25; glibc hands back only whole free pages). On a thread of its own the
-/// parse fills the heap that threads share (`sys::memory::tune_allocator`: two at most), and
+/// parse fills the heap that threads share (`sys::memory::tune_allocator`: two in all), and
 /// the copies made here fill this thread's heap compactly; what the parse used is then free
 /// in whole pages, and goes back to the system ([`sys::memory::release_free`]: glibc keeps
 /// a freed heap's pages while small freed blocks wait in its lists). Where no thread can be
 /// started, it parses here.
 pub(crate) fn load_compact(path: &Path) -> Result<Config, ConfigError> {
+    apart(|| load(path)).map(compact)
+}
+
+/// `parse()`, run on a thread of its own (see [`load_compact`]), or here where no thread can
+/// be started. For a parse of which little is kept: its transients then fill the other heap.
+pub(crate) fn apart<T: Send>(parse: impl FnOnce() -> T + Send) -> T {
+    let mut parse = Some(parse);
     let parsed = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("config".into())
-            .spawn_scoped(s, || load(path))
+            .spawn_scoped(s, || parse.take().map(|p| p()))
             .map(|t| t.join())
     });
-    match parsed {
-        Ok(Ok(loaded)) => loaded.map(compact),
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => load(path),
+    match (parsed, parse) {
+        (Ok(Ok(Some(done))), _) => done,
+        (Ok(Err(panic)), _) => std::panic::resume_unwind(panic),
+        // No thread could be started: the parse is still here.
+        (_, Some(p)) => p(),
+        (Ok(Ok(None)), None) | (Err(_), None) => unreachable!("a parse taken and not run"),
     }
 }
 
@@ -398,6 +407,16 @@ mod tests {
     use crate::model::config::{Overlap, DEFAULT_RESULT_MAX_BYTES, DEFAULT_RESULT_PARSE_TIMEOUT};
     use parsing::daemon_block;
     use std::time::Duration;
+
+    /// The parse runs on a thread of its own (so its transients land in the other heap),
+    /// and what it returns, or a panic of it, comes back here.
+    #[test]
+    fn a_parse_apart_runs_on_its_own_thread_and_hands_back_its_result() {
+        let on = apart(|| std::thread::current().name().map(String::from));
+        assert_eq!(on.as_deref(), Some("config"));
+        let panicked = std::panic::catch_unwind(|| apart(|| -> u8 { panic!("bad config") }));
+        assert!(panicked.is_err());
+    }
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("/etc/t.toml"), text)

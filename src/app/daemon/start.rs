@@ -123,15 +123,20 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
     // judges by its heartbeat), not one that never took its lock, beside which ctrl launched
     // another each time a launch's grace ran out.
     let named = load_config(opts, || {
-        config::load_with(&opts.config, crate::model::config::Users::NamesOnly)
+        config::apart(|| config::load_with(&opts.config, crate::model::config::Users::NamesOnly))
     })?;
     let st = trusted_state_dir(&named)?;
+    // Only its instance is kept: the whole of it, alive while the config is parsed again,
+    // would leave its blocks between the kept jobs once freed (`load_compact`).
+    let locked = (
+        named.daemon.instance.clone(),
+        named.daemon.state_dir.clone(),
+    );
+    drop(named);
     let locked_at = Utc::now();
     let held = take_instance(&st, opts)?;
     let cfg = load_config(opts, || config::load_compact(&opts.config))?;
-    if (&cfg.daemon.instance, &cfg.daemon.state_dir)
-        != (&named.daemon.instance, &named.daemon.state_dir)
-    {
+    if (&cfg.daemon.instance, &cfg.daemon.state_dir) != (&locked.0, &locked.1) {
         // Edited between the two reads: this is not the instance it locked.
         let why = "the config names another instance or state dir than a moment ago (edited while the daemon started); the next ctrl starts it again";
         eprintln!("robotmk-daemon: {why}");
@@ -141,7 +146,6 @@ fn setup(opts: &Options) -> Result<Daemon, SetupError> {
         }
         return Err(SetupError::Exit(1));
     }
-    drop(named);
     clear_launch_files(&st, opts);
     let config_lock = take_config(&cfg, &st, opts)?;
     // `start --foreground` mirrors its log to stderr; a one-shot (`run-once`) does not: its

@@ -11,23 +11,24 @@
 /// the heap and stay there after use. A daemon that writes a 2 MB status now and then would
 /// keep that much for good. A fixed threshold turns the raising off.
 ///
-/// And keeps every thread's allocations in one heap (arena): glibc gives each new thread an
+/// And keeps the threads' allocations in two heaps (arenas): glibc gives each new thread an
 /// arena of its own up to eight per core, and each keeps what its thread freed. The finisher's
 /// workers come and go (a few, more while results are read: `app::daemon::finish`), so a busy
 /// daemon's private memory grew with every arena one of them touched, for good (the soak of
-/// issue 25). Two arenas (the loop's, one for the rest) still held two high-water marks and
-/// two heaps' worth of free gaps: one heap measured 72 KiB less private memory idle with 100
-/// jobs and ~150 KiB less through a 25-minute soak, with no CPU cost that 1,000 starts
-/// together could show (the threads allocate little, and glibc's per-thread caches serve
-/// most of it without the heap's lock).
+/// issue 25). Two, not one: the config is parsed on a thread of its own so that its tens of
+/// megabytes of transients fill the second heap and the jobs kept are copied into the first
+/// compactly (`service::config::load_compact`). With one heap the kept jobs sat between the
+/// parse's freed blocks: 10,000 jobs with results held 10,300 KiB private dirty against 5,284
+/// with two (scripts/bench-memory.sh, same session, release build). One heap saved 72 KiB
+/// idle at 100 jobs (commit 63a1aa7), a hundredth of that.
 pub(crate) fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
     {
         /// glibc's default mmap threshold, now fixed: blocks from 128 KiB up are mapped on
         /// their own and unmapped when freed.
         const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
-        /// One heap for all threads (see above).
-        const ARENA_MAX: libc::c_int = 1;
+        /// Two heaps for all threads (see above).
+        const ARENA_MAX: libc::c_int = 2;
         // SAFETY: mallopt only changes malloc's parameters; it is safe at any time.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
