@@ -209,7 +209,7 @@ impl CheckmkSettings {
 pub struct Job {
     pub(crate) name: Box<str>,
     /// argv; may contain `{run_dir}`, `{job}`, `{run_id}`.
-    pub(crate) command: Box<[String]>,
+    pub(crate) command: crate::model::argv::Argv,
     /// Set for `kind = "robot"` jobs: the run folder then holds Robot Framework's output.xml.
     /// Read by no one but the config's tests (the daemon tells a robot job by its `result`);
     /// kept because they assert the shorthand through it.

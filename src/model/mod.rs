@@ -3,6 +3,7 @@
 //! printable-text gate. Construction and formatting only; no I/O, no clock reads, and no
 //! import from any layer above (see docs/ARCHITECTURE.md).
 
+pub mod argv;
 pub(crate) mod clip;
 pub mod config;
 pub(crate) mod cron_set;

@@ -274,7 +274,8 @@ pub(crate) fn prepare(draft: Draft, users: Users) -> Result<Config, ConfigError>
             }
             Need::SelfExe { job } => {
                 if let Ok(me) = sys::self_exe() {
-                    job_mut(&mut config, job).command[0] = me.display().to_string();
+                    let j = job_mut(&mut config, job);
+                    j.command = j.command.with_program(&me.display().to_string());
                 }
             }
         }
@@ -594,6 +595,23 @@ cron = "0 3 * * *"
         assert_eq!(e.line, Some(1), "{e}");
     }
 
+    /// No program can be passed a NUL: a command or a robot option holding one is refused,
+    /// naming the job and the argument, before any run could fail on it.
+    #[test]
+    fn an_argument_with_a_nul_is_a_config_error() {
+        for job in [
+            "command = [\"echo\", \"a\\u0000b\"]\nevery = \"5m\"",
+            "kind = \"robot\"\nsuite = \"/s\"\nrobot_args = [\"--x\\u0000\"]\nevery = \"5m\"",
+        ] {
+            let e = p(&format!("[[job]]\nname = \"nul\"\n{job}\n")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("job[0].command"), "{e}");
+            assert!(e.message.contains("NUL character"), "{e}");
+            assert!(e.to_string().contains("nul"), "{e}");
+        }
+        let ok = p("[[job]]\nname = \"ok\"\ncommand = [\"echo\", \"\", \"a b\"]\nevery = \"5m\"\n");
+        assert_eq!(ok.unwrap().jobs[0].command.to_vec(), ["echo", "", "a b"]);
+    }
+
     #[test]
     fn hang_timeout_is_off_at_zero_and_never_shorter_than_the_answer_window() {
         let c = |v: &str| p(&format!("[daemon]\nhang_timeout = \"{v}\"\n"));
@@ -643,7 +661,7 @@ cron = "0 3 * * *"
     fn robot_jobs_build_their_command() {
         let text = "[[job]]\nname = \"r\"\nsuite = \"suites/a.robot\"\nevery = \"1m\"\nvariables = { HOST = \"x\" }\nrobot_args = [\"--loglevel\", \"DEBUG\"]\n";
         let c = p(text).unwrap();
-        let cmd = &c.jobs[0].command;
+        let cmd = c.jobs[0].command.to_vec();
         assert_eq!(cmd[0], "robot");
         assert!(cmd.windows(2).any(|w| w == ["--outputdir", "{run_dir}"]));
         // Secrets stay off the command line: they are in the 0600 argument file.
@@ -688,7 +706,7 @@ cron = "0 3 * * *"
         }
         let c = robot("attempts = 3\nretry = \"all\"").unwrap();
         assert_eq!(c.jobs[0].attempts, 3);
-        let cmd = &c.jobs[0].command;
+        let cmd = c.jobs[0].command.to_vec();
         assert_eq!(cmd[1], "robot-attempts");
         assert!(cmd.windows(2).any(|w| w == ["--rebot-json", "[\"rebot\"]"]));
         assert_eq!(c.jobs[0].result.as_deref(), Some("{run_dir}/output.xml"));
@@ -752,7 +770,7 @@ cron = "0 3 * * *"
         let want = absolute(&dir.path().join("/usr/bin/python3"));
         assert_eq!(e.python, want.display().to_string());
         // The environment's robot, found on the run's PATH.
-        assert_eq!(c.jobs[0].command[0], "robot");
+        assert_eq!(c.jobs[0].command.get(0), Some("robot"));
         let e = job("requirements = \"missing.txt\"").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("job[0].requirements"), "{e}");
         assert_eq!(e.line, Some(5), "{e}");

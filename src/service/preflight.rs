@@ -85,13 +85,14 @@ fn temporary_folder(dir: &Path) -> Option<PathBuf> {
 }
 
 /// robot's argv in a job's command (inside the retry wrapper when it has one).
-fn robot_argv(job: &Job) -> &[String] {
-    if job.command.get(1).map(String::as_str) == Some("robot-attempts") {
-        if let Some(i) = job.command.iter().position(|a| a == "--") {
-            return &job.command[i + 1..];
+fn robot_argv(job: &Job) -> Vec<&str> {
+    let argv: Vec<&str> = job.command.iter().collect();
+    if argv.get(1) == Some(&"robot-attempts") {
+        if let Some(i) = argv.iter().position(|a| *a == "--") {
+            return argv[i + 1..].to_vec();
         }
     }
-    &job.command
+    argv
 }
 
 fn job_problems(cfg: &Config, j: &Job, out: &mut Vec<String>) {
@@ -125,14 +126,14 @@ fn job_problems(cfg: &Config, j: &Job, out: &mut Vec<String>) {
             }
         }
         None => {
-            let Some(first) = argv.first() else { return };
+            let Some(&first) = argv.first() else { return };
             if first.contains('{') {
                 return; // a placeholder: known at run time only
             }
             if let Err(why) = program(first, j) {
                 let key = if !j.robot {
                     "`command`'s first element"
-                } else if argv.get(1).map(String::as_str) == Some("-m") {
+                } else if argv.get(1) == Some(&"-m") {
                     "`python`"
                 } else {
                     "`robot` (or `python`)"

@@ -202,7 +202,7 @@ pub(super) fn open_spec(
     let user = job.user.as_deref().map(|u| (u, std::env::vars_os()));
     let env = run_env::run_env(job.env(), vars, user);
     Ok(RunSpec {
-        argv: run::expand(&job.command, &run_dir_s, &job.name, &rec.run_id),
+        argv: run::expand(job.command.iter(), &run_dir_s, &job.name, &rec.run_id),
         env,
         working_dir: job
             .working_dir()

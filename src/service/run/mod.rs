@@ -159,8 +159,13 @@ impl ExitInfo {
 }
 
 /// Replaces `{run_dir}`, `{job}` and `{run_id}` in every argument.
-pub(crate) fn expand(argv: &[String], run_dir: &str, job: &str, run_id: &str) -> Vec<String> {
-    argv.iter()
+pub(crate) fn expand<'a>(
+    argv: impl IntoIterator<Item = &'a str>,
+    run_dir: &str,
+    job: &str,
+    run_id: &str,
+) -> Vec<String> {
+    argv.into_iter()
         .map(|a| expand_one(a, run_dir, job, run_id))
         .collect()
 }
@@ -178,14 +183,7 @@ mod tests {
 
     #[test]
     fn placeholders_are_expanded_everywhere() {
-        let argv = vec![
-            "r".into(),
-            "--out={run_dir}/x".into(),
-            "{job}-{run_id}".into(),
-        ];
-        assert_eq!(
-            expand(&argv, "/d", "j", "1"),
-            vec!["r", "--out=/d/x", "j-1"]
-        );
+        let argv = ["r", "--out={run_dir}/x", "{job}-{run_id}"];
+        assert_eq!(expand(argv, "/d", "j", "1"), vec!["r", "--out=/d/x", "j-1"]);
     }
 }

@@ -101,6 +101,13 @@ pub(super) fn resolve(
     });
     let plugin = plugin_spec(&at, &raw, kind)?;
     let (command, argument_file) = command_by_kind(&at, &raw, kind, base, pyenv.is_some(), needs)?;
+    // No program can be passed one (and the job's argv keeps its arguments NUL-separated).
+    if let Some(i) = command.iter().position(|a| a.contains('\0')) {
+        let m = format!(
+            "argument {i} of the command line contains a NUL character (\\u0000), which no program can be passed"
+        );
+        return Err(at.err(start, "command", m));
+    }
     check_attempts(&at, &raw, kind)?;
     let result = result_of(&at, &raw, kind, &command)?;
     check_levels(&at, &raw)?;
