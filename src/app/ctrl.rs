@@ -409,12 +409,15 @@ fn older_build(a: &str, b: &str) -> bool {
 /// mode it printed in ([`agent::cached_mode`]).
 fn fast_output(
     path: &Path,
+    trusted: bool,
     quick: Option<(String, std::path::PathBuf)>,
     beat: &Beat,
     t0: Instant,
 ) -> Option<Option<String>> {
     // Untrusted paths take the full path, which says why and touches nothing.
-    crate::service::security::check_config(path).ok()?;
+    if !trusted {
+        return None;
+    }
     let stamp = config::stamp(path)?;
     let (instance, dir) = quick?;
     crate::service::security::check_state_dir(&dir).ok()?;
@@ -511,11 +514,16 @@ pub(crate) fn run(config_path: &Path) -> i32 {
         .as_ref()
         .map_or("system", |q| q.0.as_str())
         .to_string();
-    let shown = match fast_output(&path, quick, &beat, t0) {
+    // Whether no other user can change the config: asked once, for this instance's fast path
+    // and for the other instances' sections (`text` was read before either).
+    let trusted = crate::service::security::check_config(&path).is_ok();
+    let shown = match fast_output(&path, trusted, quick, &beat, t0) {
         Some(cached) => Shown { code: 0, cached },
         None => full(&path, t0, &beat),
     };
-    print_others(&path, text.as_deref(), &own, shown.cached.as_deref());
+    if trusted {
+        print_others(&path, text.as_deref(), &own, shown.cached.as_deref());
+    }
     shown.code
 }
 
@@ -528,12 +536,9 @@ struct Shown {
 }
 
 /// The sections of the other instances the config names (`service::others`), after this one's,
-/// in the agent's mode `cached` of this call; only from a config no other user could have
+/// in the agent's mode `cached` of this call; called only for a config no other user could have
 /// changed.
 fn print_others(path: &Path, text: Option<&str>, own: &str, cached: Option<&str>) {
-    if crate::service::security::check_config(path).is_err() {
-        return;
-    }
     let Some(text) = text else { return };
     let others = config::other_instances_in(path, text);
     if others.is_empty() {

@@ -265,7 +265,7 @@ pub(crate) fn parse(text: &str) -> Option<View<'_>> {
     // lines' first bytes, never by a search through the JSON.
     let mut at = 0;
     while !rest[at..].starts_with('J') {
-        at += memchr::memchr(b'\n', &rest.as_bytes()[at..])? + 1;
+        at += crate::model::bytes::find(b'\n', &rest.as_bytes()[at..])? + 1;
     }
     let body = &rest[..at];
     let jobs = rest[at + 1..].strip_suffix('\n')?;

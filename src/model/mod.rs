@@ -4,6 +4,7 @@
 //! import from any layer above (see docs/ARCHITECTURE.md).
 
 pub mod argv;
+pub(crate) mod bytes;
 pub(crate) mod clip;
 pub mod config;
 pub(crate) mod cron_set;

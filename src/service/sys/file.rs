@@ -80,11 +80,16 @@ fn not_plain(path: &Path) -> io::Error {
 
 /// Opens with `o`, then insists on a regular file.
 fn open_plain(path: &Path, o: &OpenOptions, links: Links) -> io::Result<File> {
+    open_plain_len(path, o, links).map(|(f, _)| f)
+}
+
+/// [`open_plain`], and the file's length as it was opened (one look at it, not two).
+fn open_plain_len(path: &Path, o: &OpenOptions, links: Links) -> io::Result<(File, u64)> {
     let f = o.open(path).map_err(|e| explain(path, e, links))?;
-    if !sys::is_plain_file(&f)? {
-        return Err(not_plain(path));
+    match sys::plain_file_len(&f)? {
+        Some(len) => Ok((f, len)),
+        None => Err(not_plain(path)),
     }
-    Ok(f)
 }
 
 /// Reads a whole file of at most `cap` bytes. `NotFound` passes through unchanged, so callers
@@ -92,7 +97,7 @@ fn open_plain(path: &Path, o: &OpenOptions, links: Links) -> io::Result<File> {
 pub(crate) fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
     let mut o = options(links);
     o.read(true);
-    let f = open_plain(path, &o, links)?;
+    let (f, len) = open_plain_len(path, &o, links)?;
     let too_big = || {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -103,7 +108,6 @@ pub(crate) fn read(path: &Path, cap: u64, links: Links) -> io::Result<Vec<u8>> {
             ),
         )
     };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len > cap {
         return Err(too_big());
     }
@@ -158,8 +162,7 @@ pub(crate) fn read_whole(path: &Path, cap: u64) -> io::Result<Whole> {
     {
         let mut o = options(Links::Refuse);
         o.read(true);
-        let f = open_plain(path, &o, Links::Refuse)?;
-        let len = f.metadata()?.len();
+        let (f, len) = open_plain_len(path, &o, Links::Refuse)?;
         if len > cap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

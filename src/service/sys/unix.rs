@@ -275,10 +275,11 @@ pub(crate) fn set_open_flags(o: &mut std::fs::OpenOptions, follow: bool) {
     o.custom_flags(libc::O_NONBLOCK | nofollow);
 }
 
-/// True for a regular file (checked on the open descriptor, so nothing can be swapped in
-/// between the check and the use).
-pub(crate) fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
-    Ok(f.metadata()?.file_type().is_file())
+/// The length of `f` if it is a regular file (not a directory, FIFO or device), else `None`:
+/// checked on the open descriptor, so nothing can be swapped in between the check and the use.
+pub(crate) fn plain_file_len(f: &std::fs::File) -> io::Result<Option<u64>> {
+    let m = f.metadata()?;
+    Ok(m.file_type().is_file().then_some(m.len()))
 }
 
 /// What changes whenever the file is replaced or its owner or mode change: inode and ctime.

@@ -52,6 +52,11 @@ pub(crate) const NOFOLLOW_FLAGS: u32 = FILE_FLAG_OPEN_REPARSE_POINT;
 /// [`NOFOLLOW_FLAGS`], which hands back the link itself, and a pipe or device would make a
 /// read block or lie: the caller reads only what this accepts.
 pub(crate) fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
+    Ok(plain_file_len(f)?.is_some())
+}
+
+/// The length of `f` if it is a plain file ([`is_plain_file`]), in the same look.
+pub(crate) fn plain_file_len(f: &std::fs::File) -> io::Result<Option<u64>> {
     use std::os::windows::fs::MetadataExt;
     use std::os::windows::io::AsRawHandle;
     // SAFETY: `f` owns a valid handle for the duration of the call.
@@ -63,10 +68,12 @@ pub(crate) fn is_plain_file(f: &std::fs::File) -> io::Result<bool> {
         }
     }
     if kind != FILE_TYPE_DISK {
-        return Ok(false);
+        return Ok(None);
     }
-    let attrs = f.metadata()?.file_attributes();
-    Ok(attrs & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT) == 0)
+    let m = f.metadata()?;
+    let plain =
+        m.file_attributes() & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT) == 0;
+    Ok(plain.then_some(m.len()))
 }
 
 #[cfg(test)]

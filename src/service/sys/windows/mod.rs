@@ -15,7 +15,8 @@ mod stop;
 
 pub(crate) use acl::{check_instance_path_trust, check_path_trust};
 pub(crate) use files::{
-    change_stamp, is_plain_file, resolved_dir, same_file, same_file_at, set_open_flags,
+    change_stamp, is_plain_file, plain_file_len, resolved_dir, same_file, same_file_at,
+    set_open_flags,
 };
 pub(crate) use handle::{wide, ObjectSecurity, OwnedHandle};
 pub(crate) use host::{
