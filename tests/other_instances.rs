@@ -247,6 +247,24 @@ fn the_system_ctrl_reports_a_user_instance_and_says_why_it_cannot_read_another()
         bad.summary.contains("its status.json cannot be read") && !bad.summary.contains("ever run"),
         "named by its state dir: {bad:?}"
     );
+    // A config that others may change lists nothing they could choose: no other instance's
+    // section, only this one's refusal.
+    std::fs::set_permissions(&inst.config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = String::from_utf8_lossy(&inst.ctrl().stdout).into_owned();
+    std::fs::set_permissions(&inst.config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let agent = parse_ok(&out);
+    assert_eq!(
+        agent.check(None, "Robotmk t daemon").state_num(),
+        2,
+        "{out}"
+    );
+    assert!(
+        agent
+            .local(None)
+            .iter()
+            .all(|c| !c.name.starts_with("Robotmk instance")),
+        "an untrusted config's other instances were shown: {out}"
+    );
 }
 
 /// Two configs that name one state dir (a copied config whose `state_dir` was not changed):
