@@ -356,6 +356,11 @@ fn runs_replaced_program(d: &crate::model::status::DaemonInfo) -> Option<PathBuf
     if d.pid_start.is_none() || sys::process_start_time(d.pid) != d.pid_start {
         return None;
     }
+    // It runs the very file this ctrl runs (every agent call but an upgrade's): nothing
+    // replaced it, whatever path either was started from.
+    if sys::runs_my_file(d.pid) == Some(true) {
+        return None;
+    }
     let theirs = sys::process_program(Some(d.pid))?;
     let mine = sys::process_program(None)?;
     let replaced = replaced_at_my_path(&theirs, &mine)

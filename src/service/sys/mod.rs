@@ -78,7 +78,7 @@ pub(crate) enum TookConfig<L> {
 #[path = "program_unix.rs"]
 mod program;
 #[cfg(unix)]
-pub(crate) use program::{process_program, same_program};
+pub(crate) use program::{process_program, runs_my_file, same_program};
 
 #[cfg(unix)]
 #[path = "build_tree_unix.rs"]

@@ -50,6 +50,22 @@ pub(crate) fn process_program(pid: Option<u32>) -> Option<Program> {
     })
 }
 
+/// Whether process `pid` runs the very file this process runs (device and inode of what
+/// `/proc/PID/exe` opens, named or deleted): two looks, where [`process_program`] of both
+/// takes a dozen system calls. A file a running process maps cannot be freed, so its inode
+/// is no other file's while it runs. `None` where it cannot be told.
+pub(crate) fn runs_my_file(pid: u32) -> Option<bool> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    let id = |p: Option<u32>| {
+        std::fs::metadata(exe_link(p))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    Some(id(Some(pid))? == id(None)?)
+}
+
 /// The absolute path process `pid` (`None`: this one) was started as: its `argv[0]`.
 fn started_as(pid: Option<u32>) -> Option<std::path::PathBuf> {
     use std::os::unix::ffi::OsStrExt;

@@ -27,6 +27,6 @@ pub(crate) use host::{
 };
 pub(crate) use process::{
     close_inherited_fds, find_run_by_env, handle_start_time, is_instance_daemon, kill_process,
-    process_program, process_start_time, same_program,
+    process_program, process_start_time, runs_my_file, same_program,
 };
 pub(crate) use stop::{forward_control_signals, signal_requests, signal_stop, signal_stop_now};

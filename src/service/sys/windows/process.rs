@@ -155,6 +155,12 @@ pub(crate) fn process_program(pid: Option<u32>) -> Option<crate::service::sys::P
     })
 }
 
+/// Whether process `pid` runs this process's file: not told on Windows (see
+/// [`process_program`]).
+pub(crate) fn runs_my_file(_pid: u32) -> Option<bool> {
+    None
+}
+
 /// Whether two processes run the same program: not told on Windows (see [`process_program`]:
 /// no program is replaced under a running process there).
 pub(crate) fn same_program(_a: Option<u32>, _b: Option<u32>) -> Option<bool> {
