@@ -107,6 +107,47 @@ fn two_jobs_run_in_parallel_on_their_own_aligned_schedules() {
     }
 }
 
+/// Jobs due together are spawned on more than one thread (`app::daemon::runs::SPAWNERS`): each
+/// run's record still names its own runner, and every runner starts at the daemon's own
+/// priority, not that of a background thread (nice 10), which a child inherits from the
+/// thread that spawns it.
+#[test]
+fn runs_due_together_each_record_their_own_runner_at_normal_priority() {
+    const JOBS: usize = 24;
+    let jobs: String = (0..JOBS)
+        .map(|i| {
+            format!(
+                "[[job]]\nname = \"j{i:02}\"\ncommand = [\"sh\", \"-c\", \"echo $$ $(cut -d' ' -f19 /proc/$$/stat)\"]\nevery = \"2s\"\n"
+            )
+        })
+        .collect();
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", &jobs);
+    inst.ctrl_json();
+    let names: Vec<String> = (0..JOBS).map(|i| format!("j{i:02}")).collect();
+    let want: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 2)).collect();
+    assert!(wait_records(&inst, Duration::from_secs(20), &want));
+    for job in &names {
+        for r in inst.finished_records(job) {
+            assert_eq!(r["outcome"], "success", "{r}");
+            let rd = r["run_dir"].as_str().unwrap();
+            let out = std::fs::read_to_string(format!("{rd}/stdout.log")).unwrap();
+            let (pid, nice) = out.trim().split_once(' ').unwrap();
+            assert_eq!(
+                r["pid"].as_u64().map(|p| p.to_string()).as_deref(),
+                Some(pid),
+                "{job}: the record names another process than its runner: {r}"
+            );
+            assert_eq!(nice, "0", "{job}: the runner started at nice {nice}");
+        }
+    }
+    // Due together: the first due time of every job is the same second.
+    let firsts: HashSet<i64> = names
+        .iter()
+        .map(|j| due(&inst.finished_records(j)[0]).timestamp())
+        .collect();
+    assert!(firsts.len() <= 2, "not due together: {firsts:?}");
+}
+
 #[test]
 fn overlap_skip_records_skipped_and_allow_runs_side_by_side() {
     let jobs = "[[job]]\nname = \"skipper\"\ncommand = [\"sleep\", \"2.5\"]\nevery = \"1s\"\noverlap = \"skip\"\ntimeout = \"10s\"\n\n\

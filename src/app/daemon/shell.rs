@@ -387,20 +387,29 @@ impl Daemon {
         }
     }
 
-    /// Starts queued runs while slots are free.
+    /// Starts queued runs while slots are free: as many as there are slots at once (see
+    /// `start_runs`), again while a start that failed left a slot.
     fn dispatch(&mut self) {
-        while self.table.has_room(self.cfg.daemon.max_parallel) {
-            // Runs waiting for their environment (or `start_delay`) stay queued, in order.
-            let Some(p) = self
-                .table
-                .queue
-                .iter()
-                .position(|p| !self.must_wait(p))
-                .and_then(|i| self.dequeue(i))
-            else {
+        loop {
+            let room = self.table.room(self.cfg.daemon.max_parallel);
+            let mut batch = Vec::new();
+            while batch.len() < room {
+                // Runs waiting for their environment (or `start_delay`) stay queued, in order.
+                let Some(p) = self
+                    .table
+                    .queue
+                    .iter()
+                    .position(|p| !self.must_wait(p))
+                    .and_then(|i| self.dequeue(i))
+                else {
+                    break;
+                };
+                batch.push(p);
+            }
+            if batch.is_empty() {
                 break;
-            };
-            self.start_run(p);
+            }
+            self.start_runs(batch);
         }
     }
 

@@ -115,9 +115,12 @@ impl RunTable {
         self.active.values()
     }
 
-    /// True while `max_parallel` (0: no limit) leaves room for another run.
-    pub(crate) fn has_room(&self, max_parallel: usize) -> bool {
-        max_parallel == 0 || self.active.len() < max_parallel
+    /// How many more runs may start now under `max_parallel` (0: no bound).
+    pub(crate) fn room(&self, max_parallel: usize) -> usize {
+        match max_parallel {
+            0 => usize::MAX,
+            n => n.saturating_sub(self.active.len()),
+        }
     }
 
     /// The runs of `job` in flight.
@@ -361,9 +364,9 @@ mod tests {
     fn room_adoption_and_gone_adopted_runs() {
         let t0 = Instant::now();
         let mut t = RunTable::default();
-        assert!(t.has_room(1) && t.has_room(0));
+        assert_eq!((t.room(1), t.room(0)), (1, usize::MAX));
         t.start(1, run(1, t0, 30));
-        assert!(!t.has_room(1) && t.has_room(2) && t.has_room(0));
+        assert_eq!((t.room(1), t.room(3), t.room(0)), (0, 2, usize::MAX));
         let mut a = run(2, t0, 30);
         a.adopted = true;
         t.adopt(2, a);

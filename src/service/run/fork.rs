@@ -5,7 +5,7 @@
 //! any process of that user may signal it: a `kill(-1, SIGSTOP)` loop of the user's stops it
 //! there, and a parent that waits for the exec-status pipe — std's `Command::spawn` does, with
 //! no bound — waits for ever: on the daemon's loop thread, or an environment build's worker,
-//! with the reaper's gate held, so no other run starts either. So the spawning thread waits
+//! with the reaper's gate held, so the reaper waits too (and every spawn after it). So the spawning thread waits
 //! for the pipe in ticks of [`TICK`] and, between ticks, asks the kernel whether the child was
 //! stopped (`waitid(WSTOPPED | WCONTINUED)`: a stop, or a continue after one, is reported
 //! until collected, so a stop the user lifted again between two ticks is seen too). A child
@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(5);
 
 /// How long a child may take from its fork to its exec. A normal one takes well under a
-/// millisecond; this bounds how long a user can hold the spawning thread (and every other
-/// spawn, behind the reaper's gate) by slowing its own child without stopping it.
+/// millisecond; this bounds how long a user can hold the spawning thread (and the reaper,
+/// behind the gate this spawn shares) by slowing its own child without stopping it.
 pub(super) const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Everything the child does between the fork and exec, prepared before the fork (the child

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub(super) type OnExit = Box<dyn FnOnce(u32, ExitInfo) + Send>;
 /// Told whenever an inherited child was collected (the daemon's loop then looks whether a
@@ -39,10 +39,11 @@ struct Runner {
 /// Runners in flight, and the pipes that wake the reaper.
 pub(super) struct Reaper {
     children: Mutex<HashMap<u32, Runner>>,
-    /// Held by a spawn from before its child exists until its runner is registered, and by
-    /// whoever decides that a child of ours is no runner (to collect it or to claim it as an
-    /// orphan): a runner spawned an instant ago is never taken for an orphan.
-    gate: Mutex<()>,
+    /// Held by a spawn from before its child exists until its runner is registered (shared:
+    /// spawns run side by side), and alone by whoever decides that a child of ours is no
+    /// runner (to collect it or to claim it as an orphan): a runner spawned an instant ago is
+    /// never taken for an orphan.
+    gate: RwLock<()>,
     wake_r: OwnedFd,
     wake_w: OwnedFd,
     /// pidfd_open works here; without it the reaper waits for any child.
@@ -68,7 +69,7 @@ impl Reaper {
         })?;
         Ok(Reaper {
             children: Mutex::new(HashMap::new()),
-            gate: Mutex::new(()),
+            gate: RwLock::new(()),
             wake_r,
             wake_w,
             // pidfd_open on ourselves tells whether the kernel has it.
@@ -81,9 +82,15 @@ impl Reaper {
         })
     }
 
-    /// Held around a spawn, from before its child exists until [`Reaper::register`].
-    pub(super) fn gate(&self) -> MutexGuard<'_, ()> {
-        lock(&self.gate)
+    /// Held around a spawn, from before its child exists until [`Reaper::register`]; other
+    /// spawns may hold it too.
+    pub(super) fn spawning(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held while deciding that a child is no runner: no spawn is under way meanwhile.
+    pub(super) fn deciding(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Watches a runner just started (under the gate). Works on a child that already exited
@@ -207,7 +214,7 @@ fn collect_exited(r: &Reaper) {
         let collected = if r.is_runner(pid) {
             r.reap_runner(pid)
         } else {
-            let gate = r.gate();
+            let gate = r.deciding();
             let own = crate::service::sys::children::hold();
             if r.is_runner(pid) {
                 drop((own, gate));
@@ -243,7 +250,7 @@ fn collect_each_exited(r: &Reaper) -> bool {
             r.reap_runner(pid);
             continue;
         }
-        let gate = r.gate();
+        let gate = r.deciding();
         let own = crate::service::sys::children::hold();
         if !r.is_runner(pid) && !own.is_own(pid) {
             any |= r.collect_inherited(pid);

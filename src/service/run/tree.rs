@@ -195,7 +195,7 @@ fn claim(s: &Parts, pgid: u32) {
         return;
     }
     // No runner can be registered meanwhile: one spawned an instant ago is never an orphan.
-    let _gate = s.reaper.gate();
+    let _gate = s.reaper.deciding();
     // Nor is a helper of the daemon's own (a user's folder being removed with that user's
     // rights): see `sys::children`.
     let own = crate::service::sys::children::hold();
@@ -273,7 +273,7 @@ pub(super) fn end_orphans(s: &Parts, grace: Duration) -> Vec<u32> {
             // Each look under the gate, the helpers' record and the claims (the reaper's
             // order): no orphan is collected by the reaper meanwhile, so none of these PIDs
             // is another process's while it is signalled, and none is a new child's.
-            let _gate = s.reaper.gate();
+            let _gate = s.reaper.deciding();
             let own = crate::service::sys::children::hold();
             let mut claims = s.reaper.claims();
             let mut left = orphans(s, &own);

@@ -270,7 +270,7 @@ impl Spawner {
         // Its cgroup exists before the child: the child joins it before it execs, so nothing
         // it starts is ever outside.
         let cg = s.cgroups.create();
-        let gate = s.reaper.gate();
+        let gate = s.reaper.spawning();
         let pid = match start(cg.as_ref()) {
             Ok(pid) => pid,
             Err(e) => {

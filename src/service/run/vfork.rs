@@ -35,13 +35,14 @@ pub(super) struct SharedPlan<'a> {
     pub(crate) reset: &'a [libc::c_int],
 }
 
-/// The stack `CLONE_VM` children run on until they exec: one, reused (the parent waits for
-/// each child to exec before it spawns the next). Mapped at its first use rather than
-/// allocated zeroed: only the pages a child's few calls reach become memory. A zeroed 64 KiB
-/// buffer was 64 KiB of the daemon's private memory for its whole life (issue 25: an idle
-/// daemon's private dirty memory is measured against cron's).
+/// The stacks `CLONE_VM` children run on until they exec: one per spawn under way, reused
+/// (each spawn waits for its child's exec before it gives its stack back; spawns on two
+/// threads take two). Mapped at their first use rather than allocated zeroed: only the pages a
+/// child's few calls reach become memory. A zeroed 64 KiB buffer was 64 KiB of the daemon's
+/// private memory for its whole life (issue 25: an idle daemon's private dirty memory is
+/// measured against cron's).
 #[derive(Default)]
-pub(super) struct Stack(Mutex<Option<Mapped>>);
+pub(super) struct Stack(Mutex<Vec<Mapped>>);
 
 /// The stack's anonymous mapping, `STACK_SIZE` bytes.
 struct Mapped(std::ptr::NonNull<libc::c_void>);
@@ -154,11 +155,22 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 pub(super) fn spawn(plan: SharedPlan, stack: &Stack) -> io::Result<(u32, Option<io::Error>)> {
     debug_assert!(plan.argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(plan.envp.last().is_some_and(|p| p.is_null()));
-    let mut stack = stack.0.lock().unwrap_or_else(|e| e.into_inner());
-    if stack.is_none() {
-        *stack = Some(Mapped::new()?);
+    let free = stack.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mine = match free {
+        Some(m) => m,
+        None => Mapped::new()?,
+    };
+    // Given back however this spawn ends.
+    struct Back<'a>(&'a Stack, Option<Mapped>);
+    impl Drop for Back<'_> {
+        fn drop(&mut self) {
+            if let Some(m) = self.1.take() {
+                self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+            }
+        }
     }
-    let base = stack.as_ref().map_or(0, |m| m.0.as_ptr() as usize);
+    let base = mine.0.as_ptr() as usize;
+    let _back = Back(stack, Some(mine));
     // The stack grows down from its (16-byte aligned) end.
     let top = (base + STACK_SIZE) & !15;
     let mut child = Child { plan, errno: 0 };
