@@ -26,8 +26,10 @@ use tracing::{info, warn};
 /// child): one thread 1,777–2,301 spawns a second, two threads 3,314–3,913; without cgroups
 /// 3,280 and 3,700.
 const SPAWNERS: usize = 2;
-/// Fewer due together are spawned one by one: a thread's start would cost more than it saves.
-const PARALLEL_FROM: usize = 4;
+/// Fewer due together are spawned one by one: they start within milliseconds anyway, and a
+/// helper thread, once it ran, leaves its stack cached in the daemon (16–64 KiB more private
+/// memory measured idle), which a small configuration would carry for nothing.
+const PARALLEL_FROM: usize = 16;
 
 /// A run ready to spawn (see [`Daemon::ready_run`]).
 struct Ready {
