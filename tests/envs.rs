@@ -1679,7 +1679,7 @@ impl UserMade {
 
 impl Drop for UserMade {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
+        let _ = user_db("userdel", &[&self.name]);
     }
 }
 
@@ -1702,10 +1702,7 @@ fn a_held_jobs_changed_requirements_build_nothing_and_it_runs_in_its_users_envir
     }
     let user = format!("rmkd-held{}", std::process::id() % 100_000);
     let _made = UserMade::new(user.clone());
-    let out = Command::new("useradd")
-        .args(["-M", "-s", "/usr/sbin/nologin", &user])
-        .output()
-        .unwrap();
+    let out = user_db("useradd", &["-M", "-s", "/usr/sbin/nologin", &user]);
     assert!(out.status.success(), "useradd: {out:?}");
     let chage = |expire: &str| {
         let out = Command::new("chage")
@@ -1881,10 +1878,7 @@ fn a_held_jobs_runs_say_it_is_held_not_that_the_build_user_is_missing() {
     }
     let user = format!("rmkd-heldb{}", std::process::id() % 100_000);
     let _made = UserMade::new(user.clone());
-    let out = Command::new("useradd")
-        .args(["-M", "-s", "/usr/sbin/nologin", &user])
-        .output()
-        .unwrap();
+    let out = user_db("useradd", &["-M", "-s", "/usr/sbin/nologin", &user]);
     assert!(out.status.success(), "useradd: {out:?}");
     let daemon = "uv = \"off\"\nbuild_user = \"rmkd-no-such-builder\"\n";
     let inst = Instance::new(daemon, "");
@@ -2177,7 +2171,7 @@ struct GroupMade(String);
 
 impl Drop for GroupMade {
     fn drop(&mut self) {
-        let _ = Command::new("groupdel").arg(&self.0).output();
+        let _ = user_db("groupdel", &[&self.0]);
     }
 }
 
@@ -2196,13 +2190,10 @@ fn a_job_keeps_its_environment_when_its_users_primary_group_changes() {
     let n = std::process::id() % 100_000;
     let (user, group) = (format!("rmkd-rg{n}"), format!("rmkd-rgg{n}"));
     let _made = UserMade::new(user.clone());
-    let out = Command::new("useradd")
-        .args(["-M", "-U", "-s", "/bin/sh", &user])
-        .output()
-        .unwrap();
+    let out = user_db("useradd", &["-M", "-U", "-s", "/bin/sh", &user]);
     assert!(out.status.success(), "useradd: {out:?}");
     let _own_group = GroupMade(user.clone());
-    let out = Command::new("groupadd").arg(&group).output().unwrap();
+    let out = user_db("groupadd", &[&group]);
     assert!(out.status.success(), "groupadd: {out:?}");
     let _group = GroupMade(group.clone());
     let daemon = "uv = \"off\"\n";

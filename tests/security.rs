@@ -74,16 +74,16 @@ fn attacker() -> Option<&'static Attacker> {
             String::from_utf8_lossy(&out.stdout).trim().parse().ok()
         };
         if id("-u").is_none() {
-            let out = Command::new("useradd")
-                .args([
+            let out = user_db(
+                "useradd",
+                &[
                     "--system",
                     "--no-create-home",
                     "--shell",
                     "/usr/sbin/nologin",
                     ATTACKER,
-                ])
-                .output()
-                .expect("useradd");
+                ],
+            );
             assert!(
                 out.status.success() || id("-u").is_some(),
                 "useradd {ATTACKER}: {out:?}"
@@ -1233,17 +1233,14 @@ struct UsersMade(Vec<String>);
 impl Drop for UsersMade {
     fn drop(&mut self) {
         for u in &self.0 {
-            let _ = Command::new("userdel").arg(u).output();
+            let _ = user_db("userdel", &[u]);
         }
     }
 }
 
 fn useradd(args: &[&str]) {
-    let out = Command::new("useradd")
-        .args(["-M", "-s", "/usr/sbin/nologin"])
-        .args(args)
-        .output()
-        .unwrap();
+    let all = [&["-M", "-s", "/usr/sbin/nologin"], args].concat();
+    let out = user_db("useradd", &all);
     assert!(out.status.success(), "useradd {args:?}: {out:?}");
 }
 
@@ -1283,11 +1280,8 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
     )
     .trim()
     .to_string();
-    assert!(Command::new("userdel")
-        .arg(&gone)
-        .status()
-        .unwrap()
-        .success());
+    let out = user_db("userdel", &[&gone]);
+    assert!(out.status.success(), "userdel {gone}: {out:?}");
     useradd(&["-u", &uid, &heir]);
     let mut line = String::new();
     assert!(
@@ -1342,11 +1336,8 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
         inst.log()
     );
     // The user is back (with a uid of its own): the job runs again, the line clears.
-    assert!(Command::new("userdel")
-        .arg(&heir)
-        .status()
-        .unwrap()
-        .success());
+    let out = user_db("userdel", &[&heir]);
+    assert!(out.status.success(), "userdel {heir}: {out:?}");
     useradd(&[&gone]);
     assert!(
         wait_for(Duration::from_secs(20), || {
@@ -2026,18 +2017,13 @@ fn a_job_user_with_the_build_users_uid_is_refused() {
         .output()
         .is_ok_and(|o| !o.status.success())
     {
-        let made = Command::new("useradd")
-            .args([
-                "-o",
-                "-u",
-                &uid.to_string(),
-                "-M",
-                "-s",
-                "/usr/sbin/nologin",
-                alias,
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
+        let uid = uid.to_string();
+        let made = user_db(
+            "useradd",
+            &["-o", "-u", &uid, "-M", "-s", "/usr/sbin/nologin", alias],
+        )
+        .status
+        .success();
         assert!(made, "useradd -o {alias}");
     }
     // A second name for one uid is an odd account to leave on a host: removed again, also
@@ -2045,7 +2031,7 @@ fn a_job_user_with_the_build_users_uid_is_refused() {
     struct Gone(&'static str);
     impl Drop for Gone {
         fn drop(&mut self) {
-            let _ = Command::new("userdel").arg(self.0).status();
+            let _ = user_db("userdel", &[self.0]);
         }
     }
     let _gone = Gone(alias);

@@ -385,6 +385,24 @@ pub fn group_has_live_members(pgid: u32) -> bool {
     })
 }
 
+/// Runs a user-database command (`useradd`, `userdel`, ...) as a test would, again while it
+/// fails only because a parallel test holds the database's lock ("cannot lock /etc/passwd; try
+/// again later"), for up to 30 s.
+pub fn user_db(program: &str, args: &[&str]) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let locked = String::from_utf8_lossy(&out.stderr).contains("lock");
+        if out.status.success() || !locked || Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A system user (uid, gid), created once (and kept, like tests/security.rs's attacker).
 /// `None` (a skip; a failure in CI) where this process is not root.
 pub fn system_user(name: &str) -> Option<(u32, u32)> {
@@ -399,17 +417,19 @@ pub fn system_user(name: &str) -> Option<(u32, u32)> {
         // SAFETY: geteuid cannot fail.
         let root = unsafe { libc::geteuid() == 0 };
         if root && id("-u").is_none() {
-            let out = Command::new("useradd")
-                .args(["--system", "--user-group", "--no-create-home"])
-                .args([
+            let out = user_db(
+                "useradd",
+                &[
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
                     "--home-dir",
                     "/nonexistent",
                     "--shell",
                     "/usr/sbin/nologin",
                     name,
-                ])
-                .output()
-                .expect("useradd");
+                ],
+            );
             // Another test binary may have created it in between.
             assert!(
                 out.status.success() || id("-u").is_some(),
