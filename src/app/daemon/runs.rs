@@ -47,6 +47,9 @@ struct Spawned {
     /// while the runner already runs, and a start time taken then would shorten the recorded
     /// duration below what the runner really took.
     started: chrono::DateTime<Utc>,
+    /// When the spawn returned: the run's timeout counts from here, not from when the rest of
+    /// its batch was spawned.
+    spawned: Instant,
     /// The program, for the error's words.
     argv0: String,
 }
@@ -62,6 +65,7 @@ impl Ready {
             return Spawned {
                 pid,
                 started,
+                spawned: Instant::now(),
                 argv0: String::new(),
             };
         };
@@ -77,6 +81,7 @@ impl Ready {
         Spawned {
             pid,
             started,
+            spawned: Instant::now(),
             argv0,
         }
     }
@@ -130,6 +135,7 @@ impl Spawned {
                 s.unwrap_or_else(|| Spawned {
                     pid: Err(std::io::Error::other("its spawning thread failed (a bug)")),
                     started: Utc::now(),
+                    spawned: Instant::now(),
                     argv0: String::new(),
                 })
             })
@@ -257,7 +263,7 @@ impl Daemon {
                 let run = ActiveRun {
                     record: rec,
                     pgid: pid,
-                    deadline: Instant::now() + job.timeout,
+                    deadline: spawned.spawned + job.timeout,
                     kill_at: None,
                     ended_by: None,
                     adopted: false,
