@@ -5,14 +5,14 @@
 //! any process of that user may signal it: a `kill(-1, SIGSTOP)` loop of the user's stops it
 //! there, and a parent that waits for the exec-status pipe — std's `Command::spawn` does, with
 //! no bound — waits for ever: on the daemon's loop thread, or an environment build's worker,
-//! with the reaper's gate held, so the reaper waits too (and every spawn after it). So the spawning thread waits
-//! for the pipe in ticks of [`TICK`] and, between ticks, asks the kernel whether the child was
-//! stopped (`waitid(WSTOPPED | WCONTINUED)`: a stop, or a continue after one, is reported
-//! until collected, so a stop the user lifted again between two ticks is seen too). A child
-//! stopped before its exec, or not exec'd [`DEADLINE`] after its fork (slowed in another way
-//! the user controls, such as a FUSE mount below its working directory), is killed (SIGKILL:
-//! root may signal it), collected, and the spawn fails naming the cause: the run is recorded
-//! as failed with that reason.
+//! with the reaper's gate held, so the reaper waits too (and every spawn after it). So the
+//! spawning thread waits for the pipe in ticks of [`TICK`] and, between ticks, asks the kernel
+//! whether the child was stopped (`waitid(WSTOPPED | WCONTINUED)`: a stop, or a continue
+//! after one, is reported until collected, so a stop the user lifted again between two ticks
+//! is seen too). A child stopped before its exec, or not exec'd [`DEADLINE`] after its fork
+//! (slowed in another way the user controls, such as a FUSE mount below its working
+//! directory), is killed (SIGKILL: root may signal it), collected, and the spawn fails naming
+//! the cause: the run is recorded as failed with that reason.
 //!
 //! **Why no PID is ever reused under this.** Only this thread collects the child before the
 //! spawn returns: the caller holds the reaper's gate, without which the reaper never collects
