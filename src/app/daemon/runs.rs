@@ -20,8 +20,9 @@ use tracing::{info, warn};
 
 /// Runs spawned at once, at most, when many are due together. Each spawn waits for its child's
 /// exec, and a child's first step — joining its run's cgroup, the first process there — often
-/// gives up the CPU on its way back (the kernel's notice that the cgroup is now populated
-/// wakes a worker): one spawner waits through each, two overlap them. Measured on this
+/// gives up the CPU on its way back (a `sched_switch` trace shows it rescheduled on its return
+/// from the `cgroup.procs` write; `clone3` into the cgroup costs the same): one spawner waits
+/// through each, two overlap them. Measured on this
 /// project's 2-core VM (a C model of the daemon's clone, `/bin/true`, a fresh cgroup per
 /// child): one thread 1,777–2,301 spawns a second, two threads 3,314–3,913; without cgroups
 /// 3,280 and 3,700.
