@@ -12,7 +12,6 @@ use crate::service::run::ExitInfo;
 use crate::service::state::record::{self};
 use crate::service::sys::descriptors;
 use chrono::Utc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,12 +31,11 @@ const SPAWNERS: usize = 2;
 /// memory measured idle), which a small configuration would carry for nothing.
 const PARALLEL_FROM: usize = 16;
 
-/// A run ready to spawn (see [`Daemon::ready_run`]).
+/// A run ready to spawn (see [`Daemon::ready_run`]); its spec travels beside it, consumed by
+/// the spawn on whichever thread takes it.
 struct Ready {
     job: Arc<crate::model::config::Job>,
     rec: RunRecord,
-    /// Taken by the spawn, which consumes it (on whichever thread spawns it).
-    spec: Mutex<Option<crate::service::run::RunSpec>>,
     env_key: Option<String>,
 }
 
@@ -56,20 +54,15 @@ struct Spawned {
 }
 
 impl Ready {
-    /// Spawns the run (as its job's user, if it has one); each exit is posted through `tx`.
-    fn spawn(&self, spawner: &crate::service::run::Spawner, tx: &Sender<Event>) -> Spawned {
-        let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).take();
+    /// Spawns the run from `spec` (as its job's user, if it has one); each exit is posted
+    /// through `tx`.
+    fn spawn(
+        &self,
+        spec: crate::service::run::RunSpec,
+        spawner: &crate::service::run::Spawner,
+        tx: &Sender<Event>,
+    ) -> Spawned {
         let started = Utc::now();
-        let Some(spec) = spec else {
-            // Never: each run is spawned once.
-            let pid = Err(std::io::Error::other("spawned twice (a bug)"));
-            return Spawned {
-                pid,
-                started,
-                spawned: Instant::now(),
-                argv0: String::new(),
-            };
-        };
         let argv0 = spec.argv.first().cloned().unwrap_or_default();
         let tx = tx.clone();
         let on_exit = move |pid, exit| {
@@ -94,16 +87,18 @@ impl Spawned {
     /// them all.
     fn all(
         ready: &[Ready],
+        specs: Vec<crate::service::run::RunSpec>,
         spawner: &crate::service::run::Spawner,
         tx: &Sender<Event>,
     ) -> Vec<Spawned> {
-        let next = AtomicUsize::new(0);
+        // Each thread takes the next spec under the lock, and spawns it outside.
+        let next = Mutex::new(specs.into_iter().enumerate());
         let work = || {
             let mut done = Vec::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = ready.get(i) else { break done };
-                done.push((i, r.spawn(spawner, tx)));
+                let taken = next.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((i, spec)) = taken else { break done };
+                done.push((i, ready[i].spawn(spec, spawner, tx)));
             }
         };
         let done: Vec<(usize, Spawned)> = std::thread::scope(|s| {
@@ -165,8 +160,8 @@ impl Daemon {
     /// Starts one run now. The post-spawn journal entry and log line are left to
     /// [`Daemon::after_spawns`], so that a batch of due runs is spawned back to back.
     pub(super) fn start_run(&mut self, p: Pending) {
-        if let Some(ready) = self.ready_run(p) {
-            let spawned = ready.spawn(&self.spawner, &self.tx);
+        if let Some((ready, spec)) = self.ready_run(p) {
+            let spawned = ready.spawn(spec, &self.spawner, &self.tx);
             self.run_spawned(ready, spawned);
         }
     }
@@ -177,11 +172,9 @@ impl Daemon {
         if batch.len() < PARALLEL_FROM {
             return batch.into_iter().for_each(|p| self.start_run(p));
         }
-        let ready: Vec<Ready> = batch
-            .into_iter()
-            .filter_map(|p| self.ready_run(p))
-            .collect();
-        let spawned = Spawned::all(&ready, &self.spawner, &self.tx);
+        let (ready, specs): (Vec<Ready>, Vec<_>) =
+            batch.into_iter().filter_map(|p| self.ready_run(p)).unzip();
+        let spawned = Spawned::all(&ready, specs, &self.spawner, &self.tx);
         for (ready, spawned) in ready.into_iter().zip(spawned) {
             self.run_spawned(ready, spawned);
         }
@@ -190,7 +183,7 @@ impl Daemon {
     /// Everything a start does before the spawn: the pause hook, the run folder (unless
     /// prepared), the spec and the job's environment. `None` when the run will not be
     /// spawned (it was discarded or finished with its cause here).
-    fn ready_run(&mut self, p: Pending) -> Option<Ready> {
+    fn ready_run(&mut self, p: Pending) -> Option<(Ready, crate::service::run::RunSpec)> {
         // Pause hook (service/pause.rs): a paused job starts no run at this due time.
         if let Some(why) = crate::service::pause::holds(&self.state, &p.job.name, p.trigger) {
             info!(job = %p.job.name, due = %crate::model::record::ts(p.due), "not started: {why}");
@@ -241,12 +234,7 @@ impl Daemon {
                 return None;
             }
         };
-        Some(Ready {
-            job,
-            rec,
-            spec: Mutex::new(Some(spec)),
-            env_key,
-        })
+        Some((Ready { job, rec, env_key }, spec))
     }
 
     /// Everything a start does after the spawn: the run in the table, or its failure recorded.
@@ -255,7 +243,6 @@ impl Daemon {
             job,
             mut rec,
             env_key,
-            ..
         } = ready;
         rec.started = Some(spawned.started);
         match spawned.pid {
