@@ -710,6 +710,65 @@ fn windows_under_wine() {
 
     other_instances(&w);
     one_daemon_per_config(&w);
+    due_together(&w);
+}
+
+/// Runs due together are spawned on two threads from 16 at once (`app::daemon::runs`), each
+/// thread calling the Windows spawner: every job's run is started and recorded, each record
+/// naming its own runner (the PID the runner wrote itself), none lost, doubled or swapped.
+fn due_together(w: &Wine) {
+    const N: usize = 20;
+    let jobs: String = (0..N)
+        .map(|i| {
+            format!(
+                "[[job]]\nname = \"j{i:02}\"\ncommand = ['C:\\rmk\\bin\\harness.exe', \"sleep\", \"{{run_dir}}\\\\runner.pid\", \"1\"]\nevery = \"10s\"\ntimeout = \"30s\"\n\n"
+            )
+        })
+        .collect();
+    // No limit on runs in flight: the runs due at one instant are one batch (with the
+    // default of 4, batches of 4 are spawned one by one).
+    let cfg = w.instance("together", &format!("max_parallel = 0\n\n{jobs}"));
+    let first = &w.agent("job", 1, "together-1", &["--config", &cfg, "ctrl"])[0];
+    let daemon = first.daemon_pid();
+    let st = w.state("together");
+    let finished = |job: &str| {
+        runs(&st, job)
+            .into_iter()
+            .find(|(_, r)| r["outcome"] == "success")
+    };
+    let names: Vec<String> = (0..N).map(|i| format!("j{i:02}")).collect();
+    let all = wait_for(Duration::from_secs(60), || {
+        names.iter().all(|j| finished(j).is_some())
+    });
+    let (_, code, out) = w.daemon_cmd("together-stop", &["--config", &cfg, "stop", "--now"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!w.alive(daemon), "daemon survived stop --now");
+    assert!(
+        all,
+        "not every job due together has a finished run: {:?}",
+        names
+            .iter()
+            .filter(|j| finished(j).is_none())
+            .collect::<Vec<_>>()
+    );
+    let mut pids = std::collections::BTreeSet::new();
+    let mut dues = std::collections::BTreeMap::<String, usize>::new();
+    for j in &names {
+        let (dir, rec) = finished(j).unwrap();
+        let runner = read_pid(&dir.join("runner.pid")).expect("the runner wrote its pid");
+        assert_eq!(
+            rec["pid"].as_u64(),
+            Some(runner),
+            "{j}: the record names another process than its runner: {rec}"
+        );
+        assert!(pids.insert(runner), "{j}: runner {runner} recorded twice");
+        *dues.entry(rec["due"].to_string()).or_default() += 1;
+    }
+    eprintln!("[together] {N} jobs: every first run recorded with its own runner; runs per due time {dues:?}");
+    assert!(
+        dues.values().any(|n| *n >= 16),
+        "fewer than 16 of the jobs' first runs were due at one instant: {dues:?}"
+    );
 }
 
 /// One daemon per config file, whatever state dir the caller's environment gives it: a config
