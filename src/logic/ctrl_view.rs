@@ -243,6 +243,20 @@ fn encode_check(out: &mut String, t: &LineTemplate) {
     out.push('\n');
 }
 
+/// The `updated` of the status a view was rendered from, read from the view's first two
+/// lines (`head`, the rest of the file may follow or not); `None` if `head` does not begin a
+/// view of this version (ctrl then renders `status.json` itself).
+pub(crate) fn rendered_from(head: &str) -> Option<DateTime<Utc>> {
+    let (magic, rest) = head.split_once('\n')?;
+    // Only a whole second line: a header cut where `head` ends is no header.
+    let (header, _) = rest.split_once('\n')?;
+    if magic != MAGIC {
+        return None;
+    }
+    let header: Header = serde_json::from_str(header).ok()?;
+    Some(header.status.updated)
+}
+
 /// A view as ctrl reads it: the header parsed, the rest borrowed from the file's text.
 pub(crate) struct View<'a> {
     pub(crate) status: Status,

@@ -9,6 +9,24 @@ use crate::service::state::{write_atomic_with, Durability};
 use std::io;
 use std::path::Path;
 
+/// The largest view header read by [`rendered_from`]: the status without its jobs and
+/// environments (the daemon's part, its notes cut to the agent's lengths).
+const HEADER_CAP: u64 = 1024 * 1024;
+
+/// When the status that the view at `path` shows was written (its `updated`), from the
+/// view's first two lines only (a view is as large as `status.json`); `None` when there is
+/// no view, or none that ctrl would print (ctrl then renders `status.json` itself).
+pub(crate) fn rendered_from(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    use std::io::BufRead;
+    let f = crate::service::sys::file::open_read(path).ok()?;
+    let mut r = io::BufReader::new(io::Read::take(f, HEADER_CAP));
+    let mut head = Vec::new();
+    for _ in 0..2 {
+        r.read_until(b'\n', &mut head).ok()?;
+    }
+    crate::logic::ctrl_view::rendered_from(std::str::from_utf8(&head).ok()?)
+}
+
 /// [`write`] to `path` (the state dir's `ctrl-view`), replaced atomically.
 pub(crate) fn save(mut status: Status, path: &Path) -> io::Result<()> {
     save_with(path, &mut |cut, w| {
@@ -585,6 +603,36 @@ mod tests {
         assert!(e.to_string().ends_with(": disk full"), "{e}");
         assert!(!path.exists());
         assert!(save_with(&path, &mut |_, _| Err(io::Error::other("again"))).is_err());
+    }
+
+    /// `run-once` waits for the view of the status that shows its run (see `app::once`): the
+    /// view says which status it shows, read from its header only; no view, or one cut
+    /// inside its header or of another kind, says none.
+    #[test]
+    fn a_view_says_which_status_it_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctrl-view");
+        assert_eq!(rendered_from(&path), None);
+        let now = Utc::now();
+        let mut st = status(now);
+        st.updated = now - chrono::Duration::milliseconds(1500);
+        save(st, &path).unwrap();
+        assert_eq!(
+            rendered_from(&path),
+            Some(now - chrono::Duration::milliseconds(1500))
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second_end = text.match_indices('\n').nth(1).unwrap().0;
+        for (head, why) in [
+            (&text[..second_end], "header cut before its end"),
+            (&text[..second_end - 5], "header cut inside"),
+            (&text[MAGIC.len() + 1..], "no first line"),
+        ] {
+            std::fs::write(&path, head).unwrap();
+            assert_eq!(rendered_from(&path), None, "{why}");
+        }
+        std::fs::write(&path, text.replacen(MAGIC, "robotmk-ctrl-view 2", 1)).unwrap();
+        assert_eq!(rendered_from(&path), None, "another version");
     }
 
     #[test]
