@@ -167,6 +167,67 @@ fn a_rejected_edit_is_warn_running_the_last_good_config_in_ctrl_and_status() {
     assert!(inst.run(&["stop", "--now"]).status.success());
 }
 
+/// A typo in the very lines that say where the daemon is (W3 F5): ctrl found no daemon where
+/// the broken lines pointed, printed CRIT under the default instance, dropped the jobs' lines
+/// and stopped the heartbeat, and the running daemon ended at its `heartbeat_timeout`. Now
+/// the daemon holding the config's lock is the one reported, beaten for, and stopped.
+#[test]
+fn a_typo_in_the_instance_or_state_dir_line_keeps_the_running_daemon() {
+    let inst = Instance::new("heartbeat_timeout = \"3s\"", IDLE);
+    assert!(inst.ctrl().status.success());
+    let pid = inst.daemon_pid().expect("a daemon runs");
+    let good = std::fs::read_to_string(&inst.config).unwrap();
+    let state_line = format!("state_dir = \"{}\"", inst.state.display());
+    assert!(good.contains(&state_line), "{good}");
+    for (i, (from, to)) in [
+        ("instance = \"t\"", "instance = \"t x\""),
+        ("instance = \"t\"", "instance = 5"),
+        (state_line.as_str(), "state_dir = \"/var/lib/rmkd-typo"),
+        (state_line.as_str(), "state_dir = \"\""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        inst.write_raw_config(&good.replace(from, to));
+        let mut out = String::new();
+        assert!(
+            wait_for(Duration::from_secs(20), || {
+                out = text(&inst.ctrl().stdout);
+                out.contains("running the last good config from 20")
+            }),
+            "{to}: {out}"
+        );
+        assert!(
+            out.contains("1 \"Robotmk t daemon\" - WARN - running the last good config from "),
+            "{to}: {out}"
+        );
+        assert!(out.contains("\"Robotmk t idle\""), "{to}: {out}");
+        assert!(!out.contains("Robotmk system daemon"), "{to}: {out}");
+        if i == 0 {
+            // Past the heartbeat timeout, with the agent's calls going on: the daemon stays.
+            let past = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < past {
+                assert!(inst.ctrl().status.success());
+                std::thread::sleep(Duration::from_millis(250)); // the agent's cadence
+            }
+            assert!(
+                common::pid_alive(pid),
+                "the daemon ended without its heartbeat"
+            );
+            let said = text(&inst.run(&["status"]).stdout);
+            assert!(said.contains("running the last good config"), "{said}");
+        }
+    }
+    assert!(!std::path::Path::new("/var/lib/rmkd-typo").exists());
+    // `stop` finds it too.
+    let out = inst.run(&["stop", "--now"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || !common::pid_alive(pid)),
+        "the daemon still runs after stop"
+    );
+}
+
 #[test]
 fn start_says_the_daemon_needs_ctrl_calls() {
     let inst = Instance::new("heartbeat_timeout = \"3m\"", IDLE);

@@ -719,7 +719,7 @@ fn full(path: &Path, t0: Instant, beat: &Beat) -> Shown {
     let cfg = config::load_with(&path, crate::model::config::Users::NamesOnly);
     let located = match &cfg {
         Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
-        Err(_) => config::locate_daemon(&path),
+        Err(_) => crate::service::one_daemon::locate(&path),
     };
     let mut ctrl = CtrlReport {
         action: CtrlAction::Running,

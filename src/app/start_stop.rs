@@ -100,7 +100,7 @@ pub(crate) fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
                 "robotmk-daemon: warning: config error: {}",
                 sanitize(&e.to_string())
             );
-            config::locate_daemon(path)
+            crate::service::one_daemon::locate(path)
         }
     };
     let Some((instance, dir)) = located else {

@@ -18,7 +18,7 @@ pub(crate) fn status(path: &Path, json: bool) -> i32 {
     let cfg = config::load(path);
     let located = match &cfg {
         Ok(c) => Some((c.daemon.instance.clone(), c.daemon.state_dir.clone())),
-        Err(_) => config::locate_daemon(path),
+        Err(_) => crate::service::one_daemon::locate(path),
     };
     let trust = crate::service::security::check_config(path).and_then(|_| match &located {
         Some((_, dir)) => crate::service::security::check_state_dir(dir),

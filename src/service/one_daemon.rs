@@ -148,6 +148,31 @@ pub(crate) fn probe(config: &Path, own_state_dir: &Path) -> Probe {
     }
 }
 
+/// Where the daemon of the config at `path` is, for ctrl, `status`, `stop` and the readers of
+/// its history: where the config says (its `[daemon]` table, even when the rest of it does not
+/// parse), else — the config names its instance or state dir in a way nothing can use — the
+/// daemon holding the config's lock, if its own status says it runs this config. An admin's
+/// typo in those two lines left ctrl without the running daemon (still on its last good
+/// config): it printed CRIT under the default instance, dropped every job's line and stopped
+/// the heartbeat, and the daemon ended at its `heartbeat_timeout`.
+///
+/// The lock's holder is a daemon of this user (see `sys::config_lock`); its state dir is
+/// still checked as any state dir is before its status is read.
+pub(crate) fn locate(path: &Path) -> Option<(String, PathBuf)> {
+    crate::service::config::locate_daemon(path).or_else(|| running(path))
+}
+
+/// The instance and state dir of the daemon holding `path`'s lock, from its status.
+fn running(path: &Path) -> Option<(String, PathBuf)> {
+    let path = crate::service::config::absolute(path);
+    let dir = config_lock::holder(&path)?.state_dir?;
+    crate::service::security::check_state_dir(&dir).ok()?;
+    let status_file = crate::service::state::StateDir::new(&dir).status_file();
+    let status: crate::model::status::Status =
+        crate::service::state::read_json(&status_file).ok()??;
+    (status.daemon.config == path).then_some((status.instance, dir))
+}
+
 /// True if `theirs` (the state dir its daemon was given) is the folder `own` leads to.
 fn same_dir(theirs: &Path, own: &Path) -> bool {
     let resolved =

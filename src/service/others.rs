@@ -86,7 +86,7 @@ fn locate(path: &Path) -> Result<(String, PathBuf), OtherError> {
     }
     crate::service::sys::check_instance_path_trust(path, "config file").map_err(untrusted)?;
     let (instance, dir) =
-        crate::service::config::locate_daemon(path).ok_or_else(|| OtherError::NoConfig {
+        crate::service::one_daemon::locate(path).ok_or_else(|| OtherError::NoConfig {
             path: path.to_path_buf(),
         })?;
     crate::service::sys::check_instance_path_trust(&dir, "state dir").map_err(untrusted)?;

@@ -26,7 +26,7 @@ pub(crate) fn locate(path: &Path) -> Result<Target, i32> {
         }
         Err(e) => {
             eprintln!("robotmk-daemon: warning: config error: {e}");
-            (None, config::locate_daemon(path))
+            (None, crate::service::one_daemon::locate(path))
         }
     };
     let Some((instance, dir)) = located else {

@@ -37,21 +37,25 @@ pub(crate) fn daemon_table(text: &str) -> toml::Table {
 }
 
 /// The instance named in `table` (checked) and its state dir when the table names one
-/// (relative to `base`, the config's folder); `None` for the default one.
+/// (relative to `base`, the config's folder; `None` for the default one). `None` when either
+/// is named but not usable (not a string, an invalid name, an empty path): the config then
+/// does not say where its daemon is, and the defaults are not an answer — an admin's typo in
+/// `instance` or `state_dir` would point ctrl at a state dir with no daemon, and the running
+/// one, left without heartbeats, would end (`service::one_daemon::locate` asks the config's
+/// lock instead).
 pub(crate) fn location(table: &toml::Table, base: &Path) -> Option<(String, Option<PathBuf>)> {
     let daemon = table.get("daemon").and_then(|d| d.as_table());
-    let instance = daemon
-        .and_then(|d| d.get("instance"))
-        .and_then(|i| i.as_str())
-        .unwrap_or("system")
-        .to_string();
+    let instance = match daemon.and_then(|d| d.get("instance")) {
+        None => "system".to_string(),
+        Some(v) => v.as_str()?.to_string(),
+    };
     check_name(&instance).ok()?;
-    let state_dir = match daemon
-        .and_then(|d| d.get("state_dir"))
-        .and_then(|s| s.as_str())
-    {
-        Some(s) if !s.is_empty() => Some(lexical(&base.join(s))),
-        _ => None,
+    let state_dir = match daemon.and_then(|d| d.get("state_dir")) {
+        None => None,
+        Some(v) => match v.as_str()? {
+            "" => return None,
+            s => Some(lexical(&base.join(s))),
+        },
     };
     Some((instance, state_dir))
 }
@@ -75,17 +79,39 @@ pub(crate) fn other_instances(table: &toml::Table, base: &Path) -> Vec<PathBuf> 
 }
 
 /// The `[daemon]` keys whose own line parses, when even the table does not: a typo on one
-/// line must not hide `state_dir` on the next.
+/// line must not hide `state_dir` on the next. A line of [`LOCATION_KEYS`] that does not
+/// parse keeps its key, with a value [`location`] refuses: the location is then unknown, not
+/// the default.
 fn daemon_lines(text: &str) -> toml::Table {
     let mut daemon = toml::Table::new();
     for line in daemon_section(text).lines().skip(1) {
-        if let Ok(t) = toml::from_str::<toml::Table>(line) {
-            daemon.extend(t);
+        match toml::from_str::<toml::Table>(line) {
+            Ok(t) => daemon.extend(t),
+            Err(_) => {
+                if let Some(key) = LOCATION_KEYS.iter().find(|k| line_key(line) == Some(**k)) {
+                    daemon.insert((*key).into(), toml::Value::Boolean(false));
+                }
+            }
         }
     }
     let mut root = toml::Table::new();
     root.insert("daemon".into(), toml::Value::Table(daemon));
     root
+}
+
+/// The `[daemon]` keys that say where the daemon is.
+const LOCATION_KEYS: [&str; 2] = ["instance", "state_dir"];
+
+/// The key a `key = value` line sets, bare or quoted, whatever follows the `=`.
+fn line_key(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let key = key
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .or_else(|| key.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')))
+        .unwrap_or(key);
+    Some(key.trim())
 }
 
 /// The table a header line opens (`[daemon]`, `[ daemon ]  # x`, `[[job]]` → `job`), if the
@@ -144,5 +170,37 @@ mod tests {
         }
         assert_eq!(table_header("[[job]] # x").as_deref(), Some("job"));
         assert_eq!(table_header("x = [1]"), None);
+    }
+
+    /// A typo in the lines that say where the daemon is leaves it unknown, never the
+    /// default instance or state dir; a typo elsewhere does not hide them.
+    #[test]
+    fn a_location_line_nothing_can_use_leaves_the_location_unknown() {
+        let base = Path::new("/etc");
+        let at = |daemon: &str| {
+            let text = format!("[daemon]\n{daemon}\nstop_grace = 5x\n\n[[job]]\nname = \"a\"\n");
+            location(&daemon_table(&text), base)
+        };
+        assert_eq!(
+            at("instance = \"shop\"\nstate_dir = \"st\""),
+            Some(("shop".into(), Some(PathBuf::from("/etc/st"))))
+        );
+        assert_eq!(
+            at("state_dir = \"/st\""),
+            Some(("system".into(), Some("/st".into())))
+        );
+        assert_eq!(at("instance = \"shop\""), Some(("shop".into(), None)));
+        for garbled in [
+            "instance = \"shop floor\"",
+            "instance = \"\"",
+            "instance = 5",
+            "instance = \"shop",
+            "\"instance\" = shop",
+            "instance = \"shop\"\nstate_dir = \"/st",
+            "instance = \"shop\"\nstate_dir = \"\"",
+            "instance = \"shop\"\nstate_dir = 7",
+        ] {
+            assert_eq!(at(garbled), None, "{garbled}");
+        }
     }
 }
