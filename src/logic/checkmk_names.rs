@@ -59,26 +59,41 @@ pub(crate) fn core_key(s: &str) -> String {
         .to_string()
 }
 
-/// `names` in order, each unique by its [`core_key`]: a name keeps its own form in order of
+/// What two of ctrl's service names must differ in: their [`core_key`], with the characters
+/// Checkmk turns into `_` when it names a service's metric files (`pnp_cleanup`, in
+/// `cmk/utils/misc.py` and the core's `PnpUtils.cc`: space, `/`, `\\`, `:`) folded the same
+/// way. `Shop HTTP` and `Shop_HTTP` are two services to the core, but one RRD file: each
+/// graph would show the other's values (W3 F1).
+pub(crate) fn unique_key(s: &str) -> String {
+    core_key(s)
+        .chars()
+        .map(|c| match c {
+            ' ' | '/' | '\\' | ':' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// `names` in order, each unique by its [`unique_key`]: a name keeps its own form in order of
 /// appearance, a later one with a key already taken gets ` #2`, ` #3`, …, skipping numbers
 /// whose key another of `names` has (a name really written like a numbered one keeps it)
 /// and keys in `reserved` (names of other lines, which no name here may take).
 pub(crate) fn numbered(names: &[String], reserved: &HashSet<String>) -> Vec<String> {
-    let firsts: HashSet<String> = names.iter().map(|q| core_key(q)).collect();
+    let firsts: HashSet<String> = names.iter().map(|q| unique_key(q)).collect();
     let mut taken: HashSet<String> = reserved.clone();
     // The number each name goes on from: the numbers below it are taken for good (`taken`
     // only grows), so 20,000 tests of one name cost 20,000 tries, not 200 million.
     let mut next: HashMap<&str, u32> = HashMap::new();
     let mut out = Vec::with_capacity(names.len());
     for q in names {
-        if taken.insert(core_key(q)) {
+        if taken.insert(unique_key(q)) {
             out.push(q.clone());
             continue;
         }
         let k = next.entry(q.as_str()).or_insert(2);
         loop {
             let candidate = format!("{q} #{k}");
-            let key = core_key(&candidate);
+            let key = unique_key(&candidate);
             *k += 1;
             if !firsts.contains(&key) && taken.insert(key) {
                 out.push(candidate);
@@ -97,17 +112,17 @@ pub(crate) fn test_names<'a>(
     tests: impl Iterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Vec<String> {
     let plain: Vec<String> = tests.clone().map(|(_, name)| clean(name)).collect();
-    // Names are told apart as the core keeps them (`core_key`).
+    // Names are told apart as the core and its metric files keep them (`unique_key`).
     // A name the core keeps nothing of (`?`, `;`) would be the job's own check,
     // `Robotmk <instance> <job>`: it is never left alone.
     let mut count: HashMap<String, u32> = HashMap::from([(String::new(), 1)]);
     for n in &plain {
-        *count.entry(core_key(n)).or_default() += 1;
+        *count.entry(unique_key(n)).or_default() += 1;
     }
     let qualified: Vec<String> = tests
         .zip(&plain)
         .map(|((suite, _), n)| {
-            if count[&core_key(n)] > 1 {
+            if count[&unique_key(n)] > 1 {
                 clean(&format!("{suite}.{n}"))
             } else {
                 n.clone()
@@ -145,6 +160,19 @@ mod tests {
             core_key(" Load, avg (1m) = ok! 100% & more? "),
             "Load avg (1m)  ok 100  more"
         );
+    }
+
+    /// Names that are two services to the core but one metric file to Checkmk (it writes
+    /// space, `/`, `\\` and `:` as `_` in the file's name) are told apart too (W3 F1).
+    #[test]
+    fn names_that_would_share_a_metric_file_are_made_distinct() {
+        assert_eq!(unique_key("Login Works: a/b\\c"), "Login_Works__a_b_c");
+        let got = names(&[("S", "Login Works"), ("S", "Login_Works"), ("S", "Other")]);
+        let keys: HashSet<String> = got.iter().map(|n| unique_key(n)).collect();
+        assert_eq!(keys.len(), got.len(), "{got:?}");
+        assert_eq!(got, ["S.Login Works", "S.Login_Works #2", "Other"]);
+        let got = numbered(&["a b".into(), "a_b".into()], &HashSet::new());
+        assert_eq!(got, ["a b", "a_b #2"]);
     }
 
     /// Nagios strips the spaces around a name, so the space a dropped character leaves at an

@@ -104,12 +104,13 @@ pub(crate) fn parse(
         jobs.push(Arc::new(job));
     }
     let mut seen = HashSet::new();
-    // Told apart as the monitoring core keeps them (`checkmk_names::core_key`); the daemon's
+    // Told apart as the monitoring core and its metric files keep them
+    // (`checkmk_names::unique_key`); the daemon's
     // own check is taken first: a job's line with its name would hide the daemon's state.
     let daemon_service = format!("Robotmk {} daemon", daemon.instance);
     let mut services = HashMap::new();
     services.insert(
-        crate::logic::checkmk_names::core_key(&daemon_service),
+        crate::logic::checkmk_names::unique_key(&daemon_service),
         daemon_service,
     );
     for (i, job) in jobs.iter().enumerate() {
@@ -130,7 +131,7 @@ pub(crate) fn parse(
             .as_ref()
             .and_then(|p| p.service.clone())
             .unwrap_or_else(|| format!("Robotmk {} {}", daemon.instance, job.name));
-        let key = crate::logic::checkmk_names::core_key(&service);
+        let key = crate::logic::checkmk_names::unique_key(&service);
         if let Some(other) = services.get(&key) {
             let offset = nth_name_offset(text, &job.name, 1).unwrap_or(0);
             let whose = if *other == format!("Robotmk {} daemon", daemon.instance) {
@@ -140,8 +141,12 @@ pub(crate) fn parse(
             };
             let same = if *other == service {
                 String::new()
-            } else {
+            } else if crate::logic::checkmk_names::core_key(other)
+                == crate::logic::checkmk_names::core_key(&service)
+            {
                 format!(" (Checkmk drops `;,=!?'\"<>|` and the like from service names, and the spaces around what is left: {other:?} is the same service)")
+            } else {
+                format!(" (Checkmk names a service's metric files with space, `/`, `\\` and `:` written as `_`: {other:?} would share its graphs)")
             };
             return Err(loc.at(
                 offset,
@@ -232,6 +237,18 @@ mod tests {
         assert!(err.contains("is taken by another job"), "{err}");
         parse(&(plugin("a", "Shop HTTP") + &plugin("b", "ShopHTTP") + &job("daemon2", "")))
             .unwrap();
+        // One service each to the core, but one metric file (W3 F1).
+        for (a, b) in [
+            ("Shop HTTP", "Shop_HTTP"),
+            ("Disk /var", "Disk _var"),
+            ("C: free", "C_ free"),
+        ] {
+            let err = parse(&(plugin("a", a) + &plugin("b", b))).unwrap_err();
+            assert!(
+                err.contains(&format!("{a:?} would share its graphs")),
+                "{err}"
+            );
+        }
         // Nagios strips what is left: `Shop ;` is `Shop`, and `;` is no name at all.
         let err = parse(&(plugin("a", "Shop ;") + &plugin("b", "Shop"))).unwrap_err();
         assert!(err.contains("\"Shop\" is taken by another job"), "{err}");
