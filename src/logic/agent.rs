@@ -771,9 +771,9 @@ pub(crate) fn daemon_line(r: &Report, instance: &str, pause: Option<&PauseView>)
         (
             2,
             format!(
-                "running, pid {}, up {}, {why}",
+                "running, pid {}, {}, {why}",
                 d.pid.map_or("?".into(), |p| p.to_string()),
-                human_age(d.uptime_s.unwrap_or(0.0))
+                up(d)
             ),
         )
     } else if let Some(e) = d.config_error.as_ref().filter(|_| {
@@ -825,9 +825,9 @@ pub(crate) fn daemon_service(instance: &str) -> String {
 fn healthy_line(r: &Report) -> (u8, String) {
     let d = &r.daemon;
     let mut t = format!(
-        "running, pid {}, up {}",
+        "running, pid {}, {}",
         d.pid.map_or("?".into(), |p| p.to_string()),
-        human_age(d.uptime_s.unwrap_or(0.0))
+        up(d)
     );
     if let Some(mode) = &d.agent_mode {
         let _ = write!(t, ", mode: {mode}");
@@ -870,7 +870,8 @@ fn healthy_line(r: &Report) -> (u8, String) {
         if c.action == CtrlAction::Started {
             let _ = write!(
                 t,
-                ", started now via {}",
+                ", started {} via {}",
+                now_words(r),
                 c.route.as_ref().map_or("?", |r| r.as_str())
             );
         }
@@ -885,7 +886,8 @@ fn healthy_line(r: &Report) -> (u8, String) {
                 .unwrap_or_default();
             let _ = write!(
                 t,
-                ", restarted now{via}: {}",
+                ", restarted {}{via}: {}",
+                now_words(r),
                 c.note
                     .as_deref()
                     .unwrap_or("the previous daemon did not answer")
@@ -893,6 +895,23 @@ fn healthy_line(r: &Report) -> (u8, String) {
         }
     }
     (state, t)
+}
+
+/// How long the daemon has run: `up 2h`, or where the agent caches this output (Checkmk
+/// shows it for minutes, see `cached_view`) `up since 2026-12-04 17:03:21 UTC`.
+fn up(d: &crate::model::report::DaemonReport) -> String {
+    match (crate::logic::cached_view::absolute(), d.started) {
+        (Some(_), Some(t)) => format!("up since {}", crate::logic::cached_view::time(t)),
+        _ => format!("up {}", human_age(d.uptime_s.unwrap_or(0.0))),
+    }
+}
+
+/// When this ctrl call did what it says: `now`, or in cached mode the time of the call.
+fn now_words(r: &Report) -> String {
+    match crate::logic::cached_view::absolute() {
+        Some(_) => format!("at {}", crate::logic::cached_view::time(r.generated)),
+        None => "now".into(),
+    }
 }
 
 /// `killed by signal 9 (SIGKILL)`: a failed run ended by a signal the daemon did not send
@@ -948,9 +967,17 @@ pub(crate) fn job_line(job: &JobStatus, instance: &str, now: DateTime<Utc>) -> S
 pub(crate) fn job_template(job: &JobStatus, instance: &str) -> LineTemplate {
     let name = service_name(job, instance);
     let Some(last) = &job.last else {
-        let (head, clock) = match job.next_due {
-            Some(n) => ("no result yet, first run due in ", Clock::Until(n)),
-            None => ("no result yet", Clock::None),
+        // A first run under way is what the admin waits for, not the next due time after it
+        // (W3 F4: "first run due in 58m" while it ran).
+        let in_flight;
+        let (head, clock) = match (job.running.len(), job.next_due) {
+            (1, _) => ("no result yet, first run in flight", Clock::None),
+            (n @ 2.., _) => {
+                in_flight = format!("no result yet, {n} runs in flight");
+                (in_flight.as_str(), Clock::None)
+            }
+            (0, Some(n)) => ("no result yet, first run due in ", Clock::Until(n)),
+            (0, None) => ("no result yet", Clock::None),
         };
         return LineTemplate {
             job: job.name.clone(),
@@ -1211,6 +1238,29 @@ mod tests {
             test_runtime_crit_s: None,
             checkmk: Default::default(),
         }
+    }
+
+    /// A job's first run under way is said, not the due time after it (W3 F4).
+    #[test]
+    fn a_first_run_in_flight_is_said_not_the_next_due_time() {
+        let now = Utc::now();
+        let mut j = job(None);
+        j.next_due = Some(now + chrono::Duration::minutes(58));
+        assert!(job_line(&j, "i", now).contains("no result yet, first run due in 58m"));
+        let running = |id: &str| crate::model::status::RunningRun {
+            run_id: id.into(),
+            due: now,
+            started: Some(now),
+            pid: Some(7),
+        };
+        j.running.push(running("a"));
+        let line = job_line(&j, "i", now);
+        assert_eq!(
+            line,
+            "3 \"Robotmk i web\" - UNKNOWN - no result yet, first run in flight"
+        );
+        j.running.push(running("b"));
+        assert!(job_line(&j, "i", now).ends_with("no result yet, 2 runs in flight"));
     }
 
     fn rec(outcome: Outcome, finished: DateTime<Utc>) -> RunRecord {
@@ -1840,6 +1890,35 @@ mod tests {
             )),
             "{cached}"
         );
+        // The daemon's line too (W3 F3): how long it has run, and when this call started it.
+        report.daemon.running = true;
+        report.daemon.pid = Some(7);
+        report.daemon.phase = Some(crate::model::status::Phase::Running);
+        report.daemon.started = Some(now - chrono::Duration::seconds(7200));
+        report.daemon.uptime_s = Some(7200.0);
+        let sync = render(&report);
+        assert!(sync.contains("OK - running, pid 7, up 2h"), "{sync}");
+        let cached = render_as(&report, None, Some(mode));
+        let at = |t| crate::logic::cached_view::time(t);
+        let up = format!(
+            "OK - running, pid 7, up since {}",
+            at(now - chrono::Duration::seconds(7200))
+        );
+        assert!(cached.contains(&up), "{cached}");
+        report.ctrl = Some(crate::model::report::CtrlReport {
+            action: CtrlAction::Started,
+            mode: None,
+            route: None,
+            note: None,
+            error: None,
+            duration_ms: 0.0,
+        });
+        let cached = render_as(&report, None, Some(mode));
+        assert!(
+            cached.contains(&format!(", started at {} via ?", at(now))),
+            "{cached}"
+        );
+        report.ctrl = None;
         let since = now - chrono::Duration::seconds(7200);
         let mut state = crate::model::pause::PauseState::default();
         state.jobs.insert(
