@@ -254,6 +254,169 @@ fn a_user_database_that_hangs_is_said_on_the_daemon_line_and_the_edit_follows_it
     let _ = daemon.wait();
 }
 
+/// W2 F1: a job's user deleted and its uid given to a new user while the user database
+/// hangs (sssd stuck: a FIFO over `group`). The load that follows the change hangs with it;
+/// the daemon ran the job on as the old uid — the new user's — meanwhile, every second. Now
+/// a `user` job waits until its user has been looked up again: no run as the stranger, and
+/// once the database answers the job is held (its user is gone). A root job runs on.
+#[test]
+fn a_deleted_users_uid_given_to_another_is_not_run_as_while_the_database_hangs() {
+    let Some((inst, etc)) = with_private_etc() else {
+        return;
+    };
+    let (passwd, group) = (etc.join("passwd"), etc.join("group"));
+    let old_passwd = std::fs::read_to_string(&passwd).unwrap();
+    // `rmkdstay` stays: its lookup reads `group` (its groups), where the load hangs.
+    let old_passwd = format!("{old_passwd}rmkdstay:x:2899902:2899902::/nonexistent:/bin/sh\n");
+    let entry = "rmkdgone:x:2899901:2899901::/nonexistent:/bin/sh\n";
+    std::fs::write(&passwd, format!("{old_passwd}{entry}")).unwrap();
+    let group_text = format!(
+        "{}rmkdgone:x:2899901:\nrmkdstay:x:2899902:\n",
+        std::fs::read_to_string(&group).unwrap()
+    );
+    std::fs::write(&group, &group_text).unwrap();
+    let jobs = "[[job]]\nname = \"tick\"\ncommand = [\"true\"]\nevery = \"1s\"\n\
+                [[job]]\nname = \"jo\"\ncommand = [\"true\"]\nuser = \"rmkdstay\"\ncron = \"0 0 1 1 *\"\n\
+                [[job]]\nname = \"jv\"\ncommand = [\"/bin/sh\", \"-c\", \"id -u\"]\nuser = \"rmkdgone\"\nevery = \"1s\"\n";
+    inst.write_config("heartbeat_timeout = \"0\"", jobs);
+    let mut daemon = daemon_on(&inst, &etc);
+    let _guard = KillOnDrop(daemon.id());
+    assert!(
+        wait_for(Duration::from_secs(60), || !inst
+            .finished_records("jv")
+            .is_empty()),
+        "jv never ran: {}",
+        inst.log()
+    );
+    // The group database hangs; then the user goes and a new one gets its uid.
+    let fifo = etc.join("group.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "644"])
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "mkfifo");
+    std::fs::hard_link(&fifo, etc.join("group.new")).unwrap();
+    std::fs::rename(etc.join("group.new"), &group).unwrap();
+    let evil = "rmkdevil:x:2899901:2899901::/nonexistent:/bin/sh\n";
+    std::fs::write(etc.join("passwd.new"), format!("{old_passwd}{evil}")).unwrap();
+    std::fs::rename(etc.join("passwd.new"), &passwd).unwrap();
+    // The daemon learns of it from its watch on the files; a run started in that instant
+    // is not the point, those started a second later are.
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let started_after = |r: &serde_json::Value| {
+        r["started"]
+            .as_str()
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .is_some_and(|t| t > after)
+    };
+    let ticks = |inst: &Instance| {
+        inst.finished_records("tick")
+            .iter()
+            .filter(|r| started_after(r))
+            .count()
+    };
+    // Four seconds of the root job's runs: the schedule goes on.
+    assert!(
+        wait_for(Duration::from_secs(60), || ticks(&inst) >= 4),
+        "tick stopped: {}",
+        inst.log()
+    );
+    let as_stranger: Vec<serde_json::Value> = inst
+        .records("jv")
+        .into_iter()
+        .filter(|r| started_after(r))
+        .collect();
+    assert!(
+        as_stranger.is_empty(),
+        "jv ran as the uid now rmkdevil's: {as_stranger:?}"
+    );
+    // The database answers: the job's user is gone, its runs are held, never started. The
+    // FIFO opens without waiting only while a lookup reads it: the load did hang.
+    std::fs::write(etc.join("group.new"), &group_text).unwrap();
+    std::fs::rename(etc.join("group.new"), &group).unwrap();
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+        let mut w = w.expect("no load was reading the hung group file");
+        let _ = w.write_all(group_text.as_bytes());
+    }
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            inst.finished_records("jv")
+                .iter()
+                .any(|r| r.to_string().contains("its user is held"))
+        }),
+        "jv is not held once the database answered: {:?}\n{}",
+        inst.finished_records("jv").last(),
+        inst.log()
+    );
+    for r in inst
+        .finished_records("jv")
+        .iter()
+        .filter(|r| started_after(r))
+    {
+        assert!(r["pid"].is_null(), "a run of jv started: {r}");
+    }
+    let _ = inst.run(&["stop", "--now"]);
+    let _ = daemon.wait();
+}
+
+/// W2 F8: a config edit and a `userdel` seen in one look (a busy daemon, or a script doing
+/// both): the load failed on the gone user, the edit was taken as rejected, and the running
+/// config ran the gone user's job on as its old uid. Now the edited config applies with that
+/// job held. (SIGSTOP holds the daemon while both land, so one look sees them together.)
+#[test]
+fn an_edit_and_a_userdel_seen_together_hold_the_gone_users_job() {
+    let Some((inst, etc)) = with_private_etc() else {
+        return;
+    };
+    let passwd = etc.join("passwd");
+    let old_passwd = std::fs::read_to_string(&passwd).unwrap();
+    let entry = "rmkdgone2:x:2899903:2899903::/nonexistent:/bin/sh\n";
+    std::fs::write(&passwd, format!("{old_passwd}{entry}")).unwrap();
+    let jobs =
+        "[[job]]\nname = \"jv\"\ncommand = [\"true\"]\nuser = \"rmkdgone2\"\nevery = \"1s\"\n";
+    inst.write_config("heartbeat_timeout = \"0\"", jobs);
+    let mut daemon = daemon_on(&inst, &etc);
+    let _guard = KillOnDrop(daemon.id());
+    assert!(
+        wait_for(Duration::from_secs(60), || !inst
+            .finished_records("jv")
+            .is_empty()),
+        "jv never ran: {}",
+        inst.log()
+    );
+    let pid = inst.daemon_pid().expect("the daemon's pid");
+    let signal = |sig| {
+        // SAFETY: a signal to the daemon this test started, by its PID.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    let tock = "[[job]]\nname = \"tock\"\ncommand = [\"true\"]\nevery = \"1s\"\n";
+    inst.write_config("heartbeat_timeout = \"0\"", &format!("{jobs}{tock}"));
+    std::fs::write(etc.join("passwd.new"), &old_passwd).unwrap();
+    std::fs::rename(etc.join("passwd.new"), &passwd).unwrap();
+    signal(libc::SIGCONT);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            !inst.finished_records("tock").is_empty()
+                && inst
+                    .finished_records("jv")
+                    .iter()
+                    .any(|r| r.to_string().contains("its user is held"))
+        }),
+        "the edit did not apply with jv held: {:?}\n{}",
+        inst.finished_records("jv").last(),
+        inst.log()
+    );
+    let _ = inst.run(&["stop", "--now"]);
+    let _ = daemon.wait();
+}
+
 /// A user database that hangs when the daemon starts (its first load looks up the jobs'
 /// users): the daemon takes its instance lock first, so ctrl sees one daemon starting (WARN,
 /// saying what it waits for) and launches no other — before, the daemon hung before its lock,

@@ -2,6 +2,7 @@
 //! reaches the loop, and the loop's note of a load on its way: below the loop's state.
 
 use crate::model::config::{Config, Users};
+use crate::model::user::UserInfo;
 use crate::service::config::{self};
 use std::path::PathBuf;
 
@@ -20,6 +21,9 @@ pub(super) struct Reloading {
     pub(super) stamp: Option<String>,
     /// Since when the load on its way has been going.
     pub(super) since: Option<std::time::Instant>,
+    /// The user database changed and no load since has looked the running config's users up
+    /// again: its `user` jobs wait (see [`Loaded::users_same`]).
+    pub(super) users_unverified: bool,
 }
 
 /// How long a load may take before the daemon line says it hangs: a user database (LDAP,
@@ -53,11 +57,26 @@ pub(crate) struct Loaded {
     /// When the load failed and its users may be why: the config with the jobs of users not
     /// found or expired held.
     pub(super) held: Option<Result<Config, String>>,
+    /// When no config came of the load: whether each user the running config runs jobs as
+    /// is still the same (uid, groups, home, shell; not gone, not expired), looked up again.
+    /// A rejected edit seen with a `userdel` must not leave the deleted user's jobs running
+    /// on as its old uid, which `useradd` gives to the next user (W2 F8).
+    pub(super) users_same: bool,
+}
+
+impl Loaded {
+    /// Whether the users of the config the daemon runs after this load were looked up
+    /// since the user database changed: a config came of the load (its users looked up, the
+    /// gone ones' jobs held), or the running one's users were found unchanged.
+    pub(super) fn users_verified(&self) -> bool {
+        self.result.is_ok() || matches!(self.held, Some(Ok(_))) || self.users_same
+    }
 }
 
 /// The load itself (on the load's thread): the config, and should it fail where a user may
-/// be why, the config with those users' jobs held.
-pub(super) fn load(path: PathBuf, try_hold: bool) -> Loaded {
+/// be why, the config with those users' jobs held; should nothing come of it, whether the
+/// `running` users (the running config's, when the user database changed) are unchanged.
+pub(super) fn load(path: PathBuf, try_hold: bool, running: Vec<UserInfo>) -> Loaded {
     let done = std::panic::catch_unwind(|| {
         let result = config::load(&path).map_err(|e| e.to_string());
         let held = (result.is_err() && try_hold)
@@ -70,5 +89,15 @@ pub(super) fn load(path: PathBuf, try_hold: bool) -> Loaded {
             None,
         )
     });
-    Loaded { result, held }
+    let mut loaded = Loaded {
+        result,
+        held,
+        users_same: false,
+    };
+    if !loaded.users_verified() {
+        loaded.users_same = running
+            .iter()
+            .all(|u| crate::service::sys::lookup_user(&u.name).is_ok_and(|now| now == *u));
+    }
+    loaded
 }

@@ -4,7 +4,9 @@
 //! So the loop only decides that a load is due ([`Daemon::reload_config`]) and a thread of
 //! its own reads, parses and looks up; what it found reaches the loop as
 //! [`Event::ConfigLoaded`] and is applied there ([`Daemon::on_config_loaded`]). Runs due
-//! meanwhile start on time under the running config. One load at a time: an edit or a SIGHUP
+//! meanwhile start on time under the running config — but for `user` jobs after the user
+//! database changed, which wait until their users are looked up again
+//! ([`Daemon::waits_for_users`]). One load at a time: an edit or a SIGHUP
 //! during a load asks for one more after it, and a `run-once` request for a job the running
 //! config does not have waits for the load.
 
@@ -12,6 +14,7 @@ use super::config_load::{load, Loaded};
 use super::event::Event;
 use super::shell::{Daemon, Phase};
 use crate::model::status::ConfigErrorKind;
+use crate::model::user::UserInfo;
 use crate::service::config::{self};
 use tracing::{error, warn};
 
@@ -57,26 +60,45 @@ impl Daemon {
         self.reloading.stamp = now_stamp;
         self.control.users_stamp = users_now;
         crate::app::test_crash::at("reload");
-        // The config as it was, but a user it names is gone or expired: its jobs are held
-        // (never run) rather than run on as that user's old uid, which the host may give to
-        // someone else. A reload (SIGHUP) while they are held finds the same.
-        let try_hold = !edited
-            && (users_changed
-                || self.shown.info().config_error_kind == Some(ConfigErrorKind::UsersChanged));
+        // Until this load has looked the users up again, no `user` job starts: the uid the
+        // running config looked up may be another user's by now (a `userdel` and a
+        // `useradd`), and a hung user database can hold a load for as long as it likes (W2
+        // F1). Their runs wait (late, never as a stranger); the others start on time.
+        self.reloading.users_unverified |= users_changed;
+        // A user it names is gone or expired: its jobs are held (never run) rather than run
+        // on as that user's old uid, which the host may give to someone else — with the
+        // config as it was or as edited, should the edit come in the same look (W2 F8). A
+        // reload (SIGHUP) while they are held finds the same.
+        let try_hold = users_changed
+            || self.shown.info().config_error_kind == Some(ConfigErrorKind::UsersChanged);
+        // Should no config come of the load, the running one's users are looked up again.
+        let running: Vec<UserInfo> = if self.reloading.users_unverified {
+            let mut users: Vec<UserInfo> = self
+                .cfg
+                .jobs
+                .iter()
+                .filter_map(|j| j.user.as_deref().cloned())
+                .collect();
+            users.sort_by(|a, b| a.name.cmp(&b.name));
+            users.dedup_by(|a, b| a.name == b.name);
+            users
+        } else {
+            Vec::new()
+        };
         let path = self.cfg.path.clone();
         let tx = self.tx.clone();
-        let (p, t) = (path.clone(), tx.clone());
+        let (p, t, r) = (path.clone(), tx.clone(), running.clone());
         let spawned = std::thread::Builder::new()
             .name("config".into())
             .spawn(move || {
-                let _ = t.send(Event::ConfigLoaded(Box::new(load(p, try_hold))));
+                let _ = t.send(Event::ConfigLoaded(Box::new(load(p, try_hold, r))));
             });
         self.reloading.busy = true;
         self.reloading.since = Some(std::time::Instant::now());
         if let Err(e) = spawned {
             // No thread to be had: load here, late runs rather than a config never followed.
             error!("cannot start a thread to load the config ({e}); loading it on the loop");
-            let _ = tx.send(Event::ConfigLoaded(Box::new(load(path, try_hold))));
+            let _ = tx.send(Event::ConfigLoaded(Box::new(load(path, try_hold, running))));
         }
     }
 
@@ -88,6 +110,13 @@ impl Daemon {
         // The stamp of what was read, published with what came of it (see `Reloading::stamp`).
         let stamp = self.reloading.stamp.take();
         self.set_config_stamp(stamp);
+        if self.reloading.users_unverified {
+            if loaded.users_verified() {
+                self.reloading.users_unverified = false;
+            } else {
+                warn!("the user database changed and a user the running config runs jobs as is not what it was (gone, expired or changed); its jobs wait until the config loads");
+            }
+        }
         self.apply_loaded(loaded);
         if let Some(force) = self.reloading.again.take() {
             self.reload_config(force);
@@ -153,5 +182,13 @@ impl Daemon {
         }
         self.control.users_stamp = config::users_stamp(&new);
         self.apply_config(new);
+    }
+}
+
+impl Daemon {
+    /// True when the run `p` must wait because its job runs as a user not looked up again
+    /// since the user database changed (see `Reloading::users_unverified`).
+    pub(super) fn waits_for_users(&self, job: &crate::model::config::Job) -> bool {
+        self.reloading.users_unverified && job.user.is_some()
     }
 }

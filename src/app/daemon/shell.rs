@@ -399,7 +399,7 @@ impl Daemon {
                     .table
                     .queue
                     .iter()
-                    .position(|p| !self.must_wait(p))
+                    .position(|p| !self.must_wait(p) && !self.waits_for_users(&p.job))
                     .and_then(|i| self.dequeue(i))
                 else {
                     break;
@@ -453,6 +453,10 @@ impl Daemon {
                 continue;
             };
             let Some(n) = js.slots.next else { continue };
+            // Its folder would be given to a uid that may be another user's by now.
+            if self.waits_for_users(&js.job) {
+                continue;
+            }
             let job = Arc::clone(&js.job);
             match super::folder::prepare_folder(&self.state, &job, n.due, n.trigger) {
                 Ok(rec) => {

@@ -122,9 +122,17 @@ impl Daemon {
 
     /// Takes the queued run at `i` (to start it).
     pub(super) fn dequeue(&mut self, i: usize) -> Option<Pending> {
-        let p = self.table.queue.remove(i)?;
+        let mut p = self.table.queue.remove(i)?;
         if let Some(js) = self.jobs.get_mut(&p.job.name) {
             js.remove_queued();
+            // A run queued before its user was looked up again starts as the user is now,
+            // or is held: the uid it was queued with may be another user's since (W2 F1).
+            if js.job.user != p.job.user || js.job.user_deferred != p.job.user_deferred {
+                let mut job = (*p.job).clone();
+                job.user.clone_from(&js.job.user);
+                job.user_deferred = js.job.user_deferred;
+                p.job = std::sync::Arc::new(job);
+            }
         }
         self.shown.owe();
         Some(p)
