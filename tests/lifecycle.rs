@@ -554,6 +554,54 @@ fn stop_now_ends_the_daemon_and_its_run_when_the_state_disk_is_full() {
     assert!(log.contains("stop --now requested (by signal"), "{log}");
 }
 
+/// W2 F5: a daemon started on a state disk already full (a reboot with a full /var) never
+/// wrote its status, so `stop` knew no PID to signal and gave up: nobody but a `kill` by a
+/// PID the admin had to find could end it. Now the daemon holding the config's lock with
+/// this state dir is the one signalled, verified as any.
+#[test]
+fn stop_now_ends_a_daemon_started_on_a_full_disk_before_it_wrote_its_status() {
+    if !require_root("mounting a small tmpfs to fill the state dir's file system") {
+        return;
+    }
+    let root = tempfile::Builder::new()
+        .prefix("rmkd-full-")
+        .tempdir()
+        .unwrap();
+    let fs = root.path().join("fs");
+    let _tmpfs = Tmpfs::mount(&fs, "size=4m");
+    let job = "[[job]]\nname = \"j\"\ncommand = [\"true\"]\nevery = \"1h\"\n";
+    let mut inst = Instance::new("", "");
+    inst.state = fs.join("state");
+    inst.write_config("heartbeat_timeout = \"0\"", job);
+    std::fs::create_dir(&inst.state).unwrap();
+    std::fs::set_permissions(&inst.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Every byte taken, the inodes left: lock files can be made, no status written.
+    {
+        let mut f = std::fs::File::create(fs.join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    }
+    let _ = inst.ctrl();
+    assert!(
+        wait_for(Duration::from_secs(10), || !inst
+            .daemon_processes()
+            .is_empty()),
+        "no daemon started"
+    );
+    assert!(
+        !inst.state.join("status.json").exists(),
+        "the daemon wrote its status on a full disk"
+    );
+    let out = inst.run(&["stop", "--now", "--timeout", "10s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("signalling the daemon"), "{err}");
+    assert!(
+        inst.wait_daemon_gone(Duration::from_secs(5)),
+        "the daemon outlived stop --now"
+    );
+}
+
 /// A daemon that gives up at start-up says why on the daemon line of the ctrl that launched
 /// it (issue s11 D7), and the next ctrl names that cause too: a hard descriptor limit of 12
 /// leaves it none for its signal handlers.

@@ -136,10 +136,21 @@ pub(crate) fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     }
     let status: Option<crate::model::status::Status> =
         state::read_json(&st.status_file()).ok().flatten();
-    // Only ever a PID verified as this instance's daemon is signalled or ended.
+    // Only ever a PID verified as this instance's daemon is signalled or ended: the one its
+    // status names, or — no status written yet, a daemon started on a full disk (W2 F5) —
+    // the one holding the config's lock with this state dir (only a daemon of this user can
+    // hold it: see `sys::config_lock`), verified all the same.
     let daemon = status
         .map(|s| s.daemon)
-        .filter(|d| sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()));
+        .filter(|d| sys::is_instance_daemon(d.pid, d.pid_start, &st.lock_file()))
+        .map(|d| Daemon { pid: d.pid })
+        .or_else(|| match crate::service::one_daemon::probe(path, &st.root) {
+            crate::service::one_daemon::Probe::Here(pid) => {
+                let start = sys::process_start_time(pid);
+                sys::is_instance_daemon(pid, start, &st.lock_file()).then_some(Daemon { pid })
+            }
+            _ => None,
+        });
     // A beat of this command's own: whether the daemon answers it tells, past the timeout, a
     // daemon that is busy ending its runs from one that is frozen or hung. Setting an mtime
     // needs no free space.
@@ -201,6 +212,11 @@ pub(crate) fn stop(path: &Path, now: bool, timeout: Duration) -> i32 {
     progress.finish();
     println!("daemon for instance {instance} stopped");
     0
+}
+
+/// The daemon `stop` may signal: a PID verified as this instance's.
+struct Daemon {
+    pid: u32,
 }
 
 /// `stop` past its timeout with the daemon still running. A daemon that has not answered
