@@ -228,6 +228,34 @@ fn a_typo_in_the_instance_or_state_dir_line_keeps_the_running_daemon() {
     );
 }
 
+/// W2 F4: a cleaner of the state dir's folder (systemd-tmpfiles removing files not changed
+/// lately) took `status.json` and `ctrl-view` of a daemon with nothing to do: ctrl said
+/// "starting … has not written its status yet" until the next change, weeks for a monthly
+/// job. The daemon writes both again.
+#[test]
+fn a_status_removed_under_an_idle_daemon_is_written_again() {
+    let inst = Instance::new("heartbeat_timeout = \"0\"", IDLE);
+    assert!(inst.ctrl().status.success());
+    let (status, view) = (inst.state.join("status.json"), inst.state.join("ctrl-view"));
+    assert!(
+        wait_for(Duration::from_secs(10), || status.exists() && view.exists()),
+        "no status written"
+    );
+    // As a cleaner leaves it: the lock and the rest stay, the published files go.
+    std::fs::remove_file(&status).unwrap();
+    std::fs::remove_file(&view).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || status.exists() && view.exists()),
+        "the daemon did not write its status again"
+    );
+    let out = text(&inst.ctrl().stdout);
+    assert!(
+        out.contains("0 \"Robotmk t daemon\" - OK - running"),
+        "{out}"
+    );
+    assert!(inst.run(&["stop", "--now"]).status.success());
+}
+
 #[test]
 fn start_says_the_daemon_needs_ctrl_calls() {
     let inst = Instance::new("heartbeat_timeout = \"3m\"", IDLE);

@@ -108,6 +108,8 @@ impl Daemon {
                 (name(self.state.stop_file()), Child::Entry),
                 (name(self.state.lock_file()), Child::Entry),
                 (name(self.state.requests_dir()), Child::Entry),
+                (name(self.state.status_file()), Child::Gone),
+                (name(self.state.ctrl_view_file()), Child::Gone),
             ],
             new_json: false,
         });
@@ -209,6 +211,7 @@ impl Daemon {
         self.check_state_dir_trust();
         self.check_state_dir_moved();
         self.check_lock_file();
+        self.check_published();
         self.check_config_lock();
         self.check_stop_request();
         self.check_heartbeat();
@@ -470,6 +473,17 @@ impl Daemon {
     /// second daemon. Take the lock on the file now at that path if nobody holds it (the
     /// instance stays guarded by this daemon); if another daemon already does, hand over:
     /// drain and exit.
+    /// `status.json` and `ctrl-view` are there, or are written again (see `republish`).
+    fn check_published(&mut self) {
+        if self.shown.owed() {
+            return;
+        }
+        let gone = |p: &std::path::Path| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if gone(&self.state.status_file()) || gone(&self.state.ctrl_view_file()) {
+            self.republish();
+        }
+    }
+
     fn check_lock_file(&mut self) {
         if crate::service::sys::same_file(self.lock.file(), &self.state.lock_file()) {
             return;

@@ -181,6 +181,9 @@ pub(crate) enum Child {
     /// Created, removed or renamed only (the lock file, the stop request, which is written by
     /// rename, a symlink on a watched path).
     Entry,
+    /// Removed or renamed away only (what the daemon itself publishes by rename: its own
+    /// writes do not wake it, a cleaner's removal does).
+    Gone,
 }
 
 impl Watch {

@@ -81,6 +81,7 @@ fn child_mask(how: Child) -> u32 {
         // (see FILE_META).
         Child::Meta => ENTRY,
         Child::Entry => ENTRY,
+        Child::Gone => WatchFlags::DELETE.bits() | WatchFlags::MOVED_FROM.bits(),
     }
 }
 

@@ -138,6 +138,13 @@ impl Daemon {
         Some(p)
     }
 
+    /// The published status or ctrl's view is gone (a cleaner of the state dir's folder, an
+    /// admin's `rm`): both are written again at the next flush, unchanged as they may be. A
+    /// daemon of a monthly job would otherwise be "starting" to ctrl for weeks (W2 F4).
+    pub(super) fn republish(&mut self) {
+        self.shown.owe();
+    }
+
     /// Takes every queued run (the daemon stops).
     pub(super) fn dequeue_all(&mut self) -> Vec<Pending> {
         let all: Vec<Pending> = self.table.queue.drain(..).collect();
