@@ -842,6 +842,14 @@ fn healthy_line(r: &Report) -> (u8, String) {
         }
     }
     let mut state = 0;
+    // `run-once` holds the instance (no daemon runs): the job it runs runs, no scheduled one
+    // starts until it ends, and ctrl starts no daemon meanwhile (W2 F7).
+    if d.route == Some(crate::model::status::Route::RunOnce) {
+        state = 1;
+        t.push_str(
+            ", a run-once of an admin's: no scheduled run starts until it ends (a daemon starts at the first ctrl after it)",
+        );
+    }
     match d.phase.as_ref() {
         // No job starts while it drains (a stop, an upgrade, a handover): never OK, and the
         // line says why, whatever path of ctrl renders it.
@@ -1741,6 +1749,23 @@ mod tests {
         assert!(daemon_line(&report, "sys", None).contains("WARN - starting: "));
         report.daemon.phase = Some(crate::model::status::Phase::Running);
         assert!(daemon_line(&report, "sys", None).contains("OK - running, pid 7"));
+    }
+
+    /// An admin's `run-once` holding the instance is no daemon running the schedule (W2 F7).
+    #[test]
+    fn a_run_once_holding_the_instance_is_warn_and_says_so() {
+        let mut report = bare_report();
+        report.daemon.running = true;
+        report.daemon.pid = Some(7);
+        report.daemon.phase = Some(crate::model::status::Phase::Running);
+        assert!(daemon_line(&report, "sys", None).contains("OK - running, pid 7"));
+        report.daemon.route = Some(crate::model::status::Route::RunOnce);
+        let l = daemon_line(&report, "sys", None);
+        assert!(
+            l.starts_with("1 \"Robotmk sys daemon\" - WARN - running, pid 7"),
+            "{l}"
+        );
+        assert!(l.contains("no scheduled run starts until it ends"), "{l}");
     }
 
     /// The daemon line goes by what kind of error the daemon reported, never by its words: a
