@@ -787,3 +787,106 @@ fn a_daemon_in_another_pid_namespace_leaves_a_live_daemons_cgroups_alone() {
     );
     let _ = host.run(&["stop", "--now"]);
 }
+
+/// A FUSE server that answers the kernel's INIT and no request after it: whatever touches
+/// its mount waits in the kernel, past SIGKILL. `hangfs.py MOUNT READY`, run in a mount
+/// namespace of its own (the mount goes with it); READY gets its PID once mounted.
+const HANGFS: &str = r#"
+import os, sys, struct, ctypes
+mnt, ready = sys.argv[1], sys.argv[2]
+fd = os.open("/dev/fuse", os.O_RDWR)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.mount(b"hangfs", mnt.encode(), b"fuse", 0, f"fd={fd},rootmode=40000,user_id=0,group_id=0".encode()) != 0:
+    sys.exit("mount failed: " + os.strerror(ctypes.get_errno()))
+open(ready + ".tmp", "w").write(str(os.getpid()))
+os.rename(ready + ".tmp", ready)
+while True:
+    buf = os.read(fd, 1 << 20)
+    ln, op, uniq = struct.unpack_from("<IIQ", buf, 0)
+    if op == 26:  # INIT
+        body = struct.pack("<IIIIHHIIHHI7I", 7, 31, 0, 0, 16, 12, 65536, 1, 0, 0, 0, 0,0,0,0,0,0,0)
+        os.write(fd, struct.pack("<IiQ", 16 + len(body), 0, uniq) + body)
+"#;
+
+/// W1 F1: a runner the kernel holds (a `stat` into a FUSE mount whose server never answers:
+/// any user can make one, `/dev/fuse` is 0666 and user namespaces are on) outlives its
+/// SIGKILL for as long as the server likes. The daemon waited for it: the run was never
+/// recorded, every later run of its job was skipped, and `stop --now` never ended. Now the
+/// run is given up `GIVE_UP_AFTER` (10 s) after its SIGKILL, recorded with why, and the
+/// daemon stops.
+#[test]
+fn a_runner_the_kernel_holds_past_sigkill_is_given_up() {
+    let usable = unsafe { libc::geteuid() } == 0
+        && Path::new("/dev/fuse").exists()
+        && std::process::Command::new("unshare")
+            .args(["--mount", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+        && std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import ctypes")
+            .status()
+            .is_ok_and(|s| s.success());
+    if !require_tool(
+        usable,
+        "root, /dev/fuse, unshare --mount and python3 (a FUSE server that never answers)",
+    ) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("rmkd-fuse-")
+        .tempdir()
+        .unwrap();
+    let (script, mnt, ready) = (
+        dir.path().join("hangfs.py"),
+        dir.path().join("m"),
+        dir.path().join("ready"),
+    );
+    std::fs::write(&script, HANGFS).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let mut server = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "python3"])
+        .arg(&script)
+        .arg(&mnt)
+        .arg(&ready)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare python3");
+    // Killed first when the test ends: the runner stuck on it then fails and ends.
+    let guard = KillOnDrop(server.id());
+    assert!(
+        wait_for(Duration::from_secs(10), || ready.exists()),
+        "the FUSE server did not mount"
+    );
+    let fpid = std::fs::read_to_string(&ready).unwrap();
+    let target = format!("/proc/{}/root{}/x", fpid.trim(), mnt.display());
+    let job = format!(
+        "[[job]]\nname = \"stuck\"\ncommand = [\"stat\", \"{target}\"]\nevery = \"1h\"\noffset = \"{}s\"\ntimeout = \"1s\"\n",
+        (chrono::Utc::now().timestamp() + 2).rem_euclid(3600)
+    );
+    let inst = Instance::new("heartbeat_timeout = \"0\"", &job);
+    assert!(inst.run(&["start"]).status.success());
+    // Started at once, timeout 1 s, SIGKILL 1 s later (stop_grace), given up 10 s after.
+    let mut last = None;
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            last = inst.finished_records("stuck").pop();
+            last.is_some()
+        }),
+        "the stuck run was never recorded: {}",
+        inst.log()
+    );
+    let rec = last.unwrap();
+    assert_eq!(rec["outcome"], "timeout", "{rec}");
+    let note = rec["note"].as_str().unwrap_or_default();
+    assert!(note.contains("did not end within 10s of SIGKILL"), "{rec}");
+    let t = Instant::now();
+    let out = inst.run(&["stop", "--now", "--timeout", "20s"]);
+    assert!(
+        out.status.success(),
+        "stop --now: {out:?} after {:?}",
+        t.elapsed()
+    );
+    drop(guard);
+    let _ = server.wait();
+}

@@ -18,13 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Ends a process this test started, by PID, also on panic.
-struct KillOnDrop(u32);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        kill9(self.0);
-    }
-}
-
 /// Whether this test can make mount namespaces (root and `unshare`); `false` is a skip (a
 /// failure in CI).
 fn can_unshare(what: &str) -> bool {

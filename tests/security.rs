@@ -556,14 +556,6 @@ fn f3_a_pid_in_the_status_is_verified_before_it_is_signalled() {
     let _ = holder.wait();
 }
 
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        kill9(self.0);
-    }
-}
-
 // ---- F4: the state dir's parent ------------------------------------------------------------
 
 #[test]

@@ -168,13 +168,6 @@ fn a_slow_user_database_does_not_make_runs_late() {
 }
 
 /// Ends a process this test started, by PID, also on panic.
-struct KillOnDrop(u32);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        kill9(self.0);
-    }
-}
-
 /// A user database that stops answering (LDAP, sssd or nslcd hung: played by a FIFO renamed
 /// over `/etc/passwd`, which a lookup opens and waits on for ever) holds the load of the config
 /// that its change asked for, and every edit after it waits for that load. The config runs on,

@@ -72,6 +72,15 @@ fn reap(pid: u32) {
     }
 }
 
+/// Ends the process `.0` (one this test started) by SIGKILL when dropped, also on a panic.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(self.0);
+    }
+}
+
 pub fn kill9(pid: u32) {
     // SAFETY: kill on a PID this test started (found via its unique config path).
     unsafe {

@@ -192,6 +192,7 @@ impl Daemon {
                 pgid,
                 deadline: Instant::now() + timeout.saturating_sub(elapsed),
                 kill_at: None,
+                give_up_at: None,
                 ended_by: None,
                 adopted: true,
                 record: rec,

@@ -253,6 +253,7 @@ impl Daemon {
                     pgid: pid,
                     deadline: spawned.spawned + job.timeout,
                     kill_at: None,
+                    give_up_at: None,
                     ended_by: None,
                     adopted: false,
                 };
@@ -465,6 +466,21 @@ impl Daemon {
                 warn!(pgid, "killed processes a finished run left behind");
             }
         });
+        for mut run in self.table.take_unkillable(now) {
+            let after = super::table::GIVE_UP_AFTER.as_secs();
+            tracing::error!(job = %run.record.job, run_id = %run.record.run_id, pid = run.pgid,
+                "the runner has not ended {after}s after SIGKILL (the kernel holds it: a file system that does not answer?); giving the run up");
+            let note = format!(
+                "its runner (pid {}) did not end within {after}s of SIGKILL: the kernel holds it in an uninterruptible sleep (a file system that does not answer, such as a FUSE mount); the run was given up and the process left behind",
+                run.pgid
+            );
+            run.record.note = Some(match run.record.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+            let outcome = run.ended_by.unwrap_or(Outcome::Killed);
+            self.end_active(run, outcome, None);
+        }
     }
 
     /// `stop --now`: end every run in flight.

@@ -22,6 +22,9 @@ pub(crate) struct ActiveRun {
     pub(crate) kill_at: Option<Instant>,
     /// Why the daemon ended it, if it did.
     pub(crate) ended_by: Option<Outcome>,
+    /// When the run is given up if its runner has not ended since its SIGKILL (see
+    /// [`GIVE_UP_AFTER`]).
+    pub(crate) give_up_at: Option<Instant>,
     /// Found running by a new daemon after a crash: not its child, so its end is seen by
     /// polling its PID and start time, and its exit code is unknown.
     pub(crate) adopted: bool,
@@ -33,6 +36,11 @@ impl ActiveRun {
         self.record.run_dir.display().to_string()
     }
 }
+
+/// How long a runner has to end after its SIGKILL before its run is given up (see
+/// [`RunTable::take_unkillable`]): a killed process ends within milliseconds unless the
+/// kernel holds it.
+pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 /// A due run waiting for a free slot (`max_parallel`).
 #[derive(Debug)]
@@ -167,9 +175,28 @@ impl RunTable {
                 act(Signal::Timeout, run);
             } else if run.kill_at.is_some_and(|k| now >= k) {
                 run.kill_at = None;
+                run.give_up_at = Some(now + GIVE_UP_AFTER);
                 act(Signal::Kill, run);
             }
         }
+    }
+
+    /// Takes the runs whose runner has not ended [`GIVE_UP_AFTER`] its SIGKILL: a process
+    /// the kernel holds in an uninterruptible sleep (a file system that does not answer, such
+    /// as a FUSE mount the job's user made) ends only when the kernel lets it, which may be
+    /// never. Waiting for it held the run's slot and every later run of its job, and a stop
+    /// for good (W1 F1).
+    pub(crate) fn take_unkillable(&mut self, now: Instant) -> Vec<ActiveRun> {
+        let stuck: Vec<u32> = self
+            .active
+            .iter()
+            .filter(|(_, r)| r.give_up_at.is_some_and(|g| now >= g))
+            .map(|(pid, _)| *pid)
+            .collect();
+        stuck
+            .iter()
+            .filter_map(|pid| self.active.remove(pid))
+            .collect()
     }
 
     /// `stop --now`: every run not told to end yet ends as `killed`, SIGKILL planned `grace`
@@ -226,7 +253,7 @@ impl RunTable {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let runs = self.active.values().flat_map(|r| {
             let timeout = r.ended_by.is_none().then_some(r.deadline);
-            timeout.into_iter().chain(r.kill_at)
+            timeout.into_iter().chain(r.kill_at).chain(r.give_up_at)
         });
         runs.chain(self.lingering.iter().map(|l| l.kill_at)).min()
     }
@@ -282,6 +309,7 @@ mod tests {
             pgid: pid,
             deadline: t0 + Duration::from_secs(timeout_s),
             kill_at: None,
+            give_up_at: None,
             ended_by: None,
             adopted: false,
         }
