@@ -630,3 +630,89 @@ fn a_state_dir_turned_read_only_still_shows_and_stops_its_daemon() {
     );
     assert!(stopped, "the daemon {pid} still runs after stop --now");
 }
+
+/// W2 F3: final records a full disk kept in memory were dropped when the daemon stopped
+/// before space returned (an admin's stop, an upgrade retiring it): the next daemon took
+/// those runs, finished with success, for runs its predecessor died in, "interrupted". At
+/// exit each is now written over its run's journal in place, in the blocks that file has.
+#[test]
+fn records_a_full_disk_held_back_are_written_at_a_stop() {
+    let root = tempfile::Builder::new()
+        .prefix("rmkd-fs-")
+        .tempdir()
+        .unwrap();
+    let fs = root.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+        .arg(&fs)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require_tool(mounted, "mounting a tmpfs (root)") {
+        return;
+    }
+    let _mount = Mount(fs.clone());
+    let job = "[[job]]\nname = \"j\"\ncommand = [\"sh\", \"-c\", \"sleep 1\"]\nevery = \"2s\"\n";
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    inst.write_raw_config(&std::fs::read_to_string(&inst.config).unwrap().replace(
+        &format!("state_dir = \"{}\"", inst.state.display()),
+        &format!("state_dir = \"{}\"", fs.join("state").display()),
+    ));
+    let runs = fs.join("state/jobs/j/runs");
+    let records = || -> Vec<(PathBuf, Value)> {
+        std::fs::read_dir(&runs)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let p = e.path().join("record.json");
+                        let v = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+                        Some((p, v))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(inst.ctrl().status.success());
+    assert!(
+        wait_for(Duration::from_secs(10), || records()
+            .iter()
+            .any(|(_, r)| r["outcome"] == "success")),
+        "no run recorded"
+    );
+    // Every byte taken (the inodes left).
+    {
+        let mut f = std::fs::File::create(fs.join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    }
+    // A run due 3 s ago (it takes 1 s) with no final record on disk: its journal, written
+    // before the disk filled.
+    let held_back = || -> Vec<PathBuf> {
+        let now = chrono::Utc::now();
+        records()
+            .into_iter()
+            .filter(|(_, r)| {
+                r["outcome"].is_null()
+                    && r["due"]
+                        .as_str()
+                        .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                        .is_some_and(|t| now - t > chrono::Duration::milliseconds(3000))
+            })
+            .map(|(p, _)| p)
+            .collect()
+    };
+    let mut kept = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            kept = held_back();
+            !kept.is_empty()
+        }),
+        "no run ended while the disk was full"
+    );
+    let out = inst.run(&["stop", "--timeout", "20s"]);
+    assert!(out.status.success(), "{out:?}");
+    for p in &kept {
+        let r: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        assert_eq!(r["outcome"], "success", "{}: {r}", p.display());
+    }
+}

@@ -445,6 +445,30 @@ impl Daemon {
         }
     }
 
+    /// At exit, the final records a full disk kept unwritten (see `retry_unsaved`): tried
+    /// once more, then each written over its run's journal in place where it fits in the
+    /// blocks that file has (no new space needed), so the next daemon reads the run's real
+    /// outcome instead of taking it for a run its predecessor died in, "interrupted" (W2
+    /// F3). What fits nowhere is named in the log.
+    pub(super) fn save_unsaved_at_exit(&mut self) {
+        self.retry_unsaved();
+        let mut lost = Vec::new();
+        for rec in std::mem::take(&mut self.unsaved) {
+            match crate::service::state::overwrite_json_in_place(&rec.record_path(), &rec) {
+                Ok(()) => {
+                    info!(job = %rec.job, run_id = %rec.run_id, "wrote the final record over its journal at exit (the disk is full)")
+                }
+                Err(e) => lost.push(format!("{}/{} ({e})", rec.job, rec.run_id)),
+            }
+        }
+        if !lost.is_empty() {
+            tracing::error!(
+                records = %lost.join(", "),
+                "the disk is full: these final records are lost at exit; the next daemon records the runs as interrupted"
+            );
+        }
+    }
+
     /// Sends TERM at the timeout and KILL after the grace period; ends leftovers.
     pub(super) fn enforce_deadlines(&mut self) {
         let now = Instant::now();

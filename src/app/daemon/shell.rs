@@ -172,6 +172,7 @@ impl Daemon {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.save_unsaved_at_exit();
         self.envs_stop();
         // Nothing a run left may outlive this process as a zombie nobody collects (`run-once`
         // exited with Chromium's killed helpers still its children).

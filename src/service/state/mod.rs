@@ -393,6 +393,37 @@ fn replace(
     result.map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
 }
 
+/// Writes `value` as JSON over the file at `path` in place, within the blocks it has: the one
+/// write a full disk allows (as [`write_alert`] does). Not atomic, so only where the other
+/// choice is to lose it: a daemon exiting with final records a full disk kept unwritten
+/// writes each over its run's journal. Shorter than the old text, it is padded with spaces
+/// (JSON allows them) to the old length. Fails if the file is not there or has no room.
+pub(crate) fn overwrite_json_in_place<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> io::Result<()> {
+    let mut data = serde_json::to_vec(value).map_err(io::Error::other)?;
+    data.push(b'\n');
+    let mut f = file::open_write(path)?;
+    let room = file::room(&f)?;
+    if data.len() as u64 > room {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "{}: {} bytes do not fit in the {room} it has",
+                path.display(),
+                data.len()
+            ),
+        ));
+    }
+    let old = f.metadata()?.len();
+    if (data.len() as u64) < old {
+        data.resize(usize::try_from(old).unwrap_or(data.len()), b' ');
+    }
+    f.write_all(&data)?;
+    f.sync_all()
+}
+
 /// Serializes `value` as JSON and replaces `path` atomically.
 pub(crate) fn write_json<T: serde::Serialize>(
     path: &Path,

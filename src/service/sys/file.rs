@@ -246,6 +246,19 @@ pub(crate) fn open_write(path: &Path) -> io::Result<File> {
     open_plain(path, &o, Links::Refuse)
 }
 
+/// How many bytes `f` can hold without a new block from its file system: its allocated
+/// blocks on Unix; its length elsewhere (no growth assumed).
+pub(crate) fn room(f: &File) -> io::Result<u64> {
+    let m = f.metadata()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok((m.blocks() * 512).max(m.len()))
+    }
+    #[cfg(not(unix))]
+    Ok(m.len())
+}
+
 /// Opens for reading and writing, creating it (0600) if missing: lock files, the heartbeat.
 pub(crate) fn open_or_create(path: &Path) -> io::Result<File> {
     let mut o = options(Links::Refuse);
