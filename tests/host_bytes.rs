@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Ends a process this test started, by PID, also on panic.
 /// Whether this test can make mount namespaces (root and `unshare`); `false` is a skip (a
 /// failure in CI).
 fn can_unshare(what: &str) -> bool {

@@ -378,18 +378,24 @@ fn bad_runners_are_handled_with_bounded_memory() {
 
 /// Unmounts the test's tmpfs when dropped (declared before the instance, so it drops after
 /// the instance has ended its processes).
-struct Mount(PathBuf);
+/// A tmpfs mounted at `at`, unmounted when dropped; then the temp folder it is in goes.
+struct Mount {
+    at: PathBuf,
+    _folder: tempfile::TempDir,
+}
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg("-l")
-            .arg(&self.0)
+            .arg(&self.at)
             .status();
     }
 }
 
-#[test]
-fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
+/// An instance of `jobs` whose state dir is on a tmpfs of `size` of its own (mounted in a
+/// temp folder that goes with the returned guard); `None` (a skip, a failure in CI) without
+/// root.
+fn on_small_tmpfs(size: &str, jobs: &str) -> Option<(Instance, PathBuf, Mount)> {
     let root = tempfile::Builder::new()
         .prefix("rmkd-fs-")
         .tempdir()
@@ -397,20 +403,37 @@ fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
     let fs = root.path().join("fs");
     std::fs::create_dir(&fs).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs"])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
         .arg(&fs)
         .status()
         .is_ok_and(|s| s.success());
     if !require_tool(mounted, "mounting a tmpfs (root)") {
-        return;
+        return None;
     }
-    let _mount = Mount(fs.clone());
-    let job = "[[job]]\nname = \"j\"\ncommand = [\"sh\", \"-c\", \"echo some output; sleep 0.3\"]\nevery = \"1s\"\noverlap = \"allow\"\n";
-    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
+    let inst = Instance::new("heartbeat_timeout = \"1m\"", jobs);
     inst.write_raw_config(&std::fs::read_to_string(&inst.config).unwrap().replace(
         &format!("state_dir = \"{}\"", inst.state.display()),
         &format!("state_dir = \"{}\"", fs.join("state").display()),
     ));
+    let mount = Mount {
+        at: fs.clone(),
+        _folder: root,
+    };
+    Some((inst, fs, mount))
+}
+
+#[test]
+fn a_full_disk_is_reported_and_recording_resumes_when_space_returns() {
+    let job = "[[job]]\nname = \"j\"\ncommand = [\"sh\", \"-c\", \"echo some output; sleep 0.3\"]\nevery = \"1s\"\noverlap = \"allow\"\n";
+    let Some((inst, fs, _mount)) = on_small_tmpfs("2m", job) else {
+        return;
+    };
     let state = fs.join("state");
     // Each run's folder name with its record.
     let records = |st: &Path| -> Vec<(String, Value)> {
@@ -637,27 +660,10 @@ fn a_state_dir_turned_read_only_still_shows_and_stops_its_daemon() {
 /// exit each is now written over its run's journal in place, in the blocks that file has.
 #[test]
 fn records_a_full_disk_held_back_are_written_at_a_stop() {
-    let root = tempfile::Builder::new()
-        .prefix("rmkd-fs-")
-        .tempdir()
-        .unwrap();
-    let fs = root.path().join("fs");
-    std::fs::create_dir(&fs).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
-        .arg(&fs)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !require_tool(mounted, "mounting a tmpfs (root)") {
-        return;
-    }
-    let _mount = Mount(fs.clone());
     let job = "[[job]]\nname = \"j\"\ncommand = [\"sh\", \"-c\", \"sleep 1\"]\nevery = \"2s\"\n";
-    let inst = Instance::new("heartbeat_timeout = \"1m\"", job);
-    inst.write_raw_config(&std::fs::read_to_string(&inst.config).unwrap().replace(
-        &format!("state_dir = \"{}\"", inst.state.display()),
-        &format!("state_dir = \"{}\"", fs.join("state").display()),
-    ));
+    let Some((inst, fs, _mount)) = on_small_tmpfs("4m", job) else {
+        return;
+    };
     let runs = fs.join("state/jobs/j/runs");
     let records = || -> Vec<(PathBuf, Value)> {
         std::fs::read_dir(&runs)

@@ -167,7 +167,6 @@ fn a_slow_user_database_does_not_make_runs_late() {
     let _ = daemon.wait();
 }
 
-/// Ends a process this test started, by PID, also on panic.
 /// A user database that stops answering (LDAP, sssd or nslcd hung: played by a FIFO renamed
 /// over `/etc/passwd`, which a lookup opens and waits on for ever) holds the load of the config
 /// that its change asked for, and every edit after it waits for that load. The config runs on,
