@@ -468,11 +468,6 @@ impl Daemon {
         self.drain("stop --now requested (by signal: the stop request could not be written)");
     }
 
-    /// The instance is guarded by the lock on `daemon.lock`; if that file was removed or
-    /// replaced (the state dir deleted, say), the next ctrl would find no lock and start a
-    /// second daemon. Take the lock on the file now at that path if nobody holds it (the
-    /// instance stays guarded by this daemon); if another daemon already does, hand over:
-    /// drain and exit.
     /// `status.json` and `ctrl-view` are there, or are written again (see `republish`).
     fn check_published(&mut self) {
         if self.shown.owed() {
@@ -484,6 +479,11 @@ impl Daemon {
         }
     }
 
+    /// The instance is guarded by the lock on `daemon.lock`; if that file was removed or
+    /// replaced (the state dir deleted, say), the next ctrl would find no lock and start a
+    /// second daemon. Take the lock on the file now at that path if nobody holds it (the
+    /// instance stays guarded by this daemon); if another daemon already does, hand over:
+    /// drain and exit.
     fn check_lock_file(&mut self) {
         if crate::service::sys::same_file(self.lock.file(), &self.state.lock_file()) {
             return;

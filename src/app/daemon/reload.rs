@@ -186,8 +186,9 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// True when the run `p` must wait because its job runs as a user not looked up again
-    /// since the user database changed (see `Reloading::users_unverified`).
+    /// True when a run of `job` must wait (neither start nor have its folder made): it runs
+    /// as a user not looked up again since the user database changed (see
+    /// `Reloading::users_unverified`).
     pub(super) fn waits_for_users(&self, job: &crate::model::config::Job) -> bool {
         self.reloading.users_unverified && job.user.is_some()
     }
