@@ -340,8 +340,13 @@ mod tests {
         assert_eq!(t.next_deadline(), Some(t0 + s(40)));
         assert_eq!(signals(&mut t, t0 + s(40)), vec![(Signal::Kill, 1)]);
         assert!(signals(&mut t, t0 + s(45)).is_empty(), "killed once");
+        // Still there GIVE_UP_AFTER its SIGKILL: the kernel holds it, the run is given up.
+        assert_eq!(t.next_deadline(), Some(t0 + s(40) + GIVE_UP_AFTER));
+        assert!(t.take_unkillable(t0 + s(45)).is_empty());
+        let given_up = t.take_unkillable(t0 + s(40) + GIVE_UP_AFTER);
+        assert_eq!(given_up.iter().map(|r| r.pgid).collect::<Vec<_>>(), [1]);
         assert_eq!(t.next_deadline(), Some(t0 + s(60)));
-        assert_eq!(t.end(1).unwrap().pgid, 1);
+        assert!(t.end(1).is_none(), "no longer in flight");
         assert_eq!(t.in_flight(), 1);
     }
 
