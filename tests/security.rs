@@ -1219,6 +1219,12 @@ fn newest_record(inst: &Instance, after: &str, pick: &dyn Fn(&Value) -> bool) ->
         .max_by_key(|r| r["run_id"].as_str().unwrap_or("").to_string())
 }
 
+/// f11 and f12 add and delete regular users (uid 1000 and up) in this binary at the same
+/// time: `useradd` hands out the highest uid + 1, so f12's user could take the uid f11 had
+/// just freed for its heir (`useradd -u 1001`: "UID 1001 is not unique", seen in CI). Each
+/// holds this while it runs.
+static REGULAR_USERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Removes the users a test made, whatever happens to it.
 struct UsersMade(Vec<String>);
 
@@ -1247,6 +1253,7 @@ fn f11_a_job_whose_user_is_deleted_is_held_not_run_as_its_old_uid() {
         eprintln!("SKIP: needs root (users are created)");
         return;
     }
+    let _users = REGULAR_USERS.lock().unwrap_or_else(|e| e.into_inner());
     let tag = std::process::id() % 100_000;
     let (gone, heir) = (format!("rmkd-gone{tag}"), format!("rmkd-heir{tag}"));
     let _made = UsersMade(vec![gone.clone(), heir.clone()]);
@@ -1360,6 +1367,7 @@ fn f12_a_job_whose_account_expired_is_held_until_it_is_valid_again() {
         eprintln!("SKIP: needs root (a user is created)");
         return;
     }
+    let _users = REGULAR_USERS.lock().unwrap_or_else(|e| e.into_inner());
     let tag = std::process::id() % 100_000;
     let user = format!("rmkd-exp{tag}");
     let _made = UsersMade(vec![user.clone()]);
